@@ -1,0 +1,35 @@
+"""openqnn: an open implementation of the QNN workflow.
+
+convert -> quantize -> model library -> context binary -> run and profile, on cpu, gpu and htp.
+"""
+
+__version__ = "0.1.0"
+
+from openqnn.api import convert, load, save  # noqa: E402
+from openqnn.errors import (  # noqa: E402
+    ConversionError,
+    InputDataError,
+    InvalidConfigError,
+    InvalidModelError,
+    OpenQnnError,
+    UnsupportedOpError,
+)
+from openqnn.ir import DType, Graph  # noqa: E402
+from openqnn.runtime import Session, TensorInfo  # noqa: E402
+
+__all__ = [
+    "ConversionError",
+    "DType",
+    "Graph",
+    "InputDataError",
+    "InvalidConfigError",
+    "InvalidModelError",
+    "OpenQnnError",
+    "Session",
+    "TensorInfo",
+    "UnsupportedOpError",
+    "__version__",
+    "convert",
+    "load",
+    "save",
+]

@@ -1,0 +1,60 @@
+"""The pipeline's spine: convert -> (passes) -> [quantize] -> prepare -> run.
+
+    graph = openqnn.convert("model.onnx", input_dims={"input": (1, 3, 224, 224)})
+    openqnn.save(graph, "model.cpp")            # model_net.json + model.bin
+    sess = openqnn.Session("model_net.json", backend="cpu")
+    outputs = sess.run({"input": x})
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from openqnn.errors import ConversionError
+from openqnn.ir.graph import Graph
+
+__all__ = ["convert", "load", "save"]
+
+_FRONTENDS = {".onnx": "onnx"}
+
+
+def convert(
+    source: str | os.PathLike[str] | object,
+    input_dims: Mapping[str, Sequence[int]] | None = None,
+    out_nodes: Sequence[str] | None = None,
+    name: str | None = None,
+) -> Graph:
+    """Convert a source model (an ``.onnx`` path or an ``onnx.ModelProto``) into an IR graph."""
+    import onnx
+
+    if isinstance(source, onnx.ModelProto):
+        from openqnn.frontends.onnx import convert_onnx
+
+        return convert_onnx(source, input_dims, out_nodes, name)
+    path = Path(source)  # type: ignore[arg-type]
+    kind = _FRONTENDS.get(path.suffix.lower())
+    if kind is None:
+        raise ConversionError(f"{path}: unknown model type '{path.suffix}'; openqnn converts "
+                              + ", ".join(sorted(_FRONTENDS)) + " files")
+    from openqnn.frontends.onnx import convert_onnx
+
+    return convert_onnx(path, input_dims, out_nodes, name)
+
+
+def save(graph: Graph, output_path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Write ``<stem>_net.json`` and ``<stem>.bin`` for ``output_path`` (e.g. ``model.cpp``)."""
+    from openqnn.serialization import save_model
+
+    return save_model(graph, output_path)
+
+
+def load(path: str | os.PathLike[str]) -> Graph:
+    """Read a ``<stem>_net.json`` model (``<stem>.cpp`` / ``<stem>`` also find it)."""
+    from openqnn.serialization import load_model, model_paths
+
+    p = Path(path)
+    if not p.name.endswith("_net.json"):
+        p = model_paths(p)[0]
+    return load_model(p)

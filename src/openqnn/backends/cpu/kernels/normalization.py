@@ -1,0 +1,51 @@
+"""Normalizations and softmax."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from openqnn.backends.cpu.kernels.registry import BuildContext, Step, kernel, simple
+from openqnn.ir.graph import Node
+
+
+@kernel("Batchnorm")
+def batchnorm(node: Node, ctx: BuildContext) -> Step:
+    return simple(lambda x, w, b: torch.addcmul(b, x, w), node)  # channel-last: params broadcast on the last axis
+
+
+@kernel("LayerNorm")
+def layer_norm(node: Node, ctx: BuildContext) -> Step:
+    axes = sorted(a % len(ctx.shape(node.inputs[0])) for a in node.attrs["axes"])
+    rank = len(ctx.shape(node.inputs[0]))
+    eps = node.attrs["epsilon"]
+    trailing = axes == list(range(rank - len(axes), rank))
+    norm_shape = tuple(ctx.shape(node.inputs[0])[a] for a in axes)
+    has_g = len(node.inputs) > 1 and bool(node.inputs[1])
+    has_b = len(node.inputs) > 2 and bool(node.inputs[2])
+
+    def run(x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
+        it = iter(params)
+        g = next(it) if has_g else None
+        b = next(it) if has_b else None
+        if trailing and (g is None or tuple(g.shape) == norm_shape) and (b is None or tuple(b.shape) == norm_shape):
+            return F.layer_norm(x, norm_shape, g, b, eps)
+        mean = x.mean(dim=axes, keepdim=True)
+        var = (x - mean).square().mean(dim=axes, keepdim=True)
+        y = (x - mean) * torch.rsqrt(var + eps)
+        if g is not None:
+            y = y * g
+        if b is not None:
+            y = y + b
+        return y
+
+    return Step(run, [x for x in node.inputs if x])
+
+
+@kernel("Softmax", "LogSoftmax")
+def softmax(node: Node, ctx: BuildContext) -> Step:
+    axis, beta = node.attrs["axis"], node.attrs["beta"]
+    fn = F.softmax if node.op_type == "Softmax" else F.log_softmax
+    if beta == 1.0:
+        return simple(lambda x: fn(x, dim=axis), node)
+    return simple(lambda x: fn(x * beta, dim=axis), node)

@@ -1,0 +1,126 @@
+"""Kernel builders of the cpu backend: IR op type -> builder(node, ctx) -> Step.
+
+A builder runs once at prepare time. It reads attributes and static tensors (weights), lays the
+weights out the way PyTorch runs fastest, and returns a :class:`Step` whose ``fn`` maps the run-time
+inputs (torch tensors) to the outputs. A builder raises :class:`Unsupported` for a node it cannot
+run; the reason is reported by the partitioner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from openqnn.ir.dtype import DType
+from openqnn.ir.graph import Graph, Node
+from openqnn.ir.tensor import TensorKind
+
+KernelFn = Callable[..., "torch.Tensor | Sequence[torch.Tensor]"]
+
+
+class Unsupported(Exception):
+    """Raised by a builder for a node (attribute combination, dtype) it cannot run."""
+
+
+@dataclass
+class Step:
+    """One prepared kernel call: ``outputs = fn(*inputs)`` over run-time tensors."""
+
+    fn: KernelFn
+    inputs: list[str]
+    outputs: list[str] = field(default_factory=list)
+    node: str = ""
+    op_type: str = ""
+
+
+class BuildContext:
+    """What a builder may read: tensor types and static data (as torch tensors)."""
+
+    def __init__(self, graph: Graph, device: torch.device | str = "cpu", float_dtype: torch.dtype | None = None):
+        self.graph = graph
+        self.device = torch.device(device)
+        self.float_dtype = float_dtype  # when set (fp16 on gpu), float tensors run in this type
+
+    def is_static(self, name: str) -> bool:
+        return bool(name) and self.graph.tensors[name].kind is TensorKind.STATIC
+
+    def static(self, name: str) -> torch.Tensor:
+        t = self.graph.tensors[name]
+        assert t.data is not None, name
+        return to_torch(t.data, self.device, self.float_dtype)
+
+    def static_np(self, name: str) -> np.ndarray:
+        t = self.graph.tensors[name]
+        assert t.data is not None, name
+        return t.data
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.graph.tensors[name].shape
+
+    def dtype(self, name: str) -> DType:
+        return self.graph.tensors[name].dtype
+
+    def torch_dtype(self, name: str) -> torch.dtype:
+        return torch_dtype(self.graph.tensors[name].dtype, self.float_dtype)
+
+
+Builder = Callable[[Node, BuildContext], Step]
+KERNELS: dict[str, Builder] = {}
+
+
+def kernel(*op_types: str) -> Callable[[Builder], Builder]:
+    """Register the decorated builder for the given IR op types."""
+
+    def register(fn: Builder) -> Builder:
+        for t in op_types:
+            if t in KERNELS:
+                raise RuntimeError(f"cpu kernel for {t} registered twice")
+            KERNELS[t] = fn
+        return fn
+
+    return register
+
+
+def simple(fn: KernelFn, node: Node, *, skip_empty: bool = True) -> Step:
+    """A step that passes every (present) input of ``node`` to ``fn``."""
+    return Step(fn, [x for x in node.inputs if x or not skip_empty])
+
+
+_TORCH = {
+    DType.FLOAT_32: torch.float32,
+    DType.FLOAT_16: torch.float16,
+    DType.FLOAT_64: torch.float64,
+    DType.INT_8: torch.int8,
+    DType.INT_16: torch.int16,
+    DType.INT_32: torch.int32,
+    DType.INT_64: torch.int64,
+    DType.UINT_8: torch.uint8,
+    DType.UINT_16: torch.uint16,
+    DType.UINT_32: torch.uint32,
+    DType.UINT_64: torch.uint64,
+    DType.BOOL_8: torch.bool,
+    DType.UFIXED_POINT_8: torch.uint8,
+    DType.UFIXED_POINT_16: torch.uint16,
+    DType.SFIXED_POINT_8: torch.int8,
+    DType.SFIXED_POINT_16: torch.int16,
+    DType.SFIXED_POINT_32: torch.int32,
+}
+
+
+def torch_dtype(dt: DType, float_dtype: torch.dtype | None = None) -> torch.dtype:
+    if float_dtype is not None and dt in (DType.FLOAT_32, DType.FLOAT_16):
+        return float_dtype
+    return _TORCH[dt]
+
+
+def to_torch(a: np.ndarray, device: torch.device | str = "cpu", float_dtype: torch.dtype | None = None) -> torch.Tensor:
+    a = np.ascontiguousarray(a)
+    if not a.flags.writeable:
+        a = a.copy()
+    t = torch.from_numpy(a)
+    if float_dtype is not None and t.dtype in (torch.float32, torch.float16):
+        t = t.to(float_dtype)
+    return t.to(device)

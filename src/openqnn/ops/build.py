@@ -1,0 +1,62 @@
+"""Adding nodes to a graph through their schemas: attributes normalized, outputs typed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from openqnn.ir.graph import Graph, Node
+from openqnn.ir.tensor import Tensor, TensorKind
+from openqnn.ops.elementwise import OPENQNN_PACKAGE as _EW_OWN
+from openqnn.ops.reduce import OPENQNN_PACKAGE as _RED_OWN
+from openqnn.ops.schema import TType, get_schema
+
+__all__ = ["emit", "infer_types", "package_of"]
+
+_OWN = _EW_OWN | _RED_OWN | {"PoolLp2d", "LpNorm", "Selu", "Celu"}
+
+
+def package_of(op_type: str) -> str:
+    """``qti.aisw`` for QNN's own ops, ``openqnn`` for ops openqnn adds."""
+    return "openqnn" if op_type in _OWN else "qti.aisw"
+
+
+def infer_types(graph: Graph, node: Node) -> list[TType]:
+    """Output types of ``node`` from its schema and its inputs' types in ``graph``."""
+    schema = get_schema(node.op_type)
+    schema.check_arity(node.name, len(node.inputs))
+    ins = [TType(graph.tensors[x].shape, graph.tensors[x].dtype) if x else None for x in node.inputs]
+    return schema.infer(node.attrs, ins)  # type: ignore[arg-type]
+
+
+def emit(
+    graph: Graph,
+    op_type: str,
+    inputs: Sequence[str],
+    attrs: dict[str, Any] | None = None,
+    *,
+    name: str | None = None,
+    outputs: Sequence[str] | None = None,
+    num_outputs: int | None = None,
+    index: int | None = None,
+) -> list[str]:
+    """Append (or insert at ``index``) an ``op_type`` node and create its typed output tensors.
+
+    ``outputs`` names the outputs (they must be new); otherwise fresh names derived from the node's
+    name are used. Returns the output tensor names.
+    """
+    schema = get_schema(op_type)
+    node_name = graph.unique_name(name or op_type.lower())
+    node = Node(node_name, op_type, list(inputs), [], schema.normalize_attrs(node_name, attrs or {}),
+                package_of(op_type))
+    types = infer_types(graph, node)
+    if num_outputs is not None:
+        types = types[:num_outputs]
+    if outputs is None:
+        outputs = [node_name if len(types) == 1 else f"{node_name}_{i}" for i in range(len(types))]
+        outputs = [o if o not in graph.tensors else graph.unique_name(o) for o in outputs]
+    for out, t in zip(outputs, types):
+        graph.add_tensor(Tensor(out, t.shape, t.dtype, TensorKind.NATIVE))
+    node.outputs = list(outputs)
+    graph.add_node(node, index)
+    return list(outputs)

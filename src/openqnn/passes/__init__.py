@@ -1,0 +1,30 @@
+"""Graph passes and the named pipelines that run them."""
+
+from __future__ import annotations
+
+from openqnn.ir.graph import Graph
+from openqnn.passes import cleanup, fusion  # noqa: F401  (registers the passes)
+from openqnn.passes.manager import PASSES, Pass, PassManager, graph_pass
+
+__all__ = ["PASSES", "PIPELINES", "Pass", "PassManager", "graph_pass", "run_pipeline"]
+
+PIPELINES: dict[str, list[str]] = {
+    # after an ONNX/framework import, before quantization
+    "convert": [
+        "fold_static_data_movement",  # transposed/reshaped weights become plain static tensors
+        "cancel_transposes",  # layout transposes that meet cancel
+        "simplify_reshapes",  # no-op and chained reshapes
+        "fold_batchnorm",  # Conv/FC + Batchnorm -> Conv/FC
+        "remove_dead_nodes",
+    ],
+}
+
+
+def run_pipeline(graph: Graph, name: str) -> Graph:
+    """Run pipeline ``name`` to a fixed point, then verify the graph."""
+    from openqnn.ir.verifier import verify
+
+    graph = PassManager(PIPELINES[name]).run(graph)
+    graph.toposort()
+    verify(graph)
+    return graph

@@ -1,0 +1,62 @@
+"""Shared test helpers: build ONNX models, run them through openqnn and ONNX Runtime, compare."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+import openqnn
+
+
+def make_model(
+    nodes: Sequence[onnx.NodeProto],
+    inputs: Sequence[tuple[str, int, Sequence[int]]],
+    outputs: Sequence[tuple[str, int, Sequence[int] | None]],
+    initializers: Sequence[onnx.TensorProto] = (),
+    opset: int = 17,
+) -> onnx.ModelProto:
+    """A one-graph ONNX model; inputs/outputs are (name, TensorProto elem type, shape)."""
+    graph = helper.make_graph(
+        list(nodes),
+        "test",
+        [helper.make_tensor_value_info(n, t, list(s)) for n, t, s in inputs],
+        [helper.make_tensor_value_info(n, t, None if s is None else list(s)) for n, t, s in outputs],
+        list(initializers),
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = min(model.ir_version, 9)
+    return model
+
+
+def ort_run(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return sess.run(None, dict(feeds))
+
+
+def openqnn_run(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], backend: str = "cpu") -> list[np.ndarray]:
+    graph = openqnn.convert(model)
+    out = openqnn.Session(graph, backend=backend).run(dict(feeds))
+    return [out[o.name] for o in model.graph.output]
+
+
+def assert_matches_ort(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], rtol: float = 1e-4,
+                       atol: float = 1e-5) -> list[np.ndarray]:
+    """Run ``model`` on openqnn's cpu backend and on ONNX Runtime; outputs must agree in value and dtype."""
+    ours = openqnn_run(model, feeds)
+    ref = ort_run(model, feeds)
+    for o, a, b in zip(model.graph.output, ours, ref):
+        assert a.dtype == b.dtype, f"{o.name}: dtype {a.dtype} != ORT's {b.dtype}"
+        assert a.shape == b.shape, f"{o.name}: shape {a.shape} != ORT's {b.shape}"
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=o.name)
+    return ours
+
+
+FLOAT = TensorProto.FLOAT
+INT64 = TensorProto.INT64
