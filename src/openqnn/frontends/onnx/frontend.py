@@ -244,7 +244,9 @@ def _set_outputs(ctx: ConversionContext, g: onnx.GraphProto, out_nodes: Sequence
             # a graph input, a constant, or an output already: copy it through a node
             ir = emit(graph, "Reshape", [ir], {"shape": t.shape}, name=f"{name}_out", outputs=[graph.unique_name(name)])[0]
             t = graph.tensors[ir]
-        if ir != name and name not in graph.tensors:
+        if ir != name:
+            if name in graph.tensors:  # an inner (e.g. channel-last) tensor holds the name: it yields it
+                _rename(graph, name, graph.unique_name(f"{name}_{graph.tensors[name].axis_format or 'inner'}"))
             _rename(graph, ir, name)
             ir = name
         t = graph.tensors[ir]

@@ -1,0 +1,68 @@
+"""``openqnn``: one command with subcommands for the QNN tools' work."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+
+from openqnn.cli.common import add_common_flags, run_tool
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from openqnn import __version__
+    from openqnn.cli.net_run import add_net_run_flags
+    from openqnn.cli.onnx_converter import add_converter_flags
+
+    p = argparse.ArgumentParser(prog="openqnn", description="Convert, run and inspect neural networks the QNN way.")
+    p.add_argument("--version", action="version", version=f"openqnn {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_converter_flags(sub.add_parser("convert", help="ONNX -> <stem>_net.json + <stem>.bin (qnn-onnx-converter)"))
+    add_net_run_flags(sub.add_parser("net-run", help="run a model over an input list (qnn-net-run)"))
+    info = sub.add_parser("info", help="print a converted model's graph")
+    info.add_argument("model", help="<stem>_net.json")
+    add_common_flags(info)
+    ops = sub.add_parser("ops", help="list the ONNX ops openqnn converts and the IR ops they become")
+    ops.add_argument("--markdown", action="store_true", help="print the docs/ops.md table")
+    add_common_flags(ops)
+    demo = sub.add_parser("demo", help="build a small model, convert it, run it with qnn-net-run, print the result")
+    demo.add_argument("--workdir", default="openqnn_demo", help="folder for the demo's files (default openqnn_demo)")
+    add_common_flags(demo)
+    return p
+
+
+def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    if args.command == "convert":
+        from openqnn.cli.onnx_converter import convert_main
+
+        return convert_main(args, " ".join(["openqnn", *map(shlex.quote, argv)]))
+    if args.command == "net-run":
+        from openqnn.cli.net_run import net_run_main
+
+        return net_run_main(args)
+    if args.command == "info":
+        import openqnn
+        from openqnn.ir import format_graph
+
+        print(format_graph(openqnn.load(args.model)))
+        return 0
+    if args.command == "ops":
+        from openqnn.docs import ops_table
+
+        print(ops_table(markdown=args.markdown))
+        return 0
+    if args.command == "demo":
+        from openqnn.demo import run_demo
+
+        return run_demo(args.workdir)
+    raise AssertionError(args.command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return run_tool(lambda a: _dispatch(a, argv), build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""qnn-net-run's file formats: input lists, raw tensors, Result_<i>/ output folders.
+
+An input list has one inference per line: raw file paths in graph-input order, or
+``name:=path`` pairs. A first line starting with ``#`` names the outputs to write. Raw files are
+headerless float32, converted to each input's own type (token ids too), or, with native input
+files, the input's own type as is.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from openqnn.errors import InputDataError
+from openqnn.ir.tensor import Tensor
+
+__all__ = ["InputList", "read_input_list", "read_raw", "sanitize", "write_raw"]
+
+
+@dataclass
+class InputList:
+    """Parsed input list: per inference, input name -> raw file path."""
+
+    path: Path
+    inferences: list[dict[str, Path]]
+    output_names: list[str] = field(default_factory=list)
+
+
+def read_input_list(path: str | os.PathLike[str], inputs: list[Tensor]) -> InputList:
+    """Parse and check an input list: every file exists; names and counts fit the graph's inputs."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputDataError(f"--input_list {p}: no such file")
+    names = [t.name for t in inputs]
+    lines = [ln.strip() for ln in p.read_text().splitlines()]
+    out_names: list[str] = []
+    inferences: list[dict[str, Path]] = []
+    for lineno, line in enumerate(lines, 1):
+        if not line:
+            continue
+        if line.startswith("#"):
+            if not inferences and not out_names:
+                out_names = [n for n in re.split(r"[\s,]+", line[1:].strip()) if n]
+            continue
+        if line.startswith("%"):  # QNN: output names for the next inference; treated as a comment
+            continue
+        tokens = line.split()
+        entry: dict[str, Path] = {}
+        if any(":=" in t for t in tokens):
+            for tok in tokens:
+                if ":=" not in tok:
+                    raise InputDataError(f"{p}:{lineno}: mixes name:=path pairs with bare paths ('{tok}')")
+                name, file = tok.split(":=", 1)
+                if name not in names:
+                    raise InputDataError(f"{p}:{lineno}: unknown input '{name}'; the model's inputs are "
+                                         f"{', '.join(names)}")
+                entry[name] = _resolve(file, p, lineno)
+        else:
+            if len(tokens) != len(names):
+                raise InputDataError(f"{p}:{lineno}: {len(tokens)} file(s) for {len(names)} input(s) "
+                                     f"({', '.join(names)}); give one path per input, in that order")
+            entry = {n: _resolve(f, p, lineno) for n, f in zip(names, tokens)}
+        missing = [n for n in names if n not in entry]
+        if missing:
+            raise InputDataError(f"{p}:{lineno}: no file for input(s) {', '.join(missing)}")
+        inferences.append(entry)
+    if not inferences:
+        raise InputDataError(f"--input_list {p}: holds no inference lines")
+    return InputList(p, inferences, out_names)
+
+
+def _resolve(file: str, list_path: Path, lineno: int) -> Path:
+    f = Path(file)
+    if f.is_file():
+        return f
+    beside = list_path.parent / f
+    if not f.is_absolute() and beside.is_file():
+        return beside
+    raise InputDataError(f"{list_path}:{lineno}: input file {file} does not exist")
+
+
+def read_raw(path: Path, tensor: Tensor, native: bool) -> np.ndarray:
+    """A raw file as ``tensor``'s type: float32 converted, or the native type as is."""
+    file_dtype = tensor.dtype.numpy if native else np.dtype(np.float32)
+    size = path.stat().st_size
+    want = tensor.size * file_dtype.itemsize
+    if size != want:
+        raise InputDataError(
+            f"{path}: holds {size} bytes, but input '{tensor.name}' {tensor.shape} needs {want} "
+            f"({tensor.size} x {file_dtype.name}{'' if native else ', raw files are float32 unless --use_native_input_files'})"
+        )
+    data = np.fromfile(path, dtype=file_dtype).reshape(tensor.shape)
+    if not native and tensor.dtype.numpy != np.float32:
+        if tensor.dtype.numpy.kind in "iub" and not np.all(np.isfinite(data)):
+            raise InputDataError(f"{path}: non-finite values for integer input '{tensor.name}'")
+        data = data.astype(tensor.dtype.numpy)
+    return data
+
+
+_NON_WORD = re.compile(r"\W")
+
+
+def sanitize(name: str) -> str:
+    """Output file stem of a tensor: non-word characters become ``_``."""
+    return _NON_WORD.sub("_", name)
+
+
+def write_raw(path: Path, data: np.ndarray) -> None:
+    """Write through a temporary name, so a failure never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    np.ascontiguousarray(data).tofile(tmp)
+    os.replace(tmp, path)
