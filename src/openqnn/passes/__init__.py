@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from openqnn.ir.graph import Graph
-from openqnn.passes import cleanup, fusion  # noqa: F401  (registers the passes)
+from openqnn.passes import cleanup, fusion, patterns  # noqa: F401  (registers the passes)
 from openqnn.passes.manager import PASSES, Pass, PassManager, graph_pass
 
 __all__ = ["PASSES", "PIPELINES", "Pass", "PassManager", "graph_pass", "run_pipeline"]
@@ -15,6 +15,10 @@ PIPELINES: dict[str, list[str]] = {
         "cancel_transposes",  # layout transposes that meet cancel
         "simplify_reshapes",  # no-op and chained reshapes
         "fold_batchnorm",  # Conv/FC + Batchnorm -> Conv/FC
+        "fuse_gelu",  # erf-form GELU -> Gelu
+        "fuse_hardswish",  # x * relu6(x + 3) / 6 -> HardSwish
+        "fold_fc_bias_add",  # MatMul + Add(bias) -> FullyConnected with bias
+        "transpose_to_reshape",  # transposes moving only size-1 dims
         "remove_dead_nodes",
     ],
 }

@@ -1,0 +1,122 @@
+"""Structure after the convert pipeline: what fuses, folds and cancels — and values still match ORT."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from helpers import assert_matches_ort, make_model
+
+import openqnn
+
+F = TensorProto.FLOAT
+
+
+def _c(name: str, value) -> object:
+    return numpy_helper.from_array(np.asarray(value, dtype=np.float32), name)
+
+
+def _counts(model) -> dict[str, int]:
+    return openqnn.convert(model).count_ops()
+
+
+def test_erf_gelu_fuses_into_gelu(rng) -> None:
+    nodes = [
+        helper.make_node("Div", ["x", "sqrt2"], ["a"]),
+        helper.make_node("Erf", ["a"], ["b"]),
+        helper.make_node("Add", ["b", "one"], ["c"]),
+        helper.make_node("Mul", ["x", "c"], ["d"]),
+        helper.make_node("Mul", ["d", "half"], ["y"]),
+    ]
+    m = make_model(nodes, [("x", F, [2, 16])], [("y", F, [2, 16])],
+                   [_c("sqrt2", math.sqrt(2)), _c("one", 1.0), _c("half", 0.5)], opset=13)
+    assert _counts(m) == {"Gelu": 1}
+    assert_matches_ort(m, {"x": rng.standard_normal((2, 16)).astype(np.float32)})
+
+
+def test_half_first_gelu_variant(rng) -> None:
+    nodes = [
+        helper.make_node("Mul", ["x", "half"], ["h"]),
+        helper.make_node("Mul", ["x", "inv_sqrt2"], ["a"]),
+        helper.make_node("Erf", ["a"], ["b"]),
+        helper.make_node("Add", ["one", "b"], ["c"]),
+        helper.make_node("Mul", ["h", "c"], ["y"]),
+    ]
+    m = make_model(nodes, [("x", F, [3, 8])], [("y", F, [3, 8])],
+                   [_c("inv_sqrt2", 1 / math.sqrt(2)), _c("one", 1.0), _c("half", 0.5)], opset=13)
+    assert _counts(m) == {"Gelu": 1}
+    assert_matches_ort(m, {"x": rng.standard_normal((3, 8)).astype(np.float32)})
+
+
+def test_hardswish_pattern(rng) -> None:
+    nodes = [
+        helper.make_node("Add", ["x", "three"], ["a"]),
+        helper.make_node("Clip", ["a", "zero", "six"], ["b"]),
+        helper.make_node("Mul", ["x", "b"], ["c"]),
+        helper.make_node("Div", ["c", "six"], ["y"]),
+    ]
+    m = make_model(nodes, [("x", F, [1, 4, 5, 5])], [("y", F, [1, 4, 5, 5])],
+                   [_c("three", 3.0), _c("zero", 0.0), _c("six", 6.0)], opset=13)
+    assert _counts(m) == {"HardSwish": 1}
+    assert_matches_ort(m, {"x": 4 * rng.standard_normal((1, 4, 5, 5)).astype(np.float32)})
+
+
+def test_matmul_add_becomes_fully_connected_with_bias(rng) -> None:
+    w = rng.standard_normal((16, 8)).astype(np.float32)
+    b = rng.standard_normal(8).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["m", "b"], ["y"])]
+    m = make_model(nodes, [("x", F, [2, 5, 16])], [("y", F, [2, 5, 8])], [_c("w", w), _c("b", b)])
+    g = openqnn.convert(m)
+    assert g.count_ops() == {"FullyConnected": 1}
+    assert len(g.nodes[0].inputs) == 3 and g.nodes[0].inputs[2]
+    assert_matches_ort(m, {"x": rng.standard_normal((2, 5, 16)).astype(np.float32)})
+
+
+@pytest.mark.parametrize("out_is_bn", [False, True])
+def test_batchnorm_folds_into_conv(rng, out_is_bn: bool) -> None:
+    w = rng.standard_normal((6, 3, 3, 3)).astype(np.float32)
+    stats = [_c("s", rng.uniform(0.5, 2, 6)), _c("bb", rng.standard_normal(6)), _c("mu", rng.standard_normal(6)),
+             _c("var", rng.uniform(0.5, 2, 6))]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "s", "bb", "mu", "var"], ["bn"], epsilon=1e-3)]
+    if not out_is_bn:
+        nodes.append(helper.make_node("Relu", ["bn"], ["y"]))
+    out = "bn" if out_is_bn else "y"
+    m = make_model(nodes, [("x", F, [1, 3, 8, 8])], [(out, F, [1, 6, 8, 8])], [_c("w", w), *stats])
+    counts = _counts(m)
+    assert "Batchnorm" not in counts and counts["Conv2d"] == 1
+    assert_matches_ort(m, {"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)}, rtol=1e-4, atol=1e-4)
+
+
+def test_layout_transposes_cancel_between_spatial_ops(rng) -> None:
+    """Conv -> Relu -> MaxPool -> Conv keeps NHWC throughout: one transpose in, one out."""
+    w1 = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    w2 = rng.standard_normal((5, 4, 1, 1)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"]), helper.make_node("Relu", ["a"], ["b"]),
+             helper.make_node("MaxPool", ["b"], ["c"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Add", ["c", "c"], ["d"]),
+             helper.make_node("Conv", ["d", "w2"], ["y"])]
+    m = make_model(nodes, [("x", F, [1, 3, 10, 10])], [("y", F, [1, 5, 4, 4])], [_c("w1", w1), _c("w2", w2)])
+    counts = _counts(m)
+    assert counts["Transpose"] == 2, counts
+    assert_matches_ort(m, {"x": rng.standard_normal((1, 3, 10, 10)).astype(np.float32)})
+
+
+def test_shape_subgraph_folds_to_static_reshape(rng) -> None:
+    """Shape -> Gather -> Unsqueeze -> Concat -> Reshape (as exporters write flatten) folds away."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+        helper.make_node("Unsqueeze", ["n", "axes0"], ["n1"]),
+        helper.make_node("Concat", ["n1", "minus1"], ["shape"], axis=0),
+        helper.make_node("Reshape", ["x", "shape"], ["y"]),
+    ]
+    inits = [numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.array([0], np.int64), "axes0"),
+             numpy_helper.from_array(np.array([-1], np.int64), "minus1")]
+    m = make_model(nodes, [("x", F, [2, 3, 4])], [("y", F, [2, 12])], inits, opset=13)
+    assert _counts(m) == {"Reshape": 1}
+    assert_matches_ort(m, {"x": rng.standard_normal((2, 3, 4)).astype(np.float32)})
