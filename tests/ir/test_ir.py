@@ -81,7 +81,7 @@ def test_model_files_round_trip(tmp_path) -> None:
 def test_loading_a_corrupt_weights_file_names_it(tmp_path) -> None:
     json_path, bin_path = openqnn.save(_graph(), tmp_path / "m")
     bin_path.write_bytes(bin_path.read_bytes()[:40])
-    with pytest.raises(InvalidModelError, match="m.bin"):
+    with pytest.raises(InvalidModelError, match=r"m\.bin"):
         openqnn.load(json_path)
 
 

@@ -1,0 +1,20 @@
+"""Generated docs stay current, and public names are exported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import openqnn
+from openqnn.docs import cli_reference
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_cli_reference_is_current() -> None:
+    assert (ROOT / "docs" / "cli.md").read_text().strip() == cli_reference().strip(), (
+        "docs/cli.md is stale: run python -m openqnn.docs cli > docs/cli.md")
+
+
+def test_public_names_are_in_all() -> None:
+    public = {n for n in dir(openqnn) if not n.startswith("_") and not isinstance(getattr(openqnn, n), type(openqnn))}
+    assert public <= set(openqnn.__all__), sorted(public - set(openqnn.__all__))
