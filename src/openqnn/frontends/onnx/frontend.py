@@ -42,8 +42,8 @@ def load_onnx(path: str | os.PathLike[str]) -> onnx.ModelProto:
         raise InvalidModelError(f"{p}: not a valid ONNX model (it holds no graph nodes; is the file truncated?)")
     try:
         onnx.load_external_data_for_model(model, str(p.parent))
-    except (OSError, ValueError) as e:
-        raise InvalidModelError(f"{p}: cannot read its external data ({e})") from None
+    except Exception as e:  # OSError, ValueError, onnx's ValidationError
+        raise InvalidModelError(f"{p}: cannot read its external data ({str(e).splitlines()[0]})") from None
     return model
 
 
