@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 
-def build_simple_model():  # type: ignore[no-untyped-def]
+def build_simple_model():
     import torch
     from torch import nn
 
@@ -37,7 +37,7 @@ def build_simple_model():  # type: ignore[no-untyped-def]
     return SimpleModel().eval()
 
 
-def export_simple_model(path: Path):  # type: ignore[no-untyped-def]
+def export_simple_model(path: Path):
     import warnings
 
     import torch

@@ -57,7 +57,7 @@ def cli_reference() -> str:
     return "\n".join(out)
 
 
-def _sub_help(action, choice: str) -> str:  # type: ignore[no-untyped-def]
+def _sub_help(action, choice: str) -> str:
     for a in action._choices_actions:
         if a.dest == choice:
             return a.help or ""

@@ -88,7 +88,7 @@ def net_run_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(total: int | None):  # type: ignore[no-untyped-def]
+def _progress(total: int | None):
     from tqdm import tqdm
 
     show = (total or 0) >= 20 or total is None

@@ -61,7 +61,7 @@ def convert_main(args: argparse.Namespace, command: str) -> int:
     return 0
 
 
-def _summary(graph) -> str:  # type: ignore[no-untyped-def]
+def _summary(graph) -> str:
     counts = graph.count_ops()
     lines = [f"graph {graph.name}: {len(graph.nodes)} nodes, {sum(t.size for t in graph.static_tensors())} parameters"]
     lines += [f"  {op:<24} {n}" for op, n in sorted(counts.items())]

@@ -30,12 +30,12 @@ def verify(graph: Graph) -> None:
         types = infer_types(graph, node)
         if len(types) != len(node.outputs) and not schema.outputs[-1].endswith("*"):
             raise InvalidModelError(f"node '{node.name}' has {len(node.outputs)} outputs, schema gives {len(types)}")
-        for out, t in zip(node.outputs, types):
+        for out, want in zip(node.outputs, types):
             have = graph.tensor(out)
-            if have.shape != t.shape or have.dtype is not t.dtype:
+            if have.shape != want.shape or have.dtype is not want.dtype:
                 raise InvalidModelError(
                     f"node '{node.name}' ({node.op_type}): output '{out}' is {have.shape}/{have.dtype.name} "
-                    f"but the op gives {t.shape}/{t.dtype.name}"
+                    f"but the op gives {want.shape}/{want.dtype.name}"
                 )
             if out in defined:
                 raise InvalidModelError(f"tensor '{out}' is produced twice")

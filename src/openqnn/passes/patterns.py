@@ -67,13 +67,12 @@ def fuse_gelu(graph: Graph) -> tuple[Graph, bool]:
         scale = v.prod.get(erf.inputs[0])
         if scale is None or len(v.cons.get(erf.inputs[0], [])) != 1:
             continue
+        x: str | None = None
         if scale.op_type == "ElementWiseDivide" and _close(v.scalar(scale.inputs[1]), math.sqrt(2)):
             x = scale.inputs[0]
         elif scale.op_type == "ElementWiseMultiply":
             x = next((a for a, b in (scale.inputs, scale.inputs[::-1]) if _close(v.scalar(b), 1 / math.sqrt(2))), None)
-            if x is None:
-                continue
-        else:
+        if x is None:
             continue
         add = v.only_user(erf.outputs[0], "ElementWiseAdd")
         if add is None or not _close(v.scalar(v.other_input(add, erf.outputs[0]) or ""), 1.0):
@@ -128,20 +127,19 @@ def fuse_hardswish(graph: Graph) -> tuple[Graph, bool]:
             add = v.prod.get(node.inputs[0])
             if add is None or add.op_type != "ElementWiseAdd" or len(v.cons.get(add.outputs[0], [])) != 1:
                 continue
-            x = next((a for a, b in (add.inputs, add.inputs[::-1]) if _close(v.scalar(b), 3.0)), None)
+            x3 = next((a for a, b in (add.inputs, add.inputs[::-1]) if _close(v.scalar(b), 3.0)), None)
             mul = v.only_user(node.outputs[0], "ElementWiseMultiply")
-            if x is None or mul is None or v.other_input(mul, node.outputs[0]) != x:
+            if x3 is None or mul is None or v.other_input(mul, node.outputs[0]) != x3:
                 continue
             div = v.only_user(mul.outputs[0], "ElementWiseDivide")
-            if div is not None and _close(v.scalar(div.inputs[1]), 6.0):
-                last = div
-            else:
+            last: Node | None = div if div is not None and _close(v.scalar(div.inputs[1]), 6.0) else None
+            if last is None:
                 last = v.only_user(mul.outputs[0], "ElementWiseMultiply")
                 if last is None or not _close(v.scalar(v.other_input(last, mul.outputs[0]) or ""), 1 / 6):
                     continue
-            if graph.tensors[x].shape != graph.tensors[last.outputs[0]].shape:
+            if graph.tensors[x3].shape != graph.tensors[last.outputs[0]].shape:
                 continue
-            _replace(graph, add, [add, node, mul, last], "HardSwish", x, last.outputs[0])
+            _replace(graph, add, [add, node, mul, last], "HardSwish", x3, last.outputs[0])
             changed = True
             v = _View(graph)
     if changed:

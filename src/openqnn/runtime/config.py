@@ -77,7 +77,7 @@ def _check(where: str, section: str, key: str, value: Any, default: Any) -> Any:
         return None
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
         raise InvalidConfigError(f"{where}: {section}.{key} = {value!r} must be a {expected.__name__}")
-    if expected is int and value < 0:
+    if isinstance(value, int) and value < 0:
         raise InvalidConfigError(f"{where}: {section}.{key} = {value} must not be negative")
     if key in ("num_threads",) and value == 0:
         raise InvalidConfigError(f"{where}: {section}.{key} must be at least 1")

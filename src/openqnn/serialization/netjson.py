@@ -80,14 +80,13 @@ def _encoding_json(enc: Encoding | None) -> dict[str, Any]:
 def _encoding_from(d: dict[str, Any]) -> Encoding | None:
     if d.get("definition") != "QNN_DEFINITION_DEFINED":
         return None
-    common = {"bitwidth": int(d["bitwidth"]), "symmetric": bool(d.get("symmetric", False)),
-              "is_signed": bool(d.get("is_signed", False))}
+    bw, sym, signed = int(d["bitwidth"]), bool(d.get("symmetric", False)), bool(d.get("is_signed", False))
     if "axis_scale_offset" in d:
         aso = d["axis_scale_offset"]
-        return Encoding(scale=tuple(float(x["scale"]) for x in aso["scale_offsets"]),
-                        offset=tuple(int(x["offset"]) for x in aso["scale_offsets"]), axis=int(aso["axis"]), **common)
+        return Encoding(bw, tuple(float(x["scale"]) for x in aso["scale_offsets"]),
+                        tuple(int(x["offset"]) for x in aso["scale_offsets"]), int(aso["axis"]), sym, signed)
     so = d["scale_offset"]
-    return Encoding(scale=(float(so["scale"]),), offset=(int(so["offset"]),), **common)
+    return Encoding(bw, (float(so["scale"]),), (int(so["offset"]),), None, sym, signed)
 
 
 def graph_to_json(graph: Graph, bin_name: str = "") -> dict[str, Any]:
@@ -107,7 +106,8 @@ def graph_to_json(graph: Graph, bin_name: str = "") -> dict[str, Any]:
         tensors[t.name] = entry
     nodes: dict[str, Any] = {}
     for n in graph.nodes:
-        scalar, tensor = {}, {}
+        scalar: dict[str, Any] = {}
+        tensor: dict[str, Any] = {}
         for k, v in n.attrs.items():
             kind, val = _param(v)
             (scalar if kind == "scalar" else tensor)[k] = val

@@ -72,7 +72,7 @@ class ConversionContext:
         self.opset = opset
         self.opsets = opsets
         self.values: dict[str, Value] = {}
-        self.node: onnx.NodeProto | None = None  # the ONNX node being translated
+        self._node: onnx.NodeProto | None = None  # the ONNX node being translated
         self._materialized: dict[tuple[str, Perm | None], str] = {}
         self._node_mark = 0
 
@@ -85,11 +85,9 @@ class ConversionContext:
 
     def has(self, index: int) -> bool:
         """Whether optional input ``index`` of the current node is present."""
-        assert self.node is not None
         return len(self.node.input) > index and self.node.input[index] != ""
 
     def input(self, index: int) -> Value:
-        assert self.node is not None
         return self.value(self.node.input[index])
 
     def const(self, index: int, what: str = "") -> np.ndarray:
@@ -152,12 +150,11 @@ class ConversionContext:
              name: str | None = None, num_outputs: int | None = None) -> list[str]:
         """Add an IR node named after the current ONNX node; returns its output tensor names."""
         if name is None:
-            name = (self.node.name or (self.node.output[0] if self.node is not None else "")) if self.node else op_type
+            name = (self._node.name or self._node.output[0]) if self._node is not None else op_type
         return emit(self.graph, op_type, inputs, attrs, name=name or op_type, num_outputs=num_outputs)
 
     def bind(self, index: int, ir_name: str, perm: Perm | None = None) -> None:
         """Make ONNX output ``index`` of the current node the IR tensor ``ir_name`` in layout ``perm``."""
-        assert self.node is not None
         onnx_name = self.node.output[index]
         ir_name = self._adopt_name(ir_name, onnx_name)
         t = self.graph.tensors[ir_name]
@@ -185,24 +182,28 @@ class ConversionContext:
                 self._materialized[key] = onnx_name
         return onnx_name
 
-    def start_node(self, node: onnx.NodeProto) -> None:
-        self.node = node
+    @property
+    def node(self) -> onnx.NodeProto:
+        """The ONNX node being translated."""
+        if self._node is None:
+            raise RuntimeError("no ONNX node is being translated")
+        return self._node
+
+    def start_node(self, node: onnx.NodeProto | None) -> None:
+        self._node = node
         self._node_mark = len(self.graph.nodes)
 
     def bind_const(self, index: int, data: np.ndarray) -> None:
-        assert self.node is not None
         data = np.asarray(data)
         name = self.node.output[index]
         self.values[name] = Value(None, tuple(data.shape), DType.from_numpy(data.dtype), None, data, name)
 
     def alias(self, index: int, v: Value) -> None:
         """Make ONNX output ``index`` the same value as ``v`` (Identity, Dropout, no-op Reshape, ...)."""
-        assert self.node is not None
         self.values[self.node.output[index]] = v
 
     # -- the current node ---------------------------------------------------------------------
     def attr(self, name: str, default: Any = None) -> Any:
-        assert self.node is not None
         for a in self.node.attribute:
             if a.name == name:
                 v = onnx.helper.get_attribute_value(a)
@@ -214,7 +215,7 @@ class ConversionContext:
         return default
 
     def where(self) -> str:
-        n = self.node
+        n = self._node
         if n is None:
             return "model"
         return f"node '{n.name or n.output[0]}' ({n.op_type})"

@@ -223,7 +223,7 @@ def _try_fold(ctx: ConversionContext, node: onnx.NodeProto) -> bool:
 
 def _set_outputs(ctx: ConversionContext, g: onnx.GraphProto, out_nodes: Sequence[str] | None) -> None:
     graph = ctx.graph
-    ctx.node = None
+    ctx.start_node(None)
     if out_nodes:
         by_node = {n.name: list(n.output) for n in g.node if n.name}
         names: list[str] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +21,7 @@ def _pow(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.pow(a.to(torch.float64), b.to(torch.float64)).to(a.dtype)
 
 
-BINARY = {
+BINARY: dict[str, Callable[..., torch.Tensor]] = {
     "ElementWiseAdd": torch.add,
     "ElementWiseSubtract": torch.sub,
     "ElementWiseMultiply": torch.mul,
@@ -43,7 +44,7 @@ BINARY = {
     "ElementWiseBitShiftRight": torch.bitwise_right_shift,
 }
 
-UNARY = {
+UNARY: dict[str, Callable[..., torch.Tensor]] = {
     "ElementWiseAbs": torch.abs,
     "ElementWiseNeg": torch.neg,
     "ElementWiseExp": torch.exp,
@@ -82,10 +83,8 @@ UNARY = {
 @kernel(*BINARY, "ElementWiseDivide")
 def binary(node: Node, ctx: BuildContext) -> Step:
     if node.op_type == "ElementWiseDivide":
-        fn = torch.div if ctx.dtype(node.inputs[0]).is_float else _int_div
-    else:
-        fn = BINARY[node.op_type]
-    return simple(fn, node)
+        return simple(torch.div if ctx.dtype(node.inputs[0]).is_float else _int_div, node)
+    return simple(BINARY[node.op_type], node)
 
 
 @kernel(*UNARY)

@@ -8,8 +8,9 @@ run; the reason is reported by the partitioner.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import TensorKind
 
-KernelFn = Callable[..., "torch.Tensor | Sequence[torch.Tensor]"]
+KernelFn = Callable[..., Any]
 
 
 class Unsupported(Exception):

@@ -27,12 +27,12 @@ def batch_norm(ctx: ConversionContext) -> None:
         out = ctx.emit("Batchnorm", [xin, ctx.add_static(f"{name}_weight", weight.astype(dt)),
                                      ctx.add_static(f"{name}_bias", shift.astype(dt))])[0]
     else:  # statistics computed at run time: (x - mean) * scale / sqrt(var + eps) + bias
-        scale, bias, mean, var = (ctx.src(i) for i in range(1, 5))
+        s_t, b_t, m_t, v_t = (ctx.src(i) for i in range(1, 5))
         eps_t = ctx.add_static("epsilon", np.array(eps, dtype=x.dtype.numpy))
-        std = ctx.emit("ElementWiseSquareRoot", [ctx.emit("ElementWiseAdd", [var, eps_t])[0]])[0]
-        w = ctx.emit("ElementWiseDivide", [scale, std])[0]
-        centered = ctx.emit("ElementWiseSubtract", [xin, mean])[0]
-        out = ctx.emit("ElementWiseAdd", [ctx.emit("ElementWiseMultiply", [centered, w])[0], bias])[0]
+        std = ctx.emit("ElementWiseSquareRoot", [ctx.emit("ElementWiseAdd", [v_t, eps_t])[0]])[0]
+        w = ctx.emit("ElementWiseDivide", [s_t, std])[0]
+        centered = ctx.emit("ElementWiseSubtract", [xin, m_t])[0]
+        out = ctx.emit("ElementWiseAdd", [ctx.emit("ElementWiseMultiply", [centered, w])[0], b_t])[0]
     ctx.bind(0, out, perm)
 
 
