@@ -12,7 +12,6 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from helpers import make_model
-
 from openqnn.cli import main as openqnn_main
 from openqnn.cli import net_run, onnx_converter
 
