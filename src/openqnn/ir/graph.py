@@ -49,7 +49,7 @@ class Graph:
 
     def add_constant(self, name: str, data: np.ndarray) -> Tensor:
         """Add a STATIC tensor holding ``data`` under a fresh name based on ``name``."""
-        data = np.ascontiguousarray(data)
+        data = np.asarray(data, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
         return self.add_tensor(
             Tensor(self.unique_name(name), tuple(data.shape), DType.from_numpy(data.dtype),
                    TensorKind.STATIC, data)
@@ -119,6 +119,7 @@ class Graph:
             if any(o in live for o in node.outputs):
                 kept.append(node)
                 live.update(x for x in node.inputs if x)
+                live.update(node.outputs)  # a kept node keeps all its outputs, read or not
         removed = len(self.nodes) - len(kept)
         self.nodes = kept[::-1]
         live.update(self.inputs)

@@ -3,6 +3,7 @@ DepthToSpace, SpaceToDepth. None of these change values, only where they sit."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,10 +53,10 @@ def _split(attrs: dict[str, Any], ins: Sequence[TType]) -> list[TType]:
     x = ins[0]
     ax = norm_axis(attrs["axis"], len(x.shape))
     bounds = [0, *attrs["split_index"], x.shape[ax]]
-    if any(b < a for a, b in zip(bounds, bounds[1:])):
+    if any(b < a for a, b in itertools.pairwise(bounds)):
         raise InvalidModelError(f"Split: split_index {attrs['split_index']} does not fit axis size {x.shape[ax]}")
     return [TType(tuple(b - a if i == ax else d for i, d in enumerate(x.shape)), x.dtype)
-            for a, b in zip(bounds, bounds[1:])]
+            for a, b in itertools.pairwise(bounds)]
 
 
 def slice_len(begin: int, end: int, stride: int) -> int:

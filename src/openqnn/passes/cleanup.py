@@ -40,7 +40,7 @@ def fold_static_data_movement(graph: Graph) -> tuple[Graph, bool]:
         data = np.transpose(src.data, node.attrs["perm"]) if node.op_type == "Transpose" else src.data.reshape(
             node.attrs["shape"])
         t = graph.tensors[out]
-        t.kind, t.data = TensorKind.STATIC, np.ascontiguousarray(data)
+        t.kind, t.data = TensorKind.STATIC, np.asarray(data, order="C")
         graph.nodes.remove(node)
         changed = True
     if changed:

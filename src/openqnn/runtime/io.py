@@ -113,5 +113,5 @@ def write_raw(path: Path, data: np.ndarray) -> None:
     """Write through a temporary name, so a failure never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    np.ascontiguousarray(data).tofile(tmp)
+    np.asarray(data, order="C").tofile(tmp)
     os.replace(tmp, path)

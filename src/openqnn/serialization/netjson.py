@@ -133,7 +133,7 @@ def save_model(graph: Graph, output_path: str | os.PathLike[str]) -> tuple[Path,
     from safetensors.numpy import save
 
     json_path, bin_path = model_paths(output_path)
-    blobs = {t.name: np.ascontiguousarray(t.data) for t in graph.static_tensors() if t.data is not None}
+    blobs = {t.name: np.asarray(t.data, order="C") for t in graph.static_tensors() if t.data is not None}
     data = save(blobs, metadata={"format": "openqnn_weights", "graph": graph.name}) if blobs else save(
         {"__empty__": np.zeros(0, np.float32)})
     doc = graph_to_json(graph, bin_path.name)

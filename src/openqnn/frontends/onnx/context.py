@@ -138,12 +138,12 @@ class ConversionContext:
         if key not in self._materialized:
             data = v.const if perm is None else np.transpose(v.const, perm)
             base = v.name or v.hint or "const"
-            self._materialized[key] = self.graph.add_constant(base, np.ascontiguousarray(data)).name
+            self._materialized[key] = self.graph.add_constant(base, data).name
         return self._materialized[key]
 
     def add_static(self, name: str, data: np.ndarray) -> str:
         """Add a STATIC IR tensor the translation computed (e.g. transformed weights)."""
-        return self.graph.add_constant(name, np.ascontiguousarray(data)).name
+        return self.graph.add_constant(name, data).name
 
     # -- writing values -----------------------------------------------------------------------
     def emit(self, op_type: str, inputs: Sequence[str], attrs: dict[str, Any] | None = None,

@@ -138,7 +138,7 @@ def _add_inputs(ctx: ConversionContext, g: onnx.GraphProto, input_dims: dict[str
         else:
             shape_l = []
             for i, d in enumerate(dims):
-                if d.HasField("dim_value") and d.dim_value > 0:
+                if d.HasField("dim_value") and d.dim_value >= 0:
                     shape_l.append(d.dim_value)
                 else:
                     log.warning("input '%s' dim %d (%s) is dynamic; using 1 (fix it with --input_dim)",

@@ -21,6 +21,16 @@ def _pow(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.pow(a.to(torch.float64), b.to(torch.float64)).to(a.dtype)
 
 
+_UNSIGNED_WIDE = (torch.uint16, torch.uint32, torch.uint64)
+
+
+def _via_int64(fn: Callable[..., torch.Tensor], a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """torch lacks some integer kernels for uint16/32/64: compute those in int64."""
+    if a.dtype in _UNSIGNED_WIDE:
+        return fn(a.to(torch.int64), b.to(torch.int64)).to(a.dtype)
+    return fn(a, b)
+
+
 BINARY: dict[str, Callable[..., torch.Tensor]] = {
     "ElementWiseAdd": torch.add,
     "ElementWiseSubtract": torch.sub,
@@ -38,8 +48,8 @@ BINARY: dict[str, Callable[..., torch.Tensor]] = {
     "ElementWiseXor": torch.logical_xor,
     "ElementWisePower": _pow,
     "ElementWiseFloorDiv": lambda a, b: torch.div(a, b, rounding_mode="floor"),
-    "ElementWiseMod": torch.remainder,
-    "ElementWiseFmod": torch.fmod,
+    "ElementWiseMod": lambda a, b: _via_int64(torch.remainder, a, b),
+    "ElementWiseFmod": lambda a, b: _via_int64(torch.fmod, a, b),
     "ElementWiseBitShiftLeft": torch.bitwise_left_shift,
     "ElementWiseBitShiftRight": torch.bitwise_right_shift,
 }

@@ -118,7 +118,7 @@ def torch_dtype(dt: DType, float_dtype: torch.dtype | None = None) -> torch.dtyp
 
 
 def to_torch(a: np.ndarray, device: torch.device | str = "cpu", float_dtype: torch.dtype | None = None) -> torch.Tensor:
-    a = np.ascontiguousarray(a)
+    a = np.asarray(a, order="C")
     if not a.flags.writeable:
         a = a.copy()
     t = torch.from_numpy(a)

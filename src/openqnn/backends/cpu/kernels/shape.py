@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 
@@ -33,7 +35,7 @@ def split(node: Node, ctx: BuildContext) -> Step:
     axis = node.attrs["axis"]
     size = ctx.shape(node.inputs[0])[axis]
     bounds = [0, *node.attrs["split_index"], size]
-    sizes = [b - a for a, b in zip(bounds, bounds[1:])]
+    sizes = [b - a for a, b in itertools.pairwise(bounds)]
     return simple(lambda x: torch.split(x, sizes, axis), node)
 
 
@@ -89,23 +91,38 @@ def gather_elements(node: Node, ctx: BuildContext) -> Step:
     return simple(lambda x, idx: torch.gather(x, axis, _index(idx, size)), node)
 
 
+def _prod(dims) -> int:
+    n = 1
+    for d in dims:
+        n *= int(d)
+    return n
+
+
+def _linear_index(idx: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
+    """[..., k] index tuples into dims ``sizes`` -> [...] row-major linear indices (negatives wrapped)."""
+    idx = idx.to(torch.int64)
+    lin = torch.zeros(idx.shape[:-1], dtype=torch.int64, device=idx.device)
+    for j, n in enumerate(sizes):
+        col = idx[..., j]
+        lin = lin * n + torch.where(col < 0, col + n, col)
+    return lin
+
+
 @kernel("GatherNd")
 def gather_nd(node: Node, ctx: BuildContext) -> Step:
     b = node.attrs["batch_dims"]
     xs = ctx.shape(node.inputs[0])
     out_shape = ctx.shape(node.outputs[0])
-    k = ctx.shape(node.inputs[1])[-1]
+    idx_shape = ctx.shape(node.inputs[1])
+    k = idx_shape[-1]
+    batch, inner, rest = _prod(xs[:b]), tuple(xs[b:b + k]), tuple(xs[b + k:])
+    m = _prod(idx_shape[b:-1])
 
     def run(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        idx = idx.to(torch.int64)
-        batch = int(torch.tensor(xs[:b]).prod()) if b else 1
-        xf = x.reshape(batch, *xs[b:])
-        idf = idx.reshape(batch, -1, k)
-        sizes = torch.tensor(xs[b:b + k])
-        idf = torch.where(idf < 0, idf + sizes, idf)
-        bi = torch.arange(batch).view(-1, 1).expand(batch, idf.shape[1])
-        picked = xf[(bi, *idf.unbind(-1))]
-        return picked.reshape(out_shape)
+        xf = x.reshape(batch, _prod(inner), *rest)  # [batch, positions, ...rest]
+        lin = _linear_index(idx.reshape(batch, m, k), inner)  # [batch, m]
+        bi = torch.arange(batch, device=x.device).view(-1, 1).expand_as(lin)
+        return xf[bi, lin].reshape(out_shape)
 
     return simple(run, node)
 
@@ -129,25 +146,23 @@ def scatter_elements(node: Node, ctx: BuildContext) -> Step:
 def scatter_nd(node: Node, ctx: BuildContext) -> Step:
     red = node.attrs["reduction"]
     xs = ctx.shape(node.inputs[0])
+    idx_shape = ctx.shape(node.inputs[1])
+    k, n_upd = idx_shape[-1], _prod(idx_shape[:-1])
+    inner, rest = tuple(xs[:k]), tuple(xs[k:])
+    reduce = {"mul": "prod", "max": "amax", "min": "amin"}.get(red, "")
 
     def run(x: torch.Tensor, idx: torch.Tensor, upd: torch.Tensor) -> torch.Tensor:
-        k = idx.shape[-1]
-        out = x.clone()
-        flat_idx = idx.reshape(-1, k).to(torch.int64)
-        flat_upd = upd.reshape(flat_idx.shape[0], *xs[k:])
-        for i in range(flat_idx.shape[0]):
-            pos = tuple(int(v) for v in flat_idx[i])
-            if red == "none":
-                out[pos] = flat_upd[i]
-            elif red == "add":
-                out[pos] += flat_upd[i]
-            elif red == "mul":
-                out[pos] *= flat_upd[i]
-            elif red == "max":
-                out[pos] = torch.maximum(out[pos], flat_upd[i])
-            else:
-                out[pos] = torch.minimum(out[pos], flat_upd[i])
-        return out
+        lin = _linear_index(idx.reshape(n_upd, k), inner)
+        out = x.reshape(_prod(inner), *rest).clone()
+        u = upd.reshape(n_upd, *rest).to(out.dtype)
+        if red == "none":
+            out.index_copy_(0, lin, u)
+        elif red == "add":
+            out.index_add_(0, lin, u)
+        else:
+            where = lin.view(-1, *[1] * len(rest)).expand_as(u)
+            out.scatter_reduce_(0, where, u, reduce, include_self=True)
+        return out.reshape(xs)
 
     return simple(run, node)
 

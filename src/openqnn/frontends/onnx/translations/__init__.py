@@ -7,4 +7,6 @@ from openqnn.frontends.onnx.translations import (  # noqa: F401
     normalization,
     pooling,
     shape,
+    spatial,
+    tensor,
 )
