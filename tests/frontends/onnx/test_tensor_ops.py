@@ -459,20 +459,13 @@ def test_reduce_empty_set(x3, op):
     _run(nodes, {"x": x3}, ["y"], [_i64("z", [0]), _i64("one", [1])], opset=18)
 
 
-# Graph.remove_unused (shared code) drops the tensor of an unread output of a node it keeps, so the
-# verifier then fails; these pass once it keeps all outputs of kept nodes.
-_REMOVE_UNUSED_BUG = pytest.mark.xfail(reason="Graph.remove_unused deletes unread outputs of kept nodes",
-                                       strict=False)
-
-
-@_REMOVE_UNUSED_BUG
+# Nodes with an output nobody reads keep that output (Graph.remove_unused).
 def test_topk_values_only(rng):
     x = rng.standard_normal((3, 6)).astype(np.float32)
     nodes = [helper.make_node("TopK", ["x", "k"], ["v", "i"]), helper.make_node("Relu", ["v"], ["y"])]
     _run(nodes, {"x": x}, ["y"], [_i64("k", [2])])
 
 
-@_REMOVE_UNUSED_BUG
 def test_split_unused_output(x3):
     nodes = [helper.make_node("Split", ["x", "s"], ["a", "b"], axis=1), helper.make_node("Relu", ["a"], ["y"])]
     _run(nodes, {"x": x3}, ["y"], [_i64("s", [6, 0])], opset=13)
