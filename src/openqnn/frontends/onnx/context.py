@@ -75,6 +75,7 @@ class ConversionContext:
         self._node: onnx.NodeProto | None = None  # the ONNX node being translated
         self._materialized: dict[tuple[str, Perm | None], str] = {}
         self._node_mark = 0
+        self._keepalive: dict[int, np.ndarray] = {}
 
     # -- reading values -----------------------------------------------------------------------
     def value(self, name: str) -> Value:
@@ -135,6 +136,7 @@ class ConversionContext:
     def _materialize(self, v: Value, perm: Perm | None) -> str:
         assert v.const is not None
         key = (f"const:{id(v.const)}", perm)
+        self._keepalive[id(v.const)] = v.const  # the id in the key must not be reused by another array
         if key not in self._materialized:
             data = v.const if perm is None else np.transpose(v.const, perm)
             base = v.name or v.hint or "const"

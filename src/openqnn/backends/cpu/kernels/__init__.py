@@ -8,6 +8,7 @@ from openqnn.backends.cpu.kernels import (  # noqa: F401
     pooling,
     reduce,
     shape,
+    spatial,
 )
 from openqnn.backends.cpu.kernels.registry import KERNELS, BuildContext, Step, Unsupported, kernel
 

@@ -1,0 +1,275 @@
+"""Spatial kernels: Resize, InstanceNorm, GroupNorm, Lrn, L2Norm, LpNorm (channel-last: channels last).
+
+Resize is separable: for every resized axis the builder computes, once, either the source index of
+each output position (nearest) or an interpolation matrix ``[out, in]`` (linear, cubic, antialiased
+filters), and the kernel applies them axis by axis. The coordinate arithmetic follows ONNX Runtime's
+CPU kernel step for step (float32 coordinates, the same rounding and edge rules), so the results
+match it, not just the ONNX text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from openqnn.backends.cpu.kernels.registry import BuildContext, Step, Unsupported, kernel, simple
+from openqnn.ir.graph import Node
+
+_F32 = np.float32
+
+
+# -- Resize ------------------------------------------------------------------------------------------
+
+def _original_coords(mode: str, n_out: int, n_in: int, scale: np.float32, length: float,
+                     roi: tuple[float, float]) -> np.ndarray:
+    """Source coordinate of every output index: float32 arithmetic as ONNX Runtime does it, except
+    align_corners and pytorch_half_pixel, which follow ONNX and use the resized length ``length``
+    (scale * input length when the model gave scales, which ORT and PyTorch replace by the rounded
+    output length)."""
+    x = np.arange(n_out, dtype=_F32)
+    s = _F32(scale)
+    half = _F32(0.5)
+    if mode == "asymmetric":
+        return x / s
+    if mode == "half_pixel":
+        return (x + half) / s - half
+    if mode == "pytorch_half_pixel":
+        return (x + half) / s - half if length != 1 else np.full(n_out, -0.5, _F32)
+    if mode == "tf_half_pixel_for_nn":
+        return (x + half) / s
+    if mode == "align_corners":
+        if length == 1:
+            return np.zeros(n_out)
+        return np.arange(n_out, dtype=np.float64) * (n_in - 1) / (length - 1)
+    if mode == "half_pixel_symmetric":
+        out_width = s * _F32(n_in)
+        adjustment = _F32(n_out) / out_width
+        offset = (_F32(n_in) / _F32(2)) * (_F32(1) - adjustment)
+        return (np.float64(offset) + (x.astype(np.float64) + 0.5) / np.float64(s) - 0.5).astype(_F32)
+    if mode == "tf_crop_and_resize":
+        r0, r1 = _F32(roi[0]), _F32(roi[1])
+        if n_out > 1:
+            return r0 * _F32(n_in - 1) + (x * (r1 - r0) * _F32(n_in - 1)) / _F32(n_out - 1)
+        return np.full(n_out, 0.5 * (float(r0) + float(r1)) * (n_in - 1), dtype=_F32)
+    raise Unsupported(f"Resize transformation_mode {mode!r}")
+
+
+def _nearest_index(x: np.ndarray, mode: str, downsample: bool) -> np.ndarray:
+    v = x.astype(np.float64)  # exact: every float32 is a float64, and v + 0.5 stays exact
+    if mode == "simple":
+        idx = np.ceil(v) if downsample else np.trunc(v)
+    elif mode == "round_prefer_floor":
+        away = np.sign(v) * np.floor(np.abs(v) + 0.5)  # std::round: halves away from zero
+        idx = np.where(v == np.trunc(v) + 0.5, np.floor(v), away)
+    elif mode == "round_prefer_ceil":
+        idx = np.sign(v) * np.floor(np.abs(v) + 0.5)
+    elif mode == "floor":
+        idx = np.floor(v)
+    elif mode == "ceil":
+        idx = np.ceil(v)
+    else:
+        raise Unsupported(f"Resize nearest_mode {mode!r}")
+    return idx.astype(np.int64)
+
+
+def _cubic(a: float) -> Callable[[np.ndarray], np.ndarray]:
+    def f(d: np.ndarray) -> np.ndarray:
+        d = np.abs(d)
+        near = ((a + 2) * d - (a + 3)) * d * d + 1
+        far = ((d - 5) * d + 8) * d * a - 4 * a
+        return np.where(d < 1, near, np.where(d < 2, far, 0.0))
+
+    return f
+
+
+def _linear(d: np.ndarray) -> np.ndarray:
+    return np.clip(1.0 - np.abs(d), 0.0, None)
+
+
+def _filter_matrix(x: np.ndarray, n_in: int, interp: str, cubic_a: float, exclude_outside: bool) -> np.ndarray:
+    """[out, in] weights of linear (2 taps) or cubic (4 taps) interpolation at source coords x;
+    taps outside the input read the edge, or get weight 0 (renormalized) with exclude_outside."""
+    v = x.astype(np.float64)
+    if interp == "linear" and not exclude_outside:
+        v = np.clip(v, 0.0, n_in - 1)  # ORT clamps the coordinate, then blends its two neighbours
+    base = np.floor(v).astype(np.int64)
+    offsets = np.arange(0, 2) if interp == "linear" else np.arange(-1, 3)
+    taps = base[:, None] + offsets[None, :]
+    kern = _linear if interp == "linear" else _cubic(cubic_a)
+    w = kern(taps - v[:, None])
+    inside = (taps >= 0) & (taps < n_in)
+    if exclude_outside:
+        w = np.where(inside, w, 0.0)
+        total = w.sum(axis=1, keepdims=True)
+        w = np.divide(w, total, out=np.zeros_like(w), where=total != 0)
+    m = np.zeros((len(v), n_in))
+    rows = np.broadcast_to(np.arange(len(v))[:, None], taps.shape)
+    np.add.at(m, (rows, np.clip(taps, 0, n_in - 1)), w)
+    return m
+
+
+def _antialias_matrix(n_out: int, n_in: int, scale: np.float32, x: np.ndarray, identity: bool, interp: str,
+                      cubic_a: float, exclude_outside: bool) -> np.ndarray:
+    """[out, in] weights of ORT's antialiasing filter (Pillow-style): a linear or cubic kernel
+    stretched by 1/scale when downsampling, a bounded window per output, weights normalized over the
+    whole window, taps outside the input folded onto the edge (or dropped with exclude_outside)."""
+    if n_out == n_in:  # ORT leaves an axis of unchanged size alone, whatever its scale
+        return np.eye(n_in)
+    kern = _linear if interp == "linear" else _cubic(cubic_a)
+    support_size = _F32(2.0 if interp == "linear" else 4.0)
+    inv = _F32(1) / _F32(scale)  # ORT's "scale": input pixels per output pixel
+    support = support_size * _F32(0.5) * inv if inv >= 1 else support_size * _F32(0.5)
+    inv_scale = _F32(1) / inv if inv >= 1 else _F32(1)
+    window = int(np.ceil(support)) * 2 + 1
+    m = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        center = _F32(0.5) + (_F32(i) if identity else x[i])
+        lo = int(np.floor(center - support + _F32(0.5)))
+        hi = lo + min(max(int(np.floor(center + support + _F32(0.5))) - lo, 0), window)
+        if max(lo, 0) >= min(hi, n_in):
+            continue
+        if exclude_outside:
+            lo, hi = max(lo, 0), min(hi, n_in)
+        taps = np.arange(lo, hi)
+        d = (taps.astype(_F32) - center + _F32(0.5)) * inv_scale
+        w = kern(d.astype(np.float64))
+        total = w.sum()
+        if total != 0:
+            w = w / total
+        np.add.at(m[i], np.clip(taps, 0, n_in - 1), w)
+    return m
+
+
+@kernel("Resize")
+def resize(node: Node, ctx: BuildContext) -> Step:
+    a = node.attrs
+    x_name = node.inputs[0]
+    in_shape, out_shape = ctx.shape(x_name), tuple(a["output_shape"])
+    rank = len(in_shape)
+    interp, mode = a["interpolation_mode"], a["transformation_mode"]
+    if interp not in ("nearest", "linear", "cubic"):
+        raise Unsupported(f"Resize interpolation_mode {interp!r}")
+    if interp != "nearest" and not ctx.dtype(x_name).is_float:
+        raise Unsupported(f"Resize {interp} on {ctx.dtype(x_name).name} input")
+    if tuple(in_shape) == out_shape:  # nothing is resized (ORT copies, whatever the scales say)
+        return simple(lambda x: x, node)
+    given = bool(a["scales"])  # the model gave scales (not sizes): the resized length is scale * input length
+    scales = [_F32(s) for s in a["scales"]] or [_F32(o) / _F32(i) if i else _F32(1) for o, i in zip(out_shape, in_shape)]
+    roi = list(a["roi"]) or [0.0] * rank + [1.0] * rank
+    extrapolate = mode == "tf_crop_and_resize"
+    antialias = a["antialias"] and interp != "nearest"
+    dtype = ctx.torch_dtype(x_name)
+    plan: list[tuple[int, str, torch.Tensor]] = []  # (axis, "index" or "matrix", data)
+    masks: list[torch.Tensor] = []  # broadcastable bool masks of the outputs that take extrapolation_value
+    for ax in range(rank):
+        n_in, n_out, s = in_shape[ax], out_shape[ax], scales[ax]
+        identity = s == _F32(1)
+        if identity and n_in == n_out:
+            continue
+        length = float(s) * n_in if given else float(n_out)
+        x = (np.arange(n_out, dtype=_F32) if identity
+             else _original_coords(mode, n_out, n_in, s, length, (roi[ax], roi[rank + ax])))
+        if interp == "nearest":
+            idx = np.clip(_nearest_index(x, a["nearest_mode"], bool(s < 1)), 0, n_in - 1)
+            plan.append((ax, "index", torch.from_numpy(idx).to(ctx.device)))
+        elif antialias:
+            m = _antialias_matrix(n_out, n_in, s, x, identity, interp, a["cubic_coeff"], a["exclude_outside"])
+            plan.append((ax, "matrix", torch.from_numpy(m).to(ctx.device, dtype)))
+        else:
+            m = _filter_matrix(x, n_in, interp, a["cubic_coeff"], a["exclude_outside"])
+            plan.append((ax, "matrix", torch.from_numpy(m).to(ctx.device, dtype)))
+        if extrapolate and not identity:
+            out_of_range = (x < 0) | (x > _F32(n_in - 1))
+            if out_of_range.any():
+                shape = [1] * rank
+                shape[ax] = n_out
+                masks.append(torch.from_numpy(out_of_range).reshape(shape).to(ctx.device))
+    mask = None
+    for mk in masks:
+        mask = mk if mask is None else mask | mk
+    fill = a["extrapolation_value"]
+
+    def run(t: torch.Tensor) -> torch.Tensor:
+        for ax, kind, data in plan:
+            if kind == "index":
+                t = torch.index_select(t, ax, data)
+            else:
+                t = torch.tensordot(t, data, dims=([ax], [1])).movedim(-1, ax)
+        if mask is not None:
+            t = torch.where(mask, torch.tensor(fill, dtype=t.dtype, device=t.device), t)
+        return t.contiguous()
+
+    return simple(run, node)
+
+
+# -- normalizations -----------------------------------------------------------------------------------
+
+@kernel("InstanceNorm")
+def instance_norm(node: Node, ctx: BuildContext) -> Step:
+    eps = node.attrs["epsilon"]
+    if len(ctx.shape(node.inputs[0])) < 3:
+        raise Unsupported("InstanceNorm needs a rank >= 3 input (batch, spatial..., channels)")
+
+    def run(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        y = F.instance_norm(x.movedim(-1, 1), weight=w.reshape(-1), bias=b.reshape(-1), eps=eps)
+        return y.movedim(1, -1)
+
+    return simple(run, node)
+
+
+@kernel("GroupNorm")
+def group_norm(node: Node, ctx: BuildContext) -> Step:
+    eps, groups = node.attrs["epsilon"], node.attrs["group"]
+    shape = ctx.shape(node.inputs[0])
+    if len(shape) < 2 or shape[-1] % groups:
+        raise Unsupported(f"GroupNorm of {shape} in {groups} groups")
+
+    def run(x: torch.Tensor, g: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        y = F.group_norm(x.movedim(-1, 1), groups, g.reshape(-1), b.reshape(-1), eps)
+        return y.movedim(1, -1)
+
+    return simple(run, node)
+
+
+@kernel("Lrn")
+def lrn(node: Node, ctx: BuildContext) -> Step:
+    """out = in / (bias + alpha * sum of in^2 over the 2*radius+1 channels around)^beta (channels last)."""
+    alpha, beta, bias, r = (node.attrs[k] for k in ("alpha", "beta", "bias", "radius"))
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        sq = F.pad(x * x, (r, r))
+        window = sq.unfold(-1, 2 * r + 1, 1).sum(-1)
+        return x / (bias + alpha * window).pow(beta)
+
+    return simple(run, node)
+
+
+@kernel("L2Norm")
+def l2_norm(node: Node, ctx: BuildContext) -> Step:
+    """out = in / sqrt(max(sum(in^2), epsilon)) over axes."""
+    rank = len(ctx.shape(node.inputs[0]))
+    axes = sorted({a % rank for a in node.attrs["axes"]})
+    eps = node.attrs["epsilon"]
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(torch.clamp_min((x * x).sum(dim=axes, keepdim=True), eps))
+
+    return simple(run, node)
+
+
+@kernel("LpNorm")
+def lp_norm(node: Node, ctx: BuildContext) -> Step:
+    """out = in / ||in||_p along axis (0 where the norm is 0)."""
+    rank = len(ctx.shape(node.inputs[0]))
+    axis, p = node.attrs["axis"] % rank, node.attrs["p"]
+    if p not in (1, 2):
+        raise Unsupported(f"LpNorm with p={p}")
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        norm = torch.linalg.vector_norm(x, ord=p, dim=axis, keepdim=True)
+        return torch.where(norm == 0, torch.zeros_like(x), x / norm)
+
+    return simple(run, node)
