@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from openqnn.backends.cpu.kernels.registry import BuildContext, Step, kernel, simple
+from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Node
 
 
@@ -21,14 +22,20 @@ def _pow(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.pow(a.to(torch.float64), b.to(torch.float64)).to(a.dtype)
 
 
-_UNSIGNED_WIDE = (torch.uint16, torch.uint32, torch.uint64)
+_WIDE_UNSIGNED = (DType.UINT_16, DType.UINT_32, DType.UINT_64)
 
 
-def _via_int64(fn: Callable[..., torch.Tensor], a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """torch lacks some integer kernels for uint16/32/64: compute those in int64."""
-    if a.dtype in _UNSIGNED_WIDE:
-        return fn(a.to(torch.int64), b.to(torch.int64)).to(a.dtype)
-    return fn(a, b)
+def _widened(fn: Callable[..., torch.Tensor], node: Node, ctx: BuildContext) -> Callable[..., torch.Tensor]:
+    """torch has few kernels for uint16/32/64: run those in int64 and cast the result back."""
+    if not any(x and ctx.dtype(x) in _WIDE_UNSIGNED for x in node.inputs):
+        return fn
+    out = ctx.torch_dtype(node.outputs[0])
+
+    def run(*xs: torch.Tensor) -> torch.Tensor:
+        return fn(*(x.to(torch.int64) if x.dtype in (torch.uint16, torch.uint32, torch.uint64) else x
+                    for x in xs)).to(out)
+
+    return run
 
 
 BINARY: dict[str, Callable[..., torch.Tensor]] = {
@@ -48,8 +55,8 @@ BINARY: dict[str, Callable[..., torch.Tensor]] = {
     "ElementWiseXor": torch.logical_xor,
     "ElementWisePower": _pow,
     "ElementWiseFloorDiv": lambda a, b: torch.div(a, b, rounding_mode="floor"),
-    "ElementWiseMod": lambda a, b: _via_int64(torch.remainder, a, b),
-    "ElementWiseFmod": lambda a, b: _via_int64(torch.fmod, a, b),
+    "ElementWiseMod": torch.remainder,
+    "ElementWiseFmod": torch.fmod,
     "ElementWiseBitShiftLeft": torch.bitwise_left_shift,
     "ElementWiseBitShiftRight": torch.bitwise_right_shift,
 }
@@ -93,13 +100,15 @@ UNARY: dict[str, Callable[..., torch.Tensor]] = {
 @kernel(*BINARY, "ElementWiseDivide")
 def binary(node: Node, ctx: BuildContext) -> Step:
     if node.op_type == "ElementWiseDivide":
-        return simple(torch.div if ctx.dtype(node.inputs[0]).is_float else _int_div, node)
-    return simple(BINARY[node.op_type], node)
+        fn = torch.div if ctx.dtype(node.inputs[0]).is_float else _int_div
+    else:
+        fn = BINARY[node.op_type]
+    return simple(_widened(fn, node, ctx), node)
 
 
 @kernel(*UNARY)
 def unary(node: Node, ctx: BuildContext) -> Step:
-    return simple(UNARY[node.op_type], node)
+    return simple(_widened(UNARY[node.op_type], node, ctx), node)
 
 
 @kernel("Gelu")
@@ -147,7 +156,7 @@ def prelu(node: Node, ctx: BuildContext) -> Step:
 
 @kernel("ElementWiseSelect")
 def select(node: Node, ctx: BuildContext) -> Step:
-    return simple(torch.where, node)
+    return simple(_widened(torch.where, node, ctx), node)
 
 
 @kernel("ElementWiseIsInf")

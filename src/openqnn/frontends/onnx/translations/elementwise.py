@@ -169,3 +169,9 @@ def hard_sigmoid(ctx: ConversionContext) -> None:
 @onnx_op("Where")
 def where(ctx: ConversionContext) -> None:
     elementwise(ctx, "ElementWiseSelect", (0, 1, 2))
+
+
+@onnx_op("IsInf")
+def is_inf(ctx: ConversionContext) -> None:
+    attrs = {"detect_negative": bool(ctx.attr("detect_negative", 1)), "detect_positive": bool(ctx.attr("detect_positive", 1))}
+    elementwise(ctx, "ElementWiseIsInf", (0,), attrs)
