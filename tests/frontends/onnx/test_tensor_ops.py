@@ -360,12 +360,15 @@ def test_einsum(rng, eq, shapes):
     _run([node], feeds, ["y"], opset=12, rtol=1e-4, atol=1e-4)
 
 
-def test_einsum_diagonal_refused(rng):
-    x = rng.standard_normal((3, 3)).astype(np.float32)
-    model = make_model([helper.make_node("Einsum", ["x"], ["y"], equation="ii->i")], [("x", FLOAT, x.shape)],
-                       [("y", FLOAT, None)], opset=12)
-    with pytest.raises(ConversionError, match="diagonal"):
-        openqnn.convert(model)
+@pytest.mark.parametrize("eq, shape", [("ii->i", (3, 3)), ("bii->bi", (2, 4, 4)), ("iij->j", (3, 3, 2)),
+                                       ("ij,jj->i", None)])
+def test_einsum_diagonal(rng, eq, shape):
+    if shape is None:
+        feeds = {"x0": rng.standard_normal((2, 3)).astype(np.float32), "x1": rng.standard_normal((3, 3)).astype(np.float32)}
+    else:
+        feeds = {"x0": rng.standard_normal(shape).astype(np.float32)}
+    node = helper.make_node("Einsum", list(feeds), ["y"], equation=eq)
+    _run([node], feeds, ["y"], opset=12, rtol=1e-4, atol=1e-4)
 
 
 # -- Mod ----------------------------------------------------------------------------------------

@@ -395,6 +395,27 @@ def _t_reshape(ctx: ConversionContext, name: str, shape: Sequence[int]) -> str:
     return ctx.emit("Reshape", [name], {"shape": tuple(shape)})[0]
 
 
+def _t_diagonal(ctx: ConversionContext, t: _Term) -> _Term:
+    """A letter repeated within one operand (``ii``) takes the diagonal: move both axes last,
+    flatten them to n*n and gather every (n+1)-th element."""
+    while len(set(t.letters)) != len(t.letters):
+        c = next(c for c in t.letters if t.letters.count(c) > 1)
+        first = t.letters.index(c)
+        second = t.letters.index(c, first + 1)
+        if t.shape[first] != t.shape[second]:
+            raise ctx.fail(f"einsum letter {c!r} has sizes {t.shape[first]} and {t.shape[second]}")
+        rest = [i for i in range(len(t.letters)) if i not in (first, second)]
+        perm = [*rest, first, second]
+        n = t.shape[first]
+        moved = ctx.emit("Transpose", [t.name], {"perm": perm})[0] if perm != list(range(len(perm))) else t.name
+        lead = [t.shape[i] for i in rest]
+        flat = _t_reshape(ctx, moved, [*lead, n * n])
+        idx = ctx.add_static("einsum_diagonal", np.arange(n, dtype=np.int32) * (n + 1))
+        diag = ctx.emit("Gather", [flat, idx], {"axis": len(lead)})[0]
+        t = _Term(diag, [t.letters[i] for i in rest] + [c], (*lead, n))
+    return t
+
+
 def _t_sum(ctx: ConversionContext, t: _Term, drop: Sequence[str]) -> _Term:
     if not drop:
         return t
@@ -436,7 +457,7 @@ def _contract(ctx: ConversionContext, a: _Term, b: _Term, keep: set[str]) -> _Te
 @onnx_op("Einsum")
 def einsum(ctx: ConversionContext) -> None:
     """Einsum as transposes, reshapes, ReduceSum, MatMul and Multiply (operands contracted left
-    to right). Repeated letters in one operand (diagonals, traces) are not supported."""
+    to right). A letter repeated in one operand takes that operand's diagonal."""
     eq = str(ctx.attr("equation")).replace(" ", "")
     values = [ctx.input(i) for i in range(len(ctx.node.input))]
     lhs, arrow, rhs = eq.partition("->")
@@ -456,8 +477,6 @@ def einsum(ctx: ConversionContext) -> None:
             s = s.replace("...", "".join(ell[len(ell) - n:]))
         if len(s) != v.rank or not all(c.isalpha() for c in s):
             raise ctx.fail(f"operand {s!r} does not fit rank {v.rank}")
-        if len(set(s)) != len(s):
-            raise ctx.fail(f"repeated letters in {s!r} (diagonal/trace) are not supported")
         specs.append(list(s))
     if arrow:
         out = list(rhs.replace("...", "".join(ell)))
@@ -466,7 +485,7 @@ def einsum(ctx: ConversionContext) -> None:
         out = ell + sorted(c for c, n in counts.items() if n == 1)
     if len(set(out)) != len(out) or any(not any(c in s for s in specs) for c in out):
         raise ctx.fail(f"output {rhs!r} of equation {eq!r} is not valid")
-    terms = [_Term(ctx.src(i), s, v.shape) for i, (s, v) in enumerate(zip(specs, values))]
+    terms = [_t_diagonal(ctx, _Term(ctx.src(i), s, v.shape)) for i, (s, v) in enumerate(zip(specs, values))]
     # letters no other operand and not the output needs are summed out first
     for i, t in enumerate(terms):
         others = {c for j, u in enumerate(terms) if j != i for c in u.letters} | set(out)
