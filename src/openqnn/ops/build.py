@@ -13,7 +13,7 @@ from openqnn.ops.schema import TType, get_schema
 
 __all__ = ["emit", "infer_types", "package_of"]
 
-_OWN = _EW_OWN | _RED_OWN | {"PoolLp2d", "LpNorm", "Selu", "Celu"}
+_OWN = _EW_OWN | _RED_OWN | {"PoolLp2d", "LpNorm", "Selu", "Celu", "PoolMax2dWithIndices"}
 
 
 def package_of(op_type: str) -> str:

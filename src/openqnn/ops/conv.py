@@ -1,8 +1,10 @@
-"""Convolutions (channel-last): Conv2d, DepthWiseConv2d, TransposeConv2d.
+"""Convolutions (channel-last): Conv2d, DepthWiseConv2d, TransposeConv2d, Conv3d, TransposeConv3d.
 
-Activations are NHWC. Weights: Conv2d ``[kh, kw, cin/group, cout]``, DepthWiseConv2d
-``[kh, kw, 1, cout]`` (cout = cin * multiplier), TransposeConv2d ``[kh, kw, cin, cout/group]``.
-``pad_amount`` is ``[[top, bottom], [left, right]]``.
+Activations are NHWC (2-D) or NDHWC (3-D). Weights: Conv2d ``[kh, kw, cin/group, cout]``,
+DepthWiseConv2d ``[kh, kw, 1, cout]`` (cout = cin * multiplier), TransposeConv2d
+``[kh, kw, cin, cout/group]``, Conv3d ``[kd, kh, kw, cin/group, cout]``, TransposeConv3d
+``[kd, kh, kw, cin, cout/group]``. ``pad_amount`` is one ``[begin, end]`` pair per spatial axis:
+``[[top, bottom], [left, right]]`` in 2-D, ``[[front, back], [top, bottom], [left, right]]`` in 3-D.
 """
 
 from __future__ import annotations
@@ -19,19 +21,42 @@ _CONV_ATTRS = (
     Attr("dilation", "ints", (1, 1)),
 )
 
+_CONV3D_ATTRS = (
+    Attr("stride", "ints", (1, 1, 1)),
+    Attr("pad_amount", "ints2d", ((0, 0), (0, 0), (0, 0))),
+    Attr("dilation", "ints", (1, 1, 1)),
+)
+
 
 def conv_out_dim(size: int, k: int, stride: int, pad: tuple[int, int], dilation: int) -> int:
     return (size + pad[0] + pad[1] - dilation * (k - 1) - 1) // stride + 1
 
 
+def _check_spatial_attrs(name: str, attrs: dict[str, Any], n: int, extra: Sequence[str] = ()) -> None:
+    for a in ("stride", "dilation", "pad_amount", *extra):
+        if len(attrs[a]) != n:
+            raise InvalidModelError(f"{name}: {a} has {len(attrs[a])} entries, the op has {n} spatial axes")
+    if any(len(p) != 2 for p in attrs["pad_amount"]):
+        raise InvalidModelError(f"{name}: pad_amount must hold one [begin, end] pair per spatial axis")
+    if min(attrs["stride"]) <= 0 or min(attrs["dilation"]) <= 0:
+        raise InvalidModelError(f"{name}: stride and dilation must be positive")
+
+
+def _spatial_nd(name: str, attrs: dict[str, Any], x: TType, kernel: Sequence[int]) -> list[int]:
+    n = len(kernel)
+    if len(x.shape) != n + 2:
+        layout = "NHWC" if n == 2 else "NDHWC"
+        raise InvalidModelError(f"{name}: input must be {layout} (rank {n + 2}), got shape {x.shape}")
+    _check_spatial_attrs(name, attrs, n)
+    dims = [conv_out_dim(x.shape[1 + i], kernel[i], attrs["stride"][i], attrs["pad_amount"][i], attrs["dilation"][i])
+            for i in range(n)]
+    if min(dims) <= 0:
+        raise InvalidModelError(f"{name}: output would be empty: input {x.shape}, kernel {tuple(kernel)}")
+    return dims
+
+
 def _spatial(attrs: dict[str, Any], x: TType, kh: int, kw: int) -> tuple[int, int]:
-    if len(x.shape) != 4:
-        raise InvalidModelError(f"convolution input must be NHWC (rank 4), got shape {x.shape}")
-    (sh, sw), (dh, dw), pads = attrs["stride"], attrs["dilation"], attrs["pad_amount"]
-    oh = conv_out_dim(x.shape[1], kh, sh, pads[0], dh)
-    ow = conv_out_dim(x.shape[2], kw, sw, pads[1], dw)
-    if oh <= 0 or ow <= 0:
-        raise InvalidModelError(f"convolution output would be empty: input {x.shape}, kernel {kh}x{kw}")
+    oh, ow = _spatial_nd("convolution", attrs, x, (kh, kw))
     return oh, ow
 
 
@@ -59,6 +84,28 @@ def _dwconv2d(attrs: dict[str, Any], ins: Sequence[TType]) -> list[TType]:
     return [TType((x.shape[0], oh, ow, cout), x.dtype)]
 
 
+def transpose_out_dim(size: int, k: int, stride: int, pad: Sequence[int], dilation: int, output_padding: int) -> int:
+    return (size - 1) * stride - pad[0] - pad[1] + dilation * (k - 1) + output_padding + 1
+
+
+def _tconv(name: str, attrs: dict[str, Any], ins: Sequence[TType]) -> list[TType]:
+    x, w = ins[0], ins[1]
+    n = len(w.shape) - 2
+    if len(x.shape) != n + 2:
+        raise InvalidModelError(f"{name}: input must have rank {n + 2}, got shape {x.shape}")
+    _check_spatial_attrs(name, attrs, n, ("output_padding",))
+    kernel, cin, cout_g = w.shape[:n], w.shape[n], w.shape[n + 1]
+    if x.shape[-1] != cin:
+        raise InvalidModelError(f"{name}: input has {x.shape[-1]} channels, filter expects {cin}")
+    if cin % attrs["group"]:
+        raise InvalidModelError(f"{name}: {cin} input channels do not split into {attrs['group']} groups")
+    dims = [transpose_out_dim(x.shape[1 + i], kernel[i], attrs["stride"][i], attrs["pad_amount"][i],
+                              attrs["dilation"][i], attrs["output_padding"][i]) for i in range(n)]
+    if min(dims) <= 0:
+        raise InvalidModelError(f"{name}: output would be empty: input {x.shape}, kernel {tuple(kernel)}")
+    return [TType((x.shape[0], *dims, cout_g * attrs["group"]), x.dtype)]
+
+
 @op(
     "TransposeConv2d",
     ["in", "filter", "bias?"],
@@ -66,12 +113,32 @@ def _dwconv2d(attrs: dict[str, Any], ins: Sequence[TType]) -> list[TType]:
 )
 def _tconv2d(attrs: dict[str, Any], ins: Sequence[TType]) -> list[TType]:
     """Transposed 2-D convolution, filter [kh, kw, cin, cout/group]."""
+    return _tconv("TransposeConv2d", attrs, ins)
+
+
+@op("Conv3d", ["in", "filter", "bias?"], attrs=(*_CONV3D_ATTRS, Attr("group", "int", 1)))
+def _conv3d(attrs: dict[str, Any], ins: Sequence[TType]) -> list[TType]:
+    """3-D convolution, NDHWC input, filter [kd, kh, kw, cin/group, cout]."""
     x, w = ins[0], ins[1]
-    kh, kw, cin, cout_g = w.shape
-    if x.shape[3] != cin:
-        raise InvalidModelError(f"TransposeConv2d: input has {x.shape[3]} channels, filter expects {cin}")
-    dims = []
-    for i, k in enumerate((kh, kw)):
-        s, d, p, op_ = attrs["stride"][i], attrs["dilation"][i], attrs["pad_amount"][i], attrs["output_padding"][i]
-        dims.append((x.shape[1 + i] - 1) * s - p[0] - p[1] + d * (k - 1) + op_ + 1)
-    return [TType((x.shape[0], dims[0], dims[1], cout_g * attrs["group"]), x.dtype)]
+    if len(w.shape) != 5:
+        raise InvalidModelError(f"Conv3d: filter must be [kd, kh, kw, cin/group, cout], got shape {w.shape}")
+    kd, kh, kw, cin_g, cout = w.shape
+    group = attrs["group"]
+    if len(x.shape) == 5 and x.shape[4] != cin_g * group:
+        raise InvalidModelError(f"Conv3d: input has {x.shape[4]} channels but filter expects {cin_g} x group {group}")
+    if cout % group:
+        raise InvalidModelError(f"Conv3d: {cout} output channels do not split into {group} groups")
+    dims = _spatial_nd("Conv3d", attrs, x, (kd, kh, kw))
+    return [TType((x.shape[0], *dims, cout), x.dtype)]
+
+
+@op(
+    "TransposeConv3d",
+    ["in", "filter", "bias?"],
+    attrs=(*_CONV3D_ATTRS, Attr("output_padding", "ints", (0, 0, 0)), Attr("group", "int", 1)),
+)
+def _tconv3d(attrs: dict[str, Any], ins: Sequence[TType]) -> list[TType]:
+    """Transposed 3-D convolution, NDHWC input, filter [kd, kh, kw, cin, cout/group]."""
+    if len(ins[1].shape) != 5:
+        raise InvalidModelError(f"TransposeConv3d: filter must be [kd, kh, kw, cin, cout/group], got {ins[1].shape}")
+    return _tconv("TransposeConv3d", attrs, ins)

@@ -1,6 +1,17 @@
-"""2-D pooling on NHWC activations (channels_last NCHW views, as for convolutions)."""
+"""Pooling on channel-last activations: 2-D (NHWC) here, 3-D (NDHWC) in ``volumetric``.
+
+A channel-last tensor permuted to channel-first is a channels_last view, as for the convolutions.
+Every pool pads its input explicitly to exactly the extent the output windows read, so ceil mode and
+asymmetric pads need no special cases: taps past the input see the pad value (-inf for max, 0 for
+the sums). Average pools divide by a per-window count computed once, at prepare time.
+"""
 
 from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -8,56 +19,163 @@ import torch.nn.functional as F
 from openqnn.backends.cpu.kernels.registry import BuildContext, Step, Unsupported, kernel
 from openqnn.ir.graph import Node
 
+__all__ = ["PoolGeometry", "build_pool", "pool2d", "pool_max2d_with_indices", "to_channel_first", "to_channel_last",
+           "window_sum"]
 
-@kernel("PoolMax2d", "PoolAvg2d", "PoolLp2d")
-def pool2d(node: Node, ctx: BuildContext) -> Step:
-    k = tuple(node.attrs["filter_size"])
-    s = tuple(node.attrs["stride"])
-    d = tuple(node.attrs["dilation"])
-    (pt, pb), (pl, pr) = node.attrs["pad_amount"]
-    oh, ow = ctx.shape(node.outputs[0])[1:3]
-    ih, iw = ctx.shape(node.inputs[0])[1:3]
-    # Explicit padding to exactly the extent the output windows read, so ceil mode and asymmetric
-    # pads need no special cases: windows that run past the input see pad values (-inf / 0).
-    need_h = (oh - 1) * s[0] + d[0] * (k[0] - 1) + 1
-    need_w = (ow - 1) * s[1] + d[1] * (k[1] - 1) + 1
-    extra_b, extra_r = max(0, need_h - ih - pt), max(0, need_w - iw - pl)
-    pad = (pl, extra_r, pt, extra_b)
-    op = node.op_type
+_MAX_POOL: dict[int, Callable[..., torch.Tensor]] = {2: F.max_pool2d, 3: F.max_pool3d}
+_AVG_POOL: dict[int, Callable[..., torch.Tensor]] = {2: F.avg_pool2d, 3: F.avg_pool3d}
 
-    if op == "PoolMax2d":
-        def run(x: torch.Tensor) -> torch.Tensor:
-            x = x.permute(0, 3, 1, 2)
+
+@dataclass(frozen=True)
+class PoolGeometry:
+    """Windows of an n-D pool: filter, stride, dilation, declared pads, and the sizes they imply."""
+
+    k: tuple[int, ...]
+    s: tuple[int, ...]
+    d: tuple[int, ...]
+    pads: tuple[tuple[int, int], ...]  # declared [begin, end] per spatial axis
+    in_size: tuple[int, ...]
+    out_size: tuple[int, ...]
+
+    @staticmethod
+    def of(node: Node, ctx: BuildContext) -> PoolGeometry:
+        n = len(node.attrs["filter_size"])
+        return PoolGeometry(
+            tuple(node.attrs["filter_size"]), tuple(node.attrs["stride"]), tuple(node.attrs["dilation"]),
+            tuple((int(a), int(b)) for a, b in node.attrs["pad_amount"]),
+            tuple(ctx.shape(node.inputs[0])[1:1 + n]), tuple(ctx.shape(node.outputs[0])[1:1 + n]))
+
+    @property
+    def n(self) -> int:
+        return len(self.k)
+
+    @property
+    def end_pads(self) -> tuple[int, ...]:
+        """Padding after each axis that the last window reads (beyond the input; may exceed the declared end pad in ceil mode)."""
+        return tuple(max(0, (o - 1) * s + d * (k - 1) + 1 - i - p[0])
+                     for o, s, d, k, i, p in zip(self.out_size, self.s, self.d, self.k, self.in_size, self.pads))
+
+    @property
+    def padded_size(self) -> tuple[int, ...]:
+        return tuple(p[0] + i + e for p, i, e in zip(self.pads, self.in_size, self.end_pads))
+
+    @property
+    def f_pad(self) -> tuple[int, ...]:
+        """The explicit padding as ``F.pad`` takes it (last axis first)."""
+        return tuple(v for p, e in zip(reversed(self.pads), reversed(self.end_pads)) for v in (p[0], e))
+
+    def crop(self, y: torch.Tensor) -> torch.Tensor:
+        """The first ``out_size`` windows of a channel-first result."""
+        return y[_spatial_index(slice(0, o) for o in self.out_size)]
+
+
+def _spatial_index(slices: Iterable[slice]) -> tuple[Any, ...]:
+    """An index selecting ``slices`` on the trailing (spatial) axes of a channel-first tensor."""
+    return (Ellipsis, *slices)
+
+
+def to_channel_first(x: torch.Tensor) -> torch.Tensor:
+    n = x.dim() - 2
+    return x.permute(0, n + 1, *range(1, n + 1))
+
+
+def to_channel_last(x: torch.Tensor) -> torch.Tensor:
+    n = x.dim() - 2
+    return x.permute(0, *range(2, n + 2), 1)
+
+
+def window_sum(x: torch.Tensor, g: PoolGeometry) -> torch.Tensor:
+    """Per-window sums of a padded channel-first tensor, ``out_size`` windows per axis, any dilation."""
+    if g.d == (1,) * g.n and x.dtype.is_floating_point:
+        return g.crop(_AVG_POOL[g.n](x, g.k, g.s, 0, divisor_override=1))
+    total: torch.Tensor | None = None
+    for taps in itertools.product(*(range(k) for k in g.k)):
+        sl = tuple(slice(t * d, t * d + (o - 1) * s + 1, s) for t, d, o, s in zip(taps, g.d, g.out_size, g.s))
+        part = x[_spatial_index(sl)]
+        total = part if total is None else total + part
+    assert total is not None
+    return total
+
+
+def _min_value(dtype: torch.dtype) -> float | int:
+    return float("-inf") if dtype.is_floating_point else int(torch.iinfo(dtype).min)
+
+
+def _counts(g: PoolGeometry, count_pad: bool, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Divisors of an average pool: taps inside the input, or inside input + declared pads."""
+    ones = torch.zeros(1, 1, *g.padded_size, dtype=torch.float64)
+    if count_pad:
+        region = tuple(slice(0, p[0] + i + p[1]) for p, i in zip(g.pads, g.in_size))
+    else:
+        region = tuple(slice(p[0], p[0] + i) for p, i in zip(g.pads, g.in_size))
+    ones[_spatial_index(region)] = 1
+    return window_sum(ones, g).clamp_min(1).to(dtype=dtype, device=device)
+
+
+def build_pool(node: Node, ctx: BuildContext, kind: str) -> Step:
+    """An n-D pool step, ``kind`` one of max, avg, lp; the layout is channel-last in and out."""
+    g = PoolGeometry.of(node, ctx)
+    pad = g.f_pad
+
+    if kind == "max":
+        max_pool = _MAX_POOL[g.n]
+
+        def run_max(x: torch.Tensor) -> torch.Tensor:
+            x = to_channel_first(x)
             if any(pad):
-                x = F.pad(x, pad, value=float("-inf") if x.dtype.is_floating_point else int(torch.iinfo(x.dtype).min))
-            return F.max_pool2d(x, k, s, 0, d)[:, :, :oh, :ow].permute(0, 2, 3, 1)
-        return Step(run, [node.inputs[0]])
+                x = F.pad(x, pad, value=_min_value(x.dtype))
+            return to_channel_last(g.crop(max_pool(x, g.k, g.s, 0, g.d)))
+        return Step(run_max, [node.inputs[0]])
 
-    if op == "PoolLp2d":
-        if d != (1, 1):
-            raise Unsupported("dilated PoolLp2d")
+    if not ctx.dtype(node.inputs[0]).is_float:
+        raise Unsupported(f"{node.op_type} on {ctx.dtype(node.inputs[0]).name} input")
+
+    if kind == "lp":
         p = float(node.attrs["p"])
 
         def run_lp(x: torch.Tensor) -> torch.Tensor:
-            x = F.pad(x.permute(0, 3, 1, 2), pad)
-            y = F.avg_pool2d(x.abs().pow(p), k, s, 0) * (k[0] * k[1])
-            return y.pow(1.0 / p)[:, :, :oh, :ow].permute(0, 2, 3, 1)
+            x = F.pad(to_channel_first(x), pad)
+            return to_channel_last(window_sum(x.abs().pow(p), g).pow(1.0 / p))
         return Step(run_lp, [node.inputs[0]])
 
-    if d != (1, 1):
-        raise Unsupported(f"dilated {op}")
-    count_pad = node.attrs["count_pad_for_edges"]
-    # divisor: taps inside the input (count_pad False) or inside input + declared pads (True)
-    ones = torch.zeros(1, 1, ih + pt + extra_b, iw + pl + extra_r)
-    if count_pad:
-        ones[:, :, : pt + ih + pb, : pl + iw + pr] = 1
-    else:
-        ones[:, :, pt:pt + ih, pl:pl + iw] = 1
-    counts = (F.avg_pool2d(ones, k, s, 0, divisor_override=1)[:, :, :oh, :ow]).to(ctx.torch_dtype(node.inputs[0]))
+    counts = _counts(g, bool(node.attrs["count_pad_for_edges"]), ctx.torch_dtype(node.inputs[0]), ctx.device)
 
     def run_avg(x: torch.Tensor) -> torch.Tensor:
-        x = F.pad(x.permute(0, 3, 1, 2), pad)
-        sums = F.avg_pool2d(x, k, s, 0, divisor_override=1)
-        return (sums[:, :, :oh, :ow] / counts).permute(0, 2, 3, 1)
+        x = F.pad(to_channel_first(x), pad)
+        return to_channel_last(window_sum(x, g) / counts)
 
     return Step(run_avg, [node.inputs[0]])
+
+
+_KINDS = {"PoolMax2d": "max", "PoolAvg2d": "avg", "PoolLp2d": "lp"}
+
+
+@kernel("PoolMax2d", "PoolAvg2d", "PoolLp2d")
+def pool2d(node: Node, ctx: BuildContext) -> Step:
+    return build_pool(node, ctx, _KINDS[node.op_type])
+
+
+@kernel("PoolMax2dWithIndices")
+def pool_max2d_with_indices(node: Node, ctx: BuildContext) -> Step:
+    """Max pool and, per output, the flat channel-first index of its maximum in the (unpadded) input."""
+    g = PoolGeometry.of(node, ctx)
+    pad = g.f_pad
+    (pt, _), (pl, _) = g.pads
+    h, w = g.in_size
+    wp = g.padded_size[1]
+    column_major = node.attrs["storage_order"] == 1
+    nb, _, _, c = ctx.shape(node.inputs[0])
+    # offset of each (n, c) plane in the flattened N, C, H, W input
+    plane = (torch.arange(nb * c, dtype=torch.int64, device=ctx.device) * (h * w)).view(nb, c, 1, 1)
+
+    def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = to_channel_first(x)
+        if any(pad):
+            x = F.pad(x, pad, value=_min_value(x.dtype))
+        y, idx = F.max_pool2d(x, g.k, g.s, 0, g.d, return_indices=True)
+        y, idx = g.crop(y), g.crop(idx)
+        row, col = idx // wp - pt, idx % wp - pl  # position in the unpadded input
+        flat = col * h + row if column_major else row * w + col
+        return to_channel_last(y), to_channel_last(flat + plane)
+
+    return Step(run, [node.inputs[0]])
