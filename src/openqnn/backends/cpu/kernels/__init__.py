@@ -9,6 +9,7 @@ from openqnn.backends.cpu.kernels import (  # noqa: F401
     reduce,
     shape,
     spatial,
+    volumetric,
 )
 from openqnn.backends.cpu.kernels.registry import KERNELS, BuildContext, Step, Unsupported, kernel
 
