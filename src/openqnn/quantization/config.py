@@ -1,0 +1,74 @@
+"""Quantizer configuration: a frozen dataclass mirroring qnn-onnx-converter's quantization flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from openqnn.errors import InvalidConfigError
+
+__all__ = ["CALIBRATION_METHODS", "LEGACY_QUANTIZERS", "QuantizerConfig"]
+
+# --act_quantizer_calibration / --param_quantizer_calibration
+CALIBRATION_METHODS = ("min-max", "sqnr", "entropy", "mse", "percentile")
+# --act_quantizer / --param_quantizer (older flags)
+LEGACY_QUANTIZERS = ("tf", "enhanced", "adjusted", "symmetric")
+SCHEMAS = ("asymmetric", "symmetric")
+
+
+@dataclass(frozen=True)
+class QuantizerConfig:
+    """How to quantize. Defaults follow QNN: 8-bit asymmetric activations, 8-bit symmetric weights
+    (per-channel when asked), 32-bit bias, min-max ranges.
+
+    >>> QuantizerConfig(act_bitwidth=16, use_per_channel_quantization=True)  # doctest: +ELLIPSIS
+    QuantizerConfig(act_bitwidth=16, ...)
+    """
+
+    act_bitwidth: int = 8
+    weights_bitwidth: int = 8
+    bias_bitwidth: int = 32
+    use_per_channel_quantization: bool = False
+    use_per_row_quantization: bool = False
+    act_quantizer_calibration: str = "min-max"
+    param_quantizer_calibration: str = "min-max"
+    act_quantizer_schema: str = "asymmetric"
+    param_quantizer_schema: str = "symmetric"
+    act_quantizer: str | None = None  # legacy: overrides act calibration/schema when given
+    param_quantizer: str | None = None
+    percentile_calibration_value: float = 99.99
+    float_fallback: bool = False
+    float_bitwidth: int = 32
+    restrict_quantization_steps: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        def bad(flag: str, value: object, allowed: object) -> InvalidConfigError:
+            return InvalidConfigError(f"--{flag} {value}: not allowed; use one of {allowed}")
+
+        if self.act_bitwidth not in (8, 16):
+            raise bad("act_bitwidth", self.act_bitwidth, "8, 16")
+        if self.weights_bitwidth not in (4, 8, 16):
+            raise bad("weights_bitwidth", self.weights_bitwidth, "4, 8, 16")
+        if self.bias_bitwidth not in (8, 32):
+            raise bad("bias_bitwidth", self.bias_bitwidth, "8, 32")
+        if self.float_bitwidth not in (16, 32):
+            raise bad("float_bitwidth", self.float_bitwidth, "16, 32")
+        for flag in ("act_quantizer_calibration", "param_quantizer_calibration"):
+            if getattr(self, flag) not in CALIBRATION_METHODS:
+                raise bad(flag, getattr(self, flag), ", ".join(CALIBRATION_METHODS))
+        for flag in ("act_quantizer_schema", "param_quantizer_schema"):
+            if getattr(self, flag) not in SCHEMAS:
+                raise bad(flag, getattr(self, flag), ", ".join(SCHEMAS))
+        for flag in ("act_quantizer", "param_quantizer"):
+            if getattr(self, flag) is not None and getattr(self, flag) not in LEGACY_QUANTIZERS:
+                raise bad(flag, getattr(self, flag), ", ".join(LEGACY_QUANTIZERS))
+        if not 50.0 < self.percentile_calibration_value <= 100.0:
+            raise bad("percentile_calibration_value", self.percentile_calibration_value, "a value in (50, 100]")
+
+    def method(self, kind: str) -> tuple[str, bool]:
+        """(range method, symmetric) for ``kind`` "act" or "param", legacy flags taking precedence."""
+        legacy = self.act_quantizer if kind == "act" else self.param_quantizer
+        schema = self.act_quantizer_schema if kind == "act" else self.param_quantizer_schema
+        if legacy is not None:
+            return ("min-max" if legacy == "symmetric" else legacy), legacy == "symmetric" or schema == "symmetric"
+        calib = self.act_quantizer_calibration if kind == "act" else self.param_quantizer_calibration
+        return calib, schema == "symmetric"

@@ -1,0 +1,265 @@
+"""Post-training quantization: annotate, calibrate, materialize encodings once.
+
+    graph = openqnn.convert("model.onnx")
+    qgraph = openqnn.quantize(graph, calibration_data, QuantizerConfig(act_bitwidth=16))
+
+``calibration_data`` is any iterable of input dicts (name -> array). The result is the same graph
+with an :class:`~openqnn.ir.Encoding` on every tensor that a fixed-point backend quantizes; the cpu
+backend runs it as a quantization simulation (float kernels, quantize-dequantize at each encoding).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from openqnn.errors import InputDataError, InvalidConfigError
+from openqnn.ir.graph import Graph
+from openqnn.ir.tensor import Encoding
+from openqnn.quantization.calibration import HistogramObserver, MinMaxObserver
+from openqnn.quantization.config import QuantizerConfig
+from openqnn.quantization.encodings import math as qmath
+from openqnn.quantization.encodings.formats import EncodingsFile, EncodingSpec, resolve
+from openqnn.quantization.rules import Role, annotate
+
+__all__ = ["QuantizationReport", "calibrate", "quantize"]
+
+log = logging.getLogger("openqnn.quantization")
+
+Observer = HistogramObserver | MinMaxObserver
+
+# Softmax sees only differences from the row maximum; anything SOFTMAX_SPAN below it contributes
+# exp(-25) ~ 1e-11. Attention masks add -10000 or -inf to the scores: a calibrated range down to
+# there would leave the real scores a handful of levels. Inputs to Softmax keep [max - span, max].
+SOFTMAX_SPAN = 25.0
+_HISTOGRAM_METHODS = {"sqnr", "entropy", "mse", "percentile", "enhanced", "adjusted"}
+
+
+@dataclass
+class QuantizationReport:
+    """What quantize() did, for logs and tests."""
+
+    activations: int = 0
+    params: int = 0
+    overridden: list[str] = field(default_factory=list)
+    unmatched_overrides: list[str] = field(default_factory=list)
+    clamped_for_softmax: list[str] = field(default_factory=list)
+    float_tensors: list[str] = field(default_factory=list)
+
+
+def _root(roles: dict[str, Role], name: str) -> str:
+    seen = set()
+    while roles.get(name, Role("")).kind == "shared" and name not in seen:
+        seen.add(name)
+        name = roles[name].source or name
+    return name
+
+
+def calibrate(graph: Graph, data: Iterable[Mapping[str, np.ndarray]], names: list[str], histogram: bool,
+              progress: bool = True) -> dict[str, Observer]:
+    """Run ``graph`` in float over ``data`` and observe the tensors ``names``. Returns name -> observer."""
+    from openqnn.backends.cpu import CpuBackend
+
+    probe = graph.copy()
+    probe.outputs = list(dict.fromkeys([*graph.outputs, *[n for n in names if n not in graph.inputs]]))
+    plan = CpuBackend().prepare(probe)
+    observers: dict[str, Observer] = {n: (HistogramObserver() if histogram else MinMaxObserver()) for n in names}
+    count = 0
+    iterator: Iterable[Mapping[str, np.ndarray]] = data
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(data, desc="calibrating", unit="input", leave=False, disable=None)
+    for feeds in iterator:
+        outs = plan.run(feeds)
+        for n in names:
+            arr = feeds[n] if n in graph.inputs else outs[n]
+            observers[n].update(np.asarray(arr, dtype=np.float32))
+        count += 1
+    if count == 0:
+        raise InputDataError("calibration data is empty: give at least one input")
+    return observers
+
+
+def _fixed_encoding(op: str, bitwidth: int) -> Encoding:
+    levels = 1 << bitwidth
+    if op == "Tanh":
+        return Encoding(bitwidth, (2.0 / levels,), (-(levels // 2),))
+    return Encoding(bitwidth, (1.0 / levels,), (0,))
+
+
+def _encoding(scale: np.ndarray, offset: np.ndarray, bitwidth: int, axis: int | None, symmetric: bool) -> Encoding:
+    scale, offset = np.atleast_1d(scale), np.atleast_1d(offset)
+    return Encoding(bitwidth, tuple(float(s) for s in scale), tuple(int(o) for o in offset),
+                    axis if scale.size > 1 or axis is not None else None, symmetric, symmetric)
+
+
+def _param_encoding(data: np.ndarray, bitwidth: int, method: str, symmetric: bool, axis: int | None) -> Encoding:
+    from openqnn.quantization.algorithms import range_from_array
+
+    lo, hi = range_from_array(method, data, bitwidth, symmetric, axis=axis)
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    if symmetric:
+        scale, offset = qmath.symmetric(np.maximum(np.abs(lo), np.abs(hi)), bitwidth)
+    else:
+        scale, offset = qmath.asymmetric(lo, hi, bitwidth)
+    return _encoding(scale, offset, bitwidth, axis, symmetric)
+
+
+def _softmax_inputs(graph: Graph, roles: dict[str, Role]) -> set[str]:
+    """Roots of the encodings that feed a Softmax, through data movement."""
+    out = set()
+    for node in graph.nodes:
+        if node.op_type in ("Softmax", "LogSoftmax"):
+            out.add(_root(roles, node.inputs[0]))
+    return out
+
+
+def quantize(
+    graph: Graph,
+    calibration_data: Iterable[Mapping[str, np.ndarray]] | None,
+    config: QuantizerConfig | None = None,
+    overrides: EncodingsFile | None = None,
+    report: QuantizationReport | None = None,
+) -> Graph:
+    """Return a copy of ``graph`` with encodings (see module docstring)."""
+    config = config or QuantizerConfig()
+    report = report if report is not None else QuantizationReport()
+    if overrides is not None:
+        config = _apply_file_bitwidths(config, overrides)
+    g = graph.copy()
+    roles = annotate(g, config.use_per_channel_quantization, config.use_per_row_quantization)
+    act_method, act_sym = config.method("act")
+    w_method, w_sym = config.method("param")
+
+    encodings: dict[str, Encoding] = {}
+    # parameters: from the weights themselves
+    if calibration_data is not None:
+        for name, role in roles.items():
+            t = g.tensors[name]
+            if role.kind == "param" and t.data is not None:
+                encodings[name] = _param_encoding(t.data, config.weights_bitwidth, w_method, w_sym, role.axis)
+            elif role.kind == "const" and t.data is not None:
+                encodings[name] = _param_encoding(t.data, 8 if config.weights_bitwidth == 4 else config.weights_bitwidth,
+                                                  "min-max", False, None)
+        # activations: calibrated
+        act_names = [n for n, r in roles.items() if r.kind == "act"]
+        observers = calibrate(g, calibration_data, act_names, act_method in _HISTOGRAM_METHODS)
+        softmax_in = _softmax_inputs(g, roles)
+        from openqnn.quantization.algorithms import compute_range
+
+        for name in act_names:
+            lo, hi = compute_range(act_method, observers[name], config.act_bitwidth, act_sym,
+                                   config.percentile_calibration_value)
+            if name in softmax_in and hi - lo > SOFTMAX_SPAN and lo < hi - SOFTMAX_SPAN:
+                lo = min(0.0, hi - SOFTMAX_SPAN)
+                report.clamped_for_softmax.append(name)
+            if act_sym:
+                scale, offset = qmath.symmetric(max(abs(lo), abs(hi)), config.act_bitwidth)
+            else:
+                scale, offset = qmath.asymmetric(lo, hi, config.act_bitwidth)
+            encodings[name] = _encoding(scale, offset, config.act_bitwidth, None, act_sym)
+        for name, role in roles.items():
+            if role.kind == "fixed":
+                encodings[name] = _fixed_encoding(role.op or "", config.act_bitwidth)
+
+    # overrides win over calibration
+    if overrides is not None:
+        _apply_overrides(g, roles, overrides, config, encodings, report)
+        if calibration_data is None:
+            log.warning("quantization overrides without calibration data: %d overridden tensor(s) are quantized, "
+                        "the rest of the model stays float", len(report.overridden))
+
+    # shared encodings follow their roots; biases follow input x weight
+    for name, role in roles.items():
+        if role.kind == "shared":
+            root = _root(roles, name)
+            if root in encodings:
+                encodings[name] = encodings[root]
+    for name, role in roles.items():
+        if role.kind == "bias" and name not in encodings:
+            enc = _bias_encoding(g, name, role, encodings, config.bias_bitwidth)
+            if enc is not None:
+                encodings[name] = enc
+
+    for name, enc in encodings.items():
+        g.tensors[name].encoding = enc
+    report.activations = sum(1 for n, r in roles.items() if n in encodings and r.kind not in ("param", "bias", "const"))
+    report.params = sum(1 for n, r in roles.items() if n in encodings and r.kind in ("param", "bias", "const"))
+    report.float_tensors = sorted(n for n in roles if n not in encodings)
+    g.metadata["quantization"] = {
+        "act_bitwidth": config.act_bitwidth, "weights_bitwidth": config.weights_bitwidth,
+        "bias_bitwidth": config.bias_bitwidth, "per_channel": config.use_per_channel_quantization,
+        "per_row": config.use_per_row_quantization, "act_calibration": act_method, "param_calibration": w_method,
+        "act_symmetric": act_sym, "param_symmetric": w_sym,
+    }
+    return g
+
+
+def _bias_encoding(g: Graph, name: str, role: Role, encodings: dict[str, Encoding], bitwidth: int) -> Encoding | None:
+    x_enc = encodings.get(role.source or "")
+    w_enc = encodings.get(role.weight or "")
+    if x_enc is None or w_enc is None:
+        return None
+    if bitwidth == 32:
+        scales = tuple(x_enc.scale[0] * s for s in w_enc.scale)
+        n = len(scales)
+        return Encoding(32, scales, (0,) * n, 0 if n > 1 else None, True, True)
+    data = g.tensors[name].data
+    assert data is not None
+    return _param_encoding(data, bitwidth, "min-max", True, None)
+
+
+def _apply_file_bitwidths(config: QuantizerConfig, f: EncodingsFile) -> QuantizerConfig:
+    from dataclasses import replace
+
+    changes: dict[str, Any] = {}
+    if f.activation_bitwidth is not None:
+        changes["act_bitwidth"] = f.activation_bitwidth
+    if f.param_bitwidth is not None:
+        changes["weights_bitwidth"] = f.param_bitwidth
+    if f.bias_bitwidth is not None:
+        changes["bias_bitwidth"] = f.bias_bitwidth
+    return replace(config, **changes) if changes else config
+
+
+def _apply_overrides(g: Graph, roles: dict[str, Role], f: EncodingsFile, config: QuantizerConfig,
+                     encodings: dict[str, Encoding], report: QuantizationReport) -> None:
+    unmatched = []
+    for section, default_sym in ((f.activations, False), (f.params, True)):
+        for name, spec in section.items():
+            if name not in g.tensors:
+                unmatched.append(name)
+                continue
+            encodings[name] = _spec_encoding(g, name, spec, roles.get(name), default_sym)
+            report.overridden.append(name)
+            role = roles.get(name)
+            if role is not None and role.kind == "shared":  # an override pins the tensor itself
+                roles[name] = Role("act")
+    if unmatched:
+        report.unmatched_overrides = sorted(unmatched)
+        log.warning("quantization overrides name %d tensor(s) not in the model: %s", len(unmatched),
+                    ", ".join(report.unmatched_overrides))
+
+
+def _spec_encoding(g: Graph, name: str, spec: EncodingSpec, role: Role | None, default_sym: bool) -> Encoding:
+    if spec.dtype == "float":
+        raise InvalidConfigError(f"encoding of '{name}': float encodings (dtype float) are not supported yet; "
+                                 "remove it to keep the tensor float")
+    scale, offset = resolve(spec, default_sym)
+    t = g.tensors[name]
+    n = scale.size
+    axis = spec.axis
+    if n > 1:
+        if axis is None:
+            axis = role.axis if role is not None and role.axis is not None else t.rank - 1
+        if axis >= t.rank or t.shape[axis] != n:
+            raise InvalidConfigError(
+                f"encoding of '{name}': {n} per-channel values, but its axis {axis} has "
+                f"{t.shape[axis] if axis < t.rank else 'no'} channels (shape {t.shape})")
+    sym = bool(spec.symmetric) if spec.symmetric is not None else bool(np.all(offset == -(1 << (spec.bitwidth - 1))))
+    return _encoding(scale, offset, spec.bitwidth, axis if n > 1 else None, sym)
