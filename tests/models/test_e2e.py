@@ -11,6 +11,7 @@ import onnx
 import pytest
 
 import openqnn
+from openqnn.backends.cpu.plan import Plan
 from tests.models.zoo import MODELS, caffe2_style_model, export, make_inputs
 
 RTOL = 1e-3
@@ -70,6 +71,9 @@ def test_mobilenet_v2(mobilenet_onnx: Path) -> None:
     assert ops["Conv2d"] == 35 and ops["DepthWiseConv2d"] == 17
     assert ops["ReluMinMax"] == 35  # ReLU6 = Clip(0, 6)
     assert ops["ElementWiseAdd"] == 10  # the residual connections
+    steps = Plan(g).op_types  # every ReLU6 and residual add runs inside its convolution's step
+    assert "ReluMinMax" not in steps and "ElementWiseAdd" not in steps
+    assert steps.count("Conv2d+ElementWiseAdd") == 10 and steps.count("DepthWiseConv2d+ReluMinMax") == 17
 
 
 def test_resnet18(resnet18_onnx: Path) -> None:
@@ -77,11 +81,14 @@ def test_resnet18(resnet18_onnx: Path) -> None:
     ops = g.count_ops()
     assert "Batchnorm" not in ops  # all 20 folded into the convolutions
     assert ops["Conv2d"] == 20 and ops["ElementWiseAdd"] == 8 and ops["FullyConnected"] == 1
+    steps = Plan(g).op_types
+    assert steps.count("Conv2d+ElementWiseAdd+Relu") == 8 and steps.count("Conv2d+Relu") == 9
+    assert "Relu" not in steps and "ElementWiseAdd" not in steps
 
 
 def test_resnet18_batch2(resnet18_onnx: Path) -> None:
     g = _check(resnet18_onnx, make_inputs(MODELS["resnet18"], 2, 224, seed=1), ["logits"])
-    assert g.tensors[g.inputs[0]].shape == (2, 224, 224, 3)  # NHWC inside
+    assert g.tensors[g.inputs[0]].shape == (2, 3, 224, 224)
 
 
 def test_resnet50(resnet50_onnx: Path) -> None:
@@ -98,6 +105,9 @@ def test_bert_encoder(bert_onnx: Path, batch: int) -> None:
     g = _check(bert_onnx, feeds, ["hidden", "pooled"])
     ops = g.count_ops()
     assert ops["Softmax"] == 4 and ops["LayerNorm"] == 9
+    steps = Plan(g).op_types
+    assert steps.count("FullyConnected*3") == 4  # query, key and value share one GEMM per layer
+    assert steps.count("FullyConnected+ElementWiseAdd") == 8  # attention output and fc2 with their residuals
 
 
 def test_bert_mask_matters(bert_onnx: Path) -> None:
@@ -122,3 +132,20 @@ def test_caffe2_style_opset9() -> None:
     assert g.inputs == ["data_0"]  # the initializers listed as inputs are weights, not graph inputs
     ops = g.count_ops()
     assert "Batchnorm" not in ops and ops["Conv2d"] == 3
+
+
+def test_benchmark_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python -m benchmarks`` machinery end to end on the seed's small model."""
+    import torch
+    from benchmarks import bench
+
+    monkeypatch.setattr(bench, "_SETTLE_S", 0.0)
+    lines: list[str] = []
+    threads = torch.get_num_threads()
+    try:
+        results = bench.run(["simple"], [1, 2], threads=1, runs=2, warmup=1, rounds=1, echo=lines.append)
+    finally:
+        torch.set_num_threads(threads)
+    assert [(r.model, r.batch) for r in results] == [("simple", 1), ("simple", 2)]
+    assert all(r.openqnn_ms > 0 and r.ort_ms > 0 and r.torch_ms > 0 and r.max_rel_err < 1e-4 for r in results)
+    assert "openqnn/ORT" in lines[-1] and "geometric mean" in lines[-1]

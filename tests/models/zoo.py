@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
-
 from benchmarks.zoo import (
     MODELS,
     BertEncoder,
@@ -23,6 +21,7 @@ from benchmarks.zoo import (
     resnet18,
     resnet50,
 )
+from onnx import TensorProto, helper, numpy_helper
 
 __all__ = [
     "MODELS",

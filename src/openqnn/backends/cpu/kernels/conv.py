@@ -2,18 +2,80 @@
 
 A channel-last tensor permuted to NCHW is an NCHW tensor in channels_last memory, which PyTorch's
 oneDNN convolutions run natively; the result permuted back is contiguous NHWC again. No copies.
+
+On the CPU, float32 convolutions with static weights call oneDNN directly
+(``torch.ops.mkldnn._convolution_pointwise``) with the weights reordered once, at prepare time, into
+oneDNN's blocked layout: ``F.conv2d`` reorders them on every call. The same call can apply an
+:class:`Epilogue` -- an element-wise add and a clamp (Relu, ReluMinMax) -- which the plan uses to
+fuse ``Conv2d -> ElementWiseAdd -> Relu`` chains into one step.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from openqnn.backends.cpu.kernels.registry import BuildContext, Step, Unsupported, kernel
+from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Node
 
+__all__ = ["NO_EPILOGUE", "Epilogue", "build_conv2d", "conv2d", "fusable", "mkldnn_ok", "transpose_conv2d"]
 
-def _padding(node: Node) -> tuple[tuple[int, int] | None, tuple[int, int, int, int] | None]:
+
+@dataclass(frozen=True)
+class Epilogue:
+    """Element-wise work fused after a convolution or FullyConnected: ``clamp(y + add, lo, hi)``.
+
+    ``add`` names a tensor of the output's shape ("" for none); ``clamp`` is ``(lo, hi)``, e.g.
+    ``(0, inf)`` for Relu, or None.
+    """
+
+    add: str = ""
+    clamp: tuple[float, float] | None = None
+
+    def apply(self, y: torch.Tensor, other: torch.Tensor | None) -> torch.Tensor:
+        """The epilogue in PyTorch ops (what no fused kernel did), in place: ``y`` must be a kernel's
+        fresh output (or a view of one) that nothing else holds yet."""
+        if other is not None:
+            y = y.add_(other)
+        if self.clamp is not None:
+            lo, hi = self.clamp
+            y = y.relu_() if lo == 0.0 and hi == math.inf else y.clamp_(lo, hi)
+        return y
+
+
+NO_EPILOGUE = Epilogue()
+
+
+def mkldnn_ok(ctx: BuildContext) -> bool:
+    """Whether oneDNN's fused fp32 kernels (``torch.ops.mkldnn``) can run this plan's tensors."""
+    return (ctx.device.type == "cpu" and ctx.float_dtype is None and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
+
+
+def _unary(clamp: tuple[float, float] | None) -> tuple[str, list[float]] | None:
+    """oneDNN's name and scalars for a clamp, None when oneDNN has no such post-op."""
+    if clamp is None:
+        return "none", []
+    lo, hi = clamp
+    if lo == 0.0 and hi == math.inf:
+        return "relu", []
+    if math.isfinite(lo) and math.isfinite(hi):
+        return "hardtanh", [lo, hi]
+    return None
+
+
+def fusable(epilogue: Epilogue) -> bool:
+    """Whether oneDNN's convolution applies all of ``epilogue`` itself (after an add: Relu only)."""
+    if epilogue.add:
+        return epilogue.clamp is None or _unary(epilogue.clamp) == ("relu", [])
+    return _unary(epilogue.clamp) is not None
+
+
+def _padding(node: Node) -> tuple[tuple[int, int], tuple[int, int, int, int] | None]:
     """Symmetric padding for the conv call, or an explicit F.pad (left, right, top, bottom)."""
     (pt, pb), (pl, pr) = node.attrs["pad_amount"]
     if pt == pb and pl == pr:
@@ -29,6 +91,14 @@ def _weights(ctx: BuildContext, name: str, perm: tuple[int, ...]) -> torch.Tenso
 
 @kernel("Conv2d", "DepthWiseConv2d")
 def conv2d(node: Node, ctx: BuildContext) -> Step:
+    return build_conv2d(node, ctx)
+
+
+def build_conv2d(node: Node, ctx: BuildContext, epilogue: Epilogue = NO_EPILOGUE) -> Step:
+    """The step of a Conv2d / DepthWiseConv2d node, followed by ``epilogue``.
+
+    Run-time inputs: x, then the weight and bias when they are not static, then ``epilogue.add``.
+    """
     x_name, w_name = node.inputs[0], node.inputs[1]
     b_name = node.inputs[2] if len(node.inputs) > 2 else ""
     if not ctx.dtype(x_name).is_float:
@@ -43,6 +113,18 @@ def conv2d(node: Node, ctx: BuildContext) -> Step:
         runtime.append(w_name)
     if b_name and b_static is None:
         runtime.append(b_name)
+    if epilogue.add:
+        runtime.append(epilogue.add)
+
+    if (w_static is not None and (b_static is not None or not b_name) and mkldnn_ok(ctx)
+            and ctx.dtype(x_name) is DType.FLOAT_32):
+        n, h, w, c = ctx.shape(x_name)
+        if explicit is not None:
+            h, w = h + explicit[2] + explicit[3], w + explicit[0] + explicit[1]
+        args = (list(padding), list(stride), list(dilation), groups)
+        packed = torch.ops.mkldnn._reorder_convolution_weight(w_static.contiguous(), *args, [n, c, h, w])
+        bias = b_static.clone() if b_static is not None else None  # 64-byte aligned, unlike numpy's buffers
+        return Step(_mkldnn_conv(packed, bias, args, explicit, epilogue), runtime)
 
     def run(x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
         it = iter(rest)
@@ -51,9 +133,43 @@ def conv2d(node: Node, ctx: BuildContext) -> Step:
         x = x.permute(0, 3, 1, 2)
         if explicit is not None:
             x = F.pad(x, explicit)
-        return F.conv2d(x, w, b, stride, padding, dilation, groups).permute(0, 2, 3, 1)
+        y = F.conv2d(x, w, b, stride, padding, dilation, groups).permute(0, 2, 3, 1)
+        return epilogue.apply(y, next(it) if epilogue.add else None)
 
     return Step(run, runtime)
+
+
+def _mkldnn_conv(packed: torch.Tensor, bias: torch.Tensor | None, args: tuple, explicit: tuple | None,
+                 epilogue: Epilogue):
+    """oneDNN convolution on prepacked weights, the epilogue as post-ops; NHWC in and out.
+
+    oneDNN fuses the add and, after an add, only a Relu: a clamp it cannot take runs right after.
+    """
+    conv = torch.ops.mkldnn._convolution_pointwise
+    post = Epilogue(clamp=None if fusable(epilogue) else epilogue.clamp)  # what oneDNN leaves to do
+    unary = _unary(epilogue.clamp) if fusable(epilogue) else ("none", [])
+    assert unary is not None
+
+    def nchw(x: torch.Tensor) -> torch.Tensor:  # NHWC (contiguous) seen as channels_last NCHW
+        x = x.contiguous().permute(0, 3, 1, 2)
+        return x if explicit is None else F.pad(x, explicit)
+
+    if epilogue.add:
+        attr = None if unary[0] == "none" else unary[0]
+
+        def run_add(x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+            other = other.contiguous().permute(0, 3, 1, 2)
+            y = conv.binary(nchw(x), other, packed, bias, *args, "add", None, attr, [], "").permute(0, 2, 3, 1)
+            return post.apply(y, None)
+
+        return run_add
+
+    attr, scalars = unary
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return post.apply(conv.default(nchw(x), packed, bias, *args, attr, scalars, "").permute(0, 2, 3, 1), None)
+
+    return run
 
 
 @kernel("TransposeConv2d")

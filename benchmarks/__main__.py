@@ -1,0 +1,38 @@
+"""``python -m benchmarks``: openqnn cpu vs ONNX Runtime vs PyTorch eager latency table."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+
+def main(argv: list[str] | None = None) -> int:
+    if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from benchmarks.bench import DEFAULT_MODELS, run
+    from benchmarks.zoo import MODELS
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), choices=sorted(MODELS),
+                   help="models to time (default: %(default)s)")
+    p.add_argument("--batch", nargs="+", type=int, default=[1, 8], help="batch sizes (default: 1 8)")
+    p.add_argument("--threads", type=int, default=None, help="threads for every runtime (default: torch's default)")
+    p.add_argument("--runs", type=int, default=20, help="timed runs per measurement; the median is reported")
+    p.add_argument("--warmup", type=int, default=5, help="untimed runs first")
+    p.add_argument("--rounds", type=int, default=2, help="turns each runtime takes; its best median counts")
+    p.add_argument("--size", type=int, default=None, help="image size for the CNNs (default 224)")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run: 3 runs, 1 warm-up, 1 round, batch 1, 112x112 images")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.runs, args.warmup, args.rounds, args.batch = 3, 1, 1, [1]
+        args.size = args.size or 112
+    warnings.filterwarnings("ignore")
+    run(args.models, args.batch, args.threads, args.runs, args.warmup, args.size, args.rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
