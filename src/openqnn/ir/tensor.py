@@ -26,7 +26,9 @@ class Encoding:
     """A quantization encoding: ``real = scale * (q + offset)`` (QNN's sign: offset = -zero_point).
 
     Per-tensor encodings hold one scale and offset; per-axis encodings hold one per slice of
-    ``axis``. The quantization stage fills these; a float model has none.
+    ``axis``. q is unsigned, in [0, 2^bw - 1] (symmetric weights: offset -2^(bw-1)), unless
+    ``is_signed`` (32-bit biases: signed q, offset 0). The quantization stage fills these; a float
+    model has none.
     """
 
     bitwidth: int

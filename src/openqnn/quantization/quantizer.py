@@ -95,7 +95,7 @@ def _fixed_encoding(op: str, bitwidth: int) -> Encoding:
 def _encoding(scale: np.ndarray, offset: np.ndarray, bitwidth: int, axis: int | None, symmetric: bool) -> Encoding:
     scale, offset = np.atleast_1d(scale), np.atleast_1d(offset)
     return Encoding(bitwidth, tuple(float(s) for s in scale), tuple(int(o) for o in offset),
-                    axis if scale.size > 1 or axis is not None else None, symmetric, symmetric)
+                    axis if scale.size > 1 or axis is not None else None, symmetric, False)
 
 
 def _param_encoding(data: np.ndarray, bitwidth: int, method: str, symmetric: bool, axis: int | None) -> Encoding:

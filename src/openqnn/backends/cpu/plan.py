@@ -34,6 +34,7 @@ from openqnn.backends.cpu.kernels.linear import (
     build_fully_connected_siblings,
     can_share_gemm,
 )
+from openqnn.backends.cpu.quantsim import FakeQuant
 from openqnn.errors import InputDataError, UnsupportedOpError
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import TensorKind
@@ -218,7 +219,11 @@ class Plan:
             keep_freed_memory()
         ctx = BuildContext(graph, self.device, float_dtype)
         groups: list[Fusion | SharedGemm] = []
-        if fuse:
+        # a quantized graph runs as a simulation: every encoded activation is quantize-dequantized,
+        # so no step may hide an intermediate inside a fused kernel
+        fq = {t.name: FakeQuant(t.encoding, t.rank, self.device) for t in graph.tensors.values()
+              if t.encoding is not None and t.dtype.is_float and t.kind is not TensorKind.STATIC}
+        if fuse and not fq:
             groups += fuse_epilogues(graph)
             groups += share_gemms(graph, ctx, {n.name for g in groups for n in g.nodes})
         grouped = {n.name for g in groups for n in g.nodes}
@@ -265,6 +270,8 @@ class Plan:
                   tuple(s for s, last in last_use.items() if last == i and s not in keep), step.node, step.op_type)
             for i, step in enumerate(steps)
         ]
+        self._fq_in = {slots[n]: fq[n] for n in graph.inputs if n in fq}
+        self._fq_out = [tuple((slots[o], fq[o]) for o in step.outputs if o in fq) for step in steps]
         self._n_slots = len(slots)
         self._in_slots = [(n, slots[n], graph.tensors[n]) for n in graph.inputs]
         self._out_slots = [(n, slots[n]) for n in graph.outputs]
@@ -300,13 +307,15 @@ class Plan:
             env[s] = v
         for s, v in self._static.items():
             env[s] = v
+        for s, q in self._fq_in.items():
+            env[s] = q(env[s])  # type: ignore[arg-type]
         timer = None
         if profile is not None:
             import time
 
             timer = time.perf_counter
         with torch.inference_mode():
-            for c in self._calls:
+            for c, fq in zip(self._calls, self._fq_out):
                 t0 = timer() if timer else 0.0
                 res = c.fn(*[env[i] for i in c.ins])  # type: ignore[operator]
                 if len(c.outs) == 1:
@@ -314,6 +323,8 @@ class Plan:
                 else:
                     for s, r in zip(c.outs, res):
                         env[s] = r
+                for s, q in fq:
+                    env[s] = q(env[s])  # type: ignore[arg-type]
                 for s in c.free:
                     env[s] = None
                 if timer is not None and profile is not None:

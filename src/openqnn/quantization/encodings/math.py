@@ -15,8 +15,10 @@ __all__ = ["MIN_RANGE", "asymmetric", "dequantize", "fake_quantize", "qrange", "
 MIN_RANGE = 1e-4
 
 
-def qrange(bitwidth: int) -> tuple[int, int]:
-    """The unsigned integer range of a ``bitwidth``-bit encoding."""
+def qrange(bitwidth: int, signed: bool = False) -> tuple[int, int]:
+    """The integer range of a ``bitwidth``-bit encoding: [0, 2^bw - 1], or signed [-2^(bw-1), 2^(bw-1) - 1]."""
+    if signed:
+        return -(1 << (bitwidth - 1)), (1 << (bitwidth - 1)) - 1
     return 0, (1 << bitwidth) - 1
 
 
@@ -42,9 +44,10 @@ def symmetric(absmax: np.ndarray | float, bitwidth: int) -> tuple[np.ndarray, np
     return scale, np.full(np.shape(scale), -(1 << (bitwidth - 1)), dtype=np.int64)
 
 
-def quantize(x: np.ndarray, scale: np.ndarray | float, offset: np.ndarray | int, bitwidth: int) -> np.ndarray:
-    """Unsigned integers q = clamp(round(x / scale) - offset) (round half to even, as numpy)."""
-    lo, hi = qrange(bitwidth)
+def quantize(x: np.ndarray, scale: np.ndarray | float, offset: np.ndarray | int, bitwidth: int,
+             signed: bool = False) -> np.ndarray:
+    """Integers q = clamp(round(x / scale) - offset) (round half to even, as numpy)."""
+    lo, hi = qrange(bitwidth, signed)
     q = np.round(np.asarray(x, dtype=np.float64) / scale) - offset
     return np.clip(q, lo, hi).astype(np.int64)
 
@@ -53,6 +56,7 @@ def dequantize(q: np.ndarray, scale: np.ndarray | float, offset: np.ndarray | in
     return (np.asarray(q, dtype=np.float64) + offset) * scale
 
 
-def fake_quantize(x: np.ndarray, scale: np.ndarray | float, offset: np.ndarray | int, bitwidth: int) -> np.ndarray:
+def fake_quantize(x: np.ndarray, scale: np.ndarray | float, offset: np.ndarray | int, bitwidth: int,
+                  signed: bool = False) -> np.ndarray:
     """Quantize then dequantize, in float64, returned in x's dtype."""
-    return dequantize(quantize(x, scale, offset, bitwidth), scale, offset).astype(np.asarray(x).dtype)
+    return dequantize(quantize(x, scale, offset, bitwidth, signed), scale, offset).astype(np.asarray(x).dtype)

@@ -49,13 +49,16 @@ class BuildContext:
         return bool(name) and self.graph.tensors[name].kind is TensorKind.STATIC
 
     def static(self, name: str) -> torch.Tensor:
-        t = self.graph.tensors[name]
-        assert t.data is not None, name
-        return to_torch(t.data, self.device, self.float_dtype)
+        """A static tensor as torch; quantize-dequantized when it carries an encoding (simulation)."""
+        return to_torch(self.static_np(name), self.device, self.float_dtype)
 
     def static_np(self, name: str) -> np.ndarray:
         t = self.graph.tensors[name]
         assert t.data is not None, name
+        if t.encoding is not None and t.dtype.is_float:
+            from openqnn.backends.cpu.quantsim import fake_quantize_array
+
+            return fake_quantize_array(t.data, t.encoding)
         return t.data
 
     def shape(self, name: str) -> tuple[int, ...]:
