@@ -5,8 +5,8 @@ convert -> quantize -> model library -> context binary -> run and profile, on cp
 
 __version__ = "0.1.0"
 
-from openqnn.api import convert, load, save  # noqa: E402
-from openqnn.errors import (  # noqa: E402
+from openqnn.api import convert, load, save
+from openqnn.errors import (
     ConversionError,
     InputDataError,
     InvalidConfigError,
@@ -14,8 +14,8 @@ from openqnn.errors import (  # noqa: E402
     OpenQnnError,
     UnsupportedOpError,
 )
-from openqnn.ir import DType, Graph  # noqa: E402
-from openqnn.runtime import Session, TensorInfo  # noqa: E402
+from openqnn.ir import DType, Graph
+from openqnn.runtime import Session, TensorInfo
 
 __all__ = [
     "ConversionError",

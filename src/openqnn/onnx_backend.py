@@ -10,10 +10,17 @@ Models are converted with :func:`openqnn.convert` and run on the ``cpu`` backend
 static shapes is converted in :meth:`OpenQnnBackend.prepare`; one with dynamic dims is converted on
 its first run, with the dims taken from that run's inputs, and the conversion is cached per input-shape
 signature. Outputs come back in graph-output order, in the element types the model declares.
+
+openqnn compiles static graphs, so operands like Reshape's ``shape``, Slice's ``starts`` or a Reduce's
+``axes`` must be constants. When a model feeds one from a graph input (as ONNX's node tests do), the
+rep bakes that input's run-time value into the graph as an initializer and caches the conversion per
+value (``freeze_inputs=False`` turns this off). Models older than openqnn's oldest opset are lifted
+with ``onnx.version_converter`` first.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,7 +34,7 @@ from openqnn.errors import InputDataError
 __all__ = ["OpenQnnBackend", "OpenQnnRep", "prepare", "run_model", "run_node", "supports_device"]
 
 # keyword arguments of prepare() that openqnn reads; others (rtol/atol from ONNX's test runner...) are ignored
-_PREPARE_KW = ("num_threads", "cast_outputs", "check_model", "input_dims")
+_PREPARE_KW = ("num_threads", "cast_outputs", "check_model", "input_dims", "constant_inputs", "freeze_inputs")
 
 
 def _cuda_available() -> bool:
@@ -66,6 +73,21 @@ def _to_array(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def _upgrade_old_opset(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Lift a model older than openqnn's oldest opset with onnx's version converter (when it can)."""
+    from openqnn.frontends.onnx.frontend import MIN_OPSET
+
+    opset = next((imp.version for imp in model.opset_import if imp.domain in ("", "ai.onnx")), None)
+    if opset is None or opset >= MIN_OPSET:
+        return model
+    try:
+        from onnx import version_converter
+
+        return version_converter.convert_version(model, MIN_OPSET)
+    except Exception:
+        return model
+
+
 class _Runner:
     """One converted graph prepared on one device."""
 
@@ -92,11 +114,19 @@ class _Runner:
 
 
 class OpenQnnRep(BackendRep):
-    """A model prepared for repeated runs: ``rep.run(inputs)`` -> outputs in graph-output order."""
+    """A model prepared for repeated runs: ``rep.run(inputs)`` -> outputs in graph-output order.
+
+    openqnn compiles static graphs: operands such as Reshape's shape, Slice's starts or a Reduce's
+    axes must be constants. When the model feeds one from a graph input, the rep bakes that input's
+    value from the run into the graph (as an initializer) and caches the conversion per value, so a
+    run with other values converts again. ``frozen_inputs`` names the inputs treated this way.
+    """
 
     def __init__(self, model: onnx.ModelProto, device: str | Device = "CPU", num_threads: int | None = None,
-                 cast_outputs: bool = True, input_dims: Mapping[str, Sequence[int]] | None = None):
+                 cast_outputs: bool = True, input_dims: Mapping[str, Sequence[int]] | None = None,
+                 constant_inputs: Sequence[str] = (), freeze_inputs: bool = True):
         self.model = model
+        self.freeze_inputs = freeze_inputs
         self.device = _parse_device(device)
         self.num_threads = num_threads
         self.cast_outputs = cast_outputs
@@ -105,16 +135,20 @@ class OpenQnnRep(BackendRep):
         self._all_inputs = [vi.name for vi in g.input]
         self._inputs = [vi for vi in g.input if vi.name not in inits]
         self.input_names = [vi.name for vi in self._inputs]
+        self._input_dtypes = {vi.name: _declared_np_dtype(vi) for vi in self._inputs}
         self.output_names = [vo.name for vo in g.output]
         self.output_dtypes = [_declared_np_dtype(vo) for vo in g.output]
-        self._fixed_dims = dict(input_dims or {})
+        self._fixed_dims = {k: tuple(int(d) for d in v) for k, v in (input_dims or {}).items()}
         self._static = all(_is_static(vi) or vi.name in self._fixed_dims for vi in self._inputs)
-        self._cache: dict[tuple[tuple[str, tuple[int, ...]], ...], _Runner] = {}
-        self._static_runner: _Runner | None = None
+        unknown = sorted(set(constant_inputs) - set(self.input_names))
+        if unknown:
+            raise InputDataError(f"constant_inputs names {', '.join(unknown)}, which are not model inputs")
+        self.frozen_inputs: set[str] = set(constant_inputs)
+        self._cache: dict[tuple, _Runner] = {}
         # the element types openqnn itself produced on the last run (before casting to the declared types)
         self.native_output_dtypes: list[np.dtype] = []
-        if self._static:
-            self._static_runner = _Runner(model, self._fixed_dims or None, self.device, num_threads)
+        if self._static and not self.frozen_inputs:
+            self._build(None)  # convert now, so unsupported models fail in prepare()
 
     # -- inputs ------------------------------------------------------------------------------------
     def _feeds(self, inputs: Any) -> dict[str, np.ndarray]:
@@ -139,23 +173,100 @@ class OpenQnnRep(BackendRep):
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
             raise InputDataError(f"missing input(s) {', '.join(missing)}")
+        for n, arr in feeds.items():
+            want = self._input_dtypes.get(n)
+            if want is not None and arr.dtype != want:
+                feeds[n] = arr.astype(want)
         return feeds
 
+    # -- conversion --------------------------------------------------------------------------------
+    def _key(self, feeds: Mapping[str, np.ndarray] | None) -> tuple:
+        if feeds is None:
+            return (), ()
+        shapes = () if self._static else tuple(
+            (n, tuple(feeds[n].shape)) for n in self.input_names if n not in self.frozen_inputs)
+        values = tuple((n, feeds[n].dtype.str, feeds[n].shape, feeds[n].tobytes()) for n in sorted(self.frozen_inputs))
+        return shapes, values
+
+    def _model_with_constants(self, feeds: Mapping[str, np.ndarray]) -> onnx.ModelProto:
+        if not self.frozen_inputs:
+            return self.model
+        m = onnx.ModelProto()
+        m.CopyFrom(self.model)
+        keep = [vi for vi in m.graph.input if vi.name not in self.frozen_inputs]
+        del m.graph.input[:]
+        m.graph.input.extend(keep)
+        for n in sorted(self.frozen_inputs):
+            m.graph.initializer.append(numpy_helper.from_array(np.asarray(feeds[n]), n))
+        return m
+
+    def _needs_constant(self, err: Exception) -> set[str]:
+        """Graph inputs to bake in so that the values openqnn's error says must be constants become so.
+
+        The error quotes the ONNX value ('name'); when that is computed from graph inputs rather than
+        being one, its graph-input ancestors are frozen (not looking through Shape/Size, whose outputs
+        openqnn already knows from the static shapes).
+        """
+        msg = str(err)
+        if not self.freeze_inputs or "constant" not in msg:
+            return set()
+        free = [n for n in self.input_names if n not in self.frozen_inputs]
+        direct = {n for n in free if f"'{n}'" in msg}
+        if direct:
+            return direct
+        producers = {o: node for node in self.model.graph.node for o in node.output if o}
+        named = [v for v in re.findall(r"'([^']+)'", msg) if v in producers]
+        found: set[str] = set()
+        stack, seen = list(named), set()
+        while stack:
+            v = stack.pop()
+            if v in seen:
+                continue
+            seen.add(v)
+            if v in free:
+                found.add(v)
+                continue
+            node = producers.get(v)
+            if node is None or node.op_type in ("Shape", "Size"):
+                continue
+            stack.extend(x for x in node.input if x)
+        return found
+
+    def _build(self, feeds: Mapping[str, np.ndarray] | None) -> _Runner | None:
+        from openqnn.errors import ConversionError
+
+        while True:
+            dims: dict[str, tuple[int, ...]] | None = None
+            if feeds is not None and not self._static:
+                dims = {n: tuple(feeds[n].shape) for n in self.input_names if n not in self.frozen_inputs}
+            if dims is not None or self._fixed_dims:
+                dims = {**(dims or {}), **{k: v for k, v in self._fixed_dims.items() if k not in self.frozen_inputs}}
+            try:
+                model = self.model if feeds is None else self._model_with_constants(feeds)
+                runner = _Runner(model, dims, self.device, self.num_threads)
+            except ConversionError as e:
+                need = self._needs_constant(e)
+                if not need:
+                    raise
+                self.frozen_inputs |= need
+                if feeds is None:  # wait for the first run's values
+                    return None
+                continue
+            self._cache[self._key(feeds)] = runner
+            return runner
+
     def _runner(self, feeds: Mapping[str, np.ndarray]) -> _Runner:
-        if self._static_runner is not None:
-            return self._static_runner
-        key = tuple((n, tuple(int(d) for d in feeds[n].shape)) for n in self.input_names)
-        runner = self._cache.get(key)
+        runner = self._cache.get(self._key(feeds))
         if runner is None:
-            dims = {n: s for n, s in key}
-            dims.update(self._fixed_dims)
-            runner = self._cache[key] = _Runner(self.model, dims, self.device, self.num_threads)
+            runner = self._build(feeds)
+            assert runner is not None
         return runner
 
     # -- run ---------------------------------------------------------------------------------------
-    def run(self, inputs: Any, **kwargs: Any) -> tuple[Any, ...]:  # noqa: ARG002
+    def run(self, inputs: Any, **kwargs: Any) -> tuple[Any, ...]:
         feeds = self._feeds(inputs)
-        outs = self._runner(feeds).run(feeds)
+        runner = self._runner(feeds)
+        outs = runner.run({n: v for n, v in feeds.items() if n not in self.frozen_inputs})
         self.native_output_dtypes = [o.dtype for o in outs]
         if self.cast_outputs:
             outs = [o if want is None or o.dtype == want else o.astype(want)
@@ -167,16 +278,18 @@ class OpenQnnBackend(Backend):
     """ONNX backend interface over openqnn's converter and cpu backend."""
 
     @classmethod
-    def is_compatible(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> bool:  # noqa: ARG003
+    def is_compatible(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> bool:
         return cls.supports_device(device)
 
     @classmethod
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> OpenQnnRep:
         """Convert ``model`` (a ModelProto, or a path to one) for ``device``.
 
-        Keyword arguments: ``num_threads``, ``cast_outputs`` (default True: outputs take the model's
-        declared element types), ``check_model`` (default True: run ``onnx.checker`` first) and
-        ``input_dims`` (name -> shape, fixing dynamic dims up front). Others are ignored.
+        Keyword arguments: ``num_threads``; ``cast_outputs`` (default True: outputs take the model's
+        declared element types); ``check_model`` (default True: run ``onnx.checker`` first);
+        ``input_dims`` (name -> shape, fixing dynamic dims up front); ``constant_inputs`` (input names
+        to bake in from each run's values); ``freeze_inputs`` (default True: bake in, on demand, the
+        inputs openqnn needs as constants). Others (e.g. the test runner's rtol/atol) are ignored.
         """
         if not isinstance(model, onnx.ModelProto):
             from openqnn.frontends.onnx.frontend import load_onnx
@@ -187,6 +300,7 @@ class OpenQnnBackend(Backend):
                                "use 'CPU'" + (" (PyTorch sees no CUDA device)" if "CUDA" in str(device).upper() else ""))
         if kwargs.get("check_model", True):
             onnx.checker.check_model(model)
+        model = _upgrade_old_opset(model)
         opts = {k: kwargs[k] for k in _PREPARE_KW if k in kwargs and k != "check_model"}
         return OpenQnnRep(model, device, **opts)
 
@@ -250,7 +364,7 @@ class OpenQnnBackend(Backend):
                 for vo in model.graph.output:
                     if vo.name in by_name and by_name[vo.name].type.HasField("tensor_type"):
                         vo.type.CopyFrom(by_name[vo.name].type)
-            except Exception:  # noqa: BLE001 - untyped outputs still run; they keep openqnn's types
+            except Exception:
                 pass
         kwargs.setdefault("check_model", False)
         return cls.prepare(model, device, **kwargs).run(feeds)

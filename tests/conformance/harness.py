@@ -111,7 +111,7 @@ def _elem_types(case_model: onnx.ModelProto, data_sets: list) -> Iterator[int | 
         for x in list(inputs) + list(outputs):
             if isinstance(x, TensorProto):
                 yield x.data_type
-            elif isinstance(x, np.ndarray):
+            elif isinstance(x, (np.ndarray, np.generic)):
                 if x.dtype == object:
                     yield TensorProto.STRING
             else:
@@ -180,11 +180,13 @@ def case_names() -> list[str]:
     return [c.name for c in collect().selected]
 
 
+@functools.lru_cache(maxsize=1)
+def _by_name() -> dict[str, Case]:
+    return {c.name: c for c in collect().selected}
+
+
 def get_case(name: str) -> Case:
-    for c in collect().selected:
-        if c.name == name:
-            return c
-    raise KeyError(name)
+    return _by_name()[name]
 
 
 class CaseTimeout(Exception):
@@ -197,7 +199,7 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
         yield
         return
 
-    def on_alarm(signum, frame):  # noqa: ARG001
+    def on_alarm(signum, frame):
         raise CaseTimeout(f"case ran longer than {seconds}s")
 
     old = signal.signal(signal.SIGALRM, on_alarm)
@@ -221,7 +223,8 @@ def assert_similar_outputs(ref_outputs, outputs, rtol: float, atol: float) -> No
     for i, (out, ref) in enumerate(zip(outputs, ref_outputs)):
         out = np.asarray(out)
         ref = np.asarray(ref)
-        np.testing.assert_array_equal(out.shape, ref.shape, err_msg=f"Output {i} has incorrect shape")
+        if out.shape != ref.shape:  # the runner's assert_array_equal on the shapes, with a readable message
+            raise AssertionError(f"Output {i} has incorrect shape {out.shape}, expected {ref.shape}")
         if ref.dtype == object:
             np.testing.assert_array_equal(out, ref)
             continue
@@ -229,20 +232,32 @@ def assert_similar_outputs(ref_outputs, outputs, rtol: float, atol: float) -> No
         np.testing.assert_allclose(out, ref, rtol=rtol, atol=atol, err_msg=f"Output {i}")
 
 
-def run_case(case: Case, timeout: float | None = DEFAULT_TIMEOUT_S) -> dict:
-    """Run one case through openqnn's ONNX backend; raises on any mismatch. Returns run details."""
+def run_case(case: Case, timeout: float | None = DEFAULT_TIMEOUT_S, info: dict | None = None,
+             freeze_inputs: bool = True) -> dict:
+    """Run one case through openqnn's ONNX backend; raises on any mismatch.
+
+    ``info`` (returned, and filled in as the case runs so it survives a failure) collects
+    ``frozen_inputs`` (graph inputs the adapter baked in as constants) and ``native_dtype_cast``
+    (outputs openqnn produced in another dtype than the model declares, cast by the adapter).
+    """
     from openqnn import onnx_backend
 
-    info: dict = {"native_dtype_cast": []}
-    with _time_limit(timeout), warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        rep = onnx_backend.prepare(case.model, "CPU", check_model=False)
-        for inputs, ref_outputs in case.data_sets:
-            outs = list(rep.run([_normalize(x) for x in inputs]))
-            for name, native, want in zip(rep.output_names, rep.native_output_dtypes, rep.output_dtypes):
-                if want is not None and native != want:
-                    info["native_dtype_cast"].append(f"{name}: openqnn gave {native}, cast to {want}")
-            assert_similar_outputs([_normalize(x) for x in ref_outputs], outs, case.rtol, case.atol)
+    info = {} if info is None else info
+    info.update(native_dtype_cast=[], frozen_inputs=[])
+    rep = None
+    try:
+        with _time_limit(timeout), warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            rep = onnx_backend.prepare(case.model, "CPU", check_model=False, freeze_inputs=freeze_inputs)
+            for inputs, ref_outputs in case.data_sets:
+                outs = list(rep.run([_normalize(x) for x in inputs]))
+                for name, native, want in zip(rep.output_names, rep.native_output_dtypes, rep.output_dtypes):
+                    if want is not None and native != want:
+                        info["native_dtype_cast"].append(f"{name}: openqnn gave {native}, cast to {want}")
+                assert_similar_outputs([_normalize(x) for x in ref_outputs], outs, case.rtol, case.atol)
+    finally:
+        if rep is not None:
+            info["frozen_inputs"] = sorted(rep.frozen_inputs)
     return info
 
 

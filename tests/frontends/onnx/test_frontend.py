@@ -8,9 +8,8 @@ import onnx.reference
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from helpers import assert_matches_ort, make_model
-
 import openqnn
+from helpers import assert_matches_ort, make_model
 
 F = TensorProto.FLOAT
 

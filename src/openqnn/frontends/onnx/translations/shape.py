@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 from onnx import numpy_helper
 
-from openqnn.frontends.onnx.context import ConversionContext, Value
+from openqnn.frontends.onnx.context import ConversionContext
 from openqnn.frontends.onnx.registry import onnx_op
-from openqnn.frontends.onnx.translations.common import as_ints, ir_axis, norm_axis
+from openqnn.frontends.onnx.translations.common import as_ints, norm_axis
 from openqnn.ir.dtype import DType
 
 
