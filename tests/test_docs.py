@@ -18,3 +18,10 @@ def test_cli_reference_is_current() -> None:
 def test_public_names_are_in_all() -> None:
     public = {n for n in dir(openqnn) if not n.startswith("_") and not isinstance(getattr(openqnn, n), type(openqnn))}
     assert public <= set(openqnn.__all__), sorted(public - set(openqnn.__all__))
+
+
+def test_ops_reference_is_current() -> None:
+    from openqnn.docs import ops_markdown
+
+    assert (ROOT / "docs" / "ops.md").read_text().strip() == ops_markdown().strip(), (
+        "docs/ops.md is stale: run python -m openqnn.docs ops > docs/ops.md")

@@ -22,30 +22,51 @@ def ops_table(markdown: bool = False) -> str:
 def onnx_op_mapping() -> dict[str, list[str]]:
     """ONNX op -> the IR ops its translation produced, measured by converting ONNX's own node-test
     models (shipped in the onnx wheel) that use that op alone. Ops no such model exercises map to []."""
-    from pathlib import Path
+    import logging
 
-    import onnx
+    from onnx.backend.test.case.node import collect_testcases
 
     from openqnn.frontends.onnx import convert_onnx
     from openqnn.frontends.onnx.registry import TRANSLATIONS
 
+    logging.getLogger("openqnn.converter").setLevel(logging.ERROR)
     mapping: dict[str, set[str]] = {op: set() for op in TRANSLATIONS}
-    root = Path(onnx.__file__).parent / "backend" / "test" / "data" / "node"
-    for model_path in sorted(root.glob("*/model.onnx")):
-        try:
-            model = onnx.load(str(model_path))
-        except Exception:
+    for case in collect_testcases():
+        model = getattr(case, "model", None)
+        if model is None:
             continue
         ops = {n.op_type for n in model.graph.node if n.op_type != "Constant"}
         if len(ops) != 1 or next(iter(ops)) not in mapping:
             continue
-        op = next(iter(ops))
         try:
             graph = convert_onnx(model)
-        except Exception:
-            continue
-        mapping[op].update(graph.op_types())
+        except Exception:  # shape operands given as run-time inputs: freeze the integer ones
+            try:
+                graph = convert_onnx(_freeze_integer_inputs(model, case))
+            except Exception:
+                continue
+        mapping[next(iter(ops))].update(graph.op_types())
     return {op: sorted(v) for op, v in sorted(mapping.items())}
+
+
+def _freeze_integer_inputs(model, case):  # type: ignore[no-untyped-def]
+    """A copy of a node-test model whose integer inputs are initializers holding the case's first inputs."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    inputs = case.data_sets[0][0] if case.data_sets else []
+    keep = []
+    for vi, value in zip(list(model.graph.input), inputs):
+        arr = np.asarray(value)
+        if arr.dtype.kind in "iu":
+            model.graph.initializer.append(numpy_helper.from_array(arr, vi.name))
+        else:
+            keep.append(vi)
+    del model.graph.input[:]
+    model.graph.input.extend(keep)
+    return model
 
 
 def ops_markdown() -> str:
