@@ -15,6 +15,7 @@ from openqnn.errors import (
     UnsupportedOpError,
 )
 from openqnn.ir import DType, Graph
+from openqnn.quantization import QuantizerConfig, quantize
 from openqnn.runtime import Session, TensorInfo
 
 __all__ = [
@@ -25,11 +26,13 @@ __all__ = [
     "InvalidConfigError",
     "InvalidModelError",
     "OpenQnnError",
+    "QuantizerConfig",
     "Session",
     "TensorInfo",
     "UnsupportedOpError",
     "__version__",
     "convert",
     "load",
+    "quantize",
     "save",
 ]

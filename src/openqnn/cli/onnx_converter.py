@@ -31,6 +31,33 @@ def add_converter_flags(p: argparse.ArgumentParser) -> None:
                    help="name of a graph output (tensor or node) to keep; repeat for several (default: the model's)")
     p.add_argument("--dry_run", nargs="?", const="info", choices=["info", "debug"],
                    help="convert and report the graph without writing files")
+    q = p.add_argument_group("quantization")
+    q.add_argument("--input_list", help="calibration data: a qnn-net-run input list of raw files; quantizes the model")
+    q.add_argument("--quantization_overrides", help="encodings JSON (QNN/AIMET formats) that win over calibration")
+    q.add_argument("--act_bitwidth", type=int, default=8, choices=[8, 16], help="activation bitwidth (default 8)")
+    q.add_argument("--weights_bitwidth", type=int, default=8, choices=[4, 8, 16], help="weight bitwidth (default 8)")
+    q.add_argument("--bias_bitwidth", type=int, default=32, choices=[8, 32], help="bias bitwidth (default 32)")
+    q.add_argument("--use_per_channel_quantization", action="store_true",
+                   help="per-output-channel weight encodings for convolutions")
+    q.add_argument("--use_per_row_quantization", action="store_true",
+                   help="per-row weight encodings for FullyConnected / MatMul")
+    q.add_argument("--act_quantizer_calibration", default="min-max",
+                   choices=["min-max", "sqnr", "entropy", "mse", "percentile"], help="activation range setting")
+    q.add_argument("--param_quantizer_calibration", default="min-max",
+                   choices=["min-max", "sqnr", "entropy", "mse", "percentile"], help="weight range setting")
+    q.add_argument("--act_quantizer_schema", default="asymmetric", choices=["asymmetric", "symmetric"])
+    q.add_argument("--param_quantizer_schema", default="symmetric", choices=["asymmetric", "symmetric"])
+    q.add_argument("--act_quantizer", choices=["tf", "enhanced", "adjusted", "symmetric"],
+                   help="older activation quantizer flag (enhanced: noise-optimal range for long tails)")
+    q.add_argument("--param_quantizer", choices=["tf", "enhanced", "adjusted", "symmetric"],
+                   help="older weight quantizer flag")
+    q.add_argument("--percentile_calibration_value", type=float, default=99.99,
+                   help="percentile for --*_quantizer_calibration percentile (default 99.99)")
+    q.add_argument("--float_fallback", action="store_true",
+                   help="tensors without an encoding (no calibration data) stay float")
+    q.add_argument("--float_bitwidth", type=int, default=32, choices=[16, 32], help="bitwidth of float tensors")
+    q.add_argument("--restrict_quantization_steps", nargs=2, type=int, metavar=("MIN", "MAX"),
+                   help="restrict the integer steps of weight encodings, e.g. -127 127")
     p.add_argument("--target_device", help="device the model is meant for (recorded in the model), e.g. hexagon")
     p.add_argument("--optimization_level", help="optimization level (recorded in the model), e.g. high")
     add_common_flags(p)
@@ -51,14 +78,54 @@ def convert_main(args: argparse.Namespace, command: str) -> int:
     for key in ("target_device", "optimization_level"):
         if getattr(args, key):
             graph.metadata[key] = getattr(args, key)
+    graph = _maybe_quantize(graph, args)
     if args.dry_run:
         print(format_graph(graph) if args.dry_run == "debug" else _summary(graph))
         return 0
     out = Path(args.output_path) if args.output_path else src.with_suffix(".cpp")
     json_path, bin_path = openqnn.save(graph, out)
-    log.info("wrote %s and %s", json_path, bin_path)
-    print(f"{json_path}\n{bin_path}")
+    written = [json_path, bin_path]
+    if any(t.encoding is not None for t in graph.tensors.values()):
+        from openqnn.quantization.export import write_graph_encodings
+
+        written.append(write_graph_encodings(graph, json_path.with_name(json_path.name.replace("_net.json",
+                                                                                                "_encodings.json"))))
+    log.info("wrote %s", ", ".join(map(str, written)))
+    print("\n".join(map(str, written)))
     return 0
+
+
+def _maybe_quantize(graph, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """Quantize when calibration data or overrides are given; otherwise the model stays float."""
+    if not args.input_list and not args.quantization_overrides:
+        return graph
+    from openqnn import errors as openqnn_errors
+    from openqnn.quantization import QuantizerConfig, quantize
+    from openqnn.quantization.encodings import read_encodings
+    from openqnn.runtime.io import read_input_list, read_raw
+
+    config = QuantizerConfig(
+        act_bitwidth=args.act_bitwidth, weights_bitwidth=args.weights_bitwidth, bias_bitwidth=args.bias_bitwidth,
+        use_per_channel_quantization=args.use_per_channel_quantization,
+        use_per_row_quantization=args.use_per_row_quantization,
+        act_quantizer_calibration=args.act_quantizer_calibration,
+        param_quantizer_calibration=args.param_quantizer_calibration,
+        act_quantizer_schema=args.act_quantizer_schema, param_quantizer_schema=args.param_quantizer_schema,
+        act_quantizer=args.act_quantizer, param_quantizer=args.param_quantizer,
+        percentile_calibration_value=args.percentile_calibration_value, float_fallback=args.float_fallback,
+        float_bitwidth=args.float_bitwidth,
+        restrict_quantization_steps=tuple(args.restrict_quantization_steps) if args.restrict_quantization_steps else None,
+    )
+    if args.restrict_quantization_steps:
+        raise openqnn_errors.InvalidConfigError(
+            "--restrict_quantization_steps is not supported yet; leave it out (weights use the full signed range)")
+    overrides = read_encodings(args.quantization_overrides) if args.quantization_overrides else None
+    data = None
+    if args.input_list:
+        inputs = graph.input_tensors()
+        ilist = read_input_list(args.input_list, inputs)
+        data = [{t.name: read_raw(entry[t.name], t, False) for t in inputs} for entry in ilist.inferences]
+    return quantize(graph, data, config, overrides)
 
 
 def _summary(graph) -> str:
