@@ -230,7 +230,7 @@ def _apply_file_bitwidths(config: QuantizerConfig, f: EncodingsFile) -> Quantize
 def _apply_overrides(g: Graph, roles: dict[str, Role], f: EncodingsFile, config: QuantizerConfig,
                      encodings: dict[str, Encoding], report: QuantizationReport) -> None:
     unmatched = []
-    for section, default_sym in ((f.activations, False), (f.params, True)):
+    for section, default_sym in ((f.activations, False), (f.params, False)):  # min/max decide: asymmetric unless is_symmetric
         for name, spec in section.items():
             if name not in g.tensors:
                 unmatched.append(name)
