@@ -19,7 +19,15 @@ def _cpu(**kw: object) -> Backend:
     return CpuBackend(CpuConfig(**kw))  # type: ignore[arg-type]
 
 
-BACKENDS: dict[str, Callable[..., Backend]] = {"cpu": _cpu}
+def _htp(**kw: object) -> Backend:
+    from openqnn.backends.htp import HtpBackend
+    from openqnn.runtime.config import HtpConfig
+
+    config = kw.pop("config", None) or HtpConfig()
+    return HtpBackend(config, **kw)  # type: ignore[arg-type]
+
+
+BACKENDS: dict[str, Callable[..., Backend]] = {"cpu": _cpu, "htp": _htp}
 KNOWN = ("cpu", "gpu", "htp")
 
 

@@ -1,0 +1,82 @@
+"""The htp backend: a bit-exact, integer-only emulation of a fixed-point NPU (Hexagon HTP)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from openqnn.backends.htp.arch import ARCHS, HtpArch, resolve_arch
+from openqnn.backends.htp.executable import Fallback, HtpExecutable
+from openqnn.errors import InvalidConfigError
+from openqnn.ir.graph import Graph, Node
+from openqnn.runtime.config import HtpConfig
+
+__all__ = ["ARCHS", "Fallback", "HtpArch", "HtpBackend", "HtpExecutable"]
+
+
+class HtpBackend:
+    """Prepares quantized graphs for integer execution; unquantized nodes fall back to cpu."""
+
+    name = "htp"
+
+    def __init__(self, config: HtpConfig | None = None, path: str = "fast", device: str = "cpu",
+                 num_threads: int | None = None):
+        self.config = config or HtpConfig()
+        self.arch = resolve_arch(self.config.dsp_arch, self.config.soc_model)
+        if self.config.vtcm_mb is not None and not 0 < self.config.vtcm_mb <= self.arch.vtcm_mb:
+            raise InvalidConfigError(f"htp_config.vtcm_mb {self.config.vtcm_mb} is outside 1..{self.arch.vtcm_mb} "
+                                     f"(the VTCM of {self.arch.name})")
+        self.path, self.device, self.num_threads = path, device, num_threads
+
+    def unsupported(self, graph: Graph, node: Node) -> str | None:
+        from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext, Unsupported
+
+        builder = HTP_KERNELS.get(node.op_type)
+        if builder is None:
+            return f"no htp kernel for {node.op_type}"
+        try:
+            builder(node, HtpBuildContext(graph, self.arch))
+        except Unsupported as e:
+            return str(e)
+        return None
+
+    def prepare(self, graph: Graph) -> _Prepared:
+        if self.num_threads:
+            import torch
+
+            torch.set_num_threads(self.num_threads)
+        check_arch(graph, self.arch, self.config)
+        return _Prepared(HtpExecutable(graph, self.arch, self.device, self.path))
+
+
+class _Prepared:
+    def __init__(self, exe: HtpExecutable):
+        self.exe = exe
+        self.graph = exe.graph
+
+    def run(self, feeds: Mapping[str, np.ndarray], native_inputs: bool = False,
+            native_outputs: bool = False) -> dict[str, np.ndarray]:
+        return self.exe.run(feeds, native_inputs, native_outputs)
+
+
+def check_arch(graph: Graph, arch: HtpArch, config: HtpConfig) -> None:
+    """Refuse a model that needs what ``arch`` lacks, with the reason."""
+    quantized = any(t.encoding is not None for t in graph.tensors.values())
+    if not quantized:
+        if not config.fp16_relaxed_precision:
+            raise InvalidConfigError(
+                f"the model is float; the htp backend runs quantized models (convert with --input_list to quantize) "
+                f"or float models in fp16 with htp_config.fp16_relaxed_precision on {arch.name} >= v69")
+        if not arch.fp16:
+            raise InvalidConfigError(f"fp16_relaxed_precision needs dsp_arch v69 or newer; {arch.name} has no fp16")
+    for t in graph.static_tensors():
+        enc = t.encoding
+        if enc is None or enc.is_signed:
+            continue
+        if enc.bitwidth == 16 and not arch.weights_16bit:
+            raise InvalidConfigError(f"weight '{t.name}' is 16-bit; {arch.name} runs 16-bit weights from v73 on "
+                                     "(choose dsp_arch v73+ or --weights_bitwidth 8)")
+        if enc.bitwidth == 4 and not arch.weights_4bit:
+            raise InvalidConfigError(f"weight '{t.name}' is 4-bit; {arch.name} runs 4-bit weights from v73 on "
+                                     "(choose dsp_arch v73+ or --weights_bitwidth 8)")

@@ -1,0 +1,186 @@
+"""A graph prepared for the htp backend: integer steps, cpu fallback steps, I/O conversion.
+
+Every node runs as an htp integer step when its kernel builder accepts it, otherwise as a cpu
+float step between a dequantize of its inputs and a quantize of its outputs. Each fallback is
+recorded with its reason (``fallbacks``). ``path="reference"`` runs the numpy executable spec
+instead of the fast path (slow; for checking).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from openqnn.backends.cpu.kernels import BuildContext
+from openqnn.backends.cpu.plan import build_step
+from openqnn.backends.htp.arch import HtpArch
+from openqnn.backends.htp.kernels import HTP_KERNELS
+from openqnn.backends.htp.kernels.registry import HtpBuildContext, QParams, Unsupported, storage_dtype
+from openqnn.errors import InputDataError, UnsupportedOpError
+from openqnn.ir.graph import Graph, Node
+from openqnn.ir.tensor import TensorKind
+
+log = logging.getLogger("openqnn.htp")
+
+__all__ = ["Fallback", "HtpExecutable", "dequantize_t", "quantize_t"]
+
+
+@dataclass(frozen=True)
+class Fallback:
+    node: str
+    op_type: str
+    reason: str
+
+
+def _qshape(q: QParams, rank: int) -> list[int]:
+    shape = [1] * rank
+    if q.axis is not None and rank:
+        shape[q.axis] = q.scale.size
+    return shape
+
+
+def quantize_t(x: torch.Tensor, q: QParams) -> torch.Tensor:
+    """float -> storage integers: clamp(round_half_even(x / scale) - offset)."""
+    shape = _qshape(q, x.dim())
+    scale = torch.as_tensor(q.scale, dtype=torch.float64, device=x.device).reshape(shape)
+    offset = torch.as_tensor(q.offset, dtype=torch.float64, device=x.device).reshape(shape)
+    v = torch.clamp(torch.round(x.to(torch.float64) / scale) - offset, q.qmin, q.qmax)
+    return v.to(storage_dtype(q.bitwidth) if not q.signed else torch.int32)
+
+
+def dequantize_t(v: torch.Tensor, q: QParams) -> torch.Tensor:
+    """storage integers -> float32: (v + offset) * scale."""
+    shape = _qshape(q, v.dim())
+    scale = torch.as_tensor(q.scale, dtype=torch.float64, device=v.device).reshape(shape)
+    offset = torch.as_tensor(q.offset, dtype=torch.float64, device=v.device).reshape(shape)
+    return ((v.to(torch.float64) + offset) * scale).to(torch.float32)
+
+
+@dataclass
+class _Call:
+    fn: object
+    ins: list[str]
+    outs: list[str]
+    node: str
+    op_type: str
+
+
+class HtpExecutable:
+    """Runs a quantized graph with integer arithmetic (see module docstring)."""
+
+    def __init__(self, graph: Graph, arch: HtpArch, device: torch.device | str = "cpu", path: str = "fast"):
+        if path not in ("fast", "reference"):
+            raise ValueError(f"path must be 'fast' or 'reference', not {path!r}")
+        self.graph, self.arch, self.path = graph, arch, path
+        self.device = torch.device(device)
+        hctx = HtpBuildContext(graph, arch, self.device)
+        cctx = BuildContext(graph, self.device)
+        self.fallbacks: list[Fallback] = []
+        self._calls: list[_Call] = []
+        self._static: dict[str, object] = {}
+        for node in graph.nodes:
+            self._calls.append(self._build(node, hctx, cctx))
+        self._enc = {n: QParams.of(t.encoding) for n, t in graph.tensors.items() if t.encoding is not None}
+        self._last_use: dict[str, int] = {}
+        for i, c in enumerate(self._calls):
+            for x in c.ins:
+                self._last_use[x] = i
+        if self.fallbacks:
+            log.info("htp: %d node(s) fall back to cpu: %s", len(self.fallbacks),
+                     "; ".join(f"{f.node} ({f.op_type}): {f.reason}" for f in self.fallbacks))
+
+    # -- building -----------------------------------------------------------------------------
+    def _build(self, node: Node, hctx: HtpBuildContext, cctx: BuildContext) -> _Call:
+        builder = HTP_KERNELS.get(node.op_type)
+        reason = f"no htp kernel for {node.op_type}" if builder is None else ""
+        if builder is not None:
+            try:
+                step = builder(node, hctx)
+                fn = step.reference if self.path == "reference" else step.fast
+                return _Call(fn, list(step.inputs), list(node.outputs), node.name, node.op_type)
+            except Unsupported as e:
+                reason = str(e)
+        self.fallbacks.append(Fallback(node.name, node.op_type, reason))
+        try:
+            cstep = build_step(node, cctx)
+        except Unsupported as e:
+            raise UnsupportedOpError(f"node '{node.name}' ({node.op_type}) runs neither on htp ({reason}) "
+                                     f"nor on the cpu fallback ({e})") from None
+        return _Call(self._fallback(cstep.fn, node), [x for x in cstep.inputs], list(node.outputs), node.name,
+                     node.op_type)
+
+    def _fallback(self, fn, node: Node):  # type: ignore[no-untyped-def]
+        """A cpu float kernel between dequantize (inputs) and quantize (outputs)."""
+        encs = {n: QParams.of(self.graph.tensors[n].encoding) for n in (*node.inputs, *node.outputs)
+                if n and self.graph.tensors[n].encoding is not None and self.graph.tensors[n].kind is not TensorKind.STATIC}
+        reference = self.path == "reference"
+
+        def run(*xs):  # type: ignore[no-untyped-def]
+            ins = []
+            names = [x for x in node.inputs if x and self.graph.tensors[x].kind is not TensorKind.STATIC]
+            it = iter(xs)
+            for x in node.inputs:
+                if not x:
+                    continue
+                if self.graph.tensors[x].kind is TensorKind.STATIC and x not in names:
+                    continue
+                v = next(it)
+                if reference:
+                    v = torch.from_numpy(np.asarray(v))
+                ins.append(dequantize_t(v, encs[x]) if x in encs else v)
+            res = fn(*ins)
+            outs = [res] if isinstance(res, torch.Tensor) else list(res)
+            conv = [quantize_t(o, encs[n]) if n in encs else o for n, o in zip(node.outputs, outs)]
+            if reference:
+                conv = [c.cpu().numpy().astype(np.int64) if n in encs else c.cpu().numpy()
+                        for n, c in zip(node.outputs, conv)]
+            return conv[0] if len(conv) == 1 else tuple(conv)
+
+        return run
+
+    # -- running -------------------------------------------------------------------------------
+    def run(self, feeds: Mapping[str, np.ndarray], native_inputs: bool = False,
+            native_outputs: bool = False) -> dict[str, np.ndarray]:
+        env: dict[str, object] = {}
+        for t in self.graph.input_tensors():
+            if t.name not in feeds:
+                raise InputDataError(f"missing input '{t.name}'; the model's inputs are {', '.join(self.graph.inputs)}")
+            arr = np.asarray(feeds[t.name])
+            if tuple(arr.shape) != t.shape:
+                raise InputDataError(f"input '{t.name}' has shape {arr.shape}; the model expects {t.shape}")
+            q = self._enc.get(t.name)
+            if q is None:
+                v = torch.from_numpy(np.ascontiguousarray(arr.astype(t.dtype.numpy))).to(self.device)
+            elif native_inputs:
+                v = torch.from_numpy(arr.astype(np.int64)).to(storage_dtype(q.bitwidth)).to(self.device)
+            else:
+                v = quantize_t(torch.from_numpy(arr.astype(np.float32)).to(self.device), q)
+            env[t.name] = v.cpu().numpy().astype(np.int64) if self.path == "reference" and q is not None else (
+                v.cpu().numpy() if self.path == "reference" else v)
+        with torch.inference_mode():
+            for i, c in enumerate(self._calls):
+                res = c.fn(*[env[x] for x in c.ins])  # type: ignore[operator]
+                if len(c.outs) == 1:
+                    env[c.outs[0]] = res
+                else:
+                    for o, r in zip(c.outs, res):
+                        env[o] = r
+                for x in c.ins:
+                    if self._last_use.get(x) == i and x not in self.graph.outputs:
+                        env.pop(x, None)
+        out: dict[str, np.ndarray] = {}
+        for name in self.graph.outputs:
+            v = env[name]
+            arr = np.asarray(v) if isinstance(v, np.ndarray) else v.cpu().numpy()  # type: ignore[union-attr]
+            q = self._enc.get(name)
+            if q is None:
+                out[name] = arr.astype(self.graph.tensors[name].dtype.numpy)
+            elif native_outputs:
+                out[name] = arr.astype(np.uint8 if q.bitwidth == 8 else np.uint16)
+            else:
+                out[name] = dequantize_t(torch.from_numpy(arr.astype(np.int64)), q).numpy()
+        return out

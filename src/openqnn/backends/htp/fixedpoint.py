@@ -1,0 +1,136 @@
+"""Fixed-point arithmetic of the htp backend: the executable spec, after TFLite's reference kernels.
+
+Every function exists twice with the same name pattern: plain numpy on int64 arrays (the spec,
+``*_np``) and PyTorch on int64 tensors (the fast path, ``*_t``). Tests hold them together.
+
+- ``quantize_multiplier(real)``: a double ``real`` -> (int32 multiplier in Q0.31, shift) with
+  ``real ~= multiplier * 2^(shift - 31)`` (TFLite's QuantizeMultiplier).
+- ``srdhm``: SaturatingRoundingDoublingHighMul (gemmlowp): (a * b * 2 + 2^31 rounding) >> 32, with
+  the one overflow case saturated; division truncates toward zero as C does.
+- ``rdbpot``: RoundingDivideByPOT: arithmetic shift right rounding half away from zero.
+- ``mbqm``: MultiplyByQuantizedMultiplier for int32 accumulators ("double rounding": srdhm, then
+  rdbpot), used with 8-bit activations.
+- ``mbqm64``: the int64-input variant TFLite uses for 16-bit activations: the multiplier reduced
+  to 16 bits, one rounding shift.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+__all__ = [
+    "INT32_MAX",
+    "INT32_MIN",
+    "mbqm64_np",
+    "mbqm64_t",
+    "mbqm_np",
+    "mbqm_t",
+    "quantize_multiplier",
+    "rdbpot_np",
+    "rdbpot_t",
+    "srdhm_np",
+    "srdhm_t",
+]
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """TFLite's QuantizeMultiplier: ``real = m * 2^(shift - 31)``, m in [2^30, 2^31) (or 0)."""
+    if real == 0.0:
+        return 0, 0
+    if not math.isfinite(real) or real < 0:
+        raise ValueError(f"multiplier {real} must be finite and non-negative")
+    q, shift = math.frexp(real)  # real = q * 2^shift, q in [0.5, 1)
+    m = round(q * (1 << 31))
+    if m == (1 << 31):
+        m //= 2
+        shift += 1
+    if shift < -31:  # too small to represent: flush to zero, as TFLite does
+        return 0, 0
+    if shift > 30:
+        shift, m = 30, INT32_MAX
+    return int(m), int(shift)
+
+
+# -- numpy: the spec -----------------------------------------------------------------------------
+
+def _trunc_div_np(x: np.ndarray, d: int) -> np.ndarray:
+    q = np.abs(x) // d
+    return np.where(x < 0, -q, q)
+
+
+def srdhm_np(a: np.ndarray, b: int | np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    overflow = (a == INT32_MIN) & (b == INT32_MIN)
+    ab = a * b
+    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    out = _trunc_div_np(ab + nudge, 1 << 31)
+    return np.where(overflow, INT32_MAX, out).astype(np.int64)
+
+
+def rdbpot_np(x: np.ndarray, exponent: int | np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.int64)
+    e = np.asarray(exponent, dtype=np.int64)
+    mask = (np.int64(1) << e) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> e) + (remainder > threshold)
+
+
+def mbqm_np(x: np.ndarray, multiplier: int | np.ndarray, shift: int | np.ndarray) -> np.ndarray:
+    """x (int32 range) * multiplier * 2^(shift - 31), TFLite's double rounding."""
+    shift = np.asarray(shift, dtype=np.int64)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    shifted = np.clip(np.asarray(x, dtype=np.int64) << left, INT32_MIN, INT32_MAX)
+    return rdbpot_np(srdhm_np(shifted, multiplier), right)
+
+
+def mbqm64_np(x: np.ndarray, multiplier: int | np.ndarray, shift: int | np.ndarray) -> np.ndarray:
+    """x (int64 accumulator) * multiplier * 2^(shift - 31): the 16-bit-activation requantization."""
+    m = np.asarray(multiplier, dtype=np.int64)
+    reduced = np.where(m < 0x7FFF0000, (m + (1 << 15)) >> 16, 0x7FFF)
+    total_shift = 15 - np.asarray(shift, dtype=np.int64)
+    rnd = np.int64(1) << (total_shift - 1)
+    return (np.asarray(x, dtype=np.int64) * reduced + rnd) >> total_shift
+
+
+# -- torch: the fast path (same integer operations, vectorized) --------------------------------
+
+def srdhm_t(a: torch.Tensor, b: torch.Tensor | int) -> torch.Tensor:
+    a = a.to(torch.int64)
+    bt = torch.as_tensor(b, dtype=torch.int64, device=a.device)
+    ab = a * bt
+    nudge = torch.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    out = torch.div(ab + nudge, 1 << 31, rounding_mode="trunc")
+    overflow = (a == INT32_MIN) & (bt == INT32_MIN)
+    return torch.where(overflow, torch.full_like(out, INT32_MAX), out)
+
+
+def rdbpot_t(x: torch.Tensor, exponent: torch.Tensor | int) -> torch.Tensor:
+    e = torch.as_tensor(exponent, dtype=torch.int64, device=x.device)
+    mask = (torch.ones_like(e) << e) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0).to(torch.int64)
+    return (x >> e) + (remainder > threshold).to(torch.int64)
+
+
+def mbqm_t(x: torch.Tensor, multiplier: torch.Tensor | int, shift: torch.Tensor | int) -> torch.Tensor:
+    s = torch.as_tensor(shift, dtype=torch.int64, device=x.device)
+    left = torch.clamp(s, min=0)
+    right = torch.clamp(-s, min=0)
+    shifted = torch.clamp(x.to(torch.int64) << left, INT32_MIN, INT32_MAX)
+    return rdbpot_t(srdhm_t(shifted, multiplier), right)
+
+
+def mbqm64_t(x: torch.Tensor, multiplier: torch.Tensor | int, shift: torch.Tensor | int) -> torch.Tensor:
+    m = torch.as_tensor(multiplier, dtype=torch.int64, device=x.device)
+    reduced = torch.where(m < 0x7FFF0000, (m + (1 << 15)) >> 16, torch.full_like(m, 0x7FFF))
+    total_shift = 15 - torch.as_tensor(shift, dtype=torch.int64, device=x.device)
+    rnd = torch.ones_like(total_shift) << (total_shift - 1)
+    return (x.to(torch.int64) * reduced + rnd) >> total_shift

@@ -1,0 +1,22 @@
+"""htp integer kernels, one op family per module; importing this package registers them all."""
+
+from openqnn.backends.htp.kernels import (  # noqa: F401
+    conv,
+    elementwise,
+    linear,
+    lut,
+    movement,
+    normalization,
+    pooling,
+    reduce,
+)
+from openqnn.backends.htp.kernels.registry import (
+    HTP_KERNELS,
+    HtpBuildContext,
+    HtpStep,
+    QParams,
+    Unsupported,
+    htp_kernel,
+)
+
+__all__ = ["HTP_KERNELS", "HtpBuildContext", "HtpStep", "QParams", "Unsupported", "htp_kernel"]

@@ -1,0 +1,1 @@
+"""htp integer kernels: conv (see registry.py for the conventions)."""

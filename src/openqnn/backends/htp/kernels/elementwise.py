@@ -1,0 +1,1 @@
+"""htp integer kernels: elementwise (see registry.py for the conventions)."""

@@ -1,0 +1,1 @@
+"""htp integer kernels: linear (see registry.py for the conventions)."""

@@ -1,0 +1,1 @@
+"""htp integer kernels: lut (see registry.py for the conventions)."""

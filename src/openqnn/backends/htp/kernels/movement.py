@@ -1,0 +1,1 @@
+"""htp integer kernels: movement (see registry.py for the conventions)."""

@@ -1,0 +1,1 @@
+"""htp integer kernels: normalization (see registry.py for the conventions)."""

@@ -1,0 +1,1 @@
+"""htp integer kernels: pooling (see registry.py for the conventions)."""

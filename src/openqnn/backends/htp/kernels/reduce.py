@@ -1,0 +1,1 @@
+"""htp integer kernels: reduce (see registry.py for the conventions)."""

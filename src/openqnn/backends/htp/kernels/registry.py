@@ -1,0 +1,127 @@
+"""htp kernel builders: IR op type -> builder(node, ctx) -> HtpStep.
+
+Each step has two implementations of the same integer arithmetic:
+
+- ``reference``: the executable spec, plain numpy on int64 arrays, readable bit by bit;
+- ``fast``: PyTorch (int8 GEMMs, vectorized integer ops), on whatever device the tensors live.
+
+Activations are quantized values ``q`` in the unsigned domain of their encoding (real =
+scale * (q + offset)). In ``reference`` they are int64 arrays; in ``fast`` they are torch.uint8
+(8-bit) or torch.int32 (16-bit) tensors. Both must produce identical bits; tests hold them
+together. A builder raises :class:`Unsupported` (with the reason) for a node it cannot run; the
+node then falls back to the cpu backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from openqnn.backends.cpu.kernels.registry import Unsupported
+from openqnn.backends.htp.arch import HtpArch
+from openqnn.ir.graph import Graph, Node
+from openqnn.ir.tensor import Encoding, TensorKind
+
+__all__ = ["HTP_KERNELS", "HtpBuildContext", "HtpStep", "QParams", "Unsupported", "htp_kernel", "storage_dtype"]
+
+
+def storage_dtype(bitwidth: int) -> torch.dtype:
+    """How the fast path holds activations of a bitwidth."""
+    return torch.uint8 if bitwidth == 8 else torch.int32
+
+
+@dataclass(frozen=True)
+class QParams:
+    """An encoding as arrays: scale and offset broadcast along ``axis`` (None: per-tensor)."""
+
+    bitwidth: int
+    scale: np.ndarray  # float64, shape (1,) or (channels,)
+    offset: np.ndarray  # int64, same shape
+    axis: int | None
+    signed: bool
+
+    @staticmethod
+    def of(enc: Encoding) -> QParams:
+        return QParams(enc.bitwidth, np.asarray(enc.scale, dtype=np.float64), np.asarray(enc.offset, dtype=np.int64),
+                       enc.axis, enc.is_signed)
+
+    @property
+    def qmin(self) -> int:
+        return -(1 << (self.bitwidth - 1)) if self.signed else 0
+
+    @property
+    def qmax(self) -> int:
+        return (1 << (self.bitwidth - 1)) - 1 if self.signed else (1 << self.bitwidth) - 1
+
+    @property
+    def zero_point(self) -> np.ndarray:
+        """-offset: the integer that represents real 0."""
+        return -self.offset
+
+
+@dataclass
+class HtpStep:
+    reference: Callable[..., Any]
+    fast: Callable[..., Any]
+    inputs: list[str]
+    outputs: list[str] = field(default_factory=list)
+    node: str = ""
+    op_type: str = ""
+
+
+class HtpBuildContext:
+    """What a builder may read: tensor types, encodings, and static tensors quantized to their encodings."""
+
+    def __init__(self, graph: Graph, arch: HtpArch, device: torch.device | str = "cpu"):
+        self.graph = graph
+        self.arch = arch
+        self.device = torch.device(device)
+
+    def enc(self, name: str) -> QParams | None:
+        t = self.graph.tensors[name]
+        return QParams.of(t.encoding) if t.encoding is not None else None
+
+    def need_enc(self, name: str) -> QParams:
+        q = self.enc(name)
+        if q is None:
+            raise Unsupported(f"tensor '{name}' has no encoding (the model is not quantized there)")
+        return q
+
+    def is_static(self, name: str) -> bool:
+        return bool(name) and self.graph.tensors[name].kind is TensorKind.STATIC
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.graph.tensors[name].shape
+
+    def static_q(self, name: str) -> np.ndarray:
+        """A static tensor's integers in its encoding: round(x / scale) - offset, clamped (int64)."""
+        t = self.graph.tensors[name]
+        if t.data is None or t.encoding is None:
+            raise Unsupported(f"static tensor '{name}' has no encoding")
+        if not t.dtype.is_float:
+            return np.asarray(t.data, dtype=np.int64)
+        q = QParams.of(t.encoding)
+        shape = [1] * t.rank
+        if q.axis is not None and t.rank:
+            shape[q.axis] = q.scale.size
+        x = t.data.astype(np.float64) / q.scale.reshape(shape)
+        return np.clip(np.round(x) - q.offset.reshape(shape), q.qmin, q.qmax).astype(np.int64)
+
+
+Builder = Callable[[Node, HtpBuildContext], HtpStep]
+HTP_KERNELS: dict[str, Builder] = {}
+
+
+def htp_kernel(*op_types: str) -> Callable[[Builder], Builder]:
+    def register(fn: Builder) -> Builder:
+        for t in op_types:
+            if t in HTP_KERNELS:
+                raise RuntimeError(f"htp kernel for {t} registered twice")
+            HTP_KERNELS[t] = fn
+        return fn
+
+    return register
