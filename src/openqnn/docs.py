@@ -49,7 +49,7 @@ def onnx_op_mapping() -> dict[str, list[str]]:
     return {op: sorted(v) for op, v in sorted(mapping.items())}
 
 
-def _freeze_integer_inputs(model, case):  # type: ignore[no-untyped-def]
+def _freeze_integer_inputs(model, case):
     """A copy of a node-test model whose integer inputs are initializers holding the case's first inputs."""
     import numpy as np
     import onnx

@@ -26,6 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     ops = sub.add_parser("ops", help="list the ONNX ops openqnn converts and the IR ops they become")
     ops.add_argument("--markdown", action="store_true", help="print the docs/ops.md table")
     add_common_flags(ops)
+    export = sub.add_parser("export-onnx", help="write a model (quantized or float) as a standard ONNX model, "
+                            "encodings as QuantizeLinear/DequantizeLinear")
+    export.add_argument("model", help="<stem>_net.json")
+    export.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    add_common_flags(export)
     demo = sub.add_parser("demo", help="build a small model, convert it, run it with qnn-net-run, print the result")
     demo.add_argument("--workdir", default="openqnn_demo", help="folder for the demo's files (default openqnn_demo)")
     add_common_flags(demo)
@@ -51,6 +56,12 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
         from openqnn.docs import ops_table
 
         print(ops_table(markdown=args.markdown))
+        return 0
+    if args.command == "export-onnx":
+        import openqnn
+        from openqnn.quantization.qdq import export_qdq
+
+        print(export_qdq(openqnn.load(args.model), args.output))
         return 0
     if args.command == "demo":
         from openqnn.demo import run_demo

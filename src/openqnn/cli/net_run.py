@@ -60,7 +60,10 @@ def net_run_main(args: argparse.Namespace) -> int:
         raise InvalidConfigError(f"{ilist.path}: output(s) {', '.join(unknown)} are not graph outputs "
                                  f"({', '.join(graph.outputs)})")
     # read every file before running anything, so a bad file leaves no partial results
-    feeds = [{t.name: read_raw(entry[t.name], t, args.use_native_input_files) for t in inputs}
+    # on htp, native files of quantized inputs hold their integers (uint8 / uint16)
+    quantized_io = backend == "htp"
+    feeds = [{t.name: read_raw(entry[t.name], t, args.use_native_input_files,
+                               quantized=quantized_io and t.encoding is not None) for t in inputs}
              for entry in ilist.inferences]
     session = openqnn.Session(graph, backend=backend, **options)
 
@@ -71,7 +74,11 @@ def net_run_main(args: argparse.Namespace) -> int:
     count, start = 0, time.perf_counter()
     while count < total or (deadline is not None and time.perf_counter() < deadline):
         i = count % len(feeds)
-        outs = session.run(feeds[i])
+        if quantized_io:
+            outs = session.run(feeds[i], native_inputs=args.use_native_input_files,
+                               native_outputs=args.use_native_output_files)
+        else:
+            outs = session.run(feeds[i])
         if count < len(feeds):  # looping re-runs the same inputs; their results are written once
             for name in wanted:
                 arr = outs[name]

@@ -95,7 +95,7 @@ def convert_main(args: argparse.Namespace, command: str) -> int:
     return 0
 
 
-def _maybe_quantize(graph, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _maybe_quantize(graph, args: argparse.Namespace):
     """Quantize when calibration data or overrides are given; otherwise the model stays float."""
     if not args.input_list and not args.quantization_overrides:
         return graph

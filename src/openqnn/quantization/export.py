@@ -18,7 +18,8 @@ def encoding_spec(name: str, enc: Encoding) -> EncodingSpec:
 
 def write_graph_encodings(graph: Graph, path: str | Path) -> Path:
     """Every encoded tensor: static ones as param encodings, the rest as activation encodings."""
-    acts, params = [], []
+    acts: list[EncodingSpec] = []
+    params: list[EncodingSpec] = []
     for t in graph.tensors.values():
         if t.encoding is None:
             continue

@@ -109,6 +109,11 @@ def parse_backend_config(doc: Any, where: str = "backend config") -> BackendConf
 
 def load_backend_config(path: str | os.PathLike[str], backend: str) -> dict[str, Any]:
     """Validate a backend config file and return the Session options for ``backend``."""
+    return {"config": read_backend_config(path)}
+
+
+def read_backend_config(path: str | os.PathLike[str]) -> BackendConfig:
+    """Read and validate a backend config file."""
     p = Path(path)
     if not p.is_file():
         raise InvalidConfigError(f"--config_file {p}: no such file")
@@ -116,7 +121,4 @@ def load_backend_config(path: str | os.PathLike[str], backend: str) -> dict[str,
         doc = json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise InvalidConfigError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    cfg = parse_backend_config(doc, str(p))
-    if backend == "cpu" and cfg.cpu.num_threads:
-        return {"num_threads": cfg.cpu.num_threads}
-    return {}
+    return parse_backend_config(doc, str(p))

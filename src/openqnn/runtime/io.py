@@ -83,9 +83,14 @@ def _resolve(file: str, list_path: Path, lineno: int) -> Path:
     raise InputDataError(f"{list_path}:{lineno}: input file {file} does not exist")
 
 
-def read_raw(path: Path, tensor: Tensor, native: bool) -> np.ndarray:
-    """A raw file as ``tensor``'s type: float32 converted, or the native type as is."""
-    file_dtype = tensor.dtype.numpy if native else np.dtype(np.float32)
+def read_raw(path: Path, tensor: Tensor, native: bool, quantized: bool = False) -> np.ndarray:
+    """A raw file as ``tensor``'s type: float32 converted, or the native type as is. With ``quantized``
+    (a quantized input on a fixed-point backend), native files hold the encoding's integers."""
+    file_dtype: np.dtype
+    if native and quantized and tensor.encoding is not None:
+        file_dtype = np.dtype(np.uint8 if tensor.encoding.bitwidth == 8 else np.uint16)
+    else:
+        file_dtype = tensor.dtype.numpy if native else np.dtype(np.float32)
     size = path.stat().st_size
     want = tensor.size * file_dtype.itemsize
     if size != want:
@@ -94,6 +99,8 @@ def read_raw(path: Path, tensor: Tensor, native: bool) -> np.ndarray:
             f"({tensor.size} x {file_dtype.name}{'' if native else ', raw files are float32 unless --use_native_input_files'})"
         )
     data = np.fromfile(path, dtype=file_dtype).reshape(tensor.shape)
+    if native and quantized:
+        return data
     if not native and tensor.dtype.numpy != np.float32:
         if tensor.dtype.numpy.kind in "iub" and not np.all(np.isfinite(data)):
             raise InputDataError(f"{path}: non-finite values for integer input '{tensor.name}'")

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from openqnn.backends import get_backend
-from openqnn.errors import InputDataError
+from openqnn.backends import get_backend, resolve_backend_name
+from openqnn.errors import InputDataError, InvalidConfigError
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph
+from openqnn.runtime.config import BackendConfig
 
 __all__ = ["Session", "TensorInfo"]
 
@@ -38,15 +39,21 @@ class Session:
     >>> out = sess.run({"input": np.zeros((1, 3, 224, 224), np.float32)})  # doctest: +SKIP
     """
 
-    def __init__(self, model: Graph | str | os.PathLike[str], backend: str = "cpu", num_threads: int | None = None):
+    def __init__(self, model: Graph | str | os.PathLike[str], backend: str = "cpu", num_threads: int | None = None,
+                 config: BackendConfig | None = None):
         if isinstance(model, Graph):
             self.graph = model
         else:
             from openqnn.api import load
 
             self.graph = load(Path(model))
-        options = {"num_threads": num_threads} if num_threads else {}
-        self.backend = get_backend(backend, **options)
+        name = resolve_backend_name(backend)
+        options: dict[str, object] = {"num_threads": num_threads} if num_threads else {}
+        if name == "htp" and config is not None:
+            options["config"] = config.htp
+        elif name == "cpu" and config is not None and config.cpu.num_threads and not num_threads:
+            options["num_threads"] = config.cpu.num_threads
+        self.backend = get_backend(name, **options)
         self._exe = self.backend.prepare(self.graph)
 
     @property
@@ -57,10 +64,19 @@ class Session:
     def outputs(self) -> list[TensorInfo]:
         return [TensorInfo(t.name, t.shape, t.dtype, t.src_axis_format) for t in self.graph.output_tensors()]
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run one inference: input name -> array, returns output name -> array."""
+    def run(self, feeds: Mapping[str, np.ndarray], *, native_inputs: bool = False,
+            native_outputs: bool = False) -> dict[str, np.ndarray]:
+        """Run one inference: input name -> array, returns output name -> array.
+
+        On the htp backend, ``native_inputs`` feeds quantized integers (uint8/uint16) instead of floats,
+        and ``native_outputs`` returns them instead of dequantized floats.
+        """
         unknown = sorted(set(feeds) - set(self.graph.inputs))
         if unknown:
             raise InputDataError(f"unknown input(s) {', '.join(unknown)}; the model's inputs are "
                                  f"{', '.join(self.graph.inputs)}")
+        if native_inputs or native_outputs:
+            if not hasattr(self._exe, "exe"):
+                raise InvalidConfigError(f"native inputs/outputs need the htp backend, not {self.backend.name}")
+            return self._exe.run(feeds, native_inputs, native_outputs)  # type: ignore[call-arg]
         return self._exe.run(feeds)

@@ -56,7 +56,7 @@ def resolve_arch(dsp_arch: str | None = None, soc_model: int | None = None) -> H
     if dsp_arch is not None:
         if dsp_arch not in ARCHS:
             raise InvalidConfigError(f"htp_config.dsp_arch {dsp_arch!r} is unknown; use one of {', '.join(ARCHS)}")
-        if by_soc is not None and by_soc != dsp_arch:
+        if by_soc is not None and soc_model is not None and by_soc != dsp_arch:
             raise InvalidConfigError(f"htp_config.dsp_arch {dsp_arch} contradicts soc_model {soc_model} "
                                      f"({SOC_MODELS[soc_model][0]} has {by_soc})")
         return ARCHS[dsp_arch]

@@ -113,13 +113,14 @@ class HtpExecutable:
         return _Call(self._fallback(cstep.fn, node), [x for x in cstep.inputs], list(node.outputs), node.name,
                      node.op_type)
 
-    def _fallback(self, fn, node: Node):  # type: ignore[no-untyped-def]
+    def _fallback(self, fn, node: Node):
         """A cpu float kernel between dequantize (inputs) and quantize (outputs)."""
-        encs = {n: QParams.of(self.graph.tensors[n].encoding) for n in (*node.inputs, *node.outputs)
-                if n and self.graph.tensors[n].encoding is not None and self.graph.tensors[n].kind is not TensorKind.STATIC}
+        encs = {n: QParams.of(enc) for n in (*node.inputs, *node.outputs)
+                if n and (enc := self.graph.tensors[n].encoding) is not None
+                and self.graph.tensors[n].kind is not TensorKind.STATIC}
         reference = self.path == "reference"
 
-        def run(*xs):  # type: ignore[no-untyped-def]
+        def run(*xs):
             ins = []
             names = [x for x in node.inputs if x and self.graph.tensors[x].kind is not TensorKind.STATIC]
             it = iter(xs)
@@ -174,8 +175,8 @@ class HtpExecutable:
                         env.pop(x, None)
         out: dict[str, np.ndarray] = {}
         for name in self.graph.outputs:
-            v = env[name]
-            arr = np.asarray(v) if isinstance(v, np.ndarray) else v.cpu().numpy()  # type: ignore[union-attr]
+            value = env[name]
+            arr = value if isinstance(value, np.ndarray) else value.cpu().numpy()  # type: ignore[attr-defined]
             q = self._enc.get(name)
             if q is None:
                 out[name] = arr.astype(self.graph.tensors[name].dtype.numpy)
