@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from openqnn.backends.cpu.plan import Plan
 from openqnn.backends.htp.arch import ARCHS, HtpArch, resolve_arch
 from openqnn.backends.htp.executable import Fallback, HtpExecutable
 from openqnn.errors import InvalidConfigError
@@ -41,12 +42,19 @@ class HtpBackend:
             return str(e)
         return None
 
-    def prepare(self, graph: Graph) -> _Prepared:
+    def prepare(self, graph: Graph) -> _Prepared | Plan:
         if self.num_threads:
             import torch
 
             torch.set_num_threads(self.num_threads)
         check_arch(graph, self.arch, self.config)
+        if not any(t.encoding is not None for t in graph.tensors.values()):
+            # a float model with fp16_relaxed_precision: fp16 arithmetic throughout (check_arch allowed it)
+            import torch
+
+            from openqnn.backends.cpu.plan import Plan
+
+            return Plan(graph, self.device, float_dtype=torch.float16, backend_name="htp", fuse=False)
         return _Prepared(HtpExecutable(graph, self.arch, self.device, self.path))
 
 
@@ -66,8 +74,9 @@ def check_arch(graph: Graph, arch: HtpArch, config: HtpConfig) -> None:
     if not quantized:
         if not config.fp16_relaxed_precision:
             raise InvalidConfigError(
-                f"the model is float; the htp backend runs quantized models (convert with --input_list to quantize) "
-                f"or float models in fp16 with htp_config.fp16_relaxed_precision on {arch.name} >= v69")
+                "the model is float: quantize it (qnn-onnx-converter --input_list CALIBRATION_LIST), set "
+                f"htp_config.fp16_relaxed_precision to run it in fp16 (dsp_arch v69 or newer; this is {arch.name}), "
+                "or run it with --backend cpu")
         if not arch.fp16:
             raise InvalidConfigError(f"fp16_relaxed_precision needs dsp_arch v69 or newer; {arch.name} has no fp16")
     for t in graph.static_tensors():
