@@ -29,9 +29,18 @@ def onnx_op_mapping() -> dict[str, list[str]]:
     from openqnn.frontends.onnx import convert_onnx
     from openqnn.frontends.onnx.registry import TRANSLATIONS
 
-    logging.getLogger("openqnn.converter").setLevel(logging.ERROR)
-    mapping: dict[str, set[str]] = {op: set() for op in TRANSLATIONS}
-    for case in collect_testcases():
+    logger = logging.getLogger("openqnn.converter")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # the node tests' dynamic dims would warn once per model
+    try:
+        return _record_mapping(TRANSLATIONS, collect_testcases(), convert_onnx)
+    finally:
+        logger.setLevel(level)
+
+
+def _record_mapping(translations, cases, convert_onnx) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+    mapping: dict[str, set[str]] = {op: set() for op in translations}
+    for case in cases:
         model = getattr(case, "model", None)
         if model is None:
             continue
