@@ -38,7 +38,7 @@ def onnx_op_mapping() -> dict[str, list[str]]:
         logger.setLevel(level)
 
 
-def _record_mapping(translations, cases, convert_onnx) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+def _record_mapping(translations, cases, convert_onnx) -> dict[str, list[str]]:
     mapping: dict[str, set[str]] = {op: set() for op in translations}
     for case in cases:
         model = getattr(case, "model", None)

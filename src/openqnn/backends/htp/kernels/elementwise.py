@@ -1,1 +1,370 @@
-"""htp integer kernels: elementwise (see registry.py for the conventions)."""
+"""htp integer kernels: element-wise arithmetic and clamps (see registry.py for the conventions).
+
+Notation: an activation ``q`` (unsigned, ``bw`` bits) with encoding (s, offset) is the real
+``s * (q + offset)``; ``q + offset`` = ``q - z`` is its signed value. ``mbqm`` is TFLite's
+MultiplyByQuantizedMultiplier (``fixedpoint.mbqm_np``), ``mbqm64`` its int64-accumulator variant;
+``(m, shift) = quantize_multiplier(r)`` represents the real ratio ``r``. Every result is
+``clamp(value - offset_out, qmin, qmax)`` in the output encoding. Static operands (constants of the
+graph) are taken in their own encoding (``ctx.static_q``); numpy broadcasting throughout.
+
+- ElementWiseAdd / ElementWiseSubtract: TFLite's reference add. ``left_shift`` = 20 when both
+  operands are 8-bit, 15 otherwise; with ``twice = 2 * max(s1, s2)``:
+  ``a_i = mbqm((q_i - z_i) << left_shift, s_i / twice)``, ``raw = a_1 +- a_2``,
+  ``out = mbqm(raw, twice / (2^left_shift * s_out)) + z_out``.
+- ElementWiseMultiply: ``acc = (q1 - z1) * (q2 - z2)``; ``out = R(acc, s1 * s2 / s_out) + z_out``
+  where R is ``mbqm`` when ``|acc|`` fits int32 (both operands <= 8 bits, or 16 x 8), else ``mbqm64``.
+- ElementWiseDivide: ``r = s1 / (s2 * s_out)`` as ``m * 2^-t`` (``m`` 31-bit from
+  quantize_multiplier, ``t = 31 - shift``; when ``t > 46`` m is rounded down to ``t = 46``). With
+  ``a = q1 - z1``, ``d = q2 - z2``: ``out = z_out + round_half_away(a * m / (d * 2^t))``, computed
+  exactly as integer division of int64s (one rounding). ``d == 0``: x/0 saturates to qmax
+  (a > 0) or qmin (a < 0); 0/0 gives the code of real 0.
+- ElementWiseMaximum / ElementWiseMinimum: each operand requantized to the output encoding
+  (``mbqm(q_i - z_i, s_i / s_out) + z_out``; identity when the encodings are equal), then max/min.
+- Relu / ReluMinMax: the input requantized to the output encoding (skipped when equal), then
+  clamped to the codes of 0 / [min_value, max_value] in the output encoding
+  (``clamp(round(v / s_out) - offset_out)``, which commutes with the float clamp).
+- Prelu (and LeakyRelu, a one-element coeff): TFLite's two-multiplier prelu. ``a = q - z``;
+  ``a >= 0``: ``mbqm(a, s_in / s_out)``; else ``R(a * (qc - zc), s_in * s_c / s_out)`` (R as for
+  Multiply); coeff static or run-time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from openqnn.backends.htp.fixedpoint import (
+    INT32_MAX,
+    mbqm64_np,
+    mbqm64_t,
+    mbqm_np,
+    mbqm_t,
+    quantize_multiplier,
+)
+from openqnn.backends.htp.kernels.registry import (
+    HtpBuildContext,
+    HtpStep,
+    QParams,
+    Unsupported,
+    htp_kernel,
+    storage_dtype,
+)
+from openqnn.ir.graph import Node
+
+__all__ = [
+    "Requant",
+    "act_params",
+    "code_of",
+    "finish_np",
+    "finish_t",
+    "operand_params",
+    "round_div_np",
+    "round_div_t",
+    "static_real",
+]
+
+
+# -- shared helpers (also used by lut.py and normalization.py) ---------------------------------
+
+def act_params(ctx: HtpBuildContext, name: str) -> QParams:
+    """The encoding of a run-time activation: per-tensor, unsigned, 8 or 16 bits."""
+    q = ctx.need_enc(name)
+    if q.axis is not None or q.scale.size != 1:
+        raise Unsupported(f"tensor '{name}' has a per-axis encoding; htp activations are per-tensor")
+    if q.signed or q.bitwidth not in (8, 16):
+        raise Unsupported(f"tensor '{name}' is {'signed ' if q.signed else ''}{q.bitwidth}-bit; "
+                          "htp activations are unsigned 8 or 16-bit")
+    if not q.scale[0] > 0 or not math.isfinite(q.scale[0]):
+        raise Unsupported(f"tensor '{name}' has scale {q.scale[0]}")
+    return q
+
+
+def operand_params(ctx: HtpBuildContext, name: str) -> QParams:
+    """An activation's encoding, or a static operand's (per-tensor, unsigned, at most 16 bits)."""
+    if not ctx.is_static(name):
+        return act_params(ctx, name)
+    q = ctx.need_enc(name)
+    if q.axis is not None or q.scale.size != 1:
+        raise Unsupported(f"static operand '{name}' has a per-axis encoding; element-wise ops take per-tensor")
+    if q.signed or q.bitwidth > 16 or not q.scale[0] > 0:
+        raise Unsupported(f"static operand '{name}' has an unsupported encoding ({q.bitwidth}-bit)")
+    return q
+
+
+def static_real(ctx: HtpBuildContext, name: str) -> np.ndarray:
+    """A static tensor as float64 reals: dequantized from its encoding, else its raw data."""
+    t = ctx.graph.tensors[name]
+    if t.data is None:
+        raise Unsupported(f"static tensor '{name}' has no data")
+    if t.encoding is None:
+        return np.asarray(t.data, dtype=np.float64)
+    q = QParams.of(t.encoding)
+    shape = [1] * t.rank
+    if q.axis is not None and t.rank:
+        shape[q.axis] = q.scale.size
+    codes = np.asarray(ctx.static_q(name), dtype=np.int64)
+    return (codes + q.offset.reshape(shape)).astype(np.float64) * q.scale.reshape(shape)
+
+
+def code_of(value: float, q: QParams) -> int:
+    """The code of a real value in a per-tensor encoding: clamp(round(v / s) - offset) (+-inf saturate)."""
+    v = value / float(q.scale[0])
+    if math.isnan(v):
+        raise Unsupported("NaN clamp bound")
+    v = min(max(v, -2.0**40), 2.0**40)
+    return int(min(max(round(v) - int(q.offset[0]), q.qmin), q.qmax))
+
+
+def finish_np(v: np.ndarray, q: QParams) -> np.ndarray:
+    return np.clip(np.asarray(v, dtype=np.int64), q.qmin, q.qmax).astype(np.int64)
+
+
+def finish_t(v: torch.Tensor, q: QParams) -> torch.Tensor:
+    return torch.clamp(v, q.qmin, q.qmax).to(storage_dtype(q.bitwidth))
+
+
+def round_div_np(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den rounded half away from zero; den > 0 (int64, exact)."""
+    num = np.asarray(num, dtype=np.int64)
+    den = np.asarray(den, dtype=np.int64)
+    mag = (np.abs(num) + (den >> 1)) // den
+    return np.where(num < 0, -mag, mag)
+
+
+def round_div_t(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    mag = torch.div(num.abs() + (den >> 1), den, rounding_mode="floor")
+    return torch.where(num < 0, -mag, mag)
+
+
+def _lt(x: torch.Tensor) -> torch.Tensor:
+    return x.to(torch.int64)
+
+
+@dataclass(frozen=True)
+class Requant:
+    """Multiply an integer accumulator by a real ratio >= 0: mbqm, or mbqm64 for wide accumulators."""
+
+    multiplier: int
+    shift: int
+    wide: bool
+
+    @staticmethod
+    def of(ratio: float, acc_bound: float, what: str) -> Requant:
+        m, shift = quantize_multiplier(ratio)
+        wide = acc_bound > INT32_MAX
+        if wide:
+            if shift > 14:
+                raise Unsupported(f"{what}: multiplier {ratio:g} is too large for the int64 requantization")
+            if acc_bound * (1 << 15) >= 2.0**62:
+                raise Unsupported(f"{what}: the accumulator ({acc_bound:g}) overflows int64")
+        return Requant(m, shift, wide)
+
+    def np(self, x: np.ndarray) -> np.ndarray:
+        return (mbqm64_np if self.wide else mbqm_np)(x, self.multiplier, self.shift)
+
+    def t(self, x: torch.Tensor) -> torch.Tensor:
+        return (mbqm64_t if self.wide else mbqm_t)(x, self.multiplier, self.shift)
+
+
+def _binary_step(node: Node, ctx: HtpBuildContext, names: Sequence[str],
+                 ref: Callable[..., np.ndarray], fast: Callable[..., torch.Tensor]) -> HtpStep:
+    """A step over ``names``: static ones are substituted by their codes (``ctx.static_q``), run-time
+    ones come in order. ``ref``/``fast`` receive all operands as int64 codes."""
+    statics = {i: np.asarray(ctx.static_q(n), dtype=np.int64) for i, n in enumerate(names) if ctx.is_static(n)}
+    runtime = [n for i, n in enumerate(names) if i not in statics]
+    if not runtime:
+        raise Unsupported("all operands are static (constant folding handles this)")
+    statics_t = {i: torch.from_numpy(a).to(ctx.device) for i, a in statics.items()}
+    n = len(names)
+
+    def reference(*xs: np.ndarray) -> np.ndarray:
+        it = iter(xs)
+        return ref(*[statics[i] if i in statics else np.asarray(next(it), dtype=np.int64) for i in range(n)])
+
+    def fast_fn(*xs: torch.Tensor) -> torch.Tensor:
+        it = iter(xs)
+        return fast(*[statics_t[i] if i in statics_t else _lt(next(it)) for i in range(n)])
+
+    return HtpStep(reference, fast_fn, runtime, list(node.outputs), node.name, node.op_type)
+
+
+def _qmax_abs(q: QParams) -> int:
+    """The largest |q - z| of an encoding."""
+    z = int(q.zero_point[0])
+    return max(abs(q.qmin - z), abs(q.qmax - z))
+
+
+# -- Add / Subtract ------------------------------------------------------------------------------
+
+@htp_kernel("ElementWiseAdd", "ElementWiseSubtract")
+def add_sub(node: Node, ctx: HtpBuildContext) -> HtpStep:
+    a_name, b_name = node.inputs[:2]
+    qa, qb = operand_params(ctx, a_name), operand_params(ctx, b_name)
+    qo = act_params(ctx, node.outputs[0])
+    left = 20 if max(qa.bitwidth, qb.bitwidth) <= 8 else 15
+    if max(_qmax_abs(qa), _qmax_abs(qb)) << left > INT32_MAX:
+        raise Unsupported("operand range too wide for the add scheme")
+    sa, sb, so = float(qa.scale[0]), float(qb.scale[0]), float(qo.scale[0])
+    twice = 2.0 * max(sa, sb)
+    ma, sha = quantize_multiplier(sa / twice)
+    mb, shb = quantize_multiplier(sb / twice)
+    mo, sho = quantize_multiplier(twice / ((1 << left) * so))
+    oa, ob, oo = int(qa.offset[0]), int(qb.offset[0]), int(qo.offset[0])
+    sub = node.op_type == "ElementWiseSubtract"
+
+    def ref(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        xa = mbqm_np((x + oa) << left, ma, sha)
+        yb = mbqm_np((y + ob) << left, mb, shb)
+        raw = xa - yb if sub else xa + yb
+        return finish_np(mbqm_np(raw, mo, sho) - oo, qo)
+
+    def fast(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        xa = mbqm_t((x + oa) << left, ma, sha)
+        yb = mbqm_t((y + ob) << left, mb, shb)
+        raw = xa - yb if sub else xa + yb
+        return finish_t(mbqm_t(raw, mo, sho) - oo, qo)
+
+    return _binary_step(node, ctx, [a_name, b_name], ref, fast)
+
+
+# -- Multiply ------------------------------------------------------------------------------------
+
+@htp_kernel("ElementWiseMultiply")
+def multiply(node: Node, ctx: HtpBuildContext) -> HtpStep:
+    a_name, b_name = node.inputs[:2]
+    qa, qb = operand_params(ctx, a_name), operand_params(ctx, b_name)
+    qo = act_params(ctx, node.outputs[0])
+    rq = Requant.of(float(qa.scale[0]) * float(qb.scale[0]) / float(qo.scale[0]),
+                    float(_qmax_abs(qa) * _qmax_abs(qb)), "ElementWiseMultiply")
+    oa, ob, oo = int(qa.offset[0]), int(qb.offset[0]), int(qo.offset[0])
+
+    def ref(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return finish_np(rq.np((x + oa) * (y + ob)) - oo, qo)
+
+    def fast(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return finish_t(rq.t((x + oa) * (y + ob)) - oo, qo)
+
+    return _binary_step(node, ctx, [a_name, b_name], ref, fast)
+
+
+# -- Divide --------------------------------------------------------------------------------------
+
+_DIV_MAX_T = 46  # |d| < 2^16, so |d| << t stays below 2^62
+_SATURATE = 1 << 40  # beyond any code: x / 0 clamps to the encoding's end
+
+
+@htp_kernel("ElementWiseDivide")
+def divide(node: Node, ctx: HtpBuildContext) -> HtpStep:
+    a_name, b_name = node.inputs[:2]
+    qa, qb = operand_params(ctx, a_name), operand_params(ctx, b_name)
+    qo = act_params(ctx, node.outputs[0])
+    m, shift = quantize_multiplier(float(qa.scale[0]) / (float(qb.scale[0]) * float(qo.scale[0])))
+    t = 31 - shift
+    if t > _DIV_MAX_T:  # the ratio is below ~2^-15: keep fewer multiplier bits (round half up)
+        drop = t - _DIV_MAX_T
+        m, t = (m + (1 << (drop - 1))) >> drop, _DIV_MAX_T
+    oa, ob, oo = int(qa.offset[0]), int(qb.offset[0]), int(qo.offset[0])
+
+    def ref(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        a, d = x + oa, y + ob
+        num = np.where(d < 0, -a, a) * m
+        den = np.abs(d) << t
+        q = round_div_np(num, np.where(den == 0, 1, den))
+        q = np.where(d == 0, np.sign(a) * _SATURATE, q)
+        return finish_np(q - oo, qo)
+
+    def fast(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        a, d = x + oa, y + ob
+        num = torch.where(d < 0, -a, a) * m
+        den = d.abs() << t
+        q = round_div_t(num, torch.where(den == 0, torch.ones_like(den), den))
+        q = torch.where(d == 0, torch.sign(a) * _SATURATE, q)
+        return finish_t(q - oo, qo)
+
+    return _binary_step(node, ctx, [a_name, b_name], ref, fast)
+
+
+# -- Maximum / Minimum ---------------------------------------------------------------------------
+
+def _to_output(q: QParams, qo: QParams) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[torch.Tensor], torch.Tensor]]:
+    """Requantize codes of encoding ``q`` to codes (unclamped) of per-tensor encoding ``qo``."""
+    if float(q.scale[0]) == float(qo.scale[0]) and int(q.offset[0]) == int(qo.offset[0]):
+        return (lambda x: x), (lambda x: x)
+    m, shift = quantize_multiplier(float(q.scale[0]) / float(qo.scale[0]))
+    oi, oo = int(q.offset[0]), int(qo.offset[0])
+    return (lambda x: mbqm_np(x + oi, m, shift) - oo), (lambda x: mbqm_t(x + oi, m, shift) - oo)
+
+
+@htp_kernel("ElementWiseMaximum", "ElementWiseMinimum")
+def max_min(node: Node, ctx: HtpBuildContext) -> HtpStep:
+    a_name, b_name = node.inputs[:2]
+    qa, qb = operand_params(ctx, a_name), operand_params(ctx, b_name)
+    qo = act_params(ctx, node.outputs[0])
+    ra_np, ra_t = _to_output(qa, qo)
+    rb_np, rb_t = _to_output(qb, qo)
+    is_max = node.op_type == "ElementWiseMaximum"
+
+    def ref(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        fx, fy = ra_np(x), rb_np(y)
+        return finish_np(np.maximum(fx, fy) if is_max else np.minimum(fx, fy), qo)
+
+    def fast(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        fx, fy = ra_t(x), rb_t(y)
+        return finish_t(torch.maximum(fx, fy) if is_max else torch.minimum(fx, fy), qo)
+
+    return _binary_step(node, ctx, [a_name, b_name], ref, fast)
+
+
+# -- Relu / ReluMinMax ---------------------------------------------------------------------------
+
+@htp_kernel("Relu", "ReluMinMax")
+def relu(node: Node, ctx: HtpBuildContext) -> HtpStep:
+    qi, qo = act_params(ctx, node.inputs[0]), act_params(ctx, node.outputs[0])
+    if node.op_type == "Relu":
+        lo_v, hi_v = 0.0, math.inf
+    else:
+        lo_v, hi_v = float(node.attrs["min_value"]), float(node.attrs["max_value"])
+    lo, hi = code_of(lo_v, qo), code_of(hi_v, qo)
+    r_np, r_t = _to_output(qi, qo)
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        v = np.minimum(np.maximum(r_np(np.asarray(x, dtype=np.int64)), lo), hi)
+        return finish_np(v, qo)
+
+    def fast(x: torch.Tensor) -> torch.Tensor:
+        v = torch.clamp_max(torch.clamp_min(r_t(_lt(x)), lo), hi)
+        return finish_t(v, qo)
+
+    return HtpStep(reference, fast, [node.inputs[0]], list(node.outputs), node.name, node.op_type)
+
+
+# -- Prelu ---------------------------------------------------------------------------------------
+
+@htp_kernel("Prelu")
+def prelu(node: Node, ctx: HtpBuildContext) -> HtpStep:
+    x_name, c_name = node.inputs[:2]
+    qi, qc = act_params(ctx, x_name), operand_params(ctx, c_name)
+    qo = act_params(ctx, node.outputs[0])
+    out_shape = ctx.shape(node.outputs[0])
+    if tuple(np.broadcast_shapes(ctx.shape(x_name), ctx.shape(c_name))) != tuple(out_shape):
+        raise Unsupported("Prelu coeff broadcasts the input to a larger shape")
+    si, sc, so = float(qi.scale[0]), float(qc.scale[0]), float(qo.scale[0])
+    mp, shp = quantize_multiplier(si / so)
+    neg = Requant.of(si * sc / so, float(_qmax_abs(qi) * _qmax_abs(qc)), "Prelu")
+    oi, oc, oo = int(qi.offset[0]), int(qc.offset[0]), int(qo.offset[0])
+
+    def ref(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+        a = x + oi
+        v = np.where(a >= 0, mbqm_np(a, mp, shp), neg.np(a * (c + oc)))
+        return finish_np(v - oo, qo)
+
+    def fast(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        a = x + oi
+        v = torch.where(a >= 0, mbqm_t(a, mp, shp), neg.t(a * (c + oc)))
+        return finish_t(v - oo, qo)
+
+    return _binary_step(node, ctx, [x_name, c_name], ref, fast)

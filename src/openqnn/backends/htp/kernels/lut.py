@@ -1,1 +1,115 @@
-"""htp integer kernels: lut (see registry.py for the conventions)."""
+"""htp integer kernels: pointwise nonlinearities as lookup tables (see registry.py for the conventions).
+
+A unary op on a quantized activation is a function of the input code alone, so it runs as one
+table lookup: ``out = table[q]`` with 2^bw entries (256 for 8-bit inputs, 65536 for 16-bit).
+The table is built once, in float64 on the host, by running the cpu backend's float kernel of the
+op (``openqnn.backends.cpu.kernels``) on every dequantized input code:
+
+    table[q] = clamp(round_half_even(f((q + offset_in) * s_in) / s_out) - offset_out, qmin, qmax)
+
+with NaN -> the code of real 0 and +-inf -> qmax / qmin. The reference path indexes the table in
+numpy, the fast path gathers from the same table as a torch tensor, so both give the same bits by
+construction. Every op with a float kernel gets an exact table: Sigmoid, Tanh, Gelu, HardSwish,
+HardSigmoid, Elu, Selu, Celu, Mish, Exp, Log, SquareRoot, Rsqrt, Reciprocal, Softplus, Softsign,
+Erf, Neg, Abs, Sign, Floor, Ceil, Round, the trigonometric and hyperbolic functions; and
+ElementWisePower with a static one-element exponent (or base).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from openqnn.backends.htp.kernels.elementwise import act_params, operand_params
+from openqnn.backends.htp.kernels.registry import (
+    HtpBuildContext,
+    HtpStep,
+    QParams,
+    Unsupported,
+    htp_kernel,
+    storage_dtype,
+)
+from openqnn.ir.graph import Node
+from openqnn.ops.elementwise import UNARY
+
+__all__ = ["LUT_OPS", "build_table", "quantize_table"]
+
+# Relu is a clamp (elementwise.py); Not takes booleans.
+LUT_OPS = (*(op for op in UNARY if op not in ("Relu", "ElementWiseNot")), "Elu", "Selu", "Celu", "HardSigmoid")
+
+
+def quantize_table(y: np.ndarray, qo: QParams) -> np.ndarray:
+    """Float64 values -> codes of the per-tensor encoding ``qo`` (NaN: the code of 0)."""
+    y = np.asarray(y, dtype=np.float64)
+    v = np.clip(y / float(qo.scale[0]), -2.0**40, 2.0**40)
+    v = np.where(np.isnan(v), 0.0, v)
+    return np.clip(np.round(v) - int(qo.offset[0]), qo.qmin, qo.qmax).astype(np.int64)
+
+
+def _codes(qi: QParams) -> torch.Tensor:
+    codes = np.arange(1 << qi.bitwidth, dtype=np.float64)
+    return torch.from_numpy((codes + float(qi.offset[0])) * float(qi.scale[0]))
+
+
+def _cpu_fn(node: Node, ctx: HtpBuildContext) -> Any:
+    from openqnn.backends.cpu.kernels import KERNELS, BuildContext
+    from openqnn.backends.cpu.kernels import Unsupported as CpuUnsupported
+
+    builder = KERNELS.get(node.op_type)
+    if builder is None:
+        raise Unsupported(f"no float kernel for {node.op_type} to build its table from")
+    try:
+        return builder(node, BuildContext(ctx.graph, "cpu"))
+    except CpuUnsupported as e:
+        raise Unsupported(str(e)) from None
+
+
+def build_table(fn: Callable[[torch.Tensor], torch.Tensor], qi: QParams, qo: QParams) -> np.ndarray:
+    """``fn`` (float64 torch -> torch) on every code of ``qi``, quantized to ``qo`` (int64)."""
+    with torch.inference_mode(), np.errstate(all="ignore"):
+        y = fn(_codes(qi))
+    return quantize_table(y.to(torch.float64).numpy(), qo)
+
+
+def _lut_step(node: Node, ctx: HtpBuildContext, x_name: str, table: np.ndarray, qo: QParams) -> HtpStep:
+    table_t = torch.from_numpy(table).to(storage_dtype(qo.bitwidth)).to(ctx.device)
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        return table[np.asarray(x, dtype=np.int64)]
+
+    def fast(x: torch.Tensor) -> torch.Tensor:
+        return table_t[x.to(torch.int64)]
+
+    return HtpStep(reference, fast, [x_name], list(node.outputs), node.name, node.op_type)
+
+
+@htp_kernel(*LUT_OPS)
+def unary(node: Node, ctx: HtpBuildContext) -> HtpStep:
+    x_name = node.inputs[0]
+    qi, qo = act_params(ctx, x_name), act_params(ctx, node.outputs[0])
+    step = _cpu_fn(node, ctx)
+    return _lut_step(node, ctx, x_name, build_table(step.fn, qi, qo), qo)
+
+
+@htp_kernel("ElementWisePower")
+def power(node: Node, ctx: HtpBuildContext) -> HtpStep:
+    """x ** c or c ** x with a static one-element c: a table of the run-time operand."""
+    a, b = node.inputs[:2]
+    static = [n for n in (a, b) if ctx.is_static(n)]
+    if len(static) != 1 or ctx.graph.tensors[static[0]].size != 1:
+        raise Unsupported("ElementWisePower runs on htp with one static one-element operand")
+    x_name = b if static[0] == a else a
+    if tuple(ctx.shape(x_name)) != tuple(ctx.shape(node.outputs[0])):
+        raise Unsupported("ElementWisePower's constant operand broadcasts the input to a larger shape")
+    qi, qo = act_params(ctx, x_name), act_params(ctx, node.outputs[0])
+    if ctx.graph.tensors[static[0]].encoding is not None:
+        operand_params(ctx, static[0])
+    step = _cpu_fn(node, ctx)
+    from openqnn.backends.cpu.kernels import BuildContext
+
+    c = BuildContext(ctx.graph, "cpu").static(static[0]).to(torch.float64).reshape(())
+    fn = (lambda x: step.fn(x, c)) if x_name == a else (lambda x: step.fn(c, x))
+    return _lut_step(node, ctx, x_name, build_table(fn, qi, qo), qo)

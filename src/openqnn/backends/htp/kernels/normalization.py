@@ -1,1 +1,374 @@
-"""htp integer kernels: normalization (see registry.py for the conventions)."""
+"""htp integer kernels: softmax and normalizations (see registry.py for the conventions).
+
+All arithmetic is on int64 (no float at run time); tables and constants are built once in float64
+on the host. ``round_div(n, d)`` is integer division rounding half away from zero (d > 0).
+Notation: input codes ``q`` with encoding (s_in, offset_in), output (s_out, offset_out).
+
+Softmax (any axis, beta != 0 allowed)
+    ``k = max(q) - q`` along the axis (``q - min(q)`` when beta < 0), in [0, 2^bw - 1];
+    ``e = E[k]`` with the table ``E[k] = round(exp(-|beta| * s_in * k) * 2^30)`` (2^bw entries);
+    ``S = sum(e)`` along the axis (int64). When ``s_out = 2^-f`` exactly (the fixed 1/2^bw output
+    encoding): ``out = round_div(e << f, S) - offset_out``; otherwise ``p = round_div(e << 31, S)``
+    (Q31 probability) and ``out = rdbpot(p * m, 62 - shift) - offset_out`` with
+    ``(m, shift) = quantize_multiplier(1 / s_out)``. Clamped to the output range.
+
+LogSoftmax
+    ``k``, ``e``, ``S`` as for Softmax; ``log2(S)`` in Q16: ``b = floor(log2 S)`` (integer bit
+    search), mantissa index ``i = round(S / 2^(b-16)) - 2^16`` in [0, 2^16], table
+    ``L[i] = round(log2(1 + i / 2^16) * 2^16)``; ``lam = ((b - 30) << 16) + L[i]`` (= log2(S / 2^30)).
+    With ``A = round(|beta| s_in / s_out * 2^F)``, ``B = round(ln 2 / s_out * 2^F)`` (F chosen so
+    nothing overflows): ``out = -rdbpot((k * A << 16) + lam * B, F + 16) - offset_out``.
+
+LayerNorm / InstanceNorm / GroupNorm (normalized axes of N elements)
+    ``S1 = sum(q)``, ``S2 = sum(q^2)`` (int64), ``D = N q - S1`` (= N (q - mean)) and
+    ``V = N S2 - S1^2`` (= N^2 var, exact). With ``E(k) = round(eps N^2 4^k / s_in^2)`` (a table
+    over k): per row ``k = floor((61 - bitlen(V + E(0))) / 2)`` (0..30), ``W = (V << 2k) + E(k)``
+    (< 2^62) and ``R = max(isqrt(W), 1)`` (exact floor square root: float sqrt corrected by +-1
+    steps), so ``D 2^k / R`` is the normalized value ``(x - mean) / sqrt(var + eps)``. With
+    per-element constants ``G = round(gamma / s_out * 2^F)``, ``B = round(beta / s_out * 2^F)``
+    (gamma, beta: the static operands dequantized; F <= 30 chosen so nothing overflows):
+    ``out = round_div((D << k) * G + B * R, R << F) - offset_out``.
+
+Batchnorm (y = x * weight + bias per channel, static weight and bias)
+    TFLite's per-channel requantization: ``acc = (q - z_in) * (qw - zw) + bias_q`` with
+    ``bias_q = round(bias / (s_in * s_w))``; ``out = R(acc, s_in * s_w / s_out) - offset_out``
+    (multipliers per channel for a per-axis weight encoding; R = mbqm while |acc| fits int32, else
+    mbqm64).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from openqnn.backends.htp.fixedpoint import (
+    INT32_MAX,
+    mbqm64_np,
+    mbqm64_t,
+    mbqm_np,
+    mbqm_t,
+    quantize_multiplier,
+    rdbpot_np,
+    rdbpot_t,
+)
+from openqnn.backends.htp.kernels.elementwise import (
+    act_params,
+    finish_np,
+    finish_t,
+    round_div_np,
+    round_div_t,
+    static_real,
+)
+from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, QParams, Unsupported, htp_kernel
+from openqnn.ir.graph import Node
+
+__all__ = ["bitlen_np", "bitlen_t", "isqrt_np", "isqrt_t"]
+
+
+# -- exact integer helpers -------------------------------------------------------------------
+
+def bitlen_np(x: np.ndarray) -> np.ndarray:
+    """Number of bits of non-negative int64s (0 for 0): an integer binary search."""
+    x = np.asarray(x, dtype=np.int64)
+    n = np.zeros_like(x)
+    for sh in (32, 16, 8, 4, 2, 1):
+        n = n + np.where((x >> (n + sh)) > 0, sh, 0)
+    return n + (x > 0)
+
+
+def bitlen_t(x: torch.Tensor) -> torch.Tensor:
+    n = torch.zeros_like(x)
+    for sh in (32, 16, 8, 4, 2, 1):
+        n = n + ((x >> (n + sh)) > 0).to(torch.int64) * sh
+    return n + (x > 0).to(torch.int64)
+
+
+def isqrt_np(w: np.ndarray) -> np.ndarray:
+    """floor(sqrt(w)) of int64s in [0, 2^62), exact: float sqrt corrected by +-1 steps."""
+    w = np.asarray(w, dtype=np.int64)
+    r = np.floor(np.sqrt(w.astype(np.float64))).astype(np.int64)
+    for _ in range(2):
+        r = r - (r * r > w)
+    for _ in range(2):
+        r = r + ((r + 1) * (r + 1) <= w)
+    return r
+
+
+def isqrt_t(w: torch.Tensor) -> torch.Tensor:
+    r = torch.floor(torch.sqrt(w.to(torch.float64))).to(torch.int64)
+    for _ in range(2):
+        r = r - (r * r > w).to(torch.int64)
+    for _ in range(2):
+        r = r + ((r + 1) * (r + 1) <= w).to(torch.int64)
+    return r
+
+
+def _pow2_exponent(scale: float) -> int | None:
+    """f with scale == 2^-f exactly, else None."""
+    mant, exp = math.frexp(scale)
+    return 1 - exp if mant == 0.5 else None
+
+
+# -- Softmax / LogSoftmax ----------------------------------------------------------------------
+
+_EXP_BITS = 30
+
+
+@htp_kernel("Softmax", "LogSoftmax")
+def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
+    x_name, out_name = node.inputs[0], node.outputs[0]
+    qi, qo = act_params(ctx, x_name), act_params(ctx, out_name)
+    shape = ctx.shape(x_name)
+    axis = int(node.attrs["axis"]) % max(len(shape), 1)
+    beta = float(node.attrs["beta"])
+    if not math.isfinite(beta):
+        raise Unsupported(f"softmax beta {beta}")
+    use_max = beta >= 0
+    c = abs(beta) * float(qi.scale[0])
+    ks = np.arange(1 << qi.bitwidth, dtype=np.float64)
+    table = np.round(np.exp(-c * ks) * 2.0**_EXP_BITS).astype(np.int64)
+    table_t = torch.from_numpy(table).to(ctx.device)
+    oo = int(qo.offset[0])
+
+    def diff_np(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.int64)
+        return (np.max(x, axis=axis, keepdims=True) - x) if use_max else (x - np.min(x, axis=axis, keepdims=True))
+
+    def diff_t(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.int64)
+        return (torch.amax(x, dim=axis, keepdim=True) - x) if use_max else (x - torch.amin(x, dim=axis, keepdim=True))
+
+    if node.op_type == "LogSoftmax":
+        return _log_softmax(node, ctx, qi, qo, c, table, table_t, axis, diff_np, diff_t)
+
+    f = _pow2_exponent(float(qo.scale[0]))
+    if f is not None and 0 <= f <= 32:
+        def prob_np(e: np.ndarray, s: np.ndarray) -> np.ndarray:
+            return round_div_np(e << f, s)
+
+        def prob_t(e: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            return round_div_t(e << f, s)
+    else:
+        m, shift = quantize_multiplier(1.0 / float(qo.scale[0]))
+        if not 0 <= shift <= 30:
+            raise Unsupported(f"softmax output scale {float(qo.scale[0]):g} cannot hold probabilities")
+
+        def prob_np(e: np.ndarray, s: np.ndarray) -> np.ndarray:
+            return rdbpot_np(round_div_np(e << 31, s) * m, 62 - shift)
+
+        def prob_t(e: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            return rdbpot_t(round_div_t(e << 31, s) * m, 62 - shift)
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        e = table[diff_np(x)]
+        s = np.sum(e, axis=axis, keepdims=True)
+        return finish_np(prob_np(e, s) - oo, qo)
+
+    def fast(x: torch.Tensor) -> torch.Tensor:
+        e = table_t[diff_t(x)]
+        s = e.sum(dim=axis, keepdim=True)
+        return finish_t(prob_t(e, s) - oo, qo)
+
+    return HtpStep(reference, fast, [x_name], [out_name], node.name, node.op_type)
+
+
+def _log_softmax(node: Node, ctx: HtpBuildContext, qi: QParams, qo: QParams, c: float, table: np.ndarray,
+                 table_t: torch.Tensor, axis: int, diff_np: Callable[[np.ndarray], np.ndarray],
+                 diff_t: Callable[[torch.Tensor], torch.Tensor]) -> HtpStep:
+    so = float(qo.scale[0])
+    n = ctx.shape(node.inputs[0])[axis] if ctx.shape(node.inputs[0]) else 1
+    kmax = (1 << qi.bitwidth) - 1
+    a_real, b_real = c / so, math.log(2.0) / so
+    bound = kmax * a_real * 2.0**16 + (math.log2(max(n, 1)) + 2) * 2.0**16 * b_real + 1.0
+    frac = min(30, math.floor(61 - math.log2(bound)))
+    if frac < 8:
+        raise Unsupported("LogSoftmax encodings out of the fixed-point range")
+    a_fx, b_fx = round(a_real * 2.0**frac), round(b_real * 2.0**frac)
+    log2_table = np.round(np.log2(1.0 + np.arange((1 << 16) + 1, dtype=np.float64) / 2.0**16) * 2.0**16)
+    log2_table = log2_table.astype(np.int64)
+    log2_t = torch.from_numpy(log2_table).to(ctx.device)
+    oo = int(qo.offset[0])
+    total = frac + 16
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        k = diff_np(x)
+        s = np.sum(table[k], axis=axis, keepdims=True)
+        b = bitlen_np(s) - 1
+        idx = (((s >> (b - 17)) + 1) >> 1) - (1 << 16)
+        lam = ((b - _EXP_BITS) << 16) + log2_table[idx]
+        return finish_np(-rdbpot_np(((k * a_fx) << 16) + lam * b_fx, total) - oo, qo)
+
+    def fast(x: torch.Tensor) -> torch.Tensor:
+        k = diff_t(x)
+        s = table_t[k].sum(dim=axis, keepdim=True)
+        b = bitlen_t(s) - 1
+        idx = (((s >> (b - 17)) + 1) >> 1) - (1 << 16)
+        lam = ((b - _EXP_BITS) << 16) + log2_t[idx]
+        return finish_t(-rdbpot_t(((k * a_fx) << 16) + lam * b_fx, total) - oo, qo)
+
+    return HtpStep(reference, fast, [node.inputs[0]], [node.outputs[0]], node.name, node.op_type)
+
+
+# -- LayerNorm / InstanceNorm / GroupNorm ------------------------------------------------------
+
+_MAX_K = 30
+
+
+def _param(ctx: HtpBuildContext, node: Node, i: int) -> np.ndarray | None:
+    if len(node.inputs) <= i or not node.inputs[i]:
+        return None
+    name = node.inputs[i]
+    if not ctx.is_static(name):
+        raise Unsupported(f"{node.op_type} parameter '{name}' is not static")
+    return static_real(ctx, name)
+
+
+def _norm_step(node: Node, ctx: HtpBuildContext, axes: tuple[int, ...], work_shape: tuple[int, ...],
+               gamma: np.ndarray | None, beta: np.ndarray | None, eps: float) -> HtpStep:
+    """The normalization spec (module docstring) over ``axes`` of the input viewed as ``work_shape``;
+    gamma / beta (reals) broadcast against that view."""
+    x_name, out_name = node.inputs[0], node.outputs[0]
+    qi, qo = act_params(ctx, x_name), act_params(ctx, out_name)
+    out_shape = tuple(ctx.shape(out_name))
+    n = int(np.prod([work_shape[a] for a in axes], dtype=np.int64)) if axes else 1
+    qm = (1 << qi.bitwidth) - 1
+    if n * n * qm * qm >= 1 << 62:
+        raise Unsupported(f"{node.op_type} over {n} elements overflows the int64 variance")
+    si, so = float(qi.scale[0]), float(qo.scale[0])
+    e_real = max(float(eps), 0.0) * n * n / (si * si)
+    if e_real >= 2.0**60:
+        raise Unsupported(f"{node.op_type} epsilon {eps:g} is huge against the input scale")
+    e_table = np.array([min(round(e_real * 4.0**k), 1 << 62) for k in range(_MAX_K + 1)], dtype=np.int64)
+    e_table_t = torch.from_numpy(e_table).to(ctx.device)
+    g = (np.asarray(gamma, dtype=np.float64) if gamma is not None else np.ones(())) / so
+    b = (np.asarray(beta, dtype=np.float64) if beta is not None else np.zeros(())) / so
+    if not (np.all(np.isfinite(g)) and np.all(np.isfinite(b))):
+        raise Unsupported(f"{node.op_type} parameters are not finite")
+    gmax = float(np.max(np.abs(g), initial=0.0))
+    bmax = float(np.max(np.abs(b), initial=0.0))
+    rn = math.sqrt(n)
+    frac = min(30, math.floor(30 - math.log2(rn * gmax + bmax + rn + 2)))
+    if frac < 4:
+        raise Unsupported(f"{node.op_type}: gamma / beta too large for the output encoding")
+    gi = np.asarray(np.round(g * 2.0**frac), dtype=np.int64)
+    bi = np.asarray(np.round(b * 2.0**frac), dtype=np.int64)
+    gi_t, bi_t = torch.from_numpy(gi).to(ctx.device), torch.from_numpy(bi).to(ctx.device)
+    oo = int(qo.offset[0])
+    ax = list(axes)
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.int64).reshape(work_shape)
+        s1 = np.sum(x, axis=tuple(ax), keepdims=True)
+        s2 = np.sum(x * x, axis=tuple(ax), keepdims=True)
+        d = n * x - s1
+        v = n * s2 - s1 * s1
+        k = np.clip((61 - bitlen_np(v + e_table[0])) >> 1, 0, _MAX_K)
+        r = np.maximum(isqrt_np((v << (2 * k)) + e_table[k]), 1)
+        y = round_div_np((d << k) * gi + bi * r, r << frac)
+        return finish_np(y.reshape(out_shape) - oo, qo)
+
+    def fast(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.int64).reshape(work_shape)
+        s1 = x.sum(dim=ax, keepdim=True)
+        s2 = (x * x).sum(dim=ax, keepdim=True)
+        d = n * x - s1
+        v = n * s2 - s1 * s1
+        k = torch.clamp((61 - bitlen_t(v + int(e_table[0]))) >> 1, 0, _MAX_K)
+        r = torch.clamp_min(isqrt_t((v << (2 * k)) + e_table_t[k]), 1)
+        y = round_div_t((d << k) * gi_t + bi_t * r, r << frac)
+        return finish_t(y.reshape(out_shape) - oo, qo)
+
+    return HtpStep(reference, fast, [x_name], [out_name], node.name, node.op_type)
+
+
+@htp_kernel("LayerNorm")
+def layer_norm(node: Node, ctx: HtpBuildContext) -> HtpStep:
+    shape = tuple(ctx.shape(node.inputs[0]))
+    rank = len(shape)
+    axes = tuple(sorted({int(a) % rank for a in node.attrs["axes"]})) if rank else ()
+    return _norm_step(node, ctx, axes, shape, _param(ctx, node, 1), _param(ctx, node, 2), node.attrs["epsilon"])
+
+
+@htp_kernel("InstanceNorm")
+def instance_norm(node: Node, ctx: HtpBuildContext) -> HtpStep:
+    shape = tuple(ctx.shape(node.inputs[0]))
+    if len(shape) < 3:
+        raise Unsupported("InstanceNorm needs a rank >= 3 input (batch, spatial..., channels)")
+    g, b = _param(ctx, node, 1), _param(ctx, node, 2)
+    if g is None or b is None:
+        raise Unsupported("InstanceNorm without weight / bias")
+    return _norm_step(node, ctx, tuple(range(1, len(shape) - 1)), shape, g.reshape(-1), b.reshape(-1),
+                      node.attrs["epsilon"])
+
+
+@htp_kernel("GroupNorm")
+def group_norm(node: Node, ctx: HtpBuildContext) -> HtpStep:
+    shape = tuple(ctx.shape(node.inputs[0]))
+    groups = int(node.attrs["group"])
+    if len(shape) < 2 or groups <= 0 or shape[-1] % groups:
+        raise Unsupported(f"GroupNorm of {shape} in {groups} groups")
+    g, b = _param(ctx, node, 1), _param(ctx, node, 2)
+    if g is None or b is None:
+        raise Unsupported("GroupNorm without gamma / beta")
+    per = shape[-1] // groups
+    work = (*shape[:-1], groups, per)
+    axes = (*range(1, len(shape) - 1), len(shape))
+    return _norm_step(node, ctx, axes, work, g.reshape(groups, per), b.reshape(groups, per),
+                      node.attrs["epsilon"])
+
+
+# -- Batchnorm ----------------------------------------------------------------------------------
+
+@htp_kernel("Batchnorm")
+def batchnorm(node: Node, ctx: HtpBuildContext) -> HtpStep:
+    x_name, w_name, b_name = node.inputs[:3]
+    qi, qo = act_params(ctx, x_name), act_params(ctx, node.outputs[0])
+    if not (ctx.is_static(w_name) and ctx.is_static(b_name)):
+        raise Unsupported("Batchnorm with run-time weight or bias")
+    qw = ctx.need_enc(w_name)
+    if qw.signed or qw.bitwidth > 16:
+        raise Unsupported(f"Batchnorm weight encoding ({qw.bitwidth}-bit{', signed' if qw.signed else ''})")
+    w_t = ctx.graph.tensors[w_name]
+    wshape = [1] * w_t.rank
+    if qw.axis is not None and w_t.rank:
+        wshape[qw.axis] = qw.scale.size
+    sw = qw.scale.reshape(wshape) if w_t.rank else qw.scale.reshape(())
+    w_int = np.asarray(ctx.static_q(w_name), dtype=np.int64) + (qw.offset.reshape(wshape) if w_t.rank else qw.offset.reshape(()))
+    si, so = float(qi.scale[0]), float(qo.scale[0])
+    bias = static_real(ctx, b_name)
+    bshape = np.broadcast_shapes(np.shape(bias), np.shape(sw))
+    unit = np.broadcast_to(si * sw, bshape)
+    bias_q = np.asarray(np.round(np.broadcast_to(bias, bshape) / unit), dtype=np.float64)
+    if not np.all(np.isfinite(bias_q)) or np.max(np.abs(bias_q), initial=0.0) >= 2.0**45:
+        raise Unsupported("Batchnorm bias out of range of the accumulator")
+    bias_q = np.asarray(bias_q, dtype=np.int64)
+    ratios = np.broadcast_to(si * sw / so, np.shape(sw))
+    pairs = [quantize_multiplier(float(r)) for r in ratios.reshape(-1)]
+    mult = np.array([p[0] for p in pairs], dtype=np.int64).reshape(np.shape(sw))
+    shift = np.array([p[1] for p in pairs], dtype=np.int64).reshape(np.shape(sw))
+    zi = int(qi.offset[0])
+    bound = float((1 << qi.bitwidth) - 1) * float(np.max(np.abs(w_int), initial=0)) + float(
+        np.max(np.abs(bias_q), initial=0))
+    wide = bound > INT32_MAX
+    if wide and (int(np.max(shift, initial=0)) > 14 or bound * 2.0**15 >= 2.0**62):
+        raise Unsupported("Batchnorm multiplier or accumulator out of the int64 requantization range")
+    oo = int(qo.offset[0])
+    dev = ctx.device
+    w_int_t, bias_q_t = torch.from_numpy(np.ascontiguousarray(w_int)).to(dev), torch.from_numpy(
+        np.ascontiguousarray(bias_q)).to(dev)
+    mult_t, shift_t = torch.from_numpy(mult).to(dev), torch.from_numpy(shift).to(dev)
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        acc = (np.asarray(x, dtype=np.int64) + zi) * w_int + bias_q
+        v = mbqm64_np(acc, mult, shift) if wide else mbqm_np(acc, mult, shift)
+        return finish_np(v - oo, qo)
+
+    def fast(x: torch.Tensor) -> torch.Tensor:
+        acc = (x.to(torch.int64) + zi) * w_int_t + bias_q_t
+        v = mbqm64_t(acc, mult_t, shift_t) if wide else mbqm_t(acc, mult_t, shift_t)
+        return finish_t(v - oo, qo)
+
+    return HtpStep(reference, fast, [x_name], list(node.outputs), node.name, node.op_type)

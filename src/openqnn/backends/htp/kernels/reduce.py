@@ -1,1 +1,94 @@
-"""htp integer kernels: reduce (see registry.py for the conventions)."""
+"""htp integer kernels: reductions (see registry.py for the conventions).
+
+- ReduceMean: TFLite's reference quantized mean (``QuantizedMeanOrSum``, compute_sum false). With
+  (M0, s0) = quantize_multiplier(s_in / s_out) and n the number of reduced elements, the divisor is
+  folded into the multiplier: sh = min(floor(log2 n), 32, 31 + s0), M = (M0 << sh) // n,
+  shift = s0 - sh; then q_out = clamp(z_out + mbqm(sum(q - z_in), M, shift)). Global average
+  pooling (a ReduceMean over H and W, keep_dims) is this too.
+- ReduceSum: the same without the divisor: q_out = clamp(z_out + mbqm(sum(q - z_in), M0, s0)).
+- ReduceMax / ReduceMin: the integer maximum / minimum, then a requantization when the output
+  encoding differs from the input's (normally they are shared).
+
+Sums are exact (int64 in both paths). They are int32 in TFLite; where the largest possible sum
+((qmax - qmin) * n) does not fit 32 bits, mbqm64 (the int64-input requantization) takes mbqm's place.
+A reduction over no axes is a requantization.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from openqnn.backends.htp.fixedpoint import mbqm64_np, mbqm64_t, mbqm_np, mbqm_t, quantize_multiplier
+from openqnn.backends.htp.kernels.movement import Requant, act_q, c_array, movement, to_storage
+from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, Unsupported, htp_kernel
+from openqnn.ir.graph import Node
+
+__all__ = ["mean_multiplier"]
+
+
+def mean_multiplier(ratio: float, count: int) -> tuple[int, int]:
+    """TFLite's multiplier of a quantized mean: quantize_multiplier(ratio) with 1/count folded in."""
+    m0, s0 = quantize_multiplier(ratio)
+    sh = min(count.bit_length() - 1, 32, 31 + s0)
+    return int((m0 << sh) // count), s0 - sh
+
+
+@htp_kernel("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin")
+def reduce(node: Node, ctx: HtpBuildContext) -> HtpStep:
+    x, y = node.inputs[0], node.outputs[0]
+    if ctx.is_static(x):
+        raise Unsupported(f"{node.op_type} of a static tensor")
+    qi, qo = act_q(ctx, x), act_q(ctx, y)
+    if qi is None or qo is None:
+        raise Unsupported(f"{node.op_type} of an unquantized tensor")
+    in_shape = ctx.shape(x)
+    rank = len(in_shape)
+    axes = tuple(sorted({int(a) % rank for a in node.attrs["axes"]})) if rank else ()
+    keep = bool(node.attrs["keep_dims"])
+    out_shape = tuple(ctx.shape(y))
+    if not axes:  # each element reduced on its own
+        return movement(node, ctx, lambda a: a.reshape(out_shape), lambda t: t.reshape(out_shape))
+    count = 1
+    for a in axes:
+        count *= in_shape[a]
+    if count == 0:
+        raise Unsupported(f"{node.op_type} over an empty axis")
+    op = node.op_type
+
+    if op in ("ReduceMax", "ReduceMin"):
+        rq = Requant.between(qi, qo)
+        np_fn = np.max if op == "ReduceMax" else np.min
+        t_fn = torch.amax if op == "ReduceMax" else torch.amin
+
+        def reference_mm(q: np.ndarray) -> np.ndarray:
+            r = np_fn(np.asarray(q, dtype=np.int64), axis=axes, keepdims=keep)
+            return c_array(rq.np(r).reshape(out_shape))
+
+        def fast_mm(q: torch.Tensor) -> torch.Tensor:
+            return rq.t(t_fn(q, dim=axes, keepdim=keep)).reshape(out_shape).contiguous()
+
+        return HtpStep(reference_mm, fast_mm, [x], list(node.outputs), node.name, op)
+
+    ratio = float(qi.scale[0]) / float(qo.scale[0])
+    mult, shift = mean_multiplier(ratio, count) if op == "ReduceMean" else quantize_multiplier(ratio)
+    wide = (qi.qmax - qi.qmin) * count >= 1 << 31
+    if wide and shift > 14:
+        raise Unsupported(f"{op}: multiplier out of range for a 64-bit accumulator")
+    req_np: Callable[[np.ndarray], np.ndarray] = (
+        (lambda s: mbqm64_np(s, mult, shift)) if wide else (lambda s: mbqm_np(s, mult, shift)))
+    req_t: Callable[[torch.Tensor], torch.Tensor] = (
+        (lambda s: mbqm64_t(s, mult, shift)) if wide else (lambda s: mbqm_t(s, mult, shift)))
+    z_in, z_out, qmin, qmax = int(qi.zero_point[0]), int(qo.zero_point[0]), qo.qmin, qo.qmax
+
+    def reference(q: np.ndarray) -> np.ndarray:
+        s = np.asarray(np.sum(np.asarray(q, dtype=np.int64) - z_in, axis=axes, keepdims=keep, dtype=np.int64))
+        return c_array(np.clip(z_out + req_np(s), qmin, qmax).reshape(out_shape))
+
+    def fast(q: torch.Tensor) -> torch.Tensor:
+        s = torch.sum(q.to(torch.int64) - z_in, dim=axes, keepdim=keep)
+        return to_storage(torch.clamp(req_t(s) + z_out, qmin, qmax), qo.bitwidth).reshape(out_shape).contiguous()
+
+    return HtpStep(reference, fast, [x], list(node.outputs), node.name, op)
