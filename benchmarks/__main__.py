@@ -1,4 +1,5 @@
-"""``python -m benchmarks``: openqnn cpu vs ONNX Runtime vs PyTorch eager latency table."""
+"""``python -m benchmarks``: openqnn cpu vs ONNX Runtime vs PyTorch eager latency table; ``--htp``: the htp
+integer emulation vs ONNX Runtime int8 QDQ and openqnn cpu fp32."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=5, help="untimed runs first")
     p.add_argument("--rounds", type=int, default=2, help="turns each runtime takes; its best median counts")
     p.add_argument("--size", type=int, default=None, help="image size for the CNNs (default 224)")
+    p.add_argument("--htp", action="store_true",
+                   help="time the htp integer emulation (W8A8) against ORT int8 QDQ and openqnn cpu fp32 instead "
+                        "(models default to resnet18 mobilenet_v2, batch 1)")
     p.add_argument("--quick", action="store_true",
                    help="a smoke run: 3 runs, 1 warm-up, 1 round, batch 1, 112x112 images")
     args = p.parse_args(argv)
@@ -30,6 +34,13 @@ def main(argv: list[str] | None = None) -> int:
         args.runs, args.warmup, args.rounds, args.batch = 3, 1, 1, [1]
         args.size = args.size or 112
     warnings.filterwarnings("ignore")
+    if args.htp:
+        from benchmarks.htp import run_htp
+
+        models = args.models if args.models != list(DEFAULT_MODELS) else ["resnet18", "mobilenet_v2"]
+        for batch in args.batch if args.batch != [1, 8] else [1]:
+            run_htp(models, batch, args.threads, args.runs, args.warmup, args.size, args.rounds)
+        return 0
     run(args.models, args.batch, args.threads, args.runs, args.warmup, args.size, args.rounds)
     return 0
 
