@@ -96,8 +96,13 @@ def mbqm64_np(x: np.ndarray, multiplier: int | np.ndarray, shift: int | np.ndarr
     m = np.asarray(multiplier, dtype=np.int64)
     reduced = np.where(m < 0x7FFF0000, (m + (1 << 15)) >> 16, 0x7FFF)
     total_shift = 15 - np.asarray(shift, dtype=np.int64)
-    rnd = np.int64(1) << (total_shift - 1)
-    return (np.asarray(x, dtype=np.int64) * reduced + rnd) >> total_shift
+    prod = np.asarray(x, dtype=np.int64) * reduced
+    if np.all(total_shift > 0):
+        return (prod + (np.int64(1) << (total_shift - 1))) >> total_shift
+    # multipliers >= 2^15 (outside TFLite's asserted range): an exact left shift, no rounding needed
+    right = np.maximum(total_shift, 1)
+    return np.where(total_shift > 0, (prod + (np.int64(1) << (right - 1))) >> right,
+                    prod << np.maximum(-total_shift, 0))
 
 
 # -- torch: the fast path (same integer operations, vectorized) --------------------------------
@@ -132,5 +137,9 @@ def mbqm64_t(x: torch.Tensor, multiplier: torch.Tensor | int, shift: torch.Tenso
     m = torch.as_tensor(multiplier, dtype=torch.int64, device=x.device)
     reduced = torch.where(m < 0x7FFF0000, (m + (1 << 15)) >> 16, torch.full_like(m, 0x7FFF))
     total_shift = 15 - torch.as_tensor(shift, dtype=torch.int64, device=x.device)
-    rnd = torch.ones_like(total_shift) << (total_shift - 1)
-    return (x.to(torch.int64) * reduced + rnd) >> total_shift
+    prod = x.to(torch.int64) * reduced
+    right = torch.clamp(total_shift, min=1)
+    shifted = (prod + (torch.ones_like(right) << (right - 1))) >> right
+    if bool((total_shift > 0).all()):
+        return shifted
+    return torch.where(total_shift > 0, shifted, prod << torch.clamp(-total_shift, min=0))
