@@ -34,7 +34,7 @@ Observer = HistogramObserver | MinMaxObserver
 
 # Softmax sees only differences from the row maximum; anything SOFTMAX_SPAN below it contributes
 # exp(-25) ~ 1e-11. Attention masks add -10000 or -inf to the scores: a calibrated range down to
-# there would leave the real scores a handful of levels. Inputs to Softmax keep [max - span, max].
+# there would leave the real scores a handful of levels. Inputs to Softmax keep [lowest row max - span, max].
 SOFTMAX_SPAN = 25.0
 _HISTOGRAM_METHODS = {"sqnr", "entropy", "mse", "percentile", "enhanced", "adjusted"}
 
@@ -60,12 +60,18 @@ def _root(roles: dict[str, Role], name: str) -> str:
 
 
 def calibrate(graph: Graph, data: Iterable[Mapping[str, np.ndarray]], names: list[str], histogram: bool,
-              progress: bool = True) -> dict[str, Observer]:
-    """Run ``graph`` in float over ``data`` and observe the tensors ``names``. Returns name -> observer."""
+              progress: bool = True, row_max_axes: Mapping[str, int] | None = None,
+              row_max_floor: dict[str, float] | None = None) -> dict[str, Observer]:
+    """Run ``graph`` in float over ``data`` and observe the tensors ``names``. Returns name -> observer.
+
+    ``row_max_axes`` (tensor -> axis): also record, into ``row_max_floor``, the lowest maximum along
+    that axis (the lowest row maximum of a Softmax input) seen over the data."""
     from openqnn.backends.cpu import CpuBackend
 
+    row_max_axes = row_max_axes or {}
     probe = graph.copy()
-    probe.outputs = list(dict.fromkeys([*graph.outputs, *[n for n in names if n not in graph.inputs]]))
+    extra = [n for n in [*names, *row_max_axes] if n not in graph.inputs]
+    probe.outputs = list(dict.fromkeys([*graph.outputs, *extra]))
     plan = CpuBackend().prepare(probe)
     observers: dict[str, Observer] = {n: (HistogramObserver() if histogram else MinMaxObserver()) for n in names}
     count = 0
@@ -79,6 +85,11 @@ def calibrate(graph: Graph, data: Iterable[Mapping[str, np.ndarray]], names: lis
         for n in names:
             arr = feeds[n] if n in graph.inputs else outs[n]
             observers[n].update(np.asarray(arr, dtype=np.float32))
+        if row_max_floor is not None:
+            for n, axis in row_max_axes.items():
+                arr = np.asarray(feeds[n] if n in graph.inputs else outs[n], dtype=np.float32)
+                floor = float(arr.max(axis=axis).min())
+                row_max_floor[n] = min(row_max_floor.get(n, floor), floor)
         count += 1
     if count == 0:
         raise InputDataError("calibration data is empty: give at least one input")
@@ -110,12 +121,15 @@ def _param_encoding(data: np.ndarray, bitwidth: int, method: str, symmetric: boo
     return _encoding(scale, offset, bitwidth, axis, symmetric)
 
 
-def _softmax_inputs(graph: Graph, roles: dict[str, Role]) -> set[str]:
-    """Roots of the encodings that feed a Softmax, through data movement."""
-    out = set()
+def _softmax_inputs(graph: Graph, roles: dict[str, Role]) -> dict[str, dict[str, int]]:
+    """Roots of the encodings that feed a Softmax, through data movement: root -> {the Softmax's
+    input: its axis}."""
+    out: dict[str, dict[str, int]] = {}
     for node in graph.nodes:
         if node.op_type in ("Softmax", "LogSoftmax"):
-            out.add(_root(roles, node.inputs[0]))
+            x = node.inputs[0]
+            axis = int(node.attrs.get("axis", -1)) % max(graph.tensors[x].rank, 1)
+            out.setdefault(_root(roles, x), {})[x] = axis
     return out
 
 
@@ -148,16 +162,24 @@ def quantize(
                                                   "min-max", False, None)
         # activations: calibrated
         act_names = [n for n, r in roles.items() if r.kind == "act"]
-        observers = calibrate(g, calibration_data, act_names, act_method in _HISTOGRAM_METHODS)
         softmax_in = _softmax_inputs(g, roles)
+        row_max_floor: dict[str, float] = {}
+        observers = calibrate(g, calibration_data, act_names, act_method in _HISTOGRAM_METHODS,
+                              row_max_axes={x: a for ins in softmax_in.values() for x, a in ins.items()},
+                              row_max_floor=row_max_floor)
         from openqnn.quantization.algorithms import compute_range
 
         for name in act_names:
             lo, hi = compute_range(act_method, observers[name], config.act_bitwidth, act_sym,
                                    config.percentile_calibration_value)
-            if name in softmax_in and hi - lo > SOFTMAX_SPAN and lo < hi - SOFTMAX_SPAN:
-                lo = min(0.0, hi - SOFTMAX_SPAN)
-                report.clamped_for_softmax.append(name)
+            if name in softmax_in:
+                # the largest scores decide a softmax: never clip the top, whatever the method
+                hi = max(hi, float(observers[name].max))
+                # every row keeps [its max - span, its max]: below the lowest row max seen, by span
+                floor = min(row_max_floor[x] for x in softmax_in[name]) - SOFTMAX_SPAN
+                if lo < floor:
+                    lo = min(0.0, floor)
+                    report.clamped_for_softmax.append(name)
             if act_sym:
                 scale, offset = qmath.symmetric(max(abs(lo), abs(hi)), config.act_bitwidth)
             else:
