@@ -18,14 +18,22 @@ graph) are taken in their own encoding (``ctx.static_q``); numpy broadcasting th
   ``a = q1 - z1``, ``d = q2 - z2``: ``out = z_out + round_half_away(a * m / (d * 2^t))``, computed
   exactly as integer division of int64s (one rounding). ``d == 0``: x/0 saturates to qmax
   (a > 0) or qmin (a < 0); 0/0 gives the code of real 0.
-- ElementWiseMaximum / ElementWiseMinimum: each operand requantized to the output encoding
-  (``mbqm(q_i - z_i, s_i / s_out) + z_out``; identity when the encodings are equal), then max/min.
-- Relu / ReluMinMax: the input requantized to the output encoding (skipped when equal), then
-  clamped to the codes of 0 / [min_value, max_value] in the output encoding
-  (``clamp(round(v / s_out) - offset_out)``, which commutes with the float clamp).
-- Prelu (and LeakyRelu, a one-element coeff): TFLite's two-multiplier prelu. ``a = q - z``;
-  ``a >= 0``: ``mbqm(a, s_in / s_out)``; else ``R(a * (qc - zc), s_in * s_c / s_out)`` (R as for
-  Multiply); coeff static or run-time.
+- ElementWiseMaximum / ElementWiseMinimum: each operand requantized to the output encoding with
+  14 bits of headroom (``mbqm((q_i - z_i) << 14, s_i / s_out / 2^14) + z_out``; identity when the
+  encodings are equal, as TFLite requires), then max/min.
+- Relu / ReluMinMax: TFLite's ReluX: the input requantized to the output encoding
+  (``mbqm(q - z_in, s_in / s_out) + z_out``; identity when equal), then clamped to the codes of 0 /
+  [min_value, max_value] (``roundf(v / s_out) + z_out`` in float32, half away from zero).
+
+- Prelu: TFLite's two-multiplier prelu. ``a = q - z``; ``a >= 0``: ``mbqm(a, s_in / s_out)``;
+  else ``R(a * (qc - zc), s_in * s_c / s_out)`` (R as for Multiply); coeff static or run-time.
+  A one-element static coeff is LeakyRelu, as TFLite runs it: ``a < 0``: ``mbqm(a, alpha * s_in /
+  s_out)`` with the float alpha (a negative alpha: the negated multiplier).
+
+Fast paths: where the result depends on at most 2^16 combinations of run-time codes (one operand,
+or two 8-bit operands, any static operand one-element) the fast path looks the result up in a
+table of the reference evaluated on every combination; per-operand stages that depend on one
+code (the scaled inputs of Add, the requantized operands of Maximum) are tables too.
 """
 
 from __future__ import annotations
@@ -72,6 +80,8 @@ __all__ = [
 
 def act_params(ctx: HtpBuildContext, name: str) -> QParams:
     """The encoding of a run-time activation: per-tensor, unsigned, 8 or 16 bits."""
+    if ctx.is_static(name):
+        raise Unsupported(f"'{name}' is static where a run-time input is expected (constant folding handles this)")
     q = ctx.need_enc(name)
     if q.axis is not None or q.scale.size != 1:
         raise Unsupported(f"tensor '{name}' has a per-axis encoding; htp activations are per-tensor")
@@ -111,12 +121,17 @@ def static_real(ctx: HtpBuildContext, name: str) -> np.ndarray:
 
 
 def code_of(value: float, q: QParams) -> int:
-    """The code of a real value in a per-tensor encoding: clamp(round(v / s) - offset) (+-inf saturate)."""
-    v = value / float(q.scale[0])
+    """The code of a real value in a per-tensor encoding, as TFLite quantizes activation bounds:
+    clamp(roundf(v / s) - offset) in float32, rounding half away from zero (+-inf saturate)."""
+    with np.errstate(all="ignore"):
+        v = float(np.float32(value) / np.float32(q.scale[0]))
     if math.isnan(v):
         raise Unsupported("NaN clamp bound")
     v = min(max(v, -2.0**40), 2.0**40)
-    return int(min(max(round(v) - int(q.offset[0]), q.qmin), q.qmax))
+    r = math.trunc(v)
+    if abs(v - r) >= 0.5:
+        r += 1 if v > 0 else -1
+    return int(min(max(r - int(q.offset[0]), q.qmin), q.qmax))
 
 
 def finish_np(v: np.ndarray, q: QParams) -> np.ndarray:
@@ -170,26 +185,58 @@ class Requant:
         return (mbqm64_t if self.wide else mbqm_t)(x, self.multiplier, self.shift)
 
 
-def _binary_step(node: Node, ctx: HtpBuildContext, names: Sequence[str],
-                 ref: Callable[..., np.ndarray], fast: Callable[..., torch.Tensor]) -> HtpStep:
+_TABLE_MAX = 1 << 16  # the fast path looks results up when all run-time codes index at most this many
+
+
+def _coded_step(node: Node, ctx: HtpBuildContext, names: Sequence[str],
+                ref: Callable[..., np.ndarray], fast: Callable[..., torch.Tensor]) -> HtpStep:
     """A step over ``names``: static ones are substituted by their codes (``ctx.static_q``), run-time
-    ones come in order. ``ref``/``fast`` receive all operands as int64 codes."""
+    ones come in order. ``ref``/``fast`` receive all operands as int64 codes and return output codes.
+
+    When the result is a function of at most 2^16 run-time code combinations (one operand of up to
+    16 bits or two 8-bit operands, the static ones one-element), the fast path is a lookup into
+    ``ref`` evaluated on every combination: the same bits by construction."""
     statics = {i: np.asarray(ctx.static_q(n), dtype=np.int64) for i, n in enumerate(names) if ctx.is_static(n)}
     runtime = [n for i, n in enumerate(names) if i not in statics]
     if not runtime:
         raise Unsupported("all operands are static (constant folding handles this)")
     statics_t = {i: torch.from_numpy(a).to(ctx.device) for i, a in statics.items()}
     n = len(names)
+    out_shape = tuple(ctx.shape(node.outputs[0]))
 
     def reference(*xs: np.ndarray) -> np.ndarray:
         it = iter(xs)
         return ref(*[statics[i] if i in statics else np.asarray(next(it), dtype=np.int64) for i in range(n)])
 
-    def fast_fn(*xs: torch.Tensor) -> torch.Tensor:
+    def direct(*xs: torch.Tensor) -> torch.Tensor:
         it = iter(xs)
         return fast(*[statics_t[i] if i in statics_t else _lt(next(it)) for i in range(n)])
 
+    fast_fn: Callable[..., torch.Tensor] = direct
+    bits = [act_params(ctx, r).bitwidth for r in runtime]
+    if all(a.size == 1 for a in statics.values()) and 2 ** sum(bits) <= _TABLE_MAX:
+        grids = np.meshgrid(*[np.arange(1 << b, dtype=np.int64) for b in bits], indexing="ij")
+        it = iter(grids)
+        table = ref(*[statics[i].reshape(()) if i in statics else next(it) for i in range(n)]).reshape(-1)
+        qo = act_params(ctx, node.outputs[0])
+        table_t = torch.from_numpy(np.ascontiguousarray(table)).to(storage_dtype(qo.bitwidth)).to(ctx.device)
+        strides = [1 << sum(bits[j + 1:]) for j in range(len(bits))]
+
+        def lookup(*xs: torch.Tensor) -> torch.Tensor:
+            idx = _lt(xs[0]) * strides[0]
+            for x, stride in zip(xs[1:], strides[1:]):
+                idx = idx + _lt(x) * stride
+            out = table_t[idx]
+            return out if tuple(out.shape) == out_shape else out.reshape(out_shape)
+
+        fast_fn = lookup
     return HtpStep(reference, fast_fn, runtime, list(node.outputs), node.name, node.op_type)
+
+
+def _per_code(fn: Callable[[np.ndarray], np.ndarray], q: QParams, ctx: HtpBuildContext) -> torch.Tensor:
+    """``fn`` (the numpy spec) on every code of an encoding, as an int64 table for the fast path."""
+    table = np.asarray(fn(np.arange(1 << q.bitwidth, dtype=np.int64)), dtype=np.int64)
+    return torch.from_numpy(np.ascontiguousarray(table)).to(ctx.device)
 
 
 def _qmax_abs(q: QParams) -> int:
@@ -222,13 +269,15 @@ def add_sub(node: Node, ctx: HtpBuildContext) -> HtpStep:
         raw = xa - yb if sub else xa + yb
         return finish_np(mbqm_np(raw, mo, sho) - oo, qo)
 
+    # fast: each operand's scaled value is a function of its code: look it up
+    ta = _per_code(lambda c: mbqm_np((c + oa) << left, ma, sha), qa, ctx)
+    tb = _per_code(lambda c: mbqm_np((c + ob) << left, mb, shb), qb, ctx)
+
     def fast(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        xa = mbqm_t((x + oa) << left, ma, sha)
-        yb = mbqm_t((y + ob) << left, mb, shb)
-        raw = xa - yb if sub else xa + yb
+        raw = ta[x] - tb[y] if sub else ta[x] + tb[y]
         return finish_t(mbqm_t(raw, mo, sho) - oo, qo)
 
-    return _binary_step(node, ctx, [a_name, b_name], ref, fast)
+    return _coded_step(node, ctx, [a_name, b_name], ref, fast)
 
 
 # -- Multiply ------------------------------------------------------------------------------------
@@ -248,7 +297,7 @@ def multiply(node: Node, ctx: HtpBuildContext) -> HtpStep:
     def fast(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return finish_t(rq.t((x + oa) * (y + ob)) - oo, qo)
 
-    return _binary_step(node, ctx, [a_name, b_name], ref, fast)
+    return _coded_step(node, ctx, [a_name, b_name], ref, fast)
 
 
 # -- Divide --------------------------------------------------------------------------------------
@@ -285,18 +334,24 @@ def divide(node: Node, ctx: HtpBuildContext) -> HtpStep:
         q = torch.where(d == 0, torch.sign(a) * _SATURATE, q)
         return finish_t(q - oo, qo)
 
-    return _binary_step(node, ctx, [a_name, b_name], ref, fast)
+    return _coded_step(node, ctx, [a_name, b_name], ref, fast)
 
 
 # -- Maximum / Minimum ---------------------------------------------------------------------------
 
-def _to_output(q: QParams, qo: QParams) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[torch.Tensor], torch.Tensor]]:
-    """Requantize codes of encoding ``q`` to codes (unclamped) of per-tensor encoding ``qo``."""
+_HEADROOM = 14  # |q - z| < 2^16: (q - z) << 14 stays in int32
+
+
+def _to_output(q: QParams, qo: QParams, headroom: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+    """Requantize codes of encoding ``q`` to codes (unclamped) of per-tensor encoding ``qo``:
+    ``mbqm((q - z) << headroom, s / s_out / 2^headroom) + z_out`` (identity for equal encodings).
+    headroom 0 is TFLite's requantization (ReluX); with headroom the srdhm rounding is 2^-headroom
+    finer, so the result is round(x * ratio) but for near-ties."""
     if float(q.scale[0]) == float(qo.scale[0]) and int(q.offset[0]) == int(qo.offset[0]):
-        return (lambda x: x), (lambda x: x)
+        return lambda x: x
     m, shift = quantize_multiplier(float(q.scale[0]) / float(qo.scale[0]))
     oi, oo = int(q.offset[0]), int(qo.offset[0])
-    return (lambda x: mbqm_np(x + oi, m, shift) - oo), (lambda x: mbqm_t(x + oi, m, shift) - oo)
+    return lambda x: mbqm_np((x + oi) << headroom, m, shift - headroom) - oo
 
 
 @htp_kernel("ElementWiseMaximum", "ElementWiseMinimum")
@@ -304,8 +359,8 @@ def max_min(node: Node, ctx: HtpBuildContext) -> HtpStep:
     a_name, b_name = node.inputs[:2]
     qa, qb = operand_params(ctx, a_name), operand_params(ctx, b_name)
     qo = act_params(ctx, node.outputs[0])
-    ra_np, ra_t = _to_output(qa, qo)
-    rb_np, rb_t = _to_output(qb, qo)
+    ra_np, rb_np = _to_output(qa, qo, _HEADROOM), _to_output(qb, qo, _HEADROOM)
+    ta, tb = _per_code(ra_np, qa, ctx), _per_code(rb_np, qb, ctx)
     is_max = node.op_type == "ElementWiseMaximum"
 
     def ref(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -313,10 +368,10 @@ def max_min(node: Node, ctx: HtpBuildContext) -> HtpStep:
         return finish_np(np.maximum(fx, fy) if is_max else np.minimum(fx, fy), qo)
 
     def fast(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        fx, fy = ra_t(x), rb_t(y)
+        fx, fy = ta[x], tb[y]
         return finish_t(torch.maximum(fx, fy) if is_max else torch.minimum(fx, fy), qo)
 
-    return _binary_step(node, ctx, [a_name, b_name], ref, fast)
+    return _coded_step(node, ctx, [a_name, b_name], ref, fast)
 
 
 # -- Relu / ReluMinMax ---------------------------------------------------------------------------
@@ -329,17 +384,16 @@ def relu(node: Node, ctx: HtpBuildContext) -> HtpStep:
     else:
         lo_v, hi_v = float(node.attrs["min_value"]), float(node.attrs["max_value"])
     lo, hi = code_of(lo_v, qo), code_of(hi_v, qo)
-    r_np, r_t = _to_output(qi, qo)
+    r_np = _to_output(qi, qo)
+    tr = _per_code(r_np, qi, ctx)
 
-    def reference(x: np.ndarray) -> np.ndarray:
-        v = np.minimum(np.maximum(r_np(np.asarray(x, dtype=np.int64)), lo), hi)
-        return finish_np(v, qo)
+    def ref(x: np.ndarray) -> np.ndarray:
+        return finish_np(np.minimum(np.maximum(r_np(x), lo), hi), qo)
 
     def fast(x: torch.Tensor) -> torch.Tensor:
-        v = torch.clamp_max(torch.clamp_min(r_t(_lt(x)), lo), hi)
-        return finish_t(v, qo)
+        return finish_t(torch.clamp_max(torch.clamp_min(tr[x], lo), hi), qo)
 
-    return HtpStep(reference, fast, [node.inputs[0]], list(node.outputs), node.name, node.op_type)
+    return _coded_step(node, ctx, [node.inputs[0]], ref, fast)
 
 
 # -- Prelu ---------------------------------------------------------------------------------------
@@ -347,11 +401,13 @@ def relu(node: Node, ctx: HtpBuildContext) -> HtpStep:
 @htp_kernel("Prelu")
 def prelu(node: Node, ctx: HtpBuildContext) -> HtpStep:
     x_name, c_name = node.inputs[:2]
-    qi, qc = act_params(ctx, x_name), operand_params(ctx, c_name)
-    qo = act_params(ctx, node.outputs[0])
+    qi, qo = act_params(ctx, x_name), act_params(ctx, node.outputs[0])
     out_shape = ctx.shape(node.outputs[0])
     if tuple(np.broadcast_shapes(ctx.shape(x_name), ctx.shape(c_name))) != tuple(out_shape):
         raise Unsupported("Prelu coeff broadcasts the input to a larger shape")
+    if ctx.is_static(c_name) and ctx.graph.tensors[c_name].size == 1:
+        return _leaky_relu(node, ctx, qi, qo)
+    qc = operand_params(ctx, c_name)
     si, sc, so = float(qi.scale[0]), float(qc.scale[0]), float(qo.scale[0])
     mp, shp = quantize_multiplier(si / so)
     neg = Requant.of(si * sc / so, float(_qmax_abs(qi) * _qmax_abs(qc)), "Prelu")
@@ -367,4 +423,29 @@ def prelu(node: Node, ctx: HtpBuildContext) -> HtpStep:
         v = torch.where(a >= 0, mbqm_t(a, mp, shp), neg.t(a * (c + oc)))
         return finish_t(v - oo, qo)
 
-    return _binary_step(node, ctx, [x_name, c_name], ref, fast)
+    return _coded_step(node, ctx, [x_name, c_name], ref, fast)
+
+
+def _leaky_relu(node: Node, ctx: HtpBuildContext, qi: QParams, qo: QParams) -> HtpStep:
+    """A one-element static coeff: TFLite's LeakyRelu, alpha the float value (not its code)."""
+    data = ctx.graph.tensors[node.inputs[1]].data
+    if data is None:
+        raise Unsupported("Prelu coeff without data")
+    alpha = float(np.asarray(data, dtype=np.float64).reshape(-1)[0])
+    si, so = float(qi.scale[0]), float(qo.scale[0])
+    if not math.isfinite(alpha):
+        raise Unsupported(f"LeakyRelu alpha {alpha}")
+    mp, shp = quantize_multiplier(si / so)
+    mn, shn = quantize_multiplier(abs(alpha) * si / so)
+    mn = -mn if alpha < 0 else mn
+    oi, oo = int(qi.offset[0]), int(qo.offset[0])
+
+    def ref(x: np.ndarray) -> np.ndarray:
+        a = x + oi
+        return finish_np(np.where(a >= 0, mbqm_np(a, mp, shp), mbqm_np(a, mn, shn)) - oo, qo)
+
+    def fast(x: torch.Tensor) -> torch.Tensor:
+        a = x + oi
+        return finish_t(torch.where(a >= 0, mbqm_t(a, mp, shp), mbqm_t(a, mn, shn)) - oo, qo)
+
+    return _coded_step(node, ctx, [node.inputs[0]], ref, fast)

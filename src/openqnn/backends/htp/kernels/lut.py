@@ -76,12 +76,13 @@ def build_table(fn: Callable[[torch.Tensor], torch.Tensor], qi: QParams, qo: QPa
 
 def _lut_step(node: Node, ctx: HtpBuildContext, x_name: str, table: np.ndarray, qo: QParams) -> HtpStep:
     table_t = torch.from_numpy(table).to(storage_dtype(qo.bitwidth)).to(ctx.device)
+    out_shape = tuple(ctx.shape(node.outputs[0]))  # a one-element constant may add leading 1s
 
     def reference(x: np.ndarray) -> np.ndarray:
-        return table[np.asarray(x, dtype=np.int64)]
+        return table[np.asarray(x, dtype=np.int64)].reshape(out_shape)
 
     def fast(x: torch.Tensor) -> torch.Tensor:
-        return table_t[x.to(torch.int64)]
+        return table_t[x.to(torch.int64)].reshape(out_shape)
 
     return HtpStep(reference, fast, [x_name], list(node.outputs), node.name, node.op_type)
 
@@ -102,8 +103,6 @@ def power(node: Node, ctx: HtpBuildContext) -> HtpStep:
     if len(static) != 1 or ctx.graph.tensors[static[0]].size != 1:
         raise Unsupported("ElementWisePower runs on htp with one static one-element operand")
     x_name = b if static[0] == a else a
-    if tuple(ctx.shape(x_name)) != tuple(ctx.shape(node.outputs[0])):
-        raise Unsupported("ElementWisePower's constant operand broadcasts the input to a larger shape")
     qi, qo = act_params(ctx, x_name), act_params(ctx, node.outputs[0])
     if ctx.graph.tensors[static[0]].encoding is not None:
         operand_params(ctx, static[0])

@@ -13,11 +13,13 @@ Softmax (any axis, beta != 0 allowed)
     ``(m, shift) = quantize_multiplier(1 / s_out)``. Clamped to the output range.
 
 LogSoftmax
-    ``k``, ``e``, ``S`` as for Softmax; ``log2(S)`` in Q16: ``b = floor(log2 S)`` (integer bit
-    search), mantissa index ``i = round(S / 2^(b-16)) - 2^16`` in [0, 2^16], table
-    ``L[i] = round(log2(1 + i / 2^16) * 2^16)``; ``lam = ((b - 30) << 16) + L[i]`` (= log2(S / 2^30)).
-    With ``A = round(|beta| s_in / s_out * 2^F)``, ``B = round(ln 2 / s_out * 2^F)`` (F chosen so
-    nothing overflows): ``out = -rdbpot((k * A << 16) + lam * B, F + 16) - offset_out``.
+    ``k``, ``e``, ``S`` as for Softmax; ``lam = log2(S / 2^30)`` in Q24: ``b = floor(log2 S)``
+    (integer bit search), 30-bit mantissa fraction ``f = (S >> (b - 30)) - 2^30`` split as
+    ``i = f >> 14``, ``r = f & (2^14 - 1)``; table ``L[i] = round(log2(1 + i / 2^16) * 2^30)``
+    (2^16 + 1 entries), linearly interpolated: ``l = L[i] + ((L[i+1] - L[i]) r + 2^13) >> 14``;
+    ``lam = ((b - 30) << 24) + ((l + 2^5) >> 6)``. With ``A = round(|beta| s_in / s_out * 2^(F+24))``
+    and ``B = round(ln 2 / s_out * 2^F)`` (F chosen so nothing overflows):
+    ``out = -rdbpot(k A + lam B, F + 24) - offset_out``.
 
 LayerNorm / InstanceNorm / GroupNorm (normalized axes of N elements)
     ``S1 = sum(q)``, ``S2 = sum(q^2)`` (int64), ``D = N q - S1`` (= N (q - mean)) and
@@ -115,6 +117,7 @@ def _pow2_exponent(scale: float) -> int | None:
 # -- Softmax / LogSoftmax ----------------------------------------------------------------------
 
 _EXP_BITS = 30
+_LAM_BITS = 24  # log2 of the exp sum in Q24
 
 
 @htp_kernel("Softmax", "LogSoftmax")
@@ -182,32 +185,38 @@ def _log_softmax(node: Node, ctx: HtpBuildContext, qi: QParams, qo: QParams, c: 
     n = ctx.shape(node.inputs[0])[axis] if ctx.shape(node.inputs[0]) else 1
     kmax = (1 << qi.bitwidth) - 1
     a_real, b_real = c / so, math.log(2.0) / so
-    bound = kmax * a_real * 2.0**16 + (math.log2(max(n, 1)) + 2) * 2.0**16 * b_real + 1.0
+    bound = 2.0**_LAM_BITS * (kmax * a_real + (math.log2(max(n, 1)) + 2) * b_real) + 1.0
     frac = min(30, math.floor(61 - math.log2(bound)))
-    if frac < 8:
+    if frac < 0:
         raise Unsupported("LogSoftmax encodings out of the fixed-point range")
-    a_fx, b_fx = round(a_real * 2.0**frac), round(b_real * 2.0**frac)
-    log2_table = np.round(np.log2(1.0 + np.arange((1 << 16) + 1, dtype=np.float64) / 2.0**16) * 2.0**16)
+    a_fx, b_fx = round(a_real * 2.0**(frac + _LAM_BITS)), round(b_real * 2.0**frac)
+    log2_table = np.round(np.log2(1.0 + np.arange((1 << 16) + 1, dtype=np.float64) / 2.0**16) * 2.0**30)
     log2_table = log2_table.astype(np.int64)
     log2_t = torch.from_numpy(log2_table).to(ctx.device)
     oo = int(qo.offset[0])
-    total = frac + 16
+    total = frac + _LAM_BITS
 
     def reference(x: np.ndarray) -> np.ndarray:
         k = diff_np(x)
         s = np.sum(table[k], axis=axis, keepdims=True)
         b = bitlen_np(s) - 1
-        idx = (((s >> (b - 17)) + 1) >> 1) - (1 << 16)
-        lam = ((b - _EXP_BITS) << 16) + log2_table[idx]
-        return finish_np(-rdbpot_np(((k * a_fx) << 16) + lam * b_fx, total) - oo, qo)
+        f = (s >> (b - 30)) - (1 << 30)
+        i, r = f >> 14, f & ((1 << 14) - 1)
+        lo = log2_table[i]
+        frac_log = lo + (((log2_table[i + 1] - lo) * r + (1 << 13)) >> 14)
+        lam = ((b - _EXP_BITS) << _LAM_BITS) + ((frac_log + (1 << 5)) >> 6)
+        return finish_np(-rdbpot_np(k * a_fx + lam * b_fx, total) - oo, qo)
 
     def fast(x: torch.Tensor) -> torch.Tensor:
         k = diff_t(x)
         s = table_t[k].sum(dim=axis, keepdim=True)
         b = bitlen_t(s) - 1
-        idx = (((s >> (b - 17)) + 1) >> 1) - (1 << 16)
-        lam = ((b - _EXP_BITS) << 16) + log2_t[idx]
-        return finish_t(-rdbpot_t(((k * a_fx) << 16) + lam * b_fx, total) - oo, qo)
+        f = (s >> (b - 30)) - (1 << 30)
+        i, r = f >> 14, f & ((1 << 14) - 1)
+        lo = log2_t[i]
+        frac_log = lo + (((log2_t[i + 1] - lo) * r + (1 << 13)) >> 14)
+        lam = ((b - _EXP_BITS) << _LAM_BITS) + ((frac_log + (1 << 5)) >> 6)
+        return finish_t(-rdbpot_t(k * a_fx + lam * b_fx, total) - oo, qo)
 
     return HtpStep(reference, fast, [node.inputs[0]], [node.outputs[0]], node.name, node.op_type)
 

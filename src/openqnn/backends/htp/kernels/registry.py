@@ -109,7 +109,7 @@ class HtpBuildContext:
         if q.axis is not None and t.rank:
             shape[q.axis] = q.scale.size
         x = t.data.astype(np.float64) / q.scale.reshape(shape)
-        return np.clip(np.round(x) - q.offset.reshape(shape), q.qmin, q.qmax).astype(np.int64)
+        return np.asarray(np.clip(np.round(x) - q.offset.reshape(shape), q.qmin, q.qmax), dtype=np.int64)
 
 
 Builder = Callable[[Node, HtpBuildContext], HtpStep]
