@@ -92,7 +92,7 @@ def test_session_native_outputs(digits: dict) -> None:
 def test_arch_checks(digits: dict) -> None:
     w16 = openqnn.quantize(digits["graph"], [{"image": x[None]} for x in digits["calib_x"][:10]],
                            openqnn.QuantizerConfig(weights_bitwidth=16))
-    with pytest.raises(openqnn.InvalidConfigError, match="16-bit.*v73"):
+    with pytest.raises(openqnn.InvalidConfigError, match=r"16-bit.*v73"):
         openqnn.Session(w16, backend="htp", config=BackendConfig(htp=HtpConfig(dsp_arch="v69")))
     openqnn.Session(w16, backend="htp", config=BackendConfig(htp=HtpConfig(dsp_arch="v73")))
     w4 = openqnn.quantize(digits["graph"], [{"image": x[None]} for x in digits["calib_x"][:10]],
