@@ -56,8 +56,17 @@ def add_converter_flags(p: argparse.ArgumentParser) -> None:
     q.add_argument("--float_fallback", action="store_true",
                    help="tensors without an encoding (no calibration data) stay float")
     q.add_argument("--float_bitwidth", type=int, default=32, choices=[16, 32], help="bitwidth of float tensors")
-    q.add_argument("--restrict_quantization_steps", nargs=2, type=int, metavar=("MIN", "MAX"),
-                   help="restrict the integer steps of weight encodings, e.g. -127 127")
+    q.add_argument("--restrict_quantization_steps", nargs="+", metavar="MIN MAX",
+                   help="restrict weight encodings to the signed integers [MIN, MAX] (decimal or hex), e.g. "
+                        "-127 127 or \"-0x7F 0x7F\": 8-bit weights never use -128; the range is spread over "
+                        "MAX - MIN steps")
+    q.add_argument("--weights_block_size", type=int, metavar="N",
+                   help="per-block weight encodings for Conv2d / FullyConnected / MatMul: one scale per output "
+                        "channel and per N input channels (N must divide them; weights with fewer than N stay "
+                        "per-channel); implies per-channel")
+    q.add_argument("--weights_block_scale_bitwidth", type=int, metavar="BITS",
+                   help="with --weights_block_size: LPBQ, each block scale a per-channel scale times an integer "
+                        "of BITS bits (e.g. 4)")
     p.add_argument("--target_device", help="device the model is meant for (recorded in the model), e.g. hexagon")
     p.add_argument("--optimization_level", help="optimization level (recorded in the model), e.g. high")
     add_common_flags(p)
@@ -99,7 +108,6 @@ def _maybe_quantize(graph, args: argparse.Namespace):
     """Quantize when calibration data or overrides are given; otherwise the model stays float."""
     if not args.input_list and not args.quantization_overrides:
         return graph
-    from openqnn import errors as openqnn_errors
     from openqnn.quantization import QuantizerConfig, quantize
     from openqnn.quantization.encodings import read_encodings
     from openqnn.runtime.io import read_input_list, read_raw
@@ -114,11 +122,10 @@ def _maybe_quantize(graph, args: argparse.Namespace):
         act_quantizer=args.act_quantizer, param_quantizer=args.param_quantizer,
         percentile_calibration_value=args.percentile_calibration_value, float_fallback=args.float_fallback,
         float_bitwidth=args.float_bitwidth,
-        restrict_quantization_steps=tuple(args.restrict_quantization_steps) if args.restrict_quantization_steps else None,
+        restrict_quantization_steps=_parse_steps(args.restrict_quantization_steps),
+        weights_block_size=args.weights_block_size,
+        weights_block_scale_bitwidth=args.weights_block_scale_bitwidth,
     )
-    if args.restrict_quantization_steps:
-        raise openqnn_errors.InvalidConfigError(
-            "--restrict_quantization_steps is not supported yet; leave it out (weights use the full signed range)")
     overrides = read_encodings(args.quantization_overrides) if args.quantization_overrides else None
     data = None
     if args.input_list:
@@ -126,6 +133,24 @@ def _maybe_quantize(graph, args: argparse.Namespace):
         ilist = read_input_list(args.input_list, inputs)
         data = [{t.name: read_raw(entry[t.name], t, False) for t in inputs} for entry in ilist.inferences]
     return quantize(graph, data, config, overrides)
+
+
+def _parse_steps(values: list[str] | None) -> tuple[int, int] | None:
+    """``--restrict_quantization_steps``: MIN MAX, or one "MIN MAX" string (QNN's form), decimal or hex."""
+    if values is None:
+        return None
+    from openqnn.errors import InvalidConfigError
+
+    words = [w for v in values for w in v.split()]
+    text = " ".join(words)
+    if len(words) != 2:
+        raise InvalidConfigError(f"--restrict_quantization_steps {text}: give two integers MIN MAX, e.g. -127 127")
+    try:
+        lo, hi = (int(w, 0) for w in words)
+    except ValueError:
+        raise InvalidConfigError(f"--restrict_quantization_steps {text}: MIN and MAX must be integers "
+                                 "(decimal or 0x hex), e.g. -127 127") from None
+    return lo, hi
 
 
 def _summary(graph) -> str:

@@ -20,6 +20,11 @@ class QuantizerConfig:
     """How to quantize. Defaults follow QNN: 8-bit asymmetric activations, 8-bit symmetric weights
     (per-channel when asked), 32-bit bias, min-max ranges.
 
+    ``weights_block_size`` gives Conv2d / FullyConnected / MatMul weights per-block encodings (one
+    scale per output channel and per block of that many input channels; other weights per-channel),
+    LPBQ with ``weights_block_scale_bitwidth``. ``restrict_quantization_steps`` (signed MIN, MAX)
+    keeps weight integers in [MIN, MAX], e.g. (-127, 127): 8-bit weights never use -128.
+
     >>> QuantizerConfig(act_bitwidth=16, use_per_channel_quantization=True)  # doctest: +ELLIPSIS
     QuantizerConfig(act_bitwidth=16, ...)
     """
@@ -38,7 +43,9 @@ class QuantizerConfig:
     percentile_calibration_value: float = 99.99
     float_fallback: bool = False
     float_bitwidth: int = 32
-    restrict_quantization_steps: tuple[int, int] | None = None
+    restrict_quantization_steps: tuple[int, int] | None = None  # signed [MIN, MAX] of weight integers
+    weights_block_size: int | None = None  # per-block weights: blocks of this many input channels
+    weights_block_scale_bitwidth: int | None = None  # LPBQ: per-block integer scales of this many bits
 
     def __post_init__(self) -> None:
         def bad(flag: str, value: object, allowed: object) -> InvalidConfigError:
@@ -63,6 +70,33 @@ class QuantizerConfig:
                 raise bad(flag, getattr(self, flag), ", ".join(LEGACY_QUANTIZERS))
         if not 50.0 < self.percentile_calibration_value <= 100.0:
             raise bad("percentile_calibration_value", self.percentile_calibration_value, "a value in (50, 100]")
+        if self.weights_block_size is not None and (isinstance(self.weights_block_size, bool)
+                                                    or not isinstance(self.weights_block_size, int)
+                                                    or self.weights_block_size < 1):
+            raise bad("weights_block_size", self.weights_block_size, "a positive number of input channels")
+        if self.weights_block_scale_bitwidth is not None:
+            if self.weights_block_size is None:
+                raise InvalidConfigError(f"--weights_block_scale_bitwidth {self.weights_block_scale_bitwidth}: "
+                                         "LPBQ needs per-block weights; give --weights_block_size too")
+            if self.weights_block_scale_bitwidth not in range(1, 9):
+                raise bad("weights_block_scale_bitwidth", self.weights_block_scale_bitwidth, "1 to 8 bits")
+        if self.restrict_quantization_steps is not None:
+            self._check_steps(self.restrict_quantization_steps)
+
+    def _check_steps(self, steps: tuple[int, int]) -> None:
+        flag = "--restrict_quantization_steps"
+        try:
+            lo, hi = (int(v) for v in steps)
+        except (TypeError, ValueError):
+            raise InvalidConfigError(f"{flag} {steps}: give two integers MIN MAX, e.g. -127 127") from None
+        text = f"{flag} {lo} {hi}"
+        if not lo < 0 < hi:
+            raise InvalidConfigError(f"{text}: needs MIN < 0 < MAX (signed weight integers, e.g. -127 127)")
+        bw = self.weights_bitwidth
+        half = 1 << (bw - 1)
+        if lo < -half or hi > half - 1:
+            raise InvalidConfigError(f"{text}: outside the {bw}-bit signed weight range [{-half}, {half - 1}] "
+                                     "(--weights_bitwidth)")
 
     def method(self, kind: str) -> tuple[str, bool]:
         """(range method, symmetric) for ``kind`` "act" or "param", legacy flags taking precedence."""

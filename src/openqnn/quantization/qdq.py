@@ -14,7 +14,10 @@ cpu backend's quantization simulation computes (float ops between quantize-dequa
 * an encoded static tensor (weights, biases, constants): integer initializer -> ``DQ``, per-axis
   with ``axis`` when the encoding has one. Symmetric encodings (offset -2^(bw-1)) are stored signed
   with zero_point 0 (int8, int4, int16), 32-bit biases as int32, others unsigned with
-  zero_point = -offset. The integers are the ones the simulation rounds to.
+  zero_point = -offset. The integers are the ones the simulation rounds to (restricted encodings:
+  within their restricted range). Per-block weight encodings use opset 21's blocked
+  DequantizeLinear (``axis`` = the block axis, ``block_size``; the scale is shaped like the weight
+  with that axis divided by the block size), which ONNX Runtime runs.
 
 The IR is channel-last inside; the exported model runs convolutions, pools and other
 channel-first ONNX ops between ``Transpose`` nodes (NHWC -> NCHW -> op -> NHWC), which ONNX Runtime's
@@ -201,13 +204,26 @@ class _Exporter:
         else:
             q, elem, zp = _static_integers(name, data, enc)
             axis = enc.axis
+            block: tuple[np.ndarray, np.ndarray] | None = None
+            if enc.per_block:  # opset 21 blocked DequantizeLinear: axis = the block axis
+                block = _block_params(tuple(data.shape), enc, zp)
+                axis = enc.block_axis
             if perm is not None:
                 q = np.ascontiguousarray(np.transpose(q, perm))
                 axis = perm.index(axis) if axis is not None else None
+                if block is not None:
+                    block = (np.ascontiguousarray(np.transpose(block[0], perm)),
+                             np.ascontiguousarray(np.transpose(block[1], perm)))
             scope, self.scope = self.scope, name
             qname = self.init(f"{name}_quantized", _int_tensor("", q, elem))
-            s, z = self._scale_zp(enc, t.dtype, zp, elem)
             attrs: dict[str, Any] = {"axis": axis} if axis is not None and len(enc.scale) > 1 else {}
+            if block is not None:
+                sdt = np.float16 if t.dtype is DType.FLOAT_16 else np.float32
+                s = self.init(f"{name}_scale", block[0].astype(sdt))
+                z = self.init(f"{name}_zero_point", _int_tensor("", block[1], elem))
+                attrs = {"axis": axis, "block_size": enc.block_size}
+            else:
+                s, z = self._scale_zp(enc, t.dtype, zp, elem)
             final = self.claim(name) if perm is None else self.fresh(f"{name}_transposed")
             if t.dtype is DType.FLOAT_64:
                 y = self.one("DequantizeLinear", [qname, s, z], **attrs)
@@ -248,14 +264,15 @@ class _Exporter:
         elem = _STORAGE[(bits, signed)]
         scope, self.scope = self.scope, name
         s, z = self._scale_zp(enc, dtype, zp, elem)
-        narrow = enc.bitwidth not in (8, 16)  # clamp to the encoding's own range after the DequantizeLinear
+        # clamp to the encoding's own (or restricted) range after the DequantizeLinear
+        narrow = enc.bitwidth not in (8, 16) or enc.qmin is not None
         wide = dtype is DType.FLOAT_64  # QuantizeLinear takes float32 / float16
         if wide:
             x = self.one("Cast", [x], to=TensorProto.FLOAT)
         q = self.one("QuantizeLinear", [x, s, z], self.fresh(f"{name}_quantized"))
         y = self.one("DequantizeLinear", [q, s, z], None if narrow or wide else out)
         if narrow:
-            qlo, qhi = _storage_range(enc.bitwidth, signed)
+            qlo, qhi = enc.int_range
             sdt = np.float16 if dtype is DType.FLOAT_16 else np.float32
             y = self.one("Max", [y, self.init(f"{name}_min", np.asarray((qlo + enc.offset[0]) * enc.scale[0], sdt))])
             y = self.one("Min", [y, self.init(f"{name}_max", np.asarray((qhi + enc.offset[0]) * enc.scale[0], sdt))],
@@ -277,7 +294,7 @@ class _Exporter:
         scope, self.scope = self.scope, name
         s = self.init(f"{name}_scale", np.asarray(enc.scale, np.float64).astype(np.float32).astype(fdt).reshape(shape))
         off = self.init(f"{name}_offset", np.asarray(enc.offset, fdt).reshape(shape))
-        qlo, qhi = _storage_range(enc.bitwidth, enc.is_signed)
+        qlo, qhi = enc.int_range
         q = self.one("Sub", [self.one("Round", [self.one("Div", [x, s])]), off])
         q = self.one("Clip", [q, self.init(f"{name}_qmin", np.asarray(qlo, fdt)),
                               self.init(f"{name}_qmax", np.asarray(qhi, fdt))])
@@ -305,16 +322,14 @@ class _Exporter:
 
 def _static_integers(name: str, data: np.ndarray, enc: Encoding) -> tuple[np.ndarray, int, np.ndarray]:
     """(stored integers, ONNX element type, zero points) of static ``data`` under ``enc``: the integers
-    the simulation rounds to, shifted to signed storage for symmetric encodings."""
+    the simulation rounds to (restricted encodings: clamped to their range), shifted to signed storage
+    for symmetric encodings. Zero points: one, one per channel, or (per-block) shaped to broadcast
+    against ``data`` along its channel and block axes."""
     from openqnn.quantization.encodings import math as qmath
 
     bw = enc.bitwidth
-    shape = [1] * data.ndim
-    if enc.axis is not None and data.ndim:
-        shape[enc.axis] = len(enc.scale)
-    scale = np.asarray(enc.scale, dtype=np.float64).reshape(shape)
-    offset = np.asarray(enc.offset, dtype=np.int64)
-    q = qmath.quantize(data, scale, offset.reshape(shape), bw, enc.is_signed)
+    scale, offset = enc.arrays(tuple(data.shape))
+    q = qmath.quantize(data, scale, offset, bw, enc.is_signed, enc.int_range)
     zp = -offset
     signed = enc.is_signed
     half = 1 << (bw - 1)
@@ -327,7 +342,21 @@ def _static_integers(name: str, data: np.ndarray, enc: Encoding) -> tuple[np.nda
                                 "has no ONNX DequantizeLinear zero point")
     if enc.axis is None or len(enc.scale) == 1:
         zp = zp.reshape(-1)[:1]
+    elif not enc.per_block:
+        zp = zp.reshape(-1)
     return q, _STORAGE[(bits, signed)], zp
+
+
+def _block_params(shape: tuple[int, ...], enc: Encoding, zp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, zero point) of a per-block encoding as ONNX's blocked DequantizeLinear takes them: shaped
+    like the tensor with its block axis divided by the block size (repeated along the other axes)."""
+    assert enc.block_axis is not None and enc.block_size is not None
+    scale, _ = enc.arrays(shape)
+    pick = [slice(None)] * len(shape)
+    pick[enc.block_axis] = slice(None, None, enc.block_size)
+    s = np.broadcast_to(scale, shape)[tuple(pick)]
+    z = np.broadcast_to(zp, shape)[tuple(pick)]
+    return np.ascontiguousarray(s), np.ascontiguousarray(z)
 
 
 # -- op translations ----------------------------------------------------------------------------------

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from openqnn.errors import InputDataError, InvalidConfigError
 from openqnn.ir.graph import Graph
-from openqnn.ir.tensor import Encoding
+from openqnn.ir.tensor import Encoding, Tensor
 from openqnn.quantization.calibration import HistogramObserver, MinMaxObserver
 from openqnn.quantization.config import QuantizerConfig
 from openqnn.quantization.encodings import math as qmath
@@ -109,16 +109,61 @@ def _encoding(scale: np.ndarray, offset: np.ndarray, bitwidth: int, axis: int | 
                     axis if scale.size > 1 or axis is not None else None, symmetric, False)
 
 
-def _param_encoding(data: np.ndarray, bitwidth: int, method: str, symmetric: bool, axis: int | None) -> Encoding:
+def _scale_offset(lo: np.ndarray | float, hi: np.ndarray | float, bitwidth: int, symmetric: bool,
+                  steps: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    if symmetric:
+        return qmath.symmetric(np.maximum(np.abs(lo), np.abs(hi)), bitwidth, steps)
+    return qmath.asymmetric(lo, hi, bitwidth, steps)
+
+
+def _restrict(enc: Encoding, steps: tuple[int, int] | None) -> Encoding:
+    """``enc`` with q clamped to the signed ``steps`` (--restrict_quantization_steps)."""
+    if steps is None:
+        return enc
+    qmin, qmax = qmath.restricted_qrange(enc.bitwidth, steps)
+    return replace(enc, qmin=qmin, qmax=qmax)
+
+
+def _param_encoding(data: np.ndarray, bitwidth: int, method: str, symmetric: bool, axis: int | None,
+                    steps: tuple[int, int] | None = None) -> Encoding:
     from openqnn.quantization.algorithms import range_from_array
 
     lo, hi = range_from_array(method, data, bitwidth, symmetric, axis=axis)
-    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
-    if symmetric:
-        scale, offset = qmath.symmetric(np.maximum(np.abs(lo), np.abs(hi)), bitwidth)
-    else:
-        scale, offset = qmath.asymmetric(lo, hi, bitwidth)
-    return _encoding(scale, offset, bitwidth, axis, symmetric)
+    scale, offset = _scale_offset(lo, hi, bitwidth, symmetric, steps)
+    return _restrict(_encoding(scale, offset, bitwidth, axis, symmetric), steps)
+
+
+def _block_encoding(name: str, data: np.ndarray, bitwidth: int, method: str, symmetric: bool, channel_axis: int,
+                    block_axis: int, block_size: int, steps: tuple[int, int] | None = None,
+                    block_scale_bitwidth: int | None = None) -> Encoding:
+    """One encoding per output channel and per block of ``block_size`` along ``block_axis``; LPBQ when
+    ``block_scale_bitwidth``: each channel's block scales rounded up to its largest / 2^bits x integer."""
+    from openqnn.quantization.algorithms import range_from_array
+
+    channels, length = data.shape[channel_axis], data.shape[block_axis]
+    if length % block_size:
+        raise InvalidConfigError(
+            f"--weights_block_size {block_size}: weight '{name}' has {length} input channels along axis "
+            f"{block_axis} (shape {tuple(data.shape)}), not a multiple of {block_size}; choose a block size that "
+            "divides it")
+    blocks = length // block_size
+    x = np.moveaxis(np.asarray(data, dtype=np.float64), (channel_axis, block_axis), (0, 1))
+    rows = x.reshape(channels, blocks, block_size, -1).reshape(channels * blocks, -1)  # one row per block
+    lo, hi = range_from_array(method, rows, bitwidth, symmetric, axis=0)
+    scale, offset = _scale_offset(lo, hi, bitwidth, symmetric, steps)
+    if block_scale_bitwidth is not None:
+        if not symmetric:
+            raise InvalidConfigError(f"--weights_block_scale_bitwidth {block_scale_bitwidth}: LPBQ weights are "
+                                     "symmetric; drop --param_quantizer_schema asymmetric")
+        levels = 1 << block_scale_bitwidth
+        grid = scale.reshape(channels, blocks)
+        channel_scale = grid.max(axis=1) / levels
+        ints = np.clip(np.ceil(grid / channel_scale[:, None] - 1e-9), 1, levels)  # up: no block clips
+        scale = np.asarray(Encoding.expand_lpbq(channel_scale, ints))
+    enc = Encoding(bitwidth, tuple(float(v) for v in scale), tuple(int(v) for v in offset), channel_axis, symmetric,
+                   False, block_size, block_axis, block_scale_bitwidth)
+    return _restrict(enc, steps)
 
 
 def _softmax_inputs(graph: Graph, roles: dict[str, Role]) -> dict[str, dict[str, int]]:
@@ -146,9 +191,13 @@ def quantize(
     if overrides is not None:
         config = _apply_file_bitwidths(config, overrides)
     g = graph.copy()
-    roles = annotate(g, config.use_per_channel_quantization, config.use_per_row_quantization)
+    block = config.weights_block_size
+    # per-block implies per-channel (per-row) for the weights that cannot be blocked
+    roles = annotate(g, config.use_per_channel_quantization or block is not None,
+                     config.use_per_row_quantization or block is not None)
     act_method, act_sym = config.method("act")
     w_method, w_sym = config.method("param")
+    steps = config.restrict_quantization_steps
 
     encodings: dict[str, Encoding] = {}
     # parameters: from the weights themselves
@@ -156,7 +205,20 @@ def quantize(
         for name, role in roles.items():
             t = g.tensors[name]
             if role.kind == "param" and t.data is not None:
-                encodings[name] = _param_encoding(t.data, config.weights_bitwidth, w_method, w_sym, role.axis)
+                if (block is not None and role.block_axis is not None and role.channel_axis is not None
+                        and t.shape[role.block_axis] < block):
+                    # fewer input channels than one block (a first convolution on RGB): per-channel
+                    log.info("weight '%s' has %d input channel(s), fewer than --weights_block_size %d: per-channel",
+                             name, t.shape[role.block_axis], block)
+                    encodings[name] = _param_encoding(t.data, config.weights_bitwidth, w_method, w_sym,
+                                                      role.channel_axis, steps)
+                elif block is not None and role.block_axis is not None and role.channel_axis is not None:
+                    encodings[name] = _block_encoding(name, t.data, config.weights_bitwidth, w_method, w_sym,
+                                                      role.channel_axis, role.block_axis, block, steps,
+                                                      config.weights_block_scale_bitwidth)
+                else:
+                    encodings[name] = _param_encoding(t.data, config.weights_bitwidth, w_method, w_sym, role.axis,
+                                                      steps)
             elif role.kind == "const" and t.data is not None:
                 encodings[name] = _param_encoding(t.data, 8 if config.weights_bitwidth == 4 else config.weights_bitwidth,
                                                   "min-max", False, None)
@@ -209,7 +271,13 @@ def quantize(
                 encodings[name] = enc
 
     for name, enc in encodings.items():
-        g.tensors[name].encoding = enc
+        t = g.tensors[name]
+        problem = enc.shape_error(t.shape)
+        if problem is None and enc.per_block and not t.is_static:
+            problem = "per-block encodings are for static weights, and it is not static"
+        if problem is not None:
+            raise InvalidConfigError(f"encoding of '{name}': {problem}")
+        t.encoding = enc
     report.activations = sum(1 for n, r in roles.items() if n in encodings and r.kind not in ("param", "bias", "const"))
     report.params = sum(1 for n, r in roles.items() if n in encodings and r.kind in ("param", "bias", "const"))
     report.float_tensors = sorted(n for n in roles if n not in encodings)
@@ -219,6 +287,12 @@ def quantize(
         "per_row": config.use_per_row_quantization, "act_calibration": act_method, "param_calibration": w_method,
         "act_symmetric": act_sym, "param_symmetric": w_sym,
     }
+    if block is not None:
+        g.metadata["quantization"]["weights_block_size"] = block
+        if config.weights_block_scale_bitwidth is not None:
+            g.metadata["quantization"]["weights_block_scale_bitwidth"] = config.weights_block_scale_bitwidth
+    if steps is not None:
+        g.metadata["quantization"]["restrict_quantization_steps"] = [int(v) for v in steps]
     return g
 
 
@@ -228,7 +302,12 @@ def _bias_encoding(g: Graph, name: str, role: Role, encodings: dict[str, Encodin
     if x_enc is None or w_enc is None:
         return None
     if bitwidth == 32:
-        scales = tuple(x_enc.scale[0] * s for s in w_enc.scale)
+        w_scales: tuple[float, ...] = w_enc.scale
+        if w_enc.per_block and w_enc.axis is not None:
+            # one bias scale per channel: input scale x the channel's largest block scale
+            channels = g.tensors[role.weight or ""].shape[w_enc.axis]
+            w_scales = tuple(float(v) for v in np.asarray(w_enc.scale).reshape(channels, -1).max(axis=1))
+        scales = tuple(x_enc.scale[0] * s for s in w_scales)
         n = len(scales)
         return Encoding(32, scales, (0,) * n, 0 if n > 1 else None, True, True)
     data = g.tensors[name].data
@@ -237,8 +316,6 @@ def _bias_encoding(g: Graph, name: str, role: Role, encodings: dict[str, Encodin
 
 
 def _apply_file_bitwidths(config: QuantizerConfig, f: EncodingsFile) -> QuantizerConfig:
-    from dataclasses import replace
-
     changes: dict[str, Any] = {}
     if f.activation_bitwidth is not None:
         changes["act_bitwidth"] = f.activation_bitwidth
@@ -275,6 +352,8 @@ def _spec_encoding(g: Graph, name: str, spec: EncodingSpec, role: Role | None, d
     scale, offset = resolve(spec, default_sym)
     t = g.tensors[name]
     n = scale.size
+    if spec.block_size:
+        return _spec_block_encoding(t, spec, scale, offset, role)
     axis = spec.axis
     if n > 1:
         if axis is None:
@@ -284,4 +363,37 @@ def _spec_encoding(g: Graph, name: str, spec: EncodingSpec, role: Role | None, d
                 f"encoding of '{name}': {n} per-channel values, but its axis {axis} has "
                 f"{t.shape[axis] if axis < t.rank else 'no'} channels (shape {t.shape})")
     sym = bool(spec.symmetric) if spec.symmetric is not None else bool(np.all(offset == -(1 << (spec.bitwidth - 1))))
-    return _encoding(scale, offset, spec.bitwidth, axis if n > 1 else None, sym)
+    enc = _encoding(scale, offset, spec.bitwidth, axis if n > 1 else None, sym)
+    if spec.bitwidth == 32 and not np.any(offset):
+        # 32-bit, offset 0: QNN's signed int32 (biases); unsigned q could not hold a negative value
+        enc = replace(enc, symmetric=True, is_signed=True)
+    return enc
+
+
+def _spec_block_encoding(t: Tensor, spec: EncodingSpec, scale: np.ndarray, offset: np.ndarray,
+                         role: Role | None) -> Encoding:
+    """A PER_BLOCK / LPBQ override: [channels, blocks] values on a Conv2d / FullyConnected / MatMul weight,
+    channels along its output axis, blocks along its input (reduction) axis."""
+    kind = "LPBQ" if spec.is_lpbq else "PER_BLOCK"
+    bs = int(spec.block_size or 0)
+    where = f"{kind} encoding of '{t.name}' (block_size {bs})"
+    if role is None or role.kind != "param" or role.channel_axis is None or role.block_axis is None:
+        raise InvalidConfigError(f"{where}: only weights of Conv2d, FullyConnected and MatMul take per-block "
+                                 "encodings; it is not one")
+    channels, length = t.shape[role.channel_axis], t.shape[role.block_axis]
+    if length % bs:
+        raise InvalidConfigError(f"{where}: the block size does not divide its {length} input channels "
+                                 f"(shape {t.shape})")
+    blocks = length // bs
+    if scale.size != channels * blocks:
+        raise InvalidConfigError(f"{where}: {scale.size} per-block values, but {channels} channels x {blocks} blocks "
+                                 f"make {channels * blocks} (shape {t.shape})")
+    bitwidth = spec.compressed_bitwidth if spec.is_lpbq and spec.compressed_bitwidth else spec.bitwidth
+    sym = bool(spec.symmetric) if spec.symmetric is not None else bool(np.all(offset == -(1 << (bitwidth - 1))))
+    enc = Encoding(bitwidth, tuple(float(v) for v in scale), tuple(int(v) for v in offset), role.channel_axis,
+                   sym or spec.is_lpbq, False, bs, role.block_axis,
+                   spec.bitwidth - bitwidth if spec.is_lpbq else None)
+    if enc.block_scale_bitwidth is not None and enc.shape_error(t.shape) is not None:
+        # block integers that do not reach 2^bits in some channel: plain per-block scales, same values
+        enc = replace(enc, block_scale_bitwidth=None)
+    return enc

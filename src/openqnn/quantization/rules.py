@@ -22,6 +22,8 @@ DATA_MOVEMENT = frozenset({
 # weight input index and its output-channel axis, per op
 WEIGHTED = {"Conv2d": (1, 3), "DepthWiseConv2d": (1, 3), "TransposeConv2d": (1, 3), "Conv3d": (1, 4),
             "TransposeConv3d": (1, 4), "FullyConnected": (1, 0), "MatMul": (1, -1)}
+# ops whose weights take per-block encodings: blocks along the reduction (input-channel) axis
+BLOCKED = frozenset({"Conv2d", "FullyConnected", "MatMul"})
 BIASED = {"Conv2d", "DepthWiseConv2d", "TransposeConv2d", "Conv3d", "TransposeConv3d", "FullyConnected"}
 # ops that clamp to [lo, hi] and can take over their producer's encoding (Conv + ReLU squash)
 CLAMPS = frozenset({"Relu", "ReluMinMax"})
@@ -41,11 +43,22 @@ class Role:
     weight: str | None = None  # bias: the op's weight
     axis: int | None = None  # param: channel axis
     op: str | None = None  # fixed: the op type
+    channel_axis: int | None = None  # param of a BLOCKED op: its output-channel axis (whatever ``axis`` is)
+    block_axis: int | None = None  # param of a BLOCKED op: its reduction axis, along which blocks run
 
 
 def _quantizable(graph: Graph, name: str) -> bool:
     t = graph.tensors.get(name)
     return t is not None and t.dtype.is_float
+
+
+def _block_axes(op: str, rank: int, transposed: bool) -> tuple[int, int]:
+    """(output-channel axis, reduction axis) of a BLOCKED op's weight."""
+    if op == "Conv2d":  # [kh, kw, cin, cout]
+        return rank - 1, rank - 2
+    if op == "FullyConnected":  # [units, k]
+        return 0, 1
+    return (rank - 2, rank - 1) if transposed else (rank - 1, rank - 2)  # MatMul in1: [..., k, n] / [..., n, k]
 
 
 def annotate(graph: Graph, per_channel: bool, per_row: bool) -> dict[str, Role]:
@@ -65,7 +78,11 @@ def annotate(graph: Graph, per_channel: bool, per_row: bool) -> dict[str, Role]:
                 want = per_channel if node.op_type not in ("FullyConnected", "MatMul") else per_row
                 if node.op_type == "MatMul":
                     axis = rank - 1
-                roles[w] = Role("param", axis=axis % rank if want else None)
+                channel_axis = block_axis = None
+                if node.op_type in BLOCKED and rank >= 2:
+                    channel_axis, block_axis = _block_axes(node.op_type, rank, bool(node.attrs.get("transpose_in1")))
+                roles[w] = Role("param", axis=axis % rank if want else None, channel_axis=channel_axis,
+                                block_axis=block_axis)
             if node.op_type in BIASED and len(node.inputs) > 2 and node.inputs[2]:
                 b = node.inputs[2]
                 if graph.tensors[b].kind is TensorKind.STATIC:

@@ -64,29 +64,80 @@ def _param(value: Any) -> tuple[str, Any]:
     return "scalar", value
 
 
-def _encoding_json(enc: Encoding | None) -> dict[str, Any]:
+def _encoding_json(enc: Encoding | None, shape: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """QNN-style quant_params: SCALE_OFFSET, AXIS_SCALE_OFFSET, BLOCK (per-block: [channels, blocks]
+    scale_offsets row-major) or BLOCKWISE_EXPANSION (LPBQ: per-channel scale_offsets and integer
+    block_scales; needs ``shape``). Restricted encodings add ``qmin`` / ``qmax``."""
     if enc is None:
         return {"definition": "QNN_DEFINITION_UNDEFINED", "encoding": "QNN_QUANTIZATION_ENCODING_UNDEFINED"}
+    out: dict[str, Any]
     if enc.axis is None:
-        return {"definition": "QNN_DEFINITION_DEFINED", "encoding": "QNN_QUANTIZATION_ENCODING_SCALE_OFFSET",
-                "bitwidth": enc.bitwidth, "scale_offset": {"scale": enc.scale[0], "offset": enc.offset[0]},
-                "symmetric": enc.symmetric, "is_signed": enc.is_signed}
-    return {"definition": "QNN_DEFINITION_DEFINED", "encoding": "QNN_QUANTIZATION_ENCODING_AXIS_SCALE_OFFSET",
-            "bitwidth": enc.bitwidth, "axis_scale_offset": {"axis": enc.axis, "scale_offsets": [
-                {"scale": s, "offset": o} for s, o in zip(enc.scale, enc.offset)]},
-            "symmetric": enc.symmetric, "is_signed": enc.is_signed}
+        out = {"definition": "QNN_DEFINITION_DEFINED", "encoding": "QNN_QUANTIZATION_ENCODING_SCALE_OFFSET",
+               "bitwidth": enc.bitwidth, "scale_offset": {"scale": enc.scale[0], "offset": enc.offset[0]}}
+    elif enc.block_size is not None and enc.block_scale_bitwidth is not None and shape is not None:
+        channel_scale, ints, offsets = enc.lpbq_factors(shape)
+        out = {"definition": "QNN_DEFINITION_DEFINED", "encoding": "QNN_QUANTIZATION_ENCODING_BLOCKWISE_EXPANSION",
+               "bitwidth": enc.bitwidth, "blockwise_expansion": {
+                   "axis": enc.axis, "block_axis": enc.block_axis, "block_size": enc.block_size,
+                   "num_blocks_per_axis": int(ints.shape[1]), "block_scale_bitwidth": enc.block_scale_bitwidth,
+                   "scale_offsets": [{"scale": float(s), "offset": int(o)} for s, o in zip(channel_scale, offsets)],
+                   "block_scales": [int(k) for k in ints.reshape(-1)]}}
+    elif enc.block_size is not None:
+        out = {"definition": "QNN_DEFINITION_DEFINED", "encoding": "QNN_QUANTIZATION_ENCODING_BLOCK",
+               "bitwidth": enc.bitwidth, "block_scale_offset": {
+                   "axis": enc.axis, "block_axis": enc.block_axis, "block_size": enc.block_size,
+                   "scale_offsets": [{"scale": s, "offset": o} for s, o in zip(enc.scale, enc.offset)]}}
+    else:
+        out = {"definition": "QNN_DEFINITION_DEFINED", "encoding": "QNN_QUANTIZATION_ENCODING_AXIS_SCALE_OFFSET",
+               "bitwidth": enc.bitwidth, "axis_scale_offset": {"axis": enc.axis, "scale_offsets": [
+                   {"scale": s, "offset": o} for s, o in zip(enc.scale, enc.offset)]}}
+    out["symmetric"], out["is_signed"] = enc.symmetric, enc.is_signed
+    if enc.qmin is not None:
+        out["qmin"], out["qmax"] = enc.qmin, enc.qmax
+    return out
 
 
 def _encoding_from(d: dict[str, Any]) -> Encoding | None:
     if d.get("definition") != "QNN_DEFINITION_DEFINED":
         return None
     bw, sym, signed = int(d["bitwidth"]), bool(d.get("symmetric", False)), bool(d.get("is_signed", False))
+    restrict: dict[str, Any] = {"qmin": int(d["qmin"]), "qmax": int(d["qmax"])} if "qmin" in d else {}
     if "axis_scale_offset" in d:
         aso = d["axis_scale_offset"]
         return Encoding(bw, tuple(float(x["scale"]) for x in aso["scale_offsets"]),
-                        tuple(int(x["offset"]) for x in aso["scale_offsets"]), int(aso["axis"]), sym, signed)
+                        tuple(int(x["offset"]) for x in aso["scale_offsets"]), int(aso["axis"]), sym, signed,
+                        **restrict)
+    if "block_scale_offset" in d:
+        bso = d["block_scale_offset"]
+        return Encoding(bw, tuple(float(x["scale"]) for x in bso["scale_offsets"]),
+                        tuple(int(x["offset"]) for x in bso["scale_offsets"]), int(bso["axis"]), sym, signed,
+                        int(bso["block_size"]), int(bso["block_axis"]), **restrict)
+    if "blockwise_expansion" in d:
+        be = d["blockwise_expansion"]
+        blocks = int(be["num_blocks_per_axis"])
+        channel_scale = np.asarray([float(x["scale"]) for x in be["scale_offsets"]], dtype=np.float64)
+        ints = np.asarray(be["block_scales"], dtype=np.int64)
+        if ints.size != channel_scale.size * blocks:
+            raise ValueError(f"{ints.size} block_scales for {channel_scale.size} channels x {blocks} blocks")
+        offsets = tuple(int(x["offset"]) for x in be["scale_offsets"] for _ in range(blocks))
+        return Encoding(bw, Encoding.expand_lpbq(channel_scale, ints.reshape(-1, blocks)), offsets, int(be["axis"]),
+                        sym, signed, int(be["block_size"]), int(be["block_axis"]), int(be["block_scale_bitwidth"]),
+                        **restrict)
     so = d["scale_offset"]
-    return Encoding(bw, (float(so["scale"]),), (int(so["offset"]),), None, sym, signed)
+    return Encoding(bw, (float(so["scale"]),), (int(so["offset"]),), None, sym, signed, **restrict)
+
+
+def _checked_encoding(name: str, d: dict[str, Any], shape: tuple[int, ...], static: bool) -> Encoding | None:
+    """:func:`_encoding_from`, checked against the tensor's shape (per-axis counts, per-block layout)."""
+    enc = _encoding_from(d)
+    if enc is None:
+        return None
+    problem = enc.shape_error(shape)
+    if problem is None and enc.per_block and not static:
+        problem = "per-block encodings are for static weights"
+    if problem is not None:
+        raise InvalidModelError(f"tensor '{name}': its encoding does not fit: {problem}")
+    return enc
 
 
 def graph_to_json(graph: Graph, bin_name: str = "") -> dict[str, Any]:
@@ -97,7 +148,7 @@ def graph_to_json(graph: Graph, bin_name: str = "") -> dict[str, Any]:
             "type": t.kind.value,
             "data_type": t.dtype.value,
             "dims": list(t.shape),
-            "quant_params": _encoding_json(t.encoding),
+            "quant_params": _encoding_json(t.encoding, t.shape),
         }
         if t.src_axis_format:
             entry["src_axis_format"] = t.src_axis_format
@@ -198,8 +249,8 @@ def load_model(path: str | os.PathLike[str]) -> Graph:
                 if tuple(data.shape) != shape or data.dtype != dtype.numpy:
                     raise InvalidModelError(
                         f"{bin_path}: tensor '{name}' holds {data.shape}/{data.dtype}, the model says {shape}/{dtype.name}")
-            graph.add_tensor(Tensor(name, shape, dtype, kind, data, _encoding_from(t.get("quant_params", {})),
-                                    t.get("src_axis_format"), t.get("axis_format")))
+            enc = _checked_encoding(name, t.get("quant_params", {}), shape, kind is TensorKind.STATIC)
+            graph.add_tensor(Tensor(name, shape, dtype, kind, data, enc, t.get("src_axis_format"), t.get("axis_format")))
         for name, n in g["nodes"].items():
             attrs = {k: _param_value(v) for k, v in {**n["scalar_params"], **n["tensor_params"]}.items()}
             graph.add_node(Node(name, n["type"], list(n["input_names"]), list(n["output_names"]), attrs,

@@ -5,7 +5,10 @@ Read:
   {name: {...} or [{...}, ...]}, "param_encodings": {...}}`` with bitwidth, min, max, scale, offset,
   is_symmetric, dtype; top-level ``activation_bitwidth`` / ``param_bitwidth`` / ``bias_bitwidth``;
 - AIMET 1.0.0: ``{"version": "1.0.0", "activation_encodings": [{"name", "enc_type", "dtype", "bw",
-  "is_sym", "scale": [...], "offset": [...], "block_size"?}], "param_encodings": [...]}``;
+  "is_sym", "scale": [...], "offset": [...], "block_size"?}], "param_encodings": [...]}``; PER_BLOCK
+  entries hold [channels, blocks] scales row-major; LPBQ entries hold per-channel scales at the
+  decompressed ``bw``, ``compressed_bw`` and ``per_block_int_scale`` ([channels, blocks] integers:
+  block scale = channel scale x integer);
 - AIMET 2.x (ONNX-aligned): ``{"version": "2.x", "encodings": [{"name", "output_dtype", "y_scale",
   "y_zero_point"?, "axis"?, "block_size"?}]}``.
 
@@ -47,6 +50,12 @@ class EncodingSpec:
     dtype: str = "int"  # "int" or "float"
     axis: int | None = None
     block_size: int | None = None
+    compressed_bitwidth: int | None = None  # LPBQ: the weights' bitwidth (``bitwidth``: decompressed)
+    per_block_int_scale: tuple[int, ...] | None = None  # LPBQ: [channels, blocks] integer block scales
+
+    @property
+    def is_lpbq(self) -> bool:
+        return self.per_block_int_scale is not None
 
     @property
     def per_axis(self) -> bool:
@@ -154,8 +163,32 @@ def _v1_entry(raw: dict[str, Any], where: str) -> EncodingSpec:
         raise _err(where, f"tensor '{name}': PER_TENSOR encoding with {len(scale)} scales")
     if enc_type not in ("PER_TENSOR", "PER_CHANNEL", "PER_BLOCK", "LPBQ", "VECTOR"):
         raise _err(where, f"tensor '{name}': unknown enc_type {enc_type}")
+    if enc_type == "VECTOR":
+        raise _err(where, f"tensor '{name}': VECTOR encodings are not supported")
+    block_size = raw.get("block_size")
+    if enc_type in ("PER_BLOCK", "LPBQ"):
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+            raise _err(where, f"tensor '{name}': {enc_type} encoding needs a positive integer block_size, "
+                              f"not {block_size!r}")
+    elif block_size is not None:
+        raise _err(where, f"tensor '{name}': block_size {block_size} on a {enc_type} encoding (use PER_BLOCK)")
+    compressed = ints = None
+    if enc_type == "LPBQ":
+        if "compressed_bw" not in raw or "per_block_int_scale" not in raw:
+            raise _err(where, f"tensor '{name}': LPBQ encoding needs compressed_bw and per_block_int_scale")
+        compressed = _bitwidth(raw["compressed_bw"], f"{where}: '{name}' compressed_bw")
+        if compressed >= bw:
+            raise _err(where, f"tensor '{name}': LPBQ compressed_bw {compressed} must be below bw {bw}")
+        ints = tuple(int(k) for k in np.asarray(raw["per_block_int_scale"], dtype=np.int64).reshape(-1))
+        n = len(scale or ())
+        if not n or len(ints) % n:
+            raise _err(where, f"tensor '{name}': {len(ints)} per_block_int_scale values for {n} channel scales")
+        if min(ints) < 1 or max(ints) > 1 << (bw - compressed):
+            raise _err(where, f"tensor '{name}': per_block_int_scale values must lie in [1, {1 << (bw - compressed)}]")
+        if offset is not None and any(o != -(1 << (bw - 1)) for o in offset):
+            raise _err(where, f"tensor '{name}': LPBQ encodings are symmetric; offsets must be {-(1 << (bw - 1))}")
     return EncodingSpec(name, bw, scale, offset, None, None, _bool(raw.get("is_sym", False)), dtype,
-                        None, raw.get("block_size"))
+                        None, block_size, compressed, ints)
 
 
 _ONNX_DTYPES = {"int4": (4, True), "uint4": (4, False), "int8": (8, True), "uint8": (8, False),
@@ -172,6 +205,9 @@ def _v2_entry(raw: dict[str, Any], where: str) -> EncodingSpec:
             return EncodingSpec(name, 16 if odt == "float16" else 32, dtype="float")
         raise _err(where, f"tensor '{name}': output_dtype {odt} is not supported")
     bw, signed = _ONNX_DTYPES[odt]
+    if "per_block_int_scale" in raw:
+        raise _err(where, f"tensor '{name}': LPBQ entries of the 2.x format are not supported; use AIMET 1.0.0 "
+                          "encodings (enc_type LPBQ)")
     scale = tuple(float(s) for s in np.asarray(raw["y_scale"], dtype=np.float64).reshape(-1))
     zp = np.asarray(raw.get("y_zero_point", 0), dtype=np.int64).reshape(-1)
     zp = np.broadcast_to(zp, (len(scale),))
@@ -231,9 +267,15 @@ def read_encodings(path: str | os.PathLike[str]) -> EncodingsFile:
 def spec_json_v1(spec: EncodingSpec) -> dict[str, Any]:
     """An AIMET 1.0.0 entry."""
     assert spec.scale is not None and spec.offset is not None
+    if spec.is_lpbq:
+        enc_type = "LPBQ"
+    elif spec.block_size:
+        enc_type = "PER_BLOCK"
+    else:
+        enc_type = "PER_CHANNEL" if len(spec.scale) > 1 else "PER_TENSOR"
     entry: dict[str, Any] = {
         "name": spec.name,
-        "enc_type": "PER_BLOCK" if spec.block_size else ("PER_CHANNEL" if len(spec.scale) > 1 else "PER_TENSOR"),
+        "enc_type": enc_type,
         "dtype": spec.dtype.upper(),
         "bw": spec.bitwidth,
         "is_sym": bool(spec.symmetric),
@@ -242,6 +284,9 @@ def spec_json_v1(spec: EncodingSpec) -> dict[str, Any]:
     }
     if spec.block_size:
         entry["block_size"] = spec.block_size
+    if spec.per_block_int_scale is not None:
+        entry["compressed_bw"] = spec.compressed_bitwidth
+        entry["per_block_int_scale"] = [int(k) for k in spec.per_block_int_scale]
     return entry
 
 
@@ -264,7 +309,17 @@ def write_encodings(path: str | os.PathLike[str], activations: list[EncodingSpec
 
 
 def resolve(spec: EncodingSpec, symmetric_default: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(scale, offset) arrays of a spec: given ones, else computed from min/max (min/max decide)."""
+    """(scale, offset) arrays of a spec: given ones, else computed from min/max (min/max decide).
+
+    LPBQ specs give [channels x blocks] scales (channel scale x block integer) at the compressed
+    bitwidth, symmetric: offset -2^(compressed_bw - 1)."""
+    if spec.per_block_int_scale is not None and spec.scale is not None and spec.compressed_bitwidth is not None:
+        from openqnn.ir.tensor import Encoding
+
+        cs = np.asarray(spec.scale, dtype=np.float64)
+        ints = np.asarray(spec.per_block_int_scale, dtype=np.int64)
+        scale = np.asarray(Encoding.expand_lpbq(cs, ints.reshape(cs.size, -1)), dtype=np.float64)
+        return scale, np.full(scale.shape, -(1 << (spec.compressed_bitwidth - 1)), dtype=np.int64)
     if spec.min is not None and spec.max is not None:
         lo, hi = np.asarray(spec.min), np.asarray(spec.max)
         sym = spec.symmetric if spec.symmetric is not None else symmetric_default

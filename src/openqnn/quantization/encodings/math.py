@@ -4,13 +4,18 @@ QNN's convention: ``real = scale * (q + offset)`` with ``offset = -zero_point``.
 asymmetric encodings hold q in [0, 2^bw - 1]; zero is always exactly representable, and a range is
 never narrower than 1e-4. Symmetric encodings (weights) use ``offset = -2^(bw-1)``, scale
 ``absmax / (2^(bw-1) - 1)``, so q - 2^(bw-1) is the signed integer the hardware stores.
+
+``steps`` (``--restrict_quantization_steps MIN MAX``, signed: e.g. (-127, 127)) narrows the integers
+an encoding may use to [MIN, MAX] + 2^(bw-1) of the unsigned domain: the range is spread over
+MAX - MIN steps (symmetric: absmax over min(MAX, -MIN)), and q is clamped to it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MIN_RANGE", "asymmetric", "dequantize", "fake_quantize", "qrange", "quantize", "symmetric"]
+__all__ = ["MIN_RANGE", "asymmetric", "dequantize", "fake_quantize", "qrange", "quantize", "restricted_qrange",
+           "symmetric"]
 
 MIN_RANGE = 1e-4
 
@@ -22,32 +27,44 @@ def qrange(bitwidth: int, signed: bool = False) -> tuple[int, int]:
     return 0, (1 << bitwidth) - 1
 
 
-def asymmetric(lo: np.ndarray | float, hi: np.ndarray | float, bitwidth: int) -> tuple[np.ndarray, np.ndarray]:
+def restricted_qrange(bitwidth: int, steps: tuple[int, int]) -> tuple[int, int]:
+    """The unsigned q range of the signed steps [MIN, MAX]: [MIN + 2^(bw-1), MAX + 2^(bw-1)]."""
+    half = 1 << (bitwidth - 1)
+    return steps[0] + half, steps[1] + half
+
+
+def asymmetric(lo: np.ndarray | float, hi: np.ndarray | float, bitwidth: int,
+               steps: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(scale, offset) of unsigned asymmetric encodings covering [lo, hi] (elementwise for per-axis).
 
     The range is widened to include 0 and to at least MIN_RANGE, then nudged so that 0 falls on an
-    integer (offset is an integer in [-(2^bw - 1), 0])."""
+    integer (offset is an integer in [-(2^bw - 1), 0]). With ``steps``, [lo, hi] maps onto the q
+    range of :func:`restricted_qrange` instead of [0, 2^bw - 1]."""
     lo = np.minimum(np.asarray(lo, dtype=np.float64), 0.0)
     hi = np.maximum(np.asarray(hi, dtype=np.float64), 0.0)
     hi = np.maximum(hi, lo + MIN_RANGE)
-    steps = (1 << bitwidth) - 1
-    scale = (hi - lo) / steps
-    offset = np.clip(np.round(lo / scale), -steps, 0)
+    qlo, qhi = qrange(bitwidth) if steps is None else restricted_qrange(bitwidth, steps)
+    n = qhi - qlo
+    scale = (hi - lo) / n
+    offset = np.clip(np.round(lo / scale), -n, 0) - qlo
     return scale, offset.astype(np.int64)
 
 
-def symmetric(absmax: np.ndarray | float, bitwidth: int) -> tuple[np.ndarray, np.ndarray]:
-    """(scale, offset) of symmetric encodings covering [-absmax, absmax]: offset -2^(bw-1)."""
+def symmetric(absmax: np.ndarray | float, bitwidth: int,
+              steps: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, offset) of symmetric encodings covering [-absmax, absmax]: offset -2^(bw-1). With
+    ``steps`` (signed [MIN, MAX]) the scale is absmax / min(MAX, -MIN)."""
     absmax = np.maximum(np.asarray(absmax, dtype=np.float64), MIN_RANGE / 2)
-    half = (1 << (bitwidth - 1)) - 1
+    half = (1 << (bitwidth - 1)) - 1 if steps is None else min(steps[1], -steps[0])
     scale = absmax / half
     return scale, np.full(np.shape(scale), -(1 << (bitwidth - 1)), dtype=np.int64)
 
 
 def quantize(x: np.ndarray, scale: np.ndarray | float, offset: np.ndarray | int, bitwidth: int,
-             signed: bool = False) -> np.ndarray:
-    """Integers q = clamp(round(x / scale) - offset) (round half to even, as numpy)."""
-    lo, hi = qrange(bitwidth, signed)
+             signed: bool = False, bounds: tuple[int, int] | None = None) -> np.ndarray:
+    """Integers q = clamp(round(x / scale) - offset) (round half to even, as numpy), clamped to
+    ``bounds`` (a restricted range) when given, else to the bitwidth's range."""
+    lo, hi = bounds if bounds is not None else qrange(bitwidth, signed)
     q = np.round(np.asarray(x, dtype=np.float64) / scale) - offset
     return np.clip(q, lo, hi).astype(np.int64)
 
@@ -57,6 +74,7 @@ def dequantize(q: np.ndarray, scale: np.ndarray | float, offset: np.ndarray | in
 
 
 def fake_quantize(x: np.ndarray, scale: np.ndarray | float, offset: np.ndarray | int, bitwidth: int,
-                  signed: bool = False) -> np.ndarray:
+                  signed: bool = False, bounds: tuple[int, int] | None = None) -> np.ndarray:
     """Quantize then dequantize, in float64, returned in x's dtype."""
-    return dequantize(quantize(x, scale, offset, bitwidth, signed), scale, offset).astype(np.asarray(x).dtype)
+    q = quantize(x, scale, offset, bitwidth, signed, bounds)
+    return dequantize(q, scale, offset).astype(np.asarray(x).dtype)

@@ -104,6 +104,9 @@ class HtpBuildContext:
             raise Unsupported(f"static tensor '{name}' has no encoding")
         if not t.dtype.is_float:
             return np.asarray(t.data, dtype=np.int64)
+        if t.encoding.block_size:
+            raise Unsupported(f"weight '{name}' has a per-block encoding; htp kernels take per-tensor or "
+                              "per-channel weights (the node runs on the cpu fallback)")
         q = QParams.of(t.encoding)
         shape = [1] * t.rank
         if q.axis is not None and t.rank:
