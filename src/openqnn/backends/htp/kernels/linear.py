@@ -1,1 +1,227 @@
-"""htp integer kernels: linear (see registry.py for the conventions)."""
+"""htp integer kernels: FullyConnected and MatMul (see registry.py and conv.py for the conventions).
+
+Spec (``reference``, numpy int64)::
+
+    acc[..., m, n] = sum_k (a[..., m, k] - za) * (b[..., k, n] - zb)  (+ bias[n] for FullyConnected)
+    out = clamp(zo + mbqm(acc, M[n], shift[n]), 0, 2^bw_out - 1)
+
+where an activation operand contributes ``q - zero_point`` and a static one its signed integers
+``q + offset``; ``M[n], shift[n] = quantize_multiplier(s_a * s_b[n] / s_out)`` (per-channel scales only
+on the static weight's output axis), mbqm64 when an operand is 16-bit. FullyConnected weights are
+[units, k]; its bias follows conv.py's rule (a 32-bit bias on the accumulator's scale as is, any other
+requantized with round half away from zero).
+
+Fast path: FullyConnected, and MatMul with a static 2-D right operand, are 1x1 convolutions of the
+flattened rows (conv.py's int8 GEMM core, 16-bit activations as two int8 planes). MatMul of two 8-bit
+activations: both as int8 (``q - 128``), ``torch._int_mm`` per batch, the zero points as row/column
+sums: ``sum (A - a0)(B - b0) = A@B - b0 * rowsum(A) - a0 * colsum(B) + K * a0 * b0``. Everything else
+(16-bit activation x activation, a static left operand, static operands with batch dimensions,
+non-CPU devices) is one float64 matmul of the integers: exact, every value an integer below 2^53.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+
+from openqnn.backends.htp.kernels.conv import (
+    Requant,
+    _ConvCore,
+    act_a0,
+    act_coefs,
+    act_planes,
+    act_qparams,
+    bias_q,
+    gemm_mode,
+    requant_for,
+    scratch,
+    static_operand,
+)
+from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, QParams, Unsupported, htp_kernel
+from openqnn.ir.graph import Node
+
+__all__ = ["fully_connected", "matmul"]
+
+
+def _rows_gemm(ctx: HtpBuildContext, xq: QParams, wkn: np.ndarray, rq: Requant, bias: np.ndarray, rows: int,
+               mode: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """[rows, k] activations (storage) @ static [k, n] integers -> requantized [rows, n] (1x1 conv core)."""
+    k, n = wkn.shape
+    core = _ConvCore(wkn.reshape(1, 1, k, n), xq, rq, bias, 1, rows, 1, rows, 1, (1, 1), (1, 1), 1, mode,
+                     ctx.device)
+    planes = len(act_coefs(xq.bitwidth))
+    bw, run = xq.bitwidth, core.run
+
+    def gemm(x2d: torch.Tensor) -> torch.Tensor:
+        return run(act_planes(x2d, bw).reshape(planes, rows, 1, k)).reshape(rows, n)
+
+    return gemm
+
+
+@htp_kernel("FullyConnected")
+def fully_connected(node: Node, ctx: HtpBuildContext) -> HtpStep:
+    return build_fully_connected(node, ctx)
+
+
+def build_fully_connected(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> HtpStep:
+    """FullyConnected with static weights [units, k]; ``mode`` forces the GEMM kind (tests)."""
+    mode = mode or gemm_mode(ctx)
+    x_name, w_name, y_name = node.inputs[0], node.inputs[1], node.outputs[0]
+    b_name = node.inputs[2] if len(node.inputs) > 2 else ""
+    xq = act_qparams(ctx, x_name, "input")
+    oq = act_qparams(ctx, y_name, "output")
+    wc, w_scale, w_bits = static_operand(ctx, w_name, 0)
+    units, k = wc.shape
+    out_shape = ctx.shape(y_name)
+    rows = math.prod(ctx.shape(x_name)[:-1])
+    rq = requant_for(ctx, xq, oq, w_scale, units, w_bits)
+    bias = bias_q(ctx, b_name, float(xq.scale[0]) * np.broadcast_to(w_scale, (units,)).astype(np.float64), rq.wide)
+    zx = int(xq.zero_point[0])
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        acc = (np.asarray(x, dtype=np.int64).reshape(rows, k) - zx) @ wc.T
+        return rq.reference(acc + bias).reshape(out_shape)
+
+    gemm = _rows_gemm(ctx, xq, np.ascontiguousarray(wc.T), rq, bias, rows, mode)
+
+    def fast(x: torch.Tensor) -> torch.Tensor:
+        return gemm(x.reshape(rows, k)).reshape(out_shape)
+
+    return HtpStep(reference, fast, [x_name], list(node.outputs), node.name, node.op_type)
+
+
+# -- MatMul ---------------------------------------------------------------------------------------
+
+class _Operand:
+    """One MatMul operand: an activation (encoding) or static integers (``q + offset``)."""
+
+    def __init__(self, ctx: HtpBuildContext, name: str, shape: tuple[int, ...], transposed: bool, right: bool):
+        self.name, self.static = name, ctx.is_static(name)
+        self.q: QParams | None = None
+        self.values: np.ndarray | None = None
+        rank = len(shape)
+        if self.static:
+            # per-channel scales only on the right operand's output axis (n)
+            axis = (rank - 2 if transposed else rank - 1) if right else None
+            wc, self.scale, self.bits = static_operand(ctx, name, axis, "operand")
+            self.values = np.swapaxes(wc, -1, -2) if transposed else wc
+            self.zero = 0
+            self.maxabs = float(np.abs(self.values).max()) if self.values.size else 0.0
+        else:
+            self.q = act_qparams(ctx, name, "input")
+            self.scale, self.bits = self.q.scale, self.q.bitwidth
+            self.zero = int(self.q.zero_point[0])
+            self.maxabs = float(max(self.zero, (1 << self.bits) - 1 - self.zero))
+        self.transposed = transposed
+
+    def np_int(self, x: np.ndarray | None) -> np.ndarray:
+        """The operand's integers (zero point removed), [..., rows, cols] of the product."""
+        if self.values is not None:
+            return self.values
+        assert x is not None
+        v = np.asarray(x, dtype=np.int64) - self.zero
+        return np.swapaxes(v, -1, -2) if self.transposed else v
+
+    def view(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(-1, -2) if self.transposed else x
+
+
+@htp_kernel("MatMul")
+def matmul(node: Node, ctx: HtpBuildContext) -> HtpStep:
+    return build_matmul(node, ctx)
+
+
+def build_matmul(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> HtpStep:
+    """MatMul of an activation with a static operand or of two activations; ``mode`` as above."""
+    mode = mode or gemm_mode(ctx)
+    a_name, b_name, y_name = node.inputs[0], node.inputs[1], node.outputs[0]
+    a = _Operand(ctx, a_name, ctx.shape(a_name), bool(node.attrs["transpose_in0"]), False)
+    b = _Operand(ctx, b_name, ctx.shape(b_name), bool(node.attrs["transpose_in1"]), True)
+    if a.static and b.static:
+        raise Unsupported("MatMul of two static operands (constant-fold it)")
+    oq = act_qparams(ctx, y_name, "output")
+    out_shape = ctx.shape(y_name)
+    n = out_shape[-1]
+    a_shape = ctx.shape(a_name)
+    k = a_shape[-2] if a.transposed else a_shape[-1]
+    s_a = float(a.scale.reshape(-1)[0])
+    real = s_a * np.broadcast_to(b.scale, (n,)).astype(np.float64) / float(oq.scale[0])
+    wide = a.bits == 16 or b.bits == 16
+    rq = Requant(real, int(oq.zero_point[0]), oq.bitwidth, wide, ctx.device)
+    runtime = [x.name for x in (a, b) if not x.static]
+
+    def reference(*xs: np.ndarray) -> np.ndarray:
+        it = iter(xs)
+        av = a.np_int(None if a.static else next(it))
+        bv = b.np_int(None if b.static else next(it))
+        return rq.reference(np.matmul(av, bv)).reshape(out_shape)
+
+    fast: Callable[..., torch.Tensor]
+    b_batch = b.values.shape[:-2] if b.values is not None else ()
+    if b.static and a.q is not None and math.prod(b_batch) == 1 and len(b_batch) <= len(a_shape) - 2:
+        assert b.values is not None
+        rows = math.prod(out_shape[:-1])
+        gemm = _rows_gemm(ctx, a.q, np.ascontiguousarray(b.values.reshape(k, n)), rq, np.zeros(n, dtype=np.int64),
+                          rows, mode)
+
+        def fast_static(x: torch.Tensor) -> torch.Tensor:
+            return gemm(a.view(x).reshape(rows, k)).reshape(out_shape)
+
+        fast = fast_static
+    elif not a.static and not b.static and mode == "int8" and not wide and k < 40000:
+        fast = _act_act(a, b, rq, k, out_shape, ctx.device)
+    else:
+        fast = _float64_matmul(ctx, a, b, rq, k, out_shape)
+    return HtpStep(reference, fast, runtime, list(node.outputs), node.name, node.op_type)
+
+
+def _float64_matmul(ctx: HtpBuildContext, a: _Operand, b: _Operand, rq: Requant, k: int,
+                    out_shape: tuple[int, ...]) -> Callable[..., torch.Tensor]:
+    """Exact float64 matmul of the integers (|products summed| < 2^53, checked), then requantization."""
+    bound = k * a.maxabs * b.maxabs
+    if not bound < 2.0**52:
+        raise Unsupported(f"MatMul accumulator bound {bound:.3g} exceeds the exact float64 range")
+    run_rq = rq.fast(np.zeros(out_shape[-1], dtype=np.int64), [(1, np.full(out_shape[-1], bound))], torch.float64)
+    consts = {x.name: torch.tensor(x.values, dtype=torch.float64, device=ctx.device)
+              for x in (a, b) if x.values is not None}
+
+    def operand(x: _Operand, it: Iterator[torch.Tensor]) -> torch.Tensor:
+        if x.static:
+            return consts[x.name]
+        return x.view(next(it)).to(torch.float64).sub_(x.zero)
+
+    def run(*xs: torch.Tensor) -> torch.Tensor:
+        it = iter(xs)
+        av = operand(a, it)
+        bv = operand(b, it)
+        return run_rq(torch.matmul(av, bv)).reshape(out_shape)
+
+    return run
+
+
+def _act_act(a: _Operand, b: _Operand, rq: Requant, k: int, out_shape: tuple[int, ...], device: torch.device
+             ) -> Callable[..., torch.Tensor]:
+    """8-bit activation x 8-bit activation: int8 GEMMs per batch (CPU), zero points as row/column sums."""
+    assert a.q is not None and b.q is not None
+    batch = out_shape[:-2]
+    nb = math.prod(batch)
+    m, n = out_shape[-2], out_shape[-1]
+    a0, b0 = act_a0(a.q), act_a0(b.q)
+    off = np.full(n, k * a0 * b0, dtype=np.int64)
+    bound = 128.0 * k * (128.0 + abs(a0) + abs(b0))  # < 2^31 for k < 40000
+    run_rq = rq.fast(off, [(1, np.full(n, bound))], torch.int32)
+
+    def run(xa: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        av = torch.bitwise_xor(a.view(xa).view(torch.int8), -128).expand(*batch, m, k).reshape(nb, m, k)
+        bv = torch.bitwise_xor(b.view(xb).view(torch.int8), -128).expand(*batch, k, n).reshape(nb, k, n)
+        acc = scratch("mmacc", (nb, m, n), torch.int32, device)
+        for j in range(nb):
+            torch._int_mm(av[j], bv[j], out=acc[j])
+        acc.add_(av.sum(dim=-1, dtype=torch.int32).unsqueeze(-1), alpha=-b0)
+        acc.add_(bv.sum(dim=-2, dtype=torch.int32).unsqueeze(-2), alpha=-a0)
+        return run_rq(acc).reshape(out_shape)
+
+    return run
