@@ -384,6 +384,22 @@ def relu(node: Node, ctx: HtpBuildContext) -> HtpStep:
     else:
         lo_v, hi_v = float(node.attrs["min_value"]), float(node.attrs["max_value"])
     lo, hi = code_of(lo_v, qo), code_of(hi_v, qo)
+    same = (qi.bitwidth == qo.bitwidth and qi.axis is None and qo.axis is None
+            and np.array_equal(qi.scale, qo.scale) and np.array_equal(qi.offset, qo.offset))
+    if same:
+        # the quantizer gives a ReLU after a convolution the convolution's output encoding: the
+        # requantization is the identity, and the clamp is one too when the encoding starts at 0
+        lo_c, hi_c = max(lo, qo.qmin), min(hi, qo.qmax)
+        if lo_c <= qo.qmin and hi_c >= qo.qmax:
+            return HtpStep(lambda x: x, lambda x: x, [node.inputs[0]])
+
+        def ref_same(x: np.ndarray) -> np.ndarray:
+            return np.clip(x, lo_c, hi_c)
+
+        def fast_same(x: torch.Tensor) -> torch.Tensor:
+            return torch.clamp(x, lo_c, hi_c)
+
+        return HtpStep(ref_same, fast_same, [node.inputs[0]])
     r_np = _to_output(qi, qo)
     tr = _per_code(r_np, qi, ctx)
 
