@@ -89,6 +89,9 @@ class HtpExecutable:
         for i, c in enumerate(self._calls):
             for x in c.ins:
                 self._last_use[x] = i
+        # per step: the call and the inputs no later step reads (dropped after it)
+        self._plan = [(c, [x for x in dict.fromkeys(c.ins) if self._last_use[x] == i and x not in graph.outputs])
+                      for i, c in enumerate(self._calls)]
         if self.fallbacks:
             log.info("htp: %d node(s) fall back to cpu: %s", len(self.fallbacks),
                      "; ".join(f"{f.node} ({f.op_type}): {f.reason}" for f in self.fallbacks))
@@ -163,16 +166,15 @@ class HtpExecutable:
             env[t.name] = v.cpu().numpy().astype(np.int64) if self.path == "reference" and q is not None else (
                 v.cpu().numpy() if self.path == "reference" else v)
         with torch.inference_mode():
-            for i, c in enumerate(self._calls):
+            for c, dead in self._plan:
                 res = c.fn(*[env[x] for x in c.ins])  # type: ignore[operator]
                 if len(c.outs) == 1:
                     env[c.outs[0]] = res
                 else:
                     for o, r in zip(c.outs, res):
                         env[o] = r
-                for x in c.ins:
-                    if self._last_use.get(x) == i and x not in self.graph.outputs:
-                        env.pop(x, None)
+                for x in dead:
+                    env.pop(x, None)
         out: dict[str, np.ndarray] = {}
         for name in self.graph.outputs:
             value = env[name]

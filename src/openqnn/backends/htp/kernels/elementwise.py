@@ -223,11 +223,16 @@ def _coded_step(node: Node, ctx: HtpBuildContext, names: Sequence[str],
         strides = [1 << sum(bits[j + 1:]) for j in range(len(bits))]
 
         def lookup(*xs: torch.Tensor) -> torch.Tensor:
-            idx = _lt(xs[0]) * strides[0]
-            for x, stride in zip(xs[1:], strides[1:]):
-                idx = idx + _lt(x) * stride
-            out = table_t[idx]
-            return out if tuple(out.shape) == out_shape else out.reshape(out_shape)
+            # the flat index fits int32 (< 2^16); index_select on a 1-D table is far faster than
+            # advanced indexing with an int64 index of the operand's shape
+            idx = xs[0].to(torch.int32)
+            if len(xs) > 1:
+                idx = idx.mul(strides[0]) if idx is xs[0] else idx.mul_(strides[0])
+                for x, stride in zip(xs[1:], strides[1:]):
+                    idx = idx.add_(x) if stride == 1 and idx.shape == torch.broadcast_shapes(idx.shape, x.shape) \
+                        else torch.add(idx, x.to(torch.int32), alpha=stride)
+            out = table_t.index_select(0, idx.reshape(-1))
+            return out.reshape(out_shape)
 
         fast_fn = lookup
     return HtpStep(reference, fast_fn, runtime, list(node.outputs), node.name, node.op_type)
