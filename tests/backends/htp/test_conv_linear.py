@@ -18,9 +18,11 @@ from openqnn.backends.htp import HtpBackend
 from openqnn.backends.htp.arch import ARCHS
 from openqnn.backends.htp.fixedpoint import INT32_MAX, INT32_MIN
 from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext, Unsupported
-from openqnn.backends.htp.kernels.conv import Requant, build_conv2d, build_transpose_conv2d, int8_split
+from openqnn.backends.htp.kernels.conv import build_conv2d, build_transpose_conv2d
+from openqnn.backends.htp.kernels.gemm import int8_split
 from openqnn.backends.htp.kernels.linear import build_fully_connected, build_matmul
 from openqnn.backends.htp.kernels.registry import storage_dtype
+from openqnn.backends.htp.kernels.requant import Requant
 from openqnn.ir import DType, Graph, Tensor, TensorKind
 from openqnn.ir.tensor import Encoding
 from openqnn.ops.build import emit
@@ -332,10 +334,10 @@ def test_requant_forms_exact(wide: bool) -> None:
 def test_blocked_and_small_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     """Large accumulators are requantized in blocks of rows, small ones with fewer ops: shrunk
     thresholds run both code paths on small graphs."""
-    from openqnn.backends.htp.kernels import conv as conv_mod
+    from openqnn.backends.htp.kernels import requant as requant_mod
 
-    monkeypatch.setattr(conv_mod, "BLOCK", 96)
-    monkeypatch.setattr(conv_mod, "SMALL", 40)
+    monkeypatch.setattr(requant_mod, "BLOCK", 96)
+    monkeypatch.setattr(requant_mod, "SMALL", 40)
     rng = np.random.default_rng(950)
     attrs = {"stride": [1, 1], "pad_amount": [[1, 1], [1, 1]], "dilation": [1, 1]}
     for xbw in (8, 16):

@@ -9,6 +9,7 @@ from openqnn.backends.htp.kernels import (  # noqa: F401
     normalization,
     pooling,
     reduce,
+    resize,
 )
 from openqnn.backends.htp.kernels.registry import (
     HTP_KERNELS,

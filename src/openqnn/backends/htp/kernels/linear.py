@@ -8,11 +8,11 @@ Spec (``reference``, numpy int64)::
 where an activation operand contributes ``q - zero_point`` and a static one its signed integers
 ``q + offset``; ``M[n], shift[n] = quantize_multiplier(s_a * s_b[n] / s_out)`` (per-channel scales only
 on the static weight's output axis), mbqm64 when an operand is 16-bit. FullyConnected weights are
-[units, k]; its bias follows conv.py's rule (a 32-bit bias on the accumulator's scale as is, any other
-requantized with round half away from zero).
+[units, k]; its bias follows gemm.py's ``bias_q`` (a 32-bit bias on the accumulator's scale as is, any
+other requantized with round half away from zero).
 
 Fast path: FullyConnected, and MatMul with a static 2-D right operand, are 1x1 convolutions of the
-flattened rows (conv.py's int8 GEMM core, 16-bit activations as two int8 planes). MatMul of two 8-bit
+flattened rows (gemm.py's int8 GEMM core, 16-bit activations as two int8 planes). MatMul of two 8-bit
 activations: both as int8 (``q - 128``), ``torch._int_mm`` per batch, the zero points as row/column
 sums: ``sum (A - a0)(B - b0) = A@B - b0 * rowsum(A) - a0 * colsum(B) + K * a0 * b0``. Everything else
 (16-bit activation x activation, a static left operand, static operands with batch dimensions,
@@ -27,20 +27,19 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from openqnn.backends.htp.kernels.conv import (
-    Requant,
-    _ConvCore,
+from openqnn.backends.htp.kernels.gemm import (
+    ConvCore,
     act_a0,
     act_coefs,
     act_planes,
     act_qparams,
     bias_q,
     gemm_mode,
-    requant_for,
-    scratch,
     static_operand,
 )
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, QParams, Unsupported, htp_kernel
+from openqnn.backends.htp.kernels.requant import Requant, requant_for
+from openqnn.backends.htp.kernels.scratch import scratch
 from openqnn.ir.graph import Node
 
 __all__ = ["fully_connected", "matmul"]
@@ -50,8 +49,8 @@ def _rows_gemm(ctx: HtpBuildContext, xq: QParams, wkn: np.ndarray, rq: Requant, 
                mode: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """[rows, k] activations (storage) @ static [k, n] integers -> requantized [rows, n] (1x1 conv core)."""
     k, n = wkn.shape
-    core = _ConvCore(wkn.reshape(1, 1, k, n), xq, rq, bias, 1, rows, 1, rows, 1, (1, 1), (1, 1), 1, mode,
-                     ctx.device)
+    core = ConvCore(wkn.reshape(1, 1, k, n), xq, rq, bias, 1, rows, 1, rows, 1, (1, 1), (1, 1), 1, mode,
+                    ctx.device)
     planes = len(act_coefs(xq.bitwidth))
     bw, run = xq.bitwidth, core.run
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from openqnn.backends.cpu.kernels.pooling import PoolGeometry, to_channel_first, to_channel_last, window_sum
 from openqnn.backends.htp.fixedpoint import mbqm_np, mbqm_t, quantize_multiplier
-from openqnn.backends.htp.kernels.movement import Requant, act_q, c_array, to_storage
+from openqnn.backends.htp.kernels.common import Requant, act_q, c_array, to_storage
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, Unsupported, htp_kernel
 from openqnn.ir.graph import Node
 

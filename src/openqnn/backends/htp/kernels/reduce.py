@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from openqnn.backends.htp.fixedpoint import mbqm64_np, mbqm64_t, mbqm_np, mbqm_t, quantize_multiplier
-from openqnn.backends.htp.kernels.movement import Requant, act_q, c_array, movement, to_storage
+from openqnn.backends.htp.kernels.common import Requant, act_q, c_array, movement, to_storage
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, Unsupported, htp_kernel
 from openqnn.ir.graph import Node
 

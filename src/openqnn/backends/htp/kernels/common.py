@@ -1,0 +1,240 @@
+"""Shared helpers of the htp kernels that move or requantize per-tensor integers (movement, resize,
+pooling, reduce).
+
+Where an op's output encoding differs from its input's, the values are requantized first (TFLite's
+Requantize, the DESIGN's "explicit requantize")::
+
+    q_out = clamp(z_out + mbqm(q_in - z_in, M, shift))      (M, shift) = quantize_multiplier(s_in / s_out)
+
+(z = -offset; the identity when the two encodings are equal). Tensors without an encoding and of a
+non-float dtype (indices, token ids, shapes) are moved as they are (a raw :class:`Flow`); a float
+tensor without an encoding is Unsupported (the node falls back to cpu). Static operands are read in
+their encodings and requantized at build time (per-axis static encodings too, one multiplier per
+channel). :func:`movement` builds the step of a one-input, one-output movement op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from openqnn.backends.cpu.kernels.registry import torch_dtype
+from openqnn.backends.htp.fixedpoint import mbqm_np, mbqm_t, quantize_multiplier
+from openqnn.backends.htp.kernels.registry import (
+    HtpBuildContext,
+    HtpStep,
+    QParams,
+    Unsupported,
+    storage_dtype,
+)
+from openqnn.ir.graph import Node
+
+__all__ = [
+    "Flow",
+    "Requant",
+    "act_q",
+    "c_array",
+    "const_step",
+    "const_tensor",
+    "flow",
+    "make_step",
+    "movement",
+    "out_bits",
+    "requantize_np",
+    "requantize_t",
+    "static_value",
+    "to_storage",
+]
+
+
+# -- encodings and requantization -----------------------------------------------------------------
+
+def act_q(ctx: HtpBuildContext, name: str) -> QParams | None:
+    """The encoding of an activation, or None for an unquantized integer (or bool) tensor.
+
+    Unsupported: a float tensor without encoding, per-axis or signed run-time encodings, bitwidths
+    other than 8 and 16.
+    """
+    t = ctx.graph.tensors[name]
+    if t.encoding is None:
+        if t.dtype.is_float:
+            raise Unsupported(f"tensor '{name}' has no encoding (the model is not quantized there)")
+        return None
+    q = QParams.of(t.encoding)
+    if not t.is_static:
+        if q.axis is not None:
+            raise Unsupported(f"tensor '{name}' has a per-axis encoding")
+        if q.signed or q.bitwidth not in (8, 16):
+            raise Unsupported(f"tensor '{name}': {q.bitwidth}-bit{' signed' if q.signed else ''} activations")
+    return q
+
+
+def _same(a: QParams, b: QParams) -> bool:
+    return (a.bitwidth == b.bitwidth and a.axis == b.axis and np.array_equal(a.scale, b.scale)
+            and np.array_equal(a.offset, b.offset))
+
+
+def c_array(a: Any) -> np.ndarray:
+    """A C-contiguous numpy array (0-d stays 0-d, unlike np.ascontiguousarray)."""
+    return np.asarray(a, order="C")
+
+
+def to_storage(x: torch.Tensor, bitwidth: int) -> torch.Tensor:
+    """Integers (any dtype) -> the fast path's storage dtype of a bitwidth."""
+    dt = storage_dtype(bitwidth)
+    return x if x.dtype == dt else x.to(dt)
+
+
+@dataclass(frozen=True)
+class Requant:
+    """Per-tensor requantization q_out = clamp(z_out + mbqm(q_in - z_in, multiplier, shift))."""
+
+    z_in: int
+    z_out: int
+    multiplier: int
+    shift: int
+    qmin: int
+    qmax: int
+    bitwidth: int  # the output's
+    identity: bool
+
+    @staticmethod
+    def between(qin: QParams, qout: QParams) -> Requant:
+        m, sh = quantize_multiplier(float(qin.scale[0]) / float(qout.scale[0]))
+        return Requant(int(qin.zero_point[0]), int(qout.zero_point[0]), m, sh, qout.qmin, qout.qmax,
+                       qout.bitwidth, _same(qin, qout))
+
+    def np(self, q: np.ndarray) -> np.ndarray:
+        q = np.asarray(q, dtype=np.int64)
+        if self.identity:
+            return q
+        return np.clip(self.z_out + mbqm_np(q - self.z_in, self.multiplier, self.shift), self.qmin, self.qmax)
+
+    def t(self, q: torch.Tensor) -> torch.Tensor:
+        if self.identity:
+            return to_storage(q, self.bitwidth)
+        y = mbqm_t(q.to(torch.int64) - self.z_in, self.multiplier, self.shift) + self.z_out
+        return to_storage(torch.clamp(y, self.qmin, self.qmax), self.bitwidth)
+
+
+def requantize_np(q: np.ndarray, qin: QParams, qout: QParams) -> np.ndarray:
+    """The spec of a requantization between per-tensor encodings (int64 in, int64 out)."""
+    return Requant.between(qin, qout).np(q)
+
+
+def requantize_t(q: torch.Tensor, qin: QParams, qout: QParams) -> torch.Tensor:
+    """The same on the fast path (storage dtype out)."""
+    return Requant.between(qin, qout).t(q)
+
+
+@dataclass(frozen=True)
+class Flow:
+    """How values travel from an op's input to one of its outputs: raw (no encodings: moved as they
+    are) or quantized (requantized when the encodings differ)."""
+
+    rq: Requant | None
+    raw_dtype: Any = None  # numpy dtype of a raw output
+    raw_torch: torch.dtype | None = None
+
+    @property
+    def quantized(self) -> bool:
+        return self.rq is not None
+
+    def np(self, x: np.ndarray) -> np.ndarray:
+        if self.rq is None:
+            return np.asarray(x).astype(self.raw_dtype, copy=False)
+        return self.rq.np(x)
+
+    def t(self, x: torch.Tensor) -> torch.Tensor:
+        if self.rq is None:
+            return x if self.raw_torch is None or x.dtype == self.raw_torch else x.to(self.raw_torch)
+        return self.rq.t(x)
+
+
+def flow(ctx: HtpBuildContext, src: str, dst: str) -> Flow:
+    """The flow from run-time tensor ``src`` to tensor ``dst`` (Unsupported when only one is quantized)."""
+    qi, qo = act_q(ctx, src), act_q(ctx, dst)
+    if qi is None and qo is None:
+        dt = ctx.graph.tensors[dst].dtype
+        return Flow(None, dt.numpy, torch_dtype(dt))
+    if qi is None or qo is None:
+        raise Unsupported(f"'{src}' -> '{dst}' mixes a quantized and an unquantized tensor")
+    if qi.axis is not None or qo.axis is not None:
+        raise Unsupported(f"'{src}' -> '{dst}': per-axis encoding")
+    return Flow(Requant.between(qi, qo))
+
+
+def static_value(ctx: HtpBuildContext, name: str, dst: str) -> np.ndarray:
+    """A static operand as it flows into ``dst``: integers in ``dst``'s encoding (requantized from the
+    static's own encoding, per channel for a per-axis one), or raw values when neither is quantized."""
+    t = ctx.graph.tensors[name]
+    assert t.data is not None, name
+    qs, qo = act_q(ctx, name), act_q(ctx, dst)
+    if qs is None and qo is None:
+        return np.asarray(t.data).astype(ctx.graph.tensors[dst].dtype.numpy)
+    if qs is None or qo is None:
+        raise Unsupported(f"'{name}' -> '{dst}' mixes a quantized and an unquantized tensor")
+    q = ctx.static_q(name)
+    if _same(qs, qo):
+        return q
+    shape = [1] * q.ndim
+    if qs.axis is not None and q.ndim:
+        shape[qs.axis] = qs.scale.size
+    pairs = [quantize_multiplier(float(s) / float(qo.scale[0])) for s in qs.scale]
+    m = np.array([p[0] for p in pairs], dtype=np.int64).reshape(shape)
+    sh = np.array([p[1] for p in pairs], dtype=np.int64).reshape(shape)
+    z = qs.zero_point.reshape(shape)
+    return np.clip(int(qo.zero_point[0]) + mbqm_np(q - z, m, sh), qo.qmin, qo.qmax)
+
+
+def const_tensor(v: np.ndarray, fl_quantized: bool, bitwidth: int, raw_torch: torch.dtype | None,
+                 device: torch.device) -> torch.Tensor:
+    t = torch.from_numpy(c_array(v))
+    if fl_quantized:
+        t = to_storage(t, bitwidth)
+    elif raw_torch is not None:
+        t = t.to(raw_torch)
+    return t.to(device)
+
+
+def out_bits(ctx: HtpBuildContext, name: str) -> int:
+    q = act_q(ctx, name)
+    return q.bitwidth if q is not None else 0
+
+
+def make_step(node: Node, ref: Callable[..., Any], fast: Callable[..., Any], inputs: Sequence[str]) -> HtpStep:
+    return HtpStep(ref, fast, list(inputs), list(node.outputs), node.name, node.op_type)
+
+
+def const_step(node: Node, ctx: HtpBuildContext, values: Sequence[np.ndarray]) -> HtpStep:
+    """A node whose inputs are all static: its outputs, computed at build time by the spec."""
+    ts = []
+    for name, v in zip(node.outputs, values):
+        fl_q = act_q(ctx, name) is not None
+        ts.append(const_tensor(v, fl_q, out_bits(ctx, name), torch_dtype(ctx.graph.tensors[name].dtype), ctx.device))
+    refs = [np.asarray(v) for v in values]
+    if len(refs) == 1:
+        return make_step(node, lambda: refs[0].copy(), lambda: ts[0], [])
+    return make_step(node, lambda: tuple(r.copy() for r in refs), lambda: tuple(ts), [])
+
+
+def movement(node: Node, ctx: HtpBuildContext, move_np: Callable[[np.ndarray], np.ndarray],
+             move_t: Callable[[torch.Tensor], torch.Tensor]) -> HtpStep:
+    """A one-input, one-output movement op: requantize (when the encodings differ), then move."""
+    x, y = node.inputs[0], node.outputs[0]
+    if ctx.is_static(x):
+        return const_step(node, ctx, [c_array(move_np(static_value(ctx, x, y)))])
+    fl = flow(ctx, x, y)
+
+    def reference(a: np.ndarray) -> np.ndarray:
+        return c_array(move_np(fl.np(a)))
+
+    def fast(a: torch.Tensor) -> torch.Tensor:
+        return move_t(fl.t(a)).contiguous()
+
+    return make_step(node, reference, fast, [x])
+

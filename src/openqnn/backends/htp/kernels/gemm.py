@@ -1,0 +1,338 @@
+"""Shared integer-GEMM machinery of the htp convolution and linear kernels.
+
+- encodings and static operands: activation encodings (:func:`act_qparams`), static weights as signed
+  integers (:func:`static_operand`), the bias on the accumulator's scale (:func:`bias_q`);
+- int8 planes: activations move to int8 (``q - 128``; 16-bit ones split into two int8 planes,
+  ``q - 32768 = 256 * hi + lo + 128``), weights that do not fit int8 split likewise
+  (:func:`int8_split`); the zero-point corrections fold into one per-channel constant at build time;
+- the GEMM: int8 products with int32 results (``torch._int_mm``) on the CPU, exact float64 products
+  (below 2^53) on other devices (:func:`gemm_mode`);
+- :class:`ConvCore`: the int8 GEMM convolution (per group, on an im2col of an already padded input)
+  followed by requant.py's requantization; FullyConnected and MatMul run it as a 1x1 convolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from openqnn.backends.htp.fixedpoint import INT32_MAX, INT32_MIN
+from openqnn.backends.htp.kernels.registry import HtpBuildContext, QParams, Unsupported
+from openqnn.backends.htp.kernels.requant import Requant, Term
+from openqnn.backends.htp.kernels.scratch import scratch
+
+__all__ = [
+    "ConvCore",
+    "act_a0",
+    "act_coefs",
+    "act_planes",
+    "act_qparams",
+    "bias_q",
+    "check_weight_bits",
+    "col_bound",
+    "gemm_mode",
+    "int8_split",
+    "make_mm",
+    "static_operand",
+    "weight_matrix",
+]
+
+
+# -- encodings and static operands ----------------------------------------------------------------
+
+def act_qparams(ctx: HtpBuildContext, name: str, role: str) -> QParams:
+    """The per-tensor unsigned 8/16-bit encoding of an activation, or Unsupported."""
+    if ctx.is_static(name):
+        raise Unsupported(f"{role} '{name}' is a static tensor, not an activation")
+    q = ctx.need_enc(name)
+    if q.signed or q.scale.size != 1:
+        raise Unsupported(f"{role} '{name}' has a {'signed' if q.signed else 'per-channel'} encoding; "
+                          "htp activations are per-tensor unsigned")
+    if q.bitwidth not in (8, 16):
+        raise Unsupported(f"{role} '{name}' is {q.bitwidth}-bit; htp activations are 8 or 16-bit")
+    if not (np.isfinite(q.scale).all() and (q.scale > 0).all()):
+        raise Unsupported(f"{role} '{name}' has a non-positive scale")
+    return q
+
+
+def check_weight_bits(ctx: HtpBuildContext, name: str, bitwidth: int) -> None:
+    if bitwidth == 16 and not ctx.arch.weights_16bit:
+        raise Unsupported(f"weight '{name}' is 16-bit; {ctx.arch.name} runs 16-bit weights from v73 on")
+    if bitwidth == 4 and not ctx.arch.weights_4bit:
+        raise Unsupported(f"weight '{name}' is 4-bit; {ctx.arch.name} runs 4-bit weights from v73 on")
+    if bitwidth not in (4, 8, 16):
+        raise Unsupported(f"weight '{name}' is {bitwidth}-bit; htp weights are 4, 8 or 16-bit")
+
+
+def static_operand(ctx: HtpBuildContext, name: str, axis: int | None, what: str = "weight"
+                   ) -> tuple[np.ndarray, np.ndarray, int]:
+    """A static operand's signed integers ``q + offset`` (int64, the operand's shape), its scales
+    (one, or one per index of ``axis``: per-channel encodings must lie along ``axis``) and bitwidth."""
+    if not ctx.is_static(name):
+        raise Unsupported(f"{what} '{name}' is not static")
+    t = ctx.graph.tensors[name]
+    if t.encoding is None:
+        raise Unsupported(f"{what} '{name}' has no encoding (the model is not quantized there)")
+    q = QParams.of(t.encoding)
+    check_weight_bits(ctx, name, q.bitwidth)
+    if not (np.isfinite(q.scale).all() and (q.scale >= 0).all()):
+        raise Unsupported(f"{what} '{name}' has a negative or non-finite scale")
+    shape = [1] * t.rank
+    if q.scale.size > 1:
+        if q.axis is None or axis is None or q.axis % t.rank != axis % t.rank:
+            raise Unsupported(f"{what} '{name}' is quantized per channel along axis {q.axis}; "
+                              f"htp supports per-channel scales only along its output axis {axis}")
+        shape[axis] = q.scale.size
+    wc = ctx.static_q(name) + q.offset.reshape(shape)
+    return wc.astype(np.int64), q.scale.astype(np.float64), q.bitwidth
+
+
+BIAS48 = 1 << 47
+
+
+def bias_q(ctx: HtpBuildContext, name: str, acc_scale: np.ndarray, wide: bool = False) -> np.ndarray:
+    """The bias as integers on the accumulator's scale (int64 array of the channels).
+
+    A 32-bit signed bias encoded with the accumulator's scale is used as is; any other bias (float
+    data without encoding, another bitwidth, another scale) is requantized once: round half away
+    from zero of ``real / acc_scale``, saturated to int32 -- or, with the 64-bit accumulator
+    (``wide``: 16-bit activations or weights, where ``s_x * s_w`` is tiny), to +-2^47."""
+    channels = acc_scale.size
+    if not name:
+        return np.zeros(channels, dtype=np.int64)
+    if not ctx.is_static(name):
+        raise Unsupported(f"bias '{name}' is not static")
+    t = ctx.graph.tensors[name]
+    if t.data is None or t.size not in (1, channels):
+        raise Unsupported(f"bias '{name}' has {t.size} values for {channels} channels")
+    if t.encoding is not None:
+        q = QParams.of(t.encoding)
+        qv = ctx.static_q(name).reshape(-1)
+        scale = np.broadcast_to(q.scale, (channels,)) if q.scale.size in (1, channels) else None
+        offset = np.broadcast_to(q.offset, (channels,)) if q.offset.size in (1, channels) else None
+        if scale is None or offset is None:
+            raise Unsupported(f"bias '{name}' has an encoding of {q.scale.size} channels for {channels}")
+        qv = np.broadcast_to(qv, (channels,)).astype(np.int64)
+        if (q.bitwidth == 32 and not offset.any()
+                and np.allclose(scale, acc_scale, rtol=1e-6, atol=0.0)):
+            return np.clip(qv, INT32_MIN, INT32_MAX)
+        real = (qv + offset) * scale
+    elif t.dtype.is_float:
+        real = np.broadcast_to(np.asarray(t.data, dtype=np.float64).reshape(-1), (channels,))
+    else:
+        raise Unsupported(f"bias '{name}' is integer data without an encoding")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = np.where(acc_scale > 0, real / np.where(acc_scale > 0, acc_scale, 1.0), 0.0)
+    v = np.sign(v) * np.floor(np.abs(v) + 0.5)
+    lo, hi = (-BIAS48, BIAS48) if wide else (INT32_MIN, INT32_MAX)
+    return np.clip(v, lo, hi).astype(np.int64)
+
+
+def int8_split(wc: np.ndarray) -> tuple[list[tuple[int, np.ndarray]], np.ndarray]:
+    """Integer weights ``wc`` (channels on the last axis) as int8 planes: ``wc = sum(coef * part) - b0``
+    with ``b0`` one integer per channel (0 when ``wc`` fits int8, the usual symmetric case)."""
+    if wc.size == 0 or (wc.min() >= -128 and wc.max() <= 127):
+        return [(1, wc.astype(np.int8))], np.zeros(wc.shape[-1], dtype=np.int64)
+    axes = tuple(range(wc.ndim - 1))
+    lo, hi = wc.min(axis=axes), wc.max(axis=axes)
+    if (hi - lo).max() <= 255:
+        shift = lo + 128
+        return [(1, (wc - shift).astype(np.int8))], -shift
+    if (hi - lo).max() <= 65535:
+        shift = lo + 32768
+        t = wc - shift
+        return [(256, (t >> 8).astype(np.int8)), (1, ((t & 255) - 128).astype(np.int8))], -(shift + 128)
+    raise Unsupported("weights span more than 16 bits")
+
+
+def act_a0(q: QParams) -> int:
+    """``q_x - zx = sum(coef * part) - a0`` for the int8 planes of :func:`act_planes`."""
+    zx = int(q.zero_point[0])
+    return zx - 128 if q.bitwidth == 8 else zx - 32768 - 128
+
+
+def act_coefs(bitwidth: int) -> list[int]:
+    return [1] if bitwidth == 8 else [256, 1]
+
+
+def act_planes(x: torch.Tensor, bitwidth: int) -> torch.Tensor:
+    """Activations (uint8 / int32 storage) as int8 planes stacked on a new leading axis (1 or 2)."""
+    if bitwidth == 8:
+        return torch.bitwise_xor(x.view(torch.int8), -128).unsqueeze(0)
+    return torch.stack([((x >> 8) - 128).to(torch.int8), ((x & 255) - 128).to(torch.int8)])
+
+
+# -- GEMM -----------------------------------------------------------------------------------------
+
+_INT_MM_CPU: bool | None = None
+
+
+def _int_mm_cpu() -> bool:
+    """Whether this PyTorch runs torch._int_mm on the CPU (int8 x int8 -> int32)."""
+    global _INT_MM_CPU
+    if _INT_MM_CPU is None:
+        try:
+            a = torch.ones(3, 5, dtype=torch.int8)
+            _INT_MM_CPU = bool(torch._int_mm(a, a.t().contiguous()).eq(5).all())
+        except (RuntimeError, AttributeError, NotImplementedError):
+            _INT_MM_CPU = False
+    return _INT_MM_CPU
+
+
+def gemm_mode(ctx: HtpBuildContext) -> str:
+    """``int8``: torch._int_mm (CPU); ``float64``: exact float64 products (other devices)."""
+    return "int8" if ctx.device.type == "cpu" and _int_mm_cpu() else "float64"
+
+
+def make_mm(mode: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """mm(a [m, k] int8, bt [n, k] int8 or float64 in float64 mode) -> a @ bt.T (int32 / float64, exact)."""
+    if mode == "int8":
+        def mm(a: torch.Tensor, bt: torch.Tensor) -> torch.Tensor:
+            return torch._int_mm(a, bt.t())
+    else:
+        def mm(a: torch.Tensor, bt: torch.Tensor) -> torch.Tensor:
+            return a.to(torch.float64) @ bt.t()
+    return mm
+
+
+def weight_matrix(part: np.ndarray, mode: str, device: torch.device) -> torch.Tensor:
+    """[k, n] integer weights -> the second GEMM operand stored transposed ([n, k], contiguous)."""
+    dtype = torch.int8 if mode == "int8" else torch.float64
+    return torch.tensor(np.ascontiguousarray(part.T), dtype=dtype, device=device)
+
+
+def col_bound(part: np.ndarray) -> np.ndarray:
+    """Bound of |int8 activations @ part| per column (activations within [-128, 127])."""
+    return 128.0 * np.abs(part.astype(np.float64)).reshape(-1, part.shape[-1]).sum(axis=0)
+
+
+# -- the im2col GEMM convolution ------------------------------------------------------------------
+
+class ConvCore:
+    """Int8 GEMM convolution of an already padded int8 input [planes * n, hp, wp, c] (stride, dilation,
+    groups) with static weights [kh, kw, cin/g, cout]; ``run(p)`` returns the requantized output."""
+
+    def __init__(self, wc: np.ndarray, xq: QParams, rq: Requant, bias: np.ndarray, n: int, hp: int, wp: int,
+                 oh: int, ow: int, stride: tuple[int, int], dilation: tuple[int, int], groups: int, mode: str,
+                 device: torch.device):
+        kh, kw, cin_g, cout = wc.shape
+        cout_g = cout // groups
+        self.geo = (n, oh, ow, kh, kw, stride, dilation, groups, cin_g)
+        k = kh * kw * cin_g
+        # per group: [k, cout_g] weights as int8 planes; b0 per output channel
+        mats = [wc[..., gi * cout_g:(gi + 1) * cout_g].reshape(k, cout_g) for gi in range(groups)]
+        parts_b, b0 = int8_split(np.concatenate(mats, axis=1) if groups > 1 else mats[0])
+        a0 = act_a0(xq)
+        coefs_a = act_coefs(xq.bitwidth)
+        self.planes = len(coefs_a)
+        self.m = n * oh * ow
+        # static: off = bias - a0 * sum_r d_r colsum(B_r) + K * a0 * b0
+        colsum = sum(d * part.astype(np.int64).sum(axis=0) for d, part in parts_b)
+        off = bias - a0 * colsum + k * a0 * b0
+        self.b_t = [[weight_matrix(part[:, gi * cout_g:(gi + 1) * cout_g], mode, device) for gi in range(groups)]
+                    for _, part in parts_b]
+        if mode == "int8" and max(float(col_bound(part).max()) for _, part in parts_b) >= INT32_MAX:
+            raise Unsupported(f"a reduction over {k} products may overflow the int32 GEMM accumulator")
+        self.mm = make_mm(mode)
+        self.use_row = bool(b0.any())
+        terms: list[Term] = []
+        self.term_index: list[tuple[int, int]] = []  # (A plane, B part) per GEMM term
+        for pa, ca in enumerate(coefs_a):
+            for rb, (db, part) in enumerate(parts_b):
+                terms.append((ca * db, col_bound(part)))
+                self.term_index.append((pa, rb))
+        row_bound = 128.0 * k
+        if self.use_row:
+            terms += [(-ca * b0, np.full(cout, row_bound)) for ca in coefs_a]
+        self.narrow = not rq.wide
+        # 16-bit activations, one weight plane: 256 * hi + lo combined in int32 when it cannot overflow
+        self.combine = (not self.narrow and self.planes == 2 and len(parts_b) == 1 and not self.use_row
+                        and mode == "int8" and float(257.0 * col_bound(parts_b[0][1]).max()) < INT32_MAX)
+        if self.combine:
+            self.requant = rq.fast(off, [(1, 257.0 * col_bound(parts_b[0][1]))], torch.int32)
+        elif self.narrow:  # one int accumulator: the row correction joins it in place
+            assert len(terms) == 1 or (len(terms) == 2 and self.use_row)
+            bound = np.zeros(cout)
+            for c, b in terms:
+                bound = bound + np.abs(np.asarray(c, dtype=np.float64)) * b
+            ok32 = float(np.max(bound)) < INT32_MAX
+            self.negb0 = torch.tensor(-b0, dtype=torch.int32 if mode == "int8" else torch.float64, device=device)
+            if self.use_row and not ok32:
+                raise Unsupported("accumulator may overflow int32 before requantization")
+            first = torch.int32 if mode == "int8" else torch.float64
+            self.requant = rq.fast(off, [(1, bound)], first)
+        else:
+            self.requant = rq.fast(off, terms, torch.int32 if mode == "int8" else torch.float64)
+        self.cout_g, self.mode = cout_g, mode
+        self.pointwise = kh == kw == 1 and stride == (1, 1) and hp == oh and wp == ow and groups == 1
+
+    def cols(self, p: torch.Tensor) -> torch.Tensor:
+        """[planes * m, k] (groups == 1) or [groups, planes * m, k/g] im2col rows of p (scratch)."""
+        _, oh, ow, kh, kw, (sh, sw), (dh, dw), groups, cin_g = self.geo
+        nb = p.shape[0]
+        if self.pointwise:
+            return p.reshape(nb * oh * ow, cin_g)
+        s_n, s_h, s_w, s_c = p.stride()
+        if groups == 1:
+            v = p.as_strided((nb, oh, ow, kh, kw, cin_g), (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c),
+                             p.storage_offset())
+            out = scratch("cols", (nb * oh * ow, kh * kw * cin_g), p.dtype, p.device)
+            out.view(v.shape).copy_(v)
+            return out
+        v = p.as_strided((nb, oh, ow, kh, kw, groups, cin_g),
+                         (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c * cin_g, s_c), p.storage_offset())
+        out = scratch("cols", (groups, nb * oh * ow, kh * kw * cin_g), p.dtype, p.device)
+        out.view(groups, nb, oh, ow, kh, kw, cin_g).copy_(v.permute(5, 0, 1, 2, 3, 4, 6))
+        return out
+
+    def products(self, a: torch.Tensor) -> list[torch.Tensor]:
+        """One accumulator [rows, cout] per weight plane."""
+        rows, cout = a.shape[-2], self.cout_g * len(self.b_t[0])
+        int8 = self.mode == "int8"
+        prods = []
+        for rb, mats in enumerate(self.b_t):
+            if a.dim() == 2:
+                if int8:
+                    acc = scratch(f"acc{rb}", (rows, cout), torch.int32, a.device)
+                    prods.append(torch._int_mm(a, mats[0].t(), out=acc))
+                else:
+                    prods.append(self.mm(a, mats[0]))
+                continue
+            groups = len(mats)
+            if int8:
+                gacc = scratch("gacc", (groups, rows, self.cout_g), torch.int32, a.device)
+                for gi, bt in enumerate(mats):
+                    torch._int_mm(a[gi], bt.t(), out=gacc[gi])
+                acc = scratch(f"acc{rb}", (rows, cout), torch.int32, a.device)
+                acc.view(rows, groups, self.cout_g).copy_(gacc.permute(1, 0, 2))
+                prods.append(acc)
+            else:
+                prods.append(torch.cat([self.mm(a[gi], bt) for gi, bt in enumerate(mats)], dim=1))
+        return prods
+
+    def run(self, p: torch.Tensor) -> torch.Tensor:
+        n, oh, ow = self.geo[:3]
+        a = self.cols(p)
+        m = self.m
+        prods = self.products(a)
+        if self.use_row:  # row sums of the im2col rows, per output channel (its group's rows)
+            rows = a.sum(dim=-1, dtype=torch.int32 if a.dtype == torch.int8 else torch.float64)
+            rows = rows.t().repeat_interleave(self.cout_g, dim=1) if a.dim() == 3 else rows.unsqueeze(1)
+            if self.mode != "int8":
+                rows = rows.to(torch.float64)
+        if self.combine:
+            hi = prods[0][:m]
+            out = self.requant(torch.add(prods[0][m:], hi, alpha=256, out=hi))
+        elif self.narrow:
+            acc = prods[0]
+            if self.use_row:
+                acc.addcmul_(rows, self.negb0)
+            out = self.requant(acc)
+        else:
+            ts = [prods[rb][pa * m:(pa + 1) * m] for pa, rb in self.term_index]
+            if self.use_row:
+                ts += [rows[pa * m:(pa + 1) * m] for pa in range(self.planes)]
+            out = self.requant(*ts)
+        return out.reshape(n, oh, ow, -1)

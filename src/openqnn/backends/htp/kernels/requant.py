@@ -1,0 +1,366 @@
+"""Requantization of integer accumulators, one multiplier per output channel (conv, linear).
+
+:class:`Requant` maps exact accumulators to output integers::
+
+    out[c] = clamp(zo + mbqm(acc[c], M[c], shift[c]), 0, 2^bw_out - 1)
+
+``mbqm`` is the int32-accumulator requantization (TFLite's double rounding; the exact sum saturates
+to int32 first) for 8-bit activations, ``mbqm64`` (one rounding, int64 accumulator) when an input
+activation or the weights are 16-bit. ``reference`` is that spec in numpy int64; the fast form is
+one floor of an affine function evaluated in float64 where every value is an exact dyadic fraction
+(checked with integers at build time), with an int64 fallback. :func:`requant_for` builds one from
+an op's encodings. (The per-tensor requantization of movement ops is common.py's ``Requant``.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from openqnn.backends.htp.fixedpoint import (
+    INT32_MAX,
+    INT32_MIN,
+    mbqm64_np,
+    mbqm64_t,
+    mbqm_np,
+    mbqm_t,
+    quantize_multiplier,
+)
+from openqnn.backends.htp.kernels.registry import HtpBuildContext, QParams, Unsupported
+from openqnn.backends.htp.kernels.scratch import scratch
+
+__all__ = ["BLOCK", "SMALL", "Requant", "Term", "requant_for"]
+
+Term = tuple[np.ndarray | int, np.ndarray]  # (integer coefficient per channel, bound of |tensor| per channel)
+
+
+_LIMIT = 1 << 53  # float64 holds every integer below this exactly
+SMALL = 1 << 15  # below this many elements, per-op overhead outweighs per-element cost
+BLOCK = 1 << 17  # requantize larger accumulators in blocks of about this many elements (cache)
+
+
+class Requant:
+    """Accumulators -> output integers, one multiplier per channel (channels on the last axis).
+
+    ``reference`` is the spec on exact int64 accumulators. ``fast`` builds the PyTorch form for an
+    accumulator given as a weighted sum of tensors (``acc = off + sum(coef_j * t_j)``, each ``t_j``
+    holding integers, int or float typed) from per-channel bounds of ``|t_j|``.
+
+    Both schemes are one floor of an affine function of the accumulator:
+
+    - 8-bit activations (mbqm, double rounding): srdhm is ``floor((a*M + 2^30) / 2^31)`` and the two
+      floors merge (``floor(floor(u) / n) = floor(u / n)``) into ``z = floor(N / 2^S)`` with
+      ``N = a*Me + 2^30 + 2^(e-1) * 2^31``, ``Me = M << left``, ``S = 31 + e`` (e the right shift);
+      where srdhm is negative (``a < thr = -floor(2^30 / Me)``) rounding half away from zero takes
+      ``2^31`` more off N.
+    - 16-bit (mbqm64, one rounding): ``z = floor((a*R + 2^(ts-1)) / 2^ts)``.
+
+    The fast form evaluates ``N / 2^S`` in float64, centred: ``N - m * 2^S`` with an integer ``m``
+    per channel, added back after the floor. Every value is then an exact dyadic fraction as long
+    as the accumulator's span times the multiplier stays below 2^53 (checked with integers at build
+    time). The sign correction subtracts ``2^-e * clamp(N_thr - N, 0, 1)``: ``N_thr - N`` is a
+    multiple of ``Me >= 2^30``, so the clamp gives exactly 0 or 1; channels whose accumulator range
+    lies on one side of ``thr`` take it as a constant. When the span is too wide, the accumulator is
+    clamped first to the window outside which the output saturates anyway (binary-searched on the
+    spec); failing that, int64 (fixedpoint.mbqm_t / mbqm64_t).
+    """
+
+    def __init__(self, real: np.ndarray, zo: int, out_bitwidth: int, wide: bool, device: torch.device):
+        self.channels = real.size
+        pairs = []
+        for r in real.reshape(-1):
+            try:
+                pairs.append(quantize_multiplier(float(r)))
+            except ValueError as e:
+                raise Unsupported(f"requantization: {e}") from None
+        self.mult = np.array([m for m, _ in pairs], dtype=np.int64)
+        self.shift = np.array([s for _, s in pairs], dtype=np.int64)
+        self.zo, self.qmax, self.wide = int(zo), (1 << out_bitwidth) - 1, wide
+        self.out_dtype = torch.uint8 if out_bitwidth == 8 else torch.int32
+        self.device = device
+        if wide and (15 - self.shift < 1).any():
+            raise Unsupported("requantization multiplier >= 2^14 is out of the 16-bit scheme's range")
+        self.mode = ""  # the fast form chosen by the last fast() call (for tests and reports)
+
+    def reference(self, acc: np.ndarray) -> np.ndarray:
+        z = (mbqm64_np if self.wide else mbqm_np)(acc, self.mult, self.shift)
+        return np.clip(z + self.zo, 0, self.qmax)
+
+    # -- fast --------------------------------------------------------------------------------
+    def _t(self, values: Sequence[float] | Sequence[int] | np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        return torch.tensor(np.asarray(values), dtype=dtype, device=self.device)
+
+    def _exact64(self, off: np.ndarray, coefs: Sequence[np.ndarray | int]) -> Callable[..., torch.Tensor]:
+        off_t = self._t(off, torch.int64)
+        coef_t = [self._t(np.broadcast_to(c, (self.channels,)), torch.int64) for c in coefs]
+        m_t, s_t = self._t(self.mult, torch.int64), self._t(self.shift, torch.int64)
+        fn = mbqm64_t if self.wide else mbqm_t
+        zo, qmax, out_dtype = self.zo, self.qmax, self.out_dtype
+
+        def run(*ts: torch.Tensor) -> torch.Tensor:
+            acc = off_t
+            for t, c in zip(ts, coef_t):
+                acc = acc + t.to(torch.int64) * c
+            return (fn(acc, m_t, s_t) + zo).clamp_(0, qmax).to(out_dtype)
+
+        self.mode = "int64"
+        return run
+
+    def fast(self, off: np.ndarray, terms: Sequence[Term], first_dtype: torch.dtype = torch.int32
+             ) -> Callable[..., torch.Tensor]:
+        """``run(*tensors)`` for ``acc = off + sum(coef_j * t_j)``; ``terms`` = (coef_j, bound_j) per tensor.
+
+        The first tensor has the output's shape and may be modified in place (a fresh or scratch
+        accumulator); the others broadcast against it. ``first_dtype`` is the first tensor's dtype."""
+        ch = self.channels
+        offs = [int(v) for v in np.broadcast_to(np.asarray(off, dtype=np.int64).reshape(-1), (ch,))]
+        coefs = [[int(v) for v in np.broadcast_to(np.asarray(c, dtype=np.int64), (ch,))] for c, _ in terms]
+        bounds = [[int(v) for v in np.broadcast_to(np.ceil(np.asarray(b, dtype=np.float64)), (ch,))]
+                  for _, b in terms]
+        span = [sum(abs(c[i]) * b[i] for c, b in zip(coefs, bounds)) for i in range(ch)]  # max |acc - off|
+        if self.wide:
+            red = [0 if m == 0 else (0x7FFF if m >= 0x7FFF0000 else (int(m) + (1 << 15)) >> 16) for m in self.mult]
+            ts = [15 - int(s) for s in self.shift]
+            spec = _Affine(red, ts, [1 << (t - 1) for t in ts], [False] * ch, [0] * ch, 0)
+        else:
+            left = [max(int(s), 0) for s in self.shift]
+            right = [max(-int(s), 0) for s in self.shift]
+            meff = [int(m) << lft for m, lft in zip(self.mult, left)]
+            # rdbpot's sign correction matters where a right shift rounds and a negative z can still
+            # reach the output range (zo > 0)
+            neg = [bool(right[i] and meff[i] and self.zo > 0) for i in range(ch)]
+            thr = [-((1 << 30) // meff[i]) if meff[i] else 0 for i in range(ch)]
+            spec = _Affine(meff, [31 + e for e in right], [(1 << 30) + ((1 << (e - 1)) << 31 if e else 0) for e in right],
+                           neg, thr, 1 << 31)
+        single = len(terms) == 1 and all(v == 1 for v in coefs[0])
+        lo_acc = [offs[i] - span[i] for i in range(ch)]
+        hi_acc = [offs[i] + span[i] for i in range(ch)]
+        if not self.wide and max(max(abs(a), abs(b)) for a, b in zip(lo_acc, hi_acc)) > INT32_MAX:
+            # the spec saturates the accumulator to int32 first: the same only where that saturates the output
+            if not ((self.reference(np.full(ch, INT32_MAX)) == self.qmax).all()
+                    and (self.reference(np.full(ch, INT32_MIN)) == 0).all()):
+                return self._exact64(np.asarray(offs), [np.asarray(c) for c in coefs])
+        fold = spec.center(lo_acc, hi_acc, offs, self.zo)
+        if fold is not None:
+            self.mode = "float64"
+            return self._run_fold(spec, fold, coefs)
+        if single and max(abs(o) + b for o, b in zip(offs, span)) < INT32_MAX:
+            lo, hi = self._window(lo_acc, hi_acc)
+            mid = [(a + b) // 2 for a, b in zip(lo, hi)]
+            win = spec.center(lo, hi, mid, self.zo)
+            if win is not None and all(abs(offs[i] - mid[i]) + span[i] < INT32_MAX for i in range(ch)):
+                self.mode = "window"
+                return self._run_window(spec, win, offs, lo, hi, mid, first_dtype)
+        return self._exact64(np.asarray(offs), [np.asarray(c) for c in coefs])
+
+    def _window(self, lo_acc: list[int], hi_acc: list[int]) -> tuple[list[int], list[int]]:
+        """Per channel: the accumulator range narrowed to [lo, hi] with out(a) = out(lo) for a <= lo and
+        out(a) = out(hi) for a >= hi (binary search on the monotone spec)."""
+        lo_a, hi_a = np.array(lo_acc, dtype=np.int64), np.array(hi_acc, dtype=np.int64)
+        out_lo, out_hi = self.reference(lo_a), self.reference(hi_a)
+        # lo: the largest a with out(a) == out(lo_acc); hi: the smallest a with out(a) == out(hi_acc)
+        a, b = lo_a.copy(), hi_a.copy()  # invariant: out(a) == out_lo, and b is past it or the end
+        for _ in range(64):
+            m = (a + b + 1) // 2
+            same = self.reference(m) == out_lo
+            a = np.where(same, m, a)
+            b = np.where(same, b, m - 1)
+        lo = a
+        a, b = lo_a.copy(), hi_a.copy()  # invariant: out(b) == out_hi
+        for _ in range(64):
+            m = (a + b) // 2
+            same = self.reference(m) == out_hi
+            b = np.where(same, m, b)
+            a = np.where(same, a, m + 1)
+        hi = np.maximum(b, lo)
+        return [int(v) for v in lo], [int(v) for v in hi]
+
+    def _finisher(self, plan: _Plan) -> Callable[..., torch.Tensor]:
+        """Centred float64 y (scratch) -> output storage: [floor, + (m + zo),] truncate, clamp, cast;
+        into ``out`` when given (a block of a larger output).
+
+        |y| beyond 2^30 is clamped first (int32 conversion); the output saturates there either way."""
+        qmax, out_dtype, device, folded = self.qmax, self.out_dtype, self.device, plan.folded
+        madd_t = self._t([max(-(1 << 23), min(1 << 23, v)) for v in plan.madd], torch.int32)
+        big = plan.ybound >= 2.0**30
+        # folded 8-bit outputs with |y| < 2^15: truncate to int16 (cheaper conversions than int32)
+        short = folded and out_dtype == torch.uint8 and plan.ybound < 2.0**15 - 1
+
+        def finish(y: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+            if folded and y.numel() < SMALL:  # fewer, slower-per-element ops
+                y.clamp_(0.0, float(qmax))
+                return y.to(out_dtype) if out is None else out.copy_(y)
+            if short:  # truncation is the floor for y >= 0; y < 0 clamps to 0 either way
+                q16 = scratch("q16", y.shape, torch.int16, device)
+                q16.copy_(y).clamp_(0, qmax)
+                return q16.to(out_dtype) if out is None else out.copy_(q16)
+            if big:
+                y.clamp_(-(2.0**30), 2.0**30)
+            if not folded:
+                y.floor_()
+            if out_dtype == torch.int32:
+                q = torch.empty(y.shape, dtype=torch.int32, device=device) if out is None else out
+            else:
+                q = scratch("q", y.shape, torch.int32, device)
+            q.copy_(y)
+            if not folded:
+                q.add_(madd_t)
+            q.clamp_(0, qmax)
+            if out_dtype == torch.int32:
+                return q
+            return q.to(out_dtype) if out is None else out.copy_(q)
+
+        return finish
+
+    def _consts(self, spec: _Affine, plan: _Plan, coefs: list[list[int]] | None
+                ) -> tuple[torch.Tensor, list[torch.Tensor], Callable[..., torch.Tensor]]:
+        ch = self.channels
+        c_t = self._t([math.ldexp(float(plan.const[i]), -spec.s[i]) for i in range(ch)], torch.float64)
+        cols = coefs if coefs is not None else [[1] * ch]
+        r_ts = [self._t([math.ldexp(float(c[i] * spec.mult[i]), -spec.s[i]) for i in range(ch)], torch.float64)
+                for c in cols]
+        finish = self._finisher(plan)
+        if not any(plan.dyn):
+            return c_t, r_ts, finish
+        # sign correction: t = N_thr - N = k0 - y * 2^S, clamped to [0, 1], times -2^-e
+        k0_t = self._t([float(plan.k0[i]) if plan.dyn[i] else 0.0 for i in range(ch)], torch.float64)
+        sc_t = self._t([-math.ldexp(1.0, spec.s[i]) if plan.dyn[i] else 0.0 for i in range(ch)], torch.float64)
+        nd_t = self._t([-math.ldexp(1.0, 31 - spec.s[i]) if plan.dyn[i] else 0.0 for i in range(ch)], torch.float64)
+        device = self.device
+
+        def correct_finish(y: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+            t = torch.addcmul(k0_t, y, sc_t, out=scratch("t", y.shape, torch.float64, device))
+            y.addcmul_(t.clamp_(0.0, 1.0), nd_t)
+            return finish(y, out)
+
+        return c_t, r_ts, correct_finish
+
+    def _run_fold(self, spec: _Affine, plan: _Plan, coefs: list[list[int]]) -> Callable[..., torch.Tensor]:
+        c_t, r_ts, finish = self._consts(spec, plan, coefs)
+        r0, rest, device = r_ts[0], r_ts[1:], self.device
+
+        def run(t0: torch.Tensor, *tensors: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+            if t0.numel() < SMALL:
+                y = torch.addcmul(c_t, t0, r0)
+            elif t0.dtype == torch.float64:  # a fresh float64 accumulator: in place
+                y = torch.addcmul(c_t, t0, r0, out=t0)
+            else:
+                y = _to_f64(t0, "y", device)
+                torch.addcmul(c_t, y, r0, out=y)
+            for t, r in zip(tensors, rest):
+                y.addcmul_(_to_f64(t, "y2", device) if t.numel() == y.numel() else t, r)
+            return finish(y, out)
+
+        return self._blocked(run)
+
+    def _run_window(self, spec: _Affine, plan: _Plan, offs: list[int], lo: list[int], hi: list[int], mid: list[int],
+                    first_dtype: torch.dtype) -> Callable[..., torch.Tensor]:
+        c_t, r_ts, finish = self._consts(spec, plan, None)
+        r0, device = r_ts[0], self.device
+        shift_t = self._t([o - m for o, m in zip(offs, mid)], torch.int32)
+        lo_t = self._t([a - m for a, m in zip(lo, mid)], torch.int32)
+        hi_t = self._t([b - m for b, m in zip(hi, mid)], torch.int32)
+        int_acc = first_dtype == torch.int32
+
+        def run(acc: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+            if int_acc:
+                a = acc.add_(shift_t)
+            else:
+                a = scratch("a32", acc.shape, torch.int32, device)
+                a.copy_(acc)
+                a.add_(shift_t)
+            a.clamp_(lo_t, hi_t)
+            y = _to_f64(a, "y", device)
+            return finish(torch.addcmul(c_t, y, r0, out=y), out)
+
+        return self._blocked(run)
+
+    def _blocked(self, run: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        """``run`` over blocks of rows (channels last) for large accumulators: the float64 and int32
+        intermediates of a block stay in cache, which several passes over the whole would not."""
+        out_dtype = self.out_dtype
+
+        def blocked(t0: torch.Tensor, *tensors: torch.Tensor) -> torch.Tensor:
+            c = t0.shape[-1]
+            if t0.numel() <= BLOCK * 3 // 2 or t0.dim() < 2 or c == 0:
+                return run(t0, *tensors)
+            rows = t0.numel() // c
+            parts = []  # per tensor: sliced by rows, or broadcast whole
+            for t in tensors:
+                if t.dim() >= 2 and t.numel() // t.shape[-1] == rows:
+                    parts.append((t.reshape(rows, t.shape[-1]), True))
+                elif t.dim() <= 1 or t.numel() == t.shape[-1]:
+                    parts.append((t, False))
+                else:
+                    return run(t0, *tensors)
+            a = t0.reshape(rows, c)
+            out = torch.empty((rows, c), dtype=out_dtype, device=t0.device)
+            step = max(1, BLOCK // c)
+            for i in range(0, rows, step):
+                run(a[i:i + step], *[t[i:i + step] if sliced else t for t, sliced in parts], out=out[i:i + step])
+            return out.view(t0.shape)
+
+        return blocked
+
+
+def _to_f64(t: torch.Tensor, slot: str, device: torch.device) -> torch.Tensor:
+    """t as float64 in a scratch buffer (mixed-dtype arithmetic would cast through a hidden temporary)."""
+    if t.dtype == torch.float64 and slot == "y2":
+        return t
+    y = scratch(slot, t.shape, torch.float64, device)
+    return y.copy_(t)
+
+
+class _Plan:
+    """A centred float64 evaluation: y = (x * mult + const) / 2^S, z = floor(y) + madd."""
+
+    def __init__(self, const: list[int], madd: list[int], folded: bool, dyn: list[bool], k0: list[int],
+                 ybound: float):
+        self.const, self.madd, self.folded, self.dyn, self.k0 = const, madd, folded, dyn, k0
+        self.ybound = ybound  # max |y|
+
+
+class _Affine:
+    """``z = floor(N / 2^s)``, ``N = a * mult + base`` (minus ``negcorr`` where ``neg`` and ``a < thr``)."""
+
+    def __init__(self, mult: list[int], s: list[int], base: list[int], neg: list[bool], thr: list[int], negcorr: int):
+        self.mult, self.s, self.base, self.neg, self.thr, self.negcorr = mult, s, base, neg, thr, negcorr
+
+    def center(self, lo: list[int], hi: list[int], center: list[int], zo: int) -> _Plan | None:
+        """The plan for accumulators in [lo, hi], evaluated as ``x = a - center``; None if not exact."""
+        const, madd, dyn, k0, extent = [], [], [], [], []
+        for i in range(len(lo)):
+            me, s, c = self.mult[i], self.s[i], center[i]
+            d = self.neg[i] and lo[i] < self.thr[i] <= hi[i]
+            always = self.neg[i] and hi[i] < self.thr[i]
+            n_c = c * me + self.base[i] - (self.negcorr if always else 0)  # N at the centre
+            m = (n_c + (1 << (s - 1))) >> s  # nearest multiple of 2^s
+            k = n_c - m * (1 << s)
+            ext = max(abs(lo[i] - c), abs(hi[i] - c)) * me
+            if ext + abs(k) + self.negcorr >= _LIMIT:
+                return None
+            const.append(k)
+            madd.append(m + zo)
+            dyn.append(d)
+            k0.append((self.thr[i] - c) * me + k if d else 0)
+            extent.append(ext + abs(k) + self.negcorr)
+        folded = all(extent[i] + abs(madd[i]) * (1 << self.s[i]) < _LIMIT for i in range(len(lo)))
+        if folded:
+            const = [const[i] + madd[i] * (1 << self.s[i]) for i in range(len(lo))]
+            k0 = [k0[i] + madd[i] * (1 << self.s[i]) for i in range(len(lo))]
+        ybound = max(math.ldexp(float(extent[i]), -self.s[i]) + (abs(madd[i]) if folded else 0) for i in range(len(lo)))
+        return _Plan(const, madd, folded, dyn, k0, ybound)
+
+
+def requant_for(ctx: HtpBuildContext, xq: QParams, oq: QParams, w_scale: np.ndarray, channels: int,
+                w_bits: int, x2q: QParams | None = None) -> Requant:
+    """The requantization of an op with input encoding ``xq`` (and ``x2q`` for a second activation),
+    weight scales ``w_scale`` (one or per channel) and output encoding ``oq``."""
+    s_in = float(xq.scale[0]) * (float(x2q.scale[0]) if x2q is not None else 1.0)
+    real = s_in * np.broadcast_to(w_scale, (channels,)).astype(np.float64) / float(oq.scale[0])
+    wide = xq.bitwidth == 16 or w_bits == 16 or (x2q is not None and x2q.bitwidth == 16)
+    return Requant(real, int(oq.zero_point[0]), oq.bitwidth, wide, ctx.device)
+

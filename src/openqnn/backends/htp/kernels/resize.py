@@ -1,0 +1,178 @@
+"""htp integer kernel: Resize (see registry.py for the conventions).
+
+Resize nearest is pure movement (common.py's requantization, then indexing). Resize linear / cubic
+(and antialias) use fixed-point separable filters: per resized axis the float interpolation matrix
+(the cpu kernel's, ORT's coordinates) is quantized to Q.20 weights whose rows keep their exact sums,
+values carry 8 extra fraction bits (v = (q - z_in) << 8), each axis computes v = rdbpot(sum_t W_t *
+v[idx_t], 20) in int64, and the result is requantized once: q_out = clamp(z_out + mbqm(v,
+quantize_multiplier(s_in / (s_out * 2^8)))). tf_crop_and_resize fills outputs sampled outside the
+input with ``extrapolation_value`` quantized in the output encoding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from openqnn.backends.htp.fixedpoint import mbqm_np, mbqm_t, quantize_multiplier, rdbpot_np, rdbpot_t
+from openqnn.backends.htp.kernels.common import act_q, c_array, flow, make_step, movement, to_storage
+from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, Unsupported, htp_kernel
+from openqnn.ir.graph import Node
+
+__all__ = ["RESIZE_EXTRA_BITS", "RESIZE_WEIGHT_BITS", "resize"]
+
+
+RESIZE_WEIGHT_BITS = 20  # fraction bits of the fixed-point interpolation weights
+RESIZE_EXTRA_BITS = 8  # fraction bits values carry between the axes of a filtered resize
+_MAX_TAPS = 16
+
+
+def _round_half_away(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+def _fixed_rows(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An [out, in] float filter matrix -> (idx [out, T], W [out, T]) with Q.20 integer weights; each
+    row's integer sum is its float sum rounded (the largest weight takes the difference)."""
+    one = 1 << RESIZE_WEIGHT_BITS
+    nz = m != 0
+    taps = max(1, int(nz.sum(axis=1).max()))
+    if taps > _MAX_TAPS:
+        raise Unsupported(f"Resize filter of {taps} taps (at most {_MAX_TAPS})")
+    n_out = m.shape[0]
+    idx = np.zeros((n_out, taps), dtype=np.int64)
+    w = np.zeros((n_out, taps), dtype=np.int64)
+    for r in range(n_out):
+        cols = np.nonzero(nz[r])[0]
+        wf = m[r, cols]
+        wq = _round_half_away(wf * one).astype(np.int64)
+        if cols.size:
+            target = int(_round_half_away(np.array(wf.sum() * one)))
+            wq[int(np.argmax(np.abs(wf)))] += target - int(wq.sum())
+        idx[r, :cols.size] = cols
+        w[r, :cols.size] = wq
+    return idx, w
+
+
+@htp_kernel("Resize")
+def resize(node: Node, ctx: HtpBuildContext) -> HtpStep:
+    from openqnn.backends.cpu.kernels.spatial import (
+        _antialias_matrix,
+        _filter_matrix,
+        _nearest_index,
+        _original_coords,
+    )
+
+    a = node.attrs
+    x, out = node.inputs[0], node.outputs[0]
+    in_shape, out_shape = ctx.shape(x), tuple(int(v) for v in a["output_shape"])
+    rank = len(in_shape)
+    interp, mode = a["interpolation_mode"], a["transformation_mode"]
+    if interp not in ("nearest", "linear", "cubic"):
+        raise Unsupported(f"Resize interpolation_mode {interp!r}")
+    if ctx.is_static(x):
+        raise Unsupported("Resize of a static tensor")
+    fl = flow(ctx, x, out)
+    if tuple(in_shape) == out_shape:
+        return movement(node, ctx, lambda v: v, lambda t: t)
+    if interp != "nearest" and not fl.quantized:
+        raise Unsupported(f"Resize {interp} of an unquantized {ctx.graph.tensors[x].dtype.name} tensor")
+    given = bool(a["scales"])
+    f32 = np.float32
+    scales = [f32(s) for s in a["scales"]] or [f32(o) / f32(i) if i else f32(1) for o, i in zip(out_shape, in_shape)]
+    roi = list(a["roi"]) or [0.0] * rank + [1.0] * rank
+    extrapolate = mode == "tf_crop_and_resize"
+    antialias = a["antialias"] and interp != "nearest"
+    plan: list[tuple[int, np.ndarray, np.ndarray | None]] = []  # (axis, idx [out] or [out, T], W or None)
+    mask: np.ndarray | None = None
+    for ax in range(rank):
+        n_in, n_out, s = in_shape[ax], out_shape[ax], scales[ax]
+        identity = s == f32(1)
+        if identity and n_in == n_out:
+            continue
+        length = float(s) * n_in if given else float(n_out)
+        coords = (np.arange(n_out, dtype=f32) if identity
+                  else _original_coords(mode, n_out, n_in, s, length, (roi[ax], roi[rank + ax])))
+        if interp == "nearest":
+            plan.append((ax, np.clip(_nearest_index(coords, a["nearest_mode"], bool(s < 1)), 0, n_in - 1), None))
+        else:
+            m = (_antialias_matrix(n_out, n_in, s, coords, identity, interp, a["cubic_coeff"], a["exclude_outside"])
+                 if antialias else _filter_matrix(coords, n_in, interp, a["cubic_coeff"], a["exclude_outside"]))
+            idx, w = _fixed_rows(m)
+            plan.append((ax, idx, w))
+        if extrapolate and not identity:
+            oob = (coords < 0) | (coords > f32(n_in - 1))
+            if oob.any():
+                shape = [1] * rank
+                shape[ax] = n_out
+                mk = oob.reshape(shape)
+                mask = mk if mask is None else (mask | mk)
+
+    qi, qo = act_q(ctx, x), act_q(ctx, out)
+    fill: int | float = 0
+    if mask is not None:
+        value = float(a["extrapolation_value"])
+        fill = (int(np.clip(np.round(value / float(qo.scale[0])) - int(qo.offset[0]), qo.qmin, qo.qmax))
+                if qo is not None else value)
+    mask_t = torch.from_numpy(c_array(mask)).to(ctx.device) if mask is not None else None
+
+    if interp == "nearest":
+        plan_t = [(ax, torch.from_numpy(idx).to(ctx.device)) for ax, idx, _ in plan]
+
+        def move_np(v: np.ndarray) -> np.ndarray:
+            for ax, idx, _ in plan:
+                v = np.take(v, idx, axis=ax)
+            return np.where(mask, fill, v).astype(v.dtype) if mask is not None else v
+
+        def move_t(t: torch.Tensor) -> torch.Tensor:
+            for ax, idx_t in plan_t:
+                t = torch.index_select(t, ax, idx_t)
+            return torch.where(mask_t, torch.tensor(fill, dtype=t.dtype, device=t.device), t) if mask_t is not None else t
+
+        return movement(node, ctx, move_np, move_t)
+
+    # filtered: fixed-point separable filter in the (q - z_in) << 8 domain, one requantization
+    assert qi is not None and qo is not None
+    z_in, z_out = int(qi.zero_point[0]), int(qo.zero_point[0])
+    mult, shift = quantize_multiplier(float(qi.scale[0]) / (float(qo.scale[0]) * (1 << RESIZE_EXTRA_BITS)))
+    bound = (qi.qmax - qi.qmin) << RESIZE_EXTRA_BITS
+    for _, _, wq in plan:
+        assert wq is not None
+        bound = int(bound * max(1.0, float(np.abs(wq).sum(axis=1).max()) / (1 << RESIZE_WEIGHT_BITS))) + 1
+    if bound >= 1 << 31:
+        raise Unsupported("Resize filter overshoot too large for a 32-bit requantization")
+    plan_w = [(ax, torch.from_numpy(idx).to(ctx.device), torch.from_numpy(w).to(ctx.device))
+              for ax, idx, w in plan if w is not None]
+
+    def bshape(ax: int, n_out: int) -> list[int]:
+        sh = [1] * rank
+        sh[ax] = n_out
+        return sh
+
+    def reference(q: np.ndarray) -> np.ndarray:
+        v = (np.asarray(q, dtype=np.int64) - z_in) << RESIZE_EXTRA_BITS
+        for ax, idx, w in plan:
+            assert w is not None
+            acc = np.zeros([idx.shape[0] if i == ax else d for i, d in enumerate(v.shape)], dtype=np.int64)
+            for t in range(idx.shape[1]):
+                acc = acc + np.take(v, idx[:, t], axis=ax) * w[:, t].reshape(bshape(ax, idx.shape[0]))
+            v = rdbpot_np(acc, RESIZE_WEIGHT_BITS)
+        y = np.clip(z_out + mbqm_np(v, mult, shift), qo.qmin, qo.qmax)
+        if mask is not None:
+            y = np.where(mask, fill, y)
+        return c_array(y)
+
+    def fast(q: torch.Tensor) -> torch.Tensor:
+        v = (q.to(torch.int64) - z_in) << RESIZE_EXTRA_BITS
+        for ax, idx_t, w_t in plan_w:
+            wsh = bshape(ax, idx_t.shape[0])
+            acc = torch.index_select(v, ax, idx_t[:, 0]) * w_t[:, 0].reshape(wsh)
+            for t in range(1, idx_t.shape[1]):
+                acc = acc + torch.index_select(v, ax, idx_t[:, t]) * w_t[:, t].reshape(wsh)
+            v = rdbpot_t(acc, RESIZE_WEIGHT_BITS)
+        y = torch.clamp(mbqm_t(v, mult, shift) + z_out, qo.qmin, qo.qmax)
+        if mask_t is not None:
+            y = torch.where(mask_t, torch.tensor(fill, dtype=y.dtype, device=y.device), y)
+        return to_storage(y, qo.bitwidth).contiguous()
+
+    return make_step(node, reference, fast, [x])

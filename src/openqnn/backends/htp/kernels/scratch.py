@@ -1,0 +1,55 @@
+"""Per-thread scratch buffers for the htp kernels' fast-path intermediates (see :func:`scratch`)."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+
+import torch
+
+__all__ = ["SCRATCH_MAX_BYTES", "release_scratch", "scratch"]
+
+
+class _Scratch(threading.local):
+    def __init__(self) -> None:
+        self.bufs: dict[tuple[str, torch.dtype, torch.device, bool], torch.Tensor] = {}
+        self.views: dict[tuple[str, tuple[int, ...], torch.dtype, torch.device, bool], torch.Tensor] = {}
+
+
+_SCRATCH = _Scratch()
+SCRATCH_MAX_BYTES = 1 << 27  # larger intermediates are allocated per call
+
+
+def scratch(slot: str, shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A per-thread reusable buffer for a step's intermediate (its contents are garbage).
+
+    Multi-megabyte temporaries allocated per call cost page faults on every call (the allocator
+    returns them to the OS); steps of one thread run one after another, so each slot is reused.
+    A step must not hand a scratch tensor to the next one (outputs are always fresh). Buffers made
+    under ``torch.inference_mode`` (how the executable runs) are kept apart from the others."""
+    shape = tuple(shape)
+    inference = torch.is_inference_mode_enabled()
+    vkey = (slot, shape, dtype, device, inference)
+    view = _SCRATCH.views.get(vkey)
+    if view is not None:
+        return view
+    n = math.prod(shape)
+    if n * dtype.itemsize > SCRATCH_MAX_BYTES:
+        return torch.empty(shape, dtype=dtype, device=device)
+    key = (slot, dtype, device, inference)
+    buf = _SCRATCH.bufs.get(key)
+    if buf is None or buf.numel() < n:
+        buf = torch.empty(max(n, 1024), dtype=dtype, device=device)
+        _SCRATCH.bufs[key] = buf
+        for k in [k for k in _SCRATCH.views if (k[0], k[2], k[3], k[4]) == key]:
+            del _SCRATCH.views[k]  # views of the old buffer
+    view = buf[:n].view(shape)
+    _SCRATCH.views[vkey] = view
+    return view
+
+
+def release_scratch() -> None:
+    """Drop this thread's scratch buffers."""
+    _SCRATCH.bufs.clear()
+    _SCRATCH.views.clear()
