@@ -10,6 +10,7 @@ match it, not just the ONNX text.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -143,27 +144,30 @@ def _antialias_matrix(n_out: int, n_in: int, scale: np.float32, x: np.ndarray, i
     return m
 
 
-@kernel("Resize")
-def resize(node: Node, ctx: BuildContext) -> Step:
-    a = node.attrs
-    x_name = node.inputs[0]
-    in_shape, out_shape = ctx.shape(x_name), tuple(a["output_shape"])
+@dataclass(frozen=True)
+class ResizeAxis:
+    """How one resized axis is computed: gather ``index`` (nearest) or multiply by ``matrix`` [out, in]."""
+
+    axis: int
+    index: np.ndarray | None
+    matrix: np.ndarray | None
+
+
+def resize_plan(attrs: dict, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+                ) -> tuple[list[ResizeAxis], np.ndarray | None]:
+    """Per resized axis, ONNX's exact coordinate mapping as an index or an interpolation matrix (float64),
+    and the broadcastable bool mask of outputs that take ``extrapolation_value`` (tf_crop_and_resize).
+    Shared by the cpu kernel and the htp integer kernel, so both resize exactly alike."""
+    a = attrs
     rank = len(in_shape)
     interp, mode = a["interpolation_mode"], a["transformation_mode"]
-    if interp not in ("nearest", "linear", "cubic"):
-        raise Unsupported(f"Resize interpolation_mode {interp!r}")
-    if interp != "nearest" and not ctx.dtype(x_name).is_float:
-        raise Unsupported(f"Resize {interp} on {ctx.dtype(x_name).name} input")
-    if tuple(in_shape) == out_shape:  # nothing is resized (ORT copies, whatever the scales say)
-        return simple(lambda x: x, node)
     given = bool(a["scales"])  # the model gave scales (not sizes): the resized length is scale * input length
     scales = [_F32(s) for s in a["scales"]] or [_F32(o) / _F32(i) if i else _F32(1) for o, i in zip(out_shape, in_shape)]
     roi = list(a["roi"]) or [0.0] * rank + [1.0] * rank
     extrapolate = mode == "tf_crop_and_resize"
     antialias = a["antialias"] and interp != "nearest"
-    dtype = ctx.torch_dtype(x_name)
-    plan: list[tuple[int, str, torch.Tensor]] = []  # (axis, "index" or "matrix", data)
-    masks: list[torch.Tensor] = []  # broadcastable bool masks of the outputs that take extrapolation_value
+    plan: list[ResizeAxis] = []
+    mask: np.ndarray | None = None
     for ax in range(rank):
         n_in, n_out, s = in_shape[ax], out_shape[ax], scales[ax]
         identity = s == _F32(1)
@@ -173,23 +177,42 @@ def resize(node: Node, ctx: BuildContext) -> Step:
         x = (np.arange(n_out, dtype=_F32) if identity
              else _original_coords(mode, n_out, n_in, s, length, (roi[ax], roi[rank + ax])))
         if interp == "nearest":
-            idx = np.clip(_nearest_index(x, a["nearest_mode"], bool(s < 1)), 0, n_in - 1)
-            plan.append((ax, "index", torch.from_numpy(idx).to(ctx.device)))
+            plan.append(ResizeAxis(ax, np.clip(_nearest_index(x, a["nearest_mode"], bool(s < 1)), 0, n_in - 1), None))
         elif antialias:
             m = _antialias_matrix(n_out, n_in, s, x, identity, interp, a["cubic_coeff"], a["exclude_outside"])
-            plan.append((ax, "matrix", torch.from_numpy(m).to(ctx.device, dtype)))
+            plan.append(ResizeAxis(ax, None, m))
         else:
-            m = _filter_matrix(x, n_in, interp, a["cubic_coeff"], a["exclude_outside"])
-            plan.append((ax, "matrix", torch.from_numpy(m).to(ctx.device, dtype)))
+            plan.append(ResizeAxis(ax, None, _filter_matrix(x, n_in, interp, a["cubic_coeff"], a["exclude_outside"])))
         if extrapolate and not identity:
             out_of_range = (x < 0) | (x > _F32(n_in - 1))
             if out_of_range.any():
                 shape = [1] * rank
                 shape[ax] = n_out
-                masks.append(torch.from_numpy(out_of_range).reshape(shape).to(ctx.device))
-    mask = None
-    for mk in masks:
-        mask = mk if mask is None else mask | mk
+                mk = out_of_range.reshape(shape)
+                mask = mk if mask is None else (mask | mk)
+    return plan, mask
+
+
+@kernel("Resize")
+def resize(node: Node, ctx: BuildContext) -> Step:
+    a = node.attrs
+    x_name = node.inputs[0]
+    in_shape, out_shape = ctx.shape(x_name), tuple(a["output_shape"])
+    interp = a["interpolation_mode"]
+    if interp not in ("nearest", "linear", "cubic"):
+        raise Unsupported(f"Resize interpolation_mode {interp!r}")
+    if interp != "nearest" and not ctx.dtype(x_name).is_float:
+        raise Unsupported(f"Resize {interp} on {ctx.dtype(x_name).name} input")
+    if tuple(in_shape) == out_shape:  # nothing is resized (ORT copies, whatever the scales say)
+        return simple(lambda x: x, node)
+    dtype = ctx.torch_dtype(x_name)
+    axes, mask_np = resize_plan(a, tuple(in_shape), out_shape)
+    plan: list[tuple[int, str, torch.Tensor]] = [  # (axis, "index" or "matrix", data)
+        (r.axis, "index", torch.from_numpy(r.index).to(ctx.device)) if r.index is not None
+        else (r.axis, "matrix", torch.from_numpy(r.matrix).to(ctx.device, dtype))
+        for r in axes
+    ]
+    mask = torch.from_numpy(np.ascontiguousarray(mask_np)).to(ctx.device) if mask_np is not None else None
     fill = a["extrapolation_value"]
 
     def run(t: torch.Tensor) -> torch.Tensor:

@@ -56,18 +56,13 @@ def _fixed_rows(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @htp_kernel("Resize")
 def resize(node: Node, ctx: HtpBuildContext) -> HtpStep:
-    from openqnn.backends.cpu.kernels.spatial import (
-        _antialias_matrix,
-        _filter_matrix,
-        _nearest_index,
-        _original_coords,
-    )
+    from openqnn.backends.cpu.kernels.spatial import resize_plan
 
     a = node.attrs
     x, out = node.inputs[0], node.outputs[0]
     in_shape, out_shape = ctx.shape(x), tuple(int(v) for v in a["output_shape"])
     rank = len(in_shape)
-    interp, mode = a["interpolation_mode"], a["transformation_mode"]
+    interp = a["interpolation_mode"]
     if interp not in ("nearest", "linear", "cubic"):
         raise Unsupported(f"Resize interpolation_mode {interp!r}")
     if ctx.is_static(x):
@@ -77,36 +72,15 @@ def resize(node: Node, ctx: HtpBuildContext) -> HtpStep:
         return movement(node, ctx, lambda v: v, lambda t: t)
     if interp != "nearest" and not fl.quantized:
         raise Unsupported(f"Resize {interp} of an unquantized {ctx.graph.tensors[x].dtype.name} tensor")
-    given = bool(a["scales"])
-    f32 = np.float32
-    scales = [f32(s) for s in a["scales"]] or [f32(o) / f32(i) if i else f32(1) for o, i in zip(out_shape, in_shape)]
-    roi = list(a["roi"]) or [0.0] * rank + [1.0] * rank
-    extrapolate = mode == "tf_crop_and_resize"
-    antialias = a["antialias"] and interp != "nearest"
+    axes, mask = resize_plan(a, tuple(in_shape), out_shape)
     plan: list[tuple[int, np.ndarray, np.ndarray | None]] = []  # (axis, idx [out] or [out, T], W or None)
-    mask: np.ndarray | None = None
-    for ax in range(rank):
-        n_in, n_out, s = in_shape[ax], out_shape[ax], scales[ax]
-        identity = s == f32(1)
-        if identity and n_in == n_out:
-            continue
-        length = float(s) * n_in if given else float(n_out)
-        coords = (np.arange(n_out, dtype=f32) if identity
-                  else _original_coords(mode, n_out, n_in, s, length, (roi[ax], roi[rank + ax])))
-        if interp == "nearest":
-            plan.append((ax, np.clip(_nearest_index(coords, a["nearest_mode"], bool(s < 1)), 0, n_in - 1), None))
+    for r in axes:
+        if r.index is not None:
+            plan.append((r.axis, r.index, None))
         else:
-            m = (_antialias_matrix(n_out, n_in, s, coords, identity, interp, a["cubic_coeff"], a["exclude_outside"])
-                 if antialias else _filter_matrix(coords, n_in, interp, a["cubic_coeff"], a["exclude_outside"]))
-            idx, w = _fixed_rows(m)
-            plan.append((ax, idx, w))
-        if extrapolate and not identity:
-            oob = (coords < 0) | (coords > f32(n_in - 1))
-            if oob.any():
-                shape = [1] * rank
-                shape[ax] = n_out
-                mk = oob.reshape(shape)
-                mask = mk if mask is None else (mask | mk)
+            assert r.matrix is not None
+            idx, w = _fixed_rows(r.matrix)
+            plan.append((r.axis, idx, w))
 
     qi, qo = act_q(ctx, x), act_q(ctx, out)
     fill: int | float = 0
