@@ -60,3 +60,15 @@ def assert_matches_ort(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], 
 
 FLOAT = TensorProto.FLOAT
 INT64 = TensorProto.INT64
+
+
+def encoding_of(t):  # type: ignore[no-untyped-def]
+    """A tensor's encoding, asserting it has one."""
+    assert t.encoding is not None, t.name
+    return t.encoding
+
+
+def data_of(t) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """A static tensor's data, asserting it has some."""
+    assert t.data is not None, t.name
+    return t.data

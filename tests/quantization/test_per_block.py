@@ -12,12 +12,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import openqnn
-from helpers import make_model
+from helpers import data_of, encoding_of, make_model
 from openqnn.backends.cpu import CpuBackend
 from openqnn.backends.cpu.quantsim import fake_quantize_array
 from openqnn.cli import main as openqnn_main
 from openqnn.cli import net_run, onnx_converter
-from openqnn.ir.tensor import Encoding, Tensor
+from openqnn.ir.tensor import Encoding
 from openqnn.quantization.qdq import graph_to_onnx
 from quantization.digits import digits_split, train_digits_cnn
 
@@ -26,14 +26,8 @@ ort = pytest.importorskip("onnxruntime")
 BLOCKED = {"onnx::Conv_40": (32, 16 // 8), "10.weight": (64, 512 // 8), "12.weight": (10, 64 // 8)}  # (C, blocks)
 
 
-def _enc(t: Tensor) -> Encoding:
-    assert t.encoding is not None, t.name
-    return t.encoding
-
-
-def _data(t: Tensor) -> np.ndarray:
-    assert t.data is not None, t.name
-    return t.data
+_enc = encoding_of
+_data = data_of
 
 
 

@@ -11,21 +11,14 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import openqnn
-from helpers import make_model
+from helpers import data_of, encoding_of, make_model
 from openqnn.backends.cpu.quantsim import fake_quantize_array
 from openqnn.cli import onnx_converter
-from openqnn.ir.tensor import Encoding, Tensor
+from openqnn.ir.tensor import Tensor
 from openqnn.quantization.qdq import graph_to_onnx
 
-
-def _enc(t: Tensor) -> Encoding:
-    assert t.encoding is not None, t.name
-    return t.encoding
-
-
-def _data(t: Tensor) -> np.ndarray:
-    assert t.data is not None, t.name
-    return t.data
+_enc = encoding_of
+_data = data_of
 
 
 

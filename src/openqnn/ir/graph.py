@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,6 +170,3 @@ class Graph:
     def output_tensors(self) -> list[Tensor]:
         return [self.tensors[n] for n in self.outputs]
 
-
-def iter_names(names: Iterable[str]) -> Iterator[str]:
-    return (n for n in names if n)

@@ -20,6 +20,7 @@ import numpy as np
 from openqnn.errors import InputDataError, InvalidConfigError
 from openqnn.ir.graph import Graph
 from openqnn.ir.tensor import Encoding, Tensor
+from openqnn.quantization.algorithms import HISTOGRAM_METHODS
 from openqnn.quantization.calibration import HistogramObserver, MinMaxObserver
 from openqnn.quantization.config import QuantizerConfig
 from openqnn.quantization.encodings import math as qmath
@@ -36,7 +37,6 @@ Observer = HistogramObserver | MinMaxObserver
 # exp(-25) ~ 1e-11. Attention masks add -10000 or -inf to the scores: a calibrated range down to
 # there would leave the real scores a handful of levels. Inputs to Softmax keep [lowest row max - span, max].
 SOFTMAX_SPAN = 25.0
-_HISTOGRAM_METHODS = {"sqnr", "entropy", "mse", "percentile", "enhanced", "adjusted"}
 
 
 @dataclass
@@ -226,7 +226,7 @@ def quantize(
         act_names = [n for n, r in roles.items() if r.kind == "act"]
         softmax_in = _softmax_inputs(g, roles)
         row_max_floor: dict[str, float] = {}
-        observers = calibrate(g, calibration_data, act_names, act_method in _HISTOGRAM_METHODS,
+        observers = calibrate(g, calibration_data, act_names, act_method in HISTOGRAM_METHODS,
                               row_max_axes={x: a for ins in softmax_in.values() for x, a in ins.items()},
                               row_max_floor=row_max_floor)
         from openqnn.quantization.algorithms import compute_range

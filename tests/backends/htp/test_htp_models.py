@@ -155,3 +155,32 @@ def test_bert_w8a16_on_htp(tmp_path: Path) -> None:
           f"{len(exe.exe.fallbacks)} node(s) on cpu fallback: "
           f"{sorted({f.op_type for f in exe.exe.fallbacks})}")
     assert cos.min() >= 0.99
+
+
+def test_fallback_node_with_a_static_operand() -> None:
+    """A node the htp kernels refuse runs on cpu with its static operands bound, as the simulation sees them."""
+    from openqnn.backends.htp.kernels import HTP_KERNELS
+    from openqnn.ir import DType, Graph, Tensor, TensorKind
+    from openqnn.ops.build import emit
+
+    g = Graph("g")
+    g.add_tensor(Tensor("x", (2, 4), DType.FLOAT_32, TensorKind.APP_WRITE))
+    g.inputs.append("x")
+    c = g.add_constant("c", np.full((2, 4), 0.25, np.float32))
+    (y,) = emit(g, "ElementWiseMaximum", ["x", c.name])
+    (z,) = emit(g, "ElementWiseSin", [y], outputs=["out"])
+    g.tensors[z].kind = TensorKind.APP_READ
+    g.outputs.append(z)
+    rng = np.random.default_rng(0)
+    q = openqnn.quantize(g, [{"x": rng.standard_normal((2, 4)).astype(np.float32)} for _ in range(4)])
+    kernel = HTP_KERNELS.pop("ElementWiseMaximum")
+    try:
+        exe = HtpBackend().prepare(q)
+        assert [f.op_type for f in exe.exe.fallbacks] == ["ElementWiseMaximum"]
+        x = {"x": rng.standard_normal((2, 4)).astype(np.float32)}
+        out = exe.run(x)["out"]
+    finally:
+        HTP_KERNELS["ElementWiseMaximum"] = kernel
+    sim = openqnn.Session(q).run(x)["out"]
+    step = q.tensors["out"].encoding.scale[0]
+    np.testing.assert_allclose(out, sim, atol=1.01 * step)

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from openqnn.backends.cpu.kernels import BuildContext, Unsupported
 from openqnn.backends.cpu.plan import Plan, build_step
 from openqnn.ir.graph import Graph, Node
+from openqnn.runtime.config import CpuConfig
 
-__all__ = ["CpuBackend", "Plan"]
-
-
-@dataclass(frozen=True)
-class CpuConfig:
-    """cpu backend settings (``cpu_config`` in a backend config file)."""
-
-    num_threads: int | None = None  # None: PyTorch's default (all cores)
+__all__ = ["CpuBackend", "CpuConfig", "Plan"]
 
 
 class CpuBackend:

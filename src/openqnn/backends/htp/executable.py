@@ -113,24 +113,25 @@ class HtpExecutable:
         except Unsupported as e:
             raise UnsupportedOpError(f"node '{node.name}' ({node.op_type}) runs neither on htp ({reason}) "
                                      f"nor on the cpu fallback ({e})") from None
-        return _Call(self._fallback(cstep.fn, node), [x for x in cstep.inputs], list(node.outputs), node.name,
+        runtime = [x for x in cstep.inputs if self.graph.tensors[x].kind is not TensorKind.STATIC]
+        return _Call(self._fallback(cstep.fn, cstep.inputs, node, cctx), runtime, list(node.outputs), node.name,
                      node.op_type)
 
-    def _fallback(self, fn, node: Node):
-        """A cpu float kernel between dequantize (inputs) and quantize (outputs)."""
-        encs = {n: QParams.of(enc) for n in (*node.inputs, *node.outputs)
+    def _fallback(self, fn, inputs: list[str], node: Node, cctx: BuildContext):
+        """A cpu float kernel between dequantize (run-time inputs) and quantize (outputs). Static
+        inputs are bound once, as the cpu simulation sees them (quantize-dequantized when encoded)."""
+        encs = {n: QParams.of(enc) for n in (*inputs, *node.outputs)
                 if n and (enc := self.graph.tensors[n].encoding) is not None
                 and self.graph.tensors[n].kind is not TensorKind.STATIC}
+        statics = {x: cctx.static(x) for x in inputs if self.graph.tensors[x].kind is TensorKind.STATIC}
         reference = self.path == "reference"
 
         def run(*xs):
-            ins = []
-            names = [x for x in node.inputs if x and self.graph.tensors[x].kind is not TensorKind.STATIC]
             it = iter(xs)
-            for x in node.inputs:
-                if not x:
-                    continue
-                if self.graph.tensors[x].kind is TensorKind.STATIC and x not in names:
+            ins = []
+            for x in inputs:
+                if x in statics:
+                    ins.append(statics[x])
                     continue
                 v = next(it)
                 if reference:
