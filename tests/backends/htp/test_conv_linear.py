@@ -18,6 +18,7 @@ from openqnn.backends.htp import HtpBackend
 from openqnn.backends.htp.arch import ARCHS
 from openqnn.backends.htp.fixedpoint import INT32_MAX, INT32_MIN
 from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext, Unsupported
+from openqnn.backends.htp.kernels import conv as conv_mod
 from openqnn.backends.htp.kernels.conv import build_conv2d, build_transpose_conv2d
 from openqnn.backends.htp.kernels.gemm import int8_split
 from openqnn.backends.htp.kernels.linear import build_fully_connected, build_matmul
@@ -149,8 +150,16 @@ def _variant(rng: np.random.Generator) -> dict:
 
 # -- convolutions --------------------------------------------------------------------------------
 
+@pytest.fixture(params=["onednn", "im2col"])
+def conv_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Convolutions run through oneDNN's int8 convolution where it applies, else the im2col GEMM."""
+    if request.param == "im2col":
+        monkeypatch.setattr(conv_mod, "_onednn_qconv_ok", lambda device: False)
+    return str(request.param)
+
+
 @pytest.mark.parametrize("seed", range(24))
-def test_conv2d(seed: int) -> None:
+def test_conv2d(seed: int, conv_impl: str) -> None:
     rng = np.random.default_rng(seed)
     kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
     group = int(rng.choice([1, 1, 2, 3]))
@@ -163,7 +172,7 @@ def test_conv2d(seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_depthwise(seed: int) -> None:
+def test_depthwise(seed: int, conv_impl: str) -> None:
     rng = np.random.default_rng(100 + seed)
     kh, kw = int(rng.integers(1, 5)), int(rng.integers(1, 5))
     c, mult = int(rng.integers(1, 9)), int(rng.choice([1, 1, 2]))
@@ -199,6 +208,19 @@ def test_transpose_conv2d(seed: int) -> None:
     w = rng.normal(size=(kh, kw, cin, cout_g))
     Case("TransposeConv2d", [xshape], attrs, rng, weight=w, w_axis=3 if rng.random() < 0.5 else None,
          **_variant(rng)).check()
+
+
+def test_conv_int8_split_input_channels() -> None:
+    """Deep reductions of large weights whose float32 accumulator could pass 2^24 run oneDNN's
+    convolution on parts of the input channels, summed in int32."""
+    rng = np.random.default_rng(11)
+    attrs = {"stride": [1, 1], "pad_amount": [[1, 1], [1, 1]], "dilation": [1, 1], "group": 1}
+    w = rng.choice([-1.0, 1.0], size=(3, 3, 256, 8)) * rng.uniform(0.9, 1.0, size=(3, 3, 256, 8))
+    case = Case("Conv2d", [(1, 5, 6, 256)], attrs, rng, weight=w, w_axis=3)
+    zx = -int(case.graph.tensors["x0"].encoding.offset[0])
+    wq = np.round(w / np.asarray(case.graph.tensors["w"].encoding.scale)).astype(np.int64)
+    assert conv_mod.qconv_bound(wq, zx).max() >= 1 << 24  # one part would not be exact
+    case.check()
 
 
 def test_conv_resnet_block_size() -> None:
@@ -296,11 +318,12 @@ def test_matmul_static_left_and_batched_weight() -> None:
 # -- requantization, weights, errors -------------------------------------------------------------
 
 @pytest.mark.parametrize("wide", [False, True])
-def test_requant_forms_exact(wide: bool) -> None:
-    """Each fast requantization form (float64 fold, window, int64) equals the spec on dense ranges of
-    accumulators around the rounding-sensitive places (ties of both roundings included)."""
+def test_requant_forms_exact(wide: bool, requant_impl: str) -> None:
+    """Each fast requantization form (float64 fold, window, int64; in C or as PyTorch ops) equals
+    the spec on dense ranges of accumulators around the rounding-sensitive places (ties of both
+    roundings included)."""
     rng = np.random.default_rng(800 + wide)
-    modes = set()
+    modes, natives = set(), set()
     for trial in range(120):
         c = int(rng.integers(1, 4))
         real = np.exp(rng.uniform(np.log(1e-5), np.log(3.0), size=c))
@@ -315,8 +338,11 @@ def test_requant_forms_exact(wide: bool) -> None:
         except Unsupported:
             continue
         dtype = torch.int64 if wide or bound >= INT32_MAX else torch.int32
+        if dtype == torch.int32 and bound + int(np.abs(off).max()) < (1 << 24) and trial % 3 == 0:
+            dtype = torch.float32  # a float32 accumulator (oneDNN's int8 convolution) holds these exactly
         fn = rq.fast(off, [(1, np.full(c, float(bound)))], dtype)
         modes.add(rq.mode)
+        natives.add(rq.native)
         cols = []
         for ch in range(c):
             centers = [0, int(-zo / real[ch]), int((rq.qmax - zo) / real[ch])]
@@ -329,6 +355,8 @@ def test_requant_forms_exact(wide: bool) -> None:
         small = fn(torch.from_numpy(t[:500]).to(dtype)).numpy().astype(np.int64)  # the small-tensor path
         assert np.array_equal(small, ref[:500]), (rq.mode, real, zo, obw, bound, off)
     assert modes >= ({"float64", "int64"} if wide else {"float64", "window", "int64"})
+    if not wide:  # (the wide cases here hand in int64 accumulators, which only PyTorch takes)
+        assert (True in natives) == (requant_impl == "native")
 
 
 def test_blocked_and_small_paths(monkeypatch: pytest.MonkeyPatch) -> None:

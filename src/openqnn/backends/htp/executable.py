@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from openqnn.backends.cpu.kernels import BuildContext
-from openqnn.backends.cpu.plan import build_step
+from openqnn.backends.cpu.plan import build_step, keep_freed_memory
 from openqnn.backends.htp.arch import HtpArch
 from openqnn.backends.htp.kernels import HTP_KERNELS
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, QParams, Unsupported, storage_dtype
@@ -77,6 +77,8 @@ class HtpExecutable:
             raise ValueError(f"path must be 'fast' or 'reference', not {path!r}")
         self.graph, self.arch, self.path = graph, arch, path
         self.device = torch.device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         hctx = HtpBuildContext(graph, arch, self.device)
         cctx = BuildContext(graph, self.device)
         self.fallbacks: list[Fallback] = []

@@ -34,6 +34,7 @@ On other devices than the CPU, the GEMMs run in float64 (exact below 2^53) inste
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -251,6 +252,92 @@ def _float_conv(ctx: HtpBuildContext, g: _Geo, xq: QParams, wc: np.ndarray, rq: 
     return run_raw if raw else run
 
 
+def _onednn_qconv_ok(device: torch.device) -> bool:
+    return (device.type == "cpu" and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.onednn, "qconv2d_pointwise") and hasattr(torch.ops.onednn, "qconv_prepack"))
+
+
+def qconv_bound(wc: np.ndarray, zx: int) -> np.ndarray:
+    """Per output channel: the largest |sum over taps of (q - zx) * w| and |sum of q * w| for q in [0, 255]."""
+    w = wc.astype(np.int64).reshape(-1, wc.shape[-1])
+    pos, neg = np.where(w > 0, w, 0).sum(axis=0), np.where(w < 0, -w, 0).sum(axis=0)
+    centred = np.maximum((255 - zx) * pos + zx * neg, zx * pos + (255 - zx) * neg)
+    return np.maximum(centred, 255 * np.maximum(pos, neg)).astype(np.float64)
+
+
+def _int8_conv(ctx: HtpBuildContext, g: _Geo, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray,
+               groups: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """oneDNN's int8 convolution (uint8 activations with their zero point, int8 weights, int32
+    accumulation) returning the accumulator in float32, then the requantization; None where it does
+    not apply. Exact: the int32 sum of (q - zx) * w is converted to float32 unchanged (scales 1, no
+    bias) while every |sum| stays below 2^24 (checked per channel at build time, also for the raw
+    sum of q * w). Where it might not, the input channels are split into parts that each stay below
+    it, and the parts' float32 accumulators are summed in int32. Padding taps hold the zero point
+    (oneDNN pads the real zero)."""
+    if xq.bitwidth != 8 or rq.wide or not _onednn_qconv_ok(ctx.device):
+        return None
+    if wc.size == 0 or wc.min() < -128 or wc.max() > 127:
+        return None
+    zx = int(xq.zero_point[0])
+    n, c, cout = g.n, g.c, wc.shape[-1]
+    limit = float(1 << 24)
+    splits = 1
+    while float(max(qconv_bound(part, zx).max() for part in np.array_split(wc, splits, axis=2))) >= limit:
+        splits *= 2
+        if groups != 1 or splits > c:
+            return None
+    bounds = [qconv_bound(part, zx) for part in np.array_split(wc, splits, axis=2)]
+    edges = np.cumsum([0] + [part.shape[2] for part in np.array_split(wc, splits, axis=2)]).tolist()
+    symmetric = g.pt == g.pb and g.pl == g.pr
+    hp, wp = (g.h, g.w) if symmetric else (g.h + g.pt + g.pb, g.w + g.pl + g.pr)
+    pad = [g.pt, g.pl] if symmetric else [0, 0]
+    stride, dilation = [g.sh, g.sw], [g.dh, g.dw]
+    ones = torch.ones(cout, dtype=torch.float32)
+    zeros = torch.zeros(cout, dtype=torch.int64)
+    packed = []
+    for a, b in itertools.pairwise(edges):
+        weight = torch.tensor(np.ascontiguousarray(wc[:, :, a:b].transpose(3, 2, 0, 1)), dtype=torch.int8)
+        try:
+            packed.append(torch.ops.onednn.qconv_prepack(weight, ones, 1.0, zx, stride, pad, dilation, groups,
+                                                         [n, (b - a) * groups, hp, wp]))
+        except RuntimeError:
+            return None
+    qconv = torch.ops.onednn.qconv2d_pointwise.default
+    top, left = g.pt, g.pl
+
+    def acc_of(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return qconv(x.permute(0, 3, 1, 2), 1.0, zx, w, ones, zeros, None, stride, pad, dilation, groups,
+                     1.0, 0, torch.float32, "none", [], "").permute(0, 2, 3, 1)
+
+    if splits == 1:
+        run_rq = rq.fast(bias, [(1, bounds[0])], torch.float32)
+        w0 = packed[0]
+
+        def conv(x: torch.Tensor) -> torch.Tensor:
+            return run_rq(acc_of(x, w0))
+    else:
+        run_rq = rq.fast(bias, [(1, sum(bounds))], torch.int32)
+        parts = [(a, b, w) for (a, b), w in zip(itertools.pairwise(edges), packed)]
+
+        def conv(x: torch.Tensor) -> torch.Tensor:
+            acc = None
+            for a, b, w in parts:
+                part = acc_of(x[..., a:b].contiguous(), w)
+                acc = part.to(torch.int32) if acc is None else acc.add_(part.to(torch.int32))
+            assert acc is not None
+            return run_rq(acc)
+
+    if symmetric:
+        return conv
+
+    def conv_padded(x: torch.Tensor) -> torch.Tensor:
+        p = scratch("qpad", (n, hp, wp, c), torch.uint8, x.device).fill_(zx)
+        p[:, top:top + g.h, left:left + g.w].copy_(x)
+        return conv(p)
+
+    return conv_padded
+
+
 def _requant_np(rq: Requant, acc: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return rq.reference(acc + bias)
 
@@ -290,6 +377,11 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
         return _requant_np(rq, conv_acc_np(_x_np(x, xq), wc, g, groups), bias)
 
     cin_g = wc.shape[2]
+    # 1x1 stride-1 convolutions are plain GEMMs: torch._int_mm has less per-call overhead than oneDNN's
+    pointwise = g.kh == g.kw == 1 and (g.sh, g.sw) == (1, 1) and not (g.pt or g.pb or g.pl or g.pr) and groups == 1
+    int8_conv = _int8_conv(ctx, g, xq, wc, rq, bias, groups) if mode == "int8" and not pointwise else None
+    if int8_conv is not None:
+        return HtpStep(reference, int8_conv, [node.inputs[0]], list(node.outputs), node.name, node.op_type)
     # tiny input depths: a float convolution beats the int8 GEMM while the im2col rows stay short
     # (3x3x3: 0.32 vs 0.53 ms); with long ones (7x7x3) the GEMM wins (1.0 vs 1.27 ms)
     tiny = g.c <= 4 and g.kh * g.kw * g.c <= 64

@@ -27,9 +27,8 @@ from openqnn.backends.cpu.kernels.pooling import PoolGeometry, to_channel_first,
 from openqnn.backends.htp.fixedpoint import mbqm_np, mbqm_t, quantize_multiplier
 from openqnn.backends.htp.kernels.common import Requant, act_q, c_array, to_storage
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, Unsupported, htp_kernel
+from openqnn.backends.htp.kernels.scratch import scratch
 from openqnn.ir.graph import Node
-
-_MAX_POOL = {2: F.max_pool2d, 3: F.max_pool3d}
 
 
 def _geometry(node: Node, ctx: HtpBuildContext) -> PoolGeometry:
@@ -86,7 +85,6 @@ def _build_max(node: Node, ctx: HtpBuildContext, n: int) -> HtpStep:
     qi = act_q(ctx, node.inputs[0])
     assert qi is not None
     low = qi.qmin - 1  # below every value: never the maximum
-    max_pool = _MAX_POOL[n]
 
     def reference(q: np.ndarray) -> np.ndarray:
         xp = _pad_np(np.asarray(q, dtype=np.int64), g, low)
@@ -96,12 +94,25 @@ def _build_max(node: Node, ctx: HtpBuildContext, n: int) -> HtpStep:
         assert y is not None  # a window entirely in the padding gives qmin
         return c_array(rq.np(np.maximum(y, qi.qmin)))
 
+    widths = [(p[0], e) for p, e in zip(g.pads, g.end_pads)]
+    padded = any(a or b for a, b in widths)
+    inner = tuple(slice(a, a + i) for (a, _), i in zip(widths, g.in_size))
+    taps = [tuple(slice(t * d, t * d + (o - 1) * s + 1, s) for t, d, o, s in zip(tap, g.d, g.out_size, g.s))
+            for tap in itertools.product(*(range(k) for k in g.k))]
+
     def fast(q: torch.Tensor) -> torch.Tensor:
-        x = to_channel_first(q).to(torch.float32)  # exact: |q| < 2^24
-        if any(g.f_pad):
-            x = F.pad(x, g.f_pad, value=float("-inf"))
-        y = to_channel_last(g.crop(max_pool(x, g.k, g.s, 0, g.d))).clamp_min(qi.qmin)
-        return rq.t(to_storage(y, qi.bitwidth)).contiguous()
+        # the maximum over the taps of the input padded with qmin (the same as never choosing padding,
+        # since the result is at least qmin), in the storage type, channels last
+        if padded:
+            xp = scratch("maxpad", (q.shape[0], *(a + i + b for (a, b), i in zip(widths, g.in_size)), q.shape[-1]),
+                         q.dtype, q.device).fill_(qi.qmin)
+            xp[(slice(None), *inner)] = q
+        else:
+            xp = q
+        y = xp[(slice(None), *taps[0])].clone(memory_format=torch.contiguous_format)
+        for sl in taps[1:]:
+            torch.maximum(y, xp[(slice(None), *sl)], out=y)
+        return rq.t(y).contiguous()
 
     return HtpStep(reference, fast, [node.inputs[0]], list(node.outputs), node.name, node.op_type)
 

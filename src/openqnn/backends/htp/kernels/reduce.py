@@ -87,8 +87,10 @@ def reduce(node: Node, ctx: HtpBuildContext) -> HtpStep:
         s = np.asarray(np.sum(np.asarray(q, dtype=np.int64) - z_in, axis=axes, keepdims=keep, dtype=np.int64))
         return c_array(np.clip(z_out + req_np(s), qmin, qmax).reshape(out_shape))
 
+    acc_dtype = torch.int32 if (qi.qmax + abs(z_in)) * count < 1 << 31 else torch.int64
+
     def fast(q: torch.Tensor) -> torch.Tensor:
-        s = torch.sum(q.to(torch.int64) - z_in, dim=axes, keepdim=keep)
+        s = torch.sum(q, dim=axes, keepdim=keep, dtype=acc_dtype).sub_(count * z_in).to(torch.int64)
         return to_storage(torch.clamp(req_t(s) + z_out, qmin, qmax), qo.bitwidth).reshape(out_shape).contiguous()
 
     return HtpStep(reference, fast, [x], list(node.outputs), node.name, op)

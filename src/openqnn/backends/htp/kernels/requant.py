@@ -31,6 +31,7 @@ from openqnn.backends.htp.fixedpoint import (
 )
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, QParams, Unsupported
 from openqnn.backends.htp.kernels.scratch import scratch
+from openqnn.backends.htp.native import NativeRequant, library
 
 __all__ = ["BLOCK", "SMALL", "Requant", "Term", "requant_for"]
 
@@ -84,6 +85,7 @@ class Requant:
         if wide and (15 - self.shift < 1).any():
             raise Unsupported("requantization multiplier >= 2^14 is out of the 16-bit scheme's range")
         self.mode = ""  # the fast form chosen by the last fast() call (for tests and reports)
+        self.native = False  # whether the last fast() call runs the C form (native/requant.c)
 
     def reference(self, acc: np.ndarray) -> np.ndarray:
         z = (mbqm64_np if self.wide else mbqm_np)(acc, self.mult, self.shift)
@@ -146,7 +148,7 @@ class Requant:
         fold = spec.center(lo_acc, hi_acc, offs, self.zo)
         if fold is not None:
             self.mode = "float64"
-            return self._run_fold(spec, fold, coefs)
+            return self._run_fold(spec, fold, coefs, first_dtype)
         if single and max(abs(o) + b for o, b in zip(offs, span)) < INT32_MAX:
             lo, hi = self._window(lo_acc, hi_acc)
             mid = [(a + b) // 2 for a, b in zip(lo, hi)]
@@ -184,7 +186,7 @@ class Requant:
 
         |y| beyond 2^30 is clamped first (int32 conversion); the output saturates there either way."""
         qmax, out_dtype, device, folded = self.qmax, self.out_dtype, self.device, plan.folded
-        madd_t = self._t([max(-(1 << 23), min(1 << 23, v)) for v in plan.madd], torch.int32)
+        madd_t = self._madd(plan)
         big = plan.ybound >= 2.0**30
         # folded 8-bit outputs with |y| < 2^15: truncate to int16 (cheaper conversions than int32)
         short = folded and out_dtype == torch.uint8 and plan.ybound < 2.0**15 - 1
@@ -215,6 +217,28 @@ class Requant:
 
         return finish
 
+    def _madd(self, plan: _Plan) -> torch.Tensor:
+        return self._t([max(-(1 << 23), min(1 << 23, v)) for v in plan.madd], torch.int32)
+
+    def _dyn(self, spec: _Affine, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """The sign correction's constants (k0, sc, nd), None where no channel needs it."""
+        if not any(plan.dyn):
+            return None
+        ch = self.channels
+        k0_t = self._t([float(plan.k0[i]) if plan.dyn[i] else 0.0 for i in range(ch)], torch.float64)
+        sc_t = self._t([-math.ldexp(1.0, spec.s[i]) if plan.dyn[i] else 0.0 for i in range(ch)], torch.float64)
+        nd_t = self._t([-math.ldexp(1.0, 31 - spec.s[i]) if plan.dyn[i] else 0.0 for i in range(ch)], torch.float64)
+        return k0_t, sc_t, nd_t
+
+    def _native(self, spec: _Affine, plan: _Plan, c_t: torch.Tensor, r_t: torch.Tensor, in_dtype: torch.dtype,
+                window: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> NativeRequant | None:
+        """The C form of a one-term requantization (native/requant.c), where it is built and applies."""
+        lib = library() if self.device.type == "cpu" else None
+        if lib is None or in_dtype not in (torch.float32, torch.float64, torch.int32):
+            return None
+        return NativeRequant(lib, in_dtype, self.out_dtype, self.qmax, c_t, r_t, self._madd(plan), plan.folded,
+                             self._dyn(spec, plan), window)
+
     def _consts(self, spec: _Affine, plan: _Plan, coefs: list[list[int]] | None
                 ) -> tuple[torch.Tensor, list[torch.Tensor], Callable[..., torch.Tensor]]:
         ch = self.channels
@@ -223,12 +247,11 @@ class Requant:
         r_ts = [self._t([math.ldexp(float(c[i] * spec.mult[i]), -spec.s[i]) for i in range(ch)], torch.float64)
                 for c in cols]
         finish = self._finisher(plan)
-        if not any(plan.dyn):
+        dyn = self._dyn(spec, plan)
+        if dyn is None:
             return c_t, r_ts, finish
         # sign correction: t = N_thr - N = k0 - y * 2^S, clamped to [0, 1], times -2^-e
-        k0_t = self._t([float(plan.k0[i]) if plan.dyn[i] else 0.0 for i in range(ch)], torch.float64)
-        sc_t = self._t([-math.ldexp(1.0, spec.s[i]) if plan.dyn[i] else 0.0 for i in range(ch)], torch.float64)
-        nd_t = self._t([-math.ldexp(1.0, 31 - spec.s[i]) if plan.dyn[i] else 0.0 for i in range(ch)], torch.float64)
+        k0_t, sc_t, nd_t = dyn
         device = self.device
 
         def correct_finish(y: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -238,10 +261,18 @@ class Requant:
 
         return c_t, r_ts, correct_finish
 
-    def _run_fold(self, spec: _Affine, plan: _Plan, coefs: list[list[int]]) -> Callable[..., torch.Tensor]:
+    def _run_fold(self, spec: _Affine, plan: _Plan, coefs: list[list[int]], first_dtype: torch.dtype
+                  ) -> Callable[..., torch.Tensor]:
         c_t, r_ts, finish = self._consts(spec, plan, coefs)
         r0, rest, device = r_ts[0], r_ts[1:], self.device
+        native = self._native(spec, plan, c_t, r0, first_dtype) if not rest else None
+        if native is not None:
+            self.native = True
+            return self._native_run(native, self._blocked(self._torch_fold(c_t, r0, rest, finish, device)))
+        return self._blocked(self._torch_fold(c_t, r0, rest, finish, device))
 
+    def _torch_fold(self, c_t: torch.Tensor, r0: torch.Tensor, rest: list[torch.Tensor],
+                    finish: Callable[..., torch.Tensor], device: torch.device) -> Callable[..., torch.Tensor]:
         def run(t0: torch.Tensor, *tensors: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
             if t0.numel() < SMALL:
                 y = torch.addcmul(c_t, t0, r0)
@@ -254,7 +285,16 @@ class Requant:
                 y.addcmul_(_to_f64(t, "y2", device) if t.numel() == y.numel() else t, r)
             return finish(y, out)
 
-        return self._blocked(run)
+        return run
+
+    @staticmethod
+    def _native_run(native: NativeRequant, fallback: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        def run(t0: torch.Tensor) -> torch.Tensor:
+            if native.accepts(t0):
+                return native.run(t0)
+            return fallback(t0)
+
+        return run
 
     def _run_window(self, spec: _Affine, plan: _Plan, offs: list[int], lo: list[int], hi: list[int], mid: list[int],
                     first_dtype: torch.dtype) -> Callable[..., torch.Tensor]:
@@ -264,6 +304,8 @@ class Requant:
         lo_t = self._t([a - m for a, m in zip(lo, mid)], torch.int32)
         hi_t = self._t([b - m for b, m in zip(hi, mid)], torch.int32)
         int_acc = first_dtype == torch.int32
+        native = (self._native(spec, plan, c_t, r0, first_dtype, (shift_t, lo_t, hi_t))
+                  if first_dtype in (torch.int32, torch.float32) else None)
 
         def run(acc: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
             if int_acc:
@@ -276,6 +318,9 @@ class Requant:
             y = _to_f64(a, "y", device)
             return finish(torch.addcmul(c_t, y, r0, out=y), out)
 
+        if native is not None:
+            self.native = True
+            return self._native_run(native, self._blocked(run))
         return self._blocked(run)
 
     def _blocked(self, run: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:

@@ -1,0 +1,210 @@
+"""Optional native helpers of the htp fast path: the requantization epilogue in C.
+
+The htp fast path is PyTorch ops; its requantization is several memory-bound passes (int32 or
+float32 accumulator -> float64 -> floor -> clamp -> uint8) and dominated the latency of small
+convolutions. ``requant.c`` does the same arithmetic (see requant.py's ``Requant``: one floor of
+an affine function whose every value is an exact dyadic fraction) in one vectorized pass.
+
+It is compiled on first use with the system's C compiler (``$CC``, else ``cc``/``gcc``/``clang``)
+into a per-user cache (``$OPENQNN_CACHE_DIR``, else ``~/.cache/openqnn``), keyed by the source,
+the compiler and the CPU; a quick self-check against Python's arithmetic guards each load.
+Without a compiler, or with ``OPENQNN_HTP_NATIVE=0``, the PyTorch form runs (the same bits,
+slower). :func:`library` returns the loaded library or None.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import logging
+import math
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger("openqnn.htp")
+
+__all__ = ["NativeRequant", "available", "library"]
+
+_SOURCE = Path(__file__).with_name("requant.c")
+_FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-shared", "-fPIC"]
+_LOCK = threading.Lock()
+_LIB: ctypes.CDLL | None = None
+_TRIED = False
+_P = ctypes.c_void_p
+_L = ctypes.c_long
+_ARGTYPES = [_P, _L, _L, _L, _P, _P, _P, _P, _P, _P, _P, _P, _P, ctypes.c_double, _P]
+
+
+def _compiler() -> str | None:
+    for cc in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if cc and shutil.which(cc):
+            return cc
+    return None
+
+
+def _cpu_key() -> str:
+    flags = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line
+                break
+    return platform.machine() + flags
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("OPENQNN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "openqnn")
+    return Path(root)
+
+
+def _build(cc: str) -> Path | None:
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False).stdout
+    source = _SOURCE.read_bytes()
+    for flags in (["-march=native", *_FLAGS], _FLAGS):
+        key = hashlib.sha256(source + " ".join([cc, *flags]).encode() + version.encode()
+                             + _cpu_key().encode()).hexdigest()[:16]
+        target = _cache_dir() / f"htp_requant_{key}.so"
+        if target.exists():
+            return target
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+                out = Path(tmp) / target.name
+                done = subprocess.run([cc, *flags, "-o", str(out), str(_SOURCE)], capture_output=True, text=True,
+                                      check=False, timeout=120)
+                if done.returncode != 0:
+                    log.debug("htp native build with %s %s failed: %s", cc, " ".join(flags), done.stderr.strip())
+                    continue
+                os.replace(out, target)  # atomic: concurrent builders write the same bytes
+            return target
+        except (OSError, subprocess.SubprocessError) as e:
+            log.debug("htp native build failed: %s", e)
+            return None
+    return None
+
+
+def _self_check(lib: ctypes.CDLL) -> bool:
+    """One row through every input kind against Python's arithmetic (a miscompile must not pass)."""
+    xs = [-5.0, -1.0, 0.0, 3.0, 1000.0, 70000.0, -70000.0, 12345.0]
+    ch = len(xs)
+    cst = torch.full((ch,), 0.25, dtype=torch.float64)
+    mul = torch.full((ch,), 0.0078125, dtype=torch.float64)
+    madd = torch.full((ch,), 7, dtype=torch.int32)
+    want = [min(max(int(v) + 7, 0), 255) for v in
+            [__import__("math").floor(0.25 + x * 0.0078125) for x in xs]]
+    for name, dtype in (("f32", torch.float32), ("f64", torch.float64), ("i32", torch.int32)):
+        x = torch.tensor(xs, dtype=dtype)
+        out = torch.empty(ch, dtype=torch.uint8)
+        fn = getattr(lib, f"rq_{name}_u8_n_n")
+        fn.argtypes, fn.restype = _ARGTYPES, None
+        fn(x.data_ptr(), 1, ch, ch, cst.data_ptr(), mul.data_ptr(), None, None, None, madd.data_ptr(),
+           None, None, None, 255.0, out.data_ptr())
+        if out.tolist() != want:
+            return False
+    return True
+
+
+def library() -> ctypes.CDLL | None:
+    """The compiled helper library, built on first use; None when unavailable or disabled."""
+    global _LIB, _TRIED
+    if _TRIED:
+        return _LIB
+    with _LOCK:
+        if _TRIED:
+            return _LIB
+        _TRIED = True
+        if os.environ.get("OPENQNN_HTP_NATIVE", "1") == "0":
+            return None
+        cc = _compiler()
+        if cc is None:
+            log.info("htp: no C compiler found; requantization runs as PyTorch ops (same bits, slower)")
+            return None
+        path = _build(cc)
+        if path is None:
+            log.info("htp: could not build the native requantization; it runs as PyTorch ops")
+            return None
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError as e:
+            log.info("htp: could not load %s (%s); requantization runs as PyTorch ops", path, e)
+            return None
+        if not _self_check(lib):
+            log.warning("htp: the native requantization failed its self-check; using PyTorch ops")
+            return None
+        _LIB = lib
+    return _LIB
+
+
+def available() -> bool:
+    return library() is not None
+
+
+_IN = {torch.float32: "f32", torch.float64: "f64", torch.int32: "i32"}
+_OUT = {torch.uint8: "u8", torch.int32: "i32"}
+
+
+class NativeRequant:
+    """One requantization's constants for the C kernel (see requant.c); ``run(x, out)`` on rows of
+    ``x`` (channels last, rows contiguous, stride ``x.stride(-2)``) into ``out`` (contiguous)."""
+
+    def __init__(self, lib: ctypes.CDLL, in_dtype: torch.dtype, out_dtype: torch.dtype, qmax: int,
+                 cst: torch.Tensor, mul: torch.Tensor, madd: torch.Tensor, folded: bool,
+                 dyn: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+                 window: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None):
+        name = f"rq_{_IN[in_dtype]}_{_OUT[out_dtype]}_{'d' if dyn else 'n'}_{'f' if folded else 'n'}"
+        if window is not None:
+            assert in_dtype in (torch.int32, torch.float32)
+            name += "_w"
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = _ARGTYPES, None
+        self.fn, self.in_dtype, self.out_dtype = fn, in_dtype, out_dtype
+        ch = cst.numel()
+        # the kernel vectorizes along a row: consecutive rows of few channels are taken k at a time
+        # as one row of k * ch (a multiple of 64 elements) with the constants repeated k times
+        k = 64 // math.gcd(ch, 64) if ch else 1
+        while k * ch < 256 and ch:
+            k *= 2
+        self.channels, self.k = ch, k
+        consts = [cst, mul, madd, *(dyn or ()), *(window or ())]
+        self.keep = [t.repeat(k).contiguous() for t in consts]  # the pointers below stay valid
+        tiled = iter(self.keep)
+        cst_t, mul_t, madd_t = next(tiled), next(tiled), next(tiled)
+        k0, sc, nd = (next(tiled), next(tiled), next(tiled)) if dyn is not None else (None, None, None)
+        shift, lo, hi = (next(tiled), next(tiled), next(tiled)) if window is not None else (None, None, None)
+        ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
+        self.consts = (ptr(cst_t), ptr(mul_t), ptr(k0), ptr(sc), ptr(nd), ptr(madd_t), ptr(shift), ptr(lo), ptr(hi),
+                       float(qmax))
+
+    def accepts(self, x: torch.Tensor) -> bool:
+        """Whether ``x`` is a CPU tensor of this input type with contiguous rows of the channels."""
+        if x.dtype != self.in_dtype or x.device.type != "cpu" or x.dim() < 1 or x.shape[-1] != self.channels:
+            return False
+        return x.is_contiguous() or (x.dim() == 2 and x.stride(1) == 1)
+
+    def run(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Requantize ``x`` (accepted by :meth:`accepts`) into ``out`` (contiguous, x's shape) or a new tensor."""
+        ch, k = self.channels, self.k
+        x2 = x.reshape(-1, ch)
+        rows = x2.shape[0]
+        if out is None:
+            out = torch.empty(x.shape, dtype=self.out_dtype)
+        stride = x2.stride(0) if rows > 1 else ch
+        size = out.element_size()
+        if stride == ch and k > 1:  # rows back to back: k rows at a time, then the rest
+            big = rows // k
+            if big:
+                self.fn(x2.data_ptr(), big, ch * k, ch * k, *self.consts, out.data_ptr())
+            if rows - big * k:
+                self.fn(x2.data_ptr() + big * k * ch * x2.element_size(), rows - big * k, ch, ch, *self.consts,
+                        out.data_ptr() + big * k * ch * size)
+        elif rows:
+            self.fn(x2.data_ptr(), rows, ch, stride, *self.consts, out.data_ptr())
+        return out

@@ -1,0 +1,92 @@
+/* openqnn htp: the requantization epilogue of requant.py's fast form, one pass per accumulator.
+ *
+ * The same arithmetic as the PyTorch form (Requant._run_fold / _run_window), element by element,
+ * on rows of `ch` channels (channels last), per-channel constants indexed by the channel:
+ *
+ *   window (integer-valued input):  a = clamp((int32)x + shift, lo, hi)   (int32)
+ *   y = cst + (double)a * mul                                            (float64, exact: dyadic)
+ *   dyn:     t = clamp(k0 + y * sc, 0, 1); y = y + t * nd                (rdbpot's sign correction)
+ *   folded:  out = (int)clamp(y, 0, qmax)                                (truncation: y >= 0)
+ *   else:    out = clamp((int)clamp(floor(y), -2^30, 2^30) + madd, 0, qmax)
+ *
+ * Every float64 value is an exact dyadic fraction (requant.py proves it per layer at build time),
+ * so the evaluation order cannot change a bit. Built with -ffp-contract=off all the same.
+ * One function per (input type, output type, variant) so that each inner loop vectorizes.
+ */
+#include <stdint.h>
+
+#define CLAMP(v, a, b) ((v) < (a) ? (a) : ((v) > (b) ? (b) : (v)))
+
+#define ROW_BODY(XEXPR)                                                                 \
+    for (long c = 0; c < ch; ++c) {                                                     \
+        double y = cst[c] + (double)(XEXPR) * mul[c];                                   \
+        if (DYN) {                                                                      \
+            double t = k0[c] + y * sc[c];                                               \
+            t = CLAMP(t, 0.0, 1.0);                                                     \
+            y = y + t * nd[c];                                                          \
+        }                                                                               \
+        if (FOLDED) {                                                                   \
+            double v = CLAMP(y, 0.0, qmax);                                             \
+            o[c] = (OT)(int32_t)v;                                                      \
+        } else {                                                                        \
+            double v = __builtin_floor(y);                                              \
+            v = CLAMP(v, -1073741824.0, 1073741824.0);                                  \
+            int32_t q = (int32_t)v + madd[c];                                           \
+            q = CLAMP(q, 0, iqmax);                                                     \
+            o[c] = (OT)q;                                                               \
+        }                                                                               \
+    }
+
+#define DEFINE(NAME, XT, OT_, DYN_, FOLDED_, WINDOW_)                                                         \
+    static void NAME##_row(const XT* restrict x, long ch, const double* restrict cst,                        \
+                           const double* restrict mul, const double* restrict k0, const double* restrict sc, \
+                           const double* restrict nd, const int32_t* restrict madd,                          \
+                           const int32_t* restrict shift, const int32_t* restrict lo,                        \
+                           const int32_t* restrict hi, double qmax, OT_* restrict o) {                       \
+        typedef OT_ OT;                                                                                      \
+        enum { DYN = DYN_, FOLDED = FOLDED_ };                                                               \
+        const int32_t iqmax = (int32_t)qmax;                                                                 \
+        (void)k0; (void)sc; (void)nd; (void)madd; (void)shift; (void)lo; (void)hi; (void)iqmax;             \
+        if (WINDOW_) {                                                                                       \
+            ROW_BODY(CLAMP((int32_t)x[c] + shift[c], lo[c], hi[c]))                                          \
+        } else {                                                                                             \
+            ROW_BODY(x[c])                                                                                   \
+        }                                                                                                    \
+    }                                                                                                        \
+    void NAME(const XT* x, long rows, long ch, long xstride, const double* cst, const double* mul,          \
+              const double* k0, const double* sc, const double* nd, const int32_t* madd,                     \
+              const int32_t* shift, const int32_t* lo, const int32_t* hi, double qmax, OT_* out) {          \
+        for (long r = 0; r < rows; ++r)                                                                      \
+            NAME##_row(x + r * xstride, ch, cst, mul, k0, sc, nd, madd, shift, lo, hi, qmax, out + r * ch); \
+    }
+
+/* name: rq_<input>_<output>_<d|n: sign correction or not>_<f|n: folded or not>[_w: window] */
+#define DEFINE_ALL(XN, XT)                                                  \
+    DEFINE(rq_##XN##_u8_n_f, XT, uint8_t, 0, 1, 0)                         \
+    DEFINE(rq_##XN##_u8_n_n, XT, uint8_t, 0, 0, 0)                         \
+    DEFINE(rq_##XN##_u8_d_f, XT, uint8_t, 1, 1, 0)                         \
+    DEFINE(rq_##XN##_u8_d_n, XT, uint8_t, 1, 0, 0)                         \
+    DEFINE(rq_##XN##_i32_n_f, XT, int32_t, 0, 1, 0)                        \
+    DEFINE(rq_##XN##_i32_n_n, XT, int32_t, 0, 0, 0)                        \
+    DEFINE(rq_##XN##_i32_d_f, XT, int32_t, 1, 1, 0)                        \
+    DEFINE(rq_##XN##_i32_d_n, XT, int32_t, 1, 0, 0)
+
+DEFINE_ALL(f32, float)
+DEFINE_ALL(f64, double)
+DEFINE_ALL(i32, int32_t)
+
+/* window variants: integer-valued inputs (int32, or float32 holding integers below 2^24) */
+#define DEFINE_WINDOW(XN, XT)                                               \
+    DEFINE(rq_##XN##_u8_n_f_w, XT, uint8_t, 0, 1, 1)                       \
+    DEFINE(rq_##XN##_u8_n_n_w, XT, uint8_t, 0, 0, 1)                       \
+    DEFINE(rq_##XN##_u8_d_f_w, XT, uint8_t, 1, 1, 1)                       \
+    DEFINE(rq_##XN##_u8_d_n_w, XT, uint8_t, 1, 0, 1)                       \
+    DEFINE(rq_##XN##_i32_n_f_w, XT, int32_t, 0, 1, 1)                      \
+    DEFINE(rq_##XN##_i32_n_n_w, XT, int32_t, 0, 0, 1)                      \
+    DEFINE(rq_##XN##_i32_d_f_w, XT, int32_t, 1, 1, 1)                      \
+    DEFINE(rq_##XN##_i32_d_n_w, XT, int32_t, 1, 0, 1)
+
+DEFINE_WINDOW(i32, int32_t)
+DEFINE_WINDOW(f32, float)
+
+int openqnn_native_version(void) { return 1; }

@@ -1,0 +1,17 @@
+"""Every htp kernel test runs twice: with the native (C) requantization and with the PyTorch form."""
+
+from __future__ import annotations
+
+import pytest
+
+from openqnn.backends.htp import native
+from openqnn.backends.htp.kernels import requant
+
+
+@pytest.fixture(autouse=True, params=["native", "torch"])
+def requant_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "torch":
+        monkeypatch.setattr(requant, "library", lambda: None)
+    elif native.library() is None:
+        pytest.skip("no C compiler: the native requantization is not built here")
+    return str(request.param)
