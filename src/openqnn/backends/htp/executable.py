@@ -17,6 +17,7 @@ import torch
 
 from openqnn.backends.cpu.kernels import BuildContext
 from openqnn.backends.cpu.plan import build_step, keep_freed_memory
+from openqnn.backends.htp import native
 from openqnn.backends.htp.arch import HtpArch
 from openqnn.backends.htp.kernels import HTP_KERNELS
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, QParams, Unsupported, storage_dtype
@@ -45,6 +46,11 @@ def _qshape(q: QParams, rank: int) -> list[int]:
 
 def quantize_t(x: torch.Tensor, q: QParams) -> torch.Tensor:
     """float -> storage integers: clamp(round_half_even(x / scale) - offset)."""
+    if (q.axis is None and x.dtype == torch.float32 and x.device.type == "cpu" and x.is_contiguous()
+            and native.library() is not None):
+        dtype = storage_dtype(q.bitwidth) if not q.signed else torch.int32
+        if dtype in (torch.uint8, torch.int32):
+            return native.quantize(x, float(q.scale[0]), int(q.offset[0]), q.qmin, q.qmax, dtype)
     shape = _qshape(q, x.dim())
     scale = torch.as_tensor(q.scale, dtype=torch.float64, device=x.device).reshape(shape)
     offset = torch.as_tensor(q.offset, dtype=torch.float64, device=x.device).reshape(shape)

@@ -24,6 +24,7 @@ import torch
 from openqnn.backends.htp.fixedpoint import mbqm64_np, mbqm64_t, mbqm_np, mbqm_t, quantize_multiplier
 from openqnn.backends.htp.kernels.common import Requant, act_q, c_array, movement, to_storage
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, Unsupported, htp_kernel
+from openqnn.backends.htp.kernels.requant import Requant as RowRequant
 from openqnn.ir.graph import Node
 
 __all__ = ["mean_multiplier"]
@@ -88,6 +89,18 @@ def reduce(node: Node, ctx: HtpBuildContext) -> HtpStep:
         return c_array(np.clip(z_out + req_np(s), qmin, qmax).reshape(out_shape))
 
     acc_dtype = torch.int32 if (qi.qmax + abs(z_in)) * count < 1 << 31 else torch.int64
+    if not wide and acc_dtype == torch.int32 and qo.qmin == 0 and qo.qmax == (1 << qo.bitwidth) - 1:
+        # requant.py's one-pass requantization (one channel) of the raw sum of codes
+        rq = RowRequant(np.array([ratio]), z_out, qo.bitwidth, False, ctx.device)
+        rq.mult, rq.shift = np.array([mult], dtype=np.int64), np.array([shift], dtype=np.int64)
+        raw_bound = float(count * max(abs(qi.qmin), abs(qi.qmax)))  # of the sum of codes
+        run_rq = rq.fast(np.array([-count * z_in]), [(1, np.array([raw_bound]))], torch.int32)
+
+        def fast_rq(q: torch.Tensor) -> torch.Tensor:
+            s = torch.sum(q, dim=axes, keepdim=keep, dtype=torch.int32)
+            return run_rq(s.reshape(-1, 1)).reshape(out_shape)
+
+        return HtpStep(reference, fast_rq, [x], list(node.outputs), node.name, op)
 
     def fast(q: torch.Tensor) -> torch.Tensor:
         s = torch.sum(q, dim=axes, keepdim=keep, dtype=acc_dtype).sub_(count * z_in).to(torch.int64)

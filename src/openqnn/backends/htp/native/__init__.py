@@ -31,7 +31,7 @@ import torch
 
 log = logging.getLogger("openqnn.htp")
 
-__all__ = ["NativeRequant", "available", "library"]
+__all__ = ["NativeRequant", "available", "library", "lookup", "lookup_ok", "quantize"]
 
 _SOURCE = Path(__file__).with_name("requant.c")
 _FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-shared", "-fPIC"]
@@ -109,7 +109,16 @@ def _self_check(lib: ctypes.CDLL) -> bool:
            None, None, None, 255.0, out.data_ptr())
         if out.tolist() != want:
             return False
-    return True
+    x = torch.arange(256, dtype=torch.uint8)
+    table = torch.arange(65536, dtype=torch.int64).mul(7).remainder(251).to(torch.uint8)
+    y = x.flip(0).contiguous()
+    if not torch.equal(lookup(table, x, y, lib), table[x.long() * 256 + y.long()]):
+        return False
+    if not torch.equal(lookup(table[:256].contiguous(), y, None, lib), table[y.long()]):
+        return False
+    xf = torch.tensor([-3.0, -0.5, 0.5, 1.5, 2.5, 7.25, 300.0, 1e9], dtype=torch.float32)
+    want = torch.clamp(torch.round(xf.to(torch.float64) / 0.5) + 3, 0, 255).to(torch.uint8)
+    return torch.equal(quantize(xf, 0.5, -3, 0, 255, torch.uint8, lib), want)
 
 
 def library() -> ctypes.CDLL | None:
@@ -208,3 +217,37 @@ class NativeRequant:
         elif rows:
             self.fn(x2.data_ptr(), rows, ch, stride, *self.consts, out.data_ptr())
         return out
+
+
+def lookup(table: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None = None,
+           lib: ctypes.CDLL | None = None) -> torch.Tensor:
+    """``table[x]`` (256 entries) or ``table[x * 256 + y]`` (65536 entries) for contiguous uint8 CPU
+    tensors of one shape, in C; the caller checks the types (see :func:`lookup_ok`)."""
+    lib = lib or _LIB
+    assert lib is not None
+    out = torch.empty(x.shape, dtype=torch.uint8)
+    if y is None:
+        lib.lut1_u8(_P(x.data_ptr()), _L(x.numel()), _P(table.data_ptr()), _P(out.data_ptr()))
+    else:
+        lib.lut2_u8(_P(x.data_ptr()), _P(y.data_ptr()), _L(x.numel()), _P(table.data_ptr()), _P(out.data_ptr()))
+    return out
+
+
+def lookup_ok(table: torch.Tensor, *xs: torch.Tensor) -> bool:
+    """Whether :func:`lookup` takes these operands: uint8 CPU tensors of one shape, contiguous."""
+    return (table.dtype == torch.uint8 and table.is_contiguous() and table.device.type == "cpu"
+            and all(x.dtype == torch.uint8 and x.device.type == "cpu" and x.is_contiguous()
+                    and x.shape == xs[0].shape for x in xs))
+
+
+def quantize(x: torch.Tensor, scale: float, offset: int, qmin: int, qmax: int, dtype: torch.dtype,
+             lib: ctypes.CDLL | None = None) -> torch.Tensor:
+    """``clamp(round_half_even(x / scale) - offset, qmin, qmax)`` of a contiguous float32 CPU tensor,
+    as ``dtype`` (uint8 or int32), in C: the same as the executable's quantize_t in float64."""
+    lib = lib or _LIB
+    assert lib is not None and x.dtype == torch.float32 and x.is_contiguous()
+    out = torch.empty(x.shape, dtype=dtype)
+    fn = lib.quantize_f32_u8 if dtype == torch.uint8 else lib.quantize_f32_i32
+    d = ctypes.c_double
+    fn(_P(x.data_ptr()), _L(x.numel()), d(scale), d(offset), d(qmin), d(qmax), _P(out.data_ptr()))
+    return out

@@ -90,3 +90,33 @@ DEFINE_WINDOW(i32, int32_t)
 DEFINE_WINDOW(f32, float)
 
 int openqnn_native_version(void) { return 1; }
+
+/* Table lookups of 8-bit codes (element-wise ops whose result is a function of the codes):
+ * out[i] = table[x[i]] (256 entries) and out[i] = table[x[i] * 256 + y[i]] (65536 entries). */
+void lut1_u8(const uint8_t* restrict x, long n, const uint8_t* restrict table, uint8_t* restrict out) {
+    for (long i = 0; i < n; ++i) out[i] = table[x[i]];
+}
+
+void lut2_u8(const uint8_t* restrict x, const uint8_t* restrict y, long n, const uint8_t* restrict table,
+             uint8_t* restrict out) {
+    for (long i = 0; i < n; ++i) out[i] = table[((unsigned)x[i] << 8) | y[i]];
+}
+
+/* Float inputs to codes with a per-tensor encoding: clamp(round_half_even(x / scale) - offset). */
+void quantize_f32_u8(const float* restrict x, long n, double scale, double offset, double qmin, double qmax,
+                     uint8_t* restrict out) {
+    for (long i = 0; i < n; ++i) {
+        double v = __builtin_nearbyint((double)x[i] / scale) - offset;
+        v = CLAMP(v, qmin, qmax);
+        out[i] = (uint8_t)(int32_t)v;
+    }
+}
+
+void quantize_f32_i32(const float* restrict x, long n, double scale, double offset, double qmin, double qmax,
+                      int32_t* restrict out) {
+    for (long i = 0; i < n; ++i) {
+        double v = __builtin_nearbyint((double)x[i] / scale) - offset;
+        v = CLAMP(v, qmin, qmax);
+        out[i] = (int32_t)v;
+    }
+}
