@@ -34,7 +34,7 @@ log = logging.getLogger("openqnn.htp")
 __all__ = ["NativeRequant", "available", "library", "lookup", "lookup_ok", "quantize"]
 
 _SOURCE = Path(__file__).with_name("requant.c")
-_FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-shared", "-fPIC"]
+_FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffinite-math-only", "-ffp-contract=off", "-shared", "-fPIC"]
 _LOCK = threading.Lock()
 _LIB: ctypes.CDLL | None = None
 _TRIED = False

@@ -15,24 +15,29 @@
  */
 #include <stdint.h>
 
-#define CLAMP(v, a, b) ((v) < (a) ? (a) : ((v) > (b) ? (b) : (v)))
+static inline int32_t iclamp(int32_t v, int32_t lo, int32_t hi) {
+    v = v < lo ? lo : v;
+    return v > hi ? hi : v;
+}
+/* doubles: min/max instructions (no NaN here: -ffinite-math-only), not compares and blends */
+#define FCLAMP(v, a, b) __builtin_fmin(__builtin_fmax((v), (a)), (b))
 
 #define ROW_BODY(XEXPR)                                                                 \
     for (long c = 0; c < ch; ++c) {                                                     \
         double y = cst[c] + (double)(XEXPR) * mul[c];                                   \
         if (DYN) {                                                                      \
             double t = k0[c] + y * sc[c];                                               \
-            t = CLAMP(t, 0.0, 1.0);                                                     \
+            t = FCLAMP(t, 0.0, 1.0);                                                     \
             y = y + t * nd[c];                                                          \
         }                                                                               \
         if (FOLDED) {                                                                   \
-            double v = CLAMP(y, 0.0, qmax);                                             \
+            double v = FCLAMP(y, 0.0, qmax);                                             \
             o[c] = (OT)(int32_t)v;                                                      \
         } else {                                                                        \
             double v = __builtin_floor(y);                                              \
-            v = CLAMP(v, -1073741824.0, 1073741824.0);                                  \
+            v = FCLAMP(v, -1073741824.0, 1073741824.0);                                  \
             int32_t q = (int32_t)v + madd[c];                                           \
-            q = CLAMP(q, 0, iqmax);                                                     \
+            q = iclamp(q, 0, iqmax);                                                     \
             o[c] = (OT)q;                                                               \
         }                                                                               \
     }
@@ -48,7 +53,7 @@
         const int32_t iqmax = (int32_t)qmax;                                                                 \
         (void)k0; (void)sc; (void)nd; (void)madd; (void)shift; (void)lo; (void)hi; (void)iqmax;             \
         if (WINDOW_) {                                                                                       \
-            ROW_BODY(CLAMP((int32_t)x[c] + shift[c], lo[c], hi[c]))                                          \
+            ROW_BODY(iclamp((int32_t)x[c] + shift[c], lo[c], hi[c]))                                          \
         } else {                                                                                             \
             ROW_BODY(x[c])                                                                                   \
         }                                                                                                    \
@@ -107,7 +112,7 @@ void quantize_f32_u8(const float* restrict x, long n, double scale, double offse
                      uint8_t* restrict out) {
     for (long i = 0; i < n; ++i) {
         double v = __builtin_nearbyint((double)x[i] / scale) - offset;
-        v = CLAMP(v, qmin, qmax);
+        v = FCLAMP(v, qmin, qmax);
         out[i] = (uint8_t)(int32_t)v;
     }
 }
@@ -116,7 +121,7 @@ void quantize_f32_i32(const float* restrict x, long n, double scale, double offs
                       int32_t* restrict out) {
     for (long i = 0; i < n; ++i) {
         double v = __builtin_nearbyint((double)x[i] / scale) - offset;
-        v = CLAMP(v, qmin, qmax);
+        v = FCLAMP(v, qmin, qmax);
         out[i] = (int32_t)v;
     }
 }
