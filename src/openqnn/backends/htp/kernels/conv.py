@@ -316,7 +316,7 @@ def _int8_conv(ctx: HtpBuildContext, g: _Geo, xq: QParams, wc: np.ndarray, rq: R
         def conv(x: torch.Tensor) -> torch.Tensor:
             return run_rq(acc_of(x, w0))
     else:
-        run_rq = rq.fast(bias, [(1, sum(bounds))], torch.int32)
+        run_rq = rq.fast(bias, [(1, np.sum(bounds, axis=0))], torch.int32)
         parts = [(a, b, w) for (a, b), w in zip(itertools.pairwise(edges), packed)]
 
         def conv(x: torch.Tensor) -> torch.Tensor:

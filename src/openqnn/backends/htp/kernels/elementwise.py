@@ -229,7 +229,7 @@ def _coded_step(node: Node, ctx: HtpBuildContext, names: Sequence[str],
 
             def lookup_c(*xs: torch.Tensor) -> torch.Tensor:
                 if shapes_same and lookup_ok(table_t, *xs):
-                    return lookup(table_t, *xs).reshape(out_shape)
+                    return lookup(table_t, xs[0], xs[1] if len(xs) > 1 else None).reshape(out_shape)
                 return lookup_t(*xs)
 
             fast_c: Callable[..., torch.Tensor] | None = lookup_c

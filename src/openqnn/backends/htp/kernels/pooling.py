@@ -96,8 +96,9 @@ def _build_max(node: Node, ctx: HtpBuildContext, n: int) -> HtpStep:
 
     widths = [(p[0], e) for p, e in zip(g.pads, g.end_pads)]
     padded = any(a or b for a, b in widths)
-    inner = tuple(slice(a, a + i) for (a, _), i in zip(widths, g.in_size))
-    taps = [tuple(slice(t * d, t * d + (o - 1) * s + 1, s) for t, d, o, s in zip(tap, g.d, g.out_size, g.s))
+    everything = slice(None)
+    inner = (everything, *(slice(a, a + i) for (a, _), i in zip(widths, g.in_size)))
+    taps = [(everything, *(slice(t * d, t * d + (o - 1) * s + 1, s) for t, d, o, s in zip(tap, g.d, g.out_size, g.s)))
             for tap in itertools.product(*(range(k) for k in g.k))]
 
     def fast(q: torch.Tensor) -> torch.Tensor:
@@ -106,12 +107,12 @@ def _build_max(node: Node, ctx: HtpBuildContext, n: int) -> HtpStep:
         if padded:
             xp = scratch("maxpad", (q.shape[0], *(a + i + b for (a, b), i in zip(widths, g.in_size)), q.shape[-1]),
                          q.dtype, q.device).fill_(qi.qmin)
-            xp[(slice(None), *inner)] = q
+            xp[inner] = q
         else:
             xp = q
-        y = xp[(slice(None), *taps[0])].clone(memory_format=torch.contiguous_format)
+        y = xp[taps[0]].clone(memory_format=torch.contiguous_format)
         for sl in taps[1:]:
-            torch.maximum(y, xp[(slice(None), *sl)], out=y)
+            torch.maximum(y, xp[sl], out=y)
         return rq.t(y).contiguous()
 
     return HtpStep(reference, fast, [node.inputs[0]], list(node.outputs), node.name, node.op_type)

@@ -91,10 +91,10 @@ def reduce(node: Node, ctx: HtpBuildContext) -> HtpStep:
     acc_dtype = torch.int32 if (qi.qmax + abs(z_in)) * count < 1 << 31 else torch.int64
     if not wide and acc_dtype == torch.int32 and qo.qmin == 0 and qo.qmax == (1 << qo.bitwidth) - 1:
         # requant.py's one-pass requantization (one channel) of the raw sum of codes
-        rq = RowRequant(np.array([ratio]), z_out, qo.bitwidth, False, ctx.device)
-        rq.mult, rq.shift = np.array([mult], dtype=np.int64), np.array([shift], dtype=np.int64)
+        row_rq = RowRequant(np.array([ratio]), z_out, qo.bitwidth, False, ctx.device)
+        row_rq.mult, row_rq.shift = np.array([mult], dtype=np.int64), np.array([shift], dtype=np.int64)
         raw_bound = float(count * max(abs(qi.qmin), abs(qi.qmax)))  # of the sum of codes
-        run_rq = rq.fast(np.array([-count * z_in]), [(1, np.array([raw_bound]))], torch.int32)
+        run_rq = row_rq.fast(np.array([-count * z_in]), [(1, np.array([raw_bound]))], torch.int32)
 
         def fast_rq(q: torch.Tensor) -> torch.Tensor:
             s = torch.sum(q, dim=axes, keepdim=keep, dtype=torch.int32)

@@ -98,8 +98,7 @@ def _self_check(lib: ctypes.CDLL) -> bool:
     cst = torch.full((ch,), 0.25, dtype=torch.float64)
     mul = torch.full((ch,), 0.0078125, dtype=torch.float64)
     madd = torch.full((ch,), 7, dtype=torch.int32)
-    want = [min(max(int(v) + 7, 0), 255) for v in
-            [__import__("math").floor(0.25 + x * 0.0078125) for x in xs]]
+    want = [min(max(math.floor(0.25 + v * 0.0078125) + 7, 0), 255) for v in xs]
     for name, dtype in (("f32", torch.float32), ("f64", torch.float64), ("i32", torch.int32)):
         x = torch.tensor(xs, dtype=dtype)
         out = torch.empty(ch, dtype=torch.uint8)
@@ -117,8 +116,8 @@ def _self_check(lib: ctypes.CDLL) -> bool:
     if not torch.equal(lookup(table[:256].contiguous(), y, None, lib), table[y.long()]):
         return False
     xf = torch.tensor([-3.0, -0.5, 0.5, 1.5, 2.5, 7.25, 300.0, 1e9], dtype=torch.float32)
-    want = torch.clamp(torch.round(xf.to(torch.float64) / 0.5) + 3, 0, 255).to(torch.uint8)
-    return torch.equal(quantize(xf, 0.5, -3, 0, 255, torch.uint8, lib), want)
+    codes = torch.clamp(torch.round(xf.to(torch.float64) / 0.5) + 3, 0, 255).to(torch.uint8)
+    return torch.equal(quantize(xf, 0.5, -3, 0, 255, torch.uint8, lib), codes)
 
 
 def library() -> ctypes.CDLL | None:
