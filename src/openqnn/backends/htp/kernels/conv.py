@@ -16,7 +16,11 @@ that scale once at build time, rounding half away from zero, saturated to int32 
 
 The fast path (PyTorch) computes the same bits:
 
-- the products run as int8 GEMMs with int32 results (gemm.py's :class:`ConvCore`: int8 planes of
+- on the CPU, 8-bit convolutions with a spatial kernel (depthwise ones included) and int8 weights
+  run as oneDNN's int8 convolution returning the accumulator in float32 (:func:`_int8_conv`): exact
+  while every sum stays below 2^24 (:func:`qconv_bound`, per channel at build time; otherwise the
+  input channels are split into parts that do, summed in int32);
+- otherwise the products run as int8 GEMMs with int32 results (gemm.py's :class:`ConvCore`: int8 planes of
   the activations and weights, zero-point corrections folded into one per-channel constant,
   ``torch._int_mm`` per group) on an im2col of the input padded with the zero point;
   TransposeConv2d is the stride-1 convolution of the zero-point-stuffed input with the flipped
@@ -27,7 +31,7 @@ The fast path (PyTorch) computes the same bits:
   integer below 2^24 (checked per channel at build time; float64 otherwise);
 - the requantization is requant.py's :class:`Requant`: one floor of an affine function evaluated
   in float64 where every value is an exact dyadic fraction (checked with integers at build time),
-  with an int64 fallback. Large intermediates live in per-thread scratch buffers (scratch.py).
+  with an int64 fallback; in one C pass where the native helpers are built (native/). Large intermediates live in per-thread scratch buffers (scratch.py).
 
 On other devices than the CPU, the GEMMs run in float64 (exact below 2^53) instead of int8.
 """
