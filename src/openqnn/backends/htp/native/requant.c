@@ -66,33 +66,22 @@ static inline int32_t iclamp(int32_t v, int32_t lo, int32_t hi) {
     }
 
 /* name: rq_<input>_<output>_<d|n: sign correction or not>_<f|n: folded or not>[_w: window] */
-#define DEFINE_ALL(XN, XT)                                                  \
-    DEFINE(rq_##XN##_u8_n_f, XT, uint8_t, 0, 1, 0)                         \
-    DEFINE(rq_##XN##_u8_n_n, XT, uint8_t, 0, 0, 0)                         \
-    DEFINE(rq_##XN##_u8_d_f, XT, uint8_t, 1, 1, 0)                         \
-    DEFINE(rq_##XN##_u8_d_n, XT, uint8_t, 1, 0, 0)                         \
-    DEFINE(rq_##XN##_i32_n_f, XT, int32_t, 0, 1, 0)                        \
-    DEFINE(rq_##XN##_i32_n_n, XT, int32_t, 0, 0, 0)                        \
-    DEFINE(rq_##XN##_i32_d_f, XT, int32_t, 1, 1, 0)                        \
-    DEFINE(rq_##XN##_i32_d_n, XT, int32_t, 1, 0, 0)
+#define DEFINE_SET(XN, XT, WINDOW, SUFFIX)                                  \
+    DEFINE(rq_##XN##_u8_n_f##SUFFIX, XT, uint8_t, 0, 1, WINDOW)            \
+    DEFINE(rq_##XN##_u8_n_n##SUFFIX, XT, uint8_t, 0, 0, WINDOW)            \
+    DEFINE(rq_##XN##_u8_d_f##SUFFIX, XT, uint8_t, 1, 1, WINDOW)            \
+    DEFINE(rq_##XN##_u8_d_n##SUFFIX, XT, uint8_t, 1, 0, WINDOW)            \
+    DEFINE(rq_##XN##_i32_n_f##SUFFIX, XT, int32_t, 0, 1, WINDOW)           \
+    DEFINE(rq_##XN##_i32_n_n##SUFFIX, XT, int32_t, 0, 0, WINDOW)           \
+    DEFINE(rq_##XN##_i32_d_f##SUFFIX, XT, int32_t, 1, 1, WINDOW)           \
+    DEFINE(rq_##XN##_i32_d_n##SUFFIX, XT, int32_t, 1, 0, WINDOW)
 
-DEFINE_ALL(f32, float)
-DEFINE_ALL(f64, double)
-DEFINE_ALL(i32, int32_t)
-
+DEFINE_SET(f32, float, 0, )
+DEFINE_SET(f64, double, 0, )
+DEFINE_SET(i32, int32_t, 0, )
 /* window variants: integer-valued inputs (int32, or float32 holding integers below 2^24) */
-#define DEFINE_WINDOW(XN, XT)                                               \
-    DEFINE(rq_##XN##_u8_n_f_w, XT, uint8_t, 0, 1, 1)                       \
-    DEFINE(rq_##XN##_u8_n_n_w, XT, uint8_t, 0, 0, 1)                       \
-    DEFINE(rq_##XN##_u8_d_f_w, XT, uint8_t, 1, 1, 1)                       \
-    DEFINE(rq_##XN##_u8_d_n_w, XT, uint8_t, 1, 0, 1)                       \
-    DEFINE(rq_##XN##_i32_n_f_w, XT, int32_t, 0, 1, 1)                      \
-    DEFINE(rq_##XN##_i32_n_n_w, XT, int32_t, 0, 0, 1)                      \
-    DEFINE(rq_##XN##_i32_d_f_w, XT, int32_t, 1, 1, 1)                      \
-    DEFINE(rq_##XN##_i32_d_n_w, XT, int32_t, 1, 0, 1)
-
-DEFINE_WINDOW(i32, int32_t)
-DEFINE_WINDOW(f32, float)
+DEFINE_SET(i32, int32_t, 1, _w)
+DEFINE_SET(f32, float, 1, _w)
 
 int openqnn_native_version(void) { return 1; }
 
