@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from openqnn.backends.htp import native
-from openqnn.backends.htp.kernels import elementwise, requant
+from openqnn.backends.htp.kernels import elementwise, lut, requant
 
 
 @pytest.fixture(autouse=True, params=["native", "torch"])
@@ -14,6 +14,7 @@ def requant_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     if request.param == "torch":
         monkeypatch.setattr(requant, "library", lambda: None)
         monkeypatch.setattr(elementwise, "library", lambda: None)
+        monkeypatch.setattr(lut, "library", lambda: None)
         monkeypatch.setattr(native, "library", lambda: None)
     elif native.library() is None:
         pytest.skip("no C compiler: the native requantization is not built here")

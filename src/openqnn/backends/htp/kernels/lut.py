@@ -32,6 +32,7 @@ from openqnn.backends.htp.kernels.registry import (
     htp_kernel,
     storage_dtype,
 )
+from openqnn.backends.htp.native import library, lookup, lookup_ok
 from openqnn.ir.graph import Node
 from openqnn.ops.elementwise import UNARY
 
@@ -81,8 +82,15 @@ def _lut_step(node: Node, ctx: HtpBuildContext, x_name: str, table: np.ndarray, 
     def reference(x: np.ndarray) -> np.ndarray:
         return table[np.asarray(x, dtype=np.int64)].reshape(out_shape)
 
-    def fast(x: torch.Tensor) -> torch.Tensor:
+    def fast_t(x: torch.Tensor) -> torch.Tensor:
         return table_t[x.to(torch.int64)].reshape(out_shape)
+
+    fast = fast_t
+    if ctx.device.type == "cpu" and table_t.dtype == torch.uint8 and table_t.numel() == 256 and library() is not None:
+        def fast(x: torch.Tensor) -> torch.Tensor:  # 8-bit in and out: the C lookup
+            if lookup_ok(table_t, x):
+                return lookup(table_t, x).reshape(out_shape)
+            return fast_t(x)
 
     return HtpStep(reference, fast, [x_name], list(node.outputs), node.name, node.op_type)
 
