@@ -256,9 +256,36 @@ def _float_conv(ctx: HtpBuildContext, g: _Geo, xq: QParams, wc: np.ndarray, rq: 
     return run_raw if raw else run
 
 
+_QCONV_EXACT: bool | None = None
+
+
+def _qconv_exact() -> bool:
+    """Whether this machine's oneDNN int8 convolution gives exact sums where pairs of uint8 x int8
+    products overflow int16 (CPUs without VNNI may saturate there): checked once on extreme codes."""
+    global _QCONV_EXACT
+    if _QCONV_EXACT is None:
+        try:
+            c, zx = 64, 3
+            x = torch.full((1, c, 3, 3), 255, dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
+            x[0, ::3, 1, 1] = 0
+            w = torch.full((4, c, 3, 3), 127, dtype=torch.int8)
+            w[1] = -128
+            w[2, ::2] = -128
+            ones, zeros = torch.ones(4), torch.zeros(4, dtype=torch.int64)
+            packed = torch.ops.onednn.qconv_prepack(w, ones, 1.0, zx, [1, 1], [1, 1], [1, 1], 1, [1, c, 3, 3])
+            y = torch.ops.onednn.qconv2d_pointwise(x, 1.0, zx, packed, ones, zeros, None, [1, 1], [1, 1], [1, 1],
+                                                   1, 1.0, 0, torch.float32, "none", [], "")
+            want = F.conv2d(x.to(torch.float64) - zx, w.to(torch.float64), padding=1)
+            _QCONV_EXACT = bool(torch.equal(y.to(torch.float64), want))
+        except (RuntimeError, AttributeError, NotImplementedError):
+            _QCONV_EXACT = False
+    return _QCONV_EXACT
+
+
 def _onednn_qconv_ok(device: torch.device) -> bool:
     return (device.type == "cpu" and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.onednn, "qconv2d_pointwise") and hasattr(torch.ops.onednn, "qconv_prepack"))
+            and hasattr(torch.ops.onednn, "qconv2d_pointwise") and hasattr(torch.ops.onednn, "qconv_prepack")
+            and _qconv_exact())
 
 
 def qconv_bound(wc: np.ndarray, zx: int) -> np.ndarray:

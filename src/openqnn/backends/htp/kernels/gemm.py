@@ -170,12 +170,19 @@ _INT_MM_CPU: bool | None = None
 
 
 def _int_mm_cpu() -> bool:
-    """Whether this PyTorch runs torch._int_mm on the CPU (int8 x int8 -> int32)."""
+    """Whether this PyTorch runs torch._int_mm on the CPU (int8 x int8 -> int32), exactly."""
     global _INT_MM_CPU
     if _INT_MM_CPU is None:
         try:
-            a = torch.ones(3, 5, dtype=torch.int8)
-            _INT_MM_CPU = bool(torch._int_mm(a, a.t().contiguous()).eq(5).all())
+            # extreme codes: pairs of products overflow int16 (where an int8 kernel without VNNI may saturate)
+            a = torch.full((5, 64), -128, dtype=torch.int8)
+            a[1] = 127
+            a[2, ::2] = 127
+            b = torch.full((64, 3), -128, dtype=torch.int8)
+            b[:, 1] = 127
+            b[::3, 2] = 127
+            want = a.to(torch.int64) @ b.to(torch.int64)
+            _INT_MM_CPU = bool(torch.equal(torch._int_mm(a, b).to(torch.int64), want))
         except (RuntimeError, AttributeError, NotImplementedError):
             _INT_MM_CPU = False
     return _INT_MM_CPU
