@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from benchmarks.zoo import MODELS, export, make_inputs
 
 import openqnn
 from openqnn.backends.cpu.plan import Plan
-from tests.models.zoo import MODELS, caffe2_style_model, export, make_inputs
+from tests.models.zoo import caffe2_style_model
 
 RTOL = 1e-3
 

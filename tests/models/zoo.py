@@ -2,40 +2,16 @@
 
 The PyTorch definitions (MobileNetV2, ResNet-18/50, the BERT-style encoder, SimpleModel) and their
 ONNX export live in ``benchmarks/zoo.py`` so ``python -m benchmarks`` times the very same networks;
-this module re-exports them and adds :func:`caffe2_style_model`, an old-opset model built by hand.
+this module adds :func:`caffe2_style_model`, an old-opset model built by hand.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import onnx
-from benchmarks.zoo import (
-    MODELS,
-    BertEncoder,
-    MobileNetV2,
-    ModelSpec,
-    ResNet,
-    SimpleModel,
-    export,
-    make_inputs,
-    resnet18,
-    resnet50,
-)
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = [
-    "MODELS",
-    "BertEncoder",
-    "MobileNetV2",
-    "ModelSpec",
-    "ResNet",
-    "SimpleModel",
-    "caffe2_style_model",
-    "export",
-    "make_inputs",
-    "resnet18",
-    "resnet50",
-]
+__all__ = ["caffe2_style_model"]
 
 
 def caffe2_style_model(size: int = 16, seed: int = 0) -> onnx.ModelProto:

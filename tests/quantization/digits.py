@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,14 @@ def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 def train_digits_cnn(path: Path) -> None:
+    """Write the trained model to ``path`` (trained once per process: training is seeded)."""
+    path.write_bytes(_trained_digits_onnx())
+
+
+@functools.cache
+def _trained_digits_onnx() -> bytes:
+    import tempfile
+
     import torch
     from torch import nn
 
@@ -45,5 +54,8 @@ def train_digits_cnn(path: Path) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(1, 1, 8, 8),), str(path), input_names=["image"], output_names=["logits"],
-                          opset_version=13, dynamo=False)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "digits.onnx"
+            torch.onnx.export(model, (torch.zeros(1, 1, 8, 8),), str(path), input_names=["image"],
+                              output_names=["logits"], opset_version=13, dynamo=False)
+            return path.read_bytes()

@@ -4,6 +4,7 @@ and cheap layout rewrites."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -51,6 +52,20 @@ def _replace(graph: Graph, first: Node, dead: list[Node], op_type: str, x: str, 
     graph.add_node(Node(first.name, op_type, [x], [out], attrs or {}), min(idx, len(graph.nodes)))
 
 
+def _rewrite_each(graph: Graph, rewrite: Callable[[Node, _View], bool]) -> tuple[Graph, bool]:
+    """Offer every node (in the order before rewriting) to ``rewrite``, which returns whether it
+    rewrote the graph there; lookups are rebuilt after each rewrite, dead tensors dropped at the end."""
+    changed = False
+    v = _View(graph)
+    for node in list(graph.nodes):
+        if rewrite(node, v):
+            changed = True
+            v = _View(graph)
+    if changed:
+        graph.remove_unused()
+    return graph, changed
+
+
 @graph_pass("fuse_gelu")
 def fuse_gelu(graph: Graph) -> tuple[Graph, bool]:
     """The erf form of GELU becomes one Gelu.
@@ -59,49 +74,45 @@ def fuse_gelu(graph: Graph) -> tuple[Graph, bool]:
             %d = ElementWiseMultiply(%x, %c);   %y = ElementWiseMultiply(%d, 0.5)
     after:  %y = Gelu(%x)
     """
-    changed = False
-    v = _View(graph)
-    for erf in list(graph.nodes):
+    def rewrite(erf: Node, v: _View) -> bool:
         if erf.op_type != "ElementWiseErf":
-            continue
+            return False
         scale = v.prod.get(erf.inputs[0])
         if scale is None or len(v.cons.get(erf.inputs[0], [])) != 1:
-            continue
+            return False
         x: str | None = None
         if scale.op_type == "ElementWiseDivide" and _close(v.scalar(scale.inputs[1]), math.sqrt(2)):
             x = scale.inputs[0]
         elif scale.op_type == "ElementWiseMultiply":
             x = next((a for a, b in (scale.inputs, scale.inputs[::-1]) if _close(v.scalar(b), 1 / math.sqrt(2))), None)
         if x is None:
-            continue
+            return False
         add = v.only_user(erf.outputs[0], "ElementWiseAdd")
         if add is None or not _close(v.scalar(v.other_input(add, erf.outputs[0]) or ""), 1.0):
-            continue
+            return False
         m1 = v.only_user(add.outputs[0], "ElementWiseMultiply")
         if m1 is None:
-            continue
+            return False
         other = v.other_input(m1, add.outputs[0])
         if other == x:  # x * (1 + erf) * 0.5
             m2 = v.only_user(m1.outputs[0], "ElementWiseMultiply")
             if m2 is None or not _close(v.scalar(v.other_input(m2, m1.outputs[0]) or ""), 0.5):
-                continue
+                return False
             last = m2
         else:  # (x * 0.5) * (1 + erf)
             half = v.prod.get(other or "")
             if half is None or half.op_type != "ElementWiseMultiply" or len(v.cons.get(half.outputs[0], [])) != 1:
-                continue
+                return False
             if not (half.inputs[0] == x and _close(v.scalar(half.inputs[1]), 0.5)):
-                continue
+                return False
             last = m1
             m2 = half
         if graph.tensors[x].shape != graph.tensors[last.outputs[0]].shape:
-            continue
+            return False
         _replace(graph, scale, [scale, erf, add, m1, m2], "Gelu", x, last.outputs[0], {"approximate": "none"})
-        changed = True
-        v = _View(graph)
-    if changed:
-        graph.remove_unused()
-    return graph, changed
+        return True
+
+    return _rewrite_each(graph, rewrite)
 
 
 @graph_pass("fuse_hardswish")
@@ -112,39 +123,35 @@ def fuse_hardswish(graph: Graph) -> tuple[Graph, bool]:
             %y = ElementWiseDivide(%c, 6)
     after:  %y = HardSwish(%x)
     """
-    changed = False
-    v = _View(graph)
-    for node in list(graph.nodes):
+    def rewrite(node: Node, v: _View) -> bool:
         if node.op_type == "HardSigmoid" and _close(node.attrs["alpha"], 1 / 6) and _close(node.attrs["beta"], 0.5):
             x = node.inputs[0]
             mul = v.only_user(node.outputs[0], "ElementWiseMultiply")
             if mul is None or v.other_input(mul, node.outputs[0]) != x:
-                continue
+                return False
             _replace(graph, node, [node, mul], "HardSwish", x, mul.outputs[0])
-            changed = True
-            v = _View(graph)
-        elif node.op_type == "ReluMinMax" and node.attrs["min_value"] == 0.0 and node.attrs["max_value"] == 6.0:
-            add = v.prod.get(node.inputs[0])
-            if add is None or add.op_type != "ElementWiseAdd" or len(v.cons.get(add.outputs[0], [])) != 1:
-                continue
-            x3 = next((a for a, b in (add.inputs, add.inputs[::-1]) if _close(v.scalar(b), 3.0)), None)
-            mul = v.only_user(node.outputs[0], "ElementWiseMultiply")
-            if x3 is None or mul is None or v.other_input(mul, node.outputs[0]) != x3:
-                continue
-            div = v.only_user(mul.outputs[0], "ElementWiseDivide")
-            last: Node | None = div if div is not None and _close(v.scalar(div.inputs[1]), 6.0) else None
-            if last is None:
-                last = v.only_user(mul.outputs[0], "ElementWiseMultiply")
-                if last is None or not _close(v.scalar(v.other_input(last, mul.outputs[0]) or ""), 1 / 6):
-                    continue
-            if graph.tensors[x3].shape != graph.tensors[last.outputs[0]].shape:
-                continue
-            _replace(graph, add, [add, node, mul, last], "HardSwish", x3, last.outputs[0])
-            changed = True
-            v = _View(graph)
-    if changed:
-        graph.remove_unused()
-    return graph, changed
+            return True
+        if node.op_type != "ReluMinMax" or node.attrs["min_value"] != 0.0 or node.attrs["max_value"] != 6.0:
+            return False
+        add = v.prod.get(node.inputs[0])
+        if add is None or add.op_type != "ElementWiseAdd" or len(v.cons.get(add.outputs[0], [])) != 1:
+            return False
+        x3 = next((a for a, b in (add.inputs, add.inputs[::-1]) if _close(v.scalar(b), 3.0)), None)
+        mul = v.only_user(node.outputs[0], "ElementWiseMultiply")
+        if x3 is None or mul is None or v.other_input(mul, node.outputs[0]) != x3:
+            return False
+        div = v.only_user(mul.outputs[0], "ElementWiseDivide")
+        last: Node | None = div if div is not None and _close(v.scalar(div.inputs[1]), 6.0) else None
+        if last is None:
+            last = v.only_user(mul.outputs[0], "ElementWiseMultiply")
+            if last is None or not _close(v.scalar(v.other_input(last, mul.outputs[0]) or ""), 1 / 6):
+                return False
+        if graph.tensors[x3].shape != graph.tensors[last.outputs[0]].shape:
+            return False
+        _replace(graph, add, [add, node, mul, last], "HardSwish", x3, last.outputs[0])
+        return True
+
+    return _rewrite_each(graph, rewrite)
 
 
 @graph_pass("fold_fc_bias_add")
@@ -154,32 +161,28 @@ def fold_fc_bias_add(graph: Graph) -> tuple[Graph, bool]:
     before: %m = FullyConnected(%x, %w) {keep_dims}; %y = ElementWiseAdd(%m, %b: STATIC [units])
     after:  %y = FullyConnected(%x, %w, %b) {keep_dims}
     """
-    changed = False
-    v = _View(graph)
-    for fc in list(graph.nodes):
+    def rewrite(fc: Node, v: _View) -> bool:
         if fc.op_type != "FullyConnected" or (len(fc.inputs) > 2 and fc.inputs[2]):
-            continue
+            return False
         add = v.only_user(fc.outputs[0], "ElementWiseAdd")
         if add is None:
-            continue
+            return False
         b = v.other_input(add, fc.outputs[0])
         units = graph.tensors[fc.inputs[1]].shape[0]
         bt = graph.tensors.get(b or "")
         if bt is None or bt.kind is not TensorKind.STATIC or bt.data is None or bt.data.size != units:
-            continue
+            return False
         if bt.shape[-1:] != (units,) or graph.tensors[add.outputs[0]].shape != graph.tensors[fc.outputs[0]].shape:
-            continue
+            return False
         bias = graph.add_constant(b or "bias", bt.data.reshape(units)).name if bt.rank != 1 else bt.name
         fc.inputs = [fc.inputs[0], fc.inputs[1], bias]
         out = add.outputs[0]
         graph.nodes.remove(add)
         del graph.tensors[fc.outputs[0]]
         fc.outputs = [out]
-        changed = True
-        v = _View(graph)
-    if changed:
-        graph.remove_unused()
-    return graph, changed
+        return True
+
+    return _rewrite_each(graph, rewrite)
 
 
 @graph_pass("transpose_to_reshape")

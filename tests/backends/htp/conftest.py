@@ -6,15 +6,11 @@ from __future__ import annotations
 import pytest
 
 from openqnn.backends.htp import native
-from openqnn.backends.htp.kernels import elementwise, lut, requant
 
 
 @pytest.fixture(autouse=True, params=["native", "torch"])
 def requant_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "torch":
-        monkeypatch.setattr(requant, "library", lambda: None)
-        monkeypatch.setattr(elementwise, "library", lambda: None)
-        monkeypatch.setattr(lut, "library", lambda: None)
         monkeypatch.setattr(native, "library", lambda: None)
     elif native.library() is None:
         pytest.skip("no C compiler: the native requantization is not built here")

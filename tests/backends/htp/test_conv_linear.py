@@ -220,6 +220,10 @@ def test_conv_int8_split_input_channels() -> None:
     zx = -int(case.graph.tensors["x0"].encoding.offset[0])
     wq = np.round(w / np.asarray(case.graph.tensors["w"].encoding.scale)).astype(np.int64)
     assert conv_mod.qconv_bound(wq, zx).max() >= 1 << 24  # one part would not be exact
+    parts = conv_mod.channel_parts(wq, zx, groups=1)
+    assert parts is not None and [(a, b) for a, b, _ in parts] == [(0, 64), (64, 128), (128, 192), (192, 256)]
+    assert all(bound.max() < 1 << 24 for _, _, bound in parts)
+    assert conv_mod.channel_parts(wq, zx, groups=2) is None  # grouped convolutions are not split
     case.check()
 
 

@@ -73,6 +73,17 @@ def act_q(ctx: HtpBuildContext, name: str) -> QParams | None:
     return q
 
 
+def quantized_io(node: Node, ctx: HtpBuildContext) -> tuple[QParams, QParams]:
+    """The encodings of a node's run-time input 0 and output 0, both quantized, or Unsupported."""
+    x, y = node.inputs[0], node.outputs[0]
+    if ctx.is_static(x):
+        raise Unsupported(f"{node.op_type} of a static tensor")
+    qi, qo = act_q(ctx, x), act_q(ctx, y)
+    if qi is None or qo is None:
+        raise Unsupported(f"{node.op_type} of an unquantized tensor")
+    return qi, qo
+
+
 def _same(a: QParams, b: QParams) -> bool:
     return (a.bitwidth == b.bitwidth and a.axis == b.axis and np.array_equal(a.scale, b.scale)
             and np.array_equal(a.offset, b.offset))

@@ -296,6 +296,22 @@ def qconv_bound(wc: np.ndarray, zx: int) -> np.ndarray:
     return np.maximum(centred, 255 * np.maximum(pos, neg)).astype(np.float64)
 
 
+def channel_parts(wc: np.ndarray, zx: int, groups: int) -> list[tuple[int, int, np.ndarray]] | None:
+    """The fewest equal-ish parts [a, b) of the input channels (axis 2 of ``wc``) whose float32
+    accumulators are exact (:func:`qconv_bound` below 2^24), with each part's bound; None where even
+    one channel per part is not, or a grouped convolution would need splitting."""
+    cin = wc.shape[2]
+    splits = 1
+    while True:
+        edges = [0, *np.cumsum([p.shape[2] for p in np.array_split(wc, splits, axis=2)]).tolist()]
+        parts = [(a, b, qconv_bound(wc[:, :, a:b], zx)) for a, b in itertools.pairwise(edges)]
+        if max(float(bound.max()) for _, _, bound in parts) < float(1 << 24):
+            return parts
+        splits *= 2
+        if groups != 1 or splits > cin:
+            return None
+
+
 def _int8_conv(ctx: HtpBuildContext, g: _Geo, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray,
                groups: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """oneDNN's int8 convolution (uint8 activations with their zero point, int8 weights, int32
@@ -311,14 +327,9 @@ def _int8_conv(ctx: HtpBuildContext, g: _Geo, xq: QParams, wc: np.ndarray, rq: R
         return None
     zx = int(xq.zero_point[0])
     n, c, cout = g.n, g.c, wc.shape[-1]
-    limit = float(1 << 24)
-    splits = 1
-    while float(max(qconv_bound(part, zx).max() for part in np.array_split(wc, splits, axis=2))) >= limit:
-        splits *= 2
-        if groups != 1 or splits > c:
-            return None
-    bounds = [qconv_bound(part, zx) for part in np.array_split(wc, splits, axis=2)]
-    edges = np.cumsum([0] + [part.shape[2] for part in np.array_split(wc, splits, axis=2)]).tolist()
+    parts = channel_parts(wc, zx, groups)
+    if parts is None:
+        return None
     symmetric = g.pt == g.pb and g.pl == g.pr
     hp, wp = (g.h, g.w) if symmetric else (g.h + g.pt + g.pb, g.w + g.pl + g.pr)
     pad = [g.pt, g.pl] if symmetric else [0, 0]
@@ -326,7 +337,7 @@ def _int8_conv(ctx: HtpBuildContext, g: _Geo, xq: QParams, wc: np.ndarray, rq: R
     ones = torch.ones(cout, dtype=torch.float32)
     zeros = torch.zeros(cout, dtype=torch.int64)
     packed = []
-    for a, b in itertools.pairwise(edges):
+    for a, b, _ in parts:
         weight = torch.tensor(np.ascontiguousarray(wc[:, :, a:b].transpose(3, 2, 0, 1)), dtype=torch.int8)
         try:
             packed.append(torch.ops.onednn.qconv_prepack(weight, ones, 1.0, zx, stride, pad, dilation, groups,
@@ -340,19 +351,19 @@ def _int8_conv(ctx: HtpBuildContext, g: _Geo, xq: QParams, wc: np.ndarray, rq: R
         return qconv(x.permute(0, 3, 1, 2), 1.0, zx, w, ones, zeros, None, stride, pad, dilation, groups,
                      1.0, 0, torch.float32, "none", [], "").permute(0, 2, 3, 1)
 
-    if splits == 1:
-        run_rq = rq.fast(bias, [(1, bounds[0])], torch.float32)
+    if len(parts) == 1:
+        run_rq = rq.fast(bias, [(1, parts[0][2])], torch.float32)
         w0 = packed[0]
 
         def conv(x: torch.Tensor) -> torch.Tensor:
             return run_rq(acc_of(x, w0))
     else:
-        run_rq = rq.fast(bias, [(1, np.sum(bounds, axis=0))], torch.int32)
-        parts = [(a, b, w) for (a, b), w in zip(itertools.pairwise(edges), packed)]
+        run_rq = rq.fast(bias, [(1, np.sum([bound for _, _, bound in parts], axis=0))], torch.int32)
+        slices = [(a, b, w) for (a, b, _), w in zip(parts, packed)]
 
         def conv(x: torch.Tensor) -> torch.Tensor:
             acc = None
-            for a, b, w in parts:
+            for a, b, w in slices:
                 part = acc_of(x[..., a:b].contiguous(), w)
                 acc = part.to(torch.int32) if acc is None else acc.add_(part.to(torch.int32))
             assert acc is not None

@@ -61,7 +61,7 @@ from openqnn.backends.htp.kernels.registry import (
     htp_kernel,
     storage_dtype,
 )
-from openqnn.backends.htp.native import library, lookup, lookup_ok
+from openqnn.backends.htp.native import lookup_or
 from openqnn.ir.graph import Node
 
 __all__ = [
@@ -223,19 +223,6 @@ def _coded_step(node: Node, ctx: HtpBuildContext, names: Sequence[str],
         table_t = torch.from_numpy(np.ascontiguousarray(table)).to(storage_dtype(qo.bitwidth)).to(ctx.device)
         strides = [1 << sum(bits[j + 1:]) for j in range(len(bits))]
 
-        lib = library() if ctx.device.type == "cpu" else None
-        if lib is not None and len(runtime) <= 2 and all(b == 8 for b in bits) and table_t.dtype == torch.uint8:
-            shapes_same = all(tuple(ctx.shape(r)) == out_shape for r in runtime)
-
-            def lookup_c(*xs: torch.Tensor) -> torch.Tensor:
-                if shapes_same and lookup_ok(table_t, *xs):
-                    return lookup(table_t, xs[0], xs[1] if len(xs) > 1 else None).reshape(out_shape)
-                return lookup_t(*xs)
-
-            fast_c: Callable[..., torch.Tensor] | None = lookup_c
-        else:
-            fast_c = None
-
         def lookup_t(*xs: torch.Tensor) -> torch.Tensor:
             # the flat index fits int32 (< 2^16); index_select on a 1-D table is far faster than
             # advanced indexing with an int64 index of the operand's shape
@@ -248,7 +235,7 @@ def _coded_step(node: Node, ctx: HtpBuildContext, names: Sequence[str],
             out = table_t.index_select(0, idx.reshape(-1))
             return out.reshape(out_shape)
 
-        fast_fn = fast_c or lookup_t
+        fast_fn = lookup_or(table_t, lookup_t, out_shape)
     return HtpStep(reference, fast_fn, runtime, list(node.outputs), node.name, node.op_type)
 
 

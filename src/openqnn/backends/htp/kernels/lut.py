@@ -32,7 +32,7 @@ from openqnn.backends.htp.kernels.registry import (
     htp_kernel,
     storage_dtype,
 )
-from openqnn.backends.htp.native import library, lookup, lookup_ok
+from openqnn.backends.htp.native import lookup_or
 from openqnn.ir.graph import Node
 from openqnn.ops.elementwise import UNARY
 
@@ -85,13 +85,7 @@ def _lut_step(node: Node, ctx: HtpBuildContext, x_name: str, table: np.ndarray, 
     def fast_t(x: torch.Tensor) -> torch.Tensor:
         return table_t[x.to(torch.int64)].reshape(out_shape)
 
-    fast = fast_t
-    if ctx.device.type == "cpu" and table_t.dtype == torch.uint8 and table_t.numel() == 256 and library() is not None:
-        def fast(x: torch.Tensor) -> torch.Tensor:  # 8-bit in and out: the C lookup
-            if lookup_ok(table_t, x):
-                return lookup(table_t, x).reshape(out_shape)
-            return fast_t(x)
-
+    fast = lookup_or(table_t, fast_t, out_shape)  # 8-bit in and out: the C lookup
     return HtpStep(reference, fast, [x_name], list(node.outputs), node.name, node.op_type)
 
 

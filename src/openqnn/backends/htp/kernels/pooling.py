@@ -25,8 +25,8 @@ import torch.nn.functional as F
 
 from openqnn.backends.cpu.kernels.pooling import PoolGeometry, to_channel_first, to_channel_last, window_sum
 from openqnn.backends.htp.fixedpoint import mbqm_np, mbqm_t, quantize_multiplier
-from openqnn.backends.htp.kernels.common import Requant, act_q, c_array, to_storage
-from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, Unsupported, htp_kernel
+from openqnn.backends.htp.kernels.common import Requant, c_array, quantized_io, to_storage
+from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, QParams, Unsupported, htp_kernel
 from openqnn.backends.htp.kernels.scratch import scratch
 from openqnn.ir.graph import Node
 
@@ -39,17 +39,27 @@ def _geometry(node: Node, ctx: HtpBuildContext) -> PoolGeometry:
         tuple(ctx.shape(node.inputs[0])[1:1 + n]), tuple(ctx.shape(node.outputs[0])[1:1 + n]))
 
 
+def _pad_widths(g: PoolGeometry) -> list[tuple[int, int]]:
+    """Per spatial axis: the padding before and after the input that the windows read."""
+    return [(p[0], e) for p, e in zip(g.pads, g.end_pads)]
+
+
+def _tap_slices(g: PoolGeometry) -> list[tuple[slice, ...]]:
+    """Per window tap: the spatial slices of the padded input that it reads for every output."""
+    return [tuple(slice(t * d, t * d + (o - 1) * s + 1, s) for t, d, o, s in zip(tap, g.d, g.out_size, g.s))
+            for tap in itertools.product(*(range(k) for k in g.k))]
+
+
 def _pad_np(x: np.ndarray, g: PoolGeometry, value: int) -> np.ndarray:
     """Channel-last x padded on its spatial axes to exactly what the windows read."""
-    widths = [(0, 0), *((p[0], e) for p, e in zip(g.pads, g.end_pads)), (0, 0)]
-    return np.pad(x, widths, constant_values=value)
+    return np.pad(x, [(0, 0), *_pad_widths(g), (0, 0)], constant_values=value)
 
 
 def _taps_np(xp: np.ndarray, g: PoolGeometry) -> Iterator[np.ndarray]:
     """The window taps of a padded channel-last array: one [N, *out, C] slice per tap."""
-    for taps in itertools.product(*(range(k) for k in g.k)):
-        sl = tuple(slice(t * d, t * d + (o - 1) * s + 1, s) for t, d, o, s in zip(taps, g.d, g.out_size, g.s))
-        index = (slice(None), *sl)
+    everything = slice(None)
+    for sl in _tap_slices(g):
+        index = (everything, *sl)
         yield xp[index]
 
 
@@ -62,28 +72,21 @@ def _counts(g: PoolGeometry, count_pad: bool) -> np.ndarray:
         region = tuple(slice(p[0], p[0] + i) for p, i in zip(g.pads, g.in_size))
     ones[region] = 1
     total = np.zeros(g.out_size, dtype=np.int64)
-    for taps in itertools.product(*(range(k) for k in g.k)):
-        sl = tuple(slice(t * d, t * d + (o - 1) * s + 1, s) for t, d, o, s in zip(taps, g.d, g.out_size, g.s))
+    for sl in _tap_slices(g):
         total = total + ones[sl]
     return np.maximum(total, 1)
 
 
-def _check(node: Node, ctx: HtpBuildContext, n: int) -> tuple[Requant, PoolGeometry]:
-    x, y = node.inputs[0], node.outputs[0]
-    if ctx.is_static(x):
-        raise Unsupported(f"{node.op_type} of a static tensor")
-    qi, qo = act_q(ctx, x), act_q(ctx, y)
-    if qi is None or qo is None:
-        raise Unsupported(f"{node.op_type} of an unquantized tensor")
-    if len(ctx.shape(x)) != n + 2:
-        raise Unsupported(f"{node.op_type} of a rank-{len(ctx.shape(x))} input")
-    return Requant.between(qi, qo), _geometry(node, ctx)
+def _check(node: Node, ctx: HtpBuildContext, n: int) -> tuple[QParams, QParams, Requant, PoolGeometry]:
+    qi, qo = quantized_io(node, ctx)
+    rank = len(ctx.shape(node.inputs[0]))
+    if rank != n + 2:
+        raise Unsupported(f"{node.op_type} of a rank-{rank} input")
+    return qi, qo, Requant.between(qi, qo), _geometry(node, ctx)
 
 
 def _build_max(node: Node, ctx: HtpBuildContext, n: int) -> HtpStep:
-    rq, g = _check(node, ctx, n)
-    qi = act_q(ctx, node.inputs[0])
-    assert qi is not None
+    qi, _, rq, g = _check(node, ctx, n)
     low = qi.qmin - 1  # below every value: never the maximum
 
     def reference(q: np.ndarray) -> np.ndarray:
@@ -94,12 +97,11 @@ def _build_max(node: Node, ctx: HtpBuildContext, n: int) -> HtpStep:
         assert y is not None  # a window entirely in the padding gives qmin
         return c_array(rq.np(np.maximum(y, qi.qmin)))
 
-    widths = [(p[0], e) for p, e in zip(g.pads, g.end_pads)]
+    widths = _pad_widths(g)
     padded = any(a or b for a, b in widths)
     everything = slice(None)
     inner = (everything, *(slice(a, a + i) for (a, _), i in zip(widths, g.in_size)))
-    taps = [(everything, *(slice(t * d, t * d + (o - 1) * s + 1, s) for t, d, o, s in zip(tap, g.d, g.out_size, g.s)))
-            for tap in itertools.product(*(range(k) for k in g.k))]
+    taps = [(everything, *sl) for sl in _tap_slices(g)]
 
     def fast(q: torch.Tensor) -> torch.Tensor:
         # the maximum over the taps of the input padded with qmin (the same as never choosing padding,
@@ -119,9 +121,7 @@ def _build_max(node: Node, ctx: HtpBuildContext, n: int) -> HtpStep:
 
 
 def _build_avg(node: Node, ctx: HtpBuildContext, n: int) -> HtpStep:
-    rq, g = _check(node, ctx, n)
-    qi, qo = act_q(ctx, node.inputs[0]), act_q(ctx, node.outputs[0])
-    assert qi is not None and qo is not None
+    qi, qo, rq, g = _check(node, ctx, n)
     z_in = int(qi.zero_point[0])
     counts = _counts(g, bool(node.attrs["count_pad_for_edges"]))
     cshape = (1, *g.out_size, 1)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from openqnn.backends.htp.fixedpoint import mbqm64_np, mbqm64_t, mbqm_np, mbqm_t, quantize_multiplier
-from openqnn.backends.htp.kernels.common import Requant, act_q, c_array, movement, to_storage
+from openqnn.backends.htp.kernels.common import Requant, c_array, movement, quantized_io, to_storage
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, Unsupported, htp_kernel
 from openqnn.backends.htp.kernels.requant import Requant as RowRequant
 from openqnn.ir.graph import Node
@@ -40,11 +40,7 @@ def mean_multiplier(ratio: float, count: int) -> tuple[int, int]:
 @htp_kernel("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin")
 def reduce(node: Node, ctx: HtpBuildContext) -> HtpStep:
     x, y = node.inputs[0], node.outputs[0]
-    if ctx.is_static(x):
-        raise Unsupported(f"{node.op_type} of a static tensor")
-    qi, qo = act_q(ctx, x), act_q(ctx, y)
-    if qi is None or qo is None:
-        raise Unsupported(f"{node.op_type} of an unquantized tensor")
+    qi, qo = quantized_io(node, ctx)
     in_shape = ctx.shape(x)
     rank = len(in_shape)
     axes = tuple(sorted({int(a) % rank for a in node.attrs["axes"]})) if rank else ()
@@ -91,8 +87,8 @@ def reduce(node: Node, ctx: HtpBuildContext) -> HtpStep:
     acc_dtype = torch.int32 if (qi.qmax + abs(z_in)) * count < 1 << 31 else torch.int64
     if not wide and acc_dtype == torch.int32 and qo.qmin == 0 and qo.qmax == (1 << qo.bitwidth) - 1:
         # requant.py's one-pass requantization (one channel) of the raw sum of codes
-        row_rq = RowRequant(np.array([ratio]), z_out, qo.bitwidth, False, ctx.device)
-        row_rq.mult, row_rq.shift = np.array([mult], dtype=np.int64), np.array([shift], dtype=np.int64)
+        row_rq = RowRequant(np.array([ratio]), z_out, qo.bitwidth, False, ctx.device,
+                            multipliers=(np.array([mult]), np.array([shift])))
         raw_bound = float(count * max(abs(qi.qmin), abs(qi.qmax)))  # of the sum of codes
         run_rq = row_rq.fast(np.array([-count * z_in]), [(1, np.array([raw_bound]))], torch.int32)
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from openqnn.backends.htp import native
 from openqnn.backends.htp.fixedpoint import (
     INT32_MAX,
     INT32_MIN,
@@ -31,7 +32,7 @@ from openqnn.backends.htp.fixedpoint import (
 )
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, QParams, Unsupported
 from openqnn.backends.htp.kernels.scratch import scratch
-from openqnn.backends.htp.native import NativeRequant, library
+from openqnn.backends.htp.native import NativeRequant
 
 __all__ = ["BLOCK", "SMALL", "Requant", "Term", "requant_for"]
 
@@ -69,16 +70,21 @@ class Requant:
     spec); failing that, int64 (fixedpoint.mbqm_t / mbqm64_t).
     """
 
-    def __init__(self, real: np.ndarray, zo: int, out_bitwidth: int, wide: bool, device: torch.device):
+    def __init__(self, real: np.ndarray, zo: int, out_bitwidth: int, wide: bool, device: torch.device,
+                 multipliers: tuple[np.ndarray, np.ndarray] | None = None):
+        """``real``: the scale ratio per channel, made fixed-point by quantize_multiplier, unless
+        ``multipliers`` gives the (multiplier, shift) pairs (e.g. TFLite's mean, 1/count folded in)."""
         self.channels = real.size
-        pairs = []
-        for r in real.reshape(-1):
-            try:
-                pairs.append(quantize_multiplier(float(r)))
-            except ValueError as e:
-                raise Unsupported(f"requantization: {e}") from None
-        self.mult = np.array([m for m, _ in pairs], dtype=np.int64)
-        self.shift = np.array([s for _, s in pairs], dtype=np.int64)
+        if multipliers is None:
+            pairs = []
+            for r in real.reshape(-1):
+                try:
+                    pairs.append(quantize_multiplier(float(r)))
+                except ValueError as e:
+                    raise Unsupported(f"requantization: {e}") from None
+            multipliers = (np.array([m for m, _ in pairs]), np.array([s for _, s in pairs]))
+        self.mult = np.asarray(multipliers[0], dtype=np.int64).reshape(-1)
+        self.shift = np.asarray(multipliers[1], dtype=np.int64).reshape(-1)
         self.zo, self.qmax, self.wide = int(zo), (1 << out_bitwidth) - 1, wide
         self.out_dtype = torch.uint8 if out_bitwidth == 8 else torch.int32
         self.device = device
@@ -118,6 +124,7 @@ class Requant:
         The first tensor has the output's shape and may be modified in place (a fresh or scratch
         accumulator); the others broadcast against it. ``first_dtype`` is the first tensor's dtype."""
         ch = self.channels
+        self.native = False
         offs = [int(v) for v in np.broadcast_to(np.asarray(off, dtype=np.int64).reshape(-1), (ch,))]
         coefs = [[int(v) for v in np.broadcast_to(np.asarray(c, dtype=np.int64), (ch,))] for c, _ in terms]
         bounds = [[int(v) for v in np.broadcast_to(np.ceil(np.asarray(b, dtype=np.float64)), (ch,))]
@@ -233,7 +240,7 @@ class Requant:
     def _native(self, spec: _Affine, plan: _Plan, c_t: torch.Tensor, r_t: torch.Tensor, in_dtype: torch.dtype,
                 window: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> NativeRequant | None:
         """The C form of a one-term requantization (native/requant.c), where it is built and applies."""
-        lib = library() if self.device.type == "cpu" else None
+        lib = native.library() if self.device.type == "cpu" else None
         if lib is None or in_dtype not in (torch.float32, torch.float64, torch.int32):
             return None
         return NativeRequant(lib, in_dtype, self.out_dtype, self.qmax, c_t, r_t, self._madd(plan), plan.folded,

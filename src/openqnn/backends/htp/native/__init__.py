@@ -25,13 +25,14 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 log = logging.getLogger("openqnn.htp")
 
-__all__ = ["NativeRequant", "available", "library", "lookup", "lookup_ok", "quantize"]
+__all__ = ["NativeRequant", "library", "lookup", "lookup_ok", "lookup_or", "quantize"]
 
 _SOURCE = Path(__file__).with_name("requant.c")
 _FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffinite-math-only", "-ffp-contract=off", "-shared", "-fPIC"]
@@ -151,10 +152,6 @@ def library() -> ctypes.CDLL | None:
     return _LIB
 
 
-def available() -> bool:
-    return library() is not None
-
-
 _IN = {torch.float32: "f32", torch.float64: "f64", torch.int32: "i32"}
 _OUT = {torch.uint8: "u8", torch.int32: "i32"}
 
@@ -250,3 +247,21 @@ def quantize(x: torch.Tensor, scale: float, offset: int, qmin: int, qmax: int, d
     d = ctypes.c_double
     fn(_P(x.data_ptr()), _L(x.numel()), d(scale), d(offset), d(qmin), d(qmax), _P(out.data_ptr()))
     return out
+
+
+def lookup_or(table: torch.Tensor, fallback: Callable[..., torch.Tensor], out_shape: Sequence[int]
+              ) -> Callable[..., torch.Tensor]:
+    """A step's table lookup: the C one for uint8 CPU operands of one shape (one operand for a
+    256-entry uint8 table, two for 65536 entries), ``fallback`` (the PyTorch gather) for anything
+    else or where the library is not built."""
+    operands = {256: 1, 65536: 2}.get(table.numel())
+    if library() is None or operands is None or table.dtype != torch.uint8 or table.device.type != "cpu":
+        return fallback
+    shape = tuple(out_shape)
+
+    def run(*xs: torch.Tensor) -> torch.Tensor:
+        if len(xs) == operands and lookup_ok(table, *xs):
+            return lookup(table, xs[0], xs[1] if operands == 2 else None).reshape(shape)
+        return fallback(*xs)
+
+    return run
