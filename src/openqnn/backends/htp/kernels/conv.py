@@ -45,6 +45,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from openqnn.backends.htp import native
+from openqnn.backends.htp.fixedpoint import INT32_MAX
 from openqnn.backends.htp.kernels.gemm import (
     ConvCore,
     act_planes,
@@ -380,6 +382,52 @@ def _int8_conv(ctx: HtpBuildContext, g: _Geo, xq: QParams, wc: np.ndarray, rq: R
     return conv_padded
 
 
+def _fused_ok(device: torch.device) -> bool:
+    return device.type == "cpu" and native.int8_available()
+
+
+def _fused_int8(ctx: HtpBuildContext, g: _Geo, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray,
+                groups: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """native/int8.c's kernels (AVX-512 VNNI): a 1x1 stride-1 convolution as one GEMM, a depthwise
+    convolution directly, each with the requantization fused; None where they do not apply. The
+    int32 accumulator is ``-zx * sum(w) + sum(q * w)``, the spec's sum of (q - zx) * w, exact since
+    its final value fits int32 (:func:`qconv_bound`); the bias joins the requantization's constants."""
+    if xq.bitwidth != 8 or rq.wide or not _fused_ok(ctx.device):
+        return None
+    if wc.size == 0 or wc.min() < -128 or wc.max() > 127:
+        return None
+    cout = wc.shape[-1]
+    pointwise = (g.kh == g.kw == 1 and (g.sh, g.sw) == (1, 1) and not (g.pt or g.pb or g.pl or g.pr)
+                 and groups == 1)
+    depthwise = wc.shape[2] == 1 and groups == g.c == cout
+    if not (pointwise or depthwise):
+        return None
+    zx = int(xq.zero_point[0])
+    bound = qconv_bound(wc, zx)
+    if float(bound.max()) >= float(INT32_MAX):
+        return None
+    rq.fast(bias, [(1, bound)], torch.int32)  # the plan; int8.c runs its C epilogue
+    form = rq.native_form
+    lib = native.library()
+    if form is None or form.in_dtype != torch.int32 or lib is None:
+        return None
+    init = torch.tensor(-zx * wc.astype(np.int64).reshape(-1, cout).sum(axis=0), dtype=torch.int32)
+    if pointwise:
+        gemm = native.Int8Gemm(lib, torch.tensor(wc.reshape(g.c, cout), dtype=torch.int8), init, form)
+
+        def run_gemm(x: torch.Tensor) -> torch.Tensor:
+            return gemm.run(x.contiguous())
+
+        return run_gemm
+    geo = (g.n, g.h, g.w, g.c, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.oh, g.ow, zx)
+    dw = native.Int8Depthwise(lib, torch.tensor(wc.reshape(g.kh, g.kw, cout), dtype=torch.int8), init, form, geo)
+
+    def run_dw(x: torch.Tensor) -> torch.Tensor:
+        return dw.run(x.contiguous())
+
+    return run_dw
+
+
 def _requant_np(rq: Requant, acc: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return rq.reference(acc + bias)
 
@@ -418,6 +466,9 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
     def reference(x: np.ndarray) -> np.ndarray:
         return _requant_np(rq, conv_acc_np(_x_np(x, xq), wc, g, groups), bias)
 
+    fused = _fused_int8(ctx, g, xq, wc, rq, bias, groups) if mode == "int8" else None
+    if fused is not None:
+        return HtpStep(reference, fused, [node.inputs[0]], list(node.outputs), node.name, node.op_type)
     cin_g = wc.shape[2]
     # 1x1 stride-1 convolutions are plain GEMMs: torch._int_mm has less per-call overhead than oneDNN's
     pointwise = g.kh == g.kw == 1 and (g.sh, g.sw) == (1, 1) and not (g.pt or g.pb or g.pl or g.pr) and groups == 1

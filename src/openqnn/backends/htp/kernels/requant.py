@@ -92,6 +92,7 @@ class Requant:
             raise Unsupported("requantization multiplier >= 2^14 is out of the 16-bit scheme's range")
         self.mode = ""  # the fast form chosen by the last fast() call (for tests and reports)
         self.native = False  # whether the last fast() call runs the C form (native/requant.c)
+        self.native_form: NativeRequant | None = None  # that C form (fused kernels run its epilogue)
 
     def reference(self, acc: np.ndarray) -> np.ndarray:
         z = (mbqm64_np if self.wide else mbqm_np)(acc, self.mult, self.shift)
@@ -124,7 +125,7 @@ class Requant:
         The first tensor has the output's shape and may be modified in place (a fresh or scratch
         accumulator); the others broadcast against it. ``first_dtype`` is the first tensor's dtype."""
         ch = self.channels
-        self.native = False
+        self.native, self.native_form = False, None
         offs = [int(v) for v in np.broadcast_to(np.asarray(off, dtype=np.int64).reshape(-1), (ch,))]
         coefs = [[int(v) for v in np.broadcast_to(np.asarray(c, dtype=np.int64), (ch,))] for c, _ in terms]
         bounds = [[int(v) for v in np.broadcast_to(np.ceil(np.asarray(b, dtype=np.float64)), (ch,))]
@@ -274,7 +275,7 @@ class Requant:
         r0, rest, device = r_ts[0], r_ts[1:], self.device
         native = self._native(spec, plan, c_t, r0, first_dtype) if not rest else None
         if native is not None:
-            self.native = True
+            self.native, self.native_form = True, native
             return self._native_run(native, self._blocked(self._torch_fold(c_t, r0, rest, finish, device)))
         return self._blocked(self._torch_fold(c_t, r0, rest, finish, device))
 
@@ -326,7 +327,7 @@ class Requant:
             return finish(torch.addcmul(c_t, y, r0, out=y), out)
 
         if native is not None:
-            self.native = True
+            self.native, self.native_form = True, native
             return self._native_run(native, self._blocked(run))
         return self._blocked(run)
 

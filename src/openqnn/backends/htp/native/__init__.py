@@ -1,4 +1,5 @@
-"""Optional native helpers of the htp fast path: the requantization epilogue in C.
+"""Optional native helpers of the htp fast path: the requantization epilogue in C, and int8
+convolutions with it fused.
 
 The htp fast path is PyTorch ops; its requantization is several memory-bound passes (int32 or
 float32 accumulator -> float64 -> floor -> clamp -> uint8) and dominated the latency of small
@@ -10,6 +11,11 @@ into a per-user cache (``$OPENQNN_CACHE_DIR``, else ``~/.cache/openqnn``), keyed
 the compiler and the CPU; a quick self-check against Python's arithmetic guards each load.
 Without a compiler, or with ``OPENQNN_HTP_NATIVE=0``, the PyTorch form runs (the same bits,
 slower). :func:`library` returns the loaded library or None.
+
+``int8.c`` holds two int8 convolutions for CPUs with AVX-512 VNNI (:class:`Int8Gemm`, a 1x1
+convolution or fully connected layer, and :class:`Int8Depthwise`): exact int32 accumulators of
+uint8 codes times int8 weights, each block requantized by ``requant.c``'s epilogue while still in
+cache. :func:`int8_available` says whether this build has them.
 """
 
 from __future__ import annotations
@@ -32,9 +38,10 @@ import torch
 
 log = logging.getLogger("openqnn.htp")
 
-__all__ = ["NativeRequant", "library", "lookup", "lookup_ok", "lookup_or", "quantize"]
+__all__ = ["Int8Depthwise", "Int8Gemm", "NativeRequant", "int8_available", "library", "lookup", "lookup_ok", "lookup_or",
+           "quantize"]
 
-_SOURCE = Path(__file__).with_name("requant.c")
+_SOURCES = [Path(__file__).with_name("requant.c"), Path(__file__).with_name("int8.c")]
 _FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffinite-math-only", "-ffp-contract=off", "-shared", "-fPIC"]
 _LOCK = threading.Lock()
 _LIB: ctypes.CDLL | None = None
@@ -68,7 +75,7 @@ def _cache_dir() -> Path:
 
 def _build(cc: str) -> Path | None:
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False).stdout
-    source = _SOURCE.read_bytes()
+    source = b"".join(p.read_bytes() for p in _SOURCES)
     for flags in (["-march=native", *_FLAGS], _FLAGS):
         key = hashlib.sha256(source + " ".join([cc, *flags]).encode() + version.encode()
                              + _cpu_key().encode()).hexdigest()[:16]
@@ -79,7 +86,7 @@ def _build(cc: str) -> Path | None:
             target.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
                 out = Path(tmp) / target.name
-                done = subprocess.run([cc, *flags, "-o", str(out), str(_SOURCE)], capture_output=True, text=True,
+                done = subprocess.run([cc, *flags, "-o", str(out), *map(str, _SOURCES)], capture_output=True, text=True,
                                       check=False, timeout=120)
                 if done.returncode != 0:
                     log.debug("htp native build with %s %s failed: %s", cc, " ".join(flags), done.stderr.strip())
@@ -156,6 +163,14 @@ _IN = {torch.float32: "f32", torch.float64: "f64", torch.int32: "i32"}
 _OUT = {torch.uint8: "u8", torch.int32: "i32"}
 
 
+class RqPlan(ctypes.Structure):
+    """int8.c's ``rq_plan``: an epilogue function and its constants."""
+
+    _fields_ = [("fn", _P), ("cst", _P), ("mul", _P), ("k0", _P), ("sc", _P), ("nd", _P), ("madd", _P),
+                ("shift", _P), ("lo", _P), ("hi", _P), ("qmax", ctypes.c_double), ("ch", _L), ("k", _L),
+                ("out_size", _L)]
+
+
 class NativeRequant:
     """One requantization's constants for the C kernel (see requant.c); ``run(x, out)`` on rows of
     ``x`` (channels last, rows contiguous, stride ``x.stride(-2)``) into ``out`` (contiguous)."""
@@ -187,6 +202,12 @@ class NativeRequant:
         ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
         self.consts = (ptr(cst_t), ptr(mul_t), ptr(k0), ptr(sc), ptr(nd), ptr(madd_t), ptr(shift), ptr(lo), ptr(hi),
                        float(qmax))
+
+    def plan(self) -> RqPlan:
+        """This requantization as int8.c's ``rq_plan`` (the fused kernels call its epilogue)."""
+        cst, mul, k0, sc, nd, madd, shift, lo, hi, qmax = self.consts
+        return RqPlan(ctypes.cast(self.fn, _P).value, cst, mul, k0, sc, nd, madd, shift, lo, hi, qmax,
+                      self.channels, self.k, torch.empty((), dtype=self.out_dtype).element_size())
 
     def accepts(self, x: torch.Tensor) -> bool:
         """Whether ``x`` is a CPU tensor of this input type with contiguous rows of the channels."""
@@ -265,3 +286,130 @@ def lookup_or(table: torch.Tensor, fallback: Callable[..., torch.Tensor], out_sh
         return fallback(*xs)
 
     return run
+
+
+# -- int8 convolutions with the requantization fused (int8.c) ----------------------------------------
+
+_INT8: bool | None = None
+
+
+def int8_available() -> bool:
+    """Whether the library is built with int8.c's kernels (AVX-512 VNNI) and they pass a self-check."""
+    global _INT8
+    lib = library()
+    if lib is None:
+        return False
+    if _INT8 is None:
+        _INT8 = bool(lib.openqnn_int8_available() and _int8_self_check(lib))
+    return _INT8
+
+
+def _identity_rq(lib: ctypes.CDLL, ch: int) -> NativeRequant:
+    """A requantization returning acc + 2^22 as int32 (exact for |acc| < 2^22)."""
+    zeros, ones = torch.zeros(ch, dtype=torch.float64), torch.ones(ch, dtype=torch.float64)
+    return NativeRequant(lib, torch.int32, torch.int32, (1 << 23) - 1, zeros, ones,
+                         torch.full((ch,), 1 << 22, dtype=torch.int32), False, None, None)
+
+
+def _int8_self_check(lib: ctypes.CDLL) -> bool:
+    """Both kernels on extreme codes (every pair of products overflows int16) against int64 sums."""
+    g = torch.Generator().manual_seed(0)
+    for m, k, n in ((7, 37, 19), (13, 64, 70)):
+        a = torch.randint(0, 256, (m, k), dtype=torch.int64, generator=g)
+        a[0] = 255
+        w = torch.randint(-128, 128, (k, n), dtype=torch.int64, generator=g)
+        w[:, 0] = -128
+        init = torch.randint(-1000, 1000, (n,), dtype=torch.int32, generator=g)
+        gemm = Int8Gemm(lib, w.to(torch.int8), init, _identity_rq(lib, n))
+        got = gemm.run(a.to(torch.uint8), torch.empty((m, n), dtype=torch.int32))
+        if not torch.equal(got.to(torch.int64) - (1 << 22), a @ w + init.to(torch.int64)):
+            return False
+    n_, h, w_, c, kh, kw = 1, 5, 6, 70, 3, 3
+    x = torch.randint(0, 256, (n_, h, w_, c), dtype=torch.int64, generator=g)
+    x[0, 1] = 255
+    wt = torch.randint(-128, 128, (kh, kw, c), dtype=torch.int64, generator=g)
+    zx = 7
+    geo = (n_, h, w_, c, kh, kw, 2, 1, 1, 1, 1, 0, 3, 4, zx)
+    init = torch.zeros(c, dtype=torch.int32)
+    dw = Int8Depthwise(lib, wt.to(torch.int8), init, _identity_rq(lib, c), geo)
+    got = dw.run(x.to(torch.uint8), torch.empty((n_, 3, 4, c), dtype=torch.int32)).to(torch.int64) - (1 << 22)
+    xp = torch.nn.functional.pad(x.permute(0, 3, 1, 2).to(torch.float64), (0, 0, 1, 1), value=float(zx))
+    want = torch.nn.functional.conv2d(xp, wt.permute(2, 0, 1).unsqueeze(1).to(torch.float64), stride=(2, 1), groups=c)
+    return torch.equal(got, want.permute(0, 2, 3, 1).to(torch.int64))
+
+
+class _Geo(ctypes.Structure):
+    _fields_ = [(f, _L) for f in ("n", "h", "w", "c", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "oh", "ow")] + [
+        ("zx", ctypes.c_int32)]
+
+
+class Int8Gemm:
+    """``out = requant(init + a @ w)``: ``a`` [m, k] uint8 codes (rows contiguous), ``w`` [k, n] int8
+    weights, ``init`` [n] int32 (the accumulator's offset; its final value must fit int32), ``rq`` a
+    requantization of int32 accumulators (its epilogue runs on each block of rows in cache)."""
+
+    def __init__(self, lib: ctypes.CDLL, w: torch.Tensor, init: torch.Tensor, rq: NativeRequant):
+        assert w.dtype == torch.int8 and w.dim() == 2 and rq.in_dtype == torch.int32
+        self.k, self.n = w.shape
+        assert rq.channels == self.n and init.numel() == self.n
+        wc = w.contiguous()
+        self.packed = torch.empty(lib.gemm_pack_size(_L(self.k), _L(self.n)), dtype=torch.int8)
+        lib.gemm_pack(_P(wc.data_ptr()), _L(self.k), _L(self.n), _P(self.packed.data_ptr()))
+        self.init = init.to(torch.int32).contiguous()
+        self.rq, self.plan = rq, rq.plan()
+        self.out_dtype = rq.out_dtype
+        self.fn = lib.gemm_u8s8
+        self.fn.argtypes = [_P, _L, _L, _L, _P, _L, _P, ctypes.POINTER(RqPlan), _P]
+        self.fn.restype = ctypes.c_int
+        self.args = (self.packed.data_ptr(), self.n, self.init.data_ptr(), ctypes.byref(self.plan))
+
+    def accepts(self, a: torch.Tensor) -> bool:
+        return (a.dtype == torch.uint8 and a.device.type == "cpu" and a.dim() >= 1 and a.shape[-1] == self.k
+                and a.is_contiguous())
+
+    def run(self, a: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``a`` [..., k] (accepted by :meth:`accepts`) -> [..., n] outputs (into ``out`` when given)."""
+        m = a.numel() // self.k if self.k else 0
+        if out is None:
+            out = torch.empty((*a.shape[:-1], self.n), dtype=self.out_dtype)
+        packed, n, init, plan = self.args
+        if m and self.fn(a.data_ptr(), m, self.k, self.k, packed, n, init, plan, out.data_ptr()) != 0:
+            raise MemoryError("htp int8 GEMM: out of memory")
+        return out
+
+
+class Int8Depthwise:
+    """A depthwise convolution (one weight per channel and tap, channels last) requantized in C:
+    ``w`` [kh, kw, c] int8, ``init`` [c] int32, ``geo`` = (n, h, w, c, kh, kw, sh, sw, dh, dw, pad top,
+    pad left, oh, ow, zx); taps outside the input read the zero point ``zx``."""
+
+    def __init__(self, lib: ctypes.CDLL, w: torch.Tensor, init: torch.Tensor, rq: NativeRequant,
+                 geo: Sequence[int]):
+        assert w.dtype == torch.int8 and w.dim() == 3 and rq.in_dtype == torch.int32
+        kh, kw, c = w.shape
+        self.geo = _Geo(*geo)
+        assert (self.geo.kh, self.geo.kw, self.geo.c) == (kh, kw, c) and rq.channels == c == init.numel()
+        wc = w.contiguous()
+        self.packed = torch.empty(lib.dw_pack_size(_L(kh), _L(kw), _L(c)), dtype=torch.int8)
+        lib.dw_pack(_P(wc.data_ptr()), _L(kh), _L(kw), _L(c), _P(self.packed.data_ptr()))
+        self.init = init.to(torch.int32).contiguous()
+        self.rq, self.plan = rq, rq.plan()
+        self.out_shape = (self.geo.n, self.geo.oh, self.geo.ow, c)
+        self.in_shape = (self.geo.n, self.geo.h, self.geo.w, c)
+        self.out_dtype = rq.out_dtype
+        self.fn = lib.dwconv_u8s8
+        self.fn.argtypes = [_P, ctypes.POINTER(_Geo), _P, _P, ctypes.POINTER(RqPlan), _P]
+        self.fn.restype = ctypes.c_int
+        self.args = (ctypes.byref(self.geo), self.packed.data_ptr(), self.init.data_ptr(), ctypes.byref(self.plan))
+
+    def accepts(self, x: torch.Tensor) -> bool:
+        return (x.dtype == torch.uint8 and x.device.type == "cpu" and tuple(x.shape) == self.in_shape
+                and x.is_contiguous())
+
+    def run(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        if out is None:
+            out = torch.empty(self.out_shape, dtype=self.out_dtype)
+        geo, packed, init, plan = self.args
+        if out.numel() and self.fn(x.data_ptr(), geo, packed, init, plan, out.data_ptr()) != 0:
+            raise MemoryError("htp int8 depthwise convolution: out of memory")
+        return out

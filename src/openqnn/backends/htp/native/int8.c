@@ -1,0 +1,349 @@
+/* openqnn htp: int8 convolutions with the requantization fused (AVX-512 VNNI).
+ *
+ * Two kernels compute exact int32 accumulators of uint8 activation codes times int8 weights
+ * (vpdpbusd: four u8 x s8 products summed into an int32 lane, never saturating) and hand each block
+ * of accumulators, still in cache, to requant.c's epilogue (an `rq_i32_*` function: the same bits
+ * as the PyTorch form). Per output channel c:
+ *
+ *   acc[c] = init[c] + sum over taps and input channels of q * w[c]
+ *
+ * with init[c] = -zx * sum(w[c]) (the caller's choice), so acc is the spec's sum of (q - zx) * w.
+ * The sum is computed modulo 2^32 and is exact because the final value fits int32 (checked by the
+ * caller from the weights).
+ *
+ * - gemm_u8s8: rows of K codes (a 1x1 convolution, channels last) times [K, N] weights.
+ * - dwconv_u8s8: a depthwise convolution (channels last, one weight per channel and tap), taps
+ *   outside the input read the zero point.
+ *
+ * Built without AVX-512 VNNI, openqnn_int8_available() returns 0 and nothing else is defined.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* requant.c's epilogue: rows of ch accumulators (stride xstride) -> rows of ch outputs */
+typedef void (*epi_fn)(const int32_t* x, long rows, long ch, long xstride, const double* cst, const double* mul,
+                       const double* k0, const double* sc, const double* nd, const int32_t* madd,
+                       const int32_t* shift, const int32_t* lo, const int32_t* hi, double qmax, void* out);
+
+/* one requantization: its epilogue, constants tiled k times (k rows of ch as one row), output size */
+typedef struct {
+    epi_fn fn;
+    const double *cst, *mul, *k0, *sc, *nd;
+    const int32_t *madd, *shift, *lo, *hi;
+    double qmax;
+    long ch, k, out_size;
+} rq_plan;
+
+static void epilogue(const rq_plan* p, const int32_t* acc, long rows, char* out) {
+    long ch = p->ch, k = p->k, big = rows / k;
+    if (big)
+        p->fn(acc, big, ch * k, ch * k, p->cst, p->mul, p->k0, p->sc, p->nd, p->madd, p->shift, p->lo, p->hi,
+              p->qmax, out);
+    if (rows - big * k)
+        p->fn(acc + big * k * ch, rows - big * k, ch, ch, p->cst, p->mul, p->k0, p->sc, p->nd, p->madd, p->shift,
+              p->lo, p->hi, p->qmax, out + big * k * ch * p->out_size);
+}
+
+/* rows per epilogue call: a multiple of k, about 32 KiB of accumulators */
+static long block_rows(const rq_plan* p) {
+    long r = 8192 / (p->ch * p->k);
+    return (r < 1 ? 1 : r) * p->k;
+}
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#include <immintrin.h>
+
+int openqnn_int8_available(void) { return 1; }
+
+/* ---- GEMM ---------------------------------------------------------------------------------------
+ * Packed weights (gemm_pack_size / gemm_pack): columns padded to multiples of 16, taken in panels of
+ * up to 64 (nb blocks of 16); per panel, per group of 4 k: nb * 64 bytes, block j holding columns
+ * 16j..16j+15 as 4 consecutive k bytes each (vpdpbusd's layout). K is padded to a multiple of 4. */
+
+#define MR 6
+
+long gemm_pack_size(long K, long N) { return ((K + 3) / 4) * 4 * ((N + 15) / 16) * 16; }
+
+void gemm_pack(const int8_t* w, long K, long N, int8_t* out) { /* w: [K, N] row-major */
+    long kq = (K + 3) / 4, np = (N + 15) / 16;
+    for (long p0 = 0; p0 < np; p0 += 4) {
+        long nb = np - p0 < 4 ? np - p0 : 4;
+        for (long q = 0; q < kq; ++q)
+            for (long j = 0; j < nb; ++j)
+                for (long c = 0; c < 16; ++c)
+                    for (long e = 0; e < 4; ++e) {
+                        long kk = 4 * q + e, col = (p0 + j) * 16 + c;
+                        *out++ = (kk < K && col < N) ? w[kk * N + col] : 0;
+                    }
+    }
+}
+
+static inline __m512i load4(const uint8_t* a, long rem) { /* 4 bytes broadcast, fewer at the end of a row */
+    int32_t v = 0;
+    memcpy(&v, a, rem < 4 ? (size_t)rem : 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* One tile: MR rows x NB blocks of 16 columns, every accumulator a named register. */
+#define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define DP(i, j) c##i##_##j = _mm512_dpbusd_epi32(c##i##_##j, av, b##j)
+#define ROW_STEP(i)                                                  \
+    {                                                                \
+        int32_t v;                                                   \
+        memcpy(&v, r##i + off, 4);                                   \
+        __m512i av = _mm512_set1_epi32(v);                           \
+        DP(i, 0);                                                    \
+        if (NB > 1) DP(i, 1);                                        \
+        if (NB > 2) DP(i, 2);                                        \
+        if (NB > 3) DP(i, 3);                                        \
+    }
+#define ROW_TAIL(i)                                                  \
+    {                                                                \
+        __m512i av = load4(r##i + off, K % 4);                       \
+        DP(i, 0);                                                    \
+        if (NB > 1) DP(i, 1);                                        \
+        if (NB > 2) DP(i, 2);                                        \
+        if (NB > 3) DP(i, 3);                                        \
+    }
+#define ROW_DECL(i)                                                  \
+    const uint8_t* r##i = a + (i < mr ? i : mr - 1) * lda;           \
+    __m512i c##i##_0 = init[0], c##i##_1 = init[NB > 1 ? 1 : 0];     \
+    __m512i c##i##_2 = init[NB > 2 ? 2 : 0], c##i##_3 = init[NB > 3 ? 3 : 0];
+#define STORE1(i, j)                                                                                \
+    {                                                                                               \
+        long left = ncols - 16 * j;                                                                 \
+        if (left >= 16)                                                                             \
+            _mm512_storeu_si512((void*)(c + i * ldc + 16 * j), c##i##_##j);                         \
+        else                                                                                        \
+            _mm512_mask_storeu_epi32(c + i * ldc + 16 * j, (__mmask16)((1u << left) - 1), c##i##_##j); \
+    }
+#define ROW_STORE(i)                                                 \
+    if (i < mr) {                                                    \
+        STORE1(i, 0);                                                \
+        if (NB > 1) STORE1(i, 1);                                    \
+        if (NB > 2) STORE1(i, 2);                                    \
+        if (NB > 3) STORE1(i, 3);                                    \
+    }
+
+static inline __attribute__((always_inline)) void gemm_tile(const uint8_t* a, long lda, int mr, long K,
+                                                           const int8_t* bp, const int NB, const __m512i* init,
+                                                           int32_t* c, long ldc, long ncols) {
+    ROWS(ROW_DECL)
+    long full = K / 4;
+    const int8_t* bq = bp;
+    for (long q = 0; q < full; ++q, bq += NB * 64) {
+        long off = 4 * q;
+        __m512i b0 = _mm512_loadu_si512((const void*)bq), b1 = b0, b2 = b0, b3 = b0;
+        if (NB > 1) b1 = _mm512_loadu_si512((const void*)(bq + 64));
+        if (NB > 2) b2 = _mm512_loadu_si512((const void*)(bq + 128));
+        if (NB > 3) b3 = _mm512_loadu_si512((const void*)(bq + 192));
+        ROWS(ROW_STEP)
+    }
+    if (K % 4) {
+        long off = 4 * full;
+        __m512i b0 = _mm512_loadu_si512((const void*)bq), b1 = b0, b2 = b0, b3 = b0;
+        if (NB > 1) b1 = _mm512_loadu_si512((const void*)(bq + 64));
+        if (NB > 2) b2 = _mm512_loadu_si512((const void*)(bq + 128));
+        if (NB > 3) b3 = _mm512_loadu_si512((const void*)(bq + 192));
+        ROWS(ROW_TAIL)
+    }
+    ROWS(ROW_STORE)
+}
+
+/* out[M, N] = requant(init + A[M, K] (uint8, row stride lda) @ W[K, N] (int8, packed)) */
+int gemm_u8s8(const uint8_t* A, long M, long K, long lda, const int8_t* bp, long N, const int32_t* init,
+              const rq_plan* plan, char* out) {
+    long np = (N + 15) / 16, kq = (K + 3) / 4, rb = block_rows(plan);
+    int32_t* buf = (int32_t*)malloc((size_t)(rb * N) * sizeof(int32_t));
+    if (!buf) return -1;
+    for (long r0 = 0; r0 < M; r0 += rb) {
+        long rows = M - r0 < rb ? M - r0 : rb;
+        for (long p0 = 0; p0 < np; p0 += 4) {
+            int nb = np - p0 < 4 ? (int)(np - p0) : 4;
+            const int8_t* panel = bp + p0 * 16 * kq * 4;
+            __m512i iv[4];
+            for (int j = 0; j < nb; ++j) {
+                long col = (p0 + j) * 16, left = N - col;
+                iv[j] = _mm512_maskz_loadu_epi32((__mmask16)(left >= 16 ? 0xFFFF : (1u << left) - 1), init + col);
+            }
+            long ncols = N - p0 * 16;
+            for (long i = 0; i < rows; i += MR) {
+                int mr = rows - i < MR ? (int)(rows - i) : MR;
+                const uint8_t* a = A + (r0 + i) * lda;
+                int32_t* c = buf + i * N + p0 * 16;
+                switch (nb) {
+                case 4: gemm_tile(a, lda, mr, K, panel, 4, iv, c, N, ncols); break;
+                case 3: gemm_tile(a, lda, mr, K, panel, 3, iv, c, N, ncols); break;
+                case 2: gemm_tile(a, lda, mr, K, panel, 2, iv, c, N, ncols); break;
+                default: gemm_tile(a, lda, mr, K, panel, 1, iv, c, N, ncols); break;
+                }
+            }
+        }
+        epilogue(plan, buf, rows, out + r0 * N * plan->out_size);
+    }
+    free(buf);
+    return 0;
+}
+
+/* ---- depthwise ----------------------------------------------------------------------------------
+ * Taps of one kernel row go in groups of 4 (zero weights past the last). For each input row a
+ * window row is built once: per output column ox, group g and 16 channels, 64 bytes holding the
+ * 4 taps' codes of each channel side by side (vpdpbusd's layout; taps outside the input read the
+ * zero point). An output pixel then takes one load and one vpdpbusd per kernel row, group and 16
+ * channels. The window rows of the input rows one output row spans are kept (the next reuses them).
+ * Weights (dw_pack): [kh][groups][C padded to 16][4]. */
+
+long dw_pack_size(long kh, long kw, long C) { return kh * ((kw + 3) / 4) * ((C + 15) / 16) * 64; }
+
+void dw_pack(const int8_t* w, long kh, long kw, long C, int8_t* out) { /* w: [kh, kw, C] */
+    long groups = (kw + 3) / 4, cp = (C + 15) / 16 * 16;
+    for (long i = 0; i < kh; ++i)
+        for (long g = 0; g < groups; ++g)
+            for (long c = 0; c < cp; ++c)
+                for (long e = 0; e < 4; ++e) {
+                    long j = 4 * g + e;
+                    *out++ = (j < kw && c < C) ? w[(i * kw + j) * C + c] : 0;
+                }
+}
+
+typedef struct {
+    long n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow;
+    int32_t zx;
+} dw_geo;
+
+/* 16 channels of 4 taps (16 bytes each) -> 64 bytes, channel-major (4 bytes per channel) */
+static inline void interleave4(__m128i a, __m128i b, __m128i c, __m128i d, uint8_t* dst) {
+#if defined(__AVX512VBMI__)
+    const __m512i idx = _mm512_set_epi8(63, 47, 31, 15, 62, 46, 30, 14, 61, 45, 29, 13, 60, 44, 28, 12,
+                                        59, 43, 27, 11, 58, 42, 26, 10, 57, 41, 25, 9, 56, 40, 24, 8,
+                                        55, 39, 23, 7, 54, 38, 22, 6, 53, 37, 21, 5, 52, 36, 20, 4,
+                                        51, 35, 19, 3, 50, 34, 18, 2, 49, 33, 17, 1, 48, 32, 16, 0);
+    __m512i v = _mm512_inserti32x4(_mm512_castsi128_si512(a), b, 1);
+    v = _mm512_inserti32x4(_mm512_inserti32x4(v, c, 2), d, 3);
+    _mm512_storeu_si512((void*)dst, _mm512_permutexvar_epi8(idx, v));
+#else
+    __m128i l01 = _mm_unpacklo_epi8(a, b), h01 = _mm_unpackhi_epi8(a, b);
+    __m128i l23 = _mm_unpacklo_epi8(c, d), h23 = _mm_unpackhi_epi8(c, d);
+    _mm_storeu_si128((__m128i*)dst, _mm_unpacklo_epi16(l01, l23));
+    _mm_storeu_si128((__m128i*)(dst + 16), _mm_unpackhi_epi16(l01, l23));
+    _mm_storeu_si128((__m128i*)(dst + 32), _mm_unpacklo_epi16(h01, h23));
+    _mm_storeu_si128((__m128i*)(dst + 48), _mm_unpackhi_epi16(h01, h23));
+#endif
+}
+
+/* the window row of input row iy of image b (inside the input); cols[ox * 4 * groups + j]: the byte
+ * offset of tap j's pixel in the row, or -1 outside (read from padrow) */
+static void window_row(const uint8_t* x, const dw_geo* g, long b, long iy, const long* cols, const uint8_t* padrow,
+                       long groups, long chunks, uint8_t* dst) {
+    long C = g->c, full = C / 16;
+    const uint8_t* row = x + (b * g->h + iy) * g->w * C;
+    __mmask16 m = (__mmask16)((1u << (C % 16)) - 1);
+    for (long ox = 0; ox < g->ow; ++ox)
+        for (long gi = 0; gi < groups; ++gi) {
+            const long* o = cols + (ox * groups + gi) * 4;
+            const uint8_t* t0 = o[0] >= 0 ? row + o[0] : padrow;
+            const uint8_t* t1 = o[1] >= 0 ? row + o[1] : padrow;
+            const uint8_t* t2 = o[2] >= 0 ? row + o[2] : padrow;
+            const uint8_t* t3 = o[3] >= 0 ? row + o[3] : padrow;
+            uint8_t* d = dst + (ox * groups + gi) * chunks * 64;
+            long cb = 0;
+            for (; cb < full; ++cb) {
+                long c0 = cb * 16;
+                interleave4(_mm_loadu_si128((const __m128i*)(t0 + c0)), _mm_loadu_si128((const __m128i*)(t1 + c0)),
+                            _mm_loadu_si128((const __m128i*)(t2 + c0)), _mm_loadu_si128((const __m128i*)(t3 + c0)),
+                            d + cb * 64);
+            }
+            if (cb < chunks) {
+                long c0 = cb * 16;
+                interleave4(_mm_maskz_loadu_epi8(m, t0 + c0), _mm_maskz_loadu_epi8(m, t1 + c0),
+                            _mm_maskz_loadu_epi8(m, t2 + c0), _mm_maskz_loadu_epi8(m, t3 + c0), d + cb * 64);
+            }
+        }
+}
+
+int dwconv_u8s8(const uint8_t* x, const dw_geo* g, const int8_t* wp, const int32_t* init, const rq_plan* plan,
+                char* out) {
+    long C = g->c, kh = g->kh, groups = (g->kw + 3) / 4, chunks = (C + 15) / 16;
+    long rowbytes = g->ow * groups * chunks * 64;
+    long slots = (kh - 1) * g->dh + 1; /* the rows of one output row fall in distinct slots */
+    uint8_t* rows = (uint8_t*)malloc((size_t)((slots + 1) * rowbytes));
+    int32_t* buf = (int32_t*)malloc((size_t)(g->ow * C) * sizeof(int32_t));
+    uint8_t* padrow = (uint8_t*)malloc((size_t)(C + 64));
+    long* tags = (long*)malloc((size_t)slots * sizeof(long));
+    const uint8_t** src = (const uint8_t**)malloc((size_t)kh * sizeof(*src));
+    long* cols = (long*)malloc((size_t)(g->ow * groups * 4) * sizeof(long));
+    if (!rows || !buf || !padrow || !tags || !src || !cols) {
+        free(rows); free(buf); free(padrow); free(tags); free(src); free(cols);
+        return -1;
+    }
+    for (long ox = 0; ox < g->ow; ++ox)
+        for (long j = 0; j < groups * 4; ++j) {
+            long ix = ox * g->sw - g->pl + j * g->dw;
+            cols[ox * groups * 4 + j] = (j < g->kw && ix >= 0 && ix < g->w) ? ix * C : -1;
+        }
+    memset(padrow, (int)g->zx, (size_t)(C + 64));
+    uint8_t* padwin = rows + slots * rowbytes; /* the window row of a row outside the input: all zx */
+    memset(padwin, (int)g->zx, (size_t)rowbytes);
+    for (long b = 0; b < g->n; ++b) {
+        for (long s = 0; s < slots; ++s) tags[s] = -1;
+        for (long oy = 0; oy < g->oh; ++oy) {
+            for (long i = 0; i < kh; ++i) {
+                long iy = oy * g->sh - g->pt + i * g->dh;
+                if (iy < 0 || iy >= g->h) {
+                    src[i] = padwin;
+                    continue;
+                }
+                long s = iy % slots;
+                if (tags[s] != iy) {
+                    window_row(x, g, b, iy, cols, padrow, groups, chunks, rows + s * rowbytes);
+                    tags[s] = iy;
+                }
+                src[i] = rows + s * rowbytes;
+            }
+            for (long cb = 0; cb < chunks; ++cb) {
+                long left = C - cb * 16;
+                __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+                __m512i iv = _mm512_maskz_loadu_epi32(m, init + cb * 16);
+                long ox = 0, step = groups * chunks * 64; /* bytes from one output column to the next */
+                for (; ox + 8 <= g->ow; ox += 8) { /* 8 independent accumulators (vpdpbusd's latency) */
+                    __m512i a0 = iv, a1 = iv, a2 = iv, a3 = iv, a4 = iv, a5 = iv, a6 = iv, a7 = iv;
+                    for (long i = 0; i < kh; ++i)
+                        for (long gi = 0; gi < groups; ++gi) {
+                            const uint8_t* p = src[i] + ((ox * groups + gi) * chunks + cb) * 64;
+                            __m512i wv = _mm512_loadu_si512((const void*)(wp + ((i * groups + gi) * chunks + cb) * 64));
+#define DWSTEP(u) a##u = _mm512_dpbusd_epi32(a##u, _mm512_loadu_si512((const void*)(p + u * step)), wv);
+                            DWSTEP(0) DWSTEP(1) DWSTEP(2) DWSTEP(3) DWSTEP(4) DWSTEP(5) DWSTEP(6) DWSTEP(7)
+#undef DWSTEP
+                        }
+                    int32_t* o = buf + ox * C + cb * 16;
+                    _mm512_mask_storeu_epi32(o, m, a0);
+                    _mm512_mask_storeu_epi32(o + C, m, a1);
+                    _mm512_mask_storeu_epi32(o + 2 * C, m, a2);
+                    _mm512_mask_storeu_epi32(o + 3 * C, m, a3);
+                    _mm512_mask_storeu_epi32(o + 4 * C, m, a4);
+                    _mm512_mask_storeu_epi32(o + 5 * C, m, a5);
+                    _mm512_mask_storeu_epi32(o + 6 * C, m, a6);
+                    _mm512_mask_storeu_epi32(o + 7 * C, m, a7);
+                }
+                for (; ox < g->ow; ++ox) {
+                    __m512i acc = iv;
+                    for (long i = 0; i < kh; ++i)
+                        for (long gi = 0; gi < groups; ++gi) {
+                            __m512i xv = _mm512_loadu_si512((const void*)(src[i] + ((ox * groups + gi) * chunks + cb) * 64));
+                            __m512i wv = _mm512_loadu_si512((const void*)(wp + ((i * groups + gi) * chunks + cb) * 64));
+                            acc = _mm512_dpbusd_epi32(acc, xv, wv);
+                        }
+                    _mm512_mask_storeu_epi32(buf + ox * C + cb * 16, m, acc);
+                }
+            }
+            epilogue(plan, buf, g->ow, out + (b * g->oh + oy) * g->ow * C * plan->out_size);
+        }
+    }
+    free(rows); free(buf); free(padrow); free(tags); free(src); free(cols);
+    return 0;
+}
+
+#else
+int openqnn_int8_available(void) { return 0; }
+#endif
