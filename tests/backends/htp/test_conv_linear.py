@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import openqnn
-from openqnn.backends.htp import HtpBackend
+from openqnn.backends.htp import HtpBackend, native
 from openqnn.backends.htp.arch import ARCHS
 from openqnn.backends.htp.fixedpoint import INT32_MAX, INT32_MIN
 from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext, Unsupported
@@ -150,9 +150,14 @@ def _variant(rng: np.random.Generator) -> dict:
 
 # -- convolutions --------------------------------------------------------------------------------
 
-@pytest.fixture(params=["onednn", "im2col"])
+@pytest.fixture(params=["fused", "onednn", "im2col"])
 def conv_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Convolutions run through oneDNN's int8 convolution where it applies, else the im2col GEMM."""
+    """Convolutions run through native/int8.c's fused kernels where they apply (AVX-512 VNNI), else
+    oneDNN's int8 convolution where it applies, else the im2col GEMM."""
+    if request.param == "fused" and not (native.library() is None or native.int8_available()):
+        pytest.skip("this CPU has no AVX-512 VNNI: the fused int8 kernels are not built")
+    if request.param in ("onednn", "im2col"):
+        monkeypatch.setattr(conv_mod, "_fused_ok", lambda device: False)
     if request.param == "im2col":
         monkeypatch.setattr(conv_mod, "_onednn_qconv_ok", lambda device: False)
     return str(request.param)
@@ -181,6 +186,32 @@ def test_depthwise(seed: int, conv_impl: str) -> None:
     w = rng.normal(size=(kh, kw, 1, c * mult))
     Case("DepthWiseConv2d", [xshape], attrs, rng, weight=w, w_axis=3 if rng.random() < 0.6 else None,
          **_variant(rng)).check()
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_depthwise_wide(seed: int, conv_impl: str) -> None:
+    """Depthwise convolutions over many channels (whole and partial blocks of 16 / 64), kernels wider
+    than 4 taps, strides, dilations and asymmetric pads: 8-bit, the fused kernel's domain."""
+    rng = np.random.default_rng(700 + seed)
+    c = int(rng.choice([16, 24, 33, 64, 70, 144]))
+    kh, kw = [(3, 3), (3, 3), (5, 5), (1, 7), (2, 3)][seed % 5]
+    attrs = _conv_attrs(rng, (kh, kw))
+    xshape = (int(rng.integers(1, 3)), int(rng.integers(kh * 2, 20)), int(rng.integers(kw * 2, 20)), c)
+    Case("DepthWiseConv2d", [xshape], attrs, rng, weight=rng.normal(size=(kh, kw, 1, c)),
+         w_axis=3 if seed % 2 else None, bias=str(rng.choice(["acc", "float", "none"]))).check()
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_pointwise(seed: int, conv_impl: str) -> None:
+    """1x1 stride-1 convolutions (one GEMM): depths and widths around the kernel's blocks of 4 input
+    and 16 / 64 output channels, row counts around its tiles of 6 rows; 8-bit and 16-bit outputs."""
+    rng = np.random.default_rng(800 + seed)
+    cin = int(rng.choice([1, 3, 4, 16, 37, 64, 130]))
+    cout = int(rng.choice([1, 15, 16, 24, 70, 129]))
+    attrs = {"stride": [1, 1], "pad_amount": [[0, 0], [0, 0]], "dilation": [1, 1], "group": 1}
+    xshape = (int(rng.integers(1, 3)), int(rng.integers(1, 14)), int(rng.integers(1, 14)), cin)
+    Case("Conv2d", [xshape], attrs, rng, weight=rng.normal(size=(1, 1, cin, cout)), w_axis=3 if seed % 2 else None,
+         obw=16 if seed % 4 == 3 else 8, bias=str(rng.choice(["acc", "float", "none"]))).check()
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -68,3 +68,54 @@ def test_requant_rows_of_few_channels_in_groups(lib) -> None:
             x = torch.from_numpy(rng.integers(-50000, 50000, size=(rows, ch)).astype(np.int32))
             want = ((cst + x.double() * mul).floor().clamp(-2.0**30, 2.0**30).int() + madd).clamp(0, 255)
             assert torch.equal(nr.run(x), want.to(torch.uint8)), (ch, rows)
+
+
+# -- int8.c: the fused int8 kernels ---------------------------------------------------------------
+
+@pytest.fixture
+def int8_lib(lib):
+    if not native.int8_available():
+        pytest.skip("this CPU has no AVX-512 VNNI: the fused int8 kernels are not built")
+    return lib
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (5, 3, 16), (6, 4, 17), (7, 37, 64), (13, 64, 70), (50, 130, 129),
+                                   (200, 16, 96), (3, 1000, 200)])
+def test_int8_gemm_exact(int8_lib, m: int, k: int, n: int) -> None:
+    """Accumulators of uint8 x int8 GEMMs (extreme codes included) equal int64 sums exactly."""
+    g = torch.Generator().manual_seed(m * 1000 + k * 10 + n)
+    a = torch.randint(0, 256, (m, k), dtype=torch.int64, generator=g)
+    a[0] = 255
+    w = torch.randint(-128, 128, (k, n), dtype=torch.int64, generator=g)
+    w[:, 0] = -128
+    init = torch.randint(-5000, 5000, (n,), dtype=torch.int32, generator=g)
+    want = a @ w + init.to(torch.int64)
+    gemm = native.Int8Gemm(int8_lib, w.to(torch.int8), init, native._identity_rq(int8_lib, n))
+    got = gemm.run(a.to(torch.uint8)).to(torch.int64) - native.IDENTITY_OFFSET
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_int8_depthwise_exact(int8_lib, seed: int) -> None:
+    """Depthwise accumulators (padding taps read the zero point) equal a float64 convolution."""
+    rng = np.random.default_rng(seed)
+    kh, kw = int(rng.integers(1, 6)), int(rng.integers(1, 9))
+    sh, sw, dh, dw = (int(v) for v in rng.integers(1, 3, size=4))
+    c = int(rng.choice([1, 15, 16, 17, 64, 100]))
+    n = int(rng.integers(1, 3))
+    h, w = int(rng.integers(dh * (kh - 1) + 1, 16)), int(rng.integers(dw * (kw - 1) + 1, 20))
+    pt, pb, pl, pr = (int(v) for v in rng.integers(0, 3, size=4))
+    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    zx = int(rng.integers(0, 256))
+    x = torch.from_numpy(rng.integers(0, 256, size=(n, h, w, c)))
+    wt = torch.from_numpy(rng.integers(-128, 128, size=(kh, kw, c)))
+    init = torch.from_numpy(rng.integers(-1000, 1000, size=c)).to(torch.int32)
+    dwk = native.Int8Depthwise(int8_lib, wt.to(torch.int8), init, native._identity_rq(int8_lib, c),
+                               (n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, zx))
+    got = dwk.run(x.to(torch.uint8)).to(torch.int64) - native.IDENTITY_OFFSET
+    xp = torch.nn.functional.pad(x.permute(0, 3, 1, 2).to(torch.float64), (pl, pr, pt, pb), value=float(zx))
+    want = torch.nn.functional.conv2d(xp, wt.permute(2, 0, 1).unsqueeze(1).to(torch.float64), stride=(sh, sw),
+                                      dilation=(dh, dw), groups=c)
+    want = want[:, :, :oh, :ow].permute(0, 2, 3, 1).to(torch.int64) + init.to(torch.int64)
+    assert torch.equal(got, want)

@@ -291,6 +291,7 @@ def lookup_or(table: torch.Tensor, fallback: Callable[..., torch.Tensor], out_sh
 # -- int8 convolutions with the requantization fused (int8.c) ----------------------------------------
 
 _INT8: bool | None = None
+IDENTITY_OFFSET = 1 << 29
 
 
 def int8_available() -> bool:
@@ -305,10 +306,10 @@ def int8_available() -> bool:
 
 
 def _identity_rq(lib: ctypes.CDLL, ch: int) -> NativeRequant:
-    """A requantization returning acc + 2^22 as int32 (exact for |acc| < 2^22)."""
+    """A requantization returning acc + IDENTITY_OFFSET as int32 (exact for |acc| < 2^29)."""
     zeros, ones = torch.zeros(ch, dtype=torch.float64), torch.ones(ch, dtype=torch.float64)
-    return NativeRequant(lib, torch.int32, torch.int32, (1 << 23) - 1, zeros, ones,
-                         torch.full((ch,), 1 << 22, dtype=torch.int32), False, None, None)
+    return NativeRequant(lib, torch.int32, torch.int32, 2 * IDENTITY_OFFSET - 1, zeros, ones,
+                         torch.full((ch,), IDENTITY_OFFSET, dtype=torch.int32), False, None, None)
 
 
 def _int8_self_check(lib: ctypes.CDLL) -> bool:
@@ -322,7 +323,7 @@ def _int8_self_check(lib: ctypes.CDLL) -> bool:
         init = torch.randint(-1000, 1000, (n,), dtype=torch.int32, generator=g)
         gemm = Int8Gemm(lib, w.to(torch.int8), init, _identity_rq(lib, n))
         got = gemm.run(a.to(torch.uint8), torch.empty((m, n), dtype=torch.int32))
-        if not torch.equal(got.to(torch.int64) - (1 << 22), a @ w + init.to(torch.int64)):
+        if not torch.equal(got.to(torch.int64) - IDENTITY_OFFSET, a @ w + init.to(torch.int64)):
             return False
     n_, h, w_, c, kh, kw = 1, 5, 6, 70, 3, 3
     x = torch.randint(0, 256, (n_, h, w_, c), dtype=torch.int64, generator=g)
@@ -332,7 +333,7 @@ def _int8_self_check(lib: ctypes.CDLL) -> bool:
     geo = (n_, h, w_, c, kh, kw, 2, 1, 1, 1, 1, 0, 3, 4, zx)
     init = torch.zeros(c, dtype=torch.int32)
     dw = Int8Depthwise(lib, wt.to(torch.int8), init, _identity_rq(lib, c), geo)
-    got = dw.run(x.to(torch.uint8), torch.empty((n_, 3, 4, c), dtype=torch.int32)).to(torch.int64) - (1 << 22)
+    got = dw.run(x.to(torch.uint8), torch.empty((n_, 3, 4, c), dtype=torch.int32)).to(torch.int64) - IDENTITY_OFFSET
     xp = torch.nn.functional.pad(x.permute(0, 3, 1, 2).to(torch.float64), (0, 0, 1, 1), value=float(zx))
     want = torch.nn.functional.conv2d(xp, wt.permute(2, 0, 1).unsqueeze(1).to(torch.float64), stride=(2, 1), groups=c)
     return torch.equal(got, want.permute(0, 2, 3, 1).to(torch.int64))
