@@ -244,8 +244,11 @@ class Requant:
         lib = native.library() if self.device.type == "cpu" else None
         if lib is None or in_dtype not in (torch.float32, torch.float64, torch.int32):
             return None
+        xthr = None
+        if in_dtype == torch.int32 and all(INT32_MIN <= v <= INT32_MAX for v in plan.xthr):
+            xthr = self._t(plan.xthr, torch.int32)
         return NativeRequant(lib, in_dtype, self.out_dtype, self.qmax, c_t, r_t, self._madd(plan), plan.folded,
-                             self._dyn(spec, plan), window)
+                             self._dyn(spec, plan), window, xthr)
 
     def _consts(self, spec: _Affine, plan: _Plan, coefs: list[list[int]] | None
                 ) -> tuple[torch.Tensor, list[torch.Tensor], Callable[..., torch.Tensor]]:
@@ -371,8 +374,9 @@ class _Plan:
     """A centred float64 evaluation: y = (x * mult + const) / 2^S, z = floor(y) + madd."""
 
     def __init__(self, const: list[int], madd: list[int], folded: bool, dyn: list[bool], k0: list[int],
-                 ybound: float):
+                 ybound: float, xthr: list[int]):
         self.const, self.madd, self.folded, self.dyn, self.k0 = const, madd, folded, dyn, k0
+        self.xthr = xthr  # per sign-corrected channel: the correction applies where x < xthr (x = a - centre)
         self.ybound = ybound  # max |y|
 
 
@@ -384,7 +388,7 @@ class _Affine:
 
     def center(self, lo: list[int], hi: list[int], center: list[int], zo: int) -> _Plan | None:
         """The plan for accumulators in [lo, hi], evaluated as ``x = a - center``; None if not exact."""
-        const, madd, dyn, k0, extent = [], [], [], [], []
+        const, madd, dyn, k0, extent, xthr = [], [], [], [], [], []
         for i in range(len(lo)):
             me, s, c = self.mult[i], self.s[i], center[i]
             d = self.neg[i] and lo[i] < self.thr[i] <= hi[i]
@@ -399,13 +403,14 @@ class _Affine:
             madd.append(m + zo)
             dyn.append(d)
             k0.append((self.thr[i] - c) * me + k if d else 0)
+            xthr.append(self.thr[i] - c if d else INT32_MIN)
             extent.append(ext + abs(k) + self.negcorr)
         folded = all(extent[i] + abs(madd[i]) * (1 << self.s[i]) < _LIMIT for i in range(len(lo)))
         if folded:
             const = [const[i] + madd[i] * (1 << self.s[i]) for i in range(len(lo))]
             k0 = [k0[i] + madd[i] * (1 << self.s[i]) for i in range(len(lo))]
         ybound = max(math.ldexp(float(extent[i]), -self.s[i]) + (abs(madd[i]) if folded else 0) for i in range(len(lo)))
-        return _Plan(const, madd, folded, dyn, k0, ybound)
+        return _Plan(const, madd, folded, dyn, k0, ybound, xthr)
 
 
 def requant_for(ctx: HtpBuildContext, xq: QParams, oq: QParams, w_scale: np.ndarray, channels: int,

@@ -178,11 +178,19 @@ class NativeRequant:
     def __init__(self, lib: ctypes.CDLL, in_dtype: torch.dtype, out_dtype: torch.dtype, qmax: int,
                  cst: torch.Tensor, mul: torch.Tensor, madd: torch.Tensor, folded: bool,
                  dyn: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
-                 window: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None):
-        name = f"rq_{_IN[in_dtype]}_{_OUT[out_dtype]}_{'d' if dyn else 'n'}_{'f' if folded else 'n'}"
+                 window: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, xthr: torch.Tensor | None = None):
+        """``xthr``: where given (int32 per channel), int32 -> uint8 runs the hand-vectorized kernel
+        (``rqv_*``, AVX-512) whose sign correction compares the input with it."""
+        vector = (in_dtype == torch.int32 and out_dtype == torch.uint8 and qmax == 255
+                  and (dyn is None or xthr is not None) and bool(lib.openqnn_rqv_available()))
+        name = f"rq{'v' if vector else ''}_{_IN[in_dtype]}_{_OUT[out_dtype]}_{'d' if dyn else 'n'}_" \
+               f"{'f' if folded else 'n'}"
         if window is not None:
             assert in_dtype in (torch.int32, torch.float32)
             name += "_w"
+        if vector and dyn is not None:
+            assert xthr is not None
+            dyn = (xthr, dyn[1], dyn[2])  # the threshold goes in k0's place (requant.c)
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = _ARGTYPES, None
         self.fn, self.in_dtype, self.out_dtype = fn, in_dtype, out_dtype

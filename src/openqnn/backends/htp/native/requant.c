@@ -85,6 +85,101 @@ DEFINE_SET(f32, float, 1, _w)
 
 int openqnn_native_version(void) { return 1; }
 
+/* The hot case by hand (AVX-512): int32 accumulators to uint8, 16 per step. The same arithmetic,
+ * except that the sign correction is an integer compare: the correction applies exactly where the
+ * accumulator lies below the threshold (N_thr - N = (thr - a) * Me), so t = (x < xthr[c]) with xthr
+ * the threshold on this function's input (passed in the k0 slot as int32; sc unused). Folded
+ * outputs clamp above in float64 and below in int32 (truncation of y < 0 gives <= 0, and a y beyond
+ * the int32 range converts to INT32_MIN: both clamp to 0, as clamp-then-truncate gives). */
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+#include <immintrin.h>
+
+int openqnn_rqv_available(void) { return 1; }
+
+static inline __m512d rqv_half(__m256i xi, const double* cst, const double* mul, const double* nd, __mmask8 corr,
+                               int dyn) {
+    __m512d y = _mm512_add_pd(_mm512_mul_pd(_mm512_cvtepi32_pd(xi), _mm512_loadu_pd(mul)), _mm512_loadu_pd(cst));
+    if (dyn) y = _mm512_mask_add_pd(y, corr, y, _mm512_loadu_pd(nd));
+    return y;
+}
+
+static inline __m512i rqv_finish(__m512d lo, __m512d hi, const int32_t* madd, __mmask16 m, int folded) {
+    if (folded) {
+        const __m512d top = _mm512_set1_pd(255.0);
+        lo = _mm512_min_pd(lo, top);
+        hi = _mm512_min_pd(hi, top);
+        __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvttpd_epi32(lo)), _mm512_cvttpd_epi32(hi), 1);
+        return _mm512_max_epi32(q, _mm512_setzero_si512());
+    }
+    const __m512d a = _mm512_set1_pd(-1073741824.0), b = _mm512_set1_pd(1073741824.0);
+    lo = _mm512_min_pd(_mm512_max_pd(_mm512_roundscale_pd(lo, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC), a), b);
+    hi = _mm512_min_pd(_mm512_max_pd(_mm512_roundscale_pd(hi, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC), a), b);
+    __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvttpd_epi32(lo)), _mm512_cvttpd_epi32(hi), 1);
+    q = _mm512_add_epi32(q, _mm512_maskz_loadu_epi32(m, madd));
+    return _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), _mm512_set1_epi32(255));
+}
+
+static inline __attribute__((always_inline)) void rqv_row(const int32_t* x, long ch, const double* cst,
+                                                         const double* mul, const int32_t* xthr, const double* nd,
+                                                         const int32_t* madd, const int32_t* shift,
+                                                         const int32_t* lo, const int32_t* hi, uint8_t* o,
+                                                         int dyn, int folded, int window) {
+    for (long c = 0; c < ch; c += 16) {
+        long left = ch - c;
+        __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+        __m512i v = _mm512_maskz_loadu_epi32(m, x + c);
+        if (window)
+            v = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(v, _mm512_maskz_loadu_epi32(m, shift + c)),
+                                                  _mm512_maskz_loadu_epi32(m, lo + c)),
+                                 _mm512_maskz_loadu_epi32(m, hi + c));
+        __mmask16 corr = 0;
+        if (dyn) corr = _mm512_cmplt_epi32_mask(v, _mm512_maskz_loadu_epi32(m, xthr + c));
+        __m512d ylo, yhi;
+        if (left >= 16) {
+            ylo = rqv_half(_mm512_castsi512_si256(v), cst + c, mul + c, nd + c, (__mmask8)corr, dyn);
+            yhi = rqv_half(_mm512_extracti64x4_epi64(v, 1), cst + c + 8, mul + c + 8, nd + c + 8,
+                           (__mmask8)(corr >> 8), dyn);
+        } else { /* the row's tail: constants through masked loads */
+            double cb[16] = {0}, mb[16] = {0}, nb[16] = {0};
+            for (long i = 0; i < left; ++i) {
+                cb[i] = cst[c + i];
+                mb[i] = mul[c + i];
+                if (dyn) nb[i] = nd[c + i];
+            }
+            ylo = rqv_half(_mm512_castsi512_si256(v), cb, mb, nb, (__mmask8)corr, dyn);
+            yhi = rqv_half(_mm512_extracti64x4_epi64(v, 1), cb + 8, mb + 8, nb + 8, (__mmask8)(corr >> 8), dyn);
+        }
+        __m512i q = rqv_finish(ylo, yhi, madd + c, m, folded);
+        __m128i b = _mm512_cvtusepi32_epi8(q);
+        if (left >= 16)
+            _mm_storeu_si128((__m128i*)(o + c), b); /* (a masked store is far slower on some CPUs) */
+        else
+            _mm_mask_storeu_epi8(o + c, m, b);
+    }
+}
+
+#define DEFINE_V(NAME, DYN, FOLDED, WINDOW)                                                                   \
+    void NAME(const int32_t* x, long rows, long ch, long xstride, const double* cst, const double* mul,      \
+              const double* k0, const double* sc, const double* nd, const int32_t* madd, const int32_t* shift, \
+              const int32_t* lo, const int32_t* hi, double qmax, uint8_t* out) {                               \
+        (void)sc; (void)qmax;                                                                                  \
+        for (long r = 0; r < rows; ++r)                                                                        \
+            rqv_row(x + r * xstride, ch, cst, mul, (const int32_t*)(const void*)k0, nd, madd, shift, lo, hi,   \
+                    out + r * ch, DYN, FOLDED, WINDOW);                                                        \
+    }
+
+DEFINE_V(rqv_i32_u8_n_f, 0, 1, 0)
+DEFINE_V(rqv_i32_u8_n_n, 0, 0, 0)
+DEFINE_V(rqv_i32_u8_d_f, 1, 1, 0)
+DEFINE_V(rqv_i32_u8_d_n, 1, 0, 0)
+DEFINE_V(rqv_i32_u8_n_f_w, 0, 1, 1)
+DEFINE_V(rqv_i32_u8_n_n_w, 0, 0, 1)
+DEFINE_V(rqv_i32_u8_d_f_w, 1, 1, 1)
+DEFINE_V(rqv_i32_u8_d_n_w, 1, 0, 1)
+#else
+int openqnn_rqv_available(void) { return 0; }
+#endif
+
 /* Table lookups of 8-bit codes (element-wise ops whose result is a function of the codes):
  * out[i] = table[x[i]] (256 entries) and out[i] = table[x[i] * 256 + y[i]] (65536 entries). */
 void lut1_u8(const uint8_t* restrict x, long n, const uint8_t* restrict table, uint8_t* restrict out) {
