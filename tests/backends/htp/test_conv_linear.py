@@ -157,7 +157,7 @@ def conv_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     if request.param == "fused" and not (native.library() is None or native.int8_available()):
         pytest.skip("this CPU has no AVX-512 VNNI: the fused int8 kernels are not built")
     if request.param in ("onednn", "im2col"):
-        monkeypatch.setattr(conv_mod, "_fused_ok", lambda device: False)
+        monkeypatch.setattr(native, "int8_available", lambda: False)
     if request.param == "im2col":
         monkeypatch.setattr(conv_mod, "_onednn_qconv_ok", lambda device: False)
     return str(request.param)

@@ -46,13 +46,16 @@ import torch
 import torch.nn.functional as F
 
 from openqnn.backends.htp import native
-from openqnn.backends.htp.fixedpoint import INT32_MAX
 from openqnn.backends.htp.kernels.gemm import (
     ConvCore,
     act_planes,
     act_qparams,
     bias_q,
+    fused_gemm,
+    fused_ok,
+    fused_requant,
     gemm_mode,
+    qconv_bound,
     static_operand,
 )
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, QParams, Unsupported, htp_kernel
@@ -290,14 +293,6 @@ def _onednn_qconv_ok(device: torch.device) -> bool:
             and _qconv_exact())
 
 
-def qconv_bound(wc: np.ndarray, zx: int) -> np.ndarray:
-    """Per output channel: the largest |sum over taps of (q - zx) * w| and |sum of q * w| for q in [0, 255]."""
-    w = wc.astype(np.int64).reshape(-1, wc.shape[-1])
-    pos, neg = np.where(w > 0, w, 0).sum(axis=0), np.where(w < 0, -w, 0).sum(axis=0)
-    centred = np.maximum((255 - zx) * pos + zx * neg, zx * pos + (255 - zx) * neg)
-    return np.maximum(centred, 255 * np.maximum(pos, neg)).astype(np.float64)
-
-
 def channel_parts(wc: np.ndarray, zx: int, groups: int) -> list[tuple[int, int, np.ndarray]] | None:
     """The fewest equal-ish parts [a, b) of the input channels (axis 2 of ``wc``) whose float32
     accumulators are exact (:func:`qconv_bound` below 2^24), with each part's bound; None where even
@@ -382,43 +377,24 @@ def _int8_conv(ctx: HtpBuildContext, g: _Geo, xq: QParams, wc: np.ndarray, rq: R
     return conv_padded
 
 
-def _fused_ok(device: torch.device) -> bool:
-    return device.type == "cpu" and native.int8_available()
-
-
 def _fused_int8(ctx: HtpBuildContext, g: _Geo, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray,
                 groups: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """native/int8.c's kernels (AVX-512 VNNI): a 1x1 stride-1 convolution as one GEMM, a depthwise
-    convolution directly, each with the requantization fused; None where they do not apply. The
-    int32 accumulator is ``-zx * sum(w) + sum(q * w)``, the spec's sum of (q - zx) * w, exact since
-    its final value fits int32 (:func:`qconv_bound`); the bias joins the requantization's constants."""
-    if xq.bitwidth != 8 or rq.wide or not _fused_ok(ctx.device):
-        return None
-    if wc.size == 0 or wc.min() < -128 or wc.max() > 127:
-        return None
+    """native/int8.c's kernels (AVX-512 VNNI): a 1x1 stride-1 convolution as one GEMM
+    (gemm.py's :func:`fused_gemm`), a depthwise convolution directly, each with the requantization
+    fused; None where they do not apply. The int32 accumulator is ``-zx * sum(w) + sum(q * w)``,
+    the spec's sum of (q - zx) * w, exact since its final value fits int32 (:func:`qconv_bound`);
+    the bias joins the requantization's constants. Taps outside the input read the zero point."""
     cout = wc.shape[-1]
-    pointwise = (g.kh == g.kw == 1 and (g.sh, g.sw) == (1, 1) and not (g.pt or g.pb or g.pl or g.pr)
-                 and groups == 1)
-    depthwise = wc.shape[2] == 1 and groups == g.c == cout
-    if not (pointwise or depthwise):
+    if g.kh == g.kw == 1 and (g.sh, g.sw) == (1, 1) and not (g.pt or g.pb or g.pl or g.pr) and groups == 1:
+        return fused_gemm(ctx, xq, wc.reshape(g.c, cout), rq, bias)
+    if not (wc.shape[2] == 1 and groups == g.c == cout) or not fused_ok(ctx, xq, wc, rq):
         return None
     zx = int(xq.zero_point[0])
-    bound = qconv_bound(wc, zx)
-    if float(bound.max()) >= float(INT32_MAX):
-        return None
-    rq.fast(bias, [(1, bound)], torch.int32)  # the plan; int8.c runs its C epilogue
-    form = rq.native_form
+    form = fused_requant(rq, bias, qconv_bound(wc, zx))
     lib = native.library()
-    if form is None or form.in_dtype != torch.int32 or lib is None:
+    if form is None or lib is None:
         return None
     init = torch.tensor(-zx * wc.astype(np.int64).reshape(-1, cout).sum(axis=0), dtype=torch.int32)
-    if pointwise:
-        gemm = native.Int8Gemm(lib, torch.tensor(wc.reshape(g.c, cout), dtype=torch.int8), init, form)
-
-        def run_gemm(x: torch.Tensor) -> torch.Tensor:
-            return gemm.run(x.contiguous())
-
-        return run_gemm
     geo = (g.n, g.h, g.w, g.c, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.oh, g.ow, zx)
     dw = native.Int8Depthwise(lib, torch.tensor(wc.reshape(g.kh, g.kw, cout), dtype=torch.int8), init, form, geo)
 

@@ -18,10 +18,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from openqnn.backends.htp import native
 from openqnn.backends.htp.fixedpoint import INT32_MAX, INT32_MIN
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, QParams, Unsupported
 from openqnn.backends.htp.kernels.requant import Requant, Term
 from openqnn.backends.htp.kernels.scratch import scratch
+from openqnn.backends.htp.native import NativeRequant
 
 __all__ = [
     "ConvCore",
@@ -32,9 +34,13 @@ __all__ = [
     "bias_q",
     "check_weight_bits",
     "col_bound",
+    "fused_gemm",
+    "fused_ok",
+    "fused_requant",
     "gemm_mode",
     "int8_split",
     "make_mm",
+    "qconv_bound",
     "static_operand",
     "weight_matrix",
 ]
@@ -213,6 +219,54 @@ def weight_matrix(part: np.ndarray, mode: str, device: torch.device) -> torch.Te
 def col_bound(part: np.ndarray) -> np.ndarray:
     """Bound of |int8 activations @ part| per column (activations within [-128, 127])."""
     return 128.0 * np.abs(part.astype(np.float64)).reshape(-1, part.shape[-1]).sum(axis=0)
+
+
+# -- the fused int8 kernels (native/int8.c) -------------------------------------------------------
+
+def qconv_bound(wc: np.ndarray, zx: int) -> np.ndarray:
+    """Per output channel: the largest |sum over taps of (q - zx) * w| and |sum of q * w| for q in [0, 255]."""
+    w = wc.astype(np.int64).reshape(-1, wc.shape[-1])
+    pos, neg = np.where(w > 0, w, 0).sum(axis=0), np.where(w < 0, -w, 0).sum(axis=0)
+    centred = np.maximum((255 - zx) * pos + zx * neg, zx * pos + (255 - zx) * neg)
+    return np.maximum(centred, 255 * np.maximum(pos, neg)).astype(np.float64)
+
+
+def fused_ok(ctx: HtpBuildContext, xq: QParams, wc: np.ndarray, rq: Requant) -> bool:
+    """Whether native/int8.c's kernels take this op: CPU, built with AVX-512 VNNI, 8-bit input and
+    int32 accumulator scheme, weights within int8."""
+    return (xq.bitwidth == 8 and not rq.wide and ctx.device.type == "cpu" and native.int8_available()
+            and wc.size > 0 and int(wc.min()) >= -128 and int(wc.max()) <= 127)
+
+
+def fused_requant(rq: Requant, bias: np.ndarray, bound: np.ndarray) -> NativeRequant | None:
+    """The C requantization of int32 accumulators ``acc`` (|acc| <= bound per channel) plus ``bias``,
+    that the fused kernels run on each block; None where it is not the C form or acc may not fit int32."""
+    if float(bound.max()) >= float(INT32_MAX):
+        return None
+    rq.fast(bias, [(1, bound)], torch.int32)
+    form = rq.native_form
+    return form if form is not None and form.in_dtype == torch.int32 else None
+
+
+def fused_gemm(ctx: HtpBuildContext, xq: QParams, wkn: np.ndarray, rq: Requant, bias: np.ndarray
+               ) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """``x [..., k] (uint8 codes) -> requant(sum((q - zx) * w) + bias) [..., n]`` as native/int8.c's
+    GEMM with the requantization fused, for static integer weights ``wkn`` [k, n]; None where it
+    does not apply. The accumulator starts at ``-zx * sum(w)`` (exact: its final value fits int32)."""
+    if not fused_ok(ctx, xq, wkn, rq):
+        return None
+    zx = int(xq.zero_point[0])
+    form = fused_requant(rq, bias, qconv_bound(wkn, zx))
+    lib = native.library()
+    if form is None or lib is None:
+        return None
+    init = torch.tensor(-zx * wkn.astype(np.int64).sum(axis=0), dtype=torch.int32)
+    gemm = native.Int8Gemm(lib, torch.tensor(wkn, dtype=torch.int8), init, form)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return gemm.run(x.contiguous())
+
+    return run
 
 
 # -- the im2col GEMM convolution ------------------------------------------------------------------

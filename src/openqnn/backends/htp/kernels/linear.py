@@ -34,6 +34,7 @@ from openqnn.backends.htp.kernels.gemm import (
     act_planes,
     act_qparams,
     bias_q,
+    fused_gemm,
     gemm_mode,
     static_operand,
 )
@@ -84,7 +85,9 @@ def build_fully_connected(node: Node, ctx: HtpBuildContext, mode: str | None = N
         acc = (np.asarray(x, dtype=np.int64).reshape(rows, k) - zx) @ wc.T
         return rq.reference(acc + bias).reshape(out_shape)
 
-    gemm = _rows_gemm(ctx, xq, np.ascontiguousarray(wc.T), rq, bias, rows, mode)
+    wkn = np.ascontiguousarray(wc.T)
+    gemm = (fused_gemm(ctx, xq, wkn, rq, bias) if mode == "int8" else None) or _rows_gemm(ctx, xq, wkn, rq, bias,
+                                                                                        rows, mode)
 
     def fast(x: torch.Tensor) -> torch.Tensor:
         return gemm(x.reshape(rows, k)).reshape(out_shape)

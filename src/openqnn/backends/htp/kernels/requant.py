@@ -156,7 +156,7 @@ class Requant:
         fold = spec.center(lo_acc, hi_acc, offs, self.zo)
         if fold is not None:
             self.mode = "float64"
-            return self._run_fold(spec, fold, coefs, first_dtype)
+            return self._run_fold(spec, fold, coefs, first_dtype, bounds[0])
         if single and max(abs(o) + b for o, b in zip(offs, span)) < INT32_MAX:
             lo, hi = self._window(lo_acc, hi_acc)
             mid = [(a + b) // 2 for a, b in zip(lo, hi)]
@@ -239,16 +239,23 @@ class Requant:
         return k0_t, sc_t, nd_t
 
     def _native(self, spec: _Affine, plan: _Plan, c_t: torch.Tensor, r_t: torch.Tensor, in_dtype: torch.dtype,
-                window: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> NativeRequant | None:
-        """The C form of a one-term requantization (native/requant.c), where it is built and applies."""
+                xbound: Sequence[int], window: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+                ) -> NativeRequant | None:
+        """The C form of a one-term requantization (native/requant.c), where it is built and applies;
+        ``xbound``: per channel, the largest |x| of its input (after the window's clamp)."""
         lib = native.library() if self.device.type == "cpu" else None
         if lib is None or in_dtype not in (torch.float32, torch.float64, torch.int32):
             return None
-        xthr = None
+        xthr = est32 = None
+        dyn = self._dyn(spec, plan)
         if in_dtype == torch.int32 and all(INT32_MIN <= v <= INT32_MAX for v in plan.xthr):
             xthr = self._t(plan.xthr, torch.int32)
+            nd = dyn[2] if dyn is not None else torch.zeros_like(c_t)
+            eps = _estimate_error(c_t, r_t, nd, xbound, plan.ybound)
+            if eps is not None:
+                est32 = (c_t, r_t, nd, eps)
         return NativeRequant(lib, in_dtype, self.out_dtype, self.qmax, c_t, r_t, self._madd(plan), plan.folded,
-                             self._dyn(spec, plan), window, xthr)
+                             dyn, window, xthr, est32)
 
     def _consts(self, spec: _Affine, plan: _Plan, coefs: list[list[int]] | None
                 ) -> tuple[torch.Tensor, list[torch.Tensor], Callable[..., torch.Tensor]]:
@@ -272,11 +279,11 @@ class Requant:
 
         return c_t, r_ts, correct_finish
 
-    def _run_fold(self, spec: _Affine, plan: _Plan, coefs: list[list[int]], first_dtype: torch.dtype
-                  ) -> Callable[..., torch.Tensor]:
+    def _run_fold(self, spec: _Affine, plan: _Plan, coefs: list[list[int]], first_dtype: torch.dtype,
+                  xbound: Sequence[int]) -> Callable[..., torch.Tensor]:
         c_t, r_ts, finish = self._consts(spec, plan, coefs)
         r0, rest, device = r_ts[0], r_ts[1:], self.device
-        native = self._native(spec, plan, c_t, r0, first_dtype) if not rest else None
+        native = self._native(spec, plan, c_t, r0, first_dtype, xbound) if not rest else None
         if native is not None:
             self.native, self.native_form = True, native
             return self._native_run(native, self._blocked(self._torch_fold(c_t, r0, rest, finish, device)))
@@ -315,7 +322,8 @@ class Requant:
         lo_t = self._t([a - m for a, m in zip(lo, mid)], torch.int32)
         hi_t = self._t([b - m for b, m in zip(hi, mid)], torch.int32)
         int_acc = first_dtype == torch.int32
-        native = (self._native(spec, plan, c_t, r0, first_dtype, (shift_t, lo_t, hi_t))
+        xbound = [max(abs(a - m), abs(b - m)) for a, b, m in zip(lo, hi, mid)]
+        native = (self._native(spec, plan, c_t, r0, first_dtype, xbound, (shift_t, lo_t, hi_t))
                   if first_dtype in (torch.int32, torch.float32) else None)
 
         def run(acc: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -360,6 +368,30 @@ class Requant:
             return out.view(t0.shape)
 
         return blocked
+
+
+_U32 = 2.0**-24  # float32's unit roundoff
+
+
+def _estimate_error(cst: torch.Tensor, mul: torch.Tensor, nd: torch.Tensor, xbound: Sequence[int], ybound: float
+                    ) -> float | None:
+    """A bound of |y32 - y| for requant.c's float32 estimate (``rqf_*``), None where it does not
+    apply: y = cst + x * mul (+ nd where corrected) exactly; y32 is fma(float(x), float32(mul),
+    float32(cst)) (+ float32(nd)), with |x| <= xbound (exact in float32 below 2^24) and |y| <= ybound.
+    The constants' rounding adds |x| * |mul - mul32| + |cst - cst32|, the FMA's rounding u * |its
+    exact result|, the correction's add u * |its result| (u = 2^-24; nd is a power of two). Doubled
+    for the float64 arithmetic of this bound; tiny values get an absolute margin (subnormals)."""
+    x = np.asarray(xbound, dtype=np.float64)
+    if x.size == 0 or x.max() >= 2.0**24:
+        return None
+    c, m, n = (t.cpu().numpy().astype(np.float64) for t in (cst, mul, nd))
+    dc = np.abs(c - c.astype(np.float32).astype(np.float64))
+    dm = np.abs(m - m.astype(np.float32).astype(np.float64))
+    e1 = (x * dm + dc) * (1 + _U32) + _U32 * (ybound + x * dm + dc)
+    e = e1 + _U32 * (ybound + np.abs(n) + e1)
+    eps = 2.0 * float(e.max()) + 2.0**-120
+    # beyond this the bracket would often fail (float64 for those lanes: exact, slower)
+    return eps if eps < 2.0**-6 and ybound < 2.0**30 else None
 
 
 def _to_f64(t: torch.Tensor, slot: str, device: torch.device) -> torch.Tensor:

@@ -178,13 +178,16 @@ class NativeRequant:
     def __init__(self, lib: ctypes.CDLL, in_dtype: torch.dtype, out_dtype: torch.dtype, qmax: int,
                  cst: torch.Tensor, mul: torch.Tensor, madd: torch.Tensor, folded: bool,
                  dyn: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
-                 window: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, xthr: torch.Tensor | None = None):
-        """``xthr``: where given (int32 per channel), int32 -> uint8 runs the hand-vectorized kernel
-        (``rqv_*``, AVX-512) whose sign correction compares the input with it."""
+                 window: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, xthr: torch.Tensor | None = None,
+                 est32: tuple[torch.Tensor, torch.Tensor, torch.Tensor, float] | None = None):
+        """``xthr``: where given (int32 per channel), int32 -> uint8 runs a hand-vectorized kernel
+        (AVX-512) whose sign correction compares the input with it: ``rqf_*`` with ``est32`` (float32
+        copies of cst, mul and nd, and a bound of the float32 estimate's error: requant.c), else
+        ``rqv_*`` (float64)."""
         vector = (in_dtype == torch.int32 and out_dtype == torch.uint8 and qmax == 255
                   and (dyn is None or xthr is not None) and bool(lib.openqnn_rqv_available()))
-        name = f"rq{'v' if vector else ''}_{_IN[in_dtype]}_{_OUT[out_dtype]}_{'d' if dyn else 'n'}_" \
-               f"{'f' if folded else 'n'}"
+        kind = ("f" if est32 is not None else "v") if vector else ""
+        name = f"rq{kind}_{_IN[in_dtype]}_{_OUT[out_dtype]}_{'d' if dyn else 'n'}_{'f' if folded else 'n'}"
         if window is not None:
             assert in_dtype in (torch.int32, torch.float32)
             name += "_w"
@@ -207,9 +210,21 @@ class NativeRequant:
         cst_t, mul_t, madd_t = next(tiled), next(tiled), next(tiled)
         k0, sc, nd = (next(tiled), next(tiled), next(tiled)) if dyn is not None else (None, None, None)
         shift, lo, hi = (next(tiled), next(tiled), next(tiled)) if window is not None else (None, None, None)
+        qarg = float(qmax)
+        if kind == "f":  # float32 constants per 16 channels of the tiled row: [16 cst][16 mul][16 nd]
+            assert est32 is not None
+            parts = [t.repeat(k).to(torch.float32) for t in est32[:3]]
+            blocks = (ch * k + 15) // 16
+            aux = torch.zeros(blocks * 16 * 3, dtype=torch.float32)
+            for j, t in enumerate(parts):
+                padded = torch.zeros(blocks * 16, dtype=torch.float32)
+                padded[:ch * k] = t
+                aux.view(blocks, 3, 16)[:, j] = padded.view(blocks, 16)
+            self.keep.append(aux)
+            sc, qarg = aux, float(est32[3])  # the kernel reads aux in sc's slot and eps in qmax's
         ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
         self.consts = (ptr(cst_t), ptr(mul_t), ptr(k0), ptr(sc), ptr(nd), ptr(madd_t), ptr(shift), ptr(lo), ptr(hi),
-                       float(qmax))
+                       qarg)
 
     def plan(self) -> RqPlan:
         """This requantization as int8.c's ``rq_plan`` (the fused kernels call its epilogue)."""

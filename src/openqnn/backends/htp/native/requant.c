@@ -158,6 +158,89 @@ static inline __attribute__((always_inline)) void rqv_row(const int32_t* x, long
     }
 }
 
+/* float32 estimate, exact result: y is evaluated in float32 (one FMA, then the sign correction's
+ * add) from float32 copies of the constants (aux, in sc's slot);
+ * the caller bounds |y32 - y| by eps (qmax's slot) from the inputs' range and the constants'
+ * rounding (aux: per 16 channels [16 cst][16 mul][16 nd]). Rounding y32 - eps down and y32 + eps up brackets y: where both fall in [q, q + 1),
+ * floor(y) = q. Where any of 16 lanes is not bracketed that way, the 16 run in float64. */
+static inline __attribute__((always_inline)) void rqf_row(const int32_t* x, long ch, const double* cst,
+                                                         const double* mul, const int32_t* xthr, const double* nd,
+                                                         const float* aux, float eps, const int32_t* madd,
+                                                         const int32_t* shift, const int32_t* lo,
+                                                         const int32_t* hi, uint8_t* o, int dyn, int folded,
+                                                         int window) {
+    const __m512 ve = _mm512_set1_ps(eps);
+    for (long c = 0; c < ch; c += 16) {
+        long left = ch - c;
+        __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+        __m512i v = _mm512_maskz_loadu_epi32(m, x + c);
+        if (window)
+            v = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(v, _mm512_maskz_loadu_epi32(m, shift + c)),
+                                                  _mm512_maskz_loadu_epi32(m, lo + c)),
+                                 _mm512_maskz_loadu_epi32(m, hi + c));
+        __mmask16 corr = 0;
+        if (dyn) corr = _mm512_cmplt_epi32_mask(v, _mm512_maskz_loadu_epi32(m, xthr + c));
+        const float* a = aux + (c / 16) * 48;
+        __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_loadu_ps(a + 16), _mm512_loadu_ps(a));
+        if (dyn) y = _mm512_mask_add_ps(y, corr, y, _mm512_loadu_ps(a + 32)); /* nd = -2^-e, exact in float32 */
+        __m512 down = _mm512_sub_round_ps(y, ve, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+        __m512 q = _mm512_roundscale_ps(_mm512_add_round_ps(y, ve, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC),
+                                        _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+        __m512i r;
+        if (_mm512_mask_cmp_ps_mask(m, down, q, _CMP_LT_OQ) == 0) { /* every lane bracketed: q = floor(y) */
+            if (folded) {
+                q = _mm512_min_ps(q, _mm512_set1_ps(255.0f));
+                r = _mm512_max_epi32(_mm512_cvttps_epi32(q), _mm512_setzero_si512());
+            } else {
+                q = _mm512_min_ps(_mm512_max_ps(q, _mm512_set1_ps(-1073741824.0f)), _mm512_set1_ps(1073741824.0f));
+                r = _mm512_add_epi32(_mm512_cvttps_epi32(q), _mm512_maskz_loadu_epi32(m, madd + c));
+                r = _mm512_min_epi32(_mm512_max_epi32(r, _mm512_setzero_si512()), _mm512_set1_epi32(255));
+            }
+        } else {
+            __m512d ylo, yhi;
+            if (left >= 16) {
+                ylo = rqv_half(_mm512_castsi512_si256(v), cst + c, mul + c, nd + c, (__mmask8)corr, dyn);
+                yhi = rqv_half(_mm512_extracti64x4_epi64(v, 1), cst + c + 8, mul + c + 8, nd + c + 8,
+                               (__mmask8)(corr >> 8), dyn);
+            } else {
+                double cb[16] = {0}, mb[16] = {0}, nb[16] = {0};
+                for (long i = 0; i < left; ++i) {
+                    cb[i] = cst[c + i];
+                    mb[i] = mul[c + i];
+                    if (dyn) nb[i] = nd[c + i];
+                }
+                ylo = rqv_half(_mm512_castsi512_si256(v), cb, mb, nb, (__mmask8)corr, dyn);
+                yhi = rqv_half(_mm512_extracti64x4_epi64(v, 1), cb + 8, mb + 8, nb + 8, (__mmask8)(corr >> 8), dyn);
+            }
+            r = rqv_finish(ylo, yhi, madd + c, m, folded);
+        }
+        __m128i b = _mm512_cvtusepi32_epi8(r);
+        if (left >= 16)
+            _mm_storeu_si128((__m128i*)(o + c), b);
+        else
+            _mm_mask_storeu_epi8(o + c, m, b);
+    }
+}
+
+#define DEFINE_F(NAME, DYN, FOLDED, WINDOW)                                                                   \
+    void NAME(const int32_t* x, long rows, long ch, long xstride, const double* cst, const double* mul,      \
+              const double* k0, const double* sc, const double* nd, const int32_t* madd, const int32_t* shift, \
+              const int32_t* lo, const int32_t* hi, double qmax, uint8_t* out) {                               \
+        for (long r = 0; r < rows; ++r)                                                                        \
+            rqf_row(x + r * xstride, ch, cst, mul, (const int32_t*)(const void*)k0, nd,                        \
+                    (const float*)(const void*)sc, (float)qmax, madd, shift, lo, hi, out + r * ch, DYN,        \
+                    FOLDED, WINDOW);                                                                           \
+    }
+
+DEFINE_F(rqf_i32_u8_n_f, 0, 1, 0)
+DEFINE_F(rqf_i32_u8_n_n, 0, 0, 0)
+DEFINE_F(rqf_i32_u8_d_f, 1, 1, 0)
+DEFINE_F(rqf_i32_u8_d_n, 1, 0, 0)
+DEFINE_F(rqf_i32_u8_n_f_w, 0, 1, 1)
+DEFINE_F(rqf_i32_u8_n_n_w, 0, 0, 1)
+DEFINE_F(rqf_i32_u8_d_f_w, 1, 1, 1)
+DEFINE_F(rqf_i32_u8_d_n_w, 1, 0, 1)
+
 #define DEFINE_V(NAME, DYN, FOLDED, WINDOW)                                                                   \
     void NAME(const int32_t* x, long rows, long ch, long xstride, const double* cst, const double* mul,      \
               const double* k0, const double* sc, const double* nd, const int32_t* madd, const int32_t* shift, \
