@@ -8,6 +8,7 @@ import torch
 
 from openqnn.backends.htp import native
 from openqnn.backends.htp.executable import quantize_t
+from openqnn.backends.htp.kernels import requant as requant_mod
 from openqnn.backends.htp.kernels.registry import QParams
 from openqnn.ir.tensor import Encoding
 
@@ -119,3 +120,49 @@ def test_int8_depthwise_exact(int8_lib, seed: int) -> None:
                                       dilation=(dh, dw), groups=c)
     want = want[:, :, :oh, :ow].permute(0, 2, 3, 1).to(torch.int64) + init.to(torch.int64)
     assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("dyn", [False, True])
+@pytest.mark.parametrize("folded", [False, True])
+def test_float32_estimate_requant_exact(lib, dyn: bool, folded: bool) -> None:
+    """requant.c's float32 estimate with its bracket check (rqf_*) equals exact integer arithmetic,
+    on random accumulators and on ones that put y next to integers; with a bound too large to ever
+    bracket, every lane takes the float64 fallback, which must agree too."""
+    if not lib.openqnn_rqv_available():
+        pytest.skip("no AVX-512: the hand-vectorized requantization is not built")
+    rng = np.random.default_rng(int(dyn) * 2 + int(folded))
+    ch = 37
+    s = 31 + 6
+    mul = torch.tensor([float(m) * 2.0**-s for m in rng.integers(1 << 29, 1 << 31, size=ch)], dtype=torch.float64)
+    cst = torch.tensor(rng.integers(-(1 << 44), 1 << 44, size=ch) * 2.0**-s, dtype=torch.float64)
+    madd = torch.tensor(rng.integers(-3, 130, size=ch), dtype=torch.int32)
+    x = torch.from_numpy(rng.integers(-(1 << 21), 1 << 21, size=(400, ch))).to(torch.int32)  # x * mul exact
+    # accumulators whose y lies next to an integer
+    yi = torch.from_numpy(rng.integers(-300, 300, size=(100, ch)))
+    xi = torch.round((yi - cst) / mul).to(torch.int64) + torch.from_numpy(rng.integers(-1, 2, size=(100, ch)))
+    x = torch.cat([x, xi.clamp(-(1 << 21), (1 << 21) - 1).to(torch.int32)])
+    nd = torch.full((ch,), -2.0**-6, dtype=torch.float64) if dyn else torch.zeros(ch, dtype=torch.float64)
+    xthr = torch.from_numpy(rng.integers(-(1 << 20), 1 << 20, size=ch)).to(torch.int32)
+    dyn_t = (torch.zeros(ch, dtype=torch.float64), torch.zeros(ch, dtype=torch.float64), nd) if dyn else None
+    ybound = float((x.abs().max().item() * mul.abs().max() + cst.abs().max() + 300).item())
+    eps = requant_mod._estimate_error(cst, mul, nd, [int(x.abs().max())] * ch, ybound)
+    assert eps is not None
+    for e in (eps, 0.75):  # the estimate's bound, and one under which no lane brackets
+        fast = native.NativeRequant(lib, torch.int32, torch.uint8, 255, cst, mul, madd, folded, dyn_t, None, xthr,
+                                    (cst, mul, nd, e))
+        assert fast.fn.__name__.startswith("rqf_")
+        want = _reference_rows(x, cst, mul, nd, xthr, madd, folded, dyn)
+        assert torch.equal(fast.run(x), want)
+
+
+def _reference_rows(x: torch.Tensor, cst: torch.Tensor, mul: torch.Tensor, nd: torch.Tensor, xthr: torch.Tensor,
+                    madd: torch.Tensor, folded: bool, dyn: bool) -> torch.Tensor:
+    """requant.c's arithmetic in exact integers (every constant a multiple of 2^-37)."""
+    scale = 2**37
+    y = (torch.round(cst * scale).to(torch.int64) + x.to(torch.int64) * torch.round(mul * scale).to(torch.int64))
+    if dyn:
+        y = y + torch.where(x < xthr, torch.round(nd * scale).to(torch.int64), 0)
+    fl = torch.div(y, scale, rounding_mode="floor")
+    if folded:
+        return fl.clamp(0, 255).to(torch.uint8)
+    return (fl.clamp(-(1 << 30), 1 << 30) + madd.to(torch.int64)).clamp(0, 255).to(torch.uint8)

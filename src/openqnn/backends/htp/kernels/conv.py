@@ -60,7 +60,7 @@ from openqnn.backends.htp.kernels.gemm import (
 )
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, QParams, Unsupported, htp_kernel
 from openqnn.backends.htp.kernels.requant import Requant, requant_for
-from openqnn.backends.htp.kernels.scratch import scratch
+from openqnn.backends.htp.kernels.scratch import output_slot, scratch, step_output
 from openqnn.ir.graph import Node
 
 __all__ = ["conv2d", "transpose_conv2d"]
@@ -397,9 +397,10 @@ def _fused_int8(ctx: HtpBuildContext, g: _Geo, xq: QParams, wc: np.ndarray, rq: 
     init = torch.tensor(-zx * wc.astype(np.int64).reshape(-1, cout).sum(axis=0), dtype=torch.int32)
     geo = (g.n, g.h, g.w, g.c, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.oh, g.ow, zx)
     dw = native.Int8Depthwise(lib, torch.tensor(wc.reshape(g.kh, g.kw, cout), dtype=torch.int8), init, form, geo)
+    slot, shape, device, dtype = output_slot("dw"), (g.n, g.oh, g.ow, cout), ctx.device, form.out_dtype
 
     def run_dw(x: torch.Tensor) -> torch.Tensor:
-        return dw.run(x.contiguous())
+        return dw.run(x.contiguous(), step_output(slot, shape, dtype, device))
 
     return run_dw
 

@@ -22,7 +22,7 @@ from openqnn.backends.htp import native
 from openqnn.backends.htp.fixedpoint import INT32_MAX, INT32_MIN
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, QParams, Unsupported
 from openqnn.backends.htp.kernels.requant import Requant, Term
-from openqnn.backends.htp.kernels.scratch import scratch
+from openqnn.backends.htp.kernels.scratch import output_slot, scratch, step_output
 from openqnn.backends.htp.native import NativeRequant
 
 __all__ = [
@@ -262,9 +262,10 @@ def fused_gemm(ctx: HtpBuildContext, xq: QParams, wkn: np.ndarray, rq: Requant, 
         return None
     init = torch.tensor(-zx * wkn.astype(np.int64).sum(axis=0), dtype=torch.int32)
     gemm = native.Int8Gemm(lib, torch.tensor(wkn, dtype=torch.int8), init, form)
+    slot, n, device, dtype = output_slot("gemm"), wkn.shape[1], ctx.device, form.out_dtype
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        return gemm.run(x.contiguous())
+        return gemm.run(x.contiguous(), step_output(slot, (*x.shape[:-1], n), dtype, device))
 
     return run
 

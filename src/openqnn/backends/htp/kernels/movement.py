@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from openqnn.backends.cpu.kernels.registry import torch_dtype
+from openqnn.backends.htp import native
 from openqnn.backends.htp.kernels.common import (
     Flow,
     act_q,
@@ -58,7 +59,15 @@ def reshape(node: Node, ctx: HtpBuildContext) -> HtpStep:
 @htp_kernel("Transpose")
 def transpose(node: Node, ctx: HtpBuildContext) -> HtpStep:
     perm = tuple(int(p) for p in node.attrs["perm"])
-    return movement(node, ctx, lambda a: np.transpose(a, perm), lambda t: t.permute(perm))
+    if perm != (0, 2, 3, 1) or ctx.shape(node.inputs[0])[1] != 3 or not native.int8_available():
+        return movement(node, ctx, lambda a: np.transpose(a, perm), lambda t: t.permute(perm))
+
+    def to_nhwc(t: torch.Tensor) -> torch.Tensor:  # an image input's NCHW -> NHWC, in C
+        if t.dtype == torch.uint8 and t.device.type == "cpu" and t.is_contiguous():
+            return native.nchw3_to_nhwc(t)
+        return t.permute(perm)
+
+    return movement(node, ctx, lambda a: np.transpose(a, perm), to_nhwc)
 
 
 @htp_kernel("Tile")

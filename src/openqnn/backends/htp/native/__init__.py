@@ -39,7 +39,7 @@ import torch
 log = logging.getLogger("openqnn.htp")
 
 __all__ = ["Int8Depthwise", "Int8Gemm", "NativeRequant", "int8_available", "library", "lookup", "lookup_ok", "lookup_or",
-           "quantize"]
+           "nchw3_to_nhwc", "quantize"]
 
 _SOURCES = [Path(__file__).with_name("requant.c"), Path(__file__).with_name("int8.c")]
 _FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffinite-math-only", "-ffp-contract=off", "-shared", "-fPIC"]
@@ -437,3 +437,13 @@ class Int8Depthwise:
         if out.numel() and self.fn(x.data_ptr(), geo, packed, init, plan, out.data_ptr()) != 0:
             raise MemoryError("htp int8 depthwise convolution: out of memory")
         return out
+
+
+def nchw3_to_nhwc(x: torch.Tensor) -> torch.Tensor:
+    """A contiguous uint8 [n, 3, h, w] CPU tensor as [n, h, w, 3] (int8.c; needs :func:`int8_available`)."""
+    lib = library()
+    assert lib is not None and x.dtype == torch.uint8 and x.is_contiguous() and x.dim() == 4 and x.shape[1] == 3
+    n, _, h, w = x.shape
+    out = torch.empty((n, h, w, 3), dtype=torch.uint8)
+    lib.nchw3_to_nhwc_u8(_P(x.data_ptr()), _L(n), _L(h * w), _P(out.data_ptr()))
+    return out

@@ -344,6 +344,45 @@ int dwconv_u8s8(const uint8_t* x, const dw_geo* g, const int8_t* wp, const int32
     return 0;
 }
 
+/* ---- NCHW -> NHWC of 3-channel uint8 images (a model's input transpose) ----------------------------
+ * Per 64 pixels, three 64-byte outputs each gathered from the three planes by two byte permutes. */
+void nchw3_to_nhwc_u8(const uint8_t* x, long n, long hw, uint8_t* out) {
+    uint8_t iab[3][64], ic[3][64];
+    __mmask64 mc[3] = {0, 0, 0};
+    for (int q = 0; q < 3; ++q)
+        for (int j = 0; j < 64; ++j) {
+            int pos = 64 * q + j, pix = pos / 3, plane = pos % 3;
+            iab[q][j] = (uint8_t)(plane == 0 ? pix : 64 + pix);
+            ic[q][j] = (uint8_t)pix;
+            if (plane == 2) mc[q] |= (__mmask64)1 << j;
+        }
+    __m512i vab[3], vc[3];
+    for (int q = 0; q < 3; ++q) {
+        vab[q] = _mm512_loadu_si512((const void*)iab[q]);
+        vc[q] = _mm512_loadu_si512((const void*)ic[q]);
+    }
+    for (long b = 0; b < n; ++b) {
+        const uint8_t *p0 = x + b * 3 * hw, *p1 = p0 + hw, *p2 = p1 + hw;
+        uint8_t* o = out + b * 3 * hw;
+        long p = 0;
+#if defined(__AVX512VBMI__)
+        for (; p + 64 <= hw; p += 64) {
+            __m512i a = _mm512_loadu_si512((const void*)(p0 + p)), bb = _mm512_loadu_si512((const void*)(p1 + p));
+            __m512i c = _mm512_loadu_si512((const void*)(p2 + p));
+            for (int q = 0; q < 3; ++q) {
+                __m512i t = _mm512_permutex2var_epi8(a, vab[q], bb);
+                _mm512_storeu_si512((void*)(o + 3 * p + 64 * q), _mm512_mask_permutexvar_epi8(t, mc[q], vc[q], c));
+            }
+        }
+#endif
+        for (; p < hw; ++p) {
+            o[3 * p] = p0[p];
+            o[3 * p + 1] = p1[p];
+            o[3 * p + 2] = p2[p];
+        }
+    }
+}
+
 #else
 int openqnn_int8_available(void) { return 0; }
 #endif
