@@ -16,8 +16,10 @@ that scale once at build time, rounding half away from zero, saturated to int32 
 
 The fast path (PyTorch) computes the same bits:
 
-- on the CPU, 8-bit convolutions with a spatial kernel (depthwise ones included) and int8 weights
-  run as oneDNN's int8 convolution returning the accumulator in float32 (:func:`_int8_conv`): exact
+- on CPUs with AVX-512 VNNI, 8-bit 1x1 stride-1 and depthwise convolutions with int8 weights run as
+  native/int8.c's kernels with the requantization fused (:func:`_fused_int8`);
+- on the CPU, other 8-bit convolutions with a spatial kernel (and depthwise ones without those
+  kernels) with int8 weights run as oneDNN's int8 convolution returning the accumulator in float32 (:func:`_int8_conv`): exact
   while every sum stays below 2^24 (:func:`qconv_bound`, per channel at build time; otherwise the
   input channels are split into parts that do, summed in int32);
 - otherwise the products run as int8 GEMMs with int32 results (gemm.py's :class:`ConvCore`: int8 planes of

@@ -119,6 +119,51 @@ static inline __m512i rqv_finish(__m512d lo, __m512d hi, const int32_t* madd, __
     return _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), _mm512_set1_epi32(255));
 }
 
+/* 16 inputs at c (fewer at a row's end: mask m), clamped to the window; corr: lanes below xthr */
+static inline __attribute__((always_inline)) __m512i rqv_load(const int32_t* x, long c, __mmask16 m,
+                                                             const int32_t* shift, const int32_t* lo,
+                                                             const int32_t* hi, const int32_t* xthr,
+                                                             __mmask16* corr, int dyn, int window) {
+    __m512i v = _mm512_maskz_loadu_epi32(m, x + c);
+    if (window)
+        v = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(v, _mm512_maskz_loadu_epi32(m, shift + c)),
+                                              _mm512_maskz_loadu_epi32(m, lo + c)),
+                             _mm512_maskz_loadu_epi32(m, hi + c));
+    *corr = dyn ? _mm512_cmplt_epi32_mask(v, _mm512_maskz_loadu_epi32(m, xthr + c)) : 0;
+    return v;
+}
+
+/* the float64 form of 16 lanes (left < 16: the row's tail, constants copied out first) */
+static inline __attribute__((always_inline)) __m512i rqv_double(__m512i v, long c, long left, __mmask16 m,
+                                                               __mmask16 corr, const double* cst,
+                                                               const double* mul, const double* nd,
+                                                               const int32_t* madd, int dyn, int folded) {
+    __m512d ylo, yhi;
+    if (left >= 16) {
+        ylo = rqv_half(_mm512_castsi512_si256(v), cst + c, mul + c, nd + c, (__mmask8)corr, dyn);
+        yhi = rqv_half(_mm512_extracti64x4_epi64(v, 1), cst + c + 8, mul + c + 8, nd + c + 8, (__mmask8)(corr >> 8),
+                       dyn);
+    } else {
+        double cb[16] = {0}, mb[16] = {0}, nb[16] = {0};
+        for (long i = 0; i < left; ++i) {
+            cb[i] = cst[c + i];
+            mb[i] = mul[c + i];
+            if (dyn) nb[i] = nd[c + i];
+        }
+        ylo = rqv_half(_mm512_castsi512_si256(v), cb, mb, nb, (__mmask8)corr, dyn);
+        yhi = rqv_half(_mm512_extracti64x4_epi64(v, 1), cb + 8, mb + 8, nb + 8, (__mmask8)(corr >> 8), dyn);
+    }
+    return rqv_finish(ylo, yhi, madd + c, m, folded);
+}
+
+static inline void rqv_store(uint8_t* o, long left, __mmask16 m, __m512i r) {
+    __m128i b = _mm512_cvtusepi32_epi8(r);
+    if (left >= 16)
+        _mm_storeu_si128((__m128i*)o, b); /* (a masked store is far slower on some CPUs) */
+    else
+        _mm_mask_storeu_epi8(o, m, b);
+}
+
 static inline __attribute__((always_inline)) void rqv_row(const int32_t* x, long ch, const double* cst,
                                                          const double* mul, const int32_t* xthr, const double* nd,
                                                          const int32_t* madd, const int32_t* shift,
@@ -126,43 +171,17 @@ static inline __attribute__((always_inline)) void rqv_row(const int32_t* x, long
                                                          int dyn, int folded, int window) {
     for (long c = 0; c < ch; c += 16) {
         long left = ch - c;
-        __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-        __m512i v = _mm512_maskz_loadu_epi32(m, x + c);
-        if (window)
-            v = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(v, _mm512_maskz_loadu_epi32(m, shift + c)),
-                                                  _mm512_maskz_loadu_epi32(m, lo + c)),
-                                 _mm512_maskz_loadu_epi32(m, hi + c));
-        __mmask16 corr = 0;
-        if (dyn) corr = _mm512_cmplt_epi32_mask(v, _mm512_maskz_loadu_epi32(m, xthr + c));
-        __m512d ylo, yhi;
-        if (left >= 16) {
-            ylo = rqv_half(_mm512_castsi512_si256(v), cst + c, mul + c, nd + c, (__mmask8)corr, dyn);
-            yhi = rqv_half(_mm512_extracti64x4_epi64(v, 1), cst + c + 8, mul + c + 8, nd + c + 8,
-                           (__mmask8)(corr >> 8), dyn);
-        } else { /* the row's tail: constants through masked loads */
-            double cb[16] = {0}, mb[16] = {0}, nb[16] = {0};
-            for (long i = 0; i < left; ++i) {
-                cb[i] = cst[c + i];
-                mb[i] = mul[c + i];
-                if (dyn) nb[i] = nd[c + i];
-            }
-            ylo = rqv_half(_mm512_castsi512_si256(v), cb, mb, nb, (__mmask8)corr, dyn);
-            yhi = rqv_half(_mm512_extracti64x4_epi64(v, 1), cb + 8, mb + 8, nb + 8, (__mmask8)(corr >> 8), dyn);
-        }
-        __m512i q = rqv_finish(ylo, yhi, madd + c, m, folded);
-        __m128i b = _mm512_cvtusepi32_epi8(q);
-        if (left >= 16)
-            _mm_storeu_si128((__m128i*)(o + c), b); /* (a masked store is far slower on some CPUs) */
-        else
-            _mm_mask_storeu_epi8(o + c, m, b);
+        __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1), corr;
+        __m512i v = rqv_load(x, c, m, shift, lo, hi, xthr, &corr, dyn, window);
+        rqv_store(o + c, left, m, rqv_double(v, c, left, m, corr, cst, mul, nd, madd, dyn, folded));
     }
 }
 
 /* float32 estimate, exact result: y is evaluated in float32 (one FMA, then the sign correction's
- * add) from float32 copies of the constants (aux, in sc's slot);
- * the caller bounds |y32 - y| by eps (qmax's slot) from the inputs' range and the constants'
- * rounding (aux: per 16 channels [16 cst][16 mul][16 nd]). Rounding y32 - eps down and y32 + eps up brackets y: where both fall in [q, q + 1),
- * floor(y) = q. Where any of 16 lanes is not bracketed that way, the 16 run in float64. */
+ * add) from float32 copies of the constants (aux, in sc's slot: per 16 channels [16 cst][16 mul]
+ * [16 nd]). The caller bounds |y32 - y| by eps (in qmax's slot) from the inputs' range and the
+ * constants' rounding. Rounding y32 - eps down and y32 + eps up brackets y: where both fall in
+ * [q, q + 1), floor(y) = q. Where any of 16 lanes is not bracketed that way, the 16 run in float64. */
 static inline __attribute__((always_inline)) void rqf_row(const int32_t* x, long ch, const double* cst,
                                                          const double* mul, const int32_t* xthr, const double* nd,
                                                          const float* aux, float eps, const int32_t* madd,
@@ -172,14 +191,8 @@ static inline __attribute__((always_inline)) void rqf_row(const int32_t* x, long
     const __m512 ve = _mm512_set1_ps(eps);
     for (long c = 0; c < ch; c += 16) {
         long left = ch - c;
-        __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-        __m512i v = _mm512_maskz_loadu_epi32(m, x + c);
-        if (window)
-            v = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(v, _mm512_maskz_loadu_epi32(m, shift + c)),
-                                                  _mm512_maskz_loadu_epi32(m, lo + c)),
-                                 _mm512_maskz_loadu_epi32(m, hi + c));
-        __mmask16 corr = 0;
-        if (dyn) corr = _mm512_cmplt_epi32_mask(v, _mm512_maskz_loadu_epi32(m, xthr + c));
+        __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1), corr;
+        __m512i v = rqv_load(x, c, m, shift, lo, hi, xthr, &corr, dyn, window);
         const float* a = aux + (c / 16) * 48;
         __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_loadu_ps(a + 16), _mm512_loadu_ps(a));
         if (dyn) y = _mm512_mask_add_ps(y, corr, y, _mm512_loadu_ps(a + 32)); /* nd = -2^-e, exact in float32 */
@@ -197,28 +210,9 @@ static inline __attribute__((always_inline)) void rqf_row(const int32_t* x, long
                 r = _mm512_min_epi32(_mm512_max_epi32(r, _mm512_setzero_si512()), _mm512_set1_epi32(255));
             }
         } else {
-            __m512d ylo, yhi;
-            if (left >= 16) {
-                ylo = rqv_half(_mm512_castsi512_si256(v), cst + c, mul + c, nd + c, (__mmask8)corr, dyn);
-                yhi = rqv_half(_mm512_extracti64x4_epi64(v, 1), cst + c + 8, mul + c + 8, nd + c + 8,
-                               (__mmask8)(corr >> 8), dyn);
-            } else {
-                double cb[16] = {0}, mb[16] = {0}, nb[16] = {0};
-                for (long i = 0; i < left; ++i) {
-                    cb[i] = cst[c + i];
-                    mb[i] = mul[c + i];
-                    if (dyn) nb[i] = nd[c + i];
-                }
-                ylo = rqv_half(_mm512_castsi512_si256(v), cb, mb, nb, (__mmask8)corr, dyn);
-                yhi = rqv_half(_mm512_extracti64x4_epi64(v, 1), cb + 8, mb + 8, nb + 8, (__mmask8)(corr >> 8), dyn);
-            }
-            r = rqv_finish(ylo, yhi, madd + c, m, folded);
+            r = rqv_double(v, c, left, m, corr, cst, mul, nd, madd, dyn, folded);
         }
-        __m128i b = _mm512_cvtusepi32_epi8(r);
-        if (left >= 16)
-            _mm_storeu_si128((__m128i*)(o + c), b);
-        else
-            _mm_mask_storeu_epi8(o + c, m, b);
+        rqv_store(o + c, left, m, r);
     }
 }
 
