@@ -163,6 +163,25 @@ def conv_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     return str(request.param)
 
 
+@pytest.fixture
+def fused_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The fused int8 kernels' runs (kernel class names), to check that a test reached them."""
+    calls: list[str] = []
+    for cls in (native.Int8Gemm, native.Int8Depthwise):
+        def counted(self, *args, _run=cls.run, **kw):  # type: ignore[no-untyped-def]
+            calls.append(type(self).__name__)
+            return _run(self, *args, **kw)
+        monkeypatch.setattr(cls, "run", counted)
+    return calls
+
+
+def _expect_fused(conv_impl: str, requant_impl: str, calls: list[str], kernel: str) -> None:
+    if conv_impl == "fused" and requant_impl == "native":
+        assert kernel in calls, f"the fused {kernel} kernel did not run"
+    else:
+        assert not calls
+
+
 @pytest.mark.parametrize("seed", range(24))
 def test_conv2d(seed: int, conv_impl: str) -> None:
     rng = np.random.default_rng(seed)
@@ -189,7 +208,7 @@ def test_depthwise(seed: int, conv_impl: str) -> None:
 
 
 @pytest.mark.parametrize("seed", range(10))
-def test_depthwise_wide(seed: int, conv_impl: str) -> None:
+def test_depthwise_wide(seed: int, conv_impl: str, requant_impl: str, fused_calls: list[str]) -> None:
     """Depthwise convolutions over many channels (whole and partial blocks of 16 / 64), kernels wider
     than 4 taps, strides, dilations and asymmetric pads: 8-bit, the fused kernel's domain."""
     rng = np.random.default_rng(700 + seed)
@@ -199,10 +218,11 @@ def test_depthwise_wide(seed: int, conv_impl: str) -> None:
     xshape = (int(rng.integers(1, 3)), int(rng.integers(kh * 2, 20)), int(rng.integers(kw * 2, 20)), c)
     Case("DepthWiseConv2d", [xshape], attrs, rng, weight=rng.normal(size=(kh, kw, 1, c)),
          w_axis=3 if seed % 2 else None, bias=str(rng.choice(["acc", "float", "none"]))).check()
+    _expect_fused(conv_impl, requant_impl, fused_calls, "Int8Depthwise")
 
 
 @pytest.mark.parametrize("seed", range(10))
-def test_pointwise(seed: int, conv_impl: str) -> None:
+def test_pointwise(seed: int, conv_impl: str, requant_impl: str, fused_calls: list[str]) -> None:
     """1x1 stride-1 convolutions (one GEMM): depths and widths around the kernel's blocks of 4 input
     and 16 / 64 output channels, row counts around its tiles of 6 rows; 8-bit and 16-bit outputs."""
     rng = np.random.default_rng(800 + seed)
@@ -212,6 +232,7 @@ def test_pointwise(seed: int, conv_impl: str) -> None:
     xshape = (int(rng.integers(1, 3)), int(rng.integers(1, 14)), int(rng.integers(1, 14)), cin)
     Case("Conv2d", [xshape], attrs, rng, weight=rng.normal(size=(1, 1, cin, cout)), w_axis=3 if seed % 2 else None,
          obw=16 if seed % 4 == 3 else 8, bias=str(rng.choice(["acc", "float", "none"]))).check()
+    _expect_fused(conv_impl, requant_impl, fused_calls, "Int8Gemm")
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -148,8 +148,7 @@ def test_float32_estimate_requant_exact(lib, dyn: bool, folded: bool) -> None:
     eps = requant_mod._estimate_error(cst, mul, nd, [int(x.abs().max())] * ch, ybound)
     assert eps is not None
     for e in (eps, 0.75):  # the estimate's bound, and one under which no lane brackets
-        fast = native.NativeRequant(lib, torch.int32, torch.uint8, 255, cst, mul, madd, folded, dyn_t, None, xthr,
-                                    (cst, mul, nd, e))
+        fast = native.NativeRequant(lib, torch.int32, torch.uint8, 255, cst, mul, madd, folded, dyn_t, None, xthr, e)
         assert fast.fn.__name__.startswith("rqf_")
         want = _reference_rows(x, cst, mul, nd, xthr, madd, folded, dyn)
         assert torch.equal(fast.run(x), want)

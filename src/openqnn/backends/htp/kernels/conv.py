@@ -50,12 +50,11 @@ import torch.nn.functional as F
 from openqnn.backends.htp import native
 from openqnn.backends.htp.kernels.gemm import (
     ConvCore,
+    FusedSetup,
     act_planes,
     act_qparams,
     bias_q,
     fused_gemm,
-    fused_ok,
-    fused_requant,
     gemm_mode,
     qconv_bound,
     static_operand,
@@ -389,17 +388,15 @@ def _fused_int8(ctx: HtpBuildContext, g: _Geo, xq: QParams, wc: np.ndarray, rq: 
     cout = wc.shape[-1]
     if g.kh == g.kw == 1 and (g.sh, g.sw) == (1, 1) and not (g.pt or g.pb or g.pl or g.pr) and groups == 1:
         return fused_gemm(ctx, xq, wc.reshape(g.c, cout), rq, bias)
-    if not (wc.shape[2] == 1 and groups == g.c == cout) or not fused_ok(ctx, xq, wc, rq):
+    if not (wc.shape[2] == 1 and groups == g.c == cout):
         return None
-    zx = int(xq.zero_point[0])
-    form = fused_requant(rq, bias, qconv_bound(wc, zx))
-    lib = native.library()
-    if form is None or lib is None:
+    fs = FusedSetup.of(ctx, xq, wc, rq, bias)
+    if fs is None:
         return None
-    init = torch.tensor(-zx * wc.astype(np.int64).reshape(-1, cout).sum(axis=0), dtype=torch.int32)
-    geo = (g.n, g.h, g.w, g.c, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.oh, g.ow, zx)
-    dw = native.Int8Depthwise(lib, torch.tensor(wc.reshape(g.kh, g.kw, cout), dtype=torch.int8), init, form, geo)
-    slot, shape, device, dtype = output_slot("dw"), (g.n, g.oh, g.ow, cout), ctx.device, form.out_dtype
+    geo = (g.n, g.h, g.w, g.c, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.oh, g.ow, int(xq.zero_point[0]))
+    dw = native.Int8Depthwise(fs.lib, torch.tensor(wc.reshape(g.kh, g.kw, cout), dtype=torch.int8), fs.init, fs.form,
+                              geo)
+    slot, shape, device, dtype = output_slot("dw"), (g.n, g.oh, g.ow, cout), ctx.device, fs.form.out_dtype
 
     def run_dw(x: torch.Tensor) -> torch.Tensor:
         return dw.run(x.contiguous(), step_output(slot, shape, dtype, device))

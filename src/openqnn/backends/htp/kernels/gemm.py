@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable
 
 import numpy as np
@@ -27,6 +28,7 @@ from openqnn.backends.htp.native import NativeRequant
 
 __all__ = [
     "ConvCore",
+    "FusedSetup",
     "act_a0",
     "act_coefs",
     "act_planes",
@@ -35,8 +37,6 @@ __all__ = [
     "check_weight_bits",
     "col_bound",
     "fused_gemm",
-    "fused_ok",
-    "fused_requant",
     "gemm_mode",
     "int8_split",
     "make_mm",
@@ -231,38 +231,47 @@ def qconv_bound(wc: np.ndarray, zx: int) -> np.ndarray:
     return np.maximum(centred, 255 * np.maximum(pos, neg)).astype(np.float64)
 
 
-def fused_ok(ctx: HtpBuildContext, xq: QParams, wc: np.ndarray, rq: Requant) -> bool:
-    """Whether native/int8.c's kernels take this op: CPU, built with AVX-512 VNNI, 8-bit input and
-    int32 accumulator scheme, weights within int8."""
-    return (xq.bitwidth == 8 and not rq.wide and ctx.device.type == "cpu" and native.int8_available()
-            and wc.size > 0 and int(wc.min()) >= -128 and int(wc.max()) <= 127)
+class FusedSetup:
+    """What native/int8.c's kernels need for one op: the library, the C requantization of the
+    int32 accumulator (bias in its constants) and the accumulator's start ``-zx * sum(w)`` per output
+    channel, so that it ends as the spec's ``sum((q - zx) * w)``."""
 
+    def __init__(self, lib: ctypes.CDLL, form: NativeRequant, init: torch.Tensor):
+        self.lib, self.form, self.init = lib, form, init
 
-def fused_requant(rq: Requant, bias: np.ndarray, bound: np.ndarray) -> NativeRequant | None:
-    """The C requantization of int32 accumulators ``acc`` (|acc| <= bound per channel) plus ``bias``,
-    that the fused kernels run on each block; None where it is not the C form or acc may not fit int32."""
-    if float(bound.max()) >= float(INT32_MAX):
-        return None
-    rq.fast(bias, [(1, bound)], torch.int32)
-    form = rq.native_form
-    return form if form is not None and form.in_dtype == torch.int32 else None
+    @staticmethod
+    def of(ctx: HtpBuildContext, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray) -> FusedSetup | None:
+        """For integer weights ``wc`` (output channels last); None where the kernels do not apply: not
+        the CPU or not built with AVX-512 VNNI, not an 8-bit input with the int32 accumulator scheme,
+        weights outside int8, an accumulator that may not fit int32 (:func:`qconv_bound`), or a
+        requantization that is not the C form."""
+        lib = native.library()
+        if (lib is None or xq.bitwidth != 8 or rq.wide or ctx.device.type != "cpu" or not native.int8_available()
+                or wc.size == 0 or int(wc.min()) < -128 or int(wc.max()) > 127):
+            return None
+        zx = int(xq.zero_point[0])
+        bound = qconv_bound(wc, zx)
+        if float(bound.max()) >= float(INT32_MAX):
+            return None
+        rq.fast(bias, [(1, bound)], torch.int32)  # the plan; the kernels run its C epilogue
+        form = rq.native_form
+        if form is None or form.in_dtype != torch.int32:
+            return None
+        cout = wc.shape[-1]
+        init = torch.tensor(-zx * wc.astype(np.int64).reshape(-1, cout).sum(axis=0), dtype=torch.int32)
+        return FusedSetup(lib, form, init)
 
 
 def fused_gemm(ctx: HtpBuildContext, xq: QParams, wkn: np.ndarray, rq: Requant, bias: np.ndarray
                ) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """``x [..., k] (uint8 codes) -> requant(sum((q - zx) * w) + bias) [..., n]`` as native/int8.c's
     GEMM with the requantization fused, for static integer weights ``wkn`` [k, n]; None where it
-    does not apply. The accumulator starts at ``-zx * sum(w)`` (exact: its final value fits int32)."""
-    if not fused_ok(ctx, xq, wkn, rq):
+    does not apply (:meth:`FusedSetup.of`)."""
+    fs = FusedSetup.of(ctx, xq, wkn, rq, bias)
+    if fs is None:
         return None
-    zx = int(xq.zero_point[0])
-    form = fused_requant(rq, bias, qconv_bound(wkn, zx))
-    lib = native.library()
-    if form is None or lib is None:
-        return None
-    init = torch.tensor(-zx * wkn.astype(np.int64).sum(axis=0), dtype=torch.int32)
-    gemm = native.Int8Gemm(lib, torch.tensor(wkn, dtype=torch.int8), init, form)
-    slot, n, device, dtype = output_slot("gemm"), wkn.shape[1], ctx.device, form.out_dtype
+    gemm = native.Int8Gemm(fs.lib, torch.tensor(wkn, dtype=torch.int8), fs.init, fs.form)
+    slot, n, device, dtype = output_slot("gemm"), wkn.shape[1], ctx.device, fs.form.out_dtype
 
     def run(x: torch.Tensor) -> torch.Tensor:
         return gemm.run(x.contiguous(), step_output(slot, (*x.shape[:-1], n), dtype, device))

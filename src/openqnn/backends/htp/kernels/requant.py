@@ -246,16 +246,13 @@ class Requant:
         lib = native.library() if self.device.type == "cpu" else None
         if lib is None or in_dtype not in (torch.float32, torch.float64, torch.int32):
             return None
-        xthr = est32 = None
+        xthr = eps = None
         dyn = self._dyn(spec, plan)
         if in_dtype == torch.int32 and all(INT32_MIN <= v <= INT32_MAX for v in plan.xthr):
             xthr = self._t(plan.xthr, torch.int32)
-            nd = dyn[2] if dyn is not None else torch.zeros_like(c_t)
-            eps = _estimate_error(c_t, r_t, nd, xbound, plan.ybound)
-            if eps is not None:
-                est32 = (c_t, r_t, nd, eps)
+            eps = _estimate_error(c_t, r_t, dyn[2] if dyn is not None else torch.zeros_like(c_t), xbound, plan.ybound)
         return NativeRequant(lib, in_dtype, self.out_dtype, self.qmax, c_t, r_t, self._madd(plan), plan.folded,
-                             dyn, window, xthr, est32)
+                             dyn, window, xthr, eps)
 
     def _consts(self, spec: _Affine, plan: _Plan, coefs: list[list[int]] | None
                 ) -> tuple[torch.Tensor, list[torch.Tensor], Callable[..., torch.Tensor]]:

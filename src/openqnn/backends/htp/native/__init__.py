@@ -152,6 +152,8 @@ def library() -> ctypes.CDLL | None:
         except OSError as e:
             log.info("htp: could not load %s (%s); requantization runs as PyTorch ops", path, e)
             return None
+        lib.lut1_u8.argtypes, lib.lut1_u8.restype = [_P, _L, _P, _P], None
+        lib.lut2_u8.argtypes, lib.lut2_u8.restype = [_P, _P, _L, _P, _P], None
         if not _self_check(lib):
             log.warning("htp: the native requantization failed its self-check; using PyTorch ops")
             return None
@@ -179,14 +181,13 @@ class NativeRequant:
                  cst: torch.Tensor, mul: torch.Tensor, madd: torch.Tensor, folded: bool,
                  dyn: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
                  window: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, xthr: torch.Tensor | None = None,
-                 est32: tuple[torch.Tensor, torch.Tensor, torch.Tensor, float] | None = None):
+                 eps: float | None = None):
         """``xthr``: where given (int32 per channel), int32 -> uint8 runs a hand-vectorized kernel
-        (AVX-512) whose sign correction compares the input with it: ``rqf_*`` with ``est32`` (float32
-        copies of cst, mul and nd, and a bound of the float32 estimate's error: requant.c), else
-        ``rqv_*`` (float64)."""
+        (AVX-512) whose sign correction compares the input with it: ``rqf_*`` where ``eps`` bounds the
+        error of its float32 estimate (requant.c), else ``rqv_*`` (float64)."""
         vector = (in_dtype == torch.int32 and out_dtype == torch.uint8 and qmax == 255
                   and (dyn is None or xthr is not None) and bool(lib.openqnn_rqv_available()))
-        kind = ("f" if est32 is not None else "v") if vector else ""
+        kind = ("f" if eps is not None else "v") if vector else ""
         name = f"rq{kind}_{_IN[in_dtype]}_{_OUT[out_dtype]}_{'d' if dyn else 'n'}_{'f' if folded else 'n'}"
         if window is not None:
             assert in_dtype in (torch.int32, torch.float32)
@@ -211,17 +212,16 @@ class NativeRequant:
         k0, sc, nd = (next(tiled), next(tiled), next(tiled)) if dyn is not None else (None, None, None)
         shift, lo, hi = (next(tiled), next(tiled), next(tiled)) if window is not None else (None, None, None)
         qarg = float(qmax)
-        if kind == "f":  # float32 constants per 16 channels of the tiled row: [16 cst][16 mul][16 nd]
-            assert est32 is not None
-            parts = [t.repeat(k).to(torch.float32) for t in est32[:3]]
+        if kind == "f":  # float32 copies per 16 channels of the tiled row: [16 cst][16 mul][16 nd]
+            assert eps is not None
+            nd32 = dyn[2] if dyn is not None else torch.zeros_like(cst)
             blocks = (ch * k + 15) // 16
-            aux = torch.zeros(blocks * 16 * 3, dtype=torch.float32)
-            for j, t in enumerate(parts):
-                padded = torch.zeros(blocks * 16, dtype=torch.float32)
-                padded[:ch * k] = t
-                aux.view(blocks, 3, 16)[:, j] = padded.view(blocks, 16)
+            aux = torch.zeros((3, blocks * 16), dtype=torch.float32)
+            for row, t in zip(aux, (cst, mul, nd32)):
+                row[:ch * k] = t.repeat(k)
+            aux = aux.view(3, blocks, 16).transpose(0, 1).contiguous()
             self.keep.append(aux)
-            sc, qarg = aux, float(est32[3])  # the kernel reads aux in sc's slot and eps in qmax's
+            sc, qarg = aux, eps  # the kernel reads aux in sc's slot and eps in qmax's
         ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
         self.consts = (ptr(cst_t), ptr(mul_t), ptr(k0), ptr(sc), ptr(nd), ptr(madd_t), ptr(shift), ptr(lo), ptr(hi),
                        qarg)
@@ -267,17 +267,21 @@ def lookup(table: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None = None,
     assert lib is not None
     out = torch.empty(x.shape, dtype=torch.uint8)
     if y is None:
-        lib.lut1_u8(_P(x.data_ptr()), _L(x.numel()), _P(table.data_ptr()), _P(out.data_ptr()))
+        lib.lut1_u8(x.data_ptr(), x.numel(), table.data_ptr(), out.data_ptr())
     else:
-        lib.lut2_u8(_P(x.data_ptr()), _P(y.data_ptr()), _L(x.numel()), _P(table.data_ptr()), _P(out.data_ptr()))
+        lib.lut2_u8(x.data_ptr(), y.data_ptr(), x.numel(), table.data_ptr(), out.data_ptr())
     return out
+
+
+def _codes_ok(xs: Sequence[torch.Tensor]) -> bool:
+    """Whether these are contiguous uint8 CPU tensors of one shape."""
+    return all(x.dtype == torch.uint8 and x.device.type == "cpu" and x.is_contiguous() and x.shape == xs[0].shape
+               for x in xs)
 
 
 def lookup_ok(table: torch.Tensor, *xs: torch.Tensor) -> bool:
     """Whether :func:`lookup` takes these operands: uint8 CPU tensors of one shape, contiguous."""
-    return (table.dtype == torch.uint8 and table.is_contiguous() and table.device.type == "cpu"
-            and all(x.dtype == torch.uint8 and x.device.type == "cpu" and x.is_contiguous()
-                    and x.shape == xs[0].shape for x in xs))
+    return table.dtype == torch.uint8 and table.is_contiguous() and table.device.type == "cpu" and _codes_ok(xs)
 
 
 def quantize(x: torch.Tensor, scale: float, offset: int, qmin: int, qmax: int, dtype: torch.dtype,
@@ -305,26 +309,14 @@ def lookup_or(table: torch.Tensor, fallback: Callable[..., torch.Tensor], out_sh
     lib = library()
     assert lib is not None
     numel = math.prod(shape)
-    if operands == 2:  # the common case (two 8-bit operands of the output's shape) with the least overhead
-        fn = lib.lut2_u8
-        fn.argtypes, fn.restype = [_P, _P, _L, _P, _P], None
-        tbl = table
+    fn = lib.lut2_u8 if operands == 2 else lib.lut1_u8
+    tbl = table.contiguous()
 
-        def run2(*xs: torch.Tensor) -> torch.Tensor:
-            if len(xs) == 2:
-                x, y = xs
-                if (x.dtype == y.dtype == torch.uint8 and x.numel() == y.numel() == numel and x.is_contiguous()
-                        and y.is_contiguous() and x.device.type == y.device.type == "cpu" and x.shape == y.shape):
-                    out = torch.empty(shape, dtype=torch.uint8)
-                    fn(x.data_ptr(), y.data_ptr(), numel, tbl.data_ptr(), out.data_ptr())
-                    return out
-            return fallback(*xs)
-
-        return run2
-
-    def run(*xs: torch.Tensor) -> torch.Tensor:
-        if len(xs) == operands and lookup_ok(table, *xs):
-            return lookup(table, xs[0], xs[1] if operands == 2 else None).reshape(shape)
+    def run(*xs: torch.Tensor) -> torch.Tensor:  # (per-call overhead matters: small element-wise ops)
+        if len(xs) == operands and xs[0].numel() == numel and _codes_ok(xs):
+            out = torch.empty(shape, dtype=torch.uint8)
+            fn(*[x.data_ptr() for x in xs], numel, tbl.data_ptr(), out.data_ptr())
+            return out
         return fallback(*xs)
 
     return run
@@ -406,12 +398,8 @@ class Int8Gemm:
         self.fn.restype = ctypes.c_int
         self.args = (self.packed.data_ptr(), self.n, self.init.data_ptr(), ctypes.byref(self.plan))
 
-    def accepts(self, a: torch.Tensor) -> bool:
-        return (a.dtype == torch.uint8 and a.device.type == "cpu" and a.dim() >= 1 and a.shape[-1] == self.k
-                and a.is_contiguous())
-
     def run(self, a: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """``a`` [..., k] (accepted by :meth:`accepts`) -> [..., n] outputs (into ``out`` when given)."""
+        """``a`` [..., k] (contiguous uint8 CPU codes) -> [..., n] outputs (into ``out`` when given)."""
         m = a.numel() // self.k if self.k else 0
         if out is None:
             out = torch.empty((*a.shape[:-1], self.n), dtype=self.out_dtype)
@@ -438,18 +426,14 @@ class Int8Depthwise:
         self.init = init.to(torch.int32).contiguous()
         self.rq, self.plan = rq, rq.plan()
         self.out_shape = (self.geo.n, self.geo.oh, self.geo.ow, c)
-        self.in_shape = (self.geo.n, self.geo.h, self.geo.w, c)
         self.out_dtype = rq.out_dtype
         self.fn = lib.dwconv_u8s8
         self.fn.argtypes = [_P, ctypes.POINTER(_Geo), _P, _P, ctypes.POINTER(RqPlan), _P]
         self.fn.restype = ctypes.c_int
         self.args = (ctypes.byref(self.geo), self.packed.data_ptr(), self.init.data_ptr(), ctypes.byref(self.plan))
 
-    def accepts(self, x: torch.Tensor) -> bool:
-        return (x.dtype == torch.uint8 and x.device.type == "cpu" and tuple(x.shape) == self.in_shape
-                and x.is_contiguous())
-
     def run(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` (contiguous uint8 CPU codes of the geometry's input shape) -> outputs (into ``out``)."""
         if out is None:
             out = torch.empty(self.out_shape, dtype=self.out_dtype)
         geo, packed, init, plan = self.args
