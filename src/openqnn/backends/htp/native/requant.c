@@ -181,7 +181,32 @@ static inline __attribute__((always_inline)) void rqv_row(const int32_t* x, long
  * add) from float32 copies of the constants (aux, in sc's slot: per 16 channels [16 cst][16 mul]
  * [16 nd]). The caller bounds |y32 - y| by eps (in qmax's slot) from the inputs' range and the
  * constants' rounding. Rounding y32 - eps down and y32 + eps up brackets y: where both fall in
- * [q, q + 1), floor(y) = q. Where any of 16 lanes is not bracketed that way, the 16 run in float64. */
+ * [q, q + 1), floor(y) = q. Where a lane of a group is not bracketed that way, the group runs in
+ * float64. The caller guarantees |y| < 2^30 and qmax = 255, so q converts to int32 exactly and the
+ * final clamp is a saturating pack (int32 -> int16 -> uint8 clamps to [0, 255] exactly). */
+static inline __attribute__((always_inline)) __m512 rqf_est(__m512i v, const float* a, __m512 ve, __mmask16 corr,
+                                                           __mmask16 m, int dyn, __mmask16* bad) {
+    __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_loadu_ps(a + 16), _mm512_loadu_ps(a));
+    if (dyn) y = _mm512_mask_add_ps(y, corr, y, _mm512_loadu_ps(a + 32)); /* nd = -2^-e, exact in float32 */
+    __m512 down = _mm512_sub_round_ps(y, ve, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512 q = _mm512_roundscale_ps(_mm512_add_round_ps(y, ve, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC),
+                                    _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    *bad |= _mm512_mask_cmp_ps_mask(m, down, q, _CMP_LT_OQ);
+    return q;
+}
+
+/* floor(y) as int32 plus the output offset (not folded): clamped to [0, 255] by the caller's pack */
+static inline __attribute__((always_inline)) __m512i rqf_int(__m512 q, const int32_t* madd, __mmask16 m, int folded) {
+    __m512i r = _mm512_cvttps_epi32(q);
+    return folded ? r : _mm512_add_epi32(r, _mm512_maskz_loadu_epi32(m, madd));
+}
+
+/* 64 int32 lanes (each in [INT16_MIN, INT16_MAX] or saturating the same way) -> 64 bytes clamped to [0, 255] */
+static inline __m512i pack64(__m512i a, __m512i b, __m512i c, __m512i d) {
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_epi32(order, _mm512_packus_epi16(_mm512_packs_epi32(a, b), _mm512_packs_epi32(c, d)));
+}
+
 static inline __attribute__((always_inline)) void rqf_row(const int32_t* x, long ch, const double* cst,
                                                          const double* mul, const int32_t* xthr, const double* nd,
                                                          const float* aux, float eps, const int32_t* madd,
@@ -189,29 +214,36 @@ static inline __attribute__((always_inline)) void rqf_row(const int32_t* x, long
                                                          const int32_t* hi, uint8_t* o, int dyn, int folded,
                                                          int window) {
     const __m512 ve = _mm512_set1_ps(eps);
-    for (long c = 0; c < ch; c += 16) {
-        long left = ch - c;
-        __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1), corr;
-        __m512i v = rqv_load(x, c, m, shift, lo, hi, xthr, &corr, dyn, window);
+    const __mmask16 all = 0xFFFF;
+    long c = 0;
+    for (; c + 64 <= ch; c += 64) { /* the hot loop: four groups of 16, one check, one pack */
+        __mmask16 k0, k1, k2, k3, bad = 0;
+        __m512i v0 = rqv_load(x, c, all, shift, lo, hi, xthr, &k0, dyn, window);
+        __m512i v1 = rqv_load(x, c + 16, all, shift, lo, hi, xthr, &k1, dyn, window);
+        __m512i v2 = rqv_load(x, c + 32, all, shift, lo, hi, xthr, &k2, dyn, window);
+        __m512i v3 = rqv_load(x, c + 48, all, shift, lo, hi, xthr, &k3, dyn, window);
         const float* a = aux + (c / 16) * 48;
-        __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_loadu_ps(a + 16), _mm512_loadu_ps(a));
-        if (dyn) y = _mm512_mask_add_ps(y, corr, y, _mm512_loadu_ps(a + 32)); /* nd = -2^-e, exact in float32 */
-        __m512 down = _mm512_sub_round_ps(y, ve, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-        __m512 q = _mm512_roundscale_ps(_mm512_add_round_ps(y, ve, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC),
-                                        _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-        __m512i r;
-        if (_mm512_mask_cmp_ps_mask(m, down, q, _CMP_LT_OQ) == 0) { /* every lane bracketed: q = floor(y) */
-            if (folded) {
-                q = _mm512_min_ps(q, _mm512_set1_ps(255.0f));
-                r = _mm512_max_epi32(_mm512_cvttps_epi32(q), _mm512_setzero_si512());
-            } else {
-                q = _mm512_min_ps(_mm512_max_ps(q, _mm512_set1_ps(-1073741824.0f)), _mm512_set1_ps(1073741824.0f));
-                r = _mm512_add_epi32(_mm512_cvttps_epi32(q), _mm512_maskz_loadu_epi32(m, madd + c));
-                r = _mm512_min_epi32(_mm512_max_epi32(r, _mm512_setzero_si512()), _mm512_set1_epi32(255));
-            }
-        } else {
-            r = rqv_double(v, c, left, m, corr, cst, mul, nd, madd, dyn, folded);
+        __m512i r0 = rqf_int(rqf_est(v0, a, ve, k0, all, dyn, &bad), madd + c, all, folded);
+        __m512i r1 = rqf_int(rqf_est(v1, a + 48, ve, k1, all, dyn, &bad), madd + c + 16, all, folded);
+        __m512i r2 = rqf_int(rqf_est(v2, a + 96, ve, k2, all, dyn, &bad), madd + c + 32, all, folded);
+        __m512i r3 = rqf_int(rqf_est(v3, a + 144, ve, k3, all, dyn, &bad), madd + c + 48, all, folded);
+        if (__builtin_expect(bad != 0, 0)) {
+            r0 = rqv_double(v0, c, 16, all, k0, cst, mul, nd, madd, dyn, folded);
+            r1 = rqv_double(v1, c + 16, 16, all, k1, cst, mul, nd, madd, dyn, folded);
+            r2 = rqv_double(v2, c + 32, 16, all, k2, cst, mul, nd, madd, dyn, folded);
+            r3 = rqv_double(v3, c + 48, 16, all, k3, cst, mul, nd, madd, dyn, folded);
         }
+        _mm512_storeu_si512((void*)(o + c), pack64(r0, r1, r2, r3));
+    }
+    for (; c < ch; c += 16) {
+        long left = ch - c;
+        __mmask16 m = left >= 16 ? all : (__mmask16)((1u << left) - 1), corr, bad = 0;
+        __m512i v = rqv_load(x, c, m, shift, lo, hi, xthr, &corr, dyn, window);
+        __m512i r = rqf_int(rqf_est(v, aux + (c / 16) * 48, ve, corr, m, dyn, &bad), madd + c, m, folded);
+        if (bad)
+            r = rqv_double(v, c, left, m, corr, cst, mul, nd, madd, dyn, folded);
+        else
+            r = _mm512_max_epi32(r, _mm512_setzero_si512()); /* the store's conversion saturates above only */
         rqv_store(o + c, left, m, r);
     }
 }
