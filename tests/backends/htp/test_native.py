@@ -96,6 +96,41 @@ def test_int8_gemm_exact(int8_lib, m: int, k: int, n: int) -> None:
     assert torch.equal(got, want)
 
 
+@pytest.mark.parametrize("dyn", [False, True])
+@pytest.mark.parametrize("folded", [False, True])
+@pytest.mark.parametrize("m,k,n", [(1, 3, 5), (7, 37, 64), (13, 64, 70), (50, 130, 129), (200, 16, 96)])
+def test_int8_gemm_requantized_in_registers(int8_lib, dyn: bool, folded: bool, m: int, k: int, n: int) -> None:
+    """With the float32 estimate's plan, the GEMM requantizes its accumulators in registers (no
+    epilogue pass): the outputs equal exact integer arithmetic on the int64 sums, with the estimate's
+    bound and with one under which every group takes the float64 fallback."""
+    rng = np.random.default_rng(m * 1000 + k * 10 + n + 7 * dyn + 3 * folded)
+    a = torch.from_numpy(rng.integers(0, 256, size=(m, k)))
+    a[0] = 255
+    w = torch.from_numpy(rng.integers(-128, 128, size=(k, n)))
+    init = torch.from_numpy(rng.integers(-5000, 5000, size=n)).to(torch.int32)
+    acc = a @ w + init.to(torch.int64)
+    s = 31 + 6
+    bound = int(acc.abs().max()) + 1
+    # y = cst + acc * mul spans about [-300, 300]
+    top = max(1, int(300 / bound * 2.0**s))
+    mul = torch.tensor([float(v) * 2.0**-s for v in rng.integers(max(1, top // 2), top + 1, size=n)],
+                       dtype=torch.float64)
+    cst = torch.tensor(rng.integers(-(1 << 44), 1 << 44, size=n) * 2.0**-s, dtype=torch.float64)
+    madd = torch.tensor(rng.integers(-3, 130, size=n), dtype=torch.int32)
+    nd = torch.full((n,), -2.0**-6, dtype=torch.float64) if dyn else torch.zeros(n, dtype=torch.float64)
+    xthr = torch.from_numpy(rng.integers(-bound // 2, bound // 2 + 1, size=n)).to(torch.int32)
+    dyn_t = (torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64), nd) if dyn else None
+    ybound = float(bound * mul.max() + cst.abs().max()) + 1
+    eps = requant_mod._estimate_error(cst, mul, nd, [bound] * n, ybound)
+    assert eps is not None
+    want = _reference_rows(acc.to(torch.int32), cst, mul, nd, xthr, madd, folded, dyn)
+    for e in (eps, 0.75):
+        rq = native.NativeRequant(int8_lib, torch.int32, torch.uint8, 255, cst, mul, madd, folded, dyn_t, None, xthr, e)
+        gemm = native.Int8Gemm(int8_lib, w.to(torch.int8), init, rq)
+        assert gemm.plan.mode == 1 | 2 * dyn | 4 * folded
+        assert torch.equal(gemm.run(a.to(torch.uint8)), want), e
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_int8_depthwise_exact(int8_lib, seed: int) -> None:
     """Depthwise accumulators (padding taps read the zero point) equal a float64 convolution."""

@@ -42,6 +42,7 @@ __all__ = ["Int8Depthwise", "Int8Gemm", "NativeRequant", "int8_available", "libr
            "nchw3_to_nhwc", "quantize"]
 
 _SOURCES = [Path(__file__).with_name("requant.c"), Path(__file__).with_name("int8.c")]
+_HEADERS = [Path(__file__).with_name("rqsimd.h")]  # part of the cache key, included by the sources
 _FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffinite-math-only", "-ffp-contract=off", "-shared", "-fPIC"]
 _LOCK = threading.Lock()
 _LIB: ctypes.CDLL | None = None
@@ -75,7 +76,7 @@ def _cache_dir() -> Path:
 
 def _build(cc: str) -> Path | None:
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False).stdout
-    source = b"".join(p.read_bytes() for p in _SOURCES)
+    source = b"".join(p.read_bytes() for p in (*_SOURCES, *_HEADERS))
     for flags in (["-march=native", *_FLAGS], _FLAGS):
         key = hashlib.sha256(source + " ".join([cc, *flags]).encode() + version.encode()
                              + _cpu_key().encode()).hexdigest()[:16]
@@ -170,7 +171,7 @@ class RqPlan(ctypes.Structure):
 
     _fields_ = [("fn", _P), ("cst", _P), ("mul", _P), ("k0", _P), ("sc", _P), ("nd", _P), ("madd", _P),
                 ("shift", _P), ("lo", _P), ("hi", _P), ("qmax", ctypes.c_double), ("ch", _L), ("k", _L),
-                ("out_size", _L)]
+                ("out_size", _L), ("mode", _L)]
 
 
 class NativeRequant:
@@ -198,6 +199,8 @@ class NativeRequant:
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = _ARGTYPES, None
         self.fn, self.in_dtype, self.out_dtype = fn, in_dtype, out_dtype
+        # the float32 estimate without a window: the GEMM may requantize in registers (int8.c)
+        self.mode = (1 | (2 if dyn is not None else 0) | (4 if folded else 0)) if kind == "f" and window is None else 0
         ch = cst.numel()
         # the kernel vectorizes along a row: consecutive rows of few channels are taken k at a time
         # as one row of k * ch (a multiple of 64 elements) with the constants repeated k times
@@ -230,7 +233,7 @@ class NativeRequant:
         """This requantization as int8.c's ``rq_plan`` (the fused kernels call its epilogue)."""
         cst, mul, k0, sc, nd, madd, shift, lo, hi, qmax = self.consts
         return RqPlan(ctypes.cast(self.fn, _P).value, cst, mul, k0, sc, nd, madd, shift, lo, hi, qmax,
-                      self.channels, self.k, torch.empty((), dtype=self.out_dtype).element_size())
+                      self.channels, self.k, torch.empty((), dtype=self.out_dtype).element_size(), self.mode)
 
     def accepts(self, x: torch.Tensor) -> bool:
         """Whether ``x`` is a CPU tensor of this input type with contiguous rows of the channels."""

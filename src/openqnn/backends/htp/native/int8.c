@@ -26,13 +26,16 @@ typedef void (*epi_fn)(const int32_t* x, long rows, long ch, long xstride, const
                        const double* k0, const double* sc, const double* nd, const int32_t* madd,
                        const int32_t* shift, const int32_t* lo, const int32_t* hi, double qmax, void* out);
 
-/* one requantization: its epilogue, constants tiled k times (k rows of ch as one row), output size */
+/* one requantization: its epilogue, constants tiled k times (k rows of ch as one row), output size;
+ * mode: 0, or (int32 -> uint8 by rqsimd.h's float32 estimate, no window) 1 | 2 * dyn | 4 * folded,
+ * where the GEMM requantizes its accumulators in registers (sc holds the float32 constants, k0 the
+ * sign correction's thresholds as int32, qmax the estimate's bound) */
 typedef struct {
     epi_fn fn;
     const double *cst, *mul, *k0, *sc, *nd;
     const int32_t *madd, *shift, *lo, *hi;
     double qmax;
-    long ch, k, out_size;
+    long ch, k, out_size, mode;
 } rq_plan;
 
 static void epilogue(const rq_plan* p, const int32_t* acc, long rows, char* out) {
@@ -53,6 +56,8 @@ static long block_rows(const rq_plan* p) {
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
+
+#include "rqsimd.h"
 
 int openqnn_int8_available(void) { return 1; }
 
@@ -126,9 +131,44 @@ static inline __m512i load4(const uint8_t* a, long rem) { /* 4 bytes broadcast, 
         if (NB > 3) STORE1(i, 3);                                    \
     }
 
+/* One row of a tile requantized in registers (plan mode != 0): NB blocks of 16 accumulators for
+ * columns col .. col + ncols - 1 (ncols counted from col, may exceed 16 * NB) -> uint8 at o. */
+static inline __attribute__((always_inline)) void rq_tile_row(const rq_plan* p, __m512i a0, __m512i a1, __m512i a2,
+                                                             __m512i a3, const int NB, uint8_t* o, long col,
+                                                             long ncols, const int dyn, const int folded) {
+    const __m512 ve = _mm512_set1_ps((float)p->qmax);
+    const float* aux = (const float*)(const void*)p->sc + (col / 16) * 48;
+    const int32_t* xthr = (const int32_t*)(const void*)p->k0 + col;
+    const double *cst = p->cst + col, *mul = p->mul + col, *nd = dyn ? p->nd + col : 0;
+    const int32_t* madd = p->madd + col;
+    __m512i v[4] = {a0, a1, a2, a3}, r[4];
+    __mmask16 m[4], k[4], bad = 0;
+    long left[4];
+    for (int j = 0; j < NB; ++j) {
+        left[j] = ncols - 16 * j;
+        m[j] = left[j] >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left[j]) - 1);
+        k[j] = dyn ? _mm512_mask_cmplt_epi32_mask(m[j], v[j], _mm512_maskz_loadu_epi32(m[j], xthr + 16 * j)) : 0;
+        r[j] = rqf_int(rqf_est(v[j], aux + 48 * j, ve, k[j], m[j], dyn, &bad), madd + 16 * j, m[j], folded);
+    }
+    if (__builtin_expect(bad != 0, 0))
+        for (int j = 0; j < NB; ++j)
+            r[j] = rqv_double(v[j], 16 * j, left[j], m[j], k[j], cst, mul, nd, madd, dyn, folded);
+    if (NB == 4 && ncols >= 64) {
+        _mm512_storeu_si512((void*)o, pack64(r[0], r[1], r[2], r[3]));
+    } else {
+        for (int j = 0; j < NB; ++j)
+            rqv_store(o + 16 * j, left[j], m[j], _mm512_max_epi32(r[j], _mm512_setzero_si512()));
+    }
+}
+
+#define ROW_RQ(i)                                                                                          \
+    if (i < mr) rq_tile_row(p, c##i##_0, c##i##_1, c##i##_2, c##i##_3, NB, o + i * ldo, col, ncols, RQ & 2, RQ & 4);
+
+/* RQ = 0: int32 accumulators to c (row stride ldc); else plan p's mode: uint8 outputs to o (stride ldo) */
 static inline __attribute__((always_inline)) void gemm_tile(const uint8_t* a, long lda, int mr, long K,
                                                            const int8_t* bp, const int NB, const __m512i* init,
-                                                           int32_t* c, long ldc, long ncols) {
+                                                           int32_t* c, long ldc, long ncols, const int RQ,
+                                                           const rq_plan* p, uint8_t* o, long ldo, long col) {
     ROWS(ROW_DECL)
     long full = K / 4;
     const int8_t* bq = bp;
@@ -148,17 +188,53 @@ static inline __attribute__((always_inline)) void gemm_tile(const uint8_t* a, lo
         if (NB > 3) b3 = _mm512_loadu_si512((const void*)(bq + 192));
         ROWS(ROW_TAIL)
     }
-    ROWS(ROW_STORE)
+    if (RQ) {
+        ROWS(ROW_RQ)
+    } else {
+        ROWS(ROW_STORE)
+    }
 }
 
-/* out[M, N] = requant(init + A[M, K] (uint8, row stride lda) @ W[K, N] (int8, packed)) */
+/* the tiles of one panel (nb blocks of 16 columns from col) over rows rows of A */
+static inline __attribute__((always_inline)) void gemm_panel(const uint8_t* A, long rows, long K, long lda,
+                                                            const int8_t* panel, int nb, const __m512i* iv,
+                                                            int32_t* c, long ldc, long ncols, const int RQ,
+                                                            const rq_plan* p, uint8_t* o, long ldo, long col) {
+    for (long i = 0; i < rows; i += MR) {
+        int mr = rows - i < MR ? (int)(rows - i) : MR;
+        const uint8_t* a = A + i * lda;
+        int32_t* ci = c ? c + i * ldc : 0;
+        uint8_t* oi = o ? o + i * ldo : 0;
+        switch (nb) {
+        case 4: gemm_tile(a, lda, mr, K, panel, 4, iv, ci, ldc, ncols, RQ, p, oi, ldo, col); break;
+        case 3: gemm_tile(a, lda, mr, K, panel, 3, iv, ci, ldc, ncols, RQ, p, oi, ldo, col); break;
+        case 2: gemm_tile(a, lda, mr, K, panel, 2, iv, ci, ldc, ncols, RQ, p, oi, ldo, col); break;
+        default: gemm_tile(a, lda, mr, K, panel, 1, iv, ci, ldc, ncols, RQ, p, oi, ldo, col); break;
+        }
+    }
+}
+
+#define GEMM_RQ(MODE)                                                                                        \
+    static void gemm_rq_##MODE(const uint8_t* A, long rows, long K, long lda, const int8_t* panel, int nb,   \
+                               const __m512i* iv, long ncols, const rq_plan* p, uint8_t* o, long ldo,        \
+                               long col) {                                                                   \
+        gemm_panel(A, rows, K, lda, panel, nb, iv, 0, 0, ncols, MODE, p, o, ldo, col);                       \
+    }
+GEMM_RQ(1)
+GEMM_RQ(3)
+GEMM_RQ(5)
+GEMM_RQ(7)
+
+/* out[M, N] = requant(init + A[M, K] (uint8, row stride lda) @ W[K, N] (int8, packed)): requantized
+ * in registers (plan mode != 0) or by the plan's epilogue on blocks of rows in cache */
 int gemm_u8s8(const uint8_t* A, long M, long K, long lda, const int8_t* bp, long N, const int32_t* init,
               const rq_plan* plan, char* out) {
-    long np = (N + 15) / 16, kq = (K + 3) / 4, rb = block_rows(plan);
-    int32_t* buf = (int32_t*)malloc((size_t)(rb * N) * sizeof(int32_t));
-    if (!buf) return -1;
+    long np = (N + 15) / 16, kq = (K + 3) / 4, rb = block_rows(plan), mode = plan->mode;
+    int32_t* buf = 0;
+    if (!mode && !(buf = (int32_t*)malloc((size_t)(rb * N) * sizeof(int32_t)))) return -1;
     for (long r0 = 0; r0 < M; r0 += rb) {
         long rows = M - r0 < rb ? M - r0 : rb;
+        const uint8_t* a = A + r0 * lda;
         for (long p0 = 0; p0 < np; p0 += 4) {
             int nb = np - p0 < 4 ? (int)(np - p0) : 4;
             const int8_t* panel = bp + p0 * 16 * kq * 4;
@@ -167,20 +243,17 @@ int gemm_u8s8(const uint8_t* A, long M, long K, long lda, const int8_t* bp, long
                 long col = (p0 + j) * 16, left = N - col;
                 iv[j] = _mm512_maskz_loadu_epi32((__mmask16)(left >= 16 ? 0xFFFF : (1u << left) - 1), init + col);
             }
-            long ncols = N - p0 * 16;
-            for (long i = 0; i < rows; i += MR) {
-                int mr = rows - i < MR ? (int)(rows - i) : MR;
-                const uint8_t* a = A + (r0 + i) * lda;
-                int32_t* c = buf + i * N + p0 * 16;
-                switch (nb) {
-                case 4: gemm_tile(a, lda, mr, K, panel, 4, iv, c, N, ncols); break;
-                case 3: gemm_tile(a, lda, mr, K, panel, 3, iv, c, N, ncols); break;
-                case 2: gemm_tile(a, lda, mr, K, panel, 2, iv, c, N, ncols); break;
-                default: gemm_tile(a, lda, mr, K, panel, 1, iv, c, N, ncols); break;
-                }
+            long col = p0 * 16, ncols = N - col;
+            uint8_t* o = (uint8_t*)out + r0 * N + col;
+            switch (mode) {
+            case 0: gemm_panel(a, rows, K, lda, panel, nb, iv, buf + col, N, ncols, 0, plan, 0, 0, col); break;
+            case 1: gemm_rq_1(a, rows, K, lda, panel, nb, iv, ncols, plan, o, N, col); break;
+            case 3: gemm_rq_3(a, rows, K, lda, panel, nb, iv, ncols, plan, o, N, col); break;
+            case 5: gemm_rq_5(a, rows, K, lda, panel, nb, iv, ncols, plan, o, N, col); break;
+            default: gemm_rq_7(a, rows, K, lda, panel, nb, iv, ncols, plan, o, N, col); break;
             }
         }
-        epilogue(plan, buf, rows, out + r0 * N * plan->out_size);
+        if (!mode) epilogue(plan, buf, rows, out + r0 * N * plan->out_size);
     }
     free(buf);
     return 0;
