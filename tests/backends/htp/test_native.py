@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -96,22 +98,12 @@ def test_int8_gemm_exact(int8_lib, m: int, k: int, n: int) -> None:
     assert torch.equal(got, want)
 
 
-@pytest.mark.parametrize("dyn", [False, True])
-@pytest.mark.parametrize("folded", [False, True])
-@pytest.mark.parametrize("m,k,n", [(1, 3, 5), (7, 37, 64), (13, 64, 70), (50, 130, 129), (200, 16, 96)])
-def test_int8_gemm_requantized_in_registers(int8_lib, dyn: bool, folded: bool, m: int, k: int, n: int) -> None:
-    """With the float32 estimate's plan, the GEMM requantizes its accumulators in registers (no
-    epilogue pass): the outputs equal exact integer arithmetic on the int64 sums, with the estimate's
-    bound and with one under which every group takes the float64 fallback."""
-    rng = np.random.default_rng(m * 1000 + k * 10 + n + 7 * dyn + 3 * folded)
-    a = torch.from_numpy(rng.integers(0, 256, size=(m, k)))
-    a[0] = 255
-    w = torch.from_numpy(rng.integers(-128, 128, size=(k, n)))
-    init = torch.from_numpy(rng.integers(-5000, 5000, size=n)).to(torch.int32)
-    acc = a @ w + init.to(torch.int64)
+def _estimate_requant(lib, rng: np.random.Generator, n: int, bound: int, dyn: bool, folded: bool
+                      ) -> tuple[list[native.NativeRequant], Callable[[torch.Tensor], torch.Tensor]]:
+    """Float32-estimate requantizations of accumulators |acc| < bound on n channels (y about
+    [-300, 300]): one with the estimate's bound and one under which every group takes the float64
+    fallback; and the exact integer reference of both."""
     s = 31 + 6
-    bound = int(acc.abs().max()) + 1
-    # y = cst + acc * mul spans about [-300, 300]
     top = max(1, int(300 / bound * 2.0**s))
     mul = torch.tensor([float(v) * 2.0**-s for v in rng.integers(max(1, top // 2), top + 1, size=n)],
                        dtype=torch.float64)
@@ -123,19 +115,40 @@ def test_int8_gemm_requantized_in_registers(int8_lib, dyn: bool, folded: bool, m
     ybound = float(bound * mul.max() + cst.abs().max()) + 1
     eps = requant_mod._estimate_error(cst, mul, nd, [bound] * n, ybound)
     assert eps is not None
-    want = _reference_rows(acc.to(torch.int32), cst, mul, nd, xthr, madd, folded, dyn)
-    for e in (eps, 0.75):
-        rq = native.NativeRequant(int8_lib, torch.int32, torch.uint8, 255, cst, mul, madd, folded, dyn_t, None, xthr, e)
+    forms = [native.NativeRequant(lib, torch.int32, torch.uint8, 255, cst, mul, madd, folded, dyn_t, None, xthr, e)
+             for e in (eps, 0.75)]
+    assert all(f.mode == 1 | 2 * dyn | 4 * folded for f in forms)
+
+    def reference(acc: torch.Tensor) -> torch.Tensor:
+        flat = _reference_rows(acc.reshape(-1, n).to(torch.int32), cst, mul, nd, xthr, madd, folded, dyn)
+        return flat.reshape(acc.shape)
+
+    return forms, reference
+
+
+@pytest.mark.parametrize("dyn", [False, True])
+@pytest.mark.parametrize("folded", [False, True])
+@pytest.mark.parametrize("m,k,n", [(1, 3, 5), (7, 37, 64), (13, 64, 70), (50, 130, 129), (200, 16, 96)])
+def test_int8_gemm_requantized_in_registers(int8_lib, dyn: bool, folded: bool, m: int, k: int, n: int) -> None:
+    """With the float32 estimate's plan, the GEMM requantizes its accumulators in registers (no
+    epilogue pass): the outputs equal exact integer arithmetic on the int64 sums."""
+    rng = np.random.default_rng(m * 1000 + k * 10 + n + 7 * dyn + 3 * folded)
+    a = torch.from_numpy(rng.integers(0, 256, size=(m, k)))
+    a[0] = 255
+    w = torch.from_numpy(rng.integers(-128, 128, size=(k, n)))
+    init = torch.from_numpy(rng.integers(-5000, 5000, size=n)).to(torch.int32)
+    acc = a @ w + init.to(torch.int64)
+    forms, reference = _estimate_requant(int8_lib, rng, n, int(acc.abs().max()) + 1, dyn, folded)
+    for rq in forms:
         gemm = native.Int8Gemm(int8_lib, w.to(torch.int8), init, rq)
-        assert gemm.plan.mode == 1 | 2 * dyn | 4 * folded
-        assert torch.equal(gemm.run(a.to(torch.uint8)), want), e
+        assert torch.equal(gemm.run(a.to(torch.uint8)), reference(acc))
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_int8_depthwise_exact(int8_lib, seed: int) -> None:
-    """Depthwise accumulators (padding taps read the zero point) equal a float64 convolution."""
+def _depthwise_case(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, ...], torch.Tensor]:
+    """A random depthwise convolution: codes x [n, h, w, c], weights [kh, kw, c], init [c], the
+    geometry tuple of Int8Depthwise and the exact accumulators (padding taps read the zero point)."""
     rng = np.random.default_rng(seed)
-    kh, kw = int(rng.integers(1, 6)), int(rng.integers(1, 9))
+    kh, kw = (3, 3) if seed % 3 == 0 else (int(rng.integers(1, 6)), int(rng.integers(1, 9)))
     sh, sw, dh, dw = (int(v) for v in rng.integers(1, 3, size=4))
     c = int(rng.choice([1, 15, 16, 17, 64, 100]))
     n = int(rng.integers(1, 3))
@@ -147,14 +160,33 @@ def test_int8_depthwise_exact(int8_lib, seed: int) -> None:
     x = torch.from_numpy(rng.integers(0, 256, size=(n, h, w, c)))
     wt = torch.from_numpy(rng.integers(-128, 128, size=(kh, kw, c)))
     init = torch.from_numpy(rng.integers(-1000, 1000, size=c)).to(torch.int32)
-    dwk = native.Int8Depthwise(int8_lib, wt.to(torch.int8), init, native._identity_rq(int8_lib, c),
-                               (n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, zx))
-    got = dwk.run(x.to(torch.uint8)).to(torch.int64) - native.IDENTITY_OFFSET
     xp = torch.nn.functional.pad(x.permute(0, 3, 1, 2).to(torch.float64), (pl, pr, pt, pb), value=float(zx))
     want = torch.nn.functional.conv2d(xp, wt.permute(2, 0, 1).unsqueeze(1).to(torch.float64), stride=(sh, sw),
                                       dilation=(dh, dw), groups=c)
     want = want[:, :, :oh, :ow].permute(0, 2, 3, 1).to(torch.int64) + init.to(torch.int64)
-    assert torch.equal(got, want)
+    return x, wt, init, (n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, zx), want
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_int8_depthwise_exact(int8_lib, seed: int) -> None:
+    """Depthwise accumulators (3x3 kernels and others) equal a float64 convolution."""
+    x, wt, init, geo, want = _depthwise_case(seed)
+    dwk = native.Int8Depthwise(int8_lib, wt.to(torch.int8), init, native._identity_rq(int8_lib, geo[3]), geo)
+    assert torch.equal(dwk.run(x.to(torch.uint8)).to(torch.int64) - native.IDENTITY_OFFSET, want)
+
+
+@pytest.mark.parametrize("dyn", [False, True])
+@pytest.mark.parametrize("folded", [False, True])
+@pytest.mark.parametrize("seed", range(6))
+def test_int8_depthwise_requantized_in_registers(int8_lib, dyn: bool, folded: bool, seed: int) -> None:
+    """The depthwise kernel requantizes in registers with the float32 estimate's plan: its outputs
+    equal exact integer arithmetic on the exact accumulators."""
+    x, wt, init, geo, acc = _depthwise_case(seed)
+    rng = np.random.default_rng(seed + 100)
+    forms, reference = _estimate_requant(int8_lib, rng, geo[3], int(acc.abs().max()) + 1, dyn, folded)
+    for rq in forms:
+        dwk = native.Int8Depthwise(int8_lib, wt.to(torch.int8), init, rq, geo)
+        assert torch.equal(dwk.run(x.to(torch.uint8)), reference(acc))
 
 
 @pytest.mark.parametrize("dyn", [False, True])

@@ -335,18 +335,110 @@ static void window_row(const uint8_t* x, const dw_geo* g, long b, long iy, const
         }
 }
 
+/* 16 accumulators of channels col .. col + 15 (left of them valid, mask m) requantized in registers
+ * (plan mode != 0) and stored as uint8 at o */
+static inline __attribute__((always_inline)) void rq_store16(const rq_plan* p, __m512i v, long col, long left,
+                                                            __mmask16 m, uint8_t* o, const int dyn,
+                                                            const int folded) {
+    const float* aux = (const float*)(const void*)p->sc + (col / 16) * 48;
+    __mmask16 k = dyn ? _mm512_mask_cmplt_epi32_mask(
+                            m, v, _mm512_maskz_loadu_epi32(m, (const int32_t*)(const void*)p->k0 + col))
+                      : 0;
+    __mmask16 bad = 0;
+    __m512i r = rqf_int(rqf_est(v, aux, _mm512_set1_ps((float)p->qmax), k, m, dyn, &bad), p->madd + col, m, folded);
+    if (__builtin_expect(bad != 0, 0))
+        r = rqv_double(v, 0, left, m, k, p->cst + col, p->mul + col, dyn ? p->nd + col : 0, p->madd + col, dyn,
+                       folded);
+    rqv_store(o, left, m, _mm512_max_epi32(r, _mm512_setzero_si512()));
+}
+
+/* One output row: src[i] the window row of kernel row i. KH, GROUPS: compile-time kernel rows and tap
+ * groups (0: g's, at run time). RQ = 0: int32 accumulators to buf (ow x C) for the plan's epilogue;
+ * else the plan's mode: requantized in registers to orow (ow x C uint8). */
+static inline __attribute__((always_inline)) void dw_row(const dw_geo* g, const uint8_t* const* src,
+                                                        const int8_t* wp, const int32_t* init, int32_t* buf,
+                                                        uint8_t* orow, const rq_plan* p, const long KH,
+                                                        const long GROUPS, const int RQ) {
+    long C = g->c, kh = KH ? KH : g->kh, groups = GROUPS ? GROUPS : (g->kw + 3) / 4, chunks = (C + 15) / 16;
+    long step = groups * chunks * 64; /* bytes from one output column to the next */
+    for (long cb = 0; cb < chunks; ++cb) {
+        long left = C - cb * 16, col = cb * 16;
+        __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+        __m512i iv = _mm512_maskz_loadu_epi32(m, init + col);
+        long ox = 0;
+        for (; ox + 8 <= g->ow; ox += 8) { /* 8 independent accumulators (vpdpbusd's latency) */
+            __m512i a0 = iv, a1 = iv, a2 = iv, a3 = iv, a4 = iv, a5 = iv, a6 = iv, a7 = iv;
+            for (long i = 0; i < kh; ++i)
+                for (long gi = 0; gi < groups; ++gi) {
+                    const uint8_t* q = src[i] + ((ox * groups + gi) * chunks + cb) * 64;
+                    __m512i wv = _mm512_loadu_si512((const void*)(wp + ((i * groups + gi) * chunks + cb) * 64));
+#define DWSTEP(u) a##u = _mm512_dpbusd_epi32(a##u, _mm512_loadu_si512((const void*)(q + u * step)), wv);
+                    DWSTEP(0) DWSTEP(1) DWSTEP(2) DWSTEP(3) DWSTEP(4) DWSTEP(5) DWSTEP(6) DWSTEP(7)
+#undef DWSTEP
+                }
+            if (RQ) {
+                uint8_t* o = orow + ox * C + col;
+#define DWRQ(u) rq_store16(p, a##u, col, left, m, o + u * C, RQ & 2, RQ & 4);
+                DWRQ(0) DWRQ(1) DWRQ(2) DWRQ(3) DWRQ(4) DWRQ(5) DWRQ(6) DWRQ(7)
+#undef DWRQ
+            } else {
+                int32_t* o = buf + ox * C + col;
+#define DWST(u) _mm512_mask_storeu_epi32(o + u * C, m, a##u);
+                DWST(0) DWST(1) DWST(2) DWST(3) DWST(4) DWST(5) DWST(6) DWST(7)
+#undef DWST
+            }
+        }
+        for (; ox < g->ow; ++ox) {
+            __m512i acc = iv;
+            for (long i = 0; i < kh; ++i)
+                for (long gi = 0; gi < groups; ++gi) {
+                    __m512i xv = _mm512_loadu_si512((const void*)(src[i] + ((ox * groups + gi) * chunks + cb) * 64));
+                    __m512i wv = _mm512_loadu_si512((const void*)(wp + ((i * groups + gi) * chunks + cb) * 64));
+                    acc = _mm512_dpbusd_epi32(acc, xv, wv);
+                }
+            if (RQ)
+                rq_store16(p, acc, col, left, m, orow + ox * C + col, RQ & 2, RQ & 4);
+            else
+                _mm512_mask_storeu_epi32(buf + ox * C + col, m, acc);
+        }
+    }
+}
+
+#define DW_ROW(NAME, KH, GROUPS, RQ)                                                                          \
+    static void NAME(const dw_geo* g, const uint8_t* const* src, const int8_t* wp, const int32_t* init,     \
+                     int32_t* buf, uint8_t* orow, const rq_plan* p) {                                         \
+        dw_row(g, src, wp, init, buf, orow, p, KH, GROUPS, RQ);                                               \
+    }
+/* the 3x3 kernel (one group of 4 taps per row) unrolled, and any kernel; per requantization mode */
+DW_ROW(dw_row3_0, 3, 1, 0)
+DW_ROW(dw_row3_1, 3, 1, 1)
+DW_ROW(dw_row3_3, 3, 1, 3)
+DW_ROW(dw_row3_5, 3, 1, 5)
+DW_ROW(dw_row3_7, 3, 1, 7)
+DW_ROW(dw_rowk_0, 0, 0, 0)
+DW_ROW(dw_rowk_1, 0, 0, 1)
+DW_ROW(dw_rowk_3, 0, 0, 3)
+DW_ROW(dw_rowk_5, 0, 0, 5)
+DW_ROW(dw_rowk_7, 0, 0, 7)
+
+typedef void (*dw_row_fn)(const dw_geo*, const uint8_t* const*, const int8_t*, const int32_t*, int32_t*, uint8_t*,
+                          const rq_plan*);
+
 int dwconv_u8s8(const uint8_t* x, const dw_geo* g, const int8_t* wp, const int32_t* init, const rq_plan* plan,
                 char* out) {
-    long C = g->c, kh = g->kh, groups = (g->kw + 3) / 4, chunks = (C + 15) / 16;
+    long C = g->c, kh = g->kh, groups = (g->kw + 3) / 4, chunks = (C + 15) / 16, mode = plan->mode;
     long rowbytes = g->ow * groups * chunks * 64;
     long slots = (kh - 1) * g->dh + 1; /* the rows of one output row fall in distinct slots */
+    static const dw_row_fn rows3[8] = {dw_row3_0, dw_row3_1, 0, dw_row3_3, 0, dw_row3_5, 0, dw_row3_7};
+    static const dw_row_fn rowsk[8] = {dw_rowk_0, dw_rowk_1, 0, dw_rowk_3, 0, dw_rowk_5, 0, dw_rowk_7};
+    dw_row_fn row_fn = (kh == 3 && groups == 1 ? rows3 : rowsk)[mode & 7];
     uint8_t* rows = (uint8_t*)malloc((size_t)((slots + 1) * rowbytes));
-    int32_t* buf = (int32_t*)malloc((size_t)(g->ow * C) * sizeof(int32_t));
+    int32_t* buf = mode ? 0 : (int32_t*)malloc((size_t)(g->ow * C) * sizeof(int32_t));
     uint8_t* padrow = (uint8_t*)malloc((size_t)(C + 64));
     long* tags = (long*)malloc((size_t)slots * sizeof(long));
     const uint8_t** src = (const uint8_t**)malloc((size_t)kh * sizeof(*src));
     long* cols = (long*)malloc((size_t)(g->ow * groups * 4) * sizeof(long));
-    if (!rows || !buf || !padrow || !tags || !src || !cols) {
+    if (!rows || (!mode && !buf) || !padrow || !tags || !src || !cols) {
         free(rows); free(buf); free(padrow); free(tags); free(src); free(cols);
         return -1;
     }
@@ -374,43 +466,9 @@ int dwconv_u8s8(const uint8_t* x, const dw_geo* g, const int8_t* wp, const int32
                 }
                 src[i] = rows + s * rowbytes;
             }
-            for (long cb = 0; cb < chunks; ++cb) {
-                long left = C - cb * 16;
-                __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-                __m512i iv = _mm512_maskz_loadu_epi32(m, init + cb * 16);
-                long ox = 0, step = groups * chunks * 64; /* bytes from one output column to the next */
-                for (; ox + 8 <= g->ow; ox += 8) { /* 8 independent accumulators (vpdpbusd's latency) */
-                    __m512i a0 = iv, a1 = iv, a2 = iv, a3 = iv, a4 = iv, a5 = iv, a6 = iv, a7 = iv;
-                    for (long i = 0; i < kh; ++i)
-                        for (long gi = 0; gi < groups; ++gi) {
-                            const uint8_t* p = src[i] + ((ox * groups + gi) * chunks + cb) * 64;
-                            __m512i wv = _mm512_loadu_si512((const void*)(wp + ((i * groups + gi) * chunks + cb) * 64));
-#define DWSTEP(u) a##u = _mm512_dpbusd_epi32(a##u, _mm512_loadu_si512((const void*)(p + u * step)), wv);
-                            DWSTEP(0) DWSTEP(1) DWSTEP(2) DWSTEP(3) DWSTEP(4) DWSTEP(5) DWSTEP(6) DWSTEP(7)
-#undef DWSTEP
-                        }
-                    int32_t* o = buf + ox * C + cb * 16;
-                    _mm512_mask_storeu_epi32(o, m, a0);
-                    _mm512_mask_storeu_epi32(o + C, m, a1);
-                    _mm512_mask_storeu_epi32(o + 2 * C, m, a2);
-                    _mm512_mask_storeu_epi32(o + 3 * C, m, a3);
-                    _mm512_mask_storeu_epi32(o + 4 * C, m, a4);
-                    _mm512_mask_storeu_epi32(o + 5 * C, m, a5);
-                    _mm512_mask_storeu_epi32(o + 6 * C, m, a6);
-                    _mm512_mask_storeu_epi32(o + 7 * C, m, a7);
-                }
-                for (; ox < g->ow; ++ox) {
-                    __m512i acc = iv;
-                    for (long i = 0; i < kh; ++i)
-                        for (long gi = 0; gi < groups; ++gi) {
-                            __m512i xv = _mm512_loadu_si512((const void*)(src[i] + ((ox * groups + gi) * chunks + cb) * 64));
-                            __m512i wv = _mm512_loadu_si512((const void*)(wp + ((i * groups + gi) * chunks + cb) * 64));
-                            acc = _mm512_dpbusd_epi32(acc, xv, wv);
-                        }
-                    _mm512_mask_storeu_epi32(buf + ox * C + cb * 16, m, acc);
-                }
-            }
-            epilogue(plan, buf, g->ow, out + (b * g->oh + oy) * g->ow * C * plan->out_size);
+            char* orow = out + (b * g->oh + oy) * g->ow * C * plan->out_size;
+            row_fn(g, src, wp, init, buf, (uint8_t*)orow, plan);
+            if (!mode) epilogue(plan, buf, g->ow, orow);
         }
     }
     free(rows); free(buf); free(padrow); free(tags); free(src); free(cols);
