@@ -16,15 +16,18 @@ A reduction over no axes is a requantization.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from openqnn.backends.htp import native
 from openqnn.backends.htp.fixedpoint import mbqm64_np, mbqm64_t, mbqm_np, mbqm_t, quantize_multiplier
 from openqnn.backends.htp.kernels.common import Requant, c_array, movement, quantized_io, to_storage
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, Unsupported, htp_kernel
 from openqnn.backends.htp.kernels.requant import Requant as RowRequant
+from openqnn.backends.htp.kernels.scratch import scratch
 from openqnn.ir.graph import Node
 
 __all__ = ["mean_multiplier"]
@@ -96,7 +99,19 @@ def reduce(node: Node, ctx: HtpBuildContext) -> HtpStep:
             s = torch.sum(q, dim=axes, keepdim=keep, dtype=torch.int32)
             return run_rq(s.reshape(-1, 1)).reshape(out_shape)
 
-        return HtpStep(reference, fast_rq, [x], list(node.outputs), node.name, op)
+        if native.library() is None or ctx.device.type != "cpu" or axes != tuple(range(axes[0], axes[-1] + 1)):
+            return HtpStep(reference, fast_rq, [x], list(node.outputs), node.name, op)
+        # one run of axes: the input is [outer, count, inner], summed in C (a mean over H and W)
+        outer, inner = math.prod(in_shape[:axes[0]]), math.prod(in_shape[axes[-1] + 1:])
+        device = ctx.device
+
+        def fast_sum(q: torch.Tensor) -> torch.Tensor:
+            if q.dtype != torch.uint8 or not q.is_contiguous():
+                return fast_rq(q)
+            s = native.sum_mid(q, outer, count, inner, scratch("sum", (outer * inner, 1), torch.int32, device))
+            return run_rq(s).reshape(out_shape)
+
+        return HtpStep(reference, fast_sum, [x], list(node.outputs), node.name, op)
 
     def fast(q: torch.Tensor) -> torch.Tensor:
         s = torch.sum(q, dim=axes, keepdim=keep, dtype=acc_dtype).sub_(count * z_in).to(torch.int64)

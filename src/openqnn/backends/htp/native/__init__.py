@@ -39,7 +39,7 @@ import torch
 log = logging.getLogger("openqnn.htp")
 
 __all__ = ["Int8Depthwise", "Int8Gemm", "NativeRequant", "int8_available", "library", "lookup", "lookup_ok", "lookup_or",
-           "nchw3_to_nhwc", "quantize"]
+           "nchw3_to_nhwc", "quantize", "sum_mid"]
 
 _SOURCES = [Path(__file__).with_name("requant.c"), Path(__file__).with_name("int8.c")]
 _HEADERS = [Path(__file__).with_name("rqsimd.h")]  # part of the cache key, included by the sources
@@ -155,6 +155,7 @@ def library() -> ctypes.CDLL | None:
             return None
         lib.lut1_u8.argtypes, lib.lut1_u8.restype = [_P, _L, _P, _P], None
         lib.lut2_u8.argtypes, lib.lut2_u8.restype = [_P, _P, _L, _P, _P], None
+        lib.sum_mid_u8.argtypes, lib.sum_mid_u8.restype = [_P, _L, _L, _L, _P], None
         if not _self_check(lib):
             log.warning("htp: the native requantization failed its self-check; using PyTorch ops")
             return None
@@ -273,6 +274,15 @@ def lookup(table: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None = None,
         lib.lut1_u8(x.data_ptr(), x.numel(), table.data_ptr(), out.data_ptr())
     else:
         lib.lut2_u8(x.data_ptr(), y.data_ptr(), x.numel(), table.data_ptr(), out.data_ptr())
+    return out
+
+
+def sum_mid(x: torch.Tensor, a: int, p: int, c: int, out: torch.Tensor) -> torch.Tensor:
+    """Sums over the middle axis of a contiguous uint8 CPU tensor viewed as [a, p, c], into ``out``
+    (int32, a * c elements; the caller checks that p * 255 fits int32), in C."""
+    assert _LIB is not None and x.dtype == torch.uint8 and x.is_contiguous() and x.numel() == a * p * c
+    assert out.dtype == torch.int32 and out.is_contiguous() and out.numel() == a * c
+    _LIB.sum_mid_u8(x.data_ptr(), a, p, c, out.data_ptr())
     return out
 
 

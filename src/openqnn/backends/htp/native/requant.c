@@ -223,3 +223,15 @@ void quantize_f32_i32(const float* restrict x, long n, double scale, double offs
         out[i] = (int32_t)v;
     }
 }
+
+/* Sums of uint8 codes over the middle axis of [A, P, C]: out[a, c] = sum over p of x[a, p, c]
+ * (int32; the caller checks that P * 255 fits). A mean over H and W of channels-last images. */
+void sum_mid_u8(const uint8_t* restrict x, long A, long P, long C, int32_t* restrict out) {
+    for (long a = 0; a < A; ++a) {
+        int32_t* restrict o = out + a * C;
+        const uint8_t* restrict xa = x + a * P * C;
+        for (long c = 0; c < C; ++c) o[c] = 0;
+        for (long p = 0; p < P; ++p)
+            for (long c = 0; c < C; ++c) o[c] += xa[p * C + c];
+    }
+}
