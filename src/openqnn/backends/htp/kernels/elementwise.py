@@ -61,6 +61,7 @@ from openqnn.backends.htp.kernels.registry import (
     htp_kernel,
     storage_dtype,
 )
+from openqnn.backends.htp.kernels.scratch import step_buffer
 from openqnn.backends.htp.native import lookup_or
 from openqnn.ir.graph import Node
 
@@ -235,7 +236,7 @@ def _coded_step(node: Node, ctx: HtpBuildContext, names: Sequence[str],
             out = table_t.index_select(0, idx.reshape(-1))
             return out.reshape(out_shape)
 
-        fast_fn = lookup_or(table_t, lookup_t, out_shape)
+        fast_fn = lookup_or(table_t, lookup_t, out_shape, step_buffer(out_shape, ctx.device))
     return HtpStep(reference, fast_fn, runtime, list(node.outputs), node.name, node.op_type)
 
 

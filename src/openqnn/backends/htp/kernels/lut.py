@@ -32,6 +32,7 @@ from openqnn.backends.htp.kernels.registry import (
     htp_kernel,
     storage_dtype,
 )
+from openqnn.backends.htp.kernels.scratch import step_buffer
 from openqnn.backends.htp.native import lookup_or
 from openqnn.ir.graph import Node
 from openqnn.ops.elementwise import UNARY
@@ -85,7 +86,7 @@ def _lut_step(node: Node, ctx: HtpBuildContext, x_name: str, table: np.ndarray, 
     def fast_t(x: torch.Tensor) -> torch.Tensor:
         return table_t[x.to(torch.int64)].reshape(out_shape)
 
-    fast = lookup_or(table_t, fast_t, out_shape)  # 8-bit in and out: the C lookup
+    fast = lookup_or(table_t, fast_t, out_shape, step_buffer(out_shape, ctx.device))  # 8-bit in and out: in C
     return HtpStep(reference, fast, [x_name], list(node.outputs), node.name, node.op_type)
 
 

@@ -5,17 +5,18 @@ from __future__ import annotations
 import itertools
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["SCRATCH_MAX_BYTES", "output_slot", "release_scratch", "scratch", "step_output"]
+__all__ = ["SCRATCH_MAX_BYTES", "output_slot", "release_scratch", "scratch", "step_buffer", "step_output"]
 
 
 class _Scratch(threading.local):
     def __init__(self) -> None:
         self.bufs: dict[tuple[str, torch.dtype, torch.device, bool], torch.Tensor] = {}
         self.views: dict[tuple[str, tuple[int, ...], torch.dtype, torch.device, bool], torch.Tensor] = {}
+        self.outs: dict[tuple[str, tuple[int, ...], bool], torch.Tensor] = {}  # step_output's, by slot and shape
 
 
 _SCRATCH = _Scratch()
@@ -63,11 +64,25 @@ def step_output(slot: str, shape: Sequence[int], dtype: torch.dtype, device: tor
     from run to run instead of allocated (about a microsecond per tensor, and no page faults).
 
     The exception to "outputs are always fresh": safe because a step runs once per run and nothing
-    outside a run keeps a step's output (the executable copies the graph's outputs)."""
-    return scratch(slot, shape, dtype, device)
+    outside a run keeps a step's output (the executable copies the graph's outputs). A slot is one
+    step's, so its dtype and device never change: the lookup is by slot and shape alone (it runs
+    once per step and run, so it is kept short)."""
+    key = (slot, shape if type(shape) is tuple else tuple(shape), torch.is_inference_mode_enabled())
+    out = _SCRATCH.outs.get(key)
+    if out is None:
+        out = _SCRATCH.outs[key] = scratch(slot, shape, dtype, device)
+    return out
+
+
+def step_buffer(shape: Sequence[int], device: torch.device, dtype: torch.dtype = torch.uint8
+                ) -> Callable[[], torch.Tensor]:
+    """A new step's output buffer as a function of no arguments (:func:`step_output` of a slot of its own)."""
+    slot, shape = output_slot("out"), tuple(shape)
+    return lambda: step_output(slot, shape, dtype, device)
 
 
 def release_scratch() -> None:
     """Drop this thread's scratch buffers."""
     _SCRATCH.bufs.clear()
     _SCRATCH.views.clear()
+    _SCRATCH.outs.clear()

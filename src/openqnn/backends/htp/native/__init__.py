@@ -310,29 +310,49 @@ def quantize(x: torch.Tensor, scale: float, offset: int, qmin: int, qmax: int, d
     return out
 
 
-def lookup_or(table: torch.Tensor, fallback: Callable[..., torch.Tensor], out_shape: Sequence[int]
-              ) -> Callable[..., torch.Tensor]:
-    """A step's table lookup: the C one for uint8 CPU operands of one shape (one operand for a
-    256-entry uint8 table, two for 65536 entries), ``fallback`` (the PyTorch gather) for anything
-    else or where the library is not built."""
+def lookup_or(table: torch.Tensor, fallback: Callable[..., torch.Tensor], out_shape: Sequence[int],
+              output: Callable[[], torch.Tensor] | None = None) -> Callable[..., torch.Tensor]:
+    """A step's table lookup: the C one for contiguous uint8 CPU operands of the output's size (one
+    operand for a 256-entry uint8 table, two of one shape for 65536 entries), ``fallback`` (the
+    PyTorch gather) for anything else or where the library is not built. ``output()``: the tensor
+    to write (the step's reused output buffer), a new one where not given. The two arities are two
+    small closures: this runs once per element-wise step and run, so it is kept short."""
     operands = {256: 1, 65536: 2}.get(table.numel())
     if library() is None or operands is None or table.dtype != torch.uint8 or table.device.type != "cpu":
         return fallback
-    shape = tuple(out_shape)
+    shape = torch.Size(out_shape)
     lib = library()
     assert lib is not None
     numel = math.prod(shape)
-    fn = lib.lut2_u8 if operands == 2 else lib.lut1_u8
     tbl = table.contiguous()
+    ptr = tbl.data_ptr()
+    u8 = torch.uint8
+    new = output or (lambda: torch.empty(shape, dtype=u8))
 
-    def run(*xs: torch.Tensor) -> torch.Tensor:  # (per-call overhead matters: small element-wise ops)
-        if len(xs) == operands and xs[0].numel() == numel and _codes_ok(xs):
-            out = torch.empty(shape, dtype=torch.uint8)
-            fn(*[x.data_ptr() for x in xs], numel, tbl.data_ptr(), out.data_ptr())
+    def ok(x: torch.Tensor) -> bool:  # (per-call overhead matters: small element-wise ops)
+        return x.dtype is u8 and x.is_cpu and x.is_contiguous() and x.numel() == numel
+
+    if operands == 1:
+        lut1 = lib.lut1_u8
+
+        def run1(*xs: torch.Tensor) -> torch.Tensor:
+            if len(xs) == 1 and ok(xs[0]):
+                out = new()
+                lut1(xs[0].data_ptr(), numel, ptr, out.data_ptr())
+                return out
+            return fallback(*xs)
+
+        return run1
+    lut2 = lib.lut2_u8
+
+    def run2(*xs: torch.Tensor) -> torch.Tensor:
+        if len(xs) == 2 and ok(xs[0]) and ok(xs[1]) and xs[0].shape == xs[1].shape:
+            out = new()
+            lut2(xs[0].data_ptr(), xs[1].data_ptr(), numel, ptr, out.data_ptr())
             return out
         return fallback(*xs)
 
-    return run
+    return run2
 
 
 # -- int8 convolutions with the requantization fused (int8.c) ----------------------------------------
