@@ -229,7 +229,10 @@ GEMM_RQ(7)
  * in registers (plan mode != 0) or by the plan's epilogue on blocks of rows in cache */
 int gemm_u8s8(const uint8_t* A, long M, long K, long lda, const int8_t* bp, long N, const int32_t* init,
               const rq_plan* plan, char* out) {
-    long np = (N + 15) / 16, kq = (K + 3) / 4, rb = block_rows(plan), mode = plan->mode;
+    long np = (N + 15) / 16, kq = (K + 3) / 4, mode = plan->mode;
+    /* rows per block: in registers, whole tiles of about 32 KiB of A (in cache across the panels);
+     * else those of the epilogue's block of accumulators */
+    long rb = mode ? ((32768 / (K > 0 ? K : 1)) / MR + 1) * MR : block_rows(plan);
     int32_t* buf = 0;
     if (!mode && !(buf = (int32_t*)malloc((size_t)(rb * N) * sizeof(int32_t)))) return -1;
     for (long r0 = 0; r0 < M; r0 += rb) {
