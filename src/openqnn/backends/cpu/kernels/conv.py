@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from openqnn.backends.cpu.kernels.registry import BuildContext, Step, Unsupported, kernel
+from openqnn.backends.cpu.kernels.registry import BuildContext, LayerOperands, Step, Unsupported, kernel
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Node
 
@@ -83,12 +83,6 @@ def _padding(node: Node) -> tuple[tuple[int, int], tuple[int, int, int, int] | N
     return (0, 0), (pl, pr, pt, pb)
 
 
-def _weights(ctx: BuildContext, name: str, perm: tuple[int, ...]) -> torch.Tensor | None:
-    if not ctx.is_static(name):
-        return None
-    return ctx.static(name).permute(*perm).contiguous(memory_format=torch.channels_last)
-
-
 @kernel("Conv2d", "DepthWiseConv2d")
 def conv2d(node: Node, ctx: BuildContext) -> Step:
     return build_conv2d(node, ctx)
@@ -106,30 +100,23 @@ def build_conv2d(node: Node, ctx: BuildContext, epilogue: Epilogue = NO_EPILOGUE
     stride, dilation = tuple(node.attrs["stride"]), tuple(node.attrs["dilation"])
     groups = ctx.shape(x_name)[3] if node.op_type == "DepthWiseConv2d" else node.attrs["group"]
     padding, explicit = _padding(node)
-    w_static = _weights(ctx, w_name, (3, 2, 0, 1))  # [kh, kw, cin/g, cout] -> [cout, cin/g, kh, kw]
-    b_static = ctx.static(b_name) if b_name and ctx.is_static(b_name) else None
-    runtime = [x_name]
-    if w_static is None:
-        runtime.append(w_name)
-    if b_name and b_static is None:
-        runtime.append(b_name)
-    if epilogue.add:
-        runtime.append(epilogue.add)
+    # [kh, kw, cin/g, cout] -> [cout, cin/g, kh, kw]
+    ops = LayerOperands.of(ctx, w_name, b_name, lambda t: t.permute(3, 2, 0, 1).contiguous(
+        memory_format=torch.channels_last))
+    runtime = [x_name, *ops.runtime] + ([epilogue.add] if epilogue.add else [])
 
-    if (w_static is not None and (b_static is not None or not b_name) and mkldnn_ok(ctx)
-            and ctx.dtype(x_name) is DType.FLOAT_32):
+    if ops.static and mkldnn_ok(ctx) and ctx.dtype(x_name) is DType.FLOAT_32:
+        assert ops.w is not None
         n, h, w, c = ctx.shape(x_name)
         if explicit is not None:
             h, w = h + explicit[2] + explicit[3], w + explicit[0] + explicit[1]
         args = (list(padding), list(stride), list(dilation), groups)
-        packed = torch.ops.mkldnn._reorder_convolution_weight(w_static.contiguous(), *args, [n, c, h, w])
-        bias = b_static.clone() if b_static is not None else None  # 64-byte aligned, unlike numpy's buffers
-        return Step(_mkldnn_conv(packed, bias, args, explicit, epilogue), runtime)
+        packed = torch.ops.mkldnn._reorder_convolution_weight(ops.w.contiguous(), *args, [n, c, h, w])
+        return Step(_mkldnn_conv(packed, ops.b, args, explicit, epilogue), runtime)
 
     def run(x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
         it = iter(rest)
-        w = w_static if w_static is not None else next(it).permute(3, 2, 0, 1)
-        b = b_static if b_static is not None else (next(it) if b_name else None)
+        w, b = ops.take(it)
         x = x.permute(0, 3, 1, 2)
         if explicit is not None:
             x = F.pad(x, explicit)
@@ -182,17 +169,11 @@ def transpose_conv2d(node: Node, ctx: BuildContext) -> Step:
     kh, kw, cin, cout_g = ctx.shape(w_name)
     oh, ow = ctx.graph.tensors[node.outputs[0]].shape[1:3]
 
-    def torch_weight(w: torch.Tensor) -> torch.Tensor:  # [kh, kw, cin, cout/g] -> [cin, cout/g, kh, kw]
-        return w.permute(2, 3, 0, 1).contiguous()
-
-    w_static = torch_weight(ctx.static(w_name)) if ctx.is_static(w_name) else None
-    b_static = ctx.static(b_name) if b_name and ctx.is_static(b_name) else None
-    runtime = [x_name] + ([w_name] if w_static is None else []) + ([b_name] if b_name and b_static is None else [])
+    # [kh, kw, cin, cout/g] -> [cin, cout/g, kh, kw]
+    ops = LayerOperands.of(ctx, w_name, b_name, lambda t: t.permute(2, 3, 0, 1).contiguous())
 
     def run(x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
-        it = iter(rest)
-        w = w_static if w_static is not None else torch_weight(next(it))
-        b = b_static if b_static is not None else (next(it) if b_name else None)
+        w, b = ops.take(iter(rest))
         # the full (unpadded) transposed convolution, cropped by the pads; output_padding positions at
         # the end receive no contributions, only the bias
         y = F.conv_transpose2d(x.permute(0, 3, 1, 2), w, None, stride, 0, 0, groups, dilation)
@@ -205,4 +186,4 @@ def transpose_conv2d(node: Node, ctx: BuildContext) -> Step:
         return y.permute(0, 2, 3, 1)
 
     del pb, pr, kh, kw, cin, cout_g, out_pad
-    return Step(run, runtime)
+    return Step(run, [x_name, *ops.runtime])

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from openqnn.backends.cpu.kernels.conv import NO_EPILOGUE, Epilogue, mkldnn_ok
-from openqnn.backends.cpu.kernels.registry import BuildContext, Step, kernel
+from openqnn.backends.cpu.kernels.registry import BuildContext, LayerOperands, Step, kernel
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Node
 
@@ -33,21 +33,15 @@ def build_fully_connected(node: Node, ctx: BuildContext, epilogue: Epilogue = NO
     x_name, w_name = node.inputs[0], node.inputs[1]
     b_name = node.inputs[2] if len(node.inputs) > 2 else ""
     out_shape = ctx.graph.tensors[node.outputs[0]].shape
-    # clone: PyTorch's allocator aligns to 64 bytes, numpy's buffers often are not (AVX-512 loads)
-    w_static = ctx.static(w_name).clone() if ctx.is_static(w_name) else None
-    b_static = ctx.static(b_name).clone() if b_name and ctx.is_static(b_name) else None
-    runtime = [x_name] + ([w_name] if w_static is None else []) + ([b_name] if b_name and b_static is None else [])
-    if epilogue.add:
-        runtime.append(epilogue.add)
+    ops = LayerOperands.of(ctx, w_name, b_name)
+    runtime = [x_name, *ops.runtime] + ([epilogue.add] if epilogue.add else [])
     rows = math.prod(out_shape[:-1])
-    if (w_static is not None and (b_static is not None or not b_name)
-            and _use_mkldnn(ctx, x_name, rows, *w_static.shape[::-1])):
-        return Step(_mkldnn_linear(w_static, b_static, rows, out_shape, epilogue), runtime)
+    if ops.static and ops.w is not None and _use_mkldnn(ctx, x_name, rows, *ops.w.shape[::-1]):
+        return Step(_mkldnn_linear(ops.w, ops.b, rows, out_shape, epilogue), runtime)
 
     def run(x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
         it = iter(rest)
-        w = w_static if w_static is not None else next(it)
-        b = b_static if b_static is not None else (next(it) if b_name else None)
+        w, b = ops.take(it)
         if x.dtype.is_floating_point:
             y = F.linear(x, w, b)
         else:

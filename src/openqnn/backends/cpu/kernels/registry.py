@@ -8,7 +8,7 @@ run; the reason is reported by the partitioner.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,39 @@ class Step:
     outputs: list[str] = field(default_factory=list)
     node: str = ""
     op_type: str = ""
+
+
+@dataclass(frozen=True)
+class LayerOperands:
+    """A layer's weight and optional bias (convolutions, FullyConnected): static ones bound once at
+    prepare time, the others taken from the step's run-time inputs after x (weight, then bias)."""
+
+    w: torch.Tensor | None  # static, already through ``prepare``
+    b: torch.Tensor | None  # static
+    has_bias: bool
+    prepare: Callable[[torch.Tensor], torch.Tensor]  # a run-time weight into the layout the kernel takes
+    runtime: list[str]  # the run-time inputs after x
+
+    @staticmethod
+    def of(ctx: BuildContext, w_name: str, b_name: str,
+           prepare: Callable[[torch.Tensor], torch.Tensor] = lambda w: w) -> LayerOperands:
+        """``prepare`` lays a weight out for the kernel. A static weight and bias are copies in any case
+        (PyTorch's allocator aligns to 64 bytes, numpy's buffers often are not: AVX-512 loads)."""
+        w = prepare(ctx.static(w_name)).clone() if ctx.is_static(w_name) else None
+        b = ctx.static(b_name).clone() if b_name and ctx.is_static(b_name) else None
+        runtime = ([w_name] if w is None else []) + ([b_name] if b_name and b is None else [])
+        return LayerOperands(w, b, bool(b_name), prepare, runtime)
+
+    @property
+    def static(self) -> bool:
+        """Whether the weight and the bias (if any) are both static."""
+        return self.w is not None and (self.b is not None or not self.has_bias)
+
+    def take(self, rest: Iterator[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The weight and bias of one run, the run-time ones from ``rest``."""
+        w = self.w if self.w is not None else self.prepare(next(rest))
+        b = self.b if self.b is not None else (next(rest) if self.has_bias else None)
+        return w, b
 
 
 class BuildContext:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from openqnn.backends.cpu.kernels.pooling import build_pool, to_channel_first, to_channel_last
-from openqnn.backends.cpu.kernels.registry import BuildContext, Step, Unsupported, kernel
+from openqnn.backends.cpu.kernels.registry import BuildContext, LayerOperands, Step, Unsupported, kernel
 from openqnn.ir.graph import Node
 
 __all__ = ["conv3d", "pool3d", "transpose_conv3d"]
@@ -24,11 +24,6 @@ def _inputs(node: Node, ctx: BuildContext) -> tuple[str, str, str]:
     return x_name, w_name, b_name
 
 
-def _runtime(ctx: BuildContext, x_name: str, w_name: str, b_name: str, w_static: torch.Tensor | None,
-             b_static: torch.Tensor | None) -> list[str]:
-    return [x_name] + ([w_name] if w_static is None else []) + ([b_name] if b_name and b_static is None else [])
-
-
 @kernel("Conv3d")
 def conv3d(node: Node, ctx: BuildContext) -> Step:
     x_name, w_name, b_name = _inputs(node, ctx)
@@ -38,22 +33,18 @@ def conv3d(node: Node, ctx: BuildContext) -> Step:
     padding = tuple(a for a, _ in pads) if symmetric else (0, 0, 0)
     explicit = None if symmetric else tuple(v for a, b in reversed(pads) for v in (a, b))
 
-    def torch_weight(w: torch.Tensor) -> torch.Tensor:  # [kd, kh, kw, cin/g, cout] -> [cout, cin/g, kd, kh, kw]
-        return w.permute(4, 3, 0, 1, 2).contiguous(memory_format=torch.channels_last_3d)
-
-    w_static = torch_weight(ctx.static(w_name)) if ctx.is_static(w_name) else None
-    b_static = ctx.static(b_name) if b_name and ctx.is_static(b_name) else None
+    # [kd, kh, kw, cin/g, cout] -> [cout, cin/g, kd, kh, kw]
+    ops = LayerOperands.of(ctx, w_name, b_name, lambda t: t.permute(4, 3, 0, 1, 2).contiguous(
+        memory_format=torch.channels_last_3d))
 
     def run(x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
-        it = iter(rest)
-        w = w_static if w_static is not None else torch_weight(next(it))
-        b = b_static if b_static is not None else (next(it) if b_name else None)
+        w, b = ops.take(iter(rest))
         x = to_channel_first(x)
         if explicit is not None:
             x = F.pad(x, explicit)
         return to_channel_last(F.conv3d(x, w, b, stride, padding, dilation, groups))
 
-    return Step(run, _runtime(ctx, x_name, w_name, b_name, w_static, b_static))
+    return Step(run, [x_name, *ops.runtime])
 
 
 @kernel("TransposeConv3d")
@@ -63,16 +54,11 @@ def transpose_conv3d(node: Node, ctx: BuildContext) -> Step:
     begin = [int(p[0]) for p in node.attrs["pad_amount"]]
     out_size = ctx.shape(node.outputs[0])[1:4]
 
-    def torch_weight(w: torch.Tensor) -> torch.Tensor:  # [kd, kh, kw, cin, cout/g] -> [cin, cout/g, kd, kh, kw]
-        return w.permute(3, 4, 0, 1, 2).contiguous()
-
-    w_static = torch_weight(ctx.static(w_name)) if ctx.is_static(w_name) else None
-    b_static = ctx.static(b_name) if b_name and ctx.is_static(b_name) else None
+    # [kd, kh, kw, cin, cout/g] -> [cin, cout/g, kd, kh, kw]
+    ops = LayerOperands.of(ctx, w_name, b_name, lambda t: t.permute(3, 4, 0, 1, 2).contiguous())
 
     def run(x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
-        it = iter(rest)
-        w = w_static if w_static is not None else torch_weight(next(it))
-        b = b_static if b_static is not None else (next(it) if b_name else None)
+        w, b = ops.take(iter(rest))
         # the full (unpadded) transposed convolution, cropped by the begin pads to the output size;
         # output_padding positions past its end receive no contributions, only the bias
         y = F.conv_transpose3d(to_channel_first(x), w, None, stride, 0, 0, groups, dilation)
@@ -85,7 +71,7 @@ def transpose_conv3d(node: Node, ctx: BuildContext) -> Step:
             y = y + b.view(1, -1, 1, 1, 1)
         return to_channel_last(y)
 
-    return Step(run, _runtime(ctx, x_name, w_name, b_name, w_static, b_static))
+    return Step(run, [x_name, *ops.runtime])
 
 
 @kernel("PoolMax3d", "PoolAvg3d")
