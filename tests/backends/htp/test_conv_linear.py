@@ -221,15 +221,17 @@ def test_depthwise_wide(seed: int, conv_impl: str, requant_impl: str, fused_call
     _expect_fused(conv_impl, requant_impl, fused_calls, "Int8Depthwise")
 
 
-@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("seed", range(12))
 def test_pointwise(seed: int, conv_impl: str, requant_impl: str, fused_calls: list[str]) -> None:
-    """1x1 stride-1 convolutions (one GEMM): depths and widths around the kernel's blocks of 4 input
-    and 16 / 64 output channels, row counts around its tiles of 6 rows; 8-bit and 16-bit outputs."""
+    """Unpadded 1x1 convolutions (one GEMM; strided ones of the pixels they visit): depths and widths
+    around the kernel's blocks of 4 input and 16 / 64 output channels, row counts around its tiles of
+    6 rows; 8-bit and 16-bit outputs."""
     rng = np.random.default_rng(800 + seed)
     cin = int(rng.choice([1, 3, 4, 16, 37, 64, 130]))
     cout = int(rng.choice([1, 15, 16, 24, 70, 129]))
-    attrs = {"stride": [1, 1], "pad_amount": [[0, 0], [0, 0]], "dilation": [1, 1], "group": 1}
     xshape = (int(rng.integers(1, 3)), int(rng.integers(1, 14)), int(rng.integers(1, 14)), cin)
+    stride = [1, 1] if seed < 6 else [int(v) for v in rng.integers(1, 4, size=2)]
+    attrs = {"stride": stride, "pad_amount": [[0, 0], [0, 0]], "dilation": [1, 1], "group": 1}
     Case("Conv2d", [xshape], attrs, rng, weight=rng.normal(size=(1, 1, cin, cout)), w_axis=3 if seed % 2 else None,
          obw=16 if seed % 4 == 3 else 8, bias=str(rng.choice(["acc", "float", "none"]))).check()
     _expect_fused(conv_impl, requant_impl, fused_calls, "Int8Gemm")

@@ -380,14 +380,23 @@ def _int8_conv(ctx: HtpBuildContext, g: _Geo, xq: QParams, wc: np.ndarray, rq: R
 
 def _fused_int8(ctx: HtpBuildContext, g: _Geo, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray,
                 groups: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """native/int8.c's kernels (AVX-512 VNNI): a 1x1 stride-1 convolution as one GEMM
-    (gemm.py's :func:`fused_gemm`), a depthwise convolution directly, each with the requantization
+    """native/int8.c's kernels (AVX-512 VNNI): an unpadded 1x1 convolution as one GEMM (gemm.py's
+    :func:`fused_gemm`; strided: of the pixels it visits), a depthwise convolution directly, each with the requantization
     fused; None where they do not apply. The int32 accumulator is ``-zx * sum(w) + sum(q * w)``,
     the spec's sum of (q - zx) * w, exact since its final value fits int32 (:func:`qconv_bound`);
     the bias joins the requantization's constants. Taps outside the input read the zero point."""
     cout = wc.shape[-1]
-    if g.kh == g.kw == 1 and (g.sh, g.sw) == (1, 1) and not (g.pt or g.pb or g.pl or g.pr) and groups == 1:
-        return fused_gemm(ctx, xq, wc.reshape(g.c, cout), rq, bias)
+    if g.kh == g.kw == 1 and not (g.pt or g.pb or g.pl or g.pr) and groups == 1:
+        gemm = fused_gemm(ctx, xq, wc.reshape(g.c, cout), rq, bias)
+        if gemm is None or (g.sh, g.sw) == (1, 1):
+            return gemm
+        # strided: the GEMM of the pixels the kernel visits, gathered into a scratch buffer first
+        sh, sw, sub_shape = g.sh, g.sw, (g.n, g.oh, g.ow, g.c)
+
+        def run_strided(x: torch.Tensor) -> torch.Tensor:
+            return gemm(scratch("conv1x1_pixels", sub_shape, x.dtype, x.device).copy_(x[:, ::sh, ::sw, :]))
+
+        return run_strided
     if not (wc.shape[2] == 1 and groups == g.c == cout):
         return None
     fs = FusedSetup.of(ctx, xq, wc, rq, bias)
