@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 
 from openqnn.backends.cpu.kernels.pooling import PoolGeometry, to_channel_first, to_channel_last, window_sum
+from openqnn.backends.htp import native
 from openqnn.backends.htp.fixedpoint import mbqm_np, mbqm_t, quantize_multiplier
 from openqnn.backends.htp.kernels.common import Requant, c_array, quantized_io, to_storage
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, QParams, Unsupported, htp_kernel
-from openqnn.backends.htp.kernels.scratch import scratch
+from openqnn.backends.htp.kernels.scratch import scratch, step_buffer
 from openqnn.ir.graph import Node
 
 
@@ -117,7 +118,18 @@ def _build_max(node: Node, ctx: HtpBuildContext, n: int) -> HtpStep:
             torch.maximum(y, xp[sl], out=y)
         return rq.t(y).contiguous()
 
-    return HtpStep(reference, fast, [node.inputs[0]], list(node.outputs), node.name, node.op_type)
+    if n != 2 or not rq.identity or qi.bitwidth != 8 or ctx.device.type != "cpu" or native.library() is None:
+        return HtpStep(reference, fast, [node.inputs[0]], list(node.outputs), node.name, node.op_type)
+    # 8-bit codes, 2-D, the output encoding the input's: in C
+    (kh, kw), (sh, sw), (dh, dw), ((pt, _), (pl, _)) = g.k, g.s, g.d, g.pads
+    nb, c = ctx.shape(node.inputs[0])[0], ctx.shape(node.inputs[0])[-1]
+    pool = native.MaxPool2d((nb, *g.in_size, c, kh, kw, sh, sw, dh, dw, pt, pl, *g.out_size), qi.qmin)
+    output = step_buffer((nb, *g.out_size, c), ctx.device)
+
+    def fast_native(q: torch.Tensor) -> torch.Tensor:
+        return pool.run(q, output()) if pool.accepts(q) else fast(q)
+
+    return HtpStep(reference, fast_native, [node.inputs[0]], list(node.outputs), node.name, node.op_type)
 
 
 def _build_avg(node: Node, ctx: HtpBuildContext, n: int) -> HtpStep:

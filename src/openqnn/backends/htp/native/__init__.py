@@ -38,7 +38,7 @@ import torch
 
 log = logging.getLogger("openqnn.htp")
 
-__all__ = ["Int8Depthwise", "Int8Gemm", "NativeRequant", "int8_available", "library", "lookup", "lookup_ok", "lookup_or",
+__all__ = ["Int8Depthwise", "Int8Gemm", "MaxPool2d", "NativeRequant", "int8_available", "library", "lookup", "lookup_ok", "lookup_or",
            "nchw3_to_nhwc", "quantize", "sum_mid"]
 
 _SOURCES = [Path(__file__).with_name("requant.c"), Path(__file__).with_name("int8.c")]
@@ -156,6 +156,7 @@ def library() -> ctypes.CDLL | None:
         lib.lut1_u8.argtypes, lib.lut1_u8.restype = [_P, _L, _P, _P], None
         lib.lut2_u8.argtypes, lib.lut2_u8.restype = [_P, _P, _L, _P, _P], None
         lib.sum_mid_u8.argtypes, lib.sum_mid_u8.restype = [_P, _L, _L, _L, _P], None
+        lib.maxpool2d_u8.argtypes, lib.maxpool2d_u8.restype = [_P, _P, ctypes.c_uint8, _P], None
         if not _self_check(lib):
             log.warning("htp: the native requantization failed its self-check; using PyTorch ops")
             return None
@@ -284,6 +285,27 @@ def sum_mid(x: torch.Tensor, a: int, p: int, c: int, out: torch.Tensor) -> torch
     assert out.dtype == torch.int32 and out.is_contiguous() and out.numel() == a * c
     _LIB.sum_mid_u8(x.data_ptr(), a, p, c, out.data_ptr())
     return out
+
+
+class MaxPool2d:
+    """Max pooling of contiguous uint8 CPU codes, channels last, in C: ``geo`` = (n, h, w, c, kh, kw,
+    sh, sw, dh, dw, pad top, pad left, oh, ow); taps outside the input are never chosen, a window
+    entirely outside gives ``low``."""
+
+    def __init__(self, geo: Sequence[int], low: int):
+        assert _LIB is not None and len(geo) == 14
+        self.geo = (ctypes.c_long * 14)(*geo)
+        self.in_shape = torch.Size(geo[:4])
+        self.low = low
+        self.fn = _LIB.maxpool2d_u8
+
+    def accepts(self, x: torch.Tensor) -> bool:
+        return x.dtype is torch.uint8 and x.is_cpu and x.is_contiguous() and x.shape == self.in_shape
+
+    def run(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``x`` (accepted by :meth:`accepts`) into ``out`` (contiguous uint8, [n, oh, ow, c])."""
+        self.fn(x.data_ptr(), self.geo, self.low, out.data_ptr())
+        return out
 
 
 def _codes_ok(xs: Sequence[torch.Tensor]) -> bool:

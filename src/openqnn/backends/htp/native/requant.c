@@ -235,3 +235,27 @@ void sum_mid_u8(const uint8_t* restrict x, long A, long P, long C, int32_t* rest
             for (long c = 0; c < C; ++c) o[c] += xa[p * C + c];
     }
 }
+
+/* Max pooling of uint8 codes, channels last: out[b, oy, ox, :] = the maximum of low and of the taps
+ * x[b, oy * sh - pt + ky * dh, ox * sw - pl + kx * dw, :] inside the input (g: n h w c kh kw sh sw dh
+ * dw pt pl oh ow). Padding is never chosen; a window entirely in the padding gives low. */
+void maxpool2d_u8(const uint8_t* restrict x, const long* g, uint8_t low, uint8_t* restrict out) {
+    long n = g[0], h = g[1], w = g[2], c = g[3], kh = g[4], kw = g[5], sh = g[6], sw = g[7], dh = g[8], dw = g[9];
+    long pt = g[10], pl = g[11], oh = g[12], ow = g[13];
+    for (long b = 0; b < n; ++b)
+        for (long oy = 0; oy < oh; ++oy)
+            for (long ox = 0; ox < ow; ++ox) {
+                uint8_t* restrict o = out + ((b * oh + oy) * ow + ox) * c;
+                for (long ch = 0; ch < c; ++ch) o[ch] = low;
+                for (long ky = 0; ky < kh; ++ky) {
+                    long iy = oy * sh - pt + ky * dh;
+                    if (iy < 0 || iy >= h) continue;
+                    for (long kx = 0; kx < kw; ++kx) {
+                        long ix = ox * sw - pl + kx * dw;
+                        if (ix < 0 || ix >= w) continue;
+                        const uint8_t* restrict p = x + ((b * h + iy) * w + ix) * c;
+                        for (long ch = 0; ch < c; ++ch) o[ch] = p[ch] > o[ch] ? p[ch] : o[ch];
+                    }
+                }
+            }
+}
