@@ -189,12 +189,14 @@ def test_int8_depthwise_requantized_in_registers(int8_lib, dyn: bool, folded: bo
         assert torch.equal(dwk.run(x.to(torch.uint8)), reference(acc))
 
 
+@pytest.mark.parametrize("xdtype", [torch.int32, torch.float32])
 @pytest.mark.parametrize("dyn", [False, True])
 @pytest.mark.parametrize("folded", [False, True])
-def test_float32_estimate_requant_exact(lib, dyn: bool, folded: bool) -> None:
+def test_float32_estimate_requant_exact(lib, dyn: bool, folded: bool, xdtype: torch.dtype) -> None:
     """requant.c's float32 estimate with its bracket check (rqf_*) equals exact integer arithmetic,
     on random accumulators and on ones that put y next to integers; with a bound too large to ever
-    bracket, every lane takes the float64 fallback, which must agree too."""
+    bracket, every lane takes the float64 fallback, which must agree too. Float32 accumulators
+    (holding integers, as oneDNN's convolutions give) take the same kernels."""
     if not lib.openqnn_rqv_available():
         pytest.skip("no AVX-512: the hand-vectorized requantization is not built")
     rng = np.random.default_rng(int(dyn) * 2 + int(folded))
@@ -215,10 +217,10 @@ def test_float32_estimate_requant_exact(lib, dyn: bool, folded: bool) -> None:
     eps = requant_mod._estimate_error(cst, mul, nd, [int(x.abs().max())] * ch, ybound)
     assert eps is not None
     for e in (eps, 0.75):  # the estimate's bound, and one under which no lane brackets
-        fast = native.NativeRequant(lib, torch.int32, torch.uint8, 255, cst, mul, madd, folded, dyn_t, None, xthr, e)
+        fast = native.NativeRequant(lib, xdtype, torch.uint8, 255, cst, mul, madd, folded, dyn_t, None, xthr, e)
         assert fast.fn.__name__.startswith("rqf_")
         want = _reference_rows(x, cst, mul, nd, xthr, madd, folded, dyn)
-        assert torch.equal(fast.run(x), want)
+        assert torch.equal(fast.run(x.to(xdtype)), want)
 
 
 def _reference_rows(x: torch.Tensor, cst: torch.Tensor, mul: torch.Tensor, nd: torch.Tensor, xthr: torch.Tensor,

@@ -248,7 +248,8 @@ class Requant:
             return None
         xthr = eps = None
         dyn = self._dyn(spec, plan)
-        if in_dtype == torch.int32 and all(INT32_MIN <= v <= INT32_MAX for v in plan.xthr):
+        # (a float32 input holds integers below 2^24: the hand-vectorized kernels convert it exactly)
+        if in_dtype in (torch.int32, torch.float32) and all(INT32_MIN <= v <= INT32_MAX for v in plan.xthr):
             xthr = self._t(plan.xthr, torch.int32)
             eps = _estimate_error(c_t, r_t, dyn[2] if dyn is not None else torch.zeros_like(c_t), xbound, plan.ybound)
         return NativeRequant(lib, in_dtype, self.out_dtype, self.qmax, c_t, r_t, self._madd(plan), plan.folded,

@@ -185,10 +185,11 @@ class NativeRequant:
                  dyn: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
                  window: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, xthr: torch.Tensor | None = None,
                  eps: float | None = None):
-        """``xthr``: where given (int32 per channel), int32 -> uint8 runs a hand-vectorized kernel
-        (AVX-512) whose sign correction compares the input with it: ``rqf_*`` where ``eps`` bounds the
-        error of its float32 estimate (requant.c), else ``rqv_*`` (float64)."""
-        vector = (in_dtype == torch.int32 and out_dtype == torch.uint8 and qmax == 255
+        """``xthr``: where given (int32 per channel), int32 (or float32 holding integers below 2^24)
+        -> uint8 runs a hand-vectorized kernel (AVX-512) whose sign correction compares the input
+        with it: ``rqf_*`` where ``eps`` bounds the error of its float32 estimate (requant.c), else
+        ``rqv_*`` (float64)."""
+        vector = (in_dtype in (torch.int32, torch.float32) and out_dtype == torch.uint8 and qmax == 255
                   and (dyn is None or xthr is not None) and bool(lib.openqnn_rqv_available()))
         kind = ("f" if eps is not None else "v") if vector else ""
         name = f"rq{kind}_{_IN[in_dtype]}_{_OUT[out_dtype]}_{'d' if dyn else 'n'}_{'f' if folded else 'n'}"

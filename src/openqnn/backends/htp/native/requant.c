@@ -85,7 +85,8 @@ DEFINE_SET(f32, float, 1, _w)
 
 int openqnn_native_version(void) { return 1; }
 
-/* The hot case by hand (AVX-512): int32 accumulators to uint8, 16 per step. The same arithmetic,
+/* The hot case by hand (AVX-512): int32 accumulators (or float32 ones holding integers below 2^24,
+ * converted as loaded) to uint8, 16 per step. The same arithmetic,
  * except that the sign correction is an integer compare: the correction applies exactly where the
  * accumulator lies below the threshold (N_thr - N = (thr - a) * Me), so t = (x < xthr[c]) with xthr
  * the threshold on this function's input (passed in the k0 slot as int32; sc unused). Folded
@@ -98,7 +99,7 @@ int openqnn_rqv_available(void) { return 1; }
 
 #include "rqsimd.h"
 
-static inline __attribute__((always_inline)) void rqv_row(const int32_t* x, long ch, const double* cst,
+static inline __attribute__((always_inline)) void rqv_row(const void* x, int xf, long ch, const double* cst,
                                                          const double* mul, const int32_t* xthr, const double* nd,
                                                          const int32_t* madd, const int32_t* shift,
                                                          const int32_t* lo, const int32_t* hi, uint8_t* o,
@@ -106,13 +107,13 @@ static inline __attribute__((always_inline)) void rqv_row(const int32_t* x, long
     for (long c = 0; c < ch; c += 16) {
         long left = ch - c;
         __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1), corr;
-        __m512i v = rqv_load(x, c, m, shift, lo, hi, xthr, &corr, dyn, window);
+        __m512i v = rqv_load(x, xf, c, m, shift, lo, hi, xthr, &corr, dyn, window);
         rqv_store(o + c, left, m, rqv_double(v, c, left, m, corr, cst, mul, nd, madd, dyn, folded));
     }
 }
 
 /* the float32 estimate (rqsimd.h's rqf_est) over a row, 64 channels per step where it can */
-static inline __attribute__((always_inline)) void rqf_row(const int32_t* x, long ch, const double* cst,
+static inline __attribute__((always_inline)) void rqf_row(const void* x, int xf, long ch, const double* cst,
                                                          const double* mul, const int32_t* xthr, const double* nd,
                                                          const float* aux, float eps, const int32_t* madd,
                                                          const int32_t* shift, const int32_t* lo,
@@ -123,10 +124,10 @@ static inline __attribute__((always_inline)) void rqf_row(const int32_t* x, long
     long c = 0;
     for (; c + 64 <= ch; c += 64) { /* the hot loop: four groups of 16, one check, one pack */
         __mmask16 k0, k1, k2, k3, bad = 0;
-        __m512i v0 = rqv_load(x, c, all, shift, lo, hi, xthr, &k0, dyn, window);
-        __m512i v1 = rqv_load(x, c + 16, all, shift, lo, hi, xthr, &k1, dyn, window);
-        __m512i v2 = rqv_load(x, c + 32, all, shift, lo, hi, xthr, &k2, dyn, window);
-        __m512i v3 = rqv_load(x, c + 48, all, shift, lo, hi, xthr, &k3, dyn, window);
+        __m512i v0 = rqv_load(x, xf, c, all, shift, lo, hi, xthr, &k0, dyn, window);
+        __m512i v1 = rqv_load(x, xf, c + 16, all, shift, lo, hi, xthr, &k1, dyn, window);
+        __m512i v2 = rqv_load(x, xf, c + 32, all, shift, lo, hi, xthr, &k2, dyn, window);
+        __m512i v3 = rqv_load(x, xf, c + 48, all, shift, lo, hi, xthr, &k3, dyn, window);
         const float* a = aux + (c / 16) * 48;
         __m512i r0 = rqf_int(rqf_est(v0, a, ve, k0, all, dyn, &bad), madd + c, all, folded);
         __m512i r1 = rqf_int(rqf_est(v1, a + 48, ve, k1, all, dyn, &bad), madd + c + 16, all, folded);
@@ -143,7 +144,7 @@ static inline __attribute__((always_inline)) void rqf_row(const int32_t* x, long
     for (; c < ch; c += 16) {
         long left = ch - c;
         __mmask16 m = left >= 16 ? all : (__mmask16)((1u << left) - 1), corr, bad = 0;
-        __m512i v = rqv_load(x, c, m, shift, lo, hi, xthr, &corr, dyn, window);
+        __m512i v = rqv_load(x, xf, c, m, shift, lo, hi, xthr, &corr, dyn, window);
         __m512i r = rqf_int(rqf_est(v, aux + (c / 16) * 48, ve, corr, m, dyn, &bad), madd + c, m, folded);
         if (bad)
             r = rqv_double(v, c, left, m, corr, cst, mul, nd, madd, dyn, folded);
@@ -153,43 +154,42 @@ static inline __attribute__((always_inline)) void rqf_row(const int32_t* x, long
     }
 }
 
-#define DEFINE_F(NAME, DYN, FOLDED, WINDOW)                                                                   \
-    void NAME(const int32_t* x, long rows, long ch, long xstride, const double* cst, const double* mul,      \
+#define DEFINE_F(NAME, XT, XF, DYN, FOLDED, WINDOW)                                                           \
+    void NAME(const XT* x, long rows, long ch, long xstride, const double* cst, const double* mul,           \
               const double* k0, const double* sc, const double* nd, const int32_t* madd, const int32_t* shift, \
               const int32_t* lo, const int32_t* hi, double qmax, uint8_t* out) {                               \
         for (long r = 0; r < rows; ++r)                                                                        \
-            rqf_row(x + r * xstride, ch, cst, mul, (const int32_t*)(const void*)k0, nd,                        \
+            rqf_row(x + r * xstride, XF, ch, cst, mul, (const int32_t*)(const void*)k0, nd,                    \
                     (const float*)(const void*)sc, (float)qmax, madd, shift, lo, hi, out + r * ch, DYN,        \
                     FOLDED, WINDOW);                                                                           \
     }
 
-DEFINE_F(rqf_i32_u8_n_f, 0, 1, 0)
-DEFINE_F(rqf_i32_u8_n_n, 0, 0, 0)
-DEFINE_F(rqf_i32_u8_d_f, 1, 1, 0)
-DEFINE_F(rqf_i32_u8_d_n, 1, 0, 0)
-DEFINE_F(rqf_i32_u8_n_f_w, 0, 1, 1)
-DEFINE_F(rqf_i32_u8_n_n_w, 0, 0, 1)
-DEFINE_F(rqf_i32_u8_d_f_w, 1, 1, 1)
-DEFINE_F(rqf_i32_u8_d_n_w, 1, 0, 1)
-
-#define DEFINE_V(NAME, DYN, FOLDED, WINDOW)                                                                   \
-    void NAME(const int32_t* x, long rows, long ch, long xstride, const double* cst, const double* mul,      \
+#define DEFINE_V(NAME, XT, XF, DYN, FOLDED, WINDOW)                                                           \
+    void NAME(const XT* x, long rows, long ch, long xstride, const double* cst, const double* mul,           \
               const double* k0, const double* sc, const double* nd, const int32_t* madd, const int32_t* shift, \
               const int32_t* lo, const int32_t* hi, double qmax, uint8_t* out) {                               \
         (void)sc; (void)qmax;                                                                                  \
         for (long r = 0; r < rows; ++r)                                                                        \
-            rqv_row(x + r * xstride, ch, cst, mul, (const int32_t*)(const void*)k0, nd, madd, shift, lo, hi,   \
-                    out + r * ch, DYN, FOLDED, WINDOW);                                                        \
+            rqv_row(x + r * xstride, XF, ch, cst, mul, (const int32_t*)(const void*)k0, nd, madd, shift, lo,   \
+                    hi, out + r * ch, DYN, FOLDED, WINDOW);                                                    \
     }
 
-DEFINE_V(rqv_i32_u8_n_f, 0, 1, 0)
-DEFINE_V(rqv_i32_u8_n_n, 0, 0, 0)
-DEFINE_V(rqv_i32_u8_d_f, 1, 1, 0)
-DEFINE_V(rqv_i32_u8_d_n, 1, 0, 0)
-DEFINE_V(rqv_i32_u8_n_f_w, 0, 1, 1)
-DEFINE_V(rqv_i32_u8_n_n_w, 0, 0, 1)
-DEFINE_V(rqv_i32_u8_d_f_w, 1, 1, 1)
-DEFINE_V(rqv_i32_u8_d_n_w, 1, 0, 1)
+/* name: rq<f|v: float32 estimate or float64>_<input>_u8_<d|n>_<f|n>[_w], as the portable set */
+#define DEFINE_HAND(K, KIND, XN, XT, XF)                    \
+    DEFINE_##KIND(rq##K##_##XN##_u8_n_f, XT, XF, 0, 1, 0)   \
+    DEFINE_##KIND(rq##K##_##XN##_u8_n_n, XT, XF, 0, 0, 0)   \
+    DEFINE_##KIND(rq##K##_##XN##_u8_d_f, XT, XF, 1, 1, 0)   \
+    DEFINE_##KIND(rq##K##_##XN##_u8_d_n, XT, XF, 1, 0, 0)   \
+    DEFINE_##KIND(rq##K##_##XN##_u8_n_f_w, XT, XF, 0, 1, 1) \
+    DEFINE_##KIND(rq##K##_##XN##_u8_n_n_w, XT, XF, 0, 0, 1) \
+    DEFINE_##KIND(rq##K##_##XN##_u8_d_f_w, XT, XF, 1, 1, 1) \
+    DEFINE_##KIND(rq##K##_##XN##_u8_d_n_w, XT, XF, 1, 0, 1)
+
+DEFINE_HAND(f, F, i32, int32_t, 0)
+DEFINE_HAND(v, V, i32, int32_t, 0)
+/* float32 accumulators holding integers (oneDNN's convolutions): converted to int32 as loaded */
+DEFINE_HAND(f, F, f32, float, 1)
+DEFINE_HAND(v, V, f32, float, 1)
 #else
 int openqnn_rqv_available(void) { return 0; }
 #endif

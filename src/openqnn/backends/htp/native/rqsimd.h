@@ -29,12 +29,14 @@ static inline __m512i rqv_finish(__m512d lo, __m512d hi, const int32_t* madd, __
     return _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), _mm512_set1_epi32(255));
 }
 
-/* 16 inputs at c (fewer at a row's end: mask m), clamped to the window; corr: lanes below xthr */
-static inline __attribute__((always_inline)) __m512i rqv_load(const int32_t* x, long c, __mmask16 m,
+/* 16 inputs at c (fewer at a row's end: mask m) as int32, clamped to the window; corr: lanes below xthr */
+static inline __attribute__((always_inline)) __m512i rqv_load(const void* x, int xf, long c, __mmask16 m,
                                                              const int32_t* shift, const int32_t* lo,
                                                              const int32_t* hi, const int32_t* xthr,
                                                              __mmask16* corr, int dyn, int window) {
-    __m512i v = _mm512_maskz_loadu_epi32(m, x + c);
+    /* xf: float32 inputs holding integers below 2^24 (the requantization's contract), converted exactly */
+    __m512i v = xf ? _mm512_cvttps_epi32(_mm512_maskz_loadu_ps(m, (const float*)x + c))
+                   : _mm512_maskz_loadu_epi32(m, (const int32_t*)x + c);
     if (window)
         v = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(v, _mm512_maskz_loadu_epi32(m, shift + c)),
                                               _mm512_maskz_loadu_epi32(m, lo + c)),
