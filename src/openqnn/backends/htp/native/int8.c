@@ -131,34 +131,22 @@ static inline __m512i load4(const uint8_t* a, long rem) { /* 4 bytes broadcast, 
         if (NB > 3) STORE1(i, 3);                                    \
     }
 
-/* One row of a tile requantized in registers (plan mode != 0): NB blocks of 16 accumulators for
+/* One row of a tile requantized in registers (plan mode != 0; NB = 1: 16 channels of one pixel in the
+ * depthwise kernel): NB blocks of 16 accumulators for
  * columns col .. col + ncols - 1 (ncols counted from col, may exceed 16 * NB) -> uint8 at o. */
 static inline __attribute__((always_inline)) void rq_tile_row(const rq_plan* p, __m512i a0, __m512i a1, __m512i a2,
                                                              __m512i a3, const int NB, uint8_t* o, long col,
                                                              long ncols, const int dyn, const int folded) {
-    const __m512 ve = _mm512_set1_ps((float)p->qmax);
-    const float* aux = (const float*)(const void*)p->sc + (col / 16) * 48;
     const int32_t* xthr = (const int32_t*)(const void*)p->k0 + col;
-    const double *cst = p->cst + col, *mul = p->mul + col, *nd = dyn ? p->nd + col : 0;
-    const int32_t* madd = p->madd + col;
-    __m512i v[4] = {a0, a1, a2, a3}, r[4];
-    __mmask16 m[4], k[4], bad = 0;
-    long left[4];
+    __m512i v[4] = {a0, a1, a2, a3};
+    __mmask16 k[4];
     for (int j = 0; j < NB; ++j) {
-        left[j] = ncols - 16 * j;
-        m[j] = left[j] >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left[j]) - 1);
-        k[j] = dyn ? _mm512_mask_cmplt_epi32_mask(m[j], v[j], _mm512_maskz_loadu_epi32(m[j], xthr + 16 * j)) : 0;
-        r[j] = rqf_int(rqf_est(v[j], aux + 48 * j, ve, k[j], m[j], dyn, &bad), madd + 16 * j, m[j], folded);
+        long left = ncols - 16 * j;
+        __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+        k[j] = dyn ? _mm512_mask_cmplt_epi32_mask(m, v[j], _mm512_maskz_loadu_epi32(m, xthr + 16 * j)) : 0;
     }
-    if (__builtin_expect(bad != 0, 0))
-        for (int j = 0; j < NB; ++j)
-            r[j] = rqv_double(v[j], 16 * j, left[j], m[j], k[j], cst, mul, nd, madd, dyn, folded);
-    if (NB == 4 && ncols >= 64) {
-        _mm512_storeu_si512((void*)o, pack64(r[0], r[1], r[2], r[3]));
-    } else {
-        for (int j = 0; j < NB; ++j)
-            rqv_store(o + 16 * j, left[j], m[j], _mm512_max_epi32(r[j], _mm512_setzero_si512()));
-    }
+    rqf_groups(v, k, NB, ncols, (const float*)(const void*)p->sc + (col / 16) * 48, (float)p->qmax, p->cst + col,
+               p->mul + col, dyn ? p->nd + col : 0, p->madd + col, o, dyn, folded);
 }
 
 #define ROW_RQ(i)                                                                                          \
@@ -338,23 +326,6 @@ static void window_row(const uint8_t* x, const dw_geo* g, long b, long iy, const
         }
 }
 
-/* 16 accumulators of channels col .. col + 15 (left of them valid, mask m) requantized in registers
- * (plan mode != 0) and stored as uint8 at o */
-static inline __attribute__((always_inline)) void rq_store16(const rq_plan* p, __m512i v, long col, long left,
-                                                            __mmask16 m, uint8_t* o, const int dyn,
-                                                            const int folded) {
-    const float* aux = (const float*)(const void*)p->sc + (col / 16) * 48;
-    __mmask16 k = dyn ? _mm512_mask_cmplt_epi32_mask(
-                            m, v, _mm512_maskz_loadu_epi32(m, (const int32_t*)(const void*)p->k0 + col))
-                      : 0;
-    __mmask16 bad = 0;
-    __m512i r = rqf_int(rqf_est(v, aux, _mm512_set1_ps((float)p->qmax), k, m, dyn, &bad), p->madd + col, m, folded);
-    if (__builtin_expect(bad != 0, 0))
-        r = rqv_double(v, 0, left, m, k, p->cst + col, p->mul + col, dyn ? p->nd + col : 0, p->madd + col, dyn,
-                       folded);
-    rqv_store(o, left, m, _mm512_max_epi32(r, _mm512_setzero_si512()));
-}
-
 /* One output row: src[i] the window row of kernel row i. KH, GROUPS: compile-time kernel rows and tap
  * groups (0: g's, at run time). RQ = 0: int32 accumulators to buf (ow x C) for the plan's epilogue;
  * else the plan's mode: requantized in registers to orow (ow x C uint8). */
@@ -381,7 +352,7 @@ static inline __attribute__((always_inline)) void dw_row(const dw_geo* g, const 
                 }
             if (RQ) {
                 uint8_t* o = orow + ox * C + col;
-#define DWRQ(u) rq_store16(p, a##u, col, left, m, o + u * C, RQ & 2, RQ & 4);
+#define DWRQ(u) rq_tile_row(p, a##u, a##u, a##u, a##u, 1, o + u * C, col, left, RQ & 2, RQ & 4);
                 DWRQ(0) DWRQ(1) DWRQ(2) DWRQ(3) DWRQ(4) DWRQ(5) DWRQ(6) DWRQ(7)
 #undef DWRQ
             } else {
@@ -400,7 +371,7 @@ static inline __attribute__((always_inline)) void dw_row(const dw_geo* g, const 
                     acc = _mm512_dpbusd_epi32(acc, xv, wv);
                 }
             if (RQ)
-                rq_store16(p, acc, col, left, m, orow + ox * C + col, RQ & 2, RQ & 4);
+                rq_tile_row(p, acc, acc, acc, acc, 1, orow + ox * C + col, col, left, RQ & 2, RQ & 4);
             else
                 _mm512_mask_storeu_epi32(buf + ox * C + col, m, acc);
         }

@@ -119,38 +119,22 @@ static inline __attribute__((always_inline)) void rqf_row(const void* x, int xf,
                                                          const int32_t* shift, const int32_t* lo,
                                                          const int32_t* hi, uint8_t* o, int dyn, int folded,
                                                          int window) {
-    const __m512 ve = _mm512_set1_ps(eps);
     const __mmask16 all = 0xFFFF;
     long c = 0;
     for (; c + 64 <= ch; c += 64) { /* the hot loop: four groups of 16, one check, one pack */
-        __mmask16 k0, k1, k2, k3, bad = 0;
-        __m512i v0 = rqv_load(x, xf, c, all, shift, lo, hi, xthr, &k0, dyn, window);
-        __m512i v1 = rqv_load(x, xf, c + 16, all, shift, lo, hi, xthr, &k1, dyn, window);
-        __m512i v2 = rqv_load(x, xf, c + 32, all, shift, lo, hi, xthr, &k2, dyn, window);
-        __m512i v3 = rqv_load(x, xf, c + 48, all, shift, lo, hi, xthr, &k3, dyn, window);
-        const float* a = aux + (c / 16) * 48;
-        __m512i r0 = rqf_int(rqf_est(v0, a, ve, k0, all, dyn, &bad), madd + c, all, folded);
-        __m512i r1 = rqf_int(rqf_est(v1, a + 48, ve, k1, all, dyn, &bad), madd + c + 16, all, folded);
-        __m512i r2 = rqf_int(rqf_est(v2, a + 96, ve, k2, all, dyn, &bad), madd + c + 32, all, folded);
-        __m512i r3 = rqf_int(rqf_est(v3, a + 144, ve, k3, all, dyn, &bad), madd + c + 48, all, folded);
-        if (__builtin_expect(bad != 0, 0)) {
-            r0 = rqv_double(v0, c, 16, all, k0, cst, mul, nd, madd, dyn, folded);
-            r1 = rqv_double(v1, c + 16, 16, all, k1, cst, mul, nd, madd, dyn, folded);
-            r2 = rqv_double(v2, c + 32, 16, all, k2, cst, mul, nd, madd, dyn, folded);
-            r3 = rqv_double(v3, c + 48, 16, all, k3, cst, mul, nd, madd, dyn, folded);
-        }
-        _mm512_storeu_si512((void*)(o + c), pack64(r0, r1, r2, r3));
+        __m512i v[4];
+        __mmask16 k[4];
+        for (int j = 0; j < 4; ++j) v[j] = rqv_load(x, xf, c + 16 * j, all, shift, lo, hi, xthr, &k[j], dyn, window);
+        rqf_groups(v, k, 4, 64, aux + (c / 16) * 48, eps, cst + c, mul + c, dyn ? nd + c : 0, madd + c, o + c, dyn,
+                   folded);
     }
     for (; c < ch; c += 16) {
         long left = ch - c;
-        __mmask16 m = left >= 16 ? all : (__mmask16)((1u << left) - 1), corr, bad = 0;
-        __m512i v = rqv_load(x, xf, c, m, shift, lo, hi, xthr, &corr, dyn, window);
-        __m512i r = rqf_int(rqf_est(v, aux + (c / 16) * 48, ve, corr, m, dyn, &bad), madd + c, m, folded);
-        if (bad)
-            r = rqv_double(v, c, left, m, corr, cst, mul, nd, madd, dyn, folded);
-        else
-            r = _mm512_max_epi32(r, _mm512_setzero_si512()); /* the store's conversion saturates above only */
-        rqv_store(o + c, left, m, r);
+        __mmask16 corr;
+        __m512i v = rqv_load(x, xf, c, left >= 16 ? all : (__mmask16)((1u << left) - 1), shift, lo, hi, xthr, &corr,
+                             dyn, window);
+        rqf_groups(&v, &corr, 1, left, aux + (c / 16) * 48, eps, cst + c, mul + c, dyn ? nd + c : 0, madd + c, o + c,
+                   dyn, folded);
     }
 }
 

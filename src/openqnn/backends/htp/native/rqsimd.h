@@ -106,4 +106,33 @@ static inline __m512i pack64(__m512i a, __m512i b, __m512i c, __m512i d) {
     return _mm512_permutexvar_epi32(order, _mm512_packus_epi16(_mm512_packs_epi32(a, b), _mm512_packs_epi32(c, d)));
 }
 
+/* NB (1 to 4) groups of 16 inputs v[j] (channels c + 16 j; ncols of them valid counting from c, which
+ * may exceed 16 NB; k[j]: the lanes the sign correction applies to) requantized by the float32
+ * estimate, by the float64 form for all NB where a lane is not bracketed, and stored as uint8 at o
+ * (one saturating pack and a 64-byte store where NB = 4 and all 64 are valid). aux, cst, mul, nd
+ * (with dyn) and madd point at channel c. */
+static inline __attribute__((always_inline)) void rqf_groups(const __m512i* v, const __mmask16* k, const int NB,
+                                                            long ncols, const float* aux, float eps,
+                                                            const double* cst, const double* mul, const double* nd,
+                                                            const int32_t* madd, uint8_t* o, int dyn, int folded) {
+    const __m512 ve = _mm512_set1_ps(eps);
+    __m512i r[4];
+    __mmask16 m[4], bad = 0;
+    long left[4];
+    for (int j = 0; j < NB; ++j) {
+        left[j] = ncols - 16 * j;
+        m[j] = left[j] >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left[j]) - 1);
+        r[j] = rqf_int(rqf_est(v[j], aux + 48 * j, ve, k[j], m[j], dyn, &bad), madd + 16 * j, m[j], folded);
+    }
+    if (__builtin_expect(bad != 0, 0))
+        for (int j = 0; j < NB; ++j)
+            r[j] = rqv_double(v[j], 16 * j, left[j], m[j], k[j], cst, mul, nd, madd, dyn, folded);
+    if (NB == 4 && ncols >= 64) {
+        _mm512_storeu_si512((void*)o, pack64(r[0], r[1], r[2], r[3]));
+    } else {
+        for (int j = 0; j < NB; ++j) /* the store's conversion saturates above only */
+            rqv_store(o + 16 * j, left[j], m[j], _mm512_max_epi32(r[j], _mm512_setzero_si512()));
+    }
+}
+
 #endif
