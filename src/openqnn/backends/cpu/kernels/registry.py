@@ -51,9 +51,15 @@ class LayerOperands:
     @staticmethod
     def of(ctx: BuildContext, w_name: str, b_name: str,
            prepare: Callable[[torch.Tensor], torch.Tensor] = lambda w: w) -> LayerOperands:
-        """``prepare`` lays a weight out for the kernel. A static weight and bias are copies in any case
-        (PyTorch's allocator aligns to 64 bytes, numpy's buffers often are not: AVX-512 loads)."""
-        w = prepare(ctx.static(w_name)).clone() if ctx.is_static(w_name) else None
+        """``prepare`` lays a weight out for the kernel. A static weight and bias are PyTorch's own
+        copies in any case (its allocator aligns to 64 bytes, numpy's buffers often are not: AVX-512
+        loads); a weight ``prepare`` already copied is not copied again."""
+        w = None
+        if ctx.is_static(w_name):
+            src = ctx.static(w_name)
+            w = prepare(src)
+            if w.untyped_storage().data_ptr() == src.untyped_storage().data_ptr():
+                w = w.clone()
         b = ctx.static(b_name).clone() if b_name and ctx.is_static(b_name) else None
         runtime = ([w_name] if w is None else []) + ([b_name] if b_name and b is None else [])
         return LayerOperands(w, b, bool(b_name), prepare, runtime)

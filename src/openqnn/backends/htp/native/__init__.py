@@ -301,7 +301,7 @@ class MaxPool2d:
         self.fn = _LIB.maxpool2d_u8
 
     def accepts(self, x: torch.Tensor) -> bool:
-        return x.dtype is torch.uint8 and x.is_cpu and x.is_contiguous() and x.shape == self.in_shape
+        return _u8_codes(x) and x.shape == self.in_shape
 
     def run(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """``x`` (accepted by :meth:`accepts`) into ``out`` (contiguous uint8, [n, oh, ow, c])."""
@@ -309,10 +309,15 @@ class MaxPool2d:
         return out
 
 
+def _u8_codes(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a contiguous uint8 CPU tensor, as the C helpers read codes (a few attribute
+    reads: this runs once per step and run)."""
+    return x.dtype is torch.uint8 and x.is_cpu and x.is_contiguous()
+
+
 def _codes_ok(xs: Sequence[torch.Tensor]) -> bool:
     """Whether these are contiguous uint8 CPU tensors of one shape."""
-    return all(x.dtype == torch.uint8 and x.device.type == "cpu" and x.is_contiguous() and x.shape == xs[0].shape
-               for x in xs)
+    return all(_u8_codes(x) and x.shape == xs[0].shape for x in xs)
 
 
 def lookup_ok(table: torch.Tensor, *xs: torch.Tensor) -> bool:
@@ -349,11 +354,10 @@ def lookup_or(table: torch.Tensor, fallback: Callable[..., torch.Tensor], out_sh
     numel = math.prod(shape)
     tbl = table.contiguous()
     ptr = tbl.data_ptr()
-    u8 = torch.uint8
-    new = output or (lambda: torch.empty(shape, dtype=u8))
+    new = output or (lambda: torch.empty(shape, dtype=torch.uint8))
 
-    def ok(x: torch.Tensor) -> bool:  # (per-call overhead matters: small element-wise ops)
-        return x.dtype is u8 and x.is_cpu and x.is_contiguous() and x.numel() == numel
+    def ok(x: torch.Tensor) -> bool:
+        return _u8_codes(x) and x.numel() == numel
 
     if operands == 1:
         lut1 = lib.lut1_u8
