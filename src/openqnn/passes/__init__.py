@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from openqnn.ir.graph import Graph
-from openqnn.passes import cleanup, fusion, patterns  # noqa: F401  (registers the passes)
+from openqnn.passes import cleanup, fusion, masks, patterns  # noqa: F401  (registers the passes)
 from openqnn.passes.manager import PASSES, Pass, PassManager, graph_pass
 
 __all__ = ["PASSES", "PIPELINES", "Pass", "PassManager", "graph_pass", "run_pipeline"]
@@ -19,6 +19,7 @@ PIPELINES: dict[str, list[str]] = {
         "fuse_hardswish",  # x * relu6(x + 3) / 6 -> HardSwish
         "fold_fc_bias_add",  # MatMul + Add(bias) -> FullyConnected with bias
         "transpose_to_reshape",  # transposes moving only size-1 dims
+        "finite_attention_masks",  # -inf / finfo.min reaching a Softmax -> -1e4 (a grid can hold it)
         "remove_dead_nodes",
     ],
 }
