@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from openqnn.errors import OpenQnnError
+from openqnn.errors import InvalidConfigError, OpenQnnError
+
+# the largest count or dimension a flag takes: QNN's flags are 32-bit integers
+MAX_FLAG_INT = 2**31 - 1
 
 LOG_LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO, "verbose": logging.DEBUG,
               "debug": logging.DEBUG}
@@ -56,7 +62,31 @@ def parse_dims(text: str, flag: str) -> tuple[int, ...]:
     except ValueError:
         dims = ()
     if not dims or any(d <= 0 for d in dims):
-        from openqnn.errors import InvalidConfigError
-
         raise InvalidConfigError(f"{flag} {text}: dims must be positive integers separated by commas, e.g. 1,3,224,224")
+    if any(d > MAX_FLAG_INT for d in dims):
+        raise InvalidConfigError(f"{flag} {text}: a dim above {MAX_FLAG_INT} is not possible")
     return dims
+
+
+def check_range(value: float | None, flag: str, lo: float, hi: float, *, lo_open: bool = False) -> None:
+    """A numeric flag lies in [lo, hi] (``lo_open``: (lo, hi]) and is finite; None (not given) passes."""
+    if value is None:
+        return
+    low_ok = value > lo if lo_open else value >= lo
+    if not (math.isfinite(value) and low_ok and value <= hi):
+        raise InvalidConfigError(f"{flag} {value}: out of range; give a number in {'(' if lo_open else '['}{lo:g}, "
+                                 f"{hi:g}]")
+
+
+def check_output_dir(path: str | os.PathLike[str], flag: str = "--output_dir") -> Path:
+    """An output folder that exists or can be made: no file in the way, here or above."""
+    p = Path(path)
+    for q in (p, *p.parents):
+        if q.exists():
+            if not q.is_dir():
+                what = "is a file" if q == p else f"cannot be made: {q} is a file"
+                raise InvalidConfigError(f"{flag} {p}: {what}; give a folder")
+            if not os.access(q, os.W_OK | os.X_OK):
+                raise InvalidConfigError(f"{flag} {p}: {q} is not writable; give a folder you can write to")
+            break
+    return p

@@ -7,11 +7,12 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
-from openqnn.cli.common import add_common_flags, run_tool
+from openqnn.cli.common import MAX_FLAG_INT, add_common_flags, check_output_dir, check_range, run_tool
 
 log = logging.getLogger("openqnn.net_run")
+
+MAX_DURATION_S = 7 * 24 * 3600  # --duration: a week at most
 
 
 def build_parser(prog: str = "qnn-net-run") -> argparse.ArgumentParser:
@@ -30,8 +31,10 @@ def add_net_run_flags(p: argparse.ArgumentParser) -> None:
                    help="raw inputs hold each input's own type instead of float32")
     p.add_argument("--use_native_output_files", action="store_true",
                    help="write outputs in their own type as <tensor>_native.raw instead of float32")
-    p.add_argument("--num_inferences", type=int, help="run this many inferences, looping over the input list")
-    p.add_argument("--duration", type=float, help="keep looping over the input list for this many seconds")
+    p.add_argument("--num_inferences", type=int,
+                   help=f"run this many inferences (1 to {MAX_FLAG_INT}), looping over the input list")
+    p.add_argument("--duration", type=float,
+                   help=f"keep looping over the input list for this many seconds (more than 0, at most {MAX_DURATION_S})")
     p.add_argument("--config_file", help="backend config JSON (cpu_config / gpu_config / htp_config)")
     add_common_flags(p)
 
@@ -43,12 +46,11 @@ def net_run_main(args: argparse.Namespace) -> int:
     from openqnn.backends import resolve_backend_name
     from openqnn.errors import InvalidConfigError
     from openqnn.runtime.config import load_backend_config
-    from openqnn.runtime.io import read_input_list, read_raw, sanitize, write_raw
+    from openqnn.runtime.io import ResultFolders, read_input_list, read_raw, sanitize
 
-    if args.num_inferences is not None and args.num_inferences <= 0:
-        raise InvalidConfigError(f"--num_inferences {args.num_inferences}: give a positive count")
-    if args.duration is not None and args.duration <= 0:
-        raise InvalidConfigError(f"--duration {args.duration}: give a positive number of seconds")
+    check_range(args.num_inferences, "--num_inferences", 1, MAX_FLAG_INT)
+    check_range(args.duration, "--duration", 0, MAX_DURATION_S, lo_open=True)
+    out_dir = check_output_dir(args.output_dir)
     backend = resolve_backend_name(args.backend)
     options = load_backend_config(args.config_file, backend) if args.config_file else {}
     graph = openqnn.load(args.model)
@@ -69,25 +71,24 @@ def net_run_main(args: argparse.Namespace) -> int:
 
     total = args.num_inferences or len(feeds)
     deadline = time.perf_counter() + args.duration if args.duration else None
-    out_dir = Path(args.output_dir)
     progress = _progress(total if deadline is None else None)
     count, start = 0, time.perf_counter()
-    while count < total or (deadline is not None and time.perf_counter() < deadline):
-        i = count % len(feeds)
-        if quantized_io:
-            outs = session.run(feeds[i], native_inputs=args.use_native_input_files,
-                               native_outputs=args.use_native_output_files)
-        else:
-            outs = session.run(feeds[i])
-        if count < len(feeds):  # looping re-runs the same inputs; their results are written once
-            for name in wanted:
-                arr = outs[name]
-                if args.use_native_output_files:
-                    write_raw(out_dir / f"Result_{i}" / f"{sanitize(name)}_native.raw", arr)
-                else:
-                    write_raw(out_dir / f"Result_{i}" / f"{sanitize(name)}.raw", np.asarray(arr, dtype=np.float32))
-        count += 1
-        progress.update(1)
+    with ResultFolders(out_dir) as results:
+        while count < total or (deadline is not None and time.perf_counter() < deadline):
+            i = count % len(feeds)
+            if quantized_io:
+                outs = session.run(feeds[i], native_inputs=args.use_native_input_files,
+                                   native_outputs=args.use_native_output_files)
+            else:
+                outs = session.run(feeds[i])
+            if count < len(feeds):  # looping re-runs the same inputs; their results are written once
+                for name in wanted:
+                    if args.use_native_output_files:
+                        results.write(i, f"{sanitize(name)}_native", outs[name])
+                    else:
+                        results.write(i, sanitize(name), np.asarray(outs[name], dtype=np.float32))
+            count += 1
+            progress.update(1)
     progress.close()
     elapsed = time.perf_counter() - start
     log.info("%d inferences in %.3f s (%.2f ms each)", count, elapsed, 1e3 * elapsed / max(count, 1))

@@ -4,20 +4,30 @@
      "gpu_config": {"device_id": 0, "precision_mode": "fp16", ...},
      "htp_config": {"vtcm_mb": 8, "precision_mode": "int8", ...}}
 
-An unknown section or key, or a value of the wrong kind, is an error that names it.
+An unknown section or key, a value of the wrong kind or a number out of its range is an error that
+names the file and the key. The ranges (``LIMITS``): ``num_threads`` 1 to 256 (``MAX_THREADS``: more
+threads than any phone or workstation has cores only thrash, and huge counts crash thread pools);
+``device_id`` 0 to 63; ``vtcm_mb`` 1 to the VTCM of the HTP arch in use (8 MB at most); ``soc_model``
+one of the known Snapdragon models. The config dataclasses check the same ranges, so an API user
+gets the same errors.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 from openqnn.errors import InvalidConfigError
+from openqnn.fileio import read_json
 
-__all__ = ["BackendConfig", "CpuConfig", "GpuConfig", "HtpConfig", "load_backend_config", "parse_backend_config"]
+__all__ = ["LIMITS", "MAX_THREADS", "BackendConfig", "CpuConfig", "GpuConfig", "HtpConfig", "check_num_threads",
+           "load_backend_config", "parse_backend_config", "read_backend_config"]
+
+MAX_THREADS = 256
+# inclusive ranges of the integer settings
+LIMITS: dict[str, tuple[int, int]] = {"num_threads": (1, MAX_THREADS), "device_id": (0, 63), "vtcm_mb": (1, 8),
+                                      "soc_model": (0, 9999)}
 
 PERFORMANCE_MODES = ("default", "burst", "sustained_high_performance", "high_performance", "balanced",
                      "low_balanced", "high_power_saver", "power_saver", "low_power_saver", "extreme_power_saver")
@@ -29,6 +39,9 @@ class CpuConfig:
     performance_mode: str = "default"
     enable_fast_math: bool = False
 
+    def __post_init__(self) -> None:
+        _validate(self, "cpu_config")
+
 
 @dataclass(frozen=True)
 class GpuConfig:
@@ -36,6 +49,9 @@ class GpuConfig:
     performance_mode: str = "default"
     precision_mode: str = "fp32"
     enable_transform_optimization: bool = False
+
+    def __post_init__(self) -> None:
+        _validate(self, "gpu_config")
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,51 @@ class HtpConfig:
     dsp_arch: str | None = None
     fp16_relaxed_precision: bool = False
 
+    def __post_init__(self) -> None:
+        _validate(self, "htp_config")
+
+
+_CHOICES = {
+    "performance_mode": PERFORMANCE_MODES,
+    "precision_mode": {"gpu": ("fp32", "fp16", "hybrid"), "htp": ("int8", "int16", "fp16", "mixed")},
+    "dsp_arch": ("v68", "v69", "v73", "v75", "v79", "v81"),
+}
+
+
+def check_num_threads(value: Any, what: str = "num_threads") -> int:
+    """A thread count in 1..MAX_THREADS (``what`` names it in the error)."""
+    return _check(what, "num_threads", value, "cpu")
+
+
+def _check(what: str, key: str, value: Any, section: str) -> Any:
+    """``value`` of setting ``key`` (``what``: how the error names it), checked for kind, range and choice."""
+    kind: type = bool if key.startswith(("enable_", "fp16_")) else int if key in LIMITS else str
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise InvalidConfigError(f"{what} = {value!r} must be true or false")
+        return value
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        article = "an integer" if kind is int else "a string"
+        raise InvalidConfigError(f"{what} = {value!r} must be {article}")
+    if key in LIMITS:
+        lo, hi = LIMITS[key]
+        if not lo <= value <= hi:
+            raise InvalidConfigError(f"{what} = {value} is out of range; use {lo} to {hi}")
+    choices = _CHOICES.get(key)
+    if isinstance(choices, dict):
+        choices = choices.get(section)
+    if choices and value not in choices:
+        raise InvalidConfigError(f"{what} = {value!r} is not valid; use one of {', '.join(choices)}")
+    return value
+
+
+def _validate(config: Any, section: str) -> None:
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if value is None and f.default is None:
+            continue
+        _check(f"{section}.{f.name}", f.name, value, section.split("_")[0])
+
 
 @dataclass(frozen=True)
 class BackendConfig:
@@ -58,38 +119,9 @@ class BackendConfig:
 
 
 _SECTIONS = {"cpu_config": ("cpu", CpuConfig), "gpu_config": ("gpu", GpuConfig), "htp_config": ("htp", HtpConfig)}
-_CHOICES = {
-    "performance_mode": PERFORMANCE_MODES,
-    "precision_mode": {"gpu": ("fp32", "fp16", "hybrid"), "htp": ("int8", "int16", "fp16", "mixed")},
-    "dsp_arch": ("v68", "v69", "v73", "v75", "v79", "v81"),
-}
-
-
-def _check(where: str, section: str, key: str, value: Any, default: Any) -> Any:
-    expected: type | tuple[type, ...]
-    if isinstance(default, bool):
-        expected = bool
-    elif isinstance(default, int) or key in ("num_threads", "vtcm_mb", "soc_model", "device_id"):
-        expected = int
-    else:
-        expected = str
-    if value is None and default is None:
-        return None
-    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-        raise InvalidConfigError(f"{where}: {section}.{key} = {value!r} must be a {expected.__name__}")
-    if isinstance(value, int) and value < 0:
-        raise InvalidConfigError(f"{where}: {section}.{key} = {value} must not be negative")
-    if key in ("num_threads",) and value == 0:
-        raise InvalidConfigError(f"{where}: {section}.{key} must be at least 1")
-    choices = _CHOICES.get(key)
-    if isinstance(choices, dict):
-        choices = choices.get(section.split("_")[0])
-    if choices and value not in choices:
-        raise InvalidConfigError(f"{where}: {section}.{key} = {value!r} is not valid; use one of {', '.join(choices)}")
-    return value
-
 
 def parse_backend_config(doc: Any, where: str = "backend config") -> BackendConfig:
+    """A backend config document (the parsed JSON); errors name ``where`` and the key."""
     if not isinstance(doc, dict):
         raise InvalidConfigError(f"{where}: must be a JSON object with cpu_config / gpu_config / htp_config")
     parts: dict[str, Any] = {}
@@ -99,12 +131,30 @@ def parse_backend_config(doc: Any, where: str = "backend config") -> BackendConf
         attr, cls = _SECTIONS[section]
         if not isinstance(body, dict):
             raise InvalidConfigError(f"{where}: {section} must be a JSON object")
-        known = {f.name: f.default for f in fields(cls)}
+        known = {f.name for f in fields(cls)}
         for key in body:
             if key not in known:
                 raise InvalidConfigError(f"{where}: unknown key {section}.{key}; valid keys: {', '.join(known)}")
-        parts[attr] = cls(**{k: _check(where, section, k, v, known[k]) for k, v in body.items()})
+        try:
+            parts[attr] = cls(**body)
+        except InvalidConfigError as e:
+            raise InvalidConfigError(f"{where}: {e}") from None
+    if "htp" in parts:
+        _check_htp_arch(parts["htp"], where)
     return BackendConfig(**parts)
+
+
+def _check_htp_arch(config: HtpConfig, where: str) -> None:
+    """dsp_arch / soc_model name a known arch, and vtcm_mb fits its VTCM."""
+    from openqnn.backends.htp.arch import resolve_arch
+
+    try:
+        arch = resolve_arch(config.dsp_arch, config.soc_model)
+    except InvalidConfigError as e:
+        raise InvalidConfigError(f"{where}: {e}") from None
+    if config.vtcm_mb is not None and config.vtcm_mb > arch.vtcm_mb:
+        raise InvalidConfigError(f"{where}: htp_config.vtcm_mb = {config.vtcm_mb} is more than the {arch.vtcm_mb} MB "
+                                 f"of VTCM of {arch.name}; use 1 to {arch.vtcm_mb}")
 
 
 def load_backend_config(path: str | os.PathLike[str], backend: str) -> dict[str, Any]:
@@ -114,11 +164,4 @@ def load_backend_config(path: str | os.PathLike[str], backend: str) -> dict[str,
 
 def read_backend_config(path: str | os.PathLike[str]) -> BackendConfig:
     """Read and validate a backend config file."""
-    p = Path(path)
-    if not p.is_file():
-        raise InvalidConfigError(f"--config_file {p}: no such file")
-    try:
-        doc = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise InvalidConfigError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    return parse_backend_config(doc, str(p))
+    return parse_backend_config(read_json(path, f"--config_file {path}"), str(path))

@@ -13,7 +13,7 @@ from openqnn.backends import get_backend, resolve_backend_name
 from openqnn.errors import InputDataError, InvalidConfigError
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph
-from openqnn.runtime.config import BackendConfig
+from openqnn.runtime.config import BackendConfig, check_num_threads
 
 __all__ = ["Session", "TensorInfo"]
 
@@ -48,6 +48,8 @@ class Session:
 
             self.graph = load(Path(model))
         name = resolve_backend_name(backend)
+        if num_threads is not None:
+            check_num_threads(num_threads)
         options: dict[str, object] = {"num_threads": num_threads} if num_threads else {}
         if name == "htp" and config is not None:
             options["config"] = config.htp
