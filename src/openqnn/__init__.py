@@ -5,7 +5,7 @@ convert -> quantize -> model library -> context binary -> run and profile, on cp
 
 __version__ = "0.1.0"
 
-from openqnn.api import convert, load, save
+from openqnn.api import convert, encodings_path, load, save
 from openqnn.errors import (
     ConversionError,
     InputDataError,
@@ -15,7 +15,7 @@ from openqnn.errors import (
     UnsupportedOpError,
 )
 from openqnn.ir import DType, Graph
-from openqnn.quantization import QuantizerConfig, quantize
+from openqnn.quantization import QuantizerConfig, quantize, validate_quantization_range
 from openqnn.runtime import Session, TensorInfo
 
 __all__ = [
@@ -32,7 +32,9 @@ __all__ = [
     "UnsupportedOpError",
     "__version__",
     "convert",
+    "encodings_path",
     "load",
     "quantize",
     "save",
+    "validate_quantization_range",
 ]

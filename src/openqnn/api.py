@@ -15,7 +15,7 @@ from pathlib import Path
 from openqnn.errors import ConversionError
 from openqnn.ir.graph import Graph
 
-__all__ = ["convert", "load", "save"]
+__all__ = ["convert", "encodings_path", "load", "save"]
 
 _FRONTENDS = {".onnx": "onnx"}
 
@@ -44,10 +44,23 @@ def convert(
 
 
 def save(graph: Graph, output_path: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Write ``<stem>_net.json`` and ``<stem>.bin`` for ``output_path`` (e.g. ``model.cpp``)."""
+    """Write ``<stem>_net.json`` and ``<stem>.bin`` for ``output_path`` (e.g. ``model.cpp``), and for a
+    quantized graph ``<stem>_encodings.json`` (AIMET 1.0.0), as ``qnn-onnx-converter`` does; returns the
+    paths of the first two (:func:`encodings_path` gives the third)."""
     from openqnn.serialization import save_model
 
-    return save_model(graph, output_path)
+    json_path, bin_path = save_model(graph, output_path)
+    if any(t.encoding is not None for t in graph.tensors.values()):
+        from openqnn.quantization.export import write_graph_encodings
+
+        write_graph_encodings(graph, encodings_path(json_path))
+    return json_path, bin_path
+
+
+def encodings_path(net_json: str | os.PathLike[str]) -> Path:
+    """``<stem>_encodings.json`` beside ``<stem>_net.json``."""
+    p = Path(net_json)
+    return p.with_name(p.name.removesuffix("_net.json") + "_encodings.json")
 
 
 def load(path: str | os.PathLike[str]) -> Graph:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from openqnn.backends.base import Backend, Executable
+from openqnn.backends.base import Backend, Executable, Fallback
 from openqnn.errors import InvalidConfigError
 
-__all__ = ["BACKENDS", "Backend", "Executable", "get_backend", "resolve_backend_name"]
+__all__ = ["BACKENDS", "Backend", "Executable", "Fallback", "get_backend", "resolve_backend_name"]
 
 _ALIASES = {"libqnncpu.so": "cpu", "libqnngpu.so": "gpu", "libqnnhtp.so": "htp", "qnncpu": "cpu",
             "qnngpu": "gpu", "qnnhtp": "htp"}

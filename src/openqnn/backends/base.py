@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from openqnn.ir.graph import Graph, Node
 
-__all__ = ["Backend", "Executable"]
+__all__ = ["Backend", "Executable", "Fallback"]
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """A node that runs on the fallback backend (cpu) instead of the one asked for, and why."""
+
+    node: str
+    op_type: str
+    reason: str
 
 
 @runtime_checkable
 class Executable(Protocol):
-    """A graph prepared for one backend: run it many times."""
+    """A graph prepared for one backend: run it many times. ``fallbacks`` lists the nodes that run
+    on the fallback backend instead, with their reasons (empty when every node runs here)."""
 
     graph: Graph
+
+    @property
+    def fallbacks(self) -> Sequence[Fallback]: ...
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 

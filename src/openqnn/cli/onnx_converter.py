@@ -43,8 +43,9 @@ def add_converter_flags(p: argparse.ArgumentParser) -> None:
                    help="per-row weight encodings for FullyConnected / MatMul")
     q.add_argument("--act_quantizer_calibration", default="min-max",
                    choices=["min-max", "sqnr", "entropy", "mse", "percentile"], help="activation range setting")
-    q.add_argument("--param_quantizer_calibration", default="min-max",
-                   choices=["min-max", "sqnr", "entropy", "mse", "percentile"], help="weight range setting")
+    q.add_argument("--param_quantizer_calibration", default=None,
+                   choices=["min-max", "sqnr", "entropy", "mse", "percentile"],
+                   help="weight range setting (default min-max; mse for per-channel/row/block 4-bit weights)")
     q.add_argument("--act_quantizer_schema", default="asymmetric", choices=["asymmetric", "symmetric"])
     q.add_argument("--param_quantizer_schema", default="symmetric", choices=["asymmetric", "symmetric"])
     q.add_argument("--act_quantizer", choices=["tf", "enhanced", "adjusted", "symmetric"],
@@ -74,6 +75,7 @@ def add_converter_flags(p: argparse.ArgumentParser) -> None:
 
 def convert_main(args: argparse.Namespace, command: str) -> int:
     import openqnn
+    from openqnn.api import encodings_path
     from openqnn.ir import format_graph
 
     dims = {}
@@ -92,13 +94,10 @@ def convert_main(args: argparse.Namespace, command: str) -> int:
         print(format_graph(graph) if args.dry_run == "debug" else _summary(graph))
         return 0
     out = Path(args.output_path) if args.output_path else src.with_suffix(".cpp")
-    json_path, bin_path = openqnn.save(graph, out)
+    json_path, bin_path = openqnn.save(graph, out)  # and <stem>_encodings.json for a quantized graph
     written = [json_path, bin_path]
     if any(t.encoding is not None for t in graph.tensors.values()):
-        from openqnn.quantization.export import write_graph_encodings
-
-        written.append(write_graph_encodings(graph, json_path.with_name(json_path.name.replace("_net.json",
-                                                                                                "_encodings.json"))))
+        written.append(encodings_path(json_path))
     log.info("wrote %s", ", ".join(map(str, written)))
     print("\n".join(map(str, written)))
     return 0

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from openqnn.backends import get_backend, resolve_backend_name
+from openqnn.backends import Fallback, get_backend, resolve_backend_name
 from openqnn.errors import InputDataError, InvalidConfigError
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph
 from openqnn.runtime.config import BackendConfig, check_num_threads
 
 __all__ = ["Session", "TensorInfo"]
+
+log = logging.getLogger("openqnn.runtime")
+
+_FIRST_FALLBACKS = 3  # nodes named in the one-line fallback warning
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,12 @@ class Session:
             options["num_threads"] = config.cpu.num_threads
         self.backend = get_backend(name, **options)
         self._exe = self.backend.prepare(self.graph)
+        warn_fallbacks(self.backend.name, self._exe.fallbacks, len(self.graph.nodes))
+
+    @property
+    def fallbacks(self) -> list[Fallback]:
+        """The nodes that run on the cpu fallback instead of this session's backend, with reasons."""
+        return list(self._exe.fallbacks)
 
     @property
     def inputs(self) -> list[TensorInfo]:
@@ -66,13 +77,15 @@ class Session:
     def outputs(self) -> list[TensorInfo]:
         return [TensorInfo(t.name, t.shape, t.dtype, t.src_axis_format) for t in self.graph.output_tensors()]
 
-    def run(self, feeds: Mapping[str, np.ndarray], *, native_inputs: bool = False,
+    def run(self, feeds: Mapping[str, np.ndarray] | np.ndarray, *, native_inputs: bool = False,
             native_outputs: bool = False) -> dict[str, np.ndarray]:
-        """Run one inference: input name -> array, returns output name -> array.
+        """Run one inference: input name -> array, returns output name -> array. A model with one
+        input also takes the bare array.
 
         On the htp backend, ``native_inputs`` feeds quantized integers (uint8/uint16) instead of floats,
         and ``native_outputs`` returns them instead of dequantized floats.
         """
+        feeds = self._feeds(feeds)
         unknown = sorted(set(feeds) - set(self.graph.inputs))
         if unknown:
             raise InputDataError(f"unknown input(s) {', '.join(unknown)}; the model's inputs are "
@@ -82,3 +95,26 @@ class Session:
                 raise InvalidConfigError(f"native inputs/outputs need the htp backend, not {self.backend.name}")
             return self._exe.run(feeds, native_inputs, native_outputs)  # type: ignore[call-arg]
         return self._exe.run(feeds)
+
+    def _feeds(self, feeds: object) -> Mapping[str, np.ndarray]:
+        if isinstance(feeds, Mapping):
+            return feeds
+        names = self.graph.inputs
+        if isinstance(feeds, np.ndarray) or hasattr(feeds, "__array__"):
+            if len(names) == 1:
+                return {names[0]: np.asarray(feeds)}
+            raise InputDataError(f"Session.run got one array, but the model has {len(names)} inputs "
+                                 f"({', '.join(names)}); pass a dict of input name -> array")
+        raise InputDataError(f"Session.run takes a dict of input name -> array (inputs: {', '.join(names)})"
+                             f"{' or the bare array' if len(names) == 1 else ''}, not {type(feeds).__name__}")
+
+
+def warn_fallbacks(backend: str, fallbacks: Sequence[Fallback], num_nodes: int) -> None:
+    """One warning for a prepared model whose nodes (some or all) run on the cpu fallback: the count,
+    the first few nodes with their reasons, and where the full list is."""
+    if not fallbacks:
+        return
+    first = "; ".join(f"{f.node} ({f.op_type}): {f.reason}" for f in fallbacks[:_FIRST_FALLBACKS])
+    more = f"; and {len(fallbacks) - _FIRST_FALLBACKS} more" if len(fallbacks) > _FIRST_FALLBACKS else ""
+    log.warning("%s: %d of %d node(s) fall back to cpu: %s%s (--log_level info, or logging at INFO for "
+                "'openqnn', lists them all)", backend, len(fallbacks), num_nodes, first, more)

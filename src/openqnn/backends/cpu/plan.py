@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from openqnn.backends.base import Fallback
 from openqnn.backends.cpu.kernels import KERNELS, BuildContext, Step, Unsupported
 from openqnn.backends.cpu.kernels.conv import Epilogue, build_conv2d
 from openqnn.backends.cpu.kernels.linear import (
@@ -209,6 +210,8 @@ class _Call:
 
 class Plan:
     """An executable graph on PyTorch kernels (cpu, or any torch device)."""
+
+    fallbacks: tuple[Fallback, ...] = ()  # the cpu backend is the fallback: every node runs here
 
     def __init__(self, graph: Graph, device: torch.device | str = "cpu", float_dtype: torch.dtype | None = None,
                  backend_name: str = "cpu", fuse: bool = True):

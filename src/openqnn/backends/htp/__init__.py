@@ -62,6 +62,7 @@ class _Prepared:
     def __init__(self, exe: HtpExecutable):
         self.exe = exe
         self.graph = exe.graph
+        self.fallbacks = exe.fallbacks
 
     def run(self, feeds: Mapping[str, np.ndarray], native_inputs: bool = False,
             native_outputs: bool = False) -> dict[str, np.ndarray]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from openqnn.backends.base import Fallback
 from openqnn.backends.cpu.kernels import BuildContext
 from openqnn.backends.cpu.plan import build_step, keep_freed_memory
 from openqnn.backends.htp import native
@@ -29,13 +30,6 @@ from openqnn.ir.tensor import TensorKind
 log = logging.getLogger("openqnn.htp")
 
 __all__ = ["Fallback", "HtpExecutable", "dequantize_t", "quantize_t"]
-
-
-@dataclass(frozen=True)
-class Fallback:
-    node: str
-    op_type: str
-    reason: str
 
 
 def _qshape(q: QParams, rank: int) -> list[int]:
