@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -31,13 +33,23 @@ def make_model(
     return model
 
 
-def ort_run(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+def ort_session(model: onnx.ModelProto | str | os.PathLike[str], *, exact: bool = True, threads: int = 1) -> Any:
+    """An ONNX Runtime CPU session. ``exact`` (the default) turns ORT's graph optimizations off, so a QDQ
+    model runs unfused (DequantizeLinear, the float op, QuantizeLinear): the oracle for integer results
+    on every CPU. Its fused int8 kernels (``exact=False``) saturate u8s8 pair sums in int16 on x86 CPUs
+    without VNNI and are then off by many codes; use them only for speed or float checks."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    return sess.run(None, dict(feeds))
+    so.intra_op_num_threads = threads
+    if exact:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+
+
+def ort_run(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    return ort_session(model, exact=False).run(None, dict(feeds))
 
 
 def openqnn_run(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], backend: str = "cpu") -> list[np.ndarray]:

@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import openqnn
-from helpers import data_of, encoding_of, make_model
+from helpers import data_of, encoding_of, make_model, ort_session
 from openqnn.backends.cpu import CpuBackend
 from openqnn.backends.cpu.quantsim import fake_quantize_array
 from openqnn.cli import main as openqnn_main
@@ -168,9 +168,7 @@ def test_qdq_export_runs_in_onnxruntime(digits: dict, tmp_path: Path) -> None:
     assert inits[conv.input[0]].data_type == TensorProto.INT4
     graph = openqnn.load(f"{stem}_net.json")
     plan = CpuBackend().prepare(graph)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(out), so, providers=["CPUExecutionProvider"])
+    sess = ort_session(out)  # unfused: exact on CPUs without VNNI too
     xs = digits["xte"][:100]
     sim = np.concatenate([plan.run({"image": xs[i:i + 1]})["logits"] for i in range(len(xs))])
     ours = np.concatenate([sess.run(["logits"], {"image": xs[i:i + 1]})[0] for i in range(len(xs))])
@@ -256,9 +254,7 @@ def test_fc_and_matmul_per_block(fc: dict, tmp_path: Path) -> None:
     # the QDQ model (blocked DequantizeLinear on a rank-3 weight too) agrees with the simulation
     model = graph_to_onnx(graph)
     onnx.checker.check_model(model, full_check=True)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = ort_session(model)
     plan = CpuBackend().prepare(graph)
     lsb = _enc(graph.tensors["y"]).scale[0]
     for x in fc["xs"]:

@@ -12,6 +12,7 @@ import onnx
 import pytest
 
 import openqnn
+from helpers import ort_session
 from openqnn.backends.cpu import CpuBackend
 from openqnn.cli import main as cli
 from openqnn.ir.graph import Graph
@@ -35,11 +36,9 @@ def _one_thread():
 
 
 def _session(model: onnx.ModelProto | Path):
-    """ONNX Runtime with its default (full) optimizations: QDQ groups become integer kernels."""
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1  # tiny models; a spinning thread pool only slows a loaded machine down
-    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    """ONNX Runtime unfused (DequantizeLinear, float op, QuantizeLinear): exact on every CPU, where its
+    fused int8 kernels saturate without VNNI (tests/helpers.py: ort_session)."""
+    return ort_session(model)
 
 
 def _export(graph: Graph) -> onnx.ModelProto:
