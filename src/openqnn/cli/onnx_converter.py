@@ -83,13 +83,14 @@ def convert_main(args: argparse.Namespace, command: str) -> int:
         if name in dims:
             raise openqnn.InvalidConfigError(f"--input_dim {name} is given twice")
         dims[name] = parse_dims(text, f"--input_dim {name}")
+    config = _quantizer_config(args)  # checks every quantization flag, also when not quantizing
     src = Path(args.input_network)
     graph = openqnn.convert(src, input_dims=dims, out_nodes=args.out_node or None)
     graph.metadata["converter_command"] = command
     for key in ("target_device", "optimization_level"):
         if getattr(args, key):
             graph.metadata[key] = getattr(args, key)
-    graph = _maybe_quantize(graph, args)
+    graph = _maybe_quantize(graph, args, config)
     if args.dry_run:
         print(format_graph(graph) if args.dry_run == "debug" else _summary(graph))
         return 0
@@ -103,15 +104,10 @@ def convert_main(args: argparse.Namespace, command: str) -> int:
     return 0
 
 
-def _maybe_quantize(graph, args: argparse.Namespace):
-    """Quantize when calibration data or overrides are given; otherwise the model stays float."""
-    if not args.input_list and not args.quantization_overrides:
-        return graph
-    from openqnn.quantization import QuantizerConfig, quantize
-    from openqnn.quantization.encodings import read_encodings
-    from openqnn.runtime.io import read_input_list, read_raw
+def _quantizer_config(args: argparse.Namespace):
+    from openqnn.quantization import QuantizerConfig
 
-    config = QuantizerConfig(
+    return QuantizerConfig(
         act_bitwidth=args.act_bitwidth, weights_bitwidth=args.weights_bitwidth, bias_bitwidth=args.bias_bitwidth,
         use_per_channel_quantization=args.use_per_channel_quantization,
         use_per_row_quantization=args.use_per_row_quantization,
@@ -125,6 +121,16 @@ def _maybe_quantize(graph, args: argparse.Namespace):
         weights_block_size=args.weights_block_size,
         weights_block_scale_bitwidth=args.weights_block_scale_bitwidth,
     )
+
+
+def _maybe_quantize(graph, args: argparse.Namespace, config):
+    """Quantize when calibration data or overrides are given; otherwise the model stays float."""
+    if not args.input_list and not args.quantization_overrides:
+        return graph
+    from openqnn.quantization import quantize
+    from openqnn.quantization.encodings import read_encodings
+    from openqnn.runtime.io import read_input_list, read_raw
+
     overrides = read_encodings(args.quantization_overrides) if args.quantization_overrides else None
     data = None
     if args.input_list:

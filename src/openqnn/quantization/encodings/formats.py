@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from openqnn.errors import InvalidConfigError
+from openqnn.fileio import read_json
 from openqnn.quantization.encodings import math as qmath
 
 __all__ = ["EncodingSpec", "EncodingsFile", "read_encodings", "write_encodings"]
@@ -77,18 +78,103 @@ def _err(where: str, msg: str) -> InvalidConfigError:
     return InvalidConfigError(f"{where}: {msg}")
 
 
-def _bitwidth(value: Any, where: str) -> int:
+# scales are stored as float32 (QNN's Qnn_ScaleOffset_t): positive, finite, and not lost in float32
+_F32 = np.finfo(np.float32)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _number(v: Any, where: str, what: str) -> float:
+    """A finite JSON number (within float32's range: encodings are float32 on every backend)."""
+    if not _is_number(v):
+        raise _err(where, f"{what} {v!r} is not a number")
     try:
-        bw = int(value)
-    except (TypeError, ValueError):
-        raise _err(where, f"bitwidth {value!r} is not a number") from None
-    if bw not in ALLOWED_BITWIDTHS:
-        raise _err(where, f"bitwidth {bw} is not allowed; use one of {', '.join(map(str, ALLOWED_BITWIDTHS))}")
+        x = float(v)
+    except OverflowError:  # an integer beyond float64
+        x = float("inf")
+    if not np.isfinite(x) or abs(x) > _F32.max:
+        raise _err(where, f"{what} {v!r} is not a finite float32 number")
+    return x
+
+
+def _integer(v: Any, where: str, what: str) -> int:
+    """A JSON integer (an integral float such as 8.0 passes)."""
+    if _is_number(v) and isinstance(v, float) and np.isfinite(v) and v == int(v):
+        v = int(v)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise _err(where, f"{what} {v!r} is not an integer")
+    return v
+
+
+def _rounded(v: Any, where: str, what: str) -> int:
+    """The nearest integer of a finite number (0.6.1 files may write offsets as floats)."""
+    return round(_number(v, where, what))
+
+
+def _scale(v: Any, where: str, name: str) -> float:
+    x = _number(v, where, f"tensor '{name}': scale")
+    if not x >= _F32.tiny:
+        raise _err(where, f"tensor '{name}': scale {v!r} must be positive (at least {_F32.tiny:.3g}); fix or "
+                          "regenerate the encodings")
+    return x
+
+
+def _check_offset(offset: int, bw: int, where: str, name: str) -> int:
+    """QNN's offset (minus the zero point) of a ``bw``-bit encoding lies in [-(2^bw - 1), 0]."""
+    if not -((1 << bw) - 1) <= offset <= 0:
+        raise _err(where, f"tensor '{name}': offset {offset} is outside [{-((1 << bw) - 1)}, 0] for {bw} bits "
+                          "(QNN's offset is minus the zero point)")
+    return offset
+
+
+def _numbers(v: Any, where: str, what: str, *, allow_scalar: bool = True) -> list[Any]:
+    """The numbers of a (possibly nested) JSON array, row-major; a bare number is one."""
+    if _is_number(v) and allow_scalar:
+        return [v]
+    if not isinstance(v, list):
+        raise _err(where, f"{what} must be a list of numbers, not {type(v).__name__}")
+    out: list[Any] = []
+    stack = [iter(v)]
+    while stack:
+        item = next(stack[-1], stack)
+        if item is stack:
+            stack.pop()
+        elif isinstance(item, list):
+            stack.append(iter(item))
+        elif _is_number(item):
+            out.append(item)
+        else:
+            raise _err(where, f"{what} holds {item!r}, which is not a number")
+    return out
+
+
+def _bitwidth(value: Any, where: str, allowed: tuple[int, ...] = ALLOWED_BITWIDTHS) -> int:
+    bw = _integer(value, where, "bitwidth")
+    if bw not in allowed:
+        raise _err(where, f"bitwidth {bw} is not allowed; use one of {', '.join(map(str, allowed))}")
     return bw
 
 
-def _bool(v: Any) -> bool:
-    return v if isinstance(v, bool) else str(v).strip().lower() in ("true", "1", "yes")
+def _bool(v: Any, where: str, what: str) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().lower() in ("true", "false"):  # AIMET 0.6.1 writes "True" / "False"
+        return v.strip().lower() == "true"
+    raise _err(where, f"{what} {v!r} must be true or false")
+
+
+def _dtype(v: Any, where: str, name: str) -> str:
+    if not isinstance(v, str) or v.lower() not in ("int", "float"):
+        raise _err(where, f"tensor '{name}': dtype {v!r} is not valid; use int or float")
+    return v.lower()
+
+
+def _name(v: Any, where: str) -> str:
+    if not isinstance(v, str) or not v:
+        raise _err(where, f"an encoding entry's name {v!r} must be a non-empty string")
+    return v
 
 
 def _reconcile(name: str, where: str, bw: int, scale: float | None, offset: int | None, lo: float | None,
@@ -96,8 +182,6 @@ def _reconcile(name: str, where: str, bw: int, scale: float | None, offset: int 
     """Check scale/offset against min/max; return the offset in QNN's sign convention."""
     if scale is None or offset is None or lo is None:
         return scale, offset
-    if scale <= 0:
-        raise _err(where, f"tensor '{name}': scale {scale} must be positive")
     steps = (1 << bw) - 1
     if hi is not None and abs((hi - lo) / steps - scale) > max(1e-6, 0.02 * scale):
         raise _err(where, f"tensor '{name}': scale {scale} does not match min {lo} / max {hi} at {bw} bits "
@@ -111,23 +195,30 @@ def _reconcile(name: str, where: str, bw: int, scale: float | None, offset: int 
                       f"(offset ~ {ideal:.1f}) nor the zero-point convention (~ {-ideal:.1f})")
 
 
+_LEGACY_KEYS = {"bitwidth", "min", "max", "scale", "offset", "is_symmetric", "dtype"}
+
+
 def _legacy_entry(name: str, raw: Any, where: str, default_bw: int | None) -> EncodingSpec:
     items = raw if isinstance(raw, list) else [raw]
     if not items or not all(isinstance(i, dict) for i in items):
         raise _err(where, f"tensor '{name}': expected an object or a list of objects")
-    bw = _bitwidth(items[0].get("bitwidth", default_bw if default_bw is not None else 8), f"{where}: '{name}'")
+    dtype = _dtype(items[0].get("dtype", "int"), where, name)
+    bw = _bitwidth(items[0].get("bitwidth", default_bw if default_bw is not None else 8), f"{where}: '{name}'",
+                   (16, 32) if dtype == "float" else ALLOWED_BITWIDTHS)
     scales: list[float] = []
     offsets: list[int] = []
     mins: list[float] = []
     maxs: list[float] = []
     for it in items:
-        sc = float(it["scale"]) if "scale" in it else None
-        off = round(float(it["offset"])) if "offset" in it else None
-        lo = float(it["min"]) if "min" in it else None
-        hi = float(it["max"]) if "max" in it else None
+        sc = _scale(it["scale"], where, name) if "scale" in it else None
+        off = _rounded(it["offset"], where, f"tensor '{name}': offset") if "offset" in it else None
+        lo = _number(it["min"], where, f"tensor '{name}': min") if "min" in it else None
+        hi = _number(it["max"], where, f"tensor '{name}': max") if "max" in it else None
         if lo is not None and hi is not None and lo > hi:
             raise _err(where, f"tensor '{name}': min {lo} is above max {hi}")
         sc, off = _reconcile(name, where, bw, sc, off, lo, hi)
+        if off is not None and dtype == "int":
+            _check_offset(off, bw, where, name)
         if sc is not None and off is not None:
             scales.append(sc)
             offsets.append(off)
@@ -141,30 +232,36 @@ def _legacy_entry(name: str, raw: Any, where: str, default_bw: int | None) -> En
         tuple(offsets) if len(offsets) == len(items) else None,
         tuple(mins) if len(mins) == len(items) else None,
         tuple(maxs) if len(maxs) == len(items) else None,
-        None if sym is None else _bool(sym),
-        str(items[0].get("dtype", "int")).lower(),
+        None if sym is None else _bool(sym, where, f"tensor '{name}': is_symmetric"),
+        dtype,
         None,
     )
 
 
-def _v1_entry(raw: dict[str, Any], where: str) -> EncodingSpec:
-    try:
-        name = str(raw["name"])
-    except KeyError:
-        raise _err(where, "an encoding entry has no 'name'") from None
-    bw = _bitwidth(raw.get("bw", 8), f"{where}: '{name}'")
-    dtype = str(raw.get("dtype", "INT")).lower()
-    enc_type = str(raw.get("enc_type", "PER_TENSOR")).upper()
-    scale = tuple(float(s) for s in raw.get("scale", [])) or None
-    offset = tuple(int(o) for o in raw.get("offset", [])) or None
+def _v1_entry(raw: Any, where: str) -> EncodingSpec:
+    if not isinstance(raw, dict):
+        raise _err(where, f"an encoding entry must be an object, not {type(raw).__name__}")
+    if "name" not in raw:
+        raise _err(where, "an encoding entry has no 'name'")
+    name = _name(raw["name"], where)
+    dtype = _dtype(raw.get("dtype", "INT"), where, name)
+    bw = _bitwidth(raw.get("bw", 8), f"{where}: '{name}'", (16, 32) if dtype == "float" else ALLOWED_BITWIDTHS)
+    enc_type = raw.get("enc_type", "PER_TENSOR")
+    if not isinstance(enc_type, str) or enc_type.upper() not in ("PER_TENSOR", "PER_CHANNEL", "PER_BLOCK", "LPBQ",
+                                                                  "VECTOR"):
+        raise _err(where, f"tensor '{name}': unknown enc_type {enc_type!r}; use PER_TENSOR, PER_CHANNEL, PER_BLOCK "
+                          "or LPBQ")
+    enc_type = enc_type.upper()
+    if enc_type == "VECTOR":
+        raise _err(where, f"tensor '{name}': VECTOR encodings are not supported")
+    scale = tuple(_scale(s, where, name) for s in _numbers(raw.get("scale", []), where,
+                                                              f"tensor '{name}': scale")) or None
+    offset = tuple(_check_offset(_integer(o, where, f"tensor '{name}': offset"), bw, where, name)
+                   for o in _numbers(raw.get("offset", []), where, f"tensor '{name}': offset")) or None
     if dtype == "int" and (scale is None or offset is None or len(scale) != len(offset)):
         raise _err(where, f"tensor '{name}': needs as many scales as offsets")
     if enc_type == "PER_TENSOR" and scale is not None and len(scale) != 1:
         raise _err(where, f"tensor '{name}': PER_TENSOR encoding with {len(scale)} scales")
-    if enc_type not in ("PER_TENSOR", "PER_CHANNEL", "PER_BLOCK", "LPBQ", "VECTOR"):
-        raise _err(where, f"tensor '{name}': unknown enc_type {enc_type}")
-    if enc_type == "VECTOR":
-        raise _err(where, f"tensor '{name}': VECTOR encodings are not supported")
     block_size = raw.get("block_size")
     if enc_type in ("PER_BLOCK", "LPBQ"):
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
@@ -179,89 +276,126 @@ def _v1_entry(raw: dict[str, Any], where: str) -> EncodingSpec:
         compressed = _bitwidth(raw["compressed_bw"], f"{where}: '{name}' compressed_bw")
         if compressed >= bw:
             raise _err(where, f"tensor '{name}': LPBQ compressed_bw {compressed} must be below bw {bw}")
-        ints = tuple(int(k) for k in np.asarray(raw["per_block_int_scale"], dtype=np.int64).reshape(-1))
+        ints = tuple(_integer(k, where, f"tensor '{name}': per_block_int_scale value")
+                     for k in _numbers(raw["per_block_int_scale"], where, f"tensor '{name}': per_block_int_scale"))
         n = len(scale or ())
-        if not n or len(ints) % n:
+        if not n or not ints or len(ints) % n:
             raise _err(where, f"tensor '{name}': {len(ints)} per_block_int_scale values for {n} channel scales")
         if min(ints) < 1 or max(ints) > 1 << (bw - compressed):
             raise _err(where, f"tensor '{name}': per_block_int_scale values must lie in [1, {1 << (bw - compressed)}]")
         if offset is not None and any(o != -(1 << (bw - 1)) for o in offset):
             raise _err(where, f"tensor '{name}': LPBQ encodings are symmetric; offsets must be {-(1 << (bw - 1))}")
-    return EncodingSpec(name, bw, scale, offset, None, None, _bool(raw.get("is_sym", False)), dtype,
-                        None, block_size, compressed, ints)
+    return EncodingSpec(name, bw, scale, offset, None, None, _bool(raw.get("is_sym", False), where,
+                                                                    f"tensor '{name}': is_sym"),
+                        dtype, None, block_size, compressed, ints)
 
 
 _ONNX_DTYPES = {"int4": (4, True), "uint4": (4, False), "int8": (8, True), "uint8": (8, False),
                 "int16": (16, True), "uint16": (16, False), "int32": (32, True), "uint32": (32, False)}
 
 
-def _v2_entry(raw: dict[str, Any], where: str) -> EncodingSpec:
-    name = str(raw.get("name", ""))
-    if not name:
-        raise _err(where, "an encoding entry has no 'name'")
-    odt = str(raw.get("output_dtype", "uint8")).lower()
+def _v2_entry(raw: Any, where: str) -> EncodingSpec:
+    if not isinstance(raw, dict):
+        raise _err(where, f"an entry of 'encodings' must be an object with name, output_dtype and y_scale, "
+                          f"not {type(raw).__name__}")
+    name = _name(raw.get("name", ""), where)
+    odt = raw.get("output_dtype", "uint8")
+    if not isinstance(odt, str):
+        raise _err(where, f"tensor '{name}': output_dtype {odt!r} must be a string such as uint8")
+    odt = odt.lower()
     if odt not in _ONNX_DTYPES:
         if odt in ("float16", "float32"):
             return EncodingSpec(name, 16 if odt == "float16" else 32, dtype="float")
-        raise _err(where, f"tensor '{name}': output_dtype {odt} is not supported")
+        raise _err(where, f"tensor '{name}': output_dtype {odt} is not supported; use one of "
+                          f"{', '.join(_ONNX_DTYPES)}, float16, float32")
     bw, signed = _ONNX_DTYPES[odt]
     if "per_block_int_scale" in raw:
         raise _err(where, f"tensor '{name}': LPBQ entries of the 2.x format are not supported; use AIMET 1.0.0 "
                           "encodings (enc_type LPBQ)")
-    scale = tuple(float(s) for s in np.asarray(raw["y_scale"], dtype=np.float64).reshape(-1))
-    zp = np.asarray(raw.get("y_zero_point", 0), dtype=np.int64).reshape(-1)
-    zp = np.broadcast_to(zp, (len(scale),))
+    if "y_scale" not in raw:
+        raise _err(where, f"tensor '{name}': has no y_scale")
+    scale = tuple(_scale(s, where, name) for s in _numbers(raw["y_scale"], where, f"tensor '{name}': y_scale"))
+    if not scale:
+        raise _err(where, f"tensor '{name}': y_scale is empty")
+    zps = [_integer(z, where, f"tensor '{name}': y_zero_point")
+           for z in _numbers(raw.get("y_zero_point", 0), where, f"tensor '{name}': y_zero_point")]
+    if len(zps) == 1:
+        zps *= len(scale)
+    if len(zps) != len(scale):
+        raise _err(where, f"tensor '{name}': {len(zps)} y_zero_point values for {len(scale)} scales")
+    lo, hi = qmath.qrange(bw, signed)
+    if any(not lo <= z <= hi for z in zps):
+        raise _err(where, f"tensor '{name}': y_zero_point values must lie in [{lo}, {hi}] for {odt}")
+    axis = raw.get("axis")
+    if axis is not None:
+        axis = _integer(axis, where, f"tensor '{name}': axis")
+    block_size = raw.get("block_size")
+    if block_size is not None and (_integer(block_size, where, f"tensor '{name}': block_size") < 1):
+        raise _err(where, f"tensor '{name}': block_size {block_size} must be positive")
     # ONNX: real = (q - zp) * scale with q signed or unsigned; QNN's unsigned domain shifts by 2^(bw-1)
     shift = (1 << (bw - 1)) if signed else 0
-    offset = tuple(int(-(z + shift)) for z in zp)
-    symmetric = signed and not np.any(zp)
-    return EncodingSpec(name, bw, scale, offset, None, None, symmetric, "int", raw.get("axis"), raw.get("block_size"))
+    offset = tuple(int(-(z + shift)) for z in zps)
+    symmetric = signed and not any(zps)
+    return EncodingSpec(name, bw, scale, offset, None, None, symmetric, "int", axis,
+                        None if block_size is None else int(block_size))
+
+
+_TOP_KEYS = {"version", "activation_encodings", "param_encodings", "encodings", "activation_bitwidth",
+             "param_bitwidth", "bias_bitwidth", "excluded_layers", "quantizer_args"}
 
 
 def read_encodings(path: str | os.PathLike[str]) -> EncodingsFile:
-    """Parse an overrides / encodings file in any supported format; errors name the file and tensor."""
+    """Parse an overrides / encodings file in any supported format; errors name the file and tensor.
+
+    Every scale is a positive finite float32, every offset fits its bitwidth, min <= max, bitwidths
+    are the allowed ones; a file that breaks one of these is refused, not repaired."""
     p = Path(path)
     where = str(p)
-    if not p.is_file():
-        raise InvalidConfigError(f"{p}: no such encodings file")
-    try:
-        doc = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise _err(where, f"not valid JSON ({e})") from None
+    doc = read_json(p, where)
     if not isinstance(doc, dict):
-        raise _err(where, "must be a JSON object")
-    out = EncodingsFile(version=str(doc.get("version", "0.6.1")))
+        raise _err(where, "must be a JSON object (activation_encodings / param_encodings, or encodings)")
+    unknown = set(doc) - _TOP_KEYS
+    if unknown:
+        raise _err(where, f"unknown top-level key(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(_TOP_KEYS))}")
+    version = doc.get("version", "0.6.1")
+    if not isinstance(version, str) or version.split(".")[0] not in ("0", "1", "2"):
+        raise _err(where, f"version {version!r} is not one openqnn reads; use 0.6.1, 1.0.0 or 2.x")
+    out = EncodingsFile(version=version)
     for key, attr in (("activation_bitwidth", "activation_bitwidth"), ("param_bitwidth", "param_bitwidth"),
                       ("bias_bitwidth", "bias_bitwidth")):
         if key in doc:
             setattr(out, attr, _bitwidth(doc[key], f"{where}: {key}"))
     try:
         if "encodings" in doc:  # 2.x
+            if not isinstance(doc["encodings"], list):
+                raise _err(where, "'encodings' (AIMET 2.x) must be a list of objects with name, output_dtype, "
+                                  "y_scale")
             for raw in doc["encodings"]:
                 spec = _v2_entry(raw, where)
-                out.activations[spec.name] = spec
+                _add(out.activations, spec, where)
             return out
         for section, target, default_bw in (("activation_encodings", out.activations, out.activation_bitwidth),
                                              ("param_encodings", out.params, out.param_bitwidth)):
             body = doc.get(section, {})
             if isinstance(body, list):  # 1.0.0
                 for raw in body:
-                    spec = _v1_entry(raw, where)
-                    target[spec.name] = spec
+                    _add(target, _v1_entry(raw, where), where)
             elif isinstance(body, dict):
                 for name, raw in body.items():
                     target[name] = _legacy_entry(name, raw, where, default_bw)
             else:
                 raise _err(where, f"{section} must be an object or a list")
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:  # a shape of document no check above foresaw
         if isinstance(e, InvalidConfigError):
             raise
         raise _err(where, f"malformed encoding ({type(e).__name__}: {e})") from None
-    unknown = set(doc) - {"version", "activation_encodings", "param_encodings", "encodings", "activation_bitwidth",
-                          "param_bitwidth", "bias_bitwidth", "excluded_layers", "quantizer_args"}
-    if unknown:
-        raise _err(where, f"unknown top-level key(s) {', '.join(sorted(unknown))}")
     return out
+
+
+def _add(target: dict[str, EncodingSpec], spec: EncodingSpec, where: str) -> None:
+    if spec.name in target:
+        raise _err(where, f"tensor '{spec.name}' has two encodings; keep one")
+    target[spec.name] = spec
 
 
 def spec_json_v1(spec: EncodingSpec) -> dict[str, Any]:
