@@ -20,6 +20,13 @@ class QuantizerConfig:
     """How to quantize. Defaults follow QNN: 8-bit asymmetric activations, 8-bit symmetric weights
     (per-channel when asked), 32-bit bias, min-max ranges.
 
+    ``param_quantizer_calibration`` left as None picks the weight range method by bitwidth:
+    ``min-max`` for 8- and 16-bit weights; for 4-bit weights, ``mse`` (each channel's clipping range
+    minimizes its quantize-dequantize error, as AIMET's and QNN's mse param calibration do) on
+    per-channel, per-row and per-block encodings, and ``min-max`` on per-tensor ones, where one
+    range spans channels of different magnitudes and the MSE optimum clips the largest channels.
+    A method given explicitly (or the legacy ``param_quantizer``) always wins.
+
     ``weights_block_size`` gives Conv2d / FullyConnected / MatMul weights per-block encodings (one
     scale per output channel and per block of that many input channels; other weights per-channel),
     LPBQ with ``weights_block_scale_bitwidth``. ``restrict_quantization_steps`` (signed MIN, MAX)
@@ -35,7 +42,7 @@ class QuantizerConfig:
     use_per_channel_quantization: bool = False
     use_per_row_quantization: bool = False
     act_quantizer_calibration: str = "min-max"
-    param_quantizer_calibration: str = "min-max"
+    param_quantizer_calibration: str | None = None  # None: by bitwidth, see param_method
     act_quantizer_schema: str = "asymmetric"
     param_quantizer_schema: str = "symmetric"
     act_quantizer: str | None = None  # legacy: overrides act calibration/schema when given
@@ -60,7 +67,8 @@ class QuantizerConfig:
         if self.float_bitwidth not in (16, 32):
             raise bad("float_bitwidth", self.float_bitwidth, "16, 32")
         for flag in ("act_quantizer_calibration", "param_quantizer_calibration"):
-            if getattr(self, flag) not in CALIBRATION_METHODS:
+            if getattr(self, flag) not in CALIBRATION_METHODS and not (
+                    flag == "param_quantizer_calibration" and self.param_quantizer_calibration is None):
                 raise bad(flag, getattr(self, flag), ", ".join(CALIBRATION_METHODS))
         for flag in ("act_quantizer_schema", "param_quantizer_schema"):
             if getattr(self, flag) not in SCHEMAS:
@@ -105,4 +113,15 @@ class QuantizerConfig:
         if legacy is not None:
             return ("min-max" if legacy == "symmetric" else legacy), legacy == "symmetric" or schema == "symmetric"
         calib = self.act_quantizer_calibration if kind == "act" else self.param_quantizer_calibration
-        return calib, schema == "symmetric"
+        return calib or "min-max", schema == "symmetric"
+
+    def param_method(self, per_axis: bool) -> tuple[str, bool]:
+        """(range method, symmetric) of one weight encoding: :meth:`method` ("param"), except that with
+        ``param_quantizer_calibration`` None, 4-bit weights with per-channel, per-row or per-block
+        encodings (``per_axis``) take ``mse``: at 16 levels, min-max wastes levels on each channel's
+        extremes, and the MSE-optimal clipping of a channel is what AIMET and QNN calibrate with."""
+        method, symmetric = self.method("param")
+        if (self.param_quantizer is None and self.param_quantizer_calibration is None
+                and self.weights_bitwidth == 4 and per_axis):
+            return "mse", symmetric
+        return method, symmetric

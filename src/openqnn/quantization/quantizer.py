@@ -88,8 +88,11 @@ def calibrate(graph: Graph, data: Iterable[Mapping[str, np.ndarray]], names: lis
         if row_max_floor is not None:
             for n, axis in row_max_axes.items():
                 arr = np.asarray(feeds[n] if n in graph.inputs else outs[n], dtype=np.float32)
-                floor = float(arr.max(axis=axis).min())
-                row_max_floor[n] = min(row_max_floor.get(n, floor), floor)
+                row_max = np.where(np.isfinite(arr), arr, -np.inf).max(axis=axis)  # NaN and +-inf: not scores
+                row_max = row_max[np.isfinite(row_max)]
+                if row_max.size:
+                    floor = float(row_max.min())
+                    row_max_floor[n] = min(row_max_floor.get(n, floor), floor)
         count += 1
     if count == 0:
         raise InputDataError("calibration data is empty: give at least one input")
@@ -123,6 +126,24 @@ def _restrict(enc: Encoding, steps: tuple[int, int] | None) -> Encoding:
         return enc
     qmin, qmax = qmath.restricted_qrange(enc.bitwidth, steps)
     return replace(enc, qmin=qmin, qmax=qmax)
+
+
+def _finite_static(t: Tensor) -> np.ndarray:
+    """A static tensor's data with non-finite values replaced (in the quantized copy, so every backend
+    runs the same values): NaN -> 0, +-inf -> its largest / smallest finite value (0 when none): the
+    ends of its encoding. Logs a warning naming the tensor."""
+    data = t.data
+    assert data is not None
+    bad = ~np.isfinite(data)
+    if not bad.any():
+        return data
+    finite = data[~bad]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    log.warning("static tensor '%s' holds %d non-finite value(s) (%s): quantized as NaN -> 0, -inf -> %g, "
+                "+inf -> %g (its finite range)", t.name, int(bad.sum()),
+                ", ".join(sorted({str(v) for v in np.unique(data[bad])})), min(lo, 0.0), max(hi, 0.0))
+    t.data = np.nan_to_num(data, nan=0.0, posinf=max(hi, 0.0), neginf=min(lo, 0.0)).astype(data.dtype)
+    return t.data
 
 
 def _param_encoding(data: np.ndarray, bitwidth: int, method: str, symmetric: bool, axis: int | None,
@@ -196,7 +217,8 @@ def quantize(
     roles = annotate(g, config.use_per_channel_quantization or block is not None,
                      config.use_per_row_quantization or block is not None)
     act_method, act_sym = config.method("act")
-    w_method, w_sym = config.method("param")
+    w_method, w_sym = config.param_method(per_axis=False)
+    w_axis_method, _ = config.param_method(per_axis=True)  # 4-bit per-channel/row/block: mse by default
     steps = config.restrict_quantization_steps
 
     encodings: dict[str, Encoding] = {}
@@ -204,21 +226,24 @@ def quantize(
     if calibration_data is not None:
         for name, role in roles.items():
             t = g.tensors[name]
+            if role.kind in ("param", "const", "bias") and t.data is not None and t.dtype.is_float:
+                _finite_static(t)
             if role.kind == "param" and t.data is not None:
                 if (block is not None and role.block_axis is not None and role.channel_axis is not None
                         and t.shape[role.block_axis] < block):
                     # fewer input channels than one block (a first convolution on RGB): per-channel
                     log.info("weight '%s' has %d input channel(s), fewer than --weights_block_size %d: per-channel",
                              name, t.shape[role.block_axis], block)
-                    encodings[name] = _param_encoding(t.data, config.weights_bitwidth, w_method, w_sym,
+                    encodings[name] = _param_encoding(t.data, config.weights_bitwidth, w_axis_method, w_sym,
                                                       role.channel_axis, steps)
                 elif block is not None and role.block_axis is not None and role.channel_axis is not None:
-                    encodings[name] = _block_encoding(name, t.data, config.weights_bitwidth, w_method, w_sym,
+                    encodings[name] = _block_encoding(name, t.data, config.weights_bitwidth, w_axis_method, w_sym,
                                                       role.channel_axis, role.block_axis, block, steps,
                                                       config.weights_block_scale_bitwidth)
                 else:
-                    encodings[name] = _param_encoding(t.data, config.weights_bitwidth, w_method, w_sym, role.axis,
-                                                      steps)
+                    encodings[name] = _param_encoding(t.data, config.weights_bitwidth,
+                                                      w_method if role.axis is None else w_axis_method, w_sym,
+                                                      role.axis, steps)
             elif role.kind == "const" and t.data is not None:
                 encodings[name] = _param_encoding(t.data, 8 if config.weights_bitwidth == 4 else config.weights_bitwidth,
                                                   "min-max", False, None)
@@ -231,15 +256,23 @@ def quantize(
                               row_max_floor=row_max_floor)
         from openqnn.quantization.algorithms import compute_range
 
+        blind = [n for n in act_names if observers[n].is_empty]
+        if blind:
+            log.warning("%d tensor(s) saw no finite value over the calibration data (all NaN or +-inf): %s; "
+                        "they get the smallest range around 0. Check the calibration inputs.", len(blind),
+                        ", ".join(f"'{n}'" for n in blind[:5]) + (f" and {len(blind) - 5} more" if len(blind) > 5 else ""))
         for name in act_names:
-            lo, hi = compute_range(act_method, observers[name], config.act_bitwidth, act_sym,
-                                   config.percentile_calibration_value)
-            if name in softmax_in:
+            if observers[name].is_empty:
+                lo, hi = 0.0, 0.0
+            else:
+                lo, hi = compute_range(act_method, observers[name], config.act_bitwidth, act_sym,
+                                       config.percentile_calibration_value)
+            if name in softmax_in and not observers[name].is_empty:
                 # the largest scores decide a softmax: never clip the top, whatever the method
                 hi = max(hi, float(observers[name].max))
                 # every row keeps [its max - span, its max]: below the lowest row max seen, by span
-                floor = min(row_max_floor[x] for x in softmax_in[name]) - SOFTMAX_SPAN
-                if lo < floor:
+                floor = min(row_max_floor.get(x, np.inf) for x in softmax_in[name]) - SOFTMAX_SPAN
+                if lo < floor < np.inf:
                     lo = min(0.0, floor)
                     report.clamped_for_softmax.append(name)
             if act_sym:
@@ -284,7 +317,9 @@ def quantize(
     g.metadata["quantization"] = {
         "act_bitwidth": config.act_bitwidth, "weights_bitwidth": config.weights_bitwidth,
         "bias_bitwidth": config.bias_bitwidth, "per_channel": config.use_per_channel_quantization,
-        "per_row": config.use_per_row_quantization, "act_calibration": act_method, "param_calibration": w_method,
+        "per_row": config.use_per_row_quantization, "act_calibration": act_method,
+        "param_calibration": w_axis_method if any(r.kind == "param" and r.axis is not None for r in roles.values())
+        else w_method,
         "act_symmetric": act_sym, "param_symmetric": w_sym,
     }
     if block is not None:
