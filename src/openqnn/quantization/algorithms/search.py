@@ -13,6 +13,11 @@ from openqnn.quantization.encodings.math import MIN_RANGE
 # Search sizes (see _search_noise).
 _COARSE_ASYM = 24  # per end: 24 x 24 coarse (lo, hi) grid
 _COARSE_SYM = 160
+# symmetric: also a dense linear grid over [_DENSE_FROM, 1] x absmax, where the optimum of a few-level grid
+# (4-bit weights) lies; its error is a ragged function of t with many local minima, which the geometric
+# grid alone (about 25 points there) can miss
+_DENSE_SYM = 141
+_DENSE_FROM = 0.3
 _REFINE_POINTS = 9
 _REFINE_ROUNDS = 5
 _CELL_BINS = 4  # a step spanning at least this many bins gets the exact per-centre rounding noise
@@ -153,7 +158,8 @@ def _search_noise(h: _Hists, bitwidth: int, symmetric: bool, gamma: float) -> tu
     if symmetric:
         amax = _absmax(h.vmin, h.vmax)
         fmin = np.clip(h.width / np.where(amax > 0, amax, 1.0), 1e-6, 1.0)
-        f = _geom_grid(fmin, _COARSE_SYM)
+        dense = np.broadcast_to(np.linspace(1.0, _DENSE_FROM, _DENSE_SYM), (rows.size, _DENSE_SYM))
+        f = -np.sort(-np.concatenate([_geom_grid(fmin, _COARSE_SYM), dense], axis=1), axis=1)  # widest first
         best_cost = np.full(rows.shape, np.inf)
         best_t = amax.copy()
         i = np.zeros(rows.shape, dtype=np.int64)
