@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import math
+import operator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,6 +56,15 @@ class Encoding:
     qmax: int | None = None
 
     def __post_init__(self) -> None:
+        try:
+            bitwidth = None if isinstance(self.bitwidth, bool) else operator.index(self.bitwidth)
+        except TypeError:
+            bitwidth = None
+        if bitwidth is None or not 1 <= bitwidth <= 32:
+            raise ValueError(f"bitwidth {self.bitwidth!r} must be an integer in [1, 32]")
+        bad = [s for s in self.scale if not (math.isfinite(s) and s > 0)]
+        if bad:
+            raise ValueError(f"scale {bad[0]!r} must be a finite positive number")
         if len(self.scale) != len(self.offset):
             raise ValueError("Encoding needs as many offsets as scales")
         if self.axis is None and len(self.scale) != 1:

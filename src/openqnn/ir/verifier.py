@@ -23,11 +23,11 @@ def verify(graph: Graph) -> None:
             raise InvalidModelError(f"static tensor '{t.name}': data does not match shape {t.shape} / {t.dtype.name}")
     for node in graph.nodes:
         schema = get_schema(node.op_type)
-        schema.normalize_attrs(node.name, node.attrs)
+        attrs = schema.normalize_attrs(node.name, node.attrs)
         for x in node.inputs:
             if x and x not in defined:
                 raise InvalidModelError(f"node '{node.name}' ({node.op_type}) reads '{x}' before it is produced")
-        types = infer_types(graph, node)
+        types = infer_types(graph, node, attrs)
         if len(types) != len(node.outputs) and not schema.outputs[-1].endswith("*"):
             raise InvalidModelError(f"node '{node.name}' has {len(node.outputs)} outputs, schema gives {len(types)}")
         for out, want in zip(node.outputs, types):
@@ -40,6 +40,8 @@ def verify(graph: Graph) -> None:
             if out in defined:
                 raise InvalidModelError(f"tensor '{out}' is produced twice")
             defined.add(out)
+    if not graph.outputs:
+        raise InvalidModelError(f"graph '{graph.name}' has no outputs")
     for name in graph.outputs:
         if name not in defined:
             raise InvalidModelError(f"graph output '{name}' is never produced")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from openqnn.errors import InvalidModelError
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import Tensor, TensorKind
 from openqnn.ops.elementwise import OPENQNN_PACKAGE as _EW_OWN
@@ -21,12 +22,37 @@ def package_of(op_type: str) -> str:
     return "openqnn" if op_type in _OWN else "qti.aisw"
 
 
-def infer_types(graph: Graph, node: Node) -> list[TType]:
-    """Output types of ``node`` from its schema and its inputs' types in ``graph``."""
+def infer_types(graph: Graph, node: Node, attrs: dict[str, Any] | None = None) -> list[TType]:
+    """Output types of ``node`` from its schema and its inputs' types in ``graph`` (``attrs``: the
+    node's attributes already normalized by the schema; default ``node.attrs``).
+
+    Raises InvalidModelError naming the node when its inputs or attributes do not fit the op."""
     schema = get_schema(node.op_type)
     schema.check_arity(node.name, len(node.inputs))
+    where = f"node '{node.name}' ({node.op_type})"
+    for i, (x, slot) in enumerate(zip(node.inputs, schema.inputs)):
+        if not x and not slot.endswith(("?", "*")):
+            raise InvalidModelError(f"{where}: required input {i} ({slot}) is empty")
+    missing = [x for x in node.inputs if x and x not in graph.tensors]
+    if missing:
+        raise InvalidModelError(f"{where}: input '{missing[0]}' is not a tensor of the graph")
     ins = [TType(graph.tensors[x].shape, graph.tensors[x].dtype) if x else None for x in node.inputs]
-    return schema.infer(node.attrs, ins)  # type: ignore[arg-type]
+    try:
+        types = schema.infer(node.attrs if attrs is None else attrs, ins)  # type: ignore[arg-type]
+    except InvalidModelError as e:
+        msg = str(e)
+        raise InvalidModelError(msg if msg.startswith("node '") else f"{where}: {msg}") from None
+    except (IndexError, KeyError, ValueError, TypeError, AttributeError, ZeroDivisionError, OverflowError) as e:
+        # shape inference indexes shapes and attributes as the op defines them; a malformed node lands here
+        shapes = ", ".join(str(t.shape) if t is not None else "-" for t in ins)
+        raise InvalidModelError(f"{where}: its inputs (shapes {shapes}) or attributes do not fit the op "
+                                f"({type(e).__name__}: {e}); check the node against {node.op_type}'s definition"
+                                ) from None
+    for t in types:
+        if any(d < 0 for d in t.shape):
+            raise InvalidModelError(f"{where}: the op would give an output of shape {t.shape} (a negative dim); "
+                                    "check its attributes")
+    return types
 
 
 def emit(

@@ -39,7 +39,20 @@ def _check_spatial_attrs(name: str, attrs: dict[str, Any], n: int, extra: Sequen
     if any(len(p) != 2 for p in attrs["pad_amount"]):
         raise InvalidModelError(f"{name}: pad_amount must hold one [begin, end] pair per spatial axis")
     if min(attrs["stride"]) <= 0 or min(attrs["dilation"]) <= 0:
-        raise InvalidModelError(f"{name}: stride and dilation must be positive")
+        raise InvalidModelError(f"{name}: stride {attrs['stride']} and dilation {attrs['dilation']} must be positive")
+    if min(v for p in attrs["pad_amount"] for v in p) < 0:
+        raise InvalidModelError(f"{name}: pad_amount {attrs['pad_amount']} must not be negative")
+    if "group" in attrs and attrs["group"] <= 0:
+        raise InvalidModelError(f"{name}: group {attrs['group']} must be positive")
+
+
+def _check_filter(name: str, ins: Sequence[TType], rank: int, layout: str) -> None:
+    """The filter has the op's rank and positive dims; the input has the op's rank; a bias is [cout]."""
+    x, w = ins[0], ins[1]
+    if len(w.shape) != rank or min(w.shape) <= 0:
+        raise InvalidModelError(f"{name}: filter must be {layout} with positive dims, got shape {w.shape}")
+    if len(x.shape) != rank:
+        raise InvalidModelError(f"{name}: input must have rank {rank} (channel-last), got shape {x.shape}")
 
 
 def _spatial_nd(name: str, attrs: dict[str, Any], x: TType, kernel: Sequence[int]) -> list[int]:
@@ -64,21 +77,37 @@ def _spatial(attrs: dict[str, Any], x: TType, kh: int, kw: int) -> tuple[int, in
 def _conv2d(attrs: dict[str, Any], ins: Sequence[TType]) -> list[TType]:
     """2-D convolution, NHWC input, filter [kh, kw, cin/group, cout]."""
     x, w = ins[0], ins[1]
+    _check_spatial_attrs("Conv2d", attrs, 2)
+    _check_filter("Conv2d", ins, 4, "[kh, kw, cin/group, cout]")
     kh, kw, cin_g, cout = w.shape
     if x.shape[3] != cin_g * attrs["group"]:
         raise InvalidModelError(
             f"Conv2d: input has {x.shape[3]} channels but filter expects {cin_g} x group {attrs['group']}"
         )
+    if cout % attrs["group"]:
+        raise InvalidModelError(f"Conv2d: {cout} output channels do not split into {attrs['group']} groups")
+    _check_bias("Conv2d", ins, cout)
     oh, ow = _spatial(attrs, x, kh, kw)
     return [TType((x.shape[0], oh, ow, cout), x.dtype)]
+
+
+def _check_bias(name: str, ins: Sequence[TType], cout: int) -> None:
+    if len(ins) > 2 and ins[2] is not None and tuple(ins[2].shape) != (cout,):
+        raise InvalidModelError(f"{name}: bias has shape {ins[2].shape}, the filter's {cout} output channels "
+                                f"need ({cout},)")
 
 
 @op("DepthWiseConv2d", ["in", "filter", "bias?"], attrs=_CONV_ATTRS)
 def _dwconv2d(attrs: dict[str, Any], ins: Sequence[TType]) -> list[TType]:
     """Depthwise 2-D convolution, filter [kh, kw, 1, cin * multiplier]."""
     x, w = ins[0], ins[1]
+    _check_spatial_attrs("DepthWiseConv2d", attrs, 2)
+    _check_filter("DepthWiseConv2d", ins, 4, "[kh, kw, 1, cin * multiplier]")
     kh, kw, _, cout = w.shape
-    if cout % x.shape[3]:
+    if w.shape[2] != 1:
+        raise InvalidModelError(f"DepthWiseConv2d: filter must be [kh, kw, 1, cin * multiplier], got {w.shape}")
+    _check_bias("DepthWiseConv2d", ins, cout)
+    if not x.shape[3] or cout % x.shape[3]:
         raise InvalidModelError(f"DepthWiseConv2d: {cout} outputs is not a multiple of {x.shape[3]} inputs")
     oh, ow = _spatial(attrs, x, kh, kw)
     return [TType((x.shape[0], oh, ow, cout), x.dtype)]
@@ -91,14 +120,19 @@ def transpose_out_dim(size: int, k: int, stride: int, pad: Sequence[int], dilati
 def _tconv(name: str, attrs: dict[str, Any], ins: Sequence[TType]) -> list[TType]:
     x, w = ins[0], ins[1]
     n = len(w.shape) - 2
+    if n < 1 or min(w.shape) <= 0:
+        raise InvalidModelError(f"{name}: filter must be [k..., cin, cout/group] with positive dims, got {w.shape}")
     if len(x.shape) != n + 2:
         raise InvalidModelError(f"{name}: input must have rank {n + 2}, got shape {x.shape}")
     _check_spatial_attrs(name, attrs, n, ("output_padding",))
+    if min(attrs["output_padding"]) < 0:
+        raise InvalidModelError(f"{name}: output_padding {attrs['output_padding']} must not be negative")
     kernel, cin, cout_g = w.shape[:n], w.shape[n], w.shape[n + 1]
     if x.shape[-1] != cin:
         raise InvalidModelError(f"{name}: input has {x.shape[-1]} channels, filter expects {cin}")
     if cin % attrs["group"]:
         raise InvalidModelError(f"{name}: {cin} input channels do not split into {attrs['group']} groups")
+    _check_bias(name, ins, cout_g * attrs["group"])
     dims = [transpose_out_dim(x.shape[1 + i], kernel[i], attrs["stride"][i], attrs["pad_amount"][i],
                               attrs["dilation"][i], attrs["output_padding"][i]) for i in range(n)]
     if min(dims) <= 0:
@@ -120,14 +154,15 @@ def _tconv2d(attrs: dict[str, Any], ins: Sequence[TType]) -> list[TType]:
 def _conv3d(attrs: dict[str, Any], ins: Sequence[TType]) -> list[TType]:
     """3-D convolution, NDHWC input, filter [kd, kh, kw, cin/group, cout]."""
     x, w = ins[0], ins[1]
-    if len(w.shape) != 5:
-        raise InvalidModelError(f"Conv3d: filter must be [kd, kh, kw, cin/group, cout], got shape {w.shape}")
+    _check_spatial_attrs("Conv3d", attrs, 3)
+    _check_filter("Conv3d", ins, 5, "[kd, kh, kw, cin/group, cout]")
     kd, kh, kw, cin_g, cout = w.shape
     group = attrs["group"]
     if len(x.shape) == 5 and x.shape[4] != cin_g * group:
         raise InvalidModelError(f"Conv3d: input has {x.shape[4]} channels but filter expects {cin_g} x group {group}")
     if cout % group:
         raise InvalidModelError(f"Conv3d: {cout} output channels do not split into {group} groups")
+    _check_bias("Conv3d", ins, cout)
     dims = _spatial_nd("Conv3d", attrs, x, (kd, kh, kw))
     return [TType((x.shape[0], *dims, cout), x.dtype)]
 

@@ -13,7 +13,12 @@ from openqnn.ops.schema import Attr, TType, broadcast_shapes, op
 def _fully_connected(attrs: dict[str, Any], ins: Sequence[TType]) -> list[TType]:
     """out = in @ weights^T + bias; weights [units, k]. Without keep_dims, leading dims flatten."""
     x, w = ins[0], ins[1]
+    if len(w.shape) != 2 or not x.shape:
+        raise InvalidModelError(f"FullyConnected: weights must be [units, k] and the input rank >= 1, got "
+                                f"{w.shape} and {x.shape}")
     units, k = w.shape
+    if len(ins) > 2 and ins[2] is not None and tuple(ins[2].shape) != (units,):
+        raise InvalidModelError(f"FullyConnected: bias has shape {ins[2].shape}, the {units} units need ({units},)")
     if x.shape[-1] != k:
         raise InvalidModelError(f"FullyConnected: input's last dim {x.shape[-1]} != weights' {k}")
     lead = x.shape[:-1]

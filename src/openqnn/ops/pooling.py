@@ -52,8 +52,15 @@ def _pool_dims(attrs: dict[str, Any], x: TType, n: int) -> list[int]:
     for a in ("filter_size", "stride", "dilation", "pad_amount"):
         if len(attrs[a]) != n:
             raise InvalidModelError(f"{n}-D pooling: {a} has {len(attrs[a])} entries, expected {n}")
+    if any(len(p) != 2 for p in attrs["pad_amount"]):
+        raise InvalidModelError(f"{n}-D pooling: pad_amount must hold one [begin, end] pair per spatial axis")
     if min(attrs["filter_size"]) <= 0 or min(attrs["stride"]) <= 0 or min(attrs["dilation"]) <= 0:
-        raise InvalidModelError("pooling: filter_size, stride and dilation must be positive")
+        raise InvalidModelError(f"pooling: filter_size {attrs['filter_size']}, stride {attrs['stride']} and "
+                                f"dilation {attrs['dilation']} must be positive")
+    if min(v for p in attrs["pad_amount"] for v in p) < 0:
+        raise InvalidModelError(f"pooling: pad_amount {attrs['pad_amount']} must not be negative")
+    if attrs["rounding_mode"] not in (ROUNDING_FLOOR, ROUNDING_CEIL):
+        raise InvalidModelError(f"pooling: rounding_mode {attrs['rounding_mode']} must be 0 (floor) or 1 (ceil)")
     ceil = attrs["rounding_mode"] == ROUNDING_CEIL
     dims = [
         pool_out_dim(x.shape[1 + i], attrs["filter_size"][i], attrs["stride"][i], attrs["pad_amount"][i],

@@ -33,15 +33,37 @@ class _Required:
 
 REQUIRED: Any = _Required()
 
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _int(v: Any) -> int:
+    """An integer attribute value: integral (2.0 passes, 2.5 does not) and inside int64."""
+    if isinstance(v, str):
+        raise TypeError("a string is not an integer")
+    i = int(v)
+    if i != v:
+        raise ValueError(f"{v!r} is not an integer")
+    if not _INT64[0] <= i <= _INT64[1]:
+        raise ValueError(f"{i} does not fit in 64 bits")
+    return i
+
+
+def _ints2d(v: Any) -> tuple[tuple[int, ...], ...]:
+    rows = tuple(tuple(_int(x) for x in row) for row in v)
+    if len({len(r) for r in rows}) > 1:
+        raise ValueError("rows of different lengths")
+    return rows
+
+
 # Attribute kinds and the Python values they accept.
 _KINDS: dict[str, Callable[[Any], Any]] = {
-    "int": lambda v: int(v),
+    "int": _int,
     "float": lambda v: float(v),
     "bool": lambda v: bool(v),
     "str": lambda v: str(v),
-    "ints": lambda v: tuple(int(x) for x in np.asarray(v).reshape(-1)),
+    "ints": lambda v: tuple(_int(x) for x in np.asarray(v, dtype=object).reshape(-1)),
     "floats": lambda v: tuple(float(x) for x in np.asarray(v).reshape(-1)),
-    "ints2d": lambda v: tuple(tuple(int(x) for x in row) for row in np.asarray(v, dtype=np.int64)),
+    "ints2d": _ints2d,
     "dtype": lambda v: v if isinstance(v, DType) else DType(v) if str(v).startswith("QNN_") else DType[str(v)],
 }
 
@@ -84,7 +106,7 @@ class OpSchema:
             if a.name in attrs and attrs[a.name] is not None:
                 try:
                     out[a.name] = _KINDS[a.kind](attrs[a.name])
-                except (TypeError, ValueError, KeyError) as e:
+                except (TypeError, ValueError, KeyError, OverflowError) as e:
                     raise InvalidModelError(
                         f"node '{node_name}' ({self.name}): attribute {a.name}={attrs[a.name]!r} is not "
                         f"a valid {a.kind} ({e})"
