@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from openqnn.errors import ConversionError, InvalidModelError, UnsupportedOpError
+from openqnn.errors import ConversionError, InvalidModelError, OpenQnnError, UnsupportedOpError
 from openqnn.frontends.onnx import translations  # noqa: F401  (registers the translations)
 from openqnn.frontends.onnx.context import ConversionContext, Value
 from openqnn.frontends.onnx.registry import TRANSLATIONS
@@ -45,6 +45,29 @@ def load_onnx(path: str | os.PathLike[str]) -> onnx.ModelProto:
     except Exception as e:  # OSError, ValueError, onnx's ValidationError
         raise InvalidModelError(f"{p}: cannot read its external data ({str(e).splitlines()[0]})") from None
     return model
+
+
+MAX_ELEMENTS = 2**31 - 1  # QNN's dims are uint32; no tensor openqnn can run comes near this
+
+
+def _initializer_array(init: onnx.TensorProto | onnx.SparseTensorProto, where: object) -> np.ndarray:
+    """An initializer's value, its data type, dims and byte size checked against each other."""
+    t = init.values if isinstance(init, onnx.SparseTensorProto) else init
+    label = f"{where}: initializer '{t.name}'"
+    if t.data_type not in onnx.TensorProto.DataType.values() or t.data_type == onnx.TensorProto.UNDEFINED:
+        raise InvalidModelError(f"{label} has data_type {t.data_type}, which is not an ONNX element type; "
+                                "fix or re-export the model")
+    dims = list(init.dims)
+    if any(d < 0 for d in dims) or int(np.prod(dims, dtype=object)) > MAX_ELEMENTS:
+        raise InvalidModelError(f"{label} has dims {dims}: dims must be non-negative and hold at most "
+                                f"{MAX_ELEMENTS} elements; fix or re-export the model")
+    try:
+        return np.asarray(numpy_helper.to_array(init))
+    except Exception as e:  # numpy_helper raises ValueError, TypeError, KeyError, ... on inconsistent protos
+        name = onnx.TensorProto.DataType.Name(t.data_type)
+        raw = f", {len(t.raw_data)} bytes of raw_data" if t.raw_data else ""
+        raise InvalidModelError(f"{label} ({name}, dims {dims}{raw}) cannot be read: {str(e).splitlines()[0][:160] or type(e).__name__}; "
+                                "its data does not match its type and dims; fix or re-export the model") from None
 
 
 def onnx_dtype(elem_type: int, where: str) -> DType:
@@ -84,13 +107,21 @@ def convert_onnx(
                            "opset": opset})
     ctx = ConversionContext(graph, opset, opsets)
 
+    where = path or "model"
+    if not g.output and not out_nodes:
+        raise InvalidModelError(f"{where}: the graph has no outputs; fix the model or name them with --out_node")
     for init in g.initializer:
-        arr = numpy_helper.to_array(init)
+        arr = _initializer_array(init, where)
         ctx.values[init.name] = Value(None, tuple(arr.shape), onnx_dtype(init.data_type, f"initializer '{init.name}'"),
                                       None, arr, init.name)
     for sp in g.sparse_initializer:
-        arr = numpy_helper.to_array(sp)
-        ctx.values[sp.values.name] = Value(None, tuple(arr.shape), DType.from_numpy(arr.dtype), None, arr, sp.values.name)
+        arr = _initializer_array(sp, where)
+        try:
+            dtype = DType.from_numpy(arr.dtype)
+        except ValueError:
+            raise UnsupportedOpError(f"{where}: sparse initializer '{sp.values.name}': element type {arr.dtype} is "
+                                     "not supported") from None
+        ctx.values[sp.values.name] = Value(None, tuple(arr.shape), dtype, None, arr, sp.values.name)
 
     _add_inputs(ctx, g, dict(input_dims or {}))
     for node in _ordered_nodes(g):
@@ -145,6 +176,9 @@ def _add_inputs(ctx: ConversionContext, g: onnx.GraphProto, input_dims: dict[str
                                 vi.name, i, d.dim_param or "?")
                     shape_l.append(1)
             shape = tuple(shape_l)
+        if any(d < 0 for d in shape) or int(np.prod(shape, dtype=object)) > MAX_ELEMENTS:
+            raise ConversionError(f"input '{vi.name}' has shape {list(shape)}: dims must be non-negative and hold at "
+                                  f"most {MAX_ELEMENTS} elements; fix them with --input_dim {vi.name} ...")
         t = Tensor(vi.name, shape, dtype, TensorKind.APP_WRITE, src_axis_format=_SRC_FORMATS.get(len(shape), None),
                    axis_format=_SRC_FORMATS.get(len(shape), None))
         ctx.graph.add_tensor(t)
@@ -155,6 +189,13 @@ def _add_inputs(ctx: ConversionContext, g: onnx.GraphProto, input_dims: dict[str
 def _ordered_nodes(g: onnx.GraphProto) -> list[onnx.NodeProto]:
     """The graph's nodes in a topological order (exporters usually give one already)."""
     available = {i.name for i in g.input} | {i.name for i in g.initializer} | {""}
+    produced = set(available)
+    for n in g.node:
+        for out in n.output:
+            if out and out in produced:
+                raise InvalidModelError(f"node '{n.name or out}' ({n.op_type}) writes '{out}', which is already a graph "
+                                        "input, an initializer or another node's output; names must be unique")
+            produced.add(out)
     pending, ordered = list(g.node), []
     while pending:
         rest = [n for n in pending if not all(x in available for x in n.input)]
@@ -187,7 +228,16 @@ def _translate(ctx: ConversionContext, node: onnx.NodeProto) -> None:
             f"{ctx.where()}: op {node.op_type} (domain ai.onnx, opset {ctx.opset}) is not supported; supported ops: "
             + ", ".join(sorted(TRANSLATIONS))
         )
-    fn(ctx)
+    try:
+        fn(ctx)
+    except OpenQnnError:
+        raise
+    except (IndexError, KeyError, ValueError, TypeError, AttributeError, ZeroDivisionError, OverflowError) as e:
+        # translations read attributes and shapes as the ONNX spec defines them; a node that breaks the
+        # spec (wrong attribute type or length, wrong input rank) lands here
+        raise ConversionError(f"{ctx.where()}: its attributes or inputs do not fit {node.op_type}'s definition "
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); check the "
+                              "node against the ONNX spec") from None
     for out in node.output:
         if out and out not in ctx.values:
             raise ConversionError(f"{ctx.where()}: translation did not produce output '{out}'")  # a bug in openqnn

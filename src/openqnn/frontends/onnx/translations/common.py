@@ -54,8 +54,15 @@ def ir_axis(v: Value, axis: int) -> int:
 
 def conv_pads(ctx: ConversionContext, in_spatial: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
               dilations: Sequence[int]) -> list[tuple[int, int]]:
-    """[(begin, end)] per spatial dim from ONNX's pads / auto_pad attributes."""
-    n = len(kernel)
+    """[(begin, end)] per spatial dim from ONNX's pads / auto_pad attributes (which are checked:
+    kernel_shape, strides and dilations have one positive entry per spatial dim, pads two per dim)."""
+    n = len(in_spatial)
+    if len(kernel) != n or len(strides) != n or len(dilations) != n:
+        raise ctx.fail(f"kernel_shape {list(kernel)}, strides {list(strides)} and dilations {list(dilations)} must "
+                       f"have {n} entries for a {n}-D input")
+    if min(kernel, default=1) <= 0 or min(strides, default=1) <= 0 or min(dilations, default=1) <= 0:
+        raise ctx.fail(f"kernel_shape {list(kernel)}, strides {list(strides)} and dilations {list(dilations)} must "
+                       "be positive")
     auto_pad = ctx.attr("auto_pad", "NOTSET")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         pads = []
@@ -69,8 +76,16 @@ def conv_pads(ctx: ConversionContext, in_spatial: Sequence[int], kernel: Sequenc
         return [(0, 0)] * n
     if auto_pad != "NOTSET":
         raise ctx.fail(f"auto_pad={auto_pad!r} is not valid; use NOTSET, SAME_UPPER, SAME_LOWER or VALID")
-    p = list(ctx.attr("pads", [0] * (2 * n)))
-    return [(int(p[i]), int(p[i + n])) for i in range(n)]
+    return explicit_pads(ctx, n)
+
+
+def explicit_pads(ctx: ConversionContext, n: int) -> list[tuple[int, int]]:
+    """ONNX ``pads`` [b1, ..., bn, e1, ..., en] as [(b1, e1), ...]: 2n non-negative entries."""
+    p = [int(v) for v in ctx.attr("pads", [0] * (2 * n))]
+    if len(p) != 2 * n or min(p, default=0) < 0:
+        raise ctx.fail(f"pads {p} must hold {2 * n} non-negative entries (all begins, then all ends) for a "
+                       f"{n}-D input")
+    return [(p[i], p[i + n]) for i in range(n)]
 
 
 def as_ints(a: np.ndarray | Sequence[int]) -> list[int]:

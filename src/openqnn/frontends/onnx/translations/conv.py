@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from openqnn.frontends.onnx.context import ConversionContext, Value, channel_last_perm
 from openqnn.frontends.onnx.registry import onnx_op
-from openqnn.frontends.onnx.translations.common import conv_pads
+from openqnn.frontends.onnx.translations.common import conv_pads, explicit_pads
 
 
 def _to_2d(ctx: ConversionContext, rank: int) -> tuple[str, bool]:
@@ -56,14 +56,42 @@ def _spatial_attrs(ctx: ConversionContext, n: int) -> tuple[list[int], list[int]
     return strides, dilations
 
 
+def _check_filter(ctx: ConversionContext, x: Value, w: Value, kernel: Sequence[int], group: int,
+                  transposed: bool) -> None:
+    """The weight's shape agrees with the input, kernel_shape, group and the attributes' lengths."""
+    n = x.rank - 2
+    if group <= 0:
+        raise ctx.fail(f"group {group} must be positive")
+    if w.rank != x.rank or min(w.shape, default=0) <= 0:
+        raise ctx.fail(f"weight '{ctx.node.input[1]}' has shape {list(w.shape)}; a {n}-D convolution needs a rank "
+                       f"{x.rank} weight with positive dims")
+    if list(kernel) != list(w.shape[2:]):
+        raise ctx.fail(f"kernel_shape {list(kernel)} does not match the weight's spatial dims {list(w.shape[2:])}")
+    cin = x.shape[1]
+    want = cin if transposed else cin // group if cin % group == 0 else None
+    have = w.shape[0] if transposed else w.shape[1]
+    if want is None or have != want or (not transposed and w.shape[0] % group):
+        raise ctx.fail(f"weight shape {list(w.shape)} does not fit {cin} input channels in {group} group(s)")
+    if ctx.has(2):
+        cout = w.shape[1] * group if transposed else w.shape[0]
+        if ctx.input(2).shape != (cout,):
+            raise ctx.fail(f"bias '{ctx.node.input[2]}' has shape {list(ctx.input(2).shape)}, the {cout} output "
+                           f"channels need [{cout}]")
+    strides = ctx.attr("strides", [1] * n)
+    dilations = ctx.attr("dilations", [1] * n)
+    if min(strides, default=1) <= 0 or min(dilations, default=1) <= 0:
+        raise ctx.fail(f"strides {list(strides)} and dilations {list(dilations)} must be positive")
+
+
 @onnx_op("Conv")
 def conv(ctx: ConversionContext) -> None:
     x, w = ctx.input(0), ctx.input(1)
     _check_rank(ctx, x.rank)
     n = x.rank - 2
     group = int(ctx.attr("group", 1))
-    kernel = list(ctx.attr("kernel_shape", w.shape[2:]))
+    kernel = [int(k) for k in ctx.attr("kernel_shape", w.shape[2:])]
     strides, dilations = _spatial_attrs(ctx, n)
+    _check_filter(ctx, x, w, kernel, group, transposed=False)
     pads = conv_pads(ctx, x.shape[2:], kernel, strides, dilations)
     cin = x.shape[1]
     bias = ctx.src(2)
@@ -118,6 +146,7 @@ def conv_transpose(ctx: ConversionContext) -> None:
     group = int(ctx.attr("group", 1))
     kernel = [int(k) for k in ctx.attr("kernel_shape", w.shape[2:])]
     strides, dilations = _spatial_attrs(ctx, n)
+    _check_filter(ctx, x, w, kernel, group, transposed=True)
     out_pad = [int(p) for p in ctx.attr("output_padding", [0] * n)]
     out_shape = ctx.attr("output_shape")
     auto_pad = ctx.attr("auto_pad", "NOTSET")
@@ -136,8 +165,7 @@ def conv_transpose(ctx: ConversionContext) -> None:
     elif auto_pad == "VALID":
         pads = [(0, 0)] * n
     else:
-        p = list(ctx.attr("pads", [0] * (2 * n)))
-        pads = [(int(p[i]), int(p[i + n])) for i in range(n)]
+        pads = explicit_pads(ctx, n)
     if n == 3:
         attrs = {"stride": strides, "dilation": dilations, "pad_amount": pads, "output_padding": out_pad,
                  "group": group}

@@ -17,6 +17,8 @@ def _pool(ctx: ConversionContext, op_type: str, extra: dict) -> None:
     n = x.rank - 2
     if n not in (1, 2, 3):
         raise ctx.fail(f"{n}-D {ctx.node.op_type} is not supported (1-D, 2-D and 3-D are)")
+    if ctx.attr("kernel_shape") is None:
+        raise ctx.fail("attribute kernel_shape is required")
     kernel = [int(k) for k in ctx.attr("kernel_shape")]
     strides = [int(s) for s in ctx.attr("strides", [1] * n)]
     dilations = [int(d) for d in ctx.attr("dilations", [1] * n)]
