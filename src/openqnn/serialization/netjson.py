@@ -9,6 +9,7 @@ Files are written to a temporary name and renamed, so a failure leaves no half-w
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -97,49 +98,6 @@ def _encoding_json(enc: Encoding | None, shape: tuple[int, ...] | None = None) -
     return out
 
 
-def _encoding_from(d: dict[str, Any]) -> Encoding | None:
-    if d.get("definition") != "QNN_DEFINITION_DEFINED":
-        return None
-    bw, sym, signed = int(d["bitwidth"]), bool(d.get("symmetric", False)), bool(d.get("is_signed", False))
-    restrict: dict[str, Any] = {"qmin": int(d["qmin"]), "qmax": int(d["qmax"])} if "qmin" in d else {}
-    if "axis_scale_offset" in d:
-        aso = d["axis_scale_offset"]
-        return Encoding(bw, tuple(float(x["scale"]) for x in aso["scale_offsets"]),
-                        tuple(int(x["offset"]) for x in aso["scale_offsets"]), int(aso["axis"]), sym, signed,
-                        **restrict)
-    if "block_scale_offset" in d:
-        bso = d["block_scale_offset"]
-        return Encoding(bw, tuple(float(x["scale"]) for x in bso["scale_offsets"]),
-                        tuple(int(x["offset"]) for x in bso["scale_offsets"]), int(bso["axis"]), sym, signed,
-                        int(bso["block_size"]), int(bso["block_axis"]), **restrict)
-    if "blockwise_expansion" in d:
-        be = d["blockwise_expansion"]
-        blocks = int(be["num_blocks_per_axis"])
-        channel_scale = np.asarray([float(x["scale"]) for x in be["scale_offsets"]], dtype=np.float64)
-        ints = np.asarray(be["block_scales"], dtype=np.int64)
-        if ints.size != channel_scale.size * blocks:
-            raise ValueError(f"{ints.size} block_scales for {channel_scale.size} channels x {blocks} blocks")
-        offsets = tuple(int(x["offset"]) for x in be["scale_offsets"] for _ in range(blocks))
-        return Encoding(bw, Encoding.expand_lpbq(channel_scale, ints.reshape(-1, blocks)), offsets, int(be["axis"]),
-                        sym, signed, int(be["block_size"]), int(be["block_axis"]), int(be["block_scale_bitwidth"]),
-                        **restrict)
-    so = d["scale_offset"]
-    return Encoding(bw, (float(so["scale"]),), (int(so["offset"]),), None, sym, signed, **restrict)
-
-
-def _checked_encoding(name: str, d: dict[str, Any], shape: tuple[int, ...], static: bool) -> Encoding | None:
-    """:func:`_encoding_from`, checked against the tensor's shape (per-axis counts, per-block layout)."""
-    enc = _encoding_from(d)
-    if enc is None:
-        return None
-    problem = enc.shape_error(shape)
-    if problem is None and enc.per_block and not static:
-        problem = "per-block encodings are for static weights"
-    if problem is not None:
-        raise InvalidModelError(f"tensor '{name}': its encoding does not fit: {problem}")
-    return enc
-
-
 def graph_to_json(graph: Graph, bin_name: str = "") -> dict[str, Any]:
     tensors: dict[str, Any] = {}
     for i, t in enumerate(graph.tensors.values()):
@@ -195,70 +153,331 @@ def save_model(graph: Graph, output_path: str | os.PathLike[str]) -> tuple[Path,
     return json_path, bin_path
 
 
-def _param_value(v: Any) -> Any:
-    if isinstance(v, dict) and "dims" in v:
-        arr = np.asarray(v["data"])
-        if arr.ndim == 2:
-            return tuple(tuple(r) for r in arr.tolist())
-        return tuple(arr.reshape(-1).tolist())
-    if isinstance(v, str) and v.startswith("QNN_DATATYPE_"):
-        return DType(v)
-    return v
+# -- reading: every field is checked where the file is read ----------------------------------------
+
+LEGAL_BITWIDTHS = (4, 8, 16, 32)
+MAX_RANK = 16
+MAX_ELEMENTS = 2**31 - 1  # QNN's dims are uint32; no tensor openqnn can run comes near this
+_REGENERATE = "regenerate the model with qnn-onnx-converter"
+
+
+class _Reader:
+    """Typed access to the parsed JSON: every failure is an InvalidModelError naming the file and the
+    field (``graph.tensors['x'].dims``) and saying what to do."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, where: str, msg: str) -> InvalidModelError:
+        return InvalidModelError(f"{self.path}: {where}: {msg}; {_REGENERATE}")
+
+    def obj(self, v: Any, where: str) -> dict[str, Any]:
+        if not isinstance(v, dict):
+            raise self.fail(where, f"expected an object, found {_kind(v)}")
+        return v
+
+    def key(self, d: dict[str, Any], key: str, where: str) -> Any:
+        if key not in d:
+            raise self.fail(where, f"missing key '{key}'")
+        return d[key]
+
+    def str_(self, v: Any, where: str) -> str:
+        if not isinstance(v, str):
+            raise self.fail(where, f"expected a string, found {_kind(v)}")
+        return v
+
+    def strs(self, v: Any, where: str) -> list[str]:
+        if not isinstance(v, list):
+            raise self.fail(where, f"expected a list of names, found {_kind(v)}")
+        return [self.str_(x, f"{where}[{i}]") for i, x in enumerate(v)]
+
+    def bool_(self, v: Any, where: str) -> bool:
+        if not isinstance(v, bool):
+            raise self.fail(where, f"expected true or false, found {_kind(v)}")
+        return v
+
+    def int_(self, v: Any, where: str, lo: int | None = None, hi: int | None = None) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.fail(where, f"expected an integer, found {_kind(v)}")
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise self.fail(where, f"{v} is outside [{'' if lo is None else lo}, {'' if hi is None else hi}]")
+        return v
+
+    def scale(self, v: Any, where: str) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+            raise self.fail(where, f"scale {v!r} must be a finite positive number")
+        return float(v)
+
+    def enum(self, v: Any, where: str, values: list[str]) -> str:
+        if v not in values:
+            raise self.fail(where, f"{v!r} is not one of {', '.join(values)}")
+        return str(v)
+
+
+def _kind(v: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(v), f"the number {v!r}" if isinstance(v, int | float) else type(v).__name__)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in d:
+            raise ValueError(f"key {k!r} appears twice in one object")
+        d[k] = v
+    return d
+
+
+_ENCODINGS = ["QNN_QUANTIZATION_ENCODING_SCALE_OFFSET", "QNN_QUANTIZATION_ENCODING_AXIS_SCALE_OFFSET",
+              "QNN_QUANTIZATION_ENCODING_BLOCK", "QNN_QUANTIZATION_ENCODING_BLOCKWISE_EXPANSION"]
+
+
+def _read_encoding(r: _Reader, d: Any, where: str, shape: tuple[int, ...], static: bool) -> Encoding | None:
+    """A tensor's quant_params: its layout, legal bitwidths, finite positive scales, offsets in range,
+    and the fit of per-axis / per-block values to the tensor's shape."""
+    d = r.obj(d, where)
+    definition = d.get("definition", "QNN_DEFINITION_UNDEFINED")
+    r.enum(definition, f"{where}.definition", ["QNN_DEFINITION_DEFINED", "QNN_DEFINITION_UNDEFINED",
+                                               "QNN_DEFINITION_IMPL_GENERATED"])
+    if definition != "QNN_DEFINITION_DEFINED":
+        return None
+    kind = r.enum(r.key(d, "encoding", where), f"{where}.encoding", _ENCODINGS)
+    bw = r.key(d, "bitwidth", where)
+    if bw not in LEGAL_BITWIDTHS or isinstance(bw, bool):
+        raise r.fail(f"{where}.bitwidth", f"{bw!r} is not a legal bitwidth ({', '.join(map(str, LEGAL_BITWIDTHS))})")
+    sym = r.bool_(d.get("symmetric", False), f"{where}.symmetric")
+    signed = r.bool_(d.get("is_signed", False), f"{where}.is_signed")
+    limit = 1 << bw
+
+    def scale_offsets(v: Any, at: str) -> tuple[tuple[float, ...], tuple[int, ...]]:
+        if not isinstance(v, list) or not v:
+            raise r.fail(at, f"expected a non-empty list of {{scale, offset}}, found {_kind(v)}")
+        items = [r.obj(x, f"{at}[{i}]") for i, x in enumerate(v)]
+        return (tuple(r.scale(r.key(x, "scale", f"{at}[{i}]"), f"{at}[{i}].scale") for i, x in enumerate(items)),
+                tuple(r.int_(r.key(x, "offset", f"{at}[{i}]"), f"{at}[{i}].offset", -limit, limit)
+                      for i, x in enumerate(items)))
+
+    rank = max(len(shape), 1)
+    restrict: dict[str, Any] = {}
+    if "qmin" in d or "qmax" in d:
+        restrict = {"qmin": r.int_(r.key(d, "qmin", where), f"{where}.qmin", -limit, limit),
+                    "qmax": r.int_(r.key(d, "qmax", where), f"{where}.qmax", -limit, limit)}
+    try:
+        if kind == "QNN_QUANTIZATION_ENCODING_SCALE_OFFSET":
+            so = r.obj(r.key(d, "scale_offset", where), f"{where}.scale_offset")
+            enc = Encoding(bw, (r.scale(r.key(so, "scale", f"{where}.scale_offset"), f"{where}.scale_offset.scale"),),
+                           (r.int_(r.key(so, "offset", f"{where}.scale_offset"), f"{where}.scale_offset.offset",
+                                   -limit, limit),), None, sym, signed, **restrict)
+        elif kind == "QNN_QUANTIZATION_ENCODING_AXIS_SCALE_OFFSET":
+            at = f"{where}.axis_scale_offset"
+            aso = r.obj(r.key(d, "axis_scale_offset", where), at)
+            scales, offsets = scale_offsets(r.key(aso, "scale_offsets", at), f"{at}.scale_offsets")
+            enc = Encoding(bw, scales, offsets, r.int_(r.key(aso, "axis", at), f"{at}.axis", 0, rank - 1), sym,
+                           signed, **restrict)
+        elif kind == "QNN_QUANTIZATION_ENCODING_BLOCK":
+            at = f"{where}.block_scale_offset"
+            bso = r.obj(r.key(d, "block_scale_offset", where), at)
+            scales, offsets = scale_offsets(r.key(bso, "scale_offsets", at), f"{at}.scale_offsets")
+            enc = Encoding(bw, scales, offsets, r.int_(r.key(bso, "axis", at), f"{at}.axis", 0, rank - 1), sym, signed,
+                           r.int_(r.key(bso, "block_size", at), f"{at}.block_size", 1, MAX_ELEMENTS),
+                           r.int_(r.key(bso, "block_axis", at), f"{at}.block_axis", 0, rank - 1), **restrict)
+        else:
+            at = f"{where}.blockwise_expansion"
+            be = r.obj(r.key(d, "blockwise_expansion", where), at)
+            scales, offsets = scale_offsets(r.key(be, "scale_offsets", at), f"{at}.scale_offsets")
+            blocks = r.int_(r.key(be, "num_blocks_per_axis", at), f"{at}.num_blocks_per_axis", 1, MAX_ELEMENTS)
+            sbw = r.int_(r.key(be, "block_scale_bitwidth", at), f"{at}.block_scale_bitwidth", 1, 16)
+            raw = r.key(be, "block_scales", at)
+            if not isinstance(raw, list) or len(raw) != len(scales) * blocks:
+                raise r.fail(f"{at}.block_scales", f"expected {len(scales)} channels x {blocks} blocks = "
+                             f"{len(scales) * blocks} integers, found {len(raw) if isinstance(raw, list) else _kind(raw)}")
+            ints = [r.int_(k, f"{at}.block_scales[{i}]", 1, 1 << sbw) for i, k in enumerate(raw)]
+            expanded = Encoding.expand_lpbq(np.asarray(scales), np.asarray(ints, dtype=np.int64).reshape(-1, blocks))
+            enc = Encoding(bw, expanded, tuple(o for o in offsets for _ in range(blocks)),
+                           r.int_(r.key(be, "axis", at), f"{at}.axis", 0, rank - 1), sym, signed,
+                           r.int_(r.key(be, "block_size", at), f"{at}.block_size", 1, MAX_ELEMENTS),
+                           r.int_(r.key(be, "block_axis", at), f"{at}.block_axis", 0, rank - 1), sbw, **restrict)
+    except ValueError as e:  # the Encoding's own invariants (scale/offset counts, block layout, restricted range)
+        raise r.fail(where, str(e)) from None
+    problem = enc.shape_error(shape)
+    if problem is None and enc.per_block and not static:
+        problem = "per-block encodings are for static weights"
+    if problem is not None:
+        raise r.fail(where, f"the encoding does not fit the tensor: {problem}")
+    return enc
+
+
+def _read_param(r: _Reader, v: Any, where: str, tensor: bool) -> Any:
+    """A node's scalar param (number, bool, string, QNN data type) or tensor param ({dims, data})."""
+    if not tensor:
+        if isinstance(v, str) and v.startswith("QNN_DATATYPE_"):
+            return DType(r.enum(v, where, [t.value for t in DType]))
+        if isinstance(v, float) and not math.isfinite(v):
+            return v  # e.g. a clip bound of inf; the op decides
+        if not isinstance(v, bool | int | float | str):
+            raise r.fail(where, f"expected a number, boolean or string, found {_kind(v)}")
+        if isinstance(v, int) and not -(2**63) <= v < 2**63:
+            raise r.fail(where, f"{v} does not fit in 64 bits")
+        return v
+    v = r.obj(v, where)
+    dims = r.key(v, "dims", where)
+    if not isinstance(dims, list) or len(dims) > 2:
+        raise r.fail(f"{where}.dims", f"expected a list of at most 2 dims, found {_kind(dims)}")
+    dims = [r.int_(x, f"{where}.dims[{i}]", 0, MAX_ELEMENTS) for i, x in enumerate(dims)]
+    data = r.key(v, "data", where)
+    flat = data if isinstance(data, list) and (len(dims) < 2) else (
+        [x for row in data for x in (row if isinstance(row, list) else [row])] if isinstance(data, list) else None)
+    if flat is None or any(isinstance(x, bool) or not isinstance(x, int | float) for x in flat):
+        raise r.fail(f"{where}.data", f"expected {'rows of ' if len(dims) == 2 else 'a list of '}numbers")
+    if any(isinstance(x, int) and not -(2**63) <= x < 2**63 for x in flat):
+        raise r.fail(f"{where}.data", "a value does not fit in 64 bits")
+    n = int(np.prod(dims, dtype=np.int64)) if dims else 1
+    if len(flat) != n or (len(dims) == 2 and any(not isinstance(row, list) or len(row) != dims[1] for row in data)):
+        raise r.fail(f"{where}.data", f"holds {len(flat)} values, its dims {dims} need {n}")
+    arr = np.asarray(flat)
+    if len(dims) == 2:
+        return tuple(tuple(row) for row in arr.reshape(dims).tolist())
+    return tuple(arr.tolist())
+
+
+def _bin_path(r: _Reader, doc: dict[str, Any], json_path: Path) -> Path:
+    """The weights file: a plain file name beside the _net.json (never a path out of its folder)."""
+    name = doc.get("model.bin") or model_paths(json_path)[1].name
+    name = r.str_(name, "model.bin")
+    if name in (".", "..") or "/" in name or "\\" in name or "\0" in name or Path(name).is_absolute():
+        raise r.fail("model.bin", f"{name!r} must be a file name in the model's folder (no directories, no '..')")
+    return json_path.with_name(name)
+
+
+def _read_tensor(r: _Reader, name: str, t: Any, blobs: dict[str, np.ndarray], bin_path: Path) -> Tensor:
+    where = f"graph.tensors[{name!r}]"
+    t = r.obj(t, where)
+    kind = TensorKind(r.enum(r.key(t, "type", where), f"{where}.type", [k.value for k in TensorKind]))
+    dtype = DType(r.enum(r.key(t, "data_type", where), f"{where}.data_type", [d.value for d in DType]))
+    dims = r.key(t, "dims", where)
+    if not isinstance(dims, list) or len(dims) > MAX_RANK:
+        raise r.fail(f"{where}.dims", f"expected a list of at most {MAX_RANK} dims, found {_kind(dims)}")
+    shape = tuple(r.int_(d, f"{where}.dims[{i}]", 0, MAX_ELEMENTS) for i, d in enumerate(dims))
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise r.fail(f"{where}.dims", f"{list(shape)} holds {math.prod(shape)} elements, more than {MAX_ELEMENTS}")
+    data = None
+    if kind is TensorKind.STATIC:
+        if name not in blobs:
+            raise InvalidModelError(f"{bin_path}: no data for static tensor '{name}'; {_REGENERATE}")
+        data = blobs[name]
+        if tuple(data.shape) != shape or data.dtype != dtype.numpy:
+            raise InvalidModelError(f"{bin_path}: tensor '{name}' holds {data.shape}/{data.dtype}, the model says "
+                                    f"{shape}/{dtype.name}; {_REGENERATE}")
+    enc = _read_encoding(r, t.get("quant_params", {}), f"{where}.quant_params", shape, kind is TensorKind.STATIC)
+    formats = []
+    for key in ("src_axis_format", "axis_format"):
+        v = t.get(key)
+        formats.append(None if v is None else r.str_(v, f"{where}.{key}"))
+    return Tensor(name, shape, dtype, kind, data, enc, formats[0], formats[1])
+
+
+def _read_node(r: _Reader, name: str, n: Any, graph: Graph) -> Node:
+    from openqnn.ops.schema import get_schema
+
+    where = f"graph.nodes[{name!r}]"
+    n = r.obj(n, where)
+    op_type = r.str_(r.key(n, "type", where), f"{where}.type")
+    try:
+        schema = get_schema(op_type)
+    except InvalidModelError:
+        from openqnn.ops.schema import OPS
+
+        raise r.fail(f"{where}.type", f"unknown op type {op_type!r} (known: {', '.join(sorted(OPS))})") from None
+    ios = []
+    for key in ("input_names", "output_names"):
+        names = r.strs(r.key(n, key, where), f"{where}.{key}")
+        for i, x in enumerate(names):
+            if (x or key == "output_names") and x not in graph.tensors:
+                raise r.fail(f"{where}.{key}[{i}]", f"'{x}' is not a tensor in graph.tensors")
+        ios.append(names)
+    attrs: dict[str, Any] = {}
+    for key, tensor in (("scalar_params", False), ("tensor_params", True)):
+        params = r.obj(n.get(key, {}), f"{where}.{key}")
+        for k, v in params.items():
+            if k in attrs:
+                raise r.fail(f"{where}.{key}.{k}", "given both as a scalar and as a tensor param")
+            attrs[k] = _read_param(r, v, f"{where}.{key}.{k}", tensor)
+    try:
+        attrs = schema.normalize_attrs(name, attrs)  # defaults filled, kinds checked, unknown names refused
+    except InvalidModelError as e:
+        raise InvalidModelError(f"{r.path}: {e}; {_REGENERATE}") from None
+    package = r.str_(n.get("package", "qti.aisw"), f"{where}.package")
+    return Node(name, op_type, ios[0], ios[1], attrs, package)
 
 
 def load_model(path: str | os.PathLike[str]) -> Graph:
-    """Read a model written by :func:`save_model` (the path of the ``_net.json``)."""
+    """Read a model written by :func:`save_model` (the path of the ``_net.json``).
+
+    Every field is checked here, once: the JSON's layout and types, tensor kinds, data types and dims,
+    encodings (legal bitwidths, finite positive scales, offsets in range, per-axis counts), the weights
+    file (a name beside the JSON; each static tensor's shape and dtype), node params against the op
+    schemas, and the graph (inputs, outputs, shape inference). Anything wrong is an InvalidModelError
+    naming the file and the field, node or tensor."""
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
     json_path = Path(path)
     if not json_path.is_file():
         raise InvalidModelError(f"{json_path}: no such model file (expected a <stem>_net.json from the converter)")
+    r = _Reader(json_path)
     try:
-        doc = json.loads(json_path.read_text())
-        g = doc["graph"]
-        if doc.get("format") != "openqnn_net":
-            raise KeyError("format")
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
-        raise InvalidModelError(f"{json_path}: not an openqnn _net.json model ({type(e).__name__}: {e})") from None
-    if int(doc.get("format_version", 0)) > FORMAT_VERSION:
-        raise InvalidModelError(f"{json_path}: model format {doc['format_version']} is newer than this openqnn "
+        doc = json.loads(json_path.read_bytes().decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # JSONDecodeError is a ValueError
+        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise InvalidModelError(f"{json_path}: not an openqnn _net.json model ({type(e).__name__}: {msg}); "
+                                f"{_REGENERATE}") from None
+    except OSError as e:
+        raise InvalidModelError(f"{json_path}: cannot read the model ({e.strerror or e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != "openqnn_net":
+        raise InvalidModelError(f"{json_path}: not an openqnn _net.json model (its \"format\" is not \"openqnn_net\"); "
+                                f"{_REGENERATE}")
+    version = r.int_(doc.get("format_version", 0), "format_version", 0)
+    if version > FORMAT_VERSION:
+        raise InvalidModelError(f"{json_path}: model format {version} is newer than this openqnn "
                                 f"({__version__}) reads ({FORMAT_VERSION}); upgrade openqnn")
-    bin_path = json_path.with_name(doc.get("model.bin") or model_paths(json_path)[1].name)
-    statics = [n for n, t in g["tensors"].items() if t["type"] == TensorKind.STATIC.value]
+    g = r.obj(r.key(doc, "graph", "the file"), "graph")
+    tensors = r.obj(r.key(g, "tensors", "graph"), "graph.tensors")
+    nodes = r.obj(r.key(g, "nodes", "graph"), "graph.nodes")
+    inputs = r.strs(r.key(g, "inputs", "graph"), "graph.inputs")
+    outputs = r.strs(r.key(g, "outputs", "graph"), "graph.outputs")
+    if not outputs:
+        raise r.fail("graph.outputs", "the graph has no outputs")
+    bin_path = _bin_path(r, doc, json_path)
+    statics = [n for n, t in tensors.items() if isinstance(t, dict) and t.get("type") == TensorKind.STATIC.value]
     blobs: dict[str, np.ndarray] = {}
     if statics:
         if not bin_path.is_file():
-            raise InvalidModelError(f"{json_path}: its weights file {bin_path} is missing")
+            raise InvalidModelError(f"{json_path}: its weights file {bin_path} is missing; keep the .bin beside "
+                                    "the _net.json")
         try:
             blobs = load(bin_path.read_bytes())
-        except (SafetensorError, ValueError) as e:
-            raise InvalidModelError(f"{bin_path}: weights file is corrupt ({e})") from None
-    graph = Graph(doc.get("graph_name", json_path.stem))
-    graph.metadata = dict(doc.get("metadata", {}))
-    if doc.get("converter_command"):
-        graph.metadata["converter_command"] = doc["converter_command"]
-    try:
-        for name, t in g["tensors"].items():
-            kind, dtype, shape = TensorKind(t["type"]), DType(t["data_type"]), tuple(int(d) for d in t["dims"])
-            data = None
-            if kind is TensorKind.STATIC:
-                if name not in blobs:
-                    raise InvalidModelError(f"{bin_path}: no data for static tensor '{name}'")
-                data = blobs[name]
-                if tuple(data.shape) != shape or data.dtype != dtype.numpy:
-                    raise InvalidModelError(
-                        f"{bin_path}: tensor '{name}' holds {data.shape}/{data.dtype}, the model says {shape}/{dtype.name}")
-            enc = _checked_encoding(name, t.get("quant_params", {}), shape, kind is TensorKind.STATIC)
-            graph.add_tensor(Tensor(name, shape, dtype, kind, data, enc, t.get("src_axis_format"), t.get("axis_format")))
-        for name, n in g["nodes"].items():
-            attrs = {k: _param_value(v) for k, v in {**n["scalar_params"], **n["tensor_params"]}.items()}
-            graph.add_node(Node(name, n["type"], list(n["input_names"]), list(n["output_names"]), attrs,
-                                n.get("package", "qti.aisw")))
-        graph.inputs, graph.outputs = list(g["inputs"]), list(g["outputs"])
-    except (KeyError, ValueError, TypeError) as e:
-        raise InvalidModelError(f"{json_path}: malformed model ({type(e).__name__}: {e})") from None
+        except (SafetensorError, ValueError, OSError, OverflowError, MemoryError) as e:
+            raise InvalidModelError(f"{bin_path}: weights file is corrupt ({str(e)[:200]}); {_REGENERATE}") from None
+    graph = Graph(r.str_(doc.get("graph_name", json_path.stem), "graph_name"))
+    graph.metadata = dict(r.obj(doc.get("metadata", {}), "metadata"))
+    command = r.str_(doc.get("converter_command", ""), "converter_command")
+    if command:
+        graph.metadata["converter_command"] = command
+    for name, t in tensors.items():
+        graph.add_tensor(_read_tensor(r, name, t, blobs, bin_path))
+    for name, n in nodes.items():
+        graph.add_node(_read_node(r, name, n, graph))
+    for where, names in (("graph.inputs", inputs), ("graph.outputs", outputs)):
+        for i, x in enumerate(names):
+            if x not in graph.tensors:
+                raise r.fail(f"{where}[{i}]", f"'{x}' is not a tensor in graph.tensors")
+        if len(set(names)) != len(names):
+            raise r.fail(where, "a name appears twice")
+    graph.inputs, graph.outputs = list(inputs), list(outputs)
     from openqnn.ir.verifier import verify
 
-    verify(graph)
+    try:
+        verify(graph)
+    except InvalidModelError as e:
+        raise InvalidModelError(f"{json_path}: {e}; {_REGENERATE}") from None
     return graph
