@@ -121,12 +121,12 @@ def test_readme_quantization_blocks_run_as_written(quick_start: Path, tmp_path: 
     assert any(t.encoding is not None for t in ns["qgraph"].tensors.values())  # type: ignore[attr-defined]
 
 
-def test_readme_demo_command_runs() -> None:
+def test_readme_demo_command_runs(tmp_path: Path) -> None:
     """The first of the README's two commands, past its installs."""
     first = blocks(section(readme(), "Two commands"), "bash")[0].strip()
     demo = first.split("&&")[-1].strip()
     assert demo == "openqnn demo", first
-    out = run_bash(demo, ROOT)
+    out = run_bash(demo, tmp_path)
     assert out.strip()
 
 
