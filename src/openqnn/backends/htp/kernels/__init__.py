@@ -4,6 +4,7 @@ from openqnn.backends.htp.kernels import (  # noqa: F401
     conv,
     elementwise,
     linear,
+    logical,
     lut,
     movement,
     normalization,

@@ -252,10 +252,24 @@ def _qmax_abs(q: QParams) -> int:
     return max(abs(q.qmin - z), abs(q.qmax - z))
 
 
+def _integer_output(node: Node, ctx: HtpBuildContext) -> bool:
+    t = ctx.graph.tensors[node.outputs[0]]
+    return not t.dtype.is_float and t.encoding is None
+
+
+def _integer_arithmetic(node: Node, ctx: HtpBuildContext) -> HtpStep:
+    """Token-id and position arithmetic on integer tensors: exact (logical.py; it imports this module)."""
+    from openqnn.backends.htp.kernels.logical import integer_arithmetic
+
+    return integer_arithmetic(node, ctx)
+
+
 # -- Add / Subtract ------------------------------------------------------------------------------
 
 @htp_kernel("ElementWiseAdd", "ElementWiseSubtract")
 def add_sub(node: Node, ctx: HtpBuildContext) -> HtpStep:
+    if _integer_output(node, ctx):
+        return _integer_arithmetic(node, ctx)
     a_name, b_name = node.inputs[:2]
     qa, qb = operand_params(ctx, a_name), operand_params(ctx, b_name)
     qo = act_params(ctx, node.outputs[0])
@@ -291,6 +305,8 @@ def add_sub(node: Node, ctx: HtpBuildContext) -> HtpStep:
 
 @htp_kernel("ElementWiseMultiply")
 def multiply(node: Node, ctx: HtpBuildContext) -> HtpStep:
+    if _integer_output(node, ctx):
+        return _integer_arithmetic(node, ctx)
     a_name, b_name = node.inputs[:2]
     qa, qb = operand_params(ctx, a_name), operand_params(ctx, b_name)
     qo = act_params(ctx, node.outputs[0])

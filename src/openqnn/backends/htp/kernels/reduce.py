@@ -12,6 +12,9 @@
 Sums are exact (int64 in both paths). They are int32 in TFLite; where the largest possible sum
 ((qmax - qmin) * n) does not fit 32 bits, mbqm64 (the int64-input requantization) takes mbqm's place.
 A reduction over no axes is a requantization.
+
+- CumulativeSum: of integer tensors only (position ids counted from a mask): exact in int64, then the
+  output's integer type; ``exclusive`` shifts by one (y[i] = sum(x[:i])), ``reverse`` sums from the end.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from openqnn.backends.cpu.kernels.registry import torch_dtype
 from openqnn.backends.htp import native
 from openqnn.backends.htp.fixedpoint import mbqm64_np, mbqm64_t, mbqm_np, mbqm_t, quantize_multiplier
 from openqnn.backends.htp.kernels.common import Requant, c_array, movement, quantized_io, to_storage
@@ -30,7 +34,7 @@ from openqnn.backends.htp.kernels.requant import Requant as RowRequant
 from openqnn.backends.htp.kernels.scratch import scratch
 from openqnn.ir.graph import Node
 
-__all__ = ["mean_multiplier"]
+__all__ = ["cumulative_sum", "mean_multiplier"]
 
 
 def mean_multiplier(ratio: float, count: int) -> tuple[int, int]:
@@ -118,3 +122,39 @@ def reduce(node: Node, ctx: HtpBuildContext) -> HtpStep:
         return to_storage(torch.clamp(req_t(s) + z_out, qmin, qmax), qo.bitwidth).reshape(out_shape).contiguous()
 
     return HtpStep(reference, fast, [x], list(node.outputs), node.name, op)
+
+
+@htp_kernel("CumulativeSum")
+def cumulative_sum(node: Node, ctx: HtpBuildContext) -> HtpStep:
+    x, y = node.inputs[0], node.outputs[0]
+    tx, ty = ctx.graph.tensors[x], ctx.graph.tensors[y]
+    if tx.dtype.is_float or ty.dtype.is_float or tx.encoding is not None:
+        raise Unsupported("CumulativeSum of a quantized tensor (integer tensors only)")
+    rank = len(ctx.shape(x))
+    if rank == 0:
+        raise Unsupported("CumulativeSum of a scalar")
+    axis = int(node.attrs["axis"]) % rank
+    exclusive, reverse = bool(node.attrs["exclusive"]), bool(node.attrs["reverse"])
+    out_np = ty.dtype.numpy
+
+    def reference(a: np.ndarray) -> np.ndarray:
+        v = np.asarray(a).astype(np.int64)
+        if reverse:
+            v = np.flip(v, axis)
+        s = np.cumsum(v, axis=axis, dtype=np.int64)
+        if exclusive:
+            s = s - v
+        return c_array((np.flip(s, axis) if reverse else s).astype(out_np))
+
+    def fast(t: torch.Tensor) -> torch.Tensor:
+        v = t.to(torch.int64)
+        if reverse:
+            v = torch.flip(v, (axis,))
+        s = torch.cumsum(v, axis, dtype=torch.int64)
+        if exclusive:
+            s = s - v
+        return (torch.flip(s, (axis,)) if reverse else s).to(torch_dtype(ty.dtype)).contiguous()
+
+    if ctx.is_static(x):
+        raise Unsupported("CumulativeSum of a static tensor (constant folding handles this)")
+    return HtpStep(reference, fast, [x], list(node.outputs), node.name, node.op_type)
