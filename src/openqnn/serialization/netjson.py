@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from openqnn import __version__
-from openqnn.errors import InvalidModelError
+from openqnn.errors import InvalidConfigError, InvalidModelError
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import Encoding, Tensor, TensorKind
@@ -145,11 +145,21 @@ def save_model(graph: Graph, output_path: str | os.PathLike[str]) -> tuple[Path,
     blobs = {t.name: np.asarray(t.data, order="C") for t in graph.static_tensors() if t.data is not None}
     data = save(blobs, metadata={"format": "openqnn_weights", "graph": graph.name}) if blobs else save(
         {"__empty__": np.zeros(0, np.float32)})
-    doc = graph_to_json(graph, bin_path.name)
-    with atomic_write(bin_path, "wb") as f:
-        f.write(data)
-    with atomic_write(json_path) as f:
-        json.dump(doc, f, indent=1)
+    text = json.dumps(graph_to_json(graph, bin_path.name), indent=1)
+    fresh_bin = not bin_path.exists()
+    try:
+        for p in (json_path, bin_path):
+            if p.is_dir():
+                raise IsADirectoryError(21, "a folder has that name", str(p))
+        # both written to temporary names; the .bin is renamed into place first, the _net.json last
+        with atomic_write(json_path) as fj, atomic_write(bin_path, "wb") as fb:
+            fb.write(data)
+            fj.write(text)
+    except OSError as e:
+        if fresh_bin and bin_path.is_file() and not json_path.is_file():
+            bin_path.unlink()  # the _net.json could not be written: no lone .bin either
+        raise InvalidConfigError(f"cannot write the model to {json_path} / {bin_path.name}: {e.strerror or e}; give "
+                                 "an --output_path in a folder you can write to") from None
     return json_path, bin_path
 
 
