@@ -62,7 +62,7 @@ def _step(node: Node, ctx: HtpBuildContext, names: Sequence[str], statics: dict[
     runtime = [x for i, x in enumerate(names) if i not in statics]
     if not runtime:
         return const_step(node, ctx, [c_array(ref(*[statics[i] for i in range(n)]))])
-    statics_t = {i: torch.from_numpy(c_array(a)).to(ctx.device) for i, a in statics.items()}
+    statics_t = {i: torch.from_numpy(np.array(a, order="C")).to(ctx.device) for i, a in statics.items()}
 
     def reference(*xs: np.ndarray) -> np.ndarray:
         it = iter(xs)
@@ -215,7 +215,7 @@ def select(node: Node, ctx: HtpBuildContext) -> HtpStep:
     parts: list[tuple[np.ndarray, torch.Tensor] | Flow | None] = []
     if ctx.is_static(cond):
         c = np.asarray(ctx.graph.tensors[cond].data).astype(np.bool_)
-        parts.append((c, torch.from_numpy(c_array(c)).to(ctx.device)))
+        parts.append((c, torch.from_numpy(np.array(c, order="C")).to(ctx.device)))
     else:
         parts.append(None)
     for x in node.inputs[1:3]:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from openqnn.backends.cpu.kernels.registry import torch_dtype
 from openqnn.backends.htp import native
+from openqnn.backends.htp.fixedpoint import INT32_MAX, INT32_MIN, mbqm_np, mbqm_t, quantize_multiplier
 from openqnn.backends.htp.kernels.common import (
     Flow,
     act_q,
@@ -28,6 +29,7 @@ from openqnn.backends.htp.kernels.common import (
     movement,
     out_bits,
     static_value,
+    to_storage,
 )
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, Unsupported, htp_kernel
 from openqnn.ir.graph import Node
@@ -164,11 +166,51 @@ def pad(node: Node, ctx: HtpBuildContext) -> HtpStep:
 @htp_kernel("Cast")
 def cast(node: Node, ctx: HtpBuildContext) -> HtpStep:
     """Quantized float -> quantized float: a requantization; integer -> integer: a plain conversion.
-    Between a quantized float and an integer type: Unsupported (falls back to cpu)."""
-    src, dst = ctx.graph.tensors[node.inputs[0]], ctx.graph.tensors[node.outputs[0]]
-    if src.dtype.is_float != dst.dtype.is_float:
-        raise Unsupported(f"Cast from {src.dtype.name} to {dst.dtype.name} leaves the quantized domain")
-    return movement(node, ctx, lambda a: a, lambda t: t)
+
+    Integer (or bool) -> quantized float (a 0/1 mask made float): the integer clamped to int32, then
+    ``q = clamp(z + mbqm(v, 1 / s))`` (quantize_multiplier of the reciprocal scale). Quantized float ->
+    integer: a table of the codes, ``trunc(s * (q - z))`` in float64 (bool: ``q != z``)."""
+    x, y = node.inputs[0], node.outputs[0]
+    src, dst = ctx.graph.tensors[x], ctx.graph.tensors[y]
+    if src.dtype.is_float == dst.dtype.is_float:
+        return movement(node, ctx, lambda a: a, lambda t: t)
+    if ctx.is_static(x):
+        raise Unsupported(f"Cast of static '{x}' (constant folding handles this)")
+    if dst.dtype.is_float:
+        return _cast_to_codes(node, ctx, act_q(ctx, y))
+    qi = act_q(ctx, x)
+    if qi is None or qi.axis is not None:
+        raise Unsupported(f"Cast from {src.dtype.name} without a per-tensor encoding")
+    codes = np.arange(qi.qmin, qi.qmax + 1, dtype=np.int64)
+    real = (codes - int(qi.zero_point[0])) * float(qi.scale[0])
+    table = real != 0 if dst.dtype.numpy == np.bool_ else np.trunc(real).astype(dst.dtype.numpy)
+    table_t = torch.from_numpy(c_array(table)).to(ctx.device)
+    lo = qi.qmin
+
+    def reference(a: np.ndarray) -> np.ndarray:
+        return c_array(table[np.asarray(a, dtype=np.int64) - lo])
+
+    def fast(t: torch.Tensor) -> torch.Tensor:
+        return table_t[t.to(torch.int64) - lo]
+
+    return make_step(node, reference, fast, [x])
+
+
+def _cast_to_codes(node: Node, ctx: HtpBuildContext, qo: Any) -> HtpStep:
+    if qo is None or qo.axis is not None:
+        raise Unsupported(f"Cast to '{node.outputs[0]}' without a per-tensor encoding")
+    m, shift = quantize_multiplier(1.0 / float(qo.scale[0]))
+    z, qmin, qmax, bits = int(qo.zero_point[0]), qo.qmin, qo.qmax, qo.bitwidth
+
+    def reference(a: np.ndarray) -> np.ndarray:
+        v = np.clip(np.asarray(a).astype(np.int64), INT32_MIN, INT32_MAX)
+        return c_array(np.clip(z + mbqm_np(v, m, shift), qmin, qmax))
+
+    def fast(t: torch.Tensor) -> torch.Tensor:
+        v = torch.clamp(t.to(torch.int64), INT32_MIN, INT32_MAX)
+        return to_storage(torch.clamp(z + mbqm_t(v, m, shift), qmin, qmax), bits).contiguous()
+
+    return make_step(node, reference, fast, [node.inputs[0]])
 
 
 # -- several inputs or outputs -------------------------------------------------------------------
