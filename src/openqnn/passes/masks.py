@@ -7,7 +7,6 @@ import logging
 import numpy as np
 
 from openqnn.ir.graph import Graph
-from openqnn.ir.tensor import TensorKind
 from openqnn.passes.manager import graph_pass
 
 log = logging.getLogger("openqnn.passes")
