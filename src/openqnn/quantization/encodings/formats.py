@@ -79,7 +79,7 @@ def _err(where: str, msg: str) -> InvalidConfigError:
 
 
 # scales are stored as float32 (QNN's Qnn_ScaleOffset_t): positive, finite, and not lost in float32
-_F32 = np.finfo(np.float32)
+_F32_MAX, _F32_TINY = float(np.finfo(np.float32).max), float(np.finfo(np.float32).tiny)
 
 
 def _is_number(v: Any) -> bool:
@@ -94,7 +94,7 @@ def _number(v: Any, where: str, what: str) -> float:
         x = float(v)
     except OverflowError:  # an integer beyond float64
         x = float("inf")
-    if not np.isfinite(x) or abs(x) > _F32.max:
+    if not np.isfinite(x) or abs(x) > _F32_MAX:
         raise _err(where, f"{what} {v!r} is not a finite float32 number")
     return x
 
@@ -115,8 +115,8 @@ def _rounded(v: Any, where: str, what: str) -> int:
 
 def _scale(v: Any, where: str, name: str) -> float:
     x = _number(v, where, f"tensor '{name}': scale")
-    if not x >= _F32.tiny:
-        raise _err(where, f"tensor '{name}': scale {v!r} must be positive (at least {_F32.tiny:.3g}); fix or "
+    if not x >= _F32_TINY:
+        raise _err(where, f"tensor '{name}': scale {v!r} must be positive (at least {_F32_TINY:.3g}); fix or "
                           "regenerate the encodings")
     return x
 
