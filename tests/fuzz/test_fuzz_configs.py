@@ -475,6 +475,12 @@ def test_wrong_backend_configs_are_refused(tmp_path: Path) -> None:
     assert read_backend_config(_write(tmp_path, "bom.json", b"\xef\xbb\xbf" + json.dumps(SEED_BACKEND_CONFIG).encode()))
 
 
+def test_vtcm_bound_is_the_largest_arch() -> None:
+    from openqnn.backends.htp.arch import ARCHS
+
+    assert LIMITS["vtcm_mb"][1] == max(a.vtcm_mb for a in ARCHS.values())
+
+
 # ---------------------------------------------------------------- input lists and raw files
 
 N_INPUT_LISTS = 130

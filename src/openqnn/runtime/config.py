@@ -91,7 +91,7 @@ def _check(what: str, key: str, value: Any, section: str) -> Any:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         article = "an integer" if kind is int else "a string"
         raise InvalidConfigError(f"{what} = {value!r} must be {article}")
-    if key in LIMITS:
+    if key in LIMITS and isinstance(value, int):
         lo, hi = LIMITS[key]
         if not lo <= value <= hi:
             raise InvalidConfigError(f"{what} = {value} is out of range; use {lo} to {hi}")
