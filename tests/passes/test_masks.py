@@ -133,3 +133,18 @@ def test_non_finite_constant_off_the_softmax_path_is_left_alone(caplog: pytest.L
     assert any(floor.name in r.getMessage() and "non-finite" in r.getMessage() for r in caplog.records)
     out = openqnn.Session(q).run({"x": np.array([[-3.0, 0.5, 2.0, -1.0]], np.float32)})["y"]
     assert np.all(np.isfinite(out))
+
+
+def test_mask_values_seen_elsewhere_stay_as_they_are() -> None:
+    """Only a mask whose values reach nothing but a Softmax input becomes finite: a graph output on the
+    way (ONNX's attention tests expose the masked scores) or another consumer (an Equal against the
+    minimum) would see the change."""
+    as_output = _finfo_min()
+    as_output.graph.output.append(helper.make_tensor_value_info("bias", F, [1, 1, 1, S]))
+    compared = _finfo_min()
+    compared.graph.node.append(helper.make_node("Equal", ["bias", "fmin"], ["is_min"]))
+    compared.graph.output.append(helper.make_tensor_value_info("is_min", B, [1, 1, 1, S]))
+    for model in (as_output, compared):
+        graph = openqnn.convert(model)
+        assert graph.tensors["fmin"].data.min() == FINFO_MIN
+        assert_matches_ort(model, _feeds(0, 1)[0])

@@ -27,26 +27,34 @@ _MASK_PATH = frozenset({
 _SOFTMAX = frozenset({"Softmax", "LogSoftmax"})
 
 
-def _reaches_softmax(graph: Graph, name: str, consumers: dict) -> bool:
+def _only_into_softmax(graph: Graph, name: str, consumers: dict) -> bool:
+    """Whether ``name`` reaches a Softmax input and everything computed from it on the way does nothing
+    else: no graph output and no consumer outside mask arithmetic (an Equal against finfo.min, a
+    ReduceMin, ...) sees the values, so making them finite changes nothing but the Softmax's input."""
     seen: set[str] = set()
     stack = [name]
+    reaches = False
     while stack:
         t = stack.pop()
         if t in seen:
             continue
         seen.add(t)
+        if t in graph.outputs:
+            return False
         for node in consumers.get(t, []):
             if node.op_type in _SOFTMAX and node.inputs[0] == t:
-                return True
-            if node.op_type in _MASK_PATH:
-                stack.extend(o for o in node.outputs if o and graph.tensors[o].dtype.is_float)
-    return False
+                reaches = True
+            elif node.op_type in _MASK_PATH:
+                stack.extend(o for o in node.outputs if o)
+            else:
+                return False
+    return reaches
 
 
 @graph_pass("finite_attention_masks")
 def finite_attention_masks(graph: Graph) -> tuple[Graph, bool]:
     """Static float values beyond +-MASK_VALUE (+-inf, finfo.min, -1e9) that flow into a Softmax's input
-    through mask arithmetic become +-MASK_VALUE.
+    through mask arithmetic, and nowhere else, become +-MASK_VALUE.
 
     before: %bias = Select(%keep, 0.0, -inf);  %s = Add(%scores, %bias);  %p = Softmax(%s)
     after:  %bias = Select(%keep, 0.0, -10000.0);  ...
@@ -59,7 +67,7 @@ def finite_attention_masks(graph: Graph) -> tuple[Graph, bool]:
             continue
         data = np.asarray(t.data)
         big = np.abs(data) > MASK_VALUE  # False for NaN
-        if not big.any() or not _reaches_softmax(graph, t.name, consumers):
+        if not big.any() or not _only_into_softmax(graph, t.name, consumers):
             continue
         t.data = np.where(big, np.sign(data) * MASK_VALUE, data).astype(data.dtype)
         log.info("attention mask constant '%s': %d value(s) beyond +-%g (e.g. %g) set to +-%g", t.name,
