@@ -20,7 +20,6 @@ from openqnn.backends.htp import HtpBackend
 from openqnn.quantization import QuantizerConfig
 from openqnn.quantization.algorithms import range_from_array
 from openqnn.quantization.encodings import math as qmath
-
 from quantization.digits import digits_split
 
 BATCH = 108  # the test split's 540 images in 5 batches
@@ -28,7 +27,7 @@ BATCH = 108  # the test split's 540 images in 5 batches
 
 def _qdq_error(w: np.ndarray, t: np.ndarray, bitwidth: int) -> np.ndarray:
     """Sum of squared quantize-dequantize errors of each row of ``w`` on the symmetric grid of absmax t."""
-    scale, offset = qmath.symmetric(t, bitwidth)
+    scale, _ = qmath.symmetric(t, bitwidth)
     scale = np.asarray(scale)[:, None]
     half = 1 << (bitwidth - 1)
     q = np.clip(np.round(w / scale), -half, half - 1)
