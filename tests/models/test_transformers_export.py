@@ -2,7 +2,8 @@
 
 BERT, DistilBERT, RoBERTa, GPT-2 (with its causal mask) and ViT, built from small seeded configs (random
 weights with a std of 0.15, nothing downloaded: hidden 64, 2 layers, 4 heads, 16 tokens), exported with
-``torch.onnx.export(dynamo=False, opset_version=17)``. transformers builds the attention masks from
+both of PyTorch's exporters: ``torch.onnx.export(dynamo=False, opset_version=17)`` and the default
+(``dynamo=True``, opset 18; its exports gather with GatherND). transformers builds the attention masks from
 ``-inf`` / ``torch.finfo(float32).min`` (a ``Where`` between 0 and -inf in the export), RoBERTa its
 position ids with Equal / Not / CumSum on the token ids: what used to stop quantization
 ("cannot set a range from an array without finite values") and fall back to cpu on htp.
@@ -38,6 +39,7 @@ TARGETS = {"W8A16": 0.99, "W8A8": 0.95}
 BITS = {"W8A16": 16, "W8A8": 8}
 BACKENDS = ("cpu", "htp")
 MODELS = ("bert", "distilbert", "roberta", "gpt2", "vit")
+EXPORTERS = ("torchscript", "dynamo")
 INIT_RANGE = 0.15  # weights' std: peaky attention, so the padding mask matters (transformers' 0.02: near-uniform)
 PAD = {"roberta": 1}  # RoBERTa's pad id (position ids count the other tokens); the others pad with 0
 
@@ -104,18 +106,22 @@ class Measured:
     fallbacks: dict[str, list[Any]] = field(default_factory=dict)
 
 
-@pytest.fixture(scope="module", params=MODELS)
+@pytest.fixture(scope="module", params=[(m, e) for e in EXPORTERS for m in MODELS], ids=lambda p: f"{p[0]}-{p[1]}")
 def measured(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Measured:
-    name = request.param
+    name, exporter = request.param
     wrapper = _LastHidden(_build(name).eval(), name).eval()
     calibration, test = _inputs(name, seed=1), _inputs(name, seed=2)
     assert not any(all(np.array_equal(c[k], t[k]) for k in c) for c in calibration for t in test)
-    path = Path(tmp_path_factory.mktemp(name)) / f"{name}.onnx"
+    path = Path(tmp_path_factory.mktemp(f"{name}-{exporter}")) / f"{name}.onnx"
     example = tuple(torch.from_numpy(v) for v in test[0].values())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapper, example, str(path), input_names=list(test[0]), output_names=["out"],
-                          opset_version=17, dynamo=False)
+        if exporter == "dynamo":
+            torch.onnx.export(wrapper, example, str(path), input_names=list(test[0]), output_names=["out"],
+                              dynamo=True, verbose=False)
+        else:
+            torch.onnx.export(wrapper, example, str(path), input_names=list(test[0]), output_names=["out"],
+                              opset_version=17, dynamo=False)
     with torch.no_grad():
         ref = [wrapper(*(torch.from_numpy(v) for v in f.values())).numpy() for f in test]
         unmasked = [] if name == "vit" else [
@@ -131,7 +137,7 @@ def measured(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
             if backend == "htp":
                 m.fallbacks[label] = sess.fallbacks
             m.cos[label, backend] = np.array([_cos(sess.run(f)["out"], r) for f, r in zip(test, ref)])
-    print(f"\n[{name}] min cosine to fp32 over {N} test inputs: " + ", ".join(
+    print(f"\n[{name}, {exporter}] min cosine to fp32 over {N} test inputs: " + ", ".join(
         f"{label} {backend} {c.min():.4f}" for (label, backend), c in m.cos.items()))
     return m
 

@@ -281,6 +281,9 @@ def _movement_cases(rng: np.random.Generator, bits: int) -> list[tuple[str, list
          {"axis": 0}, 1),
         ("GatherElements", [In((3, 4), e), In((3, 4), None, DType.INT_64, rng.integers(0, 3, (3, 4)))], {"axis": 0}, 1),
         ("GatherElements", [In((3, 4), e), In((3, 2), None, DType.INT_64)], {"axis": 1}, 1),
+        ("GatherNd", [In((4, 5, 6), e), In((3, 2), None, DType.INT_64, np.array([[1, -1], [3, 0], [0, 2]]))], {}, 1),
+        ("GatherNd", [In((2, 5, 6), e), In((2, 4, 1), None, DType.INT_64)], {"batch_dims": 1}, 1),
+        ("GatherNd", [In((3, 4), e), In((2, 2), None, DType.INT_32)], {}, 1),
     ]
 
 

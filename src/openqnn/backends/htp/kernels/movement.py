@@ -332,6 +332,34 @@ def gather(node: Node, ctx: HtpBuildContext) -> HtpStep:
     return _two_input(node, ctx, ref_fn, fast_fn)
 
 
+@htp_kernel("GatherNd")
+def gather_nd(node: Node, ctx: HtpBuildContext) -> HtpStep:
+    """ONNX GatherND: the last axis of the indices addresses the data's axes batch_dims..batch_dims+k-1."""
+    xs, idx_shape = ctx.shape(node.inputs[0]), ctx.shape(node.inputs[1])
+    b, k = int(node.attrs.get("batch_dims", 0)), idx_shape[-1]
+    inner, rest = xs[b:b + k], tuple(xs[b + k:])
+    batch, m = int(np.prod(xs[:b], dtype=np.int64)), int(np.prod(idx_shape[b:-1], dtype=np.int64))
+    out_shape = tuple(ctx.shape(node.outputs[0]))
+    sizes = np.asarray(inner, dtype=np.int64)
+    strides = np.asarray([int(np.prod(inner[j + 1:], dtype=np.int64)) for j in range(k)], dtype=np.int64)
+    positions = int(np.prod(inner, dtype=np.int64))
+
+    def ref_fn(a: np.ndarray, i: np.ndarray) -> np.ndarray:
+        i = np.asarray(i, dtype=np.int64).reshape(batch, m, k)
+        lin = (np.where(i < 0, i + sizes, i) * strides).sum(axis=-1)  # [batch, m]
+        return a.reshape(batch, positions, *rest)[np.arange(batch)[:, None], lin].reshape(out_shape)
+
+    sizes_t, strides_t = torch.from_numpy(sizes).to(ctx.device), torch.from_numpy(strides).to(ctx.device)
+
+    def fast_fn(a: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        i = i.to(torch.int64).reshape(batch, m, k)
+        lin = (torch.where(i < 0, i + sizes_t, i) * strides_t).sum(dim=-1)
+        rows = torch.arange(batch, device=a.device).view(-1, 1).expand_as(lin)
+        return a.reshape(batch, positions, *rest)[rows, lin].reshape(out_shape)
+
+    return _two_input(node, ctx, ref_fn, fast_fn)
+
+
 @htp_kernel("GatherElements")
 def gather_elements(node: Node, ctx: HtpBuildContext) -> HtpStep:
     rank = len(ctx.shape(node.inputs[0]))
