@@ -3,8 +3,7 @@
 convert -> quantize -> model library -> context binary -> run and profile, on cpu, gpu and htp.
 """
 
-__version__ = "0.1.0"
-
+from openqnn._version import __version__
 from openqnn.api import convert, encodings_path, load, save
 from openqnn.errors import (
     ConversionError,
