@@ -8,6 +8,7 @@ The CLI prints ``error: <message>`` for these and exits non-zero.
 from __future__ import annotations
 
 __all__ = [
+    "ContextError",
     "ConversionError",
     "InputDataError",
     "InvalidConfigError",
@@ -23,6 +24,10 @@ class OpenQnnError(Exception):
 
 class InvalidModelError(OpenQnnError):
     """A model file is malformed, truncated, or inconsistent (shapes, dtypes, missing tensors)."""
+
+
+class ContextError(InvalidModelError):
+    """A context binary is truncated, corrupt, of a newer format, or for another backend or arch."""
 
 
 class ConversionError(OpenQnnError):

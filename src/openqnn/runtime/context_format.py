@@ -1,0 +1,510 @@
+"""The context binary: one file holding prepared plans (JSON) and their arrays (safetensors), safe to open.
+
+A context holds one or more graphs for one backend (and arch). Each graph is a JSON-able plan
+document plus named arrays; the plan refers to its arrays by those names. Arrays are stored once
+per content (sha256 of dtype, shape and bytes), so graphs sharing weights share storage.
+
+Layout (integers little-endian; docs/context-binary.md has the byte table)::
+
+    [0, 128)            fixed header: magic, format version, header size, writer's openqnn version,
+                        file size, section offsets and lengths, sha256 of the rest of the file
+    [128, m)            metadata: UTF-8 JSON (backend, arch, graph names, per graph: plan, array names)
+    [m, t)              zero padding to a 64-byte boundary
+    [t, end)            a safetensors block, its header padded with spaces so that the data starts
+                        on a 64-byte boundary; arrays sorted by item size, so each is naturally aligned
+
+Reading validates everything before returning (magic, version, sizes, checksum, the metadata's
+schema, every array's dtype, shape and extent, every reference) and memory-maps the arrays
+(read-only, zero-copy). Nothing in a context is executed: no pickle, no code, only data that the
+runtime binds to its own registered kernels. Every refusal is one :class:`ContextError` line that
+names the file and the mismatch.
+
+Example::
+
+    write_context("ctx.bin", backend="htp", arch="v73",
+                  graphs={"g": {"steps": [...]}}, arrays={"g": {"w0": weights}})
+    ctx = read_context("ctx.bin", backend="htp", arch="v73")
+    ctx.graphs["g"].arrays["w0"]        # a read-only view on the mapped file
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import mmap
+import os
+import struct
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from openqnn._version import __version__
+from openqnn.errors import ContextError
+
+__all__ = [
+    "ALIGNMENT",
+    "FORMAT_VERSION",
+    "HEADER_SIZE",
+    "MAGIC",
+    "READABLE_FORMAT_VERSIONS",
+    "Context",
+    "ContextGraph",
+    "ContextHeader",
+    "describe_context",
+    "read_context",
+    "write_context",
+]
+
+MAGIC = b"OQNNCTX\x00"
+FORMAT_VERSION = 1
+READABLE_FORMAT_VERSIONS = (1,)
+HEADER_SIZE = 128
+ALIGNMENT = 64
+
+# The prefix (magic, format version, header size, writer's openqnn version) is the same in every
+# format version, so that a reader can always say which version, from which openqnn, it refuses.
+_PREFIX = struct.Struct("<8sII32s")
+# format version 1: file size, metadata offset and length, arrays offset and length, sha256, reserved
+_V1 = struct.Struct("<QQQQQ32s8x")
+assert _PREFIX.size + _V1.size == HEADER_SIZE
+_DIGEST_AT = _PREFIX.size + 5 * 8  # the digest covers every byte of the file but its own 32
+_DIGEST_END = _DIGEST_AT + 32
+
+# safetensors dtype code -> numpy dtype (little-endian). Nothing else is ever read: no object dtypes.
+_DTYPES: dict[str, np.dtype] = {code: np.dtype(s) for code, s in (
+    ("BOOL", "?"), ("U8", "u1"), ("I8", "i1"), ("U16", "<u2"), ("I16", "<i2"), ("F16", "<f2"),
+    ("U32", "<u4"), ("I32", "<i4"), ("F32", "<f4"), ("U64", "<u8"), ("I64", "<i8"), ("F64", "<f8"))}
+_CODES = {(dt.kind, dt.itemsize): code for code, dt in _DTYPES.items()}
+_ALLOWED = ", ".join(dt.name for dt in _DTYPES.values())
+
+_META_KEYS = ("backend", "arch", "graph_names", "graphs")
+_GRAPH_KEYS = ("plan", "arrays")
+_MAX_ST_HEADER = 100 << 20  # a safetensors header larger than this is corrupt (safetensors' own limit)
+_REGENERATE = "regenerate it with qnn-context-binary-generator"
+
+
+@dataclass(frozen=True)
+class ContextHeader:
+    """What a context says about itself: the fixed header and the metadata's head."""
+
+    magic: bytes
+    format_version: int
+    openqnn_version: str  # the openqnn that wrote it
+    backend: str
+    arch: str | None
+    graph_names: tuple[str, ...]
+    checksum: str  # sha256 (hex) of the file, its own 32 bytes left out
+    file_size: int
+    metadata_offset: int
+    metadata_length: int
+    arrays_offset: int
+    arrays_length: int
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["magic"] = self.magic.decode("ascii").rstrip("\x00")
+        d["graph_names"] = list(self.graph_names)
+        return d
+
+
+@dataclass(frozen=True)
+class ContextGraph:
+    """One graph of a context: its plan, its arrays by the names the plan uses, and where each is stored."""
+
+    name: str
+    plan: dict[str, Any]
+    arrays: dict[str, np.ndarray]  # read-only
+    array_keys: dict[str, str]  # local name -> content key of the stored array
+
+
+@dataclass(frozen=True)
+class Context:
+    """A context binary, validated and mapped: the header and its graphs in file order."""
+
+    path: Path
+    header: ContextHeader
+    graphs: dict[str, ContextGraph]
+
+
+# ---------------------------------------------------------------------------------------------- write
+
+
+def write_context(path: str | os.PathLike[str], *, backend: str, arch: str | None,
+                  graphs: Mapping[str, Mapping[str, Any]],
+                  arrays: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> ContextHeader:
+    """Write graphs (name -> JSON-able plan) and their named arrays (name -> {array name -> array}) to
+    ``path`` as one context for ``backend`` / ``arch``. Equal arrays (dtype, shape, bytes) are stored once.
+
+    The file is written under a temporary name and renamed, so an error leaves nothing behind. JSON
+    turns tuples into lists; non-finite floats are written as Python's json writes them (NaN, Infinity).
+    """
+    from openqnn.serialization.netjson import atomic_write
+
+    path = Path(path)
+    arrays = dict(arrays or {})
+    _check_write_args(backend, arch, graphs, arrays)
+    writer = __version__.encode("ascii")
+    if len(writer) > 32:
+        raise ValueError(f"openqnn version {__version__!r} does not fit the 32-byte header field")
+
+    stored: dict[str, np.ndarray] = {}
+    meta_graphs: dict[str, Any] = {}
+    for gname, plan in graphs.items():
+        keys: dict[str, str] = {}
+        for local, value in arrays.get(gname, {}).items():
+            a = _storable(value, path, gname, local)
+            keys[local] = key = _content_key(a)
+            stored.setdefault(key, a)
+        meta_graphs[gname] = {"plan": plan, "arrays": keys}
+    meta = {"backend": backend, "arch": arch, "graph_names": list(graphs), "graphs": meta_graphs}
+    try:
+        meta_bytes = json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as e:
+        raise ContextError(f"{path}: a plan is not a JSON document ({type(e).__name__}: {e}); plans hold JSON "
+                           "values only, arrays go in `arrays` and the plan names them") from None
+
+    # the safetensors block: biggest items first so every array is aligned to its item size
+    order = sorted(stored.items(), key=lambda kv: (-kv[1].dtype.itemsize, kv[0]))
+    st_header: dict[str, Any] = {}
+    end = 0
+    for key, a in order:
+        st_header[key] = {"dtype": _CODES[a.dtype.kind, a.dtype.itemsize], "shape": list(a.shape),
+                          "data_offsets": [end, end + a.nbytes]}
+        end += a.nbytes
+    st_json = json.dumps(st_header, separators=(",", ":")).encode("ascii")
+    arrays_offset = _align(HEADER_SIZE + len(meta_bytes))
+    data_start = arrays_offset + 8 + len(st_json)
+    st_json += b" " * (_align(data_start) - data_start)  # safetensors allows trailing spaces in its header
+    arrays_length = 8 + len(st_json) + end
+    file_size = arrays_offset + arrays_length
+
+    header = bytearray(_PREFIX.pack(MAGIC, FORMAT_VERSION, HEADER_SIZE, writer)
+                       + _V1.pack(file_size, HEADER_SIZE, len(meta_bytes), arrays_offset, arrays_length, bytes(32)))
+    digest = hashlib.sha256(header[:_DIGEST_AT])
+    digest.update(header[_DIGEST_END:])
+    payload = [meta_bytes, bytes(arrays_offset - HEADER_SIZE - len(meta_bytes)), struct.pack("<Q", len(st_json)),
+               st_json]
+    with atomic_write(path, "wb") as f:
+        f.write(header)
+        for chunk in payload:
+            digest.update(chunk)
+            f.write(chunk)
+        for _, a in order:
+            raw = a.reshape(-1).view(np.uint8)
+            digest.update(raw.data)
+            f.write(raw)
+        header[_DIGEST_AT:_DIGEST_END] = digest.digest()
+        f.seek(0)
+        f.write(header)
+        f.flush()
+        os.fsync(f.fileno())
+    return ContextHeader(MAGIC, FORMAT_VERSION, __version__, backend, arch, tuple(graphs), digest.hexdigest(),
+                         file_size, HEADER_SIZE, len(meta_bytes), arrays_offset, arrays_length)
+
+
+def _check_write_args(backend: Any, arch: Any, graphs: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
+    if not isinstance(backend, str) or not backend:
+        raise ValueError(f"backend must be a non-empty string, not {backend!r}")
+    if arch is not None and (not isinstance(arch, str) or not arch):
+        raise ValueError(f"arch must be None or a non-empty string, not {arch!r}")
+    if not graphs:
+        raise ValueError("a context holds at least one graph")
+    for name, plan in graphs.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"graph names are non-empty strings, not {name!r}")
+        if not isinstance(plan, Mapping):
+            raise ValueError(f"graph {name!r}: a plan is a JSON object (a dict), not {type(plan).__name__}")
+    extra = [n for n in arrays if n not in graphs]
+    if extra:
+        raise ValueError(f"arrays given for graph(s) {extra} that are not in graphs ({list(graphs)})")
+
+
+def _storable(value: Any, path: Path, graph: str, name: str) -> np.ndarray:
+    """``value`` as a C-contiguous little-endian array of an allowed dtype."""
+    if not isinstance(value, (np.ndarray, np.generic)) or not isinstance(name, str) or not name:
+        raise ValueError(f"graph {graph!r}: array {name!r} must be a numpy array under a non-empty name, "
+                         f"not {type(value).__name__}")
+    dt = value.dtype
+    if (dt.kind, dt.itemsize) not in _CODES or dt.fields is not None or dt.subdtype is not None:
+        raise ContextError(f"{path}: graph {graph!r} array {name!r} has dtype {dt}, which a context cannot hold "
+                           f"(allowed: {_ALLOWED})")
+    return np.asarray(value, dtype=dt.newbyteorder("<"), order="C")
+
+
+def _content_key(a: np.ndarray) -> str:
+    h = hashlib.sha256(f"{_CODES[a.dtype.kind, a.dtype.itemsize]}{list(a.shape)}".encode("ascii"))
+    h.update(a.reshape(-1).view(np.uint8).data)
+    return h.hexdigest()
+
+
+def _align(n: int) -> int:
+    return -(-n // ALIGNMENT) * ALIGNMENT
+
+
+# ----------------------------------------------------------------------------------------------- read
+
+
+def read_context(path: str | os.PathLike[str], *, backend: str | None = None, arch: str | None = None) -> Context:
+    """Open, validate and map the context binary ``path``; with ``backend`` / ``arch``, refuse a context
+    made for another. Raises :class:`ContextError` (one line naming the file and the mismatch)."""
+    p = Path(path)
+    buf = _map(p)
+    header, meta = _parse_header_and_metadata(p, buf)
+    if backend is not None and header.backend != backend:
+        raise ContextError(f"{p}: a context for backend {header.backend}, but backend {backend} was asked for; "
+                           f"use the {backend} context or regenerate it with qnn-context-binary-generator "
+                           f"--backend {backend}")
+    if arch is not None and header.arch != arch:
+        raise ContextError(f"{p}: a context for arch {header.arch or '(none)'}, but arch {arch} was asked for; "
+                           f"regenerate it for {arch} with qnn-context-binary-generator")
+    stored = _read_arrays(p, buf, header)
+    graphs: dict[str, ContextGraph] = {}
+    used: set[str] = set()
+    for gname in header.graph_names:
+        g = meta["graphs"][gname]
+        keys: dict[str, str] = g["arrays"]
+        for local, key in keys.items():
+            if key not in stored:
+                raise ContextError(f"{p}: graph {_q(gname)} array {_q(local)} refers to stored array {_q(key)}, "
+                                   f"which the file does not hold; {_REGENERATE}")
+        used.update(keys.values())
+        graphs[gname] = ContextGraph(gname, g["plan"], {n: stored[k] for n, k in keys.items()}, dict(keys))
+    unused = sorted(set(stored) - used)
+    if unused:
+        raise ContextError(f"{p}: stored array {_q(unused[0])} is used by no graph ({len(unused)} unused); "
+                           f"{_REGENERATE}")
+    return Context(p, header, graphs)
+
+
+def _map(p: Path) -> mmap.mmap | bytes:
+    try:
+        if p.is_dir():
+            raise ContextError(f"{p}: is a folder; give the path of a context binary file")
+        if not p.is_file():
+            raise ContextError(f"{p}: no such context binary file")
+        with open(p, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                return b""
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError as e:
+        raise ContextError(f"{p}: cannot be read ({e.strerror or e}); check the path and its permissions") from None
+
+
+def _parse_header_and_metadata(p: Path, buf: mmap.mmap | bytes) -> tuple[ContextHeader, dict[str, Any]]:
+    size = len(buf)
+    if size == 0:
+        raise _truncated(p, size, "an empty file")
+    head = bytes(buf[:len(MAGIC)])
+    if head != MAGIC[:len(head)]:
+        raise ContextError(f"{p}: not an openqnn context binary (it starts with {head!r}, not {MAGIC!r}); "
+                           "give a file written by qnn-context-binary-generator")
+    if size < _PREFIX.size:
+        raise _truncated(p, size, f"shorter than the {HEADER_SIZE}-byte header")
+    _, version, header_size, raw_writer = _PREFIX.unpack_from(buf, 0)
+    writer = raw_writer.rstrip(b"\x00").decode("ascii", "replace")
+    if version > FORMAT_VERSION:
+        raise ContextError(f"{p}: context format version {version} (written by openqnn {_q(writer, 40)}) is newer "
+                           f"than this openqnn {__version__} reads (format version {FORMAT_VERSION}); upgrade "
+                           "openqnn, or regenerate the context with this one's qnn-context-binary-generator")
+    if version not in READABLE_FORMAT_VERSIONS:
+        raise ContextError(f"{p}: context format version {version} is not one this openqnn {__version__} reads "
+                           f"({', '.join(map(str, READABLE_FORMAT_VERSIONS))}); {_REGENERATE}")
+    if header_size != HEADER_SIZE:
+        raise ContextError(f"{p}: corrupt header (header size {header_size}; format version {version} has "
+                           f"{HEADER_SIZE}); {_REGENERATE}")
+    if size < HEADER_SIZE:
+        raise _truncated(p, size, f"shorter than the {HEADER_SIZE}-byte header")
+    file_size, meta_off, meta_len, arr_off, arr_len, recorded = _V1.unpack_from(buf, _PREFIX.size)
+    if size < file_size:
+        raise _truncated(p, size, f"its header records {file_size}")
+    if size > file_size:
+        raise ContextError(f"{p}: {size} bytes, but its header records {file_size}: corrupt, or something was "
+                           f"appended; {_REGENERATE}")
+    if not (meta_off == HEADER_SIZE and arr_off == _align(meta_off + meta_len) and arr_off + arr_len == file_size):
+        raise ContextError(f"{p}: corrupt header (metadata at {meta_off}+{meta_len}, arrays at {arr_off}+{arr_len} "
+                           f"do not tile a file of {file_size} bytes); {_REGENERATE}")
+    with memoryview(buf) as view:
+        digest = hashlib.sha256(view[:_DIGEST_AT])
+        digest.update(view[_DIGEST_END:])
+    if digest.digest() != recorded:
+        raise ContextError(f"{p}: checksum mismatch, the file is corrupt (sha256 {digest.hexdigest()[:16]}..., its "
+                           f"header records {recorded.hex()[:16]}...); {_REGENERATE}")
+    # from here on the bytes are the ones the writer wrote: what fails now is a writer's bug or a forgery
+    if any(buf[_DIGEST_END:HEADER_SIZE]) or any(buf[meta_off + meta_len:arr_off]):
+        raise ContextError(f"{p}: reserved or padding bytes are not zero; {_REGENERATE}")
+    if not raw_writer.rstrip(b"\x00") or b"\x00" in raw_writer.rstrip(b"\x00") or not all(
+            0x21 <= c < 0x7F for c in raw_writer.rstrip(b"\x00")):
+        raise ContextError(f"{p}: the header's openqnn version {raw_writer!r} is not a version; {_REGENERATE}")
+    meta = _load_json(p, bytes(buf[meta_off:meta_off + meta_len]), "metadata")
+    _check_metadata(p, meta)
+    header = ContextHeader(MAGIC, version, writer, meta["backend"], meta["arch"], tuple(meta["graph_names"]),
+                           digest.hexdigest(), file_size, meta_off, meta_len, arr_off, arr_len)
+    return header, meta
+
+
+def _truncated(p: Path, size: int, expected: str) -> ContextError:
+    return ContextError(f"{p}: truncated: {size} bytes, {expected}; {_REGENERATE}")
+
+
+def _load_json(p: Path, data: bytes, what: str) -> Any:
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        d = dict(pairs)
+        if len(d) != len(pairs):
+            dup = next(k for i, (k, _) in enumerate(pairs) if any(k == k2 for k2, _ in pairs[:i]))
+            raise ValueError(f"duplicate key {_q(dup)}")
+        return d
+
+    try:
+        return json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicates)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # JSONDecodeError is a ValueError
+        msg = (str(e).splitlines() or [""])[0][:200]
+        raise ContextError(f"{p}: its {what} is not valid JSON ({type(e).__name__}: {msg}); {_REGENERATE}") from None
+
+
+def _check_metadata(p: Path, meta: Any) -> None:
+    def fail(where: str, problem: str) -> ContextError:
+        return ContextError(f"{p}: metadata {where}: {problem}; {_REGENERATE}")
+
+    def exact_keys(d: Any, keys: tuple[str, ...], where: str) -> None:
+        if not isinstance(d, dict):
+            raise fail(where, f"a JSON object was expected, not {_json_type(d)}")
+        missing = [k for k in keys if k not in d]
+        if missing:
+            raise fail(where, f"missing key {_q(missing[0])}")
+        unknown = [k for k in d if k not in keys]
+        if unknown:
+            raise fail(where, f"unknown key {_q(unknown[0])} (expected {', '.join(keys)})")
+
+    def name(v: Any, where: str) -> None:
+        if not isinstance(v, str) or not v:
+            raise fail(where, f"a non-empty string was expected, not {_json_type(v)}")
+
+    exact_keys(meta, _META_KEYS, "(top level)")
+    name(meta["backend"], "backend")
+    if meta["arch"] is not None:
+        name(meta["arch"], "arch")
+    names = meta["graph_names"]
+    if not isinstance(names, list) or not names:
+        raise fail("graph_names", f"a non-empty list was expected, not {_json_type(names)}")
+    for i, n in enumerate(names):
+        name(n, f"graph_names[{i}]")
+    if len(set(names)) != len(names):
+        raise fail("graph_names", "a graph name appears twice")
+    graphs = meta["graphs"]
+    if not isinstance(graphs, dict) or set(graphs) != set(names):
+        raise fail("graphs", "its graphs are not the ones graph_names lists")
+    for gname in names:
+        where = f"graphs[{_q(gname)}]"
+        exact_keys(graphs[gname], _GRAPH_KEYS, where)
+        if not isinstance(graphs[gname]["plan"], dict):
+            raise fail(f"{where}.plan", f"a JSON object was expected, not {_json_type(graphs[gname]['plan'])}")
+        refs = graphs[gname]["arrays"]
+        if not isinstance(refs, dict):
+            raise fail(f"{where}.arrays", f"a JSON object was expected, not {_json_type(refs)}")
+        for local, key in refs.items():
+            if not local:
+                raise fail(f"{where}.arrays", "an array name is empty")
+            if not isinstance(key, str) or len(key) != 64 or key.strip("0123456789abcdef"):
+                raise fail(f"{where}.arrays[{_q(local)}]", "a stored array's key (64 hex digits) was expected")
+
+
+def _read_arrays(p: Path, buf: mmap.mmap | bytes, h: ContextHeader) -> dict[str, np.ndarray]:
+    """The safetensors block's arrays as read-only views on ``buf``, after checking its every entry."""
+    def fail(problem: str) -> ContextError:
+        return ContextError(f"{p}: arrays block: {problem}; {_REGENERATE}")
+
+    if h.arrays_length < 8:
+        raise fail("shorter than its 8-byte length field")
+    (n,) = struct.unpack_from("<Q", buf, h.arrays_offset)
+    if n > min(h.arrays_length - 8, _MAX_ST_HEADER):
+        raise fail(f"its header length {n} runs past the block ({h.arrays_length - 8} bytes)")
+    data_start = h.arrays_offset + 8 + n
+    if data_start % ALIGNMENT:
+        raise fail(f"its data starts at byte {data_start}, not on a {ALIGNMENT}-byte boundary")
+    data_len = h.arrays_length - 8 - n
+    entries = _load_json(p, bytes(buf[h.arrays_offset + 8:data_start]), "arrays block header")
+    if not isinstance(entries, dict):
+        raise fail(f"its header is {_json_type(entries)}, not a JSON object")
+    entries = dict(entries)
+    extra = entries.pop("__metadata__", {})
+    if not isinstance(extra, dict) or not all(isinstance(v, str) for v in extra.values()):
+        raise fail("__metadata__ is not an object of strings")
+    spans: list[tuple[int, int, str, np.dtype, tuple[int, ...]]] = []
+    for key, e in entries.items():
+        if not isinstance(e, dict) or set(e) != {"dtype", "shape", "data_offsets"}:
+            raise fail(f"entry {_q(key)} does not have exactly dtype, shape and data_offsets")
+        dtype = _DTYPES.get(e["dtype"]) if isinstance(e["dtype"], str) else None
+        if dtype is None:
+            raise fail(f"array {_q(key)} has dtype {_q(str(e['dtype']))}, which is not allowed "
+                       f"({', '.join(_DTYPES)})")
+        shape, offs = e["shape"], e["data_offsets"]
+        if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
+            raise fail(f"array {_q(key)} has shape {_q(str(shape))}, not a list of non-negative integers")
+        if not (isinstance(offs, list) and len(offs) == 2 and all(type(o) is int and o >= 0 for o in offs)):
+            raise fail(f"array {_q(key)} has data_offsets {_q(str(offs))}, not [begin, end]")
+        if offs[1] - offs[0] != math.prod(shape) * dtype.itemsize:
+            raise fail(f"array {_q(key)} holds {offs[1] - offs[0]} bytes, but dtype {dtype.name} and shape "
+                       f"{shape} need {math.prod(shape) * dtype.itemsize}")
+        spans.append((offs[0], offs[1], key, dtype, tuple(shape)))
+    spans.sort()
+    end = 0
+    for begin, stop, key, _, _ in spans:
+        if begin != end:
+            raise fail(f"array {_q(key)} starts at {begin}, not where the previous one ends ({end}): the data must "
+                       "be covered exactly once")
+        end = stop
+    if end != data_len:
+        raise fail(f"its arrays cover {end} bytes of its {data_len}-byte data")
+    out: dict[str, np.ndarray] = {}
+    for begin, _, key, dtype, shape in spans:
+        count = math.prod(shape)
+        if count == 0:
+            a = np.zeros(shape, dtype)
+        else:
+            a = np.frombuffer(buf, dtype, count, data_start + begin).reshape(shape)
+            if dtype.kind == "b" and np.frombuffer(buf, np.uint8, count, data_start + begin).max() > 1:
+                raise fail(f"bool array {_q(key)} holds bytes other than 0 and 1")
+        a.flags.writeable = False
+        out[key] = a
+    return out
+
+
+def _json_type(v: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def _q(s: str, limit: int = 80) -> str:
+    """A string from the file, quoted for a one-line message (control characters escaped, long ones cut)."""
+    text = json.dumps(s[:limit])
+    return text if len(s) <= limit else text[:-1] + '..."'
+
+
+# ------------------------------------------------------------------------------------------- describe
+
+
+def describe_context(path: str | os.PathLike[str], *, include_plans: bool = False) -> dict[str, Any]:
+    """A JSON-able summary of a context binary (what ``qnn-context-binary-utility`` writes): the header,
+    each graph's arrays (name, dtype, shape, bytes, stored key) and the total and deduplicated sizes.
+    ``include_plans`` adds each graph's plan. Validates the file as :func:`read_context` does."""
+    ctx = read_context(path)
+    graphs: dict[str, Any] = {}
+    stored: dict[str, int] = {}
+    referenced = referenced_bytes = 0
+    for gname, g in ctx.graphs.items():
+        rows = [{"name": n, "dtype": a.dtype.name, "shape": list(a.shape), "bytes": int(a.nbytes),
+                 "stored_as": g.array_keys[n]} for n, a in g.arrays.items()]
+        total = sum(r["bytes"] for r in rows)
+        graphs[gname] = {"array_count": len(rows), "array_bytes": total, "arrays": rows}
+        if include_plans:
+            graphs[gname]["plan"] = g.plan
+        referenced += len(rows)
+        referenced_bytes += total
+        stored.update((r["stored_as"], r["bytes"]) for r in rows)
+    return {"context_binary": str(ctx.path), "header": ctx.header.to_json(), "graphs": graphs,
+            "arrays": {"referenced": referenced, "referenced_bytes": referenced_bytes, "stored": len(stored),
+                       "stored_bytes": sum(stored.values())}}
