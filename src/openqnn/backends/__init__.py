@@ -1,51 +1,46 @@
-"""Backends by name. ``--backend`` takes ``cpu|gpu|htp`` or QNN's library names."""
+"""Backends by name: one registry line per backend. ``--backend`` takes a backend's name (``cpu``, ``gpu``,
+``htp``) or QNN's library name (``libQnnCpu.so``, ``libQnnGpu.so``, ``libQnnHtp.so``; a path is allowed).
+
+Each backend's folder holds its config dataclass and its :class:`BackendSpec` (capabilities, and how to
+create it); adding a backend is its folder plus its line in ``SPECS``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
+from openqnn.backends import cpu, gpu, htp
 from openqnn.backends.base import Backend, Executable, Fallback
+from openqnn.backends.settings import BackendSpec, Capabilities
 from openqnn.errors import InvalidConfigError
 
-__all__ = ["BACKENDS", "Backend", "Executable", "Fallback", "get_backend", "resolve_backend_name"]
+__all__ = ["SPECS", "Backend", "BackendSpec", "Capabilities", "Executable", "Fallback", "backend_spec",
+           "create_backend"]
 
-_ALIASES = {"libqnncpu.so": "cpu", "libqnngpu.so": "gpu", "libqnnhtp.so": "htp", "qnncpu": "cpu",
-            "qnngpu": "gpu", "qnnhtp": "htp"}
-
-
-def _cpu(**kw: object) -> Backend:
-    from openqnn.backends.cpu import CpuBackend, CpuConfig
-
-    return CpuBackend(CpuConfig(**kw))  # type: ignore[arg-type]
+SPECS: dict[str, BackendSpec] = {spec.name: spec for spec in (
+    cpu.SPEC,
+    gpu.SPEC,
+    htp.SPEC,
+)}
 
 
-def _htp(**kw: object) -> Backend:
-    from openqnn.backends.htp import HtpBackend
-    from openqnn.runtime.config import HtpConfig
-
-    config = kw.pop("config", None) or HtpConfig()
-    return HtpBackend(config, **kw)  # type: ignore[arg-type]
-
-
-BACKENDS: dict[str, Callable[..., Backend]] = {"cpu": _cpu, "htp": _htp}
-KNOWN = ("cpu", "gpu", "htp")
-
-
-def resolve_backend_name(name: str) -> str:
-    """``cpu``/``gpu``/``htp`` for a backend name or QNN library name (path allowed)."""
+def backend_spec(name: str) -> BackendSpec:
+    """The registry entry for a backend name or QNN library name."""
     key = name.strip().rsplit("/", 1)[-1].lower()
-    key = _ALIASES.get(key, key)
-    if key not in KNOWN:
-        raise InvalidConfigError(
-            f"--backend {name}: unknown backend; use cpu, gpu or htp (or libQnnCpu.so, libQnnGpu.so, libQnnHtp.so)"
-        )
-    if key not in BACKENDS:
-        raise InvalidConfigError(
-            f"--backend {name}: the {key} backend is not available in this openqnn build yet; available: "
-            + ", ".join(sorted(BACKENDS))
-        )
-    return key
+    for spec in SPECS.values():
+        if key in (spec.name, spec.library.lower(), spec.library.lower().removeprefix("lib").removesuffix(".so")):
+            return spec
+    raise InvalidConfigError(f"--backend {name}: unknown backend; use "
+                             + ", ".join(f"{s.name} ({s.library})" for s in SPECS.values()))
 
 
-def get_backend(name: str, **options: object) -> Backend:
-    return BACKENDS[resolve_backend_name(name)](**options)
+def create_backend(name: str, config: Any = None, num_threads: int | None = None) -> Backend:
+    """A backend by name, with its config dataclass (None: defaults) and a thread count."""
+    spec = backend_spec(name)
+    if spec.create is None:
+        available = ", ".join(s.name for s in SPECS.values() if s.create is not None)
+        raise InvalidConfigError(f"--backend {name}: {spec.unavailable}; available: {available}")
+    if config is not None and not isinstance(config, spec.config_class):
+        raise InvalidConfigError(f"the {spec.name} backend takes a {spec.config_class.__name__}, "
+                                 f"not a {type(config).__name__}")
+    return spec.create(config, num_threads)

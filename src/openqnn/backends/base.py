@@ -8,6 +8,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from openqnn.backends.settings import Capabilities
 from openqnn.ir.graph import Graph, Node
 
 __all__ = ["Backend", "Executable", "Fallback"]
@@ -40,6 +41,7 @@ class Backend(Protocol):
     """Prepares graphs. ``unsupported`` gives the reason a node cannot run here, or None."""
 
     name: str
+    capabilities: Capabilities
 
     def unsupported(self, graph: Graph, node: Node) -> str | None: ...
 

@@ -43,16 +43,17 @@ def net_run_main(args: argparse.Namespace) -> int:
     import numpy as np
 
     import openqnn
-    from openqnn.backends import resolve_backend_name
+    from openqnn.backends import backend_spec
     from openqnn.errors import InvalidConfigError
-    from openqnn.runtime.config import load_backend_config
+    from openqnn.runtime.config import read_backend_config
     from openqnn.runtime.io import ResultFolders, read_input_list, read_raw, sanitize
 
     check_range(args.num_inferences, "--num_inferences", 1, MAX_FLAG_INT)
     check_range(args.duration, "--duration", 0, MAX_DURATION_S, lo_open=True)
     out_dir = check_output_dir(args.output_dir)
-    backend = resolve_backend_name(args.backend)
-    options = load_backend_config(args.config_file, backend) if args.config_file else {}
+    spec = backend_spec(args.backend)
+    backend = spec.name
+    config = read_backend_config(args.config_file) if args.config_file else None
     graph = openqnn.load(args.model)
     inputs = graph.input_tensors()
     ilist = read_input_list(args.input_list, inputs)
@@ -63,11 +64,11 @@ def net_run_main(args: argparse.Namespace) -> int:
                                  f"({', '.join(graph.outputs)})")
     # read every file before running anything, so a bad file leaves no partial results
     # on htp, native files of quantized inputs hold their integers (uint8 / uint16)
-    quantized_io = backend == "htp"
+    quantized_io = spec.capabilities.native_integer_io
     feeds = [{t.name: read_raw(entry[t.name], t, args.use_native_input_files,
                                quantized=quantized_io and t.encoding is not None) for t in inputs}
              for entry in ilist.inferences]
-    session = openqnn.Session(graph, backend=backend, **options)
+    session = openqnn.Session(graph, backend=backend, config=config)
 
     total = args.num_inferences or len(feeds)
     deadline = time.perf_counter() + args.duration if args.duration else None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from openqnn.backends import Fallback, get_backend, resolve_backend_name
+from openqnn.backends import Fallback, backend_spec, create_backend
 from openqnn.errors import InputDataError, InvalidConfigError
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph
@@ -52,15 +52,11 @@ class Session:
             from openqnn.api import load
 
             self.graph = load(Path(model))
-        name = resolve_backend_name(backend)
+        spec = backend_spec(backend)
         if num_threads is not None:
             check_num_threads(num_threads)
-        options: dict[str, object] = {"num_threads": num_threads} if num_threads else {}
-        if name == "htp" and config is not None:
-            options["config"] = config.htp
-        elif name == "cpu" and config is not None and config.cpu.num_threads and not num_threads:
-            options["num_threads"] = config.cpu.num_threads
-        self.backend = get_backend(name, **options)
+        self.backend = create_backend(spec.name, config.section(spec.name) if config is not None else None,
+                                      num_threads)
         self._exe = self.backend.prepare(self.graph)
         warn_fallbacks(self.backend.name, self._exe.fallbacks, len(self.graph.nodes))
 
@@ -91,8 +87,9 @@ class Session:
             raise InputDataError(f"unknown input(s) {', '.join(unknown)}; the model's inputs are "
                                  f"{', '.join(self.graph.inputs)}")
         if native_inputs or native_outputs:
-            if not hasattr(self._exe, "exe"):
-                raise InvalidConfigError(f"native inputs/outputs need the htp backend, not {self.backend.name}")
+            if not self.backend.capabilities.native_integer_io:
+                raise InvalidConfigError(f"native (quantized integer) inputs/outputs: the {self.backend.name} backend "
+                                         "takes and returns floats; use a backend with native integer I/O (htp)")
             return self._exe.run(feeds, native_inputs, native_outputs)  # type: ignore[call-arg]
         return self._exe.run(feeds)
 

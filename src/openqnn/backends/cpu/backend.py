@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import torch
 
+from openqnn.backends.cpu.config import SPEC, CpuConfig
 from openqnn.backends.cpu.kernels import BuildContext, Unsupported
 from openqnn.backends.cpu.plan import Plan, build_step
+from openqnn.backends.settings import Capabilities
 from openqnn.ir.graph import Graph, Node
-from openqnn.runtime.config import CpuConfig
 
-__all__ = ["CpuBackend", "CpuConfig", "Plan"]
+__all__ = ["CpuBackend"]
 
 
 class CpuBackend:
     """Runs every IR op in float (or its integer type) on PyTorch CPU kernels."""
 
-    name = "cpu"
+    name = SPEC.name
+    capabilities: Capabilities = SPEC.capabilities
 
     def __init__(self, config: CpuConfig | None = None):
         self.config = config or CpuConfig()

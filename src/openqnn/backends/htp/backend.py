@@ -1,4 +1,4 @@
-"""The htp backend: a bit-exact, integer-only emulation of a fixed-point NPU (Hexagon HTP)."""
+"""The htp backend: prepares quantized graphs for integer execution."""
 
 from __future__ import annotations
 
@@ -7,19 +7,21 @@ from collections.abc import Mapping
 import numpy as np
 
 from openqnn.backends.cpu.plan import Plan
-from openqnn.backends.htp.arch import ARCHS, HtpArch, resolve_arch
-from openqnn.backends.htp.executable import Fallback, HtpExecutable
+from openqnn.backends.htp.arch import HtpArch, resolve_arch
+from openqnn.backends.htp.config import SPEC, HtpConfig
+from openqnn.backends.htp.executable import HtpExecutable
+from openqnn.backends.settings import Capabilities
 from openqnn.errors import InvalidConfigError
 from openqnn.ir.graph import Graph, Node
-from openqnn.runtime.config import HtpConfig
 
-__all__ = ["ARCHS", "Fallback", "HtpArch", "HtpBackend", "HtpExecutable"]
+__all__ = ["HtpBackend", "check_arch"]
 
 
 class HtpBackend:
     """Prepares quantized graphs for integer execution; unquantized nodes fall back to cpu."""
 
-    name = "htp"
+    name = SPEC.name
+    capabilities: Capabilities = SPEC.capabilities
 
     def __init__(self, config: HtpConfig | None = None, path: str = "fast", device: str = "cpu",
                  num_threads: int | None = None):

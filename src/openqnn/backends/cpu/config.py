@@ -1,0 +1,35 @@
+"""The cpu backend's configuration (``cpu_config``) and registry entry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from openqnn.backends.settings import BackendSpec, Capabilities, validate_config
+
+__all__ = ["SPEC", "CpuConfig"]
+
+
+@dataclass(frozen=True)
+class CpuConfig:
+    num_threads: int | None = None
+    performance_mode: str = "default"
+    enable_fast_math: bool = False
+
+    def __post_init__(self) -> None:
+        validate_config(self, "cpu_config")
+
+
+def _create(config: Any, num_threads: int | None) -> Any:
+    from openqnn.backends.cpu.backend import CpuBackend
+
+    config = config or CpuConfig()
+    if num_threads:
+        from dataclasses import replace
+
+        config = replace(config, num_threads=num_threads)
+    return CpuBackend(config)
+
+
+SPEC = BackendSpec("cpu", "libQnnCpu.so", CpuConfig,
+                   Capabilities(precisions=("fp32",), devices=("cpu",), fallback=True), _create)

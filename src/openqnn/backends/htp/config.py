@@ -1,0 +1,46 @@
+"""The htp backend's configuration (``htp_config``) and registry entry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from openqnn.backends.htp.arch import ARCHS, resolve_arch
+from openqnn.backends.settings import BackendSpec, Capabilities, validate_config
+from openqnn.errors import InvalidConfigError
+
+__all__ = ["SPEC", "HtpConfig"]
+
+PRECISION_MODES = ("int8", "int16", "fp16", "mixed")
+
+
+@dataclass(frozen=True)
+class HtpConfig:
+    """``dsp_arch`` / ``soc_model`` pick the arch (they must agree); ``vtcm_mb`` must fit its VTCM."""
+
+    device_id: int = 0
+    performance_mode: str = "default"
+    precision_mode: str = "int8"
+    vtcm_mb: int | None = None
+    enable_dma: bool = False
+    soc_model: int | None = None
+    dsp_arch: str | None = None
+    fp16_relaxed_precision: bool = False
+
+    def __post_init__(self) -> None:
+        validate_config(self, "htp_config", {"precision_mode": PRECISION_MODES, "dsp_arch": tuple(ARCHS)})
+        arch = resolve_arch(self.dsp_arch, self.soc_model)
+        if self.vtcm_mb is not None and self.vtcm_mb > arch.vtcm_mb:
+            raise InvalidConfigError(f"htp_config.vtcm_mb = {self.vtcm_mb} is more than the {arch.vtcm_mb} MB of VTCM "
+                                     f"of {arch.name}; use 1 to {arch.vtcm_mb}")
+
+
+def _create(config: Any, num_threads: int | None) -> Any:
+    from openqnn.backends.htp.backend import HtpBackend
+
+    return HtpBackend(config, num_threads=num_threads)
+
+
+SPEC = BackendSpec("htp", "libQnnHtp.so", HtpConfig,
+                   Capabilities(precisions=("int8", "int16"), native_integer_io=True, quantized_only=True,
+                                devices=("cpu",)), _create)
