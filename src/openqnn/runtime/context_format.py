@@ -305,9 +305,9 @@ def _parse_header_and_metadata(p: Path, buf: mmap.mmap | bytes) -> tuple[Context
     if size < _PREFIX.size:
         raise _truncated(p, size, f"shorter than the {HEADER_SIZE}-byte header")
     _, version, header_size, raw_writer = _PREFIX.unpack_from(buf, 0)
-    writer = raw_writer.rstrip(b"\x00").decode("ascii", "replace")
+    writer = "".join(chr(c) if 0x21 <= c < 0x7F else "?" for c in raw_writer.rstrip(b"\x00")) or "?"
     if version > FORMAT_VERSION:
-        raise ContextError(f"{p}: context format version {version} (written by openqnn {_q(writer, 40)}) is newer "
+        raise ContextError(f"{p}: context format version {version} (written by openqnn {writer}) is newer "
                            f"than this openqnn {__version__} reads (format version {FORMAT_VERSION}); upgrade "
                            "openqnn, or regenerate the context with this one's qnn-context-binary-generator")
     if version not in READABLE_FORMAT_VERSIONS:
