@@ -11,7 +11,7 @@ from openqnn.cli.common import add_common_flags, run_tool
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from openqnn import __version__
+    from openqnn._version import __version__
     from openqnn.cli.net_run import add_net_run_flags
     from openqnn.cli.onnx_converter import add_converter_flags
 

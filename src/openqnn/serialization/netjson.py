@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from openqnn import __version__
+from openqnn._version import __version__
 from openqnn.errors import InvalidConfigError, InvalidModelError
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph, Node

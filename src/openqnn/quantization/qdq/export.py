@@ -23,7 +23,7 @@ _EXTERNAL_DATA_BYTES = 1 << 30  # larger initializers go to a <model>.onnx.data 
 
 def graph_to_onnx(graph: Graph) -> onnx.ModelProto:
     """The ONNX model (opset 21) of an IR graph; encodings become QuantizeLinear / DequantizeLinear."""
-    from openqnn import __version__
+    from openqnn._version import __version__
 
     ex = _Exporter(graph)
     inputs = []
