@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from openqnn.backends.cpu.plan import Plan
+from openqnn.backends.base import Executable
 from openqnn.backends.htp.arch import HtpArch, resolve_arch
 from openqnn.backends.htp.config import SPEC, HtpConfig
 from openqnn.backends.htp.executable import HtpExecutable
@@ -44,7 +44,7 @@ class HtpBackend:
             return str(e)
         return None
 
-    def prepare(self, graph: Graph) -> _Prepared | Plan:
+    def prepare(self, graph: Graph) -> Executable:
         if self.num_threads:
             import torch
 
@@ -54,9 +54,9 @@ class HtpBackend:
             # a float model with fp16_relaxed_precision: fp16 arithmetic throughout (check_arch allowed it)
             import torch
 
-            from openqnn.backends.cpu.plan import Plan
+            from openqnn.backends.fallback import float_plan
 
-            return Plan(graph, self.device, float_dtype=torch.float16, backend_name="htp", fuse=False)
+            return float_plan(graph, self.device, torch.float16, self.name)
         return _Prepared(HtpExecutable(graph, self.arch, self.device, self.path))
 
 

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from openqnn.backends.base import Fallback
-from openqnn.backends.cpu.kernels import BuildContext
-from openqnn.backends.cpu.plan import build_step, keep_freed_memory
+from openqnn.backends.fallback import FloatKernel, float_kernel, keep_freed_memory
+from openqnn.backends.fallback import Unsupported as NoFloatKernel
 from openqnn.backends.htp import native
 from openqnn.backends.htp.arch import HtpArch
 from openqnn.backends.htp.kernels import HTP_KERNELS
@@ -81,12 +81,11 @@ class HtpExecutable:
         if self.device.type == "cpu":
             keep_freed_memory()
         hctx = HtpBuildContext(graph, arch, self.device)
-        cctx = BuildContext(graph, self.device)
         self.fallbacks: list[Fallback] = []
         self._calls: list[_Call] = []
         self._static: dict[str, object] = {}
         for node in graph.nodes:
-            self._calls.append(self._build(node, hctx, cctx))
+            self._calls.append(self._build(node, hctx))
         self._enc = {n: QParams.of(t.encoding) for n, t in graph.tensors.items() if t.encoding is not None}
         self._last_use: dict[str, int] = {}
         for i, c in enumerate(self._calls):
@@ -100,7 +99,7 @@ class HtpExecutable:
                      "; ".join(f"{f.node} ({f.op_type}): {f.reason}" for f in self.fallbacks))
 
     # -- building -----------------------------------------------------------------------------
-    def _build(self, node: Node, hctx: HtpBuildContext, cctx: BuildContext) -> _Call:
+    def _build(self, node: Node, hctx: HtpBuildContext) -> _Call:
         builder = HTP_KERNELS.get(node.op_type)
         reason = f"no htp kernel for {node.op_type}" if builder is None else ""
         if builder is not None:
@@ -112,21 +111,19 @@ class HtpExecutable:
                 reason = str(e)
         self.fallbacks.append(Fallback(node.name, node.op_type, reason))
         try:
-            cstep = build_step(node, cctx)
-        except Unsupported as e:
+            kernel = float_kernel(node, self.graph, self.device)
+        except NoFloatKernel as e:
             raise UnsupportedOpError(f"node '{node.name}' ({node.op_type}) runs neither on htp ({reason}) "
                                      f"nor on the cpu fallback ({e})") from None
-        runtime = [x for x in cstep.inputs if self.graph.tensors[x].kind is not TensorKind.STATIC]
-        return _Call(self._fallback(cstep.fn, cstep.inputs, node, cctx), runtime, list(node.outputs), node.name,
-                     node.op_type)
+        return _Call(self._fallback(kernel, node), kernel.runtime_inputs, list(node.outputs), node.name, node.op_type)
 
-    def _fallback(self, fn, inputs: list[str], node: Node, cctx: BuildContext):
-        """A cpu float kernel between dequantize (run-time inputs) and quantize (outputs). Static
-        inputs are bound once, as the cpu simulation sees them (quantize-dequantized when encoded)."""
+    def _fallback(self, kernel: FloatKernel, node: Node):
+        """The fallback's float kernel between dequantize (run-time inputs) and quantize (outputs); its
+        static inputs are bound as the cpu simulation sees them (quantize-dequantized when encoded)."""
+        fn, inputs, statics = kernel.fn, kernel.inputs, kernel.statics
         encs = {n: QParams.of(enc) for n in (*inputs, *node.outputs)
                 if n and (enc := self.graph.tensors[n].encoding) is not None
                 and self.graph.tensors[n].kind is not TensorKind.STATIC}
-        statics = {x: cctx.static(x) for x in inputs if self.graph.tensors[x].kind is TensorKind.STATIC}
         reference = self.path == "reference"
 
         def run(*xs):
