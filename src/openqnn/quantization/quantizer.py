@@ -25,7 +25,7 @@ from openqnn.quantization.calibration import HistogramObserver, MinMaxObserver
 from openqnn.quantization.config import QuantizerConfig
 from openqnn.quantization.encodings import math as qmath
 from openqnn.quantization.encodings.formats import EncodingsFile, EncodingSpec, resolve
-from openqnn.quantization.rules import Role, annotate
+from openqnn.quantization.rules import Role, annotate, untie_static_uses
 
 __all__ = ["QuantizationReport", "calibrate", "quantize"]
 
@@ -88,8 +88,12 @@ def calibrate(graph: Graph, data: Iterable[Mapping[str, np.ndarray]], names: lis
         if row_max_floor is not None:
             for n, axis in row_max_axes.items():
                 arr = np.asarray(feeds[n] if n in graph.inputs else outs[n], dtype=np.float32)
-                row_max = np.where(np.isfinite(arr), arr, -np.inf).max(axis=axis)  # NaN and +-inf: not scores
-                row_max = row_max[np.isfinite(row_max)]
+                finite = np.isfinite(arr)  # NaN and +-inf: not scores
+                row_max = np.where(finite, arr, -np.inf).max(axis=axis)
+                row_min = np.where(finite, arr, np.inf).min(axis=axis)
+                # a constant row (every score masked: DeBERTa masks the padded queries' rows too) gives a
+                # uniform softmax wherever it is clamped to: its maximum sets no floor
+                row_max = row_max[np.isfinite(row_max) & (row_max > row_min)]
                 if row_max.size:
                     floor = float(row_max.min())
                     row_max_floor[n] = min(row_max_floor.get(n, floor), floor)
@@ -212,6 +216,7 @@ def quantize(
     if overrides is not None:
         config = _apply_file_bitwidths(config, overrides)
     g = graph.copy()
+    untie_static_uses(g)
     block = config.weights_block_size
     # per-block implies per-channel (per-row) for the weights that cannot be blocked
     roles = annotate(g, config.use_per_channel_quantization or block is not None,

@@ -7,12 +7,13 @@ encoding, or nothing); ``quantizer.py`` computes the numbers in one place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from openqnn.ir.graph import Graph
 from openqnn.ir.tensor import TensorKind
 
-__all__ = ["Role", "annotate"]
+__all__ = ["Role", "annotate", "untie_static_uses"]
 
 # ops whose output is its (first) input rearranged: one encoding on both sides
 DATA_MOVEMENT = frozenset({
@@ -59,6 +60,44 @@ def _block_axes(op: str, rank: int, transposed: bool) -> tuple[int, int]:
     if op == "FullyConnected":  # [units, k]
         return 0, 1
     return (rank - 2, rank - 1) if transposed else (rank - 1, rank - 2)  # MatMul in1: [..., k, n] / [..., n, k]
+
+
+def _use_key(node_op: str, attrs: dict[str, Any], idx: int, inputs: list[str]) -> tuple[Any, ...]:
+    """What a static operand's encoding depends on at one use: uses with equal keys can share it."""
+    if node_op in WEIGHTED and idx == WEIGHTED[node_op][0]:
+        return ("param", node_op, bool(attrs.get("transpose_in1")))
+    if node_op in BIASED and idx == 2:
+        return ("bias", inputs[0], inputs[1])  # scale = s_in x s_w: per input and weight
+    return ("const",)
+
+
+def untie_static_uses(graph: Graph) -> int:
+    """Give a static tensor one copy per kind of use, in place; returns the number of copies.
+
+    Exporters share initializers with equal values (PyTorch's dynamo exporter folds every all-zero
+    bias of a freshly initialised model into one tensor; ALBERT shares its layers' weights), so
+    one static tensor can be a FullyConnected bias (per-channel, 32-bit, scale s_in x s_w), the
+    bias of another FullyConnected with another input, and an ElementWiseAdd operand (per-tensor)::
+
+        fc1 = FullyConnected(x, w1, b)    add = ElementWiseAdd(y, b)    fc2 = FullyConnected(z, w2, b)
+     -> fc1 = FullyConnected(x, w1, b)    add = ElementWiseAdd(y, b_1)  fc2 = FullyConnected(z, w2, b_2)
+
+    Uses whose encodings cannot differ (the same weight in two FullyConnected nodes) keep sharing.
+    """
+    first: dict[str, tuple[Any, ...]] = {}
+    copies: dict[tuple[str, tuple[Any, ...]], str] = {}
+    for node in graph.nodes:
+        for i, x in enumerate(node.inputs):
+            t = graph.tensors.get(x) if x else None
+            if t is None or t.kind is not TensorKind.STATIC or not t.dtype.is_float:
+                continue
+            key = _use_key(node.op_type, node.attrs, i, node.inputs)
+            if first.setdefault(x, key) == key:
+                continue
+            if (x, key) not in copies:
+                copies[x, key] = graph.add_tensor(replace(t, name=graph.unique_name(x), encoding=None)).name
+            node.inputs[i] = copies[x, key]
+    return len(copies)
 
 
 def annotate(graph: Graph, per_channel: bool, per_row: bool) -> dict[str, Role]:

@@ -1,0 +1,102 @@
+"""Regressions found by sweeping exported transformers (see tests/models/test_more_exports.py).
+
+- PyTorch's dynamo exporter shares initializers with equal values: every all-zero bias of a freshly
+  initialised MobileBERT became one tensor, used as the bias of several FullyConnected nodes (per-channel,
+  scale s_in x s_w) and as an ElementWiseAdd operand (per-tensor), so the Add fell back to cpu on htp and
+  the other FullyConnected nodes got a bias scale made for another input.
+- DeBERTa masks the padded queries' rows of the attention scores as well as the padded keys: a fully
+  masked row's maximum is the mask value (-1e4) and dragged the Softmax input's range down to it (W8A8
+  min cosine 0.83).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+import openqnn
+from helpers import make_model
+
+F = TensorProto.FLOAT
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def _shared_bias_model():  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.standard_normal((2, 8, 8)).astype(np.float32)
+    b = rng.standard_normal(8).astype(np.float32)
+    three = np.array(3.0, np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["m1"]), helper.make_node("Add", ["m1", "b"], ["h1"]),
+             helper.make_node("Mul", ["h1", "three"], ["h1s"]),
+             helper.make_node("MatMul", ["h1s", "w2"], ["m2"]), helper.make_node("Add", ["m2", "b"], ["h2"]),
+             helper.make_node("Add", ["h2", "b"], ["y"])]
+    inits = [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (w2, "w2"), (b, "b"), (three, "three"))]
+    return make_model(nodes, [("x", F, [4, 8])], [("y", F, [4, 8])], inits)
+
+
+def test_initializer_shared_by_biases_and_an_add_is_untied() -> None:
+    graph = openqnn.convert(_shared_bias_model())
+    assert graph.count_ops().get("FullyConnected") == 2
+    rng = np.random.default_rng(1)
+    cal = [{"x": rng.standard_normal((4, 8)).astype(np.float32)} for _ in range(8)]
+    test = [{"x": rng.standard_normal((4, 8)).astype(np.float32)} for _ in range(4)]
+    ref = [openqnn.Session(graph).run(f)["y"] for f in test]
+    for bits in (8, 16):
+        q = openqnn.quantize(graph, cal, openqnn.QuantizerConfig(
+            act_bitwidth=bits, use_per_channel_quantization=True, use_per_row_quantization=True))
+        biases = set()
+        for node in q.nodes:
+            if node.op_type == "FullyConnected":
+                x, w, b = (q.tensors[n] for n in node.inputs)
+                assert x.encoding and w.encoding and b.encoding
+                np.testing.assert_allclose(b.encoding.scale, np.array(w.encoding.scale) * x.encoding.scale[0],
+                                           rtol=1e-9)
+                biases.add(b.name)
+            if node.op_type == "ElementWiseAdd":
+                enc = q.tensors[node.inputs[1]].encoding
+                assert enc is not None and enc.axis is None
+        assert len(biases) == 2  # one copy per FullyConnected (their inputs differ)
+        sess = openqnn.Session(q, backend="htp")
+        assert sess.fallbacks == [], [(f.node, f.reason) for f in sess.fallbacks]
+        target = 0.995 if bits == 16 else 0.99
+        for f, r in zip(test, ref):
+            assert _cos(sess.run(f)["y"], r) > target
+    assert graph.count_ops().get("FullyConnected") == 2 and "b_1" not in graph.tensors  # the input is untouched
+
+
+def _masked_softmax_model():  # type: ignore[no-untyped-def]
+    nodes = [helper.make_node("Where", ["keep", "s", "neg"], ["masked"]),
+             helper.make_node("Softmax", ["masked"], ["p"], axis=-1)]
+    neg = numpy_helper.from_array(np.array(-1e4, np.float32), "neg")
+    return make_model(nodes, [("s", F, [1, 2, 8, 8]), ("keep", TensorProto.BOOL, [1, 1, 8, 8])],
+                      [("p", F, [1, 2, 8, 8])], [neg])
+
+
+def _masked_feeds(rng: np.random.Generator, n: int) -> list[dict[str, np.ndarray]]:
+    out = []
+    for _ in range(n):
+        length = int(rng.integers(2, 8))
+        valid = np.arange(8) < length
+        keep = (valid[:, None] & valid[None, :])[None, None]  # padded queries' rows fully masked
+        out.append({"s": (3 * rng.standard_normal((1, 2, 8, 8))).astype(np.float32), "keep": keep})
+    return out
+
+
+def test_fully_masked_softmax_rows_set_no_range_floor() -> None:
+    graph = openqnn.convert(_masked_softmax_model())
+    rng = np.random.default_rng(0)
+    cal, test = _masked_feeds(rng, 8), _masked_feeds(rng, 4)
+    q = openqnn.quantize(graph, cal, openqnn.QuantizerConfig(act_bitwidth=8))
+    enc = q.tensors["masked"].encoding
+    assert enc is not None
+    lo = enc.scale[0] * (enc.int_range[0] + enc.offset[0])
+    assert -100 < lo < -20, lo  # [lowest unmasked row max - 25, max], not down to the mask's -1e4
+    ref = openqnn.Session(graph)
+    for backend in ("cpu", "htp"):
+        sess = openqnn.Session(q, backend=backend)
+        for f in test:
+            assert _cos(sess.run(f)["p"], ref.run(f)["p"]) > 0.99
