@@ -119,3 +119,81 @@ def test_shape_subgraph_folds_to_static_reshape(rng) -> None:
     m = make_model(nodes, [("x", F, [2, 3, 4])], [("y", F, [2, 12])], inits, opset=13)
     assert _counts(m) == {"Reshape": 1}
     assert_matches_ort(m, {"x": rng.standard_normal((2, 3, 4)).astype(np.float32)})
+
+
+def _tanh_gelu_nodes(cube: str) -> list:
+    """0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))), x^3 as GPT-2's Pow or torchscript's x * x * x."""
+    if cube == "pow":
+        head = [helper.make_node("Pow", ["x", "three"], ["k"])]
+    else:
+        head = [helper.make_node("Mul", ["x", "x"], ["x2"]), helper.make_node("Mul", ["x", "x2"], ["k"])]
+    return [*head, helper.make_node("Mul", ["c", "k"], ["ck"]), helper.make_node("Add", ["x", "ck"], ["a"]), helper.make_node("Mul", ["s", "a"], ["sa"]), helper.make_node("Tanh", ["sa"], ["t"]), helper.make_node("Add", ["one", "t"], ["u"]), helper.make_node("Mul", ["x", "u"], ["v"]), helper.make_node("Mul", ["half", "v"], ["y"])]
+
+
+def test_half_first_tanh_gelu_keeps_its_consumers(rng) -> None:
+    """GPT-2's NewGELU: (0.5 * x) comes before the cube; what reads the GELU still follows it."""
+    nodes = [helper.make_node("Mul", ["x", "half"], ["h"]), helper.make_node("Pow", ["x", "three"], ["k"]),
+             *_tanh_gelu_nodes("pow")[1:6], helper.make_node("Mul", ["h", "u"], ["v"]),
+             helper.make_node("MatMul", ["v", "w"], ["y"])]
+    inits = [_c("three", 3.0), _c("c", 0.044715), _c("s", math.sqrt(2 / math.pi)), _c("one", 1.0), _c("half", 0.5),
+             _c("w", rng.standard_normal((16, 4)))]
+    m = make_model(nodes, [("x", F, [2, 16])], [("y", F, [2, 4])], inits, opset=13)
+    assert _counts(m) == {"Gelu": 1, "FullyConnected": 1}
+    assert_matches_ort(m, {"x": (3 * rng.standard_normal((2, 16))).astype(np.float32)})
+
+
+@pytest.mark.parametrize("cube", ["pow", "mul"])
+def test_tanh_gelu_fuses_into_gelu(rng, cube: str) -> None:
+    inits = [_c("three", 3.0), _c("c", 0.044715), _c("s", math.sqrt(2 / math.pi)), _c("one", 1.0), _c("half", 0.5)]
+    m = make_model(_tanh_gelu_nodes(cube), [("x", F, [2, 16])], [("y", F, [2, 16])], inits, opset=13)
+    g = openqnn.convert(m)
+    assert g.count_ops() == {"Gelu": 1} and g.nodes[0].attrs["approximate"] == "tanh"
+    assert_matches_ort(m, {"x": (3 * rng.standard_normal((2, 16))).astype(np.float32)})
+
+
+def test_tanh_gelu_with_other_coefficient_stays(rng) -> None:
+    inits = [_c("three", 3.0), _c("c", 0.05), _c("s", math.sqrt(2 / math.pi)), _c("one", 1.0), _c("half", 0.5)]
+    m = make_model(_tanh_gelu_nodes("pow"), [("x", F, [2, 16])], [("y", F, [2, 16])], inits, opset=13)
+    assert "Gelu" not in _counts(m)
+
+
+def _rms_nodes(style: str, gamma: bool) -> list:
+    """RMSNorm as exporters write it: Llama/T5 (Div(1, Sqrt)), dynamo (Reciprocal), or x / Sqrt."""
+    nodes = [helper.make_node("Pow", ["x", "two"], ["p"]) if style != "mul" else helper.make_node("Mul", ["x", "x"], ["p"]),
+             helper.make_node("ReduceMean", ["p"], ["m"], axes=[-1], keepdims=1),
+             helper.make_node("Add", ["m", "eps"], ["e"]),
+             helper.make_node("Sqrt", ["e"], ["s"])]
+    n = "n" if gamma else "y"
+    if style == "div":
+        nodes.append(helper.make_node("Div", ["x", "s"], [n]))
+    elif style == "reciprocal":
+        nodes += [helper.make_node("Reciprocal", ["s"], ["r"]), helper.make_node("Mul", ["x", "r"], [n])]
+    else:
+        nodes += [helper.make_node("Div", ["one", "s"], ["r"]), helper.make_node("Mul", ["x", "r"], [n])]
+    if gamma:
+        nodes.append(helper.make_node("Mul", ["gamma", n], ["y"]))
+    return nodes
+
+
+@pytest.mark.parametrize("style", ["one_over", "reciprocal", "div", "mul"])
+@pytest.mark.parametrize("gamma", [True, False])
+def test_rms_norm_fuses(rng, style: str, gamma: bool) -> None:
+    inits = [_c("two", 2.0), _c("eps", 1e-6), _c("one", 1.0), _c("gamma", rng.uniform(0.5, 1.5, 16))]
+    m = make_model(_rms_nodes(style, gamma), [("x", F, [2, 5, 16])], [("y", F, [2, 5, 16])], inits, opset=13)
+    g = openqnn.convert(m)
+    assert g.count_ops() == {"RmsNorm": 1}
+    assert g.nodes[0].attrs["epsilon"] == pytest.approx(1e-6) and list(g.nodes[0].attrs["axes"]) == [2]
+    x = rng.standard_normal((2, 5, 16)).astype(np.float32)
+    x[0, 1] = 0.0  # a zero row (a padding token's zero embedding)
+    assert_matches_ort(m, {"x": x})
+
+
+def test_rms_norm_needs_the_last_axis_and_private_intermediates(rng) -> None:
+    nodes = _rms_nodes("one_over", False)
+    nodes[1] = helper.make_node("ReduceMean", ["p"], ["m"], axes=[1], keepdims=1)
+    inits = [_c("two", 2.0), _c("eps", 1e-6), _c("one", 1.0)]
+    m = make_model(nodes, [("x", F, [2, 5, 16])], [("y", F, [2, 5, 16])], inits, opset=13)
+    assert "RmsNorm" not in _counts(m)
+    m = make_model(_rms_nodes("one_over", False), [("x", F, [2, 5, 16])], [("y", F, [2, 5, 16]), ("m", F, [2, 5, 1])],
+                   inits, opset=13)
+    assert "RmsNorm" not in _counts(m)

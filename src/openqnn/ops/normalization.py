@@ -1,4 +1,4 @@
-"""Normalizations and softmax: Batchnorm, LayerNorm, InstanceNorm, GroupNorm, Lrn, L2Norm,
+"""Normalizations and softmax: Batchnorm, LayerNorm, RmsNorm, InstanceNorm, GroupNorm, Lrn, L2Norm,
 Softmax, LogSoftmax. Channel-last: the channel axis is the last one."""
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ def _same(attrs: dict[str, Any], ins: Sequence[TType]) -> list[TType]:
 
 op("Batchnorm", ["in", "weight", "bias"])(_same)  # y = x * weight + bias per channel (folded stats)
 op("LayerNorm", ["in", "gamma?", "beta?"], attrs=(Attr("axes", "ints"), Attr("epsilon", "float", 1e-5)))(_same)
+# x / sqrt(mean(x^2 over axes) + epsilon) * gamma + beta
+op("RmsNorm", ["in", "gamma?", "beta?"], attrs=(Attr("axes", "ints"), Attr("epsilon", "float", 1e-6)))(_same)
 op("InstanceNorm", ["in", "weight", "bias"], attrs=(Attr("epsilon", "float", 1e-5),))(_same)
 op("GroupNorm", ["in", "gamma", "beta"], attrs=(Attr("group", "int"), Attr("epsilon", "float", 1e-5)))(_same)
 op(

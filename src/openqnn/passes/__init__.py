@@ -17,6 +17,7 @@ PIPELINES: dict[str, list[str]] = {
         "fold_batchnorm",  # Conv/FC + Batchnorm -> Conv/FC
         "fuse_gelu",  # erf-form GELU -> Gelu
         "fuse_hardswish",  # x * relu6(x + 3) / 6 -> HardSwish
+        "fuse_rms_norm",  # x / sqrt(mean(x^2) + eps) * gamma -> RmsNorm
         "fold_fc_bias_add",  # MatMul + Add(bias) -> FullyConnected with bias
         "transpose_to_reshape",  # transposes moving only size-1 dims
         "finite_attention_masks",  # -inf / finfo.min reaching a Softmax -> -1e4 (a grid can hold it)

@@ -45,8 +45,9 @@ def _close(a: float | None, b: float, tol: float = 1e-4) -> bool:
 
 def _replace(graph: Graph, first: Node, dead: list[Node], op_type: str, x: str, out: str,
              attrs: dict | None = None) -> None:
-    """Put one ``op_type(x) -> out`` node where ``first`` stood and drop the matched nodes."""
-    idx = graph.nodes.index(first)
+    """Put one ``op_type(x) -> out`` node where the earliest matched node stood and drop the matched nodes
+    (``first`` names the new node); everything the matched nodes fed comes after that place."""
+    idx = min(graph.nodes.index(n) for n in [first, *dead])
     for n in dead:
         graph.nodes.remove(n)
     graph.add_node(Node(first.name, op_type, [x], [out], attrs or {}), min(idx, len(graph.nodes)))
@@ -66,17 +67,66 @@ def _rewrite_each(graph: Graph, rewrite: Callable[[Node, _View], bool]) -> tuple
     return graph, changed
 
 
+def _gelu_tail(v: _View, x: str, inner: str) -> tuple[list[Node], Node] | None:
+    """``x * (1 + inner) * 0.5`` or ``(x * 0.5) * (1 + inner)`` after ``inner`` (erf / tanh output):
+    (the nodes, the last one)."""
+    add = v.only_user(inner, "ElementWiseAdd")
+    if add is None or not _close(v.scalar(v.other_input(add, inner) or ""), 1.0):
+        return None
+    m1 = v.only_user(add.outputs[0], "ElementWiseMultiply")
+    if m1 is None:
+        return None
+    other = v.other_input(m1, add.outputs[0])
+    if other == x:  # x * (1 + inner) * 0.5
+        m2 = v.only_user(m1.outputs[0], "ElementWiseMultiply")
+        if m2 is None or not _close(v.scalar(v.other_input(m2, m1.outputs[0]) or ""), 0.5):
+            return None
+        return [add, m1, m2], m2
+    half = v.prod.get(other or "")  # (x * 0.5) * (1 + inner)
+    if half is None or half.op_type != "ElementWiseMultiply" or len(v.cons.get(half.outputs[0], [])) != 1:
+        return None
+    if v.other_input(half, x) is None or not _close(v.scalar(v.other_input(half, x) or ""), 0.5):
+        return None
+    return [add, m1, half], m1
+
+
+def _single(v: _View, name: str, op_type: str) -> Node | None:
+    """The producer of ``name`` when it is an ``op_type`` whose output has no other user."""
+    node = v.prod.get(name)
+    if node is None or node.op_type != op_type or len(v.cons.get(name, [])) != 1 or name in v.g.outputs:
+        return None
+    return node
+
+
+def _cube_of(v: _View, name: str) -> tuple[str, list[Node]] | None:
+    """``name`` = x^3 as Pow(x, 3), x * (x * x) or (x * x) * x: (x, the nodes)."""
+    node = v.prod.get(name)
+    if node is None or len(v.cons.get(name, [])) != 1:
+        return None
+    if node.op_type == "ElementWisePower" and _close(v.scalar(node.inputs[1]), 3.0):
+        return node.inputs[0], [node]
+    if node.op_type != "ElementWiseMultiply":
+        return None
+    for a, b in (node.inputs, node.inputs[::-1]):
+        sq = _single(v, b, "ElementWiseMultiply")
+        if sq is not None and sq.inputs == [a, a]:
+            return a, [node, sq]
+    return None
+
+
 @graph_pass("fuse_gelu")
 def fuse_gelu(graph: Graph) -> tuple[Graph, bool]:
-    """The erf form of GELU becomes one Gelu.
+    """GELU spelled out (erf form, and the tanh form of GPT-2's NewGELU / gelu_pytorch_tanh) becomes one Gelu.
 
     before: %a = ElementWiseDivide(%x, 1.4142); %b = ElementWiseErf(%a); %c = ElementWiseAdd(%b, 1)
             %d = ElementWiseMultiply(%x, %c);   %y = ElementWiseMultiply(%d, 0.5)
-    after:  %y = Gelu(%x)
+    after:  %y = Gelu(%x) {approximate="none"}
+
+    before: %k = ElementWisePower(%x, 3) | x * x * x; %a = ElementWiseAdd(%x, ElementWiseMultiply(%k, 0.044715))
+            %b = Tanh(ElementWiseMultiply(%a, 0.7978846)); then 0.5 * x * (1 + %b) as above
+    after:  %y = Gelu(%x) {approximate="tanh"}
     """
-    def rewrite(erf: Node, v: _View) -> bool:
-        if erf.op_type != "ElementWiseErf":
-            return False
+    def erf_form(erf: Node, v: _View) -> bool:
         scale = v.prod.get(erf.inputs[0])
         if scale is None or len(v.cons.get(erf.inputs[0], [])) != 1:
             return False
@@ -87,30 +137,43 @@ def fuse_gelu(graph: Graph) -> tuple[Graph, bool]:
             x = next((a for a, b in (scale.inputs, scale.inputs[::-1]) if _close(v.scalar(b), 1 / math.sqrt(2))), None)
         if x is None:
             return False
-        add = v.only_user(erf.outputs[0], "ElementWiseAdd")
-        if add is None or not _close(v.scalar(v.other_input(add, erf.outputs[0]) or ""), 1.0):
+        tail = _gelu_tail(v, x, erf.outputs[0])
+        if tail is None or graph.tensors[x].shape != graph.tensors[tail[1].outputs[0]].shape:
             return False
-        m1 = v.only_user(add.outputs[0], "ElementWiseMultiply")
-        if m1 is None:
-            return False
-        other = v.other_input(m1, add.outputs[0])
-        if other == x:  # x * (1 + erf) * 0.5
-            m2 = v.only_user(m1.outputs[0], "ElementWiseMultiply")
-            if m2 is None or not _close(v.scalar(v.other_input(m2, m1.outputs[0]) or ""), 0.5):
-                return False
-            last = m2
-        else:  # (x * 0.5) * (1 + erf)
-            half = v.prod.get(other or "")
-            if half is None or half.op_type != "ElementWiseMultiply" or len(v.cons.get(half.outputs[0], [])) != 1:
-                return False
-            if not (half.inputs[0] == x and _close(v.scalar(half.inputs[1]), 0.5)):
-                return False
-            last = m1
-            m2 = half
-        if graph.tensors[x].shape != graph.tensors[last.outputs[0]].shape:
-            return False
-        _replace(graph, scale, [scale, erf, add, m1, m2], "Gelu", x, last.outputs[0], {"approximate": "none"})
+        _replace(graph, scale, [scale, erf, *tail[0]], "Gelu", x, tail[1].outputs[0], {"approximate": "none"})
         return True
+
+    def tanh_form(tanh: Node, v: _View) -> bool:
+        scale = _single(v, tanh.inputs[0], "ElementWiseMultiply")
+        if scale is None:
+            return False
+        a = next((a for a, b in (scale.inputs, scale.inputs[::-1]) if _close(v.scalar(b), math.sqrt(2 / math.pi))),
+                 None)
+        add = _single(v, a or "", "ElementWiseAdd")
+        if add is None:
+            return False
+        for x, k in (add.inputs, add.inputs[::-1]):
+            mul = _single(v, k, "ElementWiseMultiply")
+            if mul is None:
+                continue
+            cube_name = next((c for c, d in (mul.inputs, mul.inputs[::-1]) if _close(v.scalar(d), 0.044715)), None)
+            cube = _cube_of(v, cube_name or "")
+            if cube is None or cube[0] != x:
+                continue
+            tail = _gelu_tail(v, x, tanh.outputs[0])
+            if tail is None or graph.tensors[x].shape != graph.tensors[tail[1].outputs[0]].shape:
+                return False
+            _replace(graph, cube[1][-1], [*cube[1], mul, add, scale, tanh, *tail[0]], "Gelu", x, tail[1].outputs[0],
+                     {"approximate": "tanh"})
+            return True
+        return False
+
+    def rewrite(node: Node, v: _View) -> bool:
+        if node.op_type == "ElementWiseErf":
+            return erf_form(node, v)
+        if node.op_type == "Tanh":
+            return tanh_form(node, v)
+        return False
 
     return _rewrite_each(graph, rewrite)
 
@@ -149,6 +212,78 @@ def fuse_hardswish(graph: Graph) -> tuple[Graph, bool]:
         if graph.tensors[x3].shape != graph.tensors[last.outputs[0]].shape:
             return False
         _replace(graph, add, [add, node, mul, last], "HardSwish", x3, last.outputs[0])
+        return True
+
+    return _rewrite_each(graph, rewrite)
+
+
+@graph_pass("fuse_rms_norm")
+def fuse_rms_norm(graph: Graph) -> tuple[Graph, bool]:
+    """RMSNorm as exporters spell it (Llama, Qwen, Mistral, Gemma, T5) becomes one RmsNorm (QNN's op).
+
+    before: %p = ElementWisePower(%x, 2) | ElementWiseMultiply(%x, %x); %m = ReduceMean(%p) {axes=[-1], keep_dims}
+            %e = ElementWiseAdd(%m, eps); %s = ElementWiseSquareRoot(%e)
+            %n = ElementWiseMultiply(%x, ElementWiseDivide(1, %s) | ElementWiseReciprocal(%s)) | ElementWiseDivide(%x, %s)
+            [%y = ElementWiseMultiply(%n, %gamma: STATIC [d])]
+    after:  %y = RmsNorm(%x, %gamma) {axes=[-1], epsilon=eps}   (gamma all ones when the model has none)
+
+    Quantized, the pieces need the reciprocal root as a tensor: a row of zeros (a padding token whose
+    embedding is zero) makes it 1/sqrt(eps) and squeezes every other row onto a few levels.
+    """
+    def rewrite(sq: Node, v: _View) -> bool:
+        if sq.op_type == "ElementWisePower" and _close(v.scalar(sq.inputs[1]), 2.0):
+            x = sq.inputs[0]
+        elif sq.op_type == "ElementWiseMultiply" and sq.inputs[0] == sq.inputs[1]:
+            x = sq.inputs[0]
+        else:
+            return False
+        shape = graph.tensors[x].shape
+        if not shape or not graph.tensors[x].dtype.is_float:
+            return False
+        d = shape[-1]
+        mean = v.only_user(sq.outputs[0], "ReduceMean")
+        if mean is None or not mean.attrs.get("keep_dims") or [int(a) % len(shape) for a in mean.attrs["axes"]] != [
+                len(shape) - 1]:
+            return False
+        add = v.only_user(mean.outputs[0], "ElementWiseAdd")
+        eps = v.scalar(v.other_input(add, mean.outputs[0]) or "") if add is not None else None
+        if add is None or eps is None or eps < 0:
+            return False
+        root = v.only_user(add.outputs[0], "ElementWiseSquareRoot")
+        if root is None:
+            return False
+        users = v.cons.get(root.outputs[0], [])
+        if len(users) != 1 or root.outputs[0] in graph.outputs:
+            return False
+        inv, dead = users[0], [sq, mean, add, root]
+        if inv.op_type == "ElementWiseDivide" and inv.inputs == [x, root.outputs[0]]:
+            norm = inv
+        else:
+            one = inv.op_type == "ElementWiseDivide" and inv.inputs[1] == root.outputs[0] and _close(
+                v.scalar(inv.inputs[0]), 1.0, 1e-7)
+            if not (one or inv.op_type == "ElementWiseReciprocal"):
+                return False
+            found = v.only_user(inv.outputs[0], "ElementWiseMultiply")
+            if found is None or v.other_input(found, inv.outputs[0]) != x:
+                return False
+            norm, dead = found, [*dead, inv]
+        dead.append(norm)
+        out, gamma = norm.outputs[0], None
+        scale = v.only_user(out, "ElementWiseMultiply")
+        if scale is not None:
+            gt = graph.tensors.get(v.other_input(scale, out) or "")
+            if (gt is not None and gt.kind is TensorKind.STATIC and gt.data is not None and gt.data.size == d
+                    and gt.shape[-1:] == (d,) and gt.rank <= len(shape)):
+                gamma, out = np.asarray(gt.data).reshape(d), scale.outputs[0]
+                dead.append(scale)
+        if graph.tensors[out].shape != shape:
+            return False
+        g = graph.add_constant(f"{sq.name}_gamma", gamma if gamma is not None else np.ones(d, graph.tensors[x].dtype.numpy))
+        idx = graph.nodes.index(sq)
+        for n in dead:
+            graph.nodes.remove(n)
+        graph.add_node(Node(sq.name, "RmsNorm", [x, g.name], [out], {"axes": (len(shape) - 1,), "epsilon": eps}),
+                       min(idx, len(graph.nodes)))
         return True
 
     return _rewrite_each(graph, rewrite)

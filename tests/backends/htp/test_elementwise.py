@@ -312,6 +312,32 @@ def test_layer_norm(bw: int) -> None:
 
 
 @pytest.mark.parametrize("bw", BW)
+def test_rms_norm(bw: int) -> None:
+    """RmsNorm (fused from Llama's / T5's RMSNorm): fast == reference, within 1 step of float; rows of
+    zeros (padding tokens with zero embeddings) and rows near zero included."""
+    rng = np.random.default_rng(40 + bw)
+    cases = [((2, 5, 16), [-1], (16,), False), ((3, 24), [-1], None, False), ((2, 4, 8), [1, 2], (4, 8), True),
+             ((1, 6, 64), [-1], (64,), False)]
+    for shape, axes, pshape, beta in cases:
+        enc = _rand_enc(rng, bw)
+        specs: list[Spec] = [(shape, enc, None)]
+        if pshape is not None:
+            gam = rng.uniform(0.3, 1.7, pshape)
+            specs.append((pshape, _param_enc(gam), gam))
+            if beta:
+                bet = rng.uniform(-0.5, 0.5, pshape)
+                specs.append((pshape, _param_enc(bet), bet))
+        g = _graph("RmsNorm", specs, {"axes": axes, "epsilon": 1e-6})
+        feeds = _feeds(g, rng)
+        zero = -enc.offset[0]
+        x = feeds["x0"].reshape(-1, shape[-1])
+        x[0] = zero  # exactly zero
+        x[1] = np.clip(zero + rng.integers(-2, 3, shape[-1]), 0, (1 << bw) - 1)  # near zero
+        _calibrate_output(g, feeds, bw, rng)
+        assert _steps_off(g, feeds, _run_step(g, feeds)) <= 1, (shape, axes)
+
+
+@pytest.mark.parametrize("bw", BW)
 @pytest.mark.parametrize("spread", [0, 1, 3, 40])
 def test_layer_norm_near_constant_rows(bw: int, spread: int) -> None:
     rng = np.random.default_rng([bw, spread])

@@ -243,6 +243,21 @@ def _layer_norm(ex: _Exporter, node: Node, outs: list[str]) -> None:
         ex.one("Identity", [y], outs[0])
 
 
+@_handles("RmsNorm")
+def _rms_norm(ex: _Exporter, node: Node, outs: list[str]) -> None:
+    x = ex.v(node.inputs[0])
+    dt = ex.dtype(node.inputs[0])
+    rank = len(ex.shape(node.inputs[0]))
+    axes = sorted(a % rank for a in node.attrs["axes"])
+    ms = ex.one("ReduceMean", [ex.one("Mul", [x, x]), ex.ints(axes)], keepdims=1)
+    y = ex.one("Div", [x, ex.one("Sqrt", [ex.one("Add", [ms, ex.scalar(node.attrs["epsilon"], dt)])])])
+    if _present(node, 1):
+        y = ex.one("Mul", [y, ex.v(node.inputs[1])])
+    if _present(node, 2):
+        y = ex.one("Add", [y, ex.v(node.inputs[2])])
+    ex.one("Identity", [y], outs[0], name=node.name)
+
+
 @_handles("Batchnorm")
 def _batchnorm(ex: _Exporter, node: Node, outs: list[str]) -> None:
     x, w, b = (ex.v(t) for t in node.inputs[:3])  # channel-last: per-channel params broadcast on the last axis

@@ -42,6 +42,26 @@ def layer_norm(node: Node, ctx: BuildContext) -> Step:
     return Step(run, [x for x in node.inputs if x])
 
 
+@kernel("RmsNorm")
+def rms_norm(node: Node, ctx: BuildContext) -> Step:
+    rank = len(ctx.shape(node.inputs[0]))
+    axes = sorted(a % rank for a in node.attrs["axes"])
+    eps = node.attrs["epsilon"]
+    has_g = len(node.inputs) > 1 and bool(node.inputs[1])
+    has_b = len(node.inputs) > 2 and bool(node.inputs[2])
+
+    def run(x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
+        it = iter(params)
+        y = x * torch.rsqrt(x.square().mean(dim=axes, keepdim=True) + eps)
+        if has_g:
+            y = y * next(it)
+        if has_b:
+            y = y + next(it)
+        return y
+
+    return Step(run, [x for x in node.inputs if x])
+
+
 @kernel("Softmax", "LogSoftmax")
 def softmax(node: Node, ctx: BuildContext) -> Step:
     axis, beta = node.attrs["axis"], node.attrs["beta"]

@@ -31,6 +31,9 @@ LayerNorm / InstanceNorm / GroupNorm (normalized axes of N elements)
     (gamma, beta: the static operands dequantized; F <= 30 chosen so nothing overflows):
     ``out = round_div((D << k) * G + B * R, R << F) - offset_out``.
 
+RmsNorm (no mean removed): the same with ``q`` replaced by ``q + offset_in`` (its signed value) and
+    ``S1 = 0``: ``D = N (q + offset_in)``, ``V = N S2``.
+
 Batchnorm (y = x * weight + bias per channel, static weight and bias)
     TFLite's per-channel requantization: ``acc = (q - z_in) * (qw - zw) + bias_q`` with
     ``bias_q = round(bias / (s_in * s_w))``; ``out = R(acc, s_in * s_w / s_out) - offset_out``
@@ -236,9 +239,10 @@ def _param(ctx: HtpBuildContext, node: Node, i: int) -> np.ndarray | None:
 
 
 def _norm_step(node: Node, ctx: HtpBuildContext, axes: tuple[int, ...], work_shape: tuple[int, ...],
-               gamma: np.ndarray | None, beta: np.ndarray | None, eps: float) -> HtpStep:
+               gamma: np.ndarray | None, beta: np.ndarray | None, eps: float, rms: bool = False) -> HtpStep:
     """The normalization spec (module docstring) over ``axes`` of the input viewed as ``work_shape``;
-    gamma / beta (reals) broadcast against that view."""
+    gamma / beta (reals) broadcast against that view. ``rms``: RmsNorm, no mean removed: the codes are
+    centred on the zero point (real = s * (q + offset)) and s1 = 0, so d = n * x and v = n * s2."""
     x_name, out_name = node.inputs[0], node.outputs[0]
     qi, qo = act_params(ctx, x_name), act_params(ctx, out_name)
     out_shape = tuple(ctx.shape(out_name))
@@ -266,11 +270,12 @@ def _norm_step(node: Node, ctx: HtpBuildContext, axes: tuple[int, ...], work_sha
     bi = np.asarray(np.round(b * 2.0**frac), dtype=np.int64)
     gi_t, bi_t = torch.from_numpy(gi).to(ctx.device), torch.from_numpy(bi).to(ctx.device)
     oo = int(qo.offset[0])
+    oi = int(qi.offset[0]) if rms else 0
     ax = list(axes)
 
     def reference(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.int64).reshape(work_shape)
-        s1 = np.sum(x, axis=tuple(ax), keepdims=True)
+        x = np.asarray(x, dtype=np.int64).reshape(work_shape) + oi
+        s1 = np.zeros_like(x[..., :1]) if rms else np.sum(x, axis=tuple(ax), keepdims=True)
         s2 = np.sum(x * x, axis=tuple(ax), keepdims=True)
         d = n * x - s1
         v = n * s2 - s1 * s1
@@ -280,8 +285,8 @@ def _norm_step(node: Node, ctx: HtpBuildContext, axes: tuple[int, ...], work_sha
         return finish_np(y.reshape(out_shape) - oo, qo)
 
     def fast(x: torch.Tensor) -> torch.Tensor:
-        x = x.to(torch.int64).reshape(work_shape)
-        s1 = x.sum(dim=ax, keepdim=True)
+        x = x.to(torch.int64).reshape(work_shape) + oi
+        s1 = torch.zeros_like(x[..., :1]) if rms else x.sum(dim=ax, keepdim=True)
         s2 = (x * x).sum(dim=ax, keepdim=True)
         d = n * x - s1
         v = n * s2 - s1 * s1
@@ -299,6 +304,15 @@ def layer_norm(node: Node, ctx: HtpBuildContext) -> HtpStep:
     rank = len(shape)
     axes = tuple(sorted({int(a) % rank for a in node.attrs["axes"]})) if rank else ()
     return _norm_step(node, ctx, axes, shape, _param(ctx, node, 1), _param(ctx, node, 2), node.attrs["epsilon"])
+
+
+@htp_kernel("RmsNorm")
+def rms_norm(node: Node, ctx: HtpBuildContext) -> HtpStep:
+    shape = tuple(ctx.shape(node.inputs[0]))
+    rank = len(shape)
+    axes = tuple(sorted({int(a) % rank for a in node.attrs["axes"]})) if rank else ()
+    return _norm_step(node, ctx, axes, shape, _param(ctx, node, 1), _param(ctx, node, 2), node.attrs["epsilon"],
+                      rms=True)
 
 
 @htp_kernel("InstanceNorm")
