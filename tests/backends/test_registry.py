@@ -106,3 +106,12 @@ def test_importing_openqnn_and_backend_specs_stays_light() -> None:
             "print(sorted(m for m in ('torch', 'onnx', 'openqnn.backends.htp.kernels') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
+
+
+def test_htp_reaches_cpu_only_through_the_fallback_path() -> None:
+    """htp shares geometry, dtypes and Unsupported with cpu through backends/ modules, and runs fallback
+    nodes (and the float functions its lookup tables are built from) through backends/fallback.py."""
+    found = [f"{p.relative_to(SRC)}:{i}: {line.strip()}"
+             for p in sorted((SRC / "backends" / "htp").rglob("*.py"))
+             for i, line in enumerate(p.read_text().splitlines(), 1) if "openqnn.backends.cpu" in line]
+    assert not found, found

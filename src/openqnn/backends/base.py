@@ -11,7 +11,11 @@ import numpy as np
 from openqnn.backends.settings import Capabilities
 from openqnn.ir.graph import Graph, Node
 
-__all__ = ["Backend", "Executable", "Fallback"]
+__all__ = ["Backend", "Executable", "Fallback", "Unsupported"]
+
+
+class Unsupported(Exception):
+    """Raised by a kernel builder (any backend's) for a node it cannot run; the message says why."""
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from openqnn.backends.base import Executable
-from openqnn.backends.cpu.kernels import BuildContext, Unsupported
+from openqnn.backends.base import Executable, Unsupported
+from openqnn.backends.cpu.kernels import BuildContext
 from openqnn.backends.cpu.plan import Plan, build_step, keep_freed_memory
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import TensorKind

@@ -18,7 +18,6 @@ import torch
 
 from openqnn.backends.base import Fallback
 from openqnn.backends.fallback import FloatKernel, float_kernel, keep_freed_memory
-from openqnn.backends.fallback import Unsupported as NoFloatKernel
 from openqnn.backends.htp import native
 from openqnn.backends.htp.arch import HtpArch
 from openqnn.backends.htp.kernels import HTP_KERNELS
@@ -112,7 +111,7 @@ class HtpExecutable:
         self.fallbacks.append(Fallback(node.name, node.op_type, reason))
         try:
             kernel = float_kernel(node, self.graph, self.device)
-        except NoFloatKernel as e:
+        except Unsupported as e:
             raise UnsupportedOpError(f"node '{node.name}' ({node.op_type}) runs neither on htp ({reason}) "
                                      f"nor on the cpu fallback ({e})") from None
         return _Call(self._fallback(kernel, node), kernel.runtime_inputs, list(node.outputs), node.name, node.op_type)

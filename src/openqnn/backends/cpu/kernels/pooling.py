@@ -8,93 +8,25 @@ the sums). Average pools divide by a per-window count computed once, at prepare 
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 from openqnn.backends.cpu.kernels.registry import BuildContext, Step, Unsupported, kernel
+from openqnn.backends.geometry import (
+    PoolGeometry,
+    spatial_index,
+    to_channel_first,
+    to_channel_last,
+    window_sum,
+)
 from openqnn.ir.graph import Node
 
-__all__ = ["PoolGeometry", "build_pool", "pool2d", "pool_max2d_with_indices", "to_channel_first", "to_channel_last",
-           "window_sum"]
+__all__ = ["build_pool", "pool2d", "pool_max2d_with_indices"]
 
 _MAX_POOL: dict[int, Callable[..., torch.Tensor]] = {2: F.max_pool2d, 3: F.max_pool3d}
 _AVG_POOL: dict[int, Callable[..., torch.Tensor]] = {2: F.avg_pool2d, 3: F.avg_pool3d}
-
-
-@dataclass(frozen=True)
-class PoolGeometry:
-    """Windows of an n-D pool: filter, stride, dilation, declared pads, and the sizes they imply."""
-
-    k: tuple[int, ...]
-    s: tuple[int, ...]
-    d: tuple[int, ...]
-    pads: tuple[tuple[int, int], ...]  # declared [begin, end] per spatial axis
-    in_size: tuple[int, ...]
-    out_size: tuple[int, ...]
-
-    @staticmethod
-    def of(node: Node, ctx: BuildContext) -> PoolGeometry:
-        n = len(node.attrs["filter_size"])
-        return PoolGeometry(
-            tuple(node.attrs["filter_size"]), tuple(node.attrs["stride"]), tuple(node.attrs["dilation"]),
-            tuple((int(a), int(b)) for a, b in node.attrs["pad_amount"]),
-            tuple(ctx.shape(node.inputs[0])[1:1 + n]), tuple(ctx.shape(node.outputs[0])[1:1 + n]))
-
-    @property
-    def n(self) -> int:
-        return len(self.k)
-
-    @property
-    def end_pads(self) -> tuple[int, ...]:
-        """Padding after each axis that the last window reads (beyond the input; may exceed the declared end pad in ceil mode)."""
-        return tuple(max(0, (o - 1) * s + d * (k - 1) + 1 - i - p[0])
-                     for o, s, d, k, i, p in zip(self.out_size, self.s, self.d, self.k, self.in_size, self.pads))
-
-    @property
-    def padded_size(self) -> tuple[int, ...]:
-        return tuple(p[0] + i + e for p, i, e in zip(self.pads, self.in_size, self.end_pads))
-
-    @property
-    def f_pad(self) -> tuple[int, ...]:
-        """The explicit padding as ``F.pad`` takes it (last axis first)."""
-        return tuple(v for p, e in zip(reversed(self.pads), reversed(self.end_pads)) for v in (p[0], e))
-
-    def crop(self, y: torch.Tensor) -> torch.Tensor:
-        """The first ``out_size`` windows of a channel-first result."""
-        return y[_spatial_index(slice(0, o) for o in self.out_size)]
-
-
-def _spatial_index(slices: Iterable[slice]) -> tuple[Any, ...]:
-    """An index selecting ``slices`` on the trailing (spatial) axes of a channel-first tensor."""
-    return (Ellipsis, *slices)
-
-
-def to_channel_first(x: torch.Tensor) -> torch.Tensor:
-    n = x.dim() - 2
-    return x.permute(0, n + 1, *range(1, n + 1))
-
-
-def to_channel_last(x: torch.Tensor) -> torch.Tensor:
-    n = x.dim() - 2
-    return x.permute(0, *range(2, n + 2), 1)
-
-
-def window_sum(x: torch.Tensor, g: PoolGeometry) -> torch.Tensor:
-    """Per-window sums of a padded channel-first tensor, ``out_size`` windows per axis, any dilation."""
-    if g.d == (1,) * g.n and x.dtype.is_floating_point:
-        return g.crop(_AVG_POOL[g.n](x, g.k, g.s, 0, divisor_override=1))
-    total: torch.Tensor | None = None
-    for taps in itertools.product(*(range(k) for k in g.k)):
-        sl = tuple(slice(t * d, t * d + (o - 1) * s + 1, s) for t, d, o, s in zip(taps, g.d, g.out_size, g.s))
-        part = x[_spatial_index(sl)]
-        total = part if total is None else total + part
-    assert total is not None
-    return total
 
 
 def _min_value(dtype: torch.dtype) -> float | int:
@@ -108,13 +40,13 @@ def _counts(g: PoolGeometry, count_pad: bool, dtype: torch.dtype, device: torch.
         region = tuple(slice(0, p[0] + i + p[1]) for p, i in zip(g.pads, g.in_size))
     else:
         region = tuple(slice(p[0], p[0] + i) for p, i in zip(g.pads, g.in_size))
-    ones[_spatial_index(region)] = 1
+    ones[spatial_index(region)] = 1
     return window_sum(ones, g).clamp_min(1).to(dtype=dtype, device=device)
 
 
 def build_pool(node: Node, ctx: BuildContext, kind: str) -> Step:
     """An n-D pool step, ``kind`` one of max, avg, lp; the layout is channel-last in and out."""
-    g = PoolGeometry.of(node, ctx)
+    g = PoolGeometry.of(node, ctx.graph)
     pad = g.f_pad
 
     if kind == "max":
@@ -158,7 +90,7 @@ def pool2d(node: Node, ctx: BuildContext) -> Step:
 @kernel("PoolMax2dWithIndices")
 def pool_max2d_with_indices(node: Node, ctx: BuildContext) -> Step:
     """Max pool and, per output, the flat channel-first index of its maximum in the (unpadded) input."""
-    g = PoolGeometry.of(node, ctx)
+    g = PoolGeometry.of(node, ctx.graph)
     pad = g.f_pad
     (pt, _), (pl, _) = g.pads
     h, w = g.in_size

@@ -15,15 +15,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from openqnn.backends.base import Unsupported
+from openqnn.backends.dtypes import torch_dtype
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import TensorKind
 
+__all__ = ["KERNELS", "BuildContext", "Builder", "KernelFn", "LayerOperands", "Step", "Unsupported", "kernel", "simple",
+           "to_torch", "torch_dtype"]
+
 KernelFn = Callable[..., Any]
-
-
-class Unsupported(Exception):
-    """Raised by a builder for a node (attribute combination, dtype) it cannot run."""
 
 
 @dataclass
@@ -130,33 +131,6 @@ def kernel(*op_types: str) -> Callable[[Builder], Builder]:
 def simple(fn: KernelFn, node: Node, *, skip_empty: bool = True) -> Step:
     """A step that passes every (present) input of ``node`` to ``fn``."""
     return Step(fn, [x for x in node.inputs if x or not skip_empty])
-
-
-_TORCH = {
-    DType.FLOAT_32: torch.float32,
-    DType.FLOAT_16: torch.float16,
-    DType.FLOAT_64: torch.float64,
-    DType.INT_8: torch.int8,
-    DType.INT_16: torch.int16,
-    DType.INT_32: torch.int32,
-    DType.INT_64: torch.int64,
-    DType.UINT_8: torch.uint8,
-    DType.UINT_16: torch.uint16,
-    DType.UINT_32: torch.uint32,
-    DType.UINT_64: torch.uint64,
-    DType.BOOL_8: torch.bool,
-    DType.UFIXED_POINT_8: torch.uint8,
-    DType.UFIXED_POINT_16: torch.uint16,
-    DType.SFIXED_POINT_8: torch.int8,
-    DType.SFIXED_POINT_16: torch.int16,
-    DType.SFIXED_POINT_32: torch.int32,
-}
-
-
-def torch_dtype(dt: DType, float_dtype: torch.dtype | None = None) -> torch.dtype:
-    if float_dtype is not None and dt in (DType.FLOAT_32, DType.FLOAT_16):
-        return float_dtype
-    return _TORCH[dt]
 
 
 def to_torch(a: np.ndarray, device: torch.device | str = "cpu", float_dtype: torch.dtype | None = None) -> torch.Tensor:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from openqnn.backends.cpu.kernels.pooling import build_pool, to_channel_first, to_channel_last
+from openqnn.backends.cpu.kernels.pooling import build_pool
 from openqnn.backends.cpu.kernels.registry import BuildContext, LayerOperands, Step, Unsupported, kernel
+from openqnn.backends.geometry import to_channel_first, to_channel_last
 from openqnn.ir.graph import Node
 
 __all__ = ["conv3d", "pool3d", "transpose_conv3d"]

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from openqnn.backends.cpu.kernels.registry import torch_dtype
+from openqnn.backends.dtypes import torch_dtype
 from openqnn.backends.htp.fixedpoint import mbqm_np, mbqm_t, quantize_multiplier
 from openqnn.backends.htp.kernels.common import (
     Flow,

@@ -3,7 +3,7 @@
 A unary op on a quantized activation is a function of the input code alone, so it runs as one
 table lookup: ``out = table[q]`` with 2^bw entries (256 for 8-bit inputs, 65536 for 16-bit).
 The table is built once, in float64 on the host, by running the cpu backend's float kernel of the
-op (``openqnn.backends.cpu.kernels``) on every dequantized input code:
+op (through the shared fallback path, ``openqnn.backends.fallback``) on every dequantized input code:
 
     table[q] = clamp(round_half_even(f((q + offset_in) * s_in) / s_out) - offset_out, qmin, qmax)
 
@@ -18,11 +18,11 @@ ElementWisePower with a static one-element exponent (or base).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
 
+from openqnn.backends.fallback import FloatKernel, float_kernel
 from openqnn.backends.htp.kernels.elementwise import act_params, operand_params
 from openqnn.backends.htp.kernels.registry import (
     HtpBuildContext,
@@ -56,17 +56,12 @@ def _codes(qi: QParams) -> torch.Tensor:
     return torch.from_numpy((codes + float(qi.offset[0])) * float(qi.scale[0]))
 
 
-def _cpu_fn(node: Node, ctx: HtpBuildContext) -> Any:
-    from openqnn.backends.cpu.kernels import KERNELS, BuildContext
-    from openqnn.backends.cpu.kernels import Unsupported as CpuUnsupported
-
-    builder = KERNELS.get(node.op_type)
-    if builder is None:
-        raise Unsupported(f"no float kernel for {node.op_type} to build its table from")
+def _float_kernel(node: Node, ctx: HtpBuildContext) -> FloatKernel:
+    """The fallback backend's float kernel of ``node``: a table is that function on every input code."""
     try:
-        return builder(node, BuildContext(ctx.graph, "cpu"))
-    except CpuUnsupported as e:
-        raise Unsupported(str(e)) from None
+        return float_kernel(node, ctx.graph, "cpu")
+    except Unsupported as e:
+        raise Unsupported(f"no float kernel for {node.op_type} to build its table from ({e})") from None
 
 
 def build_table(fn: Callable[[torch.Tensor], torch.Tensor], qi: QParams, qo: QParams) -> np.ndarray:
@@ -94,8 +89,7 @@ def _lut_step(node: Node, ctx: HtpBuildContext, x_name: str, table: np.ndarray, 
 def unary(node: Node, ctx: HtpBuildContext) -> HtpStep:
     x_name = node.inputs[0]
     qi, qo = act_params(ctx, x_name), act_params(ctx, node.outputs[0])
-    step = _cpu_fn(node, ctx)
-    return _lut_step(node, ctx, x_name, build_table(step.fn, qi, qo), qo)
+    return _lut_step(node, ctx, x_name, build_table(_float_kernel(node, ctx).fn, qi, qo), qo)
 
 
 @htp_kernel("ElementWisePower")
@@ -109,9 +103,7 @@ def power(node: Node, ctx: HtpBuildContext) -> HtpStep:
     qi, qo = act_params(ctx, x_name), act_params(ctx, node.outputs[0])
     if ctx.graph.tensors[static[0]].encoding is not None:
         operand_params(ctx, static[0])
-    step = _cpu_fn(node, ctx)
-    from openqnn.backends.cpu.kernels import BuildContext
-
-    c = BuildContext(ctx.graph, "cpu").static(static[0]).to(torch.float64).reshape(())
-    fn = (lambda x: step.fn(x, c)) if x_name == a else (lambda x: step.fn(c, x))
+    kernel = _float_kernel(node, ctx)
+    c = kernel.statics[static[0]].to(torch.float64).reshape(())
+    fn = (lambda x: kernel.fn(x, c)) if x_name == a else (lambda x: kernel.fn(c, x))
     return _lut_step(node, ctx, x_name, build_table(fn, qi, qo), qo)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from openqnn.backends.cpu.kernels.registry import torch_dtype
+from openqnn.backends.dtypes import torch_dtype
 from openqnn.backends.htp import native
 from openqnn.backends.htp.fixedpoint import INT32_MAX, INT32_MIN, mbqm_np, mbqm_t, quantize_multiplier
 from openqnn.backends.htp.kernels.common import (

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from openqnn.backends.cpu.kernels.pooling import PoolGeometry, to_channel_first, to_channel_last, window_sum
+from openqnn.backends.geometry import PoolGeometry, to_channel_first, to_channel_last, window_sum
 from openqnn.backends.htp import native
 from openqnn.backends.htp.fixedpoint import mbqm_np, mbqm_t, quantize_multiplier
 from openqnn.backends.htp.kernels.common import Requant, c_array, quantized_io, to_storage

@@ -25,7 +25,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from openqnn.backends.cpu.kernels.registry import torch_dtype
+from openqnn.backends.dtypes import torch_dtype
 from openqnn.backends.htp import native
 from openqnn.backends.htp.fixedpoint import mbqm64_np, mbqm64_t, mbqm_np, mbqm_t, quantize_multiplier
 from openqnn.backends.htp.kernels.common import Requant, c_array, movement, quantized_io, to_storage

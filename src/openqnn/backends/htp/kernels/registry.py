@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from openqnn.backends.cpu.kernels.registry import Unsupported
+from openqnn.backends.base import Unsupported
 from openqnn.backends.htp.arch import HtpArch
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import Encoding, TensorKind

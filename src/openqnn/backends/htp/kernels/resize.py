@@ -56,7 +56,7 @@ def _fixed_rows(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @htp_kernel("Resize")
 def resize(node: Node, ctx: HtpBuildContext) -> HtpStep:
-    from openqnn.backends.cpu.kernels.spatial import resize_plan
+    from openqnn.backends.geometry import resize_plan
 
     a = node.attrs
     x, out = node.inputs[0], node.outputs[0]
