@@ -187,6 +187,17 @@ def test_instance_norm(shape, opset):
            [rng.standard_normal(c).astype(F32), rng.standard_normal(c).astype(F32)])
 
 
+@pytest.mark.parametrize("shape,axis", [((2, 5, 16), -1), ((2, 5, 16), 1), ((3, 8), 0)])
+def test_rms_normalization(shape, axis):
+    """Opset 23's RMSNormalization becomes one RmsNorm (the op the RMSNorm fusion also makes)."""
+    rng = np.random.default_rng(3)
+    scale = rng.uniform(0.5, 1.5, shape[axis % len(shape):]).astype(F32)
+    node = helper.make_node("RMSNormalization", ["x", "s"], ["y"], axis=axis, epsilon=1e-6)
+    model = make_model([node], [("x", FLOAT, shape)], [("y", FLOAT, None)], [_init("s", scale)], opset=23)
+    assert openqnn.convert(model).count_ops() == {"RmsNorm": 1}
+    assert_matches_ort(model, {"x": rng.standard_normal(shape).astype(F32)})
+
+
 def test_instance_norm_runtime_params():
     rng = np.random.default_rng(2)
     node = helper.make_node("InstanceNormalization", ["x", "s", "b"], ["y"])

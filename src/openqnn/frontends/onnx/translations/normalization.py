@@ -1,4 +1,4 @@
-"""BatchNormalization, LayerNormalization, Softmax and LogSoftmax."""
+"""BatchNormalization, LayerNormalization, RMSNormalization, Softmax and LogSoftmax."""
 
 from __future__ import annotations
 
@@ -65,6 +65,17 @@ def _batch_norm_training(ctx: ConversionContext) -> None:
         if len(ctx.node.output) > index and ctx.node.output[index]:
             old = ctx.emit("ElementWiseMultiply", [running, keep])[0]
             ctx.bind(index, ctx.emit("ElementWiseAdd", [old, ctx.emit("ElementWiseMultiply", [batch, new])[0]])[0])
+
+
+@onnx_op("RMSNormalization")
+def rms_norm(ctx: ConversionContext) -> None:
+    """Opset 23's RMSNormalization (what the dynamo exporter writes for F.rms_norm at opset >= 23):
+    X / sqrt(mean(X^2 over axis..rank) + epsilon) * scale."""
+    x = ctx.input(0)
+    axis = norm_axis(int(ctx.attr("axis", -1)), x.rank)
+    eps = float(ctx.attr("epsilon", 1e-5))
+    out = ctx.emit("RmsNorm", [ctx.src(0), ctx.src(1)], {"axes": tuple(range(axis, x.rank)), "epsilon": eps})[0]
+    ctx.bind(0, out)
 
 
 @onnx_op("LayerNormalization")
