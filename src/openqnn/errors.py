@@ -15,11 +15,27 @@ __all__ = [
     "InvalidModelError",
     "OpenQnnError",
     "UnsupportedOpError",
+    "one_line",
 ]
 
 
 class OpenQnnError(Exception):
-    """Base class of every error openqnn raises on bad input."""
+    """Base class of every error openqnn raises on bad input.
+
+    Its message is one line: control characters (a newline in a tensor name read from a damaged file,
+    say) are shown escaped, so the CLI's ``error: ...`` line stays one line whatever the input holds."""
+
+    def __init__(self, *args: object):
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (one_line(args[0]),)
+        super().__init__(*args)
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x00``, ...)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class InvalidModelError(OpenQnnError):

@@ -984,3 +984,18 @@ def test_reported_onnx_cases_are_refused(tmp_path: Path, mutate, names: str) -> 
     with pytest.raises((openqnn.ConversionError, openqnn.InvalidModelError)) as e:
         openqnn.convert(path)
     assert names in str(e.value), str(e.value)
+
+
+def test_error_messages_stay_one_line_whatever_the_names_hold(tmp_path: Path) -> None:
+    """Found with another fuzz seed: a flipped byte put a newline into an input's name, and the error naming
+    it ran over two lines. Every OpenQnnError shows control characters escaped."""
+    from openqnn.errors import InvalidModelError
+
+    assert str(InvalidModelError("input 'x\x12\n' has no shape")) == "input 'x\\x12\\n' has no shape"
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("Relu", ["x\n1"], ["y"])], "g",
+        [helper.make_tensor_value_info("x\n1", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]), opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(openqnn.OpenQnnError) as info:
+        openqnn.convert(model)
+    assert "\n" not in str(info.value) and "x\\n1" in str(info.value)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from openqnn.errors import InvalidConfigError, OpenQnnError
+from openqnn.errors import InvalidConfigError, OpenQnnError, one_line
 
 # the largest count or dimension a flag takes: QNN's flags are 32-bit integers
 MAX_FLAG_INT = 2**31 - 1
@@ -50,8 +50,8 @@ def run_tool(main: Callable[[argparse.Namespace], int | None], parser: argparse.
     except Exception as e:  # a bug in openqnn: still one line unless --debug
         if args.debug:
             raise
-        print(f"error: internal error ({type(e).__name__}: {e}); rerun with --debug for the traceback and please "
-              "report it", file=sys.stderr)
+        print(f"error: internal error ({type(e).__name__}: {one_line(str(e))}); rerun with --debug for the traceback "
+              "and please report it", file=sys.stderr)
         return 1
 
 
