@@ -197,3 +197,35 @@ def test_rms_norm_needs_the_last_axis_and_private_intermediates(rng) -> None:
     m = make_model(_rms_nodes("one_over", False), [("x", F, [2, 5, 16])], [("y", F, [2, 5, 16]), ("m", F, [2, 5, 1])],
                    inits, opset=13)
     assert "RmsNorm" not in _counts(m)
+
+
+def _layer_norm_nodes(affine: bool, mean_axis: int = -1) -> list:
+    """F.layer_norm as torch exports it before opset 17 (no LayerNormalization)."""
+    nodes = [helper.make_node("ReduceMean", ["x"], ["m"], axes=[mean_axis], keepdims=1),
+             helper.make_node("Sub", ["x", "m"], ["d"]),
+             helper.make_node("Pow", ["d", "two"], ["p"]),
+             helper.make_node("ReduceMean", ["p"], ["v"], axes=[-1], keepdims=1),
+             helper.make_node("Add", ["v", "eps"], ["e"]),
+             helper.make_node("Sqrt", ["e"], ["s"]),
+             helper.make_node("Div", ["d", "s"], ["n" if affine else "y"])]
+    if affine:
+        nodes += [helper.make_node("Mul", ["n", "gamma"], ["g"]), helper.make_node("Add", ["g", "beta"], ["y"])]
+    return nodes
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_decomposed_layer_norm_fuses(rng, affine: bool) -> None:
+    inits = [_c("two", 2.0), _c("eps", 1e-12), _c("gamma", rng.uniform(0.5, 1.5, 16)), _c("beta", rng.uniform(-1, 1, 16))]
+    m = make_model(_layer_norm_nodes(affine), [("x", F, [2, 5, 16])], [("y", F, [2, 5, 16])], inits, opset=13)
+    g = openqnn.convert(m)
+    assert g.count_ops() == {"LayerNorm": 1}
+    assert len(g.nodes[0].inputs) == (3 if affine else 2)
+    assert_matches_ort(m, {"x": (2 + rng.standard_normal((2, 5, 16))).astype(np.float32)})
+
+
+def test_mean_over_another_axis_is_no_layer_norm(rng) -> None:
+    inits = [_c("two", 2.0), _c("eps", 1e-12), _c("gamma", rng.uniform(0.5, 1.5, 16)), _c("beta", rng.uniform(-1, 1, 16))]
+    m = make_model(_layer_norm_nodes(True, mean_axis=1), [("x", F, [2, 5, 16])], [("y", F, [2, 5, 16])], inits,
+                   opset=13)
+    assert "LayerNorm" not in _counts(m)
+    assert_matches_ort(m, {"x": rng.standard_normal((2, 5, 16)).astype(np.float32)})

@@ -18,6 +18,7 @@ PIPELINES: dict[str, list[str]] = {
         "fuse_gelu",  # erf-form GELU -> Gelu
         "fuse_hardswish",  # x * relu6(x + 3) / 6 -> HardSwish
         "fuse_rms_norm",  # x / sqrt(mean(x^2) + eps) * gamma -> RmsNorm
+        "fuse_layer_norm",  # RmsNorm(x - mean(x)) + beta -> LayerNorm (exports before opset 17)
         "fold_fc_bias_add",  # MatMul + Add(bias) -> FullyConnected with bias
         "transpose_to_reshape",  # transposes moving only size-1 dims
         "finite_attention_masks",  # -inf / finfo.min reaching a Softmax -> -1e4 (a grid can hold it)

@@ -289,6 +289,50 @@ def fuse_rms_norm(graph: Graph) -> tuple[Graph, bool]:
     return _rewrite_each(graph, rewrite)
 
 
+@graph_pass("fuse_layer_norm")
+def fuse_layer_norm(graph: Graph) -> tuple[Graph, bool]:
+    """LayerNorm spelled out (opsets before 17 have no LayerNormalization: BERT-style exports at opset 14)
+    becomes one LayerNorm; fuse_rms_norm has already folded its second half.
+
+    before: %m = ReduceMean(%x) {axes=[-1], keep_dims}; %d = ElementWiseSubtract(%x, %m)
+            %n = RmsNorm(%d, %gamma) {axes=[-1], epsilon}; [%y = ElementWiseAdd(%n, %beta: STATIC [d])]
+    after:  %y = LayerNorm(%x, %gamma, %beta) {axes=[-1], epsilon}
+    """
+    def rewrite(rms: Node, v: _View) -> bool:
+        if rms.op_type != "RmsNorm" or (len(rms.inputs) > 2 and rms.inputs[2]):
+            return False
+        sub = _single(v, rms.inputs[0], "ElementWiseSubtract")
+        if sub is None:
+            return False
+        x, m = sub.inputs
+        mean = _single(v, m, "ReduceMean")
+        shape = graph.tensors[x].shape
+        if mean is None or mean.inputs[0] != x or not mean.attrs.get("keep_dims") or not shape:
+            return False
+        axes = sorted(int(a) % len(shape) for a in rms.attrs["axes"])
+        if sorted(int(a) % len(shape) for a in mean.attrs["axes"]) != axes or graph.tensors[rms.outputs[0]].shape != shape:
+            return False
+        dead, out, ins = [mean, sub, rms], rms.outputs[0], [x, rms.inputs[1] if len(rms.inputs) > 1 else ""]
+        add = v.only_user(out, "ElementWiseAdd")
+        norm_shape = tuple(shape[a] for a in axes)
+        if add is not None:
+            bt = graph.tensors.get(v.other_input(add, out) or "")
+            if (bt is not None and bt.kind is TensorKind.STATIC and bt.data is not None
+                    and bt.data.size == int(np.prod(norm_shape)) and graph.tensors[add.outputs[0]].shape == shape
+                    and tuple(bt.shape[-len(norm_shape):]) == norm_shape and axes == list(range(len(shape) - len(axes), len(shape)))):
+                ins.append(graph.add_constant(f"{rms.name}_beta", np.asarray(bt.data).reshape(norm_shape)).name)
+                dead.append(add)
+                out = add.outputs[0]
+        idx = min(graph.nodes.index(n) for n in dead)
+        for n in dead:
+            graph.nodes.remove(n)
+        graph.add_node(Node(rms.name, "LayerNorm", ins, [out], {"axes": tuple(axes), "epsilon": rms.attrs["epsilon"]}),
+                       min(idx, len(graph.nodes)))
+        return True
+
+    return _rewrite_each(graph, rewrite)
+
+
 @graph_pass("fold_fc_bias_add")
 def fold_fc_bias_add(graph: Graph) -> tuple[Graph, bool]:
     """A constant vector added after a bias-less FullyConnected becomes its bias (MatMul + Add).
