@@ -229,3 +229,18 @@ def test_mean_over_another_axis_is_no_layer_norm(rng) -> None:
                    opset=13)
     assert "LayerNorm" not in _counts(m)
     assert_matches_ort(m, {"x": rng.standard_normal((2, 5, 16)).astype(np.float32)})
+
+
+def test_bloom_gelu_fuses_into_gelu(rng) -> None:
+    """BLOOM's bloom_gelu_forward: x * 0.5 * (1 + tanh(0.79788456 * x * (1 + 0.044715 * x * x)))."""
+    nodes = [helper.make_node("Mul", ["x", "half"], ["h"]), helper.make_node("Mul", ["x", "s"], ["a"]),
+             helper.make_node("Mul", ["x", "c"], ["b"]), helper.make_node("Mul", ["b", "x"], ["q"]),
+             helper.make_node("Add", ["q", "one"], ["d"]), helper.make_node("Mul", ["a", "d"], ["e"]),
+             helper.make_node("Tanh", ["e"], ["t"]), helper.make_node("Add", ["t", "one"], ["u"]),
+             helper.make_node("Mul", ["h", "u"], ["v"]), helper.make_node("MatMul", ["v", "w"], ["y"])]
+    inits = [_c("half", 0.5), _c("s", 0.79788456), _c("c", 0.044715), _c("one", 1.0),
+             _c("w", rng.standard_normal((16, 4)))]
+    m = make_model(nodes, [("x", F, [2, 16])], [("y", F, [2, 4])], inits, opset=13)
+    g = openqnn.convert(m)
+    assert g.count_ops() == {"Gelu": 1, "FullyConnected": 1}
+    assert assert_matches_ort(m, {"x": (3 * rng.standard_normal((2, 16))).astype(np.float32)}) is not None

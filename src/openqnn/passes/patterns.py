@@ -124,6 +124,7 @@ def fuse_gelu(graph: Graph) -> tuple[Graph, bool]:
 
     before: %k = ElementWisePower(%x, 3) | x * x * x; %a = ElementWiseAdd(%x, ElementWiseMultiply(%k, 0.044715))
             %b = Tanh(ElementWiseMultiply(%a, 0.7978846)); then 0.5 * x * (1 + %b) as above
+            (BLOOM: %b = Tanh((0.7978846 * x) * (1 + (0.044715 * x) * x)))
     after:  %y = Gelu(%x) {approximate="tanh"}
     """
     def erf_form(erf: Node, v: _View) -> bool:
@@ -143,12 +144,43 @@ def fuse_gelu(graph: Graph) -> tuple[Graph, bool]:
         _replace(graph, scale, [scale, erf, *tail[0]], "Gelu", x, tail[1].outputs[0], {"approximate": "none"})
         return True
 
+    def _scaled(v: _View, name: str, c: float) -> str | None:
+        """x when ``name`` = ElementWiseMultiply(x, c) (either order), its only use."""
+        mul = _single(v, name, "ElementWiseMultiply")
+        if mul is None:
+            return None
+        return next((a for a, b in (mul.inputs, mul.inputs[::-1]) if _close(v.scalar(b), c)), None)
+
+    def bloom_form(tanh: Node, scale: Node, v: _View) -> bool:
+        """BLOOM's: tanh((0.79788456 * x) * (1 + (0.044715 * x) * x))."""
+        for a, b in (scale.inputs, scale.inputs[::-1]):
+            x = _scaled(v, a, 0.79788456)
+            one_plus = _single(v, b, "ElementWiseAdd")
+            if x is None or one_plus is None:
+                continue
+            inner = v.other_input(one_plus, next((i for i in one_plus.inputs if _close(v.scalar(i), 1.0)), ""))
+            quad = _single(v, inner or "", "ElementWiseMultiply")
+            if quad is None or x not in quad.inputs:
+                continue
+            other = v.other_input(quad, x)
+            if other is None or _scaled(v, other, 0.044715) != x:
+                continue
+            tail = _gelu_tail(v, x, tanh.outputs[0])
+            if tail is None or graph.tensors[x].shape != graph.tensors[tail[1].outputs[0]].shape:
+                return False
+            dead = [v.prod[a], v.prod[other], quad, one_plus, scale, tanh, *tail[0]]
+            _replace(graph, scale, dead, "Gelu", x, tail[1].outputs[0], {"approximate": "tanh"})
+            return True
+        return False
+
     def tanh_form(tanh: Node, v: _View) -> bool:
         scale = _single(v, tanh.inputs[0], "ElementWiseMultiply")
         if scale is None:
             return False
         a = next((a for a, b in (scale.inputs, scale.inputs[::-1]) if _close(v.scalar(b), math.sqrt(2 / math.pi))),
                  None)
+        if a is None:
+            return bloom_form(tanh, scale, v)
         add = _single(v, a or "", "ElementWiseAdd")
         if add is None:
             return False
