@@ -100,3 +100,26 @@ def test_fully_masked_softmax_rows_set_no_range_floor() -> None:
         sess = openqnn.Session(q, backend=backend)
         for f in test:
             assert _cos(sess.run(f)["p"], ref.run(f)["p"]) > 0.99
+
+
+
+def test_an_override_of_a_shared_initializer_applies_to_every_use(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """quantize gives the shared bias one copy per kind of use; an override naming it holds for every copy,
+    as the model has one tensor."""
+    import json
+
+    from openqnn.quantization.encodings import read_encodings
+
+    graph = openqnn.convert(_shared_bias_model())
+    scale = float(np.abs(graph.tensors["b"].data).max()) / 60  # clips nothing; not what calibration picks
+    (tmp_path / "o.json").write_text(json.dumps({"version": "1.0.0", "activation_encodings": [], "param_encodings": [
+        {"name": "b", "bw": 8, "dtype": "INT", "enc_type": "PER_TENSOR", "is_sym": True, "offset": [-128],
+         "scale": [scale]}]}))
+    rng = np.random.default_rng(1)
+    cal = [{"x": rng.standard_normal((4, 8)).astype(np.float32)} for _ in range(4)]
+    q = openqnn.quantize(graph, cal, overrides=read_encodings(tmp_path / "o.json"))
+    uses = {x for node in q.nodes for x in node.inputs if x == "b" or x.startswith("b_")}
+    assert len(uses) == 3, uses  # two FullyConnected biases and an Add operand
+    for name in uses:
+        enc = q.tensors[name].encoding
+        assert enc is not None and enc.bitwidth == 8 and np.allclose(enc.scale, scale), (name, enc)

@@ -216,7 +216,7 @@ def quantize(
     if overrides is not None:
         config = _apply_file_bitwidths(config, overrides)
     g = graph.copy()
-    untie_static_uses(g)
+    copies = untie_static_uses(g)
     block = config.weights_block_size
     # per-block implies per-channel (per-row) for the weights that cannot be blocked
     roles = annotate(g, config.use_per_channel_quantization or block is not None,
@@ -291,7 +291,7 @@ def quantize(
 
     # overrides win over calibration
     if overrides is not None:
-        _apply_overrides(g, roles, overrides, config, encodings, report)
+        _apply_overrides(g, roles, overrides, config, encodings, report, copies)
         if calibration_data is None:
             log.warning("quantization overrides without calibration data: %d overridden tensor(s) are quantized, "
                         "the rest of the model stays float", len(report.overridden))
@@ -367,18 +367,25 @@ def _apply_file_bitwidths(config: QuantizerConfig, f: EncodingsFile) -> Quantize
 
 
 def _apply_overrides(g: Graph, roles: dict[str, Role], f: EncodingsFile, config: QuantizerConfig,
-                     encodings: dict[str, Encoding], report: QuantizationReport) -> None:
+                     encodings: dict[str, Encoding], report: QuantizationReport,
+                     copies: Mapping[str, str] | None = None) -> None:
+    """Overrides win; one naming a static tensor that quantize gave copies (untie_static_uses) applies to
+    every copy, as the model had one tensor."""
     unmatched = []
+    copies_of: dict[str, list[str]] = {}
+    for copy, original in (copies or {}).items():
+        copies_of.setdefault(original, []).append(copy)
     for section, default_sym in ((f.activations, False), (f.params, False)):  # min/max decide: asymmetric unless is_symmetric
         for name, spec in section.items():
             if name not in g.tensors:
                 unmatched.append(name)
                 continue
-            encodings[name] = _spec_encoding(g, name, spec, roles.get(name), default_sym)
-            report.overridden.append(name)
-            role = roles.get(name)
-            if role is not None and role.kind == "shared":  # an override pins the tensor itself
-                roles[name] = Role("act")
+            for target in (name, *copies_of.get(name, ())):
+                encodings[target] = _spec_encoding(g, target, spec, roles.get(target), default_sym)
+                report.overridden.append(target)
+                role = roles.get(target)
+                if role is not None and role.kind == "shared":  # an override pins the tensor itself
+                    roles[target] = Role("act")
     if unmatched:
         report.unmatched_overrides = sorted(unmatched)
         log.warning("quantization overrides name %d tensor(s) not in the model: %s", len(unmatched),

@@ -71,8 +71,8 @@ def _use_key(node_op: str, attrs: dict[str, Any], idx: int, inputs: list[str]) -
     return ("const",)
 
 
-def untie_static_uses(graph: Graph) -> int:
-    """Give a static tensor one copy per kind of use, in place; returns the number of copies.
+def untie_static_uses(graph: Graph) -> dict[str, str]:
+    """Give a static tensor one copy per kind of use, in place; returns each copy's original name.
 
     Exporters share initializers with equal values (PyTorch's dynamo exporter folds every all-zero
     bias of a freshly initialised model into one tensor; ALBERT shares its layers' weights), so
@@ -82,7 +82,8 @@ def untie_static_uses(graph: Graph) -> int:
         fc1 = FullyConnected(x, w1, b)    add = ElementWiseAdd(y, b)    fc2 = FullyConnected(z, w2, b)
      -> fc1 = FullyConnected(x, w1, b)    add = ElementWiseAdd(y, b_1)  fc2 = FullyConnected(z, w2, b_2)
 
-    Uses whose encodings cannot differ (the same weight in two FullyConnected nodes) keep sharing.
+    Uses whose encodings cannot differ (the same weight in two FullyConnected nodes) keep sharing. An
+    override naming the original tensor applies to its copies too (it was one tensor in the model).
     """
     first: dict[str, tuple[Any, ...]] = {}
     copies: dict[tuple[str, tuple[Any, ...]], str] = {}
@@ -97,7 +98,7 @@ def untie_static_uses(graph: Graph) -> int:
             if (x, key) not in copies:
                 copies[x, key] = graph.add_tensor(replace(t, name=graph.unique_name(x), encoding=None)).name
             node.inputs[i] = copies[x, key]
-    return len(copies)
+    return {copy: original for (original, _), copy in copies.items()}
 
 
 def annotate(graph: Graph, per_channel: bool, per_row: bool) -> dict[str, Role]:
