@@ -240,3 +240,23 @@ def test_openqnn_info_and_ops(model: Path, tmp_path: Path, capsys) -> None:
     assert "Conv2d" in capsys.readouterr().out
     assert openqnn_main.main(["ops"]) == 0
     assert "Conv" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [
+    ["qnn-net-run", "--model", "m_net.json", "--bogus"],
+    ["qnn-onnx-converter", "-i", "m.onnx", "--act_bitwidth", "12"],
+    ["qnn-context-binary-utility"],
+    ["openqnn", "frobnicate"],
+    ["openqnn", "convert", "--weights_bitwidth", "3"],
+])
+def test_refused_flags_are_one_line(argv: list[str]) -> None:
+    """argparse's own refusals too: one line naming the flag, exit status 2, no usage block."""
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which(argv[0]) or str(Path(sys.executable).parent / argv[0])
+    r = subprocess.run([exe, *argv[1:]], capture_output=True, text=True, timeout=120)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert "--help" in lines[0] and not r.stdout

@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from openqnn.errors import InvalidConfigError, OpenQnnError, one_line
 
@@ -17,6 +18,14 @@ MAX_FLAG_INT = 2**31 - 1
 
 LOG_LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO, "verbose": logging.DEBUG,
               "debug": logging.DEBUG}
+
+
+class ToolParser(argparse.ArgumentParser):
+    """argparse for openqnn's tools: a refused flag is one line, ``error: <tool>: <what>``, naming the flag
+    and pointing to ``--help``, with exit status 2 (argparse prints its usage block first otherwise)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def add_common_flags(p: argparse.ArgumentParser) -> None:

@@ -8,11 +8,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from openqnn.cli.common import add_common_flags, run_tool
+from openqnn.cli.common import ToolParser, add_common_flags, run_tool
 
 
 def build_parser(prog: str = "qnn-context-binary-utility") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Check a context binary and write its metadata (header, "
+    p = ToolParser(prog=prog, description="Check a context binary and write its metadata (header, "
                                 "graphs, their arrays, total and deduplicated sizes) as JSON.")
     p.add_argument("--context_binary", required=True, help="the context binary file to read")
     p.add_argument("--json_file", required=True, help="where to write the metadata JSON")

@@ -7,7 +7,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from openqnn.cli.common import add_common_flags, run_tool
+from openqnn.cli.common import ToolParser, add_common_flags, run_tool
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,7 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     from openqnn.cli.net_run import add_net_run_flags
     from openqnn.cli.onnx_converter import add_converter_flags
 
-    p = argparse.ArgumentParser(prog="openqnn", description="Convert, run and inspect neural networks the QNN way.")
+    p = ToolParser(prog="openqnn", description="Convert, run and inspect neural networks the QNN way.")
     p.add_argument("--version", action="version", version=f"openqnn {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_converter_flags(sub.add_parser("convert", help="ONNX -> <stem>_net.json + <stem>.bin (qnn-onnx-converter)"))

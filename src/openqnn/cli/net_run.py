@@ -8,7 +8,14 @@ import sys
 import time
 from collections.abc import Sequence
 
-from openqnn.cli.common import MAX_FLAG_INT, add_common_flags, check_output_dir, check_range, run_tool
+from openqnn.cli.common import (
+    MAX_FLAG_INT,
+    ToolParser,
+    add_common_flags,
+    check_output_dir,
+    check_range,
+    run_tool,
+)
 
 log = logging.getLogger("openqnn.net_run")
 
@@ -16,7 +23,7 @@ MAX_DURATION_S = 7 * 24 * 3600  # --duration: a week at most
 
 
 def build_parser(prog: str = "qnn-net-run") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Run a converted model over the inferences of an input list.")
+    p = ToolParser(prog=prog, description="Run a converted model over the inferences of an input list.")
     add_net_run_flags(p)
     return p
 

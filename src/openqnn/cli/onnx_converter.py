@@ -9,13 +9,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from openqnn.cli.common import add_common_flags, parse_dims, run_tool
+from openqnn.cli.common import ToolParser, add_common_flags, parse_dims, run_tool
 
 log = logging.getLogger("openqnn.converter")
 
 
 def build_parser(prog: str = "qnn-onnx-converter") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Convert an ONNX model into an openqnn/QNN model "
+    p = ToolParser(prog=prog, description="Convert an ONNX model into an openqnn/QNN model "
                                 "(<stem>_net.json with the graph, <stem>.bin with the weights).")
     add_converter_flags(p)
     return p
