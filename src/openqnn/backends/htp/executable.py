@@ -22,6 +22,7 @@ from openqnn.backends.htp import native
 from openqnn.backends.htp.arch import HtpArch
 from openqnn.backends.htp.kernels import HTP_KERNELS
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, QParams, Unsupported, storage_dtype
+from openqnn.backends.plan import StepPlan
 from openqnn.errors import InputDataError, UnsupportedOpError
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import TensorKind
@@ -81,6 +82,8 @@ class HtpExecutable:
             keep_freed_memory()
         hctx = HtpBuildContext(graph, arch, self.device)
         self.fallbacks: list[Fallback] = []
+        # each node's step as data (None: its kernel still builds closures directly, or it fell back)
+        self.step_plans: list[StepPlan | None] = []
         self._calls: list[_Call] = []
         self._static: dict[str, object] = {}
         for node in graph.nodes:
@@ -104,11 +107,13 @@ class HtpExecutable:
         if builder is not None:
             try:
                 step = builder(node, hctx)
+                self.step_plans.append(step.plan)
                 fn = step.reference if self.path == "reference" else step.fast
                 return _Call(fn, list(step.inputs), list(node.outputs), node.name, node.op_type)
             except Unsupported as e:
                 reason = str(e)
         self.fallbacks.append(Fallback(node.name, node.op_type, reason))
+        self.step_plans.append(None)
         try:
             kernel = float_kernel(node, self.graph, self.device)
         except Unsupported as e:

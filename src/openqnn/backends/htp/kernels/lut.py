@@ -18,6 +18,7 @@ ElementWisePower with a static one-element exponent (or base).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,11 +30,14 @@ from openqnn.backends.htp.kernels.registry import (
     HtpStep,
     QParams,
     Unsupported,
+    bind_step,
+    htp_binder,
     htp_kernel,
     storage_dtype,
 )
 from openqnn.backends.htp.kernels.scratch import step_buffer
 from openqnn.backends.htp.native import lookup_or
+from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 from openqnn.ops.elementwise import UNARY
 
@@ -72,8 +76,18 @@ def build_table(fn: Callable[[torch.Tensor], torch.Tensor], qi: QParams, qo: QPa
 
 
 def _lut_step(node: Node, ctx: HtpBuildContext, x_name: str, table: np.ndarray, qo: QParams) -> HtpStep:
-    table_t = torch.from_numpy(table).to(storage_dtype(qo.bitwidth)).to(ctx.device)
-    out_shape = tuple(ctx.shape(node.outputs[0]))  # a one-element constant may add leading 1s
+    plan = StepPlan("htp.lut", node.name, node.op_type, (x_name,), tuple(node.outputs),
+                    {"bits": qo.bitwidth, "out_shape": list(ctx.shape(node.outputs[0]))}, {"table": table})
+    return bind_step(plan, ctx.device)
+
+
+@htp_binder("htp.lut")
+def _bind_lut(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """``out = table[q]``: the reference indexes the table in numpy, the fast path gathers from it as a
+    tensor (in C for 8-bit codes)."""
+    table = np.asarray(plan.arrays["table"], dtype=np.int64)
+    table_t = torch.tensor(table, dtype=storage_dtype(int(plan.attrs["bits"])), device=device)
+    out_shape = tuple(plan.attrs["out_shape"])  # a one-element constant may add leading 1s
 
     def reference(x: np.ndarray) -> np.ndarray:
         return table[np.asarray(x, dtype=np.int64)].reshape(out_shape)
@@ -81,8 +95,7 @@ def _lut_step(node: Node, ctx: HtpBuildContext, x_name: str, table: np.ndarray, 
     def fast_t(x: torch.Tensor) -> torch.Tensor:
         return table_t[x.to(torch.int64)].reshape(out_shape)
 
-    fast = lookup_or(table_t, fast_t, out_shape, step_buffer(out_shape, ctx.device))  # 8-bit in and out: in C
-    return HtpStep(reference, fast, [x_name], list(node.outputs), node.name, node.op_type)
+    return reference, lookup_or(table_t, fast_t, out_shape, step_buffer(out_shape, device))  # 8-bit: in C
 
 
 @htp_kernel(*LUT_OPS)

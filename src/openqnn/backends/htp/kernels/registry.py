@@ -23,10 +23,13 @@ import torch
 
 from openqnn.backends.base import Unsupported
 from openqnn.backends.htp.arch import HtpArch
+from openqnn.backends.plan import StepPlan
+from openqnn.errors import InvalidModelError
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import Encoding, TensorKind
 
-__all__ = ["HTP_KERNELS", "HtpBuildContext", "HtpStep", "QParams", "Unsupported", "htp_kernel", "storage_dtype"]
+__all__ = ["HTP_BINDERS", "HTP_KERNELS", "HtpBuildContext", "HtpStep", "QParams", "Unsupported", "bind_step", "htp_binder",
+           "htp_kernel", "storage_dtype"]
 
 
 def storage_dtype(bitwidth: int) -> torch.dtype:
@@ -65,12 +68,16 @@ class QParams:
 
 @dataclass
 class HtpStep:
+    """A bound step: ``reference`` and ``fast`` over the run-time ``inputs``. ``plan`` is the step as data
+    where its kernel has moved to plans (None where the builder still makes closures directly)."""
+
     reference: Callable[..., Any]
     fast: Callable[..., Any]
     inputs: list[str]
     outputs: list[str] = field(default_factory=list)
     node: str = ""
     op_type: str = ""
+    plan: StepPlan | None = None
 
 
 class HtpBuildContext:
@@ -117,6 +124,30 @@ class HtpBuildContext:
 
 Builder = Callable[[Node, HtpBuildContext], HtpStep]
 HTP_KERNELS: dict[str, Builder] = {}
+Binder = Callable[[StepPlan, torch.device], tuple[Callable[..., Any], Callable[..., Any]]]
+HTP_BINDERS: dict[str, Binder] = {}
+
+
+def htp_binder(kernel: str) -> Callable[[Binder], Binder]:
+    """Register the binder of a plan kernel: ``(plan, device) -> (reference, fast)``, from the plan's
+    attributes and arrays alone (no analysis: that happened in prepare)."""
+    def register(fn: Binder) -> Binder:
+        if kernel in HTP_BINDERS:
+            raise RuntimeError(f"htp binder for {kernel} registered twice")
+        HTP_BINDERS[kernel] = fn
+        return fn
+
+    return register
+
+
+def bind_step(plan: StepPlan, device: torch.device | str = "cpu") -> HtpStep:
+    """The callables of a step plan (one made by prepare, or one read back from a context)."""
+    binder = HTP_BINDERS.get(plan.kernel)
+    if binder is None:
+        raise InvalidModelError(f"node '{plan.node}': unknown htp kernel '{plan.kernel}'; known: "
+                                + ", ".join(sorted(HTP_BINDERS)))
+    reference, fast = binder(plan, torch.device(device))
+    return HtpStep(reference, fast, list(plan.inputs), list(plan.outputs), plan.node, plan.op_type, plan)
 
 
 def htp_kernel(*op_types: str) -> Callable[[Builder], Builder]:

@@ -1,0 +1,50 @@
+"""Prepared steps as data: what a backend's prepare decides, in a form a context binary can hold.
+
+A :class:`StepPlan` names a registered kernel and carries everything prepare computed for one node:
+attributes (JSON values) and operands (named numpy arrays: tables, packed weights, multipliers). A
+binder, registered under the kernel's name, turns it into callables without analysing anything again,
+so a plan read back from a file runs exactly as the one prepare made. Kernels move to this form one
+family at a time; the htp executor runs steps of either form (issue 12).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["StepPlan"]
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """One node's prepared step: ``kernel`` (a registered binder's name), the run-time ``inputs`` it reads
+    and the ``outputs`` it writes, ``attrs`` (JSON values) and ``arrays`` (named operands)."""
+
+    kernel: str
+    node: str
+    op_type: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    arrays: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        json.dumps(dict(self.attrs), allow_nan=False)  # a plan holds data only: fail at prepare, not on save
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan without its arrays (they are stored by name beside it)."""
+        return {"kernel": self.kernel, "node": self.node, "op_type": self.op_type, "inputs": list(self.inputs),
+                "outputs": list(self.outputs), "attrs": dict(self.attrs), "arrays": sorted(self.arrays)}
+
+    @staticmethod
+    def from_json(doc: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> StepPlan:
+        """The plan of :meth:`to_json` with ``arrays`` (name -> array) looked up by the names it lists."""
+        return StepPlan(doc["kernel"], doc["node"], doc["op_type"], tuple(doc["inputs"]), tuple(doc["outputs"]),
+                        dict(doc["attrs"]), {name: arrays[name] for name in doc["arrays"]})
+
+
+Binder = Callable[..., Any]
