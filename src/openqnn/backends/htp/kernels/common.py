@@ -15,7 +15,7 @@ channel). :func:`movement` builds the step of a one-input, one-output movement o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +29,16 @@ from openqnn.backends.htp.kernels.registry import (
     HtpStep,
     QParams,
     Unsupported,
+    bind_step,
+    htp_binder,
     storage_dtype,
 )
+from openqnn.backends.plan import StepPlan
+from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Node
 
 __all__ = [
+    "MOVES",
     "Flow",
     "Requant",
     "act_q",
@@ -42,11 +47,15 @@ __all__ = [
     "const_tensor",
     "flow",
     "make_step",
+    "move_kernel",
     "movement",
+    "movement_plan",
+    "out_attrs",
     "out_bits",
     "requantize_np",
     "requantize_t",
     "static_value",
+    "tensor_of",
     "to_storage",
 ]
 
@@ -119,6 +128,15 @@ class Requant:
         return Requant(int(qin.zero_point[0]), int(qout.zero_point[0]), m, sh, qout.qmin, qout.qmax,
                        qout.bitwidth, _same(qin, qout))
 
+    def to_attrs(self) -> dict[str, Any]:
+        return {"z_in": self.z_in, "z_out": self.z_out, "multiplier": self.multiplier, "shift": self.shift,
+                "qmin": self.qmin, "qmax": self.qmax, "bitwidth": self.bitwidth, "identity": self.identity}
+
+    @staticmethod
+    def from_attrs(a: Mapping[str, Any]) -> Requant:
+        return Requant(int(a["z_in"]), int(a["z_out"]), int(a["multiplier"]), int(a["shift"]), int(a["qmin"]),
+                       int(a["qmax"]), int(a["bitwidth"]), bool(a["identity"]))
+
     def np(self, q: np.ndarray) -> np.ndarray:
         q = np.asarray(q, dtype=np.int64)
         if self.identity:
@@ -150,10 +168,26 @@ class Flow:
     rq: Requant | None
     raw_dtype: Any = None  # numpy dtype of a raw output
     raw_torch: torch.dtype | None = None
+    dtype: DType | None = None  # the raw output's IR type (what to_attrs records)
 
     @property
     def quantized(self) -> bool:
         return self.rq is not None
+
+    @staticmethod
+    def raw(dt: DType) -> Flow:
+        return Flow(None, dt.numpy, torch_dtype(dt), dt)
+
+    def to_attrs(self) -> dict[str, Any]:
+        """The flow as JSON: its requantization's integers, or ``{"raw": <DType name>}``."""
+        if self.rq is None:
+            assert self.dtype is not None, "a raw Flow made without its DType (use Flow.raw)"
+            return {"raw": self.dtype.name}
+        return self.rq.to_attrs()
+
+    @staticmethod
+    def from_attrs(a: Mapping[str, Any]) -> Flow:
+        return Flow.raw(DType[a["raw"]]) if "raw" in a else Flow(Requant.from_attrs(a))
 
     def np(self, x: np.ndarray) -> np.ndarray:
         if self.rq is None:
@@ -170,8 +204,7 @@ def flow(ctx: HtpBuildContext, src: str, dst: str) -> Flow:
     """The flow from run-time tensor ``src`` to tensor ``dst`` (Unsupported when only one is quantized)."""
     qi, qo = act_q(ctx, src), act_q(ctx, dst)
     if qi is None and qo is None:
-        dt = ctx.graph.tensors[dst].dtype
-        return Flow(None, dt.numpy, torch_dtype(dt))
+        return Flow.raw(ctx.graph.tensors[dst].dtype)
     if qi is None or qo is None:
         raise Unsupported(f"'{src}' -> '{dst}' mixes a quantized and an unquantized tensor")
     if qi.axis is not None or qo.axis is not None:
@@ -221,16 +254,32 @@ def make_step(node: Node, ref: Callable[..., Any], fast: Callable[..., Any], inp
     return HtpStep(ref, fast, list(inputs), list(node.outputs), node.name, node.op_type)
 
 
+def out_attrs(ctx: HtpBuildContext, name: str) -> dict[str, Any]:
+    """How a constant of tensor ``name`` is held on the fast path, as JSON (see :func:`tensor_of`)."""
+    return {"quantized": act_q(ctx, name) is not None, "bits": out_bits(ctx, name),
+            "dtype": ctx.graph.tensors[name].dtype.name}
+
+
+def tensor_of(v: np.ndarray, out: Mapping[str, Any], device: torch.device) -> torch.Tensor:
+    """A constant as the fast path holds it, from :func:`out_attrs`."""
+    return const_tensor(v, bool(out["quantized"]), int(out["bits"]), torch_dtype(DType[out["dtype"]]), device)
+
+
 def const_step(node: Node, ctx: HtpBuildContext, values: Sequence[np.ndarray]) -> HtpStep:
     """A node whose inputs are all static: its outputs, computed at build time by the spec."""
-    ts = []
-    for name, v in zip(node.outputs, values):
-        fl_q = act_q(ctx, name) is not None
-        ts.append(const_tensor(v, fl_q, out_bits(ctx, name), torch_dtype(ctx.graph.tensors[name].dtype), ctx.device))
-    refs = [np.asarray(v) for v in values]
+    plan = StepPlan("htp.const", node.name, node.op_type, (), tuple(node.outputs),
+                    {"outputs": [out_attrs(ctx, name) for name in node.outputs]},
+                    {f"out{i}": np.asarray(v) for i, v in enumerate(values)})
+    return bind_step(plan, ctx.device)
+
+
+@htp_binder("htp.const")
+def _bind_const(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    refs = [np.asarray(plan.arrays[f"out{i}"]) for i in range(len(plan.attrs["outputs"]))]
+    ts = [tensor_of(v, out, device) for v, out in zip(refs, plan.attrs["outputs"])]
     if len(refs) == 1:
-        return make_step(node, lambda: refs[0].copy(), lambda: ts[0], [])
-    return make_step(node, lambda: tuple(r.copy() for r in refs), lambda: tuple(ts), [])
+        return (lambda: refs[0].copy()), (lambda: ts[0])
+    return (lambda: tuple(r.copy() for r in refs)), (lambda: tuple(ts))
 
 
 def movement(node: Node, ctx: HtpBuildContext, move_np: Callable[[np.ndarray], np.ndarray],
@@ -249,3 +298,50 @@ def movement(node: Node, ctx: HtpBuildContext, move_np: Callable[[np.ndarray], n
 
     return make_step(node, reference, fast, [x])
 
+
+
+# -- movement steps as data ------------------------------------------------------------------------
+
+Moves = Callable[[Mapping[str, Any], Mapping[str, np.ndarray], torch.device],
+                 tuple[Callable[[np.ndarray], np.ndarray], Callable[[torch.Tensor], torch.Tensor]]]
+MOVES: dict[str, Moves] = {}
+"""Plan kernel name -> how to rebuild its (move_np, move_t) from the plan's attrs and arrays."""
+
+
+def move_kernel(kernel: str) -> Callable[[Moves], Moves]:
+    """Register a one-input movement kernel: ``moves(attrs, arrays, device) -> (move_np, move_t)``. Its
+    binder requantizes (the plan's ``flow``), then moves; its static form is computed at build time."""
+    def register(moves: Moves) -> Moves:
+        if kernel in MOVES:
+            raise RuntimeError(f"htp movement kernel {kernel} registered twice")
+        MOVES[kernel] = moves
+
+        @htp_binder(kernel)
+        def bind(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+            move_np, move_t = moves(plan.attrs, plan.arrays, device)
+            fl = Flow.from_attrs(plan.attrs["flow"])
+
+            def reference(a: np.ndarray) -> np.ndarray:
+                return c_array(move_np(fl.np(a)))
+
+            def fast(a: torch.Tensor) -> torch.Tensor:
+                return move_t(fl.t(a)).contiguous()
+
+            return reference, fast
+
+        return moves
+
+    return register
+
+
+def movement_plan(node: Node, ctx: HtpBuildContext, kernel: str, attrs: Mapping[str, Any] | None = None,
+                  arrays: Mapping[str, np.ndarray] | None = None) -> HtpStep:
+    """The step of a one-input, one-output movement op registered with :func:`move_kernel`: a plan with
+    the flow (requantize when the encodings differ) beside the move's attrs; a constant for a static input."""
+    attrs, arrays = dict(attrs or {}), dict(arrays or {})
+    x, y = node.inputs[0], node.outputs[0]
+    if ctx.is_static(x):
+        move_np, _ = MOVES[kernel](attrs, arrays, ctx.device)
+        return const_step(node, ctx, [c_array(move_np(static_value(ctx, x, y)))])
+    attrs["flow"] = flow(ctx, x, y).to_attrs()
+    return bind_step(StepPlan(kernel, node.name, node.op_type, (x,), (y,), attrs, arrays), ctx.device)

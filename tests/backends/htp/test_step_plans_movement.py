@@ -1,0 +1,127 @@
+"""Steps as data for the htp movement and resize kernels: each builder returns a step with a
+:class:`StepPlan` whose attributes are JSON; the plan read back from JSON binds, without the graph or
+any prepare-time analysis, to callables that give the same bits on both paths."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from test_pool_movement import ARCH, In, _movement_cases, enc, feeds_for, near, one_node, rand_enc
+
+from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext, common, movement, resize
+from openqnn.backends.htp.kernels.registry import HtpStep, bind_step, storage_dtype
+from openqnn.backends.plan import StepPlan
+from openqnn.ir.dtype import DType
+from openqnn.ir.graph import Graph
+from openqnn.ir.tensor import Encoding
+
+
+def _fast_in(g: Graph, name: str, v: np.ndarray) -> torch.Tensor:
+    e = g.tensors[name].encoding
+    t = torch.from_numpy(np.ascontiguousarray(v))
+    return t.to(storage_dtype(e.bitwidth)) if e is not None else t
+
+
+def _outs(v: Any) -> list[np.ndarray]:
+    vs = list(v) if isinstance(v, tuple) else [v]
+    return [np.asarray(x.numpy() if isinstance(x, torch.Tensor) else x) for x in vs]
+
+
+_NO_ANALYSIS = ("act_q", "flow", "static_value", "quantize_multiplier", "_fixed_rows", "_pad_index", "resize_plan")
+
+
+def check_plan(g: Graph, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch, kernel: str | None = None) -> StepPlan:
+    """The node's step has a JSON plan; its plan read back binds (with no analysis) to the same bits."""
+    node = g.nodes[0]
+    step: HtpStep = HTP_KERNELS[node.op_type](node, HtpBuildContext(g, ARCH))
+    plan = step.plan
+    assert isinstance(plan, StepPlan), node.op_type
+    if kernel is not None:
+        assert plan.kernel == kernel
+    assert all(isinstance(v, np.ndarray) for v in plan.arrays.values())
+    back = StepPlan.from_json(json.loads(json.dumps(plan.to_json(), allow_nan=False)), plan.arrays)
+    assert back.to_json() == plan.to_json()
+
+    with monkeypatch.context() as m:  # binding reads the plan only: no encodings, no graph, no analysis
+        for mod in (common, movement, resize):
+            for name in _NO_ANALYSIS:
+                if hasattr(mod, name):
+                    m.setattr(mod, name, lambda *a, **k: (_ for _ in ()).throw(AssertionError("analysis on bind")))
+        m.setattr(HtpBuildContext, "__getattribute__", lambda *a: (_ for _ in ()).throw(AssertionError("ctx on bind")))
+        again = bind_step(back)
+
+    feeds = feeds_for(g, rng)
+    ref_in = [feeds[x] for x in step.inputs]
+    fast_in = [_fast_in(g, x, feeds[x]) for x in step.inputs]
+    assert again.inputs == step.inputs and again.outputs == step.outputs
+    made_ref, made_fast = _outs(step.reference(*ref_in)), _outs(step.fast(*fast_in))
+    back_ref, back_fast = _outs(again.reference(*ref_in)), _outs(again.fast(*fast_in))
+    for a, b, c, d in zip(made_ref, back_ref, made_fast, back_fast):
+        assert a.dtype == b.dtype and c.dtype == d.dtype
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(c, d)
+        np.testing.assert_array_equal(b.astype(np.int64), d.astype(np.int64))
+    return plan
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("same", [True, False])
+def test_movement_plans(bits: int, same: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(bits + 10 * same)
+    for op, ins, attrs, nout in _movement_cases(rng, bits):
+        assert ins[0].e is not None
+        g = one_node(op, ins, attrs, [near(rng, ins[0].e, same) for _ in range(nout)])
+        check_plan(g, rng, monkeypatch)
+
+
+def test_static_inputs_are_constant_plans(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(3)
+    e = rand_enc(rng, 8)
+    w = rng.standard_normal((4, 6)).astype(np.float32)
+    cases = [("Reshape", [In((4, 6), e, data=w)], {"shape": [24]}, 1),
+             ("Transpose", [In((4, 6), e, data=w)], {"perm": [1, 0]}, 1),
+             ("Split", [In((4, 6), e, data=w)], {"axis": 1, "split_index": [2]}, 2),
+             ("Gather", [In((4, 6), e, data=w), In((2,), None, DType.INT_64, np.array([3, 0]))], {"axis": 0}, 1),
+             ("Concat", [In((4, 6), e, data=w), In((4, 6), e, data=-w)], {"axis": 0}, 1)]
+    for op, ins, attrs, nout in cases:
+        g = one_node(op, ins, attrs, [near(rng, e) for _ in range(nout)])
+        assert check_plan(g, rng, monkeypatch, "htp.const").inputs == ()
+
+
+def test_concat_and_raw_and_cast_plans(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(5)
+    e0, e1 = rand_enc(rng, 8), rand_enc(rng, 8)
+    out = rand_enc(rng, 8, max(e0.scale[0], e1.scale[0]) * 1.2)
+    w = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    static = Encoding(8, tuple(float(v) for v in np.abs(w).max(axis=(0, 2)) / 120), (-128,) * 3, axis=1,
+                      symmetric=True)
+    g = one_node("Concat", [In((2, 3, 5), e0), In((2, 3, 4), static, data=w), In((2, 3, 2), e1)], {"axis": -1}, [out])
+    plan = check_plan(g, rng, monkeypatch, "htp.concat")
+    assert [("static" in p) for p in plan.attrs["parts"]] == [False, True, False]
+
+    ids = In((2, 6), None, DType.INT_64)
+    check_plan(one_node("Reshape", [ids], {"shape": [3, 4]}, [None]), rng, monkeypatch, "htp.reshape")
+    check_plan(one_node("Gather", [ids, In((3,), None, DType.INT_64, np.array([5, 0, 2]))], {"axis": 1}, [None]),
+               rng, monkeypatch, "htp.gather")
+    check_plan(one_node("Concat", [ids, In((2, 1), None, DType.INT_64, np.array([[7], [8]]))], {"axis": 1}, [None]),
+               rng, monkeypatch, "htp.concat")
+    assert check_plan(one_node("Cast", [ids], {"dtype": DType.INT_32}, [None]), rng, monkeypatch,
+                      "htp.copy").attrs["flow"] == {"raw": "INT_32"}
+    e = enc(8, 0.1, 3)
+    check_plan(one_node("Cast", [In((3, 4), e)], {"dtype": DType.FLOAT_16}, [enc(8, 0.12, 10)]), rng, monkeypatch,
+               "htp.copy")
+    check_plan(one_node("Cast", [In((3, 4), e)], {"dtype": DType.INT_32}, [None]), rng, monkeypatch, "htp.cast_table")
+    check_plan(one_node("Cast", [In((3, 4), e)], {"dtype": DType.BOOL_8}, [None]), rng, monkeypatch, "htp.cast_table")
+    check_plan(one_node("Cast", [In((3, 4), None, DType.INT_32)], {"dtype": DType.FLOAT_32}, [enc(16, 0.01, 30000)]),
+               rng, monkeypatch, "htp.cast_codes")
+
+
+def test_transpose_image_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(6)
+    e = rand_enc(rng, 8)
+    plan = check_plan(one_node("Transpose", [In((2, 3, 5, 7), e)], {"perm": [0, 2, 3, 1]}, [e]), rng, monkeypatch)
+    assert plan.attrs["nchw3_to_nhwc"] is True
