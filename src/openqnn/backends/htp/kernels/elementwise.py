@@ -39,8 +39,9 @@ code (the scaled inputs of Add, the requantized operands of Maximum) are tables 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,15 +59,20 @@ from openqnn.backends.htp.kernels.registry import (
     HtpStep,
     QParams,
     Unsupported,
+    bind_step,
+    htp_binder,
     htp_kernel,
     storage_dtype,
 )
 from openqnn.backends.htp.kernels.scratch import step_buffer
 from openqnn.backends.htp.native import lookup_or
+from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 
 __all__ = [
+    "Codes",
     "Requant",
+    "Rescale",
     "act_params",
     "code_of",
     "finish_np",
@@ -136,11 +142,32 @@ def code_of(value: float, q: QParams) -> int:
     return int(min(max(r - int(q.offset[0]), q.qmin), q.qmax))
 
 
-def finish_np(v: np.ndarray, q: QParams) -> np.ndarray:
+@dataclass(frozen=True)
+class Codes:
+    """What a step's output side needs at run time: its bitwidth and code range (``finish_np`` /
+    ``finish_t`` take this or the :class:`QParams` it was made from)."""
+
+    bitwidth: int
+    qmin: int
+    qmax: int
+
+    @staticmethod
+    def of(q: QParams) -> Codes:
+        return Codes(q.bitwidth, q.qmin, q.qmax)
+
+    def to_attrs(self) -> dict[str, int]:
+        return asdict(self)
+
+    @staticmethod
+    def from_attrs(doc: Mapping[str, Any]) -> Codes:
+        return Codes(int(doc["bitwidth"]), int(doc["qmin"]), int(doc["qmax"]))
+
+
+def finish_np(v: np.ndarray, q: QParams | Codes) -> np.ndarray:
     return np.clip(np.asarray(v, dtype=np.int64), q.qmin, q.qmax).astype(np.int64)
 
 
-def finish_t(v: torch.Tensor, q: QParams) -> torch.Tensor:
+def finish_t(v: torch.Tensor, q: QParams | Codes) -> torch.Tensor:
     return torch.clamp(v, q.qmin, q.qmax).to(storage_dtype(q.bitwidth))
 
 
@@ -180,6 +207,13 @@ class Requant:
                 raise Unsupported(f"{what}: the accumulator ({acc_bound:g}) overflows int64")
         return Requant(m, shift, wide)
 
+    def to_attrs(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_attrs(doc: Mapping[str, Any]) -> Requant:
+        return Requant(int(doc["multiplier"]), int(doc["shift"]), bool(doc["wide"]))
+
     def np(self, x: np.ndarray) -> np.ndarray:
         return (mbqm64_np if self.wide else mbqm_np)(x, self.multiplier, self.shift)
 
@@ -187,24 +221,63 @@ class Requant:
         return (mbqm64_t if self.wide else mbqm_t)(x, self.multiplier, self.shift)
 
 
+# -- coded steps: plans over operand codes ---------------------------------------------------------
+
 _TABLE_MAX = 1 << 16  # the fast path looks results up when all run-time codes index at most this many
 
+Attrs = Mapping[str, Any]
+Arrays = Mapping[str, np.ndarray]
+Maker = Callable[[Attrs, Arrays, torch.device], tuple[Callable[..., np.ndarray], Callable[..., torch.Tensor]]]
+_MAKERS: dict[str, Maker] = {}
 
-def _coded_step(node: Node, ctx: HtpBuildContext, names: Sequence[str],
-                ref: Callable[..., np.ndarray], fast: Callable[..., torch.Tensor]) -> HtpStep:
-    """A step over ``names``: static ones are substituted by their codes (``ctx.static_q``), run-time
-    ones come in order. ``ref``/``fast`` receive all operands as int64 codes and return output codes.
+
+def _coded(kernel: str) -> Callable[[Maker], Maker]:
+    """Register ``make(attrs, arrays, device) -> (ref, fast)``, the arithmetic of a coded step over all
+    its operands as int64 codes, and the binder of ``kernel`` that wraps it (:func:`_bind_coded`)."""
+    def register(make: Maker) -> Maker:
+        _MAKERS[kernel] = make
+        htp_binder(kernel)(lambda plan, device: _bind_coded(plan, device, make))
+        return make
+
+    return register
+
+
+def _coded_step(node: Node, ctx: HtpBuildContext, kernel: str, names: Sequence[str], attrs: dict[str, Any],
+                arrays: dict[str, np.ndarray] | None = None) -> HtpStep:
+    """The plan of a step over ``names``: static ones are substituted by their codes (``ctx.static_q``,
+    arrays ``static<i>``), run-time ones come in order; ``attrs`` / ``arrays`` are the arithmetic's
+    (``kernel``'s maker reads them).
 
     When the result is a function of at most 2^16 run-time code combinations (one operand of up to
-    16 bits or two 8-bit operands, the static ones one-element), the fast path is a lookup into
-    ``ref`` evaluated on every combination: the same bits by construction."""
+    16 bits or two 8-bit operands, the static ones one-element), the plan carries ``table``: the
+    reference evaluated on every combination, which the fast path looks up (the same bits by
+    construction)."""
     statics = {i: np.asarray(ctx.static_q(n), dtype=np.int64) for i, n in enumerate(names) if ctx.is_static(n)}
     runtime = [n for i, n in enumerate(names) if i not in statics]
     if not runtime:
         raise Unsupported("all operands are static (constant folding handles this)")
-    statics_t = {i: torch.from_numpy(a).to(ctx.device) for i, a in statics.items()}
-    n = len(names)
-    out_shape = tuple(ctx.shape(node.outputs[0]))
+    attrs = {**attrs, "operands": len(names), "statics": sorted(statics),
+             "out_shape": list(ctx.shape(node.outputs[0])), "out": Codes.of(act_params(ctx, node.outputs[0])).to_attrs()}
+    arrays = {**(arrays or {}), **{f"static{i}": a for i, a in statics.items()}}
+    bits = [act_params(ctx, r).bitwidth for r in runtime]
+    if all(a.size == 1 for a in statics.values()) and 2 ** sum(bits) <= _TABLE_MAX:
+        ref, _ = _MAKERS[kernel](attrs, arrays, torch.device("cpu"))
+        grids = np.meshgrid(*[np.arange(1 << b, dtype=np.int64) for b in bits], indexing="ij")
+        it = iter(grids)
+        n = len(names)
+        arrays["table"] = np.ascontiguousarray(
+            ref(*[statics[i].reshape(()) if i in statics else next(it) for i in range(n)]).reshape(-1))
+        attrs["table_bits"] = bits
+    plan = StepPlan(kernel, node.name, node.op_type, tuple(runtime), tuple(node.outputs), attrs, arrays)
+    return bind_step(plan, ctx.device)
+
+
+def _bind_coded(plan: StepPlan, device: torch.device, make: Maker) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    ref, fast = make(plan.attrs, plan.arrays, device)
+    n = int(plan.attrs["operands"])
+    statics = {int(i): np.asarray(plan.arrays[f"static{i}"], dtype=np.int64) for i in plan.attrs["statics"]}
+    statics_t = {i: torch.tensor(a).to(device) for i, a in statics.items()}
+    out_shape = tuple(plan.attrs["out_shape"])
 
     def reference(*xs: np.ndarray) -> np.ndarray:
         it = iter(xs)
@@ -214,36 +287,36 @@ def _coded_step(node: Node, ctx: HtpBuildContext, names: Sequence[str],
         it = iter(xs)
         return fast(*[statics_t[i] if i in statics_t else _lt(next(it)) for i in range(n)])
 
-    fast_fn: Callable[..., torch.Tensor] = direct
-    bits = [act_params(ctx, r).bitwidth for r in runtime]
-    if all(a.size == 1 for a in statics.values()) and 2 ** sum(bits) <= _TABLE_MAX:
-        grids = np.meshgrid(*[np.arange(1 << b, dtype=np.int64) for b in bits], indexing="ij")
-        it = iter(grids)
-        table = ref(*[statics[i].reshape(()) if i in statics else next(it) for i in range(n)]).reshape(-1)
-        qo = act_params(ctx, node.outputs[0])
-        table_t = torch.from_numpy(np.ascontiguousarray(table)).to(storage_dtype(qo.bitwidth)).to(ctx.device)
-        strides = [1 << sum(bits[j + 1:]) for j in range(len(bits))]
+    if "table" not in plan.arrays:
+        return reference, direct
+    bits = [int(b) for b in plan.attrs["table_bits"]]
+    out_bits = int(plan.attrs["out"]["bitwidth"])
+    table_t = torch.tensor(np.asarray(plan.arrays["table"], dtype=np.int64)).to(storage_dtype(out_bits)).to(device)
+    strides = [1 << sum(bits[j + 1:]) for j in range(len(bits))]
 
-        def lookup_t(*xs: torch.Tensor) -> torch.Tensor:
-            # the flat index fits int32 (< 2^16); index_select on a 1-D table is far faster than
-            # advanced indexing with an int64 index of the operand's shape
-            idx = xs[0].to(torch.int32)
-            if len(xs) > 1:
-                idx = idx.mul(strides[0]) if idx is xs[0] else idx.mul_(strides[0])
-                for x, stride in zip(xs[1:], strides[1:]):
-                    idx = idx.add_(x) if stride == 1 and idx.shape == torch.broadcast_shapes(idx.shape, x.shape) \
-                        else torch.add(idx, x.to(torch.int32), alpha=stride)
-            out = table_t.index_select(0, idx.reshape(-1))
-            return out.reshape(out_shape)
+    def lookup_t(*xs: torch.Tensor) -> torch.Tensor:
+        # the flat index fits int32 (< 2^16); index_select on a 1-D table is far faster than
+        # advanced indexing with an int64 index of the operand's shape
+        idx = xs[0].to(torch.int32)
+        if len(xs) > 1:
+            idx = idx.mul(strides[0]) if idx is xs[0] else idx.mul_(strides[0])
+            for x, stride in zip(xs[1:], strides[1:]):
+                idx = idx.add_(x) if stride == 1 and idx.shape == torch.broadcast_shapes(idx.shape, x.shape) \
+                    else torch.add(idx, x.to(torch.int32), alpha=stride)
+        out = table_t.index_select(0, idx.reshape(-1))
+        return out.reshape(out_shape)
 
-        fast_fn = lookup_or(table_t, lookup_t, out_shape, step_buffer(out_shape, ctx.device))
-    return HtpStep(reference, fast_fn, runtime, list(node.outputs), node.name, node.op_type)
+    return reference, lookup_or(table_t, lookup_t, out_shape, step_buffer(out_shape, device))
 
 
-def _per_code(fn: Callable[[np.ndarray], np.ndarray], q: QParams, ctx: HtpBuildContext) -> torch.Tensor:
-    """``fn`` (the numpy spec) on every code of an encoding, as an int64 table for the fast path."""
-    table = np.asarray(fn(np.arange(1 << q.bitwidth, dtype=np.int64)), dtype=np.int64)
-    return torch.from_numpy(np.ascontiguousarray(table)).to(ctx.device)
+def _per_code(fn: Callable[[np.ndarray], np.ndarray], q: QParams) -> np.ndarray:
+    """``fn`` (the numpy spec) on every code of an encoding: an int64 table for the fast path."""
+    return np.ascontiguousarray(np.asarray(fn(np.arange(1 << q.bitwidth, dtype=np.int64)), dtype=np.int64))
+
+
+def _on(device: torch.device, a: np.ndarray) -> torch.Tensor:
+    """A plan's int64 array as a tensor on ``device`` (a copy: plan arrays may be read-only)."""
+    return torch.tensor(np.asarray(a, dtype=np.int64)).to(device)
 
 
 def _qmax_abs(q: QParams) -> int:
@@ -282,7 +355,21 @@ def add_sub(node: Node, ctx: HtpBuildContext) -> HtpStep:
     mb, shb = quantize_multiplier(sb / twice)
     mo, sho = quantize_multiplier(twice / ((1 << left) * so))
     oa, ob, oo = int(qa.offset[0]), int(qb.offset[0]), int(qo.offset[0])
-    sub = node.op_type == "ElementWiseSubtract"
+    # fast: each operand's scaled value is a function of its code: look it up
+    ta = _per_code(lambda c: mbqm_np((c + oa) << left, ma, sha), qa)
+    tb = _per_code(lambda c: mbqm_np((c + ob) << left, mb, shb), qb)
+    attrs = {"sub": node.op_type == "ElementWiseSubtract", "left": left, "ma": ma, "sha": sha, "mb": mb, "shb": shb,
+             "mo": mo, "sho": sho, "oa": oa, "ob": ob, "oo": oo}
+    return _coded_step(node, ctx, "htp.add", [a_name, b_name], attrs, {"scaled_a": ta, "scaled_b": tb})
+
+
+@_coded("htp.add")
+def _make_add(p: Attrs, arrays: Arrays, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """TFLite's add (module docstring); the fast path looks each operand's scaled value up."""
+    sub, left, ma, sha, mb, shb = bool(p["sub"]), int(p["left"]), int(p["ma"]), int(p["sha"]), int(p["mb"]), int(p["shb"])
+    mo, sho, oa, ob, oo = int(p["mo"]), int(p["sho"]), int(p["oa"]), int(p["ob"]), int(p["oo"])
+    qo = Codes.from_attrs(p["out"])
+    ta, tb = _on(device, arrays["scaled_a"]), _on(device, arrays["scaled_b"])
 
     def ref(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         xa = mbqm_np((x + oa) << left, ma, sha)
@@ -290,15 +377,11 @@ def add_sub(node: Node, ctx: HtpBuildContext) -> HtpStep:
         raw = xa - yb if sub else xa + yb
         return finish_np(mbqm_np(raw, mo, sho) - oo, qo)
 
-    # fast: each operand's scaled value is a function of its code: look it up
-    ta = _per_code(lambda c: mbqm_np((c + oa) << left, ma, sha), qa, ctx)
-    tb = _per_code(lambda c: mbqm_np((c + ob) << left, mb, shb), qb, ctx)
-
     def fast(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raw = ta[x] - tb[y] if sub else ta[x] + tb[y]
         return finish_t(mbqm_t(raw, mo, sho) - oo, qo)
 
-    return _coded_step(node, ctx, [a_name, b_name], ref, fast)
+    return ref, fast
 
 
 # -- Multiply ------------------------------------------------------------------------------------
@@ -312,7 +395,14 @@ def multiply(node: Node, ctx: HtpBuildContext) -> HtpStep:
     qo = act_params(ctx, node.outputs[0])
     rq = Requant.of(float(qa.scale[0]) * float(qb.scale[0]) / float(qo.scale[0]),
                     float(_qmax_abs(qa) * _qmax_abs(qb)), "ElementWiseMultiply")
-    oa, ob, oo = int(qa.offset[0]), int(qb.offset[0]), int(qo.offset[0])
+    attrs = {"rq": rq.to_attrs(), "oa": int(qa.offset[0]), "ob": int(qb.offset[0]), "oo": int(qo.offset[0])}
+    return _coded_step(node, ctx, "htp.multiply", [a_name, b_name], attrs)
+
+
+@_coded("htp.multiply")
+def _make_multiply(p: Attrs, arrays: Arrays, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    rq, qo = Requant.from_attrs(p["rq"]), Codes.from_attrs(p["out"])
+    oa, ob, oo = int(p["oa"]), int(p["ob"]), int(p["oo"])
 
     def ref(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return finish_np(rq.np((x + oa) * (y + ob)) - oo, qo)
@@ -320,7 +410,7 @@ def multiply(node: Node, ctx: HtpBuildContext) -> HtpStep:
     def fast(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return finish_t(rq.t((x + oa) * (y + ob)) - oo, qo)
 
-    return _coded_step(node, ctx, [a_name, b_name], ref, fast)
+    return ref, fast
 
 
 # -- Divide --------------------------------------------------------------------------------------
@@ -339,7 +429,14 @@ def divide(node: Node, ctx: HtpBuildContext) -> HtpStep:
     if t > _DIV_MAX_T:  # the ratio is below ~2^-15: keep fewer multiplier bits (round half up)
         drop = t - _DIV_MAX_T
         m, t = (m + (1 << (drop - 1))) >> drop, _DIV_MAX_T
-    oa, ob, oo = int(qa.offset[0]), int(qb.offset[0]), int(qo.offset[0])
+    attrs = {"m": m, "t": t, "oa": int(qa.offset[0]), "ob": int(qb.offset[0]), "oo": int(qo.offset[0])}
+    return _coded_step(node, ctx, "htp.divide", [a_name, b_name], attrs)
+
+
+@_coded("htp.divide")
+def _make_divide(p: Attrs, arrays: Arrays, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    m, t, oa, ob, oo = int(p["m"]), int(p["t"]), int(p["oa"]), int(p["ob"]), int(p["oo"])
+    qo = Codes.from_attrs(p["out"])
 
     def ref(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         a, d = x + oa, y + ob
@@ -357,7 +454,7 @@ def divide(node: Node, ctx: HtpBuildContext) -> HtpStep:
         q = torch.where(d == 0, torch.sign(a) * _SATURATE, q)
         return finish_t(q - oo, qo)
 
-    return _coded_step(node, ctx, [a_name, b_name], ref, fast)
+    return ref, fast
 
 
 # -- Maximum / Minimum ---------------------------------------------------------------------------
@@ -365,16 +462,42 @@ def divide(node: Node, ctx: HtpBuildContext) -> HtpStep:
 _HEADROOM = 14  # |q - z| < 2^16: (q - z) << 14 stays in int32
 
 
-def _to_output(q: QParams, qo: QParams, headroom: int = 0) -> Callable[[np.ndarray], np.ndarray]:
-    """Requantize codes of encoding ``q`` to codes (unclamped) of per-tensor encoding ``qo``:
-    ``mbqm((q - z) << headroom, s / s_out / 2^headroom) + z_out`` (identity for equal encodings).
-    headroom 0 is TFLite's requantization (ReluX); with headroom the srdhm rounding is 2^-headroom
-    finer, so the result is round(x * ratio) but for near-ties."""
-    if float(q.scale[0]) == float(qo.scale[0]) and int(q.offset[0]) == int(qo.offset[0]):
-        return lambda x: x
-    m, shift = quantize_multiplier(float(q.scale[0]) / float(qo.scale[0]))
-    oi, oo = int(q.offset[0]), int(qo.offset[0])
-    return lambda x: mbqm_np((x + oi) << headroom, m, shift - headroom) - oo
+@dataclass(frozen=True)
+class Rescale:
+    """Requantize codes of one per-tensor encoding to codes (unclamped) of another:
+    ``mbqm((q - z) << headroom, m, shift - headroom) + z_out``; ``multiplier`` None: the identity
+    (equal encodings). headroom 0 is TFLite's requantization (ReluX); with headroom the srdhm
+    rounding is 2^-headroom finer, so the result is round(x * ratio) but for near-ties."""
+
+    multiplier: int | None
+    shift: int
+    offset_in: int
+    offset_out: int
+    headroom: int
+
+    @staticmethod
+    def of(q: QParams, qo: QParams, headroom: int = 0) -> Rescale:
+        oi, oo = int(q.offset[0]), int(qo.offset[0])
+        if float(q.scale[0]) == float(qo.scale[0]) and oi == oo:
+            return Rescale(None, 0, oi, oo, headroom)
+        m, shift = quantize_multiplier(float(q.scale[0]) / float(qo.scale[0]))
+        return Rescale(m, shift, oi, oo, headroom)
+
+    def to_attrs(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_attrs(doc: Mapping[str, Any]) -> Rescale:
+        m = doc["multiplier"]
+        return Rescale(None if m is None else int(m), int(doc["shift"]), int(doc["offset_in"]),
+                       int(doc["offset_out"]), int(doc["headroom"]))
+
+    def fn(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The numpy spec as one closure over plain ints."""
+        if self.multiplier is None:
+            return lambda x: x
+        m, shift, oi, oo, headroom = self.multiplier, self.shift, self.offset_in, self.offset_out, self.headroom
+        return lambda x: mbqm_np((x + oi) << headroom, m, shift - headroom) - oo
 
 
 @htp_kernel("ElementWiseMaximum", "ElementWiseMinimum")
@@ -382,9 +505,17 @@ def max_min(node: Node, ctx: HtpBuildContext) -> HtpStep:
     a_name, b_name = node.inputs[:2]
     qa, qb = operand_params(ctx, a_name), operand_params(ctx, b_name)
     qo = act_params(ctx, node.outputs[0])
-    ra_np, rb_np = _to_output(qa, qo, _HEADROOM), _to_output(qb, qo, _HEADROOM)
-    ta, tb = _per_code(ra_np, qa, ctx), _per_code(rb_np, qb, ctx)
-    is_max = node.op_type == "ElementWiseMaximum"
+    ra, rb = Rescale.of(qa, qo, _HEADROOM), Rescale.of(qb, qo, _HEADROOM)
+    attrs = {"is_max": node.op_type == "ElementWiseMaximum", "ra": ra.to_attrs(), "rb": rb.to_attrs()}
+    arrays = {"rescaled_a": _per_code(ra.fn(), qa), "rescaled_b": _per_code(rb.fn(), qb)}
+    return _coded_step(node, ctx, "htp.max_min", [a_name, b_name], attrs, arrays)
+
+
+@_coded("htp.max_min")
+def _make_max_min(p: Attrs, arrays: Arrays, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    ra_np, rb_np = Rescale.from_attrs(p["ra"]).fn(), Rescale.from_attrs(p["rb"]).fn()
+    ta, tb = _on(device, arrays["rescaled_a"]), _on(device, arrays["rescaled_b"])
+    is_max, qo = bool(p["is_max"]), Codes.from_attrs(p["out"])
 
     def ref(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         fx, fy = ra_np(x), rb_np(y)
@@ -394,7 +525,7 @@ def max_min(node: Node, ctx: HtpBuildContext) -> HtpStep:
         fx, fy = ta[x], tb[y]
         return finish_t(torch.maximum(fx, fy) if is_max else torch.minimum(fx, fy), qo)
 
-    return _coded_step(node, ctx, [a_name, b_name], ref, fast)
+    return ref, fast
 
 
 # -- Relu / ReluMinMax ---------------------------------------------------------------------------
@@ -413,18 +544,39 @@ def relu(node: Node, ctx: HtpBuildContext) -> HtpStep:
         # the quantizer gives a ReLU after a convolution the convolution's output encoding: the
         # requantization is the identity, and the clamp is one too when the encoding starts at 0
         lo_c, hi_c = max(lo, qo.qmin), min(hi, qo.qmax)
-        if lo_c <= qo.qmin and hi_c >= qo.qmax:
-            return HtpStep(lambda x: x, lambda x: x, [node.inputs[0]])
+        kernel = "htp.relu_noop" if lo_c <= qo.qmin and hi_c >= qo.qmax else "htp.relu_clip"
+        plan = StepPlan(kernel, node.name, node.op_type, (node.inputs[0],), tuple(node.outputs),
+                        {"lo": lo_c, "hi": hi_c})
+        return bind_step(plan, ctx.device)
+    r = Rescale.of(qi, qo)
+    return _coded_step(node, ctx, "htp.relu", [node.inputs[0]], {"r": r.to_attrs(), "lo": lo, "hi": hi},
+                       {"rescaled": _per_code(r.fn(), qi)})
 
-        def ref_same(x: np.ndarray) -> np.ndarray:
-            return np.clip(x, lo_c, hi_c)
 
-        def fast_same(x: torch.Tensor) -> torch.Tensor:
-            return torch.clamp(x, lo_c, hi_c)
+@htp_binder("htp.relu_noop")
+def _bind_relu_noop(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """A ReLU whose clamp covers its (equal) encodings: the input itself."""
+    return (lambda x: x), (lambda x: x)
 
-        return HtpStep(ref_same, fast_same, [node.inputs[0]])
-    r_np = _to_output(qi, qo)
-    tr = _per_code(r_np, qi, ctx)
+
+@htp_binder("htp.relu_clip")
+def _bind_relu_clip(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """A ReLU between equal encodings: a clamp of the codes to [lo, hi]."""
+    lo_c, hi_c = int(plan.attrs["lo"]), int(plan.attrs["hi"])
+
+    def ref_same(x: np.ndarray) -> np.ndarray:
+        return np.clip(x, lo_c, hi_c)
+
+    def fast_same(x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(x, lo_c, hi_c)
+
+    return ref_same, fast_same
+
+
+@_coded("htp.relu")
+def _make_relu(p: Attrs, arrays: Arrays, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    r_np, tr = Rescale.from_attrs(p["r"]).fn(), _on(device, arrays["rescaled"])
+    lo, hi, qo = int(p["lo"]), int(p["hi"]), Codes.from_attrs(p["out"])
 
     def ref(x: np.ndarray) -> np.ndarray:
         return finish_np(np.minimum(np.maximum(r_np(x), lo), hi), qo)
@@ -432,7 +584,7 @@ def relu(node: Node, ctx: HtpBuildContext) -> HtpStep:
     def fast(x: torch.Tensor) -> torch.Tensor:
         return finish_t(torch.clamp_max(torch.clamp_min(tr[x], lo), hi), qo)
 
-    return _coded_step(node, ctx, [node.inputs[0]], ref, fast)
+    return ref, fast
 
 
 # -- Prelu ---------------------------------------------------------------------------------------
@@ -450,7 +602,15 @@ def prelu(node: Node, ctx: HtpBuildContext) -> HtpStep:
     si, sc, so = float(qi.scale[0]), float(qc.scale[0]), float(qo.scale[0])
     mp, shp = quantize_multiplier(si / so)
     neg = Requant.of(si * sc / so, float(_qmax_abs(qi) * _qmax_abs(qc)), "Prelu")
-    oi, oc, oo = int(qi.offset[0]), int(qc.offset[0]), int(qo.offset[0])
+    attrs = {"mp": mp, "shp": shp, "neg": neg.to_attrs(), "oi": int(qi.offset[0]), "oc": int(qc.offset[0]),
+             "oo": int(qo.offset[0])}
+    return _coded_step(node, ctx, "htp.prelu", [x_name, c_name], attrs)
+
+
+@_coded("htp.prelu")
+def _make_prelu(p: Attrs, arrays: Arrays, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    mp, shp, neg = int(p["mp"]), int(p["shp"]), Requant.from_attrs(p["neg"])
+    oi, oc, oo, qo = int(p["oi"]), int(p["oc"]), int(p["oo"]), Codes.from_attrs(p["out"])
 
     def ref(x: np.ndarray, c: np.ndarray) -> np.ndarray:
         a = x + oi
@@ -462,7 +622,7 @@ def prelu(node: Node, ctx: HtpBuildContext) -> HtpStep:
         v = torch.where(a >= 0, mbqm_t(a, mp, shp), neg.t(a * (c + oc)))
         return finish_t(v - oo, qo)
 
-    return _coded_step(node, ctx, [x_name, c_name], ref, fast)
+    return ref, fast
 
 
 def _leaky_relu(node: Node, ctx: HtpBuildContext, qi: QParams, qo: QParams) -> HtpStep:
@@ -477,7 +637,14 @@ def _leaky_relu(node: Node, ctx: HtpBuildContext, qi: QParams, qo: QParams) -> H
     mp, shp = quantize_multiplier(si / so)
     mn, shn = quantize_multiplier(abs(alpha) * si / so)
     mn = -mn if alpha < 0 else mn
-    oi, oo = int(qi.offset[0]), int(qo.offset[0])
+    attrs = {"mp": mp, "shp": shp, "mn": mn, "shn": shn, "oi": int(qi.offset[0]), "oo": int(qo.offset[0])}
+    return _coded_step(node, ctx, "htp.leaky_relu", [node.inputs[0]], attrs)
+
+
+@_coded("htp.leaky_relu")
+def _make_leaky_relu(p: Attrs, arrays: Arrays, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    mp, shp, mn, shn = int(p["mp"]), int(p["shp"]), int(p["mn"]), int(p["shn"])
+    oi, oo, qo = int(p["oi"]), int(p["oo"]), Codes.from_attrs(p["out"])
 
     def ref(x: np.ndarray) -> np.ndarray:
         a = x + oi
@@ -487,4 +654,4 @@ def _leaky_relu(node: Node, ctx: HtpBuildContext, qi: QParams, qo: QParams) -> H
         a = x + oi
         return finish_t(torch.where(a >= 0, mbqm_t(a, mp, shp), mbqm_t(a, mn, shn)) - oo, qo)
 
-    return _coded_step(node, ctx, [node.inputs[0]], ref, fast)
+    return ref, fast
