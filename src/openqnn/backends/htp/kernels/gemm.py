@@ -14,7 +14,8 @@
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,8 +40,13 @@ __all__ = [
     "fused_gemm",
     "gemm_mode",
     "int8_split",
+    "machine_mode",
     "make_mm",
     "qconv_bound",
+    "qparams_attrs",
+    "qparams_of",
+    "split_arrays",
+    "split_of",
     "static_operand",
     "weight_matrix",
 ]
@@ -61,6 +67,31 @@ def act_qparams(ctx: HtpBuildContext, name: str, role: str) -> QParams:
     if not (np.isfinite(q.scale).all() and (q.scale > 0).all()):
         raise Unsupported(f"{role} '{name}' has a non-positive scale")
     return q
+
+
+def qparams_attrs(q: QParams) -> dict[str, object]:
+    """A per-tensor activation encoding as plan attributes (:func:`qparams_of`)."""
+    return {"bits": q.bitwidth, "scale": float(q.scale[0]), "offset": int(q.offset[0])}
+
+
+def qparams_of(attrs: Mapping[str, Any]) -> QParams:
+    return QParams(int(attrs["bits"]), np.array([float(attrs["scale"])]), np.array([int(attrs["offset"])], np.int64),
+                   None, False)
+
+
+def split_arrays(split: tuple[list[tuple[int, np.ndarray]], np.ndarray], prefix: str = "wpart"
+                 ) -> tuple[list[int], dict[str, np.ndarray]]:
+    """:func:`int8_split`'s planes as plan data: the coefficients and arrays ``{prefix}{i}`` and ``{prefix}_b0``."""
+    parts, b0 = split
+    arrays = {f"{prefix}{i}": part for i, (_, part) in enumerate(parts)}
+    arrays[f"{prefix}_b0"] = np.asarray(b0, dtype=np.int64)
+    return [int(c) for c, _ in parts], arrays
+
+
+def split_of(coefs: list[int], arrays: Mapping[str, np.ndarray], prefix: str = "wpart"
+             ) -> tuple[list[tuple[int, np.ndarray]], np.ndarray]:
+    return ([(int(c), np.asarray(arrays[f"{prefix}{i}"], dtype=np.int8)) for i, c in enumerate(coefs)],
+            np.asarray(arrays[f"{prefix}_b0"], dtype=np.int64))
 
 
 def check_weight_bits(ctx: HtpBuildContext, name: str, bitwidth: int) -> None:
@@ -199,6 +230,12 @@ def gemm_mode(ctx: HtpBuildContext) -> str:
     return "int8" if ctx.device.type == "cpu" and _int_mm_cpu() else "float64"
 
 
+def machine_mode(mode: str, device: torch.device) -> str:
+    """A plan's GEMM kind on this machine: ``int8`` where torch._int_mm runs here exactly, else
+    ``float64`` (the same bits)."""
+    return "int8" if mode == "int8" and device.type == "cpu" and _int_mm_cpu() else "float64"
+
+
 def make_mm(mode: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """mm(a [m, k] int8, bt [n, k] int8 or float64 in float64 mode) -> a @ bt.T (int32 / float64, exact)."""
     if mode == "int8":
@@ -240,38 +277,59 @@ class FusedSetup:
         self.lib, self.form, self.init = lib, form, init
 
     @staticmethod
-    def of(ctx: HtpBuildContext, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray) -> FusedSetup | None:
-        """For integer weights ``wc`` (output channels last); None where the kernels do not apply: not
-        the CPU or not built with AVX-512 VNNI, not an 8-bit input with the int32 accumulator scheme,
-        weights outside int8, an accumulator that may not fit int32 (:func:`qconv_bound`), or a
-        requantization that is not the C form."""
-        lib = native.library()
-        if (lib is None or xq.bitwidth != 8 or rq.wide or ctx.device.type != "cpu" or not native.int8_available()
-                or wc.size == 0 or int(wc.min()) < -128 or int(wc.max()) > 127):
+    def data(xq: QParams, wc: np.ndarray, rq: Requant) -> dict[str, np.ndarray] | None:
+        """The model's side of :meth:`of` (plan arrays): the accumulator's bound per output channel
+        (``bound``, :func:`qconv_bound`) and start (``init``); None where the kernels cannot apply
+        whatever the machine: not an 8-bit input with the int32 accumulator scheme, weights outside
+        int8, or an accumulator that may not fit int32."""
+        if xq.bitwidth != 8 or rq.wide or wc.size == 0 or int(wc.min()) < -128 or int(wc.max()) > 127:
             return None
         zx = int(xq.zero_point[0])
         bound = qconv_bound(wc, zx)
         if float(bound.max()) >= float(INT32_MAX):
             return None
-        rq.fast(bias, [(1, bound)], torch.int32)  # the plan; the kernels run its C epilogue
+        cout = wc.shape[-1]
+        return {"bound": bound, "init": -zx * wc.astype(np.int64).reshape(-1, cout).sum(axis=0)}
+
+    @staticmethod
+    def bind(device: torch.device, rq: Requant, bias: np.ndarray, data: dict[str, np.ndarray]) -> FusedSetup | None:
+        """The machine's side of :meth:`of`, from :meth:`data`: None where not the CPU, not built with
+        AVX-512 VNNI, or the requantization is not the C form."""
+        lib = native.library()
+        if lib is None or device.type != "cpu" or not native.int8_available():
+            return None
+        rq.fast(bias, [(1, data["bound"])], torch.int32)  # the plan; the kernels run its C epilogue
         form = rq.native_form
         if form is None or form.in_dtype != torch.int32:
             return None
-        cout = wc.shape[-1]
-        init = torch.tensor(-zx * wc.astype(np.int64).reshape(-1, cout).sum(axis=0), dtype=torch.int32)
-        return FusedSetup(lib, form, init)
+        return FusedSetup(lib, form, torch.tensor(np.asarray(data["init"], dtype=np.int64), dtype=torch.int32))
+
+    @staticmethod
+    def of(ctx: HtpBuildContext | torch.device, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray
+           ) -> FusedSetup | None:
+        """For integer weights ``wc`` (output channels last); None where the kernels do not apply
+        (:meth:`data`, :meth:`bind`)."""
+        device = ctx if isinstance(ctx, torch.device) else ctx.device
+        lib = native.library()
+        if lib is None or device.type != "cpu" or not native.int8_available():
+            return None
+        data = FusedSetup.data(xq, wc, rq)
+        return None if data is None else FusedSetup.bind(device, rq, bias, data)
 
 
-def fused_gemm(ctx: HtpBuildContext, xq: QParams, wkn: np.ndarray, rq: Requant, bias: np.ndarray
-               ) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def fused_gemm(ctx: HtpBuildContext | torch.device, xq: QParams | None, wkn: np.ndarray, rq: Requant,
+               bias: np.ndarray, fs: FusedSetup | None = None) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """``x [..., k] (uint8 codes) -> requant(sum((q - zx) * w) + bias) [..., n]`` as native/int8.c's
     GEMM with the requantization fused, for static integer weights ``wkn`` [k, n]; None where it
-    does not apply (:meth:`FusedSetup.of`)."""
-    fs = FusedSetup.of(ctx, xq, wkn, rq, bias)
+    does not apply (:meth:`FusedSetup.of`; ``fs``: one made already, from a plan)."""
+    device = ctx if isinstance(ctx, torch.device) else ctx.device
+    if fs is None:
+        assert xq is not None
+        fs = FusedSetup.of(device, xq, wkn, rq, bias)
     if fs is None:
         return None
     gemm = native.Int8Gemm(fs.lib, torch.tensor(wkn, dtype=torch.int8), fs.init, fs.form)
-    slot, n, device, dtype = output_slot("gemm"), wkn.shape[1], ctx.device, fs.form.out_dtype
+    slot, n, dtype = output_slot("gemm"), wkn.shape[1], fs.form.out_dtype
 
     def run(x: torch.Tensor) -> torch.Tensor:
         return gemm.run(x.contiguous(), step_output(slot, (*x.shape[:-1], n), dtype, device))
@@ -287,14 +345,14 @@ class ConvCore:
 
     def __init__(self, wc: np.ndarray, xq: QParams, rq: Requant, bias: np.ndarray, n: int, hp: int, wp: int,
                  oh: int, ow: int, stride: tuple[int, int], dilation: tuple[int, int], groups: int, mode: str,
-                 device: torch.device):
+                 device: torch.device, split: tuple[list[tuple[int, np.ndarray]], np.ndarray] | None = None):
+        """``split``: :meth:`weight_split` of ``wc`` made already (from a plan); ``wc`` then only gives
+        the geometry."""
         kh, kw, cin_g, cout = wc.shape
         cout_g = cout // groups
         self.geo = (n, oh, ow, kh, kw, stride, dilation, groups, cin_g)
         k = kh * kw * cin_g
-        # per group: [k, cout_g] weights as int8 planes; b0 per output channel
-        mats = [wc[..., gi * cout_g:(gi + 1) * cout_g].reshape(k, cout_g) for gi in range(groups)]
-        parts_b, b0 = int8_split(np.concatenate(mats, axis=1) if groups > 1 else mats[0])
+        parts_b, b0 = split if split is not None else ConvCore.weight_split(wc, groups)
         a0 = act_a0(xq)
         coefs_a = act_coefs(xq.bitwidth)
         self.planes = len(coefs_a)
@@ -338,6 +396,15 @@ class ConvCore:
             self.requant = rq.fast(off, terms, torch.int32 if mode == "int8" else torch.float64)
         self.cout_g, self.mode = cout_g, mode
         self.pointwise = kh == kw == 1 and stride == (1, 1) and hp == oh and wp == ow and groups == 1
+
+    @staticmethod
+    def weight_split(wc: np.ndarray, groups: int) -> tuple[list[tuple[int, np.ndarray]], np.ndarray]:
+        """Per group: [k, cout_g] weights as int8 planes (:func:`int8_split`, groups side by side); b0
+        per output channel."""
+        kh, kw, cin_g, cout = wc.shape
+        cout_g, k = cout // groups, kh * kw * cin_g
+        mats = [wc[..., gi * cout_g:(gi + 1) * cout_g].reshape(k, cout_g) for gi in range(groups)]
+        return int8_split(np.concatenate(mats, axis=1) if groups > 1 else mats[0])
 
     def cols(self, p: torch.Tensor) -> torch.Tensor:
         """[planes * m, k] (groups == 1) or [groups, planes * m, k/g] im2col rows of p (scratch)."""

@@ -22,13 +22,15 @@ non-CPU devices) is one float64 matmul of the integers: exact, every value an in
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
 from openqnn.backends.htp.kernels.gemm import (
     ConvCore,
+    FusedSetup,
     act_a0,
     act_coefs,
     act_planes,
@@ -36,28 +38,74 @@ from openqnn.backends.htp.kernels.gemm import (
     bias_q,
     fused_gemm,
     gemm_mode,
+    machine_mode,
+    qparams_attrs,
+    qparams_of,
+    split_arrays,
+    split_of,
     static_operand,
 )
-from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, QParams, Unsupported, htp_kernel
+from openqnn.backends.htp.kernels.registry import (
+    HtpBuildContext,
+    HtpStep,
+    QParams,
+    Unsupported,
+    bind_step,
+    htp_binder,
+    htp_kernel,
+)
 from openqnn.backends.htp.kernels.requant import Requant, requant_for
 from openqnn.backends.htp.kernels.scratch import scratch
+from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 
 __all__ = ["fully_connected", "matmul"]
 
+Fast = Callable[..., torch.Tensor]
+Bound = tuple[Callable[..., Any], Callable[..., Any]]
 
-def _rows_gemm(ctx: HtpBuildContext, xq: QParams, wkn: np.ndarray, rq: Requant, bias: np.ndarray, rows: int,
-               mode: str) -> Callable[[torch.Tensor], torch.Tensor]:
+
+def _rows_gemm(device: torch.device, xq: QParams, wkn: np.ndarray, rq: Requant, bias: np.ndarray, rows: int,
+               mode: str, split: tuple[list[tuple[int, np.ndarray]], np.ndarray] | None = None
+               ) -> Callable[[torch.Tensor], torch.Tensor]:
     """[rows, k] activations (storage) @ static [k, n] integers -> requantized [rows, n] (1x1 conv core)."""
     k, n = wkn.shape
     core = ConvCore(wkn.reshape(1, 1, k, n), xq, rq, bias, 1, rows, 1, rows, 1, (1, 1), (1, 1), 1, mode,
-                    ctx.device)
+                    device, split)
     planes = len(act_coefs(xq.bitwidth))
     bw, run = xq.bitwidth, core.run
 
     def gemm(x2d: torch.Tensor) -> torch.Tensor:
         return run(act_planes(x2d, bw).reshape(planes, rows, 1, k)).reshape(rows, n)
 
+    return gemm
+
+
+def _gemm_plan(xq: QParams, wkn: np.ndarray, rq: Requant, bias: np.ndarray, mode: str, device: torch.device,
+               fuse: bool = True) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The kernel choice of an activation @ static [k, n] GEMM and its operands: native/int8.c's fused
+    GEMM where it applies on this machine (``fused``), else the 1x1 convolution core (``core``), whose
+    int8 weight planes the plan always carries (a machine without the fused kernels falls back to it)."""
+    k, n = wkn.shape
+    coefs, arrays = split_arrays(ConvCore.weight_split(wkn.reshape(1, 1, k, n), 1))
+    kind = "core"
+    if fuse and mode == "int8" and FusedSetup.of(device, xq, wkn, rq, bias) is not None:
+        data = FusedSetup.data(xq, wkn, rq)
+        assert data is not None
+        kind = "fused"
+        arrays.update({f"fused_{key}": v for key, v in data.items()})
+    return {"gemm": kind, "mode": mode, "wcoefs": coefs}, arrays
+
+
+def _bind_gemm(attrs: Mapping[str, Any], arrays: Mapping[str, np.ndarray], xq: QParams, wkn: np.ndarray, rq: Requant,
+               bias: np.ndarray, rows: int, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    gemm = None
+    if attrs["gemm"] == "fused":
+        fs = FusedSetup.bind(device, rq, bias, {"bound": arrays["fused_bound"], "init": arrays["fused_init"]})
+        gemm = fused_gemm(device, xq, wkn, rq, bias, fs) if fs is not None else None
+    if gemm is None:  # "core", or this machine lacks the fused kernels: the same bits
+        gemm = _rows_gemm(device, xq, wkn, rq, bias, rows, machine_mode(attrs["mode"], device),
+                          split_of(attrs["wcoefs"], arrays))
     return gemm
 
 
@@ -75,24 +123,36 @@ def build_fully_connected(node: Node, ctx: HtpBuildContext, mode: str | None = N
     oq = act_qparams(ctx, y_name, "output")
     wc, w_scale, w_bits = static_operand(ctx, w_name, 0)
     units, k = wc.shape
-    out_shape = ctx.shape(y_name)
     rows = math.prod(ctx.shape(x_name)[:-1])
     rq = requant_for(ctx, xq, oq, w_scale, units, w_bits)
     bias = bias_q(ctx, b_name, float(xq.scale[0]) * np.broadcast_to(w_scale, (units,)).astype(np.float64), rq.wide)
+    gemm_attrs, arrays = _gemm_plan(xq, np.ascontiguousarray(wc.T), rq, bias, mode, ctx.device)
+    plan = StepPlan("htp.fully_connected", node.name, node.op_type, (x_name,), tuple(node.outputs),
+                    {"x": qparams_attrs(xq), "rq": rq.to_attrs(), "rows": rows, "k": k,
+                     "out_shape": list(ctx.shape(y_name)), **gemm_attrs},
+                    {"w": wc, "bias": bias, **arrays})
+    return bind_step(plan, ctx.device)
+
+
+@htp_binder("htp.fully_connected")
+def _bind_fully_connected(plan: StepPlan, device: torch.device) -> Bound:
+    a = plan.attrs
+    xq, rq = qparams_of(a["x"]), Requant.from_attrs(a["rq"], device)
+    wc = np.asarray(plan.arrays["w"], dtype=np.int64)
+    bias = np.asarray(plan.arrays["bias"], dtype=np.int64)
+    rows, k, out_shape = int(a["rows"]), int(a["k"]), tuple(a["out_shape"])
     zx = int(xq.zero_point[0])
 
     def reference(x: np.ndarray) -> np.ndarray:
         acc = (np.asarray(x, dtype=np.int64).reshape(rows, k) - zx) @ wc.T
         return rq.reference(acc + bias).reshape(out_shape)
 
-    wkn = np.ascontiguousarray(wc.T)
-    gemm = (fused_gemm(ctx, xq, wkn, rq, bias) if mode == "int8" else None) or _rows_gemm(ctx, xq, wkn, rq, bias,
-                                                                                        rows, mode)
+    gemm = _bind_gemm(a, plan.arrays, xq, np.ascontiguousarray(wc.T), rq, bias, rows, device)
 
     def fast(x: torch.Tensor) -> torch.Tensor:
         return gemm(x.reshape(rows, k)).reshape(out_shape)
 
-    return HtpStep(reference, fast, [x_name], list(node.outputs), node.name, node.op_type)
+    return reference, fast
 
 
 # -- MatMul ---------------------------------------------------------------------------------------
@@ -119,6 +179,20 @@ class _Operand:
             self.maxabs = float(max(self.zero, (1 << self.bits) - 1 - self.zero))
         self.transposed = transposed
 
+    def to_attrs(self) -> dict[str, Any]:
+        """The operand as plan attributes (its static integers, if any, go in the plan's arrays)."""
+        return {"name": self.name, "static": self.static, "transposed": self.transposed, "zero": self.zero,
+                "bits": self.bits, "q": qparams_attrs(self.q) if self.q is not None else None}
+
+    @staticmethod
+    def of(attrs: Mapping[str, Any], values: np.ndarray | None) -> _Operand:
+        x = _Operand.__new__(_Operand)
+        x.name, x.static, x.transposed = attrs["name"], bool(attrs["static"]), bool(attrs["transposed"])
+        x.zero, x.bits = int(attrs["zero"]), int(attrs["bits"])
+        x.q = qparams_of(attrs["q"]) if attrs["q"] is not None else None
+        x.values = np.asarray(values, dtype=np.int64) if values is not None else None
+        return x
+
     def np_int(self, x: np.ndarray | None) -> np.ndarray:
         """The operand's integers (zero point removed), [..., rows, cols] of the product."""
         if self.values is not None:
@@ -137,7 +211,10 @@ def matmul(node: Node, ctx: HtpBuildContext) -> HtpStep:
 
 
 def build_matmul(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> HtpStep:
-    """MatMul of an activation with a static operand or of two activations; ``mode`` as above."""
+    """MatMul of an activation with a static operand or of two activations; ``mode`` as above.
+
+    The fast kernel is chosen here: ``rows`` (a static 2-D right operand: the 1x1 convolution core),
+    ``act_act`` (two 8-bit activations, int8 GEMMs), else ``float64`` (exact below 2^53, checked)."""
     mode = mode or gemm_mode(ctx)
     a_name, b_name, y_name = node.inputs[0], node.inputs[1], node.outputs[0]
     a = _Operand(ctx, a_name, ctx.shape(a_name), bool(node.attrs["transpose_in0"]), False)
@@ -154,6 +231,37 @@ def build_matmul(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
     wide = a.bits == 16 or b.bits == 16
     rq = Requant(real, int(oq.zero_point[0]), oq.bitwidth, wide, ctx.device)
     runtime = [x.name for x in (a, b) if not x.static]
+    attrs: dict[str, Any] = {"a": a.to_attrs(), "b": b.to_attrs(), "rq": rq.to_attrs(), "k": k,
+                             "out_shape": list(out_shape), "mode": mode}
+    arrays = {key: x.values for key, x in (("a", a), ("b", b)) if x.values is not None}
+    b_batch = b.values.shape[:-2] if b.values is not None else ()
+    if b.static and a.q is not None and math.prod(b_batch) == 1 and len(b_batch) <= len(a_shape) - 2:
+        assert b.values is not None
+        gemm_attrs, gemm_arrays = _gemm_plan(a.q, np.ascontiguousarray(b.values.reshape(k, n)), rq,
+                                             np.zeros(n, dtype=np.int64), mode, ctx.device, fuse=False)
+        attrs.update(kind="rows", **gemm_attrs)
+        arrays.update(gemm_arrays)
+    else:
+        # (act_act keeps the float64 form's bound too: a machine without int8 GEMMs falls back to it)
+        bound = k * a.maxabs * b.maxabs
+        attrs["bound"] = bound
+        if not a.static and not b.static and mode == "int8" and not wide and k < 40000:
+            attrs["kind"] = "act_act"
+        elif not bound < 2.0**52:
+            raise Unsupported(f"MatMul accumulator bound {bound:.3g} exceeds the exact float64 range")
+        else:
+            attrs["kind"] = "float64"
+    plan = StepPlan("htp.matmul", node.name, node.op_type, tuple(runtime), tuple(node.outputs), attrs, arrays)
+    return bind_step(plan, ctx.device)
+
+
+@htp_binder("htp.matmul")
+def _bind_matmul(plan: StepPlan, device: torch.device) -> Bound:
+    at = plan.attrs
+    a, b = _Operand.of(at["a"], plan.arrays.get("a")), _Operand.of(at["b"], plan.arrays.get("b"))
+    rq = Requant.from_attrs(at["rq"], device)
+    k, out_shape = int(at["k"]), tuple(at["out_shape"])
+    n = out_shape[-1]
 
     def reference(*xs: np.ndarray) -> np.ndarray:
         it = iter(xs)
@@ -161,35 +269,31 @@ def build_matmul(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
         bv = b.np_int(None if b.static else next(it))
         return rq.reference(np.matmul(av, bv)).reshape(out_shape)
 
-    fast: Callable[..., torch.Tensor]
-    b_batch = b.values.shape[:-2] if b.values is not None else ()
-    if b.static and a.q is not None and math.prod(b_batch) == 1 and len(b_batch) <= len(a_shape) - 2:
-        assert b.values is not None
+    fast: Fast
+    if at["kind"] == "rows":
+        assert b.values is not None and a.q is not None
         rows = math.prod(out_shape[:-1])
-        gemm = _rows_gemm(ctx, a.q, np.ascontiguousarray(b.values.reshape(k, n)), rq, np.zeros(n, dtype=np.int64),
-                          rows, mode)
+        gemm = _bind_gemm(at, plan.arrays, a.q, np.ascontiguousarray(b.values.reshape(k, n)), rq,
+                          np.zeros(n, dtype=np.int64), rows, device)
 
         def fast_static(x: torch.Tensor) -> torch.Tensor:
             return gemm(a.view(x).reshape(rows, k)).reshape(out_shape)
 
         fast = fast_static
-    elif not a.static and not b.static and mode == "int8" and not wide and k < 40000:
-        fast = _act_act(a, b, rq, k, out_shape, ctx.device)
-    else:
-        fast = _float64_matmul(ctx, a, b, rq, k, out_shape)
-    return HtpStep(reference, fast, runtime, list(node.outputs), node.name, node.op_type)
+    elif at["kind"] == "act_act" and machine_mode("int8", device) == "int8":
+        fast = _act_act(a, b, rq, k, out_shape, device)
+    else:  # "float64", or int8 GEMMs that this machine lacks
+        fast = _float64_matmul(device, a, b, rq, float(at["bound"]), out_shape)
+    return reference, fast
 
 
-def _float64_matmul(ctx: HtpBuildContext, a: _Operand, b: _Operand, rq: Requant, k: int,
-                    out_shape: tuple[int, ...]) -> Callable[..., torch.Tensor]:
-    """Exact float64 matmul of the integers (|products summed| < 2^53, checked), then requantization."""
-    bound = k * a.maxabs * b.maxabs
-    if not bound < 2.0**52:
-        raise Unsupported(f"MatMul accumulator bound {bound:.3g} exceeds the exact float64 range")
+def _float64_matmul(device: torch.device, a: _Operand, b: _Operand, rq: Requant, bound: float,
+                    out_shape: tuple[int, ...]) -> Fast:
+    """Exact float64 matmul of the integers (|products summed| <= ``bound`` < 2^53, checked in the
+    builder), then requantization."""
     run_rq = rq.fast(np.zeros(out_shape[-1], dtype=np.int64), [(1, np.full(out_shape[-1], bound))], torch.float64)
-    consts = {x.name: torch.tensor(x.values, dtype=torch.float64, device=ctx.device)
+    consts = {x.name: torch.tensor(x.values, dtype=torch.float64, device=device)
               for x in (a, b) if x.values is not None}
-
     def operand(x: _Operand, it: Iterator[torch.Tensor]) -> torch.Tensor:
         if x.static:
             return consts[x.name]

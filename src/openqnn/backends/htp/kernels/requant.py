@@ -15,7 +15,8 @@ an op's encodings. (The per-tensor requantization of movement ops is common.py's
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,6 +87,7 @@ class Requant:
         self.mult = np.asarray(multipliers[0], dtype=np.int64).reshape(-1)
         self.shift = np.asarray(multipliers[1], dtype=np.int64).reshape(-1)
         self.zo, self.qmax, self.wide = int(zo), (1 << out_bitwidth) - 1, wide
+        self.bits = out_bitwidth
         self.out_dtype = torch.uint8 if out_bitwidth == 8 else torch.int32
         self.device = device
         if wide and (15 - self.shift < 1).any():
@@ -93,6 +95,19 @@ class Requant:
         self.mode = ""  # the fast form chosen by the last fast() call (for tests and reports)
         self.native = False  # whether the last fast() call runs the C form (native/requant.c)
         self.native_form: NativeRequant | None = None  # that C form (fused kernels run its epilogue)
+
+    def to_attrs(self) -> dict[str, object]:
+        """The requantization as plan attributes (JSON): the fixed-point pairs, output zero point and
+        bitwidth, and the accumulator scheme; :meth:`from_attrs` makes it again without
+        quantize_multiplier."""
+        return {"mult": [int(v) for v in self.mult], "shift": [int(v) for v in self.shift], "zo": self.zo,
+                "bits": self.bits, "wide": bool(self.wide)}
+
+    @staticmethod
+    def from_attrs(attrs: Mapping[str, Any], device: torch.device) -> Requant:
+        mult = np.asarray(attrs["mult"], dtype=np.int64)
+        return Requant(np.zeros(mult.size), int(attrs["zo"]), int(attrs["bits"]), bool(attrs["wide"]), device,
+                       (mult, np.asarray(attrs["shift"], dtype=np.int64)))
 
     def reference(self, acc: np.ndarray) -> np.ndarray:
         z = (mbqm64_np if self.wide else mbqm_np)(acc, self.mult, self.shift)
