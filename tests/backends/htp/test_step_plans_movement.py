@@ -125,3 +125,29 @@ def test_transpose_image_plan(monkeypatch: pytest.MonkeyPatch) -> None:
     e = rand_enc(rng, 8)
     plan = check_plan(one_node("Transpose", [In((2, 3, 5, 7), e)], {"perm": [0, 2, 3, 1]}, [e]), rng, monkeypatch)
     assert plan.attrs["nchw3_to_nhwc"] is True
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("interp, mode, antialias", [
+    ("nearest", "asymmetric", False),
+    ("nearest", "tf_crop_and_resize", False),
+    ("linear", "half_pixel", False),
+    ("linear", "pytorch_half_pixel", True),
+    ("linear", "tf_crop_and_resize", False),
+    ("cubic", "half_pixel", False),
+])
+def test_resize_plans(bits: int, interp: str, mode: str, antialias: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(bits)
+    for out_hw in [(11, 7), (3, 4), (5, 6)]:
+        e = rand_enc(rng, bits)
+        attrs: dict[str, Any] = {"output_shape": [2, *out_hw, 3], "interpolation_mode": interp,
+                                 "transformation_mode": mode, "antialias": antialias, "extrapolation_value": 0.25}
+        if mode == "tf_crop_and_resize":
+            attrs["roi"] = [0.0, -0.2, 0.1, 0.0, 1.0, 0.9, 1.3, 1.0]
+        g = one_node("Resize", [In((2, 5, 6, 3), e)], attrs, [near(rng, e, same=interp == "nearest")])
+        kernel = "htp.copy" if out_hw == (5, 6) else "htp.resize_nearest" if interp == "nearest" else "htp.resize_filter"
+        plan = check_plan(g, rng, monkeypatch, kernel)
+        assert ("mask" in plan.arrays) == (mode == "tf_crop_and_resize" and kernel != "htp.copy")
+    raw = one_node("Resize", [In((1, 2, 3, 1), None, DType.INT_64)],
+                   {"output_shape": [1, 4, 5, 1], "interpolation_mode": "nearest"}, [None])
+    assert check_plan(raw, rng, monkeypatch, "htp.resize_nearest").attrs["flow"] == {"raw": "INT_64"}

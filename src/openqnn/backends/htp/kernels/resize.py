@@ -7,16 +7,38 @@ values carry 8 extra fraction bits (v = (q - z_in) << 8), each axis computes v =
 v[idx_t], 20) in int64, and the result is requantized once: q_out = clamp(z_out + mbqm(v,
 quantize_multiplier(s_in / (s_out * 2^8)))). tf_crop_and_resize fills outputs sampled outside the
 input with ``extrapolation_value`` quantized in the output encoding.
+
+The builder does the analysis (coordinates, fixed-point weights, multipliers) into a StepPlan
+(``htp.resize_nearest``: per-axis index arrays; ``htp.resize_filter``: per-axis index and weight
+arrays and the requantization's integers); the binders rebuild both paths from the plan alone.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
 from openqnn.backends.htp.fixedpoint import mbqm_np, mbqm_t, quantize_multiplier, rdbpot_np, rdbpot_t
-from openqnn.backends.htp.kernels.common import act_q, c_array, flow, make_step, movement, to_storage
-from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, Unsupported, htp_kernel
+from openqnn.backends.htp.kernels.common import (
+    act_q,
+    c_array,
+    flow,
+    move_kernel,
+    movement_plan,
+    to_storage,
+)
+from openqnn.backends.htp.kernels.registry import (
+    HtpBuildContext,
+    HtpStep,
+    Unsupported,
+    bind_step,
+    htp_binder,
+    htp_kernel,
+)
+from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 
 __all__ = ["RESIZE_EXTRA_BITS", "RESIZE_WEIGHT_BITS", "resize"]
@@ -69,7 +91,7 @@ def resize(node: Node, ctx: HtpBuildContext) -> HtpStep:
         raise Unsupported("Resize of a static tensor")
     fl = flow(ctx, x, out)
     if tuple(in_shape) == out_shape:
-        return movement(node, ctx, lambda v: v, lambda t: t)
+        return movement_plan(node, ctx, "htp.copy")
     if interp != "nearest" and not fl.quantized:
         raise Unsupported(f"Resize {interp} of an unquantized {ctx.graph.tensors[x].dtype.name} tensor")
     axes, mask = resize_plan(a, tuple(in_shape), out_shape)
@@ -88,26 +110,17 @@ def resize(node: Node, ctx: HtpBuildContext) -> HtpStep:
         value = float(a["extrapolation_value"])
         fill = (int(np.clip(np.round(value / float(qo.scale[0])) - int(qo.offset[0]), qo.qmin, qo.qmax))
                 if qo is not None else value)
-    mask_t = torch.from_numpy(c_array(mask)).to(ctx.device) if mask is not None else None
+    arrays: dict[str, np.ndarray] = {f"index{ax}": np.asarray(idx) for ax, idx, _ in plan}
+    arrays.update({f"weight{ax}": w for ax, _, w in plan if w is not None})
+    if mask is not None:
+        arrays["mask"] = c_array(mask)
+    attrs: dict[str, Any] = {"axes": [ax for ax, _, _ in plan], "fill": fill}
 
     if interp == "nearest":
-        plan_t = [(ax, torch.from_numpy(idx).to(ctx.device)) for ax, idx, _ in plan]
-
-        def move_np(v: np.ndarray) -> np.ndarray:
-            for ax, idx, _ in plan:
-                v = np.take(v, idx, axis=ax)
-            return np.where(mask, fill, v).astype(v.dtype) if mask is not None else v
-
-        def move_t(t: torch.Tensor) -> torch.Tensor:
-            for ax, idx_t in plan_t:
-                t = torch.index_select(t, ax, idx_t)
-            return torch.where(mask_t, torch.tensor(fill, dtype=t.dtype, device=t.device), t) if mask_t is not None else t
-
-        return movement(node, ctx, move_np, move_t)
+        return movement_plan(node, ctx, "htp.resize_nearest", attrs, arrays)
 
     # filtered: fixed-point separable filter in the (q - z_in) << 8 domain, one requantization
     assert qi is not None and qo is not None
-    z_in, z_out = int(qi.zero_point[0]), int(qo.zero_point[0])
     mult, shift = quantize_multiplier(float(qi.scale[0]) / (float(qo.scale[0]) * (1 << RESIZE_EXTRA_BITS)))
     bound = (qi.qmax - qi.qmin) << RESIZE_EXTRA_BITS
     for _, _, wq in plan:
@@ -115,8 +128,47 @@ def resize(node: Node, ctx: HtpBuildContext) -> HtpStep:
         bound = int(bound * max(1.0, float(np.abs(wq).sum(axis=1).max()) / (1 << RESIZE_WEIGHT_BITS))) + 1
     if bound >= 1 << 31:
         raise Unsupported("Resize filter overshoot too large for a 32-bit requantization")
-    plan_w = [(ax, torch.from_numpy(idx).to(ctx.device), torch.from_numpy(w).to(ctx.device))
-              for ax, idx, w in plan if w is not None]
+    attrs.update({"rank": rank, "z_in": int(qi.zero_point[0]), "z_out": int(qo.zero_point[0]), "multiplier": int(mult),
+                  "shift": int(shift), "qmin": qo.qmin, "qmax": qo.qmax, "bitwidth": qo.bitwidth})
+    return bind_step(StepPlan("htp.resize_filter", node.name, node.op_type, (x,), (out,), attrs, arrays), ctx.device)
+
+
+def _mask(arrays: Mapping[str, np.ndarray], device: torch.device) -> tuple[np.ndarray | None, torch.Tensor | None]:
+    mask = arrays.get("mask")
+    return mask, (torch.from_numpy(c_array(mask)).to(device) if mask is not None else None)
+
+
+@move_kernel("htp.resize_nearest")
+def _nearest_moves(attrs: Mapping[str, Any], arrays: Mapping[str, np.ndarray], device: torch.device
+                   ) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[torch.Tensor], torch.Tensor]]:
+    plan = [(ax, np.asarray(arrays[f"index{ax}"])) for ax in attrs["axes"]]
+    plan_t = [(ax, torch.from_numpy(c_array(idx)).to(device)) for ax, idx in plan]
+    mask, mask_t = _mask(arrays, device)
+    fill = attrs["fill"]
+
+    def move_np(v: np.ndarray) -> np.ndarray:
+        for ax, idx in plan:
+            v = np.take(v, idx, axis=ax)
+        return np.where(mask, fill, v).astype(v.dtype) if mask is not None else v
+
+    def move_t(t: torch.Tensor) -> torch.Tensor:
+        for ax, idx_t in plan_t:
+            t = torch.index_select(t, ax, idx_t)
+        return torch.where(mask_t, torch.tensor(fill, dtype=t.dtype, device=t.device), t) if mask_t is not None else t
+
+    return move_np, move_t
+
+
+@htp_binder("htp.resize_filter")
+def _bind_filter(plan_: StepPlan, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    a = plan_.attrs
+    rank, fill = int(a["rank"]), a["fill"]
+    z_in, z_out, mult, shift = int(a["z_in"]), int(a["z_out"]), int(a["multiplier"]), int(a["shift"])
+    qmin, qmax, bits = int(a["qmin"]), int(a["qmax"]), int(a["bitwidth"])
+    plan = [(ax, np.asarray(plan_.arrays[f"index{ax}"]), np.asarray(plan_.arrays[f"weight{ax}"])) for ax in a["axes"]]
+    mask, mask_t = _mask(plan_.arrays, device)
+    plan_w = [(ax, torch.from_numpy(c_array(idx)).to(device), torch.from_numpy(c_array(w)).to(device))
+              for ax, idx, w in plan]
 
     def bshape(ax: int, n_out: int) -> list[int]:
         sh = [1] * rank
@@ -126,12 +178,11 @@ def resize(node: Node, ctx: HtpBuildContext) -> HtpStep:
     def reference(q: np.ndarray) -> np.ndarray:
         v = (np.asarray(q, dtype=np.int64) - z_in) << RESIZE_EXTRA_BITS
         for ax, idx, w in plan:
-            assert w is not None
             acc = np.zeros([idx.shape[0] if i == ax else d for i, d in enumerate(v.shape)], dtype=np.int64)
             for t in range(idx.shape[1]):
                 acc = acc + np.take(v, idx[:, t], axis=ax) * w[:, t].reshape(bshape(ax, idx.shape[0]))
             v = rdbpot_np(acc, RESIZE_WEIGHT_BITS)
-        y = np.clip(z_out + mbqm_np(v, mult, shift), qo.qmin, qo.qmax)
+        y = np.clip(z_out + mbqm_np(v, mult, shift), qmin, qmax)
         if mask is not None:
             y = np.where(mask, fill, y)
         return c_array(y)
@@ -144,9 +195,9 @@ def resize(node: Node, ctx: HtpBuildContext) -> HtpStep:
             for t in range(1, idx_t.shape[1]):
                 acc = acc + torch.index_select(v, ax, idx_t[:, t]) * w_t[:, t].reshape(wsh)
             v = rdbpot_t(acc, RESIZE_WEIGHT_BITS)
-        y = torch.clamp(mbqm_t(v, mult, shift) + z_out, qo.qmin, qo.qmax)
+        y = torch.clamp(mbqm_t(v, mult, shift) + z_out, qmin, qmax)
         if mask_t is not None:
             y = torch.where(mask_t, torch.tensor(fill, dtype=y.dtype, device=y.device), y)
-        return to_storage(y, qo.bitwidth).contiguous()
+        return to_storage(y, bits).contiguous()
 
-    return make_step(node, reference, fast, [x])
+    return reference, fast
