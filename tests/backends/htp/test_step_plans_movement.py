@@ -12,7 +12,7 @@ import pytest
 import torch
 from test_pool_movement import ARCH, In, _movement_cases, enc, feeds_for, near, one_node, rand_enc
 
-from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext, common, movement, resize
+from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext, common, movement, pooling, resize
 from openqnn.backends.htp.kernels.registry import HtpStep, bind_step, storage_dtype
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.dtype import DType
@@ -31,7 +31,9 @@ def _outs(v: Any) -> list[np.ndarray]:
     return [np.asarray(x.numpy() if isinstance(x, torch.Tensor) else x) for x in vs]
 
 
-_NO_ANALYSIS = ("act_q", "flow", "static_value", "quantize_multiplier", "_fixed_rows", "_pad_index", "resize_plan")
+_NO_ANALYSIS = ("act_q", "flow", "static_value", "quantize_multiplier", "quantized_io", "_fixed_rows", "_pad_index",
+                "resize_plan", "_counts", "_check", "_geometry", "mean_multiplier")
+_MODULES = [common, movement, resize, pooling]
 
 
 def check_plan(g: Graph, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch, kernel: str | None = None) -> StepPlan:
@@ -47,7 +49,7 @@ def check_plan(g: Graph, rng: np.random.Generator, monkeypatch: pytest.MonkeyPat
     assert back.to_json() == plan.to_json()
 
     with monkeypatch.context() as m:  # binding reads the plan only: no encodings, no graph, no analysis
-        for mod in (common, movement, resize):
+        for mod in _MODULES:
             for name in _NO_ANALYSIS:
                 if hasattr(mod, name):
                     m.setattr(mod, name, lambda *a, **k: (_ for _ in ()).throw(AssertionError("analysis on bind")))
@@ -151,3 +153,20 @@ def test_resize_plans(bits: int, interp: str, mode: str, antialias: bool, monkey
     raw = one_node("Resize", [In((1, 2, 3, 1), None, DType.INT_64)],
                    {"output_shape": [1, 4, 5, 1], "interpolation_mode": "nearest"}, [None])
     assert check_plan(raw, rng, monkeypatch, "htp.resize_nearest").attrs["flow"] == {"raw": "INT_64"}
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("op", ["PoolMax2d", "PoolAvg2d", "PoolMax3d", "PoolAvg3d"])
+def test_pool_plans(op: str, bits: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(bits)
+    n = 3 if op.endswith("3d") else 2
+    shape = (2, *([7, 6, 5][:n]), 3)
+    for same, pad, count_pad in [(True, 0, False), (False, 1, False), (True, 1, True), (False, 1, True)]:
+        e = rand_enc(rng, bits)
+        attrs = {"filter_size": [3] * n, "stride": [2] * n, "pad_amount": [[pad, pad]] * n}
+        if op.startswith("PoolAvg"):
+            attrs["count_pad_for_edges"] = count_pad
+        g = one_node(op, [In(shape, e)], attrs, [near(rng, e, same)])
+        plan = check_plan(g, rng, monkeypatch, "htp.pool_max" if "Max" in op else "htp.pool_avg")
+        if "Avg" in op:
+            assert ("mult" in plan.arrays) == (not same)

@@ -12,12 +12,17 @@ kernel's window geometry (explicit pads, ceil mode, dilation).
   AveragePool does: T = S + n * (z - c); q_out = c + (T >= 0 ? (T + n/2) / n : -((-T + n/2) / n)),
   clamped. With different encodings: one rounding, q_out = clamp(z_out + mbqm(S, M_n, shift_n)),
   (M_n, shift_n) = quantize_multiplier(s_in / (s_out * n)).
+
+The builders make a StepPlan (``htp.pool_max``, ``htp.pool_avg``: the window geometry, the
+requantization's integers, the per-window divisors and multipliers as arrays); the binders rebuild
+both paths from the plan alone.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,8 +32,17 @@ from openqnn.backends.geometry import PoolGeometry, to_channel_first, to_channel
 from openqnn.backends.htp import native
 from openqnn.backends.htp.fixedpoint import mbqm_np, mbqm_t, quantize_multiplier
 from openqnn.backends.htp.kernels.common import Requant, c_array, quantized_io, to_storage
-from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, QParams, Unsupported, htp_kernel
+from openqnn.backends.htp.kernels.registry import (
+    HtpBuildContext,
+    HtpStep,
+    QParams,
+    Unsupported,
+    bind_step,
+    htp_binder,
+    htp_kernel,
+)
 from openqnn.backends.htp.kernels.scratch import scratch, step_buffer
+from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 
 
@@ -38,6 +52,16 @@ def _geometry(node: Node, ctx: HtpBuildContext) -> PoolGeometry:
         tuple(int(v) for v in node.attrs["filter_size"]), tuple(int(v) for v in node.attrs["stride"]),
         tuple(int(v) for v in node.attrs["dilation"]), tuple((int(a), int(b)) for a, b in node.attrs["pad_amount"]),
         tuple(ctx.shape(node.inputs[0])[1:1 + n]), tuple(ctx.shape(node.outputs[0])[1:1 + n]))
+
+
+def _geometry_attrs(g: PoolGeometry) -> dict[str, Any]:
+    return {"k": list(g.k), "s": list(g.s), "d": list(g.d), "pads": [list(p) for p in g.pads],
+            "in_size": list(g.in_size), "out_size": list(g.out_size)}
+
+
+def _geometry_of(a: Mapping[str, Any]) -> PoolGeometry:
+    return PoolGeometry(tuple(a["k"]), tuple(a["s"]), tuple(a["d"]), tuple((int(p), int(q)) for p, q in a["pads"]),
+                        tuple(a["in_size"]), tuple(a["out_size"]))
 
 
 def _pad_widths(g: PoolGeometry) -> list[tuple[int, int]]:
@@ -86,9 +110,26 @@ def _check(node: Node, ctx: HtpBuildContext, n: int) -> tuple[QParams, QParams, 
     return qi, qo, Requant.between(qi, qo), _geometry(node, ctx)
 
 
+def _plan(node: Node, ctx: HtpBuildContext, kernel: str, attrs: dict[str, Any],
+          arrays: dict[str, np.ndarray] | None = None) -> HtpStep:
+    plan = StepPlan(kernel, node.name, node.op_type, (node.inputs[0],), tuple(node.outputs), attrs, arrays or {})
+    return bind_step(plan, ctx.device)
+
+
 def _build_max(node: Node, ctx: HtpBuildContext, n: int) -> HtpStep:
     qi, _, rq, g = _check(node, ctx, n)
-    low = qi.qmin - 1  # below every value: never the maximum
+    in_shape = ctx.shape(node.inputs[0])
+    return _plan(node, ctx, "htp.pool_max", {"geometry": _geometry_attrs(g), "requant": rq.to_attrs(),
+                                             "in_qmin": qi.qmin, "in_bits": qi.bitwidth, "batch": in_shape[0],
+                                             "channels": in_shape[-1]})
+
+
+@htp_binder("htp.pool_max")
+def _bind_max(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    pa = plan.attrs
+    g, rq = _geometry_of(pa["geometry"]), Requant.from_attrs(pa["requant"])
+    qmin, n = int(pa["in_qmin"]), g.n
+    low = qmin - 1  # below every value: never the maximum
 
     def reference(q: np.ndarray) -> np.ndarray:
         xp = _pad_np(np.asarray(q, dtype=np.int64), g, low)
@@ -96,7 +137,7 @@ def _build_max(node: Node, ctx: HtpBuildContext, n: int) -> HtpStep:
         for tap in _taps_np(xp, g):
             y = tap if y is None else np.maximum(y, tap)
         assert y is not None  # a window entirely in the padding gives qmin
-        return c_array(rq.np(np.maximum(y, qi.qmin)))
+        return c_array(rq.np(np.maximum(y, qmin)))
 
     widths = _pad_widths(g)
     padded = any(a or b for a, b in widths)
@@ -109,7 +150,7 @@ def _build_max(node: Node, ctx: HtpBuildContext, n: int) -> HtpStep:
         # since the result is at least qmin), in the storage type, channels last
         if padded:
             xp = scratch("maxpad", (q.shape[0], *(a + i + b for (a, b), i in zip(widths, g.in_size)), q.shape[-1]),
-                         q.dtype, q.device).fill_(qi.qmin)
+                         q.dtype, q.device).fill_(qmin)
             xp[inner] = q
         else:
             xp = q
@@ -118,33 +159,50 @@ def _build_max(node: Node, ctx: HtpBuildContext, n: int) -> HtpStep:
             torch.maximum(y, xp[sl], out=y)
         return rq.t(y).contiguous()
 
-    if n != 2 or not rq.identity or qi.bitwidth != 8 or ctx.device.type != "cpu" or native.library() is None:
-        return HtpStep(reference, fast, [node.inputs[0]], list(node.outputs), node.name, node.op_type)
+    if n != 2 or not rq.identity or int(pa["in_bits"]) != 8 or device.type != "cpu" or native.library() is None:
+        return reference, fast
     # 8-bit codes, 2-D, the output encoding the input's: in C
     (kh, kw), (sh, sw), (dh, dw), ((pt, _), (pl, _)) = g.k, g.s, g.d, g.pads
-    nb, c = ctx.shape(node.inputs[0])[0], ctx.shape(node.inputs[0])[-1]
-    pool = native.MaxPool2d((nb, *g.in_size, c, kh, kw, sh, sw, dh, dw, pt, pl, *g.out_size), qi.qmin)
-    output = step_buffer((nb, *g.out_size, c), ctx.device)
+    nb, c = int(pa["batch"]), int(pa["channels"])
+    pool = native.MaxPool2d((nb, *g.in_size, c, kh, kw, sh, sw, dh, dw, pt, pl, *g.out_size), qmin)
+    output = step_buffer((nb, *g.out_size, c), device)
 
     def fast_native(q: torch.Tensor) -> torch.Tensor:
         return pool.run(q, output()) if pool.accepts(q) else fast(q)
 
-    return HtpStep(reference, fast_native, [node.inputs[0]], list(node.outputs), node.name, node.op_type)
+    return reference, fast_native
 
 
 def _build_avg(node: Node, ctx: HtpBuildContext, n: int) -> HtpStep:
     qi, qo, rq, g = _check(node, ctx, n)
-    z_in = int(qi.zero_point[0])
     counts = _counts(g, bool(node.attrs["count_pad_for_edges"]))
-    cshape = (1, *g.out_size, 1)
-    counts_b = counts.reshape(cshape)
-    counts_t = torch.from_numpy(counts_b).to(ctx.device)
-    qmin, qmax = qo.qmin, qo.qmax
+    attrs: dict[str, Any] = {"geometry": _geometry_attrs(g), "z_in": int(qi.zero_point[0]), "in_bits": qi.bitwidth,
+                             "qmin": qo.qmin, "qmax": qo.qmax, "bits": qo.bitwidth, "identity": rq.identity}
+    arrays = {"counts": counts}
+    if not rq.identity:
+        ratio = float(qi.scale[0]) / float(qo.scale[0])
+        pairs = {int(k): quantize_multiplier(ratio / int(k)) for k in np.unique(counts)}
+        arrays["mult"] = np.vectorize(lambda k: pairs[int(k)][0], otypes=[np.int64])(counts)
+        arrays["shift"] = np.vectorize(lambda k: pairs[int(k)][1], otypes=[np.int64])(counts)
+        if (qi.qmax - qi.qmin) * int(counts.max()) >= 1 << 31:
+            raise Unsupported(f"{node.op_type}: window sums overflow 32 bits")
+        attrs["z_out"] = int(qo.zero_point[0])
+    return _plan(node, ctx, "htp.pool_avg", attrs, arrays)
 
-    if rq.identity:
-        c = 1 << (qi.bitwidth - 1)
+
+@htp_binder("htp.pool_avg")
+def _bind_avg(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    a = plan.attrs
+    g = _geometry_of(a["geometry"])
+    z_in, qmin, qmax, bits = int(a["z_in"]), int(a["qmin"]), int(a["qmax"]), int(a["bits"])
+    cshape = (1, *g.out_size, 1)
+    counts_b = np.asarray(plan.arrays["counts"], dtype=np.int64).reshape(cshape)
+    counts_t = torch.from_numpy(c_array(counts_b)).to(device)
+
+    if a["identity"]:
+        c = 1 << (int(a["in_bits"]) - 1)
         bias_b = counts_b * (z_in - c)
-        bias_t = torch.from_numpy(bias_b).to(ctx.device)
+        bias_t = torch.from_numpy(bias_b).to(device)
 
         def finish_np(s: np.ndarray) -> np.ndarray:
             t = s + bias_b
@@ -158,14 +216,10 @@ def _build_avg(node: Node, ctx: HtpBuildContext, n: int) -> HtpStep:
                             -torch.div(-t + half, counts_t, rounding_mode="floor"))
             return torch.clamp(r + c, qmin, qmax)
     else:
-        ratio = float(qi.scale[0]) / float(qo.scale[0])
-        pairs = {int(k): quantize_multiplier(ratio / int(k)) for k in np.unique(counts)}
-        mult_b = np.vectorize(lambda k: pairs[int(k)][0], otypes=[np.int64])(counts_b)
-        shift_b = np.vectorize(lambda k: pairs[int(k)][1], otypes=[np.int64])(counts_b)
-        if (qi.qmax - qi.qmin) * int(counts.max()) >= 1 << 31:
-            raise Unsupported(f"{node.op_type}: window sums overflow 32 bits")
-        mult_t, shift_t = torch.from_numpy(mult_b).to(ctx.device), torch.from_numpy(shift_b).to(ctx.device)
-        z_out = int(qo.zero_point[0])
+        mult_b = np.asarray(plan.arrays["mult"], dtype=np.int64).reshape(cshape)
+        shift_b = np.asarray(plan.arrays["shift"], dtype=np.int64).reshape(cshape)
+        mult_t, shift_t = torch.from_numpy(c_array(mult_b)).to(device), torch.from_numpy(c_array(shift_b)).to(device)
+        z_out = int(a["z_out"])
 
         def finish_np(s: np.ndarray) -> np.ndarray:
             return np.clip(z_out + mbqm_np(s, mult_b, shift_b), qmin, qmax)
@@ -185,9 +239,9 @@ def _build_avg(node: Node, ctx: HtpBuildContext, n: int) -> HtpStep:
         x = to_channel_first(q).to(torch.float64) - z_in
         x = F.pad(x, g.f_pad) if any(g.f_pad) else x
         s = to_channel_last(window_sum(x, g)).round().to(torch.int64)
-        return to_storage(finish_t(s), qo.bitwidth).contiguous()
+        return to_storage(finish_t(s), bits).contiguous()
 
-    return HtpStep(reference, fast, [node.inputs[0]], list(node.outputs), node.name, node.op_type)
+    return reference, fast
 
 
 @htp_kernel("PoolMax2d")
