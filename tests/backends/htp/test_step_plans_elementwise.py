@@ -13,7 +13,7 @@ import torch
 from test_elementwise import BW, Spec, _calibrate_output, _enc, _feeds, _graph, _param_enc, _rand_enc
 
 from openqnn.backends.htp.arch import ARCHS
-from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext, elementwise
+from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext, elementwise, normalization
 from openqnn.backends.htp.kernels.registry import bind_step, storage_dtype
 from openqnn.backends.plan import StepPlan
 from openqnn.ir import Graph
@@ -26,6 +26,8 @@ def _no_analysis(monkeypatch: pytest.MonkeyPatch) -> None:
 
     for name in ("quantize_multiplier", "_per_code", "act_params", "operand_params"):
         monkeypatch.setattr(elementwise, name, refuse)
+    for name in ("quantize_multiplier", "act_params", "static_real", "_pow2_exponent"):
+        monkeypatch.setattr(normalization, name, refuse)
 
 
 def _round_trip(g: Graph, feeds: dict[str, np.ndarray], kernel: str, monkeypatch: pytest.MonkeyPatch) -> StepPlan:
@@ -122,3 +124,42 @@ def test_prelu_plans(bw: int, fast_mode: str, monkeypatch: pytest.MonkeyPatch) -
                                      (((4, 8), _rand_enc(rng, bw), None), "htp.prelu")]
     for spec, kernel in specs:
         _run(_graph("Prelu", [(shape, _rand_enc(rng, bw), None), spec]), kernel, rng, monkeypatch)
+
+
+# -- softmax and normalizations -------------------------------------------------------------------
+
+@pytest.mark.parametrize("bw", BW)
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+def test_softmax_plans(op: str, bw: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng([bw, len(op)])
+    kernel = "htp.softmax" if op == "Softmax" else "htp.log_softmax"
+    for shape, attrs in [((2, 3, 10), {"axis": -1}), ((4, 6, 5), {"axis": 1}), ((3, 8), {"axis": 1, "beta": -1.5})]:
+        enc = _enc(float(rng.uniform(-25.0, -1.0)), float(rng.uniform(0.5, 10.0)), bw)
+        g = _graph(op, [(shape, enc, None)], attrs)
+        if op == "Softmax":  # the power-of-two output encoding, then a calibrated one
+            plan = _run(g, kernel, rng, monkeypatch, fixed_out=Encoding(bw, (1.0 / (1 << bw),), (0,)))
+            assert "f" in plan.attrs
+        plan = _run(g, kernel, rng, monkeypatch)
+        assert plan.arrays["exp"].size == 1 << bw
+
+
+@pytest.mark.parametrize("bw", BW)
+def test_norm_plans(bw: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(20 + bw)
+    gam, bet = rng.uniform(0.3, 1.7, (16,)), rng.uniform(-0.5, 0.5, (16,))
+    params: list[Spec] = [((16,), _param_enc(gam), gam), ((16,), _param_enc(bet), bet)]
+    x: Spec = ((2, 5, 16), _rand_enc(rng, bw), None)
+    _run(_graph("LayerNorm", [x, *params], {"axes": [-1], "epsilon": 1e-5}), "htp.norm", rng, monkeypatch)
+    _run(_graph("LayerNorm", [x], {"axes": [1, 2], "epsilon": 1e-5}), "htp.norm", rng, monkeypatch)
+    _run(_graph("RmsNorm", [x, params[0]], {"axes": [-1], "epsilon": 1e-6}), "htp.norm", rng, monkeypatch)
+    w, b = rng.uniform(-2.0, 2.0, (8,)), rng.uniform(-1.0, 1.0, (8,))
+    cparams: list[Spec] = [((8,), _param_enc(w), w), ((8,), _param_enc(b), b)]
+    x4: Spec = ((2, 3, 4, 8), _rand_enc(rng, bw), None)
+    _run(_graph("InstanceNorm", [x4, *cparams]), "htp.norm", rng, monkeypatch)
+    _run(_graph("GroupNorm", [x4, *cparams], {"group": 2}), "htp.norm", rng, monkeypatch)
+    plan = _run(_graph("Batchnorm", [x4, *cparams]), "htp.batchnorm", rng, monkeypatch)
+    assert plan.arrays["multiplier"].shape == (1,)
+    per_channel = Encoding(8, tuple(float(abs(v)) / 127 + 1e-6 for v in w), (-128,) * 8, axis=0, symmetric=True)
+    plan = _run(_graph("Batchnorm", [x4, ((8,), per_channel, w), cparams[1]]), "htp.batchnorm", rng, monkeypatch)
+    assert plan.arrays["multiplier"].shape == (8,)
+    _run(_graph("Batchnorm", [x4, ((8,), _param_enc(w, 16), w), cparams[1]]), "htp.batchnorm", rng, monkeypatch)

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,6 +61,7 @@ from openqnn.backends.htp.fixedpoint import (
     rdbpot_t,
 )
 from openqnn.backends.htp.kernels.elementwise import (
+    Codes,
     act_params,
     finish_np,
     finish_t,
@@ -67,7 +69,15 @@ from openqnn.backends.htp.kernels.elementwise import (
     round_div_t,
     static_real,
 )
-from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, QParams, Unsupported, htp_kernel
+from openqnn.backends.htp.kernels.registry import (
+    HtpBuildContext,
+    HtpStep,
+    Unsupported,
+    bind_step,
+    htp_binder,
+    htp_kernel,
+)
+from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 
 __all__ = ["bitlen_np", "bitlen_t", "isqrt_np", "isqrt_t"]
@@ -117,6 +127,22 @@ def _pow2_exponent(scale: float) -> int | None:
     return 1 - exp if mant == 0.5 else None
 
 
+Fns = tuple[Callable[..., Any], Callable[..., Any]]
+
+
+def _plan_step(node: Node, ctx: HtpBuildContext, kernel: str, attrs: dict[str, Any],
+               arrays: dict[str, np.ndarray]) -> HtpStep:
+    """A one-input step's plan (the output's codes in ``out``), bound."""
+    attrs = {**attrs, "out": Codes.of(act_params(ctx, node.outputs[0])).to_attrs()}
+    plan = StepPlan(kernel, node.name, node.op_type, (node.inputs[0],), tuple(node.outputs), attrs, arrays)
+    return bind_step(plan, ctx.device)
+
+
+def _on(device: torch.device, a: np.ndarray) -> torch.Tensor:
+    """A plan's int64 array as a tensor on ``device`` (a copy: plan arrays may be read-only)."""
+    return torch.tensor(np.asarray(a, dtype=np.int64)).to(device)
+
+
 # -- Softmax / LogSoftmax ----------------------------------------------------------------------
 
 _EXP_BITS = 30
@@ -132,13 +158,38 @@ def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
     beta = float(node.attrs["beta"])
     if not math.isfinite(beta):
         raise Unsupported(f"softmax beta {beta}")
-    use_max = beta >= 0
     c = abs(beta) * float(qi.scale[0])
     ks = np.arange(1 << qi.bitwidth, dtype=np.float64)
     table = np.round(np.exp(-c * ks) * 2.0**_EXP_BITS).astype(np.int64)
-    table_t = torch.from_numpy(table).to(ctx.device)
-    oo = int(qo.offset[0])
+    attrs: dict[str, Any] = {"axis": axis, "use_max": beta >= 0, "oo": int(qo.offset[0])}
 
+    if node.op_type == "LogSoftmax":
+        so = float(qo.scale[0])
+        n = shape[axis] if shape else 1
+        kmax = (1 << qi.bitwidth) - 1
+        a_real, b_real = c / so, math.log(2.0) / so
+        bound = 2.0**_LAM_BITS * (kmax * a_real + (math.log2(max(n, 1)) + 2) * b_real) + 1.0
+        frac = min(30, math.floor(61 - math.log2(bound)))
+        if frac < 0:
+            raise Unsupported("LogSoftmax encodings out of the fixed-point range")
+        a_fx, b_fx = round(a_real * 2.0**(frac + _LAM_BITS)), round(b_real * 2.0**frac)
+        log2_table = np.round(np.log2(1.0 + np.arange((1 << 16) + 1, dtype=np.float64) / 2.0**16) * 2.0**30)
+        attrs.update(a_fx=a_fx, b_fx=b_fx, total=frac + _LAM_BITS)
+        return _plan_step(node, ctx, "htp.log_softmax", attrs, {"exp": table, "log2": log2_table.astype(np.int64)})
+
+    f = _pow2_exponent(float(qo.scale[0]))
+    if f is not None and 0 <= f <= 32:
+        attrs.update(f=f)
+    else:
+        m, shift = quantize_multiplier(1.0 / float(qo.scale[0]))
+        if not 0 <= shift <= 30:
+            raise Unsupported(f"softmax output scale {float(qo.scale[0]):g} cannot hold probabilities")
+        attrs.update(m=m, shift=shift)
+    return _plan_step(node, ctx, "htp.softmax", attrs, {"exp": table})
+
+
+def _diffs(axis: int, use_max: bool) -> Fns:
+    """``max(q) - q`` along ``axis`` (``q - min(q)`` for a negative beta): numpy and torch."""
     def diff_np(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.int64)
         return (np.max(x, axis=axis, keepdims=True) - x) if use_max else (x - np.min(x, axis=axis, keepdims=True))
@@ -147,20 +198,26 @@ def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
         x = x.to(torch.int64)
         return (torch.amax(x, dim=axis, keepdim=True) - x) if use_max else (x - torch.amin(x, dim=axis, keepdim=True))
 
-    if node.op_type == "LogSoftmax":
-        return _log_softmax(node, ctx, qi, qo, c, table, table_t, axis, diff_np, diff_t)
+    return diff_np, diff_t
 
-    f = _pow2_exponent(float(qo.scale[0]))
-    if f is not None and 0 <= f <= 32:
+
+@htp_binder("htp.softmax")
+def _bind_softmax(plan: StepPlan, device: torch.device) -> Fns:
+    p = plan.attrs
+    axis, oo, qo = int(p["axis"]), int(p["oo"]), Codes.from_attrs(p["out"])
+    diff_np, diff_t = _diffs(axis, bool(p["use_max"]))
+    table = np.asarray(plan.arrays["exp"], dtype=np.int64)
+    table_t = _on(device, table)
+    if "f" in p:
+        f = int(p["f"])
+
         def prob_np(e: np.ndarray, s: np.ndarray) -> np.ndarray:
             return round_div_np(e << f, s)
 
         def prob_t(e: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
             return round_div_t(e << f, s)
     else:
-        m, shift = quantize_multiplier(1.0 / float(qo.scale[0]))
-        if not 0 <= shift <= 30:
-            raise Unsupported(f"softmax output scale {float(qo.scale[0]):g} cannot hold probabilities")
+        m, shift = int(p["m"]), int(p["shift"])
 
         def prob_np(e: np.ndarray, s: np.ndarray) -> np.ndarray:
             return rdbpot_np(round_div_np(e << 31, s) * m, 62 - shift)
@@ -178,26 +235,17 @@ def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
         s = e.sum(dim=axis, keepdim=True)
         return finish_t(prob_t(e, s) - oo, qo)
 
-    return HtpStep(reference, fast, [x_name], [out_name], node.name, node.op_type)
+    return reference, fast
 
 
-def _log_softmax(node: Node, ctx: HtpBuildContext, qi: QParams, qo: QParams, c: float, table: np.ndarray,
-                 table_t: torch.Tensor, axis: int, diff_np: Callable[[np.ndarray], np.ndarray],
-                 diff_t: Callable[[torch.Tensor], torch.Tensor]) -> HtpStep:
-    so = float(qo.scale[0])
-    n = ctx.shape(node.inputs[0])[axis] if ctx.shape(node.inputs[0]) else 1
-    kmax = (1 << qi.bitwidth) - 1
-    a_real, b_real = c / so, math.log(2.0) / so
-    bound = 2.0**_LAM_BITS * (kmax * a_real + (math.log2(max(n, 1)) + 2) * b_real) + 1.0
-    frac = min(30, math.floor(61 - math.log2(bound)))
-    if frac < 0:
-        raise Unsupported("LogSoftmax encodings out of the fixed-point range")
-    a_fx, b_fx = round(a_real * 2.0**(frac + _LAM_BITS)), round(b_real * 2.0**frac)
-    log2_table = np.round(np.log2(1.0 + np.arange((1 << 16) + 1, dtype=np.float64) / 2.0**16) * 2.0**30)
-    log2_table = log2_table.astype(np.int64)
-    log2_t = torch.from_numpy(log2_table).to(ctx.device)
-    oo = int(qo.offset[0])
-    total = frac + _LAM_BITS
+@htp_binder("htp.log_softmax")
+def _bind_log_softmax(plan: StepPlan, device: torch.device) -> Fns:
+    p = plan.attrs
+    axis, oo, qo = int(p["axis"]), int(p["oo"]), Codes.from_attrs(p["out"])
+    a_fx, b_fx, total = int(p["a_fx"]), int(p["b_fx"]), int(p["total"])
+    diff_np, diff_t = _diffs(axis, bool(p["use_max"]))
+    table, log2_table = np.asarray(plan.arrays["exp"], dtype=np.int64), np.asarray(plan.arrays["log2"], dtype=np.int64)
+    table_t, log2_t = _on(device, table), _on(device, log2_table)
 
     def reference(x: np.ndarray) -> np.ndarray:
         k = diff_np(x)
@@ -221,7 +269,7 @@ def _log_softmax(node: Node, ctx: HtpBuildContext, qi: QParams, qo: QParams, c: 
         lam = ((b - _EXP_BITS) << _LAM_BITS) + ((frac_log + (1 << 5)) >> 6)
         return finish_t(-rdbpot_t(k * a_fx + lam * b_fx, total) - oo, qo)
 
-    return HtpStep(reference, fast, [node.inputs[0]], [node.outputs[0]], node.name, node.op_type)
+    return reference, fast
 
 
 # -- LayerNorm / InstanceNorm / GroupNorm ------------------------------------------------------
@@ -245,7 +293,6 @@ def _norm_step(node: Node, ctx: HtpBuildContext, axes: tuple[int, ...], work_sha
     centred on the zero point (real = s * (q + offset)) and s1 = 0, so d = n * x and v = n * s2."""
     x_name, out_name = node.inputs[0], node.outputs[0]
     qi, qo = act_params(ctx, x_name), act_params(ctx, out_name)
-    out_shape = tuple(ctx.shape(out_name))
     n = int(np.prod([work_shape[a] for a in axes], dtype=np.int64)) if axes else 1
     qm = (1 << qi.bitwidth) - 1
     if n * n * qm * qm >= 1 << 62:
@@ -255,7 +302,6 @@ def _norm_step(node: Node, ctx: HtpBuildContext, axes: tuple[int, ...], work_sha
     if e_real >= 2.0**60:
         raise Unsupported(f"{node.op_type} epsilon {eps:g} is huge against the input scale")
     e_table = np.array([min(round(e_real * 4.0**k), 1 << 62) for k in range(_MAX_K + 1)], dtype=np.int64)
-    e_table_t = torch.from_numpy(e_table).to(ctx.device)
     g = (np.asarray(gamma, dtype=np.float64) if gamma is not None else np.ones(())) / so
     b = (np.asarray(beta, dtype=np.float64) if beta is not None else np.zeros(())) / so
     if not (np.all(np.isfinite(g)) and np.all(np.isfinite(b))):
@@ -268,10 +314,21 @@ def _norm_step(node: Node, ctx: HtpBuildContext, axes: tuple[int, ...], work_sha
         raise Unsupported(f"{node.op_type}: gamma / beta too large for the output encoding")
     gi = np.asarray(np.round(g * 2.0**frac), dtype=np.int64)
     bi = np.asarray(np.round(b * 2.0**frac), dtype=np.int64)
-    gi_t, bi_t = torch.from_numpy(gi).to(ctx.device), torch.from_numpy(bi).to(ctx.device)
-    oo = int(qo.offset[0])
-    oi = int(qi.offset[0]) if rms else 0
-    ax = list(axes)
+    attrs = {"axes": list(axes), "work_shape": list(work_shape), "out_shape": list(ctx.shape(out_name)), "n": n,
+             "frac": frac, "oo": int(qo.offset[0]), "oi": int(qi.offset[0]) if rms else 0, "rms": rms}
+    return _plan_step(node, ctx, "htp.norm", attrs, {"eps": e_table, "gamma": gi, "beta": bi})
+
+
+@htp_binder("htp.norm")
+def _bind_norm(plan: StepPlan, device: torch.device) -> Fns:
+    p = plan.attrs
+    work_shape, out_shape = tuple(int(d) for d in p["work_shape"]), tuple(int(d) for d in p["out_shape"])
+    n, frac, oo, oi, rms = int(p["n"]), int(p["frac"]), int(p["oo"]), int(p["oi"]), bool(p["rms"])
+    qo = Codes.from_attrs(p["out"])
+    e_table = np.asarray(plan.arrays["eps"], dtype=np.int64)
+    gi, bi = np.asarray(plan.arrays["gamma"], dtype=np.int64), np.asarray(plan.arrays["beta"], dtype=np.int64)
+    e_table_t, gi_t, bi_t = _on(device, e_table), _on(device, gi), _on(device, bi)
+    ax = [int(a) for a in p["axes"]]
 
     def reference(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.int64).reshape(work_shape) + oi
@@ -295,7 +352,7 @@ def _norm_step(node: Node, ctx: HtpBuildContext, axes: tuple[int, ...], work_sha
         y = round_div_t((d << k) * gi_t + bi_t * r, r << frac)
         return finish_t(y.reshape(out_shape) - oo, qo)
 
-    return HtpStep(reference, fast, [x_name], [out_name], node.name, node.op_type)
+    return reference, fast
 
 
 @htp_kernel("LayerNorm")
@@ -372,17 +429,24 @@ def batchnorm(node: Node, ctx: HtpBuildContext) -> HtpStep:
     pairs = [quantize_multiplier(float(r)) for r in ratios.reshape(-1)]
     mult = np.array([p[0] for p in pairs], dtype=np.int64).reshape(np.shape(sw))
     shift = np.array([p[1] for p in pairs], dtype=np.int64).reshape(np.shape(sw))
-    zi = int(qi.offset[0])
     bound = float((1 << qi.bitwidth) - 1) * float(np.max(np.abs(w_int), initial=0)) + float(
         np.max(np.abs(bias_q), initial=0))
     wide = bound > INT32_MAX
     if wide and (int(np.max(shift, initial=0)) > 14 or bound * 2.0**15 >= 2.0**62):
         raise Unsupported("Batchnorm multiplier or accumulator out of the int64 requantization range")
-    oo = int(qo.offset[0])
-    dev = ctx.device
-    w_int_t, bias_q_t = torch.from_numpy(np.ascontiguousarray(w_int)).to(dev), torch.from_numpy(
-        np.ascontiguousarray(bias_q)).to(dev)
-    mult_t, shift_t = torch.from_numpy(mult).to(dev), torch.from_numpy(shift).to(dev)
+    attrs = {"zi": int(qi.offset[0]), "oo": int(qo.offset[0]), "wide": wide}
+    arrays = {"weight": w_int, "bias": bias_q, "multiplier": mult, "shift": shift}
+    return _plan_step(node, ctx, "htp.batchnorm", attrs, arrays)
+
+
+@htp_binder("htp.batchnorm")
+def _bind_batchnorm(plan: StepPlan, device: torch.device) -> Fns:
+    p = plan.attrs
+    zi, oo, wide, qo = int(p["zi"]), int(p["oo"]), bool(p["wide"]), Codes.from_attrs(p["out"])
+    w_int, bias_q, mult, shift = (np.asarray(plan.arrays[k], dtype=np.int64)
+                                  for k in ("weight", "bias", "multiplier", "shift"))
+    w_int_t, bias_q_t = _on(device, np.ascontiguousarray(w_int)), _on(device, np.ascontiguousarray(bias_q))
+    mult_t, shift_t = _on(device, mult), _on(device, shift)
 
     def reference(x: np.ndarray) -> np.ndarray:
         acc = (np.asarray(x, dtype=np.int64) + zi) * w_int + bias_q
@@ -394,4 +458,4 @@ def batchnorm(node: Node, ctx: HtpBuildContext) -> HtpStep:
         v = mbqm64_t(acc, mult_t, shift_t) if wide else mbqm_t(acc, mult_t, shift_t)
         return finish_t(v - oo, qo)
 
-    return HtpStep(reference, fast, [x_name], list(node.outputs), node.name, node.op_type)
+    return reference, fast
