@@ -12,7 +12,15 @@ import pytest
 import torch
 from test_pool_movement import ARCH, In, _movement_cases, enc, feeds_for, near, one_node, rand_enc
 
-from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext, common, movement, pooling, resize
+from openqnn.backends.htp.kernels import (
+    HTP_KERNELS,
+    HtpBuildContext,
+    common,
+    movement,
+    pooling,
+    reduce,
+    resize,
+)
 from openqnn.backends.htp.kernels.registry import HtpStep, bind_step, storage_dtype
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.dtype import DType
@@ -33,7 +41,7 @@ def _outs(v: Any) -> list[np.ndarray]:
 
 _NO_ANALYSIS = ("act_q", "flow", "static_value", "quantize_multiplier", "quantized_io", "_fixed_rows", "_pad_index",
                 "resize_plan", "_counts", "_check", "_geometry", "mean_multiplier")
-_MODULES = [common, movement, resize, pooling]
+_MODULES = [common, movement, resize, pooling, reduce]
 
 
 def check_plan(g: Graph, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch, kernel: str | None = None) -> StepPlan:
@@ -170,3 +178,27 @@ def test_pool_plans(op: str, bits: int, monkeypatch: pytest.MonkeyPatch) -> None
         plan = check_plan(g, rng, monkeypatch, "htp.pool_max" if "Max" in op else "htp.pool_avg")
         if "Avg" in op:
             assert ("mult" in plan.arrays) == (not same)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("op", ["ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin"])
+def test_reduce_plans(op: str, bits: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(bits)
+    for axes, keep, same in [([1, 2], True, True), ([0, 3], False, False), ([3], True, False), ([], True, False)]:
+        e = rand_enc(rng, bits)
+        scale = e.scale[0] * 3 if op == "ReduceSum" else e.scale[0]
+        out = e if same and op != "ReduceSum" else rand_enc(rng, bits, scale * float(rng.uniform(0.8, 1.3)))
+        g = one_node(op, [In((2, 5, 4, 3), e)], {"axes": axes, "keep_dims": keep}, [out])
+        kernel = ("htp.reshape" if not axes else "htp.reduce_minmax" if op in ("ReduceMax", "ReduceMin")
+                  else "htp.reduce_sum")
+        check_plan(g, rng, monkeypatch, kernel)
+    wide = one_node(op, [In((4, 300, 200), e)], {"axes": [1, 2], "keep_dims": False}, [out])
+    check_plan(wide, rng, monkeypatch)
+
+
+@pytest.mark.parametrize("exclusive, reverse", [(False, False), (True, False), (False, True), (True, True)])
+def test_cumulative_sum_plans(exclusive: bool, reverse: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(0)
+    g = one_node("CumulativeSum", [In((3, 7), None, DType.INT_32)], {"axis": 1, "exclusive": exclusive,
+                                                                    "reverse": reverse}, [None])
+    assert check_plan(g, rng, monkeypatch, "htp.cumsum").attrs["dtype"] == g.tensors[g.outputs[0]].dtype.name

@@ -15,12 +15,17 @@ A reduction over no axes is a requantization.
 
 - CumulativeSum: of integer tensors only (position ids counted from a mask): exact in int64, then the
   output's integer type; ``exclusive`` shifts by one (y[i] = sum(x[:i])), ``reverse`` sums from the end.
+
+The builders make a StepPlan (``htp.reduce_minmax``, ``htp.reduce_sum``, ``htp.cumsum``; a reduction
+over no axes is ``htp.reshape``) holding the axes, shapes and the requantization's integers; the
+binders rebuild both paths from the plan alone.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,10 +33,19 @@ import torch
 from openqnn.backends.dtypes import torch_dtype
 from openqnn.backends.htp import native
 from openqnn.backends.htp.fixedpoint import mbqm64_np, mbqm64_t, mbqm_np, mbqm_t, quantize_multiplier
-from openqnn.backends.htp.kernels.common import Requant, c_array, movement, quantized_io, to_storage
-from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, Unsupported, htp_kernel
+from openqnn.backends.htp.kernels.common import Requant, c_array, movement_plan, quantized_io, to_storage
+from openqnn.backends.htp.kernels.registry import (
+    HtpBuildContext,
+    HtpStep,
+    Unsupported,
+    bind_step,
+    htp_binder,
+    htp_kernel,
+)
 from openqnn.backends.htp.kernels.requant import Requant as RowRequant
 from openqnn.backends.htp.kernels.scratch import scratch
+from openqnn.backends.plan import StepPlan
+from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Node
 
 __all__ = ["cumulative_sum", "mean_multiplier"]
@@ -44,70 +58,101 @@ def mean_multiplier(ratio: float, count: int) -> tuple[int, int]:
     return int((m0 << sh) // count), s0 - sh
 
 
+Bound = tuple[Callable[..., Any], Callable[..., Any]]
+
+
+def _plan(node: Node, ctx: HtpBuildContext, kernel: str, attrs: dict[str, Any]) -> HtpStep:
+    return bind_step(StepPlan(kernel, node.name, node.op_type, (node.inputs[0],), tuple(node.outputs), attrs),
+                     ctx.device)
+
+
 @htp_kernel("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin")
 def reduce(node: Node, ctx: HtpBuildContext) -> HtpStep:
     x, y = node.inputs[0], node.outputs[0]
     qi, qo = quantized_io(node, ctx)
     in_shape = ctx.shape(x)
     rank = len(in_shape)
-    axes = tuple(sorted({int(a) % rank for a in node.attrs["axes"]})) if rank else ()
+    axes = sorted({int(a) % rank for a in node.attrs["axes"]}) if rank else []
     keep = bool(node.attrs["keep_dims"])
-    out_shape = tuple(ctx.shape(y))
+    out_shape = list(ctx.shape(y))
     if not axes:  # each element reduced on its own
-        return movement(node, ctx, lambda a: a.reshape(out_shape), lambda t: t.reshape(out_shape))
+        return movement_plan(node, ctx, "htp.reshape", {"shape": out_shape})
     count = 1
     for a in axes:
         count *= in_shape[a]
     if count == 0:
         raise Unsupported(f"{node.op_type} over an empty axis")
     op = node.op_type
+    shape_attrs = {"axes": axes, "keep": keep, "out_shape": out_shape}
 
     if op in ("ReduceMax", "ReduceMin"):
-        rq = Requant.between(qi, qo)
-        np_fn = np.max if op == "ReduceMax" else np.min
-        t_fn = torch.amax if op == "ReduceMax" else torch.amin
-
-        def reference_mm(q: np.ndarray) -> np.ndarray:
-            r = np_fn(np.asarray(q, dtype=np.int64), axis=axes, keepdims=keep)
-            return c_array(rq.np(r).reshape(out_shape))
-
-        def fast_mm(q: torch.Tensor) -> torch.Tensor:
-            return rq.t(t_fn(q, dim=axes, keepdim=keep)).reshape(out_shape).contiguous()
-
-        return HtpStep(reference_mm, fast_mm, [x], list(node.outputs), node.name, op)
+        return _plan(node, ctx, "htp.reduce_minmax",
+                     {**shape_attrs, "max": op == "ReduceMax", "requant": Requant.between(qi, qo).to_attrs()})
 
     ratio = float(qi.scale[0]) / float(qo.scale[0])
     mult, shift = mean_multiplier(ratio, count) if op == "ReduceMean" else quantize_multiplier(ratio)
     wide = (qi.qmax - qi.qmin) * count >= 1 << 31
     if wide and shift > 14:
         raise Unsupported(f"{op}: multiplier out of range for a 64-bit accumulator")
+    z_in = int(qi.zero_point[0])
+    return _plan(node, ctx, "htp.reduce_sum", {
+        **shape_attrs, "in_shape": list(in_shape), "count": count, "ratio": ratio, "multiplier": int(mult),
+        "shift": int(shift), "wide": wide, "z_in": z_in, "z_out": int(qo.zero_point[0]), "qmin": qo.qmin,
+        "qmax": qo.qmax, "bits": qo.bitwidth, "in_qmin": qi.qmin, "in_qmax": qi.qmax,
+        "acc_int32": (qi.qmax + abs(z_in)) * count < 1 << 31})
+
+
+@htp_binder("htp.reduce_minmax")
+def _bind_minmax(plan: StepPlan, device: torch.device) -> Bound:
+    at = plan.attrs
+    axes, keep, out_shape = tuple(at["axes"]), bool(at["keep"]), tuple(at["out_shape"])
+    rq = Requant.from_attrs(at["requant"])
+    np_fn = np.max if at["max"] else np.min
+    t_fn = torch.amax if at["max"] else torch.amin
+
+    def reference_mm(q: np.ndarray) -> np.ndarray:
+        r = np_fn(np.asarray(q, dtype=np.int64), axis=axes, keepdims=keep)
+        return c_array(rq.np(r).reshape(out_shape))
+
+    def fast_mm(q: torch.Tensor) -> torch.Tensor:
+        return rq.t(t_fn(q, dim=axes, keepdim=keep)).reshape(out_shape).contiguous()
+
+    return reference_mm, fast_mm
+
+
+@htp_binder("htp.reduce_sum")
+def _bind_sum(plan: StepPlan, device: torch.device) -> Bound:
+    at = plan.attrs
+    axes, keep, out_shape = tuple(at["axes"]), bool(at["keep"]), tuple(at["out_shape"])
+    in_shape, count, ratio = tuple(at["in_shape"]), int(at["count"]), float(at["ratio"])
+    mult, shift, wide = int(at["multiplier"]), int(at["shift"]), bool(at["wide"])
+    z_in, z_out, qmin, qmax, bits = int(at["z_in"]), int(at["z_out"]), int(at["qmin"]), int(at["qmax"]), int(at["bits"])
+    in_qmin, in_qmax = int(at["in_qmin"]), int(at["in_qmax"])
     req_np: Callable[[np.ndarray], np.ndarray] = (
         (lambda s: mbqm64_np(s, mult, shift)) if wide else (lambda s: mbqm_np(s, mult, shift)))
     req_t: Callable[[torch.Tensor], torch.Tensor] = (
         (lambda s: mbqm64_t(s, mult, shift)) if wide else (lambda s: mbqm_t(s, mult, shift)))
-    z_in, z_out, qmin, qmax = int(qi.zero_point[0]), int(qo.zero_point[0]), qo.qmin, qo.qmax
 
     def reference(q: np.ndarray) -> np.ndarray:
         s = np.asarray(np.sum(np.asarray(q, dtype=np.int64) - z_in, axis=axes, keepdims=keep, dtype=np.int64))
         return c_array(np.clip(z_out + req_np(s), qmin, qmax).reshape(out_shape))
 
-    acc_dtype = torch.int32 if (qi.qmax + abs(z_in)) * count < 1 << 31 else torch.int64
-    if not wide and acc_dtype == torch.int32 and qo.qmin == 0 and qo.qmax == (1 << qo.bitwidth) - 1:
+    acc_dtype = torch.int32 if at["acc_int32"] else torch.int64
+    if not wide and acc_dtype == torch.int32 and qmin == 0 and qmax == (1 << bits) - 1:
         # requant.py's one-pass requantization (one channel) of the raw sum of codes
-        row_rq = RowRequant(np.array([ratio]), z_out, qo.bitwidth, False, ctx.device,
+        row_rq = RowRequant(np.array([ratio]), z_out, bits, False, device,
                             multipliers=(np.array([mult]), np.array([shift])))
-        raw_bound = float(count * max(abs(qi.qmin), abs(qi.qmax)))  # of the sum of codes
+        raw_bound = float(count * max(abs(in_qmin), abs(in_qmax)))  # of the sum of codes
         run_rq = row_rq.fast(np.array([-count * z_in]), [(1, np.array([raw_bound]))], torch.int32)
 
         def fast_rq(q: torch.Tensor) -> torch.Tensor:
             s = torch.sum(q, dim=axes, keepdim=keep, dtype=torch.int32)
             return run_rq(s.reshape(-1, 1)).reshape(out_shape)
 
-        if native.library() is None or ctx.device.type != "cpu" or axes != tuple(range(axes[0], axes[-1] + 1)):
-            return HtpStep(reference, fast_rq, [x], list(node.outputs), node.name, op)
+        if native.library() is None or device.type != "cpu" or axes != tuple(range(axes[0], axes[-1] + 1)):
+            return reference, fast_rq
         # one run of axes: the input is [outer, count, inner], summed in C (a mean over H and W)
         outer, inner = math.prod(in_shape[:axes[0]]), math.prod(in_shape[axes[-1] + 1:])
-        device = ctx.device
 
         def fast_sum(q: torch.Tensor) -> torch.Tensor:
             if q.dtype != torch.uint8 or not q.is_contiguous():
@@ -115,13 +160,13 @@ def reduce(node: Node, ctx: HtpBuildContext) -> HtpStep:
             s = native.sum_mid(q, outer, count, inner, scratch("sum", (outer * inner, 1), torch.int32, device))
             return run_rq(s).reshape(out_shape)
 
-        return HtpStep(reference, fast_sum, [x], list(node.outputs), node.name, op)
+        return reference, fast_sum
 
     def fast(q: torch.Tensor) -> torch.Tensor:
         s = torch.sum(q, dim=axes, keepdim=keep, dtype=acc_dtype).sub_(count * z_in).to(torch.int64)
-        return to_storage(torch.clamp(req_t(s) + z_out, qmin, qmax), qo.bitwidth).reshape(out_shape).contiguous()
+        return to_storage(torch.clamp(req_t(s) + z_out, qmin, qmax), bits).reshape(out_shape).contiguous()
 
-    return HtpStep(reference, fast, [x], list(node.outputs), node.name, op)
+    return reference, fast
 
 
 @htp_kernel("CumulativeSum")
@@ -134,8 +179,17 @@ def cumulative_sum(node: Node, ctx: HtpBuildContext) -> HtpStep:
     if rank == 0:
         raise Unsupported("CumulativeSum of a scalar")
     axis = int(node.attrs["axis"]) % rank
-    exclusive, reverse = bool(node.attrs["exclusive"]), bool(node.attrs["reverse"])
-    out_np = ty.dtype.numpy
+    if ctx.is_static(x):
+        raise Unsupported("CumulativeSum of a static tensor (constant folding handles this)")
+    return _plan(node, ctx, "htp.cumsum", {"axis": axis, "exclusive": bool(node.attrs["exclusive"]),
+                                           "reverse": bool(node.attrs["reverse"]), "dtype": ty.dtype.name})
+
+
+@htp_binder("htp.cumsum")
+def _bind_cumsum(plan: StepPlan, device: torch.device) -> Bound:
+    axis, exclusive, reverse = int(plan.attrs["axis"]), bool(plan.attrs["exclusive"]), bool(plan.attrs["reverse"])
+    dtype = DType[plan.attrs["dtype"]]
+    out_np, out_t = dtype.numpy, torch_dtype(dtype)
 
     def reference(a: np.ndarray) -> np.ndarray:
         v = np.asarray(a).astype(np.int64)
@@ -153,8 +207,6 @@ def cumulative_sum(node: Node, ctx: HtpBuildContext) -> HtpStep:
         s = torch.cumsum(v, axis, dtype=torch.int64)
         if exclusive:
             s = s - v
-        return (torch.flip(s, (axis,)) if reverse else s).to(torch_dtype(ty.dtype)).contiguous()
+        return (torch.flip(s, (axis,)) if reverse else s).to(out_t).contiguous()
 
-    if ctx.is_static(x):
-        raise Unsupported("CumulativeSum of a static tensor (constant folding handles this)")
-    return HtpStep(reference, fast, [x], list(node.outputs), node.name, node.op_type)
+    return reference, fast
