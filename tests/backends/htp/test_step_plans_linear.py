@@ -9,12 +9,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+import test_conv_linear
 import torch
-from test_conv_linear import BUILDERS, V73, Case, _conv_attrs, _variant, conv_impl  # noqa: F401  (a fixture)
+from test_conv_linear import BUILDERS, V73, Case, _conv_attrs, _variant
 
 from openqnn.backends.htp.kernels import conv, gemm, linear, requant
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, bind_step, storage_dtype
 from openqnn.backends.plan import StepPlan
+
+conv_impl = test_conv_linear.conv_impl  # the fixture: fused / oneDNN / im2col convolutions
 
 # prepare-time work a binder must not do: it reads the plan
 _ANALYSIS = [(requant, "quantize_multiplier"), (requant, "requant_for"), (gemm, "static_operand"), (gemm, "bias_q"),
@@ -108,3 +111,121 @@ def test_matmul_act_act_plan(seed: int, mode: str | None, monkeypatch: pytest.Mo
     case = Case("MatMul", [a_shape, b_shape], {"transpose_in0": ta, "transpose_in1": tb}, rng, xbw=xbw,
                 obw=int(rng.choice([8, xbw])), act_act=True)
     assert _round_trip(case, monkeypatch, mode).attrs["kind"] in ("act_act", "float64")
+
+
+# -- convolutions ------------------------------------------------------------------------------------
+
+def _expect_kind(plan: StepPlan, conv_impl: str) -> None:
+    """The kernel choice is the builder's, recorded in the plan; the fixture takes libraries away."""
+    kind = plan.attrs["kind"]
+    assert kind in plan.attrs["kinds"]
+    if conv_impl != "fused":
+        assert kind != "fused"
+    if conv_impl == "im2col":
+        assert kind != "int8_conv"
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_conv2d_plan(seed: int, conv_impl: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(seed)
+    kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    group = int(rng.choice([1, 1, 2, 3]))
+    cin, cout = group * int(rng.integers(1, 6)), group * int(rng.integers(1, 6))
+    attrs = {**_conv_attrs(rng, (kh, kw)), "group": group}
+    xshape = (int(rng.integers(1, 3)), int(rng.integers(kh * 2, 12)), int(rng.integers(kw * 2, 12)), cin)
+    w = rng.normal(size=(kh, kw, cin // group, cout))
+    case = Case("Conv2d", [xshape], attrs, rng, weight=w, w_axis=3 if rng.random() < 0.5 else None, **_variant(rng))
+    plan = _round_trip(case, monkeypatch)
+    assert plan.kernel == "htp.conv2d"
+    _expect_kind(plan, conv_impl)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_depthwise_plan(seed: int, conv_impl: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Depthwise convolutions, 8-bit over many channels (the fused kernel's domain) and mixed precisions."""
+    rng = np.random.default_rng(700 + seed)
+    c = int(rng.choice([16, 24, 33, 64])) if seed % 2 else int(rng.integers(1, 9))
+    kh, kw = [(3, 3), (5, 5), (1, 7)][seed % 3]
+    attrs = _conv_attrs(rng, (kh, kw))
+    xshape = (int(rng.integers(1, 3)), int(rng.integers(kh * 2, 16)), int(rng.integers(kw * 2, 16)), c)
+    variant = {} if seed % 2 else _variant(rng)
+    case = Case("DepthWiseConv2d", [xshape], attrs, rng, weight=rng.normal(size=(kh, kw, 1, c)),
+                w_axis=3 if seed % 3 else None, **variant)
+    plan = _round_trip(case, monkeypatch)
+    _expect_kind(plan, conv_impl)
+    if conv_impl == "fused" and seed % 2 and gemm.native.library() is not None:
+        assert plan.attrs["kind"] == "fused" and "fused_init" in plan.arrays
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pointwise_plan(seed: int, conv_impl: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(800 + seed)
+    cin, cout = int(rng.choice([3, 16, 37, 64])), int(rng.choice([1, 16, 70]))
+    xshape = (int(rng.integers(1, 3)), int(rng.integers(1, 14)), int(rng.integers(1, 14)), cin)
+    stride = [1, 1] if seed < 3 else [int(v) for v in rng.integers(1, 4, size=2)]
+    attrs = {"stride": stride, "pad_amount": [[0, 0], [0, 0]], "dilation": [1, 1], "group": 1}
+    case = Case("Conv2d", [xshape], attrs, rng, weight=rng.normal(size=(1, 1, cin, cout)),
+                w_axis=3 if seed % 2 else None, obw=16 if seed % 3 == 2 else 8)
+    plan = _round_trip(case, monkeypatch)
+    _expect_kind(plan, conv_impl)
+    if conv_impl == "fused" and gemm.native.library() is not None:  # (requant_impl "torch" takes it away)
+        assert plan.attrs["kind"] == "fused"
+
+
+def test_conv_split_input_channels_plan(conv_impl: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """oneDNN's convolution on parts of the input channels: the parts are the plan's."""
+    rng = np.random.default_rng(11)
+    attrs = {"stride": [1, 1], "pad_amount": [[1, 1], [1, 1]], "dilation": [1, 1], "group": 1}
+    w = rng.choice([-1.0, 1.0], size=(3, 3, 256, 8)) * rng.uniform(0.9, 1.0, size=(3, 3, 256, 8))
+    plan = _round_trip(Case("Conv2d", [(1, 5, 6, 256)], attrs, rng, weight=w, w_axis=3), monkeypatch)
+    assert plan.attrs["parts"] == [[0, 64], [64, 128], [128, 192], [192, 256]]
+    _expect_kind(plan, conv_impl)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_transpose_conv2d_plan(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(200 + seed)
+    kh, kw = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+    group = int(rng.choice([1, 1, 2]))
+    cin, cout_g = group * int(rng.integers(1, 5)), int(rng.integers(1, 5))
+    stride = [int(rng.integers(1, 4)), int(rng.integers(1, 4))]
+    dil = [int(rng.integers(1, 3)), int(rng.integers(1, 3))]
+    pads = [[int(rng.integers(0, kh)), int(rng.integers(0, kh))], [int(rng.integers(0, kw)), int(rng.integers(0, kw))]]
+    outpad = [int(rng.integers(0, max(stride[0], dil[0]))), int(rng.integers(0, max(stride[1], dil[1])))]
+    attrs = {"stride": stride, "dilation": dil, "pad_amount": pads, "output_padding": outpad, "group": group}
+    xshape = (int(rng.integers(1, 3)), int(rng.integers(2, 8)), int(rng.integers(2, 8)), cin)
+    case = Case("TransposeConv2d", [xshape], attrs, rng, weight=rng.normal(size=(kh, kw, cin, cout_g)),
+                w_axis=3 if rng.random() < 0.5 else None, **_variant(rng))
+    assert _round_trip(case, monkeypatch).kernel == "htp.transpose_conv2d"
+
+
+@pytest.mark.parametrize("op", ["Conv2d", "DepthWiseConv2d", "TransposeConv2d"])
+def test_conv_float64_mode_plan(op: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(300)
+    for _ in range(2):
+        attrs = _conv_attrs(rng, (3, 3))
+        if op == "TransposeConv2d":
+            attrs.update(output_padding=[0, 0], group=1)
+        elif op == "Conv2d":
+            attrs["group"] = 1
+        w = rng.normal(size=(3, 3, 1, 8)) if op == "DepthWiseConv2d" else rng.normal(size=(3, 3, 4, 4))
+        case = Case(op, [(1, 9, 9, 4)], attrs, rng, weight=w, w_axis=3, **_variant(rng))
+        plan = _round_trip(case, monkeypatch, "float64")
+        assert plan.attrs["mode"] == "float64" and plan.attrs.get("kind", "core") in ("float_conv", "core")
+
+
+def test_plan_falls_back_on_a_machine_without_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plan that chose a native kernel binds, where that library is missing, to the next kind it
+    lists: the same bits."""
+    rng = np.random.default_rng(5)
+    attrs = {"stride": [1, 1], "pad_amount": [[1, 1], [1, 1]], "dilation": [1, 1]}
+    case = Case("DepthWiseConv2d", [(1, 12, 12, 32)], attrs, rng, weight=rng.normal(size=(3, 3, 1, 32)), w_axis=3)
+    step = BUILDERS["DepthWiseConv2d"](case.graph.nodes[0], HtpBuildContext(case.graph, V73), None)
+    assert step.plan is not None
+    if gemm.native.library() is not None and gemm.native.int8_available():
+        assert step.plan.attrs["kind"] == "fused" and step.plan.attrs["kinds"][1:] == ["int8_conv", "float_conv"]
+    monkeypatch.setattr(gemm.native, "int8_available", lambda: False)
+    monkeypatch.setattr(conv, "_onednn_qconv_ok", lambda device: False)
+    ref, fast = _run(bind_step(step.plan), case)
+    np.testing.assert_array_equal(fast.astype(np.int64), ref)
+    np.testing.assert_array_equal(ref, _run(step, case)[0])

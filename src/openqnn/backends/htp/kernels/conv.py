@@ -41,7 +41,8 @@ On other devices than the CPU, the GEMMs run in float64 (exact below 2^53) inste
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,13 +57,30 @@ from openqnn.backends.htp.kernels.gemm import (
     bias_q,
     fused_gemm,
     gemm_mode,
+    machine_mode,
     qconv_bound,
+    qparams_attrs,
+    qparams_of,
+    split_arrays,
+    split_of,
     static_operand,
 )
-from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, QParams, Unsupported, htp_kernel
+from openqnn.backends.htp.kernels.registry import (
+    HtpBuildContext,
+    HtpStep,
+    QParams,
+    Unsupported,
+    bind_step,
+    htp_binder,
+    htp_kernel,
+)
 from openqnn.backends.htp.kernels.requant import Requant, requant_for
 from openqnn.backends.htp.kernels.scratch import output_slot, scratch, step_output
+from openqnn.backends.plan import StepPlan
+from openqnn.errors import InvalidModelError
 from openqnn.ir.graph import Node
+
+Bound = tuple[Callable[..., Any], Callable[..., Any]]
 
 __all__ = ["conv2d", "transpose_conv2d"]
 
@@ -80,6 +98,18 @@ class _Geo:
         self.oh, self.ow, self.cout = ctx.shape(y)[1:]
         if min(self.pt, self.pb, self.pl, self.pr) < 0:
             raise Unsupported("negative padding")
+
+    _FIELDS = ("n", "h", "w", "c", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pb", "pl", "pr", "oh", "ow", "cout")
+
+    def to_attrs(self) -> dict[str, int]:
+        return {f: int(getattr(self, f)) for f in self._FIELDS}
+
+    @staticmethod
+    def of(attrs: Mapping[str, Any]) -> _Geo:
+        g = _Geo.__new__(_Geo)
+        for f in _Geo._FIELDS:
+            setattr(g, f, int(attrs[f]))
+        return g
 
 
 def conv_acc_np(xc: np.ndarray, wc: np.ndarray, g: _Geo, groups: int) -> np.ndarray:
@@ -177,19 +207,19 @@ def _float32_exact(wc: np.ndarray) -> bool:
     return float(255.0 * np.abs(wc.astype(np.float64)).reshape(-1, wc.shape[-1]).sum(axis=0).max()) < float(1 << 24)
 
 
-def _float_conv(ctx: HtpBuildContext, g: _Geo, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray,
-                groups: int, mode: str) -> Callable[[torch.Tensor], torch.Tensor]:
+def _float_conv(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray,
+                groups: int, f32: bool) -> Callable[[torch.Tensor], torch.Tensor]:
     """A float convolution of ``q - zx`` (so the convolution's own zero padding is the zero point),
     exact since all partial sums are integers below 2^24 (float32, oneDNN with weights reordered
     once) or 2^53 (float64). Used for depthwise convolutions and tiny input depths, where im2col
     GEMMs do poorly. 16-bit inputs run as two 8-bit planes (``q - zx = 256 * (hi - zhi) + (lo -
-    zlo)``) in one call."""
+    zlo)``) in one call. ``f32``: int8 mode and :func:`_float32_exact` (decided at prepare)."""
     cout = wc.shape[-1]
     zx = int(xq.zero_point[0])
     absw = np.abs(wc.astype(np.float64)).reshape(-1, cout).sum(axis=0)
-    mkl = mode == "int8" and _float32_exact(wc) and _mkldnn_ok(ctx.device)
+    mkl = f32 and _mkldnn_ok(device)
     dtype = torch.float32 if mkl else torch.float64
-    weight = torch.tensor(np.ascontiguousarray(wc.transpose(3, 2, 0, 1)), dtype=dtype, device=ctx.device)
+    weight = torch.tensor(np.ascontiguousarray(wc.transpose(3, 2, 0, 1)), dtype=dtype, device=device)
     planes = 1 if xq.bitwidth == 8 else 2
     coefs = [1] if planes == 1 else [256, 1]
     # 8-bit input on oneDNN: convolve x itself, padded with zx (no subtraction pass): every tap of
@@ -310,24 +340,27 @@ def channel_parts(wc: np.ndarray, zx: int, groups: int) -> list[tuple[int, int, 
             return None
 
 
-def _int8_conv(ctx: HtpBuildContext, g: _Geo, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray,
-               groups: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def _int8_parts(xq: QParams, wc: np.ndarray, rq: Requant, groups: int) -> list[tuple[int, int, np.ndarray]] | None:
+    """The model's side of :func:`_int8_conv`: its parts of the input channels (:func:`channel_parts`),
+    None where it cannot apply whatever the machine."""
+    if xq.bitwidth != 8 or rq.wide or wc.size == 0 or wc.min() < -128 or wc.max() > 127:
+        return None
+    return channel_parts(wc, int(xq.zero_point[0]), groups)
+
+
+def _int8_conv(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray,
+               groups: int, parts: list[tuple[int, int, np.ndarray]]) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """oneDNN's int8 convolution (uint8 activations with their zero point, int8 weights, int32
     accumulation) returning the accumulator in float32, then the requantization; None where it does
     not apply. Exact: the int32 sum of (q - zx) * w is converted to float32 unchanged (scales 1, no
     bias) while every |sum| stays below 2^24 (checked per channel at build time, also for the raw
     sum of q * w). Where it might not, the input channels are split into parts that each stay below
     it, and the parts' float32 accumulators are summed in int32. Padding taps hold the zero point
-    (oneDNN pads the real zero)."""
-    if xq.bitwidth != 8 or rq.wide or not _onednn_qconv_ok(ctx.device):
-        return None
-    if wc.size == 0 or wc.min() < -128 or wc.max() > 127:
+    (oneDNN pads the real zero). ``parts``: :func:`_int8_parts`, made at prepare."""
+    if not _onednn_qconv_ok(device):
         return None
     zx = int(xq.zero_point[0])
     n, c, cout = g.n, g.c, wc.shape[-1]
-    parts = channel_parts(wc, zx, groups)
-    if parts is None:
-        return None
     symmetric = g.pt == g.pb and g.pl == g.pr
     hp, wp = (g.h, g.w) if symmetric else (g.h + g.pt + g.pb, g.w + g.pl + g.pr)
     pad = [g.pt, g.pl] if symmetric else [0, 0]
@@ -378,16 +411,35 @@ def _int8_conv(ctx: HtpBuildContext, g: _Geo, xq: QParams, wc: np.ndarray, rq: R
     return conv_padded
 
 
-def _fused_int8(ctx: HtpBuildContext, g: _Geo, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray,
-                groups: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def _fused_shape(g: _Geo, wc: np.ndarray, groups: int) -> str | None:
+    """Which of native/int8.c's kernels a convolution's shape takes: ``gemm`` (unpadded 1x1),
+    ``depthwise``, or None."""
+    if g.kh == g.kw == 1 and not (g.pt or g.pb or g.pl or g.pr) and groups == 1:
+        return "gemm"
+    return "depthwise" if wc.shape[2] == 1 and groups == g.c == wc.shape[-1] else None
+
+
+def _fused_matrix(g: _Geo, wc: np.ndarray, groups: int) -> np.ndarray:
+    return wc.reshape(g.c, wc.shape[-1]) if _fused_shape(g, wc, groups) == "gemm" else wc
+
+
+def _fused_int8(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray,
+                groups: int, data: dict[str, np.ndarray]) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """native/int8.c's kernels (AVX-512 VNNI): an unpadded 1x1 convolution as one GEMM (gemm.py's
     :func:`fused_gemm`; strided: of the pixels it visits), a depthwise convolution directly, each with the requantization
     fused; None where they do not apply. The int32 accumulator is ``-zx * sum(w) + sum(q * w)``,
     the spec's sum of (q - zx) * w, exact since its final value fits int32 (:func:`qconv_bound`);
-    the bias joins the requantization's constants. Taps outside the input read the zero point."""
+    the bias joins the requantization's constants. Taps outside the input read the zero point.
+    ``data``: :meth:`FusedSetup.data`, made at prepare."""
     cout = wc.shape[-1]
-    if g.kh == g.kw == 1 and not (g.pt or g.pb or g.pl or g.pr) and groups == 1:
-        gemm = fused_gemm(ctx, xq, wc.reshape(g.c, cout), rq, bias)
+    shape = _fused_shape(g, wc, groups)
+    if shape is None:
+        return None
+    fs = FusedSetup.bind(device, rq, bias, data)
+    if fs is None:
+        return None
+    if shape == "gemm":
+        gemm = fused_gemm(device, xq, wc.reshape(g.c, cout), rq, bias, fs)
         if gemm is None or (g.sh, g.sw) == (1, 1):
             return gemm
         # strided: the GEMM of the pixels the kernel visits, gathered into a scratch buffer first
@@ -397,18 +449,13 @@ def _fused_int8(ctx: HtpBuildContext, g: _Geo, xq: QParams, wc: np.ndarray, rq: 
             return gemm(scratch("conv1x1_pixels", sub_shape, x.dtype, x.device).copy_(x[:, ::sh, ::sw, :]))
 
         return run_strided
-    if not (wc.shape[2] == 1 and groups == g.c == cout):
-        return None
-    fs = FusedSetup.of(ctx, xq, wc, rq, bias)
-    if fs is None:
-        return None
     geo = (g.n, g.h, g.w, g.c, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.oh, g.ow, int(xq.zero_point[0]))
     dw = native.Int8Depthwise(fs.lib, torch.tensor(wc.reshape(g.kh, g.kw, cout), dtype=torch.int8), fs.init, fs.form,
                               geo)
-    slot, shape, device, dtype = output_slot("dw"), (g.n, g.oh, g.ow, cout), ctx.device, fs.form.out_dtype
+    slot, out_shape, dtype = output_slot("dw"), (g.n, g.oh, g.ow, cout), fs.form.out_dtype
 
     def run_dw(x: torch.Tensor) -> torch.Tensor:
-        return dw.run(x.contiguous(), step_output(slot, shape, dtype, device))
+        return dw.run(x.contiguous(), step_output(slot, out_shape, dtype, device))
 
     return run_dw
 
@@ -428,13 +475,22 @@ def _conv_common(node: Node, ctx: HtpBuildContext) -> tuple[QParams, QParams, np
     return xq, oq, wc, w_scale, w_bits
 
 
+def _conv_plan_attrs(node: Node, g: _Geo, groups: int, xq: QParams, rq: Requant, mode: str) -> dict[str, Any]:
+    return {"geo": g.to_attrs(), "groups": groups, "x": qparams_attrs(xq), "rq": rq.to_attrs(), "mode": mode}
+
+
 @htp_kernel("Conv2d", "DepthWiseConv2d")
 def conv2d(node: Node, ctx: HtpBuildContext) -> HtpStep:
     return build_conv2d(node, ctx)
 
 
 def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> HtpStep:
-    """Conv2d / DepthWiseConv2d with static weights; ``mode`` forces the GEMM kind (tests)."""
+    """Conv2d / DepthWiseConv2d with static weights; ``mode`` forces the GEMM kind (tests).
+
+    The plan's ``kinds`` are the fast kernels that apply to the model, in order of preference, the
+    first the one this machine runs (``fused``: native/int8.c; ``int8_conv``: oneDNN's int8
+    convolution; ``float_conv``; ``core``: the im2col int8 GEMM); a machine without the first's
+    library binds the next (the same bits)."""
     mode = mode or gemm_mode(ctx)
     g = _Geo(node, ctx)
     depthwise = node.op_type == "DepthWiseConv2d"
@@ -447,35 +503,86 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
     b_name = node.inputs[2] if len(node.inputs) > 2 else ""
     acc_scale = float(xq.scale[0]) * np.broadcast_to(w_scale, (g.cout,)).astype(np.float64)
     bias = bias_q(ctx, b_name, acc_scale, rq.wide)
+    attrs = _conv_plan_attrs(node, g, groups, xq, rq, mode)
+    arrays: dict[str, np.ndarray] = {"w": wc, "bias": bias}
+    kinds: list[str] = []  # the fast kernels that apply to the model, in order of preference
+    if mode == "int8" and _fused_shape(g, wc, groups) is not None:
+        data = FusedSetup.data(xq, _fused_matrix(g, wc, groups), rq)
+        if data is not None:
+            kinds.append("fused")
+            arrays.update({f"fused_{key}": v for key, v in data.items()})
+    cin_g = wc.shape[2]
+    # 1x1 stride-1 convolutions are plain GEMMs: torch._int_mm has less per-call overhead than oneDNN's
+    pointwise = g.kh == g.kw == 1 and (g.sh, g.sw) == (1, 1) and not (g.pt or g.pb or g.pl or g.pr) and groups == 1
+    parts = _int8_parts(xq, wc, rq, groups) if mode == "int8" and not pointwise else None
+    if parts is not None:
+        kinds.append("int8_conv")
+        attrs["parts"] = [[a, b] for a, b, _ in parts]
+        arrays.update({f"part_bound{i}": bound for i, (_, _, bound) in enumerate(parts)})
+    # tiny input depths: a float convolution beats the int8 GEMM while the im2col rows stay short
+    # (3x3x3: 0.32 vs 0.53 ms); with long ones (7x7x3) the GEMM wins (1.0 vs 1.27 ms)
+    tiny = g.c <= 4 and g.kh * g.kw * g.c <= 64
+    attrs["f32"] = f32 = mode == "int8" and _float32_exact(wc)
+    dw_shape = cin_g == 1 and groups == g.c
+    if dw_shape or (tiny and f32):
+        kinds.append("float_conv")
+    if not dw_shape:  # (a depthwise float convolution runs on any machine, in float64 where it must)
+        kinds.append("core")
+        attrs["wcoefs"], split = split_arrays(ConvCore.weight_split(wc, groups))
+        arrays.update(split)
+    # this machine's choice: the first whose library is here (the binder falls back along ``kinds``)
+    here = {"fused": lambda: FusedSetup.of(ctx.device, xq, _fused_matrix(g, wc, groups), rq, bias) is not None,
+            "int8_conv": lambda: _onednn_qconv_ok(ctx.device),
+            "float_conv": lambda: dw_shape or _mkldnn_ok(ctx.device), "core": lambda: True}
+    attrs["kind"] = next(k for k in kinds if here[k]())
+    attrs["kinds"] = kinds
+    plan = StepPlan("htp.conv2d", node.name, node.op_type, (node.inputs[0],), tuple(node.outputs), attrs, arrays)
+    return bind_step(plan, ctx.device)
+
+
+@htp_binder("htp.conv2d")
+def _bind_conv2d(plan: StepPlan, device: torch.device) -> Bound:
+    a, arrays = plan.attrs, plan.arrays
+    g, groups = _Geo.of(a["geo"]), int(a["groups"])
+    xq, rq = qparams_of(a["x"]), Requant.from_attrs(a["rq"], device)
+    wc = np.asarray(arrays["w"], dtype=np.int64)
+    bias = np.asarray(arrays["bias"], dtype=np.int64)
 
     def reference(x: np.ndarray) -> np.ndarray:
         return _requant_np(rq, conv_acc_np(_x_np(x, xq), wc, g, groups), bias)
 
-    fused = _fused_int8(ctx, g, xq, wc, rq, bias, groups) if mode == "int8" else None
-    if fused is not None:
-        return HtpStep(reference, fused, [node.inputs[0]], list(node.outputs), node.name, node.op_type)
-    cin_g = wc.shape[2]
-    # 1x1 stride-1 convolutions are plain GEMMs: torch._int_mm has less per-call overhead than oneDNN's
-    pointwise = g.kh == g.kw == 1 and (g.sh, g.sw) == (1, 1) and not (g.pt or g.pb or g.pl or g.pr) and groups == 1
-    int8_conv = _int8_conv(ctx, g, xq, wc, rq, bias, groups) if mode == "int8" and not pointwise else None
-    if int8_conv is not None:
-        return HtpStep(reference, int8_conv, [node.inputs[0]], list(node.outputs), node.name, node.op_type)
-    # tiny input depths: a float convolution beats the int8 GEMM while the im2col rows stay short
-    # (3x3x3: 0.32 vs 0.53 ms); with long ones (7x7x3) the GEMM wins (1.0 vs 1.27 ms)
-    tiny = g.c <= 4 and g.kh * g.kw * g.c <= 64
-    if (cin_g == 1 and groups == g.c) or (tiny and mode == "int8" and _float32_exact(wc) and _mkldnn_ok(ctx.device)):
-        fast = _float_conv(ctx, g, xq, wc, rq, bias, groups, mode)
-    else:
-        hp, wp = g.h + g.pt + g.pb, g.w + g.pl + g.pr
-        core = ConvCore(wc, xq, rq, bias, g.n, hp, wp, g.oh, g.ow, (g.sh, g.sw), (g.dh, g.dw), groups, mode,
-                        ctx.device)
-        prep = _pad_planes_fn(xq, g.n, g.h, g.w, g.c, hp, wp, (0, g.h, g.pt, 1), (0, g.w, g.pl, 1), ctx.device)
-        core_run = core.run
+    mode = machine_mode(a["mode"], device)
+    kinds = list(a["kinds"])
+    fast: Callable[[torch.Tensor], torch.Tensor] | None = None
+    for kind in kinds[kinds.index(a["kind"]):]:  # the prepared choice, else the next this machine runs
+        if kind == "fused" and mode == "int8":
+            data = {"bound": arrays["fused_bound"], "init": arrays["fused_init"]}
+            fast = _fused_int8(device, g, xq, wc, rq, bias, groups, data)
+        elif kind == "int8_conv" and mode == "int8":
+            parts = [(int(p0), int(p1), np.asarray(arrays[f"part_bound{i}"])) for i, (p0, p1) in enumerate(a["parts"])]
+            fast = _int8_conv(device, g, xq, wc, rq, bias, groups, parts)
+        elif kind == "float_conv" and ((wc.shape[2] == 1 and groups == g.c) or (mode == "int8" and _mkldnn_ok(device))):
+            fast = _float_conv(device, g, xq, wc, rq, bias, groups, bool(a["f32"]) and mode == "int8")
+        elif kind == "core":
+            fast = _core_conv(device, g, xq, wc, rq, bias, groups, mode, split_of(a["wcoefs"], arrays))
+        if fast is not None:
+            return reference, fast
+    raise InvalidModelError(f"node '{plan.node}': no fast kernel of {kinds} runs on this machine")
 
-        def fast(x: torch.Tensor) -> torch.Tensor:
-            return core_run(prep(x))
 
-    return HtpStep(reference, fast, [node.inputs[0]], list(node.outputs), node.name, node.op_type)
+def _core_conv(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray,
+               groups: int, mode: str, split: tuple[list[tuple[int, np.ndarray]], np.ndarray]
+               ) -> Callable[[torch.Tensor], torch.Tensor]:
+    hp, wp = g.h + g.pt + g.pb, g.w + g.pl + g.pr
+    core = ConvCore(wc, xq, rq, bias, g.n, hp, wp, g.oh, g.ow, (g.sh, g.sw), (g.dh, g.dw), groups, mode, device,
+                    split)
+    prep = _pad_planes_fn(xq, g.n, g.h, g.w, g.c, hp, wp, (0, g.h, g.pt, 1), (0, g.w, g.pl, 1), device)
+    core_run = core.run
+
+    def fast(x: torch.Tensor) -> torch.Tensor:
+        return core_run(prep(x))
+
+    return fast
 
 
 @htp_kernel("TransposeConv2d")
@@ -498,10 +605,6 @@ def build_transpose_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = 
     rq = requant_for(ctx, xq, oq, w_scale_out, g.cout, w_bits)
     b_name = node.inputs[2] if len(node.inputs) > 2 else ""
     bias = bias_q(ctx, b_name, float(xq.scale[0]) * w_scale_out, rq.wide)
-
-    def reference(x: np.ndarray) -> np.ndarray:
-        return _requant_np(rq, tconv_acc_np(_x_np(x, xq), wc, g, groups), bias)
-
     # conv weights [kh, kw, cin/g, cout]: W2[i, j, ci, gi * cout_g + co] = w[kh-1-i, kw-1-j, gi * cin_g + ci, co]
     wf = wc[::-1, ::-1].reshape(kh, kw, groups, cin_g, cout_g).transpose(0, 1, 3, 2, 4).reshape(kh, kw, cin_g, -1)
     hp, wp = g.oh + g.dh * (kh - 1), g.ow + g.dw * (kw - 1)
@@ -512,14 +615,35 @@ def build_transpose_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = 
         i1 = min(size, (span - 1 - top) // stride + 1) if span - 1 - top >= 0 else 0
         return i0, max(i0, i1), i0 * stride + top, stride
 
-    rows = placement(g.h, g.sh, g.dh * (kh - 1) - g.pt, hp)
-    cols = placement(g.w, g.sw, g.dw * (kw - 1) - g.pl, wp)
-    core = ConvCore(np.ascontiguousarray(wf), xq, rq, bias, g.n, hp, wp, g.oh, g.ow, (1, 1), (g.dh, g.dw), groups,
-                    mode, ctx.device)
-    prep = _pad_planes_fn(xq, g.n, g.h, g.w, g.c, hp, wp, rows, cols, ctx.device)
+    attrs = _conv_plan_attrs(node, g, groups, xq, rq, mode)
+    attrs["wcoefs"], split = split_arrays(ConvCore.weight_split(np.ascontiguousarray(wf), groups))
+    attrs.update(hp=hp, wp=wp, wf_shape=list(wf.shape), rows=list(placement(g.h, g.sh, g.dh * (kh - 1) - g.pt, hp)),
+                 cols=list(placement(g.w, g.sw, g.dw * (kw - 1) - g.pl, wp)))
+    plan = StepPlan("htp.transpose_conv2d", node.name, node.op_type, (node.inputs[0],), tuple(node.outputs), attrs,
+                    {"w": wc, "bias": bias, **split})
+    return bind_step(plan, ctx.device)
+
+
+@htp_binder("htp.transpose_conv2d")
+def _bind_transpose_conv2d(plan: StepPlan, device: torch.device) -> Bound:
+    a, arrays = plan.attrs, plan.arrays
+    g, groups = _Geo.of(a["geo"]), int(a["groups"])
+    xq, rq = qparams_of(a["x"]), Requant.from_attrs(a["rq"], device)
+    wc = np.asarray(arrays["w"], dtype=np.int64)
+    bias = np.asarray(arrays["bias"], dtype=np.int64)
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        return _requant_np(rq, tconv_acc_np(_x_np(x, xq), wc, g, groups), bias)
+
+    hp, wp = int(a["hp"]), int(a["wp"])
+    rows, cols = tuple(int(v) for v in a["rows"]), tuple(int(v) for v in a["cols"])
+    wf_shape = np.broadcast_to(np.int64(0), tuple(a["wf_shape"]))  # (the core reads the shape; weights: split)
+    core = ConvCore(wf_shape, xq, rq, bias, g.n, hp, wp, g.oh, g.ow, (1, 1), (g.dh, g.dw), groups,
+                    machine_mode(a["mode"], device), device, split_of(a["wcoefs"], arrays))
+    prep = _pad_planes_fn(xq, g.n, g.h, g.w, g.c, hp, wp, rows, cols, device)  # type: ignore[arg-type]
     core_run = core.run
 
     def fast(x: torch.Tensor) -> torch.Tensor:
         return core_run(prep(x))
 
-    return HtpStep(reference, fast, [node.inputs[0]], list(node.outputs), node.name, node.op_type)
+    return reference, fast
