@@ -16,6 +16,7 @@ from openqnn.backends.htp.kernels import (
     HTP_KERNELS,
     HtpBuildContext,
     common,
+    logical,
     movement,
     pooling,
     reduce,
@@ -40,8 +41,9 @@ def _outs(v: Any) -> list[np.ndarray]:
 
 
 _NO_ANALYSIS = ("act_q", "flow", "static_value", "quantize_multiplier", "quantized_io", "_fixed_rows", "_pad_index",
-                "resize_plan", "_counts", "_check", "_geometry", "mean_multiplier")
-_MODULES = [common, movement, resize, pooling, reduce]
+                "resize_plan", "_counts", "_check", "_geometry", "mean_multiplier",
+                "operand_params", "_raw", "_raw_statics", "_scaler_attrs")
+_MODULES = [common, movement, resize, pooling, reduce, logical]
 
 
 def check_plan(g: Graph, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch, kernel: str | None = None) -> StepPlan:
@@ -202,3 +204,32 @@ def test_cumulative_sum_plans(exclusive: bool, reverse: bool, monkeypatch: pytes
     g = one_node("CumulativeSum", [In((3, 7), None, DType.INT_32)], {"axis": 1, "exclusive": exclusive,
                                                                     "reverse": reverse}, [None])
     assert check_plan(g, rng, monkeypatch, "htp.cumsum").attrs["dtype"] == g.tensors[g.outputs[0]].dtype.name
+
+
+def test_logical_plans(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(11)
+    i64, b8 = DType.INT_64, DType.BOOL_8
+    ids, mask = In((2, 5), None, i64), In((2, 5), None, b8)
+    const = In((1, 5), None, i64, np.arange(5).reshape(1, 5))
+    for op, kernel in [("ElementWiseAdd", "htp.int_arith"), ("ElementWiseMultiply", "htp.int_arith"),
+                       ("ElementWiseSubtract", "htp.int_arith")]:
+        check_plan(one_node(op, [ids, const], {}, [None]), rng, monkeypatch, kernel)
+    for op in ["ElementWiseAnd", "ElementWiseOr", "ElementWiseXor"]:
+        check_plan(one_node(op, [mask, mask], {}, [None]), rng, monkeypatch, "htp.logic")
+    check_plan(one_node("ElementWiseNot", [mask], {}, [None]), rng, monkeypatch, "htp.logic")
+    e, e2 = enc(8, 0.05, 100), enc(16, 0.002, 30000)
+    for op in ["ElementWiseEqual", "ElementWiseGreater", "ElementWiseLessEqual"]:
+        check_plan(one_node(op, [ids, const], {}, [None]), rng, monkeypatch, "htp.compare")
+        check_plan(one_node(op, [In((2, 5), e), In((2, 5), e)], {}, [None]), rng, monkeypatch, "htp.compare")
+        plan = check_plan(one_node(op, [In((2, 5), e), In((2, 5), e2)], {}, [None]), rng, monkeypatch, "htp.compare")
+        assert all("multiplier" in a for a in plan.attrs["scalers"])
+        w = In((1, 5), e2, data=np.linspace(-1, 1, 5, dtype=np.float32).reshape(1, 5))
+        check_plan(one_node(op, [In((2, 5), e), w], {}, [None]), rng, monkeypatch, "htp.compare")
+    check_plan(one_node("ElementWiseIsNan", [In((2, 5), e)], {}, [None]), rng, monkeypatch, "htp.predicate")
+    out = enc(8, 0.06, 90)
+    w = In((2, 5), e2, data=rng.standard_normal((2, 5)).astype(np.float32))
+    check_plan(one_node("ElementWiseSelect", [mask, In((2, 5), e), w], {}, [out]), rng, monkeypatch, "htp.select")
+    cmask = In((2, 5), None, b8, rng.integers(0, 2, (2, 5)).astype(np.bool_))
+    check_plan(one_node("ElementWiseSelect", [cmask, In((2, 5), e), In((2, 5), e2)], {}, [out]), rng, monkeypatch,
+               "htp.select")
+    check_plan(one_node("ElementWiseSelect", [mask, ids, const], {}, [None]), rng, monkeypatch, "htp.select")

@@ -15,11 +15,15 @@ encoding (integer and bool tensors) and are computed exactly:
   unencoded), then picked by the boolean condition.
 
 Fast paths are the same integer operations in torch, on whatever device the tensors live.
+
+Builders make a StepPlan (``htp.int_arith``, ``htp.logic``, ``htp.compare``, ``htp.predicate``,
+``htp.select``: the op, output types, comparison multipliers, flows; static operands as arrays); the
+binders rebuild both paths from the plan alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,14 +36,23 @@ from openqnn.backends.htp.kernels.common import (
     act_q,
     c_array,
     const_step,
-    const_tensor,
     flow,
-    make_step,
-    out_bits,
+    out_attrs,
     static_value,
+    tensor_of,
 )
 from openqnn.backends.htp.kernels.elementwise import operand_params
-from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, QParams, Unsupported, htp_kernel
+from openqnn.backends.htp.kernels.registry import (
+    HtpBuildContext,
+    HtpStep,
+    QParams,
+    Unsupported,
+    bind_step,
+    htp_binder,
+    htp_kernel,
+)
+from openqnn.backends.plan import StepPlan
+from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Node
 
 __all__ = ["compare", "integer_arithmetic", "logic", "predicate", "select"]
@@ -54,15 +67,41 @@ def _raw(ctx: HtpBuildContext, name: str) -> None:
         raise Unsupported(f"'{name}' is quantized where an integer or bool tensor is expected")
 
 
+Fns = Callable[[Mapping[str, Any], torch.device], tuple[NpFn, TorchFn]]
+_FNS: dict[str, Fns] = {}
+
+
+def _fns_kernel(kernel: str) -> Callable[[Fns], Fns]:
+    """Register an operand-wise kernel: ``fns(attrs, device) -> (ref, fast)`` over all operands; its
+    binder feeds them the static operands (the plan's arrays) and the run-time ones in order."""
+    def register(fns: Fns) -> Fns:
+        _FNS[kernel] = fns
+        htp_binder(kernel)(_bind_operands)
+        return fns
+
+    return register
+
+
 def _step(node: Node, ctx: HtpBuildContext, names: Sequence[str], statics: dict[int, np.ndarray],
-          ref: NpFn, fast: TorchFn) -> HtpStep:
+          kernel: str, attrs: dict[str, Any]) -> HtpStep:
     """A step over ``names`` whose static operands are the build-time arrays ``statics`` (by position);
     the run-time ones come in order. All static: the output is computed now (const_step)."""
     n = len(names)
     runtime = [x for i, x in enumerate(names) if i not in statics]
     if not runtime:
+        ref, _ = _FNS[kernel](attrs, ctx.device)
         return const_step(node, ctx, [c_array(ref(*[statics[i] for i in range(n)]))])
-    statics_t = {i: torch.from_numpy(np.array(a, order="C")).to(ctx.device) for i, a in statics.items()}
+    attrs = {**attrs, "operands": n, "statics": sorted(statics)}
+    plan = StepPlan(kernel, node.name, node.op_type, tuple(runtime), tuple(node.outputs), attrs,
+                    {f"static{i}": a for i, a in statics.items()})
+    return bind_step(plan, ctx.device)
+
+
+def _bind_operands(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    ref, fast = _FNS[plan.kernel](plan.attrs, device)
+    n = int(plan.attrs["operands"])
+    statics = {int(i): plan.arrays[f"static{i}"] for i in plan.attrs["statics"]}
+    statics_t = {i: torch.from_numpy(np.array(a, order="C")).to(device) for i, a in statics.items()}
 
     def reference(*xs: np.ndarray) -> np.ndarray:
         it = iter(xs)
@@ -72,7 +111,7 @@ def _step(node: Node, ctx: HtpBuildContext, names: Sequence[str], statics: dict[
         it = iter(xs)
         return fast(*[statics_t[i] if i in statics_t else next(it) for i in range(n)]).contiguous()
 
-    return make_step(node, reference, fast_fn, runtime)
+    return reference, fast_fn
 
 
 def _raw_statics(ctx: HtpBuildContext, names: Sequence[str]) -> dict[int, np.ndarray]:
@@ -98,8 +137,15 @@ def integer_arithmetic(node: Node, ctx: HtpBuildContext) -> HtpStep:
     out = node.outputs[0]
     names = node.inputs[:2]
     statics = _raw_statics(ctx, names)
-    f_np, f_t = _INT_OPS[node.op_type]
-    out_np, out_t = ctx.graph.tensors[out].dtype.numpy, torch_dtype(ctx.graph.tensors[out].dtype)
+    return _step(node, ctx, names, statics, "htp.int_arith",
+                 {"op": node.op_type, "dtype": ctx.graph.tensors[out].dtype.name})
+
+
+@_fns_kernel("htp.int_arith")
+def _int_arith_fns(attrs: Mapping[str, Any], device: torch.device) -> tuple[NpFn, TorchFn]:
+    f_np, f_t = _INT_OPS[attrs["op"]]
+    dtype = DType[attrs["dtype"]]
+    out_np, out_t = dtype.numpy, torch_dtype(dtype)
 
     def ref(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return f_np(a.astype(np.int64), b.astype(np.int64)).astype(out_np)
@@ -107,7 +153,7 @@ def integer_arithmetic(node: Node, ctx: HtpBuildContext) -> HtpStep:
     def fast(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return f_t(a.to(torch.int64), b.to(torch.int64)).to(out_t)
 
-    return _step(node, ctx, names, statics, ref, fast)
+    return ref, fast
 
 
 # -- logic ---------------------------------------------------------------------------------------
@@ -124,10 +170,14 @@ def logic(node: Node, ctx: HtpBuildContext) -> HtpStep:
     names = [x for x in node.inputs if x]
     statics = _raw_statics(ctx, names)
     _raw(ctx, node.outputs[0])
-    if node.op_type == "ElementWiseNot":
-        return _step(node, ctx, names, statics, np.logical_not, torch.logical_not)
-    f_np, f_t = _LOGIC[node.op_type]
-    return _step(node, ctx, names, statics, f_np, f_t)
+    return _step(node, ctx, names, statics, "htp.logic", {"op": node.op_type})
+
+
+@_fns_kernel("htp.logic")
+def _logic_fns(attrs: Mapping[str, Any], device: torch.device) -> tuple[NpFn, TorchFn]:
+    if attrs["op"] == "ElementWiseNot":
+        return np.logical_not, torch.logical_not
+    return _LOGIC[attrs["op"]]
 
 
 # -- comparisons ---------------------------------------------------------------------------------
@@ -147,12 +197,21 @@ def _same_grid(a: QParams, b: QParams) -> bool:
     return float(a.scale[0]) == float(b.scale[0]) and int(a.offset[0]) == int(b.offset[0])
 
 
-def _scaler(q: QParams, twice: float, same: bool) -> tuple[NpFn, TorchFn]:
-    """Codes of one operand -> its value on the common comparison grid."""
+def _scaler_attrs(q: QParams, twice: float, same: bool) -> dict[str, Any]:
+    """How codes of one operand go onto the common comparison grid, as JSON."""
     z = int(q.zero_point[0])
     if same:
-        return (lambda x: x.astype(np.int64) - z), (lambda x: x.to(torch.int64) - z)
+        return {"z": z}
     m, shift = quantize_multiplier(float(q.scale[0]) / twice)
+    return {"z": z, "multiplier": int(m), "shift": int(shift)}
+
+
+def _scaler(a: Mapping[str, Any]) -> tuple[NpFn, TorchFn]:
+    """Codes of one operand -> its value on the common comparison grid."""
+    z = int(a["z"])
+    if "multiplier" not in a:
+        return (lambda x: x.astype(np.int64) - z), (lambda x: x.to(torch.int64) - z)
+    m, shift = int(a["multiplier"]), int(a["shift"])
     return ((lambda x: mbqm_np((x.astype(np.int64) - z) << _COMPARE_SHIFT, m, shift)),
             (lambda x: mbqm_t((x.to(torch.int64) - z) << _COMPARE_SHIFT, m, shift)))
 
@@ -160,18 +219,26 @@ def _scaler(q: QParams, twice: float, same: bool) -> tuple[NpFn, TorchFn]:
 @htp_kernel(*_COMPARE)
 def compare(node: Node, ctx: HtpBuildContext) -> HtpStep:
     names = node.inputs[:2]
-    f_np, f_t = _COMPARE[node.op_type]
     _raw(ctx, node.outputs[0])
     quantized = [ctx.graph.tensors[x].encoding is not None for x in names]
     if not any(quantized):
-        return _step(node, ctx, names, _raw_statics(ctx, names), f_np, f_t)
+        return _step(node, ctx, names, _raw_statics(ctx, names), "htp.compare", {"op": node.op_type, "scalers": None})
     if not all(quantized):
         raise Unsupported(f"{node.op_type} of a quantized and an unquantized operand")
     qa, qb = (operand_params(ctx, x) for x in names)
     same = _same_grid(qa, qb)
     twice = 2.0 * max(float(qa.scale[0]), float(qb.scale[0]))
-    (sa_np, sa_t), (sb_np, sb_t) = _scaler(qa, twice, same), _scaler(qb, twice, same)
     statics = {i: ctx.static_q(x) for i, x in enumerate(names) if ctx.is_static(x)}
+    scalers = [_scaler_attrs(qa, twice, same), _scaler_attrs(qb, twice, same)]
+    return _step(node, ctx, names, statics, "htp.compare", {"op": node.op_type, "scalers": scalers})
+
+
+@_fns_kernel("htp.compare")
+def _compare_fns(attrs: Mapping[str, Any], device: torch.device) -> tuple[NpFn, TorchFn]:
+    f_np, f_t = _COMPARE[attrs["op"]]
+    if attrs["scalers"] is None:
+        return f_np, f_t
+    (sa_np, sa_t), (sb_np, sb_t) = (_scaler(a) for a in attrs["scalers"])
 
     def ref(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return f_np(sa_np(a), sb_np(b))
@@ -179,7 +246,7 @@ def compare(node: Node, ctx: HtpBuildContext) -> HtpStep:
     def fast(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return f_t(sa_t(a), sb_t(b))
 
-    return _step(node, ctx, names, statics, ref, fast)
+    return ref, fast
 
 
 # -- predicates ------------------------------------------------------------------------------------
@@ -189,8 +256,15 @@ def predicate(node: Node, ctx: HtpBuildContext) -> HtpStep:
     """No code of an encoding, and no integer, is NaN or infinite: false everywhere."""
     x, out = node.inputs[0], node.outputs[0]
     act_q(ctx, x)  # a float tensor without an encoding is Unsupported: it could hold NaN
-    shape = tuple(ctx.shape(out))
-    device = ctx.device
+    shape = list(ctx.shape(out))
+    if ctx.is_static(x):
+        return const_step(node, ctx, [np.zeros(shape, dtype=np.bool_)])
+    return bind_step(StepPlan("htp.predicate", node.name, node.op_type, (x,), (out,), {"shape": shape}), ctx.device)
+
+
+@htp_binder("htp.predicate")
+def _bind_predicate(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    shape = tuple(plan.attrs["shape"])
 
     def ref(a: np.ndarray) -> np.ndarray:
         return np.zeros(shape, dtype=np.bool_)
@@ -198,9 +272,7 @@ def predicate(node: Node, ctx: HtpBuildContext) -> HtpStep:
     def fast(a: torch.Tensor) -> torch.Tensor:
         return torch.zeros(shape, dtype=torch.bool, device=device)
 
-    if ctx.is_static(x):
-        return const_step(node, ctx, [ref(np.empty(0))])
-    return make_step(node, ref, fast, [x])
+    return ref, fast
 
 
 # -- Select --------------------------------------------------------------------------------------
@@ -209,25 +281,44 @@ def predicate(node: Node, ctx: HtpBuildContext) -> HtpStep:
 def select(node: Node, ctx: HtpBuildContext) -> HtpStep:
     cond, out = node.inputs[0], node.outputs[0]
     _raw(ctx, cond)
-    quantized = act_q(ctx, out) is not None
-    bits, raw_t = out_bits(ctx, out), None if quantized else torch_dtype(ctx.graph.tensors[out].dtype)
+    # cond, then each value operand: {"static": array name}, {"cond": true} (run-time) or {"flow": Flow attrs}
+    parts: list[dict[str, Any]] = []
+    arrays: dict[str, np.ndarray] = {}
+    if ctx.is_static(cond):
+        arrays["static0"] = np.asarray(ctx.graph.tensors[cond].data).astype(np.bool_)
+        parts.append({"static": "static0"})
+    else:
+        parts.append({"cond": True})
+    for i, x in enumerate(node.inputs[1:3], 1):
+        if ctx.is_static(x):
+            arrays[f"static{i}"] = static_value(ctx, x, out)
+            parts.append({"static": f"static{i}"})
+        else:
+            parts.append({"flow": flow(ctx, x, out).to_attrs()})
+    runtime = [x for x, p in zip(node.inputs[:3], parts) if "static" not in p]
+    if not runtime:
+        c, a, b = arrays.values()
+        return const_step(node, ctx, [c_array(np.where(c, a, b))])
+    plan = StepPlan("htp.select", node.name, node.op_type, tuple(runtime), (out,),
+                    {"parts": parts, "out": out_attrs(ctx, out)}, arrays)
+    return bind_step(plan, ctx.device)
+
+
+@htp_binder("htp.select")
+def _bind_select(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    out = plan.attrs["out"]
+    quantized = bool(out["quantized"])
+    raw_t = None if quantized else torch_dtype(DType[out["dtype"]])
     # cond, then each value operand: a build-time (numpy, torch) pair, or the Flow of a run-time tensor
     parts: list[tuple[np.ndarray, torch.Tensor] | Flow | None] = []
-    if ctx.is_static(cond):
-        c = np.asarray(ctx.graph.tensors[cond].data).astype(np.bool_)
-        parts.append((c, torch.from_numpy(np.array(c, order="C")).to(ctx.device)))
-    else:
-        parts.append(None)
-    for x in node.inputs[1:3]:
-        if ctx.is_static(x):
-            v = static_value(ctx, x, out)
-            parts.append((v, const_tensor(v, quantized, bits, raw_t, ctx.device)))
+    for i, p in enumerate(plan.attrs["parts"]):
+        if "static" in p:
+            v = plan.arrays[p["static"]]
+            parts.append((v, torch.from_numpy(np.array(v, order="C")).to(device) if i == 0 else tensor_of(v, out, device)))
+        elif "cond" in p:
+            parts.append(None)
         else:
-            parts.append(flow(ctx, x, out))
-    runtime = [x for x, p in zip(node.inputs[:3], parts) if not isinstance(p, tuple)]
-    if not runtime:
-        c, a, b = (p[0] for p in parts if isinstance(p, tuple))
-        return const_step(node, ctx, [c_array(np.where(c, a, b))])
+            parts.append(Flow.from_attrs(p["flow"]))
 
     def operands_np(xs: Sequence[np.ndarray]) -> list[Any]:
         it = iter(xs)
@@ -253,7 +344,7 @@ def select(node: Node, ctx: HtpBuildContext) -> HtpStep:
                 vals.append(p.t(next(it)))
         return vals
 
-    out_np = np.int64 if quantized else ctx.graph.tensors[out].dtype.numpy
+    out_np = np.int64 if quantized else DType[out["dtype"]].numpy
 
     def reference(*xs: np.ndarray) -> np.ndarray:
         c, a, b = operands_np(xs)
@@ -264,4 +355,4 @@ def select(node: Node, ctx: HtpBuildContext) -> HtpStep:
         y = torch.where(c, a, b)
         return (y.to(raw_t) if raw_t is not None else y).contiguous()
 
-    return make_step(node, reference, fast, runtime)
+    return reference, fast
