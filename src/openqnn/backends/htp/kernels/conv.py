@@ -528,8 +528,9 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
         kinds.append("float_conv")
     if not dw_shape:  # (a depthwise float convolution runs on any machine, in float64 where it must)
         kinds.append("core")
-        attrs["wcoefs"], split = split_arrays(ConvCore.weight_split(wc, groups))
-        arrays.update(split)
+        split = ConvCore.weight_split(wc, groups)
+        attrs["wcoefs"], split_data = split_arrays(split)
+        arrays.update(split_data, core_off=ConvCore.folded_offset(split, bias, xq, g.kh * g.kw * cin_g))
     # this machine's choice: the first whose library is here (the binder falls back along ``kinds``)
     here = {"fused": lambda: FusedSetup.of(ctx.device, xq, _fused_matrix(g, wc, groups), rq, bias) is not None,
             "int8_conv": lambda: _onednn_qconv_ok(ctx.device),
@@ -564,18 +565,19 @@ def _bind_conv2d(plan: StepPlan, device: torch.device) -> Bound:
         elif kind == "float_conv" and ((wc.shape[2] == 1 and groups == g.c) or (mode == "int8" and _mkldnn_ok(device))):
             fast = _float_conv(device, g, xq, wc, rq, bias, groups, bool(a["f32"]) and mode == "int8")
         elif kind == "core":
-            fast = _core_conv(device, g, xq, wc, rq, bias, groups, mode, split_of(a["wcoefs"], arrays))
+            fast = _core_conv(device, g, xq, wc, rq, bias, groups, mode, split_of(a["wcoefs"], arrays),
+                              np.asarray(arrays["core_off"], dtype=np.int64))
         if fast is not None:
             return reference, fast
     raise InvalidModelError(f"node '{plan.node}': no fast kernel of {kinds} runs on this machine")
 
 
 def _core_conv(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray,
-               groups: int, mode: str, split: tuple[list[tuple[int, np.ndarray]], np.ndarray]
+               groups: int, mode: str, split: tuple[list[tuple[int, np.ndarray]], np.ndarray], off: np.ndarray
                ) -> Callable[[torch.Tensor], torch.Tensor]:
     hp, wp = g.h + g.pt + g.pb, g.w + g.pl + g.pr
     core = ConvCore(wc, xq, rq, bias, g.n, hp, wp, g.oh, g.ow, (g.sh, g.sw), (g.dh, g.dw), groups, mode, device,
-                    split)
+                    split, off)
     prep = _pad_planes_fn(xq, g.n, g.h, g.w, g.c, hp, wp, (0, g.h, g.pt, 1), (0, g.w, g.pl, 1), device)
     core_run = core.run
 
@@ -616,11 +618,13 @@ def build_transpose_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = 
         return i0, max(i0, i1), i0 * stride + top, stride
 
     attrs = _conv_plan_attrs(node, g, groups, xq, rq, mode)
-    attrs["wcoefs"], split = split_arrays(ConvCore.weight_split(np.ascontiguousarray(wf), groups))
+    split = ConvCore.weight_split(np.ascontiguousarray(wf), groups)
+    attrs["wcoefs"], split_data = split_arrays(split)
     attrs.update(hp=hp, wp=wp, wf_shape=list(wf.shape), rows=list(placement(g.h, g.sh, g.dh * (kh - 1) - g.pt, hp)),
                  cols=list(placement(g.w, g.sw, g.dw * (kw - 1) - g.pl, wp)))
     plan = StepPlan("htp.transpose_conv2d", node.name, node.op_type, (node.inputs[0],), tuple(node.outputs), attrs,
-                    {"w": wc, "bias": bias, **split})
+                    {"w": wc, "bias": bias, **split_data,
+                     "core_off": ConvCore.folded_offset(split, bias, xq, kh * kw * cin_g)})
     return bind_step(plan, ctx.device)
 
 
@@ -639,7 +643,8 @@ def _bind_transpose_conv2d(plan: StepPlan, device: torch.device) -> Bound:
     rows, cols = tuple(int(v) for v in a["rows"]), tuple(int(v) for v in a["cols"])
     wf_shape = np.broadcast_to(np.int64(0), tuple(a["wf_shape"]))  # (the core reads the shape; weights: split)
     core = ConvCore(wf_shape, xq, rq, bias, g.n, hp, wp, g.oh, g.ow, (1, 1), (g.dh, g.dw), groups,
-                    machine_mode(a["mode"], device), device, split_of(a["wcoefs"], arrays))
+                    machine_mode(a["mode"], device), device, split_of(a["wcoefs"], arrays),
+                    np.asarray(arrays["core_off"], dtype=np.int64))
     prep = _pad_planes_fn(xq, g.n, g.h, g.w, g.c, hp, wp, rows, cols, device)  # type: ignore[arg-type]
     core_run = core.run
 

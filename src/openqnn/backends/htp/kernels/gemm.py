@@ -345,21 +345,20 @@ class ConvCore:
 
     def __init__(self, wc: np.ndarray, xq: QParams, rq: Requant, bias: np.ndarray, n: int, hp: int, wp: int,
                  oh: int, ow: int, stride: tuple[int, int], dilation: tuple[int, int], groups: int, mode: str,
-                 device: torch.device, split: tuple[list[tuple[int, np.ndarray]], np.ndarray] | None = None):
+                 device: torch.device, split: tuple[list[tuple[int, np.ndarray]], np.ndarray] | None = None,
+                 off: np.ndarray | None = None):
         """``split``: :meth:`weight_split` of ``wc`` made already (from a plan); ``wc`` then only gives
-        the geometry."""
+        the geometry. ``off``: :meth:`folded_offset` of it, likewise."""
         kh, kw, cin_g, cout = wc.shape
         cout_g = cout // groups
         self.geo = (n, oh, ow, kh, kw, stride, dilation, groups, cin_g)
         k = kh * kw * cin_g
         parts_b, b0 = split if split is not None else ConvCore.weight_split(wc, groups)
-        a0 = act_a0(xq)
         coefs_a = act_coefs(xq.bitwidth)
         self.planes = len(coefs_a)
         self.m = n * oh * ow
-        # static: off = bias - a0 * sum_r d_r colsum(B_r) + K * a0 * b0
-        colsum = sum(d * part.astype(np.int64).sum(axis=0) for d, part in parts_b)
-        off = bias - a0 * colsum + k * a0 * b0
+        if off is None:
+            off = ConvCore.folded_offset((parts_b, b0), bias, xq, k)
         self.b_t = [[weight_matrix(part[:, gi * cout_g:(gi + 1) * cout_g], mode, device) for gi in range(groups)]
                     for _, part in parts_b]
         if mode == "int8" and max(float(col_bound(part).max()) for _, part in parts_b) >= INT32_MAX:
@@ -396,6 +395,16 @@ class ConvCore:
             self.requant = rq.fast(off, terms, torch.int32 if mode == "int8" else torch.float64)
         self.cout_g, self.mode = cout_g, mode
         self.pointwise = kh == kw == 1 and stride == (1, 1) and hp == oh and wp == ow and groups == 1
+
+    @staticmethod
+    def folded_offset(split: tuple[list[tuple[int, np.ndarray]], np.ndarray], bias: np.ndarray, xq: QParams, k: int
+                      ) -> np.ndarray:
+        """The zero-point corrections and the bias as one per-channel constant of the accumulator:
+        ``off = bias - a0 * sum_r d_r colsum(B_r) + K * a0 * b0`` (``k`` products per output)."""
+        parts_b, b0 = split
+        a0 = act_a0(xq)
+        colsum = sum(d * part.astype(np.int64).sum(axis=0) for d, part in parts_b)
+        return np.asarray(bias - a0 * colsum + k * a0 * b0, dtype=np.int64)
 
     @staticmethod
     def weight_split(wc: np.ndarray, groups: int) -> tuple[list[tuple[int, np.ndarray]], np.ndarray]:

@@ -66,12 +66,12 @@ Bound = tuple[Callable[..., Any], Callable[..., Any]]
 
 
 def _rows_gemm(device: torch.device, xq: QParams, wkn: np.ndarray, rq: Requant, bias: np.ndarray, rows: int,
-               mode: str, split: tuple[list[tuple[int, np.ndarray]], np.ndarray] | None = None
-               ) -> Callable[[torch.Tensor], torch.Tensor]:
+               mode: str, split: tuple[list[tuple[int, np.ndarray]], np.ndarray] | None = None,
+               off: np.ndarray | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
     """[rows, k] activations (storage) @ static [k, n] integers -> requantized [rows, n] (1x1 conv core)."""
     k, n = wkn.shape
     core = ConvCore(wkn.reshape(1, 1, k, n), xq, rq, bias, 1, rows, 1, rows, 1, (1, 1), (1, 1), 1, mode,
-                    device, split)
+                    device, split, off)
     planes = len(act_coefs(xq.bitwidth))
     bw, run = xq.bitwidth, core.run
 
@@ -87,7 +87,9 @@ def _gemm_plan(xq: QParams, wkn: np.ndarray, rq: Requant, bias: np.ndarray, mode
     GEMM where it applies on this machine (``fused``), else the 1x1 convolution core (``core``), whose
     int8 weight planes the plan always carries (a machine without the fused kernels falls back to it)."""
     k, n = wkn.shape
-    coefs, arrays = split_arrays(ConvCore.weight_split(wkn.reshape(1, 1, k, n), 1))
+    split = ConvCore.weight_split(wkn.reshape(1, 1, k, n), 1)
+    coefs, arrays = split_arrays(split)
+    arrays["core_off"] = ConvCore.folded_offset(split, bias, xq, k)
     kind = "core"
     if fuse and mode == "int8" and FusedSetup.of(device, xq, wkn, rq, bias) is not None:
         data = FusedSetup.data(xq, wkn, rq)
@@ -105,7 +107,7 @@ def _bind_gemm(attrs: Mapping[str, Any], arrays: Mapping[str, np.ndarray], xq: Q
         gemm = fused_gemm(device, xq, wkn, rq, bias, fs) if fs is not None else None
     if gemm is None:  # "core", or this machine lacks the fused kernels: the same bits
         gemm = _rows_gemm(device, xq, wkn, rq, bias, rows, machine_mode(attrs["mode"], device),
-                          split_of(attrs["wcoefs"], arrays))
+                          split_of(attrs["wcoefs"], arrays), np.asarray(arrays["core_off"], dtype=np.int64))
     return gemm
 
 
