@@ -4,7 +4,7 @@ convert -> quantize -> model library -> context binary -> run and profile, on cp
 """
 
 from openqnn._version import __version__
-from openqnn.api import convert, encodings_path, load, save
+from openqnn.api import compile, convert, encodings_path, load, save
 from openqnn.errors import (
     ConversionError,
     InputDataError,
@@ -30,6 +30,7 @@ __all__ = [
     "TensorInfo",
     "UnsupportedOpError",
     "__version__",
+    "compile",
     "convert",
     "encodings_path",
     "load",

@@ -11,11 +11,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from openqnn.errors import ConversionError
 from openqnn.ir.graph import Graph
 
-__all__ = ["convert", "encodings_path", "load", "save"]
+if TYPE_CHECKING:
+    from openqnn.runtime.context import Context
+
+__all__ = ["compile", "convert", "encodings_path", "load", "save"]
 
 _FRONTENDS = {".onnx": "onnx"}
 
@@ -71,3 +75,11 @@ def load(path: str | os.PathLike[str]) -> Graph:
     if not p.name.endswith("_net.json"):
         p = model_paths(p)[0]
     return load_model(p)
+
+
+def compile(graphs: Graph | Mapping[str, Graph], backend: str = "htp", config: object = None) -> Context:
+    """Prepare a graph (or several, by name) for ``backend`` once, as data: ``compile(g).save("x.bin")``
+    writes a context binary that ``Session("x.bin")`` opens without preparing again."""
+    from openqnn.runtime.context import compile_graph
+
+    return compile_graph(graphs, backend, config)

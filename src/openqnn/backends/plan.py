@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["StepPlan"]
+__all__ = ["PreparedGraph", "StepPlan"]
 
 
 @dataclass(frozen=True)
@@ -48,3 +48,14 @@ class StepPlan:
 
 
 Binder = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class PreparedGraph:
+    """A graph prepared for a backend, as data: the backend and arch it was prepared for, ``io`` (a graph
+    holding only the inputs and outputs, with their encodings) and the steps in execution order."""
+
+    backend: str
+    arch: str | None
+    io: Any  # openqnn.ir.graph.Graph (inputs and outputs only)
+    steps: tuple[StepPlan, ...]

@@ -51,7 +51,7 @@ __all__ = [
     "HEADER_SIZE",
     "MAGIC",
     "READABLE_FORMAT_VERSIONS",
-    "Context",
+    "ContextFile",
     "ContextGraph",
     "ContextHeader",
     "describe_context",
@@ -122,7 +122,7 @@ class ContextGraph:
 
 
 @dataclass(frozen=True)
-class Context:
+class ContextFile:
     """A context binary, validated and mapped: the header and its graphs in file order."""
 
     path: Path
@@ -248,7 +248,7 @@ def _align(n: int) -> int:
 # ----------------------------------------------------------------------------------------------- read
 
 
-def read_context(path: str | os.PathLike[str], *, backend: str | None = None, arch: str | None = None) -> Context:
+def read_context(path: str | os.PathLike[str], *, backend: str | None = None, arch: str | None = None) -> ContextFile:
     """Open, validate and map the context binary ``path``; with ``backend`` / ``arch``, refuse a context
     made for another. Raises :class:`ContextError` (one line naming the file and the mismatch)."""
     p = Path(path)
@@ -277,7 +277,7 @@ def read_context(path: str | os.PathLike[str], *, backend: str | None = None, ar
     if unused:
         raise ContextError(f"{p}: stored array {_q(unused[0])} is used by no graph ({len(unused)} unused); "
                            f"{_REGENERATE}")
-    return Context(p, header, graphs)
+    return ContextFile(p, header, graphs)
 
 
 def _map(p: Path) -> mmap.mmap | bytes:

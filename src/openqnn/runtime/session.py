@@ -15,6 +15,7 @@ from openqnn.errors import InputDataError, InvalidConfigError
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph
 from openqnn.runtime.config import BackendConfig, check_num_threads
+from openqnn.runtime.context import is_context, open_context
 
 __all__ = ["Session", "TensorInfo"]
 
@@ -44,17 +45,28 @@ class Session:
     >>> out = sess.run({"input": np.zeros((1, 3, 224, 224), np.float32)})  # doctest: +SKIP
     """
 
-    def __init__(self, model: Graph | str | os.PathLike[str], backend: str = "cpu", num_threads: int | None = None,
-                 config: BackendConfig | None = None):
+    def __init__(self, model: Graph | str | os.PathLike[str], backend: str | None = None,
+                 num_threads: int | None = None, config: BackendConfig | None = None, graph_name: str | None = None):
+        """``model``: a graph, a ``_net.json`` (prepared here for ``backend``, cpu by default) or a context
+        binary (bound as saved, nothing prepared again; ``backend`` must be the context's if given,
+        ``graph_name`` picks a graph of a context holding several)."""
+        if num_threads is not None:
+            check_num_threads(num_threads)
+        if not isinstance(model, Graph) and is_context(model):
+            context = open_context(model, backend)
+            prepared = context.graph(graph_name)
+            self.graph = prepared.io
+            self.backend = create_backend(context.backend, config.section(context.backend) if config else None,
+                                          num_threads)
+            self._exe = self.backend.bind(prepared)  # type: ignore[attr-defined]
+            return
         if isinstance(model, Graph):
             self.graph = model
         else:
             from openqnn.api import load
 
             self.graph = load(Path(model))
-        spec = backend_spec(backend)
-        if num_threads is not None:
-            check_num_threads(num_threads)
+        spec = backend_spec(backend or "cpu")
         self.backend = create_backend(spec.name, config.section(spec.name) if config is not None else None,
                                       num_threads)
         self._exe = self.backend.prepare(self.graph)
@@ -90,7 +102,7 @@ class Session:
             if not self.backend.capabilities.native_integer_io:
                 raise InvalidConfigError(f"native (quantized integer) inputs/outputs: the {self.backend.name} backend "
                                          "takes and returns floats; use a backend with native integer I/O (htp)")
-            return self._exe.run(feeds, native_inputs, native_outputs)  # type: ignore[call-arg]
+            return self._exe.run(feeds, native_inputs, native_outputs)
         return self._exe.run(feeds)
 
     def _feeds(self, feeds: object) -> Mapping[str, np.ndarray]:

@@ -491,3 +491,27 @@ def load_model(path: str | os.PathLike[str]) -> Graph:
     except InvalidModelError as e:
         raise InvalidModelError(f"{json_path}: {e}; {_REGENERATE}") from None
     return graph
+
+
+def io_graph_from_json(doc: Any, path: Path) -> Graph:
+    """The inputs-and-outputs graph of a prepared graph (``graph_to_json`` of one with no nodes), checked as
+    :func:`load_model` checks a model; errors name ``path`` (the context binary) and the field."""
+    r = _Reader(path)
+    doc = r.obj(doc, "io")
+    g = r.obj(r.key(doc, "graph", "io"), "io.graph")
+    tensors = r.obj(r.key(g, "tensors", "io.graph"), "io.graph.tensors")
+    inputs = r.strs(r.key(g, "inputs", "io.graph"), "io.graph.inputs")
+    outputs = r.strs(r.key(g, "outputs", "io.graph"), "io.graph.outputs")
+    if not outputs:
+        raise r.fail("io.graph.outputs", "the graph has no outputs")
+    graph = Graph(r.str_(doc.get("graph_name", path.stem), "io.graph_name"))
+    for name, t in tensors.items():
+        if isinstance(t, dict) and t.get("type") == TensorKind.STATIC.value:
+            raise r.fail(f"io.graph.tensors[{name!r}]", "a static tensor among the inputs and outputs")
+        graph.add_tensor(_read_tensor(r, name, t, {}, path))
+    for where, names in (("io.graph.inputs", inputs), ("io.graph.outputs", outputs)):
+        for i, x in enumerate(names):
+            if x not in graph.tensors:
+                raise r.fail(f"{where}[{i}]", f"'{x}' is not a tensor in io.graph.tensors")
+    graph.inputs, graph.outputs = list(inputs), list(outputs)
+    return graph

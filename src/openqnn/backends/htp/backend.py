@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 
 from openqnn.backends.base import Executable
-from openqnn.backends.htp.arch import HtpArch, resolve_arch
+from openqnn.backends.htp.arch import ARCHS, HtpArch, resolve_arch
 from openqnn.backends.htp.config import SPEC, HtpConfig
 from openqnn.backends.htp.executable import HtpExecutable
+from openqnn.backends.plan import PreparedGraph
 from openqnn.backends.settings import Capabilities
-from openqnn.errors import InvalidConfigError
+from openqnn.errors import InvalidConfigError, UnsupportedOpError
 from openqnn.ir.graph import Graph, Node
+from openqnn.ir.tensor import TensorKind
 
-__all__ = ["HtpBackend", "check_arch"]
+__all__ = ["HtpBackend", "check_arch", "io_graph"]
 
 
 class HtpBackend:
@@ -58,6 +61,43 @@ class HtpBackend:
 
             return float_plan(graph, self.device, torch.float16, self.name)
         return _Prepared(HtpExecutable(graph, self.arch, self.device, self.path))
+
+
+    def plan(self, graph: Graph) -> PreparedGraph:
+        """``graph`` prepared as data (what a context binary holds): every node must run on htp."""
+        check_arch(graph, self.arch, self.config)
+        exe = HtpExecutable(graph, self.arch, self.device, self.path)
+        if exe.fallbacks:
+            raise UnsupportedOpError(
+                f"a context binary holds htp steps only, and {len(exe.fallbacks)} node(s) fall back to cpu: "
+                + "; ".join(f"{f.node} ({f.op_type}): {f.reason}" for f in exe.fallbacks[:3])
+                + ("; ..." if len(exe.fallbacks) > 3 else "") + "; quantize the model fully for htp")
+        missing = [n.name for n, p in zip(graph.nodes, exe.step_plans) if p is None]
+        if missing:
+            raise UnsupportedOpError(f"node(s) {', '.join(missing[:3])} run on htp kernels that are not data yet")
+        steps = tuple(p for p in exe.step_plans if p is not None)
+        return PreparedGraph(self.name, self.arch.name, io_graph(graph), steps)
+
+    def bind(self, prepared: PreparedGraph) -> Executable:
+        """The executable of a prepared graph (one read from a context binary): binding only."""
+        asked = self.config.dsp_arch is not None or self.config.soc_model is not None
+        if prepared.arch not in ARCHS or (asked and prepared.arch != self.arch.name):
+            raise InvalidConfigError(f"the context was prepared for {prepared.arch}, and {self.arch.name} was asked "
+                                     f"for; prepare it again for {self.arch.name} (or drop the htp_config arch)")
+        exe = HtpExecutable.from_plans(prepared.io, list(prepared.steps), ARCHS[prepared.arch], self.device, self.path)
+        return _Prepared(exe)
+
+
+def io_graph(graph: Graph) -> Graph:
+    """A graph of ``graph``'s inputs and outputs only (what running a prepared graph needs of it)."""
+    io = Graph(graph.name)
+    for name in dict.fromkeys([*graph.inputs, *graph.outputs]):
+        t = graph.tensors[name]
+        if t.kind is TensorKind.STATIC:
+            raise UnsupportedOpError(f"output '{name}' is a constant; a context binary holds computed outputs")
+        io.add_tensor(replace(t, data=None))
+    io.inputs, io.outputs = list(graph.inputs), list(graph.outputs)
+    return io
 
 
 class _Prepared:

@@ -21,7 +21,13 @@ from openqnn.backends.fallback import FloatKernel, float_kernel, keep_freed_memo
 from openqnn.backends.htp import native
 from openqnn.backends.htp.arch import HtpArch
 from openqnn.backends.htp.kernels import HTP_KERNELS
-from openqnn.backends.htp.kernels.registry import HtpBuildContext, QParams, Unsupported, storage_dtype
+from openqnn.backends.htp.kernels.registry import (
+    HtpBuildContext,
+    QParams,
+    Unsupported,
+    bind_step,
+    storage_dtype,
+)
 from openqnn.backends.plan import StepPlan
 from openqnn.errors import InputDataError, UnsupportedOpError
 from openqnn.ir.graph import Graph, Node
@@ -88,17 +94,41 @@ class HtpExecutable:
         self._static: dict[str, object] = {}
         for node in graph.nodes:
             self._calls.append(self._build(node, hctx))
-        self._enc = {n: QParams.of(t.encoding) for n, t in graph.tensors.items() if t.encoding is not None}
+        self._schedule()
+        if self.fallbacks:
+            log.info("htp: %d node(s) fall back to cpu: %s", len(self.fallbacks),
+                     "; ".join(f"{f.node} ({f.op_type}): {f.reason}" for f in self.fallbacks))
+
+    @classmethod
+    def from_plans(cls, io: Graph, steps: list[StepPlan], arch: HtpArch, device: torch.device | str = "cpu",
+                   path: str = "fast") -> HtpExecutable:
+        """An executable bound from step plans alone (a context binary's): ``io`` holds the graph's inputs
+        and outputs; nothing is analysed, packed or proven again."""
+        if path not in ("fast", "reference"):
+            raise ValueError(f"path must be 'fast' or 'reference', not {path!r}")
+        self = cls.__new__(cls)
+        self.graph, self.arch, self.path = io, arch, path
+        self.device = torch.device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
+        self.fallbacks, self.step_plans, self._static = [], list(steps), {}
+        self._calls = []
+        for plan in steps:
+            step = bind_step(plan, self.device)
+            self._calls.append(_Call(step.reference if path == "reference" else step.fast, list(step.inputs),
+                                     list(plan.outputs), plan.node, plan.op_type))
+        self._schedule()
+        return self
+
+    def _schedule(self) -> None:
+        self._enc = {n: QParams.of(t.encoding) for n, t in self.graph.tensors.items() if t.encoding is not None}
         self._last_use: dict[str, int] = {}
         for i, c in enumerate(self._calls):
             for x in c.ins:
                 self._last_use[x] = i
         # per step: the call and the inputs no later step reads (dropped after it)
-        self._plan = [(c, [x for x in dict.fromkeys(c.ins) if self._last_use[x] == i and x not in graph.outputs])
+        self._plan = [(c, [x for x in dict.fromkeys(c.ins) if self._last_use[x] == i and x not in self.graph.outputs])
                       for i, c in enumerate(self._calls)]
-        if self.fallbacks:
-            log.info("htp: %d node(s) fall back to cpu: %s", len(self.fallbacks),
-                     "; ".join(f"{f.node} ({f.op_type}): {f.reason}" for f in self.fallbacks))
 
     # -- building -----------------------------------------------------------------------------
     def _build(self, node: Node, hctx: HtpBuildContext) -> _Call:

@@ -1,0 +1,109 @@
+"""Compiled models: prepare once, save as a context binary, open without preparing again.
+
+    ctx = openqnn.compile(qgraph, backend="htp")      # prepare: kernels chosen, tables built, weights packed
+    ctx.save("htp_context.bin")
+    sess = openqnn.Session("htp_context.bin")          # binds the saved steps; analyses nothing
+
+A context holds one or more prepared graphs (:class:`~openqnn.backends.plan.PreparedGraph`: the graph's
+inputs and outputs with their encodings, and its steps as data) in the container of
+:mod:`openqnn.runtime.context_format`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from openqnn.backends import backend_spec, create_backend
+from openqnn.backends.plan import PreparedGraph, StepPlan
+from openqnn.errors import ContextError, InvalidConfigError
+from openqnn.ir.graph import Graph
+from openqnn.runtime.context_format import MAGIC, read_context, write_context
+from openqnn.serialization.netjson import graph_to_json, io_graph_from_json
+
+__all__ = ["Context", "compile_graph", "is_context", "open_context"]
+
+
+@dataclass(frozen=True)
+class Context:
+    """Prepared graphs for one backend (and arch), by graph name."""
+
+    backend: str
+    arch: str | None
+    graphs: Mapping[str, PreparedGraph]
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the context binary (atomically); returns its path."""
+        docs: dict[str, Any] = {}
+        arrays: dict[str, dict[str, np.ndarray]] = {}
+        for name, g in self.graphs.items():
+            docs[name] = {"io": graph_to_json(g.io), "steps": [s.to_json() for s in g.steps]}
+            arrays[name] = {f"{i}/{k}": v for i, s in enumerate(g.steps) for k, v in s.arrays.items()}
+        write_context(path, backend=self.backend, arch=self.arch, graphs=docs, arrays=arrays)
+        return Path(path)
+
+    def graph(self, name: str | None = None) -> PreparedGraph:
+        """The prepared graph ``name`` (the only one where the context holds one)."""
+        if name is None:
+            if len(self.graphs) != 1:
+                raise InvalidConfigError(f"the context holds {len(self.graphs)} graphs ({', '.join(self.graphs)}); "
+                                         "name the one to run")
+            return next(iter(self.graphs.values()))
+        if name not in self.graphs:
+            raise InvalidConfigError(f"the context has no graph '{name}'; it holds {', '.join(self.graphs)}")
+        return self.graphs[name]
+
+
+def compile_graph(graphs: Graph | Mapping[str, Graph], backend: str = "htp", config: Any = None) -> Context:
+    """Prepare one graph (or several, by name) for ``backend`` as data, ready to save as a context binary."""
+    spec = backend_spec(backend)
+    target = create_backend(spec.name, config)
+    if not hasattr(target, "plan"):
+        raise InvalidConfigError(f"the {spec.name} backend cannot write context binaries yet (its prepared steps are "
+                                 "not data); contexts hold htp graphs for now")
+    named = {graphs.name: graphs} if isinstance(graphs, Graph) else dict(graphs)
+    prepared = {name: target.plan(g) for name, g in named.items()}
+    arches = {p.arch for p in prepared.values()}
+    return Context(spec.name, arches.pop() if len(arches) == 1 else None, prepared)
+
+
+def is_context(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a context binary (by its magic bytes)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
+def open_context(path: str | os.PathLike[str], backend: str | None = None) -> Context:
+    """Read and check a context binary (``backend``: refuse one prepared for another)."""
+    p = Path(path)
+    raw = read_context(p, backend=backend_spec(backend).name if backend else None)
+    graphs: dict[str, PreparedGraph] = {}
+    for name, g in raw.graphs.items():
+        doc = g.plan
+        if not isinstance(doc, dict) or not isinstance(doc.get("steps"), list) or "io" not in doc:
+            raise ContextError(f"{p}: graph '{name}' holds no prepared steps; regenerate it with "
+                               "qnn-context-binary-generator")
+        per_step: dict[int, dict[str, np.ndarray]] = {}
+        for key, arr in g.arrays.items():
+            index, _, local = key.partition("/")
+            if not index.isdigit() or not local:
+                raise ContextError(f"{p}: graph '{name}': array '{key}' belongs to no step")
+            per_step.setdefault(int(index), {})[local] = arr
+        steps = []
+        for i, step in enumerate(doc["steps"]):
+            try:
+                steps.append(StepPlan.from_json(step, per_step.get(i, {})))
+            except (KeyError, TypeError, ValueError) as e:
+                raise ContextError(f"{p}: graph '{name}' step {i} is malformed ({type(e).__name__}: {e}); "
+                                   "regenerate it with qnn-context-binary-generator") from None
+        graphs[name] = PreparedGraph(raw.header.backend, raw.header.arch, io_graph_from_json(doc["io"], p),
+                                     tuple(steps))
+    return Context(raw.header.backend, raw.header.arch, graphs)

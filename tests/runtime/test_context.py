@@ -1,0 +1,125 @@
+"""Compiled models: openqnn.compile -> Context.save -> Session("x.bin"), bit-identical to preparing, with
+nothing prepared again on open, and clean refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import openqnn
+from helpers import make_model
+from openqnn.backends.htp import kernels as htp_kernels
+from openqnn.backends.htp.kernels.registry import HtpBuildContext
+from openqnn.runtime.config import BackendConfig, HtpConfig
+from openqnn.runtime.context import open_context
+from openqnn.runtime.context_format import describe_context
+
+F = TensorProto.FLOAT
+
+
+def _cnn():  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(0)
+
+    def init(name: str, *shape: int) -> object:
+        return numpy_helper.from_array((0.3 * rng.standard_normal(shape)).astype(np.float32), name)
+
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], group=8),
+             helper.make_node("Sigmoid", ["c2"], ["s2"]),
+             helper.make_node("MaxPool", ["s2"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1),
+             helper.make_node("Softmax", ["y"], ["prob"])]
+    inits = [init("w1", 8, 3, 3, 3), init("b1", 8), init("w2", 8, 1, 3, 3), init("b2", 8), init("wf", 10, 128),
+             init("bf", 10)]
+    return make_model(nodes, [("x", F, [1, 3, 8, 8])], [("prob", F, [1, 10])], inits)
+
+
+@pytest.fixture(scope="module")
+def quantized() -> openqnn.Graph:
+    rng = np.random.default_rng(1)
+    cal = [{"x": rng.random((1, 3, 8, 8), dtype=np.float32)} for _ in range(8)]
+    return openqnn.quantize(openqnn.convert(_cnn()), cal, openqnn.QuantizerConfig(use_per_channel_quantization=True))
+
+
+@pytest.fixture(scope="module")
+def saved(quantized: openqnn.Graph, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return openqnn.compile(quantized, "htp").save(tmp_path_factory.mktemp("ctx") / "htp_context.bin")
+
+
+def _feeds(n: int = 4) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(2)
+    return [{"x": rng.random((1, 3, 8, 8), dtype=np.float32)} for _ in range(n)]
+
+
+def test_context_runs_bit_identical_to_preparing(quantized: openqnn.Graph, saved: Path) -> None:
+    prepared, opened = openqnn.Session(quantized, backend="htp"), openqnn.Session(saved)
+    assert opened.backend.name == "htp" and [t.name for t in opened.inputs] == ["x"]
+    for f in _feeds():
+        a, b = prepared.run(f, native_outputs=True), opened.run(f, native_outputs=True)
+        np.testing.assert_array_equal(a["prob"], b["prob"])
+        np.testing.assert_array_equal(prepared.run(f)["prob"], opened.run(f)["prob"])
+    ref = openqnn.Session(saved, backend="libQnnHtp.so")  # the context's own backend may be named
+    np.testing.assert_array_equal(ref.run(_feeds(1)[0])["prob"], opened.run(_feeds(1)[0])["prob"])
+
+
+def test_opening_a_context_prepares_nothing(saved: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No kernel builder runs and no build context is made: kernel choice, tables, packing and proofs all
+    come from the file."""
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("prepare-time work while opening a context")
+
+    for op in list(htp_kernels.HTP_KERNELS):
+        monkeypatch.setitem(htp_kernels.HTP_KERNELS, op, refuse)
+    monkeypatch.setattr(HtpBuildContext, "__init__", refuse)
+    sess = openqnn.Session(saved)
+    assert sess.run(_feeds(1)[0])["prob"].shape == (1, 10)
+
+
+def test_several_graphs_share_arrays(quantized: openqnn.Graph, tmp_path: Path) -> None:
+    one = openqnn.compile(quantized, "htp").save(tmp_path / "one.bin")
+    two = openqnn.compile({"a": quantized, "b": quantized}, "htp").save(tmp_path / "two.bin")
+    arrays = describe_context(two)["arrays"]
+    assert arrays["referenced_bytes"] >= 2 * describe_context(one)["arrays"]["stored_bytes"]
+    assert arrays["stored_bytes"] == describe_context(one)["arrays"]["stored_bytes"]  # stored once
+    ctx = open_context(two)
+    assert sorted(ctx.graphs) == ["a", "b"]
+    with pytest.raises(openqnn.InvalidConfigError, match="holds 2 graphs"):
+        openqnn.Session(two)
+    f = _feeds(1)[0]
+    np.testing.assert_array_equal(openqnn.Session(two, graph_name="b").run(f)["prob"],
+                                  openqnn.Session(one).run(f)["prob"])
+
+
+def test_refusals(quantized: openqnn.Graph, saved: Path, tmp_path: Path) -> None:
+    data = saved.read_bytes()
+    (tmp_path / "cut.bin").write_bytes(data[: len(data) // 2])
+    flipped = bytearray(data)
+    flipped[len(data) // 3] ^= 0x10
+    (tmp_path / "flip.bin").write_bytes(bytes(flipped))
+    for name in ("cut.bin", "flip.bin"):
+        with pytest.raises(openqnn.InvalidModelError, match=name):
+            openqnn.Session(tmp_path / name)
+    with pytest.raises(openqnn.InvalidModelError, match="cpu"):
+        openqnn.Session(saved, backend="cpu")
+    with pytest.raises(openqnn.InvalidConfigError, match=r"prepared for v73, and v75 was asked for"):
+        openqnn.Session(saved, config=BackendConfig(htp=HtpConfig(dsp_arch="v75")))
+    with pytest.raises(openqnn.InvalidConfigError, match="cannot write context binaries yet"):
+        openqnn.compile(quantized, "cpu")
+
+
+def test_a_model_with_cpu_fallback_is_not_compiled(tmp_path: Path) -> None:
+    graph = openqnn.convert(_cnn())
+    (tmp_path / "o.json").write_text(json.dumps({"version": "1.0.0", "activation_encodings": [], "param_encodings": [
+        {"name": "w1", "bw": 8, "dtype": "INT", "enc_type": "PER_TENSOR", "is_sym": True, "offset": [-128],
+         "scale": [0.01]}]}))
+    from openqnn.quantization.encodings import read_encodings
+
+    partly = openqnn.quantize(graph, None, overrides=read_encodings(tmp_path / "o.json"))
+    with pytest.raises(openqnn.UnsupportedOpError, match="fall back to cpu"):
+        openqnn.compile(partly, "htp")
