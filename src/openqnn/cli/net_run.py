@@ -29,8 +29,11 @@ def build_parser(prog: str = "qnn-net-run") -> argparse.ArgumentParser:
 
 
 def add_net_run_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="the converter's <stem>_net.json (or <stem>.cpp / <stem>)")
-    p.add_argument("--backend", default="cpu", help="cpu, gpu or htp, or libQnnCpu.so / libQnnGpu.so / libQnnHtp.so")
+    p.add_argument("--model", help="the converter's <stem>_net.json (or <stem>.cpp / <stem>)")
+    p.add_argument("--retrieve_context", metavar="FILE",
+                   help="run a context binary (qnn-context-binary-generator's) instead of --model: nothing is prepared")
+    p.add_argument("--backend", help="cpu, gpu or htp, or libQnnCpu.so / libQnnGpu.so / libQnnHtp.so (default cpu; "
+                   "with --retrieve_context, the context's)")
     p.add_argument("--input_list", required=True,
                    help="text file: one inference per line, raw paths in input order or name:=path pairs")
     p.add_argument("--output_dir", default="./output", help="where Result_<i>/ folders go (default ./output)")
@@ -58,10 +61,16 @@ def net_run_main(args: argparse.Namespace) -> int:
     check_range(args.num_inferences, "--num_inferences", 1, MAX_FLAG_INT)
     check_range(args.duration, "--duration", 0, MAX_DURATION_S, lo_open=True)
     out_dir = check_output_dir(args.output_dir)
-    spec = backend_spec(args.backend)
-    backend = spec.name
+    if bool(args.model) == bool(args.retrieve_context):
+        raise InvalidConfigError("give --model (a converted model) or --retrieve_context (a context binary), one of them")
     config = read_backend_config(args.config_file) if args.config_file else None
-    graph = openqnn.load(args.model)
+    if args.retrieve_context:
+        session = openqnn.Session(args.retrieve_context, backend=args.backend, config=config)
+        graph, spec = session.graph, backend_spec(session.backend.name)
+    else:
+        spec = backend_spec(args.backend or "cpu")
+        graph = openqnn.load(args.model)
+    backend = spec.name
     inputs = graph.input_tensors()
     ilist = read_input_list(args.input_list, inputs)
     wanted = ilist.output_names or list(graph.outputs)
@@ -75,7 +84,8 @@ def net_run_main(args: argparse.Namespace) -> int:
     feeds = [{t.name: read_raw(entry[t.name], t, args.use_native_input_files,
                                quantized=quantized_io and t.encoding is not None) for t in inputs}
              for entry in ilist.inferences]
-    session = openqnn.Session(graph, backend=backend, config=config)
+    if not args.retrieve_context:
+        session = openqnn.Session(graph, backend=backend, config=config)
 
     total = args.num_inferences or len(feeds)
     deadline = time.perf_counter() + args.duration if args.duration else None

@@ -26,7 +26,7 @@ from openqnn.ir.graph import Graph
 from openqnn.runtime.context_format import MAGIC, read_context, write_context
 from openqnn.serialization.netjson import graph_to_json, io_graph_from_json
 
-__all__ = ["Context", "compile_graph", "is_context", "open_context"]
+__all__ = ["Context", "compile_graph", "io_specs", "is_context", "open_context"]
 
 
 @dataclass(frozen=True)
@@ -107,3 +107,16 @@ def open_context(path: str | os.PathLike[str], backend: str | None = None) -> Co
         graphs[name] = PreparedGraph(raw.header.backend, raw.header.arch, io_graph_from_json(doc["io"], p),
                                      tuple(steps))
     return Context(raw.header.backend, raw.header.arch, graphs)
+
+
+def io_specs(io: Graph) -> dict[str, Any]:
+    """``input_specs.json``: each input's and output's name, shape, data type, layout and encoding (QNN's
+    sign: real = scale * (q + offset)), which an application needs to feed and read a context."""
+    def spec(name: str) -> dict[str, Any]:
+        t = io.tensors[name]
+        enc = t.encoding
+        return {"name": name, "shape": list(t.shape), "dtype": t.dtype.name, "layout": t.src_axis_format,
+                "encoding": None if enc is None else {"bitwidth": enc.bitwidth, "scale": [float(v) for v in enc.scale],
+                                                      "offset": [int(v) for v in enc.offset]}}
+
+    return {"inputs": [spec(n) for n in io.inputs], "outputs": [spec(n) for n in io.outputs]}

@@ -1,0 +1,108 @@
+"""qnn-context-binary-generator: prepare models for a backend once and save them as one context binary.
+
+Writes ``<output_dir>/<binary_file>.bin`` (default ``<backend>_context.bin``), ``quantization_config.json``
+(the encodings in use, AIMET 1.0.0) and ``input_specs.json`` (names, shapes, dtypes, layouts and encodings
+of the inputs and outputs), as the guide's deployment folder lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from openqnn.cli.common import ToolParser, add_common_flags, check_output_dir, run_tool
+
+log = logging.getLogger("openqnn.context_binary_generator")
+
+OPTIMIZATION_LEVELS = ("high", "1", "2", "3")
+
+
+def build_parser(prog: str = "qnn-context-binary-generator") -> argparse.ArgumentParser:
+    p = ToolParser(prog=prog, description="Prepare models for a backend and save them as one context binary, "
+                                          "which qnn-net-run --retrieve_context and Session('x.bin') open without "
+                                          "preparing again.")
+    p.add_argument("--model", required=True, action="append",
+                   help="a converted model (<stem>_net.json); give it several times for a context of several graphs")
+    p.add_argument("--backend", required=True, help="htp (or libQnnHtp.so); the backend the context is prepared for")
+    p.add_argument("--output_dir", default="./output", help="folder for the context and its JSON files (default ./output)")
+    p.add_argument("--binary_file", help="the context's file name without .bin (default <backend>_context)")
+    p.add_argument("--input_list", help="calibration data (an input list) to quantize a float model for the backend")
+    p.add_argument("--optimization_level", choices=OPTIMIZATION_LEVELS,
+                   help="accepted for QNN compatibility; openqnn prepares the same plan at every level")
+    p.add_argument("--config_file", help="backend config JSON (e.g. htp_config.dsp_arch picks the arch)")
+    add_common_flags(p)
+    return p
+
+
+def _graphs(args: argparse.Namespace, quantized_only: bool) -> dict[str, object]:
+    import openqnn
+    from openqnn.errors import InvalidConfigError
+
+    graphs: dict[str, object] = {}
+    for model in args.model:
+        graph = openqnn.load(model)
+        if quantized_only and not any(t.encoding is not None for t in graph.tensors.values()):
+            if not args.input_list:
+                raise InvalidConfigError(f"--model {model}: the model is float and the {args.backend} backend runs "
+                                         "quantized models; give --input_list with calibration data, or convert it "
+                                         "with qnn-onnx-converter --input_list")
+            from openqnn.runtime.io import read_input_list, read_raw
+
+            inputs = graph.input_tensors()
+            ilist = read_input_list(args.input_list, inputs)
+            data = [{t.name: read_raw(entry[t.name], t, False) for t in inputs} for entry in ilist.inferences]
+            graph = openqnn.quantize(graph, data)
+        name = graph.name if graph.name not in graphs else Path(model).name.removesuffix("_net.json")
+        if name in graphs:
+            raise InvalidConfigError(f"--model {model}: a graph named '{name}' is already in the context")
+        graphs[name] = graph
+    return graphs
+
+
+def context_binary_generator_main(args: argparse.Namespace) -> int:
+    import json
+    import shutil
+    import tempfile
+
+    from openqnn.backends import backend_spec
+    from openqnn.quantization.export import write_graph_encodings
+    from openqnn.runtime.config import read_backend_config
+    from openqnn.runtime.context import compile_graph, io_specs
+
+    spec = backend_spec(args.backend)
+    out_dir = check_output_dir(args.output_dir)
+    config = read_backend_config(args.config_file) if args.config_file else None
+    if args.optimization_level:
+        log.info("--optimization_level %s: openqnn prepares the same plan at every level", args.optimization_level)
+    graphs = _graphs(args, spec.capabilities.quantized_only)
+    context = compile_graph(graphs, spec.name, config.section(spec.name) if config else None)  # type: ignore[arg-type]
+    name = args.binary_file or f"{spec.name}_context"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # everything is written into a temporary folder first: a failure leaves no half of the set behind
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".context.") as tmp:
+        staged = Path(tmp)
+        context.save(staged / f"{name}.bin")
+        first = next(iter(graphs.values()))
+        write_graph_encodings(first, staged / "quantization_config.json")  # type: ignore[arg-type]
+        specs = {g: io_specs(p.io) for g, p in context.graphs.items()}
+        (staged / "input_specs.json").write_text(json.dumps(specs if len(specs) > 1 else next(iter(specs.values())),
+                                                            indent=2) + "\n")
+        written = []
+        for f in (f"{name}.bin", "quantization_config.json", "input_specs.json"):
+            shutil.move(str(staged / f), out_dir / f)
+            written.append(out_dir / f)
+    if len(graphs) > 1:
+        log.warning("quantization_config.json holds the encodings of the first graph (%s)", next(iter(graphs)))
+    print("\n".join(map(str, written)))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_tool(context_binary_generator_main, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""qnn-context-binary-generator and qnn-net-run --retrieve_context, as the guide's step 3 uses them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import openqnn
+from helpers import make_model
+from openqnn.cli import context_binary_generator, net_run
+
+
+@pytest.fixture
+def float_model(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array((0.3 * rng.standard_normal((4, 3, 3, 3))).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["output"])]
+    graph = openqnn.convert(make_model(nodes, [("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+                                       [("output", TensorProto.FLOAT, [1, 4, 8, 8])], [w]))
+    json_path, _ = openqnn.save(graph, tmp_path / "model.cpp")
+    for i in range(4):
+        rng.random((1, 3, 8, 8), dtype=np.float32).tofile(tmp_path / f"in{i}.raw")
+    (tmp_path / "input_data.txt").write_text("".join(f"{tmp_path / f'in{i}.raw'}\n" for i in range(4)))
+    return json_path
+
+
+def test_generator_and_retrieve_context(float_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "context_binaries"
+    assert context_binary_generator.main(["--model", str(float_model), "--backend", "libQnnHtp.so", "--output_dir",
+                                          str(out), "--input_list", str(tmp_path / "input_data.txt"),
+                                          "--optimization_level", "high"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["htp_context.bin", "input_specs.json", "quantization_config.json"]
+    specs = json.loads((out / "input_specs.json").read_text())
+    assert specs["inputs"][0]["name"] == "input" and specs["inputs"][0]["encoding"]["bitwidth"] == 8
+    assert json.loads((out / "quantization_config.json").read_text())["version"] == "1.0.0"
+
+    assert net_run.main(["--retrieve_context", str(out / "htp_context.bin"), "--input_list",
+                         str(tmp_path / "input_data.txt"), "--output_dir", str(tmp_path / "results")]) == 0
+    sess = openqnn.Session(out / "htp_context.bin")
+    for i in range(4):
+        got = np.fromfile(tmp_path / "results" / f"Result_{i}" / "output.raw", np.float32)
+        want = sess.run({"input": np.fromfile(tmp_path / f"in{i}.raw", np.float32).reshape(1, 3, 8, 8)})["output"]
+        np.testing.assert_array_equal(got, want.ravel())
+
+
+def test_generator_refusals_leave_nothing(float_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "ctx"
+    assert context_binary_generator.main(["--model", str(float_model), "--backend", "htp", "--output_dir", str(out)]) == 2
+    assert "give --input_list" in capsys.readouterr().err and not out.exists()
+    assert context_binary_generator.main(["--model", str(float_model), "--backend", "cpu", "--output_dir", str(out)]) == 2
+    assert "cannot write context binaries yet" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
+    assert net_run.main(["--model", str(float_model), "--retrieve_context", "x.bin", "--input_list",
+                         str(tmp_path / "input_data.txt")]) == 2
+    assert "one of them" in capsys.readouterr().err
