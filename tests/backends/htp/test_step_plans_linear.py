@@ -23,7 +23,11 @@ conv_impl = test_conv_linear.conv_impl  # the fixture: fused / oneDNN / im2col c
 _ANALYSIS = [(requant, "quantize_multiplier"), (requant, "requant_for"), (gemm, "static_operand"), (gemm, "bias_q"),
              (gemm, "int8_split"), (gemm, "qconv_bound"), (linear, "requant_for"), (linear, "static_operand"),
              (linear, "bias_q"), (conv, "requant_for"), (conv, "static_operand"), (conv, "bias_q"),
-             (conv, "qconv_bound"), (conv, "channel_parts"), (conv, "_float32_exact")]
+             (conv, "qconv_bound"), (conv, "channel_parts"), (conv, "_float32_exact"),
+             # the requantization form (fold / window / int64, its constants, the float32 estimate's bound)
+             (requant.Requant, "form"), (requant.Requant, "_decide"), (requant.Requant, "_window"),
+             (requant.Requant, "reference"), (requant._Affine, "center"), (requant, "_form_eps"),
+             (requant, "_estimate_error")]
 
 
 def _boom(*args: Any, **kwargs: Any) -> Any:

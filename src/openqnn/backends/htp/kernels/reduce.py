@@ -99,7 +99,8 @@ def reduce(node: Node, ctx: HtpBuildContext) -> HtpStep:
         **shape_attrs, "in_shape": list(in_shape), "count": count, "ratio": ratio, "multiplier": int(mult),
         "shift": int(shift), "wide": wide, "z_in": z_in, "z_out": int(qo.zero_point[0]), "qmin": qo.qmin,
         "qmax": qo.qmax, "bits": qo.bitwidth, "in_qmin": qi.qmin, "in_qmax": qi.qmax,
-        "acc_int32": (qi.qmax + abs(z_in)) * count < 1 << 31})
+        "acc_int32": (qi.qmax + abs(z_in)) * count < 1 << 31,
+        "rq_forms": {}})  # requant.py's forms, decided by this bind (prepare), read by later binds
 
 
 @htp_binder("htp.reduce_minmax")
@@ -142,6 +143,8 @@ def _bind_sum(plan: StepPlan, device: torch.device) -> Bound:
         # requant.py's one-pass requantization (one channel) of the raw sum of codes
         row_rq = RowRequant(np.array([ratio]), z_out, bits, False, device,
                             multipliers=(np.array([mult]), np.array([shift])))
+        if isinstance(at.get("rq_forms"), dict):
+            row_rq.forms = at["rq_forms"]
         raw_bound = float(count * max(abs(in_qmin), abs(in_qmax)))  # of the sum of codes
         run_rq = row_rq.fast(np.array([-count * z_in]), [(1, np.array([raw_bound]))], torch.int32)
 

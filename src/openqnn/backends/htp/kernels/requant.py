@@ -14,8 +14,10 @@ an op's encodings. (The per-tensor requantization of movement ops is common.py's
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,7 +37,7 @@ from openqnn.backends.htp.kernels.registry import HtpBuildContext, QParams, Unsu
 from openqnn.backends.htp.kernels.scratch import scratch
 from openqnn.backends.htp.native import NativeRequant
 
-__all__ = ["BLOCK", "SMALL", "Requant", "Term", "requant_for"]
+__all__ = ["BLOCK", "SMALL", "Requant", "RequantForm", "Term", "requant_for"]
 
 Term = tuple[np.ndarray | int, np.ndarray]  # (integer coefficient per channel, bound of |tensor| per channel)
 
@@ -95,19 +97,26 @@ class Requant:
         self.mode = ""  # the fast form chosen by the last fast() call (for tests and reports)
         self.native = False  # whether the last fast() call runs the C form (native/requant.c)
         self.native_form: NativeRequant | None = None  # that C form (fused kernels run its epilogue)
+        # the chosen forms (RequantForm attrs) by accumulator (off, terms): decided in prepare, read when binding
+        self.forms: dict[str, Any] = {}
 
     def to_attrs(self) -> dict[str, object]:
         """The requantization as plan attributes (JSON): the fixed-point pairs, output zero point and
         bitwidth, and the accumulator scheme; :meth:`from_attrs` makes it again without
         quantize_multiplier."""
         return {"mult": [int(v) for v in self.mult], "shift": [int(v) for v in self.shift], "zo": self.zo,
-                "bits": self.bits, "wide": bool(self.wide)}
+                "bits": self.bits, "wide": bool(self.wide), "forms": self.forms}
 
     @staticmethod
     def from_attrs(attrs: Mapping[str, Any], device: torch.device) -> Requant:
         mult = np.asarray(attrs["mult"], dtype=np.int64)
-        return Requant(np.zeros(mult.size), int(attrs["zo"]), int(attrs["bits"]), bool(attrs["wide"]), device,
-                       (mult, np.asarray(attrs["shift"], dtype=np.int64)))
+        rq = Requant(np.zeros(mult.size), int(attrs["zo"]), int(attrs["bits"]), bool(attrs["wide"]), device,
+                     (mult, np.asarray(attrs["shift"], dtype=np.int64)))
+        forms = attrs.get("forms")
+        if isinstance(forms, dict):
+            # shared with the plan: the builder's own bind records the forms it decides into the plan
+            rq.forms = forms
+        return rq
 
     def reference(self, acc: np.ndarray) -> np.ndarray:
         z = (mbqm64_np if self.wide else mbqm_np)(acc, self.mult, self.shift)
@@ -133,53 +142,91 @@ class Requant:
         self.mode = "int64"
         return run
 
-    def fast(self, off: np.ndarray, terms: Sequence[Term], first_dtype: torch.dtype = torch.int32
-             ) -> Callable[..., torch.Tensor]:
-        """``run(*tensors)`` for ``acc = off + sum(coef_j * t_j)``; ``terms`` = (coef_j, bound_j) per tensor.
+    def _affine(self) -> _Affine:
+        """The spec as one floor of an affine function (direct formulas, no search)."""
+        ch, mults, shifts = self.channels, self.mult.tolist(), self.shift.tolist()  # Python ints
+        if self.wide:
+            red = [0 if m == 0 else (0x7FFF if m >= 0x7FFF0000 else (m + (1 << 15)) >> 16) for m in mults]
+            ts = [15 - s for s in shifts]
+            return _Affine(red, ts, [1 << (t - 1) for t in ts], [False] * ch, [0] * ch, 0)
+        left = [max(s, 0) for s in shifts]
+        right = [max(-s, 0) for s in shifts]
+        meff = [m << lft for m, lft in zip(mults, left)]
+        # rdbpot's sign correction matters where a right shift rounds and a negative z can still
+        # reach the output range (zo > 0)
+        neg = [bool(right[i] and meff[i] and self.zo > 0) for i in range(ch)]
+        thr = [-((1 << 30) // meff[i]) if meff[i] else 0 for i in range(ch)]
+        return _Affine(meff, [31 + e for e in right], [(1 << 30) + ((1 << (e - 1)) << 31 if e else 0) for e in right],
+                       neg, thr, 1 << 31)
 
-        The first tensor has the output's shape and may be modified in place (a fresh or scratch
-        accumulator); the others broadcast against it. ``first_dtype`` is the first tensor's dtype."""
+    def _inputs(self, off: np.ndarray, terms: Sequence[Term]) -> tuple[list[int], list[list[int]], list[list[int]]]:
         ch = self.channels
-        self.native, self.native_form = False, None
         offs = [int(v) for v in np.broadcast_to(np.asarray(off, dtype=np.int64).reshape(-1), (ch,))]
         coefs = [[int(v) for v in np.broadcast_to(np.asarray(c, dtype=np.int64), (ch,))] for c, _ in terms]
         bounds = [[int(v) for v in np.broadcast_to(np.ceil(np.asarray(b, dtype=np.float64)), (ch,))]
                   for _, b in terms]
+        return offs, coefs, bounds
+
+    def form(self, off: np.ndarray, terms: Sequence[Term]) -> RequantForm:
+        """The requantization form of ``acc = off + sum(coef_j * t_j)`` (prepare: searches and checks)."""
+        return self._decide(*self._inputs(off, terms))
+
+    def _decide(self, offs: list[int], coefs: list[list[int]], bounds: list[list[int]]) -> RequantForm:
+        ch = self.channels
         span = [sum(abs(c[i]) * b[i] for c, b in zip(coefs, bounds)) for i in range(ch)]  # max |acc - off|
-        if self.wide:
-            red = [0 if m == 0 else (0x7FFF if m >= 0x7FFF0000 else (int(m) + (1 << 15)) >> 16) for m in self.mult]
-            ts = [15 - int(s) for s in self.shift]
-            spec = _Affine(red, ts, [1 << (t - 1) for t in ts], [False] * ch, [0] * ch, 0)
-        else:
-            left = [max(int(s), 0) for s in self.shift]
-            right = [max(-int(s), 0) for s in self.shift]
-            meff = [int(m) << lft for m, lft in zip(self.mult, left)]
-            # rdbpot's sign correction matters where a right shift rounds and a negative z can still
-            # reach the output range (zo > 0)
-            neg = [bool(right[i] and meff[i] and self.zo > 0) for i in range(ch)]
-            thr = [-((1 << 30) // meff[i]) if meff[i] else 0 for i in range(ch)]
-            spec = _Affine(meff, [31 + e for e in right], [(1 << 30) + ((1 << (e - 1)) << 31 if e else 0) for e in right],
-                           neg, thr, 1 << 31)
-        single = len(terms) == 1 and all(v == 1 for v in coefs[0])
+        spec = self._affine()
+        single = len(coefs) == 1 and all(v == 1 for v in coefs[0])
         lo_acc = [offs[i] - span[i] for i in range(ch)]
         hi_acc = [offs[i] + span[i] for i in range(ch)]
         if not self.wide and max(max(abs(a), abs(b)) for a, b in zip(lo_acc, hi_acc)) > INT32_MAX:
             # the spec saturates the accumulator to int32 first: the same only where that saturates the output
             if not ((self.reference(np.full(ch, INT32_MAX)) == self.qmax).all()
                     and (self.reference(np.full(ch, INT32_MIN)) == 0).all()):
-                return self._exact64(np.asarray(offs), [np.asarray(c) for c in coefs])
+                return RequantForm("int64")
         fold = spec.center(lo_acc, hi_acc, offs, self.zo)
         if fold is not None:
-            self.mode = "float64"
-            return self._run_fold(spec, fold, coefs, first_dtype, bounds[0])
+            eps = _form_eps(spec, fold, coefs[0], bounds[0]) if len(coefs) == 1 else None
+            return RequantForm.of("float64", fold, eps)
         if single and max(abs(o) + b for o, b in zip(offs, span)) < INT32_MAX:
             lo, hi = self._window(lo_acc, hi_acc)
             mid = [(a + b) // 2 for a, b in zip(lo, hi)]
             win = spec.center(lo, hi, mid, self.zo)
             if win is not None and all(abs(offs[i] - mid[i]) + span[i] < INT32_MAX for i in range(ch)):
-                self.mode = "window"
-                return self._run_window(spec, win, offs, lo, hi, mid, first_dtype)
-        return self._exact64(np.asarray(offs), [np.asarray(c) for c in coefs])
+                xbound = [max(abs(a - m), abs(b - m)) for a, b, m in zip(lo, hi, mid)]
+                return RequantForm.of("window", win, _form_eps(spec, win, [1] * ch, xbound), lo, hi, mid)
+        return RequantForm("int64")
+
+    def fast(self, off: np.ndarray, terms: Sequence[Term], first_dtype: torch.dtype = torch.int32
+             ) -> Callable[..., torch.Tensor]:
+        """``run(*tensors)`` for ``acc = off + sum(coef_j * t_j)``; ``terms`` = (coef_j, bound_j) per tensor.
+
+        The first tensor has the output's shape and may be modified in place (a fresh or scratch
+        accumulator); the others broadcast against it. ``first_dtype`` is the first tensor's dtype.
+
+        The form comes from :attr:`forms` where prepare decided it for this accumulator (a bound plan:
+        no search); otherwise it is decided now and recorded there (prepare)."""
+        offs, coefs, bounds = self._inputs(off, terms)
+        key = _form_key(offs, coefs, bounds)
+        stored = self.forms.get(key)
+        if stored is None:
+            form = self._decide(offs, coefs, bounds)
+            self.forms[key] = form.to_attrs()
+        else:
+            form = RequantForm.from_attrs(stored)
+        return self.build(form, offs, coefs, bounds, first_dtype)
+
+    def build(self, form: RequantForm, offs: list[int], coefs: list[list[int]], bounds: list[list[int]],
+              first_dtype: torch.dtype) -> Callable[..., torch.Tensor]:
+        """The callable of a decided form (binding: constants to tensors, the C form where built)."""
+        self.native, self.native_form = False, None
+        if form.mode == "int64":
+            return self._exact64(np.asarray(offs), [np.asarray(c) for c in coefs])
+        spec, plan = self._affine(), form.plan()
+        if form.mode == "float64":
+            self.mode = "float64"
+            return self._run_fold(spec, plan, coefs, first_dtype, form.eps)
+        self.mode = "window"
+        return self._run_window(spec, plan, offs, list(form.lo), list(form.hi), list(form.mid), first_dtype, form.eps)
 
     def _window(self, lo_acc: list[int], hi_acc: list[int]) -> tuple[list[int], list[int]]:
         """Per channel: the accumulator range narrowed to [lo, hi] with out(a) = out(lo) for a <= lo and
@@ -254,10 +301,10 @@ class Requant:
         return k0_t, sc_t, nd_t
 
     def _native(self, spec: _Affine, plan: _Plan, c_t: torch.Tensor, r_t: torch.Tensor, in_dtype: torch.dtype,
-                xbound: Sequence[int], window: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+                eps_form: float | None, window: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
                 ) -> NativeRequant | None:
         """The C form of a one-term requantization (native/requant.c), where it is built and applies;
-        ``xbound``: per channel, the largest |x| of its input (after the window's clamp)."""
+        ``eps_form``: prepare's bound of the float32 estimate's error (:func:`_form_eps`)."""
         lib = native.library() if self.device.type == "cpu" else None
         if lib is None or in_dtype not in (torch.float32, torch.float64, torch.int32):
             return None
@@ -266,7 +313,7 @@ class Requant:
         # (a float32 input holds integers below 2^24: the hand-vectorized kernels convert it exactly)
         if in_dtype in (torch.int32, torch.float32) and all(INT32_MIN <= v <= INT32_MAX for v in plan.xthr):
             xthr = self._t(plan.xthr, torch.int32)
-            eps = _estimate_error(c_t, r_t, dyn[2] if dyn is not None else torch.zeros_like(c_t), xbound, plan.ybound)
+            eps = eps_form
         return NativeRequant(lib, in_dtype, self.out_dtype, self.qmax, c_t, r_t, self._madd(plan), plan.folded,
                              dyn, window, xthr, eps)
 
@@ -293,10 +340,10 @@ class Requant:
         return c_t, r_ts, correct_finish
 
     def _run_fold(self, spec: _Affine, plan: _Plan, coefs: list[list[int]], first_dtype: torch.dtype,
-                  xbound: Sequence[int]) -> Callable[..., torch.Tensor]:
+                  eps: float | None) -> Callable[..., torch.Tensor]:
         c_t, r_ts, finish = self._consts(spec, plan, coefs)
         r0, rest, device = r_ts[0], r_ts[1:], self.device
-        native = self._native(spec, plan, c_t, r0, first_dtype, xbound) if not rest else None
+        native = self._native(spec, plan, c_t, r0, first_dtype, eps) if not rest else None
         if native is not None:
             self.native, self.native_form = True, native
             return self._native_run(native, self._blocked(self._torch_fold(c_t, r0, rest, finish, device)))
@@ -328,15 +375,14 @@ class Requant:
         return run
 
     def _run_window(self, spec: _Affine, plan: _Plan, offs: list[int], lo: list[int], hi: list[int], mid: list[int],
-                    first_dtype: torch.dtype) -> Callable[..., torch.Tensor]:
+                    first_dtype: torch.dtype, eps: float | None) -> Callable[..., torch.Tensor]:
         c_t, r_ts, finish = self._consts(spec, plan, None)
         r0, device = r_ts[0], self.device
         shift_t = self._t([o - m for o, m in zip(offs, mid)], torch.int32)
         lo_t = self._t([a - m for a, m in zip(lo, mid)], torch.int32)
         hi_t = self._t([b - m for b, m in zip(hi, mid)], torch.int32)
         int_acc = first_dtype == torch.int32
-        xbound = [max(abs(a - m), abs(b - m)) for a, b, m in zip(lo, hi, mid)]
-        native = (self._native(spec, plan, c_t, r0, first_dtype, xbound, (shift_t, lo_t, hi_t))
+        native = (self._native(spec, plan, c_t, r0, first_dtype, eps, (shift_t, lo_t, hi_t))
                   if first_dtype in (torch.int32, torch.float32) else None)
 
         def run(acc: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -386,7 +432,7 @@ class Requant:
 _U32 = 2.0**-24  # float32's unit roundoff
 
 
-def _estimate_error(cst: torch.Tensor, mul: torch.Tensor, nd: torch.Tensor, xbound: Sequence[int], ybound: float
+def _estimate_error(cst: np.ndarray, mul: np.ndarray, nd: np.ndarray, xbound: Sequence[int], ybound: float
                     ) -> float | None:
     """A bound of |y32 - y| for requant.c's float32 estimate (``rqf_*``), None where it does not
     apply: y = cst + x * mul (+ nd where corrected) exactly; y32 is fma(float(x), float32(mul),
@@ -397,7 +443,7 @@ def _estimate_error(cst: torch.Tensor, mul: torch.Tensor, nd: torch.Tensor, xbou
     x = np.asarray(xbound, dtype=np.float64)
     if x.size == 0 or x.max() >= 2.0**24:
         return None
-    c, m, n = (t.cpu().numpy().astype(np.float64) for t in (cst, mul, nd))
+    c, m, n = (np.asarray(t, dtype=np.float64) for t in (cst, mul, nd))
     dc = np.abs(c - c.astype(np.float32).astype(np.float64))
     dm = np.abs(m - m.astype(np.float32).astype(np.float64))
     e1 = (x * dm + dc) * (1 + _U32) + _U32 * (ybound + x * dm + dc)
@@ -405,6 +451,81 @@ def _estimate_error(cst: torch.Tensor, mul: torch.Tensor, nd: torch.Tensor, xbou
     eps = 2.0 * float(e.max()) + 2.0**-120
     # beyond this the bracket would often fail (float64 for those lanes: exact, slower)
     return eps if eps < 2.0**-6 and ybound < 2.0**30 else None
+
+
+def _form_eps(spec: _Affine, plan: _Plan, coef: Sequence[int], xbound: Sequence[int]) -> float | None:
+    """Prepare: the float32 estimate's error bound for requant.c (the constants ``_consts`` and
+    ``_dyn`` make, in numpy), None where it does not apply (sign-correction threshold beyond int32)."""
+    if not all(INT32_MIN <= v <= INT32_MAX for v in plan.xthr):
+        return None
+    ch = len(plan.const)
+    cst = np.array([math.ldexp(float(plan.const[i]), -spec.s[i]) for i in range(ch)], dtype=np.float64)
+    mul = np.array([math.ldexp(float(coef[i] * spec.mult[i]), -spec.s[i]) for i in range(ch)], dtype=np.float64)
+    if any(plan.dyn):
+        nd = np.array([-math.ldexp(1.0, 31 - spec.s[i]) if plan.dyn[i] else 0.0 for i in range(ch)], dtype=np.float64)
+    else:
+        nd = np.zeros(ch, dtype=np.float64)
+    return _estimate_error(cst, mul, nd, xbound, plan.ybound)
+
+
+def _form_key(offs: list[int], coefs: list[list[int]], bounds: list[list[int]]) -> str:
+    """The accumulator a form was decided for: offset, coefficients and bounds per channel."""
+    return hashlib.blake2b(repr((offs, coefs, bounds)).encode("ascii"), digest_size=12).hexdigest()
+
+
+@dataclass(frozen=True)
+class RequantForm:
+    """A decided requantization (prepare): ``mode`` int64, float64 (fold) or window; for the float
+    forms the centred plan's constants, for window the clamp bounds and centres, and ``eps`` the
+    bound of requant.c's float32 estimate (None: float64 only)."""
+
+    mode: str
+    const: tuple[int, ...] = ()
+    madd: tuple[int, ...] = ()
+    folded: bool = False
+    dyn: tuple[bool, ...] = ()
+    k0: tuple[int, ...] = ()
+    xthr: tuple[int, ...] = ()
+    ybound: float = 0.0
+    lo: tuple[int, ...] = ()
+    hi: tuple[int, ...] = ()
+    mid: tuple[int, ...] = ()
+    eps: float | None = None
+
+    @staticmethod
+    def of(mode: str, plan: _Plan, eps: float | None, lo: Sequence[int] = (), hi: Sequence[int] = (),
+           mid: Sequence[int] = ()) -> RequantForm:
+        return RequantForm(mode, tuple(plan.const), tuple(plan.madd), bool(plan.folded), tuple(plan.dyn),
+                           tuple(plan.k0), tuple(plan.xthr), float(plan.ybound), tuple(lo), tuple(hi), tuple(mid),
+                           eps)
+
+    def plan(self) -> _Plan:
+        ch = len(self.const)
+        dyn = list(self.dyn) if self.dyn else [False] * ch
+        k0 = list(self.k0) if self.k0 else [0] * ch
+        xthr = list(self.xthr) if self.xthr else [INT32_MIN] * ch
+        return _Plan(list(self.const), list(self.madd), self.folded, dyn, k0, self.ybound, xthr)
+
+    def to_attrs(self) -> dict[str, Any]:
+        if self.mode == "int64":
+            return {"mode": "int64"}
+        a: dict[str, Any] = {"mode": self.mode, "const": list(self.const), "madd": list(self.madd),
+                             "folded": self.folded, "ybound": self.ybound, "eps": self.eps}
+        if any(self.dyn):  # the sign correction's constants, only where a channel needs it
+            a.update(dyn=list(self.dyn), k0=list(self.k0), xthr=list(self.xthr))
+        if self.mode == "window":
+            a.update(lo=list(self.lo), hi=list(self.hi), mid=list(self.mid))
+        return a
+
+    @staticmethod
+    def from_attrs(a: Mapping[str, Any]) -> RequantForm:
+        if a["mode"] == "int64":
+            return RequantForm("int64")
+        eps = a.get("eps")
+        return RequantForm(str(a["mode"]), tuple(a["const"]), tuple(a["madd"]), bool(a["folded"]),
+                           tuple(bool(v) for v in a.get("dyn", ())), tuple(a.get("k0", ())), tuple(a.get("xthr", ())),
+                           float(a["ybound"]), tuple(a.get("lo", ())), tuple(a.get("hi", ())), tuple(a.get("mid", ())),
+                           None if eps is None else float(eps))
 
 
 def _to_f64(t: torch.Tensor, slot: str, device: torch.device) -> torch.Tensor:
