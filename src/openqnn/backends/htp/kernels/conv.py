@@ -55,15 +55,19 @@ from openqnn.backends.htp.kernels.gemm import (
     act_planes,
     act_qparams,
     bias_q,
+    drop_derivable_plane,
     fused_gemm,
     gemm_mode,
+    lazy_int64,
     machine_mode,
+    narrowest,
     qconv_bound,
     qparams_attrs,
     qparams_of,
     split_arrays,
     split_of,
     static_operand,
+    with_derived_plane,
 )
 from openqnn.backends.htp.kernels.registry import (
     HtpBuildContext,
@@ -219,7 +223,8 @@ def _float_conv(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: 
     absw = np.abs(wc.astype(np.float64)).reshape(-1, cout).sum(axis=0)
     mkl = f32 and _mkldnn_ok(device)
     dtype = torch.float32 if mkl else torch.float64
-    weight = torch.tensor(np.ascontiguousarray(wc.transpose(3, 2, 0, 1)), dtype=dtype, device=device)
+    weight = torch.from_numpy(np.ascontiguousarray(wc.transpose(3, 2, 0, 1),
+                                                   dtype=np.float32 if dtype == torch.float32 else np.float64)).to(device)
     planes = 1 if xq.bitwidth == 8 else 2
     coefs = [1] if planes == 1 else [256, 1]
     # 8-bit input on oneDNN: convolve x itself, padded with zx (no subtraction pass): every tap of
@@ -369,7 +374,8 @@ def _int8_conv(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: R
     zeros = torch.zeros(cout, dtype=torch.int64)
     packed = []
     for a, b, _ in parts:
-        weight = torch.tensor(np.ascontiguousarray(wc[:, :, a:b].transpose(3, 2, 0, 1)), dtype=torch.int8)
+        # the layout oneDNN wants, as int8: a new (writable) array, taken by torch without another copy
+        weight = torch.from_numpy(np.ascontiguousarray(wc[:, :, a:b].transpose(3, 2, 0, 1), dtype=np.int8))
         try:
             packed.append(torch.ops.onednn.qconv_prepack(weight, ones, 1.0, zx, stride, pad, dilation, groups,
                                                          [n, (b - a) * groups, hp, wp]))
@@ -504,7 +510,7 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
     acc_scale = float(xq.scale[0]) * np.broadcast_to(w_scale, (g.cout,)).astype(np.float64)
     bias = bias_q(ctx, b_name, acc_scale, rq.wide)
     attrs = _conv_plan_attrs(node, g, groups, xq, rq, mode)
-    arrays: dict[str, np.ndarray] = {"w": wc, "bias": bias}
+    arrays: dict[str, np.ndarray] = {"w": narrowest(wc), "bias": bias}
     kinds: list[str] = []  # the fast kernels that apply to the model, in order of preference
     if mode == "int8" and _fused_shape(g, wc, groups) is not None:
         data = FusedSetup.data(xq, _fused_matrix(g, wc, groups), rq)
@@ -530,6 +536,7 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
         kinds.append("core")
         split = ConvCore.weight_split(wc, groups)
         attrs["wcoefs"], split_data = split_arrays(split)
+        drop_derivable_plane(split_data, attrs["wcoefs"], arrays["w"])
         arrays.update(split_data, core_off=ConvCore.folded_offset(split, bias, xq, g.kh * g.kw * cin_g))
     # this machine's choice: the first whose library is here (the binder falls back along ``kinds``)
     here = {"fused": lambda: FusedSetup.of(ctx.device, xq, _fused_matrix(g, wc, groups), rq, bias) is not None,
@@ -546,11 +553,12 @@ def _bind_conv2d(plan: StepPlan, device: torch.device) -> Bound:
     a, arrays = plan.attrs, plan.arrays
     g, groups = _Geo.of(a["geo"]), int(a["groups"])
     xq, rq = qparams_of(a["x"]), Requant.from_attrs(a["rq"], device)
-    wc = np.asarray(arrays["w"], dtype=np.int64)
+    wc = arrays["w"]  # the narrowest integer dtype holding the weights; the fast kernels read it as is
+    wc64 = lazy_int64(wc)
     bias = np.asarray(arrays["bias"], dtype=np.int64)
 
     def reference(x: np.ndarray) -> np.ndarray:
-        return _requant_np(rq, conv_acc_np(_x_np(x, xq), wc, g, groups), bias)
+        return _requant_np(rq, conv_acc_np(_x_np(x, xq), wc64(), g, groups), bias)
 
     mode = machine_mode(a["mode"], device)
     kinds = list(a["kinds"])
@@ -565,7 +573,8 @@ def _bind_conv2d(plan: StepPlan, device: torch.device) -> Bound:
         elif kind == "float_conv" and ((wc.shape[2] == 1 and groups == g.c) or (mode == "int8" and _mkldnn_ok(device))):
             fast = _float_conv(device, g, xq, wc, rq, bias, groups, bool(a["f32"]) and mode == "int8")
         elif kind == "core":
-            fast = _core_conv(device, g, xq, wc, rq, bias, groups, mode, split_of(a["wcoefs"], arrays),
+            cols = with_derived_plane(arrays, lambda: wc.reshape(-1, wc.shape[-1]))
+            fast = _core_conv(device, g, xq, wc, rq, bias, groups, mode, split_of(a["wcoefs"], cols),
                               np.asarray(arrays["core_off"], dtype=np.int64))
         if fast is not None:
             return reference, fast
@@ -623,7 +632,7 @@ def build_transpose_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = 
     attrs.update(hp=hp, wp=wp, wf_shape=list(wf.shape), rows=list(placement(g.h, g.sh, g.dh * (kh - 1) - g.pt, hp)),
                  cols=list(placement(g.w, g.sw, g.dw * (kw - 1) - g.pl, wp)))
     plan = StepPlan("htp.transpose_conv2d", node.name, node.op_type, (node.inputs[0],), tuple(node.outputs), attrs,
-                    {"w": wc, "bias": bias, **split_data,
+                    {"w": narrowest(wc), "bias": bias, **split_data,
                      "core_off": ConvCore.folded_offset(split, bias, xq, kh * kw * cin_g)})
     return bind_step(plan, ctx.device)
 
@@ -633,11 +642,11 @@ def _bind_transpose_conv2d(plan: StepPlan, device: torch.device) -> Bound:
     a, arrays = plan.attrs, plan.arrays
     g, groups = _Geo.of(a["geo"]), int(a["groups"])
     xq, rq = qparams_of(a["x"]), Requant.from_attrs(a["rq"], device)
-    wc = np.asarray(arrays["w"], dtype=np.int64)
+    wc64 = lazy_int64(arrays["w"])  # the reference's only: the fast path reads the split planes
     bias = np.asarray(arrays["bias"], dtype=np.int64)
 
     def reference(x: np.ndarray) -> np.ndarray:
-        return _requant_np(rq, tconv_acc_np(_x_np(x, xq), wc, g, groups), bias)
+        return _requant_np(rq, tconv_acc_np(_x_np(x, xq), wc64(), g, groups), bias)
 
     hp, wp = int(a["hp"]), int(a["wp"])
     rows, cols = tuple(int(v) for v in a["rows"]), tuple(int(v) for v in a["cols"])

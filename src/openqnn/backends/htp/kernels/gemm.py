@@ -88,6 +88,44 @@ def split_arrays(split: tuple[list[tuple[int, np.ndarray]], np.ndarray], prefix:
     return [int(c) for c, _ in parts], arrays
 
 
+def narrowest(a: np.ndarray) -> np.ndarray:
+    """Integers ``a`` in the narrowest of int8 / int16 / int32 / int64 that holds every value (plan storage:
+    weights are stored once, as small as they are; binders widen them where a kernel needs it)."""
+    a = np.asarray(a)
+    lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+    for dt in (np.int8, np.int16, np.int32):
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return a.astype(dt)
+    return a.astype(np.int64)
+
+
+def lazy_int64(a: np.ndarray) -> Callable[[], np.ndarray]:
+    """``a`` widened to int64 on first call (the numpy reference path), not at bind."""
+    cache: list[np.ndarray] = []
+
+    def get() -> np.ndarray:
+        if not cache:
+            cache.append(np.asarray(a, dtype=np.int64))
+        return cache[0]
+
+    return get
+
+
+def drop_derivable_plane(arrays: dict[str, np.ndarray], coefs: list[int], w: np.ndarray) -> None:
+    """Leave out ``wpart0`` where it is ``w`` itself as int8 (one plane, no shift): binders rebuild it
+    with :func:`with_derived_plane` (a reshape)."""
+    if coefs == [1] and w.dtype == np.int8 and not np.asarray(arrays["wpart_b0"]).any():
+        del arrays["wpart0"]
+
+
+def with_derived_plane(arrays: Mapping[str, np.ndarray], kn: Callable[[], np.ndarray]) -> Mapping[str, np.ndarray]:
+    """``arrays`` with ``wpart0`` put back (``kn()``: the int8 weights as the [k, n] plane) where it was left out."""
+    if "wpart0" in arrays:
+        return arrays
+    return {**arrays, "wpart0": kn()}
+
+
 def split_of(coefs: list[int], arrays: Mapping[str, np.ndarray], prefix: str = "wpart"
              ) -> tuple[list[tuple[int, np.ndarray]], np.ndarray]:
     return ([(int(c), np.asarray(arrays[f"{prefix}{i}"], dtype=np.int8)) for i, c in enumerate(coefs)],

@@ -36,14 +36,18 @@ from openqnn.backends.htp.kernels.gemm import (
     act_planes,
     act_qparams,
     bias_q,
+    drop_derivable_plane,
     fused_gemm,
     gemm_mode,
+    lazy_int64,
     machine_mode,
+    narrowest,
     qparams_attrs,
     qparams_of,
     split_arrays,
     split_of,
     static_operand,
+    with_derived_plane,
 )
 from openqnn.backends.htp.kernels.registry import (
     HtpBuildContext,
@@ -129,10 +133,11 @@ def build_fully_connected(node: Node, ctx: HtpBuildContext, mode: str | None = N
     rq = requant_for(ctx, xq, oq, w_scale, units, w_bits)
     bias = bias_q(ctx, b_name, float(xq.scale[0]) * np.broadcast_to(w_scale, (units,)).astype(np.float64), rq.wide)
     gemm_attrs, arrays = _gemm_plan(xq, np.ascontiguousarray(wc.T), rq, bias, mode, ctx.device)
+    drop_derivable_plane(arrays, gemm_attrs["wcoefs"], narrowest(wc))
     plan = StepPlan("htp.fully_connected", node.name, node.op_type, (x_name,), tuple(node.outputs),
                     {"x": qparams_attrs(xq), "rq": rq.to_attrs(), "rows": rows, "k": k,
                      "out_shape": list(ctx.shape(y_name)), **gemm_attrs},
-                    {"w": wc, "bias": bias, **arrays})
+                    {"w": narrowest(wc), "bias": bias, **arrays})
     return bind_step(plan, ctx.device)
 
 
@@ -140,16 +145,17 @@ def build_fully_connected(node: Node, ctx: HtpBuildContext, mode: str | None = N
 def _bind_fully_connected(plan: StepPlan, device: torch.device) -> Bound:
     a = plan.attrs
     xq, rq = qparams_of(a["x"]), Requant.from_attrs(a["rq"], device)
-    wc = np.asarray(plan.arrays["w"], dtype=np.int64)
+    wc = plan.arrays["w"]  # the narrowest integer dtype holding the weights
+    wc64 = lazy_int64(wc)
     bias = np.asarray(plan.arrays["bias"], dtype=np.int64)
     rows, k, out_shape = int(a["rows"]), int(a["k"]), tuple(a["out_shape"])
     zx = int(xq.zero_point[0])
 
     def reference(x: np.ndarray) -> np.ndarray:
-        acc = (np.asarray(x, dtype=np.int64).reshape(rows, k) - zx) @ wc.T
+        acc = (np.asarray(x, dtype=np.int64).reshape(rows, k) - zx) @ wc64().T
         return rq.reference(acc + bias).reshape(out_shape)
 
-    gemm = _bind_gemm(a, plan.arrays, xq, np.ascontiguousarray(wc.T), rq, bias, rows, device)
+    gemm = _bind_gemm(a, with_derived_plane(plan.arrays, lambda: wc.T), xq, wc.T, rq, bias, rows, device)
 
     def fast(x: torch.Tensor) -> torch.Tensor:
         return gemm(x.reshape(rows, k)).reshape(out_shape)
