@@ -237,7 +237,8 @@ def static_value(ctx: HtpBuildContext, name: str, dst: str) -> np.ndarray:
 
 def const_tensor(v: np.ndarray, fl_quantized: bool, bitwidth: int, raw_torch: torch.dtype | None,
                  device: torch.device) -> torch.Tensor:
-    t = torch.from_numpy(c_array(v))
+    v = c_array(v)
+    t = torch.from_numpy(v if v.flags.writeable else v.copy())  # a context's arrays are read-only maps
     if fl_quantized:
         t = to_storage(t, bitwidth)
     elif raw_torch is not None:

@@ -41,6 +41,7 @@ from openqnn.backends.htp.kernels.registry import (
     bind_step,
     htp_binder,
     htp_kernel,
+    plan_tensor,
 )
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
@@ -205,7 +206,7 @@ def _pad_constant_moves(attrs: Attrs, arrays: Arrays, device: torch.device) -> M
 @move_kernel("htp.pad_index")
 def _pad_index_moves(attrs: Attrs, arrays: Arrays, device: torch.device) -> Moves:
     plan = [(i, np.asarray(arrays[f"index{i}"])) for i in attrs["axes"]]
-    plan_t = [(i, torch.from_numpy(c_array(idx)).to(device)) for i, idx in plan]
+    plan_t = [(i, plan_tensor(idx, device)) for i, idx in plan]
 
     def move_np(a: np.ndarray) -> np.ndarray:
         for i, idx in plan:
@@ -254,7 +255,7 @@ def cast(node: Node, ctx: HtpBuildContext) -> HtpStep:
 @htp_binder("htp.cast_table")
 def _bind_cast_table(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
     table = c_array(plan.arrays["table"])
-    table_t = torch.from_numpy(table).to(device)
+    table_t = plan_tensor(table, device)
     lo = int(plan.attrs["lo"])
 
     def reference(a: np.ndarray) -> np.ndarray:
@@ -444,7 +445,7 @@ def _bind_two_input(plan: StepPlan, device: torch.device) -> tuple[Callable[...,
     fl = Flow.from_attrs(plan.attrs["flow"])
     if "indices" in plan.arrays:
         idx_np = plan.arrays["indices"]
-        idx_t = torch.from_numpy(c_array(idx_np)).to(device)
+        idx_t = plan_tensor(idx_np, device)
         return (lambda a: c_array(ref_fn(fl.np(a), idx_np)),
                 lambda a: fast_fn(fl.t(a), idx_t).contiguous())
     return (lambda a, i: c_array(ref_fn(fl.np(a), np.asarray(i))),
@@ -497,7 +498,7 @@ def _gather_nd_fns(attrs: Attrs, device: torch.device) -> GatherFns:
         lin = (np.where(i < 0, i + sizes, i) * strides).sum(axis=-1)  # [batch, m]
         return a.reshape(batch, positions, *rest)[np.arange(batch)[:, None], lin].reshape(out_shape)
 
-    sizes_t, strides_t = torch.from_numpy(sizes).to(device), torch.from_numpy(strides).to(device)
+    sizes_t, strides_t = plan_tensor(sizes, device), plan_tensor(strides, device)
 
     def fast_fn(a: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
         i = i.to(torch.int64).reshape(batch, m, k)

@@ -29,7 +29,7 @@ from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import Encoding, TensorKind
 
 __all__ = ["HTP_BINDERS", "HTP_KERNELS", "HtpBuildContext", "HtpStep", "QParams", "Unsupported", "bind_step", "htp_binder",
-           "htp_kernel", "storage_dtype"]
+           "htp_kernel", "plan_tensor", "storage_dtype"]
 
 
 def storage_dtype(bitwidth: int) -> torch.dtype:
@@ -138,6 +138,13 @@ def htp_binder(kernel: str) -> Callable[[Binder], Binder]:
         return fn
 
     return register
+
+
+def plan_tensor(a: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A plan's array as a tensor on ``device``. Arrays read from a context are read-only maps of the
+    file, which torch may not wrap: those are copied (once, at bind)."""
+    a = np.asarray(a, order="C")
+    return torch.from_numpy(a if a.flags.writeable else a.copy()).to(device)
 
 
 def bind_step(plan: StepPlan, device: torch.device | str = "cpu") -> HtpStep:
