@@ -84,3 +84,20 @@ def data_of(t) -> np.ndarray:  # type: ignore[no-untyped-def]
     """A static tensor's data, asserting it has some."""
     assert t.data is not None, t.name
     return t.data
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two arrays, flattened, in float64."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def padded_token_feed(rng: np.random.Generator, seq: int, vocab: int, pad: int = 0) -> dict[str, np.ndarray]:
+    """One text input as tokenizers give it: ids in [3, vocab) for a random length of 4..seq, ``pad`` after
+    it, and the attention mask of ones over the real tokens."""
+    n = int(rng.integers(4, seq + 1))
+    ids = rng.integers(3, vocab, (1, seq))
+    ids[0, n:] = pad
+    mask = np.zeros((1, seq), np.int64)
+    mask[0, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask}

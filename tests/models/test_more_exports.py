@@ -32,6 +32,7 @@ import numpy as np
 import pytest
 
 import openqnn
+from helpers import cosine, padded_token_feed
 
 transformers = pytest.importorskip("transformers", reason="transformers is not installed (pip install -e .[dev])")
 torch = pytest.importorskip("torch")
@@ -109,18 +110,9 @@ def _inputs(name: str, seed: int) -> list[dict[str, np.ndarray]]:
         if name in IMAGE:
             out.append({"pixel_values": rng.standard_normal((1, 3, IMAGE[name], IMAGE[name])).astype(np.float32)})
             continue
-        n = int(rng.integers(4, SEQ + 1))
-        ids = rng.integers(3, VOCAB, (1, SEQ))
-        ids[0, n:] = 0
-        mask = np.zeros((1, SEQ), np.int64)
-        mask[0, :n] = 1
-        out.append({"input_ids": ids, "attention_mask": mask})
+        out.append(padded_token_feed(rng, SEQ, VOCAB, 0))
     return out
 
-
-def _cos(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 @dataclass
@@ -157,7 +149,7 @@ def _measure(name: str, exporter: str, tmp: Path) -> Measured:
             sess = openqnn.Session(q, backend=backend)
             if backend == "htp":
                 m.fallbacks[label] = sess.fallbacks
-            m.cos[label, backend] = np.array([_cos(sess.run(f)["out"], r) for f, r in zip(test, ref)])
+            m.cos[label, backend] = np.array([cosine(sess.run(f)["out"], r) for f, r in zip(test, ref)])
     print(f"\n[{name}, {exporter}] min cosine to fp32 over {N} test inputs: " + ", ".join(
         f"{label} {backend} {c.min():.4f}" for (label, backend), c in m.cos.items()))
     return m

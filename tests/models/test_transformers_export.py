@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 
 import openqnn
+from helpers import cosine, padded_token_feed
 from openqnn.backends.htp import HtpBackend
 
 transformers = pytest.importorskip("transformers", reason="transformers is not installed (pip install -e .[dev])")
@@ -80,18 +81,9 @@ def _inputs(name: str, seed: int) -> list[dict[str, np.ndarray]]:
         if name == "vit":
             out.append({"pixel_values": rng.standard_normal((1, 3, 32, 32)).astype(np.float32)})
             continue
-        n = int(rng.integers(4, SEQ + 1))
-        ids = rng.integers(3, VOCAB, (1, SEQ))
-        ids[0, n:] = PAD.get(name, 0)
-        mask = np.zeros((1, SEQ), np.int64)
-        mask[0, :n] = 1
-        out.append({"input_ids": ids, "attention_mask": mask})
+        out.append(padded_token_feed(rng, SEQ, VOCAB, PAD.get(name, 0)))
     return out
 
-
-def _cos(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 @dataclass
@@ -136,7 +128,7 @@ def measured(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
             sess = openqnn.Session(q, backend=backend)
             if backend == "htp":
                 m.fallbacks[label] = sess.fallbacks
-            m.cos[label, backend] = np.array([_cos(sess.run(f)["out"], r) for f, r in zip(test, ref)])
+            m.cos[label, backend] = np.array([cosine(sess.run(f)["out"], r) for f, r in zip(test, ref)])
     print(f"\n[{name}, {exporter}] min cosine to fp32 over {N} test inputs: " + ", ".join(
         f"{label} {backend} {c.min():.4f}" for (label, backend), c in m.cos.items()))
     return m
@@ -167,7 +159,7 @@ def test_masks_are_kept(measured: Measured) -> None:
     models follow the masked outputs far more closely than the unmasked ones do."""
     if measured.name == "vit":
         pytest.skip("ViT has no attention mask")
-    unmasked = np.array([_cos(u, r) for u, r in zip(measured.unmasked_ref, measured.ref)])
+    unmasked = np.array([cosine(u, r) for u, r in zip(measured.unmasked_ref, measured.ref)])
     assert unmasked.min() < 0.99, unmasked.min()
     for (label, backend), cos in measured.cos.items():
         gap_q, gap_unmasked = 1.0 - cos, 1.0 - unmasked

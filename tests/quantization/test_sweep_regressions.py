@@ -15,14 +15,9 @@ import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
 import openqnn
-from helpers import make_model
+from helpers import cosine, make_model
 
 F = TensorProto.FLOAT
-
-
-def _cos(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 def _shared_bias_model():  # type: ignore[no-untyped-def]
@@ -64,7 +59,7 @@ def test_initializer_shared_by_biases_and_an_add_is_untied() -> None:
         assert sess.fallbacks == [], [(f.node, f.reason) for f in sess.fallbacks]
         target = 0.995 if bits == 16 else 0.99
         for f, r in zip(test, ref):
-            assert _cos(sess.run(f)["y"], r) > target
+            assert cosine(sess.run(f)["y"], r) > target
     assert graph.count_ops().get("FullyConnected") == 2 and "b_1" not in graph.tensors  # the input is untouched
 
 
@@ -99,7 +94,7 @@ def test_fully_masked_softmax_rows_set_no_range_floor() -> None:
     for backend in ("cpu", "htp"):
         sess = openqnn.Session(q, backend=backend)
         for f in test:
-            assert _cos(sess.run(f)["p"], ref.run(f)["p"]) > 0.99
+            assert cosine(sess.run(f)["p"], ref.run(f)["p"]) > 0.99
 
 
 
