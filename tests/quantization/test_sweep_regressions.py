@@ -118,3 +118,30 @@ def test_an_override_of_a_shared_initializer_applies_to_every_use(tmp_path) -> N
     for name in uses:
         enc = q.tensors[name].encoding
         assert enc is not None and enc.bitwidth == 8 and np.allclose(enc.scale, scale), (name, enc)
+
+
+def test_an_override_reaches_the_converters_copy_of_a_tied_weight(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Tied embeddings: one table gathered by token id and used as the output projection's weight. The
+    converter keeps the table for the Gather and adds the FullyConnected weight as a new tensor; an override
+    naming the model's initializer reaches both (per-tensor), or warns for a transposed copy (per-channel)."""
+    import json
+
+    from openqnn.quantization.encodings import read_encodings
+
+    rng = np.random.default_rng(2)
+    emb = (0.5 * rng.standard_normal((16, 8))).astype(np.float32)
+    nodes = [helper.make_node("Gather", ["emb", "ids"], ["h"]),
+             helper.make_node("Gemm", ["h", "emb"], ["logits"], transB=1)]
+    graph = openqnn.convert(make_model(nodes, [("ids", TensorProto.INT64, [4])], [("logits", F, [4, 16])],
+                                       [numpy_helper.from_array(emb, "emb")]))
+    scale = float(np.abs(emb).max()) / 100  # clips nothing; not what min-max calibration would choose
+    (tmp_path / "o.json").write_text(json.dumps({"version": "1.0.0", "activation_encodings": [], "param_encodings": [
+        {"name": "emb", "bw": 8, "dtype": "INT", "enc_type": "PER_TENSOR", "is_sym": True, "offset": [-128],
+         "scale": [scale]}]}))
+    cal = [{"ids": rng.integers(0, 16, 4)} for _ in range(4)]
+    q = openqnn.quantize(graph, cal, overrides=read_encodings(tmp_path / "o.json"))
+    uses = {x for node in q.nodes for x in node.inputs if x.startswith("emb")}
+    assert len(uses) == 2, uses  # the Gather's table and the FullyConnected's weight
+    for name in uses:
+        enc = q.tensors[name].encoding
+        assert enc is not None and np.allclose(enc.scale, scale), (name, enc)

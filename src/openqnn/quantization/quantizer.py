@@ -291,7 +291,8 @@ def quantize(
 
     # overrides win over calibration
     if overrides is not None:
-        _apply_overrides(g, roles, overrides, config, encodings, report, copies)
+        derived = {k: v for k, v in dict(g.metadata.get("static_sources", {})).items() if k in g.tensors}
+        _apply_overrides(g, roles, overrides, config, encodings, report, {**derived, **copies})
         if calibration_data is None:
             log.warning("quantization overrides without calibration data: %d overridden tensor(s) are quantized, "
                         "the rest of the model stays float", len(report.overridden))
@@ -380,7 +381,12 @@ def _apply_overrides(g: Graph, roles: dict[str, Role], f: EncodingsFile, config:
             if name not in g.tensors:
                 unmatched.append(name)
                 continue
-            for target in (name, *copies_of.get(name, ())):
+            for target in (name, *_all_copies(name, copies_of)):
+                if target != name and not _same_layout(g, name, target, spec):
+                    log.warning("quantization override of '%s' is per-channel and '%s' (made from it by the converter) "
+                                "holds its values in another layout; that copy keeps its calibrated encoding",
+                                name, target)
+                    continue
                 encodings[target] = _spec_encoding(g, target, spec, roles.get(target), default_sym)
                 report.overridden.append(target)
                 role = roles.get(target)
@@ -390,6 +396,27 @@ def _apply_overrides(g: Graph, roles: dict[str, Role], f: EncodingsFile, config:
         report.unmatched_overrides = sorted(unmatched)
         log.warning("quantization overrides name %d tensor(s) not in the model: %s", len(unmatched),
                     ", ".join(report.unmatched_overrides))
+
+
+def _same_layout(g: Graph, name: str, copy: str, spec: EncodingSpec) -> bool:
+    """Whether an override of ``name`` fits ``copy`` as it is: a per-tensor one always; a per-channel one
+    where the copy holds the same values in the same shape (not a transposed weight)."""
+    if max(len(v) for v in (spec.scale or (), spec.min or (), (0,))) <= 1 and not spec.block_size:
+        return True
+    a, b = g.tensors[name], g.tensors[copy]
+    return a.shape == b.shape and a.data is not None and b.data is not None and np.array_equal(a.data, b.data)
+
+
+def _all_copies(name: str, copies_of: Mapping[str, list[str]]) -> list[str]:
+    """Every tensor made from ``name``: its copies, and theirs (a converter copy untied again)."""
+    out: list[str] = []
+    todo = list(copies_of.get(name, ()))
+    while todo:
+        t = todo.pop()
+        if t not in out and t != name:
+            out.append(t)
+            todo.extend(copies_of.get(t, ()))
+    return out
 
 
 def _spec_encoding(g: Graph, name: str, spec: EncodingSpec, role: Role | None, default_sym: bool) -> Encoding:

@@ -144,8 +144,14 @@ class ConversionContext:
         return self._materialized[key]
 
     def add_static(self, name: str, data: np.ndarray) -> str:
-        """Add a STATIC IR tensor the translation computed (e.g. transformed weights)."""
-        return self.graph.add_constant(name, data).name
+        """Add a STATIC IR tensor the translation computed (e.g. transformed weights). Where ``name`` is
+        taken (a weight used twice: an embedding table gathered and used as the output projection), the
+        new tensor's name is recorded against it in ``graph.metadata["static_sources"]``, so quantization
+        overrides naming the model's initializer reach it too."""
+        made = self.graph.add_constant(name, data).name
+        if made != name:
+            self.graph.metadata.setdefault("static_sources", {})[made] = name
+        return made
 
     # -- writing values -----------------------------------------------------------------------
     def emit(self, op_type: str, inputs: Sequence[str], attrs: dict[str, Any] | None = None,
