@@ -234,3 +234,39 @@ def _reference_rows(x: torch.Tensor, cst: torch.Tensor, mul: torch.Tensor, nd: t
     if folded:
         return fl.clamp(0, 255).to(torch.uint8)
     return (fl.clamp(-(1 << 30), 1 << 30) + madd.to(torch.int64)).clamp(0, 255).to(torch.uint8)
+
+
+def test_isa_cap_builds_the_avx2_paths_with_the_same_bits(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """OPENQNN_MAX_ISA=avx2 builds the helpers without AVX-512: the hand-vectorized kernels compile out and
+    a quantized model gives the bits it gives with everything this CPU has."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import sys, numpy as np, openqnn
+sys.path.insert(0, 'tests')
+from onnx import TensorProto, helper, numpy_helper
+from helpers import make_model
+from openqnn.backends.htp import native
+rng = np.random.default_rng(0)
+w = numpy_helper.from_array((0.3 * rng.standard_normal((16, 8, 1, 1))).astype(np.float32), 'w')
+d = numpy_helper.from_array((0.3 * rng.standard_normal((16, 1, 3, 3))).astype(np.float32), 'd')
+nodes = [helper.make_node('Conv', ['x', 'w'], ['c']), helper.make_node('Relu', ['c'], ['r']),
+         helper.make_node('Conv', ['r', 'd'], ['y'], pads=[1, 1, 1, 1], group=16)]
+g = openqnn.convert(make_model(nodes, [('x', TensorProto.FLOAT, [1, 8, 12, 12])], [('y', TensorProto.FLOAT, [1, 16, 12, 12])], [w, d]))
+cal = [{'x': rng.random((1, 8, 12, 12), dtype=np.float32)} for _ in range(4)]
+q = openqnn.quantize(g, cal, openqnn.QuantizerConfig(use_per_channel_quantization=True))
+out = openqnn.Session(q, backend='htp').run(cal[0], native_outputs=True)['y']
+lib = native.library()
+print(int(bool(lib.openqnn_rqv_available())), int(native.int8_available()), out.tobytes().hex())
+"""
+    runs = {}
+    for isa in ("native", "avx2"):
+        env = dict(os.environ, OPENQNN_MAX_ISA=isa, OPENQNN_CACHE_DIR=str(tmp_path))
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                           cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
+        assert r.returncode == 0, r.stderr[-2000:]
+        runs[isa] = r.stdout.split()
+    assert runs["avx2"][:2] == ["0", "0"]  # capped: no AVX-512 kernels in the build
+    assert runs["avx2"][2] == runs["native"][2]

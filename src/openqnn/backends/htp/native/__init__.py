@@ -9,6 +9,7 @@ an affine function whose every value is an exact dyadic fraction) in one vectori
 It is compiled on first use with the system's C compiler (``$CC``, else ``cc``/``gcc``/``clang``)
 into a per-user cache (``$OPENQNN_CACHE_DIR``, else ``~/.cache/openqnn``), keyed by the source,
 the compiler and the CPU; a quick self-check against Python's arithmetic guards each load.
+``OPENQNN_MAX_ISA=avx2`` (or ``baseline``) builds them for less than this CPU has, to test those paths.
 Without a compiler, or with ``OPENQNN_HTP_NATIVE=0``, the PyTorch form runs (the same bits,
 slower). :func:`library` returns the loaded library or None.
 
@@ -74,10 +75,29 @@ def _cache_dir() -> Path:
     return Path(root)
 
 
+# OPENQNN_MAX_ISA caps the instruction set the helpers are built for, as oneDNN's ONEDNN_MAX_CPU_ISA and
+# PyTorch's ATEN_CPU_CAPABILITY cap theirs, so a machine with AVX-512 can test the paths of one without
+# it: "avx2" (x86-64-v3: AVX2 and FMA, no AVX-512: the hand-vectorized kernels compile out and their
+# portable forms run, the same bits), "baseline" (the architecture's baseline), unset or "native": all
+# this CPU has.
+_ISA_FLAGS = {"native": ["-march=native"], "avx512": ["-march=native"], "avx2": ["-march=x86-64-v3"],
+              "baseline": []}
+
+
+def _isa_flags() -> list[str]:
+    isa = os.environ.get("OPENQNN_MAX_ISA", "native").strip().lower() or "native"
+    if isa not in _ISA_FLAGS:
+        log.warning("OPENQNN_MAX_ISA=%s is unknown (use %s); building for this CPU", isa, ", ".join(_ISA_FLAGS))
+        isa = "native"
+    if isa == "avx2" and platform.machine().lower() not in ("x86_64", "amd64"):
+        isa = "baseline"  # no AVX2 to cap at on aarch64: the baseline is the cap
+    return _ISA_FLAGS[isa]
+
+
 def _build(cc: str) -> Path | None:
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False).stdout
     source = b"".join(p.read_bytes() for p in (*_SOURCES, *_HEADERS))
-    for flags in (["-march=native", *_FLAGS], _FLAGS):
+    for flags in ([*_isa_flags(), *_FLAGS], _FLAGS):
         key = hashlib.sha256(source + " ".join([cc, *flags]).encode() + version.encode()
                              + _cpu_key().encode()).hexdigest()[:16]
         target = _cache_dir() / f"htp_requant_{key}.so"
