@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from openqnn.backends.settings import Capabilities
 from openqnn.ir.graph import Graph, Node
 
-__all__ = ["Backend", "Executable", "Fallback", "Unsupported"]
+__all__ = ["Backend", "ContextBackend", "Executable", "Fallback", "Unsupported"]
 
 
 class Unsupported(Exception):
@@ -50,3 +50,13 @@ class Backend(Protocol):
     def unsupported(self, graph: Graph, node: Node) -> str | None: ...
 
     def prepare(self, graph: Graph) -> Executable: ...
+
+
+@runtime_checkable
+class ContextBackend(Backend, Protocol):
+    """A backend whose prepared graphs are data (``capabilities.contexts``): ``plan`` prepares one as a
+    :class:`~openqnn.backends.plan.PreparedGraph`, ``bind`` makes it runnable without analysing it again."""
+
+    def plan(self, graph: Graph) -> Any: ...
+
+    def bind(self, prepared: Any) -> Executable: ...

@@ -73,13 +73,15 @@ class Capabilities:
     ``precisions``: what it computes in (``fp32``, ``fp16``, ``int8``, ``int16``); ``native_integer_io``:
     it takes and returns quantized integers (``--use_native_input_files``); ``quantized_only``: a float
     model needs quantizing (or a float mode) first; ``devices``: where it executes; ``fallback``: it runs
-    the nodes other backends cannot."""
+    the nodes other backends cannot; ``contexts``: its prepared graphs are data (``plan``/``bind``), so
+    they can be saved as context binaries."""
 
     precisions: tuple[str, ...]
     native_integer_io: bool = False
     quantized_only: bool = False
     devices: tuple[str, ...] = ("cpu",)
     fallback: bool = False
+    contexts: bool = False
 
 
 @dataclass(frozen=True)

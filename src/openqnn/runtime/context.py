@@ -15,11 +15,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from openqnn.backends import backend_spec, create_backend
+from openqnn.backends.base import ContextBackend
 from openqnn.backends.plan import PreparedGraph, StepPlan
 from openqnn.errors import ContextError, InvalidConfigError
 from openqnn.ir.graph import Graph
@@ -62,10 +63,10 @@ class Context:
 def compile_graph(graphs: Graph | Mapping[str, Graph], backend: str = "htp", config: Any = None) -> Context:
     """Prepare one graph (or several, by name) for ``backend`` as data, ready to save as a context binary."""
     spec = backend_spec(backend)
-    target = create_backend(spec.name, config)
-    if not hasattr(target, "plan"):
+    if not spec.capabilities.contexts:
         raise InvalidConfigError(f"the {spec.name} backend cannot write context binaries yet (its prepared steps are "
                                  "not data); contexts hold htp graphs for now")
+    target = cast(ContextBackend, create_backend(spec.name, config))
     named = {graphs.name: graphs} if isinstance(graphs, Graph) else dict(graphs)
     prepared = {name: target.plan(g) for name, g in named.items()}
     arches = {p.arch for p in prepared.values()}

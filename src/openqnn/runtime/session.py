@@ -7,10 +7,12 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
 from openqnn.backends import Fallback, backend_spec, create_backend
+from openqnn.backends.base import Backend, ContextBackend, Executable
 from openqnn.errors import InputDataError, InvalidConfigError
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph
@@ -56,9 +58,10 @@ class Session:
             context = open_context(model, backend)
             prepared = context.graph(graph_name)
             self.graph = prepared.io
-            self.backend = create_backend(context.backend, config.section(context.backend) if config else None,
-                                          num_threads)
-            self._exe = self.backend.bind(prepared)  # type: ignore[attr-defined]
+            backend_ = cast(ContextBackend, create_backend(context.backend, config.section(context.backend)
+                                                           if config else None, num_threads))
+            self.backend: Backend = backend_
+            self._exe: Executable = backend_.bind(prepared)
             return
         if isinstance(model, Graph):
             self.graph = model
@@ -102,7 +105,7 @@ class Session:
             if not self.backend.capabilities.native_integer_io:
                 raise InvalidConfigError(f"native (quantized integer) inputs/outputs: the {self.backend.name} backend "
                                          "takes and returns floats; use a backend with native integer I/O (htp)")
-            return self._exe.run(feeds, native_inputs, native_outputs)
+            return self._exe.run(feeds, native_inputs, native_outputs)  # type: ignore[call-arg]
         return self._exe.run(feeds)
 
     def _feeds(self, feeds: object) -> Mapping[str, np.ndarray]:

@@ -477,13 +477,7 @@ def load_model(path: str | os.PathLike[str]) -> Graph:
         graph.add_tensor(_read_tensor(r, name, t, blobs, bin_path))
     for name, n in nodes.items():
         graph.add_node(_read_node(r, name, n, graph))
-    for where, names in (("graph.inputs", inputs), ("graph.outputs", outputs)):
-        for i, x in enumerate(names):
-            if x not in graph.tensors:
-                raise r.fail(f"{where}[{i}]", f"'{x}' is not a tensor in graph.tensors")
-        if len(set(names)) != len(names):
-            raise r.fail(where, "a name appears twice")
-    graph.inputs, graph.outputs = list(inputs), list(outputs)
+    _set_io(r, graph, inputs, outputs, "graph")
     from openqnn.ir.verifier import verify
 
     try:
@@ -491,6 +485,17 @@ def load_model(path: str | os.PathLike[str]) -> Graph:
     except InvalidModelError as e:
         raise InvalidModelError(f"{json_path}: {e}; {_REGENERATE}") from None
     return graph
+
+
+def _set_io(r: _Reader, graph: Graph, inputs: list[str], outputs: list[str], where: str) -> None:
+    """Check that the inputs and outputs name tensors of ``graph``, once each, and set them."""
+    for field_, names in (("inputs", inputs), ("outputs", outputs)):
+        for i, x in enumerate(names):
+            if x not in graph.tensors:
+                raise r.fail(f"{where}.{field_}[{i}]", f"'{x}' is not a tensor in {where}.tensors")
+        if len(set(names)) != len(names):
+            raise r.fail(f"{where}.{field_}", "a name appears twice")
+    graph.inputs, graph.outputs = list(inputs), list(outputs)
 
 
 def io_graph_from_json(doc: Any, path: Path) -> Graph:
@@ -509,9 +514,5 @@ def io_graph_from_json(doc: Any, path: Path) -> Graph:
         if isinstance(t, dict) and t.get("type") == TensorKind.STATIC.value:
             raise r.fail(f"io.graph.tensors[{name!r}]", "a static tensor among the inputs and outputs")
         graph.add_tensor(_read_tensor(r, name, t, {}, path))
-    for where, names in (("io.graph.inputs", inputs), ("io.graph.outputs", outputs)):
-        for i, x in enumerate(names):
-            if x not in graph.tensors:
-                raise r.fail(f"{where}[{i}]", f"'{x}' is not a tensor in io.graph.tensors")
-    graph.inputs, graph.outputs = list(inputs), list(outputs)
+    _set_io(r, graph, inputs, outputs, "io.graph")
     return graph

@@ -43,4 +43,4 @@ def _create(config: Any, num_threads: int | None) -> Any:
 
 SPEC = BackendSpec("htp", "libQnnHtp.so", HtpConfig,
                    Capabilities(precisions=("int8", "int16"), native_integer_io=True, quantized_only=True,
-                                devices=("cpu",)), _create)
+                                devices=("cpu",), contexts=True), _create)
