@@ -180,6 +180,11 @@ def test_pointwise_plan(seed: int, conv_impl: str, monkeypatch: pytest.MonkeyPat
 
 def test_conv_split_input_channels_plan(conv_impl: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """oneDNN's convolution on parts of the input channels: the parts are the plan's."""
+    from openqnn.backends.htp.kernels import conv as conv_kernels
+
+    if not conv_kernels._qconv_exact():  # the machine's oneDNN, whatever the conv_impl fixture takes away
+        pytest.skip("oneDNN's int8 convolution is not exact here (it saturates without VNNI, or is capped below it): "
+                    "no channel split is planned")
     rng = np.random.default_rng(11)
     attrs = {"stride": [1, 1], "pad_amount": [[1, 1], [1, 1]], "dilation": [1, 1], "group": 1}
     w = rng.choice([-1.0, 1.0], size=(3, 3, 256, 8)) * rng.uniform(0.9, 1.0, size=(3, 3, 256, 8))
