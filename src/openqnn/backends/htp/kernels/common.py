@@ -10,7 +10,7 @@ Requantize, the DESIGN's "explicit requantize")::
 non-float dtype (indices, token ids, shapes) are moved as they are (a raw :class:`Flow`); a float
 tensor without an encoding is Unsupported (the node falls back to cpu). Static operands are read in
 their encodings and requantized at build time (per-axis static encodings too, one multiplier per
-channel). :func:`movement` builds the step of a one-input, one-output movement op.
+channel). :func:`movement_plan` builds the step of a one-input, one-output movement op.
 """
 
 from __future__ import annotations
@@ -46,14 +46,10 @@ __all__ = [
     "const_step",
     "const_tensor",
     "flow",
-    "make_step",
     "move_kernel",
-    "movement",
     "movement_plan",
     "out_attrs",
     "out_bits",
-    "requantize_np",
-    "requantize_t",
     "static_value",
     "tensor_of",
     "to_storage",
@@ -150,16 +146,6 @@ class Requant:
         return to_storage(torch.clamp(y, self.qmin, self.qmax), self.bitwidth)
 
 
-def requantize_np(q: np.ndarray, qin: QParams, qout: QParams) -> np.ndarray:
-    """The spec of a requantization between per-tensor encodings (int64 in, int64 out)."""
-    return Requant.between(qin, qout).np(q)
-
-
-def requantize_t(q: torch.Tensor, qin: QParams, qout: QParams) -> torch.Tensor:
-    """The same on the fast path (storage dtype out)."""
-    return Requant.between(qin, qout).t(q)
-
-
 @dataclass(frozen=True)
 class Flow:
     """How values travel from an op's input to one of its outputs: raw (no encodings: moved as they
@@ -251,10 +237,6 @@ def out_bits(ctx: HtpBuildContext, name: str) -> int:
     return q.bitwidth if q is not None else 0
 
 
-def make_step(node: Node, ref: Callable[..., Any], fast: Callable[..., Any], inputs: Sequence[str]) -> HtpStep:
-    return HtpStep(ref, fast, list(inputs), list(node.outputs), node.name, node.op_type)
-
-
 def out_attrs(ctx: HtpBuildContext, name: str) -> dict[str, Any]:
     """How a constant of tensor ``name`` is held on the fast path, as JSON (see :func:`tensor_of`)."""
     return {"quantized": act_q(ctx, name) is not None, "bits": out_bits(ctx, name),
@@ -281,24 +263,6 @@ def _bind_const(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any
     if len(refs) == 1:
         return (lambda: refs[0].copy()), (lambda: ts[0])
     return (lambda: tuple(r.copy() for r in refs)), (lambda: tuple(ts))
-
-
-def movement(node: Node, ctx: HtpBuildContext, move_np: Callable[[np.ndarray], np.ndarray],
-             move_t: Callable[[torch.Tensor], torch.Tensor]) -> HtpStep:
-    """A one-input, one-output movement op: requantize (when the encodings differ), then move."""
-    x, y = node.inputs[0], node.outputs[0]
-    if ctx.is_static(x):
-        return const_step(node, ctx, [c_array(move_np(static_value(ctx, x, y)))])
-    fl = flow(ctx, x, y)
-
-    def reference(a: np.ndarray) -> np.ndarray:
-        return c_array(move_np(fl.np(a)))
-
-    def fast(a: torch.Tensor) -> torch.Tensor:
-        return move_t(fl.t(a)).contiguous()
-
-    return make_step(node, reference, fast, [x])
-
 
 
 # -- movement steps as data ------------------------------------------------------------------------
