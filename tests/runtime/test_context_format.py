@@ -11,6 +11,7 @@ import hashlib
 import json
 import struct
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,7 @@ def test_round_trip_several_graphs(ctx_file: Path) -> None:
     assert list(ctx.graphs) == ["encoder", "decoder"]
     assert ctx.header.graph_names == ("encoder", "decoder")
     assert (ctx.header.backend, ctx.header.arch, ctx.header.openqnn_version) == ("htp", "v73", __version__)
-    assert ctx.header.format_version == 1 and ctx.header.file_size == ctx_file.stat().st_size
+    assert ctx.header.format_version == 2 and ctx.header.file_size == ctx_file.stat().st_size
     for gname, arrays in want.items():
         g = ctx.graphs[gname]
         assert g.plan == PLANS[gname]
@@ -140,9 +141,16 @@ def test_reading_50_mb_takes_milliseconds(tmp_path: Path, rng: np.random.Generat
     path = tmp_path / "big.bin"
     write_context(path, backend="htp", arch="v75", graphs={"a": {}, "b": {}}, arrays={"a": arrays, "b": arrays})
     best = min(_timed(read_context, path) for _ in range(3))
-    assert best < 1.0, f"reading a 52 MB context took {best:.3f} s"  # about 0.05 s, mostly the sha256
+    assert best < 1.0, f"reading a 52 MB context took {best:.3f} s"  # about 0.02 s, mostly the checksum
     ctx = read_context(path)
     assert np.array_equal(ctx.graphs["b"].arrays["w9"], arrays["w9"])
+    raw = bytearray(path.read_bytes())
+    assert raw[DIGEST] == _checksum(raw)  # the chunked, parallel checksum is the documented one
+    for off in (5 << 20, len(raw) - 3):  # a flip in a middle chunk, in the last one
+        flipped = bytearray(raw)
+        flipped[off] ^= 0x10
+        path.write_bytes(flipped)
+        assert "checksum mismatch" in _refusal(path)
 
 
 def _timed(fn, *args) -> float:
@@ -231,11 +239,11 @@ def test_wrong_magic(ctx_file: Path, tmp_path: Path) -> None:
 
 def test_newer_format_version_names_both(ctx_file: Path) -> None:
     raw = bytearray(ctx_file.read_bytes())
-    struct.pack_into("<I", raw, 8, 2)
+    struct.pack_into("<I", raw, 8, 3)
     raw[16:48] = b"9.9.0".ljust(32, b"\0")
     ctx_file.write_bytes(raw)
     msg = _refusal(ctx_file)
-    assert "format version 2" in msg and "format version 1" in msg and "openqnn 9.9.0" in msg, msg
+    assert "format version 3" in msg and "format version 2" in msg and "openqnn 9.9.0" in msg, msg
     assert __version__ in msg and "upgrade openqnn" in msg
 
 
@@ -275,10 +283,18 @@ def _assemble(meta: bytes, block: bytes) -> bytes:
     """A context from its parts, laid out as docs/context-binary.md says, with a correct checksum."""
     arr_off = -(-(128 + len(meta)) // 64) * 64
     size = arr_off + len(block)
-    body = bytearray(HEADER.pack(b"OQNNCTX\0", 1, 128, __version__.encode(), size, 128, len(meta), arr_off,
+    body = bytearray(HEADER.pack(b"OQNNCTX\0", 2, 128, __version__.encode(), size, 128, len(meta), arr_off,
                                  len(block), bytes(32)) + meta + bytes(arr_off - 128 - len(meta)) + block)
-    body[DIGEST] = hashlib.sha256(body[:DIGEST.start] + body[DIGEST.stop:]).digest()
+    body[DIGEST] = _checksum(body)
     return bytes(body)
+
+
+def _checksum(body: bytes | bytearray) -> bytes:
+    """The format's checksum as docs/context-binary.md defines it, computed here independently."""
+    zeroed = bytearray(body)
+    zeroed[DIGEST] = bytes(32)
+    crcs = [zlib.crc32(zeroed[i:i + (1 << 20)]) for i in range(0, len(zeroed), 1 << 20)]
+    return hashlib.sha256(b"".join(c.to_bytes(4, "little") for c in crcs)).digest()
 
 
 def _block(entries: dict, data: bytes) -> bytes:
@@ -412,7 +428,7 @@ def test_utility_writes_the_metadata(ctx_file: Path, tmp_path: Path) -> None:
     assert context_binary_utility.main(["--context_binary", str(ctx_file), "--json_file", str(out)]) == 0
     info = json.loads(out.read_text())
     assert info["header"]["backend"] == "htp" and info["header"]["arch"] == "v73"
-    assert info["header"]["graph_names"] == ["encoder", "decoder"] and info["header"]["format_version"] == 1
+    assert info["header"]["graph_names"] == ["encoder", "decoder"] and info["header"]["format_version"] == 2
     rows = {r["name"]: r for r in info["graphs"]["encoder"]["arrays"]}
     assert rows["w"] == {"name": "w", "dtype": "float32", "shape": [16, 8], "bytes": 512,
                          "stored_as": rows["w"]["stored_as"]}

@@ -7,7 +7,8 @@ per content (sha256 of dtype, shape and bytes), so graphs sharing weights share 
 Layout (integers little-endian; docs/context-binary.md has the byte table)::
 
     [0, 128)            fixed header: magic, format version, header size, writer's openqnn version,
-                        file size, section offsets and lengths, sha256 of the rest of the file
+                        file size, section offsets and lengths, the file's checksum (sha256 of its
+                        1 MiB chunks' crc32s, computed in parallel: corruption, not forgery)
     [128, m)            metadata: UTF-8 JSON (backend, arch, graph names, per graph: plan, array names)
     [m, t)              zero padding to a 64-byte boundary
     [t, end)            a safetensors block, its header padded with spaces so that the data starts
@@ -35,7 +36,9 @@ import math
 import mmap
 import os
 import struct
+import zlib
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -55,24 +58,26 @@ __all__ = [
     "ContextGraph",
     "ContextHeader",
     "describe_context",
+    "file_checksum",
     "read_context",
     "write_context",
 ]
 
 MAGIC = b"OQNNCTX\x00"
-FORMAT_VERSION = 1
-READABLE_FORMAT_VERSIONS = (1,)
+FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (2,)  # version 1 had a plain sha256 of the file (slower to open)
 HEADER_SIZE = 128
 ALIGNMENT = 64
 
 # The prefix (magic, format version, header size, writer's openqnn version) is the same in every
 # format version, so that a reader can always say which version, from which openqnn, it refuses.
 _PREFIX = struct.Struct("<8sII32s")
-# format version 1: file size, metadata offset and length, arrays offset and length, sha256, reserved
+# format version 2: file size, metadata offset and length, arrays offset and length, checksum, reserved
 _V1 = struct.Struct("<QQQQQ32s8x")
 assert _PREFIX.size + _V1.size == HEADER_SIZE
-_DIGEST_AT = _PREFIX.size + 5 * 8  # the digest covers every byte of the file but its own 32
+_DIGEST_AT = _PREFIX.size + 5 * 8  # the checksum covers every byte of the file, its own 32 read as zeros
 _DIGEST_END = _DIGEST_AT + 32
+CHECKSUM_CHUNK = 1 << 20
 
 # safetensors dtype code -> numpy dtype (little-endian). Nothing else is ever read: no object dtypes.
 _DTYPES: dict[str, np.dtype] = {code: np.dtype(s) for code, s in (
@@ -97,7 +102,7 @@ class ContextHeader:
     backend: str
     arch: str | None
     graph_names: tuple[str, ...]
-    checksum: str  # sha256 (hex) of the file, its own 32 bytes left out
+    checksum: str  # hex: sha256 of the file's 1 MiB chunks' crc32s (see :func:`file_checksum`)
     file_size: int
     metadata_offset: int
     metadata_length: int
@@ -184,26 +189,70 @@ def write_context(path: str | os.PathLike[str], *, backend: str, arch: str | Non
 
     header = bytearray(_PREFIX.pack(MAGIC, FORMAT_VERSION, HEADER_SIZE, writer)
                        + _V1.pack(file_size, HEADER_SIZE, len(meta_bytes), arrays_offset, arrays_length, bytes(32)))
-    digest = hashlib.sha256(header[:_DIGEST_AT])
-    digest.update(header[_DIGEST_END:])
     payload = [meta_bytes, bytes(arrays_offset - HEADER_SIZE - len(meta_bytes)), struct.pack("<Q", len(st_json)),
                st_json]
+    crcs = _ChunkCrcs()
     with atomic_write(path, "wb") as f:
-        f.write(header)
-        for chunk in payload:
-            digest.update(chunk)
+        for chunk in (header, *payload, *(a.reshape(-1).view(np.uint8) for _, a in order)):
+            crcs.update(chunk)  # the header's checksum field is still zero, as the checksum reads it
             f.write(chunk)
-        for _, a in order:
-            raw = a.reshape(-1).view(np.uint8)
-            digest.update(raw.data)
-            f.write(raw)
-        header[_DIGEST_AT:_DIGEST_END] = digest.digest()
+        digest = crcs.digest()
+        header[_DIGEST_AT:_DIGEST_END] = digest
         f.seek(0)
         f.write(header)
         f.flush()
         os.fsync(f.fileno())
-    return ContextHeader(MAGIC, FORMAT_VERSION, __version__, backend, arch, tuple(graphs), digest.hexdigest(),
+    return ContextHeader(MAGIC, FORMAT_VERSION, __version__, backend, arch, tuple(graphs), digest.hex(),
                          file_size, HEADER_SIZE, len(meta_bytes), arrays_offset, arrays_length)
+
+
+class _ChunkCrcs:
+    """:func:`file_checksum` of bytes given piece by piece (the writer's side)."""
+
+    def __init__(self) -> None:
+        self.crcs: list[int] = []
+        self.crc, self.filled = 0, 0
+
+    def update(self, data: Any) -> None:
+        with memoryview(data) as view, view.cast("B") as b:
+            while len(b):
+                take = min(len(b), CHECKSUM_CHUNK - self.filled)
+                self.crc = zlib.crc32(b[:take], self.crc)
+                self.filled += take
+                b = b[take:]
+                if self.filled == CHECKSUM_CHUNK:
+                    self.crcs.append(self.crc)
+                    self.crc, self.filled = 0, 0
+
+    def digest(self) -> bytes:
+        crcs = self.crcs + ([self.crc] if self.filled or not self.crcs else [])
+        return hashlib.sha256(struct.pack(f"<{len(crcs)}I", *crcs)).digest()
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def file_checksum(buf: mmap.mmap | bytes | bytearray) -> bytes:
+    """The checksum a context's header records: sha256 of the little-endian crc32 of each 1 MiB chunk
+    of the file, its checksum field read as zeros. The chunks are checked in parallel (zlib releases the
+    GIL), so opening costs a fraction of a full sha256; the header is in the same file, so no checksum
+    could prove who wrote it: this one finds corruption (any flipped byte, truncation, splices)."""
+    global _POOL
+    size = len(buf)
+    first = bytearray(buf[:min(size, CHECKSUM_CHUNK)])
+    first[_DIGEST_AT:_DIGEST_END] = bytes(min(len(first), _DIGEST_END) - min(len(first), _DIGEST_AT))
+    with memoryview(buf) as view:
+        rest = [view[i:i + CHECKSUM_CHUNK] for i in range(CHECKSUM_CHUNK, size, CHECKSUM_CHUNK)]
+        if len(rest) > 1:
+            if _POOL is None:
+                _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
+                                           thread_name_prefix="openqnn-checksum")
+            crcs = [zlib.crc32(first), *_POOL.map(zlib.crc32, rest)]
+        else:
+            crcs = [zlib.crc32(first), *map(zlib.crc32, rest)]
+        for part in rest:
+            part.release()
+    return hashlib.sha256(struct.pack(f"<{len(crcs)}I", *crcs)).digest()
 
 
 def _check_write_args(backend: Any, arch: Any, graphs: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
@@ -327,11 +376,9 @@ def _parse_header_and_metadata(p: Path, buf: mmap.mmap | bytes) -> tuple[Context
     if not (meta_off == HEADER_SIZE and arr_off == _align(meta_off + meta_len) and arr_off + arr_len == file_size):
         raise ContextError(f"{p}: corrupt header (metadata at {meta_off}+{meta_len}, arrays at {arr_off}+{arr_len} "
                            f"do not tile a file of {file_size} bytes); {_REGENERATE}")
-    with memoryview(buf) as view:
-        digest = hashlib.sha256(view[:_DIGEST_AT])
-        digest.update(view[_DIGEST_END:])
-    if digest.digest() != recorded:
-        raise ContextError(f"{p}: checksum mismatch, the file is corrupt (sha256 {digest.hexdigest()[:16]}..., its "
+    digest = file_checksum(buf)
+    if digest != recorded:
+        raise ContextError(f"{p}: checksum mismatch, the file is corrupt (checksum {digest.hex()[:16]}..., its "
                            f"header records {recorded.hex()[:16]}...); {_REGENERATE}")
     # from here on the bytes are the ones the writer wrote: what fails now is a writer's bug or a forgery
     if any(buf[_DIGEST_END:HEADER_SIZE]) or any(buf[meta_off + meta_len:arr_off]):
@@ -342,7 +389,7 @@ def _parse_header_and_metadata(p: Path, buf: mmap.mmap | bytes) -> tuple[Context
     meta = _load_json(p, bytes(buf[meta_off:meta_off + meta_len]), "metadata")
     _check_metadata(p, meta)
     header = ContextHeader(MAGIC, version, writer, meta["backend"], meta["arch"], tuple(meta["graph_names"]),
-                           digest.hexdigest(), file_size, meta_off, meta_len, arr_off, arr_len)
+                           digest.hex(), file_size, meta_off, meta_len, arr_off, arr_len)
     return header, meta
 
 

@@ -77,6 +77,7 @@ from openqnn.backends.htp.kernels.registry import (
     bind_step,
     htp_binder,
     htp_kernel,
+    plan_tensor,
 )
 from openqnn.backends.htp.kernels.requant import Requant, requant_for
 from openqnn.backends.htp.kernels.scratch import output_slot, scratch, step_output
@@ -456,7 +457,7 @@ def _fused_int8(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: 
 
         return run_strided
     geo = (g.n, g.h, g.w, g.c, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.oh, g.ow, int(xq.zero_point[0]))
-    dw = native.Int8Depthwise(fs.lib, torch.tensor(wc.reshape(g.kh, g.kw, cout), dtype=torch.int8), fs.init, fs.form,
+    dw = native.Int8Depthwise(fs.lib, plan_tensor(wc.reshape(g.kh, g.kw, cout), "cpu", torch.int8), fs.init, fs.form,
                               geo)
     slot, out_shape, dtype = output_slot("dw"), (g.n, g.oh, g.ow, cout), fs.form.out_dtype
 

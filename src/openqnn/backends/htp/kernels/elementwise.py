@@ -62,6 +62,7 @@ from openqnn.backends.htp.kernels.registry import (
     bind_step,
     htp_binder,
     htp_kernel,
+    plan_tensor,
     storage_dtype,
 )
 from openqnn.backends.htp.kernels.scratch import step_buffer
@@ -276,7 +277,7 @@ def _bind_coded(plan: StepPlan, device: torch.device, make: Maker) -> tuple[Call
     ref, fast = make(plan.attrs, plan.arrays, device)
     n = int(plan.attrs["operands"])
     statics = {int(i): np.asarray(plan.arrays[f"static{i}"], dtype=np.int64) for i in plan.attrs["statics"]}
-    statics_t = {i: torch.tensor(a).to(device) for i, a in statics.items()}
+    statics_t = {i: plan_tensor(a, device) for i, a in statics.items()}
     out_shape = tuple(plan.attrs["out_shape"])
 
     def reference(*xs: np.ndarray) -> np.ndarray:
@@ -291,7 +292,7 @@ def _bind_coded(plan: StepPlan, device: torch.device, make: Maker) -> tuple[Call
         return reference, direct
     bits = [int(b) for b in plan.attrs["table_bits"]]
     out_bits = int(plan.attrs["out"]["bitwidth"])
-    table_t = torch.tensor(np.asarray(plan.arrays["table"], dtype=np.int64)).to(storage_dtype(out_bits)).to(device)
+    table_t = plan_tensor(np.asarray(plan.arrays["table"], dtype=np.int64), device, storage_dtype(out_bits))
     strides = [1 << sum(bits[j + 1:]) for j in range(len(bits))]
 
     def lookup_t(*xs: torch.Tensor) -> torch.Tensor:
@@ -316,7 +317,7 @@ def _per_code(fn: Callable[[np.ndarray], np.ndarray], q: QParams) -> np.ndarray:
 
 def _on(device: torch.device, a: np.ndarray) -> torch.Tensor:
     """A plan's int64 array as a tensor on ``device`` (a copy: plan arrays may be read-only)."""
-    return torch.tensor(np.asarray(a, dtype=np.int64)).to(device)
+    return plan_tensor(np.asarray(a, dtype=np.int64), device)
 
 
 def _qmax_abs(q: QParams) -> int:

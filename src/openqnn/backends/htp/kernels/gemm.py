@@ -22,7 +22,7 @@ import torch
 
 from openqnn.backends.htp import native
 from openqnn.backends.htp.fixedpoint import INT32_MAX, INT32_MIN
-from openqnn.backends.htp.kernels.registry import HtpBuildContext, QParams, Unsupported
+from openqnn.backends.htp.kernels.registry import HtpBuildContext, QParams, Unsupported, plan_tensor
 from openqnn.backends.htp.kernels.requant import Requant, Term
 from openqnn.backends.htp.kernels.scratch import output_slot, scratch, step_output
 from openqnn.backends.htp.native import NativeRequant
@@ -288,7 +288,7 @@ def make_mm(mode: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
 def weight_matrix(part: np.ndarray, mode: str, device: torch.device) -> torch.Tensor:
     """[k, n] integer weights -> the second GEMM operand stored transposed ([n, k], contiguous)."""
     dtype = torch.int8 if mode == "int8" else torch.float64
-    return torch.tensor(np.ascontiguousarray(part.T), dtype=dtype, device=device)
+    return plan_tensor(np.ascontiguousarray(part.T), device, dtype)
 
 
 def col_bound(part: np.ndarray) -> np.ndarray:
@@ -340,7 +340,7 @@ class FusedSetup:
         form = rq.native_form
         if form is None or form.in_dtype != torch.int32:
             return None
-        return FusedSetup(lib, form, torch.tensor(np.asarray(data["init"], dtype=np.int64), dtype=torch.int32))
+        return FusedSetup(lib, form, plan_tensor(np.asarray(data["init"], dtype=np.int64), "cpu", torch.int32))
 
     @staticmethod
     def of(ctx: HtpBuildContext | torch.device, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray
@@ -366,7 +366,7 @@ def fused_gemm(ctx: HtpBuildContext | torch.device, xq: QParams | None, wkn: np.
         fs = FusedSetup.of(device, xq, wkn, rq, bias)
     if fs is None:
         return None
-    gemm = native.Int8Gemm(fs.lib, torch.tensor(wkn, dtype=torch.int8), fs.init, fs.form)
+    gemm = native.Int8Gemm(fs.lib, plan_tensor(wkn, "cpu", torch.int8), fs.init, fs.form)
     slot, n, dtype = output_slot("gemm"), wkn.shape[1], fs.form.out_dtype
 
     def run(x: torch.Tensor) -> torch.Tensor:

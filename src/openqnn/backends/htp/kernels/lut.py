@@ -33,6 +33,7 @@ from openqnn.backends.htp.kernels.registry import (
     bind_step,
     htp_binder,
     htp_kernel,
+    plan_tensor,
     storage_dtype,
 )
 from openqnn.backends.htp.kernels.scratch import step_buffer
@@ -86,7 +87,7 @@ def _bind_lut(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any],
     """``out = table[q]``: the reference indexes the table in numpy, the fast path gathers from it as a
     tensor (in C for 8-bit codes)."""
     table = np.asarray(plan.arrays["table"], dtype=np.int64)
-    table_t = torch.tensor(table, dtype=storage_dtype(int(plan.attrs["bits"])), device=device)
+    table_t = plan_tensor(table, device, storage_dtype(int(plan.attrs["bits"])))
     out_shape = tuple(plan.attrs["out_shape"])  # a one-element constant may add leading 1s
 
     def reference(x: np.ndarray) -> np.ndarray:

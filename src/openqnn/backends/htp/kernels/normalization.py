@@ -76,6 +76,7 @@ from openqnn.backends.htp.kernels.registry import (
     bind_step,
     htp_binder,
     htp_kernel,
+    plan_tensor,
 )
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
@@ -140,7 +141,7 @@ def _plan_step(node: Node, ctx: HtpBuildContext, kernel: str, attrs: dict[str, A
 
 def _on(device: torch.device, a: np.ndarray) -> torch.Tensor:
     """A plan's int64 array as a tensor on ``device`` (a copy: plan arrays may be read-only)."""
-    return torch.tensor(np.asarray(a, dtype=np.int64)).to(device)
+    return plan_tensor(np.asarray(a, dtype=np.int64), device)
 
 
 # -- Softmax / LogSoftmax ----------------------------------------------------------------------

@@ -140,11 +140,13 @@ def htp_binder(kernel: str) -> Callable[[Binder], Binder]:
     return register
 
 
-def plan_tensor(a: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """A plan's array as a tensor on ``device``. Arrays read from a context are read-only maps of the
-    file, which torch may not wrap: those are copied (once, at bind)."""
+def plan_tensor(a: np.ndarray, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A plan's array as a tensor on ``device`` (in ``dtype``: converted as ``Tensor.to`` converts). Arrays
+    read from a context are read-only maps of the file, which torch may not wrap: those are copied (once,
+    at bind). (``torch.tensor(ndarray)`` would copy element by element: milliseconds for a 64K table.)"""
     a = np.asarray(a, order="C")
-    return torch.from_numpy(a if a.flags.writeable else a.copy()).to(device)
+    t = torch.from_numpy(a if a.flags.writeable else a.copy())
+    return t.to(device) if dtype is None else t.to(device, dtype)
 
 
 def bind_step(plan: StepPlan, device: torch.device | str = "cpu") -> HtpStep:

@@ -124,7 +124,10 @@ class Requant:
 
     # -- fast --------------------------------------------------------------------------------
     def _t(self, values: Sequence[float] | Sequence[int] | np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-        return torch.tensor(np.asarray(values), dtype=dtype, device=self.device)
+        a = np.asarray(values)
+        if a.dtype == object or not a.flags.writeable:
+            return torch.tensor(a, dtype=dtype, device=self.device)
+        return torch.from_numpy(np.ascontiguousarray(a)).to(self.device, dtype, copy=True)
 
     def _exact64(self, off: np.ndarray, coefs: Sequence[np.ndarray | int]) -> Callable[..., torch.Tensor]:
         off_t = self._t(off, torch.int64)
@@ -204,29 +207,38 @@ class Requant:
         accumulator); the others broadcast against it. ``first_dtype`` is the first tensor's dtype.
 
         The form comes from :attr:`forms` where prepare decided it for this accumulator (a bound plan:
-        no search); otherwise it is decided now and recorded there (prepare)."""
-        offs, coefs, bounds = self._inputs(off, terms)
-        key = _form_key(offs, coefs, bounds)
-        stored = self.forms.get(key)
+        no search, and the constants are made with array arithmetic); otherwise it is decided now and
+        recorded there (prepare)."""
+        acc = _Accumulator.of(off, terms, self.channels)
+        stored = self.forms.get(acc.key)
         if stored is None:
-            form = self._decide(offs, coefs, bounds)
-            self.forms[key] = form.to_attrs()
+            form = self._decide(*self._inputs(off, terms))
+            self.forms[acc.key] = form.to_attrs()
         else:
             form = RequantForm.from_attrs(stored)
-        return self.build(form, offs, coefs, bounds, first_dtype)
+        return self.build(form, acc.offs, acc.coefs, first_dtype)
 
-    def build(self, form: RequantForm, offs: list[int], coefs: list[list[int]], bounds: list[list[int]],
-              first_dtype: torch.dtype) -> Callable[..., torch.Tensor]:
+    def build(self, form: RequantForm, offs: np.ndarray, coefs: list[np.ndarray], first_dtype: torch.dtype
+              ) -> Callable[..., torch.Tensor]:
         """The callable of a decided form (binding: constants to tensors, the C form where built)."""
         self.native, self.native_form = False, None
         if form.mode == "int64":
-            return self._exact64(np.asarray(offs), [np.asarray(c) for c in coefs])
-        spec, plan = self._affine(), form.plan()
+            return self._exact64(offs, coefs)
+        consts = _Consts.of(self._spec(), form, coefs if form.mode == "float64" else None)
         if form.mode == "float64":
             self.mode = "float64"
-            return self._run_fold(spec, plan, coefs, first_dtype, form.eps)
+            return self._run_fold(consts, first_dtype, form.eps)
         self.mode = "window"
-        return self._run_window(spec, plan, offs, list(form.lo), list(form.hi), list(form.mid), first_dtype, form.eps)
+        return self._run_window(consts, form, offs, first_dtype, form.eps)
+
+    def _spec(self) -> tuple[np.ndarray, np.ndarray]:
+        """The affine spec's multiplier and shift per channel (:meth:`_affine`'s, as arrays: binding)."""
+        if self.wide:
+            m = self.mult
+            red = np.where(m == 0, 0, np.where(m >= 0x7FFF0000, 0x7FFF, (m + (1 << 15)) >> 16))
+            return red.astype(np.int64), (15 - self.shift).astype(np.int64)
+        left, right = np.maximum(self.shift, 0), np.maximum(-self.shift, 0)
+        return self.mult << left, 31 + right
 
     def _window(self, lo_acc: list[int], hi_acc: list[int]) -> tuple[list[int], list[int]]:
         """Per channel: the accumulator range narrowed to [lo, hi] with out(a) = out(lo) for a <= lo and
@@ -250,16 +262,16 @@ class Requant:
         hi = np.maximum(b, lo)
         return [int(v) for v in lo], [int(v) for v in hi]
 
-    def _finisher(self, plan: _Plan) -> Callable[..., torch.Tensor]:
+    def _finisher(self, k: _Consts) -> Callable[..., torch.Tensor]:
         """Centred float64 y (scratch) -> output storage: [floor, + (m + zo),] truncate, clamp, cast;
         into ``out`` when given (a block of a larger output).
 
         |y| beyond 2^30 is clamped first (int32 conversion); the output saturates there either way."""
-        qmax, out_dtype, device, folded = self.qmax, self.out_dtype, self.device, plan.folded
-        madd_t = self._madd(plan)
-        big = plan.ybound >= 2.0**30
+        qmax, out_dtype, device, folded = self.qmax, self.out_dtype, self.device, k.folded
+        madd_t = self._t(k.madd, torch.int32)
+        big = k.ybound >= 2.0**30
         # folded 8-bit outputs with |y| < 2^15: truncate to int16 (cheaper conversions than int32)
-        short = folded and out_dtype == torch.uint8 and plan.ybound < 2.0**15 - 1
+        short = folded and out_dtype == torch.uint8 and k.ybound < 2.0**15 - 1
 
         def finish(y: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
             if folded and y.numel() < SMALL:  # fewer, slower-per-element ops
@@ -287,20 +299,14 @@ class Requant:
 
         return finish
 
-    def _madd(self, plan: _Plan) -> torch.Tensor:
-        return self._t([max(-(1 << 23), min(1 << 23, v)) for v in plan.madd], torch.int32)
-
-    def _dyn(self, spec: _Affine, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-        """The sign correction's constants (k0, sc, nd), None where no channel needs it."""
-        if not any(plan.dyn):
+    def _dyn(self, k: _Consts) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """The sign correction's constants (k0, sc, nd) as tensors, None where no channel needs it."""
+        if k.dyn is None:
             return None
-        ch = self.channels
-        k0_t = self._t([float(plan.k0[i]) if plan.dyn[i] else 0.0 for i in range(ch)], torch.float64)
-        sc_t = self._t([-math.ldexp(1.0, spec.s[i]) if plan.dyn[i] else 0.0 for i in range(ch)], torch.float64)
-        nd_t = self._t([-math.ldexp(1.0, 31 - spec.s[i]) if plan.dyn[i] else 0.0 for i in range(ch)], torch.float64)
-        return k0_t, sc_t, nd_t
+        k0, sc, nd = k.dyn
+        return self._t(k0, torch.float64), self._t(sc, torch.float64), self._t(nd, torch.float64)
 
-    def _native(self, spec: _Affine, plan: _Plan, c_t: torch.Tensor, r_t: torch.Tensor, in_dtype: torch.dtype,
+    def _native(self, k: _Consts, c_t: torch.Tensor, r_t: torch.Tensor, in_dtype: torch.dtype,
                 eps_form: float | None, window: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
                 ) -> NativeRequant | None:
         """The C form of a one-term requantization (native/requant.c), where it is built and applies;
@@ -309,23 +315,19 @@ class Requant:
         if lib is None or in_dtype not in (torch.float32, torch.float64, torch.int32):
             return None
         xthr = eps = None
-        dyn = self._dyn(spec, plan)
+        dyn = self._dyn(k)
         # (a float32 input holds integers below 2^24: the hand-vectorized kernels convert it exactly)
-        if in_dtype in (torch.int32, torch.float32) and all(INT32_MIN <= v <= INT32_MAX for v in plan.xthr):
-            xthr = self._t(plan.xthr, torch.int32)
+        if in_dtype in (torch.int32, torch.float32) and k.xthr_int32:
+            xthr = self._t(k.xthr, torch.int32)
             eps = eps_form
-        return NativeRequant(lib, in_dtype, self.out_dtype, self.qmax, c_t, r_t, self._madd(plan), plan.folded,
-                             dyn, window, xthr, eps)
+        return NativeRequant(lib, in_dtype, self.out_dtype, self.qmax, c_t, r_t, self._t(k.madd, torch.int32),
+                             k.folded, dyn, window, xthr, eps)
 
-    def _consts(self, spec: _Affine, plan: _Plan, coefs: list[list[int]] | None
-                ) -> tuple[torch.Tensor, list[torch.Tensor], Callable[..., torch.Tensor]]:
-        ch = self.channels
-        c_t = self._t([math.ldexp(float(plan.const[i]), -spec.s[i]) for i in range(ch)], torch.float64)
-        cols = coefs if coefs is not None else [[1] * ch]
-        r_ts = [self._t([math.ldexp(float(c[i] * spec.mult[i]), -spec.s[i]) for i in range(ch)], torch.float64)
-                for c in cols]
-        finish = self._finisher(plan)
-        dyn = self._dyn(spec, plan)
+    def _consts(self, k: _Consts) -> tuple[torch.Tensor, list[torch.Tensor], Callable[..., torch.Tensor]]:
+        c_t = self._t(k.const, torch.float64)
+        r_ts = [self._t(r, torch.float64) for r in k.rates]
+        finish = self._finisher(k)
+        dyn = self._dyn(k)
         if dyn is None:
             return c_t, r_ts, finish
         # sign correction: t = N_thr - N = k0 - y * 2^S, clamped to [0, 1], times -2^-e
@@ -339,11 +341,10 @@ class Requant:
 
         return c_t, r_ts, correct_finish
 
-    def _run_fold(self, spec: _Affine, plan: _Plan, coefs: list[list[int]], first_dtype: torch.dtype,
-                  eps: float | None) -> Callable[..., torch.Tensor]:
-        c_t, r_ts, finish = self._consts(spec, plan, coefs)
+    def _run_fold(self, k: _Consts, first_dtype: torch.dtype, eps: float | None) -> Callable[..., torch.Tensor]:
+        c_t, r_ts, finish = self._consts(k)
         r0, rest, device = r_ts[0], r_ts[1:], self.device
-        native = self._native(spec, plan, c_t, r0, first_dtype, eps) if not rest else None
+        native = self._native(k, c_t, r0, first_dtype, eps) if not rest else None
         if native is not None:
             self.native, self.native_form = True, native
             return self._native_run(native, self._blocked(self._torch_fold(c_t, r0, rest, finish, device)))
@@ -374,15 +375,16 @@ class Requant:
 
         return run
 
-    def _run_window(self, spec: _Affine, plan: _Plan, offs: list[int], lo: list[int], hi: list[int], mid: list[int],
-                    first_dtype: torch.dtype, eps: float | None) -> Callable[..., torch.Tensor]:
-        c_t, r_ts, finish = self._consts(spec, plan, None)
+    def _run_window(self, k: _Consts, form: RequantForm, offs: np.ndarray, first_dtype: torch.dtype,
+                    eps: float | None) -> Callable[..., torch.Tensor]:
+        c_t, r_ts, finish = self._consts(k)
         r0, device = r_ts[0], self.device
-        shift_t = self._t([o - m for o, m in zip(offs, mid)], torch.int32)
-        lo_t = self._t([a - m for a, m in zip(lo, mid)], torch.int32)
-        hi_t = self._t([b - m for b, m in zip(hi, mid)], torch.int32)
+        mid = np.asarray(form.mid, dtype=np.int64)
+        shift_t = self._t(offs - mid, torch.int32)
+        lo_t = self._t(np.asarray(form.lo, dtype=np.int64) - mid, torch.int32)
+        hi_t = self._t(np.asarray(form.hi, dtype=np.int64) - mid, torch.int32)
         int_acc = first_dtype == torch.int32
-        native = (self._native(spec, plan, c_t, r0, first_dtype, eps, (shift_t, lo_t, hi_t))
+        native = (self._native(k, c_t, r0, first_dtype, eps, (shift_t, lo_t, hi_t))
                   if first_dtype in (torch.int32, torch.float32) else None)
 
         def run(acc: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -468,9 +470,67 @@ def _form_eps(spec: _Affine, plan: _Plan, coef: Sequence[int], xbound: Sequence[
     return _estimate_error(cst, mul, nd, xbound, plan.ybound)
 
 
-def _form_key(offs: list[int], coefs: list[list[int]], bounds: list[list[int]]) -> str:
-    """The accumulator a form was decided for: offset, coefficients and bounds per channel."""
-    return hashlib.blake2b(repr((offs, coefs, bounds)).encode("ascii"), digest_size=12).hexdigest()
+@dataclass(frozen=True)
+class _Accumulator:
+    """An accumulator ``off + sum(coef_j * t_j)`` as per-channel arrays, and ``key``: its identity (the
+    offsets, coefficients and ceiled bounds), under which prepare records the form it decided."""
+
+    key: str
+    offs: np.ndarray  # int64 (channels,)
+    coefs: list[np.ndarray]  # int64 (channels,) per term
+
+    @staticmethod
+    def of(off: np.ndarray | int, terms: Sequence[Term], channels: int) -> _Accumulator:
+        ch = (channels,)
+        offs = np.ascontiguousarray(np.broadcast_to(np.asarray(off, dtype=np.int64).reshape(-1), ch))
+        coefs = [np.ascontiguousarray(np.broadcast_to(np.asarray(c, dtype=np.int64), ch)) for c, _ in terms]
+        h = hashlib.blake2b(f"{channels}/{len(terms)}".encode("ascii"), digest_size=12)
+        h.update(offs.data)
+        for c, (_, b) in zip(coefs, terms):
+            h.update(c.data)
+            h.update(np.ascontiguousarray(np.broadcast_to(np.ceil(np.asarray(b, dtype=np.float64)), ch)).data)
+        return _Accumulator(h.hexdigest(), offs, coefs)
+
+
+@dataclass(frozen=True)
+class _Consts:
+    """A float form's constants per channel, made with array arithmetic when binding: ``const`` and the
+    ``rates`` (one per term) scaled by 2^-S, the output add ``madd``, the sign correction's (k0, sc, nd)
+    where a channel needs it, and its thresholds ``xthr``."""
+
+    const: np.ndarray
+    rates: list[np.ndarray]
+    madd: np.ndarray
+    dyn: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    xthr: np.ndarray
+    xthr_int32: bool
+    folded: bool
+    ybound: float
+
+    @staticmethod
+    def of(spec: tuple[np.ndarray, np.ndarray], form: RequantForm, coefs: list[np.ndarray] | None) -> _Consts:
+        meff, s = spec
+        ch = s.size
+        neg_s = -s
+        # every value is an integer below 2^53 (checked in prepare), so float64 holds it exactly; a
+        # product of two such is rounded once, as float() of the exact integer product would be
+        const = np.ldexp(np.asarray(form.const, dtype=np.float64), neg_s)
+        m64 = meff.astype(np.float64)
+        cols = coefs if coefs is not None else [np.ones(ch, dtype=np.int64)]
+        rates = [np.ldexp(c.astype(np.float64) * m64, neg_s) for c in cols]
+        madd = np.clip(np.asarray(form.madd, dtype=np.int64), -(1 << 23), 1 << 23)
+        dyn = None
+        if any(form.dyn):
+            d = np.asarray(form.dyn, dtype=bool)
+            dyn = (np.where(d, np.asarray(form.k0, dtype=np.float64), 0.0), np.where(d, -np.ldexp(1.0, s), 0.0),
+                   np.where(d, -np.ldexp(1.0, 31 - s), 0.0))
+        if form.xthr:
+            xthr = np.asarray(form.xthr, dtype=np.float64)
+            ok = bool(((xthr >= INT32_MIN) & (xthr <= INT32_MAX)).all())
+            xthr = xthr.astype(np.int64) if ok else xthr
+        else:
+            xthr, ok = np.full(ch, INT32_MIN, dtype=np.int64), True
+        return _Consts(const, rates, madd, dyn, xthr, ok, form.folded, form.ybound)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 log = logging.getLogger("openqnn.htp")
@@ -232,7 +233,8 @@ class NativeRequant:
             k *= 2
         self.channels, self.k = ch, k
         consts = [cst, mul, madd, *(dyn or ()), *(window or ())]
-        self.keep = [t.repeat(k).contiguous() for t in consts]  # the pointers below stay valid
+        # (numpy tiles small vectors several times faster than torch's repeat: this runs at every bind)
+        self.keep = [torch.from_numpy(np.tile(t.numpy(), k)) for t in consts]  # the pointers below stay valid
         tiled = iter(self.keep)
         cst_t, mul_t, madd_t = next(tiled), next(tiled), next(tiled)
         k0, sc, nd = (next(tiled), next(tiled), next(tiled)) if dyn is not None else (None, None, None)
@@ -242,10 +244,10 @@ class NativeRequant:
             assert eps is not None
             nd32 = dyn[2] if dyn is not None else torch.zeros_like(cst)
             blocks = (ch * k + 15) // 16
-            aux = torch.zeros((3, blocks * 16), dtype=torch.float32)
-            for row, t in zip(aux, (cst, mul, nd32)):
-                row[:ch * k] = t.repeat(k)
-            aux = aux.view(3, blocks, 16).transpose(0, 1).contiguous()
+            aux_np = np.zeros((3, blocks * 16), dtype=np.float32)
+            for row, t in zip(aux_np, (cst, mul, nd32)):
+                row[:ch * k] = np.tile(t.numpy(), k)
+            aux = torch.from_numpy(np.ascontiguousarray(aux_np.reshape(3, blocks, 16).transpose(1, 0, 2)))
             self.keep.append(aux)
             sc, qarg = aux, eps  # the kernel reads aux in sc's slot and eps in qmax's
         ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
