@@ -4,16 +4,19 @@ nothing prepared again on open, and clean refusals."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 import openqnn
 from helpers import make_model
 from openqnn.backends.htp import kernels as htp_kernels
-from openqnn.backends.htp.kernels.registry import HtpBuildContext
+from openqnn.backends.htp.kernels import conv, gemm, requant
+from openqnn.backends.htp.kernels.registry import HtpBuildContext, background_binding, deferred
 from openqnn.runtime.config import BackendConfig, HtpConfig
 from openqnn.runtime.context import open_context
 from openqnn.runtime.context_format import describe_context
@@ -77,8 +80,71 @@ def test_opening_a_context_prepares_nothing(saved: Path, monkeypatch: pytest.Mon
     for op in list(htp_kernels.HTP_KERNELS):
         monkeypatch.setitem(htp_kernels.HTP_KERNELS, op, refuse)
     monkeypatch.setattr(HtpBuildContext, "__init__", refuse)
+    # the searches and proofs prepare runs: requantization forms, exactness bounds, channel splits
+    monkeypatch.setattr(requant.Requant, "_decide", refuse)
+    monkeypatch.setattr(requant.Requant, "_window", refuse)
+    monkeypatch.setattr(requant.Requant, "_affine", refuse)
+    monkeypatch.setattr(requant, "quantize_multiplier", refuse)
+    monkeypatch.setattr(conv, "channel_parts", refuse)
+    monkeypatch.setattr(conv, "qconv_bound", refuse)
+    monkeypatch.setattr(gemm.FusedSetup, "data", refuse)
     sess = openqnn.Session(saved)
     assert sess.run(_feeds(1)[0])["prob"].shape == (1, 10)
+
+
+def _convnet():  # type: ignore[no-untyped-def]
+    """3x3 convolutions deep enough for oneDNN's int8 convolution (whose weights bind in the background)."""
+    rng = np.random.default_rng(5)
+
+    def init(name: str, *shape: int) -> object:
+        return numpy_helper.from_array((0.2 * rng.standard_normal(shape)).astype(np.float32), name)
+
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c2"], ["r2"]),
+             helper.make_node("Conv", ["r2", "w3", "b3"], ["y"], pads=[1, 0, 1, 0], strides=[2, 2])]
+    inits = [init("w1", 16, 8, 3, 3), init("b1", 16), init("w2", 32, 16, 3, 3), init("b2", 32),
+             init("w3", 8, 32, 3, 3), init("b3", 8)]
+    return make_model(nodes, [("x", F, [1, 8, 12, 12])], [("y", F, [1, 8, 6, 5])], inits)
+
+
+def test_convolutions_packed_in_the_background_are_bit_identical(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    feeds = [{"x": rng.random((1, 8, 12, 12), dtype=np.float32)} for _ in range(6)]
+    q = openqnn.quantize(openqnn.convert(_convnet()), feeds[:4],
+                         openqnn.QuantizerConfig(use_per_channel_quantization=True))
+    ctx = openqnn.compile(q, "htp")
+    kinds = [s.attrs["kind"] for s in ctx.graph().steps if s.kernel == "htp.conv2d"]
+    if conv._onednn_qconv_ok(torch.device("cpu")):
+        assert "int8_conv" in kinds, kinds
+    path = ctx.save(tmp_path / "conv.bin")
+    prepared, opened = openqnn.Session(q, backend="htp"), openqnn.Session(path)
+    for f in feeds:
+        np.testing.assert_array_equal(prepared.run(f, native_outputs=True)["y"], opened.run(f, native_outputs=True)["y"])
+
+
+def test_background_binding_waits_for_every_job_and_names_a_failure() -> None:
+    done: list[int] = []
+
+    def slow(i: int) -> int:
+        time.sleep(0.01)
+        done.append(i)
+        return i
+
+    def broken() -> None:
+        raise RuntimeError("no such primitive\nsecond line")
+
+    with background_binding():
+        cells = [deferred("job", slow, i) for i in range(5)]
+        assert all(c == [] or c == [i] for i, c in enumerate(cells))  # not waited for yet
+    assert cells == [[i] for i in range(5)] and sorted(done) == list(range(5))
+    assert deferred("now", slow, 7) == [7]  # outside the block: called at once
+    with pytest.raises(openqnn.InvalidModelError, match=r"^packing: RuntimeError: no such primitive; prepare"):
+        with background_binding():
+            deferred("packing", broken)
+            late = deferred("late", slow, 9)
+    assert late == [9]  # the other jobs were still waited for
 
 
 def test_several_graphs_share_arrays(quantized: openqnn.Graph, tmp_path: Path) -> None:
@@ -110,7 +176,7 @@ def test_refusals(quantized: openqnn.Graph, saved: Path, tmp_path: Path) -> None
     with pytest.raises(openqnn.InvalidConfigError, match=r"prepared for v73, and v75 was asked for"):
         openqnn.Session(saved, config=BackendConfig(htp=HtpConfig(dsp_arch="v75")))
     with pytest.raises(openqnn.InvalidConfigError, match="cannot write context binaries yet"):
-        openqnn.compile(quantized, "cpu")
+        openqnn.compile(quantized, "gpu")
 
 
 def test_a_model_with_cpu_fallback_is_not_compiled(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from openqnn.backends.htp.kernels.registry import (
     HtpBuildContext,
     QParams,
     Unsupported,
+    background_binding,
     bind_step,
     storage_dtype,
 )
@@ -113,10 +114,11 @@ class HtpExecutable:
             keep_freed_memory()
         self.fallbacks, self.step_plans, self._static = [], list(steps), {}
         self._calls = []
-        for plan in steps:
-            step = bind_step(plan, self.device)
-            self._calls.append(_Call(step.reference if path == "reference" else step.fast, list(step.inputs),
-                                     list(plan.outputs), plan.node, plan.op_type))
+        with background_binding():  # oneDNN's weight packing runs in worker threads meanwhile
+            for plan in steps:
+                step = bind_step(plan, self.device)
+                self._calls.append(_Call(step.reference if path == "reference" else step.fast, list(step.inputs),
+                                         list(plan.outputs), plan.node, plan.op_type))
         self._schedule()
         return self
 

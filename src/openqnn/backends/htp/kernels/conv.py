@@ -75,6 +75,7 @@ from openqnn.backends.htp.kernels.registry import (
     QParams,
     Unsupported,
     bind_step,
+    deferred,
     htp_binder,
     htp_kernel,
     plan_tensor,
@@ -373,13 +374,13 @@ def _int8_conv(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: R
     stride, dilation = [g.sh, g.sw], [g.dh, g.dw]
     ones = torch.ones(cout, dtype=torch.float32)
     zeros = torch.zeros(cout, dtype=torch.int64)
-    packed = []
+    packed = []  # per part, a cell holding oneDNN's packed weights (filled in the background from a context)
     for a, b, _ in parts:
-        # the layout oneDNN wants, as int8: a new (writable) array, taken by torch without another copy
-        weight = torch.from_numpy(np.ascontiguousarray(wc[:, :, a:b].transpose(3, 2, 0, 1), dtype=np.int8))
+        # the layout oneDNN wants, as int8 (the stored layout: for one part, only a copy of the map)
+        weight = plan_tensor(np.ascontiguousarray(wc[:, :, a:b].transpose(3, 2, 0, 1), dtype=np.int8))
         try:
-            packed.append(torch.ops.onednn.qconv_prepack(weight, ones, 1.0, zx, stride, pad, dilation, groups,
-                                                         [n, (b - a) * groups, hp, wp]))
+            packed.append(deferred("oneDNN int8 convolution weights", torch.ops.onednn.qconv_prepack, weight, ones,
+                                   1.0, zx, stride, pad, dilation, groups, [n, (b - a) * groups, hp, wp]))
         except RuntimeError:
             return None
     qconv = torch.ops.onednn.qconv2d_pointwise.default
@@ -394,7 +395,7 @@ def _int8_conv(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: R
         w0 = packed[0]
 
         def conv(x: torch.Tensor) -> torch.Tensor:
-            return run_rq(acc_of(x, w0))
+            return run_rq(acc_of(x, w0[0]))
     else:
         run_rq = rq.fast(bias, [(1, np.sum([bound for _, _, bound in parts], axis=0))], torch.int32)
         slices = [(a, b, w) for (a, b, _), w in zip(parts, packed)]
@@ -402,7 +403,7 @@ def _int8_conv(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: R
         def conv(x: torch.Tensor) -> torch.Tensor:
             acc = None
             for a, b, w in slices:
-                part = acc_of(x[..., a:b].contiguous(), w)
+                part = acc_of(x[..., a:b].contiguous(), w[0])
                 acc = part.to(torch.int32) if acc is None else acc.add_(part.to(torch.int32))
             assert acc is not None
             return run_rq(acc)
@@ -511,7 +512,8 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
     acc_scale = float(xq.scale[0]) * np.broadcast_to(w_scale, (g.cout,)).astype(np.float64)
     bias = bias_q(ctx, b_name, acc_scale, rq.wide)
     attrs = _conv_plan_attrs(node, g, groups, xq, rq, mode)
-    arrays: dict[str, np.ndarray] = {"w": narrowest(wc), "bias": bias}
+    # stored [cout, cin, kh, kw], the layout oneDNN's convolutions take: binding copies it, no transpose
+    arrays: dict[str, np.ndarray] = {"w_oihw": np.ascontiguousarray(narrowest(wc).transpose(3, 2, 0, 1)), "bias": bias}
     kinds: list[str] = []  # the fast kernels that apply to the model, in order of preference
     if mode == "int8" and _fused_shape(g, wc, groups) is not None:
         data = FusedSetup.data(xq, _fused_matrix(g, wc, groups), rq)
@@ -537,7 +539,7 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
         kinds.append("core")
         split = ConvCore.weight_split(wc, groups)
         attrs["wcoefs"], split_data = split_arrays(split)
-        drop_derivable_plane(split_data, attrs["wcoefs"], arrays["w"])
+        drop_derivable_plane(split_data, attrs["wcoefs"], arrays["w_oihw"])
         arrays.update(split_data, core_off=ConvCore.folded_offset(split, bias, xq, g.kh * g.kw * cin_g))
     # this machine's choice: the first whose library is here (the binder falls back along ``kinds``)
     here = {"fused": lambda: FusedSetup.of(ctx.device, xq, _fused_matrix(g, wc, groups), rq, bias) is not None,
@@ -554,7 +556,9 @@ def _bind_conv2d(plan: StepPlan, device: torch.device) -> Bound:
     a, arrays = plan.attrs, plan.arrays
     g, groups = _Geo.of(a["geo"]), int(a["groups"])
     xq, rq = qparams_of(a["x"]), Requant.from_attrs(a["rq"], device)
-    wc = arrays["w"]  # the narrowest integer dtype holding the weights; the fast kernels read it as is
+    # [kh, kw, cin, cout] (a view of the stored [cout, cin, kh, kw]), in the narrowest integer dtype
+    # holding the weights; the fast kernels read it as is
+    wc = arrays["w_oihw"].transpose(2, 3, 1, 0)
     wc64 = lazy_int64(wc)
     bias = np.asarray(arrays["bias"], dtype=np.int64)
 

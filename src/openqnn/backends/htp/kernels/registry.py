@@ -14,7 +14,11 @@ node then falls back to the cpu backend.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +32,8 @@ from openqnn.errors import InvalidModelError
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import Encoding, TensorKind
 
-__all__ = ["HTP_BINDERS", "HTP_KERNELS", "HtpBuildContext", "HtpStep", "QParams", "Unsupported", "bind_step", "htp_binder",
-           "htp_kernel", "plan_tensor", "storage_dtype"]
+__all__ = ["HTP_BINDERS", "HTP_KERNELS", "HtpBuildContext", "HtpStep", "QParams", "Unsupported", "background_binding",
+           "bind_step", "deferred", "htp_binder", "htp_kernel", "plan_tensor", "storage_dtype"]
 
 
 def storage_dtype(bitwidth: int) -> torch.dtype:
@@ -147,6 +151,49 @@ def plan_tensor(a: np.ndarray, device: torch.device | str = "cpu", dtype: torch.
     a = np.asarray(a, order="C")
     t = torch.from_numpy(a if a.flags.writeable else a.copy())
     return t.to(device) if dtype is None else t.to(device, dtype)
+
+
+_JOBS: ContextVar[list[tuple[str, list[Any], Future[Any]]] | None] = ContextVar("openqnn_htp_jobs", default=None)
+_POOL: ThreadPoolExecutor | None = None
+
+
+def deferred(what: str, fn: Callable[..., Any], *args: Any) -> list[Any]:
+    """``[fn(*args)]``: called now, or, inside :func:`background_binding`, in a worker thread, the list
+    filled before the block ends (the kernel reads it at run time). For native work that releases the
+    GIL -- oneDNN's weight packing -- so that binding a context overlaps it with the rest of binding.
+    Called now, ``fn``'s exceptions reach the caller; in the background, the block's end raises them
+    as one error naming ``what``."""
+    global _POOL
+    jobs = _JOBS.get()
+    if jobs is None:
+        return [fn(*args)]
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="openqnn-bind")
+    cell: list[Any] = []
+    jobs.append((what, cell, _POOL.submit(fn, *args)))
+    return cell
+
+
+@contextmanager
+def background_binding() -> Iterator[None]:
+    """Binders inside this block may run :func:`deferred` work in worker threads; the block ends when all
+    of it has (opening a context: its oneDNN weights are packed in parallel with the other steps' binding)."""
+    jobs: list[tuple[str, list[Any], Future[Any]]] = []
+    token = _JOBS.set(jobs)
+    try:
+        yield
+    finally:
+        _JOBS.reset(token)
+        failed = None
+        for what, cell, fut in jobs:
+            try:
+                cell.append(fut.result())
+            except Exception as e:  # every job is waited for before raising (none outlives the block)
+                failed = failed or (what, e)
+    if failed is not None:
+        what, e = failed
+        raise InvalidModelError(f"{what}: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}; prepare "
+                                "the model again on this machine (qnn-context-binary-generator)")
 
 
 def bind_step(plan: StepPlan, device: torch.device | str = "cpu") -> HtpStep:
