@@ -191,9 +191,9 @@ def background_binding() -> Iterator[None]:
             except Exception as e:  # every job is waited for before raising (none outlives the block)
                 failed = failed or (what, e)
     if failed is not None:
-        what, e = failed
-        raise InvalidModelError(f"{what}: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}; prepare "
-                                "the model again on this machine (qnn-context-binary-generator)")
+        what, err = failed
+        raise InvalidModelError(f"{what}: {type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}; "
+                                "prepare the model again on this machine (qnn-context-binary-generator)")
 
 
 def bind_step(plan: StepPlan, device: torch.device | str = "cpu") -> HtpStep:
