@@ -51,7 +51,7 @@ def test_generator_refusals_leave_nothing(float_model: Path, tmp_path: Path, cap
     out = tmp_path / "ctx"
     assert context_binary_generator.main(["--model", str(float_model), "--backend", "htp", "--output_dir", str(out)]) == 2
     assert "give --input_list" in capsys.readouterr().err and not out.exists()
-    assert context_binary_generator.main(["--model", str(float_model), "--backend", "cpu", "--output_dir", str(out)]) == 2
+    assert context_binary_generator.main(["--model", str(float_model), "--backend", "gpu", "--output_dir", str(out)]) == 2
     assert "cannot write context binaries yet" in capsys.readouterr().err
     assert not out.exists() or not any(out.iterdir())
     assert net_run.main(["--model", str(float_model), "--retrieve_context", "x.bin", "--input_list",

@@ -15,7 +15,8 @@ import torch
 
 from openqnn.backends.base import Executable, Unsupported
 from openqnn.backends.cpu.kernels import BuildContext
-from openqnn.backends.cpu.plan import Plan, build_step, keep_freed_memory
+from openqnn.backends.cpu.plan import Plan, keep_freed_memory
+from openqnn.backends.cpu.steps import build_step
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import TensorKind
 

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-__all__ = ["PreparedGraph", "StepPlan"]
+from openqnn.errors import UnsupportedOpError
+from openqnn.ir.graph import Graph
+from openqnn.ir.tensor import TensorKind
+
+__all__ = ["PreparedGraph", "StepPlan", "io_graph"]
 
 
 @dataclass(frozen=True)
@@ -59,3 +63,16 @@ class PreparedGraph:
     arch: str | None
     io: Any  # openqnn.ir.graph.Graph (inputs and outputs only)
     steps: tuple[StepPlan, ...]
+
+
+def io_graph(graph: Graph) -> Graph:
+    """A graph of ``graph``'s inputs and outputs only, with their encodings and no data (what running a
+    prepared graph needs of it); a constant output is refused, a context binary holds computed outputs."""
+    io = Graph(graph.name)
+    for name in dict.fromkeys([*graph.inputs, *graph.outputs]):
+        t = graph.tensors[name]
+        if t.kind is TensorKind.STATIC:
+            raise UnsupportedOpError(f"output '{name}' is a constant; a context binary holds computed outputs")
+        io.add_tensor(replace(t, data=None))
+    io.inputs, io.outputs = list(graph.inputs), list(graph.outputs)
+    return io

@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from openqnn.backends import backend_spec, create_backend
+from openqnn.backends import SPECS, backend_spec, create_backend
 from openqnn.backends.base import ContextBackend
 from openqnn.backends.plan import PreparedGraph, StepPlan
 from openqnn.errors import ContextError, InvalidConfigError
@@ -64,8 +64,9 @@ def compile_graph(graphs: Graph | Mapping[str, Graph], backend: str = "htp", con
     """Prepare one graph (or several, by name) for ``backend`` as data, ready to save as a context binary."""
     spec = backend_spec(backend)
     if not spec.capabilities.contexts:
+        able = ", ".join(s.name for s in SPECS.values() if s.capabilities.contexts)
         raise InvalidConfigError(f"the {spec.name} backend cannot write context binaries yet (its prepared steps are "
-                                 "not data); contexts hold htp graphs for now")
+                                 f"not data); contexts hold graphs of these backends: {able}")
     target = cast(ContextBackend, create_backend(spec.name, config))
     named = {graphs.name: graphs} if isinstance(graphs, Graph) else dict(graphs)
     prepared = {name: target.plan(g) for name, g in named.items()}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,8 @@ from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import Encoding, Tensor, TensorKind
 
-__all__ = ["FORMAT_VERSION", "load_model", "model_paths", "save_model"]
+__all__ = ["FORMAT_VERSION", "from_json_safe", "graph_to_json", "load_model", "model_paths", "node_to_json", "nodes_from_json",
+           "save_model", "tensor_to_json", "to_json_safe"]
 
 FORMAT_VERSION = 1
 
@@ -52,15 +53,16 @@ def atomic_write(path: Path, mode: str = "w") -> Iterator[Any]:
             tmp.unlink()
 
 
-def _param(value: Any) -> tuple[str, Any]:
-    """('scalar', v) or ('tensor', {...}) for one attribute value."""
+def _param(value: Any, exact: bool = False) -> tuple[str, Any]:
+    """('scalar', v) or ('tensor', {...}) for one attribute value (float tensors as float32 unless ``exact``)."""
     if isinstance(value, DType):
         return "scalar", value.value
     if isinstance(value, tuple):
         arr = np.asarray(value)
-        if arr.dtype.kind == "f":
+        if arr.dtype.kind == "f" and not exact:
             arr = arr.astype(np.float32)
-        kind = "QNN_DATATYPE_FLOAT_32" if arr.dtype.kind == "f" else "QNN_DATATYPE_INT_32"
+        kind = ("QNN_DATATYPE_INT_32" if arr.dtype.kind != "f" else
+                "QNN_DATATYPE_FLOAT_64" if exact else "QNN_DATATYPE_FLOAT_32")
         return "tensor", {"dims": list(arr.shape), "data": arr.tolist(), "data_type": kind}
     return "scalar", value
 
@@ -98,30 +100,37 @@ def _encoding_json(enc: Encoding | None, shape: tuple[int, ...] | None = None) -
     return out
 
 
+def tensor_to_json(t: Tensor, index: int = 0) -> dict[str, Any]:
+    """One entry of ``graph.tensors``: id, kind, data type, dims, quant_params, axis formats (no data)."""
+    entry: dict[str, Any] = {
+        "id": index,
+        "type": t.kind.value,
+        "data_type": t.dtype.value,
+        "dims": list(t.shape),
+        "quant_params": _encoding_json(t.encoding, t.shape),
+    }
+    if t.src_axis_format:
+        entry["src_axis_format"] = t.src_axis_format
+    if t.axis_format:
+        entry["axis_format"] = t.axis_format
+    return entry
+
+
+def node_to_json(n: Node, exact: bool = False) -> dict[str, Any]:
+    """One entry of ``graph.nodes``. Float tensor params are written as float32 (QNN's type) unless
+    ``exact``, which keeps them as Python floats (what a prepared plan needs to run exactly as prepared)."""
+    scalar: dict[str, Any] = {}
+    tensor: dict[str, Any] = {}
+    for k, v in n.attrs.items():
+        kind, val = _param(v, exact)
+        (scalar if kind == "scalar" else tensor)[k] = val
+    return {"package": n.package, "type": n.op_type, "input_names": list(n.inputs), "output_names": list(n.outputs),
+            "scalar_params": scalar, "tensor_params": tensor}
+
+
 def graph_to_json(graph: Graph, bin_name: str = "") -> dict[str, Any]:
-    tensors: dict[str, Any] = {}
-    for i, t in enumerate(graph.tensors.values()):
-        entry: dict[str, Any] = {
-            "id": i,
-            "type": t.kind.value,
-            "data_type": t.dtype.value,
-            "dims": list(t.shape),
-            "quant_params": _encoding_json(t.encoding, t.shape),
-        }
-        if t.src_axis_format:
-            entry["src_axis_format"] = t.src_axis_format
-        if t.axis_format:
-            entry["axis_format"] = t.axis_format
-        tensors[t.name] = entry
-    nodes: dict[str, Any] = {}
-    for n in graph.nodes:
-        scalar: dict[str, Any] = {}
-        tensor: dict[str, Any] = {}
-        for k, v in n.attrs.items():
-            kind, val = _param(v)
-            (scalar if kind == "scalar" else tensor)[k] = val
-        nodes[n.name] = {"package": n.package, "type": n.op_type, "input_names": list(n.inputs),
-                         "output_names": list(n.outputs), "scalar_params": scalar, "tensor_params": tensor}
+    tensors = {t.name: tensor_to_json(t, i) for i, t in enumerate(graph.tensors.values())}
+    nodes = {n.name: node_to_json(n) for n in graph.nodes}
     n_params = sum(t.size for t in graph.static_tensors())
     return {
         "format": "openqnn_net",
@@ -169,17 +178,19 @@ LEGAL_BITWIDTHS = (4, 8, 16, 32)
 MAX_RANK = 16
 MAX_ELEMENTS = 2**31 - 1  # QNN's dims are uint32; no tensor openqnn can run comes near this
 _REGENERATE = "regenerate the model with qnn-onnx-converter"
+_KINDS = [k.value for k in TensorKind]
+_DTYPES = [d.value for d in DType]
 
 
 class _Reader:
     """Typed access to the parsed JSON: every failure is an InvalidModelError naming the file and the
     field (``graph.tensors['x'].dims``) and saying what to do."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path | str, remedy: str = _REGENERATE):
+        self.path, self.remedy = path, remedy
 
     def fail(self, where: str, msg: str) -> InvalidModelError:
-        return InvalidModelError(f"{self.path}: {where}: {msg}; {_REGENERATE}")
+        return InvalidModelError(f"{self.path}: {where}: {msg}; {self.remedy}")
 
     def obj(self, v: Any, where: str) -> dict[str, Any]:
         if not isinstance(v, dict):
@@ -321,7 +332,7 @@ def _read_param(r: _Reader, v: Any, where: str, tensor: bool) -> Any:
     """A node's scalar param (number, bool, string, QNN data type) or tensor param ({dims, data})."""
     if not tensor:
         if isinstance(v, str) and v.startswith("QNN_DATATYPE_"):
-            return DType(r.enum(v, where, [t.value for t in DType]))
+            return DType(r.enum(v, where, _DTYPES))
         if isinstance(v, float) and not math.isfinite(v):
             return v  # e.g. a clip bound of inf; the op decides
         if not isinstance(v, bool | int | float | str):
@@ -359,11 +370,11 @@ def _bin_path(r: _Reader, doc: dict[str, Any], json_path: Path) -> Path:
     return json_path.with_name(name)
 
 
-def _read_tensor(r: _Reader, name: str, t: Any, blobs: dict[str, np.ndarray], bin_path: Path) -> Tensor:
+def _read_tensor(r: _Reader, name: str, t: Any, blobs: Mapping[str, np.ndarray], bin_path: Path | str) -> Tensor:
     where = f"graph.tensors[{name!r}]"
     t = r.obj(t, where)
-    kind = TensorKind(r.enum(r.key(t, "type", where), f"{where}.type", [k.value for k in TensorKind]))
-    dtype = DType(r.enum(r.key(t, "data_type", where), f"{where}.data_type", [d.value for d in DType]))
+    kind = TensorKind(r.enum(r.key(t, "type", where), f"{where}.type", _KINDS))
+    dtype = DType(r.enum(r.key(t, "data_type", where), f"{where}.data_type", _DTYPES))
     dims = r.key(t, "dims", where)
     if not isinstance(dims, list) or len(dims) > MAX_RANK:
         raise r.fail(f"{where}.dims", f"expected a list of at most {MAX_RANK} dims, found {_kind(dims)}")
@@ -373,11 +384,11 @@ def _read_tensor(r: _Reader, name: str, t: Any, blobs: dict[str, np.ndarray], bi
     data = None
     if kind is TensorKind.STATIC:
         if name not in blobs:
-            raise InvalidModelError(f"{bin_path}: no data for static tensor '{name}'; {_REGENERATE}")
+            raise InvalidModelError(f"{bin_path}: no data for static tensor '{name}'; {r.remedy}")
         data = blobs[name]
         if tuple(data.shape) != shape or data.dtype != dtype.numpy:
             raise InvalidModelError(f"{bin_path}: tensor '{name}' holds {data.shape}/{data.dtype}, the model says "
-                                    f"{shape}/{dtype.name}; {_REGENERATE}")
+                                    f"{shape}/{dtype.name}; {r.remedy}")
     enc = _read_encoding(r, t.get("quant_params", {}), f"{where}.quant_params", shape, kind is TensorKind.STATIC)
     formats = []
     for key in ("src_axis_format", "axis_format"):
@@ -415,7 +426,7 @@ def _read_node(r: _Reader, name: str, n: Any, graph: Graph) -> Node:
     try:
         attrs = schema.normalize_attrs(name, attrs)  # defaults filled, kinds checked, unknown names refused
     except InvalidModelError as e:
-        raise InvalidModelError(f"{r.path}: {e}; {_REGENERATE}") from None
+        raise InvalidModelError(f"{r.path}: {e}; {r.remedy}") from None
     package = r.str_(n.get("package", "qti.aisw"), f"{where}.package")
     return Node(name, op_type, ios[0], ios[1], attrs, package)
 
@@ -516,3 +527,49 @@ def io_graph_from_json(doc: Any, path: Path) -> Graph:
         graph.add_tensor(_read_tensor(r, name, t, {}, path))
     _set_io(r, graph, inputs, outputs, "io.graph")
     return graph
+
+
+def nodes_from_json(doc: Any, arrays: Mapping[str, np.ndarray], where: str, remedy: str) -> Graph:
+    """A graph of ``{"tensors": {...}, "nodes": {...}}`` (the entries of :func:`tensor_to_json` and
+    :func:`node_to_json`; static tensors' data from ``arrays`` by name), checked as :func:`load_model` checks
+    them, with no inputs or outputs set and no verification: a fragment of a graph (a prepared step's nodes).
+    Errors name ``where`` and end with ``remedy``."""
+    r = _Reader(where, remedy)
+    doc = r.obj(doc, "graph")
+    tensors = r.obj(r.key(doc, "tensors", "graph"), "graph.tensors")
+    nodes = r.obj(r.key(doc, "nodes", "graph"), "graph.nodes")
+    graph = Graph(where)
+    for name, t in tensors.items():
+        graph.add_tensor(_read_tensor(r, name, t, arrays, where))
+    for name, n in nodes.items():
+        graph.add_node(_read_node(r, name, n, graph))
+    return graph
+
+
+_NONFINITE = "$nonfinite"  # the key of the object standing for an infinite or NaN float
+
+
+def to_json_safe(value: Any) -> Any:
+    """``value`` (JSON values, tuples, numpy scalars, nested) with each infinite or NaN float as
+    ``{"$nonfinite": "inf"}`` (or "-inf", "nan"): strict JSON, which a prepared plan must be.
+    :func:`from_json_safe` undoes it."""
+    if isinstance(value, np.generic):  # a numpy scalar a pass left in an attribute: its Python value
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return {_NONFINITE: "nan" if math.isnan(value) else "inf" if value > 0 else "-inf"}
+    if isinstance(value, dict):
+        return {k: to_json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json_safe(v) for v in value]
+    return value
+
+
+def from_json_safe(value: Any) -> Any:
+    """The values of :func:`to_json_safe` back (lists stay lists)."""
+    if isinstance(value, dict):
+        if len(value) == 1 and _NONFINITE in value:
+            return float(value[_NONFINITE]) if value[_NONFINITE] in ("inf", "-inf", "nan") else value
+        return {k: from_json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_json_safe(v) for v in value]
+    return value

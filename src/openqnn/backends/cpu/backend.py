@@ -6,7 +6,9 @@ import torch
 
 from openqnn.backends.cpu.config import SPEC, CpuConfig
 from openqnn.backends.cpu.kernels import BuildContext, Unsupported
-from openqnn.backends.cpu.plan import Plan, build_step
+from openqnn.backends.cpu.plan import Plan
+from openqnn.backends.cpu.steps import build_step, check_round_trip, plan_steps
+from openqnn.backends.plan import PreparedGraph, io_graph
 from openqnn.backends.settings import Capabilities
 from openqnn.ir.graph import Graph, Node
 
@@ -30,6 +32,23 @@ class CpuBackend:
         return None
 
     def prepare(self, graph: Graph) -> Plan:
+        self._set_threads()
+        return Plan(graph, "cpu")
+
+    def plan(self, graph: Graph) -> PreparedGraph:
+        """``graph`` prepared as data (what a context binary holds): the steps with the fusions chosen. Each
+        step is read back and bound once here, so a step that does not read back exactly as it was planned, or
+        a node no kernel runs, fails now (naming it), never on save or open."""
+        prepared = PreparedGraph(self.name, None, io_graph(graph), tuple(plan_steps(graph)))
+        check_round_trip(graph, prepared.steps)
+        Plan.from_plans(prepared.io, prepared.steps, "cpu")
+        return prepared
+
+    def bind(self, prepared: PreparedGraph) -> Plan:
+        """The executable of a prepared graph (one read from a context binary): binding only."""
+        self._set_threads()
+        return Plan.from_plans(prepared.io, prepared.steps, "cpu")
+
+    def _set_threads(self) -> None:
         if self.config.num_threads:
             torch.set_num_threads(self.config.num_threads)
-        return Plan(graph, "cpu")

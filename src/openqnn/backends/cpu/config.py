@@ -32,4 +32,5 @@ def _create(config: Any, num_threads: int | None) -> Any:
 
 
 SPEC = BackendSpec("cpu", "libQnnCpu.so", CpuConfig,
-                   Capabilities(precisions=("fp32",), devices=("cpu",), fallback=True), _create)
+                   Capabilities(precisions=("fp32",), devices=("cpu",), fallback=True,
+                                contexts=True), _create)

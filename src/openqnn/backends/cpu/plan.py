@@ -3,48 +3,35 @@
 The plan is a flat list of steps over numbered slots. Each intermediate is released right after
 its last reader runs, so PyTorch's allocator reuses its memory for later tensors.
 
-Before building, two plan-level fusions group IR nodes into single steps (``Plan(fuse=False)``
-builds one step per node, the reference the fusions are tested against):
-
-* :func:`fuse_epilogues`: a convolution / FullyConnected with the element-wise ops that only it
-  feeds -- ``ElementWiseAdd`` of a same-shape tensor, then ``Relu`` or ``ReluMinMax`` -- which
-  oneDNN applies as post-ops while the result is still in cache;
-* :func:`share_gemms`: FullyConnected nodes reading one input (attention's query, key and value
-  projections) as one GEMM over the stacked weights.
-
-The math is the same; only intermediates are never written out and calls are saved.
+Preparing is two stages: :func:`~openqnn.backends.cpu.steps.plan_steps` decides the steps as data
+(which nodes fuse into one -- see :mod:`openqnn.backends.cpu.fusion`; ``Plan(fuse=False)`` builds one
+step per node, the reference the fusions are tested against), then binding builds their kernels.
+``Plan(graph)`` does both; :meth:`Plan.from_plans` binds steps read from a context binary, so both
+run the same code.
 """
 
 from __future__ import annotations
 
 import ctypes
-import math
 import os
 import platform
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from openqnn.backends.base import Fallback
-from openqnn.backends.cpu.kernels import KERNELS, BuildContext, Step, Unsupported
-from openqnn.backends.cpu.kernels.conv import Epilogue, build_conv2d
-from openqnn.backends.cpu.kernels.linear import (
-    build_fully_connected,
-    build_fully_connected_siblings,
-    can_share_gemm,
-)
+from openqnn.backends.cpu.fusion import Fusion, SharedGemm, fuse_epilogues, share_gemms
+from openqnn.backends.cpu.kernels import BuildContext, Step, Unsupported
 from openqnn.backends.cpu.quantsim import FakeQuant
-from openqnn.errors import InputDataError, UnsupportedOpError
-from openqnn.ir.graph import Graph, Node
+from openqnn.backends.cpu.steps import bind_step, build_step, plan_steps, read_step, step_nodes
+from openqnn.backends.plan import StepPlan
+from openqnn.errors import InputDataError, InvalidModelError, UnsupportedOpError
+from openqnn.ir.graph import Graph
 from openqnn.ir.tensor import TensorKind
 
 __all__ = ["Fusion", "Plan", "SharedGemm", "build_step", "fuse_epilogues", "keep_freed_memory", "share_gemms"]
-
-# op types whose kernels take an Epilogue, and their builders
-_EPILOGUE_BUILDERS = {"Conv2d": build_conv2d, "DepthWiseConv2d": build_conv2d,
-                      "FullyConnected": build_fully_connected}
 
 
 _MALLOC_TUNED = False
@@ -75,129 +62,6 @@ def keep_freed_memory() -> bool:
     return _MALLOC_TUNED
 
 
-def build_step(node: Node, ctx: BuildContext) -> Step:
-    """The prepared step of ``node``; raises Unsupported with the reason when no kernel fits."""
-    builder = KERNELS.get(node.op_type)
-    if builder is None:
-        raise Unsupported(f"no kernel for {node.op_type}")
-    step = builder(node, ctx)
-    step.outputs = list(node.outputs)
-    step.node, step.op_type = node.name, node.op_type
-    return step
-
-
-@dataclass
-class Fusion:
-    """``head`` (a convolution / FullyConnected) runs ``epilogue`` in place of the ``absorbed`` nodes.
-
-    Its step runs where the last absorbed node ran: every input (the add's other operand too)
-    exists by then.
-    """
-
-    head: Node
-    absorbed: list[Node]
-    epilogue: Epilogue
-
-    @property
-    def nodes(self) -> list[Node]:
-        return [self.head, *self.absorbed]
-
-    @property
-    def at(self) -> str:
-        return self.absorbed[-1].name
-
-    @property
-    def op_type(self) -> str:
-        return "+".join(n.op_type for n in self.nodes)
-
-    def build(self, ctx: BuildContext) -> Step:
-        step = _EPILOGUE_BUILDERS[self.head.op_type](self.head, ctx, self.epilogue)
-        step.outputs = list(self.absorbed[-1].outputs)
-        return step
-
-
-@dataclass
-class SharedGemm:
-    """FullyConnected nodes reading the same input, run as one GEMM where the first one ran."""
-
-    nodes: list[Node]
-
-    @property
-    def at(self) -> str:
-        return self.nodes[0].name
-
-    @property
-    def op_type(self) -> str:
-        return f"FullyConnected*{len(self.nodes)}"
-
-    def build(self, ctx: BuildContext) -> Step:
-        step = build_fully_connected_siblings(self.nodes, ctx)
-        step.outputs = [n.outputs[0] for n in self.nodes]
-        return step
-
-
-def fuse_epilogues(graph: Graph) -> list[Fusion]:
-    """Each convolution / FullyConnected with the element-wise ops that only it feeds.
-
-    A node is absorbed only when it is the sole reader of the previous output and that output is
-    not a graph output, so nothing else ever needed the intermediates.
-    """
-    consumers = graph.consumers()
-    outputs = set(graph.outputs)
-
-    def sole_reader(name: str) -> Node | None:
-        readers = consumers.get(name, [])
-        if name in outputs or len(readers) != 1 or len(readers[0].outputs) != 1:
-            return None
-        return readers[0]
-
-    fusions = []
-    absorbed_anywhere: set[str] = set()  # an Add of two convolutions' outputs joins the first one only
-    for node in graph.nodes:
-        if node.op_type not in _EPILOGUE_BUILDERS or len(node.outputs) != 1 or node.name in absorbed_anywhere:
-            continue
-        y = graph.tensors[node.outputs[0]]
-        if not y.dtype.is_float:
-            continue
-        absorbed: list[Node] = []
-        add = ""
-        nxt = sole_reader(y.name)
-        if nxt is not None and nxt.name in absorbed_anywhere:
-            continue
-        if nxt is not None and nxt.op_type == "ElementWiseAdd" and len(nxt.inputs) == 2:
-            other = nxt.inputs[1] if nxt.inputs[0] == y.name else nxt.inputs[0]
-            t = graph.tensors[other]
-            if other != y.name and t.shape == y.shape and t.dtype is y.dtype:
-                add = other
-                absorbed.append(nxt)
-                nxt = sole_reader(nxt.outputs[0])
-        clamp = _clamp_of(nxt) if nxt is not None else None
-        if nxt is not None and clamp is not None:
-            absorbed.append(nxt)
-        if absorbed:
-            absorbed_anywhere.update(n.name for n in absorbed)
-            fusions.append(Fusion(node, absorbed, Epilogue(add, clamp)))
-    return fusions
-
-
-def _clamp_of(node: Node) -> tuple[float, float] | None:
-    """The (lo, hi) bounds of a Relu / ReluMinMax node, None for other ops."""
-    if node.op_type == "Relu":
-        return 0.0, math.inf
-    if node.op_type == "ReluMinMax":
-        return float(node.attrs["min_value"]), float(node.attrs["max_value"])
-    return None
-
-
-def share_gemms(graph: Graph, ctx: BuildContext, exclude: Collection[str] = ()) -> list[SharedGemm]:
-    """Groups of two or more FullyConnected nodes (not in ``exclude``) with one input and static weights."""
-    by_input: dict[str, list[Node]] = {}
-    for node in graph.nodes:
-        if node.name not in exclude and can_share_gemm(node, ctx):
-            by_input.setdefault(node.inputs[0], []).append(node)
-    return [SharedGemm(nodes) for nodes in by_input.values() if len(nodes) > 1]
-
-
 @dataclass
 class _Call:
     fn: object
@@ -215,38 +79,49 @@ class Plan:
 
     def __init__(self, graph: Graph, device: torch.device | str = "cpu", float_dtype: torch.dtype | None = None,
                  backend_name: str = "cpu", fuse: bool = True):
+        self._bind(graph, plan_steps(graph, fuse), device, float_dtype, backend_name, source=graph)
+
+    @classmethod
+    def from_plans(cls, io: Graph, steps: Sequence[StepPlan], device: torch.device | str = "cpu",
+                   float_dtype: torch.dtype | None = None, backend_name: str = "cpu") -> Plan:
+        """The plan of cpu step plans (:func:`~openqnn.backends.cpu.steps.plan_steps`, e.g. read from a context
+        binary) over ``io`` (a graph holding at least the inputs and outputs): binding only, nothing analysed."""
+        plan = cls.__new__(cls)
+        plan._bind(io, steps, device, float_dtype, backend_name)
+        return plan
+
+    def _bind(self, graph: Graph, plans: Sequence[StepPlan], device: torch.device | str,
+              float_dtype: torch.dtype | None, backend_name: str, source: Graph | None = None) -> None:
+        """Build every step's kernel. Each step's nodes and tensors are read back from its plan, or, with
+        ``source`` (the graph the plans were just made from), taken from it as they are: no need to read back
+        what is at hand (:func:`~openqnn.backends.cpu.steps.check_round_trip` checks that both are the same)."""
         self.graph = graph
         self.device = torch.device(device)
         self.float_dtype = float_dtype
         if self.device.type == "cpu":
             keep_freed_memory()
-        ctx = BuildContext(graph, self.device, float_dtype)
-        groups: list[Fusion | SharedGemm] = []
-        # a quantized graph runs as a simulation: every encoded activation is quantize-dequantized,
-        # so no step may hide an intermediate inside a fused kernel
-        fq = {t.name: FakeQuant(t.encoding, t.rank, self.device) for t in graph.tensors.values()
-              if t.encoding is not None and t.dtype.is_float and t.kind is not TensorKind.STATIC}
-        if fuse and not fq:
-            groups += fuse_epilogues(graph)
-            groups += share_gemms(graph, ctx, {n.name for g in groups for n in g.nodes})
-        grouped = {n.name for g in groups for n in g.nodes}
-        at = {g.at: g for g in groups}
-        steps = []
-        for node in graph.nodes:
-            if node.name in grouped and node.name not in at:
-                continue  # runs inside a fused step
+        if source is not None:
+            at_hand = BuildContext(source, self.device, float_dtype)
+            by_name = {n.name: n for n in source.nodes}
+        steps, ctxs = [], []
+        for p in plans:
             try:
-                if node.name in at:
-                    group = at[node.name]
-                    step = group.build(ctx)
-                    step.node, step.op_type = group.nodes[0].name, group.op_type
+                if source is None:
+                    nodes, ctx = read_step(p, self.device, float_dtype)
                 else:
-                    step = build_step(node, ctx)
-                steps.append(step)
+                    nodes, ctx = [by_name[n] for n in step_nodes(p)], at_hand
+                step = bind_step(p, nodes, ctx)
             except Unsupported as e:
                 raise UnsupportedOpError(
-                    f"node '{node.name}' ({node.op_type}) cannot run on the {backend_name} backend: {e}"
-                ) from None
+                    f"node '{p.node}' ({p.op_type}) cannot run on the {backend_name} backend: {e}") from None
+            steps.append(step)
+            ctxs.append(ctx)
+        _check_order(graph, steps, ctxs)
+        # a quantized graph runs as a simulation: every encoded float activation is quantize-dequantized
+        fq = {t.name: FakeQuant(t.encoding, t.rank, self.device)
+              for t in [*(graph.tensors[n] for n in graph.inputs),
+                        *(c.graph.tensors[o] for s, c in zip(steps, ctxs) for o in s.outputs)]
+              if t.encoding is not None and t.dtype.is_float and t.kind is not TensorKind.STATIC}
         slots: dict[str, int] = {}
 
         def slot(name: str) -> int:
@@ -255,9 +130,9 @@ class Plan:
         for name in graph.inputs:
             slot(name)
         self._static: dict[int, torch.Tensor] = {}
-        for step in steps:
+        for step, ctx in zip(steps, ctxs):
             for x in step.inputs:
-                if x and graph.tensors[x].kind is TensorKind.STATIC and x not in slots:
+                if x and ctx.is_static(x) and x not in slots:
                     t = ctx.static(x)
                     # PyTorch's allocator aligns to 64 bytes (AVX-512 loads), numpy's buffers often are not
                     self._static[slot(x)] = t if t.data_ptr() % 64 == 0 else t.clone()
@@ -267,6 +142,9 @@ class Plan:
                 last_use[slot(x)] = i
             for o in step.outputs:
                 slot(o)
+        for name in graph.outputs:  # a constant output no step reads (a context's io graph has none)
+            if name not in slots and graph.tensors[name].kind is TensorKind.STATIC:
+                self._static[slot(name)] = BuildContext(graph, self.device, float_dtype).static(name)
         keep = {slots[o] for o in graph.outputs} | set(self._static)
         self._calls = [
             _Call(step.fn, tuple(slots[x] for x in step.inputs), tuple(slots[o] for o in step.outputs),
@@ -344,3 +222,18 @@ class Plan:
                 arr = arr.to(torch.int32)
             result[name] = np.asarray(arr.numpy(), order="C").astype(want, copy=False)
         return result
+
+
+def _check_order(graph: Graph, steps: Sequence[Step], ctxs: Sequence[BuildContext]) -> None:
+    """Every step reads what a graph input, a static tensor or an earlier step gives, and every graph
+    output is written (a plan read from a file is checked before it runs)."""
+    written = set(graph.inputs)
+    for step, ctx in zip(steps, ctxs):
+        for x in step.inputs:
+            if x and x not in written and not ctx.is_static(x):
+                raise InvalidModelError(f"step '{step.node}' ({step.op_type}) reads '{x}', which neither the graph's "
+                                        "inputs nor an earlier step give; prepare the graph again")
+        written.update(step.outputs)
+    for name in graph.outputs:
+        if name not in written and graph.tensors[name].kind is not TensorKind.STATIC:
+            raise InvalidModelError(f"graph output '{name}' is written by no step; prepare the graph again")

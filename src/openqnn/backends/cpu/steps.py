@@ -1,0 +1,217 @@
+"""The cpu backend's prepared steps as data (:class:`~openqnn.backends.plan.StepPlan`), which a context binary holds.
+
+cpu prepare decides which IR nodes run as one step -- an epilogue fusion (:class:`Fusion`), a shared GEMM
+(:class:`SharedGemm`) or one node alone -- and, for a quantized graph, that every encoded activation is
+quantize-dequantized (so no step fuses anything). :func:`plan_steps` records those decisions; :func:`bind_step`
+turns one back into a kernel call without analysing the graph again::
+
+    kernel   cpu.node | cpu.fused | cpu.shared_gemm          (a binder in BINDERS)
+    attrs    {"graph": {"tensors": {...}, "nodes": {...}},  the step's nodes and every tensor they touch
+              "epilogue": {"add": "r", "clamp": [0, inf]}}  (cpu.fused only), in the _net.json's form
+    arrays   {tensor name: data} of the static inputs       (raw; encoded ones are fake-quantized on bind)
+
+A binder reads that fragment of the graph back and calls the kernel builders, so a step read from a file
+runs the very code a freshly prepared one does (:class:`~openqnn.backends.cpu.plan.Plan` binds both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from openqnn.backends.cpu.fusion import Fusion, SharedGemm, fuse_epilogues, share_gemms
+from openqnn.backends.cpu.kernels import KERNELS, BuildContext, Step, Unsupported
+from openqnn.backends.cpu.kernels.conv import Epilogue
+from openqnn.backends.plan import StepPlan
+from openqnn.errors import ContextError, InvalidModelError, UnsupportedOpError
+from openqnn.ir.graph import Graph, Node
+from openqnn.ir.tensor import TensorKind
+from openqnn.serialization.netjson import (
+    from_json_safe,
+    node_to_json,
+    nodes_from_json,
+    tensor_to_json,
+    to_json_safe,
+)
+
+__all__ = ["BINDERS", "bind_step", "binder", "build_step", "check_round_trip", "plan_steps", "read_step",
+           "simulates_quantization", "step_nodes"]
+
+_REMEDY = "prepare the context again with qnn-context-binary-generator (this openqnn writes cpu steps it can read)"
+
+StepBinder = Callable[[list[Node], Mapping[str, Any], BuildContext], Step]
+BINDERS: dict[str, StepBinder] = {}
+
+
+def binder(kernel: str) -> Callable[[StepBinder], StepBinder]:
+    """Register the decorated function as the binder of cpu step plans named ``kernel``."""
+
+    def register(fn: StepBinder) -> StepBinder:
+        if kernel in BINDERS:
+            raise RuntimeError(f"cpu step binder {kernel} registered twice")
+        BINDERS[kernel] = fn
+        return fn
+
+    return register
+
+
+def build_step(node: Node, ctx: BuildContext) -> Step:
+    """The prepared step of ``node``; raises Unsupported with the reason when no kernel fits."""
+    builder = KERNELS.get(node.op_type)
+    if builder is None:
+        raise Unsupported(f"no kernel for {node.op_type}")
+    step = builder(node, ctx)
+    step.outputs = list(node.outputs)
+    step.node, step.op_type = node.name, node.op_type
+    return step
+
+
+@binder("cpu.node")
+def _bind_node(nodes: list[Node], doc: Mapping[str, Any], ctx: BuildContext) -> Step:
+    if len(nodes) != 1:
+        raise ContextError(f"a cpu.node step holds {len(nodes)} nodes, not one; {_REMEDY}")
+    return build_step(nodes[0], ctx)
+
+
+@binder("cpu.fused")
+def _bind_fused(nodes: list[Node], doc: Mapping[str, Any], ctx: BuildContext) -> Step:
+    epi = doc.get("epilogue")
+    clamp = epi.get("clamp") if isinstance(epi, dict) else None
+    if (len(nodes) < 2 or not isinstance(epi, dict) or not isinstance(epi.get("add"), str)
+            or not (clamp is None or (isinstance(clamp, list) and len(clamp) == 2))):
+        raise ContextError(f"a cpu.fused step needs a head, absorbed nodes and an epilogue {{add, clamp}}; {_REMEDY}")
+    bounds = None if clamp is None else (float(clamp[0]), float(clamp[1]))
+    return Fusion(nodes[0], nodes[1:], Epilogue(epi["add"], bounds)).build(ctx)
+
+
+@binder("cpu.shared_gemm")
+def _bind_shared_gemm(nodes: list[Node], doc: Mapping[str, Any], ctx: BuildContext) -> Step:
+    if len(nodes) < 2 or any(n.op_type != "FullyConnected" for n in nodes):
+        raise ContextError(f"a cpu.shared_gemm step holds two or more FullyConnected nodes; {_REMEDY}")
+    return SharedGemm(nodes).build(ctx)
+
+
+def simulates_quantization(graph: Graph) -> bool:
+    """Whether ``graph`` runs as a quantization simulation: some float activation carries an encoding."""
+    return any(t.encoding is not None and t.dtype.is_float and t.kind is not TensorKind.STATIC
+               for t in graph.tensors.values())
+
+
+def plan_steps(graph: Graph, fuse: bool = True) -> list[StepPlan]:
+    """``graph``'s cpu steps in execution order, as data: the fusions chosen and each step's nodes.
+
+    A fused step runs where its last node ran (every input exists by then), a shared GEMM where its
+    first node ran. Anything that is not data fails here, naming the node.
+    """
+    groups: list[Fusion | SharedGemm] = []
+    # a quantized graph runs as a simulation: every encoded activation is quantize-dequantized,
+    # so no step may hide an intermediate inside a fused kernel
+    if fuse and not simulates_quantization(graph):
+        groups += fuse_epilogues(graph)
+        groups += share_gemms(graph, BuildContext(graph), {n.name for g in groups for n in g.nodes})
+    grouped = {n.name for g in groups for n in g.nodes}
+    at = {g.at: g for g in groups}
+    plans = []
+    for node in graph.nodes:
+        group = at.get(node.name)
+        if group is None and node.name in grouped:
+            continue  # runs inside a fused step
+        if group is None:
+            plans.append(_step_plan(graph, "cpu.node", node.name, node.op_type, [node], node.outputs))
+        elif isinstance(group, Fusion):
+            epilogue = {"add": group.epilogue.add, "clamp": None if group.epilogue.clamp is None
+                        else list(group.epilogue.clamp)}
+            plans.append(_step_plan(graph, "cpu.fused", group.head.name, group.op_type, group.nodes,
+                                    group.absorbed[-1].outputs, {"epilogue": epilogue}))
+        else:
+            plans.append(_step_plan(graph, "cpu.shared_gemm", group.nodes[0].name, group.op_type, group.nodes,
+                                    [n.outputs[0] for n in group.nodes]))
+    return plans
+
+
+def _step_plan(graph: Graph, kernel: str, name: str, op_type: str, nodes: Sequence[Node], outputs: Sequence[str],
+               extra: Mapping[str, Any] | None = None) -> StepPlan:
+    touched = list(dict.fromkeys(x for n in nodes for x in (*n.inputs, *n.outputs) if x))
+    made = {o for n in nodes for o in n.outputs}
+    tensors = [graph.tensors[x] for x in touched]
+    # attributes and epilogue bounds may be infinite; tensor declarations are finite (or refused below)
+    doc = {"graph": {"tensors": {t.name: tensor_to_json(t, i) for i, t in enumerate(tensors)},
+                     "nodes": {n.name: to_json_safe(node_to_json(n, exact=True)) for n in nodes}},
+           **to_json_safe(dict(extra or {}))}
+    arrays = {t.name: t.data for t in tensors if t.kind is TensorKind.STATIC and t.data is not None}
+    runtime = tuple(t.name for t in tensors if t.name not in made and t.kind is not TensorKind.STATIC)
+    try:
+        return StepPlan(kernel, name, op_type, runtime, tuple(outputs), doc, arrays)
+    except (TypeError, ValueError) as e:
+        raise UnsupportedOpError(f"node '{name}' ({op_type}): its cpu step is not JSON data ({e}); "
+                                 "it cannot go in a context binary") from None
+
+
+def step_nodes(plan: StepPlan) -> list[str]:
+    """The names of the nodes a step plan runs, in order."""
+    graph = plan.attrs.get("graph")
+    nodes = graph.get("nodes") if isinstance(graph, dict) else None
+    if not isinstance(nodes, dict):
+        raise ContextError(f"step '{plan.node}' holds no nodes; {_REMEDY}")
+    return list(nodes)
+
+
+def read_step(plan: StepPlan, device: torch.device | str = "cpu", float_dtype: torch.dtype | None = None
+              ) -> tuple[list[Node], BuildContext]:
+    """A step plan's nodes and a build context over its fragment of the graph (the tensors they touch, static
+    data from the plan's arrays), read back from the plan as a context holds it; checked as a _net.json is."""
+    graph = plan.attrs.get("graph")
+    if isinstance(graph, dict) and isinstance(graph.get("nodes"), dict):
+        graph = {**graph, "nodes": from_json_safe(graph["nodes"])}
+    fragment = nodes_from_json(graph, plan.arrays, f"cpu step '{plan.node}'", _REMEDY)
+    return list(fragment.nodes), BuildContext(fragment, device, float_dtype)
+
+
+def bind_step(plan: StepPlan, nodes: list[Node], ctx: BuildContext) -> Step:
+    """The kernel call of one cpu step plan over its ``nodes`` (from :func:`read_step`, or the very nodes of the
+    graph it was just planned from, with ``ctx`` over that graph). Raises Unsupported where a builder refuses."""
+    bind = BINDERS.get(plan.kernel)
+    if bind is None:
+        raise ContextError(f"step '{plan.node}': '{plan.kernel}' is not a cpu step kernel (known: "
+                           f"{', '.join(BINDERS)}); {_REMEDY}")
+    step = bind(nodes, {k: from_json_safe(v) for k, v in plan.attrs.items() if k != "graph"}, ctx)
+    step.node, step.op_type = plan.node, plan.op_type
+    return step
+
+
+def check_round_trip(graph: Graph, plans: Sequence[StepPlan]) -> None:
+    """Each step plan, read back as a context holds it, gives the very nodes (op type, inputs, outputs,
+    attributes) and tensor declarations (shape, data type, kind, encoding, layouts) it was made from
+    ``graph``: anything JSON cannot carry fails here, at plan time, naming the node or tensor."""
+    nodes = {n.name: n for n in graph.nodes}
+    for plan in plans:
+        try:
+            read, ctx = read_step(plan)
+        except InvalidModelError as e:
+            raise UnsupportedOpError(f"step '{plan.node}' ({plan.op_type}) does not read back from JSON: {e}") from None
+        for n in read:
+            src = nodes[n.name]
+            for key in dict.fromkeys([*src.attrs, *n.attrs]):
+                if not _same(src.attrs.get(key), n.attrs.get(key)):
+                    raise UnsupportedOpError(
+                        f"node '{n.name}' ({n.op_type}): attribute {key}={src.attrs.get(key)!r} reads back from JSON "
+                        f"as {n.attrs.get(key)!r}; it cannot go in a context binary")
+            if (n.op_type, n.inputs, n.outputs) != (src.op_type, src.inputs, src.outputs):
+                raise UnsupportedOpError(f"node '{n.name}' ({n.op_type}) does not read back from JSON as it is")
+        for t in ctx.graph.tensors.values():
+            s = graph.tensors[t.name]
+            fields = ("shape", "dtype", "kind", "encoding", "src_axis_format", "axis_format")
+            bad = [f for f in fields if not _same(getattr(s, f), getattr(t, f))]
+            if bad:
+                raise UnsupportedOpError(f"tensor '{t.name}': its {bad[0]} {getattr(s, bad[0])!r} reads back from "
+                                         f"JSON as {getattr(t, bad[0])!r}; it cannot go in a context binary")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values (NaN equal to NaN, a tuple to a list of the same items)."""
+    try:
+        return bool(to_json_safe(a) == to_json_safe(b))
+    except (TypeError, ValueError):  # e.g. a numpy array left in an attribute
+        return False
