@@ -135,7 +135,7 @@ def test_refusals_at_plan_time(tmp_path: Path) -> None:
         openqnn.compile(graph, "cpu")
     graph = openqnn.convert(_small_model())
     graph.nodes[1].attrs["group"] = 1.5  # JSON, but an int attribute: it would not read back as it is
-    with pytest.raises(openqnn.UnsupportedOpError, match="step 'c1' .* does not read back"):
+    with pytest.raises(openqnn.UnsupportedOpError, match=r"step 'c1' .* does not read back"):
         openqnn.compile(graph, "cpu")
     graph = openqnn.convert(_small_model())
     graph.outputs.append("w1")
