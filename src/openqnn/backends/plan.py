@@ -20,7 +20,7 @@ from openqnn.errors import UnsupportedOpError
 from openqnn.ir.graph import Graph
 from openqnn.ir.tensor import TensorKind
 
-__all__ = ["PreparedGraph", "StepPlan", "io_graph"]
+__all__ = ["ATTR_ARRAY_PREFIX", "PreparedGraph", "StepPlan", "io_graph"]
 
 
 @dataclass(frozen=True)
@@ -37,20 +37,72 @@ class StepPlan:
     arrays: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        json.dumps(dict(self.attrs), allow_nan=False)  # a plan holds data only: fail at prepare, not on save
+        # a plan holds data only: fail at prepare, not on save (numpy arrays in attrs are stored beside them)
+        json.dumps(dict(self.attrs), allow_nan=False, default=_array_leaf)
 
     def to_json(self) -> dict[str, Any]:
-        """The plan without its arrays (they are stored by name beside it)."""
-        return {"kernel": self.kernel, "node": self.node, "op_type": self.op_type, "inputs": list(self.inputs),
-                "outputs": list(self.outputs), "attrs": dict(self.attrs), "arrays": sorted(self.arrays)}
+        """The plan without its arrays (they are stored by name beside it: :meth:`stored_arrays`). Numpy
+        arrays inside ``attrs`` (per-channel constants a kernel recorded) are stored as arrays too, named
+        by their path: ``attr_arrays`` maps each path to its array's name."""
+        attrs, found = _externalize(self.attrs, "")
+        doc = {"kernel": self.kernel, "node": self.node, "op_type": self.op_type, "inputs": list(self.inputs),
+               "outputs": list(self.outputs), "attrs": attrs, "arrays": sorted(self.arrays)}
+        if found:
+            doc["attr_arrays"] = {path: ATTR_ARRAY_PREFIX + path for path in found}
+        return doc
+
+    def stored_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays a context stores for this plan: its ``arrays`` and the arrays inside its ``attrs``."""
+        _, found = _externalize(self.attrs, "")
+        return {**self.arrays, **{ATTR_ARRAY_PREFIX + path: a for path, a in found.items()}}
 
     @staticmethod
     def from_json(doc: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> StepPlan:
-        """The plan of :meth:`to_json` with ``arrays`` (name -> array) looked up by the names it lists."""
-        return StepPlan(doc["kernel"], doc["node"], doc["op_type"], tuple(doc["inputs"]), tuple(doc["outputs"]),
-                        dict(doc["attrs"]), {name: arrays[name] for name in doc["arrays"]})
+        """The plan of :meth:`to_json` with ``arrays`` (name -> array) looked up by the names it lists.
+        Its attributes were read from JSON, so they are JSON: not checked again (opening stays cheap)."""
+        attrs = dict(doc["attrs"])
+        for path, name in doc.get("attr_arrays", {}).items():
+            *parents, leaf = path.split("/")
+            d = attrs
+            for key in parents:  # copied on the way down: the document itself is left as it was
+                d[key] = d = dict(d[key])
+            d[leaf] = arrays[name]
+        plan = object.__new__(StepPlan)
+        values = (str(doc["kernel"]), str(doc["node"]), str(doc["op_type"]), tuple(doc["inputs"]),
+                  tuple(doc["outputs"]), attrs, {name: arrays[name] for name in doc["arrays"]})
+        for f, v in zip(_FIELDS, values):
+            object.__setattr__(plan, f, v)
+        return plan
 
 
+ATTR_ARRAY_PREFIX = "@"
+
+
+def _array_leaf(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return None
+    raise TypeError(f"a plan attribute holds a {type(value).__name__}, which is not data (JSON values and numpy "
+                    "arrays only)")
+
+
+def _externalize(value: Any, path: str) -> tuple[Any, dict[str, np.ndarray]]:
+    """``value`` with its numpy arrays taken out (None in their place), and those arrays by path."""
+    if isinstance(value, np.ndarray):
+        return None, {path: value}
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        found: dict[str, np.ndarray] = {}
+        for k, v in value.items():
+            if "/" in k:
+                raise ValueError(f"plan attribute key {k!r} holds '/', which names array paths")
+            out[k], sub = _externalize(v, f"{path}/{k}" if path else k)
+            found.update(sub)
+        return out, found
+    return value, {}
+
+
+_FIELDS = ("kernel", "node", "op_type", "inputs", "outputs", "attrs", "arrays")
+assert _FIELDS == tuple(StepPlan.__dataclass_fields__)
 Binder = Callable[..., Any]
 
 

@@ -44,7 +44,7 @@ class Context:
         arrays: dict[str, dict[str, np.ndarray]] = {}
         for name, g in self.graphs.items():
             docs[name] = {"io": graph_to_json(g.io), "steps": [s.to_json() for s in g.steps]}
-            arrays[name] = {f"{i}/{k}": v for i, s in enumerate(g.steps) for k, v in s.arrays.items()}
+            arrays[name] = {f"{i}/{k}": v for i, s in enumerate(g.steps) for k, v in s.stored_arrays().items()}
         write_context(path, backend=self.backend, arch=self.arch, graphs=docs, arrays=arrays)
         return Path(path)
 

@@ -41,7 +41,7 @@ def test_lut_steps_are_data_and_bind_back_to_the_same_bits(bits: int, tmp_path: 
 
     docs = json.loads(json.dumps([p.to_json() for p in plans], allow_nan=False))
     write_context(tmp_path / "luts.bin", backend="htp", arch="v73", graphs={"g": {"steps": docs}},
-                  arrays={"g": {f"{i}/{k}": v for i, p in enumerate(plans) for k, v in p.arrays.items()}})
+                  arrays={"g": {f"{i}/{k}": v for i, p in enumerate(plans) for k, v in p.stored_arrays().items()}})
     ctx = read_context(tmp_path / "luts.bin", backend="htp", arch="v73")
     stored = ctx.graphs["g"]
 

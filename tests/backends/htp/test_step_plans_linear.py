@@ -48,7 +48,7 @@ def _round_trip(case: Case, monkeypatch: pytest.MonkeyPatch, mode: str | None = 
     plan = step.plan
     assert plan is not None and plan.op_type == node.op_type
     doc = json.loads(json.dumps(plan.to_json(), allow_nan=False))
-    back = StepPlan.from_json(doc, dict(plan.arrays))
+    back = StepPlan.from_json(doc, plan.stored_arrays())
     assert back.to_json() == plan.to_json()
     with monkeypatch.context() as m:
         for mod, name in _ANALYSIS:

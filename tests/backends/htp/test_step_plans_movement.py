@@ -55,7 +55,7 @@ def check_plan(g: Graph, rng: np.random.Generator, monkeypatch: pytest.MonkeyPat
     if kernel is not None:
         assert plan.kernel == kernel
     assert all(isinstance(v, np.ndarray) for v in plan.arrays.values())
-    back = StepPlan.from_json(json.loads(json.dumps(plan.to_json(), allow_nan=False)), plan.arrays)
+    back = StepPlan.from_json(json.loads(json.dumps(plan.to_json(), allow_nan=False)), plan.stored_arrays())
     assert back.to_json() == plan.to_json()
 
     with monkeypatch.context() as m:  # binding reads the plan only: no encodings, no graph, no analysis

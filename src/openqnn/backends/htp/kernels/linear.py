@@ -137,7 +137,7 @@ def build_fully_connected(node: Node, ctx: HtpBuildContext, mode: str | None = N
     plan = StepPlan("htp.fully_connected", node.name, node.op_type, (x_name,), tuple(node.outputs),
                     {"x": qparams_attrs(xq), "rq": rq.to_attrs(), "rows": rows, "k": k,
                      "out_shape": list(ctx.shape(y_name)), **gemm_attrs},
-                    {"w": narrowest(wc), "bias": bias, **arrays})
+                    {"w_kn": np.ascontiguousarray(narrowest(wc).T), "bias": bias, **arrays})
     return bind_step(plan, ctx.device)
 
 
@@ -145,7 +145,9 @@ def build_fully_connected(node: Node, ctx: HtpBuildContext, mode: str | None = N
 def _bind_fully_connected(plan: StepPlan, device: torch.device) -> Bound:
     a = plan.attrs
     xq, rq = qparams_of(a["x"]), Requant.from_attrs(a["rq"], device)
-    wc = plan.arrays["w"]  # the narrowest integer dtype holding the weights
+    # stored [k, units], the layout the GEMMs take (the narrowest integer dtype holding the weights)
+    wkn = plan.arrays["w_kn"]
+    wc = wkn.T
     wc64 = lazy_int64(wc)
     bias = np.asarray(plan.arrays["bias"], dtype=np.int64)
     rows, k, out_shape = int(a["rows"]), int(a["k"]), tuple(a["out_shape"])
@@ -155,7 +157,7 @@ def _bind_fully_connected(plan: StepPlan, device: torch.device) -> Bound:
         acc = (np.asarray(x, dtype=np.int64).reshape(rows, k) - zx) @ wc64().T
         return rq.reference(acc + bias).reshape(out_shape)
 
-    gemm = _bind_gemm(a, with_derived_plane(plan.arrays, lambda: wc.T), xq, wc.T, rq, bias, rows, device)
+    gemm = _bind_gemm(a, with_derived_plane(plan.arrays, lambda: wkn), xq, wkn, rq, bias, rows, device)
 
     def fast(x: torch.Tensor) -> torch.Tensor:
         return gemm(x.reshape(rows, k)).reshape(out_shape)

@@ -101,17 +101,17 @@ class Requant:
         self.forms: dict[str, Any] = {}
 
     def to_attrs(self) -> dict[str, object]:
-        """The requantization as plan attributes (JSON): the fixed-point pairs, output zero point and
-        bitwidth, and the accumulator scheme; :meth:`from_attrs` makes it again without
-        quantize_multiplier."""
-        return {"mult": [int(v) for v in self.mult], "shift": [int(v) for v in self.shift], "zo": self.zo,
-                "bits": self.bits, "wide": bool(self.wide), "forms": self.forms}
+        """The requantization as plan attributes: the fixed-point pairs (``ms``: an int64 [2, channels]
+        array, stored beside the plan's JSON), output zero point and bitwidth, and the accumulator
+        scheme; :meth:`from_attrs` makes it again without quantize_multiplier."""
+        return {"ms": np.stack([self.mult, self.shift]), "zo": self.zo, "bits": self.bits, "wide": bool(self.wide),
+                "forms": self.forms}
 
     @staticmethod
     def from_attrs(attrs: Mapping[str, Any], device: torch.device) -> Requant:
-        mult = np.asarray(attrs["mult"], dtype=np.int64)
-        rq = Requant(np.zeros(mult.size), int(attrs["zo"]), int(attrs["bits"]), bool(attrs["wide"]), device,
-                     (mult, np.asarray(attrs["shift"], dtype=np.int64)))
+        ms = np.asarray(attrs["ms"], dtype=np.int64)
+        rq = Requant(np.zeros(ms.shape[1]), int(attrs["zo"]), int(attrs["bits"]), bool(attrs["wide"]), device,
+                     (ms[0], ms[1]))
         forms = attrs.get("forms")
         if isinstance(forms, dict):
             # shared with the plan: the builder's own bind records the forms it decides into the plan
@@ -520,16 +520,13 @@ class _Consts:
         rates = [np.ldexp(c.astype(np.float64) * m64, neg_s) for c in cols]
         madd = np.clip(np.asarray(form.madd, dtype=np.int64), -(1 << 23), 1 << 23)
         dyn = None
-        if any(form.dyn):
-            d = np.asarray(form.dyn, dtype=bool)
+        d = np.asarray(form.dyn, dtype=bool)
+        if d.any():
             dyn = (np.where(d, np.asarray(form.k0, dtype=np.float64), 0.0), np.where(d, -np.ldexp(1.0, s), 0.0),
                    np.where(d, -np.ldexp(1.0, 31 - s), 0.0))
-        if form.xthr:
-            xthr = np.asarray(form.xthr, dtype=np.float64)
-            ok = bool(((xthr >= INT32_MIN) & (xthr <= INT32_MAX)).all())
-            xthr = xthr.astype(np.int64) if ok else xthr
-        else:
-            xthr, ok = np.full(ch, INT32_MIN, dtype=np.int64), True
+        # int64 holds every threshold (|x| < 2^53); the C kernels take them where int32 does
+        xthr = np.asarray(form.xthr, dtype=np.int64) if len(form.xthr) else np.full(ch, INT32_MIN, dtype=np.int64)
+        ok = bool(((xthr >= INT32_MIN) & (xthr <= INT32_MAX)).all())
         return _Consts(const, rates, madd, dyn, xthr, ok, form.folded, form.ybound)
 
 
@@ -539,17 +536,17 @@ class RequantForm:
     forms the centred plan's constants, for window the clamp bounds and centres, and ``eps`` the
     bound of requant.c's float32 estimate (None: float64 only)."""
 
-    mode: str
-    const: tuple[int, ...] = ()
-    madd: tuple[int, ...] = ()
+    mode: str  # per channel below: tuples (prepare) or int64 arrays (read from a plan)
+    const: Sequence[int] | np.ndarray = ()
+    madd: Sequence[int] | np.ndarray = ()
     folded: bool = False
-    dyn: tuple[bool, ...] = ()
-    k0: tuple[int, ...] = ()
-    xthr: tuple[int, ...] = ()
+    dyn: Sequence[bool] | np.ndarray = ()
+    k0: Sequence[int] | np.ndarray = ()
+    xthr: Sequence[int] | np.ndarray = ()
     ybound: float = 0.0
-    lo: tuple[int, ...] = ()
-    hi: tuple[int, ...] = ()
-    mid: tuple[int, ...] = ()
+    lo: Sequence[int] | np.ndarray = ()
+    hi: Sequence[int] | np.ndarray = ()
+    mid: Sequence[int] | np.ndarray = ()
     eps: float | None = None
 
     @staticmethod
@@ -559,32 +556,28 @@ class RequantForm:
                            tuple(plan.k0), tuple(plan.xthr), float(plan.ybound), tuple(lo), tuple(hi), tuple(mid),
                            eps)
 
-    def plan(self) -> _Plan:
-        ch = len(self.const)
-        dyn = list(self.dyn) if self.dyn else [False] * ch
-        k0 = list(self.k0) if self.k0 else [0] * ch
-        xthr = list(self.xthr) if self.xthr else [INT32_MIN] * ch
-        return _Plan(list(self.const), list(self.madd), self.folded, dyn, k0, self.ybound, xthr)
-
     def to_attrs(self) -> dict[str, Any]:
+        """The form as plan attributes: its per-channel integers as one int64 array ``v`` (rows: const,
+        madd, dyn, k0, xthr, then lo, hi, mid for a window), stored beside the plan's JSON."""
         if self.mode == "int64":
             return {"mode": "int64"}
-        a: dict[str, Any] = {"mode": self.mode, "const": list(self.const), "madd": list(self.madd),
-                             "folded": self.folded, "ybound": self.ybound, "eps": self.eps}
-        if any(self.dyn):  # the sign correction's constants, only where a channel needs it
-            a.update(dyn=list(self.dyn), k0=list(self.k0), xthr=list(self.xthr))
+        ch = len(self.const)
+        rows = [self.const, self.madd, self.dyn if len(self.dyn) else (False,) * ch,
+                self.k0 if len(self.k0) else (0,) * ch, self.xthr if len(self.xthr) else (INT32_MIN,) * ch]
         if self.mode == "window":
-            a.update(lo=list(self.lo), hi=list(self.hi), mid=list(self.mid))
-        return a
+            rows += [self.lo, self.hi, self.mid]
+        return {"mode": self.mode, "folded": self.folded, "ybound": self.ybound, "eps": self.eps,
+                "v": np.array([[int(x) for x in r] for r in rows], dtype=np.int64)}
 
     @staticmethod
     def from_attrs(a: Mapping[str, Any]) -> RequantForm:
         if a["mode"] == "int64":
             return RequantForm("int64")
         eps = a.get("eps")
-        return RequantForm(str(a["mode"]), tuple(a["const"]), tuple(a["madd"]), bool(a["folded"]),
-                           tuple(bool(v) for v in a.get("dyn", ())), tuple(a.get("k0", ())), tuple(a.get("xthr", ())),
-                           float(a["ybound"]), tuple(a.get("lo", ())), tuple(a.get("hi", ())), tuple(a.get("mid", ())),
+        v = np.asarray(a["v"], dtype=np.int64)
+        window = a["mode"] == "window"
+        return RequantForm(str(a["mode"]), v[0], v[1], bool(a["folded"]), v[2].astype(bool), v[3], v[4],
+                           float(a["ybound"]), v[5] if window else (), v[6] if window else (), v[7] if window else (),
                            None if eps is None else float(eps))
 
 
