@@ -530,19 +530,24 @@ def io_graph_from_json(doc: Any, path: Path) -> Graph:
 
 
 def nodes_from_json(doc: Any, arrays: Mapping[str, np.ndarray], where: str, remedy: str) -> Graph:
-    """A graph of ``{"tensors": {...}, "nodes": {...}}`` (the entries of :func:`tensor_to_json` and
-    :func:`node_to_json`; static tensors' data from ``arrays`` by name), checked as :func:`load_model` checks
-    them, with no inputs or outputs set and no verification: a fragment of a graph (a prepared step's nodes).
-    Errors name ``where`` and end with ``remedy``."""
+    """A fragment of a graph (a prepared step's nodes): ``{"tensors": [...], "nodes": [...]}``, entries of
+    :func:`tensor_to_json` and :func:`node_to_json` each with its ``"name"`` (names may hold any character),
+    static tensors' data from ``arrays`` by name. Checked as :func:`load_model` checks them, with no inputs or
+    outputs set and no verification. Errors name ``where`` and end with ``remedy``."""
     r = _Reader(where, remedy)
     doc = r.obj(doc, "graph")
-    tensors = r.obj(r.key(doc, "tensors", "graph"), "graph.tensors")
-    nodes = r.obj(r.key(doc, "nodes", "graph"), "graph.nodes")
     graph = Graph(where)
-    for name, t in tensors.items():
-        graph.add_tensor(_read_tensor(r, name, t, arrays, where))
-    for name, n in nodes.items():
-        graph.add_node(_read_node(r, name, n, graph))
+    for field_ in ("tensors", "nodes"):
+        entries = r.key(doc, field_, "graph")
+        if not isinstance(entries, list):
+            raise r.fail(f"graph.{field_}", f"expected a list, found {_kind(entries)}")
+        for i, entry in enumerate(entries):
+            entry = r.obj(entry, f"graph.{field_}[{i}]")
+            name = r.str_(r.key(entry, "name", f"graph.{field_}[{i}]"), f"graph.{field_}[{i}].name")
+            if field_ == "tensors":
+                graph.add_tensor(_read_tensor(r, name, entry, arrays, where))
+            else:
+                graph.add_node(_read_node(r, name, entry, graph))
     return graph
 
 

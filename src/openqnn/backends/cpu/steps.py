@@ -6,8 +6,8 @@ quantize-dequantized (so no step fuses anything). :func:`plan_steps` records tho
 turns one back into a kernel call without analysing the graph again::
 
     kernel   cpu.node | cpu.fused | cpu.shared_gemm          (a binder in BINDERS)
-    attrs    {"graph": {"tensors": {...}, "nodes": {...}},  the step's nodes and every tensor they touch
-              "epilogue": {"add": "r", "clamp": [0, inf]}}  (cpu.fused only), in the _net.json's form
+    attrs    {"graph": {"tensors": [...], "nodes": [...]},  the step's nodes and every tensor they touch, in
+              "epilogue": {"add": "r", "clamp": [0, inf]}}  the _net.json's form (+ "name"); cpu.fused: epilogue
     arrays   {tensor name: data} of the static inputs       (raw; encoded ones are fake-quantized on bind)
 
 A binder reads that fragment of the graph back and calls the kernel builders, so a step read from a file
@@ -136,12 +136,17 @@ def _step_plan(graph: Graph, kernel: str, name: str, op_type: str, nodes: Sequen
     touched = list(dict.fromkeys(x for n in nodes for x in (*n.inputs, *n.outputs) if x))
     made = {o for n in nodes for o in n.outputs}
     tensors = [graph.tensors[x] for x in touched]
-    # attributes and epilogue bounds may be infinite; tensor declarations are finite (or refused below)
-    doc = {"graph": {"tensors": {t.name: tensor_to_json(t, i) for i, t in enumerate(tensors)},
-                     "nodes": {n.name: to_json_safe(node_to_json(n, exact=True)) for n in nodes}},
-           **to_json_safe(dict(extra or {}))}
+    # lists of named entries: a name may hold any character ('/' too), so names are no keys
+    node_docs = [{"name": n.name, **node_to_json(n, exact=True)} for n in nodes]
+    doc = {"graph": {"tensors": [{"name": t.name, **tensor_to_json(t, i)} for i, t in enumerate(tensors)],
+                     "nodes": node_docs},
+           **to_json_safe(dict(extra or {}))}  # an epilogue's bounds may be infinite
     arrays = {t.name: t.data for t in tensors if t.kind is TensorKind.STATIC and t.data is not None}
     runtime = tuple(t.name for t in tensors if t.name not in made and t.kind is not TensorKind.STATIC)
+    try:
+        return StepPlan(kernel, name, op_type, runtime, tuple(outputs), doc, arrays)
+    except (TypeError, ValueError):  # an attribute is infinite or NaN (or a numpy scalar): tag it, try again
+        doc["graph"]["nodes"] = to_json_safe(node_docs)
     try:
         return StepPlan(kernel, name, op_type, runtime, tuple(outputs), doc, arrays)
     except (TypeError, ValueError) as e:
@@ -153,9 +158,9 @@ def step_nodes(plan: StepPlan) -> list[str]:
     """The names of the nodes a step plan runs, in order."""
     graph = plan.attrs.get("graph")
     nodes = graph.get("nodes") if isinstance(graph, dict) else None
-    if not isinstance(nodes, dict):
-        raise ContextError(f"step '{plan.node}' holds no nodes; {_REMEDY}")
-    return list(nodes)
+    if not isinstance(nodes, list) or not all(isinstance(n, dict) and isinstance(n.get("name"), str) for n in nodes):
+        raise ContextError(f"step '{plan.node}' holds no list of named nodes; {_REMEDY}")
+    return [n["name"] for n in nodes]
 
 
 def read_step(plan: StepPlan, device: torch.device | str = "cpu", float_dtype: torch.dtype | None = None
@@ -163,7 +168,7 @@ def read_step(plan: StepPlan, device: torch.device | str = "cpu", float_dtype: t
     """A step plan's nodes and a build context over its fragment of the graph (the tensors they touch, static
     data from the plan's arrays), read back from the plan as a context holds it; checked as a _net.json is."""
     graph = plan.attrs.get("graph")
-    if isinstance(graph, dict) and isinstance(graph.get("nodes"), dict):
+    if isinstance(graph, dict) and "nodes" in graph:
         graph = {**graph, "nodes": from_json_safe(graph["nodes"])}
     fragment = nodes_from_json(graph, plan.arrays, f"cpu step '{plan.node}'", _REMEDY)
     return list(fragment.nodes), BuildContext(fragment, device, float_dtype)
