@@ -179,7 +179,9 @@ def test_refusals(quantized: openqnn.Graph, saved: Path, tmp_path: Path) -> None
         openqnn.compile(quantized, "gpu")
 
 
-def test_a_model_with_cpu_fallback_is_not_compiled(tmp_path: Path) -> None:
+def test_a_partly_quantized_model_compiles_with_its_cpu_fallbacks(tmp_path: Path) -> None:
+    """Nodes htp refuses are planned on the fallback backend, as data: the context runs them bit-identically
+    and reports each with its reason."""
     graph = openqnn.convert(_cnn())
     (tmp_path / "o.json").write_text(json.dumps({"version": "1.0.0", "activation_encodings": [], "param_encodings": [
         {"name": "w1", "bw": 8, "dtype": "INT", "enc_type": "PER_TENSOR", "is_sym": True, "offset": [-128],
@@ -187,5 +189,28 @@ def test_a_model_with_cpu_fallback_is_not_compiled(tmp_path: Path) -> None:
     from openqnn.quantization.encodings import read_encodings
 
     partly = openqnn.quantize(graph, None, overrides=read_encodings(tmp_path / "o.json"))
-    with pytest.raises(openqnn.UnsupportedOpError, match="fall back to cpu"):
-        openqnn.compile(partly, "htp")
+    prepared = openqnn.Session(partly, backend="htp")
+    path = openqnn.compile(partly, "htp").save(tmp_path / "partly.bin")
+    opened = openqnn.Session(path)
+    assert opened.fallbacks and opened.fallbacks == prepared.fallbacks
+    assert all(f.reason for f in opened.fallbacks)
+    for f in _feeds(2):
+        np.testing.assert_array_equal(prepared.run(f)["prob"], opened.run(f)["prob"])
+
+
+def test_a_refused_node_between_quantized_ones_falls_back_with_its_conversions(
+        quantized: openqnn.Graph, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(node: object, ctx: object) -> None:
+        raise htp_kernels.Unsupported("refused for this test")
+
+    monkeypatch.setitem(htp_kernels.HTP_KERNELS, "Sigmoid", refuse)
+    prepared = openqnn.Session(quantized, backend="htp")
+    assert [f.reason for f in prepared.fallbacks] == ["refused for this test"]
+    ctx = openqnn.compile(quantized, "htp")
+    kinds = [s.kernel for s in ctx.graph().steps]
+    assert kinds.count("htp.cpu_fallback") == 1, kinds
+    opened = openqnn.Session(ctx.save(tmp_path / "fallback.bin"))
+    assert opened.fallbacks == prepared.fallbacks
+    for f in _feeds():
+        np.testing.assert_array_equal(prepared.run(f, native_outputs=True)["prob"],
+                                      opened.run(f, native_outputs=True)["prob"])

@@ -16,11 +16,13 @@ import torch
 from openqnn.backends.base import Executable, Unsupported
 from openqnn.backends.cpu.kernels import BuildContext
 from openqnn.backends.cpu.plan import Plan, keep_freed_memory
-from openqnn.backends.cpu.steps import build_step
+from openqnn.backends.cpu.steps import bind_step, build_step, check_round_trip, plan_node, read_step
+from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import TensorKind
 
-__all__ = ["FloatKernel", "Unsupported", "float_kernel", "float_plan", "keep_freed_memory"]
+__all__ = ["FloatKernel", "Unsupported", "bind_fallback", "fallback_step", "float_kernel", "float_plan",
+           "keep_freed_memory"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,23 @@ def float_kernel(node: Node, graph: Graph, device: torch.device | str = "cpu") -
     ctx = BuildContext(graph, torch.device(device))
     step = build_step(node, ctx)
     statics = {x: ctx.static(x) for x in step.inputs if graph.tensors[x].kind is TensorKind.STATIC}
+    return FloatKernel(step.fn, list(step.inputs), statics)
+
+
+def fallback_step(node: Node, graph: Graph, device: torch.device | str = "cpu") -> tuple[StepPlan, FloatKernel]:
+    """``node`` as the fallback backend's step plan (data a context can hold) and its kernel, bound now;
+    raises :class:`Unsupported` with the reason when the fallback has no kernel for it either."""
+    kernel = float_kernel(node, graph, device)
+    plan = plan_node(graph, node)
+    check_round_trip(graph, [plan])
+    return plan, kernel
+
+
+def bind_fallback(plan: StepPlan, device: torch.device | str = "cpu") -> FloatKernel:
+    """The kernel of a fallback step plan read back from a context (:func:`fallback_step`'s)."""
+    nodes, ctx = read_step(plan, device)
+    step = bind_step(plan, nodes, ctx)
+    statics = {x: ctx.static(x) for x in step.inputs if ctx.is_static(x)}
     return FloatKernel(step.fn, list(step.inputs), statics)
 
 

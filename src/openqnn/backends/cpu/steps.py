@@ -36,7 +36,7 @@ from openqnn.serialization.netjson import (
     to_json_safe,
 )
 
-__all__ = ["BINDERS", "bind_step", "binder", "build_step", "check_round_trip", "plan_steps", "read_step",
+__all__ = ["BINDERS", "bind_step", "binder", "build_step", "check_round_trip", "plan_node", "plan_steps", "read_step",
            "simulates_quantization", "step_nodes"]
 
 _REMEDY = "prepare the context again with qnn-context-binary-generator (this openqnn writes cpu steps it can read)"
@@ -129,6 +129,11 @@ def plan_steps(graph: Graph, fuse: bool = True) -> list[StepPlan]:
             plans.append(_step_plan(graph, "cpu.shared_gemm", group.nodes[0].name, group.op_type, group.nodes,
                                     [n.outputs[0] for n in group.nodes]))
     return plans
+
+
+def plan_node(graph: Graph, node: Node) -> StepPlan:
+    """One node of ``graph`` as a cpu step plan on its own (``cpu.node``: another backend's fallback)."""
+    return _step_plan(graph, "cpu.node", node.name, node.op_type, [node], node.outputs)
 
 
 def _step_plan(graph: Graph, kernel: str, name: str, op_type: str, nodes: Sequence[Node], outputs: Sequence[str],

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
-from dataclasses import replace
 
 import numpy as np
 
@@ -11,13 +11,14 @@ from openqnn.backends.base import Executable
 from openqnn.backends.htp.arch import ARCHS, HtpArch, resolve_arch
 from openqnn.backends.htp.config import SPEC, HtpConfig
 from openqnn.backends.htp.executable import HtpExecutable
-from openqnn.backends.plan import PreparedGraph
+from openqnn.backends.plan import PreparedGraph, io_graph
 from openqnn.backends.settings import Capabilities
 from openqnn.errors import InvalidConfigError, UnsupportedOpError
 from openqnn.ir.graph import Graph, Node
-from openqnn.ir.tensor import TensorKind
 
-__all__ = ["HtpBackend", "check_arch", "io_graph"]
+log = logging.getLogger("openqnn.htp")
+
+__all__ = ["HtpBackend", "check_arch"]
 
 
 class HtpBackend:
@@ -64,17 +65,22 @@ class HtpBackend:
 
 
     def plan(self, graph: Graph) -> PreparedGraph:
-        """``graph`` prepared as data (what a context binary holds): every node must run on htp."""
+        """``graph`` prepared as data (what a context binary holds): htp steps, and the fallback backend's
+        steps (with their reasons) for the nodes htp refuses."""
         check_arch(graph, self.arch, self.config)
+        if not any(t.encoding is not None for t in graph.tensors.values()):
+            raise UnsupportedOpError("the model is float (fp16_relaxed_precision): a context binary holds quantized "
+                                     "htp graphs; quantize the model (qnn-onnx-converter --input_list), or write a "
+                                     "cpu context (--backend cpu)")
         exe = HtpExecutable(graph, self.arch, self.device, self.path)
-        if exe.fallbacks:
-            raise UnsupportedOpError(
-                f"a context binary holds htp steps only, and {len(exe.fallbacks)} node(s) fall back to cpu: "
-                + "; ".join(f"{f.node} ({f.op_type}): {f.reason}" for f in exe.fallbacks[:3])
-                + ("; ..." if len(exe.fallbacks) > 3 else "") + "; quantize the model fully for htp")
-        missing = [n.name for n, p in zip(graph.nodes, exe.step_plans) if p is None]
+        missing = [n for n, p in zip(graph.nodes, exe.step_plans) if p is None]
         if missing:
-            raise UnsupportedOpError(f"node(s) {', '.join(missing[:3])} run on htp kernels that are not data yet")
+            raise UnsupportedOpError(
+                f"node '{missing[0].name}' ({missing[0].op_type}) falls back to cpu with an attribute a context "
+                f"cannot hold ({len(missing)} such node(s)); quantize the model fully for htp")
+        if exe.fallbacks:
+            log.info("htp context: %d node(s) fall back to cpu: %s", len(exe.fallbacks),
+                     "; ".join(f"{f.node} ({f.op_type}): {f.reason}" for f in exe.fallbacks))
         steps = tuple(p for p in exe.step_plans if p is not None)
         return PreparedGraph(self.name, self.arch.name, io_graph(graph), steps)
 
@@ -86,18 +92,6 @@ class HtpBackend:
                                      f"for; prepare it again for {self.arch.name} (or drop the htp_config arch)")
         exe = HtpExecutable.from_plans(prepared.io, list(prepared.steps), ARCHS[prepared.arch], self.device, self.path)
         return _Prepared(exe)
-
-
-def io_graph(graph: Graph) -> Graph:
-    """A graph of ``graph``'s inputs and outputs only (what running a prepared graph needs of it)."""
-    io = Graph(graph.name)
-    for name in dict.fromkeys([*graph.inputs, *graph.outputs]):
-        t = graph.tensors[name]
-        if t.kind is TensorKind.STATIC:
-            raise UnsupportedOpError(f"output '{name}' is a constant; a context binary holds computed outputs")
-        io.add_tensor(replace(t, data=None))
-    io.inputs, io.outputs = list(graph.inputs), list(graph.outputs)
-    return io
 
 
 class _Prepared:

@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from openqnn.backends.base import Fallback
-from openqnn.backends.fallback import FloatKernel, float_kernel, keep_freed_memory
-from openqnn.backends.htp import native
+from openqnn.backends.fallback import keep_freed_memory
 from openqnn.backends.htp.arch import HtpArch
 from openqnn.backends.htp.kernels import HTP_KERNELS
+from openqnn.backends.htp.kernels.fallback import KERNEL as FALLBACK_KERNEL
+from openqnn.backends.htp.kernels.fallback import build_fallback, dequantize_t, quantize_t
 from openqnn.backends.htp.kernels.registry import (
     HtpBuildContext,
     QParams,
@@ -30,42 +31,12 @@ from openqnn.backends.htp.kernels.registry import (
     storage_dtype,
 )
 from openqnn.backends.plan import StepPlan
-from openqnn.errors import InputDataError, UnsupportedOpError
+from openqnn.errors import InputDataError
 from openqnn.ir.graph import Graph, Node
-from openqnn.ir.tensor import TensorKind
 
 log = logging.getLogger("openqnn.htp")
 
 __all__ = ["Fallback", "HtpExecutable", "dequantize_t", "quantize_t"]
-
-
-def _qshape(q: QParams, rank: int) -> list[int]:
-    shape = [1] * rank
-    if q.axis is not None and rank:
-        shape[q.axis] = q.scale.size
-    return shape
-
-
-def quantize_t(x: torch.Tensor, q: QParams) -> torch.Tensor:
-    """float -> storage integers: clamp(round_half_even(x / scale) - offset)."""
-    if (q.axis is None and x.dtype == torch.float32 and x.device.type == "cpu" and x.is_contiguous()
-            and native.library() is not None):
-        dtype = storage_dtype(q.bitwidth) if not q.signed else torch.int32
-        if dtype in (torch.uint8, torch.int32):
-            return native.quantize(x, float(q.scale[0]), int(q.offset[0]), q.qmin, q.qmax, dtype)
-    shape = _qshape(q, x.dim())
-    scale = torch.as_tensor(q.scale, dtype=torch.float64, device=x.device).reshape(shape)
-    offset = torch.as_tensor(q.offset, dtype=torch.float64, device=x.device).reshape(shape)
-    v = torch.clamp(torch.round(x.to(torch.float64) / scale) - offset, q.qmin, q.qmax)
-    return v.to(storage_dtype(q.bitwidth) if not q.signed else torch.int32)
-
-
-def dequantize_t(v: torch.Tensor, q: QParams) -> torch.Tensor:
-    """storage integers -> float32: (v + offset) * scale."""
-    shape = _qshape(q, v.dim())
-    scale = torch.as_tensor(q.scale, dtype=torch.float64, device=v.device).reshape(shape)
-    offset = torch.as_tensor(q.offset, dtype=torch.float64, device=v.device).reshape(shape)
-    return ((v.to(torch.float64) + offset) * scale).to(torch.float32)
 
 
 @dataclass
@@ -112,7 +83,9 @@ class HtpExecutable:
         self.device = torch.device(device)
         if self.device.type == "cpu":
             keep_freed_memory()
-        self.fallbacks, self.step_plans, self._static = [], list(steps), {}
+        self.fallbacks = [Fallback(p.node, p.op_type, str(p.attrs.get("reason", ""))) for p in steps
+                          if p.kernel == FALLBACK_KERNEL]
+        self.step_plans, self._static = list(steps), {}
         self._calls = []
         with background_binding():  # oneDNN's weight packing runs in worker threads meanwhile
             for plan in steps:
@@ -134,54 +107,20 @@ class HtpExecutable:
 
     # -- building -----------------------------------------------------------------------------
     def _build(self, node: Node, hctx: HtpBuildContext) -> _Call:
+        """The node's step: its htp kernel where the builder accepts it, else the fallback backend's."""
         builder = HTP_KERNELS.get(node.op_type)
         reason = f"no htp kernel for {node.op_type}" if builder is None else ""
         if builder is not None:
             try:
                 step = builder(node, hctx)
-                self.step_plans.append(step.plan)
-                fn = step.reference if self.path == "reference" else step.fast
-                return _Call(fn, list(step.inputs), list(node.outputs), node.name, node.op_type)
             except Unsupported as e:
                 reason = str(e)
-        self.fallbacks.append(Fallback(node.name, node.op_type, reason))
-        self.step_plans.append(None)
-        try:
-            kernel = float_kernel(node, self.graph, self.device)
-        except Unsupported as e:
-            raise UnsupportedOpError(f"node '{node.name}' ({node.op_type}) runs neither on htp ({reason}) "
-                                     f"nor on the cpu fallback ({e})") from None
-        return _Call(self._fallback(kernel, node), kernel.runtime_inputs, list(node.outputs), node.name, node.op_type)
-
-    def _fallback(self, kernel: FloatKernel, node: Node):
-        """The fallback's float kernel between dequantize (run-time inputs) and quantize (outputs); its
-        static inputs are bound as the cpu simulation sees them (quantize-dequantized when encoded)."""
-        fn, inputs, statics = kernel.fn, kernel.inputs, kernel.statics
-        encs = {n: QParams.of(enc) for n in (*inputs, *node.outputs)
-                if n and (enc := self.graph.tensors[n].encoding) is not None
-                and self.graph.tensors[n].kind is not TensorKind.STATIC}
-        reference = self.path == "reference"
-
-        def run(*xs):
-            it = iter(xs)
-            ins = []
-            for x in inputs:
-                if x in statics:
-                    ins.append(statics[x])
-                    continue
-                v = next(it)
-                if reference:
-                    v = torch.from_numpy(np.asarray(v))
-                ins.append(dequantize_t(v, encs[x]) if x in encs else v)
-            res = fn(*ins)
-            outs = [res] if isinstance(res, torch.Tensor) else list(res)
-            conv = [quantize_t(o, encs[n]) if n in encs else o for n, o in zip(node.outputs, outs)]
-            if reference:
-                conv = [c.cpu().numpy().astype(np.int64) if n in encs else c.cpu().numpy()
-                        for n, c in zip(node.outputs, conv)]
-            return conv[0] if len(conv) == 1 else tuple(conv)
-
-        return run
+        if reason:
+            self.fallbacks.append(Fallback(node.name, node.op_type, reason))
+            step = build_fallback(node, hctx, reason)
+        self.step_plans.append(step.plan)
+        fn = step.reference if self.path == "reference" else step.fast
+        return _Call(fn, list(step.inputs), list(node.outputs), node.name, node.op_type)
 
     # -- running -------------------------------------------------------------------------------
     def run(self, feeds: Mapping[str, np.ndarray], native_inputs: bool = False,

@@ -3,6 +3,7 @@
 from openqnn.backends.htp.kernels import (  # noqa: F401
     conv,
     elementwise,
+    fallback,
     linear,
     logical,
     lut,
