@@ -571,10 +571,13 @@ def to_json_safe(value: Any) -> Any:
 
 def from_json_safe(value: Any) -> Any:
     """The values of :func:`to_json_safe` back (lists stay lists)."""
-    if isinstance(value, dict):
+    if type(value) is dict:
         if len(value) == 1 and _NONFINITE in value:
             return float(value[_NONFINITE]) if value[_NONFINITE] in ("inf", "-inf", "nan") else value
-        return {k: from_json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [from_json_safe(v) for v in value]
+        return {k: from_json_safe(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
+    if type(value) is list:
+        return [from_json_safe(v) if type(v) in _CONTAINERS else v for v in value]
     return value
+
+
+_CONTAINERS = (dict, list)
