@@ -1,8 +1,9 @@
 """A graph prepared for the htp backend: integer steps, cpu fallback steps, I/O conversion.
 
 Every node runs as an htp integer step when its kernel builder accepts it, otherwise as a cpu
-float step between a dequantize of its inputs and a quantize of its outputs. Each fallback is
-recorded with its reason (``fallbacks``). ``path="reference"`` runs the numpy executable spec
+float step between a dequantize of its inputs and a quantize of its outputs (the placement rule of
+:func:`openqnn.backends.partition.partition`; the fallback step is data too, kernels/fallback.py).
+Each fallback is recorded with its reason (``fallbacks``). ``path="reference"`` runs the numpy executable spec
 instead of the fast path (slow; for checking).
 """
 
@@ -24,12 +25,14 @@ from openqnn.backends.htp.kernels.fallback import KERNEL as FALLBACK_KERNEL
 from openqnn.backends.htp.kernels.fallback import build_fallback, dequantize_t, quantize_t
 from openqnn.backends.htp.kernels.registry import (
     HtpBuildContext,
+    HtpStep,
     QParams,
     Unsupported,
     background_binding,
     bind_step,
     storage_dtype,
 )
+from openqnn.backends.partition import partition
 from openqnn.backends.plan import StepPlan
 from openqnn.errors import InputDataError
 from openqnn.ir.graph import Graph, Node
@@ -59,13 +62,19 @@ class HtpExecutable:
         if self.device.type == "cpu":
             keep_freed_memory()
         hctx = HtpBuildContext(graph, arch, self.device)
-        self.fallbacks: list[Fallback] = []
-        # each node's step as data (None: its kernel still builds closures directly, or it fell back)
-        self.step_plans: list[StepPlan | None] = []
-        self._calls: list[_Call] = []
         self._static: dict[str, object] = {}
-        for node in graph.nodes:
-            self._calls.append(self._build(node, hctx))
+
+        def own(node: Node) -> HtpStep:
+            builder = HTP_KERNELS.get(node.op_type)
+            if builder is None:
+                raise Unsupported(f"no htp kernel for {node.op_type}")
+            return builder(node, hctx)
+
+        steps, self.fallbacks = partition(graph.nodes, own, lambda node, why: build_fallback(node, hctx, why))
+        # each node's step as data (None: a fallback whose cpu step holds what JSON cannot)
+        self.step_plans: list[StepPlan | None] = [step.plan for step in steps]
+        self._calls = [_Call(step.reference if path == "reference" else step.fast, list(step.inputs), list(node.outputs),
+                             node.name, node.op_type) for node, step in zip(graph.nodes, steps)]
         self._schedule()
         if self.fallbacks:
             log.info("htp: %d node(s) fall back to cpu: %s", len(self.fallbacks),
@@ -104,23 +113,6 @@ class HtpExecutable:
         # per step: the call and the inputs no later step reads (dropped after it)
         self._plan = [(c, [x for x in dict.fromkeys(c.ins) if self._last_use[x] == i and x not in self.graph.outputs])
                       for i, c in enumerate(self._calls)]
-
-    # -- building -----------------------------------------------------------------------------
-    def _build(self, node: Node, hctx: HtpBuildContext) -> _Call:
-        """The node's step: its htp kernel where the builder accepts it, else the fallback backend's."""
-        builder = HTP_KERNELS.get(node.op_type)
-        reason = f"no htp kernel for {node.op_type}" if builder is None else ""
-        if builder is not None:
-            try:
-                step = builder(node, hctx)
-            except Unsupported as e:
-                reason = str(e)
-        if reason:
-            self.fallbacks.append(Fallback(node.name, node.op_type, reason))
-            step = build_fallback(node, hctx, reason)
-        self.step_plans.append(step.plan)
-        fn = step.reference if self.path == "reference" else step.fast
-        return _Call(fn, list(step.inputs), list(node.outputs), node.name, node.op_type)
 
     # -- running -------------------------------------------------------------------------------
     def run(self, feeds: Mapping[str, np.ndarray], native_inputs: bool = False,
