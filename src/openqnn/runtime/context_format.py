@@ -16,7 +16,7 @@ Layout (integers little-endian; docs/context-binary.md has the byte table)::
 
 Reading validates everything before returning (magic, version, sizes, checksum, the metadata's
 schema, every array's dtype, shape and extent, every reference) and memory-maps the arrays
-(read-only, zero-copy). Nothing in a context is executed: no pickle, no code, only data that the
+(read-only views of a copy-on-write mapping, zero-copy). Nothing in a context is executed: no pickle, no code, only data that the
 runtime binds to its own registered kernels. Every refusal is one :class:`ContextError` line that
 names the file and the mismatch.
 
@@ -338,7 +338,9 @@ def _map(p: Path) -> mmap.mmap | bytes:
         with open(p, "rb") as f:
             if os.fstat(f.fileno()).st_size == 0:
                 return b""
-            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            # copy-on-write: the arrays are read-only views, but a kernel handed one without a copy could
+            # never fault on it nor reach the file (pages are shared with the page cache until written)
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
     except OSError as e:
         raise ContextError(f"{p}: cannot be read ({e.strerror or e}); check the path and its permissions") from None
 

@@ -15,6 +15,7 @@ node then falls back to the cpu backend.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -145,12 +146,24 @@ def htp_binder(kernel: str) -> Callable[[Binder], Binder]:
 
 
 def plan_tensor(a: np.ndarray, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> torch.Tensor:
-    """A plan's array as a tensor on ``device`` (in ``dtype``: converted as ``Tensor.to`` converts). Arrays
-    read from a context are read-only maps of the file, which torch may not wrap: those are copied (once,
-    at bind). (``torch.tensor(ndarray)`` would copy element by element: milliseconds for a 64K table.)"""
+    """A plan's array as a tensor on ``device`` (in ``dtype``: converted as ``Tensor.to`` converts), for kernels
+    that read it. Arrays read from a context are read-only views of its mapping, which torch does not
+    wrap without a warning: small ones are copied; large ones (weights) are wrapped as they are -- the
+    mapping is copy-on-write, so nothing could fault or reach the file (saves copying megabytes at bind).
+    (``torch.tensor(ndarray)`` would copy element by element: milliseconds for a 64K table.)"""
     a = np.asarray(a, order="C")
-    t = torch.from_numpy(a if a.flags.writeable else a.copy())
+    if a.flags.writeable:
+        t = torch.from_numpy(a)
+    elif a.nbytes < _BORROW_BYTES:
+        t = torch.from_numpy(a.copy())
+    else:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            t = torch.from_numpy(a)
     return t.to(device) if dtype is None else t.to(device, dtype)
+
+
+_BORROW_BYTES = 1 << 16
 
 
 _JOBS: ContextVar[list[tuple[str, list[Any], Future[Any]]] | None] = ContextVar("openqnn_htp_jobs", default=None)
