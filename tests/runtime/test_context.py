@@ -4,6 +4,9 @@ nothing prepared again on open, and clean refusals."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -214,3 +217,26 @@ def test_a_refused_node_between_quantized_ones_falls_back_with_its_conversions(
     for f in _feeds():
         np.testing.assert_array_equal(prepared.run(f, native_outputs=True)["prob"],
                                       opened.run(f, native_outputs=True)["prob"])
+
+
+def test_a_context_opens_bit_identically_where_the_isa_is_lower(tmp_path: Path) -> None:
+    """Prepared here (every kernel this CPU has), opened where the htp helpers are built for AVX2 or for no
+    SIMD at all and oneDNN is capped to AVX2: the binders fall back along each step's kinds, same bits."""
+    rng = np.random.default_rng(8)
+    feeds = [{"x": rng.random((1, 8, 12, 12), dtype=np.float32)} for _ in range(5)]
+    q = openqnn.quantize(openqnn.convert(_convnet()), feeds[:4],
+                         openqnn.QuantizerConfig(use_per_channel_quantization=True))
+    path = openqnn.compile(q, "htp").save(tmp_path / "here.bin")
+    np.save(tmp_path / "x.npy", feeds[4]["x"])
+    want = openqnn.Session(path).run(feeds[4], native_outputs=True)["y"]
+    code = ("import sys, numpy as np, openqnn\n"
+            "s = openqnn.Session(sys.argv[1])\n"
+            "np.save(sys.argv[3], s.run({'x': np.load(sys.argv[2])}, native_outputs=True)['y'])\n")
+    for isa in ("avx2", "baseline"):
+        env = dict(os.environ, OPENQNN_MAX_ISA=isa, ONEDNN_MAX_CPU_ISA="AVX2", ATEN_CPU_CAPABILITY="avx2",
+                   OPENQNN_CACHE_DIR=str(tmp_path / isa))
+        out = tmp_path / f"{isa}.npy"
+        r = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "x.npy"), str(out)], env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        np.testing.assert_array_equal(np.load(out), want)
