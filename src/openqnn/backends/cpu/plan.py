@@ -1,7 +1,7 @@
 """Prepared execution plans: kernels resolved and weights laid out once, run many times.
 
-The plan is a flat list of steps over numbered slots. Each intermediate is released right after
-its last reader runs, so PyTorch's allocator reuses its memory for later tensors.
+The plan's bound steps run in the executor loop every backend shares (:mod:`openqnn.backends.executor`:
+numbered slots, each intermediate released right after its last reader).
 
 Preparing is two stages: :func:`~openqnn.backends.cpu.steps.plan_steps` decides the steps as data
 (which nodes fuse into one -- see :mod:`openqnn.backends.cpu.fusion`; ``Plan(fuse=False)`` builds one
@@ -16,7 +16,6 @@ import ctypes
 import os
 import platform
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,6 +25,7 @@ from openqnn.backends.cpu.fusion import Fusion, SharedGemm, fuse_epilogues, shar
 from openqnn.backends.cpu.kernels import BuildContext, Step, Unsupported
 from openqnn.backends.cpu.quantsim import FakeQuant
 from openqnn.backends.cpu.steps import bind_step, build_step, plan_steps, read_step, step_nodes
+from openqnn.backends.executor import BoundStep, Executor
 from openqnn.backends.plan import StepPlan
 from openqnn.errors import InputDataError, InvalidModelError, UnsupportedOpError
 from openqnn.ir.graph import Graph
@@ -60,16 +60,6 @@ def keep_freed_memory() -> bool:
     m_trim_threshold, m_mmap_max = -1, -4
     _MALLOC_TUNED = bool(mallopt(m_trim_threshold, 2**31 - 1)) and bool(mallopt(m_mmap_max, 0))
     return _MALLOC_TUNED
-
-
-@dataclass
-class _Call:
-    fn: object
-    ins: tuple[int, ...]
-    outs: tuple[int, ...]
-    free: tuple[int, ...]  # slots whose last reader is this call
-    node: str
-    op_type: str
 
 
 class Plan:
@@ -122,50 +112,31 @@ class Plan:
               for t in [*(graph.tensors[n] for n in graph.inputs),
                         *(c.graph.tensors[o] for s, c in zip(steps, ctxs) for o in s.outputs)]
               if t.encoding is not None and t.dtype.is_float and t.kind is not TensorKind.STATIC}
-        slots: dict[str, int] = {}
-
-        def slot(name: str) -> int:
-            return slots.setdefault(name, len(slots))
-
-        for name in graph.inputs:
-            slot(name)
-        self._static: dict[int, torch.Tensor] = {}
+        statics: dict[str, torch.Tensor] = {}
         for step, ctx in zip(steps, ctxs):
             for x in step.inputs:
-                if x and ctx.is_static(x) and x not in slots:
+                if x and ctx.is_static(x) and x not in statics and x not in graph.inputs:
                     t = ctx.static(x)
                     # PyTorch's allocator aligns to 64 bytes (AVX-512 loads), numpy's buffers often are not
-                    self._static[slot(x)] = t if t.data_ptr() % 64 == 0 else t.clone()
-        last_use: dict[int, int] = {}
-        for i, step in enumerate(steps):
-            for x in step.inputs:
-                last_use[slot(x)] = i
-            for o in step.outputs:
-                slot(o)
+                    statics[x] = t if t.data_ptr() % 64 == 0 else t.clone()
+        made = {o for step in steps for o in step.outputs}
         for name in graph.outputs:  # a constant output no step reads (a context's io graph has none)
-            if name not in slots and graph.tensors[name].kind is TensorKind.STATIC:
-                self._static[slot(name)] = BuildContext(graph, self.device, float_dtype).static(name)
-        keep = {slots[o] for o in graph.outputs} | set(self._static)
-        self._calls = [
-            _Call(step.fn, tuple(slots[x] for x in step.inputs), tuple(slots[o] for o in step.outputs),
-                  tuple(s for s, last in last_use.items() if last == i and s not in keep), step.node, step.op_type)
-            for i, step in enumerate(steps)
-        ]
-        self._fq_in = {slots[n]: fq[n] for n in graph.inputs if n in fq}
-        self._fq_out = [tuple((slots[o], fq[o]) for o in step.outputs if o in fq) for step in steps]
-        self._n_slots = len(slots)
-        self._in_slots = [(n, slots[n], graph.tensors[n]) for n in graph.inputs]
-        self._out_slots = [(n, slots[n]) for n in graph.outputs]
+            if name not in statics and name not in made and graph.tensors[name].kind is TensorKind.STATIC:
+                statics[name] = BuildContext(graph, self.device, float_dtype).static(name)
+        self._exec = Executor([BoundStep(st.fn, st.inputs, st.outputs, st.node, st.op_type) for st in steps],
+                              graph.inputs, graph.outputs, statics, fq)
+        self._inputs = [graph.tensors[n] for n in graph.inputs]
 
     @property
     def op_types(self) -> list[str]:
-        return [c.op_type for c in self._calls]
+        return [c.op_type for c in self._exec.calls]
 
     def to_torch_inputs(self, feeds: Mapping[str, np.ndarray | torch.Tensor]) -> list[torch.Tensor]:
         from openqnn.backends.cpu.kernels.registry import to_torch, torch_dtype
 
         out = []
-        for name, _, t in self._in_slots:
+        for t in self._inputs:
+            name = t.name
             if name not in feeds:
                 raise InputDataError(f"missing input '{name}'; the model's inputs are {', '.join(self.graph.inputs)}")
             v = feeds[name]
@@ -183,39 +154,12 @@ class Plan:
 
     def run_torch(self, inputs: Sequence[torch.Tensor], profile: list[tuple[str, str, float]] | None = None
                   ) -> list[torch.Tensor]:
-        env: list[torch.Tensor | None] = [None] * self._n_slots
-        for (_, s, _), v in zip(self._in_slots, inputs):
-            env[s] = v
-        for s, v in self._static.items():
-            env[s] = v
-        for s, q in self._fq_in.items():
-            env[s] = q(env[s])  # type: ignore[arg-type]
-        timer = None
-        if profile is not None:
-            import time
-
-            timer = time.perf_counter
-        with torch.inference_mode():
-            for c, fq in zip(self._calls, self._fq_out):
-                t0 = timer() if timer else 0.0
-                res = c.fn(*[env[i] for i in c.ins])  # type: ignore[operator]
-                if len(c.outs) == 1:
-                    env[c.outs[0]] = res if isinstance(res, torch.Tensor) else res[0]
-                else:
-                    for s, r in zip(c.outs, res):
-                        env[s] = r
-                for s, q in fq:
-                    env[s] = q(env[s])  # type: ignore[arg-type]
-                for s in c.free:
-                    env[s] = None
-                if timer is not None and profile is not None:
-                    profile.append((c.node, c.op_type, timer() - t0))
-        return [env[s] for _, s in self._out_slots]  # type: ignore[misc]
+        return self._exec.run(inputs, profile)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         outs = self.run_torch(self.to_torch_inputs(feeds))
         result = {}
-        for (name, _), v in zip(self._out_slots, outs):
+        for name, v in zip(self.graph.outputs, outs):
             want = self.graph.tensors[name].dtype.numpy
             arr = v.detach().to("cpu")
             if arr.dtype == torch.uint16:

@@ -9,15 +9,14 @@ instead of the fast path (slow; for checking).
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from openqnn.backends.base import Fallback
+from openqnn.backends.executor import BoundStep, Executor
 from openqnn.backends.fallback import keep_freed_memory
 from openqnn.backends.htp.arch import HtpArch
 from openqnn.backends.htp.kernels import HTP_KERNELS
@@ -42,15 +41,6 @@ log = logging.getLogger("openqnn.htp")
 __all__ = ["Fallback", "HtpExecutable", "dequantize_t", "quantize_t"]
 
 
-@dataclass
-class _Call:
-    fn: object
-    ins: list[str]
-    outs: list[str]
-    node: str
-    op_type: str
-
-
 class HtpExecutable:
     """Runs a quantized graph with integer arithmetic (see module docstring)."""
 
@@ -62,8 +52,6 @@ class HtpExecutable:
         if self.device.type == "cpu":
             keep_freed_memory()
         hctx = HtpBuildContext(graph, arch, self.device)
-        self._static: dict[str, object] = {}
-
         def own(node: Node) -> HtpStep:
             builder = HTP_KERNELS.get(node.op_type)
             if builder is None:
@@ -73,9 +61,8 @@ class HtpExecutable:
         steps, self.fallbacks = partition(graph.nodes, own, lambda node, why: build_fallback(node, hctx, why))
         # each node's step as data (None: a fallback whose cpu step holds what JSON cannot)
         self.step_plans: list[StepPlan | None] = [step.plan for step in steps]
-        self._calls = [_Call(step.reference if path == "reference" else step.fast, list(step.inputs), list(node.outputs),
-                             node.name, node.op_type) for node, step in zip(graph.nodes, steps)]
-        self._schedule()
+        self._schedule([BoundStep(step.reference if path == "reference" else step.fast, step.inputs, node.outputs,
+                                  node.name, node.op_type) for node, step in zip(graph.nodes, steps)])
         if self.fallbacks:
             log.info("htp: %d node(s) fall back to cpu: %s", len(self.fallbacks),
                      "; ".join(f"{f.node} ({f.op_type}): {f.reason}" for f in self.fallbacks))
@@ -94,25 +81,19 @@ class HtpExecutable:
             keep_freed_memory()
         self.fallbacks = [Fallback(p.node, p.op_type, str(p.attrs.get("reason", ""))) for p in steps
                           if p.kernel == FALLBACK_KERNEL]
-        self.step_plans, self._static = list(steps), {}
-        self._calls = []
+        self.step_plans = list(steps)
+        bound = []
         with background_binding():  # oneDNN's weight packing runs in worker threads meanwhile
             for plan in steps:
                 step = bind_step(plan, self.device)
-                self._calls.append(_Call(step.reference if path == "reference" else step.fast, list(step.inputs),
-                                         list(plan.outputs), plan.node, plan.op_type))
-        self._schedule()
+                bound.append(BoundStep(step.reference if path == "reference" else step.fast, step.inputs,
+                                       plan.outputs, plan.node, plan.op_type))
+        self._schedule(bound)
         return self
 
-    def _schedule(self) -> None:
+    def _schedule(self, steps: list[BoundStep]) -> None:
         self._enc = {n: QParams.of(t.encoding) for n, t in self.graph.tensors.items() if t.encoding is not None}
-        self._last_use: dict[str, int] = {}
-        for i, c in enumerate(self._calls):
-            for x in c.ins:
-                self._last_use[x] = i
-        # per step: the call and the inputs no later step reads (dropped after it)
-        self._plan = [(c, [x for x in dict.fromkeys(c.ins) if self._last_use[x] == i and x not in self.graph.outputs])
-                      for i, c in enumerate(self._calls)]
+        self._exec = Executor(steps, self.graph.inputs, self.graph.outputs)
 
     # -- running -------------------------------------------------------------------------------
     def run(self, feeds: Mapping[str, np.ndarray], native_inputs: bool = False,
@@ -133,28 +114,10 @@ class HtpExecutable:
                 v = quantize_t(torch.from_numpy(arr.astype(np.float32)).to(self.device), q)
             env[t.name] = v.cpu().numpy().astype(np.int64) if self.path == "reference" and q is not None else (
                 v.cpu().numpy() if self.path == "reference" else v)
-        # no cyclic garbage collection in the middle of a run (a pass costs tens of microseconds;
-        # a run's own objects are freed by reference counting)
-        collect = gc.isenabled()
-        gc.disable()
-        try:
-            with torch.inference_mode():
-                for c, dead in self._plan:
-                    res = c.fn(*[env[x] for x in c.ins])  # type: ignore[operator]
-                    if len(c.outs) == 1:
-                        env[c.outs[0]] = res
-                    else:
-                        for o, r in zip(c.outs, res):
-                            env[o] = r
-                    for x in dead:
-                        env.pop(x, None)
-        finally:
-            if collect:
-                gc.enable()
+        values = self._exec.run([env[n] for n in self.graph.inputs])
         out: dict[str, np.ndarray] = {}
-        for name in self.graph.outputs:
-            value = env[name]
-            arr = value if isinstance(value, np.ndarray) else value.cpu().numpy()  # type: ignore[attr-defined]
+        for name, value in zip(self.graph.outputs, values):
+            arr = value if isinstance(value, np.ndarray) else value.cpu().numpy()
             q = self._enc.get(name)
             if q is None:
                 out[name] = arr.astype(self.graph.tensors[name].dtype.numpy)

@@ -233,8 +233,9 @@ class NativeRequant:
             k *= 2
         self.channels, self.k = ch, k
         consts = [cst, mul, madd, *(dyn or ()), *(window or ())]
-        # (numpy tiles small vectors several times faster than torch's repeat: this runs at every bind)
-        self.keep = [torch.from_numpy(np.tile(t.numpy(), k)) for t in consts]  # the pointers below stay valid
+        # (numpy tiles small vectors several times faster than torch's repeat: this runs at every bind; the
+        # clone puts each in PyTorch's 64-byte aligned memory, which the vector loads run best from)
+        self.keep = [torch.from_numpy(np.tile(t.numpy(), k)).clone() for t in consts]  # the pointers stay valid
         tiled = iter(self.keep)
         cst_t, mul_t, madd_t = next(tiled), next(tiled), next(tiled)
         k0, sc, nd = (next(tiled), next(tiled), next(tiled)) if dyn is not None else (None, None, None)
@@ -247,7 +248,7 @@ class NativeRequant:
             aux_np = np.zeros((3, blocks * 16), dtype=np.float32)
             for row, t in zip(aux_np, (cst, mul, nd32)):
                 row[:ch * k] = np.tile(t.numpy(), k)
-            aux = torch.from_numpy(np.ascontiguousarray(aux_np.reshape(3, blocks, 16).transpose(1, 0, 2)))
+            aux = torch.from_numpy(np.ascontiguousarray(aux_np.reshape(3, blocks, 16).transpose(1, 0, 2))).clone()
             self.keep.append(aux)
             sc, qarg = aux, eps  # the kernel reads aux in sc's slot and eps in qmax's
         ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
