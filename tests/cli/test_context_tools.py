@@ -57,3 +57,20 @@ def test_generator_refusals_leave_nothing(float_model: Path, tmp_path: Path, cap
     assert net_run.main(["--model", str(float_model), "--retrieve_context", "x.bin", "--input_list",
                          str(tmp_path / "input_data.txt")]) == 2
     assert "one of them" in capsys.readouterr().err
+
+
+def test_utility_describes_each_graph(float_model: Path, tmp_path: Path) -> None:
+    from openqnn.cli import context_binary_utility
+
+    out = tmp_path / "ctx"
+    assert context_binary_generator.main(["--model", str(float_model), "--backend", "htp", "--output_dir", str(out),
+                                          "--input_list", str(tmp_path / "input_data.txt")]) == 0
+    info_path = tmp_path / "info.json"
+    assert context_binary_utility.main(["--context_binary", str(out / "htp_context.bin"),
+                                        "--json_file", str(info_path)]) == 0
+    info = json.loads(info_path.read_text())
+    (graph,) = info["graphs"].values()
+    assert [t["name"] for t in graph["inputs"]] == ["input"] and graph["inputs"][0]["shape"] == [1, 3, 8, 8]
+    assert graph["outputs"][0]["encoding"]["bitwidth"] == 8 and graph["fallbacks"] == []
+    assert graph["steps"] == sum(graph["kernels"].values()) and "htp.conv2d" in graph["kernels"]
+    assert graph["array_count"] == len(graph["arrays"])

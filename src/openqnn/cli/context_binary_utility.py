@@ -1,4 +1,6 @@
-"""qnn-context-binary-utility: write a context binary's metadata (header, graphs, arrays) as JSON."""
+"""qnn-context-binary-utility: write a context binary's metadata as JSON: the header; per graph its inputs and
+outputs (name, shape, data type, layout, encoding: what an application feeds and reads), its steps by kernel,
+the nodes that run on the cpu fallback with their reasons, and its arrays; the total and deduplicated sizes."""
 
 from __future__ import annotations
 
@@ -12,8 +14,10 @@ from openqnn.cli.common import ToolParser, add_common_flags, run_tool
 
 
 def build_parser(prog: str = "qnn-context-binary-utility") -> argparse.ArgumentParser:
-    p = ToolParser(prog=prog, description="Check a context binary and write its metadata (header, "
-                                "graphs, their arrays, total and deduplicated sizes) as JSON.")
+    p = ToolParser(prog=prog, description="Check a context binary and write its metadata as JSON: the header; "
+                                "per graph its inputs and outputs with their encodings, its steps by kernel, "
+                                "the nodes on the cpu fallback with their reasons, and its arrays; total and "
+                                "deduplicated sizes.")
     p.add_argument("--context_binary", required=True, help="the context binary file to read")
     p.add_argument("--json_file", required=True, help="where to write the metadata JSON")
     add_common_flags(p)
@@ -22,6 +26,7 @@ def build_parser(prog: str = "qnn-context-binary-utility") -> argparse.ArgumentP
 
 def context_binary_utility_main(args: argparse.Namespace) -> int:
     from openqnn.errors import InvalidConfigError
+    from openqnn.runtime.context import open_context, step_summary
     from openqnn.runtime.context_format import describe_context
     from openqnn.serialization.netjson import atomic_write
 
@@ -29,6 +34,8 @@ def context_binary_utility_main(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise InvalidConfigError(f"--json_file {out}: is a folder; give the path of a file to write")
     info = describe_context(args.context_binary)
+    for name, prepared in open_context(args.context_binary).graphs.items():
+        info["graphs"][name] = {**step_summary(prepared), **info["graphs"][name]}
     try:
         with atomic_write(out) as f:
             json.dump(info, f, indent=2)

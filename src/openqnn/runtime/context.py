@@ -27,7 +27,7 @@ from openqnn.ir.graph import Graph
 from openqnn.runtime.context_format import MAGIC, read_context, write_context
 from openqnn.serialization.netjson import graph_to_json, io_graph_from_json
 
-__all__ = ["Context", "compile_graph", "io_specs", "is_context", "open_context"]
+__all__ = ["Context", "compile_graph", "io_specs", "is_context", "open_context", "step_summary"]
 
 
 @dataclass(frozen=True)
@@ -122,3 +122,14 @@ def io_specs(io: Graph) -> dict[str, Any]:
                                                       "offset": [int(v) for v in enc.offset]}}
 
     return {"inputs": [spec(n) for n in io.inputs], "outputs": [spec(n) for n in io.outputs]}
+
+
+def step_summary(prepared: PreparedGraph) -> dict[str, Any]:
+    """A prepared graph at a glance: its inputs and outputs (:func:`io_specs`), how many steps run each kernel,
+    and the nodes on the fallback backend with the reasons their backend refused them."""
+    kernels: dict[str, int] = {}
+    for step in prepared.steps:
+        kernels[step.kernel] = kernels.get(step.kernel, 0) + 1
+    fallbacks = [{"node": s.node, "op_type": s.op_type, "reason": s.attrs.get("reason", "")}
+                 for s in prepared.steps if "reason" in s.attrs]
+    return {**io_specs(prepared.io), "steps": len(prepared.steps), "kernels": kernels, "fallbacks": fallbacks}
