@@ -33,9 +33,12 @@ def context_binary_utility_main(args: argparse.Namespace) -> int:
     out = Path(args.json_file)
     if out.is_dir():
         raise InvalidConfigError(f"--json_file {out}: is a folder; give the path of a file to write")
-    info = describe_context(args.context_binary)
-    for name, prepared in open_context(args.context_binary).graphs.items():
-        info["graphs"][name] = {**step_summary(prepared), **info["graphs"][name]}
+    info = describe_context(args.context_binary, include_plans=True)
+    plans = {name: g.pop("plan") for name, g in info["graphs"].items()}
+    # a container whose plans are not prepared graphs (written with write_context directly): its metadata only
+    if all(isinstance(p, dict) and "steps" in p and "io" in p for p in plans.values()):
+        for name, prepared in open_context(args.context_binary).graphs.items():
+            info["graphs"][name] = {**step_summary(prepared), **info["graphs"][name]}
     try:
         with atomic_write(out) as f:
             json.dump(info, f, indent=2)

@@ -458,12 +458,12 @@ def _fused_int8(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: 
 
         return run_strided
     geo = (g.n, g.h, g.w, g.c, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.oh, g.ow, int(xq.zero_point[0]))
-    dw = native.Int8Depthwise(fs.lib, plan_tensor(wc.reshape(g.kh, g.kw, cout), "cpu", torch.int8), fs.init, fs.form,
-                              geo)
+    dw = deferred("int8 depthwise weights", native.Int8Depthwise, fs.lib,
+                  plan_tensor(wc.reshape(g.kh, g.kw, cout), "cpu", torch.int8), fs.init, fs.form, geo)
     slot, out_shape, dtype = output_slot("dw"), (g.n, g.oh, g.ow, cout), fs.form.out_dtype
 
     def run_dw(x: torch.Tensor) -> torch.Tensor:
-        return dw.run(x.contiguous(), step_output(slot, out_shape, dtype, device))
+        return dw[0].run(x.contiguous(), step_output(slot, out_shape, dtype, device))
 
     return run_dw
 

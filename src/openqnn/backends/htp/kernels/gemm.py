@@ -22,7 +22,7 @@ import torch
 
 from openqnn.backends.htp import native
 from openqnn.backends.htp.fixedpoint import INT32_MAX, INT32_MIN
-from openqnn.backends.htp.kernels.registry import HtpBuildContext, QParams, Unsupported, plan_tensor
+from openqnn.backends.htp.kernels.registry import HtpBuildContext, QParams, Unsupported, deferred, plan_tensor
 from openqnn.backends.htp.kernels.requant import Requant, Term
 from openqnn.backends.htp.kernels.scratch import output_slot, scratch, step_output
 from openqnn.backends.htp.native import NativeRequant
@@ -366,11 +366,13 @@ def fused_gemm(ctx: HtpBuildContext | torch.device, xq: QParams | None, wkn: np.
         fs = FusedSetup.of(device, xq, wkn, rq, bias)
     if fs is None:
         return None
-    gemm = native.Int8Gemm(fs.lib, plan_tensor(wkn, "cpu", torch.int8), fs.init, fs.form)
+    # the weights are packed in C, which releases the GIL: in the background when opening a context
+    gemm = deferred("int8 GEMM weights", native.Int8Gemm, fs.lib, plan_tensor(wkn, "cpu", torch.int8), fs.init,
+                    fs.form)
     slot, n, dtype = output_slot("gemm"), wkn.shape[1], fs.form.out_dtype
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        return gemm.run(x.contiguous(), step_output(slot, (*x.shape[:-1], n), dtype, device))
+        return gemm[0].run(x.contiguous(), step_output(slot, (*x.shape[:-1], n), dtype, device))
 
     return run
 
