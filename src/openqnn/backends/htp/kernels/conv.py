@@ -70,6 +70,7 @@ from openqnn.backends.htp.kernels.gemm import (
     with_derived_plane,
 )
 from openqnn.backends.htp.kernels.registry import (
+    BACKGROUND_BYTES,
     HtpBuildContext,
     HtpStep,
     QParams,
@@ -378,9 +379,10 @@ def _int8_conv(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: R
     for a, b, _ in parts:
         # the layout oneDNN wants, as int8 (the stored layout: for one part, only a copy of the map)
         weight = plan_tensor(np.ascontiguousarray(wc[:, :, a:b].transpose(3, 2, 0, 1), dtype=np.int8))
-        try:
-            packed.append(deferred("oneDNN int8 convolution weights", torch.ops.onednn.qconv_prepack, weight, ones,
-                                   1.0, zx, stride, pad, dilation, groups, [n, (b - a) * groups, hp, wp]))
+        args = (weight, ones, 1.0, zx, stride, pad, dilation, groups, [n, (b - a) * groups, hp, wp])
+        try:  # large weights in the background when opening a context (small: a handoff costs more)
+            packed.append(deferred("oneDNN int8 convolution weights", torch.ops.onednn.qconv_prepack, *args)
+                          if weight.numel() >= BACKGROUND_BYTES else [torch.ops.onednn.qconv_prepack(*args)])
         except RuntimeError:
             return None
     qconv = torch.ops.onednn.qconv2d_pointwise.default
@@ -458,8 +460,8 @@ def _fused_int8(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: 
 
         return run_strided
     geo = (g.n, g.h, g.w, g.c, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.oh, g.ow, int(xq.zero_point[0]))
-    dw = deferred("int8 depthwise weights", native.Int8Depthwise, fs.lib,
-                  plan_tensor(wc.reshape(g.kh, g.kw, cout), "cpu", torch.int8), fs.init, fs.form, geo)
+    dw = [native.Int8Depthwise(fs.lib, plan_tensor(wc.reshape(g.kh, g.kw, cout), "cpu", torch.int8), fs.init, fs.form,
+                               geo)]  # (depthwise weights are small: packed at once)
     slot, out_shape, dtype = output_slot("dw"), (g.n, g.oh, g.ow, cout), fs.form.out_dtype
 
     def run_dw(x: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,14 @@ import torch
 
 from openqnn.backends.htp import native
 from openqnn.backends.htp.fixedpoint import INT32_MAX, INT32_MIN
-from openqnn.backends.htp.kernels.registry import HtpBuildContext, QParams, Unsupported, deferred, plan_tensor
+from openqnn.backends.htp.kernels.registry import (
+    BACKGROUND_BYTES,
+    HtpBuildContext,
+    QParams,
+    Unsupported,
+    deferred,
+    plan_tensor,
+)
 from openqnn.backends.htp.kernels.requant import Requant, Term
 from openqnn.backends.htp.kernels.scratch import output_slot, scratch, step_output
 from openqnn.backends.htp.native import NativeRequant
@@ -366,9 +373,11 @@ def fused_gemm(ctx: HtpBuildContext | torch.device, xq: QParams | None, wkn: np.
         fs = FusedSetup.of(device, xq, wkn, rq, bias)
     if fs is None:
         return None
-    # the weights are packed in C, which releases the GIL: in the background when opening a context
-    gemm = deferred("int8 GEMM weights", native.Int8Gemm, fs.lib, plan_tensor(wkn, "cpu", torch.int8), fs.init,
-                    fs.form)
+    # the weights are packed in C, which releases the GIL: large ones in the background when opening a
+    # context (small ones at once: a worker thread's handoff would cost more than the packing)
+    w = plan_tensor(wkn, "cpu", torch.int8)
+    gemm = (deferred("int8 GEMM weights", native.Int8Gemm, fs.lib, w, fs.init, fs.form) if wkn.size >= BACKGROUND_BYTES
+            else [native.Int8Gemm(fs.lib, w, fs.init, fs.form)])
     slot, n, dtype = output_slot("gemm"), wkn.shape[1], fs.form.out_dtype
 
     def run(x: torch.Tensor) -> torch.Tensor:

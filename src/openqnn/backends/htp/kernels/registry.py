@@ -33,8 +33,22 @@ from openqnn.errors import InvalidModelError
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import Encoding, TensorKind
 
-__all__ = ["HTP_BINDERS", "HTP_KERNELS", "HtpBuildContext", "HtpStep", "QParams", "Unsupported", "background_binding",
-           "bind_step", "deferred", "htp_binder", "htp_kernel", "plan_tensor", "storage_dtype"]
+__all__ = [
+    "BACKGROUND_BYTES",
+    "HTP_BINDERS",
+    "HTP_KERNELS",
+    "HtpBuildContext",
+    "HtpStep",
+    "QParams",
+    "Unsupported",
+    "background_binding",
+    "bind_step",
+    "deferred",
+    "htp_binder",
+    "htp_kernel",
+    "plan_tensor",
+    "storage_dtype",
+]
 
 
 def storage_dtype(bitwidth: int) -> torch.dtype:
@@ -166,6 +180,7 @@ def plan_tensor(a: np.ndarray, device: torch.device | str = "cpu", dtype: torch.
 _BORROW_BYTES = 1 << 16
 
 
+BACKGROUND_BYTES = 1 << 18  # weights smaller than this are packed at once: a worker's handoff costs more
 _JOBS: ContextVar[list[tuple[str, list[Any], Future[Any]]] | None] = ContextVar("openqnn_htp_jobs", default=None)
 _POOL: ThreadPoolExecutor | None = None
 
