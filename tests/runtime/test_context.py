@@ -240,3 +240,43 @@ def test_a_context_opens_bit_identically_where_the_isa_is_lower(tmp_path: Path) 
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr[-2000:]
         np.testing.assert_array_equal(np.load(out), want)
+
+
+def _wide_convnet():  # type: ignore[no-untyped-def]
+    """Five 3x3 convolutions of 256 channels: weights over BACKGROUND_BYTES, a file of several checksum chunks."""
+    rng = np.random.default_rng(9)
+    nodes, inits, x = [], [], "x"
+    for i in range(5):
+        inits += [numpy_helper.from_array((0.05 * rng.standard_normal((256, 256, 3, 3))).astype(np.float32), f"w{i}")]
+        nodes += [helper.make_node("Conv", [x, f"w{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"])]
+        x = f"r{i}"
+    return make_model(nodes, [("x", F, [1, 256, 4, 4])], [(x, F, [1, 256, 4, 4])], inits)
+
+
+def _open_and_run(path: str, x: np.ndarray, out: str) -> None:
+    torch.set_num_threads(1)  # PyTorch's own OpenMP threads do not survive fork either (as in DataLoader workers)
+    np.save(out, openqnn.Session(path).run({"x": x}, native_outputs=True)["r4"])
+
+
+def test_a_forked_process_opens_contexts(tmp_path: Path) -> None:
+    """The worker threads that check a context and pack its weights do not survive fork: a child process
+    must get its own (a reused pool would wait forever)."""
+    import multiprocessing
+
+    rng = np.random.default_rng(10)
+    feeds = [{"x": rng.random((1, 256, 4, 4), dtype=np.float32)} for _ in range(3)]
+    q = openqnn.quantize(openqnn.convert(_wide_convnet()), feeds[:2],
+                         openqnn.QuantizerConfig(use_per_channel_quantization=True))
+    path = openqnn.compile(q, "htp").save(tmp_path / "wide.bin")
+    assert path.stat().st_size > 2 << 20  # three checksum chunks or more
+    want = openqnn.Session(path).run(feeds[2], native_outputs=True)["r4"]  # the parent's pool exists now
+    child = multiprocessing.get_context("fork").Process(target=_open_and_run,
+                                                        args=(str(path), feeds[2]["x"], str(tmp_path / "c.npy")))
+    child.start()
+    child.join(120)
+    if child.is_alive():
+        child.kill()
+        raise AssertionError("the forked process hung opening a context")
+    assert child.exitcode == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "c.npy"), want)

@@ -38,7 +38,6 @@ import os
 import struct
 import zlib
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ import numpy as np
 
 from openqnn._version import __version__
 from openqnn.errors import ContextError
+from openqnn.workers import worker_pool
 
 __all__ = [
     "ALIGNMENT",
@@ -229,25 +229,18 @@ class _ChunkCrcs:
         return hashlib.sha256(struct.pack(f"<{len(crcs)}I", *crcs)).digest()
 
 
-_POOL: ThreadPoolExecutor | None = None
-
-
 def file_checksum(buf: mmap.mmap | bytes | bytearray) -> bytes:
     """The checksum a context's header records: sha256 of the little-endian crc32 of each 1 MiB chunk
     of the file, its checksum field read as zeros. The chunks are checked in parallel (zlib releases the
     GIL), so opening costs a fraction of a full sha256; the header is in the same file, so no checksum
     could prove who wrote it: this one finds corruption (any flipped byte, truncation, splices)."""
-    global _POOL
     size = len(buf)
     first = bytearray(buf[:min(size, CHECKSUM_CHUNK)])
     first[_DIGEST_AT:_DIGEST_END] = bytes(min(len(first), _DIGEST_END) - min(len(first), _DIGEST_AT))
     with memoryview(buf) as view:
         rest = [view[i:i + CHECKSUM_CHUNK] for i in range(CHECKSUM_CHUNK, size, CHECKSUM_CHUNK)]
         if len(rest) > 1:
-            if _POOL is None:
-                _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
-                                           thread_name_prefix="openqnn-checksum")
-            crcs = [zlib.crc32(first), *_POOL.map(zlib.crc32, rest)]
+            crcs = [zlib.crc32(first), *worker_pool().map(zlib.crc32, rest)]
         else:
             crcs = [zlib.crc32(first), *map(zlib.crc32, rest)]
         for part in rest:

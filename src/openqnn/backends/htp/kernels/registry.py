@@ -14,10 +14,9 @@ node then falls back to the cpu backend.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from openqnn.backends.plan import StepPlan
 from openqnn.errors import InvalidModelError
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import Encoding, TensorKind
+from openqnn.workers import worker_pool
 
 __all__ = [
     "BACKGROUND_BYTES",
@@ -182,7 +182,6 @@ _BORROW_BYTES = 1 << 16
 
 BACKGROUND_BYTES = 1 << 18  # weights smaller than this are packed at once: a worker's handoff costs more
 _JOBS: ContextVar[list[tuple[str, list[Any], Future[Any]]] | None] = ContextVar("openqnn_htp_jobs", default=None)
-_POOL: ThreadPoolExecutor | None = None
 
 
 def deferred(what: str, fn: Callable[..., Any], *args: Any) -> list[Any]:
@@ -191,14 +190,11 @@ def deferred(what: str, fn: Callable[..., Any], *args: Any) -> list[Any]:
     GIL -- oneDNN's weight packing -- so that binding a context overlaps it with the rest of binding.
     Called now, ``fn``'s exceptions reach the caller; in the background, the block's end raises them
     as one error naming ``what``."""
-    global _POOL
     jobs = _JOBS.get()
     if jobs is None:
         return [fn(*args)]
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="openqnn-bind")
     cell: list[Any] = []
-    jobs.append((what, cell, _POOL.submit(fn, *args)))
+    jobs.append((what, cell, worker_pool().submit(fn, *args)))
     return cell
 
 
