@@ -82,13 +82,17 @@ class HtpExecutable:
         self.fallbacks = [Fallback(p.node, p.op_type, str(p.attrs.get("reason", ""))) for p in steps
                           if p.kernel == FALLBACK_KERNEL]
         self.step_plans = list(steps)
-        bound = []
-        with background_binding():  # oneDNN's weight packing runs in worker threads meanwhile
-            for plan in steps:
+        bound: list[BoundStep | None] = [None] * len(steps)
+        # the steps with the most data first: their weights are packed in worker threads (the largest take
+        # longest) while the rest bind
+        order = sorted(range(len(steps)), key=lambda i: -sum(a.nbytes for a in steps[i].arrays.values()))
+        with background_binding():
+            for i in order:
+                plan = steps[i]
                 step = bind_step(plan, self.device)
-                bound.append(BoundStep(step.reference if path == "reference" else step.fast, step.inputs,
-                                       plan.outputs, plan.node, plan.op_type))
-        self._schedule(bound)
+                bound[i] = BoundStep(step.reference if path == "reference" else step.fast, step.inputs,
+                                     plan.outputs, plan.node, plan.op_type)
+        self._schedule([b for b in bound if b is not None])
         return self
 
     def _schedule(self, steps: list[BoundStep]) -> None:
