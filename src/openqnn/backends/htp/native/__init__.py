@@ -232,22 +232,32 @@ class NativeRequant:
         while k * ch < 256 and ch:
             k *= 2
         self.channels, self.k = ch, k
-        consts = [cst, mul, madd, *(dyn or ()), *(window or ())]
-        # (numpy tiles small vectors several times faster than torch's repeat: this runs at every bind; the
-        # clone puts each in PyTorch's 64-byte aligned memory, which the vector loads run best from)
-        self.keep = [torch.from_numpy(np.tile(t.numpy(), k)).clone() for t in consts]  # the pointers stay valid
-        tiled = iter(self.keep)
+        consts = [t.numpy() for t in (cst, mul, madd, *(dyn or ()), *(window or ()))]
+        # tiled k times, the constants of one dtype as the rows of one block (numpy tiles many times faster than
+        # torch's repeat, and this runs at every bind); the clone puts a block in PyTorch's 64-byte aligned
+        # memory, which the vector loads run best from, and every row (k * ch: a multiple of 64) stays aligned
+        rows: list[torch.Tensor] = [cst] * len(consts)
+        self.keep: list[torch.Tensor] = []  # the pointers below stay valid while these live
+        by_dtype: dict[np.dtype, list[int]] = {}
+        for i, a in enumerate(consts):
+            by_dtype.setdefault(a.dtype, []).append(i)
+        for idx in by_dtype.values():
+            block = torch.from_numpy(np.tile(np.stack([consts[i] for i in idx]), (1, k))).clone()
+            self.keep.append(block)
+            for r, i in enumerate(idx):
+                rows[i] = block[r]
+        tiled = iter(rows)
         cst_t, mul_t, madd_t = next(tiled), next(tiled), next(tiled)
         k0, sc, nd = (next(tiled), next(tiled), next(tiled)) if dyn is not None else (None, None, None)
         shift, lo, hi = (next(tiled), next(tiled), next(tiled)) if window is not None else (None, None, None)
         qarg = float(qmax)
         if kind == "f":  # float32 copies per 16 channels of the tiled row: [16 cst][16 mul][16 nd]
             assert eps is not None
-            nd32 = dyn[2] if dyn is not None else torch.zeros_like(cst)
             blocks = (ch * k + 15) // 16
             aux_np = np.zeros((3, blocks * 16), dtype=np.float32)
-            for row, t in zip(aux_np, (cst, mul, nd32)):
-                row[:ch * k] = np.tile(t.numpy(), k)
+            for row, t in zip(aux_np, (cst_t, mul_t, nd)):
+                if t is not None:
+                    row[:ch * k] = t.numpy()
             aux = torch.from_numpy(np.ascontiguousarray(aux_np.reshape(3, blocks, 16).transpose(1, 0, 2))).clone()
             self.keep.append(aux)
             sc, qarg = aux, eps  # the kernel reads aux in sc's slot and eps in qmax's
