@@ -40,6 +40,7 @@ On other devices than the CPU, the GEMMs run in float64 (exact below 2^53) inste
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -356,19 +357,21 @@ def _int8_parts(xq: QParams, wc: np.ndarray, rq: Requant, groups: int) -> list[t
     return channel_parts(wc, int(xq.zero_point[0]), groups)
 
 
-def _int8_conv(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray,
-               groups: int, parts: list[tuple[int, int, np.ndarray]]) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def _int8_conv(device: torch.device, g: _Geo, xq: QParams, rq: Requant, bias: np.ndarray, groups: int,
+               parts: list[tuple[int, int, np.ndarray]], weights: list[np.ndarray]
+               ) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """oneDNN's int8 convolution (uint8 activations with their zero point, int8 weights, int32
     accumulation) returning the accumulator in float32, then the requantization; None where it does
     not apply. Exact: the int32 sum of (q - zx) * w is converted to float32 unchanged (scales 1, no
     bias) while every |sum| stays below 2^24 (checked per channel at build time, also for the raw
     sum of q * w). Where it might not, the input channels are split into parts that each stay below
     it, and the parts' float32 accumulators are summed in int32. Padding taps hold the zero point
-    (oneDNN pads the real zero). ``parts``: :func:`_int8_parts`, made at prepare."""
+    (oneDNN pads the real zero). ``parts``: :func:`_int8_parts`, made at prepare; ``weights``: each part's
+    [cout, cin_part, kh, kw]."""
     if not _onednn_qconv_ok(device):
         return None
     zx = int(xq.zero_point[0])
-    n, c, cout = g.n, g.c, wc.shape[-1]
+    n, c, cout = g.n, g.c, g.cout
     symmetric = g.pt == g.pb and g.pl == g.pr
     hp, wp = (g.h, g.w) if symmetric else (g.h + g.pt + g.pb, g.w + g.pl + g.pr)
     pad = [g.pt, g.pl] if symmetric else [0, 0]
@@ -376,9 +379,8 @@ def _int8_conv(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: R
     ones = torch.ones(cout, dtype=torch.float32)
     zeros = torch.zeros(cout, dtype=torch.int64)
     packed = []  # per part, a cell holding oneDNN's packed weights (filled in the background from a context)
-    for a, b, _ in parts:
-        # the layout oneDNN wants, as int8 (the stored layout: for one part, only a copy of the map)
-        weight = plan_tensor(np.ascontiguousarray(wc[:, :, a:b].transpose(3, 2, 0, 1), dtype=np.int8))
+    for (a, b, _), w in zip(parts, weights):
+        weight = plan_tensor(np.asarray(w, dtype=np.int8))  # the layout oneDNN wants: the stored one
         args = (weight, ones, 1.0, zx, stride, pad, dilation, groups, [n, (b - a) * groups, hp, wp])
         try:  # large weights in the background when opening a context (small: a handoff costs more)
             packed.append(deferred("oneDNN int8 convolution weights", torch.ops.onednn.qconv_prepack, *args)
@@ -549,6 +551,11 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
             "float_conv": lambda: dw_shape or _mkldnn_ok(ctx.device), "core": lambda: True}
     attrs["kind"] = next(k for k in kinds if here[k]())
     attrs["kinds"] = kinds
+    if parts is not None and len(parts) > 1:
+        # split input channels: each part's [cout, cin_part, kh, kw] stored contiguous, one after another, so
+        # oneDNN's packing reads each as it is (the whole weight is put together only where a kind needs it)
+        w_oihw = arrays.pop("w_oihw")
+        arrays["w_parts"] = np.concatenate([np.ascontiguousarray(w_oihw[:, p0:p1]).reshape(-1) for p0, p1, _ in parts])
     plan = StepPlan("htp.conv2d", node.name, node.op_type, (node.inputs[0],), tuple(node.outputs), attrs, arrays)
     return bind_step(plan, ctx.device)
 
@@ -558,10 +565,16 @@ def _bind_conv2d(plan: StepPlan, device: torch.device) -> Bound:
     a, arrays = plan.attrs, plan.arrays
     g, groups = _Geo.of(a["geo"]), int(a["groups"])
     xq, rq = qparams_of(a["x"]), Requant.from_attrs(a["rq"], device)
-    # [kh, kw, cin, cout] (a view of the stored [cout, cin, kh, kw]), in the narrowest integer dtype
-    # holding the weights; the fast kernels read it as is
-    wc = arrays["w_oihw"].transpose(2, 3, 1, 0)
-    wc64 = lazy_int64(wc)
+    part_ws = _part_weights(arrays, a, g)
+
+    @functools.cache
+    def whole() -> np.ndarray:
+        """[kh, kw, cin, cout] (a view of the stored [cout, cin, kh, kw], or the parts put together), in the
+        narrowest integer dtype holding the weights; the fast kernels read it as is."""
+        w = arrays["w_oihw"] if part_ws is None else np.concatenate(part_ws, axis=1)
+        return w.transpose(2, 3, 1, 0)
+
+    wc64 = functools.cache(lambda: np.asarray(whole(), dtype=np.int64))
     bias = np.asarray(arrays["bias"], dtype=np.int64)
 
     def reference(x: np.ndarray) -> np.ndarray:
@@ -573,19 +586,32 @@ def _bind_conv2d(plan: StepPlan, device: torch.device) -> Bound:
     for kind in kinds[kinds.index(a["kind"]):]:  # the prepared choice, else the next this machine runs
         if kind == "fused" and mode == "int8":
             data = {"bound": arrays["fused_bound"], "init": arrays["fused_init"]}
-            fast = _fused_int8(device, g, xq, wc, rq, bias, groups, data)
+            fast = _fused_int8(device, g, xq, whole(), rq, bias, groups, data)
         elif kind == "int8_conv" and mode == "int8":
             parts = [(int(p0), int(p1), np.asarray(arrays[f"part_bound{i}"])) for i, (p0, p1) in enumerate(a["parts"])]
-            fast = _int8_conv(device, g, xq, wc, rq, bias, groups, parts)
-        elif kind == "float_conv" and ((wc.shape[2] == 1 and groups == g.c) or (mode == "int8" and _mkldnn_ok(device))):
-            fast = _float_conv(device, g, xq, wc, rq, bias, groups, bool(a["f32"]) and mode == "int8")
+            weights = part_ws or [np.ascontiguousarray(whole()[:, :, p0:p1].transpose(3, 2, 0, 1)) for p0, p1, _ in parts]
+            fast = _int8_conv(device, g, xq, rq, bias, groups, parts, weights)
+        elif kind == "float_conv" and ((whole().shape[2] == 1 and groups == g.c) or (mode == "int8" and _mkldnn_ok(device))):
+            fast = _float_conv(device, g, xq, whole(), rq, bias, groups, bool(a["f32"]) and mode == "int8")
         elif kind == "core":
-            cols = with_derived_plane(arrays, lambda: wc.reshape(-1, wc.shape[-1]))
-            fast = _core_conv(device, g, xq, wc, rq, bias, groups, mode, split_of(a["wcoefs"], cols),
+            cols = with_derived_plane(arrays, lambda: whole().reshape(-1, g.cout))
+            fast = _core_conv(device, g, xq, whole(), rq, bias, groups, mode, split_of(a["wcoefs"], cols),
                               np.asarray(arrays["core_off"], dtype=np.int64))
         if fast is not None:
             return reference, fast
     raise InvalidModelError(f"node '{plan.node}': no fast kernel of {kinds} runs on this machine")
+
+
+def _part_weights(arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any], g: _Geo) -> list[np.ndarray] | None:
+    """Each input-channel part's [cout, cin_part, kh, kw], views of ``w_parts`` (None: one whole ``w_oihw``)."""
+    if "w_parts" not in arrays:
+        return None
+    flat, out, at = arrays["w_parts"], [], 0
+    for p0, p1 in attrs["parts"]:
+        size = g.cout * (int(p1) - int(p0)) * g.kh * g.kw
+        out.append(flat[at:at + size].reshape(g.cout, int(p1) - int(p0), g.kh, g.kw))
+        at += size
+    return out
 
 
 def _core_conv(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray,
