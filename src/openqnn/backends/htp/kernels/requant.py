@@ -42,6 +42,7 @@ __all__ = ["BLOCK", "SMALL", "Requant", "RequantForm", "Term", "requant_for"]
 Term = tuple[np.ndarray | int, np.ndarray]  # (integer coefficient per channel, bound of |tensor| per channel)
 
 
+_NUMPY = {torch.float64: np.float64, torch.float32: np.float32, torch.int64: np.int64, torch.int32: np.int32}
 _LIMIT = 1 << 53  # float64 holds every integer below this exactly
 SMALL = 1 << 15  # below this many elements, per-op overhead outweighs per-element cost
 BLOCK = 1 << 17  # requantize larger accumulators in blocks of about this many elements (cache)
@@ -124,10 +125,14 @@ class Requant:
 
     # -- fast --------------------------------------------------------------------------------
     def _t(self, values: Sequence[float] | Sequence[int] | np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        """Per-channel constants as a fresh tensor of ``dtype`` (numpy converts: a tensor's ``to`` costs more
+        than the conversion itself for vectors this small, and binding makes hundreds)."""
         a = np.asarray(values)
-        if a.dtype == object or not a.flags.writeable:
-            return torch.tensor(a, dtype=dtype, device=self.device)
-        return torch.from_numpy(np.ascontiguousarray(a)).to(self.device, dtype, copy=True)
+        np_dtype = _NUMPY.get(dtype)
+        if a.dtype == object or np_dtype is None:
+            return torch.tensor(a.tolist(), dtype=dtype, device=self.device)
+        t = torch.from_numpy(np.array(a, dtype=np_dtype))
+        return t if self.device.type == "cpu" else t.to(self.device)
 
     def _exact64(self, off: np.ndarray, coefs: Sequence[np.ndarray | int]) -> Callable[..., torch.Tensor]:
         off_t = self._t(off, torch.int64)
