@@ -1,5 +1,6 @@
 """``python -m benchmarks``: openqnn cpu vs ONNX Runtime vs PyTorch eager latency table; ``--htp``: the htp
-integer emulation vs ONNX Runtime int8 QDQ and openqnn cpu fp32."""
+integer emulation vs ONNX Runtime int8 QDQ and openqnn cpu fp32; ``--contexts``: opening a context binary
+vs preparing the model from its _net.json."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--htp", action="store_true",
                    help="time the htp integer emulation (W8A8) against ORT int8 QDQ and openqnn cpu fp32 instead "
                         "(models default to resnet18 mobilenet_v2, batch 1)")
+    p.add_argument("--contexts", action="store_true",
+                   help="time opening a context binary against preparing from the _net.json, on htp (W8A8) and cpu "
+                        "(float) (models default to resnet18 bert mobilenet_v2; --rounds prepares, 3 opens each)")
     p.add_argument("--quick", action="store_true",
                    help="a smoke run: 3 runs, 1 warm-up, 1 round, batch 1, 112x112 images")
     args = p.parse_args(argv)
@@ -34,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         args.runs, args.warmup, args.rounds, args.batch = 3, 1, 1, [1]
         args.size = args.size or 112
     warnings.filterwarnings("ignore")
+    if args.contexts:
+        from benchmarks.contexts import DEFAULT_CONTEXT_MODELS, run_contexts
+
+        models = args.models if args.models != list(DEFAULT_MODELS) else list(DEFAULT_CONTEXT_MODELS)
+        run_contexts(models, ["htp", "cpu"], max(args.rounds, 5 if not args.quick else 1), args.size, args.threads)
+        return 0
     if args.htp:
         from benchmarks.htp import run_htp
 

@@ -150,3 +150,12 @@ def test_benchmark_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [(r.model, r.batch) for r in results] == [("simple", 1), ("simple", 2)]
     assert all(r.openqnn_ms > 0 and r.ort_ms > 0 and r.torch_ms > 0 and r.max_rel_err < 1e-4 for r in results)
     assert "openqnn/ORT" in lines[-1] and "geometric mean" in lines[-1]
+
+
+def test_context_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m benchmarks --contexts`` on the seed's small model: both backends, bit-identical contexts."""
+    from benchmarks import __main__ as bench_main
+
+    assert bench_main.main(["--contexts", "--quick", "--models", "simple"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("simple ")]
+    assert [r[1] for r in rows] == ["htp", "cpu"] and all(r[-1] == "True" for r in rows)
