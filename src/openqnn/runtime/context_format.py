@@ -31,6 +31,7 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import mmap
@@ -235,17 +236,32 @@ def file_checksum(buf: mmap.mmap | bytes | bytearray) -> bytes:
     GIL), so opening costs a fraction of a full sha256; the header is in the same file, so no checksum
     could prove who wrote it: this one finds corruption (any flipped byte, truncation, splices)."""
     size = len(buf)
-    first = bytearray(buf[:min(size, CHECKSUM_CHUNK)])
-    first[_DIGEST_AT:_DIGEST_END] = bytes(min(len(first), _DIGEST_END) - min(len(first), _DIGEST_AT))
     with memoryview(buf) as view:
+        # the first chunk with the checksum field read as zeros, without copying it
+        end = min(size, CHECKSUM_CHUNK)
+        first = zlib.crc32(view[:min(end, _DIGEST_AT)])
+        first = zlib.crc32(bytes(max(0, min(end, _DIGEST_END) - _DIGEST_AT)), first)
+        first = zlib.crc32(view[min(end, _DIGEST_END):end], first)
         rest = [view[i:i + CHECKSUM_CHUNK] for i in range(CHECKSUM_CHUNK, size, CHECKSUM_CHUNK)]
-        if len(rest) > 1:
-            crcs = [zlib.crc32(first), *worker_pool().map(zlib.crc32, rest)]
+        # a few runs of chunks, one per worker and this thread: each handoff to a worker costs about as
+        # much as a chunk's crc, so one task per chunk would be slower than none
+        runs = min(len(rest) // 4, (os.cpu_count() or 1))
+        if runs > 1:
+            bounds = [len(rest) * i // runs for i in range(runs + 1)]
+            groups = [rest[a:b] for a, b in itertools.pairwise(bounds)]
+            later = [worker_pool().submit(_crcs, g) for g in groups[1:]]
+            crcs = [first, *_crcs(groups[0])]
+            for fut in later:
+                crcs += fut.result()
         else:
-            crcs = [zlib.crc32(first), *map(zlib.crc32, rest)]
+            crcs = [first, *_crcs(rest)]
         for part in rest:
             part.release()
     return hashlib.sha256(struct.pack(f"<{len(crcs)}I", *crcs)).digest()
+
+
+def _crcs(chunks: list[memoryview]) -> list[int]:
+    return [zlib.crc32(c) for c in chunks]
 
 
 def _check_write_args(backend: Any, arch: Any, graphs: Mapping[str, Any], arrays: Mapping[str, Any]) -> None:
