@@ -75,12 +75,25 @@ void gemm_pack(const int8_t* w, long K, long N, int8_t* out) { /* w: [K, N] row-
     for (long p0 = 0; p0 < np; p0 += 4) {
         long nb = np - p0 < 4 ? np - p0 : 4;
         for (long q = 0; q < kq; ++q)
-            for (long j = 0; j < nb; ++j)
-                for (long c = 0; c < 16; ++c)
+            for (long j = 0; j < nb; ++j) {
+                long k0 = 4 * q, col0 = (p0 + j) * 16;
+                if (k0 + 4 <= K && col0 + 16 <= N) { /* a whole 4 x 16 block: a transpose, no bounds */
+                    const int8_t* r = w + k0 * N + col0;
+                    for (long c = 0; c < 16; ++c) {
+                        out[4 * c] = r[c];
+                        out[4 * c + 1] = r[N + c];
+                        out[4 * c + 2] = r[2 * N + c];
+                        out[4 * c + 3] = r[3 * N + c];
+                    }
+                    out += 64;
+                    continue;
+                }
+                for (long c = 0; c < 16; ++c) /* an edge block: zeros past K and N */
                     for (long e = 0; e < 4; ++e) {
-                        long kk = 4 * q + e, col = (p0 + j) * 16 + c;
+                        long kk = k0 + e, col = col0 + c;
                         *out++ = (kk < K && col < N) ? w[kk * N + col] : 0;
                     }
+            }
     }
 }
 
