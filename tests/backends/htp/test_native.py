@@ -82,6 +82,23 @@ def int8_lib(lib):
     return lib
 
 
+@pytest.mark.parametrize("k,n", [(1, 1), (3, 5), (4, 16), (8, 64), (100, 37), (130, 129), (384, 1536)])
+def test_gemm_pack_layout(int8_lib, k: int, n: int) -> None:
+    """gemm_pack writes int8.c's documented layout: panels of up to 4 blocks of 16 columns, per 4 k rows a
+    block's 16 columns as 4 consecutive k bytes each, zeros past K and N."""
+    import ctypes
+
+    w = torch.randint(-128, 128, (k, n), dtype=torch.int8, generator=torch.Generator().manual_seed(k * 7 + n))
+    out = torch.empty(int8_lib.gemm_pack_size(ctypes.c_long(k), ctypes.c_long(n)), dtype=torch.int8)
+    int8_lib.gemm_pack(ctypes.c_void_p(w.data_ptr()), ctypes.c_long(k), ctypes.c_long(n), ctypes.c_void_p(out.data_ptr()))
+    kq, blocks = (k + 3) // 4, (n + 15) // 16
+    padded = np.zeros((4 * kq, 16 * blocks), np.int8)
+    padded[:k, :n] = w.numpy()
+    want = [padded[4 * q:4 * q + 4, 16 * b:16 * b + 16].T.reshape(-1)
+            for p0 in range(0, blocks, 4) for q in range(kq) for b in range(p0, min(p0 + 4, blocks))]
+    np.testing.assert_array_equal(out.numpy(), np.concatenate(want))
+
+
 @pytest.mark.parametrize("m,k,n", [(1, 1, 1), (5, 3, 16), (6, 4, 17), (7, 37, 64), (13, 64, 70), (50, 130, 129),
                                    (200, 16, 96), (3, 1000, 200)])
 def test_int8_gemm_exact(int8_lib, m: int, k: int, n: int) -> None:
