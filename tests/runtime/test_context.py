@@ -264,6 +264,9 @@ def test_a_forked_process_opens_contexts(tmp_path: Path) -> None:
     must get its own (a reused pool would wait forever)."""
     import multiprocessing
 
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("this platform cannot fork")
+
     rng = np.random.default_rng(10)
     feeds = [{"x": rng.random((1, 256, 4, 4), dtype=np.float32)} for _ in range(3)]
     q = openqnn.quantize(openqnn.convert(_wide_convnet()), feeds[:2],
