@@ -7,19 +7,19 @@ static inputs bound as the cpu simulation sees them, quantize-dequantized where 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from openqnn.backends.base import Executable, Unsupported
-from openqnn.backends.cpu.kernels import BuildContext
+from openqnn.backends.cpu.kernels import BuildContext, Step
 from openqnn.backends.cpu.plan import Plan, keep_freed_memory
 from openqnn.backends.cpu.steps import bind_step, build_step, check_round_trip, plan_node, read_step
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Graph, Node
-from openqnn.ir.tensor import TensorKind
+from openqnn.ir.tensor import Encoding
 
 __all__ = ["FloatKernel", "Unsupported", "bind_fallback", "fallback_step", "float_kernel", "float_plan",
            "keep_freed_memory"]
@@ -27,23 +27,31 @@ __all__ = ["FloatKernel", "Unsupported", "bind_fallback", "fallback_step", "floa
 
 @dataclass(frozen=True)
 class FloatKernel:
-    """A node as the fallback backend runs it: ``fn(*values of inputs)``, static inputs in ``statics``."""
+    """A node as the fallback backend runs it: ``fn(*values of inputs)``, static inputs in ``statics``;
+    ``encodings`` of its run-time inputs and outputs that carry one (where another backend converts)."""
 
     fn: Callable[..., Any]
     inputs: list[str]
     statics: dict[str, torch.Tensor]
+    encodings: dict[str, Encoding]
 
     @property
     def runtime_inputs(self) -> list[str]:
         return [x for x in self.inputs if x not in self.statics]
 
 
+def _kernel(step: Step, ctx: BuildContext, outputs: Sequence[str]) -> FloatKernel:
+    graph = ctx.graph
+    statics = {x: ctx.static(x) for x in step.inputs if ctx.is_static(x)}
+    encodings = {n: enc for n in dict.fromkeys((*step.inputs, *outputs))
+                 if n and n not in statics and (enc := graph.tensors[n].encoding) is not None}
+    return FloatKernel(step.fn, list(step.inputs), statics, encodings)
+
+
 def float_kernel(node: Node, graph: Graph, device: torch.device | str = "cpu") -> FloatKernel:
     """The fallback backend's kernel for ``node``; raises :class:`Unsupported` with the reason when it has none."""
     ctx = BuildContext(graph, torch.device(device))
-    step = build_step(node, ctx)
-    statics = {x: ctx.static(x) for x in step.inputs if graph.tensors[x].kind is TensorKind.STATIC}
-    return FloatKernel(step.fn, list(step.inputs), statics)
+    return _kernel(build_step(node, ctx), ctx, node.outputs)
 
 
 def fallback_step(node: Node, graph: Graph, device: torch.device | str = "cpu") -> tuple[StepPlan, FloatKernel]:
@@ -56,11 +64,10 @@ def fallback_step(node: Node, graph: Graph, device: torch.device | str = "cpu") 
 
 
 def bind_fallback(plan: StepPlan, device: torch.device | str = "cpu") -> FloatKernel:
-    """The kernel of a fallback step plan read back from a context (:func:`fallback_step`'s)."""
+    """The kernel of a fallback step plan read back from a context (:func:`fallback_step`'s); its encodings
+    come from the tensor declarations the plan holds."""
     nodes, ctx = read_step(plan, device)
-    step = bind_step(plan, nodes, ctx)
-    statics = {x: ctx.static(x) for x in step.inputs if ctx.is_static(x)}
-    return FloatKernel(step.fn, list(step.inputs), statics)
+    return _kernel(bind_step(plan, nodes, ctx), ctx, plan.outputs)
 
 
 def float_plan(graph: Graph, device: torch.device | str, float_dtype: torch.dtype, backend_name: str) -> Executable:

@@ -41,20 +41,23 @@ class StepPlan:
         json.dumps(dict(self.attrs), allow_nan=False, default=_array_leaf)
 
     def to_json(self) -> dict[str, Any]:
-        """The plan without its arrays (they are stored by name beside it: :meth:`stored_arrays`). Numpy
-        arrays inside ``attrs`` (per-channel constants a kernel recorded) are stored as arrays too, named
-        by their path: ``attr_arrays`` maps each path to its array's name."""
+        """The plan without its arrays (they are stored by name beside it: :meth:`to_data`)."""
+        return self.to_data()[0]
+
+    def stored_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays a context stores for this plan: its ``arrays`` and the arrays inside its ``attrs``."""
+        return self.to_data()[1]
+
+    def to_data(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The plan as JSON and the arrays stored beside it, in one walk of its attributes. Numpy arrays
+        inside ``attrs`` (per-channel constants a kernel recorded) are stored as arrays too, named by their
+        path: the JSON's ``attr_arrays`` maps each path to its array's name."""
         attrs, found = _externalize(self.attrs, "")
         doc = {"kernel": self.kernel, "node": self.node, "op_type": self.op_type, "inputs": list(self.inputs),
                "outputs": list(self.outputs), "attrs": attrs, "arrays": sorted(self.arrays)}
         if found:
             doc["attr_arrays"] = {path: ATTR_ARRAY_PREFIX + path for path in found}
-        return doc
-
-    def stored_arrays(self) -> dict[str, np.ndarray]:
-        """The arrays a context stores for this plan: its ``arrays`` and the arrays inside its ``attrs``."""
-        _, found = _externalize(self.attrs, "")
-        return {**self.arrays, **{ATTR_ARRAY_PREFIX + path: a for path, a in found.items()}}
+        return doc, {**self.arrays, **{ATTR_ARRAY_PREFIX + path: a for path, a in found.items()}}
 
     @staticmethod
     def from_json(doc: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> StepPlan:

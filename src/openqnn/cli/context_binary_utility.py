@@ -26,18 +26,18 @@ def build_parser(prog: str = "qnn-context-binary-utility") -> argparse.ArgumentP
 
 def context_binary_utility_main(args: argparse.Namespace) -> int:
     from openqnn.errors import InvalidConfigError
-    from openqnn.runtime.context import open_context, step_summary
-    from openqnn.runtime.context_format import describe_context
+    from openqnn.runtime.context import context_of, step_summary
+    from openqnn.runtime.context_format import describe_context, read_context
     from openqnn.serialization.netjson import atomic_write
 
     out = Path(args.json_file)
     if out.is_dir():
         raise InvalidConfigError(f"--json_file {out}: is a folder; give the path of a file to write")
-    info = describe_context(args.context_binary, include_plans=True)
-    plans = {name: g.pop("plan") for name, g in info["graphs"].items()}
+    raw = read_context(args.context_binary)
+    info = describe_context(raw)
     # a container whose plans are not prepared graphs (written with write_context directly): its metadata only
-    if all(isinstance(p, dict) and "steps" in p and "io" in p for p in plans.values()):
-        for name, prepared in open_context(args.context_binary).graphs.items():
+    if all(isinstance(g.plan, dict) and "steps" in g.plan and "io" in g.plan for g in raw.graphs.values()):
+        for name, prepared in context_of(raw).graphs.items():
             info["graphs"][name] = {**step_summary(prepared), **info["graphs"][name]}
     try:
         with atomic_write(out) as f:

@@ -24,10 +24,10 @@ from openqnn.backends.base import ContextBackend
 from openqnn.backends.plan import PreparedGraph, StepPlan
 from openqnn.errors import ContextError, InvalidConfigError
 from openqnn.ir.graph import Graph
-from openqnn.runtime.context_format import MAGIC, read_context, write_context
+from openqnn.runtime.context_format import MAGIC, ContextFile, read_context, write_context
 from openqnn.serialization.netjson import graph_to_json, io_graph_from_json
 
-__all__ = ["Context", "compile_graph", "io_specs", "is_context", "open_context", "step_summary"]
+__all__ = ["Context", "compile_graph", "context_of", "io_specs", "is_context", "open_context", "step_summary"]
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,9 @@ class Context:
         docs: dict[str, Any] = {}
         arrays: dict[str, dict[str, np.ndarray]] = {}
         for name, g in self.graphs.items():
-            docs[name] = {"io": graph_to_json(g.io), "steps": [s.to_json() for s in g.steps]}
-            arrays[name] = {f"{i}/{k}": v for i, s in enumerate(g.steps) for k, v in s.stored_arrays().items()}
+            data = [s.to_data() for s in g.steps]
+            docs[name] = {"io": graph_to_json(g.io), "steps": [doc for doc, _ in data]}
+            arrays[name] = {f"{i}/{k}": v for i, (_, stored) in enumerate(data) for k, v in stored.items()}
         write_context(path, backend=self.backend, arch=self.arch, graphs=docs, arrays=arrays)
         return Path(path)
 
@@ -85,8 +86,12 @@ def is_context(path: str | os.PathLike[str]) -> bool:
 
 def open_context(path: str | os.PathLike[str], backend: str | None = None) -> Context:
     """Read and check a context binary (``backend``: refuse one prepared for another)."""
-    p = Path(path)
-    raw = read_context(p, backend=backend_spec(backend).name if backend else None)
+    return context_of(read_context(Path(path), backend=backend_spec(backend).name if backend else None))
+
+
+def context_of(raw: ContextFile) -> Context:
+    """The prepared graphs of a context binary already read and checked (:func:`read_context`)."""
+    p = raw.path
     graphs: dict[str, PreparedGraph] = {}
     for name, g in raw.graphs.items():
         doc = g.plan

@@ -545,11 +545,12 @@ def _q(s: str, limit: int = 80) -> str:
 # ------------------------------------------------------------------------------------------- describe
 
 
-def describe_context(path: str | os.PathLike[str], *, include_plans: bool = False) -> dict[str, Any]:
+def describe_context(path: str | os.PathLike[str] | ContextFile, *, include_plans: bool = False) -> dict[str, Any]:
     """A JSON-able summary of a context binary (what ``qnn-context-binary-utility`` writes): the header,
     each graph's arrays (name, dtype, shape, bytes, stored key) and the total and deduplicated sizes.
-    ``include_plans`` adds each graph's plan. Validates the file as :func:`read_context` does."""
-    ctx = read_context(path)
+    ``include_plans`` adds each graph's plan. Validates the file as :func:`read_context` does (or takes
+    one read already)."""
+    ctx = path if isinstance(path, ContextFile) else read_context(path)
     graphs: dict[str, Any] = {}
     stored: dict[str, int] = {}
     referenced = referenced_bytes = 0

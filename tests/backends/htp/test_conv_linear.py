@@ -247,8 +247,8 @@ def test_conv2d_grouped_as_depthwise(seed: int) -> None:
     Case("Conv2d", [(1, 9, 8, c)], attrs, rng, weight=w, w_axis=3, **_variant(rng)).check()
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_transpose_conv2d(seed: int) -> None:
+def transpose_conv_case(seed: int) -> Case:
+    """A random TransposeConv2d (kernel, groups, stride, dilation, padding, output padding, encodings)."""
     rng = np.random.default_rng(200 + seed)
     kh, kw = int(rng.integers(1, 5)), int(rng.integers(1, 5))
     group = int(rng.choice([1, 1, 2]))
@@ -260,8 +260,13 @@ def test_transpose_conv2d(seed: int) -> None:
     attrs = {"stride": stride, "dilation": dil, "pad_amount": pads, "output_padding": outpad, "group": group}
     xshape = (int(rng.integers(1, 3)), int(rng.integers(2, 8)), int(rng.integers(2, 8)), cin)
     w = rng.normal(size=(kh, kw, cin, cout_g))
-    Case("TransposeConv2d", [xshape], attrs, rng, weight=w, w_axis=3 if rng.random() < 0.5 else None,
-         **_variant(rng)).check()
+    return Case("TransposeConv2d", [xshape], attrs, rng, weight=w, w_axis=3 if rng.random() < 0.5 else None,
+                **_variant(rng))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_transpose_conv2d(seed: int) -> None:
+    transpose_conv_case(seed).check()
 
 
 def test_conv_int8_split_input_channels() -> None:

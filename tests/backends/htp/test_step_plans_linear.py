@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import test_conv_linear
 import torch
-from test_conv_linear import BUILDERS, V73, Case, _conv_attrs, _variant
+from test_conv_linear import BUILDERS, V73, Case, _conv_attrs, _variant, transpose_conv_case
 
 from openqnn.backends.htp.kernels import conv, gemm, linear, requant
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, bind_step, storage_dtype
@@ -195,18 +195,7 @@ def test_conv_split_input_channels_plan(conv_impl: str, monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize("seed", range(6))
 def test_transpose_conv2d_plan(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    rng = np.random.default_rng(200 + seed)
-    kh, kw = int(rng.integers(1, 5)), int(rng.integers(1, 5))
-    group = int(rng.choice([1, 1, 2]))
-    cin, cout_g = group * int(rng.integers(1, 5)), int(rng.integers(1, 5))
-    stride = [int(rng.integers(1, 4)), int(rng.integers(1, 4))]
-    dil = [int(rng.integers(1, 3)), int(rng.integers(1, 3))]
-    pads = [[int(rng.integers(0, kh)), int(rng.integers(0, kh))], [int(rng.integers(0, kw)), int(rng.integers(0, kw))]]
-    outpad = [int(rng.integers(0, max(stride[0], dil[0]))), int(rng.integers(0, max(stride[1], dil[1])))]
-    attrs = {"stride": stride, "dilation": dil, "pad_amount": pads, "output_padding": outpad, "group": group}
-    xshape = (int(rng.integers(1, 3)), int(rng.integers(2, 8)), int(rng.integers(2, 8)), cin)
-    case = Case("TransposeConv2d", [xshape], attrs, rng, weight=rng.normal(size=(kh, kw, cin, cout_g)),
-                w_axis=3 if rng.random() < 0.5 else None, **_variant(rng))
+    case = transpose_conv_case(seed)
     assert _round_trip(case, monkeypatch).kernel == "htp.transpose_conv2d"
 
 

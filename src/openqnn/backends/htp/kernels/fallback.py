@@ -2,13 +2,13 @@
 run-time inputs and a quantize of its outputs.
 
 The step is data like any other (kernel ``htp.cpu_fallback``): the cpu step plan of the node (through the
-shared fallback path, :mod:`openqnn.backends.fallback`), the encodings it converts with, and the reason htp
-refused the node. A context binary holds it, and a session opened from one reports it as a fallback.
+shared fallback path, :mod:`openqnn.backends.fallback`; its tensor declarations carry the encodings the step
+converts with) and the reason htp refused the node. A context binary holds it, and a session opened from one reports it as a fallback.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,6 @@ from openqnn.backends.htp.kernels.registry import (
 from openqnn.backends.plan import StepPlan
 from openqnn.errors import UnsupportedOpError
 from openqnn.ir.graph import Node
-from openqnn.ir.tensor import TensorKind
 
 __all__ = ["KERNEL", "build_fallback", "dequantize_t", "quantize_t"]
 
@@ -65,17 +64,6 @@ def dequantize_t(v: torch.Tensor, q: QParams) -> torch.Tensor:
     return ((v.to(torch.float64) + offset) * scale).to(torch.float32)
 
 
-def _enc_attrs(name: str, q: QParams) -> dict[str, Any]:
-    # a list of entries, not a mapping by name: a tensor name may hold any character
-    return {"name": name, "bits": q.bitwidth, "scale": [float(v) for v in q.scale],
-            "offset": [int(v) for v in q.offset], "axis": q.axis, "signed": q.signed}
-
-
-def _enc_of(a: Mapping[str, Any]) -> QParams:
-    return QParams(int(a["bits"]), np.asarray(a["scale"], dtype=np.float64), np.asarray(a["offset"], dtype=np.int64),
-                   None if a["axis"] is None else int(a["axis"]), bool(a["signed"]))
-
-
 def build_fallback(node: Node, ctx: HtpBuildContext, reason: str) -> HtpStep:
     """``node`` on the fallback backend, ``reason`` why htp refused it; raises UnsupportedOpError when the
     fallback has no kernel either. Where the cpu step is not data (an attribute JSON cannot carry), the step
@@ -88,13 +76,13 @@ def build_fallback(node: Node, ctx: HtpBuildContext, reason: str) -> HtpStep:
                                  f"nor on the cpu fallback ({e})") from None
     except UnsupportedOpError:
         cpu_plan, kernel = None, float_kernel(node, graph, ctx.device)
-    encs = {n: QParams.of(enc) for n in dict.fromkeys((*kernel.inputs, *node.outputs))
-            if n and (enc := graph.tensors[n].encoding) is not None and graph.tensors[n].kind is not TensorKind.STATIC}
     if cpu_plan is None:
-        ref, fast = _wrap(kernel, list(node.outputs), encs, True), _wrap(kernel, list(node.outputs), encs, False)
+        ref, fast = _wrap(kernel, list(node.outputs), True), _wrap(kernel, list(node.outputs), False)
         return HtpStep(ref, fast, kernel.runtime_inputs, list(node.outputs), node.name, node.op_type, None)
-    attrs = {"reason": reason, "cpu": cpu_plan.to_json(), "enc": [_enc_attrs(n, q) for n, q in encs.items()]}
-    arrays = {_CPU + k: v for k, v in cpu_plan.stored_arrays().items()}
+    # (the encodings it converts with are the cpu step's own tensor declarations)
+    cpu_doc, cpu_arrays = cpu_plan.to_data()
+    attrs = {"reason": reason, "cpu": cpu_doc}
+    arrays = {_CPU + k: v for k, v in cpu_arrays.items()}
     plan = StepPlan(KERNEL, node.name, node.op_type, tuple(kernel.runtime_inputs), tuple(node.outputs), attrs, arrays)
     return bind_step(plan, ctx.device)
 
@@ -104,17 +92,16 @@ def _bind_fallback(plan: StepPlan, device: torch.device) -> tuple[Callable[..., 
     cpu = StepPlan.from_json(plan.attrs["cpu"], {k[len(_CPU):]: v for k, v in plan.arrays.items()
                                                  if k.startswith(_CPU)})
     kernel = bind_fallback(cpu, device)
-    encs = {a["name"]: _enc_of(a) for a in plan.attrs["enc"]}
     outputs = list(plan.outputs)
-    return _wrap(kernel, outputs, encs, True), _wrap(kernel, outputs, encs, False)
+    return _wrap(kernel, outputs, True), _wrap(kernel, outputs, False)
 
 
-def _wrap(kernel: FloatKernel, outputs: list[str], encs: Mapping[str, QParams], reference: bool
-          ) -> Callable[..., Any]:
+def _wrap(kernel: FloatKernel, outputs: list[str], reference: bool) -> Callable[..., Any]:
     """The float kernel between dequantize (encoded run-time inputs) and quantize (encoded outputs); its
     static inputs are bound as the cpu simulation sees them (quantize-dequantized when encoded).
     ``reference``: numpy in and out (int64 storage values), as the reference path runs."""
     fn, inputs, statics = kernel.fn, kernel.inputs, kernel.statics
+    encs = {n: QParams.of(enc) for n, enc in kernel.encodings.items()}
 
     def run(*xs: Any) -> Any:
         it = iter(xs)
