@@ -91,6 +91,7 @@ def test_opening_a_context_prepares_nothing(saved: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(conv, "channel_parts", refuse)
     monkeypatch.setattr(conv, "qconv_bound", refuse)
     monkeypatch.setattr(gemm.FusedSetup, "data", refuse)
+    monkeypatch.setattr(gemm, "col_bound", refuse)
     sess = openqnn.Session(saved)
     assert sess.run(_feeds(1)[0])["prob"].shape == (1, 10)
 

@@ -66,6 +66,7 @@ from openqnn.backends.htp.kernels.gemm import (
     qparams_attrs,
     qparams_of,
     split_arrays,
+    split_bounds,
     split_of,
     static_operand,
     with_derived_plane,
@@ -596,7 +597,7 @@ def _bind_conv2d(plan: StepPlan, device: torch.device) -> Bound:
         elif kind == "core":
             cols = with_derived_plane(arrays, lambda: whole().reshape(-1, g.cout))
             fast = _core_conv(device, g, xq, whole(), rq, bias, groups, mode, split_of(a["wcoefs"], cols),
-                              np.asarray(arrays["core_off"], dtype=np.int64))
+                              np.asarray(arrays["core_off"], dtype=np.int64), split_bounds(a["wcoefs"], arrays))
         if fast is not None:
             return reference, fast
     raise InvalidModelError(f"node '{plan.node}': no fast kernel of {kinds} runs on this machine")
@@ -615,11 +616,11 @@ def _part_weights(arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any], g:
 
 
 def _core_conv(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray,
-               groups: int, mode: str, split: tuple[list[tuple[int, np.ndarray]], np.ndarray], off: np.ndarray
-               ) -> Callable[[torch.Tensor], torch.Tensor]:
+               groups: int, mode: str, split: tuple[list[tuple[int, np.ndarray]], np.ndarray], off: np.ndarray,
+               bounds: list[np.ndarray]) -> Callable[[torch.Tensor], torch.Tensor]:
     hp, wp = g.h + g.pt + g.pb, g.w + g.pl + g.pr
     core = ConvCore(wc, xq, rq, bias, g.n, hp, wp, g.oh, g.ow, (g.sh, g.sw), (g.dh, g.dw), groups, mode, device,
-                    split, off)
+                    split, off, bounds)
     prep = _pad_planes_fn(xq, g.n, g.h, g.w, g.c, hp, wp, (0, g.h, g.pt, 1), (0, g.w, g.pl, 1), device)
     core_run = core.run
 
@@ -686,7 +687,7 @@ def _bind_transpose_conv2d(plan: StepPlan, device: torch.device) -> Bound:
     wf_shape = np.broadcast_to(np.int64(0), tuple(a["wf_shape"]))  # (the core reads the shape; weights: split)
     core = ConvCore(wf_shape, xq, rq, bias, g.n, hp, wp, g.oh, g.ow, (1, 1), (g.dh, g.dw), groups,
                     machine_mode(a["mode"], device), device, split_of(a["wcoefs"], arrays),
-                    np.asarray(arrays["core_off"], dtype=np.int64))
+                    np.asarray(arrays["core_off"], dtype=np.int64), split_bounds(a["wcoefs"], arrays))
     prep = _pad_planes_fn(xq, g.n, g.h, g.w, g.c, hp, wp, rows, cols, device)  # type: ignore[arg-type]
     core_run = core.run
 

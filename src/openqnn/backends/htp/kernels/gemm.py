@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -88,9 +88,11 @@ def qparams_of(attrs: Mapping[str, Any]) -> QParams:
 
 def split_arrays(split: tuple[list[tuple[int, np.ndarray]], np.ndarray], prefix: str = "wpart"
                  ) -> tuple[list[int], dict[str, np.ndarray]]:
-    """:func:`int8_split`'s planes as plan data: the coefficients and arrays ``{prefix}{i}`` and ``{prefix}_b0``."""
+    """:func:`int8_split`'s planes as plan data: the coefficients and arrays ``{prefix}{i}``, ``{prefix}_b0``, and
+    each plane's :func:`col_bound` as ``{prefix}_bound{i}`` (proven at prepare; binding reads it)."""
     parts, b0 = split
     arrays = {f"{prefix}{i}": part for i, (_, part) in enumerate(parts)}
+    arrays.update({f"{prefix}_bound{i}": col_bound(part) for i, (_, part) in enumerate(parts)})
     arrays[f"{prefix}_b0"] = np.asarray(b0, dtype=np.int64)
     return [int(c) for c, _ in parts], arrays
 
@@ -137,6 +139,11 @@ def split_of(coefs: list[int], arrays: Mapping[str, np.ndarray], prefix: str = "
              ) -> tuple[list[tuple[int, np.ndarray]], np.ndarray]:
     return ([(int(c), np.asarray(arrays[f"{prefix}{i}"], dtype=np.int8)) for i, c in enumerate(coefs)],
             np.asarray(arrays[f"{prefix}_b0"], dtype=np.int64))
+
+
+def split_bounds(coefs: list[int], arrays: Mapping[str, np.ndarray], prefix: str = "wpart") -> list[np.ndarray]:
+    """The planes' :func:`col_bound`, as :func:`split_arrays` stored them."""
+    return [np.asarray(arrays[f"{prefix}_bound{i}"], dtype=np.float64) for i in range(len(coefs))]
 
 
 def check_weight_bits(ctx: HtpBuildContext, name: str, bitwidth: int) -> None:
@@ -395,9 +402,10 @@ class ConvCore:
     def __init__(self, wc: np.ndarray, xq: QParams, rq: Requant, bias: np.ndarray, n: int, hp: int, wp: int,
                  oh: int, ow: int, stride: tuple[int, int], dilation: tuple[int, int], groups: int, mode: str,
                  device: torch.device, split: tuple[list[tuple[int, np.ndarray]], np.ndarray] | None = None,
-                 off: np.ndarray | None = None):
+                 off: np.ndarray | None = None, bounds: Sequence[np.ndarray] | None = None):
         """``split``: :meth:`weight_split` of ``wc`` made already (from a plan); ``wc`` then only gives
-        the geometry. ``off``: :meth:`folded_offset` of it, likewise."""
+        the geometry. ``off``: :meth:`folded_offset` of it, likewise; ``bounds``: its planes'
+        :func:`col_bound` (:func:`split_bounds`)."""
         kh, kw, cin_g, cout = wc.shape
         cout_g = cout // groups
         self.geo = (n, oh, ow, kh, kw, stride, dilation, groups, cin_g)
@@ -410,15 +418,17 @@ class ConvCore:
             off = ConvCore.folded_offset((parts_b, b0), bias, xq, k)
         self.b_t = [[weight_matrix(part[:, gi * cout_g:(gi + 1) * cout_g], mode, device) for gi in range(groups)]
                     for _, part in parts_b]
-        if mode == "int8" and max(float(col_bound(part).max()) for _, part in parts_b) >= INT32_MAX:
+        if bounds is None:
+            bounds = [col_bound(part) for _, part in parts_b]
+        if mode == "int8" and max(float(b.max()) for b in bounds) >= INT32_MAX:
             raise Unsupported(f"a reduction over {k} products may overflow the int32 GEMM accumulator")
         self.mm = make_mm(mode)
         self.use_row = bool(b0.any())
         terms: list[Term] = []
         self.term_index: list[tuple[int, int]] = []  # (A plane, B part) per GEMM term
         for pa, ca in enumerate(coefs_a):
-            for rb, (db, part) in enumerate(parts_b):
-                terms.append((ca * db, col_bound(part)))
+            for rb, ((db, _), bound) in enumerate(zip(parts_b, bounds)):
+                terms.append((ca * db, bound))
                 self.term_index.append((pa, rb))
         row_bound = 128.0 * k
         if self.use_row:
@@ -426,9 +436,9 @@ class ConvCore:
         self.narrow = not rq.wide
         # 16-bit activations, one weight plane: 256 * hi + lo combined in int32 when it cannot overflow
         self.combine = (not self.narrow and self.planes == 2 and len(parts_b) == 1 and not self.use_row
-                        and mode == "int8" and float(257.0 * col_bound(parts_b[0][1]).max()) < INT32_MAX)
+                        and mode == "int8" and float(257.0 * bounds[0].max()) < INT32_MAX)
         if self.combine:
-            self.requant = rq.fast(off, [(1, 257.0 * col_bound(parts_b[0][1]))], torch.int32)
+            self.requant = rq.fast(off, [(1, 257.0 * bounds[0])], torch.int32)
         elif self.narrow:  # one int accumulator: the row correction joins it in place
             assert len(terms) == 1 or (len(terms) == 2 and self.use_row)
             bound = np.zeros(cout)

@@ -22,7 +22,7 @@ non-CPU devices) is one float64 matmul of the integers: exact, every value an in
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,7 @@ from openqnn.backends.htp.kernels.gemm import (
     qparams_attrs,
     qparams_of,
     split_arrays,
+    split_bounds,
     split_of,
     static_operand,
     with_derived_plane,
@@ -71,11 +72,12 @@ Bound = tuple[Callable[..., Any], Callable[..., Any]]
 
 def _rows_gemm(device: torch.device, xq: QParams, wkn: np.ndarray, rq: Requant, bias: np.ndarray, rows: int,
                mode: str, split: tuple[list[tuple[int, np.ndarray]], np.ndarray] | None = None,
-               off: np.ndarray | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+               off: np.ndarray | None = None, bounds: Sequence[np.ndarray] | None = None
+               ) -> Callable[[torch.Tensor], torch.Tensor]:
     """[rows, k] activations (storage) @ static [k, n] integers -> requantized [rows, n] (1x1 conv core)."""
     k, n = wkn.shape
     core = ConvCore(wkn.reshape(1, 1, k, n), xq, rq, bias, 1, rows, 1, rows, 1, (1, 1), (1, 1), 1, mode,
-                    device, split, off)
+                    device, split, off, bounds)
     planes = len(act_coefs(xq.bitwidth))
     bw, run = xq.bitwidth, core.run
 
@@ -111,7 +113,8 @@ def _bind_gemm(attrs: Mapping[str, Any], arrays: Mapping[str, np.ndarray], xq: Q
         gemm = fused_gemm(device, xq, wkn, rq, bias, fs) if fs is not None else None
     if gemm is None:  # "core", or this machine lacks the fused kernels: the same bits
         gemm = _rows_gemm(device, xq, wkn, rq, bias, rows, machine_mode(attrs["mode"], device),
-                          split_of(attrs["wcoefs"], arrays), np.asarray(arrays["core_off"], dtype=np.int64))
+                          split_of(attrs["wcoefs"], arrays), np.asarray(arrays["core_off"], dtype=np.int64),
+                          split_bounds(attrs["wcoefs"], arrays))
     return gemm
 
 
