@@ -48,12 +48,17 @@ def convert(
 
 
 def save(graph: Graph, output_path: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Write ``<stem>_net.json`` and ``<stem>.bin`` for ``output_path`` (e.g. ``model.cpp``), and for a
-    quantized graph ``<stem>_encodings.json`` (AIMET 1.0.0), as ``qnn-onnx-converter`` does; returns the
-    paths of the first two (:func:`encodings_path` gives the third)."""
+    """Write ``<stem>_net.json`` and ``<stem>.bin`` for ``output_path`` (e.g. ``model.cpp``), the graph
+    composition source ``<stem>.cpp`` where ``output_path`` ends in ``.cpp``, and for a quantized graph
+    ``<stem>_encodings.json`` (AIMET 1.0.0), as ``qnn-onnx-converter`` does; returns the paths of the
+    ``_net.json`` and the ``.bin`` (:func:`encodings_path` gives the encodings')."""
     from openqnn.serialization import save_model
 
     json_path, bin_path = save_model(graph, output_path)
+    if Path(output_path).suffix == ".cpp":
+        from openqnn.modellib import write_source
+
+        write_source(graph, output_path, bin_path)
     if any(t.encoding is not None for t in graph.tensors.values()):
         from openqnn.quantization.export import write_graph_encodings
 
@@ -68,10 +73,14 @@ def encodings_path(net_json: str | os.PathLike[str]) -> Path:
 
 
 def load(path: str | os.PathLike[str]) -> Graph:
-    """Read a ``<stem>_net.json`` model (``<stem>.cpp`` / ``<stem>`` also find it)."""
+    """Read a ``<stem>_net.json`` model (``<stem>.cpp`` / ``<stem>`` also find it) or a model library
+    (``lib<name>.so`` from ``qnn-model-lib-generator``: its graph composed through the C ABI)."""
+    from openqnn.modellib import is_model_library, load_library
     from openqnn.serialization import load_model, model_paths
 
     p = Path(path)
+    if p.suffix == ".so" or is_model_library(p):
+        return load_library(p)
     if not p.name.endswith("_net.json"):
         p = model_paths(p)[0]
     return load_model(p)

@@ -13,6 +13,8 @@ __all__ = [
     "InputDataError",
     "InvalidConfigError",
     "InvalidModelError",
+    "LibraryBuildError",
+    "ModelLibraryError",
     "OpenQnnError",
     "UnsupportedOpError",
     "one_line",
@@ -44,6 +46,15 @@ class InvalidModelError(OpenQnnError):
 
 class ContextError(InvalidModelError):
     """A context binary is truncated, corrupt, of a newer format, or for another backend or arch."""
+
+
+class ModelLibraryError(InvalidModelError):
+    """A model library is of another architecture or tool, truncated, stripped of its entry points, or of
+    another ABI version, or its composition failed."""
+
+
+class LibraryBuildError(OpenQnnError):
+    """A model library could not be built: no compiler for the target, or the source does not compile."""
 
 
 class ConversionError(OpenQnnError):

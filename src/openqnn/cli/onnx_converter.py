@@ -24,7 +24,8 @@ def build_parser(prog: str = "qnn-onnx-converter") -> argparse.ArgumentParser:
 def add_converter_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--input_network", required=True, help="path to the source ONNX model")
     p.add_argument("-o", "--output_path",
-                   help="output path; its extension is dropped to form <stem> (default: <model>.cpp beside the model)")
+                   help="the graph composition source <stem>.cpp to write, with <stem>_net.json and <stem>.bin beside it "
+                        "(another extension is dropped to form <stem>; default: <model>.cpp beside the model)")
     p.add_argument("-d", "--input_dim", nargs=2, action="append", metavar=("INPUT_NAME", "INPUT_DIM"), default=[],
                    help="fix an input's dims, e.g. --input_dim input 1,3,224,224 (repeat for several inputs)")
     p.add_argument("--out_node", "--out_name", action="append", default=[], dest="out_node",
@@ -95,8 +96,12 @@ def convert_main(args: argparse.Namespace, command: str) -> int:
         print(format_graph(graph) if args.dry_run == "debug" else _summary(graph))
         return 0
     out = Path(args.output_path) if args.output_path else src.with_suffix(".cpp")
+    if out.suffix != ".cpp":  # the composition source is always written, as <stem>.cpp
+        from openqnn.serialization import model_paths
+
+        out = model_paths(out)[1].with_suffix(".cpp")
     json_path, bin_path = openqnn.save(graph, out)  # and <stem>_encodings.json for a quantized graph
-    written = [json_path, bin_path]
+    written = [out, json_path, bin_path]
     if any(t.encoding is not None for t in graph.tensors.values()):
         written.append(encodings_path(json_path))
     log.info("wrote %s", ", ".join(map(str, written)))

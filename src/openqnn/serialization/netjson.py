@@ -24,7 +24,7 @@ from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import Encoding, Tensor, TensorKind
 
-__all__ = ["FORMAT_VERSION", "from_json_safe", "graph_to_json", "load_model", "model_paths", "node_to_json", "nodes_from_json",
+__all__ = ["FORMAT_VERSION", "from_json_safe", "graph_from_doc", "graph_to_json", "load_model", "model_paths", "node_to_json", "nodes_from_json",
            "save_model", "tensor_to_json", "to_json_safe"]
 
 FORMAT_VERSION = 1
@@ -457,6 +457,34 @@ def load_model(path: str | os.PathLike[str]) -> Graph:
     if not isinstance(doc, dict) or doc.get("format") != "openqnn_net":
         raise InvalidModelError(f"{json_path}: not an openqnn _net.json model (its \"format\" is not \"openqnn_net\"); "
                                 f"{_REGENERATE}")
+    bin_path = None
+    if isinstance(doc.get("graph"), dict) and isinstance(doc["graph"].get("tensors"), dict):
+        statics = [t for t in doc["graph"]["tensors"].values()
+                   if isinstance(t, dict) and t.get("type") == TensorKind.STATIC.value]
+        if statics:
+            bin_path = _bin_path(r, doc, json_path)
+    blobs: dict[str, np.ndarray] = {}
+    if bin_path is not None:
+        if not bin_path.is_file():
+            raise InvalidModelError(f"{json_path}: its weights file {bin_path} is missing; keep the .bin beside "
+                                    "the _net.json")
+        try:
+            blobs = load(bin_path.read_bytes())
+        except (SafetensorError, ValueError, OSError, OverflowError, MemoryError) as e:
+            raise InvalidModelError(f"{bin_path}: weights file is corrupt ({str(e)[:200]}); {_REGENERATE}") from None
+    return graph_from_doc(doc, blobs, json_path, bin_path or json_path)
+
+
+def graph_from_doc(doc: Any, blobs: Mapping[str, np.ndarray], where: Path, weights_path: Path,
+                   remedy: str = _REGENERATE) -> Graph:
+    """The graph of a ``_net.json`` document already parsed (:func:`load_model`, or a model library's
+    composition), static tensors' data from ``blobs`` by name; checked field by field and verified. Errors
+    name ``where`` (the file) and ``weights_path`` (where the data came from) and end with ``remedy``."""
+    json_path = where
+    r = _Reader(json_path, remedy)
+    if not isinstance(doc, dict) or doc.get("format") != "openqnn_net":
+        raise InvalidModelError(f"{json_path}: not an openqnn _net.json model (its \"format\" is not \"openqnn_net\"); "
+                                f"{remedy}")
     version = r.int_(doc.get("format_version", 0), "format_version", 0)
     if version > FORMAT_VERSION:
         raise InvalidModelError(f"{json_path}: model format {version} is newer than this openqnn "
@@ -468,24 +496,13 @@ def load_model(path: str | os.PathLike[str]) -> Graph:
     outputs = r.strs(r.key(g, "outputs", "graph"), "graph.outputs")
     if not outputs:
         raise r.fail("graph.outputs", "the graph has no outputs")
-    bin_path = _bin_path(r, doc, json_path)
-    statics = [n for n, t in tensors.items() if isinstance(t, dict) and t.get("type") == TensorKind.STATIC.value]
-    blobs: dict[str, np.ndarray] = {}
-    if statics:
-        if not bin_path.is_file():
-            raise InvalidModelError(f"{json_path}: its weights file {bin_path} is missing; keep the .bin beside "
-                                    "the _net.json")
-        try:
-            blobs = load(bin_path.read_bytes())
-        except (SafetensorError, ValueError, OSError, OverflowError, MemoryError) as e:
-            raise InvalidModelError(f"{bin_path}: weights file is corrupt ({str(e)[:200]}); {_REGENERATE}") from None
     graph = Graph(r.str_(doc.get("graph_name", json_path.stem), "graph_name"))
     graph.metadata = dict(r.obj(doc.get("metadata", {}), "metadata"))
     command = r.str_(doc.get("converter_command", ""), "converter_command")
     if command:
         graph.metadata["converter_command"] = command
     for name, t in tensors.items():
-        graph.add_tensor(_read_tensor(r, name, t, blobs, bin_path))
+        graph.add_tensor(_read_tensor(r, name, t, blobs, weights_path))
     for name, n in nodes.items():
         graph.add_node(_read_node(r, name, n, graph))
     _set_io(r, graph, inputs, outputs, "graph")
@@ -494,7 +511,7 @@ def load_model(path: str | os.PathLike[str]) -> Graph:
     try:
         verify(graph)
     except InvalidModelError as e:
-        raise InvalidModelError(f"{json_path}: {e}; {_REGENERATE}") from None
+        raise InvalidModelError(f"{json_path}: {e}; {remedy}") from None
     return graph
 
 
