@@ -101,11 +101,18 @@ def cli_reference() -> str:
     """docs/cli.md: every tool's flags, straight from its argparse parser."""
     import argparse
 
-    from openqnn.cli import context_binary_generator, context_binary_utility, net_run, onnx_converter
+    from openqnn.cli import (
+        context_binary_generator,
+        context_binary_utility,
+        model_lib_generator,
+        net_run,
+        onnx_converter,
+    )
     from openqnn.cli import main as openqnn_main
 
     parsers: list[tuple[str, argparse.ArgumentParser]] = [
         ("qnn-onnx-converter", onnx_converter.build_parser()),
+        ("qnn-model-lib-generator", model_lib_generator.build_parser()),
         ("qnn-net-run", net_run.build_parser()),
         ("qnn-context-binary-generator", context_binary_generator.build_parser()),
         ("qnn-context-binary-utility", context_binary_utility.build_parser()),

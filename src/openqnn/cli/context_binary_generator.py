@@ -25,7 +25,8 @@ def build_parser(prog: str = "qnn-context-binary-generator") -> argparse.Argumen
                                           "which qnn-net-run --retrieve_context and Session('x.bin') open without "
                                           "preparing again.")
     p.add_argument("--model", required=True, action="append",
-                   help="a converted model (<stem>_net.json); give it several times for a context of several graphs")
+                   help="a converted model (<stem>_net.json) or a model library (lib<name>.so from qnn-model-lib-generator); "
+                        "give it several times for a context of several graphs")
     p.add_argument("--backend", required=True, help="htp (or libQnnHtp.so); the backend the context is prepared for")
     p.add_argument("--output_dir", default="./output", help="folder for the context and its JSON files (default ./output)")
     p.add_argument("--binary_file", help="the context's file name without .bin (default <backend>_context)")
@@ -55,7 +56,7 @@ def _graphs(args: argparse.Namespace, quantized_only: bool) -> dict[str, object]
             ilist = read_input_list(args.input_list, inputs)
             data = [{t.name: read_raw(entry[t.name], t, False) for t in inputs} for entry in ilist.inferences]
             graph = openqnn.quantize(graph, data)
-        name = graph.name if graph.name not in graphs else Path(model).name.removesuffix("_net.json")
+        name = graph.name if graph.name not in graphs else Path(model).name.removesuffix("_net.json").removesuffix(".so")
         if name in graphs:
             raise InvalidConfigError(f"--model {model}: a graph named '{name}' is already in the context")
         graphs[name] = graph

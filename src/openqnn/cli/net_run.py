@@ -29,7 +29,8 @@ def build_parser(prog: str = "qnn-net-run") -> argparse.ArgumentParser:
 
 
 def add_net_run_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="the converter's <stem>_net.json (or <stem>.cpp / <stem>)")
+    p.add_argument("--model", help="the converter's <stem>_net.json (or <stem>.cpp / <stem>), or a model library "
+                                  "(lib<name>.so from qnn-model-lib-generator)")
     p.add_argument("--retrieve_context", metavar="FILE",
                    help="run a context binary (qnn-context-binary-generator's) instead of --model: nothing is prepared")
     p.add_argument("--backend", help="cpu, gpu or htp, or libQnnCpu.so / libQnnGpu.so / libQnnHtp.so (default cpu; "

@@ -49,7 +49,8 @@ class Session:
 
     def __init__(self, model: Graph | str | os.PathLike[str], backend: str | None = None,
                  num_threads: int | None = None, config: BackendConfig | None = None, graph_name: str | None = None):
-        """``model``: a graph, a ``_net.json`` (prepared here for ``backend``, cpu by default) or a context
+        """``model``: a graph, a ``_net.json`` or a model library (``lib<name>.so``; prepared here for
+        ``backend``, cpu by default) or a context
         binary (bound as saved, nothing prepared again; ``backend`` must be the context's if given,
         ``graph_name`` picks a graph of a context holding several)."""
         if num_threads is not None:
