@@ -90,7 +90,10 @@ def write_source(graph: Graph, cpp_path: str | os.PathLike[str], bin_path: str |
         entry = tensor_to_json(t)
         layouts = {k: entry[k] for k in ("src_axis_format", "axis_format") if k in entry}
         quant = entry["quant_params"] if t.encoding is not None else None
-        if t.data is not None and t.name in offsets:
+        if t.data is not None:
+            if t.name not in offsets:
+                raise InvalidModelError(f"{binp}: holds no data for static tensor {t.name!r}; write the model with "
+                                        "openqnn.save (or qnn-onnx-converter) again")
             off, size = offsets[t.name]
             data = f"{off}u, {size}u"
         else:
