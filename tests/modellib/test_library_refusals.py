@@ -249,8 +249,6 @@ def test_source_that_does_not_compile_names_the_compiler_error(tiny: SimpleNames
                  f"bad.cpp:{line}:", watch=tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason="build.py _build_one makes the output folder (dest.parent.mkdir) before "
-                                       "compiling, so a failed build leaves <output>/<target>/ behind")
 def test_failed_build_into_a_folder_writes_nothing(tiny: SimpleNamespace, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "src" / "bad.cpp"
@@ -261,10 +259,6 @@ def test_failed_build_into_a_folder_writes_nothing(tiny: SimpleNamespace, tmp_pa
     assert not (tmp_path / "libs").exists(), sorted(_tree(tmp_path / "libs"))
 
 
-@pytest.mark.xfail(strict=True, reason="model_lib_generator does not check -o (cli/common.check_output_dir is "
-                                       "not used) and build.py lets OSError out: a -o that cannot be written ends "
-                                       "in 'error: internal error (IsADirectoryError / FileExistsError / "
-                                       "NotADirectoryError ...)' with exit status 1")
 @pytest.mark.parametrize("output", ["folder.so", "afile/libtiny.so", "afile", "afile/sub"],
                          ids=["so_is_a_folder", "parent_is_a_file", "folder_is_a_file", "above_is_a_file"])
 def test_output_that_cannot_be_written(tiny: SimpleNamespace, tmp_path: Path, capsys: pytest.CaptureFixture[str],

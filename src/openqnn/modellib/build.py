@@ -96,6 +96,8 @@ def build_library(cpp: str | os.PathLike[str], bin_path: str | os.PathLike[str],
         raise LibraryBuildError(f"-t {' '.join(targets)}: a target is given twice")
     chains = {t: find_toolchain(t) for t in canon}  # every compiler found before anything is built
     dests = library_paths(output, name, canon)
+    for dest in dests.values():
+        _check_dest(dest, output)
     size = binp.stat().st_size
     embed = weights == "embed" or (weights == "auto" and size <= EMBED_LIMIT)
     built: dict[str, Path] = {}
@@ -104,10 +106,24 @@ def build_library(cpp: str | os.PathLike[str], bin_path: str | os.PathLike[str],
     return built
 
 
+def _check_dest(dest: Path, output: str | os.PathLike[str]) -> None:
+    """Refuse an output the library cannot be written to, before anything is built."""
+    if dest.is_dir():
+        raise LibraryBuildError(f"-o {output}: {dest} is a folder; give a file name ending in .so, or another folder")
+    for parent in dest.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise LibraryBuildError(f"-o {output}: {parent} is a file, not a folder; give another output path")
+            if not os.access(parent, os.W_OK):
+                raise LibraryBuildError(f"-o {output}: {parent} is not writable; give another output path")
+            break
+
+
 def _build_one(src: Path, binp: Path, name: str, tc: Toolchain, dest: Path, embed: bool, size: int) -> Path:
     weights_file = None if embed else f"{dest.stem.removeprefix('lib')}.bin"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".openqnn-lib-", dir=dest.parent) as tmp:
+    # built in a temporary folder, then copied beside the destination and renamed into place: a failure leaves
+    # no file and no folder behind
+    with tempfile.TemporaryDirectory(prefix="openqnn-lib-") as tmp:
         work = Path(tmp)
         wrapper = work / "openqnn_library.cpp"
         wrapper.write_text(_wrapper(name, tc.target, binp if embed else None, weights_file))
@@ -138,10 +154,18 @@ def _build_one(src: Path, binp: Path, name: str, tc: Toolchain, dest: Path, embe
         if missing:
             raise LibraryBuildError(f"-c {src}: the library exports no {', '.join(missing)}; keep the source's "
                                     "openqnn_compose as the converter wrote it (extern \"C\" OPENQNN_EXPORT)")
-        if weights_file is not None:
-            shutil.copyfile(binp, work / weights_file)
-            os.replace(work / weights_file, dest.with_name(weights_file))
-        os.replace(out, dest)
+        files = [(out, dest)] + ([(binp, dest.with_name(weights_file))] if weights_file is not None else [])
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            for source, target in files:
+                staged = target.with_name(f".{target.name}.tmp{os.getpid()}")
+                try:
+                    shutil.copyfile(source, staged)
+                    os.replace(staged, target)
+                finally:
+                    staged.unlink(missing_ok=True)
+        except OSError as e:
+            raise LibraryBuildError(f"{dest}: cannot be written ({e.strerror or e}); give another output path") from None
     if embed:
         where = "embedded"
     elif size > EMBED_LIMIT:

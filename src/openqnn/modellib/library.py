@@ -234,6 +234,9 @@ class _Composer:
         tensors[n] = entry
         if offset == 2**64 - 1:
             return
+        if entry["type"] in ("APP_WRITE", "APP_READ", "NATIVE"):
+            raise ModelLibraryError(f"{where}: a {entry['type']} tensor with data; only STATIC tensors have data "
+                                    "(give the others OPENQNN_NO_DATA)")
         hit = self.entries.get(offset)
         if hit is None or hit[3] != size:
             raise ModelLibraryError(f"{where}: its data ({offset}, {size}) is no array of the weights "

@@ -37,6 +37,12 @@ def c_string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+def _comment(text: str) -> str:
+    """``text`` safe inside a ``//`` comment: control characters and backslashes escaped (a newline would end
+    the comment, a trailing backslash would splice the next line into it)."""
+    return json.dumps(text, ensure_ascii=False)[1:-1]
+
+
 def _json_literal(value: Any) -> str:
     """A JSON value as a C++ string literal: a raw string where it can be one (it reads as the JSON)."""
     if value is None or value == {}:
@@ -71,13 +77,13 @@ def write_source(graph: Graph, cpp_path: str | os.PathLike[str], bin_path: str |
     offsets = weight_offsets(binp) if graph.static_tensors() else {}
     doc = graph_to_json(graph)
     meta = {"metadata": doc["metadata"], "converter_command": doc["converter_command"]}
-    stem = cpp.stem
+    cpp_name, bin_name, stem, gname = (_comment(x) for x in (cpp.name, binp.name, cpp.stem, graph.name))
     lines = [
-        f"// {cpp.name}: the graph {graph.name!r} for openqnn, written by its converter; edit it freely.",
+        f"// {cpp_name}: the graph {gname} for openqnn, written by its converter; edit it freely.",
         "// Compile it with its weights into a model library:",
-        f"//   qnn-model-lib-generator -c {cpp.name} -b {binp.name} -t x86_64-linux-clang -l {stem} -o lib{stem}.so",
+        f"//   qnn-model-lib-generator -c {cpp_name} -b {bin_name} -t x86_64-linux-clang -l {stem} -o lib{stem}.so",
         "// Each line declares one tensor or one node, in order (openqnn/model_api.h says what every argument",
-        f"// means). A static tensor's data is (offset, size) in bytes into {binp.name}.",
+        f"// means). A static tensor's data is (offset, size) in bytes into {bin_name}.",
         "#include \"openqnn/model_api.h\"",
         "",
         "extern \"C\" OPENQNN_EXPORT int32_t openqnn_compose(const OpenqnnModelApi* api) {",

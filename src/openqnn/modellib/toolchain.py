@@ -72,14 +72,21 @@ def _which(*names: str) -> str | None:
 
 
 def _versioned(prefix: str) -> list[str]:
-    """``prefix`` and ``prefix-NN`` on PATH, unversioned first then the newest."""
-    found: list[tuple[tuple[int, int], str]] = []
+    """``prefix`` and ``prefix-NN`` on PATH, in PATH's order (as ``which`` finds them); within one folder the
+    unversioned name first, then the newest version."""
+    found: list[str] = []
+    seen: set[str] = set()
     for d in os.environ.get("PATH", "").split(os.pathsep):
-        for f in glob.glob(os.path.join(glob.escape(d), prefix + "*")):
-            m = re.fullmatch(re.escape(prefix) + r"(?:-(\d+))?", os.path.basename(f))
-            if m and os.access(f, os.X_OK):
-                found.append(((0, 0) if m.group(1) is None else (1, -int(m.group(1))), f))
-    return [f for _, f in sorted(found)]
+        here: list[tuple[tuple[int, int], str]] = []
+        for f in glob.glob(os.path.join(glob.escape(d or "."), prefix + "*")):
+            base = os.path.basename(f)
+            m = re.fullmatch(re.escape(prefix) + r"(?:-(\d+))?", base)
+            if m and base not in seen and os.path.isfile(f) and os.access(f, os.X_OK):
+                here.append(((0, 0) if m.group(1) is None else (1, -int(m.group(1))), f))
+        for _, f in sorted(here):
+            seen.add(os.path.basename(f))
+            found.append(f)
+    return found
 
 
 def _android() -> Toolchain | None:
