@@ -13,6 +13,7 @@ from openqnn.errors import (
     OpenQnnError,
     UnsupportedOpError,
 )
+from openqnn.inference import QNNInference
 from openqnn.ir import DType, Graph
 from openqnn.quantization import QuantizerConfig, quantize, validate_quantization_range
 from openqnn.runtime import Session, TensorInfo
@@ -25,6 +26,7 @@ __all__ = [
     "InvalidConfigError",
     "InvalidModelError",
     "OpenQnnError",
+    "QNNInference",
     "QuantizerConfig",
     "Session",
     "TensorInfo",

@@ -12,6 +12,7 @@ from openqnn.cli.common import ToolParser, add_common_flags, run_tool
 
 def build_parser() -> argparse.ArgumentParser:
     from openqnn._version import __version__
+    from openqnn.cli.deploy import DESCRIPTION, add_deploy_flags
     from openqnn.cli.net_run import add_net_run_flags
     from openqnn.cli.onnx_converter import add_converter_flags
 
@@ -31,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("model", help="<stem>_net.json")
     export.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     add_common_flags(export)
+    add_deploy_flags(sub.add_parser("deploy", description=DESCRIPTION,
+                                    help="write a deployment folder in one step: model library, a context binary per "
+                                         "backend, quantization_config.json, input_specs.json"))
     demo = sub.add_parser("demo", help="build a small model, convert it, run it with qnn-net-run, print the result")
     demo.add_argument("--workdir", default="openqnn_demo", help="folder for the demo's files (default openqnn_demo)")
     add_common_flags(demo)
@@ -63,6 +67,10 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
         print(export_qdq(openqnn.load(args.model), args.output))
         return 0
+    if args.command == "deploy":
+        from openqnn.cli.deploy import deploy_main
+
+        return deploy_main(args, " ".join(["openqnn", *map(shlex.quote, argv)]))
     if args.command == "demo":
         from openqnn.demo import run_demo
 
