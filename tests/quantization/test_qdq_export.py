@@ -206,7 +206,7 @@ def test_cli_unmapped_op_is_a_one_line_error(digits: dict, tmp_path: Path, capsy
     assert cli.main(["export-onnx", str(json_path), "-o", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "node '/2/Relu'" in err[0] and "(Relu)" in err[0], err
-    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["digits.bin", "digits_net.json"]
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["digits.bin", "digits.cpp", "digits_net.json"]
 
 
 def test_unexpressible_attribute_names_node(tmp_path: Path) -> None:

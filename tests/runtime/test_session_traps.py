@@ -129,7 +129,7 @@ def test_save_writes_the_converters_files(graph: openqnn.Graph, tmp_path: Path) 
 
     # a float graph has no encodings file
     openqnn.save(graph, tmp_path / "float" / "m.cpp")
-    assert sorted(p.name for p in (tmp_path / "float").iterdir()) == ["m.bin", "m_net.json"]
+    assert sorted(p.name for p in (tmp_path / "float").iterdir()) == ["m.bin", "m.cpp", "m_net.json"]
 
 
 def test_validate_quantization_range_is_public_and_names_its_offset() -> None:
