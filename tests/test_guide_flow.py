@@ -149,9 +149,6 @@ def test_step3_context_runs_and_follows_pytorch(flow: dict[str, object]) -> None
         assert cos >= 0.98, (i, cos)
 
 
-@pytest.mark.xfail(strict=True, reason="qnn-context-binary-generator calibrates only a model with no encoding at all: "
-                                       "step 1's overrides quantize conv1.weight alone, so --input_list is ignored "
-                                       "and every node of the 'htp' context runs on the cpu fallback, in float")
 def test_step3_context_runs_on_htp(flow: dict[str, object]) -> None:
     """What step 3 is for: the context's nodes run on htp, calibrated from input_data.txt."""
     from openqnn.runtime.context import open_context, step_summary

@@ -74,3 +74,28 @@ def test_utility_describes_each_graph(float_model: Path, tmp_path: Path) -> None
     assert graph["outputs"][0]["encoding"]["bitwidth"] == 8 and graph["fallbacks"] == []
     assert graph["steps"] == sum(graph["kernels"].values()) and "htp.conv2d" in graph["kernels"]
     assert graph["array_count"] == len(graph["arrays"])
+
+
+def test_generator_calibrates_a_partly_quantized_model_keeping_its_encodings(float_model: Path, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The converter's --quantization_overrides without --input_list quantize a weight alone; the generator's
+    --input_list calibrates the rest for htp, keeping that weight's encoding (as the guide's steps 1 and 3)."""
+    from openqnn.quantization.encodings import read_encodings
+
+    (tmp_path / "overrides.json").write_text(json.dumps({"param_encodings": {"w": [
+        {"bitwidth": 8, "min": -1.0, "max": 1.0, "scale": 1 / 127, "offset": -127}]}}))
+    partial = openqnn.quantize(openqnn.load(float_model), None, overrides=read_encodings(tmp_path / "overrides.json"))
+    kept = partial.tensors["w"].encoding
+    assert kept is not None and partial.tensors["output"].encoding is None
+    json_path, _ = openqnn.save(partial, tmp_path / "partial.cpp")
+    out = tmp_path / "ctx"
+    assert context_binary_generator.main(["--model", str(json_path), "--backend", "htp", "--output_dir", str(out)]) == 2
+    assert "only partly quantized" in capsys.readouterr().err and not out.exists()
+    assert context_binary_generator.main(["--model", str(json_path), "--backend", "htp", "--output_dir", str(out),
+                                          "--input_list", str(tmp_path / "input_data.txt")]) == 0
+    from openqnn.runtime.context import open_context, step_summary
+
+    (prepared,) = open_context(out / "htp_context.bin").graphs.values()
+    assert step_summary(prepared)["fallbacks"] == []
+    params = {e["name"]: e for e in json.loads((out / "quantization_config.json").read_text())["param_encodings"]}
+    assert params["w"]["scale"] == pytest.approx(list(kept.scale), rel=1e-6)

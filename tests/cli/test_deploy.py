@@ -215,13 +215,13 @@ def test_qnn_inference_refuses_a_float_library_on_htp(deployed: tuple[Path, str,
         engine.inference({"x": np.zeros(SHAPE, np.float32)})
 
 
-def test_deploy_says_when_a_context_runs_on_the_cpu_fallback(deployed: tuple[Path, str, str], tmp_path: Path,
-                                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_the_context_generator_says_when_a_context_runs_on_the_cpu_fallback(
+        deployed: tuple[Path, str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A model quantized only in part (one weight's override, no calibration) prepares for htp with every
-    node on the cpu fallback: deploy says so once, as a session does."""
+    node on the cpu fallback: qnn-context-binary-generator (and so deploy) says so once, as a session does."""
     import logging
 
-    from openqnn.cli.deploy import _warn_fallbacks
+    from openqnn.cli.context_binary_generator import _warn_fallbacks
     from openqnn.quantization.encodings import read_encodings
 
     graph = openqnn.load(deployed[0] / "model_optimized.so")
@@ -229,7 +229,7 @@ def test_deploy_says_when_a_context_runs_on_the_cpu_fallback(deployed: tuple[Pat
         {"bitwidth": 8, "min": -2.5, "max": 2.5, "scale": 5 / 255, "offset": -128}]}}))
     partial = openqnn.quantize(graph, None, overrides=read_encodings(tmp_path / "overrides.json"))
     assert any(t.encoding is not None for t in partial.tensors.values())
-    context = openqnn.compile(partial, "htp").save(tmp_path / "htp_context.bin")
+    context = openqnn.compile(partial, "htp")
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="openqnn"):
         _warn_fallbacks(context)

@@ -8,6 +8,7 @@ of the inputs and outputs), as the guide's deployment folder lists them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -45,22 +46,67 @@ def _graphs(args: argparse.Namespace, quantized_only: bool) -> dict[str, object]
     graphs: dict[str, object] = {}
     for model in args.model:
         graph = openqnn.load(model)
-        if quantized_only and not any(t.encoding is not None for t in graph.tensors.values()):
-            if not args.input_list:
-                raise InvalidConfigError(f"--model {model}: the model is float and the {args.backend} backend runs "
-                                         "quantized models; give --input_list with calibration data, or convert it "
-                                         "with qnn-onnx-converter --input_list")
-            from openqnn.runtime.io import read_input_list, read_raw
-
-            inputs = graph.input_tensors()
-            ilist = read_input_list(args.input_list, inputs)
-            data = [{t.name: read_raw(entry[t.name], t, False) for t in inputs} for entry in ilist.inferences]
-            graph = openqnn.quantize(graph, data)
+        if quantized_only:
+            graph = _quantized(graph, model, args)
         name = graph.name if graph.name not in graphs else Path(model).name.removesuffix("_net.json").removesuffix(".so")
         if name in graphs:
             raise InvalidConfigError(f"--model {model}: a graph named '{name}' is already in the context")
         graphs[name] = graph
     return graphs
+
+
+def _quantized(graph, model: str, args: argparse.Namespace):
+    """``graph`` quantized for a backend that runs quantized models: as it is where every tensor that needs
+    an encoding has one; otherwise calibrated over ``--input_list``, the encodings it already has (the
+    converter's --quantization_overrides) kept as overrides and its quantizer settings reused."""
+    from openqnn.errors import InvalidConfigError
+    from openqnn.ir.tensor import TensorKind
+
+    encoded = [t for t in graph.tensors.values() if t.encoding is not None]
+    missing = [t for t in graph.tensors.values()
+               if t.encoding is None and t.kind is not TensorKind.STATIC and t.dtype.is_float]
+    if encoded and not missing:
+        if args.input_list:
+            log.info("--model %s is quantized already; --input_list is not used", model)
+        return graph
+    if not args.input_list:
+        what = ("the model is float" if not encoded else
+                f"the model is only partly quantized ({len(missing)} tensor(s) have no encoding, e.g. "
+                f"'{missing[0].name}')")
+        raise InvalidConfigError(f"--model {model}: {what} and the {args.backend} backend runs quantized models; give "
+                                 "--input_list with calibration data, or convert it with qnn-onnx-converter "
+                                 "--input_list")
+    from openqnn.quantization import QuantizerConfig, quantize
+    from openqnn.quantization.encodings.formats import EncodingsFile
+    from openqnn.quantization.export import encoding_spec
+    from openqnn.runtime.io import read_input_list, read_raw
+
+    inputs = graph.input_tensors()
+    ilist = read_input_list(args.input_list, inputs)
+    data = [{t.name: read_raw(entry[t.name], t, False) for t in inputs} for entry in ilist.inferences]
+    if not encoded:
+        return quantize(graph, data)
+    kept = EncodingsFile(
+        activations={t.name: encoding_spec(t.name, t.encoding, t.shape) for t in encoded if t.kind is not TensorKind.STATIC},
+        params={t.name: encoding_spec(t.name, t.encoding, t.shape) for t in encoded if t.kind is TensorKind.STATIC})
+    floating = graph.copy()
+    for t in floating.tensors.values():
+        t.encoding = None
+    log.info("--model %s: %d tensor(s) have encodings and %d do not; calibrating the rest over --input_list, "
+             "keeping those", model, len(encoded), len(missing))
+    return quantize(floating, data, _config_of(graph.metadata.get("quantization", {}), QuantizerConfig), kept)
+
+
+def _config_of(meta: dict, config_class):
+    """The quantizer settings a quantized graph records (its metadata["quantization"]), as a config."""
+    fields = {"act_bitwidth": "act_bitwidth", "weights_bitwidth": "weights_bitwidth", "bias_bitwidth": "bias_bitwidth",
+              "per_channel": "use_per_channel_quantization", "per_row": "use_per_row_quantization",
+              "weights_block_size": "weights_block_size",
+              "weights_block_scale_bitwidth": "weights_block_scale_bitwidth"}
+    kwargs = {field: meta[key] for key, field in fields.items() if key in meta}
+    if "restrict_quantization_steps" in meta:
+        kwargs["restrict_quantization_steps"] = tuple(meta["restrict_quantization_steps"])
+    return config_class(**kwargs)
 
 
 def context_binary_generator_main(args: argparse.Namespace) -> int:
@@ -80,25 +126,47 @@ def context_binary_generator_main(args: argparse.Namespace) -> int:
         log.info("--optimization_level %s: openqnn prepares the same plan at every level", args.optimization_level)
     graphs = _graphs(args, spec.capabilities.quantized_only)
     context = compile_graph(graphs, spec.name, config.section(spec.name) if config else None)  # type: ignore[arg-type]
+    _warn_fallbacks(context)
     name = args.binary_file or f"{spec.name}_context"
+    made = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # the folders this run makes
     out_dir.mkdir(parents=True, exist_ok=True)
-    # everything is written into a temporary folder first: a failure leaves no half of the set behind
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".context.") as tmp:
-        staged = Path(tmp)
-        context.save(staged / f"{name}.bin")
-        first = next(iter(graphs.values()))
-        write_graph_encodings(first, staged / "quantization_config.json")  # type: ignore[arg-type]
-        specs = {g: io_specs(p.io) for g, p in context.graphs.items()}
-        (staged / "input_specs.json").write_text(json.dumps(specs if len(specs) > 1 else next(iter(specs.values())),
-                                                            indent=2) + "\n")
-        written = []
-        for f in (f"{name}.bin", "quantization_config.json", "input_specs.json"):
-            shutil.move(str(staged / f), out_dir / f)
-            written.append(out_dir / f)
+    try:
+        # everything is written into a temporary folder first: a failure leaves no half of the set behind
+        with tempfile.TemporaryDirectory(dir=out_dir, prefix=".context.") as tmp:
+            staged = Path(tmp)
+            context.save(staged / f"{name}.bin")
+            first = next(iter(graphs.values()))
+            write_graph_encodings(first, staged / "quantization_config.json")  # type: ignore[arg-type]
+            specs = {g: io_specs(p.io) for g, p in context.graphs.items()}
+            (staged / "input_specs.json").write_text(
+                json.dumps(specs if len(specs) > 1 else next(iter(specs.values())), indent=2) + "\n")
+            written = []
+            for f in (f"{name}.bin", "quantization_config.json", "input_specs.json"):
+                shutil.move(str(staged / f), out_dir / f)
+                written.append(out_dir / f)
+    except BaseException:
+        for d in made:  # innermost first: only folders still empty
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
     if len(graphs) > 1:
         log.warning("quantization_config.json holds the encodings of the first graph (%s)", next(iter(graphs)))
     print("\n".join(map(str, written)))
     return 0
+
+
+def _warn_fallbacks(context) -> None:
+    """Nodes a context runs on the cpu fallback (a model quantized only in part, say) are said, as Session says
+    them: one warning per graph, each node at INFO."""
+    from openqnn.backends import Fallback
+    from openqnn.runtime.session import warn_fallbacks
+
+    for name, prepared in context.graphs.items():
+        fallbacks = [Fallback(s.node, s.op_type, str(s.attrs.get("reason", ""))) for s in prepared.steps
+                     if "reason" in s.attrs]
+        for f in fallbacks:
+            log.info("graph %s: %s (%s) runs on cpu: %s", name, f.node, f.op_type, f.reason)
+        warn_fallbacks(f"{context.backend} (graph {name})", fallbacks, len(prepared.steps))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

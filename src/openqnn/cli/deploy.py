@@ -178,7 +178,6 @@ def _make(plan: _Plan, args: argparse.Namespace, tmp: Path, command: str) -> Pat
     for backend in plan.backends:
         out = tmp / f"context_{backend}"
         _quiet(_context_generator, library, backend, out, args)
-        _warn_fallbacks(out / f"{backend}_context.bin")
         contexts[backend] = out
     (stage / CONTEXTS_DIR).mkdir()
     for backend, out in contexts.items():
@@ -256,21 +255,6 @@ def _quiet(fn: Callable[..., object], *a: object) -> None:
     """Run a tool's function without its list of written paths: deploy prints the folder's own at the end."""
     with contextlib.redirect_stdout(io.StringIO()):
         fn(*a)
-
-
-def _warn_fallbacks(context: Path) -> None:
-    """A context whose nodes run on the cpu fallback (a model quantized only in part, say) is said once."""
-    from openqnn.backends import Fallback
-    from openqnn.runtime.context import open_context
-    from openqnn.runtime.session import warn_fallbacks
-
-    ctx = open_context(context)
-    for prepared in ctx.graphs.values():
-        fallbacks = [Fallback(s.node, s.op_type, str(s.attrs.get("reason", ""))) for s in prepared.steps
-                     if "reason" in s.attrs]
-        for f in fallbacks:
-            log.info("%s: %s (%s) runs on cpu: %s", context.name, f.node, f.op_type, f.reason)
-        warn_fallbacks(ctx.backend, fallbacks, len(prepared.steps))
 
 
 def _move_into_place(staged: Path, out_dir: Path, backends: Sequence[str]) -> list[Path]:
