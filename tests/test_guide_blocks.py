@@ -93,6 +93,37 @@ def test_readme_quick_start_runs_as_written(quick_start: Path) -> None:
     assert (quick_start / "simple_model_net.json").is_file() and (quick_start / "simple_model.bin").is_file()
 
 
+def test_readme_model_library_blocks_run_as_written(quick_start: Path) -> None:
+    """The model library section's commands and its Python block, in the quick start's folder (its
+    simple_model.cpp and input_list.txt); skipped where no C++ compiler is installed."""
+    from openqnn.errors import LibraryBuildError
+    from openqnn.modellib.toolchain import find_toolchain
+
+    try:
+        find_toolchain("x86_64-linux-clang")
+    except LibraryBuildError as e:
+        pytest.skip(str(e))
+    lib = section(readme(), "Model library and deployment")
+    py, sh = blocks(lib, "python"), blocks(lib, "bash")
+    assert len(py) == 1 and len(sh) == 1, "the model library section changed: update this test"
+    out = run_bash(sh[0], quick_start)
+    assert "cpu: 8 of 8 nodes run here" in out
+    via_lib = np.fromfile(quick_start / "output_lib" / "Result_0" / "output.raw", np.float32)
+    np.testing.assert_array_equal(via_lib, np.fromfile(quick_start / "output" / "Result_0" / "output.raw", np.float32))
+    tree = sorted(str(p.relative_to(quick_start / "qnn_model")) for p in (quick_start / "qnn_model").rglob("*"))
+    assert tree == ["context_binaries", "context_binaries/cpu_context.bin", "context_binaries/htp_context.bin",
+                    "input_specs.json", "model_optimized.so", "quantization_config.json"]
+    cwd = os.getcwd()
+    os.chdir(quick_start)
+    try:
+        ns: dict[str, object] = {"np": np}
+        run_python(py[0], ns)
+    finally:
+        os.chdir(cwd)
+    result = ns["result"]
+    assert isinstance(result, np.ndarray) and result.shape == (1, 10) and np.isfinite(result).all()
+
+
 def test_readme_quantization_blocks_run_as_written(quick_start: Path, tmp_path: Path) -> None:
     """The quantization section's commands on the quick start's model, with its calibration and test
     lists (the README leaves those files, ``calibration_inputs`` and ``feeds`` to the reader)."""
