@@ -150,7 +150,7 @@ def test_cli_convert_build_and_run(simple: SimpleNamespace, tmp_path: Path, caps
     assert model_lib_generator.main(["-c", str(cpp), "-t", HOST, "-l", "mynet", "-o", str(folder)]) == 0
     assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == [HOST, f"{HOST}/libmynet.so"]
     out = capsys.readouterr().out
-    assert f"{folder / HOST / 'libmynet.so'}  ({HOST})" in out
+    assert f"{folder / HOST / 'libmynet.so'}  ({HOST}; weights embedded (" in out
     _same_graph(openqnn.load(so), openqnn.load(tmp_path / "model_net.json"))
     _same_graph(openqnn.load(folder / HOST / "libmynet.so"), openqnn.load(so))
 
@@ -429,7 +429,7 @@ def test_cross_build_flow_with_a_stand_in_compiler(simple: SimpleNamespace, tmp_
                                      "--target_backends", "cpu"]) == 0
     printed = capsys.readouterr().out
     lib = out / target / "libsimple.so"
-    assert f"{lib}  ({target})" in printed and "cpu: 8 of 8 nodes run here" in printed
+    assert f"{lib}  ({target}; weights embedded (" in printed and "cpu: 8 of 8 nodes run here" in printed
     assert sorted(p.name for p in out.rglob("*")) == sorted(["libsimple.so", target])  # nothing else kept
     assert read_elf(lib).machine == "aarch64" and set(ENTRY_POINTS) <= read_elf(lib).symbols
     with pytest.raises(ModelLibraryError) as e:
@@ -493,6 +493,7 @@ def test_target_backends_prints_the_placement(simple: SimpleNamespace, resnet: S
 def test_weights_beside_the_library(simple: SimpleNamespace, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     so = tmp_path / "beside" / "libmodel.so"
     assert model_lib_generator.main(["-c", str(simple.cpp), "-o", str(so), "--weights", "file"]) == 0
+    assert "weights in model.bin beside it" in capsys.readouterr().out  # what to ship is said
     assert sorted(p.name for p in so.parent.iterdir()) == ["libmodel.so", "model.bin"]
     assert (so.parent / "model.bin").read_bytes() == simple.bin.read_bytes()
     assert so.stat().st_size < simple.bin.stat().st_size  # the weights are not in the library

@@ -45,6 +45,7 @@ def build_parser(prog: str = "qnn-model-lib-generator") -> argparse.ArgumentPars
 def model_lib_generator_main(args: argparse.Namespace) -> int:
     from openqnn.errors import InvalidConfigError
     from openqnn.modellib import build_library
+    from openqnn.modellib.build import embeds, weights_note
     from openqnn.modellib.toolchain import canonical_target, host_target
 
     cpp = Path(args.cpp)
@@ -55,8 +56,9 @@ def model_lib_generator_main(args: argparse.Namespace) -> int:
     if backends and cpp.suffix != ".cpp":
         raise InvalidConfigError(f"-c {cpp}: expected the converter's <stem>.cpp")
     built = build_library(cpp, bin_path, name=name, output=args.output_dir, targets=targets, weights=args.weights)
+    size = bin_path.stat().st_size
     for target, path in built.items():
-        print(f"{path}  ({target})")
+        print(f"{path}  ({target}; {weights_note(path, size, embeds(size, args.weights))})")
     if backends:
         _report_placement(built, cpp, bin_path, name, backends)
     return 0

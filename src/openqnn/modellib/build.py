@@ -25,7 +25,7 @@ from openqnn.modellib.library import ABI_VERSION, ENTRY_POINTS
 from openqnn.modellib.source import c_string, weight_offsets
 from openqnn.modellib.toolchain import Toolchain, canonical_target, find_toolchain, include_dir
 
-__all__ = ["EMBED_LIMIT", "build_library", "library_paths"]
+__all__ = ["EMBED_LIMIT", "build_library", "embeds", "library_paths", "weights_note"]
 
 log = logging.getLogger("openqnn.model_lib_generator")
 
@@ -99,11 +99,16 @@ def build_library(cpp: str | os.PathLike[str], bin_path: str | os.PathLike[str],
     for dest in dests.values():
         _check_dest(dest, output)
     size = binp.stat().st_size
-    embed = weights == "embed" or (weights == "auto" and size <= EMBED_LIMIT)
+    embed = embeds(size, weights)
     built: dict[str, Path] = {}
     for t in canon:
         built[t] = _build_one(src, binp, name, chains[t], dests[t], embed, size)
     return built
+
+
+def embeds(size: int, weights: str) -> bool:
+    """Whether weights of ``size`` bytes are embedded under ``--weights`` mode ``weights``."""
+    return weights == "embed" or (weights == "auto" and size <= EMBED_LIMIT)
 
 
 def _check_dest(dest: Path, output: str | os.PathLike[str]) -> None:
@@ -166,11 +171,14 @@ def _build_one(src: Path, binp: Path, name: str, tc: Toolchain, dest: Path, embe
                     staged.unlink(missing_ok=True)
         except OSError as e:
             raise LibraryBuildError(f"{dest}: cannot be written ({e.strerror or e}); give another output path") from None
-    if embed:
-        where = "embedded"
-    elif size > EMBED_LIMIT:
-        where = f"in {weights_file} beside it (above the {EMBED_LIMIT >> 20} MiB embedding limit)"
-    else:
-        where = f"in {weights_file} beside it (--weights file)"
-    log.info("%s: %s library (%s), weights %s (%.1f MB)", dest, tc.target, tc.describe(), where, size / 2**20)
+    log.info("%s: %s library (%s), %s", dest, tc.target, tc.describe(), weights_note(dest, size, embed))
     return dest
+
+
+def weights_note(dest: Path, size: int, embed: bool) -> str:
+    """Where a library's weights are, for the log: embedded, or in the file beside it and why."""
+    if embed:
+        return f"weights embedded ({size / 2**20:.1f} MB)"
+    why = (f"above the {EMBED_LIMIT >> 20} MiB embedding limit" if size > EMBED_LIMIT else "--weights file")
+    return (f"weights in {dest.stem.removeprefix('lib')}.bin beside it ({size / 2**20:.1f} MB, {why}): ship it with "
+            "the library")
