@@ -57,6 +57,7 @@ from openqnn.backends.htp.kernels.gemm import (
     act_qparams,
     bias_q,
     drop_derivable_plane,
+    fast_int8,
     fused_gemm,
     gemm_mode,
     lazy_int64,
@@ -536,9 +537,11 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
     # tiny input depths: a float convolution beats the int8 GEMM while the im2col rows stay short
     # (3x3x3: 0.32 vs 0.53 ms); with long ones (7x7x3) the GEMM wins (1.0 vs 1.27 ms)
     tiny = g.c <= 4 and g.kh * g.kw * g.c <= 64
-    attrs["f32"] = f32 = mode == "int8" and _float32_exact(wc)
+    # every partial sum below 2^24: oneDNN's float32 convolution is exact (any machine: the kind a CPU without
+    # fast int8 products runs)
+    attrs["f32"] = f32 = _float32_exact(wc)
     dw_shape = cin_g == 1 and groups == g.c
-    if dw_shape or (tiny and f32):
+    if dw_shape or f32:
         kinds.append("float_conv")
     if not dw_shape:  # (a depthwise float convolution runs on any machine, in float64 where it must)
         kinds.append("core")
@@ -549,7 +552,8 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
     # this machine's choice: the first whose library is here (the binder falls back along ``kinds``)
     here = {"fused": lambda: FusedSetup.of(ctx.device, xq, _fused_matrix(g, wc, groups), rq, bias) is not None,
             "int8_conv": lambda: _onednn_qconv_ok(ctx.device),
-            "float_conv": lambda: dw_shape or _mkldnn_ok(ctx.device), "core": lambda: True}
+            "float_conv": lambda: dw_shape or (_mkldnn_ok(ctx.device) and (tiny or not fast_int8(ctx.device))),
+            "core": lambda: True}
     attrs["kind"] = next(k for k in kinds if here[k]())
     attrs["kinds"] = kinds
     if parts is not None and len(parts) > 1:
@@ -592,8 +596,8 @@ def _bind_conv2d(plan: StepPlan, device: torch.device) -> Bound:
             parts = [(int(p0), int(p1), np.asarray(arrays[f"part_bound{i}"])) for i, (p0, p1) in enumerate(a["parts"])]
             weights = part_ws or [np.ascontiguousarray(whole()[:, :, p0:p1].transpose(3, 2, 0, 1)) for p0, p1, _ in parts]
             fast = _int8_conv(device, g, xq, rq, bias, groups, parts, weights)
-        elif kind == "float_conv" and ((whole().shape[2] == 1 and groups == g.c) or (mode == "int8" and _mkldnn_ok(device))):
-            fast = _float_conv(device, g, xq, whole(), rq, bias, groups, bool(a["f32"]) and mode == "int8")
+        elif kind == "float_conv" and ((whole().shape[2] == 1 and groups == g.c) or (a["f32"] and _mkldnn_ok(device))):
+            fast = _float_conv(device, g, xq, whole(), rq, bias, groups, bool(a["f32"]))
         elif kind == "core":
             cols = with_derived_plane(arrays, lambda: whole().reshape(-1, g.cout))
             fast = _core_conv(device, g, xq, whole(), rq, bias, groups, mode, split_of(a["wcoefs"], cols),

@@ -44,6 +44,7 @@ __all__ = [
     "bias_q",
     "check_weight_bits",
     "col_bound",
+    "fast_int8",
     "fused_gemm",
     "gemm_mode",
     "int8_split",
@@ -277,6 +278,49 @@ def _int_mm_cpu() -> bool:
     return _INT_MM_CPU
 
 
+_F32_EXACT = float(2**24)  # float32 holds every integer below this: sums of products below it are exact
+_INT8_FASTER: bool | None = None
+
+
+def int8_mm_faster() -> bool:
+    """Whether torch._int_mm beats an exact float32 GEMM of the same int8 operands on this CPU, measured once
+    (it has fast kernels with VNNI; without, it is many times slower than float32, which stays exact while
+    every partial sum is below 2^24)."""
+    global _INT8_FASTER
+    if _INT8_FASTER is None:
+        import time
+
+        if not _int_mm_cpu():
+            _INT8_FASTER = False
+            return False
+        g = torch.Generator().manual_seed(0)
+        a = torch.randint(-128, 128, (784, 576), dtype=torch.int8, generator=g)
+        b = torch.randint(-128, 128, (64, 576), dtype=torch.int8, generator=g)
+        af, bf = a.to(torch.float32), b.to(torch.float32)
+
+        def best(fn: Callable[[], object]) -> float:
+            fn()
+            times = []
+            for _ in range(5):
+                t = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t)
+            return min(times)
+
+        _INT8_FASTER = best(lambda: torch._int_mm(a, b.t())) < best(lambda: torch.mm(af, bf.t()))
+    return _INT8_FASTER
+
+
+def fast_int8(device: torch.device) -> bool:
+    """Whether int8 products are fast on ``device`` (the native VNNI kernels, or a measured-fast
+    torch._int_mm); where not, exact float32 kernels run instead."""
+    if device.type != "cpu":
+        return False
+    from openqnn.backends.htp import native
+
+    return native.int8_available() or int8_mm_faster()
+
+
 def gemm_mode(ctx: HtpBuildContext) -> str:
     """``int8``: torch._int_mm (CPU); ``float64``: exact float64 products (other devices)."""
     return "int8" if ctx.device.type == "cpu" and _int_mm_cpu() else "float64"
@@ -289,10 +333,14 @@ def machine_mode(mode: str, device: torch.device) -> str:
 
 
 def make_mm(mode: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """mm(a [m, k] int8, bt [n, k] int8 or float64 in float64 mode) -> a @ bt.T (int32 / float64, exact)."""
+    """mm(a [m, k] int8, bt [n, k] int8 or float64 in float64 mode) -> a @ bt.T (int32 / float64, exact);
+    in float32 mode both are float32 and every partial sum is below 2^24 (the caller's bound)."""
     if mode == "int8":
         def mm(a: torch.Tensor, bt: torch.Tensor) -> torch.Tensor:
             return torch._int_mm(a, bt.t())
+    elif mode == "float32":
+        def mm(a: torch.Tensor, bt: torch.Tensor) -> torch.Tensor:
+            return a @ bt.t()
     else:
         def mm(a: torch.Tensor, bt: torch.Tensor) -> torch.Tensor:
             return a.to(torch.float64) @ bt.t()
@@ -301,7 +349,7 @@ def make_mm(mode: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
 
 def weight_matrix(part: np.ndarray, mode: str, device: torch.device) -> torch.Tensor:
     """[k, n] integer weights -> the second GEMM operand stored transposed ([n, k], contiguous)."""
-    dtype = torch.int8 if mode == "int8" else torch.float64
+    dtype = {"int8": torch.int8, "float32": torch.float32}.get(mode, torch.float64)
     return plan_tensor(np.ascontiguousarray(part.T), device, dtype)
 
 
@@ -416,10 +464,14 @@ class ConvCore:
         self.m = n * oh * ow
         if off is None:
             off = ConvCore.folded_offset((parts_b, b0), bias, xq, k)
-        self.b_t = [[weight_matrix(part[:, gi * cout_g:(gi + 1) * cout_g], mode, device) for gi in range(groups)]
-                    for _, part in parts_b]
         if bounds is None:
             bounds = [col_bound(part) for _, part in parts_b]
+        # 8-bit activations and one int8 weight plane on a CPU whose int8 GEMM is slow: an exact float32 GEMM
+        if (mode in ("int8", "float64") and not rq.wide and len(coefs_a) == 1 and len(parts_b) == 1 and not b0.any()
+                and float(bounds[0].max()) < _F32_EXACT and device.type == "cpu" and not int8_mm_faster()):
+            mode = "float32"
+        self.b_t = [[weight_matrix(part[:, gi * cout_g:(gi + 1) * cout_g], mode, device) for gi in range(groups)]
+                    for _, part in parts_b]
         if mode == "int8" and max(float(b.max()) for b in bounds) >= INT32_MAX:
             raise Unsupported(f"a reduction over {k} products may overflow the int32 GEMM accumulator")
         self.mm = make_mm(mode)
@@ -448,7 +500,7 @@ class ConvCore:
             self.negb0 = torch.tensor(-b0, dtype=torch.int32 if mode == "int8" else torch.float64, device=device)
             if self.use_row and not ok32:
                 raise Unsupported("accumulator may overflow int32 before requantization")
-            first = torch.int32 if mode == "int8" else torch.float64
+            first = {"int8": torch.int32, "float32": torch.float32}.get(mode, torch.float64)
             self.requant = rq.fast(off, [(1, bound)], first)
         else:
             self.requant = rq.fast(off, terms, torch.int32 if mode == "int8" else torch.float64)
@@ -520,6 +572,8 @@ class ConvCore:
 
     def run(self, p: torch.Tensor) -> torch.Tensor:
         n, oh, ow = self.geo[:3]
+        if self.mode == "float32":  # the im2col in float32 straight from the int8 input
+            p = torch.empty(p.shape, dtype=torch.float32, device=p.device).copy_(p) if p.is_contiguous() else p.float()
         a = self.cols(p)
         m = self.m
         prods = self.products(a)
