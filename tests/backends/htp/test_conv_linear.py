@@ -19,6 +19,7 @@ from openqnn.backends.htp.arch import ARCHS
 from openqnn.backends.htp.fixedpoint import INT32_MAX, INT32_MIN
 from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext, Unsupported
 from openqnn.backends.htp.kernels import conv as conv_mod
+from openqnn.backends.htp.kernels import gemm as gemm_mod
 from openqnn.backends.htp.kernels.conv import build_conv2d, build_transpose_conv2d
 from openqnn.backends.htp.kernels.gemm import int8_split
 from openqnn.backends.htp.kernels.linear import build_fully_connected, build_matmul
@@ -150,16 +151,22 @@ def _variant(rng: np.random.Generator) -> dict:
 
 # -- convolutions --------------------------------------------------------------------------------
 
-@pytest.fixture(params=["fused", "onednn", "im2col"])
+@pytest.fixture(params=["fused", "onednn", "im2col", "float32", "float32_im2col"])
 def conv_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Convolutions run through native/int8.c's fused kernels where they apply (AVX-512 VNNI), else
-    oneDNN's int8 convolution where it applies, else the im2col GEMM."""
+    oneDNN's int8 convolution where it applies, else the im2col GEMM; ``float32``: as on a CPU without
+    fast int8 products (AVX2), oneDNN's float32 convolution where exact, ``float32_im2col`` the im2col
+    GEMM in float32 (over chunks of the reduction where one float32 sum could be inexact)."""
     if request.param == "fused" and not (native.library() is None or native.int8_available()):
         pytest.skip("this CPU has no AVX-512 VNNI: the fused int8 kernels are not built")
-    if request.param in ("onednn", "im2col"):
+    if request.param != "fused":
         monkeypatch.setattr(native, "int8_available", lambda: False)
-    if request.param == "im2col":
+    if request.param != "onednn":
         monkeypatch.setattr(conv_mod, "_onednn_qconv_ok", lambda device: False)
+    if request.param.startswith("float32"):
+        monkeypatch.setattr(gemm_mod, "_INT8_FASTER", False)
+    if request.param == "float32_im2col":
+        monkeypatch.setattr(conv_mod, "_mkldnn_ok", lambda device: False)
     return str(request.param)
 
 
@@ -324,6 +331,37 @@ def test_fully_connected(seed: int) -> None:
                 w_axis=0 if rng.random() < 0.5 else None, **_variant(rng))
     case.check()
     case.check(mode="float64")
+
+
+@pytest.mark.parametrize("op", ["FullyConnected", "Conv2d"])
+def test_float32_gemm_over_chunks_of_the_reduction(op: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where int8 products are slow (AVX2) the GEMM runs in float32; a reduction whose float32 sums could pass
+    2^24 (here 2304 products of up to 255 x 127) runs as chunks of 1024 added in int32: the same bits."""
+    monkeypatch.setattr(native, "int8_available", lambda: False)
+    monkeypatch.setattr(conv_mod, "_onednn_qconv_ok", lambda device: False)
+    monkeypatch.setattr(conv_mod, "_mkldnn_ok", lambda device: False)
+    monkeypatch.setattr(gemm_mod, "_INT8_FASTER", False)
+    chunked: list[int] = []
+    real = gemm_mod.ConvCore._chunked
+
+    def spy(self, a):  # type: ignore[no-untyped-def]
+        chunked.append(len(self.f32_rows))
+        return real(self, a)
+
+    monkeypatch.setattr(gemm_mod.ConvCore, "_chunked", spy)
+    rng = np.random.default_rng(7)
+    common = {"xbw": 8, "obw": 8, "wbw": 8, "w_sym": True, "bias": "acc"}
+    if op == "FullyConnected":
+        k = 2304
+        case = Case(op, [(5, k)], {"keep_dims": True}, rng, weight=np.sign(rng.normal(size=(6, k))), w_axis=0,
+                    **common)
+    else:
+        k = 3 * 3 * 256
+        attrs = {**_conv_attrs(rng, (3, 3)), "group": 1}
+        case = Case(op, [(1, 6, 6, 256)], attrs, rng, weight=np.sign(rng.normal(size=(3, 3, 256, 4))), w_axis=3,
+                    **common)
+    case.check()
+    assert chunked and chunked[0] == -(-k // gemm_mod.F32_CHUNK)
 
 
 @pytest.mark.parametrize("seed", range(10))

@@ -279,6 +279,7 @@ def _int_mm_cpu() -> bool:
 
 
 _F32_EXACT = float(2**24)  # float32 holds every integer below this: sums of products below it are exact
+F32_CHUNK = 1024  # int8 x int8 products per exact float32 partial sum (1024 * 128 * 128 = 2^24)
 _INT8_FASTER: bool | None = None
 
 
@@ -466,12 +467,18 @@ class ConvCore:
             off = ConvCore.folded_offset((parts_b, b0), bias, xq, k)
         if bounds is None:
             bounds = [col_bound(part) for _, part in parts_b]
-        # 8-bit activations and one int8 weight plane on a CPU whose int8 GEMM is slow: an exact float32 GEMM
+        # 8-bit activations and one int8 weight plane on a CPU whose int8 GEMM is slow: exact float32 GEMMs, over
+        # the whole reduction where every partial sum stays below 2^24, else over chunks of F32_CHUNK products
+        # (|sum| <= 1024 * 2^14 = 2^24 whatever the weights) added as int32
+        self.f32_rows: list[tuple[int, int]] | None = None
         if (mode in ("int8", "float64") and not rq.wide and len(coefs_a) == 1 and len(parts_b) == 1 and not b0.any()
-                and float(bounds[0].max()) < _F32_EXACT and device.type == "cpu" and not int8_mm_faster()):
+                and float(bounds[0].max()) < INT32_MAX and device.type == "cpu" and not int8_mm_faster()):
             mode = "float32"
-        self.b_t = [[weight_matrix(part[:, gi * cout_g:(gi + 1) * cout_g], mode, device) for gi in range(groups)]
-                    for _, part in parts_b]
+            if float(bounds[0].max()) >= _F32_EXACT:
+                self.f32_rows = [(r, min(r + F32_CHUNK, k)) for r in range(0, k, F32_CHUNK)]
+        chunks = self.f32_rows or [(0, k)]
+        self.b_t = [[weight_matrix(part[r0:r1, gi * cout_g:(gi + 1) * cout_g], mode, device)
+                     for r0, r1 in chunks for gi in range(groups)] for _, part in parts_b]
         if mode == "int8" and max(float(b.max()) for b in bounds) >= INT32_MAX:
             raise Unsupported(f"a reduction over {k} products may overflow the int32 GEMM accumulator")
         self.mm = make_mm(mode)
@@ -500,7 +507,8 @@ class ConvCore:
             self.negb0 = torch.tensor(-b0, dtype=torch.int32 if mode == "int8" else torch.float64, device=device)
             if self.use_row and not ok32:
                 raise Unsupported("accumulator may overflow int32 before requantization")
-            first = {"int8": torch.int32, "float32": torch.float32}.get(mode, torch.float64)
+            first = ({"int8": torch.int32, "float32": torch.float32}.get(mode, torch.float64)
+                     if self.f32_rows is None else torch.int32)
             self.requant = rq.fast(off, [(1, bound)], first)
         else:
             self.requant = rq.fast(off, terms, torch.int32 if mode == "int8" else torch.float64)
@@ -547,6 +555,8 @@ class ConvCore:
 
     def products(self, a: torch.Tensor) -> list[torch.Tensor]:
         """One accumulator [rows, cout] per weight plane."""
+        if self.f32_rows is not None:
+            return [self._chunked(a)]
         rows, cout = a.shape[-2], self.cout_g * len(self.b_t[0])
         int8 = self.mode == "int8"
         prods = []
@@ -569,6 +579,24 @@ class ConvCore:
             else:
                 prods.append(torch.cat([self.mm(a[gi], bt) for gi, bt in enumerate(mats)], dim=1))
         return prods
+
+    def _chunked(self, a: torch.Tensor) -> torch.Tensor:
+        """float32 GEMMs over chunks of the reduction (each exact), added as int32: [rows, cout]."""
+        assert self.f32_rows is not None
+        groups = self.geo[7]
+        rows, cg = a.shape[-2], self.cout_g
+        acc = scratch("acc0", (rows, cg * groups), torch.int32, a.device)
+        part = scratch("f32part", (rows, cg), torch.float32, a.device)
+        mats = iter(self.b_t[0])
+        for c, (r0, r1) in enumerate(self.f32_rows):
+            for gi in range(groups):
+                x = (a if a.dim() == 2 else a[gi])[:, r0:r1]
+                dst = acc[:, gi * cg:(gi + 1) * cg]
+                if c == 0:
+                    dst.copy_(torch.mm(x, next(mats).t(), out=part))
+                else:
+                    dst.add_(torch.mm(x, next(mats).t(), out=part).to(torch.int32))
+        return acc
 
     def run(self, p: torch.Tensor) -> torch.Tensor:
         n, oh, ow = self.geo[:3]
