@@ -1,0 +1,503 @@
+"""Run one fidelity case on one arch: openqnn's htp output codes against Qualcomm's HTP simulator's.
+
+The route, as a user would take it:
+
+1. the case's float ONNX model -> ``openqnn.convert`` -> ``openqnn.quantize`` (the case's calibration
+   data and :class:`~openqnn.QuantizerConfig`);
+2. the quantized graph -> ``export_qdq`` (an opset-21 QDQ ONNX model) -> ONNX Runtime with the QNN
+   execution provider of the ``onnxruntime-qnn`` wheel on its HTP backend (``libQnnHtp.so``: on an
+   x86 host, QNN's HTP simulator) for ``htp_arch``, with ``session.disable_cpu_ep_fallback`` so that no
+   op quietly runs on ONNX Runtime's CPU;
+3. the same quantized graph on openqnn's htp backend with ``dsp_arch="v<arch>"``, native (integer)
+   outputs.
+
+Inputs are snapped to the grid of their encoding (``scale * (q + offset)`` in float32), so both sides
+start from the same input codes and no input-rounding convention (QNN EP quantizes graph inputs on
+ONNX Runtime's CPU, round half to even) can make a difference: the comparison is of the ops' own
+arithmetic. openqnn is fed those codes natively.
+
+The simulator's outputs are floats from the graph's final DequantizeLinear (usually left by QNN EP to
+ONNX Runtime's CPU: ``float32(scale) * (q - zero_point)``); the codes are recovered as
+``round(y / scale) - offset`` with the output encoding, and the recovery is checked (see
+:func:`recover_codes`); values off the grid make the case an ``off-grid`` finding. Outputs without an
+encoding (booleans, indices) are compared as they are. A third party, exact arithmetic (ONNX Runtime's
+CPU on the same QDQ model, unfused), tells which side moved away from the real-valued result. QNN EP's
+verbose log names the nodes it took outside a DequantizeLinear -> op -> QuantizeLinear unit: QNN runs
+those on floats.
+
+A model the simulator will not take (session creation fails, e.g. an op QNN EP does not support, which
+``disable_cpu_ep_fallback`` turns into an error) is a *refusal*: a finding recorded with the op and
+QNN EP's reason, never an exception. The simulator's outputs (or its refusal) are cached on disk per
+(QDQ model bytes, inputs, arch, wheel version): ``$OPENQNN_FIDELITY_CACHE`` or
+``~/.cache/openqnn/fidelity``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tests.fidelity.cases import Case, Prepared
+
+__all__ = [
+    "CodeRecoveryError",
+    "Result",
+    "SimOutcome",
+    "cache_dir",
+    "compare",
+    "export_bytes",
+    "recover_codes",
+    "run_case",
+    "run_prepared",
+    "simulate",
+    "simulator_missing",
+    "wheel_version",
+]
+
+WHEEL = "onnxruntime-qnn"
+CACHE_VERSION = "2"
+RECOVERY_TOL = 1e-3  # codes: |y / scale - round(y / scale)| may be at most this, plus float32 rounding of y
+
+
+class CodeRecoveryError(AssertionError):
+    """The simulator's float output does not sit on its encoding's grid: codes cannot be recovered."""
+
+
+# ---------------------------------------------------------------------------------------------
+# the simulator
+
+
+def simulator_missing() -> str | None:
+    """Why QNN's HTP simulator cannot run here (None: it can)."""
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return (f"QNN's HTP simulator ships in the {WHEEL} wheel for Linux x86_64 only "
+                f"(this is {platform.system()} {platform.machine()})")
+    if sys.version_info < (3, 11):
+        return f"the {WHEEL} wheel needs Python >= 3.11"
+    try:
+        import onnxruntime_qnn  # noqa: F401
+    except ImportError:
+        return f"the {WHEEL} wheel is not installed (pip install '{WHEEL}>=2.7', or the dev extra)"
+    return None
+
+
+def wheel_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{WHEEL} {version(WHEEL)}, onnxruntime {version('onnxruntime')}"
+    except PackageNotFoundError:
+        return f"{WHEEL} (not installed)"
+
+
+_registered = False
+
+
+def _register() -> None:
+    global _registered
+    if _registered:
+        return
+    import onnxruntime as ort
+    import onnxruntime_qnn
+
+    try:
+        ort.register_execution_provider_library("QNNExecutionProvider", onnxruntime_qnn.get_library_path())
+    except Exception as e:  # registered earlier in this process by someone else
+        if "already" not in str(e).lower():
+            raise
+    _registered = True
+
+
+@contextlib.contextmanager
+def _captured_fds() -> Iterator[io.StringIO]:
+    """Capture what the native libraries write to fd 1 and 2 (ONNX Runtime's and QNN's logs)."""
+    buf = io.StringIO()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        try:
+            os.dup2(tmp.fileno(), 1)
+            os.dup2(tmp.fileno(), 2)
+            yield buf
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            tmp.seek(0)
+            buf.write(tmp.read().decode("utf-8", "replace"))
+
+
+def _session(model: bytes, arch: str, *, fallback: bool = False, severity: int = 3) -> Any:
+    import onnxruntime as ort
+    import onnxruntime_qnn
+
+    _register()
+    so = ort.SessionOptions()
+    so.log_severity_level = severity
+    devices = [d for d in ort.get_ep_devices() if d.ep_name == "QNNExecutionProvider"]
+    if not devices:
+        raise RuntimeError("onnxruntime lists no QNNExecutionProvider device after registering the wheel's library")
+    so.add_provider_for_devices(devices, {"backend_path": onnxruntime_qnn.get_qnn_htp_path(), "htp_arch": arch})
+    if not fallback:
+        so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    return ort.InferenceSession(model, so)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_UNIT = re.compile(r"Validation (PASSED|FAILED) for (\d+) nodes in OrtNodeUnit \((\w+)\) :\n((?:\s+Operator type:.*\n)+)"
+                   r"(?:\s*REASON : (.*))?")
+_QDQ = ("QuantizeLinear", "DequantizeLinear")
+
+
+def _read_log(log: str) -> tuple[list[str], list[str]]:
+    """From QNN EP's verbose log of a session: (its reasons for the node units it would not take, the
+    compute nodes it took alone, outside a DequantizeLinear -> op -> QuantizeLinear unit: QNN runs those
+    on float values)."""
+    log = _ANSI.sub("", log)
+    refused: list[str] = []
+    alone: list[str] = []
+    for m in _UNIT.finditer(log):
+        verdict, count, op, members, reason = m.groups()
+        if verdict == "FAILED":
+            reason = (reason or "").strip()
+            if "consume a graph input" in reason or "generate a graph output" in reason:
+                continue  # graph I/O Q/DQ: QNN EP leaves them to the CPU by design (offload_graph_io_quantization)
+            refused.append(f"{op}: {reason}" if reason else op)
+        elif int(count) == 1 and op not in _QDQ:
+            name = re.search(r"Node name: (.*?) Node index", members)
+            alone.append(f"{op} ({name.group(1) if name else '?'})")
+    return list(dict.fromkeys(refused)), list(dict.fromkeys(alone))
+
+
+def _refusal_detail(model: bytes, arch: str, log: str) -> str:
+    """The ops QNN EP would not take and its reasons: from the failed session's log, else from a
+    diagnostic session (CPU fallback allowed)."""
+    refused, _ = _read_log(log)
+    if not refused:
+        with contextlib.suppress(Exception), _captured_fds() as buf:
+            _session(model, arch, fallback=True, severity=0)
+        refused, _ = _read_log(buf.getvalue())
+    if refused:
+        return "; ".join(refused)
+    clean = _ANSI.sub("", log)
+    found = re.findall(r"Unsupported nodes in QNN EP: (\{.*?\})\s*$", clean, re.M)
+    errors = [ln.split("] ", 1)[-1].strip() for ln in clean.splitlines() if "[E:" in ln]
+    return "; ".join(dict.fromkeys([f"unsupported {x}" for x in found] or errors[:3]))
+
+
+@dataclass
+class SimOutcome:
+    outputs: list[dict[str, np.ndarray]] | None  # per feed: output name -> array; None when refused
+    refusal: str | None
+    seconds: float
+    cached: bool
+    float_nodes: list[str] = field(default_factory=list)  # compute nodes QNN EP took outside a QDQ unit
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("OPENQNN_FIDELITY_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "openqnn" / "fidelity"
+
+
+def _cache_key(model: bytes, feeds: Sequence[Mapping[str, np.ndarray]], arch: str) -> str:
+    h = hashlib.sha256()
+    h.update(f"{CACHE_VERSION}|{wheel_version()}|{arch}|".encode())
+    h.update(hashlib.sha256(model).digest())
+    for feed in feeds:
+        for name in sorted(feed):
+            a = np.ascontiguousarray(feed[name])
+            h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()[:40]
+
+
+def simulate(model: bytes, feeds: Sequence[Mapping[str, np.ndarray]], arch: str,
+             cache: Path | None = None) -> SimOutcome:
+    """Run the QDQ ``model`` on QNN's HTP simulator for ``htp_arch`` ``arch`` ("68", "73", ...) on
+    each feed; a refusal is returned, not raised. Results are cached in ``cache`` (None:
+    :func:`cache_dir`)."""
+    cache = cache_dir() if cache is None else cache
+    key = _cache_key(model, feeds, arch)
+    npz, meta = cache / f"{key}.npz", cache / f"{key}.json"
+    if meta.exists():
+        info = json.loads(meta.read_text())
+        floats = info.get("float_nodes", [])
+        if info.get("refusal") is not None:
+            return SimOutcome(None, info["refusal"], info.get("seconds", 0.0), True, floats)
+        if npz.exists():
+            with np.load(npz) as z:
+                outs = [{name: z[f"{i}/{name}"] for name in info["outputs"]} for i in range(info["n"])]
+            return SimOutcome(outs, None, info.get("seconds", 0.0), True, floats)
+    t0 = time.perf_counter()
+    refusal: str | None = None
+    outs: list[dict[str, np.ndarray]] | None = None
+    with _captured_fds() as buf:
+        try:
+            sess = _session(model, arch, severity=0)  # the verbose log tells how QNN EP grouped the nodes
+        except Exception as e:  # the simulator refuses the model: a finding
+            refusal = str(e)
+            sess = None
+        if sess is not None:
+            names = [o.name for o in sess.get_outputs()]
+            outs = [dict(zip(names, sess.run(None, dict(feed)))) for feed in feeds]
+    log = buf.getvalue()
+    _, floats = _read_log(log)
+    if refusal is not None:
+        refusal = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", refusal.strip())
+        refusal = _refusal_detail(model, arch, log) or refusal
+    seconds = time.perf_counter() - t0
+    cache.mkdir(parents=True, exist_ok=True)
+    info = {"refusal": refusal, "seconds": seconds, "arch": arch, "wheel": wheel_version(), "float_nodes": floats}
+    if outs is not None:
+        info.update(n=len(outs), outputs=list(outs[0]) if outs else [])
+        tmp = cache / f".{key}.{os.getpid()}.npz"
+        np.savez(tmp, **{f"{i}/{k}": v for i, o in enumerate(outs) for k, v in o.items()})
+        os.replace(tmp, npz)
+    tmpj = cache / f".{key}.{os.getpid()}.json"
+    tmpj.write_text(json.dumps(info))
+    os.replace(tmpj, meta)
+    return SimOutcome(outs, refusal, seconds, False, floats)
+
+
+# ---------------------------------------------------------------------------------------------
+# codes
+
+
+def recover_codes(y: np.ndarray, scale: float, offset: int, bitwidth: int, name: str = "output") -> np.ndarray:
+    """The codes q of the dequantized floats ``y = float32(scale) * (q + offset)``; raises
+    :class:`CodeRecoveryError` when a value is not on that grid (beyond float32 rounding) or its code
+    is out of the bitwidth's range."""
+    s = float(np.float32(scale))
+    v = np.asarray(y, dtype=np.float64) / s
+    k = np.rint(v)
+    err = np.abs(v - k)
+    # y is float32 from a dequantization we do not see. Exact float32 arithmetic puts it within 2^-24 |y|
+    # of the grid; QNN's 16-bit outputs come back up to ~1.3e-2 of a code off (about 2^-23 relative: a
+    # scale an ulp or two apart, or scale * q + scale * offset rounded term by term). Allowed: 2^-20
+    # relative to |q| + |offset|, under 0.1 of a code for every 16-bit code, so the code stays unambiguous.
+    tol = RECOVERY_TOL + (np.abs(v) + abs(int(offset))) * 2.0**-20
+    if not np.all(err <= tol):
+        i = int(np.argmax(err - tol))
+        raise CodeRecoveryError(f"{name}: the simulator's value {float(np.ravel(y)[i])!r} is "
+                                f"{float(np.ravel(err)[i]):.4g} of a code off the grid of scale {s!r} "
+                                f"(offset {offset}); its codes cannot be recovered exactly")
+    q = k.astype(np.int64) - int(offset)
+    lo, hi = 0, (1 << bitwidth) - 1
+    if q.size and (q.min() < lo or q.max() > hi):
+        raise CodeRecoveryError(f"{name}: recovered codes span [{q.min()}, {q.max()}], outside [{lo}, {hi}] "
+                                f"of a {bitwidth}-bit encoding")
+    return q
+
+
+def _sim_codes(prep: Prepared, name: str, y: np.ndarray) -> np.ndarray:
+    enc = prep.graph.tensors[name].encoding
+    if enc is None:
+        return np.asarray(y).astype(np.int64) if np.asarray(y).dtype.kind in "biu" else np.asarray(y)
+    if len(enc.scale) != 1:
+        raise CodeRecoveryError(f"{name}: a per-axis output encoding; the harness recovers per-tensor ones only")
+    return recover_codes(y, enc.scale[0], enc.offset[0], enc.bitwidth, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# records
+
+
+@dataclass
+class Result:
+    case: str
+    op: str
+    variant: str
+    arch: str
+    model: bool = False
+    n: int = 0  # output values compared (per feed and output, summed)
+    identical: float | None = None  # share of identical output codes
+    max_diff: float | None = None  # largest |openqnn - simulator| in codes
+    hist: dict[int, int] = field(default_factory=dict)  # openqnn - simulator (codes) -> count
+    top1: float | None = None  # whole models: share of rows whose argmax agrees
+    # against exact arithmetic (ONNX Runtime's CPU on the same QDQ model, unfused: float32 op, then
+    # QuantizeLinear): share identical and max |diff| of openqnn's codes and of the simulator's
+    ref_oq: float | None = None
+    ref_oq_max: float | None = None
+    ref_sim: float | None = None
+    ref_sim_max: float | None = None
+    refusal: str | None = None  # the simulator would not take the model
+    error: str | None = None  # openqnn (conversion, quantization, export or its htp) failed
+    fallbacks: list[str] = field(default_factory=list)  # openqnn nodes on the cpu fallback, not htp
+    qnn_float: list[str] = field(default_factory=list)  # nodes QNN EP ran on floats (outside a QDQ unit)
+    ops: list[str] = field(default_factory=list)  # the quantized graph's IR op types
+    kernels: list[str] = field(default_factory=list)  # the htp kernels openqnn ran (its step plans)
+    sim_s: float = 0.0
+    oq_s: float = 0.0
+    cached: bool = False
+
+    def line(self) -> str:
+        if self.refusal:
+            return f"{self.case} v{self.arch}: REFUSED {self.refusal}"
+        if self.error:
+            qf = f" (QNN float: {', '.join(self.qnn_float)})" if self.qnn_float else ""
+            return f"{self.case} v{self.arch}: ERROR {self.error}{qf}"
+        top = f", top-1 {self.top1:.1%}" if self.top1 is not None else ""
+        if self.ref_oq is not None and self.ref_sim is not None:
+            top += (f"; vs exact: openqnn {self.ref_oq:.1%} (max {self.ref_oq_max:g}), "
+                    f"QNN {self.ref_sim:.1%} (max {self.ref_sim_max:g})")
+        fb = f", openqnn fallback: {', '.join(self.fallbacks)}" if self.fallbacks else ""
+        fb += f", QNN float: {', '.join(self.qnn_float)}" if self.qnn_float else ""
+        return (f"{self.case} v{self.arch}: {self.identical:.2%} identical of {self.n}, max diff {self.max_diff:g}"
+                f"{top}, diffs {dict(sorted(self.hist.items()))}{fb}")
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hist"] = {str(k): v for k, v in self.hist.items()}
+        return d
+
+
+def compare(ours: Sequence[Mapping[str, np.ndarray]], theirs: Sequence[Mapping[str, np.ndarray]],
+            names: Sequence[str], top1: bool) -> tuple[int, float, float, dict[int, int], float | None]:
+    """(n, share identical, max |diff|, histogram of diffs, top-1 agreement) over all feeds and outputs."""
+    diffs: list[np.ndarray] = []
+    agree = rows = 0
+    for a_feed, b_feed in zip(ours, theirs):
+        for name in names:
+            a, b = np.asarray(a_feed[name]), np.asarray(b_feed[name])
+            if a.shape != b.shape:
+                raise AssertionError(f"{name}: openqnn's shape {a.shape} != the simulator's {b.shape}")
+            d = a.astype(np.float64) - b.astype(np.float64)
+            diffs.append(d.ravel())
+            if top1 and a.ndim >= 1 and a.shape[-1] > 1:
+                am, bm = a.reshape(-1, a.shape[-1]).argmax(-1), b.reshape(-1, b.shape[-1]).argmax(-1)
+                agree += int((am == bm).sum())
+                rows += am.size
+    d = np.concatenate(diffs) if diffs else np.zeros(0)
+    n = int(d.size)
+    hist = {int(k): int(v) for k, v in Counter(np.rint(d).astype(np.int64).tolist()).items()}
+    return (n, float((d == 0).mean()) if n else 1.0, float(np.abs(d).max()) if n else 0.0, hist,
+            (agree / rows if rows else None) if top1 else None)
+
+
+def _first_line(e: BaseException) -> str:
+    text = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+    return f"{type(e).__name__}: {text}"[:300]
+
+
+def export_bytes(prep: Prepared) -> bytes:
+    from openqnn.quantization.qdq.export import graph_to_onnx
+
+    return graph_to_onnx(prep.graph).SerializeToString()
+
+
+def run_prepared(prep: Prepared, arch: str, *, cache: Path | None = None, use_cache: bool = True,
+                 qdq: bytes | None = None) -> Result:
+    """Compare openqnn's htp and the simulator on a prepared case for ``arch`` ("68", "73", ...)."""
+    import openqnn
+    from openqnn.backends.htp.config import HtpConfig
+    from openqnn.runtime.config import BackendConfig
+
+    case = prep.case
+    res = Result(case.name, case.op, case.variant, arch, model=case.model,
+                 ops=sorted({n.op_type for n in prep.graph.nodes}))
+    try:
+        qdq = export_bytes(prep) if qdq is None else qdq
+    except Exception as e:
+        res.error = f"export: {_first_line(e)}"
+        return res
+    if use_cache:
+        sim = simulate(qdq, prep.sim_feeds, arch, cache)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            sim = simulate(qdq, prep.sim_feeds, arch, Path(tmp))
+    res.sim_s, res.cached, res.qnn_float = sim.seconds, sim.cached, list(sim.float_nodes)
+    res.refusal = sim.refusal
+    names = list(prep.graph.outputs)
+    # openqnn and exact arithmetic run even where the simulator refused: the kernels and openqnn's
+    # distance from exact are worth having for every case
+    ours: list[dict[str, np.ndarray]] | None = None
+    t0 = time.perf_counter()
+    try:
+        cfg = BackendConfig(htp=HtpConfig(dsp_arch=f"v{arch}"))
+        with _quiet_warnings():
+            sess = openqnn.Session(prep.graph, backend="htp", config=cfg)
+        res.fallbacks = [f"{f.node} ({f.op_type}): {f.reason}" for f in sess.fallbacks]
+        exe = getattr(sess, "_exe", None)  # private: only for the report's kernel column
+        plans = getattr(getattr(exe, "exe", exe), "step_plans", None) or []
+        res.kernels = sorted({p.kernel for p in plans if p is not None})
+        raw = [sess.run(feed, native_inputs=True, native_outputs=True) for feed in prep.oq_feeds]
+        ours = [{n: np.asarray(o[n]).astype(np.int64) if np.asarray(o[n]).dtype.kind in "biu" else o[n]
+                 for n in names} for o in raw]
+    except Exception as e:
+        res.error = f"openqnn htp: {_first_line(e)}"
+    res.oq_s = time.perf_counter() - t0
+    exact = _exact(prep, qdq, names)
+    if ours is not None and exact is not None:
+        res.n, res.ref_oq, res.ref_oq_max, _, _ = compare(ours, exact, names, False)
+    if sim.outputs is None:
+        return res
+    try:
+        theirs = [{n: _sim_codes(prep, n, o[n]) for n in names} for o in sim.outputs]
+    except CodeRecoveryError as e:
+        res.error = res.error or f"off-grid: {e}"
+        return res
+    if exact is not None:
+        _, res.ref_sim, res.ref_sim_max, _, _ = compare(theirs, exact, names, False)
+    if ours is not None:
+        res.n, res.identical, res.max_diff, res.hist, res.top1 = compare(ours, theirs, names, case.model)
+    return res
+
+
+def _exact(prep: Prepared, qdq: bytes, names: Sequence[str]) -> list[dict[str, np.ndarray]] | None:
+    """The codes of exact arithmetic: ONNX Runtime's CPU on the QDQ model with its graph optimizations off
+    (each op in float32 between DequantizeLinear and QuantizeLinear); None where it cannot run it."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.log_severity_level = 3
+    so.intra_op_num_threads = 1
+    try:
+        sess = ort.InferenceSession(qdq, so, providers=["CPUExecutionProvider"])
+        outs = [dict(zip([o.name for o in sess.get_outputs()], sess.run(None, dict(f)))) for f in prep.sim_feeds]
+        return [{n: _sim_codes(prep, n, o[n]) for n in names} for o in outs]
+    except Exception:
+        return None
+
+
+@contextlib.contextmanager
+def _quiet_warnings() -> Iterator[None]:
+    import logging
+    import warnings
+
+    log = logging.getLogger("openqnn")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        log.setLevel(level)
+
+
+def run_case(case: Case, arch: str, **kw: Any) -> Result:
+    """Prepare ``case`` (convert, quantize, inputs) and run it on ``arch``; a failure to prepare is
+    recorded as the result's error."""
+    try:
+        prep = case.prepare()
+    except Exception as e:
+        return Result(case.name, case.op, case.variant, arch, model=case.model, error=f"prepare: {_first_line(e)}")
+    return run_prepared(prep, arch, **kw)
