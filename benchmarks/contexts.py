@@ -76,3 +76,6 @@ def run_contexts(models: Sequence[str], backends: Sequence[str], rounds: int, si
         print(f"{name:14s} {backend:7s} {pmin * 1e3:7.1f} /{pmed * 1e3:6.1f} {omin * 1e3:6.1f} /{omed * 1e3:5.1f} "
               f"{pmin / omin:5.1f} /{pmed / omed:5.1f} {mb:6.1f}  {same}")
     print("ratio: prepare / open (of the minimums / of the medians)")
+    from benchmarks.machine import machine_line
+
+    print(machine_line(torch.get_num_threads()))

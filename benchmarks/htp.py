@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from benchmarks.bench import _SETTLE_S, _ort_session, median_ms
+from benchmarks.machine import htp_paths, htp_products, machine_line
 from benchmarks.zoo import MODELS, export, make_inputs
 
 
@@ -32,6 +33,7 @@ class HtpResult:
     ort_fp32_ms: float
     top1_agree: float  # htp vs openqnn's cpu simulation, over the timed + calibration inputs
     fallbacks: int
+    paths: str = ""  # the kernels the htp steps took here
 
 
 def _ort_int8(path: Path, calib: list[dict[str, np.ndarray]], out: Path) -> Path:
@@ -82,7 +84,7 @@ def bench_htp_model(name: str, batch: int, threads: int, runs: int, warmup: int,
             best[key] = min(best[key], median_ms(fn, runs, warmup))
     fallbacks = len(htp.exe.fallbacks) if hasattr(htp, "exe") else 0
     return HtpResult(name, batch, best["htp"], best["ort_int8"], best["cpu"], best["ort_fp32"],
-                     float(np.mean(agree)), fallbacks)
+                     float(np.mean(agree)), fallbacks, htp_paths(htp))
 
 
 def format_htp_table(results: Sequence[HtpResult], threads: int) -> str:
@@ -94,6 +96,9 @@ def format_htp_table(results: Sequence[HtpResult], threads: int) -> str:
                      f"{r.ort_fp32_ms:>10.2f}{r.htp_ms / r.ort_int8_ms:>13.2f}{r.htp_ms / r.cpu_fp32_ms:>9.2f}"
                      f"{r.fallbacks:>11}")
     lines.append("targets: htp/ORTint8 <= 1.5 (1.0 ideal), htp/cpu < 1.0")
+    lines.append(machine_line(threads))
+    lines.append(f"htp {htp_products()}; ONNX Runtime is not capped by these variables")
+    lines += [f"  {r.model}: {r.paths}" for r in results]
     return "\n".join(lines)
 
 
