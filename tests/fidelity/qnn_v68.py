@@ -1,0 +1,47 @@
+"""What QNN's HTP (v68) computes when it requantizes a convolution's accumulator: the first piece of the
+per-arch spec (issue 14), established with ``tests.fidelity.requant_probe`` on the simulator of
+onnxruntime-qnn 2.7.0 (QNN 2.51) and checked against it on random convolutions by ``test_qnn_v68.py``.
+
+TFLite's arithmetic (openqnn's htp today) rounds ``acc * M + zo`` with a 31-bit multiplier. QNN v68 instead,
+per output channel with multiplier ``M = s_in * s_w / s_out`` (float32 scales):
+
+1. folds the output zero point into the accumulator: ``a = acc + round(zo / M)``;
+2. drops the accumulator's low ``s = max(0, floor(-log2 M) - 3)`` bits (an arithmetic shift: floor);
+3. multiplies by an 11-bit multiplier ``m = round(M * 2^(10 - e))``, ``e = floor(log2 M)`` (``m`` in
+   [1024, 2048]), and rounds half up: ``code = ((a >> s) * m + 2^(k-1)) >> k`` with ``k = 10 - e - s``;
+4. clamps to the output's range.
+
+Step 2 makes v68 biased downward (the issue's "about 5.6% of Conv outputs one code lower"): up to
+``(2^s - 1) * M`` of a code is lost before rounding. ``acc`` is the exact integer
+``sum((q - zx) * w) + bias`` (how it is split between the MAC array and a bias does not matter: only the
+total is shifted). Not yet known: v73 and later (same ``s``, different rounding), 16-bit outputs, other ops.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["requant_v68"]
+
+
+def requant_v68(acc: np.ndarray, multiplier: np.ndarray | float, zero_point: int, bitwidth: int = 8,
+                channel_axis: int = -1) -> np.ndarray:
+    """Output codes of QNN v68's requantization of int32 accumulators ``acc`` (integers, any shape) with the
+    per-channel (along ``channel_axis``) or per-tensor ``multiplier`` and the output ``zero_point``."""
+    acc = np.asarray(acc, dtype=np.int64)
+    mults = np.atleast_1d(np.asarray(multiplier, dtype=np.float64))
+    out = np.empty(acc.shape, dtype=np.int64)
+    moved = np.moveaxis(acc, channel_axis, -1) if mults.size > 1 else acc[..., None]
+    dest = np.moveaxis(out, channel_axis, -1) if mults.size > 1 else out[..., None]
+    for c, mult in enumerate(mults):
+        e = math.floor(math.log2(mult))
+        s = max(0, math.floor(-math.log2(mult)) - 3)
+        m = math.floor(mult * 2.0 ** (10 - e) + 0.5)
+        k = 10 - e - s
+        a = moved[..., c if mults.size > 1 else 0] + round(zero_point / mult)
+        q = (a >> s) * m
+        code = (q + (1 << (k - 1))) >> k if k > 0 else q << -k
+        dest[..., c if mults.size > 1 else 0] = np.clip(code, 0, (1 << bitwidth) - 1)
+    return out

@@ -1,0 +1,85 @@
+"""QNN v68's convolution requantization (tests/fidelity/qnn_v68.py) against the HTP simulator itself: random
+3x3 convolutions (zero-padded input codes, random input and output zero points, biases, per-tensor and
+per-channel weight scales), every output code equal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.fidelity.harness import _register, simulator_missing
+from tests.fidelity.qnn_v68 import requant_v68
+
+_missing = simulator_missing()
+pytestmark = pytest.mark.skipif(_missing is not None, reason=_missing or "")
+
+
+def _conv_model(rng: np.random.Generator, per_channel: bool) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray, int]:
+    """(model, float input on the grid, exact accumulators [1, cout, h, w], multipliers, output zero point)."""
+    from onnx import TensorProto, helper
+    from onnx import numpy_helper as nh
+
+    cin, cout, h = 8, 12, 10
+    sx, zx = np.float32(rng.uniform(0.005, 0.05)), int(rng.integers(0, 256))
+    sw = rng.uniform(0.002, 0.02, size=cout if per_channel else 1).astype(np.float32)
+    so, zo = np.float32(rng.uniform(0.02, 0.2)), int(rng.integers(0, 256))
+    wq = rng.integers(-127, 128, size=(cout, cin, 3, 3)).astype(np.int8)
+    bq = rng.integers(-4000, 4000, size=cout).astype(np.int32)
+    xq = rng.integers(0, 256, size=(1, cin, h, h)).astype(np.int64)
+    sb = (sx * sw).astype(np.float32)
+    w_axis = {"axis": 0} if per_channel else {}
+    inits = [nh.from_array(wq, "wq"), nh.from_array(sw if per_channel else sw.reshape(()), "sw"),
+             nh.from_array(np.zeros(cout, np.int8) if per_channel else np.array(0, np.int8), "zw"),
+             nh.from_array(bq, "bq"), nh.from_array(sb if per_channel else sb.reshape(()), "sb"),
+             nh.from_array(np.zeros(cout, np.int32) if per_channel else np.array(0, np.int32), "zb"),
+             nh.from_array(np.array(sx), "sx"), nh.from_array(np.array(zx, np.uint8), "zx"),
+             nh.from_array(np.array(so), "so"), nh.from_array(np.array(zo, np.uint8), "zo")]
+    nodes = [helper.make_node("QuantizeLinear", ["xf", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["x"]),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["w"], **w_axis),
+             helper.make_node("DequantizeLinear", ["bq", "sb", "zb"], ["b"], **w_axis),
+             helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1]),
+             helper.make_node("QuantizeLinear", ["y", "so", "zo"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "so", "zo"], ["yo"])]
+    g = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("xf", TensorProto.FLOAT, xq.shape)],
+                          [helper.make_tensor_value_info("yo", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]).SerializeToString()
+    xf = (sx * (xq.astype(np.float32) - zx)).astype(np.float32)
+    xp = np.pad(xq - zx, ((0, 0), (0, 0), (1, 1), (1, 1)))  # the padding is the zero point: 0 once centred
+    acc = np.zeros((1, cout, h, h), np.int64)
+    for i in range(3):
+        for j in range(3):
+            acc += np.einsum("nchw,oc->nohw", xp[:, :, i:i + h, j:j + h], wq[:, :, i, j].astype(np.int64))
+    acc += bq.astype(np.int64)[None, :, None, None]
+    mults = (float(sx) * sw.astype(np.float64)) / float(so)
+    return model, xf, acc, mults, zo
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_v68_conv_requantization_matches_the_simulator(seed: int, per_channel: bool) -> None:
+    import onnxruntime as ort
+    import onnxruntime_qnn as q
+
+    _register()
+    rng = np.random.default_rng(seed)
+    model, xf, acc, mults, zo = _conv_model(rng, per_channel)
+    opts = ort.SessionOptions()
+    devs = [d for d in ort.get_ep_devices() if d.ep_name == "QNNExecutionProvider"]
+    opts.add_provider_for_devices(devs, {"backend_path": q.get_qnn_htp_path(), "htp_arch": "68"})
+    opts.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    y = ort.InferenceSession(model, opts).run(None, {"xf": xf})[0]
+    codes_sim = np.rint(y.astype(np.float64) / _out_scale(model)).astype(np.int64) + zo
+    ours = requant_v68(acc, mults if per_channel else mults[0], zo, channel_axis=1)
+    tflite = np.clip(np.floor(acc * (mults[None, :, None, None] if per_channel else mults[0]) + 0.5) + zo, 0, 255)
+    print(f"seed {seed} per_channel {per_channel}: v68 spec {np.mean(ours == codes_sim):.4%} identical, "
+          f"exact rounding {np.mean(tflite == codes_sim):.4%}")
+    np.testing.assert_array_equal(ours, codes_sim)
+
+
+def _out_scale(model: bytes) -> float:
+    import onnx
+    from onnx import numpy_helper as nh
+
+    m = onnx.load_from_string(model)
+    return float(next(nh.to_array(t) for t in m.graph.initializer if t.name == "so"))
