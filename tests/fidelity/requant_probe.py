@@ -13,7 +13,8 @@ probe reports, per ``M``:
   ``floor(floor(acc / 2^s) * 2^s * M' + 0.5)`` reproduces every output code.
 
 Findings on onnxruntime-qnn 2.7.0 (QNN 2.51), v68, zero points 0: ``s = max(0, floor(-log2 M) - 3)`` and
-an 11-bit rounded multiplier reproduce every code over ``M`` from 2e-4 to 0.3 (docs/htp-fidelity.md).
+an 11-bit rounded multiplier reproduce every code over ``M`` from 2e-4 to 0.3; v73 drops the same bits
+but rounds otherwise (tests/fidelity/qnn_requant.py, docs/htp-fidelity.md).
 """
 
 from __future__ import annotations

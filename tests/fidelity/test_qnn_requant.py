@@ -1,4 +1,4 @@
-"""QNN v68's convolution requantization (tests/fidelity/qnn_v68.py) against the HTP simulator itself: random
+"""QNN's convolution requantization per arch (tests/fidelity/qnn_requant.py) against the HTP simulator: random
 3x3 convolutions (zero-padded input codes, random input and output zero points, biases, per-tensor and
 per-channel weight scales), every output code equal."""
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.fidelity.harness import _register, simulator_missing
-from tests.fidelity.qnn_v68 import requant_v68
+from tests.fidelity.qnn_requant import requant_v68, requant_v73
 
 _missing = simulator_missing()
 pytestmark = pytest.mark.skipif(_missing is not None, reason=_missing or "")
@@ -55,9 +55,10 @@ def _conv_model(rng: np.random.Generator, per_channel: bool) -> tuple[bytes, np.
     return model, xf, acc, mults, zo
 
 
+@pytest.mark.parametrize("arch", ["68", "73"])
 @pytest.mark.parametrize("per_channel", [False, True])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_v68_conv_requantization_matches_the_simulator(seed: int, per_channel: bool) -> None:
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_conv_requantization_matches_the_simulator(seed: int, per_channel: bool, arch: str) -> None:
     import onnxruntime as ort
     import onnxruntime_qnn as q
 
@@ -66,13 +67,14 @@ def test_v68_conv_requantization_matches_the_simulator(seed: int, per_channel: b
     model, xf, acc, mults, zo = _conv_model(rng, per_channel)
     opts = ort.SessionOptions()
     devs = [d for d in ort.get_ep_devices() if d.ep_name == "QNNExecutionProvider"]
-    opts.add_provider_for_devices(devs, {"backend_path": q.get_qnn_htp_path(), "htp_arch": "68"})
+    opts.add_provider_for_devices(devs, {"backend_path": q.get_qnn_htp_path(), "htp_arch": arch})
     opts.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
     y = ort.InferenceSession(model, opts).run(None, {"xf": xf})[0]
     codes_sim = np.rint(y.astype(np.float64) / _out_scale(model)).astype(np.int64) + zo
-    ours = requant_v68(acc, mults if per_channel else mults[0], zo, channel_axis=1)
+    spec = {"68": requant_v68, "73": requant_v73}[arch]
+    ours = spec(acc, mults if per_channel else mults[0], zo, channel_axis=1)
     tflite = np.clip(np.floor(acc * (mults[None, :, None, None] if per_channel else mults[0]) + 0.5) + zo, 0, 255)
-    print(f"seed {seed} per_channel {per_channel}: v68 spec {np.mean(ours == codes_sim):.4%} identical, "
+    print(f"v{arch} seed {seed} per_channel {per_channel}: spec {np.mean(ours == codes_sim):.4%} identical, "
           f"exact rounding {np.mean(tflite == codes_sim):.4%}")
     np.testing.assert_array_equal(ours, codes_sim)
 

@@ -1,6 +1,6 @@
-"""What QNN's HTP (v68) computes when it requantizes a convolution's accumulator: the first piece of the
+"""What QNN's HTP (v68, v73) computes when it requantizes a convolution's accumulator: the first piece of the
 per-arch spec (issue 14), established with ``tests.fidelity.requant_probe`` on the simulator of
-onnxruntime-qnn 2.7.0 (QNN 2.51) and checked against it on random convolutions by ``test_qnn_v68.py``.
+onnxruntime-qnn 2.7.0 (QNN 2.51) and checked against it on random convolutions by ``test_qnn_requant.py``.
 
 TFLite's arithmetic (openqnn's htp today) rounds ``acc * M + zo`` with a 31-bit multiplier. QNN v68 instead,
 per output channel with multiplier ``M = s_in * s_w / s_out`` (float32 scales):
@@ -14,7 +14,14 @@ per output channel with multiplier ``M = s_in * s_w / s_out`` (float32 scales):
 Step 2 makes v68 biased downward (the issue's "about 5.6% of Conv outputs one code lower"): up to
 ``(2^s - 1) * M`` of a code is lost before rounding. ``acc`` is the exact integer
 ``sum((q - zx) * w) + bias`` (how it is split between the MAC array and a bias does not matter: only the
-total is shifted). Not yet known: v73 and later (same ``s``, different rounding), 16-bit outputs, other ops.
+total is shifted).
+
+QNN v73 drops the same ``s`` bits but centres the dropped range (adds ``2^(s-1)`` back), multiplies by a
+12-bit multiplier ``m = round(M * 2^(11 - e))``, rounds half up and adds the output zero point after
+rounding: ``code = clamp((((a >> s) << s) + 2^(s-1)) * m + 2^(k-1)) >> k) + zo)`` with ``a = acc``,
+``k = 11 - e``. Unbiased, hence the issue's "evenly ±1" on v73.
+
+Not yet known: v69 and v75+, 16-bit outputs, the other ops.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import math
 
 import numpy as np
 
-__all__ = ["requant_v68"]
+__all__ = ["requant_v68", "requant_v73"]
 
 
 def requant_v68(acc: np.ndarray, multiplier: np.ndarray | float, zero_point: int, bitwidth: int = 8,
@@ -43,5 +50,25 @@ def requant_v68(acc: np.ndarray, multiplier: np.ndarray | float, zero_point: int
         a = moved[..., c if mults.size > 1 else 0] + round(zero_point / mult)
         q = (a >> s) * m
         code = (q + (1 << (k - 1))) >> k if k > 0 else q << -k
+        dest[..., c if mults.size > 1 else 0] = np.clip(code, 0, (1 << bitwidth) - 1)
+    return out
+
+
+def requant_v73(acc: np.ndarray, multiplier: np.ndarray | float, zero_point: int, bitwidth: int = 8,
+                channel_axis: int = -1) -> np.ndarray:
+    """Output codes of QNN v73's requantization (see the module docstring), as :func:`requant_v68`."""
+    acc = np.asarray(acc, dtype=np.int64)
+    mults = np.atleast_1d(np.asarray(multiplier, dtype=np.float64))
+    out = np.empty(acc.shape, dtype=np.int64)
+    moved = np.moveaxis(acc, channel_axis, -1) if mults.size > 1 else acc[..., None]
+    dest = np.moveaxis(out, channel_axis, -1) if mults.size > 1 else out[..., None]
+    for c, mult in enumerate(mults):
+        e = math.floor(math.log2(mult))
+        s = max(0, math.floor(-math.log2(mult)) - 3)
+        m = math.floor(mult * 2.0 ** (11 - e) + 0.5)
+        k = 11 - e
+        a = ((moved[..., c if mults.size > 1 else 0] >> s) << s) + ((1 << (s - 1)) if s > 0 else 0)
+        q = a * m
+        code = ((q + (1 << (k - 1))) >> k if k > 0 else q << -k) + zero_point
         dest[..., c if mults.size > 1 else 0] = np.clip(code, 0, (1 << bitwidth) - 1)
     return out
