@@ -85,3 +85,65 @@ def _out_scale(model: bytes) -> float:
 
     m = onnx.load_from_string(model)
     return float(next(nh.to_array(t) for t in m.graph.initializer if t.name == "so"))
+
+
+def _fc_model(rng: np.random.Generator, per_channel: bool) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray, int, float]:
+    """A Gemm (FullyConnected) with int8 weights [k, n]: (model, input, exact accumulators, multipliers, zo, so)."""
+    from onnx import TensorProto, helper
+    from onnx import numpy_helper as nh
+
+    rows, k, n = 64, 96, 40
+    sx, zx = np.float32(rng.uniform(0.005, 0.05)), int(rng.integers(0, 256))
+    sw = rng.uniform(0.002, 0.02, size=n if per_channel else 1).astype(np.float32)
+    so, zo = np.float32(rng.uniform(0.05, 0.4)), int(rng.integers(0, 256))
+    wq = rng.integers(-127, 128, size=(k, n)).astype(np.int8)
+    bq = rng.integers(-4000, 4000, size=n).astype(np.int32)
+    xq = rng.integers(0, 256, size=(rows, k)).astype(np.int64)
+    sb = (sx * sw).astype(np.float32)
+    inits = [nh.from_array(wq, "wq"), nh.from_array(sw if per_channel else sw.reshape(()), "sw"),
+             nh.from_array(np.zeros(n, np.int8) if per_channel else np.array(0, np.int8), "zw"),
+             nh.from_array(bq, "bq"), nh.from_array(sb if per_channel else sb.reshape(()), "sb"),
+             nh.from_array(np.zeros(n, np.int32) if per_channel else np.array(0, np.int32), "zb"),
+             nh.from_array(np.array(sx), "sx"), nh.from_array(np.array(zx, np.uint8), "zx"),
+             nh.from_array(np.array(so), "so"), nh.from_array(np.array(zo, np.uint8), "zo")]
+    nodes = [helper.make_node("QuantizeLinear", ["xf", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["x"]),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["w"], **({"axis": 1} if per_channel else {})),
+             helper.make_node("DequantizeLinear", ["bq", "sb", "zb"], ["b"], **({"axis": 0} if per_channel else {})),
+             helper.make_node("Gemm", ["x", "w", "b"], ["y"]),
+             helper.make_node("QuantizeLinear", ["y", "so", "zo"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "so", "zo"], ["yo"])]
+    g = helper.make_graph(nodes, "fc", [helper.make_tensor_value_info("xf", TensorProto.FLOAT, xq.shape)],
+                          [helper.make_tensor_value_info("yo", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]).SerializeToString()
+    acc = (xq - zx) @ wq.astype(np.int64) + bq.astype(np.int64)
+    return (model, (sx * (xq.astype(np.float32) - zx)).astype(np.float32), acc,
+            float(sx) * sw.astype(np.float64) / float(so), zo, float(so))
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fully_connected_requantization_matches_the_simulator(seed: int, per_channel: bool, arch: str) -> None:
+    """The same spec for FullyConnected: v68 every code; v73 all but about 1 in 2500 outputs with per-channel
+    weights (off by one: an open question, recorded in docs/htp-fidelity.md)."""
+    import onnxruntime as ort
+    import onnxruntime_qnn as q
+
+    _register()
+    model, xf, acc, mults, zo, so = _fc_model(np.random.default_rng(seed), per_channel)
+    opts = ort.SessionOptions()
+    devs = [d for d in ort.get_ep_devices() if d.ep_name == "QNNExecutionProvider"]
+    opts.add_provider_for_devices(devs, {"backend_path": q.get_qnn_htp_path(), "htp_arch": arch})
+    opts.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    y = ort.InferenceSession(model, opts).run(None, {"xf": xf})[0]
+    codes = np.rint(y.astype(np.float64) / so).astype(np.int64) + zo
+    spec = {"68": requant_v68, "73": requant_v73}[arch]
+    ours = spec(acc, mults if per_channel else mults[0], zo, channel_axis=1)
+    same = float(np.mean(ours == codes))
+    print(f"v{arch} FullyConnected seed {seed} per_channel {per_channel}: spec {same:.4%} identical")
+    assert int(np.abs(ours - codes).max()) <= 1
+    if arch == "68" or not per_channel:
+        assert same == 1.0
+    else:
+        assert same >= 0.999
