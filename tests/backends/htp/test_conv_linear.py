@@ -116,9 +116,9 @@ class Case:
             return weight.shape[0]
         return weight.shape[3] * (attrs.get("group", 1) if op == "TransposeConv2d" else 1)
 
-    def check(self, arch=V73, mode: str | None = None, steps: float = 2.0) -> np.ndarray:
+    def check(self, arch=V73, mode: str | None = None, steps: float = 2.0, arithmetic: str = "tflite") -> np.ndarray:
         node = self.graph.nodes[0]
-        step = BUILDERS[node.op_type](node, HtpBuildContext(self.graph, arch), mode)
+        step = BUILDERS[node.op_type](node, HtpBuildContext(self.graph, arch, arithmetic=arithmetic), mode)
         ins = [self.q[n] for n in step.inputs]
         ref = np.asarray(step.reference(*ins))
         fast = step.fast(*[torch.from_numpy(q).to(storage_dtype(self.graph.tensors[n].encoding.bitwidth))

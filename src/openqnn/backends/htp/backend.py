@@ -43,7 +43,7 @@ class HtpBackend:
         if builder is None:
             return f"no htp kernel for {node.op_type}"
         try:
-            builder(node, HtpBuildContext(graph, self.arch))
+            builder(node, HtpBuildContext(graph, self.arch, arithmetic=self.config.arithmetic))
         except Unsupported as e:
             return str(e)
         return None
@@ -61,7 +61,7 @@ class HtpBackend:
             from openqnn.backends.fallback import float_plan
 
             return float_plan(graph, self.device, torch.float16, self.name)
-        return _Prepared(HtpExecutable(graph, self.arch, self.device, self.path))
+        return _Prepared(HtpExecutable(graph, self.arch, self.device, self.path, self.config.arithmetic))
 
 
     def plan(self, graph: Graph) -> PreparedGraph:
@@ -72,7 +72,7 @@ class HtpBackend:
             raise UnsupportedOpError("the model is float (fp16_relaxed_precision): a context binary holds quantized "
                                      "htp graphs; quantize the model (qnn-onnx-converter --input_list), or write a "
                                      "cpu context (--backend cpu)")
-        exe = HtpExecutable(graph, self.arch, self.device, self.path)
+        exe = HtpExecutable(graph, self.arch, self.device, self.path, self.config.arithmetic)
         missing = [n for n, p in zip(graph.nodes, exe.step_plans) if p is None]
         if missing:
             raise UnsupportedOpError(

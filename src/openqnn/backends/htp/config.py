@@ -12,11 +12,15 @@ from openqnn.errors import InvalidConfigError
 __all__ = ["SPEC", "HtpConfig"]
 
 PRECISION_MODES = ("int8", "int16", "fp16", "mixed")
+ARITHMETICS = ("tflite", "qnn")
 
 
 @dataclass(frozen=True)
 class HtpConfig:
-    """``dsp_arch`` / ``soc_model`` pick the arch (they must agree); ``vtcm_mb`` must fit its VTCM."""
+    """``dsp_arch`` / ``soc_model`` pick the arch (they must agree); ``vtcm_mb`` must fit its VTCM.
+    ``arithmetic``: "tflite" (TFLite's reference arithmetic) or "qnn" (what QNN's HTP computes for the arch,
+    where established: the requantization of convolutions and FullyConnected with 8-bit codes on v68 and
+    v73, ``spec/qnn_requant.py``; everything else keeps TFLite's)."""
 
     device_id: int = 0
     performance_mode: str = "default"
@@ -26,9 +30,11 @@ class HtpConfig:
     soc_model: int | None = None
     dsp_arch: str | None = None
     fp16_relaxed_precision: bool = False
+    arithmetic: str = "tflite"
 
     def __post_init__(self) -> None:
-        validate_config(self, "htp_config", {"precision_mode": PRECISION_MODES, "dsp_arch": tuple(ARCHS)})
+        validate_config(self, "htp_config", {"precision_mode": PRECISION_MODES, "dsp_arch": tuple(ARCHS),
+                                             "arithmetic": ARITHMETICS})
         arch = resolve_arch(self.dsp_arch, self.soc_model)
         if self.vtcm_mb is not None and self.vtcm_mb > arch.vtcm_mb:
             raise InvalidConfigError(f"htp_config.vtcm_mb = {self.vtcm_mb} is more than the {arch.vtcm_mb} MB of VTCM "

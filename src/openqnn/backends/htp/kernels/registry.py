@@ -102,10 +102,11 @@ class HtpStep:
 class HtpBuildContext:
     """What a builder may read: tensor types, encodings, and static tensors quantized to their encodings."""
 
-    def __init__(self, graph: Graph, arch: HtpArch, device: torch.device | str = "cpu"):
+    def __init__(self, graph: Graph, arch: HtpArch, device: torch.device | str = "cpu", arithmetic: str = "tflite"):
         self.graph = graph
         self.arch = arch
         self.device = torch.device(device)
+        self.arithmetic = arithmetic  # htp_config.arithmetic: "tflite" or "qnn"
 
     def enc(self, name: str) -> QParams | None:
         t = self.graph.tensors[name]

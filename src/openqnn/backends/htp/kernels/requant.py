@@ -36,6 +36,7 @@ from openqnn.backends.htp.fixedpoint import (
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, QParams, Unsupported
 from openqnn.backends.htp.kernels.scratch import scratch
 from openqnn.backends.htp.native import NativeRequant
+from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec, TensorConsts, spec_for
 
 __all__ = ["BLOCK", "SMALL", "Requant", "RequantForm", "Term", "requant_for"]
 
@@ -110,6 +111,8 @@ class Requant:
 
     @staticmethod
     def from_attrs(attrs: Mapping[str, Any], device: torch.device) -> Requant:
+        if attrs.get("arith") == "qnn":
+            return QnnRequant.from_attrs(attrs, device)
         ms = np.asarray(attrs["ms"], dtype=np.int64)
         rq = Requant(np.zeros(ms.shape[1]), int(attrs["zo"]), int(attrs["bits"]), bool(attrs["wide"]), device,
                      (ms[0], ms[1]))
@@ -638,11 +641,68 @@ class _Affine:
 
 
 def requant_for(ctx: HtpBuildContext, xq: QParams, oq: QParams, w_scale: np.ndarray, channels: int,
-                w_bits: int, x2q: QParams | None = None) -> Requant:
+                w_bits: int, x2q: QParams | None = None, qnn_spec: bool = True) -> Requant:
     """The requantization of an op with input encoding ``xq`` (and ``x2q`` for a second activation),
-    weight scales ``w_scale`` (one or per channel) and output encoding ``oq``."""
+    weight scales ``w_scale`` (one or per channel) and output encoding ``oq``: QNN's arithmetic for the arch
+    where ``htp_config.arithmetic`` is "qnn" and it is established for the op (``qnn_spec``: convolutions,
+    TransposeConv2d and FullyConnected; not DepthWiseConv2d, whose QNN arithmetic differs) and its
+    encodings (spec/qnn_requant.py), else TFLite's."""
     s_in = float(xq.scale[0]) * (float(x2q.scale[0]) if x2q is not None else 1.0)
     real = s_in * np.broadcast_to(w_scale, (channels,)).astype(np.float64) / float(oq.scale[0])
     wide = xq.bitwidth == 16 or w_bits == 16 or (x2q is not None and x2q.bitwidth == 16)
+    if qnn_spec and getattr(ctx, "arithmetic", "tflite") == "qnn":
+        # QNN computes M from the float32 scales of the model it is given
+        f32 = lambda v: np.asarray(v, dtype=np.float32).astype(np.float64)  # noqa: E731
+        real32 = f32(xq.scale[0]) * f32(np.broadcast_to(w_scale, (channels,))) / f32(oq.scale[0])
+        spec = spec_for(ctx.arch.name, "qnn", real32, int(oq.zero_point[0]), xq.bitwidth, w_bits, oq.bitwidth,
+                        x2q is not None)
+        if spec is not None:
+            return QnnRequant(real32, spec, wide, ctx.device)
     return Requant(real, int(oq.zero_point[0]), oq.bitwidth, wide, ctx.device)
+
+
+class QnnRequant(Requant):
+    """QNN's HTP requantization (spec/qnn_requant.py) behind :class:`Requant`'s interface: nothing to decide
+    at prepare, no C form (the fused int8 kernels requantize with TFLite's arithmetic, so they do not apply
+    and the accumulator kernels run), an int64 PyTorch form."""
+
+    def __init__(self, real: np.ndarray, spec: QnnRequantSpec, wide: bool, device: torch.device):
+        self.real = np.asarray(real, dtype=np.float64).reshape(-1)
+        zeros = np.zeros(self.real.size, dtype=np.int64)
+        super().__init__(self.real, spec.zero_point, 8, wide, device, (zeros, zeros))
+        self.spec = spec
+
+    def to_attrs(self) -> dict[str, object]:
+        return {"arith": "qnn", "arch": self.spec.arch, "real": self.real, "zo": self.zo, "bits": self.bits,
+                "wide": bool(self.wide)}
+
+    @staticmethod
+    def from_attrs(attrs: Mapping[str, Any], device: torch.device) -> QnnRequant:
+        real = np.asarray(attrs["real"], dtype=np.float64)
+        return QnnRequant(real, QnnRequantSpec.of(str(attrs["arch"]), real, int(attrs["zo"]), int(attrs["bits"])),
+                          bool(attrs["wide"]), device)
+
+    def reference(self, acc: np.ndarray) -> np.ndarray:
+        return self.spec.apply_np(acc)
+
+    def fast(self, off: np.ndarray, terms: Sequence[Term], first_dtype: torch.dtype = torch.int32
+             ) -> Callable[..., torch.Tensor]:
+        acc_spec = _Accumulator.of(off, terms, self.channels)
+        device, spec = self.device, self.spec
+        consts = TensorConsts.of(spec, device)
+        off_t = torch.from_numpy(np.array(acc_spec.offs, dtype=np.int64)).to(device)
+        coefs = [int(c[0]) if (c == c[0]).all() else torch.from_numpy(np.array(c, dtype=np.int64)).to(device)
+                 for c in acc_spec.coefs]
+        self.native, self.native_form, self.mode = False, None, "qnn"
+
+        def run(t0: torch.Tensor, *tensors: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+            acc = t0.to(torch.int64) * coefs[0] if not isinstance(coefs[0], int) or coefs[0] != 1 else t0.to(torch.int64)
+            for c, t in zip(coefs[1:], tensors):
+                acc = acc + t.to(torch.int64) * c
+            codes = spec.apply_t(acc + off_t, consts)
+            if out is not None:
+                return out.copy_(codes)
+            return codes.to(self.out_dtype)
+
+        return run
 

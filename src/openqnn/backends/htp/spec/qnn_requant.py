@@ -1,0 +1,120 @@
+"""QNN's HTP requantization of an int32 accumulator to 8-bit codes, per arch: the convolutions' and
+FullyConnected's (8-bit input codes, int8 weights), established on Qualcomm's HTP simulator
+(onnxruntime-qnn 2.7.0, QNN 2.51) with ``tests/fidelity/requant_probe.py`` and held to it by
+``tests/fidelity/test_qnn_requant.py`` (docs/htp-fidelity.md).
+
+TFLite's arithmetic (``htp_config.arithmetic: "tflite"``) rounds ``acc * M + zo`` with a 31-bit multiplier.
+QNN's, per output channel with the multiplier ``M = s_in * s_w / s_out`` (from the float32 scales),
+``e = floor(log2 M)`` and ``s = max(0, floor(-log2 M) - 3)`` (the accumulator's low bits it drops, floor):
+
+- **v68**: the output zero point joins the accumulator first, ``a = acc + round(zo / M)``; an 11-bit
+  multiplier ``m = round(M * 2^(10 - e))``; ``code = clamp(((a >> s) * m + 2^(k-1)) >> k)``, ``k = 10 - e - s``.
+  Dropping the low bits by floor biases v68 down by up to ``(2^s - 1) * M`` of a code.
+- **v73**: the dropped range centred, ``a = ((acc >> s) << s) + 2^(s-1)``; a 12-bit multiplier
+  ``m = round(M * 2^(11 - e))``; ``code = clamp(((a * m + 2^(k-1)) >> k) + zo)``, ``k = 11 - e``.
+
+Other archs, 16-bit inputs, weights or outputs, and the other ops are not established yet: they keep
+TFLite's arithmetic (``spec_for`` returns None).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["ARCHS", "QnnRequantSpec", "TensorConsts", "spec_for"]
+
+ARCHS = ("v68", "v73")
+
+
+@dataclass(frozen=True)
+class QnnRequantSpec:
+    """One requantization's per-channel integer constants (int64 arrays of the channels)."""
+
+    arch: str
+    zero_point: int
+    qmax: int
+    pre: np.ndarray  # added before the shift: round(zo / M) on v68, 0 on v73
+    shift: np.ndarray  # s: low bits dropped
+    centre: np.ndarray  # added back after the shift: 2^(s-1) on v73 (where s > 0), 0 on v68
+    mult: np.ndarray  # m
+    k: np.ndarray  # the final right shift
+    post: int  # added after rounding: zo on v73, 0 on v68
+
+    @staticmethod
+    def of(arch: str, real: np.ndarray, zero_point: int, bitwidth: int = 8) -> QnnRequantSpec:
+        pre, shift, centre, mult, k = [], [], [], [], []
+        for r in np.asarray(real, dtype=np.float64).reshape(-1):
+            e = math.floor(math.log2(r))
+            s = max(0, math.floor(-math.log2(r)) - 3)
+            shift.append(s)
+            if arch == "v68":
+                pre.append(round(zero_point / r))
+                centre.append(0)
+                mult.append(math.floor(r * 2.0 ** (10 - e) + 0.5))
+                k.append(10 - e)  # (a >> s) * m >> (10 - e - s), with the dropped bits shifted back in place
+            else:
+                pre.append(0)
+                centre.append((1 << (s - 1)) if s > 0 else 0)
+                mult.append(math.floor(r * 2.0 ** (11 - e) + 0.5))
+                k.append(11 - e)
+        arr = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
+        return QnnRequantSpec(arch, int(zero_point), (1 << bitwidth) - 1, arr(pre), arr(shift), arr(centre), arr(mult),
+                              arr(k), int(zero_point) if arch == "v73" else 0)
+
+    def apply_np(self, acc: np.ndarray) -> np.ndarray:
+        """Codes of int64 accumulators ``acc`` (channels last): the reference."""
+        a = np.asarray(acc, dtype=np.int64) + self.pre
+        a = ((a >> self.shift) << self.shift) + self.centre
+        p = a * self.mult
+        code = np.where(self.k > 0, (p + (np.int64(1) << np.maximum(self.k - 1, 0))) >> np.maximum(self.k, 0),
+                        p << np.maximum(-self.k, 0))
+        return np.clip(code + self.post, 0, self.qmax)
+
+    def apply_t(self, acc: torch.Tensor, c: TensorConsts) -> torch.Tensor:
+        """The same on a tensor of integer accumulators (any integer or integral float dtype), as int64;
+        ``c``: :meth:`TensorConsts.of` this spec."""
+        a = acc.to(torch.int64) + c.pre
+        a = torch.bitwise_left_shift(torch.bitwise_right_shift(a, c.shift), c.shift).add_(c.centre)
+        p = a.mul_(c.mult)
+        code = torch.bitwise_right_shift(p.add_(c.half), c.k) if c.positive else torch.where(
+            c.kpos, torch.bitwise_right_shift(p + c.half, c.kcl), torch.bitwise_left_shift(p, c.kneg))
+        return code.add_(self.post).clamp_(0, self.qmax)
+
+
+@dataclass(frozen=True)
+class TensorConsts:
+    """A spec's constants as tensors on a device (made once per bound step)."""
+
+    pre: torch.Tensor
+    shift: torch.Tensor
+    centre: torch.Tensor
+    mult: torch.Tensor
+    half: torch.Tensor
+    k: torch.Tensor
+    kcl: torch.Tensor
+    kneg: torch.Tensor
+    kpos: torch.Tensor
+    positive: bool
+
+    @staticmethod
+    def of(spec: QnnRequantSpec, device: torch.device) -> TensorConsts:
+        t = lambda a: torch.from_numpy(np.array(a, dtype=np.int64)).to(device)  # noqa: E731 (a writable copy)
+        kcl = np.maximum(spec.k, 0)
+        return TensorConsts(t(spec.pre), t(spec.shift), t(spec.centre), t(spec.mult),
+                             t(np.where(spec.k > 0, np.int64(1) << np.maximum(spec.k - 1, 0), 0)), t(spec.k), t(kcl),
+                             t(np.maximum(-spec.k, 0)), torch.from_numpy(np.array(spec.k > 0)).to(device), bool((spec.k > 0).all()))
+
+
+def spec_for(arch: str, arithmetic: str, real: np.ndarray, zero_point: int, in_bits: int, w_bits: int,
+             out_bits: int, two_activations: bool) -> QnnRequantSpec | None:
+    """QNN's requantization where it is established (``arithmetic == "qnn"``, v68 or v73, 8-bit input codes,
+    int8 weights, 8-bit outputs, a weight operand), else None (TFLite's arithmetic applies)."""
+    if arithmetic != "qnn" or arch not in ARCHS or in_bits != 8 or w_bits != 8 or out_bits != 8 or two_activations:
+        return None
+    if not np.all(np.asarray(real) > 0):
+        return None
+    return QnnRequantSpec.of(arch, real, zero_point, out_bits)

@@ -1,0 +1,95 @@
+"""htp_config.arithmetic = "qnn": QNN's requantization (spec/qnn_requant.py) for convolutions, TransposeConv2d
+and FullyConnected with 8-bit codes on v68 and v73. The fast path equals the spec on every kernel kind, a
+context keeps the arithmetic, and ops or encodings the spec does not cover keep TFLite's. (Against QNN's
+simulator itself: tests/fidelity/test_qnn_requant.py and test_fidelity.py.)"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_conv_linear import BUILDERS, Case, _conv_attrs, conv_impl  # noqa: F401  (the fixture)
+
+from openqnn.backends.htp.arch import ARCHS
+from openqnn.backends.htp.config import HtpConfig
+from openqnn.backends.htp.kernels.registry import HtpBuildContext, bind_step
+from openqnn.backends.htp.kernels.requant import QnnRequant, Requant
+from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec, TensorConsts
+from openqnn.backends.plan import StepPlan
+from openqnn.errors import InvalidConfigError
+
+V68, V73 = ARCHS["v68"], ARCHS["v73"]
+A8 = {"xbw": 8, "obw": 8, "wbw": 8, "w_sym": True}
+
+
+def _conv_case(rng: np.random.Generator, per_channel: bool) -> Case:
+    k = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+    cin, cout = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+    xshape = (1, int(rng.integers(k[0] * 2, 12)), int(rng.integers(k[1] * 2, 12)), cin)
+    return Case("Conv2d", [xshape], {**_conv_attrs(rng, k), "group": 1}, rng, weight=rng.normal(size=(*k, cin, cout)),
+                w_axis=3 if per_channel else None, bias=str(rng.choice(["acc", "float", "none"])), **A8)
+
+
+@pytest.mark.parametrize("arch", [V68, V73], ids=["v68", "v73"])
+@pytest.mark.parametrize("seed", range(6))
+def test_conv2d_fast_equals_the_qnn_spec(seed: int, arch, conv_impl: str) -> None:  # noqa: F811
+    rng = np.random.default_rng(900 + seed)
+    case = _conv_case(rng, per_channel=bool(seed % 2))
+    qnn = case.check(arch, arithmetic="qnn")
+    tflite = case.check(arch)
+    assert np.abs(qnn - tflite).max() <= 1  # the two arithmetics differ by at most a code
+
+
+@pytest.mark.parametrize("arch", [V68, V73], ids=["v68", "v73"])
+@pytest.mark.parametrize("seed", range(4))
+def test_fully_connected_fast_equals_the_qnn_spec(seed: int, arch) -> None:
+    rng = np.random.default_rng(950 + seed)
+    k, units = int(rng.integers(1, 60)), int(rng.integers(1, 20))
+    case = Case("FullyConnected", [(int(rng.integers(1, 6)), k)], {"keep_dims": True}, rng,
+                weight=rng.normal(size=(units, k)), w_axis=0 if seed % 2 else None, bias="acc", **A8)
+    case.check(arch, arithmetic="qnn")
+    case.check(arch, mode="float64", arithmetic="qnn")
+
+
+def test_the_requantization_is_qnns_only_where_established() -> None:
+    rng = np.random.default_rng(3)
+    node_of = lambda case: case.graph.nodes[0]  # noqa: E731
+    conv = _conv_case(rng, per_channel=True)
+    step = BUILDERS["Conv2d"](node_of(conv), HtpBuildContext(conv.graph, V68, arithmetic="qnn"))
+    assert step.plan is not None and step.plan.attrs["rq"]["arith"] == "qnn"
+    for arch in (ARCHS["v69"], ARCHS["v75"]):  # not established: TFLite's
+        step = BUILDERS["Conv2d"](node_of(conv), HtpBuildContext(conv.graph, arch, arithmetic="qnn"))
+        assert "arith" not in step.plan.attrs["rq"]
+    wide = Case("Conv2d", [(1, 6, 6, 3)], {**_conv_attrs(rng, (3, 3)), "group": 1}, rng,
+                weight=rng.normal(size=(3, 3, 3, 4)), w_axis=None, bias="acc", xbw=16, obw=16, wbw=8, w_sym=True)
+    step = BUILDERS["Conv2d"](node_of(wide), HtpBuildContext(wide.graph, V68, arithmetic="qnn"))
+    assert "arith" not in step.plan.attrs["rq"]
+    with pytest.raises(InvalidConfigError, match="arithmetic"):
+        HtpConfig(arithmetic="exact")
+
+
+def test_a_plan_keeps_the_qnn_arithmetic() -> None:
+    rng = np.random.default_rng(5)
+    case = _conv_case(rng, per_channel=True)
+    node = case.graph.nodes[0]
+    step = BUILDERS["Conv2d"](node, HtpBuildContext(case.graph, V68, arithmetic="qnn"))
+    plan = step.plan
+    back = StepPlan.from_json(json.loads(json.dumps(plan.to_json(), allow_nan=False)), plan.stored_arrays())
+    rebound = bind_step(back)
+    ins = [case.q[n] for n in step.inputs]
+    x = [torch.from_numpy(q).to(torch.uint8) for q in ins]
+    np.testing.assert_array_equal(rebound.fast(*x).numpy(), step.fast(*x).numpy())
+    np.testing.assert_array_equal(np.asarray(rebound.reference(*ins)), np.asarray(step.reference(*ins)))
+    assert isinstance(Requant.from_attrs(back.attrs["rq"], torch.device("cpu")), QnnRequant)
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+def test_spec_numpy_and_torch_agree_on_extreme_accumulators(arch: str) -> None:
+    rng = np.random.default_rng(11)
+    real = np.exp(rng.uniform(np.log(1e-5), np.log(0.99), size=9))
+    spec = QnnRequantSpec.of(arch, real, int(rng.integers(0, 256)))
+    acc = np.concatenate([rng.integers(-2**31, 2**31, size=(200, 9)), np.full((1, 9), -2**31), np.full((1, 9), 2**31 - 1)])
+    got = spec.apply_t(torch.from_numpy(acc), TensorConsts.of(spec, torch.device("cpu"))).numpy()
+    np.testing.assert_array_equal(got, spec.apply_np(acc))
