@@ -1,4 +1,6 @@
-"""What QNN's HTP (v68, v73) computes when it requantizes a convolution's accumulator: the first piece of the
+"""What QNN's HTP (v68, v73) computes when it requantizes a convolution's accumulator, transcribed from the
+findings separately from openqnn's spec (src/openqnn/backends/htp/spec/qnn_requant.py), which a test holds to
+it: the first piece of the
 per-arch spec (issue 14), established with ``tests.fidelity.requant_probe`` on the simulator of
 onnxruntime-qnn 2.7.0 (QNN 2.51) and checked against it on random convolutions by ``test_qnn_requant.py``.
 

@@ -93,3 +93,17 @@ def test_spec_numpy_and_torch_agree_on_extreme_accumulators(arch: str) -> None:
     acc = np.concatenate([rng.integers(-2**31, 2**31, size=(200, 9)), np.full((1, 9), -2**31), np.full((1, 9), 2**31 - 1)])
     got = spec.apply_t(torch.from_numpy(acc), TensorConsts.of(spec, torch.device("cpu"))).numpy()
     np.testing.assert_array_equal(got, spec.apply_np(acc))
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+def test_spec_equals_the_fidelity_transcription(arch: str) -> None:
+    """spec/qnn_requant.py against tests/fidelity/qnn_requant.py, written separately from the same findings
+    (per channel, shifts spelled differently): the same codes."""
+    from tests.fidelity.qnn_requant import requant_v68, requant_v73
+
+    rng = np.random.default_rng(12)
+    real = np.exp(rng.uniform(np.log(1e-4), np.log(0.9), size=7))
+    zo = int(rng.integers(0, 256))
+    acc = rng.integers(-2**24, 2**24, size=(400, 7))
+    ref = {"v68": requant_v68, "v73": requant_v73}[arch](acc, real, zo, channel_axis=1)
+    np.testing.assert_array_equal(QnnRequantSpec.of(arch, real, zo).apply_np(acc), ref)
