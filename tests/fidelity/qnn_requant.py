@@ -29,48 +29,51 @@ Not yet known: v69 and v75+, 16-bit outputs, the other ops.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
 __all__ = ["requant_v68", "requant_v73"]
 
 
+def _per_channel(acc: np.ndarray, multiplier: np.ndarray | float, bitwidth: int, channel_axis: int,
+                 one: Callable[[np.ndarray, float], np.ndarray]) -> np.ndarray:
+    """``one(acc of a channel, its multiplier)`` over the channels (one multiplier: the whole), clamped."""
+    acc = np.asarray(acc, dtype=np.int64)
+    mults = np.atleast_1d(np.asarray(multiplier, dtype=np.float64))
+    if mults.size == 1:
+        return np.clip(one(acc, float(mults[0])), 0, (1 << bitwidth) - 1)
+    out = np.empty(acc.shape, dtype=np.int64)
+    moved, dest = np.moveaxis(acc, channel_axis, -1), np.moveaxis(out, channel_axis, -1)
+    for c, mult in enumerate(mults):
+        dest[..., c] = np.clip(one(moved[..., c], float(mult)), 0, (1 << bitwidth) - 1)
+    return out
+
+
 def requant_v68(acc: np.ndarray, multiplier: np.ndarray | float, zero_point: int, bitwidth: int = 8,
                 channel_axis: int = -1) -> np.ndarray:
     """Output codes of QNN v68's requantization of int32 accumulators ``acc`` (integers, any shape) with the
     per-channel (along ``channel_axis``) or per-tensor ``multiplier`` and the output ``zero_point``."""
-    acc = np.asarray(acc, dtype=np.int64)
-    mults = np.atleast_1d(np.asarray(multiplier, dtype=np.float64))
-    out = np.empty(acc.shape, dtype=np.int64)
-    moved = np.moveaxis(acc, channel_axis, -1) if mults.size > 1 else acc[..., None]
-    dest = np.moveaxis(out, channel_axis, -1) if mults.size > 1 else out[..., None]
-    for c, mult in enumerate(mults):
+    def one(a: np.ndarray, mult: float) -> np.ndarray:
         e = math.floor(math.log2(mult))
         s = max(0, math.floor(-math.log2(mult)) - 3)
         m = math.floor(mult * 2.0 ** (10 - e) + 0.5)
         k = 10 - e - s
-        a = moved[..., c if mults.size > 1 else 0] + round(zero_point / mult)
-        q = (a >> s) * m
-        code = (q + (1 << (k - 1))) >> k if k > 0 else q << -k
-        dest[..., c if mults.size > 1 else 0] = np.clip(code, 0, (1 << bitwidth) - 1)
-    return out
+        q = ((a + round(zero_point / mult)) >> s) * m
+        return (q + (1 << (k - 1))) >> k if k > 0 else q << -k
+
+    return _per_channel(acc, multiplier, bitwidth, channel_axis, one)
 
 
 def requant_v73(acc: np.ndarray, multiplier: np.ndarray | float, zero_point: int, bitwidth: int = 8,
                 channel_axis: int = -1) -> np.ndarray:
     """Output codes of QNN v73's requantization (see the module docstring), as :func:`requant_v68`."""
-    acc = np.asarray(acc, dtype=np.int64)
-    mults = np.atleast_1d(np.asarray(multiplier, dtype=np.float64))
-    out = np.empty(acc.shape, dtype=np.int64)
-    moved = np.moveaxis(acc, channel_axis, -1) if mults.size > 1 else acc[..., None]
-    dest = np.moveaxis(out, channel_axis, -1) if mults.size > 1 else out[..., None]
-    for c, mult in enumerate(mults):
+    def one(a: np.ndarray, mult: float) -> np.ndarray:
         e = math.floor(math.log2(mult))
         s = max(0, math.floor(-math.log2(mult)) - 3)
         m = math.floor(mult * 2.0 ** (11 - e) + 0.5)
         k = 11 - e
-        a = ((moved[..., c if mults.size > 1 else 0] >> s) << s) + ((1 << (s - 1)) if s > 0 else 0)
-        q = a * m
-        code = ((q + (1 << (k - 1))) >> k if k > 0 else q << -k) + zero_point
-        dest[..., c if mults.size > 1 else 0] = np.clip(code, 0, (1 << bitwidth) - 1)
-    return out
+        q = (((a >> s) << s) + ((1 << (s - 1)) if s > 0 else 0)) * m
+        return ((q + (1 << (k - 1))) >> k if k > 0 else q << -k) + zero_point
+
+    return _per_channel(acc, multiplier, bitwidth, channel_axis, one)

@@ -4,11 +4,41 @@ per-channel weight scales), every output code equal."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
 from tests.fidelity.harness import _register, simulator_missing
 from tests.fidelity.qnn_requant import requant_v68, requant_v73
+
+
+def _qdq_model(op: Any, x_shape: tuple[int, ...], wq: np.ndarray, bq: np.ndarray, sx: np.float32, zx: int,
+               sw: np.ndarray, so: np.float32, zo: int, w_axis: int | None, b_axis: int | None) -> bytes:
+    """``op`` (inputs x, w, b; output y) between QuantizeLinear/DequantizeLinear: 8-bit input codes, int8
+    weights (per-tensor, or per channel along ``w_axis``), an int32 bias, 8-bit output codes."""
+    from onnx import TensorProto, helper
+    from onnx import numpy_helper as nh
+
+    per_channel = w_axis is not None
+    n = sw.size
+    sb = (sx * sw).astype(np.float32)
+    one = lambda a: a if per_channel else a.reshape(())  # noqa: E731
+    inits = [nh.from_array(wq, "wq"), nh.from_array(one(sw), "sw"), nh.from_array(one(np.zeros(n, np.int8)), "zw"),
+             nh.from_array(bq, "bq"), nh.from_array(one(sb), "sb"), nh.from_array(one(np.zeros(n, np.int32)), "zb"),
+             nh.from_array(np.array(sx), "sx"), nh.from_array(np.array(zx, np.uint8), "zx"),
+             nh.from_array(np.array(so), "so"), nh.from_array(np.array(zo, np.uint8), "zo")]
+    axis = lambda a: {} if a is None else {"axis": a}  # noqa: E731
+    nodes = [helper.make_node("QuantizeLinear", ["xf", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["x"]),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["w"], **axis(w_axis)),
+             helper.make_node("DequantizeLinear", ["bq", "sb", "zb"], ["b"], **axis(b_axis)), op,
+             helper.make_node("QuantizeLinear", ["y", "so", "zo"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "so", "zo"], ["yo"])]
+    g = helper.make_graph(nodes, "op", [helper.make_tensor_value_info("xf", TensorProto.FLOAT, x_shape)],
+                          [helper.make_tensor_value_info("yo", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]).SerializeToString()
+
 
 _missing = simulator_missing()
 pytestmark = pytest.mark.skipif(_missing is not None, reason=_missing or "")
@@ -16,8 +46,7 @@ pytestmark = pytest.mark.skipif(_missing is not None, reason=_missing or "")
 
 def _conv_model(rng: np.random.Generator, per_channel: bool) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray, int]:
     """(model, float input on the grid, exact accumulators [1, cout, h, w], multipliers, output zero point)."""
-    from onnx import TensorProto, helper
-    from onnx import numpy_helper as nh
+    from onnx import helper
 
     cin, cout, h = 8, 12, 10
     sx, zx = np.float32(rng.uniform(0.005, 0.05)), int(rng.integers(0, 256))
@@ -26,24 +55,8 @@ def _conv_model(rng: np.random.Generator, per_channel: bool) -> tuple[bytes, np.
     wq = rng.integers(-127, 128, size=(cout, cin, 3, 3)).astype(np.int8)
     bq = rng.integers(-4000, 4000, size=cout).astype(np.int32)
     xq = rng.integers(0, 256, size=(1, cin, h, h)).astype(np.int64)
-    sb = (sx * sw).astype(np.float32)
-    w_axis = {"axis": 0} if per_channel else {}
-    inits = [nh.from_array(wq, "wq"), nh.from_array(sw if per_channel else sw.reshape(()), "sw"),
-             nh.from_array(np.zeros(cout, np.int8) if per_channel else np.array(0, np.int8), "zw"),
-             nh.from_array(bq, "bq"), nh.from_array(sb if per_channel else sb.reshape(()), "sb"),
-             nh.from_array(np.zeros(cout, np.int32) if per_channel else np.array(0, np.int32), "zb"),
-             nh.from_array(np.array(sx), "sx"), nh.from_array(np.array(zx, np.uint8), "zx"),
-             nh.from_array(np.array(so), "so"), nh.from_array(np.array(zo, np.uint8), "zo")]
-    nodes = [helper.make_node("QuantizeLinear", ["xf", "sx", "zx"], ["xq"]),
-             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["x"]),
-             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["w"], **w_axis),
-             helper.make_node("DequantizeLinear", ["bq", "sb", "zb"], ["b"], **w_axis),
-             helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1]),
-             helper.make_node("QuantizeLinear", ["y", "so", "zo"], ["yq"]),
-             helper.make_node("DequantizeLinear", ["yq", "so", "zo"], ["yo"])]
-    g = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("xf", TensorProto.FLOAT, xq.shape)],
-                          [helper.make_tensor_value_info("yo", TensorProto.FLOAT, None)], inits)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]).SerializeToString()
+    model = _qdq_model(helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1]), xq.shape, wq, bq, sx, zx,
+                       sw, so, zo, w_axis=0 if per_channel else None, b_axis=0 if per_channel else None)
     xf = (sx * (xq.astype(np.float32) - zx)).astype(np.float32)
     xp = np.pad(xq - zx, ((0, 0), (0, 0), (1, 1), (1, 1)))  # the padding is the zero point: 0 once centred
     acc = np.zeros((1, cout, h, h), np.int64)
@@ -89,8 +102,7 @@ def _out_scale(model: bytes) -> float:
 
 def _fc_model(rng: np.random.Generator, per_channel: bool) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray, int, float]:
     """A Gemm (FullyConnected) with int8 weights [k, n]: (model, input, exact accumulators, multipliers, zo, so)."""
-    from onnx import TensorProto, helper
-    from onnx import numpy_helper as nh
+    from onnx import helper
 
     rows, k, n = 64, 96, 40
     sx, zx = np.float32(rng.uniform(0.005, 0.05)), int(rng.integers(0, 256))
@@ -99,23 +111,8 @@ def _fc_model(rng: np.random.Generator, per_channel: bool) -> tuple[bytes, np.nd
     wq = rng.integers(-127, 128, size=(k, n)).astype(np.int8)
     bq = rng.integers(-4000, 4000, size=n).astype(np.int32)
     xq = rng.integers(0, 256, size=(rows, k)).astype(np.int64)
-    sb = (sx * sw).astype(np.float32)
-    inits = [nh.from_array(wq, "wq"), nh.from_array(sw if per_channel else sw.reshape(()), "sw"),
-             nh.from_array(np.zeros(n, np.int8) if per_channel else np.array(0, np.int8), "zw"),
-             nh.from_array(bq, "bq"), nh.from_array(sb if per_channel else sb.reshape(()), "sb"),
-             nh.from_array(np.zeros(n, np.int32) if per_channel else np.array(0, np.int32), "zb"),
-             nh.from_array(np.array(sx), "sx"), nh.from_array(np.array(zx, np.uint8), "zx"),
-             nh.from_array(np.array(so), "so"), nh.from_array(np.array(zo, np.uint8), "zo")]
-    nodes = [helper.make_node("QuantizeLinear", ["xf", "sx", "zx"], ["xq"]),
-             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["x"]),
-             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["w"], **({"axis": 1} if per_channel else {})),
-             helper.make_node("DequantizeLinear", ["bq", "sb", "zb"], ["b"], **({"axis": 0} if per_channel else {})),
-             helper.make_node("Gemm", ["x", "w", "b"], ["y"]),
-             helper.make_node("QuantizeLinear", ["y", "so", "zo"], ["yq"]),
-             helper.make_node("DequantizeLinear", ["yq", "so", "zo"], ["yo"])]
-    g = helper.make_graph(nodes, "fc", [helper.make_tensor_value_info("xf", TensorProto.FLOAT, xq.shape)],
-                          [helper.make_tensor_value_info("yo", TensorProto.FLOAT, None)], inits)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]).SerializeToString()
+    model = _qdq_model(helper.make_node("Gemm", ["x", "w", "b"], ["y"]), xq.shape, wq, bq, sx, zx, sw, so, zo,
+                       w_axis=1 if per_channel else None, b_axis=0 if per_channel else None)
     acc = (xq - zx) @ wq.astype(np.int64) + bq.astype(np.int64)
     return (model, (sx * (xq.astype(np.float32) - zx)).astype(np.float32), acc,
             float(sx) * sw.astype(np.float64) / float(so), zo, float(so))
