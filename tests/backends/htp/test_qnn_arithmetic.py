@@ -107,3 +107,15 @@ def test_spec_equals_the_fidelity_transcription(arch: str) -> None:
     acc = rng.integers(-2**24, 2**24, size=(400, 7))
     ref = {"v68": requant_v68, "v73": requant_v73}[arch](acc, real, zo, channel_axis=1)
     np.testing.assert_array_equal(QnnRequantSpec.of(arch, real, zo).apply_np(acc), ref)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_takes_the_qnn_spec_at_stride_one_only(stride: int) -> None:
+    rng = np.random.default_rng(21)
+    c = 6
+    attrs = {"stride": [stride, stride], "pad_amount": [[1, 1], [1, 1]], "dilation": [1, 1]}
+    case = Case("DepthWiseConv2d", [(1, 9, 9, c)], attrs, rng, weight=rng.normal(size=(3, 3, 1, c)), w_axis=3,
+                bias="acc", **A8)
+    step = BUILDERS["DepthWiseConv2d"](case.graph.nodes[0], HtpBuildContext(case.graph, V73, arithmetic="qnn"))
+    assert ("arith" in step.plan.attrs["rq"]) == (stride == 1)
+    case.check(V73, arithmetic="qnn")

@@ -19,8 +19,9 @@ ARITHMETICS = ("tflite", "qnn")
 class HtpConfig:
     """``dsp_arch`` / ``soc_model`` pick the arch (they must agree); ``vtcm_mb`` must fit its VTCM.
     ``arithmetic``: "tflite" (TFLite's reference arithmetic) or "qnn" (what QNN's HTP computes for the arch,
-    where established: the requantization of convolutions and FullyConnected with 8-bit codes on v68 and
-    v73, ``spec/qnn_requant.py``; everything else keeps TFLite's)."""
+    where established: the requantization of convolutions (depthwise ones of stride 1), TransposeConv2d and
+    FullyConnected with 8-bit codes on v68 and v73, ``spec/qnn_requant.py``; everything else keeps
+    TFLite's)."""
 
     device_id: int = 0
     performance_mode: str = "default"

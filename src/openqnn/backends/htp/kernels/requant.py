@@ -645,8 +645,8 @@ def requant_for(ctx: HtpBuildContext, xq: QParams, oq: QParams, w_scale: np.ndar
     """The requantization of an op with input encoding ``xq`` (and ``x2q`` for a second activation),
     weight scales ``w_scale`` (one or per channel) and output encoding ``oq``: QNN's arithmetic for the arch
     where ``htp_config.arithmetic`` is "qnn" and it is established for the op (``qnn_spec``: convolutions,
-    TransposeConv2d and FullyConnected; not DepthWiseConv2d, whose QNN arithmetic differs) and its
-    encodings (spec/qnn_requant.py), else TFLite's."""
+    stride-1 depthwise ones, TransposeConv2d and FullyConnected; QNN rounds a strided depthwise convolution
+    otherwise) and its encodings (spec/qnn_requant.py), else TFLite's."""
     s_in = float(xq.scale[0]) * (float(x2q.scale[0]) if x2q is not None else 1.0)
     real = s_in * np.broadcast_to(w_scale, (channels,)).astype(np.float64) / float(oq.scale[0])
     wide = xq.bitwidth == 16 or w_bits == 16 or (x2q is not None and x2q.bitwidth == 16)

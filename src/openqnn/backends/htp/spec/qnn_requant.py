@@ -1,5 +1,6 @@
-"""QNN's HTP requantization of an int32 accumulator to 8-bit codes, per arch: the convolutions' and
-FullyConnected's (8-bit input codes, int8 weights), established on Qualcomm's HTP simulator
+"""QNN's HTP requantization of an int32 accumulator to 8-bit codes, per arch: the convolutions' (stride-1
+depthwise ones too; QNN rounds strided depthwise convolutions close to exactly, TFLite's way), TransposeConv2d's
+and FullyConnected's (8-bit input codes, int8 weights), established on Qualcomm's HTP simulator
 (onnxruntime-qnn 2.7.0, QNN 2.51) with ``tests/fidelity/requant_probe.py`` and held to it by
 ``tests/fidelity/test_qnn_requant.py`` (docs/htp-fidelity.md).
 
