@@ -77,6 +77,27 @@ def parse_dims(text: str, flag: str) -> tuple[int, ...]:
     return dims
 
 
+def parse_backends(text: str, flag: str) -> list[str]:
+    """``htp,gpu,cpu`` (names or QNN library names) -> backend names, each once; a bad list is one line naming
+    ``flag``."""
+    from openqnn.backends import SPECS, backend_spec
+
+    names = [b for b in (x.strip() for x in text.split(",")) if b]
+    if not names:
+        raise InvalidConfigError(f"{flag} {text!r}: name backends separated by commas, e.g. htp,gpu,cpu")
+    out: list[str] = []
+    for name in names:
+        try:
+            spec = backend_spec(name)
+        except InvalidConfigError:
+            raise InvalidConfigError(f"{flag} {text}: unknown backend '{name}'; use "
+                                     + ", ".join(f"{s.name} ({s.library})" for s in SPECS.values())) from None
+        if spec.name in out:
+            raise InvalidConfigError(f"{flag} {text}: {spec.name} is named twice")
+        out.append(spec.name)
+    return out
+
+
 def check_range(value: float | None, flag: str, lo: float, hi: float, *, lo_open: bool = False) -> None:
     """A numeric flag lies in [lo, hi] (``lo_open``: (lo, hi]) and is finite; None (not given) passes."""
     if value is None:

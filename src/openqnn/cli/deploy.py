@@ -30,15 +30,15 @@ import shlex
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from openqnn.cli.common import ToolParser, add_common_flags, check_output_dir, run_tool
+from openqnn.cli.common import ToolParser, add_common_flags, check_output_dir, parse_backends, run_tool
 
 if TYPE_CHECKING:
-    from openqnn.backends import BackendSpec
+    pass
 
 log = logging.getLogger("openqnn.deploy")
 
@@ -129,17 +129,13 @@ def _plan(args: argparse.Namespace) -> _Plan:
     if args.input_list and not Path(args.input_list).is_file():
         raise InvalidConfigError(f"--input_list {args.input_list}: no such file; give an input list of raw files, "
                                  "one inference per line")
-    if not all(c.isalnum() or c in "_-." for c in args.lib_name) or not args.lib_name:
-        raise InvalidConfigError(f"--lib_name {args.lib_name!r}: a library name is letters, digits, '_', '-' and '.'")
+    from openqnn.modellib.build import check_lib_name
 
-    names = [b.strip() for b in args.backends.split(",") if b.strip()]
-    if not names:
-        raise InvalidConfigError(f"--backends {args.backends!r}: name backends separated by commas, e.g. htp,gpu,cpu")
+    check_lib_name(args.lib_name, "--lib_name")
+
     chosen: list[str] = []
-    for b in names:
-        spec = _spec(b, args.backends, SPECS)
-        if spec.name in chosen:
-            raise InvalidConfigError(f"--backends {args.backends}: {spec.name} is named twice")
+    for b in parse_backends(args.backends, "--backends"):
+        spec = SPECS[b]
         if spec.create is None:
             log.warning("%s: not available in this build (%s); no %s_context.bin written", spec.name,
                         spec.unavailable, spec.name)
@@ -153,17 +149,6 @@ def _plan(args: argparse.Namespace) -> _Plan:
         raise InvalidConfigError(f"--backends {args.backends}: none of these backends can write a context binary in "
                                  f"this build; use {able}")
     return _Plan(model, kind, tuple(chosen))
-
-
-def _spec(name: str, text: str, specs: Mapping[str, BackendSpec]) -> BackendSpec:
-    from openqnn.backends import backend_spec
-    from openqnn.errors import InvalidConfigError
-
-    try:
-        return backend_spec(name)
-    except InvalidConfigError:
-        raise InvalidConfigError(f"--backends {text}: unknown backend '{name}'; use "
-                                 + ", ".join(f"{s.name} ({s.library})" for s in specs.values())) from None
 
 
 def _make(plan: _Plan, args: argparse.Namespace, tmp: Path, command: str) -> Path:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from openqnn.cli.common import ToolParser, add_common_flags, run_tool
+from openqnn.cli.common import ToolParser, add_common_flags, parse_backends, run_tool
 
 log = logging.getLogger("openqnn.model_lib_generator")
 
@@ -43,7 +43,6 @@ def build_parser(prog: str = "qnn-model-lib-generator") -> argparse.ArgumentPars
 
 
 def model_lib_generator_main(args: argparse.Namespace) -> int:
-    from openqnn.errors import InvalidConfigError
     from openqnn.modellib import build_library
     from openqnn.modellib.build import embeds, weights_note
     from openqnn.modellib.toolchain import canonical_target, host_target
@@ -52,9 +51,7 @@ def model_lib_generator_main(args: argparse.Namespace) -> int:
     bin_path = Path(args.bin) if args.bin else cpp.with_suffix(".bin")
     targets = [canonical_target(t) for t in (args.lib_targets or [host_target()])]
     name = args.lib_name or cpp.stem
-    backends = _backends(args.target_backends) if args.target_backends else []
-    if backends and cpp.suffix != ".cpp":
-        raise InvalidConfigError(f"-c {cpp}: expected the converter's <stem>.cpp")
+    backends = parse_backends(args.target_backends, "--target_backends") if args.target_backends else []
     built = build_library(cpp, bin_path, name=name, output=args.output_dir, targets=targets, weights=args.weights)
     size = bin_path.stat().st_size
     for target, path in built.items():
@@ -62,17 +59,6 @@ def model_lib_generator_main(args: argparse.Namespace) -> int:
     if backends:
         _report_placement(built, cpp, bin_path, name, backends)
     return 0
-
-
-def _backends(text: str) -> list[str]:
-    from openqnn.backends import backend_spec
-
-    names = [b for b in (x.strip() for x in text.split(",")) if b]
-    if not names:
-        from openqnn.errors import InvalidConfigError
-
-        raise InvalidConfigError(f"--target_backends {text!r}: name backends separated by commas, e.g. htp,gpu,cpu")
-    return [backend_spec(b).name for b in names]
 
 
 def _report_placement(built: dict[str, Path], cpp: Path, bin_path: Path, name: str, backends: list[str]) -> None:

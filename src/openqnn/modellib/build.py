@@ -25,13 +25,19 @@ from openqnn.modellib.library import ABI_VERSION, ENTRY_POINTS
 from openqnn.modellib.source import c_string, weight_offsets
 from openqnn.modellib.toolchain import Toolchain, canonical_target, find_toolchain, include_dir
 
-__all__ = ["EMBED_LIMIT", "build_library", "embeds", "library_paths", "weights_note"]
+__all__ = ["EMBED_LIMIT", "build_library", "check_lib_name", "embeds", "library_paths", "weights_note"]
 
 log = logging.getLogger("openqnn.model_lib_generator")
 
 EMBED_LIMIT = 1 << 30  # weights above this stay in a file beside the library (1 GiB)
 WEIGHTS_MODES = ("auto", "embed", "file")
 _TIMEOUT_S = 1800
+
+
+def check_lib_name(name: str, flag: str) -> None:
+    """A library's name: letters, digits, '_', '-' and '.' (it becomes a file name)."""
+    if not name or not all(c.isalnum() or c in "_-." for c in name):
+        raise LibraryBuildError(f"{flag} {name!r}: a library name is letters, digits, '_', '-' and '.'")
 
 
 def library_paths(output: str | os.PathLike[str], name: str, targets: Sequence[str]) -> dict[str, Path]:
@@ -88,8 +94,7 @@ def build_library(cpp: str | os.PathLike[str], bin_path: str | os.PathLike[str],
         raise LibraryBuildError(f"-b {binp}: no such weights file; the converter writes it beside {src.name}")
     if weights not in WEIGHTS_MODES:
         raise LibraryBuildError(f"--weights {weights}: use one of {', '.join(WEIGHTS_MODES)}")
-    if not name or not all(c.isalnum() or c in "_-." for c in name):
-        raise LibraryBuildError(f"-l {name!r}: a library name is letters, digits, '_', '-' and '.'")
+    check_lib_name(name, "-l")
     weight_offsets(binp)  # a weights file the converter wrote (refused here, before compiling)
     canon = [canonical_target(t) for t in targets]
     if len(set(canon)) != len(canon):

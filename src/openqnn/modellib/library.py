@@ -12,7 +12,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import struct
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from openqnn.modellib.elf import ElfError, host_machine, read_elf
 from openqnn.modellib.toolchain import host_target
 from openqnn.serialization import graph_from_doc
 from openqnn.serialization.netjson import FORMAT_VERSION
+from openqnn.serialization.tensorfile import DTYPES, Entry, entries
 
 __all__ = ["ABI_VERSION", "ENTRY_POINTS", "is_model_library", "library_info", "load_library"]
 
@@ -139,30 +139,13 @@ def _weights(p: Path, lib: ctypes.CDLL, info: dict[str, Any]) -> tuple[bytes | n
     return np.memmap(beside, dtype=np.uint8, mode="r"), beside
 
 
-def _entries(data: bytes | np.ndarray, where: Path) -> dict[int, tuple[str, str, list[int], int]]:
-    """The safetensors entries of the weights: absolute offset -> (name, dtype, shape, size)."""
+def _entries(data: bytes | np.ndarray, where: Path) -> dict[int, Entry]:
+    """The weights' arrays by absolute offset (the .cpp's references)."""
     view = memoryview(data).cast("B") if isinstance(data, bytes) else memoryview(data.data)
-    if len(view) < 8:
-        raise ModelLibraryError(f"{where}: the weights are truncated ({len(view)} bytes); {_REBUILD}")
-    (n,) = struct.unpack_from("<Q", view, 0)
-    if n > len(view) - 8:
-        raise ModelLibraryError(f"{where}: the weights' header runs past their end; {_REBUILD}")
     try:
-        header = json.loads(bytes(view[8:8 + n]).decode("utf-8"))
-        out = {}
-        for name, e in header.items():
-            if name == "__metadata__":
-                continue
-            begin, end = e["data_offsets"]
-            out[8 + n + int(begin)] = (name, str(e["dtype"]), [int(d) for d in e["shape"]], int(end) - int(begin))
-    except (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as err:
-        raise ModelLibraryError(f"{where}: the weights' header is corrupt ({err}); {_REBUILD}") from None
-    return out
-
-
-_ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
-              "I16": np.int16, "I8": np.int8, "U64": np.uint64, "U32": np.uint32, "U16": np.uint16, "U8": np.uint8,
-              "BOOL": np.bool_}
+        return {e.offset: e for e in entries(view).values()}
+    except ValueError as err:
+        raise ModelLibraryError(f"{where}: the weights' {err}; {_REBUILD}") from None
 
 
 class _Composer:
@@ -238,13 +221,13 @@ class _Composer:
             raise ModelLibraryError(f"{where}: a {entry['type']} tensor with data; only STATIC tensors have data "
                                     "(give the others OPENQNN_NO_DATA)")
         hit = self.entries.get(offset)
-        if hit is None or hit[3] != size:
+        if hit is None or hit.size != size:
             raise ModelLibraryError(f"{where}: its data ({offset}, {size}) is no array of the weights "
                                     f"{self.where.name} (offsets and sizes are the converter's)")
-        _, st_dtype, shape, _ = hit
-        np_dtype = _ST_DTYPES.get(st_dtype)
+        shape = hit.shape
+        np_dtype = DTYPES.get(hit.dtype)
         if np_dtype is None:
-            raise ModelLibraryError(f"{where}: its data has dtype {st_dtype}, which openqnn does not read")
+            raise ModelLibraryError(f"{where}: its data has dtype {hit.dtype}, which openqnn does not read")
         arr: np.ndarray = np.frombuffer(self.data, dtype=np_dtype, count=int(np.prod(shape, dtype=np.int64)), offset=offset)
         self.blobs[n] = arr.reshape(shape)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from openqnn.errors import InvalidModelError
 from openqnn.ir.graph import Graph
 from openqnn.serialization import graph_to_json, node_to_json, tensor_to_json
 from openqnn.serialization.netjson import atomic_write
+from openqnn.serialization.tensorfile import MAX_HEADER, entries
 
 __all__ = ["c_string", "weight_offsets", "write_source"]
 
@@ -58,16 +58,14 @@ def weight_offsets(bin_path: Path) -> dict[str, tuple[int, int]]:
     try:
         with open(bin_path, "rb") as f:
             head = f.read(8)
-            (n,) = struct.unpack("<Q", head) if len(head) == 8 else (None,)
-            if n is None or n > 100 * 2**20:
-                raise ValueError("no safetensors header")
-            header = json.loads(f.read(n).decode("utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise InvalidModelError(f"{bin_path}: not a weights file written by the converter ({e}); regenerate the "
+            n = int.from_bytes(head, "little") if len(head) == 8 else 0
+            found = entries(head + f.read(min(n, MAX_HEADER)))
+    except OSError as e:
+        raise InvalidModelError(f"{bin_path}: cannot be read ({e.strerror or e})") from None
+    except ValueError as e:
+        raise InvalidModelError(f"{bin_path}: not a weights file written by the converter (its {e}); regenerate the "
                                 "model with qnn-onnx-converter") from None
-    start = 8 + n
-    return {k: (start + v["data_offsets"][0], v["data_offsets"][1] - v["data_offsets"][0])
-            for k, v in header.items() if k != "__metadata__"}
+    return {k: (e.offset, e.size) for k, e in found.items()}
 
 
 def write_source(graph: Graph, cpp_path: str | os.PathLike[str], bin_path: str | os.PathLike[str]) -> Path:

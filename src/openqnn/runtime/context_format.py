@@ -47,6 +47,7 @@ import numpy as np
 
 from openqnn._version import __version__
 from openqnn.errors import ContextError
+from openqnn.serialization.tensorfile import DTYPES
 from openqnn.workers import worker_pool
 
 __all__ = [
@@ -81,9 +82,7 @@ _DIGEST_END = _DIGEST_AT + 32
 CHECKSUM_CHUNK = 1 << 20
 
 # safetensors dtype code -> numpy dtype (little-endian). Nothing else is ever read: no object dtypes.
-_DTYPES: dict[str, np.dtype] = {code: np.dtype(s) for code, s in (
-    ("BOOL", "?"), ("U8", "u1"), ("I8", "i1"), ("U16", "<u2"), ("I16", "<i2"), ("F16", "<f2"),
-    ("U32", "<u4"), ("I32", "<i4"), ("F32", "<f4"), ("U64", "<u8"), ("I64", "<i8"), ("F64", "<f8"))}
+_DTYPES = DTYPES  # the safetensors codes
 _CODES = {(dt.kind, dt.itemsize): code for code, dt in _DTYPES.items()}
 _ALLOWED = ", ".join(dt.name for dt in _DTYPES.values())
 
