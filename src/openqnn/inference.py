@@ -117,27 +117,23 @@ class QNNInference:
     @property
     def input_scale(self) -> float | None:
         """The first input's scale (None: it is fed as floats)."""
-        enc = self._in_enc.get(self.session.graph.inputs[0])
-        return None if enc is None else float(enc.scale[0])
+        return _scale(self._in_enc.get(self.session.graph.inputs[0]))
 
     @property
     def input_offset(self) -> int | None:
         """The first input's zero point, the guide's offset: ``q = round(data / scale + offset)``. QNN's
         encoding offset is its negative (real = scale * (q + qnn_offset))."""
-        enc = self._in_enc.get(self.session.graph.inputs[0])
-        return None if enc is None else -int(enc.offset[0])
+        return _zero_point(self._in_enc.get(self.session.graph.inputs[0]))
 
     @property
     def output_scale(self) -> float | None:
         """The first output's scale (None: it is returned as floats)."""
-        enc = self._out_enc.get(self.session.graph.outputs[0])
-        return None if enc is None else float(enc.scale[0])
+        return _scale(self._out_enc.get(self.session.graph.outputs[0]))
 
     @property
     def output_offset(self) -> int | None:
         """The first output's zero point, the guide's offset: ``real = (q - offset) * scale``."""
-        enc = self._out_enc.get(self.session.graph.outputs[0])
-        return None if enc is None else -int(enc.offset[0])
+        return _zero_point(self._out_enc.get(self.session.graph.outputs[0]))
 
     # -- the guide's steps ---------------------------------------------------------------------------------
 
@@ -196,3 +192,12 @@ class QNNInference:
     def __repr__(self) -> str:
         source = f"context {self.context}" if self.context is not None else str(self.model_path)
         return f"QNNInference({source}, backend={self.backend!r}, quantized={self.is_quantized})"
+
+
+def _scale(enc: Encoding | None) -> float | None:
+    return None if enc is None else float(enc.scale[0])
+
+
+def _zero_point(enc: Encoding | None) -> int | None:
+    """The guide's offset: the zero point, QNN's offset negated."""
+    return None if enc is None else -int(enc.offset[0])

@@ -61,6 +61,7 @@ __all__ = [
     "cache_dir",
     "compare",
     "export_bytes",
+    "qnn_session",
     "recover_codes",
     "run_case",
     "run_prepared",
@@ -144,7 +145,9 @@ def _captured_fds() -> Iterator[io.StringIO]:
             buf.write(tmp.read().decode("utf-8", "replace"))
 
 
-def _session(model: bytes, arch: str, *, fallback: bool = False, severity: int = 3) -> Any:
+def qnn_session(model: bytes, arch: str, *, fallback: bool = False, severity: int = 3) -> Any:
+    """An ONNX Runtime session of ``model`` on QNN's HTP (the simulator here) for ``arch`` ("68", "73", ...),
+    nothing on ORT's CPU unless ``fallback``."""
     import onnxruntime as ort
     import onnxruntime_qnn
 
@@ -192,7 +195,7 @@ def _refusal_detail(model: bytes, arch: str, log: str) -> str:
     refused, _ = _read_log(log)
     if not refused:
         with contextlib.suppress(Exception), _captured_fds() as buf:
-            _session(model, arch, fallback=True, severity=0)
+            qnn_session(model, arch, fallback=True, severity=0)
         refused, _ = _read_log(buf.getvalue())
     if refused:
         return "; ".join(refused)
@@ -250,7 +253,7 @@ def simulate(model: bytes, feeds: Sequence[Mapping[str, np.ndarray]], arch: str,
     outs: list[dict[str, np.ndarray]] | None = None
     with _captured_fds() as buf:
         try:
-            sess = _session(model, arch, severity=0)  # the verbose log tells how QNN EP grouped the nodes
+            sess = qnn_session(model, arch, severity=0)  # the verbose log tells how QNN EP grouped the nodes
         except Exception as e:  # the simulator refuses the model: a finding
             refusal = str(e)
             sess = None

@@ -14,7 +14,7 @@ probe reports, per ``M``:
 
 Findings on onnxruntime-qnn 2.7.0 (QNN 2.51), v68, zero points 0: ``s = max(0, floor(-log2 M) - 3)`` and
 an 11-bit rounded multiplier reproduce every code over ``M`` from 2e-4 to 0.3; v73 drops the same bits
-but rounds otherwise (tests/fidelity/qnn_requant.py, docs/htp-fidelity.md).
+but rounds otherwise (src/openqnn/backends/htp/spec/qnn_requant.py, docs/htp-fidelity.md).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tests.fidelity.harness import _register, simulator_missing
+from tests.fidelity.harness import qnn_session, simulator_missing
 
 COUT, SPAN = 256, 256  # channels x input codes: accumulators 0 .. 65535
 
@@ -57,16 +57,8 @@ def _model(m: float, zo: int) -> tuple[bytes, np.ndarray, float]:
 
 def probe(arch: str, m: float, zo: int = 0) -> dict[str, object]:
     """The simulator's output codes for every accumulator 0..65535 at multiplier ``m``, and what fits them."""
-    import onnxruntime as ort
-    import onnxruntime_qnn as q
-
-    _register()
     model, feed, so = _model(m, zo)
-    opts = ort.SessionOptions()
-    devs = [d for d in ort.get_ep_devices() if d.ep_name == "QNNExecutionProvider"]
-    opts.add_provider_for_devices(devs, {"backend_path": q.get_qnn_htp_path(), "htp_arch": arch})
-    opts.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
-    y = ort.InferenceSession(model, opts).run(None, {"xf": feed})[0]
+    y = qnn_session(model, arch).run(None, {"xf": feed})[0]
     codes = (np.round(y / np.float32(so)).astype(np.int64) + zo).reshape(COUT, SPAN).ravel()
     acc = (np.arange(COUT)[:, None] * SPAN + np.arange(SPAN)[None, :]).ravel().astype(np.float64)
     mq = 0.25 / float(np.float32(so))

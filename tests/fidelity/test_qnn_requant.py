@@ -1,4 +1,5 @@
-"""QNN's convolution requantization per arch (tests/fidelity/qnn_requant.py) against the HTP simulator: random
+"""QNN's requantization per arch (openqnn's spec, src/openqnn/backends/htp/spec/qnn_requant.py) against the HTP
+simulator: random
 3x3 convolutions (zero-padded input codes, random input and output zero points, biases, per-tensor and
 per-channel weight scales), every output code equal."""
 
@@ -9,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.fidelity.harness import _register, simulator_missing
-from tests.fidelity.qnn_requant import requant_v68, requant_v73
+from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec
+from tests.fidelity.harness import qnn_session, simulator_missing
 
 
 def _qdq_model(op: Any, x_shape: tuple[int, ...], wq: np.ndarray, bq: np.ndarray, sx: np.float32, zx: int,
@@ -72,24 +73,21 @@ def _conv_model(rng: np.random.Generator, per_channel: bool) -> tuple[bytes, np.
 @pytest.mark.parametrize("per_channel", [False, True])
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_conv_requantization_matches_the_simulator(seed: int, per_channel: bool, arch: str) -> None:
-    import onnxruntime as ort
-    import onnxruntime_qnn as q
-
-    _register()
     rng = np.random.default_rng(seed)
     model, xf, acc, mults, zo = _conv_model(rng, per_channel)
-    opts = ort.SessionOptions()
-    devs = [d for d in ort.get_ep_devices() if d.ep_name == "QNNExecutionProvider"]
-    opts.add_provider_for_devices(devs, {"backend_path": q.get_qnn_htp_path(), "htp_arch": arch})
-    opts.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
-    y = ort.InferenceSession(model, opts).run(None, {"xf": xf})[0]
+    y = qnn_session(model, arch).run(None, {"xf": xf})[0]
     codes_sim = np.rint(y.astype(np.float64) / _out_scale(model)).astype(np.int64) + zo
-    spec = {"68": requant_v68, "73": requant_v73}[arch]
-    ours = spec(acc, mults if per_channel else mults[0], zo, channel_axis=1)
+    ours = _spec_codes(arch, acc, mults, zo)
     tflite = np.clip(np.floor(acc * (mults[None, :, None, None] if per_channel else mults[0]) + 0.5) + zo, 0, 255)
     print(f"v{arch} seed {seed} per_channel {per_channel}: spec {np.mean(ours == codes_sim):.4%} identical, "
           f"exact rounding {np.mean(tflite == codes_sim):.4%}")
     np.testing.assert_array_equal(ours, codes_sim)
+
+
+def _spec_codes(arch: str, acc: np.ndarray, mults: np.ndarray, zo: int) -> np.ndarray:
+    """The spec's codes of accumulators with channels on axis 1."""
+    spec = QnnRequantSpec.of(f"v{arch}", mults, zo)
+    return np.moveaxis(spec.apply_np(np.moveaxis(acc, 1, -1)), -1, 1)
 
 
 def _out_scale(model: bytes) -> float:
@@ -124,19 +122,10 @@ def _fc_model(rng: np.random.Generator, per_channel: bool) -> tuple[bytes, np.nd
 def test_fully_connected_requantization_matches_the_simulator(seed: int, per_channel: bool, arch: str) -> None:
     """The same spec for FullyConnected: v68 every code; v73 all but about 1 in 2500 outputs with per-channel
     weights (off by one: an open question, recorded in docs/htp-fidelity.md)."""
-    import onnxruntime as ort
-    import onnxruntime_qnn as q
-
-    _register()
     model, xf, acc, mults, zo, so = _fc_model(np.random.default_rng(seed), per_channel)
-    opts = ort.SessionOptions()
-    devs = [d for d in ort.get_ep_devices() if d.ep_name == "QNNExecutionProvider"]
-    opts.add_provider_for_devices(devs, {"backend_path": q.get_qnn_htp_path(), "htp_arch": arch})
-    opts.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
-    y = ort.InferenceSession(model, opts).run(None, {"xf": xf})[0]
+    y = qnn_session(model, arch).run(None, {"xf": xf})[0]
     codes = np.rint(y.astype(np.float64) / so).astype(np.int64) + zo
-    spec = {"68": requant_v68, "73": requant_v73}[arch]
-    ours = spec(acc, mults if per_channel else mults[0], zo, channel_axis=1)
+    ours = _spec_codes(arch, acc, mults, zo)
     same = float(np.mean(ours == codes))
     print(f"v{arch} FullyConnected seed {seed} per_channel {per_channel}: spec {same:.4%} identical")
     assert int(np.abs(ours - codes).max()) <= 1

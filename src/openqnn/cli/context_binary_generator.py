@@ -76,9 +76,10 @@ def _quantized(graph, model: str, args: argparse.Namespace):
         raise InvalidConfigError(f"--model {model}: {what} and the {args.backend} backend runs quantized models; give "
                                  "--input_list with calibration data, or convert it with qnn-onnx-converter "
                                  "--input_list")
-    from openqnn.quantization import QuantizerConfig, quantize
+    from openqnn.quantization import quantize
     from openqnn.quantization.encodings.formats import EncodingsFile
-    from openqnn.quantization.export import encoding_spec
+    from openqnn.quantization.export import graph_encodings
+    from openqnn.quantization.quantizer import recorded_config
     from openqnn.runtime.io import read_input_list, read_raw
 
     inputs = graph.input_tensors()
@@ -86,27 +87,14 @@ def _quantized(graph, model: str, args: argparse.Namespace):
     data = [{t.name: read_raw(entry[t.name], t, False) for t in inputs} for entry in ilist.inferences]
     if not encoded:
         return quantize(graph, data)
-    kept = EncodingsFile(
-        activations={t.name: encoding_spec(t.name, t.encoding, t.shape) for t in encoded if t.kind is not TensorKind.STATIC},
-        params={t.name: encoding_spec(t.name, t.encoding, t.shape) for t in encoded if t.kind is TensorKind.STATIC})
+    acts, params = graph_encodings(graph)
+    kept = EncodingsFile(activations={e.name: e for e in acts}, params={e.name: e for e in params})
     floating = graph.copy()
     for t in floating.tensors.values():
         t.encoding = None
     log.info("--model %s: %d tensor(s) have encodings and %d do not; calibrating the rest over --input_list, "
              "keeping those", model, len(encoded), len(missing))
-    return quantize(floating, data, _config_of(graph.metadata.get("quantization", {}), QuantizerConfig), kept)
-
-
-def _config_of(meta: dict, config_class):
-    """The quantizer settings a quantized graph records (its metadata["quantization"]), as a config."""
-    fields = {"act_bitwidth": "act_bitwidth", "weights_bitwidth": "weights_bitwidth", "bias_bitwidth": "bias_bitwidth",
-              "per_channel": "use_per_channel_quantization", "per_row": "use_per_row_quantization",
-              "weights_block_size": "weights_block_size",
-              "weights_block_scale_bitwidth": "weights_block_scale_bitwidth"}
-    kwargs = {field: meta[key] for key, field in fields.items() if key in meta}
-    if "restrict_quantization_steps" in meta:
-        kwargs["restrict_quantization_steps"] = tuple(meta["restrict_quantization_steps"])
-    return config_class(**kwargs)
+    return quantize(floating, data, recorded_config(graph), kept)
 
 
 def context_binary_generator_main(args: argparse.Namespace) -> int:

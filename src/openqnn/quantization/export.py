@@ -8,7 +8,7 @@ from openqnn.ir.graph import Graph
 from openqnn.ir.tensor import Encoding, TensorKind
 from openqnn.quantization.encodings.formats import EncodingSpec, write_encodings
 
-__all__ = ["encoding_spec", "write_graph_encodings"]
+__all__ = ["encoding_spec", "graph_encodings", "write_graph_encodings"]
 
 
 def encoding_spec(name: str, enc: Encoding, shape: tuple[int, ...] | None = None) -> EncodingSpec:
@@ -25,12 +25,17 @@ def encoding_spec(name: str, enc: Encoding, shape: tuple[int, ...] | None = None
                         axis=enc.axis, block_size=enc.block_size)
 
 
-def write_graph_encodings(graph: Graph, path: str | Path) -> Path:
-    """Every encoded tensor: static ones as param encodings, the rest as activation encodings."""
+def graph_encodings(graph: Graph) -> tuple[list[EncodingSpec], list[EncodingSpec]]:
+    """Every encoded tensor's file entry: (activation encodings, param encodings: the static tensors')."""
     acts: list[EncodingSpec] = []
     params: list[EncodingSpec] = []
     for t in graph.tensors.values():
-        if t.encoding is None:
-            continue
-        (params if t.kind is TensorKind.STATIC else acts).append(encoding_spec(t.name, t.encoding, t.shape))
+        if t.encoding is not None:
+            (params if t.kind is TensorKind.STATIC else acts).append(encoding_spec(t.name, t.encoding, t.shape))
+    return acts, params
+
+
+def write_graph_encodings(graph: Graph, path: str | Path) -> Path:
+    """Every encoded tensor: static ones as param encodings, the rest as activation encodings."""
+    acts, params = graph_encodings(graph)
     return write_encodings(path, acts, params, dict(graph.metadata.get("quantization", {})))

@@ -27,7 +27,7 @@ from openqnn.quantization.encodings import math as qmath
 from openqnn.quantization.encodings.formats import EncodingsFile, EncodingSpec, resolve
 from openqnn.quantization.rules import Role, annotate, untie_static_uses
 
-__all__ = ["QuantizationReport", "calibrate", "quantize"]
+__all__ = ["QuantizationReport", "calibrate", "quantize", "recorded_config"]
 
 log = logging.getLogger("openqnn.quantization")
 
@@ -335,6 +335,22 @@ def quantize(
     if steps is not None:
         g.metadata["quantization"]["restrict_quantization_steps"] = [int(v) for v in steps]
     return g
+
+
+# metadata["quantization"] key -> QuantizerConfig field, for what quantize() records
+_RECORDED = {"act_bitwidth": "act_bitwidth", "weights_bitwidth": "weights_bitwidth", "bias_bitwidth": "bias_bitwidth",
+             "per_channel": "use_per_channel_quantization", "per_row": "use_per_row_quantization",
+             "weights_block_size": "weights_block_size", "weights_block_scale_bitwidth": "weights_block_scale_bitwidth"}
+
+
+def recorded_config(graph: Graph) -> QuantizerConfig:
+    """The settings a quantized graph was quantized with, from what :func:`quantize` records in its metadata
+    (defaults for the rest): to quantize it again the same way."""
+    meta = dict(graph.metadata.get("quantization", {}))
+    kwargs: dict[str, Any] = {field: meta[key] for key, field in _RECORDED.items() if key in meta}
+    if "restrict_quantization_steps" in meta:
+        kwargs["restrict_quantization_steps"] = tuple(meta["restrict_quantization_steps"])
+    return QuantizerConfig(**kwargs)
 
 
 def _bias_encoding(g: Graph, name: str, role: Role, encodings: dict[str, Encoding], bitwidth: int) -> Encoding | None:

@@ -37,6 +37,8 @@ def _conv_case(rng: np.random.Generator, per_channel: bool) -> Case:
 def test_conv2d_fast_equals_the_qnn_spec(seed: int, arch, conv_impl: str) -> None:  # noqa: F811
     rng = np.random.default_rng(900 + seed)
     case = _conv_case(rng, per_channel=bool(seed % 2))
+    step = BUILDERS["Conv2d"](case.graph.nodes[0], HtpBuildContext(case.graph, arch, arithmetic="qnn"))
+    assert step.plan is not None and step.plan.attrs["rq"]["arith"] == "qnn"  # the spec, not TFLite's, is checked
     qnn = case.check(arch, arithmetic="qnn")
     tflite = case.check(arch)
     assert np.abs(qnn - tflite).max() <= 1  # the two arithmetics differ by at most a code
@@ -49,6 +51,8 @@ def test_fully_connected_fast_equals_the_qnn_spec(seed: int, arch) -> None:
     k, units = int(rng.integers(1, 60)), int(rng.integers(1, 20))
     case = Case("FullyConnected", [(int(rng.integers(1, 6)), k)], {"keep_dims": True}, rng,
                 weight=rng.normal(size=(units, k)), w_axis=0 if seed % 2 else None, bias="acc", **A8)
+    step = BUILDERS["FullyConnected"](case.graph.nodes[0], HtpBuildContext(case.graph, arch, arithmetic="qnn"))
+    assert step.plan is not None and step.plan.attrs["rq"]["arith"] == "qnn"
     case.check(arch, arithmetic="qnn")
     case.check(arch, mode="float64", arithmetic="qnn")
 
@@ -94,19 +98,6 @@ def test_spec_numpy_and_torch_agree_on_extreme_accumulators(arch: str) -> None:
     got = spec.apply_t(torch.from_numpy(acc), TensorConsts.of(spec, torch.device("cpu"))).numpy()
     np.testing.assert_array_equal(got, spec.apply_np(acc))
 
-
-@pytest.mark.parametrize("arch", ["v68", "v73"])
-def test_spec_equals_the_fidelity_transcription(arch: str) -> None:
-    """spec/qnn_requant.py against tests/fidelity/qnn_requant.py, written separately from the same findings
-    (per channel, shifts spelled differently): the same codes."""
-    from tests.fidelity.qnn_requant import requant_v68, requant_v73
-
-    rng = np.random.default_rng(12)
-    real = np.exp(rng.uniform(np.log(1e-4), np.log(0.9), size=7))
-    zo = int(rng.integers(0, 256))
-    acc = rng.integers(-2**24, 2**24, size=(400, 7))
-    ref = {"v68": requant_v68, "v73": requant_v73}[arch](acc, real, zo, channel_axis=1)
-    np.testing.assert_array_equal(QnnRequantSpec.of(arch, real, zo).apply_np(acc), ref)
 
 
 @pytest.mark.parametrize("stride", [1, 2])

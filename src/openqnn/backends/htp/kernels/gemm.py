@@ -472,7 +472,7 @@ class ConvCore:
         # (|sum| <= 1024 * 2^14 = 2^24 whatever the weights) added as int32
         self.f32_rows: list[tuple[int, int]] | None = None
         if (mode in ("int8", "float64") and not rq.wide and len(coefs_a) == 1 and len(parts_b) == 1 and not b0.any()
-                and float(bounds[0].max()) < INT32_MAX and device.type == "cpu" and not int8_mm_faster()):
+                and float(bounds[0].max()) < INT32_MAX and not fast_int8(device)):
             mode = "float32"
             if float(bounds[0].max()) >= _F32_EXACT:
                 self.f32_rows = [(r, min(r + F32_CHUNK, k)) for r in range(0, k, F32_CHUNK)]
@@ -600,8 +600,8 @@ class ConvCore:
 
     def run(self, p: torch.Tensor) -> torch.Tensor:
         n, oh, ow = self.geo[:3]
-        if self.mode == "float32":  # the im2col in float32 straight from the int8 input
-            p = torch.empty(p.shape, dtype=torch.float32, device=p.device).copy_(p) if p.is_contiguous() else p.float()
+        if self.mode == "float32":  # the im2col in float32 straight from the int8 input (a reused buffer)
+            p = scratch("p32", p.shape, torch.float32, p.device).copy_(p)
         a = self.cols(p)
         m = self.m
         prods = self.products(a)

@@ -650,7 +650,7 @@ def requant_for(ctx: HtpBuildContext, xq: QParams, oq: QParams, w_scale: np.ndar
     s_in = float(xq.scale[0]) * (float(x2q.scale[0]) if x2q is not None else 1.0)
     real = s_in * np.broadcast_to(w_scale, (channels,)).astype(np.float64) / float(oq.scale[0])
     wide = xq.bitwidth == 16 or w_bits == 16 or (x2q is not None and x2q.bitwidth == 16)
-    if qnn_spec and getattr(ctx, "arithmetic", "tflite") == "qnn":
+    if qnn_spec and ctx.arithmetic == "qnn":
         # QNN computes M from the float32 scales of the model it is given
         f32 = lambda v: np.asarray(v, dtype=np.float32).astype(np.float64)  # noqa: E731
         real32 = f32(xq.scale[0]) * f32(np.broadcast_to(w_scale, (channels,))) / f32(oq.scale[0])
@@ -696,10 +696,10 @@ class QnnRequant(Requant):
         self.native, self.native_form, self.mode = False, None, "qnn"
 
         def run(t0: torch.Tensor, *tensors: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-            acc = t0.to(torch.int64) * coefs[0] if not isinstance(coefs[0], int) or coefs[0] != 1 else t0.to(torch.int64)
+            acc = off_t + t0.to(torch.int64) * coefs[0]
             for c, t in zip(coefs[1:], tensors):
-                acc = acc + t.to(torch.int64) * c
-            codes = spec.apply_t(acc + off_t, consts)
+                acc += t.to(torch.int64) * c
+            codes = spec.apply_t(acc, consts)
             if out is not None:
                 return out.copy_(codes)
             return codes.to(self.out_dtype)
