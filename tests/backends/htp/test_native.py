@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable
 
 import numpy as np
@@ -86,7 +87,6 @@ def int8_lib(lib):
 def test_gemm_pack_layout(int8_lib, k: int, n: int) -> None:
     """gemm_pack writes int8.c's documented layout: panels of up to 4 blocks of 16 columns, per 4 k rows a
     block's 16 columns as 4 consecutive k bytes each, zeros past K and N."""
-    import ctypes
 
     w = torch.randint(-128, 128, (k, n), dtype=torch.int8, generator=torch.Generator().manual_seed(k * 7 + n))
     out = torch.empty(int8_lib.gemm_pack_size(ctypes.c_long(k), ctypes.c_long(n)), dtype=torch.int8)
@@ -99,9 +99,22 @@ def test_gemm_pack_layout(int8_lib, k: int, n: int) -> None:
     np.testing.assert_array_equal(out.numpy(), np.concatenate(want))
 
 
+@pytest.fixture(params=[1, 3], ids=["1thread", "3threads"])
+def pool(int8_lib, request):
+    """The C kernels on 1 or 3 threads (more than this machine may have), every product split among
+    them however small: the bits must not depend on it."""
+    macs = ctypes.c_double.in_dll(int8_lib, "openqnn_parallel_macs")
+    saved = macs.value
+    macs.value = 0.0
+    native.sync_threads(request.param)
+    yield request.param
+    macs.value = saved
+    native.sync_threads(1)
+
+
 @pytest.mark.parametrize("m,k,n", [(1, 1, 1), (5, 3, 16), (6, 4, 17), (7, 37, 64), (13, 64, 70), (50, 130, 129),
                                    (200, 16, 96), (3, 1000, 200)])
-def test_int8_gemm_exact(int8_lib, m: int, k: int, n: int) -> None:
+def test_int8_gemm_exact(int8_lib, pool: int, m: int, k: int, n: int) -> None:
     """Accumulators of uint8 x int8 GEMMs (extreme codes included) equal int64 sums exactly."""
     g = torch.Generator().manual_seed(m * 1000 + k * 10 + n)
     a = torch.randint(0, 256, (m, k), dtype=torch.int64, generator=g)
@@ -146,7 +159,7 @@ def _estimate_requant(lib, rng: np.random.Generator, n: int, bound: int, dyn: bo
 @pytest.mark.parametrize("dyn", [False, True])
 @pytest.mark.parametrize("folded", [False, True])
 @pytest.mark.parametrize("m,k,n", [(1, 3, 5), (7, 37, 64), (13, 64, 70), (50, 130, 129), (200, 16, 96)])
-def test_int8_gemm_requantized_in_registers(int8_lib, dyn: bool, folded: bool, m: int, k: int, n: int) -> None:
+def test_int8_gemm_requantized_in_registers(int8_lib, pool: int, dyn: bool, folded: bool, m: int, k: int, n: int) -> None:
     """With the float32 estimate's plan, the GEMM requantizes its accumulators in registers (no
     epilogue pass): the outputs equal exact integer arithmetic on the int64 sums."""
     rng = np.random.default_rng(m * 1000 + k * 10 + n + 7 * dyn + 3 * folded)
@@ -185,7 +198,7 @@ def _depthwise_case(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_int8_depthwise_exact(int8_lib, seed: int) -> None:
+def test_int8_depthwise_exact(int8_lib, pool: int, seed: int) -> None:
     """Depthwise accumulators (3x3 kernels and others) equal a float64 convolution."""
     x, wt, init, geo, want = _depthwise_case(seed)
     dwk = native.Int8Depthwise(int8_lib, wt.to(torch.int8), init, native._identity_rq(int8_lib, geo[3]), geo)
@@ -195,7 +208,7 @@ def test_int8_depthwise_exact(int8_lib, seed: int) -> None:
 @pytest.mark.parametrize("dyn", [False, True])
 @pytest.mark.parametrize("folded", [False, True])
 @pytest.mark.parametrize("seed", range(6))
-def test_int8_depthwise_requantized_in_registers(int8_lib, dyn: bool, folded: bool, seed: int) -> None:
+def test_int8_depthwise_requantized_in_registers(int8_lib, pool: int, dyn: bool, folded: bool, seed: int) -> None:
     """The depthwise kernel requantizes in registers with the float32 estimate's plan: its outputs
     equal exact integer arithmetic on the exact accumulators."""
     x, wt, init, geo, acc = _depthwise_case(seed)

@@ -18,6 +18,7 @@ import torch
 from openqnn.backends.base import Fallback
 from openqnn.backends.executor import BoundStep, Executor
 from openqnn.backends.fallback import keep_freed_memory
+from openqnn.backends.htp import native
 from openqnn.backends.htp.arch import HtpArch
 from openqnn.backends.htp.kernels import HTP_KERNELS
 from openqnn.backends.htp.kernels.fallback import KERNEL as FALLBACK_KERNEL
@@ -104,6 +105,8 @@ class HtpExecutable:
     def run(self, feeds: Mapping[str, np.ndarray], native_inputs: bool = False,
             native_outputs: bool = False) -> dict[str, np.ndarray]:
         env: dict[str, object] = {}
+        if self.device.type == "cpu" and self.path == "fast":
+            native.sync_threads()  # the C kernels' threads follow PyTorch's (a backend's num_threads)
         for t in self.graph.input_tensors():
             if t.name not in feeds:
                 raise InputDataError(f"missing input '{t.name}'; the model's inputs are {', '.join(self.graph.inputs)}")

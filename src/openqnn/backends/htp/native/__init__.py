@@ -41,14 +41,16 @@ import torch
 log = logging.getLogger("openqnn.htp")
 
 __all__ = ["Int8Depthwise", "Int8Gemm", "MaxPool2d", "NativeRequant", "int8_available", "library", "lookup", "lookup_ok", "lookup_or",
-           "nchw3_to_nhwc", "quantize", "sum_mid"]
+           "nchw3_to_nhwc", "quantize", "sum_mid", "sync_threads"]
 
-_SOURCES = [Path(__file__).with_name("requant.c"), Path(__file__).with_name("int8.c")]
+_SOURCES = [Path(__file__).with_name("requant.c"), Path(__file__).with_name("int8.c"), Path(__file__).with_name("pool.c")]
 _HEADERS = [Path(__file__).with_name("rqsimd.h")]  # part of the cache key, included by the sources
-_FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffinite-math-only", "-ffp-contract=off", "-shared", "-fPIC"]
+_FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffinite-math-only", "-ffp-contract=off", "-shared", "-fPIC",
+          "-pthread"]
 _LOCK = threading.Lock()
 _LIB: ctypes.CDLL | None = None
 _TRIED = False
+_THREADS = [1]  # the count the C thread pool was last given (pool.c starts at 1)
 _P = ctypes.c_void_p
 _L = ctypes.c_long
 _ARGTYPES = [_P, _L, _L, _L, _P, _P, _P, _P, _P, _P, _P, _P, _P, ctypes.c_double, _P]
@@ -150,6 +152,19 @@ def _self_check(lib: ctypes.CDLL) -> bool:
     return torch.equal(quantize(xf, 0.5, -3, 0, 255, torch.uint8, lib), codes)
 
 
+def sync_threads(threads: int | None = None) -> None:
+    """Let the C kernels use ``threads`` threads (default: PyTorch's intra-op count, which a backend's
+    ``num_threads`` sets). They split their output into parts computed by the same code, so the bits
+    are the same for any count (pool.c)."""
+    lib = library()
+    if lib is None:
+        return
+    n = torch.get_num_threads() if threads is None else threads
+    if n != _THREADS[0]:
+        lib.openqnn_pool_set_threads(n)
+        _THREADS[0] = n
+
+
 def library() -> ctypes.CDLL | None:
     """The compiled helper library, built on first use; None when unavailable or disabled."""
     global _LIB, _TRIED
@@ -178,6 +193,8 @@ def library() -> ctypes.CDLL | None:
         lib.lut2_u8.argtypes, lib.lut2_u8.restype = [_P, _P, _L, _P, _P], None
         lib.sum_mid_u8.argtypes, lib.sum_mid_u8.restype = [_P, _L, _L, _L, _P], None
         lib.maxpool2d_u8.argtypes, lib.maxpool2d_u8.restype = [_P, _P, ctypes.c_uint8, _P], None
+        lib.openqnn_pool_set_threads.argtypes, lib.openqnn_pool_set_threads.restype = [ctypes.c_int], None
+        lib.openqnn_pool_threads.argtypes, lib.openqnn_pool_threads.restype = [], ctypes.c_int
         if not _self_check(lib):
             log.warning("htp: the native requantization failed its self-check; using PyTorch ops")
             return None

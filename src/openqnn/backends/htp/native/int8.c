@@ -26,6 +26,12 @@ typedef void (*epi_fn)(const int32_t* x, long rows, long ch, long xstride, const
                        const double* k0, const double* sc, const double* nd, const int32_t* madd,
                        const int32_t* shift, const int32_t* lo, const int32_t* hi, double qmax, void* out);
 
+/* pool.c: fn(arg, i) for i in [0, n) on the pool's threads */
+void openqnn_parallel(void (*fn)(void*, long), void* arg, long n);
+int openqnn_pool_threads(void);
+/* pool.c: multiply-adds below which a kernel stays on the calling thread */
+extern double openqnn_parallel_macs;
+
 /* one requantization: its epilogue, constants tiled k times (k rows of ch as one row), output size;
  * mode: 0, or (int32 -> uint8 by rqsimd.h's float32 estimate, no window) 1 | 2 * dyn | 4 * folded,
  * where the GEMM requantizes its accumulators in registers (sc holds the float32 constants, k0 the
@@ -226,41 +232,67 @@ GEMM_RQ(3)
 GEMM_RQ(5)
 GEMM_RQ(7)
 
+typedef struct {
+    const uint8_t* A;
+    long M, K, lda, N, rb, np;
+    const int8_t* bp;
+    const int32_t* init;
+    const rq_plan* plan;
+    char* out;
+    volatile int failed;
+} gemm_job;
+
+/* rows [r0, r0 + rb) of one GEMM: every panel, then the epilogue (plan mode 0) */
+static void gemm_block(void* arg, long t) {
+    gemm_job* j = (gemm_job*)arg;
+    const rq_plan* plan = j->plan;
+    long r0 = t * j->rb, rows = j->M - r0 < j->rb ? j->M - r0 : j->rb, N = j->N, K = j->K, np = j->np;
+    long kq = (K + 3) / 4, mode = plan->mode;
+    int32_t* buf = 0;
+    if (!mode && !(buf = (int32_t*)malloc((size_t)(rows * N) * sizeof(int32_t)))) {
+        j->failed = 1;
+        return;
+    }
+    const uint8_t* a = j->A + r0 * j->lda;
+    for (long p0 = 0; p0 < np; p0 += 4) {
+        int nb = np - p0 < 4 ? (int)(np - p0) : 4;
+        const int8_t* panel = j->bp + p0 * 16 * kq * 4;
+        __m512i iv[4];
+        for (int q = 0; q < nb; ++q) {
+            long col = (p0 + q) * 16, left = N - col;
+            iv[q] = _mm512_maskz_loadu_epi32((__mmask16)(left >= 16 ? 0xFFFF : (1u << left) - 1), j->init + col);
+        }
+        long col = p0 * 16, ncols = N - col;
+        uint8_t* o = (uint8_t*)j->out + r0 * N + col;
+        switch (mode) {
+        case 0: gemm_panel(a, rows, K, j->lda, panel, nb, iv, buf + col, N, ncols, 0, plan, 0, 0, col); break;
+        case 1: gemm_rq_1(a, rows, K, j->lda, panel, nb, iv, ncols, plan, o, N, col); break;
+        case 3: gemm_rq_3(a, rows, K, j->lda, panel, nb, iv, ncols, plan, o, N, col); break;
+        case 5: gemm_rq_5(a, rows, K, j->lda, panel, nb, iv, ncols, plan, o, N, col); break;
+        default: gemm_rq_7(a, rows, K, j->lda, panel, nb, iv, ncols, plan, o, N, col); break;
+        }
+    }
+    if (!mode) epilogue(plan, buf, rows, j->out + r0 * N * plan->out_size);
+    free(buf);
+}
+
 /* out[M, N] = requant(init + A[M, K] (uint8, row stride lda) @ W[K, N] (int8, packed)): requantized
- * in registers (plan mode != 0) or by the plan's epilogue on blocks of rows in cache */
+ * in registers (plan mode != 0) or by the plan's epilogue on blocks of rows in cache. The blocks of
+ * rows are independent tasks (pool.c): the same bits on any number of threads. */
 int gemm_u8s8(const uint8_t* A, long M, long K, long lda, const int8_t* bp, long N, const int32_t* init,
               const rq_plan* plan, char* out) {
-    long np = (N + 15) / 16, kq = (K + 3) / 4, mode = plan->mode;
     /* rows per block: in registers, whole tiles of about 32 KiB of A (in cache across the panels);
      * else those of the epilogue's block of accumulators */
-    long rb = mode ? ((32768 / (K > 0 ? K : 1)) / MR + 1) * MR : block_rows(plan);
-    int32_t* buf = 0;
-    if (!mode && !(buf = (int32_t*)malloc((size_t)(rb * N) * sizeof(int32_t)))) return -1;
-    for (long r0 = 0; r0 < M; r0 += rb) {
-        long rows = M - r0 < rb ? M - r0 : rb;
-        const uint8_t* a = A + r0 * lda;
-        for (long p0 = 0; p0 < np; p0 += 4) {
-            int nb = np - p0 < 4 ? (int)(np - p0) : 4;
-            const int8_t* panel = bp + p0 * 16 * kq * 4;
-            __m512i iv[4];
-            for (int j = 0; j < nb; ++j) {
-                long col = (p0 + j) * 16, left = N - col;
-                iv[j] = _mm512_maskz_loadu_epi32((__mmask16)(left >= 16 ? 0xFFFF : (1u << left) - 1), init + col);
-            }
-            long col = p0 * 16, ncols = N - col;
-            uint8_t* o = (uint8_t*)out + r0 * N + col;
-            switch (mode) {
-            case 0: gemm_panel(a, rows, K, lda, panel, nb, iv, buf + col, N, ncols, 0, plan, 0, 0, col); break;
-            case 1: gemm_rq_1(a, rows, K, lda, panel, nb, iv, ncols, plan, o, N, col); break;
-            case 3: gemm_rq_3(a, rows, K, lda, panel, nb, iv, ncols, plan, o, N, col); break;
-            case 5: gemm_rq_5(a, rows, K, lda, panel, nb, iv, ncols, plan, o, N, col); break;
-            default: gemm_rq_7(a, rows, K, lda, panel, nb, iv, ncols, plan, o, N, col); break;
-            }
-        }
-        if (!mode) epilogue(plan, buf, rows, out + r0 * N * plan->out_size);
-    }
-    free(buf);
-    return 0;
+    long rb = plan->mode ? ((32768 / (K > 0 ? K : 1)) / MR + 1) * MR : block_rows(plan);
+    gemm_job j = {A, M, K, lda, N, rb, (N + 15) / 16, bp, init, plan, out, 0};
+    long blocks = (M + rb - 1) / rb;
+    /* a thread's wake-up costs about as much as a few hundred thousand multiply-adds: small products
+     * stay on this thread */
+    if (blocks > 1 && (double)M * (double)K * (double)N >= openqnn_parallel_macs)
+        openqnn_parallel(gemm_block, &j, blocks);
+    else
+        for (long t = 0; t < blocks; ++t) gemm_block(&j, t);
+    return j.failed ? -1 : 0;
 }
 
 /* ---- depthwise ----------------------------------------------------------------------------------
@@ -411,11 +443,26 @@ DW_ROW(dw_rowk_7, 0, 0, 7)
 typedef void (*dw_row_fn)(const dw_geo*, const uint8_t* const*, const int8_t*, const int32_t*, int32_t*, uint8_t*,
                           const rq_plan*);
 
-int dwconv_u8s8(const uint8_t* x, const dw_geo* g, const int8_t* wp, const int32_t* init, const rq_plan* plan,
-                char* out) {
+typedef struct {
+    const uint8_t* x;
+    const dw_geo* g;
+    const int8_t* wp;
+    const int32_t* init;
+    const rq_plan* plan;
+    char* out;
+    long chunk; /* output rows (over images and rows) per task */
+    volatile int failed;
+} dw_job;
+
+/* output rows [t * chunk, (t + 1) * chunk) of all images' n * oh, with buffers of its own */
+static void dw_rows(void* arg, long t) {
+    dw_job* j = (dw_job*)arg;
+    const dw_geo* g = j->g;
+    const rq_plan* plan = j->plan;
     long C = g->c, kh = g->kh, groups = (g->kw + 3) / 4, chunks = (C + 15) / 16, mode = plan->mode;
     long rowbytes = g->ow * groups * chunks * 64;
     long slots = (kh - 1) * g->dh + 1; /* the rows of one output row fall in distinct slots */
+    long first = t * j->chunk, last = first + j->chunk < g->n * g->oh ? first + j->chunk : g->n * g->oh;
     static const dw_row_fn rows3[8] = {dw_row3_0, dw_row3_1, 0, dw_row3_3, 0, dw_row3_5, 0, dw_row3_7};
     static const dw_row_fn rowsk[8] = {dw_rowk_0, dw_rowk_1, 0, dw_rowk_3, 0, dw_rowk_5, 0, dw_rowk_7};
     dw_row_fn row_fn = (kh == 3 && groups == 1 ? rows3 : rowsk)[mode & 7];
@@ -427,39 +474,58 @@ int dwconv_u8s8(const uint8_t* x, const dw_geo* g, const int8_t* wp, const int32
     long* cols = (long*)malloc((size_t)(g->ow * groups * 4) * sizeof(long));
     if (!rows || (!mode && !buf) || !padrow || !tags || !src || !cols) {
         free(rows); free(buf); free(padrow); free(tags); free(src); free(cols);
-        return -1;
+        j->failed = 1;
+        return;
     }
     for (long ox = 0; ox < g->ow; ++ox)
-        for (long j = 0; j < groups * 4; ++j) {
-            long ix = ox * g->sw - g->pl + j * g->dw;
-            cols[ox * groups * 4 + j] = (j < g->kw && ix >= 0 && ix < g->w) ? ix * C : -1;
+        for (long q = 0; q < groups * 4; ++q) {
+            long ix = ox * g->sw - g->pl + q * g->dw;
+            cols[ox * groups * 4 + q] = (q < g->kw && ix >= 0 && ix < g->w) ? ix * C : -1;
         }
     memset(padrow, (int)g->zx, (size_t)(C + 64));
     uint8_t* padwin = rows + slots * rowbytes; /* the window row of a row outside the input: all zx */
     memset(padwin, (int)g->zx, (size_t)rowbytes);
-    for (long b = 0; b < g->n; ++b) {
-        for (long s = 0; s < slots; ++s) tags[s] = -1;
-        for (long oy = 0; oy < g->oh; ++oy) {
-            for (long i = 0; i < kh; ++i) {
-                long iy = oy * g->sh - g->pt + i * g->dh;
-                if (iy < 0 || iy >= g->h) {
-                    src[i] = padwin;
-                    continue;
-                }
-                long s = iy % slots;
-                if (tags[s] != iy) {
-                    window_row(x, g, b, iy, cols, padrow, groups, chunks, rows + s * rowbytes);
-                    tags[s] = iy;
-                }
-                src[i] = rows + s * rowbytes;
-            }
-            char* orow = out + (b * g->oh + oy) * g->ow * C * plan->out_size;
-            row_fn(g, src, wp, init, buf, (uint8_t*)orow, plan);
-            if (!mode) epilogue(plan, buf, g->ow, orow);
+    long image = -1;
+    for (long r = first; r < last; ++r) {
+        long b = r / g->oh, oy = r % g->oh;
+        if (b != image) { /* a new image: no window row is kept */
+            for (long s = 0; s < slots; ++s) tags[s] = -1;
+            image = b;
         }
+        for (long i = 0; i < kh; ++i) {
+            long iy = oy * g->sh - g->pt + i * g->dh;
+            if (iy < 0 || iy >= g->h) {
+                src[i] = padwin;
+                continue;
+            }
+            long s = iy % slots;
+            if (tags[s] != iy) {
+                window_row(j->x, g, b, iy, cols, padrow, groups, chunks, rows + s * rowbytes);
+                tags[s] = iy;
+            }
+            src[i] = rows + s * rowbytes;
+        }
+        char* orow = j->out + r * g->ow * C * plan->out_size;
+        row_fn(g, src, j->wp, j->init, buf, (uint8_t*)orow, plan);
+        if (!mode) epilogue(plan, buf, g->ow, orow);
     }
     free(rows); free(buf); free(padrow); free(tags); free(src); free(cols);
-    return 0;
+}
+
+/* The output rows go to the pool's threads in contiguous runs (each keeps its window rows): the
+ * same bits on any number of threads. */
+int dwconv_u8s8(const uint8_t* x, const dw_geo* g, const int8_t* wp, const int32_t* init, const rq_plan* plan,
+                char* out) {
+    long total = g->n * g->oh;
+    double macs = (double)total * (double)g->ow * (double)g->c * (double)(g->kh * g->kw);
+    int threads = openqnn_pool_threads();
+    long tasks = macs >= openqnn_parallel_macs / 4 && threads > 1 ? (threads < total ? threads : total) : 1;
+    dw_job j = {x, g, wp, init, plan, out, (total + tasks - 1) / (tasks > 0 ? tasks : 1), 0};
+    if (tasks > 1)
+        openqnn_parallel(dw_rows, &j, (total + j.chunk - 1) / j.chunk);
+    else if (total)
+        dw_rows(&j, 0);
+    return j.failed ? -1 : 0;
 }
 
 /* ---- NCHW -> NHWC of 3-channel uint8 images (a model's input transpose) ----------------------------
