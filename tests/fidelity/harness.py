@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import platform
@@ -52,6 +51,14 @@ from typing import Any
 
 import numpy as np
 
+from openqnn.backends.qnn_htp.provider import (
+    WHEEL,
+    captured_fds,
+    qnn_session,
+    read_log,
+    refusal_detail,
+    wheel_version,
+)
 from tests.fidelity.cases import Case, Prepared
 
 __all__ = [
@@ -70,7 +77,6 @@ __all__ = [
     "wheel_version",
 ]
 
-WHEEL = "onnxruntime-qnn"
 CACHE_VERSION = "2"
 RECOVERY_TOL = 1e-3  # codes: |y / scale - round(y / scale)| may be at most this, plus float32 rounding of y
 
@@ -95,114 +101,6 @@ def simulator_missing() -> str | None:
     except ImportError:
         return f"the {WHEEL} wheel is not installed (pip install '{WHEEL}>=2.7', or the dev extra)"
     return None
-
-
-def wheel_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return f"{WHEEL} {version(WHEEL)}, onnxruntime {version('onnxruntime')}"
-    except PackageNotFoundError:
-        return f"{WHEEL} (not installed)"
-
-
-_registered = False
-
-
-def _register() -> None:
-    global _registered
-    if _registered:
-        return
-    import onnxruntime as ort
-    import onnxruntime_qnn
-
-    try:
-        ort.register_execution_provider_library("QNNExecutionProvider", onnxruntime_qnn.get_library_path())
-    except Exception as e:  # registered earlier in this process by someone else
-        if "already" not in str(e).lower():
-            raise
-    _registered = True
-
-
-@contextlib.contextmanager
-def _captured_fds() -> Iterator[io.StringIO]:
-    """Capture what the native libraries write to fd 1 and 2 (ONNX Runtime's and QNN's logs)."""
-    buf = io.StringIO()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        try:
-            os.dup2(tmp.fileno(), 1)
-            os.dup2(tmp.fileno(), 2)
-            yield buf
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-            tmp.seek(0)
-            buf.write(tmp.read().decode("utf-8", "replace"))
-
-
-def qnn_session(model: bytes, arch: str, *, fallback: bool = False, severity: int = 3) -> Any:
-    """An ONNX Runtime session of ``model`` on QNN's HTP (the simulator here) for ``arch`` ("68", "73", ...),
-    nothing on ORT's CPU unless ``fallback``."""
-    import onnxruntime as ort
-    import onnxruntime_qnn
-
-    _register()
-    so = ort.SessionOptions()
-    so.log_severity_level = severity
-    devices = [d for d in ort.get_ep_devices() if d.ep_name == "QNNExecutionProvider"]
-    if not devices:
-        raise RuntimeError("onnxruntime lists no QNNExecutionProvider device after registering the wheel's library")
-    so.add_provider_for_devices(devices, {"backend_path": onnxruntime_qnn.get_qnn_htp_path(), "htp_arch": arch})
-    if not fallback:
-        so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
-    return ort.InferenceSession(model, so)
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_UNIT = re.compile(r"Validation (PASSED|FAILED) for (\d+) nodes in OrtNodeUnit \((\w+)\) :\n((?:\s+Operator type:.*\n)+)"
-                   r"(?:\s*REASON : (.*))?")
-_QDQ = ("QuantizeLinear", "DequantizeLinear")
-
-
-def _read_log(log: str) -> tuple[list[str], list[str]]:
-    """From QNN EP's verbose log of a session: (its reasons for the node units it would not take, the
-    compute nodes it took alone, outside a DequantizeLinear -> op -> QuantizeLinear unit: QNN runs those
-    on float values)."""
-    log = _ANSI.sub("", log)
-    refused: list[str] = []
-    alone: list[str] = []
-    for m in _UNIT.finditer(log):
-        verdict, count, op, members, reason = m.groups()
-        if verdict == "FAILED":
-            reason = (reason or "").strip()
-            if "consume a graph input" in reason or "generate a graph output" in reason:
-                continue  # graph I/O Q/DQ: QNN EP leaves them to the CPU by design (offload_graph_io_quantization)
-            refused.append(f"{op}: {reason}" if reason else op)
-        elif int(count) == 1 and op not in _QDQ:
-            name = re.search(r"Node name: (.*?) Node index", members)
-            alone.append(f"{op} ({name.group(1) if name else '?'})")
-    return list(dict.fromkeys(refused)), list(dict.fromkeys(alone))
-
-
-def _refusal_detail(model: bytes, arch: str, log: str) -> str:
-    """The ops QNN EP would not take and its reasons: from the failed session's log, else from a
-    diagnostic session (CPU fallback allowed)."""
-    refused, _ = _read_log(log)
-    if not refused:
-        with contextlib.suppress(Exception), _captured_fds() as buf:
-            qnn_session(model, arch, fallback=True, severity=0)
-        refused, _ = _read_log(buf.getvalue())
-    if refused:
-        return "; ".join(refused)
-    clean = _ANSI.sub("", log)
-    found = re.findall(r"Unsupported nodes in QNN EP: (\{.*?\})\s*$", clean, re.M)
-    errors = [ln.split("] ", 1)[-1].strip() for ln in clean.splitlines() if "[E:" in ln]
-    return "; ".join(dict.fromkeys([f"unsupported {x}" for x in found] or errors[:3]))
 
 
 @dataclass
@@ -251,7 +149,7 @@ def simulate(model: bytes, feeds: Sequence[Mapping[str, np.ndarray]], arch: str,
     t0 = time.perf_counter()
     refusal: str | None = None
     outs: list[dict[str, np.ndarray]] | None = None
-    with _captured_fds() as buf:
+    with captured_fds() as buf:
         try:
             sess = qnn_session(model, arch, severity=0)  # the verbose log tells how QNN EP grouped the nodes
         except Exception as e:  # the simulator refuses the model: a finding
@@ -261,10 +159,10 @@ def simulate(model: bytes, feeds: Sequence[Mapping[str, np.ndarray]], arch: str,
             names = [o.name for o in sess.get_outputs()]
             outs = [dict(zip(names, sess.run(None, dict(feed)))) for feed in feeds]
     log = buf.getvalue()
-    _, floats = _read_log(log)
+    _, floats = read_log(log)
     if refusal is not None:
         refusal = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", refusal.strip())
-        refusal = _refusal_detail(model, arch, log) or refusal
+        refusal = refusal_detail(model, arch, log) or refusal
     seconds = time.perf_counter() - t0
     cache.mkdir(parents=True, exist_ok=True)
     info = {"refusal": refusal, "seconds": seconds, "arch": arch, "wheel": wheel_version(), "float_nodes": floats}

@@ -1,5 +1,6 @@
 """Backends by name: one registry line per backend. ``--backend`` takes a backend's name (``cpu``, ``gpu``,
-``htp``) or QNN's library name (``libQnnCpu.so``, ``libQnnGpu.so``, ``libQnnHtp.so``; a path is allowed).
+``htp``, ``qnn-htp``) or QNN's library name (``libQnnCpu.so``, ``libQnnGpu.so``, ``libQnnHtp.so``; a path is
+allowed; ``qnn-htp``, QNN's own HTP through ONNX Runtime, is ``libonnxruntime_providers_qnn.so``).
 
 Each backend's folder holds its config dataclass and its :class:`BackendSpec` (capabilities, and how to
 create it); adding a backend is its folder plus its line in ``SPECS``.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from openqnn.backends import cpu, gpu, htp
+from openqnn.backends import cpu, gpu, htp, qnn_htp
 from openqnn.backends.base import Backend, Executable, Fallback
 from openqnn.backends.settings import BackendSpec, Capabilities
 from openqnn.errors import InvalidConfigError
@@ -21,6 +22,7 @@ SPECS: dict[str, BackendSpec] = {spec.name: spec for spec in (
     cpu.SPEC,
     gpu.SPEC,
     htp.SPEC,
+    qnn_htp.SPEC,
 )}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -11,7 +12,7 @@ import numpy as np
 from openqnn.backends.settings import Capabilities
 from openqnn.ir.graph import Graph, Node
 
-__all__ = ["Backend", "ContextBackend", "Executable", "Fallback", "Unsupported"]
+__all__ = ["Backend", "ContextBackend", "Executable", "Fallback", "QnnContextBackend", "Unsupported"]
 
 
 class Unsupported(Exception):
@@ -60,3 +61,12 @@ class ContextBackend(Backend, Protocol):
     def plan(self, graph: Graph) -> Any: ...
 
     def bind(self, prepared: Any) -> Executable: ...
+
+
+@runtime_checkable
+class QnnContextBackend(Backend, Protocol):
+    """A backend that writes QNN's own context binaries (``capabilities.qnn_contexts``): ``write_qnn_context``
+    prepares ``graph`` with QNN and writes its files into ``folder`` under ``name``, returning their paths
+    (the context binary first)."""
+
+    def write_qnn_context(self, graph: Graph, folder: Path, name: str) -> list[Path]: ...

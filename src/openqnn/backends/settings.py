@@ -74,7 +74,9 @@ class Capabilities:
     it takes and returns quantized integers (``--use_native_input_files``); ``quantized_only``: a float
     model needs quantizing (or a float mode) first; ``devices``: where it executes; ``fallback``: it runs
     the nodes other backends cannot; ``contexts``: its prepared graphs are data (``plan``/``bind``), so
-    they can be saved as context binaries."""
+    they can be saved as context binaries; ``qnn_contexts``: it writes QNN's own context binaries
+    (``write_qnn_context``, :class:`~openqnn.backends.base.QnnContextBackend`), which Qualcomm's
+    ``qnn-net-run --retrieve_context`` loads on a device."""
 
     precisions: tuple[str, ...]
     native_integer_io: bool = False
@@ -82,6 +84,7 @@ class Capabilities:
     devices: tuple[str, ...] = ("cpu",)
     fallback: bool = False
     contexts: bool = False
+    qnn_contexts: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,5 +101,6 @@ class BackendSpec:
 
     @property
     def config_section(self) -> str:
-        """The backend's section in a backend config file, e.g. ``htp_config``."""
-        return f"{self.name}_config"
+        """The backend's section in a backend config file, e.g. ``htp_config`` (``qnn_htp_config`` for
+        ``qnn-htp``)."""
+        return f"{self.name.replace('-', '_')}_config"

@@ -31,9 +31,11 @@ __all__ = ["LIMITS", "MAX_THREADS", "BackendConfig", "CpuConfig", "GpuConfig", "
 
 class BackendConfig:
     """One config dataclass per backend, by backend name: ``BackendConfig(htp=HtpConfig(vtcm_mb=4))``,
-    ``config.htp`` (a backend's defaults where the file has no section for it)."""
+    ``config.htp`` (a backend's defaults where the file has no section for it). A backend name with a dash is
+    written with an underscore here: ``BackendConfig(qnn_htp=QnnHtpConfig(dsp_arch="v73"))``."""
 
     def __init__(self, **sections: Any):
+        sections = {_backend_name(k): v for k, v in sections.items()}
         for name, value in sections.items():
             if name not in SPECS:
                 raise InvalidConfigError(f"BackendConfig: unknown backend '{name}'; use {', '.join(SPECS)}")
@@ -53,12 +55,18 @@ class BackendConfig:
         return dict(self._sections)
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_") or name not in SPECS:
+        if name.startswith("_") or _backend_name(name) not in SPECS:
             raise AttributeError(name)
-        return self.section(name)
+        return self.section(_backend_name(name))
 
     def __repr__(self) -> str:
         return f"BackendConfig({', '.join(f'{k}={v!r}' for k, v in self._sections.items())})"
+
+
+def _backend_name(key: str) -> str:
+    """``qnn_htp`` (a Python identifier) -> ``qnn-htp`` where that is the registered name."""
+    dashed = key.replace("_", "-")
+    return dashed if key not in SPECS and dashed in SPECS else key
 
 
 def parse_backend_config(doc: Any, where: str = "backend config") -> BackendConfig:

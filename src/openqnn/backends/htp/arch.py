@@ -45,19 +45,20 @@ SOC_MODELS: dict[int, tuple[str, str]] = {
 }
 
 
-def resolve_arch(dsp_arch: str | None = None, soc_model: int | None = None) -> HtpArch:
-    """The arch named by ``dsp_arch`` or implied by ``soc_model`` (they must agree), else the default."""
+def resolve_arch(dsp_arch: str | None = None, soc_model: int | None = None, section: str = "htp_config") -> HtpArch:
+    """The arch named by ``dsp_arch`` or implied by ``soc_model`` (they must agree), else the default; errors
+    name the settings as keys of ``section``."""
     by_soc = None
     if soc_model is not None:
         if soc_model not in SOC_MODELS:
             known = ", ".join(f"{k} ({v[0]})" for k, v in SOC_MODELS.items())
-            raise InvalidConfigError(f"htp_config.soc_model {soc_model} is unknown; known: {known}")
+            raise InvalidConfigError(f"{section}.soc_model {soc_model} is unknown; known: {known}")
         by_soc = SOC_MODELS[soc_model][1]
     if dsp_arch is not None:
         if dsp_arch not in ARCHS:
-            raise InvalidConfigError(f"htp_config.dsp_arch {dsp_arch!r} is unknown; use one of {', '.join(ARCHS)}")
+            raise InvalidConfigError(f"{section}.dsp_arch {dsp_arch!r} is unknown; use one of {', '.join(ARCHS)}")
         if by_soc is not None and soc_model is not None and by_soc != dsp_arch:
-            raise InvalidConfigError(f"htp_config.dsp_arch {dsp_arch} contradicts soc_model {soc_model} "
+            raise InvalidConfigError(f"{section}.dsp_arch {dsp_arch} contradicts soc_model {soc_model} "
                                      f"({SOC_MODELS[soc_model][0]} has {by_soc})")
         return ARCHS[dsp_arch]
     return ARCHS[by_soc or DEFAULT_ARCH]
