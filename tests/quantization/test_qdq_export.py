@@ -241,3 +241,35 @@ def test_unusual_encodings(digits: dict) -> None:
     g.tensors["logits"].encoding = Encoding(8, (0.1,), (10,))
     with pytest.raises(openqnn.InvalidModelError, match=r"'logits'.*zero point -10"):
         graph_to_onnx(g)
+
+
+def test_norm_units_for_qnn() -> None:
+    """LayerNorm's beta is a 32-bit bias of scale s_in x s_gamma and a standalone BatchNorm exports as a
+    BatchNormalization (the QDQ node units QNN EP forms: with an 8-bit beta, or as Mul + Add, QNN ran them
+    on floats); ONNX Runtime still agrees with the simulation."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    f = lambda n, a: numpy_helper.from_array(np.asarray(a, np.float32), n)  # noqa: E731
+    nodes = [helper.make_node("BatchNormalization", ["x", "bg", "bb", "bm", "bv"], ["h"]),
+             helper.make_node("LayerNormalization", ["h", "g", "b"], ["y"], axis=-1)]
+    inits = [f("bg", rng.uniform(0.5, 1.5, 5)), f("bb", rng.uniform(-0.3, 0.3, 5)), f("bm", rng.uniform(-0.2, 0.2, 5)),
+             f("bv", rng.uniform(0.5, 2.0, 5)), f("g", rng.uniform(0.5, 1.5, 9)), f("b", rng.uniform(-0.3, 0.3, 9))]
+    g = helper.make_graph(nodes, "norms", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5, 7, 9])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    cal = [{"x": rng.standard_normal((1, 5, 7, 9)).astype(np.float32)} for _ in range(4)]
+    for bits in (8, 16):
+        graph = openqnn.quantize(openqnn.convert(model), cal, openqnn.QuantizerConfig(act_bitwidth=bits))
+        ln = next(n for n in graph.nodes if n.op_type == "LayerNorm")
+        beta, gamma, x = (graph.tensors[t].encoding for t in (ln.inputs[2], ln.inputs[1], ln.inputs[0]))
+        assert beta is not None and gamma is not None and x is not None
+        assert beta.bitwidth == 32 and beta.scale[0] == pytest.approx(x.scale[0] * gamma.scale[0])
+        exported = _export(graph)
+        ops = Counter(n.op_type for n in exported.graph.node)
+        assert ops["BatchNormalization"] == 1 and "Mul" not in ops
+        sess, plan = _session(exported), CpuBackend().prepare(graph)
+        lsb = graph.tensors["y"].encoding.scale[0]
+        for feed in cal:
+            assert np.abs(sess.run(None, feed)[0] - plan.run(feed)["y"]).max() <= 2 * lsb + 1e-6

@@ -26,6 +26,10 @@ WEIGHTED = {"Conv2d": (1, 3), "DepthWiseConv2d": (1, 3), "TransposeConv2d": (1, 
 # ops whose weights take per-block encodings: blocks along the reduction (input-channel) axis
 BLOCKED = frozenset({"Conv2d", "FullyConnected", "MatMul"})
 BIASED = {"Conv2d", "DepthWiseConv2d", "TransposeConv2d", "Conv3d", "TransposeConv3d", "FullyConnected"}
+# ops whose input 2 is an additive bias on input 0 times a static input 1 that is no WEIGHTED weight: a
+# 32-bit bias of scale s_in x s_gamma, as QNN takes LayerNorm's beta (ONNX Runtime's QDQ node unit of a
+# LayerNormalization needs an int32 bias: with an 8-bit one QNN EP runs the op on floats)
+SCALED_BIAS = frozenset({"LayerNorm"})
 # ops that clamp to [lo, hi] and can take over their producer's encoding (Conv + ReLU squash)
 CLAMPS = frozenset({"Relu", "ReluMinMax"})
 # fixed output ranges: op -> (min, max) in real values
@@ -66,7 +70,7 @@ def _use_key(node_op: str, attrs: dict[str, Any], idx: int, inputs: list[str]) -
     """What a static operand's encoding depends on at one use: uses with equal keys can share it."""
     if node_op in WEIGHTED and idx == WEIGHTED[node_op][0]:
         return ("param", node_op, bool(attrs.get("transpose_in1")))
-    if node_op in BIASED and idx == 2:
+    if (node_op in BIASED or node_op in SCALED_BIAS) and idx == 2:
         return ("bias", inputs[0], inputs[1])  # scale = s_in x s_w: per input and weight
     return ("const",)
 
@@ -127,6 +131,10 @@ def annotate(graph: Graph, per_channel: bool, per_row: bool) -> dict[str, Role]:
                 b = node.inputs[2]
                 if graph.tensors[b].kind is TensorKind.STATIC:
                     roles[b] = Role("bias", source=node.inputs[0], weight=w)
+        if node.op_type in SCALED_BIAS and len(node.inputs) > 2 and node.inputs[1] and node.inputs[2]:
+            g, b = node.inputs[1], node.inputs[2]
+            if all(graph.tensors[t].kind is TensorKind.STATIC and _quantizable(graph, t) for t in (g, b)):
+                roles[b] = Role("bias", source=node.inputs[0], weight=g)
         for x in node.inputs:
             if x and x not in roles and graph.tensors[x].kind is TensorKind.STATIC and _quantizable(graph, x):
                 roles[x] = Role("const")

@@ -260,8 +260,21 @@ def _rms_norm(ex: _Exporter, node: Node, outs: list[str]) -> None:
 
 @_handles("Batchnorm")
 def _batchnorm(ex: _Exporter, node: Node, outs: list[str]) -> None:
-    x, w, b = (ex.v(t) for t in node.inputs[:3])  # channel-last: per-channel params broadcast on the last axis
-    ex.one("Add", [ex.one("Mul", [x, w], name=node.name), b], outs[0])
+    """``x * weight + bias`` per channel. As an ONNX BatchNormalization where it can be one (rank 3 or 4,
+    [C] parameters), so that QNN EP forms its QDQ node unit and QNN runs its integer BatchNorm (as Mul + Add
+    with no Q/DQ between, QNN ran it on floats): mean 0 and variance 0 as float initializers with
+    ``epsilon = 1``, so ``sqrt(var + eps)`` is exactly 1 on ONNX Runtime's CPU and in QNN EP, which
+    dequantizes the mean and variance with the encoding they lack (scale 0: 0 again)."""
+    x, w, b = node.inputs[:3]
+    rank, c = len(ex.shape(x)), ex.shape(x)[-1]
+    if 3 <= rank <= 4 and ex.shape(w) == (c,) and ex.shape(b) == (c,):
+        zeros = ex.init(f"{node.name}_zeros", np.zeros(c, ex.dtype(x).numpy))
+        y = ex.one("BatchNormalization", [ex.v(x, _channel_first(rank)), ex.v(w), ex.v(b), zeros, zeros],
+                   name=node.name, epsilon=1.0)
+        ex.transpose(y, _channel_last(rank), outs[0])
+        return
+    # channel-last: per-channel params broadcast on the last axis
+    ex.one("Add", [ex.one("Mul", [ex.v(x), ex.v(w)], name=node.name), ex.v(b)], outs[0])
 
 
 @_handles("InstanceNorm")
