@@ -2,7 +2,10 @@
 
 Writes ``<output_dir>/<binary_file>.bin`` (default ``<backend>_context.bin``), ``quantization_config.json``
 (the encodings in use, AIMET 1.0.0) and ``input_specs.json`` (names, shapes, dtypes, layouts and encodings
-of the inputs and outputs), as the guide's deployment folder lists them.
+of the inputs and outputs), as the guide's deployment folder lists them. A backend that writes QNN's own
+context binaries (``capabilities.qnn_contexts``: qnn-htp) writes ``<binary_file>_qnn.bin`` instead, for
+Qualcomm's ``qnn-net-run --retrieve_context`` on a device, and ``<binary_file>.onnx``, ONNX Runtime's
+EPContext model that points at it.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ import argparse
 import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, cast
 
 from openqnn.cli.common import ToolParser, add_common_flags, check_output_dir, run_tool
 
@@ -28,13 +32,17 @@ def build_parser(prog: str = "qnn-context-binary-generator") -> argparse.Argumen
     p.add_argument("--model", required=True, action="append",
                    help="a converted model (<stem>_net.json) or a model library (lib<name>.so from qnn-model-lib-generator); "
                         "give it several times for a context of several graphs")
-    p.add_argument("--backend", required=True, help="htp (or libQnnHtp.so); the backend the context is prepared for")
+    p.add_argument("--backend", required=True, help="htp (or libQnnHtp.so); the backend the context is prepared for. "
+                   "qnn-htp: Qualcomm's QNN prepares it (the onnxruntime-qnn wheel) and a real QNN context "
+                   "binary is written")
     p.add_argument("--output_dir", default="./output", help="folder for the context and its JSON files (default ./output)")
-    p.add_argument("--binary_file", help="the context's file name without .bin (default <backend>_context)")
+    p.add_argument("--binary_file", help="the context's file name without .bin (default <backend>_context); "
+                   "qnn-htp writes <binary_file>_qnn.bin and <binary_file>.onnx")
     p.add_argument("--input_list", help="calibration data (an input list) to quantize a float model for the backend")
     p.add_argument("--optimization_level", choices=OPTIMIZATION_LEVELS,
                    help="accepted for QNN compatibility; openqnn prepares the same plan at every level")
-    p.add_argument("--config_file", help="backend config JSON (e.g. htp_config.dsp_arch picks the arch)")
+    p.add_argument("--config_file", help="backend config JSON (e.g. htp_config.dsp_arch picks the arch; "
+                   "qnn_htp_config.dsp_arch / soc_model the HTP QNN prepares for)")
     add_common_flags(p)
     return p
 
@@ -98,38 +106,88 @@ def _quantized(graph, model: str, args: argparse.Namespace):
 
 
 def context_binary_generator_main(args: argparse.Namespace) -> int:
-    import json
-    import shutil
-    import tempfile
-
     from openqnn.backends import backend_spec
-    from openqnn.quantization.export import write_graph_encodings
     from openqnn.runtime.config import read_backend_config
-    from openqnn.runtime.context import compile_graph, io_specs
 
     spec = backend_spec(args.backend)
     out_dir = check_output_dir(args.output_dir)
     config = read_backend_config(args.config_file) if args.config_file else None
     if args.optimization_level:
         log.info("--optimization_level %s: openqnn prepares the same plan at every level", args.optimization_level)
-    graphs = _graphs(args, spec.capabilities.quantized_only)
-    context = compile_graph(graphs, spec.name, config.section(spec.name) if config else None)  # type: ignore[arg-type]
-    _warn_fallbacks(context)
+    section = config.section(spec.name) if config else None
     name = args.binary_file or f"{spec.name}_context"
+    graphs = _graphs(args, spec.capabilities.quantized_only)
+    write = _qnn_writer(graphs, spec, section, name) if spec.capabilities.qnn_contexts else \
+        _openqnn_writer(graphs, spec, section, name)
+    written = _write_set(out_dir, graphs, write)
+    if len(graphs) > 1:
+        log.warning("quantization_config.json holds the encodings of the first graph (%s)", next(iter(graphs)))
+    print("\n".join(map(str, written)))
+    return 0
+
+
+# a writer puts a context's files into a folder: (their names, input_specs.json's content)
+Writer = Callable[[Path], tuple[list[str], dict[str, Any]]]
+
+
+def _openqnn_writer(graphs: dict[str, object], spec: Any, section: Any, name: str) -> Writer:
+    """openqnn's context binary: the graphs prepared as data (``compile_graph``), ``<name>.bin``."""
+    from openqnn.runtime.context import compile_graph, io_specs
+
+    context = compile_graph(graphs, spec.name, section)  # type: ignore[arg-type]
+    _warn_fallbacks(context)
+
+    def write(folder: Path) -> tuple[list[str], dict[str, Any]]:
+        context.save(folder / f"{name}.bin")
+        specs = {g: io_specs(p.io) for g, p in context.graphs.items()}
+        return [f"{name}.bin"], specs if len(specs) > 1 else next(iter(specs.values()))
+
+    return write
+
+
+def _qnn_writer(graphs: dict[str, object], spec: Any, section: Any, name: str) -> Writer:
+    """QNN's own context binary, written by the backend (``write_qnn_context``): ``<name>_qnn.bin`` and what
+    points at it."""
+    from openqnn.backends import create_backend
+    from openqnn.backends.base import QnnContextBackend
+    from openqnn.backends.plan import io_graph
+    from openqnn.errors import InvalidConfigError
+    from openqnn.ir.graph import Graph
+    from openqnn.runtime.context import io_specs
+
+    if len(graphs) > 1:
+        raise InvalidConfigError(f"--model: the {spec.name} backend writes one graph per QNN context binary here; "
+                                 f"give one --model per run (got {len(graphs)}: {', '.join(graphs)})")
+    graph = cast(Graph, next(iter(graphs.values())))
+    backend = cast(QnnContextBackend, create_backend(spec.name, section))
+
+    def write(folder: Path) -> tuple[list[str], dict[str, Any]]:
+        files = backend.write_qnn_context(graph, folder, name)
+        return [f.name for f in files], io_specs(io_graph(graph))
+
+    return write
+
+
+def _write_set(out_dir: Path, graphs: dict[str, object], write: Writer) -> list[Path]:
+    """The context's files, ``quantization_config.json`` and ``input_specs.json`` in ``out_dir``: everything is
+    written into a temporary folder first, so a failure leaves no half of the set behind."""
+    import json
+    import shutil
+    import tempfile
+
+    from openqnn.quantization.export import write_graph_encodings
+
     made = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # the folders this run makes
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        # everything is written into a temporary folder first: a failure leaves no half of the set behind
         with tempfile.TemporaryDirectory(dir=out_dir, prefix=".context.") as tmp:
             staged = Path(tmp)
-            context.save(staged / f"{name}.bin")
+            files, specs = write(staged)
             first = next(iter(graphs.values()))
             write_graph_encodings(first, staged / "quantization_config.json")  # type: ignore[arg-type]
-            specs = {g: io_specs(p.io) for g, p in context.graphs.items()}
-            (staged / "input_specs.json").write_text(
-                json.dumps(specs if len(specs) > 1 else next(iter(specs.values())), indent=2) + "\n")
+            (staged / "input_specs.json").write_text(json.dumps(specs, indent=2) + "\n")
             written = []
-            for f in (f"{name}.bin", "quantization_config.json", "input_specs.json"):
+            for f in (*files, "quantization_config.json", "input_specs.json"):
                 shutil.move(str(staged / f), out_dir / f)
                 written.append(out_dir / f)
     except BaseException:
@@ -137,10 +195,7 @@ def context_binary_generator_main(args: argparse.Namespace) -> int:
             with contextlib.suppress(OSError):
                 d.rmdir()
         raise
-    if len(graphs) > 1:
-        log.warning("quantization_config.json holds the encodings of the first graph (%s)", next(iter(graphs)))
-    print("\n".join(map(str, written)))
-    return 0
+    return written
 
 
 def _warn_fallbacks(context) -> None:
