@@ -9,6 +9,7 @@ each IR op type to its translation; :mod:`.ops_compute` and :mod:`.ops_shape` fi
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,7 @@ def _storage_range(bits: int, signed: bool) -> tuple[int, int]:
 _STORAGE = {(4, True): TensorProto.INT4, (4, False): TensorProto.UINT4, (8, True): TensorProto.INT8,
             (8, False): TensorProto.UINT8, (16, True): TensorProto.INT16, (16, False): TensorProto.UINT16,
             (32, True): TensorProto.INT32}
+_WIDER: dict[int, int] = {TensorProto.INT8: TensorProto.INT16, TensorProto.UINT8: TensorProto.UINT16}
 _NUMPY: dict[int, Any] = {TensorProto.INT8: np.int8, TensorProto.UINT8: np.uint8, TensorProto.INT16: np.int16,
           TensorProto.UINT16: np.uint16, TensorProto.INT32: np.int32}
 
@@ -74,7 +76,7 @@ class _Exporter:
         self.used_node_names: set[str] = set()
         self.value: dict[str, str] = {}
         self.scope = "export"
-        self._consts: dict[tuple[str, tuple[int, ...] | None], str] = {}
+        self._consts: dict[tuple[str, tuple[int, ...] | None, bool], str] = {}
         self._ints: dict[tuple[int, ...], str] = {}
         self._suffix: dict[str, int] = {}  # next suffix to try per base name (no quadratic search)
 
@@ -150,20 +152,32 @@ class _Exporter:
     def dtype(self, name: str) -> DType:
         return self.graph.tensors[name].dtype
 
-    def v(self, name: str, perm: Sequence[int] | None = None) -> str:
-        """The ONNX name of IR tensor ``name``'s value, permuted by ``perm`` when given."""
+    def v(self, name: str, perm: Sequence[int] | None = None, wide: bool = False) -> str:
+        """The ONNX name of IR tensor ``name``'s value, permuted by ``perm`` when given; ``wide``: a static
+        8-bit tensor stored as 16-bit integers (:meth:`const`)."""
         t = self.graph.tensors[name]
         if t.kind is TensorKind.STATIC:
-            return self.const(name, tuple(perm) if perm is not None else None)
+            return self.const(name, tuple(perm) if perm is not None else None, wide)
         x = self.value[name]
         return x if perm is None else self.transpose(x, perm)
 
-    def const(self, name: str, perm: tuple[int, ...] | None = None) -> str:
-        """A static tensor (pre-permuted by ``perm``): a float initializer, or integers -> DequantizeLinear."""
-        key = (name, perm)
+    def operands(self, node: Node) -> list[str]:
+        """``v`` of each input of an element-wise node; beside a 16-bit activation its 8-bit static operands
+        are stored as 16-bit integers (the same values): ONNX Runtime's QDQ node unit of a binary op (PRelu,
+        Pow, Add, ...) wants one integer type on its inputs, else QNN EP runs the op on floats."""
+        wide = any(not self.graph.tensors[x].is_static and (e := self.graph.tensors[x].encoding) is not None
+                   and e.bitwidth == 16 for x in node.inputs if x)
+        return [self.v(x, wide=wide) for x in node.inputs]
+
+    def const(self, name: str, perm: tuple[int, ...] | None = None, wide: bool = False) -> str:
+        """A static tensor (pre-permuted by ``perm``): a float initializer, or integers -> DequantizeLinear.
+        ``wide``: 8-bit per-tensor integers are written as 16-bit ones of scale s / 256 and codes (and zero
+        point) times 256: the same values, in a 16-bit type."""
+        t = self.graph.tensors[name]
+        wide = wide and t.encoding is not None and t.encoding.bitwidth == 8 and len(t.encoding.scale) == 1
+        key = (name, perm, wide)
         if key in self._consts:
             return self._consts[key]
-        t = self.graph.tensors[name]
         assert t.data is not None, name
         data = np.asarray(t.data)
         enc = t.encoding if t.dtype.is_float else None
@@ -172,6 +186,9 @@ class _Exporter:
             out = self.init(name, arr, exact=True) if perm is None else self.init(f"{name}_transposed", arr)
         else:
             q, elem, zp = _static_integers(name, data, enc)
+            if wide:
+                q, zp, elem = q.astype(np.int64) << 8, zp.astype(np.int64) << 8, _WIDER[elem]
+                enc = replace(enc, scale=tuple(s / 256 for s in enc.scale))
             axis = enc.axis
             block: tuple[np.ndarray, np.ndarray] | None = None
             if enc.per_block:  # opset 21 blocked DequantizeLinear: axis = the block axis

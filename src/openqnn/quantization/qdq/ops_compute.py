@@ -109,7 +109,7 @@ _BINARY = {"ElementWiseAdd": "Add", "ElementWiseSubtract": "Sub", "ElementWiseMu
 
 @_handles(*_BINARY)
 def _binary(ex: _Exporter, node: Node, outs: list[str]) -> None:
-    ex.one(_BINARY[node.op_type], [ex.v(x) for x in node.inputs], outs[0], name=node.name)
+    ex.one(_BINARY[node.op_type], ex.operands(node), outs[0], name=node.name)
 
 
 @_handles("ElementWiseNotEqual")
@@ -190,7 +190,11 @@ def _relu_min_max(ex: _Exporter, node: Node, outs: list[str]) -> None:
 
 @_handles("Prelu")
 def _prelu(ex: _Exporter, node: Node, outs: list[str]) -> None:
-    ex.one("PRelu", [ex.v(x) for x in node.inputs], outs[0], name=node.name)
+    # a 16-bit PRelu with a per-channel slope QNN fails to finalize (QNN_COMMON_ERROR_MEM_ALLOC, v68 and
+    # v73): that slope keeps its 8-bit type and QNN EP runs the op on floats; a single slope (LeakyRelu) widens
+    single = int(np.prod(ex.shape(node.inputs[1]), dtype=np.int64)) == 1
+    ins = ex.operands(node) if single else [ex.v(x) for x in node.inputs]
+    ex.one("PRelu", ins, outs[0], name=node.name)
 
 
 @_handles("ElementWiseSelect")
