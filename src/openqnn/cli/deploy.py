@@ -139,6 +139,10 @@ def _plan(args: argparse.Namespace) -> _Plan:
         if spec.create is None:
             log.warning("%s: not available in this build (%s); no %s_context.bin written", spec.name,
                         spec.unavailable, spec.name)
+        elif spec.capabilities.qnn_contexts:
+            log.warning("%s: writes QNN's own context binaries, not openqnn's: make one with "
+                        "qnn-context-binary-generator --backend %s; no %s_context.bin written", spec.name, spec.name,
+                        spec.name)
         elif not spec.capabilities.contexts:
             log.warning("%s: this backend cannot write context binaries yet; no %s_context.bin written", spec.name,
                         spec.name)

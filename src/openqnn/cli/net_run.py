@@ -34,7 +34,8 @@ def add_net_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retrieve_context", metavar="FILE",
                    help="run a context binary (qnn-context-binary-generator's) instead of --model: nothing is prepared")
     p.add_argument("--backend", help="cpu, gpu or htp, or libQnnCpu.so / libQnnGpu.so / libQnnHtp.so (default cpu; "
-                   "with --retrieve_context, the context's)")
+                   "with --retrieve_context, the context's); qnn-htp: Qualcomm's own HTP through the "
+                   "onnxruntime-qnn wheel (its simulator on x86_64, the NPU on Snapdragon)")
     p.add_argument("--input_list", required=True,
                    help="text file: one inference per line, raw paths in input order or name:=path pairs")
     p.add_argument("--output_dir", default="./output", help="where Result_<i>/ folders go (default ./output)")

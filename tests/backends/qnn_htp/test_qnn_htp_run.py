@@ -48,7 +48,7 @@ def test_session_is_within_one_code_of_htp(qgraph: Graph, feeds: Feeds) -> None:
         assert ienc is not None
         codes = np.clip(np.round(feed["input"] / ienc.scale[0]) - ienc.offset[0], 0, 255).astype(np.uint8)
         assert np.array_equal(qnn.run({"input": codes}, native_inputs=True, native_outputs=True)["output"], ours)
-    assert same / total > 0.8  # measured: 97% of codes identical on v73
+    assert same / total > 0.8  # measured: 91% of the 300 codes identical on v73
 
 
 @needs_qnn

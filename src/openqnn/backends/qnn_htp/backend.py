@@ -120,9 +120,9 @@ class QnnHtpBackend:
         if session is None:
             detail = provider.refusal_detail(model, arch, native_log, options, nodes=True)
             where = f"v{arch}" if arch else "this device"
-            raise UnsupportedOpError(f"QNN's HTP ({where}) refused graph '{graph.name}': {detail or error}; "
-                                     "run it on openqnn's htp backend (--backend htp) to find the node, or leave "
-                                     "those ops out")
+            raise UnsupportedOpError(f"QNN's HTP ({where}) refused graph '{graph.name}': {detail or error}; replace "
+                                     "those ops in the model, or run it on openqnn's htp backend (--backend htp), "
+                                     "which runs them on its cpu fallback")
         if native_log.strip():
             log.debug("QNN: %s", native_log.strip())
         log.info("qnn-htp: QNN prepared '%s' for %s in %.3f s", graph.name, f"v{arch}" if arch else "the device",

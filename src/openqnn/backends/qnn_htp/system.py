@@ -21,7 +21,7 @@ from typing import Any
 
 from openqnn.errors import ContextError
 
-__all__ = ["DATA_TYPES", "is_qnn_context", "read_binary_info"]
+__all__ = ["DATA_TYPES", "read_binary_info"]
 
 # -- QnnTypes.h -------------------------------------------------------------------------------
 
@@ -380,20 +380,6 @@ def _interface(lib: Any) -> _SystemInterface:
     if not found:
         raise ContextError(f"libQnnSystem offers no system API {SYSTEM_API_MAJOR}.x interface")
     return max(found, key=lambda p: (p.systemApiVersion.minor, p.systemApiVersion.patch))
-
-
-QNN_MAGIC_BYTES = 16  # how much of a file is_qnn_context reads
-
-
-def is_qnn_context(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` looks like a QNN context binary rather than an openqnn one or another file: QNN's
-    binaries are not documented byte by byte, so this asks libQnnSystem where it is installed and otherwise
-    says no."""
-    try:
-        read_binary_info(path)
-    except (ContextError, OSError):
-        return False
-    return True
 
 
 def read_binary_info(path: str | os.PathLike[str], library: str | os.PathLike[str] | None = None) -> dict[str, Any]:
