@@ -67,6 +67,11 @@ def net_run_main(args: argparse.Namespace) -> int:
         raise InvalidConfigError("give --model (a converted model) or --retrieve_context (a context binary), one of them")
     config = read_backend_config(args.config_file) if args.config_file else None
     if args.retrieve_context:
+        from openqnn.runtime.context import is_context
+        from openqnn.runtime.context_format import read_context
+
+        if not is_context(args.retrieve_context):
+            read_context(args.retrieve_context)  # raises: one line saying what the file is not
         session = openqnn.Session(args.retrieve_context, backend=args.backend, config=config)
         graph, spec = session.graph, backend_spec(session.backend.name)
     else:

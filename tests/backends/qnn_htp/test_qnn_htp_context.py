@@ -12,7 +12,7 @@ import pytest
 
 import openqnn
 from openqnn.backends.qnn_htp import provider
-from openqnn.cli import context_binary_generator, context_binary_utility
+from openqnn.cli import context_binary_generator, context_binary_utility, net_run
 from openqnn.ir.graph import Graph
 
 needs_qnn = pytest.mark.skipif(provider.missing() is not None, reason=f"QNN's HTP cannot run here: {provider.missing()}")
@@ -71,6 +71,15 @@ def test_v73_context_binary_and_its_metadata(qmodel: Path, qgraph: Graph, feeds:
         codes = np.clip(np.round(feed["input"] / enc.scale[0]) - enc.offset[0], 0, 255).astype(np.uint8)
         (got,) = ctx.run(None, {"input": codes})
         np.testing.assert_array_equal(got, sess.run({"input": codes}, native_inputs=True, native_outputs=True)["output"])
+
+
+@needs_qnn
+def test_net_run_says_a_qnn_context_is_not_openqnns(qmodel: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    binary = _generate(qmodel, tmp_path / "ctx", {"dsp_arch": "v73"})
+    assert net_run.main(["--retrieve_context", str(binary), "--input_list", str(tmp_path / "input_list.txt"),
+                         "--output_dir", str(tmp_path / "out")]) == 2
+    assert "not an openqnn context binary" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 @needs_qnn
