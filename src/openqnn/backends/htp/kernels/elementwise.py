@@ -60,6 +60,7 @@ from openqnn.backends.htp.kernels.registry import (
     QParams,
     Unsupported,
     bind_step,
+    compact_codes,
     htp_binder,
     htp_kernel,
     plan_tensor,
@@ -266,8 +267,9 @@ def _coded_step(node: Node, ctx: HtpBuildContext, kernel: str, names: Sequence[s
         grids = np.meshgrid(*[np.arange(1 << b, dtype=np.int64) for b in bits], indexing="ij")
         it = iter(grids)
         n = len(names)
-        arrays["table"] = np.ascontiguousarray(
-            ref(*[statics[i].reshape(()) if i in statics else next(it) for i in range(n)]).reshape(-1))
+        arrays["table"] = compact_codes(np.ascontiguousarray(
+            ref(*[statics[i].reshape(()) if i in statics else next(it) for i in range(n)]).reshape(-1)),
+            int(attrs["out"]["bitwidth"]))
         attrs["table_bits"] = bits
     plan = StepPlan(kernel, node.name, node.op_type, tuple(runtime), tuple(node.outputs), attrs, arrays)
     return bind_step(plan, ctx.device)
@@ -292,7 +294,7 @@ def _bind_coded(plan: StepPlan, device: torch.device, make: Maker) -> tuple[Call
         return reference, direct
     bits = [int(b) for b in plan.attrs["table_bits"]]
     out_bits = int(plan.attrs["out"]["bitwidth"])
-    table_t = plan_tensor(np.asarray(plan.arrays["table"], dtype=np.int64), device, storage_dtype(out_bits))
+    table_t = plan_tensor(plan.arrays["table"], device, storage_dtype(out_bits))
     strides = [1 << sum(bits[j + 1:]) for j in range(len(bits))]
 
     def lookup_t(*xs: torch.Tensor) -> torch.Tensor:

@@ -31,10 +31,12 @@ from openqnn.backends.htp.kernels.registry import (
     QParams,
     Unsupported,
     bind_step,
+    compact_codes,
     htp_binder,
     htp_kernel,
     plan_tensor,
     storage_dtype,
+    wide_codes,
 )
 from openqnn.backends.htp.kernels.scratch import step_buffer
 from openqnn.backends.htp.native import lookup_or
@@ -78,7 +80,8 @@ def build_table(fn: Callable[[torch.Tensor], torch.Tensor], qi: QParams, qo: QPa
 
 def _lut_step(node: Node, ctx: HtpBuildContext, x_name: str, table: np.ndarray, qo: QParams) -> HtpStep:
     plan = StepPlan("htp.lut", node.name, node.op_type, (x_name,), tuple(node.outputs),
-                    {"bits": qo.bitwidth, "out_shape": list(ctx.shape(node.outputs[0]))}, {"table": table})
+                    {"bits": qo.bitwidth, "out_shape": list(ctx.shape(node.outputs[0]))},
+                    {"table": compact_codes(table, qo.bitwidth)})
     return bind_step(plan, ctx.device)
 
 
@@ -86,12 +89,12 @@ def _lut_step(node: Node, ctx: HtpBuildContext, x_name: str, table: np.ndarray, 
 def _bind_lut(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
     """``out = table[q]``: the reference indexes the table in numpy, the fast path gathers from it as a
     tensor (in C for 8-bit codes)."""
-    table = np.asarray(plan.arrays["table"], dtype=np.int64)
-    table_t = plan_tensor(table, device, storage_dtype(int(plan.attrs["bits"])))
+    table = wide_codes(plan.arrays["table"])
+    table_t = plan_tensor(plan.arrays["table"], device, storage_dtype(int(plan.attrs["bits"])))
     out_shape = tuple(plan.attrs["out_shape"])  # a one-element constant may add leading 1s
 
     def reference(x: np.ndarray) -> np.ndarray:
-        return table[np.asarray(x, dtype=np.int64)].reshape(out_shape)
+        return table()[np.asarray(x, dtype=np.int64)].reshape(out_shape)
 
     def fast_t(x: torch.Tensor) -> torch.Tensor:
         return table_t[x.to(torch.int64)].reshape(out_shape)

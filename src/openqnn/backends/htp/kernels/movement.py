@@ -39,9 +39,11 @@ from openqnn.backends.htp.kernels.registry import (
     HtpStep,
     Unsupported,
     bind_step,
+    compact_codes,
     htp_binder,
     htp_kernel,
     plan_tensor,
+    wide_codes,
 )
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
@@ -427,7 +429,8 @@ def _two_input(node: Node, ctx: HtpBuildContext, kernel: str, attrs: dict[str, A
         if idx_np is not None:
             ref_fn, _ = _GATHERS[kernel](attrs, ctx.device)
             return const_step(node, ctx, [c_array(ref_fn(data_np, idx_np))])
-        arrays["data"] = data_np
+        out_q = attrs["out"]
+        arrays["data"] = compact_codes(data_np, int(out_q["bits"])) if out_q["quantized"] else data_np
         inputs: tuple[str, ...] = (idx,)
     else:
         attrs["flow"] = flow(ctx, x, out).to_attrs()
@@ -440,7 +443,8 @@ def _bind_two_input(plan: StepPlan, device: torch.device) -> tuple[Callable[...,
     if "data" in plan.arrays:
         data_np = plan.arrays["data"]
         data_t = tensor_of(data_np, plan.attrs["out"], device)
-        return (lambda i: c_array(ref_fn(data_np, np.asarray(i))),
+        wide = wide_codes(data_np) if plan.attrs["out"]["quantized"] else lambda: data_np
+        return (lambda i: c_array(ref_fn(wide(), np.asarray(i))),
                 lambda i: fast_fn(data_t, i).contiguous())
     fl = Flow.from_attrs(plan.attrs["flow"])
     if "indices" in plan.arrays:

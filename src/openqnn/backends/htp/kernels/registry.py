@@ -56,6 +56,28 @@ def storage_dtype(bitwidth: int) -> torch.dtype:
     return torch.uint8 if bitwidth == 8 else torch.int32
 
 
+def compact_codes(a: np.ndarray, bitwidth: int) -> np.ndarray:
+    """Codes of a bitwidth as a plan stores them: uint8 up to 8 bits, uint16 up to 16 (a 64K-entry
+    table is 64 KiB in a context, not 512, and binds without a conversion); other arrays as they are."""
+    a = np.asarray(a)
+    dtype = np.uint8 if bitwidth <= 8 else np.uint16 if bitwidth <= 16 else None
+    if dtype is None or a.dtype.kind not in "iu" or (a.size and (int(a.min()) < 0 or int(a.max()) >= 1 << bitwidth)):
+        return a
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def wide_codes(a: np.ndarray) -> Callable[[], np.ndarray]:
+    """``a`` as int64, made on first use (the reference path's arithmetic; the fast path reads ``a``)."""
+    cell: list[np.ndarray] = []
+
+    def get() -> np.ndarray:
+        if not cell:
+            cell.append(np.asarray(a, dtype=np.int64))
+        return cell[0]
+
+    return get
+
+
 @dataclass(frozen=True)
 class QParams:
     """An encoding as arrays: scale and offset broadcast along ``axis`` (None: per-tensor)."""
