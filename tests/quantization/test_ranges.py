@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -214,19 +212,6 @@ def test_adjusted_covers_min_max_with_zero_on_the_grid() -> None:
     assert lo == 0.0 and hi >= qmath.MIN_RANGE * (1 - 1e-12)
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_speed_per_tensor(laplace: np.ndarray, method: str) -> None:
-    obs = _observe(laplace[:200_000], chunks=1)
-    for symmetric in (False, True):
-        compute_range(method, obs, 8, symmetric)  # warm-up
-        best = np.inf
-        for _ in range(3):
-            t = time.perf_counter()
-            compute_range(method, obs, 8, symmetric)
-            best = min(best, time.perf_counter() - t)
-        assert best < 0.05, (method, symmetric, best)
-
-
 # -- per channel ---------------------------------------------------------------------------------
 
 
@@ -307,10 +292,11 @@ def test_per_channel_searched_weights_quantize_better(weights: np.ndarray) -> No
     assert err_e < 0.8 * err_mm
 
 
-def test_per_channel_speed(weights: np.ndarray) -> None:
-    w = np.random.default_rng(16).laplace(0, 1, (256, 3, 3, 64))
-    range_from_array("mse", w[:2], 8, True, axis=0)
-    t = time.perf_counter()
-    range_from_array("mse", w, 8, True, axis=0)
-    range_from_array("enhanced", w, 8, False, axis=0)
-    assert time.perf_counter() - t < 2.0
+def test_per_channel_equals_each_channel_alone() -> None:
+    """One vectorized per-channel search gives every channel the range its own per-tensor search gives
+    (the speed of the vectorized form is the benchmarks' business, not a test's)."""
+    w = np.random.default_rng(16).laplace(0, 1, (12, 3, 3, 64)) * np.linspace(0.05, 3.0, 12)[:, None, None, None]
+    for method, symmetric in (("mse", True), ("enhanced", False), ("tf", False), ("percentile", True)):
+        lo, hi = range_from_array(method, w, 8, symmetric, axis=0)
+        alone = [range_from_array(method, w[i], 8, symmetric) for i in range(len(w))]
+        assert np.array_equal(lo, [a[0] for a in alone]) and np.array_equal(hi, [a[1] for a in alone]), method

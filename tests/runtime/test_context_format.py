@@ -10,7 +10,6 @@ import ast
 import hashlib
 import json
 import struct
-import time
 import zlib
 from pathlib import Path
 
@@ -136,12 +135,10 @@ def test_arrays_are_mapped_aligned_and_a_safetensors_block(ctx_file: Path) -> No
                 assert not a.flags.owndata and a.ctypes.data % a.dtype.itemsize == 0  # a view on the mapping
 
 
-def test_reading_50_mb_takes_milliseconds(tmp_path: Path, rng: np.random.Generator) -> None:
+def test_a_50_mb_context_reads_back_and_refuses_flips(tmp_path: Path, rng: np.random.Generator) -> None:
     arrays = {f"w{i}": rng.standard_normal((1024, 1280)).astype(np.float32) for i in range(10)}  # 52 MB
     path = tmp_path / "big.bin"
     write_context(path, backend="htp", arch="v75", graphs={"a": {}, "b": {}}, arrays={"a": arrays, "b": arrays})
-    best = min(_timed(read_context, path) for _ in range(3))
-    assert best < 1.0, f"reading a 52 MB context took {best:.3f} s"  # about 0.02 s, mostly the checksum
     ctx = read_context(path)
     assert np.array_equal(ctx.graphs["b"].arrays["w9"], arrays["w9"])
     raw = bytearray(path.read_bytes())
@@ -151,12 +148,6 @@ def test_reading_50_mb_takes_milliseconds(tmp_path: Path, rng: np.random.Generat
         flipped[off] ^= 0x10
         path.write_bytes(flipped)
         assert "checksum mismatch" in _refusal(path)
-
-
-def _timed(fn, *args) -> float:
-    t = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - t
 
 
 # -------------------------------------------------------------------------------------------- writing
