@@ -110,3 +110,63 @@ def test_depthwise_takes_the_qnn_spec_at_stride_one_only(stride: int) -> None:
     step = BUILDERS["DepthWiseConv2d"](case.graph.nodes[0], HtpBuildContext(case.graph, V73, arithmetic="qnn"))
     assert ("arith" in step.plan.attrs["rq"]) == (stride == 1)
     case.check(V73, arithmetic="qnn")
+
+
+# -- ReduceMean / ReduceSum (spec/qnn_reduce.py) --------------------------------------------------
+
+def _reduce_graph(rng: np.random.Generator, op: str, shape: tuple[int, ...], axes: list[int], bits: int = 8):
+    from test_pool_movement import In, near, one_node, rand_enc
+
+    e = rand_enc(rng, bits)
+    out = rand_enc(rng, bits, e.scale[0] * float(np.prod([shape[a] for a in axes])) ** 0.5) if op == "ReduceSum" \
+        else near(rng, e)
+    return one_node(op, [In(shape, e)], {"axes": axes, "keep_dims": bool(rng.integers(0, 2))}, [out])
+
+
+def _run_both(g, arch, arithmetic: str) -> tuple[np.ndarray, np.ndarray, StepPlan]:
+    from openqnn.backends.htp.kernels import HTP_KERNELS
+
+    rng = np.random.default_rng(1)
+    node = g.nodes[0]
+    step = HTP_KERNELS[node.op_type](node, HtpBuildContext(g, arch, arithmetic=arithmetic))
+    x = g.tensors[node.inputs[0]]
+    q = rng.integers(0, 1 << x.encoding.bitwidth, size=x.shape, dtype=np.int64)
+    t = torch.from_numpy(q).to(torch.uint8 if x.encoding.bitwidth == 8 else torch.int32)
+    return np.asarray(step.reference(q)), step.fast(t).numpy().astype(np.int64), step.plan
+
+
+@pytest.mark.parametrize("arch", [V68, V73], ids=["v68", "v73"])
+@pytest.mark.parametrize("op", ["ReduceMean", "ReduceSum"])
+def test_reduce_fast_equals_the_qnn_spec(op: str, arch) -> None:
+    rng = np.random.default_rng(77 if op == "ReduceMean" else 78)
+    for i in range(8):
+        rank = int(rng.integers(2, 5))
+        shape = tuple(int(rng.integers(1, 9)) for _ in range(rank))
+        axes = [[1, 2], [rank - 1], [0, rank - 1]][i % 3] if rank > 2 else [1]
+        g = _reduce_graph(rng, op, shape, axes)
+        ref, fast, plan = _run_both(g, arch, "qnn")
+        assert plan.attrs["qnn"] is not None  # the spec, not TFLite's, is what was checked
+        np.testing.assert_array_equal(ref, fast)
+        tfl, _, tplan = _run_both(g, arch, "tflite")
+        assert tplan.attrs["qnn"] is None and np.abs(ref - tfl).max() <= 1
+
+
+def test_reduce_spec_is_a_floored_15_bit_multiplier() -> None:
+    from openqnn.backends.htp.spec.qnn_reduce import QnnMeanSpec, mean_spec_for
+
+    spec = QnnMeanSpec.of(0.0812262, 13)
+    assert 1 << 14 <= spec.mult < 1 << 15 and spec.mult == int(0.0812262 * 2 ** spec.k)
+    # the simulator's codes (reduce_probe.py, n = 49, z_out = 13): S * M = 38.50122 gives 38 (exact: 39)
+    assert spec.apply_np(np.array([474, 0, -13])).tolist() == [13 + 38, 13, 12]
+    s = np.arange(-3000, 3000)
+    np.testing.assert_array_equal(spec.apply_t(torch.from_numpy(s)).numpy(), spec.apply_np(s))
+    assert mean_spec_for("v75", "qnn", 0.1, 0, 8, 8) is None and mean_spec_for("v68", "qnn", 0.1, 0, 16, 16) is None
+    assert mean_spec_for("v68", "tflite", 0.1, 0, 8, 8) is None
+
+
+def test_reduce_plan_keeps_the_qnn_arithmetic() -> None:
+    g = _reduce_graph(np.random.default_rng(4), "ReduceMean", (2, 7, 9, 5), [1, 2])
+    ref, _, plan = _run_both(g, V73, "qnn")
+    back = StepPlan.from_json(json.loads(json.dumps(plan.to_json(), allow_nan=False)), plan.stored_arrays())
+    q = np.random.default_rng(1).integers(0, 256, size=(2, 7, 9, 5))
+    np.testing.assert_array_equal(np.asarray(bind_step(back).reference(q)), ref)

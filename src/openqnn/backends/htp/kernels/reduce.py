@@ -6,6 +6,9 @@
   shift = s0 - sh; then q_out = clamp(z_out + mbqm(sum(q - z_in), M, shift)). Global average
   pooling (a ReduceMean over H and W, keep_dims) is this too.
 - ReduceSum: the same without the divisor: q_out = clamp(z_out + mbqm(sum(q - z_in), M0, s0)).
+- With ``htp_config.arithmetic: "qnn"`` (v68, v73, 8-bit codes), ReduceMean and ReduceSum requantize the
+  exact sum as QNN's HTP does (``spec/qnn_reduce.py``: a 15-bit multiplier of s_in / (s_out * n), rounded
+  down, round half up), not with TFLite's 31-bit one.
 - ReduceMax / ReduceMin: the integer maximum / minimum, then a requantization when the output
   encoding differs from the input's (normally they are shared).
 
@@ -44,6 +47,7 @@ from openqnn.backends.htp.kernels.registry import (
 )
 from openqnn.backends.htp.kernels.requant import Requant as RowRequant
 from openqnn.backends.htp.kernels.scratch import scratch
+from openqnn.backends.htp.spec.qnn_reduce import QnnMeanSpec, mean_spec_for
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Node
@@ -95,7 +99,10 @@ def reduce(node: Node, ctx: HtpBuildContext) -> HtpStep:
     if wide and shift > 14:
         raise Unsupported(f"{op}: multiplier out of range for a 64-bit accumulator")
     z_in = int(qi.zero_point[0])
+    qnn = mean_spec_for(ctx.arch.name, ctx.arithmetic, ratio / count if op == "ReduceMean" else ratio,
+                        int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
     return _plan(node, ctx, "htp.reduce_sum", {
+        "qnn": None if qnn is None else {"mult": qnn.mult, "k": qnn.k},
         **shape_attrs, "in_shape": list(in_shape), "count": count, "ratio": ratio, "multiplier": int(mult),
         "shift": int(shift), "wide": wide, "z_in": z_in, "z_out": int(qo.zero_point[0]), "qmin": qo.qmin,
         "qmax": qo.qmax, "bits": qo.bitwidth, "in_qmin": qi.qmin, "in_qmax": qi.qmax,
@@ -133,6 +140,25 @@ def _bind_sum(plan: StepPlan, device: torch.device) -> Bound:
         (lambda s: mbqm64_np(s, mult, shift)) if wide else (lambda s: mbqm_np(s, mult, shift)))
     req_t: Callable[[torch.Tensor], torch.Tensor] = (
         (lambda s: mbqm64_t(s, mult, shift)) if wide else (lambda s: mbqm_t(s, mult, shift)))
+    contiguous = axes == tuple(range(axes[0], axes[-1] + 1))
+    outer, inner = math.prod(in_shape[:axes[0]]), math.prod(in_shape[axes[-1] + 1:])
+    if at.get("qnn") is not None:  # QNN's requantization of the exact sum (spec/qnn_reduce.py)
+        spec = QnnMeanSpec(int(at["qnn"]["mult"]), int(at["qnn"]["k"]), z_out, qmax)
+
+        def reference_qnn(q: np.ndarray) -> np.ndarray:
+            s = np.sum(np.asarray(q, dtype=np.int64) - z_in, axis=axes, keepdims=keep, dtype=np.int64)
+            return c_array(spec.apply_np(s).reshape(out_shape))
+
+        def fast_qnn(q: torch.Tensor) -> torch.Tensor:
+            if native.library() is not None and contiguous and q.dtype == torch.uint8 and q.is_contiguous() and \
+                    q.device.type == "cpu" and count * 255 < 1 << 31:
+                s = native.sum_mid(q, outer, count, inner, scratch("sum", (outer * inner, 1), torch.int32, q.device))
+                s = s.to(torch.int64).sub_(count * z_in)
+            else:
+                s = torch.sum(q, dim=axes, keepdim=keep, dtype=torch.int64).sub_(count * z_in)
+            return to_storage(spec.apply_t(s), bits).reshape(out_shape).contiguous()
+
+        return reference_qnn, fast_qnn
 
     def reference(q: np.ndarray) -> np.ndarray:
         s = np.asarray(np.sum(np.asarray(q, dtype=np.int64) - z_in, axis=axes, keepdims=keep, dtype=np.int64))
@@ -152,10 +178,9 @@ def _bind_sum(plan: StepPlan, device: torch.device) -> Bound:
             s = torch.sum(q, dim=axes, keepdim=keep, dtype=torch.int32)
             return run_rq(s.reshape(-1, 1)).reshape(out_shape)
 
-        if native.library() is None or device.type != "cpu" or axes != tuple(range(axes[0], axes[-1] + 1)):
+        if native.library() is None or device.type != "cpu" or not contiguous:
             return reference, fast_rq
         # one run of axes: the input is [outer, count, inner], summed in C (a mean over H and W)
-        outer, inner = math.prod(in_shape[:axes[0]]), math.prod(in_shape[axes[-1] + 1:])
 
         def fast_sum(q: torch.Tensor) -> torch.Tensor:
             if q.dtype != torch.uint8 or not q.is_contiguous():

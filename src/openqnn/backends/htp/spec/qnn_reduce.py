@@ -1,0 +1,73 @@
+"""QNN's HTP ReduceMean and ReduceSum of 8-bit codes, v68 and v73 alike, established on Qualcomm's HTP
+simulator (onnxruntime-qnn 2.7.0, QNN 2.51) with ``tests/fidelity/reduce_probe.py`` and held to it by
+``tests/fidelity/test_qnn_reduce.py`` (docs/htp-fidelity.md).
+
+TFLite's arithmetic (``htp_config.arithmetic: "tflite"``) folds ``1 / n`` into a 31-bit multiplier
+(``QuantizedMeanOrSum``). QNN's, with ``S = sum(q - z_in)`` over the reduced elements (exact),
+``M = s_in / (s_out * n)`` (ReduceSum: ``n = 1``) from the float32 scales and ``e = floor(log2 M)``:
+
+    m    = floor(M * 2^(14 - e))                 a 15-bit multiplier in [2^14, 2^15), rounded down
+    code = clamp(((S * m + 2^(k-1)) >> k) + z_out),   k = 14 - e; round half up, zero point after
+
+How it was found: the probe gives each output channel a chosen sum ``S`` (every sum in the output's
+range, spread evenly over the elements) and reads at which ``S`` each code begins. The codes depend on
+``S`` only (not on how it is spread), identically on v68 and v73; fitting ``floor(S * a + c + 0.5)``
+per multiplier puts ``a`` 0 to 5e-5 below ``M`` (a 15-bit multiplier rounded down: the best of 10 to 31
+bits, rounded, floored or ceiled), and exact ties (``S * M = k + 0.5`` with few-bit scales) round up.
+Over 30 multipliers below 0.5 (n = 5 to 289, random zero points) this reproduces 99.93% of the codes
+(exact rounding: 99.76%); the rest sit within 0.002 of a .5 boundary, one code apart. Open: those, and
+multipliers above about 0.6 (an output grid finer than the input's mean), where QNN's codes are offset
+by up to 0.7 of a code from any ``floor(S * a + 0.5)``.
+
+GlobalAveragePool written as QNN's own PoolAvg2d (not openqnn's export, which writes a ReduceMean) rounds
+the multiplier to nearest instead (``m = round(M * 2^(14 - e))``: 100% of 26,000 probe codes on v68 and
+v73 for inputs up to about 2.5 MB; larger ones take another path, close to exact rounding).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["ARCHS", "QnnMeanSpec", "mean_spec_for"]
+
+ARCHS = ("v68", "v73")
+
+
+@dataclass(frozen=True)
+class QnnMeanSpec:
+    """The integers of one reduction's requantization: ``code = clamp(((S * mult + half) >> k) + z_out)``."""
+
+    mult: int
+    k: int
+    z_out: int
+    qmax: int
+
+    @staticmethod
+    def of(real: float, z_out: int, bitwidth: int = 8) -> QnnMeanSpec:
+        e = math.floor(math.log2(real))
+        return QnnMeanSpec(math.floor(real * 2.0 ** (14 - e)), 14 - e, int(z_out), (1 << bitwidth) - 1)
+
+    def apply_np(self, s: np.ndarray) -> np.ndarray:
+        """Codes of exact int64 sums ``s``: the reference."""
+        p = np.asarray(s, dtype=np.int64) * self.mult
+        y = (p + (1 << (self.k - 1))) >> self.k if self.k > 0 else p << -self.k
+        return np.clip(y + self.z_out, 0, self.qmax)
+
+    def apply_t(self, s: torch.Tensor) -> torch.Tensor:
+        """The same on a tensor of integer sums, as int64."""
+        p = s.to(torch.int64) * self.mult
+        y = torch.bitwise_right_shift(p + (1 << (self.k - 1)), self.k) if self.k > 0 else torch.bitwise_left_shift(
+            p, -self.k)
+        return y.add_(self.z_out).clamp_(0, self.qmax)
+
+
+def mean_spec_for(arch: str, arithmetic: str, real: float, z_out: int, in_bits: int, out_bits: int) -> QnnMeanSpec | None:
+    """QNN's ReduceMean / ReduceSum requantization where it is established (``arithmetic == "qnn"``, v68 or
+    v73, 8-bit codes in and out; ``real`` = s_in / (s_out * n)), else None (TFLite's arithmetic applies)."""
+    if arithmetic != "qnn" or arch not in ARCHS or in_bits != 8 or out_bits != 8 or not real > 0:
+        return None
+    return QnnMeanSpec.of(real, z_out, out_bits)
