@@ -147,7 +147,7 @@ def _bind_sum(plan: StepPlan, device: torch.device) -> Bound:
 
         def reference_qnn(q: np.ndarray) -> np.ndarray:
             s = np.sum(np.asarray(q, dtype=np.int64) - z_in, axis=axes, keepdims=keep, dtype=np.int64)
-            return c_array(spec.apply_np(s).reshape(out_shape))
+            return c_array(spec.apply_np(np.asarray(s)).reshape(out_shape))
 
         def fast_qnn(q: torch.Tensor) -> torch.Tensor:
             if native.library() is not None and contiguous and q.dtype == torch.uint8 and q.is_contiguous() and \
