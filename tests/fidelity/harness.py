@@ -304,7 +304,7 @@ def export_bytes(prep: Prepared) -> bytes:
 
 
 def run_prepared(prep: Prepared, arch: str, *, cache: Path | None = None, use_cache: bool = True,
-                 qdq: bytes | None = None, arithmetic: str = "tflite") -> Result:
+                 qdq: bytes | None = None, arithmetic: str = "qnn") -> Result:
     """Compare openqnn's htp (``htp_config.arithmetic``) and the simulator on a prepared case for ``arch``
     ("68", "73", ...)."""
     import openqnn

@@ -42,7 +42,7 @@ def _machine() -> str:
 
 
 def run_all(cases: Sequence[Case], archs: Sequence[str], *, use_cache: bool = True, verbose: bool = False,
-            progress: bool = True, arithmetic: str = "tflite") -> list[Result]:
+            progress: bool = True, arithmetic: str = "qnn") -> list[Result]:
     """Prepare each case once, run it on each arch."""
     from tests.fidelity.harness import _first_line
 
@@ -249,8 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--cases", action="store_true", help="print each case's result as it runs")
     ap.add_argument("--no-cache", action="store_true", help="run the simulator even where its outputs are cached")
     ap.add_argument("--json", help="write every result to this file")
-    ap.add_argument("--arithmetic", choices=["tflite", "qnn"], default="tflite",
-                    help="openqnn's htp_config.arithmetic (qnn: QNN's arithmetic where established)")
+    ap.add_argument("--arithmetic", choices=["qnn", "tflite"], default="qnn",
+                    help="openqnn's htp_config.arithmetic (default qnn: QNN's arithmetic where established, else TFLite's)")
     args = ap.parse_args(argv)
     missing = simulator_missing()
     if missing:

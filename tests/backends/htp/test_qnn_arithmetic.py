@@ -170,3 +170,7 @@ def test_reduce_plan_keeps_the_qnn_arithmetic() -> None:
     back = StepPlan.from_json(json.loads(json.dumps(plan.to_json(), allow_nan=False)), plan.stored_arrays())
     q = np.random.default_rng(1).integers(0, 256, size=(2, 7, 9, 5))
     np.testing.assert_array_equal(np.asarray(bind_step(back).reference(q)), ref)
+
+
+def test_qnn_is_the_default_and_tflite_stays_a_named_mode() -> None:
+    assert HtpConfig().arithmetic == "qnn" and HtpConfig(arithmetic="tflite").arithmetic == "tflite"

@@ -18,10 +18,11 @@ ARITHMETICS = ("tflite", "qnn")
 @dataclass(frozen=True)
 class HtpConfig:
     """``dsp_arch`` / ``soc_model`` pick the arch (they must agree); ``vtcm_mb`` must fit its VTCM.
-    ``arithmetic``: "tflite" (TFLite's reference arithmetic) or "qnn" (what QNN's HTP computes for the arch,
-    where established: the requantization of convolutions (depthwise ones of stride 1), TransposeConv2d and
-    FullyConnected with 8-bit codes on v68 and v73, ``spec/qnn_requant.py``; everything else keeps
-    TFLite's)."""
+    ``arithmetic``: "qnn" (the default: what QNN's HTP computes for the arch, where established: the
+    requantization of convolutions (depthwise ones of stride 1), TransposeConv2d and FullyConnected,
+    ``spec/qnn_requant.py``, and of ReduceMean / ReduceSum, ``spec/qnn_reduce.py``, with 8-bit codes on v68
+    and v73; every other op, encoding and arch keeps TFLite's) or "tflite" (TFLite's reference arithmetic
+    throughout: the oracle for TFLite models)."""
 
     device_id: int = 0
     performance_mode: str = "default"
@@ -31,7 +32,7 @@ class HtpConfig:
     soc_model: int | None = None
     dsp_arch: str | None = None
     fp16_relaxed_precision: bool = False
-    arithmetic: str = "tflite"
+    arithmetic: str = "qnn"
 
     def __post_init__(self) -> None:
         validate_config(self, "htp_config", {"precision_mode": PRECISION_MODES, "dsp_arch": tuple(ARCHS),
