@@ -300,3 +300,30 @@ print(int(bool(lib.openqnn_rqv_available())), int(native.int8_available()), out.
         runs[isa] = r.stdout.split()
     assert runs["avx2"][:2] == ["0", "0"]  # capped: no AVX-512 kernels in the build
     assert runs["avx2"][2] == runs["native"][2]
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+@pytest.mark.parametrize("xdtype", [torch.int32, torch.float32, torch.float64])
+def test_qnn_requant_in_c_equals_the_spec(lib, arch: str, xdtype: torch.dtype) -> None:
+    """QNN's requantization in C (requant.c's rqq_*: two floors in float64) gives the spec's codes
+    (spec/qnn_requant.py, int64 shifts) for multipliers from 1e-5 to 4, offsets, coefficients and the
+    accumulator's extremes."""
+    from openqnn.backends.htp.kernels.requant import QnnRequant
+    from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec
+
+    rng = np.random.default_rng(7 + len(arch) + xdtype.itemsize)
+    lim = 1 << 24 if xdtype == torch.float32 else 1 << 31
+    for trial in range(40):
+        ch = int(rng.integers(1, 70))
+        real = np.exp(rng.uniform(np.log(1e-5), np.log(4.0), ch))
+        spec = QnnRequantSpec.of(arch, real, int(rng.integers(0, 256)))
+        rq = QnnRequant(real, spec, False, torch.device("cpu"))
+        off = rng.integers(-10**6, 10**6, ch)
+        coef = int(rng.choice([1, -1, 3]))
+        run = rq.fast(off, [(coef, np.full(ch, 2.0**20))], xdtype)
+        assert rq.native_form is not None
+        x = rng.integers(-lim + 1, lim, (int(rng.integers(1, 40)), ch))
+        x[0] = lim - 1
+        x[-1] = -lim + 1
+        got = run(torch.from_numpy(x).to(xdtype)).numpy().astype(np.int64)
+        np.testing.assert_array_equal(got, spec.apply_np(off + coef * x), err_msg=f"trial {trial}")

@@ -663,8 +663,8 @@ def requant_for(ctx: HtpBuildContext, xq: QParams, oq: QParams, w_scale: np.ndar
 
 class QnnRequant(Requant):
     """QNN's HTP requantization (spec/qnn_requant.py) behind :class:`Requant`'s interface: nothing to decide
-    at prepare, no C form (the fused int8 kernels requantize with TFLite's arithmetic, so they do not apply
-    and the accumulator kernels run), an int64 PyTorch form."""
+    at prepare; a C form for one-term accumulators (requant.c's ``rqq_*``, which the fused int8 kernels run as
+    their epilogue), an int64 PyTorch form otherwise."""
 
     def __init__(self, real: np.ndarray, spec: QnnRequantSpec, wide: bool, device: torch.device):
         self.real = np.asarray(real, dtype=np.float64).reshape(-1)
@@ -704,5 +704,40 @@ class QnnRequant(Requant):
                 return out.copy_(codes)
             return codes.to(self.out_dtype)
 
-        return run
+        form = self._qnn_native(acc_spec, first_dtype) if len(terms) == 1 else None
+        if form is None:
+            return run
+        self.native, self.native_form = True, form
+
+        def native_run(t0: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+            if form.accepts(t0) and (out is None or (out.is_contiguous() and out.shape == t0.shape
+                                                     and out.dtype == form.out_dtype)):
+                return form.run(t0, out)
+            return run(t0, out=out)
+
+        return native_run
+
+    def _qnn_native(self, acc: _Accumulator, in_dtype: torch.dtype) -> NativeRequant | None:
+        """The spec in C (requant.c's ``rqq_*``) for ``acc = off + c * x``: ``y1 = floor(cst + x * mul)`` is
+        ``(acc + pre) >> s`` and ``floor(k0 + y1 * sc)`` the spec's rounded product, with cst = (off + pre) * 2^-s,
+        mul = c * 2^-s, sc = m * 2^(s-k), k0 = (centre * m + half) * 2^-k. Both sums are integers below 2^53
+        times powers of two for any int32 x (checked here), so float64 computes them exactly."""
+        lib = native.library() if self.device.type == "cpu" else None
+        if lib is None or in_dtype not in (torch.int32, torch.float32, torch.float64):
+            return None
+        spec = self.spec
+        base = acc.offs + spec.pre
+        coef = acc.coefs[0]
+        top = np.abs(base) + np.abs(coef) * (1 << 31)  # |acc + pre| for any int32 x
+        if float(top.max(initial=0)) >= 2.0**52 or float((((top >> spec.shift) + 1) * spec.mult).max(initial=0)) >= 2.0**52:
+            return None
+        half = np.where(spec.k > 0, np.int64(1) << np.maximum(spec.k - 1, 0), 0)
+        f64 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))  # noqa: E731
+        cst = f64(np.ldexp(base.astype(np.float64), -spec.shift))
+        mul = f64(np.ldexp(coef.astype(np.float64), -spec.shift))
+        sc = f64(np.ldexp(spec.mult.astype(np.float64), spec.shift - spec.k))
+        k0 = f64(np.ldexp((spec.centre * spec.mult + half).astype(np.float64), -spec.k))
+        madd = torch.full((self.channels,), spec.post, dtype=torch.int32)
+        return NativeRequant(lib, in_dtype, self.out_dtype, self.qmax, cst, mul, madd, False,
+                             (k0, sc, torch.zeros(self.channels, dtype=torch.float64)), None, qnn=True)
 

@@ -222,15 +222,19 @@ class NativeRequant:
                  cst: torch.Tensor, mul: torch.Tensor, madd: torch.Tensor, folded: bool,
                  dyn: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
                  window: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, xthr: torch.Tensor | None = None,
-                 eps: float | None = None):
+                 eps: float | None = None, qnn: bool = False):
         """``xthr``: where given (int32 per channel), int32 (or float32 holding integers below 2^24)
         -> uint8 runs a hand-vectorized kernel (AVX-512) whose sign correction compares the input
         with it: ``rqf_*`` where ``eps`` bounds the error of its float32 estimate (requant.c), else
-        ``rqv_*`` (float64)."""
+        ``rqv_*`` (float64). ``qnn``: QNN's HTP requantization (``rqq_*``: ``floor(k0 + floor(cst + x *
+        mul) * sc) + madd``, with ``dyn`` = (k0, sc, unused))."""
         vector = (in_dtype in (torch.int32, torch.float32) and out_dtype == torch.uint8 and qmax == 255
-                  and (dyn is None or xthr is not None) and bool(lib.openqnn_rqv_available()))
+                  and (dyn is None or xthr is not None) and bool(lib.openqnn_rqv_available())) and not qnn
         kind = ("f" if eps is not None else "v") if vector else ""
         name = f"rq{kind}_{_IN[in_dtype]}_{_OUT[out_dtype]}_{'d' if dyn else 'n'}_{'f' if folded else 'n'}"
+        if qnn:  # QNN's two-floor form (requant.c's rqq_*): its second affine step rides in dyn's (k0, sc)
+            assert dyn is not None and window is None and not folded
+            name = f"rqq_{_IN[in_dtype]}_{_OUT[out_dtype]}"
         if window is not None:
             assert in_dtype in (torch.int32, torch.float32)
             name += "_w"

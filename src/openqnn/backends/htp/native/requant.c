@@ -85,6 +85,38 @@ DEFINE_SET(f32, float, 1, _w)
 
 int openqnn_native_version(void) { return 1; }
 
+/* QNN's HTP requantization (spec/qnn_requant.py), two floors per element:
+ *
+ *   y1  = floor(cst + x * mul)          the accumulator with its offset, low s bits dropped (mul = c * 2^-s)
+ *   out = clamp(floor(k0 + y1 * sc) + madd, 0, qmax)    (sc = m * 2^(s-k), k0 = (centre * m + half) * 2^-k)
+ *
+ * Each sum is an integer below 2^53 times a power of two (requant.py's QnnRequant checks the bounds), so
+ * float64 computes both exactly and the floors are the spec's arithmetic shifts. */
+#define DEFINE_QNN(NAME, XT, OT_)                                                                            \
+    void NAME(const XT* x, long rows, long ch, long xstride, const double* cst, const double* mul,          \
+              const double* k0, const double* sc, const double* nd, const int32_t* madd,                     \
+              const int32_t* shift, const int32_t* lo, const int32_t* hi, double qmax, OT_* out) {          \
+        const int32_t iqmax = (int32_t)qmax;                                                                 \
+        (void)nd; (void)shift; (void)lo; (void)hi;                                                           \
+        for (long r = 0; r < rows; ++r) {                                                                    \
+            const XT* restrict xr = x + r * xstride;                                                         \
+            OT_* restrict o = out + r * ch;                                                                  \
+            for (long c = 0; c < ch; ++c) {                                                                  \
+                double y1 = __builtin_floor(cst[c] + (double)xr[c] * mul[c]);                                \
+                double v = __builtin_floor(k0[c] + y1 * sc[c]);                                              \
+                v = FCLAMP(v, -1073741824.0, 1073741824.0);                                                  \
+                o[c] = (OT_)iclamp((int32_t)v + madd[c], 0, iqmax);                                          \
+            }                                                                                                \
+        }                                                                                                    \
+    }
+
+DEFINE_QNN(rqq_i32_u8, int32_t, uint8_t)
+DEFINE_QNN(rqq_f32_u8, float, uint8_t)
+DEFINE_QNN(rqq_f64_u8, double, uint8_t)
+DEFINE_QNN(rqq_i32_i32, int32_t, int32_t)
+DEFINE_QNN(rqq_f32_i32, float, int32_t)
+DEFINE_QNN(rqq_f64_i32, double, int32_t)
+
 /* The hot case by hand (AVX-512): int32 accumulators (or float32 ones holding integers below 2^24,
  * converted as loaded) to uint8, 16 per step. The same arithmetic,
  * except that the sign correction is an integer compare: the correction applies exactly where the
