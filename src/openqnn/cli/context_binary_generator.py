@@ -14,7 +14,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from openqnn.cli.common import ToolParser, add_common_flags, check_output_dir, run_tool
+from openqnn.cli.common import (
+    ToolParser,
+    add_common_flags,
+    add_placement_flags,
+    backend_config,
+    check_output_dir,
+    run_tool,
+)
 
 log = logging.getLogger("openqnn.context_binary_generator")
 
@@ -34,7 +41,9 @@ def build_parser(prog: str = "qnn-context-binary-generator") -> argparse.Argumen
     p.add_argument("--input_list", help="calibration data (an input list) to quantize a float model for the backend")
     p.add_argument("--optimization_level", choices=OPTIMIZATION_LEVELS,
                    help="accepted for QNN compatibility; openqnn prepares the same plan at every level")
-    p.add_argument("--config_file", help="backend config JSON (e.g. htp_config.dsp_arch picks the arch)")
+    p.add_argument("--config_file", help="backend config JSON (e.g. htp_config.dsp_arch picks the arch; "
+                   "openqnn.force_backend forces nodes to cpu; docs/backend-config.md)")
+    add_placement_flags(p)
     add_common_flags(p)
     return p
 
@@ -104,16 +113,15 @@ def context_binary_generator_main(args: argparse.Namespace) -> int:
 
     from openqnn.backends import backend_spec
     from openqnn.quantization.export import write_graph_encodings
-    from openqnn.runtime.config import read_backend_config
     from openqnn.runtime.context import compile_graph, io_specs
 
     spec = backend_spec(args.backend)
     out_dir = check_output_dir(args.output_dir)
-    config = read_backend_config(args.config_file) if args.config_file else None
+    config = backend_config(args)
     if args.optimization_level:
         log.info("--optimization_level %s: openqnn prepares the same plan at every level", args.optimization_level)
     graphs = _graphs(args, spec.capabilities.quantized_only)
-    context = compile_graph(graphs, spec.name, config.section(spec.name) if config else None)  # type: ignore[arg-type]
+    context = compile_graph(graphs, spec.name, config)  # type: ignore[arg-type]
     _warn_fallbacks(context)
     name = args.binary_file or f"{spec.name}_context"
     made = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # the folders this run makes
@@ -147,6 +155,7 @@ def _warn_fallbacks(context) -> None:
     """Nodes a context runs on the cpu fallback (a model quantized only in part, say) are said, as Session says
     them: one warning per graph, each node at INFO."""
     from openqnn.backends import Fallback
+    from openqnn.backends.partition import FORCED
     from openqnn.runtime.session import warn_fallbacks
 
     for name, prepared in context.graphs.items():
@@ -154,7 +163,8 @@ def _warn_fallbacks(context) -> None:
                      if "reason" in s.attrs]
         for f in fallbacks:
             log.info("graph %s: %s (%s) runs on cpu: %s", name, f.node, f.op_type, f.reason)
-        warn_fallbacks(f"{context.backend} (graph {name})", fallbacks, len(prepared.steps))
+        nodes = sum(1 for s in prepared.steps if not s.attrs.get("edge"))
+        warn_fallbacks(f"{context.backend} (graph {name})", [f for f in fallbacks if f.reason != FORCED], nodes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
