@@ -118,8 +118,9 @@ def parse_backend_config(doc: Any, where: str = "backend config", base: str | os
         merged = bodies.setdefault(spec.name, {})
         for key, value in settings.items():
             if key in merged and merged[key] != value:
-                raise InvalidConfigError(f"{where}: {spec.config_section}.{key} is {merged[key]!r} and the backend "
-                                         f"extension sets {value!r}; give it once")
+                raise InvalidConfigError(f"{where}: {spec.config_section}.{key} is given twice, as {merged[key]!r} and "
+                                         f"{value!r} (the {spec.config_section} section and the backend extension); "
+                                         "give it once")
             merged[key] = value
     parts: dict[str, Any] = {}
     for name, body in bodies.items():
