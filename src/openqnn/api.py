@@ -88,7 +88,8 @@ def load(path: str | os.PathLike[str]) -> Graph:
 
 def compile(graphs: Graph | Mapping[str, Graph], backend: str = "htp", config: object = None) -> Context:
     """Prepare a graph (or several, by name) for ``backend`` once, as data: ``compile(g).save("x.bin")``
-    writes a context binary that ``Session("x.bin")`` opens without preparing again."""
+    writes a context binary that ``Session("x.bin")`` opens without preparing again. ``config``: the
+    backend's config dataclass, or a ``BackendConfig`` (with its placement: forced nodes, no fallback)."""
     from openqnn.runtime.context import compile_graph
 
     return compile_graph(graphs, backend, config)

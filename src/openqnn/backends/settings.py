@@ -5,8 +5,8 @@ config section, capabilities, and how to create it); ``backends/__init__.py`` li
 outside ``backends/`` branches on a backend's name: it asks the spec's :class:`Capabilities`.
 
 Ranges of the numeric settings (``LIMITS``): ``num_threads`` 1 to 256 (``MAX_THREADS``: more threads than
-any phone or workstation has cores only thrash, and huge counts crash thread pools); ``device_id`` 0 to
-63; ``vtcm_mb`` 1 to 8 (and at most the VTCM of the HTP arch in use); ``soc_model`` 0 to 9999 (and a
+any phone or workstation has cores only thrash, and huge counts crash thread pools); ``hvx_threads`` the same; ``device_id`` 0 to
+63; ``optimization_level`` (QNN's ``O``) 1 to 3; ``vtcm_mb`` 1 to 8 (and at most the VTCM of the HTP arch in use); ``soc_model`` 0 to 9999 (and a
 known Snapdragon model).
 """
 
@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from openqnn.backends.threads import MODE_POLICIES
 from openqnn.errors import InvalidConfigError
 
 __all__ = ["LIMITS", "MAX_THREADS", "PERFORMANCE_MODES", "BackendSpec", "Capabilities", "check_num_threads",
@@ -23,11 +24,12 @@ __all__ = ["LIMITS", "MAX_THREADS", "PERFORMANCE_MODES", "BackendSpec", "Capabil
 
 MAX_THREADS = 256
 # inclusive ranges of the integer settings
-LIMITS: dict[str, tuple[int, int]] = {"num_threads": (1, MAX_THREADS), "device_id": (0, 63), "vtcm_mb": (1, 8),
-                                      "soc_model": (0, 9999)}
+LIMITS: dict[str, tuple[int, int]] = {"num_threads": (1, MAX_THREADS), "hvx_threads": (1, MAX_THREADS),
+                                      "device_id": (0, 63), "vtcm_mb": (1, 8), "soc_model": (0, 9999),
+                                      "optimization_level": (1, 3)}
 
-PERFORMANCE_MODES = ("default", "burst", "sustained_high_performance", "high_performance", "balanced",
-                     "low_balanced", "high_power_saver", "power_saver", "low_power_saver", "extreme_power_saver")
+# QNN's power/performance profiles; what each means on a host is in backends/threads.py
+PERFORMANCE_MODES = tuple(MODE_POLICIES)
 
 
 def check_setting(what: str, key: str, value: Any, choices: Sequence[str] | None = None) -> Any:

@@ -1,4 +1,5 @@
-"""qnn-net-run: run a model on a backend over an input list, writing Result_<i>/<tensor>.raw."""
+"""qnn-net-run: run a model on a backend over an input list, writing Result_<i>/<tensor>.raw, and
+``partition_report.json`` (where each node ran, and why) beside them."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import sys
 import time
 from collections.abc import Sequence
 
+from openqnn.backends.settings import PERFORMANCE_MODES
 from openqnn.cli.common import (
     MAX_FLAG_INT,
     ToolParser,
     add_common_flags,
+    add_placement_flags,
+    backend_config,
     check_output_dir,
     check_range,
     run_tool,
@@ -20,6 +24,7 @@ from openqnn.cli.common import (
 log = logging.getLogger("openqnn.net_run")
 
 MAX_DURATION_S = 7 * 24 * 3600  # --duration: a week at most
+PARTITION_REPORT = "partition_report.json"  # written into --output_dir: where each node ran, and why
 
 
 def build_parser(prog: str = "qnn-net-run") -> argparse.ArgumentParser:
@@ -47,17 +52,23 @@ def add_net_run_flags(p: argparse.ArgumentParser) -> None:
                    help=f"run this many inferences (1 to {MAX_FLAG_INT}), looping over the input list")
     p.add_argument("--duration", type=float,
                    help=f"keep looping over the input list for this many seconds (more than 0, at most {MAX_DURATION_S})")
-    p.add_argument("--config_file", help="backend config JSON (cpu_config / gpu_config / htp_config)")
+    p.add_argument("--config_file", help="backend config JSON (cpu_config / gpu_config / htp_config, openqnn: "
+                   "force_backend / disable_cpu_fallback, or QNN's backend_extensions; docs/backend-config.md)")
+    add_placement_flags(p)
+    p.add_argument("--perf_profile", choices=PERFORMANCE_MODES,
+                   help="the backend's performance_mode: on a host, a thread count and scheduling priority "
+                        "(docs/backend-config.md); wins over the config file's")
     add_common_flags(p)
 
 
 def net_run_main(args: argparse.Namespace) -> int:
+    import json
+
     import numpy as np
 
     import openqnn
     from openqnn.backends import backend_spec
     from openqnn.errors import InvalidConfigError
-    from openqnn.runtime.config import read_backend_config
     from openqnn.runtime.io import ResultFolders, read_input_list, read_raw, sanitize
 
     check_range(args.num_inferences, "--num_inferences", 1, MAX_FLAG_INT)
@@ -65,7 +76,7 @@ def net_run_main(args: argparse.Namespace) -> int:
     out_dir = check_output_dir(args.output_dir)
     if bool(args.model) == bool(args.retrieve_context):
         raise InvalidConfigError("give --model (a converted model) or --retrieve_context (a context binary), one of them")
-    config = read_backend_config(args.config_file) if args.config_file else None
+    config = backend_config(args)
     if args.retrieve_context:
         from openqnn.runtime.context import is_context
         from openqnn.runtime.context_format import read_context
@@ -114,6 +125,7 @@ def net_run_main(args: argparse.Namespace) -> int:
                         results.write(i, sanitize(name), np.asarray(outs[name], dtype=np.float32))
             count += 1
             progress.update(1)
+        results.write_text(PARTITION_REPORT, json.dumps(session.partition_report().to_json(), indent=2) + "\n")
     progress.close()
     elapsed = time.perf_counter() - start
     log.info("%d inferences in %.3f s (%.2f ms each)", count, elapsed, 1e3 * elapsed / max(count, 1))

@@ -13,11 +13,18 @@ import numpy as np
 
 from openqnn.backends import Fallback, backend_spec, create_backend
 from openqnn.backends.base import Backend, ContextBackend, Executable
+from openqnn.backends.partition import FORCED, PlacementConfig
 from openqnn.errors import InputDataError, InvalidConfigError
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph
 from openqnn.runtime.config import BackendConfig, check_num_threads
 from openqnn.runtime.context import is_context, open_context
+from openqnn.runtime.partition_report import (
+    PartitionReport,
+    check_fallbacks,
+    check_placement,
+    partition_report,
+)
 
 __all__ = ["Session", "TensorInfo"]
 
@@ -52,9 +59,11 @@ class Session:
         """``model``: a graph, a ``_net.json`` or a model library (``lib<name>.so``; prepared here for
         ``backend``, cpu by default) or a context
         binary (bound as saved, nothing prepared again; ``backend`` must be the context's if given,
-        ``graph_name`` picks a graph of a context holding several)."""
+        ``graph_name`` picks a graph of a context holding several). ``config``: the backends' settings and
+        the placement (``config.placement``: nodes forced to a backend, ``disable_cpu_fallback``)."""
         if num_threads is not None:
             check_num_threads(num_threads)
+        self.placement = config.placement if config is not None else PlacementConfig()
         if not isinstance(model, Graph) and is_context(model):
             context = open_context(model, backend)
             prepared = context.graph(graph_name)
@@ -63,6 +72,9 @@ class Session:
                                                            if config else None, num_threads))
             self.backend: Backend = backend_
             self._exe: Executable = backend_.bind(prepared)
+            # (the placement was decided when the context was compiled: its steps say where each node runs)
+            self._nodes = [(s.node, s.op_type) for s in prepared.steps if not s.attrs.get("edge")]
+            check_fallbacks(self.backend.name, self._exe.fallbacks, self.placement)
             return
         if isinstance(model, Graph):
             self.graph = model
@@ -73,13 +85,27 @@ class Session:
         spec = backend_spec(backend or "cpu")
         self.backend = create_backend(spec.name, config.section(spec.name) if config is not None else None,
                                       num_threads)
-        self._exe = self.backend.prepare(self.graph)
-        warn_fallbacks(self.backend.name, self._exe.fallbacks, len(self.graph.nodes))
+        if self.placement.force_backend:
+            check_placement(self.placement, spec.name, self.graph)
+            self._exe = self.backend.prepare(self.graph, self.placement)  # type: ignore[call-arg]
+        else:
+            self._exe = self.backend.prepare(self.graph)
+        self._nodes = [(n.name, n.op_type) for n in self.graph.nodes]
+        check_fallbacks(self.backend.name, self._exe.fallbacks, self.placement)
+        warn_fallbacks(self.backend.name, [f for f in self._exe.fallbacks if f.reason != FORCED], len(self.graph.nodes))
 
     @property
     def fallbacks(self) -> list[Fallback]:
         """The nodes that run on the cpu fallback instead of this session's backend, with reasons."""
         return list(self._exe.fallbacks)
+
+    def partition_report(self) -> PartitionReport:
+        """Where each node runs and why: ``"supported"`` on this session's backend, ``"forced"`` by the config's
+        ``openqnn.force_backend``, or the reason the backend refused it (it runs on the cpu fallback).
+
+        >>> print(sess.partition_report().table())   # doctest: +SKIP
+        """
+        return partition_report(self.backend.name, self._nodes, self._exe.fallbacks, self.placement)
 
     @property
     def inputs(self) -> list[TensorInfo]:

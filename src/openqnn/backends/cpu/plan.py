@@ -164,6 +164,8 @@ class Plan:
             arr = v.detach().to("cpu")
             if arr.dtype == torch.uint16:
                 arr = arr.to(torch.int32)
+            elif arr.dtype == torch.bfloat16:  # numpy has no bfloat16
+                arr = arr.to(torch.float32)
             result[name] = np.asarray(arr.numpy(), order="C").astype(want, copy=False)
         return result
 
