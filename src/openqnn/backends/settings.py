@@ -70,11 +70,16 @@ def validate_config(config: Any, section: str, choices: Mapping[str, Sequence[st
 class Capabilities:
     """What a backend can do, for the runtime, the tools and the backend selector to ask.
 
-    ``precisions``: what it computes in (``fp32``, ``fp16``, ``int8``, ``int16``); ``native_integer_io``:
-    it takes and returns quantized integers (``--use_native_input_files``); ``quantized_only``: a float
-    model needs quantizing (or a float mode) first; ``devices``: where it executes; ``fallback``: it runs
-    the nodes other backends cannot; ``contexts``: its prepared graphs are data (``plan``/``bind``), so
-    they can be saved as context binaries."""
+    ``precisions``: what it computes in (``fp32``, ``fp16``, ``hybrid``, ``int8``, ``int16``), the one it
+    prefers first; ``native_integer_io``: it takes and returns quantized integers (``--use_native_input_files``);
+    ``quantized_only``: a float model needs quantizing (or a float mode) first; ``devices``: where it executes;
+    ``fallback``: it runs the nodes other backends cannot; ``contexts``: its prepared graphs are data
+    (``plan``/``bind``), so they can be saved as context binaries.
+
+    What the target processor offers, as the guide's ``BackendSelector`` scores it (:mod:`openqnn.runtime.selection`;
+    docs/backend-selection.md): ``npu``: a dedicated neural processing unit (the guide's performance pick);
+    ``max_tensor_bytes``: the largest tensor it handles well (HTP: its 8 MB of VTCM; the guide's figures);
+    ``power_efficiency``: the guide's relative figure, 0 to 1."""
 
     precisions: tuple[str, ...]
     native_integer_io: bool = False
@@ -82,12 +87,16 @@ class Capabilities:
     devices: tuple[str, ...] = ("cpu",)
     fallback: bool = False
     contexts: bool = False
+    npu: bool = False
+    max_tensor_bytes: int = 512 * 1024 * 1024
+    power_efficiency: float = 0.4
 
 
 @dataclass(frozen=True)
 class BackendSpec:
     """A backend's registry entry. ``create(config, num_threads)`` builds it; None where this build cannot
-    (``unavailable`` says why and what to do)."""
+    (``unavailable`` says why and what to do). ``probe()``, where given, says why this machine cannot run
+    the backend (e.g. no CUDA GPU), or None when it can; it runs only when asked (:meth:`why_unavailable`)."""
 
     name: str
     library: str  # QNN's library name, e.g. libQnnHtp.so
@@ -95,6 +104,13 @@ class BackendSpec:
     capabilities: Capabilities
     create: Callable[[Any, int | None], Any] | None = None
     unavailable: str = ""
+    probe: Callable[[], str | None] | None = None
+
+    def why_unavailable(self) -> str | None:
+        """Why this build or this machine cannot run the backend (one phrase that says what to do), or None."""
+        if self.create is None:
+            return self.unavailable
+        return self.probe() if self.probe is not None else None
 
     @property
     def config_section(self) -> str:

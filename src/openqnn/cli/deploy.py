@@ -136,16 +136,16 @@ def _plan(args: argparse.Namespace) -> _Plan:
     chosen: list[str] = []
     for b in parse_backends(args.backends, "--backends"):
         spec = SPECS[b]
-        if spec.create is None:
-            log.warning("%s: not available in this build (%s); no %s_context.bin written", spec.name,
-                        spec.unavailable, spec.name)
+        why = spec.why_unavailable()
+        if why is not None:
+            log.warning("%s: not available here (%s); no %s_context.bin written", spec.name, why, spec.name)
         elif not spec.capabilities.contexts:
             log.warning("%s: this backend cannot write context binaries yet; no %s_context.bin written", spec.name,
                         spec.name)
         else:
             chosen.append(spec.name)
     if not chosen:
-        able = ", ".join(s.name for s in SPECS.values() if s.create is not None and s.capabilities.contexts)
+        able = ", ".join(s.name for s in SPECS.values() if s.why_unavailable() is None and s.capabilities.contexts)
         raise InvalidConfigError(f"--backends {args.backends}: none of these backends can write a context binary in "
                                  f"this build; use {able}")
     return _Plan(model, kind, tuple(chosen))

@@ -50,4 +50,5 @@ def _create(config: Any, num_threads: int | None) -> Any:
 
 SPEC = BackendSpec("htp", "libQnnHtp.so", HtpConfig,
                    Capabilities(precisions=("int8", "int16"), native_integer_io=True, quantized_only=True,
-                                devices=("cpu",), contexts=True), _create)
+                                devices=("cpu",), contexts=True, npu=True, max_tensor_bytes=8 * 1024 * 1024,
+                                power_efficiency=0.9), _create)
