@@ -96,7 +96,9 @@ class Capabilities:
 class BackendSpec:
     """A backend's registry entry. ``create(config, num_threads)`` builds it; None where this build cannot
     (``unavailable`` says why and what to do). ``probe()``, where given, says why this machine cannot run
-    the backend (e.g. no CUDA GPU), or None when it can; it runs only when asked (:meth:`why_unavailable`)."""
+    the backend (e.g. no CUDA GPU), or None when it can; it runs only when asked (:meth:`why_unavailable`).
+    ``op_types()``: the op types its kernel registry holds (a builder may still refuse a node's attributes:
+    the backend's ``unsupported`` decides node by node)."""
 
     name: str
     library: str  # QNN's library name, e.g. libQnnHtp.so
@@ -105,6 +107,7 @@ class BackendSpec:
     create: Callable[[Any, int | None], Any] | None = None
     unavailable: str = ""
     probe: Callable[[], str | None] | None = None
+    op_types: Callable[[], frozenset[str]] = frozenset  # the IR op types its kernel builders take (loaded on call)
 
     def why_unavailable(self) -> str | None:
         """Why this build or this machine cannot run the backend (one phrase that says what to do), or None."""

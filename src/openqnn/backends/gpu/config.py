@@ -59,7 +59,13 @@ def _create(config: Any, num_threads: int | None) -> Any:
     return GpuBackend(config or GpuConfig(), num_threads)
 
 
+def _op_types() -> frozenset[str]:
+    from openqnn.backends.cpu.kernels import KERNELS  # the cpu backend's kernels, on the GPU
+
+    return frozenset(KERNELS)
+
+
 SPEC = BackendSpec("gpu", "libQnnGpu.so", GpuConfig,
                    Capabilities(precisions=("fp16", "fp32", "hybrid", "int8"), devices=("cuda",),
                                 max_tensor_bytes=64 * 1024 * 1024, power_efficiency=0.6),
-                   _create, probe=probe)
+                   _create, probe=probe, op_types=_op_types)
