@@ -221,6 +221,19 @@ def test_guide_backend_selector_runs_as_written() -> None:
     assert run_python(block).strip() == "Recommended backend: htp"
 
 
+def test_guide_backend_selector_usage_runs_with_openqnns_class() -> None:
+    """The guide's usage lines with only the import changed: its class definition becomes
+    ``from openqnn import BackendSelector``, whose figures come from this installation's backends."""
+    block = next(b for b in _seed_blocks() if _which(b) == "class BackendSelector")
+    definition, usage = block.split("# Usage\n")
+    assert definition.lstrip().startswith("class BackendSelector:") and "class " not in usage
+    ns: dict[str, object] = {}
+    assert run_python("from openqnn import BackendSelector\n" + usage, ns).strip() == "Recommended backend: htp"
+    import openqnn
+
+    assert isinstance(ns["selector"], openqnn.BackendSelector)
+
+
 def test_guide_validate_quantization_range_matches_openqnns() -> None:
     """The guide's function as written, and openqnn's with only the import changed."""
     block = next(b for b in _seed_blocks() if _which(b) == "def validate_quantization_range")

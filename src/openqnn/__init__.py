@@ -16,9 +16,10 @@ from openqnn.errors import (
 from openqnn.inference import QNNInference
 from openqnn.ir import DType, Graph
 from openqnn.quantization import QuantizerConfig, quantize, validate_quantization_range
-from openqnn.runtime import Session, TensorInfo
+from openqnn.runtime import BackendSelector, Selection, Session, TensorInfo
 
 __all__ = [
+    "BackendSelector",
     "ConversionError",
     "DType",
     "Graph",
@@ -28,6 +29,7 @@ __all__ = [
     "OpenQnnError",
     "QNNInference",
     "QuantizerConfig",
+    "Selection",
     "Session",
     "TensorInfo",
     "UnsupportedOpError",

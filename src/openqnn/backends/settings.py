@@ -72,13 +72,18 @@ def validate_config(config: Any, section: str, choices: Mapping[str, Sequence[st
 class Capabilities:
     """What a backend can do, for the runtime, the tools and the backend selector to ask.
 
-    ``precisions``: what it computes in (``fp32``, ``fp16``, ``int8``, ``int16``); ``native_integer_io``:
-    it takes and returns quantized integers (``--use_native_input_files``); ``quantized_only``: a float
-    model needs quantizing (or a float mode) first; ``devices``: where it executes; ``fallback``: it runs
-    the nodes other backends cannot; ``contexts``: its prepared graphs are data (``plan``/``bind``), so
-    they can be saved as context binaries; ``qnn_contexts``: it writes QNN's own context binaries
-    (``write_qnn_context``, :class:`~openqnn.backends.base.QnnContextBackend`), which Qualcomm's
-    ``qnn-net-run --retrieve_context`` loads on a device."""
+    ``precisions``: what it computes in (``fp32``, ``fp16``, ``hybrid``, ``int8``, ``int16``), the one it
+    prefers first; ``native_integer_io``: it takes and returns quantized integers (``--use_native_input_files``);
+    ``quantized_only``: a float model needs quantizing (or a float mode) first; ``devices``: where it executes;
+    ``fallback``: it runs the nodes other backends cannot; ``contexts``: its prepared graphs are data
+    (``plan``/``bind``), so they can be saved as context binaries; ``qnn_contexts``: it writes QNN's own context
+    binaries (``write_qnn_context``, :class:`~openqnn.backends.base.QnnContextBackend`), which Qualcomm's
+    ``qnn-net-run --retrieve_context`` loads on a device.
+
+    What the target processor offers, as the guide's ``BackendSelector`` scores it (:mod:`openqnn.runtime.selection`;
+    docs/backend-selection.md): ``npu``: a dedicated neural processing unit (the guide's performance pick);
+    ``max_tensor_bytes``: the largest tensor it handles well (HTP: its 8 MB of VTCM; the guide's figures);
+    ``power_efficiency``: the guide's relative figure, 0 to 1."""
 
     precisions: tuple[str, ...]
     native_integer_io: bool = False
@@ -87,12 +92,18 @@ class Capabilities:
     fallback: bool = False
     contexts: bool = False
     qnn_contexts: bool = False
+    npu: bool = False
+    max_tensor_bytes: int = 512 * 1024 * 1024
+    power_efficiency: float = 0.4
 
 
 @dataclass(frozen=True)
 class BackendSpec:
     """A backend's registry entry. ``create(config, num_threads)`` builds it; None where this build cannot
-    (``unavailable`` says why and what to do)."""
+    (``unavailable`` says why and what to do). ``probe()``, where given, says why this machine cannot run
+    the backend (e.g. no CUDA GPU), or None when it can; it runs only when asked (:meth:`why_unavailable`).
+    ``op_types()``: the op types its kernel registry holds (a builder may still refuse a node's attributes:
+    the backend's ``unsupported`` decides node by node)."""
 
     name: str
     library: str  # QNN's library name, e.g. libQnnHtp.so
@@ -100,6 +111,14 @@ class BackendSpec:
     capabilities: Capabilities
     create: Callable[[Any, int | None], Any] | None = None
     unavailable: str = ""
+    probe: Callable[[], str | None] | None = None
+    op_types: Callable[[], frozenset[str]] = frozenset  # the IR op types its kernel builders take (loaded on call)
+
+    def why_unavailable(self) -> str | None:
+        """Why this build or this machine cannot run the backend (one phrase that says what to do), or None."""
+        if self.create is None:
+            return self.unavailable
+        return self.probe() if self.probe is not None else None
 
     @property
     def config_section(self) -> str:

@@ -36,6 +36,12 @@ def _create(config: Any, num_threads: int | None) -> Any:
     return CpuBackend(config)
 
 
+def _op_types() -> frozenset[str]:
+    from openqnn.backends.cpu.kernels import KERNELS
+
+    return frozenset(KERNELS)
+
+
 SPEC = BackendSpec("cpu", "libQnnCpu.so", CpuConfig,
                    Capabilities(precisions=("fp32",), devices=("cpu",), fallback=True,
-                                contexts=True), _create)
+                                contexts=True), _create, op_types=_op_types)

@@ -77,6 +77,13 @@ def _create(config: Any, num_threads: int | None) -> Any:
     return HtpBackend(config, num_threads=num_threads)
 
 
+def _op_types() -> frozenset[str]:
+    from openqnn.backends.htp.kernels import HTP_KERNELS
+
+    return frozenset(HTP_KERNELS)
+
+
 SPEC = BackendSpec("htp", "libQnnHtp.so", HtpConfig,
                    Capabilities(precisions=("int8", "int16"), native_integer_io=True, quantized_only=True,
-                                devices=("cpu",), contexts=True), _create)
+                                devices=("cpu",), contexts=True, npu=True, max_tensor_bytes=8 * 1024 * 1024,
+                                power_efficiency=0.9), _create, op_types=_op_types)
