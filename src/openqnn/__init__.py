@@ -15,18 +15,22 @@ from openqnn.errors import (
 )
 from openqnn.inference import QNNInference
 from openqnn.ir import DType, Graph
+from openqnn.profiling.guide import DynamicQuantization, QNNDebugger, QNNProfiler
 from openqnn.quantization import QuantizerConfig, quantize, validate_quantization_range
 from openqnn.runtime import Session, TensorInfo
 
 __all__ = [
     "ConversionError",
     "DType",
+    "DynamicQuantization",
     "Graph",
     "InputDataError",
     "InvalidConfigError",
     "InvalidModelError",
     "OpenQnnError",
+    "QNNDebugger",
     "QNNInference",
+    "QNNProfiler",
     "QuantizerConfig",
     "Session",
     "TensorInfo",
