@@ -132,6 +132,13 @@ def test_accuracy_debugger_names_the_four_bit_layer_first(profnet: dict[str, Pat
     assert float(rows[0]["sqnr_drop_db"]) > 10 > max(float(r["sqnr_drop_db"]) for r in rows[1:])
     assert "1. conv2 (Conv2d)" in printed
     assert (tmp_path / "layer_comparison.svg").read_text().startswith("<svg")
+    from openqnn.profiling.accuracy import read_layer_sqnr
+    from openqnn.profiling.advice import suggestions
+    from openqnn.profiling.log import ProfileLog
+
+    flagged = [a.node for a in suggestions(ProfileLog("basic", backend), [], read_layer_sqnr(
+        tmp_path / "layer_comparison.csv")) if a.kind == "quantization"]
+    assert flagged == ["conv2"]  # the layer adding the error, not the ones after it
 
 
 def test_session_profiling_api(profnet: dict[str, Path], tmp_path: Path) -> None:

@@ -247,11 +247,11 @@ def write_layer_chart(rows: Sequence[LayerError], path: str | os.PathLike[str], 
 
 
 def read_layer_sqnr(path: str | os.PathLike[str]) -> dict[str, float]:
-    """node -> SQNR (dB) from the debugger's CSV (for the profile report's suggestions)."""
+    """node -> the SQNR (dB) it loses, from the debugger's CSV (for the profile report's suggestions)."""
     p = Path(path)
     try:
         with open(p, newline="") as f:
-            return {row["node"]: float(row["sqnr_db"]) for row in csv.DictReader(f)}
+            return {row["node"]: float(row["sqnr_drop_db"]) for row in csv.DictReader(f)}
     except FileNotFoundError:
         raise InvalidConfigError(f"--accuracy_csv {p}: no such file; give qnn-accuracy-debugger's "
                                  "layer_comparison.csv") from None

@@ -10,7 +10,8 @@ rules read what the layer is instead:
 - **depthwise**: a k x k convolution over many channels, which a depthwise k x k plus a pointwise 1 x 1 would
   do in ``1/cout + 1/k²`` of its MACs.
 - **float-gemm**: a weight product run in float on a float backend, which htp would run in int8.
-- **quantization**: a layer whose quantized output is far from the float model's (SQNR below 20 dB).
+- **quantization**: a layer that itself loses more than 6 dB of SQNR against the float model (the accuracy
+  debugger's ranking: the error it adds, not the error it inherits).
 - **hotspot**: any node taking a fifth of the time that no rule above explains.
 """
 
@@ -24,7 +25,7 @@ from openqnn.profiling.viewer import NodeStats, node_stats
 
 __all__ = ["Suggestion", "suggestions"]
 
-LOW_SQNR_DB = 20.0
+LOSS_DB = 6.0
 DEPTHWISE_MIN_SHARE = 0.05
 HOTSPOT_SHARE = 0.2
 
@@ -51,8 +52,8 @@ def _conv_dims(weight_shape: Sequence[int], cout: int) -> tuple[int, int, int] |
 
 def suggestions(log: ProfileLog, stats: Sequence[NodeStats] | None = None,
                 layer_sqnr: Mapping[str, float] | None = None) -> list[Suggestion]:
-    """Suggestions for a profile, most costly node first. ``layer_sqnr``: node (or its output) -> SQNR in dB
-    against the float model (the accuracy debugger's)."""
+    """Suggestions for a profile, most costly node first. ``layer_sqnr``: node -> the SQNR in dB it loses against
+    the float model (the accuracy debugger's ``sqnr_drop_db``)."""
     stats = list(stats if stats is not None else node_stats(log))
     out: list[Suggestion] = []
     for s in stats:
@@ -92,10 +93,10 @@ def suggestions(log: ProfileLog, stats: Sequence[NodeStats] | None = None,
                                   "time: quantize the model (--input_list) and run it on htp in int8"))
             explained = True
         sqnr = None if layer_sqnr is None else layer_sqnr.get(s.node)
-        if sqnr is not None and sqnr < LOW_SQNR_DB:
+        if sqnr is not None and sqnr > LOSS_DB:
             out.append(Suggestion(s.node, "quantization", s.share,
-                                  f"{s.node} ({s.op_type}) loses most accuracy: SQNR {sqnr:.1f} dB against the "
-                                  "float model; give it 16-bit activations or 8-bit weights "
+                                  f"{s.node} ({s.op_type}) loses {sqnr:.1f} dB of SQNR against the float model "
+                                  "by itself: give it 16-bit activations or 8-bit weights "
                                   "(--quantization_overrides) or per-channel weights"))
             explained = True
         if not explained and s.share >= HOTSPOT_SHARE:
@@ -104,9 +105,9 @@ def suggestions(log: ProfileLog, stats: Sequence[NodeStats] | None = None,
                                   f"({s.avg_us:.0f} us on average)"))
     if layer_sqnr:
         known = {s.node for s in stats}
-        for name, sqnr in sorted(layer_sqnr.items(), key=lambda kv: kv[1]):
-            if name not in known and sqnr < LOW_SQNR_DB:
+        for name, loss in sorted(layer_sqnr.items(), key=lambda kv: -kv[1]):
+            if name not in known and loss > LOSS_DB:
                 out.append(Suggestion(name, "quantization", 0.0,
-                                      f"{name} loses most accuracy: SQNR {sqnr:.1f} dB against the float model; "
+                                      f"{name} loses {loss:.1f} dB of SQNR against the float model by itself; "
                                       "give it more bits (--quantization_overrides)"))
     return out
