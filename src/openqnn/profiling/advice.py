@@ -38,6 +38,17 @@ class Suggestion:
     text: str
 
 
+def _runs_float(backend: str) -> bool:
+    """Whether the backend computes in float (it exchanges no quantized integers), so int8 would be new."""
+    from openqnn.backends import backend_spec
+    from openqnn.errors import InvalidConfigError
+
+    try:
+        return not backend_spec(backend).capabilities.native_integer_io
+    except InvalidConfigError:  # a log from a backend this build does not know
+        return False
+
+
 def _conv_dims(weight_shape: Sequence[int], cout: int) -> tuple[int, int, int] | None:
     """(kh, kw, cin per group) of a convolution weight in the IR's layout [kh, kw, cin, cout] or a packed
     [cout, cin, kh, kw]."""
@@ -86,8 +97,8 @@ def suggestions(log: ProfileLog, stats: Sequence[NodeStats] | None = None,
                                           f"depthwise {kh}x{kw} plus a pointwise 1x1 would do it in "
                                           f"{100 * ratio:.0f}% of the MACs ({info.macs * ratio / 1e6:.1f} M)"))
                     explained = True
-        if (info is not None and s.op_type in ("FullyConnected", "MatMul", "Conv2d") and info.ran_on == "cpu"
-                and log.backend == "cpu" and s.share >= DEPTHWISE_MIN_SHARE and not explained):
+        if (info is not None and s.op_type in ("FullyConnected", "MatMul", "Conv2d") and info.ran_on == log.backend
+                and _runs_float(log.backend) and s.share >= DEPTHWISE_MIN_SHARE and not explained):
             out.append(Suggestion(s.node, "float-gemm", s.share,
                                   f"{s.node} ({s.op_type}) runs in float32 and takes {100 * s.share:.1f}% of the "
                                   "time: quantize the model (--input_list) and run it on htp in int8"))
