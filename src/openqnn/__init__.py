@@ -15,6 +15,7 @@ from openqnn.errors import (
 )
 from openqnn.inference import QNNInference
 from openqnn.ir import DType, Graph
+from openqnn.profiling.guide import DynamicQuantization, QNNDebugger, QNNProfiler
 from openqnn.quantization import QuantizerConfig, quantize, validate_quantization_range
 from openqnn.runtime import BackendSelector, Selection, Session, TensorInfo
 
@@ -22,12 +23,15 @@ __all__ = [
     "BackendSelector",
     "ConversionError",
     "DType",
+    "DynamicQuantization",
     "Graph",
     "InputDataError",
     "InvalidConfigError",
     "InvalidModelError",
     "OpenQnnError",
+    "QNNDebugger",
     "QNNInference",
+    "QNNProfiler",
     "QuantizerConfig",
     "Selection",
     "Session",

@@ -102,11 +102,14 @@ def cli_reference() -> str:
     import argparse
 
     from openqnn.cli import (
+        accuracy_debugger,
         context_binary_generator,
         context_binary_utility,
         model_lib_generator,
         net_run,
         onnx_converter,
+        platform_validator,
+        profile_viewer,
     )
     from openqnn.cli import main as openqnn_main
 
@@ -116,6 +119,9 @@ def cli_reference() -> str:
         ("qnn-net-run", net_run.build_parser()),
         ("qnn-context-binary-generator", context_binary_generator.build_parser()),
         ("qnn-context-binary-utility", context_binary_utility.build_parser()),
+        ("qnn-profile-viewer", profile_viewer.build_parser()),
+        ("qnn-platform-validator", platform_validator.build_parser()),
+        ("qnn-accuracy-debugger", accuracy_debugger.build_parser()),
         ("openqnn", openqnn_main.build_parser()),
     ]
     out = ["# Command-line reference", "",

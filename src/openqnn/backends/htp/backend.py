@@ -116,6 +116,8 @@ class _Prepared:
         self.graph = exe.graph
         self.fallbacks = exe.fallbacks
         self.nodes = exe.nodes
+        self.arch = exe.arch  # what a profile reads: the arch, and each node's prepared step
+        self.step_plans = exe.step_plans
 
     def run(self, feeds: Mapping[str, np.ndarray], native_inputs: bool = False,
             native_outputs: bool = False) -> dict[str, np.ndarray]:
