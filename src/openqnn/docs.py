@@ -26,19 +26,19 @@ def onnx_op_mapping() -> dict[str, list[str]]:
 
     from onnx.backend.test.case.node import collect_testcases
 
-    from openqnn.frontends.onnx import convert_onnx
+    from openqnn.api import convert
     from openqnn.frontends.onnx.registry import TRANSLATIONS
 
     logger = logging.getLogger("openqnn.converter")
     level = logger.level
     logger.setLevel(logging.ERROR)  # the node tests' dynamic dims would warn once per model
     try:
-        return _record_mapping(TRANSLATIONS, collect_testcases(), convert_onnx)
+        return _record_mapping(TRANSLATIONS, collect_testcases(), convert)
     finally:
         logger.setLevel(level)
 
 
-def _record_mapping(translations, cases, convert_onnx) -> dict[str, list[str]]:
+def _record_mapping(translations, cases, convert) -> dict[str, list[str]]:
     mapping: dict[str, set[str]] = {op: set() for op in translations}
     for case in cases:
         model = getattr(case, "model", None)
@@ -48,10 +48,10 @@ def _record_mapping(translations, cases, convert_onnx) -> dict[str, list[str]]:
         if len(ops) != 1 or next(iter(ops)) not in mapping:
             continue
         try:
-            graph = convert_onnx(model)
+            graph = convert(model)
         except Exception:  # shape operands given as run-time inputs: freeze the integer ones
             try:
-                graph = convert_onnx(_freeze_integer_inputs(model, case))
+                graph = convert(_freeze_integer_inputs(model, case))
             except Exception:
                 continue
         mapping[next(iter(ops))].update(graph.op_types())
