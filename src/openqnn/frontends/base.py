@@ -17,10 +17,10 @@ Registering one (its package's ``__init__`` does it and must import no framework
     from openqnn.frontends.base import FrontendOptions, register
 
     class TFLiteFrontend:
-        name = "tflite"
-        suffixes = (".tflite",)
-        object_types = ()
-        extra = None
+        name: str = "tflite"
+        suffixes: tuple[str, ...] = (".tflite",)
+        object_types: tuple[str, ...] = ()
+        extra: str | None = None  # e.g. "tensorflow" for a frontend whose framework is optional
 
         def load(self, source: object, options: FrontendOptions) -> Graph:
             from openqnn.frontends.tflite.reader import convert_tflite  # the heavy part, imported here

@@ -16,10 +16,10 @@ __all__ = ["OnnxFrontend", "convert_onnx", "load_onnx"]
 class OnnxFrontend:
     """``qnn-onnx-converter``'s frontend."""
 
-    name = "onnx"
-    suffixes = (".onnx",)
-    object_types = ("onnx.ModelProto",)
-    extra = None
+    name: str = "onnx"
+    suffixes: tuple[str, ...] = (".onnx",)
+    object_types: tuple[str, ...] = ("onnx.ModelProto",)
+    extra: str | None = None
 
     def load(self, source: object, options: FrontendOptions) -> Graph:
         from openqnn.frontends.onnx.frontend import convert_onnx
