@@ -209,6 +209,15 @@ def _ordered_nodes(g: onnx.GraphProto) -> list[onnx.NodeProto]:
 
 
 def _translate(ctx: ConversionContext, node: onnx.NodeProto) -> None:
+    try:
+        _translate_node(ctx, node)
+    except ConversionError as e:
+        if e.node_name is None:
+            e.node_name = node.name or (node.output[0] if node.output else None)
+        raise
+
+
+def _translate_node(ctx: ConversionContext, node: onnx.NodeProto) -> None:
     ctx.start_node(node)
     domain = node.domain or "ai.onnx"
     if domain not in ("ai.onnx",):
