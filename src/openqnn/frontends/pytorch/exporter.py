@@ -3,7 +3,8 @@
 A module, a TorchScript file or an ``ExportedProgram`` goes through ``torch.export`` (TorchScript through
 PyTorch's TorchScript-to-ExportedProgram converter first) and PyTorch's ONNX exporter, unoptimized so
 every parameter and buffer keeps its ``state_dict`` name (quantization overrides refer to them: BatchNorm
-is folded later by openqnn's passes, not by the exporter); the ONNX frontend translates the result.
+is folded later by openqnn's passes, not by the exporter; only constant folding that reads no parameter
+runs); the ONNX frontend translates the result.
 
 Inputs are named by ``--input_dim`` (in the order of the model's arguments), else by ``example_inputs``'
 keys, else by the arguments' names; outputs are ``output`` (one) or ``output_0``, ``output_1``, ...
@@ -82,10 +83,24 @@ def export_onnx(source: object, options: FrontendOptions | None = None) -> onnx.
                               "torch.export-able (https://pytorch.org/docs/stable/export.html)") from None
     if program is None:  # only with a file argument, which is never passed
         raise ConversionError(f"{where}: the ONNX exporter returned no model")
+    _simplify(program.model)
     model_proto = program.model_proto
     _fix_input_shapes(model_proto, args, kwargs)
     _name_outputs(model_proto)
     return model_proto
+
+
+def _simplify(model: Any) -> None:
+    """Fold what the unoptimized export leaves for an optimizer (``SplitToSequence`` + ``SequenceAt`` from
+    ``torch.split`` become ``Split``), never a node reading a parameter: a folded weight would lose its name."""
+    import onnxscript.optimizer
+
+    def keep_parameters(node: Any) -> bool | None:
+        return False if any(v is not None and v.is_initializer() for v in node.inputs) else None
+
+    with _quiet():
+        onnxscript.optimizer.fold_constants(model, should_fold=keep_parameters)
+        onnxscript.optimizer.remove_unused_nodes(model)
 
 
 def _fix_input_shapes(model: onnx.ModelProto, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
