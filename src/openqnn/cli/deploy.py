@@ -222,11 +222,12 @@ def _source_of(net_json: Path, work: Path) -> Path:
 
 def _converter(onnx_path: Path, cpp: Path, dims: list[list[str]], command: str) -> None:
     from openqnn.cli import onnx_converter
+    from openqnn.cli.converter import convert_main
 
     argv = ["--input_network", str(onnx_path), "--output_path", str(cpp)]
     for name, value in dims:
         argv += ["--input_dim", name, value]
-    onnx_converter.convert_main(onnx_converter.build_parser().parse_args(argv), command)
+    convert_main(onnx_converter.build_parser().parse_args(argv), command)
 
 
 def _context_generator(library: Path, backend: str, out: Path, args: argparse.Namespace) -> None:

@@ -12,14 +12,16 @@ from openqnn.cli.common import ToolParser, add_common_flags, add_placement_flags
 
 def build_parser() -> argparse.ArgumentParser:
     from openqnn._version import __version__
+    from openqnn.cli.converter import add_converter_flags
     from openqnn.cli.deploy import DESCRIPTION, add_deploy_flags
     from openqnn.cli.net_run import add_net_run_flags
-    from openqnn.cli.onnx_converter import add_converter_flags
 
     p = ToolParser(prog="openqnn", description="Convert, run and inspect neural networks the QNN way.")
     p.add_argument("--version", action="version", version=f"openqnn {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_converter_flags(sub.add_parser("convert", help="ONNX -> <stem>_net.json + <stem>.bin (qnn-onnx-converter)"))
+    add_converter_flags(sub.add_parser("convert", help="a model (ONNX, PyTorch, ...) -> <stem>_net.json + <stem>.bin "
+                                       "(qnn-onnx-converter, qnn-pytorch-converter, ...)"),
+                        source="(any kind openqnn converts: .onnx, .pt, .pt2, ...)", input_dtype=True)
     add_net_run_flags(sub.add_parser("net-run", help="run a model over an input list (qnn-net-run)"))
     info = sub.add_parser("info", help="print a converted model's graph, or with --backend where each node runs and why")
     info.add_argument("model", help="<stem>_net.json (or a model library, or a context binary with --backend)")
@@ -48,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.command == "convert":
-        from openqnn.cli.onnx_converter import convert_main
+        from openqnn.cli.converter import convert_main
 
         return convert_main(args, " ".join(["openqnn", *map(shlex.quote, argv)]))
     if args.command == "net-run":
