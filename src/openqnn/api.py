@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["compile", "convert", "encodings_path", "load", "save"]
 
-_FRONTENDS = {".onnx": "onnx"}
+_FRONTENDS = {".onnx": "onnx", ".tflite": "tflite"}
 
 
 def convert(
@@ -30,7 +30,7 @@ def convert(
     out_nodes: Sequence[str] | None = None,
     name: str | None = None,
 ) -> Graph:
-    """Convert a source model (an ``.onnx`` path or an ``onnx.ModelProto``) into an IR graph."""
+    """Convert a source model (an ``.onnx`` or ``.tflite`` path, or an ``onnx.ModelProto``) into an IR graph."""
     import onnx
 
     if isinstance(source, onnx.ModelProto):
@@ -42,6 +42,10 @@ def convert(
     if kind is None:
         raise ConversionError(f"{path}: unknown model type '{path.suffix}'; openqnn converts "
                               + ", ".join(sorted(_FRONTENDS)) + " files")
+    if kind == "tflite":
+        from openqnn.frontends.tflite import convert_tflite
+
+        return convert_tflite(path, input_dims, out_nodes, name)
     from openqnn.frontends.onnx import convert_onnx
 
     return convert_onnx(path, input_dims, out_nodes, name)

@@ -107,11 +107,13 @@ def cli_reference() -> str:
         model_lib_generator,
         net_run,
         onnx_converter,
+        tflite_converter,
     )
     from openqnn.cli import main as openqnn_main
 
     parsers: list[tuple[str, argparse.ArgumentParser]] = [
         ("qnn-onnx-converter", onnx_converter.build_parser()),
+        ("qnn-tflite-converter", tflite_converter.build_parser()),
         ("qnn-model-lib-generator", model_lib_generator.build_parser()),
         ("qnn-net-run", net_run.build_parser()),
         ("qnn-context-binary-generator", context_binary_generator.build_parser()),

@@ -21,8 +21,9 @@ def build_parser(prog: str = "qnn-onnx-converter") -> argparse.ArgumentParser:
     return p
 
 
-def add_converter_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-i", "--input_network", required=True, help="path to the source ONNX model")
+def add_converter_flags(p: argparse.ArgumentParser, model_kind: str = "ONNX") -> None:
+    """The flags every qnn-*-converter shares; ``model_kind`` names the source format in the help."""
+    p.add_argument("-i", "--input_network", required=True, help=f"path to the source {model_kind} model")
     p.add_argument("-o", "--output_path",
                    help="the graph composition source <stem>.cpp to write, with <stem>_net.json and <stem>.bin beside it "
                         "(another extension is dropped to form <stem>; default: <model>.cpp beside the model)")

@@ -87,8 +87,8 @@ def _schema() -> Any:
     try:
         import tflite
     except ImportError:
-        raise InvalidModelError("reading .tflite files needs the 'tflite' schema package; install it with "
-                                "pip install 'openqnn[tflite]' (or pip install tflite)") from None
+        raise InvalidModelError("reading .tflite files needs the 'tflite' schema package, a dependency of openqnn "
+                                "that is missing here; install it with pip install tflite flatbuffers") from None
     return tflite
 
 
