@@ -98,7 +98,7 @@ def _dilation(ctx: TflContext) -> tuple[int, int]:
 @tflite_op("CONV_2D")
 def _conv2d(ctx: TflContext) -> None:
     x, w = ctx.t(0), ctx.t(1)
-    cout, kh, kw, cin_g = w.shape
+    _, kh, kw, cin_g = w.shape
     stride, dil = _stride(ctx), _dilation(ctx)
     pads = spatial_pads(ctx, x.shape, (kh, kw), stride, dil, int(ctx.opt("Padding", 0)))
     weight = ctx.static(1, lambda a: a.transpose(1, 2, 3, 0), axis=(3, 0, 1, 2))  # [cout,kh,kw,cin] -> [kh,kw,cin,cout]
@@ -163,7 +163,9 @@ def _fully_connected(ctx: TflContext) -> None:
         raise ctx.fail("shuffled weights (WeightsFormat SHUFFLED4x16INT8) are not supported")
     xin = ctx.x(0)
     if x.shape and x.shape[-1] != w.shape[1]:  # TFLite flattens the input to [-1, k]
-        xin = ctx.emit("Reshape", [xin], {"shape": (int(np.prod(x.shape)) // w.shape[1], w.shape[1])}, out=None)
+        flat = ctx.emit("Reshape", [xin], {"shape": (int(np.prod(x.shape)) // w.shape[1], w.shape[1])}, out=None)[0]
+        ctx.graph.tensors[flat].encoding = ctx.graph.tensors[xin].encoding  # data movement: the input's encoding
+        xin = flat
     keep = bool(ctx.opt("KeepNumDims", False))
     ins = [xin, ctx.static(1, axis=(0, 1))] + ([ctx.static(2)] if ctx.has(2) else [])
     y = ctx.out(0)
