@@ -25,3 +25,14 @@ def test_ops_reference_is_current() -> None:
 
     assert (ROOT / "docs" / "ops.md").read_text().strip() == ops_markdown().strip(), (
         "docs/ops.md is stale: run python -m openqnn.docs ops > docs/ops.md")
+
+
+def test_tflite_converter_page_is_current() -> None:
+    from openqnn.cli.tflite_converter import build_parser
+    from openqnn.docs import flag_table
+    from openqnn.frontends.tflite import supported_ops
+
+    page = (ROOT / "docs" / "converters" / "tflite.md").read_text()
+    assert "\n".join(flag_table("qnn-tflite-converter", build_parser())) in page, (
+        "docs/converters/tflite.md: its flag table is stale (openqnn.docs.flag_table)")
+    assert all(f"`{op}`" in page for op in supported_ops()), "docs/converters/tflite.md: the op list is stale"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 
 def ops_table(markdown: bool = False) -> str:
     """ONNX ops openqnn converts, and IR ops with their package and cpu kernel support."""
@@ -99,7 +101,6 @@ def ops_markdown() -> str:
 
 def cli_reference() -> str:
     """docs/cli.md: every tool's flags, straight from its argparse parser."""
-    import argparse
 
     from openqnn.cli import (
         context_binary_generator,
@@ -124,26 +125,31 @@ def cli_reference() -> str:
            "Generated from the tools' parsers by `python -m openqnn.docs cli > docs/cli.md`; "
            "a test keeps it current.", ""]
     for name, parser in parsers:
-        out += [f"## {name}", "", parser.description or "", "", "| flag | help |", "| --- | --- |"]
-        for action in parser._actions:
-            if isinstance(action, argparse._HelpAction):
-                continue
-            if isinstance(action, argparse._SubParsersAction):
-                for choice, sub in action.choices.items():
-                    out.append(f"| `{name} {choice}` | {sub.description or _sub_help(action, choice)} |")
-                continue
-            flags = ", ".join(f"`{f}`" for f in action.option_strings) or f"`{action.dest}`"
-            if action.metavar and action.option_strings:
-                meta = action.metavar if isinstance(action.metavar, str) else " ".join(action.metavar)
-                flags += f" {meta}"
-            help_text = (action.help or "").replace("|", "\\|")
-            if action.choices and not isinstance(action, argparse._SubParsersAction):
-                help_text += f" (one of: {', '.join(map(str, action.choices))})"
-            if action.required:
-                help_text += " **required**"
-            out.append(f"| {flags} | {help_text} |")
-        out.append("")
+        out += [f"## {name}", "", parser.description or "", "", *flag_table(name, parser), ""]
     return "\n".join(out)
+
+
+def flag_table(name: str, parser: argparse.ArgumentParser) -> list[str]:
+    """A tool's flags as a markdown table, from its parser (docs/cli.md and the converter pages)."""
+    out = ["| flag | help |", "| --- | --- |"]
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        if isinstance(action, argparse._SubParsersAction):
+            for choice, sub in action.choices.items():
+                out.append(f"| `{name} {choice}` | {sub.description or _sub_help(action, choice)} |")
+            continue
+        flags = ", ".join(f"`{f}`" for f in action.option_strings) or f"`{action.dest}`"
+        if action.metavar and action.option_strings:
+            meta = action.metavar if isinstance(action.metavar, str) else " ".join(action.metavar)
+            flags += f" {meta}"
+        help_text = (action.help or "").replace("|", "\\|")
+        if action.choices and not isinstance(action, argparse._SubParsersAction):
+            help_text += f" (one of: {', '.join(map(str, action.choices))})"
+        if action.required:
+            help_text += " **required**"
+        out.append(f"| {flags} | {help_text} |")
+    return out
 
 
 def _sub_help(action, choice: str) -> str:
