@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 
 def ops_table(markdown: bool = False) -> str:
     """ONNX ops openqnn converts, and IR ops with their package and cpu kernel support."""
@@ -99,7 +101,6 @@ def ops_markdown() -> str:
 
 def cli_reference() -> str:
     """docs/cli.md: every tool's flags, straight from its argparse parser."""
-    import argparse
 
     from openqnn.cli import (
         accuracy_debugger,
@@ -111,12 +112,14 @@ def cli_reference() -> str:
         platform_validator,
         profile_viewer,
         pytorch_converter,
+        tflite_converter,
     )
     from openqnn.cli import main as openqnn_main
 
     parsers: list[tuple[str, argparse.ArgumentParser]] = [
         ("qnn-onnx-converter", onnx_converter.build_parser()),
         ("qnn-pytorch-converter", pytorch_converter.build_parser()),
+        ("qnn-tflite-converter", tflite_converter.build_parser()),
         ("qnn-model-lib-generator", model_lib_generator.build_parser()),
         ("qnn-net-run", net_run.build_parser()),
         ("qnn-context-binary-generator", context_binary_generator.build_parser()),
@@ -163,6 +166,7 @@ def _flag_table(name: str, parser) -> list[str]:
 CONVERTERS = {
     "qnn-onnx-converter": ("onnx_converter", "onnx"),
     "qnn-pytorch-converter": ("pytorch_converter", "pytorch"),
+    "qnn-tflite-converter": ("tflite_converter", "tflite"),
 }
 
 
@@ -188,7 +192,11 @@ def converter_page(tool: str) -> str:
     out += ["## What it reads", "", f"- files: {', '.join(f'`{x}`' for x in fe.suffixes) or 'none'}",
             f"- Python objects (`openqnn.convert`): {', '.join(f'`{x}`' for x in fe.object_types) or 'none'}",
             f"- framework: {f'the optional extra, pip install openqnn[{fe.extra}]' if fe.extra else 'a core dependency'}",
-            "", "## Flags", "", *_flag_table(tool, parser), ""]
+            ""]
+    ops = getattr(fe, "supported_ops", None)
+    if callable(ops):
+        out += ["## Supported ops", "", ", ".join(f"`{op}`" for op in sorted(ops())) + ".", ""]
+    out += ["## Flags", "", *_flag_table(tool, parser), ""]
     return "\n".join(out)
 
 

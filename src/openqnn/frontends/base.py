@@ -10,7 +10,9 @@ A frontend turns one kind of source model into an IR graph *before passes*; the 
   checked without importing their framework (an object of a framework that is not imported cannot exist);
 - ``extra``: the ``pip install openqnn[<extra>]`` extra that provides its framework, or None when the
   framework is a core dependency;
-- ``load(source, options)``: the graph, not yet through the passes.
+- ``load(source, options)``: the graph, not yet through the passes (a graph that must keep the source's
+  quantized ops as they are says so with ``KEEP_SOURCE_OPS``);
+- optionally ``supported_ops()``: the source op types it converts (its docs page lists them).
 
 Registering one (its package's ``__init__`` does it and must import no framework; ``load`` imports it)::
 
@@ -45,7 +47,14 @@ from typing import Protocol, runtime_checkable
 from openqnn.errors import ConversionError
 from openqnn.ir.graph import Graph
 
-__all__ = ["FRONTENDS", "Frontend", "FrontendOptions", "frontend_for", "missing_framework", "register"]
+__all__ = ["FRONTENDS", "KEEP_SOURCE_OPS", "Frontend", "FrontendOptions", "frontend_for", "missing_framework",
+           "register"]
+
+
+# A frontend whose graph already carries the source's own quantized arithmetic (a fully integer TFLite
+# model: its integers, op for op) sets ``graph.metadata[KEEP_SOURCE_OPS] = True``; the spine then verifies
+# the graph instead of running the float ``convert`` passes, which would fold or fuse its ops.
+KEEP_SOURCE_OPS = "keep_source_ops"
 
 
 @dataclass(frozen=True)
