@@ -24,7 +24,7 @@ def torchvision() -> ModuleType:
     try:
         return importlib.import_module("torchvision")
     except ImportError:
-        pytest.skip("torchvision is not installed (pip install 'openqnn[dev]')")
+        pytest.skip("torchvision is not installed: install the torchvision build matching your torch, then pip install 'openqnn[archs]'")
     except RuntimeError as e:
         if "torchvision::nms" not in str(e):
             raise
