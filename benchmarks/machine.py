@@ -8,33 +8,17 @@ import platform
 from collections import Counter
 from typing import Any
 
-_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp", "i8mm",
-          "sve")
 _CAPS = ("OPENQNN_MAX_ISA", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
-
-
-def _cpuinfo() -> tuple[str, set[str]]:
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip().lower()
-                if key in ("model name", "cpu model") and model in ("", platform.machine(), platform.processor()):
-                    model = value.strip()
-                elif key in ("flags", "features") and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    return model, flags
 
 
 def machine_line(threads: int) -> str:
     """One line: CPU model and cores, its relevant ISA flags, the caps set, torch's capability, threads."""
     import torch
 
-    model, flags = _cpuinfo()
-    isa = ", ".join(f for f in _FLAGS if f in flags) or "(flags unknown)"
+    from openqnn.profiling.platform import ISA_FLAGS, cpu_info
+
+    model, flags = cpu_info()
+    isa = ", ".join(f for f in ISA_FLAGS if f in flags) or "(flags unknown)"
     caps = ", ".join(f"{k}={os.environ[k]}" for k in _CAPS if os.environ.get(k)) or "none"
     try:
         capability = torch.backends.cpu.get_cpu_capability()
@@ -46,17 +30,9 @@ def machine_line(threads: int) -> str:
 
 def htp_products() -> str:
     """How this machine computes the htp backend's int8 products."""
+    from openqnn.profiling.platform import htp_products as products
 
-    from openqnn.backends.htp import native
-    from openqnn.backends.htp.kernels.gemm import int8_mm_faster
-
-    if native.library() is None:
-        return "products: PyTorch (no C compiler for the native kernels)"
-    if native.int8_available():
-        return "products: native AVX-512 VNNI kernels (fused requantization), oneDNN int8 elsewhere"
-    if int8_mm_faster():
-        return "products: torch._int_mm (measured faster than float32 here)"
-    return "products: exact float32 (oneDNN convolutions, float32 GEMMs in chunks below 2^24)"
+    return f"products: {products()}"
 
 
 def htp_paths(prepared: Any) -> str:

@@ -25,3 +25,14 @@ def test_ops_reference_is_current() -> None:
 
     assert (ROOT / "docs" / "ops.md").read_text().strip() == ops_markdown().strip(), (
         "docs/ops.md is stale: run python -m openqnn.docs ops > docs/ops.md")
+
+
+def test_converter_pages_are_current() -> None:
+    from openqnn.docs import CONVERTERS, converter_page, converters_index
+
+    assert (ROOT / "docs" / "converters" / "README.md").read_text().strip() == converters_index().strip(), (
+        "docs/converters/README.md is stale: run python -m openqnn.docs converters > docs/converters/README.md")
+    for tool, (_, frontend) in CONVERTERS.items():
+        page = ROOT / "docs" / "converters" / f"{frontend}.md"
+        assert page.read_text().strip() == converter_page(tool).strip(), (
+            f"{page} is stale: run python -m openqnn.docs converter {frontend} > docs/converters/{frontend}.md")

@@ -185,8 +185,6 @@ LATER = {
                           "and _run_inference, is_quantized and the scales undefined; openqnn.QNNInference "
                           "implements its contract, and test_guide_qnn_inference_usage_runs_with_openqnns_class "
                           "runs the block's usage lines and its formulas with it",
-    "class QNNProfiler": "profiles htp_inference, gpu_inference and cpu_inference: the gpu backend is issue 16, "
-                         "the profiler issue 17",
 }
 
 
@@ -219,6 +217,19 @@ def test_guide_export_block_runs_as_written(tmp_path: Path, monkeypatch: pytest.
 def test_guide_backend_selector_runs_as_written() -> None:
     block = next(b for b in _seed_blocks() if _which(b) == "class BackendSelector")
     assert run_python(block).strip() == "Recommended backend: htp"
+
+
+def test_guide_backend_selector_usage_runs_with_openqnns_class() -> None:
+    """The guide's usage lines with only the import changed: its class definition becomes
+    ``from openqnn import BackendSelector``, whose figures come from this installation's backends."""
+    block = next(b for b in _seed_blocks() if _which(b) == "class BackendSelector")
+    definition, usage = block.split("# Usage\n")
+    assert definition.lstrip().startswith("class BackendSelector:") and "class " not in usage
+    ns: dict[str, object] = {}
+    assert run_python("from openqnn import BackendSelector\n" + usage, ns).strip() == "Recommended backend: htp"
+    import openqnn
+
+    assert isinstance(ns["selector"], openqnn.BackendSelector)
 
 
 def test_guide_validate_quantization_range_matches_openqnns() -> None:
@@ -337,3 +348,87 @@ def test_guide_tracemalloc_block_runs_as_written(deployment: tuple[Path, object]
     assert "Current memory usage:" in out and "Peak memory usage:" in out
     result = ns["result"]
     assert isinstance(result, np.ndarray) and result.shape == (1, 10)
+
+
+# -- the guide's profiling and debugging classes, with only the import changed ---------------------------
+
+def test_guide_qnn_profiler_block_runs_with_openqnns_class(deployment: tuple[Path, object]) -> None:
+    """The block's usage lines with ``QNNProfiler`` being openqnn's; ``htp_inference``, ``cpu_inference`` (and
+    ``gpu_inference``, where this build has a gpu backend: otherwise its two lines are left out) are the reader's:
+    QNNInference of the deployment on each backend."""
+    import openqnn
+
+    block = next(b for b in _seed_blocks() if _which(b) == "class QNNProfiler")
+    usage = block.split("# Usage\n")[1]
+    folder = deployment[0]
+    x = np.random.default_rng(3).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    ns: dict[str, object] = {"QNNProfiler": openqnn.QNNProfiler, "test_data": x, "np": np}
+    backends = ["htp", "cpu"]
+    try:
+        ns["gpu_inference"] = openqnn.QNNInference(folder / "model_optimized.so", backend="gpu").inference
+        backends.append("gpu")
+    except openqnn.OpenQnnError:
+        usage = "\n".join(ln for ln in usage.splitlines() if "gpu" not in ln.lower())
+    for b in ("htp", "cpu"):
+        ns[f"{b}_inference"] = openqnn.QNNInference(folder / "model_optimized.so", backend=b).inference
+    usage = usage.replace("profile_inference(htp_inference, test_data)",
+                          "profile_inference(htp_inference, test_data, num_runs=5)")
+    usage = usage.replace("profile_inference(cpu_inference, test_data)",
+                          "profile_inference(cpu_inference, test_data, num_runs=5)")
+    printed = run_python(usage, ns)
+    assert "HTP Performance:" in printed and "CPU Performance:" in printed
+    for b in backends:
+        m = ns[f"{b}_metrics"]
+        assert isinstance(m, dict)
+        assert m["avg_latency_ms"] > 0 and m["p99_latency_ms"] >= m["p95_latency_ms"] > 0
+        assert m["throughput_fps"] > 0 and set(m) >= {"avg_cpu_usage", "avg_memory_delta_mb"}
+
+
+def test_guide_qnn_debugger_with_openqnns_class(deployment: tuple[Path, object], capsys: pytest.CaptureFixture[str]) -> None:
+    """The guide's calls on openqnn's QNNDebugger: real per-layer times, not 0.00 ms."""
+    import openqnn
+
+    ctx = deployment[0] / "context_binaries" / "htp_context.bin"
+    debugger = openqnn.QNNDebugger(ctx)
+    debugger.profile_layers(np.zeros((1, 3, 224, 224), np.float32))
+    assert len(debugger.layer_timings) >= 5 and all(t > 0 for t in debugger.layer_timings.values())
+    debugger.analyze_bottlenecks()
+    out = capsys.readouterr().out
+    assert "Top 5 slowest layers:" in out and " ms" in out and "0.00 ms" not in out.splitlines()[1]
+    assert all(isinstance(s, str) for s in debugger.suggest_optimizations())
+
+
+def test_guide_dynamic_quantization_with_openqnns_class(tmp_path: Path) -> None:
+    """The guide's three steps on openqnn's class; the config it returns is taken by the converter as
+    --quantization_overrides and the encodings come out as it said."""
+    import json
+
+    import openqnn
+    from openqnn.cli import onnx_converter
+    from openqnn.demo import export_simple_model
+
+    export_simple_model(tmp_path / "m.onnx")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert onnx_converter.main(["--input_network", str(tmp_path / "m.onnx"), "--output_path",
+                                    str(tmp_path / "m.cpp"), "--input_dim", "input", "1,3,224,224"]) == 0
+    rng = np.random.default_rng(4)
+    data = [rng.standard_normal((1, 3, 224, 224)).astype(np.float32) for _ in range(3)]
+    dq = openqnn.DynamicQuantization(tmp_path / "m_net.json")
+    dq.collect_statistics(data)
+    params = dq.compute_quantization_params()
+    assert params and all(p["scale"] > 0 and p["min"] <= 0 <= p["max"] for p in params.values())
+    config = dq.apply_quantization(params)
+    (tmp_path / "overrides.json").write_text(json.dumps(config))
+    for i, x in enumerate(data):
+        x.tofile(tmp_path / f"x{i}.raw")
+    (tmp_path / "list.txt").write_text("".join(f"{tmp_path / f'x{i}.raw'}\n" for i in range(3)))
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert onnx_converter.main(["--input_network", str(tmp_path / "m.onnx"), "--output_path",
+                                    str(tmp_path / "q.cpp"), "--input_dim", "input", "1,3,224,224", "--input_list",
+                                    str(tmp_path / "list.txt"), "--quantization_overrides",
+                                    str(tmp_path / "overrides.json")]) == 0
+    q = openqnn.load(tmp_path / "q_net.json")
+    name, p = next((n, p) for n, p in params.items() if n in q.tensors and q.tensors[n].encoding is not None)
+    enc = q.tensors[name].encoding
+    assert enc is not None and abs(float(enc.scale[0]) - p["scale"]) <= 1e-6 * p["scale"]
+    assert int(enc.offset[0]) == -int(p["offset"])

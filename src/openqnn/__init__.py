@@ -15,19 +15,25 @@ from openqnn.errors import (
 )
 from openqnn.inference import QNNInference
 from openqnn.ir import DType, Graph
+from openqnn.profiling.guide import DynamicQuantization, QNNDebugger, QNNProfiler
 from openqnn.quantization import QuantizerConfig, quantize, validate_quantization_range
-from openqnn.runtime import Session, TensorInfo
+from openqnn.runtime import BackendSelector, Selection, Session, TensorInfo
 
 __all__ = [
+    "BackendSelector",
     "ConversionError",
     "DType",
+    "DynamicQuantization",
     "Graph",
     "InputDataError",
     "InvalidConfigError",
     "InvalidModelError",
     "OpenQnnError",
+    "QNNDebugger",
     "QNNInference",
+    "QNNProfiler",
     "QuantizerConfig",
+    "Selection",
     "Session",
     "TensorInfo",
     "UnsupportedOpError",

@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from openqnn.errors import ConversionError
 from openqnn.ir.graph import Graph
 
 if TYPE_CHECKING:
@@ -21,30 +20,42 @@ if TYPE_CHECKING:
 
 __all__ = ["compile", "convert", "encodings_path", "load", "save"]
 
-_FRONTENDS = {".onnx": "onnx"}
-
-
 def convert(
     source: str | os.PathLike[str] | object,
     input_dims: Mapping[str, Sequence[int]] | None = None,
     out_nodes: Sequence[str] | None = None,
     name: str | None = None,
+    *,
+    example_inputs: object = None,
+    input_dtypes: Mapping[str, str] | None = None,
 ) -> Graph:
-    """Convert a source model (an ``.onnx`` path or an ``onnx.ModelProto``) into an IR graph."""
-    import onnx
+    """Convert a source model into an IR graph and run the ``convert`` pass pipeline on it.
 
-    if isinstance(source, onnx.ModelProto):
-        from openqnn.frontends.onnx import convert_onnx
+    ``source`` is a model file (``.onnx``; ``.pt``/``.pth`` TorchScript, ``.pt2`` ExportedProgram; what
+    else a registered frontend reads) or an in-memory model (``onnx.ModelProto``, ``torch.nn.Module``,
+    ``torch.export.ExportedProgram``); the frontend is picked by its type or suffix
+    (:mod:`openqnn.frontends.base`). ``input_dims`` fixes input shapes (``--input_dim``; a PyTorch file's
+    inputs are named and shaped by it), ``out_nodes`` picks the outputs (``--out_node``), ``name`` names the
+    graph. A PyTorch module is traced with ``example_inputs`` (a tensor, a tuple, or name -> tensor) or with
+    zeros of ``input_dims``' shapes and ``input_dtypes``' types (default float32)::
 
-        return convert_onnx(source, input_dims, out_nodes, name)
-    path = Path(source)  # type: ignore[arg-type]
-    kind = _FRONTENDS.get(path.suffix.lower())
-    if kind is None:
-        raise ConversionError(f"{path}: unknown model type '{path.suffix}'; openqnn converts "
-                              + ", ".join(sorted(_FRONTENDS)) + " files")
-    from openqnn.frontends.onnx import convert_onnx
+        graph = openqnn.convert(torchvision.models.resnet18().eval(), example_inputs=torch.randn(1, 3, 224, 224))
+    """
+    from openqnn.frontends.base import KEEP_SOURCE_OPS, FrontendOptions, frontend_for
+    from openqnn.passes import run_pipeline
 
-    return convert_onnx(path, input_dims, out_nodes, name)
+    frontend = frontend_for(source)
+    options = FrontendOptions(input_dims=dict(input_dims or {}), input_dtypes=dict(input_dtypes or {}),
+                              out_nodes=tuple(out_nodes or ()), name=name, example_inputs=example_inputs)
+    graph = frontend.load(source, options)
+    graph.metadata.setdefault("frontend", frontend.name)
+    if graph.metadata.pop(KEEP_SOURCE_OPS, False):  # a quantized source's integers, op for op (frontends/base.py)
+        from openqnn.ir.verifier import verify
+
+        graph.toposort()
+        verify(graph)
+        return graph
+    return run_pipeline(graph, "convert")
 
 
 def save(graph: Graph, output_path: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -88,7 +99,8 @@ def load(path: str | os.PathLike[str]) -> Graph:
 
 def compile(graphs: Graph | Mapping[str, Graph], backend: str = "htp", config: object = None) -> Context:
     """Prepare a graph (or several, by name) for ``backend`` once, as data: ``compile(g).save("x.bin")``
-    writes a context binary that ``Session("x.bin")`` opens without preparing again."""
+    writes a context binary that ``Session("x.bin")`` opens without preparing again. ``config``: the
+    backend's config dataclass, or a ``BackendConfig`` (with its placement: forced nodes, no fallback)."""
     from openqnn.runtime.context import compile_graph
 
     return compile_graph(graphs, backend, config)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+
 
 def ops_table(markdown: bool = False) -> str:
     """ONNX ops openqnn converts, and IR ops with their package and cpu kernel support."""
     from openqnn.backends.cpu.kernels import KERNELS
-    from openqnn.frontends.onnx.registry import TRANSLATIONS
+    from openqnn.frontends.onnx.frontend import TRANSLATIONS  # with every translation registered
     from openqnn.ops import OPS
     from openqnn.ops.build import package_of
 
@@ -26,19 +28,19 @@ def onnx_op_mapping() -> dict[str, list[str]]:
 
     from onnx.backend.test.case.node import collect_testcases
 
-    from openqnn.frontends.onnx import convert_onnx
-    from openqnn.frontends.onnx.registry import TRANSLATIONS
+    from openqnn.api import convert
+    from openqnn.frontends.onnx.frontend import TRANSLATIONS  # with every translation registered
 
     logger = logging.getLogger("openqnn.converter")
     level = logger.level
     logger.setLevel(logging.ERROR)  # the node tests' dynamic dims would warn once per model
     try:
-        return _record_mapping(TRANSLATIONS, collect_testcases(), convert_onnx)
+        return _record_mapping(TRANSLATIONS, collect_testcases(), convert)
     finally:
         logger.setLevel(level)
 
 
-def _record_mapping(translations, cases, convert_onnx) -> dict[str, list[str]]:
+def _record_mapping(translations, cases, convert) -> dict[str, list[str]]:
     mapping: dict[str, set[str]] = {op: set() for op in translations}
     for case in cases:
         model = getattr(case, "model", None)
@@ -48,10 +50,10 @@ def _record_mapping(translations, cases, convert_onnx) -> dict[str, list[str]]:
         if len(ops) != 1 or next(iter(ops)) not in mapping:
             continue
         try:
-            graph = convert_onnx(model)
+            graph = convert(model)
         except Exception:  # shape operands given as run-time inputs: freeze the integer ones
             try:
-                graph = convert_onnx(_freeze_integer_inputs(model, case))
+                graph = convert(_freeze_integer_inputs(model, case))
             except Exception:
                 continue
         mapping[next(iter(ops))].update(graph.op_types())
@@ -99,49 +101,121 @@ def ops_markdown() -> str:
 
 def cli_reference() -> str:
     """docs/cli.md: every tool's flags, straight from its argparse parser."""
-    import argparse
 
     from openqnn.cli import (
+        accuracy_debugger,
         context_binary_generator,
         context_binary_utility,
         model_lib_generator,
         net_run,
         onnx_converter,
+        platform_validator,
+        profile_viewer,
+        pytorch_converter,
+        tflite_converter,
     )
     from openqnn.cli import main as openqnn_main
 
     parsers: list[tuple[str, argparse.ArgumentParser]] = [
         ("qnn-onnx-converter", onnx_converter.build_parser()),
+        ("qnn-pytorch-converter", pytorch_converter.build_parser()),
+        ("qnn-tflite-converter", tflite_converter.build_parser()),
         ("qnn-model-lib-generator", model_lib_generator.build_parser()),
         ("qnn-net-run", net_run.build_parser()),
         ("qnn-context-binary-generator", context_binary_generator.build_parser()),
         ("qnn-context-binary-utility", context_binary_utility.build_parser()),
+        ("qnn-profile-viewer", profile_viewer.build_parser()),
+        ("qnn-platform-validator", platform_validator.build_parser()),
+        ("qnn-accuracy-debugger", accuracy_debugger.build_parser()),
         ("openqnn", openqnn_main.build_parser()),
     ]
     out = ["# Command-line reference", "",
            "Generated from the tools' parsers by `python -m openqnn.docs cli > docs/cli.md`; "
            "a test keeps it current.", ""]
     for name, parser in parsers:
-        out += [f"## {name}", "", parser.description or "", "", "| flag | help |", "| --- | --- |"]
-        for action in parser._actions:
-            if isinstance(action, argparse._HelpAction):
-                continue
-            if isinstance(action, argparse._SubParsersAction):
-                for choice, sub in action.choices.items():
-                    out.append(f"| `{name} {choice}` | {sub.description or _sub_help(action, choice)} |")
-                continue
-            flags = ", ".join(f"`{f}`" for f in action.option_strings) or f"`{action.dest}`"
-            if action.metavar and action.option_strings:
-                meta = action.metavar if isinstance(action.metavar, str) else " ".join(action.metavar)
-                flags += f" {meta}"
-            help_text = (action.help or "").replace("|", "\\|")
-            if action.choices and not isinstance(action, argparse._SubParsersAction):
-                help_text += f" (one of: {', '.join(map(str, action.choices))})"
-            if action.required:
-                help_text += " **required**"
-            out.append(f"| {flags} | {help_text} |")
-        out.append("")
+        out += [f"## {name}", "", parser.description or "", "", *_flag_table(name, parser), ""]
     return "\n".join(out)
+
+
+def _flag_table(name: str, parser) -> list[str]:
+    """A parser's flags as a markdown table."""
+    import argparse
+
+    out = ["| flag | help |", "| --- | --- |"]
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        if isinstance(action, argparse._SubParsersAction):
+            for choice, sub in action.choices.items():
+                out.append(f"| `{name} {choice}` | {sub.description or _sub_help(action, choice)} |")
+            continue
+        flags = ", ".join(f"`{f}`" for f in action.option_strings) or f"`{action.dest}`"
+        if action.metavar and action.option_strings:
+            meta = action.metavar if isinstance(action.metavar, str) else " ".join(action.metavar)
+            flags += f" {meta}"
+        help_text = (action.help or "").replace("|", "\\|")
+        if action.choices and not isinstance(action, argparse._SubParsersAction):
+            help_text += f" (one of: {', '.join(map(str, action.choices))})"
+        if action.required:
+            help_text += " **required**"
+        out.append(f"| {flags} | {help_text} |")
+    return out
+
+
+# the converters: tool name -> (its cli module, its frontend's registered name)
+CONVERTERS = {
+    "qnn-onnx-converter": ("onnx_converter", "onnx"),
+    "qnn-pytorch-converter": ("pytorch_converter", "pytorch"),
+    "qnn-tflite-converter": ("tflite_converter", "tflite"),
+}
+
+
+def converter_page(tool: str) -> str:
+    """docs/converters/<frontend>.md: the tool's guide (its module docstring), what it reads (the frontend
+    registry) and its flags (its parser)."""
+    import importlib
+
+    from openqnn.frontends import load_builtin
+    from openqnn.frontends.base import FRONTENDS
+
+    module_name, frontend_name = CONVERTERS[tool]
+    module = importlib.import_module(f"openqnn.cli.{module_name}")
+    parser = module.build_parser()
+    load_builtin()
+    fe = FRONTENDS[frontend_name]
+    guide = (module.__doc__ or "").split("\n", 1)[1].strip() if "\n" in (module.__doc__ or "") else ""
+    out = [f"# {tool}", "", f"Generated by `python -m openqnn.docs converter {frontend_name} > "
+           f"docs/converters/{frontend_name}.md` from the tool's parser, its module's docstring and the frontend "
+           "registry; a test keeps it current.", "", parser.description or "", ""]
+    if guide:
+        out += [guide, ""]
+    out += ["## What it reads", "", f"- files: {', '.join(f'`{x}`' for x in fe.suffixes) or 'none'}",
+            f"- Python objects (`openqnn.convert`): {', '.join(f'`{x}`' for x in fe.object_types) or 'none'}",
+            f"- framework: {f'the optional extra, pip install openqnn[{fe.extra}]' if fe.extra else 'a core dependency'}",
+            ""]
+    ops = getattr(fe, "supported_ops", None)
+    if callable(ops):
+        out += ["## Supported ops", "", ", ".join(f"`{op}`" for op in sorted(ops())) + ".", ""]
+    out += ["## Flags", "", *_flag_table(tool, parser), ""]
+    return "\n".join(out)
+
+
+def converters_index() -> str:
+    """docs/converters/README.md: the converters and what each reads."""
+    from openqnn.frontends import load_builtin
+    from openqnn.frontends.base import FRONTENDS
+
+    load_builtin()
+    out = ["# Converters", "", "Generated by `python -m openqnn.docs converters > docs/converters/README.md`.", "",
+           "Every converter produces the same IR and artifacts (`<stem>.cpp`, `<stem>_net.json`, `<stem>.bin`, and "
+           "`<stem>_encodings.json` when quantized) and takes the same quantization flags; `openqnn.convert` picks "
+           "the frontend by the model's type or suffix. A page per converter lists its flags.", "",
+           "| tool | reads | page |", "| --- | --- | --- |"]
+    for tool, (_, frontend_name) in CONVERTERS.items():
+        fe = FRONTENDS[frontend_name]
+        reads = ", ".join(f"`{x}`" for x in (*fe.suffixes, *fe.object_types))
+        out.append(f"| `{tool}` | {reads} | [{frontend_name}.md]({frontend_name}.md) |")
+    return "\n".join(out) + "\n"
 
 
 def _sub_help(action, choice: str) -> str:
@@ -155,4 +229,10 @@ if __name__ == "__main__":
     import sys
 
     what = sys.argv[1] if len(sys.argv) > 1 else "cli"
-    print(cli_reference() if what == "cli" else ops_markdown())
+    if what == "converter":
+        tools = {fe: tool for tool, (_, fe) in CONVERTERS.items()}
+        print(converter_page(tools[sys.argv[2]]))
+    elif what == "converters":
+        print(converters_index())
+    else:
+        print(cli_reference() if what == "cli" else ops_markdown())

@@ -58,7 +58,10 @@ class LibraryBuildError(OpenQnnError):
 
 
 class ConversionError(OpenQnnError):
-    """A source model could not be translated into the IR."""
+    """A source model could not be translated into the IR. ``node_name``: the source node at fault, where
+    the frontend knows it (a frontend built on another, PyTorch's on ONNX's, reads it to name the layer)."""
+
+    node_name: str | None = None
 
 
 class UnsupportedOpError(ConversionError):

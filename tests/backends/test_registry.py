@@ -7,7 +7,7 @@ import json
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +28,24 @@ def test_names_and_library_names(given: str, name: str) -> None:
     assert backend_spec(given).name == name
 
 
-def test_unknown_and_unavailable_backends_are_clear_errors() -> None:
+def test_unknown_and_unavailable_backends_are_clear_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(openqnn.InvalidConfigError, match=r"--backend npu: unknown backend; use cpu \(libQnnCpu.so\)"):
         backend_spec("npu")
-    with pytest.raises(openqnn.InvalidConfigError, match="not available in this openqnn build yet; available: cpu, htp"):
+    gpu = SPECS["gpu"]
+    monkeypatch.setitem(SPECS, "gpu", replace(gpu, create=None, unavailable="not in this build"))
+    with pytest.raises(openqnn.InvalidConfigError, match=r"--backend libQnnGpu\.so: not in this build; "
+                                                         "available here: cpu, htp"):
         create_backend("libQnnGpu.so")
+    monkeypatch.setitem(SPECS, "gpu", replace(gpu, probe=lambda: "no GPU here; use cpu"))
+    with pytest.raises(openqnn.InvalidConfigError, match="--backend gpu: no GPU here; use cpu; available here: cpu, htp"):
+        create_backend("gpu")
 
 
 def test_capabilities() -> None:
     assert SPECS["htp"].capabilities.native_integer_io and SPECS["htp"].capabilities.quantized_only
     assert not SPECS["cpu"].capabilities.native_integer_io and SPECS["cpu"].capabilities.fallback
     for spec in SPECS.values():
-        if spec.create is not None:
+        if spec.why_unavailable() is None:
             assert create_backend(spec.name).capabilities == spec.capabilities
 
 

@@ -67,7 +67,7 @@ def test_native_output_files_and_num_inferences(model: Path, tmp_path: Path) -> 
     rc = net_run.main(["--model", str(tmp_path / "m_net.json"), "--input_list", str(tmp_path / "list.txt"),
                        "--output_dir", str(tmp_path / "out"), "--use_native_output_files", "--num_inferences", "5"])
     assert rc == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["Result_0"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["Result_0", "partition_report.json"]
     assert (tmp_path / "out" / "Result_0" / "relu_out_0_native.raw").stat().st_size == 4 * 4 * 8 * 8
 
 

@@ -681,7 +681,7 @@ def test_fuzz_numeric_flags(ws: dict[str, Any], tmp_path: Path) -> None:
         if rc:
             assert not out.exists(), f"{case}: left {_tree(out)}"
         else:
-            assert _tree(out) == ["Result_0", "Result_0/relu_out_0.raw"], case
+            assert _tree(out) == ["Result_0", "Result_0/relu_out_0.raw", "partition_report.json"], case
     for i, (flag, value) in enumerate((f, v) for f, vs in _CONVERTER_FLAGS.items() for v in vs):
         out = tmp_path / f"conv{i}"
         extra = ["--input_list", str(tmp_path / "list.txt")]
@@ -717,7 +717,7 @@ def test_output_dir_problems_are_clean_errors(ws: dict[str, Any], tmp_path: Path
                                   "--output_dir", str(out)])
     assert rc == 0, err
     assert (out / "Result_0" / "relu_out_0.raw").stat().st_size == 4 * 4 * 8 * 8
-    assert _tree(out) == ["Result_0", "Result_0/relu_out_0.raw", "keep.txt"]
+    assert _tree(out) == ["Result_0", "Result_0/relu_out_0.raw", "keep.txt", "partition_report.json"]
 
 
 # ---------------------------------------------------------------- a sample through the CLI, in subprocesses

@@ -39,9 +39,10 @@ def backend_spec(name: str) -> BackendSpec:
 def create_backend(name: str, config: Any = None, num_threads: int | None = None) -> Backend:
     """A backend by name, with its config dataclass (None: defaults) and a thread count."""
     spec = backend_spec(name)
-    if spec.create is None:
-        available = ", ".join(s.name for s in SPECS.values() if s.create is not None)
-        raise InvalidConfigError(f"--backend {name}: {spec.unavailable}; available: {available}")
+    why = spec.why_unavailable()
+    if why is not None or spec.create is None:
+        available = ", ".join(s.name for s in SPECS.values() if s is not spec and s.why_unavailable() is None)
+        raise InvalidConfigError(f"--backend {name}: {why}; available here: {available}")
     if config is not None and not isinstance(config, spec.config_class):
         raise InvalidConfigError(f"the {spec.name} backend takes a {spec.config_class.__name__}, "
                                  f"not a {type(config).__name__}")

@@ -6,19 +6,67 @@ reader (so the allocator reuses its memory for later tensors) and runs the calls
 between backends stays outside the loop: how feeds become the first values (quantized integers for htp,
 torch tensors for cpu) and how outputs come back. ``after`` hooks run on a value as soon as it is made
 (the cpu backend's quantization simulation quantize-dequantizes every encoded activation there).
+
+Profiling: inside ``with recording() as records:`` every run on this thread (any backend) appends one
+:class:`NodeRecord` per call: its start and duration, the shapes and bytes of what it read and wrote, and the
+bytes of intermediates alive after it (the memory the release schedule above keeps). Outside it the loop is
+the plain one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 
-__all__ = ["BoundStep", "Executor"]
+__all__ = ["BoundStep", "Executor", "NodeRecord", "recording"]
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """One call of one run, as :func:`recording` saw it: ``start`` (``time.perf_counter()`` seconds) and
+    ``seconds``; the shapes and bytes of the values it read (weights bound as values included) and wrote;
+    ``live_bytes``: the bytes of the activations (graph inputs and values steps made) alive once it finished
+    and its dead inputs were released."""
+
+    node: str
+    op_type: str
+    start: float
+    seconds: float
+    in_shapes: tuple[tuple[int, ...], ...]
+    out_shapes: tuple[tuple[int, ...], ...]
+    in_bytes: int
+    out_bytes: int
+    live_bytes: int
+
+
+_RECORDS: ContextVar[list[NodeRecord] | None] = ContextVar("openqnn_executor_records", default=None)
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[NodeRecord]]:
+    """Collect a :class:`NodeRecord` per call of every executor run in this context (thread)."""
+    records: list[NodeRecord] = []
+    token = _RECORDS.set(records)
+    try:
+        yield records
+    finally:
+        _RECORDS.reset(token)
+
+
+def _shape_bytes(value: Any) -> tuple[tuple[int, ...], int]:
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape), value.numel() * value.element_size()
+    nbytes = getattr(value, "nbytes", None)
+    if nbytes is not None:
+        return tuple(getattr(value, "shape", ())), int(nbytes)
+    return (), 0
 
 
 class BoundStep(NamedTuple):
@@ -91,6 +139,9 @@ class Executor:
             env[s] = v
         for s, hook in self.input_after:
             env[s] = hook(env[s])
+        records = _RECORDS.get()
+        if records is not None:
+            return self._run_recorded(env, records)
         # no cyclic garbage collection in the middle of a run (a pass costs tens of microseconds; a run's
         # own objects are freed by reference counting)
         collect = gc.isenabled()
@@ -114,4 +165,39 @@ class Executor:
         finally:
             if collect:
                 gc.enable()
+        return [env[s] for s in self.out_slots]
+
+    def _run_recorded(self, env: list[Any], records: list[NodeRecord]) -> list[Any]:
+        """The loop of :meth:`run`, appending a :class:`NodeRecord` per call. A value on a GPU is waited for
+        before the clock stops, so each call's time is its own."""
+        sizes = [0] * self.n_slots  # activations only: weights bound as values stay out of live_bytes
+        for s in self.in_slots:
+            sizes[s] = _shape_bytes(env[s])[1]
+        live = sum(sizes)
+        with torch.inference_mode():
+            for c in self.calls:
+                ins = [_shape_bytes(env[i]) for i in c.ins]
+                t0 = time.perf_counter()
+                res = c.fn(*[env[i] for i in c.ins])
+                if len(c.outs) == 1:
+                    env[c.outs[0]] = res[0] if isinstance(res, (tuple, list)) else res
+                else:
+                    for s, r in zip(c.outs, res):
+                        env[s] = r
+                for s, hook in c.after:
+                    env[s] = hook(env[s])
+                if any(isinstance(env[s], torch.Tensor) and env[s].is_cuda for s in c.outs):
+                    torch.cuda.synchronize()
+                t1 = time.perf_counter()
+                outs = [_shape_bytes(env[s]) for s in c.outs]
+                for s, (_, nbytes) in zip(c.outs, outs):
+                    live += nbytes - sizes[s]
+                    sizes[s] = nbytes
+                for s in c.free:
+                    env[s] = None
+                    live -= sizes[s]
+                    sizes[s] = 0
+                records.append(NodeRecord(c.node, c.op_type, t0, t1 - t0, tuple(sh for sh, _ in ins),
+                                          tuple(sh for sh, _ in outs), sum(b for _, b in ins),
+                                          sum(b for _, b in outs), live))
         return [env[s] for s in self.out_slots]

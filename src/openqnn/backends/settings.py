@@ -5,8 +5,8 @@ config section, capabilities, and how to create it); ``backends/__init__.py`` li
 outside ``backends/`` branches on a backend's name: it asks the spec's :class:`Capabilities`.
 
 Ranges of the numeric settings (``LIMITS``): ``num_threads`` 1 to 256 (``MAX_THREADS``: more threads than
-any phone or workstation has cores only thrash, and huge counts crash thread pools); ``device_id`` 0 to
-63; ``vtcm_mb`` 1 to 8 (and at most the VTCM of the HTP arch in use); ``soc_model`` 0 to 9999 (and a
+any phone or workstation has cores only thrash, and huge counts crash thread pools); ``hvx_threads`` the same; ``device_id`` 0 to
+63; ``optimization_level`` (QNN's ``O``) 1 to 3; ``vtcm_mb`` 1 to 8 (and at most the VTCM of the HTP arch in use); ``soc_model`` 0 to 9999 (and a
 known Snapdragon model).
 """
 
@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from openqnn.backends.threads import MODE_POLICIES
 from openqnn.errors import InvalidConfigError
 
 __all__ = ["LIMITS", "MAX_THREADS", "PERFORMANCE_MODES", "BackendSpec", "Capabilities", "check_num_threads",
@@ -23,11 +24,12 @@ __all__ = ["LIMITS", "MAX_THREADS", "PERFORMANCE_MODES", "BackendSpec", "Capabil
 
 MAX_THREADS = 256
 # inclusive ranges of the integer settings
-LIMITS: dict[str, tuple[int, int]] = {"num_threads": (1, MAX_THREADS), "device_id": (0, 63), "vtcm_mb": (1, 8),
-                                      "soc_model": (0, 9999)}
+LIMITS: dict[str, tuple[int, int]] = {"num_threads": (1, MAX_THREADS), "hvx_threads": (1, MAX_THREADS),
+                                      "device_id": (0, 63), "vtcm_mb": (1, 8), "soc_model": (0, 9999),
+                                      "optimization_level": (1, 3)}
 
-PERFORMANCE_MODES = ("default", "burst", "sustained_high_performance", "high_performance", "balanced",
-                     "low_balanced", "high_power_saver", "power_saver", "low_power_saver", "extreme_power_saver")
+# QNN's power/performance profiles; what each means on a host is in backends/threads.py
+PERFORMANCE_MODES = tuple(MODE_POLICIES)
 
 
 def check_setting(what: str, key: str, value: Any, choices: Sequence[str] | None = None) -> Any:
@@ -70,13 +72,18 @@ def validate_config(config: Any, section: str, choices: Mapping[str, Sequence[st
 class Capabilities:
     """What a backend can do, for the runtime, the tools and the backend selector to ask.
 
-    ``precisions``: what it computes in (``fp32``, ``fp16``, ``int8``, ``int16``); ``native_integer_io``:
-    it takes and returns quantized integers (``--use_native_input_files``); ``quantized_only``: a float
-    model needs quantizing (or a float mode) first; ``devices``: where it executes; ``fallback``: it runs
-    the nodes other backends cannot; ``contexts``: its prepared graphs are data (``plan``/``bind``), so
-    they can be saved as context binaries; ``qnn_contexts``: it writes QNN's own context binaries
-    (``write_qnn_context``, :class:`~openqnn.backends.base.QnnContextBackend`), which Qualcomm's
-    ``qnn-net-run --retrieve_context`` loads on a device."""
+    ``precisions``: what it computes in (``fp32``, ``fp16``, ``hybrid``, ``int8``, ``int16``), the one it
+    prefers first; ``native_integer_io``: it takes and returns quantized integers (``--use_native_input_files``);
+    ``quantized_only``: a float model needs quantizing (or a float mode) first; ``devices``: where it executes;
+    ``fallback``: it runs the nodes other backends cannot; ``contexts``: its prepared graphs are data
+    (``plan``/``bind``), so they can be saved as context binaries; ``qnn_contexts``: it writes QNN's own context
+    binaries (``write_qnn_context``, :class:`~openqnn.backends.base.QnnContextBackend`), which Qualcomm's
+    ``qnn-net-run --retrieve_context`` loads on a device.
+
+    What the target processor offers, as the guide's ``BackendSelector`` scores it (:mod:`openqnn.runtime.selection`;
+    docs/backend-selection.md): ``npu``: a dedicated neural processing unit (the guide's performance pick);
+    ``max_tensor_bytes``: the largest tensor it handles well (HTP: its 8 MB of VTCM; the guide's figures);
+    ``power_efficiency``: the guide's relative figure, 0 to 1."""
 
     precisions: tuple[str, ...]
     native_integer_io: bool = False
@@ -85,12 +92,18 @@ class Capabilities:
     fallback: bool = False
     contexts: bool = False
     qnn_contexts: bool = False
+    npu: bool = False
+    max_tensor_bytes: int = 512 * 1024 * 1024
+    power_efficiency: float = 0.4
 
 
 @dataclass(frozen=True)
 class BackendSpec:
     """A backend's registry entry. ``create(config, num_threads)`` builds it; None where this build cannot
-    (``unavailable`` says why and what to do)."""
+    (``unavailable`` says why and what to do). ``probe()``, where given, says why this machine cannot run
+    the backend (e.g. no CUDA GPU), or None when it can; it runs only when asked (:meth:`why_unavailable`).
+    ``op_types()``: the op types its kernel registry holds (a builder may still refuse a node's attributes:
+    the backend's ``unsupported`` decides node by node)."""
 
     name: str
     library: str  # QNN's library name, e.g. libQnnHtp.so
@@ -98,6 +111,14 @@ class BackendSpec:
     capabilities: Capabilities
     create: Callable[[Any, int | None], Any] | None = None
     unavailable: str = ""
+    probe: Callable[[], str | None] | None = None
+    op_types: Callable[[], frozenset[str]] = frozenset  # the IR op types its kernel builders take (loaded on call)
+
+    def why_unavailable(self) -> str | None:
+        """Why this build or this machine cannot run the backend (one phrase that says what to do), or None."""
+        if self.create is None:
+            return self.unavailable
+        return self.probe() if self.probe is not None else None
 
     @property
     def config_section(self) -> str:

@@ -9,9 +9,12 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from openqnn.errors import InvalidConfigError, OpenQnnError, one_line
+
+if TYPE_CHECKING:
+    from openqnn.runtime.config import BackendConfig
 
 # the largest count or dimension a flag takes: QNN's flags are 32-bit integers
 MAX_FLAG_INT = 2**31 - 1
@@ -32,6 +35,30 @@ def add_common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log_level", choices=sorted(LOG_LEVELS), default="warn",
                    help="how much to log (QNN's levels; verbose and debug print the most)")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+
+
+def add_placement_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--disable_cpu_fallback", action="store_true",
+                   help="a node the backend cannot run is an error listing the nodes, instead of running on the cpu "
+                        "fallback (the config file's openqnn.disable_cpu_fallback)")
+
+
+def backend_config(args: argparse.Namespace) -> BackendConfig:
+    """The backend config of ``--config_file`` (defaults where none), with ``--disable_cpu_fallback`` and
+    ``--perf_profile`` (every backend's performance_mode) where given."""
+    from openqnn.backends import SPECS
+    from openqnn.runtime.config import BackendConfig, read_backend_config
+
+    config = read_backend_config(args.config_file) if getattr(args, "config_file", None) else BackendConfig()
+    if getattr(args, "disable_cpu_fallback", False):
+        config = config.with_placement(disable_cpu_fallback=True)
+    if getattr(args, "perf_profile", None):
+        from dataclasses import fields
+
+        for name, spec in SPECS.items():
+            if "performance_mode" in {f.name for f in fields(spec.config_class)}:
+                config = config.with_section(name, performance_mode=args.perf_profile)
+    return config
 
 
 def setup_logging(level: str, debug: bool) -> None:

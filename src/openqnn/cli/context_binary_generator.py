@@ -18,7 +18,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from openqnn.cli.common import ToolParser, add_common_flags, check_output_dir, run_tool
+from openqnn.cli.common import (
+    ToolParser,
+    add_common_flags,
+    add_placement_flags,
+    backend_config,
+    check_output_dir,
+    run_tool,
+)
 
 log = logging.getLogger("openqnn.context_binary_generator")
 
@@ -42,7 +49,9 @@ def build_parser(prog: str = "qnn-context-binary-generator") -> argparse.Argumen
     p.add_argument("--optimization_level", choices=OPTIMIZATION_LEVELS,
                    help="accepted for QNN compatibility; openqnn prepares the same plan at every level")
     p.add_argument("--config_file", help="backend config JSON (e.g. htp_config.dsp_arch picks the arch; "
-                   "qnn_htp_config.dsp_arch / soc_model the HTP QNN prepares for)")
+                   "qnn_htp_config.dsp_arch / soc_model the HTP QNN prepares for; openqnn.force_backend forces "
+                   "nodes to cpu; docs/backend-config.md)")
+    add_placement_flags(p)
     add_common_flags(p)
     return p
 
@@ -107,18 +116,16 @@ def _quantized(graph, model: str, args: argparse.Namespace):
 
 def context_binary_generator_main(args: argparse.Namespace) -> int:
     from openqnn.backends import backend_spec
-    from openqnn.runtime.config import read_backend_config
 
     spec = backend_spec(args.backend)
     out_dir = check_output_dir(args.output_dir)
-    config = read_backend_config(args.config_file) if args.config_file else None
+    config = backend_config(args)
     if args.optimization_level:
         log.info("--optimization_level %s: openqnn prepares the same plan at every level", args.optimization_level)
-    section = config.section(spec.name) if config else None
     name = args.binary_file or f"{spec.name}_context"
     graphs = _graphs(args, spec.capabilities.quantized_only)
-    write = _qnn_writer(graphs, spec, section, name) if spec.capabilities.qnn_contexts else \
-        _openqnn_writer(graphs, spec, section, name)
+    write = _qnn_writer(graphs, spec, config.section(spec.name), name) if spec.capabilities.qnn_contexts else \
+        _openqnn_writer(graphs, spec, config, name)
     written = _write_set(out_dir, graphs, write)
     if len(graphs) > 1:
         log.warning("quantization_config.json holds the encodings of the first graph (%s)", next(iter(graphs)))
@@ -130,11 +137,12 @@ def context_binary_generator_main(args: argparse.Namespace) -> int:
 Writer = Callable[[Path], tuple[list[str], dict[str, Any]]]
 
 
-def _openqnn_writer(graphs: dict[str, object], spec: Any, section: Any, name: str) -> Writer:
-    """openqnn's context binary: the graphs prepared as data (``compile_graph``), ``<name>.bin``."""
+def _openqnn_writer(graphs: dict[str, object], spec: Any, config: Any, name: str) -> Writer:
+    """openqnn's context binary: the graphs prepared as data (``compile_graph``, with the config's backend
+    section and placement), ``<name>.bin``."""
     from openqnn.runtime.context import compile_graph, io_specs
 
-    context = compile_graph(graphs, spec.name, section)  # type: ignore[arg-type]
+    context = compile_graph(graphs, spec.name, config)  # type: ignore[arg-type]
     _warn_fallbacks(context)
 
     def write(folder: Path) -> tuple[list[str], dict[str, Any]]:
@@ -202,6 +210,7 @@ def _warn_fallbacks(context) -> None:
     """Nodes a context runs on the cpu fallback (a model quantized only in part, say) are said, as Session says
     them: one warning per graph, each node at INFO."""
     from openqnn.backends import Fallback
+    from openqnn.backends.partition import FORCED
     from openqnn.runtime.session import warn_fallbacks
 
     for name, prepared in context.graphs.items():
@@ -209,7 +218,8 @@ def _warn_fallbacks(context) -> None:
                      if "reason" in s.attrs]
         for f in fallbacks:
             log.info("graph %s: %s (%s) runs on cpu: %s", name, f.node, f.op_type, f.reason)
-        warn_fallbacks(f"{context.backend} (graph {name})", fallbacks, len(prepared.steps))
+        nodes = sum(1 for s in prepared.steps if not s.attrs.get("edge"))
+        warn_fallbacks(f"{context.backend} (graph {name})", [f for f in fallbacks if f.reason != FORCED], nodes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

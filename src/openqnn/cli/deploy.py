@@ -136,9 +136,9 @@ def _plan(args: argparse.Namespace) -> _Plan:
     chosen: list[str] = []
     for b in parse_backends(args.backends, "--backends"):
         spec = SPECS[b]
-        if spec.create is None:
-            log.warning("%s: not available in this build (%s); no %s_context.bin written", spec.name,
-                        spec.unavailable, spec.name)
+        why = spec.why_unavailable()
+        if why is not None:
+            log.warning("%s: not available here (%s); no %s_context.bin written", spec.name, why, spec.name)
         elif spec.capabilities.qnn_contexts:
             log.warning("%s: writes QNN's own context binaries, not openqnn's: make one with "
                         "qnn-context-binary-generator --backend %s; no %s_context.bin written", spec.name, spec.name,
@@ -149,7 +149,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
         else:
             chosen.append(spec.name)
     if not chosen:
-        able = ", ".join(s.name for s in SPECS.values() if s.create is not None and s.capabilities.contexts)
+        able = ", ".join(s.name for s in SPECS.values() if s.why_unavailable() is None and s.capabilities.contexts)
         raise InvalidConfigError(f"--backends {args.backends}: none of these backends can write a context binary in "
                                  f"this build; use {able}")
     return _Plan(model, kind, tuple(chosen))
@@ -222,11 +222,12 @@ def _source_of(net_json: Path, work: Path) -> Path:
 
 def _converter(onnx_path: Path, cpp: Path, dims: list[list[str]], command: str) -> None:
     from openqnn.cli import onnx_converter
+    from openqnn.cli.converter import convert_main
 
     argv = ["--input_network", str(onnx_path), "--output_path", str(cpp)]
     for name, value in dims:
         argv += ["--input_dim", name, value]
-    onnx_converter.convert_main(onnx_converter.build_parser().parse_args(argv), command)
+    convert_main(onnx_converter.build_parser().parse_args(argv), command)
 
 
 def _context_generator(library: Path, backend: str, out: Path, args: argparse.Namespace) -> None:

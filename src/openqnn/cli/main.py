@@ -7,22 +7,29 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from openqnn.cli.common import ToolParser, add_common_flags, run_tool
+from openqnn.cli.common import ToolParser, add_common_flags, add_placement_flags, backend_config, run_tool
 
 
 def build_parser() -> argparse.ArgumentParser:
     from openqnn._version import __version__
+    from openqnn.cli.converter import add_converter_flags
     from openqnn.cli.deploy import DESCRIPTION, add_deploy_flags
     from openqnn.cli.net_run import add_net_run_flags
-    from openqnn.cli.onnx_converter import add_converter_flags
 
     p = ToolParser(prog="openqnn", description="Convert, run and inspect neural networks the QNN way.")
     p.add_argument("--version", action="version", version=f"openqnn {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_converter_flags(sub.add_parser("convert", help="ONNX -> <stem>_net.json + <stem>.bin (qnn-onnx-converter)"))
+    add_converter_flags(sub.add_parser("convert", help="a model (ONNX, PyTorch, ...) -> <stem>_net.json + <stem>.bin "
+                                       "(qnn-onnx-converter, qnn-pytorch-converter, ...)"),
+                        source="(any kind openqnn converts: .onnx, .pt, .pt2, ...)", input_dtype=True)
     add_net_run_flags(sub.add_parser("net-run", help="run a model over an input list (qnn-net-run)"))
-    info = sub.add_parser("info", help="print a converted model's graph")
-    info.add_argument("model", help="<stem>_net.json")
+    info = sub.add_parser("info", help="print a converted model's graph, or with --backend where each node runs and why")
+    info.add_argument("model", help="<stem>_net.json (or a model library, or a context binary with --backend)")
+    info.add_argument("--backend", help="prepare the model for this backend (cpu, gpu, htp or a QNN library name) and "
+                      "print its partition report: each node's op, backend and reason")
+    info.add_argument("--config_file", help="backend config JSON (openqnn.force_backend forces nodes; "
+                      "docs/backend-config.md)")
+    add_placement_flags(info)
     add_common_flags(info)
     ops = sub.add_parser("ops", help="list the ONNX ops openqnn converts and the IR ops they become")
     ops.add_argument("--markdown", action="store_true", help="print the docs/ops.md table")
@@ -43,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.command == "convert":
-        from openqnn.cli.onnx_converter import convert_main
+        from openqnn.cli.converter import convert_main
 
         return convert_main(args, " ".join(["openqnn", *map(shlex.quote, argv)]))
     if args.command == "net-run":
@@ -52,9 +59,14 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return net_run_main(args)
     if args.command == "info":
         import openqnn
-        from openqnn.ir import format_graph
 
-        print(format_graph(openqnn.load(args.model)))
+        if args.backend is None:
+            from openqnn.ir import format_graph
+
+            print(format_graph(openqnn.load(args.model)))
+            return 0
+        session = openqnn.Session(args.model, backend=args.backend, config=backend_config(args))
+        print(session.partition_report().table())
         return 0
     if args.command == "ops":
         from openqnn.docs import ops_table

@@ -20,11 +20,14 @@ from typing import Any, cast
 import numpy as np
 
 from openqnn.backends import SPECS, backend_spec, create_backend
-from openqnn.backends.base import ContextBackend
+from openqnn.backends.base import ContextBackend, Fallback
+from openqnn.backends.partition import PlacementConfig
 from openqnn.backends.plan import PreparedGraph, StepPlan
 from openqnn.errors import ContextError, InvalidConfigError
 from openqnn.ir.graph import Graph
+from openqnn.runtime.config import BackendConfig
 from openqnn.runtime.context_format import MAGIC, ContextFile, read_context, write_context
+from openqnn.runtime.partition_report import check_fallbacks, check_placement
 from openqnn.serialization.netjson import graph_to_json, io_graph_from_json
 
 __all__ = ["Context", "compile_graph", "context_of", "io_specs", "is_context", "open_context", "step_summary"]
@@ -61,18 +64,36 @@ class Context:
         return self.graphs[name]
 
 
-def compile_graph(graphs: Graph | Mapping[str, Graph], backend: str = "htp", config: Any = None) -> Context:
-    """Prepare one graph (or several, by name) for ``backend`` as data, ready to save as a context binary."""
+def compile_graph(graphs: Graph | Mapping[str, Graph], backend: str = "htp", config: Any = None,
+                  placement: PlacementConfig | None = None) -> Context:
+    """Prepare one graph (or several, by name) for ``backend`` as data, ready to save as a context binary.
+    ``config``: the backend's config dataclass, or a :class:`BackendConfig` (its section for ``backend``, and
+    its placement unless ``placement`` is given); ``placement``: nodes forced to a backend (forced to cpu, they
+    become fallback steps with the reason "forced"), and ``disable_cpu_fallback``."""
     spec = backend_spec(backend)
     if not spec.capabilities.contexts:
         able = ", ".join(s.name for s in SPECS.values() if s.capabilities.contexts)
         raise InvalidConfigError(f"the {spec.name} backend cannot write context binaries yet (its prepared steps are "
                                  f"not data); contexts hold graphs of these backends: {able}")
+    if isinstance(config, BackendConfig):
+        placement = placement or config.placement
+        config = config.section(spec.name)
     target = cast(ContextBackend, create_backend(spec.name, config))
     named = {graphs.name: graphs} if isinstance(graphs, Graph) else dict(graphs)
-    prepared = {name: target.plan(g) for name, g in named.items()}
+    prepared: dict[str, PreparedGraph] = {}
+    for name, g in named.items():
+        if placement is not None and placement.force_backend:
+            check_placement(placement, spec.name, g)
+            prepared[name] = target.plan(g, placement)  # type: ignore[call-arg]
+        else:
+            prepared[name] = target.plan(g)
+        check_fallbacks(f"{spec.name} (graph {name})", _fallbacks(prepared[name]), placement)
     arches = {p.arch for p in prepared.values()}
     return Context(spec.name, arches.pop() if len(arches) == 1 else None, prepared)
+
+
+def _fallbacks(prepared: PreparedGraph) -> list[Fallback]:
+    return [Fallback(s.node, s.op_type, str(s.attrs["reason"])) for s in prepared.steps if "reason" in s.attrs]
 
 
 def is_context(path: str | os.PathLike[str]) -> bool:

@@ -172,6 +172,18 @@ class ResultFolders:
             raise InvalidConfigError(f"--output_dir {self.out_dir}: cannot write results ({e.strerror or e}); give "
                                      "a folder you can write to") from None
 
+    def write_text(self, name: str, text: str) -> None:
+        """Stage ``<output_dir>/<name>`` (a file beside the result folders, e.g. partition_report.json)."""
+        path = self._stage / name
+        try:
+            if not self._made and not self._stage.exists():
+                self._made = [q for q in reversed([self._stage, *self._stage.parents]) if not q.exists()]
+            self._stage.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        except OSError as e:
+            raise InvalidConfigError(f"--output_dir {self.out_dir}: cannot write {name} ({e.strerror or e}); give "
+                                     "a folder you can write to") from None
+
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
             try:
@@ -188,6 +200,9 @@ class ResultFolders:
         if not self._stage.is_dir():
             return
         for folder in sorted(self._stage.iterdir()):
+            if folder.is_file():
+                os.replace(folder, self.out_dir / folder.name)
+                continue
             target = self.out_dir / folder.name
             target.mkdir(exist_ok=True)
             for f in folder.iterdir():

@@ -33,7 +33,7 @@ def placement(graph: Graph, backends: Sequence[str]) -> list[Placement]:
         try:
             backend = create_backend(spec.name)
         except InvalidConfigError:
-            out.append(Placement(spec.name, f"not available here ({spec.unavailable}); every node would need "
+            out.append(Placement(spec.name, f"not available here ({spec.why_unavailable()}); every node would need "
                                             "another backend on this machine", (), ()))
             continue
         if spec.capabilities.quantized_only and not quantized:

@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from openqnn.backends import Fallback, backend_spec, create_backend
 from openqnn.backends.base import Backend, ContextBackend, Executable
+from openqnn.backends.partition import FORCED, PlacementConfig
 from openqnn.errors import InputDataError, InvalidConfigError
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph
 from openqnn.runtime.config import BackendConfig, check_num_threads
 from openqnn.runtime.context import is_context, open_context
+from openqnn.runtime.partition_report import (
+    PartitionReport,
+    check_fallbacks,
+    check_placement,
+    partition_report,
+)
+
+if TYPE_CHECKING:
+    from openqnn.profiling.log import ProfileLog
+    from openqnn.profiling.recorder import SessionProfiler
 
 __all__ = ["Session", "TensorInfo"]
 
@@ -48,38 +60,104 @@ class Session:
     """
 
     def __init__(self, model: Graph | str | os.PathLike[str], backend: str | None = None,
-                 num_threads: int | None = None, config: BackendConfig | None = None, graph_name: str | None = None):
+                 num_threads: int | None = None, config: BackendConfig | None = None, graph_name: str | None = None,
+                 profiling: str | None = None):
         """``model``: a graph, a ``_net.json`` or a model library (``lib<name>.so``; prepared here for
         ``backend``, cpu by default) or a context
         binary (bound as saved, nothing prepared again; ``backend`` must be the context's if given,
-        ``graph_name`` picks a graph of a context holding several)."""
+        ``graph_name`` picks a graph of a context holding several). ``config``: the backends' settings and
+        the placement (``config.placement``: nodes forced to a backend, ``disable_cpu_fallback``).
+
+        ``profiling`` (``"basic"`` or ``"detailed"``) records init, load/prepare, each run and de-init
+        (``detailed``: each node too): :meth:`profile` gives it, :meth:`write_profile` writes the log."""
+        self.profiler: SessionProfiler | None = None
+        if profiling is not None:
+            from openqnn.profiling.recorder import SessionProfiler
+
+            self.profiler = SessionProfiler(profiling, str(getattr(model, "name", model)))
+        with self._phase("init"):
+            self._init(model, backend, num_threads, config, graph_name)
+        if self.profiler is not None:
+            self.profiler.attach(self.backend, self._exe, self.graph, num_threads)
+
+    def _init(self, model: Graph | str | os.PathLike[str], backend: str | None, num_threads: int | None,
+              config: BackendConfig | None, graph_name: str | None) -> None:
         if num_threads is not None:
             check_num_threads(num_threads)
+        self.placement = config.placement if config is not None else PlacementConfig()
         if not isinstance(model, Graph) and is_context(model):
-            context = open_context(model, backend)
-            prepared = context.graph(graph_name)
+            with self._phase("load"):
+                context = open_context(model, backend)
+                prepared = context.graph(graph_name)
             self.graph = prepared.io
             backend_ = cast(ContextBackend, create_backend(context.backend, config.section(context.backend)
                                                            if config else None, num_threads))
             self.backend: Backend = backend_
-            self._exe: Executable = backend_.bind(prepared)
+            with self._phase("prepare"):
+                self._exe: Executable = backend_.bind(prepared)
+            # (the placement was decided when the context was compiled: its steps say where each node runs)
+            self._nodes = [(s.node, s.op_type) for s in prepared.steps if not s.attrs.get("edge")]
+            check_fallbacks(self.backend.name, self._exe.fallbacks, self.placement)
             return
         if isinstance(model, Graph):
             self.graph = model
         else:
             from openqnn.api import load
 
-            self.graph = load(Path(model))
+            with self._phase("load"):
+                self.graph = load(Path(model))
         spec = backend_spec(backend or "cpu")
         self.backend = create_backend(spec.name, config.section(spec.name) if config is not None else None,
                                       num_threads)
-        self._exe = self.backend.prepare(self.graph)
-        warn_fallbacks(self.backend.name, self._exe.fallbacks, len(self.graph.nodes))
+        with self._phase("prepare"):
+            if self.placement.force_backend:
+                check_placement(self.placement, spec.name, self.graph)
+                self._exe = self.backend.prepare(self.graph, self.placement)  # type: ignore[call-arg]
+            else:
+                self._exe = self.backend.prepare(self.graph)
+        self._nodes = [(n.name, n.op_type) for n in self.graph.nodes]
+        check_fallbacks(self.backend.name, self._exe.fallbacks, self.placement)
+        warn_fallbacks(self.backend.name, [f for f in self._exe.fallbacks if f.reason != FORCED], len(self.graph.nodes))
+
+    def _phase(self, name: str) -> contextlib.AbstractContextManager[None]:
+        return self.profiler.phase(name) if self.profiler is not None else contextlib.nullcontext()
+
+    def profile(self) -> ProfileLog:
+        """The profile recorded so far (a session made with ``profiling=``)."""
+        if self.profiler is None:
+            raise InvalidConfigError("this session records no profile; create it with profiling='basic' or "
+                                     "'detailed'")
+        return self.profiler.finish()
+
+    def write_profile(self, output_dir: str | os.PathLike[str]) -> Path:
+        """Release the session (timed as de-init) and write ``<output_dir>/qnn-profiling-data_0.log``."""
+        from openqnn.profiling.log import LOG_NAME
+
+        self.close()
+        return self.profile().write(Path(output_dir) / LOG_NAME)
+
+    def close(self) -> None:
+        """Release the prepared model (weights, kernels); the session cannot run after it."""
+        if not hasattr(self, "_exe"):
+            return
+        with self._phase("deinit"):
+            del self._exe
+            import gc
+
+            gc.collect()
 
     @property
     def fallbacks(self) -> list[Fallback]:
         """The nodes that run on the cpu fallback instead of this session's backend, with reasons."""
         return list(self._exe.fallbacks)
+
+    def partition_report(self) -> PartitionReport:
+        """Where each node runs and why: ``"supported"`` on this session's backend, ``"forced"`` by the config's
+        ``openqnn.force_backend``, or the reason the backend refused it (it runs on the cpu fallback).
+
+        >>> print(sess.partition_report().table())   # doctest: +SKIP
+        """
+        return partition_report(self.backend.name, self._nodes, self._exe.fallbacks, self.placement)
 
     @property
     def inputs(self) -> list[TensorInfo]:
@@ -97,6 +175,15 @@ class Session:
         On the htp backend, ``native_inputs`` feeds quantized integers (uint8/uint16) instead of floats,
         and ``native_outputs`` returns them instead of dequantized floats.
         """
+        if not hasattr(self, "_exe"):
+            raise InvalidConfigError("the session was closed; create a new one to run the model")
+        if self.profiler is not None:
+            with self.profiler.inference():
+                return self._run(feeds, native_inputs, native_outputs)
+        return self._run(feeds, native_inputs, native_outputs)
+
+    def _run(self, feeds: Mapping[str, np.ndarray] | np.ndarray, native_inputs: bool,
+             native_outputs: bool) -> dict[str, np.ndarray]:
         feeds = self._feeds(feeds)
         unknown = sorted(set(feeds) - set(self.graph.inputs))
         if unknown:

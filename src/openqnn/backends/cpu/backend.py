@@ -8,8 +8,10 @@ from openqnn.backends.cpu.config import SPEC, CpuConfig
 from openqnn.backends.cpu.kernels import BuildContext, Unsupported
 from openqnn.backends.cpu.plan import Plan
 from openqnn.backends.cpu.steps import build_step, check_round_trip, plan_steps
+from openqnn.backends.partition import PlacementConfig
 from openqnn.backends.plan import PreparedGraph, io_graph
 from openqnn.backends.settings import Capabilities
+from openqnn.backends.threads import apply_thread_policy, thread_policy
 from openqnn.ir.graph import Graph, Node
 
 __all__ = ["CpuBackend"]
@@ -31,9 +33,10 @@ class CpuBackend:
             return str(e)
         return None
 
-    def prepare(self, graph: Graph) -> Plan:
+    def prepare(self, graph: Graph, placement: PlacementConfig | None = None) -> Plan:
+        """``graph`` ready to run (``placement`` changes nothing: the cpu backend runs every node itself)."""
         self._set_threads()
-        return Plan(graph, "cpu")
+        return Plan(graph, "cpu", float_dtype=self._float_dtype())
 
     def plan(self, graph: Graph) -> PreparedGraph:
         """``graph`` prepared as data (what a context binary holds): the steps with the fusions chosen. Each
@@ -47,8 +50,12 @@ class CpuBackend:
     def bind(self, prepared: PreparedGraph) -> Plan:
         """The executable of a prepared graph (one read from a context binary): binding only."""
         self._set_threads()
-        return Plan.from_plans(prepared.io, prepared.steps, "cpu")
+        return Plan.from_plans(prepared.io, prepared.steps, "cpu", float_dtype=self._float_dtype())
+
+    def _float_dtype(self) -> torch.dtype | None:
+        # enable_fast_math: float kernels compute in bfloat16 (oneDNN's reduced-precision paths); inputs and
+        # outputs stay float32
+        return torch.bfloat16 if self.config.enable_fast_math else None
 
     def _set_threads(self) -> None:
-        if self.config.num_threads:
-            torch.set_num_threads(self.config.num_threads)
+        apply_thread_policy(thread_policy(self.config.performance_mode, self.config.num_threads))

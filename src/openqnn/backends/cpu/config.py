@@ -12,6 +12,11 @@ __all__ = ["SPEC", "CpuConfig"]
 
 @dataclass(frozen=True)
 class CpuConfig:
+    """The ``cpu_config`` section. ``num_threads``: the kernels' thread count; ``performance_mode``: a thread
+    count and scheduling priority (``backends/threads.py``; ``num_threads`` wins over its count);
+    ``enable_fast_math``: float kernels may compute in reduced precision (bfloat16; inputs and outputs stay
+    float32), trading accuracy for speed where the CPU has bfloat16 arithmetic."""
+
     num_threads: int | None = None
     performance_mode: str = "default"
     enable_fast_math: bool = False
@@ -31,6 +36,12 @@ def _create(config: Any, num_threads: int | None) -> Any:
     return CpuBackend(config)
 
 
+def _op_types() -> frozenset[str]:
+    from openqnn.backends.cpu.kernels import KERNELS
+
+    return frozenset(KERNELS)
+
+
 SPEC = BackendSpec("cpu", "libQnnCpu.so", CpuConfig,
                    Capabilities(precisions=("fp32",), devices=("cpu",), fallback=True,
-                                contexts=True), _create)
+                                contexts=True), _create, op_types=_op_types)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,20 +69,26 @@ class Plan:
     fallbacks: tuple[Fallback, ...] = ()  # the cpu backend is the fallback: every node runs here
 
     def __init__(self, graph: Graph, device: torch.device | str = "cpu", float_dtype: torch.dtype | None = None,
-                 backend_name: str = "cpu", fuse: bool = True):
-        self._bind(graph, plan_steps(graph, fuse), device, float_dtype, backend_name, source=graph)
+                 backend_name: str = "cpu", fuse: bool = True, keep_fp32: Collection[str] = ()):
+        """``float_dtype`` (e.g. float16) replaces float32 throughout, except in the steps of op types in
+        ``keep_fp32``, which run in float32 between a cast up of their inputs and a cast down of their outputs
+        (the gpu backend's hybrid precision: softmax, normalizations, reductions)."""
+        self._bind(graph, plan_steps(graph, fuse), device, float_dtype, backend_name, source=graph,
+                   keep_fp32=keep_fp32)
 
     @classmethod
     def from_plans(cls, io: Graph, steps: Sequence[StepPlan], device: torch.device | str = "cpu",
-                   float_dtype: torch.dtype | None = None, backend_name: str = "cpu") -> Plan:
+                   float_dtype: torch.dtype | None = None, backend_name: str = "cpu",
+                   keep_fp32: Collection[str] = ()) -> Plan:
         """The plan of cpu step plans (:func:`~openqnn.backends.cpu.steps.plan_steps`, e.g. read from a context
         binary) over ``io`` (a graph holding at least the inputs and outputs): binding only, nothing analysed."""
         plan = cls.__new__(cls)
-        plan._bind(io, steps, device, float_dtype, backend_name)
+        plan._bind(io, steps, device, float_dtype, backend_name, keep_fp32=keep_fp32)
         return plan
 
     def _bind(self, graph: Graph, plans: Sequence[StepPlan], device: torch.device | str,
-              float_dtype: torch.dtype | None, backend_name: str, source: Graph | None = None) -> None:
+              float_dtype: torch.dtype | None, backend_name: str, source: Graph | None = None,
+              keep_fp32: Collection[str] = ()) -> None:
         """Build every step's kernel. Each step's nodes and tensors are read back from its plan, or, with
         ``source`` (the graph the plans were just made from), taken from it as they are: no need to read back
         what is at hand (:func:`~openqnn.backends.cpu.steps.check_round_trip` checks that both are the same)."""
@@ -91,16 +98,21 @@ class Plan:
         if self.device.type == "cpu":
             keep_freed_memory()
         if source is not None:
-            at_hand = BuildContext(source, self.device, float_dtype)
+            at_hand = {dt: BuildContext(source, self.device, dt) for dt in (float_dtype, None)}
             by_name = {n.name: n for n in source.nodes}
         steps, ctxs = [], []
         for p in plans:
+            wide = float_dtype is not None and p.op_type in keep_fp32
+            dtype = None if wide else float_dtype
             try:
                 if source is None:
-                    nodes, ctx = read_step(p, self.device, float_dtype)
+                    nodes, ctx = read_step(p, self.device, dtype)
                 else:
-                    nodes, ctx = [by_name[n] for n in step_nodes(p)], at_hand
+                    nodes, ctx = [by_name[n] for n in step_nodes(p)], at_hand[dtype]
                 step = bind_step(p, nodes, ctx)
+                if wide:
+                    assert float_dtype is not None
+                    step.fn = _in_fp32(step.fn, float_dtype)
             except Unsupported as e:
                 raise UnsupportedOpError(
                     f"node '{p.node}' ({p.op_type}) cannot run on the {backend_name} backend: {e}") from None
@@ -117,6 +129,8 @@ class Plan:
             for x in step.inputs:
                 if x and ctx.is_static(x) and x not in statics and x not in graph.inputs:
                     t = ctx.static(x)
+                    if ctx.float_dtype is None and float_dtype is not None and t.dtype == torch.float32:
+                        t = t.to(float_dtype)  # a keep_fp32 step's: other steps may read it too; it casts it up
                     # PyTorch's allocator aligns to 64 bytes (AVX-512 loads), numpy's buffers often are not
                     statics[x] = t if t.data_ptr() % 64 == 0 else t.clone()
         made = {o for step in steps for o in step.outputs}
@@ -157,15 +171,36 @@ class Plan:
         return self._exec.run(inputs, profile)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outs = self.run_torch(self.to_torch_inputs(feeds))
+        return self.to_numpy_outputs(self.run_torch(self.to_torch_inputs(feeds)))
+
+    def to_numpy_outputs(self, outs: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:
+        """The graph's outputs (as :meth:`run_torch` gives them) as numpy arrays of their declared types."""
         result = {}
         for name, v in zip(self.graph.outputs, outs):
             want = self.graph.tensors[name].dtype.numpy
             arr = v.detach().to("cpu")
             if arr.dtype == torch.uint16:
                 arr = arr.to(torch.int32)
+            elif arr.dtype == torch.bfloat16:  # numpy has no bfloat16
+                arr = arr.to(torch.float32)
             result[name] = np.asarray(arr.numpy(), order="C").astype(want, copy=False)
         return result
+
+
+def _in_fp32(fn: Callable[..., Any], low: torch.dtype) -> Callable[..., Any]:
+    """``fn`` (bound in float32) taking and returning ``low`` floats: inputs cast up, outputs cast down."""
+
+    def up(x: Any) -> Any:
+        return x.float() if isinstance(x, torch.Tensor) and x.dtype == low else x
+
+    def down(y: Any) -> Any:
+        return y.to(low) if isinstance(y, torch.Tensor) and y.dtype == torch.float32 else y
+
+    def run(*xs: Any) -> Any:
+        out = fn(*map(up, xs))
+        return type(out)(map(down, out)) if isinstance(out, (tuple, list)) else down(out)
+
+    return run
 
 
 def _check_order(graph: Graph, steps: Sequence[Step], ctxs: Sequence[BuildContext]) -> None:

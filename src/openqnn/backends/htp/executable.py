@@ -22,7 +22,7 @@ from openqnn.backends.htp import native
 from openqnn.backends.htp.arch import HtpArch
 from openqnn.backends.htp.kernels import HTP_KERNELS
 from openqnn.backends.htp.kernels.fallback import KERNEL as FALLBACK_KERNEL
-from openqnn.backends.htp.kernels.fallback import build_fallback, dequantize_t, quantize_t
+from openqnn.backends.htp.kernels.fallback import build_fallback, dequantize_t, edge_step, quantize_t
 from openqnn.backends.htp.kernels.registry import (
     HtpBuildContext,
     HtpStep,
@@ -32,10 +32,11 @@ from openqnn.backends.htp.kernels.registry import (
     bind_step,
     storage_dtype,
 )
-from openqnn.backends.partition import partition
+from openqnn.backends.partition import PlacementConfig, partition
 from openqnn.backends.plan import StepPlan
 from openqnn.errors import InputDataError
 from openqnn.ir.graph import Graph, Node
+from openqnn.ir.tensor import TensorKind
 
 log = logging.getLogger("openqnn.htp")
 
@@ -46,7 +47,7 @@ class HtpExecutable:
     """Runs a quantized graph with integer arithmetic (see module docstring)."""
 
     def __init__(self, graph: Graph, arch: HtpArch, device: torch.device | str = "cpu", path: str = "fast",
-                 arithmetic: str = "tflite"):
+                 arithmetic: str = "tflite", placement: PlacementConfig | None = None):
         if path not in ("fast", "reference"):
             raise ValueError(f"path must be 'fast' or 'reference', not {path!r}")
         self.graph, self.arch, self.path = graph, arch, path
@@ -54,17 +55,24 @@ class HtpExecutable:
         if self.device.type == "cpu":
             keep_freed_memory()
         hctx = HtpBuildContext(graph, arch, self.device, arithmetic)
-        def own(node: Node) -> HtpStep:
+        def own(node: Node) -> HtpStep | str:
             builder = HTP_KERNELS.get(node.op_type)
             if builder is None:
                 raise Unsupported(f"no htp kernel for {node.op_type}")
             return builder(node, hctx)
 
-        steps, self.fallbacks = partition(graph.nodes, own, lambda node, why: build_fallback(node, hctx, why))
-        # each node's step as data (None: a fallback whose cpu step holds what JSON cannot)
+        def refused(node: Node, why: str) -> HtpStep | str:  # built by _with_edges, which knows the region
+            return why
+
+        placed, self.fallbacks = partition(graph.nodes, own, refused, placement, "htp")
+        steps = _with_edges(graph, placed, hctx)
+        # each step as data (None: a fallback whose cpu step holds what JSON cannot)
         self.step_plans: list[StepPlan | None] = [step.plan for step in steps]
-        self._schedule([BoundStep(step.reference if path == "reference" else step.fast, step.inputs, node.outputs,
-                                  node.name, node.op_type) for node, step in zip(graph.nodes, steps)])
+        self.unplanned = [(step.node, step.op_type) for step in steps if step.plan is None]
+        # (node, op type) of every node, in order (what a placement report lists)
+        self.nodes = [(node.name, node.op_type) for node in graph.nodes]
+        self._schedule([BoundStep(step.reference if path == "reference" else step.fast, step.inputs, step.outputs,
+                                  step.node, step.op_type) for step in steps])
         if self.fallbacks:
             log.info("htp: %d node(s) fall back to cpu: %s", len(self.fallbacks),
                      "; ".join(f"{f.node} ({f.op_type}): {f.reason}" for f in self.fallbacks))
@@ -84,6 +92,8 @@ class HtpExecutable:
         self.fallbacks = [Fallback(p.node, p.op_type, str(p.attrs.get("reason", ""))) for p in steps
                           if p.kernel == FALLBACK_KERNEL]
         self.step_plans = list(steps)
+        self.unplanned = []
+        self.nodes = [(p.node, p.op_type) for p in steps if not p.attrs.get("edge")]
         bound: list[BoundStep | None] = [None] * len(steps)
         # the steps with the most data first: their weights are packed in worker threads (the largest take
         # longest) while the rest bind
@@ -134,3 +144,51 @@ class HtpExecutable:
             else:
                 out[name] = dequantize_t(torch.from_numpy(arr.astype(np.int64)), q).numpy()
         return out
+
+
+def _with_edges(graph: Graph, placed: list[HtpStep | str], hctx: HtpBuildContext) -> list[HtpStep]:
+    """The steps in order, each fallback (a reason in ``placed``) built to run in float, with one conversion
+    per encoded tensor crossing the edge of a fallback region: a dequantize before its first fallback reader
+    where htp (or the application) made it, a quantize right after its fallback producer where htp reads it
+    or it is a graph output. Between fallback steps tensors stay float."""
+    on_cpu = {node.name for node, p in zip(graph.nodes, placed) if isinstance(p, str)}
+    if not on_cpu:
+        return [p for p in placed if not isinstance(p, str)]
+    taken = set(graph.tensors)
+
+    def encoded(name: str) -> bool:
+        t = graph.tensors.get(name)
+        return t is not None and t.encoding is not None and t.kind is not TensorKind.STATIC
+
+    float_of: dict[str, str] = {}
+    for node in graph.nodes:
+        if node.name in on_cpu:
+            for x in (*node.inputs, *node.outputs):
+                if x and x not in float_of and encoded(x):
+                    name = f"{x}#float"
+                    while name in taken:
+                        name += "_"
+                    taken.add(name)
+                    float_of[x] = name
+    made_on_cpu = {o for node in graph.nodes if node.name in on_cpu for o in node.outputs}
+    read_as_int = set(graph.outputs) | {x for node in graph.nodes if node.name not in on_cpu for x in node.inputs}
+    steps: list[HtpStep] = []
+    dequantized: set[str] = set()
+    for node, p in zip(graph.nodes, placed):
+        if not isinstance(p, str):
+            steps.append(p)
+            continue
+        step = build_fallback(node, hctx, p, float_of)
+        for x in node.inputs:
+            if x in float_of and x not in made_on_cpu and x not in dequantized and float_of[x] in step.inputs:
+                enc = graph.tensors[x].encoding
+                assert enc is not None
+                steps.append(edge_step(x, float_of[x], enc, True, hctx.device))
+                dequantized.add(x)
+        steps.append(step)
+        for o in node.outputs:
+            if o in float_of and o in read_as_int:
+                enc = graph.tensors[o].encoding
+                assert enc is not None
+                steps.append(edge_step(o, float_of[o], enc, False, hctx.device))
+    return steps

@@ -42,15 +42,25 @@ def _create(config: Any, num_threads: int | None) -> Any:
     return QnnHtpBackend(config)
 
 
+def _op_types() -> frozenset[str]:
+    """The op types that reach QNN: those openqnn's QDQ export writes (QNN may still refuse one when it
+    prepares the graph)."""
+    from openqnn.quantization.qdq.builder import HANDLERS
+
+    return frozenset(HANDLERS)
+
+
 def _spec() -> BackendSpec:
+    # QNN's HTP: the NPU itself on a Snapdragon device (its simulator on an x86 host), with the HTP's VTCM
+    # and efficiency in the guide's selector figures, as openqnn's htp has
     caps = Capabilities(precisions=("int8", "int16"), native_integer_io=True, quantized_only=True, devices=("htp",),
-                        qnn_contexts=True)
+                        qnn_contexts=True, npu=True, max_tensor_bytes=8 * 1024 * 1024, power_efficiency=0.9)
     if importlib.util.find_spec("onnxruntime_qnn") is None:  # looked up, not imported: this module stays light
         from openqnn.backends.qnn_htp.provider import INSTALL_HINT
 
         return BackendSpec("qnn-htp", "libonnxruntime_providers_qnn.so", QnnHtpConfig, caps,
-                           unavailable=f"Qualcomm's QNN is not installed: {INSTALL_HINT}")
-    return BackendSpec("qnn-htp", "libonnxruntime_providers_qnn.so", QnnHtpConfig, caps, _create)
+                           unavailable=f"Qualcomm's QNN is not installed: {INSTALL_HINT}", op_types=_op_types)
+    return BackendSpec("qnn-htp", "libonnxruntime_providers_qnn.so", QnnHtpConfig, caps, _create, op_types=_op_types)
 
 
 SPEC = _spec()

@@ -1,5 +1,38 @@
-"""The ONNX frontend: ONNX models -> IR graphs."""
+"""The ONNX frontend: ONNX models -> IR graphs (``.onnx`` files and ``onnx.ModelProto`` objects)."""
 
-from openqnn.frontends.onnx.frontend import convert_onnx, load_onnx
+from __future__ import annotations
 
-__all__ = ["convert_onnx", "load_onnx"]
+from typing import TYPE_CHECKING, Any
+
+from openqnn.frontends.base import FrontendOptions, register
+from openqnn.ir.graph import Graph
+
+if TYPE_CHECKING:
+    from openqnn.frontends.onnx.frontend import convert_onnx, load_onnx
+
+__all__ = ["OnnxFrontend", "convert_onnx", "load_onnx"]
+
+
+class OnnxFrontend:
+    """``qnn-onnx-converter``'s frontend."""
+
+    name: str = "onnx"
+    suffixes: tuple[str, ...] = (".onnx",)
+    object_types: tuple[str, ...] = ("onnx.ModelProto",)
+    extra: str | None = None
+
+    def load(self, source: object, options: FrontendOptions) -> Graph:
+        from openqnn.frontends.onnx.frontend import convert_onnx
+
+        return convert_onnx(source, options.input_dims, options.out_nodes or None, options.name)  # type: ignore[arg-type]
+
+
+register(OnnxFrontend())
+
+
+def __getattr__(name: str) -> Any:  # the converter imports onnx: only when asked for
+    if name in ("convert_onnx", "load_onnx"):
+        from openqnn.frontends.onnx import frontend
+
+        return getattr(frontend, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,81 +1,40 @@
-"""Conversion state shared by the ONNX op translations.
+"""Conversion state shared by the ONNX op translations: the shared layout tracker
+(:mod:`openqnn.frontends.layout`: every ONNX value as a :class:`Value` with its IR tensor, layout and
+known constant) plus the ONNX node being translated, its inputs, attributes and outputs.
 
-Every ONNX value maps to a :class:`Value`: the IR tensor holding it, that tensor's layout relative
-to the ONNX tensor (``perm``: IR = ONNX.transpose(perm); ``None`` for the ONNX layout itself), and
-its numpy value when it is known at conversion time (initializers, Constant nodes, folded shape
-arithmetic). Constants become STATIC IR tensors only when an IR node reads them, in the layout that
-node wants, so folded-away weights never reach the graph.
-
-Layout: ops that work on channels (convolution, pooling, normalization, resize, ...) ask for their
-input channel-last with :meth:`ConversionContext.channel_last`; layout-agnostic ops keep whatever
-layout their inputs share; everything else asks for the ONNX layout with :meth:`ConversionContext.src`.
-The transposes this inserts cancel in the cleanup passes wherever two meet.
+Ops that work on channels ask for their input channel-last with :meth:`ConversionContext.channel_last`;
+everything else that cares asks for the ONNX layout with :meth:`ConversionContext.src`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnx
 
 from openqnn.errors import ConversionError
+from openqnn.frontends.layout import LayoutTracker, Perm, Value, channel_last_perm, inverse, is_identity
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph
 from openqnn.ops.build import emit
 
+__all__ = ["ConversionContext", "Perm", "Value", "channel_last_perm", "inverse", "is_identity"]
+
 log = logging.getLogger("openqnn.converter")
 
-Perm = tuple[int, ...]
 
-
-def channel_last_perm(rank: int) -> Perm:
-    """ONNX channel-first -> channel-last: (0, 2, ..., rank-1, 1)."""
-    return (0, *range(2, rank), 1)
-
-
-def inverse(perm: Perm) -> Perm:
-    inv = [0] * len(perm)
-    for i, p in enumerate(perm):
-        inv[p] = i
-    return tuple(inv)
-
-
-def is_identity(perm: Perm | None) -> bool:
-    return perm is None or tuple(perm) == tuple(range(len(perm)))
-
-
-@dataclass
-class Value:
-    """What an ONNX value is inside the IR (see module docstring)."""
-
-    name: str | None  # IR tensor; None while the value is a constant not yet materialized
-    shape: tuple[int, ...]  # ONNX-layout shape
-    dtype: DType
-    perm: Perm | None = None
-    const: np.ndarray | None = None  # ONNX-layout value when known
-    hint: str = ""  # the ONNX name, used to name the IR tensor when a constant is materialized
-
-    @property
-    def rank(self) -> int:
-        return len(self.shape)
-
-
-class ConversionContext:
-    """Holds the IR graph under construction and the ONNX-name -> :class:`Value` map."""
+class ConversionContext(LayoutTracker):
+    """The shared layout tracker plus the ONNX node being translated."""
 
     def __init__(self, graph: Graph, opset: int, opsets: dict[str, int]):
-        self.graph = graph
+        super().__init__(graph)
         self.opset = opset
         self.opsets = opsets
-        self.values: dict[str, Value] = {}
         self._node: onnx.NodeProto | None = None  # the ONNX node being translated
-        self._materialized: dict[tuple[str, Perm | None], str] = {}
         self._node_mark = 0
-        self._keepalive: dict[int, np.ndarray] = {}
 
     # -- reading values -----------------------------------------------------------------------
     def value(self, name: str) -> Value:
@@ -104,26 +63,6 @@ class ConversionContext:
     def maybe_const(self, index: int) -> np.ndarray | None:
         return self.input(index).const if self.has(index) else None
 
-    def tensor(self, v: Value | str, perm: Perm | None = None) -> str:
-        """The IR tensor of ``v`` in layout ``perm`` (None: ONNX layout), adding a Transpose if needed."""
-        if isinstance(v, str):
-            v = self.value(v)
-        want = None if perm is None or is_identity(perm) else tuple(perm)
-        have = None if is_identity(v.perm) else v.perm
-        if v.const is not None and (v.name is None or have != want):
-            return self._materialize(v, want)
-        assert v.name is not None
-        if have == want:
-            return v.name
-        # IR_have = src.transpose(have); want src.transpose(want) = IR_have.transpose(q)
-        have_p = have or tuple(range(v.rank))
-        want_p = want or tuple(range(v.rank))
-        q = tuple(have_p.index(w) for w in want_p)
-        key = (v.name, q)
-        if key not in self._materialized:
-            self._materialized[key] = self.emit("Transpose", [v.name], {"perm": q}, name=f"{v.name}_transpose")[0]
-        return self._materialized[key]
-
     def src(self, index: int) -> str:
         """IR tensor of input ``index`` in the ONNX layout ('' when the optional input is absent)."""
         return self.tensor(self.input(index)) if self.has(index) else ""
@@ -132,26 +71,6 @@ class ConversionContext:
         """IR tensor of input ``index`` with its channel axis (ONNX axis 1) moved last."""
         v = self.input(index)
         return self.tensor(v, channel_last_perm(v.rank))
-
-    def _materialize(self, v: Value, perm: Perm | None) -> str:
-        assert v.const is not None
-        key = (f"const:{id(v.const)}", perm)
-        self._keepalive[id(v.const)] = v.const  # the id in the key must not be reused by another array
-        if key not in self._materialized:
-            data = v.const if perm is None else np.transpose(v.const, perm)
-            base = v.name or v.hint or "const"
-            self._materialized[key] = self.graph.add_constant(base, data).name
-        return self._materialized[key]
-
-    def add_static(self, name: str, data: np.ndarray) -> str:
-        """Add a STATIC IR tensor the translation computed (e.g. transformed weights). Where ``name`` is
-        taken (a weight used twice: an embedding table gathered and used as the output projection), the
-        new tensor's name is recorded against it in ``graph.metadata["static_sources"]``, so quantization
-        overrides naming the model's initializer reach it too."""
-        made = self.graph.add_constant(name, data).name
-        if made != name:
-            self.graph.metadata.setdefault("static_sources", {})[made] = name
-        return made
 
     # -- writing values -----------------------------------------------------------------------
     def emit(self, op_type: str, inputs: Sequence[str], attrs: dict[str, Any] | None = None,

@@ -1,4 +1,4 @@
-"""ONNX -> IR: load, fix input shapes, translate node by node, fold constants, run the passes."""
+"""ONNX -> IR: load, fix input shapes, translate node by node, fold constants (the spine runs the passes)."""
 
 from __future__ import annotations
 
@@ -83,9 +83,9 @@ def convert_onnx(
     input_dims: Mapping[str, Sequence[int]] | None = None,
     out_nodes: Sequence[str] | None = None,
     name: str | None = None,
-    run_passes: bool = True,
 ) -> Graph:
-    """Translate an ONNX model into an IR graph (channel-last inside, ONNX layout at the edges).
+    """Translate an ONNX model into an IR graph (channel-last inside, ONNX layout at the edges), before
+    passes: :func:`openqnn.convert` runs them.
 
     ``input_dims`` fixes input shapes (``--input_dim``); a dynamic dim left unfixed becomes 1 with a
     warning. ``out_nodes`` picks graph outputs by tensor or node name (``--out_node``).
@@ -129,10 +129,6 @@ def convert_onnx(
 
     _set_outputs(ctx, g, out_nodes)
     graph.remove_unused()
-    if run_passes:
-        from openqnn.passes import run_pipeline
-
-        run_pipeline(graph, "convert")
     return graph
 
 
@@ -213,6 +209,15 @@ def _ordered_nodes(g: onnx.GraphProto) -> list[onnx.NodeProto]:
 
 
 def _translate(ctx: ConversionContext, node: onnx.NodeProto) -> None:
+    try:
+        _translate_node(ctx, node)
+    except ConversionError as e:
+        if e.node_name is None:
+            e.node_name = node.name or (node.output[0] if node.output else None)
+        raise
+
+
+def _translate_node(ctx: ConversionContext, node: onnx.NodeProto) -> None:
     ctx.start_node(node)
     domain = node.domain or "ai.onnx"
     if domain not in ("ai.onnx",):

@@ -1,0 +1,53 @@
+"""The TFLite frontend: ``.tflite`` flatbuffers -> IR graphs (float, float16-weight and quantized models).
+
+It reads the flatbuffer with the ``tflite`` schema package (a core dependency; no TensorFlow). A quantized
+model keeps TFLite's ops one for one, so the spine runs no float passes on it (``KEEP_SOURCE_OPS``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from openqnn.frontends.base import FrontendOptions, register
+from openqnn.ir.graph import Graph
+
+if TYPE_CHECKING:
+    from openqnn.frontends.tflite.frontend import convert_tflite, supported_ops
+    from openqnn.frontends.tflite.reader import read_tflite
+
+__all__ = ["TFLiteFrontend", "convert_tflite", "read_tflite", "supported_ops"]
+
+
+class TFLiteFrontend:
+    """``qnn-tflite-converter``'s frontend."""
+
+    name: str = "tflite"
+    suffixes: tuple[str, ...] = (".tflite",)
+    object_types: tuple[str, ...] = ()
+    extra: str | None = None
+
+    def load(self, source: object, options: FrontendOptions) -> Graph:
+        from openqnn.frontends.tflite.frontend import convert_tflite
+
+        return convert_tflite(source, options.input_dims or None, list(options.out_nodes) or None,  # type: ignore[arg-type]
+                              options.name, run_passes=False)
+
+    def supported_ops(self) -> list[str]:
+        from openqnn.frontends.tflite.frontend import supported_ops
+
+        return list(supported_ops())
+
+
+register(TFLiteFrontend())
+
+
+def __getattr__(name: str) -> Any:  # the reader imports the schema package: only when asked for
+    if name in ("convert_tflite", "supported_ops"):
+        from openqnn.frontends.tflite import frontend
+
+        return getattr(frontend, name)
+    if name == "read_tflite":
+        from openqnn.frontends.tflite.reader import read_tflite
+
+        return read_tflite
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
