@@ -98,10 +98,15 @@ def test_refusal_is_reported_not_raised(cache):
 def test_off_grid_output_is_reported_not_raised(cache):
     # QNN EP does not group PRelu with 16-bit activations and an 8-bit slope into a QDQ unit: the
     # simulator runs it on floats and its outputs are not on the output encoding's grid
-    r = harness.run_case(CASES["prelu/slope_c/a16"], "73", cache=cache)
+    # (In a process where QNN's HTP already prepared a graph for another SoC -- soc_model 57, say -- the
+    # same float PRelu comes back on the grid: QNN keeps state across sessions. The case is then compared
+    # like any other; either way it is a finding, never an exception.)
+    r = harness.run_case(CASES["prelu/slope_c/a16"], "73", cache=cache, use_cache=False)
     print(r.line())
-    assert r.error is not None and r.error.startswith("off-grid:"), r.line()
-    assert any(x.startswith("PRelu") for x in r.qnn_float)
+    assert r.error is None or r.error.startswith("off-grid:"), r.line()
+    assert r.refusal is None and any(x.startswith("PRelu") for x in r.qnn_float)
+    if r.error is None:
+        assert r.n > 0 and r.identical is not None
 
 
 def test_simple_model_v73(cache):
