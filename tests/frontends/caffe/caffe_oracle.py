@@ -8,6 +8,7 @@ layers), independently of the converter's ONNX route.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -194,7 +195,7 @@ def _layer(lay, xs: list[torch.Tensor], ws: list[torch.Tensor]) -> list[torch.Te
     if t == "Slice":
         p = lay.slice_param
         points = [0, *p.slice_point, x.shape[p.axis]]
-        return [x.narrow(p.axis, a, b - a) for a, b in zip(points, points[1:])]
+        return [x.narrow(p.axis, a, b - a) for a, b in pairwise(points)]
     if t == "Power":
         p = lay.power_param
         return [(p.shift + p.scale * x) ** p.power]

@@ -39,7 +39,7 @@ from openqnn.ir.graph import Graph
 
 log = logging.getLogger("openqnn.converter")
 
-__all__ = ["CaffeNet", "LAYERS", "convert_caffe", "read_net", "to_onnx"]
+__all__ = ["LAYERS", "CaffeNet", "convert_caffe", "prior_boxes", "read_net", "to_onnx"]
 
 OPSET = 13
 
@@ -291,8 +291,8 @@ def _net_inputs(proto: Any, layers: list[Any], dims: dict[str, Any]) -> list[tup
         if lay.type == "Input":
             for j, top in enumerate(lay.top):
                 shapes = lay.input_param.shape
-                shape = shapes[j if j < len(shapes) else 0] if shapes else None
-                out.append((top, tuple(int(d) for d in shape.dim) if shape is not None else ()))
+                dims_of = shapes[j if j < len(shapes) else 0].dim if shapes else []
+                out.append((top, tuple(int(d) for d in dims_of)))
     return [(name, tuple(dims.get(name, shape))) for name, shape in out]
 
 
