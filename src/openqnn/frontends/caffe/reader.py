@@ -486,7 +486,10 @@ def _eltwise(b: _Builder, lay: Any) -> None:
     y = xs[0]
     for x in xs[1:-1]:
         y = b.node(onnx_op, [y, x])[0]
-    b.out(onnx_op, [y, xs[-1]]) if len(xs) > 1 else b.bind(y)
+    if len(xs) > 1:
+        b.out(onnx_op, [y, xs[-1]])
+    else:
+        b.bind(y)
 
 
 @layer("Concat")
@@ -536,9 +539,7 @@ def _reshape(b: _Builder, lay: Any) -> None:
     x = b.bottom()
     shape = b.shape_of(x)
     rank = len(shape)
-    axis = int(p.axis) % (rank + 1) if p.axis < 0 else int(p.axis)
-    if p.axis < 0:
-        axis = rank + 1 + int(p.axis)
+    axis = rank + 1 + int(p.axis) if p.axis < 0 else int(p.axis)  # Caffe: -1 is past the last axis
     end = rank if p.num_axes == -1 else axis + int(p.num_axes)
     dims = [int(d) for d in p.shape.dim]
     mid = [shape[axis + i] if d == 0 else d for i, d in enumerate(dims)]
