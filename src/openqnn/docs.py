@@ -104,6 +104,7 @@ def cli_reference() -> str:
 
     from openqnn.cli import (
         accuracy_debugger,
+        caffe_converter,
         context_binary_generator,
         context_binary_utility,
         model_lib_generator,
@@ -120,6 +121,7 @@ def cli_reference() -> str:
         ("qnn-onnx-converter", onnx_converter.build_parser()),
         ("qnn-pytorch-converter", pytorch_converter.build_parser()),
         ("qnn-tflite-converter", tflite_converter.build_parser()),
+        ("qnn-caffe-converter", caffe_converter.build_parser()),
         ("qnn-model-lib-generator", model_lib_generator.build_parser()),
         ("qnn-net-run", net_run.build_parser()),
         ("qnn-context-binary-generator", context_binary_generator.build_parser()),
@@ -167,6 +169,7 @@ CONVERTERS = {
     "qnn-onnx-converter": ("onnx_converter", "onnx"),
     "qnn-pytorch-converter": ("pytorch_converter", "pytorch"),
     "qnn-tflite-converter": ("tflite_converter", "tflite"),
+    "qnn-caffe-converter": ("caffe_converter", "caffe"),
 }
 
 

@@ -17,7 +17,7 @@ import argparse
 import logging
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from openqnn.cli.common import add_common_flags, parse_dims, run_tool
@@ -97,7 +97,8 @@ def add_quantization_flags(p: argparse.ArgumentParser) -> None:
                         "of BITS bits (e.g. 4)")
 
 
-def convert_main(args: argparse.Namespace, command: str) -> int:
+def convert_main(args: argparse.Namespace, command: str,
+                 source_of: Callable[[argparse.Namespace], object] | None = None) -> int:
     import openqnn
     from openqnn.api import encodings_path
     from openqnn.ir import format_graph
@@ -110,7 +111,8 @@ def convert_main(args: argparse.Namespace, command: str) -> int:
     dtypes = _input_dtypes(getattr(args, "input_dtype", None) or [], dims)
     config = _quantizer_config(args)  # checks every quantization flag, also when not quantizing
     src = Path(args.input_network)
-    graph = openqnn.convert(src, input_dims=dims, out_nodes=args.out_node or None, input_dtypes=dtypes)
+    source = source_of(args) if source_of is not None else src
+    graph = openqnn.convert(source, input_dims=dims, out_nodes=args.out_node or None, input_dtypes=dtypes)
     graph.metadata["converter_command"] = command
     for key in ("target_device", "optimization_level"):
         if getattr(args, key):
@@ -215,8 +217,11 @@ def _summary(graph) -> str:
     return "\n".join(lines)
 
 
-def run_converter(tool: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
-    """A converter's ``main``: parse ``argv`` with ``parser`` and convert, recording the command line."""
+def run_converter(tool: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+                  source_of: Callable[[argparse.Namespace], object] | None = None) -> int:
+    """A converter's ``main``: parse ``argv`` with ``parser`` and convert, recording the command line.
+    ``source_of`` makes the model to convert from the flags (default: the ``--input_network`` path), for a
+    source of several files (Caffe's ``--caffe_bin``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = " ".join([tool, *map(shlex.quote, argv)])
-    return run_tool(lambda a: convert_main(a, command), parser, argv)
+    return run_tool(lambda a: convert_main(a, command, source_of), parser, argv)
