@@ -112,6 +112,7 @@ def cli_reference() -> str:
         platform_validator,
         profile_viewer,
         pytorch_converter,
+        tensorflow_converter,
         tflite_converter,
     )
     from openqnn.cli import main as openqnn_main
@@ -120,6 +121,7 @@ def cli_reference() -> str:
         ("qnn-onnx-converter", onnx_converter.build_parser()),
         ("qnn-pytorch-converter", pytorch_converter.build_parser()),
         ("qnn-tflite-converter", tflite_converter.build_parser()),
+        ("qnn-tensorflow-converter", tensorflow_converter.build_parser()),
         ("qnn-model-lib-generator", model_lib_generator.build_parser()),
         ("qnn-net-run", net_run.build_parser()),
         ("qnn-context-binary-generator", context_binary_generator.build_parser()),
@@ -167,6 +169,7 @@ CONVERTERS = {
     "qnn-onnx-converter": ("onnx_converter", "onnx"),
     "qnn-pytorch-converter": ("pytorch_converter", "pytorch"),
     "qnn-tflite-converter": ("tflite_converter", "tflite"),
+    "qnn-tensorflow-converter": ("tensorflow_converter", "tensorflow"),
 }
 
 

@@ -10,7 +10,7 @@ import importlib
 
 __all__ = ["BUILTIN", "load_builtin"]
 
-BUILTIN: tuple[str, ...] = ("onnx", "pytorch", "tflite")
+BUILTIN: tuple[str, ...] = ("onnx", "pytorch", "tflite", "tensorflow")
 
 
 def load_builtin() -> None:
