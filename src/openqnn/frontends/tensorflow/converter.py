@@ -62,13 +62,16 @@ def convert_tensorflow(
     export = to_tflite(source, input_dims, out_nodes)
     m = read_tflite(export.tflite)
     m.source = export.where  # errors name the TensorFlow model, not the in-memory flatbuffer
-    for key, index in (m.signature_inputs or {m.tensors[i].name: i for i in m.inputs}).items():
+    # by signature key where TensorFlow's converter wrote a signature, else by position (a signature-less
+    # flatbuffer lists inputs and outputs in the traced function's order)
+    ins = m.signature_inputs or dict(zip(export.input_names, m.inputs))
+    outputs = m.signature_outputs or dict(zip(export.output_names, m.outputs))
+    for key, index in ins.items():
         m.tensors[index].name = export.input_names.get(key, key)
-    outputs = m.signature_outputs or {m.tensors[i].name: i for i in m.outputs}
     for key, index in outputs.items():
         m.tensors[index].name = export.output_names.get(key, key)
-    if m.signature_outputs:  # the signature's order (TFLite's own output list may be permuted)
-        m.outputs = [outputs[k] for k in sorted(outputs, key=_output_order(export.output_names))]
+    # the model's order (TFLite's own output list may be permuted)
+    m.outputs = [outputs[k] for k in sorted(outputs, key=_output_order(export.output_names))]
     picked = None if export.pruned else out_nodes  # a GraphDef is pruned to them before TFLite
     graph = convert_tflite(m, None, picked, name or _stem(export.where), run_passes=False)
     _name_outputs(graph, list(picked) if picked else [m.tensors[i].name for i in m.outputs])
@@ -254,7 +257,7 @@ def _frozen_graph(tf: Any, path: Path, where: str, dims: dict[str, tuple[int, ..
         return pruned(*xs)
 
     cf = tf.function(call, input_signature=[specs[n] for n in specs]).get_concrete_function()
-    export = _convert(tf, [cf], None, where, {n: n for n in specs},
+    export = _convert(tf, [cf], tf.Module(), where, {n: n for n in specs},
                       {f"output_{i}": o.split(":")[0] if o.endswith(":0") else o for i, o in enumerate(outs)},
                       graph_def=gd)
     export.pruned = True
