@@ -113,6 +113,7 @@ def cli_reference() -> str:
         platform_validator,
         profile_viewer,
         pytorch_converter,
+        tensorflow_converter,
         tflite_converter,
     )
     from openqnn.cli import main as openqnn_main
@@ -122,6 +123,7 @@ def cli_reference() -> str:
         ("qnn-pytorch-converter", pytorch_converter.build_parser()),
         ("qnn-tflite-converter", tflite_converter.build_parser()),
         ("qnn-caffe-converter", caffe_converter.build_parser()),
+        ("qnn-tensorflow-converter", tensorflow_converter.build_parser()),
         ("qnn-model-lib-generator", model_lib_generator.build_parser()),
         ("qnn-net-run", net_run.build_parser()),
         ("qnn-context-binary-generator", context_binary_generator.build_parser()),
@@ -170,6 +172,7 @@ CONVERTERS = {
     "qnn-pytorch-converter": ("pytorch_converter", "pytorch"),
     "qnn-tflite-converter": ("tflite_converter", "tflite"),
     "qnn-caffe-converter": ("caffe_converter", "caffe"),
+    "qnn-tensorflow-converter": ("tensorflow_converter", "tensorflow"),
 }
 
 

@@ -10,7 +10,7 @@ import importlib
 
 __all__ = ["BUILTIN", "load_builtin"]
 
-BUILTIN: tuple[str, ...] = ("onnx", "pytorch", "tflite", "caffe")
+BUILTIN: tuple[str, ...] = ("onnx", "pytorch", "tflite", "tensorflow", "caffe")
 
 
 def load_builtin() -> None:

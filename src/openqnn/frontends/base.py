@@ -12,7 +12,9 @@ A frontend turns one kind of source model into an IR graph *before passes*; the 
   framework is a core dependency;
 - ``load(source, options)``: the graph, not yet through the passes (a graph that must keep the source's
   quantized ops as they are says so with ``KEEP_SOURCE_OPS``);
-- optionally ``supported_ops()``: the source op types it converts (its docs page lists them).
+- optionally ``supported_ops()``: the source op types it converts (its docs page lists them);
+- optionally ``reads_directory(path)``: True when it reads the directory ``path`` as a model (a TensorFlow
+  SavedModel is a directory); :func:`frontend_for` asks it of a directory before looking at suffixes.
 
 Registering one (its package's ``__init__`` does it and must import no framework; ``load`` imports it)::
 
@@ -127,6 +129,13 @@ def frontend_for(source: object) -> Frontend:
             return fe
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
+        if path.is_dir():
+            for fe in FRONTENDS.values():
+                reads = getattr(fe, "reads_directory", None)
+                if callable(reads) and reads(path):
+                    return fe
+            raise ConversionError(f"{path}: a directory that no frontend reads as a model (a TensorFlow SavedModel "
+                                  f"holds saved_model.pb); openqnn converts {_supported()}")
         suffix = path.suffix.lower()
         for fe in FRONTENDS.values():
             if suffix in fe.suffixes:

@@ -32,20 +32,20 @@ def supported_ops() -> list[str]:
 
 
 def convert_tflite(
-    model: str | os.PathLike[str] | bytes,
+    model: str | os.PathLike[str] | bytes | TflModel,
     input_dims: Mapping[str, Sequence[int]] | None = None,
     out_nodes: Sequence[str] | None = None,
     name: str | None = None,
     run_passes: bool = True,
 ) -> Graph:
-    """Translate a ``.tflite`` model (a path or its bytes) into an IR graph.
+    """Translate a ``.tflite`` model (a path, its bytes, or as :func:`read_tflite` read it) into an IR graph.
 
     ``input_dims`` fixes input shapes (``--input_dim``; a rank must match the model's); ``out_nodes``
     picks graph outputs by tensor name (``--out_node``). The float passes run on float models only: a
     quantized model's graph is TFLite's, op for op, so that htp computes TFLite's integers.
     """
-    m = read_tflite(model)
-    stem = Path(model).stem if not isinstance(model, (bytes, bytearray, memoryview)) else "model"
+    m = model if isinstance(model, TflModel) else read_tflite(model)
+    stem = Path(m.source).stem if m.source != "<memory>" else "model"
     graph = Graph(name or stem or "model")
     graph.metadata.update({"source": m.source, "producer": "tflite", "tflite_version": m.version})
     if m.subgraphs > 1:

@@ -81,6 +81,10 @@ class TflModel:
     version: int = 0
     subgraphs: int = 1
     metadata: dict[str, Any] = field(default_factory=dict)
+    # the main subgraph's first SignatureDef: its input and output keys -> tensor indices (TensorFlow's
+    # converter writes one; the keys are the source model's names, the tensors' own names are mangled)
+    signature_inputs: dict[str, int] = field(default_factory=dict)
+    signature_outputs: dict[str, int] = field(default_factory=dict)
 
 
 def _schema() -> Any:
@@ -141,9 +145,20 @@ def _read(tfl: Any, buf: bytes, where: str) -> TflModel:
         copts = bytes(o.CustomOptionsAsNumpy().tobytes()) if o.CustomOptionsLength() else b""
         ops.append(TflOp(i, name, custom, ins, outs, options, copts))
     desc = (m.Description() or b"").decode("utf-8", "replace")
-    return TflModel(where, tensors, ops, [int(v) for v in sg.InputsAsNumpy()] if sg.InputsLength() else [],
-                    [int(v) for v in sg.OutputsAsNumpy()] if sg.OutputsLength() else [], desc, int(m.Version()),
-                    int(m.SubgraphsLength()))
+    model = TflModel(where, tensors, ops, [int(v) for v in sg.InputsAsNumpy()] if sg.InputsLength() else [],
+                     [int(v) for v in sg.OutputsAsNumpy()] if sg.OutputsLength() else [], desc, int(m.Version()),
+                     int(m.SubgraphsLength()))
+    for i in range(m.SignatureDefsLength()):
+        sig = m.SignatureDefs(i)
+        if sig.SubgraphIndex() == 0:
+            model.signature_inputs = _tensor_map(sig.Inputs, sig.InputsLength())
+            model.signature_outputs = _tensor_map(sig.Outputs, sig.OutputsLength())
+            break
+    return model
+
+
+def _tensor_map(get: Any, n: int) -> dict[str, int]:
+    return {(get(j).Name() or b"").decode("utf-8", "replace"): int(get(j).TensorIndex()) for j in range(n)}
 
 
 def _options(tfl: Any, o: Any, name: str) -> Any:

@@ -223,6 +223,16 @@ def _binary(ctx: TflContext) -> None:
     emit_fused(ctx, _BINARY[ctx.cur.name], [ctx.x(0), ctx.x(1)])
 
 
+@tflite_op("SQUARED_DIFFERENCE", "SQUARE")
+def _square(ctx: TflContext) -> None:
+    """``(a - b)^2`` / ``a^2`` as a product (TensorFlow's layer norm and variance lower to them); float only: a
+    quantized one would need TFLite's own rescaling of the difference."""
+    if ctx.t(0).quant is not None:
+        raise ctx.fail(f"quantized {ctx.cur.name} is not supported (float models only)")
+    d = ctx.x(0) if ctx.cur.name == "SQUARE" else ctx.emit("ElementWiseSubtract", [ctx.x(0), ctx.x(1)], out=None)[0]
+    ctx.emit("ElementWiseMultiply", [d, d])
+
+
 _UNARY = {"LOGISTIC": "Sigmoid", "TANH": "Tanh", "RELU": "Relu", "HARD_SWISH": "HardSwish", "EXP": "ElementWiseExp",
           "ABS": "ElementWiseAbs", "NEG": "ElementWiseNeg", "SQRT": "ElementWiseSquareRoot", "RSQRT": "ElementWiseRsqrt",
           "LOG": "ElementWiseLog", "SIN": "ElementWiseSin", "COS": "ElementWiseCos", "FLOOR": "ElementWiseFloor",
