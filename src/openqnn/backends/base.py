@@ -12,7 +12,21 @@ import numpy as np
 from openqnn.backends.settings import Capabilities
 from openqnn.ir.graph import Graph, Node
 
-__all__ = ["Backend", "ContextBackend", "Executable", "Fallback", "QnnContextBackend", "Unsupported"]
+__all__ = ["Backend", "ContextBackend", "Executable", "Fallback", "QnnContextBackend", "Unsupported", "feed_of"]
+
+
+def feed_of(graph: Graph, feeds: Mapping[str, Any], name: str) -> np.ndarray:
+    """Input ``name``'s array from ``feeds``, checked against ``graph`` (present, of the input's shape): an
+    :class:`~openqnn.errors.InputDataError` naming the input otherwise."""
+    from openqnn.errors import InputDataError
+
+    if name not in feeds:
+        raise InputDataError(f"missing input '{name}'; the model's inputs are {', '.join(graph.inputs)}")
+    arr = np.asarray(feeds[name])
+    shape = graph.tensors[name].shape
+    if tuple(arr.shape) != shape:
+        raise InputDataError(f"input '{name}' has shape {arr.shape}; the model expects {shape}")
+    return arr
 
 
 class Unsupported(Exception):

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from openqnn.backends.base import Fallback
+from openqnn.backends.base import Fallback, feed_of
 from openqnn.backends.executor import BoundStep, Executor
 from openqnn.backends.fallback import keep_freed_memory
 from openqnn.backends.htp import native
@@ -34,7 +34,6 @@ from openqnn.backends.htp.kernels.registry import (
 )
 from openqnn.backends.partition import PlacementConfig, partition
 from openqnn.backends.plan import StepPlan
-from openqnn.errors import InputDataError
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import TensorKind
 
@@ -118,11 +117,7 @@ class HtpExecutable:
         if self.device.type == "cpu" and self.path == "fast":
             native.sync_threads()  # the C kernels' threads follow PyTorch's (a backend's num_threads)
         for t in self.graph.input_tensors():
-            if t.name not in feeds:
-                raise InputDataError(f"missing input '{t.name}'; the model's inputs are {', '.join(self.graph.inputs)}")
-            arr = np.asarray(feeds[t.name])
-            if tuple(arr.shape) != t.shape:
-                raise InputDataError(f"input '{t.name}' has shape {arr.shape}; the model expects {t.shape}")
+            arr = feed_of(self.graph, feeds, t.name)
             q = self._enc.get(t.name)
             if q is None:
                 v = torch.from_numpy(np.ascontiguousarray(arr.astype(t.dtype.numpy))).to(self.device)

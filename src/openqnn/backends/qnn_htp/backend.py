@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from openqnn.backends.base import Executable, Fallback
+from openqnn.backends.base import Executable, Fallback, feed_of
 from openqnn.backends.htp.arch import resolve_arch
 from openqnn.backends.qnn_htp import provider
 from openqnn.backends.qnn_htp.config import SECTION, SPEC, QnnHtpConfig
 from openqnn.backends.qnn_htp.export import IoCodes, qnn_model
 from openqnn.backends.settings import Capabilities
-from openqnn.errors import InputDataError, InvalidConfigError, UnsupportedOpError
+from openqnn.errors import InvalidConfigError, UnsupportedOpError
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import Encoding
 from openqnn.quantization.encodings.math import dequantize, quantize
@@ -144,11 +144,7 @@ class QnnHtpExecutable:
             native_outputs: bool = False) -> dict[str, np.ndarray]:
         ort_feeds: dict[str, np.ndarray] = {}
         for t in self.graph.input_tensors():
-            if t.name not in feeds:
-                raise InputDataError(f"missing input '{t.name}'; the model's inputs are {', '.join(self.graph.inputs)}")
-            arr = np.asarray(feeds[t.name])
-            if tuple(arr.shape) != t.shape:
-                raise InputDataError(f"input '{t.name}' has shape {arr.shape}; the model expects {t.shape}")
+            arr = feed_of(self.graph, feeds, t.name)
             code, enc = self.codes.get(t.name), t.encoding
             if code is not None and not native_inputs:
                 arr = _quantize(arr, code.encoding)
