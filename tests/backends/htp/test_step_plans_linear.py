@@ -27,7 +27,9 @@ _ANALYSIS = [(requant, "quantize_multiplier"), (requant, "requant_for"), (gemm, 
              # the requantization form (fold / window / int64, its constants, the float32 estimate's bound)
              (requant.Requant, "form"), (requant.Requant, "_decide"), (requant.Requant, "_window"),
              (requant.Requant, "reference"), (requant._Affine, "center"), (requant, "_form_eps"),
-             (requant, "_estimate_error")]
+             (requant, "_estimate_error"),
+             # QNN's requantization: its constants come from the plan
+             (requant.QnnRequantSpec, "of")]
 
 
 def _boom(*args: Any, **kwargs: Any) -> Any:

@@ -673,14 +673,19 @@ class QnnRequant(Requant):
         self.spec = spec
 
     def to_attrs(self) -> dict[str, object]:
+        """The multipliers, and the spec's integer constants as decided here (``consts``: an int64 [5, channels]
+        array), so that binding a plan reads them instead of deriving them again."""
         return {"arith": "qnn", "arch": self.spec.arch, "real": self.real, "zo": self.zo, "bits": self.bits,
-                "wide": bool(self.wide)}
+                "wide": bool(self.wide), "consts": self.spec.consts()}
 
     @staticmethod
     def from_attrs(attrs: Mapping[str, Any], device: torch.device) -> QnnRequant:
         real = np.asarray(attrs["real"], dtype=np.float64)
-        return QnnRequant(real, QnnRequantSpec.of(str(attrs["arch"]), real, int(attrs["zo"]), int(attrs["bits"])),
-                          bool(attrs["wide"]), device)
+        arch, zo, bits = str(attrs["arch"]), int(attrs["zo"]), int(attrs["bits"])
+        consts = attrs.get("consts")
+        spec = (QnnRequantSpec.from_consts(arch, np.asarray(consts, dtype=np.int64), zo, bits) if consts is not None
+                else QnnRequantSpec.of(arch, real, zo, bits))  # (a plan written before the constants were kept)
+        return QnnRequant(real, spec, bool(attrs["wide"]), device)
 
     def reference(self, acc: np.ndarray) -> np.ndarray:
         return self.spec.apply_np(acc)

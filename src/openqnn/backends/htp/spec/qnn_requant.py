@@ -66,6 +66,18 @@ class QnnRequantSpec:
         return QnnRequantSpec(arch, int(zero_point), (1 << bitwidth) - 1, arr(pre), arr(shift), arr(centre), arr(mult),
                               arr(k), int(zero_point) if arch == "v73" else 0)
 
+    def consts(self) -> np.ndarray:
+        """The per-channel constants as one int64 [5, channels] array (pre, shift, centre, mult, k): what a
+        plan stores, so that binding it does no arithmetic on the multipliers."""
+        return np.stack([self.pre, self.shift, self.centre, self.mult, self.k]).astype(np.int64)
+
+    @staticmethod
+    def from_consts(arch: str, consts: np.ndarray, zero_point: int, bitwidth: int = 8) -> QnnRequantSpec:
+        """The spec of :meth:`consts`' array (made by :meth:`of` at prepare)."""
+        pre, shift, centre, mult, k = (np.ascontiguousarray(r, dtype=np.int64) for r in consts)
+        return QnnRequantSpec(arch, int(zero_point), (1 << bitwidth) - 1, pre, shift, centre, mult, k,
+                              int(zero_point) if arch == "v73" else 0)
+
     def apply_np(self, acc: np.ndarray) -> np.ndarray:
         """Codes of int64 accumulators ``acc`` (channels last): the reference."""
         a = np.asarray(acc, dtype=np.int64) + self.pre
