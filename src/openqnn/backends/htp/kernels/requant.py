@@ -488,10 +488,13 @@ class _Accumulator:
     coefs: list[np.ndarray]  # int64 (channels,) per term
 
     @staticmethod
-    def of(off: np.ndarray | int, terms: Sequence[Term], channels: int) -> _Accumulator:
+    def of(off: np.ndarray | int, terms: Sequence[Term], channels: int, keyed: bool = True) -> _Accumulator:
+        """``keyed=False``: no key (a requantization that records no forms does not look one up)."""
         ch = (channels,)
         offs = np.ascontiguousarray(np.broadcast_to(np.asarray(off, dtype=np.int64).reshape(-1), ch))
         coefs = [np.ascontiguousarray(np.broadcast_to(np.asarray(c, dtype=np.int64), ch)) for c, _ in terms]
+        if not keyed:
+            return _Accumulator("", offs, coefs)
         h = hashlib.blake2b(f"{channels}/{len(terms)}".encode("ascii"), digest_size=12)
         h.update(offs.data)
         for c, (_, b) in zip(coefs, terms):
@@ -692,15 +695,23 @@ class QnnRequant(Requant):
 
     def fast(self, off: np.ndarray, terms: Sequence[Term], first_dtype: torch.dtype = torch.int32
              ) -> Callable[..., torch.Tensor]:
-        acc_spec = _Accumulator.of(off, terms, self.channels)
+        acc_spec = _Accumulator.of(off, terms, self.channels, keyed=False)
         device, spec = self.device, self.spec
-        consts = TensorConsts.of(spec, device)
-        off_t = torch.from_numpy(np.array(acc_spec.offs, dtype=np.int64)).to(device)
-        coefs = [int(c[0]) if (c == c[0]).all() else torch.from_numpy(np.array(c, dtype=np.int64)).to(device)
-                 for c in acc_spec.coefs]
         self.native, self.native_form, self.mode = False, None, "qnn"
+        made: list[tuple[TensorConsts, torch.Tensor, list[int | torch.Tensor]]] = []
+
+        def tensors_of() -> tuple[TensorConsts, torch.Tensor, list[int | torch.Tensor]]:
+            """The PyTorch form's constants, made on its first run (where the C form runs, never)."""
+            if not made:
+                coefs: list[int | torch.Tensor] = [
+                    int(c[0]) if (c == c[0]).all() else torch.from_numpy(np.array(c, dtype=np.int64)).to(device)
+                    for c in acc_spec.coefs]
+                made.append((TensorConsts.of(spec, device),
+                             torch.from_numpy(np.array(acc_spec.offs, dtype=np.int64)).to(device), coefs))
+            return made[0]
 
         def run(t0: torch.Tensor, *tensors: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+            consts, off_t, coefs = tensors_of()
             acc = off_t + t0.to(torch.int64) * coefs[0]
             for c, t in zip(coefs[1:], tensors):
                 acc += t.to(torch.int64) * c
