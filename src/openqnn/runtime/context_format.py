@@ -517,14 +517,17 @@ def _read_arrays(p: Path, buf: mmap.mmap | bytes, h: ContextHeader) -> dict[str,
     if end != data_len:
         raise fail(f"its arrays cover {end} bytes of its {data_len}-byte data")
     out: dict[str, np.ndarray] = {}
-    for begin, _, key, dtype, shape in spans:
+    # one view of the data, sliced per array (a frombuffer per array costs ~20 us on a mapping; a slice ~1)
+    data = np.frombuffer(buf, np.uint8, data_len, data_start) if data_len else np.zeros(0, np.uint8)
+    for begin, stop, key, dtype, shape in spans:
         count = math.prod(shape)
         if count == 0:
             a = np.zeros(shape, dtype)
         else:
-            a = np.frombuffer(buf, dtype, count, data_start + begin).reshape(shape)
-            if dtype.kind == "b" and np.frombuffer(buf, np.uint8, count, data_start + begin).max() > 1:
+            raw = data[begin:stop]
+            if dtype.kind == "b" and raw.max() > 1:
                 raise fail(f"bool array {_q(key)} holds bytes other than 0 and 1")
+            a = (raw.view(dtype) if begin % dtype.itemsize == 0 else raw.copy().view(dtype)).reshape(shape)
         a.flags.writeable = False
         out[key] = a
     return out
