@@ -223,3 +223,32 @@ def test_perf_profile_flag_sets_performance_mode(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--input_list", "l.txt", "--perf_profile", "warp"])
     assert isinstance(args, argparse.Namespace)
+
+
+def _small_cnn() -> openqnn.Graph:
+    """Conv -> Relu -> Conv: a convolution with an epilogue (the Relu) the plan's transformations fuse."""
+    rng = np.random.default_rng(5)
+    w1 = numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32) / 4, "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((4, 8, 1, 1)).astype(np.float32) / 4, "w2")
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c1"], ["r"]),
+             helper.make_node("Conv", ["r", "w2"], ["y"])]
+    model = make_model(nodes, [("x", TensorProto.FLOAT, [1, 3, 8, 8])], [("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+                       [w1, w2])
+    return openqnn.convert(model)
+
+
+def test_gpu_keys_have_effects(monkeypatch: pytest.MonkeyPatch, threads: None, nice: list[int]) -> None:
+    """gpu_config's performance_mode is the host's thread policy and enable_transform_optimization the plan's
+    fusions (one step per node without them, the same outputs); run on the CPU device, as without a GPU."""
+    from openqnn.backends.gpu.config import DEVICE_ENV, GpuConfig
+
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    graph = _small_cnn()
+    x = {"x": np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32)}
+    torch.set_num_threads(2)
+    fused = openqnn.Session(graph, backend="gpu", config=BackendConfig(gpu=GpuConfig(performance_mode="power_saver")))
+    assert torch.get_num_threads() == 1 and nice == [10]
+    plain = openqnn.Session(graph, backend="gpu", config=BackendConfig(gpu=GpuConfig(enable_transform_optimization=False)))
+    steps = lambda s: s._exe.plan.op_types  # noqa: E731
+    assert len(steps(plain)) == len(graph.nodes) > len(steps(fused))
+    np.testing.assert_allclose(fused.run(x)["y"], plain.run(x)["y"], rtol=1e-5, atol=1e-5)

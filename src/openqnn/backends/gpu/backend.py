@@ -29,6 +29,7 @@ from openqnn.backends.cpu.steps import build_step
 from openqnn.backends.gpu import cuda_graphs
 from openqnn.backends.gpu.config import SPEC, GpuConfig, gpu_device
 from openqnn.backends.settings import Capabilities
+from openqnn.backends.threads import apply_thread_policy, thread_policy
 from openqnn.errors import InvalidConfigError
 from openqnn.ir.graph import Graph, Node
 
@@ -88,8 +89,9 @@ class GpuBackend:
         return None
 
     def prepare(self, graph: Graph) -> Executable:
-        if self.num_threads and self.device.type == "cpu":
-            torch.set_num_threads(self.num_threads)
+        # performance_mode: the host threads that feed the device (and run it, on the cpu device) and the
+        # process's priority, as for every backend (backends/threads.py); num_threads wins over its count
+        apply_thread_policy(thread_policy(self.config.performance_mode, self.num_threads))
         if self.integer:
             if not any(t.encoding is not None for t in graph.tensors.values()):
                 raise InvalidConfigError("gpu_config.precision_mode = 'int8' runs quantized models, and this one is "
@@ -98,7 +100,10 @@ class GpuBackend:
             return self._htp().prepare(graph)
         mode = self.config.precision_mode
         float_dtype = None if mode == "fp32" else half_dtype(self.device)
-        plan = Plan(graph, self.device, float_dtype, self.name, keep_fp32=FP32_OPS if mode == "hybrid" else ())
+        # enable_transform_optimization: the plan's graph transformations (epilogue fusions, shared GEMMs);
+        # off, one step per node, as the graph is
+        plan = Plan(graph, self.device, float_dtype, self.name, keep_fp32=FP32_OPS if mode == "hybrid" else (),
+                    fuse=self.config.enable_transform_optimization)
         return GpuExecutable(plan)
 
     def _htp(self) -> HtpBackend:

@@ -24,12 +24,15 @@ DEVICE_ENV = "OPENQNN_GPU_DEVICE"
 @dataclass(frozen=True)
 class GpuConfig:
     """``precision_mode``: ``fp32``, ``fp16``, ``hybrid`` or ``int8`` (quantized models only: htp's integer
-    arithmetic on the GPU, bit for bit what the htp backend gives). ``device_id`` picks the CUDA device."""
+    arithmetic on the GPU, bit for bit what the htp backend gives). ``device_id`` picks the CUDA device.
+    ``performance_mode``: the host's thread count and priority, as for every backend (``backends/threads.py``).
+    ``enable_transform_optimization``: the plan's graph transformations (epilogue fusions, shared GEMMs; the
+    default); false runs one step per node, as the graph is."""
 
     device_id: int = 0
     performance_mode: str = "default"
     precision_mode: str = "fp32"
-    enable_transform_optimization: bool = False
+    enable_transform_optimization: bool = True
 
     def __post_init__(self) -> None:
         validate_config(self, "gpu_config", {"precision_mode": PRECISION_MODES})
