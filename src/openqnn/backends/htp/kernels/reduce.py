@@ -140,31 +140,37 @@ def _bind_sum(plan: StepPlan, device: torch.device) -> Bound:
         (lambda s: mbqm64_np(s, mult, shift)) if wide else (lambda s: mbqm_np(s, mult, shift)))
     req_t: Callable[[torch.Tensor], torch.Tensor] = (
         (lambda s: mbqm64_t(s, mult, shift)) if wide else (lambda s: mbqm_t(s, mult, shift)))
-    contiguous = axes == tuple(range(axes[0], axes[-1] + 1))
+    acc_dtype = torch.int32 if at["acc_int32"] else torch.int64
+    # one run of axes of a uint8 input: [outer, count, inner], summed in C (a mean over H and W)
     outer, inner = math.prod(in_shape[:axes[0]]), math.prod(in_shape[axes[-1] + 1:])
+    in_c = (native.library() is not None and device.type == "cpu" and axes == tuple(range(axes[0], axes[-1] + 1))
+            and count * 255 < 1 << 31)
+
+    def exact_sums(q: np.ndarray) -> np.ndarray:
+        """The reference's sum(q - z_in) over the axes, int64."""
+        return np.asarray(np.sum(np.asarray(q, dtype=np.int64) - z_in, axis=axes, keepdims=keep, dtype=np.int64))
+
+    def code_sums(q: torch.Tensor) -> torch.Tensor:
+        """The fast path's sum of the raw codes over the axes, one per output, as a column ([outputs, 1])."""
+        if in_c and q.dtype == torch.uint8 and q.is_contiguous():
+            return native.sum_mid(q, outer, count, inner, scratch("sum", (outer * inner, 1), torch.int32, device))
+        return torch.sum(q, dim=axes, keepdim=keep, dtype=acc_dtype).reshape(-1, 1)
+
     if at.get("qnn") is not None:  # QNN's requantization of the exact sum (spec/qnn_reduce.py)
         spec = QnnMeanSpec(int(at["qnn"]["mult"]), int(at["qnn"]["k"]), z_out, qmax)
 
         def reference_qnn(q: np.ndarray) -> np.ndarray:
-            s = np.sum(np.asarray(q, dtype=np.int64) - z_in, axis=axes, keepdims=keep, dtype=np.int64)
-            return c_array(spec.apply_np(np.asarray(s)).reshape(out_shape))
+            return c_array(spec.apply_np(exact_sums(q)).reshape(out_shape))
 
         def fast_qnn(q: torch.Tensor) -> torch.Tensor:
-            if native.library() is not None and contiguous and q.dtype == torch.uint8 and q.is_contiguous() and \
-                    q.device.type == "cpu" and count * 255 < 1 << 31:
-                s = native.sum_mid(q, outer, count, inner, scratch("sum", (outer * inner, 1), torch.int32, q.device))
-                s = s.to(torch.int64).sub_(count * z_in)
-            else:
-                s = torch.sum(q, dim=axes, keepdim=keep, dtype=torch.int64).sub_(count * z_in)
+            s = code_sums(q).to(torch.int64).sub_(count * z_in)
             return to_storage(spec.apply_t(s), bits).reshape(out_shape).contiguous()
 
         return reference_qnn, fast_qnn
 
     def reference(q: np.ndarray) -> np.ndarray:
-        s = np.asarray(np.sum(np.asarray(q, dtype=np.int64) - z_in, axis=axes, keepdims=keep, dtype=np.int64))
-        return c_array(np.clip(z_out + req_np(s), qmin, qmax).reshape(out_shape))
+        return c_array(np.clip(z_out + req_np(exact_sums(q)), qmin, qmax).reshape(out_shape))
 
-    acc_dtype = torch.int32 if at["acc_int32"] else torch.int64
     if not wide and acc_dtype == torch.int32 and qmin == 0 and qmax == (1 << bits) - 1:
         # requant.py's one-pass requantization (one channel) of the raw sum of codes
         row_rq = RowRequant(np.array([ratio]), z_out, bits, False, device,
@@ -174,19 +180,8 @@ def _bind_sum(plan: StepPlan, device: torch.device) -> Bound:
         raw_bound = float(count * max(abs(in_qmin), abs(in_qmax)))  # of the sum of codes
         run_rq = row_rq.fast(np.array([-count * z_in]), [(1, np.array([raw_bound]))], torch.int32)
 
-        def fast_rq(q: torch.Tensor) -> torch.Tensor:
-            s = torch.sum(q, dim=axes, keepdim=keep, dtype=torch.int32)
-            return run_rq(s.reshape(-1, 1)).reshape(out_shape)
-
-        if native.library() is None or device.type != "cpu" or not contiguous:
-            return reference, fast_rq
-        # one run of axes: the input is [outer, count, inner], summed in C (a mean over H and W)
-
         def fast_sum(q: torch.Tensor) -> torch.Tensor:
-            if q.dtype != torch.uint8 or not q.is_contiguous():
-                return fast_rq(q)
-            s = native.sum_mid(q, outer, count, inner, scratch("sum", (outer * inner, 1), torch.int32, device))
-            return run_rq(s).reshape(out_shape)
+            return run_rq(code_sums(q)).reshape(out_shape)
 
         return reference, fast_sum
 
