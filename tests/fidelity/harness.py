@@ -40,7 +40,6 @@ import json
 import os
 import platform
 import re
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -54,6 +53,8 @@ import numpy as np
 from openqnn.backends.qnn_htp.provider import (
     WHEEL,
     captured_fds,
+    host_is_simulator,
+    missing,
     qnn_session,
     read_log,
     refusal_detail,
@@ -91,16 +92,10 @@ class CodeRecoveryError(AssertionError):
 
 def simulator_missing() -> str | None:
     """Why QNN's HTP simulator cannot run here (None: it can)."""
-    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+    if platform.system() != "Linux" or not host_is_simulator():
         return (f"QNN's HTP simulator ships in the {WHEEL} wheel for Linux x86_64 only "
                 f"(this is {platform.system()} {platform.machine()})")
-    if sys.version_info < (3, 11):
-        return f"the {WHEEL} wheel needs Python >= 3.11"
-    try:
-        import onnxruntime_qnn  # noqa: F401
-    except ImportError:
-        return f"the {WHEEL} wheel is not installed (pip install '{WHEEL}>=2.7', or the dev extra)"
-    return None
+    return missing()
 
 
 @dataclass

@@ -39,6 +39,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import openqnn
+from guide_backend_config import GUIDE_BACKEND_CONFIG as SEED_BACKEND_CONFIG
 from helpers import make_model
 from openqnn.cli import net_run, onnx_converter
 from openqnn.errors import OpenQnnError
@@ -50,14 +51,6 @@ from openqnn.runtime.io import read_input_list, read_raw
 SEED = 20261206
 FIGURES = Path("/tmp/item7b_figures.md")
 TALLY: dict[str, Counter] = {}
-
-SEED_BACKEND_CONFIG = {
-    "htp_config": {"device_id": 0, "performance_mode": "high_performance", "precision_mode": "int8", "vtcm_mb": 8,
-                   "enable_dma": True},
-    "gpu_config": {"device_id": 0, "performance_mode": "sustained_high_performance", "precision_mode": "fp16",
-                   "enable_transform_optimization": True},
-    "cpu_config": {"num_threads": 4, "performance_mode": "balanced", "enable_fast_math": True},
-}
 
 
 # ---------------------------------------------------------------- the seeds

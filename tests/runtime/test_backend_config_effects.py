@@ -14,17 +14,10 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 import openqnn
+from guide_backend_config import GUIDE_BACKEND_CONFIG as GUIDE
 from helpers import make_model
 from openqnn.backends.threads import ThreadPolicy, thread_policy
 from openqnn.runtime.config import BackendConfig, CpuConfig, HtpConfig, read_backend_config
-
-GUIDE = {
-    "htp_config": {"device_id": 0, "performance_mode": "high_performance", "precision_mode": "int8", "vtcm_mb": 8,
-                   "enable_dma": True},
-    "gpu_config": {"device_id": 0, "performance_mode": "sustained_high_performance", "precision_mode": "fp16",
-                   "enable_transform_optimization": True},
-    "cpu_config": {"num_threads": 4, "performance_mode": "balanced", "enable_fast_math": True},
-}
 
 
 def _fc_model(n: int = 1024) -> openqnn.Graph:

@@ -1,4 +1,4 @@
-"""PlacementConfig: which backend runs each node. One rule for every backend that has a fallback.
+"""Placement: which backend runs each node. One rule for every backend that has a fallback.
 
 A node runs on the backend asked for when that backend's kernel builder accepts it; otherwise on the
 fallback backend (cpu), recorded as a :class:`~openqnn.backends.base.Fallback` with the builder's reason.

@@ -8,9 +8,11 @@ files, the input's own type as is.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,25 +165,25 @@ class ResultFolders:
 
     def write(self, index: int, stem: str, data: np.ndarray) -> None:
         """Stage ``Result_<index>/<stem>.raw``."""
-        path = self._stage / f"Result_{index}" / f"{stem}.raw"
-        try:
-            if not self._made and not self._stage.exists():
-                self._made = [q for q in reversed([self._stage, *self._stage.parents]) if not q.exists()]
-            write_raw(path, data)
-        except OSError as e:
-            raise InvalidConfigError(f"--output_dir {self.out_dir}: cannot write results ({e.strerror or e}); give "
-                                     "a folder you can write to") from None
+        with self._staging("results"):
+            write_raw(self._stage / f"Result_{index}" / f"{stem}.raw", data)
 
     def write_text(self, name: str, text: str) -> None:
         """Stage ``<output_dir>/<name>`` (a file beside the result folders, e.g. partition_report.json)."""
-        path = self._stage / name
+        with self._staging(name):
+            self._stage.mkdir(parents=True, exist_ok=True)
+            (self._stage / name).write_text(text)
+
+    @contextlib.contextmanager
+    def _staging(self, what: str) -> Iterator[None]:
+        """A write into the staging folder: the parent folders it will create are remembered (removed again on
+        failure), and an OSError is an :class:`InvalidConfigError` saying ``what`` could not be written."""
         try:
             if not self._made and not self._stage.exists():
                 self._made = [q for q in reversed([self._stage, *self._stage.parents]) if not q.exists()]
-            self._stage.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+            yield
         except OSError as e:
-            raise InvalidConfigError(f"--output_dir {self.out_dir}: cannot write {name} ({e.strerror or e}); give "
+            raise InvalidConfigError(f"--output_dir {self.out_dir}: cannot write {what} ({e.strerror or e}); give "
                                      "a folder you can write to") from None
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

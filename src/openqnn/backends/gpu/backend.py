@@ -15,6 +15,7 @@ int8     a quantized model on htp's integer kernels on the GPU: the htp backend'
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("openqnn.gpu")
 
-__all__ = ["FP32_OPS", "GpuBackend", "GpuExecutable", "half_dtype"]
+__all__ = ["FP32_OPS", "GpuBackend", "GpuExecutable"]
 
 # hybrid precision keeps these in float32: their sums and exponentials lose too much in float16
 FP32_OPS = frozenset({
@@ -46,11 +47,6 @@ FP32_OPS = frozenset({
     "ReduceSum", "ReduceMean", "ReduceProd", "ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceLogSumExp",
     "CumulativeSum",
 })
-
-
-def half_dtype(device: torch.device) -> torch.dtype:
-    """The 16-bit float type of fp16 mode: float16 (PyTorch runs it on CUDA and, more slowly, on the CPU)."""
-    return torch.float16
 
 
 class GpuBackend:
@@ -81,7 +77,7 @@ class GpuBackend:
 
     def unsupported(self, graph: Graph, node: Node) -> str | None:
         if self.integer:
-            return self._htp().unsupported(graph, node)
+            return self._htp.unsupported(graph, node)
         try:
             build_step(node, BuildContext(graph))
         except Unsupported as e:
@@ -97,16 +93,19 @@ class GpuBackend:
                 raise InvalidConfigError("gpu_config.precision_mode = 'int8' runs quantized models, and this one is "
                                          "float: quantize it (qnn-onnx-converter --input_list), or use fp32, fp16 "
                                          "or hybrid")
-            return self._htp().prepare(graph)
+            return self._htp.prepare(graph)
         mode = self.config.precision_mode
-        float_dtype = None if mode == "fp32" else half_dtype(self.device)
+        float_dtype = None if mode == "fp32" else torch.float16  # PyTorch runs it on CUDA and, slower, the CPU
         # enable_transform_optimization: the plan's graph transformations (epilogue fusions, shared GEMMs);
         # off, one step per node, as the graph is
         plan = Plan(graph, self.device, float_dtype, self.name, keep_fp32=FP32_OPS if mode == "hybrid" else (),
                     fuse=self.config.enable_transform_optimization)
         return GpuExecutable(plan)
 
+    @functools.cached_property
     def _htp(self) -> HtpBackend:
+        """The htp backend on this device, for ``precision_mode: "int8"`` (built once: ``unsupported`` asks
+        it node by node)."""
         from openqnn.backends.htp.backend import HtpBackend
 
         return HtpBackend(device=str(self.device), num_threads=self.num_threads)
