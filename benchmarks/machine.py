@@ -13,19 +13,12 @@ _CAPS = ("OPENQNN_MAX_ISA", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
 
 def machine_line(threads: int) -> str:
     """One line: CPU model and cores, its relevant ISA flags, the caps set, torch's capability, threads."""
-    import torch
-
-    from openqnn.profiling.platform import ISA_FLAGS, cpu_info
+    from openqnn.profiling.platform import cpu_info, isa_text, torch_capability
 
     model, flags = cpu_info()
-    isa = ", ".join(f for f in ISA_FLAGS if f in flags) or "(flags unknown)"
     caps = ", ".join(f"{k}={os.environ[k]}" for k in _CAPS if os.environ.get(k)) or "none"
-    try:
-        capability = torch.backends.cpu.get_cpu_capability()
-    except AttributeError:
-        capability = "?"
-    return (f"machine: {model}, {os.cpu_count()} CPUs, {platform.machine()}; ISA: {isa}; caps: {caps}; "
-            f"PyTorch kernels: {capability}; {threads} thread(s)")
+    return (f"machine: {model}, {os.cpu_count()} CPUs, {platform.machine()}; ISA: {isa_text(flags)}; caps: {caps}; "
+            f"PyTorch kernels: {torch_capability()}; {threads} thread(s)")
 
 
 def htp_products() -> str:

@@ -17,7 +17,6 @@ of the two kept.
 from __future__ import annotations
 
 import csv
-import io
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -30,6 +29,7 @@ import numpy as np
 from openqnn.errors import InvalidConfigError
 from openqnn.ir.graph import Graph
 from openqnn.ir.tensor import Encoding, TensorKind
+from openqnn.profiling.log import write_csv_table
 from openqnn.serialization.netjson import atomic_write
 
 __all__ = ["LayerError", "compare_layers", "read_layer_sqnr", "write_layer_chart", "write_layer_csv"]
@@ -189,7 +189,7 @@ def _input_sqnr(graph: Graph, feeds: Sequence[Mapping[str, np.ndarray]]) -> dict
             d = np.asarray(dequantize(q, enc.scale[0], enc.offset[0]), dtype=np.float64) - x
             num += float((x.astype(np.float64) ** 2).sum())
             den += float((d * d).sum())
-        out[t.name] = EXACT_DB if den == 0 else min(EXACT_DB, 10 * math.log10(max(num, 1e-30) / den))
+        out[t.name] = _sqnr_db(num, den)
     return out
 
 
@@ -211,8 +211,12 @@ def _metrics(refs: Sequence[Mapping[str, Any]], ours: Sequence[Mapping[str, np.n
         nb += float((got * got).sum())
         worst = max(worst, float(np.abs(diff).max(initial=0.0)))
     cos = dot / math.sqrt(num * nb) if num > 0 and nb > 0 else (1.0 if num == nb else 0.0)
-    sqnr = EXACT_DB if den == 0 else min(EXACT_DB, 10 * math.log10(max(num, 1e-30) / den))
-    return cos, sqnr, worst
+    return cos, _sqnr_db(num, den), worst
+
+
+def _sqnr_db(signal: float, noise: float) -> float:
+    """Signal to quantization noise in dB from the two energies (``EXACT_DB`` for no noise)."""
+    return EXACT_DB if noise == 0 else min(EXACT_DB, 10 * math.log10(max(signal, 1e-30) / noise))
 
 
 CSV_FIELDS = ("rank", "layer", "node", "op_type", "sqnr_drop_db", "sqnr_db", "cosine", "max_abs_error", "encoding",
@@ -220,16 +224,9 @@ CSV_FIELDS = ("rank", "layer", "node", "op_type", "sqnr_drop_db", "sqnr_db", "co
 
 
 def write_layer_csv(rows: Sequence[LayerError], path: str | os.PathLike[str]) -> Path:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(CSV_FIELDS)
-    for k, e in enumerate(rows, 1):
-        w.writerow([k, e.layer, e.node, e.op_type, f"{e.sqnr_drop_db:.3f}", f"{e.sqnr_db:.3f}", f"{e.cosine:.6f}",
-                    f"{e.max_abs_error:.6g}", e.encoding, "x".join(map(str, e.shape))])
-    p = Path(path)
-    with atomic_write(p) as f:
-        f.write(buf.getvalue())
-    return p
+    return write_csv_table(path, CSV_FIELDS, (
+        [k, e.layer, e.node, e.op_type, f"{e.sqnr_drop_db:.3f}", f"{e.sqnr_db:.3f}", f"{e.cosine:.6f}",
+         f"{e.max_abs_error:.6g}", e.encoding, "x".join(map(str, e.shape))] for k, e in enumerate(rows, 1)))
 
 
 def write_layer_chart(rows: Sequence[LayerError], path: str | os.PathLike[str], top: int = 30) -> Path:

@@ -21,8 +21,10 @@ with the file's name.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ from openqnn.errors import InvalidConfigError
 from openqnn.serialization.netjson import atomic_write
 
 __all__ = ["FORMAT", "LOG_NAME", "VERSION", "EventTime", "InferenceTime", "NodeExecution", "NodeInfo", "ProfileLog",
-           "read_profile"]
+           "read_profile", "write_csv_table"]
 
 FORMAT = "openqnn-profile"
 VERSION = 1
@@ -184,3 +186,13 @@ def read_profile(path: str | os.PathLike[str]) -> ProfileLog:
     if log is None:
         raise InvalidConfigError(f"--input_log {p}: empty; give a log qnn-net-run --profiling_level wrote")
     return log
+
+
+def write_csv_table(path: str | os.PathLike[str], header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+    """A CSV file of the profiling tools (header, then rows), written to a temporary name and renamed."""
+    p = Path(path)
+    with atomic_write(p) as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return p

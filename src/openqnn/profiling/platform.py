@@ -8,9 +8,7 @@ self-test runs a small quantized model through the fast integer kernels and thro
 
 from __future__ import annotations
 
-import csv
 import importlib.metadata
-import io
 import os
 import platform
 from collections.abc import Sequence
@@ -18,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from openqnn.serialization.netjson import atomic_write
+from openqnn.profiling.log import write_csv_table
 
-__all__ = ["BACKENDS", "Check", "cpu_info", "htp_products", "validate", "write_checks_csv"]
+__all__ = ["BACKENDS", "Check", "cpu_info", "htp_products", "isa_text", "torch_capability", "validate",
+           "write_checks_csv"]
 
 BACKENDS = ("cpu", "gpu", "htp", "qnn-htp")
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp",
@@ -52,6 +51,21 @@ def cpu_info() -> tuple[str, set[str]]:
     return model, flags
 
 
+def isa_text(flags: set[str]) -> str:
+    """The relevant ISA flags among ``flags`` (as :func:`cpu_info` gives them), comma-separated."""
+    return ", ".join(f for f in ISA_FLAGS if f in flags) or "(flags unknown)"
+
+
+def torch_capability() -> str:
+    """The CPU kernels PyTorch dispatches to here (``?`` where this torch cannot say)."""
+    import torch
+
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except AttributeError:
+        return "?"
+
+
 def htp_products() -> str:
     """How this machine computes the htp backend's int8 products (the path the fast kernels take)."""
     from openqnn.backends.htp import native
@@ -79,11 +93,6 @@ def _cpu_checks() -> list[Check]:
     from openqnn._version import __version__
 
     model, flags = cpu_info()
-    isa = ", ".join(f for f in ISA_FLAGS if f in flags) or "(flags unknown)"
-    try:
-        capability = torch.backends.cpu.get_cpu_capability()
-    except AttributeError:
-        capability = "?"
     rows = [Check("cpu", "openqnn", __version__, "ok"),
             Check("cpu", "python", platform.python_version(), "ok"),
             Check("cpu", "torch", torch.__version__, "ok"),
@@ -92,8 +101,8 @@ def _cpu_checks() -> list[Check]:
             Check("cpu", "onnxruntime", _version("onnxruntime") or "not installed (the accuracy debugger needs it)",
                   "ok" if _version("onnxruntime") else "missing"),
             Check("cpu", "cpu", f"{model} ({platform.machine()})", "info"),
-            Check("cpu", "isa", isa, "info"),
-            Check("cpu", "pytorch kernels", str(capability), "info"),
+            Check("cpu", "isa", isa_text(flags), "info"),
+            Check("cpu", "pytorch kernels", torch_capability(), "info"),
             Check("cpu", "cores", str(os.cpu_count()), "info"),
             Check("cpu", "threads", f"{torch.get_num_threads()} (torch intra-op)", "info")]
     rows.append(_float_self_test())
@@ -239,12 +248,5 @@ def validate(backends: Sequence[str]) -> list[Check]:
 
 
 def write_checks_csv(rows: Sequence[Check], path: str | os.PathLike[str]) -> Path:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["backend", "item", "value", "status"])
-    for r in rows:
-        w.writerow([r.backend, r.item, r.value, r.status])
-    p = Path(path)
-    with atomic_write(p) as f:
-        f.write(buf.getvalue())
-    return p
+    return write_csv_table(path, ("backend", "item", "value", "status"),
+                           ([r.backend, r.item, r.value, r.status] for r in rows))

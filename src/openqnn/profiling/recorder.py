@@ -93,14 +93,13 @@ class SessionProfiler:
         self._nodes = {n.name: n for n in graph.nodes}
         fallbacks = {f.node: f.reason for f in getattr(executable, "fallbacks", ())}
         plans = {p.node: p for p in getattr(executable, "step_plans", ()) or () if p is not None}
-        nodes = {n.name: n for n in graph.nodes}
-        for name in dict.fromkeys([*nodes, *plans]):
+        for name in dict.fromkeys([*self._nodes, *plans]):
             reason = fallbacks.get(name)
             ran_on = "cpu" if reason is not None else self.log.backend
             weight_bytes, elems = 0, 0
             shape: tuple[int, ...] = ()
             plan = plans.get(name)
-            node = nodes.get(name)
+            node = self._nodes.get(name)
             if node is not None:
                 statics = [graph.tensors[x] for x in node.inputs if x and graph.tensors[x].kind is TensorKind.STATIC]
                 weight_bytes = sum(t.nbytes for t in statics)

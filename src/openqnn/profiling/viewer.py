@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from collections import defaultdict
@@ -11,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from openqnn.profiling.log import ProfileLog
+from openqnn.profiling.log import ProfileLog, write_csv_table
 from openqnn.profiling.stats import LatencyStats, latency_stats
 from openqnn.serialization.netjson import atomic_write
 
@@ -106,16 +104,10 @@ CSV_FIELDS = ("node", "op_type", "ran_on", "count", "avg_us", "min_us", "max_us"
 
 def write_csv(log: ProfileLog, path: str | os.PathLike[str]) -> Path:
     """Per-node statistics as CSV (one row per node, slowest first)."""
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(CSV_FIELDS)
-    for s in node_stats(log):
-        w.writerow([s.node, s.op_type, s.ran_on, s.count, f"{s.avg_us:.3f}", f"{s.min_us:.3f}", f"{s.max_us:.3f}",
-                    f"{s.total_us:.3f}", f"{s.share:.5f}", s.macs, s.weight_bytes, s.vtcm_bytes, s.reason or ""])
-    p = Path(path)
-    with atomic_write(p) as f:
-        f.write(buf.getvalue())
-    return p
+    return write_csv_table(path, CSV_FIELDS, (
+        [s.node, s.op_type, s.ran_on, s.count, f"{s.avg_us:.3f}", f"{s.min_us:.3f}", f"{s.max_us:.3f}",
+         f"{s.total_us:.3f}", f"{s.share:.5f}", s.macs, s.weight_bytes, s.vtcm_bytes, s.reason or ""]
+        for s in node_stats(log)))
 
 
 def chrome_trace(log: ProfileLog) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -142,8 +143,6 @@ class Session:
             return
         with self._phase("deinit"):
             del self._exe
-            import gc
-
             gc.collect()
 
     @property
