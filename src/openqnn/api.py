@@ -41,21 +41,14 @@ def convert(
 
         graph = openqnn.convert(torchvision.models.resnet18().eval(), example_inputs=torch.randn(1, 3, 224, 224))
     """
-    from openqnn.frontends.base import KEEP_SOURCE_OPS, FrontendOptions, frontend_for
-    from openqnn.passes import run_pipeline
+    from openqnn.frontends.base import FrontendOptions, frontend_for, run_convert_passes
 
     frontend = frontend_for(source)
     options = FrontendOptions(input_dims=dict(input_dims or {}), input_dtypes=dict(input_dtypes or {}),
                               out_nodes=tuple(out_nodes or ()), name=name, example_inputs=example_inputs)
     graph = frontend.load(source, options)
     graph.metadata.setdefault("frontend", frontend.name)
-    if graph.metadata.pop(KEEP_SOURCE_OPS, False):  # a quantized source's integers, op for op (frontends/base.py)
-        from openqnn.ir.verifier import verify
-
-        graph.toposort()
-        verify(graph)
-        return graph
-    return run_pipeline(graph, "convert")
+    return run_convert_passes(graph)  # or only verified: a quantized source's integers, op for op
 
 
 def save(graph: Graph, output_path: str | os.PathLike[str]) -> tuple[Path, Path]:

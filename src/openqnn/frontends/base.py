@@ -41,22 +41,48 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from openqnn.errors import ConversionError
 from openqnn.ir.graph import Graph
 
-__all__ = ["FRONTENDS", "KEEP_SOURCE_OPS", "Frontend", "FrontendOptions", "frontend_for", "missing_framework",
-           "register"]
+__all__ = ["FRONTENDS", "KEEP_SOURCE_OPS", "Frontend", "FrontendOptions", "frontend_for", "lazy_exports",
+           "missing_framework", "register", "run_convert_passes"]
 
 
 # A frontend whose graph already carries the source's own quantized arithmetic (a fully integer TFLite
 # model: its integers, op for op) sets ``graph.metadata[KEEP_SOURCE_OPS] = True``; the spine then verifies
 # the graph instead of running the float ``convert`` passes, which would fold or fuse its ops.
 KEEP_SOURCE_OPS = "keep_source_ops"
+
+
+def run_convert_passes(graph: Graph) -> Graph:
+    """What the spine does with a frontend's graph: the ``convert`` pass pipeline, or, for a graph that keeps
+    its source's quantized ops (``KEEP_SOURCE_OPS``, popped here), only a toposort and the verifier."""
+    if graph.metadata.pop(KEEP_SOURCE_OPS, False):
+        from openqnn.ir.verifier import verify
+
+        graph.toposort()
+        verify(graph)
+        return graph
+    from openqnn.passes import run_pipeline
+
+    return run_pipeline(graph, "convert")
+
+
+def lazy_exports(package: str, where: Mapping[str, str]) -> Callable[[str], Any]:
+    """A frontend package's module ``__getattr__``: attribute ``name`` is imported from the submodule
+    ``where[name]`` on first use, so registering the frontend imports no framework."""
+
+    def __getattr__(name: str) -> Any:
+        if name in where:
+            return getattr(importlib.import_module(f"{package}.{where[name]}"), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
 
 
 @dataclass(frozen=True)
@@ -107,15 +133,11 @@ def register(frontend: Frontend) -> Frontend:
 
 
 def _is_instance(obj: object, qualified: str) -> bool:
-    """``isinstance(obj, <qualified>)`` when that class's top-level package is imported (else it cannot be)."""
+    """``isinstance(obj, <qualified>)`` when that class's module is imported (else ``obj`` cannot be one); it
+    imports nothing, so looking up a path's frontend never loads another frontend's reader."""
     module, _, cls_name = qualified.rpartition(".")
-    if module.split(".")[0] not in sys.modules:
-        return False
-    try:
-        cls = getattr(importlib.import_module(module), cls_name)
-    except (ImportError, AttributeError):
-        return False
-    return isinstance(obj, cls)
+    cls = getattr(sys.modules.get(module), cls_name, None)
+    return isinstance(cls, type) and isinstance(obj, cls)
 
 
 def frontend_for(source: object) -> Frontend:

@@ -1,4 +1,4 @@
-"""The layout tracker shared by channel-first frontends (ONNX, and what is built on it; Caffe's later).
+"""The layout tracker shared by channel-first frontends (ONNX, and what is built on it: PyTorch, Caffe).
 
 Every source value maps to a :class:`Value`: the IR tensor holding it, that tensor's layout relative to
 the source tensor (``perm``: IR = source.transpose(perm); ``None`` for the source layout itself), and its

@@ -6,9 +6,9 @@ A ``.prototxt`` finds its weights beside it (``<stem>.caffemodel``); a :class:`C
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from openqnn.frontends.base import FrontendOptions, register
+from openqnn.frontends.base import FrontendOptions, lazy_exports, register
 from openqnn.ir.graph import Graph
 
 if TYPE_CHECKING:
@@ -39,9 +39,5 @@ class CaffeFrontend:
 register(CaffeFrontend())
 
 
-def __getattr__(name: str) -> Any:  # the reader imports onnx and protobuf: only when asked for
-    if name in ("CaffeNet", "convert_caffe", "to_onnx"):
-        from openqnn.frontends.caffe import reader
-
-        return getattr(reader, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the reader imports onnx and protobuf: only when asked for
+__getattr__ = lazy_exports(__name__, {"CaffeNet": "reader", "convert_caffe": "reader", "to_onnx": "reader"})

@@ -434,14 +434,10 @@ def _batch_norm(b: _Builder, lay: Any) -> None:
                                  b.const(mean, "mean"), b.const(var, "var")], epsilon=float(lay.batch_norm_param.eps))
 
 
-def _broadcast(b: _Builder, value: np.ndarray, axis: int, rank: int) -> np.ndarray:
+def _broadcast(value: np.ndarray, axis: int, rank: int) -> np.ndarray:
     """A Scale/Bias blob covering axes ``[axis, axis + value.ndim)`` of a rank-``rank`` input, for broadcasting."""
     axis = axis % rank if rank else axis
     return value.reshape(value.shape + (1,) * (rank - axis - value.ndim))
-
-
-def _rank(b: _Builder, tensor: str) -> int:
-    return len(b.shape_of(tensor))
 
 
 @layer("Scale", "Bias")
@@ -450,7 +446,7 @@ def _scale(b: _Builder, lay: Any) -> None:
     x = b.bottom()
     op = "Mul" if lay.type == "Scale" else "Add"
     blobs = b.weights.get(lay.name, [])
-    rank = _rank(b, x)
+    rank = len(b.shape_of(x))
     if len(lay.bottom) == 2:
         other = b.bottom(1)
         other_rank = len(b.shape_of(other))
@@ -461,12 +457,12 @@ def _scale(b: _Builder, lay: Any) -> None:
         y = b.node(op, [x, other])[0]
     else:
         first = b.blobs(1)[0]
-        y = b.node(op, [x, b.const(_broadcast(b, first, int(p.axis), rank), "scale" if op == "Mul" else "bias")])[0]
+        y = b.node(op, [x, b.const(_broadcast(first, int(p.axis), rank), "scale" if op == "Mul" else "bias")])[0]
     if lay.type == "Scale" and p.bias_term:
         bias = blobs[1 if len(lay.bottom) == 1 else 0] if blobs else None
         if bias is None:
             raise b.fail("bias_term is set but the .caffemodel has no bias blob for it")
-        y = b.node("Add", [y, b.const(_broadcast(b, bias, int(p.axis), rank), "bias")])[0]
+        y = b.node("Add", [y, b.const(_broadcast(bias, int(p.axis), rank), "bias")])[0]
     b.bind(y)
 
 

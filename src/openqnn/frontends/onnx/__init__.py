@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from openqnn.frontends.base import FrontendOptions, register
+from openqnn.frontends.base import FrontendOptions, lazy_exports, register
 from openqnn.ir.graph import Graph
 
 if TYPE_CHECKING:
@@ -30,9 +30,5 @@ class OnnxFrontend:
 register(OnnxFrontend())
 
 
-def __getattr__(name: str) -> Any:  # the converter imports onnx: only when asked for
-    if name in ("convert_onnx", "load_onnx"):
-        from openqnn.frontends.onnx import frontend
-
-        return getattr(frontend, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the converter imports onnx: only when asked for
+__getattr__ = lazy_exports(__name__, {"convert_onnx": "frontend", "load_onnx": "frontend"})

@@ -4,9 +4,9 @@ then the ONNX frontend. Parameters keep their ``state_dict`` names (``layer1.0.c
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from openqnn.frontends.base import FrontendOptions, register
+from openqnn.frontends.base import FrontendOptions, lazy_exports, register
 from openqnn.ir.graph import Graph
 
 if TYPE_CHECKING:
@@ -32,9 +32,5 @@ class PyTorchFrontend:
 register(PyTorchFrontend())
 
 
-def __getattr__(name: str) -> Any:  # the exporter imports torch.onnx: only when asked for
-    if name in ("convert_pytorch", "export_onnx"):
-        from openqnn.frontends.pytorch import exporter
-
-        return getattr(exporter, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the exporter imports torch.onnx: only when asked for
+__getattr__ = lazy_exports(__name__, {"convert_pytorch": "exporter", "export_onnx": "exporter"})

@@ -7,9 +7,9 @@ nothing here imports it until :meth:`TensorFlowFrontend.load` runs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from openqnn.frontends.base import FrontendOptions, register
+from openqnn.frontends.base import FrontendOptions, lazy_exports, register
 from openqnn.ir.graph import Graph
 
 if TYPE_CHECKING:
@@ -50,9 +50,5 @@ class TensorFlowFrontend:
 register(TensorFlowFrontend())
 
 
-def __getattr__(name: str) -> Any:  # the converter imports TensorFlow when it runs: only when asked for
-    if name in ("convert_tensorflow", "to_tflite"):
-        from openqnn.frontends.tensorflow import converter
-
-        return getattr(converter, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the converter imports TensorFlow when it runs: only when asked for
+__getattr__ = lazy_exports(__name__, {"convert_tensorflow": "converter", "to_tflite": "converter"})

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from openqnn.errors import ConversionError, InvalidModelError, UnsupportedOpError
-from openqnn.frontends.base import KEEP_SOURCE_OPS, missing_framework
+from openqnn.frontends.base import missing_framework, run_convert_passes
 from openqnn.ir.graph import Graph
 
 __all__ = ["TFLiteExport", "convert_tensorflow", "to_tflite"]
@@ -75,10 +75,8 @@ def convert_tensorflow(
     picked = None if export.pruned else out_nodes  # a GraphDef is pruned to them before TFLite
     graph = convert_tflite(m, None, picked, name or _stem(export.where), run_passes=False)
     _name_outputs(graph, list(picked) if picked else [m.tensors[i].name for i in m.outputs])
-    if run_passes and not graph.metadata.get(KEEP_SOURCE_OPS):
-        from openqnn.passes import run_pipeline
-
-        run_pipeline(graph, "convert")
+    if run_passes:
+        graph = run_convert_passes(graph)
     graph.metadata.update({"producer": "tensorflow", "source": export.where})
     return graph
 

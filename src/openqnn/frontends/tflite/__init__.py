@@ -6,9 +6,9 @@ model keeps TFLite's ops one for one, so the spine runs no float passes on it (`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from openqnn.frontends.base import FrontendOptions, register
+from openqnn.frontends.base import FrontendOptions, lazy_exports, register
 from openqnn.ir.graph import Graph
 
 if TYPE_CHECKING:
@@ -41,13 +41,6 @@ class TFLiteFrontend:
 register(TFLiteFrontend())
 
 
-def __getattr__(name: str) -> Any:  # the reader imports the schema package: only when asked for
-    if name in ("convert_tflite", "supported_ops"):
-        from openqnn.frontends.tflite import frontend
-
-        return getattr(frontend, name)
-    if name == "read_tflite":
-        from openqnn.frontends.tflite.reader import read_tflite
-
-        return read_tflite
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the reader imports the schema package: only when asked for
+__getattr__ = lazy_exports(__name__, {"convert_tflite": "frontend", "supported_ops": "frontend",
+                                       "read_tflite": "reader"})

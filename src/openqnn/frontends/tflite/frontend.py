@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from openqnn.errors import ConversionError, InvalidModelError, OpenQnnError, UnsupportedOpError
-from openqnn.frontends.base import KEEP_SOURCE_OPS
+from openqnn.frontends.base import KEEP_SOURCE_OPS, run_convert_passes
 from openqnn.frontends.tflite.context import TflContext, encoding_of, ir_dtype
 from openqnn.frontends.tflite.reader import TflModel, read_tflite
 from openqnn.frontends.tflite.translations import TRANSLATIONS, refuse_custom
@@ -56,23 +56,10 @@ def convert_tflite(
         _translate(ctx, m, op_index=op.index)
     _set_outputs(ctx, m, out_nodes)
     graph.remove_unused()
-    quantized = any(t.encoding is not None for t in graph.tensors.values())
-    if quantized:
+    if any(t.encoding is not None for t in graph.tensors.values()):
         graph.metadata["quantization"] = {"source": "tflite"}
-    if run_passes and not quantized:
-        from openqnn.passes import run_pipeline
-
-        run_pipeline(graph, "convert")
-    elif not run_passes and not quantized:
-        return graph  # the spine (openqnn.convert) runs the passes
-    else:
-        if not run_passes:
-            graph.metadata[KEEP_SOURCE_OPS] = True  # tells the spine: TFLite's integers, op for op
-        from openqnn.ir.verifier import verify
-
-        graph.toposort()
-        verify(graph)
-    return graph
+        graph.metadata[KEEP_SOURCE_OPS] = True  # TFLite's integers, op for op: verified, no float passes
+    return run_convert_passes(graph) if run_passes else graph  # else the spine (openqnn.convert) runs them
 
 
 def _add_inputs(ctx: TflContext, m: TflModel, input_dims: dict[str, Sequence[int]]) -> None:

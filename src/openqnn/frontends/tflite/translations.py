@@ -89,33 +89,31 @@ def _stride(ctx: TflContext) -> tuple[int, int]:
     return int(ctx.opt("StrideH", 1)), int(ctx.opt("StrideW", 1))
 
 
-def _dilation(ctx: TflContext) -> tuple[int, int]:
-    return int(ctx.opt("DilationHFactor", 1) or 1), int(ctx.opt("DilationWFactor", 1) or 1)
+def _conv_window(ctx: TflContext) -> dict[str, Any]:
+    """A convolution's stride, dilation and pad_amount (its weight is input 1, ``[_, kh, kw, _]``)."""
+    _, kh, kw, _ = ctx.t(1).shape
+    stride = _stride(ctx)
+    dil = int(ctx.opt("DilationHFactor", 1) or 1), int(ctx.opt("DilationWFactor", 1) or 1)
+    pads = spatial_pads(ctx, ctx.t(0).shape, (kh, kw), stride, dil, int(ctx.opt("Padding", 0)))
+    return {"stride": stride, "dilation": dil, "pad_amount": pads}
 
 
 # -- convolutions and dense -----------------------------------------------------------------------
 
 @tflite_op("CONV_2D")
 def _conv2d(ctx: TflContext) -> None:
-    x, w = ctx.t(0), ctx.t(1)
-    _, kh, kw, cin_g = w.shape
-    stride, dil = _stride(ctx), _dilation(ctx)
-    pads = spatial_pads(ctx, x.shape, (kh, kw), stride, dil, int(ctx.opt("Padding", 0)))
+    window = _conv_window(ctx)
     weight = ctx.static(1, lambda a: a.transpose(1, 2, 3, 0), axis=(3, 0, 1, 2))  # [cout,kh,kw,cin] -> [kh,kw,cin,cout]
     ins = [ctx.x(0), weight] + ([ctx.static(2)] if ctx.has(2) else [])
-    emit_fused(ctx, "Conv2d", ins, {"stride": stride, "dilation": dil, "pad_amount": pads,
-                                    "group": x.shape[3] // cin_g})
+    emit_fused(ctx, "Conv2d", ins, {**window, "group": ctx.t(0).shape[3] // ctx.t(1).shape[3]})
 
 
 @tflite_op("DEPTHWISE_CONV_2D")
 def _depthwise(ctx: TflContext) -> None:
-    x, w = ctx.t(0), ctx.t(1)
-    _, kh, kw, _ = w.shape
-    stride, dil = _stride(ctx), _dilation(ctx)
-    pads = spatial_pads(ctx, x.shape, (kh, kw), stride, dil, int(ctx.opt("Padding", 0)))
+    window = _conv_window(ctx)
     weight = ctx.static(1, lambda a: a.transpose(1, 2, 0, 3), axis=(2, 0, 1, 3))  # [1,kh,kw,c] -> [kh,kw,1,c]
     ins = [ctx.x(0), weight] + ([ctx.static(2)] if ctx.has(2) else [])
-    emit_fused(ctx, "DepthWiseConv2d", ins, {"stride": stride, "dilation": dil, "pad_amount": pads})
+    emit_fused(ctx, "DepthWiseConv2d", ins, window)
 
 
 def _transpose_conv(ctx: TflContext, x_i: int, w_i: int, b_i: int | None, stride: tuple[int, int], padding: int,
