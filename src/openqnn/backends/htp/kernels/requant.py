@@ -376,10 +376,13 @@ class Requant:
 
     @staticmethod
     def _native_run(native: NativeRequant, fallback: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-        def run(t0: torch.Tensor) -> torch.Tensor:
-            if native.accepts(t0):
-                return native.run(t0)
-            return fallback(t0)
+        """The C form where it takes the input (and ``out``, where given: contiguous, of the input's shape and the
+        output's dtype), else ``fallback``."""
+        def run(t0: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+            if native.accepts(t0) and (out is None or (out.is_contiguous() and out.shape == t0.shape
+                                                       and out.dtype == native.out_dtype)):
+                return native.run(t0, out)
+            return fallback(t0) if out is None else fallback(t0, out=out)
 
         return run
 
@@ -724,14 +727,7 @@ class QnnRequant(Requant):
         if form is None:
             return run
         self.native, self.native_form = True, form
-
-        def native_run(t0: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-            if form.accepts(t0) and (out is None or (out.is_contiguous() and out.shape == t0.shape
-                                                     and out.dtype == form.out_dtype)):
-                return form.run(t0, out)
-            return run(t0, out=out)
-
-        return native_run
+        return self._native_run(form, run)
 
     def _qnn_native(self, acc: _Accumulator, in_dtype: torch.dtype) -> NativeRequant | None:
         """The spec in C (requant.c's ``rqq_*``) for ``acc = off + c * x``: ``y1 = floor(cst + x * mul)`` is
