@@ -743,13 +743,14 @@ class QnnRequant(Requant):
         top = np.abs(base) + np.abs(coef) * (1 << 31)  # |acc + pre| for any int32 x
         if float(top.max(initial=0)) >= 2.0**52 or float((((top >> spec.shift) + 1) * spec.mult).max(initial=0)) >= 2.0**52:
             return None
-        half = np.where(spec.k > 0, np.int64(1) << np.maximum(spec.k - 1, 0), 0)
-        f64 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))  # noqa: E731
-        cst = f64(np.ldexp(base.astype(np.float64), -spec.shift))
-        mul = f64(np.ldexp(coef.astype(np.float64), -spec.shift))
-        sc = f64(np.ldexp(spec.mult.astype(np.float64), spec.shift - spec.k))
-        k0 = f64(np.ldexp((spec.centre * spec.mult + half).astype(np.float64), -spec.k))
-        madd = torch.full((self.channels,), spec.post, dtype=torch.int32)
+        # the four float64 rows in one pass (this runs at every bind): cst, mul, k0, sc
+        ints, exps = np.empty((4, self.channels), dtype=np.int64), np.empty((4, self.channels), dtype=np.int64)
+        ints[0], ints[1], ints[3] = base, coef, spec.mult
+        ints[2] = spec.centre * spec.mult + np.where(spec.k > 0, np.int64(1) << np.maximum(spec.k - 1, 0), 0)
+        exps[0] = exps[1] = -spec.shift
+        exps[2], exps[3] = -spec.k, spec.shift - spec.k
+        cst, mul, k0, sc = np.ldexp(ints.astype(np.float64), exps)
+        madd = np.full(self.channels, spec.post, dtype=np.int32)
         return NativeRequant(lib, in_dtype, self.out_dtype, self.qmax, cst, mul, madd, False,
-                             (k0, sc, torch.zeros(self.channels, dtype=torch.float64)), None, qnn=True)
+                             (k0, sc, np.zeros(self.channels)), None, qnn=True)
 

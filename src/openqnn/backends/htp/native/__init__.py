@@ -34,6 +34,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -202,6 +203,9 @@ def library() -> ctypes.CDLL | None:
     return _LIB
 
 
+Const = torch.Tensor | np.ndarray
+_TORCH_DTYPES = {np.dtype(np.float64): torch.float64, np.dtype(np.float32): torch.float32,
+                 np.dtype(np.int32): torch.int32}
 _IN = {torch.float32: "f32", torch.float64: "f64", torch.int32: "i32"}
 _OUT = {torch.uint8: "u8", torch.int32: "i32"}
 
@@ -219,15 +223,15 @@ class NativeRequant:
     ``x`` (channels last, rows contiguous, stride ``x.stride(-2)``) into ``out`` (contiguous)."""
 
     def __init__(self, lib: ctypes.CDLL, in_dtype: torch.dtype, out_dtype: torch.dtype, qmax: int,
-                 cst: torch.Tensor, mul: torch.Tensor, madd: torch.Tensor, folded: bool,
-                 dyn: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
-                 window: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, xthr: torch.Tensor | None = None,
-                 eps: float | None = None, qnn: bool = False):
+                 cst: Const, mul: Const, madd: Const, folded: bool, dyn: tuple[Const, Const, Const] | None,
+                 window: tuple[Const, Const, Const] | None, xthr: Const | None = None, eps: float | None = None,
+                 qnn: bool = False):
         """``xthr``: where given (int32 per channel), int32 (or float32 holding integers below 2^24)
         -> uint8 runs a hand-vectorized kernel (AVX-512) whose sign correction compares the input
         with it: ``rqf_*`` where ``eps`` bounds the error of its float32 estimate (requant.c), else
         ``rqv_*`` (float64). ``qnn``: QNN's HTP requantization (``rqq_*``: ``floor(k0 + floor(cst + x *
-        mul) * sc) + madd``, with ``dyn`` = (k0, sc, unused))."""
+        mul) * sc) + madd``, with ``dyn`` = (k0, sc, unused)). The constants are per-channel CPU tensors or
+        numpy arrays (float64, or int32 for ``madd``, ``xthr`` and the window)."""
         vector = (in_dtype in (torch.int32, torch.float32) and out_dtype == torch.uint8 and qmax == 255
                   and (dyn is None or xthr is not None) and bool(lib.openqnn_rqv_available())) and not qnn
         kind = ("f" if eps is not None else "v") if vector else ""
@@ -241,32 +245,36 @@ class NativeRequant:
         if vector and dyn is not None:
             assert xthr is not None
             dyn = (xthr, dyn[1], dyn[2])  # the threshold goes in k0's place (requant.c)
-        fn = getattr(lib, name)
-        fn.argtypes, fn.restype = _ARGTYPES, None
+        fn = _typed(lib, name)
         self.fn, self.in_dtype, self.out_dtype = fn, in_dtype, out_dtype
         # the float32 estimate without a window: the GEMM may requantize in registers (int8.c)
         self.mode = (1 | (2 if dyn is not None else 0) | (4 if folded else 0)) if kind == "f" and window is None else 0
-        ch = cst.numel()
+        ch = cst.numel() if isinstance(cst, torch.Tensor) else cst.size
         # the kernel vectorizes along a row: consecutive rows of few channels are taken k at a time
         # as one row of k * ch (a multiple of 64 elements) with the constants repeated k times
         k = 64 // math.gcd(ch, 64) if ch else 1
         while k * ch < 256 and ch:
             k *= 2
         self.channels, self.k = ch, k
-        consts = [t.numpy() for t in (cst, mul, madd, *(dyn or ()), *(window or ()))]
-        # tiled k times, the constants of one dtype as the rows of one block (numpy tiles many times faster than
-        # torch's repeat, and this runs at every bind); the clone puts a block in PyTorch's 64-byte aligned
-        # memory, which the vector loads run best from, and every row (k * ch: a multiple of 64) stays aligned
-        rows: list[torch.Tensor] = [cst] * len(consts)
+        srcs = [t.numpy() if isinstance(t, torch.Tensor) else t
+                for t in (cst, mul, madd, *(dyn or ()), *(window or ()))]
+        # tiled k times, the constants of one dtype as the rows of one block in PyTorch's 64-byte aligned memory,
+        # which the vector loads run best from (every row, k * ch: a multiple of 64, stays aligned); filled through
+        # a numpy view, as this runs at every bind
+        rows: list[torch.Tensor] = []
         self.keep: list[torch.Tensor] = []  # the pointers below stay valid while these live
         by_dtype: dict[np.dtype, list[int]] = {}
-        for i, a in enumerate(consts):
+        for i, a in enumerate(srcs):
             by_dtype.setdefault(a.dtype, []).append(i)
-        for idx in by_dtype.values():
-            block = torch.from_numpy(np.tile(np.stack([consts[i] for i in idx]), (1, k))).clone()
-            self.keep.append(block)
+        slots: dict[int, torch.Tensor] = {}
+        for dt, idx in by_dtype.items():
+            block = torch.empty((len(idx), k * ch), dtype=_TORCH_DTYPES[dt])
+            view = block.numpy().reshape(len(idx), k, ch)
             for r, i in enumerate(idx):
-                rows[i] = block[r]
+                view[r] = srcs[i]
+                slots[i] = block[r]
+            self.keep.append(block)
+        rows = [slots[i] for i in range(len(srcs))]
         tiled = iter(rows)
         cst_t, mul_t, madd_t = next(tiled), next(tiled), next(tiled)
         k0, sc, nd = (next(tiled), next(tiled), next(tiled)) if dyn is not None else (None, None, None)
@@ -317,6 +325,14 @@ class NativeRequant:
         elif rows:
             self.fn(x2.data_ptr(), rows, ch, stride, *self.consts, out.data_ptr())
         return out
+
+
+def _typed(lib: ctypes.CDLL, name: str) -> Any:
+    """``lib``'s requantization ``name`` with its argument types set (once per function)."""
+    fn = getattr(lib, name)
+    if fn.restype is not None:
+        fn.argtypes, fn.restype = _ARGTYPES, None
+    return fn
 
 
 def lookup(table: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None = None,
