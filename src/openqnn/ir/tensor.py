@@ -11,7 +11,7 @@ import numpy as np
 
 from openqnn.ir.dtype import DType
 
-__all__ = ["Encoding", "Tensor", "TensorKind"]
+__all__ = ["Encoding", "Tensor", "TensorKind", "qrange"]
 
 
 class TensorKind(enum.Enum):
@@ -21,6 +21,14 @@ class TensorKind(enum.Enum):
     APP_READ = "APP_READ"  # graph output
     NATIVE = "NATIVE"  # intermediate
     STATIC = "STATIC"  # weights and other constants
+
+
+def qrange(bitwidth: int, signed: bool = False) -> tuple[int, int]:
+    """The integer range of a ``bitwidth``-bit encoding: [0, 2^bw - 1], or signed [-2^(bw-1), 2^(bw-1) - 1].
+    The one copy of it (quantization.encodings.math exports it with quantize and dequantize)."""
+    if signed:
+        return -(1 << (bitwidth - 1)), (1 << (bitwidth - 1)) - 1
+    return 0, (1 << bitwidth) - 1
 
 
 @dataclass(frozen=True)
@@ -91,9 +99,7 @@ class Encoding:
                                  f"{self.bitwidth}-bit range [{lo}, {hi}]")
 
     def _full_range(self) -> tuple[int, int]:
-        if self.is_signed:
-            return -(1 << (self.bitwidth - 1)), (1 << (self.bitwidth - 1)) - 1
-        return 0, (1 << self.bitwidth) - 1
+        return qrange(self.bitwidth, self.is_signed)
 
     @property
     def per_block(self) -> bool:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from openqnn.ir.tensor import Encoding
+from openqnn.quantization.encodings import math as qmath
 
 __all__ = ["FakeQuant", "fake_quantize_array"]
 
@@ -28,22 +29,19 @@ class FakeQuant:
             shape[enc.axis] = len(enc.scale)
         self.scale = torch.tensor(enc.scale, dtype=dtype, device=device).reshape(shape)
         self.offset = torch.tensor(enc.offset, dtype=dtype, device=device).reshape(shape)
-        lo, hi = enc.int_range
-        self.qmin, self.qmax = float(lo), float(hi)
+        self.bitwidth, self.bounds = enc.bitwidth, enc.int_range
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if not x.dtype.is_floating_point:
             return x
-        q = torch.clamp(torch.round(x / self.scale.to(x.dtype)) - self.offset.to(x.dtype), self.qmin, self.qmax)
-        return (q + self.offset.to(x.dtype)) * self.scale.to(x.dtype)
+        return qmath.fake_quantize(x, self.scale.to(x.dtype), self.offset.to(x.dtype), self.bitwidth,
+                                   bounds=self.bounds)
 
 
 def fake_quantize_array(data: np.ndarray, enc: Encoding) -> np.ndarray:
     """Quantize-dequantize static data in float64 (exact for 32-bit biases), returned in its dtype:
     per-tensor, per-axis, or per-block (each block of ``block_size`` along ``block_axis`` of each
     channel with its own scale and offset)."""
-    from openqnn.quantization.encodings import math as qmath
-
     scale, offset = enc.arrays(tuple(data.shape))
     return qmath.fake_quantize(data.astype(np.float64), scale, offset.astype(np.float64), enc.bitwidth,
                                enc.is_signed, enc.int_range).astype(data.dtype)

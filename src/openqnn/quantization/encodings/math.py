@@ -12,19 +12,21 @@ MAX - MIN steps (symmetric: absmax over min(MAX, -MIN)), and q is clamped to it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, TypeGuard, cast, overload
+
 import numpy as np
+
+from openqnn.ir.tensor import qrange
+
+if TYPE_CHECKING:
+    import torch
+
+    Array = np.ndarray | torch.Tensor
 
 __all__ = ["MIN_RANGE", "asymmetric", "dequantize", "fake_quantize", "qrange", "quantize", "restricted_qrange",
            "symmetric"]
 
 MIN_RANGE = 1e-4
-
-
-def qrange(bitwidth: int, signed: bool = False) -> tuple[int, int]:
-    """The integer range of a ``bitwidth``-bit encoding: [0, 2^bw - 1], or signed [-2^(bw-1), 2^(bw-1) - 1]."""
-    if signed:
-        return -(1 << (bitwidth - 1)), (1 << (bitwidth - 1)) - 1
-    return 0, (1 << bitwidth) - 1
 
 
 def restricted_qrange(bitwidth: int, steps: tuple[int, int]) -> tuple[int, int]:
@@ -60,21 +62,55 @@ def symmetric(absmax: np.ndarray | float, bitwidth: int,
     return scale, np.full(np.shape(scale), -(1 << (bitwidth - 1)), dtype=np.int64)
 
 
-def quantize(x: np.ndarray, scale: np.ndarray | float, offset: np.ndarray | int, bitwidth: int,
-             signed: bool = False, bounds: tuple[int, int] | None = None) -> np.ndarray:
-    """Integers q = clamp(round(x / scale) - offset) (round half to even, as numpy), clamped to
-    ``bounds`` (a restricted range) when given, else to the bitwidth's range."""
+@overload
+def quantize(x: np.ndarray | float, scale: np.ndarray | float, offset: np.ndarray | int, bitwidth: int,
+             signed: bool = False, bounds: tuple[int, int] | None = None) -> np.ndarray: ...
+@overload
+def quantize(x: torch.Tensor, scale: Array | float, offset: Array | int, bitwidth: int, signed: bool = False,
+             bounds: tuple[int, int] | None = None) -> torch.Tensor: ...
+def quantize(x: Array | float, scale: Array | float, offset: Array | int, bitwidth: int, signed: bool = False,
+             bounds: tuple[int, int] | None = None) -> Array:
+    """Integers q = clamp(round(x / scale) - offset) (round half to even), clamped to ``bounds`` (a
+    restricted range) when given, else to the bitwidth's range.
+
+    The one copy of the formula for every part (the quantizer, the cpu simulation, htp's conversions
+    and the QDQ export). A numpy ``x`` is computed in float64 and returned as int64; a PyTorch tensor
+    is computed in its own floating dtype (float64 gives numpy's result, float32 ONNX Runtime's) and
+    the integers are returned in that dtype, for the caller to store as it needs."""
     lo, hi = bounds if bounds is not None else qrange(bitwidth, signed)
+    if _is_tensor(x):
+        t: Any = x / scale  # (PyTorch's in-place ops on a new tensor: one allocation)
+        return t.round_().sub_(offset).clamp_(lo, hi)
     q = np.round(np.asarray(x, dtype=np.float64) / scale) - offset
     return np.clip(q, lo, hi).astype(np.int64)
 
 
-def dequantize(q: np.ndarray, scale: np.ndarray | float, offset: np.ndarray | int) -> np.ndarray:
+@overload
+def dequantize(q: np.ndarray, scale: np.ndarray | float, offset: np.ndarray | int) -> np.ndarray: ...
+@overload
+def dequantize(q: torch.Tensor, scale: Array | float, offset: Array | int) -> torch.Tensor: ...
+def dequantize(q: Array, scale: Array | float, offset: Array | int) -> Array:
+    """Reals ``(q + offset) * scale``: numpy in float64; a PyTorch tensor in its own (floating) dtype."""
+    if _is_tensor(q):
+        t: Any = q + offset
+        return t.mul_(scale)
     return (np.asarray(q, dtype=np.float64) + offset) * scale
 
 
+@overload
 def fake_quantize(x: np.ndarray, scale: np.ndarray | float, offset: np.ndarray | int, bitwidth: int,
-                  signed: bool = False, bounds: tuple[int, int] | None = None) -> np.ndarray:
-    """Quantize then dequantize, in float64, returned in x's dtype."""
-    q = quantize(x, scale, offset, bitwidth, signed, bounds)
-    return dequantize(q, scale, offset).astype(np.asarray(x).dtype)
+                  signed: bool = False, bounds: tuple[int, int] | None = None) -> np.ndarray: ...
+@overload
+def fake_quantize(x: torch.Tensor, scale: Array | float, offset: Array | int, bitwidth: int,
+                  signed: bool = False, bounds: tuple[int, int] | None = None) -> torch.Tensor: ...
+def fake_quantize(x: Array, scale: Array | float, offset: Array | int, bitwidth: int,
+                  signed: bool = False, bounds: tuple[int, int] | None = None) -> Array:
+    """Quantize then dequantize: numpy in float64, returned in x's dtype; a PyTorch tensor in its dtype."""
+    q: Any = quantize(cast(Any, x), scale, offset, bitwidth, signed, bounds)
+    out: Any = dequantize(q, scale, offset)
+    return out if _is_tensor(x) else out.astype(np.asarray(x).dtype)
+
+
+def _is_tensor(x: object) -> TypeGuard[torch.Tensor]:
+    """Whether ``x`` is a PyTorch tensor (without importing PyTorch where nothing uses it)."""
+    return type(x).__module__.startswith("torch")

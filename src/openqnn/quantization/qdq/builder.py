@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 from openqnn.errors import InvalidModelError
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph, Node
-from openqnn.ir.tensor import Encoding, TensorKind
+from openqnn.ir.tensor import Encoding, TensorKind, qrange
 
 
 class _Unsupported(Exception):
@@ -36,10 +36,6 @@ def _channel_first(rank: int) -> tuple[int, ...]:
 
 def _channel_last(rank: int) -> tuple[int, ...]:
     return (0, *range(2, rank), 1)
-
-
-def _storage_range(bits: int, signed: bool) -> tuple[int, int]:
-    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
 
 
 _STORAGE = {(4, True): TensorProto.INT4, (4, False): TensorProto.UINT4, (8, True): TensorProto.INT8,
@@ -241,7 +237,7 @@ class _Exporter:
         signed = enc.is_signed
         bits = 8 if enc.bitwidth <= 8 else 16
         zp = -np.asarray(enc.offset, dtype=np.int64)
-        lo, hi = _storage_range(bits, signed)
+        lo, hi = qrange(bits, signed)
         if zp.min() < lo or zp.max() > hi:
             bad = int(zp.max() if zp.max() > hi else zp.min())
             raise InvalidModelError(
@@ -322,7 +318,7 @@ def _static_integers(name: str, data: np.ndarray, enc: Encoding) -> tuple[np.nda
     if not signed and (bool(np.all(offset == -half)) or bw > 16):
         q, zp, signed = q - half, zp - half, True  # symmetric: signed storage, zero point 0
     bits = 4 if bw <= 4 else 8 if bw <= 8 else 16 if bw <= 16 else 32
-    lo, hi = _storage_range(bits, signed)
+    lo, hi = qrange(bits, signed)
     if bw > 32 or zp.min() < lo or zp.max() > hi:
         raise InvalidModelError(f"static tensor '{name}': its {bw}-bit encoding (offsets {offset.min()}..{offset.max()}) "
                                 "has no ONNX DequantizeLinear zero point")

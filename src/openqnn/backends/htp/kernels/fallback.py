@@ -35,6 +35,7 @@ from openqnn.backends.plan import StepPlan
 from openqnn.errors import UnsupportedOpError
 from openqnn.ir.graph import Node
 from openqnn.ir.tensor import Encoding
+from openqnn.quantization.encodings import math as qmath
 
 __all__ = ["DEQUANTIZE_KERNEL", "KERNEL", "QUANTIZE_KERNEL", "build_fallback", "dequantize_t", "edge_step", "quantize_t"]
 
@@ -58,19 +59,22 @@ def quantize_t(x: torch.Tensor, q: QParams) -> torch.Tensor:
         dtype = storage_dtype(q.bitwidth) if not q.signed else torch.int32
         if dtype in (torch.uint8, torch.int32):
             return native.quantize(x, float(q.scale[0]), int(q.offset[0]), q.qmin, q.qmax, dtype)
-    shape = _qshape(q, x.dim())
-    scale = torch.as_tensor(q.scale, dtype=torch.float64, device=x.device).reshape(shape)
-    offset = torch.as_tensor(q.offset, dtype=torch.float64, device=x.device).reshape(shape)
-    v = torch.clamp(torch.round(x.to(torch.float64) / scale) - offset, q.qmin, q.qmax)
+    scale, offset = _qtensors(q, x)
+    v = qmath.quantize(x.to(torch.float64), scale, offset, q.bitwidth, q.signed)
     return v.to(storage_dtype(q.bitwidth) if not q.signed else torch.int32)
 
 
 def dequantize_t(v: torch.Tensor, q: QParams) -> torch.Tensor:
     """storage integers -> float32: (v + offset) * scale."""
-    shape = _qshape(q, v.dim())
-    scale = torch.as_tensor(q.scale, dtype=torch.float64, device=v.device).reshape(shape)
-    offset = torch.as_tensor(q.offset, dtype=torch.float64, device=v.device).reshape(shape)
-    return ((v.to(torch.float64) + offset) * scale).to(torch.float32)
+    scale, offset = _qtensors(q, v)
+    return qmath.dequantize(v.to(torch.float64), scale, offset).to(torch.float32)
+
+
+def _qtensors(q: QParams, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``q``'s scale and offset as float64 tensors on ``x``'s device, shaped to broadcast against it."""
+    shape = _qshape(q, x.dim())
+    return (torch.as_tensor(q.scale, dtype=torch.float64, device=x.device).reshape(shape),
+            torch.as_tensor(q.offset, dtype=torch.float64, device=x.device).reshape(shape))
 
 
 def build_fallback(node: Node, ctx: HtpBuildContext, reason: str, float_io: Mapping[str, str] | None = None

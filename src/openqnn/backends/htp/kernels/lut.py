@@ -53,9 +53,8 @@ LUT_OPS = (*(op for op in UNARY if op not in ("Relu", "ElementWiseNot")), "Elu",
 def quantize_table(y: np.ndarray, qo: QParams) -> np.ndarray:
     """Float64 values -> codes of the per-tensor encoding ``qo`` (NaN: the code of 0)."""
     y = np.asarray(y, dtype=np.float64)
-    v = np.clip(y / float(qo.scale[0]), -2.0**40, 2.0**40)
-    v = np.where(np.isnan(v), 0.0, v)
-    return np.clip(np.round(v) - int(qo.offset[0]), qo.qmin, qo.qmax).astype(np.int64)
+    lim = 2.0**40 * float(qo.scale[0])  # (no overflow dividing infinities or huge values by the scale)
+    return qo.codes(np.clip(np.where(np.isnan(y), 0.0, y), -lim, lim))
 
 
 def _codes(qi: QParams) -> torch.Tensor:

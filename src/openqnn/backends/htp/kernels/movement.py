@@ -188,7 +188,7 @@ def pad(node: Node, ctx: HtpBuildContext) -> HtpStep:
         if qo is None:
             fill: int | float = int(value)
         else:
-            fill = int(np.clip(np.round(value / float(qo.scale[0])) - int(qo.offset[0]), qo.qmin, qo.qmax))
+            fill = int(qo.codes(value))
         return movement_plan(node, ctx, "htp.pad_constant", {"pads": pads, "fill": fill})
     shape = ctx.shape(node.inputs[0])
     plan = [(i, _pad_index(scheme, shape[i], a, b)) for i, (a, b) in enumerate(pads) if (a, b) != (0, 0)]

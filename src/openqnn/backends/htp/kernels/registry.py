@@ -30,7 +30,8 @@ from openqnn.backends.htp.arch import HtpArch
 from openqnn.backends.plan import StepPlan
 from openqnn.errors import InvalidModelError
 from openqnn.ir.graph import Graph, Node
-from openqnn.ir.tensor import Encoding, TensorKind
+from openqnn.ir.tensor import Encoding, TensorKind, qrange
+from openqnn.quantization.encodings import math as qmath
 from openqnn.workers import worker_pool
 
 __all__ = [
@@ -95,16 +96,21 @@ class QParams:
 
     @property
     def qmin(self) -> int:
-        return -(1 << (self.bitwidth - 1)) if self.signed else 0
+        return qrange(self.bitwidth, self.signed)[0]
 
     @property
     def qmax(self) -> int:
-        return (1 << (self.bitwidth - 1)) - 1 if self.signed else (1 << self.bitwidth) - 1
+        return qrange(self.bitwidth, self.signed)[1]
 
     @property
     def zero_point(self) -> np.ndarray:
         """-offset: the integer that represents real 0."""
         return -self.offset
+
+    def codes(self, values: np.ndarray | float) -> np.ndarray:
+        """Float values -> codes of this per-tensor encoding (int64; quantization.encodings.math's formula)."""
+        return qmath.quantize(np.asarray(values, dtype=np.float64), float(self.scale[0]), int(self.offset[0]),
+                              self.bitwidth, self.signed)
 
 
 @dataclass
@@ -156,12 +162,9 @@ class HtpBuildContext:
         if t.encoding.block_size:
             raise Unsupported(f"weight '{name}' has a per-block encoding; htp kernels take per-tensor or "
                               "per-channel weights (the node runs on the cpu fallback)")
-        q = QParams.of(t.encoding)
-        shape = [1] * t.rank
-        if q.axis is not None and t.rank:
-            shape[q.axis] = q.scale.size
-        x = t.data.astype(np.float64) / q.scale.reshape(shape)
-        return np.asarray(np.clip(np.round(x) - q.offset.reshape(shape), q.qmin, q.qmax), dtype=np.int64)
+        enc = t.encoding
+        scale, offset = enc.arrays(tuple(np.shape(t.data)))
+        return qmath.quantize(t.data, scale, offset, enc.bitwidth, enc.is_signed, enc.int_range)
 
 
 Builder = Callable[[Node, HtpBuildContext], HtpStep]

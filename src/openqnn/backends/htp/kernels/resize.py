@@ -108,7 +108,7 @@ def resize(node: Node, ctx: HtpBuildContext) -> HtpStep:
     fill: int | float = 0
     if mask is not None:
         value = float(a["extrapolation_value"])
-        fill = (int(np.clip(np.round(value / float(qo.scale[0])) - int(qo.offset[0]), qo.qmin, qo.qmax))
+        fill = (int(qo.codes(value))
                 if qo is not None else value)
     arrays: dict[str, np.ndarray] = {f"index{ax}": np.asarray(idx) for ax, idx, _ in plan}
     arrays.update({f"weight{ax}": w for ax, _, w in plan if w is not None})
