@@ -242,6 +242,26 @@ def test_openqnn_info_and_ops(model: Path, tmp_path: Path, capsys) -> None:
     assert "Conv" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("tool", sorted(openqnn_main.TOOLS))
+def test_openqnn_subcommands_are_the_qnn_tools(tool: str, capsys) -> None:
+    """``openqnn <tool>`` takes ``qnn-<tool>``'s flags (its own parser, named as the subcommand)."""
+    with pytest.raises(SystemExit) as done:
+        openqnn_main.main([tool, "--help"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: openqnn {tool} ")
+
+
+def test_openqnn_subcommand_runs_the_tool(model: Path, tmp_path: Path) -> None:
+    net = _converted(model, tmp_path)
+    assert openqnn_main.main(["context-binary-generator", "--model", str(net), "--backend", "cpu", "--output_dir",
+                              str(tmp_path / "ctx")]) == 0
+    assert openqnn_main.main(["context-binary-utility", "--context_binary", str(tmp_path / "ctx" / "cpu_context.bin"),
+                              "--json_file", str(tmp_path / "meta.json")]) == 0
+    assert (tmp_path / "meta.json").stat().st_size > 0
+    assert openqnn_main.main(["context-binary-utility", "--context_binary", str(tmp_path / "none.bin"),
+                              "--json_file", str(tmp_path / "x.json")]) == 2
+
+
 @pytest.mark.parametrize("argv", [
     ["qnn-net-run", "--model", "m_net.json", "--bogus"],
     ["qnn-onnx-converter", "-i", "m.onnx", "--act_bitwidth", "12"],

@@ -86,8 +86,8 @@ def run_tool(main: Callable[[argparse.Namespace], int | None], parser: argparse.
     except Exception as e:  # a bug in openqnn: still one line unless --debug
         if args.debug:
             raise
-        print(f"error: internal error ({type(e).__name__}: {one_line(str(e))}); rerun with --debug for the traceback "
-              "and please report it", file=sys.stderr)
+        print(f"error: {type(e).__name__}: {one_line(str(e))} (a fault in openqnn, not in your input; rerun with "
+              "--debug for the traceback and please report it)", file=sys.stderr)
         return 1
 
 

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import shlex
 import sys
 from collections.abc import Sequence
 
 from openqnn.cli.common import ToolParser, add_common_flags, add_placement_flags, backend_config, run_tool
+
+# the QNN tools that are programs of their own, also as subcommands: ``openqnn profile-viewer ...`` runs
+# ``qnn-profile-viewer ...`` (same flags; ``openqnn profile-viewer --help`` lists them)
+TOOLS: dict[str, str] = {
+    "context-binary-generator": "prepare models for a backend and save them as one context binary "
+                                "(qnn-context-binary-generator)",
+    "context-binary-utility": "check a context binary and write its metadata as JSON (qnn-context-binary-utility)",
+    "model-lib-generator": "compile a converted model's .cpp and .bin into a model library (qnn-model-lib-generator)",
+    "profile-viewer": "summarize a profiling log: text, CSV, Chrome trace, HTML report (qnn-profile-viewer)",
+    "platform-validator": "check the backends on this machine (qnn-platform-validator)",
+    "accuracy-debugger": "compare every layer with the framework and rank the layers by the accuracy they lose "
+                         "(qnn-accuracy-debugger)",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_deploy_flags(sub.add_parser("deploy", description=DESCRIPTION,
                                     help="write a deployment folder in one step: model library, a context binary per "
                                          "backend, quantization_config.json, input_specs.json"))
+    for name, text in TOOLS.items():
+        sub.add_parser(name, help=text, add_help=False)  # (main() hands these to the tool's own parser)
     demo = sub.add_parser("demo", help="build a small model, convert it, run it with qnn-net-run, print the result")
     demo.add_argument("--workdir", default="openqnn_demo", help="folder for the demo's files (default openqnn_demo)")
     add_common_flags(demo)
@@ -92,6 +108,10 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TOOLS:
+        module_name = argv[0].replace("-", "_")
+        module = importlib.import_module(f"openqnn.cli.{module_name}")
+        return run_tool(getattr(module, f"{module_name}_main"), module.build_parser(f"openqnn {argv[0]}"), argv[1:])
     return run_tool(lambda a: _dispatch(a, argv), build_parser(), argv)
 
 
