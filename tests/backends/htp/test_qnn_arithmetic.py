@@ -174,3 +174,60 @@ def test_reduce_plan_keeps_the_qnn_arithmetic() -> None:
 
 def test_qnn_is_the_default_and_tflite_stays_a_named_mode() -> None:
     assert HtpConfig().arithmetic == "qnn" and HtpConfig(arithmetic="tflite").arithmetic == "tflite"
+
+
+# -- AveragePool (spec/qnn_pool.py) ----------------------------------------------------------------
+
+def _pool_graph(rng: np.random.Generator, k: list[int], s: list[int], pads: list[list[int]], count_pad: bool):
+    from test_pool_movement import In, near, one_node, rand_enc
+
+    e = rand_enc(rng, 8)
+    attrs = {"filter_size": k, "stride": s, "dilation": [1, 1], "pad_amount": pads, "rounding_mode": 0,
+             "count_pad_for_edges": count_pad}
+    return one_node("PoolAvg2d", [In((2, 9, 11, 5), e)], attrs, [near(rng, e)])
+
+
+_POOLS = [([3, 3], [1, 1], [[1, 1], [1, 1]], True, "conv"), ([5, 5], [1, 1], [[0, 0], [0, 0]], False, "conv"),
+          ([3, 3], [2, 2], [[1, 1], [1, 1]], False, "mean"), ([2, 2], [2, 2], [[0, 0], [0, 0]], False, "mean"),
+          ([3, 3], [1, 1], [[1, 1], [1, 1]], False, "mean"), ([3, 2], [1, 1], [[1, 0], [0, 1]], True, "mean")]
+
+
+@pytest.mark.parametrize("arch", [V68, V73], ids=["v68", "v73"])
+@pytest.mark.parametrize("pool", range(len(_POOLS)))
+def test_avg_pool_fast_equals_the_qnn_spec(pool: int, arch) -> None:
+    from openqnn.backends.htp.spec import qnn_pool
+
+    k, s, pads, count_pad, route = _POOLS[pool]
+    rng = np.random.default_rng(40 + pool)
+    for _ in range(3):
+        g = _pool_graph(rng, k, s, pads, count_pad)
+        ref, fast, plan = _run_both(g, arch, "qnn")
+        assert plan.attrs["qnn"]["route"] == route
+        np.testing.assert_array_equal(ref, fast)
+        tfl, _, tplan = _run_both(g, arch, "tflite")
+        assert tplan.attrs["qnn"] is None and np.abs(ref - tfl).max() <= 1
+    if route == "mean":  # the 15-bit route, by hand on one window: (S * m + 2^(k-1)) >> k, then z_out
+        m, sh = qnn_pool.pool_mean_consts(0.1029)
+        assert 1 << 14 <= m < 1 << 15 and qnn_pool.pool_mean_np(np.array([-5, 5]), m, sh, 10, 255).tolist() == [9, 11]
+
+
+def test_avg_pool_plan_keeps_the_qnn_arithmetic() -> None:
+    for k, s, pads, count_pad, _ in _POOLS[:3]:
+        g = _pool_graph(np.random.default_rng(5), k, s, pads, count_pad)
+        ref, _, plan = _run_both(g, V68, "qnn")
+        back = StepPlan.from_json(json.loads(json.dumps(plan.to_json(), allow_nan=False)), plan.stored_arrays())
+        q = np.random.default_rng(1).integers(0, 256, size=(2, 9, 11, 5))
+        np.testing.assert_array_equal(np.asarray(bind_step(back).reference(q)), ref)
+
+
+def test_avg_pool_takes_the_qnn_spec_only_where_established() -> None:
+    from test_pool_movement import In, near, one_node, rand_enc
+
+    rng = np.random.default_rng(9)
+    e = rand_enc(rng, 16)
+    g = one_node("PoolAvg2d", [In((1, 6, 6, 2), e)], {"filter_size": [3, 3], "stride": [1, 1], "dilation": [1, 1],
+                                                     "pad_amount": [[1, 1], [1, 1]], "rounding_mode": 0,
+                                                     "count_pad_for_edges": True}, [near(rng, e)])
+    assert _run_both(g, V73, "qnn")[2].attrs["qnn"] is None  # 16-bit: TFLite's
+    g8 = _pool_graph(rng, [3, 3], [1, 1], [[1, 1], [1, 1]], True)
+    assert _run_both(g8, ARCHS["v75"], "qnn")[2].attrs["qnn"] is None

@@ -12,6 +12,10 @@ kernel's window geometry (explicit pads, ceil mode, dilation).
   AveragePool does: T = S + n * (z - c); q_out = c + (T >= 0 ? (T + n/2) / n : -((-T + n/2) / n)),
   clamped. With different encodings: one rounding, q_out = clamp(z_out + mbqm(S, M_n, shift_n)),
   (M_n, shift_n) = quantize_multiplier(s_in / (s_out * n)).
+- With ``htp_config.arithmetic: "qnn"`` (v68, v73, 2-D, 8-bit codes in and out) QNN's AveragePool
+  (``spec/qnn_pool.py``): stride-1 square 3/5/7 windows with one divisor requantize ``S * 2^7`` as QNN's
+  depthwise convolution does (per arch); every other window takes a 15-bit multiplier per divisor
+  rounded to nearest, round half up, the zero point after. The plan stores the constants.
 
 The builders make a StepPlan (``htp.pool_max``, ``htp.pool_avg``: the window geometry, the
 requantization's integers, the per-window divisors and multipliers as arrays); the binders rebuild
@@ -42,6 +46,8 @@ from openqnn.backends.htp.kernels.registry import (
     htp_kernel,
 )
 from openqnn.backends.htp.kernels.scratch import scratch, step_buffer
+from openqnn.backends.htp.spec import qnn_pool
+from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec, TensorConsts
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 
@@ -175,18 +181,32 @@ def _bind_max(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any],
 
 def _build_avg(node: Node, ctx: HtpBuildContext, n: int) -> HtpStep:
     qi, qo, rq, g = _check(node, ctx, n)
-    counts = _counts(g, bool(node.attrs["count_pad_for_edges"]))
+    count_pad = bool(node.attrs["count_pad_for_edges"])
+    counts = _counts(g, count_pad)
     attrs: dict[str, Any] = {"geometry": _geometry_attrs(g), "z_in": int(qi.zero_point[0]), "in_bits": qi.bitwidth,
-                             "qmin": qo.qmin, "qmax": qo.qmax, "bits": qo.bitwidth, "identity": rq.identity}
+                             "qmin": qo.qmin, "qmax": qo.qmax, "bits": qo.bitwidth, "identity": rq.identity,
+                             "z_out": int(qo.zero_point[0]), "qnn": None}
     arrays = {"counts": counts}
+    ratio = float(qi.scale[0]) / float(qo.scale[0])
+    if (ctx.arithmetic == "qnn" and ctx.arch.name in qnn_pool.ARCHS and n == 2 and qi.bitwidth == 8
+            and qo.bitwidth == 8 and ratio < 2.0**12):
+        # QNN's AveragePool (spec/qnn_pool.py); the plan keeps its integers
+        padded = any(a or b for a, b in _pad_widths(g))
+        if qnn_pool.conv_route(g.k, g.s, g.d, padded, count_pad) and np.unique(counts).size == 1:
+            attrs["qnn"] = {"route": "conv", "arch": ctx.arch.name}
+            arrays["qnn_consts"] = qnn_pool.conv_spec(ctx.arch.name, ratio / int(counts.flat[0]), attrs["z_out"]).consts()
+        else:
+            attrs["qnn"] = {"route": "mean"}
+            pairs = {int(k): qnn_pool.pool_mean_consts(ratio / int(k)) for k in np.unique(counts)}
+            arrays["qnn_mult"] = np.vectorize(lambda k: pairs[int(k)][0], otypes=[np.int64])(counts)
+            arrays["qnn_k"] = np.vectorize(lambda k: pairs[int(k)][1], otypes=[np.int64])(counts)
+        return _plan(node, ctx, "htp.pool_avg", attrs, arrays)
     if not rq.identity:
-        ratio = float(qi.scale[0]) / float(qo.scale[0])
         pairs = {int(k): quantize_multiplier(ratio / int(k)) for k in np.unique(counts)}
         arrays["mult"] = np.vectorize(lambda k: pairs[int(k)][0], otypes=[np.int64])(counts)
         arrays["shift"] = np.vectorize(lambda k: pairs[int(k)][1], otypes=[np.int64])(counts)
         if (qi.qmax - qi.qmin) * int(counts.max()) >= 1 << 31:
             raise Unsupported(f"{node.op_type}: window sums overflow 32 bits")
-        attrs["z_out"] = int(qo.zero_point[0])
     return _plan(node, ctx, "htp.pool_avg", attrs, arrays)
 
 
@@ -199,7 +219,29 @@ def _bind_avg(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any],
     counts_b = np.asarray(plan.arrays["counts"], dtype=np.int64).reshape(cshape)
     counts_t = torch.from_numpy(c_array(counts_b)).to(device)
 
-    if a["identity"]:
+    qnn = a.get("qnn")
+    if qnn is not None and qnn["route"] == "conv":
+        spec = QnnRequantSpec.from_consts(qnn["arch"], np.asarray(plan.arrays["qnn_consts"]), int(a["z_out"]))
+        consts = TensorConsts.of(spec, device)
+
+        def finish_np(s: np.ndarray) -> np.ndarray:
+            return spec.apply_np(s * qnn_pool.WEIGHT)
+
+        def finish_t(s: torch.Tensor) -> torch.Tensor:
+            return spec.apply_t(s * qnn_pool.WEIGHT, consts)
+    elif qnn is not None:
+        qmult_b = np.asarray(plan.arrays["qnn_mult"], dtype=np.int64).reshape(cshape)
+        qk_b = np.asarray(plan.arrays["qnn_k"], dtype=np.int64).reshape(cshape)
+        qmult_t, qk_t = torch.from_numpy(c_array(qmult_b)).to(device), torch.from_numpy(c_array(qk_b)).to(device)
+        qhalf_t = torch.bitwise_left_shift(torch.ones_like(qk_t), qk_t - 1)
+        z_q = int(a["z_out"])
+
+        def finish_np(s: np.ndarray) -> np.ndarray:
+            return qnn_pool.pool_mean_np(s, qmult_b, qk_b, z_q, qmax)
+
+        def finish_t(s: torch.Tensor) -> torch.Tensor:
+            return torch.bitwise_right_shift(s * qmult_t + qhalf_t, qk_t).add_(z_q).clamp_(0, qmax)
+    elif a["identity"]:
         c = 1 << (int(a["in_bits"]) - 1)
         bias_b = counts_b * (z_in - c)
         bias_t = torch.from_numpy(bias_b).to(device)

@@ -1,0 +1,36 @@
+"""QNN's AveragePool (openqnn's spec, src/openqnn/backends/htp/spec/qnn_pool.py) against the HTP simulator:
+random 8-bit codes through geometries of both routes, random encodings (tests/fidelity/pool_probe.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.fidelity.harness import simulator_missing
+from tests.fidelity.pool_probe import exact_codes, probe, spec_codes
+
+_missing = simulator_missing()
+pytestmark = pytest.mark.skipif(_missing is not None, reason=_missing or "")
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+@pytest.mark.parametrize("geometry", ["k3s1p1in", "k5s1p2in", "k7s1"])
+def test_depthwise_route_matches_the_simulator(geometry: str, arch: str) -> None:
+    for seed in range(3):
+        p = probe(arch, geometry, seed)
+        np.testing.assert_array_equal(spec_codes(arch, geometry, p), p["y"])
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+@pytest.mark.parametrize("geometry", ["k2s2", "k3s2p1ex", "k3s1p1ex", "k3x2s1", "k7s2p3in"])
+def test_mean_route_matches_the_simulator(geometry: str, arch: str) -> None:
+    same = exact_same = total = 0
+    for seed in range(3):
+        p = probe(arch, geometry, seed)
+        ours = spec_codes(arch, geometry, p)
+        assert int(np.abs(ours - p["y"]).max()) <= 1
+        same += int((ours == p["y"]).sum())
+        exact_same += int((exact_codes(p) == p["y"]).sum())
+        total += ours.size
+    print(f"v{arch} {geometry}: spec {same / total:.4%}, exact rounding {exact_same / total:.4%} of {total}")
+    assert same / total >= 0.98 and same >= exact_same
