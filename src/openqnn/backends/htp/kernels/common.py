@@ -40,7 +40,7 @@ from openqnn.ir.graph import Node
 __all__ = [
     "MOVES",
     "Flow",
-    "Requant",
+    "Rescale",
     "act_q",
     "c_array",
     "const_step",
@@ -106,8 +106,10 @@ def to_storage(x: torch.Tensor, bitwidth: int) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class Requant:
-    """Per-tensor requantization q_out = clamp(z_out + mbqm(q_in - z_in, multiplier, shift))."""
+class Rescale:
+    """A code-to-code rescale between two per-tensor encodings, TFLite's way (pooling, max reductions, data
+    movement between encodings): q_out = clamp(z_out + mbqm(q_in - z_in, multiplier, shift)). Accumulators are
+    requantized by :class:`openqnn.backends.htp.kernels.requant.Requant`."""
 
     z_in: int
     z_out: int
@@ -119,9 +121,9 @@ class Requant:
     identity: bool
 
     @staticmethod
-    def between(qin: QParams, qout: QParams) -> Requant:
+    def between(qin: QParams, qout: QParams) -> Rescale:
         m, sh = quantize_multiplier(float(qin.scale[0]) / float(qout.scale[0]))
-        return Requant(int(qin.zero_point[0]), int(qout.zero_point[0]), m, sh, qout.qmin, qout.qmax,
+        return Rescale(int(qin.zero_point[0]), int(qout.zero_point[0]), m, sh, qout.qmin, qout.qmax,
                        qout.bitwidth, _same(qin, qout))
 
     def to_attrs(self) -> dict[str, Any]:
@@ -129,8 +131,8 @@ class Requant:
                 "qmin": self.qmin, "qmax": self.qmax, "bitwidth": self.bitwidth, "identity": self.identity}
 
     @staticmethod
-    def from_attrs(a: Mapping[str, Any]) -> Requant:
-        return Requant(int(a["z_in"]), int(a["z_out"]), int(a["multiplier"]), int(a["shift"]), int(a["qmin"]),
+    def from_attrs(a: Mapping[str, Any]) -> Rescale:
+        return Rescale(int(a["z_in"]), int(a["z_out"]), int(a["multiplier"]), int(a["shift"]), int(a["qmin"]),
                        int(a["qmax"]), int(a["bitwidth"]), bool(a["identity"]))
 
     def np(self, q: np.ndarray) -> np.ndarray:
@@ -151,7 +153,7 @@ class Flow:
     """How values travel from an op's input to one of its outputs: raw (no encodings: moved as they
     are) or quantized (requantized when the encodings differ)."""
 
-    rq: Requant | None
+    rq: Rescale | None
     raw_dtype: Any = None  # numpy dtype of a raw output
     raw_torch: torch.dtype | None = None
     dtype: DType | None = None  # the raw output's IR type (what to_attrs records)
@@ -173,7 +175,7 @@ class Flow:
 
     @staticmethod
     def from_attrs(a: Mapping[str, Any]) -> Flow:
-        return Flow.raw(DType[a["raw"]]) if "raw" in a else Flow(Requant.from_attrs(a))
+        return Flow.raw(DType[a["raw"]]) if "raw" in a else Flow(Rescale.from_attrs(a))
 
     def np(self, x: np.ndarray) -> np.ndarray:
         if self.rq is None:
@@ -195,7 +197,7 @@ def flow(ctx: HtpBuildContext, src: str, dst: str) -> Flow:
         raise Unsupported(f"'{src}' -> '{dst}' mixes a quantized and an unquantized tensor")
     if qi.axis is not None or qo.axis is not None:
         raise Unsupported(f"'{src}' -> '{dst}': per-axis encoding")
-    return Flow(Requant.between(qi, qo))
+    return Flow(Rescale.between(qi, qo))
 
 
 def static_value(ctx: HtpBuildContext, name: str, dst: str) -> np.ndarray:

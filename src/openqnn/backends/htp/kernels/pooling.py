@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from openqnn.backends.geometry import PoolGeometry, to_channel_first, to_channel_last, window_sum
 from openqnn.backends.htp import native
 from openqnn.backends.htp.fixedpoint import mbqm_np, mbqm_t, quantize_multiplier
-from openqnn.backends.htp.kernels.common import Requant, c_array, quantized_io, to_storage
+from openqnn.backends.htp.kernels.common import Rescale, c_array, quantized_io, to_storage
 from openqnn.backends.htp.kernels.registry import (
     HtpBuildContext,
     HtpStep,
@@ -108,12 +108,12 @@ def _counts(g: PoolGeometry, count_pad: bool) -> np.ndarray:
     return np.maximum(total, 1)
 
 
-def _check(node: Node, ctx: HtpBuildContext, n: int) -> tuple[QParams, QParams, Requant, PoolGeometry]:
+def _check(node: Node, ctx: HtpBuildContext, n: int) -> tuple[QParams, QParams, Rescale, PoolGeometry]:
     qi, qo = quantized_io(node, ctx)
     rank = len(ctx.shape(node.inputs[0]))
     if rank != n + 2:
         raise Unsupported(f"{node.op_type} of a rank-{rank} input")
-    return qi, qo, Requant.between(qi, qo), _geometry(node, ctx)
+    return qi, qo, Rescale.between(qi, qo), _geometry(node, ctx)
 
 
 def _plan(node: Node, ctx: HtpBuildContext, kernel: str, attrs: dict[str, Any],
@@ -133,7 +133,7 @@ def _build_max(node: Node, ctx: HtpBuildContext, n: int) -> HtpStep:
 @htp_binder("htp.pool_max")
 def _bind_max(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
     pa = plan.attrs
-    g, rq = _geometry_of(pa["geometry"]), Requant.from_attrs(pa["requant"])
+    g, rq = _geometry_of(pa["geometry"]), Rescale.from_attrs(pa["requant"])
     qmin, n = int(pa["in_qmin"]), g.n
     low = qmin - 1  # below every value: never the maximum
 

@@ -36,7 +36,7 @@ import torch
 from openqnn.backends.dtypes import torch_dtype
 from openqnn.backends.htp import native
 from openqnn.backends.htp.fixedpoint import mbqm64_np, mbqm64_t, mbqm_np, mbqm_t, quantize_multiplier
-from openqnn.backends.htp.kernels.common import Requant, c_array, movement_plan, quantized_io, to_storage
+from openqnn.backends.htp.kernels.common import Rescale, c_array, movement_plan, quantized_io, to_storage
 from openqnn.backends.htp.kernels.registry import (
     HtpBuildContext,
     HtpStep,
@@ -91,7 +91,7 @@ def reduce(node: Node, ctx: HtpBuildContext) -> HtpStep:
 
     if op in ("ReduceMax", "ReduceMin"):
         return _plan(node, ctx, "htp.reduce_minmax",
-                     {**shape_attrs, "max": op == "ReduceMax", "requant": Requant.between(qi, qo).to_attrs()})
+                     {**shape_attrs, "max": op == "ReduceMax", "requant": Rescale.between(qi, qo).to_attrs()})
 
     ratio = float(qi.scale[0]) / float(qo.scale[0])
     mult, shift = mean_multiplier(ratio, count) if op == "ReduceMean" else quantize_multiplier(ratio)
@@ -114,7 +114,7 @@ def reduce(node: Node, ctx: HtpBuildContext) -> HtpStep:
 def _bind_minmax(plan: StepPlan, device: torch.device) -> Bound:
     at = plan.attrs
     axes, keep, out_shape = tuple(at["axes"]), bool(at["keep"]), tuple(at["out_shape"])
-    rq = Requant.from_attrs(at["requant"])
+    rq = Rescale.from_attrs(at["requant"])
     np_fn = np.max if at["max"] else np.min
     t_fn = torch.amax if at["max"] else torch.amin
 
