@@ -62,7 +62,8 @@ def act_q(ctx: HtpBuildContext, name: str) -> QParams | None:
     """The encoding of an activation, or None for an unquantized integer (or bool) tensor.
 
     Unsupported: a float tensor without encoding, per-axis or signed run-time encodings, bitwidths
-    other than 8 and 16.
+    other than 8 and 16, scales that are not finite and positive. The one check of an activation's
+    encoding (:func:`openqnn.backends.htp.kernels.gemm.act_qparams` adds the operand's role).
     """
     t = ctx.graph.tensors[name]
     if t.encoding is None:
@@ -72,9 +73,12 @@ def act_q(ctx: HtpBuildContext, name: str) -> QParams | None:
     q = QParams.of(t.encoding)
     if not t.is_static:
         if q.axis is not None:
-            raise Unsupported(f"tensor '{name}' has a per-axis encoding")
+            raise Unsupported(f"tensor '{name}' has a per-axis (per-channel) encoding; htp activations are per-tensor")
         if q.signed or q.bitwidth not in (8, 16):
-            raise Unsupported(f"tensor '{name}': {q.bitwidth}-bit{' signed' if q.signed else ''} activations")
+            raise Unsupported(f"tensor '{name}': {q.bitwidth}-bit{' signed' if q.signed else ''} activations; htp "
+                              "activations are unsigned 8 or 16-bit")
+        if not (np.isfinite(q.scale).all() and (q.scale > 0).all()):
+            raise Unsupported(f"tensor '{name}' has a non-positive scale")
     return q
 
 

@@ -22,6 +22,7 @@ import torch
 
 from openqnn.backends.htp import native
 from openqnn.backends.htp.fixedpoint import INT32_MAX, INT32_MIN
+from openqnn.backends.htp.kernels.common import act_q
 from openqnn.backends.htp.kernels.registry import (
     BACKGROUND_BYTES,
     HtpBuildContext,
@@ -63,17 +64,16 @@ __all__ = [
 # -- encodings and static operands ----------------------------------------------------------------
 
 def act_qparams(ctx: HtpBuildContext, name: str, role: str) -> QParams:
-    """The per-tensor unsigned 8/16-bit encoding of an activation, or Unsupported."""
+    """The per-tensor unsigned 8/16-bit encoding of a run-time operand (``role``: "input", "output", ...), or
+    Unsupported (:func:`~openqnn.backends.htp.kernels.common.act_q`'s check)."""
     if ctx.is_static(name):
         raise Unsupported(f"{role} '{name}' is a static tensor, not an activation")
-    q = ctx.need_enc(name)
-    if q.signed or q.scale.size != 1:
-        raise Unsupported(f"{role} '{name}' has a {'signed' if q.signed else 'per-channel'} encoding; "
-                          "htp activations are per-tensor unsigned")
-    if q.bitwidth not in (8, 16):
-        raise Unsupported(f"{role} '{name}' is {q.bitwidth}-bit; htp activations are 8 or 16-bit")
-    if not (np.isfinite(q.scale).all() and (q.scale > 0).all()):
-        raise Unsupported(f"{role} '{name}' has a non-positive scale")
+    try:
+        q = act_q(ctx, name)
+    except Unsupported as e:
+        raise Unsupported(f"{role} {e}") from None
+    if q is None:
+        raise Unsupported(f"{role} '{name}' is not quantized")
     return q
 
 
