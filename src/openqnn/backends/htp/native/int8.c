@@ -588,7 +588,7 @@ int openqnn_int8_isa(void) { return 1; }
  * chunks of KC (its panel of weights in L1), every row tile of a chunk adding to the accumulators
  * of the block (int32, in cache), which the epilogue then requantizes. */
 
-#define MR 6
+#define MR 4   /* 4 x 2 tiles: 8 accumulators, 2 weight and 4 broadcast registers of 16 (6 x 2 spills) */
 #define KC 512 /* k per chunk: 2 * 16 * 256 = 16 KiB of a panel's weights */
 
 long gemm_pack_size(long K, long N) { return ((K + 1) / 2) * 2 * ((N + 7) / 8) * 8 * 2; }
@@ -610,7 +610,7 @@ void gemm_pack(const int8_t* w, long K, long N, int8_t* out8) { /* w: [K, N] row
 
 /* One tile: mr (<= MR) rows of widened A (stride lda int16) x NB blocks of 8 columns, over nq pairs
  * of k from the packed panel bq; accumulators start from init (first chunk) or c, and go to c. */
-#define ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define ROWS(X) X(0) X(1) X(2) X(3)
 #define ROW_DECL(i)                                                                   \
     const int16_t* r##i = a + (i < mr ? i : mr - 1) * lda;                            \
     __m256i c##i##_0 = first ? iv0 : load_acc(c + i * ldc, ncols, i < mr);             \
@@ -620,14 +620,19 @@ void gemm_pack(const int8_t* w, long K, long N, int8_t* out8) { /* w: [K, N] row
         int32_t v;                                                                    \
         memcpy(&v, r##i + 2 * q, 4);                                                  \
         __m256i av = _mm256_set1_epi32(v);                                            \
-        c##i##_0 = _mm256_add_epi32(c##i##_0, _mm256_madd_epi16(av, b0));             \
-        if (NB > 1) c##i##_1 = _mm256_add_epi32(c##i##_1, _mm256_madd_epi16(av, b1)); \
+        acc_add(&c##i##_0, _mm256_madd_epi16(av, b0));                                \
+        if (NB > 1) acc_add(&c##i##_1, _mm256_madd_epi16(av, b1));                    \
     }
 #define ROW_STORE(i)                                                                  \
     if (i < mr) {                                                                     \
         store_acc(c + i * ldc, ncols, c##i##_0);                                      \
         if (NB > 1) store_acc(c + i * ldc + 8, ncols - 8, c##i##_1);                  \
     }
+
+/* acc += v in acc's register (GCC otherwise adds into v's and copies back, a move per product) */
+static inline __attribute__((always_inline)) void acc_add(__m256i* acc, __m256i v) {
+    __asm__("vpaddd %1, %0, %0" : "+x"(*acc) : "x"(v));
+}
 
 static inline __m256i tail_mask(long left) { /* lanes [0, left) of 8 */
     const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
