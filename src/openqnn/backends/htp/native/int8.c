@@ -582,22 +582,25 @@ int openqnn_int8_isa(void) { return 1; }
 
 /* ---- GEMM ---------------------------------------------------------------------------------------
  * Packed weights (gemm_pack_size: bytes): columns padded to multiples of 8, taken in panels of up to
- * 16 (nb blocks of 8); per panel, per pair of k: nb * 16 int16, block j holding columns 8j..8j+7 as
+ * TN blocks of 8; per panel, per pair of k: nb * 16 int16, block j holding columns 8j..8j+7 as
  * the pair (w[k][col], w[k + 1][col]) each (vpmaddwd's layout). K is padded to a multiple of 2.
  * Per block of rows, A is widened to int16 once (rows of K padded to even); the reduction runs in
  * chunks of KC (its panel of weights in L1), every row tile of a chunk adding to the accumulators
  * of the block (int32, in cache), which the epilogue then requantizes. */
 
-#define MR 4   /* 4 x 2 tiles: 8 accumulators, 2 weight and 4 broadcast registers of 16 (6 x 2 spills) */
-#define KC 512 /* k per chunk: 2 * 16 * 256 = 16 KiB of a panel's weights */
+/* Tiles of TM rows x TN blocks of 8 columns: 8 accumulators, 4 broadcasts and 2 weight registers of
+ * the 16 (measured on Zen 4: 3 x 4, 2 x 4, 3 x 3 and 6 x 2 were slower or no faster; GCC spills 6 x 2's) */
+#define TM 4
+#define TN 2
+#define KC 512 /* k per chunk: 16 KiB of a panel's weights */
 
 long gemm_pack_size(long K, long N) { return ((K + 1) / 2) * 2 * ((N + 7) / 8) * 8 * 2; }
 
 void gemm_pack(const int8_t* w, long K, long N, int8_t* out8) { /* w: [K, N] row-major */
     int16_t* out = (int16_t*)(void*)out8;
     long kp = (K + 1) / 2, nb8 = (N + 7) / 8;
-    for (long p0 = 0; p0 < nb8; p0 += 2) {
-        long nb = nb8 - p0 < 2 ? nb8 - p0 : 2;
+    for (long p0 = 0; p0 < nb8; p0 += TN) {
+        long nb = nb8 - p0 < TN ? nb8 - p0 : TN;
         for (long q = 0; q < kp; ++q)
             for (long j = 0; j < nb; ++j)
                 for (long c = 0; c < 8; ++c)
@@ -608,26 +611,19 @@ void gemm_pack(const int8_t* w, long K, long N, int8_t* out8) { /* w: [K, N] row
     }
 }
 
-/* One tile: mr (<= MR) rows of widened A (stride lda int16) x NB blocks of 8 columns, over nq pairs
- * of k from the packed panel bq; accumulators start from init (first chunk) or c, and go to c. */
-#define ROWS(X) X(0) X(1) X(2) X(3)
-#define ROW_DECL(i)                                                                   \
-    const int16_t* r##i = a + (i < mr ? i : mr - 1) * lda;                            \
-    __m256i c##i##_0 = first ? iv0 : load_acc(c + i * ldc, ncols, i < mr);             \
-    __m256i c##i##_1 = NB > 1 ? (first ? iv1 : load_acc(c + i * ldc + 8, ncols - 8, i < mr)) : iv0;
-#define ROW_STEP(i)                                                                   \
-    {                                                                                 \
-        int32_t v;                                                                    \
-        memcpy(&v, r##i + 2 * q, 4);                                                  \
-        __m256i av = _mm256_set1_epi32(v);                                            \
-        acc_add(&c##i##_0, _mm256_madd_epi16(av, b0));                                \
-        if (NB > 1) acc_add(&c##i##_1, _mm256_madd_epi16(av, b1));                    \
+/* Per-thread scratch, grown as needed and kept (the pool's threads live on): a block malloc'd and freed
+ * per task hands its pages back to the system and faults them in again each time (a third of a GEMM's time). */
+static __thread char* scratch_buf;
+static __thread size_t scratch_cap;
+
+static void* thread_scratch(size_t bytes) {
+    if (bytes > scratch_cap) {
+        free(scratch_buf);
+        scratch_buf = (char*)malloc(bytes);
+        scratch_cap = scratch_buf ? bytes : 0;
     }
-#define ROW_STORE(i)                                                                  \
-    if (i < mr) {                                                                     \
-        store_acc(c + i * ldc, ncols, c##i##_0);                                      \
-        if (NB > 1) store_acc(c + i * ldc + 8, ncols - 8, c##i##_1);                  \
-    }
+    return scratch_buf;
+}
 
 /* acc += v in acc's register (GCC otherwise adds into v's and copies back, a move per product) */
 static inline __attribute__((always_inline)) void acc_add(__m256i* acc, __m256i v) {
@@ -639,8 +635,7 @@ static inline __m256i tail_mask(long left) { /* lanes [0, left) of 8 */
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(left < 8 ? left : 8)), idx);
 }
 
-static inline __m256i load_acc(const int32_t* c, long left, int real) {
-    if (!real) return _mm256_setzero_si256();
+static inline __m256i load_acc(const int32_t* c, long left) {
     return left >= 8 ? _mm256_loadu_si256((const __m256i*)c) : _mm256_maskload_epi32(c, tail_mask(left));
 }
 
@@ -651,17 +646,30 @@ static inline void store_acc(int32_t* c, long left, __m256i v) {
         _mm256_maskstore_epi32(c, tail_mask(left), v);
 }
 
+/* One tile: mr (<= TM) rows of widened A (stride lda int16) x NB blocks of 8 columns, over nq pairs
+ * of k from the packed panel bq; accumulators start from iv (first chunk) or c, and go to c. */
 static inline __attribute__((always_inline)) void gemm_tile(const int16_t* a, long lda, int mr, long nq,
                                                            const int16_t* bq, const int NB, int first,
-                                                           __m256i iv0, __m256i iv1, int32_t* c, long ldc,
-                                                           long ncols) {
-    ROWS(ROW_DECL)
-    for (long q = 0; q < nq; ++q, bq += NB * 16) {
-        __m256i b0 = _mm256_loadu_si256((const __m256i*)bq), b1 = b0;
-        if (NB > 1) b1 = _mm256_loadu_si256((const __m256i*)(bq + 16));
-        ROWS(ROW_STEP)
+                                                           const __m256i* iv, int32_t* c, long ldc, long ncols) {
+    __m256i acc[TM][TN];
+    const int16_t* r[TM];
+    for (int i = 0; i < TM; ++i) {
+        r[i] = a + (i < mr ? i : mr - 1) * lda;
+        for (int j = 0; j < NB; ++j)
+            acc[i][j] = first ? iv[j] : i < mr ? load_acc(c + i * ldc + 8 * j, ncols - 8 * j) : iv[j];
     }
-    ROWS(ROW_STORE)
+    for (long q = 0; q < nq; ++q, bq += NB * 16) {
+        for (int i = 0; i < TM; ++i) {
+            int32_t v;
+            memcpy(&v, r[i] + 2 * q, 4);
+            __m256i av = _mm256_set1_epi32(v);
+            for (int j = 0; j < NB; ++j)
+                acc_add(&acc[i][j], _mm256_madd_epi16(av, _mm256_loadu_si256((const __m256i*)(bq + 16 * j))));
+        }
+    }
+    for (int i = 0; i < TM; ++i)
+        if (i < mr)
+            for (int j = 0; j < NB; ++j) store_acc(c + i * ldc + 8 * j, ncols - 8 * j, acc[i][j]);
 }
 
 typedef struct {
@@ -679,14 +687,14 @@ static void gemm_block(void* arg, long t) {
     gemm_job* j = (gemm_job*)arg;
     long r0 = t * j->rb, rows = j->M - r0 < j->rb ? j->M - r0 : j->rb, N = j->N, K = j->K;
     long kp = (K + 1) / 2, lda = 2 * kp, nb8 = (N + 7) / 8;
-    int32_t* buf = (int32_t*)malloc((size_t)(rows * N) * sizeof(int32_t));
-    int16_t* aw = (int16_t*)malloc((size_t)(rows * lda) * sizeof(int16_t));
-    if (!buf || !aw) {
-        free(buf);
-        free(aw);
+    size_t abytes = ((size_t)(rows * lda) * sizeof(int16_t) + 63) / 64 * 64;
+    char* mem = (char*)thread_scratch(abytes + (size_t)(rows * N) * sizeof(int32_t));
+    if (!mem) {
         j->failed = 1;
         return;
     }
+    int16_t* aw = (int16_t*)(void*)mem;
+    int32_t* buf = (int32_t*)(void*)(mem + abytes);
     for (long r = 0; r < rows; ++r) { /* uint8 -> int16, an odd K padded with a zero */
         const uint8_t* src = j->A + (r0 + r) * j->lda;
         int16_t* dst = aw + r * lda;
@@ -698,26 +706,30 @@ static void gemm_block(void* arg, long t) {
     }
     for (long q0 = 0; q0 < kp; q0 += KC / 2) {
         long nq = kp - q0 < KC / 2 ? kp - q0 : KC / 2;
-        for (long p0 = 0; p0 < nb8; p0 += 2) {
-            int nb = nb8 - p0 < 2 ? (int)(nb8 - p0) : 2;
+        for (long p0 = 0; p0 < nb8; p0 += TN) {
+            int nb = nb8 - p0 < TN ? (int)(nb8 - p0) : TN;
             long col = p0 * 8, ncols = N - col;
             const int16_t* bq = j->bp + p0 * 16 * kp + q0 * nb * 16;
-            __m256i iv0 = _mm256_loadu_si256((const __m256i*)(j->init + col));
-            __m256i iv1 = nb > 1 ? _mm256_loadu_si256((const __m256i*)(j->init + col + 8)) : iv0;
-            for (long i = 0; i < rows; i += MR) {
-                int mr = rows - i < MR ? (int)(rows - i) : MR;
+            __m256i iv[TN];
+            for (int b = 0; b < nb; ++b) iv[b] = _mm256_loadu_si256((const __m256i*)(j->init + col + 8 * b));
+            for (long i = 0; i < rows; i += TM) {
+                int mr = rows - i < TM ? (int)(rows - i) : TM;
                 const int16_t* a = aw + i * lda + 2 * q0;
                 int32_t* c = buf + i * N + col;
-                if (nb == 2)
-                    gemm_tile(a, lda, mr, nq, bq, 2, q0 == 0, iv0, iv1, c, N, ncols);
-                else
-                    gemm_tile(a, lda, mr, nq, bq, 1, q0 == 0, iv0, iv1, c, N, ncols);
+                switch (nb) {
+#if TN > 3
+                case 4: gemm_tile(a, lda, mr, nq, bq, 4, q0 == 0, iv, c, N, ncols); break;
+#endif
+#if TN > 2
+                case 3: gemm_tile(a, lda, mr, nq, bq, 3, q0 == 0, iv, c, N, ncols); break;
+#endif
+                case 2: gemm_tile(a, lda, mr, nq, bq, 2, q0 == 0, iv, c, N, ncols); break;
+                default: gemm_tile(a, lda, mr, nq, bq, 1, q0 == 0, iv, c, N, ncols); break;
+                }
             }
         }
     }
     epilogue(j->plan, buf, rows, j->out + r0 * N * j->plan->out_size);
-    free(buf);
-    free(aw);
 }
 
 /* out[M, N] = requant(init + A[M, K] (uint8, row stride lda) @ W[K, N] (int8, packed)), the plan's
@@ -824,15 +836,17 @@ static void dw_rows(void* arg, long t) {
     long slots = (kh - 1) * g->dh + 1;
     long first = t * j->chunk, last = first + j->chunk < g->n * g->oh ? first + j->chunk : g->n * g->oh;
     long c0 = g->pl, c1 = g->pl + g->w < wpad ? g->pl + g->w : wpad; /* padded columns of input columns */
-    uint8_t* rows = (uint8_t*)malloc((size_t)((slots + 1) * rowbytes));
-    int32_t* buf = (int32_t*)malloc((size_t)(g->ow * C) * sizeof(int32_t));
+    size_t rbytes = ((size_t)((slots + 1) * rowbytes) + 63) / 64 * 64;
+    char* mem = (char*)thread_scratch(rbytes + (size_t)(g->ow * C) * sizeof(int32_t));
     long* tags = (long*)malloc((size_t)slots * sizeof(long));
     const uint8_t** src = (const uint8_t**)malloc((size_t)kh * sizeof(*src));
-    if (!rows || !buf || !tags || !src) {
-        free(rows); free(buf); free(tags); free(src);
+    if (!mem || !tags || !src) {
+        free(tags); free(src);
         j->failed = 1;
         return;
     }
+    uint8_t* rows = (uint8_t*)mem;
+    int32_t* buf = (int32_t*)(void*)(mem + rbytes);
     memset(rows, (int)g->zx, (size_t)((slots + 1) * rowbytes)); /* padding columns and channels stay zx */
     uint8_t* padrow = rows + slots * rowbytes;
     long image = -1;
@@ -865,7 +879,7 @@ static void dw_rows(void* arg, long t) {
         dw_row(g, cp, src, j->wp, j->init, buf);
         epilogue(j->plan, buf, g->ow, orow);
     }
-    free(rows); free(buf); free(tags); free(src);
+    free(tags); free(src);
 }
 
 /* The output rows go to the pool's threads in contiguous runs (each keeps its rows): the same bits
