@@ -16,12 +16,14 @@ that scale once at build time, rounding half away from zero, saturated to int32 
 
 The fast path (PyTorch) computes the same bits:
 
-- on CPUs with AVX-512 VNNI, 8-bit 1x1 stride-1 and depthwise convolutions with int8 weights run as
+- on CPUs with AVX-512 VNNI or AVX2, 8-bit unpadded 1x1 and depthwise convolutions with int8 weights run as
   native/int8.c's kernels with the requantization fused (:func:`_fused_int8`);
 - on the CPU, other 8-bit convolutions with a spatial kernel (and depthwise ones without those
   kernels) with int8 weights run as oneDNN's int8 convolution returning the accumulator in float32 (:func:`_int8_conv`): exact
   while every sum stays below 2^24 (:func:`qconv_bound`, per channel at build time; otherwise the
-  input channels are split into parts that do, summed in int32);
+  input channels are split into parts that do, summed in int32), where that is exact (with VNNI);
+  else (AVX2) as a uint8 im2col (padding holding the zero point) times native/int8.c's GEMM
+  (:func:`_im2col_native`);
 - otherwise the products run as int8 GEMMs with int32 results (gemm.py's :class:`ConvCore`: int8 planes of
   the activations and weights, zero-point corrections folded into one per-channel constant,
   ``torch._int_mm`` per group) on an im2col of the input padded with the zero point;
@@ -60,6 +62,7 @@ from openqnn.backends.htp.kernels.gemm import (
     fast_int8,
     fused_gemm,
     gemm_mode,
+    int8_kinds,
     lazy_int64,
     machine_mode,
     narrowest,
@@ -439,7 +442,7 @@ def _fused_matrix(g: _Geo, wc: np.ndarray, groups: int) -> np.ndarray:
 
 def _fused_int8(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray,
                 groups: int, data: dict[str, np.ndarray]) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """native/int8.c's kernels (AVX-512 VNNI): an unpadded 1x1 convolution as one GEMM (gemm.py's
+    """native/int8.c's kernels (AVX-512 VNNI or AVX2): an unpadded 1x1 convolution as one GEMM (gemm.py's
     :func:`fused_gemm`; strided: of the pixels it visits), a depthwise convolution directly, each with the requantization
     fused; None where they do not apply. The int32 accumulator is ``-zx * sum(w) + sum(q * w)``,
     the spec's sum of (q - zx) * w, exact since its final value fits int32 (:func:`qconv_bound`);
@@ -474,6 +477,46 @@ def _fused_int8(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: 
     return run_dw
 
 
+def _im2col_native(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray,
+                   data: dict[str, np.ndarray]) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """A convolution (one group) as native/int8.c's GEMM, requantization fused, of its uint8 im2col rows
+    ``[n * oh * ow, kh * kw * c]`` (NHWC taps, padding taps holding the zero point, so the accumulator
+    ``-zx * sum(w) + sum(q * w)`` is the spec's); None where the kernels are not here. For CPUs whose
+    oneDNN int8 convolution is not exact (AVX2 without VNNI): the GEMM's vpmaddwd never saturates.
+    ``data``: :meth:`FusedSetup.data`, made at prepare."""
+    fs = FusedSetup.bind(device, rq, bias, data)
+    if fs is None:
+        return None
+    k = g.kh * g.kw * g.c
+    gemm = fused_gemm(device, xq, wc.reshape(k, g.cout), rq, bias, fs)
+    if gemm is None:
+        return None
+    zx = int(xq.zero_point[0])
+    n, h, w, c, oh, ow = g.n, g.h, g.w, g.c, g.oh, g.ow
+    hp, wp = h + g.pt + g.pb, w + g.pl + g.pr
+    padded = (hp, wp) != (h, w)
+    top, left = g.pt, g.pl
+    view_shape = (n, oh, ow, g.kh, g.kw, c)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous()
+        p = x
+        if padded:
+            p = scratch("im2col_pad", (n, hp, wp, c), torch.uint8, x.device)
+            p[:, :top].fill_(zx)
+            p[:, top + h:].fill_(zx)
+            p[:, top:top + h, :left].fill_(zx)
+            p[:, top:top + h, left + w:].fill_(zx)
+            p[:, top:top + h, left:left + w].copy_(x)
+        s_n, s_h, s_w, s_c = p.stride()
+        taps = p.as_strided(view_shape, (s_n, s_h * g.sh, s_w * g.sw, s_h * g.dh, s_w * g.dw, s_c), p.storage_offset())
+        cols = scratch("im2col_rows", (n, oh, ow, k), torch.uint8, x.device)
+        cols.view(view_shape).copy_(taps)
+        return gemm(cols)
+
+    return run
+
+
 def _requant_np(rq: Requant, acc: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return rq.reference(acc + bias)
 
@@ -503,8 +546,9 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
 
     The plan's ``kinds`` are the fast kernels that apply to the model, in order of preference, the
     first the one this machine runs (``fused``: native/int8.c; ``int8_conv``: oneDNN's int8
-    convolution; ``float_conv``; ``core``: the im2col int8 GEMM); a machine without the first's
-    library binds the next (the same bits)."""
+    convolution; ``im2col_native``: a uint8 im2col times native/int8.c's GEMM; ``float_conv``; ``core``:
+    the im2col int8 GEMM in PyTorch); a machine without the first's library binds the next (the same bits)."""
+    int8 = int8_kinds(mode, ctx)
     mode = mode or gemm_mode(ctx)
     g = _Geo(node, ctx)
     depthwise = node.op_type == "DepthWiseConv2d"
@@ -522,7 +566,7 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
     # stored [cout, cin, kh, kw], the layout oneDNN's convolutions take: binding copies it, no transpose
     arrays: dict[str, np.ndarray] = {"w_oihw": np.ascontiguousarray(narrowest(wc).transpose(3, 2, 0, 1)), "bias": bias}
     kinds: list[str] = []  # the fast kernels that apply to the model, in order of preference
-    if mode == "int8" and _fused_shape(g, wc, groups) is not None:
+    if int8 and _fused_shape(g, wc, groups) is not None:
         data = FusedSetup.data(xq, _fused_matrix(g, wc, groups), rq)
         if data is not None:
             kinds.append("fused")
@@ -530,11 +574,16 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
     cin_g = wc.shape[2]
     # 1x1 stride-1 convolutions are plain GEMMs: torch._int_mm has less per-call overhead than oneDNN's
     pointwise = g.kh == g.kw == 1 and (g.sh, g.sw) == (1, 1) and not (g.pt or g.pb or g.pl or g.pr) and groups == 1
-    parts = _int8_parts(xq, wc, rq, groups) if mode == "int8" and not pointwise else None
+    parts = _int8_parts(xq, wc, rq, groups) if int8 and not pointwise else None
     if parts is not None:
         kinds.append("int8_conv")
         attrs["parts"] = [[a, b] for a, b, _ in parts]
         arrays.update({f"part_bound{i}": bound for i, (_, _, bound) in enumerate(parts)})
+    # where oneDNN's int8 convolution is not exact (AVX2): the uint8 im2col rows times the native GEMM
+    im2col = int8 and groups == 1 and _fused_shape(g, wc, groups) is None
+    if im2col and (data := FusedSetup.data(xq, wc, rq)) is not None:
+        kinds.append("im2col_native")
+        arrays.update({f"fused_{key}": v for key, v in data.items()})
     # tiny input depths: a float convolution beats the int8 GEMM while the im2col rows stay short
     # (3x3x3: 0.32 vs 0.53 ms); with long ones (7x7x3) the GEMM wins (1.0 vs 1.27 ms)
     tiny = g.c <= 4 and g.kh * g.kw * g.c <= 64
@@ -553,6 +602,7 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
     # this machine's choice: the first whose library is here (the binder falls back along ``kinds``)
     here = {"fused": lambda: FusedSetup.of(ctx.device, xq, _fused_matrix(g, wc, groups), rq, bias) is not None,
             "int8_conv": lambda: _onednn_qconv_ok(ctx.device),
+            "im2col_native": lambda: FusedSetup.of(ctx.device, xq, wc, rq, bias) is not None,
             "float_conv": lambda: dw_shape or (_mkldnn_ok(ctx.device) and (tiny or not fast_int8(ctx.device))),
             "core": lambda: True}
     attrs["kind"] = next(k for k in kinds if here[k]())
@@ -590,10 +640,13 @@ def _bind_conv2d(plan: StepPlan, device: torch.device) -> Bound:
     kinds = list(a["kinds"])
     fast: Callable[[torch.Tensor], torch.Tensor] | None = None
     for kind in kinds[kinds.index(a["kind"]):]:  # the prepared choice, else the next this machine runs
-        if kind == "fused" and mode == "int8":
+        if kind == "fused":
             data = {"bound": arrays["fused_bound"], "init": arrays["fused_init"]}
             fast = _fused_int8(device, g, xq, whole(), rq, bias, groups, data)
-        elif kind == "int8_conv" and mode == "int8":
+        elif kind == "im2col_native":
+            data = {"bound": arrays["fused_bound"], "init": arrays["fused_init"]}
+            fast = _im2col_native(device, g, xq, whole(), rq, bias, data)
+        elif kind == "int8_conv":
             parts = [(int(p0), int(p1), np.asarray(arrays[f"part_bound{i}"])) for i, (p0, p1) in enumerate(a["parts"])]
             weights = part_ws or [np.ascontiguousarray(whole()[:, :, p0:p1].transpose(3, 2, 0, 1)) for p0, p1, _ in parts]
             fast = _int8_conv(device, g, xq, rq, bias, groups, parts, weights)

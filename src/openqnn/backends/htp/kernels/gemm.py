@@ -48,6 +48,7 @@ __all__ = [
     "fast_int8",
     "fused_gemm",
     "gemm_mode",
+    "int8_kinds",
     "int8_split",
     "machine_mode",
     "make_mm",
@@ -313,18 +314,27 @@ def int8_mm_faster() -> bool:
 
 
 def fast_int8(device: torch.device) -> bool:
-    """Whether int8 products are fast on ``device`` (the native VNNI kernels, or a measured-fast
-    torch._int_mm); where not, exact float32 kernels run instead."""
+    """Whether PyTorch's int8 products are fast on ``device`` (a CPU with AVX-512 VNNI, where the native
+    kernels are built for it, or a measured-fast torch._int_mm); where not, exact float32 kernels run
+    instead of torch._int_mm (native/int8.c's AVX2 kernels being fast says nothing of torch._int_mm)."""
     if device.type != "cpu":
         return False
     from openqnn.backends.htp import native
 
-    return native.int8_available() or int8_mm_faster()
+    return native.int8_isa() == "avx512-vnni" or int8_mm_faster()
 
 
 def gemm_mode(ctx: HtpBuildContext) -> str:
     """``int8``: torch._int_mm (CPU); ``float64``: exact float64 products (other devices)."""
     return "int8" if ctx.device.type == "cpu" and _int_mm_cpu() else "float64"
+
+
+def int8_kinds(mode: str | None, ctx: HtpBuildContext) -> bool:
+    """Whether a plan lists the int8 kernels (native/int8.c's, oneDNN's int8 convolution) among its kinds:
+    where a test forces ``mode``, only in ``int8`` mode; else wherever it runs on the CPU. (:func:`gemm_mode`
+    asks whether torch._int_mm is exact on the preparing machine, which says nothing of those kernels: each
+    checks its own machine at bind, and a plan keeps its kinds wherever it is opened.)"""
+    return mode == "int8" if mode is not None else ctx.device.type == "cpu"
 
 
 def machine_mode(mode: str, device: torch.device) -> str:
@@ -394,8 +404,8 @@ class FusedSetup:
 
     @staticmethod
     def bind(device: torch.device, rq: Requant, bias: np.ndarray, data: dict[str, np.ndarray]) -> FusedSetup | None:
-        """The machine's side of :meth:`of`, from :meth:`data`: None where not the CPU, not built with
-        AVX-512 VNNI, or the requantization is not the C form."""
+        """The machine's side of :meth:`of`, from :meth:`data`: None where not the CPU, int8.c's kernels
+        are not built (neither AVX-512 VNNI nor AVX2), or the requantization is not the C form."""
         lib = native.library()
         if lib is None or device.type != "cpu" or not native.int8_available():
             return None

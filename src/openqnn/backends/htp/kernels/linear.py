@@ -39,6 +39,7 @@ from openqnn.backends.htp.kernels.gemm import (
     drop_derivable_plane,
     fused_gemm,
     gemm_mode,
+    int8_kinds,
     lazy_int64,
     machine_mode,
     narrowest,
@@ -97,7 +98,7 @@ def _gemm_plan(xq: QParams, wkn: np.ndarray, rq: Requant, bias: np.ndarray, mode
     coefs, arrays = split_arrays(split)
     arrays["core_off"] = ConvCore.folded_offset(split, bias, xq, k)
     kind = "core"
-    if fuse and mode == "int8" and FusedSetup.of(device, xq, wkn, rq, bias) is not None:
+    if fuse and FusedSetup.of(device, xq, wkn, rq, bias) is not None:
         data = FusedSetup.data(xq, wkn, rq)
         assert data is not None
         kind = "fused"
@@ -125,6 +126,7 @@ def fully_connected(node: Node, ctx: HtpBuildContext) -> HtpStep:
 
 def build_fully_connected(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> HtpStep:
     """FullyConnected with static weights [units, k]; ``mode`` forces the GEMM kind (tests)."""
+    fuse = int8_kinds(mode, ctx)
     mode = mode or gemm_mode(ctx)
     x_name, w_name, y_name = node.inputs[0], node.inputs[1], node.outputs[0]
     b_name = node.inputs[2] if len(node.inputs) > 2 else ""
@@ -135,7 +137,7 @@ def build_fully_connected(node: Node, ctx: HtpBuildContext, mode: str | None = N
     rows = math.prod(ctx.shape(x_name)[:-1])
     rq = requant_for(ctx, xq, oq, w_scale, units, w_bits)
     bias = bias_q(ctx, b_name, float(xq.scale[0]) * np.broadcast_to(w_scale, (units,)).astype(np.float64), rq.wide)
-    gemm_attrs, arrays = _gemm_plan(xq, np.ascontiguousarray(wc.T), rq, bias, mode, ctx.device)
+    gemm_attrs, arrays = _gemm_plan(xq, np.ascontiguousarray(wc.T), rq, bias, mode, ctx.device, fuse)
     drop_derivable_plane(arrays, gemm_attrs["wcoefs"], narrowest(wc))
     plan = StepPlan("htp.fully_connected", node.name, node.op_type, (x_name,), tuple(node.outputs),
                     {"x": qparams_attrs(xq), "rq": rq.to_attrs(), "rows": rows, "k": k,

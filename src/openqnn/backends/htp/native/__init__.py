@@ -13,10 +13,11 @@ the compiler and the CPU; a quick self-check against Python's arithmetic guards 
 Without a compiler, or with ``OPENQNN_HTP_NATIVE=0``, the PyTorch form runs (the same bits,
 slower). :func:`library` returns the loaded library or None.
 
-``int8.c`` holds two int8 convolutions for CPUs with AVX-512 VNNI (:class:`Int8Gemm`, a 1x1
-convolution or fully connected layer, and :class:`Int8Depthwise`): exact int32 accumulators of
-uint8 codes times int8 weights, each block requantized by ``requant.c``'s epilogue while still in
-cache. :func:`int8_available` says whether this build has them.
+``int8.c`` holds two int8 convolutions (:class:`Int8Gemm`, a 1x1 convolution, fully connected layer
+or im2col convolution, and :class:`Int8Depthwise`): exact int32 accumulators of uint8 codes times
+int8 weights, each block requantized by ``requant.c``'s epilogue while still in cache; built for
+AVX-512 VNNI (vpdpbusd) or, without it, for AVX2 (vpmaddwd on operands widened to int16).
+:func:`int8_available` says whether this build has them, :func:`int8_isa` which.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import torch
 
 log = logging.getLogger("openqnn.htp")
 
-__all__ = ["Int8Depthwise", "Int8Gemm", "MaxPool2d", "NativeRequant", "int8_available", "library", "lookup", "lookup_ok", "lookup_or",
+__all__ = ["Int8Depthwise", "Int8Gemm", "MaxPool2d", "NativeRequant", "int8_available", "int8_isa", "library", "lookup", "lookup_ok", "lookup_or",
            "nchw3_to_nhwc", "quantize", "sum_mid", "sync_threads"]
 
 _SOURCES = [Path(__file__).with_name("requant.c"), Path(__file__).with_name("int8.c"), Path(__file__).with_name("pool.c")]
@@ -196,6 +197,7 @@ def library() -> ctypes.CDLL | None:
         lib.maxpool2d_u8.argtypes, lib.maxpool2d_u8.restype = [_P, _P, ctypes.c_uint8, _P], None
         lib.openqnn_pool_set_threads.argtypes, lib.openqnn_pool_set_threads.restype = [ctypes.c_int], None
         lib.openqnn_pool_threads.argtypes, lib.openqnn_pool_threads.restype = [], ctypes.c_int
+        lib.openqnn_int8_isa.argtypes, lib.openqnn_int8_isa.restype = [], ctypes.c_int
         if not _self_check(lib):
             log.warning("htp: the native requantization failed its self-check; using PyTorch ops")
             return None
@@ -459,7 +461,7 @@ IDENTITY_OFFSET = 1 << 29
 
 
 def int8_available() -> bool:
-    """Whether the library is built with int8.c's kernels (AVX-512 VNNI) and they pass a self-check."""
+    """Whether the library is built with int8.c's kernels (AVX-512 VNNI or AVX2) and they pass a self-check."""
     global _INT8
     lib = library()
     if lib is None:
@@ -467,6 +469,19 @@ def int8_available() -> bool:
     if _INT8 is None:
         _INT8 = bool(lib.openqnn_int8_available() and _int8_self_check(lib))
     return _INT8
+
+
+_INT8_ISAS = {1: "avx2", 2: "avx512-vnni"}
+
+
+def int8_isa() -> str | None:
+    """The instruction set int8.c's kernels are built for here: ``"avx512-vnni"`` (vpdpbusd, in-register
+    requantization), ``"avx2"`` (vpmaddwd on int16-widened operands, the epilogue pass), or None
+    (:func:`int8_available` is false). The bits are the same; the speed and the weights' packing differ."""
+    lib = library()
+    if lib is None or not int8_available():
+        return None
+    return _INT8_ISAS.get(int(lib.openqnn_int8_isa()))
 
 
 def _identity_rq(lib: ctypes.CDLL, ch: int) -> NativeRequant:

@@ -66,6 +66,7 @@ static long block_rows(const rq_plan* p) {
 #include "rqsimd.h"
 
 int openqnn_int8_available(void) { return 1; }
+int openqnn_int8_isa(void) { return 2; }
 
 /* ---- GEMM ---------------------------------------------------------------------------------------
  * Packed weights (gemm_pack_size / gemm_pack): columns padded to multiples of 16, taken in panels of
@@ -567,6 +568,354 @@ void nchw3_to_nhwc_u8(const uint8_t* x, long n, long hw, uint8_t* out) {
     }
 }
 
+#elif defined(__AVX2__)
+/* ---- AVX2 without VNNI: the same entry points, exact with vpmaddwd ------------------------------
+ * vpmaddwd multiplies int16 pairs and adds each pair into an int32 lane: with uint8 codes and int8
+ * weights widened to int16, |a0 w0 + a1 w1| <= 2 * 255 * 128 never saturates (vpmaddubsw, which sums
+ * u8 x s8 pairs into int16, would). Each product pass writes int32 accumulators; the plan's epilogue
+ * requantizes them (this build has no in-register requantization: NativeRequant's mode is always 0
+ * here, rqsimd.h being AVX-512 only). */
+#include <immintrin.h>
+
+int openqnn_int8_available(void) { return 1; }
+int openqnn_int8_isa(void) { return 1; }
+
+/* ---- GEMM ---------------------------------------------------------------------------------------
+ * Packed weights (gemm_pack_size: bytes): columns padded to multiples of 8, taken in panels of up to
+ * TN blocks of 8; per panel, per pair of k: nb * 16 int16, block j holding columns 8j..8j+7 as
+ * the pair (w[k][col], w[k + 1][col]) each (vpmaddwd's layout). K is padded to a multiple of 2.
+ * Per block of rows, A is widened to int16 once (rows of K padded to even); the reduction runs in
+ * chunks of KC (its panel of weights in L1), every row tile of a chunk adding to the accumulators
+ * of the block (int32, in cache), which the epilogue then requantizes. */
+
+/* Tiles of TM rows x TN blocks of 8 columns: 8 accumulators, 4 broadcasts and 2 weight registers of
+ * the 16 (measured on Zen 4: 3 x 4, 2 x 4, 3 x 3 and 6 x 2 were slower or no faster; GCC spills 6 x 2's) */
+#define TM 4
+#define TN 2
+#define KC 512 /* k per chunk: 16 KiB of a panel's weights */
+
+long gemm_pack_size(long K, long N) { return ((K + 1) / 2) * 2 * ((N + 7) / 8) * 8 * 2; }
+
+void gemm_pack(const int8_t* w, long K, long N, int8_t* out8) { /* w: [K, N] row-major */
+    int16_t* out = (int16_t*)(void*)out8;
+    long kp = (K + 1) / 2, nb8 = (N + 7) / 8;
+    for (long p0 = 0; p0 < nb8; p0 += TN) {
+        long nb = nb8 - p0 < TN ? nb8 - p0 : TN;
+        for (long q = 0; q < kp; ++q)
+            for (long j = 0; j < nb; ++j)
+                for (long c = 0; c < 8; ++c)
+                    for (long e = 0; e < 2; ++e) {
+                        long kk = 2 * q + e, col = (p0 + j) * 8 + c;
+                        *out++ = (int16_t)((kk < K && col < N) ? w[kk * N + col] : 0);
+                    }
+    }
+}
+
+/* Per-thread scratch, grown as needed and kept (the pool's threads live on): a block malloc'd and freed
+ * per task hands its pages back to the system and faults them in again each time (a third of a GEMM's time). */
+static __thread char* scratch_buf;
+static __thread size_t scratch_cap;
+
+static void* thread_scratch(size_t bytes) {
+    if (bytes > scratch_cap) {
+        free(scratch_buf);
+        scratch_buf = (char*)malloc(bytes);
+        scratch_cap = scratch_buf ? bytes : 0;
+    }
+    return scratch_buf;
+}
+
+/* acc += v in acc's register (GCC otherwise adds into v's and copies back, a move per product) */
+static inline __attribute__((always_inline)) void acc_add(__m256i* acc, __m256i v) {
+    __asm__("vpaddd %1, %0, %0" : "+x"(*acc) : "x"(v));
+}
+
+static inline __m256i tail_mask(long left) { /* lanes [0, left) of 8 */
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(left < 8 ? left : 8)), idx);
+}
+
+static inline __m256i load_acc(const int32_t* c, long left) {
+    return left >= 8 ? _mm256_loadu_si256((const __m256i*)c) : _mm256_maskload_epi32(c, tail_mask(left));
+}
+
+static inline void store_acc(int32_t* c, long left, __m256i v) {
+    if (left >= 8)
+        _mm256_storeu_si256((__m256i*)c, v);
+    else
+        _mm256_maskstore_epi32(c, tail_mask(left), v);
+}
+
+/* One tile: mr (<= TM) rows of widened A (stride lda int16) x NB blocks of 8 columns, over nq pairs
+ * of k from the packed panel bq; accumulators start from iv (first chunk) or c, and go to c. */
+static inline __attribute__((always_inline)) void gemm_tile(const int16_t* a, long lda, int mr, long nq,
+                                                           const int16_t* bq, const int NB, int first,
+                                                           const __m256i* iv, int32_t* c, long ldc, long ncols) {
+    __m256i acc[TM][TN];
+    const int16_t* r[TM];
+    for (int i = 0; i < TM; ++i) {
+        r[i] = a + (i < mr ? i : mr - 1) * lda;
+        for (int j = 0; j < NB; ++j)
+            acc[i][j] = first ? iv[j] : i < mr ? load_acc(c + i * ldc + 8 * j, ncols - 8 * j) : iv[j];
+    }
+    for (long q = 0; q < nq; ++q, bq += NB * 16) {
+        for (int i = 0; i < TM; ++i) {
+            int32_t v;
+            memcpy(&v, r[i] + 2 * q, 4);
+            __m256i av = _mm256_set1_epi32(v);
+            for (int j = 0; j < NB; ++j)
+                acc_add(&acc[i][j], _mm256_madd_epi16(av, _mm256_loadu_si256((const __m256i*)(bq + 16 * j))));
+        }
+    }
+    for (int i = 0; i < TM; ++i)
+        if (i < mr)
+            for (int j = 0; j < NB; ++j) store_acc(c + i * ldc + 8 * j, ncols - 8 * j, acc[i][j]);
+}
+
+typedef struct {
+    const uint8_t* A;
+    long M, K, lda, N, rb;
+    const int16_t* bp;
+    const int32_t* init; /* padded to a multiple of 8 columns */
+    const rq_plan* plan;
+    char* out;
+    volatile int failed;
+} gemm_job;
+
+/* rows [r0, r0 + rb) of one GEMM: A widened, every chunk of k and panel, then the epilogue */
+static void gemm_block(void* arg, long t) {
+    gemm_job* j = (gemm_job*)arg;
+    long r0 = t * j->rb, rows = j->M - r0 < j->rb ? j->M - r0 : j->rb, N = j->N, K = j->K;
+    long kp = (K + 1) / 2, lda = 2 * kp, nb8 = (N + 7) / 8;
+    size_t abytes = ((size_t)(rows * lda) * sizeof(int16_t) + 63) / 64 * 64;
+    char* mem = (char*)thread_scratch(abytes + (size_t)(rows * N) * sizeof(int32_t));
+    if (!mem) {
+        j->failed = 1;
+        return;
+    }
+    int16_t* aw = (int16_t*)(void*)mem;
+    int32_t* buf = (int32_t*)(void*)(mem + abytes);
+    for (long r = 0; r < rows; ++r) { /* uint8 -> int16, an odd K padded with a zero */
+        const uint8_t* src = j->A + (r0 + r) * j->lda;
+        int16_t* dst = aw + r * lda;
+        long k = 0;
+        for (; k + 16 <= K; k += 16)
+            _mm256_storeu_si256((__m256i*)(dst + k), _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)(src + k))));
+        for (; k < K; ++k) dst[k] = src[k];
+        if (K % 2) dst[K] = 0;
+    }
+    for (long q0 = 0; q0 < kp; q0 += KC / 2) {
+        long nq = kp - q0 < KC / 2 ? kp - q0 : KC / 2;
+        for (long p0 = 0; p0 < nb8; p0 += TN) {
+            int nb = nb8 - p0 < TN ? (int)(nb8 - p0) : TN;
+            long col = p0 * 8, ncols = N - col;
+            const int16_t* bq = j->bp + p0 * 16 * kp + q0 * nb * 16;
+            __m256i iv[TN];
+            for (int b = 0; b < nb; ++b) iv[b] = _mm256_loadu_si256((const __m256i*)(j->init + col + 8 * b));
+            for (long i = 0; i < rows; i += TM) {
+                int mr = rows - i < TM ? (int)(rows - i) : TM;
+                const int16_t* a = aw + i * lda + 2 * q0;
+                int32_t* c = buf + i * N + col;
+                switch (nb) {
+#if TN > 3
+                case 4: gemm_tile(a, lda, mr, nq, bq, 4, q0 == 0, iv, c, N, ncols); break;
+#endif
+#if TN > 2
+                case 3: gemm_tile(a, lda, mr, nq, bq, 3, q0 == 0, iv, c, N, ncols); break;
+#endif
+                case 2: gemm_tile(a, lda, mr, nq, bq, 2, q0 == 0, iv, c, N, ncols); break;
+                default: gemm_tile(a, lda, mr, nq, bq, 1, q0 == 0, iv, c, N, ncols); break;
+                }
+            }
+        }
+    }
+    epilogue(j->plan, buf, rows, j->out + r0 * N * j->plan->out_size);
+}
+
+/* out[M, N] = requant(init + A[M, K] (uint8, row stride lda) @ W[K, N] (int8, packed)), the plan's
+ * epilogue on blocks of rows in cache. The blocks of rows are independent tasks (pool.c): the same
+ * bits on any number of threads. */
+int gemm_u8s8(const uint8_t* A, long M, long K, long lda, const int8_t* bp, long N, const int32_t* init,
+              const rq_plan* plan, char* out) {
+    /* rows per block: whole epilogue blocks, at least 48 rows (each block streams all the weights) */
+    long br = block_rows(plan), rb = ((48 + br - 1) / br) * br;
+    long np8 = (N + 7) / 8 * 8;
+    int32_t* iv = (int32_t*)calloc((size_t)np8, sizeof(int32_t));
+    if (!iv) return -1;
+    memcpy(iv, init, (size_t)N * sizeof(int32_t));
+    gemm_job j = {A, M, K, lda, N, rb, (const int16_t*)(const void*)bp, iv, plan, out, 0};
+    long blocks = (M + rb - 1) / rb;
+    if (blocks > 1 && (double)M * (double)K * (double)N >= openqnn_parallel_macs)
+        openqnn_parallel(gemm_block, &j, blocks);
+    else
+        for (long t = 0; t < blocks; ++t) gemm_block(&j, t);
+    free(iv);
+    return j.failed ? -1 : 0;
+}
+
+/* ---- depthwise ----------------------------------------------------------------------------------
+ * Per input row a padded row is kept (its channels padded to Cp, a multiple of 8; columns outside
+ * the input hold the zero point), and the rows one output row spans are reused by the next. Each tap
+ * of 8 channels is one vpmaddwd of the codes zero-extended to int32 lanes (high int16 zero) with the
+ * weights as int32 lanes (high int16 zero): one exact product per lane.
+ * Weights (dw_pack): int32 [kh][kw][Cp], w as the low int16. */
+
+long dw_pack_size(long kh, long kw, long C) { return kh * kw * ((C + 7) / 8) * 8 * 4; }
+
+void dw_pack(const int8_t* w, long kh, long kw, long C, int8_t* out8) { /* w: [kh, kw, C] */
+    int32_t* out = (int32_t*)(void*)out8;
+    long cp = (C + 7) / 8 * 8;
+    for (long t = 0; t < kh * kw; ++t)
+        for (long c = 0; c < cp; ++c) *out++ = c < C ? (int32_t)(uint16_t)(int16_t)w[t * C + c] : 0;
+}
+
+typedef struct {
+    long n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow;
+    int32_t zx;
+} dw_geo;
+
+typedef struct {
+    const uint8_t* x;
+    const dw_geo* g;
+    const int32_t* wp;
+    const int32_t* init; /* padded to Cp */
+    const rq_plan* plan;
+    char* out;
+    long chunk; /* output rows (over images and rows) per task */
+    volatile int failed;
+} dw_job;
+
+static inline __m256i dw_x8(const uint8_t* p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)p)); }
+
+/* one output row into buf (ow x C int32): src[i] the padded row of kernel row i (Cp bytes per column) */
+static void dw_row(const dw_geo* g, long cp, const uint8_t* const* src, const int32_t* wp, const int32_t* init,
+                   int32_t* buf) {
+    long C = g->c, kh = g->kh, kw = g->kw, ow = g->ow, xs = g->sw * cp, ts = g->dw * cp;
+    for (long cb = 0; cb < cp; cb += 8) {
+        long left = C - cb;
+        __m256i iv = _mm256_loadu_si256((const __m256i*)(init + cb));
+        long ox = 0;
+        for (; ox + 4 <= ow; ox += 4) { /* 4 independent accumulators, each weight loaded once */
+            __m256i a0 = iv, a1 = iv, a2 = iv, a3 = iv;
+            for (long i = 0; i < kh; ++i) {
+                const uint8_t* q = src[i] + ox * xs + cb;
+                const int32_t* wr = wp + i * kw * cp + cb;
+                for (long t = 0; t < kw; ++t, q += ts, wr += cp) {
+                    __m256i wv = _mm256_loadu_si256((const __m256i*)wr);
+                    a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(dw_x8(q), wv));
+                    a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(dw_x8(q + xs), wv));
+                    a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(dw_x8(q + 2 * xs), wv));
+                    a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(dw_x8(q + 3 * xs), wv));
+                }
+            }
+            store_acc(buf + ox * C + cb, left, a0);
+            store_acc(buf + (ox + 1) * C + cb, left, a1);
+            store_acc(buf + (ox + 2) * C + cb, left, a2);
+            store_acc(buf + (ox + 3) * C + cb, left, a3);
+        }
+        for (; ox < ow; ++ox) {
+            __m256i a0 = iv;
+            for (long i = 0; i < kh; ++i) {
+                const uint8_t* q = src[i] + ox * xs + cb;
+                const int32_t* wr = wp + i * kw * cp + cb;
+                for (long t = 0; t < kw; ++t, q += ts, wr += cp)
+                    a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(dw_x8(q), _mm256_loadu_si256((const __m256i*)wr)));
+            }
+            store_acc(buf + ox * C + cb, left, a0);
+        }
+    }
+}
+
+/* output rows [t * chunk, (t + 1) * chunk) of all images' n * oh, with buffers of its own */
+static void dw_rows(void* arg, long t) {
+    dw_job* j = (dw_job*)arg;
+    const dw_geo* g = j->g;
+    long C = g->c, cp = (C + 7) / 8 * 8, kh = g->kh;
+    long wpad = (g->ow - 1) * g->sw + (g->kw - 1) * g->dw + 1; /* the columns the kernel reaches */
+    long rowbytes = wpad * cp + 8;
+    long slots = (kh - 1) * g->dh + 1;
+    long first = t * j->chunk, last = first + j->chunk < g->n * g->oh ? first + j->chunk : g->n * g->oh;
+    long c0 = g->pl, c1 = g->pl + g->w < wpad ? g->pl + g->w : wpad; /* padded columns of input columns */
+    size_t rbytes = ((size_t)((slots + 1) * rowbytes) + 63) / 64 * 64;
+    char* mem = (char*)thread_scratch(rbytes + (size_t)(g->ow * C) * sizeof(int32_t));
+    long* tags = (long*)malloc((size_t)slots * sizeof(long));
+    const uint8_t** src = (const uint8_t**)malloc((size_t)kh * sizeof(*src));
+    if (!mem || !tags || !src) {
+        free(tags); free(src);
+        j->failed = 1;
+        return;
+    }
+    uint8_t* rows = (uint8_t*)mem;
+    int32_t* buf = (int32_t*)(void*)(mem + rbytes);
+    memset(rows, (int)g->zx, (size_t)((slots + 1) * rowbytes)); /* padding columns and channels stay zx */
+    uint8_t* padrow = rows + slots * rowbytes;
+    long image = -1;
+    for (long r = first; r < last; ++r) {
+        long b = r / g->oh, oy = r % g->oh;
+        if (b != image) {
+            for (long s = 0; s < slots; ++s) tags[s] = -1;
+            image = b;
+        }
+        for (long i = 0; i < kh; ++i) {
+            long iy = oy * g->sh - g->pt + i * g->dh;
+            if (iy < 0 || iy >= g->h) {
+                src[i] = padrow;
+                continue;
+            }
+            long s = iy % slots;
+            uint8_t* dst = rows + s * rowbytes;
+            if (tags[s] != iy) {
+                const uint8_t* in = j->x + (b * g->h + iy) * g->w * C;
+                if (cp == C) {
+                    if (c1 > c0) memcpy(dst + c0 * cp, in, (size_t)((c1 - c0) * C));
+                } else {
+                    for (long col = c0; col < c1; ++col) memcpy(dst + col * cp, in + (col - c0) * C, (size_t)C);
+                }
+                tags[s] = iy;
+            }
+            src[i] = dst;
+        }
+        char* orow = j->out + r * g->ow * C * j->plan->out_size;
+        dw_row(g, cp, src, j->wp, j->init, buf);
+        epilogue(j->plan, buf, g->ow, orow);
+    }
+    free(tags); free(src);
+}
+
+/* The output rows go to the pool's threads in contiguous runs (each keeps its rows): the same bits
+ * on any number of threads. */
+int dwconv_u8s8(const uint8_t* x, const dw_geo* g, const int8_t* wp, const int32_t* init, const rq_plan* plan,
+                char* out) {
+    long total = g->n * g->oh, cp = (g->c + 7) / 8 * 8;
+    double macs = (double)total * (double)g->ow * (double)g->c * (double)(g->kh * g->kw);
+    int threads = openqnn_pool_threads();
+    long tasks = macs >= openqnn_parallel_macs / 4 && threads > 1 ? (threads < total ? threads : total) : 1;
+    int32_t* iv = (int32_t*)calloc((size_t)cp, sizeof(int32_t));
+    if (!iv) return -1;
+    memcpy(iv, init, (size_t)g->c * sizeof(int32_t));
+    dw_job j = {x, g, (const int32_t*)(const void*)wp, iv, plan, out, (total + tasks - 1) / (tasks > 0 ? tasks : 1), 0};
+    if (tasks > 1)
+        openqnn_parallel(dw_rows, &j, (total + j.chunk - 1) / j.chunk);
+    else if (total)
+        dw_rows(&j, 0);
+    free(iv);
+    return j.failed ? -1 : 0;
+}
+
+/* ---- NCHW -> NHWC of 3-channel uint8 images (a model's input transpose) ---------------------------- */
+void nchw3_to_nhwc_u8(const uint8_t* x, long n, long hw, uint8_t* out) {
+    for (long b = 0; b < n; ++b) {
+        const uint8_t *p0 = x + b * 3 * hw, *p1 = p0 + hw, *p2 = p1 + hw;
+        uint8_t* o = out + b * 3 * hw;
+        for (long p = 0; p < hw; ++p) {
+            o[3 * p] = p0[p];
+            o[3 * p + 1] = p1[p];
+            o[3 * p + 2] = p2[p];
+        }
+    }
+}
+
 #else
 int openqnn_int8_available(void) { return 0; }
+int openqnn_int8_isa(void) { return 0; }
 #endif
