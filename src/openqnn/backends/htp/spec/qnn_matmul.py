@@ -57,7 +57,7 @@ def column_factor(v: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class QnnMatMulSpec:
     """The integers of QNN's act x act MatMul requantization: one :class:`QnnRequantSpec` row per column
-    factor ``F`` (``table[F - 2^11]``), and the reciprocals ``recip[F - 2^11] = ceil(2^27 / F)``."""
+    factor ``F`` (``table[F - 2^11]``), and the reciprocals ``recip[F - 2^11] = round(2^27 / F)``."""
 
     arch: str
     zero_point: int
