@@ -34,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from openqnn.backends.htp.spec.qnn_requant import ARCHS, QnnRequantSpec
 
@@ -93,6 +94,24 @@ class QnnMatMulSpec:
         rows = np.broadcast_to((np.asarray(f) - F_ONE)[..., None, :], np.shape(acc))
         spec = QnnRequantSpec.from_consts(self.arch, self.table[:, rows], self.zero_point)
         return spec.apply_np(acc)
+
+    def apply_t(self, acc: torch.Tensor, f: torch.Tensor, consts: torch.Tensor) -> torch.Tensor:
+        """:meth:`requant_np` on tensors: ``acc`` [..., M, N] integers, ``f`` [..., N] int64 factors, ``consts``
+        :meth:`consts` as an int64 tensor on their device; int64 codes."""
+        rows = (f - F_ONE).unsqueeze(-2)
+        pre, shift, centre, mult, k = (consts[i][rows] for i in range(5))
+        a = acc.to(torch.int64) + pre
+        a = torch.bitwise_left_shift(torch.bitwise_right_shift(a, shift), shift).add_(centre).mul_(mult)
+        kpos = k > 0
+        kcl = k.clamp(min=0)
+        half = torch.where(kpos, torch.bitwise_left_shift(torch.ones_like(k), (k - 1).clamp(min=0)), 0)
+        code = torch.where(kpos, torch.bitwise_right_shift(a + half, kcl), torch.bitwise_left_shift(a, (-k).clamp(min=0)))
+        return code.add_(self.post).clamp_(0, 255)
+
+    @property
+    def post(self) -> int:
+        """Added after rounding: the output zero point on v73 (the convolutions' rule), 0 on v68."""
+        return self.zero_point if self.arch == "v73" else 0
 
     def apply_np(self, av: np.ndarray, bv: np.ndarray) -> np.ndarray:
         """The reference: output codes of ``av @ bv`` (int64 operands with their zero points removed,
