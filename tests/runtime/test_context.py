@@ -20,6 +20,7 @@ from helpers import make_model
 from openqnn.backends.htp import kernels as htp_kernels
 from openqnn.backends.htp.kernels import conv, gemm, requant
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, background_binding, deferred
+from openqnn.backends.htp.spec.qnn_matmul import QnnMatMulSpec
 from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec
 from openqnn.runtime.config import BackendConfig, HtpConfig
 from openqnn.runtime.context import open_context
@@ -95,6 +96,7 @@ def test_opening_a_context_prepares_nothing(saved: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(gemm, "col_bound", refuse)
     # QNN's requantization constants (the default arithmetic) are read from the plan, not derived again
     monkeypatch.setattr(QnnRequantSpec, "of", refuse)
+    monkeypatch.setattr(QnnMatMulSpec, "of", refuse)
     sess = openqnn.Session(saved)
     assert sess.run(_feeds(1)[0])["prob"].shape == (1, 10)
 

@@ -17,6 +17,10 @@ activations: both as int8 (``q - 128``), ``torch._int_mm`` per batch, the zero p
 sums: ``sum (A - a0)(B - b0) = A@B - b0 * rowsum(A) - a0 * colsum(B) + K * a0 * b0``. Everything else
 (16-bit activation x activation, a static left operand, static operands with batch dimensions,
 non-CPU devices) is one float64 matmul of the integers: exact, every value an integer below 2^53.
+
+With ``htp_config.arithmetic: "qnn"`` a MatMul of two 8-bit activations follows QNN's arithmetic
+(spec/qnn_matmul.py, kind ``qnn_act_act``): in[1]'s columns that do not fit int8 are requantized to int8 per
+column first, then the convolutions' requantization per column factor; the plan stores the spec's table.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ from openqnn.backends.htp.kernels.registry import (
 )
 from openqnn.backends.htp.kernels.requant import Requant, requant_for
 from openqnn.backends.htp.kernels.scratch import scratch
+from openqnn.backends.htp.spec.qnn_matmul import F_ONE, QnnMatMulSpec, matmul_spec_for
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 
@@ -250,7 +255,11 @@ def build_matmul(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
                              "out_shape": list(out_shape), "mode": mode}
     arrays = {key: x.values for key, x in (("a", a), ("b", b)) if x.values is not None}
     b_batch = b.values.shape[:-2] if b.values is not None else ()
-    if b.static and a.q is not None and math.prod(b_batch) == 1 and len(b_batch) <= len(a_shape) - 2:
+    qspec = _qnn_act_act_spec(ctx, a, b, oq) if not a.static and not b.static else None
+    if qspec is not None:
+        attrs.update(kind="qnn_act_act", qnn={"arch": qspec.arch, "zo": qspec.zero_point})
+        arrays["qnn_mm"] = qspec.consts()
+    elif b.static and a.q is not None and math.prod(b_batch) == 1 and len(b_batch) <= len(a_shape) - 2:
         assert b.values is not None
         gemm_attrs, gemm_arrays = _gemm_plan(a.q, np.ascontiguousarray(b.values.reshape(k, n)), rq,
                                              np.zeros(n, dtype=np.int64), mode, ctx.device, fuse=False)
@@ -270,6 +279,16 @@ def build_matmul(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
     return bind_step(plan, ctx.device)
 
 
+def _qnn_act_act_spec(ctx: HtpBuildContext, a: _Operand, b: _Operand, oq: QParams) -> QnnMatMulSpec | None:
+    """QNN's act x act MatMul spec where ``htp_config.arithmetic`` is "qnn" and it is established (8 bits)."""
+    if ctx.arithmetic != "qnn":
+        return None
+    # QNN computes M from the float32 scales of the model it is given
+    f32 = lambda v: float(np.float32(np.asarray(v).reshape(-1)[0]))  # noqa: E731
+    real = f32(a.scale) * f32(b.scale) / f32(oq.scale)
+    return matmul_spec_for(ctx.arch.name, "qnn", real, int(oq.zero_point[0]), a.bits, b.bits, oq.bitwidth)
+
+
 @htp_binder("htp.matmul")
 def _bind_matmul(plan: StepPlan, device: torch.device) -> Bound:
     at = plan.attrs
@@ -277,6 +296,14 @@ def _bind_matmul(plan: StepPlan, device: torch.device) -> Bound:
     rq = Requant.from_attrs(at["rq"], device)
     k, out_shape = int(at["k"]), tuple(at["out_shape"])
     n = out_shape[-1]
+
+    if at["kind"] == "qnn_act_act":
+        spec = QnnMatMulSpec.from_consts(str(at["qnn"]["arch"]), plan.arrays["qnn_mm"], int(at["qnn"]["zo"]))
+
+        def reference_qnn(xa: np.ndarray, xb: np.ndarray) -> np.ndarray:
+            return spec.apply_np(a.np_int(xa), b.np_int(xb)).reshape(out_shape)
+
+        return reference_qnn, _qnn_act_act(a, b, spec, k, out_shape, device)
 
     def reference(*xs: np.ndarray) -> np.ndarray:
         it = iter(xs)
@@ -344,5 +371,40 @@ def _act_act(a: _Operand, b: _Operand, rq: Requant, k: int, out_shape: tuple[int
         acc.add_(av.sum(dim=-1, dtype=torch.int32).unsqueeze(-1), alpha=-b0)
         acc.add_(bv.sum(dim=-2, dtype=torch.int32).unsqueeze(-2), alpha=-a0)
         return run_rq(acc).reshape(out_shape)
+
+    return run
+
+
+def _qnn_act_act(a: _Operand, b: _Operand, spec: QnnMatMulSpec, k: int, out_shape: tuple[int, ...],
+                 device: torch.device) -> Callable[..., torch.Tensor]:
+    """QNN's 8-bit act x act MatMul (spec/qnn_matmul.py): in[1]'s columns as int8 (requantized per column where
+    they do not fit), int8 GEMMs per batch (CPU; else one exact float64 matmul), the zero point of in[0] as
+    column sums (``sum (A - za) W = (A - 128) @ W + (128 - za) * colsum(W)``), then the per-column spec."""
+    batch = out_shape[:-2]
+    nb = math.prod(batch)
+    m, n = out_shape[-2], out_shape[-1]
+    za, zb = a.zero, b.zero
+    consts = torch.from_numpy(spec.consts()).to(device)
+    recip = consts[5]
+    int8 = machine_mode("int8", device) == "int8"
+
+    def run(xa: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        bv = b.view(xb).to(torch.int64) - zb
+        f = torch.maximum((bv.amax(dim=-2).clamp_(min=127) * (2 * F_ONE) + 127) // 254,
+                          bv.amin(dim=-2).neg_().clamp_(min=128) * (F_ONE // 128))
+        w = torch.bitwise_right_shift(bv * recip[f - F_ONE].unsqueeze(-2) + (1 << 15), 16)
+        w = w.expand(*batch, k, n).reshape(nb, k, n)
+        f = f.expand(*batch, n).reshape(nb, n)
+        if int8:
+            av = torch.bitwise_xor(a.view(xa).view(torch.int8), -128).expand(*batch, m, k).reshape(nb, m, k)
+            w8 = w.to(torch.int8)
+            acc = scratch("mmacc", (nb, m, n), torch.int32, device)
+            for j in range(nb):
+                torch._int_mm(av[j], w8[j], out=acc[j])
+            acc64 = acc.to(torch.int64).add_(w.sum(dim=-2).unsqueeze(-2), alpha=128 - za)
+        else:
+            af = a.view(xa).to(torch.float64).sub_(za).expand(*batch, m, k).reshape(nb, m, k)
+            acc64 = torch.matmul(af, w.to(torch.float64)).to(torch.int64)  # |sums| < 2^53: exact
+        return spec.apply_t(acc64, f, consts).to(torch.uint8).reshape(out_shape)
 
     return run

@@ -1,0 +1,169 @@
+"""QNN's MatMul of two 8-bit activations (openqnn's spec, src/openqnn/backends/htp/spec/qnn_matmul.py):
+
+- against the HTP simulator: random products over K, zero points (in[1]'s columns that fit int8, and
+  columns that do not, on either side) and multipliers, every output code equal, v68 and v73 (skipped
+  without the onnxruntime-qnn wheel);
+- openqnn's htp kernel under ``arithmetic: "qnn"``: the fast path gives the reference's bits, the reference is
+  the spec, the plan carries the spec's table (binding derives nothing), and "tflite" keeps TFLite's arithmetic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from openqnn.backends.htp.arch import ARCHS
+from openqnn.backends.htp.kernels.linear import build_matmul
+from openqnn.backends.htp.kernels.registry import HtpBuildContext, bind_step, storage_dtype
+from openqnn.backends.htp.spec.qnn_matmul import F_MAX, F_ONE, QnnMatMulSpec, column_factor, matmul_spec_for
+from openqnn.backends.plan import StepPlan
+from openqnn.ir import DType, Graph, Tensor, TensorKind
+from openqnn.ir.tensor import Encoding
+from openqnn.ops.build import emit
+from tests.fidelity.harness import simulator_missing
+from tests.fidelity.matmul_probe import candidates, random_case, sim_codes
+
+_missing = simulator_missing()
+needs_simulator = pytest.mark.skipif(_missing is not None, reason=_missing or "")
+
+# (K, za, zb): zb = 128 (every column fits int8), near 128 (a few values do not), far from it on either side
+CASES = [(1, 128, 0), (2, 37, 200), (8, 0, 128), (32, 200, 120), (64, 90, 100), (128, 30, 140), (32, 128, 250),
+         (16, 0, 0)]
+
+
+# -- the spec against the simulator ---------------------------------------------------------------
+
+@needs_simulator
+@pytest.mark.parametrize("arch", ["68", "73"])
+@pytest.mark.parametrize(("k", "za", "zb"), CASES)
+def test_act_act_matmul_matches_the_simulator(arch: str, k: int, za: int, zb: int) -> None:
+    rng = np.random.default_rng(1000 * k + za + zb)
+    for target in (6.0, 40.0):  # output spreads: multipliers of different exponents
+        case = random_case(rng, k, za, zb, target)
+        sim = sim_codes(arch, np.asarray(case["qa"]), np.asarray(case["qb"]), float(case["sa"]), za,  # type: ignore[arg-type]
+                        float(case["sb"]), zb, float(case["so"]), int(case["zo"]))  # type: ignore[arg-type, call-overload]
+        got = candidates(arch, case)
+        print(f"v{arch} K={k} za={za} zb={zb}: " + ", ".join(f"{n} {np.mean(c == sim):.4%}" for n, c in got.items()))
+        np.testing.assert_array_equal(got["spec"], sim)
+
+
+# -- the spec's own properties ---------------------------------------------------------------------
+
+def test_columns_that_fit_int8_are_used_as_they_are() -> None:
+    rng = np.random.default_rng(0)
+    v = rng.integers(-128, 128, size=(3, 17, 5))
+    spec = QnnMatMulSpec.of("v73", 0.003, 130)
+    w, f = spec.column_weights(v)
+    assert (f == F_ONE).all()
+    np.testing.assert_array_equal(w, v)
+
+
+def test_a_column_that_does_not_fit_is_requantized_to_int8() -> None:
+    rng = np.random.default_rng(1)
+    v = rng.integers(-255, 256, size=(64, 40))
+    spec = QnnMatMulSpec.of("v68", 0.01, 3)
+    w, f = spec.column_weights(v)
+    assert w.min() >= -128 and w.max() <= 127
+    assert f.min() >= F_ONE and f.max() <= F_MAX
+    fac = np.maximum(np.maximum(v.max(0) / 127, -v.min(0) / 128), 1.0)
+    np.testing.assert_array_equal(f, np.floor(fac * F_ONE + 0.5))
+    assert np.abs(w - v / (f / F_ONE)).max() <= 0.5 + 1e-3  # a rounding of v / f (the 16-bit reciprocal's)
+    assert column_factor(np.array([[255], [0]])).item() == F_MAX
+
+
+def test_the_spec_is_established_for_8_bits_on_v68_and_v73_only() -> None:
+    assert matmul_spec_for("v73", "qnn", 0.01, 0, 8, 8, 8) is not None
+    assert matmul_spec_for("v68", "qnn", 0.01, 0, 8, 8, 8) is not None
+    assert matmul_spec_for("v73", "tflite", 0.01, 0, 8, 8, 8) is None
+    assert matmul_spec_for("v75", "qnn", 0.01, 0, 8, 8, 8) is None
+    assert matmul_spec_for("v73", "qnn", 0.01, 0, 8, 16, 8) is None
+
+
+# -- openqnn's htp kernel --------------------------------------------------------------------------
+
+def _graph(rng: np.random.Generator, a_shape: tuple[int, ...], b_shape: tuple[int, ...], ta: bool, tb: bool,
+           zb: int) -> tuple[Graph, dict[str, np.ndarray]]:
+    """A MatMul of two 8-bit activations (in[1]'s zero point ``zb``) and random input codes."""
+    g = Graph("g")
+    encs = [Encoding(8, (float(rng.uniform(0.01, 0.05)),), (-int(rng.integers(0, 256)),)),
+            Encoding(8, (float(rng.uniform(0.01, 0.05)),), (-zb,))]
+    for i, (shape, enc) in enumerate(zip((a_shape, b_shape), encs)):
+        t = g.add_tensor(Tensor(f"x{i}", shape, DType.FLOAT_32, TensorKind.APP_WRITE))
+        t.encoding = enc
+        g.inputs.append(t.name)
+    (out,) = emit(g, "MatMul", ["x0", "x1"], {"transpose_in0": ta, "transpose_in1": tb}, outputs=["out"])
+    g.tensors[out].kind = TensorKind.APP_READ
+    g.outputs.append(out)
+    k = a_shape[-2] if ta else a_shape[-1]
+    spread = 0.03 * 0.03 * 74.0 * 74.0 * np.sqrt(k) / 40.0
+    g.tensors[out].encoding = Encoding(8, (float(rng.uniform(0.5, 2.0) * spread),), (-int(rng.integers(90, 170)),))
+    q = {n: rng.integers(0, 256, size=g.tensors[n].shape).astype(np.int64) for n in g.inputs}
+    return g, q
+
+
+def _independent_spec(g: Graph, arch: str, q: dict[str, np.ndarray], ta: bool, tb: bool) -> np.ndarray:
+    """The spec's codes computed here from the encodings (float32 scales, as QNN takes them)."""
+    ea, eb, eo = (g.tensors[n].encoding for n in ("x0", "x1", "out"))
+    assert ea is not None and eb is not None and eo is not None
+    f32 = lambda s: float(np.float32(s[0]))  # noqa: E731
+    spec = QnnMatMulSpec.of(arch, f32(ea.scale) * f32(eb.scale) / f32(eo.scale), -eo.offset[0])
+    av = q["x0"] + ea.offset[0]
+    bv = q["x1"] + eb.offset[0]
+    return spec.apply_np(np.swapaxes(av, -1, -2) if ta else av, np.swapaxes(bv, -1, -2) if tb else bv)
+
+
+def _run(step, g: Graph, q: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+    ins = [q[n] for n in step.inputs]
+    ref = np.asarray(step.reference(*ins))
+    fast = step.fast(*[torch.from_numpy(x).to(storage_dtype(8)) for x in ins])
+    assert fast.dtype == torch.uint8
+    return ref, fast.numpy().astype(np.int64)
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+@pytest.mark.parametrize("seed", range(8))
+def test_htp_matmul_fast_equals_reference_equals_the_spec(arch: str, seed: int) -> None:
+    rng = np.random.default_rng(4200 + seed)
+    m, k, n = (int(v) for v in rng.integers(1, 40, size=3))
+    ta, tb = bool(rng.random() < 0.3), bool(rng.random() < 0.5)
+    heads = int(rng.integers(1, 4))
+    a_shape = (2, heads, k, m) if ta else (2, heads, m, k)
+    b_lead = (heads,) if rng.random() < 0.5 else (1,)
+    b_shape = (*b_lead, n, k) if tb else (*b_lead, k, n)
+    zb = int(rng.choice([128, 120, 60, 0, 255, 200]))
+    g, q = _graph(rng, a_shape, b_shape, ta, tb, zb)
+    for mode in (None, "float64"):
+        step = build_matmul(g.nodes[0], HtpBuildContext(g, ARCHS[arch], arithmetic="qnn"), mode)
+        assert step.plan is not None and step.plan.attrs["kind"] == "qnn_act_act"
+        ref, fast = _run(step, g, q)
+        np.testing.assert_array_equal(fast, ref)
+        np.testing.assert_array_equal(ref, _independent_spec(g, arch, q, ta, tb))
+
+
+def test_a_plan_carries_the_spec_and_binding_derives_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(7)
+    g, q = _graph(rng, (2, 9, 33), (2, 33, 7), False, False, 10)
+    step = build_matmul(g.nodes[0], HtpBuildContext(g, ARCHS["v73"], arithmetic="qnn"))
+    plan = step.plan
+    assert plan is not None and plan.arrays["qnn_mm"].shape == (6, F_MAX - F_ONE + 1)
+    ref, _ = _run(step, g, q)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the spec derived again while binding")
+
+    monkeypatch.setattr(QnnMatMulSpec, "of", refuse)
+    again = StepPlan(plan.kernel, plan.node, plan.op_type, plan.inputs, plan.outputs, dict(plan.attrs),
+                     {key: np.array(v) for key, v in plan.arrays.items()})
+    ref2, fast2 = _run(bind_step(again, torch.device("cpu")), g, q)
+    np.testing.assert_array_equal(ref2, ref)
+    np.testing.assert_array_equal(fast2, ref)
+
+
+def test_tflite_arithmetic_keeps_the_exact_accumulator() -> None:
+    rng = np.random.default_rng(8)
+    g, q = _graph(rng, (1, 6, 20), (1, 20, 5), False, False, 0)
+    step = build_matmul(g.nodes[0], HtpBuildContext(g, ARCHS["v73"], arithmetic="tflite"))
+    assert step.plan is not None and step.plan.attrs["kind"] in ("act_act", "float64")
+    ref, fast = _run(step, g, q)
+    np.testing.assert_array_equal(fast, ref)
