@@ -258,7 +258,7 @@ def build_matmul(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
     qspec = _qnn_act_act_spec(ctx, a, b, oq) if not a.static and not b.static else None
     if qspec is not None:
         attrs.update(kind="qnn_act_act", qnn={"arch": qspec.arch, "zo": qspec.zero_point})
-        arrays["qnn_mm"] = qspec.consts()
+        arrays["qnn_mm"] = narrowest(qspec.consts())  # (int32 where the values allow: half the bytes)
     elif b.static and a.q is not None and math.prod(b_batch) == 1 and len(b_batch) <= len(a_shape) - 2:
         assert b.values is not None
         gemm_attrs, gemm_arrays = _gemm_plan(a.q, np.ascontiguousarray(b.values.reshape(k, n)), rq,
