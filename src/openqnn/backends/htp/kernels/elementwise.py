@@ -7,7 +7,10 @@ MultiplyByQuantizedMultiplier (``fixedpoint.mbqm_np``), ``mbqm64`` its int64-acc
 ``clamp(value - offset_out, qmin, qmax)`` in the output encoding. Static operands (constants of the
 graph) are taken in their own encoding (``ctx.static_q``); numpy broadcasting throughout.
 
-- ElementWiseAdd / ElementWiseSubtract: TFLite's reference add. ``left_shift`` = 20 when both
+- ElementWiseAdd / ElementWiseSubtract, ``htp_config.arithmetic: "qnn"`` (v68, v73, 8-bit codes in and
+  out): QNN's (``spec/qnn_eltwise.py``): two 16-bit multipliers of the raw codes sharing one exponent, 8
+  low bits floored, an offset with the rounded zero points, a final rounding shift; the plan stores them.
+- ElementWiseAdd / ElementWiseSubtract otherwise: TFLite's reference add. ``left_shift`` = 20 when both
   operands are 8-bit, 15 otherwise; with ``twice = 2 * max(s1, s2)``:
   ``a_i = mbqm((q_i - z_i) << left_shift, s_i / twice)``, ``raw = a_1 +- a_2``,
   ``out = mbqm(raw, twice / (2^left_shift * s_out)) + z_out``.
@@ -68,6 +71,7 @@ from openqnn.backends.htp.kernels.registry import (
 )
 from openqnn.backends.htp.kernels.scratch import step_buffer
 from openqnn.backends.htp.native import lookup_or
+from openqnn.backends.htp.spec.qnn_eltwise import QnnAddSpec, add_spec_for
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 
@@ -349,6 +353,12 @@ def add_sub(node: Node, ctx: HtpBuildContext) -> HtpStep:
     a_name, b_name = node.inputs[:2]
     qa, qb = operand_params(ctx, a_name), operand_params(ctx, b_name)
     qo = act_params(ctx, node.outputs[0])
+    sub = node.op_type == "ElementWiseSubtract"
+    qnn = add_spec_for(ctx.arch.name, ctx.arithmetic, float(qa.scale[0]), int(qa.zero_point[0]), float(qb.scale[0]),
+                       int(qb.zero_point[0]), float(qo.scale[0]), int(qo.zero_point[0]), sub,
+                       (qa.bitwidth, qb.bitwidth, qo.bitwidth))
+    if qnn is not None:
+        return _coded_step(node, ctx, "htp.add_qnn", [a_name, b_name], {"spec": qnn.to_attrs()})
     left = 20 if max(qa.bitwidth, qb.bitwidth) <= 8 else 15
     if max(_qmax_abs(qa), _qmax_abs(qb)) << left > INT32_MAX:
         raise Unsupported("operand range too wide for the add scheme")
@@ -361,7 +371,7 @@ def add_sub(node: Node, ctx: HtpBuildContext) -> HtpStep:
     # fast: each operand's scaled value is a function of its code: look it up
     ta = _per_code(lambda c: mbqm_np((c + oa) << left, ma, sha), qa)
     tb = _per_code(lambda c: mbqm_np((c + ob) << left, mb, shb), qb)
-    attrs = {"sub": node.op_type == "ElementWiseSubtract", "left": left, "ma": ma, "sha": sha, "mb": mb, "shb": shb,
+    attrs = {"sub": sub, "left": left, "ma": ma, "sha": sha, "mb": mb, "shb": shb,
              "mo": mo, "sho": sho, "oa": oa, "ob": ob, "oo": oo}
     return _coded_step(node, ctx, "htp.add", [a_name, b_name], attrs, {"scaled_a": ta, "scaled_b": tb})
 
@@ -383,6 +393,21 @@ def _make_add(p: Attrs, arrays: Arrays, device: torch.device) -> tuple[Callable[
     def fast(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raw = ta[x] - tb[y] if sub else ta[x] + tb[y]
         return finish_t(mbqm_t(raw, mo, sho) - oo, qo)
+
+    return ref, fast
+
+
+@_coded("htp.add_qnn")
+def _make_add_qnn(p: Attrs, arrays: Arrays, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """QNN's add (spec/qnn_eltwise.py); two 8-bit run-time operands are looked up in the plan's table."""
+    spec = QnnAddSpec.from_attrs(p["spec"])
+    qo = Codes.from_attrs(p["out"])
+
+    def ref(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return finish_np(spec.apply_np(x, y), qo)
+
+    def fast(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return finish_t(spec.apply_t(x, y), qo)
 
     return ref, fast
 
