@@ -71,7 +71,7 @@ from openqnn.backends.htp.kernels.registry import (
 )
 from openqnn.backends.htp.kernels.scratch import step_buffer
 from openqnn.backends.htp.native import lookup_or
-from openqnn.backends.htp.spec.qnn_eltwise import QnnAddSpec, add_spec_for
+from openqnn.backends.htp.spec.qnn_eltwise import QnnAddSpec, add_spec_for, complements
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 
@@ -356,7 +356,7 @@ def add_sub(node: Node, ctx: HtpBuildContext) -> HtpStep:
     sub = node.op_type == "ElementWiseSubtract"
     qnn = add_spec_for(ctx.arch.name, ctx.arithmetic, float(qa.scale[0]), int(qa.zero_point[0]), float(qb.scale[0]),
                        int(qb.zero_point[0]), float(qo.scale[0]), int(qo.zero_point[0]), sub,
-                       (qa.bitwidth, qb.bitwidth, qo.bitwidth))
+                       (qa.bitwidth, qb.bitwidth, qo.bitwidth), complements(ctx.shape(a_name), ctx.shape(b_name)))
     if qnn is not None:
         return _coded_step(node, ctx, "htp.add_qnn", [a_name, b_name], {"spec": qnn.to_attrs()})
     left = 20 if max(qa.bitwidth, qb.bitwidth) <= 8 else 15
