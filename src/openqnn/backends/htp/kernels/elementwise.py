@@ -7,9 +7,10 @@ MultiplyByQuantizedMultiplier (``fixedpoint.mbqm_np``), ``mbqm64`` its int64-acc
 ``clamp(value - offset_out, qmin, qmax)`` in the output encoding. Static operands (constants of the
 graph) are taken in their own encoding (``ctx.static_q``); numpy broadcasting throughout.
 
-- ElementWiseAdd / ElementWiseSubtract, ``htp_config.arithmetic: "qnn"`` (v68, v73, 8-bit codes in and
-  out): QNN's (``spec/qnn_eltwise.py``): two 16-bit multipliers of the raw codes sharing one exponent, 8
-  low bits floored, an offset with the rounded zero points, a final rounding shift; the plan stores them.
+- ElementWiseAdd / ElementWiseSubtract, ``htp_config.arithmetic: "qnn"`` (v68, v73, all codes 8-bit or all
+  16-bit): QNN's (``spec/qnn_eltwise.py``): two 16-bit multipliers of the raw codes sharing one exponent,
+  8 low bits (16-bit codes: 1) floored, an offset with the zero points and a rounding half, a final right
+  shift; the plan stores the integers.
 - ElementWiseAdd / ElementWiseSubtract otherwise: TFLite's reference add. ``left_shift`` = 20 when both
   operands are 8-bit, 15 otherwise; with ``twice = 2 * max(s1, s2)``:
   ``a_i = mbqm((q_i - z_i) << left_shift, s_i / twice)``, ``raw = a_1 +- a_2``,
