@@ -265,14 +265,19 @@ def elt_fast_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     return str(request.param)
 
 
+_QNN_KERNEL = {"ElementWiseAdd": "htp.add_qnn", "ElementWiseSubtract": "htp.add_qnn",
+               "ElementWiseMultiply": "htp.multiply_qnn"}
+
+
 @pytest.mark.parametrize("arch", [V68, V73], ids=["v68", "v73"])
 @pytest.mark.parametrize("bw", [8, 16])
-@pytest.mark.parametrize("op", ["ElementWiseAdd", "ElementWiseSubtract"])
-def test_add_sub_fast_equals_the_qnn_spec(op: str, bw: int, arch, elt_fast_mode: str) -> None:
+@pytest.mark.parametrize("op", ["ElementWiseAdd", "ElementWiseSubtract", "ElementWiseMultiply"])
+def test_add_sub_mul_fast_equals_the_qnn_spec(op: str, bw: int, arch, elt_fast_mode: str) -> None:
     from test_elementwise import SHAPES, _param_enc, _rand_enc
 
     rng = np.random.default_rng([bw, len(op), 7])
-    for trial in range(10):
+    taken = 0
+    for trial in range(12):
         sa, sb = SHAPES[trial % len(SHAPES)]
         specs: list = [(sa, _rand_enc(rng, bw), None), (sb, _rand_enc(rng, bw), None)]
         if trial % 3 == 0 and bw == 8:  # a static operand (8-bit codes of its own encoding), sometimes first
@@ -281,12 +286,18 @@ def test_add_sub_fast_equals_the_qnn_spec(op: str, bw: int, arch, elt_fast_mode:
             if trial % 2:
                 specs.reverse()
         g, step, ins = _add_step(op, specs, arch, "qnn", rng)
-        assert step.plan.kernel == "htp.add_qnn"  # the spec, not TFLite's, is what is checked
+        scalar_constant = bw == 8 and any(d is not None and np.size(d) == 1 for _, _, d in specs)
+        if step.plan.kernel != _QNN_KERNEL[op]:  # TFLite's only where the spec does not reach
+            assert scalar_constant or op == "ElementWiseMultiply"
+            continue
+        assert not scalar_constant
+        taken += 1
         ref, fast = _both_paths(g, step, ins)
         np.testing.assert_array_equal(ref, fast)
         tstep = HTP_KERNELS[op](g.nodes[0], HtpBuildContext(g, arch, arithmetic="tflite"))
-        assert tstep.plan.kernel == "htp.add"
+        assert tstep.plan.kernel != step.plan.kernel
         assert np.abs(ref - np.asarray(tstep.reference(*ins))).max() <= (1 if bw == 8 else 2)
+    assert taken >= 8  # the spec, not TFLite's, is what was checked
 
 
 def test_add_spec_reproduces_simulator_codes() -> None:
@@ -335,12 +346,18 @@ def test_add_plan_keeps_the_qnn_arithmetic() -> None:
         np.testing.assert_array_equal(np.asarray(bind_step(back).reference(*ins)), np.asarray(step.reference(*ins)))
 
 
-def test_add_takes_the_qnn_spec_only_where_established() -> None:
-    from test_elementwise import _rand_enc
+def test_add_mul_take_the_qnn_spec_only_where_established() -> None:
+    from test_elementwise import _param_enc, _rand_enc
 
     rng = np.random.default_rng(10)
     e8, e16 = _rand_enc(rng, 8), _rand_enc(rng, 16)
+    one = np.array([0.7])
     for arch, specs in [(ARCHS["v75"], [((4,), e8, None), ((4,), e8, None)]),  # another arch
-                        (V73, [((4,), e8, None), ((4,), e16, None)])]:  # mixed widths: not probed
-        _, step, _ = _add_step("ElementWiseAdd", specs, arch, "qnn", rng)
-        assert step.plan.kernel == "htp.add"
+                        (V73, [((4,), e8, None), ((4,), e16, None)]),  # mixed widths: not probed
+                        (V73, [((4,), e8, None), ((1,), _param_enc(one), one)])]:  # a constant 8-bit scalar
+        for op in ("ElementWiseAdd", "ElementWiseMultiply"):
+            _, step, _ = _add_step(op, specs, arch, "qnn", rng)
+            assert step.plan.kernel in ("htp.add", "htp.multiply")
+    _, step, _ = _add_step("ElementWiseAdd", [((4,), e16, None), ((1,), _rand_enc(rng, 16), np.array([0.7]))], V73,
+                           "qnn", rng)
+    assert step.plan.kernel == "htp.add_qnn"  # 16-bit constant scalars follow the spec
