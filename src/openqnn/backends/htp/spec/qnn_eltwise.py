@@ -68,7 +68,6 @@ rounds nearly exactly.
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -89,11 +88,6 @@ def _f32(x: float) -> float:
 def _frexp_exp(x: float) -> int:
     """The exponent frexp gives a normal float32 (``x`` in [2^(e-1), 2^e)), read from its bits."""
     return ((struct.unpack("<I", struct.pack("<f", x))[0] >> 23) & 0xFF) - 126
-
-
-def _roundf(x: float) -> int:
-    """``(int)(x + copysignf(0.5f, x))`` in float32: half away from zero, as the C library's roundf."""
-    return math.trunc(_f32(_f32(x) + math.copysign(0.5, x)))
 
 
 @dataclass(frozen=True)
