@@ -14,6 +14,7 @@ from test_conv_linear import BUILDERS, Case, _conv_attrs, conv_impl  # noqa: F40
 
 from openqnn.backends.htp.arch import ARCHS
 from openqnn.backends.htp.config import HtpConfig
+from openqnn.backends.htp.kernels import HTP_KERNELS
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, bind_step
 from openqnn.backends.htp.kernels.requant import QnnRequant, Requant
 from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec, TensorConsts
@@ -231,3 +232,132 @@ def test_avg_pool_takes_the_qnn_spec_only_where_established() -> None:
     assert _run_both(g, V73, "qnn")[2].attrs["qnn"] is None  # 16-bit: TFLite's
     g8 = _pool_graph(rng, [3, 3], [1, 1], [[1, 1], [1, 1]], True)
     assert _run_both(g8, ARCHS["v75"], "qnn")[2].attrs["qnn"] is None
+
+
+# -- ElementWiseAdd / ElementWiseSubtract (spec/qnn_eltwise.py) -----------------------------------
+
+def _add_step(op: str, specs: list, arch, arithmetic: str, rng: np.random.Generator):
+    """A one-node Add / Subtract graph (test_elementwise's helpers), its htp step and random input codes."""
+    from test_elementwise import _calibrate_output, _feeds, _graph
+
+    g = _graph(op, specs)
+    feeds = _feeds(g, rng)
+    _calibrate_output(g, feeds, specs[0][1].bitwidth if specs[0][2] is None else specs[1][1].bitwidth, rng)
+    node = g.nodes[0]
+    step = HTP_KERNELS[node.op_type](node, HtpBuildContext(g, arch, arithmetic=arithmetic))
+    return g, step, [np.asarray(feeds[x], np.int64) for x in step.inputs]
+
+
+def _both_paths(g, step, ins: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    from openqnn.backends.htp.kernels.registry import storage_dtype
+
+    fast_in = [torch.from_numpy(q).to(storage_dtype(g.tensors[x].encoding.bitwidth)) for x, q in zip(step.inputs, ins)]
+    return np.asarray(step.reference(*ins)), step.fast(*fast_in).numpy().astype(np.int64)
+
+
+@pytest.fixture(params=["tables", "direct"])
+def elt_fast_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Two 8-bit operands are looked up in a table of the reference; "direct" computes them instead."""
+    from openqnn.backends.htp.kernels import elementwise
+
+    if request.param == "direct":
+        monkeypatch.setattr(elementwise, "_TABLE_MAX", 0)
+    return str(request.param)
+
+
+_QNN_KERNEL = {"ElementWiseAdd": "htp.add_qnn", "ElementWiseSubtract": "htp.add_qnn",
+               "ElementWiseMultiply": "htp.multiply_qnn"}
+
+
+@pytest.mark.parametrize("arch", [V68, V73], ids=["v68", "v73"])
+@pytest.mark.parametrize("bw", [8, 16])
+@pytest.mark.parametrize("op", ["ElementWiseAdd", "ElementWiseSubtract", "ElementWiseMultiply"])
+def test_add_sub_mul_fast_equals_the_qnn_spec(op: str, bw: int, arch, elt_fast_mode: str) -> None:
+    from test_elementwise import SHAPES, _param_enc, _rand_enc
+
+    rng = np.random.default_rng([bw, len(op), 7])
+    taken = 0
+    for trial in range(12):
+        sa, sb = SHAPES[trial % len(SHAPES)]
+        specs: list = [(sa, _rand_enc(rng, bw), None), (sb, _rand_enc(rng, bw), None)]
+        if trial % 3 == 0 and bw == 8:  # a static operand (8-bit codes of its own encoding), sometimes first
+            data = rng.uniform(-1.5, 1.5, sb)
+            specs[1] = (sb, _param_enc(data), data)
+            if trial % 2:
+                specs.reverse()
+        g, step, ins = _add_step(op, specs, arch, "qnn", rng)
+        scalar_constant = bw == 8 and any(d is not None and np.size(d) == 1 for _, _, d in specs)
+        if step.plan.kernel != _QNN_KERNEL[op]:  # TFLite's only where the spec does not reach
+            assert scalar_constant or op == "ElementWiseMultiply"
+            continue
+        assert not scalar_constant
+        taken += 1
+        ref, fast = _both_paths(g, step, ins)
+        np.testing.assert_array_equal(ref, fast)
+        tstep = HTP_KERNELS[op](g.nodes[0], HtpBuildContext(g, arch, arithmetic="tflite"))
+        assert tstep.plan.kernel != step.plan.kernel
+        assert np.abs(ref - np.asarray(tstep.reference(*ins))).max() <= (1 if bw == 8 else 2)
+    assert taken >= 8  # the spec, not TFLite's, is what was checked
+
+
+def test_add_spec_reproduces_simulator_codes() -> None:
+    """Codes read off QNN's HTP simulator (tests/fidelity/eltwise_probe.py, v68 = v73) where exact rounding
+    gives one less."""
+    from openqnn.backends.htp.spec.qnn_eltwise import QnnAddSpec
+
+    spec = QnnAddSpec.of(0.03366, 19, 0.01065, 4, 0.035732, 44, subtract=False)
+    assert spec is not None and (spec.mult_a, spec.mult_b, spec.rsh) == (7717, 2442, 5)
+    qa, qb = np.array([2, 36, 69, 89, 119, 150, 211]), np.array([254, 217, 210, 234, 213, 162, 90])
+    assert spec.apply_np(qa, qb).tolist() == [103, 124, 153, 179, 201, 215, 251]
+    va = ((qa - 19) * np.float32(0.03366) + (qb - 4) * np.float32(0.01065)) / np.float32(0.035732) + 44
+    assert np.floor(va + 0.5).tolist() == [102, 123, 152, 178, 200, 214, 250]
+    q = np.arange(65536).reshape(256, 256)
+    for s in (spec, QnnAddSpec.of(1e-4, 30000, 3e-4, 100, 2e-4, 65000, subtract=True, bitwidth=16, complement=True)):
+        assert s is not None
+        np.testing.assert_array_equal(s.apply_t(torch.from_numpy(q % 256 if s.qmax == 255 else q),
+                                                torch.from_numpy(q.T % 256 if s.qmax == 255 else q.T)).numpy(),
+                                      s.apply_np(q % 256 if s.qmax == 255 else q, q.T % 256 if s.qmax == 255 else q.T))
+
+
+def test_add_sub16_complements_a_broadcast_subtrahend() -> None:
+    from test_elementwise import _rand_enc
+
+    from openqnn.backends.htp.spec.qnn_eltwise import complements
+
+    assert complements((1, 5, 7, 9), (1, 5, 1, 1)) and complements((64, 1024), (1024,)) and complements((5,), ())
+    assert not complements((4, 2, 3, 5), (1, 2, 3, 5)) and not complements((2, 2, 8, 3, 3), (2, 1, 8, 3, 3))
+    rng = np.random.default_rng(8)
+    e = _rand_enc(rng, 16)
+    for shapes, comp in [(((1, 4, 5, 6), (1, 4, 1, 6)), True), (((3, 4, 5, 6), (1, 4, 5, 6)), False)]:
+        _, step, _ = _add_step("ElementWiseSubtract", [(shapes[0], e, None), (shapes[1], _rand_enc(rng, 16), None)], V73,
+                               "qnn", rng)
+        assert (step.plan.attrs["spec"]["acc_bias"] != 0) == comp
+
+
+def test_add_plan_keeps_the_qnn_arithmetic() -> None:
+    from test_elementwise import _rand_enc
+
+    rng = np.random.default_rng(6)
+    for bw in (8, 16):
+        _, step, ins = _add_step("ElementWiseSubtract", [((2, 3, 4), _rand_enc(rng, bw), None),
+                                                         ((3, 1), _rand_enc(rng, bw), None)], V68, "qnn", rng)
+        back = StepPlan.from_json(json.loads(json.dumps(step.plan.to_json(), allow_nan=False)),
+                                  step.plan.stored_arrays())
+        np.testing.assert_array_equal(np.asarray(bind_step(back).reference(*ins)), np.asarray(step.reference(*ins)))
+
+
+def test_add_mul_take_the_qnn_spec_only_where_established() -> None:
+    from test_elementwise import _param_enc, _rand_enc
+
+    rng = np.random.default_rng(10)
+    e8, e16 = _rand_enc(rng, 8), _rand_enc(rng, 16)
+    one = np.array([0.7])
+    for arch, specs in [(ARCHS["v75"], [((4,), e8, None), ((4,), e8, None)]),  # another arch
+                        (V73, [((4,), e8, None), ((4,), e16, None)]),  # mixed widths: not probed
+                        (V73, [((4,), e8, None), ((1,), _param_enc(one), one)])]:  # a constant 8-bit scalar
+        for op in ("ElementWiseAdd", "ElementWiseMultiply"):
+            _, step, _ = _add_step(op, specs, arch, "qnn", rng)
+            assert step.plan.kernel in ("htp.add", "htp.multiply")
+    _, step, _ = _add_step("ElementWiseAdd", [((4,), e16, None), ((1,), _rand_enc(rng, 16), np.array([0.7]))], V73,
+                           "qnn", rng)
+    assert step.plan.kernel == "htp.add_qnn"  # 16-bit constant scalars follow the spec

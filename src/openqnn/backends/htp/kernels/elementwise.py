@@ -7,11 +7,18 @@ MultiplyByQuantizedMultiplier (``fixedpoint.mbqm_np``), ``mbqm64`` its int64-acc
 ``clamp(value - offset_out, qmin, qmax)`` in the output encoding. Static operands (constants of the
 graph) are taken in their own encoding (``ctx.static_q``); numpy broadcasting throughout.
 
-- ElementWiseAdd / ElementWiseSubtract: TFLite's reference add. ``left_shift`` = 20 when both
+- ElementWiseAdd / ElementWiseSubtract, ``htp_config.arithmetic: "qnn"`` (v68, v73, all codes 8-bit or all
+  16-bit): QNN's (``spec/qnn_eltwise.py``): two 16-bit multipliers of the raw codes sharing one exponent,
+  8 low bits (16-bit codes: 1) floored, an offset with the zero points and a rounding half, a final right
+  shift; the plan stores the integers.
+- ElementWiseAdd / ElementWiseSubtract otherwise: TFLite's reference add. ``left_shift`` = 20 when both
   operands are 8-bit, 15 otherwise; with ``twice = 2 * max(s1, s2)``:
   ``a_i = mbqm((q_i - z_i) << left_shift, s_i / twice)``, ``raw = a_1 +- a_2``,
   ``out = mbqm(raw, twice / (2^left_shift * s_out)) + z_out``.
-- ElementWiseMultiply: ``acc = (q1 - z1) * (q2 - z2)``; ``out = R(acc, s1 * s2 / s_out) + z_out``
+- ElementWiseMultiply, ``"qnn"`` (v68, v73, all codes 8-bit or all 16-bit): QNN's (``spec/qnn_eltwise.py``):
+  the exact product of the centred codes, a 16-bit (8-bit codes) or 31-bit (16-bit codes) multiplier, one
+  rounding (16-bit: a floor, then a rounding shift by 3) with the zero point folded in.
+- ElementWiseMultiply otherwise: ``acc = (q1 - z1) * (q2 - z2)``; ``out = R(acc, s1 * s2 / s_out) + z_out``
   where R is ``mbqm`` when ``|acc|`` fits int32 (both operands <= 8 bits, or 16 x 8), else ``mbqm64``.
 - ElementWiseDivide: ``r = s1 / (s2 * s_out)`` as ``m * 2^-t`` (``m`` 31-bit from
   quantize_multiplier, ``t = 31 - shift``; when ``t > 46`` m is rounded down to ``t = 46``). With
@@ -68,6 +75,13 @@ from openqnn.backends.htp.kernels.registry import (
 )
 from openqnn.backends.htp.kernels.scratch import step_buffer
 from openqnn.backends.htp.native import lookup_or
+from openqnn.backends.htp.spec.qnn_eltwise import (
+    QnnAddSpec,
+    QnnMulSpec,
+    add_spec_for,
+    complements,
+    mul_spec_for,
+)
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 
@@ -342,6 +356,11 @@ def _integer_arithmetic(node: Node, ctx: HtpBuildContext) -> HtpStep:
 
 # -- Add / Subtract ------------------------------------------------------------------------------
 
+def _scalar_constant(ctx: HtpBuildContext, *names: str) -> bool:
+    """Whether an operand is a one-element constant (QNN runs those another way: spec/qnn_eltwise.py)."""
+    return any(ctx.is_static(n) and ctx.graph.tensors[n].size == 1 for n in names)
+
+
 @htp_kernel("ElementWiseAdd", "ElementWiseSubtract")
 def add_sub(node: Node, ctx: HtpBuildContext) -> HtpStep:
     if _integer_output(node, ctx):
@@ -349,6 +368,13 @@ def add_sub(node: Node, ctx: HtpBuildContext) -> HtpStep:
     a_name, b_name = node.inputs[:2]
     qa, qb = operand_params(ctx, a_name), operand_params(ctx, b_name)
     qo = act_params(ctx, node.outputs[0])
+    sub = node.op_type == "ElementWiseSubtract"
+    qnn = add_spec_for(ctx.arch.name, ctx.arithmetic, float(qa.scale[0]), int(qa.zero_point[0]), float(qb.scale[0]),
+                       int(qb.zero_point[0]), float(qo.scale[0]), int(qo.zero_point[0]), sub,
+                       (qa.bitwidth, qb.bitwidth, qo.bitwidth), complements(ctx.shape(a_name), ctx.shape(b_name)),
+                       _scalar_constant(ctx, a_name, b_name))
+    if qnn is not None:
+        return _coded_step(node, ctx, "htp.add_qnn", [a_name, b_name], {"spec": qnn.to_attrs()})
     left = 20 if max(qa.bitwidth, qb.bitwidth) <= 8 else 15
     if max(_qmax_abs(qa), _qmax_abs(qb)) << left > INT32_MAX:
         raise Unsupported("operand range too wide for the add scheme")
@@ -361,7 +387,7 @@ def add_sub(node: Node, ctx: HtpBuildContext) -> HtpStep:
     # fast: each operand's scaled value is a function of its code: look it up
     ta = _per_code(lambda c: mbqm_np((c + oa) << left, ma, sha), qa)
     tb = _per_code(lambda c: mbqm_np((c + ob) << left, mb, shb), qb)
-    attrs = {"sub": node.op_type == "ElementWiseSubtract", "left": left, "ma": ma, "sha": sha, "mb": mb, "shb": shb,
+    attrs = {"sub": sub, "left": left, "ma": ma, "sha": sha, "mb": mb, "shb": shb,
              "mo": mo, "sho": sho, "oa": oa, "ob": ob, "oo": oo}
     return _coded_step(node, ctx, "htp.add", [a_name, b_name], attrs, {"scaled_a": ta, "scaled_b": tb})
 
@@ -387,6 +413,28 @@ def _make_add(p: Attrs, arrays: Arrays, device: torch.device) -> tuple[Callable[
     return ref, fast
 
 
+def _qnn_spec_maker(spec_of: Callable[[Attrs], QnnAddSpec | QnnMulSpec]) -> Maker:
+    """The maker of a step that runs one of spec/qnn_eltwise.py's specs (Add / Subtract, Multiply); two 8-bit
+    run-time operands are looked up in the plan's table instead."""
+    def make(p: Attrs, arrays: Arrays, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        spec = spec_of(p["spec"])
+        qo = Codes.from_attrs(p["out"])
+
+        def ref(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+            return finish_np(spec.apply_np(x, y), qo)
+
+        def fast(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return finish_t(spec.apply_t(x, y), qo)
+
+        return ref, fast
+
+    return make
+
+
+_coded("htp.add_qnn")(_qnn_spec_maker(QnnAddSpec.from_attrs))
+_coded("htp.multiply_qnn")(_qnn_spec_maker(QnnMulSpec.from_attrs))
+
+
 # -- Multiply ------------------------------------------------------------------------------------
 
 @htp_kernel("ElementWiseMultiply")
@@ -396,6 +444,11 @@ def multiply(node: Node, ctx: HtpBuildContext) -> HtpStep:
     a_name, b_name = node.inputs[:2]
     qa, qb = operand_params(ctx, a_name), operand_params(ctx, b_name)
     qo = act_params(ctx, node.outputs[0])
+    qnn = mul_spec_for(ctx.arch.name, ctx.arithmetic, float(qa.scale[0]), int(qa.zero_point[0]), float(qb.scale[0]),
+                       int(qb.zero_point[0]), float(qo.scale[0]), int(qo.zero_point[0]),
+                       (qa.bitwidth, qb.bitwidth, qo.bitwidth), _scalar_constant(ctx, a_name, b_name))
+    if qnn is not None:
+        return _coded_step(node, ctx, "htp.multiply_qnn", [a_name, b_name], {"spec": qnn.to_attrs()})
     rq = Requant.of(float(qa.scale[0]) * float(qb.scale[0]) / float(qo.scale[0]),
                     float(_qmax_abs(qa) * _qmax_abs(qb)), "ElementWiseMultiply")
     attrs = {"rq": rq.to_attrs(), "oa": int(qa.offset[0]), "ob": int(qb.offset[0]), "oo": int(qo.offset[0])}
