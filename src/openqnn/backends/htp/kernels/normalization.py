@@ -11,6 +11,9 @@ Softmax (any axis, beta != 0 allowed)
     encoding): ``out = round_div(e << f, S) - offset_out``; otherwise ``p = round_div(e << 31, S)``
     (Q31 probability) and ``out = rdbpot(p * m, 62 - shift) - offset_out`` with
     ``(m, shift) = quantize_multiplier(1 / s_out)``. Clamped to the output range.
+    With ``htp_config.arithmetic: "qnn"`` (v68, v73; 8-bit codes, output 1/256, rows of >= 17 elements,
+    the last axis, beta 1) the table is QNN's: ``E[k] = round(2^(-k C') * 2^30)`` with ``C' = s_in log2(e)``
+    truncated to 8 significant bits (``spec/qnn_softmax.py``).
 
 LogSoftmax
     ``k``, ``e``, ``S`` as for Softmax; ``lam = log2(S / 2^30)`` in Q24: ``b = floor(log2 S)``
@@ -78,6 +81,7 @@ from openqnn.backends.htp.kernels.registry import (
     htp_kernel,
     plan_tensor,
 )
+from openqnn.backends.htp.spec.qnn_softmax import softmax_table_for
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 
@@ -163,6 +167,11 @@ def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
     ks = np.arange(1 << qi.bitwidth, dtype=np.float64)
     table = np.round(np.exp(-c * ks) * 2.0**_EXP_BITS).astype(np.int64)
     attrs: dict[str, Any] = {"axis": axis, "use_max": beta >= 0, "oo": int(qo.offset[0])}
+    if node.op_type == "Softmax":  # QNN's exponentials where established (spec/qnn_softmax.py), same Q30 table
+        qnn = softmax_table_for(ctx.arch.name, ctx.arithmetic, shape[axis] if shape else 1, float(qi.scale[0]),
+                                float(qo.scale[0]), -int(qo.offset[0]), qi.bitwidth, qo.bitwidth, beta,
+                                axis == len(shape) - 1)
+        table = table if qnn is None else qnn
 
     if node.op_type == "LogSoftmax":
         so = float(qo.scale[0])
