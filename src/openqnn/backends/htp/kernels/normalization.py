@@ -11,6 +11,9 @@ Softmax (any axis, beta != 0 allowed)
     encoding): ``out = round_div(e << f, S) - offset_out``; otherwise ``p = round_div(e << 31, S)``
     (Q31 probability) and ``out = rdbpot(p * m, 62 - shift) - offset_out`` with
     ``(m, shift) = quantize_multiplier(1 / s_out)``. Clamped to the output range.
+    With ``htp_config.arithmetic: "qnn"`` (v68, v73; 8-bit codes, output 1/256, rows of >= 17 elements,
+    the last axis, beta 1) the table is QNN's: ``E[k] = round(2^(-k C') * 2^30)`` with ``C' = s_in log2(e)``
+    truncated to 8 significant bits (``spec/qnn_softmax.py``).
 
 LogSoftmax
     ``k``, ``e``, ``S`` as for Softmax; ``lam = log2(S / 2^30)`` in Q24: ``b = floor(log2 S)``
@@ -29,7 +32,9 @@ LayerNorm / InstanceNorm / GroupNorm (normalized axes of N elements)
     steps), so ``D 2^k / R`` is the normalized value ``(x - mean) / sqrt(var + eps)``. With
     per-element constants ``G = round(gamma / s_out * 2^F)``, ``B = round(beta / s_out * 2^F)``
     (gamma, beta: the static operands dequantized; F <= 30 chosen so nothing overflows):
-    ``out = round_div((D << k) * G + B * R, R << F) - offset_out``.
+    ``out = round_div((D << k) * G + B * R, R << F) - offset_out``. LayerNorm with
+    ``htp_config.arithmetic: "qnn"`` (v68, v73, 8/16-bit codes): ``B = round(beta / s_out) * 2^F``, beta rounded
+    to the output's codes first, as QNN does (``spec/qnn_layernorm.py``).
 
 RmsNorm (no mean removed): the same with ``q`` replaced by ``q + offset_in`` (its signed value) and
     ``S1 = 0``: ``D = N (q + offset_in)``, ``V = N S2``.
@@ -78,6 +83,8 @@ from openqnn.backends.htp.kernels.registry import (
     htp_kernel,
     plan_tensor,
 )
+from openqnn.backends.htp.spec.qnn_layernorm import beta_in_output_codes
+from openqnn.backends.htp.spec.qnn_softmax import softmax_table_for
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 
@@ -163,6 +170,11 @@ def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
     ks = np.arange(1 << qi.bitwidth, dtype=np.float64)
     table = np.round(np.exp(-c * ks) * 2.0**_EXP_BITS).astype(np.int64)
     attrs: dict[str, Any] = {"axis": axis, "use_max": beta >= 0, "oo": int(qo.offset[0])}
+    if node.op_type == "Softmax":  # QNN's exponentials where established (spec/qnn_softmax.py), same Q30 table
+        qnn = softmax_table_for(ctx.arch.name, ctx.arithmetic, shape[axis] if shape else 1, float(qi.scale[0]),
+                                float(qo.scale[0]), -int(qo.offset[0]), qi.bitwidth, qo.bitwidth, beta,
+                                axis == len(shape) - 1)
+        table = table if qnn is None else qnn
 
     if node.op_type == "LogSoftmax":
         so = float(qo.scale[0])
@@ -288,7 +300,8 @@ def _param(ctx: HtpBuildContext, node: Node, i: int) -> np.ndarray | None:
 
 
 def _norm_step(node: Node, ctx: HtpBuildContext, axes: tuple[int, ...], work_shape: tuple[int, ...],
-               gamma: np.ndarray | None, beta: np.ndarray | None, eps: float, rms: bool = False) -> HtpStep:
+               gamma: np.ndarray | None, beta: np.ndarray | None, eps: float, rms: bool = False,
+               beta_codes: bool = False) -> HtpStep:
     """The normalization spec (module docstring) over ``axes`` of the input viewed as ``work_shape``;
     gamma / beta (reals) broadcast against that view. ``rms``: RmsNorm, no mean removed: the codes are
     centred on the zero point (real = s * (q + offset)) and s1 = 0, so d = n * x and v = n * s2."""
@@ -314,7 +327,10 @@ def _norm_step(node: Node, ctx: HtpBuildContext, axes: tuple[int, ...], work_sha
     if frac < 4:
         raise Unsupported(f"{node.op_type}: gamma / beta too large for the output encoding")
     gi = np.asarray(np.round(g * 2.0**frac), dtype=np.int64)
-    bi = np.asarray(np.round(b * 2.0**frac), dtype=np.int64)
+    if beta_codes:  # QNN's LayerNorm: beta rounded to the output's codes first (spec/qnn_layernorm.py)
+        bi = np.asarray(np.floor(b + 0.5), dtype=np.int64) << frac
+    else:
+        bi = np.asarray(np.round(b * 2.0**frac), dtype=np.int64)
     attrs = {"axes": list(axes), "work_shape": list(work_shape), "out_shape": list(ctx.shape(out_name)), "n": n,
              "frac": frac, "oo": int(qo.offset[0]), "oi": int(qi.offset[0]) if rms else 0, "rms": rms}
     return _plan_step(node, ctx, "htp.norm", attrs, {"eps": e_table, "gamma": gi, "beta": bi})
@@ -361,7 +377,9 @@ def layer_norm(node: Node, ctx: HtpBuildContext) -> HtpStep:
     shape = tuple(ctx.shape(node.inputs[0]))
     rank = len(shape)
     axes = tuple(sorted({int(a) % rank for a in node.attrs["axes"]})) if rank else ()
-    return _norm_step(node, ctx, axes, shape, _param(ctx, node, 1), _param(ctx, node, 2), node.attrs["epsilon"])
+    qi, qo = act_params(ctx, node.inputs[0]), act_params(ctx, node.outputs[0])
+    return _norm_step(node, ctx, axes, shape, _param(ctx, node, 1), _param(ctx, node, 2), node.attrs["epsilon"],
+                      beta_codes=beta_in_output_codes(ctx.arch.name, ctx.arithmetic, qi.bitwidth, qo.bitwidth))
 
 
 @htp_kernel("RmsNorm")

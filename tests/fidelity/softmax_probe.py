@@ -1,0 +1,120 @@
+"""Probe how QNN's HTP simulator computes an 8-bit Softmax, on rows shaped like attention scores.
+
+``python -m tests.fidelity.softmax_probe --arch 73 [--seeds 2]``
+
+Each probe is a QDQ Softmax (last axis) of ``[1, R, N]`` 8-bit codes with a chosen input encoding and
+openqnn's fixed output encoding for probabilities (scale 1/256, zero point 0). Rows are random codes,
+some with an additive mask (a block of the row at code 0, far below the rest, as an attention mask
+added before the Softmax puts it). The probe prints, per probe, the share of the simulator's codes that
+openqnn's spec (``src/openqnn/backends/htp/spec/qnn_softmax.py``) and exact rounding reproduce.
+
+Findings on onnxruntime-qnn 2.7.0 (QNN 2.51), v68 = v73: for rows of 17 elements or more QNN's
+exponentials are ``2^(-k C')`` with ``C' = s_in log2(e)`` truncated to 8 significant bits (99.98% of the
+codes; exact rounding 95-99.7%). Rows of up to 16 elements take another route, close to exact rounding;
+open (docs/htp-fidelity.md). ``run_codes`` with a finer output scale (2^-9 to 2^-16, two-level rows)
+reads the exponentials to 0.1%, which is how the 8 bits were found.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import numpy as np
+
+from openqnn.backends.htp.spec.qnn_softmax import exp_table
+from tests.fidelity.harness import simulate, simulator_missing
+
+OUT_SCALE = 1.0 / 256
+
+
+def _model(shape: tuple[int, ...], sx: np.float32, zx: int, so: np.float32, zo: int) -> bytes:
+    from onnx import TensorProto, helper
+    from onnx import numpy_helper as nh
+
+    inits = [nh.from_array(np.array(sx), "sx"), nh.from_array(np.array(zx, np.uint8), "zx"),
+             nh.from_array(np.array(so), "so"), nh.from_array(np.array(zo, np.uint8), "zo")]
+    nodes = [helper.make_node("QuantizeLinear", ["xf", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["x"]),
+             helper.make_node("Softmax", ["x"], ["y"], axis=-1),
+             helper.make_node("QuantizeLinear", ["y", "so", "zo"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "so", "zo"], ["yo"])]
+    g = helper.make_graph(nodes, "probe", [helper.make_tensor_value_info("xf", TensorProto.FLOAT, shape)],
+                          [helper.make_tensor_value_info("yo", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]).SerializeToString()
+
+
+def run_codes(arch: str, q: np.ndarray, sx: float, zx: int, so: float = OUT_SCALE, zo: int = 0) -> np.ndarray:
+    """The simulator's output codes of the Softmax (last axis) of the 8-bit codes ``q`` ([1, R, N])."""
+    sx32, so32 = np.float32(sx), np.float32(so)
+    xf = (sx32 * (q.astype(np.float32) - np.float32(zx))).astype(np.float32)
+    sim = simulate(_model(q.shape, sx32, zx, so32, zo), [{"xf": xf}], arch)
+    if sim.outputs is None:
+        raise RuntimeError(f"the simulator refused the probe: {sim.refusal}")
+    y = sim.outputs[0]["yo"]
+    return np.rint(y.astype(np.float64) / float(so32)).astype(np.int64) + zo
+
+
+def exact_codes(q: np.ndarray, sx: float, so: float = OUT_SCALE, zo: int = 0) -> np.ndarray:
+    """Exact rounding (half to even) of the real softmax of the codes' values."""
+    x = float(np.float32(sx)) * q.astype(np.float64)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    p = e / e.sum(axis=-1, keepdims=True)
+    return np.clip(np.rint(p / float(np.float32(so))) + zo, 0, 255).astype(np.int64)
+
+
+def spec_codes(q: np.ndarray, sx: float) -> np.ndarray:
+    """openqnn's spec (spec/qnn_softmax.py): QNN's exponential table, the sum and a rounded division."""
+    e = exp_table(sx)[q.max(axis=-1, keepdims=True) - q]
+    s = e.sum(axis=-1, keepdims=True)
+    return np.clip((2 * (e << 8) + s) // (2 * s), 0, 255)
+
+
+def attention_rows(rng: np.random.Generator, rows: int, n: int, sx: float, zx: int, masked: bool) -> np.ndarray:
+    """[1, rows, n] 8-bit codes like attention scores: a random spread of real width 2 to 12 around a
+    random centre; with ``masked``, a random tail of each row at code 0 (the mask's large negative value)."""
+    width = rng.uniform(2.0, 12.0, (rows, 1)) / sx
+    centre = rng.uniform(zx + 0.3 * (255 - zx), 255 - 0.3 * (255 - zx), (rows, 1)) if masked else \
+        rng.uniform(60, 200, (rows, 1))
+    q = np.clip(np.rint(centre + width * (rng.random((rows, n)) - 0.5)), 0, 255).astype(np.int64)
+    if masked:
+        keep = rng.integers(1, n + 1, rows)
+        q[np.arange(n)[None, :] >= keep[:, None]] = 0
+    return q[None]
+
+
+def random_probes(rng: np.random.Generator, rows: int, lengths: Sequence[int] = (17, 32, 64, 128),
+                  scales: Sequence[float] = (0.01, 0.023, 0.05, 0.1, 0.2, 0.5, 1.3)
+                  ) -> list[tuple[int, float, int, bool, np.ndarray]]:
+    """(n, s_in, z_in, masked, codes [1, rows, n]) per row length, input scale and mask."""
+    out = []
+    for n in lengths:
+        for sx in scales:
+            for masked in (False, True):
+                zx = int(rng.integers(200, 256)) if masked else int(rng.integers(0, 256))
+                out.append((n, sx, zx, masked, attention_rows(rng, rows, n, sx, zx, masked)))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.fidelity.softmax_probe", description=__doc__.split("\n\n")[0])
+    p.add_argument("--arch", default="73")
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--rows", type=int, default=128, help="rows per probe")
+    args = p.parse_args(argv)
+    missing = simulator_missing()
+    if missing:
+        print(missing)
+        return 1
+    for seed in range(args.seeds):
+        for n, sx, zx, masked, q in random_probes(np.random.default_rng(seed), args.rows):
+            sim = run_codes(args.arch, q, sx, zx)
+            ex, ours = exact_codes(q, sx), spec_codes(q, sx)
+            print(f"v{args.arch} n={n} s_in={sx} mask={masked}: spec {np.mean(ours == sim):.4%} "
+                  f"(max {int(np.abs(ours - sim).max())}), exact rounding {np.mean(ex == sim):.4%} "
+                  f"(max {int(np.abs(ex - sim).max())}) of {sim.size}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
