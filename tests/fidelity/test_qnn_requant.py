@@ -168,3 +168,18 @@ def test_v73_bias_offset_depends_on_the_largest_bias() -> None:
 def test_v68_bias_offsets_on_the_probe_are_zero() -> None:
     assert set(_offsets("68", np.r_[np.arange(32), np.full(32, 63)])) == {0}
     assert set(_offsets("68", -(np.arange(32) + 1))) == {0}
+
+
+def test_v73_unit_bias_is_truncated_after_a_float32_reciprocal() -> None:
+    """Every channel's bias 1, one weight scale: ``d = -1`` exactly where ``float32(s_x s_w) * float32(1 /
+    float32(s_x s_w)) < 1`` (the bias times a float32 reciprocal of its scale, truncated), over consecutive
+    float32 weight scales."""
+    from tests.fidelity.conv_bias_probe import SW, SX, offsets
+
+    sw = np.float32(SW)
+    for _ in range(12):
+        found = offsets("73", np.ones(4, np.int64), np.full(4, sw, np.float32))
+        p = np.float32(SX) * sw
+        expected = -1 if float(p * (np.float32(1) / p)) < 1.0 else 0
+        assert found == [[expected]] * 4, (float(sw), found)
+        sw = np.nextafter(sw, np.float32(1))
