@@ -14,6 +14,10 @@ QNN's, per output channel with the multiplier ``M = s_in * s_w / s_out`` (from t
 - **v73**: the dropped range centred, ``a = ((acc >> s) << s) + 2^(s-1)``; a 12-bit multiplier
   ``m = round(M * 2^(11 - e))``; ``code = clamp(((a * m + 2^(k-1)) >> k) + zo)``, ``k = 11 - e``.
 
+Known gap (docs/htp-fidelity.md, "The bias"): QNN adds the bias with an offset of 0 or one step toward zero
+per channel (v73; v68 rarely), which depends on the tensor's largest bias and weight scales; not modelled
+(whole convolutions of ResNet-18 from identical inputs: 99.97-100% of the codes).
+
 Other archs, 16-bit inputs, weights or outputs, and the other ops are not established yet: they keep
 TFLite's arithmetic (``spec_for`` returns None).
 """

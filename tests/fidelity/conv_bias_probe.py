@@ -1,0 +1,112 @@
+"""Probe how QNN's HTP simulator adds a convolution's int32 bias: the accumulator offset it applies per channel.
+
+``python -m tests.fidelity.conv_bias_probe --arch 73``
+
+A 1x1 convolution of two input channels (codes ``x1`` 0..255 with weight 1, ``x2`` 0..31 with weight 127, zero
+point 0) makes each output channel's accumulator take every integer from ``b`` to ``b + 4192`` (``b`` its bias),
+so every one of its code thresholds is seen. With the spec's requantization (src/openqnn/backends/htp/spec/
+qnn_requant.py) the simulator's codes are then ``spec(acc + d)`` for one integer ``d`` per channel, which the
+probe reports ("." 0, "-" -1, "+" +1, "?" none in -4..4).
+
+Findings on onnxruntime-qnn 2.7.0 (QNN 2.51), v73, ``M = 0.00284`` (ResNet-18's first convolution): ``d`` is 0
+or one step toward zero (``-sign(b)``), in about a third of the channels; it depends on the channel's bias, on
+its exact multiplier (a change of ``M`` by 1e-5 relative, with the same 12-bit multiplier, changes it) and on the
+largest ``|bias|`` of the whole tensor (the same biases beside larger ones give other offsets), not on the
+input or output zero points, the bias scale's last bit or the weights. v68 gives ``d = 0`` on the same probes,
+but one channel of ResNet-18's ``layer1.1`` conv2 (bias -15886, ``M = 0.000725``) shows ``d = +1`` there too.
+The rule (presumably a re-quantization of the bias against a per-tensor range, rounded toward zero) is not
+established (docs/htp-fidelity.md).
+
+The simulator's outputs are off the output grid when the image is 256 or more wide (whatever the model), so the
+probe lays the 8192 accumulators out 64 x 128.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import numpy as np
+
+from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec
+from tests.fidelity.harness import recover_codes, simulate, simulator_missing
+
+X2, WIDTH = 32, 128
+# ResNet-18's first convolution (64x64 input, W8A8 per channel): input, weight (channel 0) and output scales
+SX, SW, SO = np.float32(0.03138083102656346), np.float32(0.00042531293208204854), np.float32(0.0046933319054397885)
+
+
+def _model(sw: np.ndarray, bias: np.ndarray, zo: int) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """(QDQ model, float input on the grid, exact accumulators [channels, 8192])."""
+    from onnx import TensorProto, helper
+    from onnx import numpy_helper as nh
+
+    cout = len(sw)
+    wq = np.zeros((cout, 2, 1, 1), np.int8)
+    wq[:, 0], wq[:, 1] = 1, 127
+    sw = sw.astype(np.float32)
+    inits = [nh.from_array(wq, "wq"), nh.from_array(sw, "sw"), nh.from_array(np.zeros(cout, np.int8), "zw"),
+             nh.from_array(bias.astype(np.int32), "bq"), nh.from_array((SX * sw).astype(np.float32), "sb"),
+             nh.from_array(np.zeros(cout, np.int32), "zb"), nh.from_array(np.array(SX), "sx"),
+             nh.from_array(np.array(0, np.uint8), "zx"), nh.from_array(np.array(SO), "so"),
+             nh.from_array(np.array(zo, np.uint8), "zo")]
+    nodes = [helper.make_node("QuantizeLinear", ["xf", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["x"]),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["w"], axis=0),
+             helper.make_node("DequantizeLinear", ["bq", "sb", "zb"], ["b"], axis=0),
+             helper.make_node("Conv", ["x", "w", "b"], ["y"]),
+             helper.make_node("QuantizeLinear", ["y", "so", "zo"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "so", "zo"], ["yo"])]
+    shape = (1, 2, X2 * 256 // WIDTH, WIDTH)
+    g = helper.make_graph(nodes, "bias_probe", [helper.make_tensor_value_info("xf", TensorProto.FLOAT, shape)],
+                          [helper.make_tensor_value_info("yo", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    x1 = np.tile(np.arange(256), X2)
+    x2 = np.repeat(np.arange(X2), 256)
+    xf = (SX * np.stack([x1, x2]).astype(np.float32)).reshape(shape).astype(np.float32)
+    acc = (x1 + 127 * x2)[None, :].astype(np.int64) + bias.astype(np.int64)[:, None]
+    return model.SerializeToString(), xf, acc
+
+
+def offsets(arch: str, bias: Sequence[int], sw: Sequence[float] | None = None,
+            zo: int = 110) -> list[list[int]]:
+    """Per output channel, the offsets ``d`` in -4..4 with which the spec reproduces every simulator code
+    (``spec(acc + d)``); ``sw``: per-channel weight scales (default ResNet-18's conv1 channel 0's)."""
+    b = np.asarray(bias, dtype=np.int64)
+    w = np.full(b.size, SW, np.float32) if sw is None else np.asarray(sw, np.float32)
+    model, xf, acc = _model(w, b, zo)
+    out = simulate(model, [{"xf": xf}], arch)
+    if out.outputs is None:
+        raise RuntimeError(f"the simulator refused the probe: {out.refusal}")
+    codes = recover_codes(out.outputs[0]["yo"], float(SO), -zo, 8).reshape(b.size, -1)
+    mults = float(SX) * w.astype(np.float64) / float(SO)
+    found = []
+    for c in range(b.size):
+        spec = QnnRequantSpec.of(f"v{arch}", mults[c:c + 1], zo)
+        found.append([d for d in range(-4, 5) if np.array_equal(spec.apply_np((acc[c] + d)[:, None])[:, 0], codes[c])])
+    return found
+
+
+def pattern(found: Sequence[Sequence[int]]) -> str:
+    """One character per channel: "." 0, "-" -1, "+" +1, "?" no single offset."""
+    return "".join({0: ".", -1: "-", 1: "+"}.get(f[0], "?") if len(f) == 1 else "?" for f in found)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.fidelity.conv_bias_probe", description=__doc__.split("\n\n")[0])
+    p.add_argument("--arch", default="73")
+    args = p.parse_args(argv)
+    missing = simulator_missing()
+    if missing:
+        print(missing)
+        return 1
+    ar = np.arange(32)
+    for name, bias in (("biases 0..31", ar), ("biases 0..31, then 32 zeros", np.r_[ar, np.zeros(32, np.int64)]),
+                       ("biases 0..31, then 32 x 63", np.r_[ar, np.full(32, 63)]), ("biases 0..63", np.arange(64)),
+                       ("biases -32..-1", ar - 32), ("biases 1..32 negated", -(ar + 1))):
+        print(f"v{args.arch} {name:30s} {pattern(offsets(args.arch, bias))}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
