@@ -384,56 +384,61 @@ def _bind_norm(plan: StepPlan, device: torch.device) -> Fns:
 def _qnn_layer_norm(node: Node, ctx: HtpBuildContext, axes: tuple[int, ...], work_shape: tuple[int, ...], n: int,
                     e_table: np.ndarray, gamma_q: tuple[np.ndarray, float], b: np.ndarray,
                     qo: Any) -> HtpStep | None:
-    """QNN's LayerNorm (spec/qnn_layernorm.py): ``r = floor(2^16 sg / (s_out sigma))`` per row (sigma in input
-    codes, from ``R = isqrt(W) = N sigma 2^k``: ``r = C(k) // R`` with the table
-    ``C(k) = round(sg / s_out * 2^16 * N * 2^k)``), then ``out = round_div(gq D r + Bc N 2^16, N 2^16)`` with
-    gamma's codes ``gq`` and beta in output codes ``Bc``. None where the integers would not fit int64."""
+    """QNN's LayerNorm of 8-bit codes (spec/qnn_layernorm.py). The mean in 1/64 codes, floored from the
+    product with float32(1/N) = ``rn 2^-e`` (``rn`` 24 bits): ``M = (S1 rn) >> (e - 6)``. The multiplier
+    ``m = floor(2^16 sg / (s_out sigma))`` from ``R = isqrt(W) = N sigma 2^k`` as ``m = C(k) // R`` with the
+    table ``C(k) = round(sg / s_out * N 2^(16+k))`` (0 where the row is constant and eps is 0). Then
+    ``out = round_div(gq (64 q - M) m + Bc 2^22, 2^22) - offset_out`` with gamma's codes ``gq`` and beta in
+    output codes ``Bc``. None where the integers would not fit int64."""
     gq, sg = gamma_q
-    c = sg / float(qo.scale[0])
+    c = abs(sg / float(qo.scale[0]))
     gmax = float(np.max(np.abs(gq), initial=0))
-    cmax = abs(c)
-    if cmax * n * 2.0 ** (16 + _MAX_K) >= 2.0**62 or cmax * 2.0**16 * n**1.5 * (gmax + 1) >= 2.0**60:
+    if c * n * 2.0 ** (16 + _MAX_K) >= 2.0**62 or gmax * 64 * c * 2.0**16 * (2 * math.sqrt(n) + 2) >= 2.0**61:
         return None
-    ck = np.array([round(c * n * 2.0 ** (16 + k)) for k in range(_MAX_K + 1)], dtype=np.int64)
+    mant, exp = math.frexp(float(np.float32(1.0 / n)))  # float32(1/N) = mant 2^exp, mant in [0.5, 1)
+    rn, shift = int(mant * 2**24), 24 - exp - 6
+    ck = np.array([round(sg / float(qo.scale[0]) * n * 2.0 ** (16 + k)) for k in range(_MAX_K + 1)], dtype=np.int64)
     bc = np.asarray(np.floor(b + 0.5), dtype=np.int64)
     attrs = {"axes": list(axes), "work_shape": list(work_shape), "out_shape": list(ctx.shape(node.outputs[0])), "n": n,
-             "oo": int(qo.offset[0])}
+             "oo": int(qo.offset[0]), "recip_n": rn, "mean_shift": shift}
     return _plan_step(node, ctx, "htp.layernorm_qnn", attrs,
                       {"eps": e_table, "ck": ck, "gq": np.asarray(gq, dtype=np.int64), "beta": bc})
+
+
+_LN_ONE = 1 << 22  # the multiplier's 16 fraction bits and the mean's 6
 
 
 @htp_binder("htp.layernorm_qnn")
 def _bind_layernorm_qnn(plan: StepPlan, device: torch.device) -> Fns:
     p = plan.attrs
     work_shape, out_shape = tuple(int(d) for d in p["work_shape"]), tuple(int(d) for d in p["out_shape"])
-    n, oo = int(p["n"]), int(p["oo"])
+    n, oo, rn, shift = int(p["n"]), int(p["oo"]), int(p["recip_n"]), int(p["mean_shift"])
     qo = Codes.from_attrs(p["out"])
     e_table = np.asarray(plan.arrays["eps"], dtype=np.int64)
     ck, gq, bc = (np.asarray(plan.arrays[k], dtype=np.int64) for k in ("ck", "gq", "beta"))
     e_table_t, ck_t, gq_t, bc_t = _on(device, e_table), _on(device, ck), _on(device, gq), _on(device, bc)
     ax = [int(a) for a in p["axes"]]
-    one = n << 16
 
     def reference(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.int64).reshape(work_shape)
         s1 = np.sum(x, axis=tuple(ax), keepdims=True)
-        d = n * x - s1
         v = n * np.sum(x * x, axis=tuple(ax), keepdims=True) - s1 * s1
         k = np.clip((61 - bitlen_np(v + e_table[0])) >> 1, 0, _MAX_K)
         r = np.maximum(isqrt_np((v << (2 * k)) + e_table[k]), 1)
-        m = ck[k] // r  # floor(2^16 sg / (s_out sigma)), per row (and per column where gamma is per-axis)
-        y = round_div_np(gq * d * m + bc * one, np.full_like(m, one))
+        m = np.where(v + e_table[0] > 0, ck[k] // r, 0)  # floor(2^16 sg / (s_out sigma)), per row
+        d = (x << 6) - ((s1 * rn) >> shift)  # q - mean, the mean floored to 1/64 of a code
+        y = round_div_np(gq * d * m + (bc << 22), np.int64(_LN_ONE))
         return finish_np(y.reshape(out_shape) - oo, qo)
 
     def fast(x: torch.Tensor) -> torch.Tensor:
         x = x.to(torch.int64).reshape(work_shape)
         s1 = x.sum(dim=ax, keepdim=True)
-        d = n * x - s1
         v = n * (x * x).sum(dim=ax, keepdim=True) - s1 * s1
         k = torch.clamp((61 - bitlen_t(v + int(e_table[0]))) >> 1, 0, _MAX_K)
         r = torch.clamp_min(isqrt_t((v << (2 * k)) + e_table_t[k]), 1)
-        m = torch.div(ck_t[k], r, rounding_mode="floor")
-        y = round_div_t(gq_t * d * m + bc_t * one, torch.full_like(m, one))
+        m = torch.where(v + int(e_table[0]) > 0, torch.div(ck_t[k], r, rounding_mode="floor"), 0)
+        d = (x << 6) - ((s1 * rn) >> shift)
+        y = round_div_t(gq_t * d * m + (bc_t << 22), torch.tensor(_LN_ONE, device=x.device))
         return finish_t(y.reshape(out_shape) - oo, qo)
 
     return reference, fast
