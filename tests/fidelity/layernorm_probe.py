@@ -6,13 +6,17 @@ Each probe is a QDQ LayerNormalization (last axis) of ``[1, R, N]`` codes with c
 the input, gamma (8-bit codes with their own scale), beta and the output. ``run_codes`` returns the
 simulator's output codes; ``exact_codes`` the exact rounding of the real LayerNorm with beta rounded to
 the output's codes; ``spec_codes`` openqnn's spec (``src/openqnn/backends/htp/spec/qnn_layernorm.py``):
-gamma's codes times a per-row multiplier ``floor(2^16 s_gamma / (s_out sigma))``.
+gamma's codes times a per-row multiplier ``floor(2^16 s_gamma / (s_out sigma))``, the mean floored to 1/64.
 
 Rows of 256 elements (uniform ramps of half-width 8 to 124 codes and normal rows of standard deviation
 5 to 60 codes) read each row's gain to about 0.05%; fitting the multiplier per input code against grids
 ``1/u`` finds ``u = 65536 / gamma code`` for every gamma code, gamma scale and output scale tried, which
-is how the rule was found. Findings on onnxruntime-qnn 2.7.0 (QNN 2.51), v68 = v73: the spec 99.3% of
-8-bit codes, exact rounding 95%.
+is how the rule was found; the row offsets left (+0.01..0.05 of a code) are the mean floored to 1/64
+(rounding it, or flooring to 2..8 or 10 bits, fits worse), from ``S1 * float32(1/N)`` (exact multiples of
+1/64 come out one step lower where float32(1/N) < 1/N, e.g. N = 100). Findings on onnxruntime-qnn 2.7.0
+(QNN 2.51), v68 = v73: the spec 100% of the 8-bit codes of these probes, exact rounding 92-98%; but see
+docs/htp-fidelity.md for tensor shapes (32, 40, ..., 96 rows of 256; 16 rows of 768) where QNN takes
+another route.
 """
 
 from __future__ import annotations
@@ -79,11 +83,12 @@ def exact_codes(q: np.ndarray, sx: float, gq: np.ndarray, sg: float, bq: np.ndar
 
 def spec_codes(q: np.ndarray, sx: float, gq: np.ndarray, sg: float, bq: np.ndarray, sb: float, so: float,
                zo: int, bits: int = 8, eps: float = 1e-5) -> np.ndarray:
-    """The spec (float64): ``round(gq (q - mean) floor(2^16 s_g / (s_out sigma)) / 2^16 + round(beta / s_out))``."""
+    """The spec (float64): ``round(gq (q - mean') floor(2^16 s_g / (s_out sigma)) / 2^16 + round(beta / s_out))``
+    with ``mean'`` = ``S1 * float32(1/N)`` floored to 1/64 of a code."""
     so64, sx64 = float(np.float32(so)), float(np.float32(sx))
     x = q.astype(np.float64)
-    d = x - x.mean(axis=-1, keepdims=True)
-    sigma = np.sqrt((d * d).mean(axis=-1, keepdims=True) + eps / (sx64 * sx64))
+    sigma = np.sqrt(x.var(axis=-1, keepdims=True) + eps / (sx64 * sx64))
+    d = x - np.floor(x.sum(axis=-1, keepdims=True) * float(np.float32(1.0 / x.shape[-1])) * 64) / 64
     r = np.floor(2.0**16 * float(np.float32(sg)) / (so64 * sigma))
     b = np.floor(float(np.float32(sb)) * bq.astype(np.float64) / so64 + 0.5)
     y = np.floor(gq * d * r / 2.0**16 + b + 0.5) + zo
