@@ -13,7 +13,8 @@ Softmax (any axis, beta != 0 allowed)
     ``(m, shift) = quantize_multiplier(1 / s_out)``. Clamped to the output range.
     With ``htp_config.arithmetic: "qnn"`` (v68, v73; 8-bit codes, output 1/256, rows of >= 17 elements,
     the last axis, beta 1) the table is QNN's: ``E[k] = round(2^(-k C') * 2^30)`` with ``C' = s_in log2(e)``
-    truncated to 8 significant bits (``spec/qnn_softmax.py``).
+    truncated to 8 significant bits (``spec/qnn_softmax.py``). Rows of two elements there (``htp.softmax_pair``):
+    ``c1 = P[q1 - q0 + 255]``, ``c0 = 255 - c1`` with ``P[k] = floor(255 sigmoid(k s_in) + 1/2)``.
 
 LogSoftmax
     ``k``, ``e``, ``S`` as for Softmax; ``lam = log2(S / 2^30)`` in Q24: ``b = floor(log2 S)``
@@ -89,7 +90,7 @@ from openqnn.backends.htp.kernels.registry import (
     plan_tensor,
 )
 from openqnn.backends.htp.spec.qnn_layernorm import beta_in_output_codes, gamma_codes_times_row_multiplier
-from openqnn.backends.htp.spec.qnn_softmax import softmax_table_for
+from openqnn.backends.htp.spec.qnn_softmax import pair_table_for, softmax_table_for
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 
@@ -180,6 +181,11 @@ def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
                                 float(qo.scale[0]), -int(qo.offset[0]), qi.bitwidth, qo.bitwidth, beta,
                                 axis == len(shape) - 1)
         table = table if qnn is None else qnn
+        pair = pair_table_for(ctx.arch.name, ctx.arithmetic, shape[axis] if shape else 1, float(qi.scale[0]),
+                              float(qo.scale[0]), -int(qo.offset[0]), qi.bitwidth, qo.bitwidth, beta,
+                              axis == len(shape) - 1)
+        if pair is not None:  # QNN's rows of two: a sigmoid table of the difference (spec/qnn_softmax.py)
+            return _plan_step(node, ctx, "htp.softmax_pair", {"oo": int(qo.offset[0])}, {"pair": pair})
 
     if node.op_type == "LogSoftmax":
         so = float(qo.scale[0])
@@ -252,6 +258,25 @@ def _bind_softmax(plan: StepPlan, device: torch.device) -> Fns:
         e = table_t[diff_t(x)]
         s = e.sum(dim=axis, keepdim=True)
         return finish_t(prob_t(e, s) - oo, qo)
+
+    return reference, fast
+
+
+@htp_binder("htp.softmax_pair")
+def _bind_softmax_pair(plan: StepPlan, device: torch.device) -> Fns:
+    oo, qo = int(plan.attrs["oo"]), Codes.from_attrs(plan.attrs["out"])
+    pair = np.asarray(plan.arrays["pair"], dtype=np.int64)
+    pair_t = _on(device, pair)
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.int64)
+        c1 = pair[x[..., 1:] - x[..., :1] + 255]
+        return finish_np(np.concatenate([255 - c1, c1], axis=-1) - oo, qo)
+
+    def fast(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.int64)
+        c1 = pair_t[x[..., 1:] - x[..., :1] + 255]
+        return finish_t(torch.cat([255 - c1, c1], dim=-1) - oo, qo)
 
     return reference, fast
 
