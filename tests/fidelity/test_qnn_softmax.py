@@ -38,3 +38,21 @@ def test_softmax_matches_the_simulator(arch: str) -> None:
     print(f"v{arch} Softmax: spec {same / total:.4%} identical, exact rounding {exact_same / total:.4%} of {total}")
     assert same / total >= 0.999
     assert same > exact_same
+
+
+@pytest.mark.skipif(_missing is not None, reason=_missing or "")
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_rows_of_two_are_a_sigmoid_of_the_difference(arch: str) -> None:
+    """Rows of two: the second code is round(255 sigmoid((q1 - q0) s_in)) (half up), the first 255 minus it."""
+    from openqnn.backends.htp.spec.qnn_softmax import pair_table
+
+    rng = np.random.default_rng(3)
+    exact_same = []
+    for sx in (0.01, 0.2, 1.3):
+        q = rng.integers(0, 256, (1, 128, 2))
+        q[0, :10, 1] = q[0, :10, 0]  # ties: 127 and 128
+        sim = run_codes(arch, q, sx, int(rng.integers(0, 256)))[0]
+        c1 = pair_table(sx)[q[0, :, 1] - q[0, :, 0] + 255]
+        np.testing.assert_array_equal(sim, np.stack([255 - c1, c1], axis=-1))
+        exact_same.append(np.mean(exact_codes(q, sx)[0] == sim))
+    assert np.mean(exact_same) < 0.85  # exact rounding of 256 p: 50% at s_in 0.01, more where rows saturate

@@ -13,7 +13,8 @@ Softmax (any axis, beta != 0 allowed)
     ``(m, shift) = quantize_multiplier(1 / s_out)``. Clamped to the output range.
     With ``htp_config.arithmetic: "qnn"`` (v68, v73; 8-bit codes, output 1/256, rows of >= 17 elements,
     the last axis, beta 1) the table is QNN's: ``E[k] = round(2^(-k C') * 2^30)`` with ``C' = s_in log2(e)``
-    truncated to 8 significant bits (``spec/qnn_softmax.py``).
+    truncated to 8 significant bits (``spec/qnn_softmax.py``). Rows of two elements there (``htp.softmax_pair``):
+    ``c1 = P[q1 - q0 + 255]``, ``c0 = 255 - c1`` with ``P[k] = floor(255 sigmoid(k s_in) + 1/2)``.
 
 LogSoftmax
     ``k``, ``e``, ``S`` as for Softmax; ``lam = log2(S / 2^30)`` in Q24: ``b = floor(log2 S)``
@@ -34,7 +35,11 @@ LayerNorm / InstanceNorm / GroupNorm (normalized axes of N elements)
     (gamma, beta: the static operands dequantized; F <= 30 chosen so nothing overflows):
     ``out = round_div((D << k) * G + B * R, R << F) - offset_out``. LayerNorm with
     ``htp_config.arithmetic: "qnn"`` (v68, v73, 8/16-bit codes): ``B = round(beta / s_out) * 2^F``, beta rounded
-    to the output's codes first, as QNN does (``spec/qnn_layernorm.py``).
+    to the output's codes first, as QNN does (``spec/qnn_layernorm.py``). With 8-bit codes and gamma's
+    per-tensor encoding (codes ``gq``, scale ``s_g``) QNN also scales gamma's codes by a per-row multiplier
+    truncated to 16 fraction bits: ``m = C(k) // R`` with the table ``C(k) = round(s_g / s_out * N 2^(16+k))``
+    (= ``floor(2^16 s_g / (s_out sigma))``), ``out = round_div(gq D m + Bc N 2^16, N 2^16) - offset_out``
+    with ``Bc = round(beta / s_out)`` (kernel ``htp.layernorm_qnn``).
 
 RmsNorm (no mean removed): the same with ``q`` replaced by ``q + offset_in`` (its signed value) and
     ``S1 = 0``: ``D = N (q + offset_in)``, ``V = N S2``.
@@ -77,14 +82,15 @@ from openqnn.backends.htp.kernels.elementwise import (
 from openqnn.backends.htp.kernels.registry import (
     HtpBuildContext,
     HtpStep,
+    QParams,
     Unsupported,
     bind_step,
     htp_binder,
     htp_kernel,
     plan_tensor,
 )
-from openqnn.backends.htp.spec.qnn_layernorm import beta_in_output_codes
-from openqnn.backends.htp.spec.qnn_softmax import softmax_table_for
+from openqnn.backends.htp.spec.qnn_layernorm import beta_in_output_codes, gamma_codes_times_row_multiplier
+from openqnn.backends.htp.spec.qnn_softmax import pair_table_for, softmax_table_for
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 
@@ -175,6 +181,11 @@ def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
                                 float(qo.scale[0]), -int(qo.offset[0]), qi.bitwidth, qo.bitwidth, beta,
                                 axis == len(shape) - 1)
         table = table if qnn is None else qnn
+        pair = pair_table_for(ctx.arch.name, ctx.arithmetic, shape[axis] if shape else 1, float(qi.scale[0]),
+                              float(qo.scale[0]), -int(qo.offset[0]), qi.bitwidth, qo.bitwidth, beta,
+                              axis == len(shape) - 1)
+        if pair is not None:  # QNN's rows of two: a sigmoid table of the difference (spec/qnn_softmax.py)
+            return _plan_step(node, ctx, "htp.softmax_pair", {"oo": int(qo.offset[0])}, {"pair": pair})
 
     if node.op_type == "LogSoftmax":
         so = float(qo.scale[0])
@@ -251,6 +262,25 @@ def _bind_softmax(plan: StepPlan, device: torch.device) -> Fns:
     return reference, fast
 
 
+@htp_binder("htp.softmax_pair")
+def _bind_softmax_pair(plan: StepPlan, device: torch.device) -> Fns:
+    oo, qo = int(plan.attrs["oo"]), Codes.from_attrs(plan.attrs["out"])
+    pair = np.asarray(plan.arrays["pair"], dtype=np.int64)
+    pair_t = _on(device, pair)
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.int64)
+        c1 = pair[x[..., 1:] - x[..., :1] + 255]
+        return finish_np(np.concatenate([255 - c1, c1], axis=-1) - oo, qo)
+
+    def fast(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.int64)
+        c1 = pair_t[x[..., 1:] - x[..., :1] + 255]
+        return finish_t(torch.cat([255 - c1, c1], dim=-1) - oo, qo)
+
+    return reference, fast
+
+
 @htp_binder("htp.log_softmax")
 def _bind_log_softmax(plan: StepPlan, device: torch.device) -> Fns:
     p = plan.attrs
@@ -301,7 +331,7 @@ def _param(ctx: HtpBuildContext, node: Node, i: int) -> np.ndarray | None:
 
 def _norm_step(node: Node, ctx: HtpBuildContext, axes: tuple[int, ...], work_shape: tuple[int, ...],
                gamma: np.ndarray | None, beta: np.ndarray | None, eps: float, rms: bool = False,
-               beta_codes: bool = False) -> HtpStep:
+               beta_codes: bool = False, gamma_q: tuple[np.ndarray, float] | None = None) -> HtpStep:
     """The normalization spec (module docstring) over ``axes`` of the input viewed as ``work_shape``;
     gamma / beta (reals) broadcast against that view. ``rms``: RmsNorm, no mean removed: the codes are
     centred on the zero point (real = s * (q + offset)) and s1 = 0, so d = n * x and v = n * s2."""
@@ -327,6 +357,10 @@ def _norm_step(node: Node, ctx: HtpBuildContext, axes: tuple[int, ...], work_sha
     if frac < 4:
         raise Unsupported(f"{node.op_type}: gamma / beta too large for the output encoding")
     gi = np.asarray(np.round(g * 2.0**frac), dtype=np.int64)
+    if gamma_q is not None:  # QNN's LayerNorm: a 16-bit per-row multiplier of gamma's codes (spec/qnn_layernorm.py)
+        step = _qnn_layer_norm(node, ctx, axes, work_shape, n, e_table, gamma_q, b, qo)
+        if step is not None:
+            return step
     if beta_codes:  # QNN's LayerNorm: beta rounded to the output's codes first (spec/qnn_layernorm.py)
         bi = np.asarray(np.floor(b + 0.5), dtype=np.int64) << frac
     else:
@@ -372,14 +406,92 @@ def _bind_norm(plan: StepPlan, device: torch.device) -> Fns:
     return reference, fast
 
 
+def _qnn_layer_norm(node: Node, ctx: HtpBuildContext, axes: tuple[int, ...], work_shape: tuple[int, ...], n: int,
+                    e_table: np.ndarray, gamma_q: tuple[np.ndarray, float], b: np.ndarray,
+                    qo: Any) -> HtpStep | None:
+    """QNN's LayerNorm of 8-bit codes (spec/qnn_layernorm.py). The mean in 1/64 codes, floored from the
+    product with float32(1/N) = ``rn 2^-e`` (``rn`` 24 bits): ``M = (S1 rn) >> (e - 6)``. The multiplier
+    ``m = floor(2^16 sg / (s_out sigma))`` from ``R = isqrt(W) = N sigma 2^k`` as ``m = C(k) // R`` with the
+    table ``C(k) = round(sg / s_out * N 2^(16+k))`` (0 where the row is constant and eps is 0). Then
+    ``out = round_div(gq (64 q - M) m + Bc 2^22, 2^22) - offset_out`` with gamma's codes ``gq`` and beta in
+    output codes ``Bc``. None where the integers would not fit int64."""
+    gq, sg = gamma_q
+    c = abs(sg / float(qo.scale[0]))
+    gmax = float(np.max(np.abs(gq), initial=0))
+    if c * n * 2.0 ** (16 + _MAX_K) >= 2.0**62 or gmax * 64 * c * 2.0**16 * (2 * math.sqrt(n) + 2) >= 2.0**61:
+        return None
+    mant, exp = math.frexp(float(np.float32(1.0 / n)))  # float32(1/N) = mant 2^exp, mant in [0.5, 1)
+    rn, shift = int(mant * 2**24), 24 - exp - 6
+    ck = np.array([round(sg / float(qo.scale[0]) * n * 2.0 ** (16 + k)) for k in range(_MAX_K + 1)], dtype=np.int64)
+    bc = np.asarray(np.floor(b + 0.5), dtype=np.int64)
+    attrs = {"axes": list(axes), "work_shape": list(work_shape), "out_shape": list(ctx.shape(node.outputs[0])), "n": n,
+             "oo": int(qo.offset[0]), "recip_n": rn, "mean_shift": shift}
+    return _plan_step(node, ctx, "htp.layernorm_qnn", attrs,
+                      {"eps": e_table, "ck": ck, "gq": np.asarray(gq, dtype=np.int64), "beta": bc})
+
+
+_LN_ONE = 1 << 22  # the multiplier's 16 fraction bits and the mean's 6
+
+
+@htp_binder("htp.layernorm_qnn")
+def _bind_layernorm_qnn(plan: StepPlan, device: torch.device) -> Fns:
+    p = plan.attrs
+    work_shape, out_shape = tuple(int(d) for d in p["work_shape"]), tuple(int(d) for d in p["out_shape"])
+    n, oo, rn, shift = int(p["n"]), int(p["oo"]), int(p["recip_n"]), int(p["mean_shift"])
+    qo = Codes.from_attrs(p["out"])
+    e_table = np.asarray(plan.arrays["eps"], dtype=np.int64)
+    ck, gq, bc = (np.asarray(plan.arrays[k], dtype=np.int64) for k in ("ck", "gq", "beta"))
+    e_table_t, ck_t, gq_t, bc_t = _on(device, e_table), _on(device, ck), _on(device, gq), _on(device, bc)
+    ax = [int(a) for a in p["axes"]]
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.int64).reshape(work_shape)
+        s1 = np.sum(x, axis=tuple(ax), keepdims=True)
+        v = n * np.sum(x * x, axis=tuple(ax), keepdims=True) - s1 * s1
+        k = np.clip((61 - bitlen_np(v + e_table[0])) >> 1, 0, _MAX_K)
+        r = np.maximum(isqrt_np((v << (2 * k)) + e_table[k]), 1)
+        m = np.where(v + e_table[0] > 0, ck[k] // r, 0)  # floor(2^16 sg / (s_out sigma)), per row
+        d = (x << 6) - ((s1 * rn) >> shift)  # q - mean, the mean floored to 1/64 of a code
+        y = round_div_np(gq * d * m + (bc << 22), np.int64(_LN_ONE))
+        return finish_np(y.reshape(out_shape) - oo, qo)
+
+    def fast(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.int64).reshape(work_shape)
+        s1 = x.sum(dim=ax, keepdim=True)
+        v = n * (x * x).sum(dim=ax, keepdim=True) - s1 * s1
+        k = torch.clamp((61 - bitlen_t(v + int(e_table[0]))) >> 1, 0, _MAX_K)
+        r = torch.clamp_min(isqrt_t((v << (2 * k)) + e_table_t[k]), 1)
+        m = torch.where(v + int(e_table[0]) > 0, torch.div(ck_t[k], r, rounding_mode="floor"), 0)
+        d = (x << 6) - ((s1 * rn) >> shift)
+        y = round_div_t(gq_t * d * m + (bc_t << 22), torch.tensor(_LN_ONE, device=x.device))
+        return finish_t(y.reshape(out_shape) - oo, qo)
+
+    return reference, fast
+
+
+def _gamma_codes(ctx: HtpBuildContext, node: Node) -> tuple[np.ndarray, float] | None:
+    """Gamma's signed codes and its (per-tensor) scale, or None where gamma has no per-tensor encoding."""
+    if len(node.inputs) <= 1 or not node.inputs[1] or not ctx.is_static(node.inputs[1]):
+        return None
+    t = ctx.graph.tensors[node.inputs[1]]
+    if t.encoding is None or t.data is None:
+        return None
+    q = QParams.of(t.encoding)
+    if q.axis is not None and q.scale.size > 1:
+        return None
+    return np.asarray(ctx.static_q(node.inputs[1]), dtype=np.int64) + int(q.offset.reshape(-1)[0]), float(q.scale.reshape(-1)[0])
+
+
 @htp_kernel("LayerNorm")
 def layer_norm(node: Node, ctx: HtpBuildContext) -> HtpStep:
     shape = tuple(ctx.shape(node.inputs[0]))
     rank = len(shape)
     axes = tuple(sorted({int(a) % rank for a in node.attrs["axes"]})) if rank else ()
     qi, qo = act_params(ctx, node.inputs[0]), act_params(ctx, node.outputs[0])
+    rowmul = gamma_codes_times_row_multiplier(ctx.arch.name, ctx.arithmetic, qi.bitwidth, qo.bitwidth)
     return _norm_step(node, ctx, axes, shape, _param(ctx, node, 1), _param(ctx, node, 2), node.attrs["epsilon"],
-                      beta_codes=beta_in_output_codes(ctx.arch.name, ctx.arithmetic, qi.bitwidth, qo.bitwidth))
+                      beta_codes=beta_in_output_codes(ctx.arch.name, ctx.arithmetic, qi.bitwidth, qo.bitwidth),
+                      gamma_q=_gamma_codes(ctx, node) if rowmul else None)
 
 
 @htp_kernel("RmsNorm")

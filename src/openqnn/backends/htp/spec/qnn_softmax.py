@@ -34,7 +34,7 @@ import math
 
 import numpy as np
 
-__all__ = ["ARCHS", "MIN_ROW", "exp_step", "exp_table", "softmax_table_for"]
+__all__ = ["ARCHS", "MIN_ROW", "exp_step", "exp_table", "pair_table", "pair_table_for", "softmax_table_for"]
 
 ARCHS = ("v68", "v73")
 MIN_ROW = 17  # rows shorter than this take QNN's other route (module docstring)
@@ -66,3 +66,23 @@ def softmax_table_for(arch: str, arithmetic: str, n: int, s_in: float, s_out: fl
             or not last_axis or float(np.float32(s_out)) != OUT_SCALE or z_out != 0 or not s_in > 0):
         return None
     return exp_table(s_in, in_bits)
+
+
+def pair_table(s_in: float) -> np.ndarray:
+    """Rows of two elements: ``P[k + 255] = floor(255 * sigmoid(k * s_in) + 1/2)`` for ``k = q1 - q0`` in
+    -255..255 (float64 of the float32 scale); the second element's code is ``P[k + 255]``, the first's
+    ``255 - P[k + 255]`` (the two always sum to 255; a tie gives 127 and 128)."""
+    ks = np.arange(-255, 256, dtype=np.float64)
+    return np.asarray(np.floor(255.0 / (1.0 + np.exp(-ks * float(np.float32(s_in)))) + 0.5), dtype=np.int64)
+
+
+def pair_table_for(arch: str, arithmetic: str, n: int, s_in: float, s_out: float, z_out: int, in_bits: int,
+                   out_bits: int, beta: float, last_axis: bool) -> np.ndarray | None:
+    """QNN's rows of two elements (``arithmetic == "qnn"``, v68 or v73, 8-bit codes, output 1/256 with zero
+    point 0, beta 1, the last axis), else None. Found with ``tests/fidelity/softmax_probe.py``'s
+    ``run_codes`` on pairs of random codes (input scales 0.01 to 1.3, ties included): 100% of 1,536 rows, where
+    exact rounding (of ``256 p``) gives 50%."""
+    if (arithmetic != "qnn" or arch not in ARCHS or in_bits != 8 or out_bits != 8 or n != 2 or beta != 1.0
+            or not last_axis or float(np.float32(s_out)) != OUT_SCALE or z_out != 0 or not s_in > 0):
+        return None
+    return pair_table(s_in)

@@ -1,0 +1,80 @@
+"""htp_config.arithmetic = "qnn": QNN's LayerNorm of 8-bit codes (spec/qnn_layernorm.py) on v68 and v73. The
+kernel's fast path equals its reference, both equal a float64 reading of the spec, and 16-bit codes or
+TFLite's arithmetic keep the general normalization. (Against QNN's simulator: tests/fidelity/test_qnn_layernorm.py.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_elementwise import _enc, _float, _graph, _param_enc
+
+from openqnn.backends.htp.arch import ARCHS
+from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext, QParams
+from openqnn.backends.htp.kernels.registry import storage_dtype
+from openqnn.ir import Graph
+
+
+def _ln_graph(rng: np.random.Generator, shape: tuple[int, ...], bw: int = 8, eps: float = 1e-5) -> Graph:
+    n = shape[-1]
+    gam, bet = rng.uniform(0.3, 1.7, n), rng.uniform(-0.5, 0.5, n)
+    lo = -float(np.exp(rng.uniform(-3.0, 1.0)))
+    g = _graph("LayerNorm", [(shape, _enc(lo, lo + float(np.exp(rng.uniform(-2.0, 2.0))), bw), None),
+                             ((n,), _param_enc(gam), gam), ((n,), _param_enc(bet, 8), bet)],
+               {"axes": [-1], "epsilon": eps})
+    width = float(rng.uniform(2.0, 8.0))
+    g.tensors["out"].encoding = _enc(-width / 2, width / 2, bw)
+    return g
+
+
+def _run(g: Graph, x: np.ndarray, arch: str, arithmetic: str) -> tuple[str, np.ndarray]:
+    node = g.nodes[0]
+    step = HTP_KERNELS[node.op_type](node, HtpBuildContext(g, ARCHS[arch], arithmetic=arithmetic))
+    ref = step.reference(np.asarray(x, np.int64))
+    bw = g.tensors["out"].encoding.bitwidth  # type: ignore[union-attr]
+    fast = step.fast(torch.from_numpy(np.asarray(x, np.int64)).to(storage_dtype(bw)))
+    np.testing.assert_array_equal(ref, fast.numpy().astype(np.int64))
+    assert step.plan is not None
+    return step.plan.kernel, ref
+
+
+def _spec(g: Graph, x: np.ndarray) -> np.ndarray:
+    """The spec in float64: the mean floored to 1/64 from S1 * float32(1/N), the row multiplier
+    floor(2^16 s_g / (s_out sigma)), gamma's codes, beta in output codes."""
+    qi, qg, qb, qo = (QParams.of(g.tensors[t].encoding) for t in ("x0", "c1", "c2", "out"))  # type: ignore[arg-type]
+    n = x.shape[-1]
+    xf = x.astype(np.float64)
+    mean = np.floor(xf.sum(-1, keepdims=True) * float(np.float32(1.0 / n)) * 64) / 64
+    var = xf.var(-1, keepdims=True) + float(g.nodes[0].attrs["epsilon"]) / float(qi.scale[0]) ** 2
+    r = np.floor(2.0**16 * float(qg.scale[0]) / (float(qo.scale[0]) * np.sqrt(var)))
+    gq = np.asarray(g.tensors["c1"].encoding and np.rint(g.tensors["c1"].data / qg.scale[0]), np.float64)
+    beta = (np.rint(g.tensors["c2"].data / qb.scale[0])) * qb.scale[0]
+    y = np.floor(gq * (xf - mean) * r / 2.0**16 + np.floor(beta / qo.scale[0] + 0.5) + 0.5) - qo.offset[0]
+    return np.clip(y, qo.qmin, qo.qmax).astype(np.int64)
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+@pytest.mark.parametrize("seed", range(6))
+def test_layernorm_fast_equals_reference_equals_spec(arch: str, seed: int) -> None:
+    rng = np.random.default_rng(1200 + seed)
+    n = int(rng.choice([17, 64, 100, 256, 768]))
+    g = _ln_graph(rng, (2, int(rng.integers(1, 9)), n), eps=float(rng.choice([1e-5, 1e-3, 0.1])))
+    spread = rng.uniform(1, 80, (2, g.tensors["x0"].shape[1], 1))
+    x = np.clip(np.rint(rng.uniform(60, 200) + spread * rng.standard_normal(g.tensors["x0"].shape)), 0, 255)
+    x[0, 0] = 130  # a constant row
+    kernel, got = _run(g, x.astype(np.int64), arch, "qnn")
+    assert kernel == "htp.layernorm_qnn"
+    want = _spec(g, x.astype(np.int64))
+    assert np.mean(got == want) >= 0.999 and np.abs(got - want).max() <= 1  # float64 ties aside, identical
+    qo = QParams.of(g.tensors["out"].encoding)  # type: ignore[arg-type]
+    y = np.clip(np.rint(_float(g, {"x0": x.astype(np.int64)}) / qo.scale[0]) - qo.offset[0], qo.qmin, qo.qmax)
+    assert np.abs(got - y).max() <= 2  # within two codes of float (gamma's and beta's own rounding)
+
+
+@pytest.mark.parametrize("arithmetic,bw,arch", [("tflite", 8, "v73"), ("qnn", 16, "v73"), ("qnn", 8, "v69")])
+def test_layernorm_elsewhere_keeps_the_general_kernel(arithmetic: str, bw: int, arch: str) -> None:
+    rng = np.random.default_rng(7)
+    g = _ln_graph(rng, (1, 3, 32), bw=bw)
+    x = rng.integers(0, 1 << bw, (1, 3, 32))
+    kernel, _ = _run(g, x, arch, arithmetic)
+    assert kernel == "htp.norm"
