@@ -154,9 +154,37 @@ static inline __m512i load4(const uint8_t* a, long rem) { /* 4 bytes broadcast, 
 /* One row of a tile requantized in registers (plan mode != 0; NB = 1: 16 channels of one pixel in the
  * depthwise kernel): NB blocks of 16 accumulators for
  * columns col .. col + ncols - 1 (ncols counted from col, may exceed 16 * NB) -> uint8 at o. */
+/* 16 lanes of requant.c's int32 QNN form (rqi_*, plan mode 8) from column col: clamp(x) + base, >> s, * m + c,
+ * >> d (the caller clamps to [0, 255]) */
+static inline __attribute__((always_inline)) __m512i rqi16(const rq_plan* p, __m512i x, long col, __mmask16 m) {
+    const int32_t *base = (const int32_t*)(const void*)p->k0 + col, *c2 = (const int32_t*)(const void*)p->sc + col;
+    const int32_t* d = (const int32_t*)(const void*)p->nd + col;
+    x = _mm512_min_epi32(_mm512_max_epi32(x, _mm512_maskz_loadu_epi32(m, p->lo + col)), _mm512_maskz_loadu_epi32(m, p->hi + col));
+    x = _mm512_srav_epi32(_mm512_add_epi32(x, _mm512_maskz_loadu_epi32(m, base)), _mm512_maskz_loadu_epi32(m, p->shift + col));
+    x = _mm512_add_epi32(_mm512_mullo_epi32(x, _mm512_maskz_loadu_epi32(m, p->madd + col)), _mm512_maskz_loadu_epi32(m, c2));
+    return _mm512_srav_epi32(x, _mm512_maskz_loadu_epi32(m, d));
+}
+
 static inline __attribute__((always_inline)) void rq_tile_row(const rq_plan* p, __m512i a0, __m512i a1, __m512i a2,
                                                              __m512i a3, const int NB, uint8_t* o, long col,
-                                                             long ncols, const int dyn, const int folded) {
+                                                             long ncols, const int dyn, const int folded,
+                                                             const int qint) {
+    if (qint) { /* requant.c's rqi_*: saturating packs clamp to [0, 255] (qmax) */
+        __m512i r[4] = {a0, a1, a2, a3};
+        __mmask16 mk[4];
+        for (int j = 0; j < NB; ++j) {
+            long left = ncols - 16 * j;
+            mk[j] = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            r[j] = rqi16(p, r[j], col + 16 * j, mk[j]);
+        }
+        if (NB == 4 && ncols >= 64) {
+            _mm512_storeu_si512((void*)o, pack64(r[0], r[1], r[2], r[3]));
+        } else {
+            for (int j = 0; j < NB; ++j)
+                rqv_store(o + 16 * j, ncols - 16 * j, mk[j], _mm512_max_epi32(r[j], _mm512_setzero_si512()));
+        }
+        return;
+    }
     const int32_t* xthr = (const int32_t*)(const void*)p->k0 + col;
     __m512i v[4] = {a0, a1, a2, a3};
     __mmask16 k[4];
@@ -170,7 +198,8 @@ static inline __attribute__((always_inline)) void rq_tile_row(const rq_plan* p, 
 }
 
 #define ROW_RQ(i)                                                                                          \
-    if (i < mr) rq_tile_row(p, c##i##_0, c##i##_1, c##i##_2, c##i##_3, NB, o + i * ldo, col, ncols, RQ & 2, RQ & 4);
+    if (i < mr) rq_tile_row(p, c##i##_0, c##i##_1, c##i##_2, c##i##_3, NB, o + i * ldo, col, ncols, RQ & 2, RQ & 4, \
+                            RQ & 8);
 
 /* RQ = 0: int32 accumulators to c (row stride ldc); else plan p's mode: uint8 outputs to o (stride ldo) */
 static inline __attribute__((always_inline)) void gemm_tile(const uint8_t* a, long lda, int mr, long K,
@@ -232,6 +261,7 @@ GEMM_RQ(1)
 GEMM_RQ(3)
 GEMM_RQ(5)
 GEMM_RQ(7)
+GEMM_RQ(8)
 
 typedef struct {
     const uint8_t* A;
@@ -270,7 +300,8 @@ static void gemm_block(void* arg, long t) {
         case 1: gemm_rq_1(a, rows, K, j->lda, panel, nb, iv, ncols, plan, o, N, col); break;
         case 3: gemm_rq_3(a, rows, K, j->lda, panel, nb, iv, ncols, plan, o, N, col); break;
         case 5: gemm_rq_5(a, rows, K, j->lda, panel, nb, iv, ncols, plan, o, N, col); break;
-        default: gemm_rq_7(a, rows, K, j->lda, panel, nb, iv, ncols, plan, o, N, col); break;
+        case 7: gemm_rq_7(a, rows, K, j->lda, panel, nb, iv, ncols, plan, o, N, col); break;
+        default: gemm_rq_8(a, rows, K, j->lda, panel, nb, iv, ncols, plan, o, N, col); break;
         }
     }
     if (!mode) epilogue(plan, buf, rows, j->out + r0 * N * plan->out_size);
@@ -398,7 +429,7 @@ static inline __attribute__((always_inline)) void dw_row(const dw_geo* g, const 
                 }
             if (RQ) {
                 uint8_t* o = orow + ox * C + col;
-#define DWRQ(u) rq_tile_row(p, a##u, a##u, a##u, a##u, 1, o + u * C, col, left, RQ & 2, RQ & 4);
+#define DWRQ(u) rq_tile_row(p, a##u, a##u, a##u, a##u, 1, o + u * C, col, left, RQ & 2, RQ & 4, RQ & 8);
                 DWRQ(0) DWRQ(1) DWRQ(2) DWRQ(3) DWRQ(4) DWRQ(5) DWRQ(6) DWRQ(7)
 #undef DWRQ
             } else {
@@ -417,7 +448,7 @@ static inline __attribute__((always_inline)) void dw_row(const dw_geo* g, const 
                     acc = _mm512_dpbusd_epi32(acc, xv, wv);
                 }
             if (RQ)
-                rq_tile_row(p, acc, acc, acc, acc, 1, orow + ox * C + col, col, left, RQ & 2, RQ & 4);
+                rq_tile_row(p, acc, acc, acc, acc, 1, orow + ox * C + col, col, left, RQ & 2, RQ & 4, RQ & 8);
             else
                 _mm512_mask_storeu_epi32(buf + ox * C + col, m, acc);
         }
@@ -435,11 +466,13 @@ DW_ROW(dw_row3_1, 3, 1, 1)
 DW_ROW(dw_row3_3, 3, 1, 3)
 DW_ROW(dw_row3_5, 3, 1, 5)
 DW_ROW(dw_row3_7, 3, 1, 7)
+DW_ROW(dw_row3_8, 3, 1, 8)
 DW_ROW(dw_rowk_0, 0, 0, 0)
 DW_ROW(dw_rowk_1, 0, 0, 1)
 DW_ROW(dw_rowk_3, 0, 0, 3)
 DW_ROW(dw_rowk_5, 0, 0, 5)
 DW_ROW(dw_rowk_7, 0, 0, 7)
+DW_ROW(dw_rowk_8, 0, 0, 8)
 
 typedef void (*dw_row_fn)(const dw_geo*, const uint8_t* const*, const int8_t*, const int32_t*, int32_t*, uint8_t*,
                           const rq_plan*);
@@ -464,9 +497,9 @@ static void dw_rows(void* arg, long t) {
     long rowbytes = g->ow * groups * chunks * 64;
     long slots = (kh - 1) * g->dh + 1; /* the rows of one output row fall in distinct slots */
     long first = t * j->chunk, last = first + j->chunk < g->n * g->oh ? first + j->chunk : g->n * g->oh;
-    static const dw_row_fn rows3[8] = {dw_row3_0, dw_row3_1, 0, dw_row3_3, 0, dw_row3_5, 0, dw_row3_7};
-    static const dw_row_fn rowsk[8] = {dw_rowk_0, dw_rowk_1, 0, dw_rowk_3, 0, dw_rowk_5, 0, dw_rowk_7};
-    dw_row_fn row_fn = (kh == 3 && groups == 1 ? rows3 : rowsk)[mode & 7];
+    static const dw_row_fn rows3[9] = {dw_row3_0, dw_row3_1, 0, dw_row3_3, 0, dw_row3_5, 0, dw_row3_7, dw_row3_8};
+    static const dw_row_fn rowsk[9] = {dw_rowk_0, dw_rowk_1, 0, dw_rowk_3, 0, dw_rowk_5, 0, dw_rowk_7, dw_rowk_8};
+    dw_row_fn row_fn = (kh == 3 && groups == 1 ? rows3 : rowsk)[mode & 15];
     uint8_t* rows = (uint8_t*)malloc((size_t)((slots + 1) * rowbytes));
     int32_t* buf = mode ? 0 : (int32_t*)malloc((size_t)(g->ow * C) * sizeof(int32_t));
     uint8_t* padrow = (uint8_t*)malloc((size_t)(C + 64));
