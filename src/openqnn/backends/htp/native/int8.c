@@ -679,20 +679,43 @@ static inline void store_acc(int32_t* c, long left, __m256i v) {
         _mm256_maskstore_epi32(c, tail_mask(left), v);
 }
 
-/* One tile: mr (<= TM) rows of widened A (stride lda int16) x NB blocks of 8 columns, over nq pairs
- * of k from the packed panel bq; accumulators start from iv (first chunk) or c, and go to c. */
-static inline __attribute__((always_inline)) void gemm_tile(const int16_t* a, long lda, int mr, long nq,
+/* 8 lanes of requant.c's int32 QNN form (rqi_*, plan mode 8) from column col (left of them valid) -> 8 bytes
+ * clamped to [0, 255] at o (the depthwise kernel's outputs, requantized in registers) */
+static inline __attribute__((always_inline)) void rqi8_store(const rq_plan* p, __m256i x, long col, long left,
+                                                            uint8_t* o) {
+    const int32_t *base = (const int32_t*)(const void*)p->k0 + col, *c2 = (const int32_t*)(const void*)p->sc + col;
+    const int32_t* d = (const int32_t*)(const void*)p->nd + col;
+    x = _mm256_min_epi32(_mm256_max_epi32(x, load_acc(p->lo + col, left)), load_acc(p->hi + col, left));
+    x = _mm256_srav_epi32(_mm256_add_epi32(x, load_acc(base, left)), load_acc(p->shift + col, left));
+    x = _mm256_add_epi32(_mm256_mullo_epi32(x, load_acc(p->madd + col, left)), load_acc(c2, left));
+    x = _mm256_srav_epi32(x, load_acc(d, left));
+    __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1)); /* saturating: */
+    __m128i b = _mm_packus_epi16(w, w);                                                     /* [0, 255] */
+    if (left >= 8)
+        _mm_storel_epi64((__m128i*)o, b);
+    else {
+        uint8_t t[16];
+        _mm_storeu_si128((__m128i*)t, b);
+        memcpy(o, t, (size_t)left);
+    }
+}
+
+/* One tile: MRC (<= TM, at compile time: a short last tile computes only its rows) rows of widened A
+ * (stride lda int16) x NB blocks of 8 columns, over nq pairs of k from the packed panel bq; accumulators
+ * start from iv (first chunk) or c, and go to c. (Requantizing the last chunk's accumulators in registers
+ * here, as rqi8_store does for the depthwise kernel, measured no faster than the epilogue pass on Zen 4,
+ * and slower for K <= 32: the epilogue's loop packs 32 outputs at a time.) */
+static inline __attribute__((always_inline)) void gemm_tile(const int16_t* a, long lda, const int MRC, long nq,
                                                            const int16_t* bq, const int NB, int first,
                                                            const __m256i* iv, int32_t* c, long ldc, long ncols) {
     __m256i acc[TM][TN];
     const int16_t* r[TM];
-    for (int i = 0; i < TM; ++i) {
-        r[i] = a + (i < mr ? i : mr - 1) * lda;
-        for (int j = 0; j < NB; ++j)
-            acc[i][j] = first ? iv[j] : i < mr ? load_acc(c + i * ldc + 8 * j, ncols - 8 * j) : iv[j];
+    for (int i = 0; i < MRC; ++i) {
+        r[i] = a + i * lda;
+        for (int j = 0; j < NB; ++j) acc[i][j] = first ? iv[j] : load_acc(c + i * ldc + 8 * j, ncols - 8 * j);
     }
     for (long q = 0; q < nq; ++q, bq += NB * 16) {
-        for (int i = 0; i < TM; ++i) {
+        for (int i = 0; i < MRC; ++i) {
             int32_t v;
             memcpy(&v, r[i] + 2 * q, 4);
             __m256i av = _mm256_set1_epi32(v);
@@ -700,10 +723,32 @@ static inline __attribute__((always_inline)) void gemm_tile(const int16_t* a, lo
                 acc_add(&acc[i][j], _mm256_madd_epi16(av, _mm256_loadu_si256((const __m256i*)(bq + 16 * j))));
         }
     }
-    for (int i = 0; i < TM; ++i)
-        if (i < mr)
-            for (int j = 0; j < NB; ++j) store_acc(c + i * ldc + 8 * j, ncols - 8 * j, acc[i][j]);
+    for (int i = 0; i < MRC; ++i)
+        for (int j = 0; j < NB; ++j) store_acc(c + i * ldc + 8 * j, ncols - 8 * j, acc[i][j]);
 }
+
+/* the tiles of one chunk of k and one panel over rows rows (TM at a time, the last with fewer) */
+static inline __attribute__((always_inline)) void gemm_rows(const int16_t* aw, long rows, long lda, long nq,
+                                                           const int16_t* bq, const int NB, int first,
+                                                           const __m256i* iv, int32_t* c, long ldc, long ncols) {
+    long i = 0;
+    for (; i + TM <= rows; i += TM)
+        gemm_tile(aw + i * lda, lda, TM, nq, bq, NB, first, iv, c + i * ldc, ldc, ncols);
+    switch (rows - i) {
+    case 3: gemm_tile(aw + i * lda, lda, 3, nq, bq, NB, first, iv, c + i * ldc, ldc, ncols); break;
+    case 2: gemm_tile(aw + i * lda, lda, 2, nq, bq, NB, first, iv, c + i * ldc, ldc, ncols); break;
+    case 1: gemm_tile(aw + i * lda, lda, 1, nq, bq, NB, first, iv, c + i * ldc, ldc, ncols); break;
+    default: break;
+    }
+}
+
+#define GEMM_ROWS(NAME, NB)                                                                                     \
+    static void NAME(const int16_t* aw, long rows, long lda, long nq, const int16_t* bq, int first,             \
+                     const __m256i* iv, int32_t* c, long ldc, long ncols) {                                     \
+        gemm_rows(aw, rows, lda, nq, bq, NB, first, iv, c, ldc, ncols);                                        \
+    }
+GEMM_ROWS(gemm_rows_1, 1)
+GEMM_ROWS(gemm_rows_2, 2) /* TN = 2 */
 
 typedef struct {
     const uint8_t* A;
@@ -745,21 +790,7 @@ static void gemm_block(void* arg, long t) {
             const int16_t* bq = j->bp + p0 * 16 * kp + q0 * nb * 16;
             __m256i iv[TN];
             for (int b = 0; b < nb; ++b) iv[b] = _mm256_loadu_si256((const __m256i*)(j->init + col + 8 * b));
-            for (long i = 0; i < rows; i += TM) {
-                int mr = rows - i < TM ? (int)(rows - i) : TM;
-                const int16_t* a = aw + i * lda + 2 * q0;
-                int32_t* c = buf + i * N + col;
-                switch (nb) {
-#if TN > 3
-                case 4: gemm_tile(a, lda, mr, nq, bq, 4, q0 == 0, iv, c, N, ncols); break;
-#endif
-#if TN > 2
-                case 3: gemm_tile(a, lda, mr, nq, bq, 3, q0 == 0, iv, c, N, ncols); break;
-#endif
-                case 2: gemm_tile(a, lda, mr, nq, bq, 2, q0 == 0, iv, c, N, ncols); break;
-                default: gemm_tile(a, lda, mr, nq, bq, 1, q0 == 0, iv, c, N, ncols); break;
-                }
-            }
+            (nb == 2 ? gemm_rows_2 : gemm_rows_1)(aw + 2 * q0, rows, lda, nq, bq, q0 == 0, iv, buf + col, N, ncols);
         }
     }
     epilogue(j->plan, buf, rows, j->out + r0 * N * j->plan->out_size);
@@ -820,9 +851,16 @@ typedef struct {
 
 static inline __m256i dw_x8(const uint8_t* p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)p)); }
 
-/* one output row into buf (ow x C int32): src[i] the padded row of kernel row i (Cp bytes per column) */
-static void dw_row(const dw_geo* g, long cp, const uint8_t* const* src, const int32_t* wp, const int32_t* init,
-                   int32_t* buf) {
+/* one output row into buf (ow x C int32), or (RQ: plan mode 8) requantized in registers into orow (ow x C
+ * uint8): src[i] the padded row of kernel row i (Cp bytes per column) */
+#define DW_OUT(u, acc)                                                    \
+    if (RQ)                                                               \
+        rqi8_store(p, acc, cb, left, orow + (ox + u) * C + cb);           \
+    else                                                                  \
+        store_acc(buf + (ox + u) * C + cb, left, acc);
+static inline __attribute__((always_inline)) void dw_row(const dw_geo* g, long cp, const uint8_t* const* src,
+                                                        const int32_t* wp, const int32_t* init, int32_t* buf,
+                                                        uint8_t* orow, const rq_plan* p, const int RQ) {
     long C = g->c, kh = g->kh, kw = g->kw, ow = g->ow, xs = g->sw * cp, ts = g->dw * cp;
     for (long cb = 0; cb < cp; cb += 8) {
         long left = C - cb;
@@ -841,10 +879,10 @@ static void dw_row(const dw_geo* g, long cp, const uint8_t* const* src, const in
                     a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(dw_x8(q + 3 * xs), wv));
                 }
             }
-            store_acc(buf + ox * C + cb, left, a0);
-            store_acc(buf + (ox + 1) * C + cb, left, a1);
-            store_acc(buf + (ox + 2) * C + cb, left, a2);
-            store_acc(buf + (ox + 3) * C + cb, left, a3);
+            DW_OUT(0, a0)
+            DW_OUT(1, a1)
+            DW_OUT(2, a2)
+            DW_OUT(3, a3)
         }
         for (; ox < ow; ++ox) {
             __m256i a0 = iv;
@@ -854,9 +892,20 @@ static void dw_row(const dw_geo* g, long cp, const uint8_t* const* src, const in
                 for (long t = 0; t < kw; ++t, q += ts, wr += cp)
                     a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(dw_x8(q), _mm256_loadu_si256((const __m256i*)wr)));
             }
-            store_acc(buf + ox * C + cb, left, a0);
+            DW_OUT(0, a0)
         }
     }
+}
+#undef DW_OUT
+
+static void dw_row_epi(const dw_geo* g, long cp, const uint8_t* const* src, const int32_t* wp, const int32_t* init,
+                       int32_t* buf, uint8_t* orow, const rq_plan* p) {
+    dw_row(g, cp, src, wp, init, buf, orow, p, 0);
+}
+
+static void dw_row_rq(const dw_geo* g, long cp, const uint8_t* const* src, const int32_t* wp, const int32_t* init,
+                      int32_t* buf, uint8_t* orow, const rq_plan* p) {
+    dw_row(g, cp, src, wp, init, buf, orow, p, 1);
 }
 
 /* output rows [t * chunk, (t + 1) * chunk) of all images' n * oh, with buffers of its own */
@@ -909,8 +958,12 @@ static void dw_rows(void* arg, long t) {
             src[i] = dst;
         }
         char* orow = j->out + r * g->ow * C * j->plan->out_size;
-        dw_row(g, cp, src, j->wp, j->init, buf);
-        epilogue(j->plan, buf, g->ow, orow);
+        if (j->plan->mode == 8) {
+            dw_row_rq(g, cp, src, j->wp, j->init, buf, (uint8_t*)orow, j->plan);
+        } else {
+            dw_row_epi(g, cp, src, j->wp, j->init, buf, (uint8_t*)orow, j->plan);
+            epilogue(j->plan, buf, g->ow, orow);
+        }
     }
     free(tags); free(src);
 }
