@@ -42,7 +42,7 @@ import torch
 
 log = logging.getLogger("openqnn.htp")
 
-__all__ = ["Int8Depthwise", "Int8Gemm", "MaxPool2d", "NativeRequant", "int8_available", "int8_isa", "library", "lookup", "lookup_ok", "lookup_or",
+__all__ = ["Im2col", "Int8Depthwise", "Int8Gemm", "MaxPool2d", "NativeRequant", "int8_available", "int8_isa", "library", "lookup", "lookup_ok", "lookup_or",
            "nchw3_to_nhwc", "quantize", "sum_mid", "sync_threads"]
 
 _SOURCES = [Path(__file__).with_name("requant.c"), Path(__file__).with_name("int8.c"), Path(__file__).with_name("pool.c")]
@@ -647,6 +647,28 @@ class Int8Depthwise:
         geo, packed, init, plan = self.args
         if out.numel() and self.fn(x.data_ptr(), geo, packed, init, plan, out.data_ptr()) != 0:
             raise MemoryError("htp int8 depthwise convolution: out of memory")
+        return out
+
+
+class Im2col:
+    """The im2col rows of contiguous uint8 CPU codes, channels last, in C (int8.c): ``geo`` = (n, h, w, c, kh,
+    kw, sh, sw, dh, dw, pad top, pad left, oh, ow); ``run(x, out)`` writes ``out`` [n * oh * ow, kh * kw * c]
+    (contiguous uint8), taps outside the input holding the zero point ``zx``."""
+
+    def __init__(self, geo: Sequence[int], zx: int):
+        lib = library()
+        assert lib is not None and len(geo) == 14
+        self.geo = (ctypes.c_long * 14)(*geo)
+        self.in_shape = torch.Size(geo[:4])
+        self.zx = zx
+        self.fn = lib.im2col_u8
+        self.fn.argtypes, self.fn.restype = [_P, _P, ctypes.c_int, _P], None
+
+    def accepts(self, x: torch.Tensor) -> bool:
+        return _u8_codes(x) and x.shape == self.in_shape
+
+    def run(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        self.fn(x.data_ptr(), self.geo, self.zx, out.data_ptr())
         return out
 
 

@@ -60,6 +60,48 @@ static long block_rows(const rq_plan* p) {
     return (r < 1 ? 1 : r) * p->k;
 }
 
+/* ---- im2col of uint8 codes, channels last (any ISA) -----------------------------------------------
+ * out[(b, oy, ox), (ky, kx, ch)] = x[b, oy * sh - pt + ky * dh, ox * sw - pl + kx * dw, ch], or zx outside
+ * the input (g: n h w c kh kw sh sw dh dw pt pl oh ow): the rows native GEMM multiplies by the weights
+ * [kh * kw * c, cout]. A kernel row inside the input with dw = 1 is one run of kw * c bytes. */
+static inline void copy_run(uint8_t* restrict d, const uint8_t* restrict s, long n) {
+    for (; n >= 16; n -= 16, d += 16, s += 16) memcpy(d, s, 16); /* fixed sizes: plain moves */
+    if (n >= 8) { memcpy(d, s, 8); d += 8; s += 8; n -= 8; }
+    if (n >= 4) { memcpy(d, s, 4); d += 4; s += 4; n -= 4; }
+    if (n >= 2) { memcpy(d, s, 2); d += 2; s += 2; n -= 2; }
+    if (n) *d = *s;
+}
+
+void im2col_u8(const uint8_t* x, const long* g, int zx, uint8_t* out) {
+    long n = g[0], h = g[1], w = g[2], c = g[3], kh = g[4], kw = g[5], sh = g[6], sw = g[7], dh = g[8], dw = g[9];
+    long pt = g[10], pl = g[11], oh = g[12], ow = g[13], run = kw * c;
+    uint8_t* o = out;
+    for (long b = 0; b < n; ++b)
+        for (long oy = 0; oy < oh; ++oy)
+            for (long ox = 0; ox < ow; ++ox) {
+                long ix0 = ox * sw - pl, inside = ix0 >= 0 && ix0 + (kw - 1) * dw < w;
+                for (long ky = 0; ky < kh; ++ky, o += run) {
+                    long iy = oy * sh - pt + ky * dh;
+                    if (iy < 0 || iy >= h) {
+                        memset(o, zx, (size_t)run);
+                        continue;
+                    }
+                    const uint8_t* row = x + ((b * h + iy) * w) * c;
+                    if (inside && dw == 1) {
+                        copy_run(o, row + ix0 * c, run);
+                        continue;
+                    }
+                    for (long kx = 0; kx < kw; ++kx) {
+                        long ix = ix0 + kx * dw;
+                        if (ix >= 0 && ix < w)
+                            copy_run(o + kx * c, row + ix * c, c);
+                        else
+                            memset(o + kx * c, zx, (size_t)c);
+                    }
+                }
+            }
+}
+
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
 
