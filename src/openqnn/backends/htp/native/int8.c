@@ -196,15 +196,34 @@ static inline __m512i load4(const uint8_t* a, long rem) { /* 4 bytes broadcast, 
 /* One row of a tile requantized in registers (plan mode != 0; NB = 1: 16 channels of one pixel in the
  * depthwise kernel): NB blocks of 16 accumulators for
  * columns col .. col + ncols - 1 (ncols counted from col, may exceed 16 * NB) -> uint8 at o. */
-/* 16 lanes of requant.c's int32 QNN form (rqi_*, plan mode 8) from column col: clamp(x) + base, >> s, * m + c,
- * >> d (the caller clamps to [0, 255]) */
+/* requant.c's int32 QNN form (rqi_*, plan mode 8) on 16 lanes: its constants for columns col .. col + 15
+ * (mask m: those that exist), loaded once where many pixels share them, and the form: clamp(x) + base, >> s,
+ * * m + c, >> d (the caller's saturating conversion clamps to [0, 255]) */
+typedef struct {
+    __m512i lo, hi, base, s, m, c, d;
+} rqi_c;
+
+static inline __attribute__((always_inline)) rqi_c rqi_load(const rq_plan* p, long col, __mmask16 mk) {
+    rqi_c k;
+    k.lo = _mm512_maskz_loadu_epi32(mk, p->lo + col);
+    k.hi = _mm512_maskz_loadu_epi32(mk, p->hi + col);
+    k.base = _mm512_maskz_loadu_epi32(mk, (const int32_t*)(const void*)p->k0 + col);
+    k.s = _mm512_maskz_loadu_epi32(mk, p->shift + col);
+    k.m = _mm512_maskz_loadu_epi32(mk, p->madd + col);
+    k.c = _mm512_maskz_loadu_epi32(mk, (const int32_t*)(const void*)p->sc + col);
+    k.d = _mm512_maskz_loadu_epi32(mk, (const int32_t*)(const void*)p->nd + col);
+    return k;
+}
+
+static inline __attribute__((always_inline)) __m512i rqi_apply(const rqi_c* k, __m512i x) {
+    x = _mm512_min_epi32(_mm512_max_epi32(x, k->lo), k->hi);
+    x = _mm512_srav_epi32(_mm512_add_epi32(x, k->base), k->s);
+    return _mm512_srav_epi32(_mm512_add_epi32(_mm512_mullo_epi32(x, k->m), k->c), k->d);
+}
+
 static inline __attribute__((always_inline)) __m512i rqi16(const rq_plan* p, __m512i x, long col, __mmask16 m) {
-    const int32_t *base = (const int32_t*)(const void*)p->k0 + col, *c2 = (const int32_t*)(const void*)p->sc + col;
-    const int32_t* d = (const int32_t*)(const void*)p->nd + col;
-    x = _mm512_min_epi32(_mm512_max_epi32(x, _mm512_maskz_loadu_epi32(m, p->lo + col)), _mm512_maskz_loadu_epi32(m, p->hi + col));
-    x = _mm512_srav_epi32(_mm512_add_epi32(x, _mm512_maskz_loadu_epi32(m, base)), _mm512_maskz_loadu_epi32(m, p->shift + col));
-    x = _mm512_add_epi32(_mm512_mullo_epi32(x, _mm512_maskz_loadu_epi32(m, p->madd + col)), _mm512_maskz_loadu_epi32(m, c2));
-    return _mm512_srav_epi32(x, _mm512_maskz_loadu_epi32(m, d));
+    rqi_c k = rqi_load(p, col, m);
+    return rqi_apply(&k, x);
 }
 
 static inline __attribute__((always_inline)) void rq_tile_row(const rq_plan* p, __m512i a0, __m512i a1, __m512i a2,
@@ -243,6 +262,21 @@ static inline __attribute__((always_inline)) void rq_tile_row(const rq_plan* p, 
     if (i < mr) rq_tile_row(p, c##i##_0, c##i##_1, c##i##_2, c##i##_3, NB, o + i * ldo, col, ncols, RQ & 2, RQ & 4, \
                             RQ & 8);
 
+/* mode 8: block j's constants loaded once for the tile's rows */
+#define ROW_RQI(i, j) \
+    if (i < mr) rqv_store(o + i * ldo + 16 * j, left, mk, _mm512_max_epi32(rqi_apply(&k, c##i##_##j), _mm512_setzero_si512()));
+#define ROW_RQI_0(i) ROW_RQI(i, 0)
+#define ROW_RQI_1(i) ROW_RQI(i, 1)
+#define ROW_RQI_2(i) ROW_RQI(i, 2)
+#define ROW_RQI_3(i) ROW_RQI(i, 3)
+#define BLOCK_RQI(j)                                                                          \
+    if (NB > j) {                                                                             \
+        long left = ncols - 16 * j;                                                           \
+        __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);        \
+        rqi_c k = rqi_load(p, col + 16 * j, mk);                                              \
+        ROWS(ROW_RQI_##j)                                                                     \
+    }
+
 /* RQ = 0: int32 accumulators to c (row stride ldc); else plan p's mode: uint8 outputs to o (stride ldo) */
 static inline __attribute__((always_inline)) void gemm_tile(const uint8_t* a, long lda, int mr, long K,
                                                            const int8_t* bp, const int NB, const __m512i* init,
@@ -267,7 +301,9 @@ static inline __attribute__((always_inline)) void gemm_tile(const uint8_t* a, lo
         if (NB > 3) b3 = _mm512_loadu_si512((const void*)(bq + 192));
         ROWS(ROW_TAIL)
     }
-    if (RQ) {
+    if (RQ & 8) {
+        BLOCK_RQI(0) BLOCK_RQI(1) BLOCK_RQI(2) BLOCK_RQI(3)
+    } else if (RQ) {
         ROWS(ROW_RQ)
     } else {
         ROWS(ROW_STORE)
@@ -458,6 +494,8 @@ static inline __attribute__((always_inline)) void dw_row(const dw_geo* g, const 
         long left = C - cb * 16, col = cb * 16;
         __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
         __m512i iv = _mm512_maskz_loadu_epi32(m, init + col);
+        rqi_c kq; /* mode 8: the requantization's constants of these channels, for every pixel of the row */
+        if (RQ & 8) kq = rqi_load(p, col, m);
         long ox = 0;
         for (; ox + 8 <= g->ow; ox += 8) { /* 8 independent accumulators (vpdpbusd's latency) */
             __m512i a0 = iv, a1 = iv, a2 = iv, a3 = iv, a4 = iv, a5 = iv, a6 = iv, a7 = iv;
@@ -469,7 +507,12 @@ static inline __attribute__((always_inline)) void dw_row(const dw_geo* g, const 
                     DWSTEP(0) DWSTEP(1) DWSTEP(2) DWSTEP(3) DWSTEP(4) DWSTEP(5) DWSTEP(6) DWSTEP(7)
 #undef DWSTEP
                 }
-            if (RQ) {
+            if (RQ & 8) {
+                uint8_t* o = orow + ox * C + col;
+#define DWRQI(u) rqv_store(o + u * C, left, m, _mm512_max_epi32(rqi_apply(&kq, a##u), _mm512_setzero_si512()));
+                DWRQI(0) DWRQI(1) DWRQI(2) DWRQI(3) DWRQI(4) DWRQI(5) DWRQI(6) DWRQI(7)
+#undef DWRQI
+            } else if (RQ) {
                 uint8_t* o = orow + ox * C + col;
 #define DWRQ(u) rq_tile_row(p, a##u, a##u, a##u, a##u, 1, o + u * C, col, left, RQ & 2, RQ & 4, RQ & 8);
                 DWRQ(0) DWRQ(1) DWRQ(2) DWRQ(3) DWRQ(4) DWRQ(5) DWRQ(6) DWRQ(7)
@@ -489,7 +532,9 @@ static inline __attribute__((always_inline)) void dw_row(const dw_geo* g, const 
                     __m512i wv = _mm512_loadu_si512((const void*)(wp + ((i * groups + gi) * chunks + cb) * 64));
                     acc = _mm512_dpbusd_epi32(acc, xv, wv);
                 }
-            if (RQ)
+            if (RQ & 8)
+                rqv_store(orow + ox * C + col, left, m, _mm512_max_epi32(rqi_apply(&kq, acc), _mm512_setzero_si512()));
+            else if (RQ)
                 rq_tile_row(p, acc, acc, acc, acc, 1, orow + ox * C + col, col, left, RQ & 2, RQ & 4, RQ & 8);
             else
                 _mm512_mask_storeu_epi32(buf + ox * C + col, m, acc);
@@ -721,16 +766,29 @@ static inline void store_acc(int32_t* c, long left, __m256i v) {
         _mm256_maskstore_epi32(c, tail_mask(left), v);
 }
 
-/* 8 lanes of requant.c's int32 QNN form (rqi_*, plan mode 8) from column col (left of them valid) -> 8 bytes
- * clamped to [0, 255] at o (the depthwise kernel's outputs, requantized in registers) */
-static inline __attribute__((always_inline)) void rqi8_store(const rq_plan* p, __m256i x, long col, long left,
-                                                            uint8_t* o) {
-    const int32_t *base = (const int32_t*)(const void*)p->k0 + col, *c2 = (const int32_t*)(const void*)p->sc + col;
-    const int32_t* d = (const int32_t*)(const void*)p->nd + col;
-    x = _mm256_min_epi32(_mm256_max_epi32(x, load_acc(p->lo + col, left)), load_acc(p->hi + col, left));
-    x = _mm256_srav_epi32(_mm256_add_epi32(x, load_acc(base, left)), load_acc(p->shift + col, left));
-    x = _mm256_add_epi32(_mm256_mullo_epi32(x, load_acc(p->madd + col, left)), load_acc(c2, left));
-    x = _mm256_srav_epi32(x, load_acc(d, left));
+/* requant.c's int32 QNN form (rqi_*, plan mode 8) on 8 lanes: its constants for columns col .. col + 7 (left
+ * of them valid), loaded once for the pixels that share them, and the form, stored as 8 bytes clamped to
+ * [0, 255] at o (the depthwise kernel's outputs, requantized in registers) */
+typedef struct {
+    __m256i lo, hi, base, s, m, c, d;
+} rqi8_c;
+
+static inline __attribute__((always_inline)) rqi8_c rqi8_load(const rq_plan* p, long col, long left) {
+    rqi8_c k;
+    k.lo = load_acc(p->lo + col, left);
+    k.hi = load_acc(p->hi + col, left);
+    k.base = load_acc((const int32_t*)(const void*)p->k0 + col, left);
+    k.s = load_acc(p->shift + col, left);
+    k.m = load_acc(p->madd + col, left);
+    k.c = load_acc((const int32_t*)(const void*)p->sc + col, left);
+    k.d = load_acc((const int32_t*)(const void*)p->nd + col, left);
+    return k;
+}
+
+static inline __attribute__((always_inline)) void rqi8_store(const rqi8_c* k, __m256i x, long left, uint8_t* o) {
+    x = _mm256_min_epi32(_mm256_max_epi32(x, k->lo), k->hi);
+    x = _mm256_srav_epi32(_mm256_add_epi32(x, k->base), k->s);
+    x = _mm256_srav_epi32(_mm256_add_epi32(_mm256_mullo_epi32(x, k->m), k->c), k->d);
     __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1)); /* saturating: */
     __m128i b = _mm_packus_epi16(w, w);                                                     /* [0, 255] */
     if (left >= 8)
@@ -897,7 +955,7 @@ static inline __m256i dw_x8(const uint8_t* p) { return _mm256_cvtepu8_epi32(_mm_
  * uint8): src[i] the padded row of kernel row i (Cp bytes per column) */
 #define DW_OUT(u, acc)                                                    \
     if (RQ)                                                               \
-        rqi8_store(p, acc, cb, left, orow + (ox + u) * C + cb);           \
+        rqi8_store(&kq, acc, left, orow + (ox + u) * C + cb);             \
     else                                                                  \
         store_acc(buf + (ox + u) * C + cb, left, acc);
 static inline __attribute__((always_inline)) void dw_row(const dw_geo* g, long cp, const uint8_t* const* src,
@@ -907,6 +965,8 @@ static inline __attribute__((always_inline)) void dw_row(const dw_geo* g, long c
     for (long cb = 0; cb < cp; cb += 8) {
         long left = C - cb;
         __m256i iv = _mm256_loadu_si256((const __m256i*)(init + cb));
+        rqi8_c kq; /* RQ: the requantization's constants of these channels, for every pixel of the row */
+        if (RQ) kq = rqi8_load(p, cb, left);
         long ox = 0;
         for (; ox + 4 <= ow; ox += 4) { /* 4 independent accumulators, each weight loaded once */
             __m256i a0 = iv, a1 = iv, a2 = iv, a3 = iv;
