@@ -102,7 +102,8 @@ def test_opening_a_context_prepares_nothing(saved: Path, monkeypatch: pytest.Mon
 
 
 def _convnet():  # type: ignore[no-untyped-def]
-    """3x3 convolutions deep enough for oneDNN's int8 convolution (whose weights bind in the background)."""
+    """3x3 convolutions deep enough for the int8 ones (the native im2col GEMM's or oneDNN's: their weights bind in
+    the background)."""
     rng = np.random.default_rng(5)
 
     def init(name: str, *shape: int) -> object:
@@ -125,8 +126,8 @@ def test_convolutions_packed_in_the_background_are_bit_identical(tmp_path: Path)
                          openqnn.QuantizerConfig(use_per_channel_quantization=True))
     ctx = openqnn.compile(q, "htp")
     kinds = [s.attrs["kind"] for s in ctx.graph().steps if s.kernel == "htp.conv2d"]
-    if conv._onednn_qconv_ok(torch.device("cpu")):
-        assert "int8_conv" in kinds, kinds
+    if conv._onednn_qconv_ok(torch.device("cpu")) or conv.native.int8_available():  # kinds binding in the background
+        assert {"int8_conv", "im2col_native"} & set(kinds), kinds
     path = ctx.save(tmp_path / "conv.bin")
     prepared, opened = openqnn.Session(q, backend="htp"), openqnn.Session(path)
     for f in feeds:

@@ -75,10 +75,11 @@ def htp_products() -> str:
         return "PyTorch (no C compiler for the native kernels)"
     isa = native.int8_isa()
     if isa == "avx512-vnni":
-        return "native AVX-512 VNNI kernels (fused requantization), oneDNN int8 elsewhere"
+        return ("native AVX-512 VNNI kernels (requantized in registers; k x k convolutions as uint8 im2col rows times "
+                "the native GEMM), oneDNN int8 for grouped convolutions")
     if isa == "avx2":
-        return ("native AVX2 kernels (vpmaddwd on int16-widened codes and weights, requantized by the C epilogue; "
-                "k x k convolutions as uint8 im2col rows times the native GEMM)")
+        return ("native AVX2 kernels (vpmaddwd on int16-widened codes and weights, requantized by the C epilogue, "
+                "the depthwise one in registers; k x k convolutions as uint8 im2col rows times the native GEMM)")
     if int8_mm_faster():
         return "torch._int_mm (measured faster than float32 here)"
     return "exact float32 (oneDNN convolutions, float32 GEMMs in chunks below 2^24)"

@@ -340,3 +340,22 @@ def test_qnn_requant_in_c_equals_the_spec(lib, arch: str, xdtype: torch.dtype) -
         x[-1] = -lim + 1
         got = run(torch.from_numpy(x).to(xdtype)).numpy().astype(np.int64)
         np.testing.assert_array_equal(got, spec.apply_np(off + coef * x), err_msg=f"trial {trial}")
+
+
+@pytest.mark.parametrize("geo", [(1, 9, 11, 3, 3, 3, 2, 2, 1, 1, 1, 1), (2, 7, 6, 5, 2, 3, 1, 2, 2, 1, 0, 2),
+                                 (1, 5, 8, 17, 7, 7, 2, 2, 1, 1, 3, 3), (1, 6, 6, 4, 3, 2, 1, 1, 1, 3, 2, 0)])
+def test_im2col_in_c_equals_the_strided_view(lib, geo: tuple[int, ...]) -> None:
+    """int8.c's im2col_u8 (runs of bytes, the zero point outside the input) against a padded tensor's strided
+    view, for strides, dilations, asymmetric padding and a run crossing the edge."""
+    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl = geo
+    oh = (h + 2 * pt - (kh - 1) * dh - 1) // sh + 1
+    ow = (w + pl + 1 - (kw - 1) * dw - 1) // sw + 1  # (one column of right padding)
+    zx = 37
+    x = torch.randint(0, 256, (n, h, w, c), dtype=torch.uint8, generator=torch.Generator().manual_seed(sum(geo)))
+    out = torch.empty((n * oh * ow, kh * kw * c), dtype=torch.uint8)
+    native.Im2col((n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow), zx).run(x, out)
+    p = torch.full((n, h + 2 * pt, w + pl + 1 + kw * dw, c), zx, dtype=torch.uint8)
+    p[:, pt:pt + h, pl:pl + w] = x
+    s = p.stride()
+    want = p.as_strided((n, oh, ow, kh, kw, c), (s[0], s[1] * sh, s[2] * sw, s[1] * dh, s[2] * dw, s[3]))
+    assert torch.equal(out, want.reshape(n * oh * ow, -1))

@@ -497,9 +497,12 @@ def _im2col_native(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, r
     padded = (hp, wp) != (h, w)
     top, left = g.pt, g.pl
     view_shape = (n, oh, ow, g.kh, g.kw, c)
+    im2col = native.Im2col((n, h, w, c, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, top, left, oh, ow), zx)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous()
+        if im2col.accepts(x):  # in C: no padded copy, runs of bytes
+            return gemm(im2col.run(x, scratch("im2col_rows", (n, oh, ow, k), torch.uint8, x.device)))
         p = x
         if padded:
             p = scratch("im2col_pad", (n, hp, wp, c), torch.uint8, x.device)
@@ -545,8 +548,8 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
     """Conv2d / DepthWiseConv2d with static weights; ``mode`` forces the GEMM kind (tests).
 
     The plan's ``kinds`` are the fast kernels that apply to the model, in order of preference, the
-    first the one this machine runs (``fused``: native/int8.c; ``int8_conv``: oneDNN's int8
-    convolution; ``im2col_native``: a uint8 im2col times native/int8.c's GEMM; ``float_conv``; ``core``:
+    first the one this machine runs (``fused``: native/int8.c; ``im2col_native``: a uint8 im2col times
+    native/int8.c's GEMM; ``int8_conv``: oneDNN's int8 convolution; ``float_conv``; ``core``:
     the im2col int8 GEMM in PyTorch); a machine without the first's library binds the next (the same bits)."""
     int8 = int8_kinds(mode, ctx)
     mode = mode or gemm_mode(ctx)
@@ -574,16 +577,18 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
     cin_g = wc.shape[2]
     # 1x1 stride-1 convolutions are plain GEMMs: torch._int_mm has less per-call overhead than oneDNN's
     pointwise = g.kh == g.kw == 1 and (g.sh, g.sw) == (1, 1) and not (g.pt or g.pb or g.pl or g.pr) and groups == 1
+    # the uint8 im2col rows (int8.c's im2col_u8) times the native GEMM: ahead of oneDNN's int8 convolution, which
+    # is not exact without VNNI and with it measured slower (ResNet-18's 3x3 convolutions ~10%, MobileNetV2's
+    # 3x3x3 stem 0.45 -> 0.33 ms on Zen 4)
+    im2col = int8 and groups == 1 and _fused_shape(g, wc, groups) is None
+    if im2col and (data := FusedSetup.data(xq, wc, rq)) is not None:
+        kinds.append("im2col_native")
+        arrays.update({f"fused_{key}": v for key, v in data.items()})
     parts = _int8_parts(xq, wc, rq, groups) if int8 and not pointwise else None
     if parts is not None:
         kinds.append("int8_conv")
         attrs["parts"] = [[a, b] for a, b, _ in parts]
         arrays.update({f"part_bound{i}": bound for i, (_, _, bound) in enumerate(parts)})
-    # where oneDNN's int8 convolution is not exact (AVX2): the uint8 im2col rows times the native GEMM
-    im2col = int8 and groups == 1 and _fused_shape(g, wc, groups) is None
-    if im2col and (data := FusedSetup.data(xq, wc, rq)) is not None:
-        kinds.append("im2col_native")
-        arrays.update({f"fused_{key}": v for key, v in data.items()})
     # tiny input depths: a float convolution beats the int8 GEMM while the im2col rows stay short
     # (3x3x3: 0.32 vs 0.53 ms); with long ones (7x7x3) the GEMM wins (1.0 vs 1.27 ms)
     tiny = g.c <= 4 and g.kh * g.kw * g.c <= 64

@@ -42,7 +42,7 @@ import torch
 
 log = logging.getLogger("openqnn.htp")
 
-__all__ = ["Int8Depthwise", "Int8Gemm", "MaxPool2d", "NativeRequant", "int8_available", "int8_isa", "library", "lookup", "lookup_ok", "lookup_or",
+__all__ = ["Im2col", "Int8Depthwise", "Int8Gemm", "MaxPool2d", "NativeRequant", "int8_available", "int8_isa", "library", "lookup", "lookup_ok", "lookup_or",
            "nchw3_to_nhwc", "quantize", "sum_mid", "sync_threads"]
 
 _SOURCES = [Path(__file__).with_name("requant.c"), Path(__file__).with_name("int8.c"), Path(__file__).with_name("pool.c")]
@@ -238,10 +238,17 @@ class NativeRequant:
                   and (dyn is None or xthr is not None) and bool(lib.openqnn_rqv_available())) and not qnn
         kind = ("f" if eps is not None else "v") if vector else ""
         name = f"rq{kind}_{_IN[in_dtype]}_{_OUT[out_dtype]}_{'d' if dyn else 'n'}_{'f' if folded else 'n'}"
+        ints = None
         if qnn:  # QNN's two-floor form (requant.c's rqq_*): its second affine step rides in dyn's (k0, sc)
             assert dyn is not None and window is None and not folded
             name = f"rqq_{_IN[in_dtype]}_{_OUT[out_dtype]}"
-        if window is not None:
+            if in_dtype in (torch.int32, torch.float32) and out_dtype == torch.uint8:
+                ints = _qnn_int(cst, mul, dyn[0], dyn[1], madd, qmax)
+            if ints is not None:  # the same in int32 (requant.c's rqi_*), proven per channel
+                name = f"rqi_{_IN[in_dtype]}_u8"
+                cst, mul, madd = ints[0], ints[0], ints[4]
+                dyn, window = (ints[2], ints[5], ints[6]), (ints[3], ints[0], ints[1])  # (base, c, d), (s, lo, hi)
+        if window is not None and ints is None:
             assert in_dtype in (torch.int32, torch.float32)
             name += "_w"
         if vector and dyn is not None:
@@ -251,6 +258,8 @@ class NativeRequant:
         self.fn, self.in_dtype, self.out_dtype = fn, in_dtype, out_dtype
         # the float32 estimate without a window: the GEMM may requantize in registers (int8.c)
         self.mode = (1 | (2 if dyn is not None else 0) | (4 if folded else 0)) if kind == "f" and window is None else 0
+        if ints is not None and in_dtype == torch.int32 and qmax == 255:
+            self.mode = 8  # the int32 form: int8.c's kernels requantize their accumulators in registers
         ch = cst.numel() if isinstance(cst, torch.Tensor) else cst.size
         # the kernel vectorizes along a row: consecutive rows of few channels are taken k at a time
         # as one row of k * ch (a multiple of 64 elements) with the constants repeated k times
@@ -327,6 +336,60 @@ class NativeRequant:
         elif rows:
             self.fn(x2.data_ptr(), rows, ch, stride, *self.consts, out.data_ptr())
         return out
+
+
+_I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def _pow2_exponent(v: np.ndarray) -> np.ndarray:
+    """Per element of a float64 array: the least D >= 0 with v * 2^D an integer."""
+    mant, e = np.frexp(v)
+    n = np.ldexp(mant, 53).astype(np.int64)  # the 53-bit significand (0 for v = 0)
+    low = n & -n  # its lowest set bit
+    tz = np.where(n == 0, 53, np.log2(np.where(low == 0, 1, low).astype(np.float64)).astype(np.int64))
+    return np.where(n == 0, 0, np.maximum(53 - tz - e, 0))
+
+
+def _qnn_int(cst: Const, mul: Const, k0: Const, sc: Const, madd: Const, qmax: int) -> list[np.ndarray] | None:
+    """requant.c's ``rqi_*`` constants for ``rqq_*``'s (``clamp(floor(k0 + floor(cst + x * mul) * sc) + madd,
+    0, qmax)``), as int32 rows (lo, hi, base, s, m, c, d), or None where the int32 form is not proven to give
+    the same bits for every int32 ``x``: ``mul = 2^-s`` and ``cst = base * 2^-s`` (a coefficient of 1),
+    ``sc = m * 2^-d``, ``k0 + madd = c * 2^-d``, all integers; and with ``x`` clamped to the window [lo, hi]
+    beyond which the output is 0 or qmax (the form is monotone in x), every intermediate within int32."""
+    f64 = lambda t: np.asarray(t.numpy() if isinstance(t, torch.Tensor) else t, dtype=np.float64)  # noqa: E731
+    cst_, mul_, k0_, sc_ = f64(cst), f64(mul), f64(k0), f64(sc)
+    post = np.asarray(madd.numpy() if isinstance(madd, torch.Tensor) else madd, dtype=np.int64)
+    if cst_.size == 0 or not (np.all(np.isfinite(cst_)) and np.all(np.isfinite(k0_))) or np.any(sc_ <= 0):
+        return None
+    mant, e = np.frexp(mul_)
+    s = 1 - e
+    if np.any(mant != 0.5) or np.any(s < 0) or np.any(s > 30):  # mul a power of two at most 1
+        return None
+    base_f = np.ldexp(cst_, s)
+    d = np.maximum(_pow2_exponent(sc_), _pow2_exponent(k0_))
+    if np.any(np.abs(base_f) >= 2.0**52) or np.any(base_f != np.floor(base_f)) or np.any(d > 30):
+        return None
+    m_f, c_f = np.ldexp(sc_, d), np.ldexp(k0_, d)
+    if np.any(m_f >= 2.0**31) or np.any(np.abs(c_f) >= 2.0**52):
+        return None
+    base, m = base_f.astype(np.int64), m_f.astype(np.int64)
+    c = c_f.astype(np.int64) + (post << d)
+    one = np.int64(1)
+    # y1 at or below y_lo: output 0; at or above y_hi: qmax (floor divisions of int64)
+    y_lo = ((one << d) - 1 - c) // m
+    y_hi = -((c - int(qmax) * (one << d)) // m)
+    if np.any(np.abs(y_lo) >= 2**31) or np.any(np.abs(y_hi) >= 2**31):
+        return None
+    x_lo = np.maximum((y_lo << s) - base, _I32_MIN)
+    x_hi = np.minimum((y_hi << s) - base, _I32_MAX)
+    if np.any(x_lo > x_hi):
+        return None
+    ends = [(x_lo + base) >> s, (x_hi + base) >> s]
+    for a in (x_lo + base, x_hi + base, c, *(y * m for y in ends), *(y * m + c for y in ends)):
+        if np.any(a < _I32_MIN) or np.any(a > _I32_MAX):
+            return None
+    wrapped = ((base + (1 << 31)) % (1 << 32) - (1 << 31))  # base modulo 2^32 (the sums wrap back into range)
+    return [r.astype(np.int32) for r in (x_lo, x_hi, wrapped, s, m, c, d)]
 
 
 def _typed(lib: ctypes.CDLL, name: str) -> Any:
@@ -584,6 +647,28 @@ class Int8Depthwise:
         geo, packed, init, plan = self.args
         if out.numel() and self.fn(x.data_ptr(), geo, packed, init, plan, out.data_ptr()) != 0:
             raise MemoryError("htp int8 depthwise convolution: out of memory")
+        return out
+
+
+class Im2col:
+    """The im2col rows of contiguous uint8 CPU codes, channels last, in C (int8.c): ``geo`` = (n, h, w, c, kh,
+    kw, sh, sw, dh, dw, pad top, pad left, oh, ow); ``run(x, out)`` writes ``out`` [n * oh * ow, kh * kw * c]
+    (contiguous uint8), taps outside the input holding the zero point ``zx``."""
+
+    def __init__(self, geo: Sequence[int], zx: int):
+        lib = library()
+        assert lib is not None and len(geo) == 14
+        self.geo = (ctypes.c_long * 14)(*geo)
+        self.in_shape = torch.Size(geo[:4])
+        self.zx = zx
+        self.fn = lib.im2col_u8
+        self.fn.argtypes, self.fn.restype = [_P, _P, ctypes.c_int, _P], None
+
+    def accepts(self, x: torch.Tensor) -> bool:
+        return _u8_codes(x) and x.shape == self.in_shape
+
+    def run(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        self.fn(x.data_ptr(), self.geo, self.zx, out.data_ptr())
         return out
 
 

@@ -60,6 +60,48 @@ static long block_rows(const rq_plan* p) {
     return (r < 1 ? 1 : r) * p->k;
 }
 
+/* ---- im2col of uint8 codes, channels last (any ISA) -----------------------------------------------
+ * out[(b, oy, ox), (ky, kx, ch)] = x[b, oy * sh - pt + ky * dh, ox * sw - pl + kx * dw, ch], or zx outside
+ * the input (g: n h w c kh kw sh sw dh dw pt pl oh ow): the rows native GEMM multiplies by the weights
+ * [kh * kw * c, cout]. A kernel row inside the input with dw = 1 is one run of kw * c bytes. */
+static inline void copy_run(uint8_t* restrict d, const uint8_t* restrict s, long n) {
+    for (; n >= 16; n -= 16, d += 16, s += 16) memcpy(d, s, 16); /* fixed sizes: plain moves */
+    if (n >= 8) { memcpy(d, s, 8); d += 8; s += 8; n -= 8; }
+    if (n >= 4) { memcpy(d, s, 4); d += 4; s += 4; n -= 4; }
+    if (n >= 2) { memcpy(d, s, 2); d += 2; s += 2; n -= 2; }
+    if (n) *d = *s;
+}
+
+void im2col_u8(const uint8_t* x, const long* g, int zx, uint8_t* out) {
+    long n = g[0], h = g[1], w = g[2], c = g[3], kh = g[4], kw = g[5], sh = g[6], sw = g[7], dh = g[8], dw = g[9];
+    long pt = g[10], pl = g[11], oh = g[12], ow = g[13], run = kw * c;
+    uint8_t* o = out;
+    for (long b = 0; b < n; ++b)
+        for (long oy = 0; oy < oh; ++oy)
+            for (long ox = 0; ox < ow; ++ox) {
+                long ix0 = ox * sw - pl, inside = ix0 >= 0 && ix0 + (kw - 1) * dw < w;
+                for (long ky = 0; ky < kh; ++ky, o += run) {
+                    long iy = oy * sh - pt + ky * dh;
+                    if (iy < 0 || iy >= h) {
+                        memset(o, zx, (size_t)run);
+                        continue;
+                    }
+                    const uint8_t* row = x + ((b * h + iy) * w) * c;
+                    if (inside && dw == 1) {
+                        copy_run(o, row + ix0 * c, run);
+                        continue;
+                    }
+                    for (long kx = 0; kx < kw; ++kx) {
+                        long ix = ix0 + kx * dw;
+                        if (ix >= 0 && ix < w)
+                            copy_run(o + kx * c, row + ix * c, c);
+                        else
+                            memset(o + kx * c, zx, (size_t)c);
+                    }
+                }
+            }
+}
+
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
 
@@ -154,9 +196,56 @@ static inline __m512i load4(const uint8_t* a, long rem) { /* 4 bytes broadcast, 
 /* One row of a tile requantized in registers (plan mode != 0; NB = 1: 16 channels of one pixel in the
  * depthwise kernel): NB blocks of 16 accumulators for
  * columns col .. col + ncols - 1 (ncols counted from col, may exceed 16 * NB) -> uint8 at o. */
+/* requant.c's int32 QNN form (rqi_*, plan mode 8) on 16 lanes: its constants for columns col .. col + 15
+ * (mask m: those that exist), loaded once where many pixels share them, and the form: clamp(x) + base, >> s,
+ * * m + c, >> d (the caller's saturating conversion clamps to [0, 255]) */
+typedef struct {
+    __m512i lo, hi, base, s, m, c, d;
+} rqi_c;
+
+static inline __attribute__((always_inline)) rqi_c rqi_load(const rq_plan* p, long col, __mmask16 mk) {
+    rqi_c k;
+    k.lo = _mm512_maskz_loadu_epi32(mk, p->lo + col);
+    k.hi = _mm512_maskz_loadu_epi32(mk, p->hi + col);
+    k.base = _mm512_maskz_loadu_epi32(mk, (const int32_t*)(const void*)p->k0 + col);
+    k.s = _mm512_maskz_loadu_epi32(mk, p->shift + col);
+    k.m = _mm512_maskz_loadu_epi32(mk, p->madd + col);
+    k.c = _mm512_maskz_loadu_epi32(mk, (const int32_t*)(const void*)p->sc + col);
+    k.d = _mm512_maskz_loadu_epi32(mk, (const int32_t*)(const void*)p->nd + col);
+    return k;
+}
+
+static inline __attribute__((always_inline)) __m512i rqi_apply(const rqi_c* k, __m512i x) {
+    x = _mm512_min_epi32(_mm512_max_epi32(x, k->lo), k->hi);
+    x = _mm512_srav_epi32(_mm512_add_epi32(x, k->base), k->s);
+    return _mm512_srav_epi32(_mm512_add_epi32(_mm512_mullo_epi32(x, k->m), k->c), k->d);
+}
+
+static inline __attribute__((always_inline)) __m512i rqi16(const rq_plan* p, __m512i x, long col, __mmask16 m) {
+    rqi_c k = rqi_load(p, col, m);
+    return rqi_apply(&k, x);
+}
+
 static inline __attribute__((always_inline)) void rq_tile_row(const rq_plan* p, __m512i a0, __m512i a1, __m512i a2,
                                                              __m512i a3, const int NB, uint8_t* o, long col,
-                                                             long ncols, const int dyn, const int folded) {
+                                                             long ncols, const int dyn, const int folded,
+                                                             const int qint) {
+    if (qint) { /* requant.c's rqi_*: saturating packs clamp to [0, 255] (qmax) */
+        __m512i r[4] = {a0, a1, a2, a3};
+        __mmask16 mk[4];
+        for (int j = 0; j < NB; ++j) {
+            long left = ncols - 16 * j;
+            mk[j] = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            r[j] = rqi16(p, r[j], col + 16 * j, mk[j]);
+        }
+        if (NB == 4 && ncols >= 64) {
+            _mm512_storeu_si512((void*)o, pack64(r[0], r[1], r[2], r[3]));
+        } else {
+            for (int j = 0; j < NB; ++j)
+                rqv_store(o + 16 * j, ncols - 16 * j, mk[j], _mm512_max_epi32(r[j], _mm512_setzero_si512()));
+        }
+        return;
+    }
     const int32_t* xthr = (const int32_t*)(const void*)p->k0 + col;
     __m512i v[4] = {a0, a1, a2, a3};
     __mmask16 k[4];
@@ -170,7 +259,23 @@ static inline __attribute__((always_inline)) void rq_tile_row(const rq_plan* p, 
 }
 
 #define ROW_RQ(i)                                                                                          \
-    if (i < mr) rq_tile_row(p, c##i##_0, c##i##_1, c##i##_2, c##i##_3, NB, o + i * ldo, col, ncols, RQ & 2, RQ & 4);
+    if (i < mr) rq_tile_row(p, c##i##_0, c##i##_1, c##i##_2, c##i##_3, NB, o + i * ldo, col, ncols, RQ & 2, RQ & 4, \
+                            RQ & 8);
+
+/* mode 8: block j's constants loaded once for the tile's rows */
+#define ROW_RQI(i, j) \
+    if (i < mr) rqv_store(o + i * ldo + 16 * j, left, mk, _mm512_max_epi32(rqi_apply(&k, c##i##_##j), _mm512_setzero_si512()));
+#define ROW_RQI_0(i) ROW_RQI(i, 0)
+#define ROW_RQI_1(i) ROW_RQI(i, 1)
+#define ROW_RQI_2(i) ROW_RQI(i, 2)
+#define ROW_RQI_3(i) ROW_RQI(i, 3)
+#define BLOCK_RQI(j)                                                                          \
+    if (NB > j) {                                                                             \
+        long left = ncols - 16 * j;                                                           \
+        __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);        \
+        rqi_c k = rqi_load(p, col + 16 * j, mk);                                              \
+        ROWS(ROW_RQI_##j)                                                                     \
+    }
 
 /* RQ = 0: int32 accumulators to c (row stride ldc); else plan p's mode: uint8 outputs to o (stride ldo) */
 static inline __attribute__((always_inline)) void gemm_tile(const uint8_t* a, long lda, int mr, long K,
@@ -196,7 +301,9 @@ static inline __attribute__((always_inline)) void gemm_tile(const uint8_t* a, lo
         if (NB > 3) b3 = _mm512_loadu_si512((const void*)(bq + 192));
         ROWS(ROW_TAIL)
     }
-    if (RQ) {
+    if (RQ & 8) {
+        BLOCK_RQI(0) BLOCK_RQI(1) BLOCK_RQI(2) BLOCK_RQI(3)
+    } else if (RQ) {
         ROWS(ROW_RQ)
     } else {
         ROWS(ROW_STORE)
@@ -232,6 +339,7 @@ GEMM_RQ(1)
 GEMM_RQ(3)
 GEMM_RQ(5)
 GEMM_RQ(7)
+GEMM_RQ(8)
 
 typedef struct {
     const uint8_t* A;
@@ -270,7 +378,8 @@ static void gemm_block(void* arg, long t) {
         case 1: gemm_rq_1(a, rows, K, j->lda, panel, nb, iv, ncols, plan, o, N, col); break;
         case 3: gemm_rq_3(a, rows, K, j->lda, panel, nb, iv, ncols, plan, o, N, col); break;
         case 5: gemm_rq_5(a, rows, K, j->lda, panel, nb, iv, ncols, plan, o, N, col); break;
-        default: gemm_rq_7(a, rows, K, j->lda, panel, nb, iv, ncols, plan, o, N, col); break;
+        case 7: gemm_rq_7(a, rows, K, j->lda, panel, nb, iv, ncols, plan, o, N, col); break;
+        default: gemm_rq_8(a, rows, K, j->lda, panel, nb, iv, ncols, plan, o, N, col); break;
         }
     }
     if (!mode) epilogue(plan, buf, rows, j->out + r0 * N * plan->out_size);
@@ -385,6 +494,8 @@ static inline __attribute__((always_inline)) void dw_row(const dw_geo* g, const 
         long left = C - cb * 16, col = cb * 16;
         __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
         __m512i iv = _mm512_maskz_loadu_epi32(m, init + col);
+        rqi_c kq; /* mode 8: the requantization's constants of these channels, for every pixel of the row */
+        if (RQ & 8) kq = rqi_load(p, col, m);
         long ox = 0;
         for (; ox + 8 <= g->ow; ox += 8) { /* 8 independent accumulators (vpdpbusd's latency) */
             __m512i a0 = iv, a1 = iv, a2 = iv, a3 = iv, a4 = iv, a5 = iv, a6 = iv, a7 = iv;
@@ -396,9 +507,14 @@ static inline __attribute__((always_inline)) void dw_row(const dw_geo* g, const 
                     DWSTEP(0) DWSTEP(1) DWSTEP(2) DWSTEP(3) DWSTEP(4) DWSTEP(5) DWSTEP(6) DWSTEP(7)
 #undef DWSTEP
                 }
-            if (RQ) {
+            if (RQ & 8) {
                 uint8_t* o = orow + ox * C + col;
-#define DWRQ(u) rq_tile_row(p, a##u, a##u, a##u, a##u, 1, o + u * C, col, left, RQ & 2, RQ & 4);
+#define DWRQI(u) rqv_store(o + u * C, left, m, _mm512_max_epi32(rqi_apply(&kq, a##u), _mm512_setzero_si512()));
+                DWRQI(0) DWRQI(1) DWRQI(2) DWRQI(3) DWRQI(4) DWRQI(5) DWRQI(6) DWRQI(7)
+#undef DWRQI
+            } else if (RQ) {
+                uint8_t* o = orow + ox * C + col;
+#define DWRQ(u) rq_tile_row(p, a##u, a##u, a##u, a##u, 1, o + u * C, col, left, RQ & 2, RQ & 4, RQ & 8);
                 DWRQ(0) DWRQ(1) DWRQ(2) DWRQ(3) DWRQ(4) DWRQ(5) DWRQ(6) DWRQ(7)
 #undef DWRQ
             } else {
@@ -416,8 +532,10 @@ static inline __attribute__((always_inline)) void dw_row(const dw_geo* g, const 
                     __m512i wv = _mm512_loadu_si512((const void*)(wp + ((i * groups + gi) * chunks + cb) * 64));
                     acc = _mm512_dpbusd_epi32(acc, xv, wv);
                 }
-            if (RQ)
-                rq_tile_row(p, acc, acc, acc, acc, 1, orow + ox * C + col, col, left, RQ & 2, RQ & 4);
+            if (RQ & 8)
+                rqv_store(orow + ox * C + col, left, m, _mm512_max_epi32(rqi_apply(&kq, acc), _mm512_setzero_si512()));
+            else if (RQ)
+                rq_tile_row(p, acc, acc, acc, acc, 1, orow + ox * C + col, col, left, RQ & 2, RQ & 4, RQ & 8);
             else
                 _mm512_mask_storeu_epi32(buf + ox * C + col, m, acc);
         }
@@ -435,11 +553,13 @@ DW_ROW(dw_row3_1, 3, 1, 1)
 DW_ROW(dw_row3_3, 3, 1, 3)
 DW_ROW(dw_row3_5, 3, 1, 5)
 DW_ROW(dw_row3_7, 3, 1, 7)
+DW_ROW(dw_row3_8, 3, 1, 8)
 DW_ROW(dw_rowk_0, 0, 0, 0)
 DW_ROW(dw_rowk_1, 0, 0, 1)
 DW_ROW(dw_rowk_3, 0, 0, 3)
 DW_ROW(dw_rowk_5, 0, 0, 5)
 DW_ROW(dw_rowk_7, 0, 0, 7)
+DW_ROW(dw_rowk_8, 0, 0, 8)
 
 typedef void (*dw_row_fn)(const dw_geo*, const uint8_t* const*, const int8_t*, const int32_t*, int32_t*, uint8_t*,
                           const rq_plan*);
@@ -464,9 +584,9 @@ static void dw_rows(void* arg, long t) {
     long rowbytes = g->ow * groups * chunks * 64;
     long slots = (kh - 1) * g->dh + 1; /* the rows of one output row fall in distinct slots */
     long first = t * j->chunk, last = first + j->chunk < g->n * g->oh ? first + j->chunk : g->n * g->oh;
-    static const dw_row_fn rows3[8] = {dw_row3_0, dw_row3_1, 0, dw_row3_3, 0, dw_row3_5, 0, dw_row3_7};
-    static const dw_row_fn rowsk[8] = {dw_rowk_0, dw_rowk_1, 0, dw_rowk_3, 0, dw_rowk_5, 0, dw_rowk_7};
-    dw_row_fn row_fn = (kh == 3 && groups == 1 ? rows3 : rowsk)[mode & 7];
+    static const dw_row_fn rows3[9] = {dw_row3_0, dw_row3_1, 0, dw_row3_3, 0, dw_row3_5, 0, dw_row3_7, dw_row3_8};
+    static const dw_row_fn rowsk[9] = {dw_rowk_0, dw_rowk_1, 0, dw_rowk_3, 0, dw_rowk_5, 0, dw_rowk_7, dw_rowk_8};
+    dw_row_fn row_fn = (kh == 3 && groups == 1 ? rows3 : rowsk)[mode & 15];
     uint8_t* rows = (uint8_t*)malloc((size_t)((slots + 1) * rowbytes));
     int32_t* buf = mode ? 0 : (int32_t*)malloc((size_t)(g->ow * C) * sizeof(int32_t));
     uint8_t* padrow = (uint8_t*)malloc((size_t)(C + 64));
@@ -646,20 +766,56 @@ static inline void store_acc(int32_t* c, long left, __m256i v) {
         _mm256_maskstore_epi32(c, tail_mask(left), v);
 }
 
-/* One tile: mr (<= TM) rows of widened A (stride lda int16) x NB blocks of 8 columns, over nq pairs
- * of k from the packed panel bq; accumulators start from iv (first chunk) or c, and go to c. */
-static inline __attribute__((always_inline)) void gemm_tile(const int16_t* a, long lda, int mr, long nq,
+/* requant.c's int32 QNN form (rqi_*, plan mode 8) on 8 lanes: its constants for columns col .. col + 7 (left
+ * of them valid), loaded once for the pixels that share them, and the form, stored as 8 bytes clamped to
+ * [0, 255] at o (the depthwise kernel's outputs, requantized in registers) */
+typedef struct {
+    __m256i lo, hi, base, s, m, c, d;
+} rqi8_c;
+
+static inline __attribute__((always_inline)) rqi8_c rqi8_load(const rq_plan* p, long col, long left) {
+    rqi8_c k;
+    k.lo = load_acc(p->lo + col, left);
+    k.hi = load_acc(p->hi + col, left);
+    k.base = load_acc((const int32_t*)(const void*)p->k0 + col, left);
+    k.s = load_acc(p->shift + col, left);
+    k.m = load_acc(p->madd + col, left);
+    k.c = load_acc((const int32_t*)(const void*)p->sc + col, left);
+    k.d = load_acc((const int32_t*)(const void*)p->nd + col, left);
+    return k;
+}
+
+static inline __attribute__((always_inline)) void rqi8_store(const rqi8_c* k, __m256i x, long left, uint8_t* o) {
+    x = _mm256_min_epi32(_mm256_max_epi32(x, k->lo), k->hi);
+    x = _mm256_srav_epi32(_mm256_add_epi32(x, k->base), k->s);
+    x = _mm256_srav_epi32(_mm256_add_epi32(_mm256_mullo_epi32(x, k->m), k->c), k->d);
+    __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1)); /* saturating: */
+    __m128i b = _mm_packus_epi16(w, w);                                                     /* [0, 255] */
+    if (left >= 8)
+        _mm_storel_epi64((__m128i*)o, b);
+    else {
+        uint8_t t[16];
+        _mm_storeu_si128((__m128i*)t, b);
+        memcpy(o, t, (size_t)left);
+    }
+}
+
+/* One tile: MRC (<= TM, at compile time: a short last tile computes only its rows) rows of widened A
+ * (stride lda int16) x NB blocks of 8 columns, over nq pairs of k from the packed panel bq; accumulators
+ * start from iv (first chunk) or c, and go to c. (Requantizing the last chunk's accumulators in registers
+ * here, as rqi8_store does for the depthwise kernel, measured no faster than the epilogue pass on Zen 4,
+ * and slower for K <= 32: the epilogue's loop packs 32 outputs at a time.) */
+static inline __attribute__((always_inline)) void gemm_tile(const int16_t* a, long lda, const int MRC, long nq,
                                                            const int16_t* bq, const int NB, int first,
                                                            const __m256i* iv, int32_t* c, long ldc, long ncols) {
     __m256i acc[TM][TN];
     const int16_t* r[TM];
-    for (int i = 0; i < TM; ++i) {
-        r[i] = a + (i < mr ? i : mr - 1) * lda;
-        for (int j = 0; j < NB; ++j)
-            acc[i][j] = first ? iv[j] : i < mr ? load_acc(c + i * ldc + 8 * j, ncols - 8 * j) : iv[j];
+    for (int i = 0; i < MRC; ++i) {
+        r[i] = a + i * lda;
+        for (int j = 0; j < NB; ++j) acc[i][j] = first ? iv[j] : load_acc(c + i * ldc + 8 * j, ncols - 8 * j);
     }
     for (long q = 0; q < nq; ++q, bq += NB * 16) {
-        for (int i = 0; i < TM; ++i) {
+        for (int i = 0; i < MRC; ++i) {
             int32_t v;
             memcpy(&v, r[i] + 2 * q, 4);
             __m256i av = _mm256_set1_epi32(v);
@@ -667,10 +823,32 @@ static inline __attribute__((always_inline)) void gemm_tile(const int16_t* a, lo
                 acc_add(&acc[i][j], _mm256_madd_epi16(av, _mm256_loadu_si256((const __m256i*)(bq + 16 * j))));
         }
     }
-    for (int i = 0; i < TM; ++i)
-        if (i < mr)
-            for (int j = 0; j < NB; ++j) store_acc(c + i * ldc + 8 * j, ncols - 8 * j, acc[i][j]);
+    for (int i = 0; i < MRC; ++i)
+        for (int j = 0; j < NB; ++j) store_acc(c + i * ldc + 8 * j, ncols - 8 * j, acc[i][j]);
 }
+
+/* the tiles of one chunk of k and one panel over rows rows (TM at a time, the last with fewer) */
+static inline __attribute__((always_inline)) void gemm_rows(const int16_t* aw, long rows, long lda, long nq,
+                                                           const int16_t* bq, const int NB, int first,
+                                                           const __m256i* iv, int32_t* c, long ldc, long ncols) {
+    long i = 0;
+    for (; i + TM <= rows; i += TM)
+        gemm_tile(aw + i * lda, lda, TM, nq, bq, NB, first, iv, c + i * ldc, ldc, ncols);
+    switch (rows - i) {
+    case 3: gemm_tile(aw + i * lda, lda, 3, nq, bq, NB, first, iv, c + i * ldc, ldc, ncols); break;
+    case 2: gemm_tile(aw + i * lda, lda, 2, nq, bq, NB, first, iv, c + i * ldc, ldc, ncols); break;
+    case 1: gemm_tile(aw + i * lda, lda, 1, nq, bq, NB, first, iv, c + i * ldc, ldc, ncols); break;
+    default: break;
+    }
+}
+
+#define GEMM_ROWS(NAME, NB)                                                                                     \
+    static void NAME(const int16_t* aw, long rows, long lda, long nq, const int16_t* bq, int first,             \
+                     const __m256i* iv, int32_t* c, long ldc, long ncols) {                                     \
+        gemm_rows(aw, rows, lda, nq, bq, NB, first, iv, c, ldc, ncols);                                        \
+    }
+GEMM_ROWS(gemm_rows_1, 1)
+GEMM_ROWS(gemm_rows_2, 2) /* TN = 2 */
 
 typedef struct {
     const uint8_t* A;
@@ -712,21 +890,7 @@ static void gemm_block(void* arg, long t) {
             const int16_t* bq = j->bp + p0 * 16 * kp + q0 * nb * 16;
             __m256i iv[TN];
             for (int b = 0; b < nb; ++b) iv[b] = _mm256_loadu_si256((const __m256i*)(j->init + col + 8 * b));
-            for (long i = 0; i < rows; i += TM) {
-                int mr = rows - i < TM ? (int)(rows - i) : TM;
-                const int16_t* a = aw + i * lda + 2 * q0;
-                int32_t* c = buf + i * N + col;
-                switch (nb) {
-#if TN > 3
-                case 4: gemm_tile(a, lda, mr, nq, bq, 4, q0 == 0, iv, c, N, ncols); break;
-#endif
-#if TN > 2
-                case 3: gemm_tile(a, lda, mr, nq, bq, 3, q0 == 0, iv, c, N, ncols); break;
-#endif
-                case 2: gemm_tile(a, lda, mr, nq, bq, 2, q0 == 0, iv, c, N, ncols); break;
-                default: gemm_tile(a, lda, mr, nq, bq, 1, q0 == 0, iv, c, N, ncols); break;
-                }
-            }
+            (nb == 2 ? gemm_rows_2 : gemm_rows_1)(aw + 2 * q0, rows, lda, nq, bq, q0 == 0, iv, buf + col, N, ncols);
         }
     }
     epilogue(j->plan, buf, rows, j->out + r0 * N * j->plan->out_size);
@@ -787,13 +951,22 @@ typedef struct {
 
 static inline __m256i dw_x8(const uint8_t* p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)p)); }
 
-/* one output row into buf (ow x C int32): src[i] the padded row of kernel row i (Cp bytes per column) */
-static void dw_row(const dw_geo* g, long cp, const uint8_t* const* src, const int32_t* wp, const int32_t* init,
-                   int32_t* buf) {
+/* one output row into buf (ow x C int32), or (RQ: plan mode 8) requantized in registers into orow (ow x C
+ * uint8): src[i] the padded row of kernel row i (Cp bytes per column) */
+#define DW_OUT(u, acc)                                                    \
+    if (RQ)                                                               \
+        rqi8_store(&kq, acc, left, orow + (ox + u) * C + cb);             \
+    else                                                                  \
+        store_acc(buf + (ox + u) * C + cb, left, acc);
+static inline __attribute__((always_inline)) void dw_row(const dw_geo* g, long cp, const uint8_t* const* src,
+                                                        const int32_t* wp, const int32_t* init, int32_t* buf,
+                                                        uint8_t* orow, const rq_plan* p, const int RQ) {
     long C = g->c, kh = g->kh, kw = g->kw, ow = g->ow, xs = g->sw * cp, ts = g->dw * cp;
     for (long cb = 0; cb < cp; cb += 8) {
         long left = C - cb;
         __m256i iv = _mm256_loadu_si256((const __m256i*)(init + cb));
+        rqi8_c kq; /* RQ: the requantization's constants of these channels, for every pixel of the row */
+        if (RQ) kq = rqi8_load(p, cb, left);
         long ox = 0;
         for (; ox + 4 <= ow; ox += 4) { /* 4 independent accumulators, each weight loaded once */
             __m256i a0 = iv, a1 = iv, a2 = iv, a3 = iv;
@@ -808,10 +981,10 @@ static void dw_row(const dw_geo* g, long cp, const uint8_t* const* src, const in
                     a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(dw_x8(q + 3 * xs), wv));
                 }
             }
-            store_acc(buf + ox * C + cb, left, a0);
-            store_acc(buf + (ox + 1) * C + cb, left, a1);
-            store_acc(buf + (ox + 2) * C + cb, left, a2);
-            store_acc(buf + (ox + 3) * C + cb, left, a3);
+            DW_OUT(0, a0)
+            DW_OUT(1, a1)
+            DW_OUT(2, a2)
+            DW_OUT(3, a3)
         }
         for (; ox < ow; ++ox) {
             __m256i a0 = iv;
@@ -821,9 +994,20 @@ static void dw_row(const dw_geo* g, long cp, const uint8_t* const* src, const in
                 for (long t = 0; t < kw; ++t, q += ts, wr += cp)
                     a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(dw_x8(q), _mm256_loadu_si256((const __m256i*)wr)));
             }
-            store_acc(buf + ox * C + cb, left, a0);
+            DW_OUT(0, a0)
         }
     }
+}
+#undef DW_OUT
+
+static void dw_row_epi(const dw_geo* g, long cp, const uint8_t* const* src, const int32_t* wp, const int32_t* init,
+                       int32_t* buf, uint8_t* orow, const rq_plan* p) {
+    dw_row(g, cp, src, wp, init, buf, orow, p, 0);
+}
+
+static void dw_row_rq(const dw_geo* g, long cp, const uint8_t* const* src, const int32_t* wp, const int32_t* init,
+                      int32_t* buf, uint8_t* orow, const rq_plan* p) {
+    dw_row(g, cp, src, wp, init, buf, orow, p, 1);
 }
 
 /* output rows [t * chunk, (t + 1) * chunk) of all images' n * oh, with buffers of its own */
@@ -876,8 +1060,12 @@ static void dw_rows(void* arg, long t) {
             src[i] = dst;
         }
         char* orow = j->out + r * g->ow * C * j->plan->out_size;
-        dw_row(g, cp, src, j->wp, j->init, buf);
-        epilogue(j->plan, buf, g->ow, orow);
+        if (j->plan->mode == 8) {
+            dw_row_rq(g, cp, src, j->wp, j->init, buf, (uint8_t*)orow, j->plan);
+        } else {
+            dw_row_epi(g, cp, src, j->wp, j->init, buf, (uint8_t*)orow, j->plan);
+            epilogue(j->plan, buf, g->ow, orow);
+        }
     }
     free(tags); free(src);
 }

@@ -117,6 +117,44 @@ DEFINE_QNN(rqq_i32_i32, int32_t, int32_t)
 DEFINE_QNN(rqq_f32_i32, float, int32_t)
 DEFINE_QNN(rqq_f64_i32, double, int32_t)
 
+/* QNN's requantization in int32 (rqi_*), the same bits as rqq_* where NativeRequant proves it per channel
+ * (native/__init__.py's _qnn_int: an accumulator coefficient of 1, every intermediate within int32):
+ *
+ *   a   = clamp(x, lo, hi) + base        (int32; base stored modulo 2^32, the true sum fits int32)
+ *   y1  = a >> s                          (= floor(cst + x * mul): cst = base * 2^-s, mul = 2^-s)
+ *   out = clamp((y1 * m + c) >> d, 0, qmax)   (= clamp(floor(k0 + y1 * sc) + madd): sc = m * 2^-d,
+ *                                          k0 + madd = c * 2^-d, the output offset folded into c)
+ *
+ * The spec is monotone in x, so clamping x to [lo, hi] (the accumulators beyond which the output is 0
+ * or qmax whatever they are) changes no output and bounds every intermediate. Constants in the epilogue's
+ * slots, each int32 per channel: lo, hi, shift = s, madd = m, and k0 = base, sc = c, nd = d (cast). */
+static inline int32_t rqi_one(int32_t x, int32_t lo, int32_t hi, int32_t base, int32_t s, int32_t m, int32_t c,
+                              int32_t d, int32_t qmax) {
+    int32_t a = (int32_t)((uint32_t)iclamp(x, lo, hi) + (uint32_t)base);
+    return iclamp(((a >> s) * m + c) >> d, 0, qmax);
+}
+
+#define DEFINE_QNN_INT(NAME, XT, OT_)                                                                        \
+    void NAME(const XT* x, long rows, long ch, long xstride, const double* cst, const double* mul,          \
+              const double* k0, const double* sc, const double* nd, const int32_t* madd,                     \
+              const int32_t* shift, const int32_t* lo, const int32_t* hi, double qmax, OT_* out) {          \
+        const int32_t iqmax = (int32_t)qmax;                                                                 \
+        const int32_t* restrict base = (const int32_t*)(const void*)k0;                                      \
+        const int32_t* restrict c2 = (const int32_t*)(const void*)sc;                                        \
+        const int32_t* restrict d = (const int32_t*)(const void*)nd;                                         \
+        (void)cst; (void)mul;                                                                                \
+        for (long r = 0; r < rows; ++r) {                                                                    \
+            const XT* restrict xr = x + r * xstride;                                                         \
+            OT_* restrict o = out + r * ch;                                                                  \
+            for (long c = 0; c < ch; ++c)                                                                    \
+                o[c] = (OT_)rqi_one((int32_t)xr[c], lo[c], hi[c], base[c], shift[c], madd[c], c2[c], d[c],   \
+                                    iqmax);                                                                  \
+        }                                                                                                    \
+    }
+
+DEFINE_QNN_INT(rqi_i32_u8, int32_t, uint8_t)
+DEFINE_QNN_INT(rqi_f32_u8, float, uint8_t)
+
 /* The hot case by hand (AVX-512): int32 accumulators (or float32 ones holding integers below 2^24,
  * converted as loaded) to uint8, 16 per step. The same arithmetic,
  * except that the sign correction is an integer compare: the correction applies exactly where the
