@@ -230,13 +230,17 @@ class QnnMulSpec:
 def mul_spec_for(arch: str, arithmetic: str, s_a: float, z_a: int, s_b: float, z_b: int, s_o: float, z_o: int,
                  bits: tuple[int, int, int], scalar_constant: bool = False) -> QnnMulSpec | None:
     """QNN's Multiply where it is established (as :func:`add_spec_for`), else None."""
-    if arithmetic != "qnn" or arch not in ARCHS or bits not in ((8, 8, 8), (16, 16, 16)):
-        return None
-    if scalar_constant and bits[0] == 8:
-        return None
-    if not (s_a > 0 and s_b > 0 and s_o > 0):
+    if not _established(arch, arithmetic, bits, scalar_constant, (s_a, s_b, s_o)):
         return None
     return QnnMulSpec.of(s_a, z_a, s_b, z_b, s_o, z_o, bits[0])
+
+
+def _established(arch: str, arithmetic: str, bits: tuple[int, int, int], scalar_constant: bool,
+                 scales: tuple[float, float, float]) -> bool:
+    """Where QNN's element-wise rules are established: arithmetic "qnn", v68 or v73, 8-bit or 16-bit codes in and
+    out (one width), no constant one-element 8-bit operand (QNN runs that another way), positive scales."""
+    return (arithmetic == "qnn" and arch in ARCHS and bits in ((8, 8, 8), (16, 16, 16))
+            and not (scalar_constant and bits[0] == 8) and all(sc > 0 for sc in scales))
 
 
 def complements(shape_a: Sequence[int], shape_b: Sequence[int]) -> bool:
@@ -256,10 +260,6 @@ def add_spec_for(arch: str, arithmetic: str, s_a: float, z_a: int, s_b: float, z
     """QNN's Add / Subtract where it is established (``arithmetic == "qnn"``, v68 or v73, 8-bit or 16-bit codes
     in and out, all of one width, no constant one-element 8-bit operand), else None (TFLite's arithmetic
     applies; for a constant scalar it is the closer: module docstring)."""
-    if arithmetic != "qnn" or arch not in ARCHS or bits not in ((8, 8, 8), (16, 16, 16)):
-        return None
-    if scalar_constant and bits[0] == 8:
-        return None
-    if not (s_a > 0 and s_b > 0 and s_o > 0):
+    if not _established(arch, arithmetic, bits, scalar_constant, (s_a, s_b, s_o)):
         return None
     return QnnAddSpec.of(s_a, z_a, s_b, z_b, s_o, z_o, subtract, bits[0], complement)
