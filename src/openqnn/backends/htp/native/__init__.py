@@ -359,18 +359,18 @@ def _qnn_int(cst: Const, mul: Const, k0: Const, sc: Const, madd: Const, qmax: in
     f64 = lambda t: np.asarray(t.numpy() if isinstance(t, torch.Tensor) else t, dtype=np.float64)  # noqa: E731
     cst_, mul_, k0_, sc_ = f64(cst), f64(mul), f64(k0), f64(sc)
     post = np.asarray(madd.numpy() if isinstance(madd, torch.Tensor) else madd, dtype=np.int64)
-    if cst_.size == 0 or not (np.all(np.isfinite(cst_)) and np.all(np.isfinite(k0_))) or np.any(sc_ <= 0):
+    if cst_.size == 0 or not (np.isfinite(cst_).all() and np.isfinite(k0_).all()) or (sc_ <= 0).any():
         return None
     mant, e = np.frexp(mul_)
     s = 1 - e
-    if np.any(mant != 0.5) or np.any(s < 0) or np.any(s > 30):  # mul a power of two at most 1
+    if (mant != 0.5).any() or s.min() < 0 or s.max() > 30:  # mul a power of two at most 1
         return None
     base_f = np.ldexp(cst_, s)
     d = np.maximum(_pow2_exponent(sc_), _pow2_exponent(k0_))
-    if np.any(np.abs(base_f) >= 2.0**52) or np.any(base_f != np.floor(base_f)) or np.any(d > 30):
+    if np.abs(base_f).max() >= 2.0**52 or (base_f != np.floor(base_f)).any() or d.max() > 30:
         return None
     m_f, c_f = np.ldexp(sc_, d), np.ldexp(k0_, d)
-    if np.any(m_f >= 2.0**31) or np.any(np.abs(c_f) >= 2.0**52):
+    if m_f.max() >= 2.0**31 or np.abs(c_f).max() >= 2.0**52:
         return None
     base, m = base_f.astype(np.int64), m_f.astype(np.int64)
     c = c_f.astype(np.int64) + (post << d)
@@ -378,16 +378,16 @@ def _qnn_int(cst: Const, mul: Const, k0: Const, sc: Const, madd: Const, qmax: in
     # y1 at or below y_lo: output 0; at or above y_hi: qmax (floor divisions of int64)
     y_lo = ((one << d) - 1 - c) // m
     y_hi = -((c - int(qmax) * (one << d)) // m)
-    if np.any(np.abs(y_lo) >= 2**31) or np.any(np.abs(y_hi) >= 2**31):
+    if np.abs(y_lo).max() >= 2**31 or np.abs(y_hi).max() >= 2**31:
         return None
     x_lo = np.maximum((y_lo << s) - base, _I32_MIN)
     x_hi = np.minimum((y_hi << s) - base, _I32_MAX)
-    if np.any(x_lo > x_hi):
+    if (x_lo > x_hi).any():
         return None
     ends = [(x_lo + base) >> s, (x_hi + base) >> s]
-    for a in (x_lo + base, x_hi + base, c, *(y * m for y in ends), *(y * m + c for y in ends)):
-        if np.any(a < _I32_MIN) or np.any(a > _I32_MAX):
-            return None
+    every = np.stack([x_lo + base, x_hi + base, c, *(y * m for y in ends), *(y * m + c for y in ends)])
+    if every.min() < _I32_MIN or every.max() > _I32_MAX:
+        return None
     wrapped = ((base + (1 << 31)) % (1 << 32) - (1 << 31))  # base modulo 2^32 (the sums wrap back into range)
     return [r.astype(np.int32) for r in (x_lo, x_hi, wrapped, s, m, c, d)]
 
