@@ -491,31 +491,13 @@ def _im2col_native(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, r
     gemm = fused_gemm(device, xq, wc.reshape(k, g.cout), rq, bias, fs)
     if gemm is None:
         return None
-    zx = int(xq.zero_point[0])
-    n, h, w, c, oh, ow = g.n, g.h, g.w, g.c, g.oh, g.ow
-    hp, wp = h + g.pt + g.pb, w + g.pl + g.pr
-    padded = (hp, wp) != (h, w)
-    top, left = g.pt, g.pl
-    view_shape = (n, oh, ow, g.kh, g.kw, c)
-    im2col = native.Im2col((n, h, w, c, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, top, left, oh, ow), zx)
+    n, oh, ow = g.n, g.oh, g.ow
+    im2col = native.Im2col((n, g.h, g.w, g.c, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, oh, ow),
+                           int(xq.zero_point[0]))
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous()
-        if im2col.accepts(x):  # in C: no padded copy, runs of bytes
-            return gemm(im2col.run(x, scratch("im2col_rows", (n, oh, ow, k), torch.uint8, x.device)))
-        p = x
-        if padded:
-            p = scratch("im2col_pad", (n, hp, wp, c), torch.uint8, x.device)
-            p[:, :top].fill_(zx)
-            p[:, top + h:].fill_(zx)
-            p[:, top:top + h, :left].fill_(zx)
-            p[:, top:top + h, left + w:].fill_(zx)
-            p[:, top:top + h, left:left + w].copy_(x)
-        s_n, s_h, s_w, s_c = p.stride()
-        taps = p.as_strided(view_shape, (s_n, s_h * g.sh, s_w * g.sw, s_h * g.dh, s_w * g.dw, s_c), p.storage_offset())
-        cols = scratch("im2col_rows", (n, oh, ow, k), torch.uint8, x.device)
-        cols.view(view_shape).copy_(taps)
-        return gemm(cols)
+        x = x.contiguous()  # (a step's 8-bit codes: uint8, the plan's shape, on the CPU, as the C im2col takes)
+        return gemm(im2col.run(x, scratch("im2col_rows", (n, oh, ow, k), torch.uint8, x.device)))
 
     return run
 
@@ -569,11 +551,12 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
     # stored [cout, cin, kh, kw], the layout oneDNN's convolutions take: binding copies it, no transpose
     arrays: dict[str, np.ndarray] = {"w_oihw": np.ascontiguousarray(narrowest(wc).transpose(3, 2, 0, 1)), "bias": bias}
     kinds: list[str] = []  # the fast kernels that apply to the model, in order of preference
+    fused_data: dict[str, np.ndarray] = {}  # FusedSetup.data of the "fused" or "im2col_native" kind
     if int8 and _fused_shape(g, wc, groups) is not None:
         data = FusedSetup.data(xq, _fused_matrix(g, wc, groups), rq)
         if data is not None:
             kinds.append("fused")
-            arrays.update({f"fused_{key}": v for key, v in data.items()})
+            fused_data = data
     cin_g = wc.shape[2]
     # 1x1 stride-1 convolutions are plain GEMMs: torch._int_mm has less per-call overhead than oneDNN's
     pointwise = g.kh == g.kw == 1 and (g.sh, g.sw) == (1, 1) and not (g.pt or g.pb or g.pl or g.pr) and groups == 1
@@ -583,7 +566,8 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
     im2col = int8 and groups == 1 and _fused_shape(g, wc, groups) is None
     if im2col and (data := FusedSetup.data(xq, wc, rq)) is not None:
         kinds.append("im2col_native")
-        arrays.update({f"fused_{key}": v for key, v in data.items()})
+        fused_data = data
+    arrays.update({f"fused_{key}": v for key, v in fused_data.items()})
     parts = _int8_parts(xq, wc, rq, groups) if int8 and not pointwise else None
     if parts is not None:
         kinds.append("int8_conv")
@@ -605,9 +589,10 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
         drop_derivable_plane(split_data, attrs["wcoefs"], arrays["w_oihw"])
         arrays.update(split_data, core_off=ConvCore.folded_offset(split, bias, xq, g.kh * g.kw * cin_g))
     # this machine's choice: the first whose library is here (the binder falls back along ``kinds``)
-    here = {"fused": lambda: FusedSetup.of(ctx.device, xq, _fused_matrix(g, wc, groups), rq, bias) is not None,
+    # (the fused kinds' data was made above: here only the machine is asked)
+    here = {"fused": lambda: FusedSetup.bind(ctx.device, rq, bias, fused_data) is not None,
             "int8_conv": lambda: _onednn_qconv_ok(ctx.device),
-            "im2col_native": lambda: FusedSetup.of(ctx.device, xq, wc, rq, bias) is not None,
+            "im2col_native": lambda: FusedSetup.bind(ctx.device, rq, bias, fused_data) is not None,
             "float_conv": lambda: dw_shape or (_mkldnn_ok(ctx.device) and (tiny or not fast_int8(ctx.device))),
             "core": lambda: True}
     attrs["kind"] = next(k for k in kinds if here[k]())

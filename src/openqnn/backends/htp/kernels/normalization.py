@@ -177,15 +177,13 @@ def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
     table = np.round(np.exp(-c * ks) * 2.0**_EXP_BITS).astype(np.int64)
     attrs: dict[str, Any] = {"axis": axis, "use_max": beta >= 0, "oo": int(qo.offset[0])}
     if node.op_type == "Softmax":  # QNN's exponentials where established (spec/qnn_softmax.py), same Q30 table
-        qnn = softmax_table_for(ctx.arch.name, ctx.arithmetic, shape[axis] if shape else 1, float(qi.scale[0]),
-                                float(qo.scale[0]), -int(qo.offset[0]), qi.bitwidth, qo.bitwidth, beta,
-                                axis == len(shape) - 1)
-        table = table if qnn is None else qnn
-        pair = pair_table_for(ctx.arch.name, ctx.arithmetic, shape[axis] if shape else 1, float(qi.scale[0]),
-                              float(qo.scale[0]), -int(qo.offset[0]), qi.bitwidth, qo.bitwidth, beta,
-                              axis == len(shape) - 1)
+        case = (ctx.arch.name, ctx.arithmetic, shape[axis] if shape else 1, float(qi.scale[0]), float(qo.scale[0]),
+                -int(qo.offset[0]), qi.bitwidth, qo.bitwidth, beta, axis == len(shape) - 1)
+        pair = pair_table_for(*case)
         if pair is not None:  # QNN's rows of two: a sigmoid table of the difference (spec/qnn_softmax.py)
             return _plan_step(node, ctx, "htp.softmax_pair", {"oo": int(qo.offset[0])}, {"pair": pair})
+        qnn = softmax_table_for(*case)
+        table = table if qnn is None else qnn
 
     if node.op_type == "LogSoftmax":
         so = float(qo.scale[0])
