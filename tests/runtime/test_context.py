@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 import openqnn
 from helpers import make_model
 from openqnn.backends.htp import kernels as htp_kernels
+from openqnn.backends.htp import native
 from openqnn.backends.htp.kernels import conv, gemm, requant
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, background_binding, deferred
 from openqnn.backends.htp.spec.qnn_matmul import QnnMatMulSpec
@@ -97,6 +98,7 @@ def test_opening_a_context_prepares_nothing(saved: Path, monkeypatch: pytest.Mon
     # QNN's requantization constants (the default arithmetic) are read from the plan, not derived again
     monkeypatch.setattr(QnnRequantSpec, "of", refuse)
     monkeypatch.setattr(QnnMatMulSpec, "of", refuse)
+    monkeypatch.setattr(native, "qnn_int_form", refuse)  # the int32 form's proof
     sess = openqnn.Session(saved)
     assert sess.run(_feeds(1)[0])["prob"].shape == (1, 10)
 

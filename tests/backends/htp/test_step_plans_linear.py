@@ -13,6 +13,7 @@ import test_conv_linear
 import torch
 from test_conv_linear import BUILDERS, V73, Case, _conv_attrs, _variant, transpose_conv_case
 
+from openqnn.backends.htp import native
 from openqnn.backends.htp.kernels import conv, gemm, linear, requant
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, bind_step, storage_dtype
 from openqnn.backends.plan import StepPlan
@@ -29,7 +30,7 @@ _ANALYSIS = [(requant, "quantize_multiplier"), (requant, "requant_for"), (gemm, 
              (requant.Requant, "reference"), (requant._Affine, "center"), (requant, "_form_eps"),
              (requant, "_estimate_error"),
              # QNN's requantization: its constants come from the plan
-             (requant.QnnRequantSpec, "of")]
+             (requant.QnnRequantSpec, "of"), (native, "qnn_int_form")]
 
 
 def _boom(*args: Any, **kwargs: Any) -> Any:

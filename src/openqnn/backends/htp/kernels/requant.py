@@ -682,7 +682,7 @@ class QnnRequant(Requant):
         """The multipliers, and the spec's integer constants as decided here (``consts``: an int64 [5, channels]
         array), so that binding a plan reads them instead of deriving them again."""
         return {"arith": "qnn", "arch": self.spec.arch, "real": self.real, "zo": self.zo, "bits": self.bits,
-                "wide": bool(self.wide), "consts": self.spec.consts()}
+                "wide": bool(self.wide), "consts": self.spec.consts(), "forms": self.forms}
 
     @staticmethod
     def from_attrs(attrs: Mapping[str, Any], device: torch.device) -> QnnRequant:
@@ -691,14 +691,18 @@ class QnnRequant(Requant):
         consts = attrs.get("consts")
         spec = (QnnRequantSpec.from_consts(arch, np.asarray(consts, dtype=np.int64), zo, bits) if consts is not None
                 else QnnRequantSpec.of(arch, real, zo, bits))  # (a plan written before the constants were kept)
-        return QnnRequant(real, spec, bool(attrs["wide"]), device)
+        rq = QnnRequant(real, spec, bool(attrs["wide"]), device)
+        forms = attrs.get("forms")
+        if isinstance(forms, dict):  # shared with the plan, as Requant's: prepare records its proofs there
+            rq.forms = forms
+        return rq
 
     def reference(self, acc: np.ndarray) -> np.ndarray:
         return self.spec.apply_np(acc)
 
     def fast(self, off: np.ndarray, terms: Sequence[Term], first_dtype: torch.dtype = torch.int32
              ) -> Callable[..., torch.Tensor]:
-        acc_spec = _Accumulator.of(off, terms, self.channels, keyed=False)
+        acc_spec = _Accumulator.of(off, terms, self.channels, keyed=len(terms) == 1)
         device, spec = self.device, self.spec
         self.native, self.native_form, self.mode = False, None, "qnn"
         made: list[tuple[TensorConsts, torch.Tensor, list[int | torch.Tensor]]] = []
@@ -737,6 +741,12 @@ class QnnRequant(Requant):
         lib = native.library() if self.device.type == "cpu" else None
         if lib is None or in_dtype not in (torch.int32, torch.float32, torch.float64):
             return None
+        # the int32 form (requant.c's rqi_*) where native.qnn_int_form proves it, which prepare does once and
+        # records in :attr:`forms` (the plan): binding reads the proven constants
+        int_form = in_dtype in (torch.int32, torch.float32) and self.out_dtype == torch.uint8
+        stored = self.forms.get(acc.key) if int_form else None
+        if stored is not None and stored["int"] is not None:
+            return NativeRequant.qnn_int(lib, in_dtype, self.qmax, np.asarray(stored["int"], dtype=np.int32))
         spec = self.spec
         base = acc.offs + spec.pre
         coef = acc.coefs[0]
@@ -751,6 +761,12 @@ class QnnRequant(Requant):
         exps[2], exps[3] = -spec.k, spec.shift - spec.k
         cst, mul, k0, sc = np.ldexp(ints.astype(np.float64), exps)
         madd = np.full(self.channels, spec.post, dtype=np.int32)
+        ints = None
+        if int_form and stored is None:
+            ints = native.qnn_int_form(cst, mul, k0, sc, madd, self.qmax)
+            self.forms[acc.key] = {"int": ints}
+        if ints is not None:
+            return NativeRequant.qnn_int(lib, in_dtype, self.qmax, ints)
         return NativeRequant(lib, in_dtype, self.out_dtype, self.qmax, cst, mul, madd, False,
                              (k0, sc, np.zeros(self.channels)), None, qnn=True)
 

@@ -43,7 +43,7 @@ import torch
 log = logging.getLogger("openqnn.htp")
 
 __all__ = ["Im2col", "Int8Depthwise", "Int8Gemm", "MaxPool2d", "NativeRequant", "int8_available", "int8_isa", "library", "lookup", "lookup_ok", "lookup_or",
-           "nchw3_to_nhwc", "quantize", "sum_mid", "sync_threads"]
+           "nchw3_to_nhwc", "qnn_int_form", "quantize", "sum_mid", "sync_threads"]
 
 _SOURCES = [Path(__file__).with_name("requant.c"), Path(__file__).with_name("int8.c"), Path(__file__).with_name("pool.c")]
 _HEADERS = [Path(__file__).with_name("rqsimd.h")]  # part of the cache key, included by the sources
@@ -227,27 +227,26 @@ class NativeRequant:
     def __init__(self, lib: ctypes.CDLL, in_dtype: torch.dtype, out_dtype: torch.dtype, qmax: int,
                  cst: Const, mul: Const, madd: Const, folded: bool, dyn: tuple[Const, Const, Const] | None,
                  window: tuple[Const, Const, Const] | None, xthr: Const | None = None, eps: float | None = None,
-                 qnn: bool = False):
+                 qnn: bool = False, ints: np.ndarray | None = None):
         """``xthr``: where given (int32 per channel), int32 (or float32 holding integers below 2^24)
         -> uint8 runs a hand-vectorized kernel (AVX-512) whose sign correction compares the input
         with it: ``rqf_*`` where ``eps`` bounds the error of its float32 estimate (requant.c), else
         ``rqv_*`` (float64). ``qnn``: QNN's HTP requantization (``rqq_*``: ``floor(k0 + floor(cst + x *
-        mul) * sc) + madd``, with ``dyn`` = (k0, sc, unused)). The constants are per-channel CPU tensors or
+        mul) * sc) + madd``, with ``dyn`` = (k0, sc, unused)); ``ints``: its int32 form (:func:`qnn_int_form`'s
+        rows, which replace the other constants; :meth:`qnn_int`). The constants are per-channel CPU tensors or
         numpy arrays (float64, or int32 for ``madd``, ``xthr`` and the window)."""
         vector = (in_dtype in (torch.int32, torch.float32) and out_dtype == torch.uint8 and qmax == 255
                   and (dyn is None or xthr is not None) and bool(lib.openqnn_rqv_available())) and not qnn
         kind = ("f" if eps is not None else "v") if vector else ""
         name = f"rq{kind}_{_IN[in_dtype]}_{_OUT[out_dtype]}_{'d' if dyn else 'n'}_{'f' if folded else 'n'}"
-        ints = None
         if qnn:  # QNN's two-floor form (requant.c's rqq_*): its second affine step rides in dyn's (k0, sc)
             assert dyn is not None and window is None and not folded
             name = f"rqq_{_IN[in_dtype]}_{_OUT[out_dtype]}"
-            if in_dtype in (torch.int32, torch.float32) and out_dtype == torch.uint8:
-                ints = _qnn_int(cst, mul, dyn[0], dyn[1], madd, qmax)
-            if ints is not None:  # the same in int32 (requant.c's rqi_*), proven per channel
-                name = f"rqi_{_IN[in_dtype]}_u8"
-                cst, mul, madd = ints[0], ints[0], ints[4]
-                dyn, window = (ints[2], ints[5], ints[6]), (ints[3], ints[0], ints[1])  # (base, c, d), (s, lo, hi)
+        if ints is not None:  # the same in int32 (requant.c's rqi_*), proven per channel (qnn_int_form)
+            assert in_dtype in (torch.int32, torch.float32) and out_dtype == torch.uint8
+            name = f"rqi_{_IN[in_dtype]}_u8"
+            cst, mul, madd = ints[0], ints[0], ints[4]
+            dyn, window = (ints[2], ints[5], ints[6]), (ints[3], ints[0], ints[1])  # (base, c, d), (s, lo, hi)
         if window is not None and ints is None:
             assert in_dtype in (torch.int32, torch.float32)
             name += "_w"
@@ -305,6 +304,12 @@ class NativeRequant:
         self.consts = (ptr(cst_t), ptr(mul_t), ptr(k0), ptr(sc), ptr(nd), ptr(madd_t), ptr(shift), ptr(lo), ptr(hi),
                        qarg)
 
+    @staticmethod
+    def qnn_int(lib: ctypes.CDLL, in_dtype: torch.dtype, qmax: int, ints: np.ndarray) -> NativeRequant:
+        """QNN's requantization in int32 (requant.c's ``rqi_*``) from :func:`qnn_int_form`'s proven rows."""
+        return NativeRequant(lib, in_dtype, torch.uint8, qmax, ints[0], ints[0], ints[4], False,
+                             (ints[2], ints[5], ints[6]), None, qnn=True, ints=ints)
+
     def plan(self) -> RqPlan:
         """This requantization as int8.c's ``rq_plan`` (the fused kernels call its epilogue)."""
         cst, mul, k0, sc, nd, madd, shift, lo, hi, qmax = self.consts
@@ -350,9 +355,9 @@ def _pow2_exponent(v: np.ndarray) -> np.ndarray:
     return np.where(n == 0, 0, np.maximum(53 - tz - e, 0))
 
 
-def _qnn_int(cst: Const, mul: Const, k0: Const, sc: Const, madd: Const, qmax: int) -> list[np.ndarray] | None:
+def qnn_int_form(cst: Const, mul: Const, k0: Const, sc: Const, madd: Const, qmax: int) -> np.ndarray | None:
     """requant.c's ``rqi_*`` constants for ``rqq_*``'s (``clamp(floor(k0 + floor(cst + x * mul) * sc) + madd,
-    0, qmax)``), as int32 rows (lo, hi, base, s, m, c, d), or None where the int32 form is not proven to give
+    0, qmax)``), as the int32 rows (lo, hi, base, s, m, c, d) of one array, or None where the int32 form is not proven to give
     the same bits for every int32 ``x``: ``mul = 2^-s`` and ``cst = base * 2^-s`` (a coefficient of 1),
     ``sc = m * 2^-d``, ``k0 + madd = c * 2^-d``, all integers; and with ``x`` clamped to the window [lo, hi]
     beyond which the output is 0 or qmax (the form is monotone in x), every intermediate within int32."""
@@ -389,7 +394,7 @@ def _qnn_int(cst: Const, mul: Const, k0: Const, sc: Const, madd: Const, qmax: in
     if every.min() < _I32_MIN or every.max() > _I32_MAX:
         return None
     wrapped = ((base + (1 << 31)) % (1 << 32) - (1 << 31))  # base modulo 2^32 (the sums wrap back into range)
-    return [r.astype(np.int32) for r in (x_lo, x_hi, wrapped, s, m, c, d)]
+    return np.stack([x_lo, x_hi, wrapped, s, m, c, d]).astype(np.int32)
 
 
 def _typed(lib: ctypes.CDLL, name: str) -> Any:

@@ -117,8 +117,8 @@ DEFINE_QNN(rqq_i32_i32, int32_t, int32_t)
 DEFINE_QNN(rqq_f32_i32, float, int32_t)
 DEFINE_QNN(rqq_f64_i32, double, int32_t)
 
-/* QNN's requantization in int32 (rqi_*), the same bits as rqq_* where NativeRequant proves it per channel
- * (native/__init__.py's _qnn_int: an accumulator coefficient of 1, every intermediate within int32):
+/* QNN's requantization in int32 (rqi_*), the same bits as rqq_* where prepare proves it per channel
+ * (native/__init__.py's qnn_int_form: an accumulator coefficient of 1, every intermediate within int32):
  *
  *   a   = clamp(x, lo, hi) + base        (int32; base stored modulo 2^32, the true sum fits int32)
  *   y1  = a >> s                          (= floor(cst + x * mul): cst = base * 2^-s, mul = 2^-s)
