@@ -761,12 +761,12 @@ class QnnRequant(Requant):
         exps[2], exps[3] = -spec.k, spec.shift - spec.k
         cst, mul, k0, sc = np.ldexp(ints.astype(np.float64), exps)
         madd = np.full(self.channels, spec.post, dtype=np.int32)
-        ints = None
+        proven = None
         if int_form and stored is None:
-            ints = native.qnn_int_form(cst, mul, k0, sc, madd, self.qmax)
-            self.forms[acc.key] = {"int": ints}
-        if ints is not None:
-            return NativeRequant.qnn_int(lib, in_dtype, self.qmax, ints)
+            proven = native.qnn_int_form(cst, mul, k0, sc, madd, self.qmax)
+            self.forms[acc.key] = {"int": proven}
+        if proven is not None:
+            return NativeRequant.qnn_int(lib, in_dtype, self.qmax, proven)
         return NativeRequant(lib, in_dtype, self.out_dtype, self.qmax, cst, mul, madd, False,
                              (k0, sc, np.zeros(self.channels)), None, qnn=True)
 
