@@ -493,17 +493,26 @@ class _Accumulator:
     @staticmethod
     def of(off: np.ndarray | int, terms: Sequence[Term], channels: int, keyed: bool = True) -> _Accumulator:
         """``keyed=False``: no key (a requantization that records no forms does not look one up)."""
-        ch = (channels,)
-        offs = np.ascontiguousarray(np.broadcast_to(np.asarray(off, dtype=np.int64).reshape(-1), ch))
-        coefs = [np.ascontiguousarray(np.broadcast_to(np.asarray(c, dtype=np.int64), ch)) for c, _ in terms]
+        offs = _per_channel(np.asarray(off, dtype=np.int64).reshape(-1), channels)
+        coefs = [_per_channel(np.asarray(c, dtype=np.int64), channels) for c, _ in terms]
         if not keyed:
             return _Accumulator("", offs, coefs)
         h = hashlib.blake2b(f"{channels}/{len(terms)}".encode("ascii"), digest_size=12)
         h.update(offs.data)
         for c, (_, b) in zip(coefs, terms):
             h.update(c.data)
-            h.update(np.ascontiguousarray(np.broadcast_to(np.ceil(np.asarray(b, dtype=np.float64)), ch)).data)
+            h.update(_per_channel(np.ceil(np.asarray(b, dtype=np.float64)), channels).data)
         return _Accumulator(h.hexdigest(), offs, coefs)
+
+
+def _per_channel(a: np.ndarray, channels: int) -> np.ndarray:
+    """``a`` (one value, or one per channel) as a contiguous array of ``channels`` values (np.broadcast_to's
+    checks cost more than the rest of a bind step's requantization setup)."""
+    if a.shape == (channels,):
+        return np.ascontiguousarray(a)
+    if a.size == 1:
+        return np.full(channels, a.reshape(()), dtype=a.dtype)
+    return np.ascontiguousarray(np.broadcast_to(a, (channels,)))
 
 
 @dataclass(frozen=True)

@@ -227,14 +227,13 @@ class NativeRequant:
     def __init__(self, lib: ctypes.CDLL, in_dtype: torch.dtype, out_dtype: torch.dtype, qmax: int,
                  cst: Const, mul: Const, madd: Const, folded: bool, dyn: tuple[Const, Const, Const] | None,
                  window: tuple[Const, Const, Const] | None, xthr: Const | None = None, eps: float | None = None,
-                 qnn: bool = False, ints: np.ndarray | None = None):
+                 qnn: bool = False):
         """``xthr``: where given (int32 per channel), int32 (or float32 holding integers below 2^24)
         -> uint8 runs a hand-vectorized kernel (AVX-512) whose sign correction compares the input
         with it: ``rqf_*`` where ``eps`` bounds the error of its float32 estimate (requant.c), else
         ``rqv_*`` (float64). ``qnn``: QNN's HTP requantization (``rqq_*``: ``floor(k0 + floor(cst + x *
-        mul) * sc) + madd``, with ``dyn`` = (k0, sc, unused)); ``ints``: its int32 form (:func:`qnn_int_form`'s
-        rows, which replace the other constants; :meth:`qnn_int`). The constants are per-channel CPU tensors or
-        numpy arrays (float64, or int32 for ``madd``, ``xthr`` and the window)."""
+        mul) * sc) + madd``, with ``dyn`` = (k0, sc, unused); its int32 form: :meth:`qnn_int`). The constants are
+        per-channel CPU tensors or numpy arrays (float64, or int32 for ``madd``, ``xthr`` and the window)."""
         vector = (in_dtype in (torch.int32, torch.float32) and out_dtype == torch.uint8 and qmax == 255
                   and (dyn is None or xthr is not None) and bool(lib.openqnn_rqv_available())) and not qnn
         kind = ("f" if eps is not None else "v") if vector else ""
@@ -242,12 +241,7 @@ class NativeRequant:
         if qnn:  # QNN's two-floor form (requant.c's rqq_*): its second affine step rides in dyn's (k0, sc)
             assert dyn is not None and window is None and not folded
             name = f"rqq_{_IN[in_dtype]}_{_OUT[out_dtype]}"
-        if ints is not None:  # the same in int32 (requant.c's rqi_*), proven per channel (qnn_int_form)
-            assert in_dtype in (torch.int32, torch.float32) and out_dtype == torch.uint8
-            name = f"rqi_{_IN[in_dtype]}_u8"
-            cst, mul, madd = ints[0], ints[0], ints[4]
-            dyn, window = (ints[2], ints[5], ints[6]), (ints[3], ints[0], ints[1])  # (base, c, d), (s, lo, hi)
-        if window is not None and ints is None:
+        if window is not None:
             assert in_dtype in (torch.int32, torch.float32)
             name += "_w"
         if vector and dyn is not None:
@@ -257,14 +251,10 @@ class NativeRequant:
         self.fn, self.in_dtype, self.out_dtype = fn, in_dtype, out_dtype
         # the float32 estimate without a window: the GEMM may requantize in registers (int8.c)
         self.mode = (1 | (2 if dyn is not None else 0) | (4 if folded else 0)) if kind == "f" and window is None else 0
-        if ints is not None and in_dtype == torch.int32 and qmax == 255:
-            self.mode = 8  # the int32 form: int8.c's kernels requantize their accumulators in registers
         ch = cst.numel() if isinstance(cst, torch.Tensor) else cst.size
         # the kernel vectorizes along a row: consecutive rows of few channels are taken k at a time
         # as one row of k * ch (a multiple of 64 elements) with the constants repeated k times
-        k = 64 // math.gcd(ch, 64) if ch else 1
-        while k * ch < 256 and ch:
-            k *= 2
+        k = _tiling(ch)
         self.channels, self.k = ch, k
         srcs = [t.numpy() if isinstance(t, torch.Tensor) else t
                 for t in (cst, mul, madd, *(dyn or ()), *(window or ()))]
@@ -304,11 +294,26 @@ class NativeRequant:
         self.consts = (ptr(cst_t), ptr(mul_t), ptr(k0), ptr(sc), ptr(nd), ptr(madd_t), ptr(shift), ptr(lo), ptr(hi),
                        qarg)
 
-    @staticmethod
-    def qnn_int(lib: ctypes.CDLL, in_dtype: torch.dtype, qmax: int, ints: np.ndarray) -> NativeRequant:
-        """QNN's requantization in int32 (requant.c's ``rqi_*``) from :func:`qnn_int_form`'s proven rows."""
-        return NativeRequant(lib, in_dtype, torch.uint8, qmax, ints[0], ints[0], ints[4], False,
-                             (ints[2], ints[5], ints[6]), None, qnn=True, ints=ints)
+    @classmethod
+    def qnn_int(cls, lib: ctypes.CDLL, in_dtype: torch.dtype, qmax: int, ints: np.ndarray) -> NativeRequant:
+        """QNN's requantization in int32 (requant.c's ``rqi_*``) from :func:`qnn_int_form`'s proven rows: the
+        constructor's ``ints`` case, with the rows tiled into one block in one numpy assignment (this runs for
+        every requantizing step when a context is opened)."""
+        if in_dtype not in (torch.int32, torch.float32):
+            raise ValueError(f"the int32 QNN requantization takes int32 or float32 input, not {in_dtype}")
+        self = cls.__new__(cls)
+        ch = ints.shape[1]
+        k = _tiling(ch)
+        block = torch.empty((7, k * ch), dtype=torch.int32)  # rows: lo, hi, base, s, m, c, d (k times each)
+        block.numpy().reshape(7, k, ch)[:] = ints[:, None, :]
+        at, row = block.data_ptr(), 4 * k * ch
+        lo, hi, base, s, m, c, d = (at + i * row for i in range(7))
+        self.fn, self.in_dtype, self.out_dtype = _typed(lib, f"rqi_{_IN[in_dtype]}_u8"), in_dtype, torch.uint8
+        self.mode = 8 if in_dtype == torch.int32 and qmax == 255 else 0  # 8: int8.c's kernels requantize in registers
+        self.channels, self.k, self.keep = ch, k, [block]
+        # in the slots of rq_plan (cst, mul, k0, sc, nd, madd, shift, lo, hi) where requant.c's rqi_* reads them
+        self.consts = (lo, lo, base, c, d, m, s, lo, hi, float(qmax))
+        return self
 
     def plan(self) -> RqPlan:
         """This requantization as int8.c's ``rq_plan`` (the fused kernels call its epilogue)."""
@@ -344,6 +349,15 @@ class NativeRequant:
 
 
 _I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def _tiling(ch: int) -> int:
+    """How many rows of ``ch`` channels the requantization takes as one row (a multiple of 64 elements, 256
+    or more): the constants are repeated that many times."""
+    k = 64 // math.gcd(ch, 64) if ch else 1
+    while k * ch < 256 and ch:
+        k *= 2
+    return k
 
 
 def _pow2_exponent(v: np.ndarray) -> np.ndarray:
@@ -607,8 +621,8 @@ class Int8Gemm:
         self.rq, self.plan = rq, rq.plan()
         self.out_dtype = rq.out_dtype
         self.fn = lib.gemm_u8s8
-        self.fn.argtypes = [_P, _L, _L, _L, _P, _L, _P, ctypes.POINTER(RqPlan), _P]
-        self.fn.restype = ctypes.c_int
+        if self.fn.argtypes is None:  # (once: ctypes keeps one function object per name)
+            self.fn.argtypes, self.fn.restype = [_P, _L, _L, _L, _P, _L, _P, ctypes.POINTER(RqPlan), _P], ctypes.c_int
         self.args = (self.packed.data_ptr(), self.n, self.init.data_ptr(), ctypes.byref(self.plan))
 
     def run(self, a: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -641,8 +655,8 @@ class Int8Depthwise:
         self.out_shape = (self.geo.n, self.geo.oh, self.geo.ow, c)
         self.out_dtype = rq.out_dtype
         self.fn = lib.dwconv_u8s8
-        self.fn.argtypes = [_P, ctypes.POINTER(_Geo), _P, _P, ctypes.POINTER(RqPlan), _P]
-        self.fn.restype = ctypes.c_int
+        if self.fn.argtypes is None:  # (once: ctypes keeps one function object per name)
+            self.fn.argtypes, self.fn.restype = [_P, ctypes.POINTER(_Geo), _P, _P, ctypes.POINTER(RqPlan), _P], ctypes.c_int
         self.args = (ctypes.byref(self.geo), self.packed.data_ptr(), self.init.data_ptr(), ctypes.byref(self.plan))
 
     def run(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
