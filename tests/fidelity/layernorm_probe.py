@@ -82,9 +82,13 @@ def exact_codes(q: np.ndarray, sx: float, gq: np.ndarray, sg: float, bq: np.ndar
 
 
 def spec_codes(q: np.ndarray, sx: float, gq: np.ndarray, sg: float, bq: np.ndarray, sb: float, so: float,
-               zo: int, bits: int = 8, eps: float = 1e-5) -> np.ndarray:
+               zo: int, bits: int = 8, eps: float = 1e-5, route: bool = True) -> np.ndarray:
     """The spec (float64): ``round(gq (q - mean') floor(2^16 s_g / (s_out sigma)) / 2^16 + round(beta / s_out))``
-    with ``mean'`` = ``S1 * float32(1/N)`` floored to 1/64 of a code."""
+    with ``mean'`` = ``S1 * float32(1/N)`` floored to 1/64 of a code; with ``route``, the large-tensor route
+    (rule 3) on the last ``route_columns(R, N)`` columns: a clamped code that is a nonzero multiple of 4
+    from the zero point gains one."""
+    from openqnn.backends.htp.spec.qnn_layernorm import route_columns
+
     so64, sx64 = float(np.float32(so)), float(np.float32(sx))
     x = q.astype(np.float64)
     sigma = np.sqrt(x.var(axis=-1, keepdims=True) + eps / (sx64 * sx64))
@@ -92,6 +96,11 @@ def spec_codes(q: np.ndarray, sx: float, gq: np.ndarray, sg: float, bq: np.ndarr
     r = np.floor(2.0**16 * float(np.float32(sg)) / (so64 * sigma))
     b = np.floor(float(np.float32(sb)) * bq.astype(np.float64) / so64 + 0.5)
     y = np.floor(gq * d * r / 2.0**16 + b + 0.5) + zo
+    n = x.shape[-1]
+    w = route_columns(x.size // n, n) if route and bits == 8 else 0
+    if w:
+        z = np.clip(y, 0, (1 << bits) - 1) - zo
+        y = zo + z + ((np.arange(n) >= n - w) & (z % 4 == 0) & (z != 0))
     return np.clip(y, 0, (1 << bits) - 1).astype(np.int64)
 
 

@@ -47,3 +47,29 @@ def test_layernorm_probe_rows_follow_the_spec(n: int, rows: int) -> None:
         ours, ex = spec_codes(q, 0.05, gq, 1 / 200, bq, 1e-3, so, 128), exact_codes(q, 0.05, gq, 1 / 200, bq, 1e-3, so, 128)
         print(f"n={n} s_out={so:.4f}: spec {np.mean(ours == sim):.3%}, exact rounding {np.mean(ex == sim):.3%}")
         assert np.mean(ours == sim) >= 0.995 > 0.99 > np.mean(ex == sim)  # the rest: within 0.05 of a .5
+
+
+@pytest.mark.parametrize("rows,n,zo,so", [(16, 768, 128, 0.013), (16, 768, 101, 1 / 255), (32, 256, 30, 0.013),
+                                          (30, 768, 4, 0.013), (10, 768, 128, 0.013), (8, 1024, 252, 0.01)])
+def test_layernorm_large_tensor_route(rows: int, n: int, zo: int, so: float) -> None:
+    """Rule 3: on the last route_columns(R, N) columns no code is a nonzero multiple of 4 from the zero point."""
+    from openqnn.backends.htp.spec.qnn_layernorm import route_columns
+    from tests.fidelity.layernorm_probe import run_codes, spec_codes
+
+    rng = np.random.default_rng(rows * n + zo)
+    q = np.clip(np.rint(128 + rng.uniform(10, 60, (rows, 1)) * rng.standard_normal((rows, n))), 0, 255)[None]
+    gq, bq = rng.integers(100, 256, n), rng.integers(-300, 300, n)
+    sim = run_codes("73", q.astype(np.int64), 0.05, 128, gq, 1 / 200, bq, 1e-3, so, zo)
+    ours = spec_codes(q, 0.05, gq, 1 / 200, bq, 1e-3, so, zo)
+    rule = spec_codes(q, 0.05, gq, 1 / 200, bq, 1e-3, so, zo, route=False)
+    w = route_columns(rows, n)
+    print(f"{rows}x{n} zo={zo}: route on the last {w} columns, spec {np.mean(ours == sim):.3%}, without the route "
+          f"{np.mean(rule == sim):.3%}")
+    assert 0 < w and np.mean(ours == sim) >= 0.997 and np.mean(rule[..., n - w:] == sim[..., n - w:]) < 0.97
+    assert not np.any(((sim[..., n - w:] - zo) % 4 == 0) & (sim[..., n - w:] != zo) & (sim[..., n - w:] < 255))
+
+
+def test_layernorm_bert_shape_is_identical() -> None:
+    qnn = run_case(CASES["layernorm/1x16x768/a8_pt"], "73")
+    assert qnn.identical is not None, qnn.error or qnn.refusal
+    assert qnn.identical == 1.0
