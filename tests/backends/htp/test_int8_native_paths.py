@@ -1,5 +1,5 @@
-"""native/int8.c's kernels on whatever instruction set this build has (AVX-512 VNNI, or AVX2 with
-``OPENQNN_MAX_ISA=avx2`` / on a CPU without VNNI) against numpy's int64 sums, on shapes around their
+"""native/int8.c's kernels on whatever instruction set this build has (AVX-512 VNNI; AVX2 with 256-bit VNNI,
+``OPENQNN_MAX_ISA=avxvnni``; AVX2 with ``OPENQNN_MAX_ISA=avx2`` / on a CPU without VNNI) against numpy's int64 sums, on shapes around their
 blocks and tiles and on extreme codes; and whole models bit-identical across the ISA caps."""
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def test_avx2_gemm_pack_layout(int8_lib, k: int, n: int) -> None:
     """The AVX2 build's packing (int8.c): int16 weights, columns padded to 8, panels of up to 2 blocks of 8;
     per pair of k, a block's 8 columns as (w[k], w[k + 1]) each; zeros past K and N."""
     if native.int8_isa() != "avx2":
-        pytest.skip(f"the kernels here are built for {native.int8_isa()} (test_native.py checks that packing)")
+        pytest.skip(f"the kernels here are built for {native.int8_isa()} (that packing has its own test)")
     w = np.random.default_rng(k * 7 + n).integers(-128, 128, (k, n)).astype(np.int8)
     size = int8_lib.gemm_pack_size(ctypes.c_long(k), ctypes.c_long(n))
     out = np.zeros(size, np.int8)
@@ -138,6 +138,26 @@ def test_avx2_gemm_pack_layout(int8_lib, k: int, n: int) -> None:
     want = [padded[2 * q:2 * q + 2, 8 * b:8 * b + 8].T.reshape(-1)
             for p0 in range(0, blocks, 2) for q in range(kp) for b in range(p0, min(p0 + 2, blocks))]
     np.testing.assert_array_equal(out.view(np.int16), np.concatenate(want))
+
+
+@pytest.mark.parametrize("k,n", [(1, 1), (3, 5), (4, 16), (17, 23), (130, 129)])
+def test_avx_vnni_gemm_pack_layout(int8_lib, k: int, n: int) -> None:
+    """The 256-bit VNNI build's packing (int8.c's AVX2 section with vpdpbusd: OPENQNN_MAX_ISA=avxvnni here):
+    int8 weights, columns padded to 8, panels of up to 2 blocks of 8; per group of 4 k, a block's 8 columns
+    as (w[k], .., w[k + 3]) each; zeros past K and N."""
+    if native.int8_isa() != "avx-vnni":
+        pytest.skip(f"the kernels here are built for {native.int8_isa()} (OPENQNN_MAX_ISA=avxvnni builds these)")
+    w = np.random.default_rng(k * 7 + n).integers(-128, 128, (k, n)).astype(np.int8)
+    size = int8_lib.gemm_pack_size(ctypes.c_long(k), ctypes.c_long(n))
+    out = np.zeros(size, np.int8)
+    int8_lib.gemm_pack(ctypes.c_void_p(w.ctypes.data), ctypes.c_long(k), ctypes.c_long(n),
+                       ctypes.c_void_p(out.ctypes.data))
+    kq, blocks = (k + 3) // 4, (n + 7) // 8
+    padded = np.zeros((4 * kq, 8 * blocks), np.int8)
+    padded[:k, :n] = w
+    want = [padded[4 * q:4 * q + 4, 8 * b:8 * b + 8].T.reshape(-1)
+            for p0 in range(0, blocks, 2) for q in range(kq) for b in range(p0, min(p0 + 2, blocks))]
+    np.testing.assert_array_equal(out, np.concatenate(want))
 
 
 # -- whole models across the ISA caps -----------------------------------------------------------------
@@ -206,11 +226,13 @@ def test_a_model_gives_the_same_bits_on_every_isa(tmp_path: Path) -> None:
     """7x7 (three input channels), depthwise, 1x1, padded strided 3x3 and dilated 2x3 convolutions and a fully
     connected layer: the same output bits with everything this CPU has, with AVX2 only and with no SIMD; with
     AVX2 only, the native kernels run every convolution (k x k ones as an im2col times the GEMM)."""
-    runs = {isa: _python(_RUN, isa, tmp_path / isa) for isa in ("native", "avx2", "baseline")}
-    assert runs["avx2"][2] == runs["native"][2] == runs["baseline"][2]
+    runs = {isa: _python(_RUN, isa, tmp_path / isa) for isa in ("native", "avxvnni", "avx2", "baseline")}
+    assert runs["avx2"][2] == runs["native"][2] == runs["baseline"][2] == runs["avxvnni"][2]
     assert runs["baseline"][0] == "None" and "fused" not in runs["baseline"][1]
     if X86 and runs["avx2"][0] == "avx2":
         assert runs["avx2"][1] == "conv2d:fusedx2,conv2d:im2col_nativex3,fully_connected:fusedx1"
+    if runs["avxvnni"][0] == "avx-vnni":  # (a CPU with AVX-VNNI, or AVX-512 VNNI's EVEX form of it)
+        assert runs["avxvnni"][1] == runs["avx2"][1]
 
 
 def test_a_context_prepared_with_avx2_opens_bit_identically_elsewhere(tmp_path: Path) -> None:

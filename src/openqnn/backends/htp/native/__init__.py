@@ -82,11 +82,17 @@ def _cache_dir() -> Path:
 
 # OPENQNN_MAX_ISA caps the instruction set the helpers are built for, as oneDNN's ONEDNN_MAX_CPU_ISA and
 # PyTorch's ATEN_CPU_CAPABILITY cap theirs, so a machine with AVX-512 can test the paths of one without
-# it: "avx2" (x86-64-v3: AVX2 and FMA, no AVX-512: the hand-vectorized kernels compile out and their
+# it: "avxvnni" (AVX2 with 256-bit VNNI, as Intel's client CPUs have: int8.c's AVX2 section with vpdpbusd;
+# on a CPU with AVX-512 VNNI but no AVX-VNNI, the same instruction's EVEX form, which computes the same),
+# "avx2" (x86-64-v3: AVX2 and FMA, no AVX-512: the hand-vectorized kernels compile out and their
 # portable forms run, the same bits), "baseline" (the architecture's baseline), unset or "native": all
 # this CPU has.
-_ISA_FLAGS = {"native": ["-march=native"], "avx512": ["-march=native"], "avx2": ["-march=x86-64-v3"],
-              "baseline": []}
+_ISA_FLAGS = {"native": ["-march=native"], "avx512": ["-march=native"], "avxvnni": ["-march=x86-64-v3"],
+              "avx2": ["-march=x86-64-v3"], "baseline": []}
+
+
+def _cpu_flags() -> set[str]:
+    return set(_cpu_key().partition(":")[2].split())
 
 
 def _isa_flags() -> list[str]:
@@ -94,8 +100,15 @@ def _isa_flags() -> list[str]:
     if isa not in _ISA_FLAGS:
         log.warning("OPENQNN_MAX_ISA=%s is unknown (use %s); building for this CPU", isa, ", ".join(_ISA_FLAGS))
         isa = "native"
-    if isa == "avx2" and platform.machine().lower() not in ("x86_64", "amd64"):
+    if isa in ("avx2", "avxvnni") and platform.machine().lower() not in ("x86_64", "amd64"):
         isa = "baseline"  # no AVX2 to cap at on aarch64: the baseline is the cap
+    if isa == "avxvnni":
+        have = _cpu_flags()
+        if "avx_vnni" in have:
+            return [*_ISA_FLAGS[isa], "-mavxvnni"]
+        if {"avx512_vnni", "avx512vl"} <= have:
+            return [*_ISA_FLAGS[isa], "-mavx512vl", "-mavx512vnni"]
+        log.info("OPENQNN_MAX_ISA=avxvnni: this CPU has no 256-bit VNNI; building for AVX2")
     return _ISA_FLAGS[isa]
 
 
@@ -553,12 +566,13 @@ def int8_available() -> bool:
     return _INT8
 
 
-_INT8_ISAS = {1: "avx2", 2: "avx512-vnni"}
+_INT8_ISAS = {1: "avx2", 2: "avx512-vnni", 3: "avx-vnni"}
 
 
 def int8_isa() -> str | None:
     """The instruction set int8.c's kernels are built for here: ``"avx512-vnni"`` (vpdpbusd, in-register
-    requantization), ``"avx2"`` (vpmaddwd on int16-widened operands, the epilogue pass), or None
+    requantization), ``"avx-vnni"`` (AVX2 with 256-bit vpdpbusd in the GEMM, the epilogue pass), ``"avx2"``
+    (vpmaddwd on int16-widened operands, the epilogue pass), or None
     (:func:`int8_available` is false). The bits are the same; the speed and the weights' packing differ."""
     lib = library()
     if lib is None or not int8_available():

@@ -689,47 +689,34 @@ void nchw3_to_nhwc_u8(const uint8_t* x, long n, long hw, uint8_t* out) {
 }
 
 #elif defined(__AVX2__)
-/* ---- AVX2 without VNNI: the same entry points, exact with vpmaddwd ------------------------------
- * vpmaddwd multiplies int16 pairs and adds each pair into an int32 lane: with uint8 codes and int8
+/* ---- AVX2 without AVX-512: the same entry points -----------------------------------------------------
+ * Without VNNI, exact with vpmaddwd: 
+ * it multiplies int16 pairs and adds each pair into an int32 lane: with uint8 codes and int8
  * weights widened to int16, |a0 w0 + a1 w1| <= 2 * 255 * 128 never saturates (vpmaddubsw, which sums
  * u8 x s8 pairs into int16, would). Each product pass writes int32 accumulators; the plan's epilogue
  * requantizes them (this build has no in-register requantization: NativeRequant's mode is always 0
  * here, rqsimd.h being AVX-512 only). */
 #include <immintrin.h>
 
+/* With 256-bit VNNI (AVX-VNNI: Intel's client CPUs since Alder Lake, AMD's since Zen 5), the GEMM's products are
+ * vpdpbusd's, as in the AVX-512 section but on 8 lanes: four u8 x s8 products summed into each int32 lane,
+ * exact, twice vpmaddwd's products per instruction and no widening of A. The EVEX form of the same
+ * instruction (AVX512-VNNI with AVX512-VL, no AVX512-BW: OPENQNN_MAX_ISA=avxvnni on an AVX-512 machine)
+ * computes the same, so an AVX-512 machine runs and tests this path. The depthwise kernel stays vpmaddwd's. */
+#if defined(__AVXVNNI__) || (defined(__AVX512VNNI__) && defined(__AVX512VL__))
+#define INT8_VNNI256 1
+#if defined(__AVXVNNI__)
+#define DPBUSD256(acc, a, b) _mm256_dpbusd_avx_epi32(acc, a, b)
+#else
+#define DPBUSD256(acc, a, b) _mm256_dpbusd_epi32(acc, a, b)
+#endif
+#else
+#define INT8_VNNI256 0
+#endif
+
 int openqnn_int8_available(void) { return 1; }
-int openqnn_int8_isa(void) { return 1; }
+int openqnn_int8_isa(void) { return INT8_VNNI256 ? 3 : 1; }
 
-/* ---- GEMM ---------------------------------------------------------------------------------------
- * Packed weights (gemm_pack_size: bytes): columns padded to multiples of 8, taken in panels of up to
- * TN blocks of 8; per panel, per pair of k: nb * 16 int16, block j holding columns 8j..8j+7 as
- * the pair (w[k][col], w[k + 1][col]) each (vpmaddwd's layout). K is padded to a multiple of 2.
- * Per block of rows, A is widened to int16 once (rows of K padded to even); the reduction runs in
- * chunks of KC (its panel of weights in L1), every row tile of a chunk adding to the accumulators
- * of the block (int32, in cache), which the epilogue then requantizes. */
-
-/* Tiles of TM rows x TN blocks of 8 columns: 8 accumulators, 4 broadcasts and 2 weight registers of
- * the 16 (measured on Zen 4: 3 x 4, 2 x 4, 3 x 3 and 6 x 2 were slower or no faster; GCC spills 6 x 2's) */
-#define TM 4
-#define TN 2
-#define KC 512 /* k per chunk: 16 KiB of a panel's weights */
-
-long gemm_pack_size(long K, long N) { return ((K + 1) / 2) * 2 * ((N + 7) / 8) * 8 * 2; }
-
-void gemm_pack(const int8_t* w, long K, long N, int8_t* out8) { /* w: [K, N] row-major */
-    int16_t* out = (int16_t*)(void*)out8;
-    long kp = (K + 1) / 2, nb8 = (N + 7) / 8;
-    for (long p0 = 0; p0 < nb8; p0 += TN) {
-        long nb = nb8 - p0 < TN ? nb8 - p0 : TN;
-        for (long q = 0; q < kp; ++q)
-            for (long j = 0; j < nb; ++j)
-                for (long c = 0; c < 8; ++c)
-                    for (long e = 0; e < 2; ++e) {
-                        long kk = 2 * q + e, col = (p0 + j) * 8 + c;
-                        *out++ = (int16_t)((kk < K && col < N) ? w[kk * N + col] : 0);
-                    }
-    }
-}
 
 /* Per-thread scratch, grown as needed and kept (the pool's threads live on): a block malloc'd and freed
  * per task hands its pages back to the system and faults them in again each time (a third of a GEMM's time). */
@@ -797,6 +784,164 @@ static inline __attribute__((always_inline)) void rqi8_store(const rqi8_c* k, __
         uint8_t t[16];
         _mm_storeu_si128((__m128i*)t, b);
         memcpy(o, t, (size_t)left);
+    }
+}
+
+
+#if INT8_VNNI256
+/* ---- GEMM with 256-bit VNNI --------------------------------------------------------------------
+ * Packed weights (gemm_pack_size: bytes): columns padded to multiples of 8, taken in panels of up to TN
+ * blocks of 8; per panel, per group of 4 k: nb * 32 bytes, block j holding columns 8j..8j+7 as 4
+ * consecutive k bytes each (vpdpbusd's layout). K is padded to a multiple of 4. Per block of rows, A is
+ * copied once into rows of K padded to a multiple of 4 with zeros (the tiles read 4 bytes at a time, no
+ * row end to guard); the reduction runs in chunks of KC, every row tile of a chunk adding to the block's
+ * int32 accumulators (in cache), which the epilogue then requantizes. */
+
+/* Tiles of TM rows x TN blocks of 8 columns: 12 accumulators, 2 weight registers and a broadcast (15 of
+ * the 16 registers AVX-VNNI has: vpdpbusd accumulates in place, so nothing more is live) */
+#define TM 6
+#define TN 2
+#define KC 1024 /* k per chunk: 16 KiB of a panel's weights */
+
+long gemm_pack_size(long K, long N) { return ((K + 3) / 4) * 4 * ((N + 7) / 8) * 8; }
+
+void gemm_pack(const int8_t* w, long K, long N, int8_t* out) { /* w: [K, N] row-major */
+    long kq = (K + 3) / 4, nb8 = (N + 7) / 8;
+    for (long p0 = 0; p0 < nb8; p0 += TN) {
+        long nb = nb8 - p0 < TN ? nb8 - p0 : TN;
+        for (long q = 0; q < kq; ++q)
+            for (long j = 0; j < nb; ++j)
+                for (long c = 0; c < 8; ++c)
+                    for (long e = 0; e < 4; ++e) {
+                        long kk = 4 * q + e, col = (p0 + j) * 8 + c;
+                        *out++ = (kk < K && col < N) ? w[kk * N + col] : 0;
+                    }
+    }
+}
+
+/* One tile: MRC (<= TM, at compile time) rows of A (stride lda bytes, a multiple of 4) x NB blocks of 8
+ * columns, over nq groups of 4 k from the packed panel bq; accumulators start from iv (first chunk) or c,
+ * and go to c. */
+static inline __attribute__((always_inline)) void gemm_tile(const uint8_t* a, long lda, const int MRC, long nq,
+                                                           const int8_t* bq, const int NB, int first,
+                                                           const __m256i* iv, int32_t* c, long ldc, long ncols) {
+    __m256i acc[TM][TN];
+    const uint8_t* r[TM];
+    for (int i = 0; i < MRC; ++i) {
+        r[i] = a + i * lda;
+        for (int j = 0; j < NB; ++j) acc[i][j] = first ? iv[j] : load_acc(c + i * ldc + 8 * j, ncols - 8 * j);
+    }
+    for (long q = 0; q < nq; ++q, bq += NB * 32) {
+        __m256i b0 = _mm256_loadu_si256((const __m256i*)bq);
+        __m256i b1 = NB > 1 ? _mm256_loadu_si256((const __m256i*)(bq + 32)) : b0;
+        for (int i = 0; i < MRC; ++i) {
+            int32_t v;
+            memcpy(&v, r[i] + 4 * q, 4);
+            __m256i av = _mm256_set1_epi32(v);
+            acc[i][0] = DPBUSD256(acc[i][0], av, b0);
+            if (NB > 1) acc[i][1] = DPBUSD256(acc[i][1], av, b1);
+        }
+    }
+    for (int i = 0; i < MRC; ++i)
+        for (int j = 0; j < NB; ++j) store_acc(c + i * ldc + 8 * j, ncols - 8 * j, acc[i][j]);
+}
+
+/* the tiles of one chunk of k and one panel over rows rows (TM at a time, the last with fewer) */
+static inline __attribute__((always_inline)) void gemm_rows(const uint8_t* a, long rows, long lda, long nq,
+                                                           const int8_t* bq, const int NB, int first,
+                                                           const __m256i* iv, int32_t* c, long ldc, long ncols) {
+    long i = 0;
+    for (; i + TM <= rows; i += TM) gemm_tile(a + i * lda, lda, TM, nq, bq, NB, first, iv, c + i * ldc, ldc, ncols);
+    switch (rows - i) {
+    case 5: gemm_tile(a + i * lda, lda, 5, nq, bq, NB, first, iv, c + i * ldc, ldc, ncols); break;
+    case 4: gemm_tile(a + i * lda, lda, 4, nq, bq, NB, first, iv, c + i * ldc, ldc, ncols); break;
+    case 3: gemm_tile(a + i * lda, lda, 3, nq, bq, NB, first, iv, c + i * ldc, ldc, ncols); break;
+    case 2: gemm_tile(a + i * lda, lda, 2, nq, bq, NB, first, iv, c + i * ldc, ldc, ncols); break;
+    case 1: gemm_tile(a + i * lda, lda, 1, nq, bq, NB, first, iv, c + i * ldc, ldc, ncols); break;
+    default: break;
+    }
+}
+
+#define GEMM_ROWS(NAME, NB)                                                                                     \
+    static void NAME(const uint8_t* a, long rows, long lda, long nq, const int8_t* bq, int first,               \
+                     const __m256i* iv, int32_t* c, long ldc, long ncols) {                                     \
+        gemm_rows(a, rows, lda, nq, bq, NB, first, iv, c, ldc, ncols);                                         \
+    }
+GEMM_ROWS(gemm_rows_1, 1)
+GEMM_ROWS(gemm_rows_2, 2) /* TN = 2 */
+
+typedef struct {
+    const uint8_t* A;
+    long M, K, lda, N, rb;
+    const void* bp; /* packed weights */
+    const int32_t* init; /* padded to a multiple of 8 columns */
+    const rq_plan* plan;
+    char* out;
+    volatile int failed;
+} gemm_job;
+
+/* rows [r0, r0 + rb) of one GEMM: A copied into rows padded to 4k, every chunk of k and panel, then the
+ * epilogue */
+static void gemm_block(void* arg, long t) {
+    gemm_job* j = (gemm_job*)arg;
+    long r0 = t * j->rb, rows = j->M - r0 < j->rb ? j->M - r0 : j->rb, N = j->N, K = j->K;
+    long kq = (K + 3) / 4, lda = 4 * kq, nb8 = (N + 7) / 8;
+    size_t abytes = ((size_t)(rows * lda) + 63) / 64 * 64;
+    char* mem = (char*)thread_scratch(abytes + (size_t)(rows * N) * sizeof(int32_t));
+    if (!mem) {
+        j->failed = 1;
+        return;
+    }
+    uint8_t* a4 = (uint8_t*)mem;
+    int32_t* buf = (int32_t*)(void*)(mem + abytes);
+    for (long r = 0; r < rows; ++r) {
+        memcpy(a4 + r * lda, j->A + (r0 + r) * j->lda, (size_t)K);
+        memset(a4 + r * lda + K, 0, (size_t)(lda - K));
+    }
+    for (long q0 = 0; q0 < kq; q0 += KC / 4) {
+        long nq = kq - q0 < KC / 4 ? kq - q0 : KC / 4;
+        for (long p0 = 0; p0 < nb8; p0 += TN) {
+            int nb = nb8 - p0 < TN ? (int)(nb8 - p0) : TN;
+            long col = p0 * 8, ncols = N - col;
+            const int8_t* bq = (const int8_t*)j->bp + p0 * 32 * kq + q0 * nb * 32;
+            __m256i iv[TN];
+            for (int b = 0; b < nb; ++b) iv[b] = _mm256_loadu_si256((const __m256i*)(j->init + col + 8 * b));
+            (nb == 2 ? gemm_rows_2 : gemm_rows_1)(a4 + 4 * q0, rows, lda, nq, bq, q0 == 0, iv, buf + col, N, ncols);
+        }
+    }
+    epilogue(j->plan, buf, rows, j->out + r0 * N * j->plan->out_size);
+}
+
+#else /* vpmaddwd */
+
+/* ---- GEMM ---------------------------------------------------------------------------------------
+ * Packed weights (gemm_pack_size: bytes): columns padded to multiples of 8, taken in panels of up to
+ * TN blocks of 8; per panel, per pair of k: nb * 16 int16, block j holding columns 8j..8j+7 as
+ * the pair (w[k][col], w[k + 1][col]) each (vpmaddwd's layout). K is padded to a multiple of 2.
+ * Per block of rows, A is widened to int16 once (rows of K padded to even); the reduction runs in
+ * chunks of KC (its panel of weights in L1), every row tile of a chunk adding to the accumulators
+ * of the block (int32, in cache), which the epilogue then requantizes. */
+
+/* Tiles of TM rows x TN blocks of 8 columns: 8 accumulators, 4 broadcasts and 2 weight registers of
+ * the 16 (measured on Zen 4: 3 x 4, 2 x 4, 3 x 3 and 6 x 2 were slower or no faster; GCC spills 6 x 2's) */
+#define TM 4
+#define TN 2
+#define KC 512 /* k per chunk: 16 KiB of a panel's weights */
+
+long gemm_pack_size(long K, long N) { return ((K + 1) / 2) * 2 * ((N + 7) / 8) * 8 * 2; }
+
+void gemm_pack(const int8_t* w, long K, long N, int8_t* out8) { /* w: [K, N] row-major */
+    int16_t* out = (int16_t*)(void*)out8;
+    long kp = (K + 1) / 2, nb8 = (N + 7) / 8;
+    for (long p0 = 0; p0 < nb8; p0 += TN) {
+        long nb = nb8 - p0 < TN ? nb8 - p0 : TN;
+        for (long q = 0; q < kp; ++q)
+            for (long j = 0; j < nb; ++j)
+                for (long c = 0; c < 8; ++c)
+                    for (long e = 0; e < 2; ++e) {
+                        long kk = 2 * q + e, col = (p0 + j) * 8 + c;
+                        *out++ = (int16_t)((kk < K && col < N) ? w[kk * N + col] : 0);
+                    }
     }
 }
 
@@ -899,6 +1044,8 @@ static void gemm_block(void* arg, long t) {
 /* out[M, N] = requant(init + A[M, K] (uint8, row stride lda) @ W[K, N] (int8, packed)), the plan's
  * epilogue on blocks of rows in cache. The blocks of rows are independent tasks (pool.c): the same
  * bits on any number of threads. */
+#endif /* INT8_VNNI256 */
+
 int gemm_u8s8(const uint8_t* A, long M, long K, long lda, const int8_t* bp, long N, const int32_t* init,
               const rq_plan* plan, char* out) {
     /* rows per block: whole epilogue blocks, at least 48 rows (each block streams all the weights) */
@@ -907,7 +1054,7 @@ int gemm_u8s8(const uint8_t* A, long M, long K, long lda, const int8_t* bp, long
     int32_t* iv = (int32_t*)calloc((size_t)np8, sizeof(int32_t));
     if (!iv) return -1;
     memcpy(iv, init, (size_t)N * sizeof(int32_t));
-    gemm_job j = {A, M, K, lda, N, rb, (const int16_t*)(const void*)bp, iv, plan, out, 0};
+    gemm_job j = {A, M, K, lda, N, rb, (const void*)bp, iv, plan, out, 0};
     long blocks = (M + rb - 1) / rb;
     if (blocks > 1 && (double)M * (double)K * (double)N >= openqnn_parallel_macs)
         openqnn_parallel(gemm_block, &j, blocks);
