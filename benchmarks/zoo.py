@@ -282,6 +282,12 @@ class SimpleModel(nn.Module):
 # Registry and export
 
 
+def bert_base() -> BertEncoder:
+    """The encoder at BERT-base's dimensions: hidden 768, 12 layers of 12 heads, FFN 3072, a 30522-token
+    vocabulary (110M parameters; for the context benchmark, where a model's size decides what loading saves)."""
+    return BertEncoder(vocab=30522, hidden=768, layers=12, heads=12, max_len=512)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
@@ -304,6 +310,8 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("resnet18", resnet18, ("input",), ("logits",)),
         ModelSpec("resnet50", resnet50, ("input",), ("logits",)),
         ModelSpec("bert", BertEncoder, ("input_ids", "attention_mask"), ("hidden", "pooled"), image_size=64,
+                  text=True),
+        ModelSpec("bert_base", bert_base, ("input_ids", "attention_mask"), ("hidden", "pooled"), image_size=64,
                   text=True),
         ModelSpec("simple", SimpleModel, ("input",), ("output",), opset=11, image_size=32),
     )
