@@ -8,14 +8,13 @@ so every one of its code thresholds is seen. With the spec's requantization (src
 qnn_requant.py) the simulator's codes are then ``spec(acc + d)`` for one integer ``d`` per channel, which the
 probe reports ("." 0, "-" -1, "+" +1, "?" none in -4..4).
 
-Findings on onnxruntime-qnn 2.7.0 (QNN 2.51), v73, ``M = 0.00284`` (ResNet-18's first convolution): ``d`` is 0
-or one step toward zero (``-sign(b)``), in about a third of the channels; it depends on the channel's bias, on
-its exact multiplier (a change of ``M`` by 1e-5 relative, with the same 12-bit multiplier, changes it) and on the
-largest ``|bias|`` of the whole tensor (the same biases beside larger ones give other offsets), not on the
-input or output zero points, the bias scale's last bit or the weights. v68 gives ``d = 0`` on the same probes,
-but one channel of ResNet-18's ``layer1.1`` conv2 (bias -15886, ``M = 0.000725``) shows ``d = +1`` there too.
-The rule (presumably a re-quantization of the bias against a per-tensor range, rounded toward zero) is not
-established (docs/htp-fidelity.md).
+Findings on onnxruntime-qnn 2.7.0 (QNN 2.51), v73: ``d`` is QNN's own conversion of the bias, which the spec
+models (src/openqnn/backends/htp/spec/qnn_requant.py's ``qnn_bias``, docs/htp-fidelity.md "The bias"):
+per-tensor, the bias dequantized with its scale and divided by ``fl(s_x s_w)`` in float32, truncated;
+per-channel, the biases re-quantized against the largest ``|bias|`` (2^28 steps) in units of the largest
+``fl(s_x s_w_c)``, in float32, truncated. So ``d`` is 0 or one step toward zero while the largest ``|bias|`` is
+below 2^28 and larger beyond (the ``--big`` rows). v68 re-quantizes against the largest bias too (the same
+steps beside a bias of 2^30) but otherwise gives ``d = 0`` on most probes; not modelled.
 
 The simulator's outputs are off the output grid when the image is 256 or more wide (whatever the model), so the
 probe lays the 8192 accumulators out 64 x 128.
@@ -36,8 +35,10 @@ X2, WIDTH = 32, 128
 SX, SW, SO = np.float32(0.03138083102656346), np.float32(0.00042531293208204854), np.float32(0.0046933319054397885)
 
 
-def _model(sw: np.ndarray, bias: np.ndarray, zo: int) -> tuple[bytes, np.ndarray, np.ndarray]:
-    """(QDQ model, float input on the grid, exact accumulators [channels, 8192])."""
+def _model(sw: np.ndarray, bias: np.ndarray, zo: int, sb: np.ndarray | None = None,
+           per_tensor: bool = False) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """(QDQ model, float input on the grid, exact accumulators [channels, 8192]); ``sb``: the bias scales
+    (default ``s_x * s_w``); ``per_tensor``: one weight and bias scale (``sw[0]``, ``sb[0]``)."""
     from onnx import TensorProto, helper
     from onnx import numpy_helper as nh
 
@@ -45,15 +46,18 @@ def _model(sw: np.ndarray, bias: np.ndarray, zo: int) -> tuple[bytes, np.ndarray
     wq = np.zeros((cout, 2, 1, 1), np.int8)
     wq[:, 0], wq[:, 1] = 1, 127
     sw = sw.astype(np.float32)
-    inits = [nh.from_array(wq, "wq"), nh.from_array(sw, "sw"), nh.from_array(np.zeros(cout, np.int8), "zw"),
-             nh.from_array(bias.astype(np.int32), "bq"), nh.from_array((SX * sw).astype(np.float32), "sb"),
-             nh.from_array(np.zeros(cout, np.int32), "zb"), nh.from_array(np.array(SX), "sx"),
+    sb = (SX * sw).astype(np.float32) if sb is None else np.asarray(sb, np.float32)
+    one = (lambda a: a[:1].reshape(())) if per_tensor else (lambda a: a)
+    axis = {} if per_tensor else {"axis": 0}
+    inits = [nh.from_array(wq, "wq"), nh.from_array(one(sw), "sw"), nh.from_array(one(np.zeros(cout, np.int8)), "zw"),
+             nh.from_array(bias.astype(np.int32), "bq"), nh.from_array(one(sb), "sb"),
+             nh.from_array(one(np.zeros(cout, np.int32)), "zb"), nh.from_array(np.array(SX), "sx"),
              nh.from_array(np.array(0, np.uint8), "zx"), nh.from_array(np.array(SO), "so"),
              nh.from_array(np.array(zo, np.uint8), "zo")]
     nodes = [helper.make_node("QuantizeLinear", ["xf", "sx", "zx"], ["xq"]),
              helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["x"]),
-             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["w"], axis=0),
-             helper.make_node("DequantizeLinear", ["bq", "sb", "zb"], ["b"], axis=0),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["w"], **axis),
+             helper.make_node("DequantizeLinear", ["bq", "sb", "zb"], ["b"], **axis),
              helper.make_node("Conv", ["x", "w", "b"], ["y"]),
              helper.make_node("QuantizeLinear", ["y", "so", "zo"], ["yq"]),
              helper.make_node("DequantizeLinear", ["yq", "so", "zo"], ["yo"])]
@@ -68,13 +72,14 @@ def _model(sw: np.ndarray, bias: np.ndarray, zo: int) -> tuple[bytes, np.ndarray
     return model.SerializeToString(), xf, acc
 
 
-def offsets(arch: str, bias: Sequence[int], sw: Sequence[float] | None = None,
-            zo: int = 110) -> list[list[int]]:
-    """Per output channel, the offsets ``d`` in -4..4 with which the spec reproduces every simulator code
-    (``spec(acc + d)``); ``sw``: per-channel weight scales (default ResNet-18's conv1 channel 0's)."""
+def offsets(arch: str, bias: Sequence[int], sw: Sequence[float] | None = None, zo: int = 110,
+            sb: Sequence[float] | None = None, per_tensor: bool = False, reach: int = 4) -> list[list[int]]:
+    """Per output channel, the offsets ``d`` in -reach..reach with which the spec reproduces every simulator code
+    (``spec(acc + d)``); ``sw``: per-channel weight scales (default ResNet-18's conv1 channel 0's); ``sb``:
+    the bias scales (default ``s_x * s_w``); ``per_tensor``: one weight and bias scale, the first."""
     b = np.asarray(bias, dtype=np.int64)
     w = np.full(b.size, SW, np.float32) if sw is None else np.asarray(sw, np.float32)
-    model, xf, acc = _model(w, b, zo)
+    model, xf, acc = _model(w, b, zo, None if sb is None else np.asarray(sb, np.float32), per_tensor)
     out = simulate(model, [{"xf": xf}], arch)
     if out.outputs is None:
         raise RuntimeError(f"the simulator refused the probe: {out.refusal}")
@@ -83,7 +88,7 @@ def offsets(arch: str, bias: Sequence[int], sw: Sequence[float] | None = None,
     found = []
     for c in range(b.size):
         spec = QnnRequantSpec.of(f"v{arch}", mults[c:c + 1], zo)
-        found.append([d for d in range(-4, 5) if np.array_equal(spec.apply_np((acc[c] + d)[:, None])[:, 0], codes[c])])
+        found.append([d for d in range(-reach, reach + 1) if np.array_equal(spec.apply_np((acc[c] + d)[:, None])[:, 0], codes[c])])
     return found
 
 
@@ -95,6 +100,7 @@ def pattern(found: Sequence[Sequence[int]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.fidelity.conv_bias_probe", description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", default="73")
+    p.add_argument("--big", action="store_true", help="also biases 1000..1062 beside one of 2^30, per-channel")
     args = p.parse_args(argv)
     missing = simulator_missing()
     if missing:
@@ -105,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                        ("biases 0..31, then 32 x 63", np.r_[ar, np.full(32, 63)]), ("biases 0..63", np.arange(64)),
                        ("biases -32..-1", ar - 32), ("biases 1..32 negated", -(ar + 1))):
         print(f"v{args.arch} {name:30s} {pattern(offsets(args.arch, bias))}", flush=True)
+    print(f"v{args.arch} {'per-tensor biases 1, 3, .., 63':30s} {pattern(offsets(args.arch, ar * 2 + 1, per_tensor=True))}")
+    if args.big:
+        b = np.r_[np.arange(1000, 1063), 1 << 30]
+        print(f"v{args.arch} biases 1000..1062 beside 2^30: offsets {[f[0] if len(f) == 1 else None for f in offsets(args.arch, b, reach=8)][:63]}")
     return 0
 
 

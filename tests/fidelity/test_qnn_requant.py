@@ -135,11 +135,9 @@ def test_fully_connected_requantization_matches_the_simulator(seed: int, per_cha
         assert same >= 0.999
 
 
-# The bias (docs/htp-fidelity.md, "the bias"): ResNet-18's convolutions, from the simulator's own input codes,
-# differ from the spec in a few channels only, by one code at accumulators on the edge of a dropped range: the
-# simulator's accumulator is the spec's plus an offset ``d`` per channel, 0 or one step toward zero, which
-# depends on the channel's bias and multiplier and on the tensor's largest |bias| (v73; v68 rarely). The rule
-# is open; these hold what is known, on tests/fidelity/conv_bias_probe.py (every accumulator of a range).
+# The bias (docs/htp-fidelity.md, "the bias"): the simulator's accumulator is the exact one plus an offset ``d``
+# per channel, QNN's own conversion of the int32 bias (v73: spec/qnn_requant.py's qnn_bias; v68 re-quantizes
+# too, otherwise, not modelled), measured by tests/fidelity/conv_bias_probe.py (every accumulator of a range).
 
 
 def _offsets(arch: str, bias: np.ndarray) -> list[int]:
@@ -183,3 +181,38 @@ def test_v73_unit_bias_is_truncated_after_a_float32_reciprocal() -> None:
         expected = -1 if float(p * (np.float32(1) / p)) < 1.0 else 0
         assert found == [[expected]] * 4, (float(sw), found)
         sw = np.nextafter(sw, np.float32(1))
+
+
+def test_v73_per_channel_bias_is_qnn_bias() -> None:
+    """Random biases of both signs and per-channel weight scales over a factor 20, the largest bias small or
+    near 2^31: every channel's offset is ``qnn_bias(b) - b`` (0 or one step toward zero, and up to 4 steps
+    beside a bias of 2^30 or more)."""
+    from openqnn.backends.htp.spec.qnn_requant import qnn_bias
+    from tests.fidelity.conv_bias_probe import SW, SX, offsets
+
+    rng = np.random.default_rng(7)
+    for big in (None, 1_500_000_000, -(1 << 30)):
+        b = rng.integers(-3000, 3001, 64)
+        sw = (SW * np.exp(rng.uniform(-1.5, 1.5, 64))).astype(np.float32)
+        if big is not None:
+            b[5] = big
+        found = offsets("73", b, sw, reach=8)
+        expected = qnn_bias("v73", b, float(SX), sw) - b
+        measured = [c for c in range(64) if len(found[c]) == 1]
+        assert len(measured) >= 63  # the largest bias's channel saturates
+        assert all(found[c] == [expected[c]] for c in measured), [(c, found[c], expected[c]) for c in measured
+                                                                  if found[c] != [expected[c]]]
+
+
+def test_v73_per_tensor_bias_is_qnn_bias() -> None:
+    """Per-tensor weights and bias: the bias dequantized with its own scale and divided by ``fl(s_x s_w)`` in
+    float32, truncated (no dependence on the largest bias; a bias scale one float32 step off moves it)."""
+    from openqnn.backends.htp.spec.qnn_requant import qnn_bias
+    from tests.fidelity.conv_bias_probe import SW, SX, offsets
+
+    b = np.r_[np.arange(1, 64) * 7 + 3, 1 << 20]
+    p = np.float32(SX) * np.float32(SW)
+    for sb in (p, np.nextafter(p, np.float32(1)), np.nextafter(p, np.float32(0))):
+        found = offsets("73", b, sb=np.full(64, sb, np.float32), per_tensor=True)
+        expected = qnn_bias("v73", b, float(SX), np.array([SW], np.float32), float(sb)) - b
+        assert [f for f in found[:63]] == [[int(e)] for e in expected[:63]]

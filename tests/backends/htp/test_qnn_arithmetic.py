@@ -361,3 +361,51 @@ def test_add_mul_take_the_qnn_spec_only_where_established() -> None:
     _, step, _ = _add_step("ElementWiseAdd", [((4,), e16, None), ((1,), _rand_enc(rng, 16), np.array([0.7]))], V73,
                            "qnn", rng)
     assert step.plan.kernel == "htp.add_qnn"  # 16-bit constant scalars follow the spec
+
+
+# -- the bias: QNN's own conversion of the int32 bias (spec/qnn_requant.py's qnn_bias, docs/htp-fidelity.md) --------
+
+_SX, _SW = np.float32(0.03138083102656346), np.float32(0.00042531293208204854)  # tests/fidelity/conv_bias_probe.py's
+
+
+def test_qnn_bias_reproduces_measured_simulator_offsets() -> None:
+    """Offsets the simulator (v73) showed on tests/fidelity/conv_bias_probe.py's convolution, no simulator
+    needed: per-tensor, biases 1..64 lose a step at 25, 41, 50 and 59; per-channel beside a bias of 2^30 the
+    biases 1000..1062 are re-quantized to multiples of 4 (2^30 / 2^28) and truncated; beside 63 they move as
+    the float32 arithmetic makes them; v68 keeps the biases as given."""
+    from openqnn.backends.htp.spec.qnn_requant import qnn_bias
+
+    b = np.arange(1, 65)
+    d = qnn_bias("v73", b, float(_SX), np.array([_SW])) - b
+    assert np.flatnonzero(d).tolist() == [24, 40, 49, 58] and set(d.tolist()) == {0, -1}
+    assert np.array_equal(qnn_bias("v73", -b, float(_SX), np.array([_SW])), -qnn_bias("v73", b, float(_SX), np.array([_SW])))
+    b = np.r_[np.arange(1000, 1063), 1 << 30]
+    got = qnn_bias("v73", b, float(_SX), np.full(64, _SW, np.float32))[:20]
+    assert got.tolist() == [1000, 1000, 1000, 1004, 1004, 1004, 1004, 1008, 1008, 1008, 1008, 1012, 1012, 1012, 1012,
+                            1016, 1016, 1016, 1016, 1019]  # measured (the last: 1020 truncated after float32)
+    b = np.r_[np.arange(32), np.full(32, 63)]  # the doc's "biases 0..31, then 32 x 63"
+    d = (qnn_bias("v73", b, float(_SX), np.full(64, _SW, np.float32)) - b)[:32]
+    assert "".join(".-"[int(-v)] for v in d) == ".--.-...-.......-........-......"  # measured
+    assert np.array_equal(qnn_bias("v68", b, float(_SX), np.full(64, _SW, np.float32)), b)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_conv_and_fully_connected_plans_take_qnns_bias_on_v73(per_channel: bool) -> None:
+    """The plan's bias array (which every fast kernel adds) is QNN's conversion on v73 and the bias as given on
+    v68 and under TFLite's arithmetic."""
+    from openqnn.backends.htp.spec.qnn_requant import qnn_bias
+
+    rng = np.random.default_rng(31)
+    case = Case("Conv2d", [(1, 6, 6, 3)], {**_conv_attrs(rng, (3, 3)), "group": 1}, rng,
+                weight=rng.normal(size=(3, 3, 3, 16)), w_axis=3 if per_channel else None, bias="acc", **A8)
+    g = case.graph
+    node = g.nodes[0]
+    plain = BUILDERS["Conv2d"](node, HtpBuildContext(g, V68, arithmetic="qnn")).plan.arrays["bias"]
+    assert np.array_equal(BUILDERS["Conv2d"](node, HtpBuildContext(g, V73)).plan.arrays["bias"], plain)
+    v73 = BUILDERS["Conv2d"](node, HtpBuildContext(g, V73, arithmetic="qnn")).plan.arrays["bias"]
+    w_scale = np.asarray(g.tensors[node.inputs[1]].encoding.scale, np.float64)
+    b_enc = g.tensors[node.inputs[2]].encoding
+    expected = qnn_bias("v73", plain, float(g.tensors["x0"].encoding.scale[0]), w_scale,
+                        None if per_channel else float(b_enc.scale[0]))
+    assert np.array_equal(v73, expected)
+    case.check(V73, arithmetic="qnn")  # the fast kernels add it as the reference does

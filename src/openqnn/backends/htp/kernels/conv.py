@@ -57,7 +57,6 @@ from openqnn.backends.htp.kernels.gemm import (
     FusedSetup,
     act_planes,
     act_qparams,
-    bias_q,
     drop_derivable_plane,
     fast_int8,
     fused_gemm,
@@ -66,6 +65,7 @@ from openqnn.backends.htp.kernels.gemm import (
     lazy_int64,
     machine_mode,
     narrowest,
+    op_bias,
     qconv_bound,
     qparams_attrs,
     qparams_of,
@@ -545,8 +545,7 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
         if wc.shape[2] != 1:
             raise Unsupported("DepthWiseConv2d filter must be [kh, kw, 1, cout]")
     b_name = node.inputs[2] if len(node.inputs) > 2 else ""
-    acc_scale = float(xq.scale[0]) * np.broadcast_to(w_scale, (g.cout,)).astype(np.float64)
-    bias = bias_q(ctx, b_name, acc_scale, rq.wide)
+    bias = op_bias(ctx, b_name, float(xq.scale[0]), w_scale, g.cout, rq)
     attrs = _conv_plan_attrs(node, g, groups, xq, rq, mode)
     # stored [cout, cin, kh, kw], the layout oneDNN's convolutions take: binding copies it, no transpose
     arrays: dict[str, np.ndarray] = {"w_oihw": np.ascontiguousarray(narrowest(wc).transpose(3, 2, 0, 1)), "bias": bias}
@@ -697,7 +696,7 @@ def build_transpose_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = 
     w_scale_out = np.tile(np.broadcast_to(w_scale, (cout_g,)), groups)
     rq = requant_for(ctx, xq, oq, w_scale_out, g.cout, w_bits)
     b_name = node.inputs[2] if len(node.inputs) > 2 else ""
-    bias = bias_q(ctx, b_name, float(xq.scale[0]) * w_scale_out, rq.wide)
+    bias = op_bias(ctx, b_name, float(xq.scale[0]), w_scale_out, g.cout, rq)
     # conv weights [kh, kw, cin/g, cout]: W2[i, j, ci, gi * cout_g + co] = w[kh-1-i, kw-1-j, gi * cin_g + ci, co]
     wf = wc[::-1, ::-1].reshape(kh, kw, groups, cin_g, cout_g).transpose(0, 1, 3, 2, 4).reshape(kh, kw, cin_g, -1)
     hp, wp = g.oh + g.dh * (kh - 1), g.ow + g.dw * (kw - 1)

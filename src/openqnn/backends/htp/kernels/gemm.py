@@ -31,9 +31,10 @@ from openqnn.backends.htp.kernels.registry import (
     deferred,
     plan_tensor,
 )
-from openqnn.backends.htp.kernels.requant import Requant, Term
+from openqnn.backends.htp.kernels.requant import QnnRequant, Requant, Term
 from openqnn.backends.htp.kernels.scratch import output_slot, scratch, step_output
 from openqnn.backends.htp.native import NativeRequant
+from openqnn.backends.htp.spec.qnn_requant import qnn_bias
 
 __all__ = [
     "ConvCore",
@@ -52,6 +53,7 @@ __all__ = [
     "int8_split",
     "machine_mode",
     "make_mm",
+    "op_bias",
     "qconv_bound",
     "qparams_attrs",
     "qparams_of",
@@ -219,6 +221,27 @@ def bias_q(ctx: HtpBuildContext, name: str, acc_scale: np.ndarray, wide: bool = 
     v = np.sign(v) * np.floor(np.abs(v) + 0.5)
     lo, hi = (-BIAS48, BIAS48) if wide else (INT32_MIN, INT32_MAX)
     return np.clip(v, lo, hi).astype(np.int64)
+
+
+def op_bias(ctx: HtpBuildContext, name: str, x_scale: float, w_scale: np.ndarray, channels: int,
+            rq: Requant) -> np.ndarray:
+    """A convolution's or FullyConnected's bias as the accumulators take it: :func:`bias_q` on the scale
+    ``x_scale * w_scale`` (one weight scale, or one per channel), then, under QNN's requantization (``rq`` a
+    :class:`QnnRequant`), QNN's own conversion of it (:func:`~openqnn.backends.htp.spec.qnn_requant.qnn_bias`:
+    v73 truncates it after float32 arithmetic, per-tensor from the encoded integers and their scale)."""
+    w = np.asarray(w_scale, dtype=np.float64).reshape(-1)
+    bias = bias_q(ctx, name, x_scale * np.broadcast_to(w, (channels,)), rq.wide)
+    if not name or not isinstance(rq, QnnRequant):
+        return bias
+    bias_scale = None
+    t = ctx.graph.tensors[name]
+    if w.size == 1 and t.encoding is not None:
+        q = QParams.of(t.encoding)
+        if q.bitwidth == 32 and q.scale.size == 1 and not np.asarray(q.offset).any():
+            # per-tensor, QNN dequantizes the encoded integers with their own scale
+            bias = np.broadcast_to(ctx.static_q(name).reshape(-1), (channels,)).astype(np.int64)
+            bias_scale = float(q.scale[0])
+    return np.clip(qnn_bias(rq.spec.arch, bias, x_scale, w, bias_scale), INT32_MIN, INT32_MAX)
 
 
 def int8_split(wc: np.ndarray) -> tuple[list[tuple[int, np.ndarray]], np.ndarray]:

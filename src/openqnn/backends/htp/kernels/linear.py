@@ -8,8 +8,8 @@ Spec (``reference``, numpy int64)::
 where an activation operand contributes ``q - zero_point`` and a static one its signed integers
 ``q + offset``; ``M[n], shift[n] = quantize_multiplier(s_a * s_b[n] / s_out)`` (per-channel scales only
 on the static weight's output axis), mbqm64 when an operand is 16-bit. FullyConnected weights are
-[units, k]; its bias follows gemm.py's ``bias_q`` (a 32-bit bias on the accumulator's scale as is, any
-other requantized with round half away from zero).
+[units, k]; its bias follows gemm.py's ``op_bias``: ``bias_q`` (a 32-bit bias on the accumulator's scale as is,
+any other requantized with round half away from zero), then QNN's conversion of it under QNN's arithmetic.
 
 Fast path: FullyConnected, and MatMul with a static 2-D right operand, are 1x1 convolutions of the
 flattened rows (gemm.py's int8 GEMM core, 16-bit activations as two int8 planes). MatMul of two 8-bit
@@ -39,7 +39,6 @@ from openqnn.backends.htp.kernels.gemm import (
     act_coefs,
     act_planes,
     act_qparams,
-    bias_q,
     drop_derivable_plane,
     fused_gemm,
     gemm_mode,
@@ -47,6 +46,7 @@ from openqnn.backends.htp.kernels.gemm import (
     lazy_int64,
     machine_mode,
     narrowest,
+    op_bias,
     qparams_attrs,
     qparams_of,
     split_arrays,
@@ -141,7 +141,7 @@ def build_fully_connected(node: Node, ctx: HtpBuildContext, mode: str | None = N
     units, k = wc.shape
     rows = math.prod(ctx.shape(x_name)[:-1])
     rq = requant_for(ctx, xq, oq, w_scale, units, w_bits)
-    bias = bias_q(ctx, b_name, float(xq.scale[0]) * np.broadcast_to(w_scale, (units,)).astype(np.float64), rq.wide)
+    bias = op_bias(ctx, b_name, float(xq.scale[0]), w_scale, units, rq)
     gemm_attrs, arrays = _gemm_plan(xq, np.ascontiguousarray(wc.T), rq, bias, mode, ctx.device, fuse)
     drop_derivable_plane(arrays, gemm_attrs["wcoefs"], narrowest(wc))
     plan = StepPlan("htp.fully_connected", node.name, node.op_type, (x_name,), tuple(node.outputs),

@@ -14,9 +14,10 @@ QNN's, per output channel with the multiplier ``M = s_in * s_w / s_out`` (from t
 - **v73**: the dropped range centred, ``a = ((acc >> s) << s) + 2^(s-1)``; a 12-bit multiplier
   ``m = round(M * 2^(11 - e))``; ``code = clamp(((a * m + 2^(k-1)) >> k) + zo)``, ``k = 11 - e``.
 
-Known gap (docs/htp-fidelity.md, "The bias"): QNN adds the bias with an offset of 0 or one step toward zero
-per channel (v73; v68 rarely), which depends on the tensor's largest bias and weight scales; not modelled
-(whole convolutions of ResNet-18 from identical inputs: 99.97-100% of the codes).
+The bias (docs/htp-fidelity.md, "The bias"): v73 does not add the int32 bias it is given but QNN's own
+conversion of it, :func:`qnn_bias` (float32 arithmetic that truncates: the accumulator is off by 0 or one step
+toward zero on some channels, more with biases near 2^28 or larger). v68 re-quantizes the bias too, otherwise:
+not modelled (the int32 bias as given).
 
 Other archs, 16-bit inputs, weights or outputs, and the other ops are not established yet: they keep
 TFLite's arithmetic (``spec_for`` returns None).
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["ARCHS", "QnnRequantSpec", "TensorConsts", "spec_for"]
+__all__ = ["ARCHS", "BIAS_LEVELS", "QnnRequantSpec", "TensorConsts", "qnn_bias", "spec_for"]
 
 ARCHS = ("v68", "v73")
 
@@ -135,3 +136,46 @@ def spec_for(arch: str, arithmetic: str, real: np.ndarray, zero_point: int, in_b
     if not np.all(np.asarray(real) > 0):
         return None
     return QnnRequantSpec.of(arch, real, zero_point, out_bits)
+
+
+BIAS_LEVELS = 1 << 28
+"""v73's per-channel bias: the largest |bias| of the tensor takes this many steps (:func:`qnn_bias`)."""
+
+
+def qnn_bias(arch: str, bias: np.ndarray, x_scale: float, w_scale: np.ndarray, bias_scale: float | None = None
+             ) -> np.ndarray:
+    """The int32 bias that QNN's HTP adds to a convolution's (or FullyConnected's) accumulators, given the
+    bias ``bias`` as integers on the accumulators' scale (int64, one per output channel), the input scale, the
+    weight scales (one: per-tensor weights, or one per channel) and, per-tensor, the bias's own scale.
+
+    Established on v73 with ``tests/fidelity/conv_bias_probe.py`` (every accumulator of a range, so the offset
+    of each channel shows; docs/htp-fidelity.md, "The bias"), on every measured channel: 1,471
+    per-tensor channels and 5,151 per-channel ones (random biases to 2^31 - 1, both signs, weight scales), and
+    FullyConnected's 125. QNN works in float32, ``fl`` below, from ``p_c = fl(s_x * s_w_c)``:
+
+    - per-tensor weights (and a single output channel): ``trunc(fl(fl(b * s_b) / p))``, the bias dequantized
+      with its own scale ``s_b`` and divided by the accumulator's;
+    - per-channel weights: the biases re-quantized against the tensor's largest ``B = max |b|`` in units of
+      ``P = max_c p_c`` (whatever the channel's own scale): ``S = fl(fl(B * P) * 2^-28)``,
+      ``q = rint(fl(fl(b * P) * fl(1 / S)))`` (half to even), ``trunc(fl(fl(q * S) / P))``. The bias scale
+      does not enter (a bias of another scale is first put on the accumulator's, as :func:`bias_q` does).
+
+    The result is the bias or one step toward zero where ``B < 2^28`` (then ``S < P``); with larger biases the
+    re-quantized bias moves by up to ``B / 2^29``. Other archs: the bias as given."""
+    b = np.asarray(bias, dtype=np.int64).reshape(-1)
+    if arch != "v73" or not b.any():
+        return b
+    f32 = np.float32
+    w = np.asarray(w_scale, dtype=f32).reshape(-1)
+    p = (f32(x_scale) * w).astype(f32)  # the accumulators' float32 scales
+    bf = b.astype(f32)
+    if w.size == 1 or b.size == 1:
+        sb = f32(bias_scale) if bias_scale is not None else p[0]
+        real = (bf * sb).astype(f32)
+        return np.trunc((real / p[0]).astype(f32)).astype(np.int64)
+    big_p = p.max()
+    big_b = f32(np.abs(b).max())
+    step = ((big_b * big_p).astype(f32) * f32(1.0 / BIAS_LEVELS)).astype(f32)
+    q = np.rint(((bf * big_p).astype(f32) * (f32(1) / step).astype(f32)).astype(f32))
+    back = ((q.astype(f32) * step).astype(f32) / big_p).astype(f32)
+    return np.trunc(back).astype(np.int64)
