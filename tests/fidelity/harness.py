@@ -191,12 +191,12 @@ def recover_codes(y: np.ndarray, scale: float, offset: int, bitwidth: int, name:
     # within 2e-4 of a code (layernorm/1x16x768/a8_pc: scale 0.0438019 -> 0.0437927, codes up to 0.026
     # off the float32 grid; 16-bit outputs keep the float32 scale). Where the float32 grid does not hold
     # 8-bit y, the float16 one is tried: both give the same codes where both hold (2^-12 of 255 codes).
-    v, k, err, tol = _grid(y, s, offset)
+    k, err, tol = _grid(y, s, offset)
     s16 = float(np.float16(s))
     if not np.all(err <= tol) and bitwidth <= 8 and s16 != s and np.isfinite(s16) and s16 > 0:
-        v16, k16, err16, tol16 = _grid(y, s16, offset)
+        k16, err16, tol16 = _grid(y, s16, offset)
         if np.all(err16 <= tol16):
-            v, k, err, tol = v16, k16, err16, tol16
+            k, err, tol = k16, err16, tol16
     if not np.all(err <= tol):
         i = int(np.argmax(err - tol))
         raise CodeRecoveryError(f"{name}: the simulator's value {float(np.ravel(y)[i])!r} is "
@@ -210,11 +210,11 @@ def recover_codes(y: np.ndarray, scale: float, offset: int, bitwidth: int, name:
     return q
 
 
-def _grid(y: np.ndarray, s: float, offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``y / s``, its nearest integers, the distance and the tolerance of :func:`recover_codes`."""
+def _grid(y: np.ndarray, s: float, offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The nearest integers of ``y / s``, their distance and the tolerance of :func:`recover_codes`."""
     v = np.asarray(y, dtype=np.float64) / s
     k = np.rint(v)
-    return v, k, np.abs(v - k), RECOVERY_TOL + (np.abs(v) + abs(int(offset))) * 2.0**-20
+    return k, np.abs(v - k), RECOVERY_TOL + (np.abs(v) + abs(int(offset))) * 2.0**-20
 
 
 def _sim_codes(prep: Prepared, name: str, y: np.ndarray) -> np.ndarray:
