@@ -80,6 +80,21 @@ def test_code_recovery_is_exact(conv, cache):
     assert np.array_equal(harness.recover_codes(y16, 3.1e-5, -30011, 16), codes)
 
 
+def test_code_recovery_takes_the_float16_scale_of_8bit_outputs() -> None:
+    """The simulator's 8-bit output dequantization multiplies by float16(scale): 0.0438019 -> 0.0437927,
+    0.026 of a code off the float32 grid at 130 codes; recovered on the float16 grid, 8-bit only."""
+    s, off = 0.04380193224140242, -125
+    codes = np.arange(256)
+    y = (np.float32(np.float16(s)) * (codes + off).astype(np.float32)).astype(np.float32)
+    assert np.array_equal(harness.recover_codes(y, s, off, 8), codes)
+    with pytest.raises(harness.CodeRecoveryError, match="off the grid"):
+        harness.recover_codes(y + np.float32(0.3 * s), s, off, 8)
+    # 16-bit codes keep the float32 scale (where float16's would be codes apart): no second grid there
+    y16 = (np.float32(np.float16(s)) * (np.arange(0, 65536, 97) - 30011).astype(np.float32)).astype(np.float32)
+    with pytest.raises(harness.CodeRecoveryError, match="off the grid"):
+        harness.recover_codes(y16, s, -30011, 16)
+
+
 def test_cache_hit_gives_the_same_result(conv, cache):
     prep, qdq = conv
     first = harness.run_prepared(prep, "73", cache=cache, qdq=qdq)

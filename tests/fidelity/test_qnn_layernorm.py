@@ -69,7 +69,54 @@ def test_layernorm_large_tensor_route(rows: int, n: int, zo: int, so: float) -> 
     assert not np.any(((sim[..., n - w:] - zo) % 4 == 0) & (sim[..., n - w:] != zo) & (sim[..., n - w:] < 255))
 
 
-def test_layernorm_bert_shape_is_identical() -> None:
-    qnn = run_case(CASES["layernorm/1x16x768/a8_pt"], "73")
+@pytest.mark.parametrize("variant", ["a8_pt", "a8_pc", "a8_pc_odd"])
+def test_layernorm_bert_shape_is_identical(variant: str) -> None:
+    """The per-channel variants too: openqnn keeps LayerNorm's gamma per tensor under per-channel
+    quantization, and their outputs come back on the float16-scale grid of the simulator's output
+    dequantization (harness.recover_codes)."""
+    qnn = run_case(CASES[f"layernorm/1x16x768/{variant}"], "73")
     assert qnn.identical is not None, qnn.error or qnn.refusal
     assert qnn.identical == 1.0
+
+
+def _per_axis_gamma_model(signed: bool) -> tuple[bytes, dict[str, np.ndarray]]:
+    """A QDQ LayerNorm over [1, 16, 768] whose gamma is quantized per channel (axis 0): uint8 codes with
+    zero point 0, or int8 symmetric ones; beta an int32 bias, per tensor."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    n, sx, zx, sy, zy = 768, 0.03, 128, 0.04, 125
+    gamma = rng.uniform(0.3, 1.5, n)
+    sg = gamma / (127.0 if signed else 255.0)
+    gq = np.round(gamma / sg).astype(np.int8 if signed else np.uint8)
+    bq = np.round(rng.uniform(-0.3, 0.3, n) / (sx * 0.005)).astype(np.int32)
+    t = numpy_helper.from_array
+    inits = [t(np.float32(sx), "sx"), t(np.uint8(zx), "zx"), t(np.float32(sy), "sy"), t(np.uint8(zy), "zy"),
+             t(gq, "gq"), t(sg.astype(np.float32), "sg"), t(np.zeros(n, gq.dtype), "zg"),
+             t(bq, "bq"), t(np.float32(sx * 0.005), "sb"), t(np.int32(0), "zb")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["gq", "sg", "zg"], ["g"], axis=0),
+             helper.make_node("DequantizeLinear", ["bq", "sb", "zb"], ["b"]),
+             helper.make_node("LayerNormalization", ["xd", "g", "b"], ["yf"], axis=-1),
+             helper.make_node("QuantizeLinear", ["yf", "sy", "zy"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["y"])]
+    graph = helper.make_graph(nodes, "ln_axis", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, n])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, n])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    x = (np.float32(sx) * (rng.integers(0, 256, (1, 16, n)) - zx).astype(np.float32)).astype(np.float32)
+    return model.SerializeToString(), {"x": x}
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_layernorm_per_axis_gamma_is_refused(signed: bool, tmp_path) -> None:
+    """QNN does not run a LayerNorm whose gamma has a per-channel (axis) encoding on the HTP: uint8 codes
+    pass QNN EP's validation but QNN's graphAddNode fails (error 1000, the session fails even with CPU
+    fallback); int8 symmetric codes fail QNN's op validation (3110) and QNN EP leaves the unit to the CPU.
+    Either way a session without CPU fallback is refused."""
+    from tests.fidelity.harness import simulate
+
+    model, feed = _per_axis_gamma_model(signed)
+    out = simulate(model, [feed], "73", tmp_path)
+    assert out.outputs is None and out.refusal is not None

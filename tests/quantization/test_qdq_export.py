@@ -260,12 +260,16 @@ def test_norm_units_for_qnn() -> None:
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
     cal = [{"x": rng.standard_normal((1, 5, 7, 9)).astype(np.float32)} for _ in range(4)]
-    for bits in (8, 16):
-        graph = openqnn.quantize(openqnn.convert(model), cal, openqnn.QuantizerConfig(act_bitwidth=bits))
+    for bits, pc in ((8, False), (16, False), (8, True)):
+        cfg = openqnn.QuantizerConfig(act_bitwidth=bits, use_per_channel_quantization=pc)
+        graph = openqnn.quantize(openqnn.convert(model), cal, cfg)
         ln = next(n for n in graph.nodes if n.op_type == "LayerNorm")
         beta, gamma, x = (graph.tensors[t].encoding for t in (ln.inputs[2], ln.inputs[1], ln.inputs[0]))
         assert beta is not None and gamma is not None and x is not None
         assert beta.bitwidth == 32 and beta.scale[0] == pytest.approx(x.scale[0] * gamma.scale[0])
+        # gamma per tensor, per-channel quantization or not: QNN's HTP takes no per-axis gamma (uint8 codes:
+        # graphAddNode fails; int8: QNN EP leaves it to the CPU), docs/htp-fidelity.md, LayerNorm section
+        assert len(gamma.scale) == 1 and gamma.axis is None
         exported = _export(graph)
         ops = Counter(n.op_type for n in exported.graph.node)
         assert ops["BatchNormalization"] == 1 and "Mul" not in ops

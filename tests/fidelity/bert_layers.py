@@ -1,0 +1,65 @@
+"""BERT (bert/16/a8_pc) layer by layer: every quantized activation made a graph output, openqnn's htp
+against the simulator per tensor in graph order (share identical, max and mean difference in codes).
+
+    python -m tests.fidelity.bert_layers [--arch 73] [--feeds 2] [--save layers.npz]
+
+``--save``: both sides' codes per tensor ("sim|<name>", "oq|<name>"), for a closer look at one op.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+
+def main(argv: list[str] | None = None) -> None:
+    import openqnn
+    from openqnn.backends.htp.config import HtpConfig
+    from openqnn.runtime.config import BackendConfig
+    from tests.fidelity.cases import model_cases
+    from tests.fidelity.harness import Prepared, _sim_codes, export_bytes, simulate
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--arch", default="73")
+    ap.add_argument("--feeds", type=int, default=2)
+    ap.add_argument("--save", default=None)
+    args = ap.parse_args(argv)
+    case = next(c for c in model_cases() if c.name.startswith("bert"))
+    prep = case.prepare()
+    g = prep.graph.copy()
+    outs = list(g.outputs)
+    for n in g.nodes:
+        for t in n.outputs:
+            e = g.tensors[t].encoding
+            if e is not None and len(e.scale) == 1 and t not in outs and g.tensors[t].data is None:
+                outs.append(t)
+    g.outputs = outs
+    p2 = Prepared(case, g, prep.sim_feeds[:args.feeds], prep.oq_feeds[:args.feeds])
+    sim = simulate(export_bytes(p2), p2.sim_feeds, args.arch)
+    if sim.outputs is None:
+        raise SystemExit(f"refused: {sim.refusal}")
+    print(f"QNN on floats: {sim.float_nodes}")
+    cfg = BackendConfig(htp=HtpConfig(dsp_arch=f"v{args.arch}", arithmetic="qnn"))
+    sess = openqnn.Session(g, backend="htp", config=cfg)
+    ours = [sess.run(f, native_inputs=True, native_outputs=True) for f in p2.oq_feeds]
+    producer = {o: n for n in g.nodes for o in n.outputs}
+    save: dict[str, np.ndarray] = {}
+    for t in outs:
+        try:
+            th = np.stack([_sim_codes(p2, t, o[t]) for o in sim.outputs])
+        except Exception as e:
+            print(f"{t}: {str(e)[:100]}")
+            continue
+        us = np.stack([np.asarray(o[t]).astype(np.int64) for o in ours])
+        save[f"sim|{t}"], save[f"oq|{t}"] = th, us
+        d = (us - th).ravel()
+        n = producer.get(t)
+        print(f"{(n.op_type if n else '-'):20s} {t[:48]:48s} {np.mean(d == 0):7.2%} max {np.abs(d).max():3d} "
+              f"mean {d.mean():+.3f}")
+    if args.save:
+        np.savez(args.save, **save)
+
+
+if __name__ == "__main__":
+    main()
