@@ -13,8 +13,9 @@ models (src/openqnn/backends/htp/spec/qnn_requant.py's ``qnn_bias``, docs/htp-fi
 per-tensor, the bias dequantized with its scale and divided by ``fl(s_x s_w)`` in float32, truncated;
 per-channel, the biases re-quantized against the largest ``|bias|`` (2^28 steps) in units of the largest
 ``fl(s_x s_w_c)``, in float32, truncated. So ``d`` is 0 or one step toward zero while the largest ``|bias|`` is
-below 2^28 and larger beyond (the ``--big`` rows). v68 re-quantizes against the largest bias too (the same
-steps beside a bias of 2^30) but otherwise gives ``d = 0`` on most probes; not modelled.
+below 2^28 and larger beyond (the ``--big`` rows). v68 takes the same float32 value but rounds it together with
+the output zero point's share ``zo / M`` (``qnn_bias`` with the spec; 99.2% of channels, the rest near-half sums),
+so ``d = 0`` where the largest bias is small.
 
 The simulator's outputs are off the output grid when the image is 256 or more wide (whatever the model), so the
 probe lays the 8192 accumulators out 64 x 128.

@@ -136,8 +136,9 @@ def test_fully_connected_requantization_matches_the_simulator(seed: int, per_cha
 
 
 # The bias (docs/htp-fidelity.md, "the bias"): the simulator's accumulator is the exact one plus an offset ``d``
-# per channel, QNN's own conversion of the int32 bias (v73: spec/qnn_requant.py's qnn_bias; v68 re-quantizes
-# too, otherwise, not modelled), measured by tests/fidelity/conv_bias_probe.py (every accumulator of a range).
+# per channel, QNN's own conversion of the int32 bias (spec/qnn_requant.py's qnn_bias: v73 truncates it, v68
+# rounds it with the output zero point's share), measured by tests/fidelity/conv_bias_probe.py (every accumulator
+# of a range).
 
 
 def _offsets(arch: str, bias: np.ndarray) -> list[int]:
@@ -166,6 +167,58 @@ def test_v73_bias_offset_depends_on_the_largest_bias() -> None:
 def test_v68_bias_offsets_on_the_probe_are_zero() -> None:
     assert set(_offsets("68", np.r_[np.arange(32), np.full(32, 63)])) == {0}
     assert set(_offsets("68", -(np.arange(32) + 1))) == {0}
+
+
+def _v68_expected(b: np.ndarray, sw: np.ndarray, zo: int, sb: float | None = None) -> np.ndarray:
+    from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec, qnn_bias
+    from tests.fidelity.conv_bias_probe import SO, SX
+
+    real = np.float64(np.float32(SX)) * sw.astype(np.float64) / np.float64(np.float32(SO))
+    spec = QnnRequantSpec.of("v68", real, zo)
+    return qnn_bias("v68", b, float(SX), sw if sb is None else sw[:1], sb, spec, real) - b
+
+
+def test_v68_per_channel_bias_is_qnn_bias() -> None:
+    """v68: the float32 re-quantized bias (v73's, not truncated) and the output zero point's share ``zo / M``
+    rounded together: random biases, weight scales over a factor 20, zero points, the largest bias small or
+    beyond 2^30. Established on 99.2% of fresh channels (the rest: sums within a float32 step of a half), so
+    all but a few channels here, and those off by one."""
+    from tests.fidelity.conv_bias_probe import SW, offsets
+
+    rng = np.random.default_rng(68)
+    hits = total = 0
+    for big, zo in ((None, 110), (1_500_000_000, 200), (-(1 << 30), 37), (2_000_000, 255)):
+        b = rng.integers(-3000, 3001, 64)
+        sw = (SW * np.exp(rng.uniform(-2.5, 0.5, 64))).astype(np.float32)
+        if big is not None:
+            b[5] = big
+        found = offsets("68", b, sw, zo=zo, reach=8)
+        expected = _v68_expected(b, sw, zo)
+        measured = [c for c in range(64) if len(found[c]) == 1]  # (clamped or coarse channels: no single offset)
+        assert len(measured) >= 16
+        assert all(abs(found[c][0] - expected[c]) <= 1 for c in measured)
+        hits += sum(found[c] == [expected[c]] for c in measured)
+        total += len(measured)
+    assert hits >= total - 4, (hits, total)
+
+
+def test_v68_per_tensor_bias_is_qnn_bias() -> None:
+    """v68 per-tensor: the bias dequantized with its scale, divided by ``fl(s_x s_w)`` in float32 and rounded
+    with the zero point's share, every channel (bias scales on and off the accumulator's)."""
+    from tests.fidelity.conv_bias_probe import SW, SX, offsets
+
+    rng = np.random.default_rng(168)
+    b = np.r_[rng.integers(-3000, 3001, 63), 1 << 24]
+    p = np.float32(SX) * np.float32(SW)
+    total = 0
+    for sb, zo in ((p, 110), (np.nextafter(p, np.float32(1)), 200), (np.float32(2) * p, 37)):
+        sw = np.full(64, SW, np.float32)
+        found = offsets("68", b, sw, zo=zo, sb=np.full(64, sb, np.float32), per_tensor=True)
+        expected = _v68_expected(b, sw, zo, float(sb))
+        measured = [c for c in range(63) if len(found[c]) == 1]  # (clamped channels: no single offset)
+        assert [found[c] for c in measured] == [[int(expected[c])] for c in measured]
+        total += len(measured)
+    assert total >= 96
 
 
 def test_v73_unit_bias_is_truncated_after_a_float32_reciprocal() -> None:

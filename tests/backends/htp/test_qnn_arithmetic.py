@@ -386,7 +386,33 @@ def test_qnn_bias_reproduces_measured_simulator_offsets() -> None:
     b = np.r_[np.arange(32), np.full(32, 63)]  # the doc's "biases 0..31, then 32 x 63"
     d = (qnn_bias("v73", b, float(_SX), np.full(64, _SW, np.float32)) - b)[:32]
     assert "".join(".-"[int(-v)] for v in d) == ".--.-...-.......-........-......"  # measured
-    assert np.array_equal(qnn_bias("v68", b, float(_SX), np.full(64, _SW, np.float32)), b)
+    assert np.array_equal(qnn_bias("v68", b, float(_SX), np.full(64, _SW, np.float32)), b)  # no spec: as given
+
+
+def test_v68_qnn_bias_reproduces_measured_simulator_offsets() -> None:
+    """v68 (simulator offsets on tests/fidelity/conv_bias_probe.py's convolution, output zero point 110 and
+    0): biases 1000..1062 beside 2^30 re-quantized to multiples of 4 and rounded, ties to even (1002 -> 1000,
+    1062 -> 1064); per-tensor biases 1..64 kept; a near-half sum rounds up."""
+    from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec, qnn_bias
+
+    so = np.float32(0.0046933319054397885)
+    sw = np.full(64, _SW, np.float32)
+    real = np.float64(_SX) * sw.astype(np.float64) / np.float64(so)
+    for zo in (110, 0):
+        spec = QnnRequantSpec.of("v68", real, zo)
+        b = np.r_[np.arange(1000, 1063), 1 << 30]
+        d = (qnn_bias("v68", b, float(_SX), sw, None, spec, real) - b)[:63]
+        assert d.tolist() == [0, -1, -2, 1] * 15 + [0, -1, 2]  # measured
+        b = np.arange(1, 65)
+        pt = qnn_bias("v68", b, float(_SX), sw[:1], float(_SX * _SW), spec, real)
+        assert np.array_equal(pt, b)  # measured: no offset
+    # measured (v68, zero point 110; three channels of a random probe): bias 614 beside a largest |bias| of
+    # 1039, zo / M = 17729.4997: the float32 sum is 18343.5 and rounds up (+1), where float64 would round down
+    sw2 = np.array([0.0001380268658977002, 0.0017054174095392227, 0.0009279253426939249], np.float32)
+    real2 = np.float64(_SX) * sw2.astype(np.float64) / np.float64(so)
+    b2 = np.array([-1039, 59, 614])
+    d2 = qnn_bias("v68", b2, float(_SX), sw2, None, QnnRequantSpec.of("v68", real2, 110), real2) - b2
+    assert d2.tolist() == [0, 0, 1]
 
 
 @pytest.mark.parametrize("per_channel", [False, True])
@@ -400,8 +426,9 @@ def test_conv_and_fully_connected_plans_take_qnns_bias_on_v73(per_channel: bool)
                 weight=rng.normal(size=(3, 3, 3, 16)), w_axis=3 if per_channel else None, bias="acc", **A8)
     g = case.graph
     node = g.nodes[0]
-    plain = BUILDERS["Conv2d"](node, HtpBuildContext(g, V68, arithmetic="qnn")).plan.arrays["bias"]
-    assert np.array_equal(BUILDERS["Conv2d"](node, HtpBuildContext(g, V73)).plan.arrays["bias"], plain)
+    plain = BUILDERS["Conv2d"](node, HtpBuildContext(g, V68, arithmetic="tflite")).plan.arrays["bias"]
+    assert np.array_equal(BUILDERS["Conv2d"](node, HtpBuildContext(g, V73, arithmetic="tflite")).plan.arrays["bias"],
+                          plain)
     v73 = BUILDERS["Conv2d"](node, HtpBuildContext(g, V73, arithmetic="qnn")).plan.arrays["bias"]
     w_scale = np.asarray(g.tensors[node.inputs[1]].encoding.scale, np.float64)
     b_enc = g.tensors[node.inputs[2]].encoding

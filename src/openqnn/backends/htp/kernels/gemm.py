@@ -228,7 +228,8 @@ def op_bias(ctx: HtpBuildContext, name: str, x_scale: float, w_scale: np.ndarray
     """A convolution's or FullyConnected's bias as the accumulators take it: :func:`bias_q` on the scale
     ``x_scale * w_scale`` (one weight scale, or one per channel), then, under QNN's requantization (``rq`` a
     :class:`QnnRequant`), QNN's own conversion of it (:func:`~openqnn.backends.htp.spec.qnn_requant.qnn_bias`:
-    v73 truncates it after float32 arithmetic, per-tensor from the encoded integers and their scale)."""
+    v73 truncates it after float32 arithmetic, per-tensor from the encoded integers and their scale; v68 rounds
+    it together with the output zero point's share, which its requantization otherwise adds)."""
     w = np.asarray(w_scale, dtype=np.float64).reshape(-1)
     bias = bias_q(ctx, name, x_scale * np.broadcast_to(w, (channels,)), rq.wide)
     if not name or not isinstance(rq, QnnRequant):
@@ -241,7 +242,7 @@ def op_bias(ctx: HtpBuildContext, name: str, x_scale: float, w_scale: np.ndarray
             # per-tensor, QNN dequantizes the encoded integers with their own scale
             bias = np.broadcast_to(ctx.static_q(name).reshape(-1), (channels,)).astype(np.int64)
             bias_scale = float(q.scale[0])
-    return np.clip(qnn_bias(rq.spec.arch, bias, x_scale, w, bias_scale), INT32_MIN, INT32_MAX)
+    return np.clip(qnn_bias(rq.spec.arch, bias, x_scale, w, bias_scale, rq.spec, rq.real), INT32_MIN, INT32_MAX)
 
 
 def int8_split(wc: np.ndarray) -> tuple[list[tuple[int, np.ndarray]], np.ndarray]:
