@@ -1064,6 +1064,235 @@ int gemm_u8s8(const uint8_t* A, long M, long K, long lda, const int8_t* bp, long
     return j.failed ? -1 : 0;
 }
 
+#if INT8_VNNI256
+/* ---- depthwise with 256-bit VNNI ---------------------------------------------------------------
+ * The AVX-512 section's layout, read 8 channels at a time: taps of one kernel row go in groups of 4
+ * (zero weights past the last); for each input row a window row is built once: per output column ox,
+ * group g and 16 channels, 64 bytes holding the 4 taps' codes of each channel side by side (vpdpbusd's
+ * layout; taps outside the input read the zero point). An output pixel then takes one load and one
+ * vpdpbusd per kernel row, group and 8 channels (a 3x3 kernel: 3 instead of vpmaddwd's 9). The window rows
+ * of the input rows one output row spans are kept (the next output row reuses them).
+ * Weights (dw_pack): [kh][groups][C padded to 16][4]. */
+
+long dw_pack_size(long kh, long kw, long C) { return kh * ((kw + 3) / 4) * ((C + 15) / 16) * 64; }
+
+void dw_pack(const int8_t* w, long kh, long kw, long C, int8_t* out) { /* w: [kh, kw, C] */
+    long groups = (kw + 3) / 4, cp = (C + 15) / 16 * 16;
+    for (long i = 0; i < kh; ++i)
+        for (long g = 0; g < groups; ++g)
+            for (long c = 0; c < cp; ++c)
+                for (long e = 0; e < 4; ++e) {
+                    long j = 4 * g + e;
+                    *out++ = (j < kw && c < C) ? w[(i * kw + j) * C + c] : 0;
+                }
+}
+
+typedef struct {
+    long n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow;
+    int32_t zx;
+} dw_geo;
+
+/* 16 channels of 4 taps (16 bytes each) -> 64 bytes, channel-major (4 bytes per channel) */
+static inline void interleave4(__m128i a, __m128i b, __m128i c, __m128i d, uint8_t* dst) {
+    __m128i l01 = _mm_unpacklo_epi8(a, b), h01 = _mm_unpackhi_epi8(a, b);
+    __m128i l23 = _mm_unpacklo_epi8(c, d), h23 = _mm_unpackhi_epi8(c, d);
+    _mm_storeu_si128((__m128i*)dst, _mm_unpacklo_epi16(l01, l23));
+    _mm_storeu_si128((__m128i*)(dst + 16), _mm_unpackhi_epi16(l01, l23));
+    _mm_storeu_si128((__m128i*)(dst + 32), _mm_unpacklo_epi16(h01, h23));
+    _mm_storeu_si128((__m128i*)(dst + 48), _mm_unpackhi_epi16(h01, h23));
+}
+
+static inline __m128i load_tail16(const uint8_t* p, long n) { /* n < 16 bytes, zeros after */
+    uint8_t t[16] = {0};
+    memcpy(t, p, (size_t)n);
+    return _mm_loadu_si128((const __m128i*)t);
+}
+
+/* the window row of input row iy of image b (inside the input); cols[ox * 4 * groups + j]: the byte
+ * offset of tap j's pixel in the row, or -1 outside (read from padrow) */
+static void window_row(const uint8_t* x, const dw_geo* g, long b, long iy, const long* cols, const uint8_t* padrow,
+                       long groups, long chunks, uint8_t* dst) {
+    long C = g->c, full = C / 16;
+    const uint8_t* row = x + (b * g->h + iy) * g->w * C;
+    for (long ox = 0; ox < g->ow; ++ox)
+        for (long gi = 0; gi < groups; ++gi) {
+            const long* o = cols + (ox * groups + gi) * 4;
+            const uint8_t* t0 = o[0] >= 0 ? row + o[0] : padrow;
+            const uint8_t* t1 = o[1] >= 0 ? row + o[1] : padrow;
+            const uint8_t* t2 = o[2] >= 0 ? row + o[2] : padrow;
+            const uint8_t* t3 = o[3] >= 0 ? row + o[3] : padrow;
+            uint8_t* d = dst + (ox * groups + gi) * chunks * 64;
+            long cb = 0;
+            for (; cb < full; ++cb) {
+                long c0 = cb * 16;
+                interleave4(_mm_loadu_si128((const __m128i*)(t0 + c0)), _mm_loadu_si128((const __m128i*)(t1 + c0)),
+                            _mm_loadu_si128((const __m128i*)(t2 + c0)), _mm_loadu_si128((const __m128i*)(t3 + c0)),
+                            d + cb * 64);
+            }
+            if (cb < chunks) {
+                long c0 = cb * 16, n = C - c0;
+                interleave4(load_tail16(t0 + c0, n), load_tail16(t1 + c0, n), load_tail16(t2 + c0, n),
+                            load_tail16(t3 + c0, n), d + cb * 64);
+            }
+        }
+}
+
+/* One output row: src[i] the window row of kernel row i. KH, GROUPS: compile-time kernel rows and tap
+ * groups (0: g's, at run time). RQ = 0: int32 accumulators to buf (ow x C) for the plan's epilogue;
+ * RQ = 8 (the int32 QNN form): requantized in registers to orow (ow x C uint8), 4 pixels at a time (the
+ * form's 7 constant registers stay loaded), else 8 (vpdpbusd's latency). */
+static inline __attribute__((always_inline)) void dw_row(const dw_geo* g, const uint8_t* const* src,
+                                                        const int8_t* wp, const int32_t* init, int32_t* buf,
+                                                        uint8_t* orow, const rq_plan* p, const long KH,
+                                                        const long GROUPS, const int RQ) {
+    enum { U = 8 };
+    const int UN = RQ ? 4 : 8;
+    long C = g->c, kh = KH ? KH : g->kh, groups = GROUPS ? GROUPS : (g->kw + 3) / 4, chunks = (C + 15) / 16;
+    long step = groups * chunks * 64; /* bytes from one output column to the next */
+    for (long col = 0; col < C; col += 8) {
+        long left = C - col, cb = col / 16, half = (col % 16) * 4; /* bytes into the chunk's 64 */
+        __m256i iv = _mm256_loadu_si256((const __m256i*)(init + col));
+        rqi8_c kq; /* RQ: the requantization's constants of these channels, for every pixel of the row */
+        if (RQ) kq = rqi8_load(p, col, left);
+        long ox = 0;
+        for (; ox + UN <= g->ow; ox += UN) {
+            __m256i a[U];
+            for (int u = 0; u < UN; ++u) a[u] = iv;
+            for (long i = 0; i < kh; ++i)
+                for (long gi = 0; gi < groups; ++gi) {
+                    const uint8_t* q = src[i] + ((ox * groups + gi) * chunks + cb) * 64 + half;
+                    __m256i wv = _mm256_loadu_si256((const __m256i*)(wp + ((i * groups + gi) * chunks + cb) * 64 + half));
+                    for (int u = 0; u < UN; ++u)
+                        a[u] = DPBUSD256(a[u], _mm256_loadu_si256((const __m256i*)(q + u * step)), wv);
+                }
+            for (int u = 0; u < UN; ++u) {
+                if (RQ)
+                    rqi8_store(&kq, a[u], left, orow + (ox + u) * C + col);
+                else
+                    store_acc(buf + (ox + u) * C + col, left, a[u]);
+            }
+        }
+        for (; ox < g->ow; ++ox) {
+            __m256i acc = iv;
+            for (long i = 0; i < kh; ++i)
+                for (long gi = 0; gi < groups; ++gi) {
+                    __m256i xv = _mm256_loadu_si256((const __m256i*)(src[i] + ((ox * groups + gi) * chunks + cb) * 64 + half));
+                    __m256i wv = _mm256_loadu_si256((const __m256i*)(wp + ((i * groups + gi) * chunks + cb) * 64 + half));
+                    acc = DPBUSD256(acc, xv, wv);
+                }
+            if (RQ)
+                rqi8_store(&kq, acc, left, orow + ox * C + col);
+            else
+                store_acc(buf + ox * C + col, left, acc);
+        }
+    }
+}
+
+#define DW_ROW(NAME, KH, GROUPS, RQ)                                                                          \
+    static void NAME(const dw_geo* g, const uint8_t* const* src, const int8_t* wp, const int32_t* init,     \
+                     int32_t* buf, uint8_t* orow, const rq_plan* p) {                                         \
+        dw_row(g, src, wp, init, buf, orow, p, KH, GROUPS, RQ);                                               \
+    }
+/* the 3x3 kernel (one group of 4 taps per row) unrolled, and any kernel; the epilogue pass or mode 8 */
+DW_ROW(dw_row3_0, 3, 1, 0)
+DW_ROW(dw_row3_8, 3, 1, 8)
+DW_ROW(dw_rowk_0, 0, 0, 0)
+DW_ROW(dw_rowk_8, 0, 0, 8)
+
+typedef void (*dw_row_fn)(const dw_geo*, const uint8_t* const*, const int8_t*, const int32_t*, int32_t*, uint8_t*,
+                          const rq_plan*);
+
+typedef struct {
+    const uint8_t* x;
+    const dw_geo* g;
+    const int8_t* wp;
+    const int32_t* init; /* padded to a multiple of 16 channels */
+    const rq_plan* plan;
+    char* out;
+    long chunk; /* output rows (over images and rows) per task */
+    volatile int failed;
+} dw_job;
+
+/* output rows [t * chunk, (t + 1) * chunk) of all images' n * oh, with buffers of its own */
+static void dw_rows(void* arg, long t) {
+    dw_job* j = (dw_job*)arg;
+    const dw_geo* g = j->g;
+    const rq_plan* plan = j->plan;
+    long C = g->c, kh = g->kh, groups = (g->kw + 3) / 4, chunks = (C + 15) / 16, rq = plan->mode == 8;
+    long rowbytes = g->ow * groups * chunks * 64;
+    long slots = (kh - 1) * g->dh + 1; /* the rows of one output row fall in distinct slots */
+    long first = t * j->chunk, last = first + j->chunk < g->n * g->oh ? first + j->chunk : g->n * g->oh;
+    dw_row_fn row_fn = kh == 3 && groups == 1 ? (rq ? dw_row3_8 : dw_row3_0) : (rq ? dw_rowk_8 : dw_rowk_0);
+    size_t wbytes = ((size_t)((slots + 1) * rowbytes) + 63) / 64 * 64, pbytes = ((size_t)C + 64 + 63) / 64 * 64;
+    char* mem = (char*)thread_scratch(wbytes + pbytes + (size_t)(g->ow * C) * sizeof(int32_t));
+    long* tags = (long*)malloc((size_t)slots * sizeof(long));
+    const uint8_t** src = (const uint8_t**)malloc((size_t)kh * sizeof(*src));
+    long* cols = (long*)malloc((size_t)(g->ow * groups * 4) * sizeof(long));
+    if (!mem || !tags || !src || !cols) {
+        free(tags); free(src); free(cols);
+        j->failed = 1;
+        return;
+    }
+    uint8_t* rows = (uint8_t*)mem;
+    uint8_t* padrow = (uint8_t*)(mem + wbytes);
+    int32_t* buf = (int32_t*)(void*)(mem + wbytes + pbytes);
+    for (long ox = 0; ox < g->ow; ++ox)
+        for (long q = 0; q < groups * 4; ++q) {
+            long ix = ox * g->sw - g->pl + q * g->dw;
+            cols[ox * groups * 4 + q] = (q < g->kw && ix >= 0 && ix < g->w) ? ix * C : -1;
+        }
+    memset(padrow, (int)g->zx, (size_t)(C + 64));
+    uint8_t* padwin = rows + slots * rowbytes; /* the window row of a row outside the input: all zx */
+    memset(padwin, (int)g->zx, (size_t)rowbytes);
+    long image = -1;
+    for (long r = first; r < last; ++r) {
+        long b = r / g->oh, oy = r % g->oh;
+        if (b != image) { /* a new image: no window row is kept */
+            for (long s = 0; s < slots; ++s) tags[s] = -1;
+            image = b;
+        }
+        for (long i = 0; i < kh; ++i) {
+            long iy = oy * g->sh - g->pt + i * g->dh;
+            if (iy < 0 || iy >= g->h) {
+                src[i] = padwin;
+                continue;
+            }
+            long s = iy % slots;
+            if (tags[s] != iy) {
+                window_row(j->x, g, b, iy, cols, padrow, groups, chunks, rows + s * rowbytes);
+                tags[s] = iy;
+            }
+            src[i] = rows + s * rowbytes;
+        }
+        char* orow = j->out + r * g->ow * C * plan->out_size;
+        row_fn(g, src, j->wp, j->init, buf, (uint8_t*)orow, plan);
+        if (!rq) epilogue(plan, buf, g->ow, orow);
+    }
+    free(tags); free(src); free(cols);
+}
+
+/* The output rows go to the pool's threads in contiguous runs (each keeps its window rows): the same
+ * bits on any number of threads. */
+int dwconv_u8s8(const uint8_t* x, const dw_geo* g, const int8_t* wp, const int32_t* init, const rq_plan* plan,
+                char* out) {
+    long total = g->n * g->oh, cp = (g->c + 15) / 16 * 16;
+    double macs = (double)total * (double)g->ow * (double)g->c * (double)(g->kh * g->kw);
+    int threads = openqnn_pool_threads();
+    long tasks = macs >= openqnn_parallel_macs / 4 && threads > 1 ? (threads < total ? threads : total) : 1;
+    int32_t* iv = (int32_t*)calloc((size_t)cp, sizeof(int32_t));
+    if (!iv) return -1;
+    memcpy(iv, init, (size_t)g->c * sizeof(int32_t));
+    dw_job j = {x, g, wp, iv, plan, out, (total + tasks - 1) / (tasks > 0 ? tasks : 1), 0};
+    if (tasks > 1)
+        openqnn_parallel(dw_rows, &j, (total + j.chunk - 1) / j.chunk);
+    else if (total)
+        dw_rows(&j, 0);
+    free(iv);
+    return j.failed ? -1 : 0;
+}
+
+#else /* vpmaddwd */
+
 /* ---- depthwise ----------------------------------------------------------------------------------
  * Per input row a padded row is kept (its channels padded to Cp, a multiple of 8; columns outside
  * the input hold the zero point), and the rows one output row spans are reused by the next. Each tap
@@ -1236,6 +1465,8 @@ int dwconv_u8s8(const uint8_t* x, const dw_geo* g, const int8_t* wp, const int32
     free(iv);
     return j.failed ? -1 : 0;
 }
+
+#endif /* INT8_VNNI256 */
 
 /* ---- NCHW -> NHWC of 3-channel uint8 images (a model's input transpose) ---------------------------- */
 void nchw3_to_nhwc_u8(const uint8_t* x, long n, long hw, uint8_t* out) {
