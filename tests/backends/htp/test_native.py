@@ -344,9 +344,23 @@ def test_qnn_requant_in_c_equals_the_spec(lib, arch: str, xdtype: torch.dtype) -
 
 @pytest.mark.parametrize("geo", [(1, 9, 11, 3, 3, 3, 2, 2, 1, 1, 1, 1), (2, 7, 6, 5, 2, 3, 1, 2, 2, 1, 0, 2),
                                  (1, 5, 8, 17, 7, 7, 2, 2, 1, 1, 3, 3), (1, 6, 6, 4, 3, 2, 1, 1, 1, 3, 2, 0)])
-def test_im2col_in_c_equals_the_strided_view(lib, geo: tuple[int, ...]) -> None:
+@pytest.mark.parametrize("threads", [1, 3])
+def test_im2col_in_c_equals_the_strided_view(lib, geo: tuple[int, ...], threads: int) -> None:
     """int8.c's im2col_u8 (runs of bytes, the zero point outside the input) against a padded tensor's strided
-    view, for strides, dilations, asymmetric padding and a run crossing the edge."""
+    view, for strides, dilations, asymmetric padding and a run crossing the edge; on 1 thread and with its
+    output rows split among 3 however small."""
+    macs = ctypes.c_double.in_dll(lib, "openqnn_parallel_macs")
+    saved = macs.value
+    macs.value = 0.0 if threads > 1 else saved
+    native.sync_threads(threads)
+    try:
+        _im2col_case(geo)
+    finally:
+        macs.value = saved
+        native.sync_threads(1)
+
+
+def _im2col_case(geo: tuple[int, ...]) -> None:
     n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl = geo
     oh = (h + 2 * pt - (kh - 1) * dh - 1) // sh + 1
     ow = (w + pl + 1 - (kw - 1) * dw - 1) // sw + 1  # (one column of right padding)

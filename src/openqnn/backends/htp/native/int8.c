@@ -72,34 +72,65 @@ static inline void copy_run(uint8_t* restrict d, const uint8_t* restrict s, long
     if (n) *d = *s;
 }
 
-void im2col_u8(const uint8_t* x, const long* g, int zx, uint8_t* out) {
-    long n = g[0], h = g[1], w = g[2], c = g[3], kh = g[4], kw = g[5], sh = g[6], sw = g[7], dh = g[8], dw = g[9];
+/* output rows [r0, r1) of all images' n * oh (each ow x kh * kw * c bytes at its place in out) */
+static void im2col_range(const uint8_t* x, const long* g, int zx, uint8_t* out, long r0, long r1) {
+    long h = g[1], w = g[2], c = g[3], kh = g[4], kw = g[5], sh = g[6], sw = g[7], dh = g[8], dw = g[9];
     long pt = g[10], pl = g[11], oh = g[12], ow = g[13], run = kw * c;
-    uint8_t* o = out;
-    for (long b = 0; b < n; ++b)
-        for (long oy = 0; oy < oh; ++oy)
-            for (long ox = 0; ox < ow; ++ox) {
-                long ix0 = ox * sw - pl, inside = ix0 >= 0 && ix0 + (kw - 1) * dw < w;
-                for (long ky = 0; ky < kh; ++ky, o += run) {
-                    long iy = oy * sh - pt + ky * dh;
-                    if (iy < 0 || iy >= h) {
-                        memset(o, zx, (size_t)run);
-                        continue;
-                    }
-                    const uint8_t* row = x + ((b * h + iy) * w) * c;
-                    if (inside && dw == 1) {
-                        copy_run(o, row + ix0 * c, run);
-                        continue;
-                    }
-                    for (long kx = 0; kx < kw; ++kx) {
-                        long ix = ix0 + kx * dw;
-                        if (ix >= 0 && ix < w)
-                            copy_run(o + kx * c, row + ix * c, c);
-                        else
-                            memset(o + kx * c, zx, (size_t)c);
-                    }
+    uint8_t* o = out + r0 * ow * kh * run;
+    for (long r = r0; r < r1; ++r) {
+        long b = r / oh, oy = r % oh;
+        for (long ox = 0; ox < ow; ++ox) {
+            long ix0 = ox * sw - pl, inside = ix0 >= 0 && ix0 + (kw - 1) * dw < w;
+            for (long ky = 0; ky < kh; ++ky, o += run) {
+                long iy = oy * sh - pt + ky * dh;
+                if (iy < 0 || iy >= h) {
+                    memset(o, zx, (size_t)run);
+                    continue;
+                }
+                const uint8_t* row = x + ((b * h + iy) * w) * c;
+                if (inside && dw == 1) {
+                    copy_run(o, row + ix0 * c, run);
+                    continue;
+                }
+                for (long kx = 0; kx < kw; ++kx) {
+                    long ix = ix0 + kx * dw;
+                    if (ix >= 0 && ix < w)
+                        copy_run(o + kx * c, row + ix * c, c);
+                    else
+                        memset(o + kx * c, zx, (size_t)c);
                 }
             }
+        }
+    }
+}
+
+typedef struct {
+    const uint8_t* x;
+    const long* g;
+    int zx;
+    uint8_t* out;
+    long chunk, total;
+} im2col_job;
+
+static void im2col_task(void* arg, long t) {
+    const im2col_job* j = (const im2col_job*)arg;
+    long r0 = t * j->chunk, r1 = r0 + j->chunk < j->total ? r0 + j->chunk : j->total;
+    im2col_range(j->x, j->g, j->zx, j->out, r0, r1);
+}
+
+/* The output rows go to the pool's threads in contiguous runs where there are many bytes to write (a
+ * copy: the same bytes on any number of threads). */
+void im2col_u8(const uint8_t* x, const long* g, int zx, uint8_t* out) {
+    long total = g[0] * g[12];
+    double bytes = (double)total * (double)g[13] * (double)(g[4] * g[5] * g[3]);
+    int threads = openqnn_pool_threads();
+    long tasks = bytes >= openqnn_parallel_macs / 4 && threads > 1 ? (threads < total ? threads : total) : 1;
+    if (tasks > 1) {
+        im2col_job j = {x, g, zx, out, (total + tasks - 1) / tasks, total};
+        openqnn_parallel(im2col_task, &j, (total + j.chunk - 1) / j.chunk);
+    } else {
+        im2col_range(x, g, zx, out, 0, total);
+    }
 }
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
