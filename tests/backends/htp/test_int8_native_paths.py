@@ -121,43 +121,30 @@ def test_depthwise_odd_channels_and_kernels(int8_lib, threads: int, c: int, kern
                                   _depthwise_np(x, w, geo) + init)
 
 
+# the AVX2 section's packings (int8.c), by build: (the k per group, the weights' dtype); columns padded to 8, panels
+# of up to 2 blocks of 8; per group of k, a block's 8 columns as (w[k], .., w[k + group - 1]) each; zeros past K, N
+_AVX2_PACKINGS = {"avx2": (2, np.int16),  # vpmaddwd's pairs of int16
+                  "avx-vnni": (4, np.int8)}  # vpdpbusd's groups of 4 bytes (OPENQNN_MAX_ISA=avxvnni)
+
+
 @pytest.mark.parametrize("k,n", [(1, 1), (3, 5), (4, 16), (17, 23), (130, 129)])
-def test_avx2_gemm_pack_layout(int8_lib, k: int, n: int) -> None:
-    """The AVX2 build's packing (int8.c): int16 weights, columns padded to 8, panels of up to 2 blocks of 8;
-    per pair of k, a block's 8 columns as (w[k], w[k + 1]) each; zeros past K and N."""
-    if native.int8_isa() != "avx2":
-        pytest.skip(f"the kernels here are built for {native.int8_isa()} (that packing has its own test)")
+def test_avx2_section_gemm_pack_layout(int8_lib, k: int, n: int) -> None:
+    """The AVX2 section's weight packing, as its build (vpmaddwd, or 256-bit VNNI) lays it out."""
+    isa = native.int8_isa()
+    if isa not in _AVX2_PACKINGS:
+        pytest.skip(f"the kernels here are built for {isa} (that packing has its own test)")
+    group, dtype = _AVX2_PACKINGS[isa]
     w = np.random.default_rng(k * 7 + n).integers(-128, 128, (k, n)).astype(np.int8)
     size = int8_lib.gemm_pack_size(ctypes.c_long(k), ctypes.c_long(n))
     out = np.zeros(size, np.int8)
     int8_lib.gemm_pack(ctypes.c_void_p(w.ctypes.data), ctypes.c_long(k), ctypes.c_long(n),
                        ctypes.c_void_p(out.ctypes.data))
-    kp, blocks = (k + 1) // 2, (n + 7) // 8
-    padded = np.zeros((2 * kp, 8 * blocks), np.int16)
+    kq, blocks = -(-k // group), (n + 7) // 8
+    padded = np.zeros((group * kq, 8 * blocks), dtype)
     padded[:k, :n] = w
-    want = [padded[2 * q:2 * q + 2, 8 * b:8 * b + 8].T.reshape(-1)
-            for p0 in range(0, blocks, 2) for q in range(kp) for b in range(p0, min(p0 + 2, blocks))]
-    np.testing.assert_array_equal(out.view(np.int16), np.concatenate(want))
-
-
-@pytest.mark.parametrize("k,n", [(1, 1), (3, 5), (4, 16), (17, 23), (130, 129)])
-def test_avx_vnni_gemm_pack_layout(int8_lib, k: int, n: int) -> None:
-    """The 256-bit VNNI build's packing (int8.c's AVX2 section with vpdpbusd: OPENQNN_MAX_ISA=avxvnni here):
-    int8 weights, columns padded to 8, panels of up to 2 blocks of 8; per group of 4 k, a block's 8 columns
-    as (w[k], .., w[k + 3]) each; zeros past K and N."""
-    if native.int8_isa() != "avx-vnni":
-        pytest.skip(f"the kernels here are built for {native.int8_isa()} (OPENQNN_MAX_ISA=avxvnni builds these)")
-    w = np.random.default_rng(k * 7 + n).integers(-128, 128, (k, n)).astype(np.int8)
-    size = int8_lib.gemm_pack_size(ctypes.c_long(k), ctypes.c_long(n))
-    out = np.zeros(size, np.int8)
-    int8_lib.gemm_pack(ctypes.c_void_p(w.ctypes.data), ctypes.c_long(k), ctypes.c_long(n),
-                       ctypes.c_void_p(out.ctypes.data))
-    kq, blocks = (k + 3) // 4, (n + 7) // 8
-    padded = np.zeros((4 * kq, 8 * blocks), np.int8)
-    padded[:k, :n] = w
-    want = [padded[4 * q:4 * q + 4, 8 * b:8 * b + 8].T.reshape(-1)
+    want = [padded[group * q:group * q + group, 8 * b:8 * b + 8].T.reshape(-1)
             for p0 in range(0, blocks, 2) for q in range(kq) for b in range(p0, min(p0 + 2, blocks))]
-    np.testing.assert_array_equal(out, np.concatenate(want))
+    np.testing.assert_array_equal(out.view(dtype), np.concatenate(want))
 
 
 # -- whole models across the ISA caps -----------------------------------------------------------------
