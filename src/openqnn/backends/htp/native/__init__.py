@@ -46,7 +46,7 @@ __all__ = ["Im2col", "Int8Depthwise", "Int8Gemm", "MaxPool2d", "NativeRequant", 
            "nchw3_to_nhwc", "qnn_int_form", "quantize", "sum_mid", "sync_threads"]
 
 _SOURCES = [Path(__file__).with_name("requant.c"), Path(__file__).with_name("int8.c"), Path(__file__).with_name("pool.c")]
-_HEADERS = [Path(__file__).with_name("rqsimd.h")]  # part of the cache key, included by the sources
+_HEADERS = [Path(__file__).with_name("rqsimd.h"), Path(__file__).with_name("dwwindow.h")]  # part of the cache key, included by the sources
 _FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffinite-math-only", "-ffp-contract=off", "-shared", "-fPIC",
           "-pthread"]
 _LOCK = threading.Lock()
