@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     from openqnn.backends.htp.config import HtpConfig
     from openqnn.runtime.config import BackendConfig
     from tests.fidelity.cases import model_cases
-    from tests.fidelity.harness import Prepared, _sim_codes, export_bytes, simulate
+    from tests.fidelity.harness import Prepared, _sim_output, export_bytes, simulate, through_output_path
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--arch", default="73")
@@ -47,11 +47,15 @@ def main(argv: list[str] | None = None) -> None:
     save: dict[str, np.ndarray] = {}
     for t in outs:
         try:
-            th = np.stack([_sim_codes(p2, t, o[t]) for o in sim.outputs])
+            rec = [_sim_output(p2, t, o[t]) for o in sim.outputs]
         except Exception as e:
             print(f"{t}: {str(e)[:100]}")
             continue
-        us = np.stack([np.asarray(o[t]).astype(np.int64) for o in ours])
+        th = np.stack([c for c, _ in rec])
+        # openqnn's codes as the simulator's float16 output dequantization would show them (harness.recover_output)
+        off = g.tensors[t].encoding.offset[0]  # type: ignore[union-attr]
+        us = np.stack([through_output_path(np.asarray(o[t]).astype(np.int64), m, off) if m is not None
+                       else np.asarray(o[t]).astype(np.int64) for o, (_, m) in zip(ours, rec)])
         save[f"sim|{t}"], save[f"oq|{t}"] = th, us
         d = (us - th).ravel()
         n = producer.get(t)

@@ -16,10 +16,13 @@ start from the same input codes and no input-rounding convention (QNN EP quantiz
 ONNX Runtime's CPU, round half to even) can make a difference: the comparison is of the ops' own
 arithmetic. openqnn is fed those codes natively.
 
-The simulator's outputs are floats from the graph's final DequantizeLinear (usually left by QNN EP to
-ONNX Runtime's CPU: ``float32(scale) * (q - zero_point)``); the codes are recovered as
-``round(y / scale) - offset`` with the output encoding, and the recovery is checked (see
-:func:`recover_codes`); values off the grid make the case an ``off-grid`` finding. Outputs without an
+The simulator's outputs are floats from the graph's final DequantizeLinear, which QNN EP runs on the HTP:
+``float32(scale) * (q - zero_point)``, or for some producers and shapes, by columns, a float16 path that
+moves 8-bit codes (``z -> z + 1`` on nonzero multiples of 4 from the zero point; see
+:func:`recover_output`). The codes are recovered as ``round(y / scale) - offset`` on the grid that holds,
+and the recovery is checked; values off both grids make the case an ``off-grid`` finding. Where the float16
+path was taken, openqnn's codes (and exact arithmetic's) are compared as that path would show them
+(:func:`through_output_path`), so the figures compare the ops, not the output path. Outputs without an
 encoding (booleans, indices) are compared as they are. A third party, exact arithmetic (ONNX Runtime's
 CPU on the same QDQ model, unfused), tells which side moved away from the real-valued result. QNN EP's
 verbose log names the nodes it took outside a DequantizeLinear -> op -> QuantizeLinear unit: QNN runs
@@ -71,10 +74,12 @@ __all__ = [
     "export_bytes",
     "qnn_session",
     "recover_codes",
+    "recover_output",
     "run_case",
     "run_prepared",
     "simulate",
     "simulator_missing",
+    "through_output_path",
     "wheel_version",
 ]
 
@@ -177,26 +182,50 @@ def simulate(model: bytes, feeds: Sequence[Mapping[str, np.ndarray]], arch: str,
 
 
 def recover_codes(y: np.ndarray, scale: float, offset: int, bitwidth: int, name: str = "output") -> np.ndarray:
-    """The codes q of the dequantized floats ``y = float32(scale) * (q + offset)`` (8-bit codes: or
-    ``float16(scale) * (q + offset)``, the simulator's own output dequantization); raises
-    :class:`CodeRecoveryError` when a value is not on that grid (beyond float32 rounding) or its code
-    is out of the bitwidth's range."""
+    """The codes q of the dequantized floats ``y = float32(scale) * (q + offset)`` (8-bit codes: or, by columns,
+    ``float16(scale) * (q + offset)``, the HTP's own output dequantization, see :func:`recover_output`); raises
+    :class:`CodeRecoveryError` when a value is not on either grid (beyond float32 rounding) or its code is out
+    of the bitwidth's range."""
+    return recover_output(y, scale, offset, bitwidth, name)[0]
+
+
+def recover_output(y: np.ndarray, scale: float, offset: int, bitwidth: int,
+                   name: str = "output") -> tuple[np.ndarray, np.ndarray]:
+    """The codes the simulator's graph output shows and where it went through the HTP's float16 output
+    dequantization (a bool mask of ``y``'s shape; :func:`through_output_path` says what that does to codes).
+
+    QNN EP (onnxruntime-qnn 2.7.0, QNN 2.51, v68 = v73) runs a graph output's DequantizeLinear on the HTP.
+    Most outputs come back as ``float32(scale) * (q + offset)``, but for some producers and shapes, by columns
+    of the last axis, 8-bit codes are dequantized as ``float16(scale) * (q' + offset)`` with
+    ``q' = through_output_path(q)``: the code relative to the zero point, ``z = q + offset``, comes back as
+    ``z + 1`` wherever ``z`` is a nonzero multiple of 4 (the saturated top code as 2^bits where
+    ``2^bits - 1 + offset`` is one). Found with LayerNorm (the last ``N / 8`` columns of [10, 768], all of
+    [16, 768] and [32, 256], none of [16, 384], [24, 256]), FullyConnected (all of [9..17, 768], [8, 1024],
+    none of [16, 384], [32, 256]) and Softmax; not with Add, Mul, Div by a constant or Gelu of a graph input,
+    nor data movement (Transpose, Reshape, Slice). The ops' own codes do not have it: a LayerNorm of
+    [16, 768] read through a Slice, a Transpose or a Reshape is exact to QNN's rule
+    (tests/fidelity/test_qnn_layernorm.py). The float16 grid marks the path, column by column: a column is
+    on it where all its values sit on the float16 grid and not all on the float32 one; columns on both grids
+    (small or saturated codes, or a scale float16 holds exactly) are decided by :func:`_path_columns`."""
     s = float(np.float32(scale))
     # y is float32 from a dequantization we do not see. Exact float32 arithmetic puts it within 2^-24 |y|
     # of the grid; QNN's 16-bit outputs come back up to ~1.3e-2 of a code off (about 2^-23 relative: a
     # scale an ulp or two apart, or scale * q + scale * offset rounded term by term). Allowed: 2^-20
     # relative to |q| + |offset|, under 0.1 of a code for every 16-bit code, so the code stays unambiguous.
-    # QNN EP (onnxruntime-qnn 2.7.0) runs the graph output's DequantizeLinear on the HTP, and for 8-bit
-    # codes the simulator multiplies by the scale rounded to float16: y = float16(scale) * (q + offset)
-    # within 2e-4 of a code (layernorm/1x16x768/a8_pc: scale 0.0438019 -> 0.0437927, codes up to 0.026
-    # off the float32 grid; 16-bit outputs keep the float32 scale). Where the float32 grid does not hold
-    # 8-bit y, the float16 one is tried: both give the same codes where both hold (2^-12 of 255 codes).
+    # The float16 path: within 2e-4 of a code of float16(scale) * (q' + offset) (layernorm/1x16x768/a8_pc:
+    # scale 0.0438019 -> 0.0437927, codes up to 0.026 off the float32 grid).
+    y = np.asarray(y)
     k, err, tol = _grid(y, s, offset)
+    path = np.zeros(y.shape, dtype=bool)
     s16 = float(np.float16(s))
-    if not np.all(err <= tol) and bitwidth <= 8 and s16 != s and np.isfinite(s16) and s16 > 0:
+    if bitwidth <= 8 and np.isfinite(s16) and s16 > 0 and y.size:
+        n = y.shape[-1] if y.ndim else 1
         k16, err16, tol16 = _grid(y, s16, offset)
-        if np.all(err16 <= tol16):
-            k, err, tol = k16, err16, tol16
+        on32 = np.all((err <= tol).reshape(-1, n), axis=0)
+        on16 = np.all((err16 <= tol16).reshape(-1, n), axis=0)
+        z = k16.reshape(-1, n)
+        path = np.broadcast_to(_path_columns(on32, on16, z), z.shape).reshape(y.shape)
+        k, err, tol = np.where(path, k16, k), np.where(path, err16, err), np.where(path, tol16, tol)
     if not np.all(err <= tol):
         i = int(np.argmax(err - tol))
         raise CodeRecoveryError(f"{name}: the simulator's value {float(np.ravel(y)[i])!r} is "
@@ -204,26 +233,79 @@ def recover_codes(y: np.ndarray, scale: float, offset: int, bitwidth: int, name:
                                 f"(offset {offset}); its codes cannot be recovered exactly")
     q = k.astype(np.int64) - int(offset)
     lo, hi = 0, (1 << bitwidth) - 1
-    if q.size and (q.min() < lo or q.max() > hi):
+    if q.size and (q.min() < lo or np.any(q > hi + path)):
         raise CodeRecoveryError(f"{name}: recovered codes span [{q.min()}, {q.max()}], outside [{lo}, {hi}] "
                                 f"of a {bitwidth}-bit encoding")
-    return q
+    return q, path
+
+
+def _path_columns(on32: np.ndarray, on16: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Which columns took the float16 output dequantization: those on the float16 grid only; a column on both
+    grids (its codes too small to tell, or saturated) takes the side of its nearest decided neighbours where
+    they agree, else it is on the path where it holds no nonzero multiple of 4 (the path never writes one).
+    With no decided column, the whole tensor is on the path where it holds no nonzero multiple of 4 among at
+    least 64 nonzero codes."""
+    free = ~np.any((z % 4 == 0) & (z != 0), axis=0)  # columns without a nonzero multiple of 4
+    state = np.where(on16 & ~on32, 1, np.where(on32 & ~on16, -1, 0))  # 1 float16 only, -1 float32 only
+    decided = np.nonzero(state)[0]
+    both = on16 & on32
+    if decided.size == 0:
+        return both & bool(free.all() and np.count_nonzero(z) >= 64)
+    idx = np.arange(state.size)
+    left = np.maximum.accumulate(np.where(state != 0, idx, -1))  # nearest decided column to the left
+    right = np.minimum.accumulate(np.where(state != 0, idx, state.size)[::-1])[::-1]
+    ls = np.where(left >= 0, state[np.clip(left, 0, None)], 0)
+    rs = np.where(right < state.size, state[np.clip(right, None, state.size - 1)], 0)
+    side = np.where((ls == rs) | (rs == 0), ls, np.where(ls == 0, rs, np.where(free, 1, -1)))
+    return (state == 1) | (both & (side == 1))
+
+
+def through_output_path(q: np.ndarray, path: np.ndarray, offset: int) -> np.ndarray:
+    """The codes a graph output shows for the codes ``q`` (an op's, e.g. openqnn's) where ``path`` marks the
+    HTP's float16 output dequantization (:func:`recover_output`): ``z = q + offset`` becomes ``z + 1`` where it
+    is a nonzero multiple of 4. Integer codes only; others are returned as they are."""
+    q = np.asarray(q)
+    if q.dtype.kind not in "iu" or not np.any(path):
+        return q
+    z = q.astype(np.int64) + int(offset)
+    return q.astype(np.int64) + (path & (z % 4 == 0) & (z != 0))
 
 
 def _grid(y: np.ndarray, s: float, offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The nearest integers of ``y / s``, their distance and the tolerance of :func:`recover_codes`."""
+    """The nearest integers of ``y / s``, their distance and the tolerance of :func:`recover_output`."""
     v = np.asarray(y, dtype=np.float64) / s
     k = np.rint(v)
     return k, np.abs(v - k), RECOVERY_TOL + (np.abs(v) + abs(int(offset))) * 2.0**-20
 
 
 def _sim_codes(prep: Prepared, name: str, y: np.ndarray) -> np.ndarray:
+    return _sim_output(prep, name, y)[0]
+
+
+def _sim_output(prep: Prepared, name: str, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The simulator's codes of graph output ``name`` and the mask of its float16 output dequantization
+    (None: no encoding)."""
     enc = prep.graph.tensors[name].encoding
     if enc is None:
-        return np.asarray(y).astype(np.int64) if np.asarray(y).dtype.kind in "biu" else np.asarray(y)
+        return (np.asarray(y).astype(np.int64) if np.asarray(y).dtype.kind in "biu" else np.asarray(y)), None
     if len(enc.scale) != 1:
         raise CodeRecoveryError(f"{name}: a per-axis output encoding; the harness recovers per-tensor ones only")
-    return recover_codes(y, enc.scale[0], enc.offset[0], enc.bitwidth, name)
+    return recover_output(y, enc.scale[0], enc.offset[0], enc.bitwidth, name)
+
+
+def _through_path(prep: Prepared, outs: Sequence[Mapping[str, np.ndarray]],
+                  paths: Sequence[Mapping[str, np.ndarray | None]]) -> list[dict[str, np.ndarray]]:
+    """``outs`` (openqnn's or exact codes) as the simulator's graph outputs would show them: the HTP's float16
+    output dequantization where the simulator's outputs took it (:func:`recover_output`)."""
+    res = []
+    for o, p in zip(outs, paths):
+        d = dict(o)
+        for name, m in p.items():
+            enc = prep.graph.tensors[name].encoding
+            if m is not None and enc is not None and name in d:
+                d[name] = through_output_path(d[name], m, enc.offset[0])
+        res.append(d)
+    return res
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,10 +443,16 @@ def run_prepared(prep: Prepared, arch: str, *, cache: Path | None = None, use_ca
     if sim.outputs is None:
         return res
     try:
-        theirs = [{n: _sim_codes(prep, n, o[n]) for n in names} for o in sim.outputs]
+        recovered = [{n: _sim_output(prep, n, o[n]) for n in names} for o in sim.outputs]
     except CodeRecoveryError as e:
         res.error = res.error or f"off-grid: {e}"
         return res
+    theirs = [{n: c for n, (c, _) in r.items()} for r in recovered]
+    # the simulator's graph outputs may have gone through the HTP's float16 output dequantization, which moves
+    # codes (recover_output): openqnn's and exact codes are compared as that path would show them
+    paths = [{n: m for n, (_, m) in r.items()} for r in recovered]
+    ours = _through_path(prep, ours, paths) if ours is not None else None
+    exact = _through_path(prep, exact, paths) if exact is not None else None
     if exact is not None:
         _, res.ref_sim, res.ref_sim_max, _, _ = compare(theirs, exact, names, False)
     if ours is not None:

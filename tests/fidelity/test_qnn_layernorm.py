@@ -49,24 +49,81 @@ def test_layernorm_probe_rows_follow_the_spec(n: int, rows: int) -> None:
         assert np.mean(ours == sim) >= 0.995 > 0.99 > np.mean(ex == sim)  # the rest: within 0.05 of a .5
 
 
-@pytest.mark.parametrize("rows,n,zo,so", [(16, 768, 128, 0.013), (16, 768, 101, 1 / 255), (32, 256, 30, 0.013),
-                                          (30, 768, 4, 0.013), (10, 768, 128, 0.013), (8, 1024, 252, 0.01)])
-def test_layernorm_large_tensor_route(rows: int, n: int, zo: int, so: float) -> None:
-    """Rule 3: on the last route_columns(R, N) columns no code is a nonzero multiple of 4 from the zero point."""
-    from openqnn.backends.htp.spec.qnn_layernorm import route_columns
-    from tests.fidelity.layernorm_probe import run_codes, spec_codes
-
+def _rows(rows: int, n: int, zo: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(rows * n + zo)
     q = np.clip(np.rint(128 + rng.uniform(10, 60, (rows, 1)) * rng.standard_normal((rows, n))), 0, 255)[None]
-    gq, bq = rng.integers(100, 256, n), rng.integers(-300, 300, n)
-    sim = run_codes("73", q.astype(np.int64), 0.05, 128, gq, 1 / 200, bq, 1e-3, so, zo)
-    ours = spec_codes(q, 0.05, gq, 1 / 200, bq, 1e-3, so, zo)
-    rule = spec_codes(q, 0.05, gq, 1 / 200, bq, 1e-3, so, zo, route=False)
-    w = route_columns(rows, n)
-    print(f"{rows}x{n} zo={zo}: route on the last {w} columns, spec {np.mean(ours == sim):.3%}, without the route "
-          f"{np.mean(rule == sim):.3%}")
-    assert 0 < w and np.mean(ours == sim) >= 0.997 and np.mean(rule[..., n - w:] == sim[..., n - w:]) < 0.97
-    assert not np.any(((sim[..., n - w:] - zo) % 4 == 0) & (sim[..., n - w:] != zo) & (sim[..., n - w:] < 255))
+    return q.astype(np.int64), rng.integers(100, 256, n), rng.integers(-300, 300, n)
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+@pytest.mark.parametrize("slice_", [([0, 0], [1, 64], [1, 2]), ([0], [2], [1]), ([0], [384], [2])])
+def test_layernorm_codes_inside_a_model_follow_the_rule(slice_: tuple, arch: str) -> None:
+    """A [1, 16, 768] LayerNorm read through a Slice (same encoding; the Slice is the only graph output) gives
+    the rule's codes exactly, nonzero multiples of 4 from the zero point included (about 1/4 of the nonzero
+    codes): the ``z + 1`` the simulator shows on the full LayerNorm output is its graph-output dequantization."""
+    from tests.fidelity.layernorm_probe import run_output, spec_codes
+
+    q, gq, bq = _rows(16, 768, 128)
+    got, path = run_output(arch, q, 0.05, 128, gq, 1 / 200, bq, 1e-3, 0.013, 128, slice_=slice_)
+    (st, en, ax) = slice_
+    sl = [slice(None)] * 3
+    for a, b, e in zip(ax, st, en):
+        sl[a] = slice(b, e)
+    want = spec_codes(q, 0.05, gq, 1 / 200, bq, 1e-3, 0.013, 128)[tuple(sl)]
+    z = got - 128
+    print(f"v{arch} slice {slice_}: {np.mean(got == want):.3%} of {got.size}, nonzero multiples of 4 "
+          f"{np.mean((z % 4 == 0) & (z != 0)):.3f}")
+    assert not path.any() and np.array_equal(got, want)
+    assert np.mean((z % 4 == 0) & (z != 0)) > 0.15
+
+
+@pytest.mark.parametrize("rows,n,zo,so", [(16, 768, 128, 0.013), (16, 768, 101, 1 / 255), (32, 256, 30, 0.013),
+                                          (30, 768, 4, 0.013), (10, 768, 128, 0.013), (8, 1024, 252, 0.01)])
+def test_layernorm_graph_output_dequantization(rows: int, n: int, zo: int, so: float) -> None:
+    """The LayerNorm as the graph output: the rule's codes, through the HTP's float16 output dequantization
+    (``z + 1`` on nonzero multiples of 4) on the columns the float16 grid marks (harness.recover_output): all
+    of 16 x 768 and 32 x 256, the last N / 8 of 10 x 768 and 8 x 1024, the last 256 of 30 x 768."""
+    from tests.fidelity.harness import through_output_path
+    from tests.fidelity.layernorm_probe import run_output, spec_codes
+
+    q, gq, bq = _rows(rows, n, zo)
+    sim, path = run_output("73", q, 0.05, 128, gq, 1 / 200, bq, 1e-3, so, zo)
+    rule = spec_codes(q, 0.05, gq, 1 / 200, bq, 1e-3, so, zo)
+    ours = through_output_path(rule, path, -zo)
+    w = int(path[0, 0].sum())
+    print(f"{rows}x{n} zo={zo}: float16 path on the last {w} columns; rule through it {np.mean(ours == sim):.3%}, "
+          f"the rule alone {np.mean(rule == sim):.3%}")
+    assert np.mean(ours == sim) >= 0.997 and np.mean(rule[path] == sim[path]) < 0.97
+    assert w == {(16, 768): 768, (32, 256): 256, (30, 768): 256, (10, 768): 96, (8, 1024): 128}[(rows, n)]
+    assert np.all(path[..., n - w:]) and not np.any(path[..., : n - w])
+
+
+def test_large_graph_output_of_data_movement_is_exact() -> None:
+    """The converse: a Transpose of [1, 16, 768] 8-bit codes straight to the graph output comes back on the
+    float32 grid, every code as it went in (no float16 path, no ``z + 1``)."""
+    from onnx import TensorProto, helper
+    from onnx import numpy_helper as nh
+
+    from tests.fidelity.harness import recover_output, simulate
+
+    rng = np.random.default_rng(3)
+    q = rng.integers(0, 256, (1, 16, 768))
+    s, zp = np.float32(0.013), 128
+    inits = [nh.from_array(np.array(s), "s"), nh.from_array(np.array(zp, np.uint8), "z")]
+    nodes = [helper.make_node("QuantizeLinear", ["xf", "s", "z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["x"]),
+             helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 1]),
+             helper.make_node("QuantizeLinear", ["t", "s", "z"], ["tq"]),
+             helper.make_node("DequantizeLinear", ["tq", "s", "z"], ["y"])]
+    g = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("xf", TensorProto.FLOAT, q.shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    m.ir_version = 10
+    xf = (s * (q - zp).astype(np.float32)).astype(np.float32)
+    out = simulate(m.SerializeToString(), [{"xf": xf}], "73")
+    assert out.outputs is not None, out.refusal
+    codes, path = recover_output(out.outputs[0]["y"], float(s), -zp, 8)
+    assert not path.any() and np.array_equal(codes, q.transpose(0, 2, 1))
 
 
 @pytest.mark.parametrize("variant", ["a8_pt", "a8_pc", "a8_pc_odd"])

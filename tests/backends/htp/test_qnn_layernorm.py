@@ -12,7 +12,6 @@ from test_elementwise import _enc, _float, _graph, _param_enc
 from openqnn.backends.htp.arch import ARCHS
 from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext, QParams
 from openqnn.backends.htp.kernels.registry import storage_dtype
-from openqnn.backends.htp.spec.qnn_layernorm import route_columns
 from openqnn.ir import Graph
 
 
@@ -50,11 +49,7 @@ def _spec(g: Graph, x: np.ndarray) -> np.ndarray:
     r = np.floor(2.0**16 * float(qg.scale[0]) / (float(qo.scale[0]) * np.sqrt(var)))
     gq = np.asarray(g.tensors["c1"].encoding and np.rint(g.tensors["c1"].data / qg.scale[0]), np.float64)
     beta = (np.rint(g.tensors["c2"].data / qb.scale[0])) * qb.scale[0]
-    y = np.clip(np.floor(gq * (xf - mean) * r / 2.0**16 + np.floor(beta / qo.scale[0] + 0.5) + 0.5) - qo.offset[0],
-                qo.qmin, qo.qmax)
-    w = route_columns(x.size // n, n)  # the large-tensor route (rule 3) on the last w columns
-    z = y + qo.offset[0]
-    y = y + ((np.arange(n) >= n - w) & (z % 4 == 0) & (z != 0))
+    y = np.floor(gq * (xf - mean) * r / 2.0**16 + np.floor(beta / qo.scale[0] + 0.5) + 0.5) - qo.offset[0]
     return np.clip(y, qo.qmin, qo.qmax).astype(np.int64)
 
 
@@ -86,29 +81,17 @@ def test_layernorm_elsewhere_keeps_the_general_kernel(arithmetic: str, bw: int, 
 
 
 @pytest.mark.parametrize("shape", [(1, 16, 768), (2, 8, 768), (1, 30, 768), (1, 10, 768), (1, 8, 1024), (1, 24, 256)])
-def test_layernorm_large_tensor_route(shape: tuple[int, ...]) -> None:
-    """QNN's large-tensor route (spec rule 3): on the last route_columns(R, N) columns no code is a nonzero
-    multiple of 4 from the zero point; fast path = reference = the float64 spec."""
+def test_layernorm_large_shapes_follow_the_rule(shape: tuple[int, ...]) -> None:
+    """BERT-sized rows: fast path = reference = the float64 spec, nonzero multiples of 4 from the zero point
+    included (the simulator's graph outputs lack them on such shapes: its float16 output dequantization, not
+    the LayerNorm's, docs/htp-fidelity.md)."""
     rng = np.random.default_rng(sum(shape))
     g = _ln_graph(rng, shape)
-    n, rows = shape[-1], int(np.prod(shape[:-1]))
     x = np.clip(np.rint(128 + rng.uniform(5, 60, (*shape[:-1], 1)) * rng.standard_normal(shape)), 0, 255).astype(np.int64)
     kernel, got = _run(g, x, "v73", "qnn")
     assert kernel == "htp.layernorm_qnn"
     want = _spec(g, x)
     assert np.mean(got == want) >= 0.999 and np.abs(got - want).max() <= 1
-    w = route_columns(rows, n)
     qo = QParams.of(g.tensors["out"].encoding)  # type: ignore[arg-type]
     z = got + qo.offset[0]
-    tail = z[..., n - w:]
-    inside = (got[..., n - w:] > qo.qmin) & (got[..., n - w:] < qo.qmax)
-    assert not np.any((tail % 4 == 0) & (tail != 0) & inside)
-    if w < n:
-        assert np.any((z[..., : n - w] % 4 == 0) & (z[..., : n - w] != 0))
-    assert {(16, 768): 768, (30, 768): 256, (10, 768): 96, (8, 1024): 128, (24, 256): 0}[(rows, n)] == w
-
-
-def test_route_columns() -> None:
-    assert [route_columns(r, 768) for r in (1, 8, 9, 10, 15, 16, 17, 24, 30, 128)] == [0, 0, 192, 96, 96, 768, 256, 768, 256, 768]
-    assert [route_columns(r, 256) for r in (24, 32, 120, 128, 200, 208, 33)] == [0, 256, 256, 0, 0, 256, 0]
-    assert [route_columns(r, 128) for r in (64, 512)] == [0, 0]
+    assert 0.15 < np.mean((z % 4 == 0) & (z != 0)) < 0.35

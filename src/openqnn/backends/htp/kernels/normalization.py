@@ -39,9 +39,8 @@ LayerNorm / InstanceNorm / GroupNorm (normalized axes of N elements)
     per-tensor encoding (codes ``gq``, scale ``s_g``) QNN also scales gamma's codes by a per-row multiplier
     truncated to 16 fraction bits: ``m = C(k) // R`` with the table ``C(k) = round(s_g / s_out * N 2^(16+k))``
     (= ``floor(2^16 s_g / (s_out sigma))``), ``out = round_div(gq D m + Bc N 2^16, N 2^16) - offset_out``
-    with ``Bc = round(beta / s_out)`` (kernel ``htp.layernorm_qnn``). On QNN's large-tensor route (the last
-    axis normalized; the last ``route_columns(R, N)`` columns, spec/qnn_layernorm.py rule 3) the code relative
-    to the zero point, clamped, ``z = y`` gains one where ``z % 4 == 0`` and ``z != 0``.
+    with ``Bc = round(beta / s_out)`` (kernel ``htp.layernorm_qnn``). (The ``z + 1`` on nonzero multiples of 4
+    that the simulator shows on large graph outputs is its output dequantization, not the LayerNorm's.)
 
 RmsNorm (no mean removed): the same with ``q`` replaced by ``q + offset_in`` (its signed value) and
     ``S1 = 0``: ``D = N (q + offset_in)``, ``V = N S2``.
@@ -94,7 +93,6 @@ from openqnn.backends.htp.kernels.registry import (
 from openqnn.backends.htp.spec.qnn_layernorm import (
     beta_in_output_codes,
     gamma_codes_times_row_multiplier,
-    route_columns,
 )
 from openqnn.backends.htp.spec.qnn_softmax import pair_table_for, softmax_table_for
 from openqnn.backends.plan import StepPlan
@@ -418,9 +416,7 @@ def _qnn_layer_norm(node: Node, ctx: HtpBuildContext, axes: tuple[int, ...], wor
     ``m = floor(2^16 sg / (s_out sigma))`` from ``R = isqrt(W) = N sigma 2^k`` as ``m = C(k) // R`` with the
     table ``C(k) = round(sg / s_out * N 2^(16+k))`` (0 where the row is constant and eps is 0). Then
     ``out = round_div(gq (64 q - M) m + Bc 2^22, 2^22) - offset_out`` with gamma's codes ``gq`` and beta in
-    output codes ``Bc``; on the large-tensor route (the last ``route`` columns, rule 3) the clamped code
-    relative to the zero point gains one where it is a nonzero multiple of 4. None where the integers would
-    not fit int64."""
+    output codes ``Bc``. None where the integers would not fit int64."""
     gq, sg = gamma_q
     c = abs(sg / float(qo.scale[0]))
     gmax = float(np.max(np.abs(gq), initial=0))
@@ -430,10 +426,8 @@ def _qnn_layer_norm(node: Node, ctx: HtpBuildContext, axes: tuple[int, ...], wor
     rn, shift = int(mant * 2**24), 24 - exp - 6
     ck = np.array([round(sg / float(qo.scale[0]) * n * 2.0 ** (16 + k)) for k in range(_MAX_K + 1)], dtype=np.int64)
     bc = np.asarray(np.floor(b + 0.5), dtype=np.int64)
-    last = len(work_shape) - 1
-    route = route_columns(int(np.prod(work_shape, dtype=np.int64)) // n, n) if tuple(axes) == (last,) and n > 0 else 0
     attrs = {"axes": list(axes), "work_shape": list(work_shape), "out_shape": list(ctx.shape(node.outputs[0])), "n": n,
-             "oo": int(qo.offset[0]), "recip_n": rn, "mean_shift": shift, "route": route}
+             "oo": int(qo.offset[0]), "recip_n": rn, "mean_shift": shift}
     return _plan_step(node, ctx, "htp.layernorm_qnn", attrs,
                       {"eps": e_table, "ck": ck, "gq": np.asarray(gq, dtype=np.int64), "beta": bc})
 
@@ -451,10 +445,6 @@ def _bind_layernorm_qnn(plan: StepPlan, device: torch.device) -> Fns:
     ck, gq, bc = (np.asarray(plan.arrays[k], dtype=np.int64) for k in ("ck", "gq", "beta"))
     e_table_t, ck_t, gq_t, bc_t = _on(device, e_table), _on(device, ck), _on(device, gq), _on(device, bc)
     ax = [int(a) for a in p["axes"]]
-    route = int(p.get("route", 0))
-    zlo, zhi = qo.qmin + oo, qo.qmax + oo  # the output's range, relative to the zero point
-    on_route = np.arange(work_shape[-1]) >= work_shape[-1] - route if route else None
-    on_route_t = _on(device, on_route) != 0 if on_route is not None else None
 
     def reference(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.int64).reshape(work_shape)
@@ -465,9 +455,6 @@ def _bind_layernorm_qnn(plan: StepPlan, device: torch.device) -> Fns:
         m = np.where(v + e_table[0] > 0, ck[k] // r, 0)  # floor(2^16 sg / (s_out sigma)), per row
         d = (x << 6) - ((s1 * rn) >> shift)  # q - mean, the mean floored to 1/64 of a code
         y = round_div_np(gq * d * m + (bc << 22), np.int64(_LN_ONE))
-        if on_route is not None:  # QNN's large-tensor route: no nonzero multiple of 4 (spec rule 3)
-            y = np.clip(y, zlo, zhi)
-            y = y + (on_route & (y % 4 == 0) & (y != 0))
         return finish_np(y.reshape(out_shape) - oo, qo)
 
     def fast(x: torch.Tensor) -> torch.Tensor:
@@ -479,9 +466,6 @@ def _bind_layernorm_qnn(plan: StepPlan, device: torch.device) -> Fns:
         m = torch.where(v + int(e_table[0]) > 0, torch.div(ck_t[k], r, rounding_mode="floor"), 0)
         d = (x << 6) - ((s1 * rn) >> shift)
         y = round_div_t(gq_t * d * m + (bc_t << 22), torch.tensor(_LN_ONE, device=x.device))
-        if on_route_t is not None:
-            y = torch.clamp(y, zlo, zhi)
-            y = y + (on_route_t & ((y & 3) == 0) & (y != 0)).to(torch.int64)
         return finish_t(y.reshape(out_shape) - oo, qo)
 
     return reference, fast
