@@ -950,15 +950,25 @@ static void gemm_block(void* arg, long t) {
 
 int gemm_u8s8(const uint8_t* A, long M, long K, long lda, const int8_t* bp, long N, const int32_t* init,
               const rq_plan* plan, char* out) {
-    /* rows per block: whole epilogue blocks, at least 48 rows (each block streams all the weights) */
+    /* rows per block: whole epilogue blocks, at least 48 rows (each block streams all the weights); where
+     * the product goes to the pool, as many blocks of about equal size as a multiple of the threads (a
+     * last short block, or one block more than the threads, would leave a thread idle: ResNet-18's 7x7
+     * layers have 49 rows) */
     long br = block_rows(plan), rb = ((48 + br - 1) / br) * br;
+    int threads = openqnn_pool_threads();
+    int pooled = threads > 1 && (double)M * (double)K * (double)N >= openqnn_parallel_macs;
+    if (pooled) {
+        long target = ((M + rb - 1) / rb + threads - 1) / threads * threads, k = plan->k > 0 ? plan->k : 1;
+        long even = (M + target - 1) / target;
+        rb = (even + k - 1) / k * k;
+    }
     long np8 = (N + 7) / 8 * 8;
     int32_t* iv = (int32_t*)calloc((size_t)np8, sizeof(int32_t));
     if (!iv) return -1;
     memcpy(iv, init, (size_t)N * sizeof(int32_t));
     gemm_job j = {A, M, K, lda, N, rb, (const void*)bp, iv, plan, out, 0};
     long blocks = (M + rb - 1) / rb;
-    if (blocks > 1 && (double)M * (double)K * (double)N >= openqnn_parallel_macs)
+    if (blocks > 1 && pooled)
         openqnn_parallel(gemm_block, &j, blocks);
     else
         for (long t = 0; t < blocks; ++t) gemm_block(&j, t);
