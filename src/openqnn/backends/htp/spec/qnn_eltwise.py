@@ -26,7 +26,7 @@ Add / Subtract of 8-bit codes (``m_b`` negated for a Subtract):
 The second form is the first one's with ``rsh`` read as a left shift of the sum (the output moves in steps of
 ``2^-rsh`` codes from ``z_o``, the zero point added after the shift, no rounding half): established on the
 simulator by ``tests/fidelity/eltwise_probe.py --regime wide`` (docs/htp-fidelity.md, "Add, Sub and Mul"):
-every code of 330 encodings (v68 and v73, Add and Sub, ``a + b`` from 64 to 3e6, ``rsh`` -1 to -15, either
+every code of about 510 encodings (v68 and v73, Add and Sub, ``a + b`` from 64 to 2e6, ``rsh`` -1 to -15, either
 operand the large one, the ``rsh`` 0 / -1 boundary) and BERT's attention-mask Adds.
 
 Add / Subtract of 16-bit codes:
