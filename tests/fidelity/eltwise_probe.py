@@ -9,10 +9,17 @@ channel vector or a scalar against a ``[1, 16, 16, 16]`` tensor, either side fir
 encoding, the share of the simulator's codes that openqnn's spec (``src/openqnn/backends/htp/spec/
 qnn_eltwise.py``) and exact rounding reproduce.
 
+``--regime wide`` (8-bit Add / Sub) probes output steps finer than the inputs' sum / 64 (``a + b >= 64`` with
+``a = s_a / s_o``, ``b = s_b / s_o``; an attention mask's Add): ``--count`` encodings with ``b`` from 66 to
+3000 (``--wide-max`` raises it), ``a`` from 0.02 to 8, either operand the large one, all in one graph of
+small outputs (5 codes of the second operand, near its zero point, against every code of the first: 1,280
+outputs per encoding).
+
 Findings on onnxruntime-qnn 2.7.0 (QNN 2.51), v68 = v73: an Add / Sub is the ``floor`` of a linear function
 of the raw codes whose coefficients are 16-bit multipliers sharing one exponent, a Mul one rounding of the
 exact product of the centred codes; the spec reproduces every code of every probe (exact rounding: 96-100%
-per 8-bit probe, 47-100% per 16-bit probe) (docs/htp-fidelity.md).
+per 8-bit probe, 47-100% per 16-bit probe); where ``a + b >= 64`` the Add's sum less its zero is shifted
+left, the output zero point added after (docs/htp-fidelity.md).
 """
 
 from __future__ import annotations
@@ -127,6 +134,69 @@ def random_encodings(rng: np.random.Generator, count: int, bits: int, product: b
     return out
 
 
+def wide_encodings(rng: np.random.Generator, count: int, b_max: float = 3000.0) -> list[Encodings]:
+    """Encodings whose ``a + b`` is 64 or more (``--regime wide``): ``b = s_b / s_o`` log-uniform from 66 to
+    ``b_max``, ``a`` from 0.02 to 8, every fifth one with the large operand first; zero points random, every
+    third one with z_a = z_o = 128, every fourth one z_b = 255 (a mask's encoding)."""
+    out = []
+    for i in range(count):
+        so = float(np.exp(rng.uniform(np.log(0.02), np.log(0.5))))
+        b = float(np.exp(rng.uniform(np.log(66), np.log(b_max))))
+        a = float(np.exp(rng.uniform(np.log(0.02), np.log(8))))
+        za, zb, zo = (int(z) for z in rng.integers(0, 256, 3))
+        if i % 3 == 0:
+            za, zo = 128, 128
+        if i % 4 == 0:
+            zb = 255
+        out.append((b * so, zb, a * so, za, so, zo) if i % 5 == 4 else (a * so, za, b * so, zb, so, zo))
+    return out
+
+
+def wide_codes(enc: Encodings) -> tuple[np.ndarray, np.ndarray]:
+    """A wide probe's codes: every code of the first operand (columns) against 5 codes of the second (rows)
+    near its zero point."""
+    z = enc[3]
+    rows = [q for q in range(z - 2, z + 3) if 0 <= q <= 255]
+    rows += [0 if z > 127 else 255] * (5 - len(rows))
+    return np.arange(256)[None, :].repeat(5, 0), np.array(rows)[:, None].repeat(256, 1)
+
+
+def probe_many(arch: str, op: str, encs: Sequence[Encodings]) -> list[np.ndarray]:
+    """The simulator's output codes of one 8-bit Add or Sub per encoding, all in one graph (one session), on
+    :func:`wide_codes`' inputs: small outputs, each its own graph output."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes, inits, inputs, outputs, feed = [], [], [], [], {}
+    for k, enc in enumerate(encs):
+        sa, za, sb, zb, so, zo = enc
+        qa, qb = wide_codes(enc)
+        af = (np.float32(sa) * (qa.astype(np.float32) - np.float32(za))).astype(np.float32)
+        bf = (np.float32(sb) * (qb.astype(np.float32) - np.float32(zb))).astype(np.float32)
+        g = onnx.load_model_from_string(_model(op, af.shape, bf.shape, np.float32(sa), za, np.float32(sb), zb,
+                                               np.float32(so), zo, 8)).graph
+        rename = {n: f"k{k}_{n}" for n in ("af", "bf", "sa", "za", "sb", "zb", "so", "zo", "aq", "a", "bq", "b", "y",
+                                           "yq", "yo")}
+        for node in g.node:
+            node.input[:] = [rename[x] for x in node.input]
+            node.output[:] = [rename[x] for x in node.output]
+            nodes.append(node)
+        for t in g.initializer:
+            t.name = rename[t.name]
+            inits.append(t)
+        inputs += [helper.make_tensor_value_info(rename["af"], TensorProto.FLOAT, af.shape),
+                   helper.make_tensor_value_info(rename["bf"], TensorProto.FLOAT, bf.shape)]
+        outputs.append(helper.make_tensor_value_info(rename["yo"], TensorProto.FLOAT, None))
+        feed[rename["af"]], feed[rename["bf"]] = af, bf
+    g = helper.make_graph(nodes, "probe", inputs, outputs, inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]).SerializeToString()
+    out = simulate(model, [feed], arch)
+    if out.outputs is None:
+        raise RuntimeError(f"the simulator refused the probe: {out.refusal}")
+    return [np.rint(out.outputs[0][f"k{k}_yo"].astype(np.float64) / float(np.float32(enc[4]))).astype(np.int64)
+            + enc[5] for k, enc in enumerate(encs)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.fidelity.eltwise_probe", description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", default="73")
@@ -135,12 +205,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=8, help="random encodings")
     p.add_argument("--shape", default="same", choices=SHAPES)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--regime", default="spec", choices=["spec", "wide"],
+                   help="wide: 8-bit Add / Sub with a + b >= 64, many small probes in one graph")
+    p.add_argument("--wide-max", type=float, default=3000.0, help="the largest s_b / s_o of --regime wide")
     args = p.parse_args(argv)
     missing = simulator_missing()
     if missing:
         print(missing)
         return 1
     rng = np.random.default_rng(args.seed)
+    if args.regime == "wide":
+        if args.op == "Mul" or args.bits != 8:
+            p.error("--regime wide is for 8-bit Add and Sub")
+        encs = wide_encodings(rng, args.count, args.wide_max)
+        hits = total = 0
+        for enc, y in zip(encs, probe_many(args.arch, args.op, encs)):
+            spec = qnn_spec(args.op, enc, 8)
+            assert isinstance(spec, QnnAddSpec)
+            qa, qb = wide_codes(enc)
+            ok = spec.apply_np(qa, qb) == y
+            hits, total = hits + int(ok.sum()), total + ok.size
+            print(f"v{args.arch} {args.op} a8 wide a={enc[0] / enc[4]:.4g} b={enc[2] / enc[4]:.4g} "
+                  f"z={enc[1]},{enc[3]},{enc[5]} lsh={spec.lsh}: spec {ok.mean():.4%} of {ok.size}")
+        print(f"v{args.arch} {args.op} wide: spec {hits / total:.4%} of {total} codes, {len(encs)} encodings")
+        return 0
     for enc in random_encodings(rng, args.count, args.bits, product=args.op == "Mul"):
         qa, qb = input_codes(rng, args.bits, args.shape)
         r = probe(args.arch, args.op, enc, qa, qb, args.bits)

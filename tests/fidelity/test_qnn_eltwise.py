@@ -13,8 +13,11 @@ from tests.fidelity.eltwise_probe import (
     exact_codes,
     input_codes,
     probe,
+    probe_many,
     random_encodings,
     spec_codes,
+    wide_codes,
+    wide_encodings,
 )
 from tests.fidelity.harness import simulator_missing
 
@@ -38,6 +41,22 @@ def test_add_sub_mul_match_the_simulator(op: str, arch: str, bits: int, shape: s
         exact_same += int((exact_codes(p, op, enc, bits) == p["y"]).sum())
         total += ours.size
     print(f"v{arch} {op} a{bits} {shape}: spec 100% of {total}, exact rounding {exact_same / total:.4%}")
+
+
+_BERT_MASK_ADD = (0.00947863588146135, 117, 39.21568627450981, 255, 0.10187072365307341, 244)  # layer 0's
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+@pytest.mark.parametrize("op", ["Add", "Sub"])
+def test_add_sub_with_output_steps_finer_than_the_inputs_sum_over_64(op: str, arch: str) -> None:
+    """QNN's rsh < 0 (a + b >= 64: an attention mask's Add): the sum less its zero shifted left, z_o after;
+    s_b / s_o from 66 to 10^6 (rsh -1 to -14), either operand the large one, small outputs in one graph."""
+    rng = np.random.default_rng([len(op), int(arch)])
+    encs = [_BERT_MASK_ADD, *wide_encodings(rng, 10), *wide_encodings(rng, 4, 1e6)]
+    for enc, y in zip(encs, probe_many(arch, op, encs)):
+        spec = QnnAddSpec.of(*enc, subtract=op == "Sub")
+        assert spec is not None and spec.lsh > 0
+        np.testing.assert_array_equal(spec.apply_np(*wide_codes(enc)), y, err_msg=str(enc))
 
 
 def _sub16_candidates(enc: Encodings, qa: np.ndarray, qb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ from openqnn.backends.htp.config import HtpConfig
 from openqnn.backends.htp.kernels import HTP_KERNELS
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, bind_step
 from openqnn.backends.htp.kernels.requant import QnnRequant, Requant
+from openqnn.backends.htp.spec.qnn_eltwise import QnnAddSpec
 from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec, TensorConsts
 from openqnn.backends.plan import StepPlan
 from openqnn.errors import InvalidConfigError
@@ -317,6 +318,67 @@ def test_add_spec_reproduces_simulator_codes() -> None:
         np.testing.assert_array_equal(s.apply_t(torch.from_numpy(q % 256 if s.qmax == 255 else q),
                                                 torch.from_numpy(q.T % 256 if s.qmax == 255 else q.T)).numpy(),
                                       s.apply_np(q % 256 if s.qmax == 255 else q, q.T % 256 if s.qmax == 255 else q.T))
+
+
+def test_add_spec_shifts_left_where_the_output_step_is_finer_than_the_inputs_sum_over_64() -> None:
+    """BERT's attention-mask Add (scores + a mask of scale 39.2, codes 0 / 255, into scale 0.102): QNN's rsh is
+    -3, the sum less its zero shifted left by 3, z_o added after. Codes read off the simulator
+    (tests/fidelity/eltwise_probe.py --regime wide, v68 = v73): steps of 8 codes from z_o = 244 at the
+    scores' codes 11, 96 and 181, the masked ones 0; exact rounding moves in steps of one code."""
+    from openqnn.backends.htp.spec.qnn_eltwise import QnnAddSpec
+
+    spec = QnnAddSpec.of(0.00947863588146135, 117, 39.21568627450981, 255, 0.10187072365307341, 244, subtract=False)
+    assert spec is not None and (spec.mult_a, spec.mult_b, spec.rsh, spec.lsh, spec.post) == (3, 12319, 0, 3, 244)
+    qa = np.arange(256)
+    unmasked = spec.apply_np(qa, np.full(256, 255))
+    assert (np.flatnonzero(np.diff(unmasked)) + 1).tolist() == [11, 96, 181]
+    assert unmasked[[0, 11, 96, 181, 255]].tolist() == [228, 236, 244, 252, 252]
+    assert spec.apply_np(qa, np.zeros(256, np.int64)).max() == 0 and spec.apply_np(qa, np.full(256, 254)).max() == 0
+    # a probe with b = 400 exactly and a = 3: floor(3 (q_a - 128) / 8) * 8 + 128, the row q_b = z_b - 1 -400 off
+    spec = QnnAddSpec.of(0.3, 128, 40.0, 255, 0.1, 128, subtract=False)
+    assert spec is not None and spec.lsh == 3
+    assert (np.flatnonzero(np.diff(spec.apply_np(qa, np.full(256, 254)))) + 1).tolist() == [
+        222, 224, 227, 230, 232, 235, 238, 240, 243, 246, 248, 251, 254]
+    # either side of a + b = 64 (the existing rsh = 0 form below), far beyond it (rsh -15), not beyond -15
+    assert QnnAddSpec.of(0.0435, 37, 63.41, 250, 1.0, 159, subtract=False).lsh == 0  # type: ignore[union-attr]
+    assert QnnAddSpec.of(0.7348, 128, 64.0, 255, 1.0, 128, subtract=False).lsh == 1  # type: ignore[union-attr]
+    assert QnnAddSpec.of(0.04, 128, 1.2e6, 119, 1.0, 128, subtract=True).lsh == 15  # type: ignore[union-attr]
+    assert QnnAddSpec.of(0.04, 128, 2.2e6, 119, 1.0, 128, subtract=False) is None
+    q = np.arange(65536).reshape(256, 256)
+    for s in (spec, QnnAddSpec.of(0.04, 10, 1.2e6, 119, 1.0, 200, subtract=True)):
+        assert s is not None
+        np.testing.assert_array_equal(s.apply_t(torch.from_numpy(q % 256), torch.from_numpy(q.T % 256)).numpy(),
+                                      s.apply_np(q % 256, q.T % 256))
+    old = spec.to_attrs()
+    del old["lsh"], old["post"]  # a plan written before these fields reads as the rsh >= 0 form
+    assert QnnAddSpec.from_attrs(old) == QnnAddSpec(**{**spec.to_attrs(), "lsh": 0, "post": 0})
+
+
+@pytest.mark.parametrize("arch", [V68, V73], ids=["v68", "v73"])
+@pytest.mark.parametrize("op", ["ElementWiseAdd", "ElementWiseSubtract"])
+def test_add_fast_equals_the_qnn_spec_for_a_mask_like_operand(op: str, arch, elt_fast_mode: str) -> None:
+    """An attention mask's Add: scores of scale ~0.01 plus a mask (or a Subtract of it) of scale ~40 into an
+    output of scale ~0.1 (QNN's rsh < 0), broadcast over the heads and query rows; the table and the direct
+    fast paths equal the reference, which is the spec."""
+    from test_elementwise import _enc, _feeds, _graph
+
+    rng = np.random.default_rng([len(op), 3])
+    for trial in range(4):
+        scores = _enc(-1.2 * (trial + 1), 1.1 * (trial + 1), 8)
+        mask = _enc(-10000.0 * (trial + 1), 0.0, 8) if trial % 2 else _enc(-5000.0, 5000.0, 8)
+        g = _graph(op, [((1, 4, 16, 16), scores, None), ((1, 1, 1, 16), mask, None)])
+        g.tensors["out"].encoding = _enc(-24.0 - trial, 2.0 + trial, 8)
+        feeds = _feeds(g, rng)
+        step = HTP_KERNELS[op](g.nodes[0], HtpBuildContext(g, arch, arithmetic="qnn"))
+        assert step.plan.kernel == "htp.add_qnn" and step.plan.attrs["spec"]["lsh"] > 0
+        ins = [np.asarray(feeds[x], np.int64) for x in step.inputs]
+        ref, fast = _both_paths(g, step, ins)
+        np.testing.assert_array_equal(ref, fast)
+        e = [g.tensors[x].encoding for x in (*step.inputs, "out")]
+        spec = QnnAddSpec.of(e[0].scale[0], -e[0].offset[0], e[1].scale[0], -e[1].offset[0], e[2].scale[0],
+                             -e[2].offset[0], subtract=op == "ElementWiseSubtract")
+        assert spec is not None
+        np.testing.assert_array_equal(ref, spec.apply_np(*ins))
 
 
 def test_add_sub16_complements_a_broadcast_subtrahend() -> None:

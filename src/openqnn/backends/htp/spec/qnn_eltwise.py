@@ -14,11 +14,20 @@ does not); ``a = float32(1 / s_o) * s_a``, ``b`` likewise.
 Add / Subtract of 8-bit codes (``m_b`` negated for a Subtract):
 
     v     = a + b  (Add),  max(a, b)  (Subtract)
-    rsh   = min(6 - frexp(v * 16384/16380), 7)           rsh < 0 (v >= 64): not this spec
+    rsh   = min(6 - frexp(v * 16384/16380), 7)
     m_a   = rint(a * 2^(rsh + 8)),  m_b = rint(b * 2^(rsh + 8))                 about 14 bits
-    off   = (z_o << rsh) - round_half_up((z_a * m_a + z_b * m_b) / 2^8)         the library floors this;
-                                                         an int16: outside it, not this spec
-    code  = clamp((floor((q_a * m_a + q_b * m_b) / 2^8) + off + floor(2^rsh / 2)) >> rsh)
+    zero  = round_half_up((z_a * m_a + z_b * m_b) / 2^8)         the library floors this
+    rsh >= 0 (v < 64):
+      off   = (z_o << rsh) - zero                        an int16: outside it, not this spec
+      code  = clamp((floor((q_a * m_a + q_b * m_b) / 2^8) + off + floor(2^rsh / 2)) >> rsh)
+    rsh < 0 (v >= 64, output steps finer than the inputs' sum / 64; an attention mask's Add):
+      code  = clamp(z_o + ((floor((q_a * m_a + q_b * m_b) / 2^8) - zero) << -rsh))
+
+The second form is the first one's with ``rsh`` read as a left shift of the sum (the output moves in steps of
+``2^-rsh`` codes from ``z_o``, the zero point added after the shift, no rounding half): established on the
+simulator by ``tests/fidelity/eltwise_probe.py --regime wide`` (docs/htp-fidelity.md, "Add, Sub and Mul"):
+every code of about 510 encodings (v68 and v73, Add and Sub, ``a + b`` from 64 to 2e6, ``rsh`` -1 to -15, either
+operand the large one, the ``rsh`` 0 / -1 boundary) and BERT's attention-mask Adds.
 
 Add / Subtract of 16-bit codes:
 
@@ -57,9 +66,9 @@ or one's complement, one rounding or two) decided each choice. Every probe (over
 times a mid-range product's), zero points mid-range or random, rows, columns, channel vectors, scalars and
 batches broadcast, either operand, ranks 1 to 5, run-time or constant operands) is 100% identical on v68 and
 v73 alike, except constant 8-bit scalars (below); exact rounding is 96-100% per 8-bit probe and 47-100% per
-16-bit probe. Open, where openqnn keeps TFLite's arithmetic: the corners noted "not this spec" (output steps
-far finer than the inputs', and an 8-bit Add offset beyond int16, where the simulator gave code 0 for every
-output of the one probe that reached it), and operands of mixed widths (not probed). A constant one-element
+16-bit probe. Open, where openqnn keeps TFLite's arithmetic: the corners noted "not this spec" (16-bit output
+steps 8192 times finer than the larger input's, an 8-bit Add offset beyond int16, where the simulator gave
+code 0 for every output of the one probe that reached it, and 8-bit ``rsh`` below -15, not probed), and operands of mixed widths (not probed). A constant one-element
 8-bit operand takes another path in QNN: exact rounding for Add and Sub (100% of the codes of 28 probes,
 this spec 99.3-99.7%), for Mul neither exact rounding nor this spec nor a 12-16-bit or the convolutions'
 requantization of the scaled input (99.1-99.6% each; open): openqnn keeps TFLite's arithmetic there, which
@@ -81,6 +90,9 @@ __all__ = ["ARCHS", "QnnAddSpec", "QnnMulSpec", "add_spec_for", "complements", "
 ARCHS = ("v68", "v73")
 
 
+_MIN_RSH8 = -15  # the most negative 8-bit Add / Subtract rsh probed (v = a + b up to 2^21)
+
+
 def _f32(x: float) -> float:
     return float(np.float32(x))
 
@@ -93,9 +105,11 @@ def _frexp_exp(x: float) -> int:
 @dataclass(frozen=True)
 class QnnAddSpec:
     """The integers of one Add / Subtract:
-    ``code = clamp((((q_a * mult_a + q_b * mult_b + acc_bias) >> pre) + offset) >> rsh)``, ``offset`` including the
-    zero points and the rounding half (module docstring); ``pre`` is 8 for 8-bit codes, 1 for 16-bit codes;
-    ``acc_bias`` is not 0 only for a 16-bit Subtract that broadcasts within the last three dimensions."""
+    ``code = clamp(((((q_a * mult_a + q_b * mult_b + acc_bias) >> pre) + offset) >> rsh << lsh) + post)``,
+    ``offset`` including the zero points and the rounding half (module docstring); ``pre`` is 8 for 8-bit codes,
+    1 for 16-bit codes; ``acc_bias`` is not 0 only for a 16-bit Subtract that broadcasts within the last three
+    dimensions; ``lsh`` and ``post`` (the output zero point) are not 0 only for an 8-bit output step finer
+    than the inputs' sum / 64 (QNN's ``rsh < 0``: ``rsh`` is 0 then)."""
 
     mult_a: int
     mult_b: int
@@ -104,6 +118,8 @@ class QnnAddSpec:
     offset: int
     rsh: int
     qmax: int
+    lsh: int = 0
+    post: int = 0
 
     @staticmethod
     def of(s_a: float, z_a: int, s_b: float, z_b: int, s_o: float, z_o: int, subtract: bool,
@@ -120,11 +136,15 @@ class QnnAddSpec:
             return None
         v = _f32(a + b) if not subtract else max(a, b)
         rsh = min(6 - _frexp_exp(_f32(v * _f32(16384.0 / 16380.0))), 7)
-        if rsh < 0:  # v >= 64: open (module docstring)
+        if rsh < _MIN_RSH8:  # v >= 2^21: not probed
             return None
         scale = _f32(2.0 ** (rsh + 8))
         mult_a, mult_b = round(_f32(a * scale)), sign * round(_f32(b * scale))  # half to even
         zero = (z_a * mult_a + z_b * mult_b + 128) >> 8  # rounded (the Hexagon NN library floors it)
+        if rsh < 0:
+            # v >= 64: the sum less its zero, shifted left by -rsh, then the output zero point (no half). |zero|
+            # < 2^15 always (the larger multiplier is below 2^14), so no int16 corner here.
+            return QnnAddSpec(mult_a, mult_b, 0, 8, -zero, 0, 255, -rsh, z_o)
         offset = (z_o << rsh) - zero
         if not -(1 << 15) <= offset < 1 << 15:  # an int16 there; beyond it QNN's codes are not this (open)
             return None
@@ -151,18 +171,24 @@ class QnnAddSpec:
     @staticmethod
     def from_attrs(doc: Mapping[str, Any]) -> QnnAddSpec:
         return QnnAddSpec(int(doc["mult_a"]), int(doc["mult_b"]), int(doc["acc_bias"]), int(doc["pre"]),
-                          int(doc["offset"]), int(doc["rsh"]), int(doc["qmax"]))
+                          int(doc["offset"]), int(doc["rsh"]), int(doc["qmax"]), int(doc.get("lsh", 0)),
+                          int(doc.get("post", 0)))
 
     def apply_np(self, qa: np.ndarray, qb: np.ndarray) -> np.ndarray:
         """Codes of int64 codes ``qa`` and ``qb`` (broadcast): the reference."""
         acc = np.asarray(qa, dtype=np.int64) * self.mult_a + np.asarray(qb, dtype=np.int64) * self.mult_b + self.acc_bias
-        return np.clip(((acc >> self.pre) + self.offset) >> self.rsh, 0, self.qmax)
+        t = ((acc >> self.pre) + self.offset) >> self.rsh
+        if self.lsh:  # |t| < 2^16 and lsh <= 15 (-_MIN_RSH8): no int64 overflow
+            t = (t << self.lsh) + self.post
+        return np.clip(t, 0, self.qmax)
 
     def apply_t(self, qa: torch.Tensor, qb: torch.Tensor) -> torch.Tensor:
         """The same on integer tensors, as int64."""
         acc = qa.to(torch.int64) * self.mult_a + qb.to(torch.int64) * self.mult_b + self.acc_bias
-        return torch.bitwise_right_shift(torch.bitwise_right_shift(acc, self.pre).add_(self.offset), self.rsh).clamp_(
-            0, self.qmax)
+        t = torch.bitwise_right_shift(torch.bitwise_right_shift(acc, self.pre).add_(self.offset), self.rsh)
+        if self.lsh:
+            t = torch.bitwise_left_shift(t, self.lsh).add_(self.post)
+        return t.clamp_(0, self.qmax)
 
 
 @dataclass(frozen=True)
