@@ -80,6 +80,9 @@ def htp_products() -> str:
     if isa == "avx-vnni":
         return ("native AVX2 kernels with 256-bit VNNI (vpdpbusd GEMM on uint8 codes, requantized by the C epilogue; "
                 "the depthwise one vpmaddwd's, in registers; k x k convolutions as uint8 im2col rows times the GEMM)")
+    if isa == "neon-dotprod":
+        return ("native aarch64 dotprod kernels (sdot GEMM on codes made signed, requantized by the C epilogue; "
+                "k x k convolutions as uint8 im2col rows times the GEMM; depthwise in plain C)")
     if isa == "avx2":
         return ("native AVX2 kernels (vpmaddwd on int16-widened codes and weights, requantized by the C epilogue, "
                 "the depthwise one in registers; k x k convolutions as uint8 im2col rows times the native GEMM)")

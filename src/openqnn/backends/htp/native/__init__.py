@@ -566,13 +566,14 @@ def int8_available() -> bool:
     return _INT8
 
 
-_INT8_ISAS = {1: "avx2", 2: "avx512-vnni", 3: "avx-vnni"}
+_INT8_ISAS = {1: "avx2", 2: "avx512-vnni", 3: "avx-vnni", 4: "neon-dotprod"}
 
 
 def int8_isa() -> str | None:
     """The instruction set int8.c's kernels are built for here: ``"avx512-vnni"`` (vpdpbusd, in-register
     requantization), ``"avx-vnni"`` (AVX2 with 256-bit vpdpbusd in the GEMM, the epilogue pass), ``"avx2"``
-    (vpmaddwd on int16-widened operands, the epilogue pass), or None
+    (vpmaddwd on int16-widened operands, the epilogue pass), ``"neon-dotprod"`` (aarch64: sdot on codes made
+    signed, the epilogue pass), or None
     (:func:`int8_available` is false). The bits are the same; the speed and the weights' packing differ."""
     lib = library()
     if lib is None or not int8_available():

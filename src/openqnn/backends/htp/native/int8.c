@@ -1255,6 +1255,258 @@ void nchw3_to_nhwc_u8(const uint8_t* x, long n, long hw, uint8_t* out) {
     }
 }
 
+#elif defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
+/* ---- aarch64 with the dot product instructions (ARMv8.2 dotprod: Cortex-A55/A76 and later, Neoverse, Apple) --
+ * The same entry points. sdot sums four s8 x s8 products into each int32 lane, exact; the codes are made
+ * signed as q - 128 (an exclusive or of the top bit) when a block of rows is copied into rows of K padded to
+ * a multiple of 4, and 128 * sum(w) per column, kept beside the packed weights, is added back to the
+ * accumulator's start, so the accumulator is the same sum(q * w) + init as on x86. Each product pass writes
+ * int32 accumulators, which the plan's epilogue (requant.c) requantizes. The depthwise convolution is plain
+ * C over padded rows (the compiler vectorizes its channel loop). */
+#include <arm_neon.h>
+
+int openqnn_int8_available(void) { return 1; }
+int openqnn_int8_isa(void) { return 4; }
+
+/* ---- GEMM ---------------------------------------------------------------------------------------
+ * Packed weights (gemm_pack_size: bytes): columns padded to multiples of 16, taken in panels of 16; per
+ * panel, per group of 4 k: 64 bytes, 4 blocks of 4 columns, each column's 4 consecutive k bytes (sdot's
+ * layout); then 128 * sum_k w[k][col] per (padded) column as int32. K is padded to a multiple of 4. */
+
+#define TM 4
+#define KC 1024 /* k per chunk */
+
+long gemm_pack_size(long K, long N) { return ((K + 3) / 4) * 4 * ((N + 15) / 16) * 16 + ((N + 15) / 16) * 16 * 4; }
+
+void gemm_pack(const int8_t* w, long K, long N, int8_t* out) { /* w: [K, N] row-major */
+    long kq = (K + 3) / 4, np = (N + 15) / 16;
+    int8_t* o = out;
+    for (long p0 = 0; p0 < np; ++p0)
+        for (long q = 0; q < kq; ++q)
+            for (long c = 0; c < 16; ++c)
+                for (long e = 0; e < 4; ++e) {
+                    long kk = 4 * q + e, col = p0 * 16 + c;
+                    *o++ = (kk < K && col < N) ? w[kk * N + col] : 0;
+                }
+    int32_t* sums = (int32_t*)(void*)(out + kq * 4 * np * 16);
+    for (long col = 0; col < np * 16; ++col) {
+        int32_t t = 0;
+        for (long kk = 0; kk < K && col < N; ++kk) t += w[kk * N + col];
+        sums[col] = 128 * t;
+    }
+}
+
+static __thread char* scratch_buf;
+static __thread size_t scratch_cap;
+
+static void* thread_scratch(size_t bytes) {
+    if (bytes > scratch_cap) {
+        free(scratch_buf);
+        scratch_buf = (char*)malloc(bytes);
+        scratch_cap = scratch_buf ? bytes : 0;
+    }
+    return scratch_buf;
+}
+
+/* MRC (<= TM) rows of signed codes (stride lda, a multiple of 4) x 16 columns over nq groups of 4 k from the
+ * packed panel bq; accumulators start from iv (first chunk) or c, and go to c (ncols of them valid) */
+static inline __attribute__((always_inline)) void gemm_tile(const int8_t* a, long lda, const int MRC, long nq,
+                                                           const int8_t* bq, int first, const int32_t* iv,
+                                                           int32_t* c, long ldc, long ncols) {
+    int32x4_t acc[TM][4];
+    int32_t tmp[16];
+    for (int i = 0; i < MRC; ++i) {
+        const int32_t* src = iv;
+        if (!first) {
+            for (int j = 0; j < 16; ++j) tmp[j] = j < ncols ? c[i * ldc + j] : 0;
+            src = tmp;
+        }
+        for (int j = 0; j < 4; ++j) acc[i][j] = vld1q_s32(src + 4 * j);
+    }
+    for (long q = 0; q < nq; ++q, bq += 64) {
+        int8x16_t b0 = vld1q_s8(bq), b1 = vld1q_s8(bq + 16), b2 = vld1q_s8(bq + 32), b3 = vld1q_s8(bq + 48);
+        for (int i = 0; i < MRC; ++i) {
+            int32_t v;
+            memcpy(&v, a + i * lda + 4 * q, 4);
+            int8x16_t av = vreinterpretq_s8_s32(vdupq_n_s32(v));
+            acc[i][0] = vdotq_s32(acc[i][0], b0, av);
+            acc[i][1] = vdotq_s32(acc[i][1], b1, av);
+            acc[i][2] = vdotq_s32(acc[i][2], b2, av);
+            acc[i][3] = vdotq_s32(acc[i][3], b3, av);
+        }
+    }
+    for (int i = 0; i < MRC; ++i) {
+        for (int j = 0; j < 4; ++j) vst1q_s32(tmp + 4 * j, acc[i][j]);
+        memcpy(c + i * ldc, tmp, (size_t)(ncols < 16 ? ncols : 16) * sizeof(int32_t));
+    }
+}
+
+typedef struct {
+    const uint8_t* A;
+    long M, K, lda, N, rb;
+    const int8_t* bp;
+    const int32_t* init; /* + 128 * sum(w), padded to a multiple of 16 columns */
+    const rq_plan* plan;
+    char* out;
+    volatile int failed;
+} gemm_job;
+
+/* rows [r0, r0 + rb) of one GEMM: A copied as signed codes into rows padded to 4k, every chunk and panel,
+ * then the epilogue */
+static void gemm_block(void* arg, long t) {
+    gemm_job* j = (gemm_job*)arg;
+    long r0 = t * j->rb, rows = j->M - r0 < j->rb ? j->M - r0 : j->rb, N = j->N, K = j->K;
+    long kq = (K + 3) / 4, lda = 4 * kq, np = (N + 15) / 16;
+    size_t abytes = ((size_t)(rows * lda) + 63) / 64 * 64;
+    char* mem = (char*)thread_scratch(abytes + (size_t)(rows * N) * sizeof(int32_t));
+    if (!mem) {
+        j->failed = 1;
+        return;
+    }
+    int8_t* a4 = (int8_t*)mem;
+    int32_t* buf = (int32_t*)(void*)(mem + abytes);
+    for (long r = 0; r < rows; ++r) {
+        const uint8_t* src = j->A + (r0 + r) * j->lda;
+        int8_t* dst = a4 + r * lda;
+        long k = 0;
+        for (; k + 16 <= K; k += 16)
+            vst1q_s8(dst + k, vreinterpretq_s8_u8(veorq_u8(vld1q_u8(src + k), vdupq_n_u8(0x80))));
+        for (; k < K; ++k) dst[k] = (int8_t)(src[k] ^ 0x80);
+        for (; k < lda; ++k) dst[k] = 0;
+    }
+    for (long q0 = 0; q0 < kq; q0 += KC / 4) {
+        long nq = kq - q0 < KC / 4 ? kq - q0 : KC / 4;
+        for (long p0 = 0; p0 < np; ++p0) {
+            long col = p0 * 16, ncols = N - col;
+            const int8_t* bq = j->bp + p0 * 64 * kq + q0 * 64;
+            long i = 0;
+            for (; i + TM <= rows; i += TM)
+                gemm_tile(a4 + i * lda + 4 * q0, lda, TM, nq, bq, q0 == 0, j->init + col, buf + i * N + col, N, ncols);
+            switch (rows - i) {
+            case 3: gemm_tile(a4 + i * lda + 4 * q0, lda, 3, nq, bq, q0 == 0, j->init + col, buf + i * N + col, N, ncols); break;
+            case 2: gemm_tile(a4 + i * lda + 4 * q0, lda, 2, nq, bq, q0 == 0, j->init + col, buf + i * N + col, N, ncols); break;
+            case 1: gemm_tile(a4 + i * lda + 4 * q0, lda, 1, nq, bq, q0 == 0, j->init + col, buf + i * N + col, N, ncols); break;
+            default: break;
+            }
+        }
+    }
+    epilogue(j->plan, buf, rows, j->out + r0 * N * j->plan->out_size);
+}
+
+/* out[M, N] = requant(init + A[M, K] (uint8, row stride lda) @ W[K, N] (int8, packed)), the plan's epilogue
+ * on blocks of rows in cache; the blocks are tasks of about equal size (pool.c): the same bits on any
+ * number of threads. */
+int gemm_u8s8(const uint8_t* A, long M, long K, long lda, const int8_t* bp, long N, const int32_t* init,
+              const rq_plan* plan, char* out) {
+    long br = block_rows(plan), rb = ((48 + br - 1) / br) * br;
+    int threads = openqnn_pool_threads();
+    int pooled = threads > 1 && (double)M * (double)K * (double)N >= openqnn_parallel_macs;
+    if (pooled) {
+        long target = ((M + rb - 1) / rb + threads - 1) / threads * threads, k = plan->k > 0 ? plan->k : 1;
+        long even = (M + target - 1) / target;
+        rb = (even + k - 1) / k * k;
+    }
+    long np16 = (N + 15) / 16 * 16, kq = (K + 3) / 4;
+    int32_t* iv = (int32_t*)calloc((size_t)np16, sizeof(int32_t));
+    if (!iv) return -1;
+    const int32_t* sums = (const int32_t*)(const void*)(bp + kq * 4 * np16);
+    for (long c = 0; c < N; ++c) iv[c] = init[c] + sums[c]; /* (wraps as the accumulator does) */
+    gemm_job j = {A, M, K, lda, N, rb, bp, iv, plan, out, 0};
+    long blocks = (M + rb - 1) / rb;
+    if (blocks > 1 && pooled)
+        openqnn_parallel(gemm_block, &j, blocks);
+    else
+        for (long t = 0; t < blocks; ++t) gemm_block(&j, t);
+    free(iv);
+    return j.failed ? -1 : 0;
+}
+
+/* ---- depthwise ----------------------------------------------------------------------------------
+ * Plain C: per output row, int32 accumulators of every tap over the channels (taps outside the input
+ * read the zero point), then the plan's epilogue. Weights (dw_pack): int32 [kh][kw][C]. */
+
+long dw_pack_size(long kh, long kw, long C) { return kh * kw * C * 4; }
+
+void dw_pack(const int8_t* w, long kh, long kw, long C, int8_t* out8) { /* w: [kh, kw, C] */
+    int32_t* out = (int32_t*)(void*)out8;
+    for (long t = 0; t < kh * kw * C; ++t) out[t] = w[t];
+}
+
+typedef struct {
+    long n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow;
+    int32_t zx;
+} dw_geo;
+
+typedef struct {
+    const uint8_t* x;
+    const dw_geo* g;
+    const int32_t* wp;
+    const int32_t* init;
+    const rq_plan* plan;
+    char* out;
+    long chunk;
+    volatile int failed;
+} dw_job;
+
+static void dw_rows(void* arg, long t) {
+    dw_job* j = (dw_job*)arg;
+    const dw_geo* g = j->g;
+    long C = g->c, total = g->n * g->oh;
+    long first = t * j->chunk, last = first + j->chunk < total ? first + j->chunk : total;
+    int32_t* buf = (int32_t*)thread_scratch((size_t)(g->ow * C) * sizeof(int32_t));
+    if (!buf) {
+        j->failed = 1;
+        return;
+    }
+    for (long r = first; r < last; ++r) {
+        long b = r / g->oh, oy = r % g->oh;
+        for (long ox = 0; ox < g->ow; ++ox) {
+            int32_t* acc = buf + ox * C;
+            for (long c = 0; c < C; ++c) acc[c] = j->init[c];
+            for (long i = 0; i < g->kh; ++i) {
+                long iy = oy * g->sh - g->pt + i * g->dh;
+                for (long t2 = 0; t2 < g->kw; ++t2) {
+                    long ix = ox * g->sw - g->pl + t2 * g->dw;
+                    const int32_t* wt = j->wp + (i * g->kw + t2) * C;
+                    if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w) {
+                        for (long c = 0; c < C; ++c) acc[c] += g->zx * wt[c];
+                        continue;
+                    }
+                    const uint8_t* q = j->x + ((b * g->h + iy) * g->w + ix) * C;
+                    for (long c = 0; c < C; ++c) acc[c] += (int32_t)q[c] * wt[c];
+                }
+            }
+        }
+        epilogue(j->plan, buf, g->ow, j->out + r * g->ow * C * j->plan->out_size);
+    }
+}
+
+int dwconv_u8s8(const uint8_t* x, const dw_geo* g, const int8_t* wp, const int32_t* init, const rq_plan* plan,
+                char* out) {
+    long total = g->n * g->oh;
+    double macs = (double)total * (double)g->ow * (double)g->c * (double)(g->kh * g->kw);
+    int threads = openqnn_pool_threads();
+    long tasks = macs >= openqnn_parallel_macs / 4 && threads > 1 ? (threads < total ? threads : total) : 1;
+    dw_job j = {x, g, (const int32_t*)(const void*)wp, init, plan, out, (total + tasks - 1) / (tasks > 0 ? tasks : 1), 0};
+    if (tasks > 1)
+        openqnn_parallel(dw_rows, &j, (total + j.chunk - 1) / j.chunk);
+    else if (total)
+        dw_rows(&j, 0);
+    return j.failed ? -1 : 0;
+}
+
+void nchw3_to_nhwc_u8(const uint8_t* x, long n, long hw, uint8_t* out) {
+    for (long b = 0; b < n; ++b) {
+        const uint8_t *p0 = x + b * 3 * hw, *p1 = p0 + hw, *p2 = p1 + hw;
+        uint8_t* o = out + b * 3 * hw;
+        for (long p = 0; p < hw; ++p) {
+            o[3 * p] = p0[p];
+            o[3 * p + 1] = p1[p];
+            o[3 * p + 2] = p2[p];
+        }
+    }
+}
+
 #else
 int openqnn_int8_available(void) { return 0; }
 int openqnn_int8_isa(void) { return 0; }
