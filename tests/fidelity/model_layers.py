@@ -2,7 +2,7 @@
 activation made a graph output, openqnn's htp against the simulator per tensor in graph order (share
 identical, max and mean difference in codes).
 
-    python -m tests.fidelity.model_layers [--model bert] [--arch 73] [--feeds 2] [--save layers.npz]
+    python -m tests.fidelity.model_layers [--model bert] [--full] [--arch 73] [--feeds 2] [--save layers.npz]
 
 ``--save``: both sides' codes per tensor ("sim|<name>", "oq|<name>"), for a closer look at one op.
 """
@@ -23,11 +23,12 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="bert", help="a --models case name's prefix")
+    ap.add_argument("--full", action="store_true", help="the full-size case (224x224; bert: 64 tokens)")
     ap.add_argument("--arch", default="73")
     ap.add_argument("--feeds", type=int, default=2)
     ap.add_argument("--save", default=None)
     args = ap.parse_args(argv)
-    case = next(c for c in model_cases() if c.name.startswith(args.model))
+    case = next(c for c in model_cases(args.full) if c.name.startswith(args.model))
     prep = case.prepare()
     g = prep.graph.copy()
     outs = list(g.outputs)
