@@ -34,13 +34,14 @@ def codes_with_sums(sums: np.ndarray, n: int, z_in: int) -> np.ndarray:
     return q + z_in
 
 
-def _model(op: str, shape: tuple[int, ...], sx: np.float32, zx: int, so: np.float32, zo: int) -> bytes:
+def _model(op: str, shape: tuple[int, ...], sx: np.float32, zx: int, so: np.float32, zo: int,
+           axes: tuple[int, int] = (2, 3)) -> bytes:
     from onnx import TensorProto, helper
     from onnx import numpy_helper as nh
 
     inits = [nh.from_array(np.array(sx), "sx"), nh.from_array(np.array(zx, np.uint8), "zx"),
              nh.from_array(np.array(so), "so"), nh.from_array(np.array(zo, np.uint8), "zo"),
-             nh.from_array(np.array([2, 3], np.int64), "axes")]
+             nh.from_array(np.array(axes, np.int64), "axes")]
     node = (helper.make_node(op, ["x"], ["y"]) if op == "GlobalAveragePool"
             else helper.make_node(op, ["x", "axes"], ["y"], keepdims=1))
     nodes = [helper.make_node("QuantizeLinear", ["xf", "sx", "zx"], ["xq"]),
@@ -53,25 +54,28 @@ def _model(op: str, shape: tuple[int, ...], sx: np.float32, zx: int, so: np.floa
 
 
 def probe(arch: str, op: str, hw: tuple[int, int], sx: float, so: float, zx: int, zo: int,
-          max_channels: int = 4096) -> tuple[np.ndarray, np.ndarray, float]:
+          max_channels: int = 4096, nhwc: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
     """(sums S, the simulator's output codes, M) for every S that lands inside the output range (at most
-    ``max_channels`` of them, evenly spaced)."""
+    ``max_channels`` of them, evenly spaced). ``nhwc``: the input ``[1, H, W, C]`` reduced over axes 1 and 2,
+    as openqnn's export writes a model's mean over the pixels (ReduceMean only)."""
     n = hw[0] * hw[1]
     sx32, so32 = np.float32(sx), np.float32(so)
     m = float(sx32) / float(so32) / (1 if op == "ReduceSum" else n)
     lo, hi = max(-zx * n, int(-(zo + 2) / m)), min((255 - zx) * n, int((257 - zo) / m))
     sums = np.unique(np.linspace(lo, hi, min(max_channels, hi - lo + 1)).astype(np.int64))
     q = codes_with_sums(sums, n, zx).reshape(1, sums.size, *hw)
+    if nhwc:
+        q = np.ascontiguousarray(q.transpose(0, 2, 3, 1))
     xf = (sx32 * (q.astype(np.float32) - np.float32(zx))).astype(np.float32)
-    y = qnn_session(_model(op, q.shape, sx32, zx, so32, zo), arch).run(None, {"xf": xf})[0]
+    y = qnn_session(_model(op, q.shape, sx32, zx, so32, zo, (1, 2) if nhwc else (2, 3)), arch).run(None, {"xf": xf})[0]
     return sums, np.rint(y.astype(np.float64).reshape(-1) / float(so32)).astype(np.int64) + zo, m
 
 
-def spec_codes(op: str, sums: np.ndarray, m: float, zo: int) -> np.ndarray:
-    """openqnn's spec: ReduceMean / ReduceSum as spec/qnn_reduce.py; QNN's PoolAvg2d (GlobalAveragePool)
-    with the multiplier rounded to nearest instead."""
+def spec_codes(op: str, sums: np.ndarray, m: float, zo: int, nhwc: bool = False) -> np.ndarray:
+    """openqnn's spec: ReduceMean / ReduceSum as spec/qnn_reduce.py; QNN's PoolAvg2d (GlobalAveragePool), and a
+    ReduceMean over axes 1 and 2 (``nhwc``), with the multiplier rounded to nearest instead."""
     spec = QnnMeanSpec.of(m, zo)
-    if op == "GlobalAveragePool":
+    if op == "GlobalAveragePool" or nhwc:
         e = math.floor(math.log2(m))
         spec = QnnMeanSpec(math.floor(m * 2.0 ** (14 - e) + 0.5), 14 - e, zo, 255)
     return spec.apply_np(sums)
@@ -95,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--op", default="ReduceMean", choices=["ReduceMean", "ReduceSum", "GlobalAveragePool"])
     p.add_argument("--count", type=int, default=12, help="random multipliers")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nhwc", action="store_true", help="ReduceMean of [1, H, W, C] over axes 1, 2 (at most 1024 "
+                   "channels: wider outputs meet the graph-output path's +1 on codes 4k from the zero point)")
     args = p.parse_args(argv)
     missing = simulator_missing()
     if missing:
@@ -102,9 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     for hw, sx, so, zx, zo in random_probes(np.random.default_rng(args.seed), args.count):
         n = hw[0] * hw[1]
-        sums, sim, m = probe(args.arch, args.op, hw, sx, so / (1 if args.op == "ReduceSum" else n), zx, zo)
+        sums, sim, m = probe(args.arch, args.op, hw, sx, so / (1 if args.op == "ReduceSum" else n), zx, zo,
+                             max_channels=1024 if args.nhwc else 4096, nhwc=args.nhwc)
         exact = np.clip(np.floor(sums * m + 0.5) + zo, 0, 255)
-        print(f"v{args.arch} {args.op} n={n} M={m:.6g}: spec {np.mean(spec_codes(args.op, sums, m, zo) == sim):.4%}, "
+        print(f"v{args.arch} {args.op} n={n} M={m:.6g}: spec {np.mean(spec_codes(args.op, sums, m, zo, args.nhwc) == sim):.4%}, "
               f"exact rounding {np.mean(exact == sim):.4%} of {sums.size}", flush=True)
     return 0
 

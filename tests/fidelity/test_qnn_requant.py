@@ -84,9 +84,54 @@ def test_conv_requantization_matches_the_simulator(seed: int, per_channel: bool,
     np.testing.assert_array_equal(ours, codes_sim)
 
 
-def _spec_codes(arch: str, acc: np.ndarray, mults: np.ndarray, zo: int) -> np.ndarray:
+def _dw_strided_model(rng: np.random.Generator) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray, int]:
+    """A stride-2 3x3 depthwise convolution, per-channel weights, MobileNetV2-like multipliers (2e-4 to 2e-3)
+    and biases (up to about 1e6, putting the outputs mid-range): (model, float input on the grid, exact
+    accumulators [1, c, h/2, w/2], multipliers, zo)."""
+    from onnx import helper
+
+    c, h = 64, 16
+    sx, zx = np.float32(rng.uniform(0.005, 0.05)), int(rng.integers(0, 256))
+    so, zo = np.float32(rng.uniform(0.005, 0.1)), int(rng.integers(0, 256))
+    mult = np.exp(rng.uniform(np.log(2e-4), np.log(2e-3), size=c))
+    sw = (mult * float(so) / float(sx)).astype(np.float32)
+    wq = rng.integers(-127, 128, size=(c, 1, 3, 3)).astype(np.int8)
+    bq = np.rint((rng.uniform(60, 200, size=c) - zo) / mult).astype(np.int32)
+    xq = rng.integers(0, 256, size=(1, c, h, h)).astype(np.int64)
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1], strides=[2, 2], group=c)
+    model = _qdq_model(node, xq.shape, wq, bq, sx, zx, sw, so, zo, w_axis=0, b_axis=0)
+    xf = (sx * (xq.astype(np.float32) - zx)).astype(np.float32)
+    xp = np.pad(xq - zx, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    o = h // 2
+    acc = np.zeros((1, c, o, o), np.int64)
+    for i in range(3):
+        for j in range(3):
+            acc += xp[:, :, i:i + 2 * o:2, j:j + 2 * o:2] * wq[:, 0, i, j].astype(np.int64)[None, :, None, None]
+    acc += bq.astype(np.int64)[None, :, None, None]
+    return model, xf, acc, (float(sx) * sw.astype(np.float64)) / float(so), zo
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_strided_depthwise_requantization_matches_the_simulator(seed: int, arch: str) -> None:
+    """QNN's own form for a strided depthwise convolution (the output zero point folded into the accumulator, the
+    bias as given, a rounded 15-bit multiplier: spec/qnn_requant.py, ``kernel="dw_strided"``), every code on both
+    archs."""
+    model, xf, acc, mults, zo = _dw_strided_model(np.random.default_rng(40 + seed))
+    y = qnn_session(model, arch).run(None, {"xf": xf})[0]
+    codes_sim = np.rint(y.astype(np.float64) / _out_scale(model)).astype(np.int64) + zo
+    ours = _spec_codes(arch, acc, mults, zo, kernel="dw_strided")
+    tflite = np.clip(np.floor(acc * mults[None, :, None, None] + 0.5) + zo, 0, 255)
+    conv = _spec_codes(arch, acc, mults, zo)
+    print(f"v{arch} seed {seed}: spec {np.mean(ours == codes_sim):.4%} identical, exact rounding "
+          f"{np.mean(tflite == codes_sim):.4%}, the convolution form {np.mean(conv == codes_sim):.4%}")
+    np.testing.assert_array_equal(ours, codes_sim)
+    assert (conv != codes_sim).any()
+
+
+def _spec_codes(arch: str, acc: np.ndarray, mults: np.ndarray, zo: int, kernel: str = "conv") -> np.ndarray:
     """The spec's codes of accumulators with channels on axis 1."""
-    spec = QnnRequantSpec.of(f"v{arch}", mults, zo)
+    spec = QnnRequantSpec.of(f"v{arch}", mults, zo, kernel=kernel)
     return np.moveaxis(spec.apply_np(np.moveaxis(acc, 1, -1)), -1, 1)
 
 

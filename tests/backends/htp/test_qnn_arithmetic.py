@@ -102,16 +102,43 @@ def test_spec_numpy_and_torch_agree_on_extreme_accumulators(arch: str) -> None:
 
 
 
+@pytest.mark.parametrize("arch", [V68, V73], ids=["v68", "v73"])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_depthwise_takes_the_qnn_spec_at_stride_one_only(stride: int) -> None:
+def test_depthwise_takes_its_qnn_spec_by_stride(stride: int, arch) -> None:
     rng = np.random.default_rng(21)
     c = 6
     attrs = {"stride": [stride, stride], "pad_amount": [[1, 1], [1, 1]], "dilation": [1, 1]}
     case = Case("DepthWiseConv2d", [(1, 9, 9, c)], attrs, rng, weight=rng.normal(size=(3, 3, 1, c)), w_axis=3,
                 bias="acc", **A8)
-    step = BUILDERS["DepthWiseConv2d"](case.graph.nodes[0], HtpBuildContext(case.graph, V73, arithmetic="qnn"))
-    assert ("arith" in step.plan.attrs["rq"]) == (stride == 1)
-    case.check(V73, arithmetic="qnn")
+    step = BUILDERS["DepthWiseConv2d"](case.graph.nodes[0], HtpBuildContext(case.graph, arch, arithmetic="qnn"))
+    rq = step.plan.attrs["rq"]
+    assert rq["arith"] == "qnn" and rq["kernel"] == ("conv" if stride == 1 else "dw_strided")
+    plan = StepPlan.from_json(json.loads(json.dumps(step.plan.to_json(), allow_nan=False)), step.plan.stored_arrays())
+    back = Requant.from_attrs(plan.attrs["rq"], torch.device("cpu"))
+    assert isinstance(back, QnnRequant) and back.spec.kernel == rq["kernel"]
+    assert back.spec.post == (rq["zo"] if stride == 1 and arch is V73 else 0)
+    ins = [case.q[n] for n in step.inputs]
+    np.testing.assert_array_equal(np.asarray(bind_step(plan).reference(*ins)), np.asarray(step.reference(*ins)))
+    case.check(arch, arithmetic="qnn")
+
+
+def test_strided_depthwise_spec_is_a_rounded_15_bit_multiplier() -> None:
+    from openqnn.backends.htp.spec.qnn_requant import qnn_bias
+
+    # the simulator's codes (MobileNetV2 64x64, features.2's stride-2 depthwise convolution, v68 and v73 alike):
+    # (M, accumulator with its bias, code); exact rounding gives 229, 253, 31, 203
+    seen = [(0.000845405813650713, 270285, 228), (0.0006972371374490097, 362144, 252),
+            (0.0010249485573148723, 30733, 32), (0.0009729676939013214, 208127, 202)]
+    for arch in ("v68", "v73"):
+        spec = QnnRequantSpec.of(arch, np.array([m for m, _, _ in seen]), 0, kernel="dw_strided")
+        assert (spec.mult >= 1 << 14).all() and (spec.mult < 1 << 15).all() and not spec.shift.any()
+        np.testing.assert_array_equal(spec.apply_np(np.array([a for _, a, _ in seen])), [c for _, _, c in seen])
+        # the output zero point folded into the accumulator first (random stride-2 convolutions on the simulator)
+        z = QnnRequantSpec.of(arch, np.array([0.01]), 37, kernel="dw_strided")
+        assert z.post == 0 and z.pre.tolist() == [3700] and z.apply_np(np.array([0, 50, -3700])).tolist() == [37, 38, 0]
+        # the bias is added as given
+        b = np.array([1, -3, 270000])
+        np.testing.assert_array_equal(qnn_bias(arch, b, 0.01, np.array([0.003, 0.002, 0.001]), None, spec, spec.mult), b)
 
 
 # -- ReduceMean / ReduceSum (spec/qnn_reduce.py) --------------------------------------------------
@@ -164,6 +191,23 @@ def test_reduce_spec_is_a_floored_15_bit_multiplier() -> None:
     np.testing.assert_array_equal(spec.apply_t(torch.from_numpy(s)).numpy(), spec.apply_np(s))
     assert mean_spec_for("v75", "qnn", 0.1, 0, 8, 8) is None and mean_spec_for("v68", "qnn", 0.1, 0, 16, 16) is None
     assert mean_spec_for("v68", "tflite", 0.1, 0, 8, 8) is None
+
+
+def test_reduce_mean_over_axes_1_2_of_4d_rounds_its_multiplier() -> None:
+    from openqnn.backends.htp.spec.qnn_reduce import QnnMeanSpec
+
+    # the simulator's codes (MobileNetV2 64x64's [1, 2, 2, 1280] mean, reduce_probe.py --nhwc): S -> code
+    m = float(np.float32(0.0008843347722408818)) / float(np.float32(0.0008811780050689098)) / 4
+    near, floor = QnnMeanSpec.of(m, 0, nearest=True), QnnMeanSpec.of(m, 0)
+    assert near.mult == floor.mult + 1
+    assert near.apply_np(np.array([281, 556, 560])).tolist() == [71, 140, 141]
+    assert floor.apply_np(np.array([281, 556, 560])).tolist() == [70, 139, 140]
+    for shape, axes, nearest in [((1, 2, 2, 12), [1, 2], True), ((1, 12, 2, 2), [2, 3], False),
+                                 ((2, 3, 12), [1, 2], False)]:
+        g = _reduce_graph(np.random.default_rng(5), "ReduceMean", shape, axes)
+        _, _, plan = _run_both(g, V68, "qnn")
+        ratio = plan.attrs["ratio"] / plan.attrs["count"]
+        assert plan.attrs["qnn"]["mult"] == QnnMeanSpec.of(ratio, 0, nearest=nearest).mult
 
 
 def test_reduce_plan_keeps_the_qnn_arithmetic() -> None:

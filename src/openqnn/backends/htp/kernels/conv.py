@@ -539,8 +539,9 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
     depthwise = node.op_type == "DepthWiseConv2d"
     groups = g.c if depthwise else int(node.attrs["group"])
     xq, oq, wc, w_scale, w_bits = _conv_common(node, ctx)
-    # QNN requantizes a strided depthwise convolution otherwise (close to exact rounding: docs/htp-fidelity.md)
-    rq = requant_for(ctx, xq, oq, w_scale, g.cout, w_bits, qnn_spec=not depthwise or (g.sh, g.sw) == (1, 1))
+    # QNN requantizes a strided depthwise convolution its own way (a 15-bit multiplier: docs/htp-fidelity.md)
+    rq = requant_for(ctx, xq, oq, w_scale, g.cout, w_bits,
+                     qnn_kernel="dw_strided" if depthwise and (g.sh, g.sw) != (1, 1) else "conv")
     if depthwise:
         if wc.shape[2] != 1:
             raise Unsupported("DepthWiseConv2d filter must be [kh, kw, 1, cout]")

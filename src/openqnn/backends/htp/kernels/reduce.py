@@ -100,7 +100,10 @@ def reduce(node: Node, ctx: HtpBuildContext) -> HtpStep:
         raise Unsupported(f"{op}: multiplier out of range for a 64-bit accumulator")
     z_in = int(qi.zero_point[0])
     qnn = mean_spec_for(ctx.arch.name, ctx.arithmetic, ratio / count if op == "ReduceMean" else ratio,
-                        int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
+                        int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth,
+                        # a mean over axes 1 and 2 of a 4-D tensor (the pixels, channels last): QNN rounds its
+                        # multiplier to nearest (spec/qnn_reduce.py)
+                        nearest=op == "ReduceMean" and rank == 4 and axes == [1, 2])
     return _plan(node, ctx, "htp.reduce_sum", {
         "qnn": None if qnn is None else {"mult": qnn.mult, "k": qnn.k},
         **shape_attrs, "in_shape": list(in_shape), "count": count, "ratio": ratio, "multiplier": int(mult),

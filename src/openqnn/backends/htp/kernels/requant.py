@@ -656,12 +656,12 @@ class _Affine:
 
 
 def requant_for(ctx: HtpBuildContext, xq: QParams, oq: QParams, w_scale: np.ndarray, channels: int,
-                w_bits: int, x2q: QParams | None = None, qnn_spec: bool = True) -> Requant:
+                w_bits: int, x2q: QParams | None = None, qnn_spec: bool = True, qnn_kernel: str = "conv") -> Requant:
     """The requantization of an op with input encoding ``xq`` (and ``x2q`` for a second activation),
     weight scales ``w_scale`` (one or per channel) and output encoding ``oq``: QNN's arithmetic for the arch
     where ``htp_config.arithmetic`` is "qnn" and it is established for the op (``qnn_spec``: convolutions,
-    stride-1 depthwise ones, TransposeConv2d and FullyConnected; QNN rounds a strided depthwise convolution
-    otherwise) and its encodings (spec/qnn_requant.py), else TFLite's."""
+    depthwise ones, TransposeConv2d and FullyConnected; ``qnn_kernel``: "dw_strided" for a strided depthwise
+    convolution's own form) and its encodings (spec/qnn_requant.py), else TFLite's."""
     s_in = float(xq.scale[0]) * (float(x2q.scale[0]) if x2q is not None else 1.0)
     real = s_in * np.broadcast_to(w_scale, (channels,)).astype(np.float64) / float(oq.scale[0])
     wide = xq.bitwidth == 16 or w_bits == 16 or (x2q is not None and x2q.bitwidth == 16)
@@ -670,7 +670,7 @@ def requant_for(ctx: HtpBuildContext, xq: QParams, oq: QParams, w_scale: np.ndar
         f32 = lambda v: np.asarray(v, dtype=np.float32).astype(np.float64)  # noqa: E731
         real32 = f32(xq.scale[0]) * f32(np.broadcast_to(w_scale, (channels,))) / f32(oq.scale[0])
         spec = spec_for(ctx.arch.name, "qnn", real32, int(oq.zero_point[0]), xq.bitwidth, w_bits, oq.bitwidth,
-                        x2q is not None)
+                        x2q is not None, qnn_kernel)
         if spec is not None:
             return QnnRequant(real32, spec, wide, ctx.device)
     return Requant(real, int(oq.zero_point[0]), oq.bitwidth, wide, ctx.device)
@@ -691,15 +691,18 @@ class QnnRequant(Requant):
         """The multipliers, and the spec's integer constants as decided here (``consts``: an int64 [5, channels]
         array), so that binding a plan reads them instead of deriving them again."""
         return {"arith": "qnn", "arch": self.spec.arch, "real": self.real, "zo": self.zo, "bits": self.bits,
-                "wide": bool(self.wide), "consts": self.spec.consts(), "forms": self.forms}
+                "wide": bool(self.wide), "consts": self.spec.consts(), "forms": self.forms,
+                "kernel": self.spec.kernel}
 
     @staticmethod
     def from_attrs(attrs: Mapping[str, Any], device: torch.device) -> QnnRequant:
         real = np.asarray(attrs["real"], dtype=np.float64)
         arch, zo, bits = str(attrs["arch"]), int(attrs["zo"]), int(attrs["bits"])
         consts = attrs.get("consts")
-        spec = (QnnRequantSpec.from_consts(arch, np.asarray(consts, dtype=np.int64), zo, bits) if consts is not None
-                else QnnRequantSpec.of(arch, real, zo, bits))  # (a plan written before the constants were kept)
+        kernel = str(attrs.get("kernel", "conv"))
+        spec = (QnnRequantSpec.from_consts(arch, np.asarray(consts, dtype=np.int64), zo, bits, kernel)
+                if consts is not None
+                else QnnRequantSpec.of(arch, real, zo, bits, kernel))  # (a plan written before the constants were kept)
         rq = QnnRequant(real, spec, bool(attrs["wide"]), device)
         forms = attrs.get("forms")
         if isinstance(forms, dict):  # shared with the plan, as Requant's: prepare records its proofs there

@@ -19,6 +19,13 @@ Over 30 multipliers below 0.5 (n = 5 to 289, random zero points) this reproduces
 multipliers above about 0.6 (an output grid finer than the input's mean), where QNN's codes are offset
 by up to 0.7 of a code from any ``floor(S * a + 0.5)``.
 
+A ReduceMean over axes 1 and 2 of a 4-D tensor (how openqnn's export writes a mean over the pixels of its
+channels-last activations, e.g. MobileNetV2's global pool; QNN takes axis 1 for the channels) rounds the
+multiplier to nearest too (``nearest``): ``m = round(M * 2^(14 - e))``, the rest as above. Found on
+MobileNetV2 (64x64: a [1, 2, 2, 1280] mean, 5 of 2,560 codes one above the floored multiplier's, all
+reproduced) and established with ``python -m tests.fidelity.reduce_probe --nhwc`` (32 random multipliers,
+n = 5 to 100, v68 and v73: 100% of the codes; the floored multiplier 99.4% on MobileNetV2's).
+
 GlobalAveragePool written as QNN's own PoolAvg2d (not openqnn's export, which writes a ReduceMean) rounds
 the multiplier to nearest instead (``m = round(M * 2^(14 - e))``: 100% of 26,000 probe codes on v68 and
 v73 for inputs up to about 2.5 MB; larger ones take another path, close to exact rounding).
@@ -47,9 +54,12 @@ class QnnMeanSpec:
     qmax: int
 
     @staticmethod
-    def of(real: float, z_out: int, bitwidth: int = 8) -> QnnMeanSpec:
+    def of(real: float, z_out: int, bitwidth: int = 8, nearest: bool = False) -> QnnMeanSpec:
+        """``nearest``: the multiplier rounded to nearest (a ReduceMean over axes 1 and 2 of a 4-D tensor),
+        else rounded down."""
         e = math.floor(math.log2(real))
-        return QnnMeanSpec(math.floor(real * 2.0 ** (14 - e)), 14 - e, int(z_out), (1 << bitwidth) - 1)
+        m = real * 2.0 ** (14 - e)
+        return QnnMeanSpec(math.floor(m + 0.5) if nearest else math.floor(m), 14 - e, int(z_out), (1 << bitwidth) - 1)
 
     def apply_np(self, s: np.ndarray) -> np.ndarray:
         """Codes of exact int64 sums ``s``: the reference."""
@@ -65,9 +75,11 @@ class QnnMeanSpec:
         return y.add_(self.z_out).clamp_(0, self.qmax)
 
 
-def mean_spec_for(arch: str, arithmetic: str, real: float, z_out: int, in_bits: int, out_bits: int) -> QnnMeanSpec | None:
+def mean_spec_for(arch: str, arithmetic: str, real: float, z_out: int, in_bits: int, out_bits: int,
+                  nearest: bool = False) -> QnnMeanSpec | None:
     """QNN's ReduceMean / ReduceSum requantization where it is established (``arithmetic == "qnn"``, v68 or
-    v73, 8-bit codes in and out; ``real`` = s_in / (s_out * n)), else None (TFLite's arithmetic applies)."""
+    v73, 8-bit codes in and out; ``real`` = s_in / (s_out * n)), else None (TFLite's arithmetic applies).
+    ``nearest``: a ReduceMean over axes 1 and 2 of a 4-D tensor (its multiplier rounded to nearest)."""
     if arithmetic != "qnn" or arch not in ARCHS or in_bits != 8 or out_bits != 8 or not real > 0:
         return None
-    return QnnMeanSpec.of(real, z_out, out_bits)
+    return QnnMeanSpec.of(real, z_out, out_bits, nearest)

@@ -1,7 +1,8 @@
-"""BERT (bert/16/a8_pc) layer by layer: every quantized activation made a graph output, openqnn's htp
-against the simulator per tensor in graph order (share identical, max and mean difference in codes).
+"""A model case (``--models``'s, e.g. bert/16/a8_pc, mobilenet_v2/64/a8_pc) layer by layer: every quantized
+activation made a graph output, openqnn's htp against the simulator per tensor in graph order (share
+identical, max and mean difference in codes).
 
-    python -m tests.fidelity.bert_layers [--arch 73] [--feeds 2] [--save layers.npz]
+    python -m tests.fidelity.model_layers [--model bert] [--full] [--arch 73] [--feeds 2] [--save layers.npz]
 
 ``--save``: both sides' codes per tensor ("sim|<name>", "oq|<name>"), for a closer look at one op.
 """
@@ -21,11 +22,13 @@ def main(argv: list[str] | None = None) -> None:
     from tests.fidelity.harness import Prepared, _sim_output, export_bytes, simulate, through_output_path
 
     ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="bert", help="a --models case name's prefix")
+    ap.add_argument("--full", action="store_true", help="the full-size case (224x224; bert: 64 tokens)")
     ap.add_argument("--arch", default="73")
     ap.add_argument("--feeds", type=int, default=2)
     ap.add_argument("--save", default=None)
     args = ap.parse_args(argv)
-    case = next(c for c in model_cases() if c.name.startswith("bert"))
+    case = next(c for c in model_cases(args.full) if c.name.startswith(args.model))
     prep = case.prepare()
     g = prep.graph.copy()
     outs = list(g.outputs)
