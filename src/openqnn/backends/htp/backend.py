@@ -89,6 +89,9 @@ class HtpBackend:
         return PreparedGraph(self.name, self.arch.name, io_graph(graph), steps)
 
     def _executable(self, graph: Graph, placement: PlacementConfig | None) -> HtpExecutable:
+        from openqnn.backends.htp.rewrite import rewrite_for
+
+        graph = rewrite_for(graph, self.arch.name, self.config.arithmetic)
         exe = HtpExecutable(graph, self.arch, self.device, self.path, self.config.arithmetic, placement)
         if self.config.vtcm_mb is not None:
             on_cpu = {f.node for f in exe.fallbacks}

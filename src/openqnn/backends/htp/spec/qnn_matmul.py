@@ -25,6 +25,11 @@ multiplier within 1e-4 of ``M * v / 127``, fitted per column to ``M * round(2^11
 K > 1 the other values of the column are rounded with ``v / f``, ties decided by the 16-bit reciprocal
 (``round(2^27 / F)`` reproduces every code of the probes; ceiled, or 2^15, 2^17 and 2^18 reciprocals do not).
 
+In a graph, an in[1] that an op computes (through Reshape / Transpose) reaches the MatMul already as int8:
+its producer writes it at the tensor's scale with zero point 0 (an 8-bit code of zero point 128), so every
+column fits and ``F = 2^11``; the htp backend rewrites the graph so (``openqnn.backends.htp.rewrite``, v68 and
+v73: the BERT-style encoder's attention, every code). The run-time conversion above is for a graph input.
+
 Other archs and 16-bit operands or outputs are not established yet (``matmul_spec_for`` returns None:
 TFLite's arithmetic applies).
 """
