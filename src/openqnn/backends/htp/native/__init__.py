@@ -85,10 +85,11 @@ def _cache_dir() -> Path:
 # it: "avxvnni" (AVX2 with 256-bit VNNI, as Intel's client CPUs have: int8.c's AVX2 section with vpdpbusd;
 # on a CPU with AVX-512 VNNI but no AVX-VNNI, the same instruction's EVEX form, which computes the same),
 # "avx2" (x86-64-v3: AVX2 and FMA, no AVX-512: the hand-vectorized kernels compile out and their
-# portable forms run, the same bits), "baseline" (the architecture's baseline), unset or "native": all
-# this CPU has.
+# portable forms run, the same bits), "dotprod" (aarch64: ARMv8.2 with the dot product instructions, named
+# where -march=native cannot see the CPU, as under an emulator), "baseline" (the architecture's baseline),
+# unset or "native": all this CPU has.
 _ISA_FLAGS = {"native": ["-march=native"], "avx512": ["-march=native"], "avxvnni": ["-march=x86-64-v3"],
-              "avx2": ["-march=x86-64-v3"], "baseline": []}
+              "avx2": ["-march=x86-64-v3"], "dotprod": ["-march=armv8.2-a+dotprod"], "baseline": []}
 
 
 def _cpu_flags() -> set[str]:
@@ -102,6 +103,8 @@ def _isa_flags() -> list[str]:
         isa = "native"
     if isa in ("avx2", "avxvnni") and platform.machine().lower() not in ("x86_64", "amd64"):
         isa = "baseline"  # no AVX2 to cap at on aarch64: the baseline is the cap
+    if isa == "dotprod" and platform.machine().lower() not in ("aarch64", "arm64"):
+        isa = "native"  # (an aarch64 target: elsewhere, this CPU's own)
     if isa == "avxvnni":
         have = _cpu_flags()
         if "avx_vnni" in have:
