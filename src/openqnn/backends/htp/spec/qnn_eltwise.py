@@ -64,6 +64,10 @@ output of the one probe that reached it), and operands of mixed widths (not prob
 this spec 99.3-99.7%), for Mul neither exact rounding nor this spec nor a 12-16-bit or the convolutions'
 requantization of the scaled input (99.1-99.6% each; open): openqnn keeps TFLite's arithmetic there, which
 rounds nearly exactly.
+
+The end of this file holds QNN's requantization of 8-bit codes into another encoding (``QnnConvertSpec``: the
+operands of Max and Min, a Concat's uint8 inputs) and QNN EP's float16 quantization of a Concat's float graph
+input (``input_quantize_codes``), found with ``tests/fidelity/minmax_probe.py`` (comment there).
 """
 
 from __future__ import annotations
