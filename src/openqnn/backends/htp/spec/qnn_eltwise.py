@@ -282,12 +282,12 @@ def add_spec_for(arch: str, arithmetic: str, s_a: float, z_a: int, s_b: float, z
 #     t    = floor((q - z_i) * mult / 2^pre)                                  the value with ``frac`` fraction bits
 #     code = clamp(z_o + floor((t + 2^(frac - 1) + 1) / 2^frac))
 #
-# The "+ 1" is one unit of the last fraction bit: QNN rounds ``v + 1/2 + 2^max(e, 0) / 128`` down, so a value
-# just under a half (exactly a half on either side of the zero point) goes up, which is the simulator's
-# difference from exact rounding (-1 below the zero point, +1 above it). Found by a linear program over all 256
-# codes per operand (alpha = r within the multiplier's precision, the offset above exact rounding by 1/128 of a
-# code for r < 1, 2^e / 128 above), then this integer form: 100% of the codes of 74 Max / Min probes and 54
-# uint8 Concat probes (r from 1/8000 to 15.9, ties included). Output steps 16 or more times finer than the
+# The "+ 1" is one unit of the last fraction bit: QNN rounds ``v + 1/2 + 2^max(e, 0) / 128`` down (``v = (q - z_i)
+# r``), so a value whose fraction lies just under a half goes up; those codes and the multiplier's own rounding
+# are the simulator's differences from exact rounding. Found by a linear program over all 256 codes per operand
+# (alpha = r within the multiplier's precision, the offset above exact rounding by 1/128 of a code for r < 1,
+# 2^e / 128 above), then this integer form: 100% of the codes of 76 Max / Min probes (v68, v73), 57 uint8
+# Concat probes and 12 more with r from 1/8000 to 15.9 (ties included). Output steps 16 or more times finer than the
 # input's (e >= 4) take another form (2-4 codes of 16 unsaturated ones differ): not followed (None).
 #
 # A Concat fed by a graph input through its QuantizeLinear / DequantizeLinear pair does not requantize: QNN EP
