@@ -25,6 +25,9 @@ graph) are taken in their own encoding (``ctx.static_q``); numpy broadcasting th
   ``a = q1 - z1``, ``d = q2 - z2``: ``out = z_out + round_half_away(a * m / (d * 2^t))``, computed
   exactly as integer division of int64s (one rounding). ``d == 0``: x/0 saturates to qmax
   (a > 0) or qmin (a < 0); 0/0 gives the code of real 0.
+- ElementWiseMaximum / ElementWiseMinimum, ``"qnn"`` (v68, v73, 8-bit run-time operands and output): QNN's
+  (``spec/qnn_eltwise.py``, ``QnnConvertSpec``): each operand's codes requantized into the output's with a 15-bit
+  multiplier and a rounding a little above a half, then the larger / smaller code. Otherwise (TFLite's):
 - ElementWiseMaximum / ElementWiseMinimum: each operand requantized to the output encoding with
   14 bits of headroom (``mbqm((q_i - z_i) << 14, s_i / s_out / 2^14) + z_out``; identity when the
   encodings are equal, as TFLite requires), then max/min.
@@ -77,9 +80,11 @@ from openqnn.backends.htp.kernels.scratch import step_buffer
 from openqnn.backends.htp.native import lookup_or
 from openqnn.backends.htp.spec.qnn_eltwise import (
     QnnAddSpec,
+    QnnConvertSpec,
     QnnMulSpec,
     add_spec_for,
     complements,
+    convert_spec_for,
     mul_spec_for,
 )
 from openqnn.backends.plan import StepPlan
@@ -561,15 +566,29 @@ def max_min(node: Node, ctx: HtpBuildContext) -> HtpStep:
     a_name, b_name = node.inputs[:2]
     qa, qb = operand_params(ctx, a_name), operand_params(ctx, b_name)
     qo = act_params(ctx, node.outputs[0])
+    is_max = node.op_type == "ElementWiseMaximum"
+    if not ctx.is_static(a_name) and not ctx.is_static(b_name):  # run-time operands: QNN's where established
+        so, zo = float(qo.scale[0]), int(qo.zero_point[0])
+        ca, cb = (convert_spec_for(ctx.arch.name, ctx.arithmetic, float(q.scale[0]), int(q.zero_point[0]), so, zo,
+                                   (q.bitwidth, qo.bitwidth)) for q in (qa, qb))
+        if ca is not None and cb is not None:  # each operand requantized into the output's codes, then max/min
+            attrs = {"is_max": is_max, "qnn_a": ca.to_attrs(), "qnn_b": cb.to_attrs()}
+            return _coded_step(node, ctx, "htp.max_min", [a_name, b_name], attrs,
+                               {"rescaled_a": ca.table(), "rescaled_b": cb.table()})
     ra, rb = Rescale.of(qa, qo, _HEADROOM), Rescale.of(qb, qo, _HEADROOM)
-    attrs = {"is_max": node.op_type == "ElementWiseMaximum", "ra": ra.to_attrs(), "rb": rb.to_attrs()}
+    attrs = {"is_max": is_max, "ra": ra.to_attrs(), "rb": rb.to_attrs()}
     arrays = {"rescaled_a": _per_code(ra.fn(), qa), "rescaled_b": _per_code(rb.fn(), qb)}
     return _coded_step(node, ctx, "htp.max_min", [a_name, b_name], attrs, arrays)
 
 
 @_coded("htp.max_min")
 def _make_max_min(p: Attrs, arrays: Arrays, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    ra_np, rb_np = Rescale.from_attrs(p["ra"]).fn(), Rescale.from_attrs(p["rb"]).fn()
+    ra_np: Callable[[np.ndarray], np.ndarray]
+    rb_np: Callable[[np.ndarray], np.ndarray]
+    if "qnn_a" in p:  # QNN's requantized codes: a table lookup on the fast path, the spec on the reference
+        ra_np, rb_np = QnnConvertSpec.from_attrs(p["qnn_a"]).apply_np, QnnConvertSpec.from_attrs(p["qnn_b"]).apply_np
+    else:
+        ra_np, rb_np = Rescale.from_attrs(p["ra"]).fn(), Rescale.from_attrs(p["rb"]).fn()
     ta, tb = _on(device, arrays["rescaled_a"]), _on(device, arrays["rescaled_b"])
     is_max, qo = bool(p["is_max"]), Codes.from_attrs(p["out"])
 

@@ -1,7 +1,9 @@
 """htp integer kernels: data movement, Concat, Split, Pad, Gather, Cast (see registry.py).
 
 Movement ops move integers unchanged, requantized first where the output encoding differs from the
-input's (common.py). Concat requantizes each input to the output encoding that way. Pad's constant
+input's (common.py). Concat requantizes each input to the output encoding that way, except, with
+``htp_config.arithmetic: "qnn"`` (v68, v73), an 8-bit graph input, which QNN EP quantizes from its float values
+straight into the output's encoding through float16 (``spec/qnn_eltwise.py``). Pad's constant
 is ``pad_constant_value`` quantized (round half to even, clamped) in the output encoding.
 
 Each builder makes a :class:`StepPlan` (shapes, permutations, index arrays, the requantization's
@@ -45,6 +47,7 @@ from openqnn.backends.htp.kernels.registry import (
     plan_tensor,
     wide_codes,
 )
+from openqnn.backends.htp.spec.qnn_eltwise import input_quantize_table
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 from openqnn.ops.shape import CRD, PAD_CONSTANT, PAD_EDGE, PAD_MIRROR_REFLECT, PAD_MIRROR_SYMMETRIC
@@ -348,6 +351,9 @@ def concat(node: Node, ctx: HtpBuildContext) -> HtpStep:
         if ctx.is_static(x):
             arrays[f"static{i}"] = static_value(ctx, x, out)
             parts.append({"static": f"static{i}"})
+        elif (table := _graph_input_table(ctx, x, out)) is not None:
+            arrays[f"table{i}"] = table
+            parts.append({"table": f"table{i}"})
         else:
             parts.append({"flow": flow(ctx, x, out).to_attrs()})
     runtime = [x for x in ins if not ctx.is_static(x)]
@@ -358,14 +364,46 @@ def concat(node: Node, ctx: HtpBuildContext) -> HtpStep:
     return bind_step(plan, ctx.device)
 
 
+def _graph_input_table(ctx: HtpBuildContext, x: str, out: str) -> np.ndarray | None:
+    """QNN's codes for a Concat input that is an 8-bit graph input of another encoding than the output's, with
+    ``htp_config.arithmetic: "qnn"`` (v68, v73): QNN EP quantizes the graph input's float values straight into
+    the output's encoding, through float16 (spec/qnn_eltwise.py); None elsewhere (the input is requantized)."""
+    if x not in ctx.graph.inputs:
+        return None
+    qi, qo = act_q(ctx, x), act_q(ctx, out)
+    if qi is None or qo is None or qi.axis is not None or qo.axis is not None:
+        return None
+    if qi.bitwidth == qo.bitwidth and float(qi.scale[0]) == float(qo.scale[0]) and \
+            int(qi.zero_point[0]) == int(qo.zero_point[0]):
+        return None
+    return input_quantize_table(ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]),
+                                float(qo.scale[0]), int(qo.zero_point[0]), (qi.bitwidth, qo.bitwidth))
+
+
+class _Table:
+    """A Concat input's codes looked up in a 256-entry table (:func:`_graph_input_table`)."""
+
+    def __init__(self, table: np.ndarray, device: torch.device):
+        self.table = np.asarray(table, dtype=np.int64)
+        self.table_t = to_storage(plan_tensor(self.table, device), 8)
+
+    def np(self, x: np.ndarray) -> np.ndarray:
+        return self.table[np.asarray(x, dtype=np.int64)]
+
+    def t(self, x: torch.Tensor) -> torch.Tensor:
+        return self.table_t[x.to(torch.int64)]
+
+
 @htp_binder("htp.concat")
 def _bind_concat(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
     axis = int(plan.attrs["axis"])
-    parts: list[tuple[np.ndarray, torch.Tensor] | Flow] = []
+    parts: list[tuple[np.ndarray, torch.Tensor] | Flow | _Table] = []
     for p in plan.attrs["parts"]:
         if "static" in p:
             v = plan.arrays[p["static"]]
             parts.append((v, tensor_of(v, plan.attrs["out"], device)))
+        elif "table" in p:
+            parts.append(_Table(plan.arrays[p["table"]], device))
         else:
             parts.append(Flow.from_attrs(p["flow"]))
 

@@ -73,6 +73,10 @@ code 0 for every output of the one probe that reached it, and 8-bit ``rsh`` belo
 this spec 99.3-99.7%), for Mul neither exact rounding nor this spec nor a 12-16-bit or the convolutions'
 requantization of the scaled input (99.1-99.6% each; open): openqnn keeps TFLite's arithmetic there, which
 rounds nearly exactly.
+
+The end of this file holds QNN's requantization of 8-bit codes into another encoding (``QnnConvertSpec``: the
+operands of Max and Min, a Concat's uint8 inputs) and QNN EP's float16 quantization of a Concat's float graph
+input (``input_quantize_codes``), found with ``tests/fidelity/minmax_probe.py`` (comment there).
 """
 
 from __future__ import annotations
@@ -85,7 +89,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["ARCHS", "QnnAddSpec", "QnnMulSpec", "add_spec_for", "complements", "mul_spec_for"]
+__all__ = ["ARCHS", "QnnAddSpec", "QnnConvertSpec", "QnnMulSpec", "add_spec_for", "complements", "convert_spec_for",
+           "input_quantize_codes", "input_quantize_table", "mul_spec_for"]
 
 ARCHS = ("v68", "v73")
 
@@ -289,3 +294,99 @@ def add_spec_for(arch: str, arithmetic: str, s_a: float, z_a: int, s_b: float, z
     if not _established(arch, arithmetic, bits, scalar_constant, (s_a, s_b, s_o)):
         return None
     return QnnAddSpec.of(s_a, z_a, s_b, z_b, s_o, z_o, subtract, bits[0], complement)
+
+
+# -- Requantization of 8-bit codes into another encoding (Max / Min operands), and the float16 quantization of a
+#    Concat's graph input -------------------------------------------------------------------------------------
+#
+# Established on the simulator (onnxruntime-qnn 2.7.0, QNN 2.51) with ``tests/fidelity/minmax_probe.py``, v68 = v73
+# (docs/htp-fidelity.md, "Concat, Max and Min"). Max / Min requantize each operand into the output's encoding and
+# take the larger / smaller code; a Concat of uint8 graph inputs requantizes the same way. With ``r = float32(s_i /
+# s_o)`` in ``[2^e, 2^(e+1))`` (e < 4):
+#
+#     frac = 7 - max(e, 0),  pre = 7 - min(e, 0),  mult = rint(r * 2^(pre + frac))          (15 bits)
+#     t    = floor((q - z_i) * mult / 2^pre)                                  the value with ``frac`` fraction bits
+#     code = clamp(z_o + floor((t + 2^(frac - 1) + 1) / 2^frac))
+#
+# The "+ 1" is one unit of the last fraction bit: QNN rounds ``v + 1/2 + 2^max(e, 0) / 128`` down (``v = (q - z_i)
+# r``), so a value whose fraction lies just under a half goes up; those codes and the multiplier's own rounding
+# are the simulator's differences from exact rounding. Found by a linear program over all 256 codes per operand
+# (alpha = r within the multiplier's precision, the offset above exact rounding by 1/128 of a code for r < 1,
+# 2^e / 128 above), then this integer form: 100% of the codes of 76 Max / Min probes (v68, v73), 57 uint8
+# Concat probes and 12 more with r from 1/8000 to 15.9 (ties included). Output steps 16 or more times finer than the
+# input's (e >= 4) take another form (2-4 codes of 16 unsaturated ones differ): not followed (None).
+#
+# A Concat fed by a graph input through its QuantizeLinear / DequantizeLinear pair does not requantize: QNN EP
+# quantizes the float input straight into the Concat's output encoding (the same through a Reshape; an op's
+# output feeding a Concat is computed in the Concat's encoding by that op, which openqnn does not follow). Its
+# quantization is float16: with ``x`` the float32 input value, the product ``x * float32(1 / s_o)`` (exact) is
+# rounded to float16 and then half away from zero: ``code = clamp(z_o + round_half_away(float16(x * inv)))``;
+# 100% of 108 graph-input probes per arch and 12 probes selected where ``x / s_o``, ``x * inv`` rounded to
+# float32 first and the exact product part (only the exact product matches all).
+
+
+@dataclass(frozen=True)
+class QnnConvertSpec:
+    """QNN's requantization of 8-bit codes into another encoding (above):
+    ``code = clamp(z_out + (((((q - z_in) * mult) >> pre) + 2^(frac - 1) + 1) >> frac))``."""
+
+    z_in: int
+    z_out: int
+    mult: int
+    pre: int
+    frac: int
+
+    @staticmethod
+    def of(s_i: float, z_i: int, s_o: float, z_o: int) -> QnnConvertSpec | None:
+        r = _f32(_f32(s_i) / _f32(s_o))
+        if not r > 0:
+            return None
+        e = _frexp_exp(r) - 1  # r in [2^e, 2^(e+1))
+        if e >= 4:  # output steps 16+ times finer than the input's: another form (open)
+            return None
+        frac, pre = 7 - max(e, 0), 7 - min(e, 0)
+        mult = round(r * 2.0 ** (pre + frac))  # exact scaling of a float32; half to even
+        return QnnConvertSpec(z_i, z_o, mult, pre, frac)
+
+    def to_attrs(self) -> dict[str, int]:
+        return asdict(self)
+
+    @staticmethod
+    def from_attrs(doc: Mapping[str, Any]) -> QnnConvertSpec:
+        return QnnConvertSpec(*(int(doc[f]) for f in ("z_in", "z_out", "mult", "pre", "frac")))
+
+    def apply_np(self, q: np.ndarray) -> np.ndarray:
+        """Codes of int64 codes ``q``: the reference."""
+        t = ((np.asarray(q, dtype=np.int64) - self.z_in) * self.mult) >> self.pre
+        return np.clip(self.z_out + ((t + (1 << (self.frac - 1)) + 1) >> self.frac), 0, 255)
+
+    def table(self) -> np.ndarray:
+        """The codes of every 8-bit input code (int64, 256 entries)."""
+        return self.apply_np(np.arange(256, dtype=np.int64))
+
+
+def input_quantize_codes(s_i: float, z_i: int, s_o: float, z_o: int, q: np.ndarray) -> np.ndarray:
+    """The codes QNN EP gives a float32 graph input on the grid of ``(s_i, z_i)`` (``x = float32(s_i) * (q - z_i)``)
+    that it quantizes straight into a Concat's 8-bit output encoding ``(s_o, z_o)``: float16, above."""
+    x = np.float32(_f32(s_i)) * (np.asarray(q, dtype=np.int64) - z_i).astype(np.float32)
+    inv = np.float32(1.0) / np.float32(_f32(s_o))
+    v = (x.astype(np.float64) * float(inv)).astype(np.float16).astype(np.float64)  # exact product, one rounding
+    return np.clip(z_o + np.sign(v) * np.floor(np.abs(v) + 0.5), 0, 255).astype(np.int64)
+
+
+def convert_spec_for(arch: str, arithmetic: str, s_i: float, z_i: int, s_o: float, z_o: int,
+                     bits: tuple[int, int]) -> QnnConvertSpec | None:
+    """QNN's requantization of an 8-bit run-time operand of Max / Min where it is established (``arithmetic ==
+    "qnn"``, v68 or v73, 8-bit codes in and out, output steps under 16 times finer), else None."""
+    if not (arithmetic == "qnn" and arch in ARCHS and bits == (8, 8) and s_i > 0 and s_o > 0):
+        return None
+    return QnnConvertSpec.of(s_i, z_i, s_o, z_o)
+
+
+def input_quantize_table(arch: str, arithmetic: str, s_i: float, z_i: int, s_o: float, z_o: int,
+                         bits: tuple[int, int]) -> np.ndarray | None:
+    """The 256 codes of a Concat's 8-bit graph input of another encoding (:func:`input_quantize_codes`) where it
+    is established (``arithmetic == "qnn"``, v68 or v73, 8-bit codes in and out), else None."""
+    if not (arithmetic == "qnn" and arch in ARCHS and bits == (8, 8) and s_i > 0 and s_o > 0):
+        return None
+    return input_quantize_codes(s_i, z_i, s_o, z_o, np.arange(256, dtype=np.int64))
