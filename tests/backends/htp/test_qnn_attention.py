@@ -12,7 +12,7 @@ import pytest
 
 from openqnn.backends.htp import HtpBackend
 from openqnn.backends.htp.config import HtpConfig
-from openqnn.backends.htp.rewrite import INT8_ZERO, int8_right_operands, rewrite_for
+from openqnn.backends.htp.rewrite import INT8_WINDOW, INT8_ZERO, int8_right_operands, rewrite_for
 from openqnn.backends.htp.spec.qnn_matmul import QnnMatMulSpec
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph
@@ -85,6 +85,23 @@ def test_rewrite_clones_the_producer_chain_at_zero_point_128() -> None:
     # the originals, read by nothing else, are gone; the scale and everything else kept
     assert [n.op_type for n in r.nodes] == ["FullyConnected", "Reshape", "Transpose", "MatMul"]
     assert r.outputs == g.outputs and r.inputs == g.inputs
+
+
+@pytest.mark.parametrize("zk", [110, 111, 145, 148])
+def test_rewrite_leaves_a_zero_point_more_than_16_from_128(zk: int) -> None:
+    """QNN writes in[1] as int8 only where the model's zero point is within 128 +- 16 (v68 and v73 probes: 112-144
+    int8, 110-111 and 145-148 the model's encoding, the 64-token encoder's layer 0 value at 110)."""
+    assert INT8_WINDOW == 16
+    g = _attention_graph(zk=zk)
+    assert int8_right_operands(g) is g
+
+
+@pytest.mark.parametrize("zk", [112, 123, 144])
+def test_rewrite_takes_a_zero_point_within_16_of_128(zk: int) -> None:
+    g = _attention_graph(zk=zk)
+    r = int8_right_operands(g)
+    mm = next(n for n in r.nodes if n.op_type == "MatMul")
+    assert r.tensors[mm.inputs[1]].encoding.offset == (-INT8_ZERO,)
 
 
 def test_rewrite_keeps_a_graph_output_in_the_models_encoding() -> None:

@@ -19,6 +19,11 @@ docs/htp-fidelity.md "MatMul of two activations"):
 A graph output (or another consumer) of the original tensors keeps them: the rewrite clones the producer and
 the movement chain for the MatMul, so what QNN writes out is the model's encoding, as the simulator shows.
 A right operand that is a graph input (or data movement of one) is left to the MatMul's run-time conversion.
+
+Only where the model's zero point is within ``128 +- 16`` (``INT8_WINDOW``): a zero point of 111 or below, 145 or
+above, keeps the model's encoding, and the MatMul converts its out-of-range columns at run time (v68, the
+64-token encoder's layer 0 value, zero point 110, and its key and value moved to zero points 104-152 with the
+scale kept: 112-144 give the int8 clone's codes, every one; 111 and 145-148 the model's, every one).
 """
 
 from __future__ import annotations
@@ -27,10 +32,11 @@ import dataclasses
 
 from openqnn.ir.graph import Graph, Node
 
-__all__ = ["INT8_ZERO", "MOVEMENT", "int8_right_operands", "rewrite_for"]
+__all__ = ["INT8_WINDOW", "INT8_ZERO", "MOVEMENT", "int8_right_operands", "rewrite_for"]
 
 MOVEMENT = ("Reshape", "Transpose")
 INT8_ZERO = 128  # int8 zero point 0 as an 8-bit code's zero point (QNN's offset -128)
+INT8_WINDOW = 16  # the model's zero point within 128 +- 16: written as int8; further off: left as it is
 
 
 def rewrite_for(graph: Graph, arch: str, arithmetic: str) -> Graph:
@@ -60,8 +66,9 @@ def int8_right_operands(graph: Graph) -> Graph:
         a, b = node.inputs[0], node.inputs[1]
         if not (_per_tensor_8bit(graph, a) and _per_tensor_8bit(graph, b)):
             continue
-        if graph.tensors[b].encoding.offset[0] == -INT8_ZERO:  # type: ignore[union-attr]
-            continue
+        zb = -graph.tensors[b].encoding.offset[0]  # type: ignore[union-attr]
+        if zb == INT8_ZERO or abs(zb - INT8_ZERO) > INT8_WINDOW:
+            continue  # already int8, or too far off: QNN keeps the model's encoding (run-time conversion)
         chain: list[Node] = []
         cur = b
         while (p := producers.get(cur)) is not None and p.op_type in MOVEMENT:
