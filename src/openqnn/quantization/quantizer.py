@@ -48,6 +48,7 @@ class QuantizationReport:
     overridden: list[str] = field(default_factory=list)
     unmatched_overrides: list[str] = field(default_factory=list)
     clamped_for_softmax: list[str] = field(default_factory=list)
+    clamped_to_sum: list[str] = field(default_factory=list)  # operands narrowed to what reaches their sum
     float_tensors: list[str] = field(default_factory=list)
 
 
@@ -191,6 +192,58 @@ def _block_encoding(name: str, data: np.ndarray, bitwidth: int, method: str, sym
     return _restrict(enc, steps)
 
 
+_SUM_OPS = {"ElementWiseAdd": 1, "ElementWiseSubtract": -1}
+_WIDE = 16.0  # an operand's range this many times wider than what can reach its sum's range is narrowed
+
+
+def _operand_windows(graph: Graph, roles: dict[str, Role], ranges: Mapping[str, tuple[float, float]]
+                     ) -> dict[str, tuple[float, float]]:
+    """Activation ranges narrowed to what can reach a sum's range: where every reader of an activation (through
+    data movement that shares its encoding) is an Add or Sub of another activation, its values beyond
+    ``[out_lo - b_hi - w, out_hi - b_lo + w]`` (Add; ``w`` the other operand's width, as a margin) saturate the
+    sum wherever they occur, so the range keeps only that window where it is more than ``_WIDE`` times wider.
+    An attention mask's -10000 beside scores of a few units is the case: its encoding otherwise has steps
+    of 40 where the sum's are 0.1, which QNN's HTP Add meets with a coarse form that rounds the scores to
+    eighths of their resolution (docs/htp-fidelity.md, Add); narrowed, it stays in the fine form, and the
+    masked places still saturate the sum."""
+    readers: dict[str, list[tuple[Any, int]]] = {}
+    for node in graph.nodes:
+        for i, x in enumerate(node.inputs):
+            if x:
+                readers.setdefault(_root(roles, x), []).append((node, i))
+    out: dict[str, tuple[float, float]] = {}
+    for name, (lo, hi) in ranges.items():
+        uses = readers.get(name, [])
+        if not uses or name in graph.outputs:
+            continue
+        window: tuple[float, float] | None = None
+        for node, i in uses:
+            if node.op_type not in _SUM_OPS and node.outputs and all(_root(roles, o) == name for o in node.outputs):
+                continue  # data movement on the way: its output shares this encoding (its readers are listed too)
+            sign = _SUM_OPS.get(node.op_type)
+            other = node.inputs[1 - i] if sign is not None and len(node.inputs) == 2 else None
+            o_root = _root(roles, other) if other else None
+            y_root = _root(roles, node.outputs[0])
+            if sign is None or o_root is None or o_root not in ranges or y_root not in ranges or o_root == name:
+                window = None
+                break
+            (b_lo, b_hi), (y_lo, y_hi) = ranges[o_root], ranges[y_root]
+            w = b_hi - b_lo
+            if sign > 0:  # y = x + b
+                need = (y_lo - b_hi - w, y_hi - b_lo + w)
+            elif i == 0:  # y = x - b
+                need = (y_lo + b_lo - w, y_hi + b_hi + w)
+            else:  # y = b - x
+                need = (b_lo - y_hi - w, b_hi - y_lo + w)
+            window = need if window is None else (min(window[0], need[0]), max(window[1], need[1]))
+        else:
+            if window is not None:
+                n_lo, n_hi = max(lo, min(window[0], 0.0)), min(hi, max(window[1], 0.0))
+                if n_hi > n_lo and (hi - lo) > _WIDE * (n_hi - n_lo):
+                    out[name] = (n_lo, n_hi)
+    return out
+
+
 def _softmax_inputs(graph: Graph, roles: dict[str, Role]) -> dict[str, dict[str, int]]:
     """Roots of the encodings that feed a Softmax, through data movement: root -> {the Softmax's
     input: its axis}."""
@@ -266,6 +319,7 @@ def quantize(
             log.warning("%d tensor(s) saw no finite value over the calibration data (all NaN or +-inf): %s; "
                         "they get the smallest range around 0. Check the calibration inputs.", len(blind),
                         ", ".join(f"'{n}'" for n in blind[:5]) + (f" and {len(blind) - 5} more" if len(blind) > 5 else ""))
+        ranges: dict[str, tuple[float, float]] = {}
         for name in act_names:
             if observers[name].is_empty:
                 lo, hi = 0.0, 0.0
@@ -280,6 +334,13 @@ def quantize(
                 if lo < floor < np.inf:
                     lo = min(0.0, floor)
                     report.clamped_for_softmax.append(name)
+            ranges[name] = (lo, hi)
+        for name, (lo, hi) in _operand_windows(g, roles, ranges).items():
+            if (lo, hi) != ranges[name]:
+                report.clamped_to_sum.append(name)
+                ranges[name] = (lo, hi)
+        for name in act_names:
+            lo, hi = ranges[name]
             if act_sym:
                 scale, offset = qmath.symmetric(max(abs(lo), abs(hi)), config.act_bitwidth)
             else:
