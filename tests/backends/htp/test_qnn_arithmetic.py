@@ -575,3 +575,18 @@ def test_conv_and_fully_connected_plans_take_qnns_bias_on_v73(per_channel: bool)
                         None if per_channel else float(b_enc.scale[0]))
     assert np.array_equal(v73, expected)
     case.check(V73, arithmetic="qnn")  # the fast kernels add it as the reference does
+
+
+def test_conv16_v73_low_bytes_floored_and_double_rounding() -> None:
+    """The W8A16 v73 convolution spec (spec/qnn_conv16.py): the low bytes' products count only in units of 256
+    (one input channel of weight 1: the code steps every 256 input codes), and the 7-bit intermediate rounding
+    rounds up just below a half."""
+    from openqnn.backends.htp.spec.qnn_conv16 import conv16_v73
+
+    x = np.arange(1024, dtype=np.int64)
+    out = conv16_v73((x >> 8)[:, None], (x & 255)[:, None], np.array([1]), np.array([0]), 0, np.array([0.3]), 100)
+    assert np.array_equal(out[:, 0], 100 + np.floor((x >> 8) * 256 * 0.3 + 0.5).astype(np.int64))
+    # a * M * 256 = 0.4990234375 + tiny: exact rounding gives 0, the 7-bit intermediate (63.87 -> 64) gives 1
+    t = 0.4990234375 / 64
+    assert conv16_v73(np.array([[64]]), np.array([[0]]), np.array([1]), np.array([0]), 0,
+                      np.array([t / 256]), 0)[0, 0] == 1

@@ -1,0 +1,75 @@
+"""Probe how QNN's HTP simulator requantizes a convolution with 16-bit activations and int8 weights (W8A16).
+
+``python -m tests.fidelity.conv16_probe --arch 73``
+
+A 1x1 convolution of one input channel (uint16 codes ``x``, zero point ``zx``) to ``C`` output channels of
+weight ``w_c`` (int8) and bias ``b_c`` (int32, on the accumulators' scale) gives each channel the accumulators
+``w_c * (x - zx) + b_c``; with the input codes chosen so that they take every integer of a range, every output
+code threshold shows. The output is uint16 (scale ``so``, zero point ``zo``). The image is 64 x 128 (the
+simulator's outputs leave the float grid when an image is 256 or more wide).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tests.fidelity.harness import recover_codes, simulate
+
+H, W = 64, 128
+N = H * W
+
+
+@dataclass
+class Probe:
+    acc: np.ndarray  # exact accumulators [C, N], int64
+    codes: np.ndarray  # simulator's output codes [C, N]
+    real: np.ndarray  # M per channel, float64 from the float32 scales
+    zo: int
+    x: np.ndarray
+    zx: int
+
+
+def run(arch: str, x: np.ndarray, zx: int, w: Sequence[int], bias: Sequence[int], sx: float, sw: Sequence[float],
+        so: float, zo: int, per_tensor: bool = False) -> Probe:
+    from onnx import TensorProto, helper
+    from onnx import numpy_helper as nh
+
+    w_ = np.asarray(w, np.int64)
+    if w_.ndim == 1:
+        w_ = w_[:, None]
+    cout, cin = w_.shape
+    sw_ = np.broadcast_to(np.asarray(sw, np.float32), (cout,)).astype(np.float32)
+    sx_, so_ = np.float32(sx), np.float32(so)
+    b_ = np.asarray(bias, np.int64)
+    sb = (sx_ * sw_).astype(np.float32)
+    one = (lambda a: a[:1].reshape(())) if per_tensor else (lambda a: a)
+    axis = {} if per_tensor else {"axis": 0}
+    inits = [nh.from_array(w_.astype(np.int8).reshape(cout, cin, 1, 1), "wq"), nh.from_array(one(sw_), "sw"),
+             nh.from_array(one(np.zeros(cout, np.int8)), "zw"),
+             nh.from_array(b_.astype(np.int32), "bq"), nh.from_array(one(sb), "sb"),
+             nh.from_array(one(np.zeros(cout, np.int32)), "zb"), nh.from_array(np.array(sx_), "sx"),
+             nh.from_array(np.array(zx, np.uint16), "zx"), nh.from_array(np.array(so_), "so"),
+             nh.from_array(np.array(zo, np.uint16), "zo")]
+    nodes = [helper.make_node("QuantizeLinear", ["xf", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["w"], **axis),
+             helper.make_node("DequantizeLinear", ["bq", "sb", "zb"], ["b"], **axis),
+             helper.make_node("Conv", ["xd", "w", "b"], ["y"]),
+             helper.make_node("QuantizeLinear", ["y", "so", "zo"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "so", "zo"], ["yo"])]
+    shape = (1, cin, H, W)
+    g = helper.make_graph(nodes, "conv16_probe", [helper.make_tensor_value_info("xf", TensorProto.FLOAT, shape)],
+                          [helper.make_tensor_value_info("yo", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    xs = np.asarray(x, np.int64).reshape(cin, N)
+    xf = (sx_ * (xs - zx).astype(np.float32)).astype(np.float32).reshape(shape)
+    out = simulate(model.SerializeToString(), [{"xf": xf}], arch)
+    if out.outputs is None:
+        raise RuntimeError(f"the simulator refused the probe: {out.refusal}")
+    codes = recover_codes(out.outputs[0]["yo"], float(so_), -zo, 16).reshape(cout, N)
+    acc = w_ @ (xs - zx) + b_[:, None]
+    real = float(sx_) * sw_.astype(np.float64) / float(so_)
+    return Probe(acc, codes.astype(np.int64), real, zo, xs, zx)
