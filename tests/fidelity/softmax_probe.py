@@ -74,9 +74,9 @@ def spec_codes(q: np.ndarray, sx: float) -> np.ndarray:
 
 
 # Rows of 3 to 16 elements (open): per mantissa quarter [1 + j/4, 1 + (j+1)/4) of the row's sum S = 2^e m,
-# QNN's 1/S behaves like 2^-e (c0 + c1 t + c2 t^2), t = 4 (m - 1) - j: a quadratic per quarter, exact at
-# m = j/8 (nodes every 1/8), its gain m Q(m) within +5.3e-4 (m = 1.05) / -4.4e-4 (m = 1.19), shrinking
-# with m. These coefficients were fitted (linear programme) to simulator codes, exponentials exact plus
+# QNN's 1/S behaves like 2^-e (c0 + c1 t + c2 t^2), t = 4 (m - 1) - j: a quadratic per quarter, its gain
+# m Q(m) swinging above then below 1 in each quarter, within +5.3e-4 (m = 1.05) / -5.1e-4 (m = 1.18),
+# shrinking with m (docs/htp-fidelity.md). These coefficients were fitted (linear programme) to simulator codes, exponentials exact plus
 # rounded up to 2^-16; not a bit-exact rule: 99.75% of short-row codes against exact rounding's 99.2%.
 SHORT_RECIP_FIT = np.array([[1.00004578, -0.24479289, 0.04498729],
                             [0.80023389, -0.15841972, 0.02498978],

@@ -24,8 +24,8 @@ large maximum's probability (above 0.8) one code higher (the division's precisio
 
 Rows of two elements: ``pair_table``. Not covered (TFLite's arithmetic stays): rows of 3 to 16 elements,
 which QNN computes another way (exact rounding reproduces 99.1% of their codes, this rule 85-95%; open: the
-sum's reciprocal looks like a quadratic per quarter of its mantissa, gain within +-5.3e-4, and far elements'
-exponentials like values rounded up to about 2^-16; ``tests/fidelity/softmax_probe.py --short`` and
+sum's reciprocal behaves like a polynomial per quarter of its mantissa, gain within +-5.1e-4, plus some fine
+rounding; ``tests/fidelity/softmax_probe.py --short`` and
 docs/htp-fidelity.md), other output encodings, beta != 1, an axis other than the last, 16-bit codes.
 """
 
