@@ -22,10 +22,11 @@ with and without a masked tail at code 0; 432k codes, v68 = v73) this reproduces
 (exact rounding 95-99.7% for n below about 100); the rest lie within 0.005 of a .5 boundary, or are a
 large maximum's probability (above 0.8) one code higher (the division's precision): open.
 
-Not covered (TFLite's arithmetic stays): rows of up to 16 elements, which QNN computes another way
-(close to exact: exact rounding reproduces 98-99.6% of such rows' codes, this rule 85-95%; two-element
-rows differ from both, their two codes always summing to 255), other output encodings, beta != 1, an
-axis other than the last, 16-bit codes.
+Rows of two elements: ``pair_table``. Not covered (TFLite's arithmetic stays): rows of 3 to 16 elements,
+which QNN computes another way (exact rounding reproduces 99.1% of their codes, this rule 85-95%; open: the
+sum's reciprocal behaves like a polynomial per quarter of its mantissa, gain within +-5.1e-4, plus some fine
+rounding; ``tests/fidelity/softmax_probe.py --short`` and
+docs/htp-fidelity.md), other output encodings, beta != 1, an axis other than the last, 16-bit codes.
 """
 
 from __future__ import annotations
