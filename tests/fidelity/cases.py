@@ -51,16 +51,19 @@ class Case:
     model: bool = False  # a whole model: the report adds top-1 agreement
     n_calib: int = 4
     n_eval: int = 2
+    narrow_sums: bool = True  # QuantizerConfig.narrow_sum_operands
 
     @property
     def seed(self) -> int:
-        return zlib.crc32(self.name.encode())
+        # (a "_calibrated" variant draws the data of the case it varies: the same calibration and inputs)
+        return zlib.crc32(self.name.replace("_calibrated", "").encode())
 
     def config(self) -> Any:
         import openqnn
 
         return openqnn.QuantizerConfig(act_bitwidth=self.act_bitwidth, use_per_channel_quantization=self.per_channel,
-                                       use_per_row_quantization=self.per_row)
+                                       use_per_row_quantization=self.per_row,
+                                       narrow_sum_operands=self.narrow_sums)
 
     def prepare(self) -> Prepared:
         """Convert and quantize with openqnn; draw the evaluation feeds (snapped to their encodings)."""
@@ -503,14 +506,16 @@ def _model_case(name: str, full: bool, variant: str = "a8_pc", n_eval: int = 4) 
             return make_inputs(spec, 1, size, seed=int(rng.integers(1 << 31)))
 
     tag = f"{name}/{size}/{variant}"
+    # "_calibrated": every activation keeps its calibrated range (an attention mask's too: QNN's coarse Add form)
     return Case(tag, name, "model", variant, build, inputs, act_bitwidth=bits, per_channel=pc, model=True,
-                n_eval=n_eval)
+                n_eval=n_eval, narrow_sums="_calibrated" not in variant)
 
 
 def model_cases(full: bool = False) -> list[Case]:
     cases = [_model_case("simple", full, "a8_pt"), _model_case("simple", full, "a8_pc"),
              _model_case("simple", full, "a16_pc")]
     cases += [_model_case(n, full) for n in ("resnet18", "mobilenet_v2", "bert")]
+    cases += [_model_case("bert", full, "a8_pc_calibrated")]
     return cases
 
 

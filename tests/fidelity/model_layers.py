@@ -26,7 +26,8 @@ class TensorResult:
 
 
 def layer_results(arch: str, feeds: int = 2, save: dict[str, np.ndarray] | None = None,
-                  log: bool = False, model: str = "bert", full: bool = False) -> list[TensorResult]:
+                  log: bool = False, model: str = "bert", full: bool = False, variant: str = "a8_pc"
+                  ) -> list[TensorResult]:
     """Every quantized activation of a model case (the first whose name starts with ``model``; ``full``: the
     full-size cases) as a graph output, the simulator's codes against
     openqnn's htp (``arithmetic: "qnn"``, read through the simulator's float16 output path), in graph order.
@@ -37,7 +38,7 @@ def layer_results(arch: str, feeds: int = 2, save: dict[str, np.ndarray] | None 
     from tests.fidelity.cases import model_cases
     from tests.fidelity.harness import Prepared, _sim_output, export_bytes, simulate, through_output_path
 
-    case = next(c for c in model_cases(full) if c.name.startswith(model))
+    case = next(c for c in model_cases(full) if c.name.startswith(model) and c.variant == variant)
     prep = case.prepare()
     g = prep.graph.copy()
     outs = list(g.outputs)
@@ -85,13 +86,15 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="bert", help="a --models case name's prefix")
     ap.add_argument("--full", action="store_true", help="the full-size case (224x224; bert: 64 tokens)")
+    ap.add_argument("--variant", default="a8_pc", help="the case's variant (e.g. a8_pc_calibrated for bert)")
     ap.add_argument("--arch", default="73")
     ap.add_argument("--feeds", type=int, default=2)
     ap.add_argument("--save", default=None)
     args = ap.parse_args(argv)
     save: dict[str, np.ndarray] = {}
     try:
-        layer_results(args.arch, args.feeds, save, log=True, model=args.model, full=args.full)
+        layer_results(args.arch, args.feeds, save, log=True, model=args.model, full=args.full,
+                      variant=args.variant)
     except RuntimeError as e:
         raise SystemExit(str(e)) from None
     if args.save:

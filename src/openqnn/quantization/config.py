@@ -53,6 +53,9 @@ class QuantizerConfig:
     restrict_quantization_steps: tuple[int, int] | None = None  # signed [MIN, MAX] of weight integers
     weights_block_size: int | None = None  # per-block weights: blocks of this many input channels
     weights_block_scale_bitwidth: int | None = None  # LPBQ: per-block integer scales of this many bits
+    # an Add/Sub operand whose calibrated range dwarfs what can reach its sum (an attention mask) narrowed to that
+    # window (quantizer._operand_windows); False: every activation keeps its calibrated range
+    narrow_sum_operands: bool = True
 
     def __post_init__(self) -> None:
         def bad(flag: str, value: object, allowed: object) -> InvalidConfigError:

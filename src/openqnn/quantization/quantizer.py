@@ -335,7 +335,7 @@ def quantize(
                     lo = min(0.0, floor)
                     report.clamped_for_softmax.append(name)
             ranges[name] = (lo, hi)
-        for name, (lo, hi) in _operand_windows(g, roles, ranges).items():
+        for name, (lo, hi) in (_operand_windows(g, roles, ranges) if config.narrow_sum_operands else {}).items():
             if (lo, hi) != ranges[name]:
                 report.clamped_to_sum.append(name)
                 ranges[name] = (lo, hi)
