@@ -690,6 +690,30 @@ static inline __attribute__((always_inline)) void rqi8_store(const rqi8_c* k, __
 }
 
 
+#define TN 2 /* blocks of 8 columns per panel (both builds) */
+
+/* The AVX2 section's weight packing, for both builds: columns padded to multiples of 8 in panels of up to TN
+ * blocks of 8; per panel, per group of G k (4: vpdpbusd's bytes; 2: vpmaddwd's int16 pairs, WIDE), a block's
+ * 8 columns as G consecutive k each; zeros past K and N. */
+static void pack_groups(const int8_t* w, long K, long N, long G, int wide, int8_t* out8) { /* w: [K, N] */
+    int16_t* o16 = (int16_t*)(void*)out8;
+    long kg = (K + G - 1) / G, nb8 = (N + 7) / 8, at = 0;
+    for (long p0 = 0; p0 < nb8; p0 += TN) {
+        long nb = nb8 - p0 < TN ? nb8 - p0 : TN;
+        for (long q = 0; q < kg; ++q)
+            for (long j = 0; j < nb; ++j)
+                for (long c = 0; c < 8; ++c)
+                    for (long e = 0; e < G; ++e, ++at) {
+                        long kk = G * q + e, col = (p0 + j) * 8 + c;
+                        int8_t v = (kk < K && col < N) ? w[kk * N + col] : 0;
+                        if (wide)
+                            o16[at] = v;
+                        else
+                            out8[at] = v;
+                    }
+    }
+}
+
 #if INT8_VNNI256
 /* ---- GEMM with 256-bit VNNI --------------------------------------------------------------------
  * Packed weights (gemm_pack_size: bytes): columns padded to multiples of 8, taken in panels of up to TN
@@ -702,24 +726,11 @@ static inline __attribute__((always_inline)) void rqi8_store(const rqi8_c* k, __
 /* Tiles of TM rows x TN blocks of 8 columns: 12 accumulators, 2 weight registers and a broadcast (15 of
  * the 16 registers AVX-VNNI has: vpdpbusd accumulates in place, so nothing more is live) */
 #define TM 6
-#define TN 2
 #define KC 1024 /* k per chunk: 16 KiB of a panel's weights */
 
 long gemm_pack_size(long K, long N) { return ((K + 3) / 4) * 4 * ((N + 7) / 8) * 8; }
 
-void gemm_pack(const int8_t* w, long K, long N, int8_t* out) { /* w: [K, N] row-major */
-    long kq = (K + 3) / 4, nb8 = (N + 7) / 8;
-    for (long p0 = 0; p0 < nb8; p0 += TN) {
-        long nb = nb8 - p0 < TN ? nb8 - p0 : TN;
-        for (long q = 0; q < kq; ++q)
-            for (long j = 0; j < nb; ++j)
-                for (long c = 0; c < 8; ++c)
-                    for (long e = 0; e < 4; ++e) {
-                        long kk = 4 * q + e, col = (p0 + j) * 8 + c;
-                        *out++ = (kk < K && col < N) ? w[kk * N + col] : 0;
-                    }
-    }
-}
+void gemm_pack(const int8_t* w, long K, long N, int8_t* out) { pack_groups(w, K, N, 4, 0, out); }
 
 /* One tile: MRC (<= TM, at compile time) rows of A (stride lda bytes, a multiple of 4) x NB blocks of 8
  * columns, over nq groups of 4 k from the packed panel bq; accumulators start from iv (first chunk) or c,
@@ -827,25 +838,11 @@ static void gemm_block(void* arg, long t) {
 /* Tiles of TM rows x TN blocks of 8 columns: 8 accumulators, 4 broadcasts and 2 weight registers of
  * the 16 (measured on Zen 4: 3 x 4, 2 x 4, 3 x 3 and 6 x 2 were slower or no faster; GCC spills 6 x 2's) */
 #define TM 4
-#define TN 2
 #define KC 512 /* k per chunk: 16 KiB of a panel's weights */
 
 long gemm_pack_size(long K, long N) { return ((K + 1) / 2) * 2 * ((N + 7) / 8) * 8 * 2; }
 
-void gemm_pack(const int8_t* w, long K, long N, int8_t* out8) { /* w: [K, N] row-major */
-    int16_t* out = (int16_t*)(void*)out8;
-    long kp = (K + 1) / 2, nb8 = (N + 7) / 8;
-    for (long p0 = 0; p0 < nb8; p0 += TN) {
-        long nb = nb8 - p0 < TN ? nb8 - p0 : TN;
-        for (long q = 0; q < kp; ++q)
-            for (long j = 0; j < nb; ++j)
-                for (long c = 0; c < 8; ++c)
-                    for (long e = 0; e < 2; ++e) {
-                        long kk = 2 * q + e, col = (p0 + j) * 8 + c;
-                        *out++ = (int16_t)((kk < K && col < N) ? w[kk * N + col] : 0);
-                    }
-    }
-}
+void gemm_pack(const int8_t* w, long K, long N, int8_t* out8) { pack_groups(w, K, N, 2, 1, out8); }
 
 /* One tile: MRC (<= TM, at compile time: a short last tile computes only its rows) rows of widened A
  * (stride lda int16) x NB blocks of 8 columns, over nq pairs of k from the packed panel bq; accumulators
