@@ -74,6 +74,10 @@ def test_native_outputs_identical_across_thread_counts(digits: dict) -> None:
         for threads in (1, 2, 3):
             exe = HtpBackend(num_threads=threads).prepare(digits["q"])
             outs[threads] = b"".join(exe.run(f, native_outputs=True)["logits"].tobytes() for f in feeds)
+            # a run gives the C pool PyTorch's count and puts PyTorch's back (native.threads_to_the_pool)
+            assert torch.get_num_threads() == threads
+            if lib is not None:
+                assert native._THREADS[0] == threads
     finally:
         torch.set_num_threads(before)
         if macs is not None:

@@ -9,6 +9,7 @@ instead of the fast path (slow; for checking).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 
@@ -113,9 +114,16 @@ class HtpExecutable:
     # -- running -------------------------------------------------------------------------------
     def run(self, feeds: Mapping[str, np.ndarray], native_inputs: bool = False,
             native_outputs: bool = False) -> dict[str, np.ndarray]:
+        # the C kernels' threads follow PyTorch's (a backend's num_threads); PyTorch's own idle meanwhile, unless
+        # a cpu fallback step needs them
+        cpu_fast = self.device.type == "cpu" and self.path == "fast"
+        if cpu_fast and self.fallbacks:
+            native.sync_threads()
+        with native.threads_to_the_pool() if cpu_fast and not self.fallbacks else contextlib.nullcontext():
+            return self._run(feeds, native_inputs, native_outputs)
+
+    def _run(self, feeds: Mapping[str, np.ndarray], native_inputs: bool, native_outputs: bool) -> dict[str, np.ndarray]:
         env: dict[str, object] = {}
-        if self.device.type == "cpu" and self.path == "fast":
-            native.sync_threads()  # the C kernels' threads follow PyTorch's (a backend's num_threads)
         for t in self.graph.input_tensors():
             arr = feed_of(self.graph, feeds, t.name)
             q = self._enc.get(t.name)
