@@ -26,11 +26,6 @@ void dw_pack(const int8_t* w, long kh, long kw, long C, int8_t* out) { /* w: [kh
                 }
 }
 
-typedef struct {
-    long n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow;
-    int32_t zx;
-} dw_geo;
-
 /* the window row of input row iy of image b (inside the input); cols[ox * 4 * groups + j]: the byte
  * offset of tap j's pixel in the row, or -1 outside (read from padrow) */
 static void window_row(const uint8_t* x, const dw_geo* g, long b, long iy, const long* cols, const uint8_t* padrow,

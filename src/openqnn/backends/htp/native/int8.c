@@ -60,6 +60,42 @@ static long block_rows(const rq_plan* p) {
     return (r < 1 ? 1 : r) * p->k;
 }
 
+/* rows per block: whole epilogue blocks, at least 48 rows (each block streams all the weights); where
+ * the product goes to the pool (*pooled), as many blocks of about equal size as a multiple of the threads (a
+ * last short block, or one block more than the threads, would leave a thread idle: ResNet-18's 7x7 layers
+ * have 49 rows). (The AVX2 and aarch64 GEMMs; the AVX-512 one sizes its blocks for cache.) */
+__attribute__((unused)) static long pooled_rows(const rq_plan* plan, long M, long K, long N, int* pooled) {
+    long br = block_rows(plan), rb = ((48 + br - 1) / br) * br;
+    int threads = openqnn_pool_threads();
+    *pooled = threads > 1 && (double)M * (double)K * (double)N >= openqnn_parallel_macs;
+    if (*pooled) {
+        long target = ((M + rb - 1) / rb + threads - 1) / threads * threads, k = plan->k > 0 ? plan->k : 1;
+        long even = (M + target - 1) / target;
+        rb = (even + k - 1) / k * k;
+    }
+    return rb;
+}
+
+/* Per-thread scratch, grown as needed and kept (the pool's threads live on): a block malloc'd and freed
+ * per task hands its pages back to the system and faults them in again each time (a third of a GEMM's time). */
+static __thread char* scratch_buf;
+static __thread size_t scratch_cap;
+
+__attribute__((unused)) static void* thread_scratch(size_t bytes) {
+    if (bytes > scratch_cap) {
+        free(scratch_buf);
+        scratch_buf = (char*)malloc(bytes);
+        scratch_cap = scratch_buf ? bytes : 0;
+    }
+    return scratch_buf;
+}
+
+/* a depthwise convolution's geometry (native/__init__.py's _Geo) */
+typedef struct {
+    long n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow;
+    int32_t zx;
+} dw_geo;
+
 /* ---- im2col of uint8 codes, channels last (any ISA) -----------------------------------------------
  * out[(b, oy, ox), (ky, kx, ch)] = x[b, oy * sh - pt + ky * dh, ox * sw - pl + kx * dw, ch], or zx outside
  * the input (g: n h w c kh kw sh sw dh dw pt pl oh ow): the rows native GEMM multiplies by the weights
@@ -620,19 +656,6 @@ int openqnn_int8_available(void) { return 1; }
 int openqnn_int8_isa(void) { return INT8_VNNI256 ? 3 : 1; }
 
 
-/* Per-thread scratch, grown as needed and kept (the pool's threads live on): a block malloc'd and freed
- * per task hands its pages back to the system and faults them in again each time (a third of a GEMM's time). */
-static __thread char* scratch_buf;
-static __thread size_t scratch_cap;
-
-static void* thread_scratch(size_t bytes) {
-    if (bytes > scratch_cap) {
-        free(scratch_buf);
-        scratch_buf = (char*)malloc(bytes);
-        scratch_cap = scratch_buf ? bytes : 0;
-    }
-    return scratch_buf;
-}
 
 /* acc += v in acc's register (GCC otherwise adds into v's and copies back, a move per product) */
 static inline __attribute__((always_inline)) void acc_add(__m256i* acc, __m256i v) {
@@ -947,18 +970,8 @@ static void gemm_block(void* arg, long t) {
 
 int gemm_u8s8(const uint8_t* A, long M, long K, long lda, const int8_t* bp, long N, const int32_t* init,
               const rq_plan* plan, char* out) {
-    /* rows per block: whole epilogue blocks, at least 48 rows (each block streams all the weights); where
-     * the product goes to the pool, as many blocks of about equal size as a multiple of the threads (a
-     * last short block, or one block more than the threads, would leave a thread idle: ResNet-18's 7x7
-     * layers have 49 rows) */
-    long br = block_rows(plan), rb = ((48 + br - 1) / br) * br;
-    int threads = openqnn_pool_threads();
-    int pooled = threads > 1 && (double)M * (double)K * (double)N >= openqnn_parallel_macs;
-    if (pooled) {
-        long target = ((M + rb - 1) / rb + threads - 1) / threads * threads, k = plan->k > 0 ? plan->k : 1;
-        long even = (M + target - 1) / target;
-        rb = (even + k - 1) / k * k;
-    }
+    int pooled;
+    long rb = pooled_rows(plan, M, K, N, &pooled);
     long np8 = (N + 7) / 8 * 8;
     int32_t* iv = (int32_t*)calloc((size_t)np8, sizeof(int32_t));
     if (!iv) return -1;
@@ -1080,10 +1093,6 @@ void dw_pack(const int8_t* w, long kh, long kw, long C, int8_t* out8) { /* w: [k
         for (long c = 0; c < cp; ++c) *out++ = c < C ? (int32_t)(uint16_t)(int16_t)w[t * C + c] : 0;
 }
 
-typedef struct {
-    long n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow;
-    int32_t zx;
-} dw_geo;
 
 typedef struct {
     const uint8_t* x;
@@ -1293,17 +1302,6 @@ void gemm_pack(const int8_t* w, long K, long N, int8_t* out) { /* w: [K, N] row-
     }
 }
 
-static __thread char* scratch_buf;
-static __thread size_t scratch_cap;
-
-static void* thread_scratch(size_t bytes) {
-    if (bytes > scratch_cap) {
-        free(scratch_buf);
-        scratch_buf = (char*)malloc(bytes);
-        scratch_cap = scratch_buf ? bytes : 0;
-    }
-    return scratch_buf;
-}
 
 /* MRC (<= TM) rows of signed codes (stride lda, a multiple of 4) x 16 columns over nq groups of 4 k from the
  * packed panel bq; accumulators start from iv (first chunk) or c, and go to c (ncols of them valid) */
@@ -1395,14 +1393,8 @@ static void gemm_block(void* arg, long t) {
  * number of threads. */
 int gemm_u8s8(const uint8_t* A, long M, long K, long lda, const int8_t* bp, long N, const int32_t* init,
               const rq_plan* plan, char* out) {
-    long br = block_rows(plan), rb = ((48 + br - 1) / br) * br;
-    int threads = openqnn_pool_threads();
-    int pooled = threads > 1 && (double)M * (double)K * (double)N >= openqnn_parallel_macs;
-    if (pooled) {
-        long target = ((M + rb - 1) / rb + threads - 1) / threads * threads, k = plan->k > 0 ? plan->k : 1;
-        long even = (M + target - 1) / target;
-        rb = (even + k - 1) / k * k;
-    }
+    int pooled;
+    long rb = pooled_rows(plan, M, K, N, &pooled);
     long np16 = (N + 15) / 16 * 16, kq = (K + 3) / 4;
     int32_t* iv = (int32_t*)calloc((size_t)np16, sizeof(int32_t));
     if (!iv) return -1;
@@ -1429,10 +1421,6 @@ void dw_pack(const int8_t* w, long kh, long kw, long C, int8_t* out8) { /* w: [k
     for (long t = 0; t < kh * kw * C; ++t) out[t] = w[t];
 }
 
-typedef struct {
-    long n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow;
-    int32_t zx;
-} dw_geo;
 
 typedef struct {
     const uint8_t* x;
