@@ -13,6 +13,9 @@ import warnings
 def main(argv: list[str] | None = None) -> int:
     if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from benchmarks.isacap import cap_cpuid
+
+    cap_cpuid()  # before anything imports onnxruntime: its kernels follow OPENQNN_MAX_ISA too
     from benchmarks.bench import DEFAULT_MODELS, run
     from benchmarks.zoo import MODELS
 

@@ -97,7 +97,7 @@ def format_htp_table(results: Sequence[HtpResult], threads: int) -> str:
                      f"{r.fallbacks:>11}")
     lines.append("targets (issue 15): htp/ORTint8 <= 1.2, htp/cpu < 1.0")
     lines.append(machine_line(threads))
-    lines.append(f"htp {htp_products()}; ONNX Runtime is not capped by these variables")
+    lines.append(f"htp {htp_products()}")
     lines += [f"  {r.model}: {r.paths}" for r in results]
     return "\n".join(lines)
 

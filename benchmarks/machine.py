@@ -13,12 +13,13 @@ _CAPS = ("OPENQNN_MAX_ISA", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
 
 def machine_line(threads: int) -> str:
     """One line: CPU model and cores, its relevant ISA flags, the caps set, torch's capability, threads."""
+    from benchmarks.isacap import said
     from openqnn.profiling.platform import cpu_info, isa_text, torch_capability
 
     model, flags = cpu_info()
     caps = ", ".join(f"{k}={os.environ[k]}" for k in _CAPS if os.environ.get(k)) or "none"
     return (f"machine: {model}, {os.cpu_count()} CPUs, {platform.machine()}; ISA: {isa_text(flags)}; caps: {caps}; "
-            f"PyTorch kernels: {torch_capability()}; {threads} thread(s)")
+            f"PyTorch kernels: {torch_capability()}; ONNX Runtime: {said()}; {threads} thread(s)")
 
 
 def htp_products() -> str:
