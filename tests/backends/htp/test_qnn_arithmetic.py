@@ -6,6 +6,7 @@ simulator itself: tests/fidelity/test_qnn_requant.py and test_fidelity.py.)"""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -255,6 +256,30 @@ def test_avg_pool_fast_equals_the_qnn_spec(pool: int, arch) -> None:
     if route == "mean":  # the 15-bit route, by hand on one window: (S * m + 2^(k-1)) >> k, then z_out
         m, sh = qnn_pool.pool_mean_consts(0.1029)
         assert 1 << 14 <= m < 1 << 15 and qnn_pool.pool_mean_np(np.array([-5, 5]), m, sh, 10, 255).tolist() == [9, 11]
+
+
+@pytest.mark.parametrize("ratio", [0.3, 0.926, 1.37, 1.999, 2.5])
+def test_avg_pool_two_stage_rounding_is_two_roundings(ratio: float) -> None:
+    """pool_mean_round's one constant equals rounding twice, half up: at 2^-k2 of a code, then to a code."""
+    from openqnn.backends.htp.spec import qnn_pool
+
+    s = np.arange(-3000, 3000, dtype=np.int64)
+    moved = 0
+    for n in (1, 2, 4, 6, 9):
+        m, sh = qnn_pool.pool_mean_consts(ratio / n)
+        one = qnn_pool.pool_mean_np(s, m, sh, 100, 255, qnn_pool.pool_mean_round(ratio, sh, False))
+        assert one.tolist() == qnn_pool.pool_mean_np(s, m, sh, 100, 255).tolist()
+        two = qnn_pool.pool_mean_np(s, m, sh, 100, 255, qnn_pool.pool_mean_round(ratio, sh, True))
+        if ratio >= 2:
+            assert two.tolist() == one.tolist()
+            continue
+        k2 = min(7, 4 - math.floor(math.log2(ratio)))
+        j = sh - k2
+        t = (s * m + (1 << (j - 1))) >> j
+        assert two.tolist() == np.clip(((t + (1 << (k2 - 1))) >> k2) + 100, 0, 255).tolist()
+        assert (two >= one).all()
+        moved += int((two != one).sum())
+    assert (moved > 0) == (ratio < 2)
 
 
 def test_avg_pool_plan_keeps_the_qnn_arithmetic() -> None:
