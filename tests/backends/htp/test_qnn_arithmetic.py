@@ -304,6 +304,62 @@ def test_avg_pool_takes_the_qnn_spec_only_where_established() -> None:
     assert _run_both(g8, ARCHS["v75"], "qnn")[2].attrs["qnn"] is None
 
 
+# -- Resize on floats (spec/qnn_resize.py) -----------------------------------------------------------
+
+def _resize_graph(rng: np.random.Generator, interp: str, mode: str, bits: int = 8, antialias: bool = False):
+    from test_pool_movement import In, near, one_node, rand_enc
+
+    e = rand_enc(rng, bits)
+    attrs = {"output_shape": [2, 11, 7, 3], "interpolation_mode": interp, "transformation_mode": mode,
+             "antialias": antialias}
+    return one_node("Resize", [In((2, 5, 6, 3), e)], attrs, [near(rng, e)])
+
+
+@pytest.mark.parametrize("arch", [V68, V73], ids=["v68", "v73"])
+@pytest.mark.parametrize("mode", ["half_pixel", "align_corners", "asymmetric"])
+def test_resize_fast_equals_the_qnn_float_spec(mode: str, arch) -> None:
+    from openqnn.backends.htp.spec import qnn_resize
+
+    rng = np.random.default_rng(61)
+    for _ in range(3):
+        g = _resize_graph(rng, "linear", mode)
+        ref, fast, plan = _run_both(g, arch, "qnn")
+        assert plan.kernel == "htp.resize_float"
+        np.testing.assert_array_equal(ref, fast)
+        tfl, _, tplan = _run_both(g, arch, "tflite")
+        assert tplan.kernel == "htp.resize_filter" and np.abs(ref - tfl).max() <= 1
+        back = StepPlan.from_json(json.loads(json.dumps(plan.to_json(), allow_nan=False)), plan.stored_arrays())
+        q = np.random.default_rng(1).integers(0, 256, size=(2, 5, 6, 3))
+        np.testing.assert_array_equal(np.asarray(bind_step(back).reference(q)), ref)
+    # the quantization by hand: 128.4375 codes is a float16 tie that goes to 128.5 (even), then away: 129 (exact
+    # rounding: 128); 128.43 is float16 128.375: 128; -3.5 rounds away from zero: -4
+    y = np.array([128.4375, 128.43, -3.5], dtype=np.float32) * np.float32(0.5)
+    assert qnn_resize.quantize(y, 0.5, 10, 255).tolist() == [139, 138, 6]
+
+
+def test_float16_rounding_is_one_rounding() -> None:
+    """The fast path's float16 rounding equals numpy's (float64 -> float16 directly), ties and near-ties
+    included; torch's own cast rounds through float32 and differs on some."""
+    from openqnn.backends.htp.spec import qnn_resize
+
+    rng = np.random.default_rng(3)
+    ties = (np.arange(1024, 2048) + 0.5) * 2.0**-3
+    p = np.concatenate([rng.uniform(-300, 300, 20000), rng.uniform(-1e-5, 1e-5, 200), ties, ties + 1e-12,
+                        ties - 1e-12, -ties, [0.0, 65504.0, 65519.0, 65520.0, 1e6]])
+    ours = qnn_resize.to_float16_t(torch.from_numpy(p)).numpy()
+    np.testing.assert_array_equal(ours, qnn_resize.to_float16(p))
+    assert (torch.from_numpy(p).to(torch.float16).double().numpy() != ours).any()
+
+
+def test_resize_takes_the_float_spec_only_where_established() -> None:
+    rng = np.random.default_rng(62)
+    assert _run_both(_resize_graph(rng, "linear", "half_pixel", bits=16), V73, "qnn")[2].kernel == "htp.resize_filter"
+    assert _run_both(_resize_graph(rng, "cubic", "half_pixel"), V73, "qnn")[2].kernel == "htp.resize_filter"
+    assert _run_both(_resize_graph(rng, "linear", "pytorch_half_pixel", antialias=True), V73,
+                     "qnn")[2].kernel == "htp.resize_filter"
+    assert _run_both(_resize_graph(rng, "linear", "half_pixel"), ARCHS["v75"], "qnn")[2].kernel == "htp.resize_filter"
+
+
 # -- ElementWiseAdd / ElementWiseSubtract (spec/qnn_eltwise.py) -----------------------------------
 
 def _add_step(op: str, specs: list, arch, arithmetic: str, rng: np.random.Generator):
