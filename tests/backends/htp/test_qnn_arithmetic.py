@@ -360,6 +360,39 @@ def test_resize_takes_the_float_spec_only_where_established() -> None:
     assert _run_both(_resize_graph(rng, "linear", "half_pixel"), ARCHS["v75"], "qnn")[2].kernel == "htp.resize_filter"
 
 
+# -- Select (Where): QnnConvertSpec on each run-time operand ------------------------------------------
+
+@pytest.mark.parametrize("arch", [V68, V73], ids=["v68", "v73"])
+def test_select_fast_equals_the_qnn_spec(arch) -> None:
+    from test_pool_movement import In, near, one_node, rand_enc
+
+    from openqnn.backends.htp.spec.qnn_eltwise import QnnConvertSpec
+    from openqnn.ir.dtype import DType
+
+    rng = np.random.default_rng(71)
+    for _ in range(4):
+        ea = rand_enc(rng, 8)
+        eb, eo = near(rng, ea), near(rng, ea)
+        g = one_node("ElementWiseSelect", [In((2, 3, 6), None, DType.BOOL_8), In((2, 3, 6), ea), In((1, 3, 1), eb)],
+                     {}, [eo])
+        node = g.nodes[0]
+        c = rng.random((2, 3, 6)) < 0.5
+        a, b = rng.integers(0, 256, (2, 3, 6)), rng.integers(0, 256, (1, 3, 1))
+        outs = {}
+        for arithmetic in ("qnn", "tflite"):
+            step = HTP_KERNELS[node.op_type](node, HtpBuildContext(g, arch, arithmetic=arithmetic))
+            ref = np.asarray(step.reference(c, a, b))
+            fast = step.fast(torch.from_numpy(c), torch.from_numpy(a).to(torch.uint8),
+                             torch.from_numpy(b).to(torch.uint8)).numpy().astype(np.int64)
+            np.testing.assert_array_equal(ref, fast)
+            outs[arithmetic] = ref
+            assert ("qnn" in step.plan.attrs["parts"][1]) == (arithmetic == "qnn")
+        conv = [QnnConvertSpec.of(e.scale[0], -e.offset[0], eo.scale[0], -eo.offset[0]) for e in (ea, eb)]
+        assert conv[0] is not None and conv[1] is not None
+        np.testing.assert_array_equal(outs["qnn"], np.where(c, conv[0].apply_np(a), conv[1].apply_np(b)))
+        assert np.abs(outs["qnn"] - outs["tflite"]).max() <= 1
+
+
 # -- ElementWiseAdd / ElementWiseSubtract (spec/qnn_eltwise.py) -----------------------------------
 
 def _add_step(op: str, specs: list, arch, arithmetic: str, rng: np.random.Generator):
