@@ -1,17 +1,19 @@
-"""Probe how QNN's HTP simulator requantizes 8-bit inputs in Concat, Max and Min.
+"""Probe how QNN's HTP simulator requantizes 8-bit inputs in Concat, Max, Min and Where.
 
 ``python -m tests.fidelity.minmax_probe --arch 73 [--op Concat] [--u8] [--count 8]``
 
 Concat: two [1, 256] inputs holding every code, each of its own encoding, joined along the last axis into a
 third encoding (512 outputs); float graph inputs through QuantizeLinear / DequantizeLinear, or (``--u8``)
 uint8 graph inputs through a DequantizeLinear. Max / Min: every pair of codes (65,536 outputs), as
-``eltwise_probe``. The probe prints the share of the simulator's codes that openqnn's spec
+``eltwise_probe``. Where: every pair of codes with a random boolean graph input as the condition
+(65,536 outputs). The probe prints the share of the simulator's codes that openqnn's spec
 (``src/openqnn/backends/htp/spec/qnn_eltwise.py``) and exact rounding reproduce.
 
 Findings on onnxruntime-qnn 2.7.0 (QNN 2.51), v68 = v73: Max / Min take the larger / smaller of the operands'
 codes requantized into the output encoding by ``QnnConvertSpec``, and so does a Concat of uint8 graph inputs;
 a Concat of float graph inputs quantizes the float values straight into its output encoding through float16
-(``input_quantize_codes``); both 100% (docs/htp-fidelity.md).
+(``input_quantize_codes``); both 100% (docs/htp-fidelity.md). Where (stop 25) selects its operands' codes
+requantized by ``QnnConvertSpec``, as Max / Min.
 """
 
 from __future__ import annotations
@@ -49,6 +51,32 @@ def _concat_model(sa: np.float32, za: int, sb: np.float32, zb: int, so: np.float
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]).SerializeToString()
 
 
+def _where_model(sa: np.float32, za: int, sb: np.float32, zb: int, so: np.float32, zo: int) -> bytes:
+    from onnx import TensorProto, helper
+    from onnx import numpy_helper as nh
+
+    inits = [nh.from_array(np.array(sa), "sa"), nh.from_array(np.array(za, np.uint8), "za"),
+             nh.from_array(np.array(sb), "sb"), nh.from_array(np.array(zb, np.uint8), "zb"),
+             nh.from_array(np.array(so), "so"), nh.from_array(np.array(zo, np.uint8), "zo")]
+    inputs = [helper.make_tensor_value_info("c", TensorProto.BOOL, (256, 256)),
+              helper.make_tensor_value_info("af", TensorProto.FLOAT, (256, 256)),
+              helper.make_tensor_value_info("bf", TensorProto.FLOAT, (256, 256))]
+    nodes = [helper.make_node("QuantizeLinear", ["af", "sa", "za"], ["aq"]),
+             helper.make_node("QuantizeLinear", ["bf", "sb", "zb"], ["bq"]),
+             helper.make_node("DequantizeLinear", ["aq", "sa", "za"], ["a"]),
+             helper.make_node("DequantizeLinear", ["bq", "sb", "zb"], ["b"]),
+             helper.make_node("Where", ["c", "a", "b"], ["y"]),
+             helper.make_node("QuantizeLinear", ["y", "so", "zo"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "so", "zo"], ["yo"])]
+    g = helper.make_graph(nodes, "probe", inputs, [helper.make_tensor_value_info("yo", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]).SerializeToString()
+
+
+def where_condition() -> np.ndarray:
+    """The Where probe's condition: a fixed random half of the [256, 256] pairs."""
+    return np.random.default_rng(1234).random((256, 256)) < 0.5
+
+
 def probe(arch: str, op: str, enc: Encodings, u8: bool = False) -> dict[str, np.ndarray]:
     """The simulator's codes: Concat -> ``ya``, ``yb`` (each input's 256 codes as output codes; ``u8``: uint8
     graph inputs); Max / Min -> ``y`` [256, 256] over ``q_a`` (rows) and ``q_b`` (columns)."""
@@ -58,12 +86,17 @@ def probe(arch: str, op: str, enc: Encodings, u8: bool = False) -> dict[str, np.
     if op == "Concat":
         qa, qb = q[None, :], q[None, :]
         model = _concat_model(sa32, za, sb32, zb, so32, zo, u8)
+    elif op == "Where":
+        qa, qb = np.meshgrid(q, q, indexing="ij")
+        model = _where_model(sa32, za, sb32, zb, so32, zo)
     else:
         qa, qb = np.meshgrid(q, q, indexing="ij")
         model = _model(op, qa.shape, qb.shape, sa32, za, sb32, zb, so32, zo, 8)
     af = (sa32 * (qa.astype(np.float32) - np.float32(za))).astype(np.float32)
     bf = (sb32 * (qb.astype(np.float32) - np.float32(zb))).astype(np.float32)
     feed = {"aq": qa.astype(np.uint8), "bq": qb.astype(np.uint8)} if u8 else {"af": af, "bf": bf}
+    if op == "Where":
+        feed["c"] = where_condition()
     out = simulate(model, [feed], arch)
     if out.outputs is None:
         raise RuntimeError(f"the simulator refused the probe: {out.refusal}")
@@ -90,16 +123,19 @@ def spec_codes(op: str, enc: Encodings, u8: bool = False) -> tuple[np.ndarray, n
 
 
 def combine(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The op's codes from each operand's: joined (Concat) or every pair's max / min."""
+    """The op's codes from each operand's: joined (Concat), every pair's max / min, or the one Where's
+    condition selects."""
     if op == "Concat":
         return np.concatenate([a, b])
+    if op == "Where":
+        return np.where(where_condition(), a[:, None], b[None, :])
     return (np.maximum if op == "Max" else np.minimum)(a[:, None], b[None, :])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.fidelity.minmax_probe", description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", default="73")
-    p.add_argument("--op", default="Concat", choices=["Concat", "Max", "Min"])
+    p.add_argument("--op", default="Concat", choices=["Concat", "Max", "Min", "Where"])
     p.add_argument("--count", type=int, default=8)
     p.add_argument("--u8", action="store_true", help="Concat: uint8 graph inputs")
     p.add_argument("--seed", type=int, default=0)

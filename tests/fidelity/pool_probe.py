@@ -11,7 +11,8 @@ reproduce.
 Findings on onnxruntime-qnn 2.7.0 (QNN 2.51): the codes depend on (S, n) only; stride-1 square 3/5/7
 windows with one divisor are QNN's depthwise convolution (weight 1/n as a power of two, conv requantization
 per arch: 100%); every other geometry takes a 15-bit multiplier rounded to nearest (v68 = v73, 98-100% per
-probe; the rest: values a little below a .5 boundary rounded up) (docs/htp-fidelity.md).
+probe; the rest: values a little below a .5 boundary rounded up); windows leaving padding out of the count,
+and 2x2 windows at stride 2, round twice (stop 25: ``qnn_pool.two_stage_route``) (docs/htp-fidelity.md).
 """
 
 from __future__ import annotations
@@ -100,9 +101,12 @@ def spec_codes(arch: str, geometry: str, p: dict[str, Any]) -> np.ndarray:
         spec = qnn_pool.conv_spec(f"v{arch}", ratio / int(n.flat[0]), zo)
         return spec.apply_np((sums * qnn_pool.WEIGHT).reshape(-1, 1)).reshape(sums.shape)
     out = np.empty_like(sums)
+    two_stage = qnn_pool.two_stage_route(attrs["kernel_shape"], attrs["strides"], padded,
+                                         bool(attrs.get("count_include_pad")))
     for k in np.unique(n):
         m, sh = qnn_pool.pool_mean_consts(ratio / int(k))
-        out[n == k] = qnn_pool.pool_mean_np(sums[n == k], np.int64(m), np.int64(sh), zo, 255)
+        rounding = np.int64(qnn_pool.pool_mean_round(ratio, sh, two_stage))
+        out[n == k] = qnn_pool.pool_mean_np(sums[n == k], np.int64(m), np.int64(sh), zo, 255, rounding)
     return out
 
 

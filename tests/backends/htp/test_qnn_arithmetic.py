@@ -6,6 +6,7 @@ simulator itself: tests/fidelity/test_qnn_requant.py and test_fidelity.py.)"""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -257,6 +258,30 @@ def test_avg_pool_fast_equals_the_qnn_spec(pool: int, arch) -> None:
         assert 1 << 14 <= m < 1 << 15 and qnn_pool.pool_mean_np(np.array([-5, 5]), m, sh, 10, 255).tolist() == [9, 11]
 
 
+@pytest.mark.parametrize("ratio", [0.3, 0.926, 1.37, 1.999, 2.5])
+def test_avg_pool_two_stage_rounding_is_two_roundings(ratio: float) -> None:
+    """pool_mean_round's one constant equals rounding twice, half up: at 2^-k2 of a code, then to a code."""
+    from openqnn.backends.htp.spec import qnn_pool
+
+    s = np.arange(-3000, 3000, dtype=np.int64)
+    moved = 0
+    for n in (1, 2, 4, 6, 9):
+        m, sh = qnn_pool.pool_mean_consts(ratio / n)
+        one = qnn_pool.pool_mean_np(s, m, sh, 100, 255, qnn_pool.pool_mean_round(ratio, sh, False))
+        assert one.tolist() == qnn_pool.pool_mean_np(s, m, sh, 100, 255).tolist()
+        two = qnn_pool.pool_mean_np(s, m, sh, 100, 255, qnn_pool.pool_mean_round(ratio, sh, True))
+        if ratio >= 2:
+            assert two.tolist() == one.tolist()
+            continue
+        k2 = min(7, 4 - math.floor(math.log2(ratio)))
+        j = sh - k2
+        t = (s * m + (1 << (j - 1))) >> j
+        assert two.tolist() == np.clip(((t + (1 << (k2 - 1))) >> k2) + 100, 0, 255).tolist()
+        assert (two >= one).all()
+        moved += int((two != one).sum())
+    assert (moved > 0) == (ratio < 2)
+
+
 def test_avg_pool_plan_keeps_the_qnn_arithmetic() -> None:
     for k, s, pads, count_pad, _ in _POOLS[:3]:
         g = _pool_graph(np.random.default_rng(5), k, s, pads, count_pad)
@@ -277,6 +302,95 @@ def test_avg_pool_takes_the_qnn_spec_only_where_established() -> None:
     assert _run_both(g, V73, "qnn")[2].attrs["qnn"] is None  # 16-bit: TFLite's
     g8 = _pool_graph(rng, [3, 3], [1, 1], [[1, 1], [1, 1]], True)
     assert _run_both(g8, ARCHS["v75"], "qnn")[2].attrs["qnn"] is None
+
+
+# -- Resize on floats (spec/qnn_resize.py) -----------------------------------------------------------
+
+def _resize_graph(rng: np.random.Generator, interp: str, mode: str, bits: int = 8, antialias: bool = False):
+    from test_pool_movement import In, near, one_node, rand_enc
+
+    e = rand_enc(rng, bits)
+    attrs = {"output_shape": [2, 11, 7, 3], "interpolation_mode": interp, "transformation_mode": mode,
+             "antialias": antialias}
+    return one_node("Resize", [In((2, 5, 6, 3), e)], attrs, [near(rng, e)])
+
+
+@pytest.mark.parametrize("arch", [V68, V73], ids=["v68", "v73"])
+@pytest.mark.parametrize("mode", ["half_pixel", "align_corners", "asymmetric"])
+def test_resize_fast_equals_the_qnn_float_spec(mode: str, arch) -> None:
+    from openqnn.backends.htp.spec import qnn_resize
+
+    rng = np.random.default_rng(61)
+    for _ in range(3):
+        g = _resize_graph(rng, "linear", mode)
+        ref, fast, plan = _run_both(g, arch, "qnn")
+        assert plan.kernel == "htp.resize_float"
+        np.testing.assert_array_equal(ref, fast)
+        tfl, _, tplan = _run_both(g, arch, "tflite")
+        assert tplan.kernel == "htp.resize_filter" and np.abs(ref - tfl).max() <= 1
+        back = StepPlan.from_json(json.loads(json.dumps(plan.to_json(), allow_nan=False)), plan.stored_arrays())
+        q = np.random.default_rng(1).integers(0, 256, size=(2, 5, 6, 3))
+        np.testing.assert_array_equal(np.asarray(bind_step(back).reference(q)), ref)
+    # the quantization by hand: 128.4375 codes is a float16 tie that goes to 128.5 (even), then away: 129 (exact
+    # rounding: 128); 128.43 is float16 128.375: 128; -3.5 rounds away from zero: -4
+    y = np.array([128.4375, 128.43, -3.5], dtype=np.float32) * np.float32(0.5)
+    assert qnn_resize.quantize(y, 0.5, 10, 255).tolist() == [139, 138, 6]
+
+
+def test_float16_rounding_is_one_rounding() -> None:
+    """The fast path's float16 rounding equals numpy's (float64 -> float16 directly), ties and near-ties
+    included; torch's own cast rounds through float32 and differs on some."""
+    from openqnn.backends.htp.spec import qnn_resize
+
+    rng = np.random.default_rng(3)
+    ties = (np.arange(1024, 2048) + 0.5) * 2.0**-3
+    p = np.concatenate([rng.uniform(-300, 300, 20000), rng.uniform(-1e-5, 1e-5, 200), ties, ties + 1e-12,
+                        ties - 1e-12, -ties, [0.0, 65504.0, 65519.0, 65520.0, 1e6]])
+    ours = qnn_resize.to_float16_t(torch.from_numpy(p)).numpy()
+    np.testing.assert_array_equal(ours, qnn_resize.to_float16(p))
+    assert (torch.from_numpy(p).to(torch.float16).double().numpy() != ours).any()
+
+
+def test_resize_takes_the_float_spec_only_where_established() -> None:
+    rng = np.random.default_rng(62)
+    assert _run_both(_resize_graph(rng, "linear", "half_pixel", bits=16), V73, "qnn")[2].kernel == "htp.resize_filter"
+    assert _run_both(_resize_graph(rng, "cubic", "half_pixel"), V73, "qnn")[2].kernel == "htp.resize_filter"
+    assert _run_both(_resize_graph(rng, "linear", "pytorch_half_pixel", antialias=True), V73,
+                     "qnn")[2].kernel == "htp.resize_filter"
+    assert _run_both(_resize_graph(rng, "linear", "half_pixel"), ARCHS["v75"], "qnn")[2].kernel == "htp.resize_filter"
+
+
+# -- Select (Where): QnnConvertSpec on each run-time operand ------------------------------------------
+
+@pytest.mark.parametrize("arch", [V68, V73], ids=["v68", "v73"])
+def test_select_fast_equals_the_qnn_spec(arch) -> None:
+    from test_pool_movement import In, near, one_node, rand_enc
+
+    from openqnn.backends.htp.spec.qnn_eltwise import QnnConvertSpec
+    from openqnn.ir.dtype import DType
+
+    rng = np.random.default_rng(71)
+    for _ in range(4):
+        ea = rand_enc(rng, 8)
+        eb, eo = near(rng, ea), near(rng, ea)
+        g = one_node("ElementWiseSelect", [In((2, 3, 6), None, DType.BOOL_8), In((2, 3, 6), ea), In((1, 3, 1), eb)],
+                     {}, [eo])
+        node = g.nodes[0]
+        c = rng.random((2, 3, 6)) < 0.5
+        a, b = rng.integers(0, 256, (2, 3, 6)), rng.integers(0, 256, (1, 3, 1))
+        outs = {}
+        for arithmetic in ("qnn", "tflite"):
+            step = HTP_KERNELS[node.op_type](node, HtpBuildContext(g, arch, arithmetic=arithmetic))
+            ref = np.asarray(step.reference(c, a, b))
+            fast = step.fast(torch.from_numpy(c), torch.from_numpy(a).to(torch.uint8),
+                             torch.from_numpy(b).to(torch.uint8)).numpy().astype(np.int64)
+            np.testing.assert_array_equal(ref, fast)
+            outs[arithmetic] = ref
+            assert ("qnn" in step.plan.attrs["parts"][1]) == (arithmetic == "qnn")
+        conv = [QnnConvertSpec.of(e.scale[0], -e.offset[0], eo.scale[0], -eo.offset[0]) for e in (ea, eb)]
+        assert conv[0] is not None and conv[1] is not None
+        np.testing.assert_array_equal(outs["qnn"], np.where(c, conv[0].apply_np(a), conv[1].apply_np(b)))
+        assert np.abs(outs["qnn"] - outs["tflite"]).max() <= 1
 
 
 # -- ElementWiseAdd / ElementWiseSubtract (spec/qnn_eltwise.py) -----------------------------------

@@ -12,7 +12,9 @@ encoding (integer and bool tensors) and are computed exactly:
   encodings compare the codes themselves.
 - IsNan / IsInf: false everywhere for quantized and integer operands (a code is always finite).
 - Select(condition, a, b): a and b requantized to the output encoding (common.py's flow; raw when
-  unencoded), then picked by the boolean condition.
+  unencoded), then picked by the boolean condition. With ``arithmetic: "qnn"`` (v68 / v73, 8-bit codes) a
+  run-time operand is requantized as QNN's Max / Min do (``QnnConvertSpec``, spec/qnn_eltwise.py: 100% of
+  the simulator's codes of 18 Where probes, every pair of codes each).
 
 Fast paths are the same integer operations in torch, on whatever device the tensors live.
 
@@ -51,6 +53,7 @@ from openqnn.backends.htp.kernels.registry import (
     htp_binder,
     htp_kernel,
 )
+from openqnn.backends.htp.spec.qnn_eltwise import QnnConvertSpec, convert_spec_for
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Node
@@ -289,12 +292,22 @@ def select(node: Node, ctx: HtpBuildContext) -> HtpStep:
         parts.append({"static": "static0"})
     else:
         parts.append({"cond": True})
+    qo = act_q(ctx, out)
     for i, x in enumerate(node.inputs[1:3], 1):
         if ctx.is_static(x):
             arrays[f"static{i}"] = static_value(ctx, x, out)
             parts.append({"static": f"static{i}"})
+            continue
+        fl = flow(ctx, x, out)
+        qx = act_q(ctx, x)
+        spec = (None if qx is None or qo is None else
+                convert_spec_for(ctx.arch.name, ctx.arithmetic, float(qx.scale[0]), int(qx.zero_point[0]),
+                                 float(qo.scale[0]), int(qo.zero_point[0]), (qx.bitwidth, qo.bitwidth)))
+        if spec is not None:  # QNN requantizes a run-time 8-bit operand as Max / Min do (spec/qnn_eltwise.py)
+            arrays[f"table{i}"] = spec.table()
+            parts.append({"qnn": spec.to_attrs(), "table": f"table{i}"})
         else:
-            parts.append({"flow": flow(ctx, x, out).to_attrs()})
+            parts.append({"flow": fl.to_attrs()})
     runtime = [x for x, p in zip(node.inputs[:3], parts) if "static" not in p]
     if not runtime:
         c, a, b = arrays.values()
@@ -310,9 +323,13 @@ def _bind_select(plan: StepPlan, device: torch.device) -> tuple[Callable[..., An
     quantized = bool(out["quantized"])
     raw_t = None if quantized else torch_dtype(DType[out["dtype"]])
     # cond, then each value operand: a build-time (numpy, torch) pair, or the Flow of a run-time tensor
-    parts: list[tuple[np.ndarray, torch.Tensor] | Flow | None] = []
+    parts: list[tuple[np.ndarray, torch.Tensor] | Flow | QnnConvertSpec | None] = []
+    tables: dict[int, torch.Tensor] = {}  # QNN's requantized codes of each 8-bit code, per operand
     for i, p in enumerate(plan.attrs["parts"]):
-        if "static" in p:
+        if "qnn" in p:
+            parts.append(QnnConvertSpec.from_attrs(p["qnn"]))
+            tables[i] = tensor_of(np.asarray(plan.arrays[p["table"]]), out, device)
+        elif "static" in p:
             v = plan.arrays[p["static"]]
             parts.append((v, torch.from_numpy(np.array(v, order="C")).to(device) if i == 0 else tensor_of(v, out, device)))
         elif "cond" in p:
@@ -328,6 +345,8 @@ def _bind_select(plan: StepPlan, device: torch.device) -> tuple[Callable[..., An
                 vals.append(p[0])
             elif p is None:
                 vals.append(np.asarray(next(it)).astype(np.bool_))
+            elif isinstance(p, QnnConvertSpec):
+                vals.append(p.apply_np(next(it)))
             else:
                 vals.append(p.np(next(it)))
         return vals
@@ -335,11 +354,13 @@ def _bind_select(plan: StepPlan, device: torch.device) -> tuple[Callable[..., An
     def operands_t(xs: Sequence[torch.Tensor]) -> list[Any]:
         it = iter(xs)
         vals: list[Any] = []
-        for p in parts:
+        for i, p in enumerate(parts):
             if isinstance(p, tuple):
                 vals.append(p[1])
             elif p is None:
                 vals.append(next(it).to(torch.bool))
+            elif isinstance(p, QnnConvertSpec):
+                vals.append(tables[i][next(it).to(torch.int64)])
             else:
                 vals.append(p.t(next(it)))
         return vals

@@ -200,6 +200,9 @@ def _build_avg(node: Node, ctx: HtpBuildContext, n: int) -> HtpStep:
             pairs = {int(k): qnn_pool.pool_mean_consts(ratio / int(k)) for k in np.unique(counts)}
             arrays["qnn_mult"] = np.vectorize(lambda k: pairs[int(k)][0], otypes=[np.int64])(counts)
             arrays["qnn_k"] = np.vectorize(lambda k: pairs[int(k)][1], otypes=[np.int64])(counts)
+            two_stage = qnn_pool.two_stage_route(g.k, g.s, padded, count_pad)
+            rounds = {k: qnn_pool.pool_mean_round(ratio, sh, two_stage) for k, (_, sh) in pairs.items()}
+            arrays["qnn_round"] = np.vectorize(lambda k: rounds[int(k)], otypes=[np.int64])(counts)
         return _plan(node, ctx, "htp.pool_avg", attrs, arrays)
     if not rq.identity:
         pairs = {int(k): quantize_multiplier(ratio / int(k)) for k in np.unique(counts)}
@@ -233,11 +236,15 @@ def _bind_avg(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any],
         qmult_b = np.asarray(plan.arrays["qnn_mult"], dtype=np.int64).reshape(cshape)
         qk_b = np.asarray(plan.arrays["qnn_k"], dtype=np.int64).reshape(cshape)
         qmult_t, qk_t = torch.from_numpy(c_array(qmult_b)).to(device), torch.from_numpy(c_array(qk_b)).to(device)
-        qhalf_t = torch.bitwise_left_shift(torch.ones_like(qk_t), qk_t - 1)
+        # the rounding constant (plans written before it was stored round once, half up)
+        qround = plan.arrays.get("qnn_round")
+        qround_b = (np.left_shift(np.int64(1), qk_b - 1) if qround is None
+                    else np.asarray(qround, dtype=np.int64).reshape(cshape))
+        qhalf_t = torch.from_numpy(c_array(qround_b)).to(device)
         z_q = int(a["z_out"])
 
         def finish_np(s: np.ndarray) -> np.ndarray:
-            return qnn_pool.pool_mean_np(s, qmult_b, qk_b, z_q, qmax)
+            return qnn_pool.pool_mean_np(s, qmult_b, qk_b, z_q, qmax, qround_b)
 
         def finish_t(s: torch.Tensor) -> torch.Tensor:
             return torch.bitwise_right_shift(s * qmult_t + qhalf_t, qk_t).add_(z_q).clamp_(0, qmax)

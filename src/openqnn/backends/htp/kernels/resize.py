@@ -8,6 +8,10 @@ v[idx_t], 20) in int64, and the result is requantized once: q_out = clamp(z_out 
 quantize_multiplier(s_in / (s_out * 2^8)))). tf_crop_and_resize fills outputs sampled outside the
 input with ``extrapolation_value`` quantized in the output encoding.
 
+With ``arithmetic: "qnn"`` on v68 / v73, an 8-bit linear Resize (no antialias, no extrapolation) is what QNN
+EP makes of openqnn's export of it, a float op (``htp.resize_float``, spec/qnn_resize.py): float32
+dequantization and interpolation with the same coordinates and weights, float16 quantization.
+
 The builder does the analysis (coordinates, fixed-point weights, multipliers) into a StepPlan
 (``htp.resize_nearest``: per-axis index arrays; ``htp.resize_filter``: per-axis index and weight
 arrays and the requantization's integers); the binders rebuild both paths from the plan alone.
@@ -38,6 +42,7 @@ from openqnn.backends.htp.kernels.registry import (
     htp_binder,
     htp_kernel,
 )
+from openqnn.backends.htp.spec import qnn_resize
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 
@@ -96,6 +101,7 @@ def resize(node: Node, ctx: HtpBuildContext) -> HtpStep:
         raise Unsupported(f"Resize {interp} of an unquantized {ctx.graph.tensors[x].dtype.name} tensor")
     axes, mask = resize_plan(a, tuple(in_shape), out_shape)
     plan: list[tuple[int, np.ndarray, np.ndarray | None]] = []  # (axis, idx [out] or [out, T], W or None)
+    float_weights: dict[str, np.ndarray] = {}  # the float32 weights of each tap (QNN's float route)
     for r in axes:
         if r.index is not None:
             plan.append((r.axis, r.index, None))
@@ -103,6 +109,9 @@ def resize(node: Node, ctx: HtpBuildContext) -> HtpStep:
             assert r.matrix is not None
             idx, w = _fixed_rows(r.matrix)
             plan.append((r.axis, idx, w))
+            used = np.arange(idx.shape[1])[None, :] < (r.matrix != 0).sum(axis=1)[:, None]  # not padding taps
+            float_weights[f"fweight{r.axis}"] = np.where(used, np.take_along_axis(r.matrix, idx, axis=1),
+                                                         0.0).astype(np.float32)
 
     qi, qo = act_q(ctx, x), act_q(ctx, out)
     fill: int | float = 0
@@ -119,8 +128,17 @@ def resize(node: Node, ctx: HtpBuildContext) -> HtpStep:
     if interp == "nearest":
         return movement_plan(node, ctx, "htp.resize_nearest", attrs, arrays)
 
-    # filtered: fixed-point separable filter in the (q - z_in) << 8 domain, one requantization
     assert qi is not None and qo is not None
+    if (ctx.arithmetic == "qnn" and ctx.arch.name in qnn_resize.ARCHS and interp == "linear"
+            and not a["antialias"] and mask is None and qi.bitwidth == 8 and qo.bitwidth == 8):
+        # QNN EP runs openqnn's exported linear Resize on floats: float32 in, float16 out (spec/qnn_resize.py)
+        attrs.update({"rank": rank, "z_in": int(qi.zero_point[0]), "z_out": int(qo.zero_point[0]),
+                      "s_in": float(qi.scale[0]), "s_out": float(qo.scale[0]), "qmax": qo.qmax, "bitwidth": 8})
+        arrays.update(float_weights)
+        return bind_step(StepPlan("htp.resize_float", node.name, node.op_type, (x,), (out,), attrs, arrays),
+                         ctx.device)
+
+    # filtered: fixed-point separable filter in the (q - z_in) << 8 domain, one requantization
     mult, shift = quantize_multiplier(float(qi.scale[0]) / (float(qo.scale[0]) * (1 << RESIZE_EXTRA_BITS)))
     bound = (qi.qmax - qi.qmin) << RESIZE_EXTRA_BITS
     for _, _, wq in plan:
@@ -199,5 +217,28 @@ def _bind_filter(plan_: StepPlan, device: torch.device) -> tuple[Callable[..., A
         if mask_t is not None:
             y = torch.where(mask_t, torch.tensor(fill, dtype=y.dtype, device=y.device), y)
         return to_storage(y, bits).contiguous()
+
+    return reference, fast
+
+
+@htp_binder("htp.resize_float")
+def _bind_float(plan_: StepPlan, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """QNN's linear Resize on floats (spec/qnn_resize.py): float32 dequantization and interpolation, float16
+    quantization."""
+    a = plan_.attrs
+    z_in, z_out, s_in, s_out = int(a["z_in"]), int(a["z_out"]), float(a["s_in"]), float(a["s_out"])
+    qmax, bits = int(a["qmax"]), int(a["bitwidth"])
+    plan = [(int(ax), np.asarray(plan_.arrays[f"index{ax}"]), np.asarray(plan_.arrays[f"fweight{ax}"], np.float32))
+            for ax in a["axes"]]
+    plan_t = [(ax, torch.from_numpy(c_array(idx)).to(device), torch.from_numpy(c_array(w)).to(device))
+              for ax, idx, w in plan]
+
+    def reference(q: np.ndarray) -> np.ndarray:
+        y = qnn_resize.filter_axes(qnn_resize.dequantize(q, s_in, z_in), plan)
+        return c_array(qnn_resize.quantize(y, s_out, z_out, qmax))
+
+    def fast(q: torch.Tensor) -> torch.Tensor:
+        y = qnn_resize.filter_axes_t(qnn_resize.dequantize_t(q, s_in, z_in), plan_t)
+        return to_storage(qnn_resize.quantize_t(y, s_out, z_out, qmax), bits).contiguous()
 
     return reference, fast

@@ -21,8 +21,16 @@ from the float32 scales and ``e = floor(log2 M)``, takes one of two routes:
   It reproduces 98-100% of the codes per probe (exact rounding: the same within 0.1%): QNN rounds up some
   values a little below a .5 boundary (by up to ``2^-(k2+1)`` of a code), as a second rounding would; for
   2x2 windows, stride 2, a two-stage rounding ``((S * m) >> (k - k2)) >> k2`` (each half up) with
-  ``k2 = min(7, 2 - e)`` for ``e <= -2`` reproduces every probe code from M = 0.005 to 0.4, but no single
-  ``k2`` rule fits the other windows; open.
+  ``k2 = min(7, 2 - e)`` for ``e <= -2`` reproduces every probe code from M = 0.005 to 0.4.
+- **two-stage rounding** (stop 25, v68 = v73): windows that leave padding out of the count (the padding
+  present), and 2x2 windows at stride 2, round twice, ``k2`` set by the scale ratio ``r = s_in / s_out``
+  (not by ``M``): ``k2 = min(7, 4 - floor(log2 r))`` for ``r < 2``; for ``r >= 2`` one rounding. Two
+  roundings half up are one rounding with the constant ``2^(k-1) + 2^(k-k2-1)`` (``pool_mean_round``), i.e.
+  a value from ``1/2 - 2^-(k2+1)`` of a code below a boundary on rounds up. It reproduces every code of the
+  probes whose divisors are powers of two (2x2 stride 2, 2x2 stride 2 padding excluded) and all but a few
+  of divisor 6 or 9 (those lie within 0.004 of the threshold: the mean's multiplier is not known exactly).
+  Windows with padding counted (3x3 and 7x7 at stride 2) and stride-1 windows without padding (2x2, 3x2)
+  keep one rounding (the two-stage rule moves 0.2-0.4% of their codes away from the simulator's).
 
 How it was found: window probes (each non-overlapping window given a chosen sum ``S``, every sum in the
 output's range) for 2x2 and 3x3 windows at random multipliers and zero points, then random codes through
@@ -39,7 +47,8 @@ import numpy as np
 
 from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec
 
-__all__ = ["ARCHS", "WEIGHT", "conv_route", "conv_spec", "pool_mean_consts", "pool_mean_np"]
+__all__ = ["ARCHS", "WEIGHT", "conv_route", "conv_spec", "pool_mean_consts", "pool_mean_np", "pool_mean_round",
+           "two_stage_route"]
 
 ARCHS = ("v68", "v73")
 WEIGHT = 1 << 7  # the depthwise route's weight code for 1/n (any 2^j, j >= 4, gives the same codes)
@@ -57,10 +66,33 @@ def pool_mean_consts(real: float) -> tuple[int, int]:
     return math.floor(real * 2.0 ** (14 - e) + 0.5), 14 - e
 
 
-def pool_mean_np(s: np.ndarray, mult: np.ndarray, k: np.ndarray, z_out: int, qmax: int) -> np.ndarray:
-    """Codes of the 15-bit route for window sums ``s`` (int64; ``mult`` and ``k`` broadcast per window)."""
+def two_stage_route(k: Sequence[int], s: Sequence[int], padded: bool, count_pad: bool) -> bool:
+    """Whether the 15-bit route rounds twice (module docstring): padding left out of the count, or 2x2 / 2."""
+    return (padded and not count_pad) or (tuple(k) == (2, 2) and tuple(s) == (2, 2) and not padded)
+
+
+def pool_mean_round(ratio: float, k: int, two_stage: bool) -> int:
+    """The 15-bit route's rounding constant for shift ``k`` at scale ratio ``ratio`` = s_in / s_out.
+
+    One rounding half up adds ``2^(k-1)``; the two-stage rounding ``((S m + 2^(j-1)) >> j + 2^(k2-1)) >> k2``
+    with ``j = k - k2`` is the same as one rounding with ``2^(k-1) + 2^(j-1)`` added
+    (``floor(floor(a) / 2^k2) = floor(a / 2^k2)``).
+    """
+    half = 1 << (k - 1)
+    e_r = math.floor(math.log2(ratio))
+    if not two_stage or e_r >= 1:
+        return half
+    k2 = min(7, 4 - e_r)
+    return half + (1 << (k - k2 - 1))
+
+
+def pool_mean_np(s: np.ndarray, mult: np.ndarray, k: np.ndarray, z_out: int, qmax: int,
+                 rounding: np.ndarray | None = None) -> np.ndarray:
+    """Codes of the 15-bit route for window sums ``s`` (int64; ``mult``, ``k`` and ``rounding`` broadcast per
+    window; ``rounding`` defaults to ``2^(k-1)``, one rounding half up)."""
     p = np.asarray(s, dtype=np.int64) * mult
-    return np.clip(((p + (np.int64(1) << (k - 1))) >> k) + z_out, 0, qmax)
+    add = (np.int64(1) << (k - 1)) if rounding is None else rounding
+    return np.clip(((p + add) >> k) + z_out, 0, qmax)
 
 
 def conv_spec(arch: str, real: float, z_out: int) -> QnnRequantSpec:

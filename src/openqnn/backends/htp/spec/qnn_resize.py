@@ -1,0 +1,97 @@
+"""QNN's linear Resize of 8-bit codes as QNN EP runs it from openqnn's QDQ export, established on Qualcomm's
+HTP simulator (onnxruntime-qnn 2.7.0, QNN 2.51) with ``tests/fidelity/resize_probe.py`` and held to it by
+``tests/fidelity/test_qnn_resize.py`` (docs/htp-fidelity.md, "AveragePool, Resize, Where and Div (8-bit)").
+
+openqnn's export writes a Resize between Transposes with no Q/DQ next to it, so QNN EP runs
+``DequantizeLinear -> Transpose -> Resize -> Transpose -> QuantizeLinear`` on floats. What the simulator
+computes, v68 = v73:
+
+- the input dequantized in float32: ``x = float32(s_in) * float32(q - z_in)``;
+- the interpolation in float32 (ONNX's coordinates and weights; the order of the two axes and of the taps
+  never showed in the probes' codes);
+- the output quantized through float16, as a graph input quantized into a Concat's encoding
+  (``qnn_eltwise.input_quantize_codes``): ``inv = float32(1) / float32(s_out)``, the exact product
+  ``y * inv`` rounded once to float16, then to a code half away from zero, plus ``z_out``.
+
+The float16 step is what moves codes against exact rounding (step 1/8 of a code from 128 codes off the zero
+point, 1/16 from 64, ...): a value rounded up to a .5 in float16 goes away from zero. Exact rounding in
+float16 (half to even), or float16 inputs and arithmetic, miss 1-2% of the codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["ARCHS", "dequantize", "dequantize_t", "filter_axes", "filter_axes_t", "quantize", "quantize_t",
+           "to_float16", "to_float16_t"]
+
+ARCHS = ("v68", "v73")
+
+FilterAxis = tuple[int, np.ndarray, np.ndarray]  # (axis, idx [out, T], float32 weights [out, T])
+
+
+def dequantize(q: np.ndarray, s_in: float, z_in: int) -> np.ndarray:
+    """``float32(s_in) * float32(q - z_in)``."""
+    return np.float32(s_in) * (np.asarray(q, dtype=np.int64) - z_in).astype(np.float32)
+
+
+def filter_axes(v: np.ndarray, axes: Sequence[FilterAxis]) -> np.ndarray:
+    """Per axis in turn, ``sum_t w[:, t] * v[idx[:, t]]`` in float32, the taps added in order."""
+    for ax, idx, w in axes:
+        shape = [1] * v.ndim
+        shape[ax] = idx.shape[0]
+        acc = np.take(v, idx[:, 0], axis=ax) * w[:, 0].reshape(shape)
+        for t in range(1, idx.shape[1]):
+            acc = acc + np.take(v, idx[:, t], axis=ax) * w[:, t].reshape(shape)
+        v = acc.astype(np.float32)
+    return v
+
+
+def to_float16(p: np.ndarray) -> np.ndarray:
+    """float64 values rounded once to float16 (to nearest, ties to even), returned as float64."""
+    with np.errstate(over="ignore"):  # beyond float16's range: inf, as the cast gives
+        return np.asarray(p, dtype=np.float64).astype(np.float16).astype(np.float64)
+
+
+def quantize(y: np.ndarray, s_out: float, z_out: int, qmax: int) -> np.ndarray:
+    """Codes of float32 values ``y``: ``clamp(z_out + round_half_away(float16(y * float32(1 / s_out))))``."""
+    inv = np.float32(1.0) / np.float32(s_out)
+    v = to_float16(np.asarray(y, dtype=np.float32).astype(np.float64) * float(inv))
+    return np.clip(z_out + np.sign(v) * np.floor(np.abs(v) + 0.5), 0, qmax).astype(np.int64)
+
+
+# -- the same on torch tensors (the htp fast path) ------------------------------------------------
+
+def dequantize_t(q: torch.Tensor, s_in: float, z_in: int) -> torch.Tensor:
+    return (q.to(torch.int64) - z_in).to(torch.float32) * float(np.float32(s_in))
+
+
+def filter_axes_t(v: torch.Tensor, axes: Sequence[tuple[int, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    for ax, idx, w in axes:
+        shape = [1] * v.dim()
+        shape[ax] = int(idx.shape[0])
+        acc = torch.index_select(v, ax, idx[:, 0]) * w[:, 0].reshape(shape)
+        for t in range(1, int(idx.shape[1])):
+            acc = acc + torch.index_select(v, ax, idx[:, t]) * w[:, t].reshape(shape)
+        v = acc
+    return v
+
+
+def to_float16_t(p: torch.Tensor) -> torch.Tensor:
+    """float64 values rounded once to float16 (ties to even), as float64: 11 significant bits, at least
+    2^-24 (float16's subnormal step). torch's own cast goes through float32 (a double rounding)."""
+    _, exp = torch.frexp(p)  # p = m * 2^exp, |m| in [0.5, 1)
+    step_exp = torch.clamp(exp - 11, min=-24)
+    step = torch.ldexp(torch.ones_like(p), step_exp)
+    out = torch.round(p / step) * step  # exact scaling by a power of two; round: half to even
+    return torch.where(out.abs() > 65504.0, torch.sign(out) * torch.inf, out)
+
+
+def quantize_t(y: torch.Tensor, s_out: float, z_out: int, qmax: int) -> torch.Tensor:
+    inv = float(np.float32(1.0) / np.float32(s_out))
+    v = to_float16_t(y.to(torch.float64) * inv)
+    r = torch.sign(v) * torch.floor(v.abs() + 0.5)
+    return torch.clamp(r + z_out, 0, qmax).to(torch.int64)
