@@ -430,3 +430,26 @@ def test_backend_fast_equals_reference(bits: int) -> None:
     out_e = g.tensors[y].encoding
     assert out_e is not None
     assert np.abs(dequant(a.astype(np.int64), out_e) - sim).max() <= 3 * out_e.scale[0]
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+@pytest.mark.parametrize("hw", [(7, 7), (14, 14), (3, 100)])
+def test_qnn_mean_over_h_and_w_by_table(arch: str, hw: tuple[int, int], requant_impl: str) -> None:
+    """QNN's ReduceMean over axes 1 and 2 of uint8 codes reads its codes from a table of every possible sum on
+    the fast path where the sums are taken in C (count * 255 < 2^16; 3x100 = 300 taps does not): the same bits
+    as the spec, extremes included."""
+    from openqnn.backends.htp.arch import ARCHS
+
+    rng = np.random.default_rng(_seed("qnn_mean", arch, *hw))
+    e = rand_enc(rng, 8)
+    g = one_node("ReduceMean", [In((2, *hw, 40), e)], {"axes": [1, 2], "keep_dims": True}, [near(rng, e)])
+    node = g.nodes[0]
+    step = HTP_KERNELS[node.op_type](node, HtpBuildContext(g, ARCHS[arch], arithmetic="qnn"))
+    assert step.plan is not None and step.plan.attrs.get("qnn") is not None
+    q = rng.integers(0, 256, size=(2, *hw, 40), dtype=np.int64)
+    q[0, ..., 0], q[1, ..., 1] = 0, 255
+    ref = np.asarray(step.reference(q))
+    fast = step.fast(torch.from_numpy(q.astype(np.uint8)))
+    assert fast.dtype == torch.uint8 and tuple(fast.shape) == ref.shape
+    np.testing.assert_array_equal(ref, fast.numpy().astype(np.int64))
+    assert (step.fast.__name__ == "fast_table") == (requant_impl == "native" and hw[0] * hw[1] * 255 < 1 << 16)

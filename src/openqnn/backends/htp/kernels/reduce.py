@@ -169,6 +169,21 @@ def _bind_sum(plan: StepPlan, device: torch.device) -> Bound:
             s = code_sums(q).to(torch.int64).sub_(count * z_in)
             return to_storage(spec.apply_t(s), bits).reshape(out_shape).contiguous()
 
+        if in_c and bits == 8 and count * 255 < 1 << 16:
+            # every sum of uint8 codes is one of count * 255 + 1 values: their codes, one table (spec.apply_np
+            # itself, so the same bits), read with one gather instead of half a dozen PyTorch ops per run (a
+            # global pool's 1280 sums: ~0.1 ms -> ~10 us)
+            table = torch.from_numpy(np.ascontiguousarray(
+                spec.apply_np(np.arange(count * 255 + 1, dtype=np.int64) - count * z_in).astype(np.uint8)))
+
+            def fast_table(q: torch.Tensor) -> torch.Tensor:
+                if not (q.dtype == torch.uint8 and q.is_contiguous()):
+                    return fast_qnn(q)
+                sums = code_sums(q).numpy().reshape(-1)
+                return torch.from_numpy(table.numpy()[sums]).reshape(out_shape)
+
+            return reference_qnn, fast_table
+
         return reference_qnn, fast_qnn
 
     def reference(q: np.ndarray) -> np.ndarray:
