@@ -13,6 +13,11 @@ construction. Every op with a float kernel gets an exact table: Sigmoid, Tanh, G
 HardSigmoid, Elu, Selu, Celu, Mish, Exp, Log, SquareRoot, Rsqrt, Reciprocal, Softplus, Softsign,
 Erf, Neg, Abs, Sign, Floor, Ceil, Round, the trigonometric and hyperbolic functions; and
 ElementWisePower with a static one-element exponent (or base).
+
+Reciprocal with ``htp_config.arithmetic: "qnn"`` (v68, v73, 8-bit codes): QNN's table
+(``spec/qnn_unary.py``): QNN EP divides a constant 1.0 quantized in the input's encoding,
+``q1 = clamp(round(1 / s_in) + z_in)``, by the input, so ``table[q] = clamp(z_out + round(s_in (q1 - z_in) /
+(s_in (q - z_in)) / s_out))``; at ``q = z_in`` the real value 255.
 """
 
 from __future__ import annotations
@@ -40,11 +45,12 @@ from openqnn.backends.htp.kernels.registry import (
 )
 from openqnn.backends.htp.kernels.scratch import step_buffer
 from openqnn.backends.htp.native import lookup_or
+from openqnn.backends.htp.spec.qnn_unary import reciprocal_table_for
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 from openqnn.ops.elementwise import UNARY
 
-__all__ = ["LUT_OPS", "build_table", "quantize_table"]
+__all__ = ["LUT_OPS", "build_table", "quantize_table", "table_step"]
 
 # Relu is a clamp (elementwise.py); Not takes booleans.
 LUT_OPS = (*(op for op in UNARY if op not in ("Relu", "ElementWiseNot")), "Elu", "Selu", "Celu", "HardSigmoid")
@@ -77,7 +83,8 @@ def build_table(fn: Callable[[torch.Tensor], torch.Tensor], qi: QParams, qo: QPa
     return quantize_table(y.to(torch.float64).numpy(), qo)
 
 
-def _lut_step(node: Node, ctx: HtpBuildContext, x_name: str, table: np.ndarray, qo: QParams) -> HtpStep:
+def table_step(node: Node, ctx: HtpBuildContext, x_name: str, table: np.ndarray, qo: QParams) -> HtpStep:
+    """An ``htp.lut`` step of ``x_name``: ``out = table[q]`` (int64 codes of ``qo``)."""
     plan = StepPlan("htp.lut", node.name, node.op_type, (x_name,), tuple(node.outputs),
                     {"bits": qo.bitwidth, "out_shape": list(ctx.shape(node.outputs[0]))},
                     {"table": compact_codes(table, qo.bitwidth)})
@@ -105,7 +112,12 @@ def _bind_lut(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any],
 def unary(node: Node, ctx: HtpBuildContext) -> HtpStep:
     x_name = node.inputs[0]
     qi, qo = act_params(ctx, x_name), act_params(ctx, node.outputs[0])
-    return _lut_step(node, ctx, x_name, build_table(_float_kernel(node, ctx).fn, qi, qo), qo)
+    if node.op_type == "ElementWiseReciprocal":
+        table = reciprocal_table_for(ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]),
+                                     float(qo.scale[0]), int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
+        if table is not None:
+            return table_step(node, ctx, x_name, table, qo)
+    return table_step(node, ctx, x_name, build_table(_float_kernel(node, ctx).fn, qi, qo), qo)
 
 
 @htp_kernel("ElementWisePower")
@@ -122,4 +134,4 @@ def power(node: Node, ctx: HtpBuildContext) -> HtpStep:
     kernel = _float_kernel(node, ctx)
     c = kernel.statics[static[0]].to(torch.float64).reshape(())
     fn = (lambda x: kernel.fn(x, c)) if x_name == a else (lambda x: kernel.fn(c, x))
-    return _lut_step(node, ctx, x_name, build_table(fn, qi, qo), qo)
+    return table_step(node, ctx, x_name, build_table(fn, qi, qo), qo)
