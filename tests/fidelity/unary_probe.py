@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from openqnn.backends.htp.spec.qnn_unary import batchnorm_codes, prelu_codes, reciprocal_codes
+from openqnn.backends.htp.spec.qnn_unary import batchnorm_table, prelu_codes, reciprocal_codes
 from tests.fidelity.harness import simulate, simulator_missing
 
 OPS = ("LeakyRelu", "PRelu", "Reciprocal", "BatchNorm")
@@ -132,16 +132,17 @@ def exact_codes(op: str, p: UnaryProbe) -> np.ndarray:
     return np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5) + p.zo, 0, 255).astype(np.int64)
 
 
-def spec_codes(op: str, p: UnaryProbe) -> np.ndarray:
+def spec_codes(op: str, p: UnaryProbe, arch: str = "73") -> np.ndarray:
     q = input_codes(p.channels)
     if op in ("LeakyRelu", "PRelu"):
         w = np.asarray(p.w, np.int64).reshape(1, -1, 1, 1)
         return prelu_codes(q, p.si, p.zi, w, p.sw, 0, p.so, p.zo, scalar=op == "LeakyRelu")
     if op == "Reciprocal":
         return reciprocal_codes(q, p.si, p.zi, p.so, p.zo)
-    w = np.asarray(p.w, np.int64).reshape(1, -1, 1, 1)
-    b = np.asarray(p.b, np.int64).reshape(1, -1, 1, 1)
-    return batchnorm_codes(q, p.si, p.zi, w, p.sw, 0, b, p.sb, p.zb, p.so, p.zo)
+    w = np.asarray(p.w, np.float64) * float(np.float32(p.sw))
+    b = (np.asarray(p.b, np.float64) - p.zb) * float(np.float32(p.sb))
+    table = batchnorm_table(f"v{arch}", p.si, p.zi, w, b, p.so, p.zo)
+    return np.stack([table[c][q[0, c]] for c in range(p.channels)])[None]
 
 
 def random_probes(rng: np.random.Generator, op: str, count: int) -> list[UnaryProbe]:
@@ -189,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sims = probe_many(args.arch, args.op, probes)
     tot_spec = tot_exact = tot = 0
     for p, y in zip(probes, sims):
-        s, e = spec_codes(args.op, p), exact_codes(args.op, p)
+        s, e = spec_codes(args.op, p, args.arch), exact_codes(args.op, p)
         tot += y.size
         tot_spec += int((s == y).sum())
         tot_exact += int((e == y).sum())

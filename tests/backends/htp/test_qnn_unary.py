@@ -76,3 +76,41 @@ def test_leaky_relu_rounds_exactly(arch: str, alpha: float) -> None:
     kernel, tfl = _run(g, arch, "tflite", x)
     assert kernel == "htp.leaky_relu"
     assert np.abs(tfl - ref).max() <= 1
+
+
+def _batchnorm_graph(c: int, seed: int):
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(0.3, 1.6, c)
+    b = rng.uniform(-0.4, 0.3, c)
+    g = _graph("Batchnorm", [((1, 5, 7, c), _enc(-2.1, 3.0, 8), None), ((c,), _enc(0.0, float(w.max()), 8), w),
+                             ((c,), _enc(float(min(b.min(), 0)), float(max(b.max(), 0)), 8), b)])
+    g.tensors["out"].encoding = _enc(-3.0, 4.0, 8)
+    return g
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+def test_batchnorm_table_is_the_spec_per_channel(arch: str) -> None:
+    from openqnn.backends.htp.spec.qnn_unary import batchnorm_table
+
+    g = _batchnorm_graph(5, 1)
+    x = (np.arange(5 * 7 * 5) * 7 % 256).reshape(1, 5, 7, 5)
+    kernel, ref = _run(g, arch, "qnn", x)
+    assert kernel == "htp.batchnorm_table"
+    qi, qw, qb, qo = (g.tensors[n].encoding for n in ("x0", "c1", "c2", "out"))
+    assert qi is not None and qw is not None and qb is not None and qo is not None
+    def deq(name: str, q: Encoding) -> np.ndarray:  # the codes' values as QNN EP reads them
+        return np.round(np.asarray(g.tensors[name].data, np.float64) / q.scale[0]) * float(np.float32(q.scale[0]))
+
+    table = batchnorm_table(arch, qi.scale[0], -qi.offset[0], deq("c1", qw), deq("c2", qb), qo.scale[0], -qo.offset[0])
+    np.testing.assert_array_equal(ref, table[np.arange(5), x])
+    _, tfl = _run(g, arch, "tflite", x)
+    assert np.abs(tfl - ref).max() <= 1
+
+
+def test_batchnorm_parameters_are_requantized_over_their_range() -> None:
+    from openqnn.backends.htp.spec.qnn_unary import requantize_param
+
+    codes, scale, zp = requantize_param(np.array([0.2, 0.5, 1.0]))
+    assert zp == 0 and scale == np.float32(1.0 / 255) and list(codes) == [51, 127, 255]  # 0.5 / float32(1 / 255) = 127.49999
+    codes, scale, zp = requantize_param(np.array([-0.3, 0.1]))
+    assert zp == round(0.3 / scale) and codes[0] == 0 and codes[1] == zp + round(0.1 / scale)

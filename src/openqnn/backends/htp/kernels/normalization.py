@@ -46,6 +46,10 @@ RmsNorm (no mean removed): the same with ``q`` replaced by ``q + offset_in`` (it
     ``S1 = 0``: ``D = N (q + offset_in)``, ``V = N S2``.
 
 Batchnorm (y = x * weight + bias per channel, static weight and bias)
+    ``htp_config.arithmetic: "qnn"`` (v68, v73; 8-bit codes, 8-bit weight and bias): QNN's (``spec/qnn_unary.py``):
+    QNN EP re-quantizes the weight and the bias to fresh uint8 encodings over their values' range, then v68 runs a
+    strided depthwise convolution's requantization (15-bit multiplier), v73 (open) exact rounding; a table per
+    channel ``[C, 256]`` in the plan (``htp.batchnorm_table``). Otherwise
     TFLite's per-channel requantization: ``acc = (q - z_in) * (qw - zw) + bias_q`` with
     ``bias_q = round(bias / (s_in * s_w))``; ``out = R(acc, s_in * s_w / s_out) - offset_out``
     (multipliers per channel for a per-axis weight encoding; R = mbqm while |acc| fits int32, else
@@ -95,6 +99,7 @@ from openqnn.backends.htp.spec.qnn_layernorm import (
     gamma_codes_times_row_multiplier,
 )
 from openqnn.backends.htp.spec.qnn_softmax import pair_table_for, softmax_table_for
+from openqnn.backends.htp.spec.qnn_unary import batchnorm_table_for
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 
@@ -544,6 +549,9 @@ def batchnorm(node: Node, ctx: HtpBuildContext) -> HtpStep:
     qw = ctx.need_enc(w_name)
     if qw.signed or qw.bitwidth > 16:
         raise Unsupported(f"Batchnorm weight encoding ({qw.bitwidth}-bit{', signed' if qw.signed else ''})")
+    qnn = _qnn_batchnorm(node, ctx, qi, qo)
+    if qnn is not None:
+        return qnn
     w_t = ctx.graph.tensors[w_name]
     wshape = [1] * w_t.rank
     if qw.axis is not None and w_t.rank:
@@ -570,6 +578,52 @@ def batchnorm(node: Node, ctx: HtpBuildContext) -> HtpStep:
     attrs = {"zi": int(qi.offset[0]), "oo": int(qo.offset[0]), "wide": wide}
     arrays = {"weight": w_int, "bias": bias_q, "multiplier": mult, "shift": shift}
     return _plan_step(node, ctx, "htp.batchnorm", attrs, arrays)
+
+
+def _dequantized(ctx: HtpBuildContext, name: str) -> tuple[np.ndarray, int] | None:
+    """A static 1-D operand as QNN EP reads it, ``(code + offset) * float32(scale)`` (float64), and its bitwidth."""
+    q = ctx.need_enc(name)
+    codes = np.asarray(ctx.static_q(name), dtype=np.int64).reshape(-1)
+    scale = np.asarray(q.scale, dtype=np.float32).astype(np.float64)
+    offset = np.asarray(q.offset, dtype=np.int64)
+    if scale.size not in (1, codes.size):
+        return None
+    return (codes + offset) * scale, q.bitwidth
+
+
+def _qnn_batchnorm(node: Node, ctx: HtpBuildContext, qi: QParams, qo: QParams) -> HtpStep | None:
+    """QNN's 8-bit BatchNorm (spec/qnn_unary.py) as a table per channel, channels on the last axis; None where it
+    does not apply."""
+    x_name, w_name, b_name = node.inputs[:3]
+    shape = ctx.shape(x_name)
+    w, b = _dequantized(ctx, w_name), _dequantized(ctx, b_name)
+    if w is None or b is None or not shape or w[0].size != shape[-1] or b[0].size not in (1, shape[-1]):
+        return None
+    table = batchnorm_table_for(ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]), w[0],
+                                np.broadcast_to(b[0], w[0].shape), float(qo.scale[0]), int(qo.zero_point[0]),
+                                qi.bitwidth, qo.bitwidth, w[1], b[1])
+    if table is None:
+        return None
+    return _plan_step(node, ctx, "htp.batchnorm_table", {"channels": int(shape[-1])},
+                      {"table": np.ascontiguousarray(table.reshape(-1))})
+
+
+@htp_binder("htp.batchnorm_table")
+def _bind_batchnorm_table(plan: StepPlan, device: torch.device) -> Fns:
+    """``out[..., c] = table[c * 256 + q[..., c]]``."""
+    c = int(plan.attrs["channels"])
+    table = np.asarray(plan.arrays["table"], dtype=np.int64)
+    base = np.arange(c, dtype=np.int64) * 256
+    table_t, base_t = _on(device, table), _on(device, base)
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        return table[np.asarray(x, dtype=np.int64) + base]
+
+    def fast(x: torch.Tensor) -> torch.Tensor:
+        idx = x.to(torch.int64) + base_t
+        return table_t.index_select(0, idx.reshape(-1)).reshape(idx.shape)
+
+    return reference, fast
 
 
 @htp_binder("htp.batchnorm")

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ARCHS", "batchnorm_codes", "leaky_relu_table_for", "prelu_codes", "reciprocal_codes",
-           "reciprocal_numerator", "reciprocal_table_for"]
+__all__ = ["ARCHS", "batchnorm_table", "batchnorm_table_for", "leaky_relu_table_for", "prelu_codes", "reciprocal_codes",
+           "reciprocal_numerator", "reciprocal_table_for", "requantize_param"]
 
 ARCHS = ("v68", "v73")
 X_BY_ZERO = 255.0  # the real value QNN's Reciprocal gives at the input's zero point (probed: 254.5 to 255.0)
@@ -55,13 +55,59 @@ def prelu_codes(q: np.ndarray, s_in: float, z_in: int, w: np.ndarray, s_w: float
     return _round_clamp(v, z_out)
 
 
-def batchnorm_codes(q: np.ndarray, s_in: float, z_in: int, w: np.ndarray, s_w: float, z_w: int, b: np.ndarray,
-                    s_b: float, z_b: int, s_out: float, z_out: int) -> np.ndarray:
-    """QNN's BatchNorm (``y = x w + b`` per channel) of 8-bit codes."""
-    si, sw, sb, so = _f32(s_in), _f32(s_w), _f32(s_b), _f32(s_out)
-    a = np.asarray(q, np.int64) - z_in
-    v = (a * si * ((np.asarray(w, np.int64) - z_w) * sw) + (np.asarray(b, np.int64) - z_b) * sb) / so
+def requantize_param(values: np.ndarray) -> tuple[np.ndarray, float, int]:
+    """QNN EP's re-quantization of a BatchNorm scale or bias (``batch_norm_op_builder.cc``, ``Postprocess``): the
+    dequantized values (float64) get a fresh uint8 encoding over ``[min(v, 0), max(v, 0)]`` (at least 1e-4 wide):
+    ``scale = float32((rmax - rmin) / 255)``, zero point ``rint(-rmin / scale)``; codes ``round(v / scale + zp)``
+    (half away from zero), clamped. Returns (codes, scale, zero point)."""
+    v = np.asarray(values, np.float64).reshape(-1)
+    rmin = np.float32(min(float(v.min()), 0.0))
+    rmax = np.float32(max(float(v.max()), 0.0))
+    rmax = max(rmax, np.float32(rmin + np.float32(1e-4)))
+    scale = _f32((float(rmax) - float(rmin)) / 255.0)
+    zp = int(np.rint(np.float32(min(255.0, max(0.0, -float(rmin) / scale)))))
+    r = v / scale + zp
+    codes = np.clip(np.sign(r) * np.floor(np.abs(r) + 0.5), 0, 255).astype(np.int64)
+    return codes, scale, zp
+
+
+def batchnorm_table(arch: str, s_in: float, z_in: int, weight: np.ndarray, bias: np.ndarray, s_out: float,
+                    z_out: int) -> np.ndarray:
+    """QNN's BatchNorm (``y = x w + b`` per channel; mean 0, variance 0, epsilon 1, as openqnn exports it) of every
+    8-bit input code: int64 ``[C, 256]``. ``weight`` and ``bias``: the C dequantized values QNN EP reads (code plus
+    offset, times the float32 scale), which it re-quantizes (:func:`requantize_param`).
+
+    v68: a depthwise convolution's arithmetic, the strided form of ``spec/qnn_requant.py``: the bias on the
+    accumulator's scale ``s_in s_w'`` rounded, ``acc = (q - z_in)(w' - z_w') + round(b' / (s_in s_w'))``, then
+    ``a = acc + round(z_out / M)``, ``m = round(M 2^(14 - e))``, ``code = clamp((a m + 2^(k-1)) >> k)``, ``k = 14 - e``
+    with ``M = float32(float32(s_in s_w') / s_out)``. v73 (open): exact rounding of ``(q - z_in) s_in w' + b'``.
+    """
+    from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec
+
+    wc, ws, wz = requantize_param(weight)
+    bc, bs, bz = requantize_param(bias)
+    si, so = _f32(s_in), _f32(s_out)
+    a = np.arange(256, dtype=np.int64)[None, :] - z_in
+    if arch == "v68":
+        acc_scale = np.float32(np.float32(si) * np.float32(ws))
+        m_real = float(np.float32(acc_scale / np.float32(so)))
+        b_acc = (bc - bz) * bs / float(acc_scale)
+        b_acc = (np.sign(b_acc) * np.floor(np.abs(b_acc) + 0.5)).astype(np.int64)
+        spec = QnnRequantSpec.of("v68", np.array([m_real]), z_out, kernel="dw_strided")
+        acc = a * (wc - wz)[:, None] + b_acc[:, None]
+        return spec.apply_np(acc.reshape(-1, 1)).reshape(acc.shape)
+    v = (a * si * ((wc - wz) * ws)[:, None] + ((bc - bz) * bs)[:, None]) / so
     return _round_clamp(v, z_out)
+
+
+def batchnorm_table_for(arch: str, arithmetic: str, s_in: float, z_in: int, weight: np.ndarray, bias: np.ndarray,
+                        s_out: float, z_out: int, in_bits: int, out_bits: int, w_bits: int,
+                        b_bits: int) -> np.ndarray | None:
+    """:func:`batchnorm_table` where QNN's BatchNorm is followed (``arithmetic == "qnn"``, v68 or v73, 8-bit codes,
+    an 8-bit weight and bias, which QNN EP re-quantizes to uint8), else None."""
+    if not _established(arch, arithmetic, in_bits, out_bits, w_bits, b_bits) or not s_in > 0 or not s_out > 0:
+        return None
+    return batchnorm_table(arch, s_in, z_in, weight, bias, s_out, z_out)
 
 
 def _established(arch: str, arithmetic: str, *bits: int) -> bool:
