@@ -23,7 +23,10 @@ LogSoftmax
     (2^16 + 1 entries), linearly interpolated: ``l = L[i] + ((L[i+1] - L[i]) r + 2^13) >> 14``;
     ``lam = ((b - 30) << 24) + ((l + 2^5) >> 6)``. With ``A = round(|beta| s_in / s_out * 2^(F+24))``
     and ``B = round(ln 2 / s_out * 2^F)`` (F chosen so nothing overflows):
-    ``out = -rdbpot(k A + lam B, F + 24) - offset_out``.
+    ``out = -rdbpot(k A + lam B, F + 24) - offset_out``. With ``htp_config.arithmetic: "qnn"`` (v68, v73; 8-bit,
+    last axis, rows of 3 or more, beta 1, ``s_in / s_out <= 2``) QNN's constants (``spec/qnn_logsoftmax.py``,
+    partly established): ``A`` from the step ``C2 = trunc8(s_in) * fp16(log2 e)`` in place of ``s_in log2 e``, and
+    the table ``E[k] = floor(2^(-k C') 2^12) 2^18`` with the Softmax's ``C'``.
 
 LayerNorm / InstanceNorm / GroupNorm (normalized axes of N elements)
     ``S1 = sum(q)``, ``S2 = sum(q^2)`` (int64), ``D = N q - S1`` (= N (q - mean)) and
@@ -98,6 +101,7 @@ from openqnn.backends.htp.spec.qnn_layernorm import (
     beta_in_output_codes,
     gamma_codes_times_row_multiplier,
 )
+from openqnn.backends.htp.spec.qnn_logsoftmax import logsoftmax_consts_for
 from openqnn.backends.htp.spec.qnn_softmax import pair_table_for, softmax_table_for
 from openqnn.backends.htp.spec.qnn_unary import batchnorm_table_for
 from openqnn.backends.plan import StepPlan
@@ -199,6 +203,11 @@ def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
         n = shape[axis] if shape else 1
         kmax = (1 << qi.bitwidth) - 1
         a_real, b_real = c / so, math.log(2.0) / so
+        qnn_ls = logsoftmax_consts_for(ctx.arch.name, ctx.arithmetic, n, float(qi.scale[0]), so, qi.bitwidth,
+                                       qo.bitwidth, beta, axis == len(shape) - 1)
+        if qnn_ls is not None:  # QNN's difference step and exponentials (spec/qnn_logsoftmax.py)
+            table, a_real = qnn_ls
+            b_real = math.log(2.0) / float(np.float32(so))
         bound = 2.0**_LAM_BITS * (kmax * a_real + (math.log2(max(n, 1)) + 2) * b_real) + 1.0
         frac = min(30, math.floor(61 - math.log2(bound)))
         if frac < 0:
