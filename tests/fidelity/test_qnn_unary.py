@@ -65,3 +65,12 @@ def test_batchnorm_v73_requantized_parameters_rounded_exactly_is_closest_yet() -
     spec, exact = _shares("73", "BatchNorm", 16, 13)
     assert spec > exact
     assert spec >= 0.97
+
+
+@pytest.mark.skipif(_missing is not None, reason=_missing or "")
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_prelu_per_channel_slope_is_closer_as_two_requantizations(arch: str) -> None:
+    """Approximate: each branch QNN's Max / Min requantization; closer than exact rounding, not every code."""
+    spec, exact = _shares(arch, "PRelu", 16, 14)
+    assert spec >= 0.995
+    assert spec > exact

@@ -25,7 +25,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from openqnn.backends.htp.spec.qnn_unary import batchnorm_table, prelu_codes, reciprocal_codes
+from openqnn.backends.htp.spec.qnn_unary import (
+    batchnorm_table,
+    leaky_relu_table_for,
+    prelu_tables,
+    reciprocal_codes,
+)
 from tests.fidelity.harness import simulate, simulator_missing
 
 OPS = ("LeakyRelu", "PRelu", "Reciprocal", "BatchNorm")
@@ -134,9 +139,15 @@ def exact_codes(op: str, p: UnaryProbe) -> np.ndarray:
 
 def spec_codes(op: str, p: UnaryProbe, arch: str = "73") -> np.ndarray:
     q = input_codes(p.channels)
-    if op in ("LeakyRelu", "PRelu"):
-        w = np.asarray(p.w, np.int64).reshape(1, -1, 1, 1)
-        return prelu_codes(q, p.si, p.zi, w, p.sw, 0, p.so, p.zo, scalar=op == "LeakyRelu")
+    alphas = np.asarray(p.w, np.float64) * float(np.float32(p.sw))
+    if op == "LeakyRelu":
+        table = leaky_relu_table_for(f"v{arch}", "qnn", p.si, p.zi, float(alphas[0]), p.so, p.zo, 8, 8)
+        assert table is not None
+        return table[q]
+    if op == "PRelu":
+        tables = prelu_tables(p.si, p.zi, alphas, p.so, p.zo)
+        assert tables is not None
+        return np.stack([tables[c][q[0, c]] for c in range(p.channels)])[None]
     if op == "Reciprocal":
         return reciprocal_codes(q, p.si, p.zi, p.so, p.zo)
     w = np.asarray(p.w, np.float64) * float(np.float32(p.sw))

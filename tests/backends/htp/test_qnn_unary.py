@@ -95,7 +95,7 @@ def test_batchnorm_table_is_the_spec_per_channel(arch: str) -> None:
     g = _batchnorm_graph(5, 1)
     x = (np.arange(5 * 7 * 5) * 7 % 256).reshape(1, 5, 7, 5)
     kernel, ref = _run(g, arch, "qnn", x)
-    assert kernel == "htp.batchnorm_table"
+    assert kernel == "htp.channel_table"
     qi, qw, qb, qo = (g.tensors[n].encoding for n in ("x0", "c1", "c2", "out"))
     assert qi is not None and qw is not None and qb is not None and qo is not None
     def deq(name: str, q: Encoding) -> np.ndarray:  # the codes' values as QNN EP reads them
@@ -114,3 +114,28 @@ def test_batchnorm_parameters_are_requantized_over_their_range() -> None:
     assert zp == 0 and scale == np.float32(1.0 / 255) and list(codes) == [51, 127, 255]  # 0.5 / float32(1 / 255) = 127.49999
     codes, scale, zp = requantize_param(np.array([-0.3, 0.1]))
     assert zp == round(0.3 / scale) and codes[0] == 0 and codes[1] == zp + round(0.1 / scale)
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+def test_prelu_slope_per_channel_is_two_requantizations(arch: str) -> None:
+    from openqnn.backends.htp.spec.qnn_eltwise import QnnConvertSpec
+
+    slopes = np.array([0.38, 0.36, 0.05, 0.21, 0.3], np.float32).reshape(5, 1, 1)
+    g = _graph("Prelu", [((1, 5, 7, 9), _enc(-2.9, 3.1, 8), None), ((5, 1, 1), _enc(0.0, 0.38, 8), slopes)])
+    g.tensors["out"].encoding = _enc(-1.1, 3.1, 8)
+    qi, qc, qo = (g.tensors[n].encoding for n in ("x0", "c1", "out"))
+    assert qi is not None and qc is not None and qo is not None
+    x = _codes((1, 5, 7, 9))
+    kernel, ref = _run(g, arch, "qnn", x)
+    assert kernel == "htp.channel_table"
+    zi, zo = -qi.offset[0], -qo.offset[0]
+    pos = QnnConvertSpec.of(qi.scale[0], zi, qo.scale[0], zo)
+    assert pos is not None
+    for c in range(5):
+        alpha = round(float(slopes[c, 0, 0]) / qc.scale[0]) * float(np.float32(qc.scale[0]))
+        neg = QnnConvertSpec.of(float(np.float32(qi.scale[0])) * alpha, zi, qo.scale[0], zo)
+        assert neg is not None
+        np.testing.assert_array_equal(ref[0, c], np.where(x[0, c] >= zi, pos.apply_np(x[0, c]), neg.apply_np(x[0, c])))
+    kernel, tfl = _run(g, arch, "tflite", x)
+    assert kernel == "htp.prelu"
+    assert np.abs(tfl - ref).max() <= 1

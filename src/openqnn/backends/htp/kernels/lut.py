@@ -50,7 +50,7 @@ from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 from openqnn.ops.elementwise import UNARY
 
-__all__ = ["LUT_OPS", "build_table", "quantize_table", "table_step"]
+__all__ = ["LUT_OPS", "build_table", "channel_table_step", "quantize_table", "table_step"]
 
 # Relu is a clamp (elementwise.py); Not takes booleans.
 LUT_OPS = (*(op for op in UNARY if op not in ("Relu", "ElementWiseNot")), "Elu", "Selu", "Celu", "HardSigmoid")
@@ -89,6 +89,38 @@ def table_step(node: Node, ctx: HtpBuildContext, x_name: str, table: np.ndarray,
                     {"bits": qo.bitwidth, "out_shape": list(ctx.shape(node.outputs[0]))},
                     {"table": compact_codes(table, qo.bitwidth)})
     return bind_step(plan, ctx.device)
+
+
+def channel_table_step(node: Node, ctx: HtpBuildContext, x_name: str, tables: np.ndarray, channel_shape: tuple[int, ...],
+                       qo: QParams) -> HtpStep:
+    """An ``htp.channel_table`` step: ``out = tables[c, q]`` with the table row ``c`` of each element given by an
+    index array of ``channel_shape`` (``C`` rows of ``2^bw`` codes; ``channel_shape`` broadcasts against the input,
+    e.g. ``(C,)`` for channels last or ``(C, 1, 1)`` for NCHW)."""
+    rows, width = tables.shape
+    base = (np.arange(rows, dtype=np.int64) * width).reshape(channel_shape)
+    plan = StepPlan("htp.channel_table", node.name, node.op_type, (x_name,), tuple(node.outputs),
+                    {"bits": qo.bitwidth, "out_shape": list(ctx.shape(node.outputs[0]))},
+                    {"table": compact_codes(np.ascontiguousarray(tables.reshape(-1)), qo.bitwidth), "base": base})
+    return bind_step(plan, ctx.device)
+
+
+@htp_binder("htp.channel_table")
+def _bind_channel_table(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """``out = table[q + base]``, ``base`` (``256 c``) broadcast against the input."""
+    table = wide_codes(plan.arrays["table"])
+    base = np.asarray(plan.arrays["base"], dtype=np.int64)
+    table_t = plan_tensor(plan.arrays["table"], device, storage_dtype(int(plan.attrs["bits"])))
+    base_t = plan_tensor(base, device)
+    out_shape = tuple(plan.attrs["out_shape"])
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        return table()[np.asarray(x, dtype=np.int64) + base].reshape(out_shape)
+
+    def fast(x: torch.Tensor) -> torch.Tensor:
+        idx = x.to(torch.int64) + base_t
+        return table_t.index_select(0, idx.reshape(-1)).reshape(out_shape)
+
+    return reference, fast
 
 
 @htp_binder("htp.lut")

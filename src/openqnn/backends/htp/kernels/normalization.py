@@ -52,7 +52,7 @@ Batchnorm (y = x * weight + bias per channel, static weight and bias)
     ``htp_config.arithmetic: "qnn"`` (v68, v73; 8-bit codes, 8-bit weight and bias): QNN's (``spec/qnn_unary.py``):
     QNN EP re-quantizes the weight and the bias to fresh uint8 encodings over their values' range, then v68 runs a
     strided depthwise convolution's requantization (15-bit multiplier), v73 (open) exact rounding; a table per
-    channel ``[C, 256]`` in the plan (``htp.batchnorm_table``). Otherwise
+    channel ``[C, 256]`` in the plan (``htp.channel_table``, lut.py). Otherwise
     TFLite's per-channel requantization: ``acc = (q - z_in) * (qw - zw) + bias_q`` with
     ``bias_q = round(bias / (s_in * s_w))``; ``out = R(acc, s_in * s_w / s_out) - offset_out``
     (multipliers per channel for a per-axis weight encoding; R = mbqm while |acc| fits int32, else
@@ -87,6 +87,7 @@ from openqnn.backends.htp.kernels.elementwise import (
     round_div_t,
     static_real,
 )
+from openqnn.backends.htp.kernels.lut import channel_table_step
 from openqnn.backends.htp.kernels.registry import (
     HtpBuildContext,
     HtpStep,
@@ -613,26 +614,7 @@ def _qnn_batchnorm(node: Node, ctx: HtpBuildContext, qi: QParams, qo: QParams) -
                                 qi.bitwidth, qo.bitwidth, w[1], b[1])
     if table is None:
         return None
-    return _plan_step(node, ctx, "htp.batchnorm_table", {"channels": int(shape[-1])},
-                      {"table": np.ascontiguousarray(table.reshape(-1))})
-
-
-@htp_binder("htp.batchnorm_table")
-def _bind_batchnorm_table(plan: StepPlan, device: torch.device) -> Fns:
-    """``out[..., c] = table[c * 256 + q[..., c]]``."""
-    c = int(plan.attrs["channels"])
-    table = np.asarray(plan.arrays["table"], dtype=np.int64)
-    base = np.arange(c, dtype=np.int64) * 256
-    table_t, base_t = _on(device, table), _on(device, base)
-
-    def reference(x: np.ndarray) -> np.ndarray:
-        return table[np.asarray(x, dtype=np.int64) + base]
-
-    def fast(x: torch.Tensor) -> torch.Tensor:
-        idx = x.to(torch.int64) + base_t
-        return table_t.index_select(0, idx.reshape(-1)).reshape(idx.shape)
-
-    return reference, fast
+    return channel_table_step(node, ctx, x_name, table, (int(shape[-1]),), qo)
 
 
 @htp_binder("htp.batchnorm")
