@@ -26,7 +26,8 @@ LogSoftmax
     ``out = -rdbpot(k A + lam B, F + 24) - offset_out``. With ``htp_config.arithmetic: "qnn"`` (v68, v73; 8-bit,
     last axis, rows of 3 or more, beta 1, ``s_in / s_out <= 2``) QNN's constants (``spec/qnn_logsoftmax.py``,
     partly established): ``A`` from the step ``C2 = trunc8(s_in) * fp16(log2 e)`` in place of ``s_in log2 e``, and
-    the table ``E[k] = floor(2^(-k C') 2^12) 2^18`` with the Softmax's ``C'``.
+    the table ``E[k] = floor(2^(-k C') 2^12) 2^18`` with the Softmax's ``C'``, and ``lower`` (0.02 of a code in the
+    final fixed point) taken off before the rounding shift: ``out = -rdbpot(k A + lam B - lower, F + 24) - offset_out``.
 
 LayerNorm / InstanceNorm / GroupNorm (normalized axes of N elements)
     ``S1 = sum(q)``, ``S2 = sum(q^2)`` (int64), ``D = N q - S1`` (= N (q - mean)) and
@@ -206,8 +207,9 @@ def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
         a_real, b_real = c / so, math.log(2.0) / so
         qnn_ls = logsoftmax_consts_for(ctx.arch.name, ctx.arithmetic, n, float(qi.scale[0]), so, qi.bitwidth,
                                        qo.bitwidth, beta, axis == len(shape) - 1)
-        if qnn_ls is not None:  # QNN's difference step and exponentials (spec/qnn_logsoftmax.py)
-            table, a_real = qnn_ls
+        lower = 0.0  # codes: the rounding's threshold lowered from 1/2
+        if qnn_ls is not None:  # QNN's difference step, exponentials and rounding (spec/qnn_logsoftmax.py)
+            table, a_real, lower = qnn_ls
             b_real = math.log(2.0) / float(np.float32(so))
         bound = 2.0**_LAM_BITS * (kmax * a_real + (math.log2(max(n, 1)) + 2) * b_real) + 1.0
         frac = min(30, math.floor(61 - math.log2(bound)))
@@ -215,7 +217,7 @@ def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
             raise Unsupported("LogSoftmax encodings out of the fixed-point range")
         a_fx, b_fx = round(a_real * 2.0**(frac + _LAM_BITS)), round(b_real * 2.0**frac)
         log2_table = np.round(np.log2(1.0 + np.arange((1 << 16) + 1, dtype=np.float64) / 2.0**16) * 2.0**30)
-        attrs.update(a_fx=a_fx, b_fx=b_fx, total=frac + _LAM_BITS)
+        attrs.update(a_fx=a_fx, b_fx=b_fx, total=frac + _LAM_BITS, lower=round(lower * 2.0**(frac + _LAM_BITS)))
         return _plan_step(node, ctx, "htp.log_softmax", attrs, {"exp": table, "log2": log2_table.astype(np.int64)})
 
     f = _pow2_exponent(float(qo.scale[0]))
@@ -302,7 +304,7 @@ def _bind_softmax_pair(plan: StepPlan, device: torch.device) -> Fns:
 def _bind_log_softmax(plan: StepPlan, device: torch.device) -> Fns:
     p = plan.attrs
     axis, oo, qo = int(p["axis"]), int(p["oo"]), Codes.from_attrs(p["out"])
-    a_fx, b_fx, total = int(p["a_fx"]), int(p["b_fx"]), int(p["total"])
+    a_fx, b_fx, total, lower = int(p["a_fx"]), int(p["b_fx"]), int(p["total"]), int(p.get("lower", 0))
     diff_np, diff_t = _diffs(axis, bool(p["use_max"]))
     table, log2_table = np.asarray(plan.arrays["exp"], dtype=np.int64), np.asarray(plan.arrays["log2"], dtype=np.int64)
     table_t, log2_t = _on(device, table), _on(device, log2_table)
@@ -316,7 +318,7 @@ def _bind_log_softmax(plan: StepPlan, device: torch.device) -> Fns:
         lo = log2_table[i]
         frac_log = lo + (((log2_table[i + 1] - lo) * r + (1 << 13)) >> 14)
         lam = ((b - _EXP_BITS) << _LAM_BITS) + ((frac_log + (1 << 5)) >> 6)
-        return finish_np(-rdbpot_np(k * a_fx + lam * b_fx, total) - oo, qo)
+        return finish_np(-rdbpot_np(k * a_fx + lam * b_fx - lower, total) - oo, qo)
 
     def fast(x: torch.Tensor) -> torch.Tensor:
         k = diff_t(x)
@@ -327,7 +329,7 @@ def _bind_log_softmax(plan: StepPlan, device: torch.device) -> Fns:
         lo = log2_t[i]
         frac_log = lo + (((log2_t[i + 1] - lo) * r + (1 << 13)) >> 14)
         lam = ((b - _EXP_BITS) << _LAM_BITS) + ((frac_log + (1 << 5)) >> 6)
-        return finish_t(-rdbpot_t(k * a_fx + lam * b_fx, total) - oo, qo)
+        return finish_t(-rdbpot_t(k * a_fx + lam * b_fx - lower, total) - oo, qo)
 
     return reference, fast
 
