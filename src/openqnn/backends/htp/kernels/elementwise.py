@@ -38,7 +38,12 @@ graph) are taken in their own encoding (``ctx.static_q``); numpy broadcasting th
 - Prelu: TFLite's two-multiplier prelu. ``a = q - z``; ``a >= 0``: ``mbqm(a, s_in / s_out)``;
   else ``R(a * (qc - zc), s_in * s_c / s_out)`` (R as for Multiply); coeff static or run-time.
   A one-element static coeff is LeakyRelu, as TFLite runs it: ``a < 0``: ``mbqm(a, alpha * s_in /
-  s_out)`` with the float alpha (a negative alpha: the negated multiplier).
+  s_out)`` with the float alpha (a negative alpha: the negated multiplier). With ``htp_config.arithmetic:
+  "qnn"`` (v68, v73, 8-bit codes and slope): QNN's, exact rounding of ``a s_in / s_out`` and of
+  ``a s_in alpha / s_out`` with alpha the slope's code times its scale, as a table (``spec/qnn_unary.py``;
+  TFLite's double rounding parts from it on about 1 code in 20). A static slope of several values, "qnn": each
+  branch QNN's Max / Min requantization (``QnnConvertSpec``) of ``s_in / s_out`` or ``s_in alpha / s_out``, as
+  tables per slope value (``htp.channel_table``; approximate, ``spec/qnn_unary.py``).
 
 Fast paths: where the result depends on at most 2^16 combinations of run-time codes (one operand,
 or two 8-bit operands, any static operand one-element) the fast path looks the result up in a
@@ -87,6 +92,7 @@ from openqnn.backends.htp.spec.qnn_eltwise import (
     convert_spec_for,
     mul_spec_for,
 )
+from openqnn.backends.htp.spec.qnn_unary import leaky_relu_table_for, prelu_tables_for
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 
@@ -675,6 +681,15 @@ def prelu(node: Node, ctx: HtpBuildContext) -> HtpStep:
         return _leaky_relu(node, ctx, qi, qo)
     qc = operand_params(ctx, c_name)
     si, sc, so = float(qi.scale[0]), float(qc.scale[0]), float(qo.scale[0])
+    if ctx.is_static(c_name) and len(qc.scale) == 1:
+        codes = np.asarray(ctx.static_q(c_name), dtype=np.int64)
+        alphas = (codes - int(qc.zero_point[0])) * float(np.float32(sc))
+        tables = prelu_tables_for(ctx.arch.name, ctx.arithmetic, si, int(qi.zero_point[0]), alphas, so,
+                                  int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth, qc.bitwidth)
+        if tables is not None:
+            from openqnn.backends.htp.kernels.lut import channel_table_step  # lut.py imports this module
+
+            return channel_table_step(node, ctx, x_name, tables, codes.shape, qo)
     mp, shp = quantize_multiplier(si / so)
     neg = Requant.of(si * sc / so, float(_qmax_abs(qi) * _qmax_abs(qc)), "Prelu")
     attrs = {"mp": mp, "shp": shp, "neg": neg.to_attrs(), "oi": int(qi.offset[0]), "oc": int(qc.offset[0]),
@@ -709,6 +724,16 @@ def _leaky_relu(node: Node, ctx: HtpBuildContext, qi: QParams, qo: QParams) -> H
     si, so = float(qi.scale[0]), float(qo.scale[0])
     if not math.isfinite(alpha):
         raise Unsupported(f"LeakyRelu alpha {alpha}")
+    qa = operand_params(ctx, node.inputs[1])
+    if qa.bitwidth == 8 and len(qa.scale) == 1:  # the slope as QNN sees it: its code times its scale
+        alpha_q = float(np.float32(qa.scale[0])) * (int(np.asarray(ctx.static_q(node.inputs[1])).reshape(-1)[0])
+                                                    - int(qa.zero_point[0]))
+        table = leaky_relu_table_for(ctx.arch.name, ctx.arithmetic, si, int(qi.zero_point[0]), alpha_q, so,
+                                     int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
+        if table is not None:
+            from openqnn.backends.htp.kernels.lut import table_step  # lut.py imports this module
+
+            return table_step(node, ctx, node.inputs[0], table, qo)
     mp, shp = quantize_multiplier(si / so)
     mn, shn = quantize_multiplier(abs(alpha) * si / so)
     mn = -mn if alpha < 0 else mn

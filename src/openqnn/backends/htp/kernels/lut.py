@@ -13,6 +13,11 @@ construction. Every op with a float kernel gets an exact table: Sigmoid, Tanh, G
 HardSigmoid, Elu, Selu, Celu, Mish, Exp, Log, SquareRoot, Rsqrt, Reciprocal, Softplus, Softsign,
 Erf, Neg, Abs, Sign, Floor, Ceil, Round, the trigonometric and hyperbolic functions; and
 ElementWisePower with a static one-element exponent (or base).
+
+Reciprocal with ``htp_config.arithmetic: "qnn"`` (v68, v73, 8-bit codes): QNN's table
+(``spec/qnn_unary.py``): QNN EP divides a constant 1.0 quantized in the input's encoding,
+``q1 = clamp(round(1 / s_in) + z_in)``, by the input, so ``table[q] = clamp(z_out + round(s_in (q1 - z_in) /
+(s_in (q - z_in)) / s_out))``; at ``q = z_in`` the real value 255.
 """
 
 from __future__ import annotations
@@ -40,11 +45,12 @@ from openqnn.backends.htp.kernels.registry import (
 )
 from openqnn.backends.htp.kernels.scratch import step_buffer
 from openqnn.backends.htp.native import lookup_or
+from openqnn.backends.htp.spec.qnn_unary import reciprocal_table_for
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 from openqnn.ops.elementwise import UNARY
 
-__all__ = ["LUT_OPS", "build_table", "quantize_table"]
+__all__ = ["LUT_OPS", "build_table", "channel_table_step", "quantize_table", "table_step"]
 
 # Relu is a clamp (elementwise.py); Not takes booleans.
 LUT_OPS = (*(op for op in UNARY if op not in ("Relu", "ElementWiseNot")), "Elu", "Selu", "Celu", "HardSigmoid")
@@ -77,11 +83,44 @@ def build_table(fn: Callable[[torch.Tensor], torch.Tensor], qi: QParams, qo: QPa
     return quantize_table(y.to(torch.float64).numpy(), qo)
 
 
-def _lut_step(node: Node, ctx: HtpBuildContext, x_name: str, table: np.ndarray, qo: QParams) -> HtpStep:
+def table_step(node: Node, ctx: HtpBuildContext, x_name: str, table: np.ndarray, qo: QParams) -> HtpStep:
+    """An ``htp.lut`` step of ``x_name``: ``out = table[q]`` (int64 codes of ``qo``)."""
     plan = StepPlan("htp.lut", node.name, node.op_type, (x_name,), tuple(node.outputs),
                     {"bits": qo.bitwidth, "out_shape": list(ctx.shape(node.outputs[0]))},
                     {"table": compact_codes(table, qo.bitwidth)})
     return bind_step(plan, ctx.device)
+
+
+def channel_table_step(node: Node, ctx: HtpBuildContext, x_name: str, tables: np.ndarray, channel_shape: tuple[int, ...],
+                       qo: QParams) -> HtpStep:
+    """An ``htp.channel_table`` step: ``out = tables[c, q]`` with the table row ``c`` of each element given by an
+    index array of ``channel_shape`` (``C`` rows of ``2^bw`` codes; ``channel_shape`` broadcasts against the input,
+    e.g. ``(C,)`` for channels last or ``(C, 1, 1)`` for NCHW)."""
+    rows, width = tables.shape
+    base = (np.arange(rows, dtype=np.int64) * width).reshape(channel_shape)
+    plan = StepPlan("htp.channel_table", node.name, node.op_type, (x_name,), tuple(node.outputs),
+                    {"bits": qo.bitwidth, "out_shape": list(ctx.shape(node.outputs[0]))},
+                    {"table": compact_codes(np.ascontiguousarray(tables.reshape(-1)), qo.bitwidth), "base": base})
+    return bind_step(plan, ctx.device)
+
+
+@htp_binder("htp.channel_table")
+def _bind_channel_table(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """``out = table[q + base]``, ``base`` (``256 c``) broadcast against the input."""
+    table = wide_codes(plan.arrays["table"])
+    base = np.asarray(plan.arrays["base"], dtype=np.int64)
+    table_t = plan_tensor(plan.arrays["table"], device, storage_dtype(int(plan.attrs["bits"])))
+    base_t = plan_tensor(base, device)
+    out_shape = tuple(plan.attrs["out_shape"])
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        return table()[np.asarray(x, dtype=np.int64) + base].reshape(out_shape)
+
+    def fast(x: torch.Tensor) -> torch.Tensor:
+        idx = x.to(torch.int64) + base_t
+        return table_t.index_select(0, idx.reshape(-1)).reshape(out_shape)
+
+    return reference, fast
 
 
 @htp_binder("htp.lut")
@@ -105,7 +144,12 @@ def _bind_lut(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any],
 def unary(node: Node, ctx: HtpBuildContext) -> HtpStep:
     x_name = node.inputs[0]
     qi, qo = act_params(ctx, x_name), act_params(ctx, node.outputs[0])
-    return _lut_step(node, ctx, x_name, build_table(_float_kernel(node, ctx).fn, qi, qo), qo)
+    if node.op_type == "ElementWiseReciprocal":
+        table = reciprocal_table_for(ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]),
+                                     float(qo.scale[0]), int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
+        if table is not None:
+            return table_step(node, ctx, x_name, table, qo)
+    return table_step(node, ctx, x_name, build_table(_float_kernel(node, ctx).fn, qi, qo), qo)
 
 
 @htp_kernel("ElementWisePower")
@@ -122,4 +166,4 @@ def power(node: Node, ctx: HtpBuildContext) -> HtpStep:
     kernel = _float_kernel(node, ctx)
     c = kernel.statics[static[0]].to(torch.float64).reshape(())
     fn = (lambda x: kernel.fn(x, c)) if x_name == a else (lambda x: kernel.fn(c, x))
-    return _lut_step(node, ctx, x_name, build_table(fn, qi, qo), qo)
+    return table_step(node, ctx, x_name, build_table(fn, qi, qo), qo)

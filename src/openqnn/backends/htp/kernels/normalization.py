@@ -23,7 +23,11 @@ LogSoftmax
     (2^16 + 1 entries), linearly interpolated: ``l = L[i] + ((L[i+1] - L[i]) r + 2^13) >> 14``;
     ``lam = ((b - 30) << 24) + ((l + 2^5) >> 6)``. With ``A = round(|beta| s_in / s_out * 2^(F+24))``
     and ``B = round(ln 2 / s_out * 2^F)`` (F chosen so nothing overflows):
-    ``out = -rdbpot(k A + lam B, F + 24) - offset_out``.
+    ``out = -rdbpot(k A + lam B, F + 24) - offset_out``. With ``htp_config.arithmetic: "qnn"`` (v68, v73; 8-bit,
+    last axis, rows of 3 or more, beta 1, ``s_in / s_out <= 2``) QNN's constants (``spec/qnn_logsoftmax.py``,
+    partly established): ``A`` from the step ``C2 = trunc8(s_in) * fp16(log2 e)`` in place of ``s_in log2 e``, and
+    the table ``E[k] = floor(2^(-k C') 2^12) 2^18`` with the Softmax's ``C'``, and ``lower`` (0.02 of a code in the
+    final fixed point) taken off before the rounding shift: ``out = -rdbpot(k A + lam B - lower, F + 24) - offset_out``.
 
 LayerNorm / InstanceNorm / GroupNorm (normalized axes of N elements)
     ``S1 = sum(q)``, ``S2 = sum(q^2)`` (int64), ``D = N q - S1`` (= N (q - mean)) and
@@ -46,6 +50,10 @@ RmsNorm (no mean removed): the same with ``q`` replaced by ``q + offset_in`` (it
     ``S1 = 0``: ``D = N (q + offset_in)``, ``V = N S2``.
 
 Batchnorm (y = x * weight + bias per channel, static weight and bias)
+    ``htp_config.arithmetic: "qnn"`` (v68, v73; 8-bit codes, 8-bit weight and bias): QNN's (``spec/qnn_unary.py``):
+    QNN EP re-quantizes the weight and the bias to fresh uint8 encodings over their values' range, then v68 runs a
+    strided depthwise convolution's requantization (15-bit multiplier), v73 (open) exact rounding; a table per
+    channel ``[C, 256]`` in the plan (``htp.channel_table``, lut.py). Otherwise
     TFLite's per-channel requantization: ``acc = (q - z_in) * (qw - zw) + bias_q`` with
     ``bias_q = round(bias / (s_in * s_w))``; ``out = R(acc, s_in * s_w / s_out) - offset_out``
     (multipliers per channel for a per-axis weight encoding; R = mbqm while |acc| fits int32, else
@@ -80,6 +88,7 @@ from openqnn.backends.htp.kernels.elementwise import (
     round_div_t,
     static_real,
 )
+from openqnn.backends.htp.kernels.lut import channel_table_step
 from openqnn.backends.htp.kernels.registry import (
     HtpBuildContext,
     HtpStep,
@@ -94,7 +103,9 @@ from openqnn.backends.htp.spec.qnn_layernorm import (
     beta_in_output_codes,
     gamma_codes_times_row_multiplier,
 )
+from openqnn.backends.htp.spec.qnn_logsoftmax import logsoftmax_consts_for
 from openqnn.backends.htp.spec.qnn_softmax import pair_table_for, softmax_table_for
+from openqnn.backends.htp.spec.qnn_unary import batchnorm_table_for
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 
@@ -194,13 +205,19 @@ def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
         n = shape[axis] if shape else 1
         kmax = (1 << qi.bitwidth) - 1
         a_real, b_real = c / so, math.log(2.0) / so
+        qnn_ls = logsoftmax_consts_for(ctx.arch.name, ctx.arithmetic, n, float(qi.scale[0]), so, qi.bitwidth,
+                                       qo.bitwidth, beta, axis == len(shape) - 1)
+        lower = 0.0  # codes: the rounding's threshold lowered from 1/2
+        if qnn_ls is not None:  # QNN's difference step, exponentials and rounding (spec/qnn_logsoftmax.py)
+            table, a_real, lower = qnn_ls
+            b_real = math.log(2.0) / float(np.float32(so))
         bound = 2.0**_LAM_BITS * (kmax * a_real + (math.log2(max(n, 1)) + 2) * b_real) + 1.0
         frac = min(30, math.floor(61 - math.log2(bound)))
         if frac < 0:
             raise Unsupported("LogSoftmax encodings out of the fixed-point range")
         a_fx, b_fx = round(a_real * 2.0**(frac + _LAM_BITS)), round(b_real * 2.0**frac)
         log2_table = np.round(np.log2(1.0 + np.arange((1 << 16) + 1, dtype=np.float64) / 2.0**16) * 2.0**30)
-        attrs.update(a_fx=a_fx, b_fx=b_fx, total=frac + _LAM_BITS)
+        attrs.update(a_fx=a_fx, b_fx=b_fx, total=frac + _LAM_BITS, lower=round(lower * 2.0**(frac + _LAM_BITS)))
         return _plan_step(node, ctx, "htp.log_softmax", attrs, {"exp": table, "log2": log2_table.astype(np.int64)})
 
     f = _pow2_exponent(float(qo.scale[0]))
@@ -287,7 +304,7 @@ def _bind_softmax_pair(plan: StepPlan, device: torch.device) -> Fns:
 def _bind_log_softmax(plan: StepPlan, device: torch.device) -> Fns:
     p = plan.attrs
     axis, oo, qo = int(p["axis"]), int(p["oo"]), Codes.from_attrs(p["out"])
-    a_fx, b_fx, total = int(p["a_fx"]), int(p["b_fx"]), int(p["total"])
+    a_fx, b_fx, total, lower = int(p["a_fx"]), int(p["b_fx"]), int(p["total"]), int(p.get("lower", 0))
     diff_np, diff_t = _diffs(axis, bool(p["use_max"]))
     table, log2_table = np.asarray(plan.arrays["exp"], dtype=np.int64), np.asarray(plan.arrays["log2"], dtype=np.int64)
     table_t, log2_t = _on(device, table), _on(device, log2_table)
@@ -301,7 +318,7 @@ def _bind_log_softmax(plan: StepPlan, device: torch.device) -> Fns:
         lo = log2_table[i]
         frac_log = lo + (((log2_table[i + 1] - lo) * r + (1 << 13)) >> 14)
         lam = ((b - _EXP_BITS) << _LAM_BITS) + ((frac_log + (1 << 5)) >> 6)
-        return finish_np(-rdbpot_np(k * a_fx + lam * b_fx, total) - oo, qo)
+        return finish_np(-rdbpot_np(k * a_fx + lam * b_fx - lower, total) - oo, qo)
 
     def fast(x: torch.Tensor) -> torch.Tensor:
         k = diff_t(x)
@@ -312,7 +329,7 @@ def _bind_log_softmax(plan: StepPlan, device: torch.device) -> Fns:
         lo = log2_t[i]
         frac_log = lo + (((log2_t[i + 1] - lo) * r + (1 << 13)) >> 14)
         lam = ((b - _EXP_BITS) << _LAM_BITS) + ((frac_log + (1 << 5)) >> 6)
-        return finish_t(-rdbpot_t(k * a_fx + lam * b_fx, total) - oo, qo)
+        return finish_t(-rdbpot_t(k * a_fx + lam * b_fx - lower, total) - oo, qo)
 
     return reference, fast
 
@@ -544,6 +561,9 @@ def batchnorm(node: Node, ctx: HtpBuildContext) -> HtpStep:
     qw = ctx.need_enc(w_name)
     if qw.signed or qw.bitwidth > 16:
         raise Unsupported(f"Batchnorm weight encoding ({qw.bitwidth}-bit{', signed' if qw.signed else ''})")
+    qnn = _qnn_batchnorm(node, ctx, qi, qo)
+    if qnn is not None:
+        return qnn
     w_t = ctx.graph.tensors[w_name]
     wshape = [1] * w_t.rank
     if qw.axis is not None and w_t.rank:
@@ -570,6 +590,33 @@ def batchnorm(node: Node, ctx: HtpBuildContext) -> HtpStep:
     attrs = {"zi": int(qi.offset[0]), "oo": int(qo.offset[0]), "wide": wide}
     arrays = {"weight": w_int, "bias": bias_q, "multiplier": mult, "shift": shift}
     return _plan_step(node, ctx, "htp.batchnorm", attrs, arrays)
+
+
+def _dequantized(ctx: HtpBuildContext, name: str) -> tuple[np.ndarray, int] | None:
+    """A static 1-D operand as QNN EP reads it, ``(code + offset) * float32(scale)`` (float64), and its bitwidth."""
+    q = ctx.need_enc(name)
+    codes = np.asarray(ctx.static_q(name), dtype=np.int64).reshape(-1)
+    scale = np.asarray(q.scale, dtype=np.float32).astype(np.float64)
+    offset = np.asarray(q.offset, dtype=np.int64)
+    if scale.size not in (1, codes.size):
+        return None
+    return (codes + offset) * scale, q.bitwidth
+
+
+def _qnn_batchnorm(node: Node, ctx: HtpBuildContext, qi: QParams, qo: QParams) -> HtpStep | None:
+    """QNN's 8-bit BatchNorm (spec/qnn_unary.py) as a table per channel, channels on the last axis; None where it
+    does not apply."""
+    x_name, w_name, b_name = node.inputs[:3]
+    shape = ctx.shape(x_name)
+    w, b = _dequantized(ctx, w_name), _dequantized(ctx, b_name)
+    if w is None or b is None or not shape or w[0].size != shape[-1] or b[0].size not in (1, shape[-1]):
+        return None
+    table = batchnorm_table_for(ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]), w[0],
+                                np.broadcast_to(b[0], w[0].shape), float(qo.scale[0]), int(qo.zero_point[0]),
+                                qi.bitwidth, qo.bitwidth, w[1], b[1])
+    if table is None:
+        return None
+    return channel_table_step(node, ctx, x_name, table, (int(shape[-1]),), qo)
 
 
 @htp_binder("htp.batchnorm")
