@@ -15,7 +15,9 @@ open (docs/htp-fidelity.md). ``run_codes`` with a finer output scale (2^-9 to 2^
 reads the exponentials to 0.1%, which is how the 8 bits were found.
 
 ``--short`` probes rows of 3 to 16 elements instead and prints, besides exact rounding, the share that
-``short_fit_codes`` reproduces: an empirical description of that route (docs/htp-fidelity.md), not a rule.
+``short_fit_codes`` reproduces: a description of that route with its reciprocal derived (``recip16``, the
+16-bit 4-segment quadratic of Qualcomm's Hexagon NN library) but its exponentials and final rounding chosen
+among variants, so not a rule (docs/htp-fidelity.md, stop 25).
 """
 
 from __future__ import annotations
@@ -73,28 +75,58 @@ def spec_codes(q: np.ndarray, sx: float) -> np.ndarray:
     return np.clip((2 * (e << 8) + s) // (2 * s), 0, 255)
 
 
-# Rows of 3 to 16 elements (open): per mantissa quarter [1 + j/4, 1 + (j+1)/4) of the row's sum S = 2^e m,
-# QNN's 1/S behaves like 2^-e (c0 + c1 t + c2 t^2), t = 4 (m - 1) - j: a quadratic per quarter, its gain
-# m Q(m) swinging above then below 1 in each quarter, within +5.3e-4 (m = 1.05) / -5.1e-4 (m = 1.18),
-# shrinking with m (docs/htp-fidelity.md). These coefficients were fitted (linear programme) to simulator codes, exponentials exact plus
-# rounded up to 2^-16; not a bit-exact rule: 99.75% of short-row codes against exact rounding's 99.2%.
-SHORT_RECIP_FIT = np.array([[1.00004578, -0.24479289, 0.04498729],
-                            [0.80023389, -0.15841972, 0.02498978],
-                            [0.66680311, -0.11038191, 0.01506699],
-                            [0.57148401, -0.08099743, 0.00951486]])
+# Rows of 3 to 16 elements (open). The reciprocal of the row's sum is the 16-bit one of Qualcomm's public
+# Hexagon NN library (nnlib, hexagon/include/hvx_mathops.h, `hvx_recip16_inline` for V65 and later with its
+# precision parameter >= 52: "2-order 4seg poly with no refinement", max relative error 51.6e-5): the sum's
+# mantissa d in [2^14, 2^15) (15 bits), u = (d << 2) mod 2^16 (its 14 bits below the leading 1, Q16), the
+# quarter s = u >> 14 picks three coefficients (the HVX vlut4 / vmps / vmpa idiom) and
+#     p = sat16((c2[s] u - c1[s] 2^15) >> 16),  p = sat16((p u + c0[s] 2^15) >> 16),  r = sat16(2 p) ~ 2^29 / d.
+# Its gain r d / 2^29 swings per mantissa quarter exactly as the codes do (docs/htp-fidelity.md, stop 25):
+# +5.1e-4 at m = 1.05, 1 at 1.117, -5.2e-4 at 1.19, ... The coefficients below are that table's numbers.
+RECIP16_C2 = np.array([11794, 6555, 3945, 2530], dtype=np.int64)  # signed halfwords
+RECIP16_C1 = np.array([32086, 27318, 22353, 18222], dtype=np.int64)  # unsigned, subtracted
+RECIP16_C0 = np.array([32769, 32232, 31054, 29548], dtype=np.int64)  # unsigned, added
+
+
+def _sat16(x: np.ndarray) -> np.ndarray:
+    return np.clip(x, -(1 << 15), (1 << 15) - 1)
+
+
+def recip16(d: np.ndarray) -> np.ndarray:
+    """``r ~ 2^29 / d`` for ``d`` in [2^14, 2^15): the 4-segment quadratic reciprocal without refinement, in
+    the HVX instructions' integer arithmetic (products of 16-bit lanes, arithmetic shifts by 16, saturation)."""
+    d = np.asarray(d, dtype=np.int64)
+    u = (d << 2) & 0xFFFF
+    s = u >> 14
+    p = RECIP16_C2[s]
+    p = _sat16((p * u - (RECIP16_C1[s] << 15)) >> 16)
+    p = _sat16((p * u + (RECIP16_C0[s] << 15)) >> 16)
+    return _sat16(2 * p)
 
 
 def short_fit_codes(q: np.ndarray, sx: float) -> np.ndarray:
-    """The empirical description of QNN's rows of 3 to 16 elements (``SHORT_RECIP_FIT``): exponentials
-    ``ceil(2^16 exp(-s_in k)) / 2^16``, their sum's reciprocal from the per-quarter quadratic, half-up rounding."""
-    e = np.ceil(np.exp(-float(np.float32(sx)) * (q.max(axis=-1, keepdims=True) - q)) * 2.0**16) / 2.0**16
-    m, ex = np.frexp(e.sum(axis=-1, keepdims=True))
-    m, ex = 2 * m, ex - 1
-    seg = np.minimum(np.floor((m - 1) * 4).astype(np.int64), 3)
-    t = (m - 1) * 4 - seg
-    c = SHORT_RECIP_FIT[seg]
-    recip = (c[..., 0] + c[..., 1] * t + c[..., 2] * t * t) * np.exp2(-ex.astype(np.float64))
-    return np.clip(np.floor(256 * e * recip + 0.5), 0, 255).astype(np.int64)
+    """A description of QNN's rows of 3 to 16 elements, not a bit-exact rule (docs/htp-fidelity.md, stop 25):
+    exponentials ``E = round(2^15 exp(-s_in k))`` (Q15, ``E[0] = 2^15``), their integer sum ``S`` (``b`` bits),
+    ``d = S >> (b - 15)``, ``r = recip16(d)``, the code ``E r / 2^(b + 6)`` rounded half up to 2^-7 of a code
+    and then half up to an integer. The reciprocal is derived (``recip16``); the exponentials' rounding and the
+    final double rounding are the best of the variants tried (99.8% of random rows' codes, exact rounding 99.2%)."""
+    k = q.max(axis=-1, keepdims=True) - q
+    e = np.floor(np.exp(-float(np.float32(sx)) * k) * 2.0**15 + 0.5).astype(np.int64)
+    s = e.sum(axis=-1, keepdims=True)
+    b = np.floor(np.log2(s)).astype(np.int64) + 1  # s < 2^b, s >= 2^15 (the maximum's own E)
+    r = recip16(s >> (b - 15))
+    t = (e * r + (1 << (b - 2))) >> (b - 1)  # the code in units of 2^-7, rounded half up
+    return np.clip((t + 64) >> 7, 0, 255)
+
+
+def triple_rows(n: int) -> np.ndarray:
+    """[1, 32896, n] codes: every row (255, 255 - k1, 255 - k2) for 0 <= k1 <= k2 <= 255, the rest of the row at
+    code 0 (far below: its exponential is 0 at input scales of 0.05 and more). Rows of 3 and 4 give the same
+    codes, rows of 5 to 16 the same codes, and the two groups differ in 0.01-0.09% of them (stop 25)."""
+    k1, k2 = np.triu_indices(256)
+    q = np.zeros((k1.size, n), dtype=np.int64)
+    q[:, 0], q[:, 1], q[:, 2] = 255, 255 - k1, 255 - k2
+    return q[None]
 
 
 def attention_rows(rng: np.random.Generator, rows: int, n: int, sx: float, zx: int, masked: bool) -> np.ndarray:
