@@ -16,7 +16,8 @@ from openqnn.backends.htp.arch import ARCHS
 from openqnn.backends.htp.config import HtpConfig
 from openqnn.backends.htp.kernels import HTP_KERNELS
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, bind_step
-from openqnn.backends.htp.kernels.requant import QnnRequant, Requant
+from openqnn.backends.htp.kernels.requant import QnnConv16Requant, QnnRequant, Requant
+from openqnn.backends.htp.spec.qnn_conv16 import Conv16Spec, conv16_spec_for, conv16_v73
 from openqnn.backends.htp.spec.qnn_eltwise import QnnAddSpec
 from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec, TensorConsts
 from openqnn.backends.plan import StepPlan
@@ -139,6 +140,119 @@ def test_strided_depthwise_spec_is_a_rounded_15_bit_multiplier() -> None:
         # the bias is added as given
         b = np.array([1, -3, 270000])
         np.testing.assert_array_equal(qnn_bias(arch, b, 0.01, np.array([0.003, 0.002, 0.001]), None, spec, spec.mult), b)
+
+
+# -- W8A16 convolutions, v73 (spec/qnn_conv16.py) -------------------------------------------------
+
+A16 = {"xbw": 16, "obw": 16, "wbw": 8, "w_sym": True}
+
+
+def _a16_case(op: str, seed: int) -> Case:
+    """A random W8A16 op: padded, strided, dilated and grouped convolutions, stride-1 depthwise ones, transposed
+    ones (strides, pads, output padding, groups), FullyConnected; per-tensor and per-channel weights."""
+    rng = np.random.default_rng([16, seed, len(op)])
+    pc = bool(seed % 2)
+    bias = str(rng.choice(["acc", "float", "none"]))
+    if op == "Conv2d":
+        k = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        group = int(rng.choice([1, 1, 2]))
+        cin, cout = group * int(rng.integers(1, 5)), group * int(rng.integers(1, 5))
+        xshape = (int(rng.integers(1, 3)), int(rng.integers(k[0] * 2, 11)), int(rng.integers(k[1] * 2, 11)), cin)
+        return Case(op, [xshape], {**_conv_attrs(rng, k), "group": group}, rng,
+                    weight=rng.normal(size=(*k, cin // group, cout)), w_axis=3 if pc else None, bias=bias, **A16)
+    if op == "DepthWiseConv2d":
+        c, k = int(rng.integers(1, 7)), int(rng.integers(1, 4))
+        attrs = {"stride": [1, 1], "pad_amount": [[int(rng.integers(0, k))] * 2] * 2,
+                 "dilation": [int(rng.integers(1, 3))] * 2}
+        return Case(op, [(1, 9, 8, c)], attrs, rng, weight=rng.normal(size=(k, k, 1, c)), w_axis=3 if pc else None,
+                    bias=bias, **A16)
+    if op == "TransposeConv2d":
+        kh, kw = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+        group = int(rng.choice([1, 1, 2]))
+        cin, cout_g = group * int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        stride = [int(rng.integers(1, 4)), int(rng.integers(1, 4))]
+        dil = [int(rng.integers(1, 3)), int(rng.integers(1, 3))]
+        pads = [[int(rng.integers(0, kh)), int(rng.integers(0, kh))], [int(rng.integers(0, kw)), int(rng.integers(0, kw))]]
+        outpad = [int(rng.integers(0, max(stride[0], dil[0]))), int(rng.integers(0, max(stride[1], dil[1])))]
+        attrs = {"stride": stride, "dilation": dil, "pad_amount": pads, "output_padding": outpad, "group": group}
+        xshape = (int(rng.integers(1, 3)), int(rng.integers(2, 7)), int(rng.integers(2, 7)), cin)
+        return Case(op, [xshape], attrs, rng, weight=rng.normal(size=(kh, kw, cin, cout_g)),
+                    w_axis=3 if pc else None, bias=bias, **A16)
+    k, units = int(rng.integers(1, 60)), int(rng.integers(1, 20))
+    return Case(op, [(int(rng.integers(1, 6)), k)], {"keep_dims": True}, rng, weight=rng.normal(size=(units, k)),
+                w_axis=0 if pc else None, bias=bias, **A16)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("op", ["Conv2d", "DepthWiseConv2d", "TransposeConv2d", "FullyConnected"])
+def test_w8a16_fast_equals_the_qnn16_spec(op: str, seed: int, conv_impl: str) -> None:  # noqa: F811
+    """Every kernel kind (the float convolutions, the int8 GEMMs, float64 GEMMs) gives the spec's bits; the
+    spec is within 4 codes of the float simulation (QNN's floors lean low: about 3 codes at most, measured)."""
+    case = _a16_case(op, seed)
+    step = BUILDERS[op](case.graph.nodes[0], HtpBuildContext(case.graph, V73, arithmetic="qnn"))
+    assert step.plan is not None and step.plan.attrs["rq"]["arith"] == "qnn16"
+    case.check(V73, arithmetic="qnn", steps=4.0)
+    case.check(V73, mode="float64", arithmetic="qnn", steps=4.0)
+
+
+def test_w8a16_spec_where_established_only() -> None:
+    """v73 W8A16 takes spec/qnn_conv16.py; v68, 8-bit outputs, 16-bit weights, a strided depthwise convolution and
+    arithmetic "tflite" keep TFLite's; a plan keeps the spec."""
+    rng = np.random.default_rng(16)
+    attrs = {"stride": [1, 1], "pad_amount": [[1, 1], [1, 1]], "dilation": [1, 1]}
+
+    def rq_of(case: Case, arch=V73, arithmetic: str = "qnn") -> dict:
+        step = BUILDERS[case.graph.nodes[0].op_type](case.graph.nodes[0],
+                                                      HtpBuildContext(case.graph, arch, arithmetic=arithmetic))
+        return step.plan.attrs["rq"]
+
+    conv = Case("Conv2d", [(1, 6, 6, 3)], {**attrs, "group": 1}, rng, weight=rng.normal(size=(3, 3, 3, 4)),
+                w_axis=3, bias="acc", **A16)
+    assert rq_of(conv)["arith"] == "qnn16"
+    assert "arith" not in rq_of(conv, V68) and "arith" not in rq_of(conv, arithmetic="tflite")
+    out8 = Case("Conv2d", [(1, 6, 6, 3)], {**attrs, "group": 1}, rng, weight=rng.normal(size=(3, 3, 3, 4)),
+                w_axis=3, bias="acc", **{**A16, "obw": 8})
+    w16 = Case("Conv2d", [(1, 6, 6, 3)], {**attrs, "group": 1}, rng, weight=rng.normal(size=(3, 3, 3, 4)),
+               w_axis=3, bias="acc", **{**A16, "wbw": 16})
+    strided = Case("DepthWiseConv2d", [(1, 9, 9, 4)], {**attrs, "stride": [2, 2]}, rng,
+                   weight=rng.normal(size=(3, 3, 1, 4)), w_axis=3, bias="acc", **A16)
+    for other in (out8, w16, strided):
+        assert "arith" not in rq_of(other)
+    step = BUILDERS["Conv2d"](conv.graph.nodes[0], HtpBuildContext(conv.graph, V73, arithmetic="qnn"))
+    plan = StepPlan.from_json(json.loads(json.dumps(step.plan.to_json(), allow_nan=False)), step.plan.stored_arrays())
+    assert isinstance(Requant.from_attrs(plan.attrs["rq"], torch.device("cpu")), QnnConv16Requant)
+    rebound = bind_step(plan)
+    ins = [conv.q[n] for n in step.inputs]
+    x = [torch.from_numpy(q).to(torch.int32) for q in ins]
+    np.testing.assert_array_equal(rebound.fast(*x).numpy(), step.fast(*x).numpy())
+    np.testing.assert_array_equal(np.asarray(rebound.reference(*ins)), np.asarray(step.reference(*ins)))
+
+
+def test_conv16_spec_constants_equal_the_documented_rule() -> None:
+    """Conv16Spec (the kernels' form: offsets, numpy and PyTorch) gives conv16_v73's codes, the rule as the probe
+    established it, on random byte sums, biases of both signs, zero points and multipliers."""
+    rng = np.random.default_rng(160)
+    for _ in range(20):
+        ch = int(rng.integers(1, 9))
+        real = np.exp(rng.uniform(np.log(2e-6), np.log(60.0), size=ch))
+        zx, zo = int(rng.integers(0, 65536)), int(rng.integers(0, 65536))
+        w_sum = rng.integers(-3000, 3000, size=ch)
+        qb = rng.integers(-(2**31), 2**31, size=ch) >> int(rng.integers(0, 24))
+        xh = rng.integers(-(2**22), 2**22, size=(300, ch))
+        xl = rng.integers(-(2**22), 2**22, size=(300, ch))
+        want = conv16_v73(xh, xl, w_sum, qb, zx, real, zo)
+        spec = Conv16Spec.of(real, zo)
+        # the kernels' plane sums: the bytes less some constant per plane (here 128, as the int8 GEMMs)
+        hoff, loff = Conv16Spec.offsets(w_sum, qb, zx, 128 * w_sum, 128 * w_sum)
+        th, tl = xh - 128 * w_sum, xl - 128 * w_sum
+        np.testing.assert_array_equal(spec.apply_np(th, tl, hoff, loff), want)
+        consts = [torch.from_numpy(np.array(v, dtype=np.int64)) for v in (hoff, loff, spec.mult, spec.shift)]
+        got = spec.apply_t(torch.from_numpy(th).to(torch.int32), torch.from_numpy(tl).to(torch.int32), *consts)
+        assert got.dtype == torch.int32
+        np.testing.assert_array_equal(got.numpy(), want)
+    assert (Conv16Spec.of(np.array([1e-6, 0.3, 100.0]), 0).mult < 1 << 24).all()
+    assert conv16_spec_for("v73", "qnn", np.array([200.0]), 0, 16, 8, 16) is None  # M * 256 >= 2^15: not covered
+    assert conv16_spec_for("v68", "qnn", np.array([0.01]), 0, 16, 8, 16) is None
 
 
 # -- ReduceMean / ReduceSum (spec/qnn_reduce.py) --------------------------------------------------

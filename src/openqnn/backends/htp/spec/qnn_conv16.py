@@ -1,7 +1,8 @@
 """QNN's HTP convolution with 16-bit activations and int8 weights (W8A16), v73: how the accumulator is formed
 and requantized to 16-bit output codes. Established on Qualcomm's HTP simulator (onnxruntime-qnn 2.7.0, QNN
 2.51) with ``tests/fidelity/conv16_probe.py`` (1x1 convolutions, uint16 input codes, docs/htp-fidelity.md,
-"16-bit activations"); not yet wired into the htp backend (see below).
+"16-bit activations"); wired into the htp backend's convolutions and FullyConnected as :class:`Conv16Spec`
+(requant.py's ``QnnConv16Requant``; docs/htp-fidelity.md, "W8A16 convolutions wired").
 
 The HTP multiplies bytes: each uint16 input code ``x = 256 * xh + xl`` is split, and the low bytes' products are
 brought to the high bytes' scale by a floor shift, *before* the bias and the zero point, so the output is not a
@@ -31,10 +32,15 @@ fits that set better, 99.974%, and no other), v68 (not probed), and FullyConnect
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-__all__ = ["conv16_v73"]
+__all__ = ["ARCHS16", "Conv16Spec", "conv16_spec_for", "conv16_v73"]
+
+ARCHS16 = ("v73",)
+"""The archs whose W8A16 convolution is established (v68: not probed)."""
 
 
 def conv16_v73(xh_sum: np.ndarray, xl_sum: np.ndarray, w_sum: np.ndarray, qb: np.ndarray, zx: int,
@@ -61,3 +67,73 @@ def conv16_v73(xh_sum: np.ndarray, xl_sum: np.ndarray, w_sum: np.ndarray, qb: np
         raise ValueError("conv16_v73: multipliers of 2^15 / 256 or more are not covered")
     y = (a * m + (np.int64(1) << (kk - 1))) >> kk  # a * m < 2^63 while |a| < 2^38 (m < 2^24)
     return np.clip(((y + 64) >> 7) + int(zo), 0, 65535)
+
+
+@dataclass(frozen=True)
+class Conv16Spec:
+    """:func:`conv16_v73` as the kernels run it: per output channel the 24-bit multiplier ``mult`` and the
+    shift ``shift`` (``k - 7``) to 7 fractional bits, and the output zero point.
+
+    The kernels give the bytes' sums as plane sums ``th``, ``tl`` with known differences ``dh = sum(w * xh) - th``,
+    ``dl = sum(w * xl) - tl`` (the reference and the float convolutions sum the bytes less the zero point's bytes,
+    the int8 GEMMs the bytes less 128; padding taps hold the input zero point, so its bytes enter both sums);
+    :meth:`offsets` gives the constants ``hoff``, ``loff`` with ``a = th + hoff + floor((tl + loff) / 256)``. The
+    differences and the weights' sum may be per channel or per output position and channel (a transposed
+    convolution's taps depend on the position's phase).
+    """
+
+    mult: np.ndarray
+    shift: np.ndarray
+    zero_point: int
+    arch: str = "v73"
+
+    @staticmethod
+    def of(real: np.ndarray, zero_point: int, arch: str = "v73") -> Conv16Spec:
+        """From ``M`` per channel (float64 of the float32 scales); ValueError where ``M * 256 >= 2^15`` or
+        ``M <= 0`` (not covered)."""
+        mult, shift = [], []
+        for r in np.asarray(real, dtype=np.float64).reshape(-1):
+            t = float(r) * 256.0
+            if not 0.0 < t < 2.0**15:
+                raise ValueError(f"conv16: multiplier {float(r)} is not covered")
+            k = 23 - math.floor(math.log2(t))
+            mult.append(math.floor(t * 2.0**k + 0.5))
+            shift.append(k - 7)
+        return Conv16Spec(np.asarray(mult, dtype=np.int64), np.asarray(shift, dtype=np.int64), int(zero_point), arch)
+
+    @staticmethod
+    def offsets(w_sum: np.ndarray, qb: np.ndarray, zx: int, dh: np.ndarray, dl: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """``(hoff, loff)`` (class docstring): ``dh`` with the truncated bias and the zero point's rounded share
+        (``w_sum``: the weights' sum over the output's taps), and ``dl``."""
+        w_sum = np.asarray(w_sum, dtype=np.int64)
+        qb = np.asarray(qb, dtype=np.int64)
+        hoff = np.asarray(dh, dtype=np.int64) + np.sign(qb) * (np.abs(qb) >> 8) - ((int(zx) * w_sum + 128) >> 8)
+        return hoff, np.asarray(dl, dtype=np.int64)
+
+    def apply_np(self, th: np.ndarray, tl: np.ndarray, hoff: np.ndarray, loff: np.ndarray) -> np.ndarray:
+        """Output codes (int64) of the plane sums ``th``, ``tl`` (channels last; :meth:`offsets`)."""
+        a = np.asarray(th, dtype=np.int64) + hoff + ((np.asarray(tl, dtype=np.int64) + loff) >> 8)
+        y = (a * self.mult + (np.int64(1) << (self.shift - 1))) >> self.shift
+        return np.clip(((y + 64) >> 7) + self.zero_point, 0, 65535)
+
+    def apply_t(self, th: torch.Tensor, tl: torch.Tensor, hoff: torch.Tensor, loff: torch.Tensor,
+                mult: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """:meth:`apply_np` in PyTorch (int64; ``th``/``tl`` integers of any dtype; the constants as int64
+        tensors, ``mult`` and ``shift`` this spec's): codes as int32."""
+        a = th.to(torch.int64).add_(hoff)
+        a += (tl.to(torch.int64) + loff) >> 8
+        a.mul_(mult).add_(torch.bitwise_left_shift(torch.ones_like(shift), shift - 1)).bitwise_right_shift_(shift)
+        return a.add_(64).bitwise_right_shift_(7).add_(self.zero_point).clamp_(0, 65535).to(torch.int32)
+
+
+def conv16_spec_for(arch: str, arithmetic: str, real: np.ndarray, zero_point: int, in_bits: int, w_bits: int,
+                    out_bits: int) -> Conv16Spec | None:
+    """The W8A16 convolution's spec where it is established (``arithmetic == "qnn"``, an arch of
+    :data:`ARCHS16`, 16-bit input and output codes, 8-bit weights, ``M * 256`` below 2^15), else None."""
+    if arithmetic != "qnn" or arch not in ARCHS16 or in_bits != 16 or w_bits != 8 or out_bits != 16:
+        return None
+    try:
+        return Conv16Spec.of(real, zero_point, arch)
+    except ValueError:
+        return None
