@@ -230,21 +230,25 @@ def op_bias(ctx: HtpBuildContext, name: str, x_scale: float, w_scale: np.ndarray
     ``x_scale * w_scale`` (one weight scale, or one per channel), then, under QNN's requantization (``rq`` a
     :class:`QnnRequant`), QNN's own conversion of it (:func:`~openqnn.backends.htp.spec.qnn_requant.qnn_bias`:
     v73 truncates it after float32 arithmetic, per-tensor from the encoded integers and their scale; v68 rounds
-    it together with the output zero point's share, which its requantization otherwise adds)."""
+    it together with the output zero point's share, which its requantization otherwise adds); under QNN's W8A16
+    one (a :class:`QnnConv16Requant`), :meth:`~openqnn.backends.htp.spec.qnn_conv16.Conv16Spec.bias`."""
     w = np.asarray(w_scale, dtype=np.float64).reshape(-1)
     bias = bias_q(ctx, name, x_scale * np.broadcast_to(w, (channels,)), rq.wide)
-    if not name or not isinstance(rq, (QnnRequant, QnnConv16Requant)):
+    if not isinstance(rq, (QnnRequant, QnnConv16Requant)) or (not name and isinstance(rq, QnnRequant)):
         return bias
     bias_scale = None
-    t = ctx.graph.tensors[name]
-    if w.size == 1 and t.encoding is not None:
-        q = QParams.of(t.encoding)
-        if q.bitwidth == 32 and q.scale.size == 1 and not np.asarray(q.offset).any():
-            # per-tensor, QNN dequantizes the encoded integers with their own scale
-            bias = np.broadcast_to(ctx.static_q(name).reshape(-1), (channels,)).astype(np.int64)
-            bias_scale = float(q.scale[0])
-    if isinstance(rq, QnnConv16Requant):  # W8A16 (spec/qnn_conv16.py): the arch's conversion (v73: truncated)
-        return np.clip(qnn_bias(rq.spec16.arch, bias, x_scale, w, bias_scale), INT32_MIN, INT32_MAX)
+    if name:
+        t = ctx.graph.tensors[name]
+        if w.size == 1 and t.encoding is not None:
+            q = QParams.of(t.encoding)
+            if q.bitwidth == 32 and q.scale.size == 1 and not np.asarray(q.offset).any():
+                # per-tensor, QNN dequantizes the encoded integers with their own scale
+                bias = np.broadcast_to(ctx.static_q(name).reshape(-1), (channels,)).astype(np.int64)
+                bias_scale = float(q.scale[0])
+    if isinstance(rq, QnnConv16Requant):
+        # W8A16 (spec/qnn_conv16.py): the arch's conversion of the int32 bias, on v68 with the output zero point's
+        # share (beyond int32 where M is small: the rule keeps it in 64 bits), so also without a bias
+        return rq.spec16.bias(np.clip(bias, INT32_MIN, INT32_MAX), x_scale, w, bias_scale, rq.real)
     return np.clip(qnn_bias(rq.spec.arch, bias, x_scale, w, bias_scale, rq.spec, rq.real), INT32_MIN, INT32_MAX)
 
 

@@ -826,14 +826,14 @@ class QnnConv16Requant(Requant):
     def planes_np(self, th: np.ndarray, tl: np.ndarray, w_sum: np.ndarray, bias: np.ndarray, zx: int,
                   dh: np.ndarray, dl: np.ndarray) -> np.ndarray:
         """Codes of the plane sums ``th``, ``tl`` (channels last) whose bytes' sums are ``th + dh``, ``tl + dl``
-        (``w_sum``: the weights' sum over each output's taps; ``bias``: QNN's v73 bias; :meth:`Conv16Spec.offsets`:
+        (``w_sum``: the weights' sum over each output's taps; ``bias``: :meth:`Conv16Spec.bias`; :meth:`Conv16Spec.offsets`:
         the constants may be per channel or broadcast against the sums)."""
-        return self.spec16.apply_np(th, tl, *Conv16Spec.offsets(w_sum, bias, zx, dh, dl))
+        return self.spec16.apply_np(th, tl, *self.spec16.offsets(w_sum, bias, zx, dh, dl))
 
     def planes_fast(self, w_sum: np.ndarray, bias: np.ndarray, zx: int, dh: np.ndarray, dl: np.ndarray
                     ) -> Callable[..., torch.Tensor]:
         """:meth:`planes_np` in PyTorch: ``run(th, tl)`` (integers of any dtype) -> int32 codes."""
-        hoff, loff = Conv16Spec.offsets(w_sum, bias, zx, dh, dl)
+        hoff, loff = self.spec16.offsets(w_sum, bias, zx, dh, dl)
         consts = [torch.from_numpy(np.array(v, dtype=np.int64)).to(self.device)
                   for v in (hoff, loff, self.spec16.mult, self.spec16.shift)]
         spec = self.spec16

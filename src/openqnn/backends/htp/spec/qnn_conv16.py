@@ -37,10 +37,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["ARCHS16", "Conv16Spec", "conv16_spec_for", "conv16_v73"]
+from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec, qnn_bias
 
-ARCHS16 = ("v73",)
-"""The archs whose W8A16 convolution is established (v68: not probed)."""
+__all__ = ["ARCHS16", "Conv16Spec", "conv16_spec_for", "conv16_v68", "conv16_v73"]
+
+ARCHS16 = ("v68", "v73")
+"""The archs whose W8A16 convolution is established."""
 
 
 def conv16_v73(xh_sum: np.ndarray, xl_sum: np.ndarray, w_sum: np.ndarray, qb: np.ndarray, zx: int,
@@ -69,10 +71,35 @@ def conv16_v73(xh_sum: np.ndarray, xl_sum: np.ndarray, w_sum: np.ndarray, qb: np
     return np.clip(((y + 64) >> 7) + int(zo), 0, 65535)
 
 
+def conv16_v68(xh_sum: np.ndarray, xl_sum: np.ndarray, w_sum: np.ndarray, qbz: np.ndarray, zx: int,
+               real: np.ndarray) -> np.ndarray:
+    """Output codes of a W8A16 convolution on v68 (module docstring), arguments as :func:`conv16_v73`'s but
+    ``qbz``: the bias with the output zero point's share as QNN's v68 forms it (``floor(fl(bias + fl(zo / fl(M)))
+    + 1/2)``, spec/qnn_requant.py's ``qnn_bias`` v68 plus its ``pre``)::
+
+        a    = sum(w * xh) + floor(sum(w * xl) / 256) + floor(qbz / 256) - floor((zx * sum(w) + 128) / 256)
+        m    = round(M * 256 * 2^k),  k = 10 - floor(log2(M * 256))   an 11-bit multiplier, as v68's 8-bit one
+        code = clamp((a * m + 2^(k-1)) >> k, 0, 65535)               one rounding, the zero point already in a
+    """
+    w_sum = np.asarray(w_sum, dtype=np.int64)
+    a = (np.asarray(xh_sum, dtype=np.int64) + (np.asarray(xl_sum, dtype=np.int64) >> 8)
+         + (np.asarray(qbz, dtype=np.int64) >> 8) - ((int(zx) * w_sum + 128) >> 8))
+    mult, k = [], []
+    for r in np.asarray(real, dtype=np.float64).reshape(-1):
+        kr = 10 - math.floor(math.log2(r * 256.0))
+        mult.append(math.floor(r * 256.0 * 2.0**kr + 0.5))
+        k.append(kr)
+    kk = np.asarray(k, dtype=np.int64)
+    if not np.all(kk > 0):
+        raise ValueError("conv16_v68: multipliers of 2^10 / 256 or more are not covered")
+    return np.clip((a * np.asarray(mult, dtype=np.int64) + (np.int64(1) << (kk - 1))) >> kk, 0, 65535)
+
+
 @dataclass(frozen=True)
 class Conv16Spec:
-    """:func:`conv16_v73` as the kernels run it: per output channel the 24-bit multiplier ``mult`` and the
-    shift ``shift`` (``k - 7``) to 7 fractional bits, and the output zero point.
+    """The W8A16 rule per arch as the kernels run it: per output channel the multiplier ``mult`` and its shift
+    (v73: :func:`conv16_v73`'s 24-bit multiplier, ``shift = k - 7`` to 7 fractional bits, the output zero point
+    added after; v68: :func:`conv16_v68`'s 11-bit one, ``shift = k``, the zero point in the bias).
 
     The kernels give the bytes' sums as plane sums ``th``, ``tl`` with known differences ``dh = sum(w * xh) - th``,
     ``dl = sum(w * xl) - tl`` (the reference and the float convolutions sum the bytes less the zero point's bytes,
@@ -89,32 +116,51 @@ class Conv16Spec:
 
     @staticmethod
     def of(real: np.ndarray, zero_point: int, arch: str = "v73") -> Conv16Spec:
-        """From ``M`` per channel (float64 of the float32 scales); ValueError where ``M * 256 >= 2^15`` or
-        ``M <= 0`` (not covered)."""
+        """From ``M`` per channel (float64 of the float32 scales); ValueError where ``M <= 0`` or ``M * 256`` is
+        2^15 (v73) or 2^10 (v68) or more (not covered)."""
+        if arch not in ARCHS16:
+            raise ValueError(f"conv16: no W8A16 rule for {arch}")
         mult, shift = [], []
         for r in np.asarray(real, dtype=np.float64).reshape(-1):
             t = float(r) * 256.0
-            if not 0.0 < t < 2.0**15:
+            if not 0.0 < t < (2.0**15 if arch == "v73" else 2.0**10):
                 raise ValueError(f"conv16: multiplier {float(r)} is not covered")
-            k = 23 - math.floor(math.log2(t))
-            mult.append(math.floor(t * 2.0**k + 0.5))
-            shift.append(k - 7)
+            if arch == "v73":
+                k = 23 - math.floor(math.log2(t))
+                mult.append(math.floor(t * 2.0**k + 0.5))
+                shift.append(k - 7)
+            else:
+                k = 10 - math.floor(math.log2(t))
+                mult.append(math.floor(t * 2.0**k + 0.5))
+                shift.append(k)
         return Conv16Spec(np.asarray(mult, dtype=np.int64), np.asarray(shift, dtype=np.int64), int(zero_point), arch)
 
-    @staticmethod
-    def offsets(w_sum: np.ndarray, qb: np.ndarray, zx: int, dh: np.ndarray, dl: np.ndarray
+    def bias(self, b: np.ndarray, x_scale: float, w_scale: np.ndarray, bias_scale: float | None, real: np.ndarray
+             ) -> np.ndarray:
+        """The bias ``qb`` the rule takes, from the bias ``b`` on the accumulators' scale (int64 per channel; see
+        spec/qnn_requant.py's ``qnn_bias``): v73's conversion; on v68 its float32 sum with the output zero point's
+        share ``zo / M``, rounded (``qnn_bias``'s v68 form, the share it leaves out added back)."""
+        if self.arch == "v68":
+            spec = QnnRequantSpec.of("v68", real, self.zero_point, 16)
+            return np.asarray(qnn_bias("v68", b, x_scale, w_scale, bias_scale, spec, real) + spec.pre, dtype=np.int64)
+        return np.asarray(qnn_bias(self.arch, b, x_scale, w_scale, bias_scale), dtype=np.int64)
+
+    def offsets(self, w_sum: np.ndarray, qb: np.ndarray, zx: int, dh: np.ndarray, dl: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
-        """``(hoff, loff)`` (class docstring): ``dh`` with the truncated bias and the zero point's rounded share
-        (``w_sum``: the weights' sum over the output's taps), and ``dl``."""
+        """``(hoff, loff)`` (class docstring): ``dh`` with the bias in units of 256 (v73 truncated, v68 floored)
+        and the zero point's rounded share (``w_sum``: the weights' sum over the output's taps), and ``dl``."""
         w_sum = np.asarray(w_sum, dtype=np.int64)
         qb = np.asarray(qb, dtype=np.int64)
-        hoff = np.asarray(dh, dtype=np.int64) + np.sign(qb) * (np.abs(qb) >> 8) - ((int(zx) * w_sum + 128) >> 8)
+        b256 = qb >> 8 if self.arch == "v68" else np.sign(qb) * (np.abs(qb) >> 8)
+        hoff = np.asarray(dh, dtype=np.int64) + b256 - ((int(zx) * w_sum + 128) >> 8)
         return hoff, np.asarray(dl, dtype=np.int64)
 
     def apply_np(self, th: np.ndarray, tl: np.ndarray, hoff: np.ndarray, loff: np.ndarray) -> np.ndarray:
         """Output codes (int64) of the plane sums ``th``, ``tl`` (channels last; :meth:`offsets`)."""
         a = np.asarray(th, dtype=np.int64) + hoff + ((np.asarray(tl, dtype=np.int64) + loff) >> 8)
         y = (a * self.mult + (np.int64(1) << (self.shift - 1))) >> self.shift
+        if self.arch == "v68":
+            return np.clip(y, 0, 65535)
         return np.clip(((y + 64) >> 7) + self.zero_point, 0, 65535)
 
     def apply_t(self, th: torch.Tensor, tl: torch.Tensor, hoff: torch.Tensor, loff: torch.Tensor,
@@ -124,7 +170,9 @@ class Conv16Spec:
         a = th.to(torch.int64).add_(hoff)
         a += (tl.to(torch.int64) + loff) >> 8
         a.mul_(mult).add_(torch.bitwise_left_shift(torch.ones_like(shift), shift - 1)).bitwise_right_shift_(shift)
-        return a.add_(64).bitwise_right_shift_(7).add_(self.zero_point).clamp_(0, 65535).to(torch.int32)
+        if self.arch == "v73":
+            a.add_(64).bitwise_right_shift_(7).add_(self.zero_point)
+        return a.clamp_(0, 65535).to(torch.int32)
 
 
 def conv16_spec_for(arch: str, arithmetic: str, real: np.ndarray, zero_point: int, in_bits: int, w_bits: int,
