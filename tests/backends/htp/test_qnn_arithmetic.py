@@ -172,7 +172,8 @@ def _a16_case(op: str, seed: int) -> Case:
         cin, cout_g = group * int(rng.integers(1, 4)), int(rng.integers(1, 4))
         stride = [int(rng.integers(1, 4)), int(rng.integers(1, 4))]
         dil = [int(rng.integers(1, 3)), int(rng.integers(1, 3))]
-        pads = [[int(rng.integers(0, kh)), int(rng.integers(0, kh))], [int(rng.integers(0, kw)), int(rng.integers(0, kw))]]
+        pads = [[int(rng.integers(0, kh)), int(rng.integers(0, kh))],
+                [int(rng.integers(0, kw)), int(rng.integers(0, kw))]]
         outpad = [int(rng.integers(0, max(stride[0], dil[0]))), int(rng.integers(0, max(stride[1], dil[1])))]
         attrs = {"stride": stride, "dilation": dil, "pad_amount": pads, "output_padding": outpad, "group": group}
         xshape = (int(rng.integers(1, 3)), int(rng.integers(2, 7)), int(rng.integers(2, 7)), cin)

@@ -792,12 +792,15 @@ class QnnRequant(Requant):
 
 
 class QnnConv16Requant(Requant):
-    """QNN's W8A16 requantization (spec/qnn_conv16.py's :class:`Conv16Spec`, v73): its accumulator is made from the
-    input's high and low bytes' sums apart (the low one floored to units of 256), so it is not a function of one
-    accumulator: the kernels give it the two plane sums (:meth:`planes_np`, :meth:`planes_fast`) with the weights'
-    column sums and the bias, and :meth:`reference` / :meth:`fast` of one accumulator are not defined."""
+    """QNN's W8A16 requantization (spec/qnn_conv16.py's :class:`Conv16Spec`, v68 and v73): its accumulator is
+    made from the input's high and low bytes' sums apart (the low one floored to units of 256), so it is not a
+    function of one accumulator: the kernels give it the two plane sums (:meth:`planes_np`, :meth:`planes_fast`)
+    with the weights' column sums and the bias, and :meth:`reference` / :meth:`fast` of one accumulator are not
+    defined."""
 
-    KERNELS = ("conv",)  # the kernels it is established for (a strided depthwise one: "dw_strided", not probed)
+    # the kernels it is established for; not a strided depthwise convolution ("dw_strided": the rule gives 24-53%
+    # of the fidelity cases' codes there, TFLite's rounding 65-68%)
+    KERNELS = ("conv",)
 
     def __init__(self, real: np.ndarray, spec: Conv16Spec, device: torch.device):
         self.real = np.asarray(real, dtype=np.float64).reshape(-1)
@@ -826,8 +829,8 @@ class QnnConv16Requant(Requant):
     def planes_np(self, th: np.ndarray, tl: np.ndarray, w_sum: np.ndarray, bias: np.ndarray, zx: int,
                   dh: np.ndarray, dl: np.ndarray) -> np.ndarray:
         """Codes of the plane sums ``th``, ``tl`` (channels last) whose bytes' sums are ``th + dh``, ``tl + dl``
-        (``w_sum``: the weights' sum over each output's taps; ``bias``: :meth:`Conv16Spec.bias`; :meth:`Conv16Spec.offsets`:
-        the constants may be per channel or broadcast against the sums)."""
+        (``w_sum``: the weights' sum over each output's taps; ``bias``: :meth:`Conv16Spec.bias`;
+        :meth:`Conv16Spec.offsets`: the constants may be per channel or broadcast against the sums)."""
         return self.spec16.apply_np(th, tl, *self.spec16.offsets(w_sum, bias, zx, dh, dl))
 
     def planes_fast(self, w_sum: np.ndarray, bias: np.ndarray, zx: int, dh: np.ndarray, dl: np.ndarray

@@ -1,12 +1,12 @@
-"""QNN's HTP convolution with 16-bit activations and int8 weights (W8A16), v73: how the accumulator is formed
-and requantized to 16-bit output codes. Established on Qualcomm's HTP simulator (onnxruntime-qnn 2.7.0, QNN
-2.51) with ``tests/fidelity/conv16_probe.py`` (1x1 convolutions, uint16 input codes, docs/htp-fidelity.md,
-"16-bit activations"); wired into the htp backend's convolutions and FullyConnected as :class:`Conv16Spec`
-(requant.py's ``QnnConv16Requant``; docs/htp-fidelity.md, "W8A16 convolutions wired").
+"""QNN's HTP convolution with 16-bit activations and int8 weights (W8A16), v73 and v68: how the accumulator is
+formed and requantized to 16-bit output codes. Established on Qualcomm's HTP simulator (onnxruntime-qnn 2.7.0,
+QNN 2.51) with ``tests/fidelity/conv16_probe.py`` (1x1 convolutions, uint16 input codes, docs/htp-fidelity.md,
+"16-bit activations" and "W8A16 convolutions wired"); wired into the htp backend's convolutions and
+FullyConnected as :class:`Conv16Spec` (requant.py's ``QnnConv16Requant``).
 
 The HTP multiplies bytes: each uint16 input code ``x = 256 * xh + xl`` is split, and the low bytes' products are
 brought to the high bytes' scale by a floor shift, *before* the bias and the zero point, so the output is not a
-function of the exact accumulator ``sum(w * (x - zx)) + b`` alone::
+function of the exact accumulator ``sum(w * (x - zx)) + b`` alone. v73 (:func:`conv16_v73`)::
 
     a    = sum(w * xh) + floor(sum(w * xl) / 256)        the low bytes' sum floored to units of 256
            + trunc(qb / 256)                             the bias (qnn_bias's v73 conversion), truncated
@@ -15,18 +15,34 @@ function of the exact accumulator ``sum(w * (x - zx)) + b`` alone::
     y    = (a * m + 2^(k-8)) >> (k - 7)                  first rounded to 7 fractional bits
     code = clamp(((y + 64) >> 7) + zo, 0, 65535)         then to an integer; zero point added after
 
-Evidence (v73, 1x1 convolutions of two uint16 input channels, random int8 weights, random biases to 3e5 of both
+v68 (:func:`conv16_v68`): the same ``a`` but with ``floor(qbz / 256)``, ``qbz`` the bias with the output zero
+point's share as v68 forms it for 8-bit codes (``floor(fl(bias + fl(zo / fl(M))) + 1/2)``, qnn_bias's v68 form),
+then v68's 11-bit multiplier of ``M * 256`` (``k = 10 - floor(log2(M * 256))``) and one rounding half up, no
+zero point after (no low bits dropped, unlike v68's 8-bit form at small ``M``).
+
+Evidence, v73 (1x1 convolutions of two uint16 input channels, random int8 weights, random biases to 3e5 of both
 signs, input zero point 12345, output zero point 700, 8 channels x 8192 positions per multiplier): at ``M`` =
 0.3, 0.07, 0.011, 4e-4, 3e-5: 100% of the codes; at ``M = 0.0023``: 99.968%. The accumulator's form (which
 terms are floored, truncated or rounded, 125 combinations tried) was found at ``M = 4e-4`` on two such sets:
 only this one holds both (100%); flooring the whole accumulator once (``(acc + qb) >> 8``) gives 96-97%, exact
-rounding of ``acc * M`` (TFLite's arithmetic, openqnn's htp today) 64-94% (up to ``255 * M`` codes low). The
-7-bit intermediate rounding shows at small ``M`` (a single rounding with any multiplier precision: 99.7%).
-Ruled out: float32 products (``fl(fl(a) * fl(M * 256))``, 99.5-99.8%), a 22-bit multiplier (one fit at one
-``M`` only).
+rounding of ``acc * M`` (TFLite's arithmetic) 64-94% (up to ``255 * M`` codes low). The 7-bit intermediate
+rounding shows at small ``M`` (a single rounding with any multiplier precision: 99.7%). Ruled out: float32
+products (``fl(fl(a) * fl(M * 256))``, 99.5-99.8%), a 22-bit multiplier (one fit at one ``M`` only).
 
-Open: the 0.03% at ``M = 0.0023`` (the codes sit within 1e-3 of a rounding edge; a 22-bit ceiled multiplier
-fits that set better, 99.974%, and no other), v68 (not probed), and FullyConnected (same kernel expected).
+Evidence, v68 (the same kind of probe, inputs within the range that keeps outputs unclipped, output zero points
+0..40000, input zero points 300..65000, per-tensor and per-channel weight scales): a consecutive-code probe first
+(weight 1: the code steps every 256 input codes, as on v73; the slope is the 11-bit multiplier's, 1229 / 16 for
+``M * 256 = 76.8``, and the level at ``xh = zx >> 8`` 43 codes below v73's: the zero point's share times that
+multiplier); then of 2 x 64 x 2 forms (the bias, zero point share and output zero point share floored, rounded,
+truncated, apart or joined; 11/12-bit multipliers; low bits dropped or not) only this one holds all of 9 random
+sets (M 3e-5..0.3, 589,824 codes, 100%); a fresh validation of 5 sets (M 1e-5..0.07, three per-channel):
+327,669 of 327,680, the 11 others in one channel at ``M = 4.4e-6`` whose accumulator exceeds 2^24, each just above
+a half and rounded down (float32 products of ``a`` or ``a * m`` do worse: 99.96%).
+
+Open: v73's 0.03% at ``M = 0.0023`` (the codes sit within 1e-3 of a rounding edge; a 22-bit ceiled multiplier
+fits that set better, 99.974%, and no other); v68's 11 codes above; a strided depthwise convolution (another
+kernel: the rule gives 24-53% there, TFLite's rounding 65-68%); v68's bias where its float32 sum lies within an
+ulp of a multiple of 256 (inherited from the 8-bit form: docs/htp-fidelity.md, "The bias on v68").
 """
 
 from __future__ import annotations
