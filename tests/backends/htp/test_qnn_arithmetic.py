@@ -201,8 +201,9 @@ def test_w8a16_fast_equals_the_qnn16_spec(op: str, seed: int, arch, conv_impl: s
 
 
 def test_w8a16_spec_where_established_only() -> None:
-    """v68 and v73 W8A16 take spec/qnn_conv16.py; other archs, 8-bit outputs, 16-bit weights, a strided depthwise
-    convolution and arithmetic "tflite" keep TFLite's; a plan keeps the spec."""
+    """v68 and v73 W8A16 take spec/qnn_conv16.py, a strided depthwise convolution its own (spec/qnn_requant.py's
+    "dw_strided"); other archs, 8-bit outputs, 16-bit weights and arithmetic "tflite" keep TFLite's; a plan keeps
+    the spec."""
     rng = np.random.default_rng(16)
     attrs = {"stride": [1, 1], "pad_amount": [[1, 1], [1, 1]], "dilation": [1, 1]}
 
@@ -222,8 +223,15 @@ def test_w8a16_spec_where_established_only() -> None:
                w_axis=3, bias="acc", **{**A16, "wbw": 16})
     strided = Case("DepthWiseConv2d", [(1, 9, 9, 4)], {**attrs, "stride": [2, 2]}, rng,
                    weight=rng.normal(size=(3, 3, 1, 4)), w_axis=3, bias="acc", **A16)
-    for other in (out8, w16, strided):
+    for other in (out8, w16):
         assert "arith" not in rq_of(other)
+    # a strided depthwise convolution: its 8-bit form (the exact accumulator, the zero point folded in, a 15-bit
+    # multiplier) also with 16-bit codes (the fidelity cases: per-tensor 100%, per-channel 99.57%, v68 = v73)
+    for arch in (V68, V73):
+        rq = rq_of(strided, arch)
+        assert rq["arith"] == "qnn" and rq["kernel"] == "dw_strided" and rq["bits"] == 16
+        strided.check(arch, arithmetic="qnn", steps=4.0)
+        strided.check(arch, mode="float64", arithmetic="qnn", steps=4.0)
     step = BUILDERS["Conv2d"](conv.graph.nodes[0], HtpBuildContext(conv.graph, V73, arithmetic="qnn"))
     plan = StepPlan.from_json(json.loads(json.dumps(step.plan.to_json(), allow_nan=False)), step.plan.stored_arrays())
     assert isinstance(Requant.from_attrs(plan.attrs["rq"], torch.device("cpu")), QnnConv16Requant)

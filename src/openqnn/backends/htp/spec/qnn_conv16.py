@@ -40,9 +40,10 @@ sets (M 3e-5..0.3, 589,824 codes, 100%); a fresh validation of 5 sets (M 1e-5..0
 a half and rounded down (float32 products of ``a`` or ``a * m`` do worse: 99.96%).
 
 Open: v73's 0.03% at ``M = 0.0023`` (the codes sit within 1e-3 of a rounding edge; a 22-bit ceiled multiplier
-fits that set better, 99.974%, and no other); v68's 11 codes above; a strided depthwise convolution (another
-kernel: the rule gives 24-53% there, TFLite's rounding 65-68%); v68's bias where its float32 sum lies within an
-ulp of a multiple of 256 (inherited from the 8-bit form: docs/htp-fidelity.md, "The bias on v68").
+fits that set better, 99.974%, and no other); v68's 11 codes above; v68's bias where its float32 sum lies
+within an ulp of a multiple of 256 (inherited from the 8-bit form: docs/htp-fidelity.md, "The bias on v68").
+Not this rule: a strided depthwise convolution (24-53% of the fidelity cases' codes), which takes its 8-bit form
+with 16-bit codes too (spec/qnn_requant.py's "dw_strided": the exact accumulator, no byte split).
 """
 
 from __future__ import annotations
