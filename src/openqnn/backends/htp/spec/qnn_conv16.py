@@ -33,9 +33,9 @@ Evidence, v68 (the same kind of probe, inputs within the range that keeps output
 0..40000, input zero points 300..65000, per-tensor and per-channel weight scales): a consecutive-code probe first
 (weight 1: the code steps every 256 input codes, as on v73; the slope is the 11-bit multiplier's, 1229 / 16 for
 ``M * 256 = 76.8``, and the level at ``xh = zx >> 8`` 43 codes below v73's: the zero point's share times that
-multiplier); then of 2 x 64 x 2 forms (the bias, zero point share and output zero point share floored, rounded,
-truncated, apart or joined; 11/12-bit multipliers; low bits dropped or not) only this one holds all of 9 random
-sets (M 3e-5..0.3, 589,824 codes, 100%); a fresh validation of 5 sets (M 1e-5..0.07, three per-channel):
+multiplier); then of about 140 accumulator forms (the bias, zero point share and output zero point share
+floored, rounded, truncated, apart or joined), each with an 11- or 12-bit multiplier and low bits dropped or not,
+only this one holds all of 9 random sets (M 3e-5..0.3, 589,824 codes, 100%); a fresh validation of 5 sets (M 1e-5..0.07, three per-channel):
 327,669 of 327,680, the 11 others in one channel at ``M = 4.4e-6`` whose accumulator exceeds 2^24, each just above
 a half and rounded down (float32 products of ``a`` or ``a * m`` do worse: 99.96%).
 
