@@ -200,6 +200,35 @@ def test_w8a16_fast_equals_the_qnn16_spec(op: str, seed: int, arch, conv_impl: s
     case.check(arch, mode="float64", arithmetic="qnn", steps=steps)
 
 
+def test_tconv_tap_sums_count_the_lattice_taps() -> None:
+    """conv.tconv_tap_sums (closed form, periodic in the stride) equals the transposed convolution of an input of
+    ones extended beyond every edge far enough that each output's lattice taps all land on it."""
+    from openqnn.backends.htp.kernels.conv import _Geo, tconv_acc_np, tconv_tap_sums
+
+    rng = np.random.default_rng(25)
+    checked = 0
+    while checked < 60:
+        kh, kw = (int(v) for v in rng.integers(1, 6, size=2))
+        groups = int(rng.choice([1, 2, 3]))
+        cin, cout_g = groups * int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        sh, sw, dh, dw = (int(v) for v in rng.integers(1, 4, size=4))
+        h, w = (int(v) for v in rng.integers(1, 7, size=2))
+        pt, pb, pl, pr = (int(rng.integers(0, kh)), int(rng.integers(0, kh)), int(rng.integers(0, kw)),
+                          int(rng.integers(0, kw)))
+        oh = (h - 1) * sh + dh * (kh - 1) + 1 - pt - pb + int(rng.integers(0, max(sh, dh)))
+        ow = (w - 1) * sw + dw * (kw - 1) + 1 - pl - pr + int(rng.integers(0, max(sw, dw)))
+        if oh < 1 or ow < 1:
+            continue
+        g = _Geo.of({"n": 1, "h": h, "w": w, "c": cin, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "dh": dh, "dw": dw,
+                     "pt": pt, "pb": pb, "pl": pl, "pr": pr, "oh": oh, "ow": ow, "cout": groups * cout_g})
+        wc = rng.integers(-128, 128, size=(kh, kw, cin, cout_g))
+        eh, ew = kh * dh + 1, kw * dw + 1
+        big = _Geo.of({**g.to_attrs(), "h": h + 2 * eh, "w": w + 2 * ew, "pt": pt + eh * sh, "pl": pl + ew * sw})
+        ones = tconv_acc_np(np.ones((1, big.h, big.w, cin), dtype=np.int64), wc, big, groups)[0]
+        np.testing.assert_array_equal(tconv_tap_sums(wc, g, groups), ones)
+        checked += 1
+
+
 def test_w8a16_spec_where_established_only() -> None:
     """v68 and v73 W8A16 take spec/qnn_conv16.py, a strided depthwise convolution its own (spec/qnn_requant.py's
     "dw_strided"); other archs, 8-bit outputs, 16-bit weights and arithmetic "tflite" keep TFLite's; a plan keeps

@@ -168,12 +168,14 @@ def tconv_acc_np(xc: np.ndarray, wc: np.ndarray, g: _Geo, groups: int) -> np.nda
 def tconv_tap_sums(wc: np.ndarray, g: _Geo, groups: int) -> np.ndarray:
     """Per output position and channel [oh, ow, cout]: the sum of the transposed convolution's weights whose taps
     fall on the input's lattice (``i * stride``), inside the input or not (QNN's W8A16 zero point share counts
-    those: its taps by the output's phase, the input padded with the zero point; probed, docs/htp-fidelity.md)."""
-    kh, kw = wc.shape[:2]
-    eh, ew = kh * g.dh + 1, kw * g.dw + 1  # input pixels added on each side: every lattice tap of the output
-    big = _Geo.of({**g.to_attrs(), "n": 1, "h": g.h + 2 * eh, "w": g.w + 2 * ew, "pt": g.pt + eh * g.sh,
-                   "pl": g.pl + ew * g.sw})
-    return tconv_acc_np(np.ones((1, big.h, big.w, g.c), dtype=np.int64), wc, big, groups)[0]
+    those: its taps by the output's phase, the input padded with the zero point; probed, docs/htp-fidelity.md).
+    Tap ``(i, j)`` reaches output row ``o`` from the lattice where ``(o + pad_top - i * dilation) % stride == 0``
+    (and likewise for columns), so the sums are periodic in the stride."""
+    kh, kw, cin, cout_g = wc.shape
+    taps = wc.astype(np.int64).reshape(kh, kw, groups, cin // groups, cout_g).sum(axis=3).reshape(kh, kw, -1)
+    rows = ((np.arange(g.oh)[:, None] + g.pt - np.arange(kh)[None, :] * g.dh) % g.sh == 0).astype(np.int64)
+    cols = ((np.arange(g.ow)[:, None] + g.pl - np.arange(kw)[None, :] * g.dw) % g.sw == 0).astype(np.int64)
+    return np.einsum("oi,qj,ijc->oqc", rows, cols, taps)
 
 
 # -- convolutions: the fast path ------------------------------------------------------------------
