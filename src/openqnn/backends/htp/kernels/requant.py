@@ -810,14 +810,16 @@ class QnnConv16Requant(Requant):
         self.mode = "qnn16"
 
     def to_attrs(self) -> dict[str, object]:
-        """The multipliers ``M`` and the output zero point (the spec's constants are made again from them)."""
+        """The multipliers ``M``, the output zero point and the spec's integer constants as decided here
+        (``consts``: an int64 [2, channels] array, multiplier and shift), which binding reads."""
         return {"arith": "qnn16", "arch": self.spec16.arch, "real": self.real, "zo": self.zo, "bits": 16,
-                "wide": True}
+                "wide": True, "consts": np.stack([self.spec16.mult, self.spec16.shift]).astype(np.int64)}
 
     @staticmethod
     def from_attrs(attrs: Mapping[str, Any], device: torch.device) -> QnnConv16Requant:
         real = np.asarray(attrs["real"], dtype=np.float64)
-        return QnnConv16Requant(real, Conv16Spec.of(real, int(attrs["zo"]), str(attrs["arch"])), device)
+        mult, shift = np.asarray(attrs["consts"], dtype=np.int64)
+        return QnnConv16Requant(real, Conv16Spec(mult, shift, int(attrs["zo"]), str(attrs["arch"])), device)
 
     def reference(self, acc: np.ndarray) -> np.ndarray:
         raise TypeError("QnnConv16Requant takes the bytes' plane sums: use planes_np")
