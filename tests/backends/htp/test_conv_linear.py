@@ -16,6 +16,7 @@ import torch
 import openqnn
 from openqnn.backends.htp import HtpBackend, native
 from openqnn.backends.htp.arch import ARCHS
+from openqnn.backends.htp.config import HtpConfig
 from openqnn.backends.htp.fixedpoint import INT32_MAX, INT32_MIN
 from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext, Unsupported
 from openqnn.backends.htp.kernels import conv as conv_mod
@@ -579,13 +580,15 @@ def _small_net(rng: np.random.Generator, xbw: int) -> Graph:
     return quantize(g, data, QuantizerConfig(act_bitwidth=xbw, use_per_channel_quantization=xbw == 8))
 
 
+@pytest.mark.parametrize("arithmetic", ["qnn", "tflite"])
 @pytest.mark.parametrize("xbw", [8, 16])
-def test_backend_fast_equals_reference(xbw: int) -> None:
+def test_backend_fast_equals_reference(xbw: int, arithmetic: str) -> None:
     rng = np.random.default_rng(1200 + xbw)
     g = _small_net(rng, xbw)
     x = {"x": rng.normal(size=(1, 8, 8, 4)).astype(np.float32)}
-    fast = HtpBackend(path="fast").prepare(g)
-    ref = HtpBackend(path="reference").prepare(g)
+    cfg = HtpConfig(arithmetic=arithmetic)
+    fast = HtpBackend(cfg, path="fast").prepare(g)
+    ref = HtpBackend(cfg, path="reference").prepare(g)
     ours = {f.op_type for f in fast.exe.fallbacks} & {"Conv2d", "DepthWiseConv2d", "TransposeConv2d", "MatMul",
                                                        "FullyConnected"}
     assert not ours, fast.exe.fallbacks
@@ -595,4 +598,9 @@ def test_backend_fast_equals_reference(xbw: int) -> None:
     sim = openqnn.Session(g).run(x)["y"]
     deq = fast.run(x)["y"]
     step = g.tensors["y"].encoding.scale[0]
-    assert np.abs(deq - sim).max() <= 4 * step  # a chain of five ops: a few steps at most
+    if xbw == 16 and arithmetic == "qnn":
+        # QNN's W8A16 convolutions (v73, spec/qnn_conv16.py) floor the low bytes' sums: their outputs lean low by
+        # up to a few codes, which the MatMul of h with itself sums over 64 products (measured: 15 steps, mean -2.7)
+        assert np.abs(deq - sim).max() <= 24 * step
+    else:
+        assert np.abs(deq - sim).max() <= 4 * step  # a chain of five ops: a few steps at most

@@ -17,7 +17,8 @@ from openqnn.backends.htp.arch import ARCHS
 from openqnn.backends.htp.config import HtpConfig
 from openqnn.backends.htp.kernels import HTP_KERNELS
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, bind_step
-from openqnn.backends.htp.kernels.requant import QnnRequant, Requant
+from openqnn.backends.htp.kernels.requant import QnnConv16Requant, QnnRequant, Requant
+from openqnn.backends.htp.spec.qnn_conv16 import Conv16Spec, conv16_spec_for, conv16_v68, conv16_v73
 from openqnn.backends.htp.spec.qnn_eltwise import QnnAddSpec
 from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec, TensorConsts
 from openqnn.backends.plan import StepPlan
@@ -70,9 +71,9 @@ def test_the_requantization_is_qnns_only_where_established() -> None:
         step = BUILDERS["Conv2d"](node_of(conv), HtpBuildContext(conv.graph, arch, arithmetic="qnn"))
         assert "arith" not in step.plan.attrs["rq"]
     wide = Case("Conv2d", [(1, 6, 6, 3)], {**_conv_attrs(rng, (3, 3)), "group": 1}, rng,
-                weight=rng.normal(size=(3, 3, 3, 4)), w_axis=None, bias="acc", xbw=16, obw=16, wbw=8, w_sym=True)
-    step = BUILDERS["Conv2d"](node_of(wide), HtpBuildContext(wide.graph, V68, arithmetic="qnn"))
-    assert "arith" not in step.plan.attrs["rq"]
+                weight=rng.normal(size=(3, 3, 3, 4)), w_axis=None, bias="acc", xbw=16, obw=16, wbw=16, w_sym=True)
+    step = BUILDERS["Conv2d"](node_of(wide), HtpBuildContext(wide.graph, V73, arithmetic="qnn"))
+    assert "arith" not in step.plan.attrs["rq"]  # W16A16: not probed (W8A16: test_w8a16_spec_where_established_only)
     with pytest.raises(InvalidConfigError, match="arithmetic"):
         HtpConfig(arithmetic="exact")
 
@@ -140,6 +141,192 @@ def test_strided_depthwise_spec_is_a_rounded_15_bit_multiplier() -> None:
         # the bias is added as given
         b = np.array([1, -3, 270000])
         np.testing.assert_array_equal(qnn_bias(arch, b, 0.01, np.array([0.003, 0.002, 0.001]), None, spec, spec.mult), b)
+
+
+# -- W8A16 convolutions, v73 (spec/qnn_conv16.py) -------------------------------------------------
+
+A16 = {"xbw": 16, "obw": 16, "wbw": 8, "w_sym": True}
+
+
+def _a16_case(op: str, seed: int) -> Case:
+    """A random W8A16 op: padded, strided, dilated and grouped convolutions, stride-1 depthwise ones, transposed
+    ones (strides, pads, output padding, groups), FullyConnected; per-tensor and per-channel weights."""
+    rng = np.random.default_rng([16, seed, len(op)])
+    pc = bool(seed % 2)
+    bias = str(rng.choice(["acc", "float", "none"]))
+    if op == "Conv2d":
+        k = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        group = int(rng.choice([1, 1, 2]))
+        cin, cout = group * int(rng.integers(1, 5)), group * int(rng.integers(1, 5))
+        xshape = (int(rng.integers(1, 3)), int(rng.integers(k[0] * 2, 11)), int(rng.integers(k[1] * 2, 11)), cin)
+        return Case(op, [xshape], {**_conv_attrs(rng, k), "group": group}, rng,
+                    weight=rng.normal(size=(*k, cin // group, cout)), w_axis=3 if pc else None, bias=bias, **A16)
+    if op == "DepthWiseConv2d":
+        c, k = int(rng.integers(1, 7)), int(rng.integers(1, 4))
+        attrs = {"stride": [1, 1], "pad_amount": [[int(rng.integers(0, k))] * 2] * 2,
+                 "dilation": [int(rng.integers(1, 3))] * 2}
+        return Case(op, [(1, 9, 8, c)], attrs, rng, weight=rng.normal(size=(k, k, 1, c)), w_axis=3 if pc else None,
+                    bias=bias, **A16)
+    if op == "TransposeConv2d":
+        kh, kw = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+        group = int(rng.choice([1, 1, 2]))
+        cin, cout_g = group * int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        stride = [int(rng.integers(1, 4)), int(rng.integers(1, 4))]
+        dil = [int(rng.integers(1, 3)), int(rng.integers(1, 3))]
+        pads = [[int(rng.integers(0, kh)), int(rng.integers(0, kh))],
+                [int(rng.integers(0, kw)), int(rng.integers(0, kw))]]
+        outpad = [int(rng.integers(0, max(stride[0], dil[0]))), int(rng.integers(0, max(stride[1], dil[1])))]
+        attrs = {"stride": stride, "dilation": dil, "pad_amount": pads, "output_padding": outpad, "group": group}
+        xshape = (int(rng.integers(1, 3)), int(rng.integers(2, 7)), int(rng.integers(2, 7)), cin)
+        return Case(op, [xshape], attrs, rng, weight=rng.normal(size=(kh, kw, cin, cout_g)),
+                    w_axis=3 if pc else None, bias=bias, **A16)
+    k, units = int(rng.integers(1, 60)), int(rng.integers(1, 20))
+    return Case(op, [(int(rng.integers(1, 6)), k)], {"keep_dims": True}, rng, weight=rng.normal(size=(units, k)),
+                w_axis=0 if pc else None, bias=bias, **A16)
+
+
+@pytest.mark.parametrize("arch", [V68, V73], ids=["v68", "v73"])
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("op", ["Conv2d", "DepthWiseConv2d", "TransposeConv2d", "FullyConnected"])
+def test_w8a16_fast_equals_the_qnn16_spec(op: str, seed: int, arch, conv_impl: str) -> None:  # noqa: F811
+    """Every kernel kind (the float convolutions, the int8 GEMMs, float64 GEMMs) gives the spec's bits; the
+    spec is near the float simulation (v73's floors lean low, about 3 codes at most measured; v68's 11-bit
+    multiplier, with the output zero point folded in, moves codes by up to ``zo * 2^-11``)."""
+    case = _a16_case(op, seed)
+    step = BUILDERS[op](case.graph.nodes[0], HtpBuildContext(case.graph, arch, arithmetic="qnn"))
+    assert step.plan is not None and step.plan.attrs["rq"]["arith"] == "qnn16"
+    assert step.plan.attrs["rq"]["arch"] == arch.name
+    steps = 4.0 if arch is V73 else 4.0 + 65535 * 2.0**-11
+    case.check(arch, arithmetic="qnn", steps=steps)
+    case.check(arch, mode="float64", arithmetic="qnn", steps=steps)
+
+
+def test_tconv_tap_sums_count_the_lattice_taps() -> None:
+    """conv.tconv_tap_sums (closed form, periodic in the stride) equals the transposed convolution of an input of
+    ones extended beyond every edge far enough that each output's lattice taps all land on it."""
+    from openqnn.backends.htp.kernels.conv import _Geo, tconv_acc_np, tconv_tap_sums
+
+    rng = np.random.default_rng(25)
+    checked = 0
+    while checked < 60:
+        kh, kw = (int(v) for v in rng.integers(1, 6, size=2))
+        groups = int(rng.choice([1, 2, 3]))
+        cin, cout_g = groups * int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        sh, sw, dh, dw = (int(v) for v in rng.integers(1, 4, size=4))
+        h, w = (int(v) for v in rng.integers(1, 7, size=2))
+        pt, pb, pl, pr = (int(rng.integers(0, kh)), int(rng.integers(0, kh)), int(rng.integers(0, kw)),
+                          int(rng.integers(0, kw)))
+        oh = (h - 1) * sh + dh * (kh - 1) + 1 - pt - pb + int(rng.integers(0, max(sh, dh)))
+        ow = (w - 1) * sw + dw * (kw - 1) + 1 - pl - pr + int(rng.integers(0, max(sw, dw)))
+        if oh < 1 or ow < 1:
+            continue
+        g = _Geo.of({"n": 1, "h": h, "w": w, "c": cin, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "dh": dh, "dw": dw,
+                     "pt": pt, "pb": pb, "pl": pl, "pr": pr, "oh": oh, "ow": ow, "cout": groups * cout_g})
+        wc = rng.integers(-128, 128, size=(kh, kw, cin, cout_g))
+        eh, ew = kh * dh + 1, kw * dw + 1
+        big = _Geo.of({**g.to_attrs(), "h": h + 2 * eh, "w": w + 2 * ew, "pt": pt + eh * sh, "pl": pl + ew * sw})
+        ones = tconv_acc_np(np.ones((1, big.h, big.w, cin), dtype=np.int64), wc, big, groups)[0]
+        np.testing.assert_array_equal(tconv_tap_sums(wc, g, groups), ones)
+        checked += 1
+
+
+def test_w8a16_spec_where_established_only() -> None:
+    """v68 and v73 W8A16 take spec/qnn_conv16.py, a strided depthwise convolution its own (spec/qnn_requant.py's
+    "dw_strided"); other archs, 8-bit outputs, 16-bit weights and arithmetic "tflite" keep TFLite's; a plan keeps
+    the spec."""
+    rng = np.random.default_rng(16)
+    attrs = {"stride": [1, 1], "pad_amount": [[1, 1], [1, 1]], "dilation": [1, 1]}
+
+    def rq_of(case: Case, arch=V73, arithmetic: str = "qnn") -> dict:
+        step = BUILDERS[case.graph.nodes[0].op_type](case.graph.nodes[0],
+                                                      HtpBuildContext(case.graph, arch, arithmetic=arithmetic))
+        return step.plan.attrs["rq"]
+
+    conv = Case("Conv2d", [(1, 6, 6, 3)], {**attrs, "group": 1}, rng, weight=rng.normal(size=(3, 3, 3, 4)),
+                w_axis=3, bias="acc", **A16)
+    assert rq_of(conv)["arith"] == "qnn16" and rq_of(conv, V68)["arith"] == "qnn16"
+    assert "arith" not in rq_of(conv, ARCHS["v69"]) and "arith" not in rq_of(conv, ARCHS["v75"])
+    assert "arith" not in rq_of(conv, arithmetic="tflite")
+    out8 = Case("Conv2d", [(1, 6, 6, 3)], {**attrs, "group": 1}, rng, weight=rng.normal(size=(3, 3, 3, 4)),
+                w_axis=3, bias="acc", **{**A16, "obw": 8})
+    w16 = Case("Conv2d", [(1, 6, 6, 3)], {**attrs, "group": 1}, rng, weight=rng.normal(size=(3, 3, 3, 4)),
+               w_axis=3, bias="acc", **{**A16, "wbw": 16})
+    strided = Case("DepthWiseConv2d", [(1, 9, 9, 4)], {**attrs, "stride": [2, 2]}, rng,
+                   weight=rng.normal(size=(3, 3, 1, 4)), w_axis=3, bias="acc", **A16)
+    for other in (out8, w16):
+        assert "arith" not in rq_of(other)
+    # a strided depthwise convolution: its 8-bit form (the exact accumulator, the zero point folded in, a 15-bit
+    # multiplier) also with 16-bit codes (the fidelity cases: per-tensor 100%, per-channel 99.57%, v68 = v73)
+    for arch in (V68, V73):
+        rq = rq_of(strided, arch)
+        assert rq["arith"] == "qnn" and rq["kernel"] == "dw_strided" and rq["bits"] == 16
+        strided.check(arch, arithmetic="qnn", steps=4.0)
+        strided.check(arch, mode="float64", arithmetic="qnn", steps=4.0)
+    step = BUILDERS["Conv2d"](conv.graph.nodes[0], HtpBuildContext(conv.graph, V73, arithmetic="qnn"))
+    plan = StepPlan.from_json(json.loads(json.dumps(step.plan.to_json(), allow_nan=False)), step.plan.stored_arrays())
+    assert isinstance(Requant.from_attrs(plan.attrs["rq"], torch.device("cpu")), QnnConv16Requant)
+    rebound = bind_step(plan)
+    ins = [conv.q[n] for n in step.inputs]
+    x = [torch.from_numpy(q).to(torch.int32) for q in ins]
+    np.testing.assert_array_equal(rebound.fast(*x).numpy(), step.fast(*x).numpy())
+    np.testing.assert_array_equal(np.asarray(rebound.reference(*ins)), np.asarray(step.reference(*ins)))
+
+
+def test_conv16_spec_constants_equal_the_documented_rule() -> None:
+    """Conv16Spec (the kernels' form: offsets, numpy and PyTorch) gives conv16_v73's codes, the rule as the probe
+    established it, on random byte sums, biases of both signs, zero points and multipliers."""
+    rng = np.random.default_rng(160)
+    for _ in range(20):
+        ch = int(rng.integers(1, 9))
+        real = np.exp(rng.uniform(np.log(2e-6), np.log(60.0), size=ch))
+        zx, zo = int(rng.integers(0, 65536)), int(rng.integers(0, 65536))
+        w_sum = rng.integers(-3000, 3000, size=ch)
+        qb = rng.integers(-(2**31), 2**31, size=ch) >> int(rng.integers(0, 24))
+        xh = rng.integers(-(2**22), 2**22, size=(300, ch))
+        xl = rng.integers(-(2**22), 2**22, size=(300, ch))
+        want = conv16_v73(xh, xl, w_sum, qb, zx, real, zo)
+        spec = Conv16Spec.of(real, zo)
+        # the kernels' plane sums: the bytes less some constant per plane (here 128, as the int8 GEMMs)
+        hoff, loff = spec.offsets(w_sum, qb, zx, 128 * w_sum, 128 * w_sum)
+        th, tl = xh - 128 * w_sum, xl - 128 * w_sum
+        np.testing.assert_array_equal(spec.apply_np(th, tl, hoff, loff), want)
+        consts = [torch.from_numpy(np.array(v, dtype=np.int64)) for v in (hoff, loff, spec.mult, spec.shift)]
+        got = spec.apply_t(torch.from_numpy(th).to(torch.int32), torch.from_numpy(tl).to(torch.int32), *consts)
+        assert got.dtype == torch.int32
+        np.testing.assert_array_equal(got.numpy(), want)
+        # v68: the bias already holds the output zero point's share (Conv16Spec.bias)
+        real68 = real[real * 256 < 1000]
+        if real68.size:
+            sel = real * 256 < 1000
+            spec = Conv16Spec.of(real68, zo, "v68")
+            hoff, loff = spec.offsets(w_sum[sel], qb[sel], zx, 0, 0)
+            np.testing.assert_array_equal(spec.apply_np(xh[:, sel], xl[:, sel], hoff, loff),
+                                          conv16_v68(xh[:, sel], xl[:, sel], w_sum[sel], qb[sel], zx, real68))
+    assert (Conv16Spec.of(np.array([1e-6, 0.3, 100.0]), 0).mult < 1 << 24).all()
+    assert (Conv16Spec.of(np.array([1e-6, 0.3, 3.0]), 0, "v68").mult < 1 << 11).all()
+    assert conv16_spec_for("v73", "qnn", np.array([200.0]), 0, 16, 8, 16) is None  # M * 256 >= 2^15: not covered
+    assert conv16_spec_for("v68", "qnn", np.array([5.0]), 0, 16, 8, 16) is None  # M * 256 >= 2^10: not covered
+    assert conv16_spec_for("v69", "qnn", np.array([0.01]), 0, 16, 8, 16) is None
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+def test_conv16_spec_reproduces_simulator_codes(arch: str) -> None:
+    """A probe's measured codes (tests/fidelity/conv16_probe.py's run: a 1x1 convolution of one uint16 input
+    channel, zero point 12345, weights 1 and -17, no bias, ``M = 0.3`` from float32 scales, output zero point
+    30000): the code steps every 256 input codes (the low byte's product floored away), and v68 sits 43 codes
+    below v73 at the zero point (its 11-bit multiplier times the folded zero point's share)."""
+    real, zx, zo = np.array([0.3000000219326471] * 2), 12345, 30000
+    x = np.array([8249, 8448, 8449, 12288, 12289, 12543, 12544, 16440])
+    seen = {"v68": [(28728, 50850), (28805, 49851), (28805, 49775), (29957, 30264), (29957, 30187), (29957, 28958),
+                    (30034, 28958), (31186, 9064)],
+            "v73": [(28771, 50890), (28848, 49891), (28848, 49814), (30000, 30307), (30000, 30230), (30000, 29002),
+                    (30077, 29002), (31229, 9110)]}
+    w = np.array([1, -17])
+    spec = Conv16Spec.of(real, zo, arch)
+    qb = spec.bias(np.zeros(2, dtype=np.int64), 1e-3, np.array([0.05]), None, real)
+    hoff, loff = spec.offsets(w, qb, zx, 0, 0)
+    codes = spec.apply_np((x >> 8)[:, None] * w, (x & 255)[:, None] * w, hoff, loff)
+    np.testing.assert_array_equal(codes, np.array(seen[arch]))
 
 
 # -- ReduceMean / ReduceSum (spec/qnn_reduce.py) --------------------------------------------------

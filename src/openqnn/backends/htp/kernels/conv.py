@@ -38,6 +38,12 @@ The fast path (PyTorch) computes the same bits:
   with an int64 fallback; in one C pass where the native helpers are built (native/). Large intermediates live in per-thread scratch buffers (scratch.py).
 
 On other devices than the CPU, the GEMMs run in float64 (exact below 2^53) instead of int8.
+
+Under QNN's W8A16 requantization (v73, 16-bit input and output codes, int8 weights: requant.py's
+``QnnConv16Requant``, spec/qnn_conv16.py) the output is not a function of ``acc``: the input codes' high and low
+bytes' sums enter apart (the low one floored to units of 256), so the reference convolves each byte plane and the
+fast kinds (the float convolution, the int8 GEMM core) hand both planes' sums to the requantization; a transposed
+convolution's zero point share counts the taps of the output's phase (:func:`tconv_tap_sums`).
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ from openqnn.backends.htp.kernels.gemm import (
     qconv_bound,
     qparams_attrs,
     qparams_of,
+    reference16,
     split_arrays,
     split_bounds,
     split_of,
@@ -87,7 +94,7 @@ from openqnn.backends.htp.kernels.registry import (
     htp_kernel,
     plan_tensor,
 )
-from openqnn.backends.htp.kernels.requant import Requant, requant_for
+from openqnn.backends.htp.kernels.requant import QnnConv16Requant, Requant, requant_for
 from openqnn.backends.htp.kernels.scratch import output_slot, scratch, step_output
 from openqnn.backends.plan import StepPlan
 from openqnn.errors import InvalidModelError
@@ -156,6 +163,19 @@ def tconv_acc_np(xc: np.ndarray, wc: np.ndarray, g: _Geo, groups: int) -> np.nda
             buf[:, i * g.dh:i * g.dh + (g.h - 1) * g.sh + 1:g.sh, j * g.dw:j * g.dw + (g.w - 1) * g.sw + 1:g.sw] += contrib
     return buf[:, g.pt:g.pt + g.oh, g.pl:g.pl + g.ow].reshape(g.n, g.oh, g.ow, groups * cout_g)
 
+
+
+def tconv_tap_sums(wc: np.ndarray, g: _Geo, groups: int) -> np.ndarray:
+    """Per output position and channel [oh, ow, cout]: the sum of the transposed convolution's weights whose taps
+    fall on the input's lattice (``i * stride``), inside the input or not (QNN's W8A16 zero point share counts
+    those: its taps by the output's phase, the input padded with the zero point; probed, docs/htp-fidelity.md).
+    Tap ``(i, j)`` reaches output row ``o`` from the lattice where ``(o + pad_top - i * dilation) % stride == 0``
+    (and likewise for columns), so the sums are periodic in the stride."""
+    kh, kw, cin, cout_g = wc.shape
+    taps = wc.astype(np.int64).reshape(kh, kw, groups, cin // groups, cout_g).sum(axis=3).reshape(kh, kw, -1)
+    rows = ((np.arange(g.oh)[:, None] + g.pt - np.arange(kh)[None, :] * g.dh) % g.sh == 0).astype(np.int64)
+    cols = ((np.arange(g.ow)[:, None] + g.pl - np.arange(kw)[None, :] * g.dw) % g.sw == 0).astype(np.int64)
+    return np.einsum("oi,qj,ijc->oqc", rows, cols, taps)
 
 
 # -- convolutions: the fast path ------------------------------------------------------------------
@@ -239,7 +259,10 @@ def _float_conv(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: 
     # 8-bit input on oneDNN: convolve x itself, padded with zx (no subtraction pass): every tap of
     # x - zx is then the same minus zx, so conv(x) = conv(x - zx) + zx * sum(w), folded into the bias
     raw = mkl and planes == 1
-    if raw:
+    if isinstance(rq, QnnConv16Requant):  # the planes' sums apart (of the bytes less the zero point's)
+        w_sum = wc.astype(np.int64).reshape(-1, cout).sum(axis=0)
+        run_rq = rq.planes_fast(w_sum, bias, zx, (zx >> 8) * w_sum, (zx & 255) * w_sum)
+    elif raw:
         run_rq = rq.fast(bias - zx * wc.astype(np.int64).reshape(-1, cout).sum(axis=0), [(1, 255.0 * absw)], dtype)
     else:
         run_rq = rq.fast(bias, [(c, 255.0 * absw) for c in coefs], dtype)
@@ -624,6 +647,10 @@ def _bind_conv2d(plan: StepPlan, device: torch.device) -> Bound:
     bias = np.asarray(arrays["bias"], dtype=np.int64)
 
     def reference(x: np.ndarray) -> np.ndarray:
+        if isinstance(rq, QnnConv16Requant):
+            wc = wc64()
+            return reference16(rq, x, xq, lambda xc: conv_acc_np(xc, wc, g, groups),
+                               wc.reshape(-1, wc.shape[-1]).sum(axis=0), bias)
         return _requant_np(rq, conv_acc_np(_x_np(x, xq), wc64(), g, groups), bias)
 
     mode = machine_mode(a["mode"], device)
@@ -727,7 +754,13 @@ def _bind_transpose_conv2d(plan: StepPlan, device: torch.device) -> Bound:
     wc64 = lazy_int64(arrays["w"])  # the reference's only: the fast path reads the split planes
     bias = np.asarray(arrays["bias"], dtype=np.int64)
 
+    # QNN's W8A16 requantization: the zero point's share counts the taps of the output's phase
+    phase_w = functools.cache(lambda: tconv_tap_sums(wc64(), g, groups))
+
     def reference(x: np.ndarray) -> np.ndarray:
+        if isinstance(rq, QnnConv16Requant):
+            wc = wc64()
+            return reference16(rq, x, xq, lambda xc: tconv_acc_np(xc, wc, g, groups), phase_w(), bias)
         return _requant_np(rq, tconv_acc_np(_x_np(x, xq), wc64(), g, groups), bias)
 
     hp, wp = int(a["hp"]), int(a["wp"])
@@ -735,7 +768,8 @@ def _bind_transpose_conv2d(plan: StepPlan, device: torch.device) -> Bound:
     wf_shape = np.broadcast_to(np.int64(0), tuple(a["wf_shape"]))  # (the core reads the shape; weights: split)
     core = ConvCore(wf_shape, xq, rq, bias, g.n, hp, wp, g.oh, g.ow, (1, 1), (g.dh, g.dw), groups,
                     machine_mode(a["mode"], device), device, split_of(a["wcoefs"], arrays),
-                    np.asarray(arrays["core_off"], dtype=np.int64), split_bounds(a["wcoefs"], arrays))
+                    np.asarray(arrays["core_off"], dtype=np.int64), split_bounds(a["wcoefs"], arrays),
+                    phase_w().reshape(g.oh * g.ow, g.cout) if isinstance(rq, QnnConv16Requant) else None)
     prep = _pad_planes_fn(xq, g.n, g.h, g.w, g.c, hp, wp, rows, cols, device)  # type: ignore[arg-type]
     core_run = core.run
 

@@ -31,7 +31,7 @@ from openqnn.backends.htp.kernels.registry import (
     deferred,
     plan_tensor,
 )
-from openqnn.backends.htp.kernels.requant import QnnRequant, Requant, Term
+from openqnn.backends.htp.kernels.requant import QnnConv16Requant, QnnRequant, Requant, Term
 from openqnn.backends.htp.kernels.scratch import output_slot, scratch, step_output
 from openqnn.backends.htp.native import NativeRequant
 from openqnn.backends.htp.spec.qnn_requant import qnn_bias
@@ -57,6 +57,7 @@ __all__ = [
     "qconv_bound",
     "qparams_attrs",
     "qparams_of",
+    "reference16",
     "split_arrays",
     "split_of",
     "static_operand",
@@ -229,20 +230,37 @@ def op_bias(ctx: HtpBuildContext, name: str, x_scale: float, w_scale: np.ndarray
     ``x_scale * w_scale`` (one weight scale, or one per channel), then, under QNN's requantization (``rq`` a
     :class:`QnnRequant`), QNN's own conversion of it (:func:`~openqnn.backends.htp.spec.qnn_requant.qnn_bias`:
     v73 truncates it after float32 arithmetic, per-tensor from the encoded integers and their scale; v68 rounds
-    it together with the output zero point's share, which its requantization otherwise adds)."""
+    it together with the output zero point's share, which its requantization otherwise adds); under QNN's W8A16
+    one (a :class:`QnnConv16Requant`), :meth:`~openqnn.backends.htp.spec.qnn_conv16.Conv16Spec.bias`."""
     w = np.asarray(w_scale, dtype=np.float64).reshape(-1)
     bias = bias_q(ctx, name, x_scale * np.broadcast_to(w, (channels,)), rq.wide)
-    if not name or not isinstance(rq, QnnRequant):
+    if not isinstance(rq, (QnnRequant, QnnConv16Requant)) or (not name and isinstance(rq, QnnRequant)):
         return bias
     bias_scale = None
-    t = ctx.graph.tensors[name]
-    if w.size == 1 and t.encoding is not None:
-        q = QParams.of(t.encoding)
-        if q.bitwidth == 32 and q.scale.size == 1 and not np.asarray(q.offset).any():
-            # per-tensor, QNN dequantizes the encoded integers with their own scale
-            bias = np.broadcast_to(ctx.static_q(name).reshape(-1), (channels,)).astype(np.int64)
-            bias_scale = float(q.scale[0])
+    if name:
+        t = ctx.graph.tensors[name]
+        if w.size == 1 and t.encoding is not None:
+            q = QParams.of(t.encoding)
+            if q.bitwidth == 32 and q.scale.size == 1 and not np.asarray(q.offset).any():
+                # per-tensor, QNN dequantizes the encoded integers with their own scale
+                bias = np.broadcast_to(ctx.static_q(name).reshape(-1), (channels,)).astype(np.int64)
+                bias_scale = float(q.scale[0])
+    if isinstance(rq, QnnConv16Requant):
+        # W8A16 (spec/qnn_conv16.py): the arch's conversion of the int32 bias, on v68 with the output zero point's
+        # share (beyond int32 where M is small: the rule keeps it in 64 bits), so also without a bias
+        return rq.spec16.bias(np.clip(bias, INT32_MIN, INT32_MAX), x_scale, w, bias_scale, rq.real)
     return np.clip(qnn_bias(rq.spec.arch, bias, x_scale, w, bias_scale, rq.spec, rq.real), INT32_MIN, INT32_MAX)
+
+
+def reference16(rq: QnnConv16Requant, x: np.ndarray, xq: QParams, acc: Callable[[np.ndarray], np.ndarray],
+                w_sum: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """The spec of an op under QNN's W8A16 requantization: ``acc`` (the op's sum of products with the weights,
+    zero padding) of the input codes' high and low bytes less the zero point's bytes, requantized together
+    (spec/qnn_conv16.py); ``w_sum``: the weights' sum over each output's taps (per channel, or broadcast
+    against the sums), whose taps outside the input hold the zero point."""
+    q, zx = np.asarray(x, dtype=np.int64), int(xq.zero_point[0])
+    zh, zl = zx >> 8, zx & 255
+    return rq.planes_np(acc((q >> 8) - zh), acc((q & 255) - zl), w_sum, bias, zx, zh * w_sum, zl * w_sum)
 
 
 def int8_split(wc: np.ndarray) -> tuple[list[tuple[int, np.ndarray]], np.ndarray]:
@@ -485,10 +503,13 @@ class ConvCore:
     def __init__(self, wc: np.ndarray, xq: QParams, rq: Requant, bias: np.ndarray, n: int, hp: int, wp: int,
                  oh: int, ow: int, stride: tuple[int, int], dilation: tuple[int, int], groups: int, mode: str,
                  device: torch.device, split: tuple[list[tuple[int, np.ndarray]], np.ndarray] | None = None,
-                 off: np.ndarray | None = None, bounds: Sequence[np.ndarray] | None = None):
+                 off: np.ndarray | None = None, bounds: Sequence[np.ndarray] | None = None,
+                 tap_sums: np.ndarray | None = None):
         """``split``: :meth:`weight_split` of ``wc`` made already (from a plan); ``wc`` then only gives
         the geometry. ``off``: :meth:`folded_offset` of it, likewise; ``bounds``: its planes'
-        :func:`col_bound` (:func:`split_bounds`)."""
+        :func:`col_bound` (:func:`split_bounds`). ``tap_sums``: under QNN's W8A16 requantization, the weights'
+        sum per output position and channel [oh * ow, cout] where the zero point's share counts other taps than
+        all of the kernel's (a transposed convolution's phases; the padded input holds the zero point)."""
         kh, kw, cin_g, cout = wc.shape
         cout_g = cout // groups
         self.geo = (n, oh, ow, kh, kw, stride, dilation, groups, cin_g)
@@ -527,10 +548,22 @@ class ConvCore:
         if self.use_row:
             terms += [(-ca * b0, np.full(cout, row_bound)) for ca in coefs_a]
         self.narrow = not rq.wide
+        # QNN's W8A16 requantization takes the two planes' sums apart (each less 128 per byte: act_planes)
+        self.conv16 = isinstance(rq, QnnConv16Requant)
+        self.wcoefs = [int(db) for db, _ in parts_b]
+        self.b0_t = torch.from_numpy(np.array(b0, dtype=np.int64)).to(device)
         # 16-bit activations, one weight plane: 256 * hi + lo combined in int32 when it cannot overflow
         self.combine = (not self.narrow and self.planes == 2 and len(parts_b) == 1 and not self.use_row
-                        and mode == "int8" and float(257.0 * bounds[0].max()) < INT32_MAX)
-        if self.combine:
+                        and mode == "int8" and float(257.0 * bounds[0].max()) < INT32_MAX and not self.conv16)
+        if isinstance(rq, QnnConv16Requant):
+            # the planes hold the bytes less 128 at every tap (padding and stuffing: the zero point's bytes), so
+            # the bytes' sums over the counted taps are th + 128 * W - z * (W - tap_sums)
+            w_all = sum(d * part.astype(np.int64).sum(axis=0) for d, part in parts_b) - k * np.asarray(b0, np.int64)
+            zx = int(xq.zero_point[0])
+            w_sum = w_all if tap_sums is None else np.asarray(tap_sums, dtype=np.int64)
+            self.requant = rq.planes_fast(w_sum, bias, zx, 128 * w_all - (zx >> 8) * (w_all - w_sum),
+                                          128 * w_all - (zx & 255) * (w_all - w_sum))
+        elif self.combine:
             self.requant = rq.fast(off, [(1, 257.0 * bounds[0])], torch.int32)
         elif self.narrow:  # one int accumulator: the row correction joins it in place
             assert len(terms) == 1 or (len(terms) == 2 and self.use_row)
@@ -614,6 +647,19 @@ class ConvCore:
                 prods.append(torch.cat([self.mm(a[gi], bt) for gi, bt in enumerate(mats)], dim=1))
         return prods
 
+    def _plane_sum(self, prods: list[torch.Tensor], rows: torch.Tensor | None, pa: int) -> torch.Tensor:
+        """``sum((plane pa) * w)`` of the activations' plane ``pa`` over the weight planes (``rows``: the im2col
+        rows' sums where the weights carry a per-channel shift ``b0``)."""
+        m = self.m
+        if len(prods) == 1 and self.wcoefs[0] == 1 and rows is None:
+            return prods[0][pa * m:(pa + 1) * m]
+        acc = torch.zeros(prods[0][:m].shape, dtype=torch.int64, device=prods[0].device)
+        for d, p in zip(self.wcoefs, prods):
+            acc += p[pa * m:(pa + 1) * m].to(torch.int64) * d
+        if rows is not None:
+            acc -= rows[pa * m:(pa + 1) * m].to(torch.int64) * self.b0_t
+        return acc
+
     def _chunked(self, a: torch.Tensor) -> torch.Tensor:
         """float32 GEMMs over chunks of the reduction (each exact), added as int32: [rows, cout]."""
         assert self.f32_rows is not None
@@ -644,7 +690,10 @@ class ConvCore:
             rows = rows.t().repeat_interleave(self.cout_g, dim=1) if a.dim() == 3 else rows.unsqueeze(1)
             if self.mode != "int8":
                 rows = rows.to(torch.float64)
-        if self.combine:
+        if self.conv16:  # (per image: the constants may be per output position)
+            out = self.requant(*(self._plane_sum(prods, rows if self.use_row else None, pa).reshape(n, oh * ow, -1)
+                                 for pa in (0, 1)))
+        elif self.combine:
             hi = prods[0][:m]
             out = self.requant(torch.add(prods[0][m:], hi, alpha=256, out=hi))
         elif self.narrow:

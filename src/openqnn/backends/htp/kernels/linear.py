@@ -49,6 +49,7 @@ from openqnn.backends.htp.kernels.gemm import (
     op_bias,
     qparams_attrs,
     qparams_of,
+    reference16,
     split_arrays,
     split_bounds,
     split_of,
@@ -64,7 +65,7 @@ from openqnn.backends.htp.kernels.registry import (
     htp_binder,
     htp_kernel,
 )
-from openqnn.backends.htp.kernels.requant import Requant, requant_for
+from openqnn.backends.htp.kernels.requant import QnnConv16Requant, Requant, requant_for
 from openqnn.backends.htp.kernels.scratch import scratch
 from openqnn.backends.htp.spec.qnn_matmul import F_ONE, QnnMatMulSpec, matmul_spec_for
 from openqnn.backends.plan import StepPlan
@@ -164,6 +165,10 @@ def _bind_fully_connected(plan: StepPlan, device: torch.device) -> Bound:
     zx = int(xq.zero_point[0])
 
     def reference(x: np.ndarray) -> np.ndarray:
+        if isinstance(rq, QnnConv16Requant):
+            w = wc64()
+            return reference16(rq, np.asarray(x).reshape(rows, k), xq, lambda xc: xc @ w.T, w.sum(axis=1),
+                               bias).reshape(out_shape)
         acc = (np.asarray(x, dtype=np.int64).reshape(rows, k) - zx) @ wc64().T
         return rq.reference(acc + bias).reshape(out_shape)
 

@@ -36,9 +36,10 @@ from openqnn.backends.htp.fixedpoint import (
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, QParams, Unsupported
 from openqnn.backends.htp.kernels.scratch import scratch
 from openqnn.backends.htp.native import NativeRequant
+from openqnn.backends.htp.spec.qnn_conv16 import Conv16Spec, conv16_spec_for
 from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec, TensorConsts, spec_for
 
-__all__ = ["BLOCK", "SMALL", "Requant", "RequantForm", "Term", "requant_for"]
+__all__ = ["BLOCK", "SMALL", "QnnConv16Requant", "Requant", "RequantForm", "Term", "requant_for"]
 
 Term = tuple[np.ndarray | int, np.ndarray]  # (integer coefficient per channel, bound of |tensor| per channel)
 
@@ -113,6 +114,8 @@ class Requant:
     def from_attrs(attrs: Mapping[str, Any], device: torch.device) -> Requant:
         if attrs.get("arith") == "qnn":
             return QnnRequant.from_attrs(attrs, device)
+        if attrs.get("arith") == "qnn16":
+            return QnnConv16Requant.from_attrs(attrs, device)
         ms = np.asarray(attrs["ms"], dtype=np.int64)
         rq = Requant(np.zeros(ms.shape[1]), int(attrs["zo"]), int(attrs["bits"]), bool(attrs["wide"]), device,
                      (ms[0], ms[1]))
@@ -669,6 +672,10 @@ def requant_for(ctx: HtpBuildContext, xq: QParams, oq: QParams, w_scale: np.ndar
         # QNN computes M from the float32 scales of the model it is given
         f32 = lambda v: np.asarray(v, dtype=np.float32).astype(np.float64)  # noqa: E731
         real32 = f32(xq.scale[0]) * f32(np.broadcast_to(w_scale, (channels,))) / f32(oq.scale[0])
+        spec16 = (conv16_spec_for(ctx.arch.name, "qnn", real32, int(oq.zero_point[0]), xq.bitwidth, w_bits,
+                                  oq.bitwidth) if x2q is None and qnn_kernel in QnnConv16Requant.KERNELS else None)
+        if spec16 is not None:
+            return QnnConv16Requant(real32, spec16, ctx.device)
         spec = spec_for(ctx.arch.name, "qnn", real32, int(oq.zero_point[0]), xq.bitwidth, w_bits, oq.bitwidth,
                         x2q is not None, qnn_kernel)
         if spec is not None:
@@ -684,7 +691,7 @@ class QnnRequant(Requant):
     def __init__(self, real: np.ndarray, spec: QnnRequantSpec, wide: bool, device: torch.device):
         self.real = np.asarray(real, dtype=np.float64).reshape(-1)
         zeros = np.zeros(self.real.size, dtype=np.int64)
-        super().__init__(self.real, spec.zero_point, 8, wide, device, (zeros, zeros))
+        super().__init__(self.real, spec.zero_point, spec.qmax.bit_length(), wide, device, (zeros, zeros))
         self.spec = spec
 
     def to_attrs(self) -> dict[str, object]:
@@ -782,3 +789,61 @@ class QnnRequant(Requant):
         return NativeRequant(lib, in_dtype, self.out_dtype, self.qmax, cst, mul, madd, False,
                              (k0, sc, np.zeros(self.channels)), None, qnn=True)
 
+
+
+class QnnConv16Requant(Requant):
+    """QNN's W8A16 requantization (spec/qnn_conv16.py's :class:`Conv16Spec`, v68 and v73): its accumulator is
+    made from the input's high and low bytes' sums apart (the low one floored to units of 256), so it is not a
+    function of one accumulator: the kernels give it the two plane sums (:meth:`planes_np`, :meth:`planes_fast`)
+    with the weights' column sums and the bias, and :meth:`reference` / :meth:`fast` of one accumulator are not
+    defined."""
+
+    # the kernels it is established for; not a strided depthwise convolution ("dw_strided": the rule gives 24-53%
+    # of the fidelity cases' codes there; its 8-bit form, QnnRequant's, 99.57-100%)
+    KERNELS = ("conv",)
+
+    def __init__(self, real: np.ndarray, spec: Conv16Spec, device: torch.device):
+        self.real = np.asarray(real, dtype=np.float64).reshape(-1)
+        zeros = np.zeros(self.real.size, dtype=np.int64)
+        super().__init__(self.real, spec.zero_point, 16, True, device, (zeros, zeros))
+        self.spec16 = spec
+        self.mode = "qnn16"
+
+    def to_attrs(self) -> dict[str, object]:
+        """The multipliers ``M``, the output zero point and the spec's integer constants as decided here
+        (``consts``: an int64 [2, channels] array, multiplier and shift), which binding reads."""
+        return {"arith": "qnn16", "arch": self.spec16.arch, "real": self.real, "zo": self.zo, "bits": 16,
+                "wide": True, "consts": np.stack([self.spec16.mult, self.spec16.shift]).astype(np.int64)}
+
+    @staticmethod
+    def from_attrs(attrs: Mapping[str, Any], device: torch.device) -> QnnConv16Requant:
+        real = np.asarray(attrs["real"], dtype=np.float64)
+        mult, shift = np.asarray(attrs["consts"], dtype=np.int64)
+        return QnnConv16Requant(real, Conv16Spec(mult, shift, int(attrs["zo"]), str(attrs["arch"])), device)
+
+    def reference(self, acc: np.ndarray) -> np.ndarray:
+        raise TypeError("QnnConv16Requant takes the bytes' plane sums: use planes_np")
+
+    def fast(self, off: np.ndarray, terms: Sequence[Term], first_dtype: torch.dtype = torch.int32
+             ) -> Callable[..., torch.Tensor]:
+        raise TypeError("QnnConv16Requant takes the bytes' plane sums: use planes_fast")
+
+    def planes_np(self, th: np.ndarray, tl: np.ndarray, w_sum: np.ndarray, bias: np.ndarray, zx: int,
+                  dh: np.ndarray, dl: np.ndarray) -> np.ndarray:
+        """Codes of the plane sums ``th``, ``tl`` (channels last) whose bytes' sums are ``th + dh``, ``tl + dl``
+        (``w_sum``: the weights' sum over each output's taps; ``bias``: :meth:`Conv16Spec.bias`;
+        :meth:`Conv16Spec.offsets`: the constants may be per channel or broadcast against the sums)."""
+        return self.spec16.apply_np(th, tl, *self.spec16.offsets(w_sum, bias, zx, dh, dl))
+
+    def planes_fast(self, w_sum: np.ndarray, bias: np.ndarray, zx: int, dh: np.ndarray, dl: np.ndarray
+                    ) -> Callable[..., torch.Tensor]:
+        """:meth:`planes_np` in PyTorch: ``run(th, tl)`` (integers of any dtype) -> int32 codes."""
+        hoff, loff = self.spec16.offsets(w_sum, bias, zx, dh, dl)
+        consts = [torch.from_numpy(np.array(v, dtype=np.int64)).to(self.device)
+                  for v in (hoff, loff, self.spec16.mult, self.spec16.shift)]
+        spec = self.spec16
+
+        def run(th: torch.Tensor, tl: torch.Tensor) -> torch.Tensor:
+            return spec.apply_t(th, tl, *consts)
+
+        return run

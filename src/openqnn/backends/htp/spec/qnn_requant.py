@@ -24,7 +24,11 @@ rounding gives 99.93% and v68's or v73's convolution form 96.6-98.4%; 11- to 31-
 floored, and the v73 float32 bias tried: only the rounded 15-bit one is exact); the zero point's place from
 random stride-2 convolutions with output zero points to 255 and biases to 1e6 of both signs
 (``tests/fidelity/test_qnn_requant.py``, 3 x 4,096 codes per arch: 100%; the zero point added after rounding
-99.73-99.95%, exact rounding 99.83-99.90%).
+99.73-99.95%, exact rounding 99.83-99.90%). With 16-bit input and output codes (int8 weights) the same form on
+the exact accumulator (no byte split, unlike the other W8A16 convolutions of spec/qnn_conv16.py): the fidelity
+sweep's stride-2 depthwise cases, v68 = v73, per-tensor 2,560 of 2,560 codes, per-channel 2,549 of 2,560 (the
+bias as given; v73's conversion of it 2,552), where exact rounding gives 65-68% and spec/qnn_conv16.py's rule
+24-53%.
 
 The bias (docs/htp-fidelity.md, "The bias"): v73 does not add the int32 bias it is given but QNN's own
 conversion of it, :func:`qnn_bias` (float32 arithmetic that truncates: the accumulator is off by 0 or one step
@@ -155,9 +159,11 @@ class TensorConsts:
 def spec_for(arch: str, arithmetic: str, real: np.ndarray, zero_point: int, in_bits: int, w_bits: int,
              out_bits: int, two_activations: bool, kernel: str = "conv") -> QnnRequantSpec | None:
     """QNN's requantization where it is established (``arithmetic == "qnn"``, v68 or v73, 8-bit input codes,
-    int8 weights, 8-bit outputs, a weight operand), else None (TFLite's arithmetic applies). ``kernel``:
-    "conv", or "dw_strided" for a depthwise convolution with a stride above 1."""
-    if arithmetic != "qnn" or arch not in ARCHS or in_bits != 8 or w_bits != 8 or out_bits != 8 or two_activations:
+    int8 weights, 8-bit outputs, a weight operand; a strided depthwise convolution's also with 16-bit input and
+    output codes), else None (TFLite's arithmetic applies). ``kernel``: "conv", or "dw_strided" for a depthwise
+    convolution with a stride above 1."""
+    codes = (in_bits, out_bits) in ((8, 8), (16, 16)) if kernel == "dw_strided" else in_bits == out_bits == 8
+    if arithmetic != "qnn" or arch not in ARCHS or not codes or w_bits != 8 or two_activations:
         return None
     if not np.all(np.asarray(real) > 0):
         return None
