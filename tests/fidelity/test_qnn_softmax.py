@@ -59,10 +59,10 @@ def test_rows_of_two_are_a_sigmoid_of_the_difference(arch: str) -> None:
 
 
 def test_short_rows_reciprocal_is_the_4_segment_recip16() -> None:
-    """The reciprocal of rows of 3 to 16 (softmax_probe.recip16, the 16-bit 4-segment quadratic of Qualcomm's
+    """The reciprocal of rows of 3 to 16 (spec/qnn_softmax.recip16, the 16-bit 4-segment quadratic of Qualcomm's
     Hexagon NN library without refinement): its gain r d / 2^29 has the swings read off the codes
     (docs/htp-fidelity.md): +5.1e-4 at m = 1.05, 1 near 1.117, -5.2e-4 near 1.19, smaller in later quarters."""
-    from tests.fidelity.softmax_probe import recip16
+    from openqnn.backends.htp.spec.qnn_softmax import recip16
 
     d = np.arange(1 << 14, 1 << 15)
     gain = recip16(d) * d / 2.0**29 - 1
