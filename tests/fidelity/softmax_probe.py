@@ -78,8 +78,9 @@ def spec_codes(q: np.ndarray, sx: float) -> np.ndarray:
 
 def short_fit_codes(q: np.ndarray, sx: float) -> np.ndarray:
     """QNN's rows of 3 to 16 elements as openqnn approximates them (``spec/qnn_softmax.short_codes``: exponentials
-    ``round(2^15 exp(-s_in k))``, their integer sum, nnlib's 16-bit reciprocal ``recip16``, a double rounding);
-    not a bit-exact rule (docs/htp-fidelity.md, stop 25): 99.8% of random rows' codes, exact rounding 99.2%."""
+    ``round(2^15 exp(-s_in k))``, their integer sum, nnlib's 16-bit reciprocal ``recip16``, a double rounding but
+    for the maxima); not a bit-exact rule (docs/htp-fidelity.md, stop 25): 99.8% of random rows' codes, exact
+    rounding 99.2%."""
     return short_codes(q, sx)
 
 
