@@ -119,3 +119,25 @@ def test_the_config_key_reaches_the_kernel(path: str) -> None:
         outs[on] = np.asarray(exe.run({"x0": x}, native_inputs=True, native_outputs=True)["out"]).astype(np.int64)
     np.testing.assert_array_equal(outs[True], short_codes(x, s))
     assert np.mean(outs[False] == _exact(x.astype(np.int64), s)) > np.mean(outs[True] == _exact(x.astype(np.int64), s))
+
+
+def test_the_plan_is_data_and_binds_back_to_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plan (Q15 table, reciprocal coefficients, rounding) survives JSON and binds without prepare-time work."""
+    import json
+
+    from openqnn.backends.htp.kernels import normalization
+    from openqnn.backends.htp.kernels.registry import bind_step
+    from openqnn.backends.htp.spec import qnn_softmax
+    from openqnn.backends.plan import StepPlan
+
+    step, _ = _step(16, "v73", "qnn", 0.07)
+    made = step.plan
+    assert made is not None
+    doc = json.loads(json.dumps(made.to_json(), allow_nan=False))
+    back = StepPlan.from_json(doc, {k: np.array(v) for k, v in made.stored_arrays().items()})
+    for mod, name in ((qnn_softmax, "short_exp_table"), (normalization, "short_table_for")):
+        monkeypatch.setattr(mod, name, lambda *a, **k: (_ for _ in ()).throw(AssertionError("prepare work on bind")))
+    x = np.random.default_rng(2).integers(0, 256, (3, 5, 16))
+    a, b = bind_step(made), bind_step(back)
+    np.testing.assert_array_equal(a.reference(x), b.reference(x))
+    np.testing.assert_array_equal(b.reference(x), b.fast(torch.from_numpy(x).to(torch.uint8)).numpy())
