@@ -15,9 +15,10 @@ open (docs/htp-fidelity.md). ``run_codes`` with a finer output scale (2^-9 to 2^
 reads the exponentials to 0.1%, which is how the 8 bits were found.
 
 ``--short`` probes rows of 3 to 16 elements instead and prints, besides exact rounding, the share that
-``short_fit_codes`` reproduces: a description of that route with its reciprocal derived (``recip16``, the
-16-bit 4-segment quadratic of Qualcomm's Hexagon NN library) but its exponentials and final rounding chosen
-among variants, so not a rule (docs/htp-fidelity.md, stop 25).
+``short_fit_codes`` reproduces: openqnn's approximation of that route (``spec/qnn_softmax.short_codes``, what its
+htp runs with ``arithmetic: "qnn"``), its reciprocal derived (``recip16``, the 16-bit 4-segment quadratic of
+Qualcomm's Hexagon NN library) but its exponentials and final rounding chosen among variants, so not a rule
+(docs/htp-fidelity.md, stop 25).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from openqnn.backends.htp.spec.qnn_softmax import exp_table
+from openqnn.backends.htp.spec.qnn_softmax import exp_table, short_codes
 from tests.fidelity.harness import simulate, simulator_missing
 
 OUT_SCALE = 1.0 / 256
@@ -75,48 +76,12 @@ def spec_codes(q: np.ndarray, sx: float) -> np.ndarray:
     return np.clip((2 * (e << 8) + s) // (2 * s), 0, 255)
 
 
-# Rows of 3 to 16 elements (open). The reciprocal of the row's sum is the 16-bit one of Qualcomm's public
-# Hexagon NN library (nnlib, hexagon/include/hvx_mathops.h, `hvx_recip16_inline` for V65 and later with its
-# precision parameter >= 52: "2-order 4seg poly with no refinement", max relative error 51.6e-5): the sum's
-# mantissa d in [2^14, 2^15) (15 bits), u = (d << 2) mod 2^16 (its 14 bits below the leading 1, Q16), the
-# quarter s = u >> 14 picks three coefficients (the HVX vlut4 / vmps / vmpa idiom) and
-#     p = sat16((c2[s] u - c1[s] 2^15) >> 16),  p = sat16((p u + c0[s] 2^15) >> 16),  r = sat16(2 p) ~ 2^29 / d.
-# Its gain r d / 2^29 swings per mantissa quarter exactly as the codes do (docs/htp-fidelity.md, stop 25):
-# +5.1e-4 at m = 1.05, 1 at 1.117, -5.2e-4 at 1.19, ... The coefficients below are that table's numbers.
-RECIP16_C2 = np.array([11794, 6555, 3945, 2530], dtype=np.int64)  # signed halfwords
-RECIP16_C1 = np.array([32086, 27318, 22353, 18222], dtype=np.int64)  # unsigned, subtracted
-RECIP16_C0 = np.array([32769, 32232, 31054, 29548], dtype=np.int64)  # unsigned, added
-
-
-def _sat16(x: np.ndarray) -> np.ndarray:
-    return np.clip(x, -(1 << 15), (1 << 15) - 1)
-
-
-def recip16(d: np.ndarray) -> np.ndarray:
-    """``r ~ 2^29 / d`` for ``d`` in [2^14, 2^15): the 4-segment quadratic reciprocal without refinement, in
-    the HVX instructions' integer arithmetic (products of 16-bit lanes, arithmetic shifts by 16, saturation)."""
-    d = np.asarray(d, dtype=np.int64)
-    u = (d << 2) & 0xFFFF
-    s = u >> 14
-    p = RECIP16_C2[s]
-    p = _sat16((p * u - (RECIP16_C1[s] << 15)) >> 16)
-    p = _sat16((p * u + (RECIP16_C0[s] << 15)) >> 16)
-    return _sat16(2 * p)
-
-
 def short_fit_codes(q: np.ndarray, sx: float) -> np.ndarray:
-    """A description of QNN's rows of 3 to 16 elements, not a bit-exact rule (docs/htp-fidelity.md, stop 25):
-    exponentials ``E = round(2^15 exp(-s_in k))`` (Q15, ``E[0] = 2^15``), their integer sum ``S`` (``b`` bits),
-    ``d = S >> (b - 15)``, ``r = recip16(d)``, the code ``E r / 2^(b + 6)`` rounded half up to 2^-7 of a code
-    and then half up to an integer. The reciprocal is derived (``recip16``); the exponentials' rounding and the
-    final double rounding are the best of the variants tried (99.8% of random rows' codes, exact rounding 99.2%)."""
-    k = q.max(axis=-1, keepdims=True) - q
-    e = np.floor(np.exp(-float(np.float32(sx)) * k) * 2.0**15 + 0.5).astype(np.int64)
-    s = e.sum(axis=-1, keepdims=True)
-    b = np.floor(np.log2(s)).astype(np.int64) + 1  # s < 2^b, s >= 2^15 (the maximum's own E)
-    r = recip16(s >> (b - 15))
-    t = (e * r + (1 << (b - 2))) >> (b - 1)  # the code in units of 2^-7, rounded half up
-    return np.clip((t + 64) >> 7, 0, 255)
+    """QNN's rows of 3 to 16 elements as openqnn approximates them (``spec/qnn_softmax.short_codes``: exponentials
+    ``round(2^15 exp(-s_in k))``, their integer sum, nnlib's 16-bit reciprocal ``recip16``, a double rounding but
+    for the maxima); not a bit-exact rule (docs/htp-fidelity.md, stop 25): 99.8% of random rows' codes, exact
+    rounding 99.2%."""
+    return short_codes(q, sx)
 
 
 def triple_rows(n: int) -> np.ndarray:

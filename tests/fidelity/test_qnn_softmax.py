@@ -59,10 +59,10 @@ def test_rows_of_two_are_a_sigmoid_of_the_difference(arch: str) -> None:
 
 
 def test_short_rows_reciprocal_is_the_4_segment_recip16() -> None:
-    """The reciprocal of rows of 3 to 16 (softmax_probe.recip16, the 16-bit 4-segment quadratic of Qualcomm's
+    """The reciprocal of rows of 3 to 16 (spec/qnn_softmax.recip16, the 16-bit 4-segment quadratic of Qualcomm's
     Hexagon NN library without refinement): its gain r d / 2^29 has the swings read off the codes
     (docs/htp-fidelity.md): +5.1e-4 at m = 1.05, 1 near 1.117, -5.2e-4 near 1.19, smaller in later quarters."""
-    from tests.fidelity.softmax_probe import recip16
+    from openqnn.backends.htp.spec.qnn_softmax import recip16
 
     d = np.arange(1 << 14, 1 << 15)
     gain = recip16(d) * d / 2.0**29 - 1
@@ -127,3 +127,18 @@ def test_short_rows_take_one_route_for_3_4_and_another_for_5_to_16() -> None:
         np.testing.assert_array_equal(codes[5][:, :3], codes[16][:, :3])
         diff = codes[5][:, :3] - codes[3]
         assert 0 < np.count_nonzero(diff) < 0.001 * diff.size and np.abs(diff).max() == 1
+
+
+@pytest.mark.skipif(_missing is not None, reason=_missing or "")
+def test_short_rows_maxima_are_rounded_once() -> None:
+    """BERT's attention rows (bert/16/a8_pc_calibrated, layer 1: 16 elements, a masked tail, few levels): the
+    maximum of (max x 5, max - 7 x 6, max - 15, far x 4) at s_in = 0.10303 is 31.487 codes (exact), 31.498 through
+    recip16 (gain +3.4e-4): QNN writes 31, so the maximum takes no upward bias (the double rounding would give 32)."""
+    from openqnn.backends.htp.spec.qnn_softmax import short_codes
+
+    rng = np.random.default_rng(0)
+    levels = np.array([243] * 5 + [236] * 6 + [228] + [0] * 4)
+    q = np.stack([rng.permutation(levels) for _ in range(64)])[None]
+    sim = run_codes("73", q, 0.10302581612166821, 243)
+    np.testing.assert_array_equal(short_codes(q, 0.10302581612166821), sim)
+    assert set(sim[q == 243].tolist()) == {31}

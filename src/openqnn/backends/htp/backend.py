@@ -49,7 +49,8 @@ class HtpBackend:
         if builder is None:
             return f"no htp kernel for {node.op_type}"
         try:
-            builder(node, HtpBuildContext(graph, self.arch, arithmetic=self.config.arithmetic))
+            builder(node, HtpBuildContext(graph, self.arch, arithmetic=self.config.arithmetic,
+                                          short_softmax=self.config.enable_approximate_short_softmax))
         except Unsupported as e:
             return str(e)
         return None
@@ -92,7 +93,8 @@ class HtpBackend:
         from openqnn.backends.htp.rewrite import rewrite_for
 
         graph = rewrite_for(graph, self.arch.name, self.config.arithmetic)
-        exe = HtpExecutable(graph, self.arch, self.device, self.path, self.config.arithmetic, placement)
+        exe = HtpExecutable(graph, self.arch, self.device, self.path, self.config.arithmetic, placement,
+                            short_softmax=self.config.enable_approximate_short_softmax)
         if self.config.vtcm_mb is not None:
             on_cpu = {f.node for f in exe.fallbacks}
             check_vtcm(graph, [n for n in graph.nodes if n.name not in on_cpu], self.config.vtcm_mb,

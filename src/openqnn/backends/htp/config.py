@@ -39,7 +39,11 @@ class HtpConfig:
       requantization of convolutions (depthwise ones of stride 1), TransposeConv2d and FullyConnected,
       ``spec/qnn_requant.py``, and of ReduceMean / ReduceSum, ``spec/qnn_reduce.py``, with 8-bit codes on
       v68 and v73; every other op, encoding and arch keeps TFLite's) or "tflite" (TFLite's reference
-      arithmetic throughout: the oracle for TFLite models)."""
+      arithmetic throughout: the oracle for TFLite models).
+    - ``enable_approximate_short_softmax``: with ``arithmetic`` "qnn", 8-bit Softmax rows of 3 to 16 elements (v68, v73,
+      output 1/256) take ``spec/qnn_softmax.short_codes``, an approximation of QNN's route for them (99.8% of the
+      simulator's codes on random rows, exact rounding 99.2%). Off by default: on BERT's attention rows exact
+      rounding (TFLite's arithmetic) matches QNN better (docs/htp-fidelity.md, "Softmax rows of 3 to 16 wired")."""
 
     device_id: int = 0
     performance_mode: str = "default"
@@ -52,6 +56,7 @@ class HtpConfig:
     hvx_threads: int | None = None
     optimization_level: int = 3
     arithmetic: str = "qnn"
+    enable_approximate_short_softmax: bool = False
 
     def __post_init__(self) -> None:
         validate_config(self, "htp_config", {"precision_mode": PRECISION_MODES, "dsp_arch": tuple(ARCHS),

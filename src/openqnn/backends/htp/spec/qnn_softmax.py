@@ -22,11 +22,10 @@ with and without a masked tail at code 0; 432k codes, v68 = v73) this reproduces
 (exact rounding 95-99.7% for n below about 100); the rest lie within 0.005 of a .5 boundary, or are a
 large maximum's probability (above 0.8) one code higher (the division's precision): open.
 
-Rows of two elements: ``pair_table``. Not covered (TFLite's arithmetic stays): rows of 3 to 16 elements,
-which QNN computes another way (exact rounding reproduces 99.1% of their codes, this rule 85-95%; open: the
-sum's reciprocal behaves like a polynomial per quarter of its mantissa, gain within +-5.1e-4, plus some fine
-rounding; ``tests/fidelity/softmax_probe.py --short`` and
-docs/htp-fidelity.md), other output encodings, beta != 1, an axis other than the last, 16-bit codes.
+Rows of two elements: ``pair_table``. Rows of 3 to 16 elements, which QNN computes another way (exact
+rounding reproduces 99.2% of their codes, the long-row rule 85-95%): ``short_codes``, an approximation, not an
+established rule (99.8-99.96% of probe codes; docs/htp-fidelity.md, "Softmax rows of 3 to 16"). Not covered
+(TFLite's arithmetic stays): other output encodings, beta != 1, an axis other than the last, 16-bit codes.
 """
 
 from __future__ import annotations
@@ -35,7 +34,8 @@ import math
 
 import numpy as np
 
-__all__ = ["ARCHS", "MIN_ROW", "exp_step", "exp_table", "pair_table", "pair_table_for", "softmax_table_for"]
+__all__ = ["ARCHS", "MIN_ROW", "RECIP16", "SHORT_ROWS", "exp_step", "exp_table", "pair_table", "pair_table_for",
+           "recip16", "short_codes", "short_codes_of", "short_exp_table", "short_table_for", "softmax_table_for"]
 
 ARCHS = ("v68", "v73")
 MIN_ROW = 17  # rows shorter than this take QNN's other route (module docstring)
@@ -87,3 +87,87 @@ def pair_table_for(arch: str, arithmetic: str, n: int, s_in: float, s_out: float
             or not last_axis or float(np.float32(s_out)) != OUT_SCALE or z_out != 0 or not s_in > 0):
         return None
     return pair_table(s_in)
+
+
+# -- rows of 3 to 16 elements (an approximation) ----------------------------------------------------------------
+#
+# Found with ``tests/fidelity/softmax_probe.py --short`` (docs/htp-fidelity.md, "Softmax rows of 3 to 16"). The
+# reciprocal of the row's sum is derived: the 16-bit 4-segment quadratic of Qualcomm's public Hexagon NN library
+# (nnlib, hexagon/include/hvx_mathops.h, ``hvx_recip16_inline`` for V65 and later with its precision parameter
+# >= 52: "2-order 4seg poly with no refinement", max relative error 51.6e-5); its gain swings per quarter of the
+# sum's mantissa exactly as the simulator's codes do. The exponentials' format (Q15, rounded) and the final
+# rounding (a double rounding, to 2^-7 of a code then to a code, standing for a small upward bias of about 0.004
+# code that is not explained; the row's maxima rounded once, without it) are the best of the variants tried, not
+# derived. Identical codes (v73; v68 = v73): 99.82% of random rows (exact rounding 99.17%), 99.955% of padded
+# (max, max - k1, max - k2) rows (exact 99.58%); all within one code. docs/htp-fidelity.md, "Softmax rows of 3 to
+# 16 wired", for BERT's attention rows, where exact rounding does better on some.
+
+SHORT_ROWS = range(3, MIN_ROW)  # row lengths this route covers
+SHORT_FRACTION_BITS = 15  # of the exponentials (E[0] = 2^15)
+SHORT_ROUND_BITS = 7  # the first rounding: to 2^-7 of a code
+# recip16's coefficients per mantissa quarter, rows c2 (signed halfwords), c1 (subtracted), c0 (added): nnlib's.
+RECIP16 = np.array([[11794, 6555, 3945, 2530],
+                    [32086, 27318, 22353, 18222],
+                    [32769, 32232, 31054, 29548]], dtype=np.int64)
+
+
+def _sat16(x: np.ndarray) -> np.ndarray:
+    return np.clip(x, -(1 << 15), (1 << 15) - 1)
+
+
+def recip16(d: np.ndarray, coeffs: np.ndarray = RECIP16) -> np.ndarray:
+    """``r ~ 2^29 / d`` for ``d`` in [2^14, 2^15): the 4-segment quadratic reciprocal without refinement, in the
+    HVX instructions' integer arithmetic (vlut4 / vmps / vmpa: products of 16-bit lanes, arithmetic shifts by 16,
+    saturation). ``u = (d << 2) mod 2^16`` is the mantissa's 14 bits below its leading one (Q16), its top two bits
+    ``s`` the quarter: ``p = sat16((c2[s] u - c1[s] 2^15) >> 16)``, ``p = sat16((p u + c0[s] 2^15) >> 16)``,
+    ``r = sat16(2 p)``."""
+    d = np.asarray(d, dtype=np.int64)
+    c2, c1, c0 = (np.asarray(c, dtype=np.int64) for c in coeffs)
+    u = (d << 2) & 0xFFFF
+    s = u >> 14
+    p = _sat16((c2[s] * u - (c1[s] << 15)) >> 16)
+    p = _sat16((p * u + (c0[s] << 15)) >> 16)
+    return _sat16(2 * p)
+
+
+def short_exp_table(s_in: float) -> np.ndarray:
+    """``E[k] = floor(2^15 exp(-k s_in) + 1/2)`` for the differences k in [0, 256) (float64 of the float32
+    scale): the exponentials of rows of 3 to 16 in Q15 (``E[0] = 2^15``)."""
+    ks = np.arange(256, dtype=np.float64)
+    e = np.floor(np.exp(-ks * float(np.float32(s_in))) * 2.0**SHORT_FRACTION_BITS + 0.5)
+    return np.asarray(e, dtype=np.int64)
+
+
+def short_codes_of(e: np.ndarray, coeffs: np.ndarray = RECIP16, round_bits: int = SHORT_ROUND_BITS) -> np.ndarray:
+    """The codes of rows (last axis) of Q15 exponentials ``e`` (each row holding its maximum's ``2^15``): the
+    integer sum ``S`` (``b`` bits, ``2^15 <= S < 2^20``), ``r = recip16(S >> (b - 15))`` (``~ 2^(b + 14) / S``),
+    the code ``256 e / S ~ e r / 2^(b + 6)`` rounded half up to ``2^-round_bits`` of a code, then half up to a
+    code (the row's maxima, ``e = 2^15``: rounded once, half up), clamped to [0, 255]."""
+    e = np.asarray(e, dtype=np.int64)
+    s = np.sum(e, axis=-1, keepdims=True)
+    b = np.frexp(s.astype(np.float64))[1].astype(np.int64)  # s < 2^b <= 2 s (exact: s < 2^53)
+    r = recip16(s >> (b - SHORT_FRACTION_BITS), coeffs)
+    j = round_bits
+    t = (e * r + (1 << (b + 5 - j))) >> (b + 6 - j)  # the code in units of 2^-j, rounded half up
+    once = (e * r + (1 << (b + 5))) >> (b + 6)
+    return np.clip(np.where(e == 1 << SHORT_FRACTION_BITS, once, (t + (1 << (j - 1))) >> j), 0, 255)
+
+
+def short_codes(q: np.ndarray, s_in: float) -> np.ndarray:
+    """QNN's 8-bit Softmax (last axis, output 1/256 with zero point 0, beta 1) of rows of 3 to 16 codes ``q``
+    at input scale ``s_in``, as this module approximates it (the input's zero point cancels: only the
+    differences ``k = max(q) - q`` enter)."""
+    q = np.asarray(q, dtype=np.int64)
+    return short_codes_of(short_exp_table(s_in)[q.max(axis=-1, keepdims=True) - q])
+
+
+def short_table_for(arch: str, arithmetic: str, n: int, s_in: float, s_out: float, z_out: int, in_bits: int,
+                    out_bits: int, beta: float, last_axis: bool) -> np.ndarray | None:
+    """``short_exp_table(s_in)`` where this module's approximation of rows of 3 to 16 applies
+    (``arithmetic == "qnn"``, v68 or v73, 8-bit codes, output 1/256 with zero point 0, beta 1, the last axis),
+    else None (TFLite's arithmetic applies)."""
+    if (arithmetic != "qnn" or arch not in ARCHS or in_bits != 8 or out_bits != 8 or n not in SHORT_ROWS
+            or beta != 1.0 or not last_axis or float(np.float32(s_out)) != OUT_SCALE or z_out != 0
+            or not s_in > 0):
+        return None
+    return short_exp_table(s_in)
