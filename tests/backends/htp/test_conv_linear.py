@@ -16,6 +16,7 @@ import torch
 import openqnn
 from openqnn.backends.htp import HtpBackend, native
 from openqnn.backends.htp.arch import ARCHS
+from openqnn.backends.htp.config import HtpConfig
 from openqnn.backends.htp.fixedpoint import INT32_MAX, INT32_MIN
 from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext, Unsupported
 from openqnn.backends.htp.kernels import conv as conv_mod
@@ -593,6 +594,9 @@ def test_backend_fast_equals_reference(xbw: int) -> None:
     b = ref.run(x, native_outputs=True)["y"]
     assert np.array_equal(a, b)
     sim = openqnn.Session(g).run(x)["y"]
+    if xbw == 16:  # QNN's MatMul of two 16-bit activations reads in[1] as 8 bits (spec/qnn_matmul16.py): the
+        # closeness to the real-valued chain is TFLite's arithmetic's
+        fast = HtpBackend(HtpConfig(arithmetic="tflite"), path="fast").prepare(g)
     deq = fast.run(x)["y"]
     step = g.tensors["y"].encoding.scale[0]
     assert np.abs(deq - sim).max() <= 4 * step  # a chain of five ops: a few steps at most
