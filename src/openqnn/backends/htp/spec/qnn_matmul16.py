@@ -50,7 +50,6 @@ Not covered (TFLite's arithmetic stays): other archs, 8-bit outputs or mixed wid
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,22 +101,21 @@ class QnnMatMul16Spec:
     def of(arch: str, s_a: float, s_b: float, zb: int, s_out: float, zero_point: int) -> QnnMatMul16Spec:
         s8, z8 = converted_encoding(s_b, zb)
         f32 = np.float32
-        pre, mult, shift = [], [], []
-        mf = f32(f32(f32(s_a) * f32(s8)) / f32(s_out))
-        for fc in range(F_ONE, F_MAX + 1):
-            if arch == "v68":
-                r = float(f32(f32(256.0 * mf) * f32(fc / F_ONE)))
-                e = math.floor(math.log2(r))
-                pre.append(math.floor(float(f32(f32(zero_point) / f32(r)))))
-                mult.append(math.floor(r * 2.0 ** (10 - e) + 0.5))
-                shift.append(10 - e)
-            else:
-                r = 256.0 * float(f32(s_a)) * s8 / float(f32(s_out)) * fc / F_ONE
-                k = 23 - math.floor(math.log2(r))
-                pre.append(0)
-                mult.append(math.floor(r * 2.0**k + 0.5))
-                shift.append(k - 7)
         f = np.arange(F_ONE, F_MAX + 1, dtype=np.int64)
+        if arch == "v68":  # float32 throughout: fl(fl(256 fl(M)) fl(F / 2^11)), pre = floor(fl(z_o / r))
+            mf = f32(f32(f32(s_a) * f32(s8)) / f32(s_out))
+            r32 = f32(256.0 * mf) * (f / F_ONE).astype(np.float32)
+            r = r32.astype(np.float64)
+            e = np.floor(np.log2(r))
+            pre = np.floor((f32(zero_point) / r32).astype(np.float64))
+            mult = np.floor(r * 2.0 ** (10 - e) + 0.5)
+            shift = 10 - e
+        else:
+            r = 256.0 * float(f32(s_a)) * s8 / float(f32(s_out)) * f / F_ONE
+            k = 23 - np.floor(np.log2(r))
+            pre = np.zeros_like(r)
+            mult = np.floor(r * 2.0**k + 0.5)
+            shift = k - 7
         table = np.asarray([pre, mult, shift, ((1 << 28) + f) // (2 * f)], dtype=np.int64)
         if not (table[2] > 0).all():
             raise ValueError("QnnMatMul16Spec: multipliers of 2^15 / 256 or more are not covered")
