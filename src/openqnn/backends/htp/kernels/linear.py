@@ -20,7 +20,10 @@ non-CPU devices) is one float64 matmul of the integers: exact, every value an in
 
 With ``htp_config.arithmetic: "qnn"`` a MatMul of two 8-bit activations follows QNN's arithmetic
 (spec/qnn_matmul.py, kind ``qnn_act_act``): in[1]'s columns that do not fit int8 are requantized to int8 per
-column first, then the convolutions' requantization per column factor; the plan stores the spec's table.
+column first, then the convolutions' requantization per column factor; the plan stores the spec's table. Two
+16-bit activations (spec/qnn_matmul16.py, kind ``qnn_act_act16``, v68 and v73): in[1] converted to uint8 and
+taken as int8 columns the same way, in[0]'s bytes through int8 GEMMs apart (the low bytes' sums floored to
+units of 256), then the arch's 16-bit requantization per column factor.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ from openqnn.backends.htp.kernels.registry import (
 from openqnn.backends.htp.kernels.requant import QnnConv16Requant, Requant, requant_for
 from openqnn.backends.htp.kernels.scratch import scratch
 from openqnn.backends.htp.spec.qnn_matmul import F_ONE, QnnMatMulSpec, matmul_spec_for
+from openqnn.backends.htp.spec.qnn_matmul16 import QnnMatMul16Spec, matmul16_spec_for
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 
@@ -261,9 +265,13 @@ def build_matmul(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
     arrays = {key: x.values for key, x in (("a", a), ("b", b)) if x.values is not None}
     b_batch = b.values.shape[:-2] if b.values is not None else ()
     qspec = _qnn_act_act_spec(ctx, a, b, oq) if not a.static and not b.static else None
-    if qspec is not None:
+    if isinstance(qspec, QnnMatMulSpec):
         attrs.update(kind="qnn_act_act", qnn={"arch": qspec.arch, "zo": qspec.zero_point})
         arrays["qnn_mm"] = narrowest(qspec.consts())  # (int32 where the values allow: half the bytes)
+    elif isinstance(qspec, QnnMatMul16Spec):
+        attrs.update(kind="qnn_act_act16", qnn={"arch": qspec.arch, "zo": qspec.zero_point, "zb": qspec.zb,
+                                                 "z8": qspec.z8})
+        arrays["qnn_mm"] = narrowest(qspec.consts())
     elif b.static and a.q is not None and math.prod(b_batch) == 1 and len(b_batch) <= len(a_shape) - 2:
         assert b.values is not None
         gemm_attrs, gemm_arrays = _gemm_plan(a.q, np.ascontiguousarray(b.values.reshape(k, n)), rq,
@@ -284,12 +292,16 @@ def build_matmul(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
     return bind_step(plan, ctx.device)
 
 
-def _qnn_act_act_spec(ctx: HtpBuildContext, a: _Operand, b: _Operand, oq: QParams) -> QnnMatMulSpec | None:
-    """QNN's act x act MatMul spec where ``htp_config.arithmetic`` is "qnn" and it is established (8 bits)."""
+def _qnn_act_act_spec(ctx: HtpBuildContext, a: _Operand, b: _Operand, oq: QParams
+                      ) -> QnnMatMulSpec | QnnMatMul16Spec | None:
+    """QNN's act x act MatMul spec where ``htp_config.arithmetic`` is "qnn" and it is established (8 or 16 bits)."""
     if ctx.arithmetic != "qnn":
         return None
     # QNN computes M from the float32 scales of the model it is given
     f32 = lambda v: float(np.float32(np.asarray(v).reshape(-1)[0]))  # noqa: E731
+    if a.bits == 16:
+        return matmul16_spec_for(ctx.arch.name, "qnn", f32(a.scale), f32(b.scale), b.zero, f32(oq.scale),
+                                 int(oq.zero_point[0]), a.bits, b.bits, oq.bitwidth)
     real = f32(a.scale) * f32(b.scale) / f32(oq.scale)
     return matmul_spec_for(ctx.arch.name, "qnn", real, int(oq.zero_point[0]), a.bits, b.bits, oq.bitwidth)
 
@@ -309,6 +321,17 @@ def _bind_matmul(plan: StepPlan, device: torch.device) -> Bound:
             return spec.apply_np(a.np_int(xa), b.np_int(xb)).reshape(out_shape)
 
         return reference_qnn, _qnn_act_act(a, b, spec, k, out_shape, device)
+
+    if at["kind"] == "qnn_act_act16":
+        q = at["qnn"]
+        spec16 = QnnMatMul16Spec.from_consts(str(q["arch"]), plan.arrays["qnn_mm"], int(q["zo"]), int(q["zb"]),
+                                             int(q["z8"]))
+
+        def reference_qnn16(xa: np.ndarray, xb: np.ndarray) -> np.ndarray:
+            qa, qb = a.np_int(xa) + a.zero, b.np_int(xb) + b.zero
+            return spec16.apply_np(qa, a.zero, qb).reshape(out_shape)
+
+        return reference_qnn16, _qnn_act_act16(a, b, spec16, k, out_shape, device)
 
     def reference(*xs: np.ndarray) -> np.ndarray:
         it = iter(xs)
@@ -411,5 +434,48 @@ def _qnn_act_act(a: _Operand, b: _Operand, spec: QnnMatMulSpec, k: int, out_shap
             af = a.view(xa).to(torch.float64).sub_(za).expand(*batch, m, k).reshape(nb, m, k)
             acc64 = torch.matmul(af, w.to(torch.float64)).to(torch.int64)  # |sums| < 2^53: exact
         return spec.apply_t(acc64, f, consts).to(torch.uint8).reshape(out_shape)
+
+    return run
+
+
+def _qnn_act_act16(a: _Operand, b: _Operand, spec: QnnMatMul16Spec, k: int, out_shape: tuple[int, ...],
+                   device: torch.device) -> Callable[..., torch.Tensor]:
+    """QNN's 16-bit act x act MatMul (spec/qnn_matmul16.py): in[1] converted to uint8 and taken as int8 columns,
+    in[0]'s high and low bytes through int8 GEMMs per batch (CPU; else exact float64 matmuls), each byte as
+    ``(x - 128) @ W + 128 colsum(W)``, the low bytes' sums floored to units of 256, then the per-column spec."""
+    batch = out_shape[:-2]
+    nb = math.prod(batch)
+    m, n = out_shape[-2], out_shape[-1]
+    za = a.zero
+    consts = torch.from_numpy(spec.consts()).to(device)
+    recip = consts[3]
+    tz = (255 * spec.zb + 511) >> 9
+    int8 = machine_mode("int8", device) == "int8"
+
+    def byte_gemm(x: torch.Tensor, w: torch.Tensor, w8: torch.Tensor | None, ws: torch.Tensor) -> torch.Tensor:
+        if w8 is None:  # |sums| < 2^53: exact
+            return torch.matmul(x.to(torch.float64), w.to(torch.float64)).to(torch.int64)
+        xv = x.sub(128).to(torch.int8)
+        acc = scratch("mmacc", (nb, m, n), torch.int32, device)
+        for j in range(nb):
+            torch._int_mm(xv[j], w8[j], out=acc[j])
+        return acc.to(torch.int64).add_(ws.unsqueeze(-2), alpha=128)
+
+    def run(xa: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        qb = b.view(xb).to(torch.int64)
+        v = torch.bitwise_right_shift(torch.bitwise_right_shift(qb * 255 + 511, 9) + (128 * spec.z8 + 64 - tz), 7)
+        v = v.clamp_(0, 255).sub_(spec.z8)
+        f = torch.maximum((v.amax(dim=-2).clamp(min=127) * (2 * F_ONE) + 127) // 254,
+                          v.amin(dim=-2).neg_().clamp_(min=128) * (F_ONE // 128))
+        w = torch.bitwise_right_shift(v * recip[f - F_ONE].unsqueeze(-2) + (1 << 15), 16)
+        w = w.expand(*batch, k, n).reshape(nb, k, n)
+        f = f.expand(*batch, n).reshape(nb, n)
+        ws = w.sum(dim=-2)
+        qa = a.view(xa).to(torch.int64).expand(*batch, m, k).reshape(nb, m, k)
+        w8 = w.to(torch.int8) if int8 else None
+        hi = byte_gemm(torch.bitwise_right_shift(qa, 8), w, w8, ws)
+        lo = byte_gemm(torch.bitwise_and(qa, 255), w, w8, ws)
+        acc = hi.add_(torch.bitwise_right_shift(lo, 8)).sub_(torch.bitwise_right_shift(ws * za + 128, 8).unsqueeze(-2))
+        return spec.apply_t(acc, f, consts).to(torch.int32).reshape(out_shape)
 
     return run

@@ -30,8 +30,8 @@ its producer writes it at the tensor's scale with zero point 0 (an 8-bit code of
 column fits and ``F = 2^11``; the htp backend rewrites the graph so (``openqnn.backends.htp.rewrite``, v68 and
 v73: the BERT-style encoder's attention, every code). The run-time conversion above is for a graph input.
 
-Other archs and 16-bit operands or outputs are not established yet (``matmul_spec_for`` returns None:
-TFLite's arithmetic applies).
+Two 16-bit operands: :mod:`.qnn_matmul16` (in[1] converted to uint8 first, then these int8 columns). Other
+archs and mixed widths are not established yet (``matmul_spec_for`` returns None: TFLite's arithmetic applies).
 """
 
 from __future__ import annotations
