@@ -596,14 +596,11 @@ def test_backend_fast_equals_reference(xbw: int, arithmetic: str) -> None:
     b = ref.run(x, native_outputs=True)["y"]
     assert np.array_equal(a, b)
     sim = openqnn.Session(g).run(x)["y"]
-    if xbw == 16:  # QNN's MatMul of two 16-bit activations reads in[1] as 8 bits (spec/qnn_matmul16.py): the
-        # closeness to the real-valued chain is TFLite's arithmetic's
+    if xbw == 16 and arithmetic == "qnn":
+        # QNN's 16-bit arithmetic is far from the real-valued chain by design (its W8A16 convolutions floor the low
+        # bytes' sums, spec/qnn_conv16.py; its MatMul of two 16-bit activations reads in[1] as 8 bits,
+        # spec/qnn_matmul16.py): the closeness below is TFLite's arithmetic's
         fast = HtpBackend(HtpConfig(arithmetic="tflite"), path="fast").prepare(g)
     deq = fast.run(x)["y"]
     step = g.tensors["y"].encoding.scale[0]
-    if xbw == 16 and arithmetic == "qnn":
-        # QNN's W8A16 convolutions (v73, spec/qnn_conv16.py) floor the low bytes' sums: their outputs lean low by
-        # up to a few codes, which the MatMul of h with itself sums over 64 products (measured: 15 steps, mean -2.7)
-        assert np.abs(deq - sim).max() <= 24 * step
-    else:
-        assert np.abs(deq - sim).max() <= 4 * step  # a chain of five ops: a few steps at most
+    assert np.abs(deq - sim).max() <= 4 * step  # a chain of five ops: a few steps at most
