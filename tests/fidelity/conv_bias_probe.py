@@ -14,8 +14,9 @@ per-tensor, the bias dequantized with its scale and divided by ``fl(s_x s_w)`` i
 per-channel, the biases re-quantized against the largest ``|bias|`` (2^28 steps) in units of the largest
 ``fl(s_x s_w_c)``, in float32, truncated. So ``d`` is 0 or one step toward zero while the largest ``|bias|`` is
 below 2^28 and larger beyond (the ``--big`` rows). v68 takes the same float32 value but rounds it together with
-the output zero point's share ``zo / M`` (``qnn_bias`` with the spec; 99.2% of channels, the rest near-half sums),
-so ``d = 0`` where the largest bias is small.
+the output zero point's share ``zo / M_c`` (``qnn_bias`` with the spec; ``M_c`` the largest multiplier times the
+weight-scale ratio: every channel), so ``d = 0`` where the largest bias is small; ``tie_biases`` places biases
+finely beside the ties that tell the share's float32 arithmetic.
 
 The simulator's outputs are off the output grid when the image is 256 or more wide (whatever the model), so the
 probe lays the 8192 accumulators out 64 x 128.
@@ -91,6 +92,24 @@ def offsets(arch: str, bias: Sequence[int], sw: Sequence[float] | None = None, z
         spec = QnnRequantSpec.of(f"v{arch}", mults[c:c + 1], zo)
         found.append([d for d in range(-reach, reach + 1) if np.array_equal(spec.apply_np((acc[c] + d)[:, None])[:, 0], codes[c])])
     return found
+
+
+def tie_biases(sw: float, zo: int, around: int, spread: int = 600, n: int = 63) -> np.ndarray:
+    """v68's ties, seen finely: ``n`` biases in ``around +- spread`` whose float32 values (QNN's per-channel
+    re-quantization, every channel of weight scale ``sw``) lie at evenly spread offsets of up to about one
+    float32 step of ``zo / M`` beside the integers, after a first bias that sets those steps (its own
+    channel saturates). With a share ``zo / M`` within a step of a half, where the rounding turns shows which
+    float32 share QNN adds (docs/htp-fidelity.md, "The v68 bias ties (stop 25)")."""
+    from openqnn.backends.htp.spec.qnn_requant import _bias_f32
+
+    m = np.float32(np.float64(SX) * np.float64(np.float32(sw)) / np.float64(SO))
+    step = float(np.spacing(np.float32(np.float32(zo) / m) + np.float32(around)))  # the float32 step of the sums
+    big = int(2.0 ** 28 * step * 2) + 12345  # re-quantization steps of about two float32 steps
+    cand = np.arange(around - spread, around + spread)
+    b = np.r_[big, cand]
+    delta = _bias_f32(b, float(SX), np.full(b.size, sw, np.float32), None)[1:].astype(np.float64) - cand
+    order = np.argsort(delta)
+    return np.r_[big, cand[order[np.linspace(0, len(order) - 1, n).astype(int)]]]
 
 
 def pattern(found: Sequence[Sequence[int]]) -> str:

@@ -840,19 +840,38 @@ def _rn_offsets() -> list[int]:
 
 def test_v68_bias_resnet18_tie_that_rounds_up() -> None:
     """Measured (python -m tests.fidelity.model_layers --model resnet18 --full --arch 68 --save): channel 16's
-    float32 sum is exactly 172136.5 (bias -15300.0, zo / M = 187436.5) and the simulator rounds it up, as the
+    float32 sum is exactly 172136.5 (bias -15300.0, zo / M_c = 187436.5) and the simulator rounds it up, as the
     rule does."""
     d = _rn_offsets()
     assert d[1] == 0 and d[3:] == [0, 0]
 
 
-@pytest.mark.xfail(strict=True, reason="open: v68 ties that the simulator rounds down (docs/htp-fidelity.md, "
-                   "'The bias on v68')")
 def test_v68_bias_resnet18_ties_that_round_down() -> None:
-    """Measured as above: channels 12 (sum 4736.00049 + 170534.5 = 175270.5 in float32) and 45 (-12512.00098 +
-    229983.5 = 217471.5) round down on the simulator (its codes are 1 lower where the rule's are not), the rule
-    rounds them up; no float32 order, precision or tie rule tried explains them together with the probe."""
+    """Measured as above: channels 12 and 45 are 1 lower on the simulator than ``fl(zo / fl(M))`` (M the float64
+    ratio of the float32 scales) makes them (4736.00049 + 170534.5 = 175270.5, -12512.00098 + 229983.5 = 217471.5:
+    ties rounded up). QNN's multiplier is the largest one times the weight-scale ratio, ``fl(fl(fl(s_x s_w_max) /
+    s_o) * fl(s_w_c / s_w_max))`` (channel 59 has the largest weight scale), whose shares put both sums below the
+    half (docs/htp-fidelity.md, "The v68 bias ties (stop 25)")."""
     assert _rn_offsets()[0] == 0 and _rn_offsets()[2] == 0
+
+
+def test_v68_bias_share_uses_the_largest_multiplier_times_the_weight_scale_ratio() -> None:
+    """The simulator's share of the output zero point for one weight scale (targeted probes, v68: every channel's
+    weight scale alike, biases at fine offsets around a tie): ``fl(zo / fl(fl(s_x s_w) / s_o))``, which here
+    is one float32 step away from ``fl(zo / fl(M))`` with M the float64 ratio (zo 110: 27846.5 -> 27846.498;
+    zo 200: 113105.492 -> 113105.5), so that a bias of 1371 rounds down and one of 505 up: measured offsets 0 and
+    +1 where the float64 ratio's share gives +1 and 0."""
+    from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec, qnn_bias
+
+    so = np.float32(0.0046933319054397885)
+    for sw, zo, b, d in ((0.0005907978629693389, 110, 1371, 0), (0.000264461908955127, 200, 505, 1)):
+        w = np.full(2, sw, np.float32)
+        real = np.float64(_SX) * w.astype(np.float64) / np.float64(so)
+        spec = QnnRequantSpec.of("v68", real, zo)
+        bias = np.array([b, 2000])
+        old = np.floor(np.float32(b) + np.float32(np.float32(zo) / real.astype(np.float32)[0]) + 0.5) - spec.pre[0] - b
+        got = (qnn_bias("v68", bias, float(_SX), w, None, spec, real) - bias)[0]
+        assert got == d and old != d
 
 
 @pytest.mark.parametrize("per_channel", [False, True])

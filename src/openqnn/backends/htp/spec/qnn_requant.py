@@ -33,7 +33,8 @@ bias as given; v73's conversion of it 2,552), where exact rounding gives 65-68% 
 The bias (docs/htp-fidelity.md, "The bias"): v73 does not add the int32 bias it is given but QNN's own
 conversion of it, :func:`qnn_bias` (float32 arithmetic that truncates: the accumulator is off by 0 or one step
 toward zero on some channels, more with biases near 2^28 or larger). v68 rounds the same float32 value together
-with the output zero point's share ``zo / M`` (99.2% of probed channels; the rest within a float32 step of a half).
+with the output zero point's share ``zo / M_c``, ``M_c`` QNN's float32 multiplier: the largest one times the
+channel's weight-scale ratio (every one of 6,321 probed channels).
 
 Other archs, 16-bit inputs, weights or outputs, and the other ops are not established yet: they keep
 TFLite's arithmetic (``spec_for`` returns None).
@@ -197,13 +198,14 @@ def qnn_bias(arch: str, bias: np.ndarray, x_scale: float, w_scale: np.ndarray, b
 
     v68 (``spec`` the channel's :class:`QnnRequantSpec`, ``real`` its multipliers ``M`` as the spec was made
     from): the same float32 conversion, but not truncated: QNN adds the output zero point's share
-    ``fl(zo / fl(M))`` to it in float32 and rounds (half up) the sum, which v68's requantization adds to the
+    ``fl(zo / M_c)`` to it in float32 and rounds (half up) the sum, which v68's requantization adds to the
     accumulator in place of ``round(zo / M)`` (the spec's ``pre``); so the bias returned is that sum less
-    ``pre``. Established with the same probe (``tests/fidelity/conv_bias_probe.py``, random biases to
-    2^31 - 1, weight scales over a factor 20, zero points 37..255; docs/htp-fidelity.md): 960 of 960
-    per-tensor channels; per-channel 3,228 of 3,242 fitted and 2,102 of 2,119 fresh ones (99.2%; the others
-    sums within a float32 step of a half, whose exact float order is not found). Without ``spec``, and on
-    other archs: the bias as given."""
+    ``pre``. ``M_c = fl(fl(fl(s_x s_w_max) / s_o) * fl(s_w_c / s_w_max))``: the tensor's largest multiplier
+    times the channel's weight-scale ratio (one weight scale: ``fl(fl(s_x s_w) / s_o)``). Established with the
+    same probe (``tests/fidelity/conv_bias_probe.py``, random biases to 2^31 - 1, weight scales over a factor
+    20, zero points 37..255, and biases at fine offsets beside ties; docs/htp-fidelity.md, "The bias on v68"
+    and "The v68 bias ties (stop 25)"): 6,321 of 6,321 channels (960 per-tensor), where ``fl(zo / fl(M))``
+    with ``M`` the float64 ratio gives 6,290. Without ``spec``, and on other archs: the bias as given."""
     b = np.asarray(bias, dtype=np.int64).reshape(-1)
     if spec is not None and spec.kernel == "dw_strided":  # added as given (MobileNetV2's layers: exact)
         return b
@@ -236,15 +238,22 @@ def _bias_f32(b: np.ndarray, x_scale: float, w_scale: np.ndarray, bias_scale: fl
 
 def _v68_bias(b: np.ndarray, x_scale: float, w_scale: np.ndarray, bias_scale: float | None, spec: QnnRequantSpec,
               real: np.ndarray) -> np.ndarray:
-    """v68's bias (:func:`qnn_bias`): ``floor(fl(bias + fl(zo / fl(M))) + 1/2) - pre``, the bias QNN's float32
-    value, per output channel."""
+    """v68's bias (:func:`qnn_bias`): ``floor(fl(bias + fl(zo / M_c)) + 1/2) - pre``, the bias QNN's float32
+    value, per output channel, where QNN's float32 multiplier of channel ``c`` is the tensor's largest one times
+    the channel's weight-scale ratio: ``M_c = fl(fl(fl(s_x s_w_max) / s_o) * fl(s_w_c / s_w_max))`` (one weight
+    scale: ``fl(fl(s_x s_w) / s_o)``)."""
     f32 = np.float32
     n = max(b.size, spec.pre.size)
     value = np.broadcast_to(_bias_f32(b, x_scale, w_scale, bias_scale), (n,))
-    m = np.broadcast_to(np.asarray(real, dtype=np.float64).reshape(-1).astype(f32), (n,))
+    w = np.asarray(w_scale, dtype=f32).reshape(-1)
+    top = int(np.argmax(w))
+    sx, w_max = f32(x_scale), w[top]
+    # the output scale the multipliers were made from (real = s_x s_w / s_o in float64 of the float32 scales)
+    so = f32(np.float64(sx) * np.float64(w_max) / float(np.asarray(real, dtype=np.float64).reshape(-1)[top]))
+    big_m = f32(f32(sx * w_max) / so)  # the largest multiplier, from the largest accumulator scale
+    m = np.broadcast_to((big_m * (w / w_max).astype(f32)).astype(f32), (n,))
     share = (f32(spec.zero_point) / m).astype(f32)  # the output zero point on the accumulators' scale
-    # half up on the float32 sum: 6,290 of 6,321 probe channels; the simulator parts only within 2 ulps of a half
-    # (exact x.5 sums: 75 up, 11 down; ResNet-18's layer1.0 conv2 ties: channels 12 and 45 down, 16 up), by no
-    # arithmetic found (docs/htp-fidelity.md, "The bias on v68")
+    # half up on the float32 sum: 6,321 of 6,321 probe channels and ResNet-18 224's layer1.0 conv2 ties
+    # (docs/htp-fidelity.md, "The v68 bias ties (stop 25)"); fl(zo / fl(M)) with M from the float64 ratio: 6,290
     total = np.floor((value + share).astype(f32).astype(np.float64) + 0.5).astype(np.int64)
     return total - np.broadcast_to(spec.pre, (n,))
