@@ -1,0 +1,88 @@
+"""QNN's HTP arithmetic of pointwise functions of 16-bit codes (lookup-table ops), v68 and v73, established on
+Qualcomm's HTP simulator (onnxruntime-qnn 2.7.0, QNN 2.51) with ``tests/fidelity/unary16_probe.py`` (every 16-bit
+input code through a QDQ op at random encodings) and held to it by ``tests/fidelity/test_qnn_unary16.py``
+(docs/htp-fidelity.md, "16-bit activation functions (stop 25)"). v68 = v73 in every probe.
+
+Abs (established): a requantization of ``a = |q - z_in|`` with a multiplier of 18 fraction bits,
+``m = round(float32(s_in / s_out) 2^18)``, whose rounding depends on the element's row: the parity of its index on
+the second-to-last axis (QNN's W axis of an NHWC tensor; a tensor of rank under 2 is row 0). Even rows drop the
+product's low 14 bits and round the last 4 from 7/16 up, ``code = clamp(z_out + ((((a m) >> 14) + 9) >> 4))``; odd
+rows round half up, ``clamp(z_out + ((((a m) >> 17) + 1) >> 1))``. 100% of 22 all-code probes in one row (1,441,792
+codes per arch, ratios 0.15-18.6; exact rounding 90-99%), of 6 all-code probes over 64-element rows (v73) and of 18
+random-code probes of 9 shapes of rank 1 to 5 (v73).
+
+Log (a cliff, established): with an output scale below ``2^-14 (1 + 5e-6)`` (bracketed by the probes between
+``6.1035419e-5``, all codes 0, and ``6.1035504e-5``, codes of the function) every output is code 0, whatever the
+zero points and the input scale. Above it the codes are within a few codes of exact rounding but not established
+(open): openqnn keeps exact rounding there.
+
+Reciprocal (the numerator, established): QNN EP writes it as ``Div(1.0, x)`` with 1.0 quantized in the input's
+16-bit encoding (as for 8-bit codes, ``qnn_unary.reciprocal_codes``), so once ``1 / s_in`` passes ``65535 - z_in``
+codes the numerator clamps below 1; the quotient's own 16-bit arithmetic (that of Div) is open, exact rounding here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from openqnn.backends.htp.spec.qnn_unary import reciprocal_codes
+
+__all__ = ["ABS_FRAC", "ABS_PRE", "ARCHS16", "LOG_ZERO_SCALE", "abs16_codes", "abs16_multiplier", "log16_is_zero",
+           "row_parity", "unary16_tables_for"]
+
+ARCHS16 = ("v68", "v73")
+ABS_PRE, ABS_FRAC = 14, 4  # Abs: the product's dropped bits, then the rounded ones (from 7/16 up: + 2^3 + 1)
+# Log: output scales at or below this give code 0 everywhere (probed: 6.1035419e-5 zero, 6.1035504e-5 not)
+LOG_ZERO_SCALE = 6.1035462e-5  # the middle of the bracket
+N16 = 1 << 16
+
+
+def _f32(v: float) -> float:
+    return float(np.float32(v))
+
+
+def abs16_multiplier(s_in: float, s_out: float) -> int:
+    """``round(float32(float32(s_in) / float32(s_out)) * 2^18)``: Abs's multiplier."""
+    return round(_f32(_f32(s_in) / _f32(s_out)) * 2.0 ** (ABS_PRE + ABS_FRAC))
+
+
+def abs16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int, odd: bool = False) -> np.ndarray:
+    """QNN's Abs of 16-bit codes ``q`` in an even row (``odd``: an odd row), module docstring."""
+    a = np.abs(np.asarray(q, np.int64) - z_in)
+    m = abs16_multiplier(s_in, s_out)
+    if odd:
+        r = (((a * m) >> (ABS_PRE + ABS_FRAC - 1)) + 1) >> 1
+    else:
+        r = (((a * m) >> ABS_PRE) + (1 << (ABS_FRAC - 1)) + 1) >> ABS_FRAC
+    return np.clip(z_out + r, 0, N16 - 1).astype(np.int64)
+
+
+def row_parity(shape: tuple[int, ...]) -> np.ndarray:
+    """Each element's row parity (0 or 1, int64), shaped to broadcast against ``shape``: the index on the
+    second-to-last axis modulo 2, as ``(W, 1)``; ``(1,)`` (row 0) for a tensor of rank under 2."""
+    if len(shape) < 2:
+        return np.zeros(1, np.int64)
+    return (np.arange(shape[-2], dtype=np.int64) % 2).reshape(-1, 1)
+
+
+def log16_is_zero(s_out: float) -> bool:
+    """Whether QNN's 16-bit Log gives code 0 for every input (an output scale at or below ``LOG_ZERO_SCALE``)."""
+    return _f32(s_out) <= LOG_ZERO_SCALE
+
+
+def unary16_tables_for(op_type: str, arch: str, arithmetic: str, s_in: float, z_in: int, s_out: float, z_out: int,
+                       in_bits: int, out_bits: int) -> np.ndarray | None:
+    """QNN's tables of ``op_type`` where a 16-bit rule is established (``arithmetic == "qnn"``, v68 or v73, 16-bit
+    codes in and out): int64 ``[R, 65536]``, one row (R = 1) or one per row parity (R = 2, :func:`row_parity`);
+    else None (the caller builds exact rounding)."""
+    if not (arithmetic == "qnn" and arch in ARCHS16 and in_bits == 16 and out_bits == 16
+            and s_in > 0 and s_out > 0):
+        return None
+    q = np.arange(N16, dtype=np.int64)
+    if op_type == "ElementWiseAbs":
+        return np.stack([abs16_codes(q, s_in, z_in, s_out, z_out, odd) for odd in (False, True)])
+    if op_type == "ElementWiseLog" and log16_is_zero(s_out):
+        return np.zeros((1, N16), np.int64)
+    if op_type == "ElementWiseReciprocal":
+        return reciprocal_codes(q, s_in, z_in, s_out, z_out, bits=16)[None]
+    return None
