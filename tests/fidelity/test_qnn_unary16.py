@@ -69,3 +69,24 @@ def test_reciprocal_numerator_is_one_quantized_in_16_bits(arch: str) -> None:
             assert spec > 0.7 and exact < 0.05
         else:
             assert abs(spec - exact) < 0.002
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_softplus_piecewise_polynomial(arch: str) -> None:
+    """Approximate: >= 98% of the codes, all within one, where exact rounding of softplus is 0-35% (up to 255 off)."""
+    from openqnn.backends.htp.spec.qnn_unary16 import softplus16_codes
+
+    rng = np.random.default_rng(99)
+    probes = []
+    for i in range(8):
+        lo, hi = -float(rng.uniform(0.5, 10)), float(rng.uniform(0.5, 10))
+        si = (hi - lo) / 65535
+        so = float(np.log1p(np.exp(hi))) * float(rng.uniform(1, 1.3)) / 65535
+        probes.append(Probe16(si, round(-lo / si), so, int(rng.integers(0, 2000)) if i % 2 else 0))
+    q = np.arange(N)
+    for p, y in zip(probes, probe_many(arch, "Softplus", probes)):
+        spec = softplus16_codes(q, p.si, p.zi, p.so, p.zo)
+        x = (q - p.zi) * float(np.float32(p.si))
+        exact = np.clip(np.rint(np.log1p(np.exp(x)) / float(np.float32(p.so))) + p.zo, 0, N - 1)
+        assert np.mean(spec == y) >= 0.98 and np.abs(spec - y).max() <= 1
+        assert np.mean(exact == y) < 0.4

@@ -103,3 +103,23 @@ def test_other_arches_and_8bit_codes_keep_exact_rounding() -> None:
     g8.tensors["out"].encoding = _enc(0.0, 3.3, 8)
     x8 = x % 256
     np.testing.assert_array_equal(_run(g8, "v73", "qnn", x8)[1], _run(g8, "v73", "tflite", x8)[1])
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+def test_softplus_is_the_piecewise_form(arch: str) -> None:
+    from openqnn.backends.htp.spec.qnn_unary16 import SOFTPLUS_POLY, softplus16_codes, softplus16_values
+
+    g = _graph("ElementWiseSoftplus", [((1, 5, 7, 9), _enc(-6.0, 6.0, 16), None)])
+    g.tensors["out"].encoding = _enc(0.0, 6.1, 16)
+    (si, zi), (so, zo) = _sz(g.tensors["x0"].encoding), _sz(g.tensors["out"].encoding)
+    x = _codes((1, 5, 7, 9))
+    kernel, ref = _run(g, arch, "qnn", x)
+    assert kernel == "htp.lut"
+    np.testing.assert_array_equal(ref, softplus16_codes(x, si, zi, so, zo))
+    # the pieces: exp below -2, the polynomial on [-2, 5), x from 5
+    v = softplus16_values(np.array([-3.0, -2.0, 0.0, 4.999, 5.0, 7.5]))
+    np.testing.assert_allclose(v, [np.exp(-3.0), np.polyval(SOFTPLUS_POLY, -2.0), SOFTPLUS_POLY[-1],
+                                   np.polyval(SOFTPLUS_POLY, 4.999), 5.0, 7.5])
+    assert abs(SOFTPLUS_POLY[-1] - np.log(2.0)) > 0.009  # (QNN's polynomial, not softplus: 0.7031 at 0)
+    _, exact = _run(g, arch, "tflite", x)
+    assert (exact != ref).any()
