@@ -92,6 +92,14 @@ def test_reciprocal_16bit_numerator_clamps(arch: str) -> None:
     np.testing.assert_array_equal(ref, np.clip(np.floor(v + 0.5) + zo, 0, 65535))
 
 
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+def test_reciprocal_16bit_without_the_clamp_is_exact_rounding(arch: str) -> None:
+    g = _graph("ElementWiseReciprocal", [((1, 1024), _enc(0.0, 2.0, 16), None)])
+    g.tensors["out"].encoding = _enc(0.0, 10.0, 16)
+    x = np.arange(6000, 65536, 58)[:1024].reshape(1, 1024)
+    np.testing.assert_array_equal(_run(g, arch, "qnn", x)[1], _run(g, arch, "tflite", x)[1])
+
+
 def test_other_arches_and_8bit_codes_keep_exact_rounding() -> None:
     g = _graph("ElementWiseAbs", [((1, 4, 9), _enc(-3.1, 2.3, 16), None)])
     g.tensors["out"].encoding = _enc(0.0, 3.3, 16)
