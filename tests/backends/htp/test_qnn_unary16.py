@@ -131,3 +131,26 @@ def test_softplus_is_the_piecewise_form(arch: str) -> None:
     assert abs(SOFTPLUS_POLY[-1] - np.log(2.0)) > 0.009  # (QNN's polynomial, not softplus: 0.7031 at 0)
     _, exact = _run(g, arch, "tflite", x)
     assert (exact != ref).any()
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+def test_sqrt_is_the_coarse_rsqrt_form(arch: str) -> None:
+    from openqnn.backends.htp.spec.qnn_unary16 import sqrt16_codes
+
+    g = _graph("ElementWiseSquareRoot", [((2, 64, 9), _enc(-0.1, 4.0, 16), None)])
+    g.tensors["out"].encoding = _enc(0.0, 2.1, 16)
+    (si, zi), (so, zo) = _sz(g.tensors["x0"].encoding), _sz(g.tensors["out"].encoding)
+    x = _codes((2, 64, 9))
+    kernel, ref = _run(g, arch, "qnn", x)
+    assert kernel == "htp.lut"
+    np.testing.assert_array_equal(ref, sqrt16_codes(x, si, zi, so, zo))
+    # the documented form on a few codes: a r(a) C, r's mantissa to 10 bits, C floored to 16 bits, half up
+    a = np.array([1, 5, 4097, 60000]) + zi
+    d = a - zi
+    m, e = np.frexp(1 / np.sqrt(d))
+    c0 = np.sqrt(np.float32(si)) / np.float32(so)
+    c = np.floor(c0 / 2.0 ** np.floor(np.log2(c0)) * 2**15) / 2**15 * 2.0 ** np.floor(np.log2(c0))
+    np.testing.assert_array_equal(sqrt16_codes(a, si, zi, so, zo),
+                                  np.clip(np.floor(d * np.rint(m * 1024) / 1024 * 2.0**e * c + 0.5) + zo, 0, 65535))
+    # below the zero point the 16-bit difference wraps
+    assert sqrt16_codes(np.array([zi - 1]), si, zi, so, zo)[0] == sqrt16_codes(np.array([65535]), si, 0, so, zo)[0]
