@@ -144,12 +144,12 @@ def test_sqrt_is_the_coarse_rsqrt_form(arch: str) -> None:
     kernel, ref = _run(g, arch, "qnn", x)
     assert kernel == "htp.lut"
     np.testing.assert_array_equal(ref, sqrt16_codes(x, si, zi, so, zo))
-    # the documented form on a few codes: a r(a) C, r's mantissa to 10 bits, C floored to 16 bits, half up
+    # the documented form on a few codes: a r(a) C, r's mantissa to 10 bits, C rounded to 15 bits, half up
     a = np.array([1, 5, 4097, 60000]) + zi
     d = a - zi
     m, e = np.frexp(1 / np.sqrt(d))
     c0 = np.sqrt(np.float32(si)) / np.float32(so)
-    c = np.floor(c0 / 2.0 ** np.floor(np.log2(c0)) * 2**15) / 2**15 * 2.0 ** np.floor(np.log2(c0))
+    c = np.rint(c0 / 2.0 ** np.floor(np.log2(c0)) * 2**14) / 2**14 * 2.0 ** np.floor(np.log2(c0))
     np.testing.assert_array_equal(sqrt16_codes(a, si, zi, so, zo),
                                   np.clip(np.floor(d * np.rint(m * 1024) / 1024 * 2.0**e * c + 0.5) + zo, 0, 65535))
     # below the zero point the 16-bit difference wraps

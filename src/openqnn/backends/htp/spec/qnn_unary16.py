@@ -22,13 +22,12 @@ codes: every probe's fit agrees to about 1e-7 and leaves at most 0.52 of a code)
 exact rounding. The polynomial is about 0.012 off softplus (134 codes at ``s_out = 9.2e-5``), which is what the
 simulator shows; 99.0-99.2% of the codes of two random probes (exact rounding 0.2-10%), all within one code.
 
-SquareRoot (approximate, partly fitted): ``a r(a) C`` of the input *code* ``a = q - z_in`` (the simulator's teeth
-halve their spacing where ``a`` passes 4096 and 16384, whatever ``s_in``), ``r`` = ``1 / sqrt(a)`` with its
-mantissa rounded to 10 bits (each tooth rises at twice the function's slope), ``C = sqrt(s_in) / s_out`` to 16
-significant bits, the product rounded half up. The best ``C`` of each of 10 probes lies within one step of 16
-bits of ``sqrt(s_in) / s_out``; flooring finds it on 7 (91-93% of the codes), is one step off on 3 (31%); exact
-rounding 2.1-2.6%. The tooth edges sit about 2 codes off ``r``'s rounding (misses there up to 128 codes). Inputs
-below the zero point (negative reals) give the codes of ``(q - z_in) mod 2^16``: 94-100% of those codes.
+SquareRoot (approximate): ``a r(a) C`` of the input *code* ``a = q - z_in`` (the simulator's teeth halve their
+spacing where ``a`` passes 4096 and 16384, whatever ``s_in``), ``r`` = ``1 / sqrt(a)`` with its mantissa rounded to
+10 bits (each tooth rises at twice the function's slope), ``C = sqrt(s_in) / s_out`` rounded to 15 significant bits,
+the product rounded half up. 93.0% of the codes of each of 10 probes (exact rounding 2.1-2.6%); the misses are the
+tooth edges, where QNN's ``r`` is not the rounded one (up to 128 codes off). Inputs below the zero point (negative
+reals) give the codes of ``(q - z_in) mod 2^16``: 94-100% of those codes.
 
 Reciprocal (the numerator, established): QNN EP writes it as ``Div(1.0, x)`` with 1.0 quantized in the input's
 16-bit encoding (as for 8-bit codes, ``qnn_unary.reciprocal_codes``), so once ``1 / s_in`` passes ``65535 - z_in``
@@ -122,7 +121,7 @@ def sqrt16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int
     r = np.rint(m * 1024.0) / 1024.0 * np.exp2(e)
     c0 = np.sqrt(_f32(s_in)) / _f32(s_out)
     ce = np.floor(np.log2(c0))
-    c = np.floor(c0 / 2.0**ce * 2.0**15) / 2.0**15 * 2.0**ce
+    c = np.rint(c0 / 2.0**ce * 2.0**14) / 2.0**14 * 2.0**ce  # 15 significant bits
     v = np.where(pos, np.floor(a * r * c + 0.5), 0.0)
     return np.clip(v + z_out, 0, N16 - 1).astype(np.int64)
 
