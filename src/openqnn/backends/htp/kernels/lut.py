@@ -18,6 +18,12 @@ Reciprocal with ``htp_config.arithmetic: "qnn"`` (v68, v73, 8-bit codes): QNN's 
 (``spec/qnn_unary.py``): QNN EP divides a constant 1.0 quantized in the input's encoding,
 ``q1 = clamp(round(1 / s_in) + z_in)``, by the input, so ``table[q] = clamp(z_out + round(s_in (q1 - z_in) /
 (s_in (q - z_in)) / s_out))``; at ``q = z_in`` the real value 255.
+
+16-bit codes with ``arithmetic: "qnn"`` (v68, v73; ``spec/qnn_unary16.py``): Abs is QNN's requantization of
+``|q - z_in|`` (18-bit multiplier; rounding from 7/16 or from 1/2 by the parity of the element's index on the
+second-to-last axis: two tables, ``htp.channel_table``), Log with an output scale at or below about ``2^-14`` is code 0
+everywhere, Reciprocal's numerator is 1.0 quantized in the input's 16-bit encoding where it clamps; Softplus and
+SquareRoot follow QNN's approximations (fitted, approximate); the rest is exact rounding.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from openqnn.backends.htp.kernels.registry import (
 from openqnn.backends.htp.kernels.scratch import step_buffer
 from openqnn.backends.htp.native import lookup_or
 from openqnn.backends.htp.spec.qnn_unary import reciprocal_table_for
+from openqnn.backends.htp.spec.qnn_unary16 import row_parity, unary16_tables_for
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 from openqnn.ops.elementwise import UNARY
@@ -92,12 +99,13 @@ def table_step(node: Node, ctx: HtpBuildContext, x_name: str, table: np.ndarray,
 
 
 def channel_table_step(node: Node, ctx: HtpBuildContext, x_name: str, tables: np.ndarray, channel_shape: tuple[int, ...],
-                       qo: QParams) -> HtpStep:
+                       qo: QParams, rows: np.ndarray | None = None) -> HtpStep:
     """An ``htp.channel_table`` step: ``out = tables[c, q]`` with the table row ``c`` of each element given by an
     index array of ``channel_shape`` (``C`` rows of ``2^bw`` codes; ``channel_shape`` broadcasts against the input,
-    e.g. ``(C,)`` for channels last or ``(C, 1, 1)`` for NCHW)."""
-    rows, width = tables.shape
-    base = (np.arange(rows, dtype=np.int64) * width).reshape(channel_shape)
+    e.g. ``(C,)`` for channels last or ``(C, 1, 1)`` for NCHW): ``0 .. C - 1``, or ``rows`` where given."""
+    n, width = tables.shape
+    index = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
+    base = (index * width).reshape(channel_shape)
     plan = StepPlan("htp.channel_table", node.name, node.op_type, (x_name,), tuple(node.outputs),
                     {"bits": qo.bitwidth, "out_shape": list(ctx.shape(node.outputs[0]))},
                     {"table": compact_codes(np.ascontiguousarray(tables.reshape(-1)), qo.bitwidth), "base": base})
@@ -149,6 +157,13 @@ def unary(node: Node, ctx: HtpBuildContext) -> HtpStep:
                                      float(qo.scale[0]), int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
         if table is not None:
             return table_step(node, ctx, x_name, table, qo)
+    tables = unary16_tables_for(node.op_type, ctx.arch.name, ctx.arithmetic, float(qi.scale[0]),
+                                int(qi.zero_point[0]), float(qo.scale[0]), int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
+    if tables is not None:
+        rows = row_parity(tuple(ctx.shape(x_name)))
+        if len(tables) == 1 or not rows.any():
+            return table_step(node, ctx, x_name, tables[0], qo)
+        return channel_table_step(node, ctx, x_name, tables, rows.shape, qo, rows=rows)
     return table_step(node, ctx, x_name, build_table(_float_kernel(node, ctx).fn, qi, qo), qo)
 
 

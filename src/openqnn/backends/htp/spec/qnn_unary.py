@@ -49,14 +49,15 @@ def reciprocal_numerator(s_in: float, z_in: int, bits: int = 8) -> int:
     return int(np.clip(np.rint(1.0 / _f32(s_in)) + z_in, 0, (1 << bits) - 1))
 
 
-def reciprocal_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int) -> np.ndarray:
-    """QNN's Reciprocal of 8-bit codes ``q``: the exact quotient of the quantized 1.0 by the input."""
+def reciprocal_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int, bits: int = 8) -> np.ndarray:
+    """QNN's Reciprocal of ``bits``-bit codes ``q``: the exact quotient of the quantized 1.0 by the input (16-bit:
+    the numerator is established, the quotient's rounding is not, ``qnn_unary16``)."""
     si, so = _f32(s_in), _f32(s_out)
-    n = (reciprocal_numerator(s_in, z_in) - z_in) * si
+    n = (reciprocal_numerator(s_in, z_in, bits) - z_in) * si
     dq = np.asarray(q, np.int64) - z_in
     with np.errstate(divide="ignore", invalid="ignore"):
         v = np.where(dq == 0, X_BY_ZERO, n / (dq * si)) / so
-    return _round_clamp(v, z_out)
+    return _round_clamp(v, z_out, bits)
 
 
 def prelu_tables(s_in: float, z_in: int, alphas: np.ndarray, s_out: float, z_out: int) -> np.ndarray | None:

@@ -1,0 +1,153 @@
+"""QNN's HTP arithmetic of pointwise functions of 16-bit codes (lookup-table ops), v68 and v73, established on
+Qualcomm's HTP simulator (onnxruntime-qnn 2.7.0, QNN 2.51) with ``tests/fidelity/unary16_probe.py`` (every 16-bit
+input code through a QDQ op at random encodings) and held to it by ``tests/fidelity/test_qnn_unary16.py``
+(docs/htp-fidelity.md, "16-bit activation functions (stop 25)"). v68 = v73 in every probe.
+
+Abs (established): a requantization of ``a = |q - z_in|`` with a multiplier of 18 fraction bits,
+``m = round(float32(s_in / s_out) 2^18)``, whose rounding depends on the element's row: the parity of its index on
+the second-to-last axis (QNN's W axis of an NHWC tensor; a tensor of rank under 2 is row 0). Even rows drop the
+product's low 14 bits and round the last 4 from 7/16 up, ``code = clamp(z_out + ((((a m) >> 14) + 9) >> 4))``; odd
+rows round half up, ``clamp(z_out + ((((a m) >> 17) + 1) >> 1))``. 100% of 22 all-code probes in one row (1,441,792
+codes per arch, ratios 0.15-18.6; exact rounding 90-99%), of 6 all-code probes over 64-element rows (v73) and of 18
+random-code probes of 9 shapes of rank 1 to 5 (v73).
+
+Log (a cliff, established): with an output scale below ``2^-14 (1 + 5e-6)`` (bracketed by the probes between
+``6.1035419e-5``, all codes 0, and ``6.1035504e-5``, codes of the function) every output is code 0, whatever the
+zero points and the input scale. Above it the codes are within a few codes of exact rounding but not established
+(open): openqnn keeps exact rounding there.
+
+Softplus (approximate, fitted): three pieces in the real input ``x``, fixed whatever the encodings: ``exp(x)`` below
+-2, a degree-4 polynomial on [-2, 5) (``SOFTPLUS_POLY``, highest power first, least-squares fits to the simulator's
+codes: every probe's fit agrees to about 1e-7 and leaves at most 0.52 of a code), ``x`` from 5; the value's codes by
+exact rounding. The polynomial is about 0.012 off softplus (134 codes at ``s_out = 9.2e-5``), which is what the
+simulator shows; 99.0-99.2% of the codes of two random probes (exact rounding 0.2-10%), all within one code.
+
+SquareRoot (approximate): ``a r(a) C`` of the input *code* ``a = q - z_in`` (the simulator's teeth halve their
+spacing where ``a`` passes 4096 and 16384, whatever ``s_in``), ``r`` = ``1 / sqrt(a)`` with its mantissa rounded to
+10 bits (each tooth rises at twice the function's slope), ``C = sqrt(s_in) / s_out`` rounded to 15 significant bits,
+the product rounded half up. 93.0% of the codes of each of 10 probes (exact rounding 2.1-2.6%); the misses are the
+tooth edges, where QNN's ``r`` is not the rounded one (up to 128 codes off). Inputs below the zero point (negative
+reals) give the codes of ``(q - z_in) mod 2^16``: 94-100% of those codes.
+
+Reciprocal (the numerator, established): QNN EP writes it as ``Div(1.0, x)`` with 1.0 quantized in the input's
+16-bit encoding (as for 8-bit codes, ``qnn_unary.reciprocal_codes``), so once ``1 / s_in`` passes ``65535 - z_in``
+codes the numerator clamps below 1. openqnn uses that numerator only where it clamps (there exact rounding of
+``1 / x`` is 0.5% of the codes, the clamped numerator's quotient 77%); elsewhere the numerator is within ``s_in / 2``
+of 1 and no closer to the simulator than 1 (84.0% either way): exact rounding of ``1 / x``. The quotient's own
+16-bit arithmetic (that of Div, up to 28 codes off) is open.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from openqnn.backends.htp.spec.qnn_unary import reciprocal_codes, reciprocal_numerator
+
+__all__ = [
+    "ABS_FRAC",
+    "ABS_PRE",
+    "ARCHS16",
+    "LOG_ZERO_SCALE",
+    "SOFTPLUS_PIECES",
+    "SOFTPLUS_POLY",
+    "abs16_codes",
+    "abs16_multiplier",
+    "log16_is_zero",
+    "row_parity",
+    "softplus16_codes",
+    "softplus16_values",
+    "unary16_tables_for",
+]
+
+ARCHS16 = ("v68", "v73")
+ABS_PRE, ABS_FRAC = 14, 4  # Abs: the product's dropped bits, then the rounded ones (from 7/16 up: + 2^3 + 1)
+# Log: output scales at or below this give code 0 everywhere (probed: 6.1035419e-5 zero, 6.1035504e-5 not)
+LOG_ZERO_SCALE = 6.1035462e-5  # the middle of the bracket
+N16 = 1 << 16
+SOFTPLUS_POLY = (-6.6644005e-04, -4.6107509e-03, 1.0882618e-01, 5.1270431e-01, 7.0310844e-01)  # x in [-2, 5)
+SOFTPLUS_PIECES = (-2.0, 5.0)
+
+
+def _f32(v: float) -> float:
+    return float(np.float32(v))
+
+
+def abs16_multiplier(s_in: float, s_out: float) -> int:
+    """``round(float32(float32(s_in) / float32(s_out)) * 2^18)``: Abs's multiplier."""
+    return round(_f32(_f32(s_in) / _f32(s_out)) * 2.0 ** (ABS_PRE + ABS_FRAC))
+
+
+def abs16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int, odd: bool = False) -> np.ndarray:
+    """QNN's Abs of 16-bit codes ``q`` in an even row (``odd``: an odd row), module docstring."""
+    a = np.abs(np.asarray(q, np.int64) - z_in)
+    m = abs16_multiplier(s_in, s_out)
+    if odd:
+        r = (((a * m) >> (ABS_PRE + ABS_FRAC - 1)) + 1) >> 1
+    else:
+        r = (((a * m) >> ABS_PRE) + (1 << (ABS_FRAC - 1)) + 1) >> ABS_FRAC
+    return np.clip(z_out + r, 0, N16 - 1).astype(np.int64)
+
+
+def row_parity(shape: tuple[int, ...]) -> np.ndarray:
+    """Each element's row parity (0 or 1, int64), shaped to broadcast against ``shape``: the index on the
+    second-to-last axis modulo 2, as ``(W, 1)``; ``(1,)`` (row 0) for a tensor of rank under 2."""
+    if len(shape) < 2:
+        return np.zeros(1, np.int64)
+    return (np.arange(shape[-2], dtype=np.int64) % 2).reshape(-1, 1)
+
+
+def softplus16_values(x: np.ndarray) -> np.ndarray:
+    """QNN's 16-bit Softplus of real inputs ``x`` (float64): ``exp(x)``, the polynomial, ``x`` (module docstring)."""
+    x = np.asarray(x, np.float64)
+    lo, hi = SOFTPLUS_PIECES
+    with np.errstate(over="ignore"):
+        return np.where(x < lo, np.exp(np.minimum(x, lo)), np.where(x < hi, np.polyval(SOFTPLUS_POLY, x), x))
+
+
+def softplus16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int) -> np.ndarray:
+    """QNN's Softplus of 16-bit codes ``q``: :func:`softplus16_values` of the dequantized input, rounded (half to
+    even) into the output encoding."""
+    x = (np.asarray(q, np.int64) - z_in) * _f32(s_in)
+    return np.clip(np.rint(softplus16_values(x) / _f32(s_out)) + z_out, 0, N16 - 1).astype(np.int64)
+
+
+def sqrt16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int) -> np.ndarray:
+    """QNN's SquareRoot of 16-bit codes ``q`` (approximate, module docstring): ``a r(a)`` of the input code
+    ``a = q - z_in``, ``r`` the reciprocal square root with its mantissa rounded to 10 bits, times ``C``,
+    ``sqrt(s_in) / s_out`` floored to 16 significant bits, rounded half up; ``a <= 0`` gives the code of 0."""
+    a = (np.asarray(q, np.int64) - z_in) % N16  # (a 16-bit difference: inputs below the zero point wrap)
+    pos = a > 0
+    m, e = np.frexp(1.0 / np.sqrt(np.where(pos, a, 1).astype(np.float64)))
+    r = np.rint(m * 1024.0) / 1024.0 * np.exp2(e)
+    c0 = np.sqrt(_f32(s_in)) / _f32(s_out)
+    ce = np.floor(np.log2(c0))
+    c = np.rint(c0 / 2.0**ce * 2.0**14) / 2.0**14 * 2.0**ce  # 15 significant bits
+    v = np.where(pos, np.floor(a * r * c + 0.5), 0.0)
+    return np.clip(v + z_out, 0, N16 - 1).astype(np.int64)
+
+
+def log16_is_zero(s_out: float) -> bool:
+    """Whether QNN's 16-bit Log gives code 0 for every input (an output scale at or below ``LOG_ZERO_SCALE``)."""
+    return _f32(s_out) <= LOG_ZERO_SCALE
+
+
+def unary16_tables_for(op_type: str, arch: str, arithmetic: str, s_in: float, z_in: int, s_out: float, z_out: int,
+                       in_bits: int, out_bits: int) -> np.ndarray | None:
+    """QNN's tables of ``op_type`` where a 16-bit rule is established (``arithmetic == "qnn"``, v68 or v73, 16-bit
+    codes in and out): int64 ``[R, 65536]``, one row (R = 1) or one per row parity (R = 2, :func:`row_parity`);
+    else None (the caller builds exact rounding)."""
+    if not (arithmetic == "qnn" and arch in ARCHS16 and in_bits == 16 and out_bits == 16
+            and s_in > 0 and s_out > 0):
+        return None
+    q = np.arange(N16, dtype=np.int64)
+    if op_type == "ElementWiseAbs":
+        return np.stack([abs16_codes(q, s_in, z_in, s_out, z_out, odd) for odd in (False, True)])
+    if op_type == "ElementWiseLog" and log16_is_zero(s_out):
+        return np.zeros((1, N16), np.int64)
+    if op_type == "ElementWiseSquareRoot":
+        return sqrt16_codes(q, s_in, z_in, s_out, z_out)[None]
+    if op_type == "ElementWiseSoftplus":
+        return softplus16_codes(q, s_in, z_in, s_out, z_out)[None]
+    if op_type == "ElementWiseReciprocal" and reciprocal_numerator(s_in, z_in, 16) == N16 - 1:
+        return reciprocal_codes(q, s_in, z_in, s_out, z_out, bits=16)[None]  # (where the numerator clamps)
+    return None

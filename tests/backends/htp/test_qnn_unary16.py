@@ -1,0 +1,156 @@
+"""htp_config.arithmetic = "qnn": QNN's lookup-table ops of 16-bit codes (spec/qnn_unary16.py). Fast path ==
+reference == the spec, tables by the row parity where the rule has one; TFLite's arithmetic, 8-bit codes and other
+arches keep exact rounding. (Against the simulator: tests/fidelity/test_qnn_unary16.py.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_elementwise import _enc, _graph
+
+from openqnn.backends.htp.arch import ARCHS
+from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext
+from openqnn.backends.htp.spec.qnn_unary16 import LOG_ZERO_SCALE, abs16_codes, abs16_multiplier, row_parity
+from openqnn.ir.tensor import Encoding
+
+
+def _run(g, arch: str, arithmetic: str, x: np.ndarray):
+    node = g.nodes[0]
+    step = HTP_KERNELS[node.op_type](node, HtpBuildContext(g, ARCHS[arch], arithmetic=arithmetic))
+    assert step.plan is not None
+    ref = step.reference(x)
+    fast = step.fast(torch.from_numpy(x.astype(np.int32)))
+    np.testing.assert_array_equal(ref, fast.numpy().astype(np.int64))
+    return step.plan.kernel, ref
+
+
+def _codes(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 1 << 16, shape).astype(np.int64)
+
+
+def _sz(enc: Encoding | None) -> tuple[float, int]:
+    assert enc is not None
+    return enc.scale[0], -enc.offset[0]
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+@pytest.mark.parametrize("shape", [(1, 5, 7, 9), (7, 3), (300,), (2, 1, 40)])
+def test_abs_rounds_by_the_row_parity(arch: str, shape: tuple[int, ...]) -> None:
+    g = _graph("ElementWiseAbs", [(shape, _enc(-3.1, 2.3, 16), None)])
+    g.tensors["out"].encoding = _enc(0.0, 3.3, 16)
+    (si, zi), (so, zo) = _sz(g.tensors["x0"].encoding), _sz(g.tensors["out"].encoding)
+    x = _codes(shape)
+    kernel, ref = _run(g, arch, "qnn", x)
+    odd = np.broadcast_to(row_parity(shape), shape) == 1
+    want = np.where(odd, abs16_codes(x, si, zi, so, zo, odd=True), abs16_codes(x, si, zi, so, zo))
+    np.testing.assert_array_equal(ref, want)
+    assert kernel == ("htp.channel_table" if odd.any() else "htp.lut")
+    _, exact = _run(g, arch, "tflite", x)
+    assert (exact != ref).any()  # (exact rounding parts from the rule)
+
+
+def test_abs_rule_is_the_documented_integer_arithmetic() -> None:
+    si, zi, so, zo = 1e-4, 30000, 1.1e-4, 7
+    m = abs16_multiplier(si, so)
+    assert m == round(float(np.float32(np.float32(si) / np.float32(so))) * 2**18)
+    q = np.array([8, 30000, 0, 65535])
+    a = np.abs(q - zi)
+    np.testing.assert_array_equal(abs16_codes(q, si, zi, so, zo), zo + ((((a * m) >> 14) + 9) >> 4))
+    np.testing.assert_array_equal(abs16_codes(q, si, zi, so, zo, odd=True), zo + ((((a * m) >> 17) + 1) >> 1))
+    # q = 8: 27265.454 codes, rounded up on even rows (from 7/16), down on odd rows
+    assert abs16_codes(q, si, zi, so, zo)[0] == zo + 27266
+    assert abs16_codes(q, si, zi, so, zo, odd=True)[0] == zo + 27265
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+def test_log_is_zero_below_the_output_scale_cliff(arch: str) -> None:
+    g = _graph("ElementWiseLog", [((1, 4, 64), _enc(0.0, 2.0, 16), None)])
+    x = _codes((1, 4, 64))
+    g.tensors["out"].encoding = Encoding(16, (5e-5,), (-50000,))
+    assert 5e-5 <= LOG_ZERO_SCALE
+    _, ref = _run(g, arch, "qnn", x)
+    assert (ref == 0).all()
+    _, tfl = _run(g, arch, "tflite", x)
+    assert (tfl != 0).any()
+    g.tensors["out"].encoding = Encoding(16, (1e-4,), (-50000,))  # above it: exact rounding
+    _, ref = _run(g, arch, "qnn", x)
+    np.testing.assert_array_equal(ref, _run(g, arch, "tflite", x)[1])
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+def test_reciprocal_16bit_numerator_clamps(arch: str) -> None:
+    """1 / s_in above 65535 codes: the quantized 1.0 clamps at 65535 (the quotient well below 1 / x)."""
+    g = _graph("ElementWiseReciprocal", [((1, 1024), _enc(0.0, 0.5, 16), None)])
+    g.tensors["out"].encoding = _enc(0.0, 200.0, 16)
+    (si, zi), (so, zo) = _sz(g.tensors["x0"].encoding), _sz(g.tensors["out"].encoding)
+    x = np.arange(1024, 65536, 63)[:1024].reshape(1, 1024)
+    _, ref = _run(g, arch, "qnn", x)
+    n = (65535 - zi) * float(np.float32(si))
+    assert n < 0.6
+    v = n / ((x - zi) * float(np.float32(si))) / float(np.float32(so))
+    np.testing.assert_array_equal(ref, np.clip(np.floor(v + 0.5) + zo, 0, 65535))
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+def test_reciprocal_16bit_without_the_clamp_is_exact_rounding(arch: str) -> None:
+    g = _graph("ElementWiseReciprocal", [((1, 1024), _enc(0.0, 2.0, 16), None)])
+    g.tensors["out"].encoding = _enc(0.0, 10.0, 16)
+    x = np.arange(6000, 65536, 58)[:1024].reshape(1, 1024)
+    np.testing.assert_array_equal(_run(g, arch, "qnn", x)[1], _run(g, arch, "tflite", x)[1])
+
+
+def test_other_arches_and_8bit_codes_keep_exact_rounding() -> None:
+    g = _graph("ElementWiseAbs", [((1, 4, 9), _enc(-3.1, 2.3, 16), None)])
+    g.tensors["out"].encoding = _enc(0.0, 3.3, 16)
+    x = _codes((1, 4, 9))
+    kernel, ref = _run(g, "v75", "qnn", x)
+    assert kernel == "htp.lut"
+    np.testing.assert_array_equal(ref, _run(g, "v73", "tflite", x)[1])
+    g8 = _graph("ElementWiseAbs", [((1, 4, 9), _enc(-3.1, 2.3, 8), None)])
+    g8.tensors["out"].encoding = _enc(0.0, 3.3, 8)
+    x8 = x % 256
+    np.testing.assert_array_equal(_run(g8, "v73", "qnn", x8)[1], _run(g8, "v73", "tflite", x8)[1])
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+def test_softplus_is_the_piecewise_form(arch: str) -> None:
+    from openqnn.backends.htp.spec.qnn_unary16 import SOFTPLUS_POLY, softplus16_codes, softplus16_values
+
+    g = _graph("ElementWiseSoftplus", [((1, 5, 7, 9), _enc(-6.0, 6.0, 16), None)])
+    g.tensors["out"].encoding = _enc(0.0, 6.1, 16)
+    (si, zi), (so, zo) = _sz(g.tensors["x0"].encoding), _sz(g.tensors["out"].encoding)
+    x = _codes((1, 5, 7, 9))
+    kernel, ref = _run(g, arch, "qnn", x)
+    assert kernel == "htp.lut"
+    np.testing.assert_array_equal(ref, softplus16_codes(x, si, zi, so, zo))
+    # the pieces: exp below -2, the polynomial on [-2, 5), x from 5
+    v = softplus16_values(np.array([-3.0, -2.0, 0.0, 4.999, 5.0, 7.5]))
+    np.testing.assert_allclose(v, [np.exp(-3.0), np.polyval(SOFTPLUS_POLY, -2.0), SOFTPLUS_POLY[-1],
+                                   np.polyval(SOFTPLUS_POLY, 4.999), 5.0, 7.5])
+    assert abs(SOFTPLUS_POLY[-1] - np.log(2.0)) > 0.009  # (QNN's polynomial, not softplus: 0.7031 at 0)
+    _, exact = _run(g, arch, "tflite", x)
+    assert (exact != ref).any()
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+def test_sqrt_is_the_coarse_rsqrt_form(arch: str) -> None:
+    from openqnn.backends.htp.spec.qnn_unary16 import sqrt16_codes
+
+    g = _graph("ElementWiseSquareRoot", [((2, 64, 9), _enc(-0.1, 4.0, 16), None)])
+    g.tensors["out"].encoding = _enc(0.0, 2.1, 16)
+    (si, zi), (so, zo) = _sz(g.tensors["x0"].encoding), _sz(g.tensors["out"].encoding)
+    x = _codes((2, 64, 9))
+    kernel, ref = _run(g, arch, "qnn", x)
+    assert kernel == "htp.lut"
+    np.testing.assert_array_equal(ref, sqrt16_codes(x, si, zi, so, zo))
+    # the documented form on a few codes: a r(a) C, r's mantissa to 10 bits, C rounded to 15 bits, half up
+    a = np.array([1, 5, 4097, 60000]) + zi
+    d = a - zi
+    m, e = np.frexp(1 / np.sqrt(d))
+    c0 = np.sqrt(np.float32(si)) / np.float32(so)
+    c = np.rint(c0 / 2.0 ** np.floor(np.log2(c0)) * 2**14) / 2**14 * 2.0 ** np.floor(np.log2(c0))
+    np.testing.assert_array_equal(sqrt16_codes(a, si, zi, so, zo),
+                                  np.clip(np.floor(d * np.rint(m * 1024) / 1024 * 2.0**e * c + 0.5) + zo, 0, 65535))
+    # below the zero point the 16-bit difference wraps
+    assert sqrt16_codes(np.array([zi - 1]), si, zi, so, zo)[0] == sqrt16_codes(np.array([65535]), si, 0, so, zo)[0]

@@ -1,0 +1,115 @@
+"""QNN's lookup-table ops of 16-bit codes (openqnn's spec, src/openqnn/backends/htp/spec/qnn_unary16.py) against the
+HTP simulator: every 16-bit input code at random encodings (tests/fidelity/unary16_probe.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from openqnn.backends.htp.spec.qnn_unary import reciprocal_codes
+from openqnn.backends.htp.spec.qnn_unary16 import LOG_ZERO_SCALE, abs16_codes, log16_is_zero
+from tests.fidelity.harness import simulator_missing
+from tests.fidelity.unary16_probe import N, Probe16, exact_codes, probe_many, random_probes
+
+_missing = simulator_missing()
+pytestmark = pytest.mark.skipif(_missing is not None, reason=_missing or "")
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_abs_rounds_by_the_row_parity(arch: str) -> None:
+    """Every code in an even and an odd row (input ``[2, 65536]``, both rows the same codes)."""
+    probes = random_probes(np.random.default_rng(21), "Abs", 6)
+    q = np.arange(N)
+    sims = probe_many(arch, "Abs", probes, codes=np.stack([q, q]))
+    for p, y in zip(probes, sims):
+        even, odd = y.reshape(2, N)
+        np.testing.assert_array_equal(even, abs16_codes(q, p.si, p.zi, p.so, p.zo))
+        np.testing.assert_array_equal(odd, abs16_codes(q, p.si, p.zi, p.so, p.zo, odd=True))
+        assert (even != exact_codes("Abs", p, q)).any()
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_abs_rows_of_other_shapes(arch: str) -> None:
+    rng = np.random.default_rng(5)
+    (p,) = random_probes(rng, "Abs", 1)
+    for shape in [(1, 5, 7, 9), (3, 1, 1, 200), (7, 3), (1000,)]:
+        codes = rng.integers(0, N, shape)
+        (y,) = probe_many(arch, "Abs", [p], codes=codes)
+        odd = np.broadcast_to((np.arange(shape[-2]) % 2).reshape(-1, 1), shape) if len(shape) > 1 else 0
+        want = np.where(odd == 1, abs16_codes(codes, p.si, p.zi, p.so, p.zo, odd=True),
+                        abs16_codes(codes, p.si, p.zi, p.so, p.zo))
+        np.testing.assert_array_equal(y.reshape(shape), want)
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_log_output_scale_cliff(arch: str) -> None:
+    """Output scales at or below ``LOG_ZERO_SCALE``: code 0 everywhere, whatever the zero points; just above: not."""
+    lo, hi = 6.1035419e-05, 6.1035504e-05
+    assert log16_is_zero(lo) and not log16_is_zero(hi)
+    probes = [Probe16(3.047201e-05, 0, lo, 49152), Probe16(1e-4, 100, 3e-5, 20000),
+              Probe16(3.047201e-05, 0, hi, 49152), Probe16(3.047201e-05, 0, 1.2e-4, 50397)]
+    sims = probe_many(arch, "Log", probes)
+    assert [bool((y == 0).all()) for y in sims] == [True, True, False, False]
+    assert LOG_ZERO_SCALE < 2.0**-14 * (1 + 6e-6)
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_reciprocal_numerator_is_one_quantized_in_16_bits(arch: str) -> None:
+    """Where ``1 / s_in`` passes 65535 codes the numerator clamps: exact rounding of ``1 / x`` is far off, the
+    clamped numerator's quotient close (the quotient's own arithmetic, Div's, is open)."""
+    probes = random_probes(np.random.default_rng(3), "Reciprocal", 8)
+    sims = probe_many(arch, "Reciprocal", probes)
+    q = np.arange(N)
+    for p, y in zip(probes, sims):
+        m = q > p.zi + 5
+        spec = np.mean((reciprocal_codes(q, p.si, p.zi, p.so, p.zo, bits=16) == y)[m])
+        exact = np.mean((exact_codes("Reciprocal", p, q) == y)[m])
+        print(f"v{arch} 1/s_in {1 / p.si:.0f}: numerator {spec:.4f}, exact {exact:.4f}")
+        if 1 / np.float32(p.si) > 65535.5:
+            assert spec > 0.7 and exact < 0.05
+        else:
+            assert abs(spec - exact) < 0.002
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_softplus_piecewise_polynomial(arch: str) -> None:
+    """Approximate: >= 98% of the codes, all within one, where exact rounding of softplus is 0-35% (up to 255 off)."""
+    from openqnn.backends.htp.spec.qnn_unary16 import softplus16_codes
+
+    rng = np.random.default_rng(99)
+    probes = []
+    for i in range(8):
+        lo, hi = -float(rng.uniform(0.5, 10)), float(rng.uniform(0.5, 10))
+        si = (hi - lo) / 65535
+        so = float(np.log1p(np.exp(hi))) * float(rng.uniform(1, 1.3)) / 65535
+        probes.append(Probe16(si, round(-lo / si), so, int(rng.integers(0, 2000)) if i % 2 else 0))
+    q = np.arange(N)
+    for p, y in zip(probes, probe_many(arch, "Softplus", probes)):
+        spec = softplus16_codes(q, p.si, p.zi, p.so, p.zo)
+        x = (q - p.zi) * float(np.float32(p.si))
+        exact = np.clip(np.rint(np.log1p(np.exp(x)) / float(np.float32(p.so))) + p.zo, 0, N - 1)
+        assert np.mean(spec == y) >= 0.98 and np.abs(spec - y).max() <= 1
+        assert np.mean(exact == y) < 0.4
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_sqrt_coarse_rsqrt_of_the_code(arch: str) -> None:
+    """Approximate: >= 92% of the codes on every encoding (exact rounding 2-3%), and inputs below the zero point
+    wrap."""
+    from openqnn.backends.htp.spec.qnn_unary16 import sqrt16_codes
+
+    rng = np.random.default_rng(17)
+    probes = []
+    for i in range(8):
+        si = float(np.exp(rng.uniform(np.log(0.05), np.log(20)))) / 65535
+        zi = 0 if i % 2 == 0 else int(rng.integers(1, 3000))
+        so = float(np.sqrt((65535 - zi) * si)) * float(rng.uniform(1, 1.2)) / 65535
+        probes.append(Probe16(si, zi, so, 0 if i % 3 else int(rng.integers(0, 500))))
+    probes += [Probe16(float(np.float32(4 / 65535)), 0, float(np.float32(2 / 65535)), 0),
+               Probe16(9 / 65535, 0, 3.1 / 65535, 100)]
+    q = np.arange(N)
+    for p, y in zip(probes, probe_many(arch, "Sqrt", probes)):
+        spec = sqrt16_codes(q, p.si, p.zi, p.so, p.zo)
+        assert np.mean(spec == y) >= 0.92 and np.mean(exact_codes("Sqrt", p, q) == y) < 0.05
+        if p.zi > 0:
+            assert np.mean((spec == y)[q < p.zi]) > 0.9  # (q - z_in) mod 2^16
