@@ -6,7 +6,10 @@ Each probe is a QDQ LayerNormalization (last axis) of ``[1, R, N]`` codes with c
 the input, gamma (8-bit codes with their own scale), beta and the output. ``run_codes`` returns the
 simulator's output codes; ``exact_codes`` the exact rounding of the real LayerNorm with beta rounded to
 the output's codes; ``spec_codes`` openqnn's spec (``src/openqnn/backends/htp/spec/qnn_layernorm.py``):
-gamma's codes times a per-row multiplier ``floor(2^16 s_gamma / (s_out sigma))``, the mean floored to 1/64.
+gamma's codes times a per-row multiplier ``floor(2^16 s_gamma / (s_out sigma))`` (``1 / sigma`` by float32's fast
+inverse square root), the mean floored to 1/64. ``near_integer_rows`` / ``multipliers_used``: rows whose exact
+multiplier sits just above an integer and which of floor and floor - 1 the simulator used (how the fast inverse
+square root was found).
 
 Rows of 256 elements (uniform ramps of half-width 8 to 124 codes and normal rows of standard deviation
 5 to 60 codes) read each row's gain to about 0.05%; fitting the multiplier per input code against grids

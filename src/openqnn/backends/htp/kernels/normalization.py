@@ -47,8 +47,9 @@ LayerNorm / InstanceNorm / GroupNorm (normalized axes of N elements)
     ``htp_config.arithmetic: "qnn"`` (v68, v73, 8/16-bit codes): ``B = round(beta / s_out) * 2^F``, beta rounded
     to the output's codes first, as QNN does (``spec/qnn_layernorm.py``). With 8-bit codes and gamma's
     per-tensor encoding (codes ``gq``, scale ``s_g``) QNN also scales gamma's codes by a per-row multiplier
-    truncated to 16 fraction bits: ``m = C(k) // R`` with the table ``C(k) = round(s_g / s_out * N 2^(16+k))``
-    (= ``floor(2^16 s_g / (s_out sigma))``), ``out = round_div(gq D m + Bc N 2^16, N 2^16) - offset_out``
+    truncated to 16 fraction bits: ``m = floor(c * rsqrt_f32(float32(V / N^2 + eps / s_in^2)))`` with
+    ``c = float32(s_g / s_out) 2^16`` and QNN's float32 fast inverse square root (``spec/qnn_layernorm.py``; about
+    ``floor(2^16 s_g / (s_out sigma))``, up to 4.7e-6 low), ``out = round_div(gq D m + Bc N 2^16, N 2^16) - offset_out``
     with ``Bc = round(beta / s_out)`` (kernel ``htp.layernorm_qnn``). (The ``z + 1`` on nonzero multiples of 4
     that the simulator shows on large graph outputs is its output dequantization, not the LayerNorm's.)
 
