@@ -6,7 +6,10 @@ Each probe is a QDQ LayerNormalization (last axis) of ``[1, R, N]`` codes with c
 the input, gamma (8-bit codes with their own scale), beta and the output. ``run_codes`` returns the
 simulator's output codes; ``exact_codes`` the exact rounding of the real LayerNorm with beta rounded to
 the output's codes; ``spec_codes`` openqnn's spec (``src/openqnn/backends/htp/spec/qnn_layernorm.py``):
-gamma's codes times a per-row multiplier ``floor(2^16 s_gamma / (s_out sigma))``, the mean floored to 1/64.
+gamma's codes times a per-row multiplier ``floor(2^16 s_gamma / (s_out sigma))`` (``1 / sigma`` by float32's fast
+inverse square root), the mean floored to 1/64. ``near_integer_rows`` / ``multipliers_used``: rows whose exact
+multiplier sits just above an integer and which of floor and floor - 1 the simulator used (how the fast inverse
+square root was found).
 
 Rows of 256 elements (uniform ramps of half-width 8 to 124 codes and normal rows of standard deviation
 5 to 60 codes) read each row's gain to about 0.05%; fitting the multiplier per input code against grids
@@ -103,17 +106,72 @@ def exact_codes(q: np.ndarray, sx: float, gq: np.ndarray, sg: float, bq: np.ndar
 
 
 def spec_codes(q: np.ndarray, sx: float, gq: np.ndarray, sg: float, bq: np.ndarray, sb: float, so: float,
-               zo: int, bits: int = 8, eps: float = 1e-5) -> np.ndarray:
-    """The spec (float64): ``round(gq (q - mean') floor(2^16 s_g / (s_out sigma)) / 2^16 + round(beta / s_out))``
-    with ``mean'`` = ``S1 * float32(1/N)`` floored to 1/64 of a code."""
-    so64, sx64 = float(np.float32(so)), float(np.float32(sx))
+               zo: int, bits: int = 8, eps: float = 1e-5, multipliers: np.ndarray | None = None) -> np.ndarray:
+    """The spec: ``round(gq (q - mean') r / 2^16 + round(beta / s_out))`` with ``mean'`` = ``S1 * float32(1/N)``
+    floored to 1/64 of a code and ``r`` per row the spec's ``row_multipliers`` (``1 / sigma`` by float32's fast
+    inverse square root) unless ``multipliers`` ([1, R, 1]) are given."""
+    so64 = float(np.float32(so))
     x = q.astype(np.float64)
-    sigma = np.sqrt(x.var(axis=-1, keepdims=True) + eps / (sx64 * sx64))
     d = x - np.floor(x.sum(axis=-1, keepdims=True) * float(np.float32(1.0 / x.shape[-1])) * 64) / 64
-    r = np.floor(2.0**16 * float(np.float32(sg)) / (so64 * sigma))
+    r = spec_multipliers(q, sx, sg, so, eps) if multipliers is None else multipliers
     b = np.floor(float(np.float32(sb)) * bq.astype(np.float64) / so64 + 0.5)
     y = np.floor(gq * d * r / 2.0**16 + b + 0.5) + zo
     return np.clip(y, 0, (1 << bits) - 1).astype(np.int64)
+
+
+def variance_codes(q: np.ndarray, sx: float, eps: float = 1e-5) -> np.ndarray:
+    """``var + eps / s_in^2`` per row ([..., 1], input codes, float64; ``W / N^2`` from the integer ``W = N S2 - S1^2``)."""
+    x, n = q.astype(np.int64), q.shape[-1]
+    s1 = x.sum(axis=-1, keepdims=True)
+    w = n * (x * x).sum(axis=-1, keepdims=True) - s1 * s1
+    return w.astype(np.float64) / float(n * n) + eps / float(np.float32(sx)) ** 2
+
+
+def exact_multipliers(q: np.ndarray, sx: float, sg: float, so: float, eps: float = 1e-5) -> np.ndarray:
+    """``2^16 s_g / (s_out sigma)`` per row, exact (float64), not floored."""
+    return 2.0**16 * float(np.float32(sg)) / (float(np.float32(so)) * np.sqrt(variance_codes(q, sx, eps)))
+
+
+def spec_multipliers(q: np.ndarray, sx: float, sg: float, so: float, eps: float = 1e-5) -> np.ndarray:
+    """The spec's per-row multiplier (``spec/qnn_layernorm.row_multipliers``)."""
+    from openqnn.backends.htp.spec.qnn_layernorm import multiplier_constant, row_multipliers
+
+    return row_multipliers(multiplier_constant(sg, so), variance_codes(q, sx, eps)).astype(np.float64)
+
+
+def near_integer_rows(seed: int, n: int, sx: float, sg: float, so: float, rows: int = 512, below: float = 8e-6,
+                      eps: float = 1e-5) -> np.ndarray:
+    """[1, rows, n] 8-bit codes (normal rows, standard deviation 5 to 60, centres 60 to 196) whose exact multiplier
+    sits just above an integer, ``0 <= frac / multiplier < below``, spread evenly over that range: the rows where a
+    slightly low ``1 / sigma`` takes the integer below (``floor - 1``), which tells how low QNN's is."""
+    rng = np.random.default_rng(seed)
+    cand = max(20000, 40_000_000 // n)
+    sd, c = rng.uniform(5, 60, (cand, 1)), rng.uniform(60, 196, (cand, 1))
+    q = np.clip(np.rint(c + sd * rng.standard_normal((cand, n))), 0, 255).astype(np.int64)
+    m = exact_multipliers(q, sx, sg, so, eps)[:, 0]
+    rel = (m - np.floor(m)) / m
+    sel = np.where(rel < below)[0]
+    sel = sel[np.argsort(rel[sel])]
+    return q[sel[np.linspace(0, len(sel) - 1, min(rows, len(sel))).astype(int)]][None]
+
+
+def multipliers_used(arch: str, q: np.ndarray, sx: float, sg: float, so: float,
+                     eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``q`` ([1, R, N]; gamma codes 255, beta 0, zero points 128): which of ``floor(m)`` and
+    ``floor(m) - 1`` (m the exact multiplier) the simulator used, as (floor codes match, floor - 1 codes match),
+    the output path applied (rows where both or neither match decide nothing)."""
+    from tests.fidelity.harness import through_output_path
+
+    n = q.shape[-1]
+    gq, bq = np.full(n, 255), np.zeros(n, np.int64)
+    sim, path = run_output(arch, q, sx, 128, gq, sg, bq, 1e-3, so, 128, eps=eps)
+    m0 = np.floor(exact_multipliers(q, sx, sg, so, eps))
+
+    def match(m: np.ndarray) -> np.ndarray:
+        codes = through_output_path(spec_codes(q, sx, gq, sg, bq, 1e-3, so, 128, eps=eps, multipliers=m), path, -128)
+        return np.asarray((codes == sim).all(axis=-1)[0])
+
+    return match(m0), match(m0 - 1)
 
 
 def probe_rows(seed: int = 1, n: int = 256) -> np.ndarray:

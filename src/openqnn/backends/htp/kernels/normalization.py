@@ -47,8 +47,9 @@ LayerNorm / InstanceNorm / GroupNorm (normalized axes of N elements)
     ``htp_config.arithmetic: "qnn"`` (v68, v73, 8/16-bit codes): ``B = round(beta / s_out) * 2^F``, beta rounded
     to the output's codes first, as QNN does (``spec/qnn_layernorm.py``). With 8-bit codes and gamma's
     per-tensor encoding (codes ``gq``, scale ``s_g``) QNN also scales gamma's codes by a per-row multiplier
-    truncated to 16 fraction bits: ``m = C(k) // R`` with the table ``C(k) = round(s_g / s_out * N 2^(16+k))``
-    (= ``floor(2^16 s_g / (s_out sigma))``), ``out = round_div(gq D m + Bc N 2^16, N 2^16) - offset_out``
+    truncated to 16 fraction bits: ``m = floor(c * rsqrt_f32(float32(V / N^2 + eps / s_in^2)))`` with
+    ``c = float32(s_g / s_out) 2^16`` and QNN's float32 fast inverse square root (``spec/qnn_layernorm.py``; about
+    ``floor(2^16 s_g / (s_out sigma))``, up to 4.7e-6 low), ``out = round_div(gq D m + Bc N 2^16, N 2^16) - offset_out``
     with ``Bc = round(beta / s_out)`` (kernel ``htp.layernorm_qnn``). (The ``z + 1`` on nonzero multiples of 4
     that the simulator shows on large graph outputs is its output dequantization, not the LayerNorm's.)
 
@@ -106,8 +107,12 @@ from openqnn.backends.htp.kernels.registry import (
     plan_tensor,
 )
 from openqnn.backends.htp.spec.qnn_layernorm import (
+    RSQRT_MAGIC,
+    RSQRT_NEWTON_STEPS,
     beta_in_output_codes,
     gamma_codes_times_row_multiplier,
+    multiplier_constant,
+    row_multipliers,
 )
 from openqnn.backends.htp.spec.qnn_logsoftmax import logsoftmax_consts_for
 from openqnn.backends.htp.spec.qnn_softmax import (
@@ -425,7 +430,7 @@ def _norm_step(node: Node, ctx: HtpBuildContext, axes: tuple[int, ...], work_sha
         raise Unsupported(f"{node.op_type}: gamma / beta too large for the output encoding")
     gi = np.asarray(np.round(g * 2.0**frac), dtype=np.int64)
     if gamma_q is not None:  # QNN's LayerNorm: a 16-bit per-row multiplier of gamma's codes (spec/qnn_layernorm.py)
-        step = _qnn_layer_norm(node, ctx, axes, work_shape, n, e_table, gamma_q, b, qo)
+        step = _qnn_layer_norm(node, ctx, axes, work_shape, n, e_table, max(float(eps), 0.0) / (si * si), gamma_q, b, qo)
         if step is not None:
             return step
     if beta_codes:  # QNN's LayerNorm: beta rounded to the output's codes first (spec/qnn_layernorm.py)
@@ -474,30 +479,41 @@ def _bind_norm(plan: StepPlan, device: torch.device) -> Fns:
 
 
 def _qnn_layer_norm(node: Node, ctx: HtpBuildContext, axes: tuple[int, ...], work_shape: tuple[int, ...], n: int,
-                    e_table: np.ndarray, gamma_q: tuple[np.ndarray, float], b: np.ndarray,
+                    e_table: np.ndarray, eps_codes: float, gamma_q: tuple[np.ndarray, float], b: np.ndarray,
                     qo: Any) -> HtpStep | None:
     """QNN's LayerNorm of 8-bit codes (spec/qnn_layernorm.py). The mean in 1/64 codes, floored from the
     product with float32(1/N) = ``rn 2^-e`` (``rn`` 24 bits): ``M = (S1 rn) >> (e - 6)``. The multiplier
-    ``m = floor(2^16 sg / (s_out sigma))`` from ``R = isqrt(W) = N sigma 2^k`` as ``m = C(k) // R`` with the
-    table ``C(k) = round(sg / s_out * N 2^(16+k))`` (0 where the row is constant and eps is 0). Then
+    ``m = floor(c rsqrt_f32(float32(W / N^2 + eps_codes)))`` per row (``W = N S2 - S1^2``, the float64 sum
+    rounded to float32; ``c = float32(s_g / s_out) 2^16``; 0 where the row is constant and eps is 0). Then
     ``out = round_div(gq (64 q - M) m + Bc 2^22, 2^22) - offset_out`` with gamma's codes ``gq`` and beta in
     output codes ``Bc``. None where the integers would not fit int64."""
     gq, sg = gamma_q
     c = abs(sg / float(qo.scale[0]))
     gmax = float(np.max(np.abs(gq), initial=0))
-    if c * n * 2.0 ** (16 + _MAX_K) >= 2.0**62 or gmax * 64 * c * 2.0**16 * (2 * math.sqrt(n) + 2) >= 2.0**61:
+    if gmax * 64 * c * 2.0**16 * (2 * math.sqrt(n) + 2) >= 2.0**61 or float(n) * n * 2.0**16 >= 2.0**53:
         return None
     mant, exp = math.frexp(float(np.float32(1.0 / n)))  # float32(1/N) = mant 2^exp, mant in [0.5, 1)
     rn, shift = int(mant * 2**24), 24 - exp - 6
-    ck = np.array([round(sg / float(qo.scale[0]) * n * 2.0 ** (16 + k)) for k in range(_MAX_K + 1)], dtype=np.int64)
     bc = np.asarray(np.floor(b + 0.5), dtype=np.int64)
     attrs = {"axes": list(axes), "work_shape": list(work_shape), "out_shape": list(ctx.shape(node.outputs[0])), "n": n,
-             "oo": int(qo.offset[0]), "recip_n": rn, "mean_shift": shift}
+             "oo": int(qo.offset[0]), "recip_n": rn, "mean_shift": shift, "eps_codes": float(eps_codes),
+             "c": multiplier_constant(sg, float(qo.scale[0]))}
     return _plan_step(node, ctx, "htp.layernorm_qnn", attrs,
-                      {"eps": e_table, "ck": ck, "gq": np.asarray(gq, dtype=np.int64), "beta": bc})
+                      {"eps": e_table, "gq": np.asarray(gq, dtype=np.int64), "beta": bc})
 
 
 _LN_ONE = 1 << 22  # the multiplier's 16 fraction bits and the mean's 6
+
+
+def _row_multipliers_t(c: float, var: torch.Tensor) -> torch.Tensor:
+    """spec/qnn_layernorm.row_multipliers in torch (float32 operations round to nearest even, as numpy's)."""
+    pos = var > 0
+    v32 = torch.where(pos, var, torch.ones_like(var)).to(torch.float32)
+    y = (RSQRT_MAGIC - (v32.view(torch.int32) >> 1)).to(torch.int32).view(torch.float32)
+    h = v32 * 0.5
+    for _ in range(RSQRT_NEWTON_STEPS):
+        y = y * (1.5 - (h * y) * y)
+    return torch.where(pos, torch.floor(c * y.to(torch.float64)), torch.zeros_like(var)).to(torch.int64)
 
 
 @htp_binder("htp.layernorm_qnn")
@@ -505,19 +521,18 @@ def _bind_layernorm_qnn(plan: StepPlan, device: torch.device) -> Fns:
     p = plan.attrs
     work_shape, out_shape = tuple(int(d) for d in p["work_shape"]), tuple(int(d) for d in p["out_shape"])
     n, oo, rn, shift = int(p["n"]), int(p["oo"]), int(p["recip_n"]), int(p["mean_shift"])
+    eps_codes, c = float(p["eps_codes"]), float(p["c"])
     qo = Codes.from_attrs(p["out"])
-    e_table = np.asarray(plan.arrays["eps"], dtype=np.int64)
-    ck, gq, bc = (np.asarray(plan.arrays[k], dtype=np.int64) for k in ("ck", "gq", "beta"))
-    e_table_t, ck_t, gq_t, bc_t = _on(device, e_table), _on(device, ck), _on(device, gq), _on(device, bc)
+    gq, bc = (np.asarray(plan.arrays[k], dtype=np.int64) for k in ("gq", "beta"))
+    gq_t, bc_t = _on(device, gq), _on(device, bc)
     ax = [int(a) for a in p["axes"]]
+    nn = float(n * n)
 
     def reference(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.int64).reshape(work_shape)
         s1 = np.sum(x, axis=tuple(ax), keepdims=True)
         v = n * np.sum(x * x, axis=tuple(ax), keepdims=True) - s1 * s1
-        k = np.clip((61 - bitlen_np(v + e_table[0])) >> 1, 0, _MAX_K)
-        r = np.maximum(isqrt_np((v << (2 * k)) + e_table[k]), 1)
-        m = np.where(v + e_table[0] > 0, ck[k] // r, 0)  # floor(2^16 sg / (s_out sigma)), per row
+        m = row_multipliers(c, v.astype(np.float64) / nn + eps_codes)  # floor(2^16 sg / (s_out sigma)), QNN's
         d = (x << 6) - ((s1 * rn) >> shift)  # q - mean, the mean floored to 1/64 of a code
         y = round_div_np(gq * d * m + (bc << 22), np.int64(_LN_ONE))
         return finish_np(y.reshape(out_shape) - oo, qo)
@@ -526,9 +541,7 @@ def _bind_layernorm_qnn(plan: StepPlan, device: torch.device) -> Fns:
         x = x.to(torch.int64).reshape(work_shape)
         s1 = x.sum(dim=ax, keepdim=True)
         v = n * (x * x).sum(dim=ax, keepdim=True) - s1 * s1
-        k = torch.clamp((61 - bitlen_t(v + int(e_table[0]))) >> 1, 0, _MAX_K)
-        r = torch.clamp_min(isqrt_t((v << (2 * k)) + e_table_t[k]), 1)
-        m = torch.where(v + int(e_table[0]) > 0, torch.div(ck_t[k], r, rounding_mode="floor"), 0)
+        m = _row_multipliers_t(c, v.to(torch.float64) / nn + eps_codes)
         d = (x << 6) - ((s1 * rn) >> shift)
         y = round_div_t(gq_t * d * m + (bc_t << 22), torch.tensor(_LN_ONE, device=x.device))
         return finish_t(y.reshape(out_shape) - oo, qo)

@@ -10,6 +10,7 @@ TFLite-style exact arithmetic computes ``y = gamma * (x - mean) / sqrt(var + eps
    multiplier per row, truncated to 16 fraction bits::
 
        r    = floor(2^16 * s_gamma / (s_out * sigma))     sigma = sqrt(var + eps / s_in^2), in input codes
+                                                          (1 / sigma: float32's fast inverse square root, below)
        code = clamp(round(gq * (q - mean) * r / 2^16 + Bc) - offset_out)
 
    so every row's codes carry a gain ``r / (2^16 s_gamma / (s_out sigma))`` between ``1 - 2^-16 / r'``
@@ -31,22 +32,35 @@ there). That is the HTP's float16 dequantization of a graph output (FullyConnect
 it too): the same LayerNorm read through a Slice, Transpose or Reshape gives the rule's codes exactly, so a
 LayerNorm inside a model has none of it. The fidelity harness models that output path
 (``tests/fidelity/harness.py`` ``recover_output``).
+
+The row multiplier's ``1 / sigma`` (docs/htp-fidelity.md, "LayerNorm's reciprocal square root"): not exact but
+float32's "fast inverse square root", the seed ``0x5F3759DF - (bits(v) >> 1)`` of the float32 ``v = var + eps /
+s_in^2`` (in input codes) and two Newton steps ``y = y (1.5 - (v/2 y) y)``, every operation rounded to float32;
+then ``r = floor(float32(s_gamma / s_out) 2^16 y)``. Its error (``1 / sigma`` low by 0 to 4.7e-6, varying
+smoothly with the variance's float32 mantissa) is what takes a row whose exact multiplier sits just above an
+integer one lower: found on rows chosen that way (``tests/fidelity/layernorm_probe.py`` ``near_integer_rows``).
 """
 
 from __future__ import annotations
 
-import math
+import numpy as np
 
 __all__ = [
     "ARCHS",
     "ROW_MULTIPLIER_BITS",
+    "RSQRT_MAGIC",
+    "RSQRT_NEWTON_STEPS",
     "beta_in_output_codes",
     "gamma_codes_times_row_multiplier",
-    "row_multiplier",
+    "multiplier_constant",
+    "row_multipliers",
+    "rsqrt_f32",
 ]
 
 ARCHS = ("v68", "v73")
 ROW_MULTIPLIER_BITS = 16
+RSQRT_MAGIC = 0x5F3759DF  # the seed's constant: magic - (float32 bits >> 1)
+RSQRT_NEWTON_STEPS = 2
 
 
 def beta_in_output_codes(arch: str, arithmetic: str, in_bits: int, out_bits: int) -> bool:
@@ -60,6 +74,28 @@ def gamma_codes_times_row_multiplier(arch: str, arithmetic: str, in_bits: int, o
     return beta_in_output_codes(arch, arithmetic, in_bits, out_bits) and in_bits == 8
 
 
-def row_multiplier(s_gamma: float, s_out: float, sigma_codes: float) -> int:
-    """``floor(2^16 s_gamma / (s_out sigma))`` (float64; the kernel computes it in integers)."""
-    return math.floor(2.0**ROW_MULTIPLIER_BITS * s_gamma / (s_out * sigma_codes))
+def rsqrt_f32(v: np.ndarray) -> np.ndarray:
+    """QNN's ``1 / sqrt(v)`` of float32 ``v > 0``: the seed ``RSQRT_MAGIC - (bits(v) >> 1)`` and
+    ``RSQRT_NEWTON_STEPS`` Newton steps ``y = y * (1.5 - (h * y) * y)`` with ``h = v / 2``, each operation
+    rounded to float32 (round to nearest even). Low by 0 to 4.7e-6 of its value."""
+    v32 = np.asarray(v, dtype=np.float32)
+    y = (np.int32(RSQRT_MAGIC) - (v32.view(np.int32) >> 1)).astype(np.int32).view(np.float32)
+    h = v32 * np.float32(0.5)
+    for _ in range(RSQRT_NEWTON_STEPS):
+        y = y * (np.float32(1.5) - (h * y) * y)
+    return np.asarray(y, dtype=np.float32)
+
+
+def multiplier_constant(s_gamma: float, s_out: float) -> float:
+    """``float32(s_gamma / s_out) * 2^16`` (the division in float32), the constant the row's ``1 / sigma`` scales."""
+    return float(np.float32(s_gamma) / np.float32(s_out)) * 2.0**ROW_MULTIPLIER_BITS
+
+
+def row_multipliers(c: float, variance: np.ndarray) -> np.ndarray:
+    """``floor(c * rsqrt_f32(float32(variance)))`` per row, ``c`` = :func:`multiplier_constant` (the product of two
+    float32 values, exact in float64); ``variance`` = var + eps / s_in^2 in input codes, float64. 0 where it is
+    not positive (a constant row and eps 0)."""
+    v = np.asarray(variance, dtype=np.float64)
+    pos = v > 0
+    y = rsqrt_f32(np.where(pos, v, 1.0).astype(np.float32)).astype(np.float64)
+    return np.where(pos, np.floor(c * y), 0).astype(np.int64)
