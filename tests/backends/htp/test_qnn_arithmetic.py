@@ -377,7 +377,7 @@ def test_reduce_spec_is_a_floored_15_bit_multiplier() -> None:
     assert spec.apply_np(np.array([474, 0, -13])).tolist() == [13 + 38, 13, 12]
     s = np.arange(-3000, 3000)
     np.testing.assert_array_equal(spec.apply_t(torch.from_numpy(s)).numpy(), spec.apply_np(s))
-    assert mean_spec_for("v75", "qnn", 0.1, 0, 8, 8) is None and mean_spec_for("v68", "qnn", 0.1, 0, 16, 16) is None
+    assert mean_spec_for("v75", "qnn", 0.1, 0, 8, 8) is None and mean_spec_for("v68", "qnn", 0.1, 0, 8, 16) is None
     assert mean_spec_for("v68", "tflite", 0.1, 0, 8, 8) is None
 
 
@@ -396,6 +396,55 @@ def test_reduce_mean_over_axes_1_2_of_4d_rounds_its_multiplier() -> None:
         _, _, plan = _run_both(g, V68, "qnn")
         ratio = plan.attrs["ratio"] / plan.attrs["count"]
         assert plan.attrs["qnn"]["mult"] == QnnMeanSpec.of(ratio, 0, nearest=nearest).mult
+
+
+def test_reduce_16_bit_spec_reproduces_simulator_codes() -> None:
+    """The 16-bit forms on sums the simulator answered (v73 = v68; docs/htp-fidelity.md, "16-bit pools,
+    reductions and element-wise ops"): S -> code."""
+    from openqnn.backends.htp.spec.qnn_reduce import QnnMeanSpec, mean_spec_for
+
+    # ReduceSum, M = 0.011 (M 2^21 = 23068.67: QNN's multiplier is 23068, the shrunk rounding; round(M 2^21)
+    # is 23069), z_out 55601, the constant 2^k: floor(S m / 2^k) + 1
+    m = float(np.float32(0.00011028415187315278)) / float(np.float32(0.010025831988468436))
+    spec = mean_spec_for("v73", "qnn", m, 55601, 16, 16)
+    assert spec == QnnMeanSpec.of16(m, 55601, 1, False) and spec.mult == 23068 and spec.one
+    # the simulator's codes (t2 probe, v73 = v68); exact rounding gives each but the last one lower, the
+    # multiplier 23069 the first four, round half up the 2nd, 4th, 5th and 6th one lower
+    sums, seen = [-1852258, -1851554, -1851461, -1848113, 2637], [35227, 35235, 35236, 35273, 55631]
+    assert spec.apply_np(np.array(sums)).tolist() == seen
+    assert QnnMeanSpec(23069, spec.k, 55601, 65535, True).apply_np(np.array(sums)).tolist() != seen
+    assert QnnMeanSpec(23068, spec.k, 55601, 65535, False).apply_np(np.array(sums)).tolist() != seen
+    assert mean_spec_for("v73", "qnn", 0.7, 0, 16, 16) is None  # M >= 0.5: another form, not probed
+    assert mean_spec_for("v73", "qnn", 0.01, 0, 16, 16, signed=True) is None
+    assert mean_spec_for("v75", "qnn", 0.01, 0, 16, 16) is None
+    # the pool form (a mean over axes 1 and 2): round half up while e + bitlen(n) >= -2, else the constant 2^k
+    # (measured: n = 64 rounds half up at e = -9, adds 2^k at e = -10; n = 63 adds 2^k at e = -9)
+    assert not QnnMeanSpec.of16(2.0 ** -9 * 1.5, 0, 64, True).one and QnnMeanSpec.of16(2.0 ** -10 * 1.5, 0, 64, True).one
+    assert QnnMeanSpec.of16(2.0 ** -9 * 1.5, 0, 63, True).one and not QnnMeanSpec.of16(2.0 ** -8 * 1.5, 0, 63, True).one
+    s = np.arange(-300000, 300000, 7)
+    for sp in (spec, QnnMeanSpec.of16(0.00123, 30000, 64, True)):
+        np.testing.assert_array_equal(sp.apply_t(torch.from_numpy(s)).numpy(), sp.apply_np(s))
+
+
+@pytest.mark.parametrize("arch", [V68, V73], ids=["v68", "v73"])
+@pytest.mark.parametrize("op", ["ReduceMean", "ReduceSum"])
+def test_reduce_16_bit_fast_equals_the_qnn_spec(op: str, arch) -> None:
+    from openqnn.backends.htp.spec.qnn_reduce import QnnMeanSpec
+
+    rng = np.random.default_rng(79 if op == "ReduceMean" else 80)
+    taken = 0
+    for i in range(8):
+        shape, axes = [((1, 6, 7, 5), [1, 2]), ((2, 9, 4), [2]), ((1, 5, 3, 8), [2, 3]), ((3, 40), [1])][i % 4]
+        g = _reduce_graph(rng, op, shape, axes, bits=16)
+        ref, fast, plan = _run_both(g, arch, "qnn")
+        taken += plan.attrs["qnn"] is not None
+        np.testing.assert_array_equal(ref, fast)
+        if plan.attrs["qnn"] is not None:
+            n = plan.attrs["count"] if op == "ReduceMean" else 1
+            pool = op == "ReduceMean" and axes == [1, 2]
+            spec = QnnMeanSpec.of16(plan.attrs["ratio"] / n, plan.attrs["z_out"], plan.attrs["count"], pool)
+            assert (plan.attrs["qnn"]["mult"], plan.attrs["qnn"]["one"]) == (spec.mult, spec.one)
+    assert taken >= 4
 
 
 def test_reduce_plan_keeps_the_qnn_arithmetic() -> None:

@@ -42,6 +42,8 @@ import torch
 __all__ = ["ARCHS", "QnnMeanSpec", "mean_spec_for"]
 
 ARCHS = ("v68", "v73")
+# 16-bit ReduceSum / ReduceMean (not the pool): the multiplier is QNN's rounding of M shrunk by this, relative
+SHRINK16 = 1e-5
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class QnnMeanSpec:
     k: int
     z_out: int
     qmax: int
+    one: bool = False  # the constant added before the shift is 2^k (16-bit forms), not 2^(k-1)
 
     @staticmethod
     def of(real: float, z_out: int, bitwidth: int = 8, nearest: bool = False) -> QnnMeanSpec:
@@ -61,25 +64,44 @@ class QnnMeanSpec:
         m = real * 2.0 ** (14 - e)
         return QnnMeanSpec(math.floor(m + 0.5) if nearest else math.floor(m), 14 - e, int(z_out), (1 << bitwidth) - 1)
 
+    @staticmethod
+    def of16(real: float, z_out: int, count: int, pool: bool) -> QnnMeanSpec:
+        """The 16-bit forms: ``pool`` for a ReduceMean over axes 1 and 2 of a 4-D tensor (QNN's PoolAvg2d),
+        else a ReduceSum / ReduceMean (``count`` reduced elements: the pool's rounding depends on it)."""
+        e = math.floor(math.log2(real))
+        m = real * 2.0 ** (14 - e) * (1.0 if pool else 1.0 - SHRINK16)
+        one = not pool or e + int(count).bit_length() <= -3
+        return QnnMeanSpec(math.floor(m + 0.5), 14 - e, int(z_out), (1 << 16) - 1, one)
+
+    @property
+    def rnd(self) -> int:
+        """The constant added to the product before the shift."""
+        return 1 << (self.k if self.one else self.k - 1)
+
     def apply_np(self, s: np.ndarray) -> np.ndarray:
         """Codes of exact int64 sums ``s``: the reference."""
         p = np.asarray(s, dtype=np.int64) * self.mult
-        y = (p + (1 << (self.k - 1))) >> self.k if self.k > 0 else p << -self.k
+        y = (p + self.rnd) >> self.k if self.k > 0 else p << -self.k
         return np.clip(y + self.z_out, 0, self.qmax)
 
     def apply_t(self, s: torch.Tensor) -> torch.Tensor:
         """The same on a tensor of integer sums, as int64."""
         p = s.to(torch.int64) * self.mult
-        y = torch.bitwise_right_shift(p + (1 << (self.k - 1)), self.k) if self.k > 0 else torch.bitwise_left_shift(
+        y = torch.bitwise_right_shift(p + self.rnd, self.k) if self.k > 0 else torch.bitwise_left_shift(
             p, -self.k)
         return y.add_(self.z_out).clamp_(0, self.qmax)
 
 
 def mean_spec_for(arch: str, arithmetic: str, real: float, z_out: int, in_bits: int, out_bits: int,
-                  nearest: bool = False) -> QnnMeanSpec | None:
+                  nearest: bool = False, count: int = 1, signed: bool = False) -> QnnMeanSpec | None:
     """QNN's ReduceMean / ReduceSum requantization where it is established (``arithmetic == "qnn"``, v68 or
-    v73, 8-bit codes in and out; ``real`` = s_in / (s_out * n)), else None (TFLite's arithmetic applies).
-    ``nearest``: a ReduceMean over axes 1 and 2 of a 4-D tensor (its multiplier rounded to nearest)."""
-    if arithmetic != "qnn" or arch not in ARCHS or in_bits != 8 or out_bits != 8 or not real > 0:
+    v73, unsigned 8-bit or 16-bit codes in and out; ``real`` = s_in / (s_out * n)), else None (TFLite's
+    arithmetic applies). ``nearest``: a ReduceMean over axes 1 and 2 of a 4-D tensor (its multiplier rounded
+    to nearest; with 16-bit codes QNN's PoolAvg2d form); ``count``: the number of reduced elements."""
+    if arithmetic != "qnn" or arch not in ARCHS or not real > 0 or in_bits != out_bits:
         return None
-    return QnnMeanSpec.of(real, z_out, out_bits, nearest)
+    if in_bits == 8:
+        return QnnMeanSpec.of(real, z_out, out_bits, nearest)
+    if in_bits == 16 and not signed and real < (2.0 if nearest else 0.5):  # the probed multipliers
+        return QnnMeanSpec.of16(real, z_out, count, nearest)
+    return None
