@@ -629,6 +629,33 @@ def test_select_fast_equals_the_qnn_spec(arch) -> None:
         assert np.abs(outs["qnn"] - outs["tflite"]).max() <= 1
 
 
+@pytest.mark.parametrize("arch", [V68, V73], ids=["v68", "v73"])
+def test_select_16_bit_fast_equals_the_qnn_spec(arch) -> None:
+    from test_pool_movement import In, near, one_node, rand_enc
+
+    from openqnn.backends.htp.spec.qnn_eltwise import QnnConvert16Spec
+    from openqnn.ir.dtype import DType
+
+    rng = np.random.default_rng(72)
+    for _ in range(3):
+        ea = rand_enc(rng, 16)
+        eb, eo = near(rng, ea), near(rng, ea)
+        g = one_node("ElementWiseSelect", [In((2, 3, 6), None, DType.BOOL_8), In((2, 3, 6), ea), In((1, 3, 1), eb)],
+                     {}, [eo])
+        node = g.nodes[0]
+        c = rng.random((2, 3, 6)) < 0.5
+        a, b = rng.integers(0, 65536, (2, 3, 6)), rng.integers(0, 65536, (1, 3, 1))
+        step = HTP_KERNELS[node.op_type](node, HtpBuildContext(g, arch, arithmetic="qnn"))
+        ref = np.asarray(step.reference(c, a, b))
+        fast = step.fast(torch.from_numpy(c), torch.from_numpy(a).to(torch.int32),
+                         torch.from_numpy(b).to(torch.int32)).numpy().astype(np.int64)
+        np.testing.assert_array_equal(ref, fast)
+        conv = [QnnConvert16Spec.of(e.scale[0], -e.offset[0], eo.scale[0], -eo.offset[0], select=True)
+                for e in (ea, eb)]
+        assert conv[0] is not None and conv[1] is not None
+        np.testing.assert_array_equal(ref, np.where(c, conv[0].apply_np(a), conv[1].apply_np(b)))
+
+
 # -- ElementWiseAdd / ElementWiseSubtract (spec/qnn_eltwise.py) -----------------------------------
 
 def _add_step(op: str, specs: list, arch, arithmetic: str, rng: np.random.Generator):
