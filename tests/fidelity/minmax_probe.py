@@ -81,6 +81,38 @@ def probe16(arch: str, op: str, rng: np.random.Generator, ratio: float) -> tuple
     return np.rint(y / float(np.float32(so))).astype(np.int64) + zo, info
 
 
+def probe16_clip(arch: str, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, float]]:
+    """A uint16 QDQ Clip (Clip is Max and Min with constant bounds) of every input code at random encodings and
+    bounds inside the output range: the simulator's codes and the parameters (sx, zx, so, zo, lo, hi)."""
+    from onnx import TensorProto, helper
+    from onnx import numpy_helper as nh
+
+    sx, zx = float(np.float32(rng.uniform(1e-4, 1e-3))), int(rng.integers(0, 65536))
+    span = sx * 65535
+    lo = float(rng.uniform(-0.3, 0.1)) * span
+    hi = lo + float(rng.uniform(0.2, 0.6)) * span
+    so = float(np.float32((hi - min(lo, 0.0)) / 65535 * rng.uniform(1.0, 1.2)))
+    zo = int(np.clip(round(-min(lo, 0.0) / so), 0, 65535))
+    inits = [nh.from_array(np.array(v, np.float32 if k[0] != "z" else np.uint16), k)
+             for k, v in (("sx", sx), ("zx", zx), ("so", so), ("zo", zo), ("lo", lo), ("hi", hi))]
+    nodes = [helper.make_node("QuantizeLinear", ["xf", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["x"]),
+             helper.make_node("Clip", ["x", "lo", "hi"], ["y"]),
+             helper.make_node("QuantizeLinear", ["y", "so", "zo"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "so", "zo"], ["yo"])]
+    g = helper.make_graph(nodes, "probe", [helper.make_tensor_value_info("xf", TensorProto.FLOAT, (1, 256, 256))],
+                          [helper.make_tensor_value_info("yo", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]).SerializeToString()
+    q = np.arange(65536)
+    xf = (np.float32(sx) * (q.astype(np.float32) - np.float32(zx))).reshape(1, 256, 256)
+    out = simulate(model, [{"xf": xf}], arch)
+    if out.outputs is None:
+        raise RuntimeError(f"the simulator refused the probe: {out.refusal}")
+    y = out.outputs[0]["yo"].astype(np.float64).reshape(-1)
+    return np.rint(y / float(np.float32(so))).astype(np.int64) + zo, {"sx": sx, "zx": zx, "so": so, "zo": zo,
+                                                                      "lo": lo, "hi": hi}
+
+
 def _concat_model(sa: np.float32, za: int, sb: np.float32, zb: int, so: np.float32, zo: int, u8: bool = False) -> bytes:
     from onnx import TensorProto, helper
     from onnx import numpy_helper as nh

@@ -69,3 +69,33 @@ def test_16_bit_operands_match_the_simulator(op: str, arch: str) -> None:
     print(f"v{arch} {op} 16-bit: spec {same / total:.4%}, the other form {other_same / total:.4%}, "
           f"exact rounding {exact_same / total:.4%} of {total}")
     assert same == total and other_same < total and exact_same < total
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_16_bit_clip_matches_the_simulator(arch: str) -> None:
+    """A uint16 Clip: every input code requantized by Where's form (``QnnConvert16Spec``, select) and clamped to the
+    bounds' codes (rounded half away from zero, as openqnn's ``code_of``); Max / Min's form and exact rounding part."""
+    from openqnn.backends.htp.kernels.elementwise import code_of
+    from openqnn.backends.htp.kernels.registry import QParams
+    from openqnn.backends.htp.spec.qnn_eltwise import QnnConvert16Spec
+    from tests.fidelity.minmax_probe import probe16_clip
+
+    rng = np.random.default_rng(31)
+    same = other_same = exact_same = total = 0
+    for _ in range(4):
+        sim, e = probe16_clip(arch, rng)
+        qo = QParams(16, np.array([e["so"]]), np.array([-int(e["zo"])]), None, False)
+        lo, hi = code_of(e["lo"], qo), code_of(e["hi"], qo)
+        q = np.arange(65536)
+        spec = QnnConvert16Spec.of(e["sx"], int(e["zx"]), e["so"], int(e["zo"]), select=True)
+        other = QnnConvert16Spec.of(e["sx"], int(e["zx"]), e["so"], int(e["zo"]))
+        assert spec is not None and other is not None
+        r = float(np.float32(e["sx"])) / float(np.float32(e["so"]))
+        exact = np.floor((q - e["zx"]) * r + 0.5) + e["zo"]
+        same += int((np.clip(spec.apply_np(q), lo, hi) == sim).sum())
+        other_same += int((np.clip(other.apply_np(q), lo, hi) == sim).sum())
+        exact_same += int((np.clip(exact, lo, hi) == sim).sum())
+        total += q.size
+    print(f"v{arch} Clip 16-bit: spec {same / total:.4%}, Max / Min's form {other_same / total:.4%}, "
+          f"exact rounding {exact_same / total:.4%} of {total}")
+    assert same == total and other_same < total and exact_same < total

@@ -200,3 +200,22 @@ def test_concat_of_graph_inputs_fast_equals_the_qnn_spec(arch: str) -> None:
     np.testing.assert_array_equal(got, np.concatenate(want, 1))
     _, tfl = _run(g, arch, "tflite", rng)  # TFLite's arithmetic: requantized as before
     assert all("flow" in p for p in tfl["plan"].attrs["parts"])
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+def test_clip_16_bit_fast_equals_the_qnn_spec(arch: str) -> None:
+    """A uint16 ReluMinMax between encodings: Where's requantization (QnnConvert16Spec, select) then the bounds."""
+    rng = np.random.default_rng(9)
+    ei, eo = Encoding(16, (3e-4,), (-30000,)), Encoding(16, (9e-5,), (0,))
+    g = _graph("ReluMinMax", [(2, 3, 5, 7)], [ei], eo, {"min_value": 0.0, "max_value": 5.0})
+    node = g.nodes[0]
+    step = HTP_KERNELS[node.op_type](node, HtpBuildContext(g, ARCHS[arch], arithmetic="qnn"))
+    assert "qnn" in step.plan.attrs
+    x = rng.integers(0, 65536, (2, 3, 5, 7))
+    ref = step.reference(x)
+    np.testing.assert_array_equal(ref, step.fast(torch.from_numpy(x).to(storage_dtype(16))).numpy().astype(np.int64))
+    spec = QnnConvert16Spec.of(3e-4, 30000, 9e-5, 0, select=True)
+    assert spec is not None
+    np.testing.assert_array_equal(ref, np.clip(spec.apply_np(x), 0, round(5.0 / float(np.float32(9e-5)))))
+    tfl = HTP_KERNELS[node.op_type](node, HtpBuildContext(g, ARCHS[arch], arithmetic="tflite"))
+    assert "qnn" not in tfl.plan.attrs

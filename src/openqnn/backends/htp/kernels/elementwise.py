@@ -630,6 +630,14 @@ def relu(node: Node, ctx: HtpBuildContext) -> HtpStep:
                         {"lo": lo_c, "hi": hi_c})
         return bind_step(plan, ctx.device)
     r = Rescale.of(qi, qo)
+    # 16-bit Clip: QNN requantizes as Where does (QnnConvert16Spec, select=True), then clamps to the bounds' codes
+    qnn = (convert_spec_for(ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]),
+                            float(qo.scale[0]), int(qo.zero_point[0]), (qi.bitwidth, qo.bitwidth),
+                            qi.signed or qo.signed, select=True)
+           if node.op_type == "ReluMinMax" and qi.bitwidth == 16 and qi.axis is None and qo.axis is None else None)
+    if qnn is not None:
+        return _coded_step(node, ctx, "htp.relu", [node.inputs[0]],
+                           {"r": r.to_attrs(), "qnn": qnn.to_attrs(), "lo": lo, "hi": hi}, {"rescaled": qnn.table()})
     return _coded_step(node, ctx, "htp.relu", [node.inputs[0]], {"r": r.to_attrs(), "lo": lo, "hi": hi},
                        {"rescaled": _per_code(r.fn(), qi)})
 
@@ -656,7 +664,8 @@ def _bind_relu_clip(plan: StepPlan, device: torch.device) -> tuple[Callable[...,
 
 @_coded("htp.relu")
 def _make_relu(p: Attrs, arrays: Arrays, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    r_np, tr = Rescale.from_attrs(p["r"]).fn(), _on(device, arrays["rescaled"])
+    r_np = convert_spec_from_attrs(p["qnn"]).apply_np if "qnn" in p else Rescale.from_attrs(p["r"]).fn()
+    tr = _on(device, arrays["rescaled"])
     lo, hi, qo = int(p["lo"]), int(p["hi"]), Codes.from_attrs(p["out"])
 
     def ref(x: np.ndarray) -> np.ndarray:
