@@ -78,3 +78,22 @@ def test_16_bit_reductions_match_the_simulator(op: str, layout: str, arch: str) 
         total += sums.size
     print(f"v{arch} {op} {layout}: spec {same / total:.4%}, exact rounding {exact_same / total:.4%} of {total}")
     assert same / total >= 0.999 and exact_same / total < 0.9 and other_same / total < 0.9
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_16_bit_pool_over_3_mib_rounds_nearly_exactly(arch: str) -> None:
+    """A 16-bit mean over 56x56 pixels at e + bitlen(n) = -3: 470 channels (2.95 MB) take the small-input form
+    (floor + 1), 512 channels (3.2 MB) the large-input path (exact rounding); each form fails on the other."""
+    from openqnn.backends.htp.spec.qnn_reduce import mean_spec_for
+    from tests.fidelity.reduce_probe import probe16
+
+    rng = np.random.default_rng(13)
+    for channels, large in ((470, False), (512, True)):
+        sums, sim, mm, zo = probe16(arch, "ReduceMean", (56, 56), 2.0 ** -15 * 1.5, rng, channels=channels)
+        padded = 56 * 56 * -(-channels // 32) * 32 * 2
+        spec = mean_spec_for(f"v{arch}", "qnn", mm, zo, 16, 16, nearest=True, count=56 * 56, padded_bytes=padded)
+        other = mean_spec_for(f"v{arch}", "qnn", mm, zo, 16, 16, nearest=True, count=56 * 56,
+                              padded_bytes=0 if large else 4 << 20)
+        assert spec is not None and other is not None
+        assert (spec.apply_np(sums) == sim).mean() >= 0.998
+        assert (other.apply_np(sums) == sim).mean() < 0.9

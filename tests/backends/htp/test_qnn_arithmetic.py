@@ -421,8 +421,12 @@ def test_reduce_16_bit_spec_reproduces_simulator_codes() -> None:
     # (measured: n = 64 rounds half up at e = -9, adds 2^k at e = -10; n = 63 adds 2^k at e = -9)
     assert not QnnMeanSpec.of16(2.0 ** -9 * 1.5, 0, 64, True).one and QnnMeanSpec.of16(2.0 ** -10 * 1.5, 0, 64, True).one
     assert QnnMeanSpec.of16(2.0 ** -9 * 1.5, 0, 63, True).one and not QnnMeanSpec.of16(2.0 ** -8 * 1.5, 0, 63, True).one
+    # a pool's input over 3 MiB (channels padded to 32): a 24-bit multiplier, round half up
+    big = mean_spec_for("v68", "qnn", 2.0 ** -15 * 1.5, 0, 16, 16, nearest=True, count=3136, padded_bytes=3211264)
+    small = mean_spec_for("v68", "qnn", 2.0 ** -15 * 1.5, 0, 16, 16, nearest=True, count=3136, padded_bytes=3010560)
+    assert big is not None and small is not None and big.k == small.k + 9 and not big.one and small.one
     s = np.arange(-300000, 300000, 7)
-    for sp in (spec, QnnMeanSpec.of16(0.00123, 30000, 64, True)):
+    for sp in (spec, QnnMeanSpec.of16(0.00123, 30000, 64, True), big):
         np.testing.assert_array_equal(sp.apply_t(torch.from_numpy(s)).numpy(), sp.apply_np(s))
 
 

@@ -107,7 +107,8 @@ def reduce(node: Node, ctx: HtpBuildContext) -> HtpStep:
     qnn = mean_spec_for(ctx.arch.name, ctx.arithmetic, ratio / count if op == "ReduceMean" else ratio,
                         int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth,
                         nearest=nearest and not (src is not None and src.op_type == "Transpose"), count=count,
-                        signed=qi.qmin < 0 or qo.qmin < 0)
+                        signed=qi.qmin < 0 or qo.qmin < 0,
+                        padded_bytes=math.prod(in_shape[:-1]) * -(-in_shape[-1] // 32) * 32 * qi.bitwidth // 8)
     if wide and shift > 14 and qnn is None:
         raise Unsupported(f"{op}: multiplier out of range for a 64-bit accumulator")
     return _plan(node, ctx, "htp.reduce_sum", {
