@@ -465,10 +465,11 @@ def test_qnn_is_the_default_and_tflite_stays_a_named_mode() -> None:
 
 # -- AveragePool (spec/qnn_pool.py) ----------------------------------------------------------------
 
-def _pool_graph(rng: np.random.Generator, k: list[int], s: list[int], pads: list[list[int]], count_pad: bool):
+def _pool_graph(rng: np.random.Generator, k: list[int], s: list[int], pads: list[list[int]], count_pad: bool,
+                bits: int = 8):
     from test_pool_movement import In, near, one_node, rand_enc
 
-    e = rand_enc(rng, 8)
+    e = rand_enc(rng, bits)
     attrs = {"filter_size": k, "stride": s, "dilation": [1, 1], "pad_amount": pads, "rounding_mode": 0,
              "count_pad_for_edges": count_pad}
     return one_node("PoolAvg2d", [In((2, 9, 11, 5), e)], attrs, [near(rng, e)])
@@ -529,6 +530,35 @@ def test_avg_pool_plan_keeps_the_qnn_arithmetic() -> None:
         back = StepPlan.from_json(json.loads(json.dumps(plan.to_json(), allow_nan=False)), plan.stored_arrays())
         q = np.random.default_rng(1).integers(0, 256, size=(2, 9, 11, 5))
         np.testing.assert_array_equal(np.asarray(bind_step(back).reference(q)), ref)
+
+
+_POOLS16 = [([3, 3], [2, 2], [[1, 1], [1, 1]], False, "exact"), ([2, 2], [1, 1], [[0, 0], [0, 0]], False, "exact"),
+            ([3, 2], [1, 1], [[0, 0], [0, 0]], True, "exact"), ([2, 2], [2, 2], [[0, 0], [0, 0]], False, "mean"),
+            ([2, 2], [2, 2], [[1, 1], [1, 1]], False, "mean"), ([3, 3], [2, 2], [[1, 1], [1, 1]], True, None),
+            ([3, 3], [1, 1], [[0, 0], [0, 0]], False, None)]
+
+
+@pytest.mark.parametrize("arch", [V68, V73], ids=["v68", "v73"])
+@pytest.mark.parametrize("pool", range(len(_POOLS16)))
+def test_avg_pool_16_bit_fast_equals_the_qnn_spec(pool: int, arch) -> None:
+    """uint16 pools: the measured routes (spec/qnn_pool.py route16) in the plan, the fast path equal to the reference,
+    the "exact" route equal to exact rounding of S * s_in / (s_out * n) but for values within 2^-31 of a half."""
+    from openqnn.backends.htp.spec import qnn_pool
+
+    k, s, pads, count_pad, route = _POOLS16[pool]
+    padded = any(a or b for a, b in pads)
+    assert qnn_pool.route16(k, s, (1, 1), padded, count_pad) == route
+    rng = np.random.default_rng(60 + pool)
+    for _ in range(2):
+        g = _pool_graph(rng, k, s, pads, count_pad, bits=16)
+        ref, fast, plan = _run_both(g, arch, "qnn")
+        np.testing.assert_array_equal(ref, fast)
+        assert (plan.attrs["qnn"] is None) == (route is None)
+        if route == "exact":
+            m, sh, rnd = qnn_pool.pool16_consts(0.3123, "exact")
+            x = np.arange(-40000, 40000, 13, dtype=np.int64)
+            exact = np.clip(np.floor(x * 0.3123 + 0.5) + 7, 0, 65535)
+            assert np.array_equal(qnn_pool.pool_mean_np(x, np.int64(m), np.int64(sh), 7, 65535, np.int64(rnd)), exact)
 
 
 def test_avg_pool_takes_the_qnn_spec_only_where_established() -> None:

@@ -204,6 +204,17 @@ def _build_avg(node: Node, ctx: HtpBuildContext, n: int) -> HtpStep:
             rounds = {k: qnn_pool.pool_mean_round(ratio, sh, two_stage) for k, (_, sh) in pairs.items()}
             arrays["qnn_round"] = np.vectorize(lambda k: rounds[int(k)], otypes=[np.int64])(counts)
         return _plan(node, ctx, "htp.pool_avg", attrs, arrays)
+    padded = any(a or b for a, b in _pad_widths(g))
+    route = (qnn_pool.route16(g.k, g.s, g.d, padded, count_pad)
+             if (ctx.arithmetic == "qnn" and ctx.arch.name in qnn_pool.ARCHS and n == 2 and qi.bitwidth == 16
+                 and qo.bitwidth == 16 and not qi.signed and not qo.signed and ratio < 2.0**12) else None)
+    if route is not None:
+        # QNN's 16-bit AveragePool where measured (spec/qnn_pool.py, approximate): the 15-bit route's arrays
+        attrs["qnn"] = {"route": "mean"}
+        consts = {int(k): qnn_pool.pool16_consts(ratio / int(k), route) for k in np.unique(counts)}
+        for i, name in enumerate(("qnn_mult", "qnn_k", "qnn_round")):
+            arrays[name] = np.vectorize(lambda k, i=i: consts[int(k)][i], otypes=[np.int64])(counts)
+        return _plan(node, ctx, "htp.pool_avg", attrs, arrays)
     if not rq.identity:
         pairs = {int(k): quantize_multiplier(ratio / int(k)) for k in np.unique(counts)}
         arrays["mult"] = np.vectorize(lambda k: pairs[int(k)][0], otypes=[np.int64])(counts)
