@@ -106,15 +106,37 @@ def probe16(arch: str, geometry: str, seed: int, shape: tuple[int, ...] = (1, 16
         raise RuntimeError(f"the simulator refused the probe: {out.refusal}")
     y = np.rint(out.outputs[0]["yo"].astype(np.float64) / float(so)).astype(np.int64) + zo
     sums, n = window_sums(q, zx, attrs)
-    return {"S": sums, "n": n, "y": y, "ratio": float(sx) / float(so), "zo": zo}
+    return {"S": sums, "n": n, "y": y, "ratio": float(sx) / float(so), "zo": zo, "q": q, "zx": zx, "sx": float(sx)}
 
 
-def spec16_codes(geometry: str, p: dict[str, Any]) -> np.ndarray | None:
-    """openqnn's 16-bit routes (spec/qnn_pool.py ``route16``) on a probe's sums, None where none is followed."""
+def _conv16_codes(arch: str, attrs: dict[str, Any], p: dict[str, Any]) -> np.ndarray:
+    """The 16-bit depthwise route: byte-plane window sums with the weight code WEIGHT16, the W8A16 rule."""
+    from openqnn.backends.htp.spec.qnn_conv16 import Conv16Spec
+
+    q, zx, w = p["q"], p["zx"], qnn_pool.WEIGHT16
+    n = int(np.prod(attrs["kernel_shape"]))
+
+    def plane(x: np.ndarray, fill: int) -> np.ndarray:
+        # every tap reads a padded input holding the zero point's byte: window sums of (x - fill), plus n * fill
+        s, _ = window_sums(x, fill, {**attrs, "count_include_pad": 1})
+        return (s + n * fill) * w
+
+    real = np.array([p["ratio"] / n / w])
+    spec = Conv16Spec.of(real, p["zo"], f"v{arch}")
+    qb = spec.bias(np.zeros(1, dtype=np.int64), p["sx"], np.array([1.0 / (n * w)]), None, real)
+    hoff, loff = spec.offsets(np.array([w * n]), qb, zx, np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
+    return spec.apply_np(plane(q >> 8, zx >> 8), plane(q & 255, zx & 255), hoff, loff)
+
+
+def spec16_codes(geometry: str, p: dict[str, Any], arch: str = "73") -> np.ndarray | None:
+    """openqnn's 16-bit routes (spec/qnn_pool.py ``route16``; the depthwise route's W8A16 convolution) on a probe,
+    None where none is followed."""
     attrs = GEOMETRIES[geometry]
     padded = any(attrs.get("pads", [0]))
-    route = qnn_pool.route16(attrs["kernel_shape"], attrs["strides"], (1, 1), padded,
-                             bool(attrs.get("count_include_pad")))
+    count_pad = bool(attrs.get("count_include_pad"))
+    if qnn_pool.conv_route(attrs["kernel_shape"], attrs["strides"], (1, 1), padded, count_pad):
+        return _conv16_codes(arch, attrs, p)
+    route = qnn_pool.route16(attrs["kernel_shape"], attrs["strides"], (1, 1), padded, count_pad)
     if route is None:
         return None
     out = np.empty_like(p["S"])

@@ -535,7 +535,8 @@ def test_avg_pool_plan_keeps_the_qnn_arithmetic() -> None:
 _POOLS16 = [([3, 3], [2, 2], [[1, 1], [1, 1]], False, "exact"), ([2, 2], [1, 1], [[0, 0], [0, 0]], False, "exact"),
             ([3, 2], [1, 1], [[0, 0], [0, 0]], True, "exact"), ([2, 2], [2, 2], [[0, 0], [0, 0]], False, "mean"),
             ([2, 2], [2, 2], [[1, 1], [1, 1]], False, "mean"), ([3, 3], [2, 2], [[1, 1], [1, 1]], True, None),
-            ([3, 3], [1, 1], [[0, 0], [0, 0]], False, None)]
+            ([3, 3], [1, 1], [[0, 0], [0, 0]], False, "conv16"), ([5, 5], [1, 1], [[2, 2], [2, 2]], True, "conv16"),
+            ([3, 3], [1, 1], [[1, 1], [1, 1]], False, None)]
 
 
 @pytest.mark.parametrize("arch", [V68, V73], ids=["v68", "v73"])
@@ -547,13 +548,20 @@ def test_avg_pool_16_bit_fast_equals_the_qnn_spec(pool: int, arch) -> None:
 
     k, s, pads, count_pad, route = _POOLS16[pool]
     padded = any(a or b for a, b in pads)
-    assert qnn_pool.route16(k, s, (1, 1), padded, count_pad) == route
+    conv = qnn_pool.conv_route(k, s, (1, 1), padded, count_pad)
+    assert (qnn_pool.route16(k, s, (1, 1), padded, count_pad) if not conv else "conv16") == route
     rng = np.random.default_rng(60 + pool)
     for _ in range(2):
         g = _pool_graph(rng, k, s, pads, count_pad, bits=16)
         ref, fast, plan = _run_both(g, arch, "qnn")
         np.testing.assert_array_equal(ref, fast)
         assert (plan.attrs["qnn"] is None) == (route is None)
+        if route == "conv16":
+            assert plan.attrs["qnn"]["route"] == "conv16"
+            back = StepPlan.from_json(json.loads(json.dumps(plan.to_json(), allow_nan=False)), plan.stored_arrays())
+            q = np.random.default_rng(2).integers(0, 65536, size=(2, 9, 11, 5))
+            np.testing.assert_array_equal(np.asarray(bind_step(back).reference(q)),
+                                          np.asarray(bind_step(plan).reference(q)))
         if route == "exact":
             m, sh, rnd = qnn_pool.pool16_consts(0.3123, "exact")
             x = np.arange(-40000, 40000, 13, dtype=np.int64)
@@ -569,7 +577,8 @@ def test_avg_pool_takes_the_qnn_spec_only_where_established() -> None:
     g = one_node("PoolAvg2d", [In((1, 6, 6, 2), e)], {"filter_size": [3, 3], "stride": [1, 1], "dilation": [1, 1],
                                                      "pad_amount": [[1, 1], [1, 1]], "rounding_mode": 0,
                                                      "count_pad_for_edges": True}, [near(rng, e)])
-    assert _run_both(g, V73, "qnn")[2].attrs["qnn"] is None  # 16-bit: TFLite's
+    assert _run_both(g, V73, "qnn")[2].attrs["qnn"]["route"] == "conv16"  # 16-bit: the W8A16 depthwise route
+    assert _run_both(g, ARCHS["v75"], "qnn")[2].attrs["qnn"] is None
     g8 = _pool_graph(rng, [3, 3], [1, 1], [[1, 1], [1, 1]], True)
     assert _run_both(g8, ARCHS["v75"], "qnn")[2].attrs["qnn"] is None
 

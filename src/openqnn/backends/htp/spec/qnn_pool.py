@@ -51,6 +51,7 @@ __all__ = ["ARCHS", "WEIGHT", "conv_route", "conv_spec", "pool_mean_consts", "po
            "two_stage_route"]
 
 ARCHS = ("v68", "v73")
+WEIGHT16 = 1 << 5  # the 16-bit depthwise route's weight code for 1/n (W8A16 rule; 2^4 and 2^6 miss most codes)
 WEIGHT = 1 << 7  # the depthwise route's weight code for 1/n (any 2^j, j >= 4, gives the same codes)
 
 
