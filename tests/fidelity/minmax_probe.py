@@ -14,6 +14,10 @@ codes requantized into the output encoding by ``QnnConvertSpec``, and so does a 
 a Concat of float graph inputs quantizes the float values straight into its output encoding through float16
 (``input_quantize_codes``); both 100% (docs/htp-fidelity.md). Where (stop 25) selects its operands' codes
 requantized by ``QnnConvertSpec``, as Max / Min.
+
+``probe16`` (every uint16 code of one operand of Max / Min / Where) and ``probe16_clip`` (a uint16 Clip) serve the
+16-bit tests in ``tests/fidelity/test_qnn_where.py`` (docs/htp-fidelity.md, "16-bit pools, reductions and
+element-wise ops").
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ windows with one divisor are QNN's depthwise convolution (weight 1/n as a power 
 per arch: 100%); every other geometry takes a 15-bit multiplier rounded to nearest (v68 = v73, 98-100% per
 probe; the rest: values a little below a .5 boundary rounded up); windows leaving padding out of the count,
 and 2x2 windows at stride 2, round twice (stop 25: ``qnn_pool.two_stage_route``) (docs/htp-fidelity.md).
+
+``probe16`` and ``spec16_codes`` do the same with uint16 codes (docs/htp-fidelity.md, "16-bit pools, reductions and
+element-wise ops").
 """
 
 from __future__ import annotations

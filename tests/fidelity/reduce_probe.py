@@ -12,6 +12,10 @@ Findings on onnxruntime-qnn 2.7.0 (QNN 2.51), v68 = v73: ReduceMean and ReduceSu
 multiplier rounded down (99.93% of codes for M < 0.5, exact rounding 99.76%); GlobalAveragePool, which QNN
 runs as its PoolAvg2d, a 15-bit multiplier rounded to nearest (100% for inputs below about 2.5 MB). The
 codes depend on ``S`` only, not on how it is spread (docs/htp-fidelity.md).
+
+``probe16`` does the same with uint16 codes (NHWC, NCHW, last-axis and transposed-graph-input layouts) for
+``tests/fidelity/test_qnn_reduce.py``'s 16-bit tests (docs/htp-fidelity.md, "16-bit pools, reductions and
+element-wise ops").
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ kernel's window geometry (explicit pads, ceil mode, dilation).
   (``spec/qnn_pool.py``): stride-1 square 3/5/7 windows with one divisor requantize ``S * 2^7`` as QNN's
   depthwise convolution does (per arch); every other window takes a 15-bit multiplier per divisor
   rounded to nearest, round half up, the zero point after. The plan stores the constants.
+  With uint16 codes the depthwise route is QNN's W8A16 convolution (weight code 32, the input's byte
+  planes summed per window, ``spec/qnn_conv16.py``); where measured (``qnn_pool.route16``, approximate)
+  other windows round exactly (31-bit multiplier) or take the 15-bit form; the rest keep TFLite's.
 
 The builders make a StepPlan (``htp.pool_max``, ``htp.pool_avg``: the window geometry, the
 requantization's integers, the per-window divisors and multipliers as arrays); the binders rebuild
