@@ -14,6 +14,10 @@ codes requantized into the output encoding by ``QnnConvertSpec``, and so does a 
 a Concat of float graph inputs quantizes the float values straight into its output encoding through float16
 (``input_quantize_codes``); both 100% (docs/htp-fidelity.md). Where (stop 25) selects its operands' codes
 requantized by ``QnnConvertSpec``, as Max / Min.
+
+``probe16`` (every uint16 code of one operand of Max / Min / Where) and ``probe16_clip`` (a uint16 Clip) serve the
+16-bit tests in ``tests/fidelity/test_qnn_where.py`` (docs/htp-fidelity.md, "16-bit pools, reductions and
+element-wise ops").
 """
 
 from __future__ import annotations
@@ -26,6 +30,91 @@ import numpy as np
 from openqnn.backends.htp.spec.qnn_eltwise import QnnConvertSpec, input_quantize_codes
 from tests.fidelity.eltwise_probe import Encodings, _model, random_encodings
 from tests.fidelity.harness import simulate, simulator_missing
+
+
+def _model16(op: str, sa: float, za: int, sb: float, zb: int, so: float, zo: int) -> bytes:
+    """A QDQ Max / Min / Where of two [1, 256, 256] float graph inputs through uint16 QuantizeLinear /
+    DequantizeLinear (Where: a boolean graph input "c" first)."""
+    from onnx import TensorProto, helper
+    from onnx import numpy_helper as nh
+
+    inits = [nh.from_array(np.array(v, np.float32 if k[0] == "s" else np.uint16), k)
+             for k, v in (("sa", sa), ("za", za), ("sb", sb), ("zb", zb), ("so", so), ("zo", zo))]
+    shape = (1, 256, 256)
+    ins = [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("af", "bf")]
+    if op == "Where":
+        ins.insert(0, helper.make_tensor_value_info("c", TensorProto.BOOL, shape))
+    nodes = [helper.make_node("QuantizeLinear", ["af", "sa", "za"], ["aq"]),
+             helper.make_node("DequantizeLinear", ["aq", "sa", "za"], ["a"]),
+             helper.make_node("QuantizeLinear", ["bf", "sb", "zb"], ["bq"]),
+             helper.make_node("DequantizeLinear", ["bq", "sb", "zb"], ["b"]),
+             helper.make_node(op, ["c", "a", "b"] if op == "Where" else ["a", "b"], ["y"]),
+             helper.make_node("QuantizeLinear", ["y", "so", "zo"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "so", "zo"], ["yo"])]
+    g = helper.make_graph(nodes, "probe", ins, [helper.make_tensor_value_info("yo", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]).SerializeToString()
+
+
+def probe16(arch: str, op: str, rng: np.random.Generator, ratio: float) -> tuple[np.ndarray, dict[str, float]]:
+    """uint16 codes (docs/htp-fidelity.md, "16-bit pools, reductions and element-wise ops"): operand a holds every
+    code once and operand b stays out of the way (Max: b at its lowest value, Min: its highest; Where: a random
+    condition, b every code in a random order), at ``s_a / s_o`` about ``ratio``. Returns the simulator's codes and
+    the encodings (keys sa, za, sb, zb, so, zo; the condition as "c" and b's codes as "qb" for Where)."""
+    sa = float(np.float32(rng.uniform(1e-5, 1e-3)))
+    so = float(np.float32(sa / (ratio * float(rng.uniform(0.9, 1.1)))))
+    za, zo = int(rng.integers(0, 65536)), int(rng.integers(0, 65536))
+    q = np.arange(65536)
+    info: dict[str, float] = {"sa": sa, "za": za, "so": so, "zo": zo}
+    if op == "Where":
+        sb, zb = float(np.float32(sa * rng.uniform(0.5, 2))), int(rng.integers(0, 65536))
+        qb = rng.permutation(65536)
+        c = rng.integers(0, 2, 65536).astype(bool)
+        info.update(c=c, qb=qb)  # type: ignore[arg-type]
+    else:
+        sb, zb = sa, (65535 if op == "Max" else 0)
+        qb = np.full(65536, 0 if op == "Max" else 65535)
+    info.update(sb=sb, zb=zb)
+    feeds = {"af": (np.float32(sa) * (q.astype(np.float32) - np.float32(za))).reshape(1, 256, 256),
+             "bf": (np.float32(sb) * (qb.astype(np.float32) - np.float32(zb))).reshape(1, 256, 256)}
+    if op == "Where":
+        feeds["c"] = info["c"].reshape(1, 256, 256)  # type: ignore[union-attr]
+    out = simulate(_model16(op, sa, za, sb, zb, so, zo), [feeds], arch)
+    if out.outputs is None:
+        raise RuntimeError(f"the simulator refused the probe: {out.refusal}")
+    y = out.outputs[0]["yo"].astype(np.float64).reshape(-1)
+    return np.rint(y / float(np.float32(so))).astype(np.int64) + zo, info
+
+
+def probe16_clip(arch: str, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, float]]:
+    """A uint16 QDQ Clip (Clip is Max and Min with constant bounds) of every input code at random encodings and
+    bounds inside the output range: the simulator's codes and the parameters (sx, zx, so, zo, lo, hi)."""
+    from onnx import TensorProto, helper
+    from onnx import numpy_helper as nh
+
+    sx, zx = float(np.float32(rng.uniform(1e-4, 1e-3))), int(rng.integers(0, 65536))
+    span = sx * 65535
+    lo = float(rng.uniform(-0.3, 0.1)) * span
+    hi = lo + float(rng.uniform(0.2, 0.6)) * span
+    so = float(np.float32((hi - min(lo, 0.0)) / 65535 * rng.uniform(1.0, 1.2)))
+    zo = int(np.clip(round(-min(lo, 0.0) / so), 0, 65535))
+    inits = [nh.from_array(np.array(v, np.float32 if k[0] != "z" else np.uint16), k)
+             for k, v in (("sx", sx), ("zx", zx), ("so", so), ("zo", zo), ("lo", lo), ("hi", hi))]
+    nodes = [helper.make_node("QuantizeLinear", ["xf", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["x"]),
+             helper.make_node("Clip", ["x", "lo", "hi"], ["y"]),
+             helper.make_node("QuantizeLinear", ["y", "so", "zo"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "so", "zo"], ["yo"])]
+    g = helper.make_graph(nodes, "probe", [helper.make_tensor_value_info("xf", TensorProto.FLOAT, (1, 256, 256))],
+                          [helper.make_tensor_value_info("yo", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]).SerializeToString()
+    q = np.arange(65536)
+    xf = (np.float32(sx) * (q.astype(np.float32) - np.float32(zx))).reshape(1, 256, 256)
+    out = simulate(model, [{"xf": xf}], arch)
+    if out.outputs is None:
+        raise RuntimeError(f"the simulator refused the probe: {out.refusal}")
+    y = out.outputs[0]["yo"].astype(np.float64).reshape(-1)
+    return np.rint(y / float(np.float32(so))).astype(np.int64) + zo, {"sx": sx, "zx": zx, "so": so, "zo": zo,
+                                                                      "lo": lo, "hi": hi}
 
 
 def _concat_model(sa: np.float32, za: int, sb: np.float32, zb: int, so: np.float32, zo: int, u8: bool = False) -> bytes:

@@ -13,6 +13,9 @@ windows with one divisor are QNN's depthwise convolution (weight 1/n as a power 
 per arch: 100%); every other geometry takes a 15-bit multiplier rounded to nearest (v68 = v73, 98-100% per
 probe; the rest: values a little below a .5 boundary rounded up); windows leaving padding out of the count,
 and 2x2 windows at stride 2, round twice (stop 25: ``qnn_pool.two_stage_route``) (docs/htp-fidelity.md).
+
+``probe16`` and ``spec16_codes`` do the same with uint16 codes (docs/htp-fidelity.md, "16-bit pools, reductions and
+element-wise ops").
 """
 
 from __future__ import annotations
@@ -43,12 +46,13 @@ GEOMETRIES: dict[str, dict[str, Any]] = {
 }
 
 
-def _model(shape: tuple[int, ...], sx: np.float32, zx: int, so: np.float32, zo: int, **attrs: Any) -> bytes:
+def _model(shape: tuple[int, ...], sx: np.float32, zx: int, so: np.float32, zo: int, code: type = np.uint8,
+           **attrs: Any) -> bytes:
     from onnx import TensorProto, helper
     from onnx import numpy_helper as nh
 
-    inits = [nh.from_array(np.array(sx), "sx"), nh.from_array(np.array(zx, np.uint8), "zx"),
-             nh.from_array(np.array(so), "so"), nh.from_array(np.array(zo, np.uint8), "zo")]
+    inits = [nh.from_array(np.array(sx), "sx"), nh.from_array(np.array(zx, code), "zx"),
+             nh.from_array(np.array(so), "so"), nh.from_array(np.array(zo, code), "zo")]
     nodes = [helper.make_node("QuantizeLinear", ["xf", "sx", "zx"], ["xq"]),
              helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["x"]),
              helper.make_node("AveragePool", ["x"], ["y"], **attrs),
@@ -89,6 +93,61 @@ def probe(arch: str, geometry: str, seed: int, shape: tuple[int, ...] = (1, 16, 
     y = np.rint(out.outputs[0]["yo"].astype(np.float64) / float(so)).astype(np.int64) + zo
     sums, n = window_sums(q, zx, attrs)
     return {"S": sums, "n": n, "y": y, "ratio": float(sx) / float(so), "zo": zo}
+
+
+def probe16(arch: str, geometry: str, seed: int, shape: tuple[int, ...] = (1, 16, 15, 17)) -> dict[str, Any]:
+    """``probe`` with uint16 codes (docs/htp-fidelity.md, "16-bit pools, reductions and element-wise ops")."""
+    attrs = GEOMETRIES[geometry]
+    rng = np.random.default_rng(seed)
+    sx = np.float32(rng.uniform(1e-4, 1e-3))
+    so = np.float32(float(sx) / float(np.exp(rng.uniform(np.log(0.6), np.log(3)))))
+    zx, zo = int(rng.integers(0, 65536)), int(rng.integers(0, 65536))
+    q = rng.integers(0, 65536, shape)
+    xf = (sx * (q.astype(np.float32) - np.float32(zx))).astype(np.float32)
+    out = simulate(_model(shape, sx, zx, so, zo, np.uint16, **attrs), [{"xf": xf}], arch)
+    if out.outputs is None:
+        raise RuntimeError(f"the simulator refused the probe: {out.refusal}")
+    y = np.rint(out.outputs[0]["yo"].astype(np.float64) / float(so)).astype(np.int64) + zo
+    sums, n = window_sums(q, zx, attrs)
+    return {"S": sums, "n": n, "y": y, "ratio": float(sx) / float(so), "zo": zo, "q": q, "zx": zx, "sx": float(sx)}
+
+
+def _conv16_codes(arch: str, attrs: dict[str, Any], p: dict[str, Any]) -> np.ndarray:
+    """The 16-bit depthwise route: byte-plane window sums with the weight code WEIGHT16, the W8A16 rule."""
+    from openqnn.backends.htp.spec.qnn_conv16 import Conv16Spec
+
+    q, zx, w = p["q"], p["zx"], qnn_pool.WEIGHT16
+    n = int(np.prod(attrs["kernel_shape"]))
+
+    def plane(x: np.ndarray, fill: int) -> np.ndarray:
+        # every tap reads a padded input holding the zero point's byte: window sums of (x - fill), plus n * fill
+        s, _ = window_sums(x, fill, {**attrs, "count_include_pad": 1})
+        return (s + n * fill) * w
+
+    real = np.array([p["ratio"] / n / w])
+    spec = Conv16Spec.of(real, p["zo"], f"v{arch}")
+    qb = spec.bias(np.zeros(1, dtype=np.int64), p["sx"], np.array([1.0 / (n * w)]), None, real)
+    hoff, loff = spec.offsets(np.array([w * n]), qb, zx, np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
+    return spec.apply_np(plane(q >> 8, zx >> 8), plane(q & 255, zx & 255), hoff, loff)
+
+
+def spec16_codes(geometry: str, p: dict[str, Any], arch: str = "73") -> np.ndarray | None:
+    """openqnn's 16-bit routes (spec/qnn_pool.py ``route16``; the depthwise route's W8A16 convolution) on a probe,
+    None where none is followed."""
+    attrs = GEOMETRIES[geometry]
+    padded = any(attrs.get("pads", [0]))
+    count_pad = bool(attrs.get("count_include_pad"))
+    if qnn_pool.conv_route(attrs["kernel_shape"], attrs["strides"], (1, 1), padded, count_pad):
+        return _conv16_codes(arch, attrs, p)
+    route = qnn_pool.route16(attrs["kernel_shape"], attrs["strides"], (1, 1), padded, count_pad)
+    if route is None:
+        return None
+    out = np.empty_like(p["S"])
+    for k in np.unique(p["n"]):
+        m, sh, rounding = qnn_pool.pool16_consts(p["ratio"] / int(k), route)
+        sel = p["n"] == k
+        out[sel] = qnn_pool.pool_mean_np(p["S"][sel], np.int64(m), np.int64(sh), p["zo"], 65535, np.int64(rounding))
+    return out
 
 
 def spec_codes(arch: str, geometry: str, p: dict[str, Any]) -> np.ndarray:

@@ -12,6 +12,10 @@ Findings on onnxruntime-qnn 2.7.0 (QNN 2.51), v68 = v73: ReduceMean and ReduceSu
 multiplier rounded down (99.93% of codes for M < 0.5, exact rounding 99.76%); GlobalAveragePool, which QNN
 runs as its PoolAvg2d, a 15-bit multiplier rounded to nearest (100% for inputs below about 2.5 MB). The
 codes depend on ``S`` only, not on how it is spread (docs/htp-fidelity.md).
+
+``probe16`` does the same with uint16 codes (NHWC, NCHW, last-axis and transposed-graph-input layouts) for
+``tests/fidelity/test_qnn_reduce.py``'s 16-bit tests (docs/htp-fidelity.md, "16-bit pools, reductions and
+element-wise ops").
 """
 
 from __future__ import annotations
@@ -35,17 +39,22 @@ def codes_with_sums(sums: np.ndarray, n: int, z_in: int) -> np.ndarray:
 
 
 def _model(op: str, shape: tuple[int, ...], sx: np.float32, zx: int, so: np.float32, zo: int,
-           axes: tuple[int, int] = (2, 3)) -> bytes:
+           axes: tuple[int, ...] = (2, 3), code: type = np.uint8, transpose: bool = False) -> bytes:
     from onnx import TensorProto, helper
     from onnx import numpy_helper as nh
 
-    inits = [nh.from_array(np.array(sx), "sx"), nh.from_array(np.array(zx, np.uint8), "zx"),
-             nh.from_array(np.array(so), "so"), nh.from_array(np.array(zo, np.uint8), "zo"),
+    inits = [nh.from_array(np.array(sx), "sx"), nh.from_array(np.array(zx, code), "zx"),
+             nh.from_array(np.array(so), "so"), nh.from_array(np.array(zo, code), "zo"),
              nh.from_array(np.array(axes, np.int64), "axes")]
     node = (helper.make_node(op, ["x"], ["y"]) if op == "GlobalAveragePool"
             else helper.make_node(op, ["x", "axes"], ["y"], keepdims=1))
-    nodes = [helper.make_node("QuantizeLinear", ["xf", "sx", "zx"], ["xq"]),
-             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["x"]), node,
+    # ``transpose``: the input NCHW, transposed to NHWC in its own Q/DQ unit (openqnn's export of a graph input)
+    head = ([helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["x0"]),
+             helper.make_node("Transpose", ["x0"], ["xt"], perm=[0, 2, 3, 1]),
+             helper.make_node("QuantizeLinear", ["xt", "sx", "zx"], ["xq1"]),
+             helper.make_node("DequantizeLinear", ["xq1", "sx", "zx"], ["x"])] if transpose
+            else [helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["x"])])
+    nodes = [helper.make_node("QuantizeLinear", ["xf", "sx", "zx"], ["xq"]), *head, node,
              helper.make_node("QuantizeLinear", ["y", "so", "zo"], ["yq"]),
              helper.make_node("DequantizeLinear", ["yq", "so", "zo"], ["yo"])]
     g = helper.make_graph(nodes, "probe", [helper.make_tensor_value_info("xf", TensorProto.FLOAT, shape)],
@@ -79,6 +88,32 @@ def spec_codes(op: str, sums: np.ndarray, m: float, zo: int, nhwc: bool = False)
         e = math.floor(math.log2(m))
         spec = QnnMeanSpec(math.floor(m * 2.0 ** (14 - e) + 0.5), 14 - e, zo, 255)
     return spec.apply_np(sums)
+
+
+def probe16(arch: str, op: str, hw: tuple[int, int], m: float, rng: np.random.Generator, channels: int = 256,
+            layout: str = "nhwc") -> tuple[np.ndarray, np.ndarray, float, int]:
+    """16-bit codes (uint16): (sums S, the simulator's codes, M, z_out) for ``channels`` random sums in the output
+    range at about the multiplier ``m`` (ReduceSum: s_in / s_out; else s_in / (s_out n)). ``layout``: "nhwc"
+    (axes 1, 2 of [1, H, W, C]), "nchw" (axes 2, 3), "last" ([1, C, n]), "transposed" (an NCHW input
+    Transposed to NHWC, then axes 1, 2: openqnn's export of a mean over a graph input's pixels)."""
+    n = hw[0] * hw[1]
+    sx = np.float32(rng.uniform(1e-4, 1e-3))
+    so = np.float32(float(sx) / (m * (1 if op == "ReduceSum" else n)))
+    mm = float(sx) / float(so) / (1 if op == "ReduceSum" else n)
+    zx, zo = int(rng.integers(8000, 58000)), int(rng.integers(0, 65536))
+    lo, hi = max(-(zx - 200) * n, int(-zo / mm)), min((65335 - zx) * n, int((65535 - zo) / mm))
+    sums = rng.integers(lo, hi, channels)
+    q = codes_with_sums(sums, n, zx)
+    if layout == "last":
+        q, axes = q.reshape(1, channels, n), (2,)
+    elif layout in ("nchw", "transposed"):
+        q, axes = q.reshape(1, channels, *hw), (2, 3) if layout == "nchw" else (1, 2)
+    else:
+        q, axes = np.ascontiguousarray(q.reshape(1, channels, *hw).transpose(0, 2, 3, 1)), (1, 2)
+    xf = (sx * (q.astype(np.float32) - np.float32(zx))).astype(np.float32)
+    model = _model(op, q.shape, sx, zx, so, zo, axes, np.uint16, transpose=layout == "transposed")
+    y = qnn_session(model, arch).run(None, {"xf": xf})[0]
+    return sums, np.rint(y.astype(np.float64).reshape(-1) / float(so)).astype(np.int64) + zo, mm, zo
 
 
 def random_probes(rng: np.random.Generator, count: int) -> list[tuple[tuple[int, int], float, float, int, int]]:

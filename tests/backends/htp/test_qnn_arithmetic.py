@@ -377,7 +377,7 @@ def test_reduce_spec_is_a_floored_15_bit_multiplier() -> None:
     assert spec.apply_np(np.array([474, 0, -13])).tolist() == [13 + 38, 13, 12]
     s = np.arange(-3000, 3000)
     np.testing.assert_array_equal(spec.apply_t(torch.from_numpy(s)).numpy(), spec.apply_np(s))
-    assert mean_spec_for("v75", "qnn", 0.1, 0, 8, 8) is None and mean_spec_for("v68", "qnn", 0.1, 0, 16, 16) is None
+    assert mean_spec_for("v75", "qnn", 0.1, 0, 8, 8) is None and mean_spec_for("v68", "qnn", 0.1, 0, 8, 16) is None
     assert mean_spec_for("v68", "tflite", 0.1, 0, 8, 8) is None
 
 
@@ -398,6 +398,59 @@ def test_reduce_mean_over_axes_1_2_of_4d_rounds_its_multiplier() -> None:
         assert plan.attrs["qnn"]["mult"] == QnnMeanSpec.of(ratio, 0, nearest=nearest).mult
 
 
+def test_reduce_16_bit_spec_reproduces_simulator_codes() -> None:
+    """The 16-bit forms on sums the simulator answered (v73 = v68; docs/htp-fidelity.md, "16-bit pools,
+    reductions and element-wise ops"): S -> code."""
+    from openqnn.backends.htp.spec.qnn_reduce import QnnMeanSpec, mean_spec_for
+
+    # ReduceSum, M = 0.011 (M 2^21 = 23068.67: QNN's multiplier is 23068, the shrunk rounding; round(M 2^21)
+    # is 23069), z_out 55601, the constant 2^k: floor(S m / 2^k) + 1
+    m = float(np.float32(0.00011028415187315278)) / float(np.float32(0.010025831988468436))
+    spec = mean_spec_for("v73", "qnn", m, 55601, 16, 16)
+    assert spec == QnnMeanSpec.of16(m, 55601, 1, False) and spec.mult == 23068 and spec.one
+    # the simulator's codes (t2 probe, v73 = v68); exact rounding gives each but the last one lower, the
+    # multiplier 23069 the first four, round half up the 2nd, 4th, 5th and 6th one lower
+    sums, seen = [-1852258, -1851554, -1851461, -1848113, 2637], [35227, 35235, 35236, 35273, 55631]
+    assert spec.apply_np(np.array(sums)).tolist() == seen
+    assert QnnMeanSpec(23069, spec.k, 55601, 65535, True).apply_np(np.array(sums)).tolist() != seen
+    assert QnnMeanSpec(23068, spec.k, 55601, 65535, False).apply_np(np.array(sums)).tolist() != seen
+    assert mean_spec_for("v73", "qnn", 0.7, 0, 16, 16) is None  # M >= 0.5: another form, not probed
+    assert mean_spec_for("v73", "qnn", 0.01, 0, 16, 16, signed=True) is None
+    assert mean_spec_for("v75", "qnn", 0.01, 0, 16, 16) is None
+    # the pool form (a mean over axes 1 and 2): round half up while e + bitlen(n) >= -2, else the constant 2^k
+    # (measured: n = 64 rounds half up at e = -9, adds 2^k at e = -10; n = 63 adds 2^k at e = -9)
+    assert not QnnMeanSpec.of16(2.0 ** -9 * 1.5, 0, 64, True).one and QnnMeanSpec.of16(2.0 ** -10 * 1.5, 0, 64, True).one
+    assert QnnMeanSpec.of16(2.0 ** -9 * 1.5, 0, 63, True).one and not QnnMeanSpec.of16(2.0 ** -8 * 1.5, 0, 63, True).one
+    # a pool's input over 3 MiB (channels padded to 32): a 24-bit multiplier, round half up
+    big = mean_spec_for("v68", "qnn", 2.0 ** -15 * 1.5, 0, 16, 16, nearest=True, count=3136, padded_bytes=3211264)
+    small = mean_spec_for("v68", "qnn", 2.0 ** -15 * 1.5, 0, 16, 16, nearest=True, count=3136, padded_bytes=3010560)
+    assert big is not None and small is not None and big.k == small.k + 9 and not big.one and small.one
+    s = np.arange(-300000, 300000, 7)
+    for sp in (spec, QnnMeanSpec.of16(0.00123, 30000, 64, True), big):
+        np.testing.assert_array_equal(sp.apply_t(torch.from_numpy(s)).numpy(), sp.apply_np(s))
+
+
+@pytest.mark.parametrize("arch", [V68, V73], ids=["v68", "v73"])
+@pytest.mark.parametrize("op", ["ReduceMean", "ReduceSum"])
+def test_reduce_16_bit_fast_equals_the_qnn_spec(op: str, arch) -> None:
+    from openqnn.backends.htp.spec.qnn_reduce import QnnMeanSpec
+
+    rng = np.random.default_rng(79 if op == "ReduceMean" else 80)
+    taken = 0
+    for i in range(8):
+        shape, axes = [((1, 6, 7, 5), [1, 2]), ((2, 9, 4), [2]), ((1, 5, 3, 8), [2, 3]), ((3, 40), [1])][i % 4]
+        g = _reduce_graph(rng, op, shape, axes, bits=16)
+        ref, fast, plan = _run_both(g, arch, "qnn")
+        taken += plan.attrs["qnn"] is not None
+        np.testing.assert_array_equal(ref, fast)
+        if plan.attrs["qnn"] is not None:
+            n = plan.attrs["count"] if op == "ReduceMean" else 1
+            pool = op == "ReduceMean" and axes == [1, 2]
+            spec = QnnMeanSpec.of16(plan.attrs["ratio"] / n, plan.attrs["z_out"], plan.attrs["count"], pool)
+            assert (plan.attrs["qnn"]["mult"], plan.attrs["qnn"]["one"]) == (spec.mult, spec.one)
+    assert taken >= 4
+
+
 def test_reduce_plan_keeps_the_qnn_arithmetic() -> None:
     g = _reduce_graph(np.random.default_rng(4), "ReduceMean", (2, 7, 9, 5), [1, 2])
     ref, _, plan = _run_both(g, V73, "qnn")
@@ -412,10 +465,11 @@ def test_qnn_is_the_default_and_tflite_stays_a_named_mode() -> None:
 
 # -- AveragePool (spec/qnn_pool.py) ----------------------------------------------------------------
 
-def _pool_graph(rng: np.random.Generator, k: list[int], s: list[int], pads: list[list[int]], count_pad: bool):
+def _pool_graph(rng: np.random.Generator, k: list[int], s: list[int], pads: list[list[int]], count_pad: bool,
+                bits: int = 8):
     from test_pool_movement import In, near, one_node, rand_enc
 
-    e = rand_enc(rng, 8)
+    e = rand_enc(rng, bits)
     attrs = {"filter_size": k, "stride": s, "dilation": [1, 1], "pad_amount": pads, "rounding_mode": 0,
              "count_pad_for_edges": count_pad}
     return one_node("PoolAvg2d", [In((2, 9, 11, 5), e)], attrs, [near(rng, e)])
@@ -478,6 +532,43 @@ def test_avg_pool_plan_keeps_the_qnn_arithmetic() -> None:
         np.testing.assert_array_equal(np.asarray(bind_step(back).reference(q)), ref)
 
 
+_POOLS16 = [([3, 3], [2, 2], [[1, 1], [1, 1]], False, "exact"), ([2, 2], [1, 1], [[0, 0], [0, 0]], False, "exact"),
+            ([3, 2], [1, 1], [[0, 0], [0, 0]], True, "exact"), ([2, 2], [2, 2], [[0, 0], [0, 0]], False, "mean"),
+            ([2, 2], [2, 2], [[1, 1], [1, 1]], False, "mean"), ([3, 3], [2, 2], [[1, 1], [1, 1]], True, None),
+            ([3, 3], [1, 1], [[0, 0], [0, 0]], False, "conv16"), ([5, 5], [1, 1], [[2, 2], [2, 2]], True, "conv16"),
+            ([3, 3], [1, 1], [[1, 1], [1, 1]], False, None)]
+
+
+@pytest.mark.parametrize("arch", [V68, V73], ids=["v68", "v73"])
+@pytest.mark.parametrize("pool", range(len(_POOLS16)))
+def test_avg_pool_16_bit_fast_equals_the_qnn_spec(pool: int, arch) -> None:
+    """uint16 pools: the measured routes (spec/qnn_pool.py route16) in the plan, the fast path equal to the reference,
+    the "exact" route equal to exact rounding of S * s_in / (s_out * n) but for values within 2^-31 of a half."""
+    from openqnn.backends.htp.spec import qnn_pool
+
+    k, s, pads, count_pad, route = _POOLS16[pool]
+    padded = any(a or b for a, b in pads)
+    conv = qnn_pool.conv_route(k, s, (1, 1), padded, count_pad)
+    assert (qnn_pool.route16(k, s, (1, 1), padded, count_pad) if not conv else "conv16") == route
+    rng = np.random.default_rng(60 + pool)
+    for _ in range(2):
+        g = _pool_graph(rng, k, s, pads, count_pad, bits=16)
+        ref, fast, plan = _run_both(g, arch, "qnn")
+        np.testing.assert_array_equal(ref, fast)
+        assert (plan.attrs["qnn"] is None) == (route is None)
+        if route == "conv16":
+            assert plan.attrs["qnn"]["route"] == "conv16"
+            back = StepPlan.from_json(json.loads(json.dumps(plan.to_json(), allow_nan=False)), plan.stored_arrays())
+            q = np.random.default_rng(2).integers(0, 65536, size=(2, 9, 11, 5))
+            np.testing.assert_array_equal(np.asarray(bind_step(back).reference(q)),
+                                          np.asarray(bind_step(plan).reference(q)))
+        if route == "exact":
+            m, sh, rnd = qnn_pool.pool16_consts(0.3123, "exact")
+            x = np.arange(-40000, 40000, 13, dtype=np.int64)
+            exact = np.clip(np.floor(x * 0.3123 + 0.5) + 7, 0, 65535)
+            assert np.array_equal(qnn_pool.pool_mean_np(x, np.int64(m), np.int64(sh), 7, 65535, np.int64(rnd)), exact)
+
+
 def test_avg_pool_takes_the_qnn_spec_only_where_established() -> None:
     from test_pool_movement import In, near, one_node, rand_enc
 
@@ -486,7 +577,8 @@ def test_avg_pool_takes_the_qnn_spec_only_where_established() -> None:
     g = one_node("PoolAvg2d", [In((1, 6, 6, 2), e)], {"filter_size": [3, 3], "stride": [1, 1], "dilation": [1, 1],
                                                      "pad_amount": [[1, 1], [1, 1]], "rounding_mode": 0,
                                                      "count_pad_for_edges": True}, [near(rng, e)])
-    assert _run_both(g, V73, "qnn")[2].attrs["qnn"] is None  # 16-bit: TFLite's
+    assert _run_both(g, V73, "qnn")[2].attrs["qnn"]["route"] == "conv16"  # 16-bit: the W8A16 depthwise route
+    assert _run_both(g, ARCHS["v75"], "qnn")[2].attrs["qnn"] is None
     g8 = _pool_graph(rng, [3, 3], [1, 1], [[1, 1], [1, 1]], True)
     assert _run_both(g8, ARCHS["v75"], "qnn")[2].attrs["qnn"] is None
 
@@ -578,6 +670,33 @@ def test_select_fast_equals_the_qnn_spec(arch) -> None:
         assert conv[0] is not None and conv[1] is not None
         np.testing.assert_array_equal(outs["qnn"], np.where(c, conv[0].apply_np(a), conv[1].apply_np(b)))
         assert np.abs(outs["qnn"] - outs["tflite"]).max() <= 1
+
+
+@pytest.mark.parametrize("arch", [V68, V73], ids=["v68", "v73"])
+def test_select_16_bit_fast_equals_the_qnn_spec(arch) -> None:
+    from test_pool_movement import In, near, one_node, rand_enc
+
+    from openqnn.backends.htp.spec.qnn_eltwise import QnnConvert16Spec
+    from openqnn.ir.dtype import DType
+
+    rng = np.random.default_rng(72)
+    for _ in range(3):
+        ea = rand_enc(rng, 16)
+        eb, eo = near(rng, ea), near(rng, ea)
+        g = one_node("ElementWiseSelect", [In((2, 3, 6), None, DType.BOOL_8), In((2, 3, 6), ea), In((1, 3, 1), eb)],
+                     {}, [eo])
+        node = g.nodes[0]
+        c = rng.random((2, 3, 6)) < 0.5
+        a, b = rng.integers(0, 65536, (2, 3, 6)), rng.integers(0, 65536, (1, 3, 1))
+        step = HTP_KERNELS[node.op_type](node, HtpBuildContext(g, arch, arithmetic="qnn"))
+        ref = np.asarray(step.reference(c, a, b))
+        fast = step.fast(torch.from_numpy(c), torch.from_numpy(a).to(torch.int32),
+                         torch.from_numpy(b).to(torch.int32)).numpy().astype(np.int64)
+        np.testing.assert_array_equal(ref, fast)
+        conv = [QnnConvert16Spec.of(e.scale[0], -e.offset[0], eo.scale[0], -eo.offset[0], select=True)
+                for e in (ea, eb)]
+        assert conv[0] is not None and conv[1] is not None
+        np.testing.assert_array_equal(ref, np.where(c, conv[0].apply_np(a), conv[1].apply_np(b)))
 
 
 # -- ElementWiseAdd / ElementWiseSubtract (spec/qnn_eltwise.py) -----------------------------------

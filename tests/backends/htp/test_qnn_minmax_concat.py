@@ -13,6 +13,7 @@ from openqnn.backends.htp.arch import ARCHS
 from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext, QParams
 from openqnn.backends.htp.kernels.registry import storage_dtype
 from openqnn.backends.htp.spec.qnn_eltwise import (
+    QnnConvert16Spec,
     QnnConvertSpec,
     convert_spec_for,
     input_quantize_codes,
@@ -36,6 +37,39 @@ INPUT_KNOWN = [
     ((0.02134942263364792, 5, 0.017139850184321404, 15), {64: 89, 68: 94, 121: 160, 125: 165}),
     ((0.027978889644145966, 128, 0.013107671402394772, 128), {102: 72, 154: 184}),
 ]
+
+
+# uint16 (s_i, z_i, s_o, z_o): {input code: the simulator's output code}, codes where exact rounding differs (Max
+# on v73, Min on v68; docs/htp-fidelity.md, "16-bit pools, reductions and element-wise ops")
+CONVERT16_KNOWN = [
+    ((0.0006608586991205812, 17049, 0.0032636509276926517, 9834), {63: 6395, 65508: 19647}),
+    ((0.00029294335399754345, 18214, 0.00033856622758321464, 25124), {14: 9376, 64910: 65527}),
+]
+# a Where operand (v68): {code: the simulator's}, where exact rounding and Max / Min's form differ
+SELECT16_KNOWN = ((0.0004509073914960027, 13244, 0.00047781411558389664, 3227), {9879: 52, 10163: 320})
+
+
+@pytest.mark.parametrize("enc,known", CONVERT16_KNOWN)
+def test_convert16_spec_gives_known_simulator_codes(enc, known) -> None:
+    s, z, so, zo = enc
+    spec = QnnConvert16Spec.of(s, z, so, zo)
+    assert spec is not None
+    q = np.array(list(known))
+    assert spec.apply_np(q).tolist() == list(known.values())
+    exact = np.clip(np.floor((q - z) * float(np.float32(s)) / float(np.float32(so)) + 0.5) + zo, 0, 65535)
+    assert exact.tolist() != list(known.values())
+    np.testing.assert_array_equal(spec.table()[q], spec.apply_np(q))
+
+
+def test_select16_adds_a_sixteenth_of_a_code() -> None:
+    (s, z, so, zo), known = SELECT16_KNOWN
+    q = np.array(list(known))
+    sel, mm = QnnConvert16Spec.of(s, z, so, zo, select=True), QnnConvert16Spec.of(s, z, so, zo)
+    assert sel is not None and mm is not None and sel.rnd - mm.rnd == 1 << 14
+    assert sel.apply_np(q).tolist() == list(known.values()) and mm.apply_np(q).tolist() != list(known.values())
+    assert QnnConvert16Spec.of(0.01, 100, 0.01, 100) is not None
+    assert np.array_equal(QnnConvert16Spec.of(0.01, 100, 0.01, 100).table(), np.arange(65536))  # equal encodings
+    assert QnnConvert16Spec.of(1.0, 0, 0.01, 0) is None  # outside the probed ratios
 
 
 def _exact(enc: tuple[float, int, float, int], q: np.ndarray) -> np.ndarray:
@@ -71,7 +105,9 @@ def test_convert_spec_identities_and_reach() -> None:
     assert convert_spec_for("v73", "qnn", 0.02, 3, 0.01, 5, (8, 8)) is not None
     assert convert_spec_for("v73", "tflite", 0.02, 3, 0.01, 5, (8, 8)) is None
     assert convert_spec_for("v75", "qnn", 0.02, 3, 0.01, 5, (8, 8)) is None
-    assert convert_spec_for("v68", "qnn", 0.02, 3, 0.01, 5, (16, 16)) is None
+    assert convert_spec_for("v68", "qnn", 0.02, 3, 0.01, 5, (8, 16)) is None
+    assert isinstance(convert_spec_for("v68", "qnn", 0.02, 3, 0.01, 5, (16, 16)), QnnConvert16Spec)
+    assert convert_spec_for("v68", "qnn", 0.02, 3, 0.01, 5, (16, 16), signed=True) is None
     assert input_quantize_table("v68", "qnn", 0.02, 3, 0.01, 5, (8, 8)) is not None
     assert input_quantize_table("v68", "tflite", 0.02, 3, 0.01, 5, (8, 8)) is None
 
@@ -128,6 +164,27 @@ def test_max_min_fast_equals_the_qnn_spec(op: str, arch: str, seed: int) -> None
 
 
 @pytest.mark.parametrize("arch", ["v68", "v73"])
+@pytest.mark.parametrize("op", ["ElementWiseMaximum", "ElementWiseMinimum"])
+def test_max_min_16_bit_fast_equals_the_qnn_spec(op: str, arch: str) -> None:
+    rng = np.random.default_rng([7, len(op)])
+    for shape_b in [(2, 3, 5, 7), (1, 1, 5, 7)]:
+        ea, eb, eo = (Encoding(16, (float(np.exp(rng.uniform(-9, -6))),), (-int(rng.integers(0, 65536)),))
+                      for _ in range(3))
+        g = _graph(op, [(2, 3, 5, 7), shape_b], [ea, eb], eo, {})
+        node = g.nodes[0]
+        step = HTP_KERNELS[node.op_type](node, HtpBuildContext(g, ARCHS[arch], arithmetic="qnn"))
+        assert "qnn_a" in step.plan.attrs
+        feeds = [rng.integers(0, 65536, g.tensors[x].shape) for x in step.inputs]
+        ref = step.reference(*feeds)
+        fast = step.fast(*[torch.from_numpy(f).to(storage_dtype(16)) for f in feeds])
+        np.testing.assert_array_equal(ref, fast.numpy().astype(np.int64))
+        sa, sb = (QnnConvert16Spec.of(e.scale[0], -e.offset[0], eo.scale[0], -eo.offset[0]) for e in (ea, eb))
+        assert sa is not None and sb is not None
+        f = np.maximum if op == "ElementWiseMaximum" else np.minimum
+        np.testing.assert_array_equal(ref, f(sa.apply_np(feeds[0]), sb.apply_np(feeds[1])))
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
 def test_concat_of_graph_inputs_fast_equals_the_qnn_spec(arch: str) -> None:
     rng = np.random.default_rng(11)
     encs = [_enc(rng), _enc(rng), _enc(rng)]
@@ -143,3 +200,22 @@ def test_concat_of_graph_inputs_fast_equals_the_qnn_spec(arch: str) -> None:
     np.testing.assert_array_equal(got, np.concatenate(want, 1))
     _, tfl = _run(g, arch, "tflite", rng)  # TFLite's arithmetic: requantized as before
     assert all("flow" in p for p in tfl["plan"].attrs["parts"])
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+def test_clip_16_bit_fast_equals_the_qnn_spec(arch: str) -> None:
+    """A uint16 ReluMinMax between encodings: Where's requantization (QnnConvert16Spec, select) then the bounds."""
+    rng = np.random.default_rng(9)
+    ei, eo = Encoding(16, (3e-4,), (-30000,)), Encoding(16, (9e-5,), (0,))
+    g = _graph("ReluMinMax", [(2, 3, 5, 7)], [ei], eo, {"min_value": 0.0, "max_value": 5.0})
+    node = g.nodes[0]
+    step = HTP_KERNELS[node.op_type](node, HtpBuildContext(g, ARCHS[arch], arithmetic="qnn"))
+    assert "qnn" in step.plan.attrs
+    x = rng.integers(0, 65536, (2, 3, 5, 7))
+    ref = step.reference(x)
+    np.testing.assert_array_equal(ref, step.fast(torch.from_numpy(x).to(storage_dtype(16))).numpy().astype(np.int64))
+    spec = QnnConvert16Spec.of(3e-4, 30000, 9e-5, 0, select=True)
+    assert spec is not None
+    np.testing.assert_array_equal(ref, np.clip(spec.apply_np(x), 0, round(5.0 / float(np.float32(9e-5)))))
+    tfl = HTP_KERNELS[node.op_type](node, HtpBuildContext(g, ARCHS[arch], arithmetic="tflite"))
+    assert "qnn" not in tfl.plan.attrs

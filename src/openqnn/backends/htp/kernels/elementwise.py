@@ -85,11 +85,11 @@ from openqnn.backends.htp.kernels.scratch import step_buffer
 from openqnn.backends.htp.native import lookup_or
 from openqnn.backends.htp.spec.qnn_eltwise import (
     QnnAddSpec,
-    QnnConvertSpec,
     QnnMulSpec,
     add_spec_for,
     complements,
     convert_spec_for,
+    convert_spec_from_attrs,
     mul_spec_for,
 )
 from openqnn.backends.htp.spec.qnn_unary import leaky_relu_table_for, prelu_tables_for
@@ -576,7 +576,7 @@ def max_min(node: Node, ctx: HtpBuildContext) -> HtpStep:
     if not ctx.is_static(a_name) and not ctx.is_static(b_name):  # run-time operands: QNN's where established
         so, zo = float(qo.scale[0]), int(qo.zero_point[0])
         ca, cb = (convert_spec_for(ctx.arch.name, ctx.arithmetic, float(q.scale[0]), int(q.zero_point[0]), so, zo,
-                                   (q.bitwidth, qo.bitwidth)) for q in (qa, qb))
+                                   (q.bitwidth, qo.bitwidth), q.signed or qo.signed) for q in (qa, qb))
         if ca is not None and cb is not None:  # each operand requantized into the output's codes, then max/min
             attrs = {"is_max": is_max, "qnn_a": ca.to_attrs(), "qnn_b": cb.to_attrs()}
             return _coded_step(node, ctx, "htp.max_min", [a_name, b_name], attrs,
@@ -592,7 +592,7 @@ def _make_max_min(p: Attrs, arrays: Arrays, device: torch.device) -> tuple[Calla
     ra_np: Callable[[np.ndarray], np.ndarray]
     rb_np: Callable[[np.ndarray], np.ndarray]
     if "qnn_a" in p:  # QNN's requantized codes: a table lookup on the fast path, the spec on the reference
-        ra_np, rb_np = QnnConvertSpec.from_attrs(p["qnn_a"]).apply_np, QnnConvertSpec.from_attrs(p["qnn_b"]).apply_np
+        ra_np, rb_np = convert_spec_from_attrs(p["qnn_a"]).apply_np, convert_spec_from_attrs(p["qnn_b"]).apply_np
     else:
         ra_np, rb_np = Rescale.from_attrs(p["ra"]).fn(), Rescale.from_attrs(p["rb"]).fn()
     ta, tb = _on(device, arrays["rescaled_a"]), _on(device, arrays["rescaled_b"])
@@ -630,6 +630,14 @@ def relu(node: Node, ctx: HtpBuildContext) -> HtpStep:
                         {"lo": lo_c, "hi": hi_c})
         return bind_step(plan, ctx.device)
     r = Rescale.of(qi, qo)
+    # 16-bit Clip: QNN requantizes as Where does (QnnConvert16Spec, select=True), then clamps to the bounds' codes
+    qnn = (convert_spec_for(ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]),
+                            float(qo.scale[0]), int(qo.zero_point[0]), (qi.bitwidth, qo.bitwidth),
+                            qi.signed or qo.signed, select=True)
+           if node.op_type == "ReluMinMax" and qi.bitwidth == 16 and qi.axis is None and qo.axis is None else None)
+    if qnn is not None:
+        return _coded_step(node, ctx, "htp.relu", [node.inputs[0]],
+                           {"r": r.to_attrs(), "qnn": qnn.to_attrs(), "lo": lo, "hi": hi}, {"rescaled": qnn.table()})
     return _coded_step(node, ctx, "htp.relu", [node.inputs[0]], {"r": r.to_attrs(), "lo": lo, "hi": hi},
                        {"rescaled": _per_code(r.fn(), qi)})
 
@@ -656,7 +664,8 @@ def _bind_relu_clip(plan: StepPlan, device: torch.device) -> tuple[Callable[...,
 
 @_coded("htp.relu")
 def _make_relu(p: Attrs, arrays: Arrays, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    r_np, tr = Rescale.from_attrs(p["r"]).fn(), _on(device, arrays["rescaled"])
+    r_np = convert_spec_from_attrs(p["qnn"]).apply_np if "qnn" in p else Rescale.from_attrs(p["r"]).fn()
+    tr = _on(device, arrays["rescaled"])
     lo, hi, qo = int(p["lo"]), int(p["hi"]), Codes.from_attrs(p["out"])
 
     def ref(x: np.ndarray) -> np.ndarray:

@@ -53,7 +53,13 @@ from openqnn.backends.htp.kernels.registry import (
     htp_binder,
     htp_kernel,
 )
-from openqnn.backends.htp.spec.qnn_eltwise import QnnConvertSpec, convert_spec_for
+from openqnn.backends.htp.spec.qnn_eltwise import (
+    ConvertSpec,
+    QnnConvert16Spec,
+    QnnConvertSpec,
+    convert_spec_for,
+    convert_spec_from_attrs,
+)
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Node
@@ -302,8 +308,9 @@ def select(node: Node, ctx: HtpBuildContext) -> HtpStep:
         qx = act_q(ctx, x)
         spec = (None if qx is None or qo is None else
                 convert_spec_for(ctx.arch.name, ctx.arithmetic, float(qx.scale[0]), int(qx.zero_point[0]),
-                                 float(qo.scale[0]), int(qo.zero_point[0]), (qx.bitwidth, qo.bitwidth)))
-        if spec is not None:  # QNN requantizes a run-time 8-bit operand as Max / Min do (spec/qnn_eltwise.py)
+                                 float(qo.scale[0]), int(qo.zero_point[0]), (qx.bitwidth, qo.bitwidth),
+                                 qx.signed or qo.signed, select=True))
+        if spec is not None:  # QNN requantizes a run-time operand as Max / Min do (spec/qnn_eltwise.py)
             arrays[f"table{i}"] = spec.table()
             parts.append({"qnn": spec.to_attrs(), "table": f"table{i}"})
         else:
@@ -323,11 +330,11 @@ def _bind_select(plan: StepPlan, device: torch.device) -> tuple[Callable[..., An
     quantized = bool(out["quantized"])
     raw_t = None if quantized else torch_dtype(DType[out["dtype"]])
     # cond, then each value operand: a build-time (numpy, torch) pair, or the Flow of a run-time tensor
-    parts: list[tuple[np.ndarray, torch.Tensor] | Flow | QnnConvertSpec | None] = []
+    parts: list[tuple[np.ndarray, torch.Tensor] | Flow | ConvertSpec | None] = []
     tables: dict[int, torch.Tensor] = {}  # QNN's requantized codes of each 8-bit code, per operand
     for i, p in enumerate(plan.attrs["parts"]):
         if "qnn" in p:
-            parts.append(QnnConvertSpec.from_attrs(p["qnn"]))
+            parts.append(convert_spec_from_attrs(p["qnn"]))
             tables[i] = tensor_of(np.asarray(plan.arrays[p["table"]]), out, device)
         elif "static" in p:
             v = plan.arrays[p["static"]]
@@ -345,7 +352,7 @@ def _bind_select(plan: StepPlan, device: torch.device) -> tuple[Callable[..., An
                 vals.append(p[0])
             elif p is None:
                 vals.append(np.asarray(next(it)).astype(np.bool_))
-            elif isinstance(p, QnnConvertSpec):
+            elif isinstance(p, (QnnConvertSpec, QnnConvert16Spec)):
                 vals.append(p.apply_np(next(it)))
             else:
                 vals.append(p.np(next(it)))
@@ -359,7 +366,7 @@ def _bind_select(plan: StepPlan, device: torch.device) -> tuple[Callable[..., An
                 vals.append(p[1])
             elif p is None:
                 vals.append(next(it).to(torch.bool))
-            elif isinstance(p, QnnConvertSpec):
+            elif isinstance(p, (QnnConvertSpec, QnnConvert16Spec)):
                 vals.append(tables[i][next(it).to(torch.int64)])
             else:
                 vals.append(p.t(next(it)))

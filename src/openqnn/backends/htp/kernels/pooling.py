@@ -16,6 +16,9 @@ kernel's window geometry (explicit pads, ceil mode, dilation).
   (``spec/qnn_pool.py``): stride-1 square 3/5/7 windows with one divisor requantize ``S * 2^7`` as QNN's
   depthwise convolution does (per arch); every other window takes a 15-bit multiplier per divisor
   rounded to nearest, round half up, the zero point after. The plan stores the constants.
+  With uint16 codes the depthwise route is QNN's W8A16 convolution (weight code 32, the input's byte
+  planes summed per window, ``spec/qnn_conv16.py``); where measured (``qnn_pool.route16``, approximate)
+  other windows round exactly (31-bit multiplier) or take the 15-bit form; the rest keep TFLite's.
 
 The builders make a StepPlan (``htp.pool_max``, ``htp.pool_avg``: the window geometry, the
 requantization's integers, the per-window divisors and multipliers as arrays); the binders rebuild
@@ -47,6 +50,7 @@ from openqnn.backends.htp.kernels.registry import (
 )
 from openqnn.backends.htp.kernels.scratch import scratch, step_buffer
 from openqnn.backends.htp.spec import qnn_pool
+from openqnn.backends.htp.spec.qnn_conv16 import Conv16Spec
 from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec, TensorConsts
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
@@ -204,6 +208,35 @@ def _build_avg(node: Node, ctx: HtpBuildContext, n: int) -> HtpStep:
             rounds = {k: qnn_pool.pool_mean_round(ratio, sh, two_stage) for k, (_, sh) in pairs.items()}
             arrays["qnn_round"] = np.vectorize(lambda k: rounds[int(k)], otypes=[np.int64])(counts)
         return _plan(node, ctx, "htp.pool_avg", attrs, arrays)
+    padded = any(a or b for a, b in _pad_widths(g))
+    route = (qnn_pool.route16(g.k, g.s, g.d, padded, count_pad)
+             if (ctx.arithmetic == "qnn" and ctx.arch.name in qnn_pool.ARCHS and n == 2 and qi.bitwidth == 16
+                 and qo.bitwidth == 16 and not qi.signed and not qo.signed and ratio < 2.0**12) else None)
+    if (route is None and ctx.arithmetic == "qnn" and ctx.arch.name in qnn_pool.ARCHS and n == 2
+            and qi.bitwidth == 16 and qo.bitwidth == 16 and not qi.signed and not qo.signed
+            and qnn_pool.conv_route(g.k, g.s, g.d, padded, count_pad) and np.unique(counts).size == 1):
+        # QNN's depthwise route with 16-bit codes: the W8A16 convolution of weight code WEIGHT16 = 1 / n
+        n_taps = int(counts.flat[0])
+        real = np.array([ratio / n_taps / qnn_pool.WEIGHT16])
+        try:
+            spec = Conv16Spec.of(real, int(qo.zero_point[0]), ctx.arch.name)
+        except ValueError:
+            spec = None
+        if spec is not None:
+            qb = spec.bias(np.zeros(1, dtype=np.int64), float(np.float32(qi.scale[0])),
+                           np.array([1.0 / (n_taps * qnn_pool.WEIGHT16)]), None, real)
+            hoff, loff = spec.offsets(np.array([qnn_pool.WEIGHT16 * n_taps]), qb, int(qi.zero_point[0]),
+                                      np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
+            attrs["qnn"] = {"route": "conv16", "arch": ctx.arch.name}
+            arrays.update(qnn_mult=spec.mult, qnn_shift=spec.shift, qnn_hoff=hoff, qnn_loff=loff)
+            return _plan(node, ctx, "htp.pool_avg", attrs, arrays)
+    if route is not None:
+        # QNN's 16-bit AveragePool where measured (spec/qnn_pool.py, approximate): the 15-bit route's arrays
+        attrs["qnn"] = {"route": "mean"}
+        consts = {int(k): qnn_pool.pool16_consts(ratio / int(k), route) for k in np.unique(counts)}
+        for i, name in enumerate(("qnn_mult", "qnn_k", "qnn_round")):
+            arrays[name] = np.vectorize(lambda k, i=i: consts[int(k)][i], otypes=[np.int64])(counts)
+        return _plan(node, ctx, "htp.pool_avg", attrs, arrays)
     if not rq.identity:
         pairs = {int(k): quantize_multiplier(ratio / int(k)) for k in np.unique(counts)}
         arrays["mult"] = np.vectorize(lambda k: pairs[int(k)][0], otypes=[np.int64])(counts)
@@ -223,6 +256,8 @@ def _bind_avg(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any],
     counts_t = torch.from_numpy(c_array(counts_b)).to(device)
 
     qnn = a.get("qnn")
+    if qnn is not None and qnn["route"] == "conv16":
+        return _bind_avg_conv16(plan, g, device)
     if qnn is not None and qnn["route"] == "conv":
         spec = QnnRequantSpec.from_consts(qnn["arch"], np.asarray(plan.arrays["qnn_consts"]), int(a["z_out"]))
         consts = TensorConsts.of(spec, device)
@@ -289,6 +324,40 @@ def _bind_avg(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any],
         x = F.pad(x, g.f_pad) if any(g.f_pad) else x
         s = to_channel_last(window_sum(x, g)).round().to(torch.int64)
         return to_storage(finish_t(s), bits).contiguous()
+
+    return reference, fast
+
+
+def _bind_avg_conv16(plan: StepPlan, g: PoolGeometry, device: torch.device
+                     ) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The 16-bit depthwise route: the input's byte planes summed per window (padding holds the zero point's bytes)
+    with the weight code ``WEIGHT16``, then the W8A16 rule (spec/qnn_conv16.py)."""
+    a, ar = plan.attrs, plan.arrays
+    z_in, bits, w = int(a["z_in"]), int(a["bits"]), qnn_pool.WEIGHT16
+    spec = Conv16Spec(np.asarray(ar["qnn_mult"], dtype=np.int64), np.asarray(ar["qnn_shift"], dtype=np.int64),
+                      int(a["z_out"]), str(a["qnn"]["arch"]))
+    hoff, loff = np.asarray(ar["qnn_hoff"], dtype=np.int64), np.asarray(ar["qnn_loff"], dtype=np.int64)
+    consts = [torch.from_numpy(c_array(v)).to(device) for v in (hoff, loff, spec.mult, spec.shift)]
+
+    def plane_np(x: np.ndarray, fill: int) -> np.ndarray:
+        xp = _pad_np(x, g, fill)
+        s = np.zeros(xp.shape[:1] + g.out_size + xp.shape[-1:], dtype=np.int64)
+        for tap in _taps_np(xp, g):
+            s = s + tap
+        return s * w
+
+    def plane_t(x: torch.Tensor, fill: int) -> torch.Tensor:
+        x = F.pad(x.to(torch.float64), g.f_pad, value=float(fill)) if any(g.f_pad) else x.to(torch.float64)
+        return to_channel_last(window_sum(x, g)).round().to(torch.int64) * w
+
+    def reference(q: np.ndarray) -> np.ndarray:
+        qa = np.asarray(q, dtype=np.int64)
+        return c_array(spec.apply_np(plane_np(qa >> 8, z_in >> 8), plane_np(qa & 255, z_in & 255), hoff, loff))
+
+    def fast(q: torch.Tensor) -> torch.Tensor:
+        x = to_channel_first(q).to(torch.int64)
+        th, tl = plane_t(x >> 8, z_in >> 8), plane_t(x & 255, z_in & 255)
+        return to_storage(spec.apply_t(th, tl, *consts), bits).contiguous()
 
     return reference, fast
 

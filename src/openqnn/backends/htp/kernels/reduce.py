@@ -8,7 +8,8 @@
 - ReduceSum: the same without the divisor: q_out = clamp(z_out + mbqm(sum(q - z_in), M0, s0)).
 - With ``htp_config.arithmetic: "qnn"`` (v68, v73, 8-bit codes), ReduceMean and ReduceSum requantize the
   exact sum as QNN's HTP does (``spec/qnn_reduce.py``: a 15-bit multiplier of s_in / (s_out * n), rounded
-  down, round half up), not with TFLite's 31-bit one.
+  down, round half up), not with TFLite's 31-bit one; with uint16 codes QNN's 16-bit forms (the same
+  spec: the multiplier rounded, the constant before the shift 2^k or 2^(k-1)).
 - ReduceMax / ReduceMin: the integer maximum / minimum, then a requantization when the output
   encoding differs from the input's (normally they are shared).
 
@@ -96,16 +97,22 @@ def reduce(node: Node, ctx: HtpBuildContext) -> HtpStep:
     ratio = float(qi.scale[0]) / float(qo.scale[0])
     mult, shift = mean_multiplier(ratio, count) if op == "ReduceMean" else quantize_multiplier(ratio)
     wide = (qi.qmax - qi.qmin) * count >= 1 << 31
-    if wide and shift > 14:
-        raise Unsupported(f"{op}: multiplier out of range for a 64-bit accumulator")
     z_in = int(qi.zero_point[0])
+    # a mean over axes 1 and 2 of a 4-D tensor (the pixels, channels last): QNN rounds its multiplier to nearest
+    # (spec/qnn_reduce.py); with 16-bit codes its PoolAvg2d form, unless the input is a Transpose's (of a graph
+    # input: ONNX Runtime pushes that Transpose through the mean and QNN reduces the innermost axes, the
+    # ReduceSum form)
+    nearest = op == "ReduceMean" and rank == 4 and axes == [1, 2]
+    src = ctx.graph.producers().get(x) if nearest and qi.bitwidth == 16 else None
     qnn = mean_spec_for(ctx.arch.name, ctx.arithmetic, ratio / count if op == "ReduceMean" else ratio,
                         int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth,
-                        # a mean over axes 1 and 2 of a 4-D tensor (the pixels, channels last): QNN rounds its
-                        # multiplier to nearest (spec/qnn_reduce.py)
-                        nearest=op == "ReduceMean" and rank == 4 and axes == [1, 2])
+                        nearest=nearest and not (src is not None and src.op_type == "Transpose"), count=count,
+                        signed=qi.qmin < 0 or qo.qmin < 0,
+                        padded_bytes=math.prod(in_shape[:-1]) * -(-in_shape[-1] // 32) * 32 * qi.bitwidth // 8)
+    if wide and shift > 14 and qnn is None:
+        raise Unsupported(f"{op}: multiplier out of range for a 64-bit accumulator")
     return _plan(node, ctx, "htp.reduce_sum", {
-        "qnn": None if qnn is None else {"mult": qnn.mult, "k": qnn.k},
+        "qnn": None if qnn is None else {"mult": qnn.mult, "k": qnn.k, "one": qnn.one},
         **shape_attrs, "in_shape": list(in_shape), "count": count, "ratio": ratio, "multiplier": int(mult),
         "shift": int(shift), "wide": wide, "z_in": z_in, "z_out": int(qo.zero_point[0]), "qmin": qo.qmin,
         "qmax": qo.qmax, "bits": qo.bitwidth, "in_qmin": qi.qmin, "in_qmax": qi.qmax,
@@ -160,7 +167,7 @@ def _bind_sum(plan: StepPlan, device: torch.device) -> Bound:
         return torch.sum(q, dim=axes, keepdim=keep, dtype=acc_dtype).reshape(-1, 1)
 
     if at.get("qnn") is not None:  # QNN's requantization of the exact sum (spec/qnn_reduce.py)
-        spec = QnnMeanSpec(int(at["qnn"]["mult"]), int(at["qnn"]["k"]), z_out, qmax)
+        spec = QnnMeanSpec(int(at["qnn"]["mult"]), int(at["qnn"]["k"]), z_out, qmax, bool(at["qnn"].get("one", False)))
 
         def reference_qnn(q: np.ndarray) -> np.ndarray:
             return c_array(spec.apply_np(exact_sums(q)).reshape(out_shape))

@@ -89,8 +89,9 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["ARCHS", "QnnAddSpec", "QnnConvertSpec", "QnnMulSpec", "add_spec_for", "complements", "convert_spec_for",
-           "input_quantize_codes", "input_quantize_table", "mul_spec_for"]
+__all__ = ["ARCHS", "ConvertSpec", "QnnAddSpec", "QnnConvert16Spec", "QnnConvertSpec", "QnnMulSpec", "add_spec_for",
+           "complements", "convert_spec_for", "convert_spec_from_attrs", "input_quantize_codes", "input_quantize_table",
+           "mul_spec_for"]
 
 ARCHS = ("v68", "v73")
 
@@ -365,6 +366,64 @@ class QnnConvertSpec:
         return self.apply_np(np.arange(256, dtype=np.int64))
 
 
+# 16-bit codes (uint16 in and out; Max / Min operands, Where's; v68 = v73: docs/htp-fidelity.md, "16-bit pools,
+# reductions and element-wise ops"): a multiplier with 18 fraction bits, the zero point's product rounded to 15
+# of them (1/8 of a code), round half up:
+#
+#     mult  = rint(r * 2^18),  zterm = round_half_up(z_i * mult / 2^15) * 2^15
+#     code  = clamp(z_o + floor((q * mult - zterm + 2^17 [+ 2^14]) / 2^18))
+#
+# Where (ElementWiseSelect) adds 2^14 more (1/16 of a code) before the shift. Found by a linear program over all
+# 65,536 codes of an operand (the codes are affine in q with a multiplier at 2^-18 and an offset on a grid of 1/8
+# of a code, Where's 1/16 above it), then this form: every code of 30 Max / Min probes (r from 0.0028 to 32,
+# random zero points; 23 on v73, 7 on v68) and of 15 Where probes (30 operands, r 0.02 to 10; 10 on v73, 5 on
+# v68); exact rounding 0.1-7% of the codes off.
+
+
+@dataclass(frozen=True)
+class QnnConvert16Spec:
+    """QNN's requantization of uint16 codes into another encoding (above):
+    ``code = clamp(z_out + ((q * mult - zterm + 2^17) >> 18))``."""
+
+    z_in: int
+    z_out: int
+    mult: int
+    zterm: int
+    rnd: int = 1 << 17  # added before the shift: Where's is 2^17 + 2^14
+
+    @staticmethod
+    def of(s_i: float, z_i: int, s_o: float, z_o: int, select: bool = False) -> QnnConvert16Spec | None:
+        """``select``: an operand of Where, else of Max / Min."""
+        r = _f32(_f32(s_i) / _f32(s_o))
+        if not 2.0 ** -9 <= r < 64:  # the probed ratios
+            return None
+        mult = round(r * 2.0 ** 18)
+        return QnnConvert16Spec(z_i, z_o, mult, ((z_i * mult + (1 << 14)) >> 15) << 15,
+                                (1 << 17) + ((1 << 14) if select else 0))
+
+    def to_attrs(self) -> dict[str, int]:
+        return {**asdict(self), "bits": 16}
+
+    def apply_np(self, q: np.ndarray) -> np.ndarray:
+        """Codes of int64 codes ``q``: the reference."""
+        t = np.asarray(q, dtype=np.int64) * self.mult - self.zterm
+        return np.clip(self.z_out + ((t + self.rnd) >> 18), 0, 65535)
+
+    def table(self) -> np.ndarray:
+        """The codes of every 16-bit input code (int64, 65,536 entries)."""
+        return self.apply_np(np.arange(65536, dtype=np.int64))
+
+
+ConvertSpec = QnnConvertSpec | QnnConvert16Spec
+
+
+def convert_spec_from_attrs(doc: Mapping[str, Any]) -> ConvertSpec:
+    """The requantization a plan stored (``to_attrs``): the 16-bit form where it says so."""
+    if int(doc.get("bits", 8)) == 16:
+        return QnnConvert16Spec(*(int(doc[f]) for f in ("z_in", "z_out", "mult", "zterm", "rnd")))
+    return QnnConvertSpec.from_attrs(doc)
+
+
 def input_quantize_codes(s_i: float, z_i: int, s_o: float, z_o: int, q: np.ndarray) -> np.ndarray:
     """The codes QNN EP gives a float32 graph input on the grid of ``(s_i, z_i)`` (``x = float32(s_i) * (q - z_i)``)
     that it quantizes straight into a Concat's 8-bit output encoding ``(s_o, z_o)``: float16, above."""
@@ -375,12 +434,17 @@ def input_quantize_codes(s_i: float, z_i: int, s_o: float, z_o: int, q: np.ndarr
 
 
 def convert_spec_for(arch: str, arithmetic: str, s_i: float, z_i: int, s_o: float, z_o: int,
-                     bits: tuple[int, int]) -> QnnConvertSpec | None:
-    """QNN's requantization of an 8-bit run-time operand of Max / Min where it is established (``arithmetic ==
-    "qnn"``, v68 or v73, 8-bit codes in and out, output steps under 16 times finer), else None."""
-    if not (arithmetic == "qnn" and arch in ARCHS and bits == (8, 8) and s_i > 0 and s_o > 0):
+                     bits: tuple[int, int], signed: bool = False, select: bool = False) -> ConvertSpec | None:
+    """QNN's requantization of a run-time operand of Max / Min (``select``: of Where) where it is established
+    (``arithmetic == "qnn"``, v68 or v73; 8-bit codes in and out, output steps under 16 times finer; or uint16
+    codes in and out, ratios 2^-9 to 64), else None."""
+    if not (arithmetic == "qnn" and arch in ARCHS and s_i > 0 and s_o > 0):
         return None
-    return QnnConvertSpec.of(s_i, z_i, s_o, z_o)
+    if bits == (8, 8):
+        return QnnConvertSpec.of(s_i, z_i, s_o, z_o)
+    if bits == (16, 16) and not signed:
+        return QnnConvert16Spec.of(s_i, z_i, s_o, z_o, select)
+    return None
 
 
 def input_quantize_table(arch: str, arithmetic: str, s_i: float, z_i: int, s_o: float, z_o: int,

@@ -51,6 +51,7 @@ __all__ = ["ARCHS", "WEIGHT", "conv_route", "conv_spec", "pool_mean_consts", "po
            "two_stage_route"]
 
 ARCHS = ("v68", "v73")
+WEIGHT16 = 1 << 5  # the 16-bit depthwise route's weight code for 1/n (W8A16 rule; 2^4 and 2^6 miss most codes)
 WEIGHT = 1 << 7  # the depthwise route's weight code for 1/n (any 2^j, j >= 4, gives the same codes)
 
 
@@ -84,6 +85,32 @@ def pool_mean_round(ratio: float, k: int, two_stage: bool) -> int:
         return half
     k2 = min(7, 4 - e_r)
     return half + (1 << (k - k2 - 1))
+
+
+def route16(k: Sequence[int], s: Sequence[int], d: Sequence[int], padded: bool, count_pad: bool) -> str | None:
+    """The 16-bit (uint16) route of a 2-D average pool where one was measured (docs/htp-fidelity.md, "16-bit pools,
+    reductions and element-wise ops"; approximate): "exact" (exact rounding of ``S M``: stride-1 windows without
+    padding that are not the depthwise route, 3x3 stride-2 windows with padding left out of the count), "mean"
+    (2x2 stride-2 windows, no padding or padding left out: the 15-bit multiplier rounded to nearest, round half
+    up), else None (not followed)."""
+    k, s, d = tuple(k), tuple(s), tuple(d)
+    if len(k) != 2 or d != (1, 1):
+        return None
+    if (s == (1, 1) and not padded and not conv_route(k, s, d, padded, count_pad)) or (
+            k == (3, 3) and s == (2, 2) and padded and not count_pad):
+        return "exact"
+    if k == (2, 2) and s == (2, 2) and (not padded or not count_pad):
+        return "mean"
+    return None
+
+
+def pool16_consts(real: float, route: str) -> tuple[int, int, int]:
+    """(m, k, rounding constant) of a 16-bit route for ``real`` = s_in / (s_out * n): "mean" the 15-bit multiplier
+    rounded to nearest, "exact" a 31-bit one (exact rounding but for values within 2^-31 of a code of a half; window
+    sums of at most 2^22 keep the product in 64 bits); both round half up."""
+    e = math.floor(math.log2(real))
+    k = (14 if route == "mean" else 30) - e
+    return math.floor(real * 2.0 ** k + 0.5), k, 1 << (k - 1)
 
 
 def pool_mean_np(s: np.ndarray, mult: np.ndarray, k: np.ndarray, z_out: int, qmax: int,
