@@ -733,8 +733,9 @@ def _leaky_relu(node: Node, ctx: HtpBuildContext, qi: QParams, qo: QParams) -> H
     si, so = float(qi.scale[0]), float(qo.scale[0])
     if not math.isfinite(alpha):
         raise Unsupported(f"LeakyRelu alpha {alpha}")
-    qa = operand_params(ctx, node.inputs[1])
-    if qa.bitwidth == 8 and len(qa.scale) == 1:  # the slope as QNN sees it: its code times its scale
+    # an encoded slope as QNN sees it: its code times its scale (a float slope, as TFLite's LeakyRelu has: as is)
+    qa = operand_params(ctx, node.inputs[1]) if ctx.graph.tensors[node.inputs[1]].encoding is not None else None
+    if qa is not None and qa.bitwidth == 8 and len(qa.scale) == 1:
         alpha_q = float(np.float32(qa.scale[0])) * (int(np.asarray(ctx.static_q(node.inputs[1])).reshape(-1)[0])
                                                     - int(qa.zero_point[0]))
         table = leaky_relu_table_for(ctx.arch.name, ctx.arithmetic, si, int(qi.zero_point[0]), alpha_q, so,
