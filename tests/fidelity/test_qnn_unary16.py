@@ -113,3 +113,38 @@ def test_sqrt_coarse_rsqrt_of_the_code(arch: str) -> None:
         assert np.mean(spec == y) >= 0.92 and np.mean(exact_codes("Sqrt", p, q) == y) < 0.05
         if p.zi > 0:
             assert np.mean((spec == y)[q < p.zi]) > 0.9  # (q - z_in) mod 2^16
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+@pytest.mark.parametrize("op", ["Sigmoid", "Tanh"])
+def test_sigmoid_tanh_are_nnlibs_cubic_tanh(arch: str, op: str) -> None:
+    """nnlib's 16-bit tanh of the input code: every Q15 value where the output encoding is Q15 itself (s_out 2^-15,
+    sigmoid 2^-16), >= 99.3% of the codes and all within one elsewhere (the requantization of the Q15 value);
+    exact rounding of the function 20-85%. Simulator codes outside [0, 65535] (a graph output's float below the
+    encoding's range: QNN does not clamp it) are left out."""
+    from openqnn.backends.htp.spec.qnn_unary16 import tanh16_codes
+
+    sigmoid = op == "Sigmoid"
+    rng = np.random.default_rng(123 if sigmoid else 321)
+    probes = []
+    for i in range(6):
+        si = float(np.exp(rng.uniform(np.log(2e-5), np.log(5e-4))))
+        zi = int(rng.integers(0, N))
+        if i < 2:  # the Q15 values themselves
+            probes.append(Probe16(si, zi, 2.0**-16, 0) if sigmoid else Probe16(si, zi, 2.0**-15, 32768))
+            continue
+        so = float(np.exp(rng.uniform(np.log(1.0), np.log(3.0)))) / (65535 if sigmoid else 32767)
+        probes.append(Probe16(si, zi, so, int(rng.integers(0, 2000)) if sigmoid else int(rng.integers(30000, 36000))))
+    q = np.arange(N)
+    for i, (p, y) in enumerate(zip(probes, probe_many(arch, op, probes))):
+        spec = tanh16_codes(q, p.si, p.zi, p.so, p.zo, sigmoid=sigmoid)
+        assert spec is not None
+        ok = (y >= 0) & (y < N)
+        x = (q - p.zi) * float(np.float32(p.si))
+        f = 1 / (1 + np.exp(-x)) if sigmoid else np.tanh(x)
+        exact = np.clip(np.floor(f / float(np.float32(p.so)) + 0.5) + p.zo, 0, N - 1)
+        if i < 2:
+            np.testing.assert_array_equal(spec[ok], y[ok])
+        else:
+            assert np.mean((spec == y)[ok]) >= 0.993 and np.abs(spec - y)[ok].max() <= 1
+        assert np.mean((exact == y)[ok]) < 0.85

@@ -154,3 +154,42 @@ def test_sqrt_is_the_coarse_rsqrt_form(arch: str) -> None:
                                   np.clip(np.floor(d * np.rint(m * 1024) / 1024 * 2.0**e * c + 0.5) + zo, 0, 65535))
     # below the zero point the 16-bit difference wraps
     assert sqrt16_codes(np.array([zi - 1]), si, zi, so, zo)[0] == sqrt16_codes(np.array([65535]), si, 0, so, zo)[0]
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+@pytest.mark.parametrize("op", ["Sigmoid", "Tanh"])
+def test_sigmoid_tanh_are_nnlibs_cubic_tanh(arch: str, op: str) -> None:
+    from openqnn.backends.htp.spec.qnn_unary16 import tanh16_codes
+
+    sigmoid = op == "Sigmoid"
+    g = _graph(op, [((1, 5, 7, 9), _enc(-5.0, 7.0, 16), None)])
+    g.tensors["out"].encoding = _enc(0.0, 1.0, 16) if sigmoid else _enc(-1.0, 1.0, 16)
+    (si, zi), (so, zo) = _sz(g.tensors["x0"].encoding), _sz(g.tensors["out"].encoding)
+    x = _codes((1, 5, 7, 9))
+    kernel, ref = _run(g, arch, "qnn", x)
+    assert kernel == "htp.lut"
+    np.testing.assert_array_equal(ref, tanh16_codes(x, si, zi, so, zo, sigmoid=sigmoid))
+    _, exact = _run(g, arch, "tflite", x)
+    assert (exact != ref).any()
+
+
+def test_tanh16_form_by_hand() -> None:
+    """The documented integer steps on one code: s_in = 8 / 65535, a = 1: f = 1.50002 (e = 1), sh = 14,
+    mult = 24576, x1 = 1, u = 65534^2 >> 16 = 65532 (segment 15, r = 4092); t = 1634 - 2101 = -467,
+    t = -58 - 21927 = -21985, y = -5491 + 5494 = 3; one code below the zero point gives ~3 = -4."""
+    from openqnn.backends.htp.spec.qnn_unary16 import tanh16_input_scale, tanh16_q15
+
+    si = 8 / 65535
+    assert tanh16_input_scale(si, False) == (24576, 14)
+    assert tanh16_input_scale(si, True) == (24576, 15)
+    y = tanh16_q15(np.array([32767, 32768, 32769]), si, 32768, False)
+    assert y is not None
+    np.testing.assert_array_equal(y, [-4, 0, 3])
+    q = np.arange(1 << 16)
+    t = tanh16_q15(q, si, 32768, False)
+    assert t is not None
+    xs = (q - 32768) * float(np.float32(si))
+    assert np.abs(t - 32768 * np.tanh(xs)).max() < 3 and (np.diff(t) >= 0).all()
+    sh = tanh16_q15(q, si, 32768, True)  # sigmoid: tanh(x / 2) averaged with one, (t + 2^15) >> 1
+    assert sh is not None and np.abs(sh - 32768 / (1 + np.exp(-xs))).max() < 2.5
+    assert tanh16_input_scale(1e-9, False) is None  # nnlib's range check: no rule, exact rounding

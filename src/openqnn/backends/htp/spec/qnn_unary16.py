@@ -35,6 +35,21 @@ codes the numerator clamps below 1. openqnn uses that numerator only where it cl
 ``1 / x`` is 0.5% of the codes, the clamped numerator's quotient 77%); elsewhere the numerator is within ``s_in / 2``
 of 1 and no closer to the simulator than 1 (84.0% either way): exact rounding of ``1 / x``. The quotient's own
 16-bit arithmetic (that of Div, up to 28 codes off) is open.
+
+Sigmoid and Tanh (established): the 16-bit tanh of Qualcomm's public Hexagon NN library (nnlib,
+``QuantizedTanh_16`` / ``QuantizedSigmoid_16``: ``tanh_hvx_prescale`` and ``tanh_hvx_cubic``), driven by the input
+*code*. ``a = |q - z_in|`` is scaled by a 15-bit multiplier of ``f = s_in 12288`` (tanh; ``6144``, half, for
+sigmoid, which is ``tanh(x / 2)``): ``e`` the binary exponent of ``f (1 + 3.05e-5)`` (``f = m 2^e``, ``m`` in
+[0.5, 1)), ``sh = min(15 - e, 15)``, ``mult = round(f 2^sh)``, ``x1 = sat_u16((a mult) >> sh)`` (``|x| 3 / 16``
+in units of 2^-16, saturating at ``|x| = 16 / 3``); ``u = ((65535 - x1)^2) >> 16`` (``(1 - x1)^2``) selects one
+of 16 cubic segments by its top 4 bits (``TANH16_CUBIC``: c3, c2, c1, c0 with 23, 20, 17, 15 fraction bits) and
+the cubic in its 12 low bits ``r`` is Horner's rule with Hexagon's rounding doubling multiply
+(``vmpy(a, b):s1:rnd:sat = sat16((2 a b + 2^15) >> 16)``): ``t = c3 r + c2``, ``t = t r + c1``, ``y = t (2 r) +
+c0``, each sum saturated to int16; a negative input (``q < z_in``) takes ``~y`` (QNN's only departure from nnlib,
+which negates: ``~y = -y - 1``). Sigmoid is then ``(t + 2^15) >> 1`` (Q15); the Q15 value is rounded into the
+output encoding. Found: the simulator's values sit on a 2^-15 grid; this form gives 100% of those Q15 values on 5
+all-code probes (v73) and the codes of 5 (one at 99.69%); negation by ``-y`` instead of ``~y`` half the codes of
+negative inputs, the real ``|x| 3 / 16`` instead of the code's multiplier 95-99.9%.
 """
 
 from __future__ import annotations
@@ -50,12 +65,16 @@ __all__ = [
     "LOG_ZERO_SCALE",
     "SOFTPLUS_PIECES",
     "SOFTPLUS_POLY",
+    "TANH16_CUBIC",
     "abs16_codes",
     "abs16_multiplier",
     "log16_is_zero",
     "row_parity",
     "softplus16_codes",
     "softplus16_values",
+    "tanh16_codes",
+    "tanh16_input_scale",
+    "tanh16_q15",
     "unary16_tables_for",
 ]
 
@@ -66,6 +85,15 @@ LOG_ZERO_SCALE = 6.1035462e-5  # the middle of the bracket
 N16 = 1 << 16
 SOFTPLUS_POLY = (-6.6644005e-04, -4.6107509e-03, 1.0882618e-01, 5.1270431e-01, 7.0310844e-01)  # x in [-2, 5)
 SOFTPLUS_PIECES = (-2.0, 5.0)
+# nnlib's 16-bit tanh: per segment of u = (1 - |x| 3 / 16)^2 (16 segments, u's top 4 bits), the cubic's
+# coefficients (c3, c2, c1, c0) with 23, 20, 17 and 15 fraction bits (nnlib's hvx_constants.c, tanh_16_cubic_lookup)
+TANH16_CUBIC = (
+    (-1125, -36, -58, 32766), (-742, -390, -117, 32746), (-1192, -672, -250, 32702), (-1725, -1115, -475, 32613),
+    (-2424, -1760, -837, 32453), (-3266, -2667, -1392, 32179), (-4178, -3894, -2214, 31735),
+    (-5006, -5465, -3385, 31044), (-5405, -7354, -4987, 30007), (-4952, -9406, -7078, 28509),
+    (-3158, -11296, -9658, 26426), (262, -12509, -12622, 23647), (4941, -12443, -15726, 20101),
+    (9594, -10586, -18595, 15800), (12789, -6953, -20788, 10858), (13087, -2101, -21927, 5494),
+)
 
 
 def _f32(v: float) -> float:
@@ -126,6 +154,54 @@ def sqrt16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int
     return np.clip(v + z_out, 0, N16 - 1).astype(np.int64)
 
 
+def tanh16_input_scale(s_in: float, sigmoid: bool) -> tuple[int, int] | None:
+    """The multiplier and right shift taking ``|q - z_in|`` to ``x1`` (``|x| 3 / 16``, or ``|x| 3 / 32`` for
+    sigmoid, in units of 2^-16), module docstring; None where nnlib's range check fails (no rule there)."""
+    f = _f32(s_in) * (6144.0 if sigmoid else 12288.0)
+    e = int(np.frexp(f * 1.0000305)[1])
+    sh = 15 - e
+    if not 0 < sh <= 18:
+        return None
+    sh = min(sh, 15)
+    return int(np.floor(f * 2.0**sh + 0.5)), sh
+
+
+def _mpy_s1_rnd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hexagon's ``vmpy(Vh, Vh):<<1:rnd:sat``: ``sat16((2 a b + 2^15) >> 16)``."""
+    return np.clip((2 * a * b + (1 << 15)) >> 16, -(1 << 15), (1 << 15) - 1)
+
+
+def tanh16_q15(q: np.ndarray, s_in: float, z_in: int, sigmoid: bool) -> np.ndarray | None:
+    """QNN's 16-bit tanh (or sigmoid) of input codes ``q`` as a Q15 value (int64), module docstring; None where
+    :func:`tanh16_input_scale` is."""
+    scale = tanh16_input_scale(s_in, sigmoid)
+    if scale is None:
+        return None
+    mult, sh = scale
+    d = np.asarray(q, np.int64) - z_in
+    x1 = np.minimum((np.abs(d) * mult) >> sh, N16 - 1)
+    u = ((N16 - 1 - x1) ** 2) >> 16
+    c = np.asarray(TANH16_CUBIC, np.int64)[u >> 12]
+    r = u & 0xFFF
+    lim = (-(1 << 15), (1 << 15) - 1)
+    t = np.clip(_mpy_s1_rnd(c[..., 0], r) + c[..., 1], *lim)
+    t = np.clip(_mpy_s1_rnd(t, r) + c[..., 2], *lim)
+    y = np.clip(_mpy_s1_rnd(t, 2 * r) + c[..., 3], *lim)
+    y = np.where(d < 0, ~y, y)
+    return (y + (1 << 15)) >> 1 if sigmoid else y
+
+
+def tanh16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int,
+                 sigmoid: bool = False) -> np.ndarray | None:
+    """QNN's 16-bit Tanh (``sigmoid``: Sigmoid) codes of input codes ``q``: :func:`tanh16_q15` rounded (half up)
+    into the output encoding; None where there is no rule."""
+    y = tanh16_q15(q, s_in, z_in, sigmoid)
+    if y is None:
+        return None
+    v = np.floor(y * 2.0**-15 / _f32(s_out) + 0.5)
+    return np.clip(v + z_out, 0, N16 - 1).astype(np.int64)
+
+
 def log16_is_zero(s_out: float) -> bool:
     """Whether QNN's 16-bit Log gives code 0 for every input (an output scale at or below ``LOG_ZERO_SCALE``)."""
     return _f32(s_out) <= LOG_ZERO_SCALE
@@ -148,6 +224,9 @@ def unary16_tables_for(op_type: str, arch: str, arithmetic: str, s_in: float, z_
         return sqrt16_codes(q, s_in, z_in, s_out, z_out)[None]
     if op_type == "ElementWiseSoftplus":
         return softplus16_codes(q, s_in, z_in, s_out, z_out)[None]
+    if op_type in ("Sigmoid", "Tanh"):
+        codes = tanh16_codes(q, s_in, z_in, s_out, z_out, sigmoid=op_type == "Sigmoid")
+        return None if codes is None else codes[None]
     if op_type == "ElementWiseReciprocal" and reciprocal_numerator(s_in, z_in, 16) == N16 - 1:
         return reciprocal_codes(q, s_in, z_in, s_out, z_out, bits=16)[None]  # (where the numerator clamps)
     return None
