@@ -156,9 +156,11 @@ def spec_codes(op: str, p: UnaryProbe, arch: str = "73") -> np.ndarray:
     return np.stack([table[c][q[0, c]] for c in range(p.channels)])[None]
 
 
-def random_probes(rng: np.random.Generator, op: str, count: int) -> list[UnaryProbe]:
+def random_probes(rng: np.random.Generator, op: str, count: int, channels: int = 5,
+                  uniform: bool = False) -> list[UnaryProbe]:
     """Random encodings in the ranges calibration gives these ops (input scales 0.002 to 0.05, zero points random or
-    mid-range; Reciprocal: zero point 0 for two probes in three, so the input is positive)."""
+    mid-range; Reciprocal: zero point 0 for two probes in three, so the input is positive). BatchNorm: ``channels``
+    channels; ``uniform``: every weight code 255 and a zero bias (the same random draws, then overridden)."""
     out = []
     for i in range(count):
         si = float(np.exp(rng.uniform(np.log(0.002), np.log(0.05))))
@@ -177,12 +179,14 @@ def random_probes(rng: np.random.Generator, op: str, count: int) -> list[UnaryPr
             w = tuple(int(v) for v in rng.integers(1, 256, c))
             out.append(UnaryProbe(si, zi, so, zo, w, sw, channels=c))
         else:
-            c = 5
+            c = channels
             sw = float(rng.uniform(0.5, 2.0)) / 255
             w = tuple(int(v) for v in rng.integers(1, 256, c))
             sb = float(rng.uniform(0.2, 1.0)) / 255
             zb = int(rng.integers(0, 256))
             b = tuple(int(v) for v in rng.integers(0, 256, c))
+            if uniform:
+                w, b, zb = (255,) * c, (0,) * c, 0
             out.append(UnaryProbe(si, zi, so, zo, w, sw, b, sb, zb, channels=c))
     return out
 
@@ -193,11 +197,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--op", default="Reciprocal", choices=OPS)
     ap.add_argument("--count", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--channels", type=int, default=5, help="BatchNorm: channels per probe")
+    ap.add_argument("--uniform", action="store_true", help="BatchNorm: every weight code 255, a zero bias")
     args = ap.parse_args(argv)
     if (why := simulator_missing()) is not None:
         print(why)
         return 1
-    probes = random_probes(np.random.default_rng(args.seed), args.op, args.count)
+    probes = random_probes(np.random.default_rng(args.seed), args.op, args.count, args.channels, args.uniform)
     sims = probe_many(args.arch, args.op, probes)
     tot_spec = tot_exact = tot = 0
     for p, y in zip(probes, sims):
