@@ -12,32 +12,25 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from openqnn.backends.htp.native import c_compiler, cache_dir
+from openqnn.profiling.platform import cpu_info
 
 # OPENQNN_MAX_ISA values CPUID can be capped to, and the level isacap.c takes
 LEVELS = {"avx2": 0, "avxvnni": 1}
 _STATE: dict[str, object] = {"said": "uncapped"}
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
-    return set(line.partition(":")[2].split())
-
-
 def _library() -> ctypes.CDLL | str:
     src = Path(__file__).with_name("isacap.c")
-    cc = next((c for c in (os.environ.get("CC"), "cc", "gcc", "clang") if c and shutil.which(c)), None)
+    cc = c_compiler()
     if cc is None:
         return "no C compiler"
     key = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
-    root = Path(os.environ.get("OPENQNN_CACHE_DIR") or Path.home() / ".cache" / "openqnn")
+    root = cache_dir()
     target = root / f"isacap_{key}.so"
     if not target.exists():
         root.mkdir(parents=True, exist_ok=True)
@@ -75,7 +68,7 @@ def _cap(isa: str) -> str:
         return "uncapped (onnxruntime was imported before the cap)"
     if os.uname().machine not in ("x86_64", "AMD64"):
         return "uncapped (not x86-64)"
-    if isa == "avxvnni" and "avx_vnni" not in _cpu_flags():
+    if isa == "avxvnni" and "avx_vnni" not in cpu_info()[1]:
         # openqnn's 256-bit VNNI path uses the EVEX form here; ONNX Runtime's would be the VEX form, which this
         # CPU lacks: it keeps its AVX-512 VNNI kernels, a stronger peer than the capped path
         return "uncapped (no AVX-VNNI on this CPU for its 256-bit VNNI kernels: it keeps AVX-512 VNNI)"

@@ -4,9 +4,7 @@ each form can reach here, so the htp/ONNX Runtime ratios on AVX2 can be read aga
 
 from __future__ import annotations
 
-import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,7 +15,9 @@ def main() -> int:
     if platform.machine().lower() not in ("x86_64", "amd64"):
         print(f"int8 peaks: x86-64 only (this is {platform.machine()})")
         return 0
-    cc = next((c for c in (os.environ.get("CC"), "cc", "gcc", "clang") if c and shutil.which(c)), None)
+    from openqnn.backends.htp.native import c_compiler
+
+    cc = c_compiler()
     if cc is None:
         print("int8 peaks: no C compiler")
         return 1

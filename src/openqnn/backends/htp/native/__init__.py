@@ -42,8 +42,8 @@ import torch
 
 log = logging.getLogger("openqnn.htp")
 
-__all__ = ["Im2col", "Int8Depthwise", "Int8Gemm", "MaxPool2d", "NativeRequant", "int8_available", "int8_isa", "library", "lookup", "lookup_ok", "lookup_or",
-           "nchw3_to_nhwc", "qnn_int_form", "quantize", "sum_mid", "sync_threads"]
+__all__ = ["Im2col", "Int8Depthwise", "Int8Gemm", "MaxPool2d", "NativeRequant", "c_compiler", "cache_dir", "int8_available",
+           "int8_isa", "library", "lookup", "lookup_ok", "lookup_or", "nchw3_to_nhwc", "qnn_int_form", "quantize", "sum_mid", "sync_threads"]
 
 _SOURCES = [Path(__file__).with_name("requant.c"), Path(__file__).with_name("int8.c"), Path(__file__).with_name("pool.c")]
 _HEADERS = [Path(__file__).with_name("rqsimd.h"), Path(__file__).with_name("dwwindow.h")]  # part of the cache key, included by the sources
@@ -58,7 +58,7 @@ _L = ctypes.c_long
 _ARGTYPES = [_P, _L, _L, _L, _P, _P, _P, _P, _P, _P, _P, _P, _P, ctypes.c_double, _P]
 
 
-def _compiler() -> str | None:
+def c_compiler() -> str | None:
     for cc in (os.environ.get("CC"), "cc", "gcc", "clang"):
         if cc and shutil.which(cc):
             return cc
@@ -75,7 +75,7 @@ def _cpu_key() -> str:
     return platform.machine() + flags
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
     root = os.environ.get("OPENQNN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "openqnn")
     return Path(root)
 
@@ -121,7 +121,7 @@ def _build(cc: str) -> Path | None:
     for flags in ([*_isa_flags(), *_FLAGS], _FLAGS):
         key = hashlib.sha256(source + " ".join([cc, *flags]).encode() + version.encode()
                              + _cpu_key().encode()).hexdigest()[:16]
-        target = _cache_dir() / f"htp_requant_{key}.so"
+        target = cache_dir() / f"htp_requant_{key}.so"
         if target.exists():
             return target
         try:
@@ -214,7 +214,7 @@ def library() -> ctypes.CDLL | None:
         _TRIED = True
         if os.environ.get("OPENQNN_HTP_NATIVE", "1") == "0":
             return None
-        cc = _compiler()
+        cc = c_compiler()
         if cc is None:
             log.info("htp: no C compiler found; requantization runs as PyTorch ops (same bits, slower)")
             return None

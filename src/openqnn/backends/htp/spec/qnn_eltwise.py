@@ -89,6 +89,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from openqnn.backends.htp.spec.qnn_resize import dequantize, quantize
+
 __all__ = ["ARCHS", "ConvertSpec", "QnnAddSpec", "QnnConvert16Spec", "QnnConvertSpec", "QnnMulSpec", "add_spec_for",
            "complements", "convert_spec_for", "convert_spec_from_attrs", "input_quantize_codes", "input_quantize_table",
            "mul_spec_for"]
@@ -99,7 +101,8 @@ ARCHS = ("v68", "v73")
 _MIN_RSH8 = -15  # the most negative 8-bit Add / Subtract rsh probed (v = a + b up to 2^21)
 
 
-def _f32(x: float) -> float:
+def f32(x: float) -> float:
+    """``x`` rounded to float32 (QNN's scales and constants are float32), as a Python float."""
     return float(np.float32(x))
 
 
@@ -133,19 +136,19 @@ class QnnAddSpec:
         """QNN's constants for float32 scales and integer zero points (``z = -offset``) of 8-bit or 16-bit
         codes; None where the spec does not reach. ``complement``: a 16-bit Subtract takes the subtrahend's
         one's complement (:func:`complements`)."""
-        inv = _f32(1.0 / _f32(s_o))
-        a, b = _f32(inv * _f32(s_a)), _f32(inv * _f32(s_b))
+        inv = f32(1.0 / f32(s_o))
+        a, b = f32(inv * f32(s_a)), f32(inv * f32(s_b))
         sign = -1 if subtract else 1
         if bitwidth == 16:
             return QnnAddSpec._of16(a, z_a, b, z_b, z_o, sign, complement and subtract)
         if bitwidth != 8:
             return None
-        v = _f32(a + b) if not subtract else max(a, b)
-        rsh = min(6 - _frexp_exp(_f32(v * _f32(16384.0 / 16380.0))), 7)
+        v = f32(a + b) if not subtract else max(a, b)
+        rsh = min(6 - _frexp_exp(f32(v * f32(16384.0 / 16380.0))), 7)
         if rsh < _MIN_RSH8:  # v >= 2^21: not probed
             return None
-        scale = _f32(2.0 ** (rsh + 8))
-        mult_a, mult_b = round(_f32(a * scale)), sign * round(_f32(b * scale))  # half to even
+        scale = f32(2.0 ** (rsh + 8))
+        mult_a, mult_b = round(f32(a * scale)), sign * round(f32(b * scale))  # half to even
         zero = (z_a * mult_a + z_b * mult_b + 128) >> 8  # rounded (the Hexagon NN library floors it)
         if rsh < 0:
             # v >= 64: the sum less its zero, shifted left by -rsh, then the output zero point (no half). |zero|
@@ -159,12 +162,12 @@ class QnnAddSpec:
 
     @staticmethod
     def _of16(a: float, z_a: int, b: float, z_b: int, z_o: int, sign: int, complement: bool) -> QnnAddSpec | None:
-        r = 15 - max(-1, _frexp_exp(_f32(_f32(1.00004) * max(a, b))))
+        r = 15 - max(-1, _frexp_exp(f32(f32(1.00004) * max(a, b))))
         if r < 2:  # an output step below max(s_a, s_b) / 8192: QNN widens the output range; not followed
             return None
-        scale = _f32(2.0**r)
-        mult_a = min(32767, round(_f32(a * scale)))
-        mult_b = sign * min(32767, round(_f32(b * scale)))
+        scale = f32(2.0**r)
+        mult_a = min(32767, round(f32(a * scale)))
+        mult_b = sign * min(32767, round(f32(b * scale)))
         rsh = r - 1
         # q_b * mult_b + acc_bias = (65535 - q_b) * |mult_b|: the one's complement keeps the sum unsigned
         acc_bias = 65535 * -mult_b if complement else 0
@@ -216,13 +219,13 @@ class QnnMulSpec:
     def of(s_a: float, z_a: int, s_b: float, z_b: int, s_o: float, z_o: int, bitwidth: int = 8) -> QnnMulSpec | None:
         """QNN's constants for float32 scales and integer zero points of 8-bit or 16-bit codes; None where the
         spec does not reach."""
-        s_ab = _f32(_f32(s_a) * _f32(s_b))
+        s_ab = f32(f32(s_a) * f32(s_b))
         if bitwidth == 8:
-            m = _f32(s_ab / _f32(s_o))
+            m = f32(s_ab / f32(s_o))
             rsh = min(-_frexp_exp(m), 7)
             if rsh < 0:  # m >= 1: an output step finer than s_a * s_b; not followed
                 return None
-            mult = min(32767, round(_f32(_f32(m * _f32(2.0**rsh)) * 32768.0)))  # half to even
+            mult = min(32767, round(f32(f32(m * f32(2.0**rsh)) * 32768.0)))  # half to even
             # a multiple of 256 that centres the product range in 16 bits; its scaled value is rounded apart
             bias = (((2 * z_a - 255) * (2 * z_b - 255) + 256) >> 9) * 256
             adj = ((bias * mult + (1 << 14)) >> 15) + (z_o << rsh)
@@ -230,10 +233,10 @@ class QnnMulSpec:
             return QnnMulSpec(z_a, z_b, -bias, mult, (adj << 15) + (1 << (sh - 1)), sh, 0, 0, 255)
         if bitwidth != 16:
             return None
-        m8 = _f32(_f32(8.0 * s_ab) / _f32(s_o))
+        m8 = f32(f32(8.0 * s_ab) / f32(s_o))
         if m8 > 4095.0 / 4096.0:  # QNN widens the output range there; not followed
             return None
-        mult = min(0x7FFFFFFF, round(_f32(m8 * _f32(2.0**31))))  # half to even
+        mult = min(0x7FFFFFFF, round(f32(m8 * f32(2.0**31))))  # half to even
         bias = (32768 - z_a) - (2 * z_a - 65535) * (z_b - 32768)  # keeps P + bias in int32
         post = 8 * z_o - ((bias * mult + (1 << 30)) >> 31)
         return QnnMulSpec(z_a, z_b, bias, mult, 0, 31, post + 4, 3, 65535)
@@ -339,7 +342,7 @@ class QnnConvertSpec:
 
     @staticmethod
     def of(s_i: float, z_i: int, s_o: float, z_o: int) -> QnnConvertSpec | None:
-        r = _f32(_f32(s_i) / _f32(s_o))
+        r = f32(f32(s_i) / f32(s_o))
         if not r > 0:
             return None
         e = _frexp_exp(r) - 1  # r in [2^e, 2^(e+1))
@@ -394,7 +397,7 @@ class QnnConvert16Spec:
     @staticmethod
     def of(s_i: float, z_i: int, s_o: float, z_o: int, select: bool = False) -> QnnConvert16Spec | None:
         """``select``: an operand of Where, else of Max / Min."""
-        r = _f32(_f32(s_i) / _f32(s_o))
+        r = f32(f32(s_i) / f32(s_o))
         if not 2.0 ** -9 <= r < 64:  # the probed ratios
             return None
         mult = round(r * 2.0 ** 18)
@@ -426,11 +429,9 @@ def convert_spec_from_attrs(doc: Mapping[str, Any]) -> ConvertSpec:
 
 def input_quantize_codes(s_i: float, z_i: int, s_o: float, z_o: int, q: np.ndarray) -> np.ndarray:
     """The codes QNN EP gives a float32 graph input on the grid of ``(s_i, z_i)`` (``x = float32(s_i) * (q - z_i)``)
-    that it quantizes straight into a Concat's 8-bit output encoding ``(s_o, z_o)``: float16, above."""
-    x = np.float32(_f32(s_i)) * (np.asarray(q, dtype=np.int64) - z_i).astype(np.float32)
-    inv = np.float32(1.0) / np.float32(_f32(s_o))
-    v = (x.astype(np.float64) * float(inv)).astype(np.float16).astype(np.float64)  # exact product, one rounding
-    return np.clip(z_o + np.sign(v) * np.floor(np.abs(v) + 0.5), 0, 255).astype(np.int64)
+    that it quantizes straight into a Concat's 8-bit output encoding ``(s_o, z_o)``: through float16, as the float
+    Resize route quantizes (``qnn_resize.quantize``)."""
+    return quantize(dequantize(q, f32(s_i), z_i), f32(s_o), z_o, 255)
 
 
 def convert_spec_for(arch: str, arithmetic: str, s_i: float, z_i: int, s_o: float, z_o: int,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from openqnn.backends.htp.spec.qnn_eltwise import QnnConvertSpec
+from openqnn.backends.htp.spec.qnn_eltwise import QnnConvertSpec, f32
 
 __all__ = ["ARCHS", "batchnorm_table", "batchnorm_table_for", "leaky_relu_table_for", "prelu_tables",
            "prelu_tables_for", "reciprocal_codes",
@@ -31,10 +31,6 @@ __all__ = ["ARCHS", "batchnorm_table", "batchnorm_table_for", "leaky_relu_table_
 
 ARCHS = ("v68", "v73")
 X_BY_ZERO = 255.0  # the real value QNN's Reciprocal gives at the input's zero point (probed: 254.5 to 255.0)
-
-
-def _f32(v: float) -> float:
-    return float(np.float32(v))
 
 
 def _round_clamp(v: np.ndarray, zo: int, bits: int = 8) -> np.ndarray:
@@ -46,13 +42,13 @@ def _round_clamp(v: np.ndarray, zo: int, bits: int = 8) -> np.ndarray:
 
 def reciprocal_numerator(s_in: float, z_in: int, bits: int = 8) -> int:
     """The code of 1.0 in the input's encoding: ``clamp(round(1 / s_in) + z_in)`` (QNN EP's constant)."""
-    return int(np.clip(np.rint(1.0 / _f32(s_in)) + z_in, 0, (1 << bits) - 1))
+    return int(np.clip(np.rint(1.0 / f32(s_in)) + z_in, 0, (1 << bits) - 1))
 
 
 def reciprocal_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int, bits: int = 8) -> np.ndarray:
     """QNN's Reciprocal of ``bits``-bit codes ``q``: the exact quotient of the quantized 1.0 by the input (16-bit:
     the numerator is established, the quotient's rounding is not, ``qnn_unary16``)."""
-    si, so = _f32(s_in), _f32(s_out)
+    si, so = f32(s_in), f32(s_out)
     n = (reciprocal_numerator(s_in, z_in, bits) - z_in) * si
     dq = np.asarray(q, np.int64) - z_in
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -72,7 +68,7 @@ def prelu_tables(s_in: float, z_in: int, alphas: np.ndarray, s_out: float, z_out
     q = np.arange(256, dtype=np.int64)
     rows = []
     for alpha in np.asarray(alphas, np.float64).reshape(-1):
-        neg = QnnConvertSpec.of(_f32(s_in) * float(alpha), z_in, s_out, z_out) if alpha > 0 else None
+        neg = QnnConvertSpec.of(f32(s_in) * float(alpha), z_in, s_out, z_out) if alpha > 0 else None
         if neg is None:
             return None
         rows.append(np.where(q >= z_in, pos.apply_np(q), neg.apply_np(q)))
@@ -96,7 +92,7 @@ def requantize_param(values: np.ndarray) -> tuple[np.ndarray, float, int]:
     rmin = np.float32(min(float(v.min()), 0.0))
     rmax = np.float32(max(float(v.max()), 0.0))
     rmax = max(rmax, np.float32(rmin + np.float32(1e-4)))
-    scale = _f32((float(rmax) - float(rmin)) / 255.0)
+    scale = f32((float(rmax) - float(rmin)) / 255.0)
     zp = int(np.rint(np.float32(min(255.0, max(0.0, -float(rmin) / scale)))))
     r = v / scale + zp
     codes = np.clip(np.sign(r) * np.floor(np.abs(r) + 0.5), 0, 255).astype(np.int64)
@@ -123,7 +119,7 @@ def batchnorm_table(arch: str, s_in: float, z_in: int, weight: np.ndarray, bias:
 
     wc, ws, wz = requantize_param(weight)
     bc, bs, bz = requantize_param(bias)
-    si, so = _f32(s_in), _f32(s_out)
+    si, so = f32(s_in), f32(s_out)
     a = np.arange(256, dtype=np.int64)[None, :] - z_in
     if arch == "v68" and wc.size > 1:
         acc_scale = np.float32(np.float32(si) * np.float32(ws))
@@ -165,6 +161,6 @@ def leaky_relu_table_for(arch: str, arithmetic: str, s_in: float, z_in: int, alp
     8-bit input code (``arithmetic == "qnn"``, v68 or v73, 8-bit codes), else None: exact rounding."""
     if not _established(arch, arithmetic, in_bits, out_bits) or not s_in > 0 or not s_out > 0:
         return None
-    si, so = _f32(s_in), _f32(s_out)
+    si, so = f32(s_in), f32(s_out)
     a = np.arange(256, dtype=np.int64) - z_in
     return _round_clamp(np.where(a >= 0, a * si / so, a * si * alpha / so), z_out)

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from openqnn.backends.htp.spec.qnn_eltwise import f32
 from openqnn.backends.htp.spec.qnn_unary import reciprocal_codes, reciprocal_numerator
 
 __all__ = [
@@ -97,13 +98,9 @@ TANH16_CUBIC = (
 )
 
 
-def _f32(v: float) -> float:
-    return float(np.float32(v))
-
-
 def abs16_multiplier(s_in: float, s_out: float) -> int:
     """``round(float32(float32(s_in) / float32(s_out)) * 2^18)``: Abs's multiplier."""
-    return round(_f32(_f32(s_in) / _f32(s_out)) * 2.0 ** (ABS_PRE + ABS_FRAC))
+    return round(f32(f32(s_in) / f32(s_out)) * 2.0 ** (ABS_PRE + ABS_FRAC))
 
 
 def abs16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int, odd: bool = False) -> np.ndarray:
@@ -136,8 +133,8 @@ def softplus16_values(x: np.ndarray) -> np.ndarray:
 def softplus16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int) -> np.ndarray:
     """QNN's Softplus of 16-bit codes ``q``: :func:`softplus16_values` of the dequantized input, rounded (half to
     even) into the output encoding."""
-    x = (np.asarray(q, np.int64) - z_in) * _f32(s_in)
-    return np.clip(np.rint(softplus16_values(x) / _f32(s_out)) + z_out, 0, N16 - 1).astype(np.int64)
+    x = (np.asarray(q, np.int64) - z_in) * f32(s_in)
+    return np.clip(np.rint(softplus16_values(x) / f32(s_out)) + z_out, 0, N16 - 1).astype(np.int64)
 
 
 def sqrt16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int) -> np.ndarray:
@@ -148,7 +145,7 @@ def sqrt16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int
     pos = a > 0
     m, e = np.frexp(1.0 / np.sqrt(np.where(pos, a, 1).astype(np.float64)))
     r = np.rint(m * 1024.0) / 1024.0 * np.exp2(e)
-    c0 = np.sqrt(_f32(s_in)) / _f32(s_out)
+    c0 = np.sqrt(f32(s_in)) / f32(s_out)
     ce = np.floor(np.log2(c0))
     c = np.rint(c0 / 2.0**ce * 2.0**14) / 2.0**14 * 2.0**ce  # 15 significant bits
     v = np.where(pos, np.floor(a * r * c + 0.5), 0.0)
@@ -158,7 +155,7 @@ def sqrt16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int
 def tanh16_input_scale(s_in: float, sigmoid: bool) -> tuple[int, int] | None:
     """The multiplier and right shift taking ``|q - z_in|`` to ``x1`` (``|x| 3 / 16``, or ``|x| 3 / 32`` for
     sigmoid, in units of 2^-16), module docstring; None where nnlib's range check fails (no rule there)."""
-    f = _f32(s_in) * (6144.0 if sigmoid else 12288.0)
+    f = f32(s_in) * (6144.0 if sigmoid else 12288.0)
     e = int(np.frexp(f * 1.0000305)[1])
     sh = 15 - e
     if not 0 < sh <= 18:
@@ -199,13 +196,13 @@ def tanh16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int
     y = tanh16_q15(q, s_in, z_in, sigmoid)
     if y is None:
         return None
-    v = np.floor(y * 2.0**-15 / _f32(s_out) + 0.5)
+    v = np.floor(y * 2.0**-15 / f32(s_out) + 0.5)
     return np.clip(v + z_out, 0, N16 - 1).astype(np.int64)
 
 
 def log16_is_zero(s_out: float) -> bool:
     """Whether QNN's 16-bit Log gives code 0 for every input (an output scale at or below ``LOG_ZERO_SCALE``)."""
-    return _f32(s_out) <= LOG_ZERO_SCALE
+    return f32(s_out) <= LOG_ZERO_SCALE
 
 
 def unary16_tables_for(op_type: str, arch: str, arithmetic: str, s_in: float, z_in: int, s_out: float, z_out: int,
