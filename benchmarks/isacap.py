@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from openqnn.backends.htp.native import c_compiler, cache_dir
+from openqnn.backends.native import c_compiler, cache_dir
 from openqnn.profiling.platform import cpu_info
 
 # OPENQNN_MAX_ISA values CPUID can be capped to, and the level isacap.c takes

@@ -15,7 +15,7 @@ def main() -> int:
     if platform.machine().lower() not in ("x86_64", "amd64"):
         print(f"int8 peaks: x86-64 only (this is {platform.machine()})")
         return 0
-    from openqnn.backends.htp.native import c_compiler
+    from openqnn.backends.native import c_compiler
 
     cc = c_compiler()
     if cc is None:

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import openqnn
+from openqnn.backends import native as shared_native
 from openqnn.backends.htp import HtpBackend, native
 from openqnn.runtime.config import BackendConfig, HtpConfig
 from quantization import bert_data as bd
@@ -77,7 +78,7 @@ def test_native_outputs_identical_across_thread_counts(digits: dict) -> None:
             # a run gives the C pool PyTorch's count and puts PyTorch's back (native.threads_to_the_pool)
             assert torch.get_num_threads() == threads
             if lib is not None:
-                assert native._THREADS[0] == threads
+                assert shared_native.pool_threads() == threads
     finally:
         torch.set_num_threads(before)
         if macs is not None:

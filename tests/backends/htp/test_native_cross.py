@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from openqnn.backends.htp import native
+from openqnn.backends import native
 
 HERE = Path(__file__).resolve().parent
 SOURCES = [HERE / "native" / "int8_check.c",

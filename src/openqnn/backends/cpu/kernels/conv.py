@@ -18,11 +18,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from openqnn.backends.cpu import native
 from openqnn.backends.cpu.kernels.registry import BuildContext, LayerOperands, Step, Unsupported, kernel
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Node
 
-__all__ = ["NO_EPILOGUE", "Epilogue", "build_conv2d", "conv2d", "fusable", "mkldnn_ok", "transpose_conv2d"]
+__all__ = ["NO_EPILOGUE", "Epilogue", "build_conv2d", "conv2d", "fusable", "mkldnn_ok", "native_ok", "transpose_conv2d"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,12 @@ def mkldnn_ok(ctx: BuildContext) -> bool:
     """Whether oneDNN's fused fp32 kernels (``torch.ops.mkldnn``) can run this plan's tensors."""
     return (ctx.device.type == "cpu" and ctx.float_dtype is None and torch.backends.mkldnn.is_available()
             and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
+
+
+def native_ok(ctx: BuildContext, x_name: str) -> bool:
+    """Whether the native float32 kernels (:mod:`openqnn.backends.cpu.native`) can run this float32 input."""
+    return (ctx.device.type == "cpu" and ctx.float_dtype is None and ctx.dtype(x_name) is DType.FLOAT_32
+            and native.library() is not None)
 
 
 def _unary(clamp: tuple[float, float] | None) -> tuple[str, list[float]] | None:
@@ -105,6 +112,11 @@ def build_conv2d(node: Node, ctx: BuildContext, epilogue: Epilogue = NO_EPILOGUE
         memory_format=torch.channels_last))
     runtime = [x_name, *ops.runtime] + ([epilogue.add] if epilogue.add else [])
 
+    if ops.static and native_ok(ctx, x_name):
+        assert ops.w is not None
+        fast = _native_conv(node, ctx, ops.w, ops.b, groups, epilogue)
+        if fast is not None:
+            return Step(fast, runtime)
     if ops.static and mkldnn_ok(ctx) and ctx.dtype(x_name) is DType.FLOAT_32:
         assert ops.w is not None
         n, h, w, c = ctx.shape(x_name)
@@ -124,6 +136,27 @@ def build_conv2d(node: Node, ctx: BuildContext, epilogue: Epilogue = NO_EPILOGUE
         return epilogue.apply(y, next(it) if epilogue.add else None)
 
     return Step(run, runtime)
+
+
+def _native_conv(node: Node, ctx: BuildContext, w: torch.Tensor, b: torch.Tensor | None, groups: int,
+                 epilogue: Epilogue):
+    """The native float32 kernel of a depthwise convolution (one weight per channel) or an unpadded 1x1
+    stride-1 convolution, epilogue fused; None for other convolutions (oneDNN's then)."""
+    n, h, wd, c = ctx.shape(node.inputs[0])
+    out_shape = ctx.graph.tensors[node.outputs[0]].shape
+    cout, kh, kw = w.shape[0], w.shape[2], w.shape[3]
+    (pt, _), (pl, _) = node.attrs["pad_amount"]
+    (sh, sw), (dh, dw) = node.attrs["stride"], node.attrs["dilation"]
+    if groups == c == cout and groups > 1:
+        dwk = native.Depthwise(w[:, 0].permute(1, 2, 0), b, (n, h, wd, c, kh, kw, sh, sw, dh, dw, pt, pl,
+                                                             out_shape[1], out_shape[2]), epilogue.clamp)
+        return dwk.run  # (x) or, with an add, (x, other)
+    if groups == 1 and kh == kw == sh == sw == 1 and not any(p for pad in node.attrs["pad_amount"] for p in pad):
+        gemm = native.Gemm(w.reshape(cout, c), b, epilogue.clamp)
+        if epilogue.add:
+            return lambda x, other: gemm.run(x, out_shape, other)
+        return lambda x: gemm.run(x, out_shape)
+    return None
 
 
 def _mkldnn_conv(packed: torch.Tensor, bias: torch.Tensor | None, args: tuple, explicit: tuple | None,

@@ -7,7 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from openqnn.backends.cpu.kernels.conv import NO_EPILOGUE, Epilogue, mkldnn_ok
+from openqnn.backends.cpu import native
+from openqnn.backends.cpu.kernels.conv import NO_EPILOGUE, Epilogue, mkldnn_ok, native_ok
 from openqnn.backends.cpu.kernels.registry import BuildContext, LayerOperands, Step, kernel
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Node
@@ -36,6 +37,11 @@ def build_fully_connected(node: Node, ctx: BuildContext, epilogue: Epilogue = NO
     ops = LayerOperands.of(ctx, w_name, b_name)
     runtime = [x_name, *ops.runtime] + ([epilogue.add] if epilogue.add else [])
     rows = math.prod(out_shape[:-1])
+    if ops.static and ops.w is not None and native_ok(ctx, x_name) and ctx.dtype(w_name) is DType.FLOAT_32:
+        gemm = native.Gemm(ops.w, ops.b, epilogue.clamp)
+        if epilogue.add:
+            return Step(lambda x, other: gemm.run(x, out_shape, other), runtime)
+        return Step(lambda x: gemm.run(x, out_shape), runtime)
     if ops.static and ops.w is not None and _use_mkldnn(ctx, x_name, rows, *ops.w.shape[::-1]):
         return Step(_mkldnn_linear(ops.w, ops.b, rows, out_shape, epilogue), runtime)
 
@@ -95,7 +101,13 @@ def build_fully_connected_siblings(nodes: list[Node], ctx: BuildContext) -> Step
     sizes = [t.shape[0] for t in ws]
     shapes = [ctx.graph.tensors[n.outputs[0]].shape for n in nodes]
     rows, k = math.prod(shapes[0][:-1]), w.shape[1]
-    if _use_mkldnn(ctx, x_name, rows, k, w.shape[0]):
+    if native_ok(ctx, x_name):
+        stacked = native.Gemm(w, b)
+        out_shape = (*shapes[0][:-1], w.shape[0])
+
+        def gemm(x: torch.Tensor) -> torch.Tensor:
+            return stacked.run(x, out_shape).reshape(-1, w.shape[0])
+    elif _use_mkldnn(ctx, x_name, rows, k, w.shape[0]):
         linear, packed = torch.ops.mkldnn._linear_pointwise.default, torch.ops.mkldnn._reorder_linear_weight(w, rows)
 
         def gemm(x: torch.Tensor) -> torch.Tensor:

@@ -1,17 +1,16 @@
-"""Optional native helpers of the htp fast path: the requantization epilogue in C, and int8
-convolutions with it fused.
+"""The htp fast path's native helpers: the requantization epilogue in C, and int8 convolutions with it
+fused (the C sources live in :mod:`openqnn.backends.native`, which builds one library for every backend;
+this module types, checks and wraps htp's functions).
 
 The htp fast path is PyTorch ops; its requantization is several memory-bound passes (int32 or
 float32 accumulator -> float64 -> floor -> clamp -> uint8) and dominated the latency of small
 convolutions. ``requant.c`` does the same arithmetic (see requant.py's ``Requant``: one floor of
 an affine function whose every value is an exact dyadic fraction) in one vectorized pass.
 
-It is compiled on first use with the system's C compiler (``$CC``, else ``cc``/``gcc``/``clang``)
-into a per-user cache (``$OPENQNN_CACHE_DIR``, else ``~/.cache/openqnn``), keyed by the source,
-the compiler and the CPU; a quick self-check against Python's arithmetic guards each load.
-``OPENQNN_MAX_ISA=avx2`` (or ``baseline``) builds them for less than this CPU has, to test those paths.
-Without a compiler, or with ``OPENQNN_HTP_NATIVE=0``, the PyTorch form runs (the same bits,
-slower). :func:`library` returns the loaded library or None.
+A quick self-check against Python's arithmetic guards the first use. ``OPENQNN_MAX_ISA=avx2`` (or
+``baseline``) builds the library for less than this CPU has, to test those paths. Without a compiler, or
+with ``OPENQNN_HTP_NATIVE=0`` (htp only) or ``OPENQNN_NATIVE=0`` (every backend), the PyTorch form runs (the
+same bits, slower). :func:`library` returns the loaded library or None.
 
 ``int8.c`` holds two int8 convolutions (:class:`Int8Gemm`, a 1x1 convolution, fully connected layer
 or im2col convolution, and :class:`Int8Depthwise`): exact int32 accumulators of uint8 codes times
@@ -24,121 +23,30 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
 import logging
 import math
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from openqnn.backends import native as shared
+from openqnn.backends.native import c_compiler, cache_dir, sync_threads
 
 log = logging.getLogger("openqnn.htp")
 
 __all__ = ["Im2col", "Int8Depthwise", "Int8Gemm", "MaxPool2d", "NativeRequant", "c_compiler", "cache_dir", "int8_available",
            "int8_isa", "library", "lookup", "lookup_ok", "lookup_or", "nchw3_to_nhwc", "qnn_int_form", "quantize", "sum_mid", "sync_threads"]
 
-_SOURCES = [Path(__file__).with_name("requant.c"), Path(__file__).with_name("int8.c"), Path(__file__).with_name("pool.c")]
-_HEADERS = [Path(__file__).with_name("rqsimd.h"), Path(__file__).with_name("dwwindow.h")]  # part of the cache key, included by the sources
-_FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffinite-math-only", "-ffp-contract=off", "-shared", "-fPIC",
-          "-pthread"]
 _LOCK = threading.Lock()
 _LIB: ctypes.CDLL | None = None
 _TRIED = False
-_THREADS = [1]  # the count the C thread pool was last given (pool.c starts at 1)
 _P = ctypes.c_void_p
 _L = ctypes.c_long
 _ARGTYPES = [_P, _L, _L, _L, _P, _P, _P, _P, _P, _P, _P, _P, _P, ctypes.c_double, _P]
-
-
-def c_compiler() -> str | None:
-    for cc in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if cc and shutil.which(cc):
-            return cc
-    return None
-
-
-def _cpu_key() -> str:
-    flags = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                flags = line
-                break
-    return platform.machine() + flags
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("OPENQNN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "openqnn")
-    return Path(root)
-
-
-# OPENQNN_MAX_ISA caps the instruction set the helpers are built for, as oneDNN's ONEDNN_MAX_CPU_ISA and
-# PyTorch's ATEN_CPU_CAPABILITY cap theirs, so a machine with AVX-512 can test the paths of one without
-# it: "avxvnni" (AVX2 with 256-bit VNNI, as Intel's client CPUs have: int8.c's AVX2 section with vpdpbusd;
-# on a CPU with AVX-512 VNNI but no AVX-VNNI, the same instruction's EVEX form, which computes the same),
-# "avx2" (x86-64-v3: AVX2 and FMA, no AVX-512: the hand-vectorized kernels compile out and their
-# portable forms run, the same bits), "dotprod" (aarch64: ARMv8.2 with the dot product instructions, named
-# where -march=native cannot see the CPU, as under an emulator), "baseline" (the architecture's baseline),
-# unset or "native": all this CPU has.
-_ISA_FLAGS = {"native": ["-march=native"], "avx512": ["-march=native"], "avxvnni": ["-march=x86-64-v3"],
-              "avx2": ["-march=x86-64-v3"], "dotprod": ["-march=armv8.2-a+dotprod"], "baseline": []}
-
-
-def _cpu_flags() -> set[str]:
-    return set(_cpu_key().partition(":")[2].split())
-
-
-def _isa_flags() -> list[str]:
-    isa = os.environ.get("OPENQNN_MAX_ISA", "native").strip().lower() or "native"
-    if isa not in _ISA_FLAGS:
-        log.warning("OPENQNN_MAX_ISA=%s is unknown (use %s); building for this CPU", isa, ", ".join(_ISA_FLAGS))
-        isa = "native"
-    if isa in ("avx2", "avxvnni") and platform.machine().lower() not in ("x86_64", "amd64"):
-        isa = "baseline"  # no AVX2 to cap at on aarch64: the baseline is the cap
-    if isa == "dotprod" and platform.machine().lower() not in ("aarch64", "arm64"):
-        isa = "native"  # (an aarch64 target: elsewhere, this CPU's own)
-    if isa == "avxvnni":
-        have = _cpu_flags()
-        if "avx_vnni" in have:
-            return [*_ISA_FLAGS[isa], "-mavxvnni"]
-        if {"avx512_vnni", "avx512vl"} <= have:
-            return [*_ISA_FLAGS[isa], "-mavx512vl", "-mavx512vnni"]
-        log.info("OPENQNN_MAX_ISA=avxvnni: this CPU has no 256-bit VNNI; building for AVX2")
-    return _ISA_FLAGS[isa]
-
-
-def _build(cc: str) -> Path | None:
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False).stdout
-    source = b"".join(p.read_bytes() for p in (*_SOURCES, *_HEADERS))
-    for flags in ([*_isa_flags(), *_FLAGS], _FLAGS):
-        key = hashlib.sha256(source + " ".join([cc, *flags]).encode() + version.encode()
-                             + _cpu_key().encode()).hexdigest()[:16]
-        target = cache_dir() / f"htp_requant_{key}.so"
-        if target.exists():
-            return target
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-                out = Path(tmp) / target.name
-                done = subprocess.run([cc, *flags, "-o", str(out), *map(str, _SOURCES)], capture_output=True, text=True,
-                                      check=False, timeout=120)
-                if done.returncode != 0:
-                    log.debug("htp native build with %s %s failed: %s", cc, " ".join(flags), done.stderr.strip())
-                    continue
-                os.replace(out, target)  # atomic: concurrent builders write the same bytes
-            return target
-        except (OSError, subprocess.SubprocessError) as e:
-            log.debug("htp native build failed: %s", e)
-            return None
-    return None
 
 
 def _self_check(lib: ctypes.CDLL) -> bool:
@@ -190,21 +98,9 @@ def threads_to_the_pool() -> Iterator[None]:
         torch.set_num_threads(n)
 
 
-def sync_threads(threads: int | None = None) -> None:
-    """Let the C kernels use ``threads`` threads (default: PyTorch's intra-op count, which a backend's
-    ``num_threads`` sets). They split their output into parts computed by the same code, so the bits
-    are the same for any count (pool.c)."""
-    lib = library()
-    if lib is None:
-        return
-    n = torch.get_num_threads() if threads is None else threads
-    if n != _THREADS[0]:
-        lib.openqnn_pool_set_threads(n)
-        _THREADS[0] = n
-
-
 def library() -> ctypes.CDLL | None:
-    """The compiled helper library, built on first use; None when unavailable or disabled."""
+    """The native library (:func:`openqnn.backends.native.library`) with htp's functions typed and
+    checked, once; None when it is not built, ``OPENQNN_HTP_NATIVE=0``, or the check fails."""
     global _LIB, _TRIED
     if _TRIED:
         return _LIB
@@ -212,27 +108,13 @@ def library() -> ctypes.CDLL | None:
         if _TRIED:
             return _LIB
         _TRIED = True
-        if os.environ.get("OPENQNN_HTP_NATIVE", "1") == "0":
-            return None
-        cc = c_compiler()
-        if cc is None:
-            log.info("htp: no C compiler found; requantization runs as PyTorch ops (same bits, slower)")
-            return None
-        path = _build(cc)
-        if path is None:
-            log.info("htp: could not build the native requantization; it runs as PyTorch ops")
-            return None
-        try:
-            lib = ctypes.CDLL(str(path))
-        except OSError as e:
-            log.info("htp: could not load %s (%s); requantization runs as PyTorch ops", path, e)
+        lib = shared.library()
+        if lib is None or os.environ.get("OPENQNN_HTP_NATIVE", "1") == "0":
             return None
         lib.lut1_u8.argtypes, lib.lut1_u8.restype = [_P, _L, _P, _P], None
         lib.lut2_u8.argtypes, lib.lut2_u8.restype = [_P, _P, _L, _P, _P], None
         lib.sum_mid_u8.argtypes, lib.sum_mid_u8.restype = [_P, _L, _L, _L, _P], None
         lib.maxpool2d_u8.argtypes, lib.maxpool2d_u8.restype = [_P, _P, ctypes.c_uint8, _P], None
-        lib.openqnn_pool_set_threads.argtypes, lib.openqnn_pool_set_threads.restype = [ctypes.c_int], None
-        lib.openqnn_pool_threads.argtypes, lib.openqnn_pool_threads.restype = [], ctypes.c_int
         lib.openqnn_int8_isa.argtypes, lib.openqnn_int8_isa.restype = [], ctypes.c_int
         if not _self_check(lib):
             log.warning("htp: the native requantization failed its self-check; using PyTorch ops")

@@ -1,0 +1,175 @@
+"""The cpu backend's native float32 kernels (``float.c`` of :mod:`openqnn.backends.native`).
+
+Two kernels, channels last, each with its epilogue (a residual add, a clamp) fused:
+
+- :class:`Gemm`: rows times weights packed once, plus the bias: FullyConnected, unpadded 1x1
+  convolutions, and the stacked query / key / value projections;
+- :class:`Depthwise`: a depthwise convolution of any window, stride, dilation and zero padding; the 3x3
+  window keeps its nine weight vectors in registers.
+
+Both are AVX-512 or AVX2 + FMA builds where the CPU has them (``OPENQNN_MAX_ISA`` caps it) and portable C
+vector code elsewhere; they split their output over :mod:`openqnn.backends.native`'s thread pool, and
+every output is one sum in a fixed order, so the thread count changes nothing. At batch 1 they beat
+oneDNN's NHWC kernels behind PyTorch on the shapes of MobileNetV2 and small encoders (the depthwise
+convolution 1.5-3x, the GEMM 10-30% on rows of 64); the plan falls back to oneDNN where they are not
+built, fail their self-check, or ``OPENQNN_CPU_NATIVE=0``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+import os
+import threading
+from collections.abc import Sequence
+
+import torch
+
+from openqnn.backends import native as shared
+
+log = logging.getLogger("openqnn.cpu")
+
+__all__ = ["Depthwise", "Gemm", "float_isa", "library"]
+
+_P, _L, _F = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
+_LOCK = threading.Lock()
+_LIB: ctypes.CDLL | None = None
+_TRIED = False
+_BIG = 3.0e38  # a clamp's open end (the kernels take finite bounds)
+_ISAS = {0: "portable", 1: "avx2-fma", 2: "avx512"}
+
+
+class _Geo(ctypes.Structure):
+    _fields_ = [(f, _L) for f in ("n", "h", "w", "c", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "oh", "ow")]
+
+
+def library() -> ctypes.CDLL | None:
+    """The native library with float.c's functions typed and checked, once; None where it is not built,
+    ``OPENQNN_CPU_NATIVE=0``, or the check fails."""
+    global _LIB, _TRIED
+    if _TRIED:
+        return _LIB
+    with _LOCK:
+        if _TRIED:
+            return _LIB
+        _TRIED = True
+        lib = shared.library()
+        if lib is None or os.environ.get("OPENQNN_CPU_NATIVE", "1") == "0":
+            return None
+        lib.sgemm_pack_size.argtypes, lib.sgemm_pack_size.restype = [_L, _L], _L
+        lib.sgemm_pack.argtypes, lib.sgemm_pack.restype = [_P, _L, _L, _P], None
+        lib.sgemm_f32.argtypes = [_P, _L, _L, _L, _P, _L, _P, _P, _L, _P, _L, _F, _F, ctypes.c_int]
+        lib.sgemm_f32.restype = None
+        lib.dw_f32.argtypes = [_P, ctypes.POINTER(_Geo), _P, _P, _P, _P, _F, _F, ctypes.c_int]
+        lib.dw_f32.restype = None
+        lib.openqnn_float_isa.argtypes, lib.openqnn_float_isa.restype = [], ctypes.c_int
+        _LIB = lib
+        if not _self_check():
+            log.warning("cpu: the native float32 kernels failed their self-check; using oneDNN's")
+            _LIB = None
+    return _LIB
+
+
+def float_isa() -> str | None:
+    """The instruction set the float32 kernels are built for (``avx512``, ``avx2-fma``, ``portable``), or
+    None where they are not available."""
+    lib = library()
+    return None if lib is None else _ISAS.get(int(lib.openqnn_float_isa()), "portable")
+
+
+def _bounds(clamp: tuple[float, float] | None) -> tuple[float, float, int]:
+    if clamp is None:
+        return 0.0, 0.0, 0
+    lo, hi = clamp
+    return max(lo, -_BIG), min(hi, _BIG), 1
+
+
+class Gemm:
+    """``y = clamp(x @ w.T + b + add, lo, hi)``: ``w`` [n, k] float32 (FullyConnected's layout), ``b`` [n] or
+    None, ``clamp`` (lo, hi) or None; x is rows of k floats."""
+
+    def __init__(self, w: torch.Tensor, b: torch.Tensor | None, clamp: tuple[float, float] | None = None):
+        lib = library()
+        assert lib is not None and w.dim() == 2
+        self.n, self.k = w.shape
+        wkn = w.detach().to(torch.float32).t().contiguous()
+        size = lib.sgemm_pack_size(self.k, self.n)
+        self.packed = torch.empty(size, dtype=torch.float32)
+        lib.sgemm_pack(wkn.data_ptr(), self.k, self.n, self.packed.data_ptr())
+        width = size // self.k if self.k else self.n
+        self.bias = torch.zeros(max(width, self.n), dtype=torch.float32)
+        if b is not None:
+            self.bias[:self.n] = b.detach().to(torch.float32)
+        self.lo, self.hi, self.clamp = _bounds(clamp)
+        self.fn = lib.sgemm_f32
+
+    def run(self, x: torch.Tensor, out_shape: Sequence[int], add: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` [..., k] float32 on the CPU -> [..., n] as ``out_shape``; ``add`` of that shape or None."""
+        x = x.contiguous()
+        m = x.numel() // self.k if self.k else 0
+        out = torch.empty(tuple(out_shape), dtype=torch.float32)
+        if add is not None:
+            add = add.contiguous()
+        if m:
+            self.fn(x.data_ptr(), m, self.k, self.k, self.packed.data_ptr(), self.n, self.bias.data_ptr(),
+                    out.data_ptr(), self.n, None if add is None else add.data_ptr(), self.n, self.lo, self.hi,
+                    self.clamp)
+        return out
+
+
+class Depthwise:
+    """A depthwise convolution, channels last: ``w`` [kh, kw, c] float32, ``b`` [c] or None, ``geo`` = (n, h,
+    w, c, kh, kw, sh, sw, dh, dw, pad top, pad left, oh, ow); taps outside the input add nothing."""
+
+    def __init__(self, w: torch.Tensor, b: torch.Tensor | None, geo: Sequence[int],
+                 clamp: tuple[float, float] | None = None):
+        lib = library()
+        assert lib is not None and w.dim() == 3 and len(geo) == 14
+        self.geo = _Geo(*geo)
+        assert (self.geo.kh, self.geo.kw, self.geo.c) == tuple(w.shape)
+        self.w = w.detach().to(torch.float32).contiguous()
+        self.bias = torch.zeros(self.geo.c, dtype=torch.float32) if b is None else b.detach().to(torch.float32).contiguous()
+        self.in_shape = torch.Size(geo[:4])
+        self.out_shape = (self.geo.n, self.geo.oh, self.geo.ow, self.geo.c)
+        self.lo, self.hi, self.clamp = _bounds(clamp)
+        self.fn = lib.dw_f32
+        self.geo_ref = ctypes.byref(self.geo)
+
+    def run(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` [n, h, w, c] float32 on the CPU -> [n, oh, ow, c]; ``add`` of the output's shape or None."""
+        x = x.contiguous()
+        out = torch.empty(self.out_shape, dtype=torch.float32)
+        if add is not None:
+            add = add.contiguous()
+        if out.numel():
+            self.fn(x.data_ptr(), self.geo_ref, self.w.data_ptr(), self.bias.data_ptr(), out.data_ptr(),
+                    None if add is None else add.data_ptr(), self.lo, self.hi, self.clamp)
+        return out
+
+
+def _close(got: torch.Tensor, want: torch.Tensor) -> bool:
+    return bool(torch.allclose(got.double(), want, rtol=1e-4, atol=1e-4 * max(1.0, float(want.abs().max()))))
+
+
+def _self_check() -> bool:
+    """Both kernels on odd shapes (tails of tiles, panels and channel vectors), epilogues included, against
+    float64 PyTorch (a miscompile must not pass)."""
+    g = torch.Generator().manual_seed(0)
+    for m, k, n, clamp in ((13, 37, 70, (0.0, math.inf)), (29, 5, 9, (-0.5, 0.5)), (1, 64, 33, None)):
+        x, w = torch.randn(m, k, generator=g), torch.randn(n, k, generator=g)
+        b, add = torch.randn(n, generator=g), torch.randn(m, n, generator=g)
+        want = torch.nn.functional.linear(x.double(), w.double(), b.double()) + add.double()
+        if clamp is not None:
+            want = want.clamp(*clamp)
+        if not _close(Gemm(w, b, clamp).run(x, (m, n), add), want):
+            return False
+    for (h, c, kh, s, d, p) in ((7, 21, 3, 2, 1, 1), (9, 16, 3, 1, 1, 1), (6, 5, 5, 1, 2, 3)):
+        x, w, b = torch.randn(2, h, h, c, generator=g), torch.randn(kh, kh, c, generator=g), torch.randn(c, generator=g)
+        want = torch.nn.functional.conv2d(x.permute(0, 3, 1, 2).double(), w.permute(2, 0, 1).unsqueeze(1).double(),
+                                          b.double(), s, p, d, c).permute(0, 2, 3, 1).clamp(0.0, 6.0)
+        oh = want.shape[1]
+        dw = Depthwise(w, b, (2, h, h, c, kh, kh, s, s, d, d, p, p, oh, oh), (0.0, 6.0))
+        if not _close(dw.run(x), want):
+            return False
+    return True

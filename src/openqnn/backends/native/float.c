@@ -1,0 +1,297 @@
+/* openqnn cpu: float32 kernels with their epilogues fused, channels last.
+ *
+ * - sgemm_f32: rows of K floats times [K, N] weights packed once (sgemm_pack) plus a bias, then an
+ *   optional element-wise add of a tensor of the output's shape and a clamp: a fully connected layer or
+ *   an unpadded 1x1 convolution (NHWC rows), with a residual Add and Relu / ReluMinMax fused.
+ * - dw_f32: a depthwise convolution (NHWC, weights [kh, kw, C]) plus a bias, then the same epilogue;
+ *   taps outside the input are skipped (zero padding).
+ *
+ * Each output element is one sum in a fixed order (bias, then k = 0, 1, ... or the taps row by row), so
+ * results do not depend on the thread count or on how the output is split into tiles. They do depend on
+ * the build: with AVX2 / AVX-512 the multiply-adds are fused (one rounding), in the portable form they are
+ * not; either is float32 arithmetic, as any float runtime's.
+ *
+ * The work is split into tasks over disjoint parts of the output and run on pool.c's threads.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* pool.c */
+void openqnn_parallel(void (*fn)(void*, long), void* arg, long n);
+int openqnn_pool_threads(void);
+extern double openqnn_parallel_macs;
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define VL 16
+#define MR 12 /* rows per tile: 24 accumulators of 32 registers */
+typedef __m512 V;
+static inline V vzero(void) { return _mm512_setzero_ps(); }
+static inline V vset(float a) { return _mm512_set1_ps(a); }
+static inline V vload(const float* p) { return _mm512_loadu_ps(p); }
+static inline void vstore(float* p, V v) { _mm512_storeu_ps(p, v); }
+static inline V vfma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+static inline V vadd(V a, V b) { return _mm512_add_ps(a, b); }
+static inline V vmax(V a, V b) { return _mm512_max_ps(a, b); }
+static inline V vmin(V a, V b) { return _mm512_min_ps(a, b); }
+static inline V vload_n(const float* p, long n) { /* lanes [0, n), zeros after */
+    return n >= VL ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
+}
+static inline void vstore_n(float* p, V v, long n) {
+    if (n >= VL) _mm512_storeu_ps(p, v);
+    else _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), v);
+}
+int openqnn_float_isa(void) { return 2; }
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define VL 8
+#define MR 6 /* 12 accumulators of 16 registers */
+typedef __m256 V;
+static inline V vzero(void) { return _mm256_setzero_ps(); }
+static inline V vset(float a) { return _mm256_set1_ps(a); }
+static inline V vload(const float* p) { return _mm256_loadu_ps(p); }
+static inline void vstore(float* p, V v) { _mm256_storeu_ps(p, v); }
+static inline V vfma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+static inline V vadd(V a, V b) { return _mm256_add_ps(a, b); }
+static inline V vmax(V a, V b) { return _mm256_max_ps(a, b); }
+static inline V vmin(V a, V b) { return _mm256_min_ps(a, b); }
+static inline __m256i lanes(long n) { return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); }
+static inline V vload_n(const float* p, long n) { return n >= VL ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, lanes(n)); }
+static inline void vstore_n(float* p, V v, long n) {
+    if (n >= VL) _mm256_storeu_ps(p, v);
+    else _mm256_maskstore_ps(p, lanes(n), v);
+}
+int openqnn_float_isa(void) { return 1; }
+#else
+/* portable: GCC / Clang vector extensions (NEON on aarch64, SSE on baseline x86-64), multiply then add */
+#define VL 4
+#define MR 8
+typedef float V __attribute__((vector_size(16)));
+typedef int32_t VI __attribute__((vector_size(16)));
+static inline V vzero(void) { V v = {0, 0, 0, 0}; return v; }
+static inline V vset(float a) { V v = {a, a, a, a}; return v; }
+static inline V vload(const float* p) { V v; memcpy(&v, p, sizeof v); return v; }
+static inline void vstore(float* p, V v) { memcpy(p, &v, sizeof v); }
+static inline V vfma(V a, V b, V c) { return a * b + c; }
+static inline V vadd(V a, V b) { return a + b; }
+static inline V vpick(VI m, V a, V b) { return (V)(((VI)a & m) | ((VI)b & ~m)); } /* a where m, else b */
+static inline V vmax(V a, V b) { return vpick(a > b, a, b); }
+static inline V vmin(V a, V b) { return vpick(a < b, a, b); }
+static inline V vload_n(const float* p, long n) {
+    float t[VL] = {0};
+    memcpy(t, p, (size_t)(n >= VL ? VL : n) * sizeof(float));
+    return vload(t);
+}
+static inline void vstore_n(float* p, V v, long n) {
+    float t[VL];
+    vstore(t, v);
+    memcpy(p, t, (size_t)(n >= VL ? VL : n) * sizeof(float));
+}
+int openqnn_float_isa(void) { return 0; }
+#endif
+
+#define NV 2           /* vectors per panel */
+#define NR (NV * VL)   /* columns per panel of packed weights */
+#define MC (4 * MR)    /* rows per task */
+
+/* The epilogue: y = clamp(acc + add, lo, hi), where add is optional and the clamp may be off */
+typedef struct {
+    const float* add;
+    long ldadd;
+    float lo, hi;
+    int clamp;
+} epi_t;
+
+static inline V epi(const epi_t* e, V x, const float* add, long n) {
+    if (add) x = vadd(x, vload_n(add, n));
+    if (e->clamp) x = vmin(vmax(x, vset(e->lo)), vset(e->hi));
+    return x;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* GEMM */
+
+long sgemm_pack_size(long K, long N) { return K * ((N + NR - 1) / NR) * NR; }
+
+/* w [K, N] row-major -> panels of NR columns, each K rows of NR floats (zeros past N) */
+void sgemm_pack(const float* w, long K, long N, float* out) {
+    long panels = (N + NR - 1) / NR;
+    for (long j = 0; j < panels; ++j)
+        for (long k = 0; k < K; ++k)
+            for (long c = 0; c < NR; ++c) {
+                long n = j * NR + c;
+                out[(j * K + k) * NR + c] = n < N ? w[k * N + n] : 0.0f;
+            }
+}
+
+/* rows [0, mr) of one tile: nv vectors of columns (nc of them valid), the whole K */
+static inline __attribute__((always_inline)) void tile(const float* a, long lda, long K, const float* bp,
+                                                       const float* bias, float* c, long ldc, const int mr,
+                                                       const int nv, long nc, const epi_t* e, const float* add) {
+    V acc[MR][NV];
+    V b0 = vload(bias), b1 = nv > 1 ? vload(bias + VL) : vzero();
+    for (int i = 0; i < MR; ++i) {
+        acc[i][0] = b0;
+        acc[i][1] = b1;
+    }
+    for (long k = 0; k < K; ++k) {
+        V w0 = vload(bp + k * NR), w1 = nv > 1 ? vload(bp + k * NR + VL) : vzero();
+        for (int i = 0; i < MR; ++i) {
+            if (i < mr) {
+                V x = vset(a[i * lda + k]);
+                acc[i][0] = vfma(x, w0, acc[i][0]);
+                if (nv > 1) acc[i][1] = vfma(x, w1, acc[i][1]);
+            }
+        }
+    }
+    for (int i = 0; i < mr; ++i) {
+        const float* ad = add ? add + i * e->ldadd : 0;
+        vstore_n(c + i * ldc, epi(e, acc[i][0], ad, nc), nc);
+        if (nv > 1 && nc > VL) vstore_n(c + i * ldc + VL, epi(e, acc[i][1], ad ? ad + VL : 0, nc - VL), nc - VL);
+    }
+}
+
+typedef struct {
+    const float *a, *bp, *bias;
+    float* c;
+    long M, K, lda, N, ldc, panels, groups, per_group;
+    epi_t e;
+} gemm_job;
+
+static void gemm_task(void* arg, long t) {
+    const gemm_job* g = (const gemm_job*)arg;
+    long rb = t / g->groups, pg = t % g->groups;
+    long m0 = rb * MC, m1 = m0 + MC < g->M ? m0 + MC : g->M;
+    long j0 = pg * g->per_group, j1 = j0 + g->per_group < g->panels ? j0 + g->per_group : g->panels;
+    for (long j = j0; j < j1; ++j) {
+        long nc = g->N - j * NR < NR ? g->N - j * NR : NR;
+        const float* bp = g->bp + j * g->K * NR;
+        const float* bias = g->bias + j * NR;
+        for (long i = m0; i < m1; i += MR) {
+            long mr = m1 - i < MR ? m1 - i : MR;
+            const float* a = g->a + i * g->lda;
+            float* c = g->c + i * g->ldc + j * NR;
+            const float* add = g->e.add ? g->e.add + i * g->e.ldadd + j * NR : 0;
+            if (mr == MR && nc > VL) tile(a, g->lda, g->K, bp, bias, c, g->ldc, MR, 2, nc, &g->e, add);
+            else if (mr == MR) tile(a, g->lda, g->K, bp, bias, c, g->ldc, MR, 1, nc, &g->e, add);
+            else if (nc > VL) tile(a, g->lda, g->K, bp, bias, c, g->ldc, (int)mr, 2, nc, &g->e, add);
+            else tile(a, g->lda, g->K, bp, bias, c, g->ldc, (int)mr, 1, nc, &g->e, add);
+        }
+    }
+}
+
+/* c[M, N] (row stride ldc) = a[M, K] (row stride lda) @ packed weights + bias (padded to the panels'
+ * width), then + add[M, N] (row stride ldadd; null for none), then clamped to [lo, hi] if clamp */
+void sgemm_f32(const float* a, long M, long K, long lda, const float* bp, long N, const float* bias, float* c,
+               long ldc, const float* add, long ldadd, float lo, float hi, int clamp) {
+    gemm_job g = {a, bp, bias, c, M, K, lda, N, ldc, (N + NR - 1) / NR, 1, 0, {add, ldadd, lo, hi, clamp}};
+    long row_blocks = (M + MC - 1) / MC;
+    int threads = openqnn_pool_threads();
+    /* enough tasks for the threads: split the panels into groups where the rows alone are too few */
+    if (threads > 1 && (double)M * K * N >= openqnn_parallel_macs && row_blocks < 4 * threads)
+        g.groups = (4 * threads + row_blocks - 1) / row_blocks;
+    if (g.groups > g.panels) g.groups = g.panels;
+    g.per_group = (g.panels + g.groups - 1) / g.groups;
+    g.groups = (g.panels + g.per_group - 1) / g.per_group;
+    long tasks = row_blocks * g.groups;
+    if (threads > 1 && tasks > 1 && (double)M * K * N >= openqnn_parallel_macs)
+        openqnn_parallel(gemm_task, &g, tasks);
+    else
+        for (long t = 0; t < tasks; ++t) gemm_task(&g, t);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Depthwise convolution */
+
+typedef struct {
+    long n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow;
+} dw_geo;
+
+typedef struct {
+    const float *x, *w, *bias;
+    float* out;
+    const dw_geo* g;
+    epi_t e;
+} dw_job;
+
+/* one output row of one image; the 3x3 interior keeps its nine weight vectors in registers */
+static void dw_task(void* arg, long t) {
+    const dw_job* j = (const dw_job*)arg;
+    const dw_geo* g = j->g;
+    long img = t / g->oh, oy = t % g->oh, C = g->c;
+    const float* x = j->x + img * g->h * g->w * C;
+    float* o = j->out + (img * g->oh + oy) * g->ow * C;
+    const float* add = j->e.add ? j->e.add + (img * g->oh + oy) * g->ow * C : 0;
+    long iy0 = oy * g->sh - g->pt;
+    int rows_in = iy0 >= 0 && iy0 + (g->kh - 1) * g->dh < g->h;
+    int three = g->kh == 3 && g->kw == 3 && g->dh == 1 && g->dw == 1;
+    for (long c0 = 0; c0 < C; c0 += VL) {
+        long nc = C - c0 < VL ? C - c0 : VL;
+        V b = vload_n(j->bias + c0, nc);
+        if (three && rows_in) {
+            const float* w = j->w + c0;
+            V w0 = vload_n(w, nc), w1 = vload_n(w + C, nc), w2 = vload_n(w + 2 * C, nc);
+            V w3 = vload_n(w + 3 * C, nc), w4 = vload_n(w + 4 * C, nc), w5 = vload_n(w + 5 * C, nc);
+            V w6 = vload_n(w + 6 * C, nc), w7 = vload_n(w + 7 * C, nc), w8 = vload_n(w + 8 * C, nc);
+            long row = g->w * C;
+            for (long ox = 0; ox < g->ow; ++ox) {
+                long ix0 = ox * g->sw - g->pl;
+                V acc = b;
+                if (ix0 >= 0 && ix0 + 2 < g->w && nc == VL) {
+                    const float* p = x + (iy0 * g->w + ix0) * C + c0;
+                    acc = vfma(vload(p), w0, acc);
+                    acc = vfma(vload(p + C), w1, acc);
+                    acc = vfma(vload(p + 2 * C), w2, acc);
+                    p += row;
+                    acc = vfma(vload(p), w3, acc);
+                    acc = vfma(vload(p + C), w4, acc);
+                    acc = vfma(vload(p + 2 * C), w5, acc);
+                    p += row;
+                    acc = vfma(vload(p), w6, acc);
+                    acc = vfma(vload(p + C), w7, acc);
+                    acc = vfma(vload(p + 2 * C), w8, acc);
+                } else {
+                    V ws[9] = {w0, w1, w2, w3, w4, w5, w6, w7, w8};
+                    for (long ky = 0; ky < 3; ++ky)
+                        for (long kx = 0; kx < 3; ++kx) {
+                            long ix = ix0 + kx;
+                            if (ix < 0 || ix >= g->w) continue;
+                            acc = vfma(vload_n(x + ((iy0 + ky) * g->w + ix) * C + c0, nc), ws[ky * 3 + kx], acc);
+                        }
+                }
+                vstore_n(o + ox * C + c0, epi(&j->e, acc, add ? add + ox * C + c0 : 0, nc), nc);
+            }
+            continue;
+        }
+        for (long ox = 0; ox < g->ow; ++ox) {
+            long ix0 = ox * g->sw - g->pl;
+            V acc = b;
+            for (long ky = 0; ky < g->kh; ++ky) {
+                long iy = iy0 + ky * g->dh;
+                if (iy < 0 || iy >= g->h) continue;
+                for (long kx = 0; kx < g->kw; ++kx) {
+                    long ix = ix0 + kx * g->dw;
+                    if (ix < 0 || ix >= g->w) continue;
+                    acc = vfma(vload_n(x + (iy * g->w + ix) * C + c0, nc), vload_n(j->w + (ky * g->kw + kx) * C + c0, nc),
+                               acc);
+                }
+            }
+            vstore_n(o + ox * C + c0, epi(&j->e, acc, add ? add + ox * C + c0 : 0, nc), nc);
+        }
+    }
+}
+
+/* out [n, oh, ow, c] = depthwise(x [n, h, w, c], w [kh, kw, c]) + bias, then + add (same shape as out;
+ * null for none), then clamped to [lo, hi] if clamp */
+void dw_f32(const float* x, const dw_geo* g, const float* w, const float* bias, float* out, const float* add,
+            float lo, float hi, int clamp) {
+    dw_job j = {x, w, bias, out, g, {add, g->c, lo, hi, clamp}};
+    long tasks = g->n * g->oh;
+    double macs = (double)tasks * g->ow * g->c * g->kh * g->kw;
+    if (openqnn_pool_threads() > 1 && tasks > 1 && macs >= openqnn_parallel_macs / 4)
+        openqnn_parallel(dw_task, &j, tasks);
+    else
+        for (long t = 0; t < tasks; ++t) dw_task(&j, t);
+}

@@ -1,0 +1,145 @@
+"""The cpu backend's native float32 kernels (float.c): against float64 PyTorch, the same bits on any thread
+count, in the plans that choose them, and in builds capped below this CPU."""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from openqnn.backends import native as shared
+from openqnn.backends.cpu import native
+from openqnn.backends.cpu.plan import Plan
+
+pytestmark = pytest.mark.skipif(native.library() is None, reason="no C compiler: the native kernels are not built here")
+
+
+@pytest.fixture
+def small_tasks() -> Iterator[None]:
+    """Let the pool split even these small shapes (as it splits a model's layers)."""
+    lib = shared.library()
+    assert lib is not None
+    macs = ctypes.c_double.in_dll(lib, "openqnn_parallel_macs")
+    saved, threads = macs.value, shared.pool_threads()
+    macs.value = 0.0
+    try:
+        yield
+    finally:
+        macs.value = saved
+        shared.sync_threads(threads)
+
+
+def _close(got: torch.Tensor, want: torch.Tensor) -> None:
+    scale = max(1.0, float(want.abs().max()))
+    assert float((got.double() - want).abs().max()) <= 2e-5 * scale
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (1, 1280, 1000), (5, 3, 17), (64, 128, 384), (97, 24, 144),
+                                   (13, 40, 8), (200, 16, 33)])
+@pytest.mark.parametrize("epilogue", ["none", "add", "relu", "add_relu6"])
+def test_gemm_matches_float64_and_every_thread_count(m: int, k: int, n: int, epilogue: str, small_tasks: None) -> None:
+    g = torch.Generator().manual_seed(m * 1000 + k + n)
+    x, w, b = torch.randn(m, k, generator=g), torch.randn(n, k, generator=g), torch.randn(n, generator=g)
+    add = torch.randn(m, n, generator=g) if "add" in epilogue else None
+    clamp = {"relu": (0.0, math.inf), "add_relu6": (0.0, 6.0)}.get(epilogue)
+    want = torch.nn.functional.linear(x.double(), w.double(), b.double())
+    if add is not None:
+        want = want + add.double()
+    if clamp is not None:
+        want = want.clamp(*clamp)
+    gemm = native.Gemm(w, b, clamp)
+    outs = []
+    for threads in (1, 2, 3):
+        shared.sync_threads(threads)
+        outs.append(gemm.run(x, (m, n), add))
+    _close(outs[0], want)
+    assert all(torch.equal(outs[0], o) for o in outs[1:])
+
+
+def test_gemm_without_bias_and_over_leading_axes() -> None:
+    g = torch.Generator().manual_seed(1)
+    x, w = torch.randn(2, 3, 7, 50, generator=g), torch.randn(40, 50, generator=g)
+    got = native.Gemm(w, None).run(x, (2, 3, 7, 40))
+    _close(got, x.double() @ w.double().T)
+
+
+@pytest.mark.parametrize("h,w,c,k,s,d,pads", [
+    (112, 112, 32, 3, 1, 1, (1, 1, 1, 1)), (56, 56, 144, 3, 2, 1, (0, 0, 1, 1)), (9, 11, 21, 3, 2, 1, (1, 0, 1, 0)),
+    (7, 7, 960, 3, 1, 1, (1, 1, 1, 1)), (10, 9, 5, 5, 1, 2, (4, 4, 4, 4)), (8, 8, 17, 1, 1, 1, (0, 0, 0, 0)),
+    (6, 6, 16, 7, 3, 1, (3, 3, 2, 2)), (4, 4, 3, 3, 1, 1, (2, 2, 2, 2)),
+])
+@pytest.mark.parametrize("epilogue", ["relu6", "add"])
+def test_depthwise_matches_float64_and_every_thread_count(h: int, w: int, c: int, k: int, s: int, d: int,
+                                                          pads: tuple[int, int, int, int], epilogue: str,
+                                                          small_tasks: None) -> None:
+    """Odd channel counts (vector tails), asymmetric and oversized padding, dilation, strides, batch 2."""
+    g = torch.Generator().manual_seed(h * w + c + k)
+    pt, pb, pl, pr = pads
+    x, wt, b = torch.randn(2, h, w, c, generator=g), torch.randn(k, k, c, generator=g), torch.randn(c, generator=g)
+    xp = torch.nn.functional.pad(x.permute(0, 3, 1, 2).double(), (pl, pr, pt, pb))
+    want = torch.nn.functional.conv2d(xp, wt.permute(2, 0, 1).unsqueeze(1).double(), b.double(), s, 0, d, c)
+    want = want.permute(0, 2, 3, 1)
+    oh, ow = want.shape[1:3]
+    add = torch.randn(2, oh, ow, c, generator=g) if epilogue == "add" else None
+    clamp = (0.0, 6.0) if epilogue == "relu6" else None
+    want = want + add.double() if add is not None else want.clamp(0.0, 6.0)
+    dw = native.Depthwise(wt, b, (2, h, w, c, k, k, s, s, d, d, pt, pl, oh, ow), clamp)
+    outs = []
+    for threads in (1, 2, 3):
+        shared.sync_threads(threads)
+        outs.append(dw.run(x, add))
+    _close(outs[0], want)
+    assert all(torch.equal(outs[0], o) for o in outs[1:])
+
+
+def _mobile_block() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, 2, 1), torch.nn.ReLU6(),
+        torch.nn.Conv2d(16, 48, 1), torch.nn.ReLU6(),
+        torch.nn.Conv2d(48, 48, 3, 1, 1, groups=48), torch.nn.ReLU6(),
+        torch.nn.Conv2d(48, 16, 1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 10)).eval()
+
+
+def test_plans_choose_the_native_kernels_and_match_onednn_and_the_model(tmp_path, monkeypatch) -> None:
+    import openqnn
+
+    model = _mobile_block()
+    x = torch.randn(1, 3, 32, 32)
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(model, (x,), str(path), input_names=["x"], output_names=["y"], dynamo=False)
+    graph = openqnn.convert(path)
+    feeds = {"x": x.numpy()}
+    calls: list[str] = []
+    for cls in (native.Gemm, native.Depthwise):
+        real = cls.run
+        monkeypatch.setattr(cls, "run", lambda self, *a, _r=real, _n=cls.__name__, **k: (calls.append(_n), _r(self, *a, **k))[1])
+    fast = Plan(graph).run(feeds)["y"]
+    assert calls.count("Gemm") == 3 and calls.count("Depthwise") == 1  # two 1x1 convolutions, the Linear
+    monkeypatch.setattr(native, "library", lambda: None)
+    onednn = Plan(graph).run(feeds)["y"]
+    with torch.no_grad():
+        want = model(x).numpy()
+    scale = float(np.abs(want).max())
+    assert np.abs(fast - want).max() <= 1e-5 * scale
+    assert np.abs(onednn - want).max() <= 1e-5 * scale
+
+
+@pytest.mark.parametrize("cap,isa", [("avx2", "avx2-fma"), ("baseline", "portable")])
+def test_capped_builds_pass_their_check(cap: str, isa: str, tmp_path) -> None:
+    """The AVX2 and portable forms, built on this machine by capping the ISA, pass the self-check (odd shapes
+    against float64) and report what they are."""
+    if os.uname().machine not in ("x86_64", "AMD64") and cap == "avx2":
+        pytest.skip("an x86 cap")
+    env = dict(os.environ, OPENQNN_MAX_ISA=cap, OPENQNN_CACHE_DIR=str(tmp_path))
+    code = "from openqnn.backends.cpu import native; print(native.float_isa())"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == isa
