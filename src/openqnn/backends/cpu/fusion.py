@@ -4,7 +4,9 @@
   feeds -- ``ElementWiseAdd`` of a same-shape tensor, then ``Relu`` or ``ReluMinMax`` -- which
   oneDNN applies as post-ops while the result is still in cache;
 * :func:`share_gemms`: FullyConnected nodes reading one input (attention's query, key and value
-  projections) as one GEMM over the stacked weights.
+  projections) as one GEMM over the stacked weights;
+* :func:`fuse_attention`: ``MatMul(Q, K^T) -> scale -> + mask -> Softmax -> MatMul(., V)`` as PyTorch's fused
+  ``scaled_dot_product_attention`` (the scores are never written out whole).
 
 The math is the same; only intermediates are never written out and calls are saved. These run at
 prepare time only: the groups are recorded in the cpu step plans (:mod:`openqnn.backends.cpu.steps`).
@@ -16,6 +18,10 @@ import math
 from collections.abc import Collection
 from dataclasses import dataclass
 
+import numpy as np
+import torch
+import torch.nn.functional as F
+
 from openqnn.backends.cpu.kernels import BuildContext, Step
 from openqnn.backends.cpu.kernels.conv import Epilogue, build_conv2d
 from openqnn.backends.cpu.kernels.linear import (
@@ -23,9 +29,10 @@ from openqnn.backends.cpu.kernels.linear import (
     build_fully_connected_siblings,
     can_share_gemm,
 )
+from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph, Node
 
-__all__ = ["EPILOGUE_BUILDERS", "Fusion", "SharedGemm", "fuse_epilogues", "share_gemms"]
+__all__ = ["EPILOGUE_BUILDERS", "Attention", "Fusion", "SharedGemm", "fuse_attention", "fuse_epilogues", "share_gemms"]
 
 # op types whose kernels take an Epilogue, and their builders
 EPILOGUE_BUILDERS = {"Conv2d": build_conv2d, "DepthWiseConv2d": build_conv2d,
@@ -82,7 +89,7 @@ class SharedGemm:
         return step
 
 
-def fuse_epilogues(graph: Graph) -> list[Fusion]:
+def fuse_epilogues(graph: Graph, exclude: Collection[str] = ()) -> list[Fusion]:
     """Each convolution / FullyConnected with the element-wise ops that only it feeds.
 
     A node is absorbed only when it is the sole reader of the previous output and that output is
@@ -98,7 +105,7 @@ def fuse_epilogues(graph: Graph) -> list[Fusion]:
         return readers[0]
 
     fusions = []
-    absorbed_anywhere: set[str] = set()  # an Add of two convolutions' outputs joins the first one only
+    absorbed_anywhere: set[str] = set(exclude)  # an Add of two convolutions' outputs joins the first one only
     for node in graph.nodes:
         if node.op_type not in EPILOGUE_BUILDERS or len(node.outputs) != 1 or node.name in absorbed_anywhere:
             continue
@@ -120,7 +127,7 @@ def fuse_epilogues(graph: Graph) -> list[Fusion]:
         clamp = _clamp_of(nxt) if nxt is not None else None
         if nxt is not None and clamp is not None:
             absorbed.append(nxt)
-        if absorbed:
+        if absorbed and not any(n.name in exclude for n in absorbed):
             absorbed_anywhere.update(n.name for n in absorbed)
             fusions.append(Fusion(node, absorbed, Epilogue(add, clamp)))
     return fusions
@@ -142,3 +149,118 @@ def share_gemms(graph: Graph, ctx: BuildContext, exclude: Collection[str] = ()) 
         if node.name not in exclude and can_share_gemm(node, ctx):
             by_input.setdefault(node.inputs[0], []).append(node)
     return [SharedGemm(nodes) for nodes in by_input.values() if len(nodes) > 1]
+
+
+@dataclass
+class Attention:
+    """``softmax(Q K^T s + mask) V`` as one step: the scores MatMul, an optional ElementWiseDivide /
+    ElementWiseMultiply by a static scalar, an optional ElementWiseAdd of a mask, the Softmax and the
+    context MatMul (``nodes``, in that order), run where the context MatMul ran."""
+
+    nodes: list[Node]
+
+    @property
+    def at(self) -> str:
+        return self.nodes[-1].name
+
+    @property
+    def op_type(self) -> str:
+        return "Attention"
+
+    def build(self, ctx: BuildContext) -> Step:
+        scores, *mid, _, context = self.nodes
+        scale_node = next((n for n in mid if n.op_type != "ElementWiseAdd"), None)
+        add = next((n for n in mid if n.op_type == "ElementWiseAdd"), None)
+        scale = 1.0  # (not SDPA's default, 1 / sqrt(E))
+        if scale_node is not None:
+            c = float(ctx.static_np(scale_node.inputs[1]).reshape(-1)[0])
+            scale = 1.0 / c if scale_node.op_type == "ElementWiseDivide" else c
+        runtime = [scores.inputs[0], scores.inputs[1], context.inputs[1]]
+        if add is not None:  # the mask: the add's input the chain does not make
+            runtime.append(_other(add, (scale_node or scores).outputs[0]))
+        ta, tb = scores.attrs["transpose_in0"], scores.attrs["transpose_in1"]
+        tv = context.attrs["transpose_in1"]
+
+        def run(q: torch.Tensor, kt: torch.Tensor, v: torch.Tensor, *mask: torch.Tensor) -> torch.Tensor:
+            q = q.transpose(-1, -2) if ta else q
+            k = kt if tb else kt.transpose(-1, -2)
+            v = v.transpose(-1, -2) if tv else v
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask[0] if mask else None, scale=scale)
+
+        step = Step(run, runtime)
+        step.outputs = list(context.outputs)
+        return step
+
+
+def _other(node: Node, name: str) -> str:
+    """The input of a two-input ``node`` that is not ``name``."""
+    return node.inputs[1] if node.inputs[0] == name else node.inputs[0]
+
+
+def fuse_attention(graph: Graph, exclude: Collection[str] = ()) -> list[Attention]:
+    """Every float32 ``MatMul -> [scale] -> [+ mask] -> Softmax -> MatMul`` chain whose intermediates only the
+    chain reads (none a graph output), none of its nodes in ``exclude``: Softmax over the last axis with beta 1,
+    the scale a static scalar, the mask broadcasting to the scores' shape, Q, K and V of one batch shape."""
+    consumers = graph.consumers()
+    producers = {o: n for n in graph.nodes for o in n.outputs}
+    outputs = set(graph.outputs)
+    ctx = BuildContext(graph)
+
+    def only_reader(name: str) -> Node | None:
+        readers = consumers.get(name, [])
+        return readers[0] if len(readers) == 1 and name not in outputs else None
+
+    found = []
+    for sm in graph.nodes:
+        if sm.op_type != "Softmax" or sm.attrs.get("beta", 1.0) != 1.0 or sm.name in exclude:
+            continue
+        scores_shape = graph.tensors[sm.inputs[0]].shape
+        if sm.attrs.get("axis", -1) not in (-1, len(scores_shape) - 1) or len(scores_shape) < 3:
+            continue
+        chain: list[Node] = []
+        x = sm.inputs[0]
+        node = producers.get(x)
+        if node is not None and node.op_type == "ElementWiseAdd" and only_reader(x) is sm and len(node.inputs) == 2:
+            # the scores side is the one a MatMul / scale makes; the mask must broadcast to the scores' shape
+            makers = [producers.get(i) for i in node.inputs]
+            side = next((i for i, p in enumerate(makers) if p is not None and p.op_type in
+                         ("MatMul", "ElementWiseDivide", "ElementWiseMultiply")), None)
+            if side is None:
+                continue
+            mask = graph.tensors[node.inputs[1 - side]]
+            if not _broadcasts(mask.shape, scores_shape) or not mask.dtype.is_float:
+                continue
+            chain.append(node)
+            x = node.inputs[side]
+            node = producers.get(x)
+        if node is not None and node.op_type in ("ElementWiseDivide", "ElementWiseMultiply") and only_reader(x) in (
+                sm, *chain) and len(node.inputs) == 2:
+            c = node.inputs[1]
+            if not (ctx.is_static(c) and int(np.prod(graph.tensors[c].shape)) == 1):
+                continue
+            chain.insert(0, node)
+            x = node.inputs[0]
+            node = producers.get(x)
+        if node is None or node.op_type != "MatMul" or only_reader(x) not in (sm, *chain[:1]):
+            continue
+        scores = node
+        ctx_mm = only_reader(sm.outputs[0])
+        if (ctx_mm is None or ctx_mm.op_type != "MatMul" or ctx_mm.inputs[0] != sm.outputs[0]
+                or ctx_mm.attrs["transpose_in0"]):
+            continue
+        group = [scores, *chain, sm, ctx_mm]
+        names = [scores.inputs[0], scores.inputs[1], ctx_mm.inputs[1], *(n.outputs[0] for n in group)]
+        if any(graph.tensors[t].dtype is not DType.FLOAT_32 for t in names):
+            continue
+        batch = {graph.tensors[t].shape[:-2] for t in names[:3]}
+        if len(batch) != 1 or any(n.name in exclude for n in group):
+            continue
+        found.append(Attention(group))
+    return found
+
+
+def _broadcasts(shape: tuple[int, ...], to: tuple[int, ...]) -> bool:
+    """Whether ``shape`` broadcasts to ``to`` (numpy's rules) without growing it."""
+    if len(shape) > len(to):
+        return False
+    return all(a in (1, b) for a, b in zip(shape[::-1], to[::-1]))

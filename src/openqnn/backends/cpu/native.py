@@ -30,7 +30,7 @@ from openqnn.backends import native as shared
 
 log = logging.getLogger("openqnn.cpu")
 
-__all__ = ["Depthwise", "Gemm", "float_isa", "library"]
+__all__ = ["Conv", "Depthwise", "Gemm", "float_isa", "library"]
 
 _P, _L, _F = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
 _LOCK = threading.Lock()
@@ -63,6 +63,8 @@ def library() -> ctypes.CDLL | None:
         lib.sgemm_f32.restype = None
         lib.dw_f32.argtypes = [_P, ctypes.POINTER(_Geo), _P, _P, _P, _P, _F, _F, ctypes.c_int]
         lib.dw_f32.restype = None
+        lib.conv_f32.argtypes = [_P, ctypes.POINTER(_Geo), _P, _L, _P, _P, _P, _F, _F, ctypes.c_int]
+        lib.conv_f32.restype = ctypes.c_int
         lib.openqnn_float_isa.argtypes, lib.openqnn_float_isa.restype = [], ctypes.c_int
         _LIB = lib
         if not _self_check():
@@ -115,6 +117,44 @@ class Gemm:
             self.fn(x.data_ptr(), m, self.k, self.k, self.packed.data_ptr(), self.n, self.bias.data_ptr(),
                     out.data_ptr(), self.n, None if add is None else add.data_ptr(), self.n, self.lo, self.hi,
                     self.clamp)
+        return out
+
+
+class Conv:
+    """A convolution of one group, channels last, as the im2col rows of blocks of output pixels (built in a
+    per-thread buffer) times weights packed once: ``w`` [cout, kh, kw, cin] float32, ``b`` [cout] or None,
+    ``geo`` = (n, h, w, cin, kh, kw, sh, sw, dh, dw, pad top, pad left, oh, ow); taps outside add nothing."""
+
+    def __init__(self, w: torch.Tensor, b: torch.Tensor | None, geo: Sequence[int],
+                 clamp: tuple[float, float] | None = None):
+        lib = library()
+        assert lib is not None and w.dim() == 4 and len(geo) == 14
+        self.geo = _Geo(*geo)
+        self.n, kh, kw, cin = w.shape
+        assert (self.geo.kh, self.geo.kw, self.geo.c) == (kh, kw, cin)
+        k = kh * kw * cin
+        wkn = w.detach().to(torch.float32).reshape(self.n, k).t().contiguous()
+        size = lib.sgemm_pack_size(k, self.n)
+        self.packed = torch.empty(size, dtype=torch.float32)
+        lib.sgemm_pack(wkn.data_ptr(), k, self.n, self.packed.data_ptr())
+        self.bias = torch.zeros(max(size // k, self.n), dtype=torch.float32)
+        if b is not None:
+            self.bias[:self.n] = b.detach().to(torch.float32)
+        self.out_shape = (self.geo.n, self.geo.oh, self.geo.ow, self.n)
+        self.lo, self.hi, self.clamp = _bounds(clamp)
+        self.fn = lib.conv_f32
+        self.geo_ref = ctypes.byref(self.geo)
+
+    def run(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` [n, h, w, cin] float32 on the CPU -> [n, oh, ow, cout]; ``add`` of the output's shape or None."""
+        x = x.contiguous()
+        out = torch.empty(self.out_shape, dtype=torch.float32)
+        if add is not None:
+            add = add.contiguous()
+        if out.numel() and self.fn(x.data_ptr(), self.geo_ref, self.packed.data_ptr(), self.n, self.bias.data_ptr(),
+                                   out.data_ptr(), None if add is None else add.data_ptr(), self.lo, self.hi,
+                                   self.clamp) != 0:
+            raise MemoryError("cpu convolution: out of memory for its im2col buffer")
         return out
 
 
@@ -171,5 +211,10 @@ def _self_check() -> bool:
         oh = want.shape[1]
         dw = Depthwise(w, b, (2, h, h, c, kh, kh, s, s, d, d, p, p, oh, oh), (0.0, 6.0))
         if not _close(dw.run(x), want):
+            return False
+        wc = torch.randn(7, kh, kh, c, generator=g)
+        want = torch.nn.functional.conv2d(x.permute(0, 3, 1, 2).double(), wc.permute(0, 3, 1, 2).double(), None, s, p,
+                                          d).permute(0, 2, 3, 1)
+        if not _close(Conv(wc, None, (2, h, h, c, kh, kh, s, s, d, d, p, p, oh, oh)).run(x), want):
             return False
     return True

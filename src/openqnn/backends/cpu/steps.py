@@ -1,11 +1,11 @@
 """The cpu backend's prepared steps as data (:class:`~openqnn.backends.plan.StepPlan`), which a context binary holds.
 
 cpu prepare decides which IR nodes run as one step -- an epilogue fusion (:class:`Fusion`), a shared GEMM
-(:class:`SharedGemm`) or one node alone -- and, for a quantized graph, that every encoded activation is
+(:class:`SharedGemm`), an attention (:class:`Attention`) or one node alone -- and, for a quantized graph, that every encoded activation is
 quantize-dequantized (so no step fuses anything). :func:`plan_steps` records those decisions; :func:`bind_step`
 turns one back into a kernel call without analysing the graph again::
 
-    kernel   cpu.node | cpu.fused | cpu.shared_gemm          (a binder in BINDERS)
+    kernel   cpu.node | cpu.fused | cpu.shared_gemm | cpu.attention   (a binder in BINDERS)
     attrs    {"graph": {"tensors": [...], "nodes": [...]},  the step's nodes and every tensor they touch, in
               "epilogue": {"add": "r", "clamp": [0, inf]}}  the _net.json's form (+ "name"); cpu.fused: epilogue
     arrays   {tensor name: data} of the static inputs       (raw; encoded ones are fake-quantized on bind)
@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from openqnn.backends.cpu.fusion import Fusion, SharedGemm, fuse_epilogues, share_gemms
+from openqnn.backends.cpu.fusion import Attention, Fusion, SharedGemm, fuse_attention, fuse_epilogues, share_gemms
 from openqnn.backends.cpu.kernels import KERNELS, BuildContext, Step, Unsupported
 from openqnn.backends.cpu.kernels.conv import Epilogue
 from openqnn.backends.plan import StepPlan
@@ -93,6 +93,15 @@ def _bind_shared_gemm(nodes: list[Node], doc: Mapping[str, Any], ctx: BuildConte
     return SharedGemm(nodes).build(ctx)
 
 
+@binder("cpu.attention")
+def _bind_attention(nodes: list[Node], doc: Mapping[str, Any], ctx: BuildContext) -> Step:
+    ops = [n.op_type for n in nodes]
+    if (len(nodes) < 3 or ops[0] != "MatMul" or ops[-2:] != ["Softmax", "MatMul"]
+            or any(o not in ("ElementWiseDivide", "ElementWiseMultiply", "ElementWiseAdd") for o in ops[1:-2])):
+        raise ContextError(f"a cpu.attention step holds MatMul, [scale], [mask add], Softmax, MatMul; {_REMEDY}")
+    return Attention(nodes).build(ctx)
+
+
 def simulates_quantization(graph: Graph) -> bool:
     """Whether ``graph`` runs as a quantization simulation: some float activation carries an encoding."""
     return any(t.encoding is not None and t.dtype.is_float and t.kind is not TensorKind.STATIC
@@ -105,11 +114,12 @@ def plan_steps(graph: Graph, fuse: bool = True) -> list[StepPlan]:
     A fused step runs where its last node ran (every input exists by then), a shared GEMM where its
     first node ran. Anything that is not data fails here, naming the node.
     """
-    groups: list[Fusion | SharedGemm] = []
+    groups: list[Fusion | SharedGemm | Attention] = []
     # a quantized graph runs as a simulation: every encoded activation is quantize-dequantized,
     # so no step may hide an intermediate inside a fused kernel
     if fuse and not simulates_quantization(graph):
-        groups += fuse_epilogues(graph)
+        groups += fuse_attention(graph)
+        groups += fuse_epilogues(graph, {n.name for g in groups for n in g.nodes})
         groups += share_gemms(graph, BuildContext(graph), {n.name for g in groups for n in g.nodes})
     grouped = {n.name for g in groups for n in g.nodes}
     at = {g.at: g for g in groups}
@@ -125,6 +135,9 @@ def plan_steps(graph: Graph, fuse: bool = True) -> list[StepPlan]:
                         else list(group.epilogue.clamp)}
             plans.append(_step_plan(graph, "cpu.fused", group.head.name, group.op_type, group.nodes,
                                     group.absorbed[-1].outputs, {"epilogue": epilogue}))
+        elif isinstance(group, Attention):
+            plans.append(_step_plan(graph, "cpu.attention", group.nodes[0].name, group.op_type, group.nodes,
+                                    group.nodes[-1].outputs))
         else:
             plans.append(_step_plan(graph, "cpu.shared_gemm", group.nodes[0].name, group.op_type, group.nodes,
                                     [n.outputs[0] for n in group.nodes]))

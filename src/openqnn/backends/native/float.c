@@ -126,10 +126,12 @@ void sgemm_pack(const float* w, long K, long N, float* out) {
             }
 }
 
-/* rows [0, mr) of one tile: nv vectors of columns (nc of them valid), the whole K */
-static inline __attribute__((always_inline)) void tile(const float* a, long lda, long K, const float* bp,
-                                                       const float* bias, float* c, long ldc, const int mr,
-                                                       const int nv, long nc, const epi_t* e, const float* add) {
+/* rows [0, mr) of one tile: nv vectors of columns (nc of them valid), the whole K; row i's k-th operand is
+ * a[i * lda + k], or with an offset table (a convolution's taps) a[i * lda + off[k]] */
+static inline __attribute__((always_inline)) void tile_at(const float* a, long lda, const long* off, long K,
+                                                          const float* bp, const float* bias, float* c, long ldc,
+                                                          const int mr, const int nv, long nc, const epi_t* e,
+                                                          const float* add) {
     V acc[MR][NV];
     V b0 = vload(bias), b1 = nv > 1 ? vload(bias + VL) : vzero();
     for (int i = 0; i < MR; ++i) {
@@ -138,9 +140,10 @@ static inline __attribute__((always_inline)) void tile(const float* a, long lda,
     }
     for (long k = 0; k < K; ++k) {
         V w0 = vload(bp + k * NR), w1 = nv > 1 ? vload(bp + k * NR + VL) : vzero();
+        long ak = off ? off[k] : k;
         for (int i = 0; i < MR; ++i) {
             if (i < mr) {
-                V x = vset(a[i * lda + k]);
+                V x = vset(a[i * lda + ak]);
                 acc[i][0] = vfma(x, w0, acc[i][0]);
                 if (nv > 1) acc[i][1] = vfma(x, w1, acc[i][1]);
             }
@@ -153,73 +156,167 @@ static inline __attribute__((always_inline)) void tile(const float* a, long lda,
     }
 }
 
+/* one tile at a time, shaped by the rows and columns left (a full tile is specialized at compile time) */
+static inline __attribute__((always_inline)) void tiles(const float* a, long lda, const long* off, long K,
+                                                        const float* bp, const float* bias, float* c, long ldc,
+                                                        long mr, long nc, const epi_t* e, const float* add) {
+    if (mr == MR && nc > VL) tile_at(a, lda, off, K, bp, bias, c, ldc, MR, 2, nc, e, add);
+    else if (mr == MR) tile_at(a, lda, off, K, bp, bias, c, ldc, MR, 1, nc, e, add);
+    else if (nc > VL) tile_at(a, lda, off, K, bp, bias, c, ldc, (int)mr, 2, nc, e, add);
+    else tile_at(a, lda, off, K, bp, bias, c, ldc, (int)mr, 1, nc, e, add);
+}
+
 typedef struct {
     const float *a, *bp, *bias;
     float* c;
-    long M, K, lda, N, ldc, panels, groups, per_group;
+    long M, K, lda, N, ldc, panels, groups, per_group, rows;
     epi_t e;
 } gemm_job;
+
+/* rows [m0, m1) of a (row stride lda) times panels [j0, j1): the tiles of c they make */
+static void gemm_rows(const gemm_job* g, const float* a, long lda, long m0, long m1, long j0, long j1) {
+    /* weights that stay in cache: a tile of rows through all the panels, so that output rows are written
+     * whole, one after the other; else a panel through all the rows, so that it is read once */
+    int rows_first = g->K * (j1 - j0) * NR <= 65536;
+    for (long o = 0; o < (rows_first ? m1 - m0 : j1 - j0); o += rows_first ? MR : 1)
+        for (long p = 0; p < (rows_first ? j1 - j0 : m1 - m0); p += rows_first ? 1 : MR) {
+            long i = m0 + (rows_first ? o : p), j = j0 + (rows_first ? p : o);
+            long mr = m1 - i < MR ? m1 - i : MR, nc = g->N - j * NR < NR ? g->N - j * NR : NR;
+            float* c = g->c + i * g->ldc + j * NR;
+            const float* add = g->e.add ? g->e.add + i * g->e.ldadd + j * NR : 0;
+            tiles(a + (i - m0) * lda, lda, 0, g->K, g->bp + j * g->K * NR, g->bias + j * NR, c, g->ldc, mr, nc, &g->e,
+                  add);
+        }
+}
 
 static void gemm_task(void* arg, long t) {
     const gemm_job* g = (const gemm_job*)arg;
     long rb = t / g->groups, pg = t % g->groups;
-    long m0 = rb * MC, m1 = m0 + MC < g->M ? m0 + MC : g->M;
+    long m0 = rb * g->rows, m1 = m0 + g->rows < g->M ? m0 + g->rows : g->M;
     long j0 = pg * g->per_group, j1 = j0 + g->per_group < g->panels ? j0 + g->per_group : g->panels;
-    for (long j = j0; j < j1; ++j) {
-        long nc = g->N - j * NR < NR ? g->N - j * NR : NR;
-        const float* bp = g->bp + j * g->K * NR;
-        const float* bias = g->bias + j * NR;
-        for (long i = m0; i < m1; i += MR) {
-            long mr = m1 - i < MR ? m1 - i : MR;
-            const float* a = g->a + i * g->lda;
-            float* c = g->c + i * g->ldc + j * NR;
-            const float* add = g->e.add ? g->e.add + i * g->e.ldadd + j * NR : 0;
-            if (mr == MR && nc > VL) tile(a, g->lda, g->K, bp, bias, c, g->ldc, MR, 2, nc, &g->e, add);
-            else if (mr == MR) tile(a, g->lda, g->K, bp, bias, c, g->ldc, MR, 1, nc, &g->e, add);
-            else if (nc > VL) tile(a, g->lda, g->K, bp, bias, c, g->ldc, (int)mr, 2, nc, &g->e, add);
-            else tile(a, g->lda, g->K, bp, bias, c, g->ldc, (int)mr, 1, nc, &g->e, add);
-        }
-    }
+    gemm_rows(g, g->a + m0 * g->lda, g->lda, m0, m1, j0, j1);
+}
+
+/* the task split of an [M, N] output: blocks of g->rows rows (a multiple of MR) times groups of panels,
+ * enough tasks for the threads where the work is large enough to share */
+static long split(gemm_job* g, double macs) {
+    long row_blocks = (g->M + g->rows - 1) / g->rows;
+    int threads = openqnn_pool_threads();
+    int shared = threads > 1 && macs >= openqnn_parallel_macs;
+    g->groups = shared && row_blocks < 4 * threads ? (4 * threads + row_blocks - 1) / row_blocks : 1;
+    if (g->groups > g->panels) g->groups = g->panels;
+    g->per_group = (g->panels + g->groups - 1) / g->groups;
+    g->groups = (g->panels + g->per_group - 1) / g->per_group;
+    long tasks = row_blocks * g->groups;
+    return shared && tasks > 1 ? -tasks : tasks; /* negative: run on the pool */
 }
 
 /* c[M, N] (row stride ldc) = a[M, K] (row stride lda) @ packed weights + bias (padded to the panels'
  * width), then + add[M, N] (row stride ldadd; null for none), then clamped to [lo, hi] if clamp */
 void sgemm_f32(const float* a, long M, long K, long lda, const float* bp, long N, const float* bias, float* c,
                long ldc, const float* add, long ldadd, float lo, float hi, int clamp) {
-    gemm_job g = {a, bp, bias, c, M, K, lda, N, ldc, (N + NR - 1) / NR, 1, 0, {add, ldadd, lo, hi, clamp}};
-    long row_blocks = (M + MC - 1) / MC;
-    int threads = openqnn_pool_threads();
-    /* enough tasks for the threads: split the panels into groups where the rows alone are too few */
-    if (threads > 1 && (double)M * K * N >= openqnn_parallel_macs && row_blocks < 4 * threads)
-        g.groups = (4 * threads + row_blocks - 1) / row_blocks;
-    if (g.groups > g.panels) g.groups = g.panels;
-    g.per_group = (g.panels + g.groups - 1) / g.groups;
-    g.groups = (g.panels + g.per_group - 1) / g.per_group;
-    long tasks = row_blocks * g.groups;
-    if (threads > 1 && tasks > 1 && (double)M * K * N >= openqnn_parallel_macs)
-        openqnn_parallel(gemm_task, &g, tasks);
+    gemm_job g = {a, bp, bias, c, M, K, lda, N, ldc, (N + NR - 1) / NR, 1, 0, MC, {add, ldadd, lo, hi, clamp}};
+    long tasks = split(&g, (double)M * K * N);
+    if (tasks < 0)
+        openqnn_parallel(gemm_task, &g, -tasks);
     else
         for (long t = 0; t < tasks; ++t) gemm_task(&g, t);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Convolution as an implicit GEMM: output pixels are rows, the taps (ky, kx, input channel) the K axis.
+ * Consecutive pixels of an output row read the input a constant stride apart (stride x channels), and tap k
+ * sits at a fixed offset off[k] from a pixel's window, so the GEMM tiles read the input where it lies: no
+ * im2col. A padded input is first copied with its zeros (once per call). */
+
+typedef struct {
+    long n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow;
+} conv_geo;
+
+typedef struct {
+    gemm_job g;
+    const float* x; /* the input, padded: [n, hp, wp, c] */
+    const long* off;
+    long hp, wp;
+    const conv_geo* geo;
+} conv_job;
+
+/* output row (image, oy) times a group of panels */
+static void conv_task(void* arg, long t) {
+    const conv_job* j = (const conv_job*)arg;
+    const gemm_job* g = &j->g;
+    const conv_geo* q = j->geo;
+    long r = t / g->groups, pg = t % g->groups, img = r / q->oh, oy = r % q->oh, C = q->c;
+    long j0 = pg * g->per_group, j1 = j0 + g->per_group < g->panels ? j0 + g->per_group : g->panels;
+    const float* row = j->x + (img * j->hp + oy * q->sh) * j->wp * C;
+    long lda = q->sw * C, m0 = r * q->ow;
+    for (long jj = j0; jj < j1; ++jj) {
+        long nc = g->N - jj * NR < NR ? g->N - jj * NR : NR;
+        const float* bp = g->bp + jj * g->K * NR;
+        for (long ox = 0; ox < q->ow; ox += MR) {
+            long mr = q->ow - ox < MR ? q->ow - ox : MR;
+            float* c = g->c + (m0 + ox) * g->ldc + jj * NR;
+            const float* add = g->e.add ? g->e.add + (m0 + ox) * g->e.ldadd + jj * NR : 0;
+            tiles(row + ox * lda, lda, j->off, g->K, bp, g->bias + jj * NR, c, g->ldc, mr, nc, &g->e, add);
+        }
+    }
+}
+
+/* out [n, oh, ow, N] = conv(x [n, h, w, c], packed [kh * kw * c, N] weights) + bias, then + add (the
+ * output's shape; null for none), then clamped to [lo, hi] if clamp; returns 0, or -1 out of memory */
+int conv_f32(const float* x, const conv_geo* q, const float* bp, long N, const float* bias, float* out,
+             const float* add, float lo, float hi, int clamp) {
+    long C = q->c, K = q->kh * q->kw * C;
+    /* the padded extent the windows reach (at least the input) */
+    long hp = (q->oh - 1) * q->sh + (q->kh - 1) * q->dh + 1, wp = (q->ow - 1) * q->sw + (q->kw - 1) * q->dw + 1;
+    int padded = q->pt || q->pl || hp > q->h || wp > q->w;
+    if (hp < q->h + q->pt) hp = q->h + q->pt;
+    if (wp < q->w + q->pl) wp = q->w + q->pl;
+    long* off = (long*)malloc((size_t)(K > 0 ? K : 1) * sizeof(long));
+    float* xp = padded ? (float*)calloc((size_t)(q->n * hp * wp * C), sizeof(float)) : 0;
+    if (!off || (padded && !xp)) {
+        free(off);
+        free(xp);
+        return -1;
+    }
+    if (padded) {
+        for (long i = 0; i < q->n; ++i)
+            for (long y = 0; y < q->h; ++y)
+                memcpy(xp + ((i * hp + y + q->pt) * wp + q->pl) * C, x + (i * q->h + y) * q->w * C,
+                       (size_t)(q->w * C) * sizeof(float));
+    } else {
+        hp = q->h;
+        wp = q->w;
+    }
+    for (long ky = 0, k = 0; ky < q->kh; ++ky)
+        for (long kx = 0; kx < q->kw; ++kx)
+            for (long ci = 0; ci < C; ++ci) off[k++] = (ky * q->dh * wp + kx * q->dw) * C + ci;
+    conv_job j = {{0, bp, bias, out, q->n * q->oh, K, 0, N, N, (N + NR - 1) / NR, 1, 0, 1, {add, N, lo, hi, clamp}},
+                  padded ? xp : x, off, hp, wp, q};
+    long tasks = split(&j.g, (double)q->n * q->oh * q->ow * K * N);
+    if (tasks < 0)
+        openqnn_parallel(conv_task, &j, -tasks);
+    else
+        for (long t = 0; t < tasks; ++t) conv_task(&j, t);
+    free(off);
+    free(xp);
+    return 0;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Depthwise convolution */
 
 typedef struct {
-    long n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow;
-} dw_geo;
-
-typedef struct {
     const float *x, *w, *bias;
     float* out;
-    const dw_geo* g;
+    const conv_geo* g;
     epi_t e;
 } dw_job;
 
 /* one output row of one image; the 3x3 interior keeps its nine weight vectors in registers */
 static void dw_task(void* arg, long t) {
     const dw_job* j = (const dw_job*)arg;
-    const dw_geo* g = j->g;
+    const conv_geo* g = j->g;
     long img = t / g->oh, oy = t % g->oh, C = g->c;
     const float* x = j->x + img * g->h * g->w * C;
     float* o = j->out + (img * g->oh + oy) * g->ow * C;
@@ -285,7 +382,7 @@ static void dw_task(void* arg, long t) {
 
 /* out [n, oh, ow, c] = depthwise(x [n, h, w, c], w [kh, kw, c]) + bias, then + add (same shape as out;
  * null for none), then clamped to [lo, hi] if clamp */
-void dw_f32(const float* x, const dw_geo* g, const float* w, const float* bias, float* out, const float* add,
+void dw_f32(const float* x, const conv_geo* g, const float* w, const float* bias, float* out, const float* add,
             float lo, float hi, int clamp) {
     dw_job j = {x, w, bias, out, g, {add, g->c, lo, hi, clamp}};
     long tasks = g->n * g->oh;

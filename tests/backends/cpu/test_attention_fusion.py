@@ -1,0 +1,116 @@
+"""The cpu plan's attention fusion: ``MatMul(Q, K^T) -> [scale] -> [+ mask] -> Softmax -> MatMul(., V)`` as one
+step must compute what the unfused plan and ONNX Runtime compute, leave alone chains it cannot take whole,
+and read back from a context's step plans."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import openqnn
+from helpers import ort_run
+from openqnn.backends.cpu.plan import Plan
+from openqnn.backends.cpu.steps import plan_steps
+
+
+def _attention(scale_op: str | None = "Div", mask: str | None = "bias", axis: int = -1, heads: int = 2, s: int = 7,
+               d: int = 5, scores_out: bool = False) -> onnx.ModelProto:
+    """q, k, v inputs [1, heads, s, d]; mask input [1, 1, 1, s] (``bias``) or [1, heads, s, s] (``full``)."""
+    f = TensorProto.FLOAT
+    ins = [helper.make_tensor_value_info(n, f, [1, heads, s, d]) for n in ("q", "k", "v")]
+    nodes, inits = [], []
+    nodes.append(helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]))
+    nodes.append(helper.make_node("MatMul", ["q", "kt"], ["scores"]))
+    x = "scores"
+    if scale_op is not None:
+        inits.append(numpy_helper.from_array(np.array(np.sqrt(d) if scale_op == "Div" else 1 / np.sqrt(d), np.float32),
+                                             "c"))
+        nodes.append(helper.make_node(scale_op, [x, "c"], ["scaled"]))
+        x = "scaled"
+    if mask is not None:
+        ins.append(helper.make_tensor_value_info("mask", f, [1, 1, 1, s] if mask == "bias" else [1, heads, s, s]))
+        nodes.append(helper.make_node("Add", [x, "mask"], ["masked"]))
+        x = "masked"
+    nodes.append(helper.make_node("Softmax", [x], ["p"], axis=axis))
+    nodes.append(helper.make_node("MatMul", ["p", "v"], ["y"]))
+    outs = [helper.make_tensor_value_info("y", f, None)]
+    if scores_out:
+        outs.append(helper.make_tensor_value_info("scores", f, None))
+    g = helper.make_graph(nodes, "attention", ins, outs, inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _feeds(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for i in model.graph.input:
+        shape = [d.dim_value for d in i.type.tensor_type.shape.dim]
+        feeds[i.name] = rng.standard_normal(shape).astype(np.float32)
+    if "mask" in feeds:
+        feeds["mask"] = np.where(rng.random(feeds["mask"].shape) < 0.3, -10000.0, 0.0).astype(np.float32)
+    return feeds
+
+
+def _check(model: onnx.ModelProto) -> Plan:
+    graph = openqnn.convert(model)
+    fused, plain = Plan(graph), Plan(graph, fuse=False)
+    feeds = _feeds(model)
+    ours, unfused, ref = fused.run(feeds), plain.run(feeds), ort_run(model, feeds)
+    for o, r in zip(model.graph.output, ref):
+        np.testing.assert_allclose(ours[o.name], unfused[o.name], rtol=1e-5, atol=1e-5, err_msg=o.name)
+        np.testing.assert_allclose(ours[o.name], r, rtol=1e-5, atol=1e-5, err_msg=o.name)
+    return fused
+
+
+@pytest.mark.parametrize("scale_op", ["Div", "Mul", None])
+@pytest.mark.parametrize("mask", ["bias", "full", None])
+def test_attention_chain_runs_as_one_step(scale_op: str | None, mask: str | None) -> None:
+    plan = _check(_attention(scale_op, mask))
+    assert plan.op_types.count("Attention") == 1
+    assert "Softmax" not in plan.op_types and "MatMul" not in plan.op_types
+
+
+def test_chains_it_cannot_take_whole_stay_apart() -> None:
+    """Softmax over another axis; the scores also a graph output."""
+    for model in (_attention(axis=2), _attention(scores_out=True)):
+        plan = _check(model)
+        assert "Attention" not in plan.op_types and "Softmax" in plan.op_types
+
+
+def test_the_encoder_fuses_every_layer_and_matches_onnx_runtime(tmp_path) -> None:
+    torch = pytest.importorskip("torch")
+
+    class Layer(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.qkv = torch.nn.ModuleList(torch.nn.Linear(16, 16) for _ in range(3))
+
+        def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            q, k, v = (m(x).reshape(1, 9, 4, 4).transpose(1, 2) for m in self.qkv)
+            p = torch.softmax(q @ k.transpose(-1, -2) / 2.0 + mask, dim=-1)
+            return (p @ v).transpose(1, 2).reshape(1, 9, 16)
+
+    torch.manual_seed(0)
+    x, mask = torch.randn(1, 9, 16), torch.zeros(1, 1, 1, 9)
+    mask[..., -2:] = -10000.0
+    path = tmp_path / "layer.onnx"
+    torch.onnx.export(Layer().eval(), (x, mask), str(path), input_names=["x", "mask"], output_names=["y"], dynamo=False)
+    graph = openqnn.convert(path)
+    plan = Plan(graph)
+    assert plan.op_types.count("Attention") == 1
+    feeds = {"x": x.numpy(), "mask": mask.numpy()}
+    np.testing.assert_allclose(plan.run(feeds)["y"], ort_run(onnx.load(str(path)), feeds)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_the_attention_step_reads_back_from_its_plan() -> None:
+    """A context holds the step as data: bound from its plan read back, it computes the same."""
+    model = _attention("Div", "bias")
+    graph = openqnn.convert(model)
+    plans = plan_steps(graph)
+    assert [p.kernel for p in plans].count("cpu.attention") == 1
+    feeds = _feeds(model, 1)
+    fresh = Plan(graph).run(feeds)["y"]
+    read = Plan.from_plans(graph, plans).run(feeds)["y"]
+    np.testing.assert_array_equal(fresh, read)
