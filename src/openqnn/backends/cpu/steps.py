@@ -21,7 +21,14 @@ from typing import Any
 
 import torch
 
-from openqnn.backends.cpu.fusion import Attention, Fusion, SharedGemm, fuse_attention, fuse_epilogues, share_gemms
+from openqnn.backends.cpu.fusion import (
+    Attention,
+    Fusion,
+    SharedGemm,
+    fuse_attention,
+    fuse_epilogues,
+    share_gemms,
+)
 from openqnn.backends.cpu.kernels import KERNELS, BuildContext, Step, Unsupported
 from openqnn.backends.cpu.kernels.conv import Epilogue
 from openqnn.backends.plan import StepPlan
