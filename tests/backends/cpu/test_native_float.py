@@ -42,7 +42,7 @@ def _close(got: torch.Tensor, want: torch.Tensor) -> None:
 
 
 @pytest.mark.parametrize("m,k,n", [(1, 1, 1), (1, 1280, 1000), (5, 3, 17), (64, 128, 384), (97, 24, 144),
-                                   (13, 40, 8), (200, 16, 33)])
+                                   (13, 40, 8), (200, 16, 33), (29, 1100, 40), (25, 1024, 20), (7, 2048, 70)])
 @pytest.mark.parametrize("epilogue", ["none", "add", "relu", "add_relu6"])
 def test_gemm_matches_float64_and_every_thread_count(m: int, k: int, n: int, epilogue: str, small_tasks: None) -> None:
     g = torch.Generator().manual_seed(m * 1000 + k + n)
@@ -99,6 +99,33 @@ def test_depthwise_matches_float64_and_every_thread_count(h: int, w: int, c: int
     assert all(torch.equal(outs[0], o) for o in outs[1:])
 
 
+@pytest.mark.parametrize("h,w,c,cout,k,s,d,pads", [
+    (32, 32, 3, 16, 3, 2, 1, (1, 1, 1, 1)), (9, 11, 5, 33, 3, 1, 1, (0, 2, 1, 0)), (12, 10, 96, 20, 3, 1, 1, (1, 1, 1, 1)),
+    (10, 10, 4, 8, 5, 2, 2, (3, 3, 3, 3)), (8, 9, 7, 12, 1, 1, 1, (0, 0, 0, 0)), (5, 5, 2, 3, 7, 1, 1, (3, 3, 3, 3)),
+])
+@pytest.mark.parametrize("epilogue", ["relu6", "add"])
+def test_conv_matches_float64_and_every_thread_count(h: int, w: int, c: int, cout: int, k: int, s: int, d: int,
+                                                     pads: tuple[int, int, int, int], epilogue: str,
+                                                     small_tasks: None) -> None:
+    """The implicit GEMM over the (padded) input: strides, dilation, asymmetric padding, chunks of a long K (96 x
+    3 x 3), windows larger than the input, batch 2."""
+    g = torch.Generator().manual_seed(h * w + c + k + cout)
+    pt, pb, pl, pr = pads
+    x, wt, b = torch.randn(2, h, w, c, generator=g), torch.randn(cout, k, k, c, generator=g), torch.randn(cout, generator=g)
+    xp = torch.nn.functional.pad(x.permute(0, 3, 1, 2).double(), (pl, pr, pt, pb))
+    want = torch.nn.functional.conv2d(xp, wt.permute(0, 3, 1, 2).double(), b.double(), s, 0, d).permute(0, 2, 3, 1)
+    oh, ow = want.shape[1:3]
+    add = torch.randn(2, oh, ow, cout, generator=g) if epilogue == "add" else None
+    want = want + add.double() if add is not None else want.clamp(0.0, 6.0)
+    conv = native.Conv(wt, b, (2, h, w, c, k, k, s, s, d, d, pt, pl, oh, ow), (0.0, 6.0) if add is None else None)
+    outs = []
+    for threads in (1, 2, 3):
+        shared.sync_threads(threads)
+        outs.append(conv.run(x, add))
+    _close(outs[0], want)
+    assert all(torch.equal(outs[0], o) for o in outs[1:])
+
+
 def _mobile_block() -> torch.nn.Module:
     torch.manual_seed(0)
     return torch.nn.Sequential(
@@ -118,11 +145,12 @@ def test_plans_choose_the_native_kernels_and_match_onednn_and_the_model(tmp_path
     graph = openqnn.convert(path)
     feeds = {"x": x.numpy()}
     calls: list[str] = []
-    for cls in (native.Gemm, native.Depthwise):
+    for cls in (native.Conv, native.Gemm, native.Depthwise):
         real = cls.run
         monkeypatch.setattr(cls, "run", lambda self, *a, _r=real, _n=cls.__name__, **k: (calls.append(_n), _r(self, *a, **k))[1])
     fast = Plan(graph).run(feeds)["y"]
-    assert calls.count("Gemm") == 3 and calls.count("Depthwise") == 1  # two 1x1 convolutions, the Linear
+    # the first convolution (3 channels), two 1x1 convolutions and the Linear, the depthwise convolution
+    assert calls.count("Conv") == 1 and calls.count("Gemm") == 3 and calls.count("Depthwise") == 1
     monkeypatch.setattr(native, "library", lambda: None)
     onednn = Plan(graph).run(feeds)["y"]
     with torch.no_grad():

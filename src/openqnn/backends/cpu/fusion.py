@@ -185,7 +185,10 @@ class Attention:
             q = q.transpose(-1, -2) if ta else q
             k = kt if tb else kt.transpose(-1, -2)
             v = v.transpose(-1, -2) if tv else v
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask[0] if mask else None, scale=scale)
+            m = mask[0] if mask else None
+            if m is not None and m.dim() < 2:  # (a scalar or a row: SDPA takes masks of rank 2 and more)
+                m = m.reshape((1,) * (2 - m.dim()) + tuple(m.shape))
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=m, scale=scale)
 
         step = Step(run, runtime)
         step.outputs = list(context.outputs)

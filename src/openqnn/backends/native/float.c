@@ -126,17 +126,27 @@ void sgemm_pack(const float* w, long K, long N, float* out) {
             }
 }
 
-/* rows [0, mr) of one tile: nv vectors of columns (nc of them valid), the whole K; row i's k-th operand is
- * a[i * lda + k], or with an offset table (a convolution's taps) a[i * lda + off[k]] */
+/* rows [0, mr) of one tile: nv vectors of columns (nc of them valid), K values of k; row i's k-th operand is
+ * a[i * lda + k], or with an offset table (a convolution's taps) a[i * lda + off[k]]. A long K runs in chunks
+ * (FIRST: the sums start from the bias, else from what c holds; LAST: the epilogue, else c gets the partial
+ * sums), each sum still one multiply-add after another in k's order. */
+#define FIRST 1
+#define LAST 2
+#define KC 256 /* k per chunk where K is over 2 KC */
 static inline __attribute__((always_inline)) void tile_at(const float* a, long lda, const long* off, long K,
                                                           const float* bp, const float* bias, float* c, long ldc,
                                                           const int mr, const int nv, long nc, const epi_t* e,
-                                                          const float* add) {
+                                                          const float* add, int part) {
     V acc[MR][NV];
     V b0 = vload(bias), b1 = nv > 1 ? vload(bias + VL) : vzero();
     for (int i = 0; i < MR; ++i) {
-        acc[i][0] = b0;
-        acc[i][1] = b1;
+        if (part & FIRST || i >= mr) {
+            acc[i][0] = b0;
+            acc[i][1] = b1;
+        } else {
+            acc[i][0] = vload_n(c + i * ldc, nc);
+            acc[i][1] = nv > 1 && nc > VL ? vload_n(c + i * ldc + VL, nc - VL) : vzero();
+        }
     }
     for (long k = 0; k < K; ++k) {
         V w0 = vload(bp + k * NR), w1 = nv > 1 ? vload(bp + k * NR + VL) : vzero();
@@ -150,6 +160,11 @@ static inline __attribute__((always_inline)) void tile_at(const float* a, long l
         }
     }
     for (int i = 0; i < mr; ++i) {
+        if (!(part & LAST)) {
+            vstore_n(c + i * ldc, acc[i][0], nc);
+            if (nv > 1 && nc > VL) vstore_n(c + i * ldc + VL, acc[i][1], nc - VL);
+            continue;
+        }
         const float* ad = add ? add + i * e->ldadd : 0;
         vstore_n(c + i * ldc, epi(e, acc[i][0], ad, nc), nc);
         if (nv > 1 && nc > VL) vstore_n(c + i * ldc + VL, epi(e, acc[i][1], ad ? ad + VL : 0, nc - VL), nc - VL);
@@ -159,12 +174,15 @@ static inline __attribute__((always_inline)) void tile_at(const float* a, long l
 /* one tile at a time, shaped by the rows and columns left (a full tile is specialized at compile time) */
 static inline __attribute__((always_inline)) void tiles(const float* a, long lda, const long* off, long K,
                                                         const float* bp, const float* bias, float* c, long ldc,
-                                                        long mr, long nc, const epi_t* e, const float* add) {
-    if (mr == MR && nc > VL) tile_at(a, lda, off, K, bp, bias, c, ldc, MR, 2, nc, e, add);
-    else if (mr == MR) tile_at(a, lda, off, K, bp, bias, c, ldc, MR, 1, nc, e, add);
-    else if (nc > VL) tile_at(a, lda, off, K, bp, bias, c, ldc, (int)mr, 2, nc, e, add);
-    else tile_at(a, lda, off, K, bp, bias, c, ldc, (int)mr, 1, nc, e, add);
+                                                        long mr, long nc, const epi_t* e, const float* add, int part) {
+    if (mr == MR && nc > VL) tile_at(a, lda, off, K, bp, bias, c, ldc, MR, 2, nc, e, add, part);
+    else if (mr == MR) tile_at(a, lda, off, K, bp, bias, c, ldc, MR, 1, nc, e, add, part);
+    else if (nc > VL) tile_at(a, lda, off, K, bp, bias, c, ldc, (int)mr, 2, nc, e, add, part);
+    else tile_at(a, lda, off, K, bp, bias, c, ldc, (int)mr, 1, nc, e, add, part);
 }
+
+/* the k chunks of a sum over K: [k0, k0 + kc) for k0 = 0, chunk(K), ... */
+static inline long chunk(long K) { return K > 2 * KC ? KC : K; }
 
 typedef struct {
     const float *a, *bp, *bias;
@@ -173,20 +191,50 @@ typedef struct {
     epi_t e;
 } gemm_job;
 
+/* a per-thread buffer that grows as needed and is kept for the thread's next call */
+static _Thread_local float* scratch = 0;
+static _Thread_local long scratch_size = 0;
+
+static float* scratch_for(long floats) {
+    if (floats > scratch_size) {
+        free(scratch);
+        scratch = (float*)aligned_alloc(64, (size_t)((floats * 4 + 63) / 64 * 64));
+        scratch_size = scratch ? floats : 0;
+    }
+    return scratch;
+}
+
 /* rows [m0, m1) of a (row stride lda) times panels [j0, j1): the tiles of c they make */
 static void gemm_rows(const gemm_job* g, const float* a, long lda, long m0, long m1, long j0, long j1) {
     /* weights that stay in cache: a tile of rows through all the panels, so that output rows are written
      * whole, one after the other; else a panel through all the rows, so that it is read once */
-    int rows_first = g->K * (j1 - j0) * NR <= 65536;
-    for (long o = 0; o < (rows_first ? m1 - m0 : j1 - j0); o += rows_first ? MR : 1)
-        for (long p = 0; p < (rows_first ? j1 - j0 : m1 - m0); p += rows_first ? 1 : MR) {
-            long i = m0 + (rows_first ? o : p), j = j0 + (rows_first ? p : o);
-            long mr = m1 - i < MR ? m1 - i : MR, nc = g->N - j * NR < NR ? g->N - j * NR : NR;
-            float* c = g->c + i * g->ldc + j * NR;
-            const float* add = g->e.add ? g->e.add + i * g->e.ldadd + j * NR : 0;
-            tiles(a + (i - m0) * lda, lda, 0, g->K, g->bp + j * g->K * NR, g->bias + j * NR, c, g->ldc, mr, nc, &g->e,
-                  add);
+    long K = g->K, step = chunk(K);
+    /* rows a multiple of 4 KiB apart share the L1 cache's sets: a tile's rows then evict each other, so such a
+     * block is copied first, each chunk's rows at a stride off that multiple */
+    long off4k = lda % 1024;
+    float* packed = off4k < 32 || off4k > 992 ? scratch_for((m1 - m0) * (step + 16)) : 0;
+    for (long k0 = 0; k0 < K || k0 == 0; k0 += step) {
+        long kc = K - k0 < step ? K - k0 : step;
+        int part = (k0 == 0 ? FIRST : 0) | (k0 + kc >= K ? LAST : 0);
+        int rows_first = kc * (j1 - j0) * NR <= 65536;
+        const float* ak = a + k0;
+        long ld = lda;
+        if (packed) {
+            for (long r = 0; r < m1 - m0; ++r) memcpy(packed + r * (step + 16), a + r * lda + k0, (size_t)kc * sizeof(float));
+            ak = packed;
+            ld = step + 16;
         }
+        for (long o = 0; o < (rows_first ? m1 - m0 : j1 - j0); o += rows_first ? MR : 1)
+            for (long p = 0; p < (rows_first ? j1 - j0 : m1 - m0); p += rows_first ? 1 : MR) {
+                long i = m0 + (rows_first ? o : p), j = j0 + (rows_first ? p : o);
+                long mr = m1 - i < MR ? m1 - i : MR, nc = g->N - j * NR < NR ? g->N - j * NR : NR;
+                float* c = g->c + i * g->ldc + j * NR;
+                const float* add = g->e.add ? g->e.add + i * g->e.ldadd + j * NR : 0;
+                tiles(ak + (i - m0) * ld, ld, 0, kc, g->bp + (j * K + k0) * NR, g->bias + j * NR, c, g->ldc, mr, nc,
+                      &g->e, add, part);
+            }
+        if (K == 0) break;
+    }
 }
 
 static void gemm_task(void* arg, long t) {
@@ -250,14 +298,19 @@ static void conv_task(void* arg, long t) {
     long j0 = pg * g->per_group, j1 = j0 + g->per_group < g->panels ? j0 + g->per_group : g->panels;
     const float* row = j->x + (img * j->hp + oy * q->sh) * j->wp * C;
     long lda = q->sw * C, m0 = r * q->ow;
-    for (long jj = j0; jj < j1; ++jj) {
-        long nc = g->N - jj * NR < NR ? g->N - jj * NR : NR;
-        const float* bp = g->bp + jj * g->K * NR;
-        for (long ox = 0; ox < q->ow; ox += MR) {
-            long mr = q->ow - ox < MR ? q->ow - ox : MR;
-            float* c = g->c + (m0 + ox) * g->ldc + jj * NR;
-            const float* add = g->e.add ? g->e.add + (m0 + ox) * g->e.ldadd + jj * NR : 0;
-            tiles(row + ox * lda, lda, j->off, g->K, bp, g->bias + jj * NR, c, g->ldc, mr, nc, &g->e, add);
+    long K = g->K, step = chunk(K);
+    for (long k0 = 0; k0 < K; k0 += step) {
+        long kc = K - k0 < step ? K - k0 : step;
+        int part = (k0 == 0 ? FIRST : 0) | (k0 + kc >= K ? LAST : 0);
+        for (long jj = j0; jj < j1; ++jj) {
+            long nc = g->N - jj * NR < NR ? g->N - jj * NR : NR;
+            const float* bp = g->bp + (jj * K + k0) * NR;
+            for (long ox = 0; ox < q->ow; ox += MR) {
+                long mr = q->ow - ox < MR ? q->ow - ox : MR;
+                float* c = g->c + (m0 + ox) * g->ldc + jj * NR;
+                const float* add = g->e.add ? g->e.add + (m0 + ox) * g->e.ldadd + jj * NR : 0;
+                tiles(row + ox * lda, lda, j->off + k0, kc, bp, g->bias + jj * NR, c, g->ldc, mr, nc, &g->e, add, part);
+            }
         }
     }
 }
