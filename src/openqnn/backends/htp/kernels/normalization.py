@@ -117,7 +117,6 @@ from openqnn.backends.htp.spec.qnn_layernorm import (
 from openqnn.backends.htp.spec.qnn_logsoftmax import logsoftmax_consts_for
 from openqnn.backends.htp.spec.qnn_softmax import (
     RECIP16,
-    SHORT_ROUND_BITS,
     pair_table_for,
     short_codes_of,
     short_table_for,
@@ -217,7 +216,7 @@ def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
             return _plan_step(node, ctx, "htp.softmax_pair", {"oo": int(qo.offset[0])}, {"pair": pair})
         short = short_table_for(*case) if ctx.short_softmax else None
         if short is not None:  # rows of 3 to 16: Q15 exponentials, nnlib's reciprocal (an approximation, opt-in)
-            return _plan_step(node, ctx, "htp.softmax_short", {"round_bits": SHORT_ROUND_BITS},
+            return _plan_step(node, ctx, "htp.softmax_short", {},
                               {"exp": short, "recip": RECIP16})
         qnn = softmax_table_for(*case)
         table = table if qnn is None else qnn
@@ -325,7 +324,7 @@ def _bind_softmax_pair(plan: StepPlan, device: torch.device) -> Fns:
 @htp_binder("htp.softmax_short")
 def _bind_softmax_short(plan: StepPlan, device: torch.device) -> Fns:
     """Rows of 3 to 16 on the last axis, output 1/256 with zero point 0 (spec/qnn_softmax.short_codes)."""
-    qo, j = Codes.from_attrs(plan.attrs["out"]), int(plan.attrs["round_bits"])
+    qo = Codes.from_attrs(plan.attrs["out"])
     table, coeffs = np.asarray(plan.arrays["exp"], dtype=np.int64), np.asarray(plan.arrays["recip"], dtype=np.int64)
     table_t = _on(device, table)
     c2, c1, c0 = (_on(device, c) for c in coeffs)
@@ -334,21 +333,21 @@ def _bind_softmax_short(plan: StepPlan, device: torch.device) -> Fns:
 
     def reference(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.int64)
-        return finish_np(short_codes_of(table[x.max(axis=-1, keepdims=True) - x], coeffs, j), qo)
+        return finish_np(short_codes_of(table[x.max(axis=-1, keepdims=True) - x], coeffs), qo)
 
     def fast(x: torch.Tensor) -> torch.Tensor:
         x = x.to(torch.int64)
         e = table_t[torch.amax(x, dim=-1, keepdim=True) - x]
         s = e.sum(dim=-1, keepdim=True)
         b = bitlen_t(s)
-        u = ((s >> (b - 15)) << 2) & 0xFFFF
+        d = torch.clamp((s + (1 << (b - 16))) >> (b - 15), max=hi)
+        u = (d << 2) & 0xFFFF
         i = u >> 14
         p = torch.clamp((c2[i] * u - c1[i]) >> 16, lo, hi)
         p = torch.clamp((p * u + c0[i]) >> 16, lo, hi)
         r = torch.clamp(2 * p, lo, hi)
-        t = (e * r + (1 << (b + 5 - j))) >> (b + 6 - j)
-        once = (e * r + (1 << (b + 5))) >> (b + 6)
-        return finish_t(torch.where(e == 1 << 15, once, (t + (1 << (j - 1))) >> j), qo)
+        t = (e * r + (1 << 15)) >> 16
+        return finish_t((t + (1 << (b - 11))) >> (b - 10), qo)
 
     return reference, fast
 

@@ -104,7 +104,6 @@ def pair_table_for(arch: str, arithmetic: str, n: int, s_in: float, s_out: float
 
 SHORT_ROWS = range(3, MIN_ROW)  # row lengths this route covers
 SHORT_FRACTION_BITS = 15  # of the exponentials (E[0] = 2^15)
-SHORT_ROUND_BITS = 7  # the first rounding: to 2^-7 of a code
 # recip16's coefficients per mantissa quarter, rows c2 (signed halfwords), c1 (subtracted), c0 (added): nnlib's.
 RECIP16 = np.array([[11794, 6555, 3945, 2530],
                     [32086, 27318, 22353, 18222],
@@ -138,19 +137,19 @@ def short_exp_table(s_in: float) -> np.ndarray:
     return np.asarray(e, dtype=np.int64)
 
 
-def short_codes_of(e: np.ndarray, coeffs: np.ndarray = RECIP16, round_bits: int = SHORT_ROUND_BITS) -> np.ndarray:
+def short_codes_of(e: np.ndarray, coeffs: np.ndarray = RECIP16) -> np.ndarray:
     """The codes of rows (last axis) of Q15 exponentials ``e`` (each row holding its maximum's ``2^15``): the
-    integer sum ``S`` (``b`` bits, ``2^15 <= S < 2^20``), ``r = recip16(S >> (b - 15))`` (``~ 2^(b + 14) / S``),
-    the code ``256 e / S ~ e r / 2^(b + 6)`` rounded half up to ``2^-round_bits`` of a code, then half up to a
-    code (the row's maxima, ``e = 2^15``: rounded once, half up), clamped to [0, 255]."""
+    integer sum ``S`` (``b`` bits, ``2^15 <= S < 2^20``), its top 15 bits *rounded* ``d = (S + 2^(b-16)) >> (b-15)``
+    (at most ``2^15 - 1``), ``r = recip16(d)`` (``~ 2^(b + 14) / S``), the product's high half rounded
+    ``t = (e r + 2^15) >> 16`` (the code in units of ``2^-(b-10)``), then ``(t + 2^(b-11)) >> (b-10)``, clamped to
+    [0, 255]. The two roundings are a double rounding: the first at ``2^-6`` of a code for sums below 2 (in units of
+    the maximum's exponential), ``2^-7`` below 4, and so on (docs/htp-fidelity.md, stop 26)."""
     e = np.asarray(e, dtype=np.int64)
     s = np.sum(e, axis=-1, keepdims=True)
     b = np.frexp(s.astype(np.float64))[1].astype(np.int64)  # s < 2^b <= 2 s (exact: s < 2^53)
-    r = recip16(s >> (b - SHORT_FRACTION_BITS), coeffs)
-    j = round_bits
-    t = (e * r + (1 << (b + 5 - j))) >> (b + 6 - j)  # the code in units of 2^-j, rounded half up
-    once = (e * r + (1 << (b + 5))) >> (b + 6)
-    return np.clip(np.where(e == 1 << SHORT_FRACTION_BITS, once, (t + (1 << (j - 1))) >> j), 0, 255)
+    d = np.minimum((s + (1 << (b - 16))) >> (b - SHORT_FRACTION_BITS), (1 << 15) - 1)
+    t = (e * recip16(d, coeffs) + (1 << 15)) >> 16
+    return np.clip((t + (1 << (b - 11))) >> (b - 10), 0, 255)
 
 
 def short_codes(q: np.ndarray, s_in: float) -> np.ndarray:
