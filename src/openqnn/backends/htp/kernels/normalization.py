@@ -119,6 +119,7 @@ from openqnn.backends.htp.spec.qnn_softmax import (
     RECIP16,
     pair_table_for,
     short_codes_of,
+    short_sum_offset,
     short_table_for,
     softmax_table_for,
 )
@@ -340,7 +341,8 @@ def _bind_softmax_short(plan: StepPlan, device: torch.device) -> Fns:
         e = table_t[torch.amax(x, dim=-1, keepdim=True) - x]
         s = e.sum(dim=-1, keepdim=True)
         b = bitlen_t(s)
-        d = torch.clamp((s + (1 << (b - 16))) >> (b - 15), max=hi)
+        num, den_bits = short_sum_offset(x.shape[-1])
+        d = torch.clamp((s + ((num << (b - 15)) >> den_bits)) >> (b - 15), max=hi)
         u = (d << 2) & 0xFFFF
         i = u >> 14
         p = torch.clamp((c2[i] * u - c1[i]) >> 16, lo, hi)

@@ -35,7 +35,8 @@ import math
 import numpy as np
 
 __all__ = ["ARCHS", "MIN_ROW", "RECIP16", "SHORT_ROWS", "exp_step", "exp_table", "pair_table", "pair_table_for",
-           "recip16", "short_codes", "short_codes_of", "short_exp_table", "short_table_for", "softmax_table_for"]
+           "recip16", "short_codes", "short_codes_of", "short_exp_table", "short_sum_offset", "short_table_for",
+           "softmax_table_for"]
 
 ARCHS = ("v68", "v73")
 MIN_ROW = 17  # rows shorter than this take QNN's other route (module docstring)
@@ -103,7 +104,8 @@ def pair_table_for(arch: str, arithmetic: str, n: int, s_in: float, s_out: float
 # 16 wired", for BERT's attention rows, where exact rounding does better on some.
 
 SHORT_ROWS = range(3, MIN_ROW)  # row lengths this route covers
-SHORT_FRACTION_BITS = 15  # of the exponentials (E[0] = 2^15)
+SHORT_ONE = (1 << 15) - 1  # the exponentials' tables: exp scaled by the largest int16
+SHORT_LONGER_ROWS = 5  # rows of 3-4 and rows of 5-16 take the sum's top bits with different offsets
 # recip16's coefficients per mantissa quarter, rows c2 (signed halfwords), c1 (subtracted), c0 (added): nnlib's.
 RECIP16 = np.array([[11794, 6555, 3945, 2530],
                     [32086, 27318, 22353, 18222],
@@ -130,32 +132,45 @@ def recip16(d: np.ndarray, coeffs: np.ndarray = RECIP16) -> np.ndarray:
 
 
 def short_exp_table(s_in: float) -> np.ndarray:
-    """``E[k] = floor(2^15 exp(-k s_in) + 1/2)`` for the differences k in [0, 256) (float64 of the float32
-    scale): the exponentials of rows of 3 to 16 in Q15 (``E[0] = 2^15``)."""
-    ks = np.arange(256, dtype=np.float64)
-    e = np.floor(np.exp(-ks * float(np.float32(s_in))) * 2.0**SHORT_FRACTION_BITS + 0.5)
-    return np.asarray(e, dtype=np.int64)
+    """The exponentials of rows of 3 to 16, ``E[k]`` for the differences k in [0, 256): the product of two 16-entry
+    tables indexed by k's nibbles, each ``exp`` scaled by ``2^15 - 1`` (the largest int16) and rounded, multiplied
+    in Q15 with rounding (``vmpy(a, b):<<1:rnd``): ``A[i] = floor(32767 exp(-16 i s_in) + 1/2)``,
+    ``B[j] = floor(32767 exp(-j s_in) + 1/2)``, ``E[k] = (A[k >> 4] B[k & 15] + 2^14) >> 15`` (float64 of the
+    float32 scale). So ``E[0] = 32766``, and E is off ``2^15 exp(-k s_in)`` by up to about 2 units."""
+    i = np.arange(16, dtype=np.float64)
+    s = float(np.float32(s_in))
+    hi = np.asarray(np.floor(np.exp(-16.0 * i * s) * SHORT_ONE + 0.5), dtype=np.int64)
+    lo = np.asarray(np.floor(np.exp(-i * s) * SHORT_ONE + 0.5), dtype=np.int64)
+    k = np.arange(256)
+    return (hi[k >> 4] * lo[k & 15] + (1 << 14)) >> 15
 
 
 def short_codes_of(e: np.ndarray, coeffs: np.ndarray = RECIP16) -> np.ndarray:
-    """The codes of rows (last axis) of Q15 exponentials ``e`` (each row holding its maximum's ``2^15``): the
-    integer sum ``S`` (``b`` bits, ``2^15 <= S < 2^20``), its top 15 bits *rounded* ``d = (S + 2^(b-16)) >> (b-15)``
-    (at most ``2^15 - 1``), ``r = recip16(d)`` (``~ 2^(b + 14) / S``), the product's high half rounded
-    ``t = (e r + 2^15) >> 16`` (the code in units of ``2^-(b-10)``), then ``(t + 2^(b-11)) >> (b-10)``, clamped to
-    [0, 255]. The two roundings are a double rounding: the first at ``2^-6`` of a code for sums below 2 (in units of
-    the maximum's exponential), ``2^-7`` below 4, and so on (docs/htp-fidelity.md, stop 26)."""
+    """The codes of rows (last axis) of exponentials ``e`` (``short_exp_table``'s, Q15): the integer sum ``S`` (``b``
+    bits, ``2^15 - 2 <= S < 2^19``) and its top 15 bits ``d = (S + c) >> (b - 15)`` (at most ``2^15 - 1``) with
+    ``c`` a quarter of d's last bit for rows of 3 or 4 elements, five eighths for rows of 5 to 16
+    (``short_sum_offset``); ``r = recip16(d)`` (``~ 2^(b + 14) / S``); the product's high half rounded,
+    ``t = (e r + 2^15) >> 16`` (the code in units of ``2^-(b-10)``), then ``(t + 2^(b-11)) >> (b - 10)``, clamped to
+    [0, 255]: a double rounding, the first at ``2^-5`` to ``2^-9`` of a code as the sum grows."""
     e = np.asarray(e, dtype=np.int64)
     s = np.sum(e, axis=-1, keepdims=True)
     b = np.frexp(s.astype(np.float64))[1].astype(np.int64)  # s < 2^b <= 2 s (exact: s < 2^53)
-    d = np.minimum((s + (1 << (b - 16))) >> (b - SHORT_FRACTION_BITS), (1 << 15) - 1)
+    num, den_bits = short_sum_offset(e.shape[-1])
+    d = np.minimum((s + ((num << (b - 15)) >> den_bits)) >> (b - 15), (1 << 15) - 1)
     t = (e * recip16(d, coeffs) + (1 << 15)) >> 16
     return np.clip((t + (1 << (b - 11))) >> (b - 10), 0, 255)
 
 
+def short_sum_offset(n: int) -> tuple[int, int]:
+    """``(num, den_bits)``: the offset added to the sum before its top 15 bits are taken is ``num / 2^den_bits`` of
+    their last bit, 1/4 for rows of 3 or 4 elements and 5/8 for rows of 5 to 16 (fitted: the best of a grid of
+    eighths on the simulator's codes; truncation, 0, and rounding, 1/2, each miss a few in 10^4 more)."""
+    return (1, 2) if n < SHORT_LONGER_ROWS else (5, 3)
+
+
 def short_codes(q: np.ndarray, s_in: float) -> np.ndarray:
     """QNN's 8-bit Softmax (last axis, output 1/256 with zero point 0, beta 1) of rows of 3 to 16 codes ``q``
-    at input scale ``s_in``, as this module approximates it (the input's zero point cancels: only the
-    differences ``k = max(q) - q`` enter)."""
+    at input scale ``s_in`` (the input's zero point cancels: only the differences ``k = max(q) - q`` enter)."""
     q = np.asarray(q, dtype=np.int64)
     return short_codes_of(short_exp_table(s_in)[q.max(axis=-1, keepdims=True) - q])
 
