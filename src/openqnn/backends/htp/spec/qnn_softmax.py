@@ -23,8 +23,8 @@ with and without a masked tail at code 0; 432k codes, v68 = v73) this reproduces
 large maximum's probability (above 0.8) one code higher (the division's precision): open.
 
 Rows of two elements: ``pair_table``. Rows of 3 to 16 elements, which QNN computes another way (exact
-rounding reproduces 99.2% of their codes, the long-row rule 85-95%): ``short_codes``, an approximation, not an
-established rule (99.8-99.96% of probe codes; docs/htp-fidelity.md, "Softmax rows of 3 to 16"). Not covered
+rounding reproduces 99.2% of their codes, the long-row rule 85-95%): ``short_codes``, 16-bit fixed point with
+nnlib's reciprocal (99.97% of random rows' codes; docs/htp-fidelity.md, stop 26). Not covered
 (TFLite's arithmetic stays): other output encodings, beta != 1, an axis other than the last, 16-bit codes.
 """
 
@@ -90,18 +90,27 @@ def pair_table_for(arch: str, arithmetic: str, n: int, s_in: float, s_out: float
     return pair_table(s_in)
 
 
-# -- rows of 3 to 16 elements (an approximation) ----------------------------------------------------------------
+# -- rows of 3 to 16 elements ---------------------------------------------------------------------------------------
 #
-# Found with ``tests/fidelity/softmax_probe.py --short`` (docs/htp-fidelity.md, "Softmax rows of 3 to 16"). The
-# reciprocal of the row's sum is derived: the 16-bit 4-segment quadratic of Qualcomm's public Hexagon NN library
-# (nnlib, hexagon/include/hvx_mathops.h, ``hvx_recip16_inline`` for V65 and later with its precision parameter
-# >= 52: "2-order 4seg poly with no refinement", max relative error 51.6e-5); its gain swings per quarter of the
-# sum's mantissa exactly as the simulator's codes do. The exponentials' format (Q15, rounded) and the final
-# rounding (a double rounding, to 2^-7 of a code then to a code, standing for a small upward bias of about 0.004
-# code that is not explained; the row's maxima rounded once, without it) are the best of the variants tried, not
-# derived. Identical codes (v73; v68 = v73): 99.82% of random rows (exact rounding 99.17%), 99.955% of padded
-# (max, max - k1, max - k2) rows (exact 99.58%); all within one code. docs/htp-fidelity.md, "Softmax rows of 3 to
-# 16 wired", for BERT's attention rows, where exact rounding does better on some.
+# Found with ``tests/fidelity/softmax_probe.py --short`` (docs/htp-fidelity.md, "Softmax rows of 3 to 16" and stop 26).
+# Each step is an HVX 16-bit operation; how each was established:
+# - the exponentials: the product of two 16-entry tables indexed by the difference's nibbles (vlut16-sized), each
+#   exp scaled by 32767 and rounded, multiplied in Q15 with rounding. Against ``round(2^15 exp(-k s_in))`` (TFLite's
+#   shape, and this spec's before stop 26): 99.90% -> 99.97% of random rows' codes; splits 2/6, 3/5, 5/3, 6/2, three or
+#   more tables, tables scaled by 2^15, truncated or rounded-up tables or a truncated product are each worse. So the
+#   row's maximum is 32766, not 2^15.
+# - the reciprocal of the row's sum is derived: the 16-bit 4-segment quadratic of Qualcomm's public Hexagon NN
+#   library (nnlib, hexagon/include/hvx_mathops.h, ``hvx_recip16_inline`` for V65 and later with its precision
+#   parameter >= 52: "2-order 4seg poly with no refinement", max relative error 51.6e-5); its gain swings per quarter
+#   of the sum's mantissa exactly as the simulator's codes do. Its input is the sum's top 15 bits taken with an offset
+#   (1/4 of their last bit for rows of 3-4, 5/8 for rows of 5-16): fitted, the best of a grid of eighths; the two
+#   groups of lengths are the simulator's (rows of 3 and 4 give identical codes, rows of 5 to 16 identical codes).
+# - the product ``e r`` is taken to its high half with rounding (``vmpy:<<1:rnd``), then shifted to the code with
+#   rounding: a double rounding, found by sweeping the first rounding's position (bit 16 of the product: 99.88%,
+#   bits 12-15 and 17-21: 99.71-99.81% and 88.8-99.48%). It is the upward bias of about 0.004 code seen before.
+# Identical codes (v73; v68 = v73): 99.97% of 673,792 random-row codes (exact rounding 99.14%), 99.990% of 2.4M
+# padded (max, max - k1, max - k2) rows'; the misses lie one unit of the first rounding from a .5 boundary.
+# Not covered (TFLite's arithmetic stays): other output encodings, beta != 1, an axis other than the last, 16-bit.
 
 SHORT_ROWS = range(3, MIN_ROW)  # row lengths this route covers
 SHORT_ONE = (1 << 15) - 1  # the exponentials' tables: exp scaled by the largest int16
@@ -177,7 +186,7 @@ def short_codes(q: np.ndarray, s_in: float) -> np.ndarray:
 
 def short_table_for(arch: str, arithmetic: str, n: int, s_in: float, s_out: float, z_out: int, in_bits: int,
                     out_bits: int, beta: float, last_axis: bool) -> np.ndarray | None:
-    """``short_exp_table(s_in)`` where this module's approximation of rows of 3 to 16 applies
+    """``short_exp_table(s_in)`` where this module's route for rows of 3 to 16 applies
     (``arithmetic == "qnn"``, v68 or v73, 8-bit codes, output 1/256 with zero point 0, beta 1, the last axis),
     else None (TFLite's arithmetic applies)."""
     if (arithmetic != "qnn" or arch not in ARCHS or in_bits != 8 or out_bits != 8 or n not in SHORT_ROWS
