@@ -96,18 +96,19 @@ def pair_table_for(arch: str, arithmetic: str, n: int, s_in: float, s_out: float
 # Each step is an HVX 16-bit operation; how each was established:
 # - the exponentials: the product of two 16-entry tables indexed by the difference's nibbles (vlut16-sized), each
 #   exp scaled by 32767 and rounded, multiplied in Q15 with rounding. Against ``round(2^15 exp(-k s_in))`` (TFLite's
-#   shape, and this spec's before stop 26): 99.90% -> 99.97% of random rows' codes; splits 2/6, 3/5, 5/3, 6/2, three or
-#   more tables, tables scaled by 2^15, truncated or rounded-up tables or a truncated product are each worse. So the
-#   row's maximum is 32766, not 2^15.
+#   shape, and this spec's before stop 26): 99.90% -> 99.97% of random rows' codes; splits 2/6, 3/5, 5/3, 6/2 (99.92-
+#   99.94%), three or more tables (99.81-99.89%), tables scaled by 2^15 (99.91%), truncated or rounded-up tables or a
+#   truncated product (99.80-99.86%) are each worse. So the row's maximum is 32766, not 2^15.
 # - the reciprocal of the row's sum is derived: the 16-bit 4-segment quadratic of Qualcomm's public Hexagon NN
 #   library (nnlib, hexagon/include/hvx_mathops.h, ``hvx_recip16_inline`` for V65 and later with its precision
 #   parameter >= 52: "2-order 4seg poly with no refinement", max relative error 51.6e-5); its gain swings per quarter
 #   of the sum's mantissa exactly as the simulator's codes do. Its input is the sum's top 15 bits taken with an offset
-#   (1/4 of their last bit for rows of 3-4, 5/8 for rows of 5-16): fitted, the best of a grid of eighths; the two
-#   groups of lengths are the simulator's (rows of 3 and 4 give identical codes, rows of 5 to 16 identical codes).
+#   (1/4 of their last bit for rows of 3-4, 5/8 for rows of 5-16): fitted (``short_sum_offset``); the two groups of
+#   lengths are the simulator's (rows of 3 and 4 give identical codes, rows of 5 to 16 identical codes).
 # - the product ``e r`` is taken to its high half with rounding (``vmpy:<<1:rnd``), then shifted to the code with
-#   rounding: a double rounding, found by sweeping the first rounding's position (bit 16 of the product: 99.88%,
-#   bits 12-15 and 17-21: 99.71-99.81% and 88.8-99.48%). It is the upward bias of about 0.004 code seen before.
+#   rounding: a double rounding, found by sweeping the first rounding's position (bit 16 of the product: 99.97%;
+#   bits 13-15: 99.75-99.84%, 17-18: 99.61-98.93%, a single rounding 99.72%). It is the upward bias of about 0.004
+#   code seen before (2^-7 of a code rounded away for sums of 2 to 4 maxima).
 # Identical codes (v73; v68 = v73): 99.97% of 673,792 random-row codes (exact rounding 99.14%), 99.990% of 2.4M
 # padded (max, max - k1, max - k2) rows'; the misses lie one unit of the first rounding from a .5 boundary.
 # Not covered (TFLite's arithmetic stays): other output encodings, beta != 1, an axis other than the last, 16-bit.
@@ -172,8 +173,10 @@ def short_codes_of(e: np.ndarray, coeffs: np.ndarray = RECIP16) -> np.ndarray:
 
 def short_sum_offset(n: int) -> tuple[int, int]:
     """``(num, den_bits)``: the offset added to the sum before its top 15 bits are taken is ``num / 2^den_bits`` of
-    their last bit, 1/4 for rows of 3 or 4 elements and 5/8 for rows of 5 to 16 (fitted: the best of a grid of
-    eighths on the simulator's codes; truncation, 0, and rounding, 1/2, each miss a few in 10^4 more)."""
+    their last bit, 1/4 for rows of 3 or 4 elements and 5/8 for rows of 5 to 16. Fitted, not derived: on 673,792
+    random-row codes 0 and 1/2 miss 189, 1/4 and 5/8 185, 0 for all 242, 1/2 for all 264; offsets from 1/2 to 5/8
+    fit rows of 5-16 alike, and 5/8 is the one that also gives a tie row of BERT's attention (6.5 codes through
+    1/2, QNN writes 6: tests/fidelity/test_qnn_softmax.py) and with it the calibrated encoder's logits."""
     return (1, 2) if n < SHORT_LONGER_ROWS else (5, 3)
 
 
