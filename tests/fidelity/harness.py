@@ -396,9 +396,9 @@ def export_bytes(prep: Prepared) -> bytes:
 
 
 def run_prepared(prep: Prepared, arch: str, *, cache: Path | None = None, use_cache: bool = True,
-                 qdq: bytes | None = None, arithmetic: str = "qnn", short_softmax: bool = False) -> Result:
-    """Compare openqnn's htp (``htp_config.arithmetic``; ``short_softmax``: its
-    ``enable_approximate_short_softmax``) and the simulator on a prepared case for ``arch`` ("68", "73", ...)."""
+                 qdq: bytes | None = None, arithmetic: str = "qnn") -> Result:
+    """Compare openqnn's htp (``htp_config.arithmetic``) and the simulator on a prepared case for ``arch`` ("68",
+    "73", ...)."""
     import openqnn
     from openqnn.backends.htp.config import HtpConfig
     from openqnn.runtime.config import BackendConfig
@@ -424,8 +424,7 @@ def run_prepared(prep: Prepared, arch: str, *, cache: Path | None = None, use_ca
     ours: list[dict[str, np.ndarray]] | None = None
     t0 = time.perf_counter()
     try:
-        cfg = BackendConfig(htp=HtpConfig(dsp_arch=f"v{arch}", arithmetic=arithmetic,
-                                          enable_approximate_short_softmax=short_softmax))
+        cfg = BackendConfig(htp=HtpConfig(dsp_arch=f"v{arch}", arithmetic=arithmetic))
         with _quiet_warnings():
             sess = openqnn.Session(prep.graph, backend="htp", config=cfg)
         res.fallbacks = [f"{f.node} ({f.op_type}): {f.reason}" for f in sess.fallbacks]

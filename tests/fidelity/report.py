@@ -42,7 +42,7 @@ def _machine() -> str:
 
 
 def run_all(cases: Sequence[Case], archs: Sequence[str], *, use_cache: bool = True, verbose: bool = False,
-            progress: bool = True, arithmetic: str = "qnn", short_softmax: bool = False) -> list[Result]:
+            progress: bool = True, arithmetic: str = "qnn") -> list[Result]:
     """Prepare each case once, run it on each arch."""
     from tests.fidelity.harness import _first_line
 
@@ -61,7 +61,7 @@ def run_all(cases: Sequence[Case], archs: Sequence[str], *, use_cache: bool = Tr
                                       error=f"{stage}: {_first_line(e)}"))
             continue
         for arch in archs:
-            r = run_prepared(prep, arch, use_cache=use_cache, qdq=qdq, arithmetic=arithmetic, short_softmax=short_softmax)
+            r = run_prepared(prep, arch, use_cache=use_cache, qdq=qdq, arithmetic=arithmetic)
             results.append(r)
             if verbose:
                 print(("\r" if progress else "") + r.line(), file=sys.stderr if progress else sys.stdout)
@@ -251,8 +251,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", help="write every result to this file")
     ap.add_argument("--arithmetic", choices=["qnn", "tflite"], default="qnn",
                     help="openqnn's htp_config.arithmetic (default qnn: QNN's arithmetic where established, else TFLite's)")
-    ap.add_argument("--short-softmax", action="store_true",
-                    help="htp_config.enable_approximate_short_softmax: 8-bit Softmax rows of 3 to 16 approximated")
     args = ap.parse_args(argv)
     missing = simulator_missing()
     if missing:
@@ -263,8 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.models or args.full:
         cases += [c for c in model_cases(args.full) if not args.ops or c.op in args.ops]
     t0 = time.perf_counter()
-    results = run_all(cases, archs, use_cache=not args.no_cache, verbose=args.cases, arithmetic=args.arithmetic,
-                      short_softmax=args.short_softmax)
+    results = run_all(cases, archs, use_cache=not args.no_cache, verbose=args.cases, arithmetic=args.arithmetic)
     seconds = time.perf_counter() - t0
     print(f"openqnn htp vs QNN's HTP simulator ({wheel_version()}); {_machine()}")
     if any(not r.model for r in results):

@@ -10,15 +10,14 @@ openqnn's spec (``src/openqnn/backends/htp/spec/qnn_softmax.py``) and exact roun
 
 Findings on onnxruntime-qnn 2.7.0 (QNN 2.51), v68 = v73: for rows of 17 elements or more QNN's
 exponentials are ``2^(-k C')`` with ``C' = s_in log2(e)`` truncated to 8 significant bits (99.98% of the
-codes; exact rounding 95-99.7%). Rows of up to 16 elements take another route, close to exact rounding;
-open (docs/htp-fidelity.md). ``run_codes`` with a finer output scale (2^-9 to 2^-16, two-level rows)
+codes; exact rounding 95-99.7%). Rows of 3 to 16 elements take another route, 16-bit fixed point
+(``spec/qnn_softmax.short_codes``, docs/htp-fidelity.md stop 26). ``run_codes`` with a finer output scale (2^-9 to 2^-16, two-level rows)
 reads the exponentials to 0.1%, which is how the 8 bits were found.
 
 ``--short`` probes rows of 3 to 16 elements instead and prints, besides exact rounding, the share that
-``short_fit_codes`` reproduces: openqnn's approximation of that route (``spec/qnn_softmax.short_codes``, what its
-htp runs with ``arithmetic: "qnn"``), its reciprocal derived (``recip16``, the 16-bit 4-segment quadratic of
-Qualcomm's Hexagon NN library) but its exponentials and final rounding chosen among variants, so not a rule
-(docs/htp-fidelity.md, stop 25).
+``short_fit_codes`` reproduces: ``spec/qnn_softmax.short_codes``, what openqnn's htp runs with ``arithmetic: "qnn"``
+(exponentials from two nibble-indexed tables scaled by 32767, nnlib's 16-bit reciprocal ``recip16``, a double
+rounding; 99.97% of random rows' codes, the sum's offsets fitted: docs/htp-fidelity.md, stop 26).
 """
 
 from __future__ import annotations
@@ -77,10 +76,9 @@ def spec_codes(q: np.ndarray, sx: float) -> np.ndarray:
 
 
 def short_fit_codes(q: np.ndarray, sx: float) -> np.ndarray:
-    """QNN's rows of 3 to 16 elements as openqnn approximates them (``spec/qnn_softmax.short_codes``: exponentials
-    ``round(2^15 exp(-s_in k))``, their integer sum, nnlib's 16-bit reciprocal ``recip16``, a double rounding but
-    for the maxima); not a bit-exact rule (docs/htp-fidelity.md, stop 25): 99.8% of random rows' codes, exact
-    rounding 99.2%."""
+    """QNN's rows of 3 to 16 elements as openqnn computes them (``spec/qnn_softmax.short_codes``: exponentials from
+    two nibble-indexed tables, their integer sum, nnlib's 16-bit reciprocal ``recip16``, a double rounding;
+    docs/htp-fidelity.md, stop 26): 99.97% of random rows' codes, exact rounding 99.2%."""
     return short_codes(q, sx)
 
 
@@ -125,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--arch", default="73")
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--rows", type=int, default=128, help="rows per probe")
-    p.add_argument("--short", action="store_true", help="rows of 3 to 16 elements (the open route)")
+    p.add_argument("--short", action="store_true", help="rows of 3 to 16 elements (their own route)")
     args = p.parse_args(argv)
     missing = simulator_missing()
     if missing:

@@ -1,9 +1,8 @@
-"""htp_config.enable_approximate_short_softmax (with arithmetic = "qnn"): QNN's Softmax of rows of 3 to 16 8-bit codes as
-openqnn approximates it (spec/qnn_softmax.short_codes: Q15 exponentials, their integer sum, nnlib's 16-bit
-reciprocal, a double rounding; docs/htp-fidelity.md, "Softmax rows of 3 to 16"). Off by default: such rows keep
-TFLite's arithmetic. Fast path == reference == the spec on random, extreme and masked rows of every length, both
-archs; within one code of exact rounding; other cases keep the general Softmax. (Against the simulator:
-tests/fidelity/test_qnn_softmax.py.)"""
+"""htp_config.arithmetic = "qnn" (the default): QNN's Softmax of rows of 3 to 16 8-bit codes (spec/qnn_softmax.short_codes:
+exponentials from two nibble-indexed tables, their integer sum, nnlib's 16-bit reciprocal, a double rounding;
+docs/htp-fidelity.md, stop 26). Fast path == reference == the spec on random, extreme and masked rows of every length,
+both archs; within one code of exact rounding; other cases keep the general Softmax; the retired opt-in key is
+refused. (Against the simulator: tests/fidelity/test_qnn_softmax.py.)"""
 
 from __future__ import annotations
 
@@ -16,7 +15,7 @@ from openqnn.backends.htp.arch import ARCHS
 from openqnn.backends.htp.backend import HtpBackend
 from openqnn.backends.htp.config import HtpConfig
 from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext
-from openqnn.backends.htp.spec.qnn_softmax import RECIP16, SHORT_ROWS, exp_table, short_codes, short_exp_table
+from openqnn.backends.htp.spec.qnn_softmax import RECIP16, SHORT_ROWS, short_codes, short_exp_table
 from openqnn.ir.tensor import Encoding
 
 
@@ -26,9 +25,9 @@ def _softmax_graph(n: int, s_in: float, rows: tuple[int, ...] = (3, 5)):
     return g
 
 
-def _step(n: int, arch: str, arithmetic: str, s_in: float, short_softmax: bool = True):
+def _step(n: int, arch: str, arithmetic: str, s_in: float):
     g = _softmax_graph(n, s_in)
-    ctx = HtpBuildContext(g, ARCHS[arch], arithmetic=arithmetic, short_softmax=short_softmax)
+    ctx = HtpBuildContext(g, ARCHS[arch], arithmetic=arithmetic)
     return HTP_KERNELS["Softmax"](g.nodes[0], ctx), g
 
 
@@ -71,8 +70,9 @@ def test_short_rows_fast_equals_reference_equals_spec(arch: str, n: int) -> None
 
 
 def test_short_rows_are_not_exact_rounding() -> None:
-    """The approximation parts from exact rounding by a code now and then (QNN's reciprocal has a relative error
-    up to 5.2e-4): on random rows of 16 at s_in = 0.05 between 0.1% and 3% of the codes."""
+    """QNN's route parts from exact rounding by a code now and then (its reciprocal has a relative error up to
+    5.2e-4, its exponentials are off by up to about 2 units of 2^-15): on random rows of 16 at s_in = 0.05 between
+    0.1% and 3% of the codes."""
     x = np.random.default_rng(0).integers(150, 256, (200, 5, 16))
     assert 0.001 < np.mean(short_codes(x, 0.05) != _exact(x, float(np.float32(0.05)))) < 0.03
 
@@ -80,7 +80,7 @@ def test_short_rows_are_not_exact_rounding() -> None:
 @pytest.mark.parametrize("n,arch,arithmetic", [(3, "v73", "tflite"), (16, "v68", "tflite"), (8, "v69", "qnn"),
                                                (16, "v75", "qnn"), (17, "v73", "qnn"), (1, "v73", "qnn")])
 def test_other_cases_keep_the_general_softmax(n: int, arch: str, arithmetic: str) -> None:
-    step, g = _step(n, arch, arithmetic, 0.1, short_softmax=True)
+    step, g = _step(n, arch, arithmetic, 0.1)
     assert step.plan is not None and step.plan.kernel == "htp.softmax"
     s = float(g.tensors["x0"].encoding.scale[0])  # type: ignore[union-attr]
     if arithmetic == "tflite":  # exact exponentials in Q30, a rounded division
@@ -88,41 +88,52 @@ def test_other_cases_keep_the_general_softmax(n: int, arch: str, arithmetic: str
         np.testing.assert_array_equal(table, np.round(np.exp(-s * np.arange(256)) * 2.0**30).astype(np.int64))
 
 
-@pytest.mark.parametrize("arch", ["v68", "v73"])
-@pytest.mark.parametrize("n", [3, 8, 16])
-def test_short_rows_keep_tflite_arithmetic_by_default(arch: str, n: int) -> None:
-    """Without enable_approximate_short_softmax: exact exponentials in Q30 and a rounded division, not the long rows'
-    8-bit step."""
-    step, g = _step(n, arch, "qnn", 0.1, short_softmax=False)
-    assert step.plan is not None and step.plan.kernel == "htp.softmax"
-    s = float(g.tensors["x0"].encoding.scale[0])  # type: ignore[union-attr]
-    table = np.asarray(step.plan.arrays["exp"], dtype=np.int64)
-    np.testing.assert_array_equal(table, np.round(np.exp(-s * np.arange(256)) * 2.0**30).astype(np.int64))
-    assert not np.array_equal(table, exp_table(s))
-    x = np.random.default_rng(n).integers(0, 256, (3, 5, n))
-    ref = step.reference(x)
-    np.testing.assert_array_equal(ref, step.fast(torch.from_numpy(x).to(torch.uint8)).numpy().astype(np.int64))
-    assert np.abs(ref - _exact(x, s)).max() <= 1 and np.mean(ref == _exact(x, s)) > 0.99
+def test_the_exponentials_are_two_nibble_tables_scaled_by_32767() -> None:
+    """E[k] = vmpy(A[k >> 4], B[k & 15]) with tables of exp scaled by 32767: the row's maximum is 32766, and
+    E[16 i + j] is the rounded Q15 product of E[16 i]'s and E[j]'s tables, off 2^15 exp(-k s) by up to 2 units."""
+    s = float(np.float32(0.05))
+    e = short_exp_table(s)
+    assert e[0] == 32766
+    a = np.floor(32767 * np.exp(-16 * s * np.arange(16)) + 0.5).astype(np.int64)
+    b = np.floor(32767 * np.exp(-s * np.arange(16)) + 0.5).astype(np.int64)
+    assert e[16 * 3 + 5] == (a[3] * b[5] + (1 << 14)) >> 15
+    off = e - 2.0**15 * np.exp(-s * np.arange(256))
+    assert np.abs(off).max() < 3 and np.abs(off).max() > 1
 
 
 @pytest.mark.parametrize("path", ["fast", "reference"])
-def test_the_config_key_reaches_the_kernel(path: str) -> None:
-    """htp_config.enable_approximate_short_softmax through prepare: the spec's codes with it, TFLite's without."""
+def test_short_rows_take_qnns_route_by_default_and_tflites_on_request(path: str) -> None:
+    """Through prepare: the default config (arithmetic "qnn") gives the spec's codes; arithmetic "tflite" gives
+    TFLite's (exact exponentials in Q30, a rounded division: nearer exact rounding)."""
     s_in = 0.05
     g = _softmax_graph(16, s_in, rows=(200, 5))
     s = float(g.tensors["x0"].encoding.scale[0])  # type: ignore[union-attr]
     x = np.random.default_rng(1).integers(150, 256, (200, 5, 16)).astype(np.uint8)
     outs = {}
-    for on in (False, True):
-        cfg = HtpConfig(dsp_arch="v73", arithmetic="qnn", enable_approximate_short_softmax=on)
+    for cfg in (HtpConfig(dsp_arch="v73"), HtpConfig(dsp_arch="v73", arithmetic="tflite")):
         exe = HtpBackend(cfg, path=path).prepare(g)
-        outs[on] = np.asarray(exe.run({"x0": x}, native_inputs=True, native_outputs=True)["out"]).astype(np.int64)
-    np.testing.assert_array_equal(outs[True], short_codes(x, s))
-    assert np.mean(outs[False] == _exact(x.astype(np.int64), s)) > np.mean(outs[True] == _exact(x.astype(np.int64), s))
+        outs[cfg.arithmetic] = np.asarray(exe.run({"x0": x}, native_inputs=True, native_outputs=True)["out"])
+    np.testing.assert_array_equal(outs["qnn"].astype(np.int64), short_codes(x, s))
+    exact = _exact(x.astype(np.int64), s)
+    assert np.mean(outs["tflite"] == exact) > np.mean(outs["qnn"] == exact)
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_the_retired_key_is_refused(value: bool) -> None:
+    """htp_config.enable_approximate_short_softmax (stop 25's opt-in) is retired: refused with the reason, from the API
+    and from a config file."""
+    from openqnn.errors import InvalidConfigError
+    from openqnn.runtime.config import parse_backend_config
+
+    with pytest.raises(InvalidConfigError, match="retired"):
+        HtpConfig(dsp_arch="v73", enable_approximate_short_softmax=value)
+    with pytest.raises(InvalidConfigError, match="retired"):
+        parse_backend_config({"htp_config": {"enable_approximate_short_softmax": value}})
 
 
 def test_the_plan_is_data_and_binds_back_to_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The plan (Q15 table, reciprocal coefficients, rounding) survives JSON and binds without prepare-time work."""
+    """The plan (the exponentials' table, the reciprocal's coefficients) survives JSON and binds without prepare-time
+    work."""
     import json
 
     from openqnn.backends.htp.kernels import normalization

@@ -49,8 +49,7 @@ class HtpBackend:
         if builder is None:
             return f"no htp kernel for {node.op_type}"
         try:
-            builder(node, HtpBuildContext(graph, self.arch, arithmetic=self.config.arithmetic,
-                                          short_softmax=self.config.enable_approximate_short_softmax))
+            builder(node, HtpBuildContext(graph, self.arch, arithmetic=self.config.arithmetic))
         except Unsupported as e:
             return str(e)
         return None
@@ -93,8 +92,7 @@ class HtpBackend:
         from openqnn.backends.htp.rewrite import rewrite_for
 
         graph = rewrite_for(graph, self.arch.name, self.config.arithmetic)
-        exe = HtpExecutable(graph, self.arch, self.device, self.path, self.config.arithmetic, placement,
-                            short_softmax=self.config.enable_approximate_short_softmax)
+        exe = HtpExecutable(graph, self.arch, self.device, self.path, self.config.arithmetic, placement)
         if self.config.vtcm_mb is not None:
             on_cpu = {f.node for f in exe.fallbacks}
             check_vtcm(graph, [n for n in graph.nodes if n.name not in on_cpu], self.config.vtcm_mb,

@@ -40,10 +40,9 @@ class HtpConfig:
       ``spec/qnn_requant.py``, and of ReduceMean / ReduceSum, ``spec/qnn_reduce.py``, with 8-bit codes on
       v68 and v73; every other op, encoding and arch keeps TFLite's) or "tflite" (TFLite's reference
       arithmetic throughout: the oracle for TFLite models).
-    - ``enable_approximate_short_softmax``: with ``arithmetic`` "qnn", 8-bit Softmax rows of 3 to 16 elements (v68, v73,
-      output 1/256) take ``spec/qnn_softmax.short_codes``, an approximation of QNN's route for them (99.8% of the
-      simulator's codes on random rows, exact rounding 99.2%). Off by default: on BERT's attention rows exact
-      rounding (TFLite's arithmetic) matches QNN better (docs/htp-fidelity.md, "Softmax rows of 3 to 16 wired")."""
+    - ``enable_approximate_short_softmax``: retired, refused when set. It opted 8-bit Softmax rows of 3 to 16 elements
+      into an approximation of QNN's route; that route (``spec/qnn_softmax.short_codes``, 99.97% of the simulator's
+      codes on random rows) is now part of ``arithmetic`` "qnn" (docs/htp-fidelity.md, stop 26)."""
 
     device_id: int = 0
     performance_mode: str = "default"
@@ -56,7 +55,7 @@ class HtpConfig:
     hvx_threads: int | None = None
     optimization_level: int = 3
     arithmetic: str = "qnn"
-    enable_approximate_short_softmax: bool = False
+    enable_approximate_short_softmax: bool | None = None  # retired (stop 26): refused when set
 
     def __post_init__(self) -> None:
         validate_config(self, "htp_config", {"precision_mode": PRECISION_MODES, "dsp_arch": tuple(ARCHS),
@@ -64,6 +63,11 @@ class HtpConfig:
         if self.device_id != 0:
             raise InvalidConfigError(f"htp_config.device_id = {self.device_id}: openqnn emulates one HTP device, "
                                      "device 0; drop the key or use 0")
+        if self.enable_approximate_short_softmax is not None:
+            raise InvalidConfigError("htp_config.enable_approximate_short_softmax was retired: with arithmetic 'qnn' "
+                                     "8-bit Softmax rows of 3 to 16 elements always take QNN's route now "
+                                     "(spec/qnn_softmax.short_codes); drop the key, or use arithmetic 'tflite' for "
+                                     "TFLite's arithmetic")
         if self.optimization_level != 3:
             raise InvalidConfigError(f"htp_config.optimization_level (QNN's O) = {self.optimization_level}: openqnn "
                                      "prepares one plan, its most optimized, which is what O=3 asks for; drop the "

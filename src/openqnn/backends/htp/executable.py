@@ -47,14 +47,14 @@ class HtpExecutable:
     """Runs a quantized graph with integer arithmetic (see module docstring)."""
 
     def __init__(self, graph: Graph, arch: HtpArch, device: torch.device | str = "cpu", path: str = "fast",
-                 arithmetic: str = "tflite", placement: PlacementConfig | None = None, short_softmax: bool = False):
+                 arithmetic: str = "tflite", placement: PlacementConfig | None = None):
         if path not in ("fast", "reference"):
             raise ValueError(f"path must be 'fast' or 'reference', not {path!r}")
         self.graph, self.arch, self.path = graph, arch, path
         self.device = torch.device(device)
         if self.device.type == "cpu":
             keep_freed_memory()
-        hctx = HtpBuildContext(graph, arch, self.device, arithmetic, short_softmax)
+        hctx = HtpBuildContext(graph, arch, self.device, arithmetic)
         def own(node: Node) -> HtpStep | str:
             builder = HTP_KERNELS.get(node.op_type)
             if builder is None:

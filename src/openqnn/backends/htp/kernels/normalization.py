@@ -15,12 +15,11 @@ Softmax (any axis, beta != 0 allowed)
     the last axis, beta 1) the table is QNN's: ``E[k] = round(2^(-k C') * 2^30)`` with ``C' = s_in log2(e)``
     truncated to 8 significant bits (``spec/qnn_softmax.py``). Rows of two elements there (``htp.softmax_pair``):
     ``c1 = P[q1 - q0 + 255]``, ``c0 = 255 - c1`` with ``P[k] = floor(255 sigmoid(k s_in) + 1/2)``. Rows of 3 to
-    16 there with ``htp_config.enable_approximate_short_softmax`` (off by default; ``htp.softmax_short``, an approximation:
-    ``spec/qnn_softmax.short_codes``): ``e = E[k]`` with
-    ``E[k] = floor(2^15 exp(-k s_in) + 1/2)``, ``S = sum(e)`` of ``b`` bits, ``r = recip16(S >> (b - 15))``
-    (nnlib's 4-segment quadratic, its coefficients in the plan), ``t = (e r + 2^(b+5-j)) >> (b + 6 - j)``,
-    ``out = (t + 2^(j-1)) >> j`` (``j = 7``: a double rounding), for the row's maxima (``e = 2^15``) rounded once:
-    ``out = (e r + 2^(b+5)) >> (b + 6)``.
+    16 there (``htp.softmax_short``, ``spec/qnn_softmax.short_codes``): ``e = E[k]`` with
+    ``E[k] = (A[k >> 4] B[k & 15] + 2^14) >> 15``, ``A[i] = floor(32767 exp(-16 i s_in) + 1/2)``,
+    ``B[j] = floor(32767 exp(-j s_in) + 1/2)``; ``S = sum(e)`` of ``b`` bits, ``d = (S + c) >> (b - 15)`` (``c`` 1/4
+    of d's last bit for rows of 3-4, 5/8 for rows of 5-16), ``r = recip16(d)`` (nnlib's 4-segment quadratic, its
+    coefficients in the plan), ``t = (e r + 2^15) >> 16``, ``out = (t + 2^(b-11)) >> (b - 10)``.
 
 LogSoftmax
     ``k``, ``e``, ``S`` as for Softmax; ``lam = log2(S / 2^30)`` in Q24: ``b = floor(log2 S)``
@@ -117,9 +116,9 @@ from openqnn.backends.htp.spec.qnn_layernorm import (
 from openqnn.backends.htp.spec.qnn_logsoftmax import logsoftmax_consts_for
 from openqnn.backends.htp.spec.qnn_softmax import (
     RECIP16,
-    SHORT_ROUND_BITS,
     pair_table_for,
     short_codes_of,
+    short_sum_offset,
     short_table_for,
     softmax_table_for,
 )
@@ -215,9 +214,9 @@ def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
         pair = pair_table_for(*case)
         if pair is not None:  # QNN's rows of two: a sigmoid table of the difference (spec/qnn_softmax.py)
             return _plan_step(node, ctx, "htp.softmax_pair", {"oo": int(qo.offset[0])}, {"pair": pair})
-        short = short_table_for(*case) if ctx.short_softmax else None
-        if short is not None:  # rows of 3 to 16: Q15 exponentials, nnlib's reciprocal (an approximation, opt-in)
-            return _plan_step(node, ctx, "htp.softmax_short", {"round_bits": SHORT_ROUND_BITS},
+        short = short_table_for(*case)
+        if short is not None:  # rows of 3 to 16: nibble-table exponentials, nnlib's reciprocal (spec/qnn_softmax.py)
+            return _plan_step(node, ctx, "htp.softmax_short", {},
                               {"exp": short, "recip": RECIP16})
         qnn = softmax_table_for(*case)
         table = table if qnn is None else qnn
@@ -325,7 +324,7 @@ def _bind_softmax_pair(plan: StepPlan, device: torch.device) -> Fns:
 @htp_binder("htp.softmax_short")
 def _bind_softmax_short(plan: StepPlan, device: torch.device) -> Fns:
     """Rows of 3 to 16 on the last axis, output 1/256 with zero point 0 (spec/qnn_softmax.short_codes)."""
-    qo, j = Codes.from_attrs(plan.attrs["out"]), int(plan.attrs["round_bits"])
+    qo = Codes.from_attrs(plan.attrs["out"])
     table, coeffs = np.asarray(plan.arrays["exp"], dtype=np.int64), np.asarray(plan.arrays["recip"], dtype=np.int64)
     table_t = _on(device, table)
     c2, c1, c0 = (_on(device, c) for c in coeffs)
@@ -334,21 +333,22 @@ def _bind_softmax_short(plan: StepPlan, device: torch.device) -> Fns:
 
     def reference(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.int64)
-        return finish_np(short_codes_of(table[x.max(axis=-1, keepdims=True) - x], coeffs, j), qo)
+        return finish_np(short_codes_of(table[x.max(axis=-1, keepdims=True) - x], coeffs), qo)
 
     def fast(x: torch.Tensor) -> torch.Tensor:
         x = x.to(torch.int64)
         e = table_t[torch.amax(x, dim=-1, keepdim=True) - x]
         s = e.sum(dim=-1, keepdim=True)
         b = bitlen_t(s)
-        u = ((s >> (b - 15)) << 2) & 0xFFFF
+        num, den_bits = short_sum_offset(x.shape[-1])
+        d = torch.clamp((s + ((num << (b - 15)) >> den_bits)) >> (b - 15), max=hi)
+        u = (d << 2) & 0xFFFF
         i = u >> 14
         p = torch.clamp((c2[i] * u - c1[i]) >> 16, lo, hi)
         p = torch.clamp((p * u + c0[i]) >> 16, lo, hi)
         r = torch.clamp(2 * p, lo, hi)
-        t = (e * r + (1 << (b + 5 - j))) >> (b + 6 - j)
-        once = (e * r + (1 << (b + 5))) >> (b + 6)
-        return finish_t(torch.where(e == 1 << 15, once, (t + (1 << (j - 1))) >> j), qo)
+        t = (e * r + (1 << 15)) >> 16
+        return finish_t((t + (1 << (b - 11))) >> (b - 10), qo)
 
     return reference, fast
 

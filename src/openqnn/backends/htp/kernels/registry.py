@@ -130,13 +130,11 @@ class HtpStep:
 class HtpBuildContext:
     """What a builder may read: tensor types, encodings, and static tensors quantized to their encodings."""
 
-    def __init__(self, graph: Graph, arch: HtpArch, device: torch.device | str = "cpu", arithmetic: str = "tflite",
-                 short_softmax: bool = False):
+    def __init__(self, graph: Graph, arch: HtpArch, device: torch.device | str = "cpu", arithmetic: str = "tflite"):
         self.graph = graph
         self.arch = arch
         self.device = torch.device(device)
         self.arithmetic = arithmetic  # htp_config.arithmetic: "tflite" or "qnn"
-        self.short_softmax = short_softmax  # htp_config.enable_approximate_short_softmax
 
     def enc(self, name: str) -> QParams | None:
         t = self.graph.tensors[name]

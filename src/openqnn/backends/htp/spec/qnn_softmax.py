@@ -23,8 +23,8 @@ with and without a masked tail at code 0; 432k codes, v68 = v73) this reproduces
 large maximum's probability (above 0.8) one code higher (the division's precision): open.
 
 Rows of two elements: ``pair_table``. Rows of 3 to 16 elements, which QNN computes another way (exact
-rounding reproduces 99.2% of their codes, the long-row rule 85-95%): ``short_codes``, an approximation, not an
-established rule (99.8-99.96% of probe codes; docs/htp-fidelity.md, "Softmax rows of 3 to 16"). Not covered
+rounding reproduces 99.2% of their codes, the long-row rule 85-95%): ``short_codes``, 16-bit fixed point with
+nnlib's reciprocal (99.97% of random rows' codes; docs/htp-fidelity.md, stop 26). Not covered
 (TFLite's arithmetic stays): other output encodings, beta != 1, an axis other than the last, 16-bit codes.
 """
 
@@ -35,7 +35,8 @@ import math
 import numpy as np
 
 __all__ = ["ARCHS", "MIN_ROW", "RECIP16", "SHORT_ROWS", "exp_step", "exp_table", "pair_table", "pair_table_for",
-           "recip16", "short_codes", "short_codes_of", "short_exp_table", "short_table_for", "softmax_table_for"]
+           "recip16", "short_codes", "short_codes_of", "short_exp_table", "short_sum_offset", "short_table_for",
+           "softmax_table_for"]
 
 ARCHS = ("v68", "v73")
 MIN_ROW = 17  # rows shorter than this take QNN's other route (module docstring)
@@ -89,22 +90,32 @@ def pair_table_for(arch: str, arithmetic: str, n: int, s_in: float, s_out: float
     return pair_table(s_in)
 
 
-# -- rows of 3 to 16 elements (an approximation) ----------------------------------------------------------------
+# -- rows of 3 to 16 elements ---------------------------------------------------------------------------------------
 #
-# Found with ``tests/fidelity/softmax_probe.py --short`` (docs/htp-fidelity.md, "Softmax rows of 3 to 16"). The
-# reciprocal of the row's sum is derived: the 16-bit 4-segment quadratic of Qualcomm's public Hexagon NN library
-# (nnlib, hexagon/include/hvx_mathops.h, ``hvx_recip16_inline`` for V65 and later with its precision parameter
-# >= 52: "2-order 4seg poly with no refinement", max relative error 51.6e-5); its gain swings per quarter of the
-# sum's mantissa exactly as the simulator's codes do. The exponentials' format (Q15, rounded) and the final
-# rounding (a double rounding, to 2^-7 of a code then to a code, standing for a small upward bias of about 0.004
-# code that is not explained; the row's maxima rounded once, without it) are the best of the variants tried, not
-# derived. Identical codes (v73; v68 = v73): 99.82% of random rows (exact rounding 99.17%), 99.955% of padded
-# (max, max - k1, max - k2) rows (exact 99.58%); all within one code. docs/htp-fidelity.md, "Softmax rows of 3 to
-# 16 wired", for BERT's attention rows, where exact rounding does better on some.
+# Found with ``tests/fidelity/softmax_probe.py --short`` (docs/htp-fidelity.md, "Softmax rows of 3 to 16" and stop 26).
+# Each step is an HVX 16-bit operation; how each was established:
+# - the exponentials: the product of two 16-entry tables indexed by the difference's nibbles (vlut16-sized), each
+#   exp scaled by 32767 and rounded, multiplied in Q15 with rounding. Against ``round(2^15 exp(-k s_in))`` (TFLite's
+#   shape, and this spec's before stop 26): 99.90% -> 99.97% of random rows' codes; splits 2/6, 3/5, 5/3, 6/2 (99.92-
+#   99.94%), three or more tables (99.81-99.89%), tables scaled by 2^15 (99.91%), truncated or rounded-up tables or a
+#   truncated product (99.80-99.86%) are each worse. So the row's maximum is 32766, not 2^15.
+# - the reciprocal of the row's sum is derived: the 16-bit 4-segment quadratic of Qualcomm's public Hexagon NN
+#   library (nnlib, hexagon/include/hvx_mathops.h, ``hvx_recip16_inline`` for V65 and later with its precision
+#   parameter >= 52: "2-order 4seg poly with no refinement", max relative error 51.6e-5); its gain swings per quarter
+#   of the sum's mantissa exactly as the simulator's codes do. Its input is the sum's top 15 bits taken with an offset
+#   (1/4 of their last bit for rows of 3-4, 5/8 for rows of 5-16): fitted (``short_sum_offset``); the two groups of
+#   lengths are the simulator's (rows of 3 and 4 give identical codes, rows of 5 to 16 identical codes).
+# - the product ``e r`` is taken to its high half with rounding (``vmpy:<<1:rnd``), then shifted to the code with
+#   rounding: a double rounding, found by sweeping the first rounding's position (bit 16 of the product: 99.97%;
+#   bits 13-15: 99.75-99.84%, 17-18: 99.61-98.93%, a single rounding 99.72%). It is the upward bias of about 0.004
+#   code seen before (2^-7 of a code rounded away for sums of 2 to 4 maxima).
+# Identical codes (v73; v68 = v73): 99.97% of 673,792 random-row codes (exact rounding 99.14%), 99.990% of 2.4M
+# padded (max, max - k1, max - k2) rows'; the misses lie one unit of the first rounding from a .5 boundary.
+# Not covered (TFLite's arithmetic stays): other output encodings, beta != 1, an axis other than the last, 16-bit.
 
 SHORT_ROWS = range(3, MIN_ROW)  # row lengths this route covers
-SHORT_FRACTION_BITS = 15  # of the exponentials (E[0] = 2^15)
-SHORT_ROUND_BITS = 7  # the first rounding: to 2^-7 of a code
+SHORT_ONE = (1 << 15) - 1  # the exponentials' tables: exp scaled by the largest int16
+SHORT_LONGER_ROWS = 5  # rows of 3-4 and rows of 5-16 take the sum's top bits with different offsets
 # recip16's coefficients per mantissa quarter, rows c2 (signed halfwords), c1 (subtracted), c0 (added): nnlib's.
 RECIP16 = np.array([[11794, 6555, 3945, 2530],
                     [32086, 27318, 22353, 18222],
@@ -131,39 +142,54 @@ def recip16(d: np.ndarray, coeffs: np.ndarray = RECIP16) -> np.ndarray:
 
 
 def short_exp_table(s_in: float) -> np.ndarray:
-    """``E[k] = floor(2^15 exp(-k s_in) + 1/2)`` for the differences k in [0, 256) (float64 of the float32
-    scale): the exponentials of rows of 3 to 16 in Q15 (``E[0] = 2^15``)."""
-    ks = np.arange(256, dtype=np.float64)
-    e = np.floor(np.exp(-ks * float(np.float32(s_in))) * 2.0**SHORT_FRACTION_BITS + 0.5)
-    return np.asarray(e, dtype=np.int64)
+    """The exponentials of rows of 3 to 16, ``E[k]`` for the differences k in [0, 256): the product of two 16-entry
+    tables indexed by k's nibbles, each ``exp`` scaled by ``2^15 - 1`` (the largest int16) and rounded, multiplied
+    in Q15 with rounding (``vmpy(a, b):<<1:rnd``): ``A[i] = floor(32767 exp(-16 i s_in) + 1/2)``,
+    ``B[j] = floor(32767 exp(-j s_in) + 1/2)``, ``E[k] = (A[k >> 4] B[k & 15] + 2^14) >> 15`` (float64 of the
+    float32 scale). So ``E[0] = 32766``, and E is off ``2^15 exp(-k s_in)`` by up to about 2 units."""
+    i = np.arange(16, dtype=np.float64)
+    s = float(np.float32(s_in))
+    hi = np.asarray(np.floor(np.exp(-16.0 * i * s) * SHORT_ONE + 0.5), dtype=np.int64)
+    lo = np.asarray(np.floor(np.exp(-i * s) * SHORT_ONE + 0.5), dtype=np.int64)
+    k = np.arange(256)
+    return (hi[k >> 4] * lo[k & 15] + (1 << 14)) >> 15
 
 
-def short_codes_of(e: np.ndarray, coeffs: np.ndarray = RECIP16, round_bits: int = SHORT_ROUND_BITS) -> np.ndarray:
-    """The codes of rows (last axis) of Q15 exponentials ``e`` (each row holding its maximum's ``2^15``): the
-    integer sum ``S`` (``b`` bits, ``2^15 <= S < 2^20``), ``r = recip16(S >> (b - 15))`` (``~ 2^(b + 14) / S``),
-    the code ``256 e / S ~ e r / 2^(b + 6)`` rounded half up to ``2^-round_bits`` of a code, then half up to a
-    code (the row's maxima, ``e = 2^15``: rounded once, half up), clamped to [0, 255]."""
+def short_codes_of(e: np.ndarray, coeffs: np.ndarray = RECIP16) -> np.ndarray:
+    """The codes of rows (last axis) of exponentials ``e`` (``short_exp_table``'s, Q15): the integer sum ``S`` (``b``
+    bits, ``2^15 - 2 <= S < 2^19``) and its top 15 bits ``d = (S + c) >> (b - 15)`` (at most ``2^15 - 1``) with
+    ``c`` a quarter of d's last bit for rows of 3 or 4 elements, five eighths for rows of 5 to 16
+    (``short_sum_offset``); ``r = recip16(d)`` (``~ 2^(b + 14) / S``); the product's high half rounded,
+    ``t = (e r + 2^15) >> 16`` (the code in units of ``2^-(b-10)``), then ``(t + 2^(b-11)) >> (b - 10)``, clamped to
+    [0, 255]: a double rounding, the first at ``2^-5`` to ``2^-9`` of a code as the sum grows."""
     e = np.asarray(e, dtype=np.int64)
     s = np.sum(e, axis=-1, keepdims=True)
     b = np.frexp(s.astype(np.float64))[1].astype(np.int64)  # s < 2^b <= 2 s (exact: s < 2^53)
-    r = recip16(s >> (b - SHORT_FRACTION_BITS), coeffs)
-    j = round_bits
-    t = (e * r + (1 << (b + 5 - j))) >> (b + 6 - j)  # the code in units of 2^-j, rounded half up
-    once = (e * r + (1 << (b + 5))) >> (b + 6)
-    return np.clip(np.where(e == 1 << SHORT_FRACTION_BITS, once, (t + (1 << (j - 1))) >> j), 0, 255)
+    num, den_bits = short_sum_offset(e.shape[-1])
+    d = np.minimum((s + ((num << (b - 15)) >> den_bits)) >> (b - 15), (1 << 15) - 1)
+    t = (e * recip16(d, coeffs) + (1 << 15)) >> 16
+    return np.clip((t + (1 << (b - 11))) >> (b - 10), 0, 255)
+
+
+def short_sum_offset(n: int) -> tuple[int, int]:
+    """``(num, den_bits)``: the offset added to the sum before its top 15 bits are taken is ``num / 2^den_bits`` of
+    their last bit, 1/4 for rows of 3 or 4 elements and 5/8 for rows of 5 to 16. Fitted, not derived: on 673,792
+    random-row codes 0 and 1/2 miss 189, 1/4 and 5/8 185, 0 for all 242, 1/2 for all 264; offsets from 1/2 to 5/8
+    fit rows of 5-16 alike, and 5/8 is the one that also gives a tie row of BERT's attention (6.5 codes through
+    1/2, QNN writes 6: tests/fidelity/test_qnn_softmax.py) and with it the calibrated encoder's logits."""
+    return (1, 2) if n < SHORT_LONGER_ROWS else (5, 3)
 
 
 def short_codes(q: np.ndarray, s_in: float) -> np.ndarray:
     """QNN's 8-bit Softmax (last axis, output 1/256 with zero point 0, beta 1) of rows of 3 to 16 codes ``q``
-    at input scale ``s_in``, as this module approximates it (the input's zero point cancels: only the
-    differences ``k = max(q) - q`` enter)."""
+    at input scale ``s_in`` (the input's zero point cancels: only the differences ``k = max(q) - q`` enter)."""
     q = np.asarray(q, dtype=np.int64)
     return short_codes_of(short_exp_table(s_in)[q.max(axis=-1, keepdims=True) - q])
 
 
 def short_table_for(arch: str, arithmetic: str, n: int, s_in: float, s_out: float, z_out: int, in_bits: int,
                     out_bits: int, beta: float, last_axis: bool) -> np.ndarray | None:
-    """``short_exp_table(s_in)`` where this module's approximation of rows of 3 to 16 applies
+    """``short_exp_table(s_in)`` where this module's route for rows of 3 to 16 applies
     (``arithmetic == "qnn"``, v68 or v73, 8-bit codes, output 1/256 with zero point 0, beta 1, the last axis),
     else None (TFLite's arithmetic applies)."""
     if (arithmetic != "qnn" or arch not in ARCHS or in_bits != 8 or out_bits != 8 or n not in SHORT_ROWS
