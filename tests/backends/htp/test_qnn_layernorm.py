@@ -93,7 +93,8 @@ def test_layernorm_fast_equals_reference_equals_spec(arch: str, seed: int) -> No
     assert np.abs(got - y).max() <= 2  # within two codes of float (gamma's and beta's own rounding)
 
 
-@pytest.mark.parametrize("arithmetic,bw,arch", [("tflite", 8, "v73"), ("qnn", 16, "v73"), ("qnn", 8, "v69")])
+@pytest.mark.parametrize("arithmetic,bw,arch", [("tflite", 8, "v73"), ("tflite", 16, "v73"), ("qnn", 16, "v69"),
+                                              ("qnn", 8, "v69")])
 def test_layernorm_elsewhere_keeps_the_general_kernel(arithmetic: str, bw: int, arch: str) -> None:
     rng = np.random.default_rng(7)
     g = _ln_graph(rng, (1, 3, 32), bw=bw)
