@@ -175,7 +175,7 @@ def _spec16(g: Graph, x: np.ndarray) -> np.ndarray:
             k = m = 0
         for j, v in enumerate(row):
             y = math.ldexp(float(gq[j] * m) * (v - mean), k) + bc[j]
-            out[idx + (j,)] = math.copysign(math.floor(abs(y) + 0.5), y) - qo.offset[0]
+            out[(*idx, j)] = math.copysign(math.floor(abs(y) + 0.5), y) - qo.offset[0]
     return np.clip(out, qo.qmin, qo.qmax)
 
 
