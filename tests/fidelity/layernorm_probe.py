@@ -174,6 +174,76 @@ def multipliers_used(arch: str, q: np.ndarray, sx: float, sg: float, so: float,
     return match(m0), match(m0 - 1)
 
 
+# -- 16-bit codes (spec rule 3) ------------------------------------------------------------------------
+
+
+def spec16_codes(q: np.ndarray, sx: float, gq: np.ndarray, sg: float, bq: np.ndarray, sb: float, so: float, zo: int,
+                 eps: float = 1e-5, round_multiplier: bool = True) -> np.ndarray:
+    """Rule 3 for uint16 codes ``q`` ([..., N]): the mean on the qf32 grid (``mean16``), the row multiplier
+    ``float32(s_g) / float32(s_out) / sigma`` rounded to 16 significant bits (``row_multipliers16``; exact where
+    ``round_multiplier`` is False), beta in output codes, the sum rounded half away from zero."""
+    from openqnn.backends.htp.spec.qnn_layernorm import mean16, row_multipliers16
+
+    x, n = np.asarray(q, dtype=np.int64), q.shape[-1]
+    s1 = x.sum(axis=-1, keepdims=True)
+    w = n * (x * x).sum(axis=-1, keepdims=True) - s1 * s1
+    mean = mean16(s1, n)
+    var = w / float(n * n) + (mean - s1 / n) ** 2 + eps / float(np.float32(sx)) ** 2
+    c = float(np.float32(sg) / np.float32(so))
+    if round_multiplier:
+        m, k = row_multipliers16(c, var)
+        mult = np.ldexp(m.astype(np.float64), k)
+    else:
+        mult = c / np.sqrt(var)
+    bc = np.floor(float(np.float32(sb)) * np.asarray(bq, dtype=np.float64) / float(np.float32(so)) + 0.5)
+    y = np.asarray(gq, dtype=np.float64) * mult * (x - mean) + bc
+    y = np.copysign(np.floor(np.abs(y) + 0.5), y) + zo
+    return np.clip(y, 0, 65535).astype(np.int64)
+
+
+def mean_rows(n: int, c: int, ks: Sequence[int]) -> np.ndarray:
+    """[1, len(ks), n] uint16 codes: the constant ``c`` with ``k`` codes one higher (``|k|`` one lower for k < 0;
+    one higher and one lower for k = 0, so the mean is exactly ``c``): the exact mean is ``c + k / N``."""
+    q = np.full((len(ks), n), c, dtype=np.int64)
+    for i, k in enumerate(ks):
+        if k > 0:
+            q[i, :k] += 1
+        elif k < 0:
+            q[i, :-k] -= 1
+        else:
+            q[i, :2] += (1, -1)
+    return q[None]
+
+
+def implied_mean_units(q: np.ndarray, sim: np.ndarray, so: float, zo: int) -> np.ndarray:
+    """Per row of :func:`mean_rows` (gamma codes 255 of scale 1/255, beta 0, eps negligible), the mean QNN subtracted,
+    read from a constant element's code: ``(mean' - c) / u`` with ``u`` the float32 ulp of ``c``. The code is ``-(mean'
+    - c) / sigma`` times 255 float32(1/255) / s_out, its gain within 2^-16 of exact: to about 1e-4 of ``u``
+    where the code is about 10^4 (NaN where it saturates)."""
+    x = q[0].astype(np.float64)
+    c = x[:, -1]
+    sigma = np.sqrt(((x - x.mean(axis=-1, keepdims=True)) ** 2).mean(axis=-1))
+    gain = 255 * float(np.float32(1 / 255)) / float(np.float32(so))
+    u = np.exp2(np.floor(np.log2(c)) - 23)
+    y = sim[0, :, -1].astype(np.float64)
+    return np.where((y > 0) & (y < 65535), -(y - zo) * sigma / gain / u, np.nan)  # NaN: saturated, unread
+
+
+def ramp_rows(seed: int, rows: int = 64, n: int = 256) -> np.ndarray:
+    """[1, rows, n] uint16 codes: symmetric ramps ``c + round(linspace(-a, a))`` (a from 50 to 12,000 codes, c from
+    13,000 to 52,000): an exact mean and codes spread over the output range, which fixes each row's gain to ~1e-7."""
+    rng = np.random.default_rng(seed)
+    a, c = np.exp(rng.uniform(np.log(50), np.log(12000), rows)), rng.integers(13000, 52000, rows)
+    return np.stack([c[i] + np.round(np.linspace(-a[i], a[i], n)).astype(np.int64) for i in range(rows)])[None]
+
+
+def random_rows16(seed: int, rows: int, n: int) -> np.ndarray:
+    """[1, rows, n] uint16 codes: normal rows, centres 3,000 to 62,000, standard deviations 20 to 10,000 codes."""
+    rng = np.random.default_rng(seed)
+    cen, sd = rng.uniform(3000, 62000, (rows, 1)), np.exp(rng.uniform(np.log(20), np.log(10000), (rows, 1)))
+    return np.clip(np.rint(cen + sd * rng.standard_normal((rows, n))), 0, 65535).astype(np.int64)[None]
+
+
 def probe_rows(seed: int = 1, n: int = 256) -> np.ndarray:
     """[1, 60, n] 8-bit codes: 30 uniform ramps around 128 (half-width 8 to 124) and 30 normal rows."""
     ramps = np.stack([np.round(np.linspace(128 - w, 127 + w, n)).astype(np.int64) for w in range(8, 128, 4)])
@@ -185,11 +255,14 @@ def probe_rows(seed: int = 1, n: int = 256) -> np.ndarray:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.fidelity.layernorm_probe", description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", default="73")
+    p.add_argument("--bits", type=int, choices=(8, 16), default=8, help="8-bit probes (rules 1, 2) or 16-bit (rule 3)")
     args = p.parse_args(argv)
     missing = simulator_missing()
     if missing:
         print(missing)
         return 1
+    if args.bits == 16:
+        return _main16(args.arch)
     q = probe_rows()
     n = q.shape[-1]
     rng = np.random.default_rng(7)
@@ -200,6 +273,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             ours, ex = spec_codes(q, 0.05, gq, sg, bq, 1e-3, so, 128), exact_codes(q, 0.05, gq, sg, bq, 1e-3, so, 128)
             print(f"v{args.arch} s_out={so:.4f} gamma codes {int(gq.min())}..{int(gq.max())}, s_g={sg:.4f}: spec {np.mean(ours == sim):.2%} "
                   f"(max {int(np.abs(ours - sim).max())}), exact rounding {np.mean(ex == sim):.2%} of {sim.size}", flush=True)
+    return 0
+
+
+def _main16(arch: str) -> int:
+    from openqnn.backends.htp.spec.qnn_layernorm import qf32_grid
+
+    ks = list(range(-12, 13))
+    for n, c in ((256, 40000), (256, 20000), (128, 40000), (512, 20000), (64, 40000), (100, 40000), (768, 40000)):
+        q = mean_rows(n, c, ks)
+        nq = q.shape[-1]
+        sim = run_codes(arch, q, 1e-3, 32768, np.full(nq, 255), 1 / 255, np.zeros(nq, np.int64), 1e-3, 1e-5, 32768,
+                        bits=16, eps=1e-12)
+        got = implied_mean_units(q, sim, 1e-5, 32768)
+        u = 2.0 ** (np.floor(np.log2(c)) - 23)
+        want = qf32_grid(np.array(ks) / n / u + 1) if n & (n - 1) == 0 else None
+        read = ~np.isnan(got)
+        rule = "" if want is None else f", qf32_grid(k + 1): {np.mean(np.abs(got - want)[read] < 0.01):.0%} of {read.sum()} rows"
+        print(f"v{arch} mean rows N={n} c={c}: mean' - exact (ulps) " + " ".join(f"{v - k / n / u:+.2f}" for k, v in
+                                                                                 zip(ks, got)) + rule, flush=True)
+    rng = np.random.default_rng(3)
+    for name, q in (("ramp", ramp_rows(21)), ("normal N=256", random_rows16(4, 48, 256)),
+                    ("normal N=64", random_rows16(5, 48, 64)), ("normal N=768", random_rows16(6, 24, 768)),
+                    ("normal N=17", random_rows16(7, 48, 17))):
+        n = q.shape[-1]
+        for gq, sg, so in ((np.full(n, 255), 1 / 255, 1.75 / 32768), (rng.integers(131, 256, n), 0.004, 6e-5)):
+            bq = rng.integers(-2000, 2000, n)
+            sim = run_codes(arch, q, 1e-3, 32768, gq, sg, bq, 2e-4, so, 32768, bits=16)
+            ours = spec16_codes(q, 1e-3, gq, sg, bq, 2e-4, so, 32768)
+            plain = spec16_codes(q, 1e-3, gq, sg, bq, 2e-4, so, 32768, round_multiplier=False)
+            ex = exact_codes(q, 1e-3, gq, sg, bq, 2e-4, so, 32768, bits=16)
+            print(f"v{arch} {name} s_out={so:.3g}: spec {np.mean(ours == sim):.2%} (max {int(np.abs(ours - sim).max())}), "
+                  f"multiplier unrounded {np.mean(plain == sim):.2%}, exact rounding {np.mean(ex == sim):.2%} of {sim.size}",
+                  flush=True)
     return 0
 
 

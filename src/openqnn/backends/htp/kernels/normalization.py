@@ -51,6 +51,9 @@ LayerNorm / InstanceNorm / GroupNorm (normalized axes of N elements)
     ``floor(2^16 s_g / (s_out sigma))``, up to 4.7e-6 low), ``out = round_div(gq D m + Bc N 2^16, N 2^16) - offset_out``
     with ``Bc = round(beta / s_out)`` (kernel ``htp.layernorm_qnn``). (The ``z + 1`` on nonzero multiples of 4
     that the simulator shows on large graph outputs is its output dequantization, not the LayerNorm's.)
+    With unsigned 16-bit codes (``htp.layernorm_qnn16``, float64): the mean on HVX's qf32 grid
+    (``mean16``), ``m 2^k`` = ``float32(s_g / s_out) / sigma`` rounded to 16 significant bits (``row_multipliers16``,
+    sigma about that mean), ``out = round(gq m 2^k (q - mean') + Bc) - offset_out`` (half away from zero).
 
 RmsNorm (no mean removed): the same with ``q`` replaced by ``q + offset_in`` (its signed value) and
     ``S1 = 0``: ``D = N (q + offset_in)``, ``V = N S2``.
@@ -106,12 +109,17 @@ from openqnn.backends.htp.kernels.registry import (
     plan_tensor,
 )
 from openqnn.backends.htp.spec.qnn_layernorm import (
+    MULTIPLIER16_BITS,
+    QF32_FRACTION_BITS,
     RSQRT_MAGIC,
     RSQRT_NEWTON_STEPS,
     beta_in_output_codes,
     gamma_codes_times_row_multiplier,
+    gamma_codes_times_row_multiplier16,
+    mean16,
     multiplier_constant,
     row_multipliers,
+    row_multipliers16,
 )
 from openqnn.backends.htp.spec.qnn_logsoftmax import logsoftmax_consts_for
 from openqnn.backends.htp.spec.qnn_softmax import (
@@ -403,7 +411,8 @@ def _param(ctx: HtpBuildContext, node: Node, i: int) -> np.ndarray | None:
 
 def _norm_step(node: Node, ctx: HtpBuildContext, axes: tuple[int, ...], work_shape: tuple[int, ...],
                gamma: np.ndarray | None, beta: np.ndarray | None, eps: float, rms: bool = False,
-               beta_codes: bool = False, gamma_q: tuple[np.ndarray, float] | None = None) -> HtpStep:
+               beta_codes: bool = False, gamma_q: tuple[np.ndarray, float] | None = None,
+               gamma_q16: tuple[np.ndarray, float] | None = None) -> HtpStep:
     """The normalization spec (module docstring) over ``axes`` of the input viewed as ``work_shape``;
     gamma / beta (reals) broadcast against that view. ``rms``: RmsNorm, no mean removed: the codes are
     centred on the zero point (real = s * (q + offset)) and s1 = 0, so d = n * x and v = n * s2."""
@@ -433,6 +442,8 @@ def _norm_step(node: Node, ctx: HtpBuildContext, axes: tuple[int, ...], work_sha
         step = _qnn_layer_norm(node, ctx, axes, work_shape, n, e_table, max(float(eps), 0.0) / (si * si), gamma_q, b, qo)
         if step is not None:
             return step
+    if gamma_q16 is not None and not qi.signed:  # QNN's LayerNorm of 16-bit codes (spec/qnn_layernorm.py, rule 3)
+        return _qnn_layer_norm16(node, ctx, axes, work_shape, n, max(float(eps), 0.0) / (si * si), gamma_q16, b, qo)
     if beta_codes:  # QNN's LayerNorm: beta rounded to the output's codes first (spec/qnn_layernorm.py)
         bi = np.asarray(np.floor(b + 0.5), dtype=np.int64) << frac
     else:
@@ -549,6 +560,79 @@ def _bind_layernorm_qnn(plan: StepPlan, device: torch.device) -> Fns:
     return reference, fast
 
 
+def _qnn_layer_norm16(node: Node, ctx: HtpBuildContext, axes: tuple[int, ...], work_shape: tuple[int, ...], n: int,
+                      eps_codes: float, gamma_q: tuple[np.ndarray, float], b: np.ndarray, qo: Any) -> HtpStep:
+    """QNN's LayerNorm of unsigned 16-bit codes (spec/qnn_layernorm.py, rule 3): the mean on HVX's qf32 grid
+    (``mean16``), the row multiplier ``c / sigma`` rounded to 16 significant bits (``row_multipliers16``, sigma
+    about that mean), ``out = round(gq m 2^k (q - mean') + Bc) - offset_out`` (half away from zero, float64)."""
+    gq, sg = gamma_q
+    attrs = {"axes": list(axes), "work_shape": list(work_shape), "out_shape": list(ctx.shape(node.outputs[0])), "n": n,
+             "oo": int(qo.offset[0]), "eps_codes": float(eps_codes),
+             "c": float(np.float32(sg) / np.float32(float(qo.scale[0])))}
+    return _plan_step(node, ctx, "htp.layernorm_qnn16", attrs,
+                      {"gq": np.asarray(gq, dtype=np.int64), "beta": np.asarray(np.floor(b + 0.5), dtype=np.int64)})
+
+
+def _mean16_t(s1: torch.Tensor, n: int) -> torch.Tensor:
+    """spec/qnn_layernorm.mean16 in torch float64 (the same IEEE operations)."""
+    s = s1.to(torch.float64)
+    pow2 = n & (n - 1) == 0
+    t = s / n if pow2 else s * float(np.float32(1.0 / n))
+    _, e = torch.frexp(torch.where(s > 0, t, torch.ones_like(t)))
+    unit = torch.ldexp(torch.ones_like(t), e - 1 - QF32_FRACTION_BITS)
+    v = t / unit + (1.0 if pow2 else 0.0)
+    r = torch.floor(v / 4) * 4
+    f = v - r
+    grid = r + torch.where(f <= 1.5, 1.0, torch.where(f <= 2.5, 2.0, 3.0))
+    return torch.where(s > 0, grid * unit, torch.zeros_like(t))
+
+
+def _row_multipliers16_t(c: float, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """spec/qnn_layernorm.row_multipliers16 in torch float64."""
+    pos = var > 0
+    x = c / torch.sqrt(torch.where(pos, var, torch.ones_like(var)))
+    _, e = torch.frexp(x)
+    k = e.to(torch.int64) - MULTIPLIER16_BITS
+    m = torch.clamp_max(torch.floor(torch.ldexp(x, -k) + 0.5), float((1 << MULTIPLIER16_BITS) - 1))
+    return torch.where(pos, m, torch.zeros_like(m)).to(torch.int64), k
+
+
+@htp_binder("htp.layernorm_qnn16")
+def _bind_layernorm_qnn16(plan: StepPlan, device: torch.device) -> Fns:
+    p = plan.attrs
+    work_shape, out_shape = tuple(int(d) for d in p["work_shape"]), tuple(int(d) for d in p["out_shape"])
+    n, oo, eps_codes, c = int(p["n"]), int(p["oo"]), float(p["eps_codes"]), float(p["c"])
+    qo = Codes.from_attrs(p["out"])
+    gq, bc = (np.asarray(plan.arrays[k], dtype=np.int64) for k in ("gq", "beta"))
+    gq_t, bc_t = _on(device, gq), _on(device, bc)
+    ax = [int(a) for a in p["axes"]]
+    nn = float(n * n)
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.int64).reshape(work_shape)
+        s1 = np.sum(x, axis=tuple(ax), keepdims=True)
+        w = n * np.sum(x * x, axis=tuple(ax), keepdims=True) - s1 * s1
+        mean = mean16(s1, n)  # on the qf32 grid
+        dm = mean - s1 / n
+        m, k = row_multipliers16(c, w / nn + dm * dm + eps_codes)  # the variance about that mean
+        y = np.ldexp((gq * m).astype(np.float64) * (x - mean), k) + bc
+        y = np.copysign(np.floor(np.abs(y) + 0.5), y)
+        return finish_np(y.reshape(out_shape) - oo, qo)
+
+    def fast(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.int64).reshape(work_shape)
+        s1 = x.sum(dim=ax, keepdim=True)
+        w = n * (x * x).sum(dim=ax, keepdim=True) - s1 * s1
+        mean = _mean16_t(s1, n)
+        dm = mean - s1.to(torch.float64) / n
+        m, k = _row_multipliers16_t(c, w.to(torch.float64) / nn + dm * dm + eps_codes)
+        y = torch.ldexp((gq_t * m).to(torch.float64) * (x - mean), k) + bc_t
+        y = torch.copysign(torch.floor(torch.abs(y) + 0.5), y)
+        return finish_t(y.reshape(out_shape).to(torch.int64) - oo, qo)
+
+    return reference, fast
+
+
 def _gamma_codes(ctx: HtpBuildContext, node: Node) -> tuple[np.ndarray, float] | None:
     """Gamma's signed codes and its (per-tensor) scale, or None where gamma has no per-tensor encoding."""
     if len(node.inputs) <= 1 or not node.inputs[1] or not ctx.is_static(node.inputs[1]):
@@ -569,9 +653,11 @@ def layer_norm(node: Node, ctx: HtpBuildContext) -> HtpStep:
     axes = tuple(sorted({int(a) % rank for a in node.attrs["axes"]})) if rank else ()
     qi, qo = act_params(ctx, node.inputs[0]), act_params(ctx, node.outputs[0])
     rowmul = gamma_codes_times_row_multiplier(ctx.arch.name, ctx.arithmetic, qi.bitwidth, qo.bitwidth)
+    rowmul16 = gamma_codes_times_row_multiplier16(ctx.arch.name, ctx.arithmetic, qi.bitwidth, qo.bitwidth)
     return _norm_step(node, ctx, axes, shape, _param(ctx, node, 1), _param(ctx, node, 2), node.attrs["epsilon"],
                       beta_codes=beta_in_output_codes(ctx.arch.name, ctx.arithmetic, qi.bitwidth, qo.bitwidth),
-                      gamma_q=_gamma_codes(ctx, node) if rowmul else None)
+                      gamma_q=_gamma_codes(ctx, node) if rowmul else None,
+                      gamma_q16=_gamma_codes(ctx, node) if rowmul16 else None)
 
 
 @htp_kernel("RmsNorm")

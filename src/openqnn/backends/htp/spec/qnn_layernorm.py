@@ -3,7 +3,7 @@
 ``tests/fidelity/layernorm_probe.py`` (docs/htp-fidelity.md).
 
 TFLite-style exact arithmetic computes ``y = gamma * (x - mean) / sqrt(var + eps) + beta`` and rounds
-``y / s_out`` once. QNN differs in two places:
+``y / s_out`` once. QNN differs in three places:
 
 1. beta is rounded to the output's codes first (8- and 16-bit codes): ``Bc = round(beta / s_out)``.
 2. 8-bit codes: gamma enters as its codes ``gq`` (zero point removed) and the rest of the scale as one
@@ -17,6 +17,24 @@ TFLite-style exact arithmetic computes ``y = gamma * (x - mean) / sqrt(var + eps
    and 1 (r' the exact multiplier): -0.6% where ``s_gamma / (s_out sigma)`` is about 0.003 (rows of wide
    spread, coarse output scales), nothing visible on fine ones.
 
+3. 16-bit codes (unsigned, in and out; docs/htp-fidelity.md, "16-bit LayerNorm (stop 26)"): gamma's codes times
+   a per-row multiplier of 16 significant bits, about a mean kept on HVX's qf32 grid::
+
+       mean' = qf32_grid(S1 / N + u)  (N a power of two)   u = 2^(e - 23), the mean in [2^e, 2^(e+1))
+             = qf32_grid(S1 * float32(1/N))  (other N)     (qf32: a multiple of 4 units never kept, see qf32_grid)
+       x    = float32(s_g) / float32(s_out) / sqrt(var')   var' about mean', eps / s_in^2 included
+       m 2^k = x rounded to 16 significant bits (half up; saturated at 2^16 - 1)
+       code = clamp(round(gq m 2^k (q - mean') + Bc) - offset_out)     (half away from zero)
+
+   Found on the simulator with rows that isolate one unknown each (tests/fidelity/layernorm_probe.py): rows of a
+   constant code plus k codes one higher read the mean to 1e-4 of a float32 ulp (``implied_mean_units``): always
+   a whole number of ulps above the exact mean, never a multiple of 4 ulps of its binade, ``qf32_grid(k + 1)``
+   for every k (N = 64 to 512); symmetric ramps fix each row's gain to 1e-7: 0 where everything is a power of
+   two, otherwise within 2^-16 of exact, the error of ``s_g / s_out`` alone where 1 / sigma is a power of two
+   and of 1 / sigma alone where ``s_g / s_out`` is; then the row multiplier ``x`` itself rounded to 16 bits fits
+   99.4% of 928 rows (the rest within 0.005 of a half step). The mean of other N is a fit (the constant rows
+   show offsets growing with the code that no single rounding of ``S1 float32(1/N)`` gives: a qf32 sum).
+
 How it was found: probes of uniform and normal rows (256 elements; gamma codes 100 to 255 with scales 1/255
 to 0.01; output scales 1/255 to 12/255 and 0.01 to 0.05; beta 0) give each row's gain to about 0.05%; the
 multiplier per input code ``gq * s_gamma / (s_out sigma)`` lies on a grid of ``gq / 65536`` (searched over
@@ -24,7 +42,7 @@ grids from 1/50 to 1/10^5: 99.5% of 600 rows for ``1/257`` at gamma code 255, ``
 ``1/327.7`` at 200, whatever the scales), truncated (rounding it instead fits no better than exact
 arithmetic). 99.3% of the probes' codes (exact arithmetic 95%); the rest are one code off, mostly a row
 offset of +0.01..0.05 of a code that is open. With 16-bit codes the multiplier has no such grid (exact
-arithmetic fits 90-99% of probe codes and 16-24 bit truncations no better): beta's rounding only.
+arithmetic fits 90-99% of probe codes and 16-24 bit truncations no better): rule 3, found apart.
 
 Not the LayerNorm's: on some shapes (e.g. [16, 768], [32, 256]; the last N / 8 columns of [10, 768]) the
 simulator's graph output never holds a code that is a nonzero multiple of 4 from the zero point (``z + 1``
@@ -47,13 +65,19 @@ import numpy as np
 
 __all__ = [
     "ARCHS",
+    "MULTIPLIER16_BITS",
+    "QF32_FRACTION_BITS",
     "ROW_MULTIPLIER_BITS",
     "RSQRT_MAGIC",
     "RSQRT_NEWTON_STEPS",
     "beta_in_output_codes",
     "gamma_codes_times_row_multiplier",
+    "gamma_codes_times_row_multiplier16",
+    "mean16",
     "multiplier_constant",
+    "qf32_grid",
     "row_multipliers",
+    "row_multipliers16",
     "rsqrt_f32",
 ]
 
@@ -61,6 +85,8 @@ ARCHS = ("v68", "v73")
 ROW_MULTIPLIER_BITS = 16
 RSQRT_MAGIC = 0x5F3759DF  # the seed's constant: magic - (float32 bits >> 1)
 RSQRT_NEWTON_STEPS = 2
+QF32_FRACTION_BITS = 23  # the 16-bit rule's mean: HVX qf32, 23 fraction bits and an implied last bit
+MULTIPLIER16_BITS = 16  # the 16-bit rule's row multiplier: 16 significant bits, rounded
 
 
 def beta_in_output_codes(arch: str, arithmetic: str, in_bits: int, out_bits: int) -> bool:
@@ -72,6 +98,48 @@ def beta_in_output_codes(arch: str, arithmetic: str, in_bits: int, out_bits: int
 def gamma_codes_times_row_multiplier(arch: str, arithmetic: str, in_bits: int, out_bits: int) -> bool:
     """Whether gamma's codes are scaled by the truncated per-row multiplier (rule 2): "qnn", v68/v73, 8-bit codes."""
     return beta_in_output_codes(arch, arithmetic, in_bits, out_bits) and in_bits == 8
+
+
+def gamma_codes_times_row_multiplier16(arch: str, arithmetic: str, in_bits: int, out_bits: int) -> bool:
+    """Whether the 16-bit rule (rule 3) applies: "qnn", v68/v73, 16-bit codes in and out."""
+    return beta_in_output_codes(arch, arithmetic, in_bits, out_bits) and in_bits == 16
+
+
+def qf32_grid(t: np.ndarray) -> np.ndarray:
+    """The value HVX's qf32 keeps of ``t``, given in units of the grid (``2^(e - 23)`` for a value in ``[2^e,
+    2^(e+1))``): ``R + 1`` for ``t - R`` in [0, 1.5], ``R + 2`` in (1.5, 2.5], ``R + 3`` above, ``R = 4 floor(t / 4)``.
+    A qf32 mantissa's last bit is implied 1, so a multiple of 4 units is never kept (it becomes one more), a
+    multiple of 2 only by the next exponent (the rounding of quic/qemu's ``rnd_sat_qf_sig``, mmvec_qfloat.c)."""
+    t = np.asarray(t, dtype=np.float64)
+    r = np.floor(t / 4) * 4
+    f = t - r
+    return r + np.where(f <= 1.5, 1.0, np.where(f <= 2.5, 2.0, 3.0))
+
+
+def mean16(s1: np.ndarray, n: int) -> np.ndarray:
+    """QNN's mean of rows of 16-bit codes (float64, exact), from their integer sums ``s1``: on the qf32 grid of
+    its binade (:func:`qf32_grid`, unit ``u = 2^(e - 23)``), of ``S1 / N + u`` where N is a power of two and
+    of ``S1 * float32(1/N)`` otherwise (a fit, not the mechanism: see the module docstring). 0 where ``s1`` is 0."""
+    s = np.asarray(s1, dtype=np.float64)
+    pow2 = n & (n - 1) == 0
+    t = s / n if pow2 else s * float(np.float32(1.0 / n))
+    _, e = np.frexp(np.where(s > 0, t, 1.0))  # t = f 2^e, f in [0.5, 1): the binade is [2^(e-1), 2^e)
+    unit = np.ldexp(1.0, e - 1 - QF32_FRACTION_BITS)
+    return np.where(s > 0, qf32_grid(t / unit + (1.0 if pow2 else 0.0)) * unit, 0.0)
+
+
+def row_multipliers16(c: float, variance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 16-bit rule's row multiplier ``c / sqrt(variance)`` (``c`` = float32(s_g) / float32(s_out) in float32,
+    ``variance`` about QNN's mean, eps / s_in^2 included, float64) rounded to 16 significant bits: ``(m, k)``
+    with ``m = min(floor(x 2^-k + 1/2), 2^16 - 1)``, ``k = floor(log2 x) - 15`` (``m 2^k`` the multiplier;
+    saturated, so a value just below a power of two loses 2^-16). ``m`` is 0 where ``variance`` is not positive."""
+    v = np.asarray(variance, dtype=np.float64)
+    pos = v > 0
+    x = c / np.sqrt(np.where(pos, v, 1.0))
+    _, e = np.frexp(x)
+    k = e - MULTIPLIER16_BITS  # x = f 2^e, f in [0.5, 1): floor(log2 x) - 15 = e - 16
+    m = np.minimum(np.floor(np.ldexp(x, -k) + 0.5), float((1 << MULTIPLIER16_BITS) - 1))
+    return np.where(pos, m, 0.0).astype(np.int64), k.astype(np.int64)
 
 
 def rsqrt_f32(v: np.ndarray) -> np.ndarray:

@@ -1,0 +1,91 @@
+"""Probe how QNN's HTP simulator computes a Softmax of 16-bit codes (open: docs/htp-fidelity.md, "16-bit LayerNorm
+(stop 26)", its Softmax paragraph).
+
+``python -m tests.fidelity.softmax16_probe --arch 73``
+
+Rows of two codes ``[65535, 65535 - k]`` (output scale 1/65536, zero point 0) read the exponential ``e(k)`` as the
+ratio of the two output codes, to about 3e-5: against ``exp(-k s_in)`` its relative error is a periodic function
+of ``t = k s_in log2(e)`` with period 1 (+1.8e-4 near frac(t) = 0.12, 0 near 0.28, -5.5e-4 near 0.7), which a cubic
+``2^-f ~ (32768 - 22627 f + 7415 f^2 - 1172 f^3) / 32768`` (f = frac(t), exact at both ends) fits to the reading
+precision: ``pair_codes``, ``round(65536 e_i / sum e)`` with those exponentials, gives 97.3% of the pair codes
+(exact rounding 9-47%). Rows of five or more take more precise exponentials (the cubic does worse there than exact
+rounding): not this route. Findings on onnxruntime-qnn 2.7.0, v73.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import numpy as np
+
+from tests.fidelity.harness import simulate, simulator_missing
+
+CUBIC = (32768, -22627, 7415, -1172)  # 2^-f in units of 2^-15, fitted (not read from a library)
+
+
+def _model(shape: tuple[int, ...], sx: np.float32, so: np.float32) -> bytes:
+    from onnx import TensorProto, helper
+    from onnx import numpy_helper as nh
+
+    inits = [nh.from_array(np.array(sx), "sx"), nh.from_array(np.array(0, np.uint16), "zx"),
+             nh.from_array(np.array(so), "so"), nh.from_array(np.array(0, np.uint16), "zo")]
+    nodes = [helper.make_node("QuantizeLinear", ["xf", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["x"]),
+             helper.make_node("Softmax", ["x"], ["y"], axis=-1),
+             helper.make_node("QuantizeLinear", ["y", "so", "zo"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "so", "zo"], ["yo"])]
+    g = helper.make_graph(nodes, "probe", [helper.make_tensor_value_info("xf", TensorProto.FLOAT, shape)],
+                          [helper.make_tensor_value_info("yo", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]).SerializeToString()
+
+
+def run_codes(arch: str, q: np.ndarray, sx: float, so: float = 1 / 65536) -> np.ndarray:
+    """The simulator's uint16 output codes of the Softmax (last axis) of the uint16 codes ``q`` ([1, R, N])."""
+    sx32, so32 = np.float32(sx), np.float32(so)
+    sim = simulate(_model(q.shape, sx32, so32), [{"xf": (sx32 * q.astype(np.float32)).astype(np.float32)}], arch)
+    if sim.outputs is None:
+        raise RuntimeError(f"the simulator refused the probe: {sim.refusal}")
+    return np.rint(sim.outputs[0]["yo"].astype(np.float64) / float(so32)).astype(np.int64)
+
+
+def pair_codes(q: np.ndarray, sx: float) -> np.ndarray:
+    """``round(65536 e_i / sum e)`` with ``e = 2^-n CUBIC(f) / 2^15``, ``n + f = (max - q) s_in log2(e)`` (float64)."""
+    t = (q.max(axis=-1, keepdims=True) - q) * float(np.float32(sx)) * np.log2(np.e)
+    n = np.floor(t)
+    f = t - n
+    e = (CUBIC[0] + f * (CUBIC[1] + f * (CUBIC[2] + f * CUBIC[3]))) / 32768.0 * 2.0**-n
+    return np.floor(65536 * e / e.sum(axis=-1, keepdims=True) + 0.5).astype(np.int64)
+
+
+def exact_codes(q: np.ndarray, sx: float) -> np.ndarray:
+    x = float(np.float32(sx)) * q.astype(np.float64)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return np.floor(65536 * e / e.sum(axis=-1, keepdims=True) + 0.5).astype(np.int64)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.fidelity.softmax16_probe", description=__doc__.split("\n\n")[0])
+    p.add_argument("--arch", default="73")
+    args = p.parse_args(argv)
+    missing = simulator_missing()
+    if missing:
+        print(missing)
+        return 1
+    ks = np.arange(0, 10400, 4)
+    q = np.stack([np.full_like(ks, 65535), 65535 - ks], axis=1)[None]
+    sim = run_codes(args.arch, q, 2e-4)
+    print(f"v{args.arch} pairs (k = 0..10396, s_in 2e-4): cubic {np.mean(pair_codes(q, 2e-4) == sim):.2%}, "
+          f"exact rounding {np.mean(exact_codes(q, 2e-4) == sim):.2%} of {sim.size}")
+    rng = np.random.default_rng(5)
+    for n in (2, 5, 17, 64):
+        q = np.clip(np.rint(rng.uniform(20000, 60000, (32, 1)) + rng.uniform(100, 8000, (32, 1))
+                            * rng.standard_normal((32, n))), 0, 65535).astype(np.int64)[None]
+        sim = run_codes(args.arch, q, 4e-4)
+        print(f"v{args.arch} random rows n={n}: cubic {np.mean(pair_codes(q, 4e-4) == sim):.2%}, exact rounding "
+              f"{np.mean(exact_codes(q, 4e-4) == sim):.2%} of {sim.size}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
