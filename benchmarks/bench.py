@@ -35,6 +35,7 @@ class Result:
     torch_ms: float
     max_rel_err: float  # openqnn vs ORT, relative to the output's largest magnitude
     prepare_s: float
+    paths: str = ""  # the implementations openqnn's steps took
 
     @property
     def ratio(self) -> float:
@@ -100,7 +101,10 @@ def bench_model(name: str, batches: Sequence[int], threads: int, runs: int, warm
                 # OpenMP): let them go to sleep before timing another runtime on the same cores
                 time.sleep(_SETTLE_S)
                 best[key] = min(best[key], median_ms(fn, runs, warmup))
-        results.append(Result(name, batch, best["openqnn"], best["ort"], best["torch"], err, prepare_s))
+        from benchmarks.machine import cpu_paths
+
+        results.append(Result(name, batch, best["openqnn"], best["ort"], best["torch"], err, prepare_s,
+                              cpu_paths(sess)))
     return results
 
 
@@ -117,6 +121,9 @@ def format_table(results: Sequence[Result], threads: int) -> str:
     if results:
         geo = float(np.exp(np.mean([np.log(r.ratio) for r in results])))
         lines.append(f"geometric mean openqnn/ORT: {geo:.2f} (target <= 1.0)")
+    for r in results:
+        if r.paths:
+            lines.append(f"paths {r.model} batch {r.batch}: {r.paths}")
     from benchmarks.machine import machine_line
 
     lines.append(machine_line(threads))

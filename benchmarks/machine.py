@@ -18,8 +18,19 @@ def machine_line(threads: int) -> str:
 
     model, flags = cpu_info()
     caps = ", ".join(f"{k}={os.environ[k]}" for k in _CAPS if os.environ.get(k)) or "none"
+    from openqnn.backends.cpu.native import float_isa
+
     return (f"machine: {model}, {os.cpu_count()} CPUs, {platform.machine()}; ISA: {isa_text(flags)}; caps: {caps}; "
-            f"PyTorch kernels: {torch_capability()}; ONNX Runtime: {said()}; {threads} thread(s)")
+            f"PyTorch kernels: {torch_capability()}; openqnn float32 kernels: {float_isa() or 'not built'}; "
+            f"ONNX Runtime: {said()}; {threads} thread(s)")
+
+
+def cpu_paths(session: Any) -> str:
+    """The implementations a cpu session's steps took where there is a choice (native, oneDNN, SDPA), counted
+    per op type."""
+    plan = getattr(session, "_exe", session)
+    counts = Counter(f"{op}:{path}" for op, path in getattr(plan, "paths", []) if path)
+    return ", ".join(f"{k} x{n}" for k, n in sorted(counts.items())) or "(PyTorch ops only)"
 
 
 def htp_products() -> str:

@@ -102,8 +102,10 @@ def _cpu_checks() -> list[Check]:
     import torch
 
     from openqnn._version import __version__
+    from openqnn.backends.cpu.native import float_isa
 
     model, flags = cpu_info()
+    isa = float_isa()
     rows = [Check("cpu", "openqnn", __version__, "ok"),
             Check("cpu", "python", platform.python_version(), "ok"),
             Check("cpu", "torch", torch.__version__, "ok"),
@@ -115,7 +117,11 @@ def _cpu_checks() -> list[Check]:
             Check("cpu", "isa", isa_text(flags), "info"),
             Check("cpu", "pytorch kernels", torch_capability(), "info"),
             Check("cpu", "cores", str(os.cpu_count()), "info"),
-            Check("cpu", "threads", f"{torch.get_num_threads()} (torch intra-op)", "info")]
+            Check("cpu", "threads", f"{torch.get_num_threads()} (torch intra-op)", "info"),
+            Check("cpu", "float32 kernels", f"openqnn's native kernels ({isa}) for GEMMs, 1x1, depthwise and first "
+                  "convolutions; oneDNN for the other convolutions" if isa else
+                  "oneDNN only (the native kernels are not built: no C compiler, or OPENQNN_NATIVE=0 / "
+                  "OPENQNN_CPU_NATIVE=0)", "ok" if isa else "info")]
     rows.append(_float_self_test())
     return rows
 

@@ -190,7 +190,7 @@ class Attention:
                 m = m.reshape((1,) * (2 - m.dim()) + tuple(m.shape))
             return F.scaled_dot_product_attention(q, k, v, attn_mask=m, scale=scale)
 
-        step = Step(run, runtime)
+        step = Step(run, runtime, path="sdpa")
         step.outputs = list(context.outputs)
         return step
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from openqnn.backends.base import Fallback
+from openqnn.backends.native import sync_threads as native_threads
 from openqnn.backends.cpu.fusion import Fusion, SharedGemm, fuse_epilogues, share_gemms
 from openqnn.backends.cpu.kernels import BuildContext, Step, Unsupported
 from openqnn.backends.cpu.quantsim import FakeQuant
@@ -119,6 +120,8 @@ class Plan:
             steps.append(step)
             ctxs.append(ctx)
         _check_order(graph, steps, ctxs)
+        self.paths = [(st.op_type, st.path) for st in steps]  # which implementation each step runs
+        self._native = any(path == "native" for _, path in self.paths)
         # a quantized graph runs as a simulation: every encoded float activation is quantize-dequantized
         fq = {t.name: FakeQuant(t.encoding, t.rank, self.device)
               for t in [*(graph.tensors[n] for n in graph.inputs),
@@ -168,6 +171,8 @@ class Plan:
 
     def run_torch(self, inputs: Sequence[torch.Tensor], profile: list[tuple[str, str, float]] | None = None
                   ) -> list[torch.Tensor]:
+        if self._native:  # the native kernels' pool takes PyTorch's thread count (the backend's num_threads)
+            native_threads()
         return self._exec.run(inputs, profile)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

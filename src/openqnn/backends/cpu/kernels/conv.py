@@ -116,7 +116,7 @@ def build_conv2d(node: Node, ctx: BuildContext, epilogue: Epilogue = NO_EPILOGUE
         assert ops.w is not None
         fast = _native_conv(node, ctx, ops.w, ops.b, groups, epilogue)
         if fast is not None:
-            return Step(fast, runtime)
+            return Step(fast, runtime, path="native")
     if ops.static and mkldnn_ok(ctx) and ctx.dtype(x_name) is DType.FLOAT_32:
         assert ops.w is not None
         n, h, w, c = ctx.shape(x_name)
@@ -124,7 +124,7 @@ def build_conv2d(node: Node, ctx: BuildContext, epilogue: Epilogue = NO_EPILOGUE
             h, w = h + explicit[2] + explicit[3], w + explicit[0] + explicit[1]
         args = (list(padding), list(stride), list(dilation), groups)
         packed = torch.ops.mkldnn._reorder_convolution_weight(ops.w.contiguous(), *args, [n, c, h, w])
-        return Step(_mkldnn_conv(packed, ops.b, args, explicit, epilogue), runtime)
+        return Step(_mkldnn_conv(packed, ops.b, args, explicit, epilogue), runtime, path="onednn")
 
     def run(x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
         it = iter(rest)

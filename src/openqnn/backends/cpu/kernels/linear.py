@@ -40,10 +40,10 @@ def build_fully_connected(node: Node, ctx: BuildContext, epilogue: Epilogue = NO
     if ops.static and ops.w is not None and native_ok(ctx, x_name) and ctx.dtype(w_name) is DType.FLOAT_32:
         gemm = native.Gemm(ops.w, ops.b, epilogue.clamp)
         if epilogue.add:
-            return Step(lambda x, other: gemm.run(x, out_shape, other), runtime)
-        return Step(lambda x: gemm.run(x, out_shape), runtime)
+            return Step(lambda x, other: gemm.run(x, out_shape, other), runtime, path="native")
+        return Step(lambda x: gemm.run(x, out_shape), runtime, path="native")
     if ops.static and ops.w is not None and _use_mkldnn(ctx, x_name, rows, *ops.w.shape[::-1]):
-        return Step(_mkldnn_linear(ops.w, ops.b, rows, out_shape, epilogue), runtime)
+        return Step(_mkldnn_linear(ops.w, ops.b, rows, out_shape, epilogue), runtime, path="onednn")
 
     def run(x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
         it = iter(rest)
@@ -101,13 +101,14 @@ def build_fully_connected_siblings(nodes: list[Node], ctx: BuildContext) -> Step
     sizes = [t.shape[0] for t in ws]
     shapes = [ctx.graph.tensors[n.outputs[0]].shape for n in nodes]
     rows, k = math.prod(shapes[0][:-1]), w.shape[1]
-    if native_ok(ctx, x_name):
+    path = "native" if native_ok(ctx, x_name) else "onednn" if _use_mkldnn(ctx, x_name, rows, k, w.shape[0]) else ""
+    if path == "native":
         stacked = native.Gemm(w, b)
         out_shape = (*shapes[0][:-1], w.shape[0])
 
         def gemm(x: torch.Tensor) -> torch.Tensor:
             return stacked.run(x, out_shape).reshape(-1, w.shape[0])
-    elif _use_mkldnn(ctx, x_name, rows, k, w.shape[0]):
+    elif path == "onednn":
         linear, packed = torch.ops.mkldnn._linear_pointwise.default, torch.ops.mkldnn._reorder_linear_weight(w, rows)
 
         def gemm(x: torch.Tensor) -> torch.Tensor:
@@ -119,7 +120,7 @@ def build_fully_connected_siblings(nodes: list[Node], ctx: BuildContext) -> Step
     def run(x: torch.Tensor) -> list[torch.Tensor]:
         return [y.reshape(s) for y, s in zip(gemm(x).split(sizes, -1), shapes)]
 
-    return Step(run, [x_name])
+    return Step(run, [x_name], path=path)
 
 
 def can_share_gemm(node: Node, ctx: BuildContext) -> bool:

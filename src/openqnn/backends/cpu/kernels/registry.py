@@ -36,6 +36,7 @@ class Step:
     outputs: list[str] = field(default_factory=list)
     node: str = ""
     op_type: str = ""
+    path: str = ""  # which implementation runs it, where there is a choice: "native", "onednn", "sdpa"
 
 
 @dataclass(frozen=True)
