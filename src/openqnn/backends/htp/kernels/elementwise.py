@@ -41,7 +41,9 @@ graph) are taken in their own encoding (``ctx.static_q``); numpy broadcasting th
   s_out)`` with the float alpha (a negative alpha: the negated multiplier). With ``htp_config.arithmetic:
   "qnn"`` (v68, v73, 8-bit codes and slope): QNN's, exact rounding of ``a s_in / s_out`` and of
   ``a s_in alpha / s_out`` with alpha the slope's code times its scale, as a table (``spec/qnn_unary.py``;
-  TFLite's double rounding parts from it on about 1 code in 20). A static slope of several values, "qnn": each
+  TFLite's double rounding parts from it on about 1 code in 20); with 16-bit codes and slope, QNN's 15-bit
+  multiplier per branch, truncated, at the larger slope's shift (``spec/qnn_unary16.py``), as a table of 65,536
+  codes. A static slope of several values, "qnn": each
   branch QNN's Max / Min requantization (``QnnConvertSpec``) of ``s_in / s_out`` or ``s_in alpha / s_out``, as
   tables per slope value (``htp.channel_table``; approximate, ``spec/qnn_unary.py``).
 
@@ -93,6 +95,7 @@ from openqnn.backends.htp.spec.qnn_eltwise import (
     mul_spec_for,
 )
 from openqnn.backends.htp.spec.qnn_unary import leaky_relu_table_for, prelu_tables_for
+from openqnn.backends.htp.spec.qnn_unary16 import leaky_relu16_table_for
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 
@@ -735,11 +738,19 @@ def _leaky_relu(node: Node, ctx: HtpBuildContext, qi: QParams, qo: QParams) -> H
         raise Unsupported(f"LeakyRelu alpha {alpha}")
     # an encoded slope as QNN sees it: its code times its scale (a float slope, as TFLite's LeakyRelu has: as is)
     qa = operand_params(ctx, node.inputs[1]) if ctx.graph.tensors[node.inputs[1]].encoding is not None else None
-    if qa is not None and qa.bitwidth == 8 and len(qa.scale) == 1:
+    if qa is not None and len(qa.scale) == 1:
         alpha_q = float(np.float32(qa.scale[0])) * (int(np.asarray(ctx.static_q(node.inputs[1])).reshape(-1)[0])
                                                     - int(qa.zero_point[0]))
-        table = leaky_relu_table_for(ctx.arch.name, ctx.arithmetic, si, int(qi.zero_point[0]), alpha_q, so,
-                                     int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
+        zi, zo = int(qi.zero_point[0]), int(qo.zero_point[0])
+        if qi.bitwidth == 8:
+            table = leaky_relu_table_for(ctx.arch.name, ctx.arithmetic, si, zi, alpha_q, so, zo, qi.bitwidth,
+                                         qo.bitwidth) if qa.bitwidth == 8 else None
+        else:
+            # beside a 16-bit input the QDQ export writes an 8-bit slope as 16-bit codes (scale / 256, codes times
+            # 256: the same value), so QNN reads a 16-bit slope either way
+            slope_bits = 16 if qa.bitwidth == 8 else qa.bitwidth
+            table = leaky_relu16_table_for(ctx.arch.name, ctx.arithmetic, si, zi, alpha_q, so, zo, qi.bitwidth,
+                                           qo.bitwidth, slope_bits)
         if table is not None:
             from openqnn.backends.htp.kernels.lut import table_step  # lut.py imports this module
 
