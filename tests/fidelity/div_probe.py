@@ -90,7 +90,7 @@ def probe16(arch: str, encs: Sequence[Encodings], qas: Sequence[np.ndarray], qbs
     nodes, inits, inputs, outputs, feed = [], [], [], [], {}
     f32, u16 = np.float32, np.uint16
     for k, ((sa, za, sb, zb, so, zo), qa, qb) in enumerate(zip(encs, qas, qbs)):
-        def n(s: str) -> str:
+        def n(s: str, k: int = k) -> str:
             return f"k{k}_{s}"
 
         inits += [nh.from_array(np.array(f32(sa)), n("sa")), nh.from_array(np.array(za, u16), n("za")),

@@ -86,6 +86,7 @@ from openqnn.backends.htp.kernels.registry import (
 )
 from openqnn.backends.htp.kernels.scratch import step_buffer
 from openqnn.backends.htp.native import lookup_or
+from openqnn.backends.htp.spec.qnn_div import div16_apply, div16_multiplier_for, recip16_of_divisor
 from openqnn.backends.htp.spec.qnn_eltwise import (
     QnnAddSpec,
     QnnMulSpec,
@@ -95,7 +96,6 @@ from openqnn.backends.htp.spec.qnn_eltwise import (
     convert_spec_from_attrs,
     mul_spec_for,
 )
-from openqnn.backends.htp.spec.qnn_div import div16_apply, div16_multiplier_for, recip16_of_divisor
 from openqnn.backends.htp.spec.qnn_unary import leaky_relu_table_for, prelu_tables_for
 from openqnn.backends.htp.spec.qnn_unary16 import leaky_relu16_table_for
 from openqnn.backends.plan import StepPlan
