@@ -13,6 +13,8 @@ from test_elementwise import _enc, _graph
 
 from openqnn.backends.htp.arch import ARCHS
 from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext
+from openqnn.backends.htp.spec.qnn_div import div16_apply, div16_multiplier
+from openqnn.backends.htp.spec.qnn_unary import reciprocal_numerator
 from openqnn.backends.htp.spec.qnn_unary16 import (
     LOG_ZERO_SCALE,
     abs16_codes,
@@ -88,25 +90,21 @@ def test_log_is_zero_below_the_output_scale_cliff(arch: str) -> None:
 
 
 @pytest.mark.parametrize("arch", ["v68", "v73"])
-def test_reciprocal_16bit_numerator_clamps(arch: str) -> None:
-    """1 / s_in above 65535 codes: the quantized 1.0 clamps at 65535 (the quotient well below 1 / x)."""
-    g = _graph("ElementWiseReciprocal", [((1, 1024), _enc(0.0, 0.5, 16), None)])
-    g.tensors["out"].encoding = _enc(0.0, 200.0, 16)
+@pytest.mark.parametrize("hi,clamps", [(0.5, True), (2.0, False)])
+def test_reciprocal_16bit_is_the_div_of_the_quantized_one(arch: str, hi: float, clamps: bool) -> None:
+    """QNN's 16-bit Divide of 1.0 quantized in the input's encoding (clamped at 65535 where 1 / s_in passes it) by
+    the input; TFLite's arithmetic rounds 1 / x exactly."""
+    g = _graph("ElementWiseReciprocal", [((1, 1024), _enc(0.0, hi, 16), None)])
+    g.tensors["out"].encoding = _enc(0.0, 200.0 if clamps else 10.0, 16)
     (si, zi), (so, zo) = _sz(g.tensors["x0"].encoding), _sz(g.tensors["out"].encoding)
     x = np.arange(1024, 65536, 63)[:1024].reshape(1, 1024)
     _, ref = _run(g, arch, "qnn", x)
-    n = (65535 - zi) * float(np.float32(si))
-    assert n < 0.6
-    v = n / ((x - zi) * float(np.float32(si))) / float(np.float32(so))
-    np.testing.assert_array_equal(ref, np.clip(np.floor(v + 0.5) + zo, 0, 65535))
-
-
-@pytest.mark.parametrize("arch", ["v68", "v73"])
-def test_reciprocal_16bit_without_the_clamp_is_exact_rounding(arch: str) -> None:
-    g = _graph("ElementWiseReciprocal", [((1, 1024), _enc(0.0, 2.0, 16), None)])
-    g.tensors["out"].encoding = _enc(0.0, 10.0, 16)
-    x = np.arange(6000, 65536, 58)[:1024].reshape(1, 1024)
-    np.testing.assert_array_equal(_run(g, arch, "qnn", x)[1], _run(g, arch, "tflite", x)[1])
+    q1 = reciprocal_numerator(si, zi, 16)
+    assert (q1 == 65535) == clamps
+    mult = div16_multiplier(si, si, so)
+    assert mult is not None
+    np.testing.assert_array_equal(ref, div16_apply(np.full(x.shape, q1), x, zi, zi, zo, *mult))
+    assert (ref != _run(g, arch, "tflite", x)[1]).any()
 
 
 def test_other_arches_and_8bit_codes_keep_exact_rounding() -> None:

@@ -29,12 +29,11 @@ the product rounded half up. 93.0% of the codes of each of 10 probes (exact roun
 tooth edges, where QNN's ``r`` is not the rounded one (up to 128 codes off). Inputs below the zero point (negative
 reals) give the codes of ``(q - z_in) mod 2^16``: 94-100% of those codes.
 
-Reciprocal (the numerator, established): QNN EP writes it as ``Div(1.0, x)`` with 1.0 quantized in the input's
-16-bit encoding (as for 8-bit codes, ``qnn_unary.reciprocal_codes``), so once ``1 / s_in`` passes ``65535 - z_in``
-codes the numerator clamps below 1. openqnn uses that numerator only where it clamps (there exact rounding of
-``1 / x`` is 0.5% of the codes, the clamped numerator's quotient 77%); elsewhere the numerator is within ``s_in / 2``
-of 1 and no closer to the simulator than 1 (84.0% either way): exact rounding of ``1 / x``. The quotient's own
-16-bit arithmetic (that of Div, up to 28 codes off) is open.
+Reciprocal (the numerator established, the quotient approximate): QNN EP writes it as ``Div(1.0, x)`` with 1.0
+quantized in the input's 16-bit encoding (as for 8-bit codes, ``qnn_unary.reciprocal_numerator``), so once ``1 /
+s_in`` passes ``65535 - z_in`` codes the numerator clamps below 1; the quotient is QNN's 16-bit Divide
+(``qnn_div.div16_apply``: nnlib's 16-bit reciprocal of the input's centred code, approximate). 92.5-97.1% of the
+codes of 8 all-code probes (the numerator with an exact quotient: 77-84%, exact rounding of ``1 / x``: 0.5-84%).
 
 LeakyRelu (established; a PRelu of a one-element 16-bit slope, as openqnn exports it, ``alpha`` the slope's code
 times its scale): one 16-bit requantization per branch with a shared shift (``tests/fidelity/prelu16_probe.py``,
@@ -70,8 +69,9 @@ import math
 
 import numpy as np
 
+from openqnn.backends.htp.spec.qnn_div import div16_apply, div16_multiplier
 from openqnn.backends.htp.spec.qnn_eltwise import f32
-from openqnn.backends.htp.spec.qnn_unary import reciprocal_codes, reciprocal_numerator
+from openqnn.backends.htp.spec.qnn_unary import reciprocal_numerator
 
 __all__ = [
     "ABS_FRAC",
@@ -276,6 +276,7 @@ def unary16_tables_for(op_type: str, arch: str, arithmetic: str, s_in: float, z_
     if op_type in ("Sigmoid", "Tanh"):
         codes = tanh16_codes(q, s_in, z_in, s_out, z_out, sigmoid=op_type == "Sigmoid")
         return None if codes is None else codes[None]
-    if op_type == "ElementWiseReciprocal" and reciprocal_numerator(s_in, z_in, 16) == N16 - 1:
-        return reciprocal_codes(q, s_in, z_in, s_out, z_out, bits=16)[None]  # (where the numerator clamps)
+    if op_type == "ElementWiseReciprocal" and (mult := div16_multiplier(s_in, s_in, s_out)) is not None:
+        q1 = np.full(N16, reciprocal_numerator(s_in, z_in, 16), np.int64)
+        return div16_apply(q1, q, z_in, z_in, z_out, *mult)[None]
     return None
