@@ -21,8 +21,8 @@ and ``R`` is off ``r`` by up to about 1e-4 either way, per probe (not float16(r)
 output spanning about 30,000 codes), :func:`random_probes16` random codes at random encodings. Per divisor, the
 slope of the codes over numerators below 2^11 (where one rounding fits) is ``r (1 + e)`` with ``e`` the relative
 error of nnlib's 16-bit reciprocal of the divisor's normalized code (``qnn_div.recip16``) to about 1e-6; above
-2^11 the codes drift up to a quarter of a code higher (open). The spec reproduces 96.5-99.7% of random probes'
-codes, exact rounding 77-96%.
+2^11 the codes drift up to a quarter of a code higher (open). The spec reproduces 95.9-99.7% of random probes'
+codes, exact rounding 72-97%.
 """
 
 from __future__ import annotations

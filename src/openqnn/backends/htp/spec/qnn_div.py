@@ -23,7 +23,7 @@ this reciprocal's to 1e-6 (+4.39e-4 for d = 17, -4.39e-4 for 19, +2.14e-4 for 3,
 rounded once here (``r`` as a 24-bit multiplier). This is where the rule is approximate: the simulator's codes are
 those of that value for numerators below 2^11 in magnitude, and above it a little higher (an extra rounding offset
 that doubles with each octave of ``a``, up to about 0.25 of a code at 2^14: an intermediate of about 16 bits, form
-not found). 96.5-99.7% of the codes of 16 random all-code probes (v68 = v73), exact rounding 77-96%.
+not found). 95.9-99.7% of the codes of 16 random probes (4,096 random codes each, v68 = v73), exact rounding 72-97%.
 ``d = 0`` keeps openqnn's x / 0 (the encoding's end by the sign of ``a``; not probed).
 """
 
