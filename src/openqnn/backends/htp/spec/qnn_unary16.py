@@ -42,7 +42,7 @@ docs/htp-fidelity.md "16-bit LeakyRelu and Div (stop 26)"). ``r = float32(s_in /
 multipliers truncated, not rounded, toward zero: TFLite rounds a 31-bit one); with ``a = q - z_in`` and ``m`` the
 branch's multiplier, ``acc = wrap32(a m + (z_out << k))`` (an int32 sum: with a high output zero point it wraps and
 the code saturates low), ``code = clamp(((acc >> (k - 1)) + 1) >> 1)`` (Hexagon's rounding shift, which does not
-overflow). Found on 112 all-code probes (``r`` 0.005 to 300, alpha -2 to 6), then 100% of 112 fresh ones (7,340,032
+overflow). Found on 112 all-code probes (``r`` 0.005 to 300, alpha -0.4 to 6), then 100% of 112 fresh ones (7,340,032
 codes, v68 and v73; exact rounding 70%, 15-99% per probe). A slope of 8-bit codes beside 16-bit activations (not
 openqnn's export, which widens it) takes another form: open.
 
