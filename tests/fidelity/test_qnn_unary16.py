@@ -56,19 +56,25 @@ def test_log_output_scale_cliff(arch: str) -> None:
 @pytest.mark.parametrize("arch", ["68", "73"])
 def test_reciprocal_numerator_is_one_quantized_in_16_bits(arch: str) -> None:
     """Where ``1 / s_in`` passes 65535 codes the numerator clamps: exact rounding of ``1 / x`` is far off, the
-    clamped numerator's quotient close (the quotient's own arithmetic, Div's, is open)."""
+    clamped numerator's exact quotient close, and QNN's 16-bit Divide of it (``qnn_div``, approximate) closer."""
+    from openqnn.backends.htp.spec.qnn_unary16 import unary16_tables_for
+
     probes = random_probes(np.random.default_rng(3), "Reciprocal", 8)
     sims = probe_many(arch, "Reciprocal", probes)
     q = np.arange(N)
     for p, y in zip(probes, sims):
         m = q > p.zi + 5
-        spec = np.mean((reciprocal_codes(q, p.si, p.zi, p.so, p.zo, bits=16) == y)[m])
+        numerator = np.mean((reciprocal_codes(q, p.si, p.zi, p.so, p.zo, bits=16) == y)[m])
         exact = np.mean((exact_codes("Reciprocal", p, q) == y)[m])
-        print(f"v{arch} 1/s_in {1 / p.si:.0f}: numerator {spec:.4f}, exact {exact:.4f}")
+        table = unary16_tables_for("ElementWiseReciprocal", f"v{arch}", "qnn", p.si, p.zi, p.so, p.zo, 16, 16)
+        assert table is not None
+        spec = np.mean((table[0] == y)[m])
+        print(f"v{arch} 1/s_in {1 / p.si:.0f}: spec {spec:.4f}, numerator {numerator:.4f}, exact {exact:.4f}")
         if 1 / np.float32(p.si) > 65535.5:
-            assert spec > 0.7 and exact < 0.05
+            assert numerator > 0.7 and exact < 0.05
         else:
-            assert abs(spec - exact) < 0.002
+            assert abs(numerator - exact) < 0.002
+        assert spec > numerator + 0.05 and spec >= 0.92
 
 
 @pytest.mark.parametrize("arch", ["68", "73"])
@@ -148,3 +154,56 @@ def test_sigmoid_tanh_are_nnlibs_cubic_tanh(arch: str, op: str) -> None:
         else:
             assert np.mean((spec == y)[ok]) >= 0.993 and np.abs(spec - y)[ok].max() <= 1
         assert np.mean((exact == y)[ok]) < 0.85
+
+
+def _leaky_shares(arch: str, probes: list) -> tuple[float, float]:
+    from tests.fidelity.prelu16_probe import exact_codes as leaky_exact
+    from tests.fidelity.prelu16_probe import probe_many as leaky_probe_many
+    from tests.fidelity.prelu16_probe import spec_codes as leaky_spec
+
+    sims = leaky_probe_many(arch, probes)
+    spec = float(np.mean([np.mean(leaky_spec(p) == y) for p, y in zip(probes, sims)]))
+    exact = float(np.mean([np.mean(leaky_exact(p) == y) for p, y in zip(probes, sims)]))
+    return spec, exact
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+@pytest.mark.parametrize("wide", [False, True])
+def test_leaky_relu_is_two_truncated_15_bit_multipliers(arch: str, wide: bool) -> None:
+    """Every code of 8 probes (as openqnn encodes a LeakyRelu, or wide ratios and slopes, alpha up to 6)."""
+    from tests.fidelity.prelu16_probe import random_probes as leaky_probes
+
+    spec, exact = _leaky_shares(arch, leaky_probes(np.random.default_rng(41 + wide), 8, wide))
+    assert spec == 1.0
+    assert exact < 0.99
+
+
+def test_leaky_relu_alternatives_part_from_the_simulator() -> None:
+    """Rounded multipliers, or the negative branch at its own shift (a slope above 1), miss codes the spec gives."""
+    from tests.fidelity.prelu16_probe import Prelu16Probe, spec_codes
+    from tests.fidelity.prelu16_probe import probe_many as leaky_probe_many
+
+    # r = 1.2, alpha = 0.1; r = 0.9, alpha = 2.5 (the negative slope is the larger: the shared shift is its)
+    probes = [Prelu16Probe(1e-4, 30000, 1e-4 / 1.2, 20000, 65280, 0.1 / 65280),
+              Prelu16Probe(1e-4, 40000, 1e-4 / 0.9, 50000, 65280, 2.5 / 65280)]
+    sims = leaky_probe_many("73", probes)
+    a = np.arange(N, dtype=np.int64)
+    for i, (p, y) in enumerate(zip(probes, sims)):
+        np.testing.assert_array_equal(spec_codes(p), y)
+        r = float(np.float32(np.float32(p.si) / np.float32(p.so)))
+        k = 14 - int(np.floor(np.log2(r)))  # the positive slope's own shift
+        m_pos, m_neg = round(r * 2**k), round(r * p.alpha * 2**k)
+        d = a - p.zi
+        own = np.clip(p.zo + ((d * np.where(d >= 0, m_pos, m_neg) + (1 << (k - 1))) >> k), 0, N - 1)
+        assert (own != y).sum() > 100, i
+
+
+def test_leaky_relu_int32_sum_wraps() -> None:
+    """A high output zero point: the int32 sum of the product and ``z_out << k`` wraps, the codes drop to 0."""
+    from tests.fidelity.prelu16_probe import Prelu16Probe, spec_codes
+    from tests.fidelity.prelu16_probe import probe_many as leaky_probe_many
+
+    p = Prelu16Probe(1.7e-4, 8226, 1.7e-4 / 0.61, 60205, 65280, 0.05 / 65280)
+    (y,) = leaky_probe_many("73", [p])
+    np.testing.assert_array_equal(spec_codes(p), y)
+    assert (y[p.zi + 1:] == 0).sum() > 10000  # positive inputs at code 0 (no clamp of z_out + a r gives that)

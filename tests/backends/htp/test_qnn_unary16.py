@@ -4,6 +4,8 @@ arches keep exact rounding. (Against the simulator: tests/fidelity/test_qnn_unar
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,16 @@ from test_elementwise import _enc, _graph
 
 from openqnn.backends.htp.arch import ARCHS
 from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext
-from openqnn.backends.htp.spec.qnn_unary16 import LOG_ZERO_SCALE, abs16_codes, abs16_multiplier, row_parity
+from openqnn.backends.htp.spec.qnn_div import div16_apply, div16_multiplier
+from openqnn.backends.htp.spec.qnn_unary import reciprocal_numerator
+from openqnn.backends.htp.spec.qnn_unary16 import (
+    LOG_ZERO_SCALE,
+    abs16_codes,
+    abs16_multiplier,
+    leaky_relu16_codes,
+    leaky_relu16_multipliers,
+    row_parity,
+)
 from openqnn.ir.tensor import Encoding
 
 
@@ -79,25 +90,21 @@ def test_log_is_zero_below_the_output_scale_cliff(arch: str) -> None:
 
 
 @pytest.mark.parametrize("arch", ["v68", "v73"])
-def test_reciprocal_16bit_numerator_clamps(arch: str) -> None:
-    """1 / s_in above 65535 codes: the quantized 1.0 clamps at 65535 (the quotient well below 1 / x)."""
-    g = _graph("ElementWiseReciprocal", [((1, 1024), _enc(0.0, 0.5, 16), None)])
-    g.tensors["out"].encoding = _enc(0.0, 200.0, 16)
+@pytest.mark.parametrize("hi,clamps", [(0.5, True), (2.0, False)])
+def test_reciprocal_16bit_is_the_div_of_the_quantized_one(arch: str, hi: float, clamps: bool) -> None:
+    """QNN's 16-bit Divide of 1.0 quantized in the input's encoding (clamped at 65535 where 1 / s_in passes it) by
+    the input; TFLite's arithmetic rounds 1 / x exactly."""
+    g = _graph("ElementWiseReciprocal", [((1, 1024), _enc(0.0, hi, 16), None)])
+    g.tensors["out"].encoding = _enc(0.0, 200.0 if clamps else 10.0, 16)
     (si, zi), (so, zo) = _sz(g.tensors["x0"].encoding), _sz(g.tensors["out"].encoding)
     x = np.arange(1024, 65536, 63)[:1024].reshape(1, 1024)
     _, ref = _run(g, arch, "qnn", x)
-    n = (65535 - zi) * float(np.float32(si))
-    assert n < 0.6
-    v = n / ((x - zi) * float(np.float32(si))) / float(np.float32(so))
-    np.testing.assert_array_equal(ref, np.clip(np.floor(v + 0.5) + zo, 0, 65535))
-
-
-@pytest.mark.parametrize("arch", ["v68", "v73"])
-def test_reciprocal_16bit_without_the_clamp_is_exact_rounding(arch: str) -> None:
-    g = _graph("ElementWiseReciprocal", [((1, 1024), _enc(0.0, 2.0, 16), None)])
-    g.tensors["out"].encoding = _enc(0.0, 10.0, 16)
-    x = np.arange(6000, 65536, 58)[:1024].reshape(1, 1024)
-    np.testing.assert_array_equal(_run(g, arch, "qnn", x)[1], _run(g, arch, "tflite", x)[1])
+    q1 = reciprocal_numerator(si, zi, 16)
+    assert (q1 == 65535) == clamps
+    mult = div16_multiplier(si, si, so)
+    assert mult is not None
+    np.testing.assert_array_equal(ref, div16_apply(np.full(x.shape, q1), x, zi, zi, zo, *mult))
+    assert (ref != _run(g, arch, "tflite", x)[1]).any()
 
 
 def test_other_arches_and_8bit_codes_keep_exact_rounding() -> None:
@@ -193,3 +200,56 @@ def test_tanh16_form_by_hand() -> None:
     sh = tanh16_q15(q, si, 32768, True)  # sigmoid: tanh(x / 2) averaged with one, (t + 2^15) >> 1
     assert sh is not None and np.abs(sh - 32768 / (1 + np.exp(-xs))).max() < 2.5
     assert tanh16_input_scale(1e-9, False) is None  # nnlib's range check: no rule, exact rounding
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+@pytest.mark.parametrize("slope_bits", [8, 16])
+@pytest.mark.parametrize("alpha", [0.1, 1.7])
+def test_leaky_relu16_is_the_spec(arch: str, slope_bits: int, alpha: float) -> None:
+    """A 16-bit LeakyRelu (a one-element slope; an 8-bit slope is exported as 16-bit codes of the same value): the
+    table is the spec's, TFLite's arithmetic parts from it."""
+    shape = (1, 5, 7, 9)
+    g = _graph("Prelu", [(shape, _enc(-2.9, 3.1, 16), None), ((1,), _enc(0.0, alpha, slope_bits), [alpha])])
+    g.tensors["out"].encoding = _enc(-0.7 * alpha, 3.1, 16)
+    (si, zi), (so, zo) = _sz(g.tensors["x0"].encoding), _sz(g.tensors["out"].encoding)
+    qa = g.tensors["c1"].encoding
+    assert qa is not None
+    alpha_q = float(np.float32(qa.scale[0])) * round(alpha / qa.scale[0])
+    x = _codes(shape)
+    kernel, ref = _run(g, arch, "qnn", x)
+    assert kernel == "htp.lut"
+    want = leaky_relu16_codes(x, si, zi, so, zo, alpha_q)
+    assert want is not None
+    np.testing.assert_array_equal(ref, want)
+    kernel, tfl = _run(g, arch, "tflite", x)
+    assert kernel == "htp.leaky_relu"
+    assert (tfl != ref).any()
+
+
+def _ratio(s_in: float, s_out: float) -> float:
+    return float(np.float32(np.float32(s_in) / np.float32(s_out)))
+
+
+def test_leaky_relu16_rule_is_the_documented_integer_arithmetic() -> None:
+    # the multipliers: 15 bits, truncated toward zero, at the shift of the larger slope
+    r = _ratio(1e-4, 1e-4 / 1.3)
+    assert leaky_relu16_multipliers(1e-4, 1e-4 / 1.3, 0.1) == (math.floor(r * 2**14), math.floor(r * 0.1 * 2**14), 14)
+    assert leaky_relu16_multipliers(1e-4, 1e-4 / 1.3, -0.1) == (math.floor(r * 2**14), -math.floor(r * 0.1 * 2**14), 14)
+    r = _ratio(1e-4, 1e-4 / 0.9)  # the negative slope 2.25 is the larger: its shift, 13
+    assert leaky_relu16_multipliers(1e-4, 1e-4 / 0.9, 2.5) == (math.floor(r * 2**13), math.floor(r * 2.5 * 2**13), 13)
+    r = _ratio(1e-4, 1e-4 / 0.01)  # below 1/2: at most 15 fraction bits
+    assert leaky_relu16_multipliers(1e-4, 1e-4 / 0.01, 0.1) == (math.floor(r * 2**15), math.floor(r * 0.1 * 2**15), 15)
+    # codes the simulator gave (tests/fidelity/prelu16_probe.py, v73; input (s, z), output (s, z), the slope's code,
+    # scale and zero point): a wrapped int32 sum (z_out 60205), a slope of 3.19 (the negative branch's shift), a
+    # negative slope
+    cases = [((1.7098327996605342e-4, 8226), (2.8063838145167975e-4, 60205), (45007, 1.8676814462968738e-07, 0),
+              {0: 60163, 4113: 60184, 8225: 60205, 8227: 60206, 16975: 65535, 16977: 0, 65535: 0}),
+             ((1.519867413011044e-4, 59726), (4.677554011932167e-05, 35125), (2764, 0.0011529629293848286, 0),
+              {56726: 4062, 58726: 24771, 59719: 35053, 59731: 35141, 60726: 38374, 61226: 39999}),
+             ((1.8238157572551754e-4, 32948), (0.0019569170775839617, 30083), (0, 3.901626955332451e-06, 65280),
+              {0: 30864, 16474: 30474, 32947: 30083, 41697: 30898, 65535: 33119})]
+    for (si, zi), (so, zo), (wq, sw, zw), want in cases:
+        alpha = float(np.float32(sw)) * (wq - zw)
+        got = leaky_relu16_codes(np.array(list(want)), si, zi, so, zo, alpha)
+        assert got is not None
+        np.testing.assert_array_equal(got, list(want.values()))

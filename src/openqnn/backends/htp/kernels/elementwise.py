@@ -24,7 +24,8 @@ graph) are taken in their own encoding (``ctx.static_q``); numpy broadcasting th
   quantize_multiplier, ``t = 31 - shift``; when ``t > 46`` m is rounded down to ``t = 46``). With
   ``a = q1 - z1``, ``d = q2 - z2``: ``out = z_out + round_half_away(a * m / (d * 2^t))``, computed
   exactly as integer division of int64s (one rounding). ``d == 0``: x/0 saturates to qmax
-  (a > 0) or qmin (a < 0); 0/0 gives the code of real 0.
+  (a > 0) or qmin (a < 0); 0/0 gives the code of real 0. ``"qnn"`` (v68, v73, two run-time 16-bit operands of
+  one shape; approximate): QNN's, nnlib's 16-bit reciprocal of the divisor's code (``spec/qnn_div.py``).
 - ElementWiseMaximum / ElementWiseMinimum, ``"qnn"`` (v68, v73, 8-bit run-time operands and output): QNN's
   (``spec/qnn_eltwise.py``, ``QnnConvertSpec``): each operand's codes requantized into the output's with a 15-bit
   multiplier and a rounding a little above a half, then the larger / smaller code. Otherwise (TFLite's):
@@ -41,7 +42,9 @@ graph) are taken in their own encoding (``ctx.static_q``); numpy broadcasting th
   s_out)`` with the float alpha (a negative alpha: the negated multiplier). With ``htp_config.arithmetic:
   "qnn"`` (v68, v73, 8-bit codes and slope): QNN's, exact rounding of ``a s_in / s_out`` and of
   ``a s_in alpha / s_out`` with alpha the slope's code times its scale, as a table (``spec/qnn_unary.py``;
-  TFLite's double rounding parts from it on about 1 code in 20). A static slope of several values, "qnn": each
+  TFLite's double rounding parts from it on about 1 code in 20); with 16-bit codes and slope, QNN's 15-bit
+  multiplier per branch, truncated, at the larger slope's shift (``spec/qnn_unary16.py``), as a table of 65,536
+  codes. A static slope of several values, "qnn": each
   branch QNN's Max / Min requantization (``QnnConvertSpec``) of ``s_in / s_out`` or ``s_in alpha / s_out``, as
   tables per slope value (``htp.channel_table``; approximate, ``spec/qnn_unary.py``).
 
@@ -83,6 +86,7 @@ from openqnn.backends.htp.kernels.registry import (
 )
 from openqnn.backends.htp.kernels.scratch import step_buffer
 from openqnn.backends.htp.native import lookup_or
+from openqnn.backends.htp.spec.qnn_div import div16_apply, div16_multiplier_for, recip16_of_divisor
 from openqnn.backends.htp.spec.qnn_eltwise import (
     QnnAddSpec,
     QnnMulSpec,
@@ -93,6 +97,7 @@ from openqnn.backends.htp.spec.qnn_eltwise import (
     mul_spec_for,
 )
 from openqnn.backends.htp.spec.qnn_unary import leaky_relu_table_for, prelu_tables_for
+from openqnn.backends.htp.spec.qnn_unary16 import leaky_relu16_table_for
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 
@@ -491,6 +496,14 @@ def divide(node: Node, ctx: HtpBuildContext) -> HtpStep:
     a_name, b_name = node.inputs[:2]
     qa, qb = operand_params(ctx, a_name), operand_params(ctx, b_name)
     qo = act_params(ctx, node.outputs[0])
+    runtime_same = (not ctx.is_static(a_name) and not ctx.is_static(b_name)
+                    and tuple(ctx.shape(a_name)) == tuple(ctx.shape(b_name)))
+    qnn16 = div16_multiplier_for(ctx.arch.name, ctx.arithmetic, float(qa.scale[0]), float(qb.scale[0]),
+                                 float(qo.scale[0]), (qa.bitwidth, qb.bitwidth, qo.bitwidth), runtime_same)
+    if qnn16 is not None:
+        attrs16 = {"m": qnn16[0], "k": qnn16[1], "za": int(qa.zero_point[0]), "zb": int(qb.zero_point[0]),
+                   "zo": int(qo.zero_point[0])}
+        return _coded_step(node, ctx, "htp.divide_qnn16", [a_name, b_name], attrs16)
     m, shift = quantize_multiplier(float(qa.scale[0]) / (float(qb.scale[0]) * float(qo.scale[0])))
     t = 31 - shift
     if t > _DIV_MAX_T:  # the ratio is below ~2^-15: keep fewer multiplier bits (round half up)
@@ -520,6 +533,32 @@ def _make_divide(p: Attrs, arrays: Arrays, device: torch.device) -> tuple[Callab
         q = round_div_t(num, torch.where(den == 0, torch.ones_like(den), den))
         q = torch.where(d == 0, torch.sign(a) * _SATURATE, q)
         return finish_t(q - oo, qo)
+
+    return ref, fast
+
+
+@_coded("htp.divide_qnn16")
+def _make_divide_qnn16(p: Attrs, arrays: Arrays,
+                       device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """QNN's 16-bit Divide (``spec/qnn_div.py``): the reference is the spec; the fast path looks each divisor
+    code's reciprocal and shift up in a table of 65,536 and does the same integer arithmetic."""
+    m, k, za, zb, zo = (int(p[n]) for n in ("m", "k", "za", "zb", "zo"))
+    qo = Codes.from_attrs(p["out"])
+    d_all = np.arange(1 << 16, dtype=np.int64) - zb
+    x0, s = recip16_of_divisor(d_all)
+    signed_x0_t = torch.from_numpy(np.sign(d_all) * x0 * m).to(device)
+    shift = 29 - s + k
+    shift_t = torch.from_numpy(shift).to(device)
+    half_t = torch.from_numpy(np.int64(1) << (shift - 1)).to(device)
+
+    def ref(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return finish_np(div16_apply(x, y, za, zb, zo, m, k), qo)
+
+    def fast(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        a, yi = x.to(torch.int64) - za, y.to(torch.int64)
+        v = torch.bitwise_right_shift(a * signed_x0_t[yi] + half_t[yi], shift_t[yi])
+        v = torch.where(yi == zb, torch.sign(a) * _SATURATE, v)
+        return finish_t(v + zo, qo)
 
     return ref, fast
 
@@ -735,11 +774,19 @@ def _leaky_relu(node: Node, ctx: HtpBuildContext, qi: QParams, qo: QParams) -> H
         raise Unsupported(f"LeakyRelu alpha {alpha}")
     # an encoded slope as QNN sees it: its code times its scale (a float slope, as TFLite's LeakyRelu has: as is)
     qa = operand_params(ctx, node.inputs[1]) if ctx.graph.tensors[node.inputs[1]].encoding is not None else None
-    if qa is not None and qa.bitwidth == 8 and len(qa.scale) == 1:
+    if qa is not None and len(qa.scale) == 1:
         alpha_q = float(np.float32(qa.scale[0])) * (int(np.asarray(ctx.static_q(node.inputs[1])).reshape(-1)[0])
                                                     - int(qa.zero_point[0]))
-        table = leaky_relu_table_for(ctx.arch.name, ctx.arithmetic, si, int(qi.zero_point[0]), alpha_q, so,
-                                     int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
+        zi, zo = int(qi.zero_point[0]), int(qo.zero_point[0])
+        if qi.bitwidth == 8:
+            table = leaky_relu_table_for(ctx.arch.name, ctx.arithmetic, si, zi, alpha_q, so, zo, qi.bitwidth,
+                                         qo.bitwidth) if qa.bitwidth == 8 else None
+        else:
+            # beside a 16-bit input the QDQ export writes an 8-bit slope as 16-bit codes (scale / 256, codes times
+            # 256: the same value), so QNN reads a 16-bit slope either way
+            slope_bits = 16 if qa.bitwidth == 8 else qa.bitwidth
+            table = leaky_relu16_table_for(ctx.arch.name, ctx.arithmetic, si, zi, alpha_q, so, zo, qi.bitwidth,
+                                           qo.bitwidth, slope_bits)
         if table is not None:
             from openqnn.backends.htp.kernels.lut import table_step  # lut.py imports this module
 

@@ -29,12 +29,22 @@ the product rounded half up. 93.0% of the codes of each of 10 probes (exact roun
 tooth edges, where QNN's ``r`` is not the rounded one (up to 128 codes off). Inputs below the zero point (negative
 reals) give the codes of ``(q - z_in) mod 2^16``: 94-100% of those codes.
 
-Reciprocal (the numerator, established): QNN EP writes it as ``Div(1.0, x)`` with 1.0 quantized in the input's
-16-bit encoding (as for 8-bit codes, ``qnn_unary.reciprocal_codes``), so once ``1 / s_in`` passes ``65535 - z_in``
-codes the numerator clamps below 1. openqnn uses that numerator only where it clamps (there exact rounding of
-``1 / x`` is 0.5% of the codes, the clamped numerator's quotient 77%); elsewhere the numerator is within ``s_in / 2``
-of 1 and no closer to the simulator than 1 (84.0% either way): exact rounding of ``1 / x``. The quotient's own
-16-bit arithmetic (that of Div, up to 28 codes off) is open.
+Reciprocal (the numerator established, the quotient approximate): QNN EP writes it as ``Div(1.0, x)`` with 1.0
+quantized in the input's 16-bit encoding (as for 8-bit codes, ``qnn_unary.reciprocal_numerator``), so once ``1 /
+s_in`` passes ``65535 - z_in`` codes the numerator clamps below 1; the quotient is QNN's 16-bit Divide
+(``qnn_div.div16_apply``: nnlib's 16-bit reciprocal of the input's centred code, approximate). 92.5-97.1% of the
+codes of 8 all-code probes (the numerator with an exact quotient: 77-84%, exact rounding of ``1 / x``: 0.5-84%).
+
+LeakyRelu (established; a PRelu of a one-element 16-bit slope, as openqnn exports it, ``alpha`` the slope's code
+times its scale): one 16-bit requantization per branch with a shared shift (``tests/fidelity/prelu16_probe.py``,
+docs/htp-fidelity.md "16-bit LeakyRelu and Div (stop 26)"). ``r = float32(s_in / s_out)``, ``r_neg = r alpha``;
+``k = min(15, 14 - floor(log2(max(r, |r_neg|))))``; ``m_pos = floor(r 2^k)``, ``m_neg = trunc(r_neg 2^k)`` (15-bit
+multipliers truncated, not rounded, toward zero: TFLite rounds a 31-bit one); with ``a = q - z_in`` and ``m`` the
+branch's multiplier, ``acc = wrap32(a m + (z_out << k))`` (an int32 sum: with a high output zero point it wraps and
+the code saturates low), ``code = clamp(((acc >> (k - 1)) + 1) >> 1)`` (Hexagon's rounding shift, which does not
+overflow). Found on 112 all-code probes (``r`` 0.005 to 300, alpha -0.4 to 6), then 100% of 112 fresh ones (7,340,032
+codes, v68 and v73; exact rounding 70%, 15-99% per probe). A slope of 8-bit codes beside 16-bit activations (not
+openqnn's export, which widens it) takes another form: open.
 
 Sigmoid and Tanh (established): the 16-bit tanh of Qualcomm's public Hexagon NN library (nnlib,
 ``QuantizedTanh_16`` / ``QuantizedSigmoid_16``: ``tanh_hvx_prescale`` and ``tanh_hvx_cubic``), driven by the input
@@ -55,10 +65,13 @@ within one (exact rounding 7-81%); the Q15 value's requantization (the 0.05-0.6%
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from openqnn.backends.htp.spec.qnn_div import div16_apply, div16_multiplier
 from openqnn.backends.htp.spec.qnn_eltwise import f32
-from openqnn.backends.htp.spec.qnn_unary import reciprocal_codes, reciprocal_numerator
+from openqnn.backends.htp.spec.qnn_unary import reciprocal_numerator
 
 __all__ = [
     "ABS_FRAC",
@@ -70,6 +83,9 @@ __all__ = [
     "TANH16_CUBIC",
     "abs16_codes",
     "abs16_multiplier",
+    "leaky_relu16_codes",
+    "leaky_relu16_multipliers",
+    "leaky_relu16_table_for",
     "log16_is_zero",
     "row_parity",
     "softplus16_codes",
@@ -112,6 +128,41 @@ def abs16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int,
     else:
         r = (((a * m) >> ABS_PRE) + (1 << (ABS_FRAC - 1)) + 1) >> ABS_FRAC
     return np.clip(z_out + r, 0, N16 - 1).astype(np.int64)
+
+
+def leaky_relu16_multipliers(s_in: float, s_out: float, alpha: float) -> tuple[int, int, int] | None:
+    """LeakyRelu's ``(m_pos, m_neg, k)`` (module docstring): each branch's slope as a 15-bit multiplier truncated
+    toward zero, both at the shift ``k`` of the larger; None where ``k`` would fall below 1 (a slope of 2^14 or more)."""
+    r = f32(f32(s_in) / f32(s_out))
+    r_neg = r * alpha
+    _, e = math.frexp(max(r, abs(r_neg)))  # max(...) in [2^(e-1), 2^e)
+    k = min(15, 15 - e)
+    if k < 1:
+        return None
+    return math.floor(r * 2.0**k), math.trunc(r_neg * 2.0**k), k
+
+
+def leaky_relu16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int,
+                       alpha: float) -> np.ndarray | None:
+    """QNN's LeakyRelu of 16-bit codes ``q`` with the slope ``alpha`` (module docstring); None where no rule."""
+    mults = leaky_relu16_multipliers(s_in, s_out, alpha)
+    if mults is None:
+        return None
+    m_pos, m_neg, k = mults
+    a = np.asarray(q, np.int64) - z_in
+    acc = a * np.where(a >= 0, m_pos, m_neg) + (z_out << k)
+    acc = (acc + (1 << 31)) % (1 << 32) - (1 << 31)  # the int32 sum wraps
+    return np.clip(((acc >> (k - 1)) + 1) >> 1, 0, N16 - 1).astype(np.int64)
+
+
+def leaky_relu16_table_for(arch: str, arithmetic: str, s_in: float, z_in: int, alpha: float, s_out: float,
+                           z_out: int, in_bits: int, out_bits: int, slope_bits: int) -> np.ndarray | None:
+    """QNN's LeakyRelu on every 16-bit input code where the rule is established (``arithmetic == "qnn"``, v68 or
+    v73, 16-bit codes in and out and a 16-bit slope), else None."""
+    if not (arithmetic == "qnn" and arch in ARCHS16 and in_bits == out_bits == slope_bits == 16
+            and s_in > 0 and s_out > 0 and math.isfinite(alpha)):
+        return None
+    return leaky_relu16_codes(np.arange(N16, dtype=np.int64), s_in, z_in, s_out, z_out, alpha)
 
 
 def row_parity(shape: tuple[int, ...]) -> np.ndarray:
@@ -225,6 +276,7 @@ def unary16_tables_for(op_type: str, arch: str, arithmetic: str, s_in: float, z_
     if op_type in ("Sigmoid", "Tanh"):
         codes = tanh16_codes(q, s_in, z_in, s_out, z_out, sigmoid=op_type == "Sigmoid")
         return None if codes is None else codes[None]
-    if op_type == "ElementWiseReciprocal" and reciprocal_numerator(s_in, z_in, 16) == N16 - 1:
-        return reciprocal_codes(q, s_in, z_in, s_out, z_out, bits=16)[None]  # (where the numerator clamps)
+    if op_type == "ElementWiseReciprocal" and (mult := div16_multiplier(s_in, s_in, s_out)) is not None:
+        q1 = np.full(N16, reciprocal_numerator(s_in, z_in, 16), np.int64)
+        return div16_apply(q1, q, z_in, z_in, z_out, *mult)[None]
     return None
