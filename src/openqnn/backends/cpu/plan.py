@@ -22,12 +22,12 @@ import numpy as np
 import torch
 
 from openqnn.backends.base import Fallback
-from openqnn.backends.native import sync_threads as native_threads
 from openqnn.backends.cpu.fusion import Fusion, SharedGemm, fuse_epilogues, share_gemms
 from openqnn.backends.cpu.kernels import BuildContext, Step, Unsupported
 from openqnn.backends.cpu.quantsim import FakeQuant
 from openqnn.backends.cpu.steps import bind_step, build_step, plan_steps, read_step, step_nodes
 from openqnn.backends.executor import BoundStep, Executor
+from openqnn.backends.native import sync_threads as native_threads
 from openqnn.backends.plan import StepPlan
 from openqnn.errors import InputDataError, InvalidModelError, UnsupportedOpError
 from openqnn.ir.graph import Graph
