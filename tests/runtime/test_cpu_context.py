@@ -81,7 +81,9 @@ def test_mobilenet_v2_context_is_bit_identical(tmp_path: Path) -> None:
     graph = openqnn.convert(export(spec, tmp_path), input_dims={"input": (1, 3, 224, 224)})
     ctx = _compare(graph, tmp_path, [make_inputs(spec, seed=s) for s in range(2)])
     kernels = _kernels(ctx)
-    assert kernels.count("cpu.fused") >= 30 and set(kernels) <= {"cpu.node", "cpu.fused"}
+    # 16 expansions with their depthwise convolutions, and the other convolutions with their epilogues
+    assert kernels.count("cpu.pw_dw") == 16 and kernels.count("cpu.fused") >= 13
+    assert set(kernels) <= {"cpu.node", "cpu.fused", "cpu.pw_dw"}
 
 
 def test_fusions_shared_gemm_and_multi_output(tmp_path: Path) -> None:

@@ -145,12 +145,13 @@ def test_plans_choose_the_native_kernels_and_match_onednn_and_the_model(tmp_path
     graph = openqnn.convert(path)
     feeds = {"x": x.numpy()}
     calls: list[str] = []
-    for cls in (native.Conv, native.Gemm, native.Depthwise):
+    for cls in (native.Conv, native.Gemm, native.Depthwise, native.PointwiseDepthwise):
         real = cls.run
         monkeypatch.setattr(cls, "run", lambda self, *a, _r=real, _n=cls.__name__, **k: (calls.append(_n), _r(self, *a, **k))[1])
     fast = Plan(graph).run(feeds)["y"]
-    # the first convolution (3 channels), two 1x1 convolutions and the Linear, the depthwise convolution
-    assert calls.count("Conv") == 1 and calls.count("Gemm") == 3 and calls.count("Depthwise") == 1
+    # the first convolution (3 channels); the expansion and the depthwise convolution fused; the projection and
+    # the Linear
+    assert calls.count("Conv") == 1 and calls.count("PointwiseDepthwise") == 1 and calls.count("Gemm") == 2
     monkeypatch.setattr(native, "library", lambda: None)
     onednn = Plan(graph).run(feeds)["y"]
     with torch.no_grad():
@@ -171,3 +172,53 @@ def test_capped_builds_pass_their_check(cap: str, isa: str, tmp_path) -> None:
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == isa
+
+
+@pytest.mark.parametrize("h,w,cin,ce,k,s,pads,clamps", [
+    (112, 112, 16, 96, 3, 2, (0, 1, 0, 1), ("relu6", "relu6")), (9, 7, 5, 21, 3, 1, (1, 1, 1, 1), (None, "relu")),
+    (10, 12, 8, 40, 5, 2, (2, 2, 2, 2), ("relu", None)), (6, 6, 3, 17, 3, 1, (0, 0, 0, 0), (None, None)),
+    (4, 4, 1030, 16, 3, 1, (1, 1, 1, 1), ("relu6", "relu6")),
+])
+def test_pointwise_depthwise_matches_its_parts_and_every_thread_count(h: int, w: int, cin: int, ce: int, k: int,
+                                                                      s: int, pads: tuple[int, int, int, int],
+                                                                      clamps: tuple[str | None, str | None],
+                                                                      small_tasks: None) -> None:
+    """Expanded rows made as the windows reach them (strides, padding, a ring of 3 and 5 rows, a long 1x1 sum)
+    equal the 1x1 and depthwise kernels run one after the other, bit for bit, on 1 to 3 threads (bands)."""
+    g = torch.Generator().manual_seed(h + w + cin + ce + k)
+    bounds = {"relu6": (0.0, 6.0), "relu": (0.0, math.inf), None: None}
+    pt, pb, pl, pr = pads
+    x, pw, pb_ = torch.randn(2, h, w, cin, generator=g), torch.randn(ce, cin, generator=g), torch.randn(ce, generator=g)
+    dw, db = torch.randn(k, k, ce, generator=g), torch.randn(ce, generator=g)
+    oh, ow = (h + pt + pb - k) // s + 1, (w + pl + pr - k) // s + 1
+    geo = (2, h, w, ce, k, k, s, s, 1, 1, pt, pl, oh, ow)
+    parts = native.Depthwise(dw, db, geo, bounds[clamps[1]]).run(
+        native.Gemm(pw, pb_, bounds[clamps[0]]).run(x, (2, h, w, ce)))
+    fused = native.PointwiseDepthwise(pw, pb_, bounds[clamps[0]], dw, db, geo, bounds[clamps[1]])
+    for threads in (1, 2, 3):
+        shared.sync_threads(threads)
+        assert torch.equal(fused.run(x), parts)
+
+
+def test_mobilenet_blocks_fuse_and_read_back_from_their_plans(tmp_path) -> None:
+    import openqnn
+    from openqnn.backends.cpu.steps import plan_steps
+
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.ReLU6(),
+        torch.nn.Conv2d(8, 48, 1), torch.nn.ReLU6(), torch.nn.Conv2d(48, 48, 3, 2, 1, groups=48), torch.nn.ReLU6(),
+        torch.nn.Conv2d(48, 16, 1),
+        torch.nn.Conv2d(16, 32, 1), torch.nn.Conv2d(32, 32, 5, 1, 2, groups=32)).eval()
+    x = torch.randn(1, 3, 40, 40)
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(model, (x,), str(path), input_names=["x"], output_names=["y"], dynamo=False)
+    graph = openqnn.convert(path)
+    plans = plan_steps(graph)
+    assert [p.kernel for p in plans].count("cpu.pw_dw") == 2  # with clamps, and without
+    feeds = {"x": x.numpy()}
+    fresh = Plan(graph).run(feeds)["y"]
+    np.testing.assert_array_equal(Plan.from_plans(graph, plans).run(feeds)["y"], fresh)
+    with torch.no_grad():
+        want = model(x).numpy()
+    assert np.abs(fresh - want).max() <= 1e-5 * float(np.abs(want).max())

@@ -5,6 +5,8 @@
   oneDNN applies as post-ops while the result is still in cache;
 * :func:`share_gemms`: FullyConnected nodes reading one input (attention's query, key and value
   projections) as one GEMM over the stacked weights;
+* :func:`fuse_pointwise_depthwise`: a 1x1 convolution [+ clamp] and the depthwise convolution [+ clamp] it
+  alone feeds (MobileNets' expansion) as one native kernel that never writes the expanded tensor out;
 * :func:`fuse_attention`: ``MatMul(Q, K^T) -> scale -> + mask -> Softmax -> MatMul(., V)`` as PyTorch's fused
   ``scaled_dot_product_attention`` (the scores are never written out whole).
 
@@ -22,8 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from openqnn.backends.cpu import native
 from openqnn.backends.cpu.kernels import BuildContext, Step
-from openqnn.backends.cpu.kernels.conv import Epilogue, build_conv2d
+from openqnn.backends.cpu.kernels.conv import Epilogue, build_conv2d, native_ok
 from openqnn.backends.cpu.kernels.linear import (
     build_fully_connected,
     build_fully_connected_siblings,
@@ -32,7 +35,8 @@ from openqnn.backends.cpu.kernels.linear import (
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph, Node
 
-__all__ = ["EPILOGUE_BUILDERS", "Attention", "Fusion", "SharedGemm", "fuse_attention", "fuse_epilogues", "share_gemms"]
+__all__ = ["EPILOGUE_BUILDERS", "Attention", "Fusion", "PointwiseDepthwise", "SharedGemm", "fuse_attention",
+           "fuse_epilogues", "fuse_pointwise_depthwise", "share_gemms"]
 
 # op types whose kernels take an Epilogue, and their builders
 EPILOGUE_BUILDERS = {"Conv2d": build_conv2d, "DepthWiseConv2d": build_conv2d,
@@ -267,3 +271,95 @@ def _broadcasts(shape: tuple[int, ...], to: tuple[int, ...]) -> bool:
     if len(shape) > len(to):
         return False
     return all(a in (1, b) for a, b in zip(shape[::-1], to[::-1]))
+
+
+@dataclass
+class PointwiseDepthwise:
+    """A 1x1 convolution, optionally a Relu / ReluMinMax, a depthwise convolution and optionally another clamp
+    (``nodes``, in that order), each the sole reader of the one before, run as one step where the last one ran:
+    the native kernel makes the expanded rows as the depthwise's windows reach them. Without the native kernels
+    (another device, float16), the two convolutions run one after the other."""
+
+    nodes: list[Node]
+
+    @property
+    def at(self) -> str:
+        return self.nodes[-1].name
+
+    @property
+    def op_type(self) -> str:
+        return "+".join(n.op_type for n in self.nodes)
+
+    def parts(self) -> tuple[Node, tuple[float, float] | None, Node, tuple[float, float] | None]:
+        """The 1x1 convolution, its clamp, the depthwise convolution, its clamp."""
+        pw, rest = self.nodes[0], self.nodes[1:]
+        pw_clamp = _clamp_of(rest[0]) if rest[0].op_type != "DepthWiseConv2d" else None
+        if pw_clamp is not None:
+            rest = rest[1:]
+        dw, rest = rest[0], rest[1:]
+        return pw, pw_clamp, dw, _clamp_of(rest[0]) if rest else None
+
+    def build(self, ctx: BuildContext) -> Step:
+        pw, pw_clamp, dw, clamp = self.parts()
+        if native_ok(ctx, pw.inputs[0]):
+            def static(node: Node, i: int) -> torch.Tensor | None:
+                return ctx.static(node.inputs[i]) if len(node.inputs) > i and node.inputs[i] else None
+
+            n, h, w, cin = ctx.shape(pw.inputs[0])
+            kh, kw, _, ce = ctx.shape(dw.inputs[1])
+            (pt, _), (pl, _) = dw.attrs["pad_amount"]
+            (sh, sw), oshape = dw.attrs["stride"], ctx.graph.tensors[dw.outputs[0]].shape
+            pw_w, dw_w = static(pw, 1), static(dw, 1)
+            assert pw_w is not None and dw_w is not None
+            fused = native.PointwiseDepthwise(pw_w.reshape(cin, ce).t(), static(pw, 2), pw_clamp, dw_w[:, :, 0, :],
+                                              static(dw, 2), (n, h, w, ce, kh, kw, sh, sw, 1, 1, pt, pl, oshape[1],
+                                                              oshape[2]), clamp)
+            step = Step(fused.run, [pw.inputs[0]], path="native")
+        else:
+            first = build_conv2d(pw, ctx, Epilogue(clamp=pw_clamp))
+            second = build_conv2d(dw, ctx, Epilogue(clamp=clamp))
+            step = Step(lambda x: second.fn(first.fn(x)), [pw.inputs[0]], path=second.path)
+        step.outputs = list(self.nodes[-1].outputs)
+        return step
+
+
+def fuse_pointwise_depthwise(graph: Graph, exclude: Collection[str] = ()) -> list[PointwiseDepthwise]:
+    """Every float32 ``Conv2d`` 1x1 (stride 1, unpadded, one group, static weights) [-> Relu / ReluMinMax] ->
+    ``DepthWiseConv2d`` (one weight per channel, dilation 1, static weights) [-> clamp] chain whose intermediates
+    only the chain reads (none a graph output), none of its nodes in ``exclude``."""
+    consumers = graph.consumers()
+    outputs = set(graph.outputs)
+    ctx = BuildContext(graph)
+
+    def sole_reader(name: str) -> Node | None:
+        readers = consumers.get(name, [])
+        return readers[0] if len(readers) == 1 and name not in outputs and len(readers[0].outputs) == 1 else None
+
+    def static_operands(node: Node) -> bool:
+        return all(ctx.is_static(x) for x in node.inputs[1:] if x)
+
+    found = []
+    for pw in graph.nodes:
+        if pw.op_type != "Conv2d" or pw.name in exclude or len(pw.inputs) < 2 or not static_operands(pw):
+            continue
+        kh, kw, _, ce = graph.tensors[pw.inputs[1]].shape
+        pads = [p for pad in pw.attrs["pad_amount"] for p in pad]
+        if ((kh, kw) != (1, 1) or tuple(pw.attrs["stride"]) != (1, 1) or pw.attrs["group"] != 1 or any(pads)
+                or graph.tensors[pw.inputs[0]].dtype is not DType.FLOAT_32):
+            continue
+        chain = [pw]
+        nxt = sole_reader(pw.outputs[0])
+        if nxt is not None and _clamp_of(nxt) is not None:
+            chain.append(nxt)
+            nxt = sole_reader(nxt.outputs[0])
+        if (nxt is None or nxt.op_type != "DepthWiseConv2d" or nxt.inputs[0] != chain[-1].outputs[0]
+                or not static_operands(nxt) or tuple(nxt.attrs["dilation"]) != (1, 1)
+                or graph.tensors[nxt.inputs[1]].shape[2:] != (1, ce)):
+            continue
+        chain.append(nxt)
+        last = sole_reader(nxt.outputs[0])
+        if last is not None and _clamp_of(last) is not None:
+            chain.append(last)
+        if not any(n.name in exclude for n in chain):
+            found.append(PointwiseDepthwise(chain))
+    return found

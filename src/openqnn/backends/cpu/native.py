@@ -30,7 +30,7 @@ from openqnn.backends import native as shared
 
 log = logging.getLogger("openqnn.cpu")
 
-__all__ = ["Conv", "Depthwise", "Gemm", "float_isa", "library"]
+__all__ = ["Conv", "Depthwise", "Gemm", "PointwiseDepthwise", "float_isa", "library"]
 
 _P, _L, _F = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
 _LOCK = threading.Lock()
@@ -65,6 +65,9 @@ def library() -> ctypes.CDLL | None:
         lib.dw_f32.restype = None
         lib.conv_f32.argtypes = [_P, ctypes.POINTER(_Geo), _P, _L, _P, _P, _P, _F, _F, ctypes.c_int]
         lib.conv_f32.restype = ctypes.c_int
+        lib.pwdw_f32.argtypes = [_P, _L, _P, _P, _F, _F, ctypes.c_int, ctypes.POINTER(_Geo), _P, _P, _P, _P, _F, _F,
+                                 ctypes.c_int]
+        lib.pwdw_f32.restype = ctypes.c_int
         lib.openqnn_float_isa.argtypes, lib.openqnn_float_isa.restype = [], ctypes.c_int
         _LIB = lib
         if not _self_check():
@@ -158,6 +161,37 @@ class Conv:
         return out
 
 
+class PointwiseDepthwise:
+    """A 1x1 convolution and the depthwise convolution it alone feeds, fused (MobileNets' expansion): the
+    expanded rows are made as the depthwise's windows reach them and never written out whole. ``pw`` [ce, cin]
+    float32 with ``pw_b`` and ``pw_clamp``; ``dw`` [kh, kw, ce] with ``dw_b`` and ``clamp``; ``geo`` the
+    depthwise's (n, h, w, ce, kh, kw, sh, sw, 1, 1, pad top, pad left, oh, ow)."""
+
+    def __init__(self, pw: torch.Tensor, pw_b: torch.Tensor | None, pw_clamp: tuple[float, float] | None,
+                 dw: torch.Tensor, dw_b: torch.Tensor | None, geo: Sequence[int],
+                 clamp: tuple[float, float] | None = None):
+        lib = library()
+        assert lib is not None and pw.dim() == 2 and dw.dim() == 3 and len(geo) == 14
+        self.expand = Gemm(pw, pw_b, pw_clamp)  # its packing and padded bias
+        self.dw = Depthwise(dw, dw_b, geo, clamp)
+        assert self.dw.geo.dh == self.dw.geo.dw == 1 and self.expand.n == self.dw.geo.c
+        self.in_shape = (self.dw.geo.n, self.dw.geo.h, self.dw.geo.w, self.expand.k)
+        self.fn = lib.pwdw_f32
+
+    def run(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` [n, h, w, cin] float32 on the CPU -> [n, oh, ow, ce]; ``add`` of the output's shape or None."""
+        x = x.contiguous()
+        e, d = self.expand, self.dw
+        out = torch.empty(d.out_shape, dtype=torch.float32)
+        if add is not None:
+            add = add.contiguous()
+        if out.numel() and self.fn(x.data_ptr(), e.k, e.packed.data_ptr(), e.bias.data_ptr(), e.lo, e.hi, e.clamp,
+                                   d.geo_ref, d.w.data_ptr(), d.bias.data_ptr(), out.data_ptr(),
+                                   None if add is None else add.data_ptr(), d.lo, d.hi, d.clamp) != 0:
+            raise MemoryError("cpu pointwise + depthwise convolution: out of memory for its rows")
+        return out
+
+
 class Depthwise:
     """A depthwise convolution, channels last: ``w`` [kh, kw, c] float32, ``b`` [c] or None, ``geo`` = (n, h,
     w, c, kh, kw, sh, sw, dh, dw, pad top, pad left, oh, ow); taps outside the input add nothing."""
@@ -217,4 +251,13 @@ def _self_check() -> bool:
                                           d).permute(0, 2, 3, 1)
         if not _close(Conv(wc, None, (2, h, h, c, kh, kh, s, s, d, d, p, p, oh, oh)).run(x), want):
             return False
+        if d == 1:
+            pw, pb = torch.randn(c, 3, generator=g), torch.randn(c, generator=g)
+            x3 = torch.randn(2, h, h, 3, generator=g)
+            mid = (torch.nn.functional.linear(x3.double(), pw.double(), pb.double())).clamp(0.0, 6.0)
+            want = torch.nn.functional.conv2d(mid.permute(0, 3, 1, 2), w.permute(2, 0, 1).unsqueeze(1).double(), b.double(),
+                                              s, p, 1, c).permute(0, 2, 3, 1)
+            fused = PointwiseDepthwise(pw, pb, (0.0, 6.0), w, b, (2, h, h, c, kh, kh, s, s, 1, 1, p, p, oh, oh))
+            if not _close(fused.run(x3), want):
+                return False
     return True

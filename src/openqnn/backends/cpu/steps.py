@@ -5,7 +5,7 @@ cpu prepare decides which IR nodes run as one step -- an epilogue fusion (:class
 quantize-dequantized (so no step fuses anything). :func:`plan_steps` records those decisions; :func:`bind_step`
 turns one back into a kernel call without analysing the graph again::
 
-    kernel   cpu.node | cpu.fused | cpu.shared_gemm | cpu.attention   (a binder in BINDERS)
+    kernel   cpu.node | cpu.fused | cpu.shared_gemm | cpu.attention | cpu.pw_dw   (a binder in BINDERS)
     attrs    {"graph": {"tensors": [...], "nodes": [...]},  the step's nodes and every tensor they touch, in
               "epilogue": {"add": "r", "clamp": [0, inf]}}  the _net.json's form (+ "name"); cpu.fused: epilogue
     arrays   {tensor name: data} of the static inputs       (raw; encoded ones are fake-quantized on bind)
@@ -24,9 +24,11 @@ import torch
 from openqnn.backends.cpu.fusion import (
     Attention,
     Fusion,
+    PointwiseDepthwise,
     SharedGemm,
     fuse_attention,
     fuse_epilogues,
+    fuse_pointwise_depthwise,
     share_gemms,
 )
 from openqnn.backends.cpu.kernels import KERNELS, BuildContext, Step, Unsupported
@@ -109,6 +111,16 @@ def _bind_attention(nodes: list[Node], doc: Mapping[str, Any], ctx: BuildContext
     return Attention(nodes).build(ctx)
 
 
+@binder("cpu.pw_dw")
+def _bind_pointwise_depthwise(nodes: list[Node], doc: Mapping[str, Any], ctx: BuildContext) -> Step:
+    ops = [n.op_type for n in nodes]
+    clamps = ("Relu", "ReluMinMax")
+    if (len(nodes) < 2 or len(nodes) > 4 or ops[0] != "Conv2d" or ops.count("DepthWiseConv2d") != 1
+            or any(o not in clamps for i, o in enumerate(ops[1:], 1) if i != ops.index("DepthWiseConv2d"))):
+        raise ContextError(f"a cpu.pw_dw step holds Conv2d, [clamp], DepthWiseConv2d, [clamp]; {_REMEDY}")
+    return PointwiseDepthwise(nodes).build(ctx)
+
+
 def simulates_quantization(graph: Graph) -> bool:
     """Whether ``graph`` runs as a quantization simulation: some float activation carries an encoding."""
     return any(t.encoding is not None and t.dtype.is_float and t.kind is not TensorKind.STATIC
@@ -121,11 +133,12 @@ def plan_steps(graph: Graph, fuse: bool = True) -> list[StepPlan]:
     A fused step runs where its last node ran (every input exists by then), a shared GEMM where its
     first node ran. Anything that is not data fails here, naming the node.
     """
-    groups: list[Fusion | SharedGemm | Attention] = []
+    groups: list[Fusion | SharedGemm | Attention | PointwiseDepthwise] = []
     # a quantized graph runs as a simulation: every encoded activation is quantize-dequantized,
     # so no step may hide an intermediate inside a fused kernel
     if fuse and not simulates_quantization(graph):
         groups += fuse_attention(graph)
+        groups += fuse_pointwise_depthwise(graph, {n.name for g in groups for n in g.nodes})
         groups += fuse_epilogues(graph, {n.name for g in groups for n in g.nodes})
         groups += share_gemms(graph, BuildContext(graph), {n.name for g in groups for n in g.nodes})
     grouped = {n.name for g in groups for n in g.nodes}
@@ -144,6 +157,9 @@ def plan_steps(graph: Graph, fuse: bool = True) -> list[StepPlan]:
                                     group.absorbed[-1].outputs, {"epilogue": epilogue}))
         elif isinstance(group, Attention):
             plans.append(_step_plan(graph, "cpu.attention", group.nodes[0].name, group.op_type, group.nodes,
+                                    group.nodes[-1].outputs))
+        elif isinstance(group, PointwiseDepthwise):
+            plans.append(_step_plan(graph, "cpu.pw_dw", group.nodes[0].name, group.op_type, group.nodes,
                                     group.nodes[-1].outputs))
         else:
             plans.append(_step_plan(graph, "cpu.shared_gemm", group.nodes[0].name, group.op_type, group.nodes,

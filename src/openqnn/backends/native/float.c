@@ -191,17 +191,18 @@ typedef struct {
     epi_t e;
 } gemm_job;
 
-/* a per-thread buffer that grows as needed and is kept for the thread's next call */
-static _Thread_local float* scratch = 0;
-static _Thread_local long scratch_size = 0;
+/* per-thread buffers that grow as needed and are kept for the thread's next call: slot 0 for a GEMM's copied
+ * rows, slot 1 for the expanded rows of a fused pointwise + depthwise convolution */
+static _Thread_local float* scratch[2] = {0, 0};
+static _Thread_local long scratch_size[2] = {0, 0};
 
-static float* scratch_for(long floats) {
-    if (floats > scratch_size) {
-        free(scratch);
-        scratch = (float*)aligned_alloc(64, (size_t)((floats * 4 + 63) / 64 * 64));
-        scratch_size = scratch ? floats : 0;
+static float* scratch_for(int slot, long floats) {
+    if (floats > scratch_size[slot]) {
+        free(scratch[slot]);
+        scratch[slot] = (float*)aligned_alloc(64, (size_t)((floats * 4 + 63) / 64 * 64));
+        scratch_size[slot] = scratch[slot] ? floats : 0;
     }
-    return scratch;
+    return scratch[slot];
 }
 
 /* rows [m0, m1) of a (row stride lda) times panels [j0, j1): the tiles of c they make */
@@ -212,7 +213,7 @@ static void gemm_rows(const gemm_job* g, const float* a, long lda, long m0, long
     /* rows a multiple of 4 KiB apart share the L1 cache's sets: a tile's rows then evict each other, so such a
      * block is copied first, each chunk's rows at a stride off that multiple */
     long off4k = lda % 1024;
-    float* packed = off4k < 32 || off4k > 992 ? scratch_for((m1 - m0) * (step + 16)) : 0;
+    float* packed = off4k < 32 || off4k > 992 ? scratch_for(0, (m1 - m0) * (step + 16)) : 0;
     for (long k0 = 0; k0 < K || k0 == 0; k0 += step) {
         long kc = K - k0 < step ? K - k0 : step;
         int part = (k0 == 0 ? FIRST : 0) | (k0 + kc >= K ? LAST : 0);
@@ -366,52 +367,48 @@ typedef struct {
     epi_t e;
 } dw_job;
 
-/* one output row of one image; the 3x3 interior keeps its nine weight vectors in registers */
-static void dw_task(void* arg, long t) {
-    const dw_job* j = (const dw_job*)arg;
-    const conv_geo* g = j->g;
-    long img = t / g->oh, oy = t % g->oh, C = g->c;
-    const float* x = j->x + img * g->h * g->w * C;
-    float* o = j->out + (img * g->oh + oy) * g->ow * C;
-    const float* add = j->e.add ? j->e.add + (img * g->oh + oy) * g->ow * C : 0;
-    long iy0 = oy * g->sh - g->pt;
-    int rows_in = iy0 >= 0 && iy0 + (g->kh - 1) * g->dh < g->h;
+/* one output row from the kh input rows its windows read (rows[ky]: the row's first pixel, null where the
+ * row lies in the padding); the 3x3 interior keeps its nine weight vectors in registers */
+static void dw_row(const float* const* rows, const conv_geo* g, const float* wt, const float* bias, float* o,
+                   const float* add, const epi_t* e) {
+    long C = g->c;
+    int rows_in = 1;
+    for (long ky = 0; ky < g->kh; ++ky) rows_in &= rows[ky] != 0;
     int three = g->kh == 3 && g->kw == 3 && g->dh == 1 && g->dw == 1;
     for (long c0 = 0; c0 < C; c0 += VL) {
         long nc = C - c0 < VL ? C - c0 : VL;
-        V b = vload_n(j->bias + c0, nc);
+        V b = vload_n(bias + c0, nc);
         if (three && rows_in) {
-            const float* w = j->w + c0;
+            const float* w = wt + c0;
             V w0 = vload_n(w, nc), w1 = vload_n(w + C, nc), w2 = vload_n(w + 2 * C, nc);
             V w3 = vload_n(w + 3 * C, nc), w4 = vload_n(w + 4 * C, nc), w5 = vload_n(w + 5 * C, nc);
             V w6 = vload_n(w + 6 * C, nc), w7 = vload_n(w + 7 * C, nc), w8 = vload_n(w + 8 * C, nc);
-            long row = g->w * C;
+            const float *r0 = rows[0] + c0, *r1 = rows[1] + c0, *r2 = rows[2] + c0;
             for (long ox = 0; ox < g->ow; ++ox) {
                 long ix0 = ox * g->sw - g->pl;
                 V acc = b;
                 if (ix0 >= 0 && ix0 + 2 < g->w && nc == VL) {
-                    const float* p = x + (iy0 * g->w + ix0) * C + c0;
-                    acc = vfma(vload(p), w0, acc);
-                    acc = vfma(vload(p + C), w1, acc);
-                    acc = vfma(vload(p + 2 * C), w2, acc);
-                    p += row;
-                    acc = vfma(vload(p), w3, acc);
-                    acc = vfma(vload(p + C), w4, acc);
-                    acc = vfma(vload(p + 2 * C), w5, acc);
-                    p += row;
-                    acc = vfma(vload(p), w6, acc);
-                    acc = vfma(vload(p + C), w7, acc);
-                    acc = vfma(vload(p + 2 * C), w8, acc);
+                    const float *p0 = r0 + ix0 * C, *p1 = r1 + ix0 * C, *p2 = r2 + ix0 * C;
+                    acc = vfma(vload(p0), w0, acc);
+                    acc = vfma(vload(p0 + C), w1, acc);
+                    acc = vfma(vload(p0 + 2 * C), w2, acc);
+                    acc = vfma(vload(p1), w3, acc);
+                    acc = vfma(vload(p1 + C), w4, acc);
+                    acc = vfma(vload(p1 + 2 * C), w5, acc);
+                    acc = vfma(vload(p2), w6, acc);
+                    acc = vfma(vload(p2 + C), w7, acc);
+                    acc = vfma(vload(p2 + 2 * C), w8, acc);
                 } else {
                     V ws[9] = {w0, w1, w2, w3, w4, w5, w6, w7, w8};
+                    const float* rs[3] = {r0, r1, r2};
                     for (long ky = 0; ky < 3; ++ky)
                         for (long kx = 0; kx < 3; ++kx) {
                             long ix = ix0 + kx;
                             if (ix < 0 || ix >= g->w) continue;
-                            acc = vfma(vload_n(x + ((iy0 + ky) * g->w + ix) * C + c0, nc), ws[ky * 3 + kx], acc);
+                            acc = vfma(vload_n(rs[ky] + ix * C, nc), ws[ky * 3 + kx], acc);
                         }
                 }
-                vstore_n(o + ox * C + c0, epi(&j->e, acc, add ? add + ox * C + c0 : 0, nc), nc);
+                vstore_n(o + ox * C + c0, epi(e, acc, add ? add + ox * C + c0 : 0, nc), nc);
             }
             continue;
         }
@@ -419,18 +416,34 @@ static void dw_task(void* arg, long t) {
             long ix0 = ox * g->sw - g->pl;
             V acc = b;
             for (long ky = 0; ky < g->kh; ++ky) {
-                long iy = iy0 + ky * g->dh;
-                if (iy < 0 || iy >= g->h) continue;
+                if (!rows[ky]) continue;
                 for (long kx = 0; kx < g->kw; ++kx) {
                     long ix = ix0 + kx * g->dw;
                     if (ix < 0 || ix >= g->w) continue;
-                    acc = vfma(vload_n(x + (iy * g->w + ix) * C + c0, nc), vload_n(j->w + (ky * g->kw + kx) * C + c0, nc),
-                               acc);
+                    acc = vfma(vload_n(rows[ky] + ix * C + c0, nc), vload_n(wt + (ky * g->kw + kx) * C + c0, nc), acc);
                 }
             }
-            vstore_n(o + ox * C + c0, epi(&j->e, acc, add ? add + ox * C + c0 : 0, nc), nc);
+            vstore_n(o + ox * C + c0, epi(e, acc, add ? add + ox * C + c0 : 0, nc), nc);
         }
     }
+}
+
+/* the input rows an output row's windows read (null in the padding) */
+static void window_rows(const float* x, const conv_geo* g, long oy, const float** rows) {
+    for (long ky = 0; ky < g->kh; ++ky) {
+        long iy = oy * g->sh - g->pt + ky * g->dh;
+        rows[ky] = iy >= 0 && iy < g->h ? x + iy * g->w * g->c : 0;
+    }
+}
+
+static void dw_task(void* arg, long t) {
+    const dw_job* j = (const dw_job*)arg;
+    const conv_geo* g = j->g;
+    long img = t / g->oh, oy = t % g->oh, C = g->c;
+    const float* rows[g->kh];
+    window_rows(j->x + img * g->h * g->w * C, g, oy, rows);
+    long at = (img * g->oh + oy) * g->ow * C;
+    dw_row(rows, g, j->w, j->bias, j->out + at, j->e.add ? j->e.add + at : 0, &j->e);
 }
 
 /* out [n, oh, ow, c] = depthwise(x [n, h, w, c], w [kh, kw, c]) + bias, then + add (same shape as out;
@@ -444,4 +457,76 @@ void dw_f32(const float* x, const conv_geo* g, const float* w, const float* bias
         openqnn_parallel(dw_task, &j, tasks);
     else
         for (long t = 0; t < tasks; ++t) dw_task(&j, t);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* A 1x1 convolution and the depthwise convolution it alone feeds (MobileNets' expansion), fused: each
+ * expanded row is computed into a ring of kh rows as the depthwise's windows reach it, and never written out
+ * whole. Each task takes a band of output rows of one image (the rows two bands share are expanded by both);
+ * every value is computed by the same code either way. */
+
+typedef struct {
+    gemm_job pw;       /* the 1x1: one input row (w pixels) times [cin, ce]; pw.e its clamp */
+    const float* x;    /* [n, h, w, cin] */
+    const conv_geo* q; /* the depthwise's geometry (c = ce, dilation 1) */
+    const float *dww, *dwb;
+    float* out;
+    epi_t e; /* the depthwise's epilogue */
+    long bands;
+    _Atomic int failed;
+} pwdw_job;
+
+static void pwdw_task(void* arg, long t) {
+    pwdw_job* j = (pwdw_job*)arg;
+    const conv_geo* q = j->q;
+    long img = t / j->bands, band = t % j->bands, per = (q->oh + j->bands - 1) / j->bands;
+    long oy0 = band * per, oy1 = oy0 + per < q->oh ? oy0 + per : q->oh, C = q->c, kh = q->kh;
+    long row_floats = q->w * C, cin = j->pw.K;
+    float* ring = scratch_for(1, kh * row_floats);
+    if (!ring) {
+        j->failed = 1;
+        return;
+    }
+    long held[kh]; /* the input row each ring slot holds */
+    for (long i = 0; i < kh; ++i) held[i] = -1;
+    const float* rows[kh];
+    gemm_job g = j->pw;
+    for (long oy = oy0; oy < oy1; ++oy) {
+        for (long ky = 0; ky < kh; ++ky) {
+            long iy = oy * q->sh - q->pt + ky;
+            if (iy < 0 || iy >= q->h) {
+                rows[ky] = 0;
+                continue;
+            }
+            long slot = iy % kh;
+            if (held[slot] != iy) {
+                g.c = ring + slot * row_floats;
+                gemm_rows(&g, j->x + (img * q->h + iy) * q->w * cin, cin, 0, q->w, 0, g.panels);
+                held[slot] = iy;
+            }
+            rows[ky] = ring + slot * row_floats;
+        }
+        long at = (img * q->oh + oy) * q->ow * C;
+        dw_row(rows, q, j->dww, j->dwb, j->out + at, j->e.add ? j->e.add + at : 0, &j->e);
+    }
+}
+
+/* out [n, oh, ow, ce] = depthwise(clamp(x [n, h, w, cin] @ packed [cin, ce] + pw_bias)) + dw_bias, then + add
+ * (null for none), then clamped; the depthwise's geometry q (c = ce, dilations 1); returns 0, or -1 out of
+ * memory */
+int pwdw_f32(const float* x, long cin, const float* bp, const float* pw_bias, float pw_lo, float pw_hi,
+             int pw_clamp, const conv_geo* q, const float* dww, const float* dwb, float* out, const float* add,
+             float lo, float hi, int clamp) {
+    long ce = q->c;
+    pwdw_job j = {{0, bp, pw_bias, 0, q->w, cin, cin, ce, ce, (ce + NR - 1) / NR, 1, 0, MC, {0, 0, pw_lo, pw_hi, pw_clamp}},
+                  x, q, dww, dwb, out, {add, ce, lo, hi, clamp}, 1, 0};
+    int threads = openqnn_pool_threads();
+    double macs = (double)q->n * q->h * q->w * cin * ce;
+    if (threads > 1 && macs >= openqnn_parallel_macs && q->oh >= 2 * threads) j.bands = threads;
+    long tasks = q->n * j.bands;
+    if (tasks > 1)
+        openqnn_parallel(pwdw_task, &j, tasks);
+    else
+        pwdw_task(&j, 0);
+    return j.failed ? -1 : 0;
 }
