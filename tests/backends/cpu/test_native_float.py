@@ -222,3 +222,35 @@ def test_mobilenet_blocks_fuse_and_read_back_from_their_plans(tmp_path) -> None:
     with torch.no_grad():
         want = model(x).numpy()
     assert np.abs(fresh - want).max() <= 1e-5 * float(np.abs(want).max())
+
+
+@pytest.mark.parametrize("act,approximate", [("gelu", "none"), ("gelu_tanh", "tanh")])
+def test_gemm_gelu_epilogue_is_within_float32_reach_of_float64(act: str, approximate: str) -> None:
+    """The fused GELU over its whole range (erf by a polynomial with the exponential, or tanh from it): no further
+    from float64 than PyTorch's own float32 GELU is, plus a few float32 steps."""
+    x = torch.linspace(-12.0, 12.0, 24001).reshape(-1, 1)
+    got = native.Gemm(torch.ones(1, 1), None, None, act).run(x, (24001, 1)).double()
+    want = torch.nn.functional.gelu(x.double(), approximate=approximate)
+    torch_err = float((torch.nn.functional.gelu(x, approximate=approximate).double() - want).abs().max())
+    assert float((got - want).abs().max()) <= max(torch_err, 5e-7)
+
+
+def test_fully_connected_gelu_fuses_and_reads_back(tmp_path) -> None:
+    import openqnn
+    from openqnn.backends.cpu.steps import plan_steps
+
+    torch.manual_seed(2)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.GELU(), torch.nn.Linear(64, 16),
+                                torch.nn.GELU(approximate="tanh")).eval()
+    x = torch.randn(1, 9, 16)
+    path = tmp_path / "mlp.onnx"
+    torch.onnx.export(model, (x,), str(path), input_names=["x"], output_names=["y"], dynamo=False, opset_version=20)
+    graph = openqnn.convert(path)
+    plan = Plan(graph)
+    assert plan.op_types == ["FullyConnected+Gelu", "FullyConnected+Gelu"]
+    feeds = {"x": x.numpy()}
+    got = plan.run(feeds)["y"]
+    np.testing.assert_array_equal(Plan.from_plans(graph, plan_steps(graph)).run(feeds)["y"], got)
+    with torch.no_grad():
+        want = model(x).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

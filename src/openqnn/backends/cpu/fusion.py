@@ -121,6 +121,12 @@ def fuse_epilogues(graph: Graph, exclude: Collection[str] = ()) -> list[Fusion]:
         nxt = sole_reader(y.name)
         if nxt is not None and nxt.name in absorbed_anywhere:
             continue
+        if (nxt is not None and nxt.op_type == "Gelu" and node.op_type == "FullyConnected"
+                and nxt.name not in exclude):  # (a GELU alone: then the next layer)
+            act = "gelu_tanh" if nxt.attrs.get("approximate") == "tanh" else "gelu"
+            absorbed_anywhere.add(nxt.name)
+            fusions.append(Fusion(node, [nxt], Epilogue(act=act)))
+            continue
         if nxt is not None and nxt.op_type == "ElementWiseAdd" and len(nxt.inputs) == 2:
             other = nxt.inputs[1] if nxt.inputs[0] == y.name else nxt.inputs[0]
             t = graph.tensors[other]

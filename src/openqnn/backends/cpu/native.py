@@ -59,7 +59,7 @@ def library() -> ctypes.CDLL | None:
             return None
         lib.sgemm_pack_size.argtypes, lib.sgemm_pack_size.restype = [_L, _L], _L
         lib.sgemm_pack.argtypes, lib.sgemm_pack.restype = [_P, _L, _L, _P], None
-        lib.sgemm_f32.argtypes = [_P, _L, _L, _L, _P, _L, _P, _P, _L, _P, _L, _F, _F, ctypes.c_int]
+        lib.sgemm_f32.argtypes = [_P, _L, _L, _L, _P, _L, _P, _P, _L, _P, _L, _F, _F, ctypes.c_int, ctypes.c_int]
         lib.sgemm_f32.restype = None
         lib.dw_f32.argtypes = [_P, ctypes.POINTER(_Geo), _P, _P, _P, _P, _F, _F, ctypes.c_int]
         lib.dw_f32.restype = None
@@ -90,11 +90,15 @@ def _bounds(clamp: tuple[float, float] | None) -> tuple[float, float, int]:
     return max(lo, -_BIG), min(hi, _BIG), 1
 
 
-class Gemm:
-    """``y = clamp(x @ w.T + b + add, lo, hi)``: ``w`` [n, k] float32 (FullyConnected's layout), ``b`` [n] or
-    None, ``clamp`` (lo, hi) or None; x is rows of k floats."""
+_ACTS = {"": 0, "gelu": 1, "gelu_tanh": 2}
 
-    def __init__(self, w: torch.Tensor, b: torch.Tensor | None, clamp: tuple[float, float] | None = None):
+
+class Gemm:
+    """``y = clamp(act(x @ w.T + b) + add, lo, hi)``: ``w`` [n, k] float32 (FullyConnected's layout), ``b`` [n] or
+    None, ``clamp`` (lo, hi) or None, ``act`` "" or a GELU ("gelu": erf, "gelu_tanh"); x is rows of k floats."""
+
+    def __init__(self, w: torch.Tensor, b: torch.Tensor | None, clamp: tuple[float, float] | None = None,
+                 act: str = ""):
         lib = library()
         assert lib is not None and w.dim() == 2
         self.n, self.k = w.shape
@@ -107,6 +111,7 @@ class Gemm:
         if b is not None:
             self.bias[:self.n] = b.detach().to(torch.float32)
         self.lo, self.hi, self.clamp = _bounds(clamp)
+        self.act = _ACTS[act]
         self.fn = lib.sgemm_f32
 
     def run(self, x: torch.Tensor, out_shape: Sequence[int], add: torch.Tensor | None = None) -> torch.Tensor:
@@ -119,7 +124,7 @@ class Gemm:
         if m:
             self.fn(x.data_ptr(), m, self.k, self.k, self.packed.data_ptr(), self.n, self.bias.data_ptr(),
                     out.data_ptr(), self.n, None if add is None else add.data_ptr(), self.n, self.lo, self.hi,
-                    self.clamp)
+                    self.clamp, self.act)
         return out
 
 
@@ -230,13 +235,17 @@ def _self_check() -> bool:
     """Both kernels on odd shapes (tails of tiles, panels and channel vectors), epilogues included, against
     float64 PyTorch (a miscompile must not pass)."""
     g = torch.Generator().manual_seed(0)
-    for m, k, n, clamp in ((13, 37, 70, (0.0, math.inf)), (29, 5, 9, (-0.5, 0.5)), (1, 64, 33, None)):
+    for m, k, n, clamp, act in ((13, 37, 70, (0.0, math.inf), ""), (29, 5, 9, (-0.5, 0.5), "gelu"),
+                                (1, 64, 33, None, "gelu_tanh")):
         x, w = torch.randn(m, k, generator=g), torch.randn(n, k, generator=g)
         b, add = torch.randn(n, generator=g), torch.randn(m, n, generator=g)
-        want = torch.nn.functional.linear(x.double(), w.double(), b.double()) + add.double()
+        want = torch.nn.functional.linear(x.double(), w.double(), b.double())
+        if act:
+            want = torch.nn.functional.gelu(want, approximate="tanh" if act == "gelu_tanh" else "none")
+        want = want + add.double()
         if clamp is not None:
             want = want.clamp(*clamp)
-        if not _close(Gemm(w, b, clamp).run(x, (m, n), add), want):
+        if not _close(Gemm(w, b, clamp, act).run(x, (m, n), add), want):
             return False
     for (h, c, kh, s, d, p) in ((7, 21, 3, 2, 1, 1), (9, 16, 3, 1, 1, 1), (6, 5, 5, 1, 2, 3)):
         x, w, b = torch.randn(2, h, h, c, generator=g), torch.randn(kh, kh, c, generator=g), torch.randn(c, generator=g)

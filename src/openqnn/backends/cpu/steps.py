@@ -92,7 +92,10 @@ def _bind_fused(nodes: list[Node], doc: Mapping[str, Any], ctx: BuildContext) ->
             or not (clamp is None or (isinstance(clamp, list) and len(clamp) == 2))):
         raise ContextError(f"a cpu.fused step needs a head, absorbed nodes and an epilogue {{add, clamp}}; {_REMEDY}")
     bounds = None if clamp is None else (float(clamp[0]), float(clamp[1]))
-    return Fusion(nodes[0], nodes[1:], Epilogue(epi["add"], bounds)).build(ctx)
+    act = epi.get("act", "")
+    if act not in ("", "gelu", "gelu_tanh"):
+        raise ContextError(f"a cpu.fused step's activation is '', 'gelu' or 'gelu_tanh', not {act!r}; {_REMEDY}")
+    return Fusion(nodes[0], nodes[1:], Epilogue(epi["add"], bounds, act)).build(ctx)
 
 
 @binder("cpu.shared_gemm")
@@ -152,7 +155,7 @@ def plan_steps(graph: Graph, fuse: bool = True) -> list[StepPlan]:
             plans.append(_step_plan(graph, "cpu.node", node.name, node.op_type, [node], node.outputs))
         elif isinstance(group, Fusion):
             epilogue = {"add": group.epilogue.add, "clamp": None if group.epilogue.clamp is None
-                        else list(group.epilogue.clamp)}
+                        else list(group.epilogue.clamp), "act": group.epilogue.act}
             plans.append(_step_plan(graph, "cpu.fused", group.head.name, group.op_type, group.nodes,
                                     group.absorbed[-1].outputs, {"epilogue": epilogue}))
         elif isinstance(group, Attention):

@@ -116,8 +116,8 @@ def _build(cc: str) -> Path | None:
             target.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
                 out = Path(tmp) / target.name
-                done = subprocess.run([cc, *flags, "-o", str(out), *map(str, SOURCES)], capture_output=True, text=True,
-                                      check=False, timeout=120)
+                done = subprocess.run([cc, *flags, "-o", str(out), *map(str, SOURCES), "-lm"], capture_output=True,
+                                      text=True, check=False, timeout=120)
                 if done.returncode != 0:
                     log.debug("native build with %s %s failed: %s", cc, " ".join(flags), done.stderr.strip())
                     continue

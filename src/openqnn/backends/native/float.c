@@ -34,6 +34,7 @@ static inline V vload(const float* p) { return _mm512_loadu_ps(p); }
 static inline void vstore(float* p, V v) { _mm512_storeu_ps(p, v); }
 static inline V vfma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
 static inline V vadd(V a, V b) { return _mm512_add_ps(a, b); }
+static inline V vmul(V a, V b) { return _mm512_mul_ps(a, b); }
 static inline V vmax(V a, V b) { return _mm512_max_ps(a, b); }
 static inline V vmin(V a, V b) { return _mm512_min_ps(a, b); }
 static inline V vload_n(const float* p, long n) { /* lanes [0, n), zeros after */
@@ -55,6 +56,7 @@ static inline V vload(const float* p) { return _mm256_loadu_ps(p); }
 static inline void vstore(float* p, V v) { _mm256_storeu_ps(p, v); }
 static inline V vfma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
 static inline V vadd(V a, V b) { return _mm256_add_ps(a, b); }
+static inline V vmul(V a, V b) { return _mm256_mul_ps(a, b); }
 static inline V vmax(V a, V b) { return _mm256_max_ps(a, b); }
 static inline V vmin(V a, V b) { return _mm256_min_ps(a, b); }
 static inline __m256i lanes(long n) { return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); }
@@ -76,6 +78,7 @@ static inline V vload(const float* p) { V v; memcpy(&v, p, sizeof v); return v; 
 static inline void vstore(float* p, V v) { memcpy(p, &v, sizeof v); }
 static inline V vfma(V a, V b, V c) { return a * b + c; }
 static inline V vadd(V a, V b) { return a + b; }
+static inline V vmul(V a, V b) { return a * b; }
 static inline V vpick(VI m, V a, V b) { return (V)(((VI)a & m) | ((VI)b & ~m)); } /* a where m, else b */
 static inline V vmax(V a, V b) { return vpick(a > b, a, b); }
 static inline V vmin(V a, V b) { return vpick(a < b, a, b); }
@@ -96,15 +99,96 @@ int openqnn_float_isa(void) { return 0; }
 #define NR (NV * VL)   /* columns per panel of packed weights */
 #define MC (4 * MR)    /* rows per task */
 
-/* The epilogue: y = clamp(acc + add, lo, hi), where add is optional and the clamp may be off */
+/* GELU, the exact (erf) form and its tanh approximation, for a FullyConnected layer's epilogue. With AVX2 /
+ * AVX-512: erf by Abramowitz and Stegun's 7.1.26 (absolute error under 1.5e-7) and tanh from the exponential,
+ * itself Cephes' expf reduction (2^n times a degree-6 polynomial); portable: the C library's erff / tanhf. */
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+static inline V vexp(V x) {
+    x = vmin(vmax(x, vset(-87.0f)), vset(88.0f));
+    V n = vfma(x, vset(1.44269504088896341f), vset(0.5f));
+#if defined(__AVX512F__)
+    n = _mm512_roundscale_ps(n, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+#else
+    n = _mm256_floor_ps(n);
+#endif
+    V r = vfma(n, vset(-0.693359375f), x);
+    r = vfma(n, vset(2.12194440e-4f), r);
+    V p = vset(1.9875691500e-4f);
+    p = vfma(p, r, vset(1.3981999507e-3f));
+    p = vfma(p, r, vset(8.3334519073e-3f));
+    p = vfma(p, r, vset(4.1665795894e-2f));
+    p = vfma(p, r, vset(1.6666665459e-1f));
+    p = vfma(p, r, vset(5.0000001201e-1f));
+    p = vfma(vmul(p, r), r, vadd(r, vset(1.0f)));
+#if defined(__AVX512F__)
+    return _mm512_scalef_ps(p, n);
+#else
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+#endif
+}
+static inline V vabs(V x) { return vmax(x, vmul(x, vset(-1.0f))); }
+static inline V vcopysign(V mag, V sign) { /* |mag| with sign's sign */
+#if defined(__AVX512F__)
+    __m512i m = _mm512_set1_epi32((int)0x80000000u);
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_andnot_si512(m, _mm512_castps_si512(mag)),
+                                               _mm512_and_si512(m, _mm512_castps_si512(sign))));
+#else
+    __m256 m = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
+    return _mm256_or_ps(_mm256_andnot_ps(m, mag), _mm256_and_ps(m, sign));
+#endif
+}
+static inline V verf(V x) {
+    V a = vabs(x), t;
+#if defined(__AVX512F__)
+    t = _mm512_div_ps(vset(1.0f), vfma(a, vset(0.3275911f), vset(1.0f)));
+#else
+    t = _mm256_div_ps(vset(1.0f), vfma(a, vset(0.3275911f), vset(1.0f)));
+#endif
+    V p = vfma(vset(1.061405429f), t, vset(-1.453152027f));
+    p = vfma(p, t, vset(1.421413741f));
+    p = vfma(p, t, vset(-0.284496736f));
+    p = vfma(p, t, vset(0.254829592f));
+    V y = vfma(vmul(p, t), vmul(vset(-1.0f), vexp(vmul(vmul(a, a), vset(-1.0f)))), vset(1.0f));
+    return vcopysign(y, x);
+}
+static inline V vtanh(V x) { /* 1 - 2 / (e^2x + 1) */
+    V u = vmin(vmax(x, vset(-9.0f)), vset(9.0f)), e = vexp(vadd(u, u));
+#if defined(__AVX512F__)
+    return vadd(vset(1.0f), _mm512_div_ps(vset(-2.0f), vadd(e, vset(1.0f))));
+#else
+    return vadd(vset(1.0f), _mm256_div_ps(vset(-2.0f), vadd(e, vset(1.0f))));
+#endif
+}
+#else
+static inline V vmap(V x, float (*f)(float)) {
+    float t[VL];
+    vstore(t, x);
+    for (int i = 0; i < VL; ++i) t[i] = f(t[i]);
+    return vload(t);
+}
+static inline V verf(V x) { return vmap(x, erff); }
+static inline V vtanh(V x) { return vmap(x, tanhf); }
+#endif
+
+static inline V vgelu(V x, int act) {
+    if (act == 1) return vmul(vmul(x, vset(0.5f)), vadd(vset(1.0f), verf(vmul(x, vset(0.70710678118654752f)))));
+    /* tanh form: 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) */
+    V inner = vmul(vset(0.79788456080286536f), vfma(vmul(vmul(x, x), x), vset(0.044715f), x));
+    return vmul(vmul(x, vset(0.5f)), vadd(vset(1.0f), vtanh(inner)));
+}
+
+/* The epilogue: y = clamp(act(acc) + add, lo, hi), where add is optional, the clamp may be off and act is
+ * 0 (none), 1 (GELU) or 2 (GELU's tanh approximation) */
 typedef struct {
     const float* add;
     long ldadd;
     float lo, hi;
-    int clamp;
+    int clamp, act;
 } epi_t;
 
 static inline V epi(const epi_t* e, V x, const float* add, long n) {
+    if (e->act) x = vgelu(x, e->act);
     if (add) x = vadd(x, vload_n(add, n));
     if (e->clamp) x = vmin(vmax(x, vset(e->lo)), vset(e->hi));
     return x;
@@ -261,10 +345,11 @@ static long split(gemm_job* g, double macs) {
 }
 
 /* c[M, N] (row stride ldc) = a[M, K] (row stride lda) @ packed weights + bias (padded to the panels'
- * width), then + add[M, N] (row stride ldadd; null for none), then clamped to [lo, hi] if clamp */
+ * width), then the GELU act (0 none, 1 erf, 2 tanh), then + add[M, N] (row stride ldadd; null for none), then
+ * clamped to [lo, hi] if clamp */
 void sgemm_f32(const float* a, long M, long K, long lda, const float* bp, long N, const float* bias, float* c,
-               long ldc, const float* add, long ldadd, float lo, float hi, int clamp) {
-    gemm_job g = {a, bp, bias, c, M, K, lda, N, ldc, (N + NR - 1) / NR, 1, 0, MC, {add, ldadd, lo, hi, clamp}};
+               long ldc, const float* add, long ldadd, float lo, float hi, int clamp, int act) {
+    gemm_job g = {a, bp, bias, c, M, K, lda, N, ldc, (N + NR - 1) / NR, 1, 0, MC, {add, ldadd, lo, hi, clamp, act}};
     long tasks = split(&g, (double)M * K * N);
     if (tasks < 0)
         openqnn_parallel(gemm_task, &g, -tasks);
@@ -345,7 +430,7 @@ int conv_f32(const float* x, const conv_geo* q, const float* bp, long N, const f
     for (long ky = 0, k = 0; ky < q->kh; ++ky)
         for (long kx = 0; kx < q->kw; ++kx)
             for (long ci = 0; ci < C; ++ci) off[k++] = (ky * q->dh * wp + kx * q->dw) * C + ci;
-    conv_job j = {{0, bp, bias, out, q->n * q->oh, K, 0, N, N, (N + NR - 1) / NR, 1, 0, 1, {add, N, lo, hi, clamp}},
+    conv_job j = {{0, bp, bias, out, q->n * q->oh, K, 0, N, N, (N + NR - 1) / NR, 1, 0, 1, {add, N, lo, hi, clamp, 0}},
                   padded ? xp : x, off, hp, wp, q};
     long tasks = split(&j.g, (double)q->n * q->oh * q->ow * K * N);
     if (tasks < 0)
@@ -450,7 +535,7 @@ static void dw_task(void* arg, long t) {
  * null for none), then clamped to [lo, hi] if clamp */
 void dw_f32(const float* x, const conv_geo* g, const float* w, const float* bias, float* out, const float* add,
             float lo, float hi, int clamp) {
-    dw_job j = {x, w, bias, out, g, {add, g->c, lo, hi, clamp}};
+    dw_job j = {x, w, bias, out, g, {add, g->c, lo, hi, clamp, 0}};
     long tasks = g->n * g->oh;
     double macs = (double)tasks * g->ow * g->c * g->kh * g->kw;
     if (openqnn_pool_threads() > 1 && tasks > 1 && macs >= openqnn_parallel_macs / 4)
@@ -518,8 +603,8 @@ int pwdw_f32(const float* x, long cin, const float* bp, const float* pw_bias, fl
              int pw_clamp, const conv_geo* q, const float* dww, const float* dwb, float* out, const float* add,
              float lo, float hi, int clamp) {
     long ce = q->c;
-    pwdw_job j = {{0, bp, pw_bias, 0, q->w, cin, cin, ce, ce, (ce + NR - 1) / NR, 1, 0, MC, {0, 0, pw_lo, pw_hi, pw_clamp}},
-                  x, q, dww, dwb, out, {add, ce, lo, hi, clamp}, 1, 0};
+    pwdw_job j = {{0, bp, pw_bias, 0, q->w, cin, cin, ce, ce, (ce + NR - 1) / NR, 1, 0, MC, {0, 0, pw_lo, pw_hi, pw_clamp, 0}},
+                  x, q, dww, dwb, out, {add, ce, lo, hi, clamp, 0}, 1, 0};
     int threads = openqnn_pool_threads();
     double macs = (double)q->n * q->h * q->w * cin * ce;
     if (threads > 1 && macs >= openqnn_parallel_macs && q->oh >= 2 * threads) j.bands = threads;

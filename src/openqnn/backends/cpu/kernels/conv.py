@@ -28,18 +28,22 @@ __all__ = ["NO_EPILOGUE", "Epilogue", "build_conv2d", "conv2d", "fusable", "mkld
 
 @dataclass(frozen=True)
 class Epilogue:
-    """Element-wise work fused after a convolution or FullyConnected: ``clamp(y + add, lo, hi)``.
+    """Element-wise work fused after a convolution or FullyConnected: ``clamp(act(y) + add, lo, hi)``.
 
     ``add`` names a tensor of the output's shape ("" for none); ``clamp`` is ``(lo, hi)``, e.g.
-    ``(0, inf)`` for Relu, or None.
+    ``(0, inf)`` for Relu, or None; ``act`` is "" or a GELU (FullyConnected only): ``"gelu"`` (erf) or
+    ``"gelu_tanh"`` (its tanh approximation).
     """
 
     add: str = ""
     clamp: tuple[float, float] | None = None
+    act: str = ""
 
     def apply(self, y: torch.Tensor, other: torch.Tensor | None) -> torch.Tensor:
         """The epilogue in PyTorch ops (what no fused kernel did), in place: ``y`` must be a kernel's
         fresh output (or a view of one) that nothing else holds yet."""
+        if self.act:
+            y = F.gelu(y, approximate="tanh" if self.act == "gelu_tanh" else "none")
         if other is not None:
             y = y.add_(other)
         if self.clamp is not None:
@@ -77,6 +81,8 @@ def _unary(clamp: tuple[float, float] | None) -> tuple[str, list[float]] | None:
 
 def fusable(epilogue: Epilogue) -> bool:
     """Whether oneDNN's convolution applies all of ``epilogue`` itself (after an add: Relu only)."""
+    if epilogue.act:
+        return False
     if epilogue.add:
         return epilogue.clamp is None or _unary(epilogue.clamp) == ("relu", [])
     return _unary(epilogue.clamp) is not None
