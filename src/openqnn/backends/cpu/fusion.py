@@ -17,7 +17,7 @@ prepare time only: the groups are recorded in the cpu step plans (:mod:`openqnn.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,15 +99,7 @@ def fuse_epilogues(graph: Graph, exclude: Collection[str] = ()) -> list[Fusion]:
     A node is absorbed only when it is the sole reader of the previous output and that output is
     not a graph output, so nothing else ever needed the intermediates.
     """
-    consumers = graph.consumers()
-    outputs = set(graph.outputs)
-
-    def sole_reader(name: str) -> Node | None:
-        readers = consumers.get(name, [])
-        if name in outputs or len(readers) != 1 or len(readers[0].outputs) != 1:
-            return None
-        return readers[0]
-
+    sole_reader = _sole_reader(graph)
     fusions = []
     absorbed_anywhere: set[str] = set(exclude)  # an Add of two convolutions' outputs joins the first one only
     for node in graph.nodes:
@@ -141,6 +133,21 @@ def fuse_epilogues(graph: Graph, exclude: Collection[str] = ()) -> list[Fusion]:
             absorbed_anywhere.update(n.name for n in absorbed)
             fusions.append(Fusion(node, absorbed, Epilogue(add, clamp)))
     return fusions
+
+
+def _sole_reader(graph: Graph) -> Callable[[str], Node | None]:
+    """``sole_reader(name)``: the one node that reads tensor ``name``, a node of one output, where ``name`` is
+    not a graph output (so nothing else ever needs it), else None."""
+    consumers = graph.consumers()
+    outputs = set(graph.outputs)
+
+    def sole_reader(name: str) -> Node | None:
+        readers = consumers.get(name, [])
+        if name in outputs or len(readers) != 1 or len(readers[0].outputs) != 1:
+            return None
+        return readers[0]
+
+    return sole_reader
 
 
 def _clamp_of(node: Node) -> tuple[float, float] | None:
@@ -214,14 +221,9 @@ def fuse_attention(graph: Graph, exclude: Collection[str] = ()) -> list[Attentio
     """Every float32 ``MatMul -> [scale] -> [+ mask] -> Softmax -> MatMul`` chain whose intermediates only the
     chain reads (none a graph output), none of its nodes in ``exclude``: Softmax over the last axis with beta 1,
     the scale a static scalar, the mask broadcasting to the scores' shape, Q, K and V of one batch shape."""
-    consumers = graph.consumers()
     producers = {o: n for n in graph.nodes for o in n.outputs}
-    outputs = set(graph.outputs)
+    only_reader = _sole_reader(graph)
     ctx = BuildContext(graph)
-
-    def only_reader(name: str) -> Node | None:
-        readers = consumers.get(name, [])
-        return readers[0] if len(readers) == 1 and name not in outputs else None
 
     found = []
     for sm in graph.nodes:
@@ -333,13 +335,8 @@ def fuse_pointwise_depthwise(graph: Graph, exclude: Collection[str] = ()) -> lis
     """Every float32 ``Conv2d`` 1x1 (stride 1, unpadded, one group, static weights) [-> Relu / ReluMinMax] ->
     ``DepthWiseConv2d`` (one weight per channel, dilation 1, static weights) [-> clamp] chain whose intermediates
     only the chain reads (none a graph output), none of its nodes in ``exclude``."""
-    consumers = graph.consumers()
-    outputs = set(graph.outputs)
+    sole_reader = _sole_reader(graph)
     ctx = BuildContext(graph)
-
-    def sole_reader(name: str) -> Node | None:
-        readers = consumers.get(name, [])
-        return readers[0] if len(readers) == 1 and name not in outputs and len(readers[0].outputs) == 1 else None
 
     def static_operands(node: Node) -> bool:
         return all(ctx.is_static(x) for x in node.inputs[1:] if x)

@@ -18,24 +18,16 @@ built, fail their self-check, or ``OPENQNN_CPU_NATIVE=0``.
 from __future__ import annotations
 
 import ctypes
-import logging
 import math
-import os
-import threading
 from collections.abc import Sequence
 
 import torch
 
 from openqnn.backends import native as shared
 
-log = logging.getLogger("openqnn.cpu")
-
 __all__ = ["Conv", "Depthwise", "Gemm", "PointwiseDepthwise", "float_isa", "library"]
 
 _P, _L, _F = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
-_LOCK = threading.Lock()
-_LIB: ctypes.CDLL | None = None
-_TRIED = False
 _BIG = 3.0e38  # a clamp's open end (the kernels take finite bounds)
 _ISAS = {0: "portable", 1: "avx2-fma", 2: "avx512"}
 
@@ -44,36 +36,29 @@ class _Geo(ctypes.Structure):
     _fields_ = [(f, _L) for f in ("n", "h", "w", "c", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "oh", "ow")]
 
 
+def _setup(lib: ctypes.CDLL) -> bool:
+    lib.sgemm_pack_size.argtypes, lib.sgemm_pack_size.restype = [_L, _L], _L
+    lib.sgemm_pack.argtypes, lib.sgemm_pack.restype = [_P, _L, _L, _P], None
+    lib.sgemm_f32.argtypes = [_P, _L, _L, _L, _P, _L, _P, _P, _L, _P, _L, _F, _F, ctypes.c_int, ctypes.c_int]
+    lib.sgemm_f32.restype = None
+    lib.dw_f32.argtypes = [_P, ctypes.POINTER(_Geo), _P, _P, _P, _P, _F, _F, ctypes.c_int]
+    lib.dw_f32.restype = None
+    lib.conv_f32.argtypes = [_P, ctypes.POINTER(_Geo), _P, _L, _P, _P, _P, _F, _F, ctypes.c_int]
+    lib.conv_f32.restype = ctypes.c_int
+    lib.pwdw_f32.argtypes = [_P, _L, _P, _P, _F, _F, ctypes.c_int, ctypes.POINTER(_Geo), _P, _P, _P, _P, _F, _F,
+                             ctypes.c_int]
+    lib.pwdw_f32.restype = ctypes.c_int
+    lib.openqnn_float_isa.argtypes, lib.openqnn_float_isa.restype = [], ctypes.c_int
+    return _self_check()
+
+
+_FUNCTIONS = shared.Functions("cpu", "OPENQNN_CPU_NATIVE", _setup)
+
+
 def library() -> ctypes.CDLL | None:
     """The native library with float.c's functions typed and checked, once; None where it is not built,
-    ``OPENQNN_CPU_NATIVE=0``, or the check fails."""
-    global _LIB, _TRIED
-    if _TRIED:
-        return _LIB
-    with _LOCK:
-        if _TRIED:
-            return _LIB
-        _TRIED = True
-        lib = shared.library()
-        if lib is None or os.environ.get("OPENQNN_CPU_NATIVE", "1") == "0":
-            return None
-        lib.sgemm_pack_size.argtypes, lib.sgemm_pack_size.restype = [_L, _L], _L
-        lib.sgemm_pack.argtypes, lib.sgemm_pack.restype = [_P, _L, _L, _P], None
-        lib.sgemm_f32.argtypes = [_P, _L, _L, _L, _P, _L, _P, _P, _L, _P, _L, _F, _F, ctypes.c_int, ctypes.c_int]
-        lib.sgemm_f32.restype = None
-        lib.dw_f32.argtypes = [_P, ctypes.POINTER(_Geo), _P, _P, _P, _P, _F, _F, ctypes.c_int]
-        lib.dw_f32.restype = None
-        lib.conv_f32.argtypes = [_P, ctypes.POINTER(_Geo), _P, _L, _P, _P, _P, _F, _F, ctypes.c_int]
-        lib.conv_f32.restype = ctypes.c_int
-        lib.pwdw_f32.argtypes = [_P, _L, _P, _P, _F, _F, ctypes.c_int, ctypes.POINTER(_Geo), _P, _P, _P, _P, _F, _F,
-                                 ctypes.c_int]
-        lib.pwdw_f32.restype = ctypes.c_int
-        lib.openqnn_float_isa.argtypes, lib.openqnn_float_isa.restype = [], ctypes.c_int
-        _LIB = lib
-        if not _self_check():
-            log.warning("cpu: the native float32 kernels failed their self-check; using oneDNN's")
-            _LIB = None
-    return _LIB
+    ``OPENQNN_CPU_NATIVE=0``, or the check fails (oneDNN's kernels run then)."""
+    return _FUNCTIONS.get()
 
 
 def float_isa() -> str | None:
@@ -93,6 +78,20 @@ def _bounds(clamp: tuple[float, float] | None) -> tuple[float, float, int]:
 _ACTS = {"": 0, "gelu": 1, "gelu_tanh": 2}
 
 
+def _pack(lib: ctypes.CDLL, w: torch.Tensor, b: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights [n, k] packed for float.c's GEMM (panels of columns of the [k, n] transpose), and the bias padded
+    to the panels' width (zeros where None)."""
+    n, k = w.shape
+    wkn = w.detach().to(torch.float32).t().contiguous()
+    size = lib.sgemm_pack_size(k, n)
+    packed = torch.empty(size, dtype=torch.float32)
+    lib.sgemm_pack(wkn.data_ptr(), k, n, packed.data_ptr())
+    bias = torch.zeros(max(size // k if k else n, n), dtype=torch.float32)
+    if b is not None:
+        bias[:n] = b.detach().to(torch.float32)
+    return packed, bias
+
+
 class Gemm:
     """``y = clamp(act(x @ w.T + b) + add, lo, hi)``: ``w`` [n, k] float32 (FullyConnected's layout), ``b`` [n] or
     None, ``clamp`` (lo, hi) or None, ``act`` "" or a GELU ("gelu": erf, "gelu_tanh"); x is rows of k floats."""
@@ -102,14 +101,7 @@ class Gemm:
         lib = library()
         assert lib is not None and w.dim() == 2
         self.n, self.k = w.shape
-        wkn = w.detach().to(torch.float32).t().contiguous()
-        size = lib.sgemm_pack_size(self.k, self.n)
-        self.packed = torch.empty(size, dtype=torch.float32)
-        lib.sgemm_pack(wkn.data_ptr(), self.k, self.n, self.packed.data_ptr())
-        width = size // self.k if self.k else self.n
-        self.bias = torch.zeros(max(width, self.n), dtype=torch.float32)
-        if b is not None:
-            self.bias[:self.n] = b.detach().to(torch.float32)
+        self.packed, self.bias = _pack(lib, w, b)
         self.lo, self.hi, self.clamp = _bounds(clamp)
         self.act = _ACTS[act]
         self.fn = lib.sgemm_f32
@@ -140,14 +132,7 @@ class Conv:
         self.geo = _Geo(*geo)
         self.n, kh, kw, cin = w.shape
         assert (self.geo.kh, self.geo.kw, self.geo.c) == (kh, kw, cin)
-        k = kh * kw * cin
-        wkn = w.detach().to(torch.float32).reshape(self.n, k).t().contiguous()
-        size = lib.sgemm_pack_size(k, self.n)
-        self.packed = torch.empty(size, dtype=torch.float32)
-        lib.sgemm_pack(wkn.data_ptr(), k, self.n, self.packed.data_ptr())
-        self.bias = torch.zeros(max(size // k, self.n), dtype=torch.float32)
-        if b is not None:
-            self.bias[:self.n] = b.detach().to(torch.float32)
+        self.packed, self.bias = _pack(lib, w.reshape(self.n, kh * kw * cin), b)
         self.out_shape = (self.geo.n, self.geo.oh, self.geo.ow, self.n)
         self.lo, self.hi, self.clamp = _bounds(clamp)
         self.fn = lib.conv_f32

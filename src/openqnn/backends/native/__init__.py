@@ -29,11 +29,12 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger("openqnn.native")
 
-__all__ = ["c_compiler", "cache_dir", "library", "pool_threads", "sync_threads"]
+__all__ = ["Functions", "c_compiler", "cache_dir", "library", "pool_threads", "sync_threads"]
 
 _HERE = Path(__file__).parent
 SOURCES = [_HERE / "requant.c", _HERE / "int8.c", _HERE / "float.c", _HERE / "pool.c"]
@@ -158,6 +159,37 @@ def library() -> ctypes.CDLL | None:
         lib.openqnn_pool_threads.argtypes, lib.openqnn_pool_threads.restype = [], ctypes.c_int
         _LIB = lib
     return _LIB
+
+
+class Functions:
+    """One backend's functions in the library, typed and checked once: :meth:`get` returns the library, or None
+    where it is not built, the environment variable ``env`` is "0", or ``setup`` (which types the functions and
+    checks them against Python's arithmetic, returning whether they pass) says no. ``setup`` may itself call
+    :meth:`get` (the check runs through the backend's own wrappers)."""
+
+    def __init__(self, who: str, env: str, setup: Callable[[ctypes.CDLL], bool]):
+        self.who, self.env, self.setup = who, env, setup
+        self.lib: ctypes.CDLL | None = None
+        self._tried = self._checking = False
+        self._lock = threading.RLock()
+
+    def get(self) -> ctypes.CDLL | None:
+        if self._tried:
+            return self.lib
+        with self._lock:
+            if self._tried or self._checking:
+                return self.lib
+            lib = library()
+            if lib is not None and os.environ.get(self.env, "1") != "0":
+                self._checking, self.lib = True, lib
+                try:
+                    if not self.setup(lib):
+                        log.warning("%s: the native kernels failed their self-check; their fallbacks run", self.who)
+                        self.lib = None
+                finally:
+                    self._checking = False
+            self._tried = True
+        return self.lib
 
 
 def sync_threads(threads: int | None = None) -> None:

@@ -25,8 +25,6 @@ import contextlib
 import ctypes
 import logging
 import math
-import os
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -41,9 +39,6 @@ log = logging.getLogger("openqnn.htp")
 __all__ = ["Im2col", "Int8Depthwise", "Int8Gemm", "MaxPool2d", "NativeRequant", "c_compiler", "cache_dir", "int8_available",
            "int8_isa", "library", "lookup", "lookup_ok", "lookup_or", "nchw3_to_nhwc", "qnn_int_form", "quantize", "sum_mid", "sync_threads"]
 
-_LOCK = threading.Lock()
-_LIB: ctypes.CDLL | None = None
-_TRIED = False
 _P = ctypes.c_void_p
 _L = ctypes.c_long
 _ARGTYPES = [_P, _L, _L, _L, _P, _P, _P, _P, _P, _P, _P, _P, _P, ctypes.c_double, _P]
@@ -98,29 +93,23 @@ def threads_to_the_pool() -> Iterator[None]:
         torch.set_num_threads(n)
 
 
+def _setup(lib: ctypes.CDLL) -> bool:
+    lib.lut1_u8.argtypes, lib.lut1_u8.restype = [_P, _L, _P, _P], None
+    lib.lut2_u8.argtypes, lib.lut2_u8.restype = [_P, _P, _L, _P, _P], None
+    lib.sum_mid_u8.argtypes, lib.sum_mid_u8.restype = [_P, _L, _L, _L, _P], None
+    lib.maxpool2d_u8.argtypes, lib.maxpool2d_u8.restype = [_P, _P, ctypes.c_uint8, _P], None
+    lib.openqnn_int8_isa.argtypes, lib.openqnn_int8_isa.restype = [], ctypes.c_int
+    return _self_check(lib)
+
+
+_FUNCTIONS = shared.Functions("htp", "OPENQNN_HTP_NATIVE", _setup)
+
+
 def library() -> ctypes.CDLL | None:
     """The native library (:func:`openqnn.backends.native.library`) with htp's functions typed and
-    checked, once; None when it is not built, ``OPENQNN_HTP_NATIVE=0``, or the check fails."""
-    global _LIB, _TRIED
-    if _TRIED:
-        return _LIB
-    with _LOCK:
-        if _TRIED:
-            return _LIB
-        _TRIED = True
-        lib = shared.library()
-        if lib is None or os.environ.get("OPENQNN_HTP_NATIVE", "1") == "0":
-            return None
-        lib.lut1_u8.argtypes, lib.lut1_u8.restype = [_P, _L, _P, _P], None
-        lib.lut2_u8.argtypes, lib.lut2_u8.restype = [_P, _P, _L, _P, _P], None
-        lib.sum_mid_u8.argtypes, lib.sum_mid_u8.restype = [_P, _L, _L, _L, _P], None
-        lib.maxpool2d_u8.argtypes, lib.maxpool2d_u8.restype = [_P, _P, ctypes.c_uint8, _P], None
-        lib.openqnn_int8_isa.argtypes, lib.openqnn_int8_isa.restype = [], ctypes.c_int
-        if not _self_check(lib):
-            log.warning("htp: the native requantization failed its self-check; using PyTorch ops")
-            return None
-        _LIB = lib
-    return _LIB
+    checked, once; None when it is not built, ``OPENQNN_HTP_NATIVE=0``, or the check fails (the PyTorch
+    forms run then: the same bits)."""
+    return _FUNCTIONS.get()
 
 
 Const = torch.Tensor | np.ndarray
@@ -341,7 +330,7 @@ def lookup(table: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None = None,
            lib: ctypes.CDLL | None = None) -> torch.Tensor:
     """``table[x]`` (256 entries) or ``table[x * 256 + y]`` (65536 entries) for contiguous uint8 CPU
     tensors of one shape, in C; the caller checks the types (see :func:`lookup_ok`)."""
-    lib = lib or _LIB
+    lib = lib or _FUNCTIONS.lib
     assert lib is not None
     out = torch.empty(x.shape, dtype=torch.uint8)
     if y is None:
@@ -354,9 +343,10 @@ def lookup(table: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None = None,
 def sum_mid(x: torch.Tensor, a: int, p: int, c: int, out: torch.Tensor) -> torch.Tensor:
     """Sums over the middle axis of a contiguous uint8 CPU tensor viewed as [a, p, c], into ``out``
     (int32, a * c elements; the caller checks that p * 255 fits int32), in C."""
-    assert _LIB is not None and x.dtype == torch.uint8 and x.is_contiguous() and x.numel() == a * p * c
+    lib = _FUNCTIONS.lib
+    assert lib is not None and x.dtype == torch.uint8 and x.is_contiguous() and x.numel() == a * p * c
     assert out.dtype == torch.int32 and out.is_contiguous() and out.numel() == a * c
-    _LIB.sum_mid_u8(x.data_ptr(), a, p, c, out.data_ptr())
+    lib.sum_mid_u8(x.data_ptr(), a, p, c, out.data_ptr())
     return out
 
 
@@ -366,11 +356,12 @@ class MaxPool2d:
     entirely outside gives ``low``."""
 
     def __init__(self, geo: Sequence[int], low: int):
-        assert _LIB is not None and len(geo) == 14
+        lib = _FUNCTIONS.lib
+        assert lib is not None and len(geo) == 14
         self.geo = (ctypes.c_long * 14)(*geo)
         self.in_shape = torch.Size(geo[:4])
         self.low = low
-        self.fn = _LIB.maxpool2d_u8
+        self.fn = lib.maxpool2d_u8
 
     def accepts(self, x: torch.Tensor) -> bool:
         return _u8_codes(x) and x.shape == self.in_shape
@@ -401,7 +392,7 @@ def quantize(x: torch.Tensor, scale: float, offset: int, qmin: int, qmax: int, d
              lib: ctypes.CDLL | None = None) -> torch.Tensor:
     """``clamp(round_half_even(x / scale) - offset, qmin, qmax)`` of a contiguous float32 CPU tensor,
     as ``dtype`` (uint8 or int32), in C: the same as the executable's quantize_t in float64."""
-    lib = lib or _LIB
+    lib = lib or _FUNCTIONS.lib
     assert lib is not None and x.dtype == torch.float32 and x.is_contiguous()
     out = torch.empty(x.shape, dtype=dtype)
     fn = lib.quantize_f32_u8 if dtype == torch.uint8 else lib.quantize_f32_i32
