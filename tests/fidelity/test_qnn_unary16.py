@@ -3,13 +3,22 @@ HTP simulator: every 16-bit input code at random encodings (tests/fidelity/unary
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from openqnn.backends.htp.spec.qnn_unary import reciprocal_codes
 from openqnn.backends.htp.spec.qnn_unary16 import LOG_ZERO_SCALE, abs16_codes, log16_is_zero
 from tests.fidelity.harness import simulator_missing
-from tests.fidelity.unary16_probe import N, Probe16, exact_codes, probe_many, random_probes
+from tests.fidelity.unary16_probe import (
+    N,
+    Probe16,
+    exact_codes,
+    off_significand_grid,
+    probe_many,
+    random_probes,
+)
 
 _missing = simulator_missing()
 pytestmark = pytest.mark.skipif(_missing is not None, reason=_missing or "")
@@ -207,3 +216,76 @@ def test_leaky_relu_int32_sum_wraps() -> None:
     (y,) = leaky_probe_many("73", [p])
     np.testing.assert_array_equal(spec_codes(p), y)
     assert (y[p.zi + 1:] == 0).sum() > 10000  # positive inputs at code 0 (no clamp of z_out + a r gives that)
+
+
+def _half_up(v: np.ndarray) -> np.ndarray:
+    return np.floor(v + 0.5).astype(np.int64)
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_exp_codes_have_a_14_bit_significand(arch: str) -> None:
+    """At power-of-two output scales every unsaturated Exp code lies on a 14-bit significand's grid (codes in
+    ``[2^14, 2^15)`` even, in ``[2^15, 2^16)`` multiples of 4), which neither rounding of ``exp(x) / s_out`` gives;
+    truncation of the exact value (the stop-25 floor form) stays well short of the codes (open: the significand's
+    arithmetic)."""
+    probes = [Probe16(2.0**-16, 0, 2.0**-14, 0), Probe16(2.0**-16, 65535, 2.0**-16, 0),
+              Probe16(2.0**-12, 32768, 2.0**-8, 0), Probe16(2.0**-13, 0, 2.0**-11, 0)]
+    sims = probe_many(arch, "Exp", probes)
+    q = np.arange(N)
+    for p, y in zip(probes, sims):
+        live = (y > 0) & (y < N - 1)
+        assert not off_significand_grid(y[live]).any()
+        v = np.exp((q - p.zi) * p.si) / p.so
+        wide = live & (y >= 2**14)  # where the grid is coarser than one code
+        assert wide.sum() > 5000
+        assert off_significand_grid(np.floor(v)[wide]).mean() > 0.4
+        assert off_significand_grid(_half_up(v)[wide]).mean() > 0.4
+        assert (np.floor(v)[live] == y[live]).mean() < 0.9
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_elu_positive_piece_drops_the_low_bit(arch: str) -> None:
+    """With the output encoding the input's, Elu's codes from x = 0 up are ``z + 2 floor(a / 2)`` (the identity
+    with the low bit dropped), half of them one below exact rounding."""
+    p = Probe16(2.0**-12, 32768, 2.0**-12, 32768)
+    (y,) = probe_many(arch, "Elu", [p], alpha=1.0)
+    a = np.arange(N) - p.zi
+    pos = a >= 0
+    np.testing.assert_array_equal(y[pos], p.zo + 2 * (a[pos] // 2))
+    assert (y[pos] == p.zo + a[pos]).mean() < 0.6
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_hardswish_gate_is_a_saturated_q15_value(arch: str) -> None:
+    """With the output encoding the input's, HardSwish from x = 3 up is ``a 32767 / 32768`` rounded half up (the
+    gate 1.0 saturated to Q15's largest value), and ``x g 2^-15`` with the gate ``g = clamp(round((x + 3) / 6
+    2^15), 0, 32767)`` gives at least 98% of all codes (open: the rest, and other encodings)."""
+    p = Probe16(2.0**-12, 32768, 2.0**-12, 32768)
+    (y,) = probe_many(arch, "HardSwish", [p])
+    a = np.arange(N) - p.zi
+    x = a * p.si
+    hi = x >= 3
+    np.testing.assert_array_equal(y[hi], p.zo + _half_up(a[hi] * (32767 / 32768)))
+    assert (y[hi] == p.zo + a[hi]).mean() < 0.3
+    g = np.clip(_half_up((x + 3) / 6 * 2**15), 0, 32767)
+    model = p.zo + _half_up(x * g / 2**15 / p.so)
+    live = (y > 0) & (y < N - 1)
+    share = (model == y)[live].mean()
+    exact = (p.zo + _half_up(x * np.clip(x + 3, 0, 6) / 6 / p.so) == y)[live].mean()
+    assert share >= 0.98 and exact < 0.8
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_gelu_codes_keep_gelus_odd_part(arch: str) -> None:
+    """``gelu(x) - gelu(-x) = x``: with the output encoding the input's and the zero points at 32768, the codes of
+    ``a`` and ``-a`` differ by ``a`` for at least 99% of ``a`` (their even part is what is off, up to 8 codes)."""
+    p = Probe16(2.0**-12, 32768, 2.0**-12, 32768)
+    (y,) = probe_many(arch, "Gelu", [p])
+    a = np.arange(1, 32768)
+    up, down = y[p.zi + a], y[p.zi - a]
+    live = (up < N - 1) & (down > 0)
+    assert ((up - down) == a)[live].mean() >= 0.99
+    q = np.arange(N)
+    x = (q - p.zi) * p.si
+    exact = p.zo + _half_up(0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2))) / p.so)
+    assert (exact == y)[(y > 0) & (y < N - 1)].mean() < 0.5
