@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from openqnn.backends.htp.spec.qnn_unary import reciprocal_codes
-from openqnn.backends.htp.spec.qnn_unary16 import LOG_ZERO_SCALE, abs16_codes, log16_is_zero
+from openqnn.backends.htp.spec.qnn_unary16 import LOG_ZERO_SCALE, abs16_codes, elu16_codes, log16_is_zero
 from tests.fidelity.harness import simulator_missing
 from tests.fidelity.unary16_probe import (
     N,
@@ -289,3 +289,41 @@ def test_gelu_codes_keep_gelus_odd_part(arch: str) -> None:
     x = (q - p.zi) * p.si
     exact = p.zo + _half_up(0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2))) / p.so)
     assert (exact == y)[(y > 0) & (y < N - 1)].mean() < 0.5
+
+
+def _elu_probes(seed: int, count: int) -> list[Probe16]:
+    """Random Elu encodings: inputs over ``[-0.5..-10, 0.5..10]``, outputs from about ``max(lo, -1)`` to about
+    ``hi`` (ratios ``s_in / s_out`` of about 0.3 to 3)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        lo, hi = -float(np.exp(rng.uniform(np.log(0.5), np.log(10)))), float(np.exp(rng.uniform(np.log(0.5), np.log(10))))
+        si = (hi - lo) / 65535
+        olo, ohi = max(-1.0, lo) * float(rng.uniform(1, 1.3)), hi * float(rng.uniform(0.6, 1.3))
+        so = (ohi - olo) / 65535
+        out.append(Probe16(si, round(-lo / si), so, round(-olo / so)))
+    return out
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 1.7])
+def test_elu_positive_piece_is_a_rounded_15_bit_multiplier(arch: str, alpha: float) -> None:
+    """From x = 0 up every code is ``elu16_positive`` (whatever alpha); below 0, with alpha 1, the codes are QNN's own
+    16-bit Exp codes of the same encodings minus one constant per encoding (open: the constant, the Exp)."""
+    probes = _elu_probes(11, 6)
+    sims = probe_many(arch, "Elu", probes, alpha=alpha)
+    exps = probe_many(arch, "Exp", [Probe16(p.si, p.zi, p.so, 0) for p in probes]) if alpha == 1.0 else None
+    q = np.arange(N)
+    exact_share = []
+    for i, (p, y) in enumerate(zip(probes, sims)):
+        a = q - p.zi
+        live = (y > 0) & (y < N - 1)
+        pos, neg = live & (a >= 0), live & (a < 0)
+        ours = elu16_codes(q, p.si, p.zi, p.so, p.zo, alpha)
+        np.testing.assert_array_equal(y[pos], ours[pos])
+        x = a * float(np.float32(p.si))
+        exact_share.append((p.zo + np.rint(x / float(np.float32(p.so))) == y)[pos].mean())
+        if exps is not None:
+            diff = (y - p.zo - exps[i])[neg & (exps[i] < N - 1)]
+            assert len(np.unique(diff)) == 1 and abs(-diff[0] - 1 / float(np.float32(p.so))) < 1
+    assert min(exact_share) < 0.5
