@@ -289,6 +289,14 @@ def test_gelu_codes_keep_gelus_odd_part(arch: str) -> None:
     x = (q - p.zi) * p.si
     exact = p.zo + _half_up(0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2))) / p.so)
     assert (exact == y)[(y > 0) & (y < N - 1)].mean() < 0.5
+    # from x = 1 up each code is a x G / 2^12 rounded for an integer gate G (the interval holding G is under one
+    # wide, so this is not automatic), and G = 4095 from x = 5.5 up: a gate 1 - 2^-12 where gelu is x
+    up = a[(a > 4096) & (y[p.zi + a] < N - 1)]
+    c = y[p.zi + up] - p.zo
+    lo, hi = (c - 0.5) * 4096 / up, (c + 0.5) * 4096 / up
+    assert (np.ceil(lo) < hi).all()
+    far = up >= 5.5 * 4096
+    assert far.sum() > 8000 and (c[far] == _half_up(up[far] * 4095 / 4096)).all()
 
 
 def _elu_probes(seed: int, count: int) -> list[Probe16]:
