@@ -335,3 +335,36 @@ def test_elu_positive_piece_is_a_rounded_15_bit_multiplier(arch: str, alpha: flo
             diff = (y - p.zo - exps[i])[neg & (exps[i] < N - 1)]
             assert len(np.unique(diff)) == 1 and abs(-diff[0] - 1 / float(np.float32(p.so))) < 1
     assert min(exact_share) < 0.5
+
+
+def _gelu_requant(p: np.ndarray, s_in: float, s_out: float) -> np.ndarray:
+    """Gelu's output stage (docs/htp-fidelity.md, stop 26): ``r = float32(s_in / s_out) = f 2^e``, ``m = round(f
+    2^15)``; on ``|p|``, ``t = (|p| m) >> 15`` then a rounding shift by ``-e`` (``e <= 0``), or ``(|p| m) >> (15 -
+    e)`` (``e > 0``); the sign put back (sign and magnitude)."""
+    f, e = math.frexp(float(np.float32(np.float32(s_in) / np.float32(s_out))))
+    m = math.floor(f * 2.0**15 + 0.5)
+    mag = np.abs(p) * m
+    if e > 0:
+        v = mag >> (15 - e)
+    else:
+        v = (mag >> 15) if e == 0 else (((mag >> 15) >> (-e - 1)) + 1) >> 1
+    return np.sign(p) * v
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_gelu_output_stage_requantizes_the_input_scale_codes(arch: str) -> None:
+    """With the input at ``s = 2^-12``, Gelu at any output encoding is the codes ``p`` it gives at the output
+    encoding equal to the input's, requantized in sign and magnitude by a 15-bit rounded multiplier (truncated,
+    then rounded by ``-e``), for ratios 0.1 to 3.2: every code."""
+    base = Probe16(2.0**-12, 32768, 2.0**-12, 32768)
+    probes = [Probe16(2.0**-12, 32768, so, zo) for so, zo in [(3e-4, 30000), (5e-4, 32768), (1.1e-4, 12000),
+                                                               (2.0**-12 / 0.3, 30000), (2.0**-12 / 0.1, 25000)]]
+    sims = probe_many(arch, "Gelu", [base, *probes])
+    p = sims[0] - base.zo
+    plain = []
+    for pr, y in zip(probes, sims[1:]):
+        live = (y > 0) & (y < N - 1) & (sims[0] > 0) & (sims[0] < N - 1)
+        want = pr.zo + _gelu_requant(p, pr.si, pr.so)
+        np.testing.assert_array_equal(y[live], want[live])
+        plain.append((y == pr.zo + np.floor(p * (pr.si / pr.so) + 0.5))[live].mean())
+    assert min(plain) < 0.7  # a plain rounding of p r is not it
