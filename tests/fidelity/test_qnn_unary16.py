@@ -3,13 +3,22 @@ HTP simulator: every 16-bit input code at random encodings (tests/fidelity/unary
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from openqnn.backends.htp.spec.qnn_unary import reciprocal_codes
-from openqnn.backends.htp.spec.qnn_unary16 import LOG_ZERO_SCALE, abs16_codes, log16_is_zero
+from openqnn.backends.htp.spec.qnn_unary16 import LOG_ZERO_SCALE, abs16_codes, elu16_codes, log16_is_zero
 from tests.fidelity.harness import simulator_missing
-from tests.fidelity.unary16_probe import N, Probe16, exact_codes, probe_many, random_probes
+from tests.fidelity.unary16_probe import (
+    N,
+    Probe16,
+    exact_codes,
+    off_significand_grid,
+    probe_many,
+    random_probes,
+)
 
 _missing = simulator_missing()
 pytestmark = pytest.mark.skipif(_missing is not None, reason=_missing or "")
@@ -207,3 +216,155 @@ def test_leaky_relu_int32_sum_wraps() -> None:
     (y,) = leaky_probe_many("73", [p])
     np.testing.assert_array_equal(spec_codes(p), y)
     assert (y[p.zi + 1:] == 0).sum() > 10000  # positive inputs at code 0 (no clamp of z_out + a r gives that)
+
+
+def _half_up(v: np.ndarray) -> np.ndarray:
+    return np.floor(v + 0.5).astype(np.int64)
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_exp_codes_have_a_14_bit_significand(arch: str) -> None:
+    """At power-of-two output scales every unsaturated Exp code lies on a 14-bit significand's grid (codes in
+    ``[2^14, 2^15)`` even, in ``[2^15, 2^16)`` multiples of 4), which neither rounding of ``exp(x) / s_out`` gives;
+    truncation of the exact value (the stop-25 floor form) stays well short of the codes (open: the significand's
+    arithmetic)."""
+    probes = [Probe16(2.0**-16, 0, 2.0**-14, 0), Probe16(2.0**-16, 65535, 2.0**-16, 0),
+              Probe16(2.0**-12, 32768, 2.0**-8, 0), Probe16(2.0**-13, 0, 2.0**-11, 0)]
+    sims = probe_many(arch, "Exp", probes)
+    q = np.arange(N)
+    for p, y in zip(probes, sims):
+        live = (y > 0) & (y < N - 1)
+        assert not off_significand_grid(y[live]).any()
+        v = np.exp((q - p.zi) * p.si) / p.so
+        wide = live & (y >= 2**14)  # where the grid is coarser than one code
+        assert wide.sum() > 5000
+        assert off_significand_grid(np.floor(v)[wide]).mean() > 0.4
+        assert off_significand_grid(_half_up(v)[wide]).mean() > 0.4
+        assert (np.floor(v)[live] == y[live]).mean() < 0.9
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_elu_positive_piece_drops_the_low_bit(arch: str) -> None:
+    """With the output encoding the input's, Elu's codes from x = 0 up are ``z + 2 floor(a / 2)`` (the identity
+    with the low bit dropped), half of them one below exact rounding."""
+    p = Probe16(2.0**-12, 32768, 2.0**-12, 32768)
+    (y,) = probe_many(arch, "Elu", [p], alpha=1.0)
+    a = np.arange(N) - p.zi
+    pos = a >= 0
+    np.testing.assert_array_equal(y[pos], p.zo + 2 * (a[pos] // 2))
+    assert (y[pos] == p.zo + a[pos]).mean() < 0.6
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_hardswish_gate_is_a_saturated_q15_value(arch: str) -> None:
+    """With the output encoding the input's, HardSwish from x = 3 up is ``a 32767 / 32768`` rounded half up (the
+    gate 1.0 saturated to Q15's largest value), and ``x g 2^-15`` with the gate ``g = clamp(round((x + 3) / 6
+    2^15), 0, 32767)`` gives at least 98% of all codes (open: the rest, and other encodings)."""
+    p = Probe16(2.0**-12, 32768, 2.0**-12, 32768)
+    (y,) = probe_many(arch, "HardSwish", [p])
+    a = np.arange(N) - p.zi
+    x = a * p.si
+    hi = x >= 3
+    np.testing.assert_array_equal(y[hi], p.zo + _half_up(a[hi] * (32767 / 32768)))
+    assert (y[hi] == p.zo + a[hi]).mean() < 0.3
+    g = np.clip(_half_up((x + 3) / 6 * 2**15), 0, 32767)
+    model = p.zo + _half_up(x * g / 2**15 / p.so)
+    live = (y > 0) & (y < N - 1)
+    share = (model == y)[live].mean()
+    exact = (p.zo + _half_up(x * np.clip(x + 3, 0, 6) / 6 / p.so) == y)[live].mean()
+    assert share >= 0.98 and exact < 0.8
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_gelu_codes_keep_gelus_odd_part(arch: str) -> None:
+    """``gelu(x) - gelu(-x) = x``: with the output encoding the input's and the zero points at 32768, the codes of
+    ``a`` and ``-a`` differ by ``a`` for at least 99% of ``a`` (their even part is what is off, up to 8 codes)."""
+    p = Probe16(2.0**-12, 32768, 2.0**-12, 32768)
+    (y,) = probe_many(arch, "Gelu", [p])
+    a = np.arange(1, 32768)
+    up, down = y[p.zi + a], y[p.zi - a]
+    live = (up < N - 1) & (down > 0)
+    assert ((up - down) == a)[live].mean() >= 0.99
+    q = np.arange(N)
+    x = (q - p.zi) * p.si
+    exact = p.zo + _half_up(0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2))) / p.so)
+    assert (exact == y)[(y > 0) & (y < N - 1)].mean() < 0.5
+    # from x = 1 up each code is a x G / 2^12 rounded for an integer gate G (the interval holding G is under one
+    # wide, so this is not automatic), and G = 4095 from x = 5.5 up: a gate 1 - 2^-12 where gelu is x
+    up = a[(a > 4096) & (y[p.zi + a] < N - 1)]
+    c = y[p.zi + up] - p.zo
+    lo, hi = (c - 0.5) * 4096 / up, (c + 0.5) * 4096 / up
+    assert (np.ceil(lo) < hi).all()
+    far = up >= 5.5 * 4096
+    assert far.sum() > 8000 and (c[far] == _half_up(up[far] * 4095 / 4096)).all()
+
+
+def _elu_probes(seed: int, count: int) -> list[Probe16]:
+    """Random Elu encodings: inputs over ``[-0.5..-10, 0.5..10]``, outputs from about ``max(lo, -1)`` to about
+    ``hi`` (ratios ``s_in / s_out`` of about 0.3 to 3)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        lo, hi = -float(np.exp(rng.uniform(np.log(0.5), np.log(10)))), float(np.exp(rng.uniform(np.log(0.5), np.log(10))))
+        si = (hi - lo) / 65535
+        olo, ohi = max(-1.0, lo) * float(rng.uniform(1, 1.3)), hi * float(rng.uniform(0.6, 1.3))
+        so = (ohi - olo) / 65535
+        out.append(Probe16(si, round(-lo / si), so, round(-olo / so)))
+    return out
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 1.7])
+def test_elu_positive_piece_is_a_rounded_15_bit_multiplier(arch: str, alpha: float) -> None:
+    """From x = 0 up every code is ``elu16_positive`` (whatever alpha); below 0, with alpha 1, the codes are QNN's own
+    16-bit Exp codes of the same encodings minus one constant per encoding (open: the constant, the Exp)."""
+    probes = _elu_probes(11, 6)
+    sims = probe_many(arch, "Elu", probes, alpha=alpha)
+    exps = probe_many(arch, "Exp", [Probe16(p.si, p.zi, p.so, 0) for p in probes]) if alpha == 1.0 else None
+    q = np.arange(N)
+    exact_share = []
+    for i, (p, y) in enumerate(zip(probes, sims)):
+        a = q - p.zi
+        live = (y > 0) & (y < N - 1)
+        pos, neg = live & (a >= 0), live & (a < 0)
+        ours = elu16_codes(q, p.si, p.zi, p.so, p.zo, alpha)
+        np.testing.assert_array_equal(y[pos], ours[pos])
+        x = a * float(np.float32(p.si))
+        exact_share.append((p.zo + np.rint(x / float(np.float32(p.so))) == y)[pos].mean())
+        if exps is not None:
+            diff = (y - p.zo - exps[i])[neg & (exps[i] < N - 1)]
+            assert len(np.unique(diff)) == 1 and abs(-diff[0] - 1 / float(np.float32(p.so))) < 1
+    assert min(exact_share) < 0.5
+
+
+def _gelu_requant(p: np.ndarray, s_in: float, s_out: float) -> np.ndarray:
+    """Gelu's output stage (docs/htp-fidelity.md, stop 26): ``r = float32(s_in / s_out) = f 2^e``, ``m = round(f
+    2^15)``; on ``|p|``, ``t = (|p| m) >> 15`` then a rounding shift by ``-e`` (``e <= 0``), or ``(|p| m) >> (15 -
+    e)`` (``e > 0``); the sign put back (sign and magnitude)."""
+    f, e = math.frexp(float(np.float32(np.float32(s_in) / np.float32(s_out))))
+    m = math.floor(f * 2.0**15 + 0.5)
+    mag = np.abs(p) * m
+    if e > 0:
+        v = mag >> (15 - e)
+    else:
+        v = (mag >> 15) if e == 0 else (((mag >> 15) >> (-e - 1)) + 1) >> 1
+    return np.sign(p) * v
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_gelu_output_stage_requantizes_the_input_scale_codes(arch: str) -> None:
+    """With the input at ``s = 2^-12``, Gelu at any output encoding is the codes ``p`` it gives at the output
+    encoding equal to the input's, requantized in sign and magnitude by a 15-bit rounded multiplier (truncated,
+    then rounded by ``-e``), for ratios 0.1 to 3.2: every code."""
+    base = Probe16(2.0**-12, 32768, 2.0**-12, 32768)
+    probes = [Probe16(2.0**-12, 32768, so, zo) for so, zo in [(3e-4, 30000), (5e-4, 32768), (1.1e-4, 12000),
+                                                               (2.0**-12 / 0.3, 30000), (2.0**-12 / 0.1, 25000)]]
+    sims = probe_many(arch, "Gelu", [base, *probes])
+    p = sims[0] - base.zo
+    plain = []
+    for pr, y in zip(probes, sims[1:]):
+        live = (y > 0) & (y < N - 1) & (sims[0] > 0) & (sims[0] < N - 1)
+        want = pr.zo + _gelu_requant(p, pr.si, pr.so)
+        np.testing.assert_array_equal(y[live], want[live])
+        plain.append((y == pr.zo + np.floor(p * (pr.si / pr.so) + 0.5))[live].mean())
+    assert min(plain) < 0.7  # a plain rounding of p r is not it

@@ -83,6 +83,16 @@ def exact_codes(op: str, p: Probe16, q: np.ndarray) -> np.ndarray:
     return np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5) + p.zo, 0, N - 1).astype(np.int64)
 
 
+def off_significand_grid(codes: np.ndarray, bits: int = 14) -> np.ndarray:
+    """Whether each code is off the grid of a ``bits``-bit significand: a code in ``[2^(bits-1) 2^j, 2^bits 2^j)``
+    that is not a multiple of ``2^j`` (codes below ``2^(bits-1)`` are always on it). 16-bit Exp's codes at
+    power-of-two output scales are all on the 14-bit grid (docs/htp-fidelity.md, "16-bit nonlinearities and HVX
+    floats (stop 26)")."""
+    c = np.asarray(codes, np.int64)
+    e = np.maximum(np.floor(np.log2(np.maximum(c, 1))).astype(np.int64) - (bits - 1), 0)
+    return (c % (np.int64(1) << e)) != 0
+
+
 def random_probes(rng: np.random.Generator, op: str, count: int) -> list[Probe16]:
     """Random 16-bit encodings: Abs, input scales 1e-5 to 1e-3, any zero point, output steps 0.05 to 20 times the
     input's; Reciprocal, positive inputs over 0.1 to 4 (``1 / s_in`` below and above 65535 codes), outputs to 200."""

@@ -19,6 +19,8 @@ from openqnn.backends.htp.spec.qnn_unary16 import (
     LOG_ZERO_SCALE,
     abs16_codes,
     abs16_multiplier,
+    elu16_codes,
+    elu16_positive,
     leaky_relu16_codes,
     leaky_relu16_multipliers,
     row_parity,
@@ -253,3 +255,33 @@ def test_leaky_relu16_rule_is_the_documented_integer_arithmetic() -> None:
         got = leaky_relu16_codes(np.array(list(want)), si, zi, so, zo, alpha)
         assert got is not None
         np.testing.assert_array_equal(got, list(want.values()))
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_elu16_is_the_spec(arch: str, alpha: float) -> None:
+    g = _graph("Elu", [((1, 5, 7, 9), _enc(-4.0, 3.0, 16), None)], {"alpha": alpha})
+    g.tensors["out"].encoding = _enc(-1.2, 3.3, 16)
+    (si, zi), (so, zo) = _sz(g.tensors["x0"].encoding), _sz(g.tensors["out"].encoding)
+    x = _codes((1, 5, 7, 9))
+    kernel, ref = _run(g, arch, "qnn", x)
+    assert kernel == "htp.lut"
+    np.testing.assert_array_equal(ref, elu16_codes(x, si, zi, so, zo, alpha))
+    _, exact = _run(g, arch, "tflite", x)
+    pos = x >= zi
+    assert (exact != ref)[pos].any()  # the rule from 0 up
+    assert np.abs(exact - ref).max() <= 2
+    np.testing.assert_array_equal(exact[~pos], ref[~pos])  # below 0: exact rounding (open)
+    _, v75 = _run(g, "v75", "qnn", x)
+    np.testing.assert_array_equal(v75, exact)
+
+
+def test_elu16_positive_piece_by_hand() -> None:
+    """Simulator codes (v68 = v73): a ratio of 1 drops the low bit; 0.76923 (``m = 25206``) floors ``9 r = 6.92``
+    to 6; 2.72727 (``f = 0.6818``, ``e = 2``, ``m = round(22341.8) = 22342``) gives 60 at ``a = 22`` (a truncated
+    ``m`` would give 56), each ``((a m) >> 15) << e``."""
+    np.testing.assert_array_equal(elu16_positive(np.array([0, 1, 2, 3, 7, 32767]), 2.0**-12, 2.0**-12),
+                                  [0, 0, 2, 2, 6, 32766])
+    assert int(elu16_positive(np.array([9]), 1e-4, 1.3e-4)[0]) == 6
+    assert int(elu16_positive(np.array([22]), 3e-4, 1.1e-4)[0]) == ((22 * 22342) >> 15) << 2 == 60
+    assert int(elu16_positive(np.array([3]), 2.0**-13, 2.0**-12)[0]) == 1  # r = 1/2: (3 16384) >> 15

@@ -23,7 +23,8 @@ Reciprocal with ``htp_config.arithmetic: "qnn"`` (v68, v73, 8-bit codes): QNN's 
 ``|q - z_in|`` (18-bit multiplier; rounding from 7/16 or from 1/2 by the parity of the element's index on the
 second-to-last axis: two tables, ``htp.channel_table``), Log with an output scale at or below about ``2^-14`` is code 0
 everywhere, Reciprocal's numerator is 1.0 quantized in the input's 16-bit encoding where it clamps; Softplus and
-SquareRoot follow QNN's approximations (fitted, approximate); the rest is exact rounding.
+SquareRoot follow QNN's approximations (fitted, approximate); Elu from 0 up is QNN's 15-bit requantization (floored,
+then shifted up), below 0 approximate; the rest is exact rounding.
 """
 
 from __future__ import annotations
@@ -158,7 +159,8 @@ def unary(node: Node, ctx: HtpBuildContext) -> HtpStep:
         if table is not None:
             return table_step(node, ctx, x_name, table, qo)
     tables = unary16_tables_for(node.op_type, ctx.arch.name, ctx.arithmetic, float(qi.scale[0]),
-                                int(qi.zero_point[0]), float(qo.scale[0]), int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
+                                int(qi.zero_point[0]), float(qo.scale[0]), int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth,
+                                alpha=float(node.attrs.get("alpha", 1.0)))
     if tables is not None:
         rows = row_parity(tuple(ctx.shape(x_name)))
         if len(tables) == 1 or not rows.any():

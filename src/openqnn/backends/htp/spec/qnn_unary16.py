@@ -46,6 +46,15 @@ overflow). Found on 112 all-code probes (``r`` 0.005 to 300, alpha -0.4 to 6), t
 codes, v68 and v73; exact rounding 70%, 15-99% per probe). A slope of 8-bit codes beside 16-bit activations (not
 openqnn's export, which widens it) takes another form: open.
 
+Elu (the piece from 0 up established; docs/htp-fidelity.md "16-bit nonlinearities and HVX floats (stop 26)"). With
+``a = q - z_in >= 0`` and ``r = float32(s_in / s_out) = f 2^e`` (``f`` in [0.5, 1)): ``m = round(f 2^15)`` (15 bits,
+rounded, unlike LeakyRelu's truncated one), ``y = (a m) >> (15 - e)`` for ``e <= 0``, ``y = ((a m) >> 15) << e`` for
+``e > 0`` (the product floored first, then shifted up: a ratio of 1 drops the code's low bit), ``code = clamp(z_out +
+y)``, whatever ``alpha``: 100% of those codes of 22 all-code probes (r 0.33-4, v68 = v73; exact rounding 6-78%) and of
+6 more at alpha 0.5 and 1.7. Below 0 (open) the simulator's codes are QNN's own 16-bit Exp codes of the same encodings
+(output zero point 0) minus one constant per encoding, within 1 of ``1 / s_out`` but neither its floor nor its ceiling
+(100% of the negative codes of 21 probes, alpha 1); openqnn keeps exact rounding there.
+
 Sigmoid and Tanh (established): the 16-bit tanh of Qualcomm's public Hexagon NN library (nnlib,
 ``QuantizedTanh_16`` / ``QuantizedSigmoid_16``: ``tanh_hvx_prescale`` and ``tanh_hvx_cubic``), driven by the input
 *code*. ``a = |q - z_in|`` is scaled by a 15-bit multiplier of ``f = s_in 12288`` (tanh; ``6144``, half, for
@@ -83,6 +92,8 @@ __all__ = [
     "TANH16_CUBIC",
     "abs16_codes",
     "abs16_multiplier",
+    "elu16_codes",
+    "elu16_positive",
     "leaky_relu16_codes",
     "leaky_relu16_multipliers",
     "leaky_relu16_table_for",
@@ -128,6 +139,25 @@ def abs16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int,
     else:
         r = (((a * m) >> ABS_PRE) + (1 << (ABS_FRAC - 1)) + 1) >> ABS_FRAC
     return np.clip(z_out + r, 0, N16 - 1).astype(np.int64)
+
+
+def elu16_positive(a: np.ndarray, s_in: float, s_out: float) -> np.ndarray:
+    """QNN's 16-bit Elu from 0 up, in output codes above ``z_out``, of centred input codes ``a >= 0`` (module
+    docstring): ``r = f 2^e``, ``m = round(f 2^15)``, ``(a m) >> (15 - e)`` or ``((a m) >> 15) << e``."""
+    f, e = math.frexp(f32(f32(s_in) / f32(s_out)))
+    m = math.floor(f * 2.0**15 + 0.5)
+    a = np.asarray(a, np.int64)
+    return (a * m) >> (15 - e) if e <= 0 else ((a * m) >> 15) << e
+
+
+def elu16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int, alpha: float) -> np.ndarray:
+    """QNN's 16-bit Elu of codes ``q``: :func:`elu16_positive` from ``q = z_in`` up; below, exact rounding (half to
+    even) of ``alpha (exp(x) - 1)``, the arithmetic there being open (module docstring)."""
+    a = np.asarray(q, np.int64) - z_in
+    x = np.minimum(a, 0) * f32(s_in)
+    neg = np.rint(alpha * np.expm1(x) / f32(s_out))
+    y = np.where(a >= 0, elu16_positive(np.maximum(a, 0), s_in, s_out), neg)
+    return np.clip(z_out + y, 0, N16 - 1).astype(np.int64)
 
 
 def leaky_relu16_multipliers(s_in: float, s_out: float, alpha: float) -> tuple[int, int, int] | None:
@@ -257,10 +287,10 @@ def log16_is_zero(s_out: float) -> bool:
 
 
 def unary16_tables_for(op_type: str, arch: str, arithmetic: str, s_in: float, z_in: int, s_out: float, z_out: int,
-                       in_bits: int, out_bits: int) -> np.ndarray | None:
+                       in_bits: int, out_bits: int, alpha: float = 1.0) -> np.ndarray | None:
     """QNN's tables of ``op_type`` where a 16-bit rule is established (``arithmetic == "qnn"``, v68 or v73, 16-bit
-    codes in and out): int64 ``[R, 65536]``, one row (R = 1) or one per row parity (R = 2, :func:`row_parity`);
-    else None (the caller builds exact rounding)."""
+    codes in and out; ``alpha``: Elu's): int64 ``[R, 65536]``, one row (R = 1) or one per row parity (R = 2,
+    :func:`row_parity`); else None (the caller builds exact rounding)."""
     if not (arithmetic == "qnn" and arch in ARCHS16 and in_bits == 16 and out_bits == 16
             and s_in > 0 and s_out > 0):
         return None
@@ -271,6 +301,8 @@ def unary16_tables_for(op_type: str, arch: str, arithmetic: str, s_in: float, z_
         return np.zeros((1, N16), np.int64)
     if op_type == "ElementWiseSquareRoot":
         return sqrt16_codes(q, s_in, z_in, s_out, z_out)[None]
+    if op_type == "Elu" and math.isfinite(alpha):
+        return elu16_codes(q, s_in, z_in, s_out, z_out, alpha)[None]
     if op_type == "ElementWiseSoftplus":
         return softplus16_codes(q, s_in, z_in, s_out, z_out)[None]
     if op_type in ("Sigmoid", "Tanh"):
