@@ -17,9 +17,10 @@ Softmax (any axis, beta != 0 allowed)
     ``c1 = P[q1 - q0 + 255]``, ``c0 = 255 - c1`` with ``P[k] = floor(255 sigmoid(k s_in) + 1/2)``. Rows of 3 to
     16 there (``htp.softmax_short``, ``spec/qnn_softmax.short_codes``): ``e = E[k]`` with
     ``E[k] = (A[k >> 4] B[k & 15] + 2^14) >> 15``, ``A[i] = floor(32767 exp(-16 i s_in) + 1/2)``,
-    ``B[j] = floor(32767 exp(-j s_in) + 1/2)``; ``S = sum(e)`` of ``b`` bits, ``d = (S + c) >> (b - 15)`` (``c`` 1/4
-    of d's last bit for rows of 3-4, 5/8 for rows of 5-16), ``r = recip16(d)`` (nnlib's 4-segment quadratic, its
-    coefficients in the plan), ``t = (e r + 2^15) >> 16``, ``out = (t + 2^(b-11)) >> (b - 10)``.
+    ``B[j] = floor(32767 exp(-j s_in) + 1/2)``; ``S = sum(e)`` of ``b`` bits; the Q16 mantissa ``u``: for rows of
+    5-16 ``(S - 2^(b-1)) >> (b - 17)``, for rows of 3-4 ``(d << 2) mod 2^16`` with ``d = (S + c) >> (b - 15)`` (``c``
+    1/4 of d's last bit); ``r`` = nnlib's 4-segment quadratic reciprocal of ``2^16 + u`` (its coefficients in the
+    plan), ``t = (e r + 2^15) >> 16``, ``out = (t + 2^(b-11)) >> (b - 10)``.
 
 LogSoftmax
     ``k``, ``e``, ``S`` as for Softmax; ``lam = log2(S / 2^30)`` in Q24: ``b = floor(log2 S)``
@@ -124,6 +125,7 @@ from openqnn.backends.htp.spec.qnn_layernorm import (
 from openqnn.backends.htp.spec.qnn_logsoftmax import logsoftmax_consts_for
 from openqnn.backends.htp.spec.qnn_softmax import (
     RECIP16,
+    SHORT_LONGER_ROWS,
     pair_table_for,
     short_codes_of,
     short_sum_offset,
@@ -348,9 +350,13 @@ def _bind_softmax_short(plan: StepPlan, device: torch.device) -> Fns:
         e = table_t[torch.amax(x, dim=-1, keepdim=True) - x]
         s = e.sum(dim=-1, keepdim=True)
         b = bitlen_t(s)
-        num, den_bits = short_sum_offset(x.shape[-1])
-        d = torch.clamp((s + ((num << (b - 15)) >> den_bits)) >> (b - 15), max=hi)
-        u = (d << 2) & 0xFFFF
+        if x.shape[-1] >= SHORT_LONGER_ROWS:  # the sum's 16 bits below its leading one, truncated
+            m = s - (1 << (b - 1))
+            u = torch.where(b >= 17, m >> torch.clamp(b - 17, min=0), m << torch.clamp(17 - b, min=0))
+        else:  # its top 15 bits with an offset, their 14 bits below the leading one
+            num, den_bits = short_sum_offset(x.shape[-1])
+            d = torch.clamp((s + ((num << (b - 15)) >> den_bits)) >> (b - 15), max=hi)
+            u = (d << 2) & 0xFFFF
         i = u >> 14
         p = torch.clamp((c2[i] * u - c1[i]) >> 16, lo, hi)
         p = torch.clamp((p * u + c0[i]) >> 16, lo, hi)
