@@ -178,7 +178,7 @@ def short_codes_of(e: np.ndarray, coeffs: np.ndarray = RECIP16) -> np.ndarray:
 
 def short_mantissa(s: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
     """The Q16 mantissa of the row sum ``s`` (``b`` bits) that the reciprocal reads. Rows of 5 to 16: the sum's 16
-    bits below its leading one, truncated (``(s - 2^(b-1)) >> (b - 17)``; stop 26, second step: every code of 505,344
+    bits below its leading one, truncated (``(s - 2^(b-1)) >> (b - 17)``; stop 26, second step: every code of 573,440
     random-row and 1.9M padded-row codes). Rows of 3 or 4: its top 15 bits ``d = (s + c) >> (b - 15)`` (at most
     ``2^15 - 1``) with ``c`` a quarter of d's last bit (fitted, ``short_sum_offset``), their 14 bits below the
     leading one (``(d << 2) mod 2^16``)."""
