@@ -113,8 +113,8 @@ def pair_table_for(arch: str, arithmetic: str, n: int, s_in: float, s_out: float
 #   bits 13-15: 99.75-99.84%, 17-18: 99.61-98.93%, a single rounding 99.72%). It is the upward bias of about 0.004
 #   code seen before (2^-7 of a code rounded away for sums of 2 to 4 maxima).
 # Identical codes (v73; v68 = v73): 99.998% of 673,792 random-row codes (exact rounding 99.14%): every code of the
-# rows of 5 to 16, 12 misses of 168,448 in rows of 3-4; 99.9997% of 2.4M padded (max, max - k1, max - k2) rows' (1
-# miss, a row of 3 or 4). The misses lie one unit of the first rounding from a .5 boundary.
+# rows of 5 to 16, 12 misses of 100,352 in rows of 3-4; 99.9999% of 2.4M padded (max, max - k1, max - k2) rows' (2
+# misses: one row of 3, the same of 4). The misses lie one unit of the first rounding from a .5 boundary.
 # Not covered (TFLite's arithmetic stays): other output encodings, beta != 1, an axis other than the last, 16-bit.
 
 SHORT_ROWS = range(3, MIN_ROW)  # row lengths this route covers
