@@ -204,3 +204,19 @@ def test_bert_64_tokens_default_quantization_parts_only_in_long_softmax_rows() -
     off = [(r.op, r.name, r.identical) for r in res if r.identical < 1.0]
     assert off and all(op == "Softmax" for op, _, _ in off), off
     assert all(r.identical > 0.999 and r.max <= 1 for r in res if r.op == "Softmax")
+
+
+def test_ratio_bounds_hold_the_ratio_of_an_exact_division() -> None:
+    """``softmax_probe.ratio_bounds`` on codes an exact division of a known table gives: every interval holds the
+    table's ratio and is narrow; codes of another table's ratio fall outside."""
+    from tests.fidelity.softmax_probe import level_rows, ratio_bounds
+
+    q, meta = level_rows(64, range(1, 9), range(1, 9), range(1, 30))
+    for table in (np.floor(np.exp2(-np.arange(256) * 0.1494) * 2**15), np.round(np.exp2(-np.arange(256) * 0.21) * 32767)):
+        e = table.astype(np.int64)[q.max(axis=-1, keepdims=True) - q]
+        codes = np.clip((2 * (e << 8) + e.sum(-1, keepdims=True)) // (2 * e.sum(-1, keepdims=True)), 0, 255)
+        bounds = ratio_bounds(codes, meta)
+        for k, (lo, hi) in bounds.items():
+            rho = table[k] / table[0]
+            assert lo <= rho <= hi and hi - lo < 2e-3 * rho
+            assert not lo <= rho * 1.01 <= hi
