@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from openqnn.backends.htp.spec.qnn_softmax import exp_step, exp_table, short_codes
+from openqnn.backends.htp.spec.qnn_softmax import exp_step, exp_table, long_codes_of, short_codes
 from tests.fidelity.harness import simulate, simulator_missing
 
 OUT_SCALE = 1.0 / 256
@@ -70,9 +70,7 @@ def exact_codes(q: np.ndarray, sx: float, so: float = OUT_SCALE, zo: int = 0) ->
 
 def spec_codes(q: np.ndarray, sx: float) -> np.ndarray:
     """openqnn's spec (spec/qnn_softmax.py): QNN's exponential table, the sum and a rounded division."""
-    e = exp_table(sx)[q.max(axis=-1, keepdims=True) - q]
-    s = e.sum(axis=-1, keepdims=True)
-    return np.clip((2 * (e << 8) + s) // (2 * s), 0, 255)
+    return long_codes_of(exp_table(sx)[q.max(axis=-1, keepdims=True) - q])
 
 
 def short_fit_codes(q: np.ndarray, sx: float) -> np.ndarray:

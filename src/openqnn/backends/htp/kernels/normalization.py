@@ -12,8 +12,10 @@ Softmax (any axis, beta != 0 allowed)
     (Q31 probability) and ``out = rdbpot(p * m, 62 - shift) - offset_out`` with
     ``(m, shift) = quantize_multiplier(1 / s_out)``. Clamped to the output range.
     With ``htp_config.arithmetic: "qnn"`` (v68, v73; 8-bit codes, output 1/256, rows of >= 17 elements,
-    the last axis, beta 1) the table is QNN's: ``E[k] = round(2^(-k C') * 2^30)`` with ``C' = s_in log2(e)``
-    truncated to 8 significant bits (``spec/qnn_softmax.py``). Rows of two elements there (``htp.softmax_pair``):
+    the last axis, beta 1) QNN's: ``E[k] = min(floor(2^(-k C') 2^15), 2^15 - 1)`` with ``C' = s_in log2(e)``
+    truncated to 8 significant bits, and ``out = (e r + 2^(b + 6)) >> (b + 7)`` with the sum's 16-bit reciprocal
+    ``r = floor(2^(b + 15) / S)``, S of b bits (``spec/qnn_softmax.long_codes_of``). Rows of two elements there
+    (``htp.softmax_pair``):
     ``c1 = P[q1 - q0 + 255]``, ``c0 = 255 - c1`` with ``P[k] = floor(255 sigmoid(k s_in) + 1/2)``. Rows of 3 to
     16 there (``htp.softmax_short``, ``spec/qnn_softmax.short_codes``): ``e = E[k]`` with
     ``E[k] = (A[k >> 4] B[k & 15] + 2^14) >> 15``, ``A[i] = floor(32767 exp(-16 i s_in) + 1/2)``,
@@ -125,6 +127,7 @@ from openqnn.backends.htp.spec.qnn_layernorm import (
 from openqnn.backends.htp.spec.qnn_logsoftmax import logsoftmax_consts_for
 from openqnn.backends.htp.spec.qnn_softmax import (
     RECIP16,
+    RECIP_BITS,
     SHORT_LONGER_ROWS,
     pair_table_for,
     short_codes_of,
@@ -229,7 +232,8 @@ def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
             return _plan_step(node, ctx, "htp.softmax_short", {},
                               {"exp": short, "recip": RECIP16})
         qnn = softmax_table_for(*case)
-        table = table if qnn is None else qnn
+        if qnn is not None:  # QNN's Q15 exponentials and 16-bit reciprocal of their sum (spec/qnn_softmax.long_codes_of)
+            return _plan_step(node, ctx, "htp.softmax", {**attrs, "f": 8, "recip_bits": RECIP_BITS}, {"exp": qnn})
 
     if node.op_type == "LogSoftmax":
         so = float(qo.scale[0])
@@ -282,7 +286,17 @@ def _bind_softmax(plan: StepPlan, device: torch.device) -> Fns:
     diff_np, diff_t = _diffs(axis, bool(p["use_max"]))
     table = np.asarray(plan.arrays["exp"], dtype=np.int64)
     table_t = _on(device, table)
-    if "f" in p:
+    if "recip_bits" in p:  # QNN's rows of 17 and more: a (recip_bits + 1)-bit reciprocal of the sum, one rounding
+        f, rb = int(p["f"]), int(p["recip_bits"])
+
+        def prob_np(e: np.ndarray, s: np.ndarray) -> np.ndarray:
+            sh = bitlen_np(s) + rb - f
+            return (e * ((np.int64(1) << (sh + f)) // s) + (np.int64(1) << (sh - 1))) >> sh
+
+        def prob_t(e: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            sh = bitlen_t(s) + rb - f
+            return (e * (torch.bitwise_left_shift(torch.ones_like(s), sh + f) // s) + (torch.ones_like(s) << (sh - 1))) >> sh
+    elif "f" in p:
         f = int(p["f"])
 
         def prob_np(e: np.ndarray, s: np.ndarray) -> np.ndarray:
