@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from openqnn.backends.htp.spec.qnn_softmax import exp_table, short_codes
+from openqnn.backends.htp.spec.qnn_softmax import exp_step, exp_table, long_codes_of, short_codes
 from tests.fidelity.harness import simulate, simulator_missing
 
 OUT_SCALE = 1.0 / 256
@@ -70,9 +70,7 @@ def exact_codes(q: np.ndarray, sx: float, so: float = OUT_SCALE, zo: int = 0) ->
 
 def spec_codes(q: np.ndarray, sx: float) -> np.ndarray:
     """openqnn's spec (spec/qnn_softmax.py): QNN's exponential table, the sum and a rounded division."""
-    e = exp_table(sx)[q.max(axis=-1, keepdims=True) - q]
-    s = e.sum(axis=-1, keepdims=True)
-    return np.clip((2 * (e << 8) + s) // (2 * s), 0, 255)
+    return long_codes_of(exp_table(sx)[q.max(axis=-1, keepdims=True) - q])
 
 
 def short_fit_codes(q: np.ndarray, sx: float) -> np.ndarray:
@@ -118,17 +116,63 @@ def random_probes(rng: np.random.Generator, rows: int, lengths: Sequence[int] = 
     return out
 
 
+def level_rows(n: int, ks: Sequence[int], js: Sequence[int], ms: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """([1, R, n] codes, [R, 3] (k, j, m)): rows of ``j`` maxima (code 255), ``m`` elements ``k`` below them and the
+    rest at code 0 (far below: exponential 0 at input scales of about 0.06 and more), for every k, j, m with
+    ``j + m <= n``."""
+    rows, meta = [], []
+    for k in ks:
+        for j in js:
+            for m in ms:
+                if j + m <= n:
+                    r = np.zeros(n, dtype=np.int64)
+                    r[:j], r[j:j + m] = 255, 255 - k
+                    rows.append(r)
+                    meta.append((k, j, m))
+    return np.array(rows)[None], np.array(meta)
+
+
+def ratio_bounds(codes: np.ndarray, meta: np.ndarray) -> dict[int, tuple[float, float]]:
+    """Per k, the interval of the ratio ``rho = E[k] / E[0]`` that every ``level_rows`` row's codes allow if the
+    codes are ``256 E / sum(E)`` rounded half up (an exact division): the maxima's code ``c0`` bounds
+    ``256 / (j + m rho)``, the lower level's ``ck`` bounds ``256 rho / (j + m rho)``. An empty interval (lo > hi) says
+    the division is not exact."""
+    out = {}
+    for k in np.unique(meta[:, 0]):
+        sel = meta[:, 0] == k
+        j, m = meta[sel, 1].astype(np.float64), meta[sel, 2].astype(np.float64)
+        c0 = codes[0][sel, 0].astype(np.float64)
+        ck = codes[0][sel][np.arange(int(sel.sum())), meta[sel, 1]].astype(np.float64)
+        lo1 = (256 / (c0 + 0.5) - j) / m
+        hi1 = np.where(c0 > 0.5, (256 / np.maximum(c0 - 0.5, 1e-9) - j) / m, np.inf)
+        lo2 = np.where(ck > 0, np.maximum(ck - 0.5, 0) * j / (256 - np.maximum(ck - 0.5, 0) * m), 0.0)
+        hi2 = np.where(256 - (ck + 0.5) * m > 0, (ck + 0.5) * j / np.maximum(256 - (ck + 0.5) * m, 1e-9), np.inf)
+        out[int(k)] = (float(max(lo1.max(), lo2.max())), float(min(hi1.min(), hi2.min())))
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.fidelity.softmax_probe", description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", default="73")
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--rows", type=int, default=128, help="rows per probe")
     p.add_argument("--short", action="store_true", help="rows of 3 to 16 elements (their own route)")
+    p.add_argument("--bounds", type=float, default=None, metavar="S_IN",
+                   help="rows of 64 (level_rows) at this input scale: each E[k] / E[0]'s interval (ratio_bounds)")
     args = p.parse_args(argv)
     missing = simulator_missing()
     if missing:
         print(missing)
         return 1
+    if args.bounds is not None:
+        q, meta = level_rows(64, range(1, 48), range(1, 17), range(1, 40))
+        sim = run_codes(args.arch, q, args.bounds, 128)
+        step = exp_step(args.bounds)
+        for k, (lo, hi) in ratio_bounds(sim, meta).items():
+            x = 2.0 ** (-k * step)
+            print(f"k={k:2d} E[k]/E[0] in [{lo:.7f}, {hi:.7f}]{' (empty)' if lo > hi * (1 + 1e-12) else ''}, x 32767: "
+                  f"[{lo * 32767:.2f}, {hi * 32767:.2f}]; 2^(-k C') x 32767 = {x * 32767:.2f}")
+        return 0
     for seed in range(args.seeds):
         lengths = (3, 4, 5, 8, 11, 16) if args.short else (17, 32, 64, 128)
         for n, sx, zx, masked, q in random_probes(np.random.default_rng(seed), args.rows, lengths):

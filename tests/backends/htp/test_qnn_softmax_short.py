@@ -152,3 +152,20 @@ def test_the_plan_is_data_and_binds_back_to_the_same_bits(monkeypatch: pytest.Mo
     a, b = bind_step(made), bind_step(back)
     np.testing.assert_array_equal(a.reference(x), b.reference(x))
     np.testing.assert_array_equal(b.reference(x), b.fast(torch.from_numpy(x).to(torch.uint8)).numpy())
+
+
+def test_short_rows_reciprocal_reads_the_sums_mantissa() -> None:
+    """Rows of 5 to 16: the reciprocal reads the sum's 16 bits below its leading one, truncated (Q16); rows of 3 or 4
+    its top 15 bits with an offset of a quarter of their last bit (14 bits below the leading one: u's two low bits 0)."""
+    from openqnn.backends.htp.spec.qnn_softmax import short_mantissa
+
+    s = np.arange((1 << 15) - 2, 1 << 19, 7, dtype=np.int64)
+    b = np.frexp(s.astype(np.float64))[1].astype(np.int64)
+    bits = [format(int(v), "b") for v in s]
+    below = np.array([int((x[1:] + "0" * 16)[:16], 2) for x in bits])
+    for n in (5, 8, 16):
+        np.testing.assert_array_equal(short_mantissa(s, b, n), below)
+    for n in (3, 4):
+        u = short_mantissa(s, b, n)
+        assert not np.any(u & 3)
+        assert np.all(np.abs(u - below) <= 4 + 1) and np.any(u != below)

@@ -12,14 +12,17 @@ Softmax (any axis, beta != 0 allowed)
     (Q31 probability) and ``out = rdbpot(p * m, 62 - shift) - offset_out`` with
     ``(m, shift) = quantize_multiplier(1 / s_out)``. Clamped to the output range.
     With ``htp_config.arithmetic: "qnn"`` (v68, v73; 8-bit codes, output 1/256, rows of >= 17 elements,
-    the last axis, beta 1) the table is QNN's: ``E[k] = round(2^(-k C') * 2^30)`` with ``C' = s_in log2(e)``
-    truncated to 8 significant bits (``spec/qnn_softmax.py``). Rows of two elements there (``htp.softmax_pair``):
+    the last axis, beta 1) QNN's: ``E[k] = min(floor(2^(-k C') 2^15), 2^15 - 1)`` with ``C' = s_in log2(e)``
+    truncated to 8 significant bits, and ``out = (e r + 2^(b + 6)) >> (b + 7)`` with the sum's 16-bit reciprocal
+    ``r = floor(2^(b + 15) / S)``, S of b bits (``spec/qnn_softmax.long_codes_of``). Rows of two elements there
+    (``htp.softmax_pair``):
     ``c1 = P[q1 - q0 + 255]``, ``c0 = 255 - c1`` with ``P[k] = floor(255 sigmoid(k s_in) + 1/2)``. Rows of 3 to
     16 there (``htp.softmax_short``, ``spec/qnn_softmax.short_codes``): ``e = E[k]`` with
     ``E[k] = (A[k >> 4] B[k & 15] + 2^14) >> 15``, ``A[i] = floor(32767 exp(-16 i s_in) + 1/2)``,
-    ``B[j] = floor(32767 exp(-j s_in) + 1/2)``; ``S = sum(e)`` of ``b`` bits, ``d = (S + c) >> (b - 15)`` (``c`` 1/4
-    of d's last bit for rows of 3-4, 5/8 for rows of 5-16), ``r = recip16(d)`` (nnlib's 4-segment quadratic, its
-    coefficients in the plan), ``t = (e r + 2^15) >> 16``, ``out = (t + 2^(b-11)) >> (b - 10)``.
+    ``B[j] = floor(32767 exp(-j s_in) + 1/2)``; ``S = sum(e)`` of ``b`` bits; the Q16 mantissa ``u``: for rows of
+    5-16 ``(S - 2^(b-1)) >> (b - 17)``, for rows of 3-4 ``(d << 2) mod 2^16`` with ``d = (S + c) >> (b - 15)`` (``c``
+    1/4 of d's last bit); ``r`` = nnlib's 4-segment quadratic reciprocal of ``2^16 + u`` (its coefficients in the
+    plan), ``t = (e r + 2^15) >> 16``, ``out = (t + 2^(b-11)) >> (b - 10)``.
 
 LogSoftmax
     ``k``, ``e``, ``S`` as for Softmax; ``lam = log2(S / 2^30)`` in Q24: ``b = floor(log2 S)``
@@ -124,6 +127,8 @@ from openqnn.backends.htp.spec.qnn_layernorm import (
 from openqnn.backends.htp.spec.qnn_logsoftmax import logsoftmax_consts_for
 from openqnn.backends.htp.spec.qnn_softmax import (
     RECIP16,
+    RECIP_BITS,
+    SHORT_LONGER_ROWS,
     pair_table_for,
     short_codes_of,
     short_sum_offset,
@@ -227,7 +232,8 @@ def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
             return _plan_step(node, ctx, "htp.softmax_short", {},
                               {"exp": short, "recip": RECIP16})
         qnn = softmax_table_for(*case)
-        table = table if qnn is None else qnn
+        if qnn is not None:  # QNN's Q15 exponentials and 16-bit reciprocal of their sum (spec/qnn_softmax.long_codes_of)
+            return _plan_step(node, ctx, "htp.softmax", {**attrs, "f": 8, "recip_bits": RECIP_BITS}, {"exp": qnn})
 
     if node.op_type == "LogSoftmax":
         so = float(qo.scale[0])
@@ -280,7 +286,17 @@ def _bind_softmax(plan: StepPlan, device: torch.device) -> Fns:
     diff_np, diff_t = _diffs(axis, bool(p["use_max"]))
     table = np.asarray(plan.arrays["exp"], dtype=np.int64)
     table_t = _on(device, table)
-    if "f" in p:
+    if "recip_bits" in p:  # QNN's rows of 17 and more: a (recip_bits + 1)-bit reciprocal of the sum, one rounding
+        f, rb = int(p["f"]), int(p["recip_bits"])
+
+        def prob_np(e: np.ndarray, s: np.ndarray) -> np.ndarray:
+            sh = bitlen_np(s) + rb - f
+            return (e * ((np.int64(1) << (sh + f)) // s) + (np.int64(1) << (sh - 1))) >> sh
+
+        def prob_t(e: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            sh = bitlen_t(s) + rb - f
+            return (e * (torch.bitwise_left_shift(torch.ones_like(s), sh + f) // s) + (torch.ones_like(s) << (sh - 1))) >> sh
+    elif "f" in p:
         f = int(p["f"])
 
         def prob_np(e: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -348,9 +364,13 @@ def _bind_softmax_short(plan: StepPlan, device: torch.device) -> Fns:
         e = table_t[torch.amax(x, dim=-1, keepdim=True) - x]
         s = e.sum(dim=-1, keepdim=True)
         b = bitlen_t(s)
-        num, den_bits = short_sum_offset(x.shape[-1])
-        d = torch.clamp((s + ((num << (b - 15)) >> den_bits)) >> (b - 15), max=hi)
-        u = (d << 2) & 0xFFFF
+        if x.shape[-1] >= SHORT_LONGER_ROWS:  # the sum's 16 bits below its leading one, truncated
+            m = s - (1 << (b - 1))
+            u = torch.where(b >= 17, m >> torch.clamp(b - 17, min=0), m << torch.clamp(17 - b, min=0))
+        else:  # its top 15 bits with an offset, their 14 bits below the leading one
+            num, den_bits = short_sum_offset(x.shape[-1])
+            d = torch.clamp((s + ((num << (b - 15)) >> den_bits)) >> (b - 15), max=hi)
+            u = (d << 2) & 0xFFFF
         i = u >> 14
         p = torch.clamp((c2[i] * u - c1[i]) >> 16, lo, hi)
         p = torch.clamp((p * u + c0[i]) >> 16, lo, hi)

@@ -8,8 +8,9 @@ fixed output encoding of probabilities (scale 1/256, zero point 0), computes the
 the step ``C = s_in * log2(e)`` (float32 scale) *truncated to 8 significant bits*:
 
     C'   = floor(C * 2^(8 - b)) * 2^(b - 8),      b = floor(log2 C) + 1    (C' in [2^(b-1), 2^b))
-    E[k] = 2^(-k * C')                            per difference k = max(q) - q, in [0, 255]
-    code = clamp(round(256 * E[k] / sum(E)))      the sum and the division precise
+    E[k] = min(floor(2^(-k * C') * 2^15), 2^15 - 1)  per difference k = max(q) - q, in [0, 255]
+    S    = sum(E) of b' bits,  r = floor(2^(b' + 15) / S)   (16 bits)
+    code = clamp((E[k] r + 2^(b' + 6)) >> (b' + 7))      (256 E[k] / S, rounded once)
 
 so every element's exponent is scaled by ``C' / C`` (0.9952 at s_in = 0.05 and 0.1, 0.9973 at 0.3):
 elements far below the row's maximum come out up to a few percent too large.
@@ -20,7 +21,12 @@ the same at s_in = 0.05 and 0.1 (a binary float's truncation), 147/2048 against 
 221/512 against 0.4328085 at 0.3. On random attention-like rows (n = 17 to 1000, s_in = 0.01 to 1.3,
 with and without a masked tail at code 0; 432k codes, v68 = v73) this reproduces 99.98% of the codes
 (exact rounding 95-99.7% for n below about 100); the rest lie within 0.005 of a .5 boundary, or are a
-large maximum's probability (above 0.8) one code higher (the division's precision): open.
+large maximum's probability (above 0.8) one code higher (the division's precision). Stop 26 (the BERT-style
+encoder at 64 tokens, docs/htp-fidelity.md): Q15 exponentials, truncated, the maximum's saturated (int16 lanes), and a
+16-bit truncated reciprocal of the sum, in place of Q30 rounded ones and an exact division: misses 1,062 -> 158 of
+5.6M codes of rows of j maxima and m elements k below (three input scales), 335 -> 41 of 863,744 random-row codes,
+84 -> 80 of 524,288 of the encoder's attention rows; the single-op Softmax cases 99.91% -> 100%. The rest: a few rows
+whose codes need the reciprocal 1-2 units off, both ways, and table entries one unit off the truncation (open).
 
 Rows of two elements: ``pair_table``. Rows of 3 to 16 elements, which QNN computes another way (exact
 rounding reproduces 99.2% of their codes, the long-row rule 85-95%): ``short_codes``, 16-bit fixed point with
@@ -34,14 +40,34 @@ import math
 
 import numpy as np
 
-__all__ = ["ARCHS", "MIN_ROW", "RECIP16", "SHORT_ROWS", "exp_step", "exp_table", "pair_table", "pair_table_for",
-           "recip16", "short_codes", "short_codes_of", "short_exp_table", "short_sum_offset", "short_table_for",
-           "softmax_table_for"]
+__all__ = [
+    "ARCHS",
+    "MIN_ROW",
+    "RECIP16",
+    "RECIP_BITS",
+    "SHORT_LONGER_ROWS",
+    "SHORT_ROWS",
+    "exp_step",
+    "exp_table",
+    "long_codes_of",
+    "pair_table",
+    "pair_table_for",
+    "recip16",
+    "recip16_of_mantissa",
+    "short_codes",
+    "short_codes_of",
+    "short_exp_table",
+    "short_mantissa",
+    "short_sum_offset",
+    "short_table_for",
+    "softmax_table_for",
+]
 
 ARCHS = ("v68", "v73")
 MIN_ROW = 17  # rows shorter than this take QNN's other route (module docstring)
 OUT_SCALE = 1.0 / 256
-FRACTION_BITS = 30  # of the table's entries (E[0] = 2^30)
+FRACTION_BITS = 15  # of the table's entries (int16 lanes: E[0] = 2^15 - 1, saturated)
+RECIP_BITS = 15  # the sum's reciprocal: floor(2^(b + 15) / S) for a sum of b bits (16 bits)
 
 
 def exp_step(s_in: float, beta: float = 1.0) -> float:
@@ -53,9 +79,23 @@ def exp_step(s_in: float, beta: float = 1.0) -> float:
 
 
 def exp_table(s_in: float, bitwidth: int = 8) -> np.ndarray:
-    """``E[k] = round(2^(-k C') * 2^30)`` for k in [0, 2^bitwidth): the row's exponentials in Q30."""
+    """``E[k] = min(floor(2^(-k C') * 2^15), 2^15 - 1)`` for k in [0, 2^bitwidth): the row's exponentials in Q15,
+    truncated, the maximum's saturated (int16 lanes)."""
     ks = np.arange(1 << bitwidth, dtype=np.float64)
-    return np.asarray(np.round(np.exp2(-ks * exp_step(s_in)) * 2.0**FRACTION_BITS), dtype=np.int64)
+    e = np.floor(np.exp2(-ks * exp_step(s_in)) * 2.0**FRACTION_BITS)
+    return np.minimum(np.asarray(e, dtype=np.int64), (1 << FRACTION_BITS) - 1)
+
+
+def long_codes_of(e: np.ndarray) -> np.ndarray:
+    """The codes of rows (last axis) of ``exp_table`` exponentials: ``S = sum(e)`` of ``b`` bits, its reciprocal
+    ``r = floor(2^(b + 15) / S)`` (16 bits), ``code = (e r + 2^(b + 6)) >> (b + 7)`` (``256 e / S`` rounded), clamped
+    to [0, 255]."""
+    e = np.asarray(e, dtype=np.int64)
+    s = np.sum(e, axis=-1, keepdims=True)
+    b = np.frexp(s.astype(np.float64))[1].astype(np.int64)  # s < 2^b <= 2 s
+    r = (np.int64(1) << (b + RECIP_BITS)) // s
+    sh = b + RECIP_BITS - 8
+    return np.clip((e * r + (np.int64(1) << (sh - 1))) >> sh, 0, 255)
 
 
 def softmax_table_for(arch: str, arithmetic: str, n: int, s_in: float, s_out: float, z_out: int, in_bits: int,
@@ -102,20 +142,24 @@ def pair_table_for(arch: str, arithmetic: str, n: int, s_in: float, s_out: float
 # - the reciprocal of the row's sum is derived: the 16-bit 4-segment quadratic of Qualcomm's public Hexagon NN
 #   library (nnlib, hexagon/include/hvx_mathops.h, ``hvx_recip16_inline`` for V65 and later with its precision
 #   parameter >= 52: "2-order 4seg poly with no refinement", max relative error 51.6e-5); its gain swings per quarter
-#   of the sum's mantissa exactly as the simulator's codes do. Its input is the sum's top 15 bits taken with an offset
-#   (1/4 of their last bit for rows of 3-4, 5/8 for rows of 5-16): fitted (``short_sum_offset``); the two groups of
-#   lengths are the simulator's (rows of 3 and 4 give identical codes, rows of 5 to 16 identical codes).
+#   of the sum's mantissa exactly as the simulator's codes do. Its input (``short_mantissa``) for rows of 5 to 16: the
+#   sum's 16 bits below its leading one, truncated (found on the BERT encoder's a8_pc attention rows, stop 26: 185 ->
+#   0 misses of the random rows of 5-16, 3 -> 0 of the encoder's); for rows of 3-4 the sum's top 15 bits with an
+#   offset of 1/4 of their last bit (fitted, ``short_sum_offset``; 16 truncated bits miss 42 codes there, not 12).
+#   The two groups of lengths are the simulator's (rows of 3 and 4 give identical codes, rows of 5 to 16 identical
+#   codes).
 # - the product ``e r`` is taken to its high half with rounding (``vmpy:<<1:rnd``), then shifted to the code with
 #   rounding: a double rounding, found by sweeping the first rounding's position (bit 16 of the product: 99.97%;
 #   bits 13-15: 99.75-99.84%, 17-18: 99.61-98.93%, a single rounding 99.72%). It is the upward bias of about 0.004
 #   code seen before (2^-7 of a code rounded away for sums of 2 to 4 maxima).
-# Identical codes (v73; v68 = v73): 99.97% of 673,792 random-row codes (exact rounding 99.14%), 99.990% of 2.4M
-# padded (max, max - k1, max - k2) rows'; the misses lie one unit of the first rounding from a .5 boundary.
+# Identical codes (v73; v68 = v73): 99.998% of 673,792 random-row codes (exact rounding 99.14%): every code of the
+# rows of 5 to 16, 12 misses of 100,352 in rows of 3-4; 99.9999% of 2.4M padded (max, max - k1, max - k2) rows' (2
+# misses: one row of 3, the same of 4). The misses lie one unit of the first rounding from a .5 boundary.
 # Not covered (TFLite's arithmetic stays): other output encodings, beta != 1, an axis other than the last, 16-bit.
 
 SHORT_ROWS = range(3, MIN_ROW)  # row lengths this route covers
 SHORT_ONE = (1 << 15) - 1  # the exponentials' tables: exp scaled by the largest int16
-SHORT_LONGER_ROWS = 5  # rows of 3-4 and rows of 5-16 take the sum's top bits with different offsets
+SHORT_LONGER_ROWS = 5  # rows of 3-4 and rows of 5-16 give the reciprocal different mantissas of the sum
 # recip16's coefficients per mantissa quarter, rows c2 (signed halfwords), c1 (subtracted), c0 (added): nnlib's.
 RECIP16 = np.array([[11794, 6555, 3945, 2530],
                     [32086, 27318, 22353, 18222],
@@ -127,14 +171,18 @@ def _sat16(x: np.ndarray) -> np.ndarray:
 
 
 def recip16(d: np.ndarray, coeffs: np.ndarray = RECIP16) -> np.ndarray:
-    """``r ~ 2^29 / d`` for ``d`` in [2^14, 2^15): the 4-segment quadratic reciprocal without refinement, in the
-    HVX instructions' integer arithmetic (vlut4 / vmps / vmpa: products of 16-bit lanes, arithmetic shifts by 16,
-    saturation). ``u = (d << 2) mod 2^16`` is the mantissa's 14 bits below its leading one (Q16), its top two bits
-    ``s`` the quarter: ``p = sat16((c2[s] u - c1[s] 2^15) >> 16)``, ``p = sat16((p u + c0[s] 2^15) >> 16)``,
-    ``r = sat16(2 p)``."""
-    d = np.asarray(d, dtype=np.int64)
+    """``r ~ 2^29 / d`` for ``d`` in [2^14, 2^15): :func:`recip16_of_mantissa` of ``u = (d << 2) mod 2^16``, d's 14
+    bits below its leading one as a Q16 mantissa."""
+    return recip16_of_mantissa((np.asarray(d, dtype=np.int64) << 2) & 0xFFFF, coeffs)
+
+
+def recip16_of_mantissa(u: np.ndarray, coeffs: np.ndarray = RECIP16) -> np.ndarray:
+    """``r ~ 2^30 / (2^16 + u)`` for the Q16 mantissa ``u`` in [0, 2^16) (the bits below a number's leading one):
+    the 4-segment quadratic reciprocal without refinement, in the HVX instructions' integer arithmetic (vlut4 / vmps
+    / vmpa: products of 16-bit lanes, arithmetic shifts by 16, saturation). Its top two bits ``s`` are the quarter:
+    ``p = sat16((c2[s] u - c1[s] 2^15) >> 16)``, ``p = sat16((p u + c0[s] 2^15) >> 16)``, ``r = sat16(2 p)``."""
+    u = np.asarray(u, dtype=np.int64)
     c2, c1, c0 = (np.asarray(c, dtype=np.int64) for c in coeffs)
-    u = (d << 2) & 0xFFFF
     s = u >> 14
     p = _sat16((c2[s] * u - (c1[s] << 15)) >> 16)
     p = _sat16((p * u + (c0[s] << 15)) >> 16)
@@ -157,27 +205,38 @@ def short_exp_table(s_in: float) -> np.ndarray:
 
 def short_codes_of(e: np.ndarray, coeffs: np.ndarray = RECIP16) -> np.ndarray:
     """The codes of rows (last axis) of exponentials ``e`` (``short_exp_table``'s, Q15): the integer sum ``S`` (``b``
-    bits, ``2^15 - 2 <= S < 2^19``) and its top 15 bits ``d = (S + c) >> (b - 15)`` (at most ``2^15 - 1``) with
-    ``c`` a quarter of d's last bit for rows of 3 or 4 elements, five eighths for rows of 5 to 16
-    (``short_sum_offset``); ``r = recip16(d)`` (``~ 2^(b + 14) / S``); the product's high half rounded,
-    ``t = (e r + 2^15) >> 16`` (the code in units of ``2^-(b-10)``), then ``(t + 2^(b-11)) >> (b - 10)``, clamped to
-    [0, 255]: a double rounding, the first at ``2^-5`` to ``2^-9`` of a code as the sum grows."""
+    bits, ``2^15 - 2 <= S < 2^19``); the reciprocal ``r = recip16_of_mantissa(u)`` (``~ 2^(b + 14) / S``) of its
+    mantissa ``u`` (``short_mantissa``); the product's high half rounded, ``t = (e r + 2^15) >> 16`` (the code in
+    units of ``2^-(b-10)``), then ``(t + 2^(b-11)) >> (b - 10)``, clamped to [0, 255]: a double rounding, the first at
+    ``2^-5`` to ``2^-9`` of a code as the sum grows."""
     e = np.asarray(e, dtype=np.int64)
     s = np.sum(e, axis=-1, keepdims=True)
     b = np.frexp(s.astype(np.float64))[1].astype(np.int64)  # s < 2^b <= 2 s (exact: s < 2^53)
-    num, den_bits = short_sum_offset(e.shape[-1])
-    d = np.minimum((s + ((num << (b - 15)) >> den_bits)) >> (b - 15), (1 << 15) - 1)
-    t = (e * recip16(d, coeffs) + (1 << 15)) >> 16
+    t = (e * recip16_of_mantissa(short_mantissa(s, b, e.shape[-1]), coeffs) + (1 << 15)) >> 16
     return np.clip((t + (1 << (b - 11))) >> (b - 10), 0, 255)
 
 
+def short_mantissa(s: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """The Q16 mantissa of the row sum ``s`` (``b`` bits) that the reciprocal reads. Rows of 5 to 16: the sum's 16
+    bits below its leading one, truncated (``(s - 2^(b-1)) >> (b - 17)``; stop 26, second step: every code of 573,440
+    random-row and 1.9M padded-row codes). Rows of 3 or 4: its top 15 bits ``d = (s + c) >> (b - 15)`` (at most
+    ``2^15 - 1``) with ``c`` a quarter of d's last bit (fitted, ``short_sum_offset``), their 14 bits below the
+    leading one (``(d << 2) mod 2^16``)."""
+    s, b = np.asarray(s, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    if n >= SHORT_LONGER_ROWS:
+        m = s - (np.int64(1) << (b - 1))
+        return np.where(b >= 17, m >> np.maximum(b - 17, 0), m << np.maximum(17 - b, 0))
+    num, den_bits = short_sum_offset(n)
+    d = np.minimum((s + ((num << (b - 15)) >> den_bits)) >> (b - 15), (1 << 15) - 1)
+    return (d << 2) & 0xFFFF
+
+
 def short_sum_offset(n: int) -> tuple[int, int]:
-    """``(num, den_bits)``: the offset added to the sum before its top 15 bits are taken is ``num / 2^den_bits`` of
-    their last bit, 1/4 for rows of 3 or 4 elements and 5/8 for rows of 5 to 16. Fitted, not derived: on 673,792
-    random-row codes 0 and 1/2 miss 189, 1/4 and 5/8 185, 0 for all 242, 1/2 for all 264; offsets from 1/2 to 5/8
-    fit rows of 5-16 alike, and 5/8 is the one that also gives a tie row of BERT's attention (6.5 codes through
-    1/2, QNN writes 6: tests/fidelity/test_qnn_softmax.py) and with it the calibrated encoder's logits."""
-    return (1, 2) if n < SHORT_LONGER_ROWS else (5, 3)
+    """``(num, den_bits)``: for rows of 3 or 4 elements the offset added to the sum before its top 15 bits are taken,
+    ``num / 2^den_bits`` of their last bit: 1/4. Fitted, not derived: on the 3-4 element rows of 673,792 random-row
+    codes 0 misses 24, 1/4 and 3/8 12, 1/2 99 (docs/htp-fidelity.md, stop 26). Rows of 5 to 16 take no offset (their
+    reciprocal reads 16 truncated bits of the sum, ``short_mantissa``)."""
+    return (1, 2) if n < SHORT_LONGER_ROWS else (0, 0)
 
 
 def short_codes(q: np.ndarray, s_in: float) -> np.ndarray:

@@ -1,0 +1,75 @@
+"""htp_config.arithmetic = "qnn" (the default): QNN's Softmax of rows of 17 or more 8-bit codes (spec/qnn_softmax.py:
+exponentials 2^(-k C') in Q15, truncated, the maximum's saturated; the sum's 16-bit reciprocal; one rounding;
+docs/htp-fidelity.md, stop 26). Fast path == reference == the spec on random, extreme and masked rows, both archs;
+within one code of exact rounding; TFLite's arithmetic keeps the exact division. (Against the simulator:
+tests/fidelity/test_qnn_softmax.py.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_elementwise import _enc, _graph
+
+from openqnn.backends.htp.arch import ARCHS
+from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext
+from openqnn.backends.htp.spec.qnn_softmax import RECIP_BITS, exp_table, long_codes_of
+from openqnn.ir.tensor import Encoding
+
+
+def _step(n: int, arch: str, arithmetic: str, s_in: float, rows: tuple[int, ...] = (3, 5)):
+    g = _graph("Softmax", [((*rows, n), _enc(-128 * s_in, 127 * s_in, 8), None)], {"axis": -1, "beta": 1.0})
+    g.tensors["out"].encoding = Encoding(8, (1.0 / 256,), (0,))
+    ctx = HtpBuildContext(g, ARCHS[arch], arithmetic=arithmetic)
+    return HTP_KERNELS["Softmax"](g.nodes[0], ctx), g
+
+
+def _rows(rng: np.random.Generator, n: int) -> np.ndarray:
+    rand = rng.integers(0, 256, (30, n))
+    narrow = np.clip(200 + rng.integers(-6, 7, (30, n)), 0, 255)
+    masked = rng.integers(200, 256, (30, n))
+    masked[np.arange(n)[None, :] >= rng.integers(1, n + 1, 30)[:, None]] = 0
+    extremes = [np.full(n, c) for c in (0, 255)] + [np.r_[255, np.zeros(n - 1, np.int64)], np.arange(n) % 2 * 255]
+    return np.concatenate([rand, narrow, masked, np.stack(extremes)])
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+@pytest.mark.parametrize("n", [17, 64, 301])
+def test_long_rows_fast_equals_reference_equals_spec(arch: str, n: int) -> None:
+    rng = np.random.default_rng(n)
+    for s_in in (0.004, 0.03, 0.1, 0.37, 1.3):
+        step, g = _step(n, arch, "qnn", s_in)
+        assert step.plan is not None and step.plan.kernel == "htp.softmax"
+        assert step.plan.attrs["recip_bits"] == RECIP_BITS and step.plan.attrs["f"] == 8
+        s = float(g.tensors["x0"].encoding.scale[0])  # type: ignore[union-attr]
+        table = exp_table(s)
+        np.testing.assert_array_equal(step.plan.arrays["exp"], table)
+        assert table[0] == (1 << 15) - 1 and np.all(np.diff(table) <= 0)
+        rows = _rows(rng, n)
+        x = np.concatenate([rows, rows[: (-len(rows)) % 5]]).reshape(-1, 5, n)
+        ref = step.reference(x)
+        fast = step.fast(torch.from_numpy(x).to(torch.uint8))
+        np.testing.assert_array_equal(ref, fast.numpy().astype(np.int64))
+        np.testing.assert_array_equal(ref, long_codes_of(table[x.max(axis=-1, keepdims=True) - x]))
+        e = np.exp(s * (x - x.max(axis=-1, keepdims=True)))
+        assert np.abs(ref - np.clip(np.rint(256 * e / e.sum(axis=-1, keepdims=True)), 0, 255)).max() <= 1
+
+
+def test_long_rows_reciprocal_is_16_bits_truncated() -> None:
+    """``long_codes_of``: the sum's reciprocal ``floor(2^(b + 15) / S)`` (in (2^15, 2^16]), one rounding of ``e r``;
+    it parts from the exact division ``round(256 e / S)`` only next to .5 boundaries."""
+    rng = np.random.default_rng(0)
+    e = rng.integers(0, 1 << 15, (4000, 40))
+    e[:, 0] = (1 << 15) - 1
+    s = e.sum(axis=-1, keepdims=True)
+    exact = np.clip((2 * (e << 8) + s) // (2 * s), 0, 255)
+    ours = long_codes_of(e)
+    diff = ours != exact
+    assert 0 < diff.mean() < 0.01 and np.abs(ours - exact).max() == 1
+    frac = (256 * e / s) % 1
+    assert np.all(np.abs(frac[diff] - 0.5) < 0.01)
+
+
+def test_tflite_arithmetic_keeps_the_exact_division() -> None:
+    step, _ = _step(64, "v73", "tflite", 0.1)
+    assert step.plan is not None and "recip_bits" not in step.plan.attrs
