@@ -130,6 +130,8 @@ from openqnn.backends.htp.spec.qnn_softmax import (
     short_table_for,
     softmax_table_for,
 )
+from openqnn.backends.htp.spec.qnn_softmax16 import codes_of as softmax16_codes_of
+from openqnn.backends.htp.spec.qnn_softmax16 import softmax16_table_for
 from openqnn.backends.htp.spec.qnn_unary import batchnorm_table_for
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
@@ -219,6 +221,9 @@ def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
     if node.op_type == "Softmax":  # QNN's exponentials where established (spec/qnn_softmax.py), same Q30 table
         case = (ctx.arch.name, ctx.arithmetic, shape[axis] if shape else 1, float(qi.scale[0]), float(qo.scale[0]),
                 -int(qo.offset[0]), qi.bitwidth, qo.bitwidth, beta, axis == len(shape) - 1)
+        t16 = softmax16_table_for(*case, not qi.signed and not qo.signed)
+        if t16 is not None:  # 16-bit codes: Q15 exponentials, an even reciprocal (spec/qnn_softmax16.py)
+            return _plan_step(node, ctx, "htp.softmax16", {}, {"exp": t16})
         pair = pair_table_for(*case)
         if pair is not None:  # QNN's rows of two: a sigmoid table of the difference (spec/qnn_softmax.py)
             return _plan_step(node, ctx, "htp.softmax_pair", {"oo": int(qo.offset[0])}, {"pair": pair})
@@ -357,6 +362,29 @@ def _bind_softmax_short(plan: StepPlan, device: torch.device) -> Fns:
         r = torch.clamp(2 * p, lo, hi)
         t = (e * r + (1 << 15)) >> 16
         return finish_t((t + (1 << (b - 11))) >> (b - 10), qo)
+
+    return reference, fast
+
+
+@htp_binder("htp.softmax16")
+def _bind_softmax16(plan: StepPlan, device: torch.device) -> Fns:
+    """Unsigned 16-bit rows of 3 or more on the last axis, output 1/65536 with zero point 0
+    (spec/qnn_softmax16.codes_of): ``(E r) >> (b - 2)``, ``r = 2 round(2^(b + 13) / S)``."""
+    qo = Codes.from_attrs(plan.attrs["out"])
+    table = np.asarray(plan.arrays["exp"], dtype=np.int64)
+    table_t = _on(device, table)
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.int64)
+        return finish_np(softmax16_codes_of(table[x.max(axis=-1, keepdims=True) - x]), qo)
+
+    def fast(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.int64)
+        e = table_t[torch.amax(x, dim=-1, keepdim=True) - x]
+        s = e.sum(dim=-1, keepdim=True)
+        b = bitlen_t(s)
+        r = 2 * ((torch.ones_like(s) << (b + 14)) + s).div(2 * s, rounding_mode="floor")
+        return finish_t((e * r) >> (b - 2), qo)
 
     return reference, fast
 

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ARCHS", "OUT_SCALE", "codes_of", "exp_step16", "exp_table16", "softmax16_codes"]
+__all__ = ["ARCHS", "MIN_ROW", "OUT_SCALE", "codes_of", "exp_step16", "exp_table16", "softmax16_codes",
+           "softmax16_table_for"]
 
 ARCHS = ("v68", "v73")
 OUT_SCALE = 1.0 / 65536
 STEP_BITS = 12  # significant bits kept of s_in log2(e)
 ONE = (1 << 15) - 1  # the maximum's exponential (Q15, saturated)
+MIN_ROW = 3  # rows of two take another route (tests/fidelity/softmax16_probe.py: a cubic 2^-f), not wired
 
 
 def exp_step16(s_in: float) -> float:
@@ -57,3 +59,14 @@ def softmax16_codes(q: np.ndarray, s_in: float) -> np.ndarray:
     docstring): output codes at 1/65536, zero point 0."""
     q = np.asarray(q, dtype=np.int64)
     return codes_of(exp_table16(s_in)[q.max(axis=-1, keepdims=True) - q])
+
+
+def softmax16_table_for(arch: str, arithmetic: str, n: int, s_in: float, s_out: float, z_out: int, in_bits: int,
+                        out_bits: int, beta: float, last_axis: bool, unsigned: bool) -> np.ndarray | None:
+    """``exp_table16(s_in)`` where this route applies (``arithmetic == "qnn"``, v68 or v73, unsigned 16-bit codes in
+    and out, output 1/65536 with zero point 0, beta 1, the last axis, rows of at least ``MIN_ROW``), else None."""
+    if (arithmetic != "qnn" or arch not in ARCHS or in_bits != 16 or out_bits != 16 or not unsigned or n < MIN_ROW
+            or beta != 1.0 or not last_axis or float(np.float32(s_out)) != OUT_SCALE or z_out != 0
+            or not s_in > 0):
+        return None
+    return exp_table16(s_in)
