@@ -1,5 +1,5 @@
 """htp_config.arithmetic = "qnn" (the default): QNN's Softmax of unsigned 16-bit codes, rows of 3 or more
-(spec/qnn_softmax16.py: a 12-bit step, Q15 exponentials, an even reciprocal, ``(E r) >> (b - 2)``;
+(spec/qnn_softmax16.py: an 11-bit step, Q15 exponentials, an even reciprocal, ``(E r) >> (b - 2)``;
 docs/htp-fidelity.md, "16-bit Softmax (stop 26)"). Fast path == reference == the spec on random, extreme and
 masked rows, both archs; other cases keep the general Softmax. (Against the simulator:
 tests/fidelity/test_qnn_softmax16.py.)"""
@@ -70,11 +70,11 @@ def test_fast_equals_reference_equals_spec(arch: str, n: int) -> None:
 
 
 def test_the_route_in_integers() -> None:
-    """The step keeps 12 significant bits of ``s_in log2(e)`` (2e-4: 2420 / 2^23 against 2420.45); the maximum's
-    exponential is 32767 and its code ``4 p - 2`` for an even reciprocal ``r = 2 p``; constant rows of n give
-    ``floor(65535 / n)``-like codes just below ``65536 / n`` (16383 for n = 4, 7281 for n = 9: the simulator's)."""
-    assert exp_step16(2e-4) == 2420 / 2**23
-    assert exp_step16(3.7e-4) == np.floor(float(np.float32(3.7e-4)) * np.log2(np.e) * 2**22) / 2**22
+    """The step keeps 11 significant bits of ``s_in log2(e)`` (2.5e-4: 1512 / 2^22 against 1512.78; 12 bits would keep
+    3025 / 2^23); the maximum's exponential is 32767 and its code ``4 p - 2`` for an even reciprocal ``r = 2 p``;
+    constant rows of n give codes just below ``65536 / n`` (16383 for n = 4, 7281 for n = 9: the simulator's)."""
+    assert exp_step16(2.5e-4) == 1512 / 2**22
+    assert exp_step16(2e-4) == 1210 / 2**22
     e = exp_table16(2e-4)
     assert e[0] == 32767 and e[1] == 32761 and e[65535] == 0
     assert np.all(np.diff(e) <= 0)

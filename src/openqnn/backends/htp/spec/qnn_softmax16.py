@@ -1,20 +1,24 @@
-"""QNN's HTP Softmax of 16-bit codes (v68 = v73; output 1/65536 with zero point 0, beta 1, last axis): what the
-simulator's codes establish (docs/htp-fidelity.md, "16-bit Softmax (stop 26)"; probes in
-``tests/fidelity/softmax16_probe.py``). Open parts are named; nothing here is taken from a library's source.
+"""QNN's HTP Softmax of 16-bit codes (v68 = v73; output 1/65536 with zero point 0, beta 1, last axis, rows of 3 or
+more): what the simulator's codes establish (docs/htp-fidelity.md, "16-bit Softmax (stop 26)"; probes in
+``tests/fidelity/softmax16_probe.py``). Two parts are approximated and named as such; nothing here is taken from a
+library's source.
 
-1. The step: ``C = s_in log2(e)`` (float64 of the float32 scale) truncated to 12 significant bits,
-   ``C' = floor(C 2^(12 - b)) 2^(b - 12)``, ``b = floor(log2 C) + 1`` (the 8-bit long rows' rule with 12 bits in
-   place of 8). Read from rows ``[max, max - k, far...]``: the exponentials fall as ``2^(-k C (1 - d))`` with
-   ``d`` 1.90e-4, 1.92e-4 and >= 4e-4 at ``s_in`` 2e-4, 3e-4 and 3.7e-4, where 12 bits give 1.82e-4, 1.82e-4 and
-   4.05e-4 (13 bits: 1.82e-4, 0.44e-4, 1.82e-4).
-2. The exponentials in Q15: ``E[k] = min(floor(2^15 2^(-k C')), 2^15 - 1)`` (the maximum's is 32767). QNN's own
-   values differ from this by up to about +-1.5 units in a pattern of period 1/4 in the fraction of ``k C'``
-   (a 4-segment polynomial for ``2^-f``; its coefficients are open): this form gives 93-94% of the exponentials
-   read from the probes exactly.
-3. The sum ``S`` of the row's ``E`` (``b`` bits, ``2^(b-1) <= S < 2^b``), a reciprocal ``r ~ 2^(b + 14) / S``
-   (an even number: its rounding is open, ``2 round(2^(b + 13) / S)`` fits 77% of the read values) and the code
-   ``(E r) >> (b - 2)``: the maximum's code is ``4 p - 2`` (``r = 2 p``, ``E = 32767``), which every probe row of
-   more than two elements shows (65,534 of 65,535 rows at ``s_in`` 2e-4; the one other is the all-maxima row).
+1. The step: ``C = s_in log2(e)`` (float64 of the float32 scale) truncated to 11 significant bits,
+   ``C' = floor(C 2^(11 - b)) 2^(b - 11)``, ``b = floor(log2 C) + 1`` (the 8-bit long rows' rule with 11 bits in
+   place of 8). Rows ``[max, max - k, far...]`` give the exponentials falling as ``2^(-k C (1 - d))`` with ``d``
+   2.0e-4, 2.0e-4, 4.2e-4 and 5.3e-4 at ``s_in`` 2e-4, 3e-4, 3.7e-4 and 2.5e-4, where 11 bits give 1.82e-4,
+   1.82e-4, 4.05e-4 and 5.13e-4 (12 bits: 1.82e-4, 1.82e-4, 4.05e-4, 1.82e-4; 13 bits: 1.82e-4, 0.44e-4,
+   1.82e-4, 0.17e-4); the ~1.7e-5 left over is the same at every scale.
+2. The exponentials in Q15: with ``t = k C' = n + f``, QNN's ``E[k] = g(floor(2^16 f)) >> n``: a function ``g`` of
+   the fraction's top 16 bits (no two of 7,652 exponentials read at three scales with the same 16 bits differ; 36
+   pairs with the same 15 bits do), shifted right (floored) by the integer part (2,957 of 2,957 checks). ``g`` is
+   ``2^15 2^-f`` up to about +-1.5 units in a pattern of period 1/4 (a per-quarter polynomial; its coefficients and
+   roundings are open). **Approximated** here by ``min(floor(2^15 2^-t), 2^15 - 1)``, which is 93-94% of the
+   exponentials read; the maximum's is 32767.
+3. The sum ``S`` of the row's ``E`` (``b`` bits, ``2^(b-1) <= S < 2^b``), an even reciprocal ``r ~ 2^(b + 14) / S``
+   and the code ``(E r) >> (b - 2)``: the maximum's code is ``4 p - 2`` (``r = 2 p``, ``E = 32767``) on every
+   two-level row of every probe. ``r`` is a monotone function of ``S`` (no two rows with the same sum differ), within
+   about +-2 of ``2^(b + 14) / S``; **approximated** here by ``2 round(2^(b + 13) / S)`` (77% of the read values).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ __all__ = ["ARCHS", "MIN_ROW", "OUT_SCALE", "codes_of", "exp_step16", "exp_table
 
 ARCHS = ("v68", "v73")
 OUT_SCALE = 1.0 / 65536
-STEP_BITS = 12  # significant bits kept of s_in log2(e)
+STEP_BITS = 11  # significant bits kept of s_in log2(e)
 ONE = (1 << 15) - 1  # the maximum's exponential (Q15, saturated)
 MIN_ROW = 3  # rows of two take another route (tests/fidelity/softmax16_probe.py: a cubic 2^-f), not wired
 

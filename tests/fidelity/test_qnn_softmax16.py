@@ -1,0 +1,67 @@
+"""QNN's Softmax of 16-bit codes (openqnn's spec, src/openqnn/backends/htp/spec/qnn_softmax16.py) against the HTP
+simulator (tests/fidelity/softmax16_probe.py): the maximum's code on two-level rows (the route's form), the
+exponentials read from them, and random rows of 3 to 200 elements. Skips without the onnxruntime-qnn wheel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from openqnn.backends.htp.spec.qnn_softmax16 import exp_table16, softmax16_codes
+from tests.fidelity.harness import simulator_missing
+from tests.fidelity.softmax16_probe import (
+    exact_codes,
+    random_rows,
+    read_exponentials,
+    run_codes,
+    two_level_rows,
+)
+
+_missing = simulator_missing()
+
+
+@pytest.mark.skipif(_missing is not None, reason=_missing or "")
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_two_level_rows_read_the_route(arch: str) -> None:
+    """Rows ``[max, max - k, far x 14]``, every k: the maximum's code is ``4 p - 2`` on every row with k > 0
+    (``(32767 r) >> 14``, r even), exactly one Q15 exponential fits each row's other code, and the spec's exponentials
+    (11-bit step, ``floor(2^15 2^-t)``) are most of those (93-94%; QNN's 2^-f polynomial is open) and far more than a
+    12- or 13-bit step gives."""
+    sx = 2.5e-4
+    q = two_level_rows(sx)
+    sim = run_codes(arch, q, sx)[0]
+    assert np.all(sim[1:, 0] % 4 == 2)
+    lo, hi = read_exponentials(sim)
+    assert np.all(lo[1:] == hi[1:])
+    e = exp_table16(sx)[: len(lo)]
+    same = np.mean(e[1:] == lo[1:])
+    k = np.arange(len(lo))
+    c = float(np.float32(sx)) * np.log2(np.e)
+    b = np.floor(np.log2(c)) + 1
+    for bits in (12, 13):
+        step = np.floor(c * 2.0 ** (bits - b)) * 2.0 ** (b - bits)
+        other = np.minimum(np.floor(2.0 ** (15 - k * step)), 32767)
+        assert np.mean(other[1:] == lo[1:]) < same - 0.1
+    print(f"v{arch}: spec's exponentials {same:.2%} of {len(lo) - 1}")
+    assert 0.9 < same < 1.0
+
+
+@pytest.mark.skipif(_missing is not None, reason=_missing or "")
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_random_rows(arch: str) -> None:
+    """Random rows (input scales 2.5e-4 and 4e-4, output 1/65536): the spec well above exact rounding, rising with
+    the row's length (short rows feel the reciprocal's and 2^-f's open roundings most), every code within 4."""
+    rng = np.random.default_rng(23)
+    for n, floor in ((3, 0.45), (17, 0.8), (64, 0.92), (200, 0.97)):
+        same = exact_same = total = 0
+        for sx in (2.5e-4, 4e-4):
+            q = random_rows(rng, n)
+            sim = run_codes(arch, q, sx)
+            ours = softmax16_codes(q, sx)
+            assert int(np.abs(ours - sim).max()) <= 4
+            same += int((ours == sim).sum())
+            exact_same += int((exact_codes(q, sx) == sim).sum())
+            total += sim.size
+        print(f"v{arch} n={n}: spec {same / total:.2%}, exact rounding {exact_same / total:.2%} of {total}")
+        assert same / total >= floor
+        assert same / total > exact_same / total + 0.2
