@@ -14,7 +14,7 @@ rounding): not this route. Findings on onnxruntime-qnn 2.7.0, v73.
 Rows of three or more (docs/htp-fidelity.md, "16-bit Softmax (stop 26)"): rows ``[max, max - k, far x 14]``
 (``two_level_rows``) give the maximum's code as ``4 p - 2`` on every row (``(32767 r) >> 14`` with an even
 reciprocal ``r = 2 p``), so ``read_exponentials`` recovers each row's Q15 exponential ``E[k]`` exactly (one integer
-fits each row), and with it ``src/openqnn/backends/htp/spec/qnn_softmax16.py`` (11-bit step, Q15 exponentials).
+fits each row), and with it ``src/openqnn/backends/htp/spec/qnn_softmax16.py`` (a Q22 step, Q15 exponentials).
 """
 
 from __future__ import annotations

@@ -20,6 +20,10 @@ Softmax (any axis, beta != 0 allowed)
     ``B[j] = floor(32767 exp(-j s_in) + 1/2)``; ``S = sum(e)`` of ``b`` bits, ``d = (S + c) >> (b - 15)`` (``c`` 1/4
     of d's last bit for rows of 3-4, 5/8 for rows of 5-16), ``r = recip16(d)`` (nnlib's 4-segment quadratic, its
     coefficients in the plan), ``t = (e r + 2^15) >> 16``, ``out = (t + 2^(b-11)) >> (b - 10)``.
+    Unsigned 16-bit codes there (output 1/65536, rows of 3 or more; ``htp.softmax16``,
+    ``spec/qnn_softmax16.py``, an approximation): ``e = E[k] = min(floor(2^15 2^(-k C')), 32767)`` with
+    ``C' = floor(2^22 s_in log2 e) / 2^22``; ``S = sum(e)`` of ``b`` bits, ``r = 2 round(2^(b + 13) / S)``,
+    ``out = (e r) >> (b - 2)``.
 
 LogSoftmax
     ``k``, ``e``, ``S`` as for Softmax; ``lam = log2(S / 2^30)`` in Q24: ``b = floor(log2 S)``
