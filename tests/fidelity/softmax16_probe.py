@@ -89,6 +89,26 @@ def read_exponentials(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
+def read_pow2(arch: str, steps: Sequence[int]) -> tuple[dict[int, int], int]:
+    """QNN's ``g``: for each step ``C' = m 2^-22`` (``m`` in ``steps``; ``s_in = (m + 1/2) 2^-22 / log2(e)``), rows
+    ``[max, max - k, far x 14]`` for every ``k`` with ``k C' < 1`` read ``E[k] = g(f16)``, ``f16 = (k m >> 6) mod 2^16``
+    the fraction's top 16 bits. Returns ``({f16: g}, conflicts)``: reads of one ``f16`` that differ (none seen)."""
+    g: dict[int, int] = {}
+    conflicts = 0
+    for m in steps:
+        sx = float(np.float32((m + 0.5) * 2.0**-22 / np.log2(np.e)))
+        ks = np.arange(0, (1 << 22) // m + 1)
+        q = np.zeros((1, len(ks), 16), np.int64)
+        q[0, :, 0] = 65535
+        q[0, :, 1] = 65535 - ks
+        lo, hi = read_exponentials(run_codes(arch, q, sx)[0])
+        t = ks * m
+        for k in np.nonzero((t >> 22 == 0) & (lo == hi) & (ks > 0))[0]:
+            f16, e = int((t[k] >> 6) & 0xFFFF), int(lo[k])
+            conflicts += int(g.setdefault(f16, e) != e)
+    return g, conflicts
+
+
 def random_rows(rng: np.random.Generator, n: int, rows: int = 64) -> np.ndarray:
     return np.clip(np.rint(rng.uniform(20000, 60000, (rows, 1)) + rng.uniform(100, 8000, (rows, 1))
                            * rng.standard_normal((rows, n))), 0, 65535).astype(np.int64)[None]
@@ -123,6 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         e = exp_table16(sx)[: len(lo)]
         print(f"v{args.arch} two-level rows s_in {sx}: max code 4p-2 on {ok:.4%} of {len(lo) - 1} rows, one E fits "
               f"{np.mean(lo[1:] == hi[1:]):.4%}, spec's E {np.mean(e[1:] == lo[1:]):.2%}")
+    g, conflicts = read_pow2(args.arch, np.random.default_rng(7).choice(np.arange(1100, 2000), 30, replace=False))
+    f16 = np.array(sorted(g))
+    ours = np.minimum(np.floor(2.0 ** (15 - f16 / 65536.0)), 32767)
+    print(f"v{args.arch} g read at {len(g)} fractions (30 steps), {conflicts} conflicting reads; "
+          f"floor(2^15 2^-f) {np.mean(ours == np.array([g[int(x)] for x in f16])):.2%} of them")
     rng = np.random.default_rng(11)
     for n in (3, 5, 8, 17, 64, 200):
         for sx in (2e-4, 3.5e-4):
