@@ -9,7 +9,7 @@ library's source.
    3e-4, 3.7e-4 and 2.5e-4, where 2^-22 truncation gives 1.82e-4, 1.82e-4, 4.05e-4 and 5.13e-4 (the ~1.7e-5 left
    over is the same at every scale); on random rows at ``s_in`` 1.2e-4 to 3e-3 this step is as good as or better
    than 11, 12 or 13 significant bits or 2^-21 / 2^-23 (at 3.5e-4: 88.7% against 38.6% for 11 bits; at 3e-3: 96.8%
-   against 93.8% for 12 bits, rows of 17).
+   against 93.8% for 12 bits; at 7e-5 to 1.5e-4: 85-87% against 20-39%, rows of 17).
 2. The exponentials in Q15: with ``t = k C' = n + f``, QNN's ``E[k] = g(floor(2^16 f)) >> n``: a function ``g`` of
    the fraction's top 16 bits (no two of 7,652 exponentials read at three scales with the same 16 bits differ; 36
    pairs with the same 15 bits do), shifted right (floored) by the integer part (2,957 of 2,957 checks). ``g`` is
