@@ -7,12 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from openqnn.backends.htp.spec.qnn_softmax16 import exp_table16, softmax16_codes
+from openqnn.backends.htp.spec.qnn_softmax16 import exp_step16, exp_table16, pow2_frac, softmax16_codes
 from tests.fidelity.harness import simulator_missing
 from tests.fidelity.softmax16_probe import (
     exact_codes,
     random_rows,
     read_exponentials,
+    read_pow2,
     run_codes,
     two_level_rows,
 )
@@ -25,8 +26,8 @@ _missing = simulator_missing()
 def test_two_level_rows_read_the_route(arch: str) -> None:
     """Rows ``[max, max - k, far x 14]``, every k: the maximum's code is ``4 p - 2`` on every row with k > 0
     (``(32767 r) >> 14``, r even), exactly one Q15 exponential fits each row's other code, and the spec's exponentials
-    (Q22 step, ``floor(2^15 2^-t)``) are most of those (93-94%; QNN's 2^-f polynomial is open) and far more than a
-    step of 12 or 13 significant bits gives."""
+    (a Q22 step, ``g(f16) >> n``) are all of those; a step of 12 or 13 significant bits or ``floor(2^15 2^-t)`` in place
+    of ``g`` miss many."""
     sx = 2.5e-4
     q = two_level_rows(sx)
     sim = run_codes(arch, q, sx)[0]
@@ -34,16 +35,28 @@ def test_two_level_rows_read_the_route(arch: str) -> None:
     lo, hi = read_exponentials(sim)
     assert np.all(lo[1:] == hi[1:])
     e = exp_table16(sx)[: len(lo)]
-    same = np.mean(e[1:] == lo[1:])
+    np.testing.assert_array_equal(e[1:], lo[1:])
     k = np.arange(len(lo))
     c = float(np.float32(sx)) * np.log2(np.e)
     b = np.floor(np.log2(c)) + 1
     for bits in (12, 13):  # significant bits in place of a 2^-22 step (11 bits is the same step at this scale)
         step = np.floor(c * 2.0 ** (bits - b)) * 2.0 ** (b - bits)
-        other = np.minimum(np.floor(2.0 ** (15 - k * step)), 32767)
-        assert np.mean(other[1:] == lo[1:]) < same - 0.1
-    print(f"v{arch}: spec's exponentials {same:.2%} of {len(lo) - 1}")
-    assert 0.9 < same < 1.0
+        assert np.mean(pow2_frac(np.floor((k * step % 1) * 65536)) >> np.floor(k * step).astype(np.int64)
+                       == lo) < 0.9
+    assert np.mean(np.floor(2.0 ** (15 - k * exp_step16(sx)))[1:] == lo[1:]) < 0.95
+
+
+@pytest.mark.skipif(_missing is not None, reason=_missing or "")
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_pow2_fraction_read_exactly(arch: str) -> None:
+    """``g`` read at three steps ``m 2^-22`` (7,944 fractions): the spec's 4-segment quadratic gives every
+    value; ``floor(2^15 2^-f)`` under half of them."""
+    g, conflicts = read_pow2(arch, [1217, 1543, 1991])
+    assert conflicts == 0 and len(g) > 7000
+    f16 = np.array(sorted(g))
+    read = np.array([g[int(f)] for f in f16])
+    np.testing.assert_array_equal(pow2_frac(f16), read)
+    assert np.mean(np.floor(2.0 ** (15 - f16 / 65536.0)) == read) < 0.5
 
 
 @pytest.mark.skipif(_missing is not None, reason=_missing or "")

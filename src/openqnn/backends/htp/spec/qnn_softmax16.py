@@ -10,12 +10,15 @@ library's source.
    over is the same at every scale); on random rows at ``s_in`` 1.2e-4 to 3e-3 this step is as good as or better
    than 11, 12 or 13 significant bits or 2^-21 / 2^-23 (at 3.5e-4: 88.7% against 38.6% for 11 bits; at 3e-3: 96.8%
    against 93.8% for 12 bits; at 7e-5 to 1.5e-4: 85-87% against 20-39%, rows of 17).
-2. The exponentials in Q15: with ``t = k C' = n + f``, QNN's ``E[k] = g(floor(2^16 f)) >> n``: a function ``g`` of
-   the fraction's top 16 bits (no two of 7,652 exponentials read at three scales with the same 16 bits differ; 36
-   pairs with the same 15 bits do), shifted right (floored) by the integer part (2,957 of 2,957 checks). ``g`` is
-   ``2^15 2^-f`` up to about +-1.5 units in a pattern of period 1/4 (a per-quarter polynomial; its coefficients and
-   roundings are open). **Approximated** here by ``min(floor(2^15 2^-t), 2^15 - 1)``, which is 93-94% of the
-   exponentials read; the maximum's is 32767.
+2. The exponentials in Q15: with ``t = k C' = n + f`` (``k m`` in units of 2^-22, ``m = 2^22 C'``),
+   ``E[k] = g(f16) >> n``, ``f16 = floor(2^16 f)`` the fraction's top 16 bits, and ``g`` a 4-segment quadratic in the
+   complement ``u = 65535 - f16`` (``2^-f = 2^(phi - 1)``, ``phi = 1 - f``), its segment ``s = u >> 14``, in 16-bit
+   multiplies with floors: ``P = (c2[s] u + c1[s] 2^15) >> 16``, ``g = (P u + c0[s] 2^15) >> 16`` (``POW2_COEFFS``;
+   ``g(0) = 32767``, the maximum's, ``g(65535) = 16384``). The coefficients were recovered from the simulator: 47,354
+   of the 65,536 values of ``g`` read exactly at 30 steps (``softmax16_probe.read_pow2``), all reproduced, and no
+   other integers within +-3, +-6, +-12 of them do (the same evaluation as the 8-bit short rows' nnlib reciprocal,
+   ``spec/qnn_softmax.recip16``, whose first-segment ``c0`` is also 32769). ``E = g >> n`` held on all 2,957 checks in
+   octaves 1-7.
 3. The sum ``S`` of the row's ``E`` (``b`` bits, ``2^(b-1) <= S < 2^b``), an even reciprocal ``r ~ 2^(b + 14) / S``
    and the code ``(E r) >> (b - 2)``: the maximum's code is ``4 p - 2`` (``r = 2 p``, ``E = 32767``) on every
    two-level row of every probe. ``r`` is a monotone function of ``S`` (no two rows with the same sum differ), within
@@ -26,13 +29,16 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ARCHS", "MIN_ROW", "OUT_SCALE", "codes_of", "exp_step16", "exp_table16", "softmax16_codes",
-           "softmax16_table_for"]
+__all__ = ["ARCHS", "MIN_ROW", "OUT_SCALE", "POW2_COEFFS", "codes_of", "exp_step16", "exp_table16", "pow2_frac",
+           "softmax16_codes", "softmax16_table_for"]
 
 ARCHS = ("v68", "v73")
 OUT_SCALE = 1.0 / 65536
 STEP_FRACTION_BITS = 22  # s_in log2(e) in fixed point, truncated
-ONE = (1 << 15) - 1  # the maximum's exponential (Q15, saturated)
+# g's coefficients per segment of u = 65535 - f16 (u >> 14): rows c0, c1, c2 (recovered, module docstring, item 2)
+POW2_COEFFS = np.array([[32769, 32876, 33371, 34681],
+                        [22652, 21816, 19857, 16401],
+                        [4300, 5119, 6087, 7227]], dtype=np.int64)
 MIN_ROW = 3  # rows of two take another route (tests/fidelity/softmax16_probe.py: a cubic 2^-f), not wired
 
 
@@ -42,10 +48,21 @@ def exp_step16(s_in: float) -> float:
     return float(np.floor(c * 2.0**STEP_FRACTION_BITS) / 2.0**STEP_FRACTION_BITS)
 
 
+def pow2_frac(f16: np.ndarray) -> np.ndarray:
+    """``g(f16) ~ 2^15 2^(-f16 / 2^16)`` (Q15, 16384..32767): the 4-segment quadratic of the module docstring."""
+    u = 0xFFFF - np.asarray(f16, dtype=np.int64)
+    c0, c1, c2 = (c[u >> 14] for c in POW2_COEFFS)
+    p = (c2 * u + (c1 << 15)) >> 16
+    return (p * u + (c0 << 15)) >> 16
+
+
 def exp_table16(s_in: float) -> np.ndarray:
-    """``E[k]`` for the differences ``k`` in [0, 65536): ``min(floor(2^15 2^(-k C')), 32767)`` (int64)."""
-    k = np.arange(1 << 16, dtype=np.float64)
-    return np.minimum(np.floor(2.0 ** (15.0 - k * exp_step16(s_in))), ONE).astype(np.int64)
+    """``E[k]`` for the differences ``k`` in [0, 65536): ``g(f16) >> n`` for ``k m = n 2^22 + f`` (int64)."""
+    m = round(exp_step16(s_in) * 2.0**STEP_FRACTION_BITS)
+    t = np.arange(1 << 16, dtype=np.int64) * m
+    n = t >> STEP_FRACTION_BITS
+    g = pow2_frac((t >> (STEP_FRACTION_BITS - 16)) & 0xFFFF)
+    return np.where(n < 16, g >> np.minimum(n, 15), 0)
 
 
 def codes_of(e: np.ndarray) -> np.ndarray:
