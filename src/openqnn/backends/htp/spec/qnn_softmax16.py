@@ -19,10 +19,14 @@ library's source.
    other integers within +-3, +-6, +-12 of them do (the same evaluation as the 8-bit short rows' nnlib reciprocal,
    ``spec/qnn_softmax.recip16``, whose first-segment ``c0`` is also 32769). ``E = g >> n`` held on all 2,957 checks in
    octaves 1-7.
-3. The sum ``S`` of the row's ``E`` (``b`` bits, ``2^(b-1) <= S < 2^b``), an even reciprocal ``r ~ 2^(b + 14) / S``
-   and the code ``(E r) >> (b - 2)``: the maximum's code is ``4 p - 2`` (``r = 2 p``, ``E = 32767``) on every
-   two-level row of every probe. ``r`` is a monotone function of ``S`` (no two rows with the same sum differ), within
-   about +-2 of ``2^(b + 14) / S``; **approximated** here by ``2 round(2^(b + 13) / S)`` (77% of the read values).
+3. The sum ``S`` of the row's ``E`` (``b`` bits, ``2^(b-1) <= S < 2^b``), a multiplier ``R ~ 2^(b + 15) / S``
+   and the code ``(E R) >> (b - 1)``. The maximum's code on two-level rows (``b = 16``) is ``4 p - 2``
+   (``(32767 R) >> 15`` with ``R`` a multiple of 4) on every row of every probe; on random rows (the exponentials
+   now exact) every row's codes admit one real ``R`` under this form, a multiple of 4 for ``b = 16``, of 2 for
+   ``b = 17`` and an integer for ``b >= 18`` (7,680 rows, 3-200 elements; no coarser grid fits them all): ``b - 2``
+   significant bits up to 16. **Approximated** here by rounding ``2^(b + 15) / S`` to that grid; QNN's own
+   reciprocal (for ``b = 16`` a monotone function of the sum's top 15 bits, within -2..+1.6 of ``2^29 / D`` in units
+   of ``R / 2``) is open.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ STEP_FRACTION_BITS = 22  # s_in log2(e) in fixed point, truncated
 POW2_COEFFS = np.array([[32769, 32876, 33371, 34681],
                         [22652, 21816, 19857, 16401],
                         [4300, 5119, 6087, 7227]], dtype=np.int64)
+R_MAX = (1 << 16) - 1  # the multiplier is an unsigned 16-bit number (constant rows of 16 and 64 need it)
 MIN_ROW = 3  # rows of two take another route (tests/fidelity/softmax16_probe.py: a cubic 2^-f), not wired
 
 
@@ -66,13 +71,16 @@ def exp_table16(s_in: float) -> np.ndarray:
 
 
 def codes_of(e: np.ndarray) -> np.ndarray:
-    """The codes of rows (last axis) of Q15 exponentials ``e``: ``(e r) >> (b - 2)`` with ``r`` the even
-    ``2 round(2^(b + 13) / S)``, ``S`` the row's sum of ``b`` bits; clamped to [0, 65535]."""
+    """The codes of rows (last axis) of Q15 exponentials ``e``: the row's sum ``S`` of ``b`` bits, the multiplier
+    ``R ~ 2^(b + 15) / S`` rounded to a multiple of ``q = 2^max(0, 18 - b)`` (``b - 2`` significant bits up to 16),
+    at most 65535, ``(e R) >> (b - 1)``; clamped to [0, 65535]."""
     e = np.asarray(e, dtype=np.int64)
     s = np.sum(e, axis=-1, keepdims=True)
     b = np.frexp(s.astype(np.float64))[1].astype(np.int64)
-    r = 2 * ((np.left_shift(np.int64(1), b + 14) + s) // (2 * s))  # 2 floor(2^(b+13) / S + 1/2)
-    return np.clip((e * r) >> (b - 2), 0, 65535)
+    q = np.left_shift(np.int64(1), np.maximum(18 - b, 0))
+    r = q * ((np.left_shift(np.int64(1), b + 15) + (s * q >> 1)) // (s * q))  # q floor(2^(b+15) / (S q) + 1/2)
+    r = np.minimum(r, R_MAX)
+    return np.clip((e * r) >> (b - 1), 0, 65535)
 
 
 def softmax16_codes(q: np.ndarray, s_in: float) -> np.ndarray:
