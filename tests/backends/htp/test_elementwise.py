@@ -18,6 +18,7 @@ from openqnn.backends.cpu.kernels import KERNELS, BuildContext
 from openqnn.backends.cpu.quantsim import fake_quantize_array
 from openqnn.backends.htp import HtpBackend
 from openqnn.backends.htp.arch import ARCHS
+from openqnn.backends.htp.config import HtpConfig
 from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext, QParams, Unsupported, elementwise
 from openqnn.backends.htp.kernels.lut import LUT_OPS
 from openqnn.backends.htp.kernels.normalization import bitlen_np, bitlen_t, isqrt_np, isqrt_t
@@ -429,7 +430,8 @@ def test_unquantized_operand_is_unsupported() -> None:
 
 @pytest.mark.parametrize("bw", BW)
 def test_quantized_model_runs_on_htp(bw: int) -> None:
-    """A graph quantized by openqnn.quantize runs without fallback; fast == reference; close to quantsim."""
+    """A graph quantized by openqnn.quantize runs without fallback; fast == reference; close to quantsim with TFLite's
+    arithmetic (QNN's 16-bit Softmax truncates its step to 2^-22: up to ~1% off the real softmax at small scales)."""
     import openqnn
     from openqnn.quantization.config import QuantizerConfig
 
@@ -454,9 +456,10 @@ def test_quantized_model_runs_on_htp(bw: int) -> None:
     fast, ref = HtpBackend().prepare(qg), HtpBackend(path="reference").prepare(qg)
     assert fast.exe.fallbacks == []
     sim = openqnn.Session(qg)
+    tflite = HtpBackend(HtpConfig(arithmetic="tflite")).prepare(qg)
     step = 1.0 / (1 << bw)
     for feeds in data[:2]:
         a = fast.run(feeds, native_outputs=True)[y]
         np.testing.assert_array_equal(a, ref.run(feeds, native_outputs=True)[y])
-        err = np.abs(fast.run(feeds)[y] - sim.run(feeds)[y]).max()
+        err = np.abs(tflite.run(feeds)[y] - sim.run(feeds)[y]).max()
         assert err <= 4 * step + 1e-6, err / step

@@ -19,10 +19,20 @@ Softmax (any axis, beta != 0 allowed)
     ``c1 = P[q1 - q0 + 255]``, ``c0 = 255 - c1`` with ``P[k] = floor(255 sigmoid(k s_in) + 1/2)``. Rows of 3 to
     16 there (``htp.softmax_short``, ``spec/qnn_softmax.short_codes``): ``e = E[k]`` with
     ``E[k] = (A[k >> 4] B[k & 15] + 2^14) >> 15``, ``A[i] = floor(32767 exp(-16 i s_in) + 1/2)``,
+<<<<<<< HEAD
     ``B[j] = floor(32767 exp(-j s_in) + 1/2)``; ``S = sum(e)`` of ``b`` bits; the Q16 mantissa ``u``: for rows of
     5-16 ``(S - 2^(b-1)) >> (b - 17)``, for rows of 3-4 ``(d << 2) mod 2^16`` with ``d = (S + c) >> (b - 15)`` (``c``
     1/4 of d's last bit); ``r`` = nnlib's 4-segment quadratic reciprocal of ``2^16 + u`` (its coefficients in the
     plan), ``t = (e r + 2^15) >> 16``, ``out = (t + 2^(b-11)) >> (b - 10)``.
+=======
+    ``B[j] = floor(32767 exp(-j s_in) + 1/2)``; ``S = sum(e)`` of ``b`` bits, ``d = (S + c) >> (b - 15)`` (``c`` 1/4
+    of d's last bit for rows of 3-4, 5/8 for rows of 5-16), ``r = recip16(d)`` (nnlib's 4-segment quadratic, its
+    coefficients in the plan), ``t = (e r + 2^15) >> 16``, ``out = (t + 2^(b-11)) >> (b - 10)``.
+    Unsigned 16-bit codes there (output 1/65536, rows of 3 or more; ``htp.softmax16``,
+    ``spec/qnn_softmax16.py``, the reciprocal approximated): ``e = E[k] = g(f16) >> n`` for
+    ``k m = n 2^22 + f`` (``m = floor(2^22 s_in log2 e)``, ``g`` QNN's 4-segment quadratic 2^-f, the plan's table); ``S = sum(e)`` of ``b`` bits, ``R = 2^(b + 15) / S`` rounded to a
+    multiple of ``2^max(0, 18 - b)``, ``out = (e R) >> (b - 1)``.
+>>>>>>> sm16
 
 LogSoftmax
     ``k``, ``e``, ``S`` as for Softmax; ``lam = log2(S / 2^30)`` in Q24: ``b = floor(log2 S)``
@@ -135,6 +145,8 @@ from openqnn.backends.htp.spec.qnn_softmax import (
     short_table_for,
     softmax_table_for,
 )
+from openqnn.backends.htp.spec.qnn_softmax16 import codes_of as softmax16_codes_of
+from openqnn.backends.htp.spec.qnn_softmax16 import softmax16_table_for
 from openqnn.backends.htp.spec.qnn_unary import batchnorm_table_for
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
@@ -224,6 +236,9 @@ def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
     if node.op_type == "Softmax":  # QNN's exponentials where established (spec/qnn_softmax.py), same Q30 table
         case = (ctx.arch.name, ctx.arithmetic, shape[axis] if shape else 1, float(qi.scale[0]), float(qo.scale[0]),
                 -int(qo.offset[0]), qi.bitwidth, qo.bitwidth, beta, axis == len(shape) - 1)
+        t16 = softmax16_table_for(*case, not qi.signed and not qo.signed)
+        if t16 is not None:  # 16-bit codes: Q15 exponentials, an even reciprocal (spec/qnn_softmax16.py)
+            return _plan_step(node, ctx, "htp.softmax16", {}, {"exp": t16})
         pair = pair_table_for(*case)
         if pair is not None:  # QNN's rows of two: a sigmoid table of the difference (spec/qnn_softmax.py)
             return _plan_step(node, ctx, "htp.softmax_pair", {"oo": int(qo.offset[0])}, {"pair": pair})
@@ -377,6 +392,32 @@ def _bind_softmax_short(plan: StepPlan, device: torch.device) -> Fns:
         r = torch.clamp(2 * p, lo, hi)
         t = (e * r + (1 << 15)) >> 16
         return finish_t((t + (1 << (b - 11))) >> (b - 10), qo)
+
+    return reference, fast
+
+
+@htp_binder("htp.softmax16")
+def _bind_softmax16(plan: StepPlan, device: torch.device) -> Fns:
+    """Unsigned 16-bit rows of 3 or more on the last axis, output 1/65536 with zero point 0
+    (spec/qnn_softmax16.codes_of): ``(E R) >> (b - 1)``, ``R`` = ``2^(b + 15) / S`` rounded to a multiple of
+    ``2^max(0, 18 - b)``."""
+    qo = Codes.from_attrs(plan.attrs["out"])
+    table = np.asarray(plan.arrays["exp"], dtype=np.int64)
+    table_t = _on(device, table)
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.int64)
+        return finish_np(softmax16_codes_of(table[x.max(axis=-1, keepdims=True) - x]), qo)
+
+    def fast(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.int64)
+        e = table_t[torch.amax(x, dim=-1, keepdim=True) - x]
+        s = e.sum(dim=-1, keepdim=True)
+        b = bitlen_t(s)
+        q = torch.ones_like(s) << torch.clamp(18 - b, min=0)
+        r = torch.clamp(q * ((torch.ones_like(s) << (b + 15)) + ((s * q) >> 1)).div(s * q, rounding_mode="floor"),
+                        max=(1 << 16) - 1)
+        return finish_t((e * r) >> (b - 1), qo)
 
     return reference, fast
 
