@@ -19,20 +19,15 @@ Softmax (any axis, beta != 0 allowed)
     ``c1 = P[q1 - q0 + 255]``, ``c0 = 255 - c1`` with ``P[k] = floor(255 sigmoid(k s_in) + 1/2)``. Rows of 3 to
     16 there (``htp.softmax_short``, ``spec/qnn_softmax.short_codes``): ``e = E[k]`` with
     ``E[k] = (A[k >> 4] B[k & 15] + 2^14) >> 15``, ``A[i] = floor(32767 exp(-16 i s_in) + 1/2)``,
-<<<<<<< HEAD
     ``B[j] = floor(32767 exp(-j s_in) + 1/2)``; ``S = sum(e)`` of ``b`` bits; the Q16 mantissa ``u``: for rows of
     5-16 ``(S - 2^(b-1)) >> (b - 17)``, for rows of 3-4 ``(d << 2) mod 2^16`` with ``d = (S + c) >> (b - 15)`` (``c``
     1/4 of d's last bit); ``r`` = nnlib's 4-segment quadratic reciprocal of ``2^16 + u`` (its coefficients in the
     plan), ``t = (e r + 2^15) >> 16``, ``out = (t + 2^(b-11)) >> (b - 10)``.
-=======
-    ``B[j] = floor(32767 exp(-j s_in) + 1/2)``; ``S = sum(e)`` of ``b`` bits, ``d = (S + c) >> (b - 15)`` (``c`` 1/4
-    of d's last bit for rows of 3-4, 5/8 for rows of 5-16), ``r = recip16(d)`` (nnlib's 4-segment quadratic, its
-    coefficients in the plan), ``t = (e r + 2^15) >> 16``, ``out = (t + 2^(b-11)) >> (b - 10)``.
     Unsigned 16-bit codes there (output 1/65536, rows of 3 or more; ``htp.softmax16``,
     ``spec/qnn_softmax16.py``, the reciprocal approximated): ``e = E[k] = g(f16) >> n`` for
-    ``k m = n 2^22 + f`` (``m = floor(2^22 s_in log2 e)``, ``g`` QNN's 4-segment quadratic 2^-f, the plan's table); ``S = sum(e)`` of ``b`` bits, ``R = 2^(b + 15) / S`` rounded to a
-    multiple of ``2^max(0, 18 - b)``, ``out = (e R) >> (b - 1)``.
->>>>>>> sm16
+    ``k m = n 2^22 + f`` (``m = floor(2^22 s_in log2 e)``, ``g`` QNN's 4-segment quadratic 2^-f, the plan's
+    table); ``S = sum(e)`` of ``b`` bits, ``R = 2^(b + 15) / S`` rounded to a multiple of ``2^max(0, 18 - b)``,
+    ``out = (e R) >> (b - 1)``.
 
 LogSoftmax
     ``k``, ``e``, ``S`` as for Softmax; ``lam = log2(S / 2^30)`` in Q24: ``b = floor(log2 S)``
