@@ -254,3 +254,37 @@ def test_fully_connected_gelu_fuses_and_reads_back(tmp_path) -> None:
     with torch.no_grad():
         want = model(x).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_several_threads_keep_one_thread_pool(tmp_path) -> None:
+    """On several threads a plan whose convolutions need oneDNN runs oneDNN throughout (its OpenMP pool and the
+    native pool would spin on each other's cores); a plan the native kernels take whole runs them on every
+    thread, PyTorch's own ops on one meanwhile (its count put back after), with the bits of one thread."""
+    import openqnn
+
+    torch.manual_seed(3)
+    dense = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.Conv2d(8, 16, 1), torch.nn.ReLU()).eval()
+    mobile = torch.nn.Sequential(torch.nn.Conv2d(8, 32, 1), torch.nn.ReLU6(),
+                                 torch.nn.Conv2d(32, 32, 3, padding=1, groups=32), torch.nn.Conv2d(32, 8, 1)).eval()
+    x = torch.randn(1, 8, 20, 20)
+    before = torch.get_num_threads()
+    try:
+        for name, model, native_at_two in (("dense", dense, False), ("mobile", mobile, True)):
+            path = tmp_path / f"{name}.onnx"
+            torch.onnx.export(model, (x,), str(path), input_names=["x"], output_names=["y"], dynamo=False)
+            graph = openqnn.convert(path)
+            torch.set_num_threads(1)
+            one = Plan(graph)
+            assert any(p == "native" for _, p in one.paths)
+            want = one.run({"x": x.numpy()})["y"]
+            torch.set_num_threads(2)
+            two = Plan(graph)
+            assert any(p == "native" for _, p in two.paths) is native_at_two
+            got = two.run({"x": x.numpy()})["y"]
+            assert torch.get_num_threads() == 2
+            if native_at_two:
+                np.testing.assert_array_equal(got, want)
+            else:
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    finally:
+        torch.set_num_threads(before)

@@ -22,15 +22,18 @@ import numpy as np
 import torch
 
 from openqnn.backends.base import Fallback
+from openqnn.backends.cpu import native
 from openqnn.backends.cpu.fusion import Fusion, SharedGemm, fuse_epilogues, share_gemms
 from openqnn.backends.cpu.kernels import BuildContext, Step, Unsupported
+from openqnn.backends.cpu.kernels.conv import native_conv
 from openqnn.backends.cpu.quantsim import FakeQuant
 from openqnn.backends.cpu.steps import bind_step, build_step, plan_steps, read_step, step_nodes
 from openqnn.backends.executor import BoundStep, Executor
 from openqnn.backends.native import sync_threads as native_threads
 from openqnn.backends.plan import StepPlan
 from openqnn.errors import InputDataError, InvalidModelError, UnsupportedOpError
-from openqnn.ir.graph import Graph
+from openqnn.ir.dtype import DType
+from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import TensorKind
 
 __all__ = ["Fusion", "Plan", "SharedGemm", "build_step", "fuse_epilogues", "keep_freed_memory", "share_gemms"]
@@ -101,15 +104,24 @@ class Plan:
         if source is not None:
             at_hand = {dt: BuildContext(source, self.device, dt) for dt in (float_dtype, None)}
             by_name = {n.name: n for n in source.nodes}
-        steps, ctxs = [], []
+        read = []
         for p in plans:
             wide = float_dtype is not None and p.op_type in keep_fp32
             dtype = None if wide else float_dtype
+            if source is None:
+                read.append((p, wide, *read_step(p, self.device, dtype)))
+            else:
+                read.append((p, wide, [by_name[n] for n in step_nodes(p)], at_hand[dtype]))
+        # on several threads, the native kernels (their own thread pool) and oneDNN's convolutions (PyTorch's
+        # OpenMP pool) do not mix: each pool's threads spin between calls on the cores the other one needs (2
+        # threads on the development VM's 2 cores: ResNet-50 1.6x slower, BERT-style encoder 3x). A plan whose
+        # convolutions need oneDNN keeps oneDNN throughout; the others run native, and PyTorch's few ops in
+        # them on one thread (run_torch).
+        mixed = torch.get_num_threads() > 1 and any(_needs_onednn(n, c) for _, _, nodes, c in read for n in nodes)
+        steps, ctxs = [], []
+        for p, wide, nodes, ctx in read:
+            ctx.native = not mixed
             try:
-                if source is None:
-                    nodes, ctx = read_step(p, self.device, dtype)
-                else:
-                    nodes, ctx = [by_name[n] for n in step_nodes(p)], at_hand[dtype]
                 step = bind_step(p, nodes, ctx)
                 if wide:
                     assert float_dtype is not None
@@ -171,9 +183,19 @@ class Plan:
 
     def run_torch(self, inputs: Sequence[torch.Tensor], profile: list[tuple[str, str, float]] | None = None
                   ) -> list[torch.Tensor]:
-        if self._native:  # the native kernels' pool takes PyTorch's thread count (the backend's num_threads)
-            native_threads()
-        return self._exec.run(inputs, profile)
+        if not self._native:
+            return self._exec.run(inputs, profile)
+        # the native kernels' pool takes PyTorch's thread count (the backend's num_threads), and PyTorch's own
+        # ops in such a plan run on one thread meanwhile: its OpenMP workers would spin on the pool's cores
+        threads = torch.get_num_threads()
+        native_threads(threads)
+        if threads == 1:
+            return self._exec.run(inputs, profile)
+        torch.set_num_threads(1)
+        try:
+            return self._exec.run(inputs, profile)
+        finally:
+            torch.set_num_threads(threads)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.to_numpy_outputs(self.run_torch(self.to_torch_inputs(feeds)))
@@ -190,6 +212,13 @@ class Plan:
                 arr = arr.to(torch.float32)
             result[name] = np.asarray(arr.numpy(), order="C").astype(want, copy=False)
         return result
+
+
+def _needs_onednn(node: Node, ctx: BuildContext) -> bool:
+    """Whether ``node`` is a float32 CPU convolution that the native kernels do not take (oneDNN's then)."""
+    return (node.op_type in ("Conv2d", "DepthWiseConv2d") and ctx.device.type == "cpu" and ctx.float_dtype is None
+            and ctx.dtype(node.inputs[0]) is DType.FLOAT_32 and native.library() is not None
+            and not native_conv(node, ctx))
 
 
 def _in_fp32(fn: Callable[..., Any], low: torch.dtype) -> Callable[..., Any]:

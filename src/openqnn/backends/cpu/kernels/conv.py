@@ -23,7 +23,8 @@ from openqnn.backends.cpu.kernels.registry import BuildContext, LayerOperands, S
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Node
 
-__all__ = ["NO_EPILOGUE", "Epilogue", "build_conv2d", "conv2d", "fusable", "mkldnn_ok", "native_ok", "transpose_conv2d"]
+__all__ = ["NO_EPILOGUE", "Epilogue", "build_conv2d", "conv2d", "fusable", "mkldnn_ok", "native_conv", "native_ok",
+           "transpose_conv2d"]
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,26 @@ def mkldnn_ok(ctx: BuildContext) -> bool:
 
 def native_ok(ctx: BuildContext, x_name: str) -> bool:
     """Whether the native float32 kernels (:mod:`openqnn.backends.cpu.native`) can run this float32 input."""
-    return (ctx.device.type == "cpu" and ctx.float_dtype is None and ctx.dtype(x_name) is DType.FLOAT_32
-            and native.library() is not None)
+    return (ctx.native and ctx.device.type == "cpu" and ctx.float_dtype is None
+            and ctx.dtype(x_name) is DType.FLOAT_32 and native.library() is not None)
+
+
+def native_conv(node: Node, ctx: BuildContext) -> str:
+    """Which native kernel a float32 convolution with static weights takes ("" for none: oneDNN's):
+    ``depthwise`` (one weight per channel), ``gemm`` (an unpadded 1x1 stride-1 convolution) or ``conv`` (an
+    image's first 3x3 convolution, up to 4 channels: faster than oneDNN's channels-last kernel there; ResNets'
+    other 3x3 convolutions are as fast on oneDNN, measured)."""
+    c = ctx.shape(node.inputs[0])[3]
+    kh, kw, _, cout = ctx.shape(node.inputs[1])
+    groups = c if node.op_type == "DepthWiseConv2d" else node.attrs["group"]
+    unpadded = not any(p for pad in node.attrs["pad_amount"] for p in pad)
+    if groups == c == cout and groups > 1:
+        return "depthwise"
+    if groups == 1 and kh == kw == 1 and tuple(node.attrs["stride"]) == (1, 1) and unpadded:
+        return "gemm"
+    if groups == 1 and c <= 4 and kh * kw <= 9:
+        return "conv"
+    return ""
 
 
 def _unary(clamp: tuple[float, float] | None) -> tuple[str, list[float]] | None:
@@ -146,27 +165,23 @@ def build_conv2d(node: Node, ctx: BuildContext, epilogue: Epilogue = NO_EPILOGUE
 
 def _native_conv(node: Node, ctx: BuildContext, w: torch.Tensor, b: torch.Tensor | None, groups: int,
                  epilogue: Epilogue):
-    """The native float32 kernel of a depthwise convolution (one weight per channel), an unpadded 1x1 stride-1
-    convolution or a convolution of an image's few channels, epilogue fused; None for other convolutions
-    (oneDNN's then: as fast on ResNets' 3x3 convolutions, measured)."""
+    """The native float32 kernel of a convolution :func:`native_conv` names, epilogue fused; None for the others."""
     n, h, wd, c = ctx.shape(node.inputs[0])
     out_shape = ctx.graph.tensors[node.outputs[0]].shape
     cout, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     (pt, _), (pl, _) = node.attrs["pad_amount"]
     (sh, sw), (dh, dw) = node.attrs["stride"], node.attrs["dilation"]
-    if groups == c == cout and groups > 1:
-        dwk = native.Depthwise(w[:, 0].permute(1, 2, 0), b, (n, h, wd, c, kh, kw, sh, sw, dh, dw, pt, pl,
-                                                             out_shape[1], out_shape[2]), epilogue.clamp)
-        return dwk.run  # (x) or, with an add, (x, other)
-    if groups == 1 and kh == kw == sh == sw == 1 and not any(p for pad in node.attrs["pad_amount"] for p in pad):
+    geo = (n, h, wd, c, kh, kw, sh, sw, dh, dw, pt, pl, out_shape[1], out_shape[2])
+    kind = native_conv(node, ctx)
+    if kind == "depthwise":
+        return native.Depthwise(w[:, 0].permute(1, 2, 0), b, geo, epilogue.clamp).run  # (x) or (x, other)
+    if kind == "gemm":
         gemm = native.Gemm(w.reshape(cout, c), b, epilogue.clamp)
         if epilogue.add:
             return lambda x, other: gemm.run(x, out_shape, other)
         return lambda x: gemm.run(x, out_shape)
-    if groups == 1 and c <= 4 and kh * kw <= 9:  # an image's first 3x3 convolution: faster than oneDNN's on 3 channels
-        conv = native.Conv(w.permute(0, 2, 3, 1), b, (n, h, wd, c, kh, kw, sh, sw, dh, dw, pt, pl, out_shape[1],
-                                                      out_shape[2]), epilogue.clamp)
-        return conv.run
+    if kind == "conv":
+        return native.Conv(w.permute(0, 2, 3, 1), b, geo, epilogue.clamp).run
     return None
 
 

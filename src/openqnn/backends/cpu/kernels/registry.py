@@ -85,6 +85,7 @@ class BuildContext:
         self.graph = graph
         self.device = torch.device(device)
         self.float_dtype = float_dtype  # when set (fp16 on gpu), float tensors run in this type
+        self.native = True  # whether steps may take the native float32 kernels (the plan's choice)
 
     def is_static(self, name: str) -> bool:
         return bool(name) and self.graph.tensors[name].kind is TensorKind.STATIC
