@@ -117,7 +117,8 @@ class Plan:
         # threads on the development VM's 2 cores: ResNet-50 1.6x slower, BERT-style encoder 3x). A plan whose
         # convolutions need oneDNN keeps oneDNN throughout; the others run native, and PyTorch's few ops in
         # them on one thread (run_torch).
-        mixed = torch.get_num_threads() > 1 and any(_needs_onednn(n, c) for _, _, nodes, c in read for n in nodes)
+        self._threads = torch.get_num_threads()  # the backend's num_threads, set before binding
+        mixed = self._threads > 1 and any(_needs_onednn(n, c) for _, _, nodes, c in read for n in nodes)
         steps, ctxs = [], []
         for p, wide, nodes, ctx in read:
             ctx.native = not mixed
@@ -185,9 +186,11 @@ class Plan:
                   ) -> list[torch.Tensor]:
         if not self._native:
             return self._exec.run(inputs, profile)
-        # the native kernels' pool takes PyTorch's thread count (the backend's num_threads), and PyTorch's own
-        # ops in such a plan run on one thread meanwhile: its OpenMP workers would spin on the pool's cores
-        threads = torch.get_num_threads()
+        # the native kernels' pool takes the thread count the plan was bound with (the backend's num_threads), and
+        # PyTorch's own ops in such a plan run on one thread meanwhile: its OpenMP workers would spin on the pool's
+        # cores. The count put back is that one too, so runs of several sessions on several threads at once leave
+        # it as their backends set it.
+        threads = self._threads
         native_threads(threads)
         if threads == 1:
             return self._exec.run(inputs, profile)
