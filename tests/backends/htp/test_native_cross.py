@@ -6,19 +6,13 @@ gcc-aarch64-linux-gnu, qemu-user)."""
 
 from __future__ import annotations
 
-import platform
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from tests.backends.native_build import X86, build_and_run, cpu_flags, sources
 
-from openqnn.backends import native
-
-HERE = Path(__file__).resolve().parent
-SOURCES = [HERE / "native" / "int8_check.c",
-           *(Path(native.__file__).with_name(n) for n in ("int8.c", "requant.c", "pool.c"))]
-X86 = platform.machine().lower() in ("x86_64", "amd64")
+SOURCES = sources(Path(__file__).resolve().parent / "native" / "int8_check.c", "int8.c", "requant.c", "pool.c")
 
 
 @pytest.fixture(autouse=True)
@@ -27,21 +21,8 @@ def requant_impl() -> str:
     return "native"
 
 
-def _flags() -> set[str]:
-    try:
-        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
-    except (OSError, StopIteration):
-        return set()
-    return set(line.partition(":")[2].split())
-
-
-def _build_and_run(cc: str, flags: list[str], out: Path, runner: list[str]) -> str:
-    built = subprocess.run([cc, "-O2", *flags, "-pthread", "-o", str(out), *map(str, SOURCES), "-lm"],
-                           capture_output=True, text=True, timeout=300)
-    assert built.returncode == 0, built.stderr[-3000:]
-    ran = subprocess.run([*runner, str(out)], capture_output=True, text=True, timeout=600)
-    assert ran.returncode == 0, (ran.stdout + ran.stderr)[-3000:]
-    return ran.stdout.strip()
+def _run(cc: str, flags: list[str], out: Path, runner: list[str]) -> str:
+    return build_and_run(cc, flags, SOURCES, out, runner)
 
 
 # (flags, the build's openqnn_int8_isa(), the CPU flags it needs)
@@ -54,14 +35,14 @@ _X86_BUILDS = {"avx512-vnni": (["-march=native"], 2, {"avx512f", "avx512bw", "av
 def test_int8_kernels_of_an_x86_build(build: str, tmp_path: Path) -> None:
     flags, isa, needs = _X86_BUILDS[build]
     cc = shutil.which("gcc") or shutil.which("cc")
-    if not X86 or cc is None or not needs <= _flags():
+    if not X86 or cc is None or not needs <= cpu_flags():
         pytest.skip(f"the {build} build does not run here (x86-64 with {', '.join(sorted(needs))} and a C compiler)")
-    assert _build_and_run(cc, flags, tmp_path / "check", []) == f"ok 38 isa {isa}"
+    assert _run(cc, flags, tmp_path / "check", []) == f"ok 38 isa {isa}"
 
 
 def test_int8_kernels_of_the_aarch64_dotprod_build_under_qemu(tmp_path: Path) -> None:
     cc, qemu = shutil.which("aarch64-linux-gnu-gcc"), shutil.which("qemu-aarch64")
     if cc is None or qemu is None:
         pytest.skip("no aarch64 cross compiler and qemu-aarch64 here (Debian: gcc-aarch64-linux-gnu, qemu-user)")
-    out = _build_and_run(cc, ["-march=armv8.2-a+dotprod", "-static"], tmp_path / "check", [qemu, "-cpu", "max"])
+    out = _run(cc, ["-march=armv8.2-a+dotprod", "-static"], tmp_path / "check", [qemu, "-cpu", "max"])
     assert out == "ok 38 isa 4"

@@ -68,6 +68,12 @@ def float_isa() -> str | None:
     return None if lib is None else _ISAS.get(int(lib.openqnn_float_isa()), "portable")
 
 
+def _io(x: torch.Tensor, add: torch.Tensor | None, out_shape: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, int | None]:
+    """A kernel's contiguous input, its fresh output and the address of its residual operand (None for none)."""
+    return (x.contiguous(), torch.empty(tuple(out_shape), dtype=torch.float32),
+            None if add is None else add.contiguous().data_ptr())
+
+
 def _bounds(clamp: tuple[float, float] | None) -> tuple[float, float, int]:
     if clamp is None:
         return 0.0, 0.0, 0
@@ -108,21 +114,17 @@ class Gemm:
 
     def run(self, x: torch.Tensor, out_shape: Sequence[int], add: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` [..., k] float32 on the CPU -> [..., n] as ``out_shape``; ``add`` of that shape or None."""
-        x = x.contiguous()
+        x, out, other = _io(x, add, out_shape)
         m = x.numel() // self.k if self.k else 0
-        out = torch.empty(tuple(out_shape), dtype=torch.float32)
-        if add is not None:
-            add = add.contiguous()
         if m:
             self.fn(x.data_ptr(), m, self.k, self.k, self.packed.data_ptr(), self.n, self.bias.data_ptr(),
-                    out.data_ptr(), self.n, None if add is None else add.data_ptr(), self.n, self.lo, self.hi,
-                    self.clamp, self.act)
+                    out.data_ptr(), self.n, other, self.n, self.lo, self.hi, self.clamp, self.act)
         return out
 
 
 class Conv:
-    """A convolution of one group, channels last, as the im2col rows of blocks of output pixels (built in a
-    per-thread buffer) times weights packed once: ``w`` [cout, kh, kw, cin] float32, ``b`` [cout] or None,
+    """A convolution of one group, channels last, as an implicit GEMM (output pixels the rows, the taps the sum's
+    axis, read where they lie in the zero-padded input) on weights packed once: ``w`` [cout, kh, kw, cin] float32, ``b`` [cout] or None,
     ``geo`` = (n, h, w, cin, kh, kw, sh, sw, dh, dw, pad top, pad left, oh, ow); taps outside add nothing."""
 
     def __init__(self, w: torch.Tensor, b: torch.Tensor | None, geo: Sequence[int],
@@ -140,14 +142,10 @@ class Conv:
 
     def run(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` [n, h, w, cin] float32 on the CPU -> [n, oh, ow, cout]; ``add`` of the output's shape or None."""
-        x = x.contiguous()
-        out = torch.empty(self.out_shape, dtype=torch.float32)
-        if add is not None:
-            add = add.contiguous()
+        x, out, other = _io(x, add, self.out_shape)
         if out.numel() and self.fn(x.data_ptr(), self.geo_ref, self.packed.data_ptr(), self.n, self.bias.data_ptr(),
-                                   out.data_ptr(), None if add is None else add.data_ptr(), self.lo, self.hi,
-                                   self.clamp) != 0:
-            raise MemoryError("cpu convolution: out of memory for its im2col buffer")
+                                   out.data_ptr(), other, self.lo, self.hi, self.clamp) != 0:
+            raise MemoryError("cpu convolution: out of memory for its padded input")
         return out
 
 
@@ -165,19 +163,15 @@ class PointwiseDepthwise:
         self.expand = Gemm(pw, pw_b, pw_clamp)  # its packing and padded bias
         self.dw = Depthwise(dw, dw_b, geo, clamp)
         assert self.dw.geo.dh == self.dw.geo.dw == 1 and self.expand.n == self.dw.geo.c
-        self.in_shape = (self.dw.geo.n, self.dw.geo.h, self.dw.geo.w, self.expand.k)
         self.fn = lib.pwdw_f32
 
     def run(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` [n, h, w, cin] float32 on the CPU -> [n, oh, ow, ce]; ``add`` of the output's shape or None."""
-        x = x.contiguous()
         e, d = self.expand, self.dw
-        out = torch.empty(d.out_shape, dtype=torch.float32)
-        if add is not None:
-            add = add.contiguous()
+        x, out, other = _io(x, add, d.out_shape)
         if out.numel() and self.fn(x.data_ptr(), e.k, e.packed.data_ptr(), e.bias.data_ptr(), e.lo, e.hi, e.clamp,
-                                   d.geo_ref, d.w.data_ptr(), d.bias.data_ptr(), out.data_ptr(),
-                                   None if add is None else add.data_ptr(), d.lo, d.hi, d.clamp) != 0:
+                                   d.geo_ref, d.w.data_ptr(), d.bias.data_ptr(), out.data_ptr(), other, d.lo, d.hi,
+                                   d.clamp) != 0:
             raise MemoryError("cpu pointwise + depthwise convolution: out of memory for its rows")
         return out
 
@@ -194,7 +188,6 @@ class Depthwise:
         assert (self.geo.kh, self.geo.kw, self.geo.c) == tuple(w.shape)
         self.w = w.detach().to(torch.float32).contiguous()
         self.bias = torch.zeros(self.geo.c, dtype=torch.float32) if b is None else b.detach().to(torch.float32).contiguous()
-        self.in_shape = torch.Size(geo[:4])
         self.out_shape = (self.geo.n, self.geo.oh, self.geo.ow, self.geo.c)
         self.lo, self.hi, self.clamp = _bounds(clamp)
         self.fn = lib.dw_f32
@@ -202,13 +195,10 @@ class Depthwise:
 
     def run(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` [n, h, w, c] float32 on the CPU -> [n, oh, ow, c]; ``add`` of the output's shape or None."""
-        x = x.contiguous()
-        out = torch.empty(self.out_shape, dtype=torch.float32)
-        if add is not None:
-            add = add.contiguous()
+        x, out, other = _io(x, add, self.out_shape)
         if out.numel():
-            self.fn(x.data_ptr(), self.geo_ref, self.w.data_ptr(), self.bias.data_ptr(), out.data_ptr(),
-                    None if add is None else add.data_ptr(), self.lo, self.hi, self.clamp)
+            self.fn(x.data_ptr(), self.geo_ref, self.w.data_ptr(), self.bias.data_ptr(), out.data_ptr(), other,
+                    self.lo, self.hi, self.clamp)
         return out
 
 

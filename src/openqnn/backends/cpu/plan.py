@@ -22,17 +22,15 @@ import numpy as np
 import torch
 
 from openqnn.backends.base import Fallback
-from openqnn.backends.cpu import native
 from openqnn.backends.cpu.fusion import Fusion, SharedGemm, fuse_epilogues, share_gemms
 from openqnn.backends.cpu.kernels import BuildContext, Step, Unsupported
-from openqnn.backends.cpu.kernels.conv import native_conv
+from openqnn.backends.cpu.kernels.conv import native_conv, native_ok
 from openqnn.backends.cpu.quantsim import FakeQuant
 from openqnn.backends.cpu.steps import bind_step, build_step, plan_steps, read_step, step_nodes
 from openqnn.backends.executor import BoundStep, Executor
 from openqnn.backends.native import sync_threads as native_threads
 from openqnn.backends.plan import StepPlan
 from openqnn.errors import InputDataError, InvalidModelError, UnsupportedOpError
-from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import TensorKind
 
@@ -218,9 +216,8 @@ class Plan:
 
 
 def _needs_onednn(node: Node, ctx: BuildContext) -> bool:
-    """Whether ``node`` is a float32 CPU convolution that the native kernels do not take (oneDNN's then)."""
-    return (node.op_type in ("Conv2d", "DepthWiseConv2d") and ctx.device.type == "cpu" and ctx.float_dtype is None
-            and ctx.dtype(node.inputs[0]) is DType.FLOAT_32 and native.library() is not None
+    """Whether ``node`` is a convolution the native kernels could run but for its shape (oneDNN's then)."""
+    return (node.op_type in ("Conv2d", "DepthWiseConv2d") and native_ok(ctx, node.inputs[0])
             and not native_conv(node, ctx))
 
 

@@ -80,7 +80,7 @@ Batchnorm (y = x * weight + bias per channel, static weight and bias)
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -509,16 +509,26 @@ def _norm_step(node: Node, ctx: HtpBuildContext, axes: tuple[int, ...], work_sha
     return _plan_step(node, ctx, "htp.norm", attrs, {"eps": e_table, "gamma": gi, "beta": bi})
 
 
+def _norm_layout(p: Mapping[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...], Codes, list[int]]:
+    """A normalization plan's working and output shapes, its output codes and the axes it normalizes over."""
+    return (tuple(int(d) for d in p["work_shape"]), tuple(int(d) for d in p["out_shape"]), Codes.from_attrs(p["out"]),
+            [int(a) for a in p["axes"]])
+
+
+def _gamma_beta(plan: StepPlan, device: torch.device) -> tuple[np.ndarray, np.ndarray, Any, Any]:
+    """A QNN LayerNorm plan's integer gamma and beta, as int64 arrays and on ``device``."""
+    gq, bc = (np.asarray(plan.arrays[k], dtype=np.int64) for k in ("gq", "beta"))
+    return gq, bc, _on(device, gq), _on(device, bc)
+
+
 @htp_binder("htp.norm")
 def _bind_norm(plan: StepPlan, device: torch.device) -> Fns:
     p = plan.attrs
-    work_shape, out_shape = tuple(int(d) for d in p["work_shape"]), tuple(int(d) for d in p["out_shape"])
+    work_shape, out_shape, qo, ax = _norm_layout(p)
     n, frac, oo, oi, rms = int(p["n"]), int(p["frac"]), int(p["oo"]), int(p["oi"]), bool(p["rms"])
-    qo = Codes.from_attrs(p["out"])
     e_table = np.asarray(plan.arrays["eps"], dtype=np.int64)
     gi, bi = np.asarray(plan.arrays["gamma"], dtype=np.int64), np.asarray(plan.arrays["beta"], dtype=np.int64)
     e_table_t, gi_t, bi_t = _on(device, e_table), _on(device, gi), _on(device, bi)
-    ax = [int(a) for a in p["axes"]]
 
     def reference(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.int64).reshape(work_shape) + oi
@@ -586,13 +596,10 @@ def _row_multipliers_t(c: float, var: torch.Tensor) -> torch.Tensor:
 @htp_binder("htp.layernorm_qnn")
 def _bind_layernorm_qnn(plan: StepPlan, device: torch.device) -> Fns:
     p = plan.attrs
-    work_shape, out_shape = tuple(int(d) for d in p["work_shape"]), tuple(int(d) for d in p["out_shape"])
+    work_shape, out_shape, qo, ax = _norm_layout(p)
+    gq, bc, gq_t, bc_t = _gamma_beta(plan, device)
     n, oo, rn, shift = int(p["n"]), int(p["oo"]), int(p["recip_n"]), int(p["mean_shift"])
     eps_codes, c = float(p["eps_codes"]), float(p["c"])
-    qo = Codes.from_attrs(p["out"])
-    gq, bc = (np.asarray(plan.arrays[k], dtype=np.int64) for k in ("gq", "beta"))
-    gq_t, bc_t = _on(device, gq), _on(device, bc)
-    ax = [int(a) for a in p["axes"]]
     nn = float(n * n)
 
     def reference(x: np.ndarray) -> np.ndarray:
@@ -656,12 +663,9 @@ def _row_multipliers16_t(c: float, var: torch.Tensor) -> tuple[torch.Tensor, tor
 @htp_binder("htp.layernorm_qnn16")
 def _bind_layernorm_qnn16(plan: StepPlan, device: torch.device) -> Fns:
     p = plan.attrs
-    work_shape, out_shape = tuple(int(d) for d in p["work_shape"]), tuple(int(d) for d in p["out_shape"])
+    work_shape, out_shape, qo, ax = _norm_layout(p)
+    gq, bc, gq_t, bc_t = _gamma_beta(plan, device)
     n, oo, eps_codes, c = int(p["n"]), int(p["oo"]), float(p["eps_codes"]), float(p["c"])
-    qo = Codes.from_attrs(p["out"])
-    gq, bc = (np.asarray(plan.arrays[k], dtype=np.int64) for k in ("gq", "beta"))
-    gq_t, bc_t = _on(device, gq), _on(device, bc)
-    ax = [int(a) for a in p["axes"]]
     nn = float(n * n)
 
     def reference(x: np.ndarray) -> np.ndarray:
