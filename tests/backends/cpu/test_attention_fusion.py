@@ -114,3 +114,109 @@ def test_the_attention_step_reads_back_from_its_plan() -> None:
     fresh = Plan(graph).run(feeds)["y"]
     read = Plan.from_plans(graph, plans).run(feeds)["y"]
     np.testing.assert_array_equal(fresh, read)
+
+
+def _split_heads(q_perm: tuple[int, ...] = (0, 2, 1, 3), k_perm: tuple[int, ...] = (0, 2, 3, 1), heads: int = 3,
+                 s: int = 11, d: int = 6, merge: bool = True, b: int = 2) -> onnx.ModelProto:
+    """Projections' rows x_q, x_k, x_v [b, s, heads d] split into heads by Reshape + Transpose (K transposed
+    straight to [b, h, d, s] by default), attention with a padding mask, the heads merged back (``merge``)."""
+    f = TensorProto.FLOAT
+    ins = [helper.make_tensor_value_info(n, f, [b, s, heads * d]) for n in ("xq", "xk", "xv")]
+    ins.append(helper.make_tensor_value_info("mask", f, [b, 1, 1, s]))
+    shape = numpy_helper.from_array(np.array([b, s, heads, d], np.int64), "split")
+    merged = numpy_helper.from_array(np.array([b, s, heads * d], np.int64), "merged")
+    c = numpy_helper.from_array(np.array(np.sqrt(d), np.float32), "c")
+    nodes = []
+    for n, perm in (("xq", q_perm), ("xk", k_perm), ("xv", (0, 2, 1, 3))):
+        nodes.append(helper.make_node("Reshape", [n, "split"], [n + "4"]))
+        nodes.append(helper.make_node("Transpose", [n + "4"], [n + "h"], perm=list(perm)))
+    k_ready = "xkh" if k_perm == (0, 2, 3, 1) else "kt"
+    if k_ready == "kt":
+        nodes.append(helper.make_node("Transpose", ["xkh"], ["kt"], perm=[0, 1, 3, 2]))
+    nodes += [helper.make_node("MatMul", ["xqh", k_ready], ["scores"]),
+              helper.make_node("Div", ["scores", "c"], ["scaled"]),
+              helper.make_node("Add", ["scaled", "mask"], ["masked"]),
+              helper.make_node("Softmax", ["masked"], ["p"], axis=-1),
+              helper.make_node("MatMul", ["p", "xvh"], ["ctx" if merge else "y"])]
+    if merge:
+        nodes += [helper.make_node("Transpose", ["ctx"], ["ctx_t"], perm=[0, 2, 1, 3]),
+                  helper.make_node("Reshape", ["ctx_t", "merged"], ["y"])]
+    g = helper.make_graph(nodes, "heads", ins, [helper.make_tensor_value_info("y", f, None)], [shape, merged, c])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("merge", [True, False])
+@pytest.mark.parametrize("k_perm", [(0, 2, 3, 1), (0, 2, 1, 3)])
+def test_the_head_split_and_merge_run_inside_the_attention_step(merge: bool, k_perm: tuple[int, ...]) -> None:
+    """The Reshape / Transpose nodes that split the projections into heads and merge them back join the step:
+    one step for the whole chain, reading the projections' rows where they lie."""
+    model = _split_heads(k_perm=k_perm, merge=merge)
+    plan = _check(model)
+    assert plan.op_types == ["Attention"]
+    doc = next(p for p in plan_steps(openqnn.convert(model)) if p.kernel == "cpu.attention").attrs
+    # (the converter folds K's last transpose into the MatMul's transpose_in1)
+    assert doc["heads"] == {"pre": [2, 2, 2], "post": 2 if merge else 0}
+
+
+def test_native_attention_matches_pytorchs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The native kernel (where built) and PyTorch's scaled_dot_product_attention agree, for the head split and
+    for operands given as they are."""
+    from openqnn.backends.cpu import native
+
+    if native.library() is None:
+        pytest.skip("the native float32 kernels are not built here")
+    for model in (_split_heads(), _attention("Mul", "full", heads=3, s=21, d=40)):
+        graph = openqnn.convert(model)
+        feeds = _feeds(model, 2)
+        with_native = Plan(graph)
+        assert [p for p in with_native.paths if p[0] == "Attention"] == [("Attention", "native")]
+        ours = with_native.run(feeds)
+        monkeypatch.setenv("OPENQNN_CPU_NATIVE", "0")
+        monkeypatch.setattr(native, "library", lambda: None)
+        sdpa = Plan(graph)
+        assert [p for p in sdpa.paths if p[0] == "Attention"] == [("Attention", "sdpa")]
+        np.testing.assert_allclose(ours["y"], sdpa.run(feeds)["y"], rtol=1e-5, atol=1e-6)
+        monkeypatch.undo()
+
+
+def test_a_fully_masked_row_gives_nan_as_softmax_does() -> None:
+    model = _attention(None, "full", heads=1, s=4, d=3)
+    graph = openqnn.convert(model)
+    feeds = _feeds(model)
+    feeds["mask"][0, 0, 1, :] = -np.inf
+    y = Plan(graph).run(feeds)["y"]
+    assert np.isnan(y[0, 0, 1]).all() and np.isfinite(np.delete(y[0, 0], 1, axis=0)).all()
+
+
+def test_a_head_split_that_needs_a_copy_stays_apart() -> None:
+    """Q's heads made by a Reshape that merges the batch and head axes of a transposed tensor (no view): that split
+    stays its own steps; K's transpose joins the attention step."""
+    f = TensorProto.FLOAT
+    b, s, h, d = 2, 5, 3, 4
+    ins = [helper.make_tensor_value_info("xq", f, [b, s, h, d]),
+           *(helper.make_tensor_value_info(n, f, [b * h, s, d]) for n in ("k", "v"))]
+    shape = numpy_helper.from_array(np.array([b * h, s, d], np.int64), "bh")
+    nodes = [helper.make_node("Transpose", ["xq"], ["qt"], perm=[0, 2, 1, 3]),
+             helper.make_node("Reshape", ["qt", "bh"], ["q"]),
+             helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["q", "kt"], ["scores"]),
+             helper.make_node("Softmax", ["scores"], ["p"], axis=-1),
+             helper.make_node("MatMul", ["p", "v"], ["y"])]
+    g = helper.make_graph(nodes, "copy", ins, [helper.make_tensor_value_info("y", f, None)], [shape])
+    plan = _check(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    assert plan.op_types == ["Transpose", "Reshape", "Attention"]
+    assert next(p for p in plan_steps(openqnn.convert(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])))
+                if p.kernel == "cpu.attention").attrs["heads"] == {"pre": [0, 1, 0], "post": 0}
+
+
+def test_a_broken_head_split_in_a_plan_is_refused() -> None:
+    from openqnn.errors import ContextError
+
+    model = _split_heads()
+    graph = openqnn.convert(model)
+    plans = plan_steps(graph)
+    step = next(p for p in plans if p.kernel == "cpu.attention")
+    for bad in ({"pre": [2, 2], "post": 2}, {"pre": [9, 2, 2], "post": 2}, {"pre": [1, 3, 2], "post": 2}, "x"):
+        step.attrs["heads"] = bad
+        with pytest.raises(ContextError, match=r"cpu\.attention step holds|do not read one another's outputs"):
+            Plan.from_plans(graph, plans)

@@ -288,3 +288,37 @@ def test_several_threads_keep_one_thread_pool(tmp_path) -> None:
                 np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("rows,n,affine", [(1, 1, True), (64, 128, True), (37, 768, False), (5, 23, True)])
+def test_layer_norm_matches_float64_and_every_thread_count(rows: int, n: int, affine: bool, small_tasks: None) -> None:
+    g = torch.Generator().manual_seed(rows + n)
+    x = torch.randn(rows, n, generator=g) * 4 + 2
+    gm, bt = (torch.randn(n, generator=g), torch.randn(n, generator=g)) if affine else (None, None)
+    want = torch.nn.functional.layer_norm(x.double(), (n,), None if gm is None else gm.double(),
+                                          None if bt is None else bt.double(), 1e-5)
+    ln = native.LayerNorm(n, gm, bt, 1e-5)
+    outs = []
+    for threads in (1, 2, 3):
+        shared.sync_threads(threads)
+        outs.append(ln.run(x))
+    _close(outs[0], want)
+    assert all(torch.equal(outs[0], o) for o in outs[1:])
+
+
+@pytest.mark.parametrize("b,h,sq,sk,d,dv", [(1, 4, 64, 64, 32, 32), (2, 3, 7, 37, 5, 19), (1, 1, 1, 1, 1, 1),
+                                            (1, 12, 33, 129, 64, 64)])
+def test_attention_matches_float64_and_every_thread_count(b: int, h: int, sq: int, sk: int, d: int, dv: int,
+                                                          small_tasks: None) -> None:
+    g = torch.Generator().manual_seed(b * h + sq + sk)
+    q, k, v = torch.randn(b, h, sq, d, generator=g), torch.randn(b, h, sk, d, generator=g), torch.randn(b, h, sk, dv, generator=g)
+    mask = torch.where(torch.rand(b, 1, 1, sk, generator=g) < 0.2, -10000.0, 0.0)
+    want = torch.softmax(q.double() @ k.double().transpose(-1, -2) * 0.125 + mask.double(), -1) @ v.double()
+    att = native.Attention((b, h, sq, sk, d, dv), 0.125, q.stride(), k.stride(), v.stride(),  # type: ignore[arg-type]
+                           (h * sq * dv, sq * dv, dv, 1), (b, h, sq, dv))
+    outs = []
+    for threads in (1, 2, 3):
+        shared.sync_threads(threads)
+        outs.append(att.run(q, k, v, mask))
+    _close(outs[0], want)
+    assert all(torch.equal(outs[0], o) for o in outs[1:])

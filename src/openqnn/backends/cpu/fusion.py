@@ -16,8 +16,9 @@ prepare time only: the groups are recorded in the cpu step plans (:mod:`openqnn.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,10 +33,13 @@ from openqnn.backends.cpu.kernels.linear import (
     build_fully_connected_siblings,
     can_share_gemm,
 )
+from openqnn.errors import ContextError
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph, Node
 
-__all__ = ["EPILOGUE_BUILDERS", "Attention", "Fusion", "PointwiseDepthwise", "SharedGemm", "fuse_attention",
+_REMEDY = "prepare the context again with qnn-context-binary-generator (this openqnn writes cpu steps it can read)"
+
+__all__ = ["EPILOGUE_BUILDERS", "Attention", "Fusion", "PointwiseDepthwise", "SharedGemm", "attention_views", "fuse_attention",
            "fuse_epilogues", "fuse_pointwise_depthwise", "share_gemms"]
 
 # op types whose kernels take an Epilogue, and their builders
@@ -172,9 +176,14 @@ def share_gemms(graph: Graph, ctx: BuildContext, exclude: Collection[str] = ()) 
 class Attention:
     """``softmax(Q K^T s + mask) V`` as one step: the scores MatMul, an optional ElementWiseDivide /
     ElementWiseMultiply by a static scalar, an optional ElementWiseAdd of a mask, the Softmax and the
-    context MatMul (``nodes``, in that order), run where the context MatMul ran."""
+    context MatMul, run where the group's last node ran. ``pre`` counts the Reshape / Transpose nodes before
+    them that split Q, K and V into heads (``nodes`` starts with Q's, then K's, then V's), ``post`` those after
+    the context MatMul that merge the heads back (``nodes`` ends with them): the step reads the projections'
+    rows and writes the merged output where they lie, as strided views."""
 
     nodes: list[Node]
+    pre: tuple[int, int, int] = (0, 0, 0)
+    post: int = 0
 
     @property
     def at(self) -> str:
@@ -184,32 +193,148 @@ class Attention:
     def op_type(self) -> str:
         return "Attention"
 
+    @property
+    def core(self) -> list[Node]:
+        """The scores MatMul through the context MatMul."""
+        return self.nodes[sum(self.pre):len(self.nodes) - self.post]
+
     def build(self, ctx: BuildContext) -> Step:
-        scores, *mid, _, context = self.nodes
+        scores, *mid, _, context = self.core
         scale_node = next((n for n in mid if n.op_type != "ElementWiseAdd"), None)
         add = next((n for n in mid if n.op_type == "ElementWiseAdd"), None)
         scale = 1.0  # (not SDPA's default, 1 / sqrt(E))
         if scale_node is not None:
             c = float(ctx.static_np(scale_node.inputs[1]).reshape(-1)[0])
             scale = 1.0 / c if scale_node.op_type == "ElementWiseDivide" else c
-        runtime = [scores.inputs[0], scores.inputs[1], context.inputs[1]]
+        a, b, c3 = self.pre
+        chains = [self.nodes[:a], self.nodes[a:a + b], self.nodes[a + b:a + b + c3]]
+        post = self.nodes[len(self.nodes) - self.post:]
+        links = [(chain, x) for chain, x in zip(chains, (scores.inputs[0], scores.inputs[1], context.inputs[1]))]
+        if not all(_linked([*chain], x) for chain, x in links) or not _linked([context, *post], None):
+            raise ContextError(f"attention at node '{context.name}': its head split and merge nodes do not read one "
+                               f"another's outputs in turn; {_REMEDY}")
+        heads = [chain[0].inputs[0] if chain else x
+                 for chain, x in zip(chains, (scores.inputs[0], scores.inputs[1], context.inputs[1]))]
+        runtime = list(heads)
         if add is not None:  # the mask: the add's input the chain does not make
             runtime.append(_other(add, (scale_node or scores).outputs[0]))
         ta, tb = scores.attrs["transpose_in0"], scores.attrs["transpose_in1"]
         tv = context.attrs["transpose_in1"]
+        views = attention_views(ctx, chains, post, (ta, not tb, tv), heads, context.outputs[0])
+        out_name = (post[-1] if post else context).outputs[0]
+        if views is None:  # (the fusion only absorbs what these views express: a plan from elsewhere)
+            raise ContextError(f"attention at node '{context.name}': its head split is not a strided view; {_REMEDY}")
+        (qv, kv, vv), (o_size, o_stride) = views
+        out_shape = ctx.shape(out_name)
+        dims = _native_dims(qv[0], kv[0], vv[0])
+        if dims is not None and o_stride[-1] == 1 and native_ok(ctx, heads[0]) and all(
+                ctx.dtype(x) is DType.FLOAT_32 for x in runtime):
+            att = native.Attention(dims, scale, _four(qv[1]), _four(kv[1]), _four(vv[1]), _four(o_stride), out_shape)
 
-        def run(q: torch.Tensor, kt: torch.Tensor, v: torch.Tensor, *mask: torch.Tensor) -> torch.Tensor:
-            q = q.transpose(-1, -2) if ta else q
-            k = kt if tb else kt.transpose(-1, -2)
-            v = v.transpose(-1, -2) if tv else v
+            def run_native(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *mask: torch.Tensor) -> torch.Tensor:
+                return att.run(q.contiguous(), k.contiguous(), v.contiguous(), mask[0] if mask else None)
+
+            step = Step(run_native, runtime, path="native")
+            step.outputs = [out_name]
+            return step
+        direct = not any(self.pre) and not self.post
+
+        def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *mask: torch.Tensor) -> torch.Tensor:
+            if direct:  # the operands as given (views of any layout)
+                q = q.transpose(-1, -2) if ta else q
+                k = k if tb else k.transpose(-1, -2)
+                v = v.transpose(-1, -2) if tv else v
+            else:
+                q, k, v = (x.contiguous().as_strided(*view) for x, view in zip((q, k, v), (qv, kv, vv)))
             m = mask[0] if mask else None
             if m is not None and m.dim() < 2:  # (a scalar or a row: SDPA takes masks of rank 2 and more)
                 m = m.reshape((1,) * (2 - m.dim()) + tuple(m.shape))
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=m, scale=scale)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=m, scale=scale)
+            if direct:
+                return o
+            y = torch.empty(out_shape, dtype=o.dtype, device=o.device)
+            y.as_strided(o_size, o_stride).copy_(o)
+            return y
 
         step = Step(run, runtime, path="sdpa")
-        step.outputs = list(context.outputs)
+        step.outputs = [out_name]
         return step
+
+
+def _linked(chain: Sequence[Node], last: str | None) -> bool:
+    """Whether each node of ``chain`` reads the one before's output, and the last one's is ``last`` (if given)."""
+    if any(n.inputs[0] != m.outputs[0] for m, n in itertools.pairwise(chain)):
+        return False
+    return last is None or not chain or chain[-1].outputs[0] == last
+
+
+View = tuple[tuple[int, ...], tuple[int, ...]]  # (size, stride) of a strided view of a contiguous tensor
+
+
+def _chain_view(shape: tuple[int, ...], chain: Sequence[Node], transpose: bool) -> View | None:
+    """The view a contiguous tensor of ``shape`` becomes through ``chain`` (Reshape / Transpose nodes), its last
+    two axes swapped if ``transpose``; None where a Reshape would need a copy."""
+    t = torch.empty(shape, device="meta")
+    try:
+        for n in chain:
+            t = t.view(tuple(n.attrs["shape"])) if n.op_type == "Reshape" else t.permute(tuple(n.attrs["perm"]))
+    except RuntimeError:
+        return None
+    if transpose:
+        t = t.transpose(-1, -2)
+    return tuple(t.shape), tuple(t.stride())
+
+
+def _merge_view(out_shape: tuple[int, ...], chain: Sequence[Node], shapes: Sequence[tuple[int, ...]]) -> View | None:
+    """Where the elements of ``chain``'s input lie in its contiguous output of ``out_shape``: the chain undone
+    from the output back (``shapes``: each node's input shape), as a view; None where that needs a copy."""
+    t = torch.empty(out_shape, device="meta")
+    try:
+        for n, shape in zip(reversed(chain), reversed(shapes)):
+            if n.op_type == "Reshape":
+                t = t.view(shape)
+            else:
+                perm = tuple(n.attrs["perm"])
+                t = t.permute(tuple(sorted(range(len(perm)), key=perm.__getitem__)))
+    except RuntimeError:
+        return None
+    return tuple(t.shape), tuple(t.stride())
+
+
+def attention_views(ctx: BuildContext, chains: Sequence[Sequence[Node]], post: Sequence[Node],
+                    transposes: tuple[bool, bool, bool], heads: Sequence[str], context_out: str
+                    ) -> tuple[tuple[View, View, View], View] | None:
+    """Q, K and V as strided views of the tensors ``heads`` (contiguous) through their ``chains`` and the MatMuls'
+    transposes (K as [..., keys, d]), and the context output's place in the contiguous output of ``post``."""
+    views = []
+    for head, chain, tr in zip(heads, chains, transposes):
+        view = _chain_view(ctx.shape(head), chain, tr)
+        if view is None:
+            return None
+        views.append(view)
+    if post:
+        out = _merge_view(ctx.shape(post[-1].outputs[0]), post, [ctx.shape(n.inputs[0]) for n in post])
+    else:
+        out = _chain_view(ctx.shape(context_out), (), False)
+    if out is None:
+        return None
+    return (views[0], views[1], views[2]), out
+
+
+def _four(strides: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """Strides of [*batch, rows, cols] with one or two batch axes as (b, h, rows, cols)."""
+    s = (0,) * (4 - len(strides)) + tuple(strides)
+    return s[0], s[1], s[2], s[3]
+
+
+def _native_dims(q: tuple[int, ...], k: tuple[int, ...], v: tuple[int, ...]) -> tuple[int, ...] | None:
+    """(B, H, Sq, Sk, D, Dv) of Q [*batch, Sq, D], K [*batch, Sk, D], V [*batch, Sk, Dv] with one or two batch axes,
+    all sizes positive; None otherwise (the native kernel does not take them)."""
+    if not 3 <= len(q) <= 4 or not (q[:-2] == k[:-2] == v[:-2]) or k[-2] != v[-2] or q[-1] != k[-1]:
+        return None
+    batch = (1,) * (4 - len(q)) + tuple(q[:-2])
+    dims = (*batch, q[-2], k[-2], q[-1], v[-1])
+    return dims if min(dims) > 0 else None
 
 
 def _other(node: Node, name: str) -> str:
@@ -270,8 +395,49 @@ def fuse_attention(graph: Graph, exclude: Collection[str] = ()) -> list[Attentio
         batch = {graph.tensors[t].shape[:-2] for t in names[:3]}
         if len(batch) != 1 or any(n.name in exclude for n in group):
             continue
-        found.append(Attention(group))
+        found.append(_with_head_split(graph, ctx, group, producers, only_reader, exclude))
     return found
+
+
+_MOVES = ("Reshape", "Transpose")
+
+
+def _with_head_split(graph: Graph, ctx: BuildContext, group: list[Node], producers: dict[str, Node],
+                     only_reader: Callable[[str], Node | None], exclude: Collection[str]) -> Attention:
+    """``group`` with the Reshape / Transpose nodes that split its Q, K and V into heads and merge its output
+    back, where only the attention reads what they make and they are strided views of the projections' rows
+    (else ``group`` alone)."""
+    scores, context = group[0], group[-1]
+    operands = (scores.inputs[0], scores.inputs[1], context.inputs[1])
+    chains: list[list[Node]] = []
+    for x, reader in zip(operands, (scores, scores, context)):
+        chain: list[Node] = []
+        node: Node | None = producers.get(x)
+        while (node is not None and node.op_type in _MOVES and node.name not in exclude
+               and only_reader(node.outputs[0]) is (chain[0] if chain else reader)
+               and graph.tensors[node.inputs[0]].dtype is DType.FLOAT_32):
+            chain.insert(0, node)
+            node = producers.get(node.inputs[0])
+        chains.append(chain)
+    post: list[Node] = []
+    after = only_reader(context.outputs[0])
+    while after is not None and after.op_type in _MOVES and after.name not in exclude:
+        post.append(after)
+        after = only_reader(after.outputs[0])
+    if len(set(operands)) < 3:
+        return Attention(group)  # (one tensor read twice: its chain is not the attention's alone)
+    # each chain joins where it is a strided view (a Reshape merging axes a Transpose has parted is not)
+    ta, tb, tv = scores.attrs["transpose_in0"], scores.attrs["transpose_in1"], context.attrs["transpose_in1"]
+    for i, tr in enumerate((ta, not tb, tv)):
+        if chains[i] and _chain_view(ctx.shape(chains[i][0].inputs[0]), chains[i], tr) is None:
+            chains[i] = []
+    if post and _merge_view(ctx.shape(post[-1].outputs[0]), post, [ctx.shape(n.inputs[0]) for n in post]) is None:
+        post = []
+    heads = [chain[0].inputs[0] if chain else x for chain, x in zip(chains, operands)]
+    if len(set(heads)) < 3:
+        return Attention(group)
+    return Attention([*chains[0], *chains[1], *chains[2], *group, *post],
+                     (len(chains[0]), len(chains[1]), len(chains[2])), len(post))
 
 
 def _broadcasts(shape: tuple[int, ...], to: tuple[int, ...]) -> bool:

@@ -25,7 +25,7 @@ import torch
 
 from openqnn.backends import native as shared
 
-__all__ = ["Conv", "Depthwise", "Gemm", "PointwiseDepthwise", "float_isa", "library"]
+__all__ = ["Attention", "Conv", "Depthwise", "Gemm", "LayerNorm", "PointwiseDepthwise", "float_isa", "library"]
 
 _P, _L, _F = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
 _BIG = 3.0e38  # a clamp's open end (the kernels take finite bounds)
@@ -34,6 +34,11 @@ _ISAS = {0: "portable", 1: "avx2-fma", 2: "avx512"}
 
 class _Geo(ctypes.Structure):
     _fields_ = [(f, _L) for f in ("n", "h", "w", "c", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "oh", "ow")]
+
+
+class _Attn(ctypes.Structure):
+    _fields_ = [*((f, _L) for f in ("B", "H", "Sq", "Sk", "D", "Dv")), *((f, _P) for f in ("q", "k", "v", "mask", "out")),
+                *((f, _L * 4) for f in ("qs", "ks", "vs", "ms", "os")), ("scale", _F), ("failed", ctypes.c_int)]
 
 
 def _setup(lib: ctypes.CDLL) -> bool:
@@ -48,6 +53,8 @@ def _setup(lib: ctypes.CDLL) -> bool:
     lib.pwdw_f32.argtypes = [_P, _L, _P, _P, _F, _F, ctypes.c_int, ctypes.POINTER(_Geo), _P, _P, _P, _P, _F, _F,
                              ctypes.c_int]
     lib.pwdw_f32.restype = ctypes.c_int
+    lib.attn_f32.argtypes, lib.attn_f32.restype = [ctypes.POINTER(_Attn)], ctypes.c_int
+    lib.ln_f32.argtypes, lib.ln_f32.restype = [_P, _L, _L, _P, _P, _F, _P], None
     lib.openqnn_float_isa.argtypes, lib.openqnn_float_isa.restype = [], ctypes.c_int
     return _self_check()
 
@@ -202,6 +209,67 @@ class Depthwise:
         return out
 
 
+class LayerNorm:
+    """LayerNorm over the last ``n`` elements of each row: ``(x - mean) / sqrt(var + eps) * g + b``, ``g`` and ``b``
+    [n] float32 or None."""
+
+    def __init__(self, n: int, g: torch.Tensor | None, b: torch.Tensor | None, eps: float):
+        lib = library()
+        assert lib is not None and n > 0
+        self.n, self.eps = n, eps
+        self.g = None if g is None else g.detach().to(torch.float32).reshape(n).contiguous()
+        self.b = None if b is None else b.detach().to(torch.float32).reshape(n).contiguous()
+        self.gp = None if self.g is None else self.g.data_ptr()
+        self.bp = None if self.b is None else self.b.data_ptr()
+        self.fn = lib.ln_f32
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` float32 on the CPU, its trailing elements in rows of ``n`` -> the same shape."""
+        x = x.contiguous()
+        out = torch.empty_like(x)
+        if x.numel():
+            self.fn(x.data_ptr(), x.numel() // self.n, self.n, self.gp, self.bp, self.eps, out.data_ptr())
+        return out
+
+
+Strides = tuple[int, int, int, int]
+
+
+class Attention:
+    """``softmax(q k^T scale + mask) v`` per (batch, head) of ``dims`` = (B, H, Sq, Sk, D, Dv): Q, K, V and the
+    output are read and written where they lie, element (b, h, row, col) of each at ``b s0 + h s1 + row s2 +
+    col s3`` floats from its tensor's start (``q_strides``, ...; the output's last stride 1), so heads split out of
+    a projection's rows, and merged back into them, need no copy. The mask, when given, is broadcast to
+    [B, H, Sq, Sk] by its strides at each run."""
+
+    def __init__(self, dims: Sequence[int], scale: float, q_strides: Strides, k_strides: Strides,
+                 v_strides: Strides, out_strides: Strides, out_shape: Sequence[int]):
+        lib = library()
+        assert lib is not None and len(dims) == 6 and out_strides[3] == 1 and min(dims) > 0
+        self.args = _Attn(*dims, None, None, None, None, None, (_L * 4)(*q_strides), (_L * 4)(*k_strides),
+                          (_L * 4)(*v_strides), (_L * 4)(), (_L * 4)(*out_strides), scale, 0)
+        self.out_shape = tuple(out_shape)
+        self.mask_shape = tuple(dims[:4])
+        self.ref = ctypes.byref(self.args)
+        self.fn = lib.attn_f32
+
+    def run(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``q``, ``k``, ``v``: contiguous float32 CPU tensors the strides index; ``mask`` broadcasting to [B, H, Sq,
+        Sk] or None. Returns the output, a fresh contiguous tensor of ``out_shape``."""
+        a = self.args
+        out = torch.empty(self.out_shape, dtype=torch.float32)
+        a.q, a.k, a.v, a.out = q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr()
+        if mask is None:
+            a.mask = None
+        else:
+            m = mask.reshape((1,) * (4 - mask.dim()) + tuple(mask.shape)).expand(self.mask_shape)
+            a.mask = m.data_ptr()
+            a.ms[0], a.ms[1], a.ms[2], a.ms[3] = m.stride()
+        if self.fn(self.ref) != 0:
+            raise MemoryError("cpu attention: out of memory for its buffers")
+        return out
+
+
 def _close(got: torch.Tensor, want: torch.Tensor) -> bool:
     return bool(torch.allclose(got.double(), want, rtol=1e-4, atol=1e-4 * max(1.0, float(want.abs().max()))))
 
@@ -244,4 +312,30 @@ def _self_check() -> bool:
             fused = PointwiseDepthwise(pw, pb, (0.0, 6.0), w, b, (2, h, h, c, kh, kh, s, s, 1, 1, p, p, oh, oh))
             if not _close(fused.run(x3), want):
                 return False
+    for rows, n in ((5, 37), (33, 128)):
+        x, gm, bt = torch.randn(rows, n, generator=g) * 3 + 1, torch.randn(n, generator=g), torch.randn(n, generator=g)
+        want = torch.nn.functional.layer_norm(x.double(), (n,), gm.double(), bt.double(), 1e-5)
+        if not _close(LayerNorm(n, gm, bt, 1e-5).run(x), want) or not _close(
+                LayerNorm(n, None, None, 1e-3).run(x), torch.nn.functional.layer_norm(x.double(), (n,), eps=1e-3)):
+            return False
+    return _attention_checks(g)
+
+
+def _attention_checks(g: torch.Generator) -> bool:
+    """Heads split out of [B, S, H D] rows (K read transposed), a broadcast mask and a full one, rows and columns
+    off the vector width, against float64 PyTorch."""
+    for b, h, sq, sk, d, dv, full in ((2, 3, 7, 37, 5, 19, False), (1, 2, 9, 16, 64, 32, True)):
+        x = torch.randn(3, b, max(sq, sk), h * max(d, dv), generator=g)
+        q = x[0, :, :sq, :h * d].contiguous()
+        k, v = x[1, :, :sk, :h * d].contiguous(), x[2, :, :sk, :h * dv].contiguous()
+        mask = torch.randn((b, h, sq, sk) if full else (b, 1, 1, sk), generator=g)
+        q4, k4, v4 = (t.view(b, t.shape[1], h, -1).transpose(1, 2) for t in (q, k, v))
+        want = torch.softmax(q4.double() @ k4.double().transpose(-1, -2) * 0.3 + mask.double(), -1) @ v4.double()
+        kt = k4.transpose(-1, -2)  # (b, h, d, sk): K^T's strides, read back as (b, h, sk, d)
+        ks = (kt.stride(0), kt.stride(1), kt.stride(3), kt.stride(2))
+        qs, vs = q4.stride(), v4.stride()
+        att = Attention((b, h, sq, sk, d, dv), 0.3, (qs[0], qs[1], qs[2], qs[3]), ks, (vs[0], vs[1], vs[2], vs[3]),
+                        (sq * h * dv, dv, h * dv, 1), (b, sq, h * dv))
+        if not _close(att.run(q, k, v, mask).view(b, sq, h, dv).transpose(1, 2), want):
+            return False
     return True

@@ -107,11 +107,20 @@ def _bind_shared_gemm(nodes: list[Node], doc: Mapping[str, Any], ctx: BuildConte
 
 @binder("cpu.attention")
 def _bind_attention(nodes: list[Node], doc: Mapping[str, Any], ctx: BuildContext) -> Step:
+    split = doc.get("heads", {"pre": [0, 0, 0], "post": 0})  # (plans written before the head split was fused)
+    pre: Any = split.get("pre") if isinstance(split, dict) else None
+    post: Any = split.get("post") if isinstance(split, dict) else None
+    moves = ("Reshape", "Transpose")
+    ok = (isinstance(pre, list) and len(pre) == 3 and isinstance(post, int)
+          and all(isinstance(n, int) and n >= 0 for n in [*pre, post]) and sum(pre) + post + 3 <= len(nodes))
     ops = [n.op_type for n in nodes]
-    if (len(nodes) < 3 or ops[0] != "MatMul" or ops[-2:] != ["Softmax", "MatMul"]
-            or any(o not in ("ElementWiseDivide", "ElementWiseMultiply", "ElementWiseAdd") for o in ops[1:-2])):
-        raise ContextError(f"a cpu.attention step holds MatMul, [scale], [mask add], Softmax, MatMul; {_REMEDY}")
-    return Attention(nodes).build(ctx)
+    core = ops[sum(pre):len(ops) - post] if ok else []
+    if (not ok or len(core) < 3 or core[0] != "MatMul" or core[-2:] != ["Softmax", "MatMul"]
+            or any(o not in ("ElementWiseDivide", "ElementWiseMultiply", "ElementWiseAdd") for o in core[1:-2])
+            or any(o not in moves for o in ops[:sum(pre)] + ops[len(ops) - post:])):
+        raise ContextError("a cpu.attention step holds [Reshape / Transpose...], MatMul, [scale], [mask add], Softmax, "
+                           f"MatMul, [Reshape / Transpose...]; {_REMEDY}")
+    return Attention(nodes, (pre[0], pre[1], pre[2]), post).build(ctx)
 
 
 @binder("cpu.pw_dw")
@@ -160,7 +169,7 @@ def plan_steps(graph: Graph, fuse: bool = True) -> list[StepPlan]:
                                     group.absorbed[-1].outputs, {"epilogue": epilogue}))
         elif isinstance(group, Attention):
             plans.append(_step_plan(graph, "cpu.attention", group.nodes[0].name, group.op_type, group.nodes,
-                                    group.nodes[-1].outputs))
+                                    group.nodes[-1].outputs, {"heads": {"pre": list(group.pre), "post": group.post}}))
         elif isinstance(group, PointwiseDepthwise):
             plans.append(_step_plan(graph, "cpu.pw_dw", group.nodes[0].name, group.op_type, group.nodes,
                                     group.nodes[-1].outputs))

@@ -169,6 +169,7 @@ static inline V vmap(V x, float (*f)(float)) {
 }
 static inline V verf(V x) { return vmap(x, erff); }
 static inline V vtanh(V x) { return vmap(x, tanhf); }
+static inline V vexp(V x) { return vmap(x, expf); }
 #endif
 
 static inline V vgelu(V x, int act) {
@@ -276,9 +277,10 @@ typedef struct {
 } gemm_job;
 
 /* per-thread buffers that grow as needed and are kept for the thread's next call: slot 0 for a GEMM's copied
- * rows, slot 1 for the expanded rows of a fused pointwise + depthwise convolution */
-static _Thread_local float* scratch[2] = {0, 0};
-static _Thread_local long scratch_size[2] = {0, 0};
+ * rows, slot 1 for the expanded rows of a fused pointwise + depthwise convolution, slot 2 for attention's K^T,
+ * V and scores */
+static _Thread_local float* scratch[3] = {0, 0, 0};
+static _Thread_local long scratch_size[3] = {0, 0, 0};
 
 static float* scratch_for(int slot, long floats) {
     if (floats > scratch_size[slot]) {
@@ -614,4 +616,226 @@ int pwdw_f32(const float* x, long cin, const float* bp, const float* pw_bias, fl
     else
         pwdw_task(&j, 0);
     return j.failed ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Attention: out = softmax(q k^T scale + mask) v for every (batch, head). Q, K, V, the mask and the output are
+ * read and written through strides -- element (b, h, row, col) of each at p + b s[0] + h s[1] + row s[2] +
+ * col s[3] -- so heads split out of a projection's rows, or merged back into them, need no copy. One task per
+ * (batch, head): K^T and V are copied to contiguous blocks, then AR query rows at a time get their scores (each
+ * one sum over d in order, times the scale, plus the mask), the row's maximum, the exponentials of the
+ * differences, their sum, and the weighted sum of V's rows (j = 0, 1, ... in order) divided by that sum. A row
+ * whose scores are all -inf gives NaN, as Softmax does. */
+typedef struct {
+    long B, H, Sq, Sk, D, Dv;
+    const float *q, *k, *v, *mask;
+    float* out;
+    long qs[4], ks[4], vs[4], ms[4], os[4];
+    float scale;
+    int failed;
+} attn_args;
+
+#define AR 4 /* query rows per block */
+
+static inline float hmax(V x) {
+    float t[VL], m;
+    vstore(t, x);
+    m = t[0];
+    for (int i = 1; i < VL; ++i) m = t[i] > m ? t[i] : m;
+    return m;
+}
+static inline float hsum(V x) {
+    float t[VL], s = 0.0f;
+    vstore(t, x);
+    for (int i = 0; i < VL; ++i) s += t[i];
+    return s;
+}
+
+/* scores of AR rows (q rows qr, element dd at qr[r][dd * qd]) against nv vectors of K^T's columns from j */
+static inline __attribute__((always_inline)) void attn_scores(const float* const* qr, long qd, const float* kt,
+                                                               long ldkt, long D, long j, int nv, float scale,
+                                                               float* s, long lds) {
+    V acc[AR][2];
+    for (int r = 0; r < AR; ++r)
+        for (int c = 0; c < nv; ++c) acc[r][c] = vzero();
+    for (long dd = 0; dd < D; ++dd) {
+        const float* kp = kt + dd * ldkt + j;
+        V k0 = vload(kp), k1 = nv > 1 ? vload(kp + VL) : k0;
+        for (int r = 0; r < AR; ++r) {
+            V qv = vset(qr[r][dd * qd]);
+            acc[r][0] = vfma(qv, k0, acc[r][0]);
+            if (nv > 1) acc[r][1] = vfma(qv, k1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < AR; ++r)
+        for (int c = 0; c < nv; ++c) vstore(s + r * lds + j + c * VL, vmul(acc[r][c], vset(scale)));
+}
+
+/* out rows += p rows (AR of them, row stride lds) times V's rows, for nv vectors of V's columns from e */
+static inline __attribute__((always_inline)) void attn_values(const float* p, long lds, const float* vv, long ldv,
+                                                               long Sk, long e, int nv, V* res) {
+    V acc[AR][2];
+    for (int r = 0; r < AR; ++r)
+        for (int c = 0; c < nv; ++c) acc[r][c] = vzero();
+    for (long j = 0; j < Sk; ++j) {
+        const float* vp = vv + j * ldv + e;
+        V v0 = vload(vp), v1 = nv > 1 ? vload(vp + VL) : v0;
+        for (int r = 0; r < AR; ++r) {
+            V pv = vset(p[r * lds + j]);
+            acc[r][0] = vfma(pv, v0, acc[r][0]);
+            if (nv > 1) acc[r][1] = vfma(pv, v1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < AR; ++r)
+        for (int c = 0; c < nv; ++c) res[r * 2 + c] = acc[r][c];
+}
+
+static void attn_task(void* arg, long t) {
+    attn_args* a = (attn_args*)arg;
+    long b = t / a->H, h = t % a->H, Sq = a->Sq, Sk = a->Sk, D = a->D, Dv = a->Dv;
+    long skp = (Sk + 2 * VL - 1) / (2 * VL) * (2 * VL), dvp = (Dv + 2 * VL - 1) / (2 * VL) * (2 * VL);
+    float* kt = scratch_for(2, D * skp + Sk * dvp + AR * skp);
+    if (!kt) {
+        a->failed = 1;
+        return;
+    }
+    float *vv = kt + D * skp, *s = vv + Sk * dvp;
+    const float* kb = a->k + b * a->ks[0] + h * a->ks[1];
+    for (long dd = 0; dd < D; ++dd) {
+        for (long j = 0; j < Sk; ++j) kt[dd * skp + j] = kb[j * a->ks[2] + dd * a->ks[3]];
+        for (long j = Sk; j < skp; ++j) kt[dd * skp + j] = 0.0f;
+    }
+    const float* vb = a->v + b * a->vs[0] + h * a->vs[1];
+    for (long j = 0; j < Sk; ++j) {
+        if (a->vs[3] == 1)
+            memcpy(vv + j * dvp, vb + j * a->vs[2], (size_t)Dv * sizeof(float));
+        else
+            for (long e = 0; e < Dv; ++e) vv[j * dvp + e] = vb[j * a->vs[2] + e * a->vs[3]];
+        for (long e = Dv; e < dvp; ++e) vv[j * dvp + e] = 0.0f;
+    }
+    const float* qb = a->q + b * a->qs[0] + h * a->qs[1];
+    const float* mb = a->mask ? a->mask + b * a->ms[0] + h * a->ms[1] : 0;
+    float* ob = a->out + b * a->os[0] + h * a->os[1];
+    for (long i0 = 0; i0 < Sq; i0 += AR) {
+        long nr = Sq - i0 < AR ? Sq - i0 : AR;
+        const float* qr[AR];
+        for (long r = 0; r < AR; ++r) qr[r] = qb + (i0 + (r < nr ? r : 0)) * a->qs[2];
+        for (long j = 0; j < skp; j += 2 * VL) attn_scores(qr, a->qs[3], kt, skp, D, j, 2, a->scale, s, skp);
+        float inv[AR];
+        for (long r = 0; r < nr; ++r) {
+            float* sr = s + r * skp;
+            if (mb) {
+                const float* mr = mb + (i0 + r) * a->ms[2];
+                if (a->ms[3] == 1)
+                    for (long c = 0; c < Sk; c += VL) vstore_n(sr + c, vadd(vload_n(sr + c, Sk - c), vload_n(mr + c, Sk - c)), Sk - c);
+                else if (a->ms[3] == 0) {
+                    V m = vset(mr[0]);
+                    for (long c = 0; c < Sk; c += VL) vstore_n(sr + c, vadd(vload_n(sr + c, Sk - c), m), Sk - c);
+                } else
+                    for (long c = 0; c < Sk; ++c) sr[c] += mr[c * a->ms[3]];
+            }
+            V vmx = vset(sr[0]);
+            long c = 0;
+            for (; c + VL <= Sk; c += VL) vmx = vmax(vmx, vload(sr + c));
+            float mx = hmax(vmx);
+            for (; c < Sk; ++c) mx = sr[c] > mx ? sr[c] : mx;
+            uint32_t bits;
+            memcpy(&bits, &mx, sizeof bits); /* (the build assumes finite math: no isinf) */
+            if (bits == 0xff800000u) {        /* every score -inf: 0 / 0 */
+                bits = 0x7fc00000u;
+                memcpy(&inv[r], &bits, sizeof bits);
+                continue;
+            }
+            V vm = vset(-mx), sum = vzero();
+            for (c = 0; c + VL <= Sk; c += VL) {
+                V e = vexp(vadd(vload(sr + c), vm));
+                vstore(sr + c, e);
+                sum = vadd(sum, e);
+            }
+            float tail = 0.0f;
+            if (c < Sk) {
+                V e = vexp(vadd(vload_n(sr + c, Sk - c), vm));
+                vstore_n(sr + c, e, Sk - c);
+                for (long cc = c; cc < Sk; ++cc) tail += sr[cc];
+            }
+            inv[r] = 1.0f / (hsum(sum) + tail);
+        }
+        for (long e = 0; e < dvp; e += 2 * VL) {
+            V res[AR * 2];
+            attn_values(s, skp, vv, dvp, Sk, e, 2, res);
+            for (long r = 0; r < nr; ++r) {
+                float* o = ob + (i0 + r) * a->os[2];
+                for (int c2 = 0; c2 < 2; ++c2) {
+                    long at = e + c2 * VL;
+                    if (at < Dv) vstore_n(o + at, vmul(res[r * 2 + c2], vset(inv[r])), Dv - at);
+                }
+            }
+        }
+    }
+}
+
+/* returns 0, or -1 where a thread's buffers could not be allocated */
+int attn_f32(attn_args* a) {
+    a->failed = 0;
+    long tasks = a->B * a->H;
+    double macs = (double)tasks * a->Sq * a->Sk * (a->D + a->Dv);
+    if (openqnn_pool_threads() > 1 && macs >= openqnn_parallel_macs && tasks > 1)
+        openqnn_parallel(attn_task, a, tasks);
+    else
+        for (long t = 0; t < tasks; ++t) attn_task(a, t);
+    return a->failed ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* LayerNorm over the last axis: each of M rows of N floats -> (x - mean) / sqrt(var + eps) * g + b, the mean
+ * and the (biased) variance of the differences each one sum over the row (vectors in order, then their lanes, then
+ * the tail); g and b may be null (1 and 0). The rows are split over the pool in blocks, each row's result its own. */
+typedef struct {
+    const float *x, *g, *b;
+    float* out;
+    long M, N;
+    float eps;
+} ln_job;
+
+#define LN_ROWS 16 /* rows per task */
+
+static void ln_row(const ln_job* j, long r) {
+    long N = j->N, c = 0;
+    const float* x = j->x + r * N;
+    float* o = j->out + r * N;
+    V s = vzero();
+    for (; c + VL <= N; c += VL) s = vadd(s, vload(x + c));
+    float mean = hsum(s);
+    for (; c < N; ++c) mean += x[c];
+    mean /= (float)N;
+    V neg = vset(-mean), q = vzero();
+    for (c = 0; c + VL <= N; c += VL) {
+        V d = vadd(vload(x + c), neg);
+        q = vfma(d, d, q);
+    }
+    float var = hsum(q);
+    for (; c < N; ++c) var += (x[c] - mean) * (x[c] - mean);
+    V rstd = vset(1.0f / sqrtf(var / (float)N + j->eps));
+    for (c = 0; c < N; c += VL) {
+        long n = N - c;
+        V y = vmul(vadd(vload_n(x + c, n), neg), rstd);
+        if (j->g) y = vmul(y, vload_n(j->g + c, n));
+        if (j->b) y = vadd(y, vload_n(j->b + c, n));
+        vstore_n(o + c, y, n);
+    }
+}
+
+static void ln_task(void* arg, long t) {
+    const ln_job* j = (const ln_job*)arg;
+    long end = (t + 1) * LN_ROWS < j->M ? (t + 1) * LN_ROWS : j->M;
+    for (long r = t * LN_ROWS; r < end; ++r) ln_row(j, r);
+}
+
+void ln_f32(const float* x, long M, long N, const float* g, const float* b, float eps, float* out) {
+    ln_job j = {x, g, b, out, M, N, eps};
+    long tasks = (M + LN_ROWS - 1) / LN_ROWS;
+    if (openqnn_pool_threads() > 1 && (double)M * N * 4 >= openqnn_parallel_macs && tasks > 1)
+        openqnn_parallel(ln_task, &j, tasks);
+    else
+        for (long t = 0; t < tasks; ++t) ln_task(&j, t);
 }

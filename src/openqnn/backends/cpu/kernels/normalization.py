@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
+from openqnn.backends.cpu import native
+from openqnn.backends.cpu.kernels.conv import native_ok
 from openqnn.backends.cpu.kernels.registry import BuildContext, Step, kernel, simple
 from openqnn.ir.graph import Node
 
@@ -23,6 +27,13 @@ def layer_norm(node: Node, ctx: BuildContext) -> Step:
     norm_shape = tuple(ctx.shape(node.inputs[0])[a] for a in axes)
     has_g = len(node.inputs) > 1 and bool(node.inputs[1])
     has_b = len(node.inputs) > 2 and bool(node.inputs[2])
+    statics = [x for x in node.inputs[1:3] if x]
+    n = math.prod(norm_shape)
+    if (trailing and native_ok(ctx, node.inputs[0]) and n > 0 and all(ctx.is_static(p) for p in statics)
+            and all(math.prod(ctx.shape(p)) == n for p in statics)):
+        ln = native.LayerNorm(n, ctx.static(node.inputs[1]) if has_g else None,
+                              ctx.static(node.inputs[2]) if has_b else None, float(eps))
+        return Step(lambda x: ln.run(x), [node.inputs[0]], path="native")
 
     def run(x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
         it = iter(params)
