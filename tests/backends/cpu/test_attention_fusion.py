@@ -179,13 +179,26 @@ def test_native_attention_matches_pytorchs(monkeypatch: pytest.MonkeyPatch) -> N
         monkeypatch.undo()
 
 
-def test_a_fully_masked_row_gives_nan_as_softmax_does() -> None:
+def test_a_fully_masked_row_gives_nan_as_softmax_does_or_zeros_under_the_guard() -> None:
     model = _attention(None, "full", heads=1, s=4, d=3)
     graph = openqnn.convert(model)
     feeds = _feeds(model)
-    feeds["mask"][0, 0, 1, :] = -np.inf
+    feeds["mask"][0, 0, 1, :] = -np.inf  # (a runtime mask: the converter's mask pass does not see it)
     y = Plan(graph).run(feeds)["y"]
     assert np.isnan(y[0, 0, 1]).all() and np.isfinite(np.delete(y[0, 0], 1, axis=0)).all()
+    import torch
+
+    from openqnn.backends.cpu import native
+
+    if native.library() is not None:
+        q = np.random.default_rng(0).standard_normal((1, 1, 4, 3)).astype(np.float32)
+        mask = np.zeros((1, 1, 4, 4), np.float32)
+        mask[0, 0, 2] = -np.inf
+        t = [torch.from_numpy(a) for a in (q, mask)]
+        att = native.Attention((1, 1, 4, 4, 3, 3), 0.5, (12, 12, 3, 1), (12, 12, 3, 1), (12, 12, 3, 1), (12, 12, 3, 1),
+                               (1, 1, 4, 3), zero_empty=True)
+        out = att.run(t[0], t[0], t[0], t[1]).numpy()
+        assert (out[0, 0, 2] == 0).all() and np.isfinite(out).all()
 
 
 def test_a_head_split_that_needs_a_copy_stays_apart() -> None:
@@ -220,3 +233,35 @@ def test_a_broken_head_split_in_a_plan_is_refused() -> None:
         step.attrs["heads"] = bad
         with pytest.raises(ContextError, match=r"cpu\.attention step holds|do not read one another's outputs"):
             Plan.from_plans(graph, plans)
+
+
+def test_pytorchs_exported_sdpa_fuses_whole(tmp_path) -> None:
+    """torch.onnx's scaled_dot_product_attention (Q and K each scaled by a scalar, ``Where(IsNaN(p), 0, p)`` after
+    the Softmax: Hugging Face's exports) runs as one step. (The converter's finite_attention_masks pass makes the
+    mask's -inf -1e4, so no row is all -inf here: the guard's zeros are the kernel's, tested above.)"""
+    torch = pytest.importorskip("torch")
+
+    class Layer(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.qkv = torch.nn.ModuleList(torch.nn.Linear(24, 24) for _ in range(3))
+
+        def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            q, k, v = (m(x).reshape(1, 10, 3, 8).transpose(1, 2) for m in self.qkv)
+            y = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            return y.transpose(1, 2).reshape(1, 10, 24)
+
+    torch.manual_seed(0)
+    x, mask = torch.randn(1, 10, 24), torch.ones(1, 1, 10, 10, dtype=torch.bool)  # (a boolean mask: the guard)
+    mask[..., -3:] = False
+    path = tmp_path / "sdpa.onnx"
+    torch.onnx.export(Layer().eval(), (x, mask), str(path), input_names=["x", "mask"], output_names=["y"],
+                      dynamo=False, opset_version=17)
+    graph = openqnn.convert(path)
+    assert {"ElementWiseIsNan", "ElementWiseSelect"} <= {n.op_type for n in graph.nodes}
+    plan = Plan(graph)
+    assert plan.op_types == ["FullyConnected*3", "ElementWiseSelect", "Attention"]  # (the Select: the mask's -inf)
+    feeds = {"x": x.numpy(), "mask": mask.numpy()}
+    ours, ref = plan.run(feeds)["y"], ort_run(onnx.load(str(path)), feeds)[0]
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(ours, Plan.from_plans(graph, plan_steps(graph)).run(feeds)["y"])

@@ -175,11 +175,12 @@ def share_gemms(graph: Graph, ctx: BuildContext, exclude: Collection[str] = ()) 
 @dataclass
 class Attention:
     """``softmax(Q K^T s + mask) V`` as one step: the scores MatMul, an optional ElementWiseDivide /
-    ElementWiseMultiply by a static scalar, an optional ElementWiseAdd of a mask, the Softmax and the
-    context MatMul, run where the group's last node ran. ``pre`` counts the Reshape / Transpose nodes before
-    them that split Q, K and V into heads (``nodes`` starts with Q's, then K's, then V's), ``post`` those after
-    the context MatMul that merge the heads back (``nodes`` ends with them): the step reads the projections'
-    rows and writes the merged output where they lie, as strided views."""
+    ElementWiseMultiply by a static scalar, an optional ElementWiseAdd of a mask, the Softmax, optionally
+    ``Where(IsNaN(p), 0, p)`` (PyTorch's exported SDPA) and the context MatMul, run where the group's last node
+    ran. ``pre`` counts the Reshape / Transpose nodes (and, on Q's and K's way, multiplications by a static scalar)
+    before them that split Q, K and V into heads (``nodes`` starts with Q's, then K's, then V's), ``post`` those
+    after the context MatMul that merge the heads back (``nodes`` ends with them): the step reads the
+    projections' rows and writes the merged output where they lie, as strided views."""
 
     nodes: list[Node]
     pre: tuple[int, int, int] = (0, 0, 0)
@@ -199,15 +200,19 @@ class Attention:
         return self.nodes[sum(self.pre):len(self.nodes) - self.post]
 
     def build(self, ctx: BuildContext) -> Step:
-        scores, *mid, _, context = self.core
+        core = self.core
+        at = next(i for i, n in enumerate(core) if n.op_type == "Softmax")
+        scores, mid, guard, context = core[0], core[1:at], core[at + 1:-1], core[-1]
         scale_node = next((n for n in mid if n.op_type != "ElementWiseAdd"), None)
         add = next((n for n in mid if n.op_type == "ElementWiseAdd"), None)
-        scale = 1.0  # (not SDPA's default, 1 / sqrt(E))
-        if scale_node is not None:
-            c = float(ctx.static_np(scale_node.inputs[1]).reshape(-1)[0])
-            scale = 1.0 / c if scale_node.op_type == "ElementWiseDivide" else c
         a, b, c3 = self.pre
         chains = [self.nodes[:a], self.nodes[a:a + b], self.nodes[a + b:a + b + c3]]
+        scale = 1.0  # (not SDPA's default, 1 / sqrt(E)): the scores' scale times Q's and K's
+        for n in [*chains[0], *chains[1], *([] if scale_node is None else [scale_node])]:
+            if n.op_type in ("ElementWiseMultiply", "ElementWiseDivide"):
+                c = float(ctx.static_np(n.inputs[1]).reshape(-1)[0])
+                scale *= 1.0 / c if n.op_type == "ElementWiseDivide" else c
+        zero_empty = bool(guard)  # Where(IsNaN(p), 0, p): a row of -inf scores gives zeros
         post = self.nodes[len(self.nodes) - self.post:]
         links = [(chain, x) for chain, x in zip(chains, (scores.inputs[0], scores.inputs[1], context.inputs[1]))]
         if not all(_linked([*chain], x) for chain, x in links) or not _linked([context, *post], None):
@@ -229,7 +234,8 @@ class Attention:
         dims = _native_dims(qv[0], kv[0], vv[0])
         if dims is not None and o_stride[-1] == 1 and native_ok(ctx, heads[0]) and all(
                 ctx.dtype(x) is DType.FLOAT_32 for x in runtime):
-            att = native.Attention(dims, scale, _four(qv[1]), _four(kv[1]), _four(vv[1]), _four(o_stride), out_shape)
+            att = native.Attention(dims, scale, _four(qv[1]), _four(kv[1]), _four(vv[1]), _four(o_stride), out_shape,
+                                   zero_empty)
 
             def run_native(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *mask: torch.Tensor) -> torch.Tensor:
                 return att.run(q.contiguous(), k.contiguous(), v.contiguous(), mask[0] if mask else None)
@@ -250,6 +256,8 @@ class Attention:
             if m is not None and m.dim() < 2:  # (a scalar or a row: SDPA takes masks of rank 2 and more)
                 m = m.reshape((1,) * (2 - m.dim()) + tuple(m.shape))
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=m, scale=scale)
+            if zero_empty:
+                o = torch.nan_to_num(o, nan=0.0, posinf=math.inf, neginf=-math.inf)
             if direct:
                 return o
             y = torch.empty(out_shape, dtype=o.dtype, device=o.device)
@@ -272,12 +280,14 @@ View = tuple[tuple[int, ...], tuple[int, ...]]  # (size, stride) of a strided vi
 
 
 def _chain_view(shape: tuple[int, ...], chain: Sequence[Node], transpose: bool) -> View | None:
-    """The view a contiguous tensor of ``shape`` becomes through ``chain`` (Reshape / Transpose nodes), its last
+    """The view a contiguous tensor of ``shape`` becomes through ``chain`` (Reshape / Transpose nodes, and scales by a
+    scalar, which move nothing), its last
     two axes swapped if ``transpose``; None where a Reshape would need a copy."""
     t = torch.empty(shape, device="meta")
     try:
         for n in chain:
-            t = t.view(tuple(n.attrs["shape"])) if n.op_type == "Reshape" else t.permute(tuple(n.attrs["perm"]))
+            if n.op_type in _MOVES:  # (a scale by a scalar moves nothing)
+                t = t.view(tuple(n.attrs["shape"])) if n.op_type == "Reshape" else t.permute(tuple(n.attrs["perm"]))
     except RuntimeError:
         return None
     if transpose:
@@ -384,12 +394,15 @@ def fuse_attention(graph: Graph, exclude: Collection[str] = ()) -> list[Attentio
         if node is None or node.op_type != "MatMul" or only_reader(x) not in (sm, *chain[:1]):
             continue
         scores = node
-        ctx_mm = only_reader(sm.outputs[0])
-        if (ctx_mm is None or ctx_mm.op_type != "MatMul" or ctx_mm.inputs[0] != sm.outputs[0]
+        guard = _nan_guard(graph, ctx, sm, only_reader)
+        probs = (guard[-1] if guard else sm).outputs[0]
+        ctx_mm = only_reader(probs)
+        if (ctx_mm is None or ctx_mm.op_type != "MatMul" or ctx_mm.inputs[0] != probs
                 or ctx_mm.attrs["transpose_in0"]):
             continue
-        group = [scores, *chain, sm, ctx_mm]
-        names = [scores.inputs[0], scores.inputs[1], ctx_mm.inputs[1], *(n.outputs[0] for n in group)]
+        group = [scores, *chain, sm, *guard, ctx_mm]
+        names = [scores.inputs[0], scores.inputs[1], ctx_mm.inputs[1],
+                 *(n.outputs[0] for n in group if n.op_type != "ElementWiseIsNan")]
         if any(graph.tensors[t].dtype is not DType.FLOAT_32 for t in names):
             continue
         batch = {graph.tensors[t].shape[:-2] for t in names[:3]}
@@ -399,7 +412,31 @@ def fuse_attention(graph: Graph, exclude: Collection[str] = ()) -> list[Attentio
     return found
 
 
+def _nan_guard(graph: Graph, ctx: BuildContext, sm: Node, only_reader: Callable[[str], Node | None]) -> list[Node]:
+    """``[IsNaN, Where]`` where the Softmax's probabilities are read only by ``Where(IsNaN(p), 0, p)`` (PyTorch's
+    exported scaled_dot_product_attention: a row whose scores are all -inf gives zeros, not NaN); else []."""
+    readers = graph.consumers().get(sm.outputs[0], [])
+    if len(readers) != 2 or sm.outputs[0] in graph.outputs:
+        return []
+    isnan = next((n for n in readers if n.op_type == "ElementWiseIsNan"), None)
+    where = next((n for n in readers if n.op_type == "ElementWiseSelect"), None)
+    if isnan is None or where is None or only_reader(isnan.outputs[0]) is not where:
+        return []
+    cond, zero, p = where.inputs
+    if cond != isnan.outputs[0] or p != sm.outputs[0] or not ctx.is_static(zero):
+        return []
+    z = ctx.static_np(zero)
+    return [isnan, where] if z.size == 1 and float(z.reshape(-1)[0]) == 0.0 else []
+
+
 _MOVES = ("Reshape", "Transpose")
+_SCALE = "ElementWiseMultiply"  # by a static scalar, on Q's or K's way to the scores
+
+
+def _scalar(ctx: BuildContext, node: Node) -> bool:
+    """Whether ``node`` multiplies its first input by a static scalar (its second)."""
+    return (node.op_type == _SCALE and len(node.inputs) == 2 and ctx.is_static(node.inputs[1])
+            and math.prod(ctx.shape(node.inputs[1])) == 1 and not ctx.is_static(node.inputs[0]))
 
 
 def _with_head_split(graph: Graph, ctx: BuildContext, group: list[Node], producers: dict[str, Node],
@@ -410,11 +447,11 @@ def _with_head_split(graph: Graph, ctx: BuildContext, group: list[Node], produce
     scores, context = group[0], group[-1]
     operands = (scores.inputs[0], scores.inputs[1], context.inputs[1])
     chains: list[list[Node]] = []
-    for x, reader in zip(operands, (scores, scores, context)):
+    for i, (x, reader) in enumerate(zip(operands, (scores, scores, context))):
         chain: list[Node] = []
         node: Node | None = producers.get(x)
-        while (node is not None and node.op_type in _MOVES and node.name not in exclude
-               and only_reader(node.outputs[0]) is (chain[0] if chain else reader)
+        while (node is not None and (node.op_type in _MOVES or (i < 2 and _scalar(ctx, node)))
+               and node.name not in exclude and only_reader(node.outputs[0]) is (chain[0] if chain else reader)
                and graph.tensors[node.inputs[0]].dtype is DType.FLOAT_32):
             chain.insert(0, node)
             node = producers.get(node.inputs[0])

@@ -38,7 +38,8 @@ class _Geo(ctypes.Structure):
 
 class _Attn(ctypes.Structure):
     _fields_ = [*((f, _L) for f in ("B", "H", "Sq", "Sk", "D", "Dv")), *((f, _P) for f in ("q", "k", "v", "mask", "out")),
-                *((f, _L * 4) for f in ("qs", "ks", "vs", "ms", "os")), ("scale", _F), ("failed", ctypes.c_int)]
+                *((f, _L * 4) for f in ("qs", "ks", "vs", "ms", "os")), ("scale", _F), ("zero_empty", ctypes.c_int),
+                ("failed", ctypes.c_int)]
 
 
 def _setup(lib: ctypes.CDLL) -> bool:
@@ -240,14 +241,15 @@ class Attention:
     output are read and written where they lie, element (b, h, row, col) of each at ``b s0 + h s1 + row s2 +
     col s3`` floats from its tensor's start (``q_strides``, ...; the output's last stride 1), so heads split out of
     a projection's rows, and merged back into them, need no copy. The mask, when given, is broadcast to
-    [B, H, Sq, Sk] by its strides at each run."""
+    [B, H, Sq, Sk] by its strides at each run. A row whose scores are all -inf gives NaN, as Softmax does, or zeros
+    with ``zero_empty`` (PyTorch's scaled_dot_product_attention as exported)."""
 
     def __init__(self, dims: Sequence[int], scale: float, q_strides: Strides, k_strides: Strides,
-                 v_strides: Strides, out_strides: Strides, out_shape: Sequence[int]):
+                 v_strides: Strides, out_strides: Strides, out_shape: Sequence[int], zero_empty: bool = False):
         lib = library()
         assert lib is not None and len(dims) == 6 and out_strides[3] == 1 and min(dims) > 0
         self.args = _Attn(*dims, None, None, None, None, None, (_L * 4)(*q_strides), (_L * 4)(*k_strides),
-                          (_L * 4)(*v_strides), (_L * 4)(), (_L * 4)(*out_strides), scale, 0)
+                          (_L * 4)(*v_strides), (_L * 4)(), (_L * 4)(*out_strides), scale, int(zero_empty), 0)
         self.out_shape = tuple(out_shape)
         self.mask_shape = tuple(dims[:4])
         self.ref = ctypes.byref(self.args)

@@ -115,11 +115,14 @@ def _bind_attention(nodes: list[Node], doc: Mapping[str, Any], ctx: BuildContext
           and all(isinstance(n, int) and n >= 0 for n in [*pre, post]) and sum(pre) + post + 3 <= len(nodes))
     ops = [n.op_type for n in nodes]
     core = ops[sum(pre):len(ops) - post] if ok else []
-    if (not ok or len(core) < 3 or core[0] != "MatMul" or core[-2:] != ["Softmax", "MatMul"]
-            or any(o not in ("ElementWiseDivide", "ElementWiseMultiply", "ElementWiseAdd") for o in core[1:-2])
-            or any(o not in moves for o in ops[:sum(pre)] + ops[len(ops) - post:])):
-        raise ContextError("a cpu.attention step holds [Reshape / Transpose...], MatMul, [scale], [mask add], Softmax, "
-                           f"MatMul, [Reshape / Transpose...]; {_REMEDY}")
+    guard = ["ElementWiseIsNan", "ElementWiseSelect"] if core[-3:-1] == ["ElementWiseIsNan", "ElementWiseSelect"] else []
+    tail = ["Softmax", *guard, "MatMul"]
+    if (not ok or len(core) < len(tail) + 1 or core[0] != "MatMul" or core[-len(tail):] != tail
+            or any(o not in ("ElementWiseDivide", "ElementWiseMultiply", "ElementWiseAdd") for o in core[1:-len(tail)])
+            or any(o not in (*moves, "ElementWiseMultiply") for o in ops[:pre[0] + pre[1]])
+            or any(o not in moves for o in ops[pre[0] + pre[1]:sum(pre)] + ops[len(ops) - post:])):
+        raise ContextError("a cpu.attention step holds [Reshape / Transpose / scale...], MatMul, [scale], [mask add], "
+                           f"Softmax, [IsNaN, Where], MatMul, [Reshape / Transpose...]; {_REMEDY}")
     return Attention(nodes, (pre[0], pre[1], pre[2]), post).build(ctx)
 
 

@@ -625,13 +625,14 @@ int pwdw_f32(const float* x, long cin, const float* bp, const float* pw_bias, fl
  * (batch, head): K^T and V are copied to contiguous blocks, then AR query rows at a time get their scores (each
  * one sum over d in order, times the scale, plus the mask), the row's maximum, the exponentials of the
  * differences, their sum, and the weighted sum of V's rows (j = 0, 1, ... in order) divided by that sum. A row
- * whose scores are all -inf gives NaN, as Softmax does. */
+ * whose scores are all -inf gives NaN, as Softmax does, or zeros where zero_empty is set. */
 typedef struct {
     long B, H, Sq, Sk, D, Dv;
     const float *q, *k, *v, *mask;
     float* out;
     long qs[4], ks[4], vs[4], ms[4], os[4];
     float scale;
+    int zero_empty; /* a row of -inf scores gives zeros (else NaN) */
     int failed;
 } attn_args;
 
@@ -741,8 +742,9 @@ static void attn_task(void* arg, long t) {
             for (; c < Sk; ++c) mx = sr[c] > mx ? sr[c] : mx;
             uint32_t bits;
             memcpy(&bits, &mx, sizeof bits); /* (the build assumes finite math: no isinf) */
-            if (bits == 0xff800000u) {        /* every score -inf: 0 / 0 */
-                bits = 0x7fc00000u;
+            if (bits == 0xff800000u) {        /* every score -inf: 0 / 0, or zeros */
+                memset(sr, 0, (size_t)Sk * sizeof(float));
+                bits = a->zero_empty ? 0u : 0x7fc00000u;
                 memcpy(&inv[r], &bits, sizeof bits);
                 continue;
             }
