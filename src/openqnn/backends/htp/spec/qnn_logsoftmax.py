@@ -7,7 +7,7 @@ BatchNorm (8-bit), stop 25" and "LogSoftmax (8- and 16-bit) and CumSum (stop 27)
   out ``k A`` output codes below it, ``A = T8(s_in) T16(1 / s_out)``: the float32 input scale truncated to 8
   significant bits and the float32 reciprocal of the output scale truncated to 16 (``T_b(x)``: ``x``'s binary
   mantissa cut to ``b`` bits). No log2(e) / ln 2 round trip: stop 25's ``trunc8(s_in) fp16(log2 e) ln 2 / s_out``
-  (2.2e-4 lower) is excluded by 5 of 17 probes, and an 7- or 9-bit input scale by all that tell them apart. Measured
+  (2.2e-4 lower) is excluded by 7 of 17 probes, and a 7- or 9-bit input scale by all that tell them apart. Measured
   by a joint fit of ``A`` and a constant on rows ``[max, max - k x 16]`` whose other elements lie 12 or more nats
   below the maximum (the normalizer 0): 17 encodings, s_in 0.06 to 0.19; the 16-bit LogSoftmax has the same form
   with 16 bits of the input scale (docs).
