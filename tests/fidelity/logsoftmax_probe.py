@@ -18,12 +18,13 @@ import numpy as np
 from tests.fidelity.harness import simulate, simulator_missing
 
 
-def _model(shape: tuple[int, ...], sx: np.float32, zx: int, so: np.float32, zo: int) -> bytes:
+def _model(shape: tuple[int, ...], sx: np.float32, zx: int, so: np.float32, zo: int, bits: int = 8) -> bytes:
     from onnx import TensorProto, helper
     from onnx import numpy_helper as nh
 
-    inits = [nh.from_array(np.array(sx), "sx"), nh.from_array(np.array(zx, np.uint8), "zx"),
-             nh.from_array(np.array(so), "so"), nh.from_array(np.array(zo, np.uint8), "zo")]
+    dt = np.uint8 if bits == 8 else np.uint16
+    inits = [nh.from_array(np.array(sx), "sx"), nh.from_array(np.array(zx, dt), "zx"),
+             nh.from_array(np.array(so), "so"), nh.from_array(np.array(zo, dt), "zo")]
     nodes = [helper.make_node("QuantizeLinear", ["xf", "sx", "zx"], ["xq"]),
              helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["x"]),
              helper.make_node("LogSoftmax", ["x"], ["y"], axis=-1),
@@ -34,11 +35,11 @@ def _model(shape: tuple[int, ...], sx: np.float32, zx: int, so: np.float32, zo: 
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]).SerializeToString()
 
 
-def run_codes(arch: str, q: np.ndarray, sx: float, zx: int, so: float, zo: int = 255) -> np.ndarray:
-    """The simulator's output codes of the LogSoftmax (last axis) of the 8-bit codes ``q`` ([1, R, N])."""
+def run_codes(arch: str, q: np.ndarray, sx: float, zx: int, so: float, zo: int = 255, bits: int = 8) -> np.ndarray:
+    """The simulator's output codes of the LogSoftmax (last axis) of the 8- or 16-bit codes ``q`` ([1, R, N])."""
     sx32, so32 = np.float32(sx), np.float32(so)
     xf = (sx32 * (q.astype(np.float32) - np.float32(zx))).astype(np.float32)
-    sim = simulate(_model(q.shape, sx32, zx, so32, zo), [{"xf": xf}], arch)
+    sim = simulate(_model(q.shape, sx32, zx, so32, zo, bits), [{"xf": xf}], arch)
     if sim.outputs is None:
         raise RuntimeError(f"the simulator refused the probe: {sim.refusal}")
     return np.rint(sim.outputs[0]["yo"].astype(np.float64) / float(so32)).astype(np.int64) + zo

@@ -1,6 +1,7 @@
-"""htp_config.arithmetic = "qnn": QNN's 8-bit LogSoftmax constants (spec/qnn_logsoftmax.py: the difference step
-trunc8(s_in) * fp16(log2 e), exponentials truncated to 12 fraction bits). Fast path == reference == the float64
-spec; other cases keep the general constants. (Against the simulator: tests/fidelity/test_qnn_logsoftmax.py.)"""
+"""htp_config.arithmetic = "qnn": QNN's 8-bit LogSoftmax constants (spec/qnn_logsoftmax.py: the difference multiplier
+T8(s_in) T16(1 / s_out), exponentials of the Softmax's step in Q30, the rounding threshold 0.035 code low). Fast path ==
+reference == the float64 spec; other cases keep the general constants. (Against the simulator:
+tests/fidelity/test_qnn_logsoftmax.py.)"""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from test_elementwise import _enc, _graph
 
 from openqnn.backends.htp.arch import ARCHS
 from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext
-from openqnn.backends.htp.spec.qnn_logsoftmax import diff_step, logsoftmax_codes, logsoftmax_consts_for
+from openqnn.backends.htp.spec.qnn_logsoftmax import diff_multiplier, logsoftmax_codes, logsoftmax_consts_for
 from openqnn.ir.tensor import Encoding
 
 
@@ -38,9 +39,12 @@ def test_fast_equals_reference_equals_spec(arch: str, n: int, s_in: float, s_out
     np.testing.assert_array_equal(ref, logsoftmax_codes(x, enc.scale[0], s_out, 255))
 
 
-def test_difference_step_truncates_the_input_scale() -> None:
-    assert diff_step(0.1) == math.floor(0.1 * 2**11) / 2**11 * 1477 / 1024  # 0.1 = 0.8 * 2^-3: 204.8 -> 204
-    assert diff_step(0.1) / (0.1 * math.log2(math.e)) == pytest.approx(0.99587, abs=2e-5)  # measured 0.99583-0.99587
+def test_difference_multiplier_truncates_both_scales() -> None:
+    s_out = 0.0917
+    recip = float(np.float32(1.0) / np.float32(s_out))  # 10.905...: 16 significant bits, 12 fraction bits
+    assert diff_multiplier(0.1, s_out) == math.floor(0.1 * 2**11) / 2**11 * math.floor(recip * 2**12) / 2**12
+    assert diff_multiplier(0.1, s_out) / (0.1 / s_out) == pytest.approx(1 - 3.92e-3, abs=2e-5)  # 0.8 -> 204/256
+    assert diff_multiplier(0.0625, 0.125) == 0.5  # powers of two: exact (no log2 e / ln 2 round trip)
     assert logsoftmax_consts_for("v73", "qnn", 2, 0.1, 0.1, 8, 8, 1.0, True) is None  # rows of two: another route
     assert logsoftmax_consts_for("v73", "qnn", 17, 0.1, 0.01, 8, 8, 1.0, True) is None  # s_in / s_out = 10: not probed
     assert logsoftmax_consts_for("v73", "tflite", 17, 0.1, 0.1, 8, 8, 1.0, True) is None

@@ -38,9 +38,10 @@ LogSoftmax
     and ``B = round(ln 2 / s_out * 2^F)`` (F chosen so nothing overflows):
     ``out = -rdbpot(k A + lam B, F + 24) - offset_out``. With ``htp_config.arithmetic: "qnn"`` (v68, v73; 8-bit,
     last axis, rows of 3 or more, beta 1, ``s_in / s_out <= 2``) QNN's constants (``spec/qnn_logsoftmax.py``,
-    partly established): ``A`` from the step ``C2 = trunc8(s_in) * fp16(log2 e)`` in place of ``s_in log2 e``, and
-    the table ``E[k] = floor(2^(-k C') 2^12) 2^18`` with the Softmax's ``C'``, and ``lower`` (0.02 of a code in the
-    final fixed point) taken off before the rounding shift: ``out = -rdbpot(k A + lam B - lower, F + 24) - offset_out``.
+    partly established): ``A`` from ``T8(s_in) T16(1 / s_out)`` (the scales' mantissas truncated to 8 and 16 bits) in
+    place of ``s_in / s_out``, the table ``E[k] = floor(2^(-k C') 2^30)`` with the Softmax's ``C'``, and ``lower``
+    (0.035 of a code in the final fixed point) taken off before the rounding shift:
+    ``out = -rdbpot(k A + lam B - lower, F + 24) - offset_out``.
 
 LayerNorm / InstanceNorm / GroupNorm (normalized axes of N elements)
     ``S1 = sum(q)``, ``S2 = sum(q^2)`` (int64), ``D = N q - S1`` (= N (q - mean)) and
@@ -253,7 +254,7 @@ def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
         qnn_ls = logsoftmax_consts_for(ctx.arch.name, ctx.arithmetic, n, float(qi.scale[0]), so, qi.bitwidth,
                                        qo.bitwidth, beta, axis == len(shape) - 1)
         lower = 0.0  # codes: the rounding's threshold lowered from 1/2
-        if qnn_ls is not None:  # QNN's difference step, exponentials and rounding (spec/qnn_logsoftmax.py)
+        if qnn_ls is not None:  # QNN's difference multiplier, exponentials and rounding (spec/qnn_logsoftmax.py)
             table, a_real, lower = qnn_ls
             b_real = math.log(2.0) / float(np.float32(so))
         bound = 2.0**_LAM_BITS * (kmax * a_real + (math.log2(max(n, 1)) + 2) * b_real) + 1.0

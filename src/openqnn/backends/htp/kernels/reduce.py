@@ -17,8 +17,9 @@ Sums are exact (int64 in both paths). They are int32 in TFLite; where the larges
 ((qmax - qmin) * n) does not fit 32 bits, mbqm64 (the int64-input requantization) takes mbqm's place.
 A reduction over no axes is a requantization.
 
-- CumulativeSum: of integer tensors only (position ids counted from a mask): exact in int64, then the
+- CumulativeSum of integer tensors (position ids counted from a mask): exact in int64, then the
   output's integer type; ``exclusive`` shifts by one (y[i] = sum(x[:i])), ``reverse`` sums from the end.
+  Of quantized tensors: ``scan.py`` (QNN's scan with ``arithmetic: "qnn"``; else the cpu fallback).
 
 The builders make a StepPlan (``htp.reduce_minmax``, ``htp.reduce_sum``, ``htp.cumsum``; a reduction
 over no axes is ``htp.reshape``) holding the axes, shapes and the requantization's integers; the
@@ -47,6 +48,7 @@ from openqnn.backends.htp.kernels.registry import (
     htp_kernel,
 )
 from openqnn.backends.htp.kernels.requant import Requant as RowRequant
+from openqnn.backends.htp.kernels.scan import quantized_cumulative_sum
 from openqnn.backends.htp.kernels.scratch import scratch
 from openqnn.backends.htp.spec.qnn_reduce import QnnMeanSpec, mean_spec_for
 from openqnn.backends.plan import StepPlan
@@ -221,8 +223,10 @@ def _bind_sum(plan: StepPlan, device: torch.device) -> Bound:
 def cumulative_sum(node: Node, ctx: HtpBuildContext) -> HtpStep:
     x, y = node.inputs[0], node.outputs[0]
     tx, ty = ctx.graph.tensors[x], ctx.graph.tensors[y]
-    if tx.dtype.is_float or ty.dtype.is_float or tx.encoding is not None:
-        raise Unsupported("CumulativeSum of a quantized tensor (integer tensors only)")
+    if tx.encoding is not None:  # QNN's float32 scan through the quantized output (scan.py, spec/qnn_cumsum.py)
+        return quantized_cumulative_sum(node, ctx)
+    if tx.dtype.is_float or ty.dtype.is_float:
+        raise Unsupported("CumulativeSum of an unquantized float tensor")
     rank = len(ctx.shape(x))
     if rank == 0:
         raise Unsupported("CumulativeSum of a scalar")
