@@ -288,6 +288,25 @@ def bert_base() -> BertEncoder:
     return BertEncoder(vocab=30522, hidden=768, layers=12, heads=12, max_len=512)
 
 
+class HFEncoder(nn.Module):
+    """A Hugging Face ``transformers`` BERT at all-MiniLM-L6-v2's dimensions (hidden 384, 6 layers of 12 heads, FFN
+    1536, a 30522-token vocabulary; random weights), exported as transformers exports it (its scaled dot-product
+    attention, its mask arithmetic): the last hidden state. Needs ``transformers``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        try:
+            import transformers
+        except ImportError:  # pragma: no cover - a dev extra
+            raise SystemExit("benchmarks: the minilm model needs transformers (pip install transformers)") from None
+        cfg = transformers.BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                                      intermediate_size=1536, max_position_embeddings=512)
+        self.bert = transformers.BertModel(cfg, add_pooling_layer=False)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
@@ -314,6 +333,7 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("bert_base", bert_base, ("input_ids", "attention_mask"), ("hidden", "pooled"), image_size=64,
                   text=True),
         ModelSpec("simple", SimpleModel, ("input",), ("output",), opset=11, image_size=32),
+        ModelSpec("minilm", HFEncoder, ("input_ids", "attention_mask"), ("hidden",), image_size=128, text=True),
     )
 }
 
