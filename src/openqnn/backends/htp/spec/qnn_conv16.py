@@ -54,7 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec, qnn_bias
+from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec, _v68_bias, qnn_bias
 
 __all__ = ["ARCHS16", "Conv16Spec", "conv16_spec_for", "conv16_v68", "conv16_v73"]
 
@@ -159,7 +159,10 @@ class Conv16Spec:
         share ``zo / M``, rounded (``qnn_bias``'s v68 form, the share it leaves out added back)."""
         if self.arch == "v68":
             spec = QnnRequantSpec.of("v68", real, self.zero_point, 16)
-            return np.asarray(qnn_bias("v68", b, x_scale, w_scale, bias_scale, spec, real) + spec.pre, dtype=np.int64)
+            # the 1/2 added in float32 (half_f32): a float32 sum in [2^23, 2^24) one below a multiple of 256 turns
+            # to that multiple (tie probes, docs/htp-fidelity.md "The W8A16 bias in float32 (stop 27)")
+            return np.asarray(_v68_bias(np.asarray(b, dtype=np.int64).reshape(-1), x_scale, w_scale, bias_scale, spec,
+                                        real, half_f32=True) + spec.pre, dtype=np.int64)
         return np.asarray(qnn_bias(self.arch, b, x_scale, w_scale, bias_scale), dtype=np.int64)
 
     def offsets(self, w_sum: np.ndarray, qb: np.ndarray, zx: int, dh: np.ndarray, dl: np.ndarray

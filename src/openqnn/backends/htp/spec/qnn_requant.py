@@ -237,7 +237,7 @@ def _bias_f32(b: np.ndarray, x_scale: float, w_scale: np.ndarray, bias_scale: fl
 
 
 def _v68_bias(b: np.ndarray, x_scale: float, w_scale: np.ndarray, bias_scale: float | None, spec: QnnRequantSpec,
-              real: np.ndarray) -> np.ndarray:
+              real: np.ndarray, half_f32: bool = False) -> np.ndarray:
     """v68's bias (:func:`qnn_bias`): ``floor(fl(bias + fl(zo / M_c)) + 1/2) - pre``, the bias QNN's float32
     value, per output channel, where QNN's float32 multiplier of channel ``c`` is the tensor's largest one times
     the channel's weight-scale ratio: ``M_c = fl(fl(fl(s_x s_w_max) / s_o) * fl(s_w_c / s_w_max))`` (one weight
@@ -255,5 +255,9 @@ def _v68_bias(b: np.ndarray, x_scale: float, w_scale: np.ndarray, bias_scale: fl
     share = (f32(spec.zero_point) / m).astype(f32)  # the output zero point on the accumulators' scale
     # half up on the float32 sum: 6,321 of 6,321 probe channels and ResNet-18 224's layer1.0 conv2 ties
     # (docs/htp-fidelity.md, "The v68 bias ties (stop 25)"); fl(zo / fl(M)) with M from the float64 ratio: 6,290
-    total = np.floor((value + share).astype(f32).astype(np.float64) + 0.5).astype(np.int64)
+    total32 = (value + share).astype(f32)
+    if half_f32:  # the 1/2 added in float32 too (the W8A16 convolutions': spec/qnn_conv16.py's Conv16Spec.bias)
+        total = np.floor((total32 + f32(0.5)).astype(f32).astype(np.float64)).astype(np.int64)
+    else:
+        total = np.floor(total32.astype(np.float64) + 0.5).astype(np.int64)
     return total - np.broadcast_to(spec.pre, (n,))
