@@ -73,3 +73,46 @@ def run(arch: str, x: np.ndarray, zx: int, w: Sequence[int], bias: Sequence[int]
     acc = w_ @ (xs - zx) + b_[:, None]
     real = float(sx_) * sw_.astype(np.float64) / float(so_)
     return Probe(acc, codes.astype(np.int64), real, zo, xs, zx)
+
+
+def bias_ties(sx: float, sw: Sequence[float] | float, so: float, zo: int, around: float,
+              residues: Sequence[int] = tuple(range(-6, 6)), reps: int = 5) -> np.ndarray:
+    """v68's W8A16 bias seen at the ties of its units of 256: biases (one per output channel, at most 64) whose
+    float32 sum with the output zero point's share, ``fl(value + fl(zo / M_c))`` (spec/qnn_requant.py's
+    ``_v68_bias``), lands on ``256 j + r`` for ``r`` in ``residues`` (``reps`` multiples ``j`` each, from about
+    ``around``); ``sw`` one weight scale (per-tensor) or one per channel (docs/htp-fidelity.md, "The W8A16 bias
+    in float32 (stop 27)")."""
+    targets = [(int(around) // 256 + 2) * 256 + 768 * j + r for r in residues for j in range(reps)][:64]
+    n = len(targets)
+    f32 = np.float32
+    w = np.broadcast_to(np.asarray(sw, f32), (n,)) if np.ndim(sw) == 0 else np.asarray(sw, f32)[:n]
+    w_max = w.max()
+    big_m = f32(f32(f32(sx) * w_max) / f32(so))
+    share = (f32(zo) / (big_m * (w / w_max).astype(f32)).astype(f32)).astype(f32).astype(np.float64)
+    return np.array([round(t - s) for t, s in zip(targets, share)], np.int64)
+
+
+def bias_offsets(sx: float, sw: Sequence[float] | float, so: float, zo: int, zx: int, bias: Sequence[int],
+                 per_tensor: bool = True) -> tuple[list[list[int]], np.ndarray]:
+    """Run a v68 probe of one input channel (codes ``0, 8, .., 65528``) to one output channel per bias, weights 1,
+    so each output steps every 256 input codes and shows its bias's units of 256 exactly; per channel, the
+    offsets ``d`` (units of 256, -3..3) with which ``conv16_v68`` (``qbz`` ``Conv16Spec.bias``'s plus ``256 d``)
+    gives every simulator code, and that ``qbz``."""
+    from openqnn.backends.htp.spec.qnn_conv16 import Conv16Spec, conv16_v68
+
+    b = np.asarray(bias, np.int64)
+    c = b.size
+    w = np.full(c, np.float32(sw), np.float32) if np.ndim(sw) == 0 else np.asarray(sw, np.float32)[:c]
+    x = np.arange(N, dtype=np.int64) * 8 % 65536
+    p = run("68", x[None, :], zx, np.ones(c, np.int64), b, sx, w, so, zo, per_tensor=per_tensor)
+    real = p.real[:1] if per_tensor else p.real
+    ws = w[:1] if per_tensor else w
+    sb = float(np.float32(np.float32(sx) * w[0])) if per_tensor else None
+    qbz = np.broadcast_to(Conv16Spec.of(real, zo, "v68").bias(b, float(np.float32(sx)), ws, sb, real), (c,))
+    found = []
+    for ch in range(c):
+        r = p.real[ch:ch + 1]
+        found.append([d for d in range(-3, 4) if np.array_equal(
+            conv16_v68((x >> 8)[:, None], (x & 255)[:, None], np.ones(1, np.int64), qbz[ch:ch + 1] + 256 * d, zx,
+                       r)[:, 0], p.codes[ch])])
+    return found, np.asarray(qbz)
