@@ -33,7 +33,7 @@ class Probe:
 
 
 def run(arch: str, x: np.ndarray, zx: int, w: Sequence[int], bias: Sequence[int], sx: float, sw: Sequence[float],
-        so: float, zo: int, per_tensor: bool = False) -> Probe:
+        so: float, zo: int, per_tensor: bool = False, sb: float | None = None) -> Probe:
     from onnx import TensorProto, helper
     from onnx import numpy_helper as nh
 
@@ -44,12 +44,12 @@ def run(arch: str, x: np.ndarray, zx: int, w: Sequence[int], bias: Sequence[int]
     sw_ = np.broadcast_to(np.asarray(sw, np.float32), (cout,)).astype(np.float32)
     sx_, so_ = np.float32(sx), np.float32(so)
     b_ = np.asarray(bias, np.int64)
-    sb = (sx_ * sw_).astype(np.float32)
+    sb_ = (sx_ * sw_).astype(np.float32) if sb is None else np.full(cout, sb, np.float32)  # the bias scale
     one = (lambda a: a[:1].reshape(())) if per_tensor else (lambda a: a)
     axis = {} if per_tensor else {"axis": 0}
     inits = [nh.from_array(w_.astype(np.int8).reshape(cout, cin, 1, 1), "wq"), nh.from_array(one(sw_), "sw"),
              nh.from_array(one(np.zeros(cout, np.int8)), "zw"),
-             nh.from_array(b_.astype(np.int32), "bq"), nh.from_array(one(sb), "sb"),
+             nh.from_array(b_.astype(np.int32), "bq"), nh.from_array(one(sb_), "sb"),
              nh.from_array(one(np.zeros(cout, np.int32)), "zb"), nh.from_array(np.array(sx_), "sx"),
              nh.from_array(np.array(zx, np.uint16), "zx"), nh.from_array(np.array(so_), "so"),
              nh.from_array(np.array(zo, np.uint16), "zo")]
@@ -93,21 +93,22 @@ def bias_ties(sx: float, sw: Sequence[float] | float, so: float, zo: int, around
 
 
 def bias_offsets(sx: float, sw: Sequence[float] | float, so: float, zo: int, zx: int, bias: Sequence[int],
-                 per_tensor: bool = True) -> tuple[list[list[int]], np.ndarray]:
+                 per_tensor: bool = True, sb: float | None = None) -> tuple[list[list[int]], np.ndarray]:
     """Run a v68 probe of one input channel (codes ``0, 8, .., 65528``) to one output channel per bias, weights 1,
     so each output steps every 256 input codes and shows its bias's units of 256 exactly; per channel, the
     offsets ``d`` (units of 256, -3..3) with which ``conv16_v68`` (``qbz`` ``Conv16Spec.bias``'s plus ``256 d``)
-    gives every simulator code, and that ``qbz``."""
+    gives every simulator code, and that ``qbz``; ``sb``: the bias scale (per-tensor; default ``fl(s_x s_w)``)."""
     from openqnn.backends.htp.spec.qnn_conv16 import Conv16Spec, conv16_v68
 
     b = np.asarray(bias, np.int64)
     c = b.size
     w = np.full(c, np.float32(sw), np.float32) if np.ndim(sw) == 0 else np.asarray(sw, np.float32)[:c]
     x = np.arange(N, dtype=np.int64) * 8 % 65536
-    p = run("68", x[None, :], zx, np.ones(c, np.int64), b, sx, w, so, zo, per_tensor=per_tensor)
+    p = run("68", x[None, :], zx, np.ones(c, np.int64), b, sx, w, so, zo, per_tensor=per_tensor, sb=sb)
     real = p.real[:1] if per_tensor else p.real
     ws = w[:1] if per_tensor else w
-    sb = float(np.float32(np.float32(sx) * w[0])) if per_tensor else None
+    if per_tensor and sb is None:
+        sb = float(np.float32(np.float32(sx) * w[0]))
     qbz = np.broadcast_to(Conv16Spec.of(real, zo, "v68").bias(b, float(np.float32(sx)), ws, sb, real), (c,))
     found = []
     for ch in range(c):

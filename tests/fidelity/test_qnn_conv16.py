@@ -75,3 +75,25 @@ def test_conv16_v68_matches_simulator(seed: int) -> None:
                                               None if pc else float(np.float32(np.float32(sx) * sw[0])), real)
     out = conv16_v68((w @ (xs >> 8)).T, (w @ (xs & 255)).T, w.sum(1), np.broadcast_to(qbz, (c,)), zx, p.real)
     assert np.array_equal(out, p.codes.T)
+
+
+def test_v68_w8a16_bias_integer_sums_below_2_23_keep_their_units() -> None:
+    """Below 2^23 the float32 1/2 is exact: with a bias scale half the accumulator's (so odd biases take a half)
+    the float32 sums land on integers and halves, and the sums ``256 j - 1`` stay in unit ``j - 1`` (an odd sum is
+    not rounded up: the half to even shows only where float32 steps are 1)."""
+    from openqnn.backends.htp.spec.qnn_requant import _bias_f32
+    from tests.fidelity.conv16_probe import bias_offsets
+
+    if simulator_missing():
+        pytest.skip(simulator_missing() or "")
+    f32 = np.float32
+    zo, p = 15000, f32(f32(SX) * f32(SW))
+    sb = float(f32(p / f32(2)))
+    share = f32(f32(zo) / f32(p / f32(SO)))
+    cand = np.arange(-4000, 4000)
+    sums = (_bias_f32(cand, float(f32(SX)), np.array([SW], f32), sb) + share).astype(f32).astype(np.float64)
+    bias = np.concatenate([cand[np.isclose(sums % 256, r)][:10] for r in (254.5, 255.0, 255.5, 253.0, 0.0, 1.0)])
+    found, qbz = bias_offsets(SX, SW, SO, zo, ZX, bias, sb=sb)
+    assert found == [[0]] * bias.size
+    on = sums[np.isin(cand, bias)]
+    assert (on % 256 == 255).sum() >= 5 and np.all(qbz < 1 << 23)

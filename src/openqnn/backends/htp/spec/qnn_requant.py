@@ -241,7 +241,9 @@ def _v68_bias(b: np.ndarray, x_scale: float, w_scale: np.ndarray, bias_scale: fl
     """v68's bias (:func:`qnn_bias`): ``floor(fl(bias + fl(zo / M_c)) + 1/2) - pre``, the bias QNN's float32
     value, per output channel, where QNN's float32 multiplier of channel ``c`` is the tensor's largest one times
     the channel's weight-scale ratio: ``M_c = fl(fl(fl(s_x s_w_max) / s_o) * fl(s_w_c / s_w_max))`` (one weight
-    scale: ``fl(fl(s_x s_w) / s_o)``)."""
+    scale: ``fl(fl(s_x s_w) / s_o)``). ``half_f32``: the 1/2 added in float32 too, ``floor(fl(sum + 1/2))`` (the
+    W8A16 convolutions', spec/qnn_conv16.py: half to even where float32 steps are 1, [2^23, 2^24); the 8-bit
+    form's float64 half is established only below 2^23, where the two agree)."""
     f32 = np.float32
     n = max(b.size, spec.pre.size)
     value = np.broadcast_to(_bias_f32(b, x_scale, w_scale, bias_scale), (n,))
