@@ -48,7 +48,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["ARCHS", "BIAS_LEVELS", "QnnRequantSpec", "TensorConsts", "qnn_bias", "spec_for"]
+__all__ = ["ARCHS", "BIAS_LEVELS", "QnnRequantSpec", "TensorConsts", "dw_strided16_pre", "qnn_bias", "qnn_multiplier",
+           "spec_for"]
 
 ARCHS = ("v68", "v73")
 
@@ -169,6 +170,33 @@ def spec_for(arch: str, arithmetic: str, real: np.ndarray, zero_point: int, in_b
     if not np.all(np.asarray(real) > 0):
         return None
     return QnnRequantSpec.of(arch, real, zero_point, out_bits, kernel)
+
+
+def qnn_multiplier(x_scale: float, w_scale: np.ndarray, out_scale: float, channels: int) -> np.ndarray:
+    """QNN's float32 multiplier per output channel (float32 array): the tensor's largest one times the channel's
+    weight-scale ratio, ``M_c = fl(fl(fl(s_x s_w_max) / s_o) * fl(s_w_c / s_w_max))`` (one weight scale:
+    ``fl(fl(s_x s_w) / s_o)``), as v68's bias shares it (:func:`_v68_bias`) and the 16-bit strided depthwise
+    convolution's zero point share (:func:`dw_strided16_pre`)."""
+    f32 = np.float32
+    w = np.broadcast_to(np.asarray(w_scale, dtype=f32).reshape(-1), (channels,))
+    w_max = w.max()
+    big_m = f32(f32(f32(x_scale) * w_max) / f32(out_scale))
+    return (big_m * (w / w_max).astype(f32)).astype(f32)
+
+
+def dw_strided16_pre(x_scale: float, w_scale: np.ndarray, out_scale: float, zero_point: int, channels: int
+                     ) -> np.ndarray:
+    """A strided depthwise convolution's folded output zero point with 16-bit codes (v68 and v73 alike; the
+    spec's ``pre``, int64 per channel): ``floor(fl(fl(zo / M_c) + 1/2))``, the share ``zo / M_c`` in float32 with
+    QNN's multiplier (:func:`qnn_multiplier`) and the 1/2 added in float32 (half to even where float32 steps are
+    1, [2^23, 2^24)), where the 8-bit form has ``round(zo / M)`` exactly. Established with strided depthwise probes
+    (``tests/fidelity/conv16_probe.py``'s ``strided_dw_offsets``: one tap of weight 1 per channel, consecutive
+    accumulators, so each channel's offset shows exactly; docs/htp-fidelity.md, "The W8A16 bias in float32 (stop
+    27)"): 320 of 320 channels on v68 and on v73 (5 probes, zero points 5,000..60,000, shares 2e6..2e8), where
+    ``round(zo / M)`` gives 169 and the float32 share rounded half up in float64 277."""
+    f32 = np.float32
+    share = (f32(zero_point) / qnn_multiplier(x_scale, w_scale, out_scale, channels)).astype(f32)
+    return np.floor((share + f32(0.5)).astype(f32).astype(np.float64)).astype(np.int64)
 
 
 BIAS_LEVELS = 1 << 28
