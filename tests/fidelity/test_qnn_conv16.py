@@ -97,3 +97,20 @@ def test_v68_w8a16_bias_integer_sums_below_2_23_keep_their_units() -> None:
     assert found == [[0]] * bias.size
     on = sums[np.isin(cand, bias)]
     assert (on % 256 == 255).sum() >= 5 and np.all(qbz < 1 << 23)
+
+
+@pytest.mark.parametrize("arch, seed, zo", [("68", 1, 29305), ("73", 1, 29305), ("68", 4, 60000), ("73", 3, 5000)])
+def test_strided_depthwise16_zero_point_share_in_float32(arch: str, seed: int, zo: int) -> None:
+    """A strided depthwise convolution with 16-bit codes folds ``floor(fl(fl(zo / M_c) + 1/2))`` into its
+    accumulators (spec/qnn_requant.py's dw_strided16_pre, QNN's float32 multiplier ``M_c``): every channel's
+    measured offset from ``round(zo / M)`` (conv16_probe.strided_dw_offsets) is the rule's."""
+    from openqnn.backends.htp.spec.qnn_requant import dw_strided16_pre
+    from tests.fidelity.conv16_probe import strided_dw_offsets
+
+    if simulator_missing():
+        pytest.skip(simulator_missing() or "")
+    found, p = strided_dw_offsets(arch, seed, zo)
+    pre = dw_strided16_pre(float(p["sx"]), p["sw"], float(p["so"]), zo, len(found))
+    assert found == [[int(d)] for d in pre - p["pre64"]]
+    if seed == 1:  # round(zo / M) itself misses most channels here
+        assert sum(f == [0] for f in found) < len(found) // 2
