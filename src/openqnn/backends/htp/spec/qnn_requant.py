@@ -28,7 +28,10 @@ random stride-2 convolutions with output zero points to 255 and biases to 1e6 of
 the exact accumulator (no byte split, unlike the other W8A16 convolutions of spec/qnn_conv16.py): the fidelity
 sweep's stride-2 depthwise cases, v68 = v73, per-tensor 2,560 of 2,560 codes, per-channel 2,549 of 2,560 (the
 bias as given; v73's conversion of it 2,552), where exact rounding gives 65-68% and spec/qnn_conv16.py's rule
-24-53%.
+24-53%. With 16-bit codes the folded zero point is not ``round(zo / M)`` but QNN's float32 share with the 1/2
+added in float32, ``floor(fl(fl(zo / M_c) + 1/2))`` (:func:`dw_strided16_pre`, ``M_c`` :func:`qnn_multiplier`;
+stop 27: strided depthwise probes, 320 of 320 channels per arch; the fidelity cases 100%); the bias is still added
+as given.
 
 The bias (docs/htp-fidelity.md, "The bias"): v73 does not add the int32 bias it is given but QNN's own
 conversion of it, :func:`qnn_bias` (float32 arithmetic that truncates: the accumulator is off by 0 or one step
