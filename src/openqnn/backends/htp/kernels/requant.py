@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,7 @@ from openqnn.backends.htp.kernels.registry import HtpBuildContext, QParams, Unsu
 from openqnn.backends.htp.kernels.scratch import scratch
 from openqnn.backends.htp.native import NativeRequant
 from openqnn.backends.htp.spec.qnn_conv16 import Conv16Spec, conv16_spec_for
-from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec, TensorConsts, spec_for
+from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec, TensorConsts, dw_strided16_pre, spec_for
 
 __all__ = ["BLOCK", "SMALL", "QnnConv16Requant", "Requant", "RequantForm", "Term", "requant_for"]
 
@@ -678,6 +678,11 @@ def requant_for(ctx: HtpBuildContext, xq: QParams, oq: QParams, w_scale: np.ndar
             return QnnConv16Requant(real32, spec16, ctx.device)
         spec = spec_for(ctx.arch.name, "qnn", real32, int(oq.zero_point[0]), xq.bitwidth, w_bits, oq.bitwidth,
                         x2q is not None, qnn_kernel)
+        if spec is not None and spec.kernel == "dw_strided" and oq.bitwidth == 16:
+            # 16-bit codes: the zero point's share in float32 (spec/qnn_requant.py's dw_strided16_pre)
+            spec = replace(spec, pre=dw_strided16_pre(float(xq.scale[0]), np.asarray(w_scale),
+                                                                  float(oq.scale[0]), int(oq.zero_point[0]),
+                                                                  channels))
         if spec is not None:
             return QnnRequant(real32, spec, wide, ctx.device)
     return Requant(real, int(oq.zero_point[0]), oq.bitwidth, wide, ctx.device)

@@ -28,7 +28,10 @@ random stride-2 convolutions with output zero points to 255 and biases to 1e6 of
 the exact accumulator (no byte split, unlike the other W8A16 convolutions of spec/qnn_conv16.py): the fidelity
 sweep's stride-2 depthwise cases, v68 = v73, per-tensor 2,560 of 2,560 codes, per-channel 2,549 of 2,560 (the
 bias as given; v73's conversion of it 2,552), where exact rounding gives 65-68% and spec/qnn_conv16.py's rule
-24-53%.
+24-53%. With 16-bit codes the folded zero point is not ``round(zo / M)`` but QNN's float32 share with the 1/2
+added in float32, ``floor(fl(fl(zo / M_c) + 1/2))`` (:func:`dw_strided16_pre`, ``M_c`` :func:`qnn_multiplier`;
+stop 27: strided depthwise probes, 320 of 320 channels per arch; the fidelity cases 100%); the bias is still added
+as given.
 
 The bias (docs/htp-fidelity.md, "The bias"): v73 does not add the int32 bias it is given but QNN's own
 conversion of it, :func:`qnn_bias` (float32 arithmetic that truncates: the accumulator is off by 0 or one step
@@ -48,7 +51,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["ARCHS", "BIAS_LEVELS", "QnnRequantSpec", "TensorConsts", "qnn_bias", "spec_for"]
+__all__ = ["ARCHS", "BIAS_LEVELS", "QnnRequantSpec", "TensorConsts", "dw_strided16_pre", "qnn_bias", "qnn_multiplier",
+           "spec_for"]
 
 ARCHS = ("v68", "v73")
 
@@ -171,6 +175,33 @@ def spec_for(arch: str, arithmetic: str, real: np.ndarray, zero_point: int, in_b
     return QnnRequantSpec.of(arch, real, zero_point, out_bits, kernel)
 
 
+def qnn_multiplier(x_scale: float, w_scale: np.ndarray, out_scale: float, channels: int) -> np.ndarray:
+    """QNN's float32 multiplier per output channel (float32 array): the tensor's largest one times the channel's
+    weight-scale ratio, ``M_c = fl(fl(fl(s_x s_w_max) / s_o) * fl(s_w_c / s_w_max))`` (one weight scale:
+    ``fl(fl(s_x s_w) / s_o)``), as v68's bias shares it (:func:`_v68_bias`) and the 16-bit strided depthwise
+    convolution's zero point share (:func:`dw_strided16_pre`)."""
+    f32 = np.float32
+    w = np.broadcast_to(np.asarray(w_scale, dtype=f32).reshape(-1), (channels,))
+    w_max = w.max()
+    big_m = f32(f32(f32(x_scale) * w_max) / f32(out_scale))
+    return (big_m * (w / w_max).astype(f32)).astype(f32)
+
+
+def dw_strided16_pre(x_scale: float, w_scale: np.ndarray, out_scale: float, zero_point: int, channels: int
+                     ) -> np.ndarray:
+    """A strided depthwise convolution's folded output zero point with 16-bit codes (v68 and v73 alike; the
+    spec's ``pre``, int64 per channel): ``floor(fl(fl(zo / M_c) + 1/2))``, the share ``zo / M_c`` in float32 with
+    QNN's multiplier (:func:`qnn_multiplier`) and the 1/2 added in float32 (half to even where float32 steps are
+    1, [2^23, 2^24)), where the 8-bit form has ``round(zo / M)`` exactly. Established with strided depthwise probes
+    (``tests/fidelity/conv16_probe.py``'s ``strided_dw_offsets``: one tap of weight 1 per channel, consecutive
+    accumulators, so each channel's offset shows exactly; docs/htp-fidelity.md, "The W8A16 bias in float32 (stop
+    27)"): 320 of 320 channels on v68 and on v73 (5 probes, zero points 5,000..60,000, shares 2e6..2e8), where
+    ``round(zo / M)`` gives 169 and the float32 share rounded half up in float64 277."""
+    f32 = np.float32
+    share = (f32(zero_point) / qnn_multiplier(x_scale, w_scale, out_scale, channels)).astype(f32)
+    return np.floor((share + f32(0.5)).astype(f32).astype(np.float64)).astype(np.int64)
+
+
 BIAS_LEVELS = 1 << 28
 """v73's per-channel bias: the largest |bias| of the tensor takes this many steps (:func:`qnn_bias`)."""
 
@@ -237,11 +268,13 @@ def _bias_f32(b: np.ndarray, x_scale: float, w_scale: np.ndarray, bias_scale: fl
 
 
 def _v68_bias(b: np.ndarray, x_scale: float, w_scale: np.ndarray, bias_scale: float | None, spec: QnnRequantSpec,
-              real: np.ndarray) -> np.ndarray:
+              real: np.ndarray, half_f32: bool = False) -> np.ndarray:
     """v68's bias (:func:`qnn_bias`): ``floor(fl(bias + fl(zo / M_c)) + 1/2) - pre``, the bias QNN's float32
     value, per output channel, where QNN's float32 multiplier of channel ``c`` is the tensor's largest one times
     the channel's weight-scale ratio: ``M_c = fl(fl(fl(s_x s_w_max) / s_o) * fl(s_w_c / s_w_max))`` (one weight
-    scale: ``fl(fl(s_x s_w) / s_o)``)."""
+    scale: ``fl(fl(s_x s_w) / s_o)``). ``half_f32``: the 1/2 added in float32 too, ``floor(fl(sum + 1/2))`` (the
+    W8A16 convolutions', spec/qnn_conv16.py: half to even where float32 steps are 1, [2^23, 2^24); the 8-bit
+    form's float64 half is established only below 2^23, where the two agree)."""
     f32 = np.float32
     n = max(b.size, spec.pre.size)
     value = np.broadcast_to(_bias_f32(b, x_scale, w_scale, bias_scale), (n,))
@@ -255,5 +288,9 @@ def _v68_bias(b: np.ndarray, x_scale: float, w_scale: np.ndarray, bias_scale: fl
     share = (f32(spec.zero_point) / m).astype(f32)  # the output zero point on the accumulators' scale
     # half up on the float32 sum: 6,321 of 6,321 probe channels and ResNet-18 224's layer1.0 conv2 ties
     # (docs/htp-fidelity.md, "The v68 bias ties (stop 25)"); fl(zo / fl(M)) with M from the float64 ratio: 6,290
-    total = np.floor((value + share).astype(f32).astype(np.float64) + 0.5).astype(np.int64)
+    total32 = (value + share).astype(f32)
+    if half_f32:  # the 1/2 added in float32 too (the W8A16 convolutions': spec/qnn_conv16.py's Conv16Spec.bias)
+        total = np.floor((total32 + f32(0.5)).astype(f32).astype(np.float64)).astype(np.int64)
+    else:
+        total = np.floor(total32.astype(np.float64) + 0.5).astype(np.int64)
     return total - np.broadcast_to(spec.pre, (n,))
