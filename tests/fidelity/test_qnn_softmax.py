@@ -246,3 +246,19 @@ def test_long_rows_take_q15_exponentials_and_a_16_bit_reciprocal(arch: str) -> N
     miss, miss30, miss_trunc = (int((c != sim).sum()) for c in (ours, q30, trunc))
     print(f"v{arch} level rows: spec misses {miss}, stop 26's table {miss_trunc}, Q30 exact {miss30} of {sim.size}")
     assert miss < 1e-4 * sim.size and 3 * miss < miss30 and 2 * miss < miss_trunc
+
+
+def test_threshold_rows_have_the_sums_they_are_built_for() -> None:
+    """``softmax_probe.threshold_rows``: every row holds the maximum and its exponentials sum to ``bits`` bits, each
+    within two units of a code boundary of one of its elements (no simulator)."""
+    from openqnn.backends.htp.spec.qnn_softmax import exp_table
+    from tests.fidelity.softmax_probe import threshold_rows
+
+    table = exp_table(0.10401)
+    q = threshold_rows(table, 17, np.random.default_rng(0))
+    e = table[q.max(axis=-1, keepdims=True) - q]
+    s = e.sum(axis=-1)
+    assert q.shape[1] > 1000 and np.all(q.max(axis=-1) == 255)
+    assert np.all((s >= 1 << 16) & (s < 1 << 17))
+    v = 256 * e / s[..., None]
+    assert np.all(np.abs(v - np.floor(v) - 0.5).min(axis=-1) * s / v.max(axis=-1).clip(1) < 3)
