@@ -151,6 +151,18 @@ def ratio_bounds(codes: np.ndarray, meta: np.ndarray) -> dict[int, tuple[float, 
     return out
 
 
+def power_rows(rng: np.random.Generator, rows: int, n: int = 64) -> np.ndarray:
+    """[1, rows, n] codes for an input scale whose step ``C'`` is exactly 1 (s_in = 0.6932): 1-8 maxima (code 255),
+    random elements 1-15 codes below them, the rest at code 0 (far). There ``E[k] = g(0) >> k = 32767 >> k`` exactly,
+    so each row's sum is known without the table's doubts and its codes bound the reciprocal alone (stop 27)."""
+    q = np.zeros((rows, n), dtype=np.int64)
+    for i in range(rows):
+        j = int(rng.integers(1, 9))
+        ks = [0] * j + list(rng.integers(1, 16, int(rng.integers(0, n - j + 1))))
+        q[i, :len(ks)] = 255 - np.array(ks)
+    return q[None]
+
+
 def threshold_rows(table: np.ndarray, bits: int, rng: np.random.Generator, kmax: int = 40,
                    n: int = 64) -> np.ndarray:
     """[1, R, n] codes (maximum 255) whose exponentials under ``table`` sum to ``S`` of ``bits`` bits placed next to

@@ -262,3 +262,28 @@ def test_threshold_rows_have_the_sums_they_are_built_for() -> None:
     assert np.all((s >= 1 << 16) & (s < 1 << 17))
     v = 256 * e / s[..., None]
     assert np.all(np.abs(v - np.floor(v) - 0.5).min(axis=-1) * s / v.max(axis=-1).clip(1) < 3)
+
+
+@pytest.mark.skipif(_missing is not None, reason=_missing or "")
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_long_rows_reciprocal_is_within_one_unit_above_the_floor(arch: str) -> None:
+    """At a step ``C'`` of exactly 1 (``power_rows``) the exponentials are ``32767 >> k`` (``exp_table``; ``32768 >> k``
+    misses 30x more codes), so the sum is known: every row's codes then admit ``r = floor(2^(b + 15) / S)`` or one more,
+    never less, and some need the one more (stop 27: the reciprocal is within one unit above the floor; which, is open)."""
+    from openqnn.backends.htp.spec.qnn_softmax import exp_table, long_codes_of
+    from tests.fidelity.softmax_probe import power_rows
+
+    sx = 0.6932
+    q = power_rows(np.random.default_rng(5), 12000)
+    sim = run_codes(arch, q, sx, 128)[0]
+    table = exp_table(sx)
+    assert table[:16].tolist() == [32767 >> k for k in range(16)]
+    e = table[q[0].max(axis=-1, keepdims=True) - q[0]]
+    s = e.sum(axis=-1, keepdims=True)
+    b = np.frexp(s.astype(np.float64))[1]
+    r0 = (np.int64(1) << (b + 15)) // s
+    ok = [np.all(np.clip((e * r + (np.int64(1) << (b + 6))) >> (b + 7), 0, 255) == sim, axis=-1) for r in (r0, r0 + 1)]
+    assert np.all(ok[0] | ok[1]) and np.any(~ok[0]) and np.any(~ok[1])
+    shifted = np.where(np.arange(256) < 16, 32768 >> np.minimum(np.arange(256), 15), 0)
+    shifted[0] = 32767
+    assert 10 * int((long_codes_of(e) != sim).sum()) < int((long_codes_of(shifted[q[0].max(-1, keepdims=True) - q[0]]) != sim).sum())
