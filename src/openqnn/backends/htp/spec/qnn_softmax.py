@@ -30,9 +30,10 @@ whose codes need the reciprocal 1-2 units off, both ways, and table entries one 
 table entries are ``g(f16) >> n``, ``g`` the 16-bit Softmax's 4-segment quadratic ``2^-f`` (``spec/qnn_softmax16.pow2_frac``,
 ``g(0) = 32767``), not ``floor(2^15 2^-x)`` (which they differ from by up to two units): misses 158 -> 70 of the 5.6M level
 codes, 41 -> 20 of the random rows', 90 -> 14 of the encoder's rows' (v68 and v73 together), and 356 -> 159 of 8.7M
-level codes at seven other input scales 0.0137-0.6 (fewer at six, 52 -> 55 at 0.05). The reciprocal ``floor(2^(b + 15) / S)`` is still the best simple form found; what is left
-needs it about a unit high for sums below 2^17 and one to three units low above 2^19, not as a smooth function of
-the sum (open; docs/htp-fidelity.md, stop 27).
+level codes at seven other input scales 0.0137-0.6 (fewer at six, 52 -> 55 at 0.05). Open: a few entries one unit
+above ``g >> n`` (k = 7, 8 at s_in 0.10401), and the reciprocal: where the sum is known (a step of exactly 1, ``E[k] = 32767 >> k``) QNN's is
+``floor(2^(b + 15) / S)`` or one more, the choice neither a rounding at a fixed fraction nor a smooth function of the
+sum (docs/htp-fidelity.md, stop 27).
 
 Rows of two elements: ``pair_table``. Rows of 3 to 16 elements, which QNN computes another way (exact
 rounding reproduces 99.2% of their codes, the long-row rule 85-95%): ``short_codes``, 16-bit fixed point with
