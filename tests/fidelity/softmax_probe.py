@@ -151,6 +151,60 @@ def ratio_bounds(codes: np.ndarray, meta: np.ndarray) -> dict[int, tuple[float, 
     return out
 
 
+def power_rows(rng: np.random.Generator, rows: int, n: int = 64) -> np.ndarray:
+    """[1, rows, n] codes for an input scale whose step ``C'`` is exactly 1 (s_in = 0.6932): 1-8 maxima (code 255),
+    random elements 1-15 codes below them, the rest at code 0 (far). There ``E[k] = g(0) >> k = 32767 >> k`` exactly,
+    so each row's sum is known without the table's doubts and its codes bound the reciprocal alone (stop 27)."""
+    q = np.zeros((rows, n), dtype=np.int64)
+    for i in range(rows):
+        j = int(rng.integers(1, 9))
+        ks = [0] * j + list(rng.integers(1, 16, int(rng.integers(0, n - j + 1))))
+        q[i, :len(ks)] = 255 - np.array(ks)
+    return q[None]
+
+
+def threshold_rows(table: np.ndarray, bits: int, rng: np.random.Generator, kmax: int = 40,
+                   n: int = 64) -> np.ndarray:
+    """[1, R, n] codes (maximum 255) whose exponentials under ``table`` sum to ``S`` of ``bits`` bits placed next to
+    a code boundary of one element: for each element ``k < kmax`` and code ``c``, ``S`` within a unit or two of
+    ``256 E[k] / (c + 1/2)``; the row holds the maximum, that element, random elements ``k < kmax`` and fillers of
+    small exponentials (``k >= kmax``) that make the sum exact (the rest far below). Such rows tell which side of the
+    boundary QNN's division puts the element, i.e. bound the reciprocal (or the table) to a unit (stop 27). Needs an
+    input scale where ``table[255]`` is 0 (the padding)."""
+    if table[255]:
+        raise ValueError("threshold_rows pads with code 0, whose exponential must be 0")
+    fill: dict[int, int] = {}
+    for k in range(kmax, 256):
+        if table[k] > 0:
+            fill.setdefault(int(table[k]), k)
+    values = sorted(fill, reverse=True)
+    rows = []
+    for k in range(kmax):
+        for c in range(1, 256):
+            target = 256 * int(table[k]) / (c + 0.5)
+            for d in (-1, 0, 1, 2):
+                s = int(np.floor(target)) + d
+                if not (1 << (bits - 1)) <= s < (1 << bits):
+                    continue
+                ks = [0] + ([k] if k else [])
+                part = int(table[ks].sum())
+                for _ in range(200):
+                    if len(ks) >= n - 14 or s - part <= 1500:
+                        break
+                    kk = int(rng.integers(1, kmax + 1))
+                    if part + table[kk] <= s - 200:
+                        ks.append(kk)
+                        part += int(table[kk])
+                rem = s - part
+                for v in values:
+                    while 0 <= v <= rem and len(ks) < n:
+                        ks.append(fill[v])
+                        rem -= v
+                if rem == 0:
+                    rows.append(255 - np.array(ks + [255] * (n - len(ks))))
+    return np.array(rows)[None]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.fidelity.softmax_probe", description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", default="73")

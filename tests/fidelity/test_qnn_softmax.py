@@ -226,19 +226,64 @@ def test_ratio_bounds_hold_the_ratio_of_an_exact_division() -> None:
 @pytest.mark.parametrize("arch", ["68", "73"])
 def test_long_rows_take_q15_exponentials_and_a_16_bit_reciprocal(arch: str) -> None:
     """Rows of 64 with j maxima, m elements k below and the rest far (``level_rows``) at the BERT encoder's layer-0
-    input scale: the spec (Q15 truncated exponentials, the sum's 16-bit reciprocal) misses under 0.02% of the codes,
-    under a third of what Q30 exponentials with an exact division miss (stop 26: 158 against 1,062 of 5.6M at three
-    scales)."""
-    from openqnn.backends.htp.spec.qnn_softmax import exp_step
+    input scale: the spec (Q15 exponentials ``g(f16) >> n``, the sum's 16-bit reciprocal) misses under 0.01% of the
+    codes, under a third of what Q30 exponentials with an exact division miss (stop 26: 158 against 1,062 of 5.6M at
+    three scales), and fewer than stop 26's table ``floor(2^15 2^(-k C'))`` with the same division (stop 27: 25
+    against 79 at this scale; 70 against 158 at three)."""
+    from openqnn.backends.htp.spec.qnn_softmax import exp_step, long_codes_of
     from tests.fidelity.softmax_probe import level_rows
 
     sx = 0.10401418060064316
     q, _ = level_rows(64, range(1, 48), range(1, 17), range(1, 40))
     sim = run_codes(arch, q, sx, 128)
     ours = spec_codes(q, sx)
-    e = np.round(np.exp2(-np.arange(256) * exp_step(sx)) * 2.0**30).astype(np.int64)[q.max(-1, keepdims=True) - q]
+    k = q.max(-1, keepdims=True) - q
+    x = np.exp2(-np.arange(256) * exp_step(sx))
+    e = np.round(x * 2.0**30).astype(np.int64)[k]
     s = e.sum(axis=-1, keepdims=True)
     q30 = np.clip((2 * (e << 8) + s) // (2 * s), 0, 255)
-    miss, miss30 = int((ours != sim).sum()), int((q30 != sim).sum())
-    print(f"v{arch} level rows: spec misses {miss}, Q30 exact {miss30} of {sim.size}")
-    assert miss < 2e-4 * sim.size and 3 * miss < miss30
+    trunc = long_codes_of(np.minimum(np.floor(x * 2.0**15), 2**15 - 1).astype(np.int64)[k])
+    miss, miss30, miss_trunc = (int((c != sim).sum()) for c in (ours, q30, trunc))
+    print(f"v{arch} level rows: spec misses {miss}, stop 26's table {miss_trunc}, Q30 exact {miss30} of {sim.size}")
+    assert miss < 1e-4 * sim.size and 3 * miss < miss30 and 2 * miss < miss_trunc
+
+
+def test_threshold_rows_have_the_sums_they_are_built_for() -> None:
+    """``softmax_probe.threshold_rows``: every row holds the maximum and its exponentials sum to ``bits`` bits, each
+    within two units of a code boundary of one of its elements (no simulator)."""
+    from openqnn.backends.htp.spec.qnn_softmax import exp_table
+    from tests.fidelity.softmax_probe import threshold_rows
+
+    table = exp_table(0.10401)
+    q = threshold_rows(table, 17, np.random.default_rng(0))
+    e = table[q.max(axis=-1, keepdims=True) - q]
+    s = e.sum(axis=-1)
+    assert q.shape[1] > 1000 and np.all(q.max(axis=-1) == 255)
+    assert np.all((s >= 1 << 16) & (s < 1 << 17))
+    v = 256 * e / s[..., None]
+    assert np.all(np.abs(v - np.floor(v) - 0.5).min(axis=-1) * s / v.max(axis=-1).clip(1) < 3)
+
+
+@pytest.mark.skipif(_missing is not None, reason=_missing or "")
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_long_rows_reciprocal_is_within_one_unit_above_the_floor(arch: str) -> None:
+    """At a step ``C'`` of exactly 1 (``power_rows``) the exponentials are ``32767 >> k`` (``exp_table``; ``32768 >> k``
+    misses 30x more codes), so the sum is known: every row's codes then admit ``r = floor(2^(b + 15) / S)`` or one more,
+    never less, and some need the one more (stop 27: the reciprocal is within one unit above the floor; which, is open)."""
+    from openqnn.backends.htp.spec.qnn_softmax import exp_table, long_codes_of
+    from tests.fidelity.softmax_probe import power_rows
+
+    sx = 0.6932
+    q = power_rows(np.random.default_rng(5), 12000)
+    sim = run_codes(arch, q, sx, 128)[0]
+    table = exp_table(sx)
+    assert table[:16].tolist() == [32767 >> k for k in range(16)]
+    e = table[q[0].max(axis=-1, keepdims=True) - q[0]]
+    s = e.sum(axis=-1, keepdims=True)
+    b = np.frexp(s.astype(np.float64))[1]
+    r0 = (np.int64(1) << (b + 15)) // s
+    ok = [np.all(np.clip((e * r + (np.int64(1) << (b + 6))) >> (b + 7), 0, 255) == sim, axis=-1) for r in (r0, r0 + 1)]
+    assert np.all(ok[0] | ok[1]) and np.any(~ok[0]) and np.any(~ok[1])
+    shifted = np.where(np.arange(256) < 16, 32768 >> np.minimum(np.arange(256), 15), 0)
+    shifted[0] = 32767
+    assert 10 * int((long_codes_of(e) != sim).sum()) < int((long_codes_of(shifted[q[0].max(-1, keepdims=True) - q[0]]) != sim).sum())

@@ -1,6 +1,6 @@
 """htp_config.arithmetic = "qnn" (the default): QNN's Softmax of rows of 17 or more 8-bit codes (spec/qnn_softmax.py:
-exponentials 2^(-k C') in Q15, truncated, the maximum's saturated; the sum's 16-bit reciprocal; one rounding;
-docs/htp-fidelity.md, stop 26). Fast path == reference == the spec on random, extreme and masked rows, both archs;
+exponentials 2^(-k C') in Q15 from the 4-segment quadratic 2^-f, shifted; the sum's 16-bit reciprocal; one rounding;
+docs/htp-fidelity.md, stops 26 and 27). Fast path == reference == the spec on random, extreme and masked rows, both archs;
 within one code of exact rounding; TFLite's arithmetic keeps the exact division. (Against the simulator:
 tests/fidelity/test_qnn_softmax.py.)"""
 
@@ -13,7 +13,8 @@ from test_elementwise import _enc, _graph
 
 from openqnn.backends.htp.arch import ARCHS
 from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext
-from openqnn.backends.htp.spec.qnn_softmax import RECIP_BITS, exp_table, long_codes_of
+from openqnn.backends.htp.spec.qnn_softmax import RECIP_BITS, exp_step, exp_table, long_codes_of
+from openqnn.backends.htp.spec.qnn_softmax16 import pow2_frac
 from openqnn.ir.tensor import Encoding
 
 
@@ -53,6 +54,22 @@ def test_long_rows_fast_equals_reference_equals_spec(arch: str, n: int) -> None:
         np.testing.assert_array_equal(ref, long_codes_of(table[x.max(axis=-1, keepdims=True) - x]))
         e = np.exp(s * (x - x.max(axis=-1, keepdims=True)))
         assert np.abs(ref - np.clip(np.rint(256 * e / e.sum(axis=-1, keepdims=True)), 0, 255)).max() <= 1
+
+
+@pytest.mark.parametrize("s_in", [0.0009, 0.004, 0.0137, 0.05, 0.10401, 0.37, 1.3, 7.0])
+def test_long_rows_exponentials_are_the_quadratic_pow2_shifted(s_in: float) -> None:
+    """``exp_table``: ``E[k] = g(f16) >> n`` for ``k C' = n + f`` (``g`` = ``spec/qnn_softmax16.pow2_frac``, the 16-bit
+    Softmax's 4-segment quadratic 2^-f), computed here in floats; within two units of stop 26's
+    ``floor(2^15 2^(-k C'))`` and ``E[0] = 32767`` (stop 27)."""
+    table = exp_table(s_in)
+    x = np.arange(256) * exp_step(s_in)  # exact in float64: C' has 8 significant bits
+    n = np.floor(x)
+    f16 = np.floor((x - n) * 65536).astype(np.int64)
+    want = np.where(n < 16, pow2_frac(f16) >> np.minimum(n, 15).astype(np.int64), 0)
+    np.testing.assert_array_equal(table, want)
+    assert table[0] == (1 << 15) - 1 and np.all(np.diff(table) <= 0)
+    trunc = np.minimum(np.floor(np.exp2(-x) * 2.0**15), (1 << 15) - 1)
+    assert np.abs(table - trunc).max() <= 2
 
 
 def test_long_rows_reciprocal_is_16_bits_truncated() -> None:

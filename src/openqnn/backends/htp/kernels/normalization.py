@@ -12,10 +12,10 @@ Softmax (any axis, beta != 0 allowed)
     (Q31 probability) and ``out = rdbpot(p * m, 62 - shift) - offset_out`` with
     ``(m, shift) = quantize_multiplier(1 / s_out)``. Clamped to the output range.
     With ``htp_config.arithmetic: "qnn"`` (v68, v73; 8-bit codes, output 1/256, rows of >= 17 elements,
-    the last axis, beta 1) QNN's: ``E[k] = min(floor(2^(-k C') 2^15), 2^15 - 1)`` with ``C' = s_in log2(e)``
-    truncated to 8 significant bits, and ``out = (e r + 2^(b + 6)) >> (b + 7)`` with the sum's 16-bit reciprocal
-    ``r = floor(2^(b + 15) / S)``, S of b bits (``spec/qnn_softmax.long_codes_of``). Rows of two elements there
-    (``htp.softmax_pair``):
+    the last axis, beta 1) QNN's: ``E[k] = g(f16) >> n`` for ``k C' = n + f`` (``C' = s_in log2(e)`` truncated to 8
+    significant bits, ``g`` the 4-segment quadratic 2^-f of the 16-bit route below; the plan's table), and
+    ``out = (e r + 2^(b + 6)) >> (b + 7)`` with the sum's 16-bit reciprocal ``r = floor(2^(b + 15) / S)``, S of b bits
+    (``spec/qnn_softmax.long_codes_of``). Rows of two elements there (``htp.softmax_pair``):
     ``c1 = P[q1 - q0 + 255]``, ``c0 = 255 - c1`` with ``P[k] = floor(255 sigmoid(k s_in) + 1/2)``. Rows of 3 to
     16 there (``htp.softmax_short``, ``spec/qnn_softmax.short_codes``): ``e = E[k]`` with
     ``E[k] = (A[k >> 4] B[k & 15] + 2^14) >> 15``, ``A[i] = floor(32767 exp(-16 i s_in) + 1/2)``,

@@ -8,7 +8,7 @@ fixed output encoding of probabilities (scale 1/256, zero point 0), computes the
 the step ``C = s_in * log2(e)`` (float32 scale) *truncated to 8 significant bits*:
 
     C'   = floor(C * 2^(8 - b)) * 2^(b - 8),      b = floor(log2 C) + 1    (C' in [2^(b-1), 2^b))
-    E[k] = min(floor(2^(-k * C') * 2^15), 2^15 - 1)  per difference k = max(q) - q, in [0, 255]
+    E[k] = g(f16) >> n,  k C' = n + f,  f16 = floor(2^16 f)   per difference k = max(q) - q, in [0, 255]
     S    = sum(E) of b' bits,  r = floor(2^(b' + 15) / S)   (16 bits)
     code = clamp((E[k] r + 2^(b' + 6)) >> (b' + 7))      (256 E[k] / S, rounded once)
 
@@ -26,7 +26,14 @@ encoder at 64 tokens, docs/htp-fidelity.md): Q15 exponentials, truncated, the ma
 16-bit truncated reciprocal of the sum, in place of Q30 rounded ones and an exact division: misses 1,062 -> 158 of
 5.6M codes of rows of j maxima and m elements k below (three input scales), 335 -> 41 of 863,744 random-row codes,
 84 -> 80 of 524,288 of the encoder's attention rows; the single-op Softmax cases 99.91% -> 100%. The rest: a few rows
-whose codes need the reciprocal 1-2 units off, both ways, and table entries one unit off the truncation (open).
+whose codes need the reciprocal 1-2 units off, both ways, and table entries one unit off the truncation. Stop 27: the
+table entries are ``g(f16) >> n``, ``g`` the 16-bit Softmax's 4-segment quadratic ``2^-f`` (``spec/qnn_softmax16.pow2_frac``,
+``g(0) = 32767``), not ``floor(2^15 2^-x)`` (which they differ from by up to two units): misses 158 -> 70 of the 5.6M level
+codes, 41 -> 20 of the random rows', 90 -> 14 of the encoder's rows' (v68 and v73 together), and 356 -> 159 of 8.7M
+level codes at seven other input scales 0.0137-0.6 (fewer at six, 52 -> 55 at 0.05). Open: a few entries one unit
+above ``g >> n`` (k = 7, 8 at s_in 0.10401), and the reciprocal: where the sum is known (a step of exactly 1, ``E[k] = 32767 >> k``) QNN's is
+``floor(2^(b + 15) / S)`` or one more, the choice neither a rounding at a fixed fraction nor a smooth function of the
+sum (docs/htp-fidelity.md, stop 27).
 
 Rows of two elements: ``pair_table``. Rows of 3 to 16 elements, which QNN computes another way (exact
 rounding reproduces 99.2% of their codes, the long-row rule 85-95%): ``short_codes``, 16-bit fixed point with
@@ -39,6 +46,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from openqnn.backends.htp.spec.qnn_softmax16 import pow2_frac
 
 __all__ = [
     "ARCHS",
@@ -66,7 +75,7 @@ __all__ = [
 ARCHS = ("v68", "v73")
 MIN_ROW = 17  # rows shorter than this take QNN's other route (module docstring)
 OUT_SCALE = 1.0 / 256
-FRACTION_BITS = 15  # of the table's entries (int16 lanes: E[0] = 2^15 - 1, saturated)
+FRACTION_BITS = 15  # of the table's entries (int16 lanes: E[0] = g(0) = 2^15 - 1)
 RECIP_BITS = 15  # the sum's reciprocal: floor(2^(b + 15) / S) for a sum of b bits (16 bits)
 
 
@@ -79,11 +88,21 @@ def exp_step(s_in: float, beta: float = 1.0) -> float:
 
 
 def exp_table(s_in: float, bitwidth: int = 8) -> np.ndarray:
-    """``E[k] = min(floor(2^(-k C') * 2^15), 2^15 - 1)`` for k in [0, 2^bitwidth): the row's exponentials in Q15,
-    truncated, the maximum's saturated (int16 lanes)."""
-    ks = np.arange(1 << bitwidth, dtype=np.float64)
-    e = np.floor(np.exp2(-ks * exp_step(s_in)) * 2.0**FRACTION_BITS)
-    return np.minimum(np.asarray(e, dtype=np.int64), (1 << FRACTION_BITS) - 1)
+    """``E[k] = g(f16) >> n`` for k in [0, 2^bitwidth): the row's exponentials in Q15 (int16 lanes), with
+    ``k C' = n + f`` (exact: ``C'`` has 8 significant bits), ``f16 = floor(2^16 f)`` and ``g`` the 4-segment quadratic
+    ``2^-f`` of the 16-bit Softmax (``spec/qnn_softmax16.pow2_frac``, ``g(0) = 32767``: the maximum's). Stop 27:
+    within a unit or two of ``floor(2^(-k C') 2^15)`` (stop 26's table), and closer to the simulator's codes on every
+    set (docs/htp-fidelity.md, "8-bit Softmax on long rows (stop 27)")."""
+    mant, ex = math.frexp(exp_step(s_in))  # C' = m 2^-F with the 8-bit integer m
+    m, frac_bits = math.floor(mant * 256.0), 8 - ex
+    t = np.arange(1 << bitwidth, dtype=np.int64) * m  # k C' in units of 2^-F
+    if frac_bits >= 16:
+        n, f16 = t >> frac_bits, (t >> (frac_bits - 16)) & 0xFFFF
+    else:  # F < 16 (s_in above about 1.4e-3): k C' in units of 2^-16 exactly
+        t16 = t << (16 - frac_bits)
+        n, f16 = t16 >> 16, t16 & 0xFFFF
+    g = pow2_frac(f16)
+    return np.where(n < 16, g >> np.minimum(n, 15), 0).astype(np.int64)
 
 
 def long_codes_of(e: np.ndarray) -> np.ndarray:
