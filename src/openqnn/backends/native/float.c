@@ -638,18 +638,35 @@ typedef struct {
 
 #define AR 4 /* query rows per block */
 
+/* a vector's lanes reduced: its maximum, its sum (a tree of halves, the same order on every call) */
 static inline float hmax(V x) {
+#if defined(__AVX512F__)
+    return _mm512_reduce_max_ps(x);
+#elif defined(__AVX2__)
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+#else
     float t[VL], m;
     vstore(t, x);
     m = t[0];
     for (int i = 1; i < VL; ++i) m = t[i] > m ? t[i] : m;
     return m;
+#endif
 }
 static inline float hsum(V x) {
+#if defined(__AVX512F__)
+    return _mm512_reduce_add_ps(x);
+#elif defined(__AVX2__)
+    __m128 m = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)));
+#else
     float t[VL], s = 0.0f;
     vstore(t, x);
     for (int i = 0; i < VL; ++i) s += t[i];
     return s;
+#endif
 }
 
 /* scores of AR rows (q rows qr, element dd at qr[r][dd * qd]) against nv vectors of K^T's columns from j */
