@@ -236,9 +236,26 @@ class Attention:
                 ctx.dtype(x) is DType.FLOAT_32 for x in runtime):
             att = native.Attention(dims, scale, _four(qv[1]), _four(kv[1]), _four(vv[1]), _four(o_stride), out_shape,
                                    zero_empty)
+            layouts: dict[tuple[int, tuple[int, ...]], native.Strides | None] = {}
+
+            def layout(i: int, x: torch.Tensor) -> native.Strides | None:
+                """Operand i's strides where x is a view of a wider tensor (a stacked projection's columns)."""
+                key = (i, x.stride())
+                if key not in layouts:
+                    view = _chain_view(tuple(x.shape), chains[i], (ta, not tb, tv)[i], x.stride())
+                    layouts[key] = None if view is None else _four(view[1])
+                return layouts[key]
 
             def run_native(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *mask: torch.Tensor) -> torch.Tensor:
-                return att.run(q.contiguous(), k.contiguous(), v.contiguous(), mask[0] if mask else None)
+                m = mask[0] if mask else None
+                if q.is_contiguous() and k.is_contiguous() and v.is_contiguous():
+                    return att.run(q, k, v, m)
+                xs = [q, k, v]
+                st = [layout(i, x) for i, x in enumerate(xs)]
+                for i, x in enumerate(xs):
+                    if st[i] is None:  # (a layout no view of which is the operand: copied)
+                        xs[i], st[i] = x.contiguous(), _four((qv, kv, vv)[i][1])
+                return att.run(xs[0], xs[1], xs[2], m, (st[0], st[1], st[2]))  # type: ignore[arg-type]
 
             step = Step(run_native, runtime, path="native")
             step.outputs = [out_name]
@@ -279,11 +296,13 @@ def _linked(chain: Sequence[Node], last: str | None) -> bool:
 View = tuple[tuple[int, ...], tuple[int, ...]]  # (size, stride) of a strided view of a contiguous tensor
 
 
-def _chain_view(shape: tuple[int, ...], chain: Sequence[Node], transpose: bool) -> View | None:
+def _chain_view(shape: tuple[int, ...], chain: Sequence[Node], transpose: bool,
+                strides: tuple[int, ...] | None = None) -> View | None:
     """The view a contiguous tensor of ``shape`` becomes through ``chain`` (Reshape / Transpose nodes, and scales by a
     scalar, which move nothing), its last
-    two axes swapped if ``transpose``; None where a Reshape would need a copy."""
-    t = torch.empty(shape, device="meta")
+    two axes swapped if ``transpose``; None where a Reshape would need a copy. ``strides``: the tensor's own, where
+    it is not contiguous."""
+    t = torch.empty(shape, device="meta") if strides is None else torch.empty_strided(shape, strides, device="meta")
     try:
         for n in chain:
             if n.op_type in _MOVES:  # (a scale by a scalar moves nothing)

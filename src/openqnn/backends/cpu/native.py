@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -254,11 +255,16 @@ class Attention:
         self.mask_shape = tuple(dims[:4])
         self.ref = ctypes.byref(self.args)
         self.fn = lib.attn_f32
+        self._layouts: dict[tuple[Strides, Strides, Strides], tuple[_Attn, Any]] = {}
 
-    def run(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``q``, ``k``, ``v``: contiguous float32 CPU tensors the strides index; ``mask`` broadcasting to [B, H, Sq,
-        Sk] or None. Returns the output, a fresh contiguous tensor of ``out_shape``."""
-        a = self.args
+    def run(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
+            strides: tuple[Strides, Strides, Strides] | None = None) -> torch.Tensor:
+        """``q``, ``k``, ``v``: float32 CPU tensors the strides index (the constructor's, or ``strides`` for this
+        call: operands that are views of a wider tensor); ``mask`` broadcasting to [B, H, Sq, Sk] or None. Returns
+        the output, a fresh contiguous tensor of ``out_shape``."""
+        a, ref = self.args, self.ref  # (ref: ctypes' byref object)
+        if strides is not None:
+            a, ref = self._layouts.get(strides) or self._layout(strides)
         out = torch.empty(self.out_shape, dtype=torch.float32)
         a.q, a.k, a.v, a.out = q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr()
         if mask is None:
@@ -267,9 +273,16 @@ class Attention:
             m = mask.reshape((1,) * (4 - mask.dim()) + tuple(mask.shape)).expand(self.mask_shape)
             a.mask = m.data_ptr()
             a.ms[0], a.ms[1], a.ms[2], a.ms[3] = m.stride()
-        if self.fn(self.ref) != 0:
+        if self.fn(ref) != 0:
             raise MemoryError("cpu attention: out of memory for its buffers")
         return out
+
+    def _layout(self, strides: tuple[Strides, Strides, Strides]) -> tuple[_Attn, Any]:
+        a = _Attn.from_buffer_copy(self.args)
+        for field, st in zip((a.qs, a.ks, a.vs), strides):
+            field[0], field[1], field[2], field[3] = st
+        self._layouts[strides] = (a, ctypes.byref(a))
+        return self._layouts[strides]
 
 
 def _close(got: torch.Tensor, want: torch.Tensor) -> bool:
