@@ -1,5 +1,6 @@
 /* float.c's kernels as a standalone program: random GEMMs (GELU, add, clamp epilogues; long and aliased sums),
- * depthwise, implicit-GEMM and fused 1x1 + depthwise convolutions against double-precision loops, on 1 and 3
+ * depthwise, implicit-GEMM and fused 1x1 + depthwise convolutions, attention and LayerNorm against
+ * double-precision loops, on 1 and 3
  * threads (the same bits); prints "ok <cases> isa <openqnn_float_isa()>" or the first failure. */
 #include <math.h>
 #include <stdio.h>
@@ -21,6 +22,16 @@ int conv_f32(const float* x, const geo_t* q, const float* bp, long N, const floa
 int pwdw_f32(const float* x, long cin, const float* bp, const float* pw_bias, float pw_lo, float pw_hi,
              int pw_clamp, const geo_t* q, const float* dww, const float* dwb, float* out, const float* add,
              float lo, float hi, int clamp);
+typedef struct {
+    long B, H, Sq, Sk, D, Dv;
+    const float *q, *k, *v, *mask;
+    float* out;
+    long qs[4], ks[4], vs[4], ms[4], os[4];
+    float scale;
+    int zero_empty, failed;
+} attn_t;
+int attn_f32(attn_t* a);
+void ln_f32(const float* x, long M, long N, const float* g, const float* b, float eps, float* out);
 int openqnn_float_isa(void);
 void openqnn_pool_set_threads(int n);
 extern double openqnn_parallel_macs;
@@ -151,6 +162,65 @@ static int pwdw_case(geo_t g, long cin) {
     return ok;
 }
 
+/* heads split out of [B, S, H D] rows, K read through its strides, a padding mask broadcast over heads and rows */
+static int attn_case(long B, long H, long Sq, long Sk, long D, long Dv) {
+    float *q = randv(B * Sq * H * D), *k = randv(B * Sk * H * D), *v = randv(B * Sk * H * Dv), *m = randv(B * Sk);
+    for (long i = 0; i < B * Sk; ++i) m[i] = m[i] > 0.6f ? -10000.0f : 0.0f;
+    long n = B * Sq * H * Dv;
+    float *o1 = malloc((size_t)n * sizeof(float)), *o3 = malloc((size_t)n * sizeof(float));
+    double *want = malloc((size_t)n * sizeof(double)), *p = malloc((size_t)Sk * sizeof(double));
+    for (long b = 0; b < B; ++b)
+        for (long h = 0; h < H; ++h)
+            for (long i = 0; i < Sq; ++i) {
+                double mx = -1e300, sum = 0.0;
+                for (long j = 0; j < Sk; ++j) {
+                    double s = 0.0;
+                    for (long d = 0; d < D; ++d) s += (double)q[(b * Sq + i) * H * D + h * D + d] * k[(b * Sk + j) * H * D + h * D + d];
+                    p[j] = s * 0.25 + m[b * Sk + j];
+                    mx = p[j] > mx ? p[j] : mx;
+                }
+                for (long j = 0; j < Sk; ++j) sum += (p[j] = exp(p[j] - mx));
+                for (long e = 0; e < Dv; ++e) {
+                    double s = 0.0;
+                    for (long j = 0; j < Sk; ++j) s += p[j] * v[(b * Sk + j) * H * Dv + h * Dv + e];
+                    want[(b * Sq + i) * H * Dv + h * Dv + e] = s / sum;
+                }
+            }
+    attn_t a = {B, H, Sq, Sk, D, Dv, q, k, v, m, o1, {Sq * H * D, D, H * D, 1}, {Sk * H * D, D, H * D, 1},
+                {Sk * H * Dv, Dv, H * Dv, 1}, {Sk, 0, 0, 1}, {Sq * H * Dv, Dv, H * Dv, 1}, 0.25f, 0, 0};
+    openqnn_pool_set_threads(1);
+    int ok = attn_f32(&a) == 0;
+    a.out = o3;
+    openqnn_pool_set_threads(3);
+    ok = ok && attn_f32(&a) == 0 && close_to(o1, want, n, "attention") && memcmp(o1, o3, (size_t)n * sizeof(float)) == 0;
+    if (!ok) printf("FAIL attention threads\n");
+    free(q), free(k), free(v), free(m), free(o1), free(o3), free(want), free(p);
+    return ok;
+}
+
+static int ln_case(long M, long N) {
+    float *x = randv(M * N), *g = randv(N), *b = randv(N);
+    float *o1 = malloc((size_t)M * N * sizeof(float)), *o3 = malloc((size_t)M * N * sizeof(float));
+    double* want = malloc((size_t)M * N * sizeof(double));
+    for (long i = 0; i < M * N; ++i) x[i] = 3.0f * x[i] + 1.5f;
+    for (long r = 0; r < M; ++r) {
+        double mean = 0.0, var = 0.0;
+        for (long c = 0; c < N; ++c) mean += x[r * N + c];
+        mean /= (double)N;
+        for (long c = 0; c < N; ++c) var += (x[r * N + c] - mean) * (x[r * N + c] - mean);
+        double rstd = 1.0 / sqrt(var / (double)N + 1e-5);
+        for (long c = 0; c < N; ++c) want[r * N + c] = (x[r * N + c] - mean) * rstd * g[c] + b[c];
+    }
+    openqnn_pool_set_threads(1);
+    ln_f32(x, M, N, g, b, 1e-5f, o1);
+    openqnn_pool_set_threads(3);
+    ln_f32(x, M, N, g, b, 1e-5f, o3);
+    int ok = close_to(o1, want, M * N, "layernorm") && memcmp(o1, o3, (size_t)M * N * sizeof(float)) == 0;
+    if (!ok) printf("FAIL layernorm threads\n");
+    free(x), free(g), free(b), free(o1), free(o3), free(want);
+    return ok;
+}
+
 int main(void) {
     openqnn_parallel_macs = 0.0; /* split even these small shapes */
     int cases = 0;
@@ -168,6 +238,12 @@ int main(void) {
     geo_t pwdws[] = {{2, 11, 10, 36, 3, 3, 2, 2, 1, 1, 1, 1, 6, 5}, {1, 9, 9, 20, 5, 5, 1, 1, 1, 1, 2, 2, 9, 9}};
     for (unsigned i = 0; i < sizeof pwdws / sizeof pwdws[0]; ++i, ++cases)
         if (!pwdw_case(pwdws[i], 7)) return 1;
+    long attns[][6] = {{1, 4, 64, 64, 32, 32}, {2, 3, 7, 37, 5, 19}, {1, 1, 1, 1, 1, 1}};
+    for (unsigned i = 0; i < sizeof attns / sizeof attns[0]; ++i, ++cases)
+        if (!attn_case(attns[i][0], attns[i][1], attns[i][2], attns[i][3], attns[i][4], attns[i][5])) return 1;
+    long lns[][2] = {{1, 1}, {33, 128}, {40, 23}};
+    for (unsigned i = 0; i < sizeof lns / sizeof lns[0]; ++i, ++cases)
+        if (!ln_case(lns[i][0], lns[i][1])) return 1;
     printf("ok %d isa %d\n", cases, openqnn_float_isa());
     return 0;
 }
