@@ -29,12 +29,27 @@ from openqnn.backends import native as shared
 __all__ = ["Attention", "Conv", "Depthwise", "Gemm", "LayerNorm", "PointwiseDepthwise", "float_isa", "library"]
 
 _P, _L, _F = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
+_F32 = torch.float32
 _BIG = 3.0e38  # a clamp's open end (the kernels take finite bounds)
 _ISAS = {0: "portable", 1: "avx2-fma", 2: "avx512"}
 
 
 class _Geo(ctypes.Structure):
     _fields_ = [(f, _L) for f in ("n", "h", "w", "c", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "oh", "ow")]
+
+
+class _GemmPlan(ctypes.Structure):
+    _fields_ = [("bp", _P), ("bias", _P), ("K", _L), ("N", _L), ("lo", _F), ("hi", _F), ("clamp", ctypes.c_int),
+                ("act", ctypes.c_int)]
+
+
+class _DwPlan(ctypes.Structure):
+    _fields_ = [("g", ctypes.POINTER(_Geo)), ("w", _P), ("bias", _P), ("lo", _F), ("hi", _F), ("clamp", ctypes.c_int)]
+
+
+class _PwDwPlan(ctypes.Structure):
+    _fields_ = [("cin", _L), ("bp", _P), ("pw_bias", _P), ("pw_lo", _F), ("pw_hi", _F), ("pw_clamp", ctypes.c_int),
+                ("g", ctypes.POINTER(_Geo)), ("dww", _P), ("dwb", _P), ("lo", _F), ("hi", _F), ("clamp", ctypes.c_int)]
 
 
 class _Attn(ctypes.Structure):
@@ -56,6 +71,9 @@ def _setup(lib: ctypes.CDLL) -> bool:
                              ctypes.c_int]
     lib.pwdw_f32.restype = ctypes.c_int
     lib.attn_f32.argtypes, lib.attn_f32.restype = [ctypes.POINTER(_Attn)], ctypes.c_int
+    lib.sgemm_run.argtypes, lib.sgemm_run.restype = [ctypes.POINTER(_GemmPlan), _P, _L, _P, _P], None
+    lib.dw_run.argtypes, lib.dw_run.restype = [ctypes.POINTER(_DwPlan), _P, _P, _P], None
+    lib.pwdw_run.argtypes, lib.pwdw_run.restype = [ctypes.POINTER(_PwDwPlan), _P, _P, _P], ctypes.c_int
     lib.ln_f32.argtypes, lib.ln_f32.restype = [_P, _L, _L, _P, _P, _F, _P], None
     lib.openqnn_float_isa.argtypes, lib.openqnn_float_isa.restype = [], ctypes.c_int
     return _self_check()
@@ -79,7 +97,7 @@ def float_isa() -> str | None:
 
 def _io(x: torch.Tensor, add: torch.Tensor | None, out_shape: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, int | None]:
     """A kernel's contiguous input, its fresh output and the address of its residual operand (None for none)."""
-    return (x.contiguous(), torch.empty(tuple(out_shape), dtype=torch.float32),
+    return (x.contiguous(), torch.empty(*out_shape, dtype=_F32) if out_shape else torch.empty((), dtype=_F32),
             None if add is None else add.contiguous().data_ptr())
 
 
@@ -119,15 +137,17 @@ class Gemm:
         self.packed, self.bias = _pack(lib, w, b)
         self.lo, self.hi, self.clamp = _bounds(clamp)
         self.act = _ACTS[act]
-        self.fn = lib.sgemm_f32
+        self.plan = _GemmPlan(self.packed.data_ptr(), self.bias.data_ptr(), self.k, self.n, self.lo, self.hi,
+                              self.clamp, self.act)
+        self.ref = ctypes.byref(self.plan)
+        self.fn = lib.sgemm_run
 
     def run(self, x: torch.Tensor, out_shape: Sequence[int], add: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` [..., k] float32 on the CPU -> [..., n] as ``out_shape``; ``add`` of that shape or None."""
         x, out, other = _io(x, add, out_shape)
         m = x.numel() // self.k if self.k else 0
         if m:
-            self.fn(x.data_ptr(), m, self.k, self.k, self.packed.data_ptr(), self.n, self.bias.data_ptr(),
-                    out.data_ptr(), self.n, other, self.n, self.lo, self.hi, self.clamp, self.act)
+            self.fn(self.ref, x.data_ptr(), m, out.data_ptr(), other)
         return out
 
 
@@ -172,15 +192,16 @@ class PointwiseDepthwise:
         self.expand = Gemm(pw, pw_b, pw_clamp)  # its packing and padded bias
         self.dw = Depthwise(dw, dw_b, geo, clamp)
         assert self.dw.geo.dh == self.dw.geo.dw == 1 and self.expand.n == self.dw.geo.c
-        self.fn = lib.pwdw_f32
+        e, d = self.expand, self.dw
+        self.plan = _PwDwPlan(e.k, e.packed.data_ptr(), e.bias.data_ptr(), e.lo, e.hi, e.clamp, ctypes.pointer(d.geo),
+                              d.w.data_ptr(), d.bias.data_ptr(), d.lo, d.hi, d.clamp)
+        self.ref = ctypes.byref(self.plan)
+        self.fn = lib.pwdw_run
 
     def run(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` [n, h, w, cin] float32 on the CPU -> [n, oh, ow, ce]; ``add`` of the output's shape or None."""
-        e, d = self.expand, self.dw
-        x, out, other = _io(x, add, d.out_shape)
-        if out.numel() and self.fn(x.data_ptr(), e.k, e.packed.data_ptr(), e.bias.data_ptr(), e.lo, e.hi, e.clamp,
-                                   d.geo_ref, d.w.data_ptr(), d.bias.data_ptr(), out.data_ptr(), other, d.lo, d.hi,
-                                   d.clamp) != 0:
+        x, out, other = _io(x, add, self.dw.out_shape)
+        if out.numel() and self.fn(self.ref, x.data_ptr(), out.data_ptr(), other) != 0:
             raise MemoryError("cpu pointwise + depthwise convolution: out of memory for its rows")
         return out
 
@@ -199,15 +220,16 @@ class Depthwise:
         self.bias = torch.zeros(self.geo.c, dtype=torch.float32) if b is None else b.detach().to(torch.float32).contiguous()
         self.out_shape = (self.geo.n, self.geo.oh, self.geo.ow, self.geo.c)
         self.lo, self.hi, self.clamp = _bounds(clamp)
-        self.fn = lib.dw_f32
-        self.geo_ref = ctypes.byref(self.geo)
+        self.plan = _DwPlan(ctypes.pointer(self.geo), self.w.data_ptr(), self.bias.data_ptr(), self.lo, self.hi,
+                            self.clamp)
+        self.ref = ctypes.byref(self.plan)
+        self.fn = lib.dw_run
 
     def run(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` [n, h, w, c] float32 on the CPU -> [n, oh, ow, c]; ``add`` of the output's shape or None."""
         x, out, other = _io(x, add, self.out_shape)
         if out.numel():
-            self.fn(x.data_ptr(), self.geo_ref, self.w.data_ptr(), self.bias.data_ptr(), out.data_ptr(), other,
-                    self.lo, self.hi, self.clamp)
+            self.fn(self.ref, x.data_ptr(), out.data_ptr(), other)
         return out
 
 
@@ -265,7 +287,7 @@ class Attention:
         a, ref = self.args, self.ref  # (ref: ctypes' byref object)
         if strides is not None:
             a, ref = self._layouts.get(strides) or self._layout(strides)
-        out = torch.empty(self.out_shape, dtype=torch.float32)
+        out = torch.empty(*self.out_shape, dtype=_F32)
         a.q, a.k, a.v, a.out = q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr()
         if mask is None:
             a.mask = None
