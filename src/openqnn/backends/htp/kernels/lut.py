@@ -24,7 +24,8 @@ Reciprocal with ``htp_config.arithmetic: "qnn"`` (v68, v73, 8-bit codes): QNN's 
 second-to-last axis: two tables, ``htp.channel_table``), Log with an output scale at or below about ``2^-14`` is code 0
 everywhere, Reciprocal's numerator is 1.0 quantized in the input's 16-bit encoding where it clamps; Softplus and
 SquareRoot follow QNN's approximations (fitted, approximate); Elu from 0 up is QNN's 15-bit requantization (floored,
-then shifted up), below 0 approximate; the rest is exact rounding.
+then shifted up), below 0 approximate; HardSwish is QNN's Q15 gate of the input code times the input requantized to
+the output's codes (``spec/qnn_hardswish16.py``; ratios ``s_in / s_out`` under 64); the rest is exact rounding.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from openqnn.backends.htp.kernels.registry import (
 )
 from openqnn.backends.htp.kernels.scratch import step_buffer
 from openqnn.backends.htp.native import lookup_or
+from openqnn.backends.htp.spec.qnn_hardswish16 import hardswish16_table_for
 from openqnn.backends.htp.spec.qnn_unary import reciprocal_table_for
 from openqnn.backends.htp.spec.qnn_unary16 import row_parity, unary16_tables_for
 from openqnn.backends.plan import StepPlan
@@ -156,6 +158,11 @@ def unary(node: Node, ctx: HtpBuildContext) -> HtpStep:
     if node.op_type == "ElementWiseReciprocal":
         table = reciprocal_table_for(ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]),
                                      float(qo.scale[0]), int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
+        if table is not None:
+            return table_step(node, ctx, x_name, table, qo)
+    if node.op_type == "HardSwish":
+        table = hardswish16_table_for(ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]),
+                                      float(qo.scale[0]), int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
         if table is not None:
             return table_step(node, ctx, x_name, table, qo)
     tables = unary16_tables_for(node.op_type, ctx.arch.name, ctx.arithmetic, float(qi.scale[0]),
