@@ -7,8 +7,9 @@ and a uint8 bias, both per tensor, mean 0, variance 0, epsilon 1), its activatio
 encoding; ``--count`` probes share one graph (one simulator session), each its own graph output. Every channel
 sees the same input codes: with 8-bit activations every code once (``[1, C, 16, 16]``), with 16-bit ones 4,096
 codes (``[1, C, 64, 64]``: a run of 1,024 consecutive codes about the zero point, the rest random over the
-range that keeps the outputs unclipped). :func:`probe_many` returns the simulator's codes; ``--save`` writes them
-with the encodings to an ``.npz`` for offline study.
+range that keeps the outputs unclipped). :func:`probe_many` returns the simulator's codes; the probe prints per
+encoding the share that openqnn's spec (``src/openqnn/backends/htp/spec/qnn_batchnorm.py``, :func:`spec_codes`) and
+exact rounding reproduce; ``--save`` writes them with the encodings to an ``.npz`` for offline study.
 
 QNN EP re-quantizes the weight and the bias to fresh uint8 encodings first (spec/qnn_unary.py's
 ``requantize_param``); ``--exact-params`` draws weights and biases that this leaves as they are (a weight code
@@ -25,7 +26,7 @@ import numpy as np
 
 from tests.fidelity.harness import recover_codes, simulate, simulator_missing
 
-__all__ = ["BnProbe", "input_codes", "probe_many", "random_probes", "real_params"]
+__all__ = ["BnProbe", "exact_codes", "input_codes", "probe_many", "random_probes", "real_params", "spec_codes"]
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,23 @@ def exact_codes(p: BnProbe, q: np.ndarray, requantized: bool = True) -> np.ndarr
     return np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5) + p.zo, 0, (1 << p.bits) - 1).astype(np.int64)
 
 
+def spec_codes(arch: str, p: BnProbe, q: np.ndarray) -> np.ndarray:
+    """openqnn's spec (spec/qnn_batchnorm.py; ``arch`` "68" or "73") of input codes ``q`` ``[1, C, H, W]``: the
+    integer form where it applies, else (8-bit) exact rounding of the re-quantized parameters; 16-bit codes outside
+    the integer form: -1."""
+    from openqnn.backends.htp.spec.qnn_batchnorm import batchnorm_spec_for
+    from openqnn.backends.htp.spec.qnn_unary import batchnorm_table
+
+    w, b = real_params(p)
+    if p.bits == 16:
+        spec = batchnorm_spec_for(f"v{arch}", "qnn", p.si, p.zi, w, b, p.so, p.zo, 16)
+        if spec is None:
+            return np.full(q.shape, -1, np.int64)
+        return np.moveaxis(spec.apply_np(np.moveaxis(q, 1, -1)), -1, 1)
+    table = batchnorm_table(f"v{arch}", p.si, p.zi, w, b, p.so, p.zo)
+    return np.stack([table[c][q[0, c]] for c in range(p.channels)])[None]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", default="73")
@@ -193,15 +211,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                            args.wscale, args.signed)
     qs = [input_codes(p, k) for k, p in enumerate(probes)]
     sims = probe_many(args.arch, probes, qs)
-    tot = same = 0
+    tot = same = spec_same = 0
     for p, q, y in zip(probes, qs, sims):
-        e = exact_codes(p, q)
+        e, s = exact_codes(p, q), spec_codes(args.arch, p, q)
         tot += y.size
         same += int((e == y).sum())
+        spec_same += int((s == y).sum())
         d = (y - e).ravel()
-        print(f"si {p.si:.5g} zi {p.zi} so {p.so:.5g} zo {p.zo}: exact {np.mean(d == 0):.2%}, "
-              f"sim - exact in [{d.min()}, {d.max()}]")
-    print(f"v{args.arch} {args.bits}-bit: {len(probes)} probes, {tot} codes: exact {same / tot:.2%}")
+        print(f"si {p.si:.5g} zi {p.zi} so {p.so:.5g} zo {p.zo}: spec {np.mean(s == y):.2%}, exact "
+              f"{np.mean(d == 0):.2%}, sim - exact in [{d.min()}, {d.max()}]")
+    print(f"v{args.arch} {args.bits}-bit: {len(probes)} probes, {tot} codes: spec {spec_same / tot:.2%}, "
+          f"exact {same / tot:.2%}")
     if args.save:
         np.savez(args.save, probes=np.array([repr(p) for p in probes]), codes=np.stack([q[0] for q in qs]),
                  sim=np.stack([y[0] for y in sims]))
