@@ -1,5 +1,5 @@
 """QNN's BatchNorm (openqnn's spec, src/openqnn/backends/htp/spec/qnn_batchnorm.py) against the HTP simulator:
-random encodings, 16-bit codes on both archs and v68's 8-bit channels (tests/fidelity/batchnorm_probe.py)."""
+random encodings, 16-bit codes on both archs, v68's and v73's 8-bit channels (tests/fidelity/batchnorm_probe.py)."""
 
 from __future__ import annotations
 
@@ -43,5 +43,14 @@ def test_16bit_batchnorm_of_large_weights_has_no_carry() -> None:
 @pytest.mark.skipif(_missing is not None, reason=_missing or "")
 def test_8bit_batchnorm_v68_is_the_integer_form() -> None:
     spec, exact, _ = _shares("68", 8, 12, 22, 4)
+    assert spec == 1.0
+    assert exact < 1.0
+
+
+@pytest.mark.skipif(_missing is not None, reason=_missing or "")
+@pytest.mark.parametrize("wscale,signed", [(1.0, True), (40.0, False)])
+def test_8bit_batchnorm_v73_is_its_convolution_form_on_int8_weights(wscale: float, signed: bool) -> None:
+    """Weights of both signs (codes clamped to -128 / 127) and large weights (no bits dropped)."""
+    spec, exact, _ = _shares("73", 8, 12, 23, 5, wscale=wscale, signed=signed)
     assert spec == 1.0
     assert exact < 1.0

@@ -21,6 +21,7 @@ from openqnn.backends.htp.spec.qnn_batchnorm import (
     batchnorm_spec_for,
     exact_table,
     requantize_param,
+    v73_table,
 )
 from openqnn.backends.htp.spec.qnn_unary import batchnorm_table
 from openqnn.ir.tensor import Encoding
@@ -107,15 +108,16 @@ def test_16bit_batchnorm_of_large_weights_has_no_carry() -> None:
 
 @pytest.mark.parametrize("arch", ["v68", "v73"])
 def test_8bit_batchnorm_tables(arch: str) -> None:
-    """8-bit: a table per channel; v68's (two or more channels) is the integer form, v73's exact rounding (open)."""
+    """8-bit: a table per channel; v68's (two or more channels) is the integer form, v73's its convolution form."""
     g = _graph16(5, 1, bits=8)
     x = (np.arange(3 * 7 * 5) * 7 % 256).reshape(1, 3, 7, 5).astype(np.int64)
     kernel, ref = _run(g, arch, "qnn", x, 8)
     assert kernel == "htp.channel_table"
     p = _params(g)
     spec = batchnorm_spec_for(arch, "qnn", *p, 8)
-    table = spec.table() if spec is not None else exact_table(*p)
     assert (spec is not None) == (arch == "v68")
+    table = spec.table() if spec is not None else v73_table(*p)
+    assert table is not None
     np.testing.assert_array_equal(ref, table[np.arange(5), x])
     np.testing.assert_array_equal(table, batchnorm_table(arch, *p))
     if spec is not None:
@@ -123,11 +125,60 @@ def test_8bit_batchnorm_tables(arch: str) -> None:
         for i in range(0, x.size, 5):
             q, c = int(x.reshape(-1)[i]), i % 5
             assert ref.reshape(-1)[i] == _rule(q, c, *p, 8)
+    # one channel: exact rounding on both archs
+    one = (p[0], p[1], p[2][:1], p[3][:1], p[4], p[5])
+    np.testing.assert_array_equal(batchnorm_table(arch, *one), exact_table(*one))
+
+
+def _v73_rule(q: int, c: int, s_in: float, z_in: int, weight: np.ndarray, bias: np.ndarray, s_out: float,
+              z_out: int) -> int:
+    """v73's 8-bit form, one code at a time (spec/qnn_batchnorm.py's docstring)."""
+    wc, ws, wz = requantize_param(weight)
+    bc, bs, bz = requantize_param(bias)
+    w = int(wc[c] - wz)
+    wx = min(max(w, -128), 127)
+    ratio = 1.0
+    if wx != w:
+        mant, ex = math.frexp(w / wx)
+        ratio = math.ldexp(math.floor(mant * 4096 + 0.5) / 4096, ex)
+    acc_scale = F32(F32(F32(s_in) * F32(ws)) * F32(ratio))
+    mult = float(F32(F32(F32(F32(s_in) * F32(ws)) / F32(s_out)) * F32(ratio)))
+    b = math.trunc(float(F32(F32(F32(bc[c] - bz) * F32(bs)) / acc_scale)))
+    k = 11 - math.floor(math.log2(mult))
+    m = math.floor(mult * 2.0**k + 0.5)
+    s = max(0, math.floor(-math.log2(mult)) - 3)
+    acc = (q - z_in) * wx + b
+    if s > 0:
+        y = ((((acc >> s) << s) + 2 ** (s - 1)) * m + 2 ** (k - 1)) >> k
+    else:
+        y = ((acc * 2 ** (16 - k) + 1) * m + 2**15) >> 16
+    return min(max(y + z_out, 0), 255)
+
+
+@pytest.mark.parametrize("seed,w_hi,signed", [(2, 1.6, False), (4, 1.6, True), (6, 60.0, False)])
+def test_v73_table_is_the_documented_form(seed: int, w_hi: float, signed: bool) -> None:
+    """Weights beyond int8 (clamped, the scale grown), of both signs, and large ones (no dropped bits)."""
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(0.05, 1.0, 6) * w_hi * (np.where(rng.random(6) < 0.5, -1, 1) if signed else 1)
+    b = rng.uniform(-0.4, 0.3, 6)
+    p = (0.013, 121, w, b, 0.021, 130)
+    table = v73_table(*p)
+    assert table is not None
+    for c in range(6):
+        for q in range(0, 256, 3):
+            assert table[c, q] == _v73_rule(q, c, *p)
+
+
+def test_v73_table_outside_its_range() -> None:
+    w, b = np.array([0.5, 0.0]), np.array([0.1, -0.2])
+    assert v73_table(0.01, 0, w, b, 0.01, 0) is None  # a zero weight
+    assert v73_table(1e-4, 0, np.array([0.5, 1.0]), b, 10.0, 0) is None  # k above 22
 
 
 def test_where_the_forms_apply() -> None:
     assert batchnorm_form("v68", "qnn", 8, 2) == "integer"
-    assert batchnorm_form("v68", "qnn", 8, 1) == batchnorm_form("v73", "qnn", 8, 4) == "exact"
+    assert batchnorm_form("v68", "qnn", 8, 1) == batchnorm_form("v73", "qnn", 8, 1) == "exact"
+    assert batchnorm_form("v73", "qnn", 8, 4) == "v73"
     assert batchnorm_form("v73", "qnn", 16, 1) == batchnorm_form("v68", "qnn", 16, 3) == "integer"
     assert batchnorm_form("v75", "qnn", 16, 3) is None and batchnorm_form("v73", "tflite", 16, 3) is None
     w, b = np.array([0.5, 1.0]), np.array([0.1, -0.2])
@@ -189,3 +240,33 @@ def test_spec_gives_the_simulators_codes(case: int) -> None:
         x[0, c] = q
         assert spec.apply_np(x)[0, c] == y
         assert other.apply_np(x)[0, c] != y
+
+
+def _probe_zw(si: float, zi: int, so: float, zo: int, w: tuple[int, ...], sw: float, zw: int, b: tuple[int, ...],
+              sb: float, zb: int) -> tuple[float, int, np.ndarray, np.ndarray, float, int]:
+    """A probe's encodings with a weight zero point (tests/fidelity/batchnorm_probe.py) as the spec's arguments."""
+    return (si, zi, (np.asarray(w, np.float64) - zw) * float(F32(sw)), (np.asarray(b, np.float64) - zb) * float(F32(sb)),
+            so, zo)
+
+
+# v73, 8-bit codes: simulator codes (onnxruntime-qnn 2.7.0) that the form's alternatives miss.
+_MEASURED_V73 = [
+    # a weight code of -255 (signed weights): clamped to -128, not -127
+    (_probe_zw(0.007511836688292418, 128, 0.007406314757660174, 160, (102, 105, 42, 184, 158), 0.005831481145214866,
+               198, (23, 79, 191, 64, 101), 0.003750453454589887, 203), [(0, 60, 107), (0, 104, 82), (0, 185, 36)]),
+    # large weights (k <= 15, nothing dropped): the centre 2^(k-16) of a step is still added
+    (_probe_zw(0.009810184147857065, 16, 0.013175379431918712, 165, (228, 255, 201, 91), 0.15493502761151123, 0,
+               (3, 85, 112, 51), 0.0036976848612280777, 171), [(0, 21, 250), (1, 15, 112), (2, 11, 33)]),
+    # a weight code of 132: 127 and the ratio 132 / 127 rounded to 12 significant bits, not exact
+    (_probe_zw(0.00934791966681705, 8, 0.0040511203087292055, 29, (255, 100, 227, 132, 108), 0.006281826380838516, 0,
+               (0, 0, 0, 0, 0), 0.002, 0), [(3, 37, 85), (3, 60, 129), (3, 83, 173)]),
+]
+
+
+@pytest.mark.parametrize("case", range(len(_MEASURED_V73)))
+def test_v73_table_gives_the_simulators_codes(case: int) -> None:
+    p, codes = _MEASURED_V73[case]
+    table = v73_table(*p)
+    assert table is not None
+    for c, q, y in codes:
+        assert table[c, q] == y

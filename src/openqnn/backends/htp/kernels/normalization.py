@@ -70,9 +70,10 @@ Batchnorm (y = x * weight + bias per channel, static weight and bias)
     ``htp_config.arithmetic: "qnn"`` (v68, v73; 8- or 16-bit codes, 8-bit weight and bias): QNN's
     (``spec/qnn_batchnorm.py``): QNN EP re-quantizes the weight and the bias to fresh uint8 encodings over their
     values' range, then an integer form (15-bit multiplier, bias and output zero point folded into the accumulator
-    in float32, a carry of 2^11 / 2^9) with 16-bit codes and on v68 with 8-bit ones of two or more channels, exact
-    rounding for one 8-bit channel and (open) v73's 8-bit ones; 8-bit codes as a table per channel ``[C, 256]``
-    in the plan (``htp.channel_table``, lut.py), 16-bit ones computed (``htp.batchnorm_qnn``). Otherwise
+    in float32, a carry of 2^11 / 2^9) with 16-bit codes and on v68 with 8-bit ones of two or more channels, v73's
+    convolution requantization on int8 weights for its 8-bit ones, exact rounding for one 8-bit channel; 8-bit
+    codes as a table per channel ``[C, 256]`` in the plan (``htp.channel_table``, lut.py), 16-bit ones computed
+    (``htp.batchnorm_qnn``). Otherwise
     TFLite's per-channel requantization: ``acc = (q - z_in) * (qw - zw) + bias_q`` with
     ``bias_q = round(bias / (s_in * s_w))``; ``out = R(acc, s_in * s_w / s_out) - offset_out``
     (multipliers per channel for a per-axis weight encoding; R = mbqm while |acc| fits int32, else

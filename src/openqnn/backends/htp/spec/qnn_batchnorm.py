@@ -2,7 +2,7 @@
 Batchnorm as an ONNX BatchNormalization of mean 0, variance 0 and epsilon 1), v68 and v73, 8- and 16-bit
 activations with a uint8 weight and bias. Established on Qualcomm's HTP simulator (onnxruntime-qnn 2.7.0,
 QNN 2.51) with ``tests/fidelity/batchnorm_probe.py`` and ``tests/fidelity/unary_probe.py``; held to it by
-``tests/fidelity/test_qnn_batchnorm.py`` (docs/htp-fidelity.md, "BatchNorm, 8-bit on v68 and 16-bit (stop 27)").
+``tests/fidelity/test_qnn_batchnorm.py`` (docs/htp-fidelity.md, "BatchNorm, 8-bit on v73 and 16-bit (stop 27)").
 
 QNN EP first folds mean and variance into the weight and bias and **re-quantizes both** to fresh uint8 encodings
 over their values' range (:func:`requantize_param`). Then, in TFLite's terms, ``acc = (q - z_in) w' + b'`` on the
@@ -18,12 +18,21 @@ accumulator's scale ``s_in s_w'`` and a requantization by ``M = s_in s_w' / s_ou
 - ``code = clamp((((q - z_in) w' + b + z) m + R + 2^(k-1)) >> k)`` with ``R = 2^11`` (16-bit codes) or ``2^9``
   (8-bit) where ``k >= 16`` (``M < 1/4``), else 0: as if the product were first rounded off by 12 (10) bits.
 
+v73 with 8-bit codes and two or more channels (:func:`v73_table`) runs its convolution's requantization
+(spec/qnn_requant.py) on int8 weights: the re-quantized weight code ``w'`` clamped to [-128, 127] (``w_x``), the
+channel's scale grown by the ratio ``r = w' / w_x`` rounded to 12 significant bits (1 where nothing was clamped), so
+``M_c = fl(fl(s_in s_w') / s_out) r``; the bias ``trunc(fl(fl(B s_b') / fl(fl(s_in s_w') r)))``; ``acc = (q - z_in)
+w_x + b``; ``k = 11 - floor(log2 M_c)``, a 12-bit ``m = round(M_c 2^k)``, ``s = max(0, floor(-log2 M_c) - 3)``;
+``code = clamp((((((acc >> s) << s) + 2^(s-1)) m + 2^(k-1)) >> k) + z_out)``, and where ``s = 0`` the centre is still
+there, ``2^(k-16)`` of a step: ``code = clamp(((((acc << (16 - k)) + 1) m + 2^15) >> 16) + z_out)``.
+
 Which form runs (:func:`batchnorm_form`): the integer form with 16-bit codes (v68 and v73, any channel count) and
-on v68 with 8-bit codes and two or more channels; one channel of 8-bit codes is exact rounding of the re-quantized
-parameters (both archs); v73's 8-bit BatchNorm of two or more channels is not established (exact rounding is the
-closest form found, 98%: :func:`exact_table`). The integer form holds for ``14 <= k <= 25`` and intermediates below
-:data:`BOUND`; outside (probed: a shift of 26 gave code 255 for whole 8-bit channels, a 16-bit channel of shift 28
-and intermediates to 2^43.6 saturated) openqnn keeps its other arithmetic.
+on v68 with 8-bit codes and two or more channels; v73's form with 8-bit codes and two or more channels; one channel
+of 8-bit codes is exact rounding of the re-quantized parameters (both archs, :func:`exact_table`). The integer form
+holds for ``14 <= k <= 25`` and intermediates below :data:`BOUND`, v73's for ``11 <= k <= 22`` (:data:`K_RANGE_V73`)
+and nonzero weights; outside (probed: a shift of 26 gave code 255 for whole 8-bit channels, a 16-bit channel of
+shift 28 and intermediates to 2^43.6 saturated) openqnn keeps its other arithmetic (exact rounding for 8-bit codes,
+TFLite's for 16-bit).
 """
 
 from __future__ import annotations
@@ -34,11 +43,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["ARCHS", "BOUND", "K_RANGE", "QnnBatchnormSpec", "batchnorm_form", "batchnorm_spec_for", "exact_table",
-           "requantize_param"]
+__all__ = ["ARCHS", "BOUND", "K_RANGE", "K_RANGE_V73", "QnnBatchnormSpec", "batchnorm_form", "batchnorm_spec_for",
+           "exact_table", "requantize_param", "v73_table"]
 
 ARCHS = ("v68", "v73")
 K_RANGE = (14, 25)  # the shifts k the integer form was established over (both widths)
+K_RANGE_V73 = (11, 22)  # v73's 8-bit form: the shifts k probed
 BOUND = 1 << 42  # |((q - z_in) w + t) m| below this (probed to 2^40.8; a 16-bit channel at 2^43.6 saturated)
 _F32 = np.float32
 
@@ -105,14 +115,14 @@ def _requantized(weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, floa
 
 
 def batchnorm_form(arch: str, arithmetic: str, bits: int, channels: int) -> str | None:
-    """Which of QNN's forms a BatchNorm takes: ``"integer"`` (:class:`QnnBatchnormSpec`), ``"exact"`` (exact rounding of
-    the re-quantized parameters: one 8-bit channel, established; v73's 8-bit channels, the closest form found) or
-    None (not QNN's arithmetic, or not probed: other archs and widths)."""
+    """Which of QNN's forms a BatchNorm takes: ``"integer"`` (:class:`QnnBatchnormSpec`), ``"v73"`` (:func:`v73_table`:
+    v73's 8-bit codes, two or more channels), ``"exact"`` (exact rounding of the re-quantized parameters: one 8-bit
+    channel) or None (not QNN's arithmetic, or not probed: other archs and widths)."""
     if arithmetic != "qnn" or arch not in ARCHS or bits not in (8, 16):
         return None
     if bits == 16 or (arch == "v68" and channels > 1):
         return "integer"
-    return "exact"
+    return "v73" if channels > 1 else "exact"
 
 
 def batchnorm_spec_for(arch: str, arithmetic: str, s_in: float, z_in: int, weight: np.ndarray, bias: np.ndarray,
@@ -143,6 +153,46 @@ def batchnorm_spec_for(arch: str, arithmetic: str, s_in: float, z_in: int, weigh
     carry = ((1 << 11) if bits == 16 else (1 << 9)) if k >= 16 else 0
     spec = QnnBatchnormSpec(int(z_in), wq.astype(np.int64), b + z, int(m), int(k), carry, (1 << bits) - 1)
     return spec if spec.bound() < BOUND else None
+
+
+def _significant(x: np.ndarray, bits: int) -> np.ndarray:
+    """``x`` (positive) rounded half up to ``bits`` significant bits."""
+    m, e = np.frexp(np.asarray(x, np.float64))
+    return np.ldexp(np.floor(m * 2.0**bits + 0.5) / 2.0**bits, e)
+
+
+def v73_table(s_in: float, z_in: int, weight: np.ndarray, bias: np.ndarray, s_out: float, z_out: int
+              ) -> np.ndarray | None:
+    """v73's BatchNorm of 8-bit codes, two or more channels (module docstring): every input code, int64 ``[C, 256]``;
+    None outside the probed range (a zero weight, a shift ``k`` outside :data:`K_RANGE_V73`)."""
+    w = np.asarray(weight, np.float64).reshape(-1)
+    wq, ws, bq, bs = _requantized(w, np.broadcast_to(np.asarray(bias, np.float64).reshape(-1), w.shape))
+    # deviation: the weight as int8, per channel; a code beyond [-128, 127] is clamped and its channel's scale grows
+    # by the ratio, rounded to 12 significant bits (the 8-bit probes' weights: every channel)
+    wx = np.clip(wq, -128, 127)
+    if not np.all(wx != 0):
+        return None
+    ratio = np.where(wx != wq, _significant(wq / np.where(wx == 0, 1, wx), 12), 1.0).astype(_F32)
+    acc_scale = (_F32(_F32(s_in) * _F32(ws)) * ratio).astype(_F32)
+    mult_real = ((_F32(_F32(s_in) * _F32(ws)) / _F32(s_out)) * ratio).astype(_F32).astype(np.float64)
+    # deviation: the bias on the accumulator's scale in float32, truncated (qnn_bias's v73 per-tensor conversion)
+    b = np.trunc(((bq.astype(_F32) * _F32(bs)).astype(_F32) / acc_scale).astype(_F32).astype(np.float64))
+    a = np.arange(256, dtype=np.int64) - int(z_in)
+    rows = []
+    for c in range(wq.size):
+        e = math.floor(math.log2(mult_real[c]))
+        k = 11 - e
+        if not K_RANGE_V73[0] <= k <= K_RANGE_V73[1]:
+            return None
+        m = math.floor(mult_real[c] * 2.0**k + 0.5)  # 12 bits
+        s = max(0, math.floor(-math.log2(mult_real[c])) - 3)
+        acc = a * int(wx[c]) + int(b[c])
+        if s > 0:  # v73's convolution form: s low bits dropped, the range centred, 12-bit multiplier, zero point after
+            y = ((((acc >> s) << s) + (1 << (s - 1))) * m + (1 << (k - 1))) >> k
+        else:  # deviation: the centre is 2^(k-16) of an accumulator step here too (a half of the 16-bit product)
+            y = (((acc << (16 - k)) + 1) * m + (1 << 15)) >> 16
+        rows.append(np.clip(y + int(z_out), 0, 255))
+    return np.stack(rows).astype(np.int64)
 
 
 def exact_table(s_in: float, z_in: int, weight: np.ndarray, bias: np.ndarray, s_out: float, z_out: int

@@ -23,7 +23,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from openqnn.backends.htp.spec.qnn_batchnorm import batchnorm_spec_for, exact_table, requantize_param
+from openqnn.backends.htp.spec.qnn_batchnorm import (
+    batchnorm_form,
+    batchnorm_spec_for,
+    exact_table,
+    requantize_param,
+    v73_table,
+)
 from openqnn.backends.htp.spec.qnn_eltwise import QnnConvertSpec, f32
 
 __all__ = ["ARCHS", "batchnorm_table", "batchnorm_table_for", "leaky_relu_table_for", "prelu_tables",
@@ -91,10 +97,15 @@ def batchnorm_table(arch: str, s_in: float, z_in: int, weight: np.ndarray, bias:
     offset, times the float32 scale), which it re-quantizes (:func:`requantize_param`).
 
     spec/qnn_batchnorm.py: v68 with two or more channels runs its integer form (a 15-bit multiplier, the bias and the
-    output zero point folded into the accumulator in float32); one channel (both archs) is exact rounding of
-    ``(q - z_in) s_in w' + b'``; v73 with two or more channels (open) exact rounding too (docs/htp-fidelity.md,
-    "BatchNorm on v73 (stop 25)" and stop 27).
+    output zero point folded into the accumulator in float32); v73 with two or more channels its convolution form
+    with int8 weights (:func:`v73_table`); one channel (both archs) is exact rounding of ``(q - z_in) s_in w' + b'``
+    (docs/htp-fidelity.md, "BatchNorm on v73 (stop 25)" and "BatchNorm, 8-bit on v73 and 16-bit (stop 27)").
     """
+    w = np.asarray(weight, np.float64).reshape(-1)
+    if batchnorm_form(arch, "qnn", 8, w.size) == "v73":
+        table = v73_table(s_in, z_in, weight, bias, s_out, z_out)
+        if table is not None:
+            return table
     spec = batchnorm_spec_for(arch, "qnn", s_in, z_in, weight, bias, s_out, z_out, 8)
     return spec.table() if spec is not None else exact_table(s_in, z_in, weight, bias, s_out, z_out)
 
