@@ -270,3 +270,25 @@ def test_v73_table_gives_the_simulators_codes(case: int) -> None:
     assert table is not None
     for c, q, y in codes:
         assert table[c, q] == y
+
+
+def test_16bit_plan_round_trips() -> None:
+    """The ``htp.batchnorm_qnn`` plan (ints and int64 arrays) survives a context's JSON and binds to the same step."""
+    import json
+
+    from openqnn.backends.htp.kernels.registry import bind_step
+    from openqnn.backends.plan import StepPlan
+
+    g = _graph16(6, 7)
+    node = g.nodes[0]
+    step = HTP_KERNELS[node.op_type](node, HtpBuildContext(g, ARCHS["v68"], arithmetic="qnn"))
+    plan = step.plan
+    assert plan is not None and plan.kernel == "htp.batchnorm_qnn"
+    arrays = {k: np.array(v) for k, v in plan.stored_arrays().items()}
+    back = StepPlan.from_json(json.loads(json.dumps(plan.to_json(), allow_nan=False)), arrays)
+    assert back.to_json() == plan.to_json()
+    again = bind_step(back)
+    x = (np.arange(3 * 7 * 6) * 2039 % 65536).reshape(1, 3, 7, 6).astype(np.int64)
+    np.testing.assert_array_equal(again.reference(x), step.reference(x))
+    np.testing.assert_array_equal(again.fast(torch.from_numpy(x).to(torch.int32)).numpy().astype(np.int64),
+                                  step.reference(x))
