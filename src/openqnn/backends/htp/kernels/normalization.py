@@ -68,10 +68,13 @@ RmsNorm (no mean removed): the same with ``q`` replaced by ``q + offset_in`` (it
     ``S1 = 0``: ``D = N (q + offset_in)``, ``V = N S2``.
 
 Batchnorm (y = x * weight + bias per channel, static weight and bias)
-    ``htp_config.arithmetic: "qnn"`` (v68, v73; 8-bit codes, 8-bit weight and bias): QNN's (``spec/qnn_unary.py``):
-    QNN EP re-quantizes the weight and the bias to fresh uint8 encodings over their values' range, then v68 runs a
-    strided depthwise convolution's requantization (15-bit multiplier), v73 (open) exact rounding; a table per
-    channel ``[C, 256]`` in the plan (``htp.channel_table``, lut.py). Otherwise
+    ``htp_config.arithmetic: "qnn"`` (v68, v73; 8- or 16-bit codes, 8-bit weight and bias): QNN's
+    (``spec/qnn_batchnorm.py``): QNN EP re-quantizes the weight and the bias to fresh uint8 encodings over their
+    values' range, then an integer form (15-bit multiplier, bias and output zero point folded into the accumulator
+    in float32, a carry of 2^11 / 2^9) with 16-bit codes and on v68 with 8-bit ones of two or more channels, v73's
+    convolution requantization on int8 weights for its 8-bit ones, exact rounding for one 8-bit channel; 8-bit
+    codes as a table per channel ``[C, 256]`` in the plan (``htp.channel_table``, lut.py), 16-bit ones computed
+    (``htp.batchnorm_qnn``). Otherwise
     TFLite's per-channel requantization: ``acc = (q - z_in) * (qw - zw) + bias_q`` with
     ``bias_q = round(bias / (s_in * s_w))``; ``out = R(acc, s_in * s_w / s_out) - offset_out``
     (multipliers per channel for a per-axis weight encoding; R = mbqm while |acc| fits int32, else
@@ -117,6 +120,7 @@ from openqnn.backends.htp.kernels.registry import (
     htp_kernel,
     plan_tensor,
 )
+from openqnn.backends.htp.spec.qnn_batchnorm import QnnBatchnormSpec, batchnorm_spec_for
 from openqnn.backends.htp.spec.qnn_layernorm import (
     MULTIPLIER16_BITS,
     QF32_FRACTION_BITS,
@@ -812,19 +816,45 @@ def _dequantized(ctx: HtpBuildContext, name: str) -> tuple[np.ndarray, int] | No
 
 
 def _qnn_batchnorm(node: Node, ctx: HtpBuildContext, qi: QParams, qo: QParams) -> HtpStep | None:
-    """QNN's 8-bit BatchNorm (spec/qnn_unary.py) as a table per channel, channels on the last axis; None where it
-    does not apply."""
+    """QNN's BatchNorm (spec/qnn_batchnorm.py), channels on the last axis: 8-bit codes as a table per channel,
+    16-bit ones by the integer form (``htp.batchnorm_qnn``); None where it does not apply."""
     x_name, w_name, b_name = node.inputs[:3]
     shape = ctx.shape(x_name)
     w, b = _dequantized(ctx, w_name), _dequantized(ctx, b_name)
     if w is None or b is None or not shape or w[0].size != shape[-1] or b[0].size not in (1, shape[-1]):
         return None
-    table = batchnorm_table_for(ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]), w[0],
-                                np.broadcast_to(b[0], w[0].shape), float(qo.scale[0]), int(qo.zero_point[0]),
-                                qi.bitwidth, qo.bitwidth, w[1], b[1])
+    bias = np.broadcast_to(b[0], w[0].shape)
+    si, zi, so, zo = float(qi.scale[0]), int(qi.zero_point[0]), float(qo.scale[0]), int(qo.zero_point[0])
+    if qi.bitwidth == qo.bitwidth == 16 and w[1] == b[1] == 8:
+        spec = batchnorm_spec_for(ctx.arch.name, ctx.arithmetic, si, zi, w[0], bias, so, zo, 16)
+        if spec is None:
+            return None
+        attrs = {"zi": spec.zero_in, "mult": spec.mult, "shift": spec.shift, "carry": spec.carry, "qmax": spec.qmax}
+        return _plan_step(node, ctx, "htp.batchnorm_qnn", attrs, {"weight": spec.weight, "offset": spec.offset})
+    table = batchnorm_table_for(ctx.arch.name, ctx.arithmetic, si, zi, w[0], bias, so, zo, qi.bitwidth, qo.bitwidth,
+                                w[1], b[1])
     if table is None:
         return None
     return channel_table_step(node, ctx, x_name, table, (int(shape[-1]),), qo)
+
+
+@htp_binder("htp.batchnorm_qnn")
+def _bind_batchnorm_qnn(plan: StepPlan, device: torch.device) -> Fns:
+    """QNN's integer BatchNorm (spec/qnn_batchnorm.py, :class:`QnnBatchnormSpec`), channels last."""
+    p = plan.attrs
+    qo = Codes.from_attrs(p["out"])
+    spec = QnnBatchnormSpec(int(p["zi"]), np.asarray(plan.arrays["weight"], dtype=np.int64),
+                            np.asarray(plan.arrays["offset"], dtype=np.int64), int(p["mult"]), int(p["shift"]),
+                            int(p["carry"]), int(p["qmax"]))
+    weight_t, offset_t = _on(device, spec.weight), _on(device, spec.offset)
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        return finish_np(spec.apply_np(x), qo)
+
+    def fast(x: torch.Tensor) -> torch.Tensor:
+        return finish_t(spec.apply_t(x, weight_t, offset_t), qo)
+
+    return reference, fast
 
 
 @htp_binder("htp.batchnorm")

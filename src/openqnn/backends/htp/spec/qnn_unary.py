@@ -16,13 +16,20 @@ PRelu of a slope of several values (approximate): each branch is the Max / Min r
 (``qnn_eltwise.QnnConvertSpec``) with the ratio ``s_in / s_out`` or ``s_in alpha / s_out``: 99.7% of 51,200 probe
 codes (exact rounding 99.3%), 100% of the fidelity cases; the rest lie within 0.025 of a .5 boundary, both ways.
 
-BatchNorm: :func:`batchnorm_table` (QNN EP re-quantizes the weight and the bias first).
+BatchNorm: :func:`batchnorm_table` (QNN EP re-quantizes the weight and the bias first; spec/qnn_batchnorm.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from openqnn.backends.htp.spec.qnn_batchnorm import (
+    batchnorm_form,
+    batchnorm_spec_for,
+    exact_table,
+    requantize_param,
+    v73_table,
+)
 from openqnn.backends.htp.spec.qnn_eltwise import QnnConvertSpec, f32
 
 __all__ = ["ARCHS", "batchnorm_table", "batchnorm_table_for", "leaky_relu_table_for", "prelu_tables",
@@ -83,54 +90,24 @@ def prelu_tables_for(arch: str, arithmetic: str, s_in: float, z_in: int, alphas:
     return prelu_tables(s_in, z_in, alphas, s_out, z_out)
 
 
-def requantize_param(values: np.ndarray) -> tuple[np.ndarray, float, int]:
-    """QNN EP's re-quantization of a BatchNorm scale or bias (``batch_norm_op_builder.cc``, ``Postprocess``): the
-    dequantized values (float64) get a fresh uint8 encoding over ``[min(v, 0), max(v, 0)]`` (at least 1e-4 wide):
-    ``scale = float32((rmax - rmin) / 255)``, zero point ``rint(-rmin / scale)``; codes ``round(v / scale + zp)``
-    (half away from zero), clamped. Returns (codes, scale, zero point)."""
-    v = np.asarray(values, np.float64).reshape(-1)
-    rmin = np.float32(min(float(v.min()), 0.0))
-    rmax = np.float32(max(float(v.max()), 0.0))
-    rmax = max(rmax, np.float32(rmin + np.float32(1e-4)))
-    scale = f32((float(rmax) - float(rmin)) / 255.0)
-    zp = int(np.rint(np.float32(min(255.0, max(0.0, -float(rmin) / scale)))))
-    r = v / scale + zp
-    codes = np.clip(np.sign(r) * np.floor(np.abs(r) + 0.5), 0, 255).astype(np.int64)
-    return codes, scale, zp
-
-
 def batchnorm_table(arch: str, s_in: float, z_in: int, weight: np.ndarray, bias: np.ndarray, s_out: float,
                     z_out: int) -> np.ndarray:
     """QNN's BatchNorm (``y = x w + b`` per channel; mean 0, variance 0, epsilon 1, as openqnn exports it) of every
     8-bit input code: int64 ``[C, 256]``. ``weight`` and ``bias``: the C dequantized values QNN EP reads (code plus
     offset, times the float32 scale), which it re-quantizes (:func:`requantize_param`).
 
-    v68: a depthwise convolution's arithmetic, the strided form of ``spec/qnn_requant.py``: the bias on the
-    accumulator's scale ``s_in s_w'`` rounded, ``acc = (q - z_in)(w' - z_w') + round(b' / (s_in s_w'))``, then
-    ``a = acc + round(z_out / M)``, ``m = round(M 2^(14 - e))``, ``code = clamp((a m + 2^(k-1)) >> k)``, ``k = 14 - e``
-    with ``M = float32(float32(s_in s_w') / s_out)``. v73 (open): exact rounding of ``(q - z_in) s_in w' + b'``.
-
-    One channel (both archs): exact rounding of ``(q - z_in) s_in w' + b'`` (the re-quantized weight is then the
-    weight itself, code 255): ``python -m tests.fidelity.unary_probe --op BatchNorm --channels 1``, seeds 1-3, 72
-    probes a arch, 18,432 of 18,432 codes on v68 and on v73, where v68's depthwise form gives 99.89-99.95%
-    (docs/htp-fidelity.md, "BatchNorm on v73 (stop 25)").
+    spec/qnn_batchnorm.py: v68 with two or more channels runs its integer form (a 15-bit multiplier, the bias and the
+    output zero point folded into the accumulator in float32); v73 with two or more channels its convolution form
+    with int8 weights (:func:`v73_table`); one channel (both archs) is exact rounding of ``(q - z_in) s_in w' + b'``
+    (docs/htp-fidelity.md, "BatchNorm on v73 (stop 25)" and "BatchNorm, 8-bit on v73 and 16-bit (stop 27)").
     """
-    from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec
-
-    wc, ws, wz = requantize_param(weight)
-    bc, bs, bz = requantize_param(bias)
-    si, so = f32(s_in), f32(s_out)
-    a = np.arange(256, dtype=np.int64)[None, :] - z_in
-    if arch == "v68" and wc.size > 1:
-        acc_scale = np.float32(np.float32(si) * np.float32(ws))
-        m_real = float(np.float32(acc_scale / np.float32(so)))
-        b_acc = (bc - bz) * bs / float(acc_scale)
-        b_acc = (np.sign(b_acc) * np.floor(np.abs(b_acc) + 0.5)).astype(np.int64)
-        spec = QnnRequantSpec.of("v68", np.array([m_real]), z_out, kernel="dw_strided")
-        acc = a * (wc - wz)[:, None] + b_acc[:, None]
-        return spec.apply_np(acc.reshape(-1, 1)).reshape(acc.shape)
-    v = (a * si * ((wc - wz) * ws)[:, None] + ((bc - bz) * bs)[:, None]) / so
-    return _round_clamp(v, z_out)
+    w = np.asarray(weight, np.float64).reshape(-1)
+    if batchnorm_form(arch, "qnn", 8, w.size) == "v73":
+        table = v73_table(s_in, z_in, weight, bias, s_out, z_out)
+        if table is not None:
+            return table
+    spec = batchnorm_spec_for(arch, "qnn", s_in, z_in, weight, bias, s_out, z_out, 8)
+    return spec.table() if spec is not None else exact_table(s_in, z_in, weight, bias, s_out, z_out)
 
 
 def batchnorm_table_for(arch: str, arithmetic: str, s_in: float, z_in: int, weight: np.ndarray, bias: np.ndarray,
