@@ -231,35 +231,6 @@ class Attention:
             raise ContextError(f"attention at node '{context.name}': its head split is not a strided view; {_REMEDY}")
         (qv, kv, vv), (o_size, o_stride) = views
         out_shape = ctx.shape(out_name)
-        dims = _native_dims(qv[0], kv[0], vv[0])
-        if dims is not None and o_stride[-1] == 1 and native_ok(ctx, heads[0]) and all(
-                ctx.dtype(x) is DType.FLOAT_32 for x in runtime):
-            att = native.Attention(dims, scale, _four(qv[1]), _four(kv[1]), _four(vv[1]), _four(o_stride), out_shape,
-                                   zero_empty)
-            layouts: dict[tuple[int, tuple[int, ...]], native.Strides | None] = {}
-
-            def layout(i: int, x: torch.Tensor) -> native.Strides | None:
-                """Operand i's strides where x is a view of a wider tensor (a stacked projection's columns)."""
-                key = (i, x.stride())
-                if key not in layouts:
-                    view = _chain_view(tuple(x.shape), chains[i], (ta, not tb, tv)[i], x.stride())
-                    layouts[key] = None if view is None else _four(view[1])
-                return layouts[key]
-
-            def run_native(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *mask: torch.Tensor) -> torch.Tensor:
-                m = mask[0] if mask else None
-                if q.is_contiguous() and k.is_contiguous() and v.is_contiguous():
-                    return att.run(q, k, v, m)
-                xs = [q, k, v]
-                st = [layout(i, x) for i, x in enumerate(xs)]
-                for i, x in enumerate(xs):
-                    if st[i] is None:  # (a layout no view of which is the operand: copied)
-                        xs[i], st[i] = x.contiguous(), _four((qv, kv, vv)[i][1])
-                return att.run(xs[0], xs[1], xs[2], m, (st[0], st[1], st[2]))  # type: ignore[arg-type]
-
-            step = Step(run_native, runtime, path="native")
-            step.outputs = [out_name]
-            return step
         direct = not any(self.pre) and not self.post
 
         def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *mask: torch.Tensor) -> torch.Tensor:
@@ -280,6 +251,40 @@ class Attention:
             y = torch.empty(out_shape, dtype=o.dtype, device=o.device)
             y.as_strided(o_size, o_stride).copy_(o)
             return y
+
+        dims = _native_dims(qv[0], kv[0], vv[0])
+        if dims is not None and o_stride[-1] == 1 and native_ok(ctx, heads[0]) and all(
+                ctx.dtype(x) is DType.FLOAT_32 for x in runtime):
+            att = native.Attention(dims, scale, _four(qv[1]), _four(kv[1]), _four(vv[1]), _four(o_stride), out_shape,
+                                   zero_empty)
+            layouts: dict[tuple[int, tuple[int, ...]], native.Strides | None] = {}
+
+            def layout(i: int, x: torch.Tensor) -> native.Strides | None:
+                """Operand i's strides where x is a view of a wider tensor (a stacked projection's columns)."""
+                key = (i, x.stride())
+                if key not in layouts:
+                    view = _chain_view(tuple(x.shape), chains[i], (ta, not tb, tv)[i], x.stride())
+                    layouts[key] = None if view is None else _four(view[1])
+                return layouts[key]
+
+            def run_native(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *mask: torch.Tensor) -> torch.Tensor:
+                if q.dtype is not torch.float32:  # (another dtype handed to the step: PyTorch's kernel)
+                    return run(q, k, v, *mask)
+                m = mask[0] if mask else None
+                if m is not None and m.dtype is not torch.float32:
+                    m = m.float()
+                if q.is_contiguous() and k.is_contiguous() and v.is_contiguous():
+                    return att.run(q, k, v, m)
+                xs = [q, k, v]
+                st = [layout(i, x) for i, x in enumerate(xs)]
+                for i, x in enumerate(xs):
+                    if st[i] is None:  # (a layout no view of which is the operand: copied)
+                        xs[i], st[i] = x.contiguous(), _four((qv, kv, vv)[i][1])
+                return att.run(xs[0], xs[1], xs[2], m, (st[0], st[1], st[2]))  # type: ignore[arg-type]
+
+            step = Step(run_native, runtime, path="native")
+            step.outputs = [out_name]
+            return step
 
         step = Step(run, runtime, path="sdpa")
         step.outputs = [out_name]

@@ -31,9 +31,18 @@ def layer_norm(node: Node, ctx: BuildContext) -> Step:
     n = math.prod(norm_shape)
     if (trailing and native_ok(ctx, node.inputs[0]) and n > 0 and all(ctx.is_static(p) for p in statics)
             and all(math.prod(ctx.shape(p)) == n for p in statics)):
-        ln = native.LayerNorm(n, ctx.static(node.inputs[1]) if has_g else None,
-                              ctx.static(node.inputs[2]) if has_b else None, float(eps))
-        return Step(lambda x: ln.run(x), [node.inputs[0]], path="native")
+        g_t = ctx.static(node.inputs[1]) if has_g else None
+        b_t = ctx.static(node.inputs[2]) if has_b else None
+        ln = native.LayerNorm(n, g_t, b_t, float(eps))
+
+        def run_native(x: torch.Tensor) -> torch.Tensor:
+            if x.dtype is torch.float32:
+                return ln.run(x)
+            # (another dtype handed to the step, as a float64 reference does: PyTorch's own)
+            return F.layer_norm(x, norm_shape, None if g_t is None else g_t.reshape(norm_shape).to(x.dtype),
+                                None if b_t is None else b_t.reshape(norm_shape).to(x.dtype), eps)
+
+        return Step(run_native, [node.inputs[0]], path="native")
 
     def run(x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
         it = iter(params)
