@@ -29,11 +29,13 @@ the product rounded half up. 93.0% of the codes of each of 10 probes (exact roun
 tooth edges, where QNN's ``r`` is not the rounded one (up to 128 codes off). Inputs below the zero point (negative
 reals) give the codes of ``(q - z_in) mod 2^16``: 94-100% of those codes.
 
-Reciprocal (the numerator established, the quotient approximate): QNN EP writes it as ``Div(1.0, x)`` with 1.0
-quantized in the input's 16-bit encoding (as for 8-bit codes, ``qnn_unary.reciprocal_numerator``), so once ``1 /
-s_in`` passes ``65535 - z_in`` codes the numerator clamps below 1; the quotient is QNN's 16-bit Divide
-(``qnn_div.div16_apply``: nnlib's 16-bit reciprocal of the input's centred code, approximate). 92.5-97.1% of the
-codes of 8 all-code probes (the numerator with an exact quotient: 77-84%, exact rounding of ``1 / x``: 0.5-84%).
+Reciprocal (established): QNN EP writes it as ``Div(1.0, x)`` with 1.0 quantized in the input's 16-bit encoding
+(as for 8-bit codes, ``qnn_unary.reciprocal_numerator``), so once ``1 / s_in`` passes ``65535 - z_in`` codes the
+numerator clamps below 1; the quotient is QNN's 16-bit Divide (``qnn_div.div16_apply``: the numerator's 15-bit
+magnitude times the ratio's rounded 15-bit significand, a rounded Q15 product, times nnlib's 16-bit reciprocal of the
+input's centred code, one rounding shift; ``x = z_in`` gives the encoding's top). 100% of the codes of 50 all-code
+probes (3,276,750 codes, v73; 12 of them on v68 too, identical), stop 26's form (a 24-bit ratio, no Q15 product)
+96.2%, exact rounding of ``1 / x`` 0.5-84% per probe (docs/htp-fidelity.md, "16-bit Div and Reciprocal (stop 27)").
 
 LeakyRelu (established; a PRelu of a one-element 16-bit slope, as openqnn exports it, ``alpha`` the slope's code
 times its scale): one 16-bit requantization per branch with a shared shift (``tests/fidelity/prelu16_probe.py``,
@@ -308,7 +310,7 @@ def unary16_tables_for(op_type: str, arch: str, arithmetic: str, s_in: float, z_
     if op_type in ("Sigmoid", "Tanh"):
         codes = tanh16_codes(q, s_in, z_in, s_out, z_out, sigmoid=op_type == "Sigmoid")
         return None if codes is None else codes[None]
-    if op_type == "ElementWiseReciprocal" and (mult := div16_multiplier(s_in, s_in, s_out)) is not None:
+    if op_type == "ElementWiseReciprocal":
         q1 = np.full(N16, reciprocal_numerator(s_in, z_in, 16), np.int64)
-        return div16_apply(q1, q, z_in, z_in, z_out, *mult)[None]
+        return div16_apply(q1, q, z_in, z_in, z_out, *div16_multiplier(s_in, s_in, s_out))[None]
     return None
