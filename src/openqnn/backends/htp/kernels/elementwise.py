@@ -87,8 +87,12 @@ from openqnn.backends.htp.kernels.registry import (
 )
 from openqnn.backends.htp.kernels.scratch import step_buffer
 from openqnn.backends.htp.native import lookup_or
-from openqnn.backends.htp.spec.qnn_div import (div16_apply, div16_multiplier_for, div16_scaled_numerator,
-                                                recip16_of_divisor)
+from openqnn.backends.htp.spec.qnn_div import (
+    div16_apply,
+    div16_multiplier_for,
+    div16_scaled_numerator,
+    recip16_of_divisor,
+)
 from openqnn.backends.htp.spec.qnn_eltwise import (
     QnnAddSpec,
     QnnMulSpec,
