@@ -21,7 +21,7 @@ this reciprocal's to 1e-6 (+4.39e-4 for d = 17, -4.39e-4 for 19, +2.14e-4 for 3,
 
 The numerator (stop 27) is scaled first, in 16-bit fixed point, the signs kept apart (sign and magnitude):
 ``r = float32(s_a) / (float32(s_b) float32(s_o)) = m 2^-k`` with ``m`` its 15-bit significand *rounded* (half up,
-``m`` in ``[2^14, 2^15]``); ``|a| = |q_a - z_a|`` normalized to 15 bits, ``|a| ~ an 2^ea`` (``an`` in
+``m`` in ``[2^14, 2^15)``; one that rounds up to 2^15 is 2^14 of the next binade); ``|a| = |q_a - z_a|`` normalized to 15 bits, ``|a| ~ an 2^ea`` (``an`` in
 ``[2^14, 2^15)``, *floored*: ``|a| >= 2^15`` drops its low bit); their Q15 product rounded half up (Hexagon's
 ``vmpy:<<1:rnd``), ``p = (an m + 2^14) >> 15`` (14 or 15 significant bits: ``|a| r ~ p 2^(15 + ea - k)``); then
 
@@ -94,10 +94,13 @@ def numerator16(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def div16_multiplier(s_a: float, s_b: float, s_o: float) -> tuple[int, int]:
     """``(m, k)``: ``r = float32(s_a) / (float32(s_b) float32(s_o))`` as ``m / 2^k``, ``m`` its 15-bit significand
-    rounded half up (``[2^14, 2^15]``)."""
+    rounded half up (``[2^14, 2^15)``: a significand that rounds up to 2^15 is 2^14 of the next binade)."""
     r = f32(s_a) / (f32(s_b) * f32(s_o))
     f, e = math.frexp(r)
-    return math.floor(f * 2.0**M_BITS + 0.5), M_BITS - e
+    m = math.floor(f * 2.0**M_BITS + 0.5)
+    if m == 1 << M_BITS:  # rounded up out of 15 bits: 2^14 one binade up (a sweep at r = 8 (1 - 2^-18): as is 81%)
+        return m >> 1, M_BITS - e - 1
+    return m, M_BITS - e
 
 
 def div16_scaled_numerator(a: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:

@@ -27,7 +27,8 @@ point wrap) with the Hexagon NN library's 10-bit reciprocal square root (nnlib `
 ``ref_Ruh_rsqrt10_Ruh``, as its ``hvx_Vuh_sqrt_VuhI`` uses it): ``a`` normalized by an even left shift ``sh`` to
 ``n`` in ``[2^14, 2^16)``, ``r6`` a 6-bit seed from ``n``'s top 6 bits (``RSQRT10_LUT``), one Newton step in 16-bit
 fixed point, ``r = 16 r6 - sat16((2 r6 pd + 2^15) >> 16)`` with ``pd = wrap16((n r6^2) >> 8)`` (``r ~ 2^17 /
-sqrt(n)``, 512-1024). ``C = sqrt(s_in) / s_out = M 2^(e - 15)`` with ``M`` its 15-bit significand rounded; then a
+sqrt(n)``, 512-1024). ``C = sqrt(s_in) / s_out = M 2^(e - 15)`` with ``M`` its 15-bit significand rounded (2^15:
+2^14 one binade up); then a
 rounded Q15 product and one rounding shift: ``T = (n r M + 2^14) >> 15``, ``code = clamp(z_out + ((T + 2^(t - 1)) >>
 t))``, ``t = 17 + sh / 2 - e``; ``a = 0`` gives ``z_out``. 100% of 18 all-code probes (1,179,648 codes, v73; clean
 and random encodings, zero points to 63,844); stop 25's form (``1 / sqrt(a)`` with a rounded 10-bit mantissa) 93%,
@@ -245,9 +246,10 @@ def rsqrt10(n: np.ndarray) -> np.ndarray:
 
 def sqrt16_multiplier(s_in: float, s_out: float) -> tuple[int, int]:
     """``(M, e)``: ``sqrt(float32(s_in)) / float32(s_out) = M 2^(e - 15)``, ``M`` the 15-bit significand rounded half
-    up (``[2^14, 2^15]``)."""
+    up (``[2^14, 2^15)``: one that rounds up to 2^15 is 2^14 of the next binade)."""
     f, e = math.frexp(math.sqrt(f32(s_in)) / f32(s_out))
-    return math.floor(f * 2.0**15 + 0.5), e
+    m = math.floor(f * 2.0**15 + 0.5)
+    return (m >> 1, e + 1) if m == 1 << 15 else (m, e)  # (2^15 is 2^14 one binade up: 41 codes of one probe)
 
 
 def sqrt16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int) -> np.ndarray:
