@@ -1,7 +1,7 @@
 """QNN's HTP element-wise Divide of two run-time 16-bit operands, v68 and v73 alike (established), found on
 Qualcomm's HTP simulator (onnxruntime-qnn 2.7.0, QNN 2.51) with ``tests/fidelity/div_probe.py`` (``probe16``) and
 ``tests/fidelity/unary16_probe.py`` (Reciprocal), held to it by ``tests/fidelity/test_qnn_div.py`` (docs/htp-fidelity.md,
-"16-bit LeakyRelu and Div (stop 26)" and "16-bit Div and Reciprocal (stop 27)").
+"16-bit LeakyRelu and Div (stop 26)" and "16-bit Div, Reciprocal and SquareRoot (stop 27)").
 
 TFLite's arithmetic (``htp_config.arithmetic: "tflite"``) rounds the exact quotient once. QNN divides by a
 reciprocal of the divisor's centred *code* ``d = q_b - z_b`` with about 11 good bits: the Hexagon NN library's

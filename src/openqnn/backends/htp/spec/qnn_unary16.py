@@ -28,12 +28,11 @@ point wrap) with the Hexagon NN library's 10-bit reciprocal square root (nnlib `
 ``n`` in ``[2^14, 2^16)``, ``r6`` a 6-bit seed from ``n``'s top 6 bits (``RSQRT10_LUT``), one Newton step in 16-bit
 fixed point, ``r = 16 r6 - sat16((2 r6 pd + 2^15) >> 16)`` with ``pd = wrap16((n r6^2) >> 8)`` (``r ~ 2^17 /
 sqrt(n)``, 512-1024). ``C = sqrt(s_in) / s_out = M 2^(e - 15)`` with ``M`` its 15-bit significand rounded (2^15:
-2^14 one binade up); then a
-rounded Q15 product and one rounding shift: ``T = (n r M + 2^14) >> 15``, ``code = clamp(z_out + ((T + 2^(t - 1)) >>
-t))``, ``t = 17 + sh / 2 - e``; ``a = 0`` gives ``z_out``. 100% of 18 all-code probes (1,179,648 codes, v73; clean
-and random encodings, zero points to 63,844); stop 25's form (``1 / sqrt(a)`` with a rounded 10-bit mantissa) 93%,
-the same rsqrt with one rounding of ``n r C`` 99.84-99.96% (docs/htp-fidelity.md, "16-bit Div and Reciprocal
-(stop 27)").
+2^14 one binade up); then a rounded Q15 product and one rounding shift: ``T = (n r M + 2^14) >> 15``, ``code =
+clamp(z_out + ((T + 2^(t - 1)) >> t))``, ``t = 17 + sh / 2 - e``; ``a = 0`` gives ``z_out``. 100% of 18 all-code
+probes (1,179,648 codes, v73; clean and random encodings, zero points to 63,844) and of 10 more on v68 and v73; stop
+25's form (``1 / sqrt(a)`` with a rounded 10-bit mantissa) 93%, the same rsqrt with one rounding of ``n r C``
+99.84-99.96% (docs/htp-fidelity.md, "16-bit Div, Reciprocal and SquareRoot (stop 27)").
 
 Reciprocal (established): QNN EP writes it as ``Div(1.0, x)`` with 1.0 quantized in the input's 16-bit encoding
 (as for 8-bit codes, ``qnn_unary.reciprocal_numerator``), so once ``1 / s_in`` passes ``65535 - z_in`` codes the
@@ -41,7 +40,8 @@ numerator clamps below 1; the quotient is QNN's 16-bit Divide (``qnn_div.div16_a
 magnitude times the ratio's rounded 15-bit significand, a rounded Q15 product, times nnlib's 16-bit reciprocal of the
 input's centred code, one rounding shift; ``x = z_in`` gives the encoding's top). 100% of the codes of 50 all-code
 probes (3,276,750 codes, v73; 12 of them on v68 too, identical), stop 26's form (a 24-bit ratio, no Q15 product)
-96.2%, exact rounding of ``1 / x`` 0.5-84% per probe (docs/htp-fidelity.md, "16-bit Div and Reciprocal (stop 27)").
+96.2%, exact rounding of ``1 / x`` 0.5-84% per probe (docs/htp-fidelity.md, "16-bit Div, Reciprocal and SquareRoot
+(stop 27)").
 
 LeakyRelu (established; a PRelu of a one-element 16-bit slope, as openqnn exports it, ``alpha`` the slope's code
 times its scale): one 16-bit requantization per branch with a shared shift (``tests/fidelity/prelu16_probe.py``,
