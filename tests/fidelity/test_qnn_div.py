@@ -81,3 +81,17 @@ def test_ratio_significand_rounding_up_to_2_15_moves_a_binade(arch: str) -> None
     np.testing.assert_array_equal(div16_codes(qa.reshape(-1), qb.reshape(-1), *enc), y)
     kept = div16_apply(qa.reshape(-1), qb.reshape(-1), 32768, 0, 32768, 1 << 15, 12)
     assert np.mean(kept != y) > 0.1
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_broadcast_operands_take_the_rule(arch: str) -> None:
+    """A one-element run-time divisor against every numerator, and a one-element numerator against every divisor:
+    every code (openqnn wires broadcasts of run-time operands alike)."""
+    qa = np.arange(N16).reshape(1, N16)
+    encs = [(2.3e-4, 30000, 1.7e-4, 1200, 3.1e-3, 20000), (4.1e-5, 32768, 3.3e-4, 40000, 1.3e-4, 9000),
+            (2.3e-4, 30000, 1.7e-4, 1200, 3.1e-3, 20000)]
+    qas, qbs = [qa, qa, np.array([[50000]])], [np.array([[1217]]), np.array([[21000]]), qa]
+    for e, a, b, y in zip(encs, qas, qbs, probe16(arch, encs, qas, qbs)):
+        spec = div16_codes(*np.broadcast_arrays(a, b), *e).reshape(-1)
+        ok = np.broadcast_to(b, (1, N16)).reshape(-1) != e[3]
+        np.testing.assert_array_equal(spec[ok], y[ok], err_msg=str(e))

@@ -24,8 +24,8 @@ graph) are taken in their own encoding (``ctx.static_q``); numpy broadcasting th
   quantize_multiplier, ``t = 31 - shift``; when ``t > 46`` m is rounded down to ``t = 46``). With
   ``a = q1 - z1``, ``d = q2 - z2``: ``out = z_out + round_half_away(a * m / (d * 2^t))``, computed
   exactly as integer division of int64s (one rounding). ``d == 0``: x/0 saturates to qmax
-  (a > 0) or qmin (a < 0); 0/0 gives the code of real 0. ``"qnn"`` (v68, v73, two run-time 16-bit operands of
-  one shape; established): QNN's, the numerator's magnitude times the ratio's rounded 15-bit significand as a
+  (a > 0) or qmin (a < 0); 0/0 gives the code of real 0. ``"qnn"`` (v68, v73, two run-time 16-bit operands,
+  broadcast or not; established): QNN's, the numerator's magnitude times the ratio's rounded 15-bit significand as a
   rounded Q15 product, times nnlib's 16-bit reciprocal of the divisor's code, one rounding shift (``spec/qnn_div.py``).
 - ElementWiseMaximum / ElementWiseMinimum, ``"qnn"`` (v68, v73, 8-bit run-time operands and output): QNN's
   (``spec/qnn_eltwise.py``, ``QnnConvertSpec``): each operand's codes requantized into the output's with a 15-bit
@@ -503,10 +503,9 @@ def divide(node: Node, ctx: HtpBuildContext) -> HtpStep:
     a_name, b_name = node.inputs[:2]
     qa, qb = operand_params(ctx, a_name), operand_params(ctx, b_name)
     qo = act_params(ctx, node.outputs[0])
-    runtime_same = (not ctx.is_static(a_name) and not ctx.is_static(b_name)
-                    and tuple(ctx.shape(a_name)) == tuple(ctx.shape(b_name)))
+    runtime = not ctx.is_static(a_name) and not ctx.is_static(b_name)  # (broadcasts probed alike, stop 27)
     qnn16 = div16_multiplier_for(ctx.arch.name, ctx.arithmetic, float(qa.scale[0]), float(qb.scale[0]),
-                                 float(qo.scale[0]), (qa.bitwidth, qb.bitwidth, qo.bitwidth), runtime_same)
+                                 float(qo.scale[0]), (qa.bitwidth, qb.bitwidth, qo.bitwidth), runtime)
     if qnn16 is not None:
         attrs16 = {"m": qnn16[0], "k": qnn16[1], "za": int(qa.zero_point[0]), "zb": int(qb.zero_point[0]),
                    "zo": int(qo.zero_point[0])}

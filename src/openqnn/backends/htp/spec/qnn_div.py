@@ -133,10 +133,10 @@ def div16_codes(q_a: np.ndarray, q_b: np.ndarray, s_a: float, z_a: int, s_b: flo
 
 
 def div16_multiplier_for(arch: str, arithmetic: str, s_a: float, s_b: float, s_o: float, bits: tuple[int, int, int],
-                         runtime_same_shape: bool) -> tuple[int, int] | None:
+                         runtime: bool) -> tuple[int, int] | None:
     """:func:`div16_multiplier` where the rule applies (``arithmetic == "qnn"``, v68 or v73, 16-bit codes in and
-    out, two run-time operands of one shape: what was probed), else None."""
-    if not (arithmetic == "qnn" and arch in ARCHS and bits == (16, 16, 16) and runtime_same_shape
+    out, two run-time operands, of one shape or broadcast: what was probed), else None."""
+    if not (arithmetic == "qnn" and arch in ARCHS and bits == (16, 16, 16) and runtime
             and s_a > 0 and s_b > 0 and s_o > 0):
         return None
     return div16_multiplier(s_a, s_b, s_o)
