@@ -32,10 +32,10 @@ TFLite's single rounding of the exact quotient differs from this in three places
 good bits), the 15-bit ratio and the numerator's Q15 product (the "drift above 2^11" of stop 26 was this product's
 rounding: it rounds ``|a| r`` to 14-15 significant bits, a grid coarser than a code once ``|a| r`` passes 2^14).
 Established on 21 divisor sweeps and random probes (every numerator code against 11 divisors, ratios 3.75 to
-30,720; 10 random probes of 4,096 random codes, ratios 42-437; 100% of the codes, v68 = v73) and on 50 all-code
-Reciprocal probes (3,276,750 codes, 100%; ``qnn_unary16``). ``d = 0`` keeps openqnn's x / 0 (the encoding's end
-by the sign of ``a``; a Reciprocal's ``x = 0`` gives 65535 on the simulator, which this reproduces for a positive
-numerator).
+30,720; 10 random probes of 4,096 random codes, ratios 42-437; 100% of the codes on v73, and of 5 sweeps, 8 random
+probes and 3 broadcast probes on v68 and v73) and on 38 all-code Reciprocal probes on v73 and 12 of them on v68
+(3,276,750 codes, 100%; ``qnn_unary16``). ``d = 0`` keeps openqnn's x / 0 (the encoding's end by the sign of ``a``;
+a Reciprocal's ``x = 0`` gives 65535 on the simulator, which this reproduces for a positive numerator).
 """
 
 from __future__ import annotations

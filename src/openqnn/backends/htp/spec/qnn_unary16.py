@@ -31,15 +31,15 @@ sqrt(n)``, 512-1024). ``C = sqrt(s_in) / s_out = M 2^(e - 15)`` with ``M`` its 1
 2^14 one binade up); then a rounded Q15 product and one rounding shift: ``T = (n r M + 2^14) >> 15``, ``code =
 clamp(z_out + ((T + 2^(t - 1)) >> t))``, ``t = 17 + sh / 2 - e``; ``a = 0`` gives ``z_out``. 100% of 18 all-code
 probes (1,179,648 codes, v73; clean and random encodings, zero points to 63,844) and of 10 more on v68 and v73; stop
-25's form (``1 / sqrt(a)`` with a rounded 10-bit mantissa) 93%, the same rsqrt with one rounding of ``n r C``
-99.84-99.96% (docs/htp-fidelity.md, "16-bit Div, Reciprocal and SquareRoot (stop 27)").
+25's form (``1 / sqrt(a)`` with a rounded 10-bit mantissa) 93.0-99.95%, the same rsqrt with one rounding of ``n r C``
+99.84-100% (docs/htp-fidelity.md, "16-bit Div, Reciprocal and SquareRoot (stop 27)").
 
 Reciprocal (established): QNN EP writes it as ``Div(1.0, x)`` with 1.0 quantized in the input's 16-bit encoding
 (as for 8-bit codes, ``qnn_unary.reciprocal_numerator``), so once ``1 / s_in`` passes ``65535 - z_in`` codes the
 numerator clamps below 1; the quotient is QNN's 16-bit Divide (``qnn_div.div16_apply``: the numerator's 15-bit
 magnitude times the ratio's rounded 15-bit significand, a rounded Q15 product, times nnlib's 16-bit reciprocal of the
-input's centred code, one rounding shift; ``x = z_in`` gives the encoding's top). 100% of the codes of 50 all-code
-probes (3,276,750 codes, v73; 12 of them on v68 too, identical), stop 26's form (a 24-bit ratio, no Q15 product)
+input's centred code, one rounding shift; ``x = z_in`` gives the encoding's top). 100% of the codes of 38 all-code
+probes on v73 and 12 of them on v68 (3,276,750 codes), stop 26's form (a 24-bit ratio, no Q15 product)
 96.2%, exact rounding of ``1 / x`` 0.5-84% per probe (docs/htp-fidelity.md, "16-bit Div, Reciprocal and SquareRoot
 (stop 27)").
 
