@@ -42,7 +42,8 @@ def _stop26_form(e: tuple[float, int, float, int, float, int], qa: np.ndarray, q
 @pytest.mark.parametrize("arch", ["68", "73"])
 def test_divisor_sweeps_every_numerator(arch: str) -> None:
     """Every numerator code against one divisor code per Div: the spec gives every code (the numerator's rounded
-    Q15 product with the ratio's 15-bit significand); stop 26's exact product misses over 10% of the codes from ``|a| = 2^12`` up."""
+    Q15 product with the ratio's 15-bit significand); stop 26's exact product misses over 10% of the codes from
+    ``|a| = 2^12`` up."""
     ds = [3, 16, 17, 1000, 23290]
     encs, qas, qbs = divisor_probes(ds)
     for d, e, qa, qb, y in zip(ds, encs, qas, qbs, probe16(arch, encs, qas, qbs)):

@@ -1,7 +1,7 @@
 """QNN's HTP element-wise Divide of two run-time 16-bit operands, v68 and v73 alike (established), found on
 Qualcomm's HTP simulator (onnxruntime-qnn 2.7.0, QNN 2.51) with ``tests/fidelity/div_probe.py`` (``probe16``) and
-``tests/fidelity/unary16_probe.py`` (Reciprocal), held to it by ``tests/fidelity/test_qnn_div.py`` (docs/htp-fidelity.md,
-"16-bit LeakyRelu and Div (stop 26)" and "16-bit Div, Reciprocal and SquareRoot (stop 27)").
+``tests/fidelity/unary16_probe.py`` (Reciprocal), held to it by ``tests/fidelity/test_qnn_div.py``
+(docs/htp-fidelity.md, "16-bit LeakyRelu and Div (stop 26)" and "16-bit Div, Reciprocal and SquareRoot (stop 27)").
 
 TFLite's arithmetic (``htp_config.arithmetic: "tflite"``) rounds the exact quotient once. QNN divides by a
 reciprocal of the divisor's centred *code* ``d = q_b - z_b`` with about 11 good bits: the Hexagon NN library's
@@ -21,9 +21,10 @@ this reciprocal's to 1e-6 (+4.39e-4 for d = 17, -4.39e-4 for 19, +2.14e-4 for 3,
 
 The numerator (stop 27) is scaled first, in 16-bit fixed point, the signs kept apart (sign and magnitude):
 ``r = float32(s_a) / (float32(s_b) float32(s_o)) = m 2^-k`` with ``m`` its 15-bit significand *rounded* (half up,
-``m`` in ``[2^14, 2^15)``; one that rounds up to 2^15 is 2^14 of the next binade); ``|a| = |q_a - z_a|`` normalized to 15 bits, ``|a| ~ an 2^ea`` (``an`` in
-``[2^14, 2^15)``, *floored*: ``|a| >= 2^15`` drops its low bit); their Q15 product rounded half up (Hexagon's
-``vmpy:<<1:rnd``), ``p = (an m + 2^14) >> 15`` (14 or 15 significant bits: ``|a| r ~ p 2^(15 + ea - k)``); then
+``m`` in ``[2^14, 2^15)``; one that rounds up to 2^15 is 2^14 of the next binade); ``|a| = |q_a - z_a|`` normalized
+to 15 bits, ``|a| ~ an 2^ea`` (``an`` in ``[2^14, 2^15)``, *floored*: ``|a| >= 2^15`` drops its low bit); their
+Q15 product rounded half up (Hexagon's ``vmpy:<<1:rnd``), ``p = (an m + 2^14) >> 15`` (14 or 15 significant bits:
+``|a| r ~ p 2^(15 + ea - k)``); then
 
     v    = (p x0 + 2^(sh - 1)) >> sh,   sh = 14 + k - ea - s         (one rounding shift, half up)
     code = clamp(z_o + sign(a) sign(d) v)
