@@ -1,5 +1,5 @@
 """Probe how QNN's HTP simulator computes a Div of two run-time operands: 8-bit (open: no rule found yet) and 16-bit
-(approximate: ``src/openqnn/backends/htp/spec/qnn_div.py``).
+(established at stop 27: ``src/openqnn/backends/htp/spec/qnn_div.py``).
 
 ``python -m tests.fidelity.div_probe --arch 73 [--count 8] [--seed 7]``; ``--bits 16``: 16-bit probes (below)
 
@@ -21,8 +21,9 @@ and ``R`` is off ``r`` by up to about 1e-4 either way, per probe (not float16(r)
 output spanning about 30,000 codes), :func:`random_probes16` random codes at random encodings. Per divisor, the
 slope of the codes over numerators below 2^11 (where one rounding fits) is ``r (1 + e)`` with ``e`` the relative
 error of nnlib's 16-bit reciprocal of the divisor's normalized code (``qnn_div.recip16``) to about 1e-6; above
-2^11 the codes drift up to a quarter of a code higher (open). The spec reproduces 95.9-99.7% of random probes'
-codes, exact rounding 72-97%.
+2^11 the codes drift up to a quarter of a code higher: stop 27 found that drift the rounding of the numerator's
+Q15 product with the ratio's rounded 15-bit significand (``qnn_div.div16_scaled_numerator``). The spec reproduces
+every code of the sweeps and of the random probes, exact rounding 72-97%.
 """
 
 from __future__ import annotations

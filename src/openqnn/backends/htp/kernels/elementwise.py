@@ -24,8 +24,9 @@ graph) are taken in their own encoding (``ctx.static_q``); numpy broadcasting th
   quantize_multiplier, ``t = 31 - shift``; when ``t > 46`` m is rounded down to ``t = 46``). With
   ``a = q1 - z1``, ``d = q2 - z2``: ``out = z_out + round_half_away(a * m / (d * 2^t))``, computed
   exactly as integer division of int64s (one rounding). ``d == 0``: x/0 saturates to qmax
-  (a > 0) or qmin (a < 0); 0/0 gives the code of real 0. ``"qnn"`` (v68, v73, two run-time 16-bit operands of
-  one shape; approximate): QNN's, nnlib's 16-bit reciprocal of the divisor's code (``spec/qnn_div.py``).
+  (a > 0) or qmin (a < 0); 0/0 gives the code of real 0. ``"qnn"`` (v68, v73, two run-time 16-bit operands,
+  broadcast or not; established): QNN's, the numerator's magnitude times the ratio's rounded 15-bit significand as a
+  rounded Q15 product, times nnlib's 16-bit reciprocal of the divisor's code, one rounding shift (``spec/qnn_div.py``).
 - ElementWiseMaximum / ElementWiseMinimum, ``"qnn"`` (v68, v73, 8-bit run-time operands and output): QNN's
   (``spec/qnn_eltwise.py``, ``QnnConvertSpec``): each operand's codes requantized into the output's with a 15-bit
   multiplier and a rounding a little above a half, then the larger / smaller code. Otherwise (TFLite's):
@@ -86,7 +87,12 @@ from openqnn.backends.htp.kernels.registry import (
 )
 from openqnn.backends.htp.kernels.scratch import step_buffer
 from openqnn.backends.htp.native import lookup_or
-from openqnn.backends.htp.spec.qnn_div import div16_apply, div16_multiplier_for, recip16_of_divisor
+from openqnn.backends.htp.spec.qnn_div import (
+    div16_apply,
+    div16_multiplier_for,
+    div16_scaled_numerator,
+    recip16_of_divisor,
+)
 from openqnn.backends.htp.spec.qnn_eltwise import (
     QnnAddSpec,
     QnnMulSpec,
@@ -489,6 +495,7 @@ def _make_multiply(p: Attrs, arrays: Arrays, device: torch.device) -> tuple[Call
 
 _DIV_MAX_T = 46  # |d| < 2^16, so |d| << t stays below 2^62
 _SATURATE = 1 << 40  # beyond any code: x / 0 clamps to the encoding's end
+_DIV16_MAX_LEFT = 20  # spec/qnn_div.py's _MAX_LEFT: past it any non-zero value saturates
 
 
 @htp_kernel("ElementWiseDivide")
@@ -496,10 +503,9 @@ def divide(node: Node, ctx: HtpBuildContext) -> HtpStep:
     a_name, b_name = node.inputs[:2]
     qa, qb = operand_params(ctx, a_name), operand_params(ctx, b_name)
     qo = act_params(ctx, node.outputs[0])
-    runtime_same = (not ctx.is_static(a_name) and not ctx.is_static(b_name)
-                    and tuple(ctx.shape(a_name)) == tuple(ctx.shape(b_name)))
+    runtime = not ctx.is_static(a_name) and not ctx.is_static(b_name)  # (broadcasts probed alike, stop 27)
     qnn16 = div16_multiplier_for(ctx.arch.name, ctx.arithmetic, float(qa.scale[0]), float(qb.scale[0]),
-                                 float(qo.scale[0]), (qa.bitwidth, qb.bitwidth, qo.bitwidth), runtime_same)
+                                 float(qo.scale[0]), (qa.bitwidth, qb.bitwidth, qo.bitwidth), runtime)
     if qnn16 is not None:
         attrs16 = {"m": qnn16[0], "k": qnn16[1], "za": int(qa.zero_point[0]), "zb": int(qb.zero_point[0]),
                    "zo": int(qo.zero_point[0])}
@@ -540,24 +546,31 @@ def _make_divide(p: Attrs, arrays: Arrays, device: torch.device) -> tuple[Callab
 @_coded("htp.divide_qnn16")
 def _make_divide_qnn16(p: Attrs, arrays: Arrays,
                        device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """QNN's 16-bit Divide (``spec/qnn_div.py``): the reference is the spec; the fast path looks each divisor
-    code's reciprocal and shift up in a table of 65,536 and does the same integer arithmetic."""
+    """QNN's 16-bit Divide (``spec/qnn_div.py``): the reference is the spec; the fast path looks each numerator
+    code's scaled magnitude ``p`` and exponent ``ea`` and each divisor code's reciprocal and shift up in tables of
+    65,536 and does the same integer arithmetic."""
     m, k, za, zb, zo = (int(p[n]) for n in ("m", "k", "za", "zb", "zo"))
     qo = Codes.from_attrs(p["out"])
+    a_all = np.arange(1 << 16, dtype=np.int64) - za
     d_all = np.arange(1 << 16, dtype=np.int64) - zb
+    pa, ea = div16_scaled_numerator(a_all, m)
     x0, s = recip16_of_divisor(d_all)
-    signed_x0_t = torch.from_numpy(np.sign(d_all) * x0 * m).to(device)
-    shift = 29 - s + k
-    shift_t = torch.from_numpy(shift).to(device)
-    half_t = torch.from_numpy(np.int64(1) << (shift - 1)).to(device)
+    pa_t, ea_t, sa_t = (torch.from_numpy(v).to(device) for v in (pa, ea - (14 + k), np.sign(a_all)))
+    x0_t, s_t, sd_t = (torch.from_numpy(v).to(device) for v in (x0, s, np.sign(d_all)))
 
     def ref(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return finish_np(div16_apply(x, y, za, zb, zo, m, k), qo)
 
     def fast(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        a, yi = x.to(torch.int64) - za, y.to(torch.int64)
-        v = torch.bitwise_right_shift(a * signed_x0_t[yi] + half_t[yi], shift_t[yi])
-        v = torch.where(yi == zb, torch.sign(a) * _SATURATE, v)
+        xi, yi = x.to(torch.int64), y.to(torch.int64)
+        sh = -(ea_t[xi] + s_t[yi])  # 14 + k - ea - s
+        prod = pa_t[xi] * x0_t[yi]
+        right = sh.clamp(1, 62)
+        v = torch.where(sh >= 1, torch.bitwise_right_shift(prod + torch.bitwise_left_shift(torch.ones_like(right),
+                                                                                            right - 1), right),
+                        torch.bitwise_left_shift(prod, (-sh).clamp(0, _DIV16_MAX_LEFT)))
+        sa = sa_t[xi]
+        v = torch.where(yi == zb, sa * _SATURATE, sa * sd_t[yi] * v)
         return finish_t(v + zo, qo)
 
     return ref, fast

@@ -22,10 +22,11 @@ Reciprocal with ``htp_config.arithmetic: "qnn"`` (v68, v73, 8-bit codes): QNN's 
 16-bit codes with ``arithmetic: "qnn"`` (v68, v73; ``spec/qnn_unary16.py``): Abs is QNN's requantization of
 ``|q - z_in|`` (18-bit multiplier; rounding from 7/16 or from 1/2 by the parity of the element's index on the
 second-to-last axis: two tables, ``htp.channel_table``), Log with an output scale at or below about ``2^-14`` is code 0
-everywhere, Reciprocal's numerator is 1.0 quantized in the input's 16-bit encoding where it clamps; Softplus and
-SquareRoot follow QNN's approximations (fitted, approximate); Elu from 0 up is QNN's 15-bit requantization (floored,
-then shifted up), below 0 approximate; HardSwish is QNN's Q15 gate of the input code times the input requantized to
-the output's codes (``spec/qnn_hardswish16.py``; ratios ``s_in / s_out`` under 64); the rest is exact rounding.
+everywhere, Reciprocal is QNN's 16-bit Divide (``spec/qnn_div.py``) of 1.0 quantized in the input's 16-bit encoding
+(clamped), SquareRoot nnlib's 10-bit reciprocal square root of the code (``spec/qnn_unary16.py``); Softplus follows
+QNN's approximation (fitted, approximate); Elu from 0 up is QNN's 15-bit requantization (floored, then shifted up),
+below 0 approximate; HardSwish is QNN's Q15 gate of the input code times the input requantized to the output's codes
+(``spec/qnn_hardswish16.py``; ratios ``s_in / s_out`` under 64); the rest is exact rounding.
 """
 
 from __future__ import annotations

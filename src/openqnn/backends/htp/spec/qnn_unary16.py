@@ -22,18 +22,26 @@ codes: every probe's fit agrees to about 1e-7 and leaves at most 0.52 of a code)
 exact rounding. The polynomial is about 0.012 off softplus (134 codes at ``s_out = 9.2e-5``), which is what the
 simulator shows; 99.0-99.2% of the codes of two random probes (exact rounding 0.2-10%), all within one code.
 
-SquareRoot (approximate): ``a r(a) C`` of the input *code* ``a = q - z_in`` (the simulator's teeth halve their
-spacing where ``a`` passes 4096 and 16384, whatever ``s_in``), ``r`` = ``1 / sqrt(a)`` with its mantissa rounded to
-10 bits (each tooth rises at twice the function's slope), ``C = sqrt(s_in) / s_out`` rounded to 15 significant bits,
-the product rounded half up. 93.0% of the codes of each of 10 probes (exact rounding 2.1-2.6%); the misses are the
-tooth edges, where QNN's ``r`` is not the rounded one (up to 128 codes off). Inputs below the zero point (negative
-reals) give the codes of ``(q - z_in) mod 2^16``: 94-100% of those codes.
+SquareRoot (established, stop 27): ``a r C`` of the input *code* ``a = (q - z_in) mod 2^16`` (inputs below the zero
+point wrap) with the Hexagon NN library's 10-bit reciprocal square root (nnlib ``hvx_mathops.h``,
+``ref_Ruh_rsqrt10_Ruh``, as its ``hvx_Vuh_sqrt_VuhI`` uses it): ``a`` normalized by an even left shift ``sh`` to
+``n`` in ``[2^14, 2^16)``, ``r6`` a 6-bit seed from ``n``'s top 6 bits (``RSQRT10_LUT``), one Newton step in 16-bit
+fixed point, ``r = 16 r6 - sat16((2 r6 pd + 2^15) >> 16)`` with ``pd = wrap16((n r6^2) >> 8)`` (``r ~ 2^17 /
+sqrt(n)``, 512-1024). ``C = sqrt(s_in) / s_out = M 2^(e - 15)`` with ``M`` its 15-bit significand rounded (2^15:
+2^14 one binade up); then a rounded Q15 product and one rounding shift: ``T = (n r M + 2^14) >> 15``, ``code =
+clamp(z_out + ((T + 2^(t - 1)) >> t))``, ``t = 17 + sh / 2 - e``; ``a = 0`` gives ``z_out``. 100% of 18 all-code
+probes (1,179,648 codes, v73; clean and random encodings, zero points to 63,844) and of 10 more on v68 and v73; stop
+25's form (``1 / sqrt(a)`` with a rounded 10-bit mantissa) 93.0-99.95%, the same rsqrt with one rounding of ``n r C``
+99.84-100% (docs/htp-fidelity.md, "16-bit Div, Reciprocal and SquareRoot (stop 27)").
 
-Reciprocal (the numerator established, the quotient approximate): QNN EP writes it as ``Div(1.0, x)`` with 1.0
-quantized in the input's 16-bit encoding (as for 8-bit codes, ``qnn_unary.reciprocal_numerator``), so once ``1 /
-s_in`` passes ``65535 - z_in`` codes the numerator clamps below 1; the quotient is QNN's 16-bit Divide
-(``qnn_div.div16_apply``: nnlib's 16-bit reciprocal of the input's centred code, approximate). 92.5-97.1% of the
-codes of 8 all-code probes (the numerator with an exact quotient: 77-84%, exact rounding of ``1 / x``: 0.5-84%).
+Reciprocal (established): QNN EP writes it as ``Div(1.0, x)`` with 1.0 quantized in the input's 16-bit encoding
+(as for 8-bit codes, ``qnn_unary.reciprocal_numerator``), so once ``1 / s_in`` passes ``65535 - z_in`` codes the
+numerator clamps below 1; the quotient is QNN's 16-bit Divide (``qnn_div.div16_apply``: the numerator's 15-bit
+magnitude times the ratio's rounded 15-bit significand, a rounded Q15 product, times nnlib's 16-bit reciprocal of the
+input's centred code, one rounding shift; ``x = z_in`` gives the encoding's top). 100% of the codes of 38 all-code
+probes on v73 and 12 of them on v68 (3,276,750 codes), stop 26's form (a 24-bit ratio, no Q15 product)
+96.2%, exact rounding of ``1 / x`` 0.5-84% per probe (docs/htp-fidelity.md, "16-bit Div, Reciprocal and SquareRoot
+(stop 27)").
 
 LeakyRelu (established; a PRelu of a one-element 16-bit slope, as openqnn exports it, ``alpha`` the slope's code
 times its scale): one 16-bit requantization per branch with a shared shift (``tests/fidelity/prelu16_probe.py``,
@@ -87,6 +95,7 @@ __all__ = [
     "ABS_PRE",
     "ARCHS16",
     "LOG_ZERO_SCALE",
+    "RSQRT10_LUT",
     "SOFTPLUS_PIECES",
     "SOFTPLUS_POLY",
     "TANH16_CUBIC",
@@ -99,8 +108,11 @@ __all__ = [
     "leaky_relu16_table_for",
     "log16_is_zero",
     "row_parity",
+    "rsqrt10",
     "softplus16_codes",
     "softplus16_values",
+    "sqrt16_codes",
+    "sqrt16_multiplier",
     "tanh16_codes",
     "tanh16_input_scale",
     "tanh16_q15",
@@ -114,6 +126,10 @@ LOG_ZERO_SCALE = 6.1035462e-5  # the middle of the bracket
 N16 = 1 << 16
 SOFTPLUS_POLY = (-6.6644005e-04, -4.6107509e-03, 1.0882618e-01, 5.1270431e-01, 7.0310844e-01)  # x in [-2, 5)
 SOFTPLUS_PIECES = (-2.0, 5.0)
+# nnlib's 10-bit reciprocal square root (hvx_mathops.h, lut_root_recip): the 6-bit seed by n's top 6 bits (16..63)
+RSQRT10_LUT = (0,) * 16 + (63, 61, 60, 58, 57, 55, 54, 53, 52, 51, 50, 49, 48, 47, 46, 46, 45, 44, 44, 43, 42, 42, 41,
+                           41, 40, 40, 39, 39, 38, 38, 38, 37, 37, 36, 36, 36, 35, 35, 35, 34, 34, 34, 33, 33, 33, 33,
+                           32, 32)
 # nnlib's 16-bit tanh: per segment of u = (1 - |x| 3 / 16)^2 (16 segments, u's top 4 bits), the cubic's
 # coefficients (c3, c2, c1, c0) with 23, 20, 17 and 15 fraction bits (nnlib's hvx_constants.c, tanh_16_cubic_lookup)
 TANH16_CUBIC = (
@@ -218,19 +234,38 @@ def softplus16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out:
     return np.clip(np.rint(softplus16_values(x) / f32(s_out)) + z_out, 0, N16 - 1).astype(np.int64)
 
 
+def rsqrt10(n: np.ndarray) -> np.ndarray:
+    """nnlib's ``ref_Ruh_rsqrt10_Ruh`` of ``n`` in ``[2^14, 2^16)``: ``~ 2^17 / sqrt(n)`` in ``[512, 1024]``, a 6-bit
+    seed and one Newton step in 16-bit fixed point (module docstring)."""
+    n = np.asarray(n, np.int64)
+    r6 = np.asarray(RSQRT10_LUT, np.int64)[(n >> 10) & 63]
+    pd = (((n * r6 * r6) >> 8) + (1 << 15)) % N16 - (1 << 15)  # (int16) of the product's bits 23..8
+    px = np.clip((2 * r6 * pd + (1 << 15)) >> 16, -(1 << 15), (1 << 15) - 1)  # Hexagon's vmpyh:<<1:rnd:sat
+    return r6 * 16 - px
+
+
+def sqrt16_multiplier(s_in: float, s_out: float) -> tuple[int, int]:
+    """``(M, e)``: ``sqrt(float32(s_in)) / float32(s_out) = M 2^(e - 15)``, ``M`` the 15-bit significand rounded half
+    up (``[2^14, 2^15)``: one that rounds up to 2^15 is 2^14 of the next binade)."""
+    f, e = math.frexp(math.sqrt(f32(s_in)) / f32(s_out))
+    m = math.floor(f * 2.0**15 + 0.5)
+    return (m >> 1, e + 1) if m == 1 << 15 else (m, e)  # (2^15 is 2^14 one binade up: 41 codes of one probe)
+
+
 def sqrt16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int) -> np.ndarray:
-    """QNN's SquareRoot of 16-bit codes ``q`` (approximate, module docstring): ``a r(a)`` of the input code
-    ``a = q - z_in``, ``r`` the reciprocal square root with its mantissa rounded to 10 bits, times ``C``,
-    ``sqrt(s_in) / s_out`` floored to 16 significant bits, rounded half up; ``a <= 0`` gives the code of 0."""
+    """QNN's SquareRoot of 16-bit codes ``q`` (module docstring): nnlib's 10-bit reciprocal square root of the
+    normalized code ``n = a << sh``, ``T = (n r M + 2^14) >> 15``, rounded by ``t = 17 + sh / 2 - e``; ``a = 0``
+    gives ``z_out``."""
     a = (np.asarray(q, np.int64) - z_in) % N16  # (a 16-bit difference: inputs below the zero point wrap)
-    pos = a > 0
-    m, e = np.frexp(1.0 / np.sqrt(np.where(pos, a, 1).astype(np.float64)))
-    r = np.rint(m * 1024.0) / 1024.0 * np.exp2(e)
-    c0 = np.sqrt(f32(s_in)) / f32(s_out)
-    ce = np.floor(np.log2(c0))
-    c = np.rint(c0 / 2.0**ce * 2.0**14) / 2.0**14 * 2.0**ce  # 15 significant bits
-    v = np.where(pos, np.floor(a * r * c + 0.5), 0.0)
-    return np.clip(v + z_out, 0, N16 - 1).astype(np.int64)
+    sh = np.where(a > 0, 15 - np.floor(np.log2(np.maximum(a, 1))).astype(np.int64), 0) & ~1
+    n = a << sh
+    m, e = sqrt16_multiplier(s_in, s_out)
+    t = n * rsqrt10(n) * m
+    t = (t + (1 << 14)) >> 15
+    sh_out = 17 + sh // 2 - e
+    right = np.clip(sh_out, 1, 62)
+    v = np.where(sh_out >= 1, (t + (np.int64(1) << (right - 1))) >> right, t << np.clip(-sh_out, 0, 20))
+    return np.clip(np.where(a > 0, v, 0) + z_out, 0, N16 - 1).astype(np.int64)
 
 
 def tanh16_input_scale(s_in: float, sigmoid: bool) -> tuple[int, int] | None:
@@ -308,7 +343,7 @@ def unary16_tables_for(op_type: str, arch: str, arithmetic: str, s_in: float, z_
     if op_type in ("Sigmoid", "Tanh"):
         codes = tanh16_codes(q, s_in, z_in, s_out, z_out, sigmoid=op_type == "Sigmoid")
         return None if codes is None else codes[None]
-    if op_type == "ElementWiseReciprocal" and (mult := div16_multiplier(s_in, s_in, s_out)) is not None:
+    if op_type == "ElementWiseReciprocal":
         q1 = np.full(N16, reciprocal_numerator(s_in, z_in, 16), np.int64)
-        return div16_apply(q1, q, z_in, z_in, z_out, *mult)[None]
+        return div16_apply(q1, q, z_in, z_in, z_out, *div16_multiplier(s_in, s_in, s_out))[None]
     return None
