@@ -105,6 +105,12 @@ def build_fully_connected_siblings(nodes: list[Node], ctx: BuildContext) -> Step
     if path == "native":
         stacked = native.Gemm(w, b)
         out_shape = (*shapes[0][:-1], w.shape[0])
+        if all(s[:-1] == out_shape[:-1] for s in shapes):  # (the common case: split the stacked output's last axis)
+
+            def split(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                return stacked.run(x, out_shape).split(sizes, -1)
+
+            return Step(split, [x_name], path=path)
 
         def gemm(x: torch.Tensor) -> torch.Tensor:
             return stacked.run(x, out_shape).reshape(-1, w.shape[0])
