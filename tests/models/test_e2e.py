@@ -110,7 +110,9 @@ def test_bert_encoder(bert_onnx: Path, batch: int) -> None:
     assert ops["Softmax"] == 4 and ops["LayerNorm"] == 9
     steps = Plan(g).op_types
     assert steps.count("FullyConnected*3") == 4  # query, key and value share one GEMM per layer
-    assert steps.count("FullyConnected+ElementWiseAdd") == 8  # attention output and fc2 with their residuals
+    # attention output and fc2 with their residuals and the LayerNorm after each; attention one step per layer
+    assert steps.count("FullyConnected+ElementWiseAdd+LayerNorm") == 8
+    assert steps.count("Attention") == 4 and steps.count("LayerNorm") == 1 and "Transpose" not in steps
 
 
 def test_bert_mask_matters(bert_onnx: Path) -> None:

@@ -265,3 +265,25 @@ def test_pytorchs_exported_sdpa_fuses_whole(tmp_path) -> None:
     ours, ref = plan.run(feeds)["y"], ort_run(onnx.load(str(path)), feeds)[0]
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(ours, Plan.from_plans(graph, plan_steps(graph)).run(feeds)["y"])
+
+
+def test_post_ln_residual_layer_norm_joins_the_gemm_step() -> None:
+    """FullyConnected + residual Add + LayerNorm (BERT's post-LN) is one step, LayerNorm applied in place on the
+    GEMM's output; the same values as the unfused plan and ONNX Runtime, and from its plan read back."""
+    f = TensorProto.FLOAT
+    rng = np.random.default_rng(3)
+    w, b = rng.standard_normal((24, 40)).astype(np.float32), rng.standard_normal(40).astype(np.float32)
+    gm, bt = rng.standard_normal(40).astype(np.float32), rng.standard_normal(40).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["m", "b"], ["fc"]),
+             helper.make_node("Add", ["fc", "r"], ["s"]),
+             helper.make_node("LayerNormalization", ["s", "g", "bt"], ["y"], axis=-1, epsilon=1e-5)]
+    g = helper.make_graph(nodes, "postln", [helper.make_tensor_value_info("x", f, [1, 7, 24]),
+                                            helper.make_tensor_value_info("r", f, [1, 7, 40])],
+                          [helper.make_tensor_value_info("y", f, None)],
+                          [numpy_helper.from_array(a, n) for a, n in ((w, "w"), (b, "b"), (gm, "g"), (bt, "bt"))])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    plan = _check(model)
+    assert plan.op_types == ["FullyConnected+ElementWiseAdd+LayerNorm"]
+    graph = openqnn.convert(model)
+    feeds = _feeds(model, 4)
+    np.testing.assert_array_equal(Plan(graph).run(feeds)["y"], Plan.from_plans(graph, plan_steps(graph)).run(feeds)["y"])

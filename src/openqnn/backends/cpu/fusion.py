@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from openqnn.backends.cpu import native
-from openqnn.backends.cpu.kernels import BuildContext, Step
+from openqnn.backends.cpu.kernels import KERNELS, BuildContext, Step
 from openqnn.backends.cpu.kernels.conv import Epilogue, build_conv2d, native_ok
 from openqnn.backends.cpu.kernels.linear import (
     build_fully_connected,
@@ -36,6 +36,7 @@ from openqnn.backends.cpu.kernels.linear import (
 from openqnn.errors import ContextError
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph, Node
+from openqnn.ir.tensor import TensorKind
 
 _REMEDY = "prepare the context again with qnn-context-binary-generator (this openqnn writes cpu steps it can read)"
 
@@ -72,9 +73,38 @@ class Fusion:
         return "+".join(n.op_type for n in self.nodes)
 
     def build(self, ctx: BuildContext) -> Step:
+        norm = self.absorbed[-1] if self.absorbed[-1].op_type == "LayerNorm" else None
         step = EPILOGUE_BUILDERS[self.head.op_type](self.head, ctx, self.epilogue)
+        if norm is not None:
+            step = _then_norm(step, norm, ctx)
         step.outputs = list(self.absorbed[-1].outputs)
         return step
+
+
+def _then_norm(step: Step, ln: Node, ctx: BuildContext) -> Step:
+    """``step`` followed by LayerNorm ``ln`` on its fresh output: in place with the native kernel, else the
+    LayerNorm kernel's own step on it."""
+    if step.path == "native" and native_ok(ctx, ln.inputs[0]):
+        shape = ctx.shape(ln.inputs[0])
+        rank = len(shape)
+        n = math.prod(shape[a % rank] for a in ln.attrs["axes"])
+        g = ctx.static(ln.inputs[1]) if len(ln.inputs) > 1 and ln.inputs[1] else None
+        b = ctx.static(ln.inputs[2]) if len(ln.inputs) > 2 and ln.inputs[2] else None
+        norm = native.LayerNorm(n, g, b, float(ln.attrs["epsilon"]))
+        first = step.fn
+
+        def fused(*xs: torch.Tensor) -> torch.Tensor:
+            y = first(*xs)
+            return norm.run(y, out=y)
+
+        return Step(fused, step.inputs, path="native")
+    after = KERNELS["LayerNorm"](ln, ctx)
+    head, extra, count = step.fn, after.inputs[1:], len(step.inputs)
+
+    def then(*xs: torch.Tensor) -> torch.Tensor:
+        return after.fn(head(*xs[:count]), *xs[count:])
+
+    return Step(then, [*step.inputs, *extra], path=step.path)
 
 
 @dataclass
@@ -133,10 +163,28 @@ def fuse_epilogues(graph: Graph, exclude: Collection[str] = ()) -> list[Fusion]:
         clamp = _clamp_of(nxt) if nxt is not None else None
         if nxt is not None and clamp is not None:
             absorbed.append(nxt)
+            nxt = sole_reader(nxt.outputs[0])
+        if (node.op_type == "FullyConnected" and absorbed and nxt is not None and nxt.op_type == "LayerNorm"
+                and _row_norm(graph, nxt)):  # (BERT's post-LN: FullyConnected + residual Add + LayerNorm)
+            absorbed.append(nxt)
         if absorbed and not any(n.name in exclude for n in absorbed):
             absorbed_anywhere.update(n.name for n in absorbed)
             fusions.append(Fusion(node, absorbed, Epilogue(add, clamp)))
     return fusions
+
+
+def _row_norm(graph: Graph, ln: Node) -> bool:
+    """Whether LayerNorm ``ln`` normalizes float32 rows over its input's trailing axes with static (or no) scale
+    and bias of the rows' size: what :class:`Fusion` runs in place on a GEMM's output."""
+    shape = graph.tensors[ln.inputs[0]].shape
+    rank = len(shape)
+    axes = sorted(a % rank for a in ln.attrs["axes"]) if rank else []
+    n = math.prod(shape[a] for a in axes)
+    params = [x for x in ln.inputs[1:3] if x]
+    return (bool(axes) and axes == list(range(rank - len(axes), rank)) and n > 0
+            and graph.tensors[ln.inputs[0]].dtype is DType.FLOAT_32
+            and all(graph.tensors[x].kind is TensorKind.STATIC and math.prod(graph.tensors[x].shape) == n
+                    for x in params))
 
 
 def _sole_reader(graph: Graph) -> Callable[[str], Node | None]:

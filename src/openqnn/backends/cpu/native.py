@@ -247,10 +247,12 @@ class LayerNorm:
         self.bp = None if self.b is None else self.b.data_ptr()
         self.fn = lib.ln_f32
 
-    def run(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` float32 on the CPU, its trailing elements in rows of ``n`` -> the same shape."""
+    def run(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` float32 on the CPU, its trailing elements in rows of ``n`` -> the same shape, into ``out`` if given
+        (contiguous, of x's shape; ``x`` itself normalizes in place: each row is read whole before it is written)."""
         x = x.contiguous()
-        out = torch.empty_like(x)
+        if out is None or not out.is_contiguous():
+            out = torch.empty_like(x)
         if x.numel():
             self.fn(x.data_ptr(), x.numel() // self.n, self.n, self.gp, self.bp, self.eps, out.data_ptr())
         return out
