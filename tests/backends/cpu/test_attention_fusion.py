@@ -184,8 +184,12 @@ def test_a_fully_masked_row_gives_nan_as_softmax_does_or_zeros_under_the_guard()
     graph = openqnn.convert(model)
     feeds = _feeds(model)
     feeds["mask"][0, 0, 1, :] = -np.inf  # (a runtime mask: the converter's mask pass does not see it)
-    y = Plan(graph).run(feeds)["y"]
-    assert np.isnan(y[0, 0, 1]).all() and np.isfinite(np.delete(y[0, 0], 1, axis=0)).all()
+    plan = Plan(graph)
+    y = plan.run(feeds)["y"]
+    assert np.isfinite(np.delete(y[0, 0], 1, axis=0)).all()
+    # (the native kernel gives Softmax's NaN; PyTorch's scaled_dot_product_attention, where it runs, zeros)
+    assert np.isnan(y[0, 0, 1]).all() if ("Attention", "native") in plan.paths else not np.isfinite(y[0, 0, 1]).any() or (
+        y[0, 0, 1] == 0).all()
     import torch
 
     from openqnn.backends.cpu import native
