@@ -124,7 +124,7 @@ def long_recip(s: np.ndarray, b: np.ndarray) -> np.ndarray:
     0.6932, ``E[k] = 32767 >> k``, the sum known) QNN's reciprocal is ``F`` or ``F + 1``, a function of S alone, one more
     in about half the rows of 16 and 17 bits and a share halving per bit above. The truncation at ``2^16`` is the best
     of 2^10-2^22 separately for every sum length 17-21 (7,282 sums bounded by 11,114 rows: sums whose bounds it misses
-    328 -> 152; ``2^15``: 224, ``2^17``: 570), and on the level, power and random rows alike (v68 = v73: 70 -> 35, 29 -> 7, 20 -> 18
+    328 -> 153; ``2^15``: 224, ``2^17``: 570), and on the level, power and random rows alike (v68 = v73: 70 -> 35, 29 -> 7, 20 -> 18
     codes; ``2^15`` / ``2^17``: 60 / 144, 21 / 32, 20 / 30). The seed ``F`` itself stays a model: QNN's is some
     approximation, and the sums of 16 bits (``r = ceil(2^31 / S)`` here) are barely better than the floor (107 vs 119
     of 1,056 bounded sums)."""
