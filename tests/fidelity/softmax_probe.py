@@ -12,7 +12,9 @@ Findings on onnxruntime-qnn 2.7.0 (QNN 2.51), v68 = v73: for rows of 17 elements
 exponentials are ``2^(-k C')`` with ``C' = s_in log2(e)`` truncated to 8 significant bits (99.98% of the
 codes; exact rounding 95-99.7%). Rows of 3 to 16 elements take another route, 16-bit fixed point
 (``spec/qnn_softmax.short_codes``, docs/htp-fidelity.md stop 26). ``run_codes`` with a finer output scale (2^-9 to 2^-16, two-level rows)
-reads the exponentials to 0.1%, which is how the 8 bits were found.
+reads the exponentials to 0.1%, which is how the 8 bits were found. ``reciprocal_rows`` (input scale 0.6932, a step of
+exactly 1) puts an element's code boundary between the reciprocals ``floor(2^(b + 15) / S)`` and one more, sum by sum:
+how ``spec/qnn_softmax.long_recip`` was found (stop 27).
 
 ``--short`` probes rows of 3 to 16 elements instead and prints, besides exact rounding, the share that
 ``short_fit_codes`` reproduces: ``spec/qnn_softmax.short_codes``, what openqnn's htp runs with ``arithmetic: "qnn"``

@@ -269,7 +269,8 @@ def test_threshold_rows_have_the_sums_they_are_built_for() -> None:
 def test_long_rows_reciprocal_is_within_one_unit_above_the_floor(arch: str) -> None:
     """At a step ``C'`` of exactly 1 (``power_rows``) the exponentials are ``32767 >> k`` (``exp_table``; ``32768 >> k``
     misses 30x more codes), so the sum is known: every row's codes then admit ``r = floor(2^(b + 15) / S)`` or one more,
-    never less, and some need the one more (stop 27: the reciprocal is within one unit above the floor; which, is open)."""
+    never less, and some need the one more (stop 27: the reciprocal is within one unit above the floor; which one:
+    ``long_recip``, mostly, ``test_long_rows_reciprocal_corrects_the_floor_with_a_product_truncated_at_2_16``)."""
     from openqnn.backends.htp.spec.qnn_softmax import exp_table, long_codes_of
     from tests.fidelity.softmax_probe import power_rows
 
