@@ -12,7 +12,9 @@ Findings on onnxruntime-qnn 2.7.0 (QNN 2.51), v68 = v73: for rows of 17 elements
 exponentials are ``2^(-k C')`` with ``C' = s_in log2(e)`` truncated to 8 significant bits (99.98% of the
 codes; exact rounding 95-99.7%). Rows of 3 to 16 elements take another route, 16-bit fixed point
 (``spec/qnn_softmax.short_codes``, docs/htp-fidelity.md stop 26). ``run_codes`` with a finer output scale (2^-9 to 2^-16, two-level rows)
-reads the exponentials to 0.1%, which is how the 8 bits were found.
+reads the exponentials to 0.1%, which is how the 8 bits were found. ``reciprocal_rows`` (input scale 0.6932, a step of
+exactly 1) puts an element's code boundary between the reciprocals ``floor(2^(b + 15) / S)`` and one more, sum by sum:
+how ``spec/qnn_softmax.long_recip`` was found (stop 27).
 
 ``--short`` probes rows of 3 to 16 elements instead and prints, besides exact rounding, the share that
 ``short_fit_codes`` reproduces: ``spec/qnn_softmax.short_codes``, what openqnn's htp runs with ``arithmetic: "qnn"``
@@ -161,6 +163,36 @@ def power_rows(rng: np.random.Generator, rows: int, n: int = 64) -> np.ndarray:
         ks = [0] * j + list(rng.integers(1, 16, int(rng.integers(0, n - j + 1))))
         q[i, :len(ks)] = 255 - np.array(ks)
     return q[None]
+
+
+def reciprocal_rows(bits: int, n: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """([1, R, n] codes, [R, 3] (S, k, c)) for the input scale 0.6932 (a step of exactly 1, ``E[k] = 32767 >> k``,
+    ``power_rows``): rows whose sums ``S`` of ``bits`` bits put a code boundary of an element ``k`` (``c`` to ``c + 1``,
+    at ``(2c + 1) 2^(b + 6) / E[k]`` in units of the reciprocal) between ``F = floor(2^(b + 15) / S)`` and ``F + 1``:
+    that element's code says which of the two QNN's reciprocal is, sum by sum (the row: the maximum, the element, fillers
+    ``32767 >> m`` taken greedily, the rest far below). About 250 sums per length (stop 27)."""
+    e = np.array([32767 >> k for k in range(15)], dtype=np.int64)
+    lo, hi = 1 << (bits - 1), 1 << bits
+    rows, meta = [], []
+    for k in range(15):
+        for c in range(256):
+            t2 = (2 * c + 1) << (bits + 6)  # the boundary, e[k] r >= t2, as r >= t2 / e[k]
+            # F < t2 / e[k] <= F + 1 with F = floor(2^(b+15) / S): 2^(b+15) e[k] / t2 <= S < 2^(b+15) e[k] / (t2 - e[k])
+            num = (1 << (bits + 15)) * int(e[k])
+            for s in range(max(lo, num // t2 - 1), min(hi, num // (t2 - int(e[k])) + 2)):
+                f = (1 << (bits + 15)) // s
+                if not f * int(e[k]) < t2 <= (f + 1) * int(e[k]):
+                    continue
+                ks = [0] + ([k] if k else [])
+                rem = s - int(e[ks].sum())
+                for m, v in enumerate(e):
+                    while v <= rem and len(ks) < n:
+                        ks.append(m)
+                        rem -= int(v)
+                if rem == 0:
+                    rows.append(255 - np.array(ks + [255] * (n - len(ks))))
+                    meta.append((s, k, c))
+    return np.array(rows)[None], np.array(meta)
 
 
 def threshold_rows(table: np.ndarray, bits: int, rng: np.random.Generator, kmax: int = 40,

@@ -229,7 +229,7 @@ def test_long_rows_take_q15_exponentials_and_a_16_bit_reciprocal(arch: str) -> N
     input scale: the spec (Q15 exponentials ``g(f16) >> n``, the sum's 16-bit reciprocal) misses under 0.01% of the
     codes, under a third of what Q30 exponentials with an exact division miss (stop 26: 158 against 1,062 of 5.6M at
     three scales), and fewer than stop 26's table ``floor(2^15 2^(-k C'))`` with the same division (stop 27: 25
-    against 79 at this scale; 70 against 158 at three)."""
+    against 79 at this scale; 70 against 158 at three; with ``long_recip``'s correction 11 against 65, 35 at three)."""
     from openqnn.backends.htp.spec.qnn_softmax import exp_step, long_codes_of
     from tests.fidelity.softmax_probe import level_rows
 
@@ -269,7 +269,8 @@ def test_threshold_rows_have_the_sums_they_are_built_for() -> None:
 def test_long_rows_reciprocal_is_within_one_unit_above_the_floor(arch: str) -> None:
     """At a step ``C'`` of exactly 1 (``power_rows``) the exponentials are ``32767 >> k`` (``exp_table``; ``32768 >> k``
     misses 30x more codes), so the sum is known: every row's codes then admit ``r = floor(2^(b + 15) / S)`` or one more,
-    never less, and some need the one more (stop 27: the reciprocal is within one unit above the floor; which, is open)."""
+    never less, and some need the one more (stop 27: the reciprocal is within one unit above the floor; which one:
+    ``long_recip``, mostly, ``test_long_rows_reciprocal_corrects_the_floor_with_a_product_truncated_at_2_16``)."""
     from openqnn.backends.htp.spec.qnn_softmax import exp_table, long_codes_of
     from tests.fidelity.softmax_probe import power_rows
 
@@ -287,3 +288,56 @@ def test_long_rows_reciprocal_is_within_one_unit_above_the_floor(arch: str) -> N
     shifted = np.where(np.arange(256) < 16, 32768 >> np.minimum(np.arange(256), 15), 0)
     shifted[0] = 32767
     assert 10 * int((long_codes_of(e) != sim).sum()) < int((long_codes_of(shifted[q[0].max(-1, keepdims=True) - q[0]]) != sim).sum())
+
+
+def test_reciprocal_rows_put_a_boundary_between_the_floor_and_one_more() -> None:
+    """``softmax_probe.reciprocal_rows``: at a step of exactly 1 every row's exponentials ``32767 >> k`` sum to the
+    ``S`` it is built for, and its element ``k`` crosses from code ``c`` to ``c + 1`` exactly between the reciprocals
+    ``F = floor(2^(b + 15) / S)`` and ``F + 1`` (no simulator)."""
+    from openqnn.backends.htp.spec.qnn_softmax import exp_table
+    from tests.fidelity.softmax_probe import reciprocal_rows
+
+    table = exp_table(0.6932)
+    for bits in (16, 19):
+        q, meta = reciprocal_rows(bits)
+        e = table[255 - q[0]]
+        s = e.sum(axis=-1)
+        assert q.shape[1] > 80 and np.all(q[0].max(axis=-1) == 255) and np.array_equal(s, meta[:, 0])
+        f = (1 << (bits + 15)) // s
+        ek = table[meta[:, 1]]
+        t2 = (2 * meta[:, 2] + 1) << (bits + 6)
+        assert np.all((f * ek < t2) & (t2 <= (f + 1) * ek))
+
+
+@pytest.mark.skipif(_missing is not None, reason=_missing or "")
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_long_rows_reciprocal_corrects_the_floor_with_a_product_truncated_at_2_16(arch: str) -> None:
+    """``reciprocal_rows`` (a step of 1, the sum known, an element's code boundary between ``F`` and ``F + 1``) tell
+    QNN's reciprocal sum by sum: always ``F`` or ``F + 1``, one more in 112 of 214 sums of 16 bits, 88 of 236 of 17,
+    22 of 191 of 18, 4 of 149 of 19. ``long_recip`` (``F`` corrected once with ``(S F) >> 16``) gets 207 and 189 of the
+    sums of 17 and 18 bits and every one of 19 bits (the floor 148, 169, 145), the product truncated at 2^15 or 2^17
+    fewer; sums of 16 bits stay open (``ceil``: 112, the floor 102; stop 27)."""
+    from openqnn.backends.htp.spec.qnn_softmax import exp_table, long_codes_of
+    from tests.fidelity.softmax_probe import reciprocal_rows
+
+    table = exp_table(0.6932)
+    one = np.int64(1)
+    for bits, want in ((17, 200), (18, 185), (19, 149)):
+        q, _ = reciprocal_rows(bits)
+        sim = run_codes(arch, q, 0.6932, 128)[0]
+        e = table[255 - q[0]]
+        s = e.sum(axis=-1, keepdims=True)
+        f = (one << (bits + 15)) // s
+
+        def rows_ok(r: np.ndarray, e: np.ndarray = e, sim: np.ndarray = sim, bits: int = bits) -> int:
+            return int(np.all(np.clip((e * r + (one << (bits + 6))) >> (bits + 7), 0, 255) == sim, axis=-1).sum())
+
+        def truncated(t: int, s: np.ndarray = s, f: np.ndarray = f, bits: int = bits) -> np.ndarray:
+            return f + ((((one << (bits + 15 - t)) - ((s * f) >> t)) * f) >> (bits + 15 - t))
+
+        assert rows_ok(f) + rows_ok(f + 1) == len(s)  # one of the two, never both, never another
+        spec = int(np.all(long_codes_of(e) == sim, axis=-1).sum())
+        print(f"v{arch} sums of {bits} bits: long_recip {spec}, floor {rows_ok(f)}, 2^15 {rows_ok(truncated(15))}, "
+              f"2^17 {rows_ok(truncated(17))} of {len(s)}")
+        assert spec == rows_ok(truncated(16)) >= want
+        assert spec > max(rows_ok(f), rows_ok(truncated(15)), rows_ok(truncated(17)))

@@ -13,7 +13,14 @@ from test_elementwise import _enc, _graph
 
 from openqnn.backends.htp.arch import ARCHS
 from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext
-from openqnn.backends.htp.spec.qnn_softmax import RECIP_BITS, exp_step, exp_table, long_codes_of
+from openqnn.backends.htp.spec.qnn_softmax import (
+    RECIP_BITS,
+    RECIP_PRODUCT_SHIFT,
+    exp_step,
+    exp_table,
+    long_codes_of,
+    long_recip,
+)
 from openqnn.backends.htp.spec.qnn_softmax16 import pow2_frac
 from openqnn.ir.tensor import Encoding
 
@@ -42,6 +49,7 @@ def test_long_rows_fast_equals_reference_equals_spec(arch: str, n: int) -> None:
         step, g = _step(n, arch, "qnn", s_in)
         assert step.plan is not None and step.plan.kernel == "htp.softmax"
         assert step.plan.attrs["recip_bits"] == RECIP_BITS and step.plan.attrs["f"] == 8
+        assert step.plan.attrs["recip_product_shift"] == RECIP_PRODUCT_SHIFT == 16
         s = float(g.tensors["x0"].encoding.scale[0])  # type: ignore[union-attr]
         table = exp_table(s)
         np.testing.assert_array_equal(step.plan.arrays["exp"], table)
@@ -85,6 +93,23 @@ def test_long_rows_reciprocal_is_16_bits_truncated() -> None:
     assert 0 < diff.mean() < 0.01 and np.abs(ours - exact).max() == 1
     frac = (256 * e / s) % 1
     assert np.all(np.abs(frac[diff] - 0.5) < 0.01)
+
+
+def test_long_rows_reciprocal_is_the_floor_or_one_more() -> None:
+    """``long_recip``: ``F = floor(2^(b + 15) / S)`` corrected once with the product ``S F`` truncated at 2^16 is ``F``
+    or ``F + 1`` for every sum of 16 to 22 bits (``F + 2`` only for the lone maximum's 32767), ``F + 1`` exactly where
+    the remainder ``2^(b + 15) - S F`` rounded up to units of 2^16, times ``F``, reaches ``2^(b - 1)`` (stop 27)."""
+    rng = np.random.default_rng(1)
+    s = np.concatenate([np.arange(1 << 15, 1 << 17), rng.integers(1 << 17, 1 << 22, 200000)]).astype(np.int64)
+    b = np.frexp(s.astype(np.float64))[1].astype(np.int64)
+    f = (np.int64(1) << (b + 15)) // s
+    r = long_recip(s, b)
+    rho = (np.int64(1) << (b + 15)) - s * f
+    up = ((rho + (1 << 16) - 1) >> 16) * f >= np.int64(1) << (b - 1)
+    np.testing.assert_array_equal(r, f + up)
+    assert 0.05 < up[b == 17].mean() < 0.5 and up[b == 16].mean() > 0.99  # sums of 16 bits: the ceiling
+    assert long_recip(np.array([32767]), np.array([15]))[0] == ((1 << 30) // 32767) + 2
+    assert long_codes_of(np.array([[32767, 0, 0]]))[0].tolist() == [255, 0, 0]
 
 
 def test_tflite_arithmetic_keeps_the_exact_division() -> None:

@@ -14,8 +14,9 @@ Softmax (any axis, beta != 0 allowed)
     With ``htp_config.arithmetic: "qnn"`` (v68, v73; 8-bit codes, output 1/256, rows of >= 17 elements,
     the last axis, beta 1) QNN's: ``E[k] = g(f16) >> n`` for ``k C' = n + f`` (``C' = s_in log2(e)`` truncated to 8
     significant bits, ``g`` the 4-segment quadratic 2^-f of the 16-bit route below; the plan's table), and
-    ``out = (e r + 2^(b + 6)) >> (b + 7)`` with the sum's 16-bit reciprocal ``r = floor(2^(b + 15) / S)``, S of b bits
-    (``spec/qnn_softmax.long_codes_of``). Rows of two elements there (``htp.softmax_pair``):
+    ``out = (e r + 2^(b + 6)) >> (b + 7)`` with the sum's 16-bit reciprocal ``F = floor(2^(b + 15) / S)``, S of b bits,
+    corrected once with the product ``S F`` truncated at 2^16: ``r = F + ((2^(b-1) - ((S F) >> 16)) F) >> (b - 1)``
+    (``spec/qnn_softmax.long_recip``, ``long_codes_of``). Rows of two elements there (``htp.softmax_pair``):
     ``c1 = P[q1 - q0 + 255]``, ``c0 = 255 - c1`` with ``P[k] = floor(255 sigmoid(k s_in) + 1/2)``. Rows of 3 to
     16 there (``htp.softmax_short``, ``spec/qnn_softmax.short_codes``): ``e = E[k]`` with
     ``E[k] = (A[k >> 4] B[k & 15] + 2^14) >> 15``, ``A[i] = floor(32767 exp(-16 i s_in) + 1/2)``,
@@ -138,6 +139,7 @@ from openqnn.backends.htp.spec.qnn_logsoftmax import logsoftmax_consts_for
 from openqnn.backends.htp.spec.qnn_softmax import (
     RECIP16,
     RECIP_BITS,
+    RECIP_PRODUCT_SHIFT,
     SHORT_LONGER_ROWS,
     pair_table_for,
     short_codes_of,
@@ -248,7 +250,8 @@ def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
                               {"exp": short, "recip": RECIP16})
         qnn = softmax_table_for(*case)
         if qnn is not None:  # QNN's Q15 exponentials and 16-bit reciprocal of their sum (spec/qnn_softmax.long_codes_of)
-            return _plan_step(node, ctx, "htp.softmax", {**attrs, "f": 8, "recip_bits": RECIP_BITS}, {"exp": qnn})
+            return _plan_step(node, ctx, "htp.softmax", {**attrs, "f": 8, "recip_bits": RECIP_BITS,
+                                                                "recip_product_shift": RECIP_PRODUCT_SHIFT}, {"exp": qnn})
 
     if node.op_type == "LogSoftmax":
         so = float(qo.scale[0])
@@ -302,15 +305,22 @@ def _bind_softmax(plan: StepPlan, device: torch.device) -> Fns:
     table = np.asarray(plan.arrays["exp"], dtype=np.int64)
     table_t = _on(device, table)
     if "recip_bits" in p:  # QNN's rows of 17 and more: a (recip_bits + 1)-bit reciprocal of the sum, one rounding
-        f, rb = int(p["f"]), int(p["recip_bits"])
+        f, rb, ps = int(p["f"]), int(p["recip_bits"]), int(p["recip_product_shift"])
 
         def prob_np(e: np.ndarray, s: np.ndarray) -> np.ndarray:
-            sh = bitlen_np(s) + rb - f
-            return (e * ((np.int64(1) << (sh + f)) // s) + (np.int64(1) << (sh - 1))) >> sh
+            b = bitlen_np(s)
+            r = (np.int64(1) << (b + rb)) // s
+            r = r + ((((np.int64(1) << (b + rb - ps)) - ((s * r) >> ps)) * r) >> (b + rb - ps))  # long_recip
+            sh = b + rb - f
+            return (e * r + (np.int64(1) << (sh - 1))) >> sh
 
         def prob_t(e: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-            sh = bitlen_t(s) + rb - f
-            return (e * (torch.bitwise_left_shift(torch.ones_like(s), sh + f) // s) + (torch.ones_like(s) << (sh - 1))) >> sh
+            b = bitlen_t(s)
+            one = torch.ones_like(s)
+            r = torch.bitwise_left_shift(one, b + rb) // s
+            r = r + (((torch.bitwise_left_shift(one, b + rb - ps) - ((s * r) >> ps)) * r) >> (b + rb - ps))
+            sh = b + rb - f
+            return (e * r + (one << (sh - 1))) >> sh
     elif "f" in p:
         f = int(p["f"])
 

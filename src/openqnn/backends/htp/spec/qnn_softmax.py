@@ -9,7 +9,8 @@ the step ``C = s_in * log2(e)`` (float32 scale) *truncated to 8 significant bits
 
     C'   = floor(C * 2^(8 - b)) * 2^(b - 8),      b = floor(log2 C) + 1    (C' in [2^(b-1), 2^b))
     E[k] = g(f16) >> n,  k C' = n + f,  f16 = floor(2^16 f)   per difference k = max(q) - q, in [0, 255]
-    S    = sum(E) of b' bits,  r = floor(2^(b' + 15) / S)   (16 bits)
+    S    = sum(E) of b' bits,  F = floor(2^(b' + 15) / S),
+    r    = F + ((2^(b' - 1) - ((S F) >> 16)) F) >> (b' - 1)     (16 bits: F or F + 1; ``long_recip``)
     code = clamp((E[k] r + 2^(b' + 6)) >> (b' + 7))      (256 E[k] / S, rounded once)
 
 so every element's exponent is scaled by ``C' / C`` (0.9952 at s_in = 0.05 and 0.1, 0.9973 at 0.3):
@@ -33,7 +34,11 @@ codes, 41 -> 20 of the random rows', 90 -> 14 of the encoder's rows' (v68 and v7
 level codes at seven other input scales 0.0137-0.6 (fewer at six, 52 -> 55 at 0.05). Open: a few entries one unit
 above ``g >> n`` (k = 7, 8 at s_in 0.10401), and the reciprocal: where the sum is known (a step of exactly 1, ``E[k] = 32767 >> k``) QNN's is
 ``floor(2^(b + 15) / S)`` or one more, the choice neither a rounding at a fixed fraction nor a smooth function of the
-sum (docs/htp-fidelity.md, stop 27).
+sum (docs/htp-fidelity.md, stop 27). Then (stop 27, "The reciprocal of the 8-bit long-row Softmax"): sum by sum
+(``reciprocal_rows``) the choice is a function of S alone, and the floor corrected once with the product ``S F``
+truncated at 2^16 (``long_recip``) makes it for sums of 17 bits and more in all but a few percent (misses of 1,247
+pinned sums of 17-21 bits 209 -> 46; level rows 70 -> 35, step-1 rows 29 -> 7, random rows 20 -> 18 codes; the encoder's rows
+unchanged). Open: sums of 16 bits, and the seed QNN corrects (not F itself).
 
 Rows of two elements: ``pair_table``. Rows of 3 to 16 elements, which QNN computes another way (exact
 rounding reproduces 99.2% of their codes, the long-row rule 85-95%): ``short_codes``, 16-bit fixed point with
@@ -54,11 +59,13 @@ __all__ = [
     "MIN_ROW",
     "RECIP16",
     "RECIP_BITS",
+    "RECIP_PRODUCT_SHIFT",
     "SHORT_LONGER_ROWS",
     "SHORT_ROWS",
     "exp_step",
     "exp_table",
     "long_codes_of",
+    "long_recip",
     "pair_table",
     "pair_table_for",
     "recip16",
@@ -76,7 +83,8 @@ ARCHS = ("v68", "v73")
 MIN_ROW = 17  # rows shorter than this take QNN's other route (module docstring)
 OUT_SCALE = 1.0 / 256
 FRACTION_BITS = 15  # of the table's entries (int16 lanes: E[0] = g(0) = 2^15 - 1)
-RECIP_BITS = 15  # the sum's reciprocal: floor(2^(b + 15) / S) for a sum of b bits (16 bits)
+RECIP_BITS = 15  # the sum's reciprocal: floor(2^(b + 15) / S) for a sum of b bits (16 bits), then one correction step
+RECIP_PRODUCT_SHIFT = 16  # the correction step's product S r, truncated to its bits from 2^16 up (stop 27)
 
 
 def exp_step(s_in: float, beta: float = 1.0) -> float:
@@ -105,14 +113,35 @@ def exp_table(s_in: float, bitwidth: int = 8) -> np.ndarray:
     return np.where(n < 16, g >> np.minimum(n, 15), 0).astype(np.int64)
 
 
+def long_recip(s: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The reciprocal of the row sums ``s`` (``b`` bits each) that the codes take: ``F = floor(2^(b + 15) / S)``, then
+    one Newton-style correction whose product ``S F`` is truncated at ``2^16`` (``P = (S F) >> 16``, the high part of
+    a 32x16 product): ``rho = 2^(b - 1) - P`` (the remainder ``2^(b + 15) - S F`` rounded *up* to units of ``2^16``),
+    ``r = F + ((rho F) >> (b - 1))``. So ``r`` is ``F`` or ``F + 1`` (``F + 2`` for the single-element sum 32767), one
+    more exactly where the remainder's units of ``2^16``, rounded up, times ``F`` reach ``2^(b - 1)``.
+
+    Stop 27 (docs/htp-fidelity.md, "The reciprocal of the 8-bit long-row Softmax"): at a step of exactly 1 (s_in =
+    0.6932, ``E[k] = 32767 >> k``, the sum known) QNN's reciprocal is ``F`` or ``F + 1``, a function of S alone, one more
+    in about half the rows of 16 and 17 bits and a share halving per bit above. The truncation at ``2^16`` is the best
+    of 2^10-2^22 separately for every sum length 17-21 (7,282 sums bounded by 11,114 rows: sums whose bounds it misses
+    328 -> 153; ``2^15``: 224, ``2^17``: 570), and on the level, power and random rows alike (v68 = v73: 70 -> 35, 29 -> 7, 20 -> 18
+    codes; ``2^15`` / ``2^17``: 60 / 144, 21 / 32, 20 / 30). The seed ``F`` itself stays a model: QNN's is some
+    approximation, and the sums of 16 bits (``r = ceil(2^31 / S)`` here) are barely better than the floor (107 vs 119
+    of 1,056 bounded sums)."""
+    s, b = np.asarray(s, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    f = (np.int64(1) << (b + RECIP_BITS)) // s
+    rho = (np.int64(1) << (b + RECIP_BITS - RECIP_PRODUCT_SHIFT)) - ((s * f) >> RECIP_PRODUCT_SHIFT)
+    return f + ((rho * f) >> (b + RECIP_BITS - RECIP_PRODUCT_SHIFT))
+
+
 def long_codes_of(e: np.ndarray) -> np.ndarray:
     """The codes of rows (last axis) of ``exp_table`` exponentials: ``S = sum(e)`` of ``b`` bits, its reciprocal
-    ``r = floor(2^(b + 15) / S)`` (16 bits), ``code = (e r + 2^(b + 6)) >> (b + 7)`` (``256 e / S`` rounded), clamped
-    to [0, 255]."""
+    ``r = long_recip(S, b)`` (``floor(2^(b + 15) / S)`` or one more, 16 bits), ``code = (e r + 2^(b + 6)) >> (b + 7)``
+    (``256 e / S`` rounded), clamped to [0, 255]."""
     e = np.asarray(e, dtype=np.int64)
     s = np.sum(e, axis=-1, keepdims=True)
     b = np.frexp(s.astype(np.float64))[1].astype(np.int64)  # s < 2^b <= 2 s
-    r = (np.int64(1) << (b + RECIP_BITS)) // s
+    r = long_recip(s, b)
     sh = b + RECIP_BITS - 8
     return np.clip((e * r + (np.int64(1) << (sh - 1))) >> sh, 0, 255)
 
