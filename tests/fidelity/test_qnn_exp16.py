@@ -115,3 +115,74 @@ def test_exp_significand_is_a_function_of_the_fixed_point_fraction(arch: str) ->
         assert (pred == y)[known].mean() > 0.9999
         approx = _pow2_codes(p, np.floor(2**13 * 2.0 ** (np.arange(N) / 65536) + 0.25).astype(np.int64))
         assert (approx == y).mean() > 0.9  # the significand ~ floor(2^13 2^(x / 2^16) + 1/4): 92-99%
+
+
+# -- the output stage at any output scale (established given the significand table) --------------------------------
+
+
+def _out_stage(p: Probe16, y: np.ndarray) -> np.ndarray:
+    """Codes from a table ``y`` of 2^f in Q15 (16-bit, -1 unknown): ``1 / s_out = f_o 2^E``, ``mo = round(f_o 2^15)``,
+    ``sh = n + E - 14``; ``((y mo) >> 16) << sh`` from ``sh = 0`` up, ``(y mo) >> (16 - sh)`` below, plus ``z_out``;
+    -1 where ``y`` is unknown."""
+    t = _fixed_t(Probe16(p.si, p.zi, 1.0, 0))
+    n, x = t >> 16, t & 0xFFFF
+    fo, e = np.frexp(1.0 / float(np.float32(p.so)))
+    mo = int(np.floor(fo * 2**15 + 0.5))
+    sh = n + int(e) - 14
+    v = y[x] * mo
+    out = np.where(sh >= 0, (v >> 16) << np.clip(sh, 0, 40), v >> np.clip(16 - sh, 0, 62))
+    out = np.clip(np.where(sh > 16, N, out) + p.zo, 0, N - 1)
+    return np.where(y[x] < 0, -1, out)
+
+
+def _read_y(probes: list[Probe16], sims: list[np.ndarray]) -> np.ndarray:
+    """The values of ``y[x]`` (within -4..5 of ``floor(2^15 2^(x / 2^16))``) that every code >= 2^13 (above
+    ``z_out``) of ``probes`` admits under :func:`_out_stage`: the table where exactly one does, else -1."""
+    base = np.floor(2**15 * 2.0 ** (np.arange(N) / 65536)).astype(np.int64)
+    feasible = np.ones((N, 10), bool)
+    for j in range(10):
+        cand = base + j - 4
+        for p, c in zip(probes, sims):
+            t = _fixed_t(Probe16(p.si, p.zi, 1.0, 0))
+            pred = _out_stage(p, cand)
+            ok = (c < N - 1) & (c - p.zo >= 2**13)
+            np.logical_and.at(feasible[:, j], (t & 0xFFFF)[ok], (pred == c)[ok])
+    one = feasible.sum(axis=1) == 1
+    return np.where(one, base + np.argmax(feasible, axis=1) - 4, -1)
+
+
+def _scale_probes(rng: np.random.Generator, count: int, fine: bool) -> list[Probe16]:
+    """``fine``: inputs up to 0 at ``s_in`` about 2^-16 (each fraction read about once an octave), output scales
+    2^-15 r, r in [1, 2); else calibration-like: inputs over [-2..-10, 0.2..3], the output range 1-1.3 times
+    ``exp(hi)``, output zero points 0 or up to 3000."""
+    out = []
+    for i in range(count):
+        if fine:
+            out.append(Probe16(2.0**-16 * (1 + 0.37 * (i % 3)), 65535, 2.0**-15 * float(rng.uniform(1, 2)), 0))
+            continue
+        lo, hi = -float(rng.uniform(2, 10)), float(rng.uniform(0.2, 3))
+        si = (hi - lo) / 65535
+        so = float(np.exp(hi)) * float(rng.uniform(1.0, 1.3)) / 65535
+        out.append(Probe16(si, round(-lo / si), so, 0 if i % 2 == 0 else int(rng.integers(1, 3000))))
+    return out
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_exp_output_stage_is_a_rounded_15_bit_multiplier_of_a_q15_power_of_two(arch: str) -> None:
+    """A Q15 table of 2^f read from 24 probes at output scales 2^-15 r (every code >= 2^13 admits one entry for
+    most fractions; no fraction admits none) gives every code it covers of six calibration-like encodings (output
+    zero points 0 and up to 3000), where exact rounding gives about half."""
+    rng = np.random.default_rng(7)
+    read = _scale_probes(rng, 24, fine=True)
+    y = _read_y(read, probe_many(arch, "Exp", read))
+    assert (y >= 0).mean() > 0.9
+    assert (y[y >= 0] % 2 == 0).all()  # a 15-bit value shifted up one
+    held = _scale_probes(np.random.default_rng(11), 6, fine=False)
+    q = np.arange(N)
+    for p, c in zip(held, probe_many(arch, "Exp", held)):
+        pred = _out_stage(p, y)
+        known = pred >= 0
+        assert known.mean() > 0.85
+        assert (pred == c)[known].mean() > 0.9999
+        v = np.exp((q - p.zi) * float(np.float32(p.si))) / float(np.float32(p.so))
+        assert (np.clip(np.floor(v + 0.5) + p.zo, 0, N - 1) == c).mean() < 0.7
