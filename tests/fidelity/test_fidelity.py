@@ -157,15 +157,14 @@ def test_full_sweep(capsys):
             assert r.top1 == 1.0, r.line()
 
 
-@pytest.mark.parametrize(("arch", "bits", "least"), [("68", 8, 0.998), ("73", 8, 0.998), ("68", 16, 0.995),
-                                                    ("73", 16, 0.995)])
+@pytest.mark.parametrize(("arch", "bits", "least"), [("68", 8, 0.999), ("73", 8, 0.999), ("68", 16, 0.999),
+                                                    ("73", 16, 0.999)])
 def test_qnn_arithmetic_matches_the_simulator_on_the_gemm_ops(arch, bits, least, cache):
     """htp_config.arithmetic = "qnn": every Conv2d, DepthWiseConv2d, TransposeConv2d, Gemm and MatMul-with-weights
-    case of the sweep with ``bits``-bit activations. Measured, 8-bit: v68 and v73 over 99.8% of codes identical,
-    every difference one code (a few convolution codes; strided depthwise ones, which QNN rounds otherwise).
-    16-bit, int8 weights (spec/qnn_conv16.py; a strided depthwise convolution: spec/qnn_requant.py's "dw_strided"
-    form): v73 99.92%, v68 99.62%, every difference one code (v68: one channel whose bias sits on an edge,
-    docs/htp-fidelity.md)."""
+    case of the sweep with ``bits``-bit activations: at least the issue's 99.9% of codes identical, every difference
+    one code. Measured (stop 27): 8-bit 100% on v68 and v73; 16-bit, int8 weights (spec/qnn_conv16.py; strided
+    depthwise: spec/qnn_requant.py's 16-bit share), v68 100%, v73 99.95% (codes 0.002-0.004 below a half, the open
+    rounding of docs/htp-fidelity.md's "The W8A16 bias in float32 (stop 27)")."""
     cases = [c for c in select(["conv", "conv_depthwise", "conv_transpose", "gemm", "matmul_const"])
              if c.act_bitwidth == bits]
     assert len(cases) >= 10
