@@ -23,7 +23,7 @@ route here (:func:`quantize16`) keeps the float32 dequantization and interpolati
 float32 product ``float32(y * inv)`` rounded half away from zero: 99.77% of 126,000 simulator codes (v68 =
 v73; exact rounding 99.75%, openqnn's former Q.20 fixed-point route 99.52%). It is a model of a float op, not
 QNN's arithmetic to the last bit: QNN's floats carry about 2 units of 2^-23 of relative error (codes within
-0.004 of a .5 boundary fall either way; exact ties below zero round either way by the input's significand),
+0.004 of a .5 boundary fall either way; exact ties below zero go toward zero or away by the significands of ``q - z_in`` and ``s_in``),
 which no float32 ordering of the steps reproduces.
 """
 
