@@ -25,6 +25,8 @@ MODES: dict[str, dict[str, Any]] = {
     "linear_align": dict(mode="linear", coordinate_transformation_mode="align_corners", scales=[1, 1, 2, 2]),
     "linear_asym": dict(mode="linear", coordinate_transformation_mode="asymmetric", scales=[1, 1, 2, 2]),
     "linear_half_x3": dict(mode="linear", coordinate_transformation_mode="half_pixel", scales=[1, 1, 3, 3]),
+    "linear_half_x1.5": dict(mode="linear", coordinate_transformation_mode="half_pixel", scales=[1, 1, 1.5, 1.5]),
+    "linear_align_x3": dict(mode="linear", coordinate_transformation_mode="align_corners", scales=[1, 1, 3, 3]),
     "linear_pyhalf": dict(mode="linear", coordinate_transformation_mode="pytorch_half_pixel", scales=[1, 1, 2, 2]),
     "nearest_asym": dict(mode="nearest", coordinate_transformation_mode="asymmetric", scales=[1, 1, 2, 2],
                          nearest_mode="floor"),
@@ -81,9 +83,10 @@ def probe(arch: str, mode: str, seed: int, shape: tuple[int, ...] = (1, 8, 7, 9)
             "float_nodes": list(out.float_nodes)}
 
 
-def spec_float(p: dict[str, Any]) -> np.ndarray:
-    """The float32 resize of a probe's dequantized codes (spec/qnn_resize.py, ONNX's weights from
-    geometry.resize_plan)."""
+def spec_float(p: dict[str, Any], geometry_weights: bool = False) -> np.ndarray:
+    """The float32 resize of a probe's dequantized codes (spec/qnn_resize.py: QNN's float32 coordinates,
+    ``qnn_resize.linear_taps``; ``geometry_weights``: ONNX's weights from geometry.resize_plan, as the 8-bit rule
+    first had them)."""
     from openqnn.backends.geometry import resize_plan
     from openqnn.backends.htp.spec import qnn_resize
 
@@ -99,6 +102,10 @@ def spec_float(p: dict[str, Any]) -> np.ndarray:
     for r in axes:
         if r.index is not None:
             v = np.take(v, r.index, axis=r.axis)
+            continue
+        taps = qnn_resize.linear_taps(attrs["transformation_mode"], q.shape[r.axis], out_shape[r.axis])
+        if taps is not None and not geometry_weights:
+            v = qnn_resize.filter_axes(v, [(r.axis, *taps)])
             continue
         assert r.matrix is not None
         taps = int((r.matrix != 0).sum(axis=1).max())

@@ -39,7 +39,6 @@ def _run(g, arch, arithmetic: str, seed: int = 1) -> tuple[np.ndarray, np.ndarra
 @pytest.mark.parametrize("arch", [V68, V73], ids=["v68", "v73"])
 @pytest.mark.parametrize("mode", ["half_pixel", "align_corners", "asymmetric", "pytorch_half_pixel"])
 def test_resize16_fast_equals_the_spec(mode: str, arch) -> None:
-    from openqnn.backends.geometry import resize_plan
     from openqnn.backends.htp.spec import qnn_resize
 
     rng = np.random.default_rng(71)
@@ -48,18 +47,14 @@ def test_resize16_fast_equals_the_spec(mode: str, arch) -> None:
         ref, fast, plan, q = _run(g, arch, "qnn", seed=i)
         assert plan.kernel == "htp.resize_float" and plan.attrs["bitwidth"] == 16
         np.testing.assert_array_equal(ref, fast)
-        # the spec by hand: float32 dequantization, float32 taps per axis, the float32 product rounded half away
+        # the spec by hand: float32 dequantization, QNN's float32 taps per axis from the sizes, the float32
+        # product rounded half away
         a = plan.attrs
-        node = g.nodes[0]
-        axes, _ = resize_plan(node.attrs, tuple(q.shape), tuple(node.attrs["output_shape"]))
         v = qnn_resize.dequantize(q, a["s_in"], a["z_in"])
-        for r in axes:
-            assert r.matrix is not None
-            n = (r.matrix != 0).sum(axis=1)
-            idx = np.argsort(r.matrix == 0, axis=1, kind="stable")[:, :int(n.max())]
-            w = np.where(np.arange(idx.shape[1])[None, :] < n[:, None],
-                         np.take_along_axis(r.matrix, idx, axis=1), 0.0).astype(np.float32)
-            v = qnn_resize.filter_axes(v, [(r.axis, idx, w)])
+        for ax in (1, 2):
+            taps = qnn_resize.linear_taps(mode, q.shape[ax], int(g.nodes[0].attrs["output_shape"][ax]))
+            assert taps is not None
+            v = qnn_resize.filter_axes(v, [(ax, *taps)])
         np.testing.assert_array_equal(ref, qnn_resize.quantize16(v, a["s_out"], a["z_out"], 65535))
         tfl, _, tplan, _ = _run(g, arch, "tflite", seed=i)
         assert tplan.kernel == "htp.resize_filter" and np.abs(ref - tfl).max() <= 1
@@ -83,3 +78,25 @@ def test_resize16_keeps_the_other_kernels_elsewhere() -> None:
     rng = np.random.default_rng(72)
     assert _run(_graph(rng, "half_pixel"), ARCHS["v75"], "qnn")[2].kernel == "htp.resize_filter"
     assert _run(_graph(rng, "half_pixel"), V73, "tflite")[2].kernel == "htp.resize_filter"
+
+
+def test_linear_taps_by_hand() -> None:
+    """QNN's coordinates from the sizes in float32: 7 -> 10 half_pixel at r = 0.7 (not the model's 1 / 1.5), 7 -> 21
+    at float32(1 / 3), align_corners 7 -> 14 at float32(6 / 13)."""
+    from openqnn.backends.htp.spec import qnn_resize
+
+    f32 = np.float32
+    taps = qnn_resize.linear_taps("half_pixel", 7, 10)
+    assert taps is not None
+    idx, w = taps
+    xo = np.clip((np.arange(10, dtype=f32) + f32(0.5)) * (f32(7) / f32(10)) - f32(0.5), 0, 6).astype(f32)
+    np.testing.assert_array_equal(idx[:, 0], np.floor(xo))
+    np.testing.assert_array_equal(w[:, 1], (xo - np.floor(xo)).astype(f32))
+    np.testing.assert_array_equal(w[:, 0], (f32(1) - w[:, 1]).astype(f32))
+    assert idx[1].tolist() == [0, 1] and w[1, 1] == f32(f32(1.5) * f32(0.7) - f32(0.5))
+    taps3 = qnn_resize.linear_taps("half_pixel", 7, 21)
+    assert taps3 is not None and taps3[1][12, 1] == f32(f32(12.5) * f32(1 / 3) - f32(0.5)) - f32(3)
+    taps_a = qnn_resize.linear_taps("align_corners", 7, 14)
+    assert taps_a is not None and taps_a[1][5, 1] == f32(f32(5) * f32(f32(6) / f32(13))) - f32(2)
+    assert taps_a[0][-1].tolist() == [6, 6] and taps_a[1][-1].tolist() == [1.0, 0.0]
+    assert qnn_resize.linear_taps("tf_half_pixel_for_nn", 7, 14) is None

@@ -10,8 +10,9 @@ input with ``extrapolation_value`` quantized in the output encoding.
 
 With ``arithmetic: "qnn"`` on v68 / v73, an 8-bit linear Resize (no antialias, no extrapolation) is what QNN
 EP makes of openqnn's export of it, a float op (``htp.resize_float``, spec/qnn_resize.py): float32
-dequantization and interpolation with the same coordinates and weights, float16 quantization; a 16-bit one
-(uint16 codes in and out) the same route quantized by a float32 product (a model: 99.77% of probed codes).
+dequantization and interpolation (QNN's float32 coordinates from the axis' sizes, ``qnn_resize.linear_taps``,
+where probed), float16 quantization; a 16-bit one (uint16 codes in and out) the same route quantized by a float32
+product (99.87% of probed codes: QNN's float arithmetic is open to the last bit).
 
 The builder does the analysis (coordinates, fixed-point weights, multipliers) into a StepPlan
 (``htp.resize_nearest``: per-axis index arrays; ``htp.resize_filter``: per-axis index and weight
@@ -139,6 +140,10 @@ def resize(node: Node, ctx: HtpBuildContext) -> HtpStep:
                       "s_in": float(qi.scale[0]), "s_out": float(qo.scale[0]), "qmax": qo.qmax,
                       "bitwidth": qo.bitwidth})
         arrays.update(float_weights)
+        for ax, _, w in plan:  # QNN's float32 coordinates from the axis' sizes (qnn_resize.linear_taps)
+            taps = qnn_resize.linear_taps(a["transformation_mode"], int(in_shape[ax]), int(out_shape[ax]))
+            if w is not None and taps is not None:
+                arrays[f"index{ax}"], arrays[f"fweight{ax}"] = taps
         return bind_step(StepPlan("htp.resize_float", node.name, node.op_type, (x,), (out,), attrs, arrays),
                          ctx.device)
 

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["ARCHS", "dequantize", "dequantize_t", "filter_axes", "filter_axes_t", "quantize", "quantize16",
+__all__ = ["ARCHS", "dequantize", "dequantize_t", "filter_axes", "filter_axes_t", "linear_taps", "quantize", "quantize16",
            "quantize16_t", "quantize_t", "to_float16", "to_float16_t"]
 
 ARCHS = ("v68", "v73")
@@ -45,6 +45,47 @@ FilterAxis = tuple[int, np.ndarray, np.ndarray]  # (axis, idx [out, T], float32 
 def dequantize(q: np.ndarray, s_in: float, z_in: int) -> np.ndarray:
     """``float32(s_in) * float32(q - z_in)``."""
     return np.float32(s_in) * (np.asarray(q, dtype=np.int64) - z_in).astype(np.float32)
+
+
+LINEAR_TAP_MODES = ("half_pixel", "pytorch_half_pixel", "asymmetric", "align_corners")
+
+
+def linear_taps(mode: str, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """QNN's two taps per output of a linear axis of ``n_in -> n_out``: ``(idx [n_out, 2], float32 w [n_out,
+    2])``, or None for a coordinate mode not probed (``LINEAR_TAP_MODES`` only).
+
+    Deviations from ONNX Runtime's coordinates (``(x + 0.5) / scale - 0.5`` with the model's scale, and in
+    geometry.py align_corners' exact ``x (n_in - 1) / (length - 1)``): QNN takes the axis' sizes, not the scale,
+    and computes the source coordinate in float32 by the ratio ``r = float32(n_in) / float32(n_out)``:
+    ``(x + 0.5) * r - 0.5`` (half_pixel, pytorch_half_pixel; -0.5 where ``n_out`` is 1), ``x * r``
+    (asymmetric), ``x * float32(float32(n_in - 1) / float32(n_out - 1))`` (align_corners), clamped to ``[0, n_in
+    - 1]``; taps ``x0 = floor``, ``x1 = min(x0 + 1, n_in - 1)``, weights ``w1 = float32(x - x0)``, ``w0 =
+    float32(1 - w1)``. Found with 16-bit codes (docs/htp-fidelity.md, "16-bit Resize (stop 27)"): half_pixel x3
+    69 codes off of 45,360 where ORT's division gives 169, align_corners x2 29 of 20,160 and x3 43 of 22,680 where
+    exact coordinates give 54 and 82, half_pixel x1.5 (7 -> 10, 9 -> 13) 4 of 5,200 where the model's scale
+    1.5 misses 3,982; align_corners' quotient order ``float32(x (n_in - 1)) / (n_out - 1)`` misses 85 of the
+    x3's 22,680. Not told apart: ``1 / float32(n_out / n_in)`` for ``r``. 8-bit codes: 100% as before, and
+    half_pixel x1.5 now 100% too (the model's scale missed 2,591 of 3,120)."""
+    f32 = np.float32
+    x = np.arange(n_out, dtype=f32)
+    r = f32(n_in) / f32(n_out)
+    if mode in ("half_pixel", "pytorch_half_pixel"):
+        if mode == "pytorch_half_pixel" and n_out == 1:
+            xo = np.full(n_out, f32(-0.5), dtype=f32)
+        else:
+            xo = ((x + f32(0.5)) * r - f32(0.5)).astype(f32)
+    elif mode == "asymmetric":
+        xo = (x * r).astype(f32)
+    elif mode == "align_corners":
+        xo = np.zeros(n_out, dtype=f32) if n_out == 1 else (x * (f32(n_in - 1) / f32(n_out - 1))).astype(f32)
+    else:
+        return None
+    v = np.clip(xo, f32(0), f32(n_in - 1)).astype(f32)
+    x0 = np.floor(v).astype(np.int64)
+    x1 = np.minimum(x0 + 1, n_in - 1)
+    w1 = (v - x0.astype(f32)).astype(f32)
+    w0 = (f32(1) - w1).astype(f32)
+    return np.stack([x0, x1], axis=1), np.stack([w0, w1], axis=1)
 
 
 def filter_axes(v: np.ndarray, axes: Sequence[FilterAxis]) -> np.ndarray:
