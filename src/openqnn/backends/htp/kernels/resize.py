@@ -140,9 +140,9 @@ def resize(node: Node, ctx: HtpBuildContext) -> HtpStep:
                       "s_in": float(qi.scale[0]), "s_out": float(qo.scale[0]), "qmax": qo.qmax,
                       "bitwidth": qo.bitwidth})
         arrays.update(float_weights)
-        for ax, _, w in plan:  # QNN's float32 coordinates from the axis' sizes (qnn_resize.linear_taps)
+        for ax, _, wq in plan:  # QNN's float32 coordinates from the axis' sizes (qnn_resize.linear_taps)
             taps = qnn_resize.linear_taps(a["transformation_mode"], int(in_shape[ax]), int(out_shape[ax]))
-            if w is not None and taps is not None:
+            if wq is not None and taps is not None:
                 arrays[f"index{ax}"], arrays[f"fweight{ax}"] = taps
         return bind_step(StepPlan("htp.resize_float", node.name, node.op_type, (x,), (out,), attrs, arrays),
                          ctx.device)
