@@ -632,7 +632,8 @@ def test_float16_rounding_is_one_rounding() -> None:
 
 def test_resize_takes_the_float_spec_only_where_established() -> None:
     rng = np.random.default_rng(62)
-    assert _run_both(_resize_graph(rng, "linear", "half_pixel", bits=16), V73, "qnn")[2].kernel == "htp.resize_filter"
+    # 16-bit: the float route too, quantized in float32 (tests/backends/htp/test_qnn_resize16.py)
+    assert _run_both(_resize_graph(rng, "linear", "half_pixel", bits=16), V73, "qnn")[2].kernel == "htp.resize_float"
     assert _run_both(_resize_graph(rng, "cubic", "half_pixel"), V73, "qnn")[2].kernel == "htp.resize_filter"
     assert _run_both(_resize_graph(rng, "linear", "pytorch_half_pixel", antialias=True), V73,
                      "qnn")[2].kernel == "htp.resize_filter"

@@ -10,7 +10,9 @@ input with ``extrapolation_value`` quantized in the output encoding.
 
 With ``arithmetic: "qnn"`` on v68 / v73, an 8-bit linear Resize (no antialias, no extrapolation) is what QNN
 EP makes of openqnn's export of it, a float op (``htp.resize_float``, spec/qnn_resize.py): float32
-dequantization and interpolation with the same coordinates and weights, float16 quantization.
+dequantization and interpolation (QNN's float32 coordinates from the axis' sizes, ``qnn_resize.linear_taps``,
+where probed), float16 quantization; a 16-bit one (uint16 codes in and out) the same route quantized by a float32
+product (99.87% of probed codes: QNN's float arithmetic is open to the last bit).
 
 The builder does the analysis (coordinates, fixed-point weights, multipliers) into a StepPlan
 (``htp.resize_nearest``: per-axis index arrays; ``htp.resize_filter``: per-axis index and weight
@@ -130,11 +132,18 @@ def resize(node: Node, ctx: HtpBuildContext) -> HtpStep:
 
     assert qi is not None and qo is not None
     if (ctx.arithmetic == "qnn" and ctx.arch.name in qnn_resize.ARCHS and interp == "linear"
-            and not a["antialias"] and mask is None and qi.bitwidth == 8 and qo.bitwidth == 8):
-        # QNN EP runs openqnn's exported linear Resize on floats: float32 in, float16 out (spec/qnn_resize.py)
+            and not a["antialias"] and mask is None and ((qi.bitwidth, qo.bitwidth) == (8, 8)
+                 or ((qi.bitwidth, qo.bitwidth) == (16, 16) and qi.qmin == 0 and qo.qmin == 0))):
+        # QNN EP runs openqnn's exported linear Resize on floats: float32 in, float16 out for 8-bit codes, a
+        # float32 quantization for 16-bit ones (spec/qnn_resize.py)
         attrs.update({"rank": rank, "z_in": int(qi.zero_point[0]), "z_out": int(qo.zero_point[0]),
-                      "s_in": float(qi.scale[0]), "s_out": float(qo.scale[0]), "qmax": qo.qmax, "bitwidth": 8})
+                      "s_in": float(qi.scale[0]), "s_out": float(qo.scale[0]), "qmax": qo.qmax,
+                      "bitwidth": qo.bitwidth})
         arrays.update(float_weights)
+        for ax, _, wq in plan:  # QNN's float32 coordinates from the axis' sizes (qnn_resize.linear_taps)
+            taps = qnn_resize.linear_taps(a["transformation_mode"], int(in_shape[ax]), int(out_shape[ax]))
+            if wq is not None and taps is not None:
+                arrays[f"index{ax}"], arrays[f"fweight{ax}"] = taps
         return bind_step(StepPlan("htp.resize_float", node.name, node.op_type, (x,), (out,), attrs, arrays),
                          ctx.device)
 
@@ -233,12 +242,15 @@ def _bind_float(plan_: StepPlan, device: torch.device) -> tuple[Callable[..., An
     plan_t = [(ax, torch.from_numpy(c_array(idx)).to(device), torch.from_numpy(c_array(w)).to(device))
               for ax, idx, w in plan]
 
+    quantize, quantize_t = ((qnn_resize.quantize16, qnn_resize.quantize16_t) if bits == 16
+                            else (qnn_resize.quantize, qnn_resize.quantize_t))
+
     def reference(q: np.ndarray) -> np.ndarray:
         y = qnn_resize.filter_axes(qnn_resize.dequantize(q, s_in, z_in), plan)
-        return c_array(qnn_resize.quantize(y, s_out, z_out, qmax))
+        return c_array(quantize(y, s_out, z_out, qmax))
 
     def fast(q: torch.Tensor) -> torch.Tensor:
         y = qnn_resize.filter_axes_t(qnn_resize.dequantize_t(q, s_in, z_in), plan_t)
-        return to_storage(qnn_resize.quantize_t(y, s_out, z_out, qmax), bits).contiguous()
+        return to_storage(quantize_t(y, s_out, z_out, qmax), bits).contiguous()
 
     return reference, fast
