@@ -1,0 +1,69 @@
+"""QNN's 16-bit Sin, Cos and Atan against the HTP simulator (docs/htp-fidelity.md, "16-bit Atan, Sin and Cos
+(stop 27)"): what is established of them (the value grids, Sin's and Cos's Q32 phase and output conversion), with
+the probes of tests/fidelity/trig16_probe.py. Nothing of it is wired: the quadrant function ``F(r)`` is open."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.fidelity.harness import simulator_missing
+from tests.fidelity.trig16_probe import (
+    UNKNOWN,
+    clean_probes,
+    exact_codes,
+    multiplier_settled,
+    phase_table,
+    random_probes,
+    table_codes,
+)
+from tests.fidelity.unary16_probe import N, Probe16, probe_many
+
+_missing = simulator_missing()
+pytestmark = pytest.mark.skipif(_missing is not None, reason=_missing or "")
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_trig16_values_are_q13_and_q14(arch: str) -> None:
+    """At an output scale of 2^-15 Sin's codes step by 4 (a Q13 value), Cos's and Atan's by 2 (Q14), where exact
+    rounding is on those grids for about a quarter / half of the codes; Atan's Q14 value is a function of x alone."""
+    p = Probe16(2.0**-12, 32768, 2.0**-15, 32768)
+    for op, step in (("Sin", 4), ("Cos", 2), ("Atan", 2)):
+        (y,) = probe_many(arch, op, [p])
+        v = y - p.zo
+        free = (y > 0) & (y < N - 1)
+        assert np.all(v[free] % step == 0)
+        assert np.mean((exact_codes(op, p) - p.zo)[free] % step == 0) < 0.6
+    wide, fine = Probe16(2.0**-10, 32768, 2.0**-14, 32768), Probe16(2.0**-12, 32768, 2.0**-14, 32768)
+    yw, yf = probe_many(arch, "Atan", [wide, fine])
+    a = np.arange(-8192, 8192)
+    np.testing.assert_array_equal(yw[32768 + a], yf[32768 + 4 * a])
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_sin_cos_are_a_table_of_the_q32_phase(arch: str) -> None:
+    """The value is a function of the 14-bit quadrant phase of ``|a| round(s_in 2^32 / 2 pi)`` (a 31-bit phase
+    leaves thousands of phases in conflict), the same at every encoding: a table read from 4 power-of-two probes
+    gives every code of 6 random encodings that it covers, through the sign-and-magnitude output conversion with
+    ``m = floor(f 2^15 + 1/4)`` (encodings whose multiplier falls in the unsettled band near a fraction of 3/4 are
+    left out), where exact rounding misses 10-80% of each probe's codes; the table is not a rounded sine or cosine."""
+    rand = random_probes(int(arch), 6)
+    quadrant = np.pi / 2 * np.arange(16385) / 16384
+    for op, bits, ref in (("Sin", 13, np.sin(quadrant)), ("Cos", 14, np.cos(quadrant))):
+        clean = clean_probes(op)
+        codes = probe_many(arch, op, clean + rand)
+        table, clash = phase_table(op, clean, codes[: len(clean)])
+        assert clash <= 4 and np.mean(table != UNKNOWN) > 0.97
+        _, clash31 = phase_table(op, clean, codes[: len(clean)], turn_bits=31)
+        assert clash31 > 1000
+        known = table != UNKNOWN
+        assert np.mean(table[known] == np.floor(ref[known] * 2**bits + 0.5)) < 0.9
+        settled = [(p, y) for p, y in zip(rand, codes[len(clean):]) if multiplier_settled(bits, p.so)]
+        assert len(settled) >= 4
+        exact = []
+        for p, y in settled:
+            want, covered = table_codes(op, table, p)
+            assert covered.mean() > 0.97
+            assert np.mean((want == y)[covered]) >= 0.9999
+            exact.append(float(np.mean(exact_codes(op, p) == y)))
+        assert max(exact) < 0.9 and min(exact) < 0.5
