@@ -351,10 +351,9 @@ View = tuple[tuple[int, ...], tuple[int, ...]]  # (size, stride) of a strided vi
 
 def _chain_view(shape: tuple[int, ...], chain: Sequence[Node], transpose: bool,
                 strides: tuple[int, ...] | None = None) -> View | None:
-    """The view a contiguous tensor of ``shape`` becomes through ``chain`` (Reshape / Transpose nodes, and scales by a
-    scalar, which move nothing), its last
-    two axes swapped if ``transpose``; None where a Reshape would need a copy. ``strides``: the tensor's own, where
-    it is not contiguous."""
+    """The view a tensor of ``shape`` (contiguous, or of ``strides``) becomes through ``chain`` (Reshape / Transpose
+    nodes, and scales by a scalar, which move nothing), its last two axes swapped if ``transpose``; None where a
+    Reshape would need a copy."""
     t = torch.empty(shape, device="meta") if strides is None else torch.empty_strided(shape, strides, device="meta")
     try:
         for n in chain:
@@ -513,9 +512,9 @@ def _scalar(ctx: BuildContext, node: Node) -> bool:
 
 def _with_head_split(graph: Graph, ctx: BuildContext, group: list[Node], producers: dict[str, Node],
                      only_reader: Callable[[str], Node | None], exclude: Collection[str]) -> Attention:
-    """``group`` with the Reshape / Transpose nodes that split its Q, K and V into heads and merge its output
-    back, where only the attention reads what they make and they are strided views of the projections' rows
-    (else ``group`` alone)."""
+    """``group`` with the Reshape / Transpose nodes (and Q's and K's scalar scales) that split its Q, K and V into
+    heads and merge its output back, where only the attention reads what they make and each chain is a strided
+    view of the projection's rows (a chain that is not stays apart)."""
     scores, context = group[0], group[-1]
     operands = (scores.inputs[0], scores.inputs[1], context.inputs[1])
     chains: list[list[Node]] = []
