@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tests.fidelity.harness import recover_codes, simulate, simulator_missing
+from tests.fidelity.harness import recover_codes, simulate_probe, simulator_missing
 
 __all__ = ["BnProbe", "exact_codes", "input_codes", "probe_many", "random_probes", "real_params", "spec_codes"]
 
@@ -121,11 +121,7 @@ def probe_many(arch: str, probes: Sequence[BnProbe], codes: Sequence[np.ndarray]
         feed[f"k{k}_x"] = (np.float32(p.si) * (q.astype(np.float32) - np.float32(p.zi))).astype(np.float32)
         inputs.append(helper.make_tensor_value_info(f"k{k}_x", TensorProto.FLOAT, q.shape))
         outputs.append(helper.make_tensor_value_info(f"k{k}_yo", TensorProto.FLOAT, None))
-    g = helper.make_graph(nodes, "probe", inputs, outputs, inits)
-    model: bytes = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]).SerializeToString()
-    out = simulate(model, [feed], arch)
-    if out.outputs is None:
-        raise RuntimeError(f"the simulator refused the probe: {out.refusal}")
+    out = simulate_probe(nodes, inits, inputs, outputs, feed, arch)
     if out.float_nodes:
         raise RuntimeError(f"QNN ran nodes on floats: {out.float_nodes}")
     return [recover_codes(out.outputs[0][f"k{k}_yo"], p.so, -p.zo, p.bits, f"k{k}") for k, p in enumerate(probes)]

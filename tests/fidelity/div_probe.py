@@ -37,7 +37,7 @@ import numpy as np
 
 from tests.fidelity.eltwise_probe import Encodings
 from tests.fidelity.eltwise_probe import probe as eltwise_probe
-from tests.fidelity.harness import simulate, simulator_missing
+from tests.fidelity.harness import simulate_probe, simulator_missing
 
 
 def div_encodings(rng: np.random.Generator, count: int) -> list[Encodings]:
@@ -109,11 +109,7 @@ def probe16(arch: str, encs: Sequence[Encodings], qas: Sequence[np.ndarray], qbs
         inputs += [helper.make_tensor_value_info(n("af"), TensorProto.FLOAT, np.shape(qa)),
                    helper.make_tensor_value_info(n("bf"), TensorProto.FLOAT, np.shape(qb))]
         outputs.append(helper.make_tensor_value_info(n("yo"), TensorProto.FLOAT, None))
-    g = helper.make_graph(nodes, "probe", inputs, outputs, inits)
-    model: bytes = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]).SerializeToString()
-    out = simulate(model, [feed], arch)
-    if out.outputs is None:
-        raise RuntimeError(f"the simulator refused the probe: {out.refusal}")
+    out = simulate_probe(nodes, inits, inputs, outputs, feed, arch)
     return [np.rint(out.outputs[0][f"k{k}_yo"].astype(np.float64).reshape(-1) / float(f32(e[4]))).astype(np.int64)
             + e[5] for k, e in enumerate(encs)]
 

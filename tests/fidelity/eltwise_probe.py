@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from openqnn.backends.htp.spec.qnn_eltwise import QnnAddSpec, QnnMulSpec, complements
-from tests.fidelity.harness import simulate, simulator_missing
+from tests.fidelity.harness import simulate, simulate_probe, simulator_missing
 
 Encodings = tuple[float, int, float, int, float, int]  # s_a, z_a, s_b, z_b, s_o, z_o
 SHAPES = ("same", "rows", "channel", "channel_first", "scalar", "scalar_first")
@@ -188,11 +188,7 @@ def probe_many(arch: str, op: str, encs: Sequence[Encodings]) -> list[np.ndarray
                    helper.make_tensor_value_info(rename["bf"], TensorProto.FLOAT, bf.shape)]
         outputs.append(helper.make_tensor_value_info(rename["yo"], TensorProto.FLOAT, None))
         feed[rename["af"]], feed[rename["bf"]] = af, bf
-    g = helper.make_graph(nodes, "probe", inputs, outputs, inits)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]).SerializeToString()
-    out = simulate(model, [feed], arch)
-    if out.outputs is None:
-        raise RuntimeError(f"the simulator refused the probe: {out.refusal}")
+    out = simulate_probe(nodes, inits, inputs, outputs, feed, arch)
     return [np.rint(out.outputs[0][f"k{k}_yo"].astype(np.float64) / float(np.float32(enc[4]))).astype(np.int64)
             + enc[5] for k, enc in enumerate(encs)]
 

@@ -117,6 +117,20 @@ def cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "openqnn" / "fidelity"
 
 
+def simulate_probe(nodes: Sequence[Any], inits: Sequence[Any], inputs: Sequence[Any], outputs: Sequence[Any],
+                   feed: Mapping[str, np.ndarray], arch: str, opset: int = 21) -> SimOutcome:
+    """A probe script's graph (``nodes`` with ``inits``, one ``feed``) on the simulator for ``arch``; raises
+    RuntimeError where QNN refuses it. Its outputs: ``.outputs[0]`` by name; ``.float_nodes`` what ran on floats."""
+    from onnx import helper
+
+    g = helper.make_graph(list(nodes), "probe", list(inputs), list(outputs), list(inits))
+    model: bytes = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)]).SerializeToString()
+    out = simulate(model, [feed], arch)
+    if out.outputs is None:
+        raise RuntimeError(f"the simulator refused the probe: {out.refusal}")
+    return out
+
+
 def _cache_key(model: bytes, feeds: Sequence[Mapping[str, np.ndarray]], arch: str) -> str:
     h = hashlib.sha256()
     h.update(f"{CACHE_VERSION}|{wheel_version()}|{arch}|".encode())

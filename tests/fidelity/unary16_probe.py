@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tests.fidelity.harness import simulate, simulator_missing
+from tests.fidelity.harness import simulate_probe, simulator_missing
 
 N = 1 << 16
 
@@ -63,11 +63,7 @@ def probe_many(arch: str, op: str, probes: Sequence[Probe16], opset: int = 21, c
         feed[f"k{k}_x"] = (np.float32(p.si) * (q - np.float32(p.zi))).astype(np.float32)
         inputs.append(helper.make_tensor_value_info(f"k{k}_x", TensorProto.FLOAT, q.shape))
         outputs.append(helper.make_tensor_value_info(f"k{k}_yo", TensorProto.FLOAT, None))
-    g = helper.make_graph(nodes, "probe", inputs, outputs, inits)
-    model: bytes = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)]).SerializeToString()
-    out = simulate(model, [feed], arch)
-    if out.outputs is None:
-        raise RuntimeError(f"the simulator refused the probe: {out.refusal}")
+    out = simulate_probe(nodes, inits, inputs, outputs, feed, arch, opset)
     if out.float_nodes:
         print("QNN ran on floats:", out.float_nodes)
     return [np.rint(out.outputs[0][f"k{k}_yo"].astype(np.float64).reshape(-1) / float(np.float32(p.so))).astype(np.int64)

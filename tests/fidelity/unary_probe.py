@@ -31,7 +31,7 @@ from openqnn.backends.htp.spec.qnn_unary import (
     prelu_tables,
     reciprocal_codes,
 )
-from tests.fidelity.harness import simulate, simulator_missing
+from tests.fidelity.harness import simulate_probe, simulator_missing
 
 OPS = ("LeakyRelu", "PRelu", "Reciprocal", "BatchNorm")
 
@@ -109,11 +109,7 @@ def probe_many(arch: str, op: str, probes: Sequence[UnaryProbe]) -> list[np.ndar
         feed[f"k{k}_x"] = (np.float32(p.si) * (q.astype(np.float32) - np.float32(p.zi))).astype(np.float32)
         inputs.append(helper.make_tensor_value_info(f"k{k}_x", TensorProto.FLOAT, q.shape))
         outputs.append(helper.make_tensor_value_info(f"k{k}_yo", TensorProto.FLOAT, None))
-    g = helper.make_graph(nodes, "probe", inputs, outputs, inits)
-    model: bytes = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)]).SerializeToString()
-    out = simulate(model, [feed], arch)
-    if out.outputs is None:
-        raise RuntimeError(f"the simulator refused the probe: {out.refusal}")
+    out = simulate_probe(nodes, inits, inputs, outputs, feed, arch)
     return [np.rint(out.outputs[0][f"k{k}_yo"].astype(np.float64) / float(np.float32(p.so))).astype(np.int64) + p.zo
             for k, p in enumerate(probes)]
 
