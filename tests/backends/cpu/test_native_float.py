@@ -148,6 +148,13 @@ def test_plans_choose_the_native_kernels_and_match_onednn_and_the_model(tmp_path
     for cls in (native.Conv, native.Gemm, native.Depthwise, native.PointwiseDepthwise):
         real = cls.run
         monkeypatch.setattr(cls, "run", lambda self, *a, _r=real, _n=cls.__name__, **k: (calls.append(_n), _r(self, *a, **k))[1])
+    real_step = native.Gemm.step  # (a plan's GEMM steps call the closure Gemm.step makes, not Gemm.run)
+
+    def counted_step(self: native.Gemm, *a: object, **k: object) -> object:
+        fn = real_step(self, *a, **k)  # type: ignore[arg-type]
+        return lambda *xs: (calls.append("Gemm"), fn(*xs))[1]
+
+    monkeypatch.setattr(native.Gemm, "step", counted_step)
     fast = Plan(graph).run(feeds)["y"]
     # the first convolution (3 channels); the expansion and the depthwise convolution fused; the projection and
     # the Linear

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -149,6 +149,31 @@ class Gemm:
         if m:
             self.fn(self.ref, x.data_ptr(), m, out.data_ptr(), other)
         return out
+
+    def step(self, out_shape: Sequence[int], add: bool = False) -> Callable[..., torch.Tensor]:
+        """``run`` for one ``out_shape`` (and a residual operand or none) as a single closure: what a plan's step
+        calls, one Python frame and no argument tuples per call."""
+        fn, ref, k, shape, empty, f32 = self.fn, self.ref, self.k, tuple(out_shape), torch.empty, _F32
+        if not shape or not k or 0 in shape:
+            return (lambda x, other: self.run(x, out_shape, other)) if add else (lambda x: self.run(x, out_shape))
+
+        # (each closure holds this Gemm: its struct points into this object's packed weights and bias)
+        if add:
+            def run_add(x: torch.Tensor, other: torch.Tensor, _owner: Gemm = self) -> torch.Tensor:
+                x, other = x.contiguous(), other.contiguous()
+                out = empty(*shape, dtype=f32)
+                fn(ref, x.data_ptr(), x.numel() // k, out.data_ptr(), other.data_ptr())
+                return out
+
+            return run_add
+
+        def run(x: torch.Tensor, _owner: Gemm = self) -> torch.Tensor:
+            x = x.contiguous()
+            out = empty(*shape, dtype=f32)
+            fn(ref, x.data_ptr(), x.numel() // k, out.data_ptr(), None)
+            return out
+
+        return run
 
 
 class Conv:

@@ -177,9 +177,7 @@ def _native_conv(node: Node, ctx: BuildContext, w: torch.Tensor, b: torch.Tensor
         return native.Depthwise(w[:, 0].permute(1, 2, 0), b, geo, epilogue.clamp).run  # (x) or (x, other)
     if kind == "gemm":
         gemm = native.Gemm(w.reshape(cout, c), b, epilogue.clamp)
-        if epilogue.add:
-            return lambda x, other: gemm.run(x, out_shape, other)
-        return lambda x: gemm.run(x, out_shape)
+        return gemm.step(out_shape, add=bool(epilogue.add))
     if kind == "conv":
         return native.Conv(w.permute(0, 2, 3, 1), b, geo, epilogue.clamp).run
     return None
