@@ -33,10 +33,10 @@ from openqnn.backends.cpu.kernels.linear import (
     build_fully_connected_siblings,
     can_share_gemm,
 )
+from openqnn.backends.cpu.kernels.normalization import native_layer_norm, row_norm_size
 from openqnn.errors import ContextError
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph, Node
-from openqnn.ir.tensor import TensorKind
 
 _REMEDY = "prepare the context again with qnn-context-binary-generator (this openqnn writes cpu steps it can read)"
 
@@ -84,13 +84,8 @@ class Fusion:
 def _then_norm(step: Step, ln: Node, ctx: BuildContext) -> Step:
     """``step`` followed by LayerNorm ``ln`` on its fresh output: in place with the native kernel, else the
     LayerNorm kernel's own step on it."""
-    if step.path == "native" and native_ok(ctx, ln.inputs[0]):
-        shape = ctx.shape(ln.inputs[0])
-        rank = len(shape)
-        n = math.prod(shape[a % rank] for a in ln.attrs["axes"])
-        g = ctx.static(ln.inputs[1]) if len(ln.inputs) > 1 and ln.inputs[1] else None
-        b = ctx.static(ln.inputs[2]) if len(ln.inputs) > 2 and ln.inputs[2] else None
-        norm = native.LayerNorm(n, g, b, float(ln.attrs["epsilon"]))
+    norm = native_layer_norm(ln, ctx) if step.path == "native" else None
+    if norm is not None:
         first = step.fn
 
         def fused(*xs: torch.Tensor) -> torch.Tensor:
@@ -174,17 +169,9 @@ def fuse_epilogues(graph: Graph, exclude: Collection[str] = ()) -> list[Fusion]:
 
 
 def _row_norm(graph: Graph, ln: Node) -> bool:
-    """Whether LayerNorm ``ln`` normalizes float32 rows over its input's trailing axes with static (or no) scale
-    and bias of the rows' size: what :class:`Fusion` runs in place on a GEMM's output."""
-    shape = graph.tensors[ln.inputs[0]].shape
-    rank = len(shape)
-    axes = sorted(a % rank for a in ln.attrs["axes"]) if rank else []
-    n = math.prod(shape[a] for a in axes)
-    params = [x for x in ln.inputs[1:3] if x]
-    return (bool(axes) and axes == list(range(rank - len(axes), rank)) and n > 0
-            and graph.tensors[ln.inputs[0]].dtype is DType.FLOAT_32
-            and all(graph.tensors[x].kind is TensorKind.STATIC and math.prod(graph.tensors[x].shape) == n
-                    for x in params))
+    """Whether LayerNorm ``ln`` normalizes float32 rows as the native kernel takes them in place on a GEMM's output
+    (:func:`~openqnn.backends.cpu.kernels.normalization.row_norm_size`)."""
+    return graph.tensors[ln.inputs[0]].dtype is DType.FLOAT_32 and row_norm_size(ln, BuildContext(graph)) > 0
 
 
 def _sole_reader(graph: Graph) -> Callable[[str], Node | None]:
@@ -429,6 +416,7 @@ def fuse_attention(graph: Graph, exclude: Collection[str] = ()) -> list[Attentio
     the scale a static scalar, the mask broadcasting to the scores' shape, Q, K and V of one batch shape."""
     producers = {o: n for n in graph.nodes for o in n.outputs}
     only_reader = _sole_reader(graph)
+    consumers = graph.consumers()
     ctx = BuildContext(graph)
 
     found = []
@@ -465,7 +453,7 @@ def fuse_attention(graph: Graph, exclude: Collection[str] = ()) -> list[Attentio
         if node is None or node.op_type != "MatMul" or only_reader(x) not in (sm, *chain[:1]):
             continue
         scores = node
-        guard = _nan_guard(graph, ctx, sm, only_reader)
+        guard = _nan_guard(graph, ctx, sm, only_reader, consumers)
         probs = (guard[-1] if guard else sm).outputs[0]
         ctx_mm = only_reader(probs)
         if (ctx_mm is None or ctx_mm.op_type != "MatMul" or ctx_mm.inputs[0] != probs
@@ -483,10 +471,11 @@ def fuse_attention(graph: Graph, exclude: Collection[str] = ()) -> list[Attentio
     return found
 
 
-def _nan_guard(graph: Graph, ctx: BuildContext, sm: Node, only_reader: Callable[[str], Node | None]) -> list[Node]:
+def _nan_guard(graph: Graph, ctx: BuildContext, sm: Node, only_reader: Callable[[str], Node | None],
+               consumers: dict[str, list[Node]]) -> list[Node]:
     """``[IsNaN, Where]`` where the Softmax's probabilities are read only by ``Where(IsNaN(p), 0, p)`` (PyTorch's
     exported scaled_dot_product_attention: a row whose scores are all -inf gives zeros, not NaN); else []."""
-    readers = graph.consumers().get(sm.outputs[0], [])
+    readers = consumers.get(sm.outputs[0], [])
     if len(readers) != 2 or sm.outputs[0] in graph.outputs:
         return []
     isnan = next((n for n in readers if n.op_type == "ElementWiseIsNan"), None)

@@ -90,6 +90,45 @@ __attribute__((unused)) static void* thread_scratch(size_t bytes) {
     return scratch_buf;
 }
 
+/* One GEMM of the AVX2 and aarch64 forms: blocks of rb rows, each a task of its own (the same bits on any number
+ * of threads). bp and init are in the form's packed layout. */
+typedef struct {
+    const uint8_t* A;
+    long M, K, lda, N, rb;
+    const void* bp;
+    const int32_t* init;
+    const rq_plan* plan;
+    char* out;
+    volatile int failed;
+} block_job;
+
+/* block t's first row and row count, and its scratch: the block's A rows (arow_bytes each, from the start of the
+ * returned memory), then its int32 accumulators (*buf, rows x N); null, the job marked failed, where it cannot
+ * be had */
+__attribute__((unused)) static char* block_scratch(block_job* j, long t, size_t arow_bytes, long* r0, long* rows,
+                                                   int32_t** buf) {
+    *r0 = t * j->rb;
+    *rows = j->M - *r0 < j->rb ? j->M - *r0 : j->rb;
+    size_t abytes = ((size_t)*rows * arow_bytes + 63) / 64 * 64;
+    char* mem = (char*)thread_scratch(abytes + (size_t)(*rows * j->N) * sizeof(int32_t));
+    if (!mem) {
+        j->failed = 1;
+        return 0;
+    }
+    *buf = (int32_t*)(void*)(mem + abytes);
+    return mem;
+}
+
+/* every block of the job, on the pool where pooled, else on this thread: 0, or -1 where a block's scratch failed */
+__attribute__((unused)) static int run_blocks(block_job* j, void (*block)(void*, long), int pooled) {
+    long blocks = (j->M + j->rb - 1) / j->rb;
+    if (blocks > 1 && pooled)
+        openqnn_parallel(block, j, blocks);
+    else
+        for (long t = 0; t < blocks; ++t) block(j, t);
+    return j->failed ? -1 : 0;
+}
+
 /* a depthwise convolution's geometry (native/__init__.py's _Geo) */
 typedef struct {
     long n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow;
@@ -806,30 +845,14 @@ static inline __attribute__((always_inline)) void gemm_rows(const uint8_t* a, lo
 GEMM_ROWS(gemm_rows_1, 1)
 GEMM_ROWS(gemm_rows_2, 2) /* TN = 2 */
 
-typedef struct {
-    const uint8_t* A;
-    long M, K, lda, N, rb;
-    const void* bp; /* packed weights */
-    const int32_t* init; /* padded to a multiple of 8 columns */
-    const rq_plan* plan;
-    char* out;
-    volatile int failed;
-} gemm_job;
-
 /* rows [r0, r0 + rb) of one GEMM: A copied into rows padded to 4k, every chunk of k and panel, then the
  * epilogue */
 static void gemm_block(void* arg, long t) {
-    gemm_job* j = (gemm_job*)arg;
-    long r0 = t * j->rb, rows = j->M - r0 < j->rb ? j->M - r0 : j->rb, N = j->N, K = j->K;
-    long kq = (K + 3) / 4, lda = 4 * kq, nb8 = (N + 7) / 8;
-    size_t abytes = ((size_t)(rows * lda) + 63) / 64 * 64;
-    char* mem = (char*)thread_scratch(abytes + (size_t)(rows * N) * sizeof(int32_t));
-    if (!mem) {
-        j->failed = 1;
-        return;
-    }
-    uint8_t* a4 = (uint8_t*)mem;
-    int32_t* buf = (int32_t*)(void*)(mem + abytes);
+    block_job* j = (block_job*)arg;
+    long N = j->N, K = j->K, kq = (K + 3) / 4, lda = 4 * kq, nb8 = (N + 7) / 8, r0, rows;
+    int32_t* buf;
+    uint8_t* a4 = (uint8_t*)block_scratch(j, t, (size_t)lda, &r0, &rows, &buf);
+    if (!a4) return;
     for (long r = 0; r < rows; ++r) {
         memcpy(a4 + r * lda, j->A + (r0 + r) * j->lda, (size_t)K);
         memset(a4 + r * lda + K, 0, (size_t)(lda - K));
@@ -917,29 +940,13 @@ static inline __attribute__((always_inline)) void gemm_rows(const int16_t* aw, l
 GEMM_ROWS(gemm_rows_1, 1)
 GEMM_ROWS(gemm_rows_2, 2) /* TN = 2 */
 
-typedef struct {
-    const uint8_t* A;
-    long M, K, lda, N, rb;
-    const int16_t* bp;
-    const int32_t* init; /* padded to a multiple of 8 columns */
-    const rq_plan* plan;
-    char* out;
-    volatile int failed;
-} gemm_job;
-
 /* rows [r0, r0 + rb) of one GEMM: A widened, every chunk of k and panel, then the epilogue */
 static void gemm_block(void* arg, long t) {
-    gemm_job* j = (gemm_job*)arg;
-    long r0 = t * j->rb, rows = j->M - r0 < j->rb ? j->M - r0 : j->rb, N = j->N, K = j->K;
-    long kp = (K + 1) / 2, lda = 2 * kp, nb8 = (N + 7) / 8;
-    size_t abytes = ((size_t)(rows * lda) * sizeof(int16_t) + 63) / 64 * 64;
-    char* mem = (char*)thread_scratch(abytes + (size_t)(rows * N) * sizeof(int32_t));
-    if (!mem) {
-        j->failed = 1;
-        return;
-    }
-    int16_t* aw = (int16_t*)(void*)mem;
-    int32_t* buf = (int32_t*)(void*)(mem + abytes);
+    block_job* j = (block_job*)arg;
+    long N = j->N, K = j->K, kp = (K + 1) / 2, lda = 2 * kp, nb8 = (N + 7) / 8, r0, rows;
+    int32_t* buf;
+    int16_t* aw = (int16_t*)(void*)block_scratch(j, t, (size_t)lda * sizeof(int16_t), &r0, &rows, &buf);
+    if (!aw) return;
     for (long r = 0; r < rows; ++r) { /* uint8 -> int16, an odd K padded with a zero */
         const uint8_t* src = j->A + (r0 + r) * j->lda;
         int16_t* dst = aw + r * lda;
@@ -954,7 +961,7 @@ static void gemm_block(void* arg, long t) {
         for (long p0 = 0; p0 < nb8; p0 += TN) {
             int nb = nb8 - p0 < TN ? (int)(nb8 - p0) : TN;
             long col = p0 * 8, ncols = N - col;
-            const int16_t* bq = j->bp + p0 * 16 * kp + q0 * nb * 16;
+            const int16_t* bq = (const int16_t*)j->bp + p0 * 16 * kp + q0 * nb * 16;
             __m256i iv[TN];
             for (int b = 0; b < nb; ++b) iv[b] = _mm256_loadu_si256((const __m256i*)(j->init + col + 8 * b));
             (nb == 2 ? gemm_rows_2 : gemm_rows_1)(aw + 2 * q0, rows, lda, nq, bq, q0 == 0, iv, buf + col, N, ncols);
@@ -976,14 +983,10 @@ int gemm_u8s8(const uint8_t* A, long M, long K, long lda, const int8_t* bp, long
     int32_t* iv = (int32_t*)calloc((size_t)np8, sizeof(int32_t));
     if (!iv) return -1;
     memcpy(iv, init, (size_t)N * sizeof(int32_t));
-    gemm_job j = {A, M, K, lda, N, rb, (const void*)bp, iv, plan, out, 0};
-    long blocks = (M + rb - 1) / rb;
-    if (blocks > 1 && pooled)
-        openqnn_parallel(gemm_block, &j, blocks);
-    else
-        for (long t = 0; t < blocks; ++t) gemm_block(&j, t);
+    block_job j = {A, M, K, lda, N, rb, (const void*)bp, iv, plan, out, 0};
+    int rc = run_blocks(&j, gemm_block, pooled);
     free(iv);
-    return j.failed ? -1 : 0;
+    return rc;
 }
 
 #if INT8_VNNI256
@@ -1336,30 +1339,14 @@ static inline __attribute__((always_inline)) void gemm_tile(const int8_t* a, lon
     }
 }
 
-typedef struct {
-    const uint8_t* A;
-    long M, K, lda, N, rb;
-    const int8_t* bp;
-    const int32_t* init; /* + 128 * sum(w), padded to a multiple of 16 columns */
-    const rq_plan* plan;
-    char* out;
-    volatile int failed;
-} gemm_job;
-
 /* rows [r0, r0 + rb) of one GEMM: A copied as signed codes into rows padded to 4k, every chunk and panel,
- * then the epilogue */
+ * then the epilogue (init: + 128 * sum(w), padded to a multiple of 16 columns) */
 static void gemm_block(void* arg, long t) {
-    gemm_job* j = (gemm_job*)arg;
-    long r0 = t * j->rb, rows = j->M - r0 < j->rb ? j->M - r0 : j->rb, N = j->N, K = j->K;
-    long kq = (K + 3) / 4, lda = 4 * kq, np = (N + 15) / 16;
-    size_t abytes = ((size_t)(rows * lda) + 63) / 64 * 64;
-    char* mem = (char*)thread_scratch(abytes + (size_t)(rows * N) * sizeof(int32_t));
-    if (!mem) {
-        j->failed = 1;
-        return;
-    }
-    int8_t* a4 = (int8_t*)mem;
-    int32_t* buf = (int32_t*)(void*)(mem + abytes);
+    block_job* j = (block_job*)arg;
+    long N = j->N, K = j->K, kq = (K + 3) / 4, lda = 4 * kq, np = (N + 15) / 16, r0, rows;
+    int32_t* buf;
+    int8_t* a4 = (int8_t*)block_scratch(j, t, (size_t)lda, &r0, &rows, &buf);
+    if (!a4) return;
     for (long r = 0; r < rows; ++r) {
         const uint8_t* src = j->A + (r0 + r) * j->lda;
         int8_t* dst = a4 + r * lda;
@@ -1373,7 +1360,7 @@ static void gemm_block(void* arg, long t) {
         long nq = kq - q0 < KC / 4 ? kq - q0 : KC / 4;
         for (long p0 = 0; p0 < np; ++p0) {
             long col = p0 * 16, ncols = N - col;
-            const int8_t* bq = j->bp + p0 * 64 * kq + q0 * 64;
+            const int8_t* bq = (const int8_t*)j->bp + p0 * 64 * kq + q0 * 64;
             long i = 0;
             for (; i + TM <= rows; i += TM)
                 gemm_tile(a4 + i * lda + 4 * q0, lda, TM, nq, bq, q0 == 0, j->init + col, buf + i * N + col, N, ncols);
@@ -1400,14 +1387,10 @@ int gemm_u8s8(const uint8_t* A, long M, long K, long lda, const int8_t* bp, long
     if (!iv) return -1;
     const int32_t* sums = (const int32_t*)(const void*)(bp + kq * 4 * np16);
     for (long c = 0; c < N; ++c) iv[c] = init[c] + sums[c]; /* (wraps as the accumulator does) */
-    gemm_job j = {A, M, K, lda, N, rb, bp, iv, plan, out, 0};
-    long blocks = (M + rb - 1) / rb;
-    if (blocks > 1 && pooled)
-        openqnn_parallel(gemm_block, &j, blocks);
-    else
-        for (long t = 0; t < blocks; ++t) gemm_block(&j, t);
+    block_job j = {A, M, K, lda, N, rb, (const void*)bp, iv, plan, out, 0};
+    int rc = run_blocks(&j, gemm_block, pooled);
     free(iv);
-    return j.failed ? -1 : 0;
+    return rc;
 }
 
 /* ---- depthwise ----------------------------------------------------------------------------------

@@ -18,6 +18,29 @@ def batchnorm(node: Node, ctx: BuildContext) -> Step:
     return simple(lambda x, w, b: torch.addcmul(b, x, w), node)  # channel-last: params broadcast on the last axis
 
 
+def row_norm_size(node: Node, ctx: BuildContext) -> int:
+    """The row size ``n`` when LayerNorm ``node`` normalizes its input's trailing axes with static (or no) scale and
+    bias of ``n`` elements each (what the native kernel takes, alone or in place after a GEMM); else 0."""
+    shape = ctx.shape(node.inputs[0])
+    rank = len(shape)
+    axes = sorted(a % rank for a in node.attrs["axes"]) if rank else []
+    n = math.prod(shape[a] for a in axes)
+    params = [x for x in node.inputs[1:3] if x]
+    ok = (bool(axes) and axes == list(range(rank - len(axes), rank)) and n > 0
+          and all(ctx.is_static(p) and math.prod(ctx.shape(p)) == n for p in params))
+    return n if ok else 0
+
+
+def native_layer_norm(node: Node, ctx: BuildContext) -> native.LayerNorm | None:
+    """The native kernel for LayerNorm ``node`` where it runs there (float32 on the CPU, :func:`row_norm_size`)."""
+    n = row_norm_size(node, ctx)
+    if not n or not native_ok(ctx, node.inputs[0]):
+        return None
+    g = ctx.static(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] else None
+    b = ctx.static(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    return native.LayerNorm(n, g, b, float(node.attrs["epsilon"]))
+
+
 @kernel("LayerNorm")
 def layer_norm(node: Node, ctx: BuildContext) -> Step:
     axes = sorted(a % len(ctx.shape(node.inputs[0])) for a in node.attrs["axes"])
@@ -27,20 +50,17 @@ def layer_norm(node: Node, ctx: BuildContext) -> Step:
     norm_shape = tuple(ctx.shape(node.inputs[0])[a] for a in axes)
     has_g = len(node.inputs) > 1 and bool(node.inputs[1])
     has_b = len(node.inputs) > 2 and bool(node.inputs[2])
-    statics = [x for x in node.inputs[1:3] if x]
-    n = math.prod(norm_shape)
-    if (trailing and native_ok(ctx, node.inputs[0]) and n > 0 and all(ctx.is_static(p) for p in statics)
-            and all(math.prod(ctx.shape(p)) == n for p in statics)):
-        g_t = ctx.static(node.inputs[1]) if has_g else None
-        b_t = ctx.static(node.inputs[2]) if has_b else None
-        ln = native.LayerNorm(n, g_t, b_t, float(eps))
+    fast = native_layer_norm(node, ctx)
+    if fast is not None:
+        kernel_ = fast
 
         def run_native(x: torch.Tensor) -> torch.Tensor:
             if x.dtype is torch.float32:
-                return ln.run(x)
+                return kernel_.run(x)
             # (another dtype handed to the step, as a float64 reference does: PyTorch's own)
-            return F.layer_norm(x, norm_shape, None if g_t is None else g_t.reshape(norm_shape).to(x.dtype),
-                                None if b_t is None else b_t.reshape(norm_shape).to(x.dtype), eps)
+            g, b = kernel_.g, kernel_.b
+            return F.layer_norm(x, norm_shape, None if g is None else g.reshape(norm_shape).to(x.dtype),
+                                None if b is None else b.reshape(norm_shape).to(x.dtype), eps)
 
         return Step(run_native, [node.inputs[0]], path="native")
 
