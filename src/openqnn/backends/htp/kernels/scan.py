@@ -18,7 +18,7 @@ import torch
 
 from openqnn.backends.htp.kernels.common import c_array, quantized_io, to_storage
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, HtpStep, Unsupported, bind_step, htp_binder
-from openqnn.backends.htp.spec.qnn_cumsum import cumsum_consts_for
+from openqnn.backends.htp.spec.qnn_cumsum import cumsum_codes, cumsum_consts_for
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 
@@ -53,15 +53,8 @@ def _bind_cumsum_qnn(plan: StepPlan, device: torch.device) -> Bound:
     zo = np.float32(z_out)
     si_t, so_t, inv_t, zo_t = (torch.tensor(float(v), dtype=torch.float32, device=device) for v in (si, so, inv, zo))
 
-    def reference(a: np.ndarray) -> np.ndarray:
-        x = si * (np.asarray(a, dtype=np.int64) - z_in).astype(np.float32)
-        out = np.empty(x.shape, dtype=np.int64)
-        y = np.full(x.shape[:-1], z_out, dtype=np.int64)
-        for i in range(x.shape[-1]):
-            v = so * (y - z_out).astype(np.float32) + x[..., i]
-            y = np.clip(np.rint(v * inv + zo), 0, qmax).astype(np.int64)
-            out[..., i] = y
-        return c_array(out)
+    def reference(a: np.ndarray) -> np.ndarray:  # (the spec itself)
+        return c_array(cumsum_codes(np.asarray(a), float(si), z_in, float(so), z_out, bits))
 
     def fast(t: torch.Tensor) -> torch.Tensor:
         x = (t.to(torch.int32) - z_in).to(torch.float32) * si_t
