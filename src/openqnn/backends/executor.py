@@ -7,6 +7,13 @@ between backends stays outside the loop: how feeds become the first values (quan
 torch tensors for cpu) and how outputs come back. ``after`` hooks run on a value as soon as it is made
 (the cpu backend's quantization simulation quantize-dequantizes every encoded activation there).
 
+Writing over a dead operand: a step may offer a second callable, ``over``, that writes its result over its
+last input (a residual it adds, say) instead of into fresh memory. The executor calls it only where that
+input's slot dies at this step, is made by an earlier step (never a graph input or a bound weight), and, at
+run time, its tensor is held by nothing else (no other slot, view or caller): then the sum is accumulated where
+the residual already lies, in cache, as ONNX Runtime's fused Conv + Sum does, instead of being written to a
+buffer last touched a whole run ago.
+
 Profiling: inside ``with recording() as records:`` every run on this thread (any backend) appends one
 :class:`NodeRecord` per call: its start and duration, the shapes and bytes of what it read and wrote, and the
 bytes of intermediates alive after it (the memory the release schedule above keeps). Outside it the loop is
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
@@ -70,13 +78,42 @@ def _shape_bytes(value: Any) -> tuple[tuple[int, ...], int]:
 
 
 class BoundStep(NamedTuple):
-    """A step ready to run: ``fn(*values of inputs)`` returns the value of each output (one: the value)."""
+    """A step ready to run: ``fn(*values of inputs)`` returns the value of each output (one: the value);
+    ``over``, where given, the same with the result written over the last input (see the module docstring)."""
 
     fn: Callable[..., Any]
     inputs: Sequence[str]
     outputs: Sequence[str]
     node: str
     op_type: str
+    over: Callable[..., Any] | None = None
+
+
+_use_count = getattr(torch._C, "_storage_Use_Count", None)
+
+
+def _holders(value: Any) -> int:
+    return sys.getrefcount(value)  # (at the depth of _sole's own call)
+
+
+def _sole_refs() -> int:
+    """What ``sys.getrefcount`` gives inside :func:`_sole` for a tensor only an argument list holds, as
+    :meth:`Executor.run` calls it, on this interpreter (references on the stack are counted differently from
+    one Python to the next); 0 (never sole) where one more holder would not show."""
+    args = [torch.empty(1)]
+    alone = _holders(args[-1])
+    other = args[0]  # noqa: F841 (a second holder)
+    return alone if _holders(args[-1]) == alone + 1 else 0
+
+
+_SOLE_REFS = _sole_refs()
+
+
+def _sole(value: Any) -> bool:
+    """Whether ``value`` is a plain tensor that nothing but the caller's argument list holds: no other
+    reference to it, no view of its storage, no tensor it is a view of."""
+    return (_use_count is not None and type(value) is torch.Tensor and sys.getrefcount(value) == _SOLE_REFS
+            and value._base is None and _use_count(value.untyped_storage()._cdata) == 2)
 
 
 @dataclass(frozen=True)
@@ -88,6 +125,7 @@ class _Call:
     after: tuple[tuple[int, Callable[[Any], Any]], ...]  # hooks on this call's outputs
     node: str
     op_type: str
+    over: Callable[..., Any] | None  # fn writing over the last input, where its slot dies here (else None)
 
 
 class Executor:
@@ -121,9 +159,18 @@ class Executor:
         for s, last in last_use.items():
             if s not in keep:
                 frees[last].append(s)
+        made = {slots[o] for step in steps for o in step.outputs} - {slots[n] for n in inputs}
+
+        def over(i: int, step: BoundStep) -> Callable[..., Any] | None:
+            if step.over is None or not step.inputs:
+                return None
+            last = slots[step.inputs[-1]]
+            sole = last in frees[i] and last in made and [slots[x] for x in step.inputs].count(last) == 1
+            return step.over if sole else None
+
         self.calls = [_Call(step.fn, tuple(slots[x] for x in step.inputs), tuple(slots[o] for o in step.outputs),
                             tuple(frees[i]), tuple((slots[o], after[o]) for o in step.outputs if o in after),
-                            step.node, step.op_type) for i, step in enumerate(steps)]
+                            step.node, step.op_type, over(i, step)) for i, step in enumerate(steps)]
         self.input_after = [(slots[n], after[n]) for n in inputs if n in after]
         self.n_slots = len(slots)
         self.in_slots = [slots[n] for n in inputs]
@@ -150,12 +197,19 @@ class Executor:
             with torch.inference_mode():
                 for c in self.calls:
                     t0 = time.perf_counter() if profile is not None else 0.0
-                    res = c.fn(*[env[i] for i in c.ins])
+                    args = [env[i] for i in c.ins]
+                    if c.over is not None:
+                        env[c.ins[-1]] = None  # (its last reader is this call)
+                        res = (c.over if _sole(args[-1]) else c.fn)(*args)
+                    else:
+                        res = c.fn(*args)
+                    del args
                     if len(c.outs) == 1:
                         env[c.outs[0]] = res[0] if isinstance(res, (tuple, list)) else res
                     else:
                         for s, r in zip(c.outs, res):
                             env[s] = r
+                    res = r = None  # (the outputs live in env alone: a later step may write over them)
                     for s, hook in c.after:
                         env[s] = hook(env[s])
                     for s in c.free:
@@ -180,12 +234,19 @@ class Executor:
             for c in self.calls:
                 ins = [_shape_bytes(env[i]) for i in c.ins]
                 t0 = time.perf_counter()
-                res = c.fn(*[env[i] for i in c.ins])
+                args = [env[i] for i in c.ins]
+                if c.over is not None:
+                    env[c.ins[-1]] = None
+                    res = (c.over if _sole(args[-1]) else c.fn)(*args)
+                else:
+                    res = c.fn(*args)
+                del args
                 if len(c.outs) == 1:
                     env[c.outs[0]] = res[0] if isinstance(res, (tuple, list)) else res
                 else:
                     for s, r in zip(c.outs, res):
                         env[s] = r
+                res = r = None
                 for s, hook in c.after:
                     env[s] = hook(env[s])
                 if any(isinstance(env[s], torch.Tensor) and env[s].is_cuda for s in c.outs):

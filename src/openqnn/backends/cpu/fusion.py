@@ -86,13 +86,18 @@ def _then_norm(step: Step, ln: Node, ctx: BuildContext) -> Step:
     LayerNorm kernel's own step on it."""
     norm = native_layer_norm(ln, ctx) if step.path == "native" else None
     if norm is not None:
-        first = step.fn
+        first, over = step.fn, step.over
 
         def fused(*xs: torch.Tensor) -> torch.Tensor:
             y = first(*xs)
             return norm.run(y, out=y)
 
-        return Step(fused, step.inputs, path="native")
+        def fused_over(*xs: torch.Tensor) -> torch.Tensor:
+            assert over is not None
+            y = over(*xs)
+            return norm.run(y, out=y)
+
+        return Step(fused, step.inputs, path="native", over=fused_over if over is not None else None)
     after = KERNELS["LayerNorm"](ln, ctx)
     head, extra, count = step.fn, after.inputs[1:], len(step.inputs)
 

@@ -95,10 +95,25 @@ def float_isa() -> str | None:
     return None if lib is None else _ISAS.get(int(lib.openqnn_float_isa()), "portable")
 
 
-def _io(x: torch.Tensor, add: torch.Tensor | None, out_shape: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, int | None]:
-    """A kernel's contiguous input, its fresh output and the address of its residual operand (None for none)."""
+def _io(x: torch.Tensor, add: torch.Tensor | None, out_shape: Sequence[int]
+        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """A kernel's contiguous input, its fresh output and its contiguous residual operand (None for none; the
+    caller holds it until the kernel has run: a contiguous copy has no other owner)."""
     return (x.contiguous(), torch.empty(*out_shape, dtype=_F32) if out_shape else torch.empty((), dtype=_F32),
-            None if add is None else add.contiguous().data_ptr())
+            None if add is None else add.contiguous())
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def _writable(other: torch.Tensor, numel: int) -> bool:
+    """Whether a kernel can write its output (``numel`` floats) over the residual operand ``other``."""
+    return other.dtype == _F32 and other.numel() == numel and other.is_contiguous() and other.device.type == "cpu"
+
+
+def _as(out: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    return out if out.shape == shape else out.view(shape)
 
 
 def _bounds(clamp: tuple[float, float] | None) -> tuple[float, float, int]:
@@ -147,7 +162,7 @@ class Gemm:
         x, out, other = _io(x, add, out_shape)
         m = x.numel() // self.k if self.k else 0
         if m:
-            self.fn(self.ref, x.data_ptr(), m, out.data_ptr(), other)
+            self.fn(self.ref, x.data_ptr(), m, out.data_ptr(), _ptr(other))
         return out
 
     def step(self, out_shape: Sequence[int], add: bool = False) -> Callable[..., torch.Tensor]:
@@ -175,6 +190,23 @@ class Gemm:
 
         return run
 
+    def step_over(self, out_shape: Sequence[int]) -> Callable[..., torch.Tensor] | None:
+        """The closure of ``step(out_shape, add=True)`` that writes its output over the residual operand (the
+        executor's ``over``: it passes one nothing else holds); None where ``step`` has no fast form."""
+        shape = tuple(out_shape)
+        if not shape or not self.k or 0 in shape:
+            return None
+        fn, ref, k, numel, fresh = self.fn, self.ref, self.k, math.prod(shape), self.step(shape, add=True)
+
+        def run_over(x: torch.Tensor, other: torch.Tensor, _owner: Gemm = self) -> torch.Tensor:
+            if not _writable(other, numel):
+                return fresh(x, other)
+            x = x.contiguous()
+            fn(ref, x.data_ptr(), x.numel() // k, other.data_ptr(), other.data_ptr())
+            return _as(other, shape)
+
+        return run_over
+
 
 class Conv:
     """A convolution of one group, channels last, as an implicit GEMM (output pixels the rows, the taps the sum's
@@ -197,8 +229,17 @@ class Conv:
     def run(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` [n, h, w, cin] float32 on the CPU -> [n, oh, ow, cout]; ``add`` of the output's shape or None."""
         x, out, other = _io(x, add, self.out_shape)
+        return self._call(x, out, other)
+
+    def run_over(self, x: torch.Tensor, add: torch.Tensor) -> torch.Tensor:
+        """``run(x, add)`` written over ``add`` (which nothing else may hold)."""
+        if not _writable(add, math.prod(self.out_shape)):
+            return self.run(x, add)
+        return _as(self._call(x.contiguous(), add, add), self.out_shape)
+
+    def _call(self, x: torch.Tensor, out: torch.Tensor, other: torch.Tensor | None) -> torch.Tensor:
         if out.numel() and self.fn(x.data_ptr(), self.geo_ref, self.packed.data_ptr(), self.n, self.bias.data_ptr(),
-                                   out.data_ptr(), other, self.lo, self.hi, self.clamp) != 0:
+                                   out.data_ptr(), _ptr(other), self.lo, self.hi, self.clamp) != 0:
             raise MemoryError("cpu convolution: out of memory for its padded input")
         return out
 
@@ -226,7 +267,16 @@ class PointwiseDepthwise:
     def run(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` [n, h, w, cin] float32 on the CPU -> [n, oh, ow, ce]; ``add`` of the output's shape or None."""
         x, out, other = _io(x, add, self.dw.out_shape)
-        if out.numel() and self.fn(self.ref, x.data_ptr(), out.data_ptr(), other) != 0:
+        return self._call(x, out, other)
+
+    def run_over(self, x: torch.Tensor, add: torch.Tensor) -> torch.Tensor:
+        """``run(x, add)`` written over ``add`` (which nothing else may hold)."""
+        if not _writable(add, math.prod(self.dw.out_shape)):
+            return self.run(x, add)
+        return _as(self._call(x.contiguous(), add, add), self.dw.out_shape)
+
+    def _call(self, x: torch.Tensor, out: torch.Tensor, other: torch.Tensor | None) -> torch.Tensor:
+        if out.numel() and self.fn(self.ref, x.data_ptr(), out.data_ptr(), _ptr(other)) != 0:
             raise MemoryError("cpu pointwise + depthwise convolution: out of memory for its rows")
         return out
 
@@ -254,8 +304,17 @@ class Depthwise:
         """``x`` [n, h, w, c] float32 on the CPU -> [n, oh, ow, c]; ``add`` of the output's shape or None."""
         x, out, other = _io(x, add, self.out_shape)
         if out.numel():
-            self.fn(self.ref, x.data_ptr(), out.data_ptr(), other)
+            self.fn(self.ref, x.data_ptr(), out.data_ptr(), _ptr(other))
         return out
+
+    def run_over(self, x: torch.Tensor, add: torch.Tensor) -> torch.Tensor:
+        """``run(x, add)`` written over ``add`` (which nothing else may hold)."""
+        if not _writable(add, math.prod(self.out_shape)):
+            return self.run(x, add)
+        x = x.contiguous()
+        if add.numel():
+            self.fn(self.ref, x.data_ptr(), add.data_ptr(), add.data_ptr())
+        return _as(add, self.out_shape)
 
 
 class LayerNorm:

@@ -124,7 +124,7 @@ class Plan:
                 step = bind_step(p, nodes, ctx)
                 if wide:
                     assert float_dtype is not None
-                    step.fn = _in_fp32(step.fn, float_dtype)
+                    step.fn, step.over = _in_fp32(step.fn, float_dtype), None
             except Unsupported as e:
                 raise UnsupportedOpError(
                     f"node '{p.node}' ({p.op_type}) cannot run on the {backend_name} backend: {e}") from None
@@ -151,7 +151,7 @@ class Plan:
         for name in graph.outputs:  # a constant output no step reads (a context's io graph has none)
             if name not in statics and name not in made and graph.tensors[name].kind is TensorKind.STATIC:
                 statics[name] = BuildContext(graph, self.device, float_dtype).static(name)
-        self._exec = Executor([BoundStep(st.fn, st.inputs, st.outputs, st.node, st.op_type) for st in steps],
+        self._exec = Executor([BoundStep(st.fn, st.inputs, st.outputs, st.node, st.op_type, st.over) for st in steps],
                               graph.inputs, graph.outputs, statics, fq)
         self._inputs = [graph.tensors[n] for n in graph.inputs]
 

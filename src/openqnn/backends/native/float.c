@@ -223,6 +223,15 @@ static inline __attribute__((always_inline)) void tile_at(const float* a, long l
                                                           const int mr, const int nv, long nc, const epi_t* e,
                                                           const float* add, int part) {
     V acc[MR][NV];
+    if (part & LAST) /* the rows of the output and of the residual, fetched while the sums run */
+        for (int i = 0; i < mr; ++i) {
+            __builtin_prefetch(c + i * ldc, 1, 3);
+            if (nv > 1) __builtin_prefetch(c + i * ldc + VL, 1, 3);
+            if (add) {
+                __builtin_prefetch(add + i * e->ldadd, 0, 3);
+                if (nv > 1) __builtin_prefetch(add + i * e->ldadd + VL, 0, 3);
+            }
+        }
     V b0 = vload(bias), b1 = nv > 1 ? vload(bias + VL) : vzero();
     for (int i = 0; i < MR; ++i) {
         if (part & FIRST || i >= mr) {
@@ -266,8 +275,6 @@ static inline __attribute__((always_inline)) void tiles(const float* a, long lda
     else tile_at(a, lda, off, K, bp, bias, c, ldc, (int)mr, 1, nc, e, add, part);
 }
 
-/* the k chunks of a sum over K: [k0, k0 + kc) for k0 = 0, chunk(K), ... */
-static inline long chunk(long K) { return K > 2 * KC ? KC : K; }
 
 typedef struct {
     const float *a, *bp, *bias;
@@ -275,6 +282,11 @@ typedef struct {
     long M, K, lda, N, ldc, panels, groups, per_group, rows;
     epi_t e;
 } gemm_job;
+
+/* the k chunks of a sum over K: [k0, k0 + kc) for k0 = 0, chunk(g), ... A chunk's partial sums wait in the
+ * output, so an output written over its residual operand (add == c) takes all of K at once: each sum is the
+ * same multiply-adds in the same order either way. */
+static inline long chunk(const gemm_job* g) { return g->K > 2 * KC && g->e.add != g->c ? KC : g->K; }
 
 /* per-thread buffers that grow as needed and are kept for the thread's next call: slot 0 for a GEMM's copied
  * rows, slot 1 for the expanded rows of a fused pointwise + depthwise convolution, slot 2 for attention's K^T,
@@ -295,7 +307,7 @@ static float* scratch_for(int slot, long floats) {
 static void gemm_rows(const gemm_job* g, const float* a, long lda, long m0, long m1, long j0, long j1) {
     /* weights that stay in cache: a tile of rows through all the panels, so that output rows are written
      * whole, one after the other; else a panel through all the rows, so that it is read once */
-    long K = g->K, step = chunk(K);
+    long K = g->K, step = chunk(g);
     /* rows a multiple of 4 KiB apart share the L1 cache's sets: a tile's rows then evict each other, so such a
      * block is copied first, each chunk's rows at a stride off that multiple */
     long off4k = lda % 1024;
@@ -386,7 +398,7 @@ static void conv_task(void* arg, long t) {
     long j0 = pg * g->per_group, j1 = j0 + g->per_group < g->panels ? j0 + g->per_group : g->panels;
     const float* row = j->x + (img * j->hp + oy * q->sh) * j->wp * C;
     long lda = q->sw * C, m0 = r * q->ow;
-    long K = g->K, step = chunk(K);
+    long K = g->K, step = chunk(g);
     for (long k0 = 0; k0 < K; k0 += step) {
         long kc = K - k0 < step ? K - k0 : step;
         int part = (k0 == 0 ? FIRST : 0) | (k0 + kc >= K ? LAST : 0);

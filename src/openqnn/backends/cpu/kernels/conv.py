@@ -19,7 +19,14 @@ import torch
 import torch.nn.functional as F
 
 from openqnn.backends.cpu import native
-from openqnn.backends.cpu.kernels.registry import BuildContext, LayerOperands, Step, Unsupported, kernel
+from openqnn.backends.cpu.kernels.registry import (
+    BuildContext,
+    KernelFn,
+    LayerOperands,
+    Step,
+    Unsupported,
+    kernel,
+)
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Node
 
@@ -141,7 +148,7 @@ def build_conv2d(node: Node, ctx: BuildContext, epilogue: Epilogue = NO_EPILOGUE
         assert ops.w is not None
         fast = _native_conv(node, ctx, ops.w, ops.b, groups, epilogue)
         if fast is not None:
-            return Step(fast, runtime, path="native")
+            return Step(fast[0], runtime, path="native", over=fast[1])
     if ops.static and mkldnn_ok(ctx) and ctx.dtype(x_name) is DType.FLOAT_32:
         assert ops.w is not None
         n, h, w, c = ctx.shape(x_name)
@@ -149,7 +156,8 @@ def build_conv2d(node: Node, ctx: BuildContext, epilogue: Epilogue = NO_EPILOGUE
             h, w = h + explicit[2] + explicit[3], w + explicit[0] + explicit[1]
         args = (list(padding), list(stride), list(dilation), groups)
         packed = torch.ops.mkldnn._reorder_convolution_weight(ops.w.contiguous(), *args, [n, c, h, w])
-        return Step(_mkldnn_conv(packed, ops.b, args, explicit, epilogue), runtime, path="onednn")
+        fn, over = _mkldnn_conv(packed, ops.b, args, explicit, epilogue)
+        return Step(fn, runtime, path="onednn", over=over)
 
     def run(x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
         it = iter(rest)
@@ -164,8 +172,9 @@ def build_conv2d(node: Node, ctx: BuildContext, epilogue: Epilogue = NO_EPILOGUE
 
 
 def _native_conv(node: Node, ctx: BuildContext, w: torch.Tensor, b: torch.Tensor | None, groups: int,
-                 epilogue: Epilogue):
-    """The native float32 kernel of a convolution :func:`native_conv` names, epilogue fused; None for the others."""
+                 epilogue: Epilogue) -> tuple[KernelFn, KernelFn | None] | None:
+    """The native float32 kernel of a convolution :func:`native_conv` names, epilogue fused, and with a residual
+    add its form writing over the residual (the step's ``over``); None for the others."""
     n, h, wd, c = ctx.shape(node.inputs[0])
     out_shape = ctx.graph.tensors[node.outputs[0]].shape
     cout, kh, kw = w.shape[0], w.shape[2], w.shape[3]
@@ -173,19 +182,23 @@ def _native_conv(node: Node, ctx: BuildContext, w: torch.Tensor, b: torch.Tensor
     (sh, sw), (dh, dw) = node.attrs["stride"], node.attrs["dilation"]
     geo = (n, h, wd, c, kh, kw, sh, sw, dh, dw, pt, pl, out_shape[1], out_shape[2])
     kind = native_conv(node, ctx)
+    add = bool(epilogue.add)
     if kind == "depthwise":
-        return native.Depthwise(w[:, 0].permute(1, 2, 0), b, geo, epilogue.clamp).run  # (x) or (x, other)
+        dw = native.Depthwise(w[:, 0].permute(1, 2, 0), b, geo, epilogue.clamp)
+        return dw.run, dw.run_over if add else None  # (x) or (x, other)
     if kind == "gemm":
         gemm = native.Gemm(w.reshape(cout, c), b, epilogue.clamp)
-        return gemm.step(out_shape, add=bool(epilogue.add))
+        return gemm.step(out_shape, add=add), gemm.step_over(out_shape) if add else None
     if kind == "conv":
-        return native.Conv(w.permute(0, 2, 3, 1), b, geo, epilogue.clamp).run
+        conv = native.Conv(w.permute(0, 2, 3, 1), b, geo, epilogue.clamp)
+        return conv.run, conv.run_over if add else None
     return None
 
 
 def _mkldnn_conv(packed: torch.Tensor, bias: torch.Tensor | None, args: tuple, explicit: tuple | None,
-                 epilogue: Epilogue):
-    """oneDNN convolution on prepacked weights, the epilogue as post-ops; NHWC in and out.
+                 epilogue: Epilogue) -> tuple[KernelFn, KernelFn | None]:
+    """oneDNN convolution on prepacked weights, the epilogue as post-ops; NHWC in and out: the step's function
+    and, with an add, its form accumulating into the residual (the step's ``over``).
 
     oneDNN fuses the add and, after an add, only a Relu: a clamp it cannot take runs right after.
     """
@@ -206,14 +219,22 @@ def _mkldnn_conv(packed: torch.Tensor, bias: torch.Tensor | None, args: tuple, e
             y = conv.binary(nchw(x), other, packed, bias, *args, "add", None, attr, [], "").permute(0, 2, 3, 1)
             return post.apply(y, None)
 
-        return run_add
+        into = torch.ops.mkldnn._convolution_pointwise_
+
+        def run_over(x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+            if other.dtype != torch.float32 or not other.is_contiguous():
+                return run_add(x, other)
+            into.binary(other.permute(0, 3, 1, 2), nchw(x), packed, bias, *args, "add", None, attr, [], "")
+            return post.apply(other, None)
+
+        return run_add, run_over if hasattr(into, "binary") else None
 
     attr, scalars = unary
 
     def run(x: torch.Tensor) -> torch.Tensor:
         return post.apply(conv.default(nchw(x), packed, bias, *args, attr, scalars, "").permute(0, 2, 3, 1), None)
 
-    return run
+    return run, None
 
 
 @kernel("TransposeConv2d")

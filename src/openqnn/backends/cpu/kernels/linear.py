@@ -39,7 +39,8 @@ def build_fully_connected(node: Node, ctx: BuildContext, epilogue: Epilogue = NO
     rows = math.prod(out_shape[:-1])
     if ops.static and ops.w is not None and native_ok(ctx, x_name) and ctx.dtype(w_name) is DType.FLOAT_32:
         gemm = native.Gemm(ops.w, ops.b, epilogue.clamp, epilogue.act)
-        return Step(gemm.step(out_shape, add=bool(epilogue.add)), runtime, path="native")
+        return Step(gemm.step(out_shape, add=bool(epilogue.add)), runtime, path="native",
+                    over=gemm.step_over(out_shape) if epilogue.add else None)
     if ops.static and ops.w is not None and _use_mkldnn(ctx, x_name, rows, *ops.w.shape[::-1]):
         return Step(_mkldnn_linear(ops.w, ops.b, rows, out_shape, epilogue), runtime, path="onednn")
 

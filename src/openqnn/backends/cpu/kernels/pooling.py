@@ -44,6 +44,25 @@ def _counts(g: PoolGeometry, count_pad: bool, dtype: torch.dtype, device: torch.
     return window_sum(ones, g).clamp_min(1).to(dtype=dtype, device=device)
 
 
+def _implicit_pads(g: PoolGeometry) -> tuple[tuple[int, ...], bool] | None:
+    """PyTorch's own padding (and ceil mode) that gives exactly ``g``'s windows, where there is one: the same pads
+    on both sides of each axis, each at most half the window (PyTorch's limit), and the same output size."""
+    pads = tuple(b for b, _ in g.pads)
+    if any(b != e or 2 * b > d * (k - 1) + 1 for (b, e), k, d in zip(g.pads, g.k, g.d)):
+        return None
+    for ceil in (False, True):
+        sizes = []
+        for i, k, s, d, p in zip(g.in_size, g.k, g.s, g.d, pads):
+            span = i + 2 * p - d * (k - 1) - 1
+            o = (-(-span // s) if ceil else span // s) + 1
+            if ceil and (o - 1) * s >= i + p:  # (PyTorch's rule: the last window starts inside)
+                o -= 1
+            sizes.append(o)
+        if tuple(sizes) == g.out_size:
+            return pads, ceil
+    return None
+
+
 def build_pool(node: Node, ctx: BuildContext, kind: str) -> Step:
     """An n-D pool step, ``kind`` one of max, avg, lp; the layout is channel-last in and out."""
     g = PoolGeometry.of(node, ctx.graph)
@@ -51,6 +70,13 @@ def build_pool(node: Node, ctx: BuildContext, kind: str) -> Step:
 
     if kind == "max":
         max_pool = _MAX_POOL[g.n]
+        direct = _implicit_pads(g) if ctx.dtype(node.inputs[0]).is_float else None
+        if direct is not None:
+            padding, ceil = direct
+
+            def run_max_padded(x: torch.Tensor) -> torch.Tensor:  # (no padded copy of the input)
+                return to_channel_last(max_pool(to_channel_first(x), g.k, g.s, padding, g.d, ceil))
+            return Step(run_max_padded, [node.inputs[0]])
 
         def run_max(x: torch.Tensor) -> torch.Tensor:
             x = to_channel_first(x)

@@ -37,6 +37,9 @@ class Step:
     node: str = ""
     op_type: str = ""
     path: str = ""  # which implementation runs it, where there is a choice: "native", "onednn", "sdpa"
+    # fn writing its output over its last input (a residual it adds), which the executor passes only when
+    # nothing else holds it (see openqnn.backends.executor); None where it cannot
+    over: KernelFn | None = None
 
 
 @dataclass(frozen=True)
