@@ -88,6 +88,7 @@ import numpy as np
 
 from openqnn.backends.htp.spec.qnn_div import div16_apply, div16_multiplier
 from openqnn.backends.htp.spec.qnn_eltwise import f32
+from openqnn.backends.htp.spec.qnn_exp16 import exp16_codes
 from openqnn.backends.htp.spec.qnn_unary import reciprocal_numerator
 
 __all__ = [
@@ -101,7 +102,9 @@ __all__ = [
     "TANH16_CUBIC",
     "abs16_codes",
     "abs16_multiplier",
+    "ELU16_MAX_INV_SCALE",
     "elu16_codes",
+    "elu16_negative",
     "elu16_positive",
     "leaky_relu16_codes",
     "leaky_relu16_multipliers",
@@ -120,6 +123,7 @@ __all__ = [
 ]
 
 ARCHS16 = ("v68", "v73")
+ELU16_MAX_INV_SCALE = float(1 << 16)  # Elu below 0: alpha / s_out from this up is not the Exp rule (open)
 ABS_PRE, ABS_FRAC = 14, 4  # Abs: the product's dropped bits, then the rounded ones (from 7/16 up: + 2^3 + 1)
 # Log: output scales at or below this give code 0 everywhere (probed: 6.1035419e-5 zero, 6.1035504e-5 not)
 LOG_ZERO_SCALE = 6.1035462e-5  # the middle of the bracket
@@ -166,14 +170,29 @@ def elu16_positive(a: np.ndarray, s_in: float, s_out: float) -> np.ndarray:
     return (a * m) >> (15 - e) if e <= 0 else ((a * m) >> 15) << e
 
 
+def elu16_negative(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int,
+                   alpha: float) -> np.ndarray | None:
+    """QNN's 16-bit Elu below 0 (module docstring): QNN's 16-bit Exp (``spec/qnn_exp16.py``) at the output scale
+    ``float32(s_out / alpha)`` with the output zero point ``trunc(float32(z_out - float32(alpha / s_out)))`` (toward
+    zero: ``ceil(alpha / s_out)`` below ``z_out`` when that is positive, the floor when not), for every code ``q``;
+    None where that rule is not established (``alpha <= 0``, ``alpha / s_out`` of 2^16 or more, an Exp step of 1 or
+    more)."""
+    inv = f32(alpha / f32(s_out))
+    if not (alpha > 0 and inv < ELU16_MAX_INV_SCALE):
+        return None
+    return exp16_codes(q, s_in, z_in, f32(f32(s_out) / alpha), math.trunc(f32(z_out - inv)))
+
+
 def elu16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int, alpha: float) -> np.ndarray:
-    """QNN's 16-bit Elu of codes ``q``: :func:`elu16_positive` from ``q = z_in`` up; below, exact rounding (half to
-    even) of ``alpha (exp(x) - 1)``, the arithmetic there being open (module docstring)."""
+    """QNN's 16-bit Elu of codes ``q``: :func:`elu16_positive` from ``q = z_in`` up; below, :func:`elu16_negative`, or
+    exact rounding (half to even) of ``alpha (exp(x) - 1)`` where that is None (module docstring)."""
     a = np.asarray(q, np.int64) - z_in
-    x = np.minimum(a, 0) * f32(s_in)
-    neg = np.rint(alpha * np.expm1(x) / f32(s_out))
-    y = np.where(a >= 0, elu16_positive(np.maximum(a, 0), s_in, s_out), neg)
-    return np.clip(z_out + y, 0, N16 - 1).astype(np.int64)
+    neg = elu16_negative(q, s_in, z_in, s_out, z_out, alpha)
+    if neg is None:
+        x = np.minimum(a, 0) * f32(s_in)
+        neg = z_out + np.rint(alpha * np.expm1(x) / f32(s_out))
+    y = np.where(a >= 0, z_out + elu16_positive(np.maximum(a, 0), s_in, s_out), neg)
+    return np.clip(y, 0, N16 - 1).astype(np.int64)
 
 
 def leaky_relu16_multipliers(s_in: float, s_out: float, alpha: float) -> tuple[int, int, int] | None:
