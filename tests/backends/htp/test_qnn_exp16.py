@@ -135,8 +135,7 @@ def test_exp16_by_hand() -> None:
 @pytest.mark.parametrize("alpha", [1.0, 0.5])
 def test_elu16_negative_piece_is_the_exp(arch: str, alpha: float) -> None:
     """Below 0 Elu is QNN's 16-bit Exp at the output scale ``s_out / alpha`` with the output zero point ``z_out -
-    alpha / s_out`` truncated toward zero; the kernel's table is the spec; ``alpha / s_out`` from 2^16 up keeps exact
-    rounding there."""
+    alpha / s_out`` truncated toward zero; the kernel's table is the spec; a negative alpha keeps exact rounding there."""
     g = _graph("Elu", [((1, 5, 7, 9), _enc(-4.0, 3.0, 16), None)], {"alpha": alpha})
     g.tensors["out"].encoding = _enc(-1.2, 3.3, 16)
     (si, zi), (so, zo) = _sz(g.tensors["x0"].encoding), _sz(g.tensors["out"].encoding)
@@ -152,11 +151,9 @@ def test_elu16_negative_piece_is_the_exp(arch: str, alpha: float) -> None:
     np.testing.assert_array_equal(neg[below], (exp + math.trunc(zo - inv))[below])
     _, exact = _run(g, arch, "tflite", x)
     assert (exact != ref)[below].any() and np.abs(exact - ref).max() <= 4
-    so_small = 1.7 / 70000.0  # alpha / s_out over 2^16 at alpha 1.7: not this rule
-    assert elu16_negative(x, si, zi, so_small, 30000, 1.7) is None
-    want = np.clip(30000 + np.rint(1.7 * np.expm1((x - zi) * float(np.float32(si))) / float(np.float32(so_small))),
-                   0, N - 1)
-    np.testing.assert_array_equal(elu16_codes(x, si, zi, so_small, 30000, 1.7)[below], want[below])
+    assert elu16_negative(x, si, zi, so, zo, -0.5) is None  # a negative alpha: not probed, exact rounding
+    want = np.clip(zo + np.rint(-0.5 * np.expm1((x - zi) * float(np.float32(si))) / float(np.float32(so))), 0, N - 1)
+    np.testing.assert_array_equal(elu16_codes(x, si, zi, so, zo, -0.5)[below], want[below])
 
 
 def test_elu16_by_hand() -> None:
