@@ -39,8 +39,9 @@ How each part was found:
 - Steps ``s_in log2 e`` in [0.5, 1) (``e = 0``): ``a m 2`` wraps in int32 (a probe at ``s_in = 0.5``: every code).
   From 1 up (``s_in`` 2 tried: 69% with the wrap) it is not this rule: the caller keeps exact rounding.
 
-Held: 100% of the codes of 86 all-code probes on v68 and on v73 and of 6 more on v73 (power-of-two, fine and random output scales, output
-zero points to 60,000, ``s_in`` 1e-6 to 3e-2 and 0.5), where exact rounding gives 29-62% on the fidelity test's probes.
+Held: 100% of the codes of 86 all-code probes on v68 and on v73 and of 6 more on v73 (power-of-two, fine and random
+output scales, output zero points to 60,000, ``s_in`` 1e-6 to 3e-2 and 0.5), where exact rounding gives 29-62% on the
+fidelity test's probes.
 """
 
 from __future__ import annotations
