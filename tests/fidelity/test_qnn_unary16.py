@@ -347,7 +347,8 @@ def _elu_probes(seed: int, count: int) -> list[Probe16]:
 @pytest.mark.parametrize("alpha", [1.0, 0.5, 1.7])
 def test_elu_positive_piece_is_a_rounded_15_bit_multiplier(arch: str, alpha: float) -> None:
     """From x = 0 up every code is ``elu16_positive`` (whatever alpha); below 0, with alpha 1, the codes are QNN's own
-    16-bit Exp codes of the same encodings minus one constant per encoding (open: the constant, the Exp)."""
+    16-bit Exp codes of the same encodings minus one constant per encoding (the constant and the Exp established in
+    stop 28: ``elu16_negative``, tests/fidelity/test_qnn_exp16.py)."""
     probes = _elu_probes(11, 6)
     sims = probe_many(arch, "Elu", probes, alpha=alpha)
     exps = probe_many(arch, "Exp", [Probe16(p.si, p.zi, p.so, 0) for p in probes]) if alpha == 1.0 else None

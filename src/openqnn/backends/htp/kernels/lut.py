@@ -25,7 +25,9 @@ second-to-last axis: two tables, ``htp.channel_table``), Log with an output scal
 everywhere, Reciprocal is QNN's 16-bit Divide (``spec/qnn_div.py``) of 1.0 quantized in the input's 16-bit encoding
 (clamped), SquareRoot nnlib's 10-bit reciprocal square root of the code (``spec/qnn_unary16.py``); Softplus follows
 QNN's approximation (fitted, approximate); Elu from 0 up is QNN's 15-bit requantization (floored, then shifted up),
-below 0 approximate; HardSwish is QNN's Q15 gate of the input code times the input requantized to the output's codes
+below 0 QNN's 16-bit Exp at the output scale ``s_out / alpha`` less ``alpha / s_out`` codes (``alpha / s_out`` under
+2^16); Exp is QNN's exponent from the code with a four-segment cubic ``2^f`` in Q14 and a 15-bit output multiplier
+(``spec/qnn_exp16.py``; steps ``s_in log2 e`` under 1); HardSwish is QNN's Q15 gate of the input code times the input requantized to the output's codes
 (``spec/qnn_hardswish16.py``; ratios ``s_in / s_out`` under 64); the rest is exact rounding.
 """
 
@@ -54,6 +56,7 @@ from openqnn.backends.htp.kernels.registry import (
 )
 from openqnn.backends.htp.kernels.scratch import step_buffer
 from openqnn.backends.htp.native import lookup_or
+from openqnn.backends.htp.spec.qnn_exp16 import exp16_table_for
 from openqnn.backends.htp.spec.qnn_hardswish16 import hardswish16_table_for
 from openqnn.backends.htp.spec.qnn_unary import reciprocal_table_for
 from openqnn.backends.htp.spec.qnn_unary16 import row_parity, unary16_tables_for
@@ -159,6 +162,11 @@ def unary(node: Node, ctx: HtpBuildContext) -> HtpStep:
     if node.op_type == "ElementWiseReciprocal":
         table = reciprocal_table_for(ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]),
                                      float(qo.scale[0]), int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
+        if table is not None:
+            return table_step(node, ctx, x_name, table, qo)
+    if node.op_type == "ElementWiseExp":
+        table = exp16_table_for(ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]),
+                                float(qo.scale[0]), int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
         if table is not None:
             return table_step(node, ctx, x_name, table, qo)
     if node.op_type == "HardSwish":

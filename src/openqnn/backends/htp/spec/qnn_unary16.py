@@ -59,9 +59,13 @@ Elu (the piece from 0 up established; docs/htp-fidelity.md "16-bit nonlinearitie
 rounded, unlike LeakyRelu's truncated one), ``y = (a m) >> (15 - e)`` for ``e <= 0``, ``y = ((a m) >> 15) << e`` for
 ``e > 0`` (the product floored first, then shifted up: a ratio of 1 drops the code's low bit), ``code = clamp(z_out +
 y)``, whatever ``alpha``: 100% of those codes of 22 all-code probes (r 0.33-4, v68 = v73; exact rounding 6-78%) and of
-6 more at alpha 0.5 and 1.7. Below 0 (open) the simulator's codes are QNN's own 16-bit Exp codes of the same encodings
-(output zero point 0) minus one constant per encoding, within 1 of ``1 / s_out`` but neither its floor nor its ceiling
-(100% of the negative codes of 21 probes, alpha 1); openqnn keeps exact rounding there.
+6 more at alpha 0.5 and 1.7. Below 0 (established, stop 28): QNN's 16-bit Exp (``spec/qnn_exp16.py``) at the output
+scale ``float32(s_out / alpha)`` and the output zero point ``Z = trunc(float32(z_out - float32(alpha / s_out)))``
+(truncated toward zero: ``z_out - ceil(alpha / s_out)`` where ``z_out`` is above ``alpha / s_out``, ``z_out -
+floor(alpha / s_out)`` where it is below), ``code = clamp(Z + v)`` with ``v`` the Exp's unclamped value: 100% of the
+codes of 56 all-code probes at each of alpha 1, 0.5, 0.2, 1.7 and 2.5 on v68 and v73 (``alpha / s_out`` up to
+107,613); on 36 of them exact rounding gives 24% and 16% of the codes below 0 (mean) at alpha 1 and 0.5. A non-positive
+``alpha`` is not probed (exact rounding there).
 
 Sigmoid and Tanh (established): the 16-bit tanh of Qualcomm's public Hexagon NN library (nnlib,
 ``QuantizedTanh_16`` / ``QuantizedSigmoid_16``: ``tanh_hvx_prescale`` and ``tanh_hvx_cubic``), driven by the input
@@ -88,6 +92,7 @@ import numpy as np
 
 from openqnn.backends.htp.spec.qnn_div import div16_apply, div16_multiplier
 from openqnn.backends.htp.spec.qnn_eltwise import f32
+from openqnn.backends.htp.spec.qnn_exp16 import exp16_codes
 from openqnn.backends.htp.spec.qnn_unary import reciprocal_numerator
 
 __all__ = [
@@ -102,6 +107,7 @@ __all__ = [
     "abs16_codes",
     "abs16_multiplier",
     "elu16_codes",
+    "elu16_negative",
     "elu16_positive",
     "leaky_relu16_codes",
     "leaky_relu16_multipliers",
@@ -166,14 +172,28 @@ def elu16_positive(a: np.ndarray, s_in: float, s_out: float) -> np.ndarray:
     return (a * m) >> (15 - e) if e <= 0 else ((a * m) >> 15) << e
 
 
+def elu16_negative(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int,
+                   alpha: float) -> np.ndarray | None:
+    """QNN's 16-bit Elu below 0 (module docstring): QNN's 16-bit Exp (``spec/qnn_exp16.py``) at the output scale
+    ``float32(s_out / alpha)`` with the output zero point ``trunc(float32(z_out - float32(alpha / s_out)))`` (toward
+    zero: ``ceil(alpha / s_out)`` below ``z_out`` when that is positive, the floor when not), for every code ``q``;
+    None where that rule is not established (``alpha <= 0``, an Exp step ``s_in log2 e`` of 1 or more)."""
+    if not (alpha > 0 and math.isfinite(alpha)):
+        return None
+    inv = f32(alpha / f32(s_out))
+    return exp16_codes(q, s_in, z_in, f32(f32(s_out) / alpha), math.trunc(f32(z_out - inv)))
+
+
 def elu16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int, alpha: float) -> np.ndarray:
-    """QNN's 16-bit Elu of codes ``q``: :func:`elu16_positive` from ``q = z_in`` up; below, exact rounding (half to
-    even) of ``alpha (exp(x) - 1)``, the arithmetic there being open (module docstring)."""
+    """QNN's 16-bit Elu of codes ``q``: :func:`elu16_positive` from ``q = z_in`` up; below, :func:`elu16_negative`, or
+    exact rounding (half to even) of ``alpha (exp(x) - 1)`` where that is None (module docstring)."""
     a = np.asarray(q, np.int64) - z_in
-    x = np.minimum(a, 0) * f32(s_in)
-    neg = np.rint(alpha * np.expm1(x) / f32(s_out))
-    y = np.where(a >= 0, elu16_positive(np.maximum(a, 0), s_in, s_out), neg)
-    return np.clip(z_out + y, 0, N16 - 1).astype(np.int64)
+    neg = elu16_negative(q, s_in, z_in, s_out, z_out, alpha)
+    if neg is None:
+        x = np.minimum(a, 0) * f32(s_in)
+        neg = z_out + np.rint(alpha * np.expm1(x) / f32(s_out))
+    y = np.where(a >= 0, z_out + elu16_positive(np.maximum(a, 0), s_in, s_out), neg)
+    return np.clip(y, 0, N16 - 1).astype(np.int64)
 
 
 def leaky_relu16_multipliers(s_in: float, s_out: float, alpha: float) -> tuple[int, int, int] | None:
