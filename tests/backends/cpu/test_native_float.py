@@ -329,3 +329,30 @@ def test_attention_matches_float64_and_every_thread_count(b: int, h: int, sq: in
         outs.append(att.run(q, k, v, mask))
     _close(outs[0], want)
     assert all(torch.equal(outs[0], o) for o in outs[1:])
+
+
+@pytest.mark.parametrize("outer,rows,inner", [(1, 49, 1280), (2, 7, 37), (3, 128, 384), (1, 5, 1), (4, 1, 70)])
+@pytest.mark.parametrize("mean", [True, False])
+def test_row_sums_match_float64(outer: int, rows: int, inner: int, mean: bool) -> None:
+    x = torch.randn(outer, rows, inner, generator=torch.Generator().manual_seed(rows + inner))
+    got = native.RowSum(outer, rows, inner, mean, (outer, inner)).run(x)
+    _close(got, x.double().mean(1) if mean else x.double().sum(1))
+
+
+def test_global_average_pool_runs_native(tmp_path) -> None:
+    import openqnn
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 40, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    x = torch.randn(2, 3, 9, 9)
+    path = tmp_path / "gap.onnx"
+    torch.onnx.export(model, (x,), str(path), input_names=["x"], output_names=["y"], dynamo=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        plan = Plan(openqnn.convert(path))
+    finally:
+        torch.set_num_threads(threads)
+    assert ("ReduceMean", "native") in plan.paths
+    with torch.no_grad():
+        want = model(x).numpy()
+    np.testing.assert_allclose(plan.run({"x": x.numpy()})["y"], want, rtol=1e-5, atol=1e-5)

@@ -26,7 +26,7 @@ import torch
 
 from openqnn.backends import native as shared
 
-__all__ = ["Attention", "Conv", "Depthwise", "Gemm", "LayerNorm", "PointwiseDepthwise", "float_isa", "library"]
+__all__ = ["Attention", "Conv", "Depthwise", "Gemm", "LayerNorm", "PointwiseDepthwise", "RowSum", "float_isa", "library"]
 
 _P, _L, _F = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
 _F32 = torch.float32
@@ -75,6 +75,7 @@ def _setup(lib: ctypes.CDLL) -> bool:
     lib.dw_run.argtypes, lib.dw_run.restype = [ctypes.POINTER(_DwPlan), _P, _P, _P], None
     lib.pwdw_run.argtypes, lib.pwdw_run.restype = [ctypes.POINTER(_PwDwPlan), _P, _P, _P], ctypes.c_int
     lib.ln_f32.argtypes, lib.ln_f32.restype = [_P, _L, _L, _P, _P, _F, _P], None
+    lib.sum_rows_f32.argtypes, lib.sum_rows_f32.restype = [_P, _L, _L, _L, ctypes.c_int, _P], None
     lib.openqnn_float_isa.argtypes, lib.openqnn_float_isa.restype = [], ctypes.c_int
     return _self_check()
 
@@ -342,6 +343,24 @@ class LayerNorm:
         return out
 
 
+class RowSum:
+    """The sum (or mean) over the middle axis of float32 ``[outer, rows, inner]``, in the rows' order: a global
+    average pool over an image's pixels (channels last), an encoder's mean over its tokens."""
+
+    def __init__(self, outer: int, rows: int, inner: int, mean: bool, out_shape: Sequence[int]):
+        lib = library()
+        assert lib is not None and rows > 0
+        self.outer, self.rows, self.inner, self.mean = outer, rows, inner, int(mean)
+        self.out_shape = tuple(out_shape)
+        self.fn = lib.sum_rows_f32
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous()
+        out = torch.empty(self.out_shape, dtype=_F32)
+        self.fn(x.data_ptr(), self.outer, self.rows, self.inner, self.mean, out.data_ptr())
+        return out
+
+
 Strides = tuple[int, int, int, int]
 
 
@@ -441,6 +460,10 @@ def _self_check() -> bool:
         if not _close(LayerNorm(n, gm, bt, 1e-5).run(x), want) or not _close(
                 LayerNorm(n, None, None, 1e-3).run(x), torch.nn.functional.layer_norm(x.double(), (n,), eps=1e-3)):
             return False
+    x = torch.randn(3, 7, 37, generator=g)
+    if not (_close(RowSum(3, 7, 37, True, (3, 37)).run(x), x.double().mean(1))
+            and _close(RowSum(3, 7, 37, False, (3, 37)).run(x), x.double().sum(1))):
+        return False
     return _attention_checks(g)
 
 

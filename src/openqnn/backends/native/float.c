@@ -35,6 +35,7 @@ static inline void vstore(float* p, V v) { _mm512_storeu_ps(p, v); }
 static inline V vfma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
 static inline V vadd(V a, V b) { return _mm512_add_ps(a, b); }
 static inline V vmul(V a, V b) { return _mm512_mul_ps(a, b); }
+static inline V vdiv(V a, V b) { return _mm512_div_ps(a, b); }
 static inline V vmax(V a, V b) { return _mm512_max_ps(a, b); }
 static inline V vmin(V a, V b) { return _mm512_min_ps(a, b); }
 static inline V vload_n(const float* p, long n) { /* lanes [0, n), zeros after */
@@ -57,6 +58,7 @@ static inline void vstore(float* p, V v) { _mm256_storeu_ps(p, v); }
 static inline V vfma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
 static inline V vadd(V a, V b) { return _mm256_add_ps(a, b); }
 static inline V vmul(V a, V b) { return _mm256_mul_ps(a, b); }
+static inline V vdiv(V a, V b) { return _mm256_div_ps(a, b); }
 static inline V vmax(V a, V b) { return _mm256_max_ps(a, b); }
 static inline V vmin(V a, V b) { return _mm256_min_ps(a, b); }
 static inline __m256i lanes(long n) { return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); }
@@ -79,6 +81,7 @@ static inline void vstore(float* p, V v) { memcpy(p, &v, sizeof v); }
 static inline V vfma(V a, V b, V c) { return a * b + c; }
 static inline V vadd(V a, V b) { return a + b; }
 static inline V vmul(V a, V b) { return a * b; }
+static inline V vdiv(V a, V b) { return a / b; }
 static inline V vpick(VI m, V a, V b) { return (V)(((VI)a & m) | ((VI)b & ~m)); } /* a where m, else b */
 static inline V vmax(V a, V b) { return vpick(a > b, a, b); }
 static inline V vmin(V a, V b) { return vpick(a < b, a, b); }
@@ -869,6 +872,49 @@ void ln_f32(const float* x, long M, long N, const float* g, const float* b, floa
         openqnn_parallel(ln_task, &j, tasks);
     else
         for (long t = 0; t < tasks; ++t) ln_task(&j, t);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Sums and means over the middle axis of [outer, rows, inner] (a global average pool over an image's pixels,
+ * channels last; an encoder's mean over tokens): out[o, i] = sum over r of x[o, r, i] in r's order, divided by
+ * rows for a mean. One pass over x, each vector of inner elements accumulated in registers. */
+
+void sum_rows_f32(const float* x, long outer, long rows, long inner, int mean, float* out) {
+    V div = vset((float)rows);
+    for (long o = 0; o < outer; ++o) {
+        const float* src = x + o * rows * inner;
+        float* dst = out + o * inner;
+        for (long i0 = 0; i0 < inner; i0 += 4 * VL) {
+            long n = inner - i0 < 4 * VL ? inner - i0 : 4 * VL;
+            if (n == 4 * VL) {
+                V a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
+                for (long r = 0; r < rows; ++r) {
+                    const float* p = src + r * inner + i0;
+                    a0 = vadd(a0, vload(p));
+                    a1 = vadd(a1, vload(p + VL));
+                    a2 = vadd(a2, vload(p + 2 * VL));
+                    a3 = vadd(a3, vload(p + 3 * VL));
+                }
+                if (mean) {
+                    a0 = vdiv(a0, div);
+                    a1 = vdiv(a1, div);
+                    a2 = vdiv(a2, div);
+                    a3 = vdiv(a3, div);
+                }
+                vstore(dst + i0, a0);
+                vstore(dst + i0 + VL, a1);
+                vstore(dst + i0 + 2 * VL, a2);
+                vstore(dst + i0 + 3 * VL, a3);
+                continue;
+            }
+            for (long i = i0; i < i0 + n; i += VL) {
+                long m = i0 + n - i < VL ? i0 + n - i : VL;
+                V a = vzero();
+                for (long r = 0; r < rows; ++r) a = vadd(a, vload_n(src + r * inner + i, m));
+                vstore_n(dst + i, mean ? vdiv(a, div) : a, m);
+            }
+        }
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------- */
