@@ -1,0 +1,107 @@
+"""htp_config.arithmetic = "qnn": QNN's 16-bit Sin and Cos (spec/qnn_trig16.py). Fast path == reference == the spec
+on v68 and v73; the route's properties (the quadrant phase, the quadrant function, the output conversion) by hand;
+TFLite's arithmetic, 8-bit codes and v75 keep exact rounding. (Against the simulator:
+tests/fidelity/test_qnn_trig16.py.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_elementwise import _enc, _graph
+
+from openqnn.backends.htp.arch import ARCHS
+from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext
+from openqnn.backends.htp.spec.qnn_trig16 import trig16_codes, trig16_quadrant, trig16_table_for, trig16_value
+from openqnn.ir.tensor import Encoding
+
+
+def _run(g, arch: str, arithmetic: str, x: np.ndarray) -> tuple[str, np.ndarray]:
+    node = g.nodes[0]
+    step = HTP_KERNELS[node.op_type](node, HtpBuildContext(g, ARCHS[arch], arithmetic=arithmetic))
+    assert step.plan is not None
+    ref = step.reference(x)
+    fast = step.fast(torch.from_numpy(x.astype(np.int32)))
+    np.testing.assert_array_equal(ref, fast.numpy().astype(np.int64))
+    return step.plan.kernel, ref
+
+
+def _sz(enc: Encoding | None) -> tuple[float, int]:
+    assert enc is not None
+    return enc.scale[0], -enc.offset[0]
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+@pytest.mark.parametrize("op", ["Sin", "Cos"])
+@pytest.mark.parametrize("lo,hi,olo,ohi", [(-4.0, 4.0, -1.0, 1.0), (-1.0, 12.0, -1.2, 1.1), (-30.0, 2.0, -2.0, 1.0)])
+def test_trig16_is_the_spec(arch: str, op: str, lo: float, hi: float, olo: float, ohi: float) -> None:
+    shape = (1, 5, 7, 9)
+    g = _graph(f"ElementWise{op}", [(shape, _enc(lo, hi, 16), None)])
+    g.tensors["out"].encoding = _enc(olo, ohi, 16)
+    (si, zi), (so, zo) = _sz(g.tensors["x0"].encoding), _sz(g.tensors["out"].encoding)
+    x = np.random.default_rng(7).integers(0, 1 << 16, shape).astype(np.int64)
+    kernel, ref = _run(g, arch, "qnn", x)
+    assert kernel == "htp.lut"
+    np.testing.assert_array_equal(ref, trig16_codes(x, op, si, zi, so, zo))
+    table = trig16_table_for(f"ElementWise{op}", arch, "qnn", si, zi, so, zo, 16, 16)
+    assert table is not None
+    np.testing.assert_array_equal(table[x], ref)
+    _, exact = _run(g, arch, "tflite", x)
+    assert (exact != ref).any() and np.abs(exact - ref).max() <= 6
+    _, v75 = _run(g, "v75", "qnn", x)
+    np.testing.assert_array_equal(v75, exact)
+
+
+@pytest.mark.parametrize("op", ["Sin", "Cos"])
+def test_trig16_keeps_exact_rounding_for_8_bit(op: str) -> None:
+    g8 = _graph(f"ElementWise{op}", [((1, 300), _enc(-4.0, 4.0, 8), None)])
+    g8.tensors["out"].encoding = _enc(-1.0, 1.0, 8)
+    x8 = np.arange(300).reshape(1, 300) % 256
+    np.testing.assert_array_equal(_run(g8, "v73", "qnn", x8)[1], _run(g8, "v73", "tflite", x8)[1])
+    assert trig16_table_for(f"ElementWise{op}", "v73", "qnn", 1e-3, 0, 1e-3, 0, 8, 8) is None
+    assert trig16_table_for("ElementWiseAtan", "v73", "qnn", 1e-3, 0, 1e-3, 0, 16, 16) is None
+
+
+def test_trig16_quadrant_phase() -> None:
+    """The Q32 phase of the code folded at full width: Sin odd in the code and negative over the second half turn,
+    Cos even and negative over the middle half turn; ``r`` the 14-bit phase within the quadrant."""
+    si = 2.0**-12
+    m = round(si * 2**32 / (2 * np.pi))  # 167,772 units of 2^-32 turn per code
+    a = np.array([0, 1, 2, -1, 4000, 10000, 16000, 24000])  # x = 0, 2^-12, 2^-11, -2^-12, 0.98, 2.44, 3.91, 5.86
+    s_sin, r_sin = trig16_quadrant(a, si, "Sin")
+    s_cos, r_cos = trig16_quadrant(a, si, "Cos")
+    np.testing.assert_array_equal(s_sin, [0, 1, 1, -1, 1, 1, -1, -1])
+    np.testing.assert_array_equal(s_cos, [1, 1, 1, 1, 1, -1, -1, 1])
+    assert r_sin[1] == (m >> 16) == 2 and r_sin[2] == (2 * m) >> 16 and r_sin[3] == r_sin[1]
+    x = a * si
+    want_sin = np.floor(np.abs(np.arcsin(np.sin(x))) / (np.pi / 2) * 2**14)
+    want_cos = np.floor(np.abs(np.arccos(np.abs(np.cos(x)))) / (np.pi / 2) * 2**14)
+    assert np.abs(r_sin - want_sin).max() <= 1 and np.abs(r_cos - want_cos).max() <= 1
+
+
+def test_trig16_quadrant_function() -> None:
+    """``F`` is within 2 units of the rounded sine (Q13) and cosine (Q14) of the quadrant phase, exact at the ends
+    of the quadrant; Cos falls monotonically, Sin's floored steps go back one unit in places; by hand at two phases
+    (simulator values, v68 = v73)."""
+    r = np.arange(1 << 14)
+    th = np.pi / 2 * r / 2**14
+    s, c = trig16_value(r, "Sin"), trig16_value(r, "Cos")
+    assert np.abs(s - np.sin(th) * 2**13).max() < 2 and np.abs(c - np.cos(th) * 2**14).max() < 2
+    assert s[0] == 0 and c[0] == 16384 and s[-1] == 8192 and c[-1] <= 2
+    assert np.diff(s).min() == -1 and np.diff(c).max() == 0  # Sin: its floors step back by one unit
+    # Sin at r = 100: p = ((-5197 100) >> 14) - 17 = -49, ((-49 100) >> 14) + 12869 = 12868, rshr(12868 100, 14) = 79
+    # (sin(pi/2 100 / 2^14) 2^13 = 78.54); Cos at r = 13000 (last piece): the simulator's 5223 (cos 2^14 = 5222.81)
+    assert int(trig16_value(np.array([100]), "Sin")[0]) == 79
+    assert int(trig16_value(np.array([13000]), "Cos")[0]) == 5223
+
+
+def test_trig16_output_conversion() -> None:
+    """The value to codes in sign and magnitude with ``m = floor(f 2^15 + 1/4)``: at ``s_out = 2^-Q`` the code is the
+    value; at a ratio of 1.6 (``f = 0.8``, ``m = 26214``) Cos(0) = 16384 gives 16384 26214 / 2^14 = 26214; ties away from
+    zero on both sides."""
+    q = np.arange(1 << 16)
+    si, zi = 2.0**-12, 32768
+    v = trig16_value(trig16_quadrant(q - zi, si, "Sin")[1], "Sin") * trig16_quadrant(q - zi, si, "Sin")[0]
+    np.testing.assert_array_equal(trig16_codes(q, "Sin", si, zi, 2.0**-13, 30000), np.clip(30000 + v, 0, 65535))
+    y = trig16_codes(q, "Cos", si, zi, 2.0**-14 / 1.6, 0)
+    assert y.min() == 0 and y[zi] == 26214
