@@ -1,12 +1,14 @@
 """QNN's 16-bit Sin, Cos and Atan against the HTP simulator (docs/htp-fidelity.md, "16-bit Atan, Sin and Cos
 (stop 27)"): what is established of them (the value grids, Sin's and Cos's Q32 phase and output conversion), with
-the probes of tests/fidelity/trig16_probe.py. Nothing of it is wired: the quadrant function ``F(r)`` is open."""
+the probes of tests/fidelity/trig16_probe.py; and openqnn's Sin and Cos (spec/qnn_trig16.py: the quadrant function
+``F(r)`` a Horner cubic per pi/8 piece, Sin's last piece and Cos's second and third approximate) against it."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from openqnn.backends.htp.spec.qnn_trig16 import trig16_codes, trig16_value
 from tests.fidelity.harness import simulator_missing
 from tests.fidelity.trig16_probe import (
     UNKNOWN,
@@ -67,3 +69,31 @@ def test_sin_cos_are_a_table_of_the_q32_phase(arch: str) -> None:
             assert np.mean((want == y)[covered]) >= 0.9999
             exact.append(float(np.mean(exact_codes(op, p) == y)))
         assert max(exact) < 0.9 and min(exact) < 0.5
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_trig16_quadrant_function_pieces(arch: str) -> None:
+    """openqnn's ``F`` (spec/qnn_trig16.py) against the table read from 4 clean probes: every phase of Sin's first
+    three pi/8 pieces and of Cos's last is the Horner cubic's; Cos's first piece 99.2%, second 88.8%, third 79.4%;
+    Sin's last (the rounded sine) 72.7%."""
+    r = np.arange((1 << 14) + 1)
+    for op, shares in (("Sin", (1.0, 1.0, 1.0, 0.7265)), ("Cos", (0.9921, 0.888, 0.7937, 1.0))):
+        clean = clean_probes(op)
+        table, _ = phase_table(op, clean, probe_many(arch, op, clean))
+        ours = trig16_value(r, op)
+        for k, share in enumerate(shares):
+            sel = (r >> 12 == k) & (table != UNKNOWN)
+            assert np.mean(ours[sel] == table[sel]) == pytest.approx(share, abs=0.0006)
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_trig16_is_the_spec_on_most_codes(arch: str) -> None:
+    """openqnn's Sin and Cos on every code of 8 random encodings: 89-100% of each probe's codes are the simulator's
+    (exact rounding 18-82%), at most 6 codes off."""
+    rand = random_probes(int(arch) + 1, 8)
+    for op in ("Sin", "Cos"):
+        for p, y in zip(rand, probe_many(arch, op, rand)):
+            ours = trig16_codes(np.arange(N), op, p.si, p.zi, p.so, p.zo)
+            share = float(np.mean(ours == y))
+            assert share >= 0.89 and share > float(np.mean(exact_codes(op, p) == y)) + 0.1
+            assert np.abs(ours - y).max() <= 6
