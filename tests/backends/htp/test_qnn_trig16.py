@@ -80,17 +80,17 @@ def test_trig16_quadrant_phase() -> None:
 
 
 def test_trig16_quadrant_function() -> None:
-    """``F`` is within 2 units of the rounded sine (Q13) and cosine (Q14) of the quadrant phase, exact at the ends
-    of the quadrant; Cos falls monotonically, Sin's floored steps go back one unit in places; by hand at two phases
-    (simulator values, v68 = v73)."""
+    """``F`` is within 2 units of the rounded sine (Q13) and cosine (Q14) of the quadrant phase, 0 and 1.0 at the
+    quadrant's start, Sin's 8193 (above 1.0) and Cos's 2 at its last phase; Cos falls monotonically, Sin's steps go
+    back up to 2 units near its top; by hand at two phases (simulator values, v68 = v73)."""
     r = np.arange(1 << 14)
     th = np.pi / 2 * r / 2**14
     s, c = trig16_value(r, "Sin"), trig16_value(r, "Cos")
     assert np.abs(s - np.sin(th) * 2**13).max() < 2 and np.abs(c - np.cos(th) * 2**14).max() < 2
-    assert s[0] == 0 and c[0] == 16384 and s[-1] == 8192 and c[-1] <= 2
-    assert np.diff(s).min() == -1 and np.diff(c).max() == 0  # Sin: its floors step back by one unit
-    # Sin at r = 100: p = ((-5197 100) >> 14) - 17 = -49, ((-49 100) >> 14) + 12869 = 12868, rshr(12868 100, 14) = 79
-    # (sin(pi/2 100 / 2^14) 2^13 = 78.54); Cos at r = 13000 (last piece): the simulator's 5223 (cos 2^14 = 5222.81)
+    assert s[0] == 0 and c[0] == 16384 and s[-1] == 8193 and c[-1] == 2
+    assert np.diff(s).min() == -2 and np.diff(c).max() == 0  # Sin: near its top the floors step back
+    # Sin at r = 100 (first piece: c3 = -5197, C2 = -34, C1 = 25738, C0 = 1): (-5197 100 - 34 2^13) >> 14 = -49,
+    # (-49 100 + 25738 2^13) >> 14 = 12868, (12868 100 + 2^13) >> 14 = 79 (sin(pi/2 100 / 2^14) 2^13 = 78.54); Cos at r = 13000 (last piece): the simulator's 5223 (cos 2^14 = 5222.81)
     assert int(trig16_value(np.array([100]), "Sin")[0]) == 79
     assert int(trig16_value(np.array([13000]), "Cos")[0]) == 5223
 

@@ -6,24 +6,30 @@ and Atan wired (stop 28)"). v68 = v73 in every probe.
 With ``a = q - z_in`` and ``rshr(v, s) = (v + 2^(s-1)) >> s``:
 
     phase:    M = round(float32(s_in) 2^32 / (2 pi)),  P = (|a| M) mod 2^32                 (turns, Q32)
-              Sin: negative for a < 0, and for P >= 2^31 (then P -= 2^31)
-              Cos: P = 2^32 - P for P > 2^31; negative for P > 2^30
-              r = (P > 2^30 ? 2^31 - P : P) >> 16                (the first-quadrant phase, 0..2^14, Q14 of a quarter)
-    value:    V = sign F(r)                                       (Sin Q13, Cos Q14)
+              k = P >> 30 (the quadrant),  u = P mod 2^30;  u = 2^30 - 1 - u for odd k  (a one's complement)
+              r = u >> 16                                         (the quadrant phase, 0..2^14 - 1)
+              sign: Sin + + - - over k = 0..3 (times sign(a)),  Cos + - - +
+    value:    V = sign F(r)                                       (F: Sin Q13 sine, Cos Q14 cosine)
     output:   2^-Q / float32(s_out) = f 2^e (f in [0.5, 1)),  m = floor(f 2^15 + 1/4)
               code = clamp(z_out + sign(V) rshr(|V| m, 15 - e))
+              (every code of 57 of 60 random encodings per op; the 3 others, with fractions of f 2^15 of 0.746,
+              0.795 and 0.814, take the other integer, while others at 0.746 and 0.77-0.82 do not: open)
 
-``F`` is a cubic per quarter of the quadrant (``k = r >> 12``, pi/8 each) in the quadrant phase ``x = r`` itself (Q14,
-not the offset in the piece), evaluated by Horner in integers with the coefficients in the value's format (Q13, Q14):
+``F`` is a cubic per quarter of the quadrant (``r >> 12``, pi/8 each) in the quadrant phase ``x = r`` itself
+(Q14 of the quadrant, not the offset within the piece), by Horner in integers: ``p = c3`` (the value's format, Sin
+Q13, Cos Q14), then three steps ``p = (p x + C 2^13) >> 14`` with the coefficients ``C2, C1, C0`` in one more bit
+(Sin Q14, Cos Q15; an odd ``C`` is a step rounded half up, an even one floored), ``F = p`` (``_SIN_COEFFS``,
+``_COS_COEFFS``).
 
-    Sin:  p = ((c3 x) >> 14) + c2,  p = ((p x) >> 14) + c1,  F = rshr(p x, 14) + c0          (floor, floor, round)
-    Cos:  p = ((c3 x) >> 14) + c2,  p = rshr(p x, 14) + c1,  F = rshr(p x, 14) + c0          (floor, round, round)
-
-Found by searching the integer coefficients of each piece (least squares start, then every neighbour) against the
-table of ``F`` read from 4 clean probes, under each of the 8 floor/round choices of the three steps. Every phase
-read of Sin's first three pieces and of Cos's last is reproduced (``_SIN_COEFFS``, ``_COS_COEFFS``); Cos's first
-piece 99.2%, its second 88.8%, its third 79.4% (their exact form is open); Sin's last piece follows no cubic of
-this form (at most 64% of its phases), so it keeps ``round(sin(pi/2 r/2^14) 2^13)`` (72.7%; open).
+Found from the table of ``F`` read from 4 clean probes (``s_in`` 2^-13..2^-10 at ``s_out = 2^-Q``, where the code is
+the value): the piece boundaries are where the error against the rounded function shifts its mean; per piece, for
+every leading coefficient within 300 of a least-squares cubic's, the others by least squares and their neighbours,
+under each of the 8 floor/round choices of the three steps. Each piece has exactly one choice and one set of
+coefficients that gives every phase read (16,120 of 16,384 for each op; any other choice at most 99.85%), and the
+fractions added before each floor are pinned to 0 or 1/2 to within 1/128 (scanned). The one's complement in the odd
+quadrants shows only where ``P``'s low 16 bits are all 0 (there the reflected phase is one below ``2^30 - u``'s): with
+it the 4 clean probes read one value per phase (a two's complement leaves 1 and 2 phases with two values) and 16 random
+encodings per op give every code (the two's complement misses 1-166 codes on 6 (Sin) and 7 (Cos) of them).
 """
 
 from __future__ import annotations
@@ -43,14 +49,12 @@ _VALUE_BITS = {"Sin": 13, "Cos": 14}
 _N16 = 1 << 16
 _QUADRANT_BITS = 14
 _PIECE_BITS = 12  # four pieces of pi/8 per quadrant
-# (c0, c1, c2, c3) per piece, the value's format (Sin Q13, Cos Q14); None: the piece's form is open (rounded sine)
-_SIN_COEFFS: tuple[tuple[int, int, int, int] | None, ...] = (
-    (0, 12869, -17, -5197), (-16, 13041, -643, -4405), (-210, 14167, -2847, -2951), None)
-_COS_COEFFS: tuple[tuple[int, int, int, int] | None, ...] = (
-    (16384, 11, -20486, 1930), (16316, 769, -23424, 5927), (15950, 2928, -27720, 8809), (15309, 5514, -31216, 10394))
-# the rounding (1) or flooring (0) of the three Horner steps
-_SIN_ROUND = (0, 0, 1)
-_COS_ROUND = (0, 1, 1)
+# (c3, C2, C1, C0) per pi/8 piece: c3 in the value's format (Sin Q13, Cos Q14), C2..C0 with one more bit (Sin Q14,
+# Cos Q15); each Horner step p = (p x + C 2^13) >> 14 (x the Q14 quadrant phase)
+_SIN_COEFFS = ((-5197, -34, 25738, 1), (-4405, -1286, 26082, -31), (-2951, -5694, 28334, -419),
+               (-975, -14642, 35125, -2146))
+_COS_COEFFS = ((1950, -40985, 24, 32769), (5902, -46801, 1526, 32634), (8809, -55430, 5846, 31904),
+               (10394, -62432, 11029, 30619))
 
 
 def _phase_multiplier(s_in: float) -> int:
@@ -59,41 +63,34 @@ def _phase_multiplier(s_in: float) -> int:
 
 
 def trig16_quadrant(a: np.ndarray, s_in: float, op: str) -> tuple[np.ndarray, np.ndarray]:
-    """The sign (-1, 0, 1) and the 14-bit first-quadrant phase ``r`` (``0..2^14``) of centred input codes
-    ``a = q - z_in``: the Q32 phase ``|a| M mod 2^32`` folded at full width, then floored (module docstring)."""
-    one = np.int64(1) << 32
-    half, quarter = one >> 1, one >> 2
+    """The sign (-1, 0, 1) and the 14-bit quadrant phase ``r`` (``0..2^14 - 1``) of centred input codes
+    ``a = q - z_in``: the Q32 phase ``P = |a| M mod 2^32``, its quadrant ``k = P >> 30`` and 30-bit phase within it
+    ``u``, reflected as ``2^30 - 1 - u`` (a one's complement) in the odd quadrants, then floored to 14 bits (module
+    docstring). Sin is ``+F(u), +F(~u), -F(u), -F(~u)`` over the quadrants and odd in ``a``; Cos (``F`` the cosine of
+    the quadrant phase) ``+F(u), -F(~u), -F(u), +F(~u)``."""
     a = np.asarray(a, np.int64)
-    p = (np.abs(a) * _phase_multiplier(s_in)) % one
+    p = (np.abs(a) * _phase_multiplier(s_in)) % (np.int64(1) << 32)
+    k, u = p >> 30, p & ((1 << 30) - 1)
     if op == "Sin":
-        sign = np.where(p >= half, -1, 1) * np.sign(a)
-        p = np.where(p >= half, p - half, p)
+        sign = np.where(k >= 2, -1, 1) * np.sign(a)
     else:
-        p = np.where(p > half, one - p, p)
-        sign = np.where(p > quarter, -1, 1)
-    r = np.where(p > quarter, half - p, p) >> (32 - 2 - _QUADRANT_BITS)
-    return sign.astype(np.int64), r.astype(np.int64)
+        sign = np.where((k == 1) | (k == 2), -1, 1)
+    u = np.where((k & 1) == 1, ((1 << 30) - 1) - u, u)
+    return sign.astype(np.int64), (u >> (30 - _QUADRANT_BITS)).astype(np.int64)
 
 
 def trig16_value(r: np.ndarray, op: str) -> np.ndarray:
-    """``F(r)``: the quadrant function of the 14-bit phase ``r`` (Sin Q13 ``sin``, Cos Q14 ``cos`` of
-    ``pi/2 r / 2^14``), a Horner cubic per pi/8 piece (module docstring); Sin's last piece the rounded sine."""
+    """``F(r)``: the quadrant function of the 14-bit phase ``r`` (Sin: ``sin`` in Q13, Cos: ``cos`` in Q14 of
+    ``pi/2 r / 2^14``), a cubic per pi/8 piece in ``x = r`` by Horner, ``p = (p x + C 2^13) >> 14`` from ``p = c3``
+    (module docstring)."""
     x = np.asarray(r, np.int64)
-    coeffs, rounds = (_SIN_COEFFS, _SIN_ROUND) if op == "Sin" else (_COS_COEFFS, _COS_ROUND)
+    coeffs = _SIN_COEFFS if op == "Sin" else _COS_COEFFS
     piece = np.minimum(x >> _PIECE_BITS, len(coeffs) - 1)
-    out = np.zeros(x.shape, np.int64)
-    for k, c in enumerate(coeffs):
-        sel = piece == k
-        xs = x[sel]
-        if c is None:  # open: the real function rounded
-            theta = np.pi / 2 * xs / 2.0**_QUADRANT_BITS
-            out[sel] = np.floor(np.sin(theta) * 2.0 ** _VALUE_BITS[op] + 0.5).astype(np.int64)
-            continue
-        p = np.full(xs.shape, c[3], np.int64)
-        for ci, rnd in zip(c[2::-1], rounds):
-            p = (_rshr(p * xs, _QUADRANT_BITS) if rnd else (p * xs) >> _QUADRANT_BITS) + ci
-        out[sel] = p
-    return out
+    table = np.asarray(coeffs, np.int64)[piece]  # [..., 4]: c3, C2, C1, C0 of each element's piece
+    p = table[..., 0]
+    for i in (1, 2, 3):
+        p = (p * x + (table[..., i] << (_QUADRANT_BITS - 1))) >> _QUADRANT_BITS
+    return p
 
 
 def trig16_codes(q: np.ndarray, op: str, s_in: float, z_in: int, s_out: float, z_out: int) -> np.ndarray:
