@@ -98,13 +98,35 @@ def test_trig16_is_the_spec_on_every_code(arch: str) -> None:
 
 
 @pytest.mark.parametrize("arch", ["68", "73"])
-def test_trig16_output_multiplier_edge(arch: str) -> None:
-    """Open: the output multiplier ``floor(f 2^15 + 1/4)`` gives every code of 57 of 60 random encodings per op; at two
-    encodings with the same fraction of ``f 2^15`` (0.746) the simulator takes the integer above at one and below at
-    the other (the rule's, every code)."""
+def test_trig16_output_multiplier(arch: str) -> None:
+    """The output multiplier is ``round(0.99999 f 2^15)``: two encodings with the same fraction of ``f 2^15`` (0.746)
+    round it up and down, every code; stop 27's ``floor(f 2^15 + 1/4)`` misses codes of the one rounded up."""
     rand = random_probes(5, 60)
     up, down = rand[26], rand[27]
+    for op, q in (("Sin", 13), ("Cos", 14)):
+        for p, y in zip((up, down), probe_many(arch, op, [up, down])):
+            np.testing.assert_array_equal(trig16_codes(np.arange(N), op, p.si, p.zi, p.so, p.zo), y)
+        f, _ = np.frexp(float(np.float32(2.0**-q / float(np.float32(up.so)))))
+        assert abs((f * 2**15) % 1 - 0.746) < 0.001 and not multiplier_settled(q, up.so)
+        (y_up,) = probe_many(arch, op, [up])
+        assert np.mean(table_codes(op, phase_table(op, clean_probes(op), probe_many(arch, op, clean_probes(op)))[0],
+                                   up)[0] == y_up) < 0.5
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_trig16_is_the_spec_at_any_encoding(arch: str) -> None:
+    """Every code at 12 encodings far from calibration's (``s_in`` 1e-6..0.1, ``s_out`` 1e-6..1e-2, any zero points),
+    among them output scales so small that the magnitude wraps modulo 2^17 (the codes saturate, then start again from
+    the zero point)."""
+    rng = np.random.default_rng(99)
+    probes = []
+    for _ in range(12):
+        si = float(np.exp(rng.uniform(np.log(1e-6), np.log(0.1))))
+        so = float(np.exp(rng.uniform(np.log(1e-6), np.log(1e-2))))
+        probes.append(Probe16(si, int(rng.integers(0, N)), so, int(rng.integers(0, N))))
+    probes.append(Probe16(9.298197536311796e-06, 1941, 1.8874242421546851e-06, 16518))  # ratios 65 (Sin), 32 (Cos)
     for op in ("Sin", "Cos"):
-        y_up, y_down = probe_many(arch, op, [up, down])
-        np.testing.assert_array_equal(trig16_codes(np.arange(N), op, down.si, down.zi, down.so, down.zo), y_down)
-        assert np.mean(trig16_codes(np.arange(N), op, up.si, up.zi, up.so, up.zo) == y_up) < 0.5
+        for p, y in zip(probes, probe_many(arch, op, probes)):
+            np.testing.assert_array_equal(trig16_codes(np.arange(N), op, p.si, p.zi, p.so, p.zo), y)
+    (y,) = probe_many(arch, "Sin", probes[-1:])
+    assert np.any(y == N - 1) and np.any((y > probes[-1].zo) & (y < 30000) & (np.arange(N) > 30000))

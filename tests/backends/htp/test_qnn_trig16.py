@@ -96,12 +96,23 @@ def test_trig16_quadrant_function() -> None:
 
 
 def test_trig16_output_conversion() -> None:
-    """The value to codes in sign and magnitude with ``m = floor(f 2^15 + 1/4)``: at ``s_out = 2^-Q`` the code is the
-    value; at a ratio of 1.6 (``f = 0.8``, ``m = 26214``) Cos(0) = 16384 gives 16384 26214 / 2^14 = 26214; ties away from
-    zero on both sides."""
+    """The value to codes in sign and magnitude with ``m = round(0.99999 f 2^15)``: at ``s_out = 2^-Q`` the code is the
+    value; at a ratio of 1.6 (``f = 0.8``, ``m = round(26213.78) = 26214``) Cos(0) = 16384 gives 26214; at a ratio of
+    64.68 (``m = 16557``, shift 8) the magnitude wraps modulo 2^17 (simulator codes, v68 = v73)."""
     q = np.arange(1 << 16)
     si, zi = 2.0**-12, 32768
-    v = trig16_value(trig16_quadrant(q - zi, si, "Sin")[1], "Sin") * trig16_quadrant(q - zi, si, "Sin")[0]
+    sign, r = trig16_quadrant(q - zi, si, "Sin")
+    v = sign * trig16_value(r, "Sin")
     np.testing.assert_array_equal(trig16_codes(q, "Sin", si, zi, 2.0**-13, 30000), np.clip(30000 + v, 0, 65535))
     y = trig16_codes(q, "Cos", si, zi, 2.0**-14 / 1.6, 0)
     assert y.min() == 0 and y[zi] == 26214
+    # s_in 9.3e-6, s_out 1.89e-6: V = 788 -> rshr(788 16557, 8) = 50965 codes, + 16518 saturates; V = 2027 ->
+    # 131098 = 2^17 + 26 -> 16544 (the simulator's code at q = 28832)
+    si, zi, so, zo = 9.298197536311796e-06, 1941, 1.8874242421546851e-06, 16518
+    assert int(trig16_codes(np.array([28832]), "Sin", si, zi, so, zo)[0]) == 16544
+    sign, r = trig16_quadrant(q - zi, si, "Sin")
+    v = sign * trig16_value(r, "Sin")
+    y = trig16_codes(q, "Sin", si, zi, so, zo)
+    pos = v >= 0
+    np.testing.assert_array_equal(y[pos], np.clip(zo + ((v[pos] * 16557 + 128) >> 8) % (1 << 17), 0, 65535))
+    assert (y[v >= 2027] < 65535).any()
