@@ -27,8 +27,9 @@ everywhere, Reciprocal is QNN's 16-bit Divide (``spec/qnn_div.py``) of 1.0 quant
 QNN's approximation (fitted, approximate); Elu from 0 up is QNN's 15-bit requantization (floored, then shifted up),
 below 0 approximate; HardSwish is QNN's Q15 gate of the input code times the input requantized to the output's codes
 (``spec/qnn_hardswish16.py``; ratios ``s_in / s_out`` under 64); Sin and Cos are QNN's Q32 phase of the code, a
-fixed-point cubic per pi/8 of the quadrant and a sign-and-magnitude output conversion (``spec/qnn_trig16.py``; Sin's
-last pi/8 the rounded sine, approximate); the rest is exact rounding.
+fixed-point cubic per pi/8 of the quadrant and a sign-and-magnitude output conversion, Atan a fixed-point quadratic
+per quarter of ``[0, 1]`` of ``x`` or of ``1 / x`` (``spec/qnn_trig16.py``; Atan's reciprocal approximate); the rest is
+exact rounding.
 """
 
 from __future__ import annotations
