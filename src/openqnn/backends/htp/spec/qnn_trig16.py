@@ -57,9 +57,9 @@ Found like Sin's ``F``: at power-of-two input scales (2^-16..2^-6 at ``s_out = 2
 ``x`` (155,648 inputs, no two values for one ``x``) that changes only at multiples of 2^-15 below 1 (``t`` floored:
 the odd multiples of 2^-16 take the even one below's value); a least-squares quadratic per quarter of ``[0, 1]``
 leaves only a rounding (under 1 unit; a single polynomial of degree 13 leaves 2.2); the search gives every ``t``
-read (16,384 + 8,192 of them) with one floor/round choice per piece. At random input scales ``t`` through the 15-bit
-rounded ``m`` and a floor gives every code below 1 of 8 probes but 1 (2^16, 2^17, 2^20 or 2^24 bits of ``s_in``:
-83-100%). Above 1 the simulator's reciprocal is not exact: ``floor(2^15 / x)`` gives 94.6% of the 114,682 inputs
+read (16,384 + 8,192 of them) with one floor/round choice per piece. At 8 random input scales ``t`` through the 15-bit
+rounded ``m`` and a floor gives every code with ``x <= 1`` of 7 and 99.99% of the 8th (``s_in`` to 16-18 bits, or
+exactly: 83-98%). Above 1 the simulator's reciprocal is not exact: ``floor(2^15 / x)`` gives 94.6% of the 114,682 inputs
 ``x > 1`` of the power-of-two probes, ``round(2^15 2^k / x) >> k`` 98.1% (92.7% in ``[1, 2)``, 99.9% above 256),
 nnlib's 16-bit reciprocal (``qnn_div.recip16``) 71%, with one 16-bit Newton step 92%, float16 66-73%, ``pi/2 -
 G`` by negated coefficients 41%. ``x = 1`` exactly gives 12868 on the simulator, one above ``G(2^15)`` (open).
