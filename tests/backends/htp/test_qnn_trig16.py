@@ -1,5 +1,5 @@
-"""htp_config.arithmetic = "qnn": QNN's 16-bit Sin, Cos and Atan (spec/qnn_trig16.py). Fast path == reference == the spec
-on v68 and v73; the route's properties (the quadrant phase, the quadrant function, the output conversion) by hand;
+"""htp_config.arithmetic = "qnn": QNN's 16-bit Sin, Cos and Atan (spec/qnn_trig16.py). Fast path == reference == the
+spec on v68 and v73; the route's properties (the quadrant phase, the quadrant function, the output conversion) by hand;
 TFLite's arithmetic, 8-bit codes and v75 keep exact rounding. (Against the simulator:
 tests/fidelity/test_qnn_trig16.py.)"""
 
@@ -97,7 +97,8 @@ def test_trig16_quadrant_function() -> None:
     assert s[0] == 0 and c[0] == 16384 and s[-1] == 8193 and c[-1] == 2
     assert np.diff(s).min() == -2 and np.diff(c).max() == 0  # Sin: near its top the floors step back
     # Sin at r = 100 (first piece: c3 = -5197, C2 = -34, C1 = 25738, C0 = 1): (-5197 100 - 34 2^13) >> 14 = -49,
-    # (-49 100 + 25738 2^13) >> 14 = 12868, (12868 100 + 2^13) >> 14 = 79 (sin(pi/2 100 / 2^14) 2^13 = 78.54); Cos at r = 13000 (last piece): the simulator's 5223 (cos 2^14 = 5222.81)
+    # (-49 100 + 25738 2^13) >> 14 = 12868, (12868 100 + 2^13) >> 14 = 79 (sin(pi/2 100 / 2^14) 2^13 = 78.54);
+    # Cos at r = 13000 (last piece): the simulator's 5223 (cos 2^14 = 5222.81)
     assert int(trig16_value(np.array([100]), "Sin")[0]) == 79
     assert int(trig16_value(np.array([13000]), "Cos")[0]) == 5223
 

@@ -1,5 +1,5 @@
-"""QNN's HTP Sin, Cos and Atan of 16-bit codes, v68 and v73, established on Qualcomm's HTP simulator (onnxruntime-qnn 2.7.0,
-QNN 2.51) with ``tests/fidelity/trig16_probe.py`` (every 16-bit input code once per encoding) and held to it by
+"""QNN's HTP Sin, Cos and Atan of 16-bit codes, v68 and v73, established on Qualcomm's HTP simulator (onnxruntime-qnn
+2.7.0, QNN 2.51) with ``tests/fidelity/trig16_probe.py`` (every 16-bit input code once per encoding) and held to it by
 ``tests/fidelity/test_qnn_trig16.py`` (docs/htp-fidelity.md, "16-bit Atan, Sin and Cos (stop 27)" and "16-bit Sin, Cos
 and Atan wired (stop 28)"). v68 = v73 in every probe.
 
@@ -13,11 +13,10 @@ With ``a = q - z_in`` and ``rshr(v, s) = (v + 2^(s-1)) >> s``:
     output:   2^-Q / float32(s_out) = f 2^e (f in [0.5, 1)),  m = round(0.99999 f 2^15)
               code = clamp(z_out + sign(V) (rshr(|V| m, 15 - e) mod 2^17))
 
-``F`` is a cubic per quarter of the quadrant (``r >> 12``, pi/8 each) in the quadrant phase ``x = r`` itself
-(Q14 of the quadrant, not the offset within the piece), by Horner in integers: ``p = c3`` (the value's format, Sin
-Q13, Cos Q14), then three steps ``p = (p x + C 2^13) >> 14`` with the coefficients ``C2, C1, C0`` in one more bit
-(Sin Q14, Cos Q15; an odd ``C`` is a step rounded half up, an even one floored), ``F = p`` (``_SIN_COEFFS``,
-``_COS_COEFFS``).
+``F`` is a cubic per quarter of the quadrant (``r >> 12``, pi/8 each) in the quadrant phase ``x = r`` itself (Q14 of
+the quadrant, not the offset within the piece), by Horner in integers: ``p = c3`` (the value's format, Sin Q13, Cos
+Q14), then three steps ``p = (p x + C 2^13) >> 14`` with the coefficients ``C2, C1, C0`` in one more bit (Sin Q14, Cos
+Q15; an odd ``C`` is a step rounded half up, an even one floored), ``F = p`` (``_SIN_COEFFS``, ``_COS_COEFFS``).
 
 Found from the table of ``F`` read from 4 clean probes (``s_in`` 2^-13..2^-10 at ``s_out = 2^-Q``, where the code is
 the value): the piece boundaries are where the error against the rounded function shifts its mean; per piece, for
@@ -26,16 +25,16 @@ under each of the 8 floor/round choices of the three steps. Each piece has exact
 coefficients that gives every phase read (16,120 of 16,384 for each op; any other choice at most 99.85%), and the
 fractions added before each floor are pinned to 0 or 1/2 to within 1/128 (scanned). The one's complement in the odd
 quadrants shows only where ``P``'s low 16 bits are all 0 (there the reflected phase is one below ``2^30 - u``'s): with
-it the 4 clean probes read one value per phase (a two's complement leaves 1 and 2 phases with two values) and 16 random
-encodings per op give every code (the two's complement misses 1-166 codes on 6 (Sin) and 7 (Cos) of them).
+it the 4 clean probes read one value per phase (a two's complement leaves 1 and 2 phases with two values) and 16
+random encodings per op give every code (the two's complement misses 1-166 codes on 6 (Sin) and 7 (Cos) of them).
 
 The output multiplier: with ``F`` known, every random encoding pins the integer ``m`` (the real multipliers consistent
 with all its codes span under 0.002 of a unit). Over 160 encodings (``f 2^15`` with every fraction) ``m`` is
-``round((1 - eps) f 2^15)`` for ``eps`` in [0.965e-5, 1.003e-5], so the factor 0.99999; stop 27's
-``floor(f 2^15 + 1/4)`` misses 8 of them (fractions 0.67-0.82 of ``f 2^15``, rounded either way), plain rounding
-more. The magnitude wraps modulo 2^17 before the zero point is added and the result clamped: at output scales far
-below the function's range (ratios ``2^-Q / s_out`` of 16 to 65) the simulator's codes run up to 65535, saturate,
-and start again from the zero point after every 2^17 codes of magnitude.
+``round((1 - eps) f 2^15)`` for ``eps`` in [0.965e-5, 1.003e-5], so the factor 0.99999; stop 27's ``floor(f 2^15 +
+1/4)`` misses 8 of them (fractions 0.67-0.82 of ``f 2^15``, rounded either way), plain rounding 11 of the first 60.
+The magnitude wraps modulo 2^17 before the zero point is added and the result clamped: at output scales far below the
+function's range (ratios ``2^-Q / s_out`` of 8 to 84) the simulator's codes run up to 65535, saturate, and start again
+from the zero point after every 2^17 codes of magnitude.
 
 Held: every code of 244 encodings per op and arch (v68, v73): 200 random ones as calibration would give (``s_in``
 3e-5..3e-4, unsaturated outputs) and 44 anywhere (``s_in`` 1e-6..0.1, ``s_out`` 1e-6..1e-2, any zero points); exact
@@ -56,14 +55,14 @@ conversion with ``Q = 14``). ``x = |a| s_in`` is ``X = |a| m`` with ``m`` the 15
 Found like Sin's ``F``: at power-of-two input scales (2^-16..2^-6 at ``s_out = 2^-14``) the value is a function of
 ``x`` (155,648 inputs, no two values for one ``x``) that changes only at multiples of 2^-15 below 1 (``t`` floored:
 the odd multiples of 2^-16 take the even one below's value); a least-squares quadratic per quarter of ``[0, 1]``
-leaves only a rounding (under 1 unit; a single polynomial of degree 13 leaves 2.2); the search gives every ``t``
-read (16,384 + 8,192 of them) with one floor/round choice per piece. At 8 random input scales ``t`` through the 15-bit
+leaves only a rounding (under 1 unit; a single polynomial of degree 13 leaves 2.2); the search gives every ``t`` read
+(16,384 + 8,192 of them) with one floor/round choice per piece. At 8 random input scales ``t`` through the 15-bit
 rounded ``m`` and a floor gives every code with ``x <= 1`` of 7 and 99.99% of the 8th (``s_in`` to 16-18 bits, or
-exactly: 83-98%). Above 1 the simulator's reciprocal is not exact: ``floor(2^15 / x)`` gives 94.6% of the 114,682 inputs
-``x > 1`` of the power-of-two probes, ``round(2^15 2^k / x) >> k`` 98.1% (92.7% in ``[1, 2)``, 99.9% above 256),
-nnlib's 16-bit reciprocal (``qnn_div.recip16``) 71%, with one 16-bit Newton step 92%, float16 66-73%, ``pi/2 -
-G`` by negated coefficients 41%. ``x = 1`` exactly gives 12868 on the simulator, one above ``G(2^15)`` (open).
-Atan held: 91.6-99.1% of the codes of 20 random encodings (exact rounding 19-75%), up to 2 codes off.
+exactly: 83-100% per probe). Above 1 the simulator's reciprocal is not exact: ``floor(2^15 / x)`` gives 94.6% of the
+114,682 inputs ``x > 1`` of the power-of-two probes, ``round(2^15 2^k / x) >> k`` 98.1% (92.7% in ``[1, 2)``, 99.9%
+above 256), nnlib's 16-bit reciprocal (``qnn_div.recip16``) 71%, with one 16-bit Newton step 92%, float16 66-73%,
+``pi/2 - G`` by negated coefficients 41%. ``x = 1`` exactly gives 12868 on the simulator, one below ``G(2^15)``
+(open). Atan held: 91.6-99.1% of the codes of 20 random encodings (exact rounding 19-75%), up to 2 codes off.
 
 """
 
@@ -160,7 +159,8 @@ def atan16_value(a: np.ndarray, s_in: float) -> np.ndarray:
     n = np.where(top >= 14, big_x >> np.maximum(top - 14, 0), big_x << np.maximum(14 - top, 0))
     k = np.maximum(top + e - 15, 0)
     t_big = ((1 << 29) + (n >> 1)) // np.maximum(n, 1) >> k
-    v = np.where(small, atan16_core(np.minimum(t_small, 1 << 15)), _ATAN_HALF_PI - atan16_core(np.minimum(t_big, 1 << 15)))
+    v = np.where(small, atan16_core(np.minimum(t_small, 1 << 15)),
+                 _ATAN_HALF_PI - atan16_core(np.minimum(t_big, 1 << 15)))
     return np.sign(a) * v
 
 
