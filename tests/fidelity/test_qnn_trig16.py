@@ -1,12 +1,14 @@
 """QNN's 16-bit Sin, Cos and Atan against the HTP simulator (docs/htp-fidelity.md, "16-bit Atan, Sin and Cos
 (stop 27)"): what is established of them (the value grids, Sin's and Cos's Q32 phase and output conversion), with
-the probes of tests/fidelity/trig16_probe.py. Nothing of it is wired: the quadrant function ``F(r)`` is open."""
+the probes of tests/fidelity/trig16_probe.py; and openqnn's Sin and Cos (spec/qnn_trig16.py: the quadrant function
+``F(r)`` a Horner cubic per pi/8 piece) against it."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from openqnn.backends.htp.spec.qnn_trig16 import atan16_core, trig16_codes, trig16_value
 from tests.fidelity.harness import simulator_missing
 from tests.fidelity.trig16_probe import (
     UNKNOWN,
@@ -67,3 +69,102 @@ def test_sin_cos_are_a_table_of_the_q32_phase(arch: str) -> None:
             assert np.mean((want == y)[covered]) >= 0.9999
             exact.append(float(np.mean(exact_codes(op, p) == y)))
         assert max(exact) < 0.9 and min(exact) < 0.5
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_trig16_quadrant_function_is_the_spec(arch: str) -> None:
+    """openqnn's ``F`` (spec/qnn_trig16.py, a Horner cubic per pi/8 piece) is every phase of the table read from 4
+    clean probes (16,120 of 16,384 phases, none read twice with two values); the rounded sine and cosine are
+    82.6% / 76.3% of it."""
+    r = np.arange(1 << 14)
+    for op in ("Sin", "Cos"):
+        clean = clean_probes(op)
+        table, clash = phase_table(op, clean, probe_many(arch, op, clean))
+        known = table[: 1 << 14] != UNKNOWN
+        assert clash == 0 and known.sum() == 16120
+        np.testing.assert_array_equal(trig16_value(r[known], op), table[: 1 << 14][known])
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_trig16_is_the_spec_on_every_code(arch: str) -> None:
+    """openqnn's Sin and Cos give every code of 8 random encodings (exact rounding 18-82% of each)."""
+    rand = random_probes(int(arch) + 1, 8)
+    for op in ("Sin", "Cos"):
+        exact = []
+        for p, y in zip(rand, probe_many(arch, op, rand)):
+            np.testing.assert_array_equal(trig16_codes(np.arange(N), op, p.si, p.zi, p.so, p.zo), y)
+            exact.append(float(np.mean(exact_codes(op, p) == y)))
+        assert max(exact) < 0.85
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_trig16_output_multiplier(arch: str) -> None:
+    """The output multiplier is ``round(0.99999 f 2^15)``: two encodings with the same fraction of ``f 2^15`` (0.746)
+    round it up and down, every code; stop 27's ``floor(f 2^15 + 1/4)`` misses codes of the one rounded up."""
+    rand = random_probes(5, 60)
+    up, down = rand[26], rand[27]
+    for op, q in (("Sin", 13), ("Cos", 14)):
+        for p, y in zip((up, down), probe_many(arch, op, [up, down])):
+            np.testing.assert_array_equal(trig16_codes(np.arange(N), op, p.si, p.zi, p.so, p.zo), y)
+        f, _ = np.frexp(float(np.float32(2.0**-q / float(np.float32(up.so)))))
+        assert abs((f * 2**15) % 1 - 0.746) < 0.001 and not multiplier_settled(q, up.so)
+        (y_up,) = probe_many(arch, op, [up])
+        assert np.mean(table_codes(op, phase_table(op, clean_probes(op), probe_many(arch, op, clean_probes(op)))[0],
+                                   up)[0] == y_up) < 0.5
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_trig16_is_the_spec_at_any_encoding(arch: str) -> None:
+    """Every code at 12 encodings far from calibration's (``s_in`` 1e-6..0.1, ``s_out`` 1e-6..1e-2, any zero points),
+    among them output scales so small that the magnitude wraps modulo 2^17 (the codes saturate, then start again from
+    the zero point)."""
+    rng = np.random.default_rng(99)
+    probes = []
+    for _ in range(12):
+        si = float(np.exp(rng.uniform(np.log(1e-6), np.log(0.1))))
+        so = float(np.exp(rng.uniform(np.log(1e-6), np.log(1e-2))))
+        probes.append(Probe16(si, int(rng.integers(0, N)), so, int(rng.integers(0, N))))
+    probes.append(Probe16(9.298197536311796e-06, 1941, 1.8874242421546851e-06, 16518))  # ratios 65 (Sin), 32 (Cos)
+    for op in ("Sin", "Cos"):
+        for p, y in zip(probes, probe_many(arch, op, probes)):
+            np.testing.assert_array_equal(trig16_codes(np.arange(N), op, p.si, p.zi, p.so, p.zo), y)
+    (y,) = probe_many(arch, "Sin", probes[-1:])
+    assert np.any(y == N - 1) and np.any((y > probes[-1].zo) & (y < 30000) & (np.arange(N) > 30000))
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_atan16_core_is_the_spec(arch: str) -> None:
+    """Atan below 1 is ``G(floor(x 2^15))``, every value read at power-of-two input scales (``x`` to 1 at 2^-16 and
+    2^-14, ``s_out = 2^-14``), and a function of ``x``; above 1 ``pi/2 - G`` of the approximate reciprocal gives
+    96.6% of the 76,797 inputs above 1 of 4 power-of-two probes (``floor(2^15 / x)``: 90.0%)."""
+    ks = (16, 14, 12, 10)
+    probes = [Probe16(2.0**-k, 32768, 2.0**-14, 32768) for k in ks]
+    codes = probe_many(arch, "Atan", probes)
+    a = np.arange(1, 32768)
+    ok, ok_floor, n_big = 0, 0, 0
+    for k, p, y in zip(ks, probes, codes):
+        v = y[32768 + a] - 32768
+        x = a * 2.0**-k
+        small = x <= 1
+        below = small & (x < 1)
+        np.testing.assert_array_equal(v[below], atan16_core(np.floor(x[below] * 2**15).astype(np.int64)))
+        ours = trig16_codes(32768 + a, "Atan", p.si, p.zi, p.so, p.zo)
+        np.testing.assert_array_equal(ours[below], y[32768 + a][below])
+        ok += int(np.sum((ours == y[32768 + a])[~small]))
+        ok_floor += int(np.sum(25736 - atan16_core(np.floor(2**15 / x[~small]).astype(np.int64)) == v[~small]))
+        n_big += int((~small).sum())
+    assert n_big == 76797 and 0.965 < ok / n_big < 0.967 and 0.899 < ok_floor / n_big < 0.901
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_atan16_on_random_encodings(arch: str) -> None:
+    """openqnn's Atan on every code of 8 random encodings: every code with ``|x| < 1`` (the input through a 15-bit
+    rounded significand of ``s_in``), 91-99% of all codes (exact rounding 19-75%), at most 2 codes off."""
+    rand = random_probes(int(arch) + 1, 8)
+    for p, y in zip(rand, probe_many(arch, "Atan", rand)):
+        ours = trig16_codes(np.arange(N), "Atan", p.si, p.zi, p.so, p.zo)
+        small = np.abs(np.arange(N) - p.zi) * float(np.float32(p.si)) < 0.999
+        np.testing.assert_array_equal(ours[small], y[small])
+        share = float(np.mean(ours == y))
+        assert 0.9 < share < 1 and share > float(np.mean(exact_codes("Atan", p) == y)) + 0.2
+        assert np.abs(ours - y).max() <= 2

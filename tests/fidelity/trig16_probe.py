@@ -7,11 +7,11 @@ What the probes showed (v68 = v73) and what this module models:
 
 - Sin's value is a Q13 integer, Cos's and Atan's Q14 (at an output scale of 2^-15 the codes step by 4 and 2).
 - Sin and Cos take the phase of the input *code* in Q32 turns: ``P = (|a| M) mod 2^32`` with ``a = q - z_in`` and
-  ``M = round(float32(s_in) 2^32 / (2 pi))``; ``P`` is folded into the first quadrant at full width (for Sin
-  ``P >= 2^31`` negates, then ``2^31 - P`` above ``2^30``; for Cos ``2^32 - P`` above ``2^31``, then ``2^31 - P``
-  negating above ``2^30``) and only then floored to 14 bits of the quadrant (:func:`quadrant_phase`). The value is a
-  function ``F(r)`` of that 14-bit phase ``r`` alone, the same at every input encoding; ``F`` itself (a polynomial
-  with intermediate roundings) is not found, so :func:`phase_table` reads it from probes.
+  ``M = round(float32(s_in) 2^32 / (2 pi))``; ``P`` is folded into the first quadrant at full width (the phase
+  within the quadrant, reflected as a one's complement in the odd quadrants) and only then floored to 14 bits of the
+  quadrant (:func:`quadrant_phase`). The value is a function ``F(r)`` of that 14-bit phase ``r`` alone, the same at
+  every input encoding: :func:`phase_table` reads it from probes; openqnn's spec (spec/qnn_trig16.py) computes it,
+  a Horner cubic per pi/8 piece (stop 28).
 - The signed Q13 or Q14 value ``V`` is converted to the output codes in sign and magnitude, as Gelu's output stage:
   ``sign(V) rshr(|V| m, 15 - e)`` with ``2^-Q / s_out = f 2^e`` and ``m = floor(f 2^15 + 1/4)`` on 58 of 60
   random encodings (:func:`output_codes`; the two others near a fraction of 3/4: open).
@@ -43,18 +43,16 @@ def phase_multiplier(si: float, turn_bits: int = 32) -> int:
 
 
 def quadrant_phase(a: np.ndarray, si: float, op: str, turn_bits: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """The sign and the 14-bit first-quadrant phase ``r`` (``0..2^14``) of input codes ``a = q - z_in``, Sin or Cos."""
+    """The sign and the 14-bit quadrant phase ``r`` (``0..2^14 - 1``) of input codes ``a = q - z_in``, Sin or Cos: the
+    phase ``P = |a| M mod 2^turn_bits``, its quadrant ``k`` (top 2 bits) and phase within it ``u``, reflected as a one's
+    complement in the odd quadrants (``quarter - 1 - u``), floored to 14 bits (spec/qnn_trig16.py)."""
     one = np.int64(1) << turn_bits
-    half, quarter = one >> 1, one >> 2
+    quarter = one >> 2
     p = (np.abs(np.asarray(a, np.int64)) * phase_multiplier(si, turn_bits)) % one
-    if op == "Sin":
-        sign = np.where(p >= half, -1, 1) * np.sign(a)
-        p = np.where(p >= half, p - half, p)
-    else:
-        p = np.where(p > half, one - p, p)
-        sign = np.where(p > quarter, -1, 1)
-    r = np.where(p > quarter, half - p, p) >> (turn_bits - 2 - QUADRANT_BITS)
-    return sign.astype(np.int64), r.astype(np.int64)
+    k, u = p // quarter, p % quarter
+    sign = np.where(k >= 2, -1, 1) * np.sign(a) if op == "Sin" else np.where((k == 1) | (k == 2), -1, 1)
+    u = np.where(k % 2 == 1, quarter - 1 - u, u)
+    return sign.astype(np.int64), (u >> (turn_bits - 2 - QUADRANT_BITS)).astype(np.int64)
 
 
 def output_codes(v: np.ndarray, value_bits: int, so: float, zo: int) -> np.ndarray:

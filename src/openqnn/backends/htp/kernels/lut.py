@@ -27,8 +27,11 @@ everywhere, Reciprocal is QNN's 16-bit Divide (``spec/qnn_div.py``) of 1.0 quant
 QNN's approximation (fitted, approximate); Elu from 0 up is QNN's 15-bit requantization (floored, then shifted up),
 below 0 QNN's 16-bit Exp at the output scale ``s_out / alpha`` less ``alpha / s_out`` codes (``alpha / s_out`` under
 2^16); Exp is QNN's exponent from the code with a four-segment cubic ``2^f`` in Q14 and a 15-bit output multiplier
-(``spec/qnn_exp16.py``; steps ``s_in log2 e`` under 1); HardSwish is QNN's Q15 gate of the input code times the input requantized to the output's codes
-(``spec/qnn_hardswish16.py``; ratios ``s_in / s_out`` under 64); the rest is exact rounding.
+(``spec/qnn_exp16.py``; steps ``s_in log2 e`` under 1); HardSwish is QNN's Q15 gate of the input code times the input
+requantized to the output's codes (``spec/qnn_hardswish16.py``; ratios ``s_in / s_out`` under 64); Sin and Cos are
+QNN's Q32 phase of the code, a fixed-point cubic per pi/8 of the quadrant and a sign-and-magnitude output conversion,
+Atan a fixed-point quadratic per quarter of ``[0, 1]`` of ``x`` or of ``1 / x`` (``spec/qnn_trig16.py``; Atan's
+reciprocal approximate); the rest is exact rounding.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from openqnn.backends.htp.kernels.scratch import step_buffer
 from openqnn.backends.htp.native import lookup_or
 from openqnn.backends.htp.spec.qnn_exp16 import exp16_table_for
 from openqnn.backends.htp.spec.qnn_hardswish16 import hardswish16_table_for
+from openqnn.backends.htp.spec.qnn_trig16 import TRIG16_OPS, trig16_table_for
 from openqnn.backends.htp.spec.qnn_unary import reciprocal_table_for
 from openqnn.backends.htp.spec.qnn_unary16 import row_parity, unary16_tables_for
 from openqnn.backends.plan import StepPlan
@@ -172,6 +176,11 @@ def unary(node: Node, ctx: HtpBuildContext) -> HtpStep:
     if node.op_type == "HardSwish":
         table = hardswish16_table_for(ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]),
                                       float(qo.scale[0]), int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
+        if table is not None:
+            return table_step(node, ctx, x_name, table, qo)
+    if node.op_type in TRIG16_OPS:
+        table = trig16_table_for(node.op_type, ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]),
+                                 float(qo.scale[0]), int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
         if table is not None:
             return table_step(node, ctx, x_name, table, qo)
     tables = unary16_tables_for(node.op_type, ctx.arch.name, ctx.arithmetic, float(qi.scale[0]),

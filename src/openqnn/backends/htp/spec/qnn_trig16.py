@@ -1,0 +1,192 @@
+"""QNN's HTP Sin, Cos and Atan of 16-bit codes, v68 and v73, established on Qualcomm's HTP simulator (onnxruntime-qnn
+2.7.0, QNN 2.51) with ``tests/fidelity/trig16_probe.py`` (every 16-bit input code once per encoding) and held to it by
+``tests/fidelity/test_qnn_trig16.py`` (docs/htp-fidelity.md, "16-bit Atan, Sin and Cos (stop 27)" and "16-bit Sin, Cos
+and Atan wired (stop 28)"). v68 = v73 in every probe.
+
+With ``a = q - z_in`` and ``rshr(v, s) = (v + 2^(s-1)) >> s``:
+
+    phase:    M = round(float32(s_in) 2^32 / (2 pi)),  P = (|a| M) mod 2^32                 (turns, Q32)
+              k = P >> 30 (the quadrant),  u = P mod 2^30;  u = 2^30 - 1 - u for odd k  (a one's complement)
+              r = u >> 16                                         (the quadrant phase, 0..2^14 - 1)
+              sign: Sin + + - - over k = 0..3 (times sign(a)),  Cos + - - +
+    value:    V = sign F(r)                                       (F: Sin Q13 sine, Cos Q14 cosine)
+    output:   2^-Q / float32(s_out) = f 2^e (f in [0.5, 1)),  m = round(0.99999 f 2^15)
+              code = clamp(z_out + sign(V) (rshr(|V| m, 15 - e) mod 2^17))
+
+``F`` is a cubic per quarter of the quadrant (``r >> 12``, pi/8 each) in the quadrant phase ``x = r`` itself (Q14 of
+the quadrant, not the offset within the piece), by Horner in integers: ``p = c3`` (the value's format, Sin Q13, Cos
+Q14), then three steps ``p = (p x + C 2^13) >> 14`` with the coefficients ``C2, C1, C0`` in one more bit (Sin Q14, Cos
+Q15; an odd ``C`` is a step rounded half up, an even one floored), ``F = p`` (``_SIN_COEFFS``, ``_COS_COEFFS``).
+
+Found from the table of ``F`` read from 4 clean probes (``s_in`` 2^-13..2^-10 at ``s_out = 2^-Q``, where the code is
+the value): the piece boundaries are where the error against the rounded function shifts its mean; per piece, for
+every leading coefficient within 300 of a least-squares cubic's, the others by least squares and their neighbours,
+under each of the 8 floor/round choices of the three steps. Each piece has exactly one choice and one set of
+coefficients that gives every phase read (16,120 of 16,384 for each op; any other choice at most 99.85%), and the
+fractions added before each floor are pinned to 0 or 1/2 to within 1/128 (scanned). The one's complement in the odd
+quadrants shows only where ``P``'s low 16 bits are all 0 (there the reflected phase is one below ``2^30 - u``'s): with
+it the 4 clean probes read one value per phase (a two's complement leaves 1 and 2 phases with two values) and 16
+random encodings per op give every code (the two's complement misses 1-166 codes on 6 (Sin) and 7 (Cos) of them).
+
+The output multiplier: with ``F`` known, every random encoding pins the integer ``m`` (the real multipliers consistent
+with all its codes span under 0.002 of a unit). Over 160 encodings (``f 2^15`` with every fraction) ``m`` is
+``round((1 - eps) f 2^15)`` for ``eps`` in [0.965e-5, 1.003e-5], so the factor 0.99999; stop 27's ``floor(f 2^15 +
+1/4)`` misses 8 of them (fractions 0.67-0.82 of ``f 2^15``, rounded either way), plain rounding 11 of the first 60.
+The magnitude wraps modulo 2^17 before the zero point is added and the result clamped: at output scales far below the
+function's range (ratios ``2^-Q / s_out`` of 8 to 84) the simulator's codes run up to 65535, saturate, and start again
+from the zero point after every 2^17 codes of magnitude.
+
+Held: every code of 244 encodings per op and arch (v68, v73): 200 random ones as calibration would give (``s_in``
+3e-5..3e-4, unsaturated outputs) and 44 anywhere (``s_in`` 1e-6..0.1, ``s_out`` 1e-6..1e-2, any zero points); exact
+rounding 17-85% of the codes of the first.
+
+Atan (approximate for ``|x| > 1``): a function of the real input, odd, Q14 (``V = sign(a) G(...)``, the same output
+conversion with ``Q = 14``). ``x = |a| s_in`` is ``X = |a| m`` with ``m`` the 15-bit rounded significand of
+``float32(s_in) = f 2^e`` (``x = X 2^(e - 15)``), and
+
+    x <= 1:   t = floor(x 2^15) = X >> -e                         (Q15)
+              V = G(t)
+    x > 1:    n = X normalized to [2^14, 2^15) (floored),  x in [2^k, 2^(k+1))
+              t = round(2^29 / n) >> k                            (1 / x in Q15; approximate)
+              V = 25736 - G(t)                                    (pi/2 in Q14)
+    G(t):     a quadratic per quarter of [0, 1] (t >> 13) in t itself, Horner p = c2, p = (p t + C 2^14) >> 15
+              twice (C1, C0 in Q15, c2 in Q14; ``_ATAN_COEFFS``)
+
+Found like Sin's ``F``: at power-of-two input scales (2^-16..2^-6 at ``s_out = 2^-14``) the value is a function of
+``x`` (155,648 inputs, no two values for one ``x``) that changes only at multiples of 2^-15 below 1 (``t`` floored:
+the odd multiples of 2^-16 take the even one below's value); a least-squares quadratic per quarter of ``[0, 1]``
+leaves only a rounding (under 1 unit; a single polynomial of degree 13 leaves 2.2); the search gives every ``t`` read
+(16,384 + 8,192 of them) with one floor/round choice per piece. At 8 random input scales ``t`` through the 15-bit
+rounded ``m`` and a floor gives every code with ``x <= 1`` of 7 and 99.99% of the 8th (``s_in`` to 16-18 bits, or
+exactly: 83-100% per probe). Above 1 the simulator's reciprocal is not exact: ``floor(2^15 / x)`` gives 94.6% of the
+114,682 inputs ``x > 1`` of the power-of-two probes, ``round(2^15 2^k / x) >> k`` 98.1% (92.7% in ``[1, 2)``, 99.9%
+above 256), nnlib's 16-bit reciprocal (``qnn_div.recip16``) 71%, with one 16-bit Newton step 92%, float16 66-73%,
+``pi/2 - G`` by negated coefficients 41%. ``x = 1`` exactly gives 12868 on the simulator, one below ``G(2^15)``
+(open). Atan held: 91.6-99.1% of the codes of 20 random encodings (exact rounding 19-75%), up to 2 codes off.
+
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from openqnn.backends.htp.spec.qnn_eltwise import f32
+from openqnn.backends.htp.spec.qnn_hardswish16 import _rshr
+
+__all__ = ["TRIG16_ARCHS", "TRIG16_OPS", "atan16_core", "atan16_value", "trig16_codes", "trig16_quadrant",
+           "trig16_table_for", "trig16_value"]
+
+TRIG16_ARCHS = ("v68", "v73")
+TRIG16_OPS = {"ElementWiseSin": "Sin", "ElementWiseCos": "Cos", "ElementWiseAtan": "Atan"}
+_VALUE_BITS = {"Sin": 13, "Cos": 14, "Atan": 14}
+_N16 = 1 << 16
+_QUADRANT_BITS = 14
+_PIECE_BITS = 12  # four pieces of pi/8 per quadrant
+_OUTPUT_SHRINK = 1 - 1e-5  # the output ratio is rounded to 15 bits after this factor (0.99999)
+# (c3, C2, C1, C0) per pi/8 piece: c3 in the value's format (Sin Q13, Cos Q14), C2..C0 with one more bit (Sin Q14,
+# Cos Q15); each Horner step p = (p x + C 2^13) >> 14 (x the Q14 quadrant phase)
+_SIN_COEFFS = ((-5197, -34, 25738, 1), (-4405, -1286, 26082, -31), (-2951, -5694, 28334, -419),
+               (-975, -14642, 35125, -2146))
+_COS_COEFFS = ((1950, -40985, 24, 32769), (5902, -46801, 1526, 32634), (8809, -55430, 5846, 31904),
+               (10394, -62432, 11029, 30619))
+
+# Atan: (c2, C1, C0) per quarter of [0, 1] in t (Q15): c2 Q14, C1 and C0 Q15; pi/2 in Q14
+_ATAN_COEFFS = ((-1887, 33067, 1), (-4539, 35471, -268), (-5173, 36500, -466), (-4563, 34566, 299))
+_ATAN_HALF_PI = 25736
+
+
+def _phase_multiplier(s_in: float) -> int:
+    """``round(float32(s_in) 2^32 / (2 pi))``: one input code in units of ``2^-32`` of a turn."""
+    return math.floor(f32(s_in) / (2 * math.pi) * 2.0**32 + 0.5)
+
+
+def trig16_quadrant(a: np.ndarray, s_in: float, op: str) -> tuple[np.ndarray, np.ndarray]:
+    """The sign (-1, 0, 1) and the 14-bit quadrant phase ``r`` (``0..2^14 - 1``) of centred input codes
+    ``a = q - z_in``: the Q32 phase ``P = |a| M mod 2^32``, its quadrant ``k = P >> 30`` and 30-bit phase within it
+    ``u``, reflected as ``2^30 - 1 - u`` (a one's complement) in the odd quadrants, then floored to 14 bits (module
+    docstring). Sin is ``+F(u), +F(~u), -F(u), -F(~u)`` over the quadrants and odd in ``a``; Cos (``F`` the cosine of
+    the quadrant phase) ``+F(u), -F(~u), -F(u), +F(~u)``."""
+    a = np.asarray(a, np.int64)
+    p = (np.abs(a) * _phase_multiplier(s_in)) % (np.int64(1) << 32)
+    k, u = p >> 30, p & ((1 << 30) - 1)
+    if op == "Sin":
+        sign = np.where(k >= 2, -1, 1) * np.sign(a)
+    else:
+        sign = np.where((k == 1) | (k == 2), -1, 1)
+    u = np.where((k & 1) == 1, ((1 << 30) - 1) - u, u)
+    return sign.astype(np.int64), (u >> (30 - _QUADRANT_BITS)).astype(np.int64)
+
+
+def _horner(x: np.ndarray, coeffs: tuple[tuple[int, ...], ...], piece_bits: int, shift: int) -> np.ndarray:
+    """Horner in integers of the piece ``x >> piece_bits`` (the last piece beyond): ``p = c_top``, then per lower
+    coefficient ``p = (p x + C 2^(shift - 1)) >> shift`` (``C`` one bit finer than ``p``: odd rounds half up)."""
+    table = np.asarray(coeffs, np.int64)[np.minimum(x >> piece_bits, len(coeffs) - 1)]
+    p = table[..., 0]
+    for i in range(1, table.shape[-1]):
+        p = (p * x + (table[..., i] << (shift - 1))) >> shift
+    return p
+
+
+def trig16_value(r: np.ndarray, op: str) -> np.ndarray:
+    """``F(r)``: the quadrant function of the 14-bit phase ``r`` (Sin: ``sin`` in Q13, Cos: ``cos`` in Q14 of
+    ``pi/2 r / 2^14``), a cubic per pi/8 piece in ``x = r`` by Horner, ``p = (p x + C 2^13) >> 14`` from ``p = c3``
+    (module docstring)."""
+    return _horner(np.asarray(r, np.int64), _SIN_COEFFS if op == "Sin" else _COS_COEFFS, _PIECE_BITS, _QUADRANT_BITS)
+
+
+def atan16_core(t: np.ndarray) -> np.ndarray:
+    """``G(t)``: ``atan(t / 2^15)`` in Q14 for ``t`` in ``0..2^15``, a quadratic per quarter of ``[0, 1]`` in ``t``
+    (Q15) by Horner, ``p = (p t + C 2^14) >> 15`` from ``p = c2`` (module docstring, Atan)."""
+    return _horner(np.asarray(t, np.int64), _ATAN_COEFFS, 13, 15)
+
+
+def atan16_value(a: np.ndarray, s_in: float) -> np.ndarray:
+    """QNN's Atan of centred input codes ``a`` in Q14 (module docstring, Atan): ``x = |a| s_in`` as ``X = |a| m``
+    (``m`` the 15-bit rounded significand of ``s_in``); ``G(x 2^15)`` floored for ``x <= 1``; for ``x > 1``
+    ``25736 - G(t)`` with ``t = round(2^29 / n) >> k`` (``X`` normalized to ``n`` in ``[2^14, 2^15)``, floored,
+    ``x`` in ``[2^k, 2^(k+1))``; approximate: the simulator's reciprocal is open); odd."""
+    f, e = math.frexp(f32(s_in))
+    m = math.floor(f * 2.0**15 + 0.5)
+    if m == 1 << 15:
+        m, e = 1 << 14, e + 1
+    a = np.asarray(a, np.int64)
+    big_x = np.abs(a) * m  # x = X 2^(e - 15)
+    small = big_x <= (1 << (15 - e)) if e <= 15 else big_x == 0
+    t_small = big_x >> -e if e <= 0 else big_x << e
+    top = np.frexp(np.maximum(big_x, 1).astype(np.float64))[1].astype(np.int64) - 1  # floor(log2 X)
+    n = np.where(top >= 14, big_x >> np.maximum(top - 14, 0), big_x << np.maximum(14 - top, 0))
+    k = np.maximum(top + e - 15, 0)
+    t_big = ((1 << 29) + (n >> 1)) // np.maximum(n, 1) >> k
+    v = np.where(small, atan16_core(np.minimum(t_small, 1 << 15)),
+                 _ATAN_HALF_PI - atan16_core(np.minimum(t_big, 1 << 15)))
+    return np.sign(a) * v
+
+
+def trig16_codes(q: np.ndarray, op: str, s_in: float, z_in: int, s_out: float, z_out: int) -> np.ndarray:
+    """QNN's Sin, Cos or Atan (``op``) of 16-bit codes ``q`` (module docstring): the signed Q13/Q14 value converted to
+    the output codes in sign and magnitude with the multiplier ``round(0.99999 f 2^15)``, the magnitude modulo 2^17."""
+    a = np.asarray(q, np.int64) - z_in
+    if op == "Atan":
+        v = atan16_value(a, s_in)
+        sign, v = np.sign(v), np.abs(v)
+    else:
+        sign, r = trig16_quadrant(a, s_in, op)
+        v = trig16_value(r, op)
+    f, e = math.frexp(f32(2.0 ** -_VALUE_BITS[op] / f32(s_out)))
+    m = math.floor(f * 2.0**15 * _OUTPUT_SHRINK + 0.5)
+    sh = 15 - e
+    mag = _rshr(v * m, sh) if sh > 0 else (v * m) << -sh
+    return np.clip(z_out + sign * (mag % (2 * _N16)), 0, _N16 - 1).astype(np.int64)
+
+
+def trig16_table_for(op_type: str, arch: str, arithmetic: str, s_in: float, z_in: int, s_out: float, z_out: int,
+                     in_bits: int, out_bits: int) -> np.ndarray | None:
+    """QNN's Sin, Cos or Atan on every 16-bit input code (``arithmetic == "qnn"``, v68 or v73, 16-bit codes in and out),
+    else None (the caller builds exact rounding)."""
+    op = TRIG16_OPS.get(op_type)
+    if not (op is not None and arithmetic == "qnn" and arch in TRIG16_ARCHS and in_bits == out_bits == 16
+            and s_in > 0 and s_out > 0 and math.isfinite(s_in) and math.isfinite(s_out)):
+        return None
+    return trig16_codes(np.arange(_N16, dtype=np.int64), op, s_in, z_in, s_out, z_out)
