@@ -76,6 +76,10 @@ static int gemm_case(long M, long K, long N, int act) {
     openqnn_pool_set_threads(3);
     sgemm_f32(a, M, K, K, bp, N, b, c3, N, add, N, -1.5f, 2.0f, 1, act);
     int ok = close_to(c1, want, M * N, "gemm") && memcmp(c1, c3, (size_t)M * N * sizeof(float)) == 0;
+    /* written over its residual (c == add): the same bits */
+    memcpy(c3, add, (size_t)M * N * sizeof(float));
+    sgemm_f32(a, M, K, K, bp, N, b, c3, N, c3, N, -1.5f, 2.0f, 1, act);
+    ok = ok && memcmp(c1, c3, (size_t)M * N * sizeof(float)) == 0;
     free(a), free(w), free(b), free(add), free(bp), free(c1), free(c3), free(want);
     return ok;
 }
@@ -221,6 +225,23 @@ static int ln_case(long M, long N) {
     return ok;
 }
 
+void sum_rows_f32(const float* x, long outer, long rows, long inner, int mean, float* out);
+
+static int rows_case(long outer, long rows, long inner, int mean) {
+    float *x = randv(outer * rows * inner), *got = malloc((size_t)(outer * inner) * sizeof(float));
+    double* want = malloc((size_t)(outer * inner) * sizeof(double));
+    for (long o = 0; o < outer; ++o)
+        for (long i = 0; i < inner; ++i) {
+            double s = 0;
+            for (long r = 0; r < rows; ++r) s += x[(o * rows + r) * inner + i];
+            want[o * inner + i] = mean ? s / rows : s;
+        }
+    sum_rows_f32(x, outer, rows, inner, mean, got);
+    int ok = close_to(got, want, outer * inner, "row sums");
+    free(x), free(got), free(want);
+    return ok;
+}
+
 int main(void) {
     openqnn_parallel_macs = 0.0; /* split even these small shapes */
     int cases = 0;
@@ -244,6 +265,9 @@ int main(void) {
     long lns[][2] = {{1, 1}, {33, 128}, {40, 23}};
     for (unsigned i = 0; i < sizeof lns / sizeof lns[0]; ++i, ++cases)
         if (!ln_case(lns[i][0], lns[i][1])) return 1;
+    long sums[][4] = {{2, 49, 1280, 1}, {3, 7, 37, 0}};
+    for (unsigned i = 0; i < sizeof sums / sizeof sums[0]; ++i, ++cases)
+        if (!rows_case(sums[i][0], sums[i][1], sums[i][2], (int)sums[i][3])) return 1;
     printf("ok %d isa %d\n", cases, openqnn_float_isa());
     return 0;
 }
