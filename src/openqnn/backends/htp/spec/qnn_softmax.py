@@ -38,7 +38,12 @@ sum (docs/htp-fidelity.md, stop 27). Then (stop 27, "The reciprocal of the 8-bit
 (``reciprocal_rows``) the choice is a function of S alone, and the floor corrected once with the product ``S F``
 truncated at 2^16 (``long_recip``) makes it for sums of 17 bits and more in all but a few percent (misses of 1,247
 pinned sums of 17-21 bits 209 -> 46; level rows 70 -> 35, step-1 rows 29 -> 7, random rows 20 -> 18 codes; the encoder's rows
-unchanged). Open: sums of 16 bits, and the seed QNN corrects (not F itself).
+unchanged). Open: sums of 16 bits, and the seed QNN corrects (not F itself). Stop 28 ("8-bit Softmax on long rows: the
+table"): ``g`` is ``pow2_frac`` but for its last segment (``f16 < 16384``), whose coefficients (c0, c1, c2) are
+(34675, 16404, 7230), not (34681, 16401, 7227), the result saturated at 32767 (``g(0)`` = 32768 there):
+``long_pow2``. The only integer coefficients within +-200 / +-200 / +-12 that every per-entry bound of the level rows
+at ten input scales allows; misses of those rows 206 -> 49 of 14.3M codes, random rows 18 -> 6, the encoder's
+attention rows fed alone (v68) 6 -> 0.
 
 Rows of two elements: ``pair_table``. Rows of 3 to 16 elements, which QNN computes another way (exact
 rounding reproduces 99.2% of their codes, the long-row rule 85-95%): ``short_codes``, 16-bit fixed point with
