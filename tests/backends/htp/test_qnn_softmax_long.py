@@ -1,6 +1,6 @@
 """htp_config.arithmetic = "qnn" (the default): QNN's Softmax of rows of 17 or more 8-bit codes (spec/qnn_softmax.py:
-exponentials 2^(-k C') in Q15 from the 4-segment quadratic 2^-f, shifted; the sum's 16-bit reciprocal; one rounding;
-docs/htp-fidelity.md, stops 26 and 27). Fast path == reference == the spec on random, extreme and masked rows, both archs;
+exponentials 2^(-k C') in Q15 from the 4-segment quadratic 2^-f (its last segment its own), shifted; the sum's 16-bit reciprocal; one rounding;
+docs/htp-fidelity.md, stops 26 to 28). Fast path == reference == the spec on random, extreme and masked rows, both archs;
 within one code of exact rounding; TFLite's arithmetic keeps the exact division. (Against the simulator:
 tests/fidelity/test_qnn_softmax.py.)"""
 
@@ -14,11 +14,13 @@ from test_elementwise import _enc, _graph
 from openqnn.backends.htp.arch import ARCHS
 from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext
 from openqnn.backends.htp.spec.qnn_softmax import (
+    LONG_POW2_COEFFS,
     RECIP_BITS,
     RECIP_PRODUCT_SHIFT,
     exp_step,
     exp_table,
     long_codes_of,
+    long_pow2,
     long_recip,
 )
 from openqnn.backends.htp.spec.qnn_softmax16 import pow2_frac
@@ -66,18 +68,39 @@ def test_long_rows_fast_equals_reference_equals_spec(arch: str, n: int) -> None:
 
 @pytest.mark.parametrize("s_in", [0.0009, 0.004, 0.0137, 0.05, 0.10401, 0.37, 1.3, 7.0])
 def test_long_rows_exponentials_are_the_quadratic_pow2_shifted(s_in: float) -> None:
-    """``exp_table``: ``E[k] = g(f16) >> n`` for ``k C' = n + f`` (``g`` = ``spec/qnn_softmax16.pow2_frac``, the 16-bit
-    Softmax's 4-segment quadratic 2^-f), computed here in floats; within two units of stop 26's
-    ``floor(2^15 2^(-k C'))`` and ``E[0] = 32767`` (stop 27)."""
+    """``exp_table``: ``E[k] = g(f16) >> n`` for ``k C' = n + f`` (``g`` = ``long_pow2``: the 16-bit Softmax's
+    4-segment quadratic 2^-f with its own last segment, saturated), computed here in floats; ``pow2_frac`` itself for
+    ``f16 >= 16384``, within three units of stop 26's ``floor(2^15 2^(-k C'))`` and ``E[0] = 32767`` (stops 27, 28)."""
     table = exp_table(s_in)
     x = np.arange(256) * exp_step(s_in)  # exact in float64: C' has 8 significant bits
     n = np.floor(x)
     f16 = np.floor((x - n) * 65536).astype(np.int64)
-    want = np.where(n < 16, pow2_frac(f16) >> np.minimum(n, 15).astype(np.int64), 0)
+    want = np.where(n < 16, long_pow2(f16) >> np.minimum(n, 15).astype(np.int64), 0)
     np.testing.assert_array_equal(table, want)
+    hi = (f16 >= 1 << 14) & (n < 16)
+    np.testing.assert_array_equal(table[hi], (pow2_frac(f16) >> np.minimum(n, 15).astype(np.int64))[hi])
     assert table[0] == (1 << 15) - 1 and np.all(np.diff(table) <= 0)
     trunc = np.minimum(np.floor(np.exp2(-x) * 2.0**15), (1 << 15) - 1)
-    assert np.abs(table - trunc).max() <= 2
+    assert np.abs(table - trunc).max() <= 3
+
+
+def test_long_pow2_last_segment() -> None:
+    """``long_pow2``: ``pow2_frac`` (stop 27) but for ``f16 < 16384`` (``u >> 14 = 3``), where the coefficients are
+    (34675, 16404, 7230) against (34681, 16401, 7227) and 32768 at ``f16 = 0`` saturates to 32767 (stop 28): within a
+    2.3 units of ``2^15 2^(-f16 / 2^16)`` everywhere (``pow2_frac``: 2.26), monotone, its last segment's mean error
+    +0.12 (``pow2_frac``'s -0.50), above ``pow2_frac`` by up to two units at half the small fractions (by hand: ``f16`` = 12800 gives 28618, ``pow2_frac`` 28617; 0 gives 32767 from 32768)."""
+    f16 = np.arange(1 << 16)
+    g, g0 = long_pow2(f16), pow2_frac(f16)
+    np.testing.assert_array_equal(g[1 << 14:], g0[1 << 14:])
+    assert g[0] == g0[0] == 32767 and np.all(np.diff(g) <= 0)
+    err = g - 2.0 ** (15 - f16 / 65536)
+    assert np.abs(err).max() < 2.3 and 0.1 < err[: 1 << 14].mean() < 0.15
+    d = (g - g0)[: 1 << 14]
+    assert d.min() >= -1 and d.max() == 2 and 0.3 < (d > 0).mean()
+    assert long_pow2(np.array([12800]))[0] == 28618 and pow2_frac(np.array([12800]))[0] == 28617
+    assert LONG_POW2_COEFFS[:, 3].tolist() == [34675, 16404, 7230]
+    u = 0xFFFF
+    assert ((((7230 * u + (16404 << 15)) >> 16) * u + (34675 << 15)) >> 16) == 32768
 
 
 def test_long_rows_reciprocal_is_16_bits_truncated() -> None:

@@ -13,7 +13,8 @@ Softmax (any axis, beta != 0 allowed)
     ``(m, shift) = quantize_multiplier(1 / s_out)``. Clamped to the output range.
     With ``htp_config.arithmetic: "qnn"`` (v68, v73; 8-bit codes, output 1/256, rows of >= 17 elements,
     the last axis, beta 1) QNN's: ``E[k] = g(f16) >> n`` for ``k C' = n + f`` (``C' = s_in log2(e)`` truncated to 8
-    significant bits, ``g`` the 4-segment quadratic 2^-f of the 16-bit route below; the plan's table), and
+    significant bits, ``g`` the 4-segment quadratic 2^-f of the 16-bit route below with its own last segment,
+    saturated: ``spec/qnn_softmax.long_pow2``; the plan's table), and
     ``out = (e r + 2^(b + 6)) >> (b + 7)`` with the sum's 16-bit reciprocal ``F = floor(2^(b + 15) / S)``, S of b bits,
     corrected once with the product ``S F`` truncated at 2^16: ``r = F + ((2^(b-1) - ((S F) >> 16)) F) >> (b - 1)``
     (``spec/qnn_softmax.long_recip``, ``long_codes_of``). Rows of two elements there (``htp.softmax_pair``):

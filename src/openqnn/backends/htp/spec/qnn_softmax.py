@@ -38,7 +38,12 @@ sum (docs/htp-fidelity.md, stop 27). Then (stop 27, "The reciprocal of the 8-bit
 (``reciprocal_rows``) the choice is a function of S alone, and the floor corrected once with the product ``S F``
 truncated at 2^16 (``long_recip``) makes it for sums of 17 bits and more in all but a few percent (misses of 1,247
 pinned sums of 17-21 bits 209 -> 46; level rows 70 -> 35, step-1 rows 29 -> 7, random rows 20 -> 18 codes; the encoder's rows
-unchanged). Open: sums of 16 bits, and the seed QNN corrects (not F itself).
+unchanged). Open: sums of 16 bits, and the seed QNN corrects (not F itself). Stop 28 ("8-bit Softmax on long rows: the
+table"): ``g`` is ``pow2_frac`` but for its last segment (``f16 < 16384``), whose coefficients (c0, c1, c2) are
+(34675, 16404, 7230), not (34681, 16401, 7227), the result saturated at 32767 (``g(0)`` = 32768 there):
+``long_pow2``. The only integer coefficients within +-200 / +-200 / +-12 that every per-entry bound of the level rows
+at ten input scales allows; misses of those rows 206 -> 49 of 14.3M codes, random rows 18 -> 6, the encoder's
+attention rows fed alone (v68) 6 -> 0.
 
 Rows of two elements: ``pair_table``. Rows of 3 to 16 elements, which QNN computes another way (exact
 rounding reproduces 99.2% of their codes, the long-row rule 85-95%): ``short_codes``, 16-bit fixed point with
@@ -52,10 +57,11 @@ import math
 
 import numpy as np
 
-from openqnn.backends.htp.spec.qnn_softmax16 import pow2_frac
+from openqnn.backends.htp.spec.qnn_softmax16 import POW2_COEFFS
 
 __all__ = [
     "ARCHS",
+    "LONG_POW2_COEFFS",
     "MIN_ROW",
     "RECIP16",
     "RECIP_BITS",
@@ -65,6 +71,7 @@ __all__ = [
     "exp_step",
     "exp_table",
     "long_codes_of",
+    "long_pow2",
     "long_recip",
     "pair_table",
     "pair_table_for",
@@ -85,6 +92,10 @@ OUT_SCALE = 1.0 / 256
 FRACTION_BITS = 15  # of the table's entries (int16 lanes: E[0] = g(0) = 2^15 - 1)
 RECIP_BITS = 15  # the sum's reciprocal: floor(2^(b + 15) / S) for a sum of b bits (16 bits), then one correction step
 RECIP_PRODUCT_SHIFT = 16  # the correction step's product S r, truncated to its bits from 2^16 up (stop 27)
+# g = 2^15 2^-f of the long rows per segment u >> 14 of u = 65535 - f16 (rows c0, c1, c2): pow2_frac's but the last
+# segment (f16 < 16384), which is (34681, 16401, 7227) there (stop 28)
+LONG_POW2_COEFFS = POW2_COEFFS.copy()
+LONG_POW2_COEFFS[:, 3] = (34675, 16404, 7230)
 
 
 def exp_step(s_in: float, beta: float = 1.0) -> float:
@@ -95,12 +106,26 @@ def exp_step(s_in: float, beta: float = 1.0) -> float:
     return math.floor(mant * 256.0) * 2.0 ** (exp - 8)
 
 
+def long_pow2(f16: np.ndarray) -> np.ndarray:
+    """``g(f16) ~ 2^15 2^(-f16 / 2^16)`` (Q15) of the long rows: the 16-bit Softmax's 4-segment quadratic
+    (``spec/qnn_softmax16.pow2_frac``, Horner's rule with floors in ``u = 65535 - f16``, segments ``u >> 14``) with its
+    own last segment (``f16 < 16384``: ``LONG_POW2_COEFFS[:, 3]``), saturated at 32767 (int16 lanes: the segment gives
+    32768 at ``f16 = 0``). Stop 28 (docs/htp-fidelity.md, "8-bit Softmax on long rows: the table"): the only integer
+    coefficients within +-200 / +-200 / +-12 of ``pow2_frac``'s that every entry bound read from the level rows at ten
+    input scales allows."""
+    u = 0xFFFF - np.asarray(f16, dtype=np.int64)
+    c0, c1, c2 = (c[u >> 14] for c in LONG_POW2_COEFFS)
+    p = (c2 * u + (c1 << 15)) >> 16
+    return np.minimum((p * u + (c0 << 15)) >> 16, (1 << FRACTION_BITS) - 1)
+
+
 def exp_table(s_in: float, bitwidth: int = 8) -> np.ndarray:
     """``E[k] = g(f16) >> n`` for k in [0, 2^bitwidth): the row's exponentials in Q15 (int16 lanes), with
-    ``k C' = n + f`` (exact: ``C'`` has 8 significant bits), ``f16 = floor(2^16 f)`` and ``g`` the 4-segment quadratic
-    ``2^-f`` of the 16-bit Softmax (``spec/qnn_softmax16.pow2_frac``, ``g(0) = 32767``: the maximum's). Stop 27:
-    within a unit or two of ``floor(2^(-k C') 2^15)`` (stop 26's table), and closer to the simulator's codes on every
-    set (docs/htp-fidelity.md, "8-bit Softmax on long rows (stop 27)")."""
+    ``k C' = n + f`` (exact: ``C'`` has 8 significant bits), ``f16 = floor(2^16 f)`` and ``g`` = :func:`long_pow2`
+    (``g(0) = 32767``: the maximum's). Stop 27: ``g`` the 4-segment quadratic ``2^-f`` of the 16-bit Softmax
+    (``spec/qnn_softmax16.pow2_frac``), within a unit or two of ``floor(2^(-k C') 2^15)`` (stop 26's table); stop 28:
+    its last segment (``f16 < 16384``) with other coefficients, saturated (docs/htp-fidelity.md, "8-bit Softmax on long
+    rows (stop 27)" and "8-bit Softmax on long rows: the table (stop 28)")."""
     mant, ex = math.frexp(exp_step(s_in))  # C' = m 2^-F with the 8-bit integer m
     m, frac_bits = math.floor(mant * 256.0), 8 - ex
     t = np.arange(1 << bitwidth, dtype=np.int64) * m  # k C' in units of 2^-F
@@ -109,7 +134,7 @@ def exp_table(s_in: float, bitwidth: int = 8) -> np.ndarray:
     else:  # F < 16 (s_in above about 1.4e-3): k C' in units of 2^-16 exactly
         t16 = t << (16 - frac_bits)
         n, f16 = t16 >> 16, t16 & 0xFFFF
-    g = pow2_frac(f16)
+    g = long_pow2(f16)
     return np.where(n < 16, g >> np.minimum(n, 15), 0).astype(np.int64)
 
 
