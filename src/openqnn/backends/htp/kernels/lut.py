@@ -28,7 +28,8 @@ QNN's approximation (fitted, approximate); Elu from 0 up is QNN's 15-bit requant
 below 0 QNN's 16-bit Exp at the output scale ``s_out / alpha`` less ``alpha / s_out`` codes (``alpha / s_out`` under
 2^16); Exp is QNN's exponent from the code with a four-segment cubic ``2^f`` in Q14 and a 15-bit output multiplier
 (``spec/qnn_exp16.py``; steps ``s_in log2 e`` under 1); HardSwish is QNN's Q15 gate of the input code times the input requantized to the output's codes
-(``spec/qnn_hardswish16.py``; ratios ``s_in / s_out`` under 64); the rest is exact rounding.
+(``spec/qnn_hardswish16.py``; ratios ``s_in / s_out`` under 64); Gelu is QNN's Q12 gate of ``z`` in Q14 (``spec/qnn_gelu16.py``;
+the gate exact for ``|z|`` under 1 and from 4 up, a fitted cubic between); the rest is exact rounding.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from openqnn.backends.htp.kernels.registry import (
 from openqnn.backends.htp.kernels.scratch import step_buffer
 from openqnn.backends.htp.native import lookup_or
 from openqnn.backends.htp.spec.qnn_exp16 import exp16_table_for
+from openqnn.backends.htp.spec.qnn_gelu16 import gelu16_table_for
 from openqnn.backends.htp.spec.qnn_hardswish16 import hardswish16_table_for
 from openqnn.backends.htp.spec.qnn_unary import reciprocal_table_for
 from openqnn.backends.htp.spec.qnn_unary16 import row_parity, unary16_tables_for
@@ -167,6 +169,12 @@ def unary(node: Node, ctx: HtpBuildContext) -> HtpStep:
     if node.op_type == "ElementWiseExp":
         table = exp16_table_for(ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]),
                                 float(qo.scale[0]), int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
+        if table is not None:
+            return table_step(node, ctx, x_name, table, qo)
+    if node.op_type == "Gelu":
+        table = gelu16_table_for(ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]),
+                                 float(qo.scale[0]), int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth,
+                                 approximate=str(node.attrs.get("approximate", "none")))
         if table is not None:
             return table_step(node, ctx, x_name, table, qo)
     if node.op_type == "HardSwish":
