@@ -31,7 +31,8 @@ below 0 QNN's 16-bit Exp at the output scale ``s_out / alpha`` less ``alpha / s_
 requantized to the output's codes (``spec/qnn_hardswish16.py``; ratios ``s_in / s_out`` under 64); Sin and Cos are
 QNN's Q32 phase of the code, a fixed-point cubic per pi/8 of the quadrant and a sign-and-magnitude output conversion,
 Atan a fixed-point quadratic per quarter of ``[0, 1]`` of ``x`` or of ``1 / x`` (``spec/qnn_trig16.py``; Atan's
-reciprocal approximate); the rest is exact rounding.
+reciprocal approximate); Gelu is QNN's Q12 gate of ``z`` in Q14 (``spec/qnn_gelu16.py``; the gate exact for ``|z|``
+under 1 and from 4 up, a fitted cubic between); the rest is exact rounding.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from openqnn.backends.htp.kernels.registry import (
 from openqnn.backends.htp.kernels.scratch import step_buffer
 from openqnn.backends.htp.native import lookup_or
 from openqnn.backends.htp.spec.qnn_exp16 import exp16_table_for
+from openqnn.backends.htp.spec.qnn_gelu16 import gelu16_table_for
 from openqnn.backends.htp.spec.qnn_hardswish16 import hardswish16_table_for
 from openqnn.backends.htp.spec.qnn_trig16 import TRIG16_OPS, trig16_table_for
 from openqnn.backends.htp.spec.qnn_unary import reciprocal_table_for
@@ -171,6 +173,12 @@ def unary(node: Node, ctx: HtpBuildContext) -> HtpStep:
     if node.op_type == "ElementWiseExp":
         table = exp16_table_for(ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]),
                                 float(qo.scale[0]), int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
+        if table is not None:
+            return table_step(node, ctx, x_name, table, qo)
+    if node.op_type == "Gelu":
+        table = gelu16_table_for(ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]),
+                                 float(qo.scale[0]), int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth,
+                                 approximate=str(node.attrs.get("approximate", "none")))
         if table is not None:
             return table_step(node, ctx, x_name, table, qo)
     if node.op_type == "HardSwish":

@@ -1,0 +1,84 @@
+"""htp_config.arithmetic = "qnn": QNN's 16-bit Gelu (spec/qnn_gelu16.py). Fast path == reference == the spec on v68
+and v73; the gate's exact piece and simulator codes by hand; TFLite's arithmetic, 8-bit codes, v75 and the tanh form
+keep exact rounding. (Against the simulator: tests/fidelity/test_qnn_gelu16.py.)"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from test_elementwise import _enc, _graph
+
+from openqnn.backends.htp.arch import ARCHS
+from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext
+from openqnn.backends.htp.spec.qnn_gelu16 import gelu16_codes, gelu16_gate, gelu16_table_for, gelu16_z
+
+N = 1 << 16
+
+
+def _run(g, arch: str, arithmetic: str, x: np.ndarray) -> tuple[str, np.ndarray]:
+    node = g.nodes[0]
+    step = HTP_KERNELS[node.op_type](node, HtpBuildContext(g, ARCHS[arch], arithmetic=arithmetic))
+    assert step.plan is not None
+    ref = step.reference(x)
+    fast = step.fast(torch.from_numpy(x.astype(np.int32)))
+    np.testing.assert_array_equal(ref, fast.numpy().astype(np.int64))
+    return step.plan.kernel, ref
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+@pytest.mark.parametrize("lo,hi,ohi", [(-6.0, 6.0, 6.0), (-3.0, 8.0, 9.0), (-1.0, 2.0, 2.5), (-10.0, 10.0, 12.0)])
+def test_gelu16_is_the_spec(arch: str, lo: float, hi: float, ohi: float) -> None:
+    shape = (1, 5, 7, 9)
+    g = _graph("Gelu", [(shape, _enc(lo, hi, 16), None)], {"approximate": "none"})
+    g.tensors["out"].encoding = _enc(-0.2, ohi, 16)
+    ei, eo = g.tensors["x0"].encoding, g.tensors["out"].encoding
+    assert ei is not None and eo is not None
+    si, zi, so, zo = ei.scale[0], -ei.offset[0], eo.scale[0], -eo.offset[0]
+    x = np.random.default_rng(5).integers(0, N, shape).astype(np.int64)
+    x.flat[:3] = (0, zi, N - 1)
+    kernel, ref = _run(g, arch, "qnn", x)
+    assert kernel == "htp.lut"
+    want = gelu16_codes(x, si, zi, so, zo)
+    assert want is not None
+    np.testing.assert_array_equal(ref, want)
+    table = gelu16_table_for(arch, "qnn", si, zi, so, zo, 16, 16)
+    assert table is not None
+    np.testing.assert_array_equal(table[x], ref)
+    _, exact = _run(g, arch, "tflite", x)
+    assert (exact != ref).any() and np.abs(exact - ref).max() <= 40
+    _, v75 = _run(g, "v75", "qnn", x)
+    np.testing.assert_array_equal(v75, exact)
+
+
+def test_gelu16_declines_outside_the_rule() -> None:
+    assert gelu16_table_for("v73", "qnn", 1e-4, 30000, 1e-4, 2000, 16, 16, approximate="tanh") is None
+    assert gelu16_table_for("v73", "qnn", 1e-2, 100, 1e-2, 20, 8, 8) is None
+    assert gelu16_table_for("v75", "qnn", 1e-4, 30000, 1e-4, 2000, 16, 16) is None
+    assert gelu16_table_for("v73", "tflite", 1e-4, 30000, 1e-4, 2000, 16, 16) is None
+    assert gelu16_z(np.arange(4), 2.0) is None
+
+
+def test_gelu16_gate_below_z_1_is_z_times_a_quadratic() -> None:
+    """Below ``z = 1`` the gate is ``2048 + rshr(Z R, 16)`` with ``R ~ 2^13 erf(z) / z``: within 2 of ``4096 Phi``
+    (stop 26's equioscillation), 2048 at 0, 4095 from ``z = 4`` up."""
+    z = np.arange(1 << 14)
+    g = gelu16_gate(z)
+    phi = 2048 * (1 + np.vectorize(math.erf)(z / 2.0**14))
+    assert g[0] == 2048 and np.abs(g - phi).max() < 4
+    assert (np.diff(g) >= -1).all()
+    assert (gelu16_gate(np.arange(4 << 14, 6 << 14)) == 4095).all()
+
+
+def test_gelu16_by_hand() -> None:
+    """Simulator codes (v73, onnxruntime-qnn 2.7.0): at ``s = 2^-16``, ``z = 0`` (the output encoding the input's) the
+    gates below ``z = 1``; at ``s = 2^-14``, ``z = 65535`` negative inputs (``4096 - G``)."""
+    s = 2.0**-16
+    q = np.array([1000, 20000, 40000, 65535])
+    np.testing.assert_array_equal(gelu16_codes(q, s, 0, s, 0), [506, 12407, 29141, 55151])
+    z = gelu16_z(np.array([65535]), s)
+    assert z is not None and z[0] == (65535 * 23170 + (1 << 16)) >> 17
+    q = np.array([0, 30000, 60000, 65534])
+    np.testing.assert_array_equal(gelu16_codes(q, 2.0**-14, 65535, 2.0**-14, 65535), [65535, 65006, 63501, 65534])
