@@ -63,15 +63,17 @@ def test_resize16_fast_equals_the_spec(mode: str, arch) -> None:
 
 
 def test_quantize16_by_hand() -> None:
-    """float32(y * float32(1 / s_out)) rounded half away from zero, then clamped to [0, 65535]: no float16 step
-    (12345.4 codes would be float16 12344)."""
+    """float32(float32(y * float32(1 / s_out)) + z_out) rounded half up, then clamped to [0, 65535]: no float16 step
+    (12345.4 codes would be float16 12344); -2.5 + 100 goes up to 98; 32700.498046875 + 100 is 32800.5 in float32
+    (the sum's ulp 2^-8), so 32801 where the product alone would give 32800."""
     from openqnn.backends.htp.spec import qnn_resize
 
     s = 2.0**-12
-    y = np.array([12345.4, 2.5, -2.5, -0.4999, 70000.0, -70000.0], dtype=np.float32) * np.float32(s)
-    assert qnn_resize.quantize16(y, s, 100, 65535).tolist() == [12445, 103, 97, 100, 65535, 0]
+    y = np.array([12345.4, 2.5, -2.5, -0.4999, 70000.0, -70000.0, 32700.498046875], dtype=np.float32) * np.float32(s)
+    want = [12445, 103, 98, 100, 65535, 0, 32801]
+    assert qnn_resize.quantize16(y, s, 100, 65535).tolist() == want
     t = qnn_resize.quantize16_t(torch.from_numpy(y), s, 100, 65535)
-    assert t.tolist() == [12445, 103, 97, 100, 65535, 0]
+    assert t.tolist() == want
 
 
 def test_resize16_keeps_the_other_kernels_elsewhere() -> None:
