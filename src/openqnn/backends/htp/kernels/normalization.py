@@ -264,8 +264,8 @@ def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
         ls16 = logsoftmax16_consts_for(ctx.arch.name, ctx.arithmetic, n, float(qi.scale[0]), so, qi.bitwidth,
                                        qo.bitwidth, beta, axis == len(shape) - 1, not qi.signed and not qo.signed)
         if ls16 is not None:  # 16-bit codes: QNN's exponent, a fitted 2^-f and log (spec/qnn_logsoftmax16.py)
-            t16, log2_16, a_fx, b_fx, total, lower_fx = ls16
-            attrs.update(a_fx=a_fx, b_fx=b_fx, total=total, lower=lower_fx, exp_bits=LS16_EXP_BITS)
+            t16, log2_16, a_fx, b_fx, total = ls16
+            attrs.update(a_fx=a_fx, b_fx=b_fx, total=total, lower=0, exp_bits=LS16_EXP_BITS)
             return _plan_step(node, ctx, "htp.log_softmax", attrs, {"exp": t16, "log2": log2_16})
         qnn_ls = logsoftmax_consts_for(ctx.arch.name, ctx.arithmetic, n, float(qi.scale[0]), so, qi.bitwidth,
                                        qo.bitwidth, beta, axis == len(shape) - 1)
