@@ -44,6 +44,10 @@ LogSoftmax
     place of ``s_in / s_out``, the table ``E[k] = floor(2^(-k C') 2^30)`` with the Softmax's ``C'``, and ``lower``
     (0.035 of a code in the final fixed point) taken off before the rounding shift:
     ``out = -rdbpot(k A + lam B - lower, F + 24) - offset_out``.
+    Unsigned 16-bit codes (v68, v73, "qnn", rows of 3 or more, beta 1; ``spec/qnn_logsoftmax16.py``, partly
+    fitted): the same fixed point with a Q31 table ``E[k] = P(f) 2^(16 - n)`` (``n + f`` the 16-bit Exp's exponent
+    of ``k``, ``P`` a fitted quartic 2^-f), ``lam`` less 31 in place of 30, the log2 table corrected by a fitted
+    quintic in the mantissa, ``A = T16(s_in) T16(1 / s_out)``, ``B = T16(ln 2) T16(1 / s_out)``, ``lower`` 0.
 
 LayerNorm / InstanceNorm / GroupNorm (normalized axes of N elements)
     ``S1 = sum(q)``, ``S2 = sum(q^2)`` (int64), ``D = N q - S1`` (= N (q - mean)) and

@@ -34,7 +34,7 @@ from openqnn.backends.htp.fixedpoint import rdbpot_np
 from openqnn.backends.htp.spec.qnn_exp16 import exp16_exponent
 from openqnn.backends.htp.spec.qnn_logsoftmax import truncate_bits
 
-__all__ = ["ARCHS", "EXP_BITS", "LAM_BITS", "LS16_EXP_POLY", "LS16_LOG_POLY", "LN2_Q16", "diff_multiplier16",
+__all__ = ["ARCHS", "EXP_BITS", "LAM_BITS", "LN2_Q16", "LS16_EXP_POLY", "LS16_LOG_POLY", "diff_multiplier16",
            "exp_table16", "fixed_point16", "log2_table16", "logsoftmax16_codes", "logsoftmax16_consts_for"]
 
 ARCHS = ("v68", "v73")
