@@ -10,7 +10,8 @@ and "16-bit LogSoftmax (stop 28)"). Partly established, partly fitted:
   Of the steps tried on random rows at the sweep's encoding this one and ``s_in log2 e`` truncated to 14-16 bits fit
   best; the 16-bit Softmax's Q22 step (``floor(2^22 s_in log2 e)``) fits far worse (docs).
 - **2^-f** (fitted): not the 16-bit Exp's table nor the 16-bit Softmax's ``g``: a smooth function of ``f`` within
-  about 5e-4 of 2^-f (``LS16_EXP_POLY``, a real quartic in ``f``, Q15, fitted by least squares; the maximum's value
+  about 5e-4 of 2^-f (``LS16_EXP_POLY``, a real quartic in ``f``, Q15, fitted with the log's correction by Gauss-Newton on
+  the simulator's random rows at four encodings; the maximum's value
   ``1 - 2^-15`` and the error's shape are measured, the integer arithmetic is open). The exponentials ``P(f) 2^-n``
   are summed in fixed point (Q31 here); floors per element to Q15, Q16 or Q17 fit worse than the exact sum.
 - **The log** (partly fitted): ``ln S = T16(ln 2) (log2 S + p(m - 1))`` with ``m`` the sum's mantissa in [1, 2):
