@@ -44,6 +44,10 @@ LogSoftmax
     place of ``s_in / s_out``, the table ``E[k] = floor(2^(-k C') 2^30)`` with the Softmax's ``C'``, and ``lower``
     (0.035 of a code in the final fixed point) taken off before the rounding shift:
     ``out = -rdbpot(k A + lam B - lower, F + 24) - offset_out``.
+    Unsigned 16-bit codes (v68, v73, "qnn", rows of 3 or more, beta 1; ``spec/qnn_logsoftmax16.py``, partly
+    fitted): the same fixed point with a Q31 table ``E[k] = P(f) 2^(16 - n)`` (``n + f`` the 16-bit Exp's exponent
+    of ``k``, ``P`` a fitted quartic 2^-f), ``lam`` less 31 in place of 30, the log2 table corrected by a fitted
+    quintic in the mantissa, ``A = T16(s_in) T16(1 / s_out)``, ``B = T16(ln 2) T16(1 / s_out)``, ``lower`` 0.
 
 LayerNorm / InstanceNorm / GroupNorm (normalized axes of N elements)
     ``S1 = sum(q)``, ``S2 = sum(q^2)`` (int64), ``D = N q - S1`` (= N (q - mean)) and
@@ -137,6 +141,8 @@ from openqnn.backends.htp.spec.qnn_layernorm import (
     row_multipliers16,
 )
 from openqnn.backends.htp.spec.qnn_logsoftmax import logsoftmax_consts_for
+from openqnn.backends.htp.spec.qnn_logsoftmax16 import EXP_BITS as LS16_EXP_BITS
+from openqnn.backends.htp.spec.qnn_logsoftmax16 import logsoftmax16_consts_for
 from openqnn.backends.htp.spec.qnn_softmax import (
     RECIP16,
     RECIP_BITS,
@@ -259,6 +265,12 @@ def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
         n = shape[axis] if shape else 1
         kmax = (1 << qi.bitwidth) - 1
         a_real, b_real = c / so, math.log(2.0) / so
+        ls16 = logsoftmax16_consts_for(ctx.arch.name, ctx.arithmetic, n, float(qi.scale[0]), so, qi.bitwidth,
+                                       qo.bitwidth, beta, axis == len(shape) - 1, not qi.signed and not qo.signed)
+        if ls16 is not None:  # 16-bit codes: QNN's exponent, a fitted 2^-f and log (spec/qnn_logsoftmax16.py)
+            t16, log2_16, a_fx, b_fx, total = ls16
+            attrs.update(a_fx=a_fx, b_fx=b_fx, total=total, lower=0, exp_bits=LS16_EXP_BITS)
+            return _plan_step(node, ctx, "htp.log_softmax", attrs, {"exp": t16, "log2": log2_16})
         qnn_ls = logsoftmax_consts_for(ctx.arch.name, ctx.arithmetic, n, float(qi.scale[0]), so, qi.bitwidth,
                                        qo.bitwidth, beta, axis == len(shape) - 1)
         lower = 0.0  # codes: the rounding's threshold lowered from 1/2
@@ -438,6 +450,7 @@ def _bind_log_softmax(plan: StepPlan, device: torch.device) -> Fns:
     p = plan.attrs
     axis, oo, qo = int(p["axis"]), int(p["oo"]), Codes.from_attrs(p["out"])
     a_fx, b_fx, total, lower = int(p["a_fx"]), int(p["b_fx"]), int(p["total"]), int(p.get("lower", 0))
+    exp_bits = int(p.get("exp_bits", _EXP_BITS))  # the exponentials' fixed point (31 for 16-bit codes)
     diff_np, diff_t = _diffs(axis, bool(p["use_max"]))
     table, log2_table = np.asarray(plan.arrays["exp"], dtype=np.int64), np.asarray(plan.arrays["log2"], dtype=np.int64)
     table_t, log2_t = _on(device, table), _on(device, log2_table)
@@ -450,7 +463,7 @@ def _bind_log_softmax(plan: StepPlan, device: torch.device) -> Fns:
         i, r = f >> 14, f & ((1 << 14) - 1)
         lo = log2_table[i]
         frac_log = lo + (((log2_table[i + 1] - lo) * r + (1 << 13)) >> 14)
-        lam = ((b - _EXP_BITS) << _LAM_BITS) + ((frac_log + (1 << 5)) >> 6)
+        lam = ((b - exp_bits) << _LAM_BITS) + ((frac_log + (1 << 5)) >> 6)
         return finish_np(-rdbpot_np(k * a_fx + lam * b_fx - lower, total) - oo, qo)
 
     def fast(x: torch.Tensor) -> torch.Tensor:
@@ -461,7 +474,7 @@ def _bind_log_softmax(plan: StepPlan, device: torch.device) -> Fns:
         i, r = f >> 14, f & ((1 << 14) - 1)
         lo = log2_t[i]
         frac_log = lo + (((log2_t[i + 1] - lo) * r + (1 << 13)) >> 14)
-        lam = ((b - _EXP_BITS) << _LAM_BITS) + ((frac_log + (1 << 5)) >> 6)
+        lam = ((b - exp_bits) << _LAM_BITS) + ((frac_log + (1 << 5)) >> 6)
         return finish_t(-rdbpot_t(k * a_fx + lam * b_fx - lower, total) - oo, qo)
 
     return reference, fast

@@ -24,8 +24,8 @@ BatchNorm (8-bit), stop 25" and "LogSoftmax (8- and 16-bit) and CumSum (stop 27)
     code = clamp(z_out - floor(u + 1/2 - 0.035))
 
 Not covered (TFLite's arithmetic stays): rows of 2 (a probe at ``s_in / s_out = 15`` gave the maximum code 255
-whatever the difference), input / output scale ratios above 2, other axes, beta != 1, 16-bit codes (their difference
-term is established, their normalizer not: docs).
+whatever the difference), input / output scale ratios above 2, other axes, beta != 1, 16-bit codes
+(``spec/qnn_logsoftmax16.py``: their own route).
 """
 
 from __future__ import annotations
