@@ -85,3 +85,20 @@ def test_gelu_codes_on_random_encodings(arch: str) -> None:
         exact = p.zo + np.floor(0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2))) / float(np.float32(p.so))
                                 + 0.5)
         assert (np.clip(exact, 0, N - 1) == y).mean() <= 0.3
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_gelu_gate_flickers_between_1_and_3(arch: str) -> None:
+    """Between ``z = 1`` and 3 the gate steps down as well as up (docs/htp-fidelity.md, "16-bit Gelu's gate from 1
+    to 4 (stop 28)"): at ``Z = 16390..16393`` it reads 3771, 3772, 3771, 3772, which no ``C + rshr(F(Z) R(Z), W)``
+    with ``F`` and ``R`` monotone gives (the product moves by under a unit of ``R`` per code), over a thousand down
+    steps in ``[1, 2)`` for 316 of net rise, over a hundred in ``[2, 3)``, none in ``[3, 4)``."""
+    ys = probe_many(arch, "Gelu", [Probe16(2.0**-k, 0, 2.0**-k, 0) for k in POW2])
+    lo, hi = _gate_intervals(ys, lambda xi: (xi * 23170 + (1 << 16)) >> 17)
+    assert lo[16390:16394].tolist() == hi[16390:16394].tolist() == [3771, 3772, 3771, 3772]
+    downs = []
+    for j in (1, 2, 3):
+        z = np.arange((j << 14) + 1, (j + 1) << 14)
+        known = (lo[z] == hi[z]) & (lo[z - 1] == hi[z - 1])
+        downs.append(int(((lo[z] - lo[z - 1]) < 0)[known].sum()))
+    assert downs[0] > 1000 and downs[1] > 100 and downs[2] == 0
