@@ -51,7 +51,8 @@ def _random_probes(seed: int, count: int) -> list[Probe16]:
 @pytest.mark.parametrize("arch", ["68", "73"])
 def test_gelu_gate_is_a_function_of_z_in_q14(arch: str) -> None:
     """The gates read from four power-of-two probes never conflict on one rounded Q14 ``Z``, but do on a floored
-    one; below ``z = 1`` and from ``z = 4`` every gate is the spec's, between most (at least 85% per unit of z)."""
+    one; below ``z = 1`` and from ``z = 3`` every gate is the spec's (from 3 a fitted cubic), between most (at least
+    85% per unit of z)."""
     ys = probe_many(arch, "Gelu", [Probe16(2.0**-k, 0, 2.0**-k, 0) for k in POW2])
     lo, hi = _gate_intervals(ys, lambda xi: (xi * 23170 + (1 << 16)) >> 17)
     seen = lo > -(10**8)
@@ -62,8 +63,8 @@ def test_gelu_gate_is_a_function_of_z_in_q14(arch: str) -> None:
     g = gelu16_gate(z)
     ok = (g >= lo[z]) & (g <= hi[z])
     j = z >> 14
-    assert ok[j == 0].all() and ok[j >= 4].all() and (j == 0).sum() == 1 << 14
-    for k in (1, 2, 3):
+    assert ok[j == 0].all() and ok[j >= 3].all() and (j == 0).sum() == 1 << 14
+    for k in (1, 2):
         assert ok[j == k].mean() >= 0.85
 
 
