@@ -51,7 +51,8 @@ def _random_probes(seed: int, count: int) -> list[Probe16]:
 @pytest.mark.parametrize("arch", ["68", "73"])
 def test_gelu_gate_is_a_function_of_z_in_q14(arch: str) -> None:
     """The gates read from four power-of-two probes never conflict on one rounded Q14 ``Z``, but do on a floored
-    one; below ``z = 1`` and from ``z = 4`` every gate is the spec's, between most (at least 85% per unit of z)."""
+    one; below ``z = 1`` and from ``z = 3`` every gate is the spec's (from 3 a fitted cubic), between most (at least
+    85% per unit of z)."""
     ys = probe_many(arch, "Gelu", [Probe16(2.0**-k, 0, 2.0**-k, 0) for k in POW2])
     lo, hi = _gate_intervals(ys, lambda xi: (xi * 23170 + (1 << 16)) >> 17)
     seen = lo > -(10**8)
@@ -62,8 +63,8 @@ def test_gelu_gate_is_a_function_of_z_in_q14(arch: str) -> None:
     g = gelu16_gate(z)
     ok = (g >= lo[z]) & (g <= hi[z])
     j = z >> 14
-    assert ok[j == 0].all() and ok[j >= 4].all() and (j == 0).sum() == 1 << 14
-    for k in (1, 2, 3):
+    assert ok[j == 0].all() and ok[j >= 3].all() and (j == 0).sum() == 1 << 14
+    for k in (1, 2):
         assert ok[j == k].mean() >= 0.85
 
 
@@ -85,3 +86,20 @@ def test_gelu_codes_on_random_encodings(arch: str) -> None:
         exact = p.zo + np.floor(0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2))) / float(np.float32(p.so))
                                 + 0.5)
         assert (np.clip(exact, 0, N - 1) == y).mean() <= 0.3
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_gelu_gate_flickers_between_1_and_3(arch: str) -> None:
+    """Between ``z = 1`` and 3 the gate steps down as well as up (docs/htp-fidelity.md, "16-bit Gelu's gate from 1
+    to 4 (stop 28)"): at ``Z = 16390..16393`` it reads 3771, 3772, 3771, 3772, which no ``C + rshr(F(Z) R(Z), W)``
+    with ``F`` and ``R`` monotone gives (the product moves by under a unit of ``R`` per code), over a thousand down
+    steps in ``[1, 2)`` for 316 of net rise, over a hundred in ``[2, 3)``, none in ``[3, 4)``."""
+    ys = probe_many(arch, "Gelu", [Probe16(2.0**-k, 0, 2.0**-k, 0) for k in POW2])
+    lo, hi = _gate_intervals(ys, lambda xi: (xi * 23170 + (1 << 16)) >> 17)
+    assert lo[16390:16394].tolist() == hi[16390:16394].tolist() == [3771, 3772, 3771, 3772]
+    downs = []
+    for j in (1, 2, 3):
+        z = np.arange((j << 14) + 1, (j + 1) << 14)
+        known = (lo[z] == hi[z]) & (lo[z - 1] == hi[z - 1])
+        downs.append(int(((lo[z] - lo[z - 1]) < 0)[known].sum()))
+    assert downs[0] > 1000 and downs[1] > 100 and downs[2] == 0

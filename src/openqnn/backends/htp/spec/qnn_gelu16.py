@@ -18,7 +18,8 @@ The gate per unit interval of z (``j = Z >> 14``, ``t = Z & 16383``, the fractio
     j = 0 (found):   P1 = (-19971 t - 5413 2^16) >> 16,  R = (P1 t + 9495 2^16) >> 16      erf(z) / z in Q13
                      G  = 2048 + ((Z R + 2^15) >> 16)                                      erf(z) = z R(z)
     j = 1, 2, 3:     G  = floor(P_j(t / 2^14)), P_j a cubic fitted to the simulator's gates (open: 90.0%, 86.7%,
-                     99.7% of the gates of each interval; the arithmetic is not this)
+                     100% of the gates of each interval; the arithmetic is not this: in [1, 3) the gate steps
+                     down as well as up, docs/htp-fidelity.md, "16-bit Gelu's gate from 1 to 4 (stop 28)")
     j >= 4:          G  = 4095                                                             (x from 5.66 up)
 
 How each part was found (the probes at the output encoding equal to the input's, where ``p`` is the code):
@@ -57,10 +58,12 @@ _Q = 14  # Z: |z| in Q14
 # j = 0: R = erf(z) / z in Q13 as a quadratic in t = frac(z) 2^14, Horner's rule with floors (module docstring)
 GELU16_R0 = (-19971, -5413, 9495)
 # j = 1, 2, 3: G = (B3 t^3 + B2 t^2 + B1 t + B0) >> 46, a real cubic in t / 2^14 with B_k = its coefficient 2^(46 - 14 k)
-# (fitted to the simulator's gates: the arithmetic there is open)
+# (fitted to the simulator's gates: the arithmetic there is open). j = 1, 2: least squares, floored with a tuned offset;
+# j = 3: 4096 - 2^-43 (2t - 8195)(2t - 14043)(2t - 24031): 4096 up to the gates' first and third step down
+# (t = 4098, 12016), 4095 from them, and 4096 again from their step up (t = 7022)
 GELU16_CUBICS = np.array([[265407968436528832, 3686356027320, -220661525, 4798],
                           [287693074833611424, 120770562630, -8425981, 197],
-                          [288278789854036800, -22743072274, 3240676, -140]], dtype=np.int64)
+                          [288252500510063224, -10391740208, 1480608, -64]], dtype=np.int64)
 
 
 def gelu16_z(b: np.ndarray, s_in: float) -> np.ndarray | None:

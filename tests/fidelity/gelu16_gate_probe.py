@@ -1,0 +1,77 @@
+"""Read 16-bit Gelu's gate ``G(Z)`` off the HTP simulator and print the structure of its flicker between ``|z| = 1``
+and 4 (docs/htp-fidelity.md, "16-bit Gelu's gate from 1 to 4 (stop 28)").
+
+``python -m tests.fidelity.gelu16_gate_probe [--arch 73] [--save gates.npz]``
+
+The gates come from four power-of-two probes (``s_in = s_out = 2^-16..2^-13``, zero point 0), as the interval of
+integer gates every code allows per ``Z`` (|z| in Q14, rounded); where the interval is one value the gate is known.
+Per sixteenth of a unit of ``z`` it prints the spacing of the gate's up steps and down steps (``G(Z) - G(Z - 1)`` of
++1 and -1) that lie closer than ``gap`` codes, the flicker's period, and its share of the spec's gates.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import numpy as np
+
+from tests.fidelity.harness import simulator_missing
+
+
+def read_gates(arch: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(lo, hi)``: per ``Z`` (index, up to 2^20), the integer gates the four probes allow (``lo > hi``: conflict,
+    ``lo = -10^9``: not seen)."""
+    from tests.fidelity.test_qnn_gelu16 import POW2, _gate_intervals
+    from tests.fidelity.unary16_probe import Probe16, probe_many
+
+    ys = probe_many(arch, "Gelu", [Probe16(2.0**-k, 0, 2.0**-k, 0) for k in POW2])
+    return _gate_intervals(ys, lambda xi: (xi * 23170 + (1 << 16)) >> 17)
+
+
+def flicker(lo: np.ndarray, hi: np.ndarray, step: float = 1 / 16) -> list[tuple[float, float, float, float]]:
+    """Per ``step`` of ``z`` in [1, 3): ``(z, mean up spacing, mean down spacing, share of the spec's gates)``
+    (spacings under 12 codes in [1, 2), under 120 in [2, 3))."""
+    from openqnn.backends.htp.spec.qnn_gelu16 import gelu16_gate
+
+    top = 3 << 14
+    g = lo[:top]
+    d = np.diff(g)
+    up, dn = np.nonzero(d == 1)[0] + 1, np.nonzero(d == -1)[0] + 1
+    out = []
+    for z0 in np.arange(1, 3, step):
+        a, b = int(z0 * 16384), int((z0 + step) * 16384)
+        gap = 12 if z0 < 2 else 120
+
+        def spacing(ev: np.ndarray, a: int = a, b: int = b, gap: int = gap) -> float:
+            s = np.diff(ev[(ev >= a) & (ev < b)])
+            s = s[s < gap]
+            return float(s.mean()) if len(s) else float("nan")
+
+        z = np.arange(a, b)
+        seen = lo[z] > -(10**8)
+        spec = gelu16_gate(z[seen])
+        share = float(((spec >= lo[z][seen]) & (spec <= hi[z][seen])).mean()) if seen.any() else float("nan")
+        out.append((float(z0 + step / 2), spacing(up), spacing(dn), share))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--arch", default="73")
+    ap.add_argument("--save", default=None)
+    args = ap.parse_args(argv)
+    if (why := simulator_missing()) is not None:
+        print(why)
+        return 1
+    lo, hi = read_gates(args.arch)
+    if args.save:
+        np.savez(args.save, lo=lo, hi=hi)
+    print("z       up     down   spec")
+    for z, pu, pd, share in flicker(lo, hi):
+        print(f"{z:.3f}  {pu:6.2f} {pd:6.2f}  {share:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
