@@ -8,24 +8,14 @@ import math
 
 import numpy as np
 import pytest
-import torch
+from lut_steps import run_step as _run
 from test_elementwise import _enc, _graph
 
-from openqnn.backends.htp.arch import ARCHS
-from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext
 from openqnn.backends.htp.spec.qnn_gelu16 import gelu16_codes, gelu16_gate, gelu16_table_for, gelu16_z
 
 N = 1 << 16
 
 
-def _run(g, arch: str, arithmetic: str, x: np.ndarray) -> tuple[str, np.ndarray]:
-    node = g.nodes[0]
-    step = HTP_KERNELS[node.op_type](node, HtpBuildContext(g, ARCHS[arch], arithmetic=arithmetic))
-    assert step.plan is not None
-    ref = step.reference(x)
-    fast = step.fast(torch.from_numpy(x.astype(np.int32)))
-    np.testing.assert_array_equal(ref, fast.numpy().astype(np.int64))
-    return step.plan.kernel, ref
 
 
 @pytest.mark.parametrize("arch", ["v68", "v73"])
