@@ -76,6 +76,20 @@ def _convert_and_run(digits: dict, name: str, *flags: str) -> tuple[float, Path]
     return acc, stem
 
 
+_FLAGS = {"w4_block8": ("--weights_bitwidth", "4", "--weights_block_size", "8"),
+          "w4_lpbq": ("--weights_bitwidth", "4", "--weights_block_size", "8", "--weights_block_scale_bitwidth", "4")}
+
+
+def _model(digits: dict, name: str) -> Path:
+    """The stem of the ``name`` model: the one an earlier test converted, or converted now (``pytest -n`` may run
+    this test on another worker)."""
+    stem = digits["root"] / name
+    if not Path(f"{stem}_net.json").is_file():
+        assert onnx_converter.main(["-i", str(digits["onnx"]), "-o", f"{stem}.cpp", "--input_list",
+                                    str(digits["cal"]), *_FLAGS[name]]) == 0
+    return stem
+
+
 def _same_after_save_load(graph: openqnn.Graph, tmp: Path) -> openqnn.Graph:
     json_path, _ = openqnn.save(graph, tmp / "again.cpp")
     again = openqnn.load(json_path)
@@ -85,7 +99,7 @@ def _same_after_save_load(graph: openqnn.Graph, tmp: Path) -> openqnn.Graph:
 
 
 def test_w4_per_block_digits_cli(digits: dict, tmp_path: Path) -> None:
-    acc, stem = _convert_and_run(digits, "w4_block8", "--weights_bitwidth", "4", "--weights_block_size", "8")
+    acc, stem = _convert_and_run(digits, "w4_block8", *_FLAGS["w4_block8"])
     assert acc >= digits["fp32"] - 3.0, (acc, digits["fp32"])
     enc = json.loads(Path(f"{stem}_encodings.json").read_text())
     params = {e["name"]: e for e in enc["param_encodings"]}
@@ -114,8 +128,7 @@ def test_w4_per_block_digits_cli(digits: dict, tmp_path: Path) -> None:
 
 
 def test_lpbq_digits_cli(digits: dict, tmp_path: Path) -> None:
-    acc, stem = _convert_and_run(digits, "w4_lpbq", "--weights_bitwidth", "4", "--weights_block_size", "8",
-                                 "--weights_block_scale_bitwidth", "4")
+    acc, stem = _convert_and_run(digits, "w4_lpbq", *_FLAGS["w4_lpbq"])
     assert acc >= digits["fp32"] - 3.0, (acc, digits["fp32"])
     enc = json.loads(Path(f"{stem}_encodings.json").read_text())
     params = {e["name"]: e for e in enc["param_encodings"]}
@@ -139,9 +152,7 @@ def test_lpbq_digits_cli(digits: dict, tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["w4_block8", "w4_lpbq"])
 def test_encodings_file_round_trip(digits: dict, name: str, tmp_path: Path) -> None:
     """The written encodings file, given back as overrides, reproduces every weight encoding."""
-    stem = digits["root"] / name
-    if not Path(f"{stem}_net.json").is_file():
-        pytest.skip(f"needs the {name} model of an earlier test")
+    stem = _model(digits, name)
     assert onnx_converter.main(["-i", str(digits["onnx"]), "-o", str(tmp_path / "back.cpp"),
                                 "--quantization_overrides", f"{stem}_encodings.json"]) == 0
     a, b = openqnn.load(f"{stem}_net.json"), openqnn.load(tmp_path / "back_net.json")
@@ -152,9 +163,7 @@ def test_encodings_file_round_trip(digits: dict, name: str, tmp_path: Path) -> N
 
 
 def test_qdq_export_runs_in_onnxruntime(digits: dict, tmp_path: Path) -> None:
-    stem = digits["root"] / "w4_block8"
-    if not Path(f"{stem}_net.json").is_file():
-        pytest.skip("needs the w4_block8 model of an earlier test")
+    stem = _model(digits, "w4_block8")
     out = tmp_path / "digits_qdq.onnx"
     assert openqnn_main.main(["export-onnx", f"{stem}_net.json", "-o", str(out)]) == 0
     model = onnx.load(out)
