@@ -90,7 +90,7 @@ __attribute__((unused)) static void* thread_scratch(size_t bytes) {
     return scratch_buf;
 }
 
-/* One GEMM of the AVX2 and aarch64 forms: blocks of rb rows, each a task of its own (the same bits on any number
+/* One GEMM (every form): blocks of rb rows, each a task of its own (the same bits on any number
  * of threads). bp and init are in the form's packed layout. */
 typedef struct {
     const uint8_t* A;
@@ -447,21 +447,11 @@ GEMM_RQ(5)
 GEMM_RQ(7)
 GEMM_RQ(8)
 
-typedef struct {
-    const uint8_t* A;
-    long M, K, lda, N, rb, np;
-    const int8_t* bp;
-    const int32_t* init;
-    const rq_plan* plan;
-    char* out;
-    volatile int failed;
-} gemm_job;
-
 /* rows [r0, r0 + rb) of one GEMM: every panel, then the epilogue (plan mode 0) */
 static void gemm_block(void* arg, long t) {
-    gemm_job* j = (gemm_job*)arg;
+    block_job* j = (block_job*)arg;
     const rq_plan* plan = j->plan;
-    long r0 = t * j->rb, rows = j->M - r0 < j->rb ? j->M - r0 : j->rb, N = j->N, K = j->K, np = j->np;
+    long r0 = t * j->rb, rows = j->M - r0 < j->rb ? j->M - r0 : j->rb, N = j->N, K = j->K, np = (N + 15) / 16;
     long kq = (K + 3) / 4, mode = plan->mode;
     int32_t* buf = 0;
     if (!mode && !(buf = (int32_t*)malloc((size_t)(rows * N) * sizeof(int32_t)))) {
@@ -471,7 +461,7 @@ static void gemm_block(void* arg, long t) {
     const uint8_t* a = j->A + r0 * j->lda;
     for (long p0 = 0; p0 < np; p0 += 4) {
         int nb = np - p0 < 4 ? (int)(np - p0) : 4;
-        const int8_t* panel = j->bp + p0 * 16 * kq * 4;
+        const int8_t* panel = (const int8_t*)j->bp + p0 * 16 * kq * 4;
         __m512i iv[4];
         for (int q = 0; q < nb; ++q) {
             long col = (p0 + q) * 16, left = N - col;
@@ -500,15 +490,10 @@ int gemm_u8s8(const uint8_t* A, long M, long K, long lda, const int8_t* bp, long
     /* rows per block: in registers, whole tiles of about 32 KiB of A (in cache across the panels);
      * else those of the epilogue's block of accumulators */
     long rb = plan->mode ? ((32768 / (K > 0 ? K : 1)) / MR + 1) * MR : block_rows(plan);
-    gemm_job j = {A, M, K, lda, N, rb, (N + 15) / 16, bp, init, plan, out, 0};
-    long blocks = (M + rb - 1) / rb;
+    block_job j = {A, M, K, lda, N, rb, (const void*)bp, init, plan, out, 0};
     /* a thread's wake-up costs about as much as a few hundred thousand multiply-adds: small products
      * stay on this thread */
-    if (blocks > 1 && (double)M * (double)K * (double)N >= openqnn_parallel_macs)
-        openqnn_parallel(gemm_block, &j, blocks);
-    else
-        for (long t = 0; t < blocks; ++t) gemm_block(&j, t);
-    return j.failed ? -1 : 0;
+    return run_blocks(&j, gemm_block, (double)M * (double)K * (double)N >= openqnn_parallel_macs);
 }
 
 /* ---- depthwise: dwwindow.h's window rows, 16 channels per vpdpbusd ----------------------------- */
