@@ -83,13 +83,8 @@ def probe(arch: str, mode: str, seed: int, shape: tuple[int, ...] = (1, 8, 7, 9)
             "float_nodes": list(out.float_nodes)}
 
 
-def spec_float(p: dict[str, Any], geometry_weights: bool = False) -> np.ndarray:
-    """The float32 resize of a probe's dequantized codes (spec/qnn_resize.py: QNN's float32 coordinates,
-    ``qnn_resize.linear_taps``; ``geometry_weights``: ONNX's weights from geometry.resize_plan, as the 8-bit rule
-    first had them)."""
-    from openqnn.backends.geometry import resize_plan
-    from openqnn.backends.htp.spec import qnn_resize
-
+def _resize_of(p: dict[str, Any]) -> tuple[np.ndarray, tuple[int, ...], dict[str, Any]]:
+    """A probe's input codes, output shape and Resize attributes (as the IR holds them)."""
     mode = MODES[p["mode"]]
     q = p["q"]
     out_shape = tuple(int(n * s) for n, s in zip(q.shape, mode["scales"]))
@@ -97,6 +92,17 @@ def spec_float(p: dict[str, Any], geometry_weights: bool = False) -> np.ndarray:
              "scales": [float(s) for s in mode["scales"]], "roi": [], "antialias": False,
              "nearest_mode": mode.get("nearest_mode", "round_prefer_floor"), "cubic_coeff": -0.75,
              "exclude_outside": False, "extrapolation_value": 0.0}
+    return q, out_shape, attrs
+
+
+def spec_float(p: dict[str, Any], geometry_weights: bool = False) -> np.ndarray:
+    """The float32 resize of a probe's dequantized codes (spec/qnn_resize.py: QNN's float32 coordinates,
+    ``qnn_resize.linear_taps``; ``geometry_weights``: ONNX's weights from geometry.resize_plan, as the 8-bit rule
+    first had them)."""
+    from openqnn.backends.geometry import resize_plan
+    from openqnn.backends.htp.spec import qnn_resize
+
+    q, out_shape, attrs = _resize_of(p)
     axes, _ = resize_plan(attrs, tuple(q.shape), out_shape)
     v = qnn_resize.dequantize(q, float(p["sx"]), p["zx"])
     for r in axes:
@@ -139,13 +145,7 @@ def fixed_point_codes(p: dict[str, Any]) -> np.ndarray:
     from openqnn.backends.htp.fixedpoint import mbqm_np, quantize_multiplier, rdbpot_np
     from openqnn.backends.htp.kernels.resize import RESIZE_EXTRA_BITS, RESIZE_WEIGHT_BITS, _fixed_rows
 
-    mode = MODES[p["mode"]]
-    q = p["q"]
-    out_shape = tuple(int(n * s) for n, s in zip(q.shape, mode["scales"]))
-    attrs = {"interpolation_mode": mode["mode"], "transformation_mode": mode["coordinate_transformation_mode"],
-             "scales": [float(s) for s in mode["scales"]], "roi": [], "antialias": False,
-             "nearest_mode": mode.get("nearest_mode", "round_prefer_floor"), "cubic_coeff": -0.75,
-             "exclude_outside": False, "extrapolation_value": 0.0}
+    q, out_shape, attrs = _resize_of(p)
     v = (np.asarray(q, dtype=np.int64) - p["zx"]) << RESIZE_EXTRA_BITS
     for r in resize_plan(attrs, tuple(q.shape), out_shape)[0]:
         if r.index is not None:

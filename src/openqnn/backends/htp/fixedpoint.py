@@ -12,6 +12,9 @@ Every function exists twice with the same name pattern: plain numpy on int64 arr
   rdbpot), used with 8-bit activations.
 - ``mbqm64``: the int64-input variant TFLite uses for 16-bit activations: the multiplier reduced
   to 16 bits, one rounding shift.
+
+QNN's 16-bit lookup tables (built once at prepare, so numpy only) share two more: ``q15_multiplier``, a
+15-bit rounded significand and its exponent, and ``rshr_np``, Hexagon's rounding right shift (half up).
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ __all__ = [
     "mbqm64_t",
     "mbqm_np",
     "mbqm_t",
+    "q15_multiplier",
     "quantize_multiplier",
     "rdbpot_np",
     "rdbpot_t",
+    "rshr_np",
     "srdhm_np",
     "srdhm_t",
 ]
@@ -54,6 +59,22 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     if shift > 30:
         shift, m = 30, INT32_MAX
     return int(m), int(shift)
+
+
+def q15_multiplier(real: float, carry: bool = False) -> tuple[int, int]:
+    """``(round(f 2^15), e)`` with ``real = f 2^e``, ``f`` in [0.5, 1), rounded half up: a 15-bit multiplier and its
+    exponent. With ``carry``, a significand that rounds up to 2^15 is 2^14 one binade up (as 16-bit Exp, Gelu and
+    Atan take it; HardSwish keeps 2^15)."""
+    f, e = math.frexp(real)
+    m = math.floor(f * 2.0**15 + 0.5)
+    if carry and m == 1 << 15:
+        return 1 << 14, e + 1
+    return m, e
+
+
+def rshr_np(v: np.ndarray, s: int) -> np.ndarray:
+    """Hexagon's rounding right shift, half up: ``(v + 2^(s-1)) >> s`` (``v`` itself for ``s = 0``)."""
+    return (v + (1 << (s - 1))) >> s if s > 0 else v
 
 
 # -- numpy: the spec -----------------------------------------------------------------------------

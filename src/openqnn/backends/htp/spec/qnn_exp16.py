@@ -50,8 +50,8 @@ import math
 
 import numpy as np
 
+from openqnn.backends.htp.fixedpoint import q15_multiplier
 from openqnn.backends.htp.spec.qnn_eltwise import f32
-from openqnn.backends.htp.spec.qnn_hardswish16 import _q15_multiplier
 
 __all__ = ["EXP16_ARCHS", "EXP16_MAX_STEP_EXP", "EXP16_POLY", "exp16_codes", "exp16_exponent", "exp16_pow2",
            "exp16_table_for"]
@@ -81,7 +81,7 @@ def exp16_exponent(a: np.ndarray, s_in: float) -> np.ndarray | None:
     """``X`` (int64), the exponent ``x log2(e)`` of centred input codes ``a`` in units of 2^-16: ``a`` times the
     rounded 15-bit significand of ``s_in log2(e)``, truncated toward zero (an int32: ``e = 0`` wraps), a negative
     exponent whose fraction is 0 one unit lower; None where the step is 1 or more."""
-    m, e = _q15_multiplier(f32(f32(s_in) * _LOG2E))  # (the product in float32)
+    m, e = q15_multiplier(f32(f32(s_in) * _LOG2E))  # (the product in float32)
     if e > EXP16_MAX_STEP_EXP:
         return None
     t = np.asarray(a, np.int64) * m
@@ -97,9 +97,7 @@ def exp16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int)
     big_x = exp16_exponent(np.asarray(q, np.int64) - z_in, s_in)
     if big_x is None:
         return None
-    mo, e_o = _q15_multiplier(f32(1.0 / f32(s_out)))  # (1 / s_out in float32: 39079.0 gives 19540, not 19539)
-    if mo == 1 << 15:  # f_o rounds up to 1: 2^14 one binade up
-        mo, e_o = 1 << 14, e_o + 1
+    mo, e_o = q15_multiplier(f32(1.0 / f32(s_out)), carry=True)  # (1 / s_out in float32: 39079.0 gives 19540)
     sh = (big_x >> 16) + e_o - 14
     v = exp16_pow2(big_x & 0xFFFF) * mo  # < 2^32
     up = (v >> 16) << np.clip(sh, 0, 17)  # from sh = 17 up the code saturates

@@ -47,8 +47,8 @@ import math
 
 import numpy as np
 
+from openqnn.backends.htp.fixedpoint import q15_multiplier
 from openqnn.backends.htp.spec.qnn_eltwise import f32
-from openqnn.backends.htp.spec.qnn_hardswish16 import _q15_multiplier
 
 __all__ = ["GELU16_ARCHS", "GELU16_CUBICS", "gelu16_codes", "gelu16_gate", "gelu16_table_for", "gelu16_z"]
 
@@ -69,9 +69,7 @@ GELU16_CUBICS = np.array([[265407968436528832, 3686356027320, -220661525, 4798],
 def gelu16_z(b: np.ndarray, s_in: float) -> np.ndarray | None:
     """``Z``, ``|z| = |x| / sqrt(2)`` in Q14 of input code magnitudes ``b``: ``b`` times the rounded 15-bit
     significand of float32 ``s_in / sqrt(2)``, rounded; None where ``s_in / sqrt(2)`` is 1 or more (not probed)."""
-    m, e = _q15_multiplier(float(f32(f32(s_in) / f32(math.sqrt(2.0)))))
-    if m == 1 << 15:
-        m, e = 1 << 14, e + 1
+    m, e = q15_multiplier(float(f32(f32(s_in) / f32(math.sqrt(2.0)))), carry=True)
     sh = 1 - e
     if sh < 1:
         return None
@@ -102,9 +100,7 @@ def gelu16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int
         return None
     g = gelu16_gate(z)
     p = np.where(a >= 0, (b * g + 2048) >> 12, -((b * (4096 - g) + 2048) >> 12))
-    mo, e = _q15_multiplier(float(f32(f32(s_in) / f32(s_out))))
-    if mo == 1 << 15:
-        mo, e = 1 << 14, e + 1
+    mo, e = q15_multiplier(float(f32(f32(s_in) / f32(s_out))), carry=True)
     mag = np.abs(p) * mo
     if e > 0:
         v = mag >> min(15 - e, 62) if e <= 15 else mag << (e - 15)

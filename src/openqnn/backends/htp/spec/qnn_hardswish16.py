@@ -45,6 +45,7 @@ import math
 
 import numpy as np
 
+from openqnn.backends.htp.fixedpoint import q15_multiplier, rshr_np
 from openqnn.backends.htp.spec.qnn_eltwise import f32
 
 __all__ = ["HARDSWISH16_ARCHS", "HARDSWISH16_MAX_EXP", "hardswish16_codes", "hardswish16_gate", "hardswish16_table_for"]
@@ -54,35 +55,26 @@ HARDSWISH16_MAX_EXP = 6  # ratios s_in / s_out = f 2^e with e above this (64 and
 _N16 = 1 << 16
 
 
-def _rshr(v: np.ndarray, s: int) -> np.ndarray:
-    """Hexagon's rounding right shift, half up: ``(v + 2^(s-1)) >> s`` (``v`` itself for ``s = 0``)."""
-    return (v + (1 << (s - 1))) >> s if s > 0 else v
-
-
-def _q15_multiplier(r: float) -> tuple[int, int]:
-    """``(round(f 2^15), e)`` with ``r = f 2^e``, ``f`` in [0.5, 1): a 15-bit rounded multiplier and its exponent."""
-    f, e = math.frexp(r)
-    return math.floor(f * 2.0**15 + 0.5), e
 
 
 def hardswish16_gate(a: np.ndarray, s_in: float) -> np.ndarray:
     """The Q15 gate ``relu6(x + 3) / 6`` of centred input codes ``a`` (module docstring): ``x / 6`` from the code with
     a 15-bit multiplier, rounded to ``15 + k`` bits then by ``k``, plus 16384, clamped to [0, 32767]."""
-    m, e = _q15_multiplier(f32(s_in) * 2.0**15 / 6.0)
+    m, e = q15_multiplier(f32(s_in) * 2.0**15 / 6.0)
     s1 = min(15, 14 - e)
     k = 15 - e - s1
-    return np.clip(_rshr(_rshr(np.asarray(a, np.int64) * m, s1), k) + 16384, 0, 32767)
+    return np.clip(rshr_np(rshr_np(np.asarray(a, np.int64) * m, s1), k) + 16384, 0, 32767)
 
 
 def hardswish16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int) -> np.ndarray | None:
     """QNN's HardSwish of 16-bit codes ``q`` (module docstring); None where the ratio ``s_in / s_out`` is 64 or more
     (not this rule)."""
-    m_o, e_o = _q15_multiplier(f32(f32(s_in) / f32(s_out)))
+    m_o, e_o = q15_multiplier(f32(f32(s_in) / f32(s_out)))
     if e_o > HARDSWISH16_MAX_EXP:
         return None
     a = np.asarray(q, np.int64) - z_in
-    x_o = _rshr(a * m_o, min(15, 15 - e_o))
-    v = _rshr(_rshr(x_o * hardswish16_gate(a, s_in), 15), max(0, -e_o))
+    x_o = rshr_np(a * m_o, min(15, 15 - e_o))
+    v = rshr_np(rshr_np(x_o * hardswish16_gate(a, s_in), 15), max(0, -e_o))
     return np.clip(z_out + v, 0, _N16 - 1).astype(np.int64)
 
 

@@ -72,8 +72,8 @@ import math
 
 import numpy as np
 
+from openqnn.backends.htp.fixedpoint import q15_multiplier, rshr_np
 from openqnn.backends.htp.spec.qnn_eltwise import f32
-from openqnn.backends.htp.spec.qnn_hardswish16 import _rshr
 
 __all__ = ["TRIG16_ARCHS", "TRIG16_OPS", "atan16_core", "atan16_value", "trig16_codes", "trig16_quadrant",
            "trig16_table_for", "trig16_value"]
@@ -147,10 +147,7 @@ def atan16_value(a: np.ndarray, s_in: float) -> np.ndarray:
     (``m`` the 15-bit rounded significand of ``s_in``); ``G(x 2^15)`` floored for ``x <= 1``; for ``x > 1``
     ``25736 - G(t)`` with ``t = round(2^29 / n) >> k`` (``X`` normalized to ``n`` in ``[2^14, 2^15)``, floored,
     ``x`` in ``[2^k, 2^(k+1))``; approximate: the simulator's reciprocal is open); odd."""
-    f, e = math.frexp(f32(s_in))
-    m = math.floor(f * 2.0**15 + 0.5)
-    if m == 1 << 15:
-        m, e = 1 << 14, e + 1
+    m, e = q15_multiplier(f32(s_in), carry=True)
     a = np.asarray(a, np.int64)
     big_x = np.abs(a) * m  # x = X 2^(e - 15)
     small = big_x <= (1 << (15 - e)) if e <= 15 else big_x == 0
@@ -177,7 +174,7 @@ def trig16_codes(q: np.ndarray, op: str, s_in: float, z_in: int, s_out: float, z
     f, e = math.frexp(f32(2.0 ** -_VALUE_BITS[op] / f32(s_out)))
     m = math.floor(f * 2.0**15 * _OUTPUT_SHRINK + 0.5)
     sh = 15 - e
-    mag = _rshr(v * m, sh) if sh > 0 else (v * m) << -sh
+    mag = rshr_np(v * m, sh) if sh > 0 else (v * m) << -sh
     return np.clip(z_out + sign * (mag % (2 * _N16)), 0, _N16 - 1).astype(np.int64)
 
 
