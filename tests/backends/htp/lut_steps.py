@@ -28,3 +28,15 @@ def scale_zero(enc: Encoding | None) -> tuple[float, int]:
     """A per-tensor encoding's scale and zero point."""
     assert enc is not None
     return enc.scale[0], -enc.offset[0]
+
+
+def check_table_and_fallbacks(g: Graph, arch: str, x: np.ndarray, ref: np.ndarray, table: np.ndarray | None,
+                              max_diff: int) -> None:
+    """A 16-bit rule's prepared ``table`` gives ``ref`` (the step's codes for ``x``); TFLite's arithmetic differs
+    from it by at most ``max_diff`` codes somewhere, and v75 (not probed) keeps TFLite's exact rounding."""
+    assert table is not None
+    np.testing.assert_array_equal(table[x], ref)
+    _, exact = run_step(g, arch, "tflite", x)
+    assert (exact != ref).any() and np.abs(exact - ref).max() <= max_diff
+    _, v75 = run_step(g, "v75", "qnn", x)
+    np.testing.assert_array_equal(v75, exact)

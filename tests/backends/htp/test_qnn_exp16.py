@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+from lut_steps import check_table_and_fallbacks
 from lut_steps import run_step as _run
 from lut_steps import scale_zero as _sz
 from test_elementwise import _enc, _graph
@@ -47,13 +48,7 @@ def test_exp16_is_the_spec(arch: str, lo: float, hi: float, ohi: float) -> None:
     want = exp16_codes(x, si, zi, so, zo)
     assert want is not None
     np.testing.assert_array_equal(ref, want)
-    table = exp16_table_for(arch, "qnn", si, zi, so, zo, 16, 16)
-    assert table is not None
-    np.testing.assert_array_equal(table[x], ref)
-    _, exact = _run(g, arch, "tflite", x)
-    assert (exact != ref).any() and np.abs(exact - ref).max() <= 8
-    _, v75 = _run(g, "v75", "qnn", x)
-    np.testing.assert_array_equal(v75, exact)
+    check_table_and_fallbacks(g, arch, x, ref, exp16_table_for(arch, "qnn", si, zi, so, zo, 16, 16), 8)
 
 
 @pytest.mark.parametrize("arch", ["v68", "v73"])

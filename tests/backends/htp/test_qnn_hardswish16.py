@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from lut_steps import check_table_and_fallbacks
 from lut_steps import run_step as _run
 from lut_steps import scale_zero as _sz
 from test_elementwise import _enc, _graph
@@ -34,13 +35,7 @@ def test_hardswish16_is_the_spec(arch: str, lo: float, hi: float, olo: float, oh
     want = hardswish16_codes(x, si, zi, so, zo)
     assert want is not None
     np.testing.assert_array_equal(ref, want)
-    table = hardswish16_table_for(arch, "qnn", si, zi, so, zo, 16, 16)
-    assert table is not None
-    np.testing.assert_array_equal(table[x], ref)
-    _, exact = _run(g, arch, "tflite", x)
-    assert (exact != ref).any() and np.abs(exact - ref).max() <= 4
-    _, v75 = _run(g, "v75", "qnn", x)
-    np.testing.assert_array_equal(v75, exact)
+    check_table_and_fallbacks(g, arch, x, ref, hardswish16_table_for(arch, "qnn", si, zi, so, zo, 16, 16), 4)
 
 
 @pytest.mark.parametrize("arch", ["v68", "v73"])

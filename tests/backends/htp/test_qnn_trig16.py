@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from lut_steps import check_table_and_fallbacks
 from lut_steps import run_step as _run
 from lut_steps import scale_zero as _sz
 from test_elementwise import _enc, _graph
@@ -33,13 +34,7 @@ def test_trig16_is_the_spec(arch: str, op: str, lo: float, hi: float, olo: float
     kernel, ref = _run(g, arch, "qnn", x)
     assert kernel == "htp.lut"
     np.testing.assert_array_equal(ref, trig16_codes(x, op, si, zi, so, zo))
-    table = trig16_table_for(f"ElementWise{op}", arch, "qnn", si, zi, so, zo, 16, 16)
-    assert table is not None
-    np.testing.assert_array_equal(table[x], ref)
-    _, exact = _run(g, arch, "tflite", x)
-    assert (exact != ref).any() and np.abs(exact - ref).max() <= 8
-    _, v75 = _run(g, "v75", "qnn", x)
-    np.testing.assert_array_equal(v75, exact)
+    check_table_and_fallbacks(g, arch, x, ref, trig16_table_for(f"ElementWise{op}", arch, "qnn", si, zi, so, zo, 16, 16), 8)
 
 
 @pytest.mark.parametrize("op", ["Sin", "Cos", "Atan"])
