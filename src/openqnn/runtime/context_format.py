@@ -492,21 +492,22 @@ def _read_arrays(p: Path, buf: mmap.mmap | bytes, h: ContextHeader) -> dict[str,
         raise fail("__metadata__ is not an object of strings")
     spans: list[tuple[int, int, str, np.dtype, tuple[int, ...]]] = []
     for key, e in entries.items():
-        if not isinstance(e, dict) or set(e) != {"dtype", "shape", "data_offsets"}:
+        if type(e) is not dict or len(e) != 3 or "dtype" not in e or "shape" not in e or "data_offsets" not in e:
             raise fail(f"entry {_q(key)} does not have exactly dtype, shape and data_offsets")
-        dtype = _DTYPES.get(e["dtype"]) if isinstance(e["dtype"], str) else None
+        code, shape, offs = e["dtype"], e["shape"], e["data_offsets"]
+        dtype = _DTYPES.get(code) if type(code) is str else None
         if dtype is None:
-            raise fail(f"array {_q(key)} has dtype {_q(str(e['dtype']))}, which is not allowed "
-                       f"({', '.join(_DTYPES)})")
-        shape, offs = e["shape"], e["data_offsets"]
-        if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
+            raise fail(f"array {_q(key)} has dtype {_q(str(code))}, which is not allowed ({', '.join(_DTYPES)})")
+        if type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape):
             raise fail(f"array {_q(key)} has shape {_q(str(shape))}, not a list of non-negative integers")
-        if not (isinstance(offs, list) and len(offs) == 2 and all(type(o) is int and o >= 0 for o in offs)):
+        if (type(offs) is not list or len(offs) != 2 or type(offs[0]) is not int or type(offs[1]) is not int
+                or offs[0] < 0 or offs[1] < 0):
             raise fail(f"array {_q(key)} has data_offsets {_q(str(offs))}, not [begin, end]")
-        if offs[1] - offs[0] != math.prod(shape) * dtype.itemsize:
-            raise fail(f"array {_q(key)} holds {offs[1] - offs[0]} bytes, but dtype {dtype.name} and shape "
+        begin, stop = offs
+        if stop - begin != math.prod(shape) * dtype.itemsize:
+            raise fail(f"array {_q(key)} holds {stop - begin} bytes, but dtype {dtype.name} and shape "
                        f"{shape} need {math.prod(shape) * dtype.itemsize}")
-        spans.append((offs[0], offs[1], key, dtype, tuple(shape)))
+        spans.append((begin, stop, key, dtype, tuple(shape)))
     spans.sort()
     end = 0
     for begin, stop, key, _, _ in spans:
@@ -517,18 +518,22 @@ def _read_arrays(p: Path, buf: mmap.mmap | bytes, h: ContextHeader) -> dict[str,
     if end != data_len:
         raise fail(f"its arrays cover {end} bytes of its {data_len}-byte data")
     out: dict[str, np.ndarray] = {}
-    # one view of the data, sliced per array (a frombuffer per array costs ~20 us on a mapping; a slice ~1)
+    # one read-only view of the data, sliced per array (a frombuffer per array costs ~20 us on a mapping, a slice
+    # ~1; the slices inherit its read-only flag)
     data = np.frombuffer(buf, np.uint8, data_len, data_start) if data_len else np.zeros(0, np.uint8)
+    data.flags.writeable = False
     for begin, stop, key, dtype, shape in spans:
-        count = math.prod(shape)
-        if count == 0:
+        if begin == stop:
             a = np.zeros(shape, dtype)
+            a.flags.writeable = False
         else:
             raw = data[begin:stop]
             if dtype.kind == "b" and raw.max() > 1:
                 raise fail(f"bool array {_q(key)} holds bytes other than 0 and 1")
-            a = (raw.view(dtype) if begin % dtype.itemsize == 0 else raw.copy().view(dtype)).reshape(shape)
-        a.flags.writeable = False
+            if begin % dtype.itemsize:
+                raw = raw.copy()
+                raw.flags.writeable = False
+            a = raw.view(dtype).reshape(shape)
         out[key] = a
     return out
 
