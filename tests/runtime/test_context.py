@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -23,9 +24,10 @@ from openqnn.backends.htp.kernels import conv, gemm, requant
 from openqnn.backends.htp.kernels.registry import HtpBuildContext, background_binding, deferred
 from openqnn.backends.htp.spec.qnn_matmul import QnnMatMulSpec
 from openqnn.backends.htp.spec.qnn_requant import QnnRequantSpec
+from openqnn.errors import ContextError
 from openqnn.runtime.config import BackendConfig, HtpConfig
 from openqnn.runtime.context import open_context
-from openqnn.runtime.context_format import describe_context
+from openqnn.runtime.context_format import describe_context, read_context, write_context
 
 F = TensorProto.FLOAT
 
@@ -189,6 +191,42 @@ def test_refusals(quantized: openqnn.Graph, saved: Path, tmp_path: Path) -> None
         openqnn.Session(saved, config=BackendConfig(htp=HtpConfig(dsp_arch="v75")))
     with pytest.raises(openqnn.InvalidConfigError, match="cannot write context binaries yet"):
         openqnn.compile(quantized, "gpu")
+
+
+def test_session_refuses_a_flip_anywhere_as_corrupt(saved: Path, tmp_path: Path) -> None:
+    """Session binds while the checksum runs in a worker thread: a flipped byte in the plans' JSON, the arrays'
+    header, the weights or the header is still refused as corrupt (the checksum is waited for before anything
+    else is said), on one line, and no session is made."""
+    data = saved.read_bytes()
+    meta_len, arr_off = struct.unpack_from("<QQ", data, 64)
+    spots = {"metadata": 128 + meta_len // 2, "a plan's key": data.index(b'"kernel"', 128) + 2,
+             "arrays header": arr_off + 8 + 10, "weights": len(data) - 5, "version": 9}
+    for what, at in spots.items():
+        flipped = bytearray(data)
+        flipped[at] ^= 0x04
+        bad = tmp_path / f"flip_{what.replace(' ', '_')}.bin"
+        bad.write_bytes(bytes(flipped))
+        with pytest.raises(openqnn.InvalidModelError) as e:
+            openqnn.Session(bad)
+        msg = str(e.value)
+        assert "\n" not in msg and str(bad) in msg, (what, msg)
+        if what != "version":  # a flip in the format version is refused by its number, before any checksum
+            assert "checksum mismatch" in msg, (what, msg)
+
+
+def test_session_refuses_intact_steps_that_do_not_bind(saved: Path, tmp_path: Path) -> None:
+    """A file with a good checksum whose plan lacks what a kernel's binder reads (not one openqnn wrote): one
+    ContextError line naming the file, not the binder's KeyError."""
+    raw = read_context(saved)
+    name, g = next(iter(raw.graphs.items()))
+    plan = json.loads(json.dumps(g.plan).replace('"qmax"', '"qmaz"'))
+    assert plan != g.plan
+    forged = tmp_path / "forged.bin"
+    write_context(forged, backend=raw.header.backend, arch=raw.header.arch, graphs={name: plan},
+                  arrays={name: dict(g.arrays)})
+    with pytest.raises(ContextError, match=r"forged\.bin: its prepared steps do not bind \(KeyError") as e:
+        openqnn.Session(forged)
+    assert "\n" not in str(e.value)
 
 
 def test_a_partly_quantized_model_compiles_with_its_cpu_fallbacks(tmp_path: Path) -> None:

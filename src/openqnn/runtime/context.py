@@ -12,8 +12,8 @@ inputs and outputs with their encodings, and its steps as data) in the container
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -35,11 +35,18 @@ __all__ = ["Context", "compile_graph", "context_of", "io_specs", "is_context", "
 
 @dataclass(frozen=True)
 class Context:
-    """Prepared graphs for one backend (and arch), by graph name."""
+    """Prepared graphs for one backend (and arch), by graph name. ``pending``: a context file's checksum still
+    running (:func:`open_context` with ``defer_checksum``); :meth:`verify` waits for it."""
 
     backend: str
     arch: str | None
     graphs: Mapping[str, PreparedGraph]
+    pending: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def verify(self) -> None:
+        """Refuse a corrupt file (ContextError) once its deferred checksum is in; nothing where there is none."""
+        if self.pending is not None:
+            self.pending()
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the context binary (atomically); returns its path."""
@@ -105,9 +112,17 @@ def is_context(path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def open_context(path: str | os.PathLike[str], backend: str | None = None) -> Context:
-    """Read and check a context binary (``backend``: refuse one prepared for another)."""
-    return context_of(read_context(Path(path), backend=backend_spec(backend).name if backend else None))
+def open_context(path: str | os.PathLike[str], backend: str | None = None, defer_checksum: bool = False) -> Context:
+    """Read and check a context binary (``backend``: refuse one prepared for another). ``defer_checksum``: its
+    checksum runs in a worker thread meanwhile; the caller must call :meth:`Context.verify` before it runs
+    anything of it, and on any error it meets with the contents (a corrupt file is then refused as corrupt)."""
+    raw = read_context(Path(path), backend=backend_spec(backend).name if backend else None,
+                       defer_checksum=defer_checksum)
+    try:
+        return context_of(raw)
+    except BaseException:
+        raw.verify()
+        raise
 
 
 def context_of(raw: ContextFile) -> Context:
@@ -134,7 +149,7 @@ def context_of(raw: ContextFile) -> Context:
                                    "regenerate it with qnn-context-binary-generator") from None
         graphs[name] = PreparedGraph(raw.header.backend, raw.header.arch, io_graph_from_json(doc["io"], p),
                                      tuple(steps))
-    return Context(raw.header.backend, raw.header.arch, graphs)
+    return Context(raw.header.backend, raw.header.arch, graphs, raw.verify if raw.pending is not None else None)
 
 
 def io_specs(io: Graph) -> dict[str, Any]:

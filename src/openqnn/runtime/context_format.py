@@ -39,7 +39,7 @@ import os
 import struct
 import zlib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -128,11 +128,41 @@ class ContextGraph:
 
 @dataclass(frozen=True)
 class ContextFile:
-    """A context binary, validated and mapped: the header and its graphs in file order."""
+    """A context binary, validated and mapped: the header and its graphs in file order. Read with
+    ``defer_checksum``, its checksum may still be running: :meth:`verify` waits for it and refuses a corrupt
+    file; nothing may run on the contents before."""
 
     path: Path
     header: ContextHeader
     graphs: dict[str, ContextGraph]
+    pending: _Checksum | None = field(default=None, repr=False, compare=False)
+
+    def verify(self) -> None:
+        """Wait for a deferred checksum (nothing where it was checked on reading); ContextError on a mismatch."""
+        if self.pending is not None:
+            self.pending.verify()
+
+
+class _Checksum:
+    """The file's checksum against the one its header records, computed at once or in a worker thread
+    (``defer``) while the caller goes on: zlib's crc32 releases the GIL, so parsing and binding the contents
+    meanwhile hide its time. :meth:`verify` waits for it and raises on a mismatch (every time it is asked)."""
+
+    def __init__(self, p: Path, buf: mmap.mmap | bytes, recorded: bytes, defer: bool):
+        self.p, self.recorded = p, recorded
+        # deferred: one worker, the chunks in turn (a job that waited on more jobs of the same pool could
+        # starve it)
+        self._job = worker_pool().submit(file_checksum, buf, False) if defer else None
+        self._digest = None if defer else file_checksum(buf)
+
+    def verify(self) -> bytes:
+        if self._digest is None:
+            assert self._job is not None
+            self._digest = self._job.result()
+        if self._digest != self.recorded:
+            raise ContextError(f"{self.p}: checksum mismatch, the file is corrupt (checksum {self._digest.hex()[:16]}..., "
+                               f"its header records {self.recorded.hex()[:16]}...); {_REGENERATE}")
+        return self._digest
 
 
 # ---------------------------------------------------------------------------------------------- write
@@ -229,11 +259,12 @@ class _ChunkCrcs:
         return hashlib.sha256(struct.pack(f"<{len(crcs)}I", *crcs)).digest()
 
 
-def file_checksum(buf: mmap.mmap | bytes | bytearray) -> bytes:
+def file_checksum(buf: mmap.mmap | bytes | bytearray, parallel: bool = True) -> bytes:
     """The checksum a context's header records: sha256 of the little-endian crc32 of each 1 MiB chunk
     of the file, its checksum field read as zeros. The chunks are checked in parallel (zlib releases the
     GIL), so opening costs a fraction of a full sha256; the header is in the same file, so no checksum
-    could prove who wrote it: this one finds corruption (any flipped byte, truncation, splices)."""
+    could prove who wrote it: this one finds corruption (any flipped byte, truncation, splices). ``parallel=False``:
+    the chunks in turn, on this thread."""
     size = len(buf)
     with memoryview(buf) as view:
         # the first chunk with the checksum field read as zeros, without copying it
@@ -244,7 +275,7 @@ def file_checksum(buf: mmap.mmap | bytes | bytearray) -> bytes:
         rest = [view[i:i + CHECKSUM_CHUNK] for i in range(CHECKSUM_CHUNK, size, CHECKSUM_CHUNK)]
         # a few runs of chunks, one per worker and this thread: each handoff to a worker costs about as
         # much as a chunk's crc, so one task per chunk would be slower than none
-        runs = min(len(rest) // 4, (os.cpu_count() or 1))
+        runs = min(len(rest) // 4, (os.cpu_count() or 1)) if parallel else 1
         if runs > 1:
             bounds = [len(rest) * i // runs for i in range(runs + 1)]
             groups = [rest[a:b] for a, b in itertools.pairwise(bounds)]
@@ -305,12 +336,28 @@ def _align(n: int) -> int:
 # ----------------------------------------------------------------------------------------------- read
 
 
-def read_context(path: str | os.PathLike[str], *, backend: str | None = None, arch: str | None = None) -> ContextFile:
+def read_context(path: str | os.PathLike[str], *, backend: str | None = None, arch: str | None = None,
+                 defer_checksum: bool = False) -> ContextFile:
     """Open, validate and map the context binary ``path``; with ``backend`` / ``arch``, refuse a context
-    made for another. Raises :class:`ContextError` (one line naming the file and the mismatch)."""
+    made for another. Raises :class:`ContextError` (one line naming the file and the mismatch).
+
+    ``defer_checksum``: the checksum runs in a worker thread while the rest is read (and the caller binds);
+    :meth:`ContextFile.verify` waits for it and must be called before anything runs. Whatever fails meanwhile,
+    a corrupt file is refused as corrupt: the checksum is waited for first."""
     p = Path(path)
     buf = _map(p)
-    header, meta = _parse_header_and_metadata(p, buf)
+    pending: list[_Checksum] = []
+    try:
+        return _read(p, buf, backend, arch, defer_checksum, pending)
+    except BaseException:
+        if pending:
+            pending[0].verify()  # raises the mismatch, if that is what went wrong
+        raise
+
+
+def _read(p: Path, buf: mmap.mmap | bytes, backend: str | None, arch: str | None, defer: bool,
+          pending: list[_Checksum]) -> ContextFile:
+    header, meta = _parse_header_and_metadata(p, buf, defer, pending)
     if backend is not None and header.backend != backend:
         raise ContextError(f"{p}: a context for backend {header.backend}, but backend {backend} was asked for; "
                            f"use the {backend} context or regenerate it with qnn-context-binary-generator "
@@ -334,7 +381,7 @@ def read_context(path: str | os.PathLike[str], *, backend: str | None = None, ar
     if unused:
         raise ContextError(f"{p}: stored array {_q(unused[0])} is used by no graph ({len(unused)} unused); "
                            f"{_REGENERATE}")
-    return ContextFile(p, header, graphs)
+    return ContextFile(p, header, graphs, pending[0] if defer else None)
 
 
 def _map(p: Path) -> mmap.mmap | bytes:
@@ -353,7 +400,8 @@ def _map(p: Path) -> mmap.mmap | bytes:
         raise ContextError(f"{p}: cannot be read ({e.strerror or e}); check the path and its permissions") from None
 
 
-def _parse_header_and_metadata(p: Path, buf: mmap.mmap | bytes) -> tuple[ContextHeader, dict[str, Any]]:
+def _parse_header_and_metadata(p: Path, buf: mmap.mmap | bytes, defer: bool = False,
+                               pending: list[_Checksum] | None = None) -> tuple[ContextHeader, dict[str, Any]]:
     size = len(buf)
     if size == 0:
         raise _truncated(p, size, "an empty file")
@@ -386,11 +434,13 @@ def _parse_header_and_metadata(p: Path, buf: mmap.mmap | bytes) -> tuple[Context
     if not (meta_off == HEADER_SIZE and arr_off == _align(meta_off + meta_len) and arr_off + arr_len == file_size):
         raise ContextError(f"{p}: corrupt header (metadata at {meta_off}+{meta_len}, arrays at {arr_off}+{arr_len} "
                            f"do not tile a file of {file_size} bytes); {_REGENERATE}")
-    digest = file_checksum(buf)
-    if digest != recorded:
-        raise ContextError(f"{p}: checksum mismatch, the file is corrupt (checksum {digest.hex()[:16]}..., its "
-                           f"header records {recorded.hex()[:16]}...); {_REGENERATE}")
-    # from here on the bytes are the ones the writer wrote: what fails now is a writer's bug or a forgery
+    check = _Checksum(p, buf, recorded, defer)
+    if pending is not None:
+        pending.append(check)
+    if not defer:
+        check.verify()
+    # from here on the bytes are the ones the writer wrote (deferred: will have been, once verified): what
+    # fails now is a writer's bug or a forgery
     if any(buf[_DIGEST_END:HEADER_SIZE]) or any(buf[meta_off + meta_len:arr_off]):
         raise ContextError(f"{p}: reserved or padding bytes are not zero; {_REGENERATE}")
     if not raw_writer.rstrip(b"\x00") or b"\x00" in raw_writer.rstrip(b"\x00") or not all(
@@ -399,7 +449,7 @@ def _parse_header_and_metadata(p: Path, buf: mmap.mmap | bytes) -> tuple[Context
     meta = _load_json(p, bytes(buf[meta_off:meta_off + meta_len]), "metadata")
     _check_metadata(p, meta)
     header = ContextHeader(MAGIC, version, writer, meta["backend"], meta["arch"], tuple(meta["graph_names"]),
-                           digest.hex(), file_size, meta_off, meta_len, arr_off, arr_len)
+                           recorded.hex(), file_size, meta_off, meta_len, arr_off, arr_len)
     return header, meta
 
 

@@ -16,11 +16,11 @@ import numpy as np
 from openqnn.backends import Fallback, backend_spec, create_backend
 from openqnn.backends.base import Backend, ContextBackend, Executable
 from openqnn.backends.partition import FORCED, PlacementConfig
-from openqnn.errors import InputDataError, InvalidConfigError
+from openqnn.errors import ContextError, InputDataError, InvalidConfigError, OpenQnnError
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph
 from openqnn.runtime.config import BackendConfig, check_num_threads
-from openqnn.runtime.context import is_context, open_context
+from openqnn.runtime.context import Context, is_context, open_context
 from openqnn.runtime.partition_report import (
     PartitionReport,
     check_fallbacks,
@@ -87,18 +87,22 @@ class Session:
             check_num_threads(num_threads)
         self.placement = config.placement if config is not None else PlacementConfig()
         if not isinstance(model, Graph) and is_context(model):
+            # the file's checksum runs in a worker thread while its steps bind; it is waited for before this
+            # session exists, and first whatever else fails (a corrupt file is refused as corrupt)
             with self._phase("load"):
-                context = open_context(model, backend)
-                prepared = context.graph(graph_name)
-            self.graph = prepared.io
-            backend_ = cast(ContextBackend, create_backend(context.backend, config.section(context.backend)
-                                                           if config else None, num_threads))
-            self.backend: Backend = backend_
-            with self._phase("prepare"):
-                self._exe: Executable = backend_.bind(prepared)
-            # (the placement was decided when the context was compiled: its steps say where each node runs)
-            self._nodes = [(s.node, s.op_type) for s in prepared.steps if not s.attrs.get("edge")]
-            check_fallbacks(self.backend.name, self._exe.fallbacks, self.placement)
+                context = open_context(model, backend, defer_checksum=True)
+            try:
+                self._bind_context(context, backend, num_threads, config, graph_name)
+            except BaseException as e:
+                context.verify()
+                if isinstance(e, OpenQnnError) or not isinstance(e, (KeyError, TypeError, ValueError, IndexError,
+                                                                      AttributeError)):
+                    raise
+                # an intact file whose steps do not bind: not one this openqnn wrote (its writer checks its plans)
+                raise ContextError(f"{model}: its prepared steps do not bind ({type(e).__name__}: "
+                                   f"{(str(e).splitlines() or [''])[0][:200]}); regenerate it with "
+                                   "qnn-context-binary-generator") from None
+            context.verify()
             return
         if isinstance(model, Graph):
             self.graph = model
@@ -108,17 +112,30 @@ class Session:
             with self._phase("load"):
                 self.graph = load(Path(model))
         spec = backend_spec(backend or "cpu")
-        self.backend = create_backend(spec.name, config.section(spec.name) if config is not None else None,
-                                      num_threads)
+        self.backend: Backend = create_backend(spec.name, config.section(spec.name) if config is not None else None,
+                                               num_threads)
         with self._phase("prepare"):
             if self.placement.force_backend:
                 check_placement(self.placement, spec.name, self.graph)
-                self._exe = self.backend.prepare(self.graph, self.placement)  # type: ignore[call-arg]
+                self._exe: Executable = self.backend.prepare(self.graph, self.placement)  # type: ignore[call-arg]
             else:
                 self._exe = self.backend.prepare(self.graph)
         self._nodes = [(n.name, n.op_type) for n in self.graph.nodes]
         check_fallbacks(self.backend.name, self._exe.fallbacks, self.placement)
         warn_fallbacks(self.backend.name, [f for f in self._exe.fallbacks if f.reason != FORCED], len(self.graph.nodes))
+
+    def _bind_context(self, context: Context, backend: str | None, num_threads: int | None,
+                      config: BackendConfig | None, graph_name: str | None) -> None:
+        prepared = context.graph(graph_name)
+        self.graph = prepared.io
+        backend_ = cast(ContextBackend, create_backend(context.backend, config.section(context.backend)
+                                                       if config else None, num_threads))
+        self.backend = backend_
+        with self._phase("prepare"):
+            self._exe = backend_.bind(prepared)
+        # (the placement was decided when the context was compiled: its steps say where each node runs)
+        self._nodes = [(s.node, s.op_type) for s in prepared.steps if not s.attrs.get("edge")]
+        check_fallbacks(self.backend.name, self._exe.fallbacks, self.placement)
 
     def _phase(self, name: str) -> contextlib.AbstractContextManager[None]:
         return self.profiler.phase(name) if self.profiler is not None else contextlib.nullcontext()
