@@ -101,6 +101,9 @@ def test_opening_a_context_prepares_nothing(saved: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(QnnRequantSpec, "of", refuse)
     monkeypatch.setattr(QnnMatMulSpec, "of", refuse)
     monkeypatch.setattr(native, "qnn_int_form", refuse)  # the int32 form's proof
+    if native.int8_available():  # the fused int8 kernels' requantization is bound from the plan: none is made
+        monkeypatch.setattr(requant._Accumulator, "of", refuse)
+        monkeypatch.setattr(requant.QnnRequant, "from_attrs", refuse)
     sess = openqnn.Session(saved)
     assert sess.run(_feeds(1)[0])["prob"].shape == (1, 10)
 
@@ -227,6 +230,19 @@ def test_session_refuses_intact_steps_that_do_not_bind(saved: Path, tmp_path: Pa
     with pytest.raises(ContextError, match=r"forged\.bin: its prepared steps do not bind \(KeyError") as e:
         openqnn.Session(forged)
     assert "\n" not in str(e.value)
+    # an array no step names, or a step naming an array the file lacks
+    stray = tmp_path / "stray.bin"
+    write_context(stray, backend=raw.header.backend, arch=raw.header.arch, graphs={name: g.plan},
+                  arrays={name: {**g.arrays, "0/zzz": np.zeros(3, np.int8)}})
+    with pytest.raises(ContextError, match=r"stray\.bin: graph '.*': array '0/zzz' belongs to no step"):
+        openqnn.Session(stray)
+    lacking = tmp_path / "lacking.bin"
+    first = next(iter(g.arrays))
+    write_context(lacking, backend=raw.header.backend, arch=raw.header.arch, graphs={name: g.plan},
+                  arrays={name: {k: v for k, v in g.arrays.items() if k != first}})
+    step = first.split("/")[0]
+    with pytest.raises(ContextError, match=rf"lacking\.bin: graph '.*' step {step} is malformed \(KeyError"):
+        openqnn.Session(lacking)
 
 
 def test_a_partly_quantized_model_compiles_with_its_cpu_fallbacks(tmp_path: Path) -> None:

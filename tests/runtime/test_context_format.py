@@ -289,7 +289,10 @@ def _checksum(body: bytes | bytearray) -> bytes:
 
 
 def _block(entries: dict, data: bytes) -> bytes:
-    head = json.dumps(entries).encode()
+    return _raw_block(json.dumps(entries).encode(), data)
+
+
+def _raw_block(head: bytes, data: bytes) -> bytes:
     head += b" " * (-(8 + len(head)) % 64)
     return struct.pack("<Q", len(head)) + head + data
 
@@ -365,6 +368,10 @@ def test_malformed_arrays_block_with_a_valid_checksum(tmp_path: Path) -> None:
         ("cover 8 bytes of its 16", _block(entry(), bytes(16))),
         ("holds bytes other than 0 and 1", _block(entry(dtype="BOOL", offsets=(0, 2)), b"\x01\x02")),
         ("exactly dtype, shape and data_offsets", _block({key: {**entry()[key], "x": 1}}, bytes(8))),
+        # a key given twice (JSON keeps the last): its first span is then covered by nothing
+        ("not where the previous one ends", _raw_block(
+            f'{{"{key}": {json.dumps(entry()[key])}, "{key}": {json.dumps(entry(offsets=(8, 16))[key])}}}'.encode(),
+            bytes(16))),
         ("not valid JSON", struct.pack("<Q", 56) + b"{" * 56 + bytes(8)),
         ("not a JSON object", _block([1], b"")),
         ("runs past the block", struct.pack("<Q", 2**63) + b"{}"),

@@ -60,19 +60,20 @@ class StepPlan:
         return doc, {**self.arrays, **{ATTR_ARRAY_PREFIX + path: a for path, a in found.items()}}
 
     @staticmethod
-    def from_json(doc: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> StepPlan:
-        """The plan of :meth:`to_json` with ``arrays`` (name -> array) looked up by the names it lists.
-        Its attributes were read from JSON, so they are JSON: not checked again (opening stays cheap)."""
+    def from_json(doc: Mapping[str, Any], arrays: Mapping[str, np.ndarray], prefix: str = "") -> StepPlan:
+        """The plan of :meth:`to_json` with ``arrays`` (name -> array) looked up by the names it lists (each
+        after ``prefix``: a context's arrays are named ``<step>/<name>``). Its attributes were read from JSON,
+        so they are JSON: not checked again (opening stays cheap)."""
         attrs = dict(doc["attrs"])
         for path, name in doc.get("attr_arrays", {}).items():
             *parents, leaf = path.split("/")
             d = attrs
             for key in parents:  # copied on the way down: the document itself is left as it was
                 d[key] = d = dict(d[key])
-            d[leaf] = arrays[name]
+            d[leaf] = arrays[prefix + name]
         plan = object.__new__(StepPlan)
         values = (str(doc["kernel"]), str(doc["node"]), str(doc["op_type"]), tuple(doc["inputs"]),
-                  tuple(doc["outputs"]), attrs, {name: arrays[name] for name in doc["arrays"]})
+                  tuple(doc["outputs"]), attrs, {name: arrays[prefix + name] for name in doc["arrays"]})
         for f, v in zip(_FIELDS, values):
             object.__setattr__(plan, f, v)
         return plan

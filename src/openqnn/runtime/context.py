@@ -134,19 +134,21 @@ def context_of(raw: ContextFile) -> Context:
         if not isinstance(doc, dict) or not isinstance(doc.get("steps"), list) or "io" not in doc:
             raise ContextError(f"{p}: graph '{name}' holds no prepared steps; regenerate it with "
                                "qnn-context-binary-generator")
-        per_step: dict[int, dict[str, np.ndarray]] = {}
-        for key, arr in g.arrays.items():
-            index, _, local = key.partition("/")
-            if not index.isdigit() or not local:
-                raise ContextError(f"{p}: graph '{name}': array '{key}' belongs to no step")
-            per_step.setdefault(int(index), {})[local] = arr
-        steps = []
+        # step i's arrays are stored as "i/<name>": each step looks up its own, and together they must be all
+        steps, used = [], 0
         for i, step in enumerate(doc["steps"]):
             try:
-                steps.append(StepPlan.from_json(step, per_step.get(i, {})))
-            except (KeyError, TypeError, ValueError) as e:
+                plan = StepPlan.from_json(step, g.arrays, f"{i}/")
+                used += len(plan.arrays) + len(step.get("attr_arrays", ()))
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
                 raise ContextError(f"{p}: graph '{name}' step {i} is malformed ({type(e).__name__}: {e}); "
                                    "regenerate it with qnn-context-binary-generator") from None
+            steps.append(plan)
+        if used != len(g.arrays):
+            named = {f"{i}/{n}" for i, s in enumerate(steps) for n in [*s.arrays, *doc["steps"][i].get("attr_arrays", {}).values()]}
+            stray = next((k for k in g.arrays if k not in named), "?")
+            raise ContextError(f"{p}: graph '{name}': array '{stray}' belongs to no step; regenerate it with "
+                               "qnn-context-binary-generator")
         graphs[name] = PreparedGraph(raw.header.backend, raw.header.arch, io_graph_from_json(doc["io"], p),
                                      tuple(steps))
     return Context(raw.header.backend, raw.header.arch, graphs, raw.verify if raw.pending is not None else None)

@@ -371,13 +371,13 @@ def _read(p: Path, buf: mmap.mmap | bytes, backend: str | None, arch: str | None
     for gname in header.graph_names:
         g = meta["graphs"][gname]
         keys: dict[str, str] = g["arrays"]
-        for local, key in keys.items():
-            if key not in stored:
-                raise ContextError(f"{p}: graph {_q(gname)} array {_q(local)} refers to stored array {_q(key)}, "
-                                   f"which the file does not hold; {_REGENERATE}")
         used.update(keys.values())
+        if not used <= stored.keys():  # (set operations: a graph refers to hundreds of arrays)
+            local, key = next((n, k) for n, k in keys.items() if k not in stored)
+            raise ContextError(f"{p}: graph {_q(gname)} array {_q(local)} refers to stored array {_q(key)}, "
+                               f"which the file does not hold; {_REGENERATE}")
         graphs[gname] = ContextGraph(gname, g["plan"], {n: stored[k] for n, k in keys.items()}, dict(keys))
-    unused = sorted(set(stored) - used)
+    unused = sorted(stored.keys() - used) if len(used) != len(stored) else []
     if unused:
         raise ContextError(f"{p}: stored array {_q(unused[0])} is used by no graph ({len(unused)} unused); "
                            f"{_REGENERATE}")
@@ -457,7 +457,9 @@ def _truncated(p: Path, size: int, expected: str) -> ContextError:
     return ContextError(f"{p}: truncated: {size} bytes, {expected}; {_REGENERATE}")
 
 
-def _load_json(p: Path, data: bytes, what: str) -> Any:
+def _load_json(p: Path, data: bytes, what: str, duplicates: bool = False) -> Any:
+    """``data`` parsed; a key given twice in an object is refused unless ``duplicates`` (the caller's own checks
+    refuse what one would do: the hook that finds them costs a Python call per object)."""
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         d = dict(pairs)
         if len(d) != len(pairs):
@@ -466,7 +468,7 @@ def _load_json(p: Path, data: bytes, what: str) -> Any:
         return d
 
     try:
-        return json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicates)
+        return json.loads(data.decode("utf-8"), object_pairs_hook=None if duplicates else no_duplicates)
     except (ValueError, UnicodeDecodeError, RecursionError) as e:  # JSONDecodeError is a ValueError
         msg = (str(e).splitlines() or [""])[0][:200]
         raise ContextError(f"{p}: its {what} is not valid JSON ({type(e).__name__}: {msg}); {_REGENERATE}") from None
@@ -512,11 +514,15 @@ def _check_metadata(p: Path, meta: Any) -> None:
         refs = graphs[gname]["arrays"]
         if not isinstance(refs, dict):
             raise fail(f"{where}.arrays", f"a JSON object was expected, not {_json_type(refs)}")
-        for local, key in refs.items():
-            if not local:
-                raise fail(f"{where}.arrays", "an array name is empty")
-            if not isinstance(key, str) or len(key) != 64 or key.strip("0123456789abcdef"):
-                raise fail(f"{where}.arrays[{_q(local)}]", "a stored array's key (64 hex digits) was expected")
+        keys = list(refs.values())
+        # all at once (hundreds of keys per graph); the one at fault is looked for only when something is
+        if ("" in refs or not all(type(k) is str and len(k) == 64 for k in keys)
+                or "".join(keys).strip("0123456789abcdef")):
+            for local, key in refs.items():
+                if not local:
+                    raise fail(f"{where}.arrays", "an array name is empty")
+                if not isinstance(key, str) or len(key) != 64 or key.strip("0123456789abcdef"):
+                    raise fail(f"{where}.arrays[{_q(local)}]", "a stored array's key (64 hex digits) was expected")
 
 
 def _read_arrays(p: Path, buf: mmap.mmap | bytes, h: ContextHeader) -> dict[str, np.ndarray]:
@@ -533,7 +539,9 @@ def _read_arrays(p: Path, buf: mmap.mmap | bytes, h: ContextHeader) -> dict[str,
     if data_start % ALIGNMENT:
         raise fail(f"its data starts at byte {data_start}, not on a {ALIGNMENT}-byte boundary")
     data_len = h.arrays_length - 8 - n
-    entries = _load_json(p, bytes(buf[h.arrays_offset + 8:data_start]), "arrays block header")
+    # (a key given twice would leave a span of the data uncovered, which the check below refuses: no need to
+    # look for duplicate keys while parsing)
+    entries = _load_json(p, bytes(buf[h.arrays_offset + 8:data_start]), "arrays block header", duplicates=True)
     if not isinstance(entries, dict):
         raise fail(f"its header is {_json_type(entries)}, not a JSON object")
     entries = dict(entries)

@@ -463,23 +463,20 @@ def _fused_matrix(g: _Geo, wc: np.ndarray, groups: int) -> np.ndarray:
     return wc.reshape(g.c, wc.shape[-1]) if _fused_shape(g, wc, groups) == "gemm" else wc
 
 
-def _fused_int8(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray,
-                groups: int, data: dict[str, np.ndarray]) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def _fused_int8(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, groups: int, fs: FusedSetup | None
+                ) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """native/int8.c's kernels (AVX-512 VNNI or AVX2): an unpadded 1x1 convolution as one GEMM (gemm.py's
     :func:`fused_gemm`; strided: of the pixels it visits), a depthwise convolution directly, each with the requantization
     fused; None where they do not apply. The int32 accumulator is ``-zx * sum(w) + sum(q * w)``,
     the spec's sum of (q - zx) * w, exact since its final value fits int32 (:func:`qconv_bound`);
     the bias joins the requantization's constants. Taps outside the input read the zero point.
-    ``data``: :meth:`FusedSetup.data`, made at prepare."""
+    ``fs``: the kernels' setup (:func:`_fused_setup`), None where this machine has none."""
     cout = wc.shape[-1]
     shape = _fused_shape(g, wc, groups)
-    if shape is None:
-        return None
-    fs = FusedSetup.bind(device, rq, bias, data)
-    if fs is None:
+    if shape is None or fs is None:
         return None
     if shape == "gemm":
-        gemm = fused_gemm(device, xq, wc.reshape(g.c, cout), rq, bias, fs)
+        gemm = fused_gemm(device, xq, wc.reshape(g.c, cout), None, None, fs)
         if gemm is None or (g.sh, g.sw) == (1, 1):
             return gemm
         # strided: the GEMM of the pixels the kernel visits, gathered into a scratch buffer first
@@ -500,18 +497,17 @@ def _fused_int8(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: 
     return run_dw
 
 
-def _im2col_native(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray,
-                   data: dict[str, np.ndarray]) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def _im2col_native(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, fs: FusedSetup | None
+                   ) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """A convolution (one group) as native/int8.c's GEMM, requantization fused, of its uint8 im2col rows
     ``[n * oh * ow, kh * kw * c]`` (NHWC taps, padding taps holding the zero point, so the accumulator
     ``-zx * sum(w) + sum(q * w)`` is the spec's); None where the kernels are not here. For CPUs whose
     oneDNN int8 convolution is not exact (AVX2 without VNNI): the GEMM's vpmaddwd never saturates.
-    ``data``: :meth:`FusedSetup.data`, made at prepare."""
-    fs = FusedSetup.bind(device, rq, bias, data)
+    ``fs``: the kernels' setup (:func:`_fused_setup`), None where this machine has none."""
     if fs is None:
         return None
     k = g.kh * g.kw * g.c
-    gemm = fused_gemm(device, xq, wc.reshape(k, g.cout), rq, bias, fs)
+    gemm = fused_gemm(device, xq, wc.reshape(k, g.cout), None, None, fs)
     if gemm is None:
         return None
     n, oh, ow = g.n, g.oh, g.ow
@@ -523,6 +519,14 @@ def _im2col_native(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, r
         return gemm(im2col.run(x, scratch("im2col_rows", (n, oh, ow, k), torch.uint8, x.device)))
 
     return run
+
+
+def _fused_setup(device: torch.device, attrs: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+                 requant: Callable[[], Requant], bias: np.ndarray) -> FusedSetup | None:
+    """The fused kinds' setup from the plan (the C requantization prepare proved, with no requantization made),
+    else made from ``requant()``; None where this machine lacks int8.c's kernels."""
+    return (FusedSetup.from_plan(device, attrs["rq"], attrs.get("fused_form"), arrays["fused_init"])
+            or FusedSetup.bind(device, requant(), bias, {"bound": arrays["fused_bound"], "init": arrays["fused_init"]}))
 
 
 def _requant_np(rq: Requant, acc: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -591,6 +595,8 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
         kinds.append("im2col_native")
         fused_data = data
     arrays.update({f"fused_{key}": v for key, v in fused_data.items()})
+    if fused_data:
+        attrs["fused_form"] = FusedSetup.key(rq, bias, fused_data)
     parts = _int8_parts(xq, wc, rq, groups) if int8 and not pointwise else None
     if parts is not None:
         kinds.append("int8_conv")
@@ -633,7 +639,14 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
 def _bind_conv2d(plan: StepPlan, device: torch.device) -> Bound:
     a, arrays = plan.attrs, plan.arrays
     g, groups = _Geo.of(a["geo"]), int(a["groups"])
-    xq, rq = qparams_of(a["x"]), Requant.from_attrs(a["rq"], device)
+    xq = qparams_of(a["x"])
+    made: list[Requant] = []
+
+    def requant() -> Requant:  # made on first use: the fused kinds' C form is in the plan
+        if not made:
+            made.append(Requant.from_attrs(a["rq"], device))
+        return made[0]
+
     part_ws = _part_weights(arrays, a, g)
 
     @functools.cache
@@ -647,6 +660,7 @@ def _bind_conv2d(plan: StepPlan, device: torch.device) -> Bound:
     bias = np.asarray(arrays["bias"], dtype=np.int64)
 
     def reference(x: np.ndarray) -> np.ndarray:
+        rq = requant()
         if isinstance(rq, QnnConv16Requant):
             wc = wc64()
             return reference16(rq, x, xq, lambda xc: conv_acc_np(xc, wc, g, groups),
@@ -658,20 +672,19 @@ def _bind_conv2d(plan: StepPlan, device: torch.device) -> Bound:
     fast: Callable[[torch.Tensor], torch.Tensor] | None = None
     for kind in kinds[kinds.index(a["kind"]):]:  # the prepared choice, else the next this machine runs
         if kind == "fused":
-            data = {"bound": arrays["fused_bound"], "init": arrays["fused_init"]}
-            fast = _fused_int8(device, g, xq, whole(), rq, bias, groups, data)
+            fast = _fused_int8(device, g, xq, whole(), groups, _fused_setup(device, a, arrays, requant, bias))
         elif kind == "im2col_native":
-            data = {"bound": arrays["fused_bound"], "init": arrays["fused_init"]}
-            fast = _im2col_native(device, g, xq, whole(), rq, bias, data)
+            fast = _im2col_native(device, g, xq, whole(), _fused_setup(device, a, arrays, requant, bias))
         elif kind == "int8_conv":
+            rq = requant()
             parts = [(int(p0), int(p1), np.asarray(arrays[f"part_bound{i}"])) for i, (p0, p1) in enumerate(a["parts"])]
             weights = part_ws or [np.ascontiguousarray(whole()[:, :, p0:p1].transpose(3, 2, 0, 1)) for p0, p1, _ in parts]
             fast = _int8_conv(device, g, xq, rq, bias, groups, parts, weights)
         elif kind == "float_conv" and ((whole().shape[2] == 1 and groups == g.c) or (a["f32"] and _mkldnn_ok(device))):
-            fast = _float_conv(device, g, xq, whole(), rq, bias, groups, bool(a["f32"]))
+            fast = _float_conv(device, g, xq, whole(), requant(), bias, groups, bool(a["f32"]))
         elif kind == "core":
             cols = with_derived_plane(arrays, lambda: whole().reshape(-1, g.cout))
-            fast = _core_conv(device, g, xq, whole(), rq, bias, groups, mode, split_of(a["wcoefs"], cols),
+            fast = _core_conv(device, g, xq, whole(), requant(), bias, groups, mode, split_of(a["wcoefs"], cols),
                               np.asarray(arrays["core_off"], dtype=np.int64), split_bounds(a["wcoefs"], arrays))
         if fast is not None:
             return reference, fast

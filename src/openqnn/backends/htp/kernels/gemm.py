@@ -458,6 +458,25 @@ class FusedSetup:
         return FusedSetup(lib, form, plan_tensor(np.asarray(data["init"], dtype=np.int64), "cpu", torch.int32))
 
     @staticmethod
+    def key(rq: Requant, bias: np.ndarray, data: dict[str, np.ndarray]) -> str:
+        """The key of the accumulator whose requantization :meth:`bind` decides (a plan keeps it for
+        :meth:`from_plan`)."""
+        return rq.accumulator_key(bias, [(1, data["bound"])])
+
+    @staticmethod
+    def from_plan(device: torch.device, rq_attrs: Mapping[str, Any], key: Any, init: np.ndarray) -> FusedSetup | None:
+        """:meth:`bind` from a plan alone, where it keeps the C requantization prepare proved (QNN's int32 form,
+        :meth:`QnnRequant.stored_int_form`) and its accumulator's :meth:`key`: the same kernels and constants with
+        no requantization made. None where it does not (then :meth:`bind`)."""
+        lib = native.library()
+        if lib is None or device.type != "cpu" or not native.int8_available():
+            return None
+        form = QnnRequant.stored_int_form(rq_attrs, key, torch.int32, device)
+        if form is None:
+            return None
+        return FusedSetup(lib, form, plan_tensor(np.asarray(init, dtype=np.int64), "cpu", torch.int32))
+
+    @staticmethod
     def of(ctx: HtpBuildContext | torch.device, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray
            ) -> FusedSetup | None:
         """For integer weights ``wc`` (output channels last); None where the kernels do not apply
@@ -470,20 +489,21 @@ class FusedSetup:
         return None if data is None else FusedSetup.bind(device, rq, bias, data)
 
 
-def fused_gemm(ctx: HtpBuildContext | torch.device, xq: QParams | None, wkn: np.ndarray, rq: Requant,
-               bias: np.ndarray, fs: FusedSetup | None = None) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def fused_gemm(ctx: HtpBuildContext | torch.device, xq: QParams | None, wkn: np.ndarray, rq: Requant | None,
+               bias: np.ndarray | None, fs: FusedSetup | None = None) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """``x [..., k] (uint8 codes) -> requant(sum((q - zx) * w) + bias) [..., n]`` as native/int8.c's
     GEMM with the requantization fused, for static integer weights ``wkn`` [k, n]; None where it
     does not apply (:meth:`FusedSetup.of`; ``fs``: one made already, from a plan)."""
     device = ctx if isinstance(ctx, torch.device) else ctx.device
     if fs is None:
-        assert xq is not None
+        assert xq is not None and rq is not None and bias is not None
         fs = FusedSetup.of(device, xq, wkn, rq, bias)
     if fs is None:
         return None
     # the weights are packed in C, which releases the GIL: large ones in the background when opening a
     # context (small ones at once: a worker thread's handoff would cost more than the packing)
-    w = plan_tensor(wkn, "cpu", torch.int8)
+    # (int8 already, as plans store them: packed from the array itself, no copy)
+    w = wkn if wkn.dtype == np.int8 else plan_tensor(wkn, "cpu", torch.int8)
     gemm = (deferred("int8 GEMM weights", native.Int8Gemm, fs.lib, w, fs.init, fs.form) if wkn.size >= BACKGROUND_BYTES
             else [native.Int8Gemm(fs.lib, w, fs.init, fs.form)])
     slot, n, dtype = output_slot("gemm"), wkn.shape[1], fs.form.out_dtype

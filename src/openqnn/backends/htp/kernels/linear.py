@@ -107,22 +107,29 @@ def _gemm_plan(xq: QParams, wkn: np.ndarray, rq: Requant, bias: np.ndarray, mode
     split = ConvCore.weight_split(wkn.reshape(1, 1, k, n), 1)
     coefs, arrays = split_arrays(split)
     arrays["core_off"] = ConvCore.folded_offset(split, bias, xq, k)
-    kind = "core"
+    attrs: dict[str, Any] = {"gemm": "core", "mode": mode, "wcoefs": coefs}
     if fuse and FusedSetup.of(device, xq, wkn, rq, bias) is not None:
         data = FusedSetup.data(xq, wkn, rq)
         assert data is not None
-        kind = "fused"
+        attrs.update(gemm="fused", fused_form=FusedSetup.key(rq, bias, data))
         arrays.update({f"fused_{key}": v for key, v in data.items()})
-    return {"gemm": kind, "mode": mode, "wcoefs": coefs}, arrays
+    return attrs, arrays
 
 
-def _bind_gemm(attrs: Mapping[str, Any], arrays: Mapping[str, np.ndarray], xq: QParams, wkn: np.ndarray, rq: Requant,
-               bias: np.ndarray, rows: int, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+def _bind_gemm(attrs: Mapping[str, Any], arrays: Mapping[str, np.ndarray], xq: QParams, wkn: np.ndarray,
+               requant: Callable[[], Requant], bias: np.ndarray, rows: int, device: torch.device
+               ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``requant()``: the requantization, made only where the plan does not hold its C form (the fused GEMM's)."""
     gemm = None
     if attrs["gemm"] == "fused":
-        fs = FusedSetup.bind(device, rq, bias, {"bound": arrays["fused_bound"], "init": arrays["fused_init"]})
-        gemm = fused_gemm(device, xq, wkn, rq, bias, fs) if fs is not None else None
+        rq_attrs = attrs.get("rq")
+        fs = (FusedSetup.from_plan(device, rq_attrs, attrs.get("fused_form"), arrays["fused_init"])
+              if isinstance(rq_attrs, Mapping) else None)
+        if fs is None:
+            fs = FusedSetup.bind(device, requant(), bias, {"bound": arrays["fused_bound"], "init": arrays["fused_init"]})
+        gemm = fused_gemm(device, xq, wkn, None, None, fs) if fs is not None else None
     if gemm is None:  # "core", or this machine lacks the fused kernels: the same bits
+        rq = requant()
         gemm = _rows_gemm(device, xq, wkn, rq, bias, rows, machine_mode(attrs["mode"], device),
                           split_of(attrs["wcoefs"], arrays), np.asarray(arrays["core_off"], dtype=np.int64),
                           split_bounds(attrs["wcoefs"], arrays))
@@ -159,7 +166,14 @@ def build_fully_connected(node: Node, ctx: HtpBuildContext, mode: str | None = N
 @htp_binder("htp.fully_connected")
 def _bind_fully_connected(plan: StepPlan, device: torch.device) -> Bound:
     a = plan.attrs
-    xq, rq = qparams_of(a["x"]), Requant.from_attrs(a["rq"], device)
+    xq = qparams_of(a["x"])
+    made: list[Requant] = []
+
+    def requant() -> Requant:  # made on first use: where the plan holds the fused GEMM's C form, by the reference
+        if not made:
+            made.append(Requant.from_attrs(a["rq"], device))
+        return made[0]
+
     # stored [k, units], the layout the GEMMs take (the narrowest integer dtype holding the weights)
     wkn = plan.arrays["w_kn"]
     wc = wkn.T
@@ -169,6 +183,7 @@ def _bind_fully_connected(plan: StepPlan, device: torch.device) -> Bound:
     zx = int(xq.zero_point[0])
 
     def reference(x: np.ndarray) -> np.ndarray:
+        rq = requant()
         if isinstance(rq, QnnConv16Requant):
             w = wc64()
             return reference16(rq, np.asarray(x).reshape(rows, k), xq, lambda xc: xc @ w.T, w.sum(axis=1),
@@ -176,7 +191,7 @@ def _bind_fully_connected(plan: StepPlan, device: torch.device) -> Bound:
         acc = (np.asarray(x, dtype=np.int64).reshape(rows, k) - zx) @ wc64().T
         return rq.reference(acc + bias).reshape(out_shape)
 
-    gemm = _bind_gemm(a, with_derived_plane(plan.arrays, lambda: wkn), xq, wkn, rq, bias, rows, device)
+    gemm = _bind_gemm(a, with_derived_plane(plan.arrays, lambda: wkn), xq, wkn, requant, bias, rows, device)
 
     def fast(x: torch.Tensor) -> torch.Tensor:
         return gemm(x.reshape(rows, k)).reshape(out_shape)
@@ -310,11 +325,10 @@ def _qnn_act_act_spec(ctx: HtpBuildContext, a: _Operand, b: _Operand, oq: QParam
 def _bind_matmul(plan: StepPlan, device: torch.device) -> Bound:
     at = plan.attrs
     a, b = _Operand.of(at["a"], plan.arrays.get("a")), _Operand.of(at["b"], plan.arrays.get("b"))
-    rq = Requant.from_attrs(at["rq"], device)
     k, out_shape = int(at["k"]), tuple(at["out_shape"])
     n = out_shape[-1]
 
-    if at["kind"] == "qnn_act_act":
+    if at["kind"] == "qnn_act_act":  # (QNN's act x act kinds requantize by their own spec: no Requant made)
         spec = QnnMatMulSpec.from_consts(str(at["qnn"]["arch"]), plan.arrays["qnn_mm"], int(at["qnn"]["zo"]))
 
         def reference_qnn(xa: np.ndarray, xb: np.ndarray) -> np.ndarray:
@@ -333,6 +347,8 @@ def _bind_matmul(plan: StepPlan, device: torch.device) -> Bound:
 
         return reference_qnn16, _qnn_act_act16(a, b, spec16, k, out_shape, device)
 
+    rq = Requant.from_attrs(at["rq"], device)
+
     def reference(*xs: np.ndarray) -> np.ndarray:
         it = iter(xs)
         av = a.np_int(None if a.static else next(it))
@@ -343,7 +359,7 @@ def _bind_matmul(plan: StepPlan, device: torch.device) -> Bound:
     if at["kind"] == "rows":
         assert b.values is not None and a.q is not None
         rows = math.prod(out_shape[:-1])
-        gemm = _bind_gemm(at, plan.arrays, a.q, np.ascontiguousarray(b.values.reshape(k, n)), rq,
+        gemm = _bind_gemm(at, plan.arrays, a.q, np.ascontiguousarray(b.values.reshape(k, n)), lambda: rq,
                           np.zeros(n, dtype=np.int64), rows, device)
 
         def fast_static(x: torch.Tensor) -> torch.Tensor:

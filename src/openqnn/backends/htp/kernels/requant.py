@@ -103,6 +103,12 @@ class Requant:
         # the chosen forms (RequantForm attrs) by accumulator (off, terms): decided in prepare, read when binding
         self.forms: dict[str, Any] = {}
 
+    def accumulator_key(self, off: np.ndarray | int, terms: Sequence[Term]) -> str:
+        """The key under which :meth:`fast` records (at prepare) the form it decides for the accumulator
+        ``off + sum(coef * t)`` in :attr:`forms`: a plan that keeps it binds that form without hashing the
+        accumulator again (:meth:`QnnRequant.stored_int_form`)."""
+        return _Accumulator.of(off, terms, self.channels).key
+
     def to_attrs(self) -> dict[str, object]:
         """The requantization as plan attributes: the fixed-point pairs (``ms``: an int64 [2, channels]
         array, stored beside the plan's JSON), output zero point and bitwidth, and the accumulator
@@ -721,6 +727,26 @@ class QnnRequant(Requant):
             rq.forms = forms
         return rq
 
+    @staticmethod
+    def stored_int_form(attrs: Mapping[str, Any], key: Any, in_dtype: torch.dtype, device: torch.device
+                        ) -> NativeRequant | None:
+        """The C form that :meth:`fast` binds for the accumulator ``key`` (:meth:`~Requant.accumulator_key`) where
+        prepare proved QNN's int32 form for it, from the plan's attributes alone (:meth:`to_attrs`): what binding a
+        fused GEMM needs, without making the requantization or hashing the accumulator. None where the plan holds
+        no such form (another arithmetic, a 16-bit output, no proof, no key, not the CPU): make it then."""
+        if (attrs.get("arith") != "qnn" or int(attrs["bits"]) != 8 or not isinstance(key, str)
+                or in_dtype not in (torch.int32, torch.float32) or device.type != "cpu"):
+            return None
+        forms = attrs.get("forms")
+        stored = forms.get(key) if isinstance(forms, dict) else None
+        ints = stored.get("int") if isinstance(stored, dict) else None
+        lib = native.library()
+        return None if ints is None or lib is None else QnnRequant._int_form(lib, in_dtype, ints)
+
+    @staticmethod
+    def _int_form(lib: Any, in_dtype: torch.dtype, ints: Any) -> NativeRequant:
+        return NativeRequant.qnn_int(lib, in_dtype, 255, np.asarray(ints, dtype=np.int32))  # (8-bit output only)
+
     def reference(self, acc: np.ndarray) -> np.ndarray:
         return self.spec.apply_np(acc)
 
@@ -770,7 +796,7 @@ class QnnRequant(Requant):
         int_form = in_dtype in (torch.int32, torch.float32) and self.out_dtype == torch.uint8
         stored = self.forms.get(acc.key) if int_form else None
         if stored is not None and stored["int"] is not None:
-            return NativeRequant.qnn_int(lib, in_dtype, self.qmax, np.asarray(stored["int"], dtype=np.int32))
+            return QnnRequant._int_form(lib, in_dtype, stored["int"])
         spec = self.spec
         base = acc.offs + spec.pre
         coef = acc.coefs[0]

@@ -226,7 +226,7 @@ class NativeRequant:
         """This requantization as int8.c's ``rq_plan`` (the fused kernels call its epilogue)."""
         cst, mul, k0, sc, nd, madd, shift, lo, hi, qmax = self.consts
         return RqPlan(ctypes.cast(self.fn, _P).value, cst, mul, k0, sc, nd, madd, shift, lo, hi, qmax,
-                      self.channels, self.k, torch.empty((), dtype=self.out_dtype).element_size(), self.mode)
+                      self.channels, self.k, self.out_dtype.itemsize, self.mode)
 
     def accepts(self, x: torch.Tensor) -> bool:
         """Whether ``x`` is a CPU tensor of this input type with contiguous rows of the channels."""
@@ -521,13 +521,19 @@ class Int8Gemm:
     weights, ``init`` [n] int32 (the accumulator's offset; its final value must fit int32), ``rq`` a
     requantization of int32 accumulators (its epilogue runs on each block of rows in cache)."""
 
-    def __init__(self, lib: ctypes.CDLL, w: torch.Tensor, init: torch.Tensor, rq: NativeRequant):
-        assert w.dtype == torch.int8 and w.dim() == 2 and rq.in_dtype == torch.int32
-        self.k, self.n = w.shape
+    def __init__(self, lib: ctypes.CDLL, w: torch.Tensor | np.ndarray, init: torch.Tensor, rq: NativeRequant):
+        """``w``: a tensor, or a numpy array (a plan's, read-only: only read here, while packing)."""
+        assert w.dtype in (torch.int8, np.int8) and w.ndim == 2 and rq.in_dtype == torch.int32
+        self.k, self.n = int(w.shape[0]), int(w.shape[1])
         assert rq.channels == self.n and init.numel() == self.n
-        wc = w.contiguous()
+        if isinstance(w, np.ndarray):
+            wc_np = np.ascontiguousarray(w)
+            at = wc_np.ctypes.data
+        else:
+            wc = w.contiguous()
+            at = wc.data_ptr()
         self.packed = torch.empty(lib.gemm_pack_size(_L(self.k), _L(self.n)), dtype=torch.int8)
-        lib.gemm_pack(_P(wc.data_ptr()), _L(self.k), _L(self.n), _P(self.packed.data_ptr()))
+        lib.gemm_pack(_P(at), _L(self.k), _L(self.n), _P(self.packed.data_ptr()))
         self.init = init.to(torch.int32).contiguous()
         self.rq, self.plan = rq, rq.plan()
         self.out_dtype = rq.out_dtype
