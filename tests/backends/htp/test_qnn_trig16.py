@@ -105,8 +105,9 @@ def test_trig16_output_conversion() -> None:
 
 
 def test_atan16_value() -> None:
-    """Atan's Q14 value: odd; ``G(floor(x 2^15))`` up to 1 (a quadratic per quarter of ``[0, 1]``), ``pi/2 - G`` of a
-    reciprocal above; within 4.5 units of ``atan(x) 2^14``; a function of ``x`` at power-of-two scales; by hand."""
+    """Atan's Q14 value: odd; ``G(floor(x 2^15))`` below 1 (a quadratic per quarter of ``[0, 1]``), 12868 at 1,
+    ``pi/2 - G`` of a reciprocal of ``x``'s top 17 bits above; within 4.5 units of ``atan(x) 2^14``; a function of
+    ``x`` at power-of-two scales; by hand."""
     a = np.arange(-32768, 32768)
     for si in (2.0**-14, 2.0**-11, 1.37e-4):
         v = atan16_value(a, si)
@@ -121,6 +122,16 @@ def test_atan16_value() -> None:
     # t = 1000 (first piece: c2 = -1887, C1 = 33067, C0 = 1): (-1887 1000 + 33067 2^14) >> 15 = 16475,
     # (16475 1000 + 2^14) >> 15 = 503 (atan(1000 / 2^15) 2^14 = 499.84: the simulator's 503)
     assert int(atan16_core(np.array([1000]))[0]) == 503
-    # x = 3 at s_in = 2^-12 (a = 12288): n = 24576, round(2^29 / n) = 21845, >> 1 = 10922; 25736 - G(10922) = 20463,
-    # the simulator's (atan(3) 2^14 = 20464.2)
+    # x = 3 at s_in = 2^-12 (a = 12288): n = 98304 (17 bits), round(2^31 / n) = 21845, >> 1 = 10922;
+    # 25736 - G(10922) = 20463, the simulator's (atan(3) 2^14 = 20464.2)
     assert int(atan16_value(np.array([12288]), 2.0**-12)[0]) == 25736 - int(atan16_core(np.array([10922]))[0]) == 20463
+    # x = 1 exactly (a = 2^14 at s_in = 2^-14): pi/4 in Q14, 12868, one below G(2^15) = 12869; its neighbours too
+    assert int(atan16_core(np.array([1 << 15]))[0]) == 12869
+    np.testing.assert_array_equal(atan16_value(np.array([16384, -16384, 16383, 16385]), 2.0**-14),
+                                  [12868, -12868, 12868, 12868])
+    # the reciprocal takes the top 17 bits of X: s_in = 3 2^-16 (m = 24576, e = -14), a = 30009: X = 737501184
+    # (x = 1.3737), n = X >> 13 = 90027, round(2^31 / n) = 23854, 25736 - G(23854) = 15426, the simulator's (the
+    # top 15 bits, 22506: round(2^29 / 22506) = 23855, 15425)
+    assert int(atan16_value(np.array([30009]), 3 * 2.0**-16)[0]) == 25736 - int(atan16_core(np.array([23854]))[0]) \
+        == 15426
+    assert 25736 - int(atan16_core(np.array([23855]))[0]) == 15425

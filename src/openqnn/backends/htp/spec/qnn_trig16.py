@@ -44,10 +44,11 @@ Atan (approximate for ``|x| > 1``): a function of the real input, odd, Q14 (``V 
 conversion with ``Q = 14``). ``x = |a| s_in`` is ``X = |a| m`` with ``m`` the 15-bit rounded significand of
 ``float32(s_in) = f 2^e`` (``x = X 2^(e - 15)``), and
 
-    x <= 1:   t = floor(x 2^15) = X >> -e                         (Q15)
+    x < 1:    t = floor(x 2^15) = X >> -e                         (Q15)
               V = G(t)
-    x > 1:    n = X normalized to [2^14, 2^15) (floored),  x in [2^k, 2^(k+1))
-              t = round(2^29 / n) >> k                            (1 / x in Q15; approximate)
+    x = 1:    V = 12868                                           (pi/4 in Q14, one below G(2^15))
+    x > 1:    n = the top 17 bits of X, [2^16, 2^17) (floored),  x in [2^k, 2^(k+1))
+              t = round(2^31 / n) >> k                            (1 / x in Q15; approximate)
               V = 25736 - G(t)                                    (pi/2 in Q14)
     G(t):     a quadratic per quarter of [0, 1] (t >> 13) in t itself, Horner p = c2, p = (p t + C 2^14) >> 15
               twice (C1, C0 in Q15, c2 in Q14; ``_ATAN_COEFFS``)
@@ -61,8 +62,11 @@ rounded ``m`` and a floor gives every code with ``x <= 1`` of 7 and 99.99% of th
 exactly: 83-100% per probe). Above 1 the simulator's reciprocal is not exact: ``floor(2^15 / x)`` gives 94.6% of the
 114,682 inputs ``x > 1`` of the power-of-two probes, ``round(2^15 2^k / x) >> k`` 98.1% (92.7% in ``[1, 2)``, 99.9%
 above 256), nnlib's 16-bit reciprocal (``qnn_div.recip16``) 71%, with one 16-bit Newton step 92%, float16 66-73%,
-``pi/2 - G`` by negated coefficients 41%. ``x = 1`` exactly gives 12868 on the simulator, one below ``G(2^15)``
-(open). Atan held: 91.6-99.1% of the codes of 20 random encodings (exact rounding 19-75%), up to 2 codes off.
+``pi/2 - G`` by negated coefficients 41%. ``x = 1`` exactly gives 12868 on the simulator, one below ``G(2^15)``.
+The reciprocal's input is the top 17 bits of ``x`` (stop 29: above 1 the value is a function of them, with 16 bits
+not; stop 28 took 15): held 95.5-99.5% of the codes of 20 random encodings (stop 28's 15 bits: 91.6-99.1%; exact
+rounding 19-75%), up to 2 codes off. No reciprocal that falls as ``x`` grows gives more than 98.5% of ``[1, 2)``
+(docs/htp-fidelity.md, "16-bit Atan above 1, from probes (stop 29)").
 
 """
 
@@ -95,6 +99,8 @@ _COS_COEFFS = ((1950, -40985, 24, 32769), (5902, -46801, 1526, 32634), (8809, -5
 # Atan: (c2, C1, C0) per quarter of [0, 1] in t (Q15): c2 Q14, C1 and C0 Q15; pi/2 in Q14
 _ATAN_COEFFS = ((-1887, 33067, 1), (-4539, 35471, -268), (-5173, 36500, -466), (-4563, 34566, 299))
 _ATAN_HALF_PI = 25736
+_ATAN_QUARTER_PI = 12868  # x = 1 exactly: pi/4 in Q14, one below G(2^15)
+_ATAN_RECIP_BITS = 17  # the reciprocal's input: the top 17 bits of x (floored)
 
 
 def _phase_multiplier(s_in: float) -> int:
@@ -144,21 +150,23 @@ def atan16_core(t: np.ndarray) -> np.ndarray:
 
 def atan16_value(a: np.ndarray, s_in: float) -> np.ndarray:
     """QNN's Atan of centred input codes ``a`` in Q14 (module docstring, Atan): ``x = |a| s_in`` as ``X = |a| m``
-    (``m`` the 15-bit rounded significand of ``s_in``); ``G(x 2^15)`` floored for ``x <= 1``; for ``x > 1``
-    ``25736 - G(t)`` with ``t = round(2^29 / n) >> k`` (``X`` normalized to ``n`` in ``[2^14, 2^15)``, floored,
-    ``x`` in ``[2^k, 2^(k+1))``; approximate: the simulator's reciprocal is open); odd."""
+    (``m`` the 15-bit rounded significand of ``s_in``); ``G(x 2^15)`` floored for ``x < 1``; 12868 (pi/4) at ``x = 1``;
+    for ``x > 1`` ``25736 - G(t)`` with ``t = round(2^31 / n) >> k`` (``X``'s top 17 bits ``n`` in ``[2^16, 2^17)``,
+    floored, ``x`` in ``[2^k, 2^(k+1))``; approximate: the simulator's reciprocal is open); odd."""
     m, e = q15_multiplier(f32(s_in), carry=True)
     a = np.asarray(a, np.int64)
     big_x = np.abs(a) * m  # x = X 2^(e - 15)
-    small = big_x <= (1 << (15 - e)) if e <= 15 else big_x == 0
+    one = big_x == (1 << (15 - e)) if e <= 15 else np.zeros(big_x.shape, bool)
+    small = big_x < (1 << (15 - e)) if e <= 15 else big_x == 0
     t_small = big_x >> -e if e <= 0 else big_x << e
     top = np.frexp(np.maximum(big_x, 1).astype(np.float64))[1].astype(np.int64) - 1  # floor(log2 X)
-    n = np.where(top >= 14, big_x >> np.maximum(top - 14, 0), big_x << np.maximum(14 - top, 0))
+    bits = _ATAN_RECIP_BITS - 1
+    n = np.where(top >= bits, big_x >> np.maximum(top - bits, 0), big_x << np.maximum(bits - top, 0))
     k = np.maximum(top + e - 15, 0)
-    t_big = ((1 << 29) + (n >> 1)) // np.maximum(n, 1) >> k
+    t_big = ((1 << (15 + bits)) + (n >> 1)) // np.maximum(n, 1) >> k
     v = np.where(small, atan16_core(np.minimum(t_small, 1 << 15)),
                  _ATAN_HALF_PI - atan16_core(np.minimum(t_big, 1 << 15)))
-    return np.sign(a) * v
+    return np.sign(a) * np.where(one, _ATAN_QUARTER_PI, v)
 
 
 def trig16_codes(q: np.ndarray, op: str, s_in: float, z_in: int, s_out: float, z_out: int) -> np.ndarray:
