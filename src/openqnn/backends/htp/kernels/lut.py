@@ -31,7 +31,7 @@ below 0 QNN's 16-bit Exp at the output scale ``s_out / alpha`` less ``alpha / s_
 requantized to the output's codes (``spec/qnn_hardswish16.py``; ratios ``s_in / s_out`` under 64); Sin and Cos are
 QNN's Q32 phase of the code, a fixed-point cubic per pi/8 of the quadrant and a sign-and-magnitude output conversion,
 Atan a fixed-point quadratic per quarter of ``[0, 1]`` of ``x`` or of ``1 / x`` (``spec/qnn_trig16.py``; Atan's
-reciprocal approximate); Gelu is QNN's Q12 gate of ``z`` in Q14 (``spec/qnn_gelu16.py``; the gate exact for ``|z|``
+reciprocal, of the top 17 bits of ``x``, approximate); Gelu is QNN's Q12 gate of ``z`` in Q14 (``spec/qnn_gelu16.py``; the gate exact for ``|z|``
 under 1 and from 4 up, a fitted cubic between); the rest is exact rounding.
 """
 
