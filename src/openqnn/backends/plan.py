@@ -74,8 +74,7 @@ class StepPlan:
         plan = object.__new__(StepPlan)
         values = (str(doc["kernel"]), str(doc["node"]), str(doc["op_type"]), tuple(doc["inputs"]),
                   tuple(doc["outputs"]), attrs, {name: arrays[prefix + name] for name in doc["arrays"]})
-        for f, v in zip(_FIELDS, values):
-            object.__setattr__(plan, f, v)
+        plan.__dict__.update(zip(_FIELDS, values))  # (a frozen dataclass's fields, set as its __init__ would)
         return plan
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 from collections.abc import Mapping
 
 import numpy as np
@@ -38,6 +39,7 @@ from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import TensorKind
 
+_NBYTES = operator.attrgetter("nbytes")
 log = logging.getLogger("openqnn.htp")
 
 __all__ = ["Fallback", "HtpExecutable", "dequantize_t", "quantize_t"]
@@ -97,7 +99,8 @@ class HtpExecutable:
         bound: list[BoundStep | None] = [None] * len(steps)
         # the steps with the most data first: their weights are packed in worker threads (the largest take
         # longest) while the rest bind
-        order = sorted(range(len(steps)), key=lambda i: -sum(a.nbytes for a in steps[i].arrays.values()))
+        size = [sum(map(_NBYTES, p.arrays.values())) for p in steps]
+        order = sorted(range(len(steps)), key=lambda i: -size[i])
         with background_binding():
             for i in order:
                 plan = steps[i]
