@@ -31,6 +31,7 @@ from openqnn.backends.htp.kernels.registry import (
     Unsupported,
     bind_step,
     htp_binder,
+    plan_tensor,
     storage_dtype,
 )
 from openqnn.backends.plan import StepPlan
@@ -230,7 +231,9 @@ def static_value(ctx: HtpBuildContext, name: str, dst: str) -> np.ndarray:
 def const_tensor(v: np.ndarray, fl_quantized: bool, bitwidth: int, raw_torch: torch.dtype | None,
                  device: torch.device) -> torch.Tensor:
     v = c_array(v)
-    t = torch.from_numpy(v if v.flags.writeable else v.copy())  # a context's arrays are read-only maps
+    # (a context's arrays are read-only maps: plan_tensor copies small ones, wraps large ones -- an embedding
+    # table -- as they are)
+    t = torch.from_numpy(v) if v.flags.writeable else plan_tensor(v)
     if fl_quantized:
         t = to_storage(t, bitwidth)
     elif raw_torch is not None:
