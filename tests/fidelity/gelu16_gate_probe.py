@@ -74,6 +74,16 @@ def y_crossing_offsets(steps: np.ndarray, k: int, grid: int = 2000) -> np.ndarra
     return o[ok]
 
 
+def y_floor_multipliers(steps: np.ndarray, k_lo: float = 1980, k_hi: float = 2005, step: float = 0.5) -> list[float]:
+    """The ``k`` on a grid of ``step`` in ``[k_lo, k_hi]`` for which ``floor(k y)`` (no offset) steps at every ``Z``
+    of ``steps``, ``y = 2^16 / (Z + 2^16)``."""
+    ks = np.arange(k_lo, k_hi + step / 2, step)
+    ok = np.ones(len(ks), bool)
+    for v in np.asarray(steps, np.int64):
+        ok &= np.floor(ks * 65536.0 / (v + 65535.0)) != np.floor(ks * 65536.0 / (v + 65536.0))
+    return [float(k) for k in ks[ok]]
+
+
 def y_coherence(series: Sequence[np.ndarray], k: float) -> float:
     """Mean pairwise phase coherence of ``k y`` over the steps of each series (each with its own phase): 1 when
     every series' steps are whole periods of ``k y`` apart."""
