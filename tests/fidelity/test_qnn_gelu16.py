@@ -118,7 +118,12 @@ def test_gelu_gate_flicker_in_2_3_is_a_floor_of_k_over_4_plus_z(arch: str) -> No
     half-integer multiplier between 1980 and 2005, and they rise and fall by one from run to run; the twelve runs
     together are in phase at ``k`` about 1993 (coherence over 0.999), not at 2048 (under 0.7), nor as ``K ln Z`` (the
     period is ``2.06 (4 + z)^2`` codes, not proportional to ``z``)."""
-    from tests.fidelity.gelu16_gate_probe import down_steps, y_coherence, y_crossing_offsets, y_floor_multipliers
+    from tests.fidelity.gelu16_gate_probe import (
+        down_steps,
+        y_coherence,
+        y_crossing_offsets,
+        y_floor_multipliers,
+    )
 
     ys = probe_many(arch, "Gelu", [Probe16(2.0**-k, 0, 2.0**-k, 0) for k in POW2])
     lo, hi = _gate_intervals(ys, lambda xi: (xi * 23170 + (1 << 16)) >> 17)
