@@ -56,6 +56,45 @@ def flicker(lo: np.ndarray, hi: np.ndarray, step: float = 1 / 16) -> list[tuple[
     return out
 
 
+def down_steps(lo: np.ndarray, hi: np.ndarray, a: int, b: int) -> np.ndarray:
+    """The ``Z`` in ``[a, b)`` whose known gate is one below that of ``Z - 1`` (the flicker's drops)."""
+    z = np.arange(max(a, 1), b)
+    known = (lo[z] == hi[z]) & (lo[z - 1] == hi[z - 1])
+    return z[known & (lo[z] - lo[z - 1] == -1)]
+
+
+def y_crossing_offsets(steps: np.ndarray, k: int, grid: int = 2000) -> np.ndarray:
+    """The offsets ``o`` (multiples of ``1 / grid`` in [0, 1)) for which every step ``Z`` of ``steps`` is a crossing
+    of an integer by ``k y + o`` between ``Z - 1`` and ``Z``, ``y = 4 / (4 + z) = 2^16 / (Z + 2^16)`` (docs/htp-
+    fidelity.md, "16-bit Gelu's gate, third pass (stop 29)")."""
+    o = np.arange(grid) / grid
+    ok = np.ones(grid, bool)
+    for v in np.asarray(steps, np.int64):
+        ok &= np.floor(k * 65536.0 / (v + 65535.0) + o) != np.floor(k * 65536.0 / (v + 65536.0) + o)
+    return o[ok]
+
+
+def y_floor_multipliers(steps: np.ndarray, k_lo: float = 1980, k_hi: float = 2005, step: float = 0.5) -> list[float]:
+    """The ``k`` on a grid of ``step`` in ``[k_lo, k_hi]`` for which ``floor(k y)`` (no offset) steps at every ``Z``
+    of ``steps``, ``y = 2^16 / (Z + 2^16)``."""
+    ks = np.arange(k_lo, k_hi + step / 2, step)
+    ok = np.ones(len(ks), bool)
+    for v in np.asarray(steps, np.int64):
+        ok &= np.floor(ks * 65536.0 / (v + 65535.0)) != np.floor(ks * 65536.0 / (v + 65536.0))
+    return [float(k) for k in ks[ok]]
+
+
+def y_coherence(series: Sequence[np.ndarray], k: float) -> float:
+    """Mean pairwise phase coherence of ``k y`` over the steps of each series (each with its own phase): 1 when
+    every series' steps are whole periods of ``k y`` apart."""
+    tot, n = 0.0, 0
+    for e in series:
+        y = 65536.0 / (np.asarray(e, float) - 0.5 + 65536.0)
+        tot += float(abs(np.exp(2j * np.pi * k * y).sum()) ** 2) - len(e)
+        n += len(e) * (len(e) - 1)
+    return tot / n
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", default="73")

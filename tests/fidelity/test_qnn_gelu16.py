@@ -103,3 +103,34 @@ def test_gelu_gate_flickers_between_1_and_3(arch: str) -> None:
         known = (lo[z] == hi[z]) & (lo[z - 1] == hi[z - 1])
         downs.append(int(((lo[z] - lo[z - 1]) < 0)[known].sum()))
     assert downs[0] > 1000 and downs[1] > 100 and downs[2] == 0
+
+
+# runs of the gate's drops in [2, 2.63) between which nothing else steps (docs/htp-fidelity.md, "16-bit Gelu's gate,
+# third pass (stop 29)"): each run is one value of the slow accumulator
+_Y_RUNS = [(33066, 33215), (33715, 33942), (34526, 35143), (35427, 35584), (36055, 36452), (37012, 37174),
+           (37712, 37957), (38399, 39739), (40316, 41094), (41478, 41830), (42131, 42577), (42792, 43063)]
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_gelu_gate_flicker_in_2_3_is_a_floor_of_k_over_4_plus_z(arch: str) -> None:
+    """In ``[2, 3)`` the gate's drops are the steps of ``floor((a + 1/2) y)``, ``y = 4 / (4 + z)``, ``a`` a slowly
+    varying integer (1988..1994 over these runs, largest at ``z`` about 2.3): with no offset every run admits one
+    half-integer multiplier between 1980 and 2005, and they rise and fall by one from run to run; the twelve runs
+    together are in phase at ``k`` about 1993 (coherence over 0.999), not at 2048 (under 0.7), nor as ``K ln Z`` (the
+    period is ``2.06 (4 + z)^2`` codes, not proportional to ``z``)."""
+    from tests.fidelity.gelu16_gate_probe import (
+        down_steps,
+        y_coherence,
+        y_crossing_offsets,
+        y_floor_multipliers,
+    )
+
+    ys = probe_many(arch, "Gelu", [Probe16(2.0**-k, 0, 2.0**-k, 0) for k in POW2])
+    lo, hi = _gate_intervals(ys, lambda xi: (xi * 23170 + (1 << 16)) >> 17)
+    steps = down_steps(lo, hi, 2 << 14, 3 << 14)
+    runs = [steps[(steps >= a) & (steps <= b)] for a, b in _Y_RUNS]
+    assert [len(r) for r in runs] == [3, 4, 5, 3, 6, 3, 4, 17, 10, 5, 6, 4]
+    assert [k for k in range(1980, 2010) if len(y_crossing_offsets(runs[7], k))] == [1993]
+    assert [y_floor_multipliers(r) for r in runs] == [[1990.5], [1991.5], [1992.5], [1993.5], [1993.5], [1993.5],
+                                                      [1994.5], [1993.5], [1991.5], [1990.5], [1989.5], [1988.5]]
+    assert y_coherence(runs, 1993) > 0.999 and y_coherence(runs, 2048) < 0.7 and y_coherence(runs, 2000) < 0.995
