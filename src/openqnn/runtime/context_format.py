@@ -514,15 +514,22 @@ def _check_metadata(p: Path, meta: Any) -> None:
         refs = graphs[gname]["arrays"]
         if not isinstance(refs, dict):
             raise fail(f"{where}.arrays", f"a JSON object was expected, not {_json_type(refs)}")
-        keys = list(refs.values())
-        # all at once (hundreds of keys per graph); the one at fault is looked for only when something is
-        if ("" in refs or not all(type(k) is str and len(k) == 64 for k in keys)
-                or "".join(keys).strip("0123456789abcdef")):
+        if not _all_keys(list(refs.values())) or "" in refs:
             for local, key in refs.items():
                 if not local:
                     raise fail(f"{where}.arrays", "an array name is empty")
                 if not isinstance(key, str) or len(key) != 64 or key.strip("0123456789abcdef"):
                     raise fail(f"{where}.arrays[{_q(local)}]", "a stored array's key (64 hex digits) was expected")
+
+
+def _all_keys(keys: list[Any]) -> bool:
+    """Whether every item is a stored array's key, 64 lowercase hex digits: all at once, in C (a graph names
+    hundreds); the one at fault is looked for only when something is."""
+    try:
+        joined = "".join(keys).encode("ascii")
+    except (TypeError, UnicodeEncodeError):
+        return False
+    return set(map(len, keys)) <= {64} and not joined.translate(None, b"0123456789abcdef")
 
 
 def _read_arrays(p: Path, buf: mmap.mmap | bytes, h: ContextHeader) -> dict[str, np.ndarray]:
