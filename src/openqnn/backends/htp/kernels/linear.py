@@ -329,12 +329,14 @@ def _bind_matmul(plan: StepPlan, device: torch.device) -> Bound:
     n = out_shape[-1]
 
     if at["kind"] == "qnn_act_act":  # (QNN's act x act kinds requantize by their own spec: no Requant made)
-        spec = QnnMatMulSpec.from_consts(str(at["qnn"]["arch"]), plan.arrays["qnn_mm"], int(at["qnn"]["zo"]))
+        # (the plan's constants widened once: the spec's tables and the fast path's tensor share them)
+        c64 = np.ascontiguousarray(plan.arrays["qnn_mm"], dtype=np.int64)
+        spec = QnnMatMulSpec.from_consts(str(at["qnn"]["arch"]), c64, int(at["qnn"]["zo"]))
 
         def reference_qnn(xa: np.ndarray, xb: np.ndarray) -> np.ndarray:
             return spec.apply_np(a.np_int(xa), b.np_int(xb)).reshape(out_shape)
 
-        return reference_qnn, _qnn_act_act(a, b, spec, k, out_shape, device)
+        return reference_qnn, _qnn_act_act(a, b, spec, k, out_shape, device, torch.from_numpy(c64))
 
     if at["kind"] == "qnn_act_act16":
         q = at["qnn"]
@@ -420,7 +422,7 @@ def _act_act(a: _Operand, b: _Operand, rq: Requant, k: int, out_shape: tuple[int
 
 
 def _qnn_act_act(a: _Operand, b: _Operand, spec: QnnMatMulSpec, k: int, out_shape: tuple[int, ...],
-                 device: torch.device) -> Callable[..., torch.Tensor]:
+                 device: torch.device, consts_t: torch.Tensor | None = None) -> Callable[..., torch.Tensor]:
     """QNN's 8-bit act x act MatMul (spec/qnn_matmul.py): in[1]'s columns as int8 (requantized per column where
     they do not fit), int8 GEMMs per batch (CPU; else one exact float64 matmul), the zero point of in[0] as
     column sums (``sum (A - za) W = (A - 128) @ W + (128 - za) * colsum(W)``), then the per-column spec."""
@@ -428,7 +430,7 @@ def _qnn_act_act(a: _Operand, b: _Operand, spec: QnnMatMulSpec, k: int, out_shap
     nb = math.prod(batch)
     m, n = out_shape[-2], out_shape[-1]
     za, zb = a.zero, b.zero
-    consts = torch.from_numpy(spec.consts()).to(device)
+    consts = (torch.from_numpy(spec.consts()) if consts_t is None else consts_t).to(device)  # (spec.consts(), made)
     recip = consts[5]
     int8 = machine_mode("int8", device) == "int8"
 
