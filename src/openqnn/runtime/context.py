@@ -145,7 +145,8 @@ def context_of(raw: ContextFile) -> Context:
                                    "regenerate it with qnn-context-binary-generator") from None
             steps.append(plan)
         if used != len(g.arrays):
-            named = {f"{i}/{n}" for i, s in enumerate(steps) for n in [*s.arrays, *doc["steps"][i].get("attr_arrays", {}).values()]}
+            named = {f"{i}/{n}" for i, (s, d) in enumerate(zip(steps, doc["steps"]))
+                     for n in [*s.arrays, *d.get("attr_arrays", {}).values()]}
             stray = next((k for k in g.arrays if k not in named), "?")
             raise ContextError(f"{p}: graph '{name}': array '{stray}' belongs to no step; regenerate it with "
                                "qnn-context-binary-generator")

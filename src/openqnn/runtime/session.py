@@ -87,30 +87,7 @@ class Session:
             check_num_threads(num_threads)
         self.placement = config.placement if config is not None else PlacementConfig()
         if not isinstance(model, Graph) and is_context(model):
-            # the file's checksum runs in a worker thread while its steps bind; it is waited for before this
-            # session exists, and first whatever else fails (a corrupt file is refused as corrupt). No cyclic
-            # garbage collection meanwhile: opening makes thousands of objects that all live on (a BERT-style
-            # encoder's context opened 5% faster without the collector's passes over them)
-            collect = gc.isenabled()
-            gc.disable()
-            try:
-                with self._phase("load"):
-                    context = open_context(model, backend, defer_checksum=True)
-                try:
-                    self._bind_context(context, backend, num_threads, config, graph_name)
-                except BaseException as e:
-                    context.verify()
-                    if isinstance(e, OpenQnnError) or not isinstance(e, (KeyError, TypeError, ValueError, IndexError,
-                                                                          AttributeError)):
-                        raise
-                    # an intact file whose steps do not bind: not one this openqnn wrote (its writer checks them)
-                    raise ContextError(f"{model}: its prepared steps do not bind ({type(e).__name__}: "
-                                       f"{(str(e).splitlines() or [''])[0][:200]}); regenerate it with "
-                                       "qnn-context-binary-generator") from None
-                context.verify()
-            finally:
-                if collect:
-                    gc.enable()
+            self._open_context(model, backend, num_threads, config, graph_name)
             return
         if isinstance(model, Graph):
             self.graph = model
@@ -131,6 +108,33 @@ class Session:
         self._nodes = [(n.name, n.op_type) for n in self.graph.nodes]
         check_fallbacks(self.backend.name, self._exe.fallbacks, self.placement)
         warn_fallbacks(self.backend.name, [f for f in self._exe.fallbacks if f.reason != FORCED], len(self.graph.nodes))
+
+    def _open_context(self, model: str | os.PathLike[str], backend: str | None, num_threads: int | None,
+                      config: BackendConfig | None, graph_name: str | None) -> None:
+        """Bind a context binary's prepared graph. Its checksum runs in a worker thread while the steps bind; it
+        is waited for before this session exists, and first whatever else fails (a corrupt file is refused as
+        corrupt). No cyclic garbage collection meanwhile: opening makes thousands of objects that all live on
+        (a BERT-style encoder's context opened 5% faster without the collector's passes over them)."""
+        collect = gc.isenabled()
+        gc.disable()
+        try:
+            with self._phase("load"):
+                context = open_context(model, backend, defer_checksum=True)
+            try:
+                self._bind_context(context, backend, num_threads, config, graph_name)
+            except BaseException as e:
+                context.verify()
+                if isinstance(e, OpenQnnError) or not isinstance(e, (KeyError, TypeError, ValueError, IndexError,
+                                                                      AttributeError)):
+                    raise
+                # an intact file whose steps do not bind: not one this openqnn wrote (its writer checks them)
+                raise ContextError(f"{model}: its prepared steps do not bind ({type(e).__name__}: "
+                                   f"{(str(e).splitlines() or [''])[0][:200]}); regenerate it with "
+                                   "qnn-context-binary-generator") from None
+            context.verify()
+        finally:
+            if collect:
+                gc.enable()
 
     def _bind_context(self, context: Context, backend: str | None, num_threads: int | None,
                       config: BackendConfig | None, graph_name: str | None) -> None:
