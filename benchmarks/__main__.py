@@ -1,5 +1,6 @@
 """``python -m benchmarks``: openqnn cpu vs ONNX Runtime vs PyTorch eager latency table; ``--htp``: the htp
-integer emulation vs ONNX Runtime int8 QDQ and openqnn cpu fp32; ``--contexts``: opening a context binary
+integer emulation vs ONNX Runtime int8 QDQ and openqnn cpu fp32; ``--simulator``: openqnn's htp against
+Qualcomm's HTP simulator; ``--contexts``: opening a context binary
 vs preparing the model from its _net.json."""
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--contexts", action="store_true",
                    help="time opening a context binary against preparing from the _net.json, on htp (W8A8) and cpu "
                         "(float) (models default to resnet18 bert mobilenet_v2; --rounds prepares, 3 opens each)")
+    p.add_argument("--simulator", action="store_true",
+                   help="time openqnn's htp against Qualcomm's HTP simulator (the onnxruntime-qnn wheel) on the same "
+                        "W8A8 model and input (models default to resnet18)")
+    p.add_argument("--arch", default="73", help="the HTP arch of --simulator (default 73)")
     p.add_argument("--quick", action="store_true",
                    help="a smoke run: 3 runs, 1 warm-up, 1 round, batch 1, 112x112 images")
     args = p.parse_args(argv)
@@ -47,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         models = args.models if args.models != list(DEFAULT_MODELS) else list(DEFAULT_CONTEXT_MODELS)
         run_contexts(models, ["htp", "cpu"], max(args.rounds, 5 if not args.quick else 1), args.size, args.threads)
         return 0
+    if args.simulator:
+        from benchmarks.simulator import run_simulator
+
+        models = args.models if args.models != list(DEFAULT_MODELS) else ["resnet18"]
+        return run_simulator(models, args.arch.lower().removeprefix("v"), args.size, args.threads)
     if args.htp:
         from benchmarks.htp import run_htp
 
