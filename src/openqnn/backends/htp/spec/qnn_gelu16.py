@@ -17,9 +17,15 @@ The gate per unit interval of z (``j = Z >> 14``, ``t = Z & 16383``, the fractio
 
     j = 0 (found):   P1 = (-19971 t - 5413 2^16) >> 16,  R = (P1 t + 9495 2^16) >> 16      erf(z) / z in Q13
                      G  = 2048 + ((Z R + 2^15) >> 16)                                      erf(z) = z R(z)
-    j = 1, 2, 3:     G  = floor(P_j(t / 2^14)), P_j a cubic fitted to the simulator's gates (open: 90.0%, 86.7%,
-                     100% of the gates of each interval; the arithmetic is not this: in [1, 3) the gate steps
-                     down as well as up, docs/htp-fidelity.md, "16-bit Gelu's gate from 1 to 4 (stop 28)")
+    j = 1, 3:        G  = floor(P_j(t / 2^14)), P_j a cubic fitted to the simulator's gates (open: 90.0% and 100%
+                     of the gates of each interval; the arithmetic is not this: in [1, 3) the gate steps down as
+                     well as up, docs/htp-fidelity.md, "16-bit Gelu's gate from 1 to 4 (stop 28)")
+    j = 2:           P  = floor(p(t / 2^14)),  Q = floor(q(t / 2^14))   p, q cubics fitted to the gates
+                     G  = (P Z + Q 2^16 + 2^15) // (Z + 2^16) = P + ((Q - P) 2^16 + 2^15) // (Z + 2^16)
+                     a rational (P z + 4 Q + 2) / (z + 4) of two separately floored integers: the form is measured
+                     (every drop of the flicker a step of floor((a + 1/2) 4 / (4 + z)), a = Q - P), the cubics
+                     fitted (open: 91.3% of the gates of [2, 3); docs/htp-fidelity.md, "16-bit Gelu's gate,
+                     fourth pass (stop 29)")
     j >= 4:          G  = 4095                                                             (x from 5.66 up)
 
 How each part was found (the probes at the output encoding equal to the input's, where ``p`` is the code):
@@ -50,7 +56,7 @@ import numpy as np
 from openqnn.backends.htp.fixedpoint import q15_multiplier
 from openqnn.backends.htp.spec.qnn_eltwise import f32
 
-__all__ = ["GELU16_ARCHS", "GELU16_CUBICS", "gelu16_codes", "gelu16_gate", "gelu16_table_for", "gelu16_z"]
+__all__ = ["GELU16_ARCHS", "GELU16_CUBICS", "GELU16_PQ2", "gelu16_codes", "gelu16_gate", "gelu16_table_for", "gelu16_z"]
 
 GELU16_ARCHS = ("v68", "v73")
 _N16 = 1 << 16
@@ -64,6 +70,11 @@ GELU16_R0 = (-19971, -5413, 9495)
 GELU16_CUBICS = np.array([[265407968436528832, 3686356027320, -220661525, 4798],
                           [287693074833611424, 120770562630, -8425981, 197],
                           [288252500510063224, -10391740208, 1480608, -64]], dtype=np.int64)
+# j = 2: P and Q of G = P + ((Q - P) 2^16 + 2^15) // (Z + 2^16), each (B3 t^3 + B2 t^2 + B1 t + B0) >> 46 as above
+# (the form measured, the cubics fitted to the simulator's gates: docs/htp-fidelity.md, "16-bit Gelu's gate, fourth
+# pass (stop 29)"); GELU16_CUBICS' row for j = 2 is the older stand-in, unused
+GELU16_PQ2 = np.array([[194389303635155296, 992187108680, -10035688, 309],
+                       [334368804514537600, 1105132020097, -20107503, 100]], dtype=np.int64)
 
 
 def gelu16_z(b: np.ndarray, s_in: float) -> np.ndarray | None:
@@ -84,10 +95,13 @@ def gelu16_gate(z: np.ndarray) -> np.ndarray:
     p1 = (c2 * t + (c1 << 16)) >> 16
     r = (p1 * t + (c0 << 16)) >> 16
     g = 2048 + ((z * r + (1 << 15)) >> 16)
-    for k in range(1, 4):
+    for k in (1, 3):
         b0, b1, b2, b3 = (int(v) for v in GELU16_CUBICS[k - 1])
         tk = t[j == k]
         g[j == k] = (b3 * tk**3 + b2 * tk**2 + b1 * tk + b0) >> 46
+    t2, z2 = t[j == 2], z[j == 2]
+    pq = [(b3 * t2**3 + b2 * t2**2 + b1 * t2 + b0) >> 46 for b0, b1, b2, b3 in (map(int, r) for r in GELU16_PQ2)]
+    g[j == 2] = pq[0] + (((pq[1] - pq[0]) << 16) + (1 << 15)) // (z2 + _N16)
     return np.where(j >= 4, 4095, g)
 
 
