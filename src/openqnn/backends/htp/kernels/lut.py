@@ -32,7 +32,7 @@ requantized to the output's codes (``spec/qnn_hardswish16.py``; ratios ``s_in / 
 QNN's Q32 phase of the code, a fixed-point cubic per pi/8 of the quadrant and a sign-and-magnitude output conversion,
 Atan a fixed-point quadratic per quarter of ``[0, 1]`` of ``x`` or of ``1 / x`` (``spec/qnn_trig16.py``; Atan's
 reciprocal, of the top 17 bits of ``x``, approximate); Gelu is QNN's Q12 gate of ``z`` in Q14 (``spec/qnn_gelu16.py``; the gate exact for ``|z|``
-under 1 and from 4 up, a fitted cubic between); the rest is exact rounding.
+under 1 and from 4 up, fitted between: cubics, and from 2 to 3 a division by ``z + 4``); the rest is exact rounding.
 """
 
 from __future__ import annotations
