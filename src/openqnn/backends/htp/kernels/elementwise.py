@@ -109,7 +109,7 @@ from openqnn.ir.graph import Node
 
 __all__ = [
     "Codes",
-    "Requant",
+    "RealMultiplier",
     "Rescale",
     "act_params",
     "code_of",
@@ -227,15 +227,16 @@ def _lt(x: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class Requant:
-    """Multiply an integer accumulator by a real ratio >= 0: mbqm, or mbqm64 for wide accumulators."""
+class RealMultiplier:
+    """Multiply an integer accumulator by a real ratio >= 0: mbqm, or mbqm64 for wide accumulators (an
+    elementwise product's one multiplier; convolutions and GEMMs requantize with requant.py's :class:`Requant`)."""
 
     multiplier: int
     shift: int
     wide: bool
 
     @staticmethod
-    def of(ratio: float, acc_bound: float, what: str) -> Requant:
+    def of(ratio: float, acc_bound: float, what: str) -> RealMultiplier:
         m, shift = quantize_multiplier(ratio)
         wide = acc_bound > INT32_MAX
         if wide:
@@ -243,14 +244,14 @@ class Requant:
                 raise Unsupported(f"{what}: multiplier {ratio:g} is too large for the int64 requantization")
             if acc_bound * (1 << 15) >= 2.0**62:
                 raise Unsupported(f"{what}: the accumulator ({acc_bound:g}) overflows int64")
-        return Requant(m, shift, wide)
+        return RealMultiplier(m, shift, wide)
 
     def to_attrs(self) -> dict[str, Any]:
         return asdict(self)
 
     @staticmethod
-    def from_attrs(doc: Mapping[str, Any]) -> Requant:
-        return Requant(int(doc["multiplier"]), int(doc["shift"]), bool(doc["wide"]))
+    def from_attrs(doc: Mapping[str, Any]) -> RealMultiplier:
+        return RealMultiplier(int(doc["multiplier"]), int(doc["shift"]), bool(doc["wide"]))
 
     def np(self, x: np.ndarray) -> np.ndarray:
         return (mbqm64_np if self.wide else mbqm_np)(x, self.multiplier, self.shift)
@@ -471,7 +472,7 @@ def multiply(node: Node, ctx: HtpBuildContext) -> HtpStep:
                        (qa.bitwidth, qb.bitwidth, qo.bitwidth), _scalar_constant(ctx, a_name, b_name))
     if qnn is not None:
         return _coded_step(node, ctx, "htp.multiply_qnn", [a_name, b_name], {"spec": qnn.to_attrs()})
-    rq = Requant.of(float(qa.scale[0]) * float(qb.scale[0]) / float(qo.scale[0]),
+    rq = RealMultiplier.of(float(qa.scale[0]) * float(qb.scale[0]) / float(qo.scale[0]),
                     float(_qmax_abs(qa) * _qmax_abs(qb)), "ElementWiseMultiply")
     attrs = {"rq": rq.to_attrs(), "oa": int(qa.offset[0]), "ob": int(qb.offset[0]), "oo": int(qo.offset[0])}
     return _coded_step(node, ctx, "htp.multiply", [a_name, b_name], attrs)
@@ -479,7 +480,7 @@ def multiply(node: Node, ctx: HtpBuildContext) -> HtpStep:
 
 @_coded("htp.multiply")
 def _make_multiply(p: Attrs, arrays: Arrays, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    rq, qo = Requant.from_attrs(p["rq"]), Codes.from_attrs(p["out"])
+    rq, qo = RealMultiplier.from_attrs(p["rq"]), Codes.from_attrs(p["out"])
     oa, ob, oo = int(p["oa"]), int(p["ob"]), int(p["oo"])
 
     def ref(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -752,7 +753,7 @@ def prelu(node: Node, ctx: HtpBuildContext) -> HtpStep:
 
             return channel_table_step(node, ctx, x_name, tables, codes.shape, qo)
     mp, shp = quantize_multiplier(si / so)
-    neg = Requant.of(si * sc / so, float(_qmax_abs(qi) * _qmax_abs(qc)), "Prelu")
+    neg = RealMultiplier.of(si * sc / so, float(_qmax_abs(qi) * _qmax_abs(qc)), "Prelu")
     attrs = {"mp": mp, "shp": shp, "neg": neg.to_attrs(), "oi": int(qi.offset[0]), "oc": int(qc.offset[0]),
              "oo": int(qo.offset[0])}
     return _coded_step(node, ctx, "htp.prelu", [x_name, c_name], attrs)
@@ -760,7 +761,7 @@ def prelu(node: Node, ctx: HtpBuildContext) -> HtpStep:
 
 @_coded("htp.prelu")
 def _make_prelu(p: Attrs, arrays: Arrays, device: torch.device) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    mp, shp, neg = int(p["mp"]), int(p["shp"]), Requant.from_attrs(p["neg"])
+    mp, shp, neg = int(p["mp"]), int(p["shp"]), RealMultiplier.from_attrs(p["neg"])
     oi, oc, oo, qo = int(p["oi"]), int(p["oc"]), int(p["oo"]), Codes.from_attrs(p["out"])
 
     def ref(x: np.ndarray, c: np.ndarray) -> np.ndarray:
