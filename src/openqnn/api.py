@@ -41,14 +41,12 @@ def convert(
 
         graph = openqnn.convert(torchvision.models.resnet18().eval(), example_inputs=torch.randn(1, 3, 224, 224))
     """
-    from openqnn.frontends.base import FrontendOptions, frontend_for, run_convert_passes
+    from openqnn.frontends.base import FrontendOptions, convert_source
 
-    frontend = frontend_for(source)
-    options = FrontendOptions(input_dims=dict(input_dims or {}), input_dtypes=dict(input_dtypes or {}),
-                              out_nodes=tuple(out_nodes or ()), name=name, example_inputs=example_inputs)
-    graph = frontend.load(source, options)
-    graph.metadata.setdefault("frontend", frontend.name)
-    return run_convert_passes(graph)  # or only verified: a quantized source's integers, op for op
+    return convert_source(source, FrontendOptions(input_dims=dict(input_dims or {}),
+                                                  input_dtypes=dict(input_dtypes or {}),
+                                                  out_nodes=tuple(out_nodes or ()), name=name,
+                                                  example_inputs=example_inputs))
 
 
 def save(graph: Graph, output_path: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -79,15 +77,9 @@ def encodings_path(net_json: str | os.PathLike[str]) -> Path:
 def load(path: str | os.PathLike[str]) -> Graph:
     """Read a ``<stem>_net.json`` model (``<stem>.cpp`` / ``<stem>`` also find it) or a model library
     (``lib<name>.so`` from ``qnn-model-lib-generator``: its graph composed through the C ABI)."""
-    from openqnn.modellib import is_model_library, load_library
-    from openqnn.serialization import load_model, model_paths
+    from openqnn.runtime.loading import load_graph
 
-    p = Path(path)
-    if p.suffix == ".so" or is_model_library(p):
-        return load_library(p)
-    if not p.name.endswith("_net.json"):
-        p = model_paths(p)[0]
-    return load_model(p)
+    return load_graph(path)
 
 
 def compile(graphs: Graph | Mapping[str, Graph], backend: str = "htp", config: object = None) -> Context:

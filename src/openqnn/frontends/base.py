@@ -49,8 +49,8 @@ from typing import Any, Protocol, runtime_checkable
 from openqnn.errors import ConversionError
 from openqnn.ir.graph import Graph
 
-__all__ = ["FRONTENDS", "KEEP_SOURCE_OPS", "Frontend", "FrontendOptions", "frontend_for", "lazy_exports",
-           "missing_framework", "register", "run_convert_passes"]
+__all__ = ["FRONTENDS", "KEEP_SOURCE_OPS", "Frontend", "FrontendOptions", "convert_source", "frontend_for",
+           "lazy_exports", "missing_framework", "register", "run_convert_passes"]
 
 
 # A frontend whose graph already carries the source's own quantized arithmetic (a fully integer TFLite
@@ -138,6 +138,15 @@ def _is_instance(obj: object, qualified: str) -> bool:
     module, _, cls_name = qualified.rpartition(".")
     cls = getattr(sys.modules.get(module), cls_name, None)
     return isinstance(cls, type) and isinstance(obj, cls)
+
+
+def convert_source(source: object, options: FrontendOptions | None = None) -> Graph:
+    """``source`` read by its frontend (:func:`frontend_for`) and through the ``convert`` pipeline
+    (:func:`run_convert_passes`): what ``openqnn.convert`` does, for the layers below the API."""
+    frontend = frontend_for(source)
+    graph = frontend.load(source, options or FrontendOptions())
+    graph.metadata.setdefault("frontend", frontend.name)
+    return run_convert_passes(graph)  # or only verified: a quantized source's integers, op for op
 
 
 def frontend_for(source: object) -> Frontend:

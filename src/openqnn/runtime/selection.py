@@ -266,10 +266,11 @@ def _op_type(name: str, known: set[str]) -> str:
 def _load(model: Graph | str | os.PathLike[str]) -> Graph:
     if isinstance(model, Graph):
         return model
-    from openqnn.api import convert, load
+    from openqnn.frontends.base import convert_source
+    from openqnn.runtime.loading import load_graph
 
     path = Path(model)
-    return convert(path) if path.suffix == ".onnx" else load(path)
+    return convert_source(path) if path.suffix == ".onnx" else load_graph(path)
 
 
 def _precision(graph: Graph) -> str:

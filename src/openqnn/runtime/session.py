@@ -21,6 +21,7 @@ from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph
 from openqnn.runtime.config import BackendConfig, check_num_threads
 from openqnn.runtime.context import Context, is_context, open_context
+from openqnn.runtime.loading import load_graph
 from openqnn.runtime.partition_report import (
     PartitionReport,
     check_fallbacks,
@@ -92,10 +93,8 @@ class Session:
         if isinstance(model, Graph):
             self.graph = model
         else:
-            from openqnn.api import load
-
             with self._phase("load"):
-                self.graph = load(Path(model))
+                self.graph = load_graph(Path(model))
         spec = backend_spec(backend or "cpu")
         self.backend: Backend = create_backend(spec.name, config.section(spec.name) if config is not None else None,
                                                num_threads)
