@@ -148,8 +148,8 @@ def test_gelu_gate_in_2_3_is_a_rational_of_two_floored_integers(arch: str) -> No
     """In ``[2, 3)`` the gate is ``P + ((Q - P) 2^16 + 2^15) // (Z + 2^16)``, that is ``(P z + 4 Q + 2) // (z + 4)``
     with ``P`` and ``Q`` separately floored integers (``a = Q - P`` the slow accumulator of the drops): over the 2,048
     codes of ``[2.53125, 2.65625)`` (21 drops, 25 steps of ``P``, 22 of ``Q``) two floored quadratics give every gate;
-    the spec's cubics for ``P`` and ``Q`` over the whole unit (fitted) give at least 91% of the seen gates, where the
-    older floored cubic of ``G`` gave under 87%."""
+    the spec's ``P`` and ``Q`` over the whole unit (interpolated between 33 fitted knots, the fifth pass) give at least
+    96% of the seen gates, where the older floored cubic of ``G`` gave under 87%."""
     from openqnn.backends.htp.spec.qnn_gelu16 import GELU16_CUBICS
 
     ys = probe_many(arch, "Gelu", [Probe16(2.0**-k, 0, 2.0**-k, 0) for k in POW2])
@@ -166,4 +166,4 @@ def test_gelu_gate_in_2_3_is_a_rational_of_two_floored_integers(arch: str) -> No
     t = z - (2 << 14)
     b0, b1, b2, b3 = (int(c) for c in GELU16_CUBICS[1])
     old = (b3 * t**3 + b2 * t**2 + b1 * t + b0) >> 46
-    assert ok.mean() >= 0.91 and ((old >= lo[z]) & (old <= hi[z])).mean() < 0.87
+    assert ok.mean() >= 0.96 and ((old >= lo[z]) & (old <= hi[z])).mean() < 0.87

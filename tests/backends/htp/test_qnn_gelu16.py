@@ -58,18 +58,22 @@ def test_gelu16_gate_below_z_1_is_z_times_a_quadratic() -> None:
 
 
 def test_gelu16_gate_from_2_to_3_is_a_rational() -> None:
-    """From ``z = 2`` to 3 the gate is ``P + ((Q - P) 2^16 + 2^15) // (Z + 2^16)`` with ``P`` and ``Q`` the spec's
-    floored cubics in ``t`` (``GELU16_PQ2``): within 2.1 of ``4096 Phi``, and it drops 136 times (the simulator 137)."""
-    from openqnn.backends.htp.spec.qnn_gelu16 import GELU16_PQ2
+    """From ``z = 2`` to 3 the gate is ``P + ((Q - P) 2^16 + 2^15) // (Z + 2^16)`` with ``P`` and ``Q`` interpolated
+    between the spec's 33 knots in Q8 (``GELU16_PQ2_KNOTS``, fitted): within 2.2 of ``4096 Phi``, and it drops 131
+    times (the simulator 137); at the knots ``P`` and ``Q`` are the knots floored."""
+    from openqnn.backends.htp.spec.qnn_gelu16 import GELU16_PQ2_KNOTS
 
     z = np.arange(2 << 14, 3 << 14)
     t = z - (2 << 14)
-    p, q = ((int(b3) * t**3 + int(b2) * t**2 + int(b1) * t + int(b0)) >> 46 for b0, b1, b2, b3 in GELU16_PQ2)
+    k, f = t >> 9, t & 511
+    p, q = ((r[k] * (512 - f) + r[k + 1] * f) >> 17 for r in GELU16_PQ2_KNOTS)
     g = gelu16_gate(z)
     np.testing.assert_array_equal(g, p + (((q - p) << 16) + (1 << 15)) // (z + (1 << 16)))
+    np.testing.assert_array_equal(p[::512], GELU16_PQ2_KNOTS[0, :32] >> 8)
     phi = 2048 * (1 + np.vectorize(math.erf)(z / 2.0**14))
-    assert np.abs(g - phi).max() < 2.1 and int((np.diff(g) == -1).sum()) == 136
+    assert np.abs(g - phi).max() < 2.2 and int((np.diff(g) == -1).sum()) == 131
     assert g[0] == 4088 and p[0] == 2762 and q[0] == 4751
+    assert (np.diff(GELU16_PQ2_KNOTS, axis=1) > 0).all()
 
 
 def test_gelu16_by_hand() -> None:

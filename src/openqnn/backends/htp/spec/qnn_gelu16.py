@@ -20,12 +20,12 @@ The gate per unit interval of z (``j = Z >> 14``, ``t = Z & 16383``, the fractio
     j = 1, 3:        G  = floor(P_j(t / 2^14)), P_j a cubic fitted to the simulator's gates (open: 90.0% and 100%
                      of the gates of each interval; the arithmetic is not this: in [1, 3) the gate steps down as
                      well as up, docs/htp-fidelity.md, "16-bit Gelu's gate from 1 to 4 (stop 28)")
-    j = 2:           P  = floor(p(t / 2^14)),  Q = floor(q(t / 2^14))   p, q cubics fitted to the gates
+    j = 2:           P  = (TP[k] (512 - f) + TP[k + 1] f) >> 17,  Q the same with TQ,  k = t >> 9, f = t & 511
                      G  = (P Z + Q 2^16 + 2^15) // (Z + 2^16) = P + ((Q - P) 2^16 + 2^15) // (Z + 2^16)
                      a rational (P z + 4 Q + 2) / (z + 4) of two separately floored integers: the form is measured
-                     (every drop of the flicker a step of floor((a + 1/2) 4 / (4 + z)), a = Q - P), the cubics
-                     fitted (open: 91.3% of the gates of [2, 3); docs/htp-fidelity.md, "16-bit Gelu's gate,
-                     fourth pass (stop 29)")
+                     (every drop of the flicker a step of floor((a + 1/2) 4 / (4 + z)), a = Q - P), P and Q are
+                     fitted (33 knots each in Q8, GELU16_PQ2_KNOTS; open: 96.5% of the gates of [2, 3), docs/htp-
+                     fidelity.md, "16-bit Gelu's gate, fourth pass (stop 29)" and "... fifth pass (stop 29)")
     j >= 4:          G  = 4095                                                             (x from 5.66 up)
 
 How each part was found (the probes at the output encoding equal to the input's, where ``p`` is the code):
@@ -56,7 +56,8 @@ import numpy as np
 from openqnn.backends.htp.fixedpoint import q15_multiplier
 from openqnn.backends.htp.spec.qnn_eltwise import f32
 
-__all__ = ["GELU16_ARCHS", "GELU16_CUBICS", "GELU16_PQ2", "gelu16_codes", "gelu16_gate", "gelu16_table_for", "gelu16_z"]
+__all__ = ["GELU16_ARCHS", "GELU16_CUBICS", "GELU16_PQ2", "GELU16_PQ2_KNOTS", "gelu16_codes", "gelu16_gate",
+           "gelu16_table_for", "gelu16_z"]
 
 GELU16_ARCHS = ("v68", "v73")
 _N16 = 1 << 16
@@ -72,9 +73,21 @@ GELU16_CUBICS = np.array([[265407968436528832, 3686356027320, -220661525, 4798],
                           [288252500510063224, -10391740208, 1480608, -64]], dtype=np.int64)
 # j = 2: P and Q of G = P + ((Q - P) 2^16 + 2^15) // (Z + 2^16), each (B3 t^3 + B2 t^2 + B1 t + B0) >> 46 as above
 # (the form measured, the cubics fitted to the simulator's gates: docs/htp-fidelity.md, "16-bit Gelu's gate, fourth
-# pass (stop 29)"); GELU16_CUBICS' row for j = 2 is the older stand-in, unused
+# pass (stop 29)"); superseded by GELU16_PQ2_KNOTS (unused, kept for the record), as is GELU16_CUBICS' row for j = 2
 GELU16_PQ2 = np.array([[194389303635155296, 992187108680, -10035688, 309],
                        [334368804514537600, 1105132020097, -20107503, 100]], dtype=np.int64)
+
+# j = 2, since the fifth pass: P and Q by linear interpolation between 33 knots per unit (t = 512 k), in Q8,
+# P = (T[k] (512 - f) + T[k + 1] f) >> 17 with k = t >> 9, f = t & 511 (fitted to the simulator's gates by a coordinate
+# search: 96.5% of the seen gates of [2, 3) against the cubics' 91.3%; a fitted stand-in, not the arithmetic: knots
+# offset by half a step fit as well, docs/htp-fidelity.md, "16-bit Gelu's gate, fifth pass (stop 29)")
+GELU16_PQ2_KNOTS = np.array([
+     [707276, 708961, 710836, 712677, 714323, 716171, 717930, 719737, 721558, 723152, 724769, 726554, 728248, 729888,
+      731488, 733389, 734974, 736592, 738208, 739820, 741788, 743171, 744904, 746496, 748175, 749774, 751393, 753004,
+      754675, 756410, 758151, 759772, 761464],
+     [1216334, 1218497, 1220467, 1222423, 1224423, 1226269, 1228063, 1229938, 1231626, 1233443, 1235224, 1236768,
+      1238451, 1240094, 1241621, 1243068, 1244626, 1246111, 1247566, 1248983, 1250275, 1251714, 1252903, 1254237,
+      1255459, 1256711, 1257914, 1259107, 1260132, 1261186, 1262241, 1263204, 1264261]], dtype=np.int64)
 
 
 def gelu16_z(b: np.ndarray, s_in: float) -> np.ndarray | None:
@@ -100,7 +113,8 @@ def gelu16_gate(z: np.ndarray) -> np.ndarray:
         tk = t[j == k]
         g[j == k] = (b3 * tk**3 + b2 * tk**2 + b1 * tk + b0) >> 46
     t2, z2 = t[j == 2], z[j == 2]
-    pq = [(b3 * t2**3 + b2 * t2**2 + b1 * t2 + b0) >> 46 for b0, b1, b2, b3 in (map(int, r) for r in GELU16_PQ2)]
+    k2, f2 = t2 >> 9, t2 & 511
+    pq = [(r[k2] * (512 - f2) + r[k2 + 1] * f2) >> 17 for r in GELU16_PQ2_KNOTS]
     g[j == 2] = pq[0] + (((pq[1] - pq[0]) << 16) + (1 << 15)) // (z2 + _N16)
     return np.where(j >= 4, 4095, g)
 
