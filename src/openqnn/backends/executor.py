@@ -175,7 +175,7 @@ class Executor:
 
         self.calls = [_Call(step.fn, ins[i], outs[i], tuple(frees[i]),
                             tuple((slots[o], after[o]) for o in step.outputs if o in after) if after else (),
-                            step.node, step.op_type, over(i, step) if step.over is not None else None)
+                            step.node, step.op_type, over(i, step))
                       for i, step in enumerate(steps)]
         self.input_after = [(slots[n], after[n]) for n in inputs if n in after]
         self.n_slots = len(slots)

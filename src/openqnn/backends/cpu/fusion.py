@@ -34,6 +34,7 @@ from openqnn.backends.cpu.kernels.linear import (
     can_share_gemm,
 )
 from openqnn.backends.cpu.kernels.normalization import native_layer_norm, row_norm_size
+from openqnn.backends.cpu.kernels.registry import KernelFn
 from openqnn.errors import ContextError
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph, Node
@@ -86,18 +87,15 @@ def _then_norm(step: Step, ln: Node, ctx: BuildContext) -> Step:
     LayerNorm kernel's own step on it."""
     norm = native_layer_norm(ln, ctx) if step.path == "native" else None
     if norm is not None:
-        first, over = step.fn, step.over
+        def then_norm(first: KernelFn) -> KernelFn:  # (the step's function, and its form written over its residual)
+            def fused(*xs: torch.Tensor) -> torch.Tensor:
+                y = first(*xs)
+                return norm.run(y, out=y)
 
-        def fused(*xs: torch.Tensor) -> torch.Tensor:
-            y = first(*xs)
-            return norm.run(y, out=y)
+            return fused
 
-        def fused_over(*xs: torch.Tensor) -> torch.Tensor:
-            assert over is not None
-            y = over(*xs)
-            return norm.run(y, out=y)
-
-        return Step(fused, step.inputs, path="native", over=fused_over if over is not None else None)
+        return Step(then_norm(step.fn), step.inputs, path="native",
+                    over=then_norm(step.over) if step.over is not None else None)
     after = KERNELS["LayerNorm"](ln, ctx)
     head, extra, count = step.fn, after.inputs[1:], len(step.inputs)
 

@@ -209,7 +209,28 @@ class Gemm:
         return run_over
 
 
-class Conv:
+class _ImageKernel:
+    """What the convolutions share: ``run`` into a fresh output (a residual ``add`` summed in) and ``run_over``, the
+    same written over ``add``; a subclass sets ``out_shape`` and ``_call(x, out, other)`` (the C call)."""
+
+    out_shape: tuple[int, ...]
+
+    def run(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` [n, h, w, c] float32 on the CPU -> ``out_shape``; ``add`` of the output's shape or None."""
+        x, out, other = _io(x, add, self.out_shape)
+        return self._call(x, out, other) if out.numel() else out
+
+    def run_over(self, x: torch.Tensor, add: torch.Tensor) -> torch.Tensor:
+        """``run(x, add)`` written over ``add`` (which nothing else may hold)."""
+        if not _writable(add, math.prod(self.out_shape)):
+            return self.run(x, add)
+        return _as(self._call(x.contiguous(), add, add) if add.numel() else add, self.out_shape)
+
+    def _call(self, x: torch.Tensor, out: torch.Tensor, other: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Conv(_ImageKernel):
     """A convolution of one group, channels last, as an implicit GEMM (output pixels the rows, the taps the sum's
     axis, read where they lie in the zero-padded input) on weights packed once: ``w`` [cout, kh, kw, cin] float32, ``b`` [cout] or None,
     ``geo`` = (n, h, w, cin, kh, kw, sh, sw, dh, dw, pad top, pad left, oh, ow); taps outside add nothing."""
@@ -227,25 +248,14 @@ class Conv:
         self.fn = lib.conv_f32
         self.geo_ref = ctypes.byref(self.geo)
 
-    def run(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
-        """``x`` [n, h, w, cin] float32 on the CPU -> [n, oh, ow, cout]; ``add`` of the output's shape or None."""
-        x, out, other = _io(x, add, self.out_shape)
-        return self._call(x, out, other)
-
-    def run_over(self, x: torch.Tensor, add: torch.Tensor) -> torch.Tensor:
-        """``run(x, add)`` written over ``add`` (which nothing else may hold)."""
-        if not _writable(add, math.prod(self.out_shape)):
-            return self.run(x, add)
-        return _as(self._call(x.contiguous(), add, add), self.out_shape)
-
     def _call(self, x: torch.Tensor, out: torch.Tensor, other: torch.Tensor | None) -> torch.Tensor:
-        if out.numel() and self.fn(x.data_ptr(), self.geo_ref, self.packed.data_ptr(), self.n, self.bias.data_ptr(),
-                                   out.data_ptr(), _ptr(other), self.lo, self.hi, self.clamp) != 0:
+        if self.fn(x.data_ptr(), self.geo_ref, self.packed.data_ptr(), self.n, self.bias.data_ptr(), out.data_ptr(),
+                   _ptr(other), self.lo, self.hi, self.clamp) != 0:
             raise MemoryError("cpu convolution: out of memory for its padded input")
         return out
 
 
-class PointwiseDepthwise:
+class PointwiseDepthwise(_ImageKernel):
     """A 1x1 convolution and the depthwise convolution it alone feeds, fused (MobileNets' expansion): the
     expanded rows are made as the depthwise's windows reach them and never written out whole. ``pw`` [ce, cin]
     float32 with ``pw_b`` and ``pw_clamp``; ``dw`` [kh, kw, ce] with ``dw_b`` and ``clamp``; ``geo`` the
@@ -264,25 +274,15 @@ class PointwiseDepthwise:
                               d.w.data_ptr(), d.bias.data_ptr(), d.lo, d.hi, d.clamp)
         self.ref = ctypes.byref(self.plan)
         self.fn = lib.pwdw_run
-
-    def run(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
-        """``x`` [n, h, w, cin] float32 on the CPU -> [n, oh, ow, ce]; ``add`` of the output's shape or None."""
-        x, out, other = _io(x, add, self.dw.out_shape)
-        return self._call(x, out, other)
-
-    def run_over(self, x: torch.Tensor, add: torch.Tensor) -> torch.Tensor:
-        """``run(x, add)`` written over ``add`` (which nothing else may hold)."""
-        if not _writable(add, math.prod(self.dw.out_shape)):
-            return self.run(x, add)
-        return _as(self._call(x.contiguous(), add, add), self.dw.out_shape)
+        self.out_shape = self.dw.out_shape
 
     def _call(self, x: torch.Tensor, out: torch.Tensor, other: torch.Tensor | None) -> torch.Tensor:
-        if out.numel() and self.fn(self.ref, x.data_ptr(), out.data_ptr(), _ptr(other)) != 0:
+        if self.fn(self.ref, x.data_ptr(), out.data_ptr(), _ptr(other)) != 0:
             raise MemoryError("cpu pointwise + depthwise convolution: out of memory for its rows")
         return out
 
 
-class Depthwise:
+class Depthwise(_ImageKernel):
     """A depthwise convolution, channels last: ``w`` [kh, kw, c] float32, ``b`` [c] or None, ``geo`` = (n, h,
     w, c, kh, kw, sh, sw, dh, dw, pad top, pad left, oh, ow); taps outside the input add nothing."""
 
@@ -301,21 +301,9 @@ class Depthwise:
         self.ref = ctypes.byref(self.plan)
         self.fn = lib.dw_run
 
-    def run(self, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
-        """``x`` [n, h, w, c] float32 on the CPU -> [n, oh, ow, c]; ``add`` of the output's shape or None."""
-        x, out, other = _io(x, add, self.out_shape)
-        if out.numel():
-            self.fn(self.ref, x.data_ptr(), out.data_ptr(), _ptr(other))
+    def _call(self, x: torch.Tensor, out: torch.Tensor, other: torch.Tensor | None) -> torch.Tensor:
+        self.fn(self.ref, x.data_ptr(), out.data_ptr(), _ptr(other))
         return out
-
-    def run_over(self, x: torch.Tensor, add: torch.Tensor) -> torch.Tensor:
-        """``run(x, add)`` written over ``add`` (which nothing else may hold)."""
-        if not _writable(add, math.prod(self.out_shape)):
-            return self.run(x, add)
-        x = x.contiguous()
-        if add.numel():
-            self.fn(self.ref, x.data_ptr(), add.data_ptr(), add.data_ptr())
-        return _as(add, self.out_shape)
 
 
 class LayerNorm:
