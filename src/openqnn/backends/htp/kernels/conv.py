@@ -470,7 +470,7 @@ def _fused_int8(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, grou
     fused; None where they do not apply. The int32 accumulator is ``-zx * sum(w) + sum(q * w)``,
     the spec's sum of (q - zx) * w, exact since its final value fits int32 (:func:`qconv_bound`);
     the bias joins the requantization's constants. Taps outside the input read the zero point.
-    ``fs``: the kernels' setup (:func:`_fused_setup`), None where this machine has none."""
+    ``fs``: the kernels' setup (:meth:`FusedSetup.for_plan`), None where this machine has none."""
     cout = wc.shape[-1]
     shape = _fused_shape(g, wc, groups)
     if shape is None or fs is None:
@@ -503,7 +503,7 @@ def _im2col_native(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, f
     ``[n * oh * ow, kh * kw * c]`` (NHWC taps, padding taps holding the zero point, so the accumulator
     ``-zx * sum(w) + sum(q * w)`` is the spec's); None where the kernels are not here. For CPUs whose
     oneDNN int8 convolution is not exact (AVX2 without VNNI): the GEMM's vpmaddwd never saturates.
-    ``fs``: the kernels' setup (:func:`_fused_setup`), None where this machine has none."""
+    ``fs``: the kernels' setup (:meth:`FusedSetup.for_plan`), None where this machine has none."""
     if fs is None:
         return None
     k = g.kh * g.kw * g.c
@@ -519,14 +519,6 @@ def _im2col_native(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, f
         return gemm(im2col.run(x, scratch("im2col_rows", (n, oh, ow, k), torch.uint8, x.device)))
 
     return run
-
-
-def _fused_setup(device: torch.device, attrs: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
-                 requant: Callable[[], Requant], bias: np.ndarray) -> FusedSetup | None:
-    """The fused kinds' setup from the plan (the C requantization prepare proved, with no requantization made),
-    else made from ``requant()``; None where this machine lacks int8.c's kernels."""
-    return (FusedSetup.from_plan(device, attrs["rq"], attrs.get("fused_form"), arrays["fused_init"])
-            or FusedSetup.bind(device, requant(), bias, {"bound": arrays["fused_bound"], "init": arrays["fused_init"]}))
 
 
 def _requant_np(rq: Requant, acc: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -640,13 +632,8 @@ def _bind_conv2d(plan: StepPlan, device: torch.device) -> Bound:
     a, arrays = plan.attrs, plan.arrays
     g, groups = _Geo.of(a["geo"]), int(a["groups"])
     xq = qparams_of(a["x"])
-    made: list[Requant] = []
-
-    def requant() -> Requant:  # made on first use: the fused kinds' C form is in the plan
-        if not made:
-            made.append(Requant.from_attrs(a["rq"], device))
-        return made[0]
-
+    # made on first use: the fused kinds bind the C form the plan keeps
+    requant = functools.cache(lambda: Requant.from_attrs(a["rq"], device))
     part_ws = _part_weights(arrays, a, g)
 
     @functools.cache
@@ -672,9 +659,9 @@ def _bind_conv2d(plan: StepPlan, device: torch.device) -> Bound:
     fast: Callable[[torch.Tensor], torch.Tensor] | None = None
     for kind in kinds[kinds.index(a["kind"]):]:  # the prepared choice, else the next this machine runs
         if kind == "fused":
-            fast = _fused_int8(device, g, xq, whole(), groups, _fused_setup(device, a, arrays, requant, bias))
+            fast = _fused_int8(device, g, xq, whole(), groups, FusedSetup.for_plan(device, a, arrays, requant, bias))
         elif kind == "im2col_native":
-            fast = _im2col_native(device, g, xq, whole(), _fused_setup(device, a, arrays, requant, bias))
+            fast = _im2col_native(device, g, xq, whole(), FusedSetup.for_plan(device, a, arrays, requant, bias))
         elif kind == "int8_conv":
             rq = requant()
             parts = [(int(p0), int(p1), np.asarray(arrays[f"part_bound{i}"])) for i, (p0, p1) in enumerate(a["parts"])]

@@ -473,7 +473,7 @@ def multiply(node: Node, ctx: HtpBuildContext) -> HtpStep:
     if qnn is not None:
         return _coded_step(node, ctx, "htp.multiply_qnn", [a_name, b_name], {"spec": qnn.to_attrs()})
     rq = RealMultiplier.of(float(qa.scale[0]) * float(qb.scale[0]) / float(qo.scale[0]),
-                    float(_qmax_abs(qa) * _qmax_abs(qb)), "ElementWiseMultiply")
+                           float(_qmax_abs(qa) * _qmax_abs(qb)), "ElementWiseMultiply")
     attrs = {"rq": rq.to_attrs(), "oa": int(qa.offset[0]), "ob": int(qb.offset[0]), "oo": int(qo.offset[0])}
     return _coded_step(node, ctx, "htp.multiply", [a_name, b_name], attrs)
 

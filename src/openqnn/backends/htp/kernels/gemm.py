@@ -477,6 +477,15 @@ class FusedSetup:
         return FusedSetup(lib, form, plan_tensor(np.asarray(init, dtype=np.int64), "cpu", torch.int32))
 
     @staticmethod
+    def for_plan(device: torch.device, attrs: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+                 requant: Callable[[], Requant], bias: np.ndarray) -> FusedSetup | None:
+        """The setup of a plan's fused GEMM (``attrs``: its ``rq`` and ``fused_form``; ``arrays``: its ``fused_init``
+        and ``fused_bound``): :meth:`from_plan`, else :meth:`bind` with the requantization ``requant()`` makes; None
+        where this machine lacks int8.c's kernels."""
+        return (FusedSetup.from_plan(device, attrs["rq"], attrs.get("fused_form"), arrays["fused_init"])
+                or FusedSetup.bind(device, requant(), bias, {"bound": arrays["fused_bound"], "init": arrays["fused_init"]}))
+
+    @staticmethod
     def of(ctx: HtpBuildContext | torch.device, xq: QParams, wc: np.ndarray, rq: Requant, bias: np.ndarray
            ) -> FusedSetup | None:
         """For integer weights ``wc`` (output channels last); None where the kernels do not apply

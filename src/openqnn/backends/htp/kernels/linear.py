@@ -28,6 +28,7 @@ units of 256), then the arch's 16-bit requantization per column factor.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -122,11 +123,7 @@ def _bind_gemm(attrs: Mapping[str, Any], arrays: Mapping[str, np.ndarray], xq: Q
     """``requant()``: the requantization, made only where the plan does not hold its C form (the fused GEMM's)."""
     gemm = None
     if attrs["gemm"] == "fused":
-        rq_attrs = attrs.get("rq")
-        fs = (FusedSetup.from_plan(device, rq_attrs, attrs.get("fused_form"), arrays["fused_init"])
-              if isinstance(rq_attrs, Mapping) else None)
-        if fs is None:
-            fs = FusedSetup.bind(device, requant(), bias, {"bound": arrays["fused_bound"], "init": arrays["fused_init"]})
+        fs = FusedSetup.for_plan(device, attrs, arrays, requant, bias)
         gemm = fused_gemm(device, xq, wkn, None, None, fs) if fs is not None else None
     if gemm is None:  # "core", or this machine lacks the fused kernels: the same bits
         rq = requant()
@@ -167,12 +164,8 @@ def build_fully_connected(node: Node, ctx: HtpBuildContext, mode: str | None = N
 def _bind_fully_connected(plan: StepPlan, device: torch.device) -> Bound:
     a = plan.attrs
     xq = qparams_of(a["x"])
-    made: list[Requant] = []
-
-    def requant() -> Requant:  # made on first use: where the plan holds the fused GEMM's C form, by the reference
-        if not made:
-            made.append(Requant.from_attrs(a["rq"], device))
-        return made[0]
+    # made on first use: where the plan keeps the fused GEMM's C form, by the reference alone
+    requant = functools.cache(lambda: Requant.from_attrs(a["rq"], device))
 
     # stored [k, units], the layout the GEMMs take (the narrowest integer dtype holding the weights)
     wkn = plan.arrays["w_kn"]
@@ -422,15 +415,16 @@ def _act_act(a: _Operand, b: _Operand, rq: Requant, k: int, out_shape: tuple[int
 
 
 def _qnn_act_act(a: _Operand, b: _Operand, spec: QnnMatMulSpec, k: int, out_shape: tuple[int, ...],
-                 device: torch.device, consts_t: torch.Tensor | None = None) -> Callable[..., torch.Tensor]:
+                 device: torch.device, consts: torch.Tensor) -> Callable[..., torch.Tensor]:
     """QNN's 8-bit act x act MatMul (spec/qnn_matmul.py): in[1]'s columns as int8 (requantized per column where
     they do not fit), int8 GEMMs per batch (CPU; else one exact float64 matmul), the zero point of in[0] as
-    column sums (``sum (A - za) W = (A - 128) @ W + (128 - za) * colsum(W)``), then the per-column spec."""
+    column sums (``sum (A - za) W = (A - 128) @ W + (128 - za) * colsum(W)``), then the per-column spec
+    (``consts``: its :meth:`~QnnMatMulSpec.consts` as an int64 tensor)."""
     batch = out_shape[:-2]
     nb = math.prod(batch)
     m, n = out_shape[-2], out_shape[-1]
     za, zb = a.zero, b.zero
-    consts = (torch.from_numpy(spec.consts()) if consts_t is None else consts_t).to(device)  # (spec.consts(), made)
+    consts = consts.to(device)
     recip = consts[5]
     int8 = machine_mode("int8", device) == "int8"
 

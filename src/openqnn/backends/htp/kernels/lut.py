@@ -161,39 +161,29 @@ def _bind_lut(plan: StepPlan, device: torch.device) -> tuple[Callable[..., Any],
     return reference, lookup_or(table_t, fast_t, out_shape, step_buffer(out_shape, device))  # 8-bit: in C
 
 
+# QNN's rules that give one table of every input code, by op type: each takes the node (for its attributes) and
+# (arch, arithmetic, s_in, z_in, s_out, z_out, in_bits, out_bits), and gives None where its rule does not hold
+TableFor = Callable[..., "np.ndarray | None"]
+_QNN_TABLES: dict[str, TableFor] = {
+    "ElementWiseReciprocal": lambda node, *enc: reciprocal_table_for(*enc),
+    "ElementWiseExp": lambda node, *enc: exp16_table_for(*enc),
+    "Gelu": lambda node, *enc: gelu16_table_for(*enc, approximate=str(node.attrs.get("approximate", "none"))),
+    "HardSwish": lambda node, *enc: hardswish16_table_for(*enc),
+    **{op: (lambda node, *enc, op=op: trig16_table_for(op, *enc)) for op in TRIG16_OPS},
+}
+
+
 @htp_kernel(*LUT_OPS)
 def unary(node: Node, ctx: HtpBuildContext) -> HtpStep:
     x_name = node.inputs[0]
     qi, qo = act_params(ctx, x_name), act_params(ctx, node.outputs[0])
-    if node.op_type == "ElementWiseReciprocal":
-        table = reciprocal_table_for(ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]),
-                                     float(qo.scale[0]), int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
-        if table is not None:
-            return table_step(node, ctx, x_name, table, qo)
-    if node.op_type == "ElementWiseExp":
-        table = exp16_table_for(ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]),
-                                float(qo.scale[0]), int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
-        if table is not None:
-            return table_step(node, ctx, x_name, table, qo)
-    if node.op_type == "Gelu":
-        table = gelu16_table_for(ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]),
-                                 float(qo.scale[0]), int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth,
-                                 approximate=str(node.attrs.get("approximate", "none")))
-        if table is not None:
-            return table_step(node, ctx, x_name, table, qo)
-    if node.op_type == "HardSwish":
-        table = hardswish16_table_for(ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]),
-                                      float(qo.scale[0]), int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
-        if table is not None:
-            return table_step(node, ctx, x_name, table, qo)
-    if node.op_type in TRIG16_OPS:
-        table = trig16_table_for(node.op_type, ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]),
-                                 float(qo.scale[0]), int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
-        if table is not None:
-            return table_step(node, ctx, x_name, table, qo)
-    tables = unary16_tables_for(node.op_type, ctx.arch.name, ctx.arithmetic, float(qi.scale[0]),
-                                int(qi.zero_point[0]), float(qo.scale[0]), int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth,
-                                alpha=float(node.attrs.get("alpha", 1.0)))
+    enc = (ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]), float(qo.scale[0]),
+           int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
+    table_for = _QNN_TABLES.get(node.op_type)
+    table = table_for(node, *enc) if table_for is not None else None
+    if table is not None:
+        return table_step(node, ctx, x_name, table, qo)
+    tables = unary16_tables_for(node.op_type, *enc, alpha=float(node.attrs.get("alpha", 1.0)))
     if tables is not None:
         rows = row_parity(tuple(ctx.shape(x_name)))
         if len(tables) == 1 or not rows.any():
