@@ -19,9 +19,10 @@ from openqnn.backends.cpu.quantsim import fake_quantize_array
 from openqnn.backends.htp import HtpBackend
 from openqnn.backends.htp.arch import ARCHS
 from openqnn.backends.htp.config import HtpConfig
+from openqnn.backends.htp.fixedpoint import bitlen_np, bitlen_t
 from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext, QParams, Unsupported, elementwise
 from openqnn.backends.htp.kernels.lut import LUT_OPS
-from openqnn.backends.htp.kernels.normalization import bitlen_np, bitlen_t, isqrt_np, isqrt_t
+from openqnn.backends.htp.kernels.normalization import isqrt_np, isqrt_t
 from openqnn.backends.htp.kernels.registry import storage_dtype
 from openqnn.ir import DType, Graph, Tensor, TensorKind
 from openqnn.ir.tensor import Encoding

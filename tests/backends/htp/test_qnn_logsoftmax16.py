@@ -9,20 +9,17 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_elementwise import _enc, _graph
+from test_qnn_logsoftmax import _step as _logsoftmax_step
 
-from openqnn.backends.htp.arch import ARCHS
-from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext
+from openqnn.backends.htp.spec.qnn_logsoftmax import diff_multiplier
 from openqnn.backends.htp.spec.qnn_logsoftmax16 import (
     EXP_BITS,
     LN2_Q16,
-    diff_multiplier16,
     exp_table16,
     log2_table16,
     logsoftmax16_codes,
     logsoftmax16_consts_for,
 )
-from openqnn.ir.tensor import Encoding
 
 # simulator codes (v73, QNN 2.51): s_in 1.8114909e-4 (zero point 34795), s_out 1.8287258e-4 (zero point 65535)
 _ROWS = [[22357, 57203, 26978, 41877, 27264, 28823, 40874, 15968, 37234, 18426, 46868, 35085, 35843, 18205, 28657,
@@ -36,10 +33,7 @@ _SIM = [[28736, 63252, 33313, 48071, 33596, 35140, 47078, 22407, 43472, 24842, 5
 
 
 def _step(n: int, arch: str, arithmetic: str, s_in: float, s_out: float):
-    g = _graph("LogSoftmax", [((2, 64, n), _enc(-32768 * s_in, 32767 * s_in, 16), None)], {"axis": -1, "beta": 1.0})
-    g.tensors["out"].encoding = Encoding(16, (s_out,), (-65535,))
-    node = g.nodes[0]
-    return HTP_KERNELS["LogSoftmax"](node, HtpBuildContext(g, ARCHS[arch], arithmetic=arithmetic)), g
+    return _logsoftmax_step(n, arch, arithmetic, s_in, s_out, 16)
 
 
 @pytest.mark.parametrize("arch", ["v68", "v73"])
@@ -62,9 +56,9 @@ def test_fast_equals_reference_equals_spec(arch: str, n: int, s_in: float, s_out
 def test_pieces() -> None:
     s_out = 1.8287258e-4
     recip = float(np.float32(1.0) / np.float32(s_out))
-    a = diff_multiplier16(1.8114909e-4, s_out)
+    a = diff_multiplier(1.8114909e-4, s_out, 16)  # (T16 of s_in for 16-bit codes)
     assert a / (float(np.float32(1.8114909e-4)) / float(np.float32(s_out))) - 1 == pytest.approx(-1.2e-5, abs=1.5e-5)
-    assert diff_multiplier16(2.0**-10, 2.0**-11) == 2.0  # powers of two: exact
+    assert diff_multiplier(2.0**-10, 2.0**-11, 16) == 2.0  # powers of two: exact
     assert recip > 4096  # (1 / s_out: 13 integer bits, T16 keeps 3 fraction bits)
     assert LN2_Q16 == math.floor(math.log(2.0) * 2**16)
     e = exp_table16(1.8114909e-4)

@@ -27,6 +27,8 @@ import torch
 __all__ = [
     "INT32_MAX",
     "INT32_MIN",
+    "bitlen_np",
+    "bitlen_t",
     "mbqm64_np",
     "mbqm64_t",
     "mbqm_np",
@@ -70,6 +72,22 @@ def q15_multiplier(real: float, carry: bool = False) -> tuple[int, int]:
     if carry and m == 1 << 15:
         return 1 << 14, e + 1
     return m, e
+
+
+def bitlen_np(x: np.ndarray) -> np.ndarray:
+    """Number of bits of non-negative int64s (0 for 0): an integer binary search."""
+    x = np.asarray(x, dtype=np.int64)
+    n = np.zeros_like(x)
+    for sh in (32, 16, 8, 4, 2, 1):
+        n = n + np.where((x >> (n + sh)) > 0, sh, 0)
+    return n + (x > 0)
+
+
+def bitlen_t(x: torch.Tensor) -> torch.Tensor:
+    n = torch.zeros_like(x)
+    for sh in (32, 16, 8, 4, 2, 1):
+        n = n + ((x >> (n + sh)) > 0).to(torch.int64) * sh
+    return n + (x > 0).to(torch.int64)
 
 
 def rshr_np(v: np.ndarray, s: int) -> np.ndarray:

@@ -98,6 +98,8 @@ import torch
 
 from openqnn.backends.htp.fixedpoint import (
     INT32_MAX,
+    bitlen_np,
+    bitlen_t,
     mbqm64_np,
     mbqm64_t,
     mbqm_np,
@@ -140,7 +142,12 @@ from openqnn.backends.htp.spec.qnn_layernorm import (
     row_multipliers,
     row_multipliers16,
 )
-from openqnn.backends.htp.spec.qnn_logsoftmax import logsoftmax_consts_for
+from openqnn.backends.htp.spec.qnn_logsoftmax import (
+    LAM_BITS,
+    fixed_log_softmax_np,
+    fixed_point,
+    logsoftmax_consts_for,
+)
 from openqnn.backends.htp.spec.qnn_logsoftmax16 import EXP_BITS as LS16_EXP_BITS
 from openqnn.backends.htp.spec.qnn_logsoftmax16 import logsoftmax16_consts_for
 from openqnn.backends.htp.spec.qnn_softmax import (
@@ -160,26 +167,10 @@ from openqnn.backends.htp.spec.qnn_unary import batchnorm_table_for
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
 
-__all__ = ["bitlen_np", "bitlen_t", "isqrt_np", "isqrt_t"]
+__all__ = ["isqrt_np", "isqrt_t"]
 
 
 # -- exact integer helpers -------------------------------------------------------------------
-
-def bitlen_np(x: np.ndarray) -> np.ndarray:
-    """Number of bits of non-negative int64s (0 for 0): an integer binary search."""
-    x = np.asarray(x, dtype=np.int64)
-    n = np.zeros_like(x)
-    for sh in (32, 16, 8, 4, 2, 1):
-        n = n + np.where((x >> (n + sh)) > 0, sh, 0)
-    return n + (x > 0)
-
-
-def bitlen_t(x: torch.Tensor) -> torch.Tensor:
-    n = torch.zeros_like(x)
-    for sh in (32, 16, 8, 4, 2, 1):
-        n = n + ((x >> (n + sh)) > 0).to(torch.int64) * sh
-    return n + (x > 0).to(torch.int64)
-
 
 def isqrt_np(w: np.ndarray) -> np.ndarray:
     """floor(sqrt(w)) of int64s in [0, 2^62), exact: float sqrt corrected by +-1 steps."""
@@ -226,7 +217,6 @@ def _on(device: torch.device, a: np.ndarray) -> torch.Tensor:
 # -- Softmax / LogSoftmax ----------------------------------------------------------------------
 
 _EXP_BITS = 30
-_LAM_BITS = 24  # log2 of the exp sum in Q24
 
 
 @htp_kernel("Softmax", "LogSoftmax")
@@ -277,13 +267,12 @@ def softmax(node: Node, ctx: HtpBuildContext) -> HtpStep:
         if qnn_ls is not None:  # QNN's difference multiplier, exponentials and rounding (spec/qnn_logsoftmax.py)
             table, a_real, lower = qnn_ls
             b_real = math.log(2.0) / float(np.float32(so))
-        bound = 2.0**_LAM_BITS * (kmax * a_real + (math.log2(max(n, 1)) + 2) * b_real) + 1.0
-        frac = min(30, math.floor(61 - math.log2(bound)))
-        if frac < 0:
+        fx = fixed_point(a_real, b_real, kmax, n)
+        if fx is None:
             raise Unsupported("LogSoftmax encodings out of the fixed-point range")
-        a_fx, b_fx = round(a_real * 2.0**(frac + _LAM_BITS)), round(b_real * 2.0**frac)
+        a_fx, b_fx, total = fx
         log2_table = np.round(np.log2(1.0 + np.arange((1 << 16) + 1, dtype=np.float64) / 2.0**16) * 2.0**30)
-        attrs.update(a_fx=a_fx, b_fx=b_fx, total=frac + _LAM_BITS, lower=round(lower * 2.0**(frac + _LAM_BITS)))
+        attrs.update(a_fx=a_fx, b_fx=b_fx, total=total, lower=round(lower * 2.0**total))
         return _plan_step(node, ctx, "htp.log_softmax", attrs, {"exp": table, "log2": log2_table.astype(np.int64)})
 
     f = _pow2_exponent(float(qo.scale[0]))
@@ -457,14 +446,7 @@ def _bind_log_softmax(plan: StepPlan, device: torch.device) -> Fns:
 
     def reference(x: np.ndarray) -> np.ndarray:
         k = diff_np(x)
-        s = np.sum(table[k], axis=axis, keepdims=True)
-        b = bitlen_np(s) - 1
-        f = (s >> (b - 30)) - (1 << 30)
-        i, r = f >> 14, f & ((1 << 14) - 1)
-        lo = log2_table[i]
-        frac_log = lo + (((log2_table[i + 1] - lo) * r + (1 << 13)) >> 14)
-        lam = ((b - exp_bits) << _LAM_BITS) + ((frac_log + (1 << 5)) >> 6)
-        return finish_np(-rdbpot_np(k * a_fx + lam * b_fx - lower, total) - oo, qo)
+        return finish_np(fixed_log_softmax_np(k, table, log2_table, a_fx, b_fx, total, lower, exp_bits, axis) - oo, qo)
 
     def fast(x: torch.Tensor) -> torch.Tensor:
         k = diff_t(x)
@@ -474,7 +456,7 @@ def _bind_log_softmax(plan: StepPlan, device: torch.device) -> Fns:
         i, r = f >> 14, f & ((1 << 14) - 1)
         lo = log2_t[i]
         frac_log = lo + (((log2_t[i + 1] - lo) * r + (1 << 13)) >> 14)
-        lam = ((b - exp_bits) << _LAM_BITS) + ((frac_log + (1 << 5)) >> 6)
+        lam = ((b - exp_bits) << LAM_BITS) + ((frac_log + (1 << 5)) >> 6)
         return finish_t(-rdbpot_t(k * a_fx + lam * b_fx - lower, total) - oo, qo)
 
     return reference, fast

@@ -56,26 +56,21 @@ import numpy as np
 from openqnn.backends.htp.fixedpoint import q15_multiplier
 from openqnn.backends.htp.spec.qnn_eltwise import f32
 
-__all__ = ["GELU16_ARCHS", "GELU16_CUBICS", "GELU16_PQ2", "GELU16_PQ2_KNOTS", "gelu16_codes", "gelu16_gate",
-           "gelu16_table_for", "gelu16_z"]
+__all__ = ["GELU16_ARCHS", "GELU16_CUBICS", "GELU16_PQ2_KNOTS", "gelu16_codes", "gelu16_gate", "gelu16_table_for",
+           "gelu16_z"]
 
 GELU16_ARCHS = ("v68", "v73")
 _N16 = 1 << 16
 _Q = 14  # Z: |z| in Q14
 # j = 0: R = erf(z) / z in Q13 as a quadratic in t = frac(z) 2^14, Horner's rule with floors (module docstring)
 GELU16_R0 = (-19971, -5413, 9495)
-# j = 1, 2, 3: G = (B3 t^3 + B2 t^2 + B1 t + B0) >> 46, a real cubic in t / 2^14 with B_k = its coefficient 2^(46 - 14 k)
-# (fitted to the simulator's gates: the arithmetic there is open). j = 1, 2: least squares, floored with a tuned offset;
-# j = 3: 4096 - 2^-43 (2t - 8195)(2t - 14043)(2t - 24031): 4096 up to the gates' first and third step down
-# (t = 4098, 12016), 4095 from them, and 4096 again from their step up (t = 7022)
+# j = 1, 3 (rows 0, 1): G = (B3 t^3 + B2 t^2 + B1 t + B0) >> 46, a real cubic in t / 2^14 with B_k = its coefficient
+# 2^(46 - 14 k) (fitted to the simulator's gates: the arithmetic there is open). j = 1: least squares, floored with a
+# tuned offset; j = 3: 4096 - 2^-43 (2t - 8195)(2t - 14043)(2t - 24031): 4096 up to the gates' first and third step
+# down (t = 4098, 12016), 4095 from them, and 4096 again from their step up (t = 7022). (j = 2's earlier cubic and the
+# fourth pass's cubic P and Q: docs/htp-fidelity.md, "Review (stop 29)".)
 GELU16_CUBICS = np.array([[265407968436528832, 3686356027320, -220661525, 4798],
-                          [287693074833611424, 120770562630, -8425981, 197],
                           [288252500510063224, -10391740208, 1480608, -64]], dtype=np.int64)
-# j = 2: P and Q of G = P + ((Q - P) 2^16 + 2^15) // (Z + 2^16), each (B3 t^3 + B2 t^2 + B1 t + B0) >> 46 as above
-# (the form measured, the cubics fitted to the simulator's gates: docs/htp-fidelity.md, "16-bit Gelu's gate, fourth
-# pass (stop 29)"); superseded by GELU16_PQ2_KNOTS (unused, kept for the record), as is GELU16_CUBICS' row for j = 2
-GELU16_PQ2 = np.array([[194389303635155296, 992187108680, -10035688, 309],
-                       [334368804514537600, 1105132020097, -20107503, 100]], dtype=np.int64)
 
 # j = 2, since the fifth pass: P and Q by linear interpolation between 33 knots per unit (t = 512 k), in Q8,
 # P = (T[k] (512 - f) + T[k + 1] f) >> 17 with k = t >> 9, f = t & 511 (fitted to the simulator's gates by a coordinate
@@ -108,8 +103,8 @@ def gelu16_gate(z: np.ndarray) -> np.ndarray:
     p1 = (c2 * t + (c1 << 16)) >> 16
     r = (p1 * t + (c0 << 16)) >> 16
     g = 2048 + ((z * r + (1 << 15)) >> 16)
-    for k in (1, 3):
-        b0, b1, b2, b3 = (int(v) for v in GELU16_CUBICS[k - 1])
+    for k, row in ((1, 0), (3, 1)):
+        b0, b1, b2, b3 = (int(v) for v in GELU16_CUBICS[row])
         tk = t[j == k]
         g[j == k] = (b3 * tk**3 + b2 * tk**2 + b1 * tk + b0) >> 46
     t2, z2 = t[j == 2], z[j == 2]
@@ -140,7 +135,7 @@ def gelu16_codes(q: np.ndarray, s_in: float, z_in: int, s_out: float, z_out: int
 
 
 def gelu16_table_for(arch: str, arithmetic: str, s_in: float, z_in: int, s_out: float, z_out: int, in_bits: int,
-                     out_bits: int, approximate: str = "none") -> np.ndarray | None:
+                     out_bits: int, *, approximate: str = "none") -> np.ndarray | None:
     """QNN's Gelu on every 16-bit input code (``arithmetic == "qnn"``, v68 or v73, 16-bit codes in and out, the
     erf form), else None (the caller builds exact rounding)."""
     if not (arithmetic == "qnn" and arch in GELU16_ARCHS and in_bits == out_bits == 16 and approximate == "none"

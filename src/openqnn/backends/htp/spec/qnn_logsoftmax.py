@@ -34,10 +34,12 @@ import math
 
 import numpy as np
 
+from openqnn.backends.htp.fixedpoint import bitlen_np, rdbpot_np
 from openqnn.backends.htp.spec.qnn_softmax import exp_step
 
-__all__ = ["ARCHS", "EXP_FRACTION_BITS", "IN_SCALE_BITS", "OUT_RECIP_BITS", "ROUND_LOWER", "diff_multiplier",
-           "exp_table", "logsoftmax_codes", "logsoftmax_consts_for", "truncate_bits"]
+__all__ = ["ARCHS", "EXP_FRACTION_BITS", "IN_SCALE_BITS", "LAM_BITS", "OUT_RECIP_BITS", "ROUND_LOWER",
+           "diff_multiplier", "exp_table", "fixed_log_softmax_np", "fixed_point", "logsoftmax_codes",
+           "logsoftmax_consts_for", "truncate_bits"]
 
 ARCHS = ("v68", "v73")
 IN_SCALE_BITS = 8  # the input scale's significant bits in the difference term (16 with 16-bit codes: docs)
@@ -45,6 +47,7 @@ OUT_RECIP_BITS = 16  # 1 / s_out's significant bits
 EXP_FRACTION_BITS = 30  # the normalizer's exponentials, truncated (15 or more fit alike: module docstring)
 MAX_RATIO = 2.0  # s_in / s_out probed up to here
 ROUND_LOWER = 0.035  # codes: the rounding threshold lowered from 1/2 (fitted, module docstring)
+LAM_BITS = 24  # the kernel's fixed point: log2 of the exponentials' sum in Q24
 
 
 def truncate_bits(x: float, bits: int) -> float:
@@ -53,11 +56,38 @@ def truncate_bits(x: float, bits: int) -> float:
     return math.floor(mant * 2.0**bits) * 2.0 ** (exp - bits)
 
 
-def diff_multiplier(s_in: float, s_out: float) -> float:
+def diff_multiplier(s_in: float, s_out: float, in_scale_bits: int = IN_SCALE_BITS) -> float:
     """``A = T8(s_in) T16(1 / s_out)``: output codes per input code of the difference term (module docstring); the
-    scales as float32, the reciprocal a float32 division."""
+    scales as float32, the reciprocal a float32 division (``in_scale_bits``: 16 for 16-bit codes)."""
     recip = float(np.float32(1.0) / np.float32(s_out))
-    return truncate_bits(float(np.float32(s_in)), IN_SCALE_BITS) * truncate_bits(recip, OUT_RECIP_BITS)
+    return truncate_bits(float(np.float32(s_in)), in_scale_bits) * truncate_bits(recip, OUT_RECIP_BITS)
+
+
+def fixed_point(a_real: float, b_real: float, kmax: int, n: int) -> tuple[int, int, int] | None:
+    """The kernel's fixed point of the difference multiplier ``A`` and the log's ``B``: (``a_fx``, ``b_fx``,
+    ``total``) with ``total`` and ``total - LAM_BITS`` fraction bits, as many as keep ``k A + lam B`` in int64 on rows
+    of ``n`` with differences up to ``kmax`` (at most 30 for ``B``); None where none fits."""
+    bound = 2.0**LAM_BITS * (kmax * a_real + (math.log2(max(n, 1)) + 2) * b_real) + 1.0
+    frac = min(30, math.floor(61 - math.log2(bound)))
+    if frac < 0:
+        return None
+    return round(a_real * 2.0**(frac + LAM_BITS)), round(b_real * 2.0**frac), frac + LAM_BITS
+
+
+def fixed_log_softmax_np(k: np.ndarray, table: np.ndarray, log2_table: np.ndarray, a_fx: int, b_fx: int, total: int,
+                         lower: int, exp_bits: int, axis: int = -1) -> np.ndarray:
+    """The kernel's LogSoftmax in fixed point, numpy, relative to the output's zero point: ``-rdbpot(k A + lam B -
+    lower, total)`` with ``k`` the code differences from the row's maximum, ``lam`` = log2 of the row's sum of
+    ``table[k]`` (in ``exp_bits`` fraction bits) in Q(``LAM_BITS``), its mantissa's log from ``log2_table`` (2^16 + 1
+    entries in Q30, interpolated)."""
+    s = np.sum(table[k], axis=axis, keepdims=True)
+    b = bitlen_np(s) - 1
+    f = (s >> (b - 30)) - (1 << 30)
+    i, r = f >> 14, f & ((1 << 14) - 1)
+    lo = log2_table[i]
+    frac_log = lo + (((log2_table[i + 1] - lo) * r + (1 << 13)) >> 14)
+    lam = ((b - exp_bits) << LAM_BITS) + ((frac_log + (1 << 5)) >> 6)
+    return -rdbpot_np(k * a_fx + lam * b_fx - lower, total)
 
 
 def exp_table(s_in: float, bitwidth: int = 8, fraction_bits: int = 30) -> np.ndarray:

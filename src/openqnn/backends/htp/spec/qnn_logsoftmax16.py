@@ -31,28 +31,25 @@ import math
 
 import numpy as np
 
-from openqnn.backends.htp.fixedpoint import rdbpot_np
 from openqnn.backends.htp.spec.qnn_exp16 import exp16_exponent
-from openqnn.backends.htp.spec.qnn_logsoftmax import truncate_bits
+from openqnn.backends.htp.spec.qnn_logsoftmax import (
+    diff_multiplier,
+    fixed_log_softmax_np,
+    fixed_point,
+    truncate_bits,
+)
 
-__all__ = ["ARCHS", "EXP_BITS", "LAM_BITS", "LN2_Q16", "LS16_EXP_POLY", "LS16_LOG_POLY", "diff_multiplier16",
-           "exp_table16", "fixed_point16", "log2_table16", "logsoftmax16_codes", "logsoftmax16_consts_for"]
+__all__ = ["ARCHS", "EXP_BITS", "LN2_Q16", "LS16_EXP_POLY", "LS16_LOG_POLY", "exp_table16", "fixed_point16",
+           "log2_table16", "logsoftmax16_codes", "logsoftmax16_consts_for"]
 
 ARCHS = ("v68", "v73")
 EXP_BITS = 31  # the exponentials' fixed point (the maximum's 32761.5 / 32768 stays above 2^30)
-LAM_BITS = 24  # log2 of the sum in Q24 (as the 8-bit kernel)
 # 2^-f in Q15 for f in [0, 1): c0 + c1 f + ... (least squares on the simulator's codes; docs)
 LS16_EXP_POLY = (32766.2935, -22626.3395, 7418.31203, -1178.39249, 3.30355859)
 LN2_Q16 = 45426  # ln 2 truncated to 16 bits: the log's multiplier is ln 2 T16(1 / s_out) (fitted -2e-6 off ln 2)
 # the log's correction in log2 units, a polynomial in t = m - 1 (m the sum's mantissa in [1, 2); fitted; its
 # constant, 3e-5, carries the rounding's offset: 0.05-0.2 of a code)
 LS16_LOG_POLY = (3.04210348e-05, 0.000517990119, -0.00398909872, 0.0107130883, -0.0116308636, 0.00440114583)
-
-
-def diff_multiplier16(s_in: float, s_out: float) -> float:
-    """``A = T16(s_in) T16(1 / s_out)`` (the scales as float32, ``1 / s_out`` a float32 division)."""
-    recip = float(np.float32(1.0) / np.float32(s_out))
-    return truncate_bits(float(np.float32(s_in)), 16) * truncate_bits(recip, 16)
 
 
 def exp_table16(s_in: float) -> np.ndarray | None:
@@ -75,34 +72,22 @@ def log2_table16() -> np.ndarray:
     return np.round((np.log2(1.0 + t) + corr) * 2.0**30).astype(np.int64)
 
 
-def fixed_point16(s_in: float, s_out: float, n: int) -> tuple[int, int, int]:
-    """(``a_fx``, ``b_fx``, ``total``): ``A`` and ``B = T16(ln 2) T16(1 / s_out)`` in fixed point with ``total``
-    and ``total - LAM_BITS`` fraction bits (chosen so that nothing overflows int64 on rows of ``n``)."""
-    a_real = diff_multiplier16(s_in, s_out)
+def fixed_point16(s_in: float, s_out: float, n: int) -> tuple[int, int, int] | None:
+    """(``a_fx``, ``b_fx``, ``total``): ``A = T16(s_in) T16(1 / s_out)`` and ``B = T16(ln 2) T16(1 / s_out)`` in the
+    kernel's fixed point (:func:`~openqnn.backends.htp.spec.qnn_logsoftmax.fixed_point`) on rows of ``n``."""
     b_real = LN2_Q16 / 65536.0 * truncate_bits(float(np.float32(1.0) / np.float32(s_out)), 16)
-    bound = 2.0**LAM_BITS * (65535 * a_real + (math.log2(max(n, 1)) + 2) * b_real) + 1.0
-    frac = min(30, math.floor(61 - math.log2(bound)))
-    total = frac + LAM_BITS
-    return round(a_real * 2.0**total), round(b_real * 2.0**frac), total
+    return fixed_point(diff_multiplier(s_in, s_out, 16), b_real, 65535, n)
 
 
 def logsoftmax16_codes(q: np.ndarray, s_in: float, s_out: float, z_out: int) -> np.ndarray:
     """The spec on 16-bit codes ``q`` (last axis) in the kernel's fixed point (module docstring): int64 codes."""
     q = np.asarray(q, dtype=np.int64)
     k = q.max(axis=-1, keepdims=True) - q
-    table, log2t = exp_table16(s_in), log2_table16()
-    if table is None:
-        raise ValueError("LogSoftmax16: the exponent's step is 1 or more")
-    a_fx, b_fx, total = fixed_point16(s_in, s_out, q.shape[-1])
-    s = table[k].sum(axis=-1, keepdims=True)
-    b = np.floor(np.log2(s.astype(np.float64))).astype(np.int64)
-    b = b + (s >> (b + 1) > 0) - (s >> b == 0)  # exact bit length - 1
-    f = (s >> (b - 30)) - (1 << 30)
-    i, r = f >> 14, f & ((1 << 14) - 1)
-    lo = log2t[i]
-    fl = lo + (((log2t[i + 1] - lo) * r + (1 << 13)) >> 14)
-    lam = ((b - EXP_BITS) << LAM_BITS) + ((fl + (1 << 5)) >> 6)
-    return np.clip(z_out - rdbpot_np(k * a_fx + lam * b_fx, total), 0, 65535).astype(np.int64)
+    table, fx = exp_table16(s_in), fixed_point16(s_in, s_out, q.shape[-1])
+    if table is None or fx is None:
+        raise ValueError("LogSoftmax16: the exponent's step is 1 or more, or the encodings are out of the fixed point")
+    out = fixed_log_softmax_np(k, table, log2_table16(), *fx, 0, EXP_BITS)
+    return np.clip(z_out + out, 0, 65535).astype(np.int64)
 
 
 def logsoftmax16_consts_for(arch: str, arithmetic: str, n: int, s_in: float, s_out: float, in_bits: int,
@@ -115,7 +100,7 @@ def logsoftmax16_consts_for(arch: str, arithmetic: str, n: int, s_in: float, s_o
             or beta != 1.0 or not last_axis or not s_in > 0 or not s_out > 0
             or not math.isfinite(float(np.float32(1.0) / np.float32(s_out)))):
         return None
-    table = exp_table16(s_in)
-    if table is None:
+    table, fx = exp_table16(s_in), fixed_point16(s_in, s_out, n)
+    if table is None or fx is None:
         return None
-    return (table, log2_table16(), *fixed_point16(s_in, s_out, n))
+    return (table, log2_table16(), *fx)
