@@ -3,6 +3,8 @@ agree), and an encoding's scale and zero point."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -40,3 +42,17 @@ def check_table_and_fallbacks(g: Graph, arch: str, x: np.ndarray, ref: np.ndarra
     assert (exact != ref).any() and np.abs(exact - ref).max() <= max_diff
     _, v75 = run_step(g, "v75", "qnn", x)
     np.testing.assert_array_equal(v75, exact)
+
+
+def check_rule(g: Graph, arch: str, x: np.ndarray, codes: Callable[..., np.ndarray | None],
+               table_for: Callable[..., np.ndarray | None], max_diff: int) -> None:
+    """A 16-bit rule on ``g``'s one node (input ``x0``, output ``out``) for codes ``x``: its step is the lookup table,
+    whose codes are ``codes(x, s_in, z_in, s_out, z_out)`` both ways, and :func:`check_table_and_fallbacks` with the
+    table ``table_for(s_in, z_in, s_out, z_out)``."""
+    (si, zi), (so, zo) = scale_zero(g.tensors["x0"].encoding), scale_zero(g.tensors["out"].encoding)
+    kernel, ref = run_step(g, arch, "qnn", x)
+    assert kernel == "htp.lut"
+    want = codes(x, si, zi, so, zo)
+    assert want is not None
+    np.testing.assert_array_equal(ref, want)
+    check_table_and_fallbacks(g, arch, x, ref, table_for(si, zi, so, zo), max_diff)

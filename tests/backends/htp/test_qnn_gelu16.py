@@ -8,8 +8,8 @@ import math
 
 import numpy as np
 import pytest
-from lut_steps import check_table_and_fallbacks
-from lut_steps import run_step as _run
+from lut_steps import check_rule
+from lut_steps import scale_zero as _sz
 from test_elementwise import _enc, _graph
 
 from openqnn.backends.htp.spec.qnn_gelu16 import gelu16_codes, gelu16_gate, gelu16_table_for, gelu16_z
@@ -25,17 +25,10 @@ def test_gelu16_is_the_spec(arch: str, lo: float, hi: float, ohi: float) -> None
     shape = (1, 5, 7, 9)
     g = _graph("Gelu", [(shape, _enc(lo, hi, 16), None)], {"approximate": "none"})
     g.tensors["out"].encoding = _enc(-0.2, ohi, 16)
-    ei, eo = g.tensors["x0"].encoding, g.tensors["out"].encoding
-    assert ei is not None and eo is not None
-    si, zi, so, zo = ei.scale[0], -ei.offset[0], eo.scale[0], -eo.offset[0]
+    _, zi = _sz(g.tensors["x0"].encoding)
     x = np.random.default_rng(5).integers(0, N, shape).astype(np.int64)
     x.flat[:3] = (0, zi, N - 1)
-    kernel, ref = _run(g, arch, "qnn", x)
-    assert kernel == "htp.lut"
-    want = gelu16_codes(x, si, zi, so, zo)
-    assert want is not None
-    np.testing.assert_array_equal(ref, want)
-    check_table_and_fallbacks(g, arch, x, ref, gelu16_table_for(arch, "qnn", si, zi, so, zo, 16, 16), 40)
+    check_rule(g, arch, x, gelu16_codes, lambda *enc: gelu16_table_for(arch, "qnn", *enc, 16, 16), 40)
 
 
 def test_gelu16_declines_outside_the_rule() -> None:

@@ -18,9 +18,13 @@ from openqnn.backends.htp.spec.qnn_logsoftmax import diff_multiplier, logsoftmax
 from openqnn.ir.tensor import Encoding
 
 
-def _step(n: int, arch: str, arithmetic: str, s_in: float, s_out: float):
-    g = _graph("LogSoftmax", [((2, 64, n), _enc(-128 * s_in, 127 * s_in, 8), None)], {"axis": -1, "beta": 1.0})
-    g.tensors["out"].encoding = Encoding(8, (s_out,), (-255,))
+def _step(n: int, arch: str, arithmetic: str, s_in: float, s_out: float, bits: int = 8):
+    """A LogSoftmax over rows of ``n`` (2 x 64 rows) and its graph: the input symmetric around the middle code, the
+    output's zero point the top code (outputs are 0 or below)."""
+    half = 1 << (bits - 1)
+    g = _graph("LogSoftmax", [((2, 64, n), _enc(-half * s_in, (half - 1) * s_in, bits), None)],
+               {"axis": -1, "beta": 1.0})
+    g.tensors["out"].encoding = Encoding(bits, (s_out,), (-(2 * half - 1),))
     node = g.nodes[0]
     return HTP_KERNELS["LogSoftmax"](node, HtpBuildContext(g, ARCHS[arch], arithmetic=arithmetic)), g
 

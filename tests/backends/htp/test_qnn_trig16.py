@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from lut_steps import check_table_and_fallbacks
+from lut_steps import check_rule
 from lut_steps import run_step as _run
-from lut_steps import scale_zero as _sz
 from test_elementwise import _enc, _graph
 
 from openqnn.backends.htp.spec.qnn_trig16 import (
@@ -29,12 +28,9 @@ def test_trig16_is_the_spec(arch: str, op: str, lo: float, hi: float, olo: float
     shape = (1, 5, 7, 9)
     g = _graph(f"ElementWise{op}", [(shape, _enc(lo, hi, 16), None)])
     g.tensors["out"].encoding = _enc(olo, ohi, 16)
-    (si, zi), (so, zo) = _sz(g.tensors["x0"].encoding), _sz(g.tensors["out"].encoding)
     x = np.random.default_rng(7).integers(0, 1 << 16, shape).astype(np.int64)
-    kernel, ref = _run(g, arch, "qnn", x)
-    assert kernel == "htp.lut"
-    np.testing.assert_array_equal(ref, trig16_codes(x, op, si, zi, so, zo))
-    check_table_and_fallbacks(g, arch, x, ref, trig16_table_for(f"ElementWise{op}", arch, "qnn", si, zi, so, zo, 16, 16), 8)
+    check_rule(g, arch, x, lambda q, *enc: trig16_codes(q, op, *enc),
+               lambda *enc: trig16_table_for(f"ElementWise{op}", arch, "qnn", *enc, 16, 16), 8)
 
 
 @pytest.mark.parametrize("op", ["Sin", "Cos", "Atan"])
