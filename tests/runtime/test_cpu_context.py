@@ -173,3 +173,116 @@ def test_generator_writes_a_cpu_context(tmp_path: Path) -> None:
         for name in ref:
             got = np.fromfile(tmp_path / "results" / f"Result_{i}" / f"{name}.raw", np.float32)
             np.testing.assert_array_equal(got, ref[name].ravel())
+
+
+def _mixed_model():  # type: ignore[no-untyped-def]
+    """A 3x3 convolution of 8 channels (oneDNN's on several threads, where every convolution then runs on oneDNN), a
+    1x1 convolution and a depthwise one (native on one thread), then a FullyConnected."""
+    rng = np.random.default_rng(7)
+
+    def init(name: str, *shape: int) -> object:
+        return numpy_helper.from_array((0.3 * rng.standard_normal(shape)).astype(np.float32), name)
+
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"]),
+             helper.make_node("Conv", ["c2", "w3", "b3"], ["c3"], pads=[1, 1, 1, 1], group=16),
+             helper.make_node("Flatten", ["c3"], ["f"]),
+             helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1)]
+    inits = [init("w1", 16, 8, 3, 3), init("b1", 16), init("w2", 16, 16, 1, 1), init("w3", 16, 1, 3, 3),
+             init("b3", 16), init("wf", 5, 16 * 36), init("bf", 5)]
+    return make_model(nodes, [("x", F, [1, 8, 6, 6])], [("y", F, [1, 5])], inits)
+
+
+def _mixed_feeds() -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(8)
+    return [{"x": rng.standard_normal((1, 8, 6, 6), dtype=np.float32)} for _ in range(2)]
+
+
+def _native_or_skip() -> None:
+    from openqnn.backends.cpu import native
+
+    if native.library() is None:
+        pytest.skip("the native float32 kernels are not built on this machine")
+
+
+def test_weights_are_kept_as_the_kernels_read_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The native kernels' packed weights are in the context in their stead: opening packs nothing and reads no weight
+    back, and each weight is stored once."""
+    _native_or_skip()
+    from openqnn.backends.cpu import native
+    from openqnn.backends.cpu.kernels import prepared
+
+    graph = openqnn.convert(_mixed_model())
+    json_path, _ = openqnn.save(graph, tmp_path / "model.cpp")
+    want = openqnn.Session(json_path, backend="cpu", num_threads=1)
+    ctx = openqnn.compile(openqnn.load(json_path), "cpu").save(tmp_path / "cpu_context.bin")
+    plans = open_context(ctx).graph().steps
+    held = {name for p in plans for name in p.arrays}
+    sources = {t: s for p in plans for t, s in p.attrs.get("prepared", {}).get("sources", {}).items()}
+    assert {"w2", "w3", "b3", "wf", "bf"} == set(sources) and not held & set(sources)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("weights laid out again while opening a context")
+
+    monkeypatch.setattr(native, "pack", refuse)
+    monkeypatch.setattr(prepared, "read_source", refuse)
+    from openqnn.backends.cpu.kernels import registry
+
+    monkeypatch.setattr(registry, "read_source", refuse)
+    got = openqnn.Session(ctx, num_threads=1)
+    for f in _mixed_feeds():
+        w, g = want.run(f), got.run(f)
+        assert np.array_equal(g["y"], w["y"])
+
+
+def test_weights_read_back_for_another_layout_or_kernel(tmp_path: Path) -> None:
+    """A context whose panels this machine's kernels do not read (another panel width: renamed here), or opened on
+    two threads (oneDNN's convolutions, which take the weights as the model has them), reads its weights back from the
+    stored operands exactly: the same bits as preparing the _net.json there."""
+    _native_or_skip()
+    from openqnn.backends.cpu import native
+
+    graph = openqnn.convert(_mixed_model())
+    json_path, _ = openqnn.save(graph, tmp_path / "model.cpp")
+    ctx = openqnn.compile(openqnn.load(json_path), "cpu").save(tmp_path / "cpu_context.bin")
+    prepared = open_context(ctx).graph()
+    width = f"sgemm{native.panel_width()}:"
+
+    def other(plan):  # type: ignore[no-untyped-def]
+        doc = plan.attrs.get("prepared")
+        if doc is None:
+            return plan
+        rename = {n: n.replace(width, "sgemm999:") for n in doc["arrays"]}
+        sources = {t: {**s, "of": rename[s["of"]]} for t, s in doc["sources"].items()}
+        return replace(plan, attrs={**plan.attrs, "prepared": {"arrays": sorted(rename.values()), "sources": sources}},
+                       arrays={rename.get(k, k): v for k, v in plan.arrays.items()})
+
+    assert any(width in n for p in prepared.steps for n in p.arrays)
+    moved = Plan.from_plans(prepared.io, [other(p) for p in prepared.steps])
+    want = Plan(openqnn.load(json_path))
+    for f in _mixed_feeds():
+        x = want.to_torch_inputs(f)
+        assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(want.run_torch(x), moved.run_torch(x)))
+    two = openqnn.Session(ctx, num_threads=2)
+    assert any(path == "onednn" for _, path in two._exe.paths)  # type: ignore[attr-defined]
+    ref = openqnn.Session(json_path, backend="cpu", num_threads=2)
+    for f in _mixed_feeds():
+        assert np.array_equal(two.run(f)["y"], ref.run(f)["y"])
+
+
+def test_read_source_undoes_the_layouts() -> None:
+    from openqnn.backends.cpu.kernels.prepared import read_source
+
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((7, 19)).astype(np.float32)  # [k, n]: 19 columns in panels of 8
+    panels = np.zeros((3, 7, 8), np.float32)
+    for j in range(3):
+        cols = w[:, 8 * j:8 * j + 8]
+        panels[j, :, :cols.shape[1]] = cols
+    flat = {"p": panels.reshape(-1)}
+    assert np.array_equal(read_source({"of": "p", "panels": [7, 8], "cols": [0, 19]}, flat, (7, 19)), w)
+    assert np.array_equal(read_source({"of": "p", "panels": [7, 8], "cols": [4, 11], "transposed": True}, flat,
+                                      (7, 7)), w[:, 4:11].T)
+    with pytest.raises(ValueError):
+        read_source({"of": "p", "panels": [5, 8]}, flat, (7, 19))

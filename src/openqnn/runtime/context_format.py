@@ -202,8 +202,10 @@ def write_context(path: str | os.PathLike[str], *, backend: str, arch: str | Non
         raise ContextError(f"{path}: a plan is not a JSON document ({type(e).__name__}: {e}); plans hold JSON "
                            "values only, arrays go in `arrays` and the plan names them") from None
 
-    # the safetensors block: biggest items first so every array is aligned to its item size
-    order = sorted(stored.items(), key=lambda kv: (-kv[1].dtype.itemsize, kv[0]))
+    # the safetensors block (its data starts 64-byte aligned, and holds no gaps): first the arrays whose size is a
+    # multiple of 64 bytes, so each of them starts 64-byte aligned (the native kernels' packed weights, read in place
+    # with AVX-512 loads), then the others by item size, biggest first, so every array is aligned to its item size
+    order = sorted(stored.items(), key=lambda kv: (kv[1].nbytes % 64 != 0, -kv[1].dtype.itemsize, kv[0]))
     st_header: dict[str, Any] = {}
     end = 0
     for key, a in order:

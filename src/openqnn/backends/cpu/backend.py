@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from openqnn.backends.cpu.config import SPEC, CpuConfig
 from openqnn.backends.cpu.kernels import BuildContext, Unsupported
 from openqnn.backends.cpu.plan import Plan
-from openqnn.backends.cpu.steps import build_step, check_round_trip, plan_steps
+from openqnn.backends.cpu.steps import build_step, check_round_trip, plan_steps, with_prepared
 from openqnn.backends.partition import PlacementConfig
 from openqnn.backends.plan import PreparedGraph, io_graph
 from openqnn.backends.settings import Capabilities
@@ -44,8 +46,9 @@ class CpuBackend:
         a node no kernel runs, fails now (naming it), never on save or open."""
         prepared = PreparedGraph(self.name, None, io_graph(graph), tuple(plan_steps(graph)))
         check_round_trip(graph, prepared.steps)
-        Plan.from_plans(prepared.io, prepared.steps, "cpu")
-        return prepared
+        bound = Plan.from_plans(prepared.io, prepared.steps, "cpu", record=True)
+        # the weights the native kernels read, laid out as this machine's kernels read them: kept in the plan
+        return replace(prepared, steps=tuple(with_prepared(p, *made) for p, made in zip(prepared.steps, bound.made)))
 
     def bind(self, prepared: PreparedGraph) -> Plan:
         """The executable of a prepared graph (one read from a context binary): binding only."""

@@ -27,7 +27,13 @@ import torch.nn.functional as F
 
 from openqnn.backends.cpu import native
 from openqnn.backends.cpu.kernels import KERNELS, BuildContext, Step
-from openqnn.backends.cpu.kernels.conv import Epilogue, build_conv2d, native_ok
+from openqnn.backends.cpu.kernels.conv import (
+    Epilogue,
+    build_conv2d,
+    depthwise_operands,
+    gemm_panels,
+    native_ok,
+)
 from openqnn.backends.cpu.kernels.linear import (
     build_fully_connected,
     build_fully_connected_siblings,
@@ -576,18 +582,15 @@ class PointwiseDepthwise:
     def build(self, ctx: BuildContext) -> Step:
         pw, pw_clamp, dw, clamp = self.parts()
         if native_ok(ctx, pw.inputs[0]):
-            def static(node: Node, i: int) -> torch.Tensor | None:
-                return ctx.static(node.inputs[i]) if len(node.inputs) > i and node.inputs[i] else None
-
             n, h, w, cin = ctx.shape(pw.inputs[0])
             kh, kw, _, ce = ctx.shape(dw.inputs[1])
             (pt, _), (pl, _) = dw.attrs["pad_amount"]
             (sh, sw), oshape = dw.attrs["stride"], ctx.graph.tensors[dw.outputs[0]].shape
-            pw_w, dw_w = static(pw, 1), static(dw, 1)
-            assert pw_w is not None and dw_w is not None
-            fused = native.PointwiseDepthwise(pw_w.reshape(cin, ce).t(), static(pw, 2), pw_clamp, dw_w[:, :, 0, :],
-                                              static(dw, 2), (n, h, w, ce, kh, kw, sh, sw, 1, 1, pt, pl, oshape[1],
-                                                              oshape[2]), clamp)
+            bias = [node.inputs[2] if len(node.inputs) > 2 else "" for node in (pw, dw)]
+            dw_w, dw_b = depthwise_operands(ctx, dw.inputs[1], bias[1])
+            fused = native.PointwiseDepthwise.of_panels(gemm_panels(ctx, pw.inputs[1], bias[0], cin), cin, pw_clamp,
+                                                        dw_w, dw_b, (n, h, w, ce, kh, kw, sh, sw, 1, 1, pt, pl,
+                                                                     oshape[1], oshape[2]), clamp)
             step = Step(fused.run, [pw.inputs[0]], path="native")
         else:
             first = build_conv2d(pw, ctx, Epilogue(clamp=pw_clamp))

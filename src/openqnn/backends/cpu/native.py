@@ -26,7 +26,8 @@ import torch
 
 from openqnn.backends import native as shared
 
-__all__ = ["Attention", "Conv", "Depthwise", "Gemm", "LayerNorm", "PointwiseDepthwise", "RowSum", "float_isa", "library"]
+__all__ = ["Attention", "Conv", "Depthwise", "Gemm", "LayerNorm", "Panels", "PointwiseDepthwise", "RowSum", "float_isa",
+           "library", "pack", "panel_width"]
 
 _P, _L, _F = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
 _F32 = torch.float32
@@ -127,11 +128,24 @@ def _bounds(clamp: tuple[float, float] | None) -> tuple[float, float, int]:
 _ACTS = {"": 0, "gelu": 1, "gelu_tanh": 2}
 
 
-def _pack(lib: ctypes.CDLL, w: torch.Tensor, b: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights [n, k] packed for float.c's GEMM (panels of columns of the [k, n] transpose), and the bias padded
-    to the panels' width (zeros where None)."""
-    n, k = w.shape
-    wkn = w.detach().to(torch.float32).t().contiguous()
+def panel_width() -> int:
+    """The columns per panel of :func:`pack`'s layout on this machine (the kernels' vector width twice: 32 with
+    AVX-512, 16 with AVX2, 8 portable); 0 where the kernels are not available."""
+    lib = library()
+    return 0 if lib is None else int(lib.sgemm_pack_size(1, 1))
+
+
+Panels = tuple[torch.Tensor, torch.Tensor]  # pack()'s weights and padded bias
+
+
+def pack(w_kn: torch.Tensor, b: torch.Tensor | None) -> Panels:
+    """Weights ``w_kn`` [k, n] packed for float.c's GEMM (panels of :func:`panel_width` columns, each k rows), and the
+    bias padded to the panels' width (zeros where None): the layout this machine's kernels read, made once at
+    prepare (a cpu context binary keeps it)."""
+    lib = library()
+    assert lib is not None and w_kn.dim() == 2
+    k, n = w_kn.shape
+    wkn = w_kn.detach().to(torch.float32).contiguous()
     size = lib.sgemm_pack_size(k, n)
     packed = torch.empty(size, dtype=torch.float32)
     lib.sgemm_pack(wkn.data_ptr(), k, n, packed.data_ptr())
@@ -141,16 +155,34 @@ def _pack(lib: ctypes.CDLL, w: torch.Tensor, b: torch.Tensor | None) -> tuple[to
     return packed, bias
 
 
+def _check_panels(lib: ctypes.CDLL, panels: Panels, k: int, n: int) -> Panels:
+    packed, bias = panels
+    assert packed.dtype == bias.dtype == _F32 and packed.numel() == lib.sgemm_pack_size(k, n) and bias.numel() >= n
+    return panels
+
+
 class Gemm:
     """``y = clamp(act(x @ w.T + b) + add, lo, hi)``: ``w`` [n, k] float32 (FullyConnected's layout), ``b`` [n] or
     None, ``clamp`` (lo, hi) or None, ``act`` "" or a GELU ("gelu": erf, "gelu_tanh"); x is rows of k floats."""
 
     def __init__(self, w: torch.Tensor, b: torch.Tensor | None, clamp: tuple[float, float] | None = None,
                  act: str = ""):
+        assert w.dim() == 2
+        self._setup(pack(w.t(), b), w.shape[1], w.shape[0], clamp, act)
+
+    @classmethod
+    def of_panels(cls, panels: Panels, k: int, n: int, clamp: tuple[float, float] | None = None,
+                  act: str = "") -> Gemm:
+        """The GEMM of weights [k, n] :func:`pack` laid out already (``panels``)."""
+        self = cls.__new__(cls)
+        self._setup(panels, k, n, clamp, act)
+        return self
+
+    def _setup(self, panels: Panels, k: int, n: int, clamp: tuple[float, float] | None, act: str) -> None:
         lib = library()
-        assert lib is not None and w.dim() == 2
-        self.n, self.k = w.shape
-        self.packed, self.bias = _pack(lib, w, b)
+        assert lib is not None
+        self.n, self.k = n, k
+        self.packed, self.bias = _check_panels(lib, panels, k, n)
         self.lo, self.hi, self.clamp = _bounds(clamp)
         self.act = _ACTS[act]
         self.plan = _GemmPlan(self.packed.data_ptr(), self.bias.data_ptr(), self.k, self.n, self.lo, self.hi,
@@ -237,12 +269,22 @@ class Conv(_ImageKernel):
 
     def __init__(self, w: torch.Tensor, b: torch.Tensor | None, geo: Sequence[int],
                  clamp: tuple[float, float] | None = None):
+        assert w.dim() == 4 and tuple(w.shape[1:]) == (geo[4], geo[5], geo[3])
+        self._setup(pack(w.reshape(w.shape[0], -1).t(), b), w.shape[0], geo, clamp)
+
+    @classmethod
+    def of_panels(cls, panels: Panels, cout: int, geo: Sequence[int], clamp: tuple[float, float] | None = None) -> Conv:
+        """The convolution of :func:`pack`'s panels of the weights as [kh * kw * cin, cout] rows (the IR's layout)."""
+        self = cls.__new__(cls)
+        self._setup(panels, cout, geo, clamp)
+        return self
+
+    def _setup(self, panels: Panels, cout: int, geo: Sequence[int], clamp: tuple[float, float] | None) -> None:
         lib = library()
-        assert lib is not None and w.dim() == 4 and len(geo) == 14
+        assert lib is not None and len(geo) == 14
         self.geo = _Geo(*geo)
-        self.n, kh, kw, cin = w.shape
-        assert (self.geo.kh, self.geo.kw, self.geo.c) == (kh, kw, cin)
-        self.packed, self.bias = _pack(lib, w.reshape(self.n, kh * kw * cin), b)
+        self.n = cout
+        self.packed, self.bias = _check_panels(lib, panels, self.geo.kh * self.geo.kw * self.geo.c, cout)
         self.out_shape = (self.geo.n, self.geo.oh, self.geo.ow, self.n)
         self.lo, self.hi, self.clamp = _bounds(clamp)
         self.fn = lib.conv_f32
@@ -264,9 +306,23 @@ class PointwiseDepthwise(_ImageKernel):
     def __init__(self, pw: torch.Tensor, pw_b: torch.Tensor | None, pw_clamp: tuple[float, float] | None,
                  dw: torch.Tensor, dw_b: torch.Tensor | None, geo: Sequence[int],
                  clamp: tuple[float, float] | None = None):
+        assert pw.dim() == 2
+        self._setup(Gemm(pw, pw_b, pw_clamp), dw, dw_b, geo, clamp)
+
+    @classmethod
+    def of_panels(cls, pw: Panels, cin: int, pw_clamp: tuple[float, float] | None, dw: torch.Tensor,
+                  dw_b: torch.Tensor | None, geo: Sequence[int], clamp: tuple[float, float] | None = None
+                  ) -> PointwiseDepthwise:
+        """The fused pair with the 1x1 weights [cin, ce] as :func:`pack`'s panels (``pw``, its bias in them)."""
+        self = cls.__new__(cls)
+        self._setup(Gemm.of_panels(pw, cin, geo[3], pw_clamp), dw, dw_b, geo, clamp)
+        return self
+
+    def _setup(self, expand: Gemm, dw: torch.Tensor, dw_b: torch.Tensor | None, geo: Sequence[int],
+               clamp: tuple[float, float] | None) -> None:
         lib = library()
-        assert lib is not None and pw.dim() == 2 and dw.dim() == 3 and len(geo) == 14
-        self.expand = Gemm(pw, pw_b, pw_clamp)  # its packing and padded bias
+        assert lib is not None and dw.dim() == 3 and len(geo) == 14
+        self.expand = expand  # its packing and padded bias
         self.dw = Depthwise(dw, dw_b, geo, clamp)
         assert self.dw.geo.dh == self.dw.geo.dw == 1 and self.expand.n == self.dw.geo.c
         e, d = self.expand, self.dw

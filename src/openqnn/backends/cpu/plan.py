@@ -81,16 +81,17 @@ class Plan:
     @classmethod
     def from_plans(cls, io: Graph, steps: Sequence[StepPlan], device: torch.device | str = "cpu",
                    float_dtype: torch.dtype | None = None, backend_name: str = "cpu",
-                   keep_fp32: Collection[str] = ()) -> Plan:
+                   keep_fp32: Collection[str] = (), record: bool = False) -> Plan:
         """The plan of cpu step plans (:func:`~openqnn.backends.cpu.steps.plan_steps`, e.g. read from a context
-        binary) over ``io`` (a graph holding at least the inputs and outputs): binding only, nothing analysed."""
+        binary) over ``io`` (a graph holding at least the inputs and outputs): binding only, nothing analysed.
+        ``record``: :attr:`made` gets the operands each step laid out (packed weights), in the steps' order."""
         plan = cls.__new__(cls)
-        plan._bind(io, steps, device, float_dtype, backend_name, keep_fp32=keep_fp32)
+        plan._bind(io, steps, device, float_dtype, backend_name, keep_fp32=keep_fp32, record=record)
         return plan
 
     def _bind(self, graph: Graph, plans: Sequence[StepPlan], device: torch.device | str,
               float_dtype: torch.dtype | None, backend_name: str, source: Graph | None = None,
-              keep_fp32: Collection[str] = ()) -> None:
+              keep_fp32: Collection[str] = (), record: bool = False) -> None:
         """Build every step's kernel. Each step's nodes and tensors are read back from its plan, or, with
         ``source`` (the graph the plans were just made from), taken from it as they are: no need to read back
         what is at hand (:func:`~openqnn.backends.cpu.steps.check_round_trip` checks that both are the same)."""
@@ -116,10 +117,16 @@ class Plan:
         # convolutions need oneDNN keeps oneDNN throughout; the others run native, and PyTorch's few ops in
         # them on one thread (run_torch).
         self._threads = torch.get_num_threads()  # the backend's num_threads, set before binding
-        mixed = self._threads > 1 and any(_needs_onednn(n, c) for _, _, nodes, c in read for n in nodes)
+        # (recording lays out what the native kernels read: a plan binds them on one thread, and on any number where
+        # no convolution needs oneDNN)
+        mixed = not record and self._threads > 1 and any(_needs_onednn(n, c) for _, _, nodes, c in read for n in nodes)
         steps, ctxs = [], []
+        self.made: list[tuple[dict[str, np.ndarray], dict[str, Any]]] = []
         for p, wide, nodes, ctx in read:
             ctx.native = not mixed
+            if record:
+                ctx.made = {}
+                self.made.append((ctx.made, ctx.made_sources))
             try:
                 step = bind_step(p, nodes, ctx)
                 if wide:

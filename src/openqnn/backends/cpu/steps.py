@@ -9,6 +9,8 @@ turns one back into a kernel call without analysing the graph again::
     attrs    {"graph": {"tensors": [...], "nodes": [...]},  the step's nodes and every tensor they touch, in
               "epilogue": {"add": "r", "clamp": [0, inf]}}  the _net.json's form (+ "name"); cpu.fused: epilogue
     arrays   {tensor name: data} of the static inputs       (raw; encoded ones are fake-quantized on bind)
+             and the prepared operands attrs["prepared"]    (the native kernels' packed weights: binding takes
+             names, which replace the tensors they hold       them as they are; see kernels/prepared.py)
 
 A binder reads that fragment of the graph back and calls the kernel builders, so a step read from a file
 runs the very code a freshly prepared one does (:class:`~openqnn.backends.cpu.plan.Plan` binds both).
@@ -17,8 +19,10 @@ runs the very code a freshly prepared one does (:class:`~openqnn.backends.cpu.pl
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from openqnn.backends.cpu.fusion import (
@@ -46,7 +50,7 @@ from openqnn.serialization.netjson import (
 )
 
 __all__ = ["BINDERS", "bind_step", "binder", "build_step", "check_round_trip", "plan_node", "plan_steps", "read_step",
-           "simulates_quantization", "step_nodes"]
+           "simulates_quantization", "step_nodes", "with_prepared"]
 
 _REMEDY = "prepare the context again with qnn-context-binary-generator (this openqnn writes cpu steps it can read)"
 
@@ -222,12 +226,53 @@ def step_nodes(plan: StepPlan) -> list[str]:
 def read_step(plan: StepPlan, device: torch.device | str = "cpu", float_dtype: torch.dtype | None = None
               ) -> tuple[list[Node], BuildContext]:
     """A step plan's nodes and a build context over its fragment of the graph (the tensors they touch, static
-    data from the plan's arrays), read back from the plan as a context holds it; checked as a _net.json is."""
+    data from the plan's arrays) holding the step's prepared operands, read back from the plan as a context holds
+    it; checked as a _net.json is."""
     graph = plan.attrs.get("graph")
     if isinstance(graph, dict) and "nodes" in graph:
         graph = {**graph, "nodes": from_json_safe(graph["nodes"])}
-    fragment = nodes_from_json(graph, plan.arrays, f"cpu step '{plan.node}'", _REMEDY)
-    return list(fragment.nodes), BuildContext(fragment, device, float_dtype)
+    arrays, stored, sources = _prepared(plan)
+    stand_ins = {}
+    tensors = graph.get("tensors") if isinstance(graph, dict) and sources else None
+    declared = {t.get("name"): t for t in tensors if isinstance(t, dict)} if isinstance(tensors, list) else {}
+    for name in sources:  # held only as a prepared operand: read back where asked for (BuildContext.static_np)
+        dims = declared[name].get("dims") if name in declared else None
+        if not isinstance(dims, list) or not all(isinstance(d, int) and d >= 0 for d in dims):
+            raise ContextError(f"step '{plan.node}': prepared operand source '{name}' is none of its tensors; {_REMEDY}")
+        stand_ins[name] = np.broadcast_to(np.zeros((), np.float32), dims)  # (its type and shape: no data)
+    fragment = nodes_from_json(graph, {**arrays, **stand_ins} if stand_ins else arrays, f"cpu step '{plan.node}'",
+                               _REMEDY)
+    return list(fragment.nodes), BuildContext(fragment, device, float_dtype, stored, sources)
+
+
+def _prepared(plan: StepPlan) -> tuple[Mapping[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
+    """A step plan's static tensors' arrays, its prepared operands and the sources read back from them (the
+    module docstring of :mod:`openqnn.backends.cpu.kernels.prepared`)."""
+    doc = plan.attrs.get("prepared")
+    if doc is None:
+        return plan.arrays, {}, {}
+    names = doc.get("arrays") if isinstance(doc, dict) else None
+    sources = doc.get("sources", {}) if isinstance(doc, dict) else None
+    if (not isinstance(names, list) or not all(isinstance(n, str) and n in plan.arrays for n in names)
+            or not isinstance(sources, dict)
+            or not all(isinstance(s, dict) and s.get("of") in names for s in sources.values())):
+        raise ContextError(f"step '{plan.node}': its prepared operands are not its arrays' names with the sources "
+                           f"read back from them; {_REMEDY}")
+    return ({k: v for k, v in plan.arrays.items() if k not in names}, {n: plan.arrays[n] for n in names},
+            dict(sources))
+
+
+def with_prepared(plan: StepPlan, made: Mapping[str, np.ndarray], sources: Mapping[str, Any]) -> StepPlan:
+    """``plan`` holding the operands its binding laid out (:meth:`BuildContext.prepared`), so that binding it again
+    (a context binary) takes them as they are; the static tensors they hold exactly (``sources``) it then keeps
+    only in them. An operand named as one of its tensors is left out (laid out again on binding)."""
+    made = {k: v for k, v in made.items() if k not in plan.arrays}
+    if not made:
+        return plan
+    sources = {t: s for t, s in sources.items() if s["of"] in made}
+    arrays = {k: v for k, v in plan.arrays.items() if k not in sources}
+    return replace(plan, attrs={**plan.attrs, "prepared": {"arrays": sorted(made), "sources": dict(sources)}},
+                   arrays={**arrays, **made})
 
 
 def bind_step(plan: StepPlan, nodes: list[Node], ctx: BuildContext) -> Step:

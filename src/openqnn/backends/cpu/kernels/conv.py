@@ -23,6 +23,7 @@ from openqnn.backends.cpu.kernels.registry import (
     BuildContext,
     KernelFn,
     LayerOperands,
+    Source,
     Step,
     Unsupported,
     kernel,
@@ -139,16 +140,14 @@ def build_conv2d(node: Node, ctx: BuildContext, epilogue: Epilogue = NO_EPILOGUE
     stride, dilation = tuple(node.attrs["stride"]), tuple(node.attrs["dilation"])
     groups = ctx.shape(x_name)[3] if node.op_type == "DepthWiseConv2d" else node.attrs["group"]
     padding, explicit = _padding(node)
+    if ctx.is_static(w_name) and (not b_name or ctx.is_static(b_name)) and native_ok(ctx, x_name):
+        fast = _native_conv(node, ctx, epilogue)
+        if fast is not None:
+            return Step(fast[0], [x_name] + ([epilogue.add] if epilogue.add else []), path="native", over=fast[1])
     # [kh, kw, cin/g, cout] -> [cout, cin/g, kh, kw]
     ops = LayerOperands.of(ctx, w_name, b_name, lambda t: t.permute(3, 2, 0, 1).contiguous(
         memory_format=torch.channels_last))
     runtime = [x_name, *ops.runtime] + ([epilogue.add] if epilogue.add else [])
-
-    if ops.static and native_ok(ctx, x_name):
-        assert ops.w is not None
-        fast = _native_conv(node, ctx, ops.w, ops.b, groups, epilogue)
-        if fast is not None:
-            return Step(fast[0], runtime, path="native", over=fast[1])
     if ops.static and mkldnn_ok(ctx) and ctx.dtype(x_name) is DType.FLOAT_32:
         assert ops.w is not None
         n, h, w, c = ctx.shape(x_name)
@@ -171,28 +170,60 @@ def build_conv2d(node: Node, ctx: BuildContext, epilogue: Epilogue = NO_EPILOGUE
     return Step(run, runtime)
 
 
-def _native_conv(node: Node, ctx: BuildContext, w: torch.Tensor, b: torch.Tensor | None, groups: int,
-                 epilogue: Epilogue) -> tuple[KernelFn, KernelFn | None] | None:
-    """The native float32 kernel of a convolution :func:`native_conv` names, epilogue fused, and with a residual
-    add its form writing over the residual (the step's ``over``); None for the others."""
+def _native_conv(node: Node, ctx: BuildContext, epilogue: Epilogue) -> tuple[KernelFn, KernelFn | None] | None:
+    """The native float32 kernel of a convolution with static weights that :func:`native_conv` names, epilogue fused,
+    and with a residual add its form writing over the residual (the step's ``over``); None for the others. Its
+    weights are laid out once (:meth:`~BuildContext.prepared`: a context binary keeps them)."""
     n, h, wd, c = ctx.shape(node.inputs[0])
+    w_name, b_name = node.inputs[1], node.inputs[2] if len(node.inputs) > 2 else ""
+    kh, kw, _, cout = ctx.shape(w_name)
     out_shape = ctx.graph.tensors[node.outputs[0]].shape
-    cout, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     (pt, _), (pl, _) = node.attrs["pad_amount"]
     (sh, sw), (dh, dw) = node.attrs["stride"], node.attrs["dilation"]
     geo = (n, h, wd, c, kh, kw, sh, sw, dh, dw, pt, pl, out_shape[1], out_shape[2])
     kind = native_conv(node, ctx)
     add = bool(epilogue.add)
     if kind == "depthwise":
-        dw = native.Depthwise(w[:, 0].permute(1, 2, 0), b, geo, epilogue.clamp)
-        return dw.run, dw.run_over if add else None  # (x) or (x, other)
-    if kind == "gemm":
-        gemm = native.Gemm(w.reshape(cout, c), b, epilogue.clamp)
-        return gemm.step(out_shape, add=add), gemm.step_over(out_shape) if add else None
-    if kind == "conv":
-        conv = native.Conv(w.permute(0, 2, 3, 1), b, geo, epilogue.clamp)
+        w, b = depthwise_operands(ctx, w_name, b_name)
+        dwk = native.Depthwise(w, b, geo, epilogue.clamp)
+        return dwk.run, dwk.run_over if add else None  # (x) or (x, other)
+    if kind in ("gemm", "conv"):
+        panels = gemm_panels(ctx, w_name, b_name, kh * kw * c)
+        if kind == "gemm":
+            gemm = native.Gemm.of_panels(panels, c, cout, epilogue.clamp)
+            return gemm.step(out_shape, add=add), gemm.step_over(out_shape) if add else None
+        conv = native.Conv.of_panels(panels, cout, geo, epilogue.clamp)
         return conv.run, conv.run_over if add else None
     return None
+
+
+def gemm_panels(ctx: BuildContext, w_name: str, b_name: str, k: int, transposed: bool = False) -> native.Panels:
+    """The static weight ``w_name`` as the native GEMM's panels (:func:`native.pack`) of its [k, n] rows (the IR's
+    convolution weight [kh, kw, cin, cout] read as [kh * kw * cin, cout]; ``transposed``: a FullyConnected weight
+    [n, k]), with the bias ``b_name`` ("" for none) padded in; laid out once (:meth:`~BuildContext.prepared`)."""
+    nr, n = native.panel_width(), ctx.graph.tensors[w_name].size // k
+
+    def make() -> tuple[torch.Tensor, ...]:
+        w = ctx.static(w_name)
+        w = w.reshape(-1, k).t() if transposed else w.reshape(k, -1)
+        return native.pack(w, ctx.static(b_name) if b_name else None)
+
+    sources = [Source(w_name, 0, (k, nr), (0, n), transposed)] + ([Source(b_name, 1, cols=(0, n))] if b_name else [])
+    packed, bias = ctx.prepared(f"sgemm{nr}:{len(w_name)}:{w_name}:{b_name}", make, sources)
+    return packed, bias
+
+
+def depthwise_operands(ctx: BuildContext, w_name: str, b_name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A static depthwise weight (the IR's [kh, kw, 1, c]) as the native kernel's [kh, kw, c] and its bias (zeros for
+    none), laid out once (:meth:`~BuildContext.prepared`)."""
+    def make() -> tuple[torch.Tensor, ...]:
+        w = ctx.static(w_name)
+        b = ctx.static(b_name).to(torch.float32) if b_name else torch.zeros(w.shape[3])
+        return w[:, :, 0, :].to(torch.float32).contiguous(), b.contiguous()
+
+    sources = [Source(w_name, 0)] + ([Source(b_name, 1)] if b_name else [])
+    w, b = ctx.prepared(f"dw:{len(w_name)}:{w_name}:{b_name}", make, sources)
+    return w, b
 
 
 def _mkldnn_conv(packed: torch.Tensor, bias: torch.Tensor | None, args: tuple, explicit: tuple | None,

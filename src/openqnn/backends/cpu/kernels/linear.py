@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from openqnn.backends.cpu import native
-from openqnn.backends.cpu.kernels.conv import NO_EPILOGUE, Epilogue, mkldnn_ok, native_ok
-from openqnn.backends.cpu.kernels.registry import BuildContext, LayerOperands, Step, kernel
+from openqnn.backends.cpu.kernels.conv import NO_EPILOGUE, Epilogue, gemm_panels, mkldnn_ok, native_ok
+from openqnn.backends.cpu.kernels.registry import BuildContext, LayerOperands, Source, Step, kernel
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Node
 
@@ -34,13 +34,16 @@ def build_fully_connected(node: Node, ctx: BuildContext, epilogue: Epilogue = NO
     x_name, w_name = node.inputs[0], node.inputs[1]
     b_name = node.inputs[2] if len(node.inputs) > 2 else ""
     out_shape = ctx.graph.tensors[node.outputs[0]].shape
+    if (ctx.is_static(w_name) and (not b_name or ctx.is_static(b_name)) and native_ok(ctx, x_name)
+            and ctx.dtype(w_name) is DType.FLOAT_32):
+        n, k = ctx.shape(w_name)
+        gemm = native.Gemm.of_panels(gemm_panels(ctx, w_name, b_name, k, transposed=True), k, n, epilogue.clamp,
+                                     epilogue.act)
+        return Step(gemm.step(out_shape, add=bool(epilogue.add)), [x_name] + ([epilogue.add] if epilogue.add else []),
+                    path="native", over=gemm.step_over(out_shape) if epilogue.add else None)
     ops = LayerOperands.of(ctx, w_name, b_name)
     runtime = [x_name, *ops.runtime] + ([epilogue.add] if epilogue.add else [])
     rows = math.prod(out_shape[:-1])
-    if ops.static and ops.w is not None and native_ok(ctx, x_name) and ctx.dtype(w_name) is DType.FLOAT_32:
-        gemm = native.Gemm(ops.w, ops.b, epilogue.clamp, epilogue.act)
-        return Step(gemm.step(out_shape, add=bool(epilogue.add)), runtime, path="native",
-                    over=gemm.step_over(out_shape) if epilogue.add else None)
     if ops.static and ops.w is not None and _use_mkldnn(ctx, x_name, rows, *ops.w.shape[::-1]):
         return Step(_mkldnn_linear(ops.w, ops.b, rows, out_shape, epilogue), runtime, path="onednn")
 
@@ -93,17 +96,35 @@ def build_fully_connected_siblings(nodes: list[Node], ctx: BuildContext) -> Step
     Every output element is the same dot product as in its own node; the call overhead is paid once.
     """
     x_name = nodes[0].inputs[0]
-    ws = [ctx.static(n.inputs[1]) for n in nodes]
-    bs = [ctx.static(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] else torch.zeros(w.shape[0], dtype=w.dtype)
-          for n, w in zip(nodes, ws)]
-    w, b = torch.cat(ws), torch.cat(bs)
-    sizes = [t.shape[0] for t in ws]
+
+    def stack() -> tuple[torch.Tensor, torch.Tensor]:
+        ws = [ctx.static(n.inputs[1]) for n in nodes]
+        bs = [ctx.static(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] else torch.zeros(w.shape[0], dtype=w.dtype)
+              for n, w in zip(nodes, ws)]
+        return torch.cat(ws), torch.cat(bs)
+
+    sizes = [ctx.shape(n.inputs[1])[0] for n in nodes]
     shapes = [ctx.graph.tensors[n.outputs[0]].shape for n in nodes]
-    rows, k = math.prod(shapes[0][:-1]), w.shape[1]
-    path = "native" if native_ok(ctx, x_name) else "onednn" if _use_mkldnn(ctx, x_name, rows, k, w.shape[0]) else ""
+    units, k = sum(sizes), ctx.shape(nodes[0].inputs[1])[1]
+    rows = math.prod(shapes[0][:-1])
+    path = "native" if native_ok(ctx, x_name) else "onednn" if _use_mkldnn(ctx, x_name, rows, k, units) else ""
     if path == "native":
-        stacked = native.Gemm(w, b)
-        out_shape = (*shapes[0][:-1], w.shape[0])
+        def make() -> tuple[torch.Tensor, ...]:
+            w, b = stack()
+            return native.pack(w.t(), b)
+
+        nr, at = native.panel_width(), 0
+        names: list[str] = []
+        sources: list[Source] = []
+        for node, size in zip(nodes, sizes):
+            names += node.inputs[1:3]
+            sources.append(Source(node.inputs[1], 0, (k, nr), (at, at + size), transposed=True))
+            if len(node.inputs) > 2 and node.inputs[2]:
+                sources.append(Source(node.inputs[2], 1, cols=(at, at + size)))
+            at += size
+        packed, bias = ctx.prepared(f"sgemm{nr}:" + ",".join(f"{len(x)}:{x}" for x in names), make, sources)
+        stacked = native.Gemm.of_panels((packed, bias), k, units)
+        out_shape = (*shapes[0][:-1], units)
         if all(s[:-1] == out_shape[:-1] for s in shapes):  # (the common case: split the stacked output's last axis)
 
             def split(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -112,13 +133,16 @@ def build_fully_connected_siblings(nodes: list[Node], ctx: BuildContext) -> Step
             return Step(split, [x_name], path=path)
 
         def gemm(x: torch.Tensor) -> torch.Tensor:
-            return stacked.run(x, out_shape).reshape(-1, w.shape[0])
+            return stacked.run(x, out_shape).reshape(-1, units)
     elif path == "onednn":
+        w, b = stack()
         linear, packed = torch.ops.mkldnn._linear_pointwise.default, torch.ops.mkldnn._reorder_linear_weight(w, rows)
 
         def gemm(x: torch.Tensor) -> torch.Tensor:
             return linear(x.reshape(-1, k), packed, b, "none", [], "")
     else:
+        w, b = stack()
+
         def gemm(x: torch.Tensor) -> torch.Tensor:
             return F.linear(x.reshape(-1, k), w, b)
 

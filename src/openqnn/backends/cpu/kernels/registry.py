@@ -8,7 +8,7 @@ run; the reason is reported by the partitioner.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,13 +16,26 @@ import numpy as np
 import torch
 
 from openqnn.backends.base import Unsupported
+from openqnn.backends.cpu.kernels.prepared import Source, borrow, read_source
 from openqnn.backends.dtypes import torch_dtype
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import TensorKind
 
-__all__ = ["KERNELS", "BuildContext", "Builder", "KernelFn", "LayerOperands", "Step", "Unsupported", "kernel", "simple",
-           "to_torch", "torch_dtype"]
+__all__ = [
+    "KERNELS",
+    "BuildContext",
+    "Builder",
+    "KernelFn",
+    "LayerOperands",
+    "Source",
+    "Step",
+    "Unsupported",
+    "kernel",
+    "simple",
+    "to_torch",
+    "torch_dtype",
+]
 
 KernelFn = Callable[..., Any]
 
@@ -84,11 +97,41 @@ class LayerOperands:
 class BuildContext:
     """What a builder may read: tensor types and static data (as torch tensors)."""
 
-    def __init__(self, graph: Graph, device: torch.device | str = "cpu", float_dtype: torch.dtype | None = None):
+    def __init__(self, graph: Graph, device: torch.device | str = "cpu", float_dtype: torch.dtype | None = None,
+                 stored: Mapping[str, np.ndarray] | None = None, sources: Mapping[str, Mapping[str, Any]] | None = None):
+        """``stored``: the prepared operands of a step plan (:meth:`prepared`), ``sources``: how the static tensors
+        the plan holds only as such operands read back (:func:`~openqnn.backends.cpu.kernels.prepared.read_source`)."""
         self.graph = graph
         self.device = torch.device(device)
         self.float_dtype = float_dtype  # when set (fp16 on gpu), float tensors run in this type
         self.native = True  # whether steps may take the native float32 kernels (the plan's choice)
+        self.stored: Mapping[str, np.ndarray] = stored or {}
+        self.sources: Mapping[str, Mapping[str, Any]] = sources or {}
+        # where set (planning), what prepared() makes is recorded here, and the tensors it reads back
+        self.made: dict[str, np.ndarray] | None = None
+        self.made_sources: dict[str, dict[str, Any]] = {}
+
+    def prepared(self, key: str, make: Callable[[], tuple[torch.Tensor, ...]],
+                 sources: Sequence[Source] = ()) -> tuple[torch.Tensor, ...]:
+        """Operands a kernel lays out from static data once (packed panels, a weight per tap): the step plan's own
+        where it holds them under ``key`` (a context binary: nothing is laid out again), else ``make()``'s float32
+        CPU tensors, recorded in :attr:`made` when set (planning: the plan keeps them). ``key`` names the layout and,
+        where it depends on the machine (the native GEMM's panel width), that too: a context from a machine whose
+        kernels read another layout finds no key and lays its weights out again. ``sources``: the static tensors
+        the operands hold exactly, which the plan then keeps only in them (each read back where asked for)."""
+        names = [f"{key}#{i}" for i in range(_PREPARED_MAX)]
+        if names[0] in self.stored:
+            return tuple(borrow(self.stored[n]) for n in names if n in self.stored)
+        made = make()
+        assert len(made) <= _PREPARED_MAX and all(t.dtype == torch.float32 and t.device.type == "cpu" for t in made)
+        if self.made is not None:
+            for name, op in zip(names, made):
+                self.made[name] = op.numpy()
+            for src in sources:
+                t = self.graph.tensors[src.tensor]
+                if t.encoding is None and t.dtype is DType.FLOAT_32:  # (a simulation's weights are kept as they are)
+                    self.made_sources[src.tensor] = src.to_json(names[src.operand])
+        return made
 
     def is_static(self, name: str) -> bool:
         return bool(name) and self.graph.tensors[name].kind is TensorKind.STATIC
@@ -99,6 +142,8 @@ class BuildContext:
 
     def static_np(self, name: str) -> np.ndarray:
         t = self.graph.tensors[name]
+        if name in self.sources:  # held by the plan only as a prepared operand: read back from it
+            return read_source(self.sources[name], self.stored, t.shape)
         assert t.data is not None, name
         if t.encoding is not None and t.dtype.is_float:
             from openqnn.backends.cpu.quantsim import fake_quantize_array
@@ -136,6 +181,9 @@ def kernel(*op_types: str) -> Callable[[Builder], Builder]:
 def simple(fn: KernelFn, node: Node, *, skip_empty: bool = True) -> Step:
     """A step that passes every (present) input of ``node`` to ``fn``."""
     return Step(fn, [x for x in node.inputs if x or not skip_empty])
+
+
+_PREPARED_MAX = 4
 
 
 def to_torch(a: np.ndarray, device: torch.device | str = "cpu", float_dtype: torch.dtype | None = None) -> torch.Tensor:
