@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from openqnn.backends.background import background_binding
 from openqnn.backends.base import Fallback
 from openqnn.backends.cpu.fusion import Fusion, SharedGemm, fuse_epilogues, share_gemms
 from openqnn.backends.cpu.kernels import BuildContext, Step, Unsupported
@@ -122,21 +123,22 @@ class Plan:
         mixed = not record and self._threads > 1 and any(_needs_onednn(n, c) for _, _, nodes, c in read for n in nodes)
         steps, ctxs = [], []
         self.made: list[tuple[dict[str, np.ndarray], dict[str, Any]]] = []
-        for p, wide, nodes, ctx in read:
-            ctx.native = not mixed
-            if record:
-                ctx.made = {}
-                self.made.append((ctx.made, ctx.made_sources))
-            try:
-                step = bind_step(p, nodes, ctx)
-                if wide:
-                    assert float_dtype is not None
-                    step.fn, step.over = _in_fp32(step.fn, float_dtype), None
-            except Unsupported as e:
-                raise UnsupportedOpError(
-                    f"node '{p.node}' ({p.op_type}) cannot run on the {backend_name} backend: {e}") from None
-            steps.append(step)
-            ctxs.append(ctx)
+        with background_binding():  # (oneDNN's weights are laid out in worker threads meanwhile)
+            for p, wide, nodes, ctx in read:
+                ctx.native = not mixed
+                if record:
+                    ctx.made = {}
+                    self.made.append((ctx.made, ctx.made_sources))
+                try:
+                    step = bind_step(p, nodes, ctx)
+                    if wide:
+                        assert float_dtype is not None
+                        step.fn, step.over = _in_fp32(step.fn, float_dtype), None
+                except Unsupported as e:
+                    raise UnsupportedOpError(
+                        f"node '{p.node}' ({p.op_type}) cannot run on the {backend_name} backend: {e}") from None
+                steps.append(step)
+                ctxs.append(ctx)
         _check_order(graph, steps, ctxs)
         self.paths = [(st.op_type, st.path) for st in steps]  # which implementation each step runs
         self._native = any(path == "native" for _, path in self.paths)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from openqnn.backends.background import deferred
 from openqnn.backends.cpu import native
 from openqnn.backends.cpu.kernels.registry import (
     BuildContext,
@@ -140,23 +141,29 @@ def build_conv2d(node: Node, ctx: BuildContext, epilogue: Epilogue = NO_EPILOGUE
     stride, dilation = tuple(node.attrs["stride"]), tuple(node.attrs["dilation"])
     groups = ctx.shape(x_name)[3] if node.op_type == "DepthWiseConv2d" else node.attrs["group"]
     padding, explicit = _padding(node)
-    if ctx.is_static(w_name) and (not b_name or ctx.is_static(b_name)) and native_ok(ctx, x_name):
+    static = ctx.is_static(w_name) and (not b_name or ctx.is_static(b_name))
+    if static and native_ok(ctx, x_name):
         fast = _native_conv(node, ctx, epilogue)
         if fast is not None:
             return Step(fast[0], [x_name] + ([epilogue.add] if epilogue.add else []), path="native", over=fast[1])
-    # [kh, kw, cin/g, cout] -> [cout, cin/g, kh, kw]
-    ops = LayerOperands.of(ctx, w_name, b_name, lambda t: t.permute(3, 2, 0, 1).contiguous(
-        memory_format=torch.channels_last))
-    runtime = [x_name, *ops.runtime] + ([epilogue.add] if epilogue.add else [])
-    if ops.static and mkldnn_ok(ctx) and ctx.dtype(x_name) is DType.FLOAT_32:
-        assert ops.w is not None
+    if static and mkldnn_ok(ctx) and ctx.dtype(x_name) is DType.FLOAT_32:
         n, h, w, c = ctx.shape(x_name)
         if explicit is not None:
             h, w = h + explicit[2] + explicit[3], w + explicit[0] + explicit[1]
         args = (list(padding), list(stride), list(dilation), groups)
-        packed = torch.ops.mkldnn._reorder_convolution_weight(ops.w.contiguous(), *args, [n, c, h, w])
-        fn, over = _mkldnn_conv(packed, ops.b, args, explicit, epilogue)
-        return Step(fn, runtime, path="onednn", over=over)
+        # oneDNN's own layout (blocked for this CPU) cannot be stored: it is made from the plan's [cout, cin/g, kh, kw]
+        # weight, in a worker thread while the other steps bind
+        (oihw,) = ctx.prepared(f"oihw:{w_name}", lambda: (ctx.static(w_name).permute(3, 2, 0, 1).contiguous(),),
+                               [Source(w_name, 0, perm=(2, 3, 1, 0))])
+        packed = deferred("oneDNN convolution weights", torch.ops.mkldnn._reorder_convolution_weight, oihw, *args,
+                          [n, c, h, w])
+        b = ctx.static(b_name).clone() if b_name else None
+        fn, over = _mkldnn_conv(packed, b, args, explicit, epilogue)
+        return Step(fn, [x_name] + ([epilogue.add] if epilogue.add else []), path="onednn", over=over)
+    # [kh, kw, cin/g, cout] -> [cout, cin/g, kh, kw]
+    ops = LayerOperands.of(ctx, w_name, b_name, lambda t: t.permute(3, 2, 0, 1).contiguous(
+        memory_format=torch.channels_last))
+    runtime = [x_name, *ops.runtime] + ([epilogue.add] if epilogue.add else [])
 
     def run(x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
         it = iter(rest)
@@ -226,10 +233,11 @@ def depthwise_operands(ctx: BuildContext, w_name: str, b_name: str) -> tuple[tor
     return w, b
 
 
-def _mkldnn_conv(packed: torch.Tensor, bias: torch.Tensor | None, args: tuple, explicit: tuple | None,
+def _mkldnn_conv(cell: list[torch.Tensor], bias: torch.Tensor | None, args: tuple, explicit: tuple | None,
                  epilogue: Epilogue) -> tuple[KernelFn, KernelFn | None]:
-    """oneDNN convolution on prepacked weights, the epilogue as post-ops; NHWC in and out: the step's function
-    and, with an add, its form accumulating into the residual (the step's ``over``).
+    """oneDNN convolution on prepacked weights (``cell[0]``: :func:`deferred`'s, filled before the plan runs), the
+    epilogue as post-ops; NHWC in and out: the step's function and, with an add, its form accumulating into the
+    residual (the step's ``over``).
 
     oneDNN fuses the add and, after an add, only a Relu: a clamp it cannot take runs right after.
     """
@@ -247,7 +255,7 @@ def _mkldnn_conv(packed: torch.Tensor, bias: torch.Tensor | None, args: tuple, e
 
         def run_add(x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
             other = other.contiguous().permute(0, 3, 1, 2)
-            y = conv.binary(nchw(x), other, packed, bias, *args, "add", None, attr, [], "").permute(0, 2, 3, 1)
+            y = conv.binary(nchw(x), other, cell[0], bias, *args, "add", None, attr, [], "").permute(0, 2, 3, 1)
             return post.apply(y, None)
 
         into = torch.ops.mkldnn._convolution_pointwise_
@@ -255,7 +263,7 @@ def _mkldnn_conv(packed: torch.Tensor, bias: torch.Tensor | None, args: tuple, e
         def run_over(x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
             if other.dtype != torch.float32 or not other.is_contiguous():
                 return run_add(x, other)
-            into.binary(other.permute(0, 3, 1, 2), nchw(x), packed, bias, *args, "add", None, attr, [], "")
+            into.binary(other.permute(0, 3, 1, 2), nchw(x), cell[0], bias, *args, "add", None, attr, [], "")
             return post.apply(other, None)
 
         return run_add, run_over if hasattr(into, "binary") else None
@@ -263,7 +271,7 @@ def _mkldnn_conv(packed: torch.Tensor, bias: torch.Tensor | None, args: tuple, e
     attr, scalars = unary
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        return post.apply(conv.default(nchw(x), packed, bias, *args, attr, scalars, "").permute(0, 2, 3, 1), None)
+        return post.apply(conv.default(nchw(x), cell[0], bias, *args, attr, scalars, "").permute(0, 2, 3, 1), None)
 
     return run, None
 

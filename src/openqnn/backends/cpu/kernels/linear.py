@@ -7,6 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from openqnn.backends.background import deferred
 from openqnn.backends.cpu import native
 from openqnn.backends.cpu.kernels.conv import NO_EPILOGUE, Epilogue, gemm_panels, mkldnn_ok, native_ok
 from openqnn.backends.cpu.kernels.registry import BuildContext, LayerOperands, Source, Step, kernel
@@ -64,11 +65,11 @@ def _mkldnn_linear(w: torch.Tensor, b: torch.Tensor | None, rows: int, out_shape
     """oneDNN inner product on a weight reordered once (for ``rows`` rows), then the epilogue in place
     (oneDNN's binary-add post-op measured no faster than an in-place add here)."""
     linear = torch.ops.mkldnn._linear_pointwise.default
-    packed = torch.ops.mkldnn._reorder_linear_weight(w, rows)
+    packed = deferred("oneDNN inner product weights", torch.ops.mkldnn._reorder_linear_weight, w, rows)
     k = w.shape[1]
 
     def run(x: torch.Tensor, *other: torch.Tensor) -> torch.Tensor:
-        y = linear(x.reshape(-1, k), packed, b, "none", [], "").reshape(out_shape)
+        y = linear(x.reshape(-1, k), packed[0], b, "none", [], "").reshape(out_shape)
         return epilogue.apply(y, other[0] if other else None)
 
     return run
@@ -136,10 +137,11 @@ def build_fully_connected_siblings(nodes: list[Node], ctx: BuildContext) -> Step
             return stacked.run(x, out_shape).reshape(-1, units)
     elif path == "onednn":
         w, b = stack()
-        linear, packed = torch.ops.mkldnn._linear_pointwise.default, torch.ops.mkldnn._reorder_linear_weight(w, rows)
+        linear = torch.ops.mkldnn._linear_pointwise.default
+        cell = deferred("oneDNN inner product weights", torch.ops.mkldnn._reorder_linear_weight, w, rows)
 
         def gemm(x: torch.Tensor) -> torch.Tensor:
-            return linear(x.reshape(-1, k), packed, b, "none", [], "")
+            return linear(x.reshape(-1, k), cell[0], b, "none", [], "")
     else:
         w, b = stack()
 

@@ -12,7 +12,7 @@ A step plan holds them beside its static tensors (``attrs["prepared"]``)::
 so a context stores each weight once, in the layout this machine's kernels read. A source is read back exactly
 (the layouts only move floats): ``panels`` [k, nr] undoes :func:`~openqnn.backends.cpu.native.pack` (rows of k,
 panels of nr columns), ``cols`` [a, b) takes columns (of those rows, or elements of a vector), ``transposed`` turns
-the rows over, and the result takes the tensor's shape.
+the rows over, ``perm`` reorders axes, and the result takes the tensor's shape.
 """
 
 from __future__ import annotations
@@ -31,16 +31,20 @@ __all__ = ["Source", "borrow", "read_source"]
 class Source:
     """How a static tensor reads back from operand ``operand`` (an index into what a kernel's ``make`` returns):
     ``panels`` (k, nr) where the operand is packed panels of [k, n] rows, ``cols`` a column range of those rows
-    (of a vector: an element range), ``transposed`` where the tensor is the rows' transpose."""
+    (of a vector: an element range), ``transposed`` where the tensor is the rows' transpose, ``perm`` where the
+    tensor's axes are the operand's in another order (oneDNN's [cout, cin, kh, kw] of the IR's [kh, kw, cin, cout])."""
 
     tensor: str
     operand: int
     panels: tuple[int, int] | None = None
     cols: tuple[int, int] | None = None
     transposed: bool = False
+    perm: tuple[int, ...] | None = None  # the tensor's axes are the operand's in this order
 
     def to_json(self, array: str) -> dict[str, Any]:
         doc: dict[str, Any] = {"of": array}
+        if self.perm is not None:
+            doc["perm"] = list(self.perm)
         if self.panels is not None:
             doc["panels"] = list(self.panels)
         if self.cols is not None:
@@ -54,6 +58,11 @@ def read_source(doc: Mapping[str, Any], arrays: Mapping[str, np.ndarray], shape:
     """The static tensor of shape ``shape`` that a source (:meth:`Source.to_json`) reads back from ``arrays``: a new
     float32 array. ValueError where the source does not fit its operand."""
     a = np.asarray(arrays[doc["of"]])
+    perm = doc.get("perm")
+    if perm is not None:
+        if sorted(perm) != list(range(a.ndim)):
+            raise ValueError(f"{perm} is no order of {a.ndim} axes")
+        a = a.transpose(perm)
     panels = doc.get("panels")
     if panels is not None:
         k, nr = int(panels[0]), int(panels[1])

@@ -15,16 +15,14 @@ node then falls back to the cpu backend.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from openqnn.backends.background import BACKGROUND_BYTES, background_binding, deferred
 from openqnn.backends.base import Unsupported
 from openqnn.backends.htp.arch import HtpArch
 from openqnn.backends.plan import StepPlan
@@ -32,7 +30,6 @@ from openqnn.errors import InvalidModelError
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import Encoding, TensorKind, qrange
 from openqnn.quantization.encodings import math as qmath
-from openqnn.workers import worker_pool
 
 __all__ = [
     "BACKGROUND_BYTES",
@@ -204,46 +201,6 @@ def plan_tensor(a: np.ndarray, device: torch.device | str = "cpu", dtype: torch.
 
 
 _BORROW_BYTES = 1 << 16
-
-
-BACKGROUND_BYTES = 1 << 18  # weights smaller than this are packed at once: a worker's handoff costs more
-_JOBS: ContextVar[list[tuple[str, list[Any], Future[Any]]] | None] = ContextVar("openqnn_htp_jobs", default=None)
-
-
-def deferred(what: str, fn: Callable[..., Any], *args: Any) -> list[Any]:
-    """``[fn(*args)]``: called now, or, inside :func:`background_binding`, in a worker thread, the list
-    filled before the block ends (the kernel reads it at run time). For native work that releases the
-    GIL -- oneDNN's weight packing -- so that binding a context overlaps it with the rest of binding.
-    Called now, ``fn``'s exceptions reach the caller; in the background, the block's end raises them
-    as one error naming ``what``."""
-    jobs = _JOBS.get()
-    if jobs is None:
-        return [fn(*args)]
-    cell: list[Any] = []
-    jobs.append((what, cell, worker_pool().submit(fn, *args)))
-    return cell
-
-
-@contextmanager
-def background_binding() -> Iterator[None]:
-    """Binders inside this block may run :func:`deferred` work in worker threads; the block ends when all
-    of it has (opening a context: its oneDNN weights are packed in parallel with the other steps' binding)."""
-    jobs: list[tuple[str, list[Any], Future[Any]]] = []
-    token = _JOBS.set(jobs)
-    try:
-        yield
-    finally:
-        _JOBS.reset(token)
-        failed = None
-        for what, cell, fut in jobs:
-            try:
-                cell.append(fut.result())
-            except Exception as e:  # every job is waited for before raising (none outlives the block)
-                failed = failed or (what, e)
-    if failed is not None:
-        what, err = failed
-        raise InvalidModelError(f"{what}: {type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}; "
-                                "prepare the model again on this machine (qnn-context-binary-generator)")
 
 
 def bind_step(plan: StepPlan, device: torch.device | str = "cpu") -> HtpStep:
