@@ -112,6 +112,8 @@ def test_quantized_graph_simulated_on_cpu(tmp_path: Path, config: openqnn.Quanti
     ctx = _compare(q, tmp_path, _feeds())
     assert set(_kernels(ctx)) == {"cpu.node"}  # a simulation fuses nothing: every activation is fake-quantized
     assert open_context(ctx).graph().io.tensors["x"].encoding is not None
+    # its quantized weights are kept as the model has them, and not laid out beside them too
+    assert not any("prepared" in s.attrs for s in open_context(ctx).graph().steps)
 
 
 def test_opening_runs_no_fusion_analysis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

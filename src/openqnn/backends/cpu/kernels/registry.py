@@ -118,19 +118,20 @@ class BuildContext:
         CPU tensors, recorded in :attr:`made` when set (planning: the plan keeps them). ``key`` names the layout and,
         where it depends on the machine (the native GEMM's panel width), that too: a context from a machine whose
         kernels read another layout finds no key and lays its weights out again. ``sources``: the static tensors
-        the operands hold exactly, which the plan then keeps only in them (each read back where asked for)."""
+        the operands hold exactly, which the plan then keeps only in them (each read back where asked for); operands
+        made from a quantized weight are not kept."""
         names = [f"{key}#{i}" for i in range(_PREPARED_MAX)]
         if names[0] in self.stored:
             return tuple(borrow(self.stored[n]) for n in names if n in self.stored)
         made = make()
         assert len(made) <= _PREPARED_MAX and all(t.dtype == torch.float32 and t.device.type == "cpu" for t in made)
-        if self.made is not None:
+        # (a simulation's weights, quantize-dequantized on binding, are kept as the model has them: not twice)
+        if self.made is not None and all(self.graph.tensors[s.tensor].encoding is None
+                                         and self.graph.tensors[s.tensor].dtype is DType.FLOAT_32 for s in sources):
             for name, op in zip(names, made):
                 self.made[name] = op.numpy()
             for src in sources:
-                t = self.graph.tensors[src.tensor]
-                if t.encoding is None and t.dtype is DType.FLOAT_32:  # (a simulation's weights are kept as they are)
-                    self.made_sources[src.tensor] = src.to_json(names[src.operand])
+                self.made_sources[src.tensor] = src.to_json(names[src.operand])
         return made
 
     def is_static(self, name: str) -> bool:
