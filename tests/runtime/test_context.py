@@ -104,8 +104,32 @@ def test_opening_a_context_prepares_nothing(saved: Path, monkeypatch: pytest.Mon
     if native.int8_available():  # the fused int8 kernels' requantization is bound from the plan: none is made
         monkeypatch.setattr(requant._Accumulator, "of", refuse)
         monkeypatch.setattr(requant.QnnRequant, "from_attrs", refuse)
+        # and their small weights are kept packed as this machine's kernels read them: nothing is packed again
+        assert any(p.attrs.get("fused_packing") == native.int8_isa() for p in open_context(saved).graph().steps)
+        monkeypatch.setattr(native, "int8_gemm_pack", refuse)
+        monkeypatch.setattr(native.library(), "gemm_pack", refuse)
     sess = openqnn.Session(saved)
     assert sess.run(_feeds(1)[0])["prob"].shape == (1, 10)
+
+
+def test_weights_packed_for_other_kernels_are_packed_again(quantized: openqnn.Graph, saved: Path) -> None:
+    """A plan whose int8 weights are packed for other kernels (another machine's: named so here) packs them from its
+    weights on binding: the same bits."""
+    if not native.int8_available():
+        pytest.skip("no native int8 kernels here")
+    from dataclasses import replace
+
+    from openqnn.backends.htp.arch import ARCHS
+    from openqnn.backends.htp.executable import HtpExecutable
+
+    prepared = open_context(saved).graph()
+    other = [replace(p, attrs={**p.attrs, "fused_packing": "elsewhere"}) if "fused_packing" in p.attrs else p
+             for p in prepared.steps]
+    assert other != list(prepared.steps)
+    moved = HtpExecutable.from_plans(prepared.io, other, ARCHS[prepared.arch])
+    ref = openqnn.Session(quantized, backend="htp")
+    for f in _feeds():
+        np.testing.assert_array_equal(moved.run(f, native_outputs=True)["prob"], ref.run(f, native_outputs=True)["prob"])
 
 
 def _convnet():  # type: ignore[no-untyped-def]

@@ -72,6 +72,7 @@ from openqnn.backends.htp.kernels.gemm import (
     machine_mode,
     narrowest,
     op_bias,
+    packing_for_plan,
     qconv_bound,
     qparams_attrs,
     qparams_of,
@@ -80,6 +81,7 @@ from openqnn.backends.htp.kernels.gemm import (
     split_bounds,
     split_of,
     static_operand,
+    stored_packing,
     with_derived_plane,
 )
 from openqnn.backends.htp.kernels.registry import (
@@ -463,20 +465,21 @@ def _fused_matrix(g: _Geo, wc: np.ndarray, groups: int) -> np.ndarray:
     return wc.reshape(g.c, wc.shape[-1]) if _fused_shape(g, wc, groups) == "gemm" else wc
 
 
-def _fused_int8(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, groups: int, fs: FusedSetup | None
-                ) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def _fused_int8(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, groups: int, fs: FusedSetup | None,
+                packed: np.ndarray | None = None) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """native/int8.c's kernels (AVX-512 VNNI or AVX2): an unpadded 1x1 convolution as one GEMM (gemm.py's
     :func:`fused_gemm`; strided: of the pixels it visits), a depthwise convolution directly, each with the requantization
     fused; None where they do not apply. The int32 accumulator is ``-zx * sum(w) + sum(q * w)``,
     the spec's sum of (q - zx) * w, exact since its final value fits int32 (:func:`qconv_bound`);
     the bias joins the requantization's constants. Taps outside the input read the zero point.
-    ``fs``: the kernels' setup (:meth:`FusedSetup.for_plan`), None where this machine has none."""
+    ``fs``: the kernels' setup (:meth:`FusedSetup.for_plan`), None where this machine has none; ``packed``: the
+    GEMM's weights as its plan keeps them packed (:func:`stored_packing`)."""
     cout = wc.shape[-1]
     shape = _fused_shape(g, wc, groups)
     if shape is None or fs is None:
         return None
     if shape == "gemm":
-        gemm = fused_gemm(device, xq, wc.reshape(g.c, cout), None, None, fs)
+        gemm = fused_gemm(device, xq, wc.reshape(g.c, cout), None, None, fs, packed)
         if gemm is None or (g.sh, g.sw) == (1, 1):
             return gemm
         # strided: the GEMM of the pixels the kernel visits, gathered into a scratch buffer first
@@ -497,17 +500,18 @@ def _fused_int8(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, grou
     return run_dw
 
 
-def _im2col_native(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, fs: FusedSetup | None
-                   ) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def _im2col_native(device: torch.device, g: _Geo, xq: QParams, wc: np.ndarray, fs: FusedSetup | None,
+                   packed: np.ndarray | None = None) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """A convolution (one group) as native/int8.c's GEMM, requantization fused, of its uint8 im2col rows
     ``[n * oh * ow, kh * kw * c]`` (NHWC taps, padding taps holding the zero point, so the accumulator
     ``-zx * sum(w) + sum(q * w)`` is the spec's); None where the kernels are not here. For CPUs whose
     oneDNN int8 convolution is not exact (AVX2 without VNNI): the GEMM's vpmaddwd never saturates.
-    ``fs``: the kernels' setup (:meth:`FusedSetup.for_plan`), None where this machine has none."""
+    ``fs``: the kernels' setup (:meth:`FusedSetup.for_plan`), None where this machine has none; ``packed``: as
+    :func:`_fused_int8`'s."""
     if fs is None:
         return None
     k = g.kh * g.kw * g.c
-    gemm = fused_gemm(device, xq, wc.reshape(k, g.cout), None, None, fs)
+    gemm = fused_gemm(device, xq, wc.reshape(k, g.cout), None, None, fs, packed)
     if gemm is None:
         return None
     n, oh, ow = g.n, g.oh, g.ow
@@ -589,6 +593,10 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
     arrays.update({f"fused_{key}": v for key, v in fused_data.items()})
     if fused_data:
         attrs["fused_form"] = FusedSetup.key(rq, bias, fused_data)
+        if _fused_shape(g, wc, groups) == "gemm" or "im2col_native" in kinds:  # the GEMM's [kh * kw * cin, cout]
+            packing, packed = packing_for_plan(wc.reshape(-1, wc.shape[-1]))
+            attrs.update(packing)
+            arrays.update(packed)
     parts = _int8_parts(xq, wc, rq, groups) if int8 and not pointwise else None
     if parts is not None:
         kinds.append("int8_conv")
@@ -659,9 +667,11 @@ def _bind_conv2d(plan: StepPlan, device: torch.device) -> Bound:
     fast: Callable[[torch.Tensor], torch.Tensor] | None = None
     for kind in kinds[kinds.index(a["kind"]):]:  # the prepared choice, else the next this machine runs
         if kind == "fused":
-            fast = _fused_int8(device, g, xq, whole(), groups, FusedSetup.for_plan(device, a, arrays, requant, bias))
+            fast = _fused_int8(device, g, xq, whole(), groups, FusedSetup.for_plan(device, a, arrays, requant, bias),
+                               stored_packing(a, arrays))
         elif kind == "im2col_native":
-            fast = _im2col_native(device, g, xq, whole(), FusedSetup.for_plan(device, a, arrays, requant, bias))
+            fast = _im2col_native(device, g, xq, whole(), FusedSetup.for_plan(device, a, arrays, requant, bias),
+                                  stored_packing(a, arrays))
         elif kind == "int8_conv":
             rq = requant()
             parts = [(int(p0), int(p1), np.asarray(arrays[f"part_bound{i}"])) for i, (p0, p1) in enumerate(a["parts"])]

@@ -498,11 +498,32 @@ class FusedSetup:
         return None if data is None else FusedSetup.bind(device, rq, bias, data)
 
 
+def packing_for_plan(wkn: np.ndarray) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The fused GEMM's int8 weights [k, n] packed as this machine's int8 kernels read them, for its plan to keep
+    (attrs ``fused_packing``: the kernels' :func:`native.int8_isa`; arrays ``fused_packed``), so that binding packs
+    nothing (:func:`stored_packing`). Nothing for weights of ``BACKGROUND_BYTES`` or more (binding packs those in
+    worker threads, and the file would hold them twice) or where the kernels are not here."""
+    isa = native.int8_isa() if native.int8_available() else None
+    if (isa is None or wkn.size >= BACKGROUND_BYTES or wkn.dtype.kind not in "iu" or wkn.ndim != 2 or not wkn.size
+            or wkn.min() < -128 or wkn.max() > 127):
+        return {}, {}
+    return {"fused_packing": isa}, {"fused_packed": native.int8_gemm_pack(wkn)}
+
+
+def stored_packing(attrs: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """The packed weights a plan keeps (:func:`packing_for_plan`) where this machine's int8 kernels read that
+    packing, else None (another machine's: packed again on binding)."""
+    packing = attrs.get("fused_packing")
+    return arrays.get("fused_packed") if packing is not None and packing == native.int8_isa() else None
+
+
 def fused_gemm(ctx: HtpBuildContext | torch.device, xq: QParams | None, wkn: np.ndarray, rq: Requant | None,
-               bias: np.ndarray | None, fs: FusedSetup | None = None) -> Callable[[torch.Tensor], torch.Tensor] | None:
+               bias: np.ndarray | None, fs: FusedSetup | None = None, packed: np.ndarray | None = None
+               ) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """``x [..., k] (uint8 codes) -> requant(sum((q - zx) * w) + bias) [..., n]`` as native/int8.c's
     GEMM with the requantization fused, for static integer weights ``wkn`` [k, n]; None where it
-    does not apply (:meth:`FusedSetup.of`; ``fs``: one made already, from a plan)."""
+    does not apply (:meth:`FusedSetup.of`; ``fs``: one made already, from a plan; ``packed``: the weights as this
+    machine's kernels read them, from a plan: :func:`stored_packing`)."""
     device = ctx if isinstance(ctx, torch.device) else ctx.device
     if fs is None:
         assert xq is not None and rq is not None and bias is not None
@@ -513,8 +534,8 @@ def fused_gemm(ctx: HtpBuildContext | torch.device, xq: QParams | None, wkn: np.
     # context (small ones at once: a worker thread's handoff would cost more than the packing)
     # (int8 already, as plans store them: packed from the array itself, no copy)
     w = wkn if wkn.dtype == np.int8 else plan_tensor(wkn, "cpu", torch.int8)
-    gemm = (deferred("int8 GEMM weights", native.Int8Gemm, fs.lib, w, fs.init, fs.form) if wkn.size >= BACKGROUND_BYTES
-            else [native.Int8Gemm(fs.lib, w, fs.init, fs.form)])
+    gemm = (deferred("int8 GEMM weights", native.Int8Gemm, fs.lib, w, fs.init, fs.form)
+            if wkn.size >= BACKGROUND_BYTES and packed is None else [native.Int8Gemm(fs.lib, w, fs.init, fs.form, packed)])
     slot, n, dtype = output_slot("gemm"), wkn.shape[1], fs.form.out_dtype
 
     def run(x: torch.Tensor) -> torch.Tensor:

@@ -51,6 +51,7 @@ from openqnn.backends.htp.kernels.gemm import (
     machine_mode,
     narrowest,
     op_bias,
+    packing_for_plan,
     qparams_attrs,
     qparams_of,
     reference16,
@@ -58,6 +59,7 @@ from openqnn.backends.htp.kernels.gemm import (
     split_bounds,
     split_of,
     static_operand,
+    stored_packing,
     with_derived_plane,
 )
 from openqnn.backends.htp.kernels.registry import (
@@ -114,6 +116,9 @@ def _gemm_plan(xq: QParams, wkn: np.ndarray, rq: Requant, bias: np.ndarray, mode
         assert data is not None
         attrs.update(gemm="fused", fused_form=FusedSetup.key(rq, bias, data))
         arrays.update({f"fused_{key}": v for key, v in data.items()})
+        packing, packed = packing_for_plan(wkn)
+        attrs.update(packing)
+        arrays.update(packed)
     return attrs, arrays
 
 
@@ -124,7 +129,7 @@ def _bind_gemm(attrs: Mapping[str, Any], arrays: Mapping[str, np.ndarray], xq: Q
     gemm = None
     if attrs["gemm"] == "fused":
         fs = FusedSetup.for_plan(device, attrs, arrays, requant, bias)
-        gemm = fused_gemm(device, xq, wkn, None, None, fs) if fs is not None else None
+        gemm = fused_gemm(device, xq, wkn, None, None, fs, stored_packing(attrs, arrays)) if fs is not None else None
     if gemm is None:  # "core", or this machine lacks the fused kernels: the same bits
         rq = requant()
         gemm = _rows_gemm(device, xq, wkn, rq, bias, rows, machine_mode(attrs["mode"], device),

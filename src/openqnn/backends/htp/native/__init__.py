@@ -37,7 +37,7 @@ from openqnn.backends.native import c_compiler, cache_dir, sync_threads
 log = logging.getLogger("openqnn.htp")
 
 __all__ = ["Im2col", "Int8Depthwise", "Int8Gemm", "MaxPool2d", "NativeRequant", "c_compiler", "cache_dir", "int8_available",
-           "int8_isa", "library", "lookup", "lookup_ok", "lookup_or", "nchw3_to_nhwc", "qnn_int_form", "quantize", "sum_mid", "sync_threads"]
+           "int8_gemm_pack", "int8_isa", "library", "lookup", "lookup_ok", "lookup_or", "nchw3_to_nhwc", "qnn_int_form", "quantize", "sum_mid", "sync_threads"]
 
 _P = ctypes.c_void_p
 _L = ctypes.c_long
@@ -521,19 +521,26 @@ class Int8Gemm:
     weights, ``init`` [n] int32 (the accumulator's offset; its final value must fit int32), ``rq`` a
     requantization of int32 accumulators (its epilogue runs on each block of rows in cache)."""
 
-    def __init__(self, lib: ctypes.CDLL, w: torch.Tensor | np.ndarray, init: torch.Tensor, rq: NativeRequant):
-        """``w``: a tensor, or a numpy array (a plan's, read-only: only read here, while packing)."""
+    def __init__(self, lib: ctypes.CDLL, w: torch.Tensor | np.ndarray, init: torch.Tensor, rq: NativeRequant,
+                 packed: np.ndarray | None = None):
+        """``w``: a tensor, or a numpy array (a plan's, read-only: only read here, while packing). ``packed``: ``w``
+        as :func:`int8_gemm_pack` packed it on a machine of this one's int8 kernels (a plan's): taken as it is."""
         assert w.dtype in (torch.int8, np.int8) and w.ndim == 2 and rq.in_dtype == torch.int32
         self.k, self.n = int(w.shape[0]), int(w.shape[1])
         assert rq.channels == self.n and init.numel() == self.n
-        if isinstance(w, np.ndarray):
-            wc_np = np.ascontiguousarray(w)
-            at = wc_np.ctypes.data
+        if packed is not None:
+            if packed.dtype != np.int8 or packed.shape != (lib.gemm_pack_size(_L(self.k), _L(self.n)),):
+                raise ValueError(f"packed int8 weights of {packed.shape} {packed.dtype} for a [{self.k}, {self.n}] GEMM")
+            self.packed = _borrow(packed)
         else:
-            wc = w.contiguous()
-            at = wc.data_ptr()
-        self.packed = torch.empty(lib.gemm_pack_size(_L(self.k), _L(self.n)), dtype=torch.int8)
-        lib.gemm_pack(_P(at), _L(self.k), _L(self.n), _P(self.packed.data_ptr()))
+            if isinstance(w, np.ndarray):
+                wc_np = np.ascontiguousarray(w)
+                at = wc_np.ctypes.data
+            else:
+                wc = w.contiguous()
+                at = wc.data_ptr()
+            self.packed = torch.empty(lib.gemm_pack_size(_L(self.k), _L(self.n)), dtype=torch.int8)
+            lib.gemm_pack(_P(at), _L(self.k), _L(self.n), _P(self.packed.data_ptr()))
         self.init = init.to(torch.int32).contiguous()
         self.rq, self.plan = rq, rq.plan()
         self.out_dtype = rq.out_dtype
@@ -551,6 +558,33 @@ class Int8Gemm:
         if m and self.fn(a.data_ptr(), m, self.k, self.k, packed, n, init, plan, out.data_ptr()) != 0:
             raise MemoryError("htp int8 GEMM: out of memory")
         return out
+
+
+def int8_gemm_pack(w: np.ndarray) -> np.ndarray:
+    """Int8 weights ``w`` [k, n] packed as this machine's int8.c GEMM reads them (:func:`int8_isa` names the
+    packing): what :class:`Int8Gemm` takes as ``packed``."""
+    lib = library()
+    assert lib is not None and w.ndim == 2
+    k, n = w.shape
+    wc = np.ascontiguousarray(w, dtype=np.int8)
+    out = np.empty(lib.gemm_pack_size(_L(k), _L(n)), np.int8)
+    lib.gemm_pack(_P(wc.ctypes.data), _L(k), _L(n), _P(out.ctypes.data))
+    return out
+
+
+def _borrow(a: np.ndarray) -> torch.Tensor:
+    """A plan's array as a tensor without a copy (a context's arrays are read-only views of a copy-on-write mapping:
+    the kernels only read them, nothing could reach the file); a copy where it cannot be viewed so."""
+    if a.flags.c_contiguous:
+        if a.flags.writeable:
+            return torch.from_numpy(a)
+        view = a.view()
+        try:
+            view.flags.writeable = True  # (allowed where the memory under it is writable: the mapping's copy)
+            return torch.from_numpy(view)
+        except ValueError:
+            pass
+    return torch.from_numpy(np.array(a, order="C"))
 
 
 class Int8Depthwise:
