@@ -194,9 +194,14 @@ def plan_tensor(a: np.ndarray, device: torch.device | str = "cpu", dtype: torch.
     elif a.nbytes < _BORROW_BYTES:
         t = torch.from_numpy(a.copy())
     else:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            t = torch.from_numpy(a)
+        view = a.view()
+        try:
+            view.flags.writeable = True  # (allowed where the memory under it is writable: the mapping's copy)
+            t = torch.from_numpy(view)
+        except ValueError:  # (truly read-only memory: wrapped as it is, torch's warning silenced)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                t = torch.from_numpy(a)
     return t.to(device) if dtype is None else t.to(device, dtype)
 
 
