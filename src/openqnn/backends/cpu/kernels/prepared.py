@@ -82,8 +82,8 @@ def read_source(doc: Mapping[str, Any], arrays: Mapping[str, np.ndarray], shape:
 
 def borrow(a: np.ndarray) -> torch.Tensor:
     """A prepared operand read from a plan as a tensor: no copy where it is 64-byte aligned (AVX-512 loads; a context's
-    arrays are read-only views of a copy-on-write mapping, so nothing could fault or reach the file), a copy
-    otherwise."""
+    arrays are read-only views of a copy-on-write mapping, so nothing could fault or reach the file), an aligned copy
+    (PyTorch's allocator) otherwise."""
     if a.ctypes.data % 64 == 0 and a.flags.c_contiguous:
         if a.flags.writeable:
             return torch.from_numpy(a)
@@ -93,4 +93,6 @@ def borrow(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(view)
         except ValueError:
             pass
-    return torch.from_numpy(np.array(a, order="C"))
+    out = torch.empty(a.shape, dtype=torch.from_numpy(a[:0] if a.ndim else a.reshape(1)[:0]).dtype)
+    out.numpy()[...] = a
+    return out

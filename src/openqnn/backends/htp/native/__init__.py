@@ -567,15 +567,16 @@ def int8_gemm_pack(w: np.ndarray) -> np.ndarray:
     assert lib is not None and w.ndim == 2
     k, n = w.shape
     wc = np.ascontiguousarray(w, dtype=np.int8)
-    out = np.empty(lib.gemm_pack_size(_L(k), _L(n)), np.int8)
-    lib.gemm_pack(_P(wc.ctypes.data), _L(k), _L(n), _P(out.ctypes.data))
-    return out
+    out = torch.empty(lib.gemm_pack_size(_L(k), _L(n)), dtype=torch.int8)  # (64-byte aligned, as the kernels read it)
+    lib.gemm_pack(_P(wc.ctypes.data), _L(k), _L(n), _P(out.data_ptr()))
+    return out.numpy()
 
 
 def _borrow(a: np.ndarray) -> torch.Tensor:
-    """A plan's array as a tensor without a copy (a context's arrays are read-only views of a copy-on-write mapping:
-    the kernels only read them, nothing could reach the file); a copy where it cannot be viewed so."""
-    if a.flags.c_contiguous:
+    """A plan's array as a tensor without a copy where it is 64-byte aligned (the kernels' loads stay within cache
+    lines; a context's arrays are read-only views of a copy-on-write mapping: the kernels only read them, nothing
+    could reach the file); an aligned copy otherwise."""
+    if a.flags.c_contiguous and a.ctypes.data % 64 == 0:
         if a.flags.writeable:
             return torch.from_numpy(a)
         view = a.view()
@@ -584,7 +585,9 @@ def _borrow(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(view)
         except ValueError:
             pass
-    return torch.from_numpy(np.array(a, order="C"))
+    out = torch.empty(a.shape, dtype=torch.from_numpy(a[:0]).dtype)
+    out.numpy()[...] = a
+    return out
 
 
 class Int8Depthwise:
