@@ -153,6 +153,17 @@ def test_bad_plans_are_refused_on_bind() -> None:
         Plan.from_plans(prepared.io, prepared.steps[::-1])
     with pytest.raises(ContextError, match=r"'cpu\.nope' is not a cpu step kernel"):
         Plan.from_plans(prepared.io, [replace(prepared.steps[0], kernel="cpu.nope"), *prepared.steps[1:]])
+    found = next(((i, s) for i, s in enumerate(prepared.steps) if "prepared" in s.attrs), None)
+    if found is None:
+        pytest.skip("no kernel here lays its weights out (neither the native float32 kernels nor oneDNN)")
+    i, step = found
+    doc = step.attrs["prepared"]
+    for bad in ({**doc, "arrays": [*doc["arrays"], "missing#0"]},  # an operand the step does not hold
+                {**doc, "sources": {t: {**s, "of": "missing#0"} for t, s in doc["sources"].items()}}):
+        steps = list(prepared.steps)
+        steps[i] = replace(step, attrs={**step.attrs, "prepared": bad})
+        with pytest.raises(ContextError, match="prepared operands are not its arrays' names"):
+            Plan.from_plans(prepared.io, steps)
 
 
 def test_generator_writes_a_cpu_context(tmp_path: Path) -> None:
