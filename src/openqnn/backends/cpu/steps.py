@@ -199,7 +199,7 @@ def _step_plan(graph: Graph, kernel: str, name: str, op_type: str, nodes: Sequen
     # lists of named entries: a name may hold any character ('/' too), so names are no keys
     node_docs = [{"name": n.name, **node_to_json(n, exact=True)} for n in nodes]
     doc = {"graph": {"tensors": [{"name": t.name, **tensor_to_json(t, i)} for i, t in enumerate(tensors)],
-                     "nodes": node_docs},
+                     "nodes": node_docs, "nonfinite": False},
            **to_json_safe(dict(extra or {}))}  # an epilogue's bounds may be infinite
     arrays = {t.name: t.data for t in tensors if t.kind is TensorKind.STATIC and t.data is not None}
     runtime = tuple(t.name for t in tensors if t.name not in made and t.kind is not TensorKind.STATIC)
@@ -207,6 +207,7 @@ def _step_plan(graph: Graph, kernel: str, name: str, op_type: str, nodes: Sequen
         return StepPlan(kernel, name, op_type, runtime, tuple(outputs), doc, arrays)
     except (TypeError, ValueError):  # an attribute is infinite or NaN (or a numpy scalar): tag it, try again
         doc["graph"]["nodes"] = to_json_safe(node_docs)
+        doc["graph"]["nonfinite"] = True  # (read back through from_json_safe; untagged nodes are read as they are)
     try:
         return StepPlan(kernel, name, op_type, runtime, tuple(outputs), doc, arrays)
     except (TypeError, ValueError) as e:
@@ -229,8 +230,8 @@ def read_step(plan: StepPlan, device: torch.device | str = "cpu", float_dtype: t
     data from the plan's arrays) holding the step's prepared operands, read back from the plan as a context holds
     it; checked as a _net.json is."""
     graph = plan.attrs.get("graph")
-    if isinstance(graph, dict) and "nodes" in graph:
-        graph = {**graph, "nodes": from_json_safe(graph["nodes"])}
+    if isinstance(graph, dict) and "nodes" in graph and graph.get("nonfinite", True) is not False:
+        graph = {**graph, "nodes": from_json_safe(graph["nodes"])}  # (plans written before the tag: always)
     arrays, stored, sources = _prepared(plan)
     stand_ins = {}
     tensors = graph.get("tensors") if isinstance(graph, dict) and sources else None
