@@ -93,6 +93,6 @@ def borrow(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(view)
         except ValueError:
             pass
-    out = torch.empty(a.shape, dtype=torch.from_numpy(a[:0] if a.ndim else a.reshape(1)[:0]).dtype)
+    out = torch.empty(a.shape, dtype=torch.from_numpy(np.empty(0, a.dtype)).dtype)
     out.numpy()[...] = a
     return out

@@ -585,7 +585,7 @@ def _borrow(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(view)
         except ValueError:
             pass
-    out = torch.empty(a.shape, dtype=torch.from_numpy(a[:0]).dtype)
+    out = torch.empty(a.shape, dtype=torch.from_numpy(np.empty(0, a.dtype)).dtype)
     out.numpy()[...] = a
     return out
 
