@@ -300,3 +300,22 @@ def test_read_source_undoes_the_layouts() -> None:
                                       (7, 7)), w[:, 4:11].T)
     with pytest.raises(ValueError):
         read_source({"of": "p", "panels": [5, 8]}, flat, (7, 19))
+
+
+def test_borrowed_operands_are_aligned_and_quiet() -> None:
+    """An operand read from a context is used in place where it is 64-byte aligned, else copied into an aligned
+    buffer; neither warns about a read-only array."""
+    import warnings
+
+    from openqnn.backends.cpu.kernels.prepared import borrow
+
+    base = np.zeros(256, np.float32)
+    start = (-base.ctypes.data % 64) // 4  # the first 64-byte aligned element
+    for offset in (0, 1):
+        a = base[start + offset:start + offset + 64]
+        a.flags.writeable = False
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            t = borrow(a)
+        assert t.data_ptr() % 64 == 0 and np.array_equal(t.numpy(), a)
+        assert (t.data_ptr() == a.ctypes.data) == (offset == 0)
