@@ -15,12 +15,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import torch
 
 from openqnn.errors import UnsupportedOpError
 from openqnn.ir.graph import Graph
 from openqnn.ir.tensor import TensorKind
 
-__all__ = ["ATTR_ARRAY_PREFIX", "PreparedGraph", "StepPlan", "io_graph"]
+__all__ = ["ATTR_ARRAY_PREFIX", "PreparedGraph", "StepPlan", "borrow", "io_graph"]
 
 
 @dataclass(frozen=True)
@@ -131,3 +132,21 @@ def io_graph(graph: Graph) -> Graph:
         io.add_tensor(replace(t, data=None))
     io.inputs, io.outputs = list(graph.inputs), list(graph.outputs)
     return io
+
+
+def borrow(a: np.ndarray) -> torch.Tensor:
+    """A plan's array as a CPU tensor for a kernel that only reads it: no copy where it is contiguous and 64-byte
+    aligned (AVX-512 loads within cache lines; a context's arrays are read-only views of a copy-on-write mapping, so
+    nothing could fault or reach the file), an aligned copy (PyTorch's allocator) otherwise."""
+    if a.flags.c_contiguous and a.ctypes.data % 64 == 0:
+        if a.flags.writeable:
+            return torch.from_numpy(a)
+        view = a.view()
+        try:
+            view.flags.writeable = True  # (allowed where the memory under it is writable: the mapping's copy)
+            return torch.from_numpy(view)
+        except ValueError:
+            pass
+    out = torch.empty(a.shape, dtype=torch.from_numpy(np.empty(0, a.dtype)).dtype)
+    out.numpy()[...] = a
+    return out

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
+
+from openqnn.backends.plan import borrow
 
 __all__ = ["Source", "borrow", "read_source"]
 
@@ -78,21 +79,3 @@ def read_source(doc: Mapping[str, Any], arrays: Mapping[str, np.ndarray], shape:
     if doc.get("transposed"):
         a = a.T
     return np.array(a, dtype=np.float32, order="C").reshape(shape)
-
-
-def borrow(a: np.ndarray) -> torch.Tensor:
-    """A prepared operand read from a plan as a tensor: no copy where it is 64-byte aligned (AVX-512 loads; a context's
-    arrays are read-only views of a copy-on-write mapping, so nothing could fault or reach the file), an aligned copy
-    (PyTorch's allocator) otherwise."""
-    if a.ctypes.data % 64 == 0 and a.flags.c_contiguous:
-        if a.flags.writeable:
-            return torch.from_numpy(a)
-        view = a.view()
-        try:
-            view.flags.writeable = True  # (allowed where the memory under it is writable: the mapping's copy)
-            return torch.from_numpy(view)
-        except ValueError:
-            pass
-    out = torch.empty(a.shape, dtype=torch.from_numpy(np.empty(0, a.dtype)).dtype)
-    out.numpy()[...] = a
-    return out

@@ -33,6 +33,7 @@ import torch
 
 from openqnn.backends import native as shared
 from openqnn.backends.native import c_compiler, cache_dir, sync_threads
+from openqnn.backends.plan import borrow
 
 log = logging.getLogger("openqnn.htp")
 
@@ -531,7 +532,7 @@ class Int8Gemm:
         if packed is not None:
             if packed.dtype != np.int8 or packed.shape != (lib.gemm_pack_size(_L(self.k), _L(self.n)),):
                 raise ValueError(f"packed int8 weights of {packed.shape} {packed.dtype} for a [{self.k}, {self.n}] GEMM")
-            self.packed = _borrow(packed)
+            self.packed = borrow(packed)
         else:
             if isinstance(w, np.ndarray):
                 wc_np = np.ascontiguousarray(w)
@@ -570,24 +571,6 @@ def int8_gemm_pack(w: np.ndarray) -> np.ndarray:
     out = torch.empty(lib.gemm_pack_size(_L(k), _L(n)), dtype=torch.int8)  # (64-byte aligned, as the kernels read it)
     lib.gemm_pack(_P(wc.ctypes.data), _L(k), _L(n), _P(out.data_ptr()))
     return out.numpy()
-
-
-def _borrow(a: np.ndarray) -> torch.Tensor:
-    """A plan's array as a tensor without a copy where it is 64-byte aligned (the kernels' loads stay within cache
-    lines; a context's arrays are read-only views of a copy-on-write mapping: the kernels only read them, nothing
-    could reach the file); an aligned copy otherwise."""
-    if a.flags.c_contiguous and a.ctypes.data % 64 == 0:
-        if a.flags.writeable:
-            return torch.from_numpy(a)
-        view = a.view()
-        try:
-            view.flags.writeable = True  # (allowed where the memory under it is writable: the mapping's copy)
-            return torch.from_numpy(view)
-        except ValueError:
-            pass
-    out = torch.empty(a.shape, dtype=torch.from_numpy(np.empty(0, a.dtype)).dtype)
-    out.numpy()[...] = a
-    return out
 
 
 class Int8Depthwise:
