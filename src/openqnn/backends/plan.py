@@ -12,14 +12,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from openqnn.errors import UnsupportedOpError
 from openqnn.ir.graph import Graph
 from openqnn.ir.tensor import TensorKind
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["ATTR_ARRAY_PREFIX", "PreparedGraph", "StepPlan", "borrow", "io_graph"]
 
@@ -138,6 +140,8 @@ def borrow(a: np.ndarray) -> torch.Tensor:
     """A plan's array as a CPU tensor for a kernel that only reads it: no copy where it is contiguous and 64-byte
     aligned (AVX-512 loads within cache lines; a context's arrays are read-only views of a copy-on-write mapping, so
     nothing could fault or reach the file), an aligned copy (PyTorch's allocator) otherwise."""
+    import torch  # (here: importing openqnn, and reading a context, stays without PyTorch)
+
     if a.flags.c_contiguous and a.ctypes.data % 64 == 0:
         if a.flags.writeable:
             return torch.from_numpy(a)
