@@ -307,7 +307,7 @@ def test_borrowed_operands_are_aligned_and_quiet() -> None:
     buffer; neither warns about a read-only array."""
     import warnings
 
-    from openqnn.backends.cpu.kernels.prepared import borrow
+    from openqnn.backends.plan import borrow
 
     base = np.zeros(256, np.float32)
     start = (-base.ctypes.data % 64) // 4  # the first 64-byte aligned element

@@ -23,9 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from openqnn.backends.plan import borrow
-
-__all__ = ["Source", "borrow", "read_source"]
+__all__ = ["Source", "read_source"]
 
 
 @dataclass(frozen=True)

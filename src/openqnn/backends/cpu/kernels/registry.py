@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from openqnn.backends.base import Unsupported
-from openqnn.backends.cpu.kernels.prepared import Source, borrow, read_source
+from openqnn.backends.cpu.kernels.prepared import Source, read_source
 from openqnn.backends.dtypes import torch_dtype
+from openqnn.backends.plan import borrow
 from openqnn.ir.dtype import DType
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import TensorKind

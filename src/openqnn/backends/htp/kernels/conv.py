@@ -593,10 +593,6 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
     arrays.update({f"fused_{key}": v for key, v in fused_data.items()})
     if fused_data:
         attrs["fused_form"] = FusedSetup.key(rq, bias, fused_data)
-        if _fused_shape(g, wc, groups) == "gemm" or "im2col_native" in kinds:  # the GEMM's [kh * kw * cin, cout]
-            packing, packed = packing_for_plan(wc.reshape(-1, wc.shape[-1]))
-            attrs.update(packing)
-            arrays.update(packed)
     parts = _int8_parts(xq, wc, rq, groups) if int8 and not pointwise else None
     if parts is not None:
         kinds.append("int8_conv")
@@ -626,6 +622,10 @@ def build_conv2d(node: Node, ctx: HtpBuildContext, mode: str | None = None) -> H
             "core": lambda: True}
     attrs["kind"] = next(k for k in kinds if here[k]())
     attrs["kinds"] = kinds
+    if attrs["kind"] == "im2col_native" or (attrs["kind"] == "fused" and _fused_shape(g, wc, groups) == "gemm"):
+        packing, packed = packing_for_plan(wc.reshape(-1, wc.shape[-1]))  # the GEMM's [kh * kw * cin, cout]
+        attrs.update(packing)
+        arrays.update(packed)
     if parts is not None and len(parts) > 1:
         # split input channels: each part's [cout, cin_part, kh, kw] stored contiguous, one after another, so
         # oneDNN's packing reads each as it is (the whole weight is put together only where a kind needs it)

@@ -14,7 +14,6 @@ node then falls back to the cpu backend.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +24,7 @@ import torch
 from openqnn.backends.background import BACKGROUND_BYTES, background_binding, deferred
 from openqnn.backends.base import Unsupported
 from openqnn.backends.htp.arch import HtpArch
-from openqnn.backends.plan import StepPlan
+from openqnn.backends.plan import StepPlan, borrow
 from openqnn.errors import InvalidModelError
 from openqnn.ir.graph import Graph, Node
 from openqnn.ir.tensor import Encoding, TensorKind, qrange
@@ -194,14 +193,7 @@ def plan_tensor(a: np.ndarray, device: torch.device | str = "cpu", dtype: torch.
     elif a.nbytes < _BORROW_BYTES:
         t = torch.from_numpy(a.copy())
     else:
-        view = a.view()
-        try:
-            view.flags.writeable = True  # (allowed where the memory under it is writable: the mapping's copy)
-            t = torch.from_numpy(view)
-        except ValueError:  # (truly read-only memory: wrapped as it is, torch's warning silenced)
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-                t = torch.from_numpy(a)
+        t = borrow(a)
     return t.to(device) if dtype is None else t.to(device, dtype)
 
 
