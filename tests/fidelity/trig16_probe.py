@@ -1,7 +1,7 @@
 """Probe how QNN's HTP simulator computes 16-bit Sin, Cos and Atan (docs/htp-fidelity.md, "16-bit Atan, Sin and Cos
 (stop 27)").
 
-``python -m tests.fidelity.trig16_probe --arch 73``
+``python -m tests.fidelity.trig16_probe --arch 73 [--write-atan-table]``
 
 What the probes showed (v68 = v73) and what this module models:
 
@@ -128,14 +128,75 @@ def random_probes(seed: int, count: int) -> list[Probe16]:
     return out
 
 
+# Atan's reciprocal above 1 (docs/htp-fidelity.md, "16-bit Gelu and Atan as measured tables (stop 30)"): input scales
+# m 2^-(30 - k), k = 0..7 (x in [2^k, 2^(k+1)) for the input codes from about 2^15 up), odd m near and below 2^15
+# (twelve from the top, twelve more drawn at random from 22,000 up; 24 for k = 0), and three of 2^-15; output scale
+# 2^-14 (the code is the value)
+ATAN_WINDOW = 96  # R(n) is searched within this many units of the rounded exact reciprocal (it lies within 2)
+
+
+def atan_reciprocal_probes(seed: int = 7) -> list[Probe16]:
+    rng = np.random.default_rng(seed)
+    scales = []
+    for k in range(8):
+        ms = [32767 - 2 * i for i in range(12)] + [int(v) | 1 for v in rng.integers(22000, 32767, 24 if k == 0 else 12)]
+        scales += [m * 2.0 ** -(30 - k) for m in ms]
+    scales += [c * 2.0**-15 for c in (1.0, 1.3, 1.7)]
+    return [Probe16(s, 0, 2.0**-14, 0) for s in scales]
+
+
+def atan_reciprocal_sets(arch: str) -> np.ndarray:
+    """Per ``n`` in ``[2^16, 2^17)``, which ``R(n) = round(2^31 / n) + d`` (``d`` in ``[-ATAN_WINDOW, ATAN_WINDOW]``,
+    the columns) every input above 1 of the probes allows: ``25736 - G(R(n) >> k)`` its value (bool ``[2^16, 2 W +
+    1]``; a row of all True: ``n`` not read)."""
+    from openqnn.backends.htp.spec.qnn_trig16 import atan16_core, atan16_reciprocal_input
+
+    probes = atan_reciprocal_probes()
+    ys: list[np.ndarray] = []
+    for i in range(0, len(probes), 12):  # a dozen probes per simulator session
+        ys += probe_many(arch, "Atan", probes[i:i + 12])
+    n_all = np.arange(1 << 16, 1 << 17, dtype=np.int64)
+    exact = ((1 << 31) + (n_all >> 1)) // n_all
+    deltas = np.arange(-ATAN_WINDOW, ATAN_WINDOW + 1)
+    allowed = np.ones((1 << 16, len(deltas)), bool)
+    for p, y in zip(probes, ys):
+        a = np.arange(1, N)
+        xq, n, k = atan16_reciprocal_input(a, p.si)
+        live = xq > 1 << 15
+        idx, k, v = n[live] - (1 << 16), k[live], y[a[live]]
+        t = (exact[idx][:, None] + deltas[None, :]) >> k[:, None]
+        np.logical_and.at(allowed, idx, (25736 - atan16_core(np.minimum(t, 1 << 15))) == v[:, None])
+    return allowed
+
+
+def atan_reciprocal_table(arch: str) -> np.ndarray:
+    """``D[n - 2^16]`` (int8): per ``n`` the allowed ``R(n)`` nearest the rounded exact reciprocal, less it (0 where
+    ``n`` is not read); an AssertionError where no value is allowed (the reciprocal is not one function of ``n``)."""
+    allowed = atan_reciprocal_sets(arch)
+    if not allowed.any(axis=1).all():
+        raise AssertionError(f"{int(np.sum(~allowed.any(axis=1)))} n allow no reciprocal")
+    deltas = np.arange(-ATAN_WINDOW, ATAN_WINDOW + 1)
+    best = np.argmin(np.where(allowed, np.abs(deltas)[None, :], 1 << 20), axis=1)
+    return deltas[best].astype(np.int8)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", default="73")
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--write-atan-table", action="store_true",
+                    help="write Atan's measured reciprocal where the spec reads it")
     args = ap.parse_args(argv)
     if (why := simulator_missing()) is not None:
         print(why)
         return 1
+    if args.write_atan_table:
+        from importlib import resources
+
+        path = resources.files("openqnn.backends.htp.spec") / "tables" / "atan16_reciprocal.npz"
+        np.savez_compressed(str(path), correction=atan_reciprocal_table(args.arch))
+        print(f"wrote {path}")
+        return 0
     rand = random_probes(args.seed, 6)
     for op in ("Sin", "Cos"):
         clean = clean_probes(op)

@@ -1,5 +1,5 @@
 """htp_config.arithmetic = "qnn": QNN's 16-bit Gelu (spec/qnn_gelu16.py). Fast path == reference == the spec on v68
-and v73; the gate's exact piece and simulator codes by hand; TFLite's arithmetic, 8-bit codes, v75 and the tanh form
+and v73; the gate's exact piece, its measured table and simulator codes by hand; TFLite's arithmetic, 8-bit codes, v75 and the tanh form
 keep exact rounding. (Against the simulator: tests/fidelity/test_qnn_gelu16.py.)"""
 
 from __future__ import annotations
@@ -50,23 +50,24 @@ def test_gelu16_gate_below_z_1_is_z_times_a_quadratic() -> None:
     assert (gelu16_gate(np.arange(4 << 14, 6 << 14)) == 4095).all()
 
 
-def test_gelu16_gate_from_2_to_3_is_a_rational() -> None:
-    """From ``z = 2`` to 3 the gate is ``P + ((Q - P) 2^16 + 2^15) // (Z + 2^16)`` with ``P`` and ``Q`` interpolated
-    between the spec's 33 knots in Q8 (``GELU16_PQ2_KNOTS``, fitted): within 2.2 of ``4096 Phi``, and it drops 131
-    times (the simulator 137); at the knots ``P`` and ``Q`` are the knots floored."""
-    from openqnn.backends.htp.spec.qnn_gelu16 import GELU16_PQ2_KNOTS
+def test_gelu16_gate_from_1_to_4_is_the_measured_table() -> None:
+    """From ``z = 1`` to 4 the gate is the table read off the simulator (``tables/gelu16_gate.npz``, read-only): within
+    3.3 of ``4096 Phi``; it steps down as well as up, as the simulator's does (1,039 drops in [1, 2), 154 in [2, 3),
+    2 in [3, 4)); 4097 on 381 values of ``Z`` in [2.67, 3); the flicker's first drops by hand (3771, 3772, 3771, 3772
+    at ``Z`` = 16390..16393)."""
+    from openqnn.backends.htp.spec.qnn_gelu16 import GELU16_TABLE_RANGE, gelu16_gate_table
 
-    z = np.arange(2 << 14, 3 << 14)
-    t = z - (2 << 14)
-    k, f = t >> 9, t & 511
-    p, q = ((r[k] * (512 - f) + r[k + 1] * f) >> 17 for r in GELU16_PQ2_KNOTS)
+    table = gelu16_gate_table()
+    assert GELU16_TABLE_RANGE == (1 << 14, 1 << 16) and table.shape == (3 << 14,) and not table.flags.writeable
+    z = np.arange(1 << 14, 4 << 14)
     g = gelu16_gate(z)
-    np.testing.assert_array_equal(g, p + (((q - p) << 16) + (1 << 15)) // (z + (1 << 16)))
-    np.testing.assert_array_equal(p[::512], GELU16_PQ2_KNOTS[0, :32] >> 8)
+    np.testing.assert_array_equal(g, table)
     phi = 2048 * (1 + np.vectorize(math.erf)(z / 2.0**14))
-    assert np.abs(g - phi).max() < 2.2 and int((np.diff(g) == -1).sum()) == 131
-    assert g[0] == 4088 and p[0] == 2762 and q[0] == 4751
-    assert (np.diff(GELU16_PQ2_KNOTS, axis=1) > 0).all()
+    assert np.abs(g - phi).max() < 3.3
+    drops = [int((np.diff(gelu16_gate(np.arange((j << 14) - 1, (j + 1) << 14))) == -1).sum()) for j in (1, 2, 3)]
+    assert drops == [1039, 154, 2]
+    assert int((g == 4097).sum()) == 381 and (z[g == 4097] >= 43718).all() and (z[g == 4097] < 3 << 14).all()
+    np.testing.assert_array_equal(gelu16_gate(np.arange(16390, 16394)), [3771, 3772, 3771, 3772])
 
 
 def test_gelu16_by_hand() -> None:
@@ -79,3 +80,7 @@ def test_gelu16_by_hand() -> None:
     assert z is not None and z[0] == (65535 * 23170 + (1 << 16)) >> 17
     q = np.array([0, 30000, 60000, 65534])
     np.testing.assert_array_equal(gelu16_codes(q, 2.0**-14, 65535, 2.0**-14, 65535), [65535, 65006, 63501, 65534])
+    # a random encoding (v68 and v73): where the gate is 4097 a negative input gives the zero point (4096 - G clamped
+    # at 0; unclamped it would be 14 codes above), a little further out 24 below it
+    si, zi, so, zo = 0.00016524466216466814, 43481, 6.721276240069942e-05, 2996
+    np.testing.assert_array_equal(gelu16_codes(np.array([20645, 20646, 23481]), si, zi, so, zo), [2996, 2996, 2972])

@@ -102,7 +102,7 @@ def test_trig16_output_conversion() -> None:
 
 def test_atan16_value() -> None:
     """Atan's Q14 value: odd; ``G(floor(x 2^15))`` below 1 (a quadratic per quarter of ``[0, 1]``), 12868 at 1,
-    ``pi/2 - G`` of a reciprocal of ``x``'s top 17 bits above; within 4.5 units of ``atan(x) 2^14``; a function of
+    ``pi/2 - G`` of the measured reciprocal of ``floor(x 2^15)``'s top 17 bits above; within 4.5 units of ``atan(x) 2^14``; a function of
     ``x`` at power-of-two scales; by hand."""
     a = np.arange(-32768, 32768)
     for si in (2.0**-14, 2.0**-11, 1.37e-4):
@@ -125,9 +125,27 @@ def test_atan16_value() -> None:
     assert int(atan16_core(np.array([1 << 15]))[0]) == 12869
     np.testing.assert_array_equal(atan16_value(np.array([16384, -16384, 16383, 16385]), 2.0**-14),
                                   [12868, -12868, 12868, 12868])
-    # the reciprocal takes the top 17 bits of X: s_in = 3 2^-16 (m = 24576, e = -14), a = 30009: X = 737501184
-    # (x = 1.3737), n = X >> 13 = 90027, round(2^31 / n) = 23854, 25736 - G(23854) = 15426, the simulator's (the
-    # top 15 bits, 22506: round(2^29 / 22506) = 23855, 15425)
+    # the reciprocal takes the top 17 bits of xq: s_in = 3 2^-16 (m = 24576, e = -14), a = 30009: X = 737501184
+    # (x = 1.3737), xq = X >> 14 = 45013 (16 bits in [1, 2)), n = 2 xq = 90026, R(n) = round(2^31 / n) = 23854 (its
+    # measured correction 0), 25736 - G(23854) = 15426, the simulator's (the top 15 bits, 22506: round(2^29 / 22506) =
+    # 23855, 15425)
     assert int(atan16_value(np.array([30009]), 3 * 2.0**-16)[0]) == 25736 - int(atan16_core(np.array([23854]))[0]) \
         == 15426
     assert 25736 - int(atan16_core(np.array([23855]))[0]) == 15425
+
+
+def test_atan16_reciprocal_table() -> None:
+    """The measured reciprocal (``tables/atan16_reciprocal.npz``, read-only): within 2 of ``round(2^31 / n)`` for every
+    ``n`` of ``[2^16, 2^17)``, off it for 5,347 of them; ``xq = 2^15`` (``x`` just above 1) is pi/4 as ``x = 1`` is:
+    ``s_in = 3.0275680223194988e-05``, ``a = 33031`` gives the simulator's code 41122 (v68 and v73; output encoding
+    1.2511e-4, 34844), which ``25736 - G(R(2^16)) = 12867`` misses."""
+    from openqnn.backends.htp.spec.qnn_trig16 import atan16_reciprocal_table
+
+    r = atan16_reciprocal_table()
+    n = np.arange(1 << 16, 1 << 17)
+    d = r - ((1 << 31) + (n >> 1)) // n
+    assert r.shape == (1 << 16,) and not r.flags.writeable
+    assert np.abs(d).max() == 2 and int(np.count_nonzero(d)) == 5347
+    assert int(atan16_value(np.array([33031]), 3.0275680223194988e-05)[0]) == 12868
+    enc = (3.0275680223194988e-05, 31858, 0.00012511161422009066, 34844)
+    assert int(trig16_codes(np.array([31858 + 33031]), "Atan", *enc)[0]) == 41122

@@ -40,47 +40,54 @@ Held: every code of 244 encodings per op and arch (v68, v73): 200 random ones as
 3e-5..3e-4, unsaturated outputs) and 44 anywhere (``s_in`` 1e-6..0.1, ``s_out`` 1e-6..1e-2, any zero points); exact
 rounding 17-85% of the codes of the first.
 
-Atan (approximate for ``|x| > 1``): a function of the real input, odd, Q14 (``V = sign(a) G(...)``, the same output
-conversion with ``Q = 14``). ``x = |a| s_in`` is ``X = |a| m`` with ``m`` the 15-bit rounded significand of
-``float32(s_in) = f 2^e`` (``x = X 2^(e - 15)``), and
+Atan: a function of the real input, odd, Q14 (``V = sign(a) G(...)``, the same output conversion with ``Q = 14``).
+``x = |a| s_in`` is ``X = |a| m`` with ``m`` the 15-bit rounded significand of ``float32(s_in) = f 2^e`` (``x = X
+2^(e - 15)``), floored to Q15 first, ``xq = floor(x 2^15) = X >> -e``, and
 
-    x < 1:    t = floor(x 2^15) = X >> -e                         (Q15)
-              V = G(t)
-    x = 1:    V = 12868                                           (pi/4 in Q14, one below G(2^15))
-    x > 1:    n = the top 17 bits of X, [2^16, 2^17) (floored),  x in [2^k, 2^(k+1))
-              t = round(2^31 / n) >> k                            (1 / x in Q15; approximate)
-              V = 25736 - G(t)                                    (pi/2 in Q14)
+    xq < 2^15 (x < 1):     V = G(xq)
+    xq = 2^15:             V = 12868                           (pi/4 in Q14, one below G(2^15); x in [1, 1 + 2^-15))
+    xq > 2^15:             n = the top 17 bits of xq, in [2^16, 2^17) (floored; in [1, 2), where xq has 16 bits,
+                               n = 2 xq),  xq in [2^(15+k), 2^(16+k))
+                           t = R(n) >> k,  R(n) = round(2^31 / n) + D[n - 2^16]   (1 / x in Q15)
+                           V = 25736 - G(t)                    (pi/2 in Q14)
     G(t):     a quadratic per quarter of [0, 1] (t >> 13) in t itself, Horner p = c2, p = (p t + C 2^14) >> 15
               twice (C1, C0 in Q15, c2 in Q14; ``_ATAN_COEFFS``)
 
-Found like Sin's ``F``: at power-of-two input scales (2^-16..2^-6 at ``s_out = 2^-14``) the value is a function of
-``x`` (155,648 inputs, no two values for one ``x``) that changes only at multiples of 2^-15 below 1 (``t`` floored:
-the odd multiples of 2^-16 take the even one below's value); a least-squares quadratic per quarter of ``[0, 1]``
-leaves only a rounding (under 1 unit; a single polynomial of degree 13 leaves 2.2); the search gives every ``t`` read
-(16,384 + 8,192 of them) with one floor/round choice per piece. At 8 random input scales ``t`` through the 15-bit
-rounded ``m`` and a floor gives every code with ``x <= 1`` of 7 and 99.99% of the 8th (``s_in`` to 16-18 bits, or
-exactly: 83-100% per probe). Above 1 the simulator's reciprocal is not exact: ``floor(2^15 / x)`` gives 94.6% of the
-114,682 inputs ``x > 1`` of the power-of-two probes, ``round(2^15 2^k / x) >> k`` 98.1% (92.7% in ``[1, 2)``, 99.9%
-above 256), nnlib's 16-bit reciprocal (``qnn_div.recip16``) 71%, with one 16-bit Newton step 92%, float16 66-73%,
-``pi/2 - G`` by negated coefficients 41%. ``x = 1`` exactly gives 12868 on the simulator, one below ``G(2^15)``.
-The reciprocal's input is the top 17 bits of ``x`` (stop 29: above 1 the value is a function of them, with 16 bits
-not; stop 28 took 15): held 95.5-99.5% of the codes of 20 random encodings (stop 28's 15 bits: 91.6-99.1%; exact
-rounding 19-75%), up to 2 codes off. No reciprocal that falls as ``x`` grows gives more than 98.5% of ``[1, 2)``
-(docs/htp-fidelity.md, "16-bit Atan above 1, from probes (stop 29)").
+``D`` (-2..2, 65,536 values, ``tables/atan16_reciprocal.npz``) is the simulator's reciprocal less the rounded exact
+one, measured: what arithmetic makes it is not found (docs/htp-fidelity.md, "16-bit Atan above 1, from probes (stop
+29)" and "16-bit Gelu and Atan as measured tables (stop 30)").
+
+``G`` was found like Sin's ``F``: at power-of-two input scales (2^-16..2^-6 at ``s_out = 2^-14``) the value is a
+function of ``x`` (155,648 inputs, no two values for one ``x``) that changes only at multiples of 2^-15 below 1 (``t``
+floored: the odd multiples of 2^-16 take the even one below's value); a least-squares quadratic per quarter of ``[0,
+1]`` leaves only a rounding (under 1 unit; a single polynomial of degree 13 leaves 2.2); the search gives every ``t``
+read (16,384 + 8,192 of them) with one floor/round choice per piece. Above 1 the simulator's reciprocal is not
+exact: ``round(2^15 2^k / x) >> k`` gives 98.1% of the inputs of the power-of-two probes (92.7% in ``[1, 2)``).
+
+The reciprocal (stop 30, from stop 29's finding that above 1 the value is a function of 17 bits of ``x``) takes
+``xq``, ``x`` already floored to Q15 (in ``[1, 2)`` its 16 bits and a zero; the top 17 bits of ``X`` itself conflict
+between binades on 853 odd ``n``), and one ``R(n)`` serves every binade. 123 probes at ``s_out = 2^-14`` (``s_in =
+m 2^-(30 - k)``, ``k`` = 0..7, odd ``m`` from 22,000 to 2^15; ``tests/fidelity/trig16_probe.atan_reciprocal_table``)
+each allow a set of ``R(n)`` per input (``G`` is not monotone near 1); every ``n`` is read in one to eight binades,
+no set is empty, and ``D`` is the allowed value nearest the exact rounding. ``xq = 2^15`` gives pi/4 as ``x = 1``
+does (the last 16 misses among 38 random encodings). Held out of the reading: every code of 38 random encodings per
+arch (v68, v73; ``s_in`` 1e-6..0.05, any zero points; before 95.5-99.99%, up to 3 codes off).
 
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from importlib import resources
 
 import numpy as np
 
 from openqnn.backends.htp.fixedpoint import q15_multiplier, rshr_np
 from openqnn.backends.htp.spec.qnn_eltwise import f32
 
-__all__ = ["TRIG16_ARCHS", "TRIG16_OPS", "atan16_core", "atan16_value", "trig16_codes", "trig16_quadrant",
-           "trig16_table_for", "trig16_value"]
+__all__ = ["TRIG16_ARCHS", "TRIG16_OPS", "atan16_core", "atan16_reciprocal_input", "atan16_reciprocal_table",
+           "atan16_value", "trig16_codes", "trig16_quadrant", "trig16_table_for", "trig16_value"]
 
 TRIG16_ARCHS = ("v68", "v73")
 TRIG16_OPS = {"ElementWiseSin": "Sin", "ElementWiseCos": "Cos", "ElementWiseAtan": "Atan"}
@@ -99,8 +106,8 @@ _COS_COEFFS = ((1950, -40985, 24, 32769), (5902, -46801, 1526, 32634), (8809, -5
 # Atan: (c2, C1, C0) per quarter of [0, 1] in t (Q15): c2 Q14, C1 and C0 Q15; pi/2 in Q14
 _ATAN_COEFFS = ((-1887, 33067, 1), (-4539, 35471, -268), (-5173, 36500, -466), (-4563, 34566, 299))
 _ATAN_HALF_PI = 25736
-_ATAN_QUARTER_PI = 12868  # x = 1 exactly: pi/4 in Q14, one below G(2^15)
-_ATAN_RECIP_BITS = 17  # the reciprocal's input: the top 17 bits of x (floored)
+_ATAN_QUARTER_PI = 12868  # xq = 2^15 (x in [1, 1 + 2^-15)): pi/4 in Q14, one below G(2^15)
+_ATAN_RECIP_BITS = 17  # the reciprocal's input: the top 17 bits of xq (x floored to Q15)
 
 
 def _phase_multiplier(s_in: float) -> int:
@@ -148,25 +155,43 @@ def atan16_core(t: np.ndarray) -> np.ndarray:
     return _horner(np.asarray(t, np.int64), _ATAN_COEFFS, 13, 15)
 
 
-def atan16_value(a: np.ndarray, s_in: float) -> np.ndarray:
-    """QNN's Atan of centred input codes ``a`` in Q14 (module docstring, Atan): ``x = |a| s_in`` as ``X = |a| m``
-    (``m`` the 15-bit rounded significand of ``s_in``); ``G(x 2^15)`` floored for ``x < 1``; 12868 (pi/4) at ``x = 1``;
-    for ``x > 1`` ``25736 - G(t)`` with ``t = round(2^31 / n) >> k`` (``X``'s top 17 bits ``n`` in ``[2^16, 2^17)``,
-    floored, ``x`` in ``[2^k, 2^(k+1))``; approximate: the simulator's reciprocal is open); odd."""
+def atan16_reciprocal_input(a: np.ndarray, s_in: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(xq, n, k)`` of centred input codes ``a`` (module docstring, Atan): ``xq = floor(|a| s_in 2^15)`` through the
+    15-bit rounded significand of ``s_in``, ``n`` its top 17 bits in ``[2^16, 2^17)`` and ``k`` its binade above 1
+    (``xq`` in ``[2^(15+k), 2^(16+k))``; 0 below)."""
     m, e = q15_multiplier(f32(s_in), carry=True)
-    a = np.asarray(a, np.int64)
-    big_x = np.abs(a) * m  # x = X 2^(e - 15)
-    one = big_x == (1 << (15 - e)) if e <= 15 else np.zeros(big_x.shape, bool)
-    small = big_x < (1 << (15 - e)) if e <= 15 else big_x == 0
-    t_small = big_x >> -e if e <= 0 else big_x << e
-    top = np.frexp(np.maximum(big_x, 1).astype(np.float64))[1].astype(np.int64) - 1  # floor(log2 X)
+    big_x = np.abs(np.asarray(a, np.int64)) * m  # x = X 2^(e - 15)
+    xq = big_x >> -e if e <= 0 else big_x << e
+    top = np.frexp(np.maximum(xq, 1).astype(np.float64))[1].astype(np.int64) - 1  # floor(log2 xq)
     bits = _ATAN_RECIP_BITS - 1
-    n = np.where(top >= bits, big_x >> np.maximum(top - bits, 0), big_x << np.maximum(bits - top, 0))
-    k = np.maximum(top + e - 15, 0)
-    t_big = ((1 << (15 + bits)) + (n >> 1)) // np.maximum(n, 1) >> k
-    v = np.where(small, atan16_core(np.minimum(t_small, 1 << 15)),
+    n = np.where(top >= bits, xq >> np.maximum(top - bits, 0), xq << np.maximum(bits - top, 0))
+    return xq, n, np.maximum(top - 15, 0)
+
+
+@functools.cache
+def atan16_reciprocal_table() -> np.ndarray:
+    """``R(n)`` for ``n`` in ``[2^16, 2^17)`` (int64, read-only): ``round(2^31 / n)`` plus the measured ``D`` of
+    ``tables/atan16_reciprocal.npz`` (module docstring; written by ``python -m tests.fidelity.trig16_probe
+    --write-atan-table``)."""
+    with resources.files(__package__).joinpath("tables/atan16_reciprocal.npz").open("rb") as f, np.load(f) as npz:
+        d = npz["correction"].astype(np.int64)
+    n = np.arange(1 << 16, 1 << 17, dtype=np.int64)
+    if d.shape != n.shape:
+        raise RuntimeError(f"openqnn's 16-bit Atan reciprocal table holds {d.shape}; reinstall openqnn")
+    r = ((1 << 31) + (n >> 1)) // n + d
+    r.flags.writeable = False
+    return r
+
+
+def atan16_value(a: np.ndarray, s_in: float) -> np.ndarray:
+    """QNN's Atan of centred input codes ``a`` in Q14 (module docstring, Atan): ``G(xq)`` below 1; 12868 (pi/4) at
+    ``xq = 2^15``; above, ``25736 - G(R(n) >> k)`` with the measured reciprocal ``R`` of ``xq``'s top 17 bits; odd."""
+    a = np.asarray(a, np.int64)
+    xq, n, k = atan16_reciprocal_input(a, s_in)
+    t_big = atan16_reciprocal_table()[np.clip(n - (1 << 16), 0, (1 << 16) - 1)] >> k
+    v = np.where(xq < 1 << 15, atan16_core(np.minimum(xq, 1 << 15)),
                  _ATAN_HALF_PI - atan16_core(np.minimum(t_big, 1 << 15)))
-    return np.sign(a) * np.where(one, _ATAN_QUARTER_PI, v)
+    return np.sign(a) * np.where(xq == 1 << 15, _ATAN_QUARTER_PI, v)
 
 
 def trig16_codes(q: np.ndarray, op: str, s_in: float, z_in: int, s_out: float, z_out: int) -> np.ndarray:
