@@ -132,7 +132,7 @@ def random_probes(seed: int, count: int) -> list[Probe16]:
 # m 2^-(30 - k), k = 0..7 (x in [2^k, 2^(k+1)) for the input codes from about 2^15 up), odd m near and below 2^15
 # (twelve from the top, twelve more drawn at random from 22,000 up; 24 for k = 0), and three of 2^-15; output scale
 # 2^-14 (the code is the value)
-ATAN_WINDOW = 96  # R(n) is searched within this many units of the rounded exact reciprocal (it lies within 2)
+ATAN_WINDOW = 8  # R(n) is searched within this many units of the rounded exact reciprocal (it lies within 2)
 
 
 def atan_reciprocal_probes(seed: int = 7) -> list[Probe16]:
@@ -158,15 +158,16 @@ def atan_reciprocal_sets(arch: str) -> np.ndarray:
     n_all = np.arange(1 << 16, 1 << 17, dtype=np.int64)
     exact = ((1 << 31) + (n_all >> 1)) // n_all
     deltas = np.arange(-ATAN_WINDOW, ATAN_WINDOW + 1)
-    allowed = np.ones((1 << 16, len(deltas)), bool)
+    refused = np.zeros((1 << 16) * len(deltas), np.int64)  # per (n, d): inputs that refuse it
     for p, y in zip(probes, ys):
         a = np.arange(1, N)
         xq, n, k = atan16_reciprocal_input(a, p.si)
         live = xq > 1 << 15
         idx, k, v = n[live] - (1 << 16), k[live], y[a[live]]
         t = (exact[idx][:, None] + deltas[None, :]) >> k[:, None]
-        np.logical_and.at(allowed, idx, (25736 - atan16_core(np.minimum(t, 1 << 15))) == v[:, None])
-    return allowed
+        row, col = np.nonzero((25736 - atan16_core(np.minimum(t, 1 << 15))) != v[:, None])
+        refused += np.bincount(idx[row] * len(deltas) + col, minlength=len(refused))
+    return (refused == 0).reshape(1 << 16, len(deltas))
 
 
 def atan_reciprocal_table(arch: str) -> np.ndarray:
