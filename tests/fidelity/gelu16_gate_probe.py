@@ -10,7 +10,7 @@ Per sixteenth of a unit of ``z`` it prints the spacing of the gate's up steps an
 
 :func:`gate_table` reads every gate of ``|z|`` in [1, 4) from thirteen probes (docs/htp-fidelity.md, "16-bit Gelu and
 Atan as measured tables (stop 30)"); ``--write-table`` writes it where the spec reads it
-(``openqnn/backends/htp/spec/tables/gelu16_gate.npz``).
+(``openqnn/backends/htp/spec/tables/gelu16_gate.safetensors``).
 """
 
 from __future__ import annotations
@@ -152,8 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.write_table:
         from importlib import resources
 
-        path = resources.files("openqnn.backends.htp.spec") / "tables" / "gelu16_gate.npz"
-        np.savez_compressed(str(path), gate=gate_table(args.arch))
+        from safetensors.numpy import save_file
+
+        path = resources.files("openqnn.backends.htp.spec") / "tables" / "gelu16_gate.safetensors"
+        save_file({"gate": gate_table(args.arch)}, str(path))
         print(f"wrote {path}")
         return 0
     lo, hi = read_gates(args.arch)

@@ -194,8 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.write_atan_table:
         from importlib import resources
 
-        path = resources.files("openqnn.backends.htp.spec") / "tables" / "atan16_reciprocal.npz"
-        np.savez_compressed(str(path), correction=atan_reciprocal_table(args.arch))
+        from safetensors.numpy import save_file
+
+        path = resources.files("openqnn.backends.htp.spec") / "tables" / "atan16_reciprocal.safetensors"
+        save_file({"correction": atan_reciprocal_table(args.arch)}, str(path))
         print(f"wrote {path}")
         return 0
     rand = random_probes(args.seed, 6)

@@ -51,7 +51,7 @@ def test_gelu16_gate_below_z_1_is_z_times_a_quadratic() -> None:
 
 
 def test_gelu16_gate_from_1_to_4_is_the_measured_table() -> None:
-    """From ``z = 1`` to 4 the gate is the table read off the simulator (``tables/gelu16_gate.npz``, read-only): within
+    """From ``z = 1`` to 4 the gate is the table read off the simulator (``tables/gelu16_gate.safetensors``, read-only): within
     3.3 of ``4096 Phi``; it steps down as well as up, as the simulator's does (1,039 drops in [1, 2), 154 in [2, 3),
     2 in [3, 4)); 4097 on 381 values of ``Z`` in [2.67, 3); the flicker's first drops by hand (3771, 3772, 3771, 3772
     at ``Z`` = 16390..16393)."""

@@ -135,7 +135,7 @@ def test_atan16_value() -> None:
 
 
 def test_atan16_reciprocal_table() -> None:
-    """The measured reciprocal (``tables/atan16_reciprocal.npz``, read-only): within 2 of ``round(2^31 / n)`` for every
+    """The measured reciprocal (``tables/atan16_reciprocal.safetensors``, read-only): within 2 of ``round(2^31 / n)`` for every
     ``n`` of ``[2^16, 2^17)``, off it for 5,347 of them; ``xq = 2^15`` (``x`` just above 1) is pi/4 as ``x = 1`` is:
     ``s_in = 3.0275680223194988e-05``, ``a = 33031`` gives the simulator's code 41122 (v68 and v73; output encoding
     1.2511e-4, 34844), which ``25736 - G(R(2^16)) = 12867`` misses."""

@@ -58,6 +58,7 @@ import math
 from importlib import resources
 
 import numpy as np
+from safetensors.numpy import load
 
 from openqnn.backends.htp.fixedpoint import q15_multiplier
 from openqnn.backends.htp.spec.qnn_eltwise import f32
@@ -76,10 +77,10 @@ GELU16_TABLE_RANGE = (1 << _Q, 4 << _Q)  # j = 1, 2, 3: the gates of Z in [2^14,
 @functools.cache
 def gelu16_gate_table() -> np.ndarray:
     """The gates of ``Z`` in ``GELU16_TABLE_RANGE`` (int64, read-only), as the simulator gives them (module
-    docstring); from ``tables/gelu16_gate.npz``, written by ``python -m tests.fidelity.gelu16_gate_probe
+    docstring); from ``tables/gelu16_gate.safetensors``, written by ``python -m tests.fidelity.gelu16_gate_probe
     --write-table``."""
-    with resources.files(__package__).joinpath("tables/gelu16_gate.npz").open("rb") as f, np.load(f) as npz:
-        gate = npz["gate"].astype(np.int64)
+    gate = load(resources.files(__package__).joinpath("tables/gelu16_gate.safetensors").read_bytes())["gate"]
+    gate = gate.astype(np.int64)
     if gate.shape != (GELU16_TABLE_RANGE[1] - GELU16_TABLE_RANGE[0],):
         raise RuntimeError(f"openqnn's 16-bit Gelu gate table holds {gate.shape}; reinstall openqnn")
     gate.flags.writeable = False

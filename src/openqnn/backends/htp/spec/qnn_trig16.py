@@ -53,7 +53,7 @@ Atan: a function of the real input, odd, Q14 (``V = sign(a) G(...)``, the same o
     G(t):     a quadratic per quarter of [0, 1] (t >> 13) in t itself, Horner p = c2, p = (p t + C 2^14) >> 15
               twice (C1, C0 in Q15, c2 in Q14; ``_ATAN_COEFFS``)
 
-``D`` (-2..2, 65,536 values, ``tables/atan16_reciprocal.npz``) is the simulator's reciprocal less the rounded exact
+``D`` (-2..2, 65,536 values, ``tables/atan16_reciprocal.safetensors``) is the simulator's reciprocal less the rounded exact
 one, measured: what arithmetic makes it is not found (docs/htp-fidelity.md, "16-bit Atan above 1, from probes (stop
 29)" and "16-bit Gelu and Atan as measured tables (stop 30)").
 
@@ -82,6 +82,7 @@ import math
 from importlib import resources
 
 import numpy as np
+from safetensors.numpy import load
 
 from openqnn.backends.htp.fixedpoint import q15_multiplier, rshr_np
 from openqnn.backends.htp.spec.qnn_eltwise import f32
@@ -171,10 +172,10 @@ def atan16_reciprocal_input(a: np.ndarray, s_in: float) -> tuple[np.ndarray, np.
 @functools.cache
 def atan16_reciprocal_table() -> np.ndarray:
     """``R(n)`` for ``n`` in ``[2^16, 2^17)`` (int64, read-only): ``round(2^31 / n)`` plus the measured ``D`` of
-    ``tables/atan16_reciprocal.npz`` (module docstring; written by ``python -m tests.fidelity.trig16_probe
+    ``tables/atan16_reciprocal.safetensors`` (module docstring; written by ``python -m tests.fidelity.trig16_probe
     --write-atan-table``)."""
-    with resources.files(__package__).joinpath("tables/atan16_reciprocal.npz").open("rb") as f, np.load(f) as npz:
-        d = npz["correction"].astype(np.int64)
+    d = load(resources.files(__package__).joinpath("tables/atan16_reciprocal.safetensors").read_bytes())["correction"]
+    d = d.astype(np.int64)
     n = np.arange(1 << 16, 1 << 17, dtype=np.int64)
     if d.shape != n.shape:
         raise RuntimeError(f"openqnn's 16-bit Atan reciprocal table holds {d.shape}; reinstall openqnn")
