@@ -345,6 +345,7 @@ def _op_specs() -> list[OpSpec]:
         s("sqrt", "htp.lut", "1x5x7x9", u("Sqrt"), dist="positive"),
         s("reciprocal", "htp.lut", "1x5x7x9", u("Reciprocal"), dist="positive"),
         s("gelu", "htp.lut", "1x5x7x9", u("Gelu", opset=20), scale=2.0),
+        s("gelu", "htp.lut", "tanh_form", u("Gelu", opset=20, approximate="tanh"), scale=2.0),
         s("hardswish", "htp.lut", "1x5x7x9", u("HardSwish"), scale=3.0),
         s("hardsigmoid", "htp.lut", "1x5x7x9", u("HardSigmoid"), scale=3.0),
         s("elu", "htp.lut", "1x5x7x9", u("Elu"), scale=2.0),

@@ -179,3 +179,18 @@ def test_gelu_gate_in_2_3_is_a_rational_of_two_floored_integers(arch: str) -> No
     b0, b1, b2, b3 = _OLD_CUBIC_2
     old = (b3 * t**3 + b2 * t**2 + b1 * t + b0) >> 46
     assert ok.all() and ((old >= lo[z]) & (old <= hi[z])).mean() < 0.87
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_gelu_tanh_form_is_the_erf_form(arch: str) -> None:
+    """An ONNX Gelu with ``approximate="tanh"`` gives the erf form's codes on the HTP (QNN's Gelu has no tanh form):
+    every code of two clean and four random encodings is the spec's erf form; the tanh form's exact rounding gives
+    under a fifth of them."""
+    probes = [Probe16(2.0**-13, 0, 2.0**-13, 0), Probe16(2.0**-13, 65535, 2.0**-13, 65535), *_random_probes(3, 4)]
+    q = np.arange(N)
+    for p, y in zip(probes, probe_many(arch, "Gelu", probes, approximate="tanh")):
+        np.testing.assert_array_equal(gelu16_codes(q, p.si, p.zi, p.so, p.zo), y)
+        x = (q - p.zi) * float(np.float32(p.si))
+        tanh = 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+        exact = np.clip(np.floor(tanh / float(np.float32(p.so)) + 0.5) + p.zo, 0, N - 1)
+        assert (exact == y).mean() < 0.2

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from lut_steps import check_rule
+from lut_steps import check_rule, run_step
 from lut_steps import scale_zero as _sz
 from test_elementwise import _enc, _graph
 
@@ -84,3 +84,24 @@ def test_gelu16_by_hand() -> None:
     # at 0; unclamped it would be 14 codes above), a little further out 24 below it
     si, zi, so, zo = 0.00016524466216466814, 43481, 6.721276240069942e-05, 2996
     np.testing.assert_array_equal(gelu16_codes(np.array([20645, 20646, 23481]), si, zi, so, zo), [2996, 2996, 2972])
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_gelu_tanh_form_is_the_erf_form_on_the_htp(bits: int) -> None:
+    """QNN's Gelu has no tanh form: with QNN's arithmetic on v68 and v73 an ONNX ``approximate="tanh"`` Gelu runs as
+    the erf form (every code, at 8 and 16 bits; the simulator's codes, tests/fidelity); TFLite's arithmetic and v75
+    (not probed) keep the tanh form's exact rounding, which differs."""
+    shape = (1, 5, 7, 9)
+    n = 1 << bits
+    x = np.random.default_rng(7).integers(0, n, shape).astype(np.int64)
+    x.flat[:256] = np.arange(0, n, n // 256)  # (every 8-bit code)
+    out = {}
+    for approximate in ("none", "tanh"):
+        g = _graph("Gelu", [(shape, _enc(-4.0, 4.0, bits), None)], {"approximate": approximate})
+        g.tensors["out"].encoding = _enc(-0.2, 4.0, bits)
+        for arch, arithmetic in (("v68", "qnn"), ("v73", "qnn"), ("v73", "tflite"), ("v75", "qnn")):
+            out[approximate, arch, arithmetic] = run_step(g, arch, arithmetic, x)[1]
+    for arch in ("v68", "v73"):
+        np.testing.assert_array_equal(out["tanh", arch, "qnn"], out["none", arch, "qnn"])
+    for key in (("v73", "tflite"), ("v75", "qnn")):
+        assert (out[("tanh", *key)] != out[("none", *key)]).any()

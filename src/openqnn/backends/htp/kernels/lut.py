@@ -31,12 +31,15 @@ below 0 QNN's 16-bit Exp at the output scale ``s_out / alpha`` less ``alpha / s_
 requantized to the output's codes (``spec/qnn_hardswish16.py``; ratios ``s_in / s_out`` under 64); Sin and Cos are
 QNN's Q32 phase of the code, a fixed-point cubic per pi/8 of the quadrant and a sign-and-magnitude output conversion,
 Atan a fixed-point quadratic per quarter of ``[0, 1]`` of ``x`` or of ``1 / x`` (``spec/qnn_trig16.py``; Atan's
-reciprocal, of the top 17 bits of ``x``, approximate); Gelu is QNN's Q12 gate of ``z`` in Q14 (``spec/qnn_gelu16.py``; the gate exact for ``|z|``
-under 1 and from 4 up, fitted between: cubics, and from 2 to 3 a division by ``z + 4``); the rest is exact rounding.
+reciprocal, of the top 17 bits of ``x`` floored to Q15, a table read off the simulator); Gelu is QNN's Q12 gate of
+``z`` in Q14 (``spec/qnn_gelu16.py``; the gate a formula below ``|z|`` = 1, a table read off the simulator from 1 to 4,
+then 4095); the rest is exact rounding. Gelu's tanh form is computed as the erf form with QNN's arithmetic on v68 and
+v73, at 8 and 16 bits, as the HTP does (``gelu_form``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -61,7 +64,7 @@ from openqnn.backends.htp.kernels.registry import (
 from openqnn.backends.htp.kernels.scratch import step_buffer
 from openqnn.backends.htp.native import lookup_or
 from openqnn.backends.htp.spec.qnn_exp16 import exp16_table_for
-from openqnn.backends.htp.spec.qnn_gelu16 import gelu16_table_for
+from openqnn.backends.htp.spec.qnn_gelu16 import gelu16_table_for, gelu_form
 from openqnn.backends.htp.spec.qnn_hardswish16 import hardswish16_table_for
 from openqnn.backends.htp.spec.qnn_trig16 import TRIG16_OPS, trig16_table_for
 from openqnn.backends.htp.spec.qnn_unary import reciprocal_table_for
@@ -179,6 +182,9 @@ def unary(node: Node, ctx: HtpBuildContext) -> HtpStep:
     qi, qo = act_params(ctx, x_name), act_params(ctx, node.outputs[0])
     enc = (ctx.arch.name, ctx.arithmetic, float(qi.scale[0]), int(qi.zero_point[0]), float(qo.scale[0]),
            int(qo.zero_point[0]), qi.bitwidth, qo.bitwidth)
+    if node.op_type == "Gelu":  # the form the HTP computes (the erf form, with QNN's arithmetic)
+        form = gelu_form(ctx.arch.name, ctx.arithmetic, str(node.attrs.get("approximate", "none")))
+        node = dataclasses.replace(node, attrs={**node.attrs, "approximate": form})
     table_for = _QNN_TABLES.get(node.op_type)
     table = table_for(node, *enc) if table_for is not None else None
     if table is not None:

@@ -64,7 +64,7 @@ from openqnn.backends.htp.fixedpoint import q15_multiplier
 from openqnn.backends.htp.spec.qnn_eltwise import f32
 
 __all__ = ["GELU16_ARCHS", "GELU16_TABLE_RANGE", "gelu16_codes", "gelu16_gate", "gelu16_gate_table", "gelu16_table_for",
-           "gelu16_z"]
+           "gelu16_z", "gelu_form"]
 
 GELU16_ARCHS = ("v68", "v73")
 _N16 = 1 << 16
@@ -85,6 +85,15 @@ def gelu16_gate_table() -> np.ndarray:
         raise RuntimeError(f"openqnn's 16-bit Gelu gate table holds {gate.shape}; reinstall openqnn")
     gate.flags.writeable = False
     return gate
+
+
+def gelu_form(arch: str, arithmetic: str, approximate: str) -> str:
+    """The Gelu QNN's HTP computes for ONNX's ``approximate`` attribute: the erf form, whatever it says, on v68 and
+    v73 with QNN's arithmetic (QNN's Gelu has no tanh form and QNN EP drops the attribute: a tanh-form Gelu gives
+    the erf form's codes, every one of six 16-bit encodings, v73, and the sweep's tanh case at 8 and 16 bits, v68
+    and v73; docs/htp-fidelity.md, "16-bit Gelu and Atan as measured tables (stop 30)"); ``approximate`` itself
+    elsewhere."""
+    return "none" if arithmetic == "qnn" and arch in GELU16_ARCHS else approximate
 
 
 def gelu16_z(b: np.ndarray, s_in: float) -> np.ndarray | None:
