@@ -114,6 +114,34 @@ def probe_many(arch: str, op: str, probes: Sequence[UnaryProbe]) -> list[np.ndar
             for k, p in enumerate(probes)]
 
 
+def probe_codes(arch: str, op: str, encodings: Sequence[tuple[float, int, float, int]], **attrs: object
+                ) -> list[np.ndarray]:
+    """The simulator's codes of a plain one-input op (its ONNX ``attrs``) on every 8-bit input code, per encoding
+    ``(s_in, z_in, s_out, z_out)`` (uint8 QDQ in and out; one graph, one session): int64 ``[256]`` each."""
+    from onnx import TensorProto, helper
+    from onnx import numpy_helper as nh
+
+    nodes, inits, inputs, outputs, feed = [], [], [], [], {}
+    q = np.arange(256, dtype=np.float32).reshape(1, 256)
+    for k, (si, zi, so, zo) in enumerate(encodings):
+        def n(s: str, k: int = k) -> str:
+            return f"k{k}_{s}"
+
+        inits += [nh.from_array(np.array(np.float32(si)), n("si")), nh.from_array(np.array(zi, np.uint8), n("zi")),
+                  nh.from_array(np.array(np.float32(so)), n("so")), nh.from_array(np.array(zo, np.uint8), n("zo"))]
+        nodes += [helper.make_node("QuantizeLinear", [n("x"), n("si"), n("zi")], [n("xq")]),
+                  helper.make_node("DequantizeLinear", [n("xq"), n("si"), n("zi")], [n("xd")]),
+                  helper.make_node(op, [n("xd")], [n("y")], **attrs),
+                  helper.make_node("QuantizeLinear", [n("y"), n("so"), n("zo")], [n("yq")]),
+                  helper.make_node("DequantizeLinear", [n("yq"), n("so"), n("zo")], [n("yo")])]
+        feed[n("x")] = (np.float32(si) * (q - np.float32(zi))).astype(np.float32)
+        inputs.append(helper.make_tensor_value_info(n("x"), TensorProto.FLOAT, q.shape))
+        outputs.append(helper.make_tensor_value_info(n("yo"), TensorProto.FLOAT, None))
+    out = simulate_probe(nodes, inits, inputs, outputs, feed, arch)
+    return [np.rint(out.outputs[0][f"k{k}_yo"].astype(np.float64).reshape(-1) / float(np.float32(so))).astype(np.int64)
+            + zo for k, (_, _, so, zo) in enumerate(encodings)]
+
+
 def exact_codes(op: str, p: UnaryProbe) -> np.ndarray:
     """Exact rounding (half away from zero) of the real result, the slope / weight / bias as their codes."""
     q = input_codes(p.channels)

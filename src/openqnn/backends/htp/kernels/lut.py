@@ -67,7 +67,7 @@ from openqnn.backends.htp.spec.qnn_exp16 import exp16_table_for
 from openqnn.backends.htp.spec.qnn_gelu16 import gelu16_table_for, gelu_form
 from openqnn.backends.htp.spec.qnn_hardswish16 import hardswish16_table_for
 from openqnn.backends.htp.spec.qnn_trig16 import TRIG16_OPS, trig16_table_for
-from openqnn.backends.htp.spec.qnn_unary import reciprocal_table_for
+from openqnn.backends.htp.spec.qnn_unary import hardsigmoid_table_for, reciprocal_table_for
 from openqnn.backends.htp.spec.qnn_unary16 import row_parity, unary16_tables_for
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
@@ -172,6 +172,8 @@ _QNN_TABLES: dict[str, TableFor] = {
     "ElementWiseExp": lambda node, *enc: exp16_table_for(*enc),
     "Gelu": lambda node, *enc: gelu16_table_for(*enc, approximate=str(node.attrs.get("approximate", "none"))),
     "HardSwish": lambda node, *enc: hardswish16_table_for(*enc),
+    "HardSigmoid": lambda node, *enc: hardsigmoid_table_for(*enc, alpha=float(node.attrs.get("alpha", 0.2)),
+                                                            beta=float(node.attrs.get("beta", 0.5))),
     **{op: (lambda node, *enc, op=op: trig16_table_for(op, *enc)) for op in TRIG16_OPS},
 }
 
