@@ -116,3 +116,43 @@ def test_hardsigmoid_is_float32_arithmetic(arch: str) -> None:
             exact = np.floor(np.clip(alpha * x + 0.5, 0, 1) / so + 0.5) + zo
             missed += int((exact != y).sum())
     assert missed > 10
+
+
+def _htp_lut_codes(op: str, arch: str, si: float, zi: int, so: float, zo: int, **attrs: object) -> np.ndarray:
+    """openqnn's htp table of a one-input op (QNN's arithmetic) on every 8-bit code."""
+    from openqnn.backends.htp.arch import ARCHS
+    from openqnn.backends.htp.kernels import HTP_KERNELS, HtpBuildContext
+    from openqnn.ir import DType, Graph, Tensor, TensorKind
+    from openqnn.ir.tensor import Encoding
+    from openqnn.ops.build import emit
+
+    g = Graph("g")
+    x = g.add_tensor(Tensor("x", (1, 256), DType.FLOAT_32, TensorKind.APP_WRITE))
+    x.encoding = Encoding(8, (si,), (-zi,))
+    g.inputs.append("x")
+    (out,) = emit(g, op, ["x"], dict(attrs), outputs=["out"])
+    g.tensors[out].kind, g.tensors[out].encoding = TensorKind.APP_READ, Encoding(8, (so,), (-zo,))
+    g.outputs.append(out)
+    step = HTP_KERNELS[op](g.nodes[0], HtpBuildContext(g, ARCHS[f"v{arch}"], arithmetic="qnn"))
+    return np.asarray(step.reference(np.arange(256).reshape(1, 256))).reshape(-1)
+
+
+@pytest.mark.parametrize("arch", ["68", "73"])
+def test_sigmoid_is_float32_arithmetic(arch: str) -> None:
+    """8-bit Sigmoid at tie-prone output scales (1/255, 1/256, just under 1/255): openqnn's htp table (float32
+    arithmetic) gives every code of 18 encodings; exact rounding misses some (``sigmoid(0) = 0.5`` on 1/255)."""
+    from tests.fidelity.unary_probe import probe_codes
+
+    rng = np.random.default_rng(21)
+    encs = []
+    for i in range(18):
+        lo, hi = -float(rng.uniform(2, 8)), float(rng.uniform(2, 8))
+        si = (hi - lo) / 255 if i % 2 else float(rng.choice([2**-4, 2**-5, 0.05, 3 / 64]))
+        so = (1 / 255, 1 / 256, float(rng.uniform(0.9, 1.0)) / 255)[i % 3]
+        encs.append((si, int(rng.integers(60, 200)), so, 0))
+    missed = 0
+    for (si, zi, so, zo), y in zip(encs, probe_codes(arch, "Sigmoid", encs)):
+        np.testing.assert_array_equal(_htp_lut_codes("Sigmoid", arch, si, zi, so, zo), y)
+        v = 1 / (1 + np.exp(-(si * (np.arange(256) - zi)))) / so
+        missed += int((np.floor(v + 0.5) + zo != y).sum())
+    assert missed > 0

@@ -162,3 +162,18 @@ def test_hardsigmoid_ties_fall_as_float32_puts_them(arch: str) -> None:
         _, exact = _run(g, *other, x)
         assert exact[0, 105] == 128 and (exact[0] == ref[0]).sum() == 255
     assert hardsigmoid_table_for(arch, "qnn", 1e-4, 30000, 1e-4, 0, 16, 16, alpha=0.2, beta=0.5) is None
+
+
+@pytest.mark.parametrize("arch", ["v68", "v73"])
+def test_sigmoid_table_is_float32_arithmetic(arch: str) -> None:
+    """8-bit Sigmoid's table in float32, as QNN's HTP computes it: at the output scale 1/255 ``sigmoid(0) = 0.5`` is a
+    tie, and float32 gives 127 (the simulator's, v68 and v73), exact rounding 128; elsewhere the same codes. TFLite's
+    arithmetic and v75 keep exact rounding."""
+    g = _graph("Sigmoid", [((1, 256), Encoding(8, (2.0**-4,), (-128,)), None)])
+    g.tensors["out"].encoding = Encoding(8, (1 / 255,), (0,))
+    x = np.arange(256).reshape(1, 256)
+    kernel, ref = _run(g, arch, "qnn", x)
+    assert kernel == "htp.lut" and ref[0, 128] == 127
+    for other in ((arch, "tflite"), ("v75", "qnn")):
+        _, exact = _run(g, *other, x)
+        assert exact[0, 128] == 128 and (exact[0] != ref[0]).sum() == 1

@@ -106,6 +106,27 @@ def build_table(fn: Callable[[torch.Tensor], torch.Tensor], qi: QParams, qo: QPa
     return quantize_table(y.to(torch.float64).numpy(), qo)
 
 
+# 8-bit tables QNN's HTP computes in float32 (v68, v73, with QNN's arithmetic): the input dequantized in float32, the
+# function in float32, divided by the float32 output scale, rounded half to even. Exact rounding differs where the value
+# sits on a tie (an output scale of 1/255 puts Sigmoid's 0.5 on one); measured, docs/htp-fidelity.md, "16-bit Gelu
+# and Atan as measured tables (stop 30)": Sigmoid every code of 42 tie-prone encodings, v68 and v73 (exact rounding
+# misses 6-8 codes). (HardSigmoid likewise: spec/qnn_unary.hardsigmoid_table_for. Elu is not: float32 and exact
+# rounding each miss a few codes, neither fewer throughout; Tanh and Exp: no probe tells them apart.)
+FLOAT32_TABLE_OPS = ("Sigmoid",)
+
+
+def build_table_f32(fn: Callable[[torch.Tensor], torch.Tensor], qi: QParams, qo: QParams) -> np.ndarray:
+    """``fn`` (float32 torch -> torch) on every code of ``qi`` dequantized in float32, over ``qo``'s float32 scale,
+    rounded half to even (int64 codes; NaN: the code of 0)."""
+    codes = torch.arange(1 << qi.bitwidth, dtype=torch.float32)
+    x = torch.tensor(float(qi.scale[0]), dtype=torch.float32) * (codes + float(qi.offset[0]))
+    with torch.inference_mode(), np.errstate(all="ignore"):
+        y = fn(x).to(torch.float32)
+    v = torch.round(y / torch.tensor(float(qo.scale[0]), dtype=torch.float32)).to(torch.float64).numpy()
+    v = np.nan_to_num(np.where(np.isnan(v), 0.0, v), posinf=1e12, neginf=-1e12)
+    return np.clip(v - float(qo.offset[0]), 0, (1 << qo.bitwidth) - 1).astype(np.int64)
+
+
 def table_step(node: Node, ctx: HtpBuildContext, x_name: str, table: np.ndarray, qo: QParams) -> HtpStep:
     """An ``htp.lut`` step of ``x_name``: ``out = table[q]`` (int64 codes of ``qo``)."""
     plan = StepPlan("htp.lut", node.name, node.op_type, (x_name,), tuple(node.outputs),
@@ -197,6 +218,9 @@ def unary(node: Node, ctx: HtpBuildContext) -> HtpStep:
         if len(tables) == 1 or not rows.any():
             return table_step(node, ctx, x_name, tables[0], qo)
         return channel_table_step(node, ctx, x_name, tables, rows.shape, qo, rows=rows)
+    if (node.op_type in FLOAT32_TABLE_OPS and ctx.arithmetic == "qnn" and ctx.arch.name in ("v68", "v73")
+            and qi.bitwidth == qo.bitwidth == 8):
+        return table_step(node, ctx, x_name, build_table_f32(_float_kernel(node, ctx).fn, qi, qo), qo)
     return table_step(node, ctx, x_name, build_table(_float_kernel(node, ctx).fn, qi, qo), qo)
 
 
