@@ -89,10 +89,9 @@ def gelu16_gate_table() -> np.ndarray:
 
 def gelu_form(arch: str, arithmetic: str, approximate: str) -> str:
     """The Gelu QNN's HTP computes for ONNX's ``approximate`` attribute: the erf form, whatever it says, on v68 and
-    v73 with QNN's arithmetic (QNN's Gelu has no tanh form and QNN EP drops the attribute: a tanh-form Gelu gives
-    the erf form's codes, every one of six 16-bit encodings, v73, and the sweep's tanh case at 8 and 16 bits, v68
-    and v73; docs/htp-fidelity.md, "16-bit Gelu and Atan as measured tables (stop 30)"); ``approximate`` itself
-    elsewhere."""
+    v73 with QNN's arithmetic (measured: an ONNX Gelu with ``approximate="tanh"`` gives the erf form's codes, every
+    one of six 16-bit encodings and the sweep's tanh case at 8 and 16 bits, v68 and v73; docs/htp-fidelity.md,
+    "16-bit Gelu and Atan as measured tables (stop 30)"); ``approximate`` itself elsewhere."""
     return "none" if arithmetic == "qnn" and arch in GELU16_ARCHS else approximate
 
 
