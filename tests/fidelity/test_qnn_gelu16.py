@@ -183,7 +183,7 @@ def test_gelu_gate_in_2_3_is_a_rational_of_two_floored_integers(arch: str) -> No
 
 @pytest.mark.parametrize("arch", ["68", "73"])
 def test_gelu_tanh_form_is_the_erf_form(arch: str) -> None:
-    """An ONNX Gelu with ``approximate="tanh"`` gives the erf form's codes on the HTP (QNN's Gelu has no tanh form):
+    """An ONNX Gelu with ``approximate="tanh"`` gives the erf form's codes on the HTP:
     every code of two clean and four random encodings is the spec's erf form; the tanh form's exact rounding gives
     under a fifth of them."""
     probes = [Probe16(2.0**-13, 0, 2.0**-13, 0), Probe16(2.0**-13, 65535, 2.0**-13, 65535), *_random_probes(3, 4)]

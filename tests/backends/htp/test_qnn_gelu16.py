@@ -88,7 +88,7 @@ def test_gelu16_by_hand() -> None:
 
 @pytest.mark.parametrize("bits", [8, 16])
 def test_gelu_tanh_form_is_the_erf_form_on_the_htp(bits: int) -> None:
-    """QNN's Gelu has no tanh form: with QNN's arithmetic on v68 and v73 an ONNX ``approximate="tanh"`` Gelu runs as
+    """As the HTP computes it (measured), with QNN's arithmetic on v68 and v73 an ONNX ``approximate="tanh"`` Gelu runs as
     the erf form (every code, at 8 and 16 bits; the simulator's codes, tests/fidelity); TFLite's arithmetic and v75
     (not probed) keep the tanh form's exact rounding, which differs."""
     shape = (1, 5, 7, 9)
