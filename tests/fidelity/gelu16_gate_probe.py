@@ -150,11 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(why)
         return 1
     if args.write_table:
-        from importlib import resources
-
         from safetensors.numpy import save_file
 
-        path = resources.files("openqnn.backends.htp.spec") / "tables" / "gelu16_gate.safetensors"
+        from openqnn.backends.htp.spec.measured import table_path
+
+        path = table_path("gelu16_gate.safetensors")
         save_file({"gate": gate_table(args.arch)}, str(path))
         print(f"wrote {path}")
         return 0

@@ -96,8 +96,7 @@ def test_prelu_per_channel_slope_is_closer_as_two_requantizations(arch: str) -> 
 @pytest.mark.parametrize("arch", ["68", "73"])
 def test_hardsigmoid_is_float32_arithmetic(arch: str) -> None:
     """HardSigmoid at the output scale 1/255 (calibration's [0, 1]), alpha 0.2 and 1/6: every code of ten encodings
-    each is the spec's float32 arithmetic (``qnn_unary.hardsigmoid_table_for``); exact rounding misses ties."""
-    from openqnn.backends.htp.spec.qnn_unary import hardsigmoid_table_for
+    each is openqnn's htp table (float32 arithmetic, ``kernels/lut.FLOAT32_TABLE_OPS``); exact rounding misses ties."""
     from tests.fidelity.unary_probe import probe_codes
 
     rng = np.random.default_rng(8)
@@ -109,9 +108,7 @@ def test_hardsigmoid_is_float32_arithmetic(arch: str) -> None:
             si = (hi - lo) / 255 if i % 2 == 0 else float(rng.choice([2**-4, 2**-5, 0.05, 0.1, 3 / 32]))
             encs.append((si, round(-lo * 255 / (hi - lo)), 1 / 255, 0))
         for (si, zi, so, zo), y in zip(encs, probe_codes(arch, "HardSigmoid", encs, alpha=alpha, beta=0.5)):
-            table = hardsigmoid_table_for(f"v{arch}", "qnn", si, zi, so, zo, 8, 8, alpha=alpha, beta=0.5)
-            assert table is not None
-            np.testing.assert_array_equal(table, y)
+            np.testing.assert_array_equal(_htp_lut_codes("HardSigmoid", arch, si, zi, so, zo, alpha=alpha, beta=0.5), y)
             x = si * (np.arange(256) - zi)
             exact = np.floor(np.clip(alpha * x + 0.5, 0, 1) / so + 0.5) + zo
             missed += int((exact != y).sum())

@@ -192,11 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(why)
         return 1
     if args.write_atan_table:
-        from importlib import resources
-
         from safetensors.numpy import save_file
 
-        path = resources.files("openqnn.backends.htp.spec") / "tables" / "atan16_reciprocal.safetensors"
+        from openqnn.backends.htp.spec.measured import table_path
+
+        path = table_path("atan16_reciprocal.safetensors")
         save_file({"correction": atan_reciprocal_table(args.arch)}, str(path))
         print(f"wrote {path}")
         return 0

@@ -146,22 +146,24 @@ def test_hardsigmoid_ties_fall_as_float32_puts_them(arch: str) -> None:
     """HardSigmoid in float32, as QNN's HTP computes it: at the output scale 1/255 calibration gives its [0, 1],
     ``y = 0.5`` (``x = 0``) is a tie in exact arithmetic; float32's ``0.5 / float32(1/255)`` is just below 127.5, so
     the code is 127, the simulator's (the sweep's case, v68 and v73), where exact rounding gives 128. TFLite's
-    arithmetic and v75 keep exact rounding."""
-    from openqnn.backends.htp.spec.qnn_unary import hardsigmoid_table_for
-
+    arithmetic, v75 and 16-bit codes keep exact rounding."""
     g = _graph("HardSigmoid", [((1, 256), Encoding(8, (0.08996876361323337,), (-105,)), None)],
                {"alpha": 0.2, "beta": 0.5})
     g.tensors["out"].encoding = Encoding(8, (1 / 255,), (0,))
     x = np.arange(256).reshape(1, 256)
     kernel, ref = _run(g, arch, "qnn", x)
     assert kernel == "htp.lut" and ref[0, 105] == 127
-    table = hardsigmoid_table_for(arch, "qnn", 0.08996876361323337, 105, 1 / 255, 0, 8, 8, alpha=0.2, beta=0.5)
-    assert table is not None
-    np.testing.assert_array_equal(ref[0], table)
     for other in ((arch, "tflite"), ("v75", "qnn")):
         _, exact = _run(g, *other, x)
         assert exact[0, 105] == 128 and (exact[0] == ref[0]).sum() == 255
-    assert hardsigmoid_table_for(arch, "qnn", 1e-4, 30000, 1e-4, 0, 16, 16, alpha=0.2, beta=0.5) is None
+    g16 = _graph("HardSigmoid", [((1, 256), Encoding(16, (2.0**-12,), (-32768,)), None)], {"alpha": 0.2, "beta": 0.5})
+    g16.tensors["out"].encoding = Encoding(16, (1 / 46575,), (0,))  # 0.5 is code 23287.5: float32 23287.498
+    x16 = np.arange(32768 - 128 * 41, 32768 + 128 * 41, 41)[:256].reshape(1, 256)
+    node = g16.nodes[0]
+    step = HTP_KERNELS[node.op_type](node, HtpBuildContext(g16, ARCHS[arch], arithmetic="qnn"))
+    tfl = HTP_KERNELS[node.op_type](node, HtpBuildContext(g16, ARCHS[arch], arithmetic="tflite"))
+    assert x16[0, 128] == 32768 and step.reference(x16)[0, 128] == 23288  # (16-bit codes: not the float32 rule)
+    np.testing.assert_array_equal(step.reference(x16), tfl.reference(x16))
 
 
 @pytest.mark.parametrize("arch", ["v68", "v73"])

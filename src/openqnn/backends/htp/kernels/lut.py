@@ -67,7 +67,7 @@ from openqnn.backends.htp.spec.qnn_exp16 import exp16_table_for
 from openqnn.backends.htp.spec.qnn_gelu16 import gelu16_table_for, gelu_form
 from openqnn.backends.htp.spec.qnn_hardswish16 import hardswish16_table_for
 from openqnn.backends.htp.spec.qnn_trig16 import TRIG16_OPS, trig16_table_for
-from openqnn.backends.htp.spec.qnn_unary import hardsigmoid_table_for, reciprocal_table_for
+from openqnn.backends.htp.spec.qnn_unary import reciprocal_table_for
 from openqnn.backends.htp.spec.qnn_unary16 import row_parity, unary16_tables_for
 from openqnn.backends.plan import StepPlan
 from openqnn.ir.graph import Node
@@ -108,11 +108,13 @@ def build_table(fn: Callable[[torch.Tensor], torch.Tensor], qi: QParams, qo: QPa
 
 # 8-bit tables QNN's HTP computes in float32 (v68, v73, with QNN's arithmetic): the input dequantized in float32, the
 # function in float32, divided by the float32 output scale, rounded half to even. Exact rounding differs where the value
-# sits on a tie (an output scale of 1/255 puts Sigmoid's 0.5 on one); measured, docs/htp-fidelity.md, "16-bit Gelu
-# and Atan as measured tables (stop 30)": Sigmoid every code of 42 tie-prone encodings, v68 and v73 (exact rounding
-# misses 6-8 codes). (HardSigmoid likewise: spec/qnn_unary.hardsigmoid_table_for. Elu is not: float32 and exact
-# rounding each miss a few codes, neither fewer throughout; Tanh and Exp: no probe tells them apart.)
-FLOAT32_TABLE_OPS = ("Sigmoid",)
+# sits on a tie: calibration gives HardSigmoid's [0, 1] and Sigmoid's near it an output scale of 1/255, which puts 0.5
+# on one (float32's 0.5 / float32(1/255) is just below 127.5: code 127, exact rounding 128). Measured, docs/htp-
+# fidelity.md, "16-bit Gelu and Atan as measured tables (stop 30)": HardSigmoid every code of 20 tie-heavy probes
+# (alpha 0.2 and 1/6) and of the sweep's cases, Sigmoid every code of 42 tie-prone encodings, v68 and v73 (exact
+# rounding misses some of each). Elu is not: float32 and exact rounding each miss a few codes, neither fewer
+# throughout; Tanh and Exp: no probe tells them apart.
+FLOAT32_TABLE_OPS = ("HardSigmoid", "Sigmoid")
 
 
 def build_table_f32(fn: Callable[[torch.Tensor], torch.Tensor], qi: QParams, qo: QParams) -> np.ndarray:
@@ -123,7 +125,7 @@ def build_table_f32(fn: Callable[[torch.Tensor], torch.Tensor], qi: QParams, qo:
     with torch.inference_mode(), np.errstate(all="ignore"):
         y = fn(x).to(torch.float32)
     v = torch.round(y / torch.tensor(float(qo.scale[0]), dtype=torch.float32)).to(torch.float64).numpy()
-    v = np.nan_to_num(np.where(np.isnan(v), 0.0, v), posinf=1e12, neginf=-1e12)
+    v = np.nan_to_num(v, nan=0.0, posinf=1e12, neginf=-1e12)
     return np.clip(v - float(qo.offset[0]), 0, (1 << qo.bitwidth) - 1).astype(np.int64)
 
 
@@ -193,8 +195,6 @@ _QNN_TABLES: dict[str, TableFor] = {
     "ElementWiseExp": lambda node, *enc: exp16_table_for(*enc),
     "Gelu": lambda node, *enc: gelu16_table_for(*enc, approximate=str(node.attrs.get("approximate", "none"))),
     "HardSwish": lambda node, *enc: hardswish16_table_for(*enc),
-    "HardSigmoid": lambda node, *enc: hardsigmoid_table_for(*enc, alpha=float(node.attrs.get("alpha", 0.2)),
-                                                            beta=float(node.attrs.get("beta", 0.5))),
     **{op: (lambda node, *enc, op=op: trig16_table_for(op, *enc)) for op in TRIG16_OPS},
 }
 

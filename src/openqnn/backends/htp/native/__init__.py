@@ -534,14 +534,7 @@ class Int8Gemm:
                 raise ValueError(f"packed int8 weights of {packed.shape} {packed.dtype} for a [{self.k}, {self.n}] GEMM")
             self.packed = borrow(packed)
         else:
-            if isinstance(w, np.ndarray):
-                wc_np = np.ascontiguousarray(w)
-                at = wc_np.ctypes.data
-            else:
-                wc = w.contiguous()
-                at = wc.data_ptr()
-            self.packed = torch.empty(lib.gemm_pack_size(_L(self.k), _L(self.n)), dtype=torch.int8)
-            lib.gemm_pack(_P(at), _L(self.k), _L(self.n), _P(self.packed.data_ptr()))
+            self.packed = _gemm_pack(lib, w if isinstance(w, np.ndarray) else w.contiguous().numpy())
         self.init = init.to(torch.int32).contiguous()
         self.rq, self.plan = rq, rq.plan()
         self.out_dtype = rq.out_dtype
@@ -565,12 +558,18 @@ def int8_gemm_pack(w: np.ndarray) -> np.ndarray:
     """Int8 weights ``w`` [k, n] packed as this machine's int8.c GEMM reads them (:func:`int8_isa` names the
     packing): what :class:`Int8Gemm` takes as ``packed``."""
     lib = library()
-    assert lib is not None and w.ndim == 2
+    assert lib is not None
+    return _gemm_pack(lib, w).numpy()
+
+
+def _gemm_pack(lib: ctypes.CDLL, w: np.ndarray) -> torch.Tensor:
+    """``w`` [k, n] (int8) packed by int8.c's ``gemm_pack`` into a new tensor (64-byte aligned, as the kernels read it)."""
+    assert w.ndim == 2
     k, n = w.shape
     wc = np.ascontiguousarray(w, dtype=np.int8)
-    out = torch.empty(lib.gemm_pack_size(_L(k), _L(n)), dtype=torch.int8)  # (64-byte aligned, as the kernels read it)
+    out = torch.empty(lib.gemm_pack_size(_L(k), _L(n)), dtype=torch.int8)
     lib.gemm_pack(_P(wc.ctypes.data), _L(k), _L(n), _P(out.data_ptr()))
-    return out.numpy()
+    return out
 
 
 class Int8Depthwise:

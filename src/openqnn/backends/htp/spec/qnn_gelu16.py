@@ -53,14 +53,12 @@ How each part was found (the probes at the output encoding equal to the input's,
 
 from __future__ import annotations
 
-import functools
 import math
-from importlib import resources
 
 import numpy as np
-from safetensors.numpy import load
 
 from openqnn.backends.htp.fixedpoint import q15_multiplier
+from openqnn.backends.htp.spec.measured import measured_table
 from openqnn.backends.htp.spec.qnn_eltwise import f32
 
 __all__ = ["GELU16_ARCHS", "GELU16_TABLE_RANGE", "gelu16_codes", "gelu16_gate", "gelu16_gate_table", "gelu16_table_for",
@@ -74,17 +72,11 @@ GELU16_R0 = (-19971, -5413, 9495)
 GELU16_TABLE_RANGE = (1 << _Q, 4 << _Q)  # j = 1, 2, 3: the gates of Z in [2^14, 2^16), measured (module docstring)
 
 
-@functools.cache
 def gelu16_gate_table() -> np.ndarray:
     """The gates of ``Z`` in ``GELU16_TABLE_RANGE`` (int64, read-only), as the simulator gives them (module
     docstring); from ``tables/gelu16_gate.safetensors``, written by ``python -m tests.fidelity.gelu16_gate_probe
     --write-table``."""
-    gate = load(resources.files(__package__).joinpath("tables/gelu16_gate.safetensors").read_bytes())["gate"]
-    gate = gate.astype(np.int64)
-    if gate.shape != (GELU16_TABLE_RANGE[1] - GELU16_TABLE_RANGE[0],):
-        raise RuntimeError(f"openqnn's 16-bit Gelu gate table holds {gate.shape}; reinstall openqnn")
-    gate.flags.writeable = False
-    return gate
+    return measured_table("gelu16_gate.safetensors", "gate", GELU16_TABLE_RANGE[1] - GELU16_TABLE_RANGE[0])
 
 
 def gelu_form(arch: str, arithmetic: str, approximate: str) -> str:

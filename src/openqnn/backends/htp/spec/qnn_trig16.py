@@ -79,12 +79,11 @@ from __future__ import annotations
 
 import functools
 import math
-from importlib import resources
 
 import numpy as np
-from safetensors.numpy import load
 
 from openqnn.backends.htp.fixedpoint import q15_multiplier, rshr_np
+from openqnn.backends.htp.spec.measured import measured_table
 from openqnn.backends.htp.spec.qnn_eltwise import f32
 
 __all__ = ["TRIG16_ARCHS", "TRIG16_OPS", "atan16_core", "atan16_reciprocal_input", "atan16_reciprocal_table",
@@ -171,15 +170,11 @@ def atan16_reciprocal_input(a: np.ndarray, s_in: float) -> tuple[np.ndarray, np.
 
 @functools.cache
 def atan16_reciprocal_table() -> np.ndarray:
-    """``R(n)`` for ``n`` in ``[2^16, 2^17)`` (int64, read-only): ``round(2^31 / n)`` plus the measured ``D`` of
-    ``tables/atan16_reciprocal.safetensors`` (module docstring; written by ``python -m tests.fidelity.trig16_probe
+    """``R(n)`` for ``n`` in ``[2^16, 2^17)`` (int64, read-only, made once): ``round(2^31 / n)`` plus the measured ``D``
+    of ``tables/atan16_reciprocal.safetensors`` (module docstring; written by ``python -m tests.fidelity.trig16_probe
     --write-atan-table``)."""
-    d = load(resources.files(__package__).joinpath("tables/atan16_reciprocal.safetensors").read_bytes())["correction"]
-    d = d.astype(np.int64)
     n = np.arange(1 << 16, 1 << 17, dtype=np.int64)
-    if d.shape != n.shape:
-        raise RuntimeError(f"openqnn's 16-bit Atan reciprocal table holds {d.shape}; reinstall openqnn")
-    r = ((1 << 31) + (n >> 1)) // n + d
+    r = ((1 << 31) + (n >> 1)) // n + measured_table("atan16_reciprocal.safetensors", "correction", 1 << 16)
     r.flags.writeable = False
     return r
 

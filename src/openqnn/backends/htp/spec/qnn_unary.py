@@ -17,13 +17,6 @@ PRelu of a slope of several values (approximate): each branch is the Max / Min r
 codes (exact rounding 99.3%), 100% of the fidelity cases; the rest lie within 0.025 of a .5 boundary, both ways.
 
 BatchNorm: :func:`batchnorm_table` (QNN EP re-quantizes the weight and the bias first; spec/qnn_batchnorm.py).
-
-HardSigmoid (stop 30): float32 arithmetic, as ONNX Runtime's CPU kernel does it: ``x = float32(s_in) (q - z_in)``,
-``y = min(max(alpha x + beta, 0), 1)`` and ``y / s_out`` in float32, rounded half to even. Where ``y / s_out`` is a
-tie in exact arithmetic (an output scale of 1/255, as calibration gives HardSigmoid's [0, 1], puts ``y = 0.5`` on one)
-float32 falls to one side: the simulator's code there is float32's (127 at ``x = 0``, not 128). 100% of 20 all-code
-probes at output scale 1/255 (alpha 0.2 and 1/6, v73) and the sweep's cases (v68, v73); exact rounding 99.3-99.5%
-and 98.25% of the sweep's first case.
 """
 
 from __future__ import annotations
@@ -39,8 +32,7 @@ from openqnn.backends.htp.spec.qnn_batchnorm import (
 )
 from openqnn.backends.htp.spec.qnn_eltwise import QnnConvertSpec, f32
 
-__all__ = ["ARCHS", "batchnorm_table", "batchnorm_table_for", "hardsigmoid_table_for", "leaky_relu_table_for",
-           "prelu_tables",
+__all__ = ["ARCHS", "batchnorm_table", "batchnorm_table_for", "leaky_relu_table_for", "prelu_tables",
            "prelu_tables_for", "reciprocal_codes",
            "reciprocal_numerator", "reciprocal_table_for", "requantize_param"]
 
@@ -150,16 +142,3 @@ def leaky_relu_table_for(arch: str, arithmetic: str, s_in: float, z_in: int, alp
     a = np.arange(256, dtype=np.int64) - z_in
     return _round_clamp(np.where(a >= 0, a * si / so, a * si * alpha / so), z_out)
 
-
-def hardsigmoid_table_for(arch: str, arithmetic: str, s_in: float, z_in: int, s_out: float, z_out: int, in_bits: int,
-                          out_bits: int, *, alpha: float, beta: float) -> np.ndarray | None:
-    """QNN's HardSigmoid on every 8-bit input code (``arithmetic == "qnn"``, v68 or v73, 8-bit codes), else None: the
-    float32 arithmetic of the module docstring."""
-    if not _established(arch, arithmetic, in_bits, out_bits) or not s_in > 0 or not s_out > 0:
-        return None
-    one, zero = np.float32(1), np.float32(0)
-    with np.errstate(all="ignore"):
-        x = np.float32(s_in) * (np.arange(256, dtype=np.int64) - z_in).astype(np.float32)
-        y = np.minimum(np.maximum(np.float32(alpha) * x + np.float32(beta), zero), one)
-        v = np.rint(y / np.float32(s_out)).astype(np.float64)
-    return np.clip(np.nan_to_num(v, nan=0.0, posinf=1e12, neginf=-1e12) + z_out, 0, 255).astype(np.int64)
