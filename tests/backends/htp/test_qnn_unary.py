@@ -142,40 +142,34 @@ def test_prelu_slope_per_channel_is_two_requantizations(arch: str) -> None:
 
 
 @pytest.mark.parametrize("arch", ["v68", "v73"])
-def test_hardsigmoid_ties_fall_as_float32_puts_them(arch: str) -> None:
-    """HardSigmoid in float32, as QNN's HTP computes it: at the output scale 1/255 calibration gives its [0, 1],
-    ``y = 0.5`` (``x = 0``) is a tie in exact arithmetic; float32's ``0.5 / float32(1/255)`` is just below 127.5, so
-    the code is 127, the simulator's (the sweep's case, v68 and v73), where exact rounding gives 128. TFLite's
-    arithmetic, v75 and 16-bit codes keep exact rounding."""
-    g = _graph("HardSigmoid", [((1, 256), Encoding(8, (0.08996876361323337,), (-105,)), None)],
-               {"alpha": 0.2, "beta": 0.5})
+@pytest.mark.parametrize("op,attrs,enc,tie", [
+    ("HardSigmoid", {"alpha": 0.2, "beta": 0.5}, Encoding(8, (0.08996876361323337,), (-105,)), 105),
+    ("Sigmoid", {}, Encoding(8, (2.0**-4,), (-128,)), 128),
+])
+def test_8_bit_tables_in_float32_tie_as_the_htp(arch: str, op: str, attrs: dict, enc: Encoding, tie: int) -> None:
+    """HardSigmoid's and Sigmoid's 8-bit tables in float32, as QNN's HTP computes them: at the output scale 1/255
+    calibration gives their [0, 1], ``y = 0.5`` (``x = 0``, code ``tie``) is a tie in exact arithmetic; float32's ``0.5 /
+    float32(1/255)`` is just below 127.5, so the code is 127, the simulator's (v68 and v73), where exact rounding gives
+    128; every other code the same. TFLite's arithmetic and v75 keep exact rounding."""
+    g = _graph(op, [((1, 256), enc, None)], attrs)
     g.tensors["out"].encoding = Encoding(8, (1 / 255,), (0,))
     x = np.arange(256).reshape(1, 256)
     kernel, ref = _run(g, arch, "qnn", x)
-    assert kernel == "htp.lut" and ref[0, 105] == 127
+    assert kernel == "htp.lut" and ref[0, tie] == 127
     for other in ((arch, "tflite"), ("v75", "qnn")):
         _, exact = _run(g, *other, x)
-        assert exact[0, 105] == 128 and (exact[0] == ref[0]).sum() == 255
-    g16 = _graph("HardSigmoid", [((1, 256), Encoding(16, (2.0**-12,), (-32768,)), None)], {"alpha": 0.2, "beta": 0.5})
-    g16.tensors["out"].encoding = Encoding(16, (1 / 46575,), (0,))  # 0.5 is code 23287.5: float32 23287.498
-    x16 = np.arange(32768 - 128 * 41, 32768 + 128 * 41, 41)[:256].reshape(1, 256)
-    node = g16.nodes[0]
-    step = HTP_KERNELS[node.op_type](node, HtpBuildContext(g16, ARCHS[arch], arithmetic="qnn"))
-    tfl = HTP_KERNELS[node.op_type](node, HtpBuildContext(g16, ARCHS[arch], arithmetic="tflite"))
-    assert x16[0, 128] == 32768 and step.reference(x16)[0, 128] == 23288  # (16-bit codes: not the float32 rule)
-    np.testing.assert_array_equal(step.reference(x16), tfl.reference(x16))
+        assert exact[0, tie] == 128 and (exact[0] != ref[0]).sum() == 1
 
 
 @pytest.mark.parametrize("arch", ["v68", "v73"])
-def test_sigmoid_table_is_float32_arithmetic(arch: str) -> None:
-    """8-bit Sigmoid's table in float32, as QNN's HTP computes it: at the output scale 1/255 ``sigmoid(0) = 0.5`` is a
-    tie, and float32 gives 127 (the simulator's, v68 and v73), exact rounding 128; elsewhere the same codes. TFLite's
-    arithmetic and v75 keep exact rounding."""
-    g = _graph("Sigmoid", [((1, 256), Encoding(8, (2.0**-4,), (-128,)), None)])
-    g.tensors["out"].encoding = Encoding(8, (1 / 255,), (0,))
-    x = np.arange(256).reshape(1, 256)
-    kernel, ref = _run(g, arch, "qnn", x)
-    assert kernel == "htp.lut" and ref[0, 128] == 127
-    for other in ((arch, "tflite"), ("v75", "qnn")):
-        _, exact = _run(g, *other, x)
-        assert exact[0, 128] == 128 and (exact[0] != ref[0]).sum() == 1
+def test_float32_tables_are_for_8_bit_codes(arch: str) -> None:
+    """16-bit HardSigmoid keeps exact rounding: at an output scale of 1/46575, 0.5 is code 23287.5, which float32's
+    quotient puts at 23287.498 (23287) and exact rounding, half to even, at 23288."""
+    g = _graph("HardSigmoid", [((1, 256), Encoding(16, (2.0**-12,), (-32768,)), None)], {"alpha": 0.2, "beta": 0.5})
+    g.tensors["out"].encoding = Encoding(16, (1 / 46575,), (0,))
+    x = np.arange(32768 - 128 * 41, 32768 + 128 * 41, 41)[:256].reshape(1, 256)
+    node = g.nodes[0]
+    step = HTP_KERNELS[node.op_type](node, HtpBuildContext(g, ARCHS[arch], arithmetic="qnn"))
+    tfl = HTP_KERNELS[node.op_type](node, HtpBuildContext(g, ARCHS[arch], arithmetic="tflite"))
+    assert x[0, 128] == 32768 and step.reference(x)[0, 128] == 23288
+    np.testing.assert_array_equal(step.reference(x), tfl.reference(x))
