@@ -102,13 +102,15 @@ def test_depthwise_matches_float64_and_every_thread_count(h: int, w: int, c: int
 @pytest.mark.parametrize("h,w,c,cout,k,s,d,pads", [
     (32, 32, 3, 16, 3, 2, 1, (1, 1, 1, 1)), (9, 11, 5, 33, 3, 1, 1, (0, 2, 1, 0)), (12, 10, 96, 20, 3, 1, 1, (1, 1, 1, 1)),
     (10, 10, 4, 8, 5, 2, 2, (3, 3, 3, 3)), (8, 9, 7, 12, 1, 1, 1, (0, 0, 0, 0)), (5, 5, 2, 3, 7, 1, 1, (3, 3, 3, 3)),
+    (3, 60, 3, 20, 3, 1, 1, (1, 1, 1, 1)), (14, 14, 64, 40, 1, 2, 1, (0, 0, 0, 0)), (7, 7, 80, 36, 3, 1, 1, (1, 1, 1, 1)),
 ])
 @pytest.mark.parametrize("epilogue", ["relu6", "add"])
 def test_conv_matches_float64_and_every_thread_count(h: int, w: int, c: int, cout: int, k: int, s: int, d: int,
                                                      pads: tuple[int, int, int, int], epilogue: str,
                                                      small_tasks: None) -> None:
     """The implicit GEMM over the (padded) input: strides, dilation, asymmetric padding, chunks of a long K (96 x
-    3 x 3), windows larger than the input, batch 2."""
+    3 x 3, 80 x 3 x 3), windows larger than the input, batch 2; tiles of pixels across output rows and images
+    (small images), and within rows (a 60-wide one); a strided 1x1 convolution."""
     g = torch.Generator().manual_seed(h * w + c + k + cout)
     pt, pb, pl, pr = pads
     x, wt, b = torch.randn(2, h, w, c, generator=g), torch.randn(cout, k, k, c, generator=g), torch.randn(cout, generator=g)
@@ -124,6 +126,38 @@ def test_conv_matches_float64_and_every_thread_count(h: int, w: int, c: int, cou
         outs.append(conv.run(x, add))
     _close(outs[0], want)
     assert all(torch.equal(outs[0], o) for o in outs[1:])
+
+
+def test_plans_run_stems_and_downsampling_native(tmp_path) -> None:
+    """A 7x7 stem of 3 channels and a strided 1x1 convolution (ResNets' downsampling) take the native implicit
+    GEMM (faster than oneDNN there) and match the model; larger strided 1x1 weights stay oneDNN's."""
+    import openqnn
+
+    torch.manual_seed(0)
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem, self.ds = torch.nn.Conv2d(3, 16, 7, 2, 3), torch.nn.Conv2d(16, 32, 1, 2)
+            self.big = torch.nn.Conv2d(32, 2**13 + 8, 1, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.big(self.ds(torch.relu(self.stem(x))))
+
+    model, x = Net().eval(), torch.randn(1, 3, 40, 40)
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(model, (x,), str(path), input_names=["x"], output_names=["y"], dynamo=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # (on more, a plan with a oneDNN convolution keeps oneDNN throughout)
+    try:
+        plan = Plan(openqnn.convert(path))
+    finally:
+        torch.set_num_threads(threads)
+    assert [p for op, p in plan.paths if op.startswith("Conv2d")] == ["native", "native", "onednn"]
+    with torch.no_grad():
+        want = model(x).numpy()
+    got = plan.run({"x": x.numpy()})["y"]
+    assert np.abs(got - want).max() <= 1e-5 * float(np.abs(want).max())
 
 
 def _mobile_block() -> torch.nn.Module:

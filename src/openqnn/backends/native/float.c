@@ -215,13 +215,15 @@ void sgemm_pack(const float* w, long K, long N, float* out) {
 }
 
 /* rows [0, mr) of one tile: nv vectors of columns (nc of them valid), K values of k; row i's k-th operand is
- * a[i * lda + k], or with an offset table (a convolution's taps) a[i * lda + off[k]]. A long K runs in chunks
+ * a[i * lda + k], or with an offset table (a convolution's taps) a[i * lda + off[k]], or with row pointers (a
+ * convolution's tile across output rows: each pixel's window where it lies) rp[i][off[k]]. A long K runs in chunks
  * (FIRST: the sums start from the bias, else from what c holds; LAST: the epilogue, else c gets the partial
  * sums), each sum still one multiply-add after another in k's order. */
 #define FIRST 1
 #define LAST 2
 #define KC 256 /* k per chunk where K is over 2 KC */
-static inline __attribute__((always_inline)) void tile_at(const float* a, long lda, const long* off, long K,
+static inline __attribute__((always_inline)) void tile_at(const float* a, long lda, const float* const* rp,
+                                                          const float* pf, const long* off, long K,
                                                           const float* bp, const float* bias, float* c, long ldc,
                                                           const int mr, const int nv, long nc, const epi_t* e,
                                                           const float* add, int part) {
@@ -248,9 +250,11 @@ static inline __attribute__((always_inline)) void tile_at(const float* a, long l
     for (long k = 0; k < K; ++k) {
         V w0 = vload(bp + k * NR), w1 = nv > 1 ? vload(bp + k * NR + VL) : vzero();
         long ak = off ? off[k] : k;
+        if (pf) /* the weights a later tile reads, fetched while these sums run (from memory, for large layers) */
+            for (int o = 0; o < NR; o += 64 / (int)sizeof(float)) __builtin_prefetch(pf + k * NR + o, 0, 3);
         for (int i = 0; i < MR; ++i) {
             if (i < mr) {
-                V x = vset(a[i * lda + ak]);
+                V x = vset(rp ? rp[i][ak] : a[i * lda + ak]);
                 acc[i][0] = vfma(x, w0, acc[i][0]);
                 if (nv > 1) acc[i][1] = vfma(x, w1, acc[i][1]);
             }
@@ -269,13 +273,14 @@ static inline __attribute__((always_inline)) void tile_at(const float* a, long l
 }
 
 /* one tile at a time, shaped by the rows and columns left (a full tile is specialized at compile time) */
-static inline __attribute__((always_inline)) void tiles(const float* a, long lda, const long* off, long K,
-                                                        const float* bp, const float* bias, float* c, long ldc,
-                                                        long mr, long nc, const epi_t* e, const float* add, int part) {
-    if (mr == MR && nc > VL) tile_at(a, lda, off, K, bp, bias, c, ldc, MR, 2, nc, e, add, part);
-    else if (mr == MR) tile_at(a, lda, off, K, bp, bias, c, ldc, MR, 1, nc, e, add, part);
-    else if (nc > VL) tile_at(a, lda, off, K, bp, bias, c, ldc, (int)mr, 2, nc, e, add, part);
-    else tile_at(a, lda, off, K, bp, bias, c, ldc, (int)mr, 1, nc, e, add, part);
+static inline __attribute__((always_inline)) void tiles(const float* a, long lda, const float* const* rp,
+                                                        const float* pf, const long* off, long K, const float* bp,
+                                                        const float* bias, float* c, long ldc, long mr, long nc,
+                                                        const epi_t* e, const float* add, int part) {
+    if (mr == MR && nc > VL) tile_at(a, lda, rp, pf, off, K, bp, bias, c, ldc, MR, 2, nc, e, add, part);
+    else if (mr == MR) tile_at(a, lda, rp, pf, off, K, bp, bias, c, ldc, MR, 1, nc, e, add, part);
+    else if (nc > VL) tile_at(a, lda, rp, pf, off, K, bp, bias, c, ldc, (int)mr, 2, nc, e, add, part);
+    else tile_at(a, lda, rp, pf, off, K, bp, bias, c, ldc, (int)mr, 1, nc, e, add, part);
 }
 
 
@@ -332,7 +337,7 @@ static void gemm_rows(const gemm_job* g, const float* a, long lda, long m0, long
                 long mr = m1 - i < MR ? m1 - i : MR, nc = g->N - j * NR < NR ? g->N - j * NR : NR;
                 float* c = g->c + i * g->ldc + j * NR;
                 const float* add = g->e.add ? g->e.add + i * g->e.ldadd + j * NR : 0;
-                tiles(ak + (i - m0) * ld, ld, 0, kc, g->bp + (j * K + k0) * NR, g->bias + j * NR, c, g->ldc, mr, nc,
+                tiles(ak + (i - m0) * ld, ld, 0, 0, 0, kc, g->bp + (j * K + k0) * NR, g->bias + j * NR, c, g->ldc, mr, nc,
                       &g->e, add, part);
             }
         if (K == 0) break;
@@ -392,15 +397,28 @@ typedef struct {
     const conv_geo* geo;
 } conv_job;
 
-/* output row (image, oy) times a group of panels */
+#define CONV_PIXELS (8 * MR) /* output pixels per convolution task */
+
+/* a block of g->rows output pixels (image, row, column in order, so across output rows) times a group of panels:
+ * per k chunk and panel, the block's tiles, each of MR consecutive pixels reading its own windows (row pointers),
+ * so that a small image (7x7, 14x14) fills whole tiles and a chunk of weights is read once per block. Each
+ * output's sum is the same multiply-adds in the same order whatever the blocking. */
 static void conv_task(void* arg, long t) {
     const conv_job* j = (const conv_job*)arg;
     const gemm_job* g = &j->g;
     const conv_geo* q = j->geo;
-    long r = t / g->groups, pg = t % g->groups, img = r / q->oh, oy = r % q->oh, C = q->c;
+    long rb = t / g->groups, pg = t % g->groups, C = q->c, per_img = q->oh * q->ow;
+    long p0 = rb * g->rows, p1 = p0 + g->rows < g->M ? p0 + g->rows : g->M;
     long j0 = pg * g->per_group, j1 = j0 + g->per_group < g->panels ? j0 + g->per_group : g->panels;
-    const float* row = j->x + (img * j->hp + oy * q->sh) * j->wp * C;
-    long lda = q->sw * C, m0 = r * q->ow;
+    const float* rp[p1 - p0 > 0 ? p1 - p0 : 1];
+    long img = p0 / per_img, oy = p0 % per_img / q->ow, ox0 = p0 % q->ow, ox = ox0;
+    for (long p = p0; p < p1; ++p) { /* (no division per pixel: a small K's whole task costs a few per pixel) */
+        rp[p - p0] = j->x + ((img * j->hp + oy * q->sh) * j->wp + ox * q->sw) * C;
+        if (++ox == q->ow) {
+            ox = 0;
+            if (++oy == q->oh) oy = 0, ++img;
+        }
+    }
     long K = g->K, step = chunk(g);
     for (long k0 = 0; k0 < K; k0 += step) {
         long kc = K - k0 < step ? K - k0 : step;
@@ -408,11 +426,20 @@ static void conv_task(void* arg, long t) {
         for (long jj = j0; jj < j1; ++jj) {
             long nc = g->N - jj * NR < NR ? g->N - jj * NR : NR;
             const float* bp = g->bp + (jj * K + k0) * NR;
-            for (long ox = 0; ox < q->ow; ox += MR) {
-                long mr = q->ow - ox < MR ? q->ow - ox : MR;
-                float* c = g->c + (m0 + ox) * g->ldc + jj * NR;
-                const float* add = g->e.add ? g->e.add + (m0 + ox) * g->e.ldadd + jj * NR : 0;
-                tiles(row + ox * lda, lda, j->off + k0, kc, bp, g->bias + jj * NR, c, g->ldc, mr, nc, &g->e, add, part);
+            /* the block's first tile fetches the chunk of weights the next panel reads (the next chunk's first) */
+            const float* next = jj + 1 < j1 ? bp + K * NR : k0 + kc < K ? g->bp + (j0 * K + k0 + kc) * NR : 0;
+            long next_k = jj + 1 < j1 ? kc : K - k0 - kc < step ? K - k0 - kc : step;
+            for (long p = p0, x0 = ox0; p < p1; p += MR, x0 = (x0 + MR) % q->ow) { /* x0: p's column */
+                long mr = p1 - p < MR ? p1 - p : MR;
+                float* c = g->c + p * g->ldc + jj * NR;
+                const float* add = g->e.add ? g->e.add + p * g->e.ldadd + jj * NR : 0;
+                const float* pf = p == p0 && next && next_k >= kc ? next : 0;
+                if (x0 + mr <= q->ow) /* within one output row: its windows a constant stride apart */
+                    tiles(rp[p - p0], q->sw * C, 0, pf, j->off + k0, kc, bp, g->bias + jj * NR, c, g->ldc, mr, nc,
+                          &g->e, add, part);
+                else
+                    tiles(0, 0, rp + (p - p0), pf, j->off + k0, kc, bp, g->bias + jj * NR, c, g->ldc, mr, nc, &g->e,
+                          add, part);
             }
         }
     }
@@ -447,7 +474,10 @@ int conv_f32(const float* x, const conv_geo* q, const float* bp, long N, const f
     for (long ky = 0, k = 0; ky < q->kh; ++ky)
         for (long kx = 0; kx < q->kw; ++kx)
             for (long ci = 0; ci < C; ++ci) off[k++] = (ky * q->dh * wp + kx * q->dw) * C + ci;
-    conv_job j = {{0, bp, bias, out, q->n * q->oh, K, 0, N, N, (N + NR - 1) / NR, 1, 0, 1, {add, N, lo, hi, clamp, 0}},
+    /* pixels per task: whole output rows where they are wide (tiles then stay within a row), else CONV_PIXELS */
+    long rows = 2 * q->ow >= CONV_PIXELS ? q->ow * (CONV_PIXELS > q->ow ? CONV_PIXELS / q->ow : 1) : CONV_PIXELS;
+    conv_job j = {{0, bp, bias, out, q->n * q->oh * q->ow, K, 0, N, N, (N + NR - 1) / NR, 1, 0, rows,
+                   {add, N, lo, hi, clamp, 0}},
                   padded ? xp : x, off, hp, wp, q};
     long tasks = split(&j.g, (double)q->n * q->oh * q->ow * K * N);
     if (tasks < 0)

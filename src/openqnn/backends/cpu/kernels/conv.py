@@ -79,9 +79,11 @@ def native_ok(ctx: BuildContext, x_name: str) -> bool:
 
 def native_conv(node: Node, ctx: BuildContext) -> str:
     """Which native kernel a float32 convolution with static weights takes ("" for none: oneDNN's):
-    ``depthwise`` (one weight per channel), ``gemm`` (an unpadded 1x1 stride-1 convolution) or ``conv`` (an
-    image's first 3x3 convolution, up to 4 channels: faster than oneDNN's channels-last kernel there; ResNets'
-    other 3x3 convolutions are as fast on oneDNN, measured)."""
+    ``depthwise`` (one weight per channel), ``gemm`` (an unpadded 1x1 stride-1 convolution) or ``conv``: an
+    image's first convolution (up to 4 channels and 7x7), and a strided unpadded 1x1 convolution with at most
+    2^18 weights (ResNets' downsampling), where the native implicit GEMM is faster than oneDNN's channels-last
+    kernels (measured in ResNet-18 and ResNet-50 on AVX-512 and AVX2; with larger weights, which it reads once per
+    block of pixels, and for the other 3x3 convolutions, oneDNN is as fast or faster)."""
     c = ctx.shape(node.inputs[0])[3]
     kh, kw, _, cout = ctx.shape(node.inputs[1])
     groups = c if node.op_type == "DepthWiseConv2d" else node.attrs["group"]
@@ -90,7 +92,7 @@ def native_conv(node: Node, ctx: BuildContext) -> str:
         return "depthwise"
     if groups == 1 and kh == kw == 1 and tuple(node.attrs["stride"]) == (1, 1) and unpadded:
         return "gemm"
-    if groups == 1 and c <= 4 and kh * kw <= 9:
+    if groups == 1 and (c <= 4 and kh * kw <= 49 or kh == kw == 1 and unpadded and c * cout <= 2**18):
         return "conv"
     return ""
 
