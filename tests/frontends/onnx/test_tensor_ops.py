@@ -167,6 +167,17 @@ def test_gather_elements(rng, axis, static):
         _run([node], {"x": x, "i": idx}, ["y"])
 
 
+@pytest.mark.parametrize("dtype", [np.int64, np.int32])
+@pytest.mark.parametrize("negative", [False, True])
+def test_gather_embedding_lookup(rng, dtype, negative):
+    """Gather of a static [vocab, dim] table on axis 0 (an embedding), indices in range or some negative."""
+    table = rng.standard_normal((11, 4)).astype(np.float32)
+    idx = rng.integers(-11 if negative else 0, 11, (2, 5)).astype(dtype)
+    if negative:
+        idx[0, 0] = -1
+    _run([helper.make_node("Gather", ["t", "i"], ["y"], axis=0)], {"i": idx}, ["y"], [_init("t", table)])
+
+
 @pytest.mark.parametrize("batch_dims,idx_shape", [(0, (4, 2)), (0, (2, 3, 3)), (0, (2, 1)), (1, (3, 2, 1)),
                                                   (1, (3, 2))])
 def test_gather_nd(rng, batch_dims, idx_shape):

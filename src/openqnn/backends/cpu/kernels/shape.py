@@ -80,7 +80,14 @@ def gather(node: Node, ctx: BuildContext) -> Step:
             return Step(lambda x: torch.index_select(x, axis, idx_static).reshape(out_shape), [node.inputs[0]])
     if ctx.is_static(node.inputs[0]) and len(ctx.shape(node.inputs[0])) == 2 and axis == 0:
         table = ctx.static(node.inputs[0])  # embedding lookup
-        return Step(lambda idx: F.embedding(_index(idx, size), table), [node.inputs[1]])
+
+        def lookup(idx: torch.Tensor) -> torch.Tensor:
+            try:  # (one op for indices in range, the common case; negative ones are wrapped first)
+                return F.embedding(idx, table)
+            except (IndexError, RuntimeError):
+                return F.embedding(_index(idx, size), table)
+
+        return Step(lookup, [node.inputs[1]])
     return simple(run, node)
 
 
