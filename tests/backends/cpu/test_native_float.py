@@ -218,14 +218,16 @@ def test_capped_builds_pass_their_check(cap: str, isa: str, tmp_path) -> None:
 @pytest.mark.parametrize("h,w,cin,ce,k,s,pads,clamps", [
     (112, 112, 16, 96, 3, 2, (0, 1, 0, 1), ("relu6", "relu6")), (9, 7, 5, 21, 3, 1, (1, 1, 1, 1), (None, "relu")),
     (10, 12, 8, 40, 5, 2, (2, 2, 2, 2), ("relu", None)), (6, 6, 3, 17, 3, 1, (0, 0, 0, 0), (None, None)),
-    (4, 4, 1030, 16, 3, 1, (1, 1, 1, 1), ("relu6", "relu6")),
+    (4, 4, 1030, 16, 3, 1, (1, 1, 1, 1), ("relu6", "relu6")), (7, 7, 24, 160, 3, 1, (1, 1, 1, 1), ("relu6", "relu6")),
+    (14, 14, 32, 200, 3, 2, (0, 1, 0, 1), ("relu6", None)),
 ])
 def test_pointwise_depthwise_matches_its_parts_and_every_thread_count(h: int, w: int, cin: int, ce: int, k: int,
                                                                       s: int, pads: tuple[int, int, int, int],
                                                                       clamps: tuple[str | None, str | None],
                                                                       small_tasks: None) -> None:
     """Expanded rows made as the windows reach them (strides, padding, a ring of 3 and 5 rows, a long 1x1 sum)
-    equal the 1x1 and depthwise kernels run one after the other, bit for bit, on 1 to 3 threads (bands)."""
+    equal the 1x1 and depthwise kernels run one after the other, bit for bit, on 1 to 3 threads (bands of rows;
+    groups of channels for small images)."""
     g = torch.Generator().manual_seed(h + w + cin + ce + k)
     bounds = {"relu6": (0.0, 6.0), "relu": (0.0, math.inf), None: None}
     pt, pb, pl, pr = pads

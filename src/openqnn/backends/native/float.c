@@ -499,16 +499,17 @@ typedef struct {
     epi_t e;
 } dw_job;
 
-/* one output row from the kh input rows its windows read (rows[ky]: the row's first pixel, null where the
- * row lies in the padding); the 3x3 interior keeps its nine weight vectors in registers */
+/* one output row's channels [cb, ce) (cb a multiple of VL) from the kh input rows its windows read (rows[ky]:
+ * the row's first pixel, null where the row lies in the padding); the 3x3 interior keeps its nine weight vectors
+ * in registers */
 static void dw_row(const float* const* rows, const conv_geo* g, const float* wt, const float* bias, float* o,
-                   const float* add, const epi_t* e) {
+                   const float* add, const epi_t* e, long cb, long ce) {
     long C = g->c;
     int rows_in = 1;
     for (long ky = 0; ky < g->kh; ++ky) rows_in &= rows[ky] != 0;
     int three = g->kh == 3 && g->kw == 3 && g->dh == 1 && g->dw == 1;
-    for (long c0 = 0; c0 < C; c0 += VL) {
-        long nc = C - c0 < VL ? C - c0 : VL;
+    for (long c0 = cb; c0 < ce; c0 += VL) {
+        long nc = ce - c0 < VL ? ce - c0 : VL;
         V b = vload_n(bias + c0, nc);
         if (three && rows_in) {
             const float* w = wt + c0;
@@ -575,7 +576,7 @@ static void dw_task(void* arg, long t) {
     const float* rows[g->kh];
     window_rows(j->x + img * g->h * g->w * C, g, oy, rows);
     long at = (img * g->oh + oy) * g->ow * C;
-    dw_row(rows, g, j->w, j->bias, j->out + at, j->e.add ? j->e.add + at : 0, &j->e);
+    dw_row(rows, g, j->w, j->bias, j->out + at, j->e.add ? j->e.add + at : 0, &j->e, 0, C);
 }
 
 /* out [n, oh, ow, c] = depthwise(x [n, h, w, c], w [kh, kw, c]) + bias, then + add (same shape as out;
@@ -594,8 +595,9 @@ void dw_f32(const float* x, const conv_geo* g, const float* w, const float* bias
 /* ---------------------------------------------------------------------------------------------- */
 /* A 1x1 convolution and the depthwise convolution it alone feeds (MobileNets' expansion), fused: each
  * expanded row is computed into a ring of kh rows as the depthwise's windows reach it, and never written out
- * whole. Each task takes a band of output rows of one image (the rows two bands share are expanded by both);
- * every value is computed by the same code either way. */
+ * whole. Each task takes a band of output rows of one image (the rows two bands share are expanded by both)
+ * and a group of the expanded channels (panels of the 1x1's columns: a small image splits its channels among
+ * the threads, not its few rows); every value is computed by the same code either way. */
 
 typedef struct {
     gemm_job pw;       /* the 1x1: one input row (w pixels) times [cin, ce]; pw.e its clamp */
@@ -604,14 +606,19 @@ typedef struct {
     const float *dww, *dwb;
     float* out;
     epi_t e; /* the depthwise's epilogue */
-    long bands;
+    long bands, groups; /* tasks per image: bands of output rows times groups of panels */
     _Atomic int failed;
 } pwdw_job;
 
 static void pwdw_task(void* arg, long t) {
     pwdw_job* j = (pwdw_job*)arg;
     const conv_geo* q = j->q;
+    long grp = t % j->groups;
+    t /= j->groups;
     long img = t / j->bands, band = t % j->bands, per = (q->oh + j->bands - 1) / j->bands;
+    long per_group = (j->pw.panels + j->groups - 1) / j->groups, p0 = grp * per_group;
+    long p1 = p0 + per_group < j->pw.panels ? p0 + per_group : j->pw.panels;
+    long cb = p0 * NR, ce = p1 * NR < q->c ? p1 * NR : q->c;
     long oy0 = band * per, oy1 = oy0 + per < q->oh ? oy0 + per : q->oh, C = q->c, kh = q->kh;
     long row_floats = q->w * C, cin = j->pw.K;
     float* ring = scratch_for(1, kh * row_floats);
@@ -633,13 +640,13 @@ static void pwdw_task(void* arg, long t) {
             long slot = iy % kh;
             if (held[slot] != iy) {
                 g.c = ring + slot * row_floats;
-                gemm_rows(&g, j->x + (img * q->h + iy) * q->w * cin, cin, 0, q->w, 0, g.panels);
+                gemm_rows(&g, j->x + (img * q->h + iy) * q->w * cin, cin, 0, q->w, p0, p1);
                 held[slot] = iy;
             }
             rows[ky] = ring + slot * row_floats;
         }
         long at = (img * q->oh + oy) * q->ow * C;
-        dw_row(rows, q, j->dww, j->dwb, j->out + at, j->e.add ? j->e.add + at : 0, &j->e);
+        dw_row(rows, q, j->dww, j->dwb, j->out + at, j->e.add ? j->e.add + at : 0, &j->e, cb, ce);
     }
 }
 
@@ -651,11 +658,19 @@ int pwdw_f32(const float* x, long cin, const float* bp, const float* pw_bias, fl
              float lo, float hi, int clamp) {
     long ce = q->c;
     pwdw_job j = {{0, bp, pw_bias, 0, q->w, cin, cin, ce, ce, (ce + NR - 1) / NR, 1, 0, MC, {0, 0, pw_lo, pw_hi, pw_clamp, 0}},
-                  x, q, dww, dwb, out, {add, ce, lo, hi, clamp, 0}, 1, 0};
+                  x, q, dww, dwb, out, {add, ce, lo, hi, clamp, 0}, 1, 1, 0};
     int threads = openqnn_pool_threads();
     double macs = (double)q->n * q->h * q->w * cin * ce;
-    if (threads > 1 && macs >= openqnn_parallel_macs && q->oh >= 2 * threads) j.bands = threads;
-    long tasks = q->n * j.bands;
+    if (threads > 1 && macs >= openqnn_parallel_macs) {
+        if (q->oh >= 4 * threads)
+            j.bands = threads; /* bands of rows (a few rows expanded twice) */
+        else { /* a small image (7x7 on 2 threads): groups of channels, about two per thread (none expanded twice;
+                * bands of its few rows were uneven, and each expanded two rows twice) */
+            long per_group = (j.pw.panels + 2 * threads - 1) / (2 * threads);
+            j.groups = (j.pw.panels + per_group - 1) / per_group;
+        }
+    }
+    long tasks = q->n * j.bands * j.groups;
     if (tasks > 1)
         openqnn_parallel(pwdw_task, &j, tasks);
     else
