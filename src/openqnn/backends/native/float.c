@@ -299,8 +299,8 @@ static inline long chunk(const gemm_job* g) { return g->K > 2 * KC && g->e.add !
 /* per-thread buffers that grow as needed and are kept for the thread's next call: slot 0 for a GEMM's copied
  * rows, slot 1 for the expanded rows of a fused pointwise + depthwise convolution, slot 2 for attention's K^T,
  * V and scores */
-static _Thread_local float* scratch[3] = {0, 0, 0};
-static _Thread_local long scratch_size[3] = {0, 0, 0};
+static _Thread_local float* scratch[4] = {0, 0, 0, 0}; /* slot 3: a convolution's padded input */
+static _Thread_local long scratch_size[4] = {0, 0, 0, 0};
 
 static float* scratch_for(int slot, long floats) {
     if (floats > scratch_size[slot]) {
@@ -445,6 +445,28 @@ static void conv_task(void* arg, long t) {
     }
 }
 
+/* one row (image, y) of the zero-padded input [n, hp, wp, c]: its zeros and the input row it holds */
+typedef struct {
+    const float* x;
+    float* xp;
+    const conv_geo* q;
+    long hp, wp;
+} pad_job;
+
+static void pad_task(void* arg, long t) {
+    const pad_job* p = (const pad_job*)arg;
+    const conv_geo* q = p->q;
+    long C = q->c, img = t / p->hp, y = t % p->hp, iy = y - q->pt;
+    float* dst = p->xp + t * p->wp * C;
+    if (iy < 0 || iy >= q->h) {
+        memset(dst, 0, (size_t)(p->wp * C) * sizeof(float));
+        return;
+    }
+    memset(dst, 0, (size_t)(q->pl * C) * sizeof(float));
+    memcpy(dst + q->pl * C, p->x + (img * q->h + iy) * q->w * C, (size_t)(q->w * C) * sizeof(float));
+    memset(dst + (q->pl + q->w) * C, 0, (size_t)((p->wp - q->pl - q->w) * C) * sizeof(float));
+}
+
 /* out [n, oh, ow, N] = conv(x [n, h, w, c], packed [kh * kw * c, N] weights) + bias, then + add (the
  * output's shape; null for none), then clamped to [lo, hi] if clamp; returns 0, or -1 out of memory */
 int conv_f32(const float* x, const conv_geo* q, const float* bp, long N, const float* bias, float* out,
@@ -456,17 +478,20 @@ int conv_f32(const float* x, const conv_geo* q, const float* bp, long N, const f
     if (hp < q->h + q->pt) hp = q->h + q->pt;
     if (wp < q->w + q->pl) wp = q->w + q->pl;
     long* off = (long*)malloc((size_t)(K > 0 ? K : 1) * sizeof(long));
-    float* xp = padded ? (float*)calloc((size_t)(q->n * hp * wp * C), sizeof(float)) : 0;
+    /* (the calling thread's buffer, kept for its next call: the padded copy is written whole, in row tasks that
+     * the threads share where it is large) */
+    float* xp = padded ? scratch_for(3, q->n * hp * wp * C > 0 ? q->n * hp * wp * C : 1) : 0;
     if (!off || (padded && !xp)) {
         free(off);
-        free(xp);
         return -1;
     }
     if (padded) {
-        for (long i = 0; i < q->n; ++i)
-            for (long y = 0; y < q->h; ++y)
-                memcpy(xp + ((i * hp + y + q->pt) * wp + q->pl) * C, x + (i * q->h + y) * q->w * C,
-                       (size_t)(q->w * C) * sizeof(float));
+        pad_job pj = {x, xp, q, hp, wp};
+        long prows = q->n * hp;
+        if (openqnn_pool_threads() > 1 && prows > 1 && q->n * hp * wp * C >= (1L << 16))
+            openqnn_parallel(pad_task, &pj, prows);
+        else
+            for (long t = 0; t < prows; ++t) pad_task(&pj, t);
     } else {
         hp = q->h;
         wp = q->w;
@@ -485,7 +510,6 @@ int conv_f32(const float* x, const conv_geo* q, const float* bp, long N, const f
     else
         for (long t = 0; t < tasks; ++t) conv_task(&j, t);
     free(off);
-    free(xp);
     return 0;
 }
 
