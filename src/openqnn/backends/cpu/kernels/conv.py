@@ -92,7 +92,7 @@ def native_conv(node: Node, ctx: BuildContext) -> str:
         return "depthwise"
     if groups == 1 and kh == kw == 1 and tuple(node.attrs["stride"]) == (1, 1) and unpadded:
         return "gemm"
-    if groups == 1 and (c <= 4 and kh * kw <= 49 or kh == kw == 1 and unpadded and c * cout <= 2**18):
+    if groups == 1 and ((c <= 4 and kh * kw <= 49) or (kh == kw == 1 and unpadded and c * cout <= 2**18)):
         return "conv"
     return ""
 
