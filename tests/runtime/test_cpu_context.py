@@ -81,8 +81,11 @@ def test_mobilenet_v2_context_is_bit_identical(tmp_path: Path) -> None:
     graph = openqnn.convert(export(spec, tmp_path), input_dims={"input": (1, 3, 224, 224)})
     ctx = _compare(graph, tmp_path, [make_inputs(spec, seed=s) for s in range(2)])
     kernels = _kernels(ctx)
-    # 16 expansions with their depthwise convolutions, and the other convolutions with their epilogues
-    assert kernels.count("cpu.pw_dw") == 16 and kernels.count("cpu.fused") >= 13
+    # 16 inverted residual blocks: expansion, depthwise and projection (10 of them with the residual Add) in one step
+    # each; the other convolutions with their epilogues
+    pw_dw = [s.op_type for s in open_context(ctx).graph().steps if s.kernel == "cpu.pw_dw"]
+    assert len(pw_dw) == 16 and all("DepthWiseConv2d+ReluMinMax+Conv2d" in o for o in pw_dw)
+    assert sum(o.endswith("+ElementWiseAdd") for o in pw_dw) == 10 and kernels.count("cpu.fused") >= 3
     assert set(kernels) <= {"cpu.node", "cpu.fused", "cpu.pw_dw"}
 
 

@@ -190,9 +190,9 @@ def test_plans_choose_the_native_kernels_and_match_onednn_and_the_model(tmp_path
 
     monkeypatch.setattr(native.Gemm, "step", counted_step)
     fast = Plan(graph).run(feeds)["y"]
-    # the first convolution (3 channels); the expansion and the depthwise convolution fused; the projection and
-    # the Linear
-    assert calls.count("Conv") == 1 and calls.count("PointwiseDepthwise") == 1 and calls.count("Gemm") == 2
+    # the first convolution (3 channels); the expansion, the depthwise convolution and the projection fused; the
+    # Linear
+    assert calls.count("Conv") == 1 and calls.count("PointwiseDepthwise") == 1 and calls.count("Gemm") == 1
     monkeypatch.setattr(native, "library", lambda: None)
     onednn = Plan(graph).run(feeds)["y"]
     with torch.no_grad():
@@ -241,6 +241,18 @@ def test_pointwise_depthwise_matches_its_parts_and_every_thread_count(h: int, w:
     for threads in (1, 2, 3):
         shared.sync_threads(threads)
         assert torch.equal(fused.run(x), parts)
+    # with the projection (a 1x1 convolution of the depthwise's output) and a residual, as the last step of an
+    # inverted residual block: the same bits as the projection's own GEMM on the depthwise's output
+    cout = 1 + (ce * 7) % 61
+    pj, pjb = torch.randn(cout, ce, generator=g), torch.randn(cout, generator=g)
+    res = torch.randn(2, oh, ow, cout, generator=g)
+    want = native.Gemm(pj, pjb).run(parts, (2, oh, ow, cout), res)
+    projected = native.PointwiseDepthwise(pw, pb_, bounds[clamps[0]], dw, db, geo, bounds[clamps[1]],
+                                          native.Gemm(pj, pjb))
+    for threads in (1, 2, 3):
+        shared.sync_threads(threads)
+        assert torch.equal(projected.run(x, res), want)
+        assert torch.equal(projected.run(x), native.Gemm(pj, pjb).run(parts, (2, oh, ow, cout)))
 
 
 def test_mobilenet_blocks_fuse_and_read_back_from_their_plans(tmp_path) -> None:
@@ -258,13 +270,37 @@ def test_mobilenet_blocks_fuse_and_read_back_from_their_plans(tmp_path) -> None:
     torch.onnx.export(model, (x,), str(path), input_names=["x"], output_names=["y"], dynamo=False)
     graph = openqnn.convert(path)
     plans = plan_steps(graph)
-    assert [p.kernel for p in plans].count("cpu.pw_dw") == 2  # with clamps, and without
+    # with clamps and the projection (48 -> 16), and without either
+    assert [p.op_type for p in plans if p.kernel == "cpu.pw_dw"] == [
+        "Conv2d+ReluMinMax+DepthWiseConv2d+ReluMinMax+Conv2d", "Conv2d+DepthWiseConv2d"]
     feeds = {"x": x.numpy()}
     fresh = Plan(graph).run(feeds)["y"]
     np.testing.assert_array_equal(Plan.from_plans(graph, plans).run(feeds)["y"], fresh)
     with torch.no_grad():
         want = model(x).numpy()
     assert np.abs(fresh - want).max() <= 1e-5 * float(np.abs(want).max())
+
+
+def test_a_projection_is_not_taken_from_the_next_expansion(tmp_path) -> None:
+    """1x1 -> depthwise -> 1x1 -> depthwise -> 1x1: the second 1x1 expands for its depthwise convolution, it is not
+    the first pair's projection; the last 1x1 is the second pair's."""
+    import openqnn
+    from openqnn.backends.cpu.steps import plan_steps
+
+    torch.manual_seed(2)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 1), torch.nn.Conv2d(16, 16, 3, 1, 1, groups=16),
+        torch.nn.Conv2d(16, 24, 1), torch.nn.Conv2d(24, 24, 3, 1, 1, groups=24), torch.nn.Conv2d(24, 8, 1)).eval()
+    x = torch.randn(1, 3, 12, 12)
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(model, (x,), str(path), input_names=["x"], output_names=["y"], dynamo=False)
+    graph = openqnn.convert(path)
+    assert [p.op_type for p in plan_steps(graph) if p.kernel == "cpu.pw_dw"] == [
+        "Conv2d+DepthWiseConv2d", "Conv2d+DepthWiseConv2d+Conv2d"]
+    with torch.no_grad():
+        want = model(x).numpy()
+    got = Plan(graph).run({"x": x.numpy()})["y"]
+    assert np.abs(got - want).max() <= 1e-5 * float(np.abs(want).max())
 
 
 @pytest.mark.parametrize("act,approximate", [("gelu", "none"), ("gelu_tanh", "tanh")])

@@ -555,10 +555,12 @@ def _broadcasts(shape: tuple[int, ...], to: tuple[int, ...]) -> bool:
 
 @dataclass
 class PointwiseDepthwise:
-    """A 1x1 convolution, optionally a Relu / ReluMinMax, a depthwise convolution and optionally another clamp
-    (``nodes``, in that order), each the sole reader of the one before, run as one step where the last one ran:
-    the native kernel makes the expanded rows as the depthwise's windows reach them. Without the native kernels
-    (another device, float16), the two convolutions run one after the other."""
+    """A 1x1 convolution, optionally a Relu / ReluMinMax, a depthwise convolution, optionally another clamp, and
+    optionally the 1x1 convolution projecting the depthwise's output with the residual Add after it (``nodes``, in
+    that order: an inverted residual block), each the sole reader of the one before, run as one step where the last
+    one ran: the native kernel makes the expanded rows as the depthwise's windows reach them, and the projection
+    reads the depthwise's rows while they are in cache. Without the native kernels (another device, float16), the
+    convolutions run one after the other."""
 
     nodes: list[Node]
 
@@ -570,17 +572,24 @@ class PointwiseDepthwise:
     def op_type(self) -> str:
         return "+".join(n.op_type for n in self.nodes)
 
-    def parts(self) -> tuple[Node, tuple[float, float] | None, Node, tuple[float, float] | None]:
-        """The 1x1 convolution, its clamp, the depthwise convolution, its clamp."""
+    def parts(self) -> tuple[Node, tuple[float, float] | None, Node, tuple[float, float] | None, Node | None, str]:
+        """The 1x1 convolution, its clamp, the depthwise convolution, its clamp, the projection (or None) and the
+        residual the projection's Add reads ("" for none)."""
         pw, rest = self.nodes[0], self.nodes[1:]
         pw_clamp = _clamp_of(rest[0]) if rest[0].op_type != "DepthWiseConv2d" else None
         if pw_clamp is not None:
             rest = rest[1:]
         dw, rest = rest[0], rest[1:]
-        return pw, pw_clamp, dw, _clamp_of(rest[0]) if rest else None
+        clamp = _clamp_of(rest[0]) if rest else None
+        if clamp is not None:
+            rest = rest[1:]
+        proj = rest[0] if rest else None
+        residual = _other(rest[1], proj.outputs[0]) if proj is not None and len(rest) > 1 else ""
+        return pw, pw_clamp, dw, clamp, proj, residual
 
     def build(self, ctx: BuildContext) -> Step:
-        pw, pw_clamp, dw, clamp = self.parts()
+        pw, pw_clamp, dw, clamp, proj, residual = self.parts()
+        inputs = [pw.inputs[0]] + ([residual] if residual else [])
         if native_ok(ctx, pw.inputs[0]):
             n, h, w, cin = ctx.shape(pw.inputs[0])
             kh, kw, _, ce = ctx.shape(dw.inputs[1])
@@ -588,37 +597,55 @@ class PointwiseDepthwise:
             (sh, sw), oshape = dw.attrs["stride"], ctx.graph.tensors[dw.outputs[0]].shape
             bias = [node.inputs[2] if len(node.inputs) > 2 else "" for node in (pw, dw)]
             dw_w, dw_b = depthwise_operands(ctx, dw.inputs[1], bias[1])
+            project = None
+            if proj is not None:
+                cout = ctx.shape(proj.inputs[1])[3]
+                p_bias = proj.inputs[2] if len(proj.inputs) > 2 else ""
+                project = native.Gemm.of_panels(gemm_panels(ctx, proj.inputs[1], p_bias, ce), ce, cout)
             fused = native.PointwiseDepthwise.of_panels(gemm_panels(ctx, pw.inputs[1], bias[0], cin), cin, pw_clamp,
                                                         dw_w, dw_b, (n, h, w, ce, kh, kw, sh, sw, 1, 1, pt, pl,
-                                                                     oshape[1], oshape[2]), clamp)
-            step = Step(fused.run, [pw.inputs[0]], path="native")
+                                                                     oshape[1], oshape[2]), clamp, project)
+            step = Step(fused.run, inputs, path="native")
         else:
             first = build_conv2d(pw, ctx, Epilogue(clamp=pw_clamp))
             second = build_conv2d(dw, ctx, Epilogue(clamp=clamp))
-            step = Step(lambda x: second.fn(first.fn(x)), [pw.inputs[0]], path=second.path)
+            if proj is None:
+                step = Step(lambda x: second.fn(first.fn(x)), inputs, path=second.path)
+            else:
+                third = build_conv2d(proj, ctx, Epilogue(add=residual))
+                step = Step(lambda x, *rest: third.fn(second.fn(first.fn(x)), *rest), inputs, path=third.path)
         step.outputs = list(self.nodes[-1].outputs)
         return step
 
 
 def fuse_pointwise_depthwise(graph: Graph, exclude: Collection[str] = ()) -> list[PointwiseDepthwise]:
     """Every float32 ``Conv2d`` 1x1 (stride 1, unpadded, one group, static weights) [-> Relu / ReluMinMax] ->
-    ``DepthWiseConv2d`` (one weight per channel, dilation 1, static weights) [-> clamp] chain whose intermediates
-    only the chain reads (none a graph output), none of its nodes in ``exclude``."""
+    ``DepthWiseConv2d`` (one weight per channel, dilation 1, static weights) [-> clamp] [-> such a 1x1 ``Conv2d``
+    (the projection; not one that feeds a depthwise convolution itself) [-> ``ElementWiseAdd`` of a float32 tensor
+    of its shape]] chain whose intermediates only the chain reads (none a graph output), none of its nodes in
+    ``exclude`` or in another chain."""
     sole_reader = _sole_reader(graph)
     ctx = BuildContext(graph)
 
     def static_operands(node: Node) -> bool:
         return all(ctx.is_static(x) for x in node.inputs[1:] if x)
 
-    found = []
+    def pointwise(node: Node, x: str | None = None) -> bool:
+        """A float32 1x1 convolution, stride 1, unpadded, one group, static weights (reading ``x``, if given)."""
+        if (node.op_type != "Conv2d" or len(node.inputs) < 2 or not static_operands(node)
+                or (x is not None and node.inputs[0] != x)):
+            return False
+        kh, kw = graph.tensors[node.inputs[1]].shape[:2]
+        return ((kh, kw) == (1, 1) and tuple(node.attrs["stride"]) == (1, 1) and node.attrs["group"] == 1
+                and not any(p for pad in node.attrs["pad_amount"] for p in pad)
+                and graph.tensors[node.inputs[0]].dtype is DType.FLOAT_32)
+
+    found: list[PointwiseDepthwise] = []
+    taken: set[str] = set()
     for pw in graph.nodes:
-        if pw.op_type != "Conv2d" or pw.name in exclude or len(pw.inputs) < 2 or not static_operands(pw):
+        if pw.name in exclude or pw.name in taken or not pointwise(pw):
             continue
-        kh, kw, _, ce = graph.tensors[pw.inputs[1]].shape
-        pads = [p for pad in pw.attrs["pad_amount"] for p in pad]
-        if ((kh, kw) != (1, 1) or tuple(pw.attrs["stride"]) != (1, 1) or pw.attrs["group"] != 1 or any(pads)
-                or graph.tensors[pw.inputs[0]].dtype is not DType.FLOAT_32):
-            continue
+        ce = graph.tensors[pw.inputs[1]].shape[3]
         chain = [pw]
         nxt = sole_reader(pw.outputs[0])
         if nxt is not None and _clamp_of(nxt) is not None:
@@ -632,6 +659,19 @@ def fuse_pointwise_depthwise(graph: Graph, exclude: Collection[str] = ()) -> lis
         last = sole_reader(nxt.outputs[0])
         if last is not None and _clamp_of(last) is not None:
             chain.append(last)
-        if not any(n.name in exclude for n in chain):
+            last = sole_reader(last.outputs[0])
+        # the projection [+ the residual Add]; not a 1x1 convolution that expands for a depthwise one itself
+        after = sole_reader(last.outputs[0]) if last is not None else None
+        if (last is not None and pointwise(last, chain[-1].outputs[0])
+                and not (after is not None and after.op_type == "DepthWiseConv2d")):
+            chain.append(last)
+            add = sole_reader(last.outputs[0])
+            if (add is not None and add.op_type == "ElementWiseAdd" and len(add.inputs) == 2
+                    and add.inputs.count(last.outputs[0]) == 1
+                    and graph.tensors[_other(add, last.outputs[0])].shape == graph.tensors[last.outputs[0]].shape
+                    and graph.tensors[_other(add, last.outputs[0])].dtype is DType.FLOAT_32):
+                chain.append(add)
+        if not any(n.name in exclude or n.name in taken for n in chain):
             found.append(PointwiseDepthwise(chain))
+            taken.update(n.name for n in chain)
     return found

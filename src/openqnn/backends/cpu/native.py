@@ -50,7 +50,8 @@ class _DwPlan(ctypes.Structure):
 
 class _PwDwPlan(ctypes.Structure):
     _fields_ = [("cin", _L), ("bp", _P), ("pw_bias", _P), ("pw_lo", _F), ("pw_hi", _F), ("pw_clamp", ctypes.c_int),
-                ("g", ctypes.POINTER(_Geo)), ("dww", _P), ("dwb", _P), ("lo", _F), ("hi", _F), ("clamp", ctypes.c_int)]
+                ("g", ctypes.POINTER(_Geo)), ("dww", _P), ("dwb", _P), ("lo", _F), ("hi", _F), ("clamp", ctypes.c_int),
+                ("pbp", _P), ("pbias", _P), ("pn", _L), ("plo", _F), ("phi", _F), ("pclamp", ctypes.c_int)]
 
 
 class _Attn(ctypes.Structure):
@@ -69,7 +70,7 @@ def _setup(lib: ctypes.CDLL) -> bool:
     lib.conv_f32.argtypes = [_P, ctypes.POINTER(_Geo), _P, _L, _P, _P, _P, _F, _F, ctypes.c_int]
     lib.conv_f32.restype = ctypes.c_int
     lib.pwdw_f32.argtypes = [_P, _L, _P, _P, _F, _F, ctypes.c_int, ctypes.POINTER(_Geo), _P, _P, _P, _P, _F, _F,
-                             ctypes.c_int]
+                             ctypes.c_int, _P, _P, _L, _F, _F, ctypes.c_int]
     lib.pwdw_f32.restype = ctypes.c_int
     lib.attn_f32.argtypes, lib.attn_f32.restype = [ctypes.POINTER(_Attn)], ctypes.c_int
     lib.sgemm_run.argtypes, lib.sgemm_run.restype = [ctypes.POINTER(_GemmPlan), _P, _L, _P, _P], None
@@ -301,36 +302,42 @@ class PointwiseDepthwise(_ImageKernel):
     """A 1x1 convolution and the depthwise convolution it alone feeds, fused (MobileNets' expansion): the
     expanded rows are made as the depthwise's windows reach them and never written out whole. ``pw`` [ce, cin]
     float32 with ``pw_b`` and ``pw_clamp``; ``dw`` [kh, kw, ce] with ``dw_b`` and ``clamp``; ``geo`` the
-    depthwise's (n, h, w, ce, kh, kw, sh, sw, 1, 1, pad top, pad left, oh, ow)."""
+    depthwise's (n, h, w, ce, kh, kw, sh, sw, 1, 1, pad top, pad left, oh, ow). With ``project``, the 1x1
+    convolution of the depthwise's output too (an inverted residual block's projection; its GEMM reads the
+    depthwise's rows a chunk at a time, in cache): a :class:`Gemm` of ce inputs; a residual ``add`` then belongs
+    to it."""
 
     def __init__(self, pw: torch.Tensor, pw_b: torch.Tensor | None, pw_clamp: tuple[float, float] | None,
                  dw: torch.Tensor, dw_b: torch.Tensor | None, geo: Sequence[int],
-                 clamp: tuple[float, float] | None = None):
+                 clamp: tuple[float, float] | None = None, project: Gemm | None = None):
         assert pw.dim() == 2
-        self._setup(Gemm(pw, pw_b, pw_clamp), dw, dw_b, geo, clamp)
+        self._setup(Gemm(pw, pw_b, pw_clamp), dw, dw_b, geo, clamp, project)
 
     @classmethod
     def of_panels(cls, pw: Panels, cin: int, pw_clamp: tuple[float, float] | None, dw: torch.Tensor,
-                  dw_b: torch.Tensor | None, geo: Sequence[int], clamp: tuple[float, float] | None = None
-                  ) -> PointwiseDepthwise:
+                  dw_b: torch.Tensor | None, geo: Sequence[int], clamp: tuple[float, float] | None = None,
+                  project: Gemm | None = None) -> PointwiseDepthwise:
         """The fused pair with the 1x1 weights [cin, ce] as :func:`pack`'s panels (``pw``, its bias in them)."""
         self = cls.__new__(cls)
-        self._setup(Gemm.of_panels(pw, cin, geo[3], pw_clamp), dw, dw_b, geo, clamp)
+        self._setup(Gemm.of_panels(pw, cin, geo[3], pw_clamp), dw, dw_b, geo, clamp, project)
         return self
 
     def _setup(self, expand: Gemm, dw: torch.Tensor, dw_b: torch.Tensor | None, geo: Sequence[int],
-               clamp: tuple[float, float] | None) -> None:
+               clamp: tuple[float, float] | None, project: Gemm | None) -> None:
         lib = library()
         assert lib is not None and dw.dim() == 3 and len(geo) == 14
-        self.expand = expand  # its packing and padded bias
+        self.expand, self.project = expand, project  # (their packings and padded biases)
         self.dw = Depthwise(dw, dw_b, geo, clamp)
         assert self.dw.geo.dh == self.dw.geo.dw == 1 and self.expand.n == self.dw.geo.c
-        e, d = self.expand, self.dw
+        assert project is None or project.k == self.dw.geo.c
+        e, d, p = self.expand, self.dw, project
         self.plan = _PwDwPlan(e.k, e.packed.data_ptr(), e.bias.data_ptr(), e.lo, e.hi, e.clamp, ctypes.pointer(d.geo),
-                              d.w.data_ptr(), d.bias.data_ptr(), d.lo, d.hi, d.clamp)
+                              d.w.data_ptr(), d.bias.data_ptr(), d.lo, d.hi, d.clamp,
+                              p.packed.data_ptr() if p else None, p.bias.data_ptr() if p else None, p.n if p else 0,
+                              p.lo if p else 0.0, p.hi if p else 0.0, p.clamp if p else 0)
         self.ref = ctypes.byref(self.plan)
         self.fn = lib.pwdw_run
-        self.out_shape = self.dw.out_shape
+        self.out_shape = (*self.dw.out_shape[:3], p.n) if p else self.dw.out_shape
 
     def _call(self, x: torch.Tensor, out: torch.Tensor, other: torch.Tensor | None) -> torch.Tensor:
         if self.fn(self.ref, x.data_ptr(), out.data_ptr(), _ptr(other)) != 0:

@@ -134,9 +134,14 @@ def _bind_attention(nodes: list[Node], doc: Mapping[str, Any], ctx: BuildContext
 def _bind_pointwise_depthwise(nodes: list[Node], doc: Mapping[str, Any], ctx: BuildContext) -> Step:
     ops = [n.op_type for n in nodes]
     clamps = ("Relu", "ReluMinMax")
-    if (len(nodes) < 2 or len(nodes) > 4 or ops[0] != "Conv2d" or ops.count("DepthWiseConv2d") != 1
-            or any(o not in clamps for i, o in enumerate(ops[1:], 1) if i != ops.index("DepthWiseConv2d"))):
-        raise ContextError(f"a cpu.pw_dw step holds Conv2d, [clamp], DepthWiseConv2d, [clamp]; {_REMEDY}")
+    at = ops.index("DepthWiseConv2d") if "DepthWiseConv2d" in ops else -1
+    head, tail = ops[1:at], ops[at + 1:]
+    if tail and tail[0] in clamps:
+        tail = tail[1:]
+    if (at < 1 or ops[0] != "Conv2d" or ops.count("DepthWiseConv2d") != 1 or len(head) > 1
+            or any(o not in clamps for o in head) or tail not in ([], ["Conv2d"], ["Conv2d", "ElementWiseAdd"])):
+        raise ContextError(f"a cpu.pw_dw step holds Conv2d, [clamp], DepthWiseConv2d, [clamp], [Conv2d, "
+                           f"[ElementWiseAdd]]; {_REMEDY}")
     return PointwiseDepthwise(nodes).build(ctx)
 
 

@@ -299,8 +299,9 @@ static inline long chunk(const gemm_job* g) { return g->K > 2 * KC && g->e.add !
 /* per-thread buffers that grow as needed and are kept for the thread's next call: slot 0 for a GEMM's copied
  * rows, slot 1 for the expanded rows of a fused pointwise + depthwise convolution, slot 2 for attention's K^T,
  * V and scores */
-static _Thread_local float* scratch[4] = {0, 0, 0, 0}; /* slot 3: a convolution's padded input */
-static _Thread_local long scratch_size[4] = {0, 0, 0, 0};
+/* slot 3: a convolution's padded input; slot 4: the depthwise output rows a fused projection reads */
+static _Thread_local float* scratch[5] = {0, 0, 0, 0, 0};
+static _Thread_local long scratch_size[5] = {0, 0, 0, 0, 0};
 
 static float* scratch_for(int slot, long floats) {
     if (floats > scratch_size[slot]) {
@@ -629,10 +630,14 @@ typedef struct {
     const conv_geo* q; /* the depthwise's geometry (c = ce, dilation 1) */
     const float *dww, *dwb;
     float* out;
-    epi_t e; /* the depthwise's epilogue */
+    epi_t e;      /* the depthwise's epilogue (its add null where a projection follows) */
+    gemm_job pj;  /* the projection (a 1x1 convolution of the depthwise's output; its e the step's epilogue) */
+    int project;  /* whether pj runs */
     long bands, groups; /* tasks per image: bands of output rows times groups of panels */
     _Atomic int failed;
 } pwdw_job;
+
+#define PROJ_FLOATS (1L << 16) /* depthwise output (floats) a projection takes at once: rows of the band, in cache */
 
 static void pwdw_task(void* arg, long t) {
     pwdw_job* j = (pwdw_job*)arg;
@@ -654,6 +659,15 @@ static void pwdw_task(void* arg, long t) {
     for (long i = 0; i < kh; ++i) held[i] = -1;
     const float* rows[kh];
     gemm_job g = j->pw;
+    /* with a projection: the depthwise's rows of a chunk of the band go to a buffer, and the projection's GEMM takes
+     * them (the chunk's pixels its rows) when the chunk is full */
+    long out_floats = q->ow * C, chunk_rows = PROJ_FLOATS / (out_floats > 0 ? out_floats : 1), c0 = oy0;
+    if (chunk_rows < 1) chunk_rows = 1;
+    float* dwout = j->project ? scratch_for(4, chunk_rows * out_floats) : 0;
+    if (j->project && !dwout) {
+        j->failed = 1;
+        return;
+    }
     for (long oy = oy0; oy < oy1; ++oy) {
         for (long ky = 0; ky < kh; ++ky) {
             long iy = oy * q->sh - q->pt + ky;
@@ -669,23 +683,42 @@ static void pwdw_task(void* arg, long t) {
             }
             rows[ky] = ring + slot * row_floats;
         }
-        long at = (img * q->oh + oy) * q->ow * C;
-        dw_row(rows, q, j->dww, j->dwb, j->out + at, j->e.add ? j->e.add + at : 0, &j->e, cb, ce);
+        if (!j->project) {
+            long at = (img * q->oh + oy) * q->ow * C;
+            dw_row(rows, q, j->dww, j->dwb, j->out + at, j->e.add ? j->e.add + at : 0, &j->e, cb, ce);
+            continue;
+        }
+        dw_row(rows, q, j->dww, j->dwb, dwout + (oy - c0) * out_floats, 0, &j->e, 0, C);
+        if (oy + 1 - c0 == chunk_rows || oy + 1 == oy1) {
+            gemm_job p = j->pj;
+            long at = (img * q->oh + c0) * q->ow * p.N;
+            p.c += at;
+            if (p.e.add) p.e.add += at;
+            gemm_rows(&p, dwout, C, 0, (oy + 1 - c0) * q->ow, 0, p.panels);
+            c0 = oy + 1;
+        }
     }
 }
 
-/* out [n, oh, ow, ce] = depthwise(clamp(x [n, h, w, cin] @ packed [cin, ce] + pw_bias)) + dw_bias, then + add
- * (null for none), then clamped; the depthwise's geometry q (c = ce, dilations 1); returns 0, or -1 out of
- * memory */
+/* out [n, oh, ow, ce] = depthwise(clamp(x [n, h, w, cin] @ packed [cin, ce] + pw_bias)) + dw_bias, clamped; then,
+ * with a projection (pbp not null: packed [ce, pn] weights, their bias pbias), out [n, oh, ow, pn] = that @ pbp +
+ * pbias, clamped to [plo, phi] if pclamp; + add (the output's shape, null for none) before the last clamp. The
+ * depthwise's geometry q (c = ce, dilations 1); returns 0, or -1 out of memory */
 int pwdw_f32(const float* x, long cin, const float* bp, const float* pw_bias, float pw_lo, float pw_hi,
              int pw_clamp, const conv_geo* q, const float* dww, const float* dwb, float* out, const float* add,
-             float lo, float hi, int clamp) {
+             float lo, float hi, int clamp, const float* pbp, const float* pbias, long pn, float plo, float phi,
+             int pclamp) {
     long ce = q->c;
+    int project = pbp != 0;
     pwdw_job j = {{0, bp, pw_bias, 0, q->w, cin, cin, ce, ce, (ce + NR - 1) / NR, 1, 0, MC, {0, 0, pw_lo, pw_hi, pw_clamp, 0}},
-                  x, q, dww, dwb, out, {add, ce, lo, hi, clamp, 0}, 1, 1, 0};
+                  x, q, dww, dwb, out, {project ? 0 : add, ce, lo, hi, clamp, 0},
+                  {0, pbp, pbias, out, 0, ce, ce, pn, pn, (pn + NR - 1) / NR, 1, 0, MC, {add, pn, plo, phi, pclamp, 0}},
+                  project, 1, 1, 0};
     int threads = openqnn_pool_threads();
     double macs = (double)q->n * q->h * q->w * cin * ce;
-    if (threads > 1 && macs >= openqnn_parallel_macs) {
+    if (threads > 1 && macs >= openqnn_parallel_macs && project) {
+        if (q->oh >= 2 * threads) j.bands = threads; /* (the projection reads every channel: no groups) */
+    } else if (threads > 1 && macs >= openqnn_parallel_macs) {
         if (q->oh >= 4 * threads)
             j.bands = threads; /* bands of rows (a few rows expanded twice) */
         else { /* a small image (7x7 on 2 threads): groups of channels, about two per thread (none expanded twice;
@@ -1020,9 +1053,13 @@ typedef struct {
     const float *dww, *dwb;
     float lo, hi;
     int clamp;
+    const float *pbp, *pbias; /* the projection (pbp null for none) */
+    long pn;
+    float plo, phi;
+    int pclamp;
 } pwdw_plan;
 
 int pwdw_run(const pwdw_plan* p, const float* x, float* out, const float* add) {
     return pwdw_f32(x, p->cin, p->bp, p->pw_bias, p->pw_lo, p->pw_hi, p->pw_clamp, p->g, p->dww, p->dwb, out, add,
-                    p->lo, p->hi, p->clamp);
+                    p->lo, p->hi, p->clamp, p->pbp, p->pbias, p->pn, p->plo, p->phi, p->pclamp);
 }

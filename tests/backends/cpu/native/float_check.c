@@ -21,7 +21,8 @@ int conv_f32(const float* x, const geo_t* q, const float* bp, long N, const floa
              const float* add, float lo, float hi, int clamp);
 int pwdw_f32(const float* x, long cin, const float* bp, const float* pw_bias, float pw_lo, float pw_hi,
              int pw_clamp, const geo_t* q, const float* dww, const float* dwb, float* out, const float* add,
-             float lo, float hi, int clamp);
+             float lo, float hi, int clamp, const float* pbp, const float* pbias, long pn, float plo, float phi,
+             int pclamp);
 typedef struct {
     long B, H, Sq, Sk, D, Dv;
     const float *q, *k, *v, *mask;
@@ -146,23 +147,31 @@ static int conv_case(geo_t g, long N) {
     return ok;
 }
 
-static int pwdw_case(geo_t g, long cin) {
-    long ce = g.c, in = g.n * g.h * g.w * cin, mid = g.n * g.h * g.w * ce, on = g.n * g.oh * g.ow * ce;
+/* the fused 1x1 + depthwise [+ projection with a residual, cout > 0] against its parts run one after the other */
+static int pwdw_case(geo_t g, long cin, long cout) {
+    long ce = g.c, in = g.n * g.h * g.w * cin, mid = g.n * g.h * g.w * ce, dn = g.n * g.oh * g.ow * ce;
+    long on = cout ? g.n * g.oh * g.ow * cout : dn;
     float *x = randv(in), *pw = randv(cin * ce), *pb = randv(ce + 64), *dw = randv(g.kh * g.kw * ce), *db = randv(ce);
+    float *pj = cout ? randv(ce * cout) : 0, *pjb = cout ? randv(cout + 64) : 0, *res = cout ? randv(on) : 0;
     float* bp = malloc((size_t)sgemm_pack_size(cin, ce) * sizeof(float));
-    float *e = malloc((size_t)mid * sizeof(float)), *o1 = malloc((size_t)on * sizeof(float));
-    float *o3 = malloc((size_t)on * sizeof(float)), *parts = malloc((size_t)on * sizeof(float));
+    float* pbp = cout ? malloc((size_t)sgemm_pack_size(ce, cout) * sizeof(float)) : 0;
+    float *e = malloc((size_t)mid * sizeof(float)), *d = malloc((size_t)dn * sizeof(float));
+    float *o1 = malloc((size_t)on * sizeof(float)), *o3 = malloc((size_t)on * sizeof(float));
+    float* parts = malloc((size_t)on * sizeof(float));
     sgemm_pack(pw, cin, ce, bp);
+    if (cout) sgemm_pack(pj, ce, cout, pbp);
     openqnn_pool_set_threads(1);
     sgemm_f32(x, g.n * g.h * g.w, cin, cin, bp, ce, pb, e, ce, 0, 0, 0.0f, 6.0f, 1, 0);
-    dw_f32(e, &g, dw, db, parts, 0, 0.0f, 6.0f, 1);
-    int r1 = pwdw_f32(x, cin, bp, pb, 0.0f, 6.0f, 1, &g, dw, db, o1, 0, 0.0f, 6.0f, 1);
+    dw_f32(e, &g, dw, db, cout ? d : parts, 0, 0.0f, 6.0f, 1);
+    if (cout) sgemm_f32(d, g.n * g.oh * g.ow, ce, ce, pbp, cout, pjb, parts, cout, res, cout, 0.0f, 0.0f, 0, 0);
+    int r1 = pwdw_f32(x, cin, bp, pb, 0.0f, 6.0f, 1, &g, dw, db, o1, res, 0.0f, 6.0f, 1, pbp, pjb, cout, 0.0f, 0.0f, 0);
     openqnn_pool_set_threads(3);
-    int r3 = pwdw_f32(x, cin, bp, pb, 0.0f, 6.0f, 1, &g, dw, db, o3, 0, 0.0f, 6.0f, 1);
+    int r3 = pwdw_f32(x, cin, bp, pb, 0.0f, 6.0f, 1, &g, dw, db, o3, res, 0.0f, 6.0f, 1, pbp, pjb, cout, 0.0f, 0.0f, 0);
     int ok = r1 == 0 && r3 == 0 && memcmp(o1, parts, (size_t)on * sizeof(float)) == 0 &&
              memcmp(o1, o3, (size_t)on * sizeof(float)) == 0;
-    if (!ok) printf("FAIL pwdw\n");
-    free(x), free(pw), free(pb), free(dw), free(db), free(bp), free(e), free(o1), free(o3), free(parts);
+    if (!ok) printf("FAIL pwdw%s\n", cout ? " + projection" : "");
+    free(x), free(pw), free(pb), free(dw), free(db), free(bp), free(e), free(d), free(o1), free(o3), free(parts);
+    free(pj), free(pjb), free(res), free(pbp);
     return ok;
 }
 
@@ -257,8 +266,8 @@ int main(void) {
     for (unsigned i = 0; i < sizeof convs / sizeof convs[0]; ++i, ++cases)
         if (!conv_case(convs[i], 19)) return 1;
     geo_t pwdws[] = {{2, 11, 10, 36, 3, 3, 2, 2, 1, 1, 1, 1, 6, 5}, {1, 9, 9, 20, 5, 5, 1, 1, 1, 1, 2, 2, 9, 9}};
-    for (unsigned i = 0; i < sizeof pwdws / sizeof pwdws[0]; ++i, ++cases)
-        if (!pwdw_case(pwdws[i], 7)) return 1;
+    for (unsigned i = 0; i < sizeof pwdws / sizeof pwdws[0]; ++i, cases += 2)
+        if (!pwdw_case(pwdws[i], 7, 0) || !pwdw_case(pwdws[i], 7, 13)) return 1;
     long attns[][6] = {{1, 4, 64, 64, 32, 32}, {2, 3, 7, 37, 5, 19}, {1, 1, 1, 1, 1, 1}};
     for (unsigned i = 0; i < sizeof attns / sizeof attns[0]; ++i, ++cases)
         if (!attn_case(attns[i][0], attns[i][1], attns[i][2], attns[i][3], attns[i][4], attns[i][5])) return 1;
