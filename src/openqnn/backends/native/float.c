@@ -716,6 +716,19 @@ int pwdw_f32(const float* x, long cin, const float* bp, const float* pw_bias, fl
                   project, 1, 1, 0};
     int threads = openqnn_pool_threads();
     double macs = (double)q->n * q->h * q->w * cin * ce;
+    if (project && threads > 1 && macs >= openqnn_parallel_macs && q->oh < 4 * threads) {
+        /* a small image on several threads: its few rows would split unevenly, so the expansion and depthwise
+         * split their channels (below) into the calling thread's buffer, and the projection's GEMM splits its own
+         * rows and panels (the same sums: the projection is the same GEMM either way) */
+        long dn = q->n * q->oh * q->ow * ce;
+        float* mid = scratch_for(4, dn > 0 ? dn : 1);
+        if (!mid) return -1;
+        if (pwdw_f32(x, cin, bp, pw_bias, pw_lo, pw_hi, pw_clamp, q, dww, dwb, mid, 0, lo, hi, clamp, 0, 0, 0, 0.0f,
+                     0.0f, 0) != 0)
+            return -1;
+        sgemm_f32(mid, q->n * q->oh * q->ow, ce, ce, pbp, pn, pbias, out, pn, add, pn, plo, phi, pclamp, 0);
+        return 0;
+    }
     if (threads > 1 && macs >= openqnn_parallel_macs && project) {
         if (q->oh >= 2 * threads) j.bands = threads; /* (the projection reads every channel: no groups) */
     } else if (threads > 1 && macs >= openqnn_parallel_macs) {
