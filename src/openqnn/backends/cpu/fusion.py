@@ -665,12 +665,11 @@ def fuse_pointwise_depthwise(graph: Graph, exclude: Collection[str] = ()) -> lis
         if (last is not None and pointwise(last, chain[-1].outputs[0])
                 and not (after is not None and after.op_type == "DepthWiseConv2d")):
             chain.append(last)
-            add = sole_reader(last.outputs[0])
-            if (add is not None and add.op_type == "ElementWiseAdd" and len(add.inputs) == 2
-                    and add.inputs.count(last.outputs[0]) == 1
-                    and graph.tensors[_other(add, last.outputs[0])].shape == graph.tensors[last.outputs[0]].shape
-                    and graph.tensors[_other(add, last.outputs[0])].dtype is DType.FLOAT_32):
-                chain.append(add)
+            y, add = last.outputs[0], sole_reader(last.outputs[0])
+            if add is not None and add.op_type == "ElementWiseAdd" and len(add.inputs) == 2 and add.inputs.count(y) == 1:
+                residual = graph.tensors[_other(add, y)]
+                if residual.shape == graph.tensors[y].shape and residual.dtype is DType.FLOAT_32:
+                    chain.append(add)
         if not any(n.name in exclude or n.name in taken for n in chain):
             found.append(PointwiseDepthwise(chain))
             taken.update(n.name for n in chain)

@@ -331,10 +331,9 @@ class PointwiseDepthwise(_ImageKernel):
         assert self.dw.geo.dh == self.dw.geo.dw == 1 and self.expand.n == self.dw.geo.c
         assert project is None or project.k == self.dw.geo.c
         e, d, p = self.expand, self.dw, project
+        after = (p.packed.data_ptr(), p.bias.data_ptr(), p.n, p.lo, p.hi, p.clamp) if p else (None, None, 0, 0.0, 0.0, 0)
         self.plan = _PwDwPlan(e.k, e.packed.data_ptr(), e.bias.data_ptr(), e.lo, e.hi, e.clamp, ctypes.pointer(d.geo),
-                              d.w.data_ptr(), d.bias.data_ptr(), d.lo, d.hi, d.clamp,
-                              p.packed.data_ptr() if p else None, p.bias.data_ptr() if p else None, p.n if p else 0,
-                              p.lo if p else 0.0, p.hi if p else 0.0, p.clamp if p else 0)
+                              d.w.data_ptr(), d.bias.data_ptr(), d.lo, d.hi, d.clamp, *after)
         self.ref = ctypes.byref(self.plan)
         self.fn = lib.pwdw_run
         self.out_shape = (*self.dw.out_shape[:3], p.n) if p else self.dw.out_shape

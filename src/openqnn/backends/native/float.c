@@ -427,14 +427,13 @@ static void conv_task(void* arg, long t) {
         for (long jj = j0; jj < j1; ++jj) {
             long nc = g->N - jj * NR < NR ? g->N - jj * NR : NR;
             const float* bp = g->bp + (jj * K + k0) * NR;
-            /* the block's first tile fetches the chunk of weights the next panel reads (the next chunk's first) */
-            const float* next = jj + 1 < j1 ? bp + K * NR : k0 + kc < K ? g->bp + (j0 * K + k0 + kc) * NR : 0;
-            long next_k = jj + 1 < j1 ? kc : K - k0 - kc < step ? K - k0 - kc : step;
+            /* the block's first tile fetches the next panel's chunk of weights */
+            const float* next = jj + 1 < j1 ? bp + K * NR : 0;
             for (long p = p0, x0 = ox0; p < p1; p += MR, x0 = (x0 + MR) % q->ow) { /* x0: p's column */
                 long mr = p1 - p < MR ? p1 - p : MR;
                 float* c = g->c + p * g->ldc + jj * NR;
                 const float* add = g->e.add ? g->e.add + p * g->e.ldadd + jj * NR : 0;
-                const float* pf = p == p0 && next && next_k >= kc ? next : 0;
+                const float* pf = p == p0 ? next : 0;
                 if (x0 + mr <= q->ow) /* within one output row: its windows a constant stride apart */
                     tiles(rp[p - p0], q->sw * C, 0, pf, j->off + k0, kc, bp, g->bias + jj * NR, c, g->ldc, mr, nc,
                           &g->e, add, part);
@@ -630,9 +629,9 @@ typedef struct {
     const conv_geo* q; /* the depthwise's geometry (c = ce, dilation 1) */
     const float *dww, *dwb;
     float* out;
-    epi_t e;      /* the depthwise's epilogue (its add null where a projection follows) */
-    gemm_job pj;  /* the projection (a 1x1 convolution of the depthwise's output; its e the step's epilogue) */
-    int project;  /* whether pj runs */
+    epi_t e;     /* the depthwise's epilogue (its add null where a projection follows) */
+    gemm_job pj; /* the projection (a 1x1 convolution of the depthwise's output; its e the step's epilogue), where
+                  * pj.bp is not null */
     long bands, groups; /* tasks per image: bands of output rows times groups of panels */
     _Atomic int failed;
 } pwdw_job;
@@ -663,8 +662,8 @@ static void pwdw_task(void* arg, long t) {
      * them (the chunk's pixels its rows) when the chunk is full */
     long out_floats = q->ow * C, chunk_rows = PROJ_FLOATS / (out_floats > 0 ? out_floats : 1), c0 = oy0;
     if (chunk_rows < 1) chunk_rows = 1;
-    float* dwout = j->project ? scratch_for(4, chunk_rows * out_floats) : 0;
-    if (j->project && !dwout) {
+    float* dwout = j->pj.bp ? scratch_for(4, chunk_rows * out_floats) : 0;
+    if (j->pj.bp && !dwout) {
         j->failed = 1;
         return;
     }
@@ -683,7 +682,7 @@ static void pwdw_task(void* arg, long t) {
             }
             rows[ky] = ring + slot * row_floats;
         }
-        if (!j->project) {
+        if (!j->pj.bp) {
             long at = (img * q->oh + oy) * q->ow * C;
             dw_row(rows, q, j->dww, j->dwb, j->out + at, j->e.add ? j->e.add + at : 0, &j->e, cb, ce);
             continue;
@@ -709,14 +708,14 @@ int pwdw_f32(const float* x, long cin, const float* bp, const float* pw_bias, fl
              float lo, float hi, int clamp, const float* pbp, const float* pbias, long pn, float plo, float phi,
              int pclamp) {
     long ce = q->c;
-    int project = pbp != 0;
     pwdw_job j = {{0, bp, pw_bias, 0, q->w, cin, cin, ce, ce, (ce + NR - 1) / NR, 1, 0, MC, {0, 0, pw_lo, pw_hi, pw_clamp, 0}},
-                  x, q, dww, dwb, out, {project ? 0 : add, ce, lo, hi, clamp, 0},
+                  x, q, dww, dwb, out, {pbp ? 0 : add, ce, lo, hi, clamp, 0},
                   {0, pbp, pbias, out, 0, ce, ce, pn, pn, (pn + NR - 1) / NR, 1, 0, MC, {add, pn, plo, phi, pclamp, 0}},
-                  project, 1, 1, 0};
+                  1, 1, 0};
     int threads = openqnn_pool_threads();
-    double macs = (double)q->n * q->h * q->w * cin * ce;
-    if (project && threads > 1 && macs >= openqnn_parallel_macs && q->oh < 4 * threads) {
+    int shared = threads > 1 && (double)q->n * q->h * q->w * cin * ce >= openqnn_parallel_macs;
+    int few_rows = q->oh < 4 * threads; /* bands of them would be uneven, two rows expanded twice each */
+    if (shared && few_rows && pbp) {
         /* a small image on several threads: its few rows would split unevenly, so the expansion and depthwise
          * split their channels (below) into the calling thread's buffer, and the projection's GEMM splits its own
          * rows and panels (the same sums: the projection is the same GEMM either way) */
@@ -729,16 +728,11 @@ int pwdw_f32(const float* x, long cin, const float* bp, const float* pw_bias, fl
         sgemm_f32(mid, q->n * q->oh * q->ow, ce, ce, pbp, pn, pbias, out, pn, add, pn, plo, phi, pclamp, 0);
         return 0;
     }
-    if (threads > 1 && macs >= openqnn_parallel_macs && project) {
-        if (q->oh >= 2 * threads) j.bands = threads; /* (the projection reads every channel: no groups) */
-    } else if (threads > 1 && macs >= openqnn_parallel_macs) {
-        if (q->oh >= 4 * threads)
-            j.bands = threads; /* bands of rows (a few rows expanded twice) */
-        else { /* a small image (7x7 on 2 threads): groups of channels, about two per thread (none expanded twice;
-                * bands of its few rows were uneven, and each expanded two rows twice) */
-            long per_group = (j.pw.panels + 2 * threads - 1) / (2 * threads);
-            j.groups = (j.pw.panels + per_group - 1) / per_group;
-        }
+    if (shared && !few_rows)
+        j.bands = threads; /* bands of rows */
+    else if (shared) { /* a small image (7x7 on 2 threads): groups of channels, about two per thread */
+        long per_group = (j.pw.panels + 2 * threads - 1) / (2 * threads);
+        j.groups = (j.pw.panels + per_group - 1) / per_group;
     }
     long tasks = q->n * j.bands * j.groups;
     if (tasks > 1)
